@@ -1,0 +1,14 @@
+"""Triton kernels of genomix and their PyTorch references.
+
+Imported as ``genomix.kernels`` (the package exposes this top-level ``kernels/`` folder through a
+symlink, so it ships in wheels and works from a source tree). Nothing here imports the rest of genomix.
+Each op has one dispatch function that picks the Triton kernel on CUDA and the reference elsewhere:
+
+- :func:`fftconv` -- long causal (or bidirectional) FFT convolution with skip term and gates.
+- :func:`selective_scan` -- Mamba-1 selective scan.
+"""
+from .dispatch import use_triton
+from .fftconv import fftconv, fftconv_ref
+from .scan import selective_scan, selective_scan_ref
+
+__all__ = ["fftconv", "fftconv_ref", "selective_scan", "selective_scan_ref", "use_triton"]
