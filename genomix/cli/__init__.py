@@ -1,0 +1,50 @@
+"""The ``genomix`` command. Each subcommand lives in its own module of this package, exposing
+``add_parser(subparsers)`` that registers its arguments and sets ``func`` to a function taking the
+parsed namespace. Subcommands only parse arguments and call the library."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from typing import Sequence
+
+from ..errors import GenomixError
+
+COMMANDS = ("genome",)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="genomix", description="Long-context DNA foundation models: data, pretraining, inference."
+    )
+    parser.add_argument("--version", action="version", version=f"genomix {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging and full tracebacks")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMANDS:
+        importlib.import_module(f"{__name__}.{name.replace('-', '_')}").add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the process exit status (2 for a GenomixError, with its message)."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    try:
+        result = args.func(args)
+    except GenomixError as exc:
+        if args.verbose:
+            raise
+        print(f"genomix {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"genomix {args.command}: interrupted; nothing partial was kept", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,134 @@
+"""Name → config → model: the one place that knows every family, named size and head.
+
+Named sizes are YAML files in ``configs/models/`` (shipped inside the package as ``genomix/configs``);
+each names its ``model_type`` and the family's hyper-parameters. ``build("hyenadna-tiny-1k")`` reads
+the YAML, makes the family's config and a model with fresh weights. Families register themselves
+with :func:`register_family` when their module is imported; :data:`FAMILY_MODULES` says which module
+to import for a ``model_type``, so nothing loads before it is needed.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import ConfigError
+from .base import GenomixConfig, GenomixPreTrainedModel
+
+FAMILY_MODULES = {
+    "genomix-hyena": "genomix.models.hyena",
+    "genomix-mamba": "genomix.models.mamba",
+    "genomix-caduceus": "genomix.models.caduceus",
+    "genomix-m2": "genomix.models.m2",
+    "genomix-transformer": "genomix.models.transformer",
+}
+TASKS = ("base", "causal-lm", "masked-lm", "classification")
+
+
+@dataclasses.dataclass
+class Family:
+    """The classes of one backbone family; ``default_task`` is what ``build`` makes when not told."""
+
+    model_type: str
+    config_class: type[GenomixConfig]
+    models: dict[str, type[GenomixPreTrainedModel]]
+    default_task: str = "causal-lm"
+
+
+_FAMILIES: dict[str, Family] = {}
+
+
+def register_family(family: Family) -> Family:
+    """Make a family known to :func:`build`, :func:`genomix.from_pretrained` and the Auto* classes."""
+    unknown = set(family.models) - set(TASKS)
+    if unknown:
+        raise ValueError(f"unknown task names {sorted(unknown)}; expected some of {TASKS}")
+    _FAMILIES[family.model_type] = family
+    return family
+
+
+def get_family(model_type: str) -> Family:
+    if model_type not in _FAMILIES:
+        module = FAMILY_MODULES.get(model_type)
+        if module is None:
+            raise ConfigError(
+                f"unknown model_type {model_type!r}; genomix knows {sorted(FAMILY_MODULES)}"
+            )
+        importlib.import_module(module)
+    return _FAMILIES[model_type]
+
+
+def all_families() -> list[Family]:
+    """Import and return every family (used to register them all with transformers)."""
+    return [get_family(t) for t in FAMILY_MODULES]
+
+
+def config_dirs() -> list[Path]:
+    """Where named model configs are looked up: ``$GENOMIX_CONFIG_PATH`` entries, then the shipped ones."""
+    extra = [Path(p) for p in os.environ.get("GENOMIX_CONFIG_PATH", "").split(os.pathsep) if p]
+    return extra + [Path(__file__).resolve().parent.parent / "configs" / "models"]
+
+
+def available_models() -> list[str]:
+    """Names accepted by :func:`build` and ``--model``."""
+    names = {p.stem for d in config_dirs() if d.is_dir() for p in d.glob("*.yaml")}
+    return sorted(names)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict) or "model_type" not in data:
+        raise ConfigError(f"{path}: a model config must be a mapping with a 'model_type' field")
+    return data
+
+
+def config_dict(name_or_path: str | os.PathLike) -> dict[str, Any]:
+    """Raw config fields of a named size or a YAML file path."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") and path.is_file():
+        return _read_yaml(path)
+    for directory in config_dirs():
+        candidate = directory / f"{name_or_path}.yaml"
+        if candidate.is_file():
+            data = _read_yaml(candidate)
+            data.setdefault("name", str(name_or_path))
+            return data
+    close = [n for n in available_models() if str(name_or_path).split("-")[0] in n]
+    hint = f" Did you mean one of {close}?" if close else f" Known: {available_models()}"
+    raise ConfigError(f"unknown model {str(name_or_path)!r}: no configs/models/{name_or_path}.yaml.{hint}")
+
+
+def load_config(name_or_path: str | os.PathLike | GenomixConfig, **overrides: Any) -> GenomixConfig:
+    """A family config from a name, a YAML path or a config object, with field overrides applied."""
+    if isinstance(name_or_path, GenomixConfig):
+        data = name_or_path.to_dict()
+    else:
+        data = config_dict(name_or_path)
+    data.update(overrides)
+    family = get_family(data.pop("model_type"))
+    return family.config_class(**data)
+
+
+def build(
+    name_or_config: str | os.PathLike | GenomixConfig, task: str | None = None, **overrides: Any
+) -> GenomixPreTrainedModel:
+    """A model with fresh weights from a named size, YAML path or config.
+
+    ``task`` is one of ``base``, ``causal-lm``, ``masked-lm``, ``classification``; by default the
+    family's own pretraining head.
+    """
+    config = load_config(name_or_config, **overrides)
+    family = get_family(config.model_type)
+    task = task or family.default_task
+    if task not in family.models:
+        raise ConfigError(
+            f"{config.model_type} models have no {task!r} head; available: {sorted(family.models)}"
+        )
+    return family.models[task](config)
