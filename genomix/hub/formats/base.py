@@ -1,0 +1,137 @@
+"""The adapter interface and the helpers every layout adapter shares (safe reading, key checks)."""
+from __future__ import annotations
+
+import abc
+import dataclasses
+import json
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import torch
+
+from ...errors import CheckpointError
+
+if False:  # pragma: no cover - typing only, avoids importing models at adapter import
+    from ...models.base import GenomixConfig
+
+
+@dataclasses.dataclass
+class LoadedCheckpoint:
+    """What an adapter returns: a family config, weights in genomix naming, the head they fit.
+
+    ``task`` is the head the weights were saved with (``base``, ``causal-lm``, ``masked-lm``,
+    ``classification``); ``from_pretrained`` builds that head unless the caller asks for another.
+    ``source_format`` names the adapter, for messages and ``genomix convert``.
+    """
+
+    config: "GenomixConfig"
+    state_dict: dict[str, torch.Tensor]
+    task: str
+    source_format: str
+
+
+class FormatAdapter(abc.ABC):
+    """One checkpoint layout. Subclasses set ``name``/``patterns``/``priority`` and implement both methods."""
+
+    #: Short layout name used in messages and by ``get_format``.
+    name: str = ""
+    #: ``allow_patterns`` for ``huggingface_hub.snapshot_download``: the files this layout needs.
+    patterns: tuple[str, ...] = ("*.json",)
+    #: Adapters are tried in increasing priority; more specific layouts get lower numbers.
+    priority: int = 100
+
+    @abc.abstractmethod
+    def detect(self, path: Path) -> bool:
+        """Whether directory ``path`` is in this layout; cheap (file names and config fields only)."""
+
+    @abc.abstractmethod
+    def load(self, path: Path) -> LoadedCheckpoint:
+        """Read config and weights from ``path``; raise :class:`CheckpointError` on any problem."""
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from ``path``, with a CheckpointError naming the file when it is not one."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: missing; a checkpoint directory needs its config.json") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path}: not valid JSON ({exc}); re-download or re-save the checkpoint") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """Tensors from a ``.safetensors`` file or a torch pickle (``.bin``/``.ckpt``/``.pt``).
+
+    Pickles are read with ``weights_only=True`` only (no arbitrary code). A Lightning checkpoint's
+    ``state_dict`` entry is returned as is. Truncated or corrupt files raise CheckpointError.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: weights file missing")
+    hint = "the file is truncated or corrupt; delete it and download or convert it again"
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path), device="cpu")
+        except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+            raise CheckpointError(f"{path}: cannot read safetensors ({exc}); {hint}") from None
+    try:
+        data = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"{path}: refused to unpickle ({str(exc).splitlines()[0]}); genomix loads weights with "
+            "weights_only=True, so the file must hold only tensors and plain containers"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: cannot read torch checkpoint ({exc}); {hint}") from None
+    if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
+        data = data["state_dict"]
+    if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
+        raise CheckpointError(f"{path}: expected a mapping of parameter names to tensors")
+    return data
+
+
+def _summarise(keys: Iterable[str], limit: int = 8) -> str:
+    keys = sorted(keys)
+    shown = ", ".join(keys[:limit])
+    return shown + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
+
+
+def check_keys(
+    path: Path,
+    state_dict: Mapping[str, torch.Tensor],
+    expected: Mapping[str, torch.Tensor],
+    optional: Iterable[str] = (),
+) -> None:
+    """Raise CheckpointError listing missing/unexpected keys and shape mismatches.
+
+    ``expected`` is a reference state dict (usually of a freshly built model); keys in ``optional``
+    (e.g. buffers the layout may omit) may be missing.
+    """
+    optional = set(optional)
+    missing = set(expected) - set(state_dict) - optional
+    unexpected = set(state_dict) - set(expected)
+    shapes = [
+        f"{k}: checkpoint {tuple(state_dict[k].shape)} vs config {tuple(expected[k].shape)}"
+        for k in sorted(set(expected) & set(state_dict))
+        if tuple(state_dict[k].shape) != tuple(expected[k].shape)
+    ]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing key(s): {_summarise(missing)}")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected key(s): {_summarise(unexpected)}")
+    if shapes:
+        problems.append(f"{len(shapes)} shape mismatch(es): {'; '.join(shapes[:6])}")
+    if problems:
+        raise CheckpointError(
+            f"{path}: weights do not match the config: " + " | ".join(problems)
+            + ". The config.json and the weights file probably come from different models."
+        )
