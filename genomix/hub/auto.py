@@ -1,0 +1,53 @@
+"""Register every genomix family with transformers' ``Auto*`` classes (no ``trust_remote_code``).
+
+After :func:`register_auto_classes`, ``AutoConfig``/``AutoModel``/``AutoModelForCausalLM``/
+``AutoModelForMaskedLM``/``AutoModelForSequenceClassification``/``AutoTokenizer`` resolve a
+directory whose ``config.json`` says ``"model_type": "genomix-<family>"`` to genomix classes.
+It runs when ``genomix.hub`` is imported and when a family module registers itself, and is
+idempotent.
+"""
+from __future__ import annotations
+
+import importlib
+
+from ..models.registry import FAMILY_MODULES, get_family
+
+_AUTO_BY_TASK = {
+    "base": "AutoModel",
+    "causal-lm": "AutoModelForCausalLM",
+    "masked-lm": "AutoModelForMaskedLM",
+    "classification": "AutoModelForSequenceClassification",
+}
+_registered: set[str] = set()
+
+
+def _importable_families() -> list:
+    families = []
+    for model_type, module in FAMILY_MODULES.items():
+        try:
+            families.append(get_family(model_type))
+        except ModuleNotFoundError as exc:
+            if exc.name != module:  # the family module exists but is broken: surface that
+                raise
+        except KeyError:
+            # The family module is being imported right now (it registers before calling us,
+            # so this only happens for a module that imports genomix.hub before registering).
+            continue
+    return families
+
+
+def register_auto_classes() -> list[str]:
+    """Register all importable families; returns the model types registered so far."""
+    import transformers
+
+    from ..tokenizer import Tokenizer
+
+    for family in _importable_families():
+        if family.model_type in _registered:
+            continue
+        transformers.AutoConfig.register(family.model_type, family.config_class, exist_ok=True)
+        for task, model_class in family.models.items():
+            getattr(transformers, _AUTO_BY_TASK[task]).register(family.config_class, model_class, exist_ok=True)
+        transformers.AutoTokenizer.register(family.config_class, slow_tokenizer_class=Tokenizer, exist_ok=True)
+        _registered.add(family.model_type)
+    return sorted(_registered)

@@ -1,0 +1,97 @@
+"""Head pieces every backbone family shares: padding-aware pooling, a sequence-classification head,
+and the LM / classification losses with Hugging Face's conventions.
+
+Pooling modes (``pooling`` in a family config):
+
+- ``mean``: average over real tokens (``attention_mask == 1``);
+- ``last``: the last real token (what a causal model has seen the whole sequence at);
+- ``first``: the first real token (for bidirectional models; genomix adds no CLS token).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ConfigError
+
+POOLING_MODES = ("mean", "last", "first")
+IGNORE_INDEX = -100
+
+
+def _mask_or_ones(hidden: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+    if attention_mask is None:
+        return torch.ones(hidden.shape[:2], dtype=torch.bool, device=hidden.device)
+    if attention_mask.shape != hidden.shape[:2]:
+        raise ValueError(f"attention_mask {tuple(attention_mask.shape)} does not match hidden {tuple(hidden.shape[:2])}")
+    return attention_mask.bool()
+
+
+def pool(hidden: torch.Tensor, attention_mask: torch.Tensor | None = None, mode: str = "mean") -> torch.Tensor:
+    """(batch, length, channels) -> (batch, channels), ignoring padding positions.
+
+    Rows without any real token pool to zeros (mean) or position 0 (first/last) rather than NaN.
+    """
+    mask = _mask_or_ones(hidden, attention_mask)
+    if mode == "mean":
+        weights = mask.to(hidden.dtype).unsqueeze(-1)
+        return (hidden * weights).sum(1) / weights.sum(1).clamp_min(1.0)
+    positions = torch.arange(hidden.shape[1], device=hidden.device).expand_as(mask)
+    if mode == "last":
+        index = torch.where(mask, positions, torch.full_like(positions, -1)).amax(1).clamp_min(0)
+    elif mode == "first":
+        big = torch.full_like(positions, hidden.shape[1])
+        index = torch.where(mask, positions, big).amin(1).clamp_max(hidden.shape[1] - 1)
+    else:
+        raise ConfigError(f"unknown pooling {mode!r}; choose one of {POOLING_MODES}")
+    return hidden[torch.arange(hidden.shape[0], device=hidden.device), index]
+
+
+class SequenceClassificationHead(nn.Module):
+    """Pool the backbone's last hidden states, then dropout and a linear layer to ``num_labels`` logits."""
+
+    def __init__(self, d_model: int, num_labels: int, pooling: str = "mean", dropout: float = 0.0, bias: bool = True) -> None:
+        super().__init__()
+        if pooling not in POOLING_MODES:
+            raise ConfigError(f"unknown pooling {pooling!r}; choose one of {POOLING_MODES}")
+        self.pooling = pooling
+        self.dropout = nn.Dropout(dropout)
+        self.proj = nn.Linear(d_model, num_labels, bias=bias)
+
+    def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        pooled = pool(hidden, attention_mask, self.pooling)
+        return self.proj(self.dropout(pooled.to(self.proj.weight.dtype)))
+
+
+def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+    """Next-token cross-entropy: position ``i`` predicts ``labels[i + 1]`` (shift inside, HF style)."""
+    shifted_logits = logits[:, :-1].reshape(-1, logits.shape[-1]).float()
+    shifted_labels = labels[:, 1:].reshape(-1).to(logits.device)
+    return F.cross_entropy(shifted_logits, shifted_labels, ignore_index=ignore_index)
+
+
+def masked_lm_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+    """Position-wise cross-entropy (no shift); ``ignore_index`` marks unmasked positions."""
+    return F.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1).to(logits.device), ignore_index=ignore_index
+    )
+
+
+def classification_loss(logits: torch.Tensor, labels: torch.Tensor, config) -> torch.Tensor:
+    """Loss by ``config.problem_type`` (inferred and stored like transformers does when unset)."""
+    num_labels = logits.shape[-1]
+    if config.problem_type is None:
+        if num_labels == 1:
+            config.problem_type = "regression"
+        elif labels.dtype in (torch.long, torch.int):
+            config.problem_type = "single_label_classification"
+        else:
+            config.problem_type = "multi_label_classification"
+    labels = labels.to(logits.device)
+    if config.problem_type == "regression":
+        return F.mse_loss(logits.squeeze(-1).float(), labels.float().view(-1))
+    if config.problem_type == "single_label_classification":
+        return F.cross_entropy(logits.float().view(-1, num_labels), labels.view(-1))
+    if config.problem_type == "multi_label_classification":
+        return F.binary_cross_entropy_with_logits(logits.float(), labels.float())
+    raise ConfigError(f"unknown problem_type {config.problem_type!r}")

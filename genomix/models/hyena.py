@@ -1,0 +1,477 @@
+"""HyenaDNA (Nguyen et al., 2023): a causal Hyena-operator language model over single nucleotides.
+
+Architecture, with the released checkpoints' parameter names (below ``backbone``) so their weights
+map 1:1 (see ``genomix.hub.formats.hyenadna``)::
+
+    embeddings.word_embeddings (padded vocab 16 x d_model)
+    layers.i: x = x + mixer(norm1(x)); x = x + mlp(norm2(x))      pre-norm blocks, fp32 residual
+        mixer (Hyena operator, order 2):
+            in_proj d -> (order+1)·d, short_filter (depthwise causal conv, width 3) over all of it,
+            split into gates x_0..x_{order-2} and value v;
+            filter_fn: implicit long filter h(t) = MLP_sin(pos_emb(t)) · (exp(-|delta|·t) + shift),
+            v <- fftconv(v · x_{o}, h_o, D=filter_fn.bias_o) for the gates in reverse, y = v · x_0,
+            out_proj d -> d
+        mlp: fc1 d -> d_inner, GELU (tanh), fc2 d_inner -> d
+    ln_f; LM head tied to the embedding matrix
+
+The long convolution goes through ``genomix.kernels.fftconv`` (Triton on CUDA, PyTorch elsewhere).
+Positional features are computed once for ``max_seq_len`` (HyenaDNA's ``l_max``) and stored as
+buffers, as in the released checkpoints; inputs may have any length up to ``max_seq_len``.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+from transformers.modeling_outputs import BaseModelOutput, CausalLMOutput, SequenceClassifierOutput
+
+from ..errors import ConfigError, InputFormatError, RangeError
+from ..kernels import fftconv
+from .base import GenomixConfig, GenomixPreTrainedModel
+from .heads import POOLING_MODES, SequenceClassificationHead, causal_lm_loss, classification_loss
+from .registry import Family, register_family
+
+
+class HyenaConfig(GenomixConfig):
+    """Every HyenaDNA hyper-parameter. Defaults are the released ``tiny-1k`` values.
+
+    ``max_seq_len`` is HyenaDNA's ``l_max`` (the released sizes add 2 to the nominal length, e.g.
+    1026 for "1k"). ``checkpoint_blocks`` turns on per-block activation checkpointing in training;
+    it changes no parameter names. ``pooling`` is the classification head's pooling.
+    """
+
+    model_type = "genomix-hyena"
+
+    def __init__(
+        self,
+        d_model: int = 128,
+        n_layer: int = 2,
+        d_inner: int | None = None,
+        max_seq_len: int = 1026,
+        hyena_order: int = 2,
+        filter_order: int = 64,
+        emb_dim: int = 5,
+        short_filter_order: int = 3,
+        activation_freq: float = 10.0,
+        num_inner_mlps: int = 2,
+        train_freq: bool = True,
+        use_bias: bool = True,
+        modulate: bool = True,
+        modulation_shift: float = 0.05,
+        fast_decay_pct: float = 0.3,
+        slow_decay_pct: float = 1.5,
+        modulation_target: float = 1e-2,
+        normalized_filter: bool = False,
+        embed_dropout: float = 0.1,
+        resid_dropout: float = 0.0,
+        hyena_dropout: float = 0.0,
+        hyena_filter_dropout: float = 0.0,
+        layer_norm_epsilon: float = 1e-5,
+        initializer_range: float = 0.02,
+        checkpoint_blocks: bool = False,
+        pooling: str = "mean",
+        classifier_dropout: float = 0.0,
+        classifier_bias: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        self.d_model = d_model
+        self.n_layer = n_layer
+        self.d_inner = d_inner if d_inner is not None else 4 * d_model
+        self.hyena_order = hyena_order
+        self.filter_order = filter_order
+        self.emb_dim = emb_dim
+        self.short_filter_order = short_filter_order
+        self.activation_freq = activation_freq
+        self.num_inner_mlps = num_inner_mlps
+        self.train_freq = train_freq
+        self.use_bias = use_bias
+        self.modulate = modulate
+        self.modulation_shift = modulation_shift
+        self.fast_decay_pct = fast_decay_pct
+        self.slow_decay_pct = slow_decay_pct
+        self.modulation_target = modulation_target
+        self.normalized_filter = normalized_filter
+        self.embed_dropout = embed_dropout
+        self.resid_dropout = resid_dropout
+        self.hyena_dropout = hyena_dropout
+        self.hyena_filter_dropout = hyena_filter_dropout
+        self.layer_norm_epsilon = layer_norm_epsilon
+        self.initializer_range = initializer_range
+        self.checkpoint_blocks = checkpoint_blocks
+        self.pooling = pooling
+        self.classifier_dropout = classifier_dropout
+        self.classifier_bias = classifier_bias
+        super().__init__(max_seq_len=max_seq_len, **kwargs)
+        self._validate()
+
+    def _validate(self) -> None:
+        if self.emb_dim < 3 or self.emb_dim % 2 == 0:
+            raise ConfigError(f"emb_dim must be odd and >= 3 (time + cos/sin bands), got {self.emb_dim}")
+        if self.hyena_order < 2:
+            raise ConfigError(f"hyena_order must be >= 2, got {self.hyena_order}")
+        if self.max_seq_len < 1:
+            raise ConfigError(f"max_seq_len must be positive, got {self.max_seq_len}")
+        if self.pooling not in POOLING_MODES:
+            raise ConfigError(f"pooling must be one of {POOLING_MODES}, got {self.pooling!r}")
+
+    @property
+    def hidden_size(self) -> int:  # transformers' generic name (Trainer, pipelines)
+        return self.d_model
+
+
+class PositionalEmbedding(nn.Module):
+    """Features of each position fed to the implicit filter: normalised time and ``(emb_dim-1)/2``
+    complex exponential bands; built once for ``l_max`` and sliced per call (buffers ``z`` and ``t``)."""
+
+    def __init__(self, emb_dim: int, l_max: int) -> None:
+        super().__init__()
+        bands = (emb_dim - 1) // 2
+        t = torch.linspace(0, 1, l_max)[None, :, None]
+        angle = 2 * math.pi * torch.arange(l_max, dtype=torch.float32)[None, :, None] / l_max
+        freqs = torch.linspace(1e-4, bands - 1, bands)[None, None]
+        z = torch.cat([t, torch.cos(freqs * angle), -torch.sin(freqs * angle)], dim=-1)
+        self.register_buffer("z", z)
+        self.register_buffer("t", t)
+
+    def forward(self, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.z[:, :length], self.t[:, :length]
+
+
+class Sin(nn.Module):
+    """``sin(freq · x)`` with a learnable per-channel frequency; one instance is shared by every
+    activation of an implicit filter (as in the reference), so the frequency is one parameter."""
+
+    def __init__(self, dim: int, w: float, train_freq: bool) -> None:
+        super().__init__()
+        self.freq = nn.Parameter(torch.full((1, dim), float(w)), requires_grad=train_freq)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sin(self.freq * x)
+
+
+class SharedSin(nn.Module):
+    """A later use of an implicit filter's :class:`Sin` (no parameters of its own, keeps Sequential
+    indices aligned with the released layout)."""
+
+    def __init__(self, owner: Sin) -> None:
+        super().__init__()
+        object.__setattr__(self, "_owner", owner)  # not a submodule: its freq is stored once
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._owner(x)
+
+
+class ExponentialModulation(nn.Module):
+    """Multiply the filter by ``exp(-|delta_c|·t) + shift``: per-channel decay rates ``deltas``."""
+
+    def __init__(self, config: HyenaConfig, channels: int) -> None:
+        super().__init__()
+        self.modulate = config.modulate
+        self.shift = config.modulation_shift
+        max_decay = math.log(config.modulation_target) / config.fast_decay_pct
+        min_decay = math.log(config.modulation_target) / config.slow_decay_pct
+        self.register_buffer("deltas", torch.linspace(min_decay, max_decay, channels)[None, None])
+
+    def forward(self, t: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        if not self.modulate:
+            return h
+        return h * (torch.exp(-t * self.deltas.abs()) + self.shift)
+
+
+class HyenaFilter(nn.Module):
+    """The implicit long-convolution filter of one Hyena operator, and its skip term ``bias`` (D)."""
+
+    def __init__(self, config: HyenaConfig, channels: int) -> None:
+        super().__init__()
+        self.channels = channels
+        self.normalized = config.normalized_filter
+        self.bias = nn.Parameter(torch.randn(channels))
+        self.pos_emb = PositionalEmbedding(config.emb_dim, config.max_seq_len)
+        act = Sin(config.filter_order, config.activation_freq, config.train_freq)
+        layers: list[nn.Module] = [nn.Linear(config.emb_dim, config.filter_order), act]
+        for _ in range(config.num_inner_mlps):
+            layers += [nn.Linear(config.filter_order, config.filter_order), SharedSin(act)]
+        layers.append(nn.Linear(config.filter_order, channels, bias=False))
+        self.implicit_filter = nn.Sequential(*layers)
+        self.modulation = ExponentialModulation(config, channels)
+        self.dropout = nn.Dropout(config.hyena_filter_dropout)
+
+    def filter(self, length: int) -> torch.Tensor:
+        """The filter for ``length`` positions, (channels, length), computed in fp32."""
+        z, t = self.pos_emb(length)
+        with torch.autocast(z.device.type, enabled=False):
+            h = self.modulation(t, self.implicit_filter(z.float()))
+            if self.normalized:
+                h = h / torch.norm(h, dim=-1, p=1, keepdim=True)
+        return self.dropout(h[0].transpose(0, 1))
+
+
+class HyenaOperator(nn.Module):
+    """Hyena mixer: projections, short depthwise conv, gated long FFT convolutions."""
+
+    def __init__(self, config: HyenaConfig) -> None:
+        super().__init__()
+        d = config.d_model
+        self.d_model = d
+        self.order = config.hyena_order
+        width = d * (self.order + 1)
+        self.in_proj = nn.Linear(d, width)
+        self.out_proj = nn.Linear(d, d)
+        self.short_filter = nn.Conv1d(
+            width, width, config.short_filter_order, padding=config.short_filter_order - 1, groups=width
+        )
+        self.filter_fn = HyenaFilter(config, d * (self.order - 1))
+        self.dropout = nn.Dropout(config.hyena_dropout)
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        length = u.shape[1]
+        z = self.short_filter(self.in_proj(u).transpose(1, 2))[..., :length]  # (B, (order+1)d, L)
+        *gates, v = z.split(self.d_model, dim=1)
+        k = self.filter_fn.filter(length).view(self.order - 1, self.d_model, length)
+        skip = self.filter_fn.bias.view(self.order - 1, self.d_model)
+        use_dropout = self.training and self.dropout.p > 0
+        for o, gate in enumerate(reversed(gates[1:])):
+            postgate = gates[0] if o == self.order - 2 else None
+            if use_dropout:
+                v = fftconv(self.dropout(v * gate), k[o], skip[o])
+                v = v * postgate if postgate is not None else v
+            else:
+                v = fftconv(v, k[o], skip[o], pregate=gate, postgate=postgate)
+        return self.out_proj(v.transpose(1, 2))
+
+
+class HyenaMLP(nn.Module):
+    def __init__(self, config: HyenaConfig) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(config.d_model, config.d_inner)
+        self.fc2 = nn.Linear(config.d_inner, config.d_model)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
+
+
+class HyenaBlock(nn.Module):
+    """Pre-norm residual block; the residual stream stays fp32 under autocast."""
+
+    def __init__(self, config: HyenaConfig) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(config.d_model, eps=config.layer_norm_epsilon)
+        self.mixer = HyenaOperator(config)
+        self.norm2 = nn.LayerNorm(config.d_model, eps=config.layer_norm_epsilon)
+        self.mlp = HyenaMLP(config)
+        self.dropout1 = nn.Dropout(config.resid_dropout)
+        self.dropout2 = nn.Dropout(config.resid_dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.dropout1(self.mixer(self.norm1(x))).float()
+        return x + self.dropout2(self.mlp(self.norm2(x))).float()
+
+
+class HyenaEmbeddings(nn.Module):
+    def __init__(self, config: HyenaConfig) -> None:
+        super().__init__()
+        self.word_embeddings = nn.Embedding(config.padded_vocab_size, config.d_model)
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.word_embeddings(input_ids)
+
+
+class HyenaPreTrainedModel(GenomixPreTrainedModel):
+    config_class = HyenaConfig
+    _no_split_modules = ["HyenaBlock"]
+
+    def _init_weights(self, module: nn.Module) -> None:
+        """HyenaDNA's init: N(0, 0.02) linears/embeddings, residual output projections scaled by
+        1/sqrt(2·n_layer), implicit-filter frequencies at ``activation_freq``, D ~ N(0, 1)."""
+        std = self.config.initializer_range
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=std)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, std=std)
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, Sin):
+            nn.init.constant_(module.freq, float(self.config.activation_freq))
+        elif isinstance(module, HyenaFilter):
+            nn.init.normal_(module.bias)
+        elif isinstance(module, (HyenaOperator, HyenaMLP)):
+            out = module.out_proj if isinstance(module, HyenaOperator) else module.fc2
+            nn.init.normal_(out.weight, std=std / math.sqrt(2 * self.config.n_layer))
+
+
+class HyenaModel(HyenaPreTrainedModel):
+    """The HyenaDNA backbone: token ids -> final hidden states (after ``ln_f``); the embedding model."""
+
+    def __init__(self, config: HyenaConfig) -> None:
+        super().__init__(config)
+        self.embeddings = HyenaEmbeddings(config)
+        self.embed_dropout = nn.Dropout(config.embed_dropout)
+        self.layers = nn.ModuleList(HyenaBlock(config) for _ in range(config.n_layer))
+        self.ln_f = nn.LayerNorm(config.d_model, eps=config.layer_norm_epsilon)
+        self.gradient_checkpointing = config.checkpoint_blocks
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embeddings.word_embeddings
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.embeddings.word_embeddings = value
+
+    def _check_input(self, input_ids: torch.Tensor) -> None:
+        if input_ids.dim() != 2:
+            raise InputFormatError(f"input_ids must be (batch, length), got shape {tuple(input_ids.shape)}")
+        if input_ids.shape[1] > self.config.max_seq_len:
+            raise RangeError(
+                f"sequence of length {input_ids.shape[1]} is longer than this model's max_seq_len "
+                f"{self.config.max_seq_len}; split it into windows (genomix embed chunks automatically) "
+                "or use a longer-context model"
+            )
+        if input_ids.numel() and (int(input_ids.min()) < 0 or int(input_ids.max()) >= self.config.vocab_size):
+            raise InputFormatError(
+                f"token ids must lie in [0, {self.config.vocab_size}); got {int(input_ids.min())}..{int(input_ids.max())}. "
+                "Encode sequences with genomix.Tokenizer / genomix.tokenizer.encode"
+            )
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
+        return_dict: bool = True,
+        **kwargs: Any,
+    ) -> BaseModelOutput | tuple:
+        """Final hidden states (batch, length, d_model).
+
+        With an ``attention_mask``, padding is made invisible: each row's real tokens are moved to
+        the front (causal models then never see pads), run, and put back in place, so a padded
+        batch gives each sequence exactly the outputs it gets alone. Outputs at pad positions are
+        meaningless. ``hidden_states`` (if asked) holds the embeddings, each block's output, and
+        last the ``ln_f`` output.
+        """
+        self._check_input(input_ids)
+        order = None
+        if attention_mask is not None and not bool(attention_mask.all()):
+            order = torch.argsort((attention_mask == 0).to(torch.int8), dim=1, stable=True)
+            input_ids = input_ids.gather(1, order)
+        x = self.embed_dropout(self.embeddings(input_ids)).float()
+        states = [x] if output_hidden_states else None
+        for block in self.layers:
+            if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+                x = checkpoint(block, x, use_reentrant=False)
+            else:
+                x = block(x)
+            if states is not None:
+                states.append(x)
+        x = self.ln_f(x)
+        if states is not None:
+            states[-1] = x
+        if order is not None:
+            x = torch.empty_like(x).scatter_(1, order.unsqueeze(-1).expand_as(x), x)
+            if states is not None:
+                states = [torch.empty_like(s).scatter_(1, order.unsqueeze(-1).expand_as(s), s) for s in states]
+        hidden_states = tuple(states) if states is not None else None
+        if not return_dict:
+            return (x, hidden_states) if hidden_states is not None else (x,)
+        return BaseModelOutput(last_hidden_state=x, hidden_states=hidden_states)
+
+
+class HyenaForCausalLM(HyenaPreTrainedModel):
+    """Backbone + LM head (tied to the embedding matrix unless ``tie_word_embeddings`` is false).
+
+    Logits have ``padded_vocab_size`` (16) columns; ``labels`` are shifted inside, -100 ignored.
+    """
+
+    def __init__(self, config: HyenaConfig) -> None:
+        super().__init__(config)
+        self.backbone = HyenaModel(config)
+        self.lm_head = None if config.tie_word_embeddings else nn.Linear(config.d_model, config.padded_vocab_size, bias=False)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.backbone.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.backbone.set_input_embeddings(value)
+
+    def get_output_embeddings(self) -> nn.Module | None:
+        return self.lm_head  # None when tied: logits use the embedding matrix directly
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
+        return_dict: bool = True,
+        **kwargs: Any,
+    ) -> CausalLMOutput | tuple:
+        out = self.backbone(input_ids, attention_mask=attention_mask, output_hidden_states=output_hidden_states)
+        hidden = out.last_hidden_state
+        weight = self.get_input_embeddings().weight if self.lm_head is None else self.lm_head.weight
+        logits = F.linear(hidden, weight)
+        loss = causal_lm_loss(logits, labels) if labels is not None else None
+        if not return_dict:
+            return tuple(t for t in (loss, logits, out.hidden_states) if t is not None)
+        return CausalLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
+
+
+class HyenaForSequenceClassification(HyenaPreTrainedModel):
+    """Backbone + padding-aware pooling (``config.pooling``) + linear classifier (``num_labels``)."""
+
+    def __init__(self, config: HyenaConfig) -> None:
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.backbone = HyenaModel(config)
+        self.score = SequenceClassificationHead(
+            config.d_model, config.num_labels, config.pooling, config.classifier_dropout, config.classifier_bias
+        )
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.backbone.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.backbone.set_input_embeddings(value)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
+        return_dict: bool = True,
+        **kwargs: Any,
+    ) -> SequenceClassifierOutput | tuple:
+        out = self.backbone(input_ids, attention_mask=attention_mask, output_hidden_states=output_hidden_states)
+        logits = self.score(out.last_hidden_state, attention_mask)
+        loss = classification_loss(logits, labels, self.config) if labels is not None else None
+        if not return_dict:
+            return tuple(t for t in (loss, logits, out.hidden_states) if t is not None)
+        return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
+
+
+FAMILY = register_family(
+    Family(
+        model_type=HyenaConfig.model_type,
+        config_class=HyenaConfig,
+        models={"base": HyenaModel, "causal-lm": HyenaForCausalLM, "classification": HyenaForSequenceClassification},
+        default_task="causal-lm",
+    )
+)
+
+
+def _register_with_transformers() -> None:
+    """Make ``AutoModel*.from_pretrained`` work on genomix directories after ``import genomix.models.hyena``."""
+    from ..hub.auto import register_auto_classes
+
+    register_auto_classes()
+
+
+_register_with_transformers()
