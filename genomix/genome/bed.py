@@ -1,0 +1,94 @@
+"""Train/valid/test interval splits: from a BED file, or by holding out chromosomes when there is none.
+
+A split BED has at least three columns (``contig  start  end``, 0-based half-open as BED defines) and
+names the split in a further column, as HyenaDNA's/Enformer's ``sequences_human.bed`` does
+(``chr18  936036  1067108  train``). Every row is checked against the genome's contigs, so a BED made
+for another assembly fails loudly with the file and line, instead of silently yielding no windows.
+"""
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from ..errors import InputFormatError, RangeError, UnknownContigError
+
+Interval = tuple[str, int, int]
+SPLITS = ("train", "valid", "test")
+SPLIT_ALIASES = {"validation": "valid", "val": "valid", "dev": "valid", "training": "train"}
+
+
+def read_bed_splits(path: str | Path, lengths: Mapping[str, int], split_column: int = 3,
+                    default_split: str = "train") -> dict[str, list[Interval]]:
+    """Read a split BED file into ``{split: [(contig, start, end), ...]}``, validated against ``lengths``.
+
+    ``split_column`` is the 0-based column holding the split name; rows without it go to
+    ``default_split``. Header lines (``#``, ``track``, ``browser``) and blank lines are skipped.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputFormatError(f"{path}: no such BED file; check the path")
+    with open(path, "rb") as probe:
+        opener = gzip.open if probe.read(2) == b"\x1f\x8b" else open
+    splits: dict[str, list[Interval]] = {}
+    with opener(path, "rt", encoding="utf-8", errors="replace") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip() or line.startswith(("#", "track", "browser")):
+                continue
+            cols = line.rstrip("\r\n").split("\t") if "\t" in line else line.split()
+            if len(cols) < 3:
+                raise InputFormatError(f"{path}:{lineno}: expected 'contig start end [split]', got {line.strip()!r}")
+            contig = cols[0]
+            try:
+                start, end = int(cols[1]), int(cols[2])
+            except ValueError:
+                raise InputFormatError(
+                    f"{path}:{lineno}: start/end must be integers, got {cols[1]!r} and {cols[2]!r}"
+                ) from None
+            if contig not in lengths:
+                raise UnknownContigError(
+                    f"{path}:{lineno}: contig {contig!r} is not in the genome "
+                    f"(known: {', '.join(list(lengths)[:6])}{', ...' if len(lengths) > 6 else ''}); "
+                    "was the BED made for another assembly or naming (chr1 vs 1)?"
+                )
+            if not 0 <= start < end <= lengths[contig]:
+                raise RangeError(
+                    f"{path}:{lineno}: interval {contig}:{start}-{end} is empty or outside the contig "
+                    f"(length {lengths[contig]:,})"
+                )
+            split = cols[split_column].strip().lower() if len(cols) > split_column else default_split
+            split = SPLIT_ALIASES.get(split, split)
+            splits.setdefault(split, []).append((contig, start, end))
+    if not splits:
+        raise InputFormatError(f"{path}: no intervals found; a split BED needs 'contig start end split' rows")
+    return splits
+
+
+def holdout_splits(lengths: Mapping[str, int], valid: Sequence[str] = (), test: Sequence[str] = (),
+                   fraction: float = 0.05) -> dict[str, list[Interval]]:
+    """Splits without a BED file.
+
+    Contigs named in ``valid``/``test`` are held out whole (chromosome hold-out); the rest train. When
+    neither is given (for example a single-contig genome such as the demo), each contig is cut instead:
+    its last ``fraction`` goes to test, the ``fraction`` before that to valid, the remainder to train.
+    """
+    for name in (*valid, *test):
+        if name not in lengths:
+            raise UnknownContigError(f"hold-out contig {name!r} is not in the genome (known: {', '.join(lengths)})")
+    splits: dict[str, list[Interval]] = {s: [] for s in SPLITS}
+    if valid or test:
+        for contig, length in lengths.items():
+            split = "valid" if contig in valid else "test" if contig in test else "train"
+            splits[split].append((contig, 0, length))
+        return splits
+    if not 0 < fraction < 0.5:
+        raise ValueError(f"fraction must be in (0, 0.5), got {fraction}")
+    for contig, length in lengths.items():
+        cut = int(length * fraction)
+        if cut == 0:
+            splits["train"].append((contig, 0, length))
+            continue
+        splits["train"].append((contig, 0, length - 2 * cut))
+        splits["valid"].append((contig, length - 2 * cut, length - cut))
+        splits["test"].append((contig, length - cut, length))
+    return splits

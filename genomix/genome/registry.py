@@ -1,0 +1,132 @@
+"""Named reference genomes and :func:`prepare_genome`, the library side of `genomix genome prepare`.
+
+The registry itself is data (``genome/data/registry.yaml``): download URL, checksum source, optional
+split BED and the chromosomes held out when there is no BED. ``demo`` is the bundled human chr1 3 Mb
+FASTA, so a fresh install works offline.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable
+
+import yaml
+
+from ..errors import ConfigError
+from .bed import Interval, holdout_splits, read_bed_splits
+from .download import download, fetch_text, md5_from_manifest, verify_file
+from .store import COMPRESSION, write_store
+
+DATA_DIR = Path(__file__).resolve().parent / "data"
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class GenomeSpec:
+    """One registry entry (see ``registry.yaml``)."""
+
+    name: str
+    description: str = ""
+    url: str | None = None
+    file: str | None = None  # bundled file in genome/data/
+    md5: str | None = None
+    sha256: str | None = None
+    size: int | None = None
+    md5_manifest: str | None = None
+    splits_bed: str | None = None
+    holdout: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def filename(self) -> str:
+        return self.file or self.url.rsplit("/", 1)[-1]
+
+
+@lru_cache(maxsize=1)
+def registry() -> dict[str, GenomeSpec]:
+    """All named genomes, from ``registry.yaml``."""
+    with open(DATA_DIR / "registry.yaml", encoding="utf-8") as fh:
+        raw = yaml.safe_load(fh)
+    return {name: GenomeSpec(name=name, **fields) for name, fields in raw.items()}
+
+
+def cache_dir(path: str | Path | None = None) -> Path:
+    """Where downloads and default stores live: ``path``, else ``$GENOMIX_CACHE``, else ~/.cache/genomix."""
+    if path is not None:
+        return Path(path).expanduser()
+    env = os.environ.get("GENOMIX_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "genomix"
+
+
+def demo_fasta() -> Path:
+    """Path of the bundled demo genome (human GRCh37 chr1:1-3,004,950)."""
+    return DATA_DIR / registry()["demo"].file
+
+
+def fetch_genome(spec: GenomeSpec, cache: Path, quiet: bool = False) -> Path:
+    """Local path of ``spec``'s FASTA: the bundled file, or a verified (cached) download."""
+    if spec.file:
+        path = DATA_DIR / spec.file
+        verify_file(path, spec.md5, spec.sha256, spec.size)
+        return path
+    md5 = spec.md5
+    dest = cache / "downloads" / spec.name / spec.filename
+    if md5 is None and spec.md5_manifest and not dest.exists():
+        md5 = md5_from_manifest(fetch_text(spec.md5_manifest), spec.filename)
+        if md5 is None:
+            log.warning("%s lists no checksum for %s; verifying size only", spec.md5_manifest, spec.filename)
+    return download(spec.url, dest, md5=md5, sha256=spec.sha256, size=spec.size, quiet=quiet)
+
+
+def _splits_for(spec: GenomeSpec | None, bed: Path | None) -> Callable[[dict[str, int]], dict[str, list[Interval]]]:
+    def make(lengths: dict[str, int]) -> dict[str, list[Interval]]:
+        if bed is not None:
+            return read_bed_splits(bed, lengths)
+        hold = spec.holdout if spec is not None else {}
+        present = {k: [c for c in v if c in lengths] for k, v in hold.items()}
+        return holdout_splits(lengths, valid=present.get("valid", ()), test=present.get("test", ()))
+
+    return make
+
+
+def prepare_genome(genome: str | Path, out: str | Path | None = None, cache: str | Path | None = None,
+                   bed: str | Path | None = None, quiet: bool = False, force: bool = False,
+                   compression: str | None = COMPRESSION) -> Path:
+    """Build (or reuse) the genome store for a registry name, ``demo`` or a FASTA path; returns its path.
+
+    Named genomes are downloaded into the cache with resume and checksum verification; the split BED
+    of the entry (hg38: HyenaDNA's ``sequences_human.bed``) or ``bed`` is validated and stored with the
+    sequences; without one, chromosome hold-out splits are stored. An existing ``out`` is reused unless
+    ``force``. The store is written atomically.
+    """
+    from tqdm.auto import tqdm
+
+    root = cache_dir(cache)
+    specs = registry()
+    name = str(genome)
+    spec = specs.get(name)
+    if spec is not None:
+        fasta = fetch_genome(spec, root, quiet=quiet)
+        source = spec.url or f"genomix bundled {spec.file}"
+        if bed is None and spec.splits_bed:
+            bed = download(spec.splits_bed, root / "downloads" / spec.name / spec.splits_bed.rsplit("/", 1)[-1],
+                           quiet=quiet)
+        default_out = root / "stores" / f"{spec.name}.h5"
+    else:
+        fasta = Path(name).expanduser()
+        if not fasta.is_file():
+            raise ConfigError(f"unknown genome {name!r}: not a FASTA file and not one of "
+                              f"{', '.join(sorted(specs))}; pass a registry name or a path to .fa/.fa.gz")
+        source = str(fasta.resolve())
+        default_out = fasta.with_name(fasta.name.split(".")[0] + ".h5")
+    out = Path(out).expanduser() if out is not None else default_out
+    if out.exists() and not force:
+        log.info("genome store %s already exists; reusing it (pass --force to rebuild)", out)
+        return out
+    with tqdm(total=fasta.stat().st_size, unit="B", unit_scale=True, desc=f"store {out.name}",
+              disable=quiet) as bar:
+        write_store(fasta, out, source=source, splits=_splits_for(spec, Path(bed) if bed else None),
+                    on_read=bar.update, compression=compression)
+    return out

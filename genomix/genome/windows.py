@@ -1,0 +1,185 @@
+"""Fixed-length training windows drawn from a genome store, as a ``torch`` Dataset.
+
+Determinism that survives resumption: the window (and its strand and MLM mask) returned for ``index``
+is a pure function of ``(seed, epoch, index)``, computed from a fresh ``numpy`` generator seeded with
+exactly that triple. No state advances between calls, so a run resumed at step k, any number of
+workers, or a different worker order, sees the same data as an uninterrupted run. Call
+:meth:`WindowDataset.set_epoch` at each epoch start (the training loop does this) to get new windows.
+
+Placement: inside an interval at least as long as the window, the window lies wholly inside it; a
+shorter interval gets a window centred on it that takes flanking sequence from the contig, as
+HyenaDNA does. Positions past either end of the contig are filled with N (labels ignore them), so
+windows near contig ends are valid samples.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..tokenizer import A_ID, MASK_ID, N_ID, PAD_ID, T_ID
+from .bed import Interval, holdout_splits
+from .store import GenomeStore, open_store
+
+IGNORE_INDEX = -100
+OBJECTIVES = ("causal", "mlm")
+MODES = ("random", "tiled")
+
+
+def causal_labels(ids: np.ndarray) -> np.ndarray:
+    """Labels for causal LM: the ids themselves (the model shifts), with N and PAD set to -100."""
+    labels = ids.copy()
+    labels[(ids == N_ID) | (ids == PAD_ID)] = IGNORE_INDEX
+    return labels
+
+
+def mask_for_mlm(ids: np.ndarray, rng: np.random.Generator, probability: float = 0.15
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """BERT-style masking of real bases (A/C/G/T only; N and specials are never chosen).
+
+    Each base is chosen with ``probability``; a chosen base becomes [MASK] 80% of the time, a random
+    base 10%, and stays unchanged 10%. Returns ``(inputs, labels)`` with labels = original id at chosen
+    positions and -100 elsewhere.
+    """
+    real = (ids >= A_ID) & (ids <= T_ID)
+    chosen = real & (rng.random(ids.shape, dtype=np.float32) < probability)
+    action = rng.random(ids.shape, dtype=np.float32)
+    inputs = ids.copy()
+    inputs[chosen & (action < 0.8)] = MASK_ID
+    swap = chosen & (action >= 0.8) & (action < 0.9)
+    inputs[swap] = rng.integers(A_ID, T_ID + 1, size=int(swap.sum()))
+    labels = np.full_like(ids, IGNORE_INDEX)
+    labels[chosen] = ids[chosen]
+    return inputs, labels
+
+
+class WindowDataset(Dataset):
+    """Windows of ``length`` bases from a split of a genome store, in causal-LM or MLM sample format.
+
+    Args:
+        store: a :class:`GenomeStore` or the path of one.
+        length: window length in bases (any size, 1 k to several M).
+        split: ``train``/``valid``/``test``: intervals stored in the store (from a BED file) if present,
+            else chromosome/region hold-out splits (:func:`~genomix.genome.bed.holdout_splits`).
+        intervals: explicit ``(contig, start, end)`` intervals; overrides ``split``.
+        mode: ``random`` (``samples_per_epoch`` random windows per epoch) or ``tiled`` (consecutive
+            non-overlapping windows covering every interval once; the same in every epoch apart from
+            reverse-complement draws).
+        samples_per_epoch: length of a random epoch; default: the split's size in bases / ``length``.
+        rc_probability: chance of returning the reverse complement of a window (augmentation).
+        max_n_fraction: windows with a larger fraction of N are skipped (tiled) or redrawn (random,
+            up to ``max_tries`` times, then the least-N candidate is used).
+        objective: ``causal`` (labels = ids, N/PAD ignored) or ``mlm`` (15% masking, 80/10/10).
+        seed: base seed; samples depend only on ``(seed, epoch, index)``.
+
+    Each sample is ``{"input_ids": LongTensor(length), "labels": LongTensor(length)}``.
+    """
+
+    def __init__(self, store: GenomeStore | str | Path, length: int, split: str = "train",
+                 intervals: Sequence[Interval] | None = None, mode: str = "random",
+                 samples_per_epoch: int | None = None, rc_probability: float = 0.0,
+                 max_n_fraction: float = 1.0, objective: str = "causal", mlm_probability: float = 0.15,
+                 seed: int = 0, max_tries: int = 16) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+        if length < 1:
+            raise ValueError(f"window length must be positive, got {length}")
+        self.store = store if isinstance(store, GenomeStore) else open_store(store)
+        self.length, self.mode, self.objective = int(length), mode, objective
+        self.rc_probability, self.max_n_fraction = float(rc_probability), float(max_n_fraction)
+        self.mlm_probability, self.seed, self.max_tries = float(mlm_probability), int(seed), int(max_tries)
+        self.epoch = 0
+        if intervals is None:
+            if split in self.store.splits:
+                intervals = self.store.split_intervals(split)
+            else:
+                intervals = holdout_splits(self.store.lengths).get(split, [])
+        for contig, _, _ in intervals:
+            self.store.contig_index(contig)  # fail early on unknown contigs
+        self.intervals = [(c, int(s), int(e)) for c, s, e in intervals if e > s]
+        if not self.intervals:
+            raise ValueError(f"no intervals for split {split!r} in {self.store.path}")
+        if mode == "tiled":
+            self._tiles = self._make_tiles()
+            if not self._tiles:
+                raise ValueError(f"every {length}-base tile of split {split!r} has more than "
+                                 f"{max_n_fraction:.0%} N; lower the window length or raise max_n_fraction")
+            self._len = len(self._tiles)
+        else:
+            spans = np.array([max(e - s - self.length + 1, 1) for _, s, e in self.intervals], dtype=np.float64)
+            self._cum = np.cumsum(spans)
+            total = sum(e - s for _, s, e in self.intervals)
+            self._len = int(samples_per_epoch) if samples_per_epoch else max(total // self.length, 1)
+
+    # -- placement -----------------------------------------------------------------------------------
+    def _window_start(self, start: int, end: int, offset: int) -> int:
+        if end - start >= self.length:
+            return start + offset
+        return (start + end) // 2 - self.length // 2  # centred, flanks from the contig
+
+    def _n_fraction(self, contig: str, start: int) -> float:
+        return self.store.n_count(contig, start, start + self.length) / self.length + \
+            (max(0, -start) + max(0, start + self.length - self.store.lengths[contig])) / self.length
+
+    def _make_tiles(self) -> list[tuple[str, int]]:
+        tiles = []
+        for contig, s, e in self.intervals:
+            if e - s < self.length:
+                starts = [self._window_start(s, e, 0)]
+            else:
+                starts = list(range(s, e - self.length + 1, self.length))
+                if starts[-1] + self.length < e:  # cover the tail with a window ending at the interval end
+                    starts.append(e - self.length)
+            tiles += [(contig, st) for st in starts if self._n_fraction(contig, st) <= self.max_n_fraction]
+        return tiles
+
+    def _random_window(self, rng: np.random.Generator) -> tuple[str, int]:
+        best: tuple[float, str, int] | None = None
+        for _ in range(max(self.max_tries, 1)):
+            pick = rng.random() * self._cum[-1]
+            i = int(np.searchsorted(self._cum, pick, side="right"))
+            contig, s, e = self.intervals[i]
+            offset = int(pick - (self._cum[i - 1] if i else 0.0))
+            start = self._window_start(s, e, min(offset, max(e - s - self.length, 0)))
+            frac = self._n_fraction(contig, start)
+            if frac <= self.max_n_fraction:
+                return contig, start
+            if best is None or frac < best[0]:
+                best = (frac, contig, start)
+        return best[1], best[2]
+
+    # -- Dataset API ---------------------------------------------------------------------------------
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose windows ``__getitem__`` returns (pure function of seed, epoch, index)."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self._len
+
+    def _draw(self, index: int) -> tuple[str, int, str, np.random.Generator]:
+        if not 0 <= index < self._len:
+            raise IndexError(f"sample index {index} out of range for {self._len} windows")
+        rng = np.random.default_rng((self.seed, self.epoch, int(index)))
+        contig, start = self._tiles[index] if self.mode == "tiled" else self._random_window(rng)
+        strand = "-" if rng.random() < self.rc_probability else "+"
+        return contig, start, strand, rng
+
+    def locate(self, index: int) -> tuple[str, int, int, str]:
+        """``(contig, start, end, strand)`` of sample ``index`` in the current epoch."""
+        contig, start, strand, _ = self._draw(index)
+        return contig, start, start + self.length, strand
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        contig, start, strand, rng = self._draw(index)
+        ids = self.store.fetch(contig, start, start + self.length, strand=strand, pad=True)
+        if self.objective == "mlm":
+            inputs, labels = mask_for_mlm(ids, rng, self.mlm_probability)
+        else:
+            inputs, labels = ids, causal_labels(ids)
+        return {"input_ids": torch.from_numpy(np.ascontiguousarray(inputs)),
+                "labels": torch.from_numpy(labels)}
