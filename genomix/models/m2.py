@@ -1,0 +1,485 @@
+"""Monarch Mixer (M2) for DNA: a causal LM (``m2``) and a bidirectional masked LM / classifier (``m2-bert``).
+
+M2 (Fu et al., 2023) replaces attention with a gated long convolution whose filter is implicit
+(Hyena-style: positional features -> sine MLP -> exponential decay) and replaces the dense MLP with
+Monarch matrices (:mod:`genomix.models.monarch`), so both the sequence and the width mixing are
+sub-quadratic. The published code is BERT-only; here the same mixer also runs causally (forward filter
+only) for next-nucleotide pretraining, and bidirectionally through ``fftconv(..., bidirectional=True)``
+with a forward and a reversed filter.
+
+Parameter names below each block follow M2-BERT's (``sequence_mixing.{in_linear, out_linear,
+short_filter, filter_fn.{implicit_filter, implicit_filter_rev, pos_emb, modulation, bias}}``,
+``mlp.{gated_layers, wo, layernorm}``) so its public mixer weights can be mapped. Unlike M2-BERT's
+post-norm BERT layers, blocks here are pre-norm with an fp32 residual stream (the genomix convention);
+``mlp.layernorm`` is the MLP's input norm.
+
+Padding: positions where ``attention_mask`` is 0 are zeroed before every convolution, so the outputs at
+real positions equal those of the unpadded sequence (left padding for causal models, any padding for
+bidirectional ones).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers.modeling_outputs import (
+    BaseModelOutput,
+    CausalLMOutput,
+    MaskedLMOutput,
+    SequenceClassifierOutput,
+)
+
+from ..errors import ConfigError, RangeError
+from ..kernels import fftconv
+from .base import GenomixConfig, GenomixPreTrainedModel
+from .monarch import BlockdiagLinear, MonarchLinear, make_linear
+from .registry import Family, register_family
+
+
+class M2Config(GenomixConfig):
+    """Hyper-parameters of an M2 backbone; ``bidirectional`` selects ``m2-bert`` over causal ``m2``.
+
+    ``mlp_linear`` is ``"monarch"`` (two block-diagonal factors with permutations), ``"blockdiag"``
+    (M2-BERT's grouped layer) or ``"dense"``; ``monarch_nblocks`` is their number of blocks.
+    """
+
+    model_type = "genomix-m2"
+
+    def __init__(
+        self,
+        d_model: int = 128,
+        n_layer: int = 2,
+        d_inner: int | None = None,
+        max_seq_len: int = 1024,
+        bidirectional: bool = False,
+        filter_order: int = 64,
+        emb_dim: int = 5,
+        short_filter_order: int = 3,
+        num_inner_mlps: int = 2,
+        activation_freq: float = 10.0,
+        modulation_shift: float = 0.0,
+        residual_long_conv: bool = False,
+        mlp_linear: str = "monarch",
+        monarch_nblocks: int = 4,
+        dropout: float = 0.0,
+        layer_norm_epsilon: float = 1e-5,
+        initializer_range: float = 0.02,
+        pooling: str = "mean",
+        **kwargs: Any,
+    ) -> None:
+        if emb_dim < 3 or emb_dim % 2 == 0:
+            raise ConfigError(f"M2 emb_dim must be odd and >= 3 (time + cos/sin bands), got {emb_dim}")
+        if mlp_linear not in ("monarch", "blockdiag", "dense"):
+            raise ConfigError(f"mlp_linear must be monarch, blockdiag or dense, got {mlp_linear!r}")
+        if pooling not in ("mean", "first", "last"):
+            raise ConfigError(f"pooling must be mean, first or last, got {pooling!r}")
+        self.d_model = d_model
+        self.n_layer = n_layer
+        self.d_inner = d_inner if d_inner is not None else 4 * d_model
+        self.bidirectional = bidirectional
+        self.filter_order = filter_order
+        self.emb_dim = emb_dim
+        self.short_filter_order = short_filter_order
+        self.num_inner_mlps = num_inner_mlps
+        self.activation_freq = activation_freq
+        self.modulation_shift = modulation_shift
+        self.residual_long_conv = residual_long_conv
+        self.mlp_linear = mlp_linear
+        self.monarch_nblocks = monarch_nblocks
+        self.dropout = dropout
+        self.layer_norm_epsilon = layer_norm_epsilon
+        self.initializer_range = initializer_range
+        self.pooling = pooling
+        super().__init__(max_seq_len=max_seq_len, **kwargs)
+
+    @property
+    def default_task(self) -> str:
+        """What :func:`genomix.models.build` makes when not told: bidirectional models are masked LMs."""
+        return "masked-lm" if self.bidirectional else "causal-lm"
+
+
+# --------------------------------------------------------------------------------- implicit filter
+
+
+class Sin(nn.Module):
+    """``sin(freq * x)`` with a learnable per-channel frequency (the Hyena filter's activation)."""
+
+    def __init__(self, dim: int, w: float = 10.0) -> None:
+        super().__init__()
+        self.w = w
+        self.freq = nn.Parameter(torch.full((1, dim), float(w)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sin(self.freq * x)
+
+
+class PositionalEmbedding(nn.Module):
+    """Features of each position: normalised time ``t`` and ``(emb_dim - 1) / 2`` cos/sin bands.
+
+    Built once for ``max_len`` and stored as buffers ``z`` (1, max_len, emb_dim) and ``t`` (1, max_len, 1).
+    """
+
+    def __init__(self, emb_dim: int, max_len: int) -> None:
+        super().__init__()
+        t = torch.linspace(0, 1, max_len)[None, :, None]
+        bands = (emb_dim - 1) // 2
+        w = 2 * math.pi * torch.arange(max_len, dtype=torch.float32)[None, :, None] / max_len
+        f = torch.linspace(1e-4, bands - 1, bands)[None, None]
+        phase = f * w
+        self.register_buffer("z", torch.cat([t, torch.cos(phase), -torch.sin(phase)], dim=-1))
+        self.register_buffer("t", t)
+
+    def forward(self, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.z[:, :length], self.t[:, :length]
+
+
+class ExponentialModulation(nn.Module):
+    """Per-channel exponential decay ``exp(-t·|delta|) + shift`` applied to the filter (fast to slow)."""
+
+    def __init__(
+        self,
+        d_model: int,
+        fast_decay_pct: float = 0.3,
+        slow_decay_pct: float = 1.5,
+        target: float = 1e-2,
+        shift: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.shift = shift
+        max_decay = math.log(target) / fast_decay_pct
+        min_decay = math.log(target) / slow_decay_pct
+        self.register_buffer("deltas", torch.linspace(min_decay, max_decay, d_model)[None, None])
+
+    def forward(self, t: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        return h * (torch.exp(-t * self.deltas.abs()) + self.shift)
+
+
+def _filter_mlp(config: M2Config) -> nn.Sequential:
+    """positional features -> (Linear, Sin) × (1 + num_inner_mlps) -> Linear to one tap per channel."""
+    order, layers = config.filter_order, []
+    dims = [config.emb_dim] + [order] * (config.num_inner_mlps + 1)
+    for d_in, d_out in zip(dims[:-1], dims[1:]):
+        layers += [nn.Linear(d_in, d_out), Sin(d_out, config.activation_freq)]
+    layers.append(nn.Linear(order, config.d_model, bias=False))
+    for layer in layers:
+        if isinstance(layer, nn.Linear):
+            layer.genomix_default_init = True  # the sine MLP needs PyTorch's fan-in init, not N(0, 0.02)
+    return nn.Sequential(*layers)
+
+
+class HyenaFilter(nn.Module):
+    """Implicit long filter: ``k[c, t] = MLP(z_t)[c] · decay_c(t)``, plus the skip weight ``bias`` (D).
+
+    With ``bidirectional`` a second MLP (``implicit_filter_rev``) gives the filter for future positions.
+    """
+
+    def __init__(self, config: M2Config, bidirectional: bool) -> None:
+        super().__init__()
+        self.implicit_filter = _filter_mlp(config)
+        self.implicit_filter_rev = _filter_mlp(config) if bidirectional else None
+        self.pos_emb = PositionalEmbedding(config.emb_dim, config.max_seq_len)
+        self.modulation = ExponentialModulation(config.d_model, shift=config.modulation_shift)
+        self.bias = nn.Parameter(torch.randn(config.d_model))
+
+    def _taps(self, mlp: nn.Sequential, length: int) -> torch.Tensor:
+        z, t = self.pos_emb(length)
+        h = self.modulation(t, mlp(z))  # (1, L, C)
+        return h[0].transpose(0, 1)  # (C, L)
+
+    def kernel(self, length: int) -> torch.Tensor:
+        """(C, L) causal filter, or (C, 2L) ``concat(k_fwd, k_rev)`` when bidirectional (fp32)."""
+        with torch.autocast(device_type=self.bias.device.type, enabled=False):
+            k = self._taps(self.implicit_filter, length)
+            if self.implicit_filter_rev is not None:
+                k = torch.cat([k, self._taps(self.implicit_filter_rev, length)], dim=-1)
+        return k
+
+
+# -------------------------------------------------------------------------------- blocks
+
+
+class MonarchMixerSequenceMixing(nn.Module):
+    """M2's sequence mixer: three gated streams, short conv, implicit long conv, output projection."""
+
+    def __init__(self, config: M2Config) -> None:
+        super().__init__()
+        d = config.d_model
+        self.d_model = d
+        self.bidirectional = config.bidirectional
+        self.in_linear = nn.Linear(d, 3 * d)
+        self.out_linear = nn.Linear(d, d)
+        width = config.short_filter_order
+        self.short_filter = nn.Conv1d(3 * d, 3 * d, kernel_size=width, groups=3 * d, padding=width - 1)
+        self.filter_fn = HyenaFilter(config, config.bidirectional)
+        self.filter_fn2 = HyenaFilter(config, config.bidirectional) if config.residual_long_conv else None
+
+    def forward(self, u: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """u: (B, L, d); mask: (B, L, 1) of 0/1 or None. Returns (B, L, d)."""
+        length = u.shape[1]
+        z = self.in_linear(u)
+        if mask is not None:
+            z = z * mask.to(z.dtype)
+        # Causal depthwise short conv: pad both sides by width-1, keep the first L outputs.
+        z = self.short_filter(z.transpose(1, 2))[..., :length]
+        x1, x2, v = z.split(self.d_model, dim=1)
+        if mask is not None:
+            x1 = x1 * mask.transpose(1, 2).to(x1.dtype)  # zero v·x1 at pads so they feed no conv
+        k = self.filter_fn.kernel(length)
+        y = fftconv(v, k, self.filter_fn.bias, pregate=x1, postgate=x2, bidirectional=self.bidirectional)
+        if self.filter_fn2 is not None:
+            uo = u.transpose(1, 2)
+            if mask is not None:
+                uo = uo * mask.transpose(1, 2).to(uo.dtype)
+            y = y + fftconv(uo, self.filter_fn2.kernel(length), self.filter_fn2.bias,
+                            bidirectional=self.bidirectional)
+        return self.out_linear(y.transpose(1, 2))
+
+
+class MonarchGLU(nn.Module):
+    """Dimension mixer: ``wo(gelu(gate) * value)`` with ``[gate, value] = gated_layers(norm(x))``."""
+
+    def __init__(self, config: M2Config) -> None:
+        super().__init__()
+        kind, k = config.mlp_linear, config.monarch_nblocks
+        self.d_inner = config.d_inner
+        self.layernorm = nn.LayerNorm(config.d_model, eps=config.layer_norm_epsilon)
+        self.gated_layers = make_linear(kind, config.d_model, 2 * config.d_inner, k, bias=False)
+        self.wo = make_linear(kind, config.d_inner, config.d_model, k, bias=True)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, value = self.gated_layers(self.layernorm(x)).split(self.d_inner, dim=-1)
+        return self.wo(self.dropout(F.gelu(gate, approximate="tanh") * value))
+
+
+class M2Block(nn.Module):
+    """Pre-norm residual block: ``x += mixer(norm(x)); x += mlp(x)`` (the MLP owns its norm)."""
+
+    def __init__(self, config: M2Config) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_epsilon)
+        self.sequence_mixing = MonarchMixerSequenceMixing(config)
+        self.mlp = MonarchGLU(config)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.dropout(self.sequence_mixing(self.norm(x), mask)).float()
+        return x + self.dropout(self.mlp(x)).float()
+
+
+# -------------------------------------------------------------------------------- models
+
+
+class M2PreTrainedModel(GenomixPreTrainedModel):
+    """Weight init and config class shared by the M2 base model and its heads."""
+
+    config_class = M2Config
+    _no_split_modules = ["M2Block"]
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        std = self.config.initializer_range
+        if isinstance(module, nn.Linear):
+            if getattr(module, "genomix_default_init", False):
+                module.reset_parameters()
+            else:
+                nn.init.normal_(module.weight, 0.0, std)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, 0.0, std)
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, (MonarchLinear, BlockdiagLinear, nn.Conv1d)):
+            module.reset_parameters()
+        elif isinstance(module, Sin):
+            module.freq.fill_(module.w)
+        elif isinstance(module, HyenaFilter):
+            module.bias.normal_()
+
+
+def _check_length(input_ids: torch.Tensor, max_len: int) -> None:
+    if input_ids.shape[-1] > max_len:
+        raise RangeError(
+            f"sequence of length {input_ids.shape[-1]} exceeds this model's max_seq_len={max_len}; "
+            "cut it into windows or use a longer-context config"
+        )
+
+
+class M2Model(M2PreTrainedModel):
+    """Embeddings, ``n_layer`` M2 blocks and a final LayerNorm; returns ``BaseModelOutput``."""
+
+    def __init__(self, config: M2Config) -> None:
+        super().__init__(config)
+        self.embeddings = nn.Embedding(config.padded_vocab_size, config.d_model)
+        self.layers = nn.ModuleList(M2Block(config) for _ in range(config.n_layer))
+        self.ln_f = nn.LayerNorm(config.d_model, eps=config.layer_norm_epsilon)
+        self.gradient_checkpointing = False
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embeddings
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.embeddings = value
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
+        return_dict: bool = True,
+        **kwargs: Any,
+    ) -> BaseModelOutput | tuple:
+        _check_length(input_ids, self.config.max_seq_len)
+        mask = None
+        if attention_mask is not None and not bool(attention_mask.all()):
+            mask = attention_mask[..., None].float()
+        x = self.embeddings(input_ids).float()
+        hidden: list[torch.Tensor] = [x] if output_hidden_states else []
+        for layer in self.layers:
+            if self.gradient_checkpointing and self.training:
+                x = self._gradient_checkpointing_func(layer.__call__, x, mask)
+            else:
+                x = layer(x, mask)
+            if output_hidden_states:
+                hidden.append(x)
+        x = self.ln_f(x)
+        if output_hidden_states:
+            hidden[-1] = x  # the last entry is the normed final state, as in HyenaDNA
+        states = tuple(hidden) if output_hidden_states else None
+        if not return_dict:
+            return tuple(v for v in (x, states) if v is not None)
+        return BaseModelOutput(last_hidden_state=x, hidden_states=states)
+
+
+class _M2WithLMHead(M2PreTrainedModel):
+    """Backbone + vocabulary projection tied to the input embeddings."""
+
+    _tied_weights_keys = {"lm_head.weight": "backbone.embeddings.weight"}
+
+    def __init__(self, config: M2Config) -> None:
+        super().__init__(config)
+        self.backbone = M2Model(config)
+        self.lm_head = nn.Linear(config.d_model, config.padded_vocab_size, bias=False)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.backbone.embeddings
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.lm_head
+
+    def set_output_embeddings(self, value: nn.Linear) -> None:
+        self.lm_head = value
+
+    def _logits(self, input_ids, attention_mask, output_hidden_states):
+        out = self.backbone(input_ids, attention_mask, output_hidden_states=output_hidden_states)
+        return self.lm_head(out.last_hidden_state), out.hidden_states
+
+
+class M2ForCausalLM(_M2WithLMHead):
+    """Next-nucleotide LM (``m2``). Labels are shifted inside; -100 is ignored."""
+
+    def __init__(self, config: M2Config) -> None:
+        if config.bidirectional:
+            raise ConfigError("a bidirectional M2 (m2-bert) sees the future: build it with task='masked-lm'")
+        super().__init__(config)
+
+    def forward(self, input_ids, attention_mask=None, labels=None, output_hidden_states=False,
+                return_dict=True, **kwargs) -> CausalLMOutput | tuple:
+        logits, states = self._logits(input_ids, attention_mask, output_hidden_states)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(
+                logits[:, :-1].reshape(-1, logits.shape[-1]).float(),
+                labels[:, 1:].reshape(-1), ignore_index=-100,
+            )
+        if not return_dict:
+            return tuple(v for v in (loss, logits, states) if v is not None)
+        return CausalLMOutput(loss=loss, logits=logits, hidden_states=states)
+
+
+class M2ForMaskedLM(_M2WithLMHead):
+    """Masked LM (``m2-bert``): labels compared position-wise, -100 ignored."""
+
+    def forward(self, input_ids, attention_mask=None, labels=None, output_hidden_states=False,
+                return_dict=True, **kwargs) -> MaskedLMOutput | tuple:
+        logits, states = self._logits(input_ids, attention_mask, output_hidden_states)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1), ignore_index=-100
+            )
+        if not return_dict:
+            return tuple(v for v in (loss, logits, states) if v is not None)
+        return MaskedLMOutput(loss=loss, logits=logits, hidden_states=states)
+
+
+def _pool(hidden: torch.Tensor, attention_mask: torch.Tensor | None, how: str) -> torch.Tensor:
+    """(B, L, d) -> (B, d): masked mean, first or last real token (left padding puts it at -1)."""
+    if how == "mean":
+        if attention_mask is None:
+            return hidden.mean(dim=1)
+        m = attention_mask[..., None].to(hidden.dtype)
+        return (hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1.0)
+    if how == "first":
+        if attention_mask is None:
+            return hidden[:, 0]
+        first = attention_mask.long().argmax(dim=1)
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), first]
+    return hidden[:, -1]
+
+
+class M2ForSequenceClassification(M2PreTrainedModel):
+    """Pooled backbone states -> linear classifier; cross-entropy loss (MSE when ``num_labels == 1``)."""
+
+    def __init__(self, config: M2Config) -> None:
+        super().__init__(config)
+        self.backbone = M2Model(config)
+        self.dropout = nn.Dropout(config.dropout)
+        self.classifier = nn.Linear(config.d_model, config.num_labels)
+        self.post_init()
+
+    def forward(self, input_ids, attention_mask=None, labels=None, output_hidden_states=False,
+                return_dict=True, **kwargs) -> SequenceClassifierOutput | tuple:
+        out = self.backbone(input_ids, attention_mask, output_hidden_states=output_hidden_states)
+        pooled = _pool(out.last_hidden_state, attention_mask, self.config.pooling)
+        logits = self.classifier(self.dropout(pooled))
+        loss = None
+        if labels is not None:
+            if self.config.num_labels == 1:
+                loss = F.mse_loss(logits.squeeze(-1).float(), labels.float())
+            else:
+                loss = F.cross_entropy(logits.float(), labels.view(-1))
+        if not return_dict:
+            return tuple(v for v in (loss, logits, out.hidden_states) if v is not None)
+        return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
+
+
+FAMILY = register_family(
+    Family(
+        model_type=M2Config.model_type,
+        config_class=M2Config,
+        models={
+            "base": M2Model,
+            "causal-lm": M2ForCausalLM,
+            "masked-lm": M2ForMaskedLM,
+            "classification": M2ForSequenceClassification,
+        },
+        default_task="causal-lm",
+    )
+)
+
+__all__ = [
+    "M2Config",
+    "M2ForCausalLM",
+    "M2ForMaskedLM",
+    "M2ForSequenceClassification",
+    "M2Model",
+    "MonarchMixerSequenceMixing",
+]
