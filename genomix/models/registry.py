@@ -126,7 +126,7 @@ def build(
     """
     config = load_config(name_or_config, **overrides)
     family = get_family(config.model_type)
-    task = task or family.default_task
+    task = task or getattr(config, "default_task", None) or family.default_task  # e.g. m2-bert: masked-lm
     if task not in family.models:
         raise ConfigError(
             f"{config.model_type} models have no {task!r} head; available: {sorted(family.models)}"
