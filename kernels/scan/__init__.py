@@ -1,8 +1,6 @@
-"""Selective scan: dispatch point and reference (placeholder until the scan module lands)."""
-
-
-def selective_scan_ref(*args, **kwargs):  # replaced by kernels/scan/reference.py
-    raise NotImplementedError("selective scan arrives with the Mamba issue")
-
+"""Selective scan (Mamba-1): dispatch point, PyTorch reference and Triton kernels."""
+from .reference import selective_scan_ref
 
 selective_scan = selective_scan_ref
+
+__all__ = ["selective_scan", "selective_scan_ref"]

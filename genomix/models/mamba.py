@@ -1,0 +1,509 @@
+"""Mamba (selective state-space) language models with mamba_ssm's parameter names and initialisation.
+
+One file holds the whole family, HF-style: :class:`MambaConfig`, the mixer (:class:`Mamba`), the pre-norm
+residual :class:`Block`, the backbone :class:`MambaModel` and its heads (causal LM, masked LM, sequence
+classification). Parameter names equal those of mamba_ssm's ``MambaLMHeadModel`` (``backbone.embedding``,
+``backbone.layers.{i}.norm``/``.mixer.{in_proj,conv1d,x_proj,dt_proj,out_proj,A_log,D}``, ``backbone.norm_f``,
+``lm_head``), so its checkpoints load without renaming.
+
+Numerics: parameters fp32, the residual stream in fp32 when ``residual_in_fp32``, normalisation in fp32,
+and the scan goes through :func:`genomix.kernels.selective_scan` (Triton on CUDA, reference elsewhere),
+which accumulates its state in fp32. ``step()`` runs the same network one token at a time from conv and
+SSM state caches (:class:`MambaCache`), for fast generation and left-to-right scoring.
+
+Caduceus (:mod:`genomix.models.caduceus`) reuses the mixer, norms and heads defined here.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+import transformers
+from torch import nn
+from transformers.modeling_outputs import (
+    BaseModelOutput,
+    CausalLMOutput,
+    MaskedLMOutput,
+    SequenceClassifierOutput,
+)
+
+from ..errors import ConfigError, RangeError
+from ..kernels import selective_scan
+from .base import GenomixConfig, GenomixPreTrainedModel
+from .registry import Family, register_family
+
+_TRANSFORMERS_5 = int(transformers.__version__.split(".")[0]) >= 5
+
+
+def tied_weights_keys(mapping: dict[str, str]) -> Any:
+    """``_tied_weights_keys`` in the form the installed transformers expects (dict in v5, list in v4)."""
+    return dict(mapping) if _TRANSFORMERS_5 else list(mapping)
+
+
+class MambaConfig(GenomixConfig):
+    """Hyper-parameters of a Mamba-1 language model (mamba_ssm's ``MambaConfig`` + ``ssm_cfg`` fields).
+
+    ``d_state``/``d_conv``/``expand``/``dt_*``/``conv_bias``/``bias`` are the mixer's (mamba_ssm keeps them
+    in ``ssm_cfg``); ``dt_rank="auto"`` means ``ceil(d_model / 16)``. ``fused_add_norm`` does not change
+    the arithmetic of a plain Mamba and is kept for round-tripping mamba_ssm configs.
+    """
+
+    model_type = "genomix-mamba"
+
+    def __init__(
+        self,
+        d_model: int = 256,
+        n_layer: int = 8,
+        d_state: int = 16,
+        d_conv: int = 4,
+        expand: int = 2,
+        dt_rank: int | str = "auto",
+        dt_min: float = 0.001,
+        dt_max: float = 0.1,
+        dt_init: str = "random",
+        dt_scale: float = 1.0,
+        dt_init_floor: float = 1e-4,
+        conv_bias: bool = True,
+        bias: bool = False,
+        rms_norm: bool = True,
+        norm_epsilon: float = 1e-5,
+        residual_in_fp32: bool = True,
+        fused_add_norm: bool = True,
+        initializer_range: float = 0.02,
+        rescale_prenorm_residual: bool = True,
+        n_residuals_per_layer: int = 1,
+        num_labels: int = 2,
+        max_seq_len: int = 1_048_576,
+        **kwargs: Any,
+    ) -> None:
+        if dt_init not in ("random", "constant"):
+            raise ConfigError(f"dt_init must be 'random' or 'constant', got {dt_init!r}")
+        if dt_rank != "auto" and not (isinstance(dt_rank, int) and dt_rank > 0):
+            raise ConfigError(f"dt_rank must be 'auto' or a positive integer, got {dt_rank!r}")
+        self.d_model = d_model
+        self.n_layer = n_layer
+        self.d_state = d_state
+        self.d_conv = d_conv
+        self.expand = expand
+        self.dt_rank = dt_rank
+        self.dt_min = dt_min
+        self.dt_max = dt_max
+        self.dt_init = dt_init
+        self.dt_scale = dt_scale
+        self.dt_init_floor = dt_init_floor
+        self.conv_bias = conv_bias
+        self.bias = bias
+        self.rms_norm = rms_norm
+        self.norm_epsilon = norm_epsilon
+        self.residual_in_fp32 = residual_in_fp32
+        self.fused_add_norm = fused_add_norm
+        self.initializer_range = initializer_range
+        self.rescale_prenorm_residual = rescale_prenorm_residual
+        self.n_residuals_per_layer = n_residuals_per_layer
+        super().__init__(max_seq_len=max_seq_len, num_labels=num_labels, **kwargs)
+
+    @property
+    def d_inner(self) -> int:
+        return self.expand * self.d_model
+
+    @property
+    def resolved_dt_rank(self) -> int:
+        return math.ceil(self.d_model / 16) if self.dt_rank == "auto" else int(self.dt_rank)
+
+
+# --------------------------------------------------------------------------------------------- norms
+class RMSNorm(nn.Module):
+    """Root-mean-square norm (mamba_ssm's ``RMSNorm``: computed in fp32, no bias)."""
+
+    def __init__(self, dim: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.register_parameter("bias", None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xf = x.float()
+        out = xf * torch.rsqrt(xf.square().mean(-1, keepdim=True) + self.eps) * self.weight.float()
+        return out.to(x.dtype)
+
+
+def make_norm(dim: int, rms_norm: bool, eps: float) -> nn.Module:
+    """The block norm named by the config: RMSNorm, or LayerNorm (with bias) as in mamba_ssm."""
+    return RMSNorm(dim, eps=eps) if rms_norm else nn.LayerNorm(dim, eps=eps)
+
+
+def add_norm(
+    norm: nn.Module, x: torch.Tensor, residual: torch.Tensor | None, residual_in_fp32: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pre-norm residual step: ``residual += x; return norm(residual), residual`` (fused add-norm math)."""
+    residual = x if residual is None else residual + x
+    if residual_in_fp32:
+        residual = residual.float()
+    return norm(residual.to(norm.weight.dtype)), residual
+
+
+# --------------------------------------------------------------------------------------------- mixer
+@dataclasses.dataclass
+class LayerState:
+    """Recurrent state of one mixer: the last ``d_conv`` conv inputs and the SSM state, both fp32."""
+
+    conv: torch.Tensor  # (batch, d_inner, d_conv)
+    ssm: torch.Tensor  # (batch, d_inner, d_state)
+
+
+class Mamba(nn.Module):
+    """The Mamba-1 mixer: in-projection to (x, z), causal depthwise conv + SiLU, input-dependent
+    (Δ, B, C), selective scan, gate ``SiLU(z)``, out-projection. Names and init are mamba_ssm's."""
+
+    def __init__(self, config: MambaConfig) -> None:
+        super().__init__()
+        d_model, d_inner, n = config.d_model, config.d_inner, config.d_state
+        self.d_inner, self.d_state, self.d_conv = d_inner, n, config.d_conv
+        self.dt_rank = config.resolved_dt_rank
+        self.in_proj = nn.Linear(d_model, 2 * d_inner, bias=config.bias)
+        self.conv1d = nn.Conv1d(
+            d_inner, d_inner, config.d_conv, groups=d_inner, padding=config.d_conv - 1, bias=config.conv_bias
+        )
+        self.x_proj = nn.Linear(d_inner, self.dt_rank + 2 * n, bias=False)
+        self.dt_proj = nn.Linear(self.dt_rank, d_inner, bias=True)
+        self.A_log = nn.Parameter(torch.empty(d_inner, n))
+        self.D = nn.Parameter(torch.empty(d_inner))
+        self.out_proj = nn.Linear(d_inner, d_model, bias=config.bias)
+        self.reset_ssm_parameters(config)
+
+    @torch.no_grad()
+    def reset_ssm_parameters(self, config: MambaConfig) -> None:
+        """mamba_ssm's init: Δ-projection weights ~ U(±rank^-½·scale); its bias is softplus⁻¹ of Δ drawn
+        log-uniformly in [dt_min, dt_max] (so softplus(bias) starts there); ``A = -(1..N)`` (S4D-real)."""
+        std = self.dt_rank**-0.5 * config.dt_scale
+        if config.dt_init == "constant":
+            nn.init.constant_(self.dt_proj.weight, std)
+        else:
+            nn.init.uniform_(self.dt_proj.weight, -std, std)
+        dt = torch.exp(
+            torch.rand(self.d_inner) * (math.log(config.dt_max) - math.log(config.dt_min))
+            + math.log(config.dt_min)
+        ).clamp(min=config.dt_init_floor)
+        self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))
+        self.dt_proj.bias._no_reinit = True
+        self.A_log.copy_(torch.log(torch.arange(1, self.d_state + 1, dtype=torch.float32)).repeat(self.d_inner, 1))
+        self.A_log._no_weight_decay = True
+        self.D.fill_(1.0)
+        self.D._no_weight_decay = True
+
+    def _ssm_inputs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(Δ before bias/softplus, B, C) from the conv output ``x`` of shape (..., d_inner)."""
+        dt, B, C = torch.split(self.x_proj(x), [self.dt_rank, self.d_state, self.d_state], dim=-1)
+        return F.linear(dt, self.dt_proj.weight), B, C
+
+    def forward(self, hidden: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``hidden`` (batch, L, d_model) -> (batch, L, d_model). ``mask`` (batch, L) zeroes padded
+        positions before the conv and the scan, so (left) padding does not leak into the state."""
+        length = hidden.shape[1]
+        if mask is not None:
+            hidden = hidden * mask.unsqueeze(-1).to(hidden.dtype)
+        x, z = self.in_proj(hidden).chunk(2, dim=-1)
+        x = F.silu(self.conv1d(x.transpose(1, 2))[..., :length])  # (b, d_inner, L)
+        if mask is not None:
+            x = x * mask.unsqueeze(1).to(x.dtype)
+        dt, B, C = self._ssm_inputs(x.transpose(1, 2))
+        y = selective_scan(
+            x,
+            dt.transpose(1, 2),
+            -torch.exp(self.A_log.float()),
+            B.transpose(1, 2),
+            C.transpose(1, 2),
+            D=self.D.float(),
+            z=z.transpose(1, 2),
+            delta_bias=self.dt_proj.bias.float(),
+            delta_softplus=True,
+        )
+        return self.out_proj(y.transpose(1, 2))
+
+    def empty_state(self, batch: int, device: torch.device | None = None) -> LayerState:
+        return LayerState(
+            conv=torch.zeros(batch, self.d_inner, self.d_conv, device=device),
+            ssm=torch.zeros(batch, self.d_inner, self.d_state, device=device),
+        )
+
+    def step(self, hidden: torch.Tensor, state: LayerState) -> torch.Tensor:
+        """One token: ``hidden`` (batch, d_model) -> (batch, d_model); updates ``state`` in place.
+
+        The same arithmetic as :meth:`forward` at one position: the conv sees the cached last inputs, the
+        SSM state advances by one step of the recurrence (fp32)."""
+        x, z = self.in_proj(hidden).chunk(2, dim=-1)
+        state.conv.copy_(torch.roll(state.conv, shifts=-1, dims=-1))
+        state.conv[:, :, -1] = x.float()
+        x = (state.conv * self.conv1d.weight[:, 0, :].float()).sum(-1)
+        if self.conv1d.bias is not None:
+            x = x + self.conv1d.bias.float()
+        x = F.silu(x).to(hidden.dtype)
+        dt, B, C = self._ssm_inputs(x)
+        dt = F.softplus(dt.float() + self.dt_proj.bias.float())  # (b, d_inner)
+        A = -torch.exp(self.A_log.float())
+        decay = torch.exp(dt.unsqueeze(-1) * A)
+        state.ssm.copy_(decay * state.ssm + (dt * x.float()).unsqueeze(-1) * B.float().unsqueeze(1))
+        y = (state.ssm * C.float().unsqueeze(1)).sum(-1) + self.D.float() * x.float()
+        y = y * F.silu(z.float())
+        return self.out_proj(y.to(hidden.dtype))
+
+
+class Block(nn.Module):
+    """Pre-norm residual block ``residual += h; h = mixer(norm(residual))`` (mamba_ssm's ``Block``)."""
+
+    def __init__(self, config: MambaConfig, mixer: nn.Module | None = None) -> None:
+        super().__init__()
+        self.residual_in_fp32 = config.residual_in_fp32
+        self.mixer = mixer if mixer is not None else Mamba(config)
+        self.norm = make_norm(config.d_model, config.rms_norm, config.norm_epsilon)
+
+    def forward(
+        self, hidden: torch.Tensor, residual: torch.Tensor | None, mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden, residual = add_norm(self.norm, hidden, residual, self.residual_in_fp32)
+        return self.mixer(hidden, mask=mask), residual
+
+    def step(
+        self, hidden: torch.Tensor, residual: torch.Tensor | None, state: LayerState
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden, residual = add_norm(self.norm, hidden, residual, self.residual_in_fp32)
+        return self.mixer.step(hidden, state), residual
+
+
+# --------------------------------------------------------------------------------------------- heads
+def check_length(config: GenomixConfig, input_ids: torch.Tensor) -> None:
+    """RangeError when the input is longer than the model's ``max_seq_len``."""
+    if input_ids.dim() != 2:
+        raise RangeError(f"input_ids must be (batch, length), got shape {tuple(input_ids.shape)}")
+    if input_ids.shape[1] > config.max_seq_len:
+        raise RangeError(
+            f"sequence length {input_ids.shape[1]} exceeds this model's max_seq_len {config.max_seq_len}; "
+            "split the sequence into windows or build the model with a larger max_seq_len"
+        )
+
+
+def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Next-token cross entropy: position t predicts label t+1 (HF shift); -100 is ignored."""
+    return F.cross_entropy(
+        logits[:, :-1].reshape(-1, logits.shape[-1]).float(), labels[:, 1:].reshape(-1), ignore_index=-100
+    )
+
+
+def masked_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Position-wise cross entropy (no shift); -100 is ignored."""
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1), ignore_index=-100)
+
+
+def masked_mean(hidden: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean over the length axis of (batch, L, C), counting only positions where ``mask`` is 1."""
+    if mask is None:
+        return hidden.mean(1)
+    weights = mask.to(hidden.dtype).unsqueeze(-1)
+    return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)
+
+
+def classification_loss(logits: torch.Tensor, labels: torch.Tensor, num_labels: int) -> torch.Tensor:
+    """Cross entropy for class labels; mean squared error when ``num_labels == 1`` (regression)."""
+    if num_labels == 1:
+        return F.mse_loss(logits.squeeze(-1).float(), labels.float())
+    return F.cross_entropy(logits.float(), labels.view(-1))
+
+
+# --------------------------------------------------------------------------------------------- models
+class MambaPreTrainedModel(GenomixPreTrainedModel):
+    """Weight init of mamba_ssm's ``_init_weights`` (idempotent, so transformers may apply it again)."""
+
+    config_class = MambaConfig
+    base_model_prefix = "backbone"
+    _no_split_modules = ["Block"]
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        config = self.config
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            if not getattr(module.bias, "_no_reinit", False):
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, std=config.initializer_range)
+        if config.rescale_prenorm_residual:
+            # GPT-2's scheme: residual-branch output projections shrink with depth.
+            for name, p in module.named_parameters(recurse=True):
+                if name in ("out_proj.weight", "fc2.weight"):
+                    nn.init.kaiming_uniform_(p, a=math.sqrt(5))
+                    p /= math.sqrt(config.n_residuals_per_layer * config.n_layer)
+
+
+class MambaModel(MambaPreTrainedModel):
+    """Embedding, ``n_layer`` Mamba blocks and the final norm; returns :class:`BaseModelOutput`."""
+
+    def __init__(self, config: MambaConfig) -> None:
+        super().__init__(config)
+        self.embedding = nn.Embedding(config.padded_vocab_size, config.d_model)
+        self.layers = nn.ModuleList([Block(config) for _ in range(config.n_layer)])
+        self.norm_f = make_norm(config.d_model, config.rms_norm, config.norm_epsilon)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embedding
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.embedding = value
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
+        return_dict: bool = True,
+        **kwargs: Any,
+    ) -> BaseModelOutput | tuple:
+        check_length(self.config, input_ids)
+        hidden = self.embedding(input_ids)
+        residual = None
+        all_hidden = []
+        for layer in self.layers:
+            if output_hidden_states:
+                all_hidden.append(hidden if residual is None else hidden + residual)
+            hidden, residual = layer(hidden, residual, mask=attention_mask)
+        hidden, _ = add_norm(self.norm_f, hidden, residual, self.config.residual_in_fp32)
+        if output_hidden_states:
+            all_hidden.append(hidden)
+        if not return_dict:
+            return (hidden, tuple(all_hidden)) if output_hidden_states else (hidden,)
+        return BaseModelOutput(last_hidden_state=hidden, hidden_states=tuple(all_hidden) if output_hidden_states else None)
+
+    def allocate_state(self, batch: int, device: torch.device | None = None) -> list[LayerState]:
+        """Fresh (zero) recurrent states for :meth:`step`, one per layer."""
+        return [layer.mixer.empty_state(batch, device) for layer in self.layers]
+
+    def step(self, input_ids: torch.Tensor, state: list[LayerState]) -> torch.Tensor:
+        """One token per sequence: ``input_ids`` (batch,) -> final-norm hidden (batch, d_model)."""
+        hidden = self.embedding(input_ids)
+        residual = None
+        for layer, layer_state in zip(self.layers, state):
+            hidden, residual = layer.step(hidden, residual, layer_state)
+        hidden, _ = add_norm(self.norm_f, hidden, residual, self.config.residual_in_fp32)
+        return hidden
+
+
+class _MambaLMBase(MambaPreTrainedModel):
+    """Backbone + tied LM head over ``padded_vocab_size`` columns; subclasses choose the loss."""
+
+    _tied_weights_keys = tied_weights_keys({"lm_head.weight": "backbone.embedding.weight"})
+
+    def __init__(self, config: MambaConfig) -> None:
+        super().__init__(config)
+        self.backbone = MambaModel(config)
+        self.lm_head = nn.Linear(config.d_model, config.padded_vocab_size, bias=False)
+        if config.tie_word_embeddings:
+            self.lm_head.weight = self.backbone.embedding.weight
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.backbone.embedding
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.lm_head
+
+    def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
+        return_dict: bool = True,
+        **kwargs: Any,
+    ) -> CausalLMOutput | MaskedLMOutput | tuple:
+        out = self.backbone(input_ids, attention_mask=attention_mask, output_hidden_states=output_hidden_states)
+        logits = self.lm_head(out.last_hidden_state.to(self.lm_head.weight.dtype)).float()
+        loss = self._loss(logits, labels) if labels is not None else None
+        if not return_dict:
+            return tuple(x for x in (loss, logits, out.hidden_states) if x is not None)
+        return self.output_class(loss=loss, logits=logits, hidden_states=out.hidden_states)
+
+
+class MambaForCausalLM(_MambaLMBase):
+    """mamba_ssm's ``MambaLMHeadModel``: next-token LM with a recurrent :meth:`step` for generation."""
+
+    output_class = CausalLMOutput
+
+    def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return causal_lm_loss(logits, labels)
+
+    def allocate_state(self, batch: int, device: torch.device | None = None) -> list[LayerState]:
+        return self.backbone.allocate_state(batch, device)
+
+    @torch.no_grad()
+    def step(self, input_ids: torch.Tensor, state: list[LayerState]) -> torch.Tensor:
+        """Logits (batch, padded_vocab) for the next token after feeding ``input_ids`` (batch,)."""
+        return self.lm_head(self.backbone.step(input_ids, state)).float()
+
+    @torch.no_grad()
+    def generate_greedy(self, input_ids: torch.Tensor, max_new_tokens: int) -> torch.Tensor:
+        """Greedy continuation of ``input_ids`` (batch, L) through the recurrent path (O(1) per token)."""
+        state = self.allocate_state(input_ids.shape[0], input_ids.device)
+        logits = None
+        for t in range(input_ids.shape[1]):
+            logits = self.step(input_ids[:, t], state)
+        out = [input_ids]
+        for _ in range(max_new_tokens):
+            nxt = logits[:, : self.config.vocab_size].argmax(-1)
+            out.append(nxt[:, None])
+            logits = self.step(nxt, state)
+        return torch.cat(out, dim=1)
+
+
+class MambaForMaskedLM(_MambaLMBase):
+    """The same network trained with a position-wise (masked-LM) objective, labels not shifted."""
+
+    output_class = MaskedLMOutput
+
+    def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return masked_lm_loss(logits, labels)
+
+
+class MambaForSequenceClassification(MambaPreTrainedModel):
+    """Mean-pooled (over unpadded positions) backbone output -> linear classifier."""
+
+    def __init__(self, config: MambaConfig) -> None:
+        super().__init__(config)
+        self.backbone = MambaModel(config)
+        self.score = nn.Linear(config.d_model, config.num_labels, bias=False)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
+        return_dict: bool = True,
+        **kwargs: Any,
+    ) -> SequenceClassifierOutput | tuple:
+        out = self.backbone(input_ids, attention_mask=attention_mask, output_hidden_states=output_hidden_states)
+        logits = self.score(masked_mean(out.last_hidden_state, attention_mask)).float()
+        loss = classification_loss(logits, labels, self.config.num_labels) if labels is not None else None
+        if not return_dict:
+            return tuple(x for x in (loss, logits, out.hidden_states) if x is not None)
+        return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
+
+
+FAMILY = register_family(
+    Family(
+        model_type=MambaConfig.model_type,
+        config_class=MambaConfig,
+        models={
+            "base": MambaModel,
+            "causal-lm": MambaForCausalLM,
+            "masked-lm": MambaForMaskedLM,
+            "classification": MambaForSequenceClassification,
+        },
+        default_task="causal-lm",
+    )
+)
