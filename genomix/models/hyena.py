@@ -129,13 +129,25 @@ class PositionalEmbedding(nn.Module):
 
     def __init__(self, emb_dim: int, l_max: int) -> None:
         super().__init__()
-        bands = (emb_dim - 1) // 2
-        t = torch.linspace(0, 1, l_max)[None, :, None]
-        angle = 2 * math.pi * torch.arange(l_max, dtype=torch.float32)[None, :, None] / l_max
-        freqs = torch.linspace(1e-4, bands - 1, bands)[None, None]
-        z = torch.cat([t, torch.cos(freqs * angle), -torch.sin(freqs * angle)], dim=-1)
+        self.emb_dim, self.l_max = emb_dim, l_max
+        z, t = self.features()
         self.register_buffer("z", z)
         self.register_buffer("t", t)
+
+    def features(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(z, t) computed on the CPU (also under transformers' meta-device model construction)."""
+        bands = (self.emb_dim - 1) // 2
+        t = torch.linspace(0, 1, self.l_max, device="cpu")[None, :, None]
+        angle = 2 * math.pi * torch.arange(self.l_max, dtype=torch.float32, device="cpu")[None, :, None] / self.l_max
+        freqs = torch.linspace(1e-4, bands - 1, bands, device="cpu")[None, None]
+        z = torch.cat([t, torch.cos(freqs * angle), -torch.sin(freqs * angle)], dim=-1)
+        return z, t
+
+    def reset_buffers(self) -> None:
+        z, t = self.features()
+        with torch.no_grad():
+            self.z.copy_(z)
+            self.t.copy_(t)
 
     def forward(self, length: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.z[:, :length], self.t[:, :length]
@@ -172,9 +184,17 @@ class ExponentialModulation(nn.Module):
         super().__init__()
         self.modulate = config.modulate
         self.shift = config.modulation_shift
-        max_decay = math.log(config.modulation_target) / config.fast_decay_pct
-        min_decay = math.log(config.modulation_target) / config.slow_decay_pct
-        self.register_buffer("deltas", torch.linspace(min_decay, max_decay, channels)[None, None])
+        self.channels = channels
+        self.max_decay = math.log(config.modulation_target) / config.fast_decay_pct
+        self.min_decay = math.log(config.modulation_target) / config.slow_decay_pct
+        self.register_buffer("deltas", self.initial_deltas())
+
+    def initial_deltas(self) -> torch.Tensor:
+        return torch.linspace(self.min_decay, self.max_decay, self.channels, device="cpu")[None, None]
+
+    def reset_buffers(self) -> None:
+        with torch.no_grad():
+            self.deltas.copy_(self.initial_deltas())
 
     def forward(self, t: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         if not self.modulate:
@@ -286,7 +306,8 @@ class HyenaPreTrainedModel(GenomixPreTrainedModel):
 
     def _init_weights(self, module: nn.Module) -> None:
         """HyenaDNA's init: N(0, 0.02) linears/embeddings, residual output projections scaled by
-        1/sqrt(2·n_layer), implicit-filter frequencies at ``activation_freq``, D ~ N(0, 1)."""
+        1/sqrt(2·n_layer), implicit-filter frequencies at ``activation_freq``, D ~ N(0, 1), and the
+        fixed positional/decay buffers recomputed (transformers may build models on the meta device)."""
         std = self.config.initializer_range
         if isinstance(module, nn.Linear):
             nn.init.normal_(module.weight, std=std)
@@ -301,6 +322,8 @@ class HyenaPreTrainedModel(GenomixPreTrainedModel):
             nn.init.constant_(module.freq, float(self.config.activation_freq))
         elif isinstance(module, HyenaFilter):
             nn.init.normal_(module.bias)
+        elif isinstance(module, (PositionalEmbedding, ExponentialModulation)):
+            module.reset_buffers()
         elif isinstance(module, (HyenaOperator, HyenaMLP)):
             out = module.out_proj if isinstance(module, HyenaOperator) else module.fc2
             nn.init.normal_(out.weight, std=std / math.sqrt(2 * self.config.n_layer))
@@ -475,3 +498,19 @@ def _register_with_transformers() -> None:
 
 
 _register_with_transformers()
+
+
+def fixed_buffers(config: HyenaConfig, prefix: str = "") -> dict[str, torch.Tensor]:
+    """The deterministic buffers (positional features, decay rates) of every layer, by state-dict key.
+
+    Checkpoint layouts that omit them (some ``-hf`` exports) are completed with these values.
+    """
+    pos = PositionalEmbedding(config.emb_dim, config.max_seq_len)
+    modulation = ExponentialModulation(config, config.d_model * (config.hyena_order - 1))
+    out = {}
+    for i in range(config.n_layer):
+        base = f"{prefix}layers.{i}.mixer.filter_fn."
+        out[base + "pos_emb.z"] = pos.z
+        out[base + "pos_emb.t"] = pos.t
+        out[base + "modulation.deltas"] = modulation.deltas
+    return out

@@ -1,0 +1,162 @@
+"""Checkpoints in and out: any supported layout, local or on the Hugging Face Hub, to a genomix model.
+
+- :func:`from_pretrained` -- a local directory or Hub id in any layout (auto-detected by the adapters
+  in :mod:`genomix.hub.formats`) -> a genomix model with the requested head.
+- :func:`save_native` / :func:`convert` -- write genomix's own layout (``config.json`` +
+  ``model.safetensors`` + tokenizer files), which ``transformers.AutoModel*`` loads natively.
+- :func:`push_to_hub` -- upload the native layout.
+
+Importing this package registers every genomix family with transformers' Auto* classes.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import CheckpointError, ConfigError
+from ..models.base import GenomixPreTrainedModel
+from ..models.registry import get_family
+from .auto import register_auto_classes
+from .formats import LoadedCheckpoint, detect_format, load_checkpoint
+from .resolve import resolve
+
+log = logging.getLogger(__name__)
+
+register_auto_classes()
+
+
+def _retarget(state_dict: dict[str, torch.Tensor], source: str, target: str, prefix: str) -> dict[str, torch.Tensor]:
+    """Move weights saved with one head (``source`` task) onto another: keep the backbone, drop the head."""
+    if source == target:
+        return state_dict
+    if source == "base":
+        backbone = {f"{prefix}.{k}": v for k, v in state_dict.items()}
+    else:
+        backbone = {k: v for k, v in state_dict.items() if k.startswith(prefix + ".")}
+    if target == "base":
+        return {k[len(prefix) + 1:]: v for k, v in backbone.items()}
+    return backbone
+
+
+def build_from_checkpoint(
+    checkpoint: LoadedCheckpoint, task: str | None = None, **config_overrides: Any
+) -> GenomixPreTrainedModel:
+    """Instantiate the checkpoint's family with ``task``'s head and load its weights.
+
+    Weights of a different head (e.g. a causal-LM checkpoint loaded for classification) keep the
+    backbone; the new head starts fresh, and the log says which parameters were initialised.
+    """
+    config = checkpoint.config
+    for key, value in config_overrides.items():
+        setattr(config, key, value)
+    if hasattr(config, "_validate"):
+        config._validate()
+    family = get_family(config.model_type)
+    task = task or checkpoint.task
+    if task not in family.models:
+        raise ConfigError(f"{config.model_type} has no {task!r} head; available: {sorted(family.models)}")
+    model_class = family.models[task]
+    model = model_class(config)
+    state_dict = _retarget(checkpoint.state_dict, checkpoint.task, task, model_class.base_model_prefix)
+    result = model.load_state_dict(state_dict, strict=False)
+    if result.unexpected_keys:
+        raise CheckpointError(f"unexpected keys for a {task} model: {sorted(result.unexpected_keys)[:8]}")
+    if result.missing_keys:
+        head = [k for k in result.missing_keys if not k.startswith(model_class.base_model_prefix + ".")]
+        if len(head) != len(result.missing_keys) or task == checkpoint.task:
+            raise CheckpointError(f"checkpoint lacks weights for: {sorted(result.missing_keys)[:8]}")
+        log.info("initialised a fresh %s head (%s) on the pretrained backbone", task, ", ".join(sorted(head)))
+    return model.eval()
+
+
+def from_pretrained(
+    name_or_path: str | os.PathLike,
+    revision: str | None = None,
+    task: str | None = None,
+    format: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    local_files_only: bool | None = None,
+    token: str | bool | None = None,
+    **config_overrides: Any,
+) -> GenomixPreTrainedModel:
+    """A genomix model from a local directory or Hub id in any supported layout.
+
+    ``task`` (``base``/``causal-lm``/``masked-lm``/``classification``) picks the head; by default the
+    one the checkpoint was saved with. ``format`` forces a layout instead of detecting it.
+    ``config_overrides`` set config fields (e.g. ``num_labels=2, pooling="last"``). The model is
+    returned in eval mode on the CPU.
+    """
+    directory = resolve(name_or_path, revision, cache_dir, local_files_only, token)
+    return build_from_checkpoint(load_checkpoint(directory, format), task, **config_overrides)
+
+
+def save_native(model: GenomixPreTrainedModel, out_dir: str | os.PathLike) -> Path:
+    """Write ``model`` in genomix's layout (config, safetensors weights, tokenizer) atomically.
+
+    The files go to a temporary sibling directory that is renamed to ``out_dir`` when complete; an
+    existing ``out_dir`` must be empty or hold an earlier genomix checkpoint, which is replaced.
+    """
+    from ..tokenizer import Tokenizer
+
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()) and not (out / "config.json").is_file():
+        raise CheckpointError(f"{out}: exists and is not a checkpoint directory; choose an empty or new path")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        model.save_pretrained(tmp)
+        Tokenizer(model_max_length=model.config.max_seq_len).save_pretrained(tmp)
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def convert(src: str | os.PathLike, dst: str | os.PathLike, format: str | None = None, revision: str | None = None) -> Path:
+    """Any supported layout (local or Hub) -> genomix layout at ``dst``, keeping the saved head."""
+    directory = resolve(src, revision)
+    checkpoint = load_checkpoint(directory, format)
+    return save_native(build_from_checkpoint(checkpoint), dst)
+
+
+def push_to_hub(
+    model: GenomixPreTrainedModel,
+    repo_id: str,
+    private: bool | None = None,
+    token: str | None = None,
+    revision: str | None = None,
+    commit_message: str = "Upload genomix model",
+) -> str:
+    """Upload ``model`` in the native layout to ``repo_id`` (created if needed); returns the commit URL."""
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=token)
+    api.create_repo(repo_id, private=private, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = save_native(model, Path(tmp) / "model")
+        info = api.upload_folder(
+            repo_id=repo_id, folder_path=str(folder), revision=revision, commit_message=commit_message
+        )
+    return str(getattr(info, "commit_url", info))
+
+
+__all__ = [
+    "build_from_checkpoint",
+    "convert",
+    "detect_format",
+    "from_pretrained",
+    "load_checkpoint",
+    "push_to_hub",
+    "register_auto_classes",
+    "resolve",
+    "save_native",
+]

@@ -1,0 +1,62 @@
+"""Caduceus Hub layout (``kuleshov-group/caduceus-*``): ``config.json`` with ``model_type: "caduceus"`` and
+``pytorch_model.bin``/``model.safetensors`` with keys ``caduceus.backbone.…`` plus ``lm_head.…``.
+
+genomix's Caduceus keeps the Hub's module names below the backbone, so loading strips the ``caduceus.``
+prefix; no remote code runs. Classification checkpoints are not a released Hub layout and are not read.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ...errors import CheckpointError
+from .base import FormatAdapter, LoadedCheckpoint, check_keys, read_json, read_weights
+from .mamba_ssm import mamba_fields, weights_file
+
+_CADUCEUS_FIELDS = ("bidirectional", "bidirectional_strategy", "bidirectional_weight_tie", "rcps",
+                    "complement_map")
+
+
+class CaduceusFormat(FormatAdapter):
+    name = "caduceus"
+    patterns = ("config.json", "pytorch_model.bin", "model.safetensors")
+    priority = 40
+
+    def detect(self, path: Path) -> bool:
+        cfg = path / "config.json"
+        if not cfg.is_file():
+            return False
+        try:
+            return read_json(cfg).get("model_type") == "caduceus"
+        except CheckpointError:
+            return False
+
+    def load(self, path: Path) -> LoadedCheckpoint:
+        from ...models.caduceus import CaduceusConfig, CaduceusForMaskedLM
+
+        raw = read_json(path / "config.json")
+        fields = mamba_fields(raw, path)
+        fields.update({k: raw[k] for k in _CADUCEUS_FIELDS if k in raw})
+        try:
+            config = CaduceusConfig(**fields)
+        except Exception as exc:  # ConfigError and bad field types alike
+            raise CheckpointError(f"{path / 'config.json'}: not a usable Caduceus config: {exc}") from None
+        state = {}
+        for key, value in read_weights(weights_file(path)).items():
+            state[key[len("caduceus."):] if key.startswith("caduceus.") else key] = value
+        model_keys = CaduceusForMaskedLM(config).state_dict()
+        for key in model_keys:  # tied weights some savers drop: take them from their source
+            if key not in state and key.startswith("lm_head") and key.endswith("weight"):
+                src = next((k for k in state if "word_embeddings" in k and k.endswith("weight")), None)
+                if src is not None:
+                    state[key] = state[src]
+        check_keys(path, state, model_keys)
+        return LoadedCheckpoint(config=config, state_dict=state, task="masked-lm", source_format=self.name)
+
+
+def _register() -> None:
+    from . import register_format
+
+    register_format(CaduceusFormat())
+
+
+_register()

@@ -1,0 +1,67 @@
+"""HyenaDNA's ``-hf`` layout (``LongSafari/hyenadna-*-seqlen-hf``): flat ``config.json`` with
+``model_type: hyenadna`` and ``pytorch_model.bin`` or ``model.safetensors`` whose keys are
+``backbone.…`` (base model) or ``hyena.backbone.…`` (causal-LM and classification wrappers, with
+``lm_head.weight`` / ``score.weight``). Below ``backbone`` the names equal the original layout's.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ...errors import CheckpointError
+from ...models.hyena import FAMILY, HyenaConfig
+from . import register_format
+from .base import FormatAdapter, LoadedCheckpoint, check_keys, read_json, read_weights
+from .common import expected_state_dict
+from .hyenadna import hyena_state_dict
+
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+#: ``-hf`` config fields with the same meaning in HyenaConfig.
+SAME_FIELDS = (
+    "d_model", "n_layer", "d_inner", "vocab_size", "max_seq_len", "emb_dim", "filter_order",
+    "short_filter_order", "hyena_order", "activation_freq", "num_inner_mlps", "train_freq", "use_bias",
+    "pad_vocab_size_multiple", "embed_dropout", "hyena_dropout", "hyena_filter_dropout",
+    "layer_norm_epsilon", "initializer_range", "pad_token_id", "id2label", "label2id", "problem_type",
+)
+
+
+class HyenaDNAHF(FormatAdapter):
+    name = "hyenadna-hf"
+    patterns = ("config.json", "model.safetensors", "pytorch_model.bin")
+    priority = 30
+
+    def detect(self, path: Path) -> bool:
+        if not (path / "config.json").is_file() or not any((path / f).is_file() for f in WEIGHT_FILES):
+            return False
+        try:
+            return read_json(path / "config.json").get("model_type") == "hyenadna"
+        except CheckpointError:
+            return False
+
+    def load(self, path: Path) -> LoadedCheckpoint:
+        data = read_json(path / "config.json")
+        fields = {k: data[k] for k in SAME_FIELDS if k in data}
+        weights = next(path / f for f in WEIGHT_FILES if (path / f).is_file())
+        raw = read_weights(weights)
+        if any(k.startswith("hyena.backbone.") for k in raw):
+            raw = {k.removeprefix("hyena."): v for k, v in raw.items()}
+        elif all(k.startswith("backbone.") for k in raw):
+            pass
+        else:
+            odd = sorted(k for k in raw if not k.startswith(("backbone.", "lm_head.", "score.")))[:5]
+            raise CheckpointError(f"{weights}: keys {odd} are neither 'backbone.…' nor 'hyena.backbone.…'")
+        task = "causal-lm"
+        if "score.weight" in raw:
+            task = "classification"
+            raw["score.proj.weight"] = raw.pop("score.weight")
+            fields.update(num_labels=raw["score.proj.weight"].shape[0], pooling="last", classifier_bias=False)
+        elif "lm_head.weight" not in raw:
+            task = "base"
+        config = HyenaConfig(**fields)
+        state_dict = hyena_state_dict(raw, config, weights)
+        if task == "base":
+            state_dict = {k.removeprefix("backbone."): v for k, v in state_dict.items()}
+        check_keys(weights, state_dict, expected_state_dict(FAMILY, task, config))
+        return LoadedCheckpoint(config, state_dict, task, self.name)
+
+
+register_format(HyenaDNAHF())

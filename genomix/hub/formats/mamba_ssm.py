@@ -1,0 +1,85 @@
+"""mamba_ssm's ``MambaLMHeadModel`` layout: ``config.json`` (``MambaConfig`` fields, mixer options in
+``ssm_cfg``) + ``pytorch_model.bin`` or ``model.safetensors`` with keys ``backbone.…`` and ``lm_head.weight``.
+
+genomix's Mamba uses mamba_ssm's parameter names, so only the config is translated. Only Mamba-1 mixers
+without attention layers or MLPs are supported; anything else is refused with a CheckpointError.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ...errors import CheckpointError
+from .base import FormatAdapter, LoadedCheckpoint, check_keys, read_json, read_weights
+
+#: mamba_ssm ``ssm_cfg`` entries genomix's config takes over (the rest select kernels, not math).
+SSM_FIELDS = ("d_state", "d_conv", "expand", "dt_rank", "dt_min", "dt_max", "dt_init", "dt_scale",
+              "dt_init_floor", "conv_bias", "bias")
+#: Top-level fields shared by mamba_ssm's and Caduceus' configs.
+TOP_FIELDS = ("d_model", "n_layer", "vocab_size", "rms_norm", "residual_in_fp32", "fused_add_norm",
+              "pad_vocab_size_multiple", "norm_epsilon")
+_INIT_FIELDS = ("initializer_range", "rescale_prenorm_residual", "n_residuals_per_layer")
+
+
+def weights_file(path: Path) -> Path:
+    """The weights file of a Hub-style directory (safetensors preferred)."""
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        if (path / name).is_file():
+            return path / name
+    raise CheckpointError(f"{path}: no model.safetensors or pytorch_model.bin next to config.json")
+
+
+def mamba_fields(raw: dict[str, Any], path: Path) -> dict[str, Any]:
+    """genomix Mamba config fields from a mamba_ssm/Caduceus-style config dict."""
+    ssm = dict(raw.get("ssm_cfg") or {})
+    layer = ssm.pop("layer", "Mamba1")
+    if layer != "Mamba1":
+        raise CheckpointError(f"{path / 'config.json'}: ssm_cfg.layer={layer!r}; genomix implements Mamba1 only")
+    fields = {k: raw[k] for k in TOP_FIELDS if k in raw}
+    fields.update({k: ssm[k] for k in SSM_FIELDS if k in ssm})
+    init = raw.get("initializer_cfg") or {}
+    fields.update({k: init[k] for k in _INIT_FIELDS if k in init})
+    if "tie_embeddings" in raw:
+        fields["tie_word_embeddings"] = bool(raw["tie_embeddings"])
+    return fields
+
+
+class MambaSSMFormat(FormatAdapter):
+    name = "mamba_ssm"
+    patterns = ("config.json", "pytorch_model.bin", "model.safetensors")
+    priority = 40
+
+    def detect(self, path: Path) -> bool:
+        cfg = path / "config.json"
+        if not cfg.is_file():
+            return False
+        try:
+            raw = read_json(cfg)
+        except CheckpointError:
+            return False
+        return "model_type" not in raw and "ssm_cfg" in raw and "d_model" in raw and "n_layer" in raw
+
+    def load(self, path: Path) -> LoadedCheckpoint:
+        from ...models.mamba import MambaConfig, MambaForCausalLM
+
+        raw = read_json(path / "config.json")
+        if raw.get("d_intermediate", 0) or raw.get("attn_layer_idx"):
+            raise CheckpointError(
+                f"{path / 'config.json'}: MLP (d_intermediate) or attention layers (attn_layer_idx) are not "
+                "supported by genomix's Mamba; only pure Mamba-1 stacks load"
+            )
+        config = MambaConfig(**mamba_fields(raw, path))
+        state = read_weights(weights_file(path))
+        if config.tie_word_embeddings and "lm_head.weight" not in state and "backbone.embedding.weight" in state:
+            state["lm_head.weight"] = state["backbone.embedding.weight"]
+        check_keys(path, state, MambaForCausalLM(config).state_dict())
+        return LoadedCheckpoint(config=config, state_dict=state, task="causal-lm", source_format=self.name)
+
+
+def _register() -> None:
+    from . import register_format
+
+    register_format(MambaSSMFormat())
+
+
+_register()

@@ -1,0 +1,83 @@
+"""Turn a model reference into a local directory: a path, or a Hub id through huggingface_hub's cache.
+
+Hub downloads fetch only the files some known layout needs (``allow_patterns``), honour ``revision``
+(branch, tag or commit), and run offline (cache only) when ``HF_HUB_OFFLINE`` is set at call time or
+``local_files_only=True``. Every failure becomes a :class:`DownloadError` that says what to do.
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from ..errors import CheckpointError, DownloadError
+
+_REPO_ID = re.compile(r"^[\w.\-]+/[\w.\-]+$")
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def hub_offline() -> bool:
+    """Whether ``HF_HUB_OFFLINE`` asks for cache-only resolution (read now, not at import)."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in _TRUE
+
+
+def resolve(
+    name_or_path: str | os.PathLike,
+    revision: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    local_files_only: bool | None = None,
+    token: str | bool | None = None,
+) -> Path:
+    """A local directory holding the checkpoint ``name_or_path`` refers to."""
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return path
+    name = str(name_or_path)
+    if path.exists():
+        raise CheckpointError(f"{path}: is a file; pass the checkpoint's directory")
+    if not _REPO_ID.match(name):
+        from ..models.registry import available_models
+
+        raise CheckpointError(
+            f"{name!r} is neither a local directory nor a Hub id of the form 'owner/name'. "
+            f"For fresh weights of a named size use genomix.models.build(NAME) with one of {available_models()}"
+        )
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        OfflineModeIsEnabled,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    from .formats import formats
+
+    offline = hub_offline() if local_files_only is None else local_files_only
+    patterns = sorted({p for adapter in formats() for p in adapter.patterns})
+    where = f"{name}" + (f" at revision {revision}" if revision else "")
+    try:
+        local = snapshot_download(
+            repo_id=name,
+            revision=revision,
+            cache_dir=cache_dir,
+            allow_patterns=patterns,
+            local_files_only=offline,
+            token=token,
+        )
+    except (LocalEntryNotFoundError, OfflineModeIsEnabled) as exc:
+        mode = "offline mode (HF_HUB_OFFLINE / local_files_only)" if offline else "no network connection"
+        raise DownloadError(
+            f"{where} is not in the Hugging Face cache ({cache_dir or 'default cache'}) and {mode} prevents "
+            f"downloading it. Run once with network access, or pass a local directory. ({type(exc).__name__})"
+        ) from None
+    except RevisionNotFoundError:
+        raise DownloadError(f"{name}: revision {revision!r} does not exist on the Hub") from None
+    except GatedRepoError:
+        raise DownloadError(f"{name}: gated repository; accept its terms on the Hub and log in (HF_TOKEN)") from None
+    except RepositoryNotFoundError:
+        raise DownloadError(f"{name}: no such Hub repository (or it is private: log in with HF_TOKEN)") from None
+    except (HfHubHTTPError, OSError) as exc:
+        raise DownloadError(f"{where}: download failed ({exc}); check the network and retry") from None
+    return Path(local)
