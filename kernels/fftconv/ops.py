@@ -42,11 +42,16 @@ def conv_apply(
     plan: Plan,
     out_dtype: torch.dtype,
     prec: str,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """``post * (irfft(rfft(u*pre) * spectrum)[:L] + u*pre*D)`` with the Triton kernels."""
+    """``post * (irfft(rfft(u*pre) * spectrum)[:L] + u*pre*D)`` with the Triton kernels.
+
+    ``out`` (optional, (B, H, L) of ``out_dtype``, contiguous) receives the result; the GPU checks
+    pass a poisoned buffer to prove that every element is written.
+    """
     B, H, L = u.shape
     c = constants((plan.n2, plan.a, plan.bd), u.device)
-    y = torch.empty(B, H, L, device=u.device, dtype=out_dtype)
+    y = torch.empty(B, H, L, device=u.device, dtype=out_dtype) if out is None else out
     kr, ki = spec
     dummy = u
     flags = dict(HAS_PRE=pre is not None, HAS_D=D is not None, HAS_POST=post is not None, PREC=prec)

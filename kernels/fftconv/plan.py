@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 from dataclasses import dataclass
 
 import torch
@@ -23,7 +24,7 @@ import torch
 from .reference import combined_filter
 
 MIN_N = 256            # smallest tile the tensor-core dot accepts is 16 x 16
-MAX_ROW = 4096         # largest sequence one program keeps on chip
+MAX_ROW = int(os.environ.get("GENOMIX_FFTCONV_MAX_ROW", "4096"))  # largest row one program keeps on chip
 MIN_N2 = 32            # column-pass DFT length: its padded half must fill a 16-row dot
 _ROW_SHAPES = {256: (16, 16), 512: (16, 32), 1024: (32, 32), 2048: (32, 64), 4096: (64, 64), 8192: (64, 128)}
 

@@ -1,0 +1,131 @@
+"""Benchmark of the long FFT convolution on a GPU: Triton kernels vs the PyTorch reference, same run.
+
+bf16 u (B, H, L), fp32 filter (H, L) and D (H,), B*H*L = 256 M elements, HyenaDNA's recipe. For each
+L: forward and forward+backward median ms (``triton.testing.do_bench``), speed-up over the reference,
+peak memory of forward+backward, and the forward's distance from the HBM floor (read u, write y in
+bf16, read the filter once, at the device-to-device copy bandwidth measured in the same run).
+Prints a table last and writes JSON to ``--out``.
+
+    PYTHONPATH=. python kernels/bench_fftconv.py --out OUTDIR [--lengths 4096 32768 ...]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+import torch
+import triton.testing
+
+from genomix.kernels.fftconv import fftconv_ref, fftconv_triton
+
+SHAPES = {4096: (256, 256), 32768: (32, 256), 262144: (4, 256), 1 << 20: (1, 256), 1 << 22: (1, 64)}
+
+
+def copy_bandwidth() -> float:
+    """Bytes read + written per second by a 1 GiB device-to-device copy."""
+    a = torch.empty(1 << 28, device="cuda", dtype=torch.float32).uniform_()
+    b = torch.empty_like(a)
+    ms = triton.testing.do_bench(lambda: b.copy_(a), warmup=25, rep=200, return_mode="median")
+    return 2 * a.numel() * 4 / (ms * 1e-3)
+
+
+def peak_gib(fn) -> float:
+    torch.cuda.synchronize()
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats()
+    fn()
+    torch.cuda.synchronize()
+    return torch.cuda.max_memory_allocated() / 2**30
+
+
+def bench_one(L: int, B: int, H: int, bw: float) -> dict:
+    u = torch.randn(B, H, L, device="cuda").to(torch.bfloat16)
+    k = torch.randn(H, L, device="cuda") / L ** 0.5
+    D = torch.randn(H, device="cuda")
+    dy = torch.randn(B, H, L, device="cuda").to(torch.bfloat16)
+    row: dict = {"L": L, "B": B, "H": H}
+    floor_ms = (B * H * L * 4 + H * L * 4) / bw * 1e3
+    row["floor_ms"] = floor_ms
+    err = (fftconv_triton(u, k, D).double() - fftconv_ref(u, k, D).double()).norm() / fftconv_ref(u, k, D).double().norm()
+    row["rel_err_vs_ref"] = float(err)
+    for name, f in (("ref", fftconv_ref), ("triton", fftconv_triton)):
+        ul, kl, Dl = (t.detach().clone().requires_grad_() for t in (u, k, D))
+
+        def fwd():
+            with torch.no_grad():
+                return f(u, k, D)
+
+        def fwdbwd():
+            y = f(ul, kl, Dl)
+            y.backward(dy)
+            ul.grad = kl.grad = Dl.grad = None
+
+        fwd(), fwdbwd()  # compile / warm up
+        row[f"{name}_fwd_ms"] = triton.testing.do_bench(fwd, warmup=50, rep=300, return_mode="median")
+        row[f"{name}_fwdbwd_ms"] = triton.testing.do_bench(fwdbwd, warmup=50, rep=300, return_mode="median")
+        row[f"{name}_fwd_peak_gib"] = peak_gib(fwd)
+        row[f"{name}_fwdbwd_peak_gib"] = peak_gib(fwdbwd)
+        del ul, kl, Dl
+        torch.cuda.empty_cache()
+    row["fwd_speedup"] = row["ref_fwd_ms"] / row["triton_fwd_ms"]
+    row["fwdbwd_speedup"] = row["ref_fwdbwd_ms"] / row["triton_fwdbwd_ms"]
+    row["fwd_x_floor"] = row["triton_fwd_ms"] / floor_ms
+    return row
+
+
+def breakdown(L: int, B: int, H: int) -> list[dict]:
+    """GPU time per kernel of one Triton forward+backward (torch.profiler), to see where time goes."""
+    u = torch.randn(B, H, L, device="cuda").to(torch.bfloat16).requires_grad_()
+    k = (torch.randn(H, L, device="cuda") / L ** 0.5).requires_grad_()
+    D = torch.randn(H, device="cuda").requires_grad_()
+    dy = torch.randn(B, H, L, device="cuda").to(torch.bfloat16)
+    fftconv_triton(u, k, D).backward(dy)
+    torch.cuda.synchronize()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        fftconv_triton(u, k, D).backward(dy)
+        torch.cuda.synchronize()
+    rows = []
+    for ev in prof.key_averages():
+        t = getattr(ev, "device_time_total", None) or getattr(ev, "cuda_time_total", 0)
+        if t > 0:
+            rows.append({"kernel": ev.key[:60], "calls": ev.count, "ms": t / 1e3})
+    rows.sort(key=lambda r: -r["ms"])
+    return rows[:14]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default=".")
+    ap.add_argument("--lengths", type=int, nargs="*", default=list(SHAPES))
+    ap.add_argument("--breakdown", type=int, default=1 << 20, help="L whose fwd+bwd is profiled per kernel (0: none)")
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    bw = copy_bandwidth()
+    rows = []
+    for L in args.lengths:
+        B, H = SHAPES.get(L, (max(1, (1 << 28) // (256 * L)), 256))
+        rows.append(bench_one(L, B, H, bw))
+        print(json.dumps(rows[-1]), flush=True)
+    prof = breakdown(args.breakdown, *SHAPES.get(args.breakdown, (1, 256))) if args.breakdown else []
+    result = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "triton": triton.__version__,
+              "copy_bandwidth_TBps": bw / 1e12, "max_row": os.environ.get("GENOMIX_FFTCONV_MAX_ROW", "4096"),
+              "rows": rows, "breakdown_L": args.breakdown, "breakdown": prof}
+    path = os.path.join(args.out, "bench_fftconv.json")
+    with open(path + ".tmp", "w") as fh:
+        json.dump(result, fh, indent=1)
+    os.replace(path + ".tmp", path)
+    for p in prof:
+        print(f"  {p['ms']:8.2f} ms {p['calls']:3d}x {p['kernel']}")
+    print(f"{result['device']}, copy {bw / 1e12:.2f} TB/s; bf16, B*H*L = 256M")
+    print(f"{'L':>8} {'B':>3} {'H':>3} | {'ref fwd':>8} {'tri fwd':>8} {'x':>5} | {'ref f+b':>8} {'tri f+b':>8} {'x':>5} | "
+          f"{'ref GiB':>7} {'tri GiB':>7} | {'fwd/floor':>9}")
+    for r in rows:
+        print(f"{r['L']:>8} {r['B']:>3} {r['H']:>3} | {r['ref_fwd_ms']:>8.2f} {r['triton_fwd_ms']:>8.2f} {r['fwd_speedup']:>5.2f} | "
+              f"{r['ref_fwdbwd_ms']:>8.2f} {r['triton_fwdbwd_ms']:>8.2f} {r['fwdbwd_speedup']:>5.2f} | "
+              f"{r['ref_fwdbwd_peak_gib']:>7.2f} {r['triton_fwdbwd_peak_gib']:>7.2f} | {r['fwd_x_floor']:>8.1f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
