@@ -11,7 +11,7 @@ from typing import Sequence
 
 from ..errors import GenomixError
 
-COMMANDS = ("genome",)
+COMMANDS = ("genome", "convert", "embed")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,226 @@
+"""Sequence embeddings to HDF5: FASTA records or BED intervals of a genome store -> a model's hidden states.
+
+Inputs longer than the model's ``max_seq_len`` are cut into consecutive chunks of at most that length;
+chunks are batched across sequences (sorted by length within a window to limit padding, outputs
+written back in input order). The backbone makes padding invisible (see ``HyenaModel.forward``), so a
+batched embedding equals the embedding of the sequence alone.
+
+Output file (written to a temporary name, renamed when complete)::
+
+    /ids          (N,)   sequence ids (FASTA record names, or BED names / contig:start-end(strand))
+    /lengths      (N,)   sequence lengths in bases
+    /embeddings   (N, d) pooled vectors                       (pooling mean|last|first)
+    /tokens/<i>   (L_i, d) per-token hidden states of row i   (pooling none)
+    attrs: model, pooling, d_model, max_seq_len, genomix_version
+
+Pooling over chunks is exact: ``mean`` averages over all bases of the sequence, ``last``/``first``
+take the sequence's last/first base (whose chunk saw the context before it within that chunk).
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import h5py
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .errors import InputFormatError, RangeError
+from .models.heads import POOLING_MODES
+from .tokenizer import BYTE_TO_ID, INVALID, pad_batch
+
+log = logging.getLogger(__name__)
+EMBED_POOLING = POOLING_MODES + ("none",)
+
+
+@dataclasses.dataclass
+class SequenceInput:
+    """One input sequence: its id and token ids."""
+
+    id: str
+    ids: np.ndarray
+
+
+def fasta_sequences(path: str | os.PathLike) -> Iterator[SequenceInput]:
+    """Records of a FASTA file (plain or gzip) as token ids, streamed one record at a time."""
+    from .genome.fasta import FastaReader
+
+    for record in FastaReader(path):
+        ids = BYTE_TO_ID[record.sequence]
+        if (ids == INVALID).any():  # pragma: no cover - FastaReader validates characters already
+            raise InputFormatError(f"{path}:{record.line}: record {record.name!r} has non-DNA characters")
+        yield SequenceInput(record.name, ids.astype(np.int64))
+
+
+def read_bed_intervals(path: str | os.PathLike) -> list[tuple[str, int, int, str, str]]:
+    """``(contig, start, end, name, strand)`` rows of a BED file (3 to 6+ columns; 0-based half-open).
+
+    Missing names become ``contig:start-end(strand)``, missing strands ``+``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputFormatError(f"{path}: no such BED file; check the path")
+    rows = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip() or line.startswith(("#", "track", "browser")):
+            continue
+        fields = line.rstrip("\n").split("\t")
+        if len(fields) < 3:
+            fields = line.split()
+        if len(fields) < 3:
+            raise InputFormatError(f"{path}:{number}: expected at least 3 columns (contig start end), got {line!r}")
+        try:
+            start, end = int(fields[1]), int(fields[2])
+        except ValueError:
+            raise InputFormatError(f"{path}:{number}: start/end must be integers, got {fields[1]!r} {fields[2]!r}") from None
+        if start < 0 or end <= start:
+            raise RangeError(f"{path}:{number}: interval {fields[0]}:{start}-{end} is empty or negative")
+        strand = fields[5] if len(fields) > 5 and fields[5] in ("+", "-") else "+"
+        name = fields[3] if len(fields) > 3 and fields[3] not in ("", ".") else f"{fields[0]}:{start}-{end}({strand})"
+        rows.append((fields[0], start, end, name, strand))
+    return rows
+
+
+def bed_sequences(bed: str | os.PathLike, store) -> Iterator[SequenceInput]:
+    """BED intervals fetched from a genome store (``genomix.genome.open_store``), strand-aware."""
+    for contig, start, end, name, strand in read_bed_intervals(bed):
+        yield SequenceInput(name, store.fetch(contig, start, end, strand=strand))
+
+
+def _chunks(length: int, size: int) -> list[tuple[int, int]]:
+    return [(s, min(s + size, length)) for s in range(0, length, size)]
+
+
+class _Writer:
+    """Appends rows to the HDF5 layout above."""
+
+    def __init__(self, h5: h5py.File, pooling: str, d_model: int) -> None:
+        self.h5, self.pooling, self.count = h5, pooling, 0
+        self.ids = h5.create_dataset("ids", (0,), maxshape=(None,), dtype=h5py.string_dtype())
+        self.lengths = h5.create_dataset("lengths", (0,), maxshape=(None,), dtype="int64")
+        if pooling == "none":
+            self.tokens = h5.create_group("tokens")
+        else:
+            self.vectors = h5.create_dataset("embeddings", (0, d_model), maxshape=(None, d_model), dtype="float32",
+                                             chunks=(min(1024, 1 << 16), d_model))
+
+    def add(self, seq_id: str, length: int, value: np.ndarray) -> None:
+        i = self.count
+        for ds in (self.ids, self.lengths):
+            ds.resize((i + 1,))
+        self.ids[i], self.lengths[i] = seq_id, length
+        if self.pooling == "none":
+            self.tokens.create_dataset(str(i), data=value.astype(np.float32))
+        else:
+            self.vectors.resize((i + 1, value.shape[-1]))
+            self.vectors[i] = value
+        self.count += 1
+
+
+def _combine(parts: list[tuple[int, int, torch.Tensor]], pooling: str) -> np.ndarray:
+    """Per-sequence result from its chunks' outputs (chunk start, chunk length, tensor)."""
+    parts.sort(key=lambda p: p[0])
+    if pooling == "none":
+        return torch.cat([p[2] for p in parts]).numpy()
+    if pooling == "mean":
+        total = sum(p[1] for p in parts)
+        return (sum(p[2] * p[1] for p in parts) / total).numpy()
+    return (parts[-1][2] if pooling == "last" else parts[0][2]).numpy()
+
+
+@torch.no_grad()
+def embed_sequences(
+    model: torch.nn.Module,
+    sequences: Iterable[SequenceInput],
+    out: str | os.PathLike,
+    pooling: str = "mean",
+    batch_size: int = 8,
+    device: str | torch.device | None = None,
+    quiet: bool = False,
+    total: int | None = None,
+    window: int = 64,
+    model_name: str = "",
+) -> Path:
+    """Embed ``sequences`` with ``model`` (a genomix base model or any head) into the HDF5 file ``out``.
+
+    Returns the output path. ``window`` sequences are chunked and batched together at a time.
+    """
+    from . import __version__
+    from .models.heads import pool
+
+    if pooling not in EMBED_POOLING:
+        raise InputFormatError(f"pooling must be one of {EMBED_POOLING}, got {pooling!r}")
+    if batch_size < 1:
+        raise InputFormatError(f"batch size must be >= 1, got {batch_size}")
+    backbone = getattr(model, "backbone", model)
+    config = backbone.config
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    backbone.to(device).eval()
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.partial")
+    size = int(config.max_seq_len)
+    progress = tqdm(total=total, unit="seq", desc="embedding", disable=quiet)
+
+    def run_window(items: list[SequenceInput], writer: _Writer) -> None:
+        jobs = [(row, s, e) for row, item in enumerate(items) for s, e in _chunks(len(item.ids), size)]
+        jobs.sort(key=lambda j: j[2] - j[1])
+        parts: list[list[tuple[int, int, torch.Tensor]]] = [[] for _ in items]
+        for b in range(0, len(jobs), batch_size):
+            batch = jobs[b:b + batch_size]
+            ids, mask = pad_batch([items[row].ids[s:e] for row, s, e in batch], side="left")
+            ids_t, mask_t = torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device)
+            with autocast:
+                hidden = backbone(ids_t, attention_mask=mask_t).last_hidden_state.float()
+            for i, (row, s, e) in enumerate(batch):
+                if pooling == "none":
+                    value = hidden[i, ids.shape[1] - (e - s):].cpu()
+                else:
+                    value = pool(hidden[i:i + 1], mask_t[i:i + 1], pooling)[0].cpu()
+                parts[row].append((s, e - s, value))
+        for row, item in enumerate(items):
+            writer.add(item.id, len(item.ids), _combine(parts[row], pooling))
+        progress.update(len(items))
+
+    try:
+        with h5py.File(tmp, "w") as h5:
+            writer = _Writer(h5, pooling, int(config.d_model if hasattr(config, "d_model") else config.hidden_size))
+            h5.attrs.update(model=model_name, pooling=pooling, max_seq_len=size,
+                            d_model=writer.vectors.shape[1] if pooling != "none" else int(config.d_model),
+                            genomix_version=__version__)
+            pending: list[SequenceInput] = []
+            for item in sequences:
+                if len(item.ids) == 0:
+                    raise InputFormatError(f"sequence {item.id!r} is empty")
+                pending.append(item)
+                if len(pending) == window:
+                    run_window(pending, writer)
+                    pending = []
+            if pending:
+                run_window(pending, writer)
+            if writer.count == 0:
+                raise InputFormatError("no sequences to embed: the input is empty")
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        progress.close()
+    return out
+
+
+def load_embedding_model(name: str, revision: str | None = None) -> torch.nn.Module:
+    """A base model for embedding: a checkpoint (local dir / Hub id, any layout) or, for testing, a
+    named size with fresh random weights (logged as a warning: such embeddings carry no meaning)."""
+    from .hub import from_pretrained
+    from .models.registry import available_models, build
+
+    if not Path(name).is_dir() and name in available_models():
+        log.warning("%s is a named size, not a checkpoint: embedding with RANDOM weights", name)
+        return build(name, task="base").eval()
+    return from_pretrained(name, revision=revision, task="base")
