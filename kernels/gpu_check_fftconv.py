@@ -35,7 +35,7 @@ TOL = {torch.float32: 1e-4, torch.bfloat16: 1e-2}
 
 
 def rel(a: torch.Tensor, b: torch.Tensor) -> float:
-    a, b = a.double(), b.double()
+    a, b = a.detach().double(), b.detach().double()
     return float((a - b).norm() / b.norm())
 
 

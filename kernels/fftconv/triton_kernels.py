@@ -12,7 +12,7 @@ import math
 import triton
 import triton.language as tl
 
-TWO_PI = 2.0 * math.pi
+TWO_PI = tl.constexpr(2.0 * math.pi)
 
 
 @triton.jit
