@@ -1,0 +1,77 @@
+"""Lightning callbacks of a pretraining run: sampler progress for exact resume, and throughput/MFU."""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import lightning as L
+import torch
+
+from .flops import device_peak_tflops, flops_per_token
+from .sampler import ResumableSampler
+
+
+class SamplerProgress(L.Callback):
+    """Advances the :class:`ResumableSampler` by each *trained* batch.
+
+    Lightning runs checkpoint callbacks after all others, so a checkpoint saved at this batch already
+    counts it, and a resume starts with the next one.
+    """
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        loader = trainer.train_dataloader
+        sampler = getattr(loader, "sampler", None)
+        if isinstance(sampler, ResumableSampler):
+            sampler.advance(int(batch["input_ids"].shape[0]))
+
+
+class ThroughputMonitor(L.Callback):
+    """Logs tokens/s, model TFLOP/s and MFU every ``log_every`` optimiser steps.
+
+    Tokens are counted over all devices; FLOPs come from :func:`flops_per_token` at the batch's
+    length (so the long-convolution term follows the warm-up). MFU needs a peak: ``peak_tflops`` per
+    device, or the bf16 peak of a known CUDA device.
+    """
+
+    def __init__(self, log_every: int = 10, peak_tflops: float | None = None) -> None:
+        self.log_every = max(1, log_every)
+        self.peak_tflops = peak_tflops
+        self._tokens = 0
+        self._flops = 0.0
+        self._start: float | None = None
+        self._last_step = -1
+        self._fpt_cache: dict[int, float] = {}
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.peak_tflops is None and torch.cuda.is_available() and pl_module.device.type == "cuda":
+            self.peak_tflops = device_peak_tflops(torch.cuda.get_device_name(pl_module.device))
+        self._reset()
+
+    def _reset(self) -> None:
+        self._tokens, self._flops, self._start = 0, 0.0, time.perf_counter()
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        ids = batch["input_ids"]
+        length = int(ids.shape[-1])
+        if length not in self._fpt_cache:
+            self._fpt_cache[length] = flops_per_token(getattr(pl_module, "model", pl_module), length)
+        tokens = ids.numel() * trainer.world_size
+        self._tokens += tokens
+        self._flops += tokens * self._fpt_cache[length]
+        step = trainer.global_step
+        if step == self._last_step or step % self.log_every:
+            return
+        self._last_step = step
+        if pl_module.device.type == "cuda":
+            torch.cuda.synchronize(pl_module.device)
+        elapsed = time.perf_counter() - (self._start or time.perf_counter())
+        if elapsed <= 0:
+            return
+        tflops = self._flops / elapsed / 1e12
+        metrics = {"perf/tokens_per_s": self._tokens / elapsed, "perf/tflops": tflops}
+        if self.peak_tflops:
+            metrics["perf/mfu"] = tflops / (self.peak_tflops * trainer.world_size)
+        if pl_module.device.type == "cuda":
+            metrics["perf/peak_mem_gib"] = torch.cuda.max_memory_allocated(pl_module.device) / 2**30
+        pl_module.log_dict(metrics, on_step=True, on_epoch=False, rank_zero_only=True)
+        self._reset()

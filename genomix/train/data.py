@@ -1,0 +1,125 @@
+"""The DataModule: windows from a genome store, with the batch plan of the current warm-up stage.
+
+Lightning rebuilds the dataloaders every epoch (``reload_dataloaders_every_n_epochs=1``); each time
+this module looks up the warm-up stage of the epoch and makes windows of that stage's length in
+micro-batches of its size. Training windows are random positions of the train split, a pure function
+of ``(seed, epoch, index)`` (:class:`~genomix.genome.WindowDataset`), read in the order of a
+:class:`ResumableSampler`; validation and test windows tile their split deterministically.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from ..errors import ConfigError
+from .recipe import DataConfig
+from .sampler import ResumableDataLoader, ResumableSampler
+from .warmup import Stage, stage_at
+
+OBJECTIVE = {"causal-lm": "causal", "masked-lm": "mlm"}
+
+
+def resolve_store(genome: str, bed: str | None = None, cache: str | Path | None = None, quiet: bool = False) -> Path:
+    """Path of a genome store for a registry name (``demo``, ``hg38``…), a FASTA or an existing ``.h5``.
+
+    Names and FASTA files are prepared once (``genomix genome prepare``) and the store is reused.
+    """
+    path = Path(genome).expanduser()
+    if path.suffix in (".h5", ".hdf5"):
+        if not path.is_file():
+            raise ConfigError(f"genome store {path} does not exist; build it with `genomix genome prepare`")
+        return path
+    from ..genome import prepare_genome
+
+    return Path(prepare_genome(genome, cache=cache, bed=bed, quiet=quiet))
+
+
+class GenomeDataModule(L.LightningDataModule):
+    """Train/valid/test windows of a genome store for one pretraining run.
+
+    Args:
+        store_path: the genome store (see :func:`resolve_store`).
+        data: split and augmentation settings of the recipe.
+        stages: the warm-up plan (:func:`~genomix.train.warmup.plan_warmup`).
+        task: ``causal-lm`` or ``masked-lm`` (sample format).
+        steps_per_epoch: optimiser steps per epoch (an epoch is a fixed number of random windows).
+        seed: seed of window positions, strands, MLM masks and the sample order.
+    """
+
+    def __init__(self, store_path: str | Path, data: DataConfig, stages: list[Stage], task: str,
+                 steps_per_epoch: int, seed: int = 0) -> None:
+        super().__init__()
+        self.store_path = Path(store_path)
+        self.data = data
+        self.stages = stages
+        self.objective = OBJECTIVE[task]
+        self.steps_per_epoch = steps_per_epoch
+        self.seed = seed
+        self._intervals: dict[str, list[tuple[str, int, int]]] | None = None
+
+    def _split_intervals(self, split: str) -> list[tuple[str, int, int]] | None:
+        """Explicit intervals when the recipe holds out contigs; otherwise the store's own splits."""
+        if not (self.data.valid_contigs or self.data.test_contigs):
+            return None
+        if self._intervals is None:
+            from ..genome import open_store
+            from ..genome.bed import holdout_splits
+
+            with open_store(self.store_path) as store:
+                self._intervals = holdout_splits(store.lengths, self.data.valid_contigs, self.data.test_contigs)
+        return self._intervals.get(split, [])
+
+    def _epoch(self) -> int:
+        return self.trainer.current_epoch if self.trainer is not None else 0
+
+    def _rank(self) -> tuple[int, int]:
+        if self.trainer is None:
+            return 0, 1
+        return self.trainer.global_rank, self.trainer.world_size
+
+    def _windows(self, split: str, stage: Stage, mode: str, samples: int | None, epoch: int) -> Any:
+        from ..genome import WindowDataset
+
+        try:
+            dataset = WindowDataset(
+                self.store_path, stage.seq_len, split=split, intervals=self._split_intervals(split), mode=mode,
+                samples_per_epoch=samples, rc_probability=0.5 if (self.data.rc_aug and split == "train") else 0.0,
+                max_n_fraction=self.data.max_n_fraction, objective=self.objective,
+                mlm_probability=self.data.mlm_probability, seed=self.seed,
+            )
+        except ValueError as exc:
+            raise ConfigError(f"genome store {self.store_path}, split {split!r}: {exc}") from exc
+        dataset.set_epoch(epoch)
+        return dataset
+
+    def train_dataloader(self) -> DataLoader:
+        epoch = self._epoch()
+        stage = stage_at(self.stages, epoch)
+        rank, world = self._rank()
+        samples = self.steps_per_epoch * stage.global_batch
+        dataset = self._windows("train", stage, "random", samples, epoch)
+        sampler = ResumableSampler(samples, epoch=epoch, seed=self.seed, shuffle=False, rank=rank, world_size=world)
+        return ResumableDataLoader(
+            dataset, sampler, batch_size=stage.micro_batch, drop_last=True, num_workers=self.data.num_workers,
+            pin_memory=torch.cuda.is_available(), persistent_workers=False,
+            generator=torch.Generator().manual_seed(self.seed),
+        )
+
+    def _eval_loader(self, split: str) -> DataLoader:
+        stage = stage_at(self.stages, self._epoch())
+        dataset = self._windows(split, stage, "tiled", None, 0)
+        rank, world = self._rank()
+        indices = list(range(rank, len(dataset), world))
+        subset = torch.utils.data.Subset(dataset, indices)
+        return DataLoader(subset, batch_size=stage.micro_batch, shuffle=False, num_workers=self.data.num_workers,
+                          generator=torch.Generator().manual_seed(self.seed))
+
+    def val_dataloader(self) -> DataLoader:
+        return self._eval_loader("valid")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._eval_loader("test")

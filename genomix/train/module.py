@@ -1,0 +1,155 @@
+"""The LightningModule for causal and masked language-model pretraining of any genomix model.
+
+The model does the modelling: it receives ``input_ids`` and ``labels`` and returns an output with
+``.loss`` (causal heads shift labels inside; masked heads compare position-wise; ``-100`` is ignored,
+and the window dataset already sets N and padding to ``-100``, so the loss counts real bases only).
+This module adds what training needs around it: AdamW with no decay on filter/bias/norm parameters,
+warm-up + cosine learning rate, a non-finite-loss guard, deterministic per-step dropout seeds (so a
+resumed run reproduces the uninterrupted one), and token-weighted validation perplexity and
+bits per base.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning as L
+import torch
+from torch import nn
+
+from ..errors import TrainingError
+from .recipe import OptimConfig
+
+IGNORE_INDEX = -100
+LN2 = math.log(2.0)
+
+
+def count_target_tokens(labels: torch.Tensor, causal: bool) -> torch.Tensor:
+    """Number of positions that contribute to the loss (after the causal shift, if any)."""
+    if causal:
+        labels = labels[..., 1:]
+    return (labels != IGNORE_INDEX).sum()
+
+
+def decay_groups(model: nn.Module, weight_decay: float, no_decay: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Two AdamW parameter groups: with and without weight decay.
+
+    A parameter skips decay if its name contains one of ``no_decay`` (case-insensitive) or it has
+    fewer than two dimensions (biases, norm scales, per-channel skip terms).
+    """
+    patterns = tuple(p.lower() for p in no_decay)
+    decay, plain = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        if param.ndim < 2 or any(p in name.lower() for p in patterns):
+            plain.append(param)
+        else:
+            decay.append(param)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": plain, "weight_decay": 0.0},
+    ]
+
+
+def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_ratio: float) -> float:
+    """Learning-rate multiplier: linear from 0 over ``warmup_steps``, then cosine down to ``min_ratio``."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class LanguageModelingModule(L.LightningModule):
+    """Trains ``model`` (a genomix causal-LM or masked-LM head) on batches of windows.
+
+    Args:
+        model: any module whose ``forward(input_ids=..., labels=...)`` returns an object with ``.loss``.
+        task: ``"causal-lm"`` or ``"masked-lm"`` (decides how target tokens are counted).
+        optim: optimiser and schedule settings.
+        schedule_steps: optimiser steps spanned by the learning-rate schedule.
+        seed: base of the per-step dropout seeds.
+    """
+
+    def __init__(self, model: nn.Module, task: str, optim: OptimConfig, schedule_steps: int, seed: int = 0) -> None:
+        super().__init__()
+        self.model = model
+        self.task = task
+        self.optim = optim
+        self.schedule_steps = schedule_steps
+        self.seed = seed
+        self._val_sum = torch.zeros((), dtype=torch.float64)
+        self._val_count = torch.zeros((), dtype=torch.float64)
+
+    @property
+    def causal(self) -> bool:
+        return self.task == "causal-lm"
+
+    def forward(self, input_ids: torch.Tensor, labels: torch.Tensor | None = None) -> Any:
+        return self.model(input_ids=input_ids, labels=labels)
+
+    # -- training -----------------------------------------------------------------------------
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        # Dropout masks depend only on (seed, step, micro-batch, rank), not on how the process got
+        # here, so a run resumed from a checkpoint draws exactly the masks the uninterrupted run drew.
+        step_seed = (self.seed * 1_000_003 + self.global_step * 1_009 + batch_idx) * 131 + self.global_rank
+        torch.manual_seed(step_seed % (2**63 - 1))
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        out = self.model(input_ids=batch["input_ids"], labels=batch["labels"])
+        loss = out.loss
+        self._check_finite(loss, batch_idx)
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False)
+        self.log("train/bits_per_base", loss / LN2, on_step=True, on_epoch=False)
+        self.log("train/seq_len", float(batch["input_ids"].shape[-1]), on_step=True, on_epoch=False)
+        return loss
+
+    def _check_finite(self, loss: torch.Tensor, batch_idx: int) -> None:
+        trainer = self._trainer  # None when the module runs outside a Trainer
+        bad = (~torch.isfinite(loss.detach())).float()
+        if trainer is not None and trainer.world_size > 1:
+            bad = trainer.strategy.reduce(bad, reduce_op="sum")  # every rank stops together
+        if bad.item() > 0:
+            callback = trainer.checkpoint_callback if trainer is not None else None
+            last = getattr(callback, "last_model_path", None) or None
+            kept = f"the last good checkpoint is {last}" if last else "no checkpoint had been written yet"
+            raise TrainingError(
+                f"non-finite training loss ({loss.item()}) at optimiser step {self.global_step}, "
+                f"epoch {self.current_epoch}, micro-batch {batch_idx}; {kept}. Lower the learning rate, "
+                "check the data, or resume from the checkpoint with --resume"
+            )
+
+    # -- validation ---------------------------------------------------------------------------
+    def on_validation_epoch_start(self) -> None:
+        self._val_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        self._val_count = torch.zeros((), dtype=torch.float64, device=self.device)
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        out = self.model(input_ids=batch["input_ids"], labels=batch["labels"])
+        n = count_target_tokens(batch["labels"], self.causal).to(torch.float64)
+        if n > 0:
+            self._val_sum += out.loss.detach().to(torch.float64) * n
+            self._val_count += n
+
+    def on_validation_epoch_end(self) -> None:
+        total = self.trainer.strategy.reduce(self._val_sum, reduce_op="sum") if self.trainer.world_size > 1 else self._val_sum
+        count = self.trainer.strategy.reduce(self._val_count, reduce_op="sum") if self.trainer.world_size > 1 else self._val_count
+        if count.item() == 0:
+            return
+        loss = (total / count).float()
+        self.log("val/loss", loss, prog_bar=True, sync_dist=False)
+        self.log("val/perplexity", torch.exp(loss), sync_dist=False)
+        self.log("val/bits_per_base", loss / LN2, prog_bar=True, sync_dist=False)
+
+    # -- optimisation -------------------------------------------------------------------------
+    def configure_optimizers(self) -> dict[str, Any]:
+        o = self.optim
+        optimizer = torch.optim.AdamW(
+            decay_groups(self.model, o.weight_decay, tuple(o.no_decay)), lr=o.lr, betas=tuple(o.betas), eps=o.eps
+        )
+        warmup = max(1, round(o.warmup_fraction * self.schedule_steps))
+        total, min_ratio = self.schedule_steps, o.min_lr_ratio
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: warmup_cosine(step, warmup, total, min_ratio)
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -1,0 +1,178 @@
+"""Pretraining recipes: one YAML file per run recipe in ``configs/pretrain/``, read into dataclasses.
+
+A recipe says *how* to train (optimiser, schedule, batch, sequence-length warm-up, data split,
+checkpoint cadence); the model size comes from ``configs/models/`` by name. Unknown keys are an error
+so that a typo in a recipe never silently falls back to a default.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import ConfigError
+
+TASKS = ("causal-lm", "masked-lm")
+
+
+@dataclasses.dataclass
+class OptimConfig:
+    """AdamW with decoupled weight decay and a linear warm-up then cosine decay of the learning rate.
+
+    Parameters whose qualified name contains one of ``no_decay`` (case-insensitive), and every 0-d/1-d
+    parameter, get no weight decay (HyenaDNA excludes its implicit filters, biases and norms).
+    """
+
+    lr: float = 6e-4
+    weight_decay: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    no_decay: tuple[str, ...] = ("filter", "bias", "norm")
+    warmup_fraction: float = 0.01
+    min_lr_ratio: float = 0.1
+
+
+@dataclasses.dataclass
+class WarmupConfig:
+    """Sequence-length warm-up: start at ``start_seq_len`` and double every ``stage_epochs`` epochs.
+
+    ``start_seq_len: null`` (or a start length >= the target) trains at the target length throughout.
+    """
+
+    start_seq_len: int | None = None
+    stage_epochs: int = 1
+
+
+@dataclasses.dataclass
+class DataConfig:
+    """Where windows come from: a genome (registry name, FASTA or store path) and its split.
+
+    ``bed`` is a BED file of train/valid/test intervals (HyenaDNA's ``sequences_human.bed`` layout);
+    without it, ``valid_contigs``/``test_contigs`` are held out whole; a genome with a single contig
+    (the demo) holds out ``holdout_fraction`` of its length at the end instead.
+    """
+
+    genome: str = "demo"
+    bed: str | None = None
+    valid_contigs: tuple[str, ...] = ()
+    test_contigs: tuple[str, ...] = ()
+    holdout_fraction: float = 0.05
+    rc_aug: bool = True
+    max_n_fraction: float = 0.1
+    num_workers: int = 0
+    mlm_probability: float = 0.15
+
+
+@dataclasses.dataclass
+class Recipe:
+    """Everything a pretraining run needs besides the hardware (devices, strategy, output folder).
+
+    Batch semantics: one optimiser step sees ``global_batch * seq_len`` tokens at every warm-up stage;
+    per device a forward holds at most ``micro_batch_tokens`` tokens, the rest is gradient accumulation.
+    ``max_steps`` is where training stops, ``schedule_steps`` (default ``max_steps``) the horizon of
+    the learning-rate schedule, so a run stopped early and resumed follows the same schedule.
+    """
+
+    task: str = "causal-lm"
+    model: str = "hyenadna-tiny-1k"
+    model_overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
+    seq_len: int = 1024
+    global_batch: int = 8
+    micro_batch_tokens: int = 8192
+    steps_per_epoch: int = 100
+    max_steps: int = 200
+    schedule_steps: int | None = None
+    seed: int = 0
+    precision: str | None = None
+    gradient_clip: float = 1.0
+    activation_checkpointing: bool = False
+    checkpoint_every: int = 100  # optimiser steps between checkpoints; validation runs at every epoch end
+    val_batches: int = 8
+    log_every: int = 10
+    optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
+    warmup: WarmupConfig = dataclasses.field(default_factory=WarmupConfig)
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ConfigError(f"recipe task {self.task!r} is not one of {TASKS}")
+        for name in ("seq_len", "global_batch", "micro_batch_tokens", "steps_per_epoch", "max_steps"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"recipe field {name} must be a positive integer, got {getattr(self, name)}")
+
+    @property
+    def horizon(self) -> int:
+        """Number of optimiser steps the learning-rate schedule spans."""
+        return int(self.schedule_steps or self.max_steps)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(dataclasses.asdict(self))
+
+
+def _plain(value: Any) -> Any:
+    """Tuples to lists so the YAML dump is plain and round-trips through ``safe_load``."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _from_mapping(cls: type, data: dict[str, Any], where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"{where}: unknown field(s) {unknown}; known: {sorted(fields)}")
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        nested = {"optim": OptimConfig, "warmup": WarmupConfig, "data": DataConfig}.get(key) if cls is Recipe else None
+        if nested is not None:
+            value = _from_mapping(nested, value or {}, f"{where}.{key}")
+        elif isinstance(value, list):
+            value = tuple(value)
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def recipe_dirs() -> list[Path]:
+    """Where named recipes are looked up: ``$GENOMIX_RECIPE_PATH`` entries, then the shipped ones."""
+    extra = [Path(p) for p in os.environ.get("GENOMIX_RECIPE_PATH", "").split(os.pathsep) if p]
+    return extra + [Path(__file__).resolve().parent.parent / "configs" / "pretrain"]
+
+
+def available_recipes() -> list[str]:
+    return sorted({p.stem for d in recipe_dirs() if d.is_dir() for p in d.glob("*.yaml")})
+
+
+def load_recipe(name_or_path: str | os.PathLike, **overrides: Any) -> Recipe:
+    """A recipe from a shipped name (``demo``, ``hyenadna-hg38``…) or a YAML path, with overrides.
+
+    ``overrides`` replace top-level fields; ``None`` values are ignored (unset CLI flags).
+    """
+    path = Path(name_or_path)
+    if not (path.suffix in (".yaml", ".yml") and path.is_file()):
+        candidates = [d / f"{name_or_path}.yaml" for d in recipe_dirs()]
+        found = [c for c in candidates if c.is_file()]
+        if not found:
+            raise ConfigError(
+                f"unknown pretraining recipe {str(name_or_path)!r}: not a YAML file and not one of "
+                f"{available_recipes()}"
+            )
+        path = found[0]
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a recipe must be a mapping of fields")
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    return _from_mapping(Recipe, data, str(path))
+
+
+def dump_recipe(recipe: Recipe) -> str:
+    return yaml.safe_dump(recipe.to_dict(), sort_keys=False)

@@ -1,0 +1,201 @@
+"""One pretraining run: recipe + model + genome store -> Lightning Trainer -> checkpoints and a model.
+
+Layout of ``out_dir``::
+
+    recipe.yaml            the resolved recipe of the run
+    checkpoints/last.ckpt  Lightning checkpoint (atomic), every ``checkpoint_every`` steps and at the end
+    logs/csv/…             CSV metrics; logs/tensorboard/… when TensorBoard is installed
+    model/                 ``save_pretrained`` output: ``genomix.from_pretrained(out_dir / "model")``
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import GradientAccumulationScheduler, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, Logger
+
+from ..errors import CheckpointError, ConfigError
+from .callbacks import SamplerProgress, ThroughputMonitor
+from .checkpoint_io import AtomicCheckpointIO
+from .data import GenomeDataModule, resolve_store
+from .module import LanguageModelingModule
+from .recipe import Recipe, dump_recipe
+from .warmup import Stage, plan_warmup
+
+log = logging.getLogger(__name__)
+LAST = "last.ckpt"
+
+
+@dataclass
+class RunResult:
+    """Where a finished run put its outputs, and its last logged metrics."""
+
+    model_dir: Path
+    checkpoint: Path | None
+    metrics: dict[str, float]
+    stages: list[Stage]
+
+
+def build_model(recipe: Recipe) -> torch.nn.Module:
+    """The recipe's model with fresh weights, its head chosen by the task, with activation checkpointing."""
+    from ..models import build
+
+    model = build(recipe.model, task=recipe.task, **dict(recipe.model_overrides))
+    if recipe.activation_checkpointing:
+        enable_activation_checkpointing(model)
+    return model
+
+
+def enable_activation_checkpointing(model: torch.nn.Module) -> None:
+    """Per-block activation checkpointing through transformers' switch (each family honours it)."""
+    enable = getattr(model, "gradient_checkpointing_enable", None)
+    if enable is None or not getattr(model, "supports_gradient_checkpointing", False):
+        raise ConfigError(f"{type(model).__name__} does not support activation checkpointing; "
+                          "set activation_checkpointing: false in the recipe")
+    enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
+def resolve_resume(resume: str | os.PathLike | None, out_dir: Path) -> Path | None:
+    """``auto`` -> ``out_dir/checkpoints/last.ckpt`` if present (else a fresh start); a path must exist."""
+    if resume is None:
+        return None
+    if str(resume) == "auto":
+        last = out_dir / "checkpoints" / LAST
+        if last.is_file():
+            return last
+        log.info("no checkpoint in %s; starting a fresh run", last.parent)
+        return None
+    path = Path(resume).expanduser()
+    if path.is_dir():
+        path = path / "checkpoints" / LAST if (path / "checkpoints" / LAST).is_file() else path / LAST
+    if not path.is_file():
+        raise CheckpointError(f"cannot resume: {path} does not exist; pass a .ckpt file, a run folder or 'auto'")
+    return path
+
+
+def _loggers(out_dir: Path) -> list[Logger]:
+    loggers: list[Logger] = [CSVLogger(out_dir / "logs", name="csv", version="")]
+    try:
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        loggers.append(TensorBoardLogger(out_dir / "logs", name="tensorboard", version="", default_hp_metric=False))
+    except ModuleNotFoundError:
+        log.warning("TensorBoard is not installed; logging to CSV only (pip install tensorboard)")
+    return loggers
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def save_final_model(trainer: L.Trainer, module: LanguageModelingModule, model_dir: Path) -> None:
+    """``save_pretrained`` of the trained model, written to a temporary folder and renamed.
+
+    The full state dict is gathered through the strategy (FSDP shards are collected on rank 0).
+    """
+    state = trainer.strategy.lightning_module_state_dict()
+    if trainer.global_rank != 0:
+        return
+    prefix = "model."
+    weights = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    tmp = model_dir.with_name(f".{model_dir.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    module.model.save_pretrained(tmp, state_dict=weights)
+    from ..tokenizer import Tokenizer
+
+    Tokenizer().save_pretrained(tmp)
+    if model_dir.exists():
+        shutil.rmtree(model_dir)
+    os.replace(tmp, model_dir)
+
+
+def pretrain(
+    recipe: Recipe,
+    out_dir: str | os.PathLike,
+    *,
+    devices: int | str = "auto",
+    num_nodes: int = 1,
+    strategy: str = "auto",
+    accelerator: str = "auto",
+    resume: str | os.PathLike | None = None,
+    cache: str | os.PathLike | None = None,
+    quiet: bool = False,
+    peak_tflops: float | None = None,
+) -> RunResult:
+    """Run (or continue) pretraining as the recipe says; returns where the model was saved.
+
+    ``resume`` is ``None``, ``"auto"`` (continue from ``out_dir`` if it has a checkpoint) or a path.
+    A resumed run continues mid-epoch with the same data order and dropout masks as an uninterrupted run.
+    """
+    out = Path(out_dir).expanduser()
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = resolve_resume(resume, out)
+    L.seed_everything(recipe.seed, workers=True, verbose=False)
+    precision = recipe.precision or ("bf16-mixed" if torch.cuda.is_available() else "32-true")
+
+    store = resolve_store(recipe.data.genome, bed=recipe.data.bed, cache=cache, quiet=quiet)
+    model = build_model(recipe)
+    module = LanguageModelingModule(model, recipe.task, recipe.optim, recipe.horizon, seed=recipe.seed)
+
+    trainer_probe = _world_size(devices, num_nodes, accelerator)
+    stages = plan_warmup(recipe.seq_len, recipe.global_batch, recipe.micro_batch_tokens, trainer_probe,
+                         recipe.warmup.start_seq_len, recipe.warmup.stage_epochs)
+    max_len = getattr(getattr(model, "config", None), "max_seq_len", None)
+    if max_len is not None and recipe.seq_len > max_len:
+        raise ConfigError(f"seq_len {recipe.seq_len} exceeds {recipe.model}'s max_seq_len {max_len}; "
+                          "pick a longer model or pass model_overrides: {max_seq_len: ...}")
+    datamodule = GenomeDataModule(store, recipe.data, stages, recipe.task, recipe.steps_per_epoch, recipe.seed)
+
+    checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", filename="step{step}", auto_insert_metric_name=False,
+                                 every_n_train_steps=recipe.checkpoint_every, save_top_k=0, save_last=True,
+                                 save_on_train_epoch_end=False)
+    callbacks: list[L.Callback] = [
+        SamplerProgress(),
+        ThroughputMonitor(recipe.log_every, peak_tflops),
+        GradientAccumulationScheduler({s.first_epoch: s.accumulate for s in stages}),
+        checkpoint,
+    ]
+    if not quiet:
+        from lightning.pytorch.callbacks import TQDMProgressBar
+
+        callbacks.append(TQDMProgressBar(refresh_rate=max(1, recipe.log_every // 2)))
+    trainer = L.Trainer(
+        accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy, precision=precision,
+        max_steps=recipe.max_steps, max_epochs=-1, gradient_clip_val=recipe.gradient_clip or None,
+        check_val_every_n_epoch=1, limit_val_batches=recipe.val_batches,
+        reload_dataloaders_every_n_epochs=1, use_distributed_sampler=False, num_sanity_val_steps=0,
+        callbacks=callbacks, logger=_loggers(out), plugins=[AtomicCheckpointIO()], log_every_n_steps=recipe.log_every,
+        enable_progress_bar=not quiet, enable_model_summary=not quiet, default_root_dir=out,
+        deterministic=False,
+    )
+    if trainer.global_rank == 0:
+        _atomic_write_text(out / "recipe.yaml", dump_recipe(recipe))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True)
+    trainer.save_checkpoint(out / "checkpoints" / LAST, weights_only=False)
+    model_dir = out / "model"
+    save_final_model(trainer, module, model_dir)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1}
+    return RunResult(model_dir, out / "checkpoints" / LAST, metrics, stages)
+
+
+def _world_size(devices: int | str, num_nodes: int, accelerator: str) -> int:
+    """Number of processes the trainer will run (needed before the trainer exists to plan batches)."""
+    if isinstance(devices, int) or str(devices).isdigit():
+        count = int(devices)
+    elif accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
+        count = torch.cuda.device_count()
+    else:
+        count = 1
+    return max(count, 1) * max(num_nodes, 1)

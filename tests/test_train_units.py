@@ -1,0 +1,143 @@
+"""Unit tests of genomix.train pieces that need no genome: warm-up plan, sampler, recipes, optimiser
+groups, schedule, checkpoint I/O, FLOP estimate, and the non-finite-loss guard (with a stand-in model)."""
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+
+from genomix.errors import CheckpointError, ConfigError, TrainingError
+from genomix.train import (
+    AtomicCheckpointIO, LanguageModelingModule, OptimConfig, ResumableSampler, available_recipes, load_recipe,
+    plan_warmup, stage_at,
+)
+from genomix.train.flops import flops_per_token, long_conv_flops_per_token
+from genomix.train.module import count_target_tokens, decay_groups, warmup_cosine
+
+
+def test_warmup_doubles_length_at_constant_tokens_and_adjusts_batch_and_accumulation():
+    stages = plan_warmup(seq_len=4096, global_batch=16, micro_batch_tokens=2048, world_size=2,
+                         start_seq_len=512, stage_epochs=3)
+    assert [s.seq_len for s in stages] == [512, 1024, 2048, 4096]
+    assert [s.first_epoch for s in stages] == [0, 3, 6, 9]
+    assert {s.tokens_per_step for s in stages} == {16 * 4096}
+    assert [s.global_batch for s in stages] == [128, 64, 32, 16]
+    assert [s.micro_batch for s in stages] == [4, 2, 1, 1]  # at most 2048 tokens per forward (or 1 window)
+    assert [s.accumulate for s in stages] == [16, 16, 16, 8]
+    for s in stages:
+        assert s.micro_batch * s.accumulate * 2 == s.global_batch
+    assert stage_at(stages, 0).seq_len == 512 and stage_at(stages, 5).seq_len == 1024
+    assert stage_at(stages, 100).seq_len == 4096
+
+
+def test_warmup_single_stage_and_bad_split():
+    (only,) = plan_warmup(seq_len=1024, global_batch=4, micro_batch_tokens=2048, start_seq_len=None)
+    assert (only.seq_len, only.micro_batch, only.accumulate) == (1024, 2, 2)
+    with pytest.raises(ConfigError, match="cannot be split"):
+        plan_warmup(seq_len=1024, global_batch=3, micro_batch_tokens=2048, world_size=2)
+
+
+def test_sampler_resumes_mid_epoch_with_the_same_order():
+    full = ResumableSampler(12, epoch=3, seed=7, shuffle=True, rank=1, world_size=2)
+    order = list(full)
+    assert len(order) == len(full) == 6
+    assert sorted(order + list(ResumableSampler(12, epoch=3, seed=7, shuffle=True, rank=0, world_size=2))) == list(range(12))
+    assert order != list(ResumableSampler(12, epoch=4, seed=7, shuffle=True, rank=1, world_size=2))
+    full.advance(4)
+    resumed = ResumableSampler(12, epoch=3, seed=7, shuffle=True, rank=1, world_size=2)
+    resumed.load_state_dict(full.state_dict())
+    assert list(resumed) == order[4:]
+    assert len(resumed) == 6  # Lightning restores its own batch counter; the epoch length is unchanged
+    # a state from an earlier epoch (checkpoint at an epoch end) starts the new epoch from the beginning
+    later = ResumableSampler(12, epoch=4, seed=7, shuffle=True, rank=1, world_size=2)
+    later.load_state_dict(full.state_dict())
+    assert later.consumed == 0
+    with pytest.raises(TrainingError, match="seed"):
+        ResumableSampler(12, epoch=3, seed=8).load_state_dict(full.state_dict())
+    with pytest.raises(TrainingError, match="device"):
+        ResumableSampler(12, epoch=3, seed=7, world_size=3).load_state_dict(full.state_dict())
+
+
+def test_shipped_recipes_load_and_typos_are_errors(tmp_path):
+    names = available_recipes()
+    assert {"demo", "hyenadna-hg38", "caduceus-hg38", "mamba-hg38", "m2-hg38"} <= set(names)
+    hg38 = load_recipe("hyenadna-hg38")
+    assert (hg38.optim.lr, hg38.optim.weight_decay, hg38.gradient_clip, hg38.global_batch) == (6e-4, 0.1, 1.0, 256)
+    assert hg38.optim.warmup_fraction == 0.01 and "filter" in hg38.optim.no_decay
+    assert hg38.model_overrides["embed_dropout"] == 0.1 and hg38.activation_checkpointing
+    assert load_recipe("caduceus-hg38").task == "masked-lm"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("task: causal-lm\noptim: {lrr: 1.0}\n")
+    with pytest.raises(ConfigError, match="lrr"):
+        load_recipe(bad)
+    with pytest.raises(ConfigError, match="unknown pretraining recipe"):
+        load_recipe("no-such-recipe")
+    assert load_recipe("demo", max_steps=3, seed=None).max_steps == 3
+
+
+def test_no_decay_groups_and_schedule():
+    model = nn.ModuleDict({"proj": nn.Linear(4, 4), "norm": nn.LayerNorm(4), "filter_fn": nn.Linear(4, 4)})
+    decay, plain = decay_groups(model, 0.1, ("filter", "bias", "norm"))
+    assert decay["weight_decay"] == 0.1 and plain["weight_decay"] == 0.0
+    assert [p.shape for p in decay["params"]] == [torch.Size([4, 4])]
+    assert decay["params"][0] is model["proj"].weight
+    assert len(plain["params"]) == 5
+    lrs = [warmup_cosine(s, 10, 100, 0.1) for s in range(100)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:])) and lrs[-1] == pytest.approx(0.1, abs=1e-3)
+
+
+def test_count_target_tokens_shifts_for_causal():
+    labels = torch.tensor([[7, -100, 8, 9], [-100, 10, -100, 7]])
+    assert count_target_tokens(labels, causal=True).item() == 4
+    assert count_target_tokens(labels, causal=False).item() == 5
+
+
+def test_atomic_checkpoint_io_round_trip_and_errors(tmp_path):
+    io = AtomicCheckpointIO()
+    path = tmp_path / "sub" / "x.ckpt"
+    io.save_checkpoint({"state_dict": {"w": torch.ones(2)}, "global_step": 3}, path)
+    assert [p.name for p in path.parent.iterdir()] == ["x.ckpt"]  # no temporary left behind
+    assert io.load_checkpoint(path)["global_step"] == 3
+    path.write_bytes(path.read_bytes()[:20])
+    with pytest.raises(CheckpointError, match="cannot read"):
+        io.load_checkpoint(path)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        io.load_checkpoint(tmp_path / "missing.ckpt")
+
+
+def test_flops_include_the_long_convolution_term():
+    config = SimpleNamespace(model_type="genomix-hyena", n_layer=2, d_model=8, hyena_order=2)
+    model = nn.Linear(10, 10)
+    model.config = config
+    base = 6 * 110
+    assert flops_per_token(model, 1024) == pytest.approx(base + long_conv_flops_per_token(2, 8, 2, 1024))
+    assert flops_per_token(model, 2048) > flops_per_token(model, 1024)
+    assert long_conv_flops_per_token(1, 1, 2, 1024) == pytest.approx(3 * 3 * 10 * math.log2(2048))
+
+
+class _Stub(nn.Module):
+    """Stand-in causal model: a bigram table; ``poison_at`` makes the loss NaN from that call on."""
+
+    def __init__(self, poison_at: int | None = None) -> None:
+        super().__init__()
+        self.table = nn.Embedding(16, 16)
+        self.calls, self.poison_at = 0, poison_at
+
+    def forward(self, input_ids, labels=None):
+        self.calls += 1
+        logits = self.table(input_ids)
+        loss = nn.functional.cross_entropy(logits[:, :-1].reshape(-1, 16), labels[:, 1:].reshape(-1), ignore_index=-100)
+        if self.poison_at is not None and self.calls >= self.poison_at:
+            loss = loss * float("nan")
+        return SimpleNamespace(loss=loss, logits=logits)
+
+
+def test_nan_loss_stops_with_training_error():
+    module = LanguageModelingModule(_Stub(poison_at=1), "causal-lm", OptimConfig(), schedule_steps=10)
+    batch = {"input_ids": torch.randint(7, 11, (2, 8)), "labels": torch.randint(7, 11, (2, 8))}
+    with pytest.raises(TrainingError, match="non-finite training loss.*step 0.*no checkpoint"):
+        module.training_step(batch, 0)
