@@ -7,7 +7,8 @@ Typical use::
     ids = store.fetch("chr1", 10_000, 11_024, strand="-")
     ds = WindowDataset(store, length=1024, split="train", rc_probability=0.5)
 
-Only numpy, h5py, torch, yaml and tqdm are needed: pyfaidx/pysam/Biopython are not imported here.
+Only numpy, h5py, yaml and tqdm are needed (torch for the window dataset, imported on first use, so
+that `genomix genome prepare` starts fast); pyfaidx/pysam/Biopython are never imported here.
 """
 from __future__ import annotations
 
@@ -16,7 +17,17 @@ from .download import download, verify_file
 from .fasta import FastaReader, FastaRecord, read_fasta
 from .registry import GenomeSpec, cache_dir, demo_fasta, prepare_genome, registry
 from .store import GenomeStore, open_store, write_store
-from .windows import WindowDataset, causal_labels, mask_for_mlm
+
+_WINDOWS = ("WindowDataset", "causal_labels", "mask_for_mlm")
+
+
+def __getattr__(name: str):
+    if name in _WINDOWS:
+        from . import windows
+
+        return getattr(windows, name)
+    raise AttributeError(f"module 'genomix.genome' has no attribute {name!r}")
+
 
 __all__ = [
     "FastaReader", "FastaRecord", "GenomeSpec", "GenomeStore", "WindowDataset", "cache_dir", "causal_labels",

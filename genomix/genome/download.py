@@ -103,6 +103,9 @@ def _transfer(url: str, part: Path, timeout: float, progress) -> int | None:
                 fh.write(block)
                 if progress is not None:
                     progress.update(len(block))
+    got = part.stat().st_size
+    if total is not None and got < total:  # the connection closed early: transient, resumable
+        raise http.client.IncompleteRead(b"", total - got)
     return total
 
 

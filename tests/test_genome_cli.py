@@ -1,0 +1,71 @@
+"""The `genomix genome` command: prepare (demo, FASTA path, BED), info, and clean failures."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from genomix.cli import main
+from genomix.genome import demo_fasta, open_store, prepare_genome, registry
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_GENOMES = ROOT.parent / "shared" / "data" / "genomes"
+
+
+def test_demo_genome_is_bundled_in_the_package():
+    assert demo_fasta().is_file() and ROOT / "genomix" in demo_fasta().parents
+    assert demo_fasta().read_bytes() == (SHARED_GENOMES / "human_GRCh37_chr1_first3Mb.fa.gz").read_bytes()
+
+
+def test_registry_entries_have_real_sources():
+    reg = registry()
+    assert {"hg38", "hg19", "mm10", "t2t-chm13", "demo"} <= set(reg)
+    for name in ("hg38", "hg19", "mm10", "t2t-chm13"):
+        assert reg[name].url.startswith("https://") and reg[name].url.endswith(".fa.gz")
+        assert reg[name].md5_manifest.endswith("md5sum.txt")
+    assert reg["hg38"].splits_bed.endswith("sequences_human.bed")
+
+
+def test_prepare_demo_and_info(tmp_path: Path, capsys):
+    out = tmp_path / "demo.h5"
+    assert main(["genome", "prepare", "--genome", "demo", "--out", str(out), "--quiet"]) == 0
+    store = open_store(out)
+    assert store.contigs == ["chr1"] and store.lengths["chr1"] == 3_004_950
+    assert set(store.splits) == {"train", "valid", "test"}
+    capsys.readouterr()
+    assert main(["genome", "info", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "chr1" in text and "3,004,950" in text and "N fraction" in text and "train" in text
+    assert prepare_genome("demo", out=out, quiet=True) == out  # reused, not rebuilt
+
+
+def test_prepare_fasta_path_with_bed(tmp_path: Path):
+    bed = tmp_path / "s.bed"
+    bed.write_text("NC_000913.3\t0\t4000000\ttrain\nNC_000913.3\t4000000\t4641652\ttest\n")
+    out = tmp_path / "ecoli.h5"
+    rc = main(["genome", "prepare", "--genome", str(SHARED_GENOMES / "ecoli_K12_MG1655.fa.gz"),
+               "--bed", str(bed), "--out", str(out), "--quiet", "--compression", "lzf"])
+    assert rc == 0
+    store = open_store(out)
+    assert store.split_intervals("test") == [("NC_000913.3", 4000000, 4641652)]
+    assert store.attrs["compression"] == "lzf"
+    assert store.fetch("NC_000913.3", 0, 12, as_bytes=True).tobytes() == b"AGCTTTTCATTC"
+
+
+@pytest.mark.parametrize("content,message", [
+    (b">chr1\nACGT\n>chr1\nAC\n", "bad.fa:3: duplicate contig name 'chr1'"),
+    (b">chr1\nAC-GT\n", "bad.fa:2: invalid character '-'"),
+])
+def test_prepare_bad_fasta_exits_2_without_store(tmp_path: Path, content: bytes, message: str, capsys):
+    fasta = tmp_path / "bad.fa"
+    fasta.write_bytes(content)
+    out = tmp_path / "bad.h5"
+    assert main(["genome", "prepare", "--genome", str(fasta), "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.fa"]
+
+
+def test_unknown_genome_name(capsys):
+    assert main(["genome", "prepare", "--genome", "hg99", "--quiet"]) == 2
+    assert "unknown genome 'hg99'" in capsys.readouterr().err
