@@ -23,23 +23,14 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from transformers.modeling_outputs import BaseModelOutput, MaskedLMOutput, SequenceClassifierOutput
 
 from ..errors import ConfigError
 from ..tokenizer import A_ID, C_ID, G_ID, T_ID
-from .mamba import (
-    Mamba,
-    MambaConfig,
-    MambaPreTrainedModel,
-    add_norm,
-    check_length,
-    classification_loss,
-    make_norm,
-    masked_lm_loss,
-    masked_mean,
-    tied_weights_keys,
-)
+from .heads import classification_loss, masked_lm_loss, pool
+from .mamba import Mamba, MambaConfig, MambaPreTrainedModel, add_norm, check_length, make_norm
 from .registry import Family, register_family
 
 _STRATEGIES = ("add", "ew_multiply")
@@ -125,25 +116,25 @@ class Embeddings(nn.Module):
 
 
 class BiMamba(nn.Module):
-    """Forward Mamba plus a Mamba over the reversed sequence, combined by ``strategy``."""
+    """Forward Mamba plus a Mamba over the reversed sequence, combined by ``strategy``.
+
+    With ``bidirectional_weight_tie`` the reverse mixer has no in/out projections of its own and uses
+    the forward mixer's (the Hub checkpoints store them twice; the adapter drops the copies)."""
 
     def __init__(self, config: CaduceusConfig) -> None:
         super().__init__()
         self.strategy = config.bidirectional_strategy
+        self.tied = config.bidirectional_weight_tie
         self.mamba_fwd = Mamba(config)
-        self.mamba_rev = Mamba(config) if config.bidirectional else None
-        if self.mamba_rev is not None and config.bidirectional_weight_tie:
-            self.mamba_rev.in_proj.weight = self.mamba_fwd.in_proj.weight
-            self.mamba_rev.in_proj.bias = self.mamba_fwd.in_proj.bias
-            self.mamba_rev.out_proj.weight = self.mamba_fwd.out_proj.weight
-            self.mamba_rev.out_proj.bias = self.mamba_fwd.out_proj.bias
+        self.mamba_rev = Mamba(config, own_projections=not self.tied) if config.bidirectional else None
 
     def forward(self, hidden: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         out = self.mamba_fwd(hidden, mask=mask)
         if self.mamba_rev is None:
             return out
         rev_mask = None if mask is None else mask.flip(1)
-        out_rev = self.mamba_rev(hidden.flip(1), mask=rev_mask).flip(1)
+        shared = (self.mamba_fwd.in_proj, self.mamba_fwd.out_proj) if self.tied else None
+        out_rev = self.mamba_rev(hidden.flip(1), mask=rev_mask, projections=shared).flip(1)
         return out + out_rev if self.strategy == "add" else out * out_rev
 
 
@@ -251,22 +242,23 @@ class CaduceusModel(CaduceusPreTrainedModel):
         return BaseModelOutput(last_hidden_state=hidden, hidden_states=tuple(all_hidden) if output_hidden_states else None)
 
 
-class RCPSLMHead(nn.Module):
-    """Logits from both strands: ``W h_fwd + W[complement] flip_channels(h_rc)`` (RC-equivariant)."""
+def rcps_logits(hidden: torch.Tensor, weight: torch.Tensor, complement_map: torch.Tensor) -> torch.Tensor:
+    """Logits from both strands of a 2·d stream: ``W h_fwd + W[complement] flip_channels(h_rc)``."""
+    d = hidden.shape[-1] // 2
+    return F.linear(hidden[..., :d], weight) + F.linear(torch.flip(hidden[..., d:], dims=[-1]), weight[complement_map])
 
-    def __init__(self, d_model: int, vocab: int, complement_map: Sequence[int]) -> None:
+
+class RCPSLMHead(nn.Module):
+    """RC-equivariant LM head; owns a weight only when it is not tied to the embedding."""
+
+    def __init__(self, d_model: int, vocab: int, complement_map: Sequence[int], tied: bool) -> None:
         super().__init__()
         self.register_buffer("complement_map", torch.tensor(list(complement_map), dtype=torch.long))
-        self.lm_head = nn.Linear(d_model, vocab, bias=False)
+        self.lm_head = None if tied else nn.Linear(d_model, vocab, bias=False)
 
-    @property
-    def weight(self) -> nn.Parameter:
-        return self.lm_head.weight
-
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        d = hidden.shape[-1] // 2
-        weight = self.lm_head.weight
-        return hidden[..., :d] @ weight.t() + torch.flip(hidden[..., d:], dims=[-1]) @ weight[self.complement_map].t()
+    def forward(self, hidden: torch.Tensor, tied_weight: torch.Tensor) -> torch.Tensor:
+        weight = tied_weight if self.lm_head is None else self.lm_head.weight
+        return rcps_logits(hidden, weight, self.complement_map)
 
 
 def rc_logits(logits: torch.Tensor, complement_map: torch.Tensor) -> torch.Tensor:
@@ -280,18 +272,11 @@ class CaduceusForMaskedLM(CaduceusPreTrainedModel):
     def __init__(self, config: CaduceusConfig) -> None:
         super().__init__(config)
         self.backbone = CaduceusModel(config)
-        vocab = config.padded_vocab_size
+        vocab, tied = config.padded_vocab_size, config.tie_word_embeddings
         if config.rcps:
-            self.lm_head = RCPSLMHead(config.d_model, vocab, config.complement_map)
-            linear = self.lm_head.lm_head
-            source = "backbone.embeddings.word_embeddings.embedding.weight"
-            target = "lm_head.lm_head.weight"
+            self.lm_head = RCPSLMHead(config.d_model, vocab, config.complement_map, tied)
         else:
-            self.lm_head = linear = nn.Linear(config.d_model, vocab, bias=False)
-            source, target = "backbone.embeddings.word_embeddings.weight", "lm_head.weight"
-        self._tied_weights_keys = tied_weights_keys({target: source}) if config.tie_word_embeddings else None
-        if config.tie_word_embeddings:
-            linear.weight = self.backbone.get_input_embeddings().weight
+            self.lm_head = None if tied else nn.Linear(config.d_model, vocab, bias=False)
         self.register_buffer(
             "_complement", torch.tensor(config.complement_map, dtype=torch.long), persistent=False
         )
@@ -299,6 +284,17 @@ class CaduceusForMaskedLM(CaduceusPreTrainedModel):
 
     def get_input_embeddings(self) -> nn.Module:
         return self.backbone.get_input_embeddings()
+
+    def get_output_embeddings(self) -> nn.Module | None:
+        return self.lm_head.lm_head if isinstance(self.lm_head, RCPSLMHead) else self.lm_head
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """MLM logits (float32) from final hidden states (both strands folded under RCPS)."""
+        tied = self.backbone.get_input_embeddings().weight
+        if isinstance(self.lm_head, RCPSLMHead):
+            return self.lm_head(hidden, tied).float()
+        weight = tied if self.lm_head is None else self.lm_head.weight
+        return F.linear(hidden, weight).float()
 
     def forward(
         self,
@@ -310,7 +306,7 @@ class CaduceusForMaskedLM(CaduceusPreTrainedModel):
         **kwargs: Any,
     ) -> MaskedLMOutput | tuple:
         out = self.backbone(input_ids, attention_mask=attention_mask, output_hidden_states=output_hidden_states)
-        logits = self.lm_head(out.last_hidden_state).float()
+        logits = self.logits(out.last_hidden_state)
         loss = masked_lm_loss(logits, labels) if labels is not None else None
         if not return_dict:
             return tuple(x for x in (loss, logits, out.hidden_states) if x is not None)
@@ -330,9 +326,10 @@ class CaduceusForMaskedLM(CaduceusPreTrainedModel):
 
 
 class CaduceusForSequenceClassification(CaduceusPreTrainedModel):
-    """Mean pooling with RC invariance -> linear classifier.
+    """Pooling (``config.pooling``) with RC invariance -> dropout -> linear classifier.
 
-    RCPS: the two strands' pooled halves are folded (``fwd + flip_channels(rc)``), which is exactly
+    RCPS: the two strands' halves are pooled (the RC half with the mirrored mode, first <-> last) and
+    folded (``fwd + flip_channels(rc)``), which is exactly
     invariant. Non-RCPS: features are averaged over the sequence and its reverse complement (post-hoc
     conjoining) when ``conjoin`` is set (default), making the prediction strand-independent."""
 
@@ -340,7 +337,8 @@ class CaduceusForSequenceClassification(CaduceusPreTrainedModel):
         super().__init__(config)
         self.backbone = CaduceusModel(config)
         self.conjoin = bool(getattr(config, "conjoin", True))
-        self.score = nn.Linear(config.d_model, config.num_labels, bias=False)
+        self.dropout = nn.Dropout(config.classifier_dropout)
+        self.score = nn.Linear(config.d_model, config.num_labels)
         self.register_buffer(
             "_complement", torch.tensor(config.complement_map, dtype=torch.long), persistent=False
         )
@@ -348,11 +346,12 @@ class CaduceusForSequenceClassification(CaduceusPreTrainedModel):
 
     def _pooled(self, input_ids: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         hidden = self.backbone(input_ids, attention_mask=mask).last_hidden_state
-        pooled = masked_mean(hidden, mask)
-        if self.config.rcps:
-            d = self.config.d_model
-            return pooled[..., :d] + torch.flip(pooled[..., d:], dims=[-1])
-        return pooled
+        mode = self.config.pooling
+        if not self.config.rcps:
+            return pool(hidden, mask, mode)
+        d = self.config.d_model
+        mirrored = {"first": "last", "last": "first"}.get(mode, mode)
+        return pool(hidden[..., :d], mask, mode) + torch.flip(pool(hidden[..., d:], mask, mirrored), dims=[-1])
 
     def forward(
         self,
@@ -368,8 +367,8 @@ class CaduceusForSequenceClassification(CaduceusPreTrainedModel):
             rc_ids = self._complement[torch.flip(input_ids, dims=[1])]
             rc_mask = None if attention_mask is None else attention_mask.flip(1)
             features = 0.5 * (features + self._pooled(rc_ids, rc_mask))
-        logits = self.score(features).float()
-        loss = classification_loss(logits, labels, self.config.num_labels) if labels is not None else None
+        logits = self.score(self.dropout(features)).float()
+        loss = classification_loss(logits, labels, self.config) if labels is not None else None
         if not return_dict:
             return tuple(x for x in (loss, logits) if x is not None)
         return SequenceClassifierOutput(loss=loss, logits=logits)

@@ -21,7 +21,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-import transformers
 from torch import nn
 from transformers.modeling_outputs import (
     BaseModelOutput,
@@ -33,14 +32,8 @@ from transformers.modeling_outputs import (
 from ..errors import ConfigError, RangeError
 from ..kernels import selective_scan
 from .base import GenomixConfig, GenomixPreTrainedModel
+from .heads import POOLING_MODES, SequenceClassificationHead, causal_lm_loss, classification_loss, masked_lm_loss
 from .registry import Family, register_family
-
-_TRANSFORMERS_5 = int(transformers.__version__.split(".")[0]) >= 5
-
-
-def tied_weights_keys(mapping: dict[str, str]) -> Any:
-    """``_tied_weights_keys`` in the form the installed transformers expects (dict in v5, list in v4)."""
-    return dict(mapping) if _TRANSFORMERS_5 else list(mapping)
 
 
 class MambaConfig(GenomixConfig):
@@ -75,10 +68,13 @@ class MambaConfig(GenomixConfig):
         initializer_range: float = 0.02,
         rescale_prenorm_residual: bool = True,
         n_residuals_per_layer: int = 1,
-        num_labels: int = 2,
+        pooling: str = "mean",
+        classifier_dropout: float = 0.0,
         max_seq_len: int = 1_048_576,
         **kwargs: Any,
     ) -> None:
+        if pooling not in POOLING_MODES:
+            raise ConfigError(f"pooling must be one of {POOLING_MODES}, got {pooling!r}")
         if dt_init not in ("random", "constant"):
             raise ConfigError(f"dt_init must be 'random' or 'constant', got {dt_init!r}")
         if dt_rank != "auto" and not (isinstance(dt_rank, int) and dt_rank > 0):
@@ -103,7 +99,9 @@ class MambaConfig(GenomixConfig):
         self.initializer_range = initializer_range
         self.rescale_prenorm_residual = rescale_prenorm_residual
         self.n_residuals_per_layer = n_residuals_per_layer
-        super().__init__(max_seq_len=max_seq_len, num_labels=num_labels, **kwargs)
+        self.pooling = pooling
+        self.classifier_dropout = classifier_dropout
+        super().__init__(max_seq_len=max_seq_len, **kwargs)
 
     @property
     def d_inner(self) -> int:
@@ -158,12 +156,14 @@ class Mamba(nn.Module):
     """The Mamba-1 mixer: in-projection to (x, z), causal depthwise conv + SiLU, input-dependent
     (Δ, B, C), selective scan, gate ``SiLU(z)``, out-projection. Names and init are mamba_ssm's."""
 
-    def __init__(self, config: MambaConfig) -> None:
+    def __init__(self, config: MambaConfig, own_projections: bool = True) -> None:
+        """``own_projections=False`` makes a mixer without in/out projections; its caller passes another
+        mixer's (Caduceus' weight-tied reverse direction), so no parameter is registered twice."""
         super().__init__()
         d_model, d_inner, n = config.d_model, config.d_inner, config.d_state
         self.d_inner, self.d_state, self.d_conv = d_inner, n, config.d_conv
         self.dt_rank = config.resolved_dt_rank
-        self.in_proj = nn.Linear(d_model, 2 * d_inner, bias=config.bias)
+        self.in_proj = nn.Linear(d_model, 2 * d_inner, bias=config.bias) if own_projections else None
         self.conv1d = nn.Conv1d(
             d_inner, d_inner, config.d_conv, groups=d_inner, padding=config.d_conv - 1, bias=config.conv_bias
         )
@@ -171,7 +171,7 @@ class Mamba(nn.Module):
         self.dt_proj = nn.Linear(self.dt_rank, d_inner, bias=True)
         self.A_log = nn.Parameter(torch.empty(d_inner, n))
         self.D = nn.Parameter(torch.empty(d_inner))
-        self.out_proj = nn.Linear(d_inner, d_model, bias=config.bias)
+        self.out_proj = nn.Linear(d_inner, d_model, bias=config.bias) if own_projections else None
         self.reset_ssm_parameters(config)
 
     @torch.no_grad()
@@ -199,13 +199,20 @@ class Mamba(nn.Module):
         dt, B, C = torch.split(self.x_proj(x), [self.dt_rank, self.d_state, self.d_state], dim=-1)
         return F.linear(dt, self.dt_proj.weight), B, C
 
-    def forward(self, hidden: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        hidden: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        projections: tuple[nn.Linear, nn.Linear] | None = None,
+    ) -> torch.Tensor:
         """``hidden`` (batch, L, d_model) -> (batch, L, d_model). ``mask`` (batch, L) zeroes padded
-        positions before the conv and the scan, so (left) padding does not leak into the state."""
+        positions before the conv and the scan, so (left) padding does not leak into the state.
+        ``projections`` = (in_proj, out_proj) to use instead of this mixer's own."""
+        in_proj, out_proj = projections if projections is not None else (self.in_proj, self.out_proj)
         length = hidden.shape[1]
         if mask is not None:
             hidden = hidden * mask.unsqueeze(-1).to(hidden.dtype)
-        x, z = self.in_proj(hidden).chunk(2, dim=-1)
+        x, z = in_proj(hidden).chunk(2, dim=-1)
         x = F.silu(self.conv1d(x.transpose(1, 2))[..., :length])  # (b, d_inner, L)
         if mask is not None:
             x = x * mask.unsqueeze(1).to(x.dtype)
@@ -221,7 +228,7 @@ class Mamba(nn.Module):
             delta_bias=self.dt_proj.bias.float(),
             delta_softplus=True,
         )
-        return self.out_proj(y.transpose(1, 2))
+        return out_proj(y.transpose(1, 2))
 
     def empty_state(self, batch: int, device: torch.device | None = None) -> LayerState:
         return LayerState(
@@ -283,33 +290,6 @@ def check_length(config: GenomixConfig, input_ids: torch.Tensor) -> None:
             f"sequence length {input_ids.shape[1]} exceeds this model's max_seq_len {config.max_seq_len}; "
             "split the sequence into windows or build the model with a larger max_seq_len"
         )
-
-
-def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Next-token cross entropy: position t predicts label t+1 (HF shift); -100 is ignored."""
-    return F.cross_entropy(
-        logits[:, :-1].reshape(-1, logits.shape[-1]).float(), labels[:, 1:].reshape(-1), ignore_index=-100
-    )
-
-
-def masked_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Position-wise cross entropy (no shift); -100 is ignored."""
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1), ignore_index=-100)
-
-
-def masked_mean(hidden: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """Mean over the length axis of (batch, L, C), counting only positions where ``mask`` is 1."""
-    if mask is None:
-        return hidden.mean(1)
-    weights = mask.to(hidden.dtype).unsqueeze(-1)
-    return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)
-
-
-def classification_loss(logits: torch.Tensor, labels: torch.Tensor, num_labels: int) -> torch.Tensor:
-    """Cross entropy for class labels; mean squared error when ``num_labels == 1`` (regression)."""
-    if num_labels == 1:
-        return F.mse_loss(logits.squeeze(-1).float(), labels.float())
-    return F.cross_entropy(logits.float(), labels.view(-1))
 
 
 # --------------------------------------------------------------------------------------------- models
@@ -390,23 +370,33 @@ class MambaModel(MambaPreTrainedModel):
 
 
 class _MambaLMBase(MambaPreTrainedModel):
-    """Backbone + tied LM head over ``padded_vocab_size`` columns; subclasses choose the loss."""
+    """Backbone + LM head over ``padded_vocab_size`` columns; subclasses choose the loss.
 
-    _tied_weights_keys = tied_weights_keys({"lm_head.weight": "backbone.embedding.weight"})
+    The head is tied to the embedding matrix unless ``tie_word_embeddings`` is false: tied models own no
+    ``lm_head`` parameter (as every genomix family), so mamba_ssm's duplicate ``lm_head.weight`` is
+    dropped on load and re-derived from ``backbone.embedding.weight``."""
 
     def __init__(self, config: MambaConfig) -> None:
         super().__init__(config)
         self.backbone = MambaModel(config)
-        self.lm_head = nn.Linear(config.d_model, config.padded_vocab_size, bias=False)
-        if config.tie_word_embeddings:
-            self.lm_head.weight = self.backbone.embedding.weight
+        self.lm_head = (
+            None if config.tie_word_embeddings else nn.Linear(config.d_model, config.padded_vocab_size, bias=False)
+        )
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.backbone.embedding
 
-    def get_output_embeddings(self) -> nn.Linear:
-        return self.lm_head
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.backbone.embedding = value
+
+    def get_output_embeddings(self) -> nn.Linear | None:
+        return self.lm_head  # None when tied: logits use the embedding matrix directly
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """LM logits (float32) from final hidden states."""
+        weight = self.backbone.embedding.weight if self.lm_head is None else self.lm_head.weight
+        return F.linear(hidden.to(weight.dtype), weight).float()
 
     def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -421,7 +411,7 @@ class _MambaLMBase(MambaPreTrainedModel):
         **kwargs: Any,
     ) -> CausalLMOutput | MaskedLMOutput | tuple:
         out = self.backbone(input_ids, attention_mask=attention_mask, output_hidden_states=output_hidden_states)
-        logits = self.lm_head(out.last_hidden_state.to(self.lm_head.weight.dtype)).float()
+        logits = self.logits(out.last_hidden_state)
         loss = self._loss(logits, labels) if labels is not None else None
         if not return_dict:
             return tuple(x for x in (loss, logits, out.hidden_states) if x is not None)
@@ -442,7 +432,7 @@ class MambaForCausalLM(_MambaLMBase):
     @torch.no_grad()
     def step(self, input_ids: torch.Tensor, state: list[LayerState]) -> torch.Tensor:
         """Logits (batch, padded_vocab) for the next token after feeding ``input_ids`` (batch,)."""
-        return self.lm_head(self.backbone.step(input_ids, state)).float()
+        return self.logits(self.backbone.step(input_ids, state))
 
     @torch.no_grad()
     def generate_greedy(self, input_ids: torch.Tensor, max_new_tokens: int) -> torch.Tensor:
@@ -469,12 +459,14 @@ class MambaForMaskedLM(_MambaLMBase):
 
 
 class MambaForSequenceClassification(MambaPreTrainedModel):
-    """Mean-pooled (over unpadded positions) backbone output -> linear classifier."""
+    """Backbone + padding-aware pooling (``config.pooling``) + linear classifier (``num_labels``)."""
 
     def __init__(self, config: MambaConfig) -> None:
         super().__init__(config)
         self.backbone = MambaModel(config)
-        self.score = nn.Linear(config.d_model, config.num_labels, bias=False)
+        self.score = SequenceClassificationHead(
+            config.d_model, config.num_labels, config.pooling, config.classifier_dropout
+        )
         self.post_init()
 
     def forward(
@@ -487,8 +479,8 @@ class MambaForSequenceClassification(MambaPreTrainedModel):
         **kwargs: Any,
     ) -> SequenceClassifierOutput | tuple:
         out = self.backbone(input_ids, attention_mask=attention_mask, output_hidden_states=output_hidden_states)
-        logits = self.score(masked_mean(out.last_hidden_state, attention_mask)).float()
-        loss = classification_loss(logits, labels, self.config.num_labels) if labels is not None else None
+        logits = self.score(out.last_hidden_state, attention_mask).float()
+        loss = classification_loss(logits, labels, self.config) if labels is not None else None
         if not return_dict:
             return tuple(x for x in (loss, logits, out.hidden_states) if x is not None)
         return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)

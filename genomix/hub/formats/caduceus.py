@@ -6,6 +6,7 @@ prefix; no remote code runs. Classification checkpoints are not a released Hub l
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from ...errors import CheckpointError
@@ -14,6 +15,8 @@ from .mamba_ssm import mamba_fields, weights_file
 
 _CADUCEUS_FIELDS = ("bidirectional", "bidirectional_strategy", "bidirectional_weight_tie", "rcps",
                     "complement_map")
+
+_TIED_REV = re.compile(r"\.mamba_rev\.(in_proj|out_proj)\.")
 
 
 class CaduceusFormat(FormatAdapter):
@@ -31,7 +34,9 @@ class CaduceusFormat(FormatAdapter):
             return False
 
     def load(self, path: Path) -> LoadedCheckpoint:
-        from ...models.caduceus import CaduceusConfig, CaduceusForMaskedLM
+        from ...models.caduceus import CaduceusConfig
+        from ...models.registry import get_family
+        from .common import expected_state_dict
 
         raw = read_json(path / "config.json")
         fields = mamba_fields(raw, path)
@@ -43,13 +48,12 @@ class CaduceusFormat(FormatAdapter):
         state = {}
         for key, value in read_weights(weights_file(path)).items():
             state[key[len("caduceus."):] if key.startswith("caduceus.") else key] = value
-        model_keys = CaduceusForMaskedLM(config).state_dict()
-        for key in model_keys:  # tied weights some savers drop: take them from their source
-            if key not in state and key.startswith("lm_head") and key.endswith("weight"):
-                src = next((k for k in state if "word_embeddings" in k and k.endswith("weight")), None)
-                if src is not None:
-                    state[key] = state[src]
-        check_keys(path, state, model_keys)
+        if config.bidirectional_weight_tie:  # stored twice on the Hub; genomix keeps the forward copy
+            state = {k: v for k, v in state.items() if not _TIED_REV.search(k)}
+        if config.tie_word_embeddings:  # the tied head is the embedding matrix
+            state.pop("lm_head.weight", None)
+            state.pop("lm_head.lm_head.weight", None)
+        check_keys(path, state, expected_state_dict(get_family(config.model_type), "masked-lm", config))
         return LoadedCheckpoint(config=config, state_dict=state, task="masked-lm", source_format=self.name)
 
 

@@ -60,7 +60,9 @@ class MambaSSMFormat(FormatAdapter):
         return "model_type" not in raw and "ssm_cfg" in raw and "d_model" in raw and "n_layer" in raw
 
     def load(self, path: Path) -> LoadedCheckpoint:
-        from ...models.mamba import MambaConfig, MambaForCausalLM
+        from ...models.mamba import MambaConfig
+        from ...models.registry import get_family
+        from .common import expected_state_dict
 
         raw = read_json(path / "config.json")
         if raw.get("d_intermediate", 0) or raw.get("attn_layer_idx"):
@@ -70,9 +72,9 @@ class MambaSSMFormat(FormatAdapter):
             )
         config = MambaConfig(**mamba_fields(raw, path))
         state = read_weights(weights_file(path))
-        if config.tie_word_embeddings and "lm_head.weight" not in state and "backbone.embedding.weight" in state:
-            state["lm_head.weight"] = state["backbone.embedding.weight"]
-        check_keys(path, state, MambaForCausalLM(config).state_dict())
+        if config.tie_word_embeddings:
+            state.pop("lm_head.weight", None)  # the tied head is the embedding matrix
+        check_keys(path, state, expected_state_dict(get_family(config.model_type), "causal-lm", config))
         return LoadedCheckpoint(config=config, state_dict=state, task="causal-lm", source_format=self.name)
 
 
