@@ -1,0 +1,167 @@
+"""HyenaDNA backbone: parity with the released layout fixture, sizes, inputs, heads, checkpointing."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import genomix
+from genomix.errors import ConfigError, InputFormatError, RangeError, TokenizationError
+from genomix.models import build
+from genomix.models.generation import generate, next_token_distribution
+from genomix.models.heads import pool
+from genomix.models.hyena import HyenaConfig
+from genomix.tokenizer import A_ID, PAD_ID, T_ID, encode, pad_batch
+
+CASES = ("L1", "L17", "L256", "L1024")
+
+
+@pytest.fixture(scope="module")
+def fixture_dir(shared_dir):
+    return shared_dir / "fixtures" / "hyenadna-released-layout"
+
+
+@pytest.fixture(scope="module")
+def released(fixture_dir):
+    return genomix.from_pretrained(fixture_dir)
+
+
+@pytest.fixture(scope="module")
+def expected(fixture_dir):
+    return dict(np.load(fixture_dir / "expected.npz"))
+
+
+def rel_err(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a - b).max() / np.abs(b).max())
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_released_layout_parity(released, expected, case):
+    ids = torch.from_numpy(expected[f"{case}_input_ids"])
+    with torch.no_grad():
+        out = released(ids, output_hidden_states=True)
+    assert rel_err(out.hidden_states[-1].numpy(), expected[f"{case}_hidden"]) <= 1e-5
+    assert rel_err(out.logits[..., :12].numpy(), expected[f"{case}_logits"]) <= 1e-5
+    assert out.logits.shape[-1] == 16  # padded vocabulary
+
+
+def _count(name: str) -> int:
+    with torch.device("meta"):
+        model = build(name)
+    assert model.config.modulation_shift == 0.05
+    return sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize(
+    "name, count", [("hyenadna-tiny-1k", 436_096), ("hyenadna-small-32k", 3.3e6), ("hyenadna-large-1m", 6.6e6)]
+)
+def test_named_sizes_match_released_parameter_counts(name, count):
+    n = _count(name)
+    assert n == count if isinstance(count, int) else abs(n - count) / count < 0.01, n
+
+
+def test_sizes_differing_only_in_context_share_parameter_counts():
+    # Filters are implicit: parameter count does not depend on l_max (positional features are buffers).
+    assert _count("hyenadna-tiny-16k-d128") == _count("hyenadna-tiny-1k")
+    assert _count("hyenadna-medium-160k") == _count("hyenadna-medium-450k") == _count("hyenadna-large-1m")
+    assert _count("hyenadna-tiny-1k-d256") > _count("hyenadna-tiny-1k")
+
+
+def test_unknown_model_name_is_a_clear_error():
+    with pytest.raises(ConfigError, match="unknown model 'hyenadna-huge-9m'.*Did you mean"):
+        build("hyenadna-huge-9m")
+
+
+def test_too_long_and_invalid_inputs(released):
+    with pytest.raises(RangeError, match="longer than this model's max_seq_len 1026"):
+        released(torch.full((1, 1027), A_ID))
+    with pytest.raises(InputFormatError, match="token ids must lie"):
+        released(torch.tensor([[7, 8, 99]]))
+    with pytest.raises(TokenizationError):
+        encode("ACGTXZ")
+
+
+def test_variable_lengths_and_causality(released):
+    ids = torch.from_numpy(encode("ACGTTGCAAGGCTTAACCGT"))[None]
+    with torch.no_grad():
+        full = released(ids).logits
+        prefix = released(ids[:, :7]).logits
+    torch.testing.assert_close(full[:, :7], prefix, rtol=1e-5, atol=1e-5)
+
+
+def test_padding_is_invisible(released):
+    seqs = [encode("ACGTACGGT"), encode("TTGACAGGCATCAGACTTT")]
+    ids, mask = pad_batch(seqs)
+    with torch.no_grad():
+        batched = released.backbone(torch.from_numpy(ids), attention_mask=torch.from_numpy(mask)).last_hidden_state
+        alone = released.backbone(torch.from_numpy(seqs[0])[None]).last_hidden_state
+    torch.testing.assert_close(batched[0, -len(seqs[0]):], alone[0], rtol=1e-5, atol=1e-5)
+
+
+def test_pooling_is_padding_aware():
+    hidden = torch.arange(2 * 4 * 3, dtype=torch.float32).view(2, 4, 3)
+    mask = torch.tensor([[0, 0, 1, 1], [1, 1, 1, 1]])
+    torch.testing.assert_close(pool(hidden, mask, "mean")[0], hidden[0, 2:].mean(0))
+    torch.testing.assert_close(pool(hidden, mask, "last"), hidden[:, 3])
+    torch.testing.assert_close(pool(hidden, mask, "first"), torch.stack([hidden[0, 2], hidden[1, 0]]))
+    with pytest.raises(ConfigError):
+        pool(hidden, mask, "max")
+
+
+def test_causal_lm_loss_shifts_and_ignores_padding(released):
+    ids = torch.from_numpy(encode("ACGTTGCAAGGCTTAA"))[None]
+    labels = ids.clone()
+    labels[:, :4] = -100
+    with torch.no_grad():
+        out = released(ids, labels=labels)
+    logits = out.logits[0, 3:-1]
+    manual = torch.nn.functional.cross_entropy(logits, ids[0, 4:])
+    torch.testing.assert_close(out.loss, manual)
+
+
+def test_classification_head_and_loss():
+    model = build("hyenadna-tiny-1k", task="classification", num_labels=3, n_layer=1, d_model=32, max_seq_len=64)
+    ids = torch.randint(7, 11, (4, 20))
+    out = model(ids, attention_mask=torch.ones_like(ids), labels=torch.tensor([0, 1, 2, 1]))
+    assert out.logits.shape == (4, 3) and out.loss.requires_grad
+    out.loss.backward()
+    assert model.backbone.layers[0].mixer.filter_fn.implicit_filter[1].freq.grad is not None
+
+
+def test_gradient_checkpointing_keeps_names_and_gradients():
+    torch.manual_seed(0)
+    plain = build("hyenadna-tiny-1k", n_layer=2, d_model=32, max_seq_len=64, embed_dropout=0.0)
+    ckpt = build("hyenadna-tiny-1k", n_layer=2, d_model=32, max_seq_len=64, embed_dropout=0.0, checkpoint_blocks=True)
+    assert list(plain.state_dict()) == list(ckpt.state_dict())
+    ckpt.load_state_dict(plain.state_dict())
+    ids = torch.randint(7, 11, (2, 40))
+    for model in (plain, ckpt):
+        model.train()
+        model(ids, labels=ids).loss.backward()
+    for (name, a), (_, b) in zip(plain.named_parameters(), ckpt.named_parameters()):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_config_round_trips_and_validates(tmp_path):
+    config = HyenaConfig(d_model=64, n_layer=3, pooling="last", modulation_shift=0.0)
+    config.save_pretrained(tmp_path)
+    again = HyenaConfig.from_pretrained(tmp_path)
+    assert again.to_dict()["d_model"] == 64 and again.pooling == "last" and again.modulation_shift == 0.0
+    with pytest.raises(ConfigError, match="emb_dim"):
+        HyenaConfig(emb_dim=4)
+
+
+def test_generation_greedy_topk_and_temperature(released):
+    prompt = torch.from_numpy(encode("ACGTACGT"))[None].repeat(2, 1)
+    greedy = generate(released, prompt, 5, greedy=True)
+    assert greedy.shape == (2, 13) and torch.equal(greedy[:, :8], prompt)
+    assert torch.equal(greedy[0], greedy[1])
+    assert ((greedy[:, 8:] >= A_ID) & (greedy[:, 8:] <= T_ID)).all()
+    g1 = generate(released, prompt, 6, temperature=0.7, top_k=2, generator=torch.Generator().manual_seed(1))
+    g2 = generate(released, prompt, 6, temperature=0.7, top_k=2, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(g1, g2)
+    probs = next_token_distribution(torch.randn(3, 16), top_k=1)
+    assert torch.equal((probs > 0).sum(-1), torch.ones(3, dtype=torch.long))
+    assert probs[:, PAD_ID].eq(0).all()
+    with pytest.raises(ConfigError):
+        next_token_distribution(torch.randn(1, 16), temperature=0)
