@@ -25,7 +25,7 @@ def _col_forward(u: torch.Tensor, pre: torch.Tensor | None, plan: Plan, c: dict,
     zr = torch.empty(BH, plan.n2, plan.n1, device=u.device, dtype=torch.float32)
     zi = torch.empty_like(zr)
     BK, BC, BN = min(64, plan.n2), 64, min(32, plan.n2 // 2)
-    grid = (plan.n1 // BC, plan.n2 // BK, BH)
+    grid = (BH, plan.n2 // BK, plan.n1 // BC)
     col_fwd_kernel[grid](
         u, u if pre is None else pre, zr, zi, c["fcr"], c["fci"], plan.L,
         N2=plan.n2, N1=plan.n1, BK=BK, BC=BC, BN=BN, HAS_PRE=pre is not None, PREC=prec, num_warps=4,
@@ -57,20 +57,20 @@ def conv_apply(
     flags = dict(HAS_PRE=pre is not None, HAS_D=D is not None, HAS_POST=post is not None, PREC=prec)
     row_consts = (c["far"], c["fai"], c["fbr"], c["fbi"], c["twr"], c["twi"])
     if plan.short:
-        row_conv_kernel[(1, B * H)](
+        row_conv_kernel[(B * H, 1)](
             u, pre if pre is not None else dummy, D if D is not None else dummy, post if post is not None else dummy, y,
             dummy, dummy, kr, ki, *row_consts, H, L, 1,
             A=plan.a, BD=plan.bd, REAL_IO=True, num_warps=_nw(plan), **flags,
         )
         return y
     zr, zi = _col_forward(u, pre, plan, c, prec)
-    row_conv_kernel[(plan.n2, B * H)](
+    row_conv_kernel[(B * H, plan.n2)](
         dummy, dummy, dummy, dummy, dummy, zr, zi, kr, ki, *row_consts, H, L, plan.n2,
         A=plan.a, BD=plan.bd, REAL_IO=False, HAS_PRE=False, HAS_D=False, HAS_POST=False, PREC=prec,
         num_warps=_nw(plan),
     )
     BK, BC, BN = min(64, plan.n2 // 2), 64, min(32, plan.n2)
-    grid = (plan.n1 // BC, (plan.n2 // 2) // BK, B * H)
+    grid = (B * H, (plan.n2 // 2) // BK, plan.n1 // BC)
     col_inv_kernel[grid](
         zr, zi, u, pre if pre is not None else dummy, D if D is not None else dummy,
         post if post is not None else dummy, y, c["fcr"], c["fci"], H, L,

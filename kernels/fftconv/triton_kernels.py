@@ -84,11 +84,11 @@ def row_conv_kernel(
     """One row: transform, multiply by the filter spectrum, inverse transform.
 
     Short path (REAL_IO): the row is the whole gated, zero-padded sequence and the program writes
-    the finished output (skip term and post-gate fused). Long path: row ``program_id(0)`` of the
+    the finished output (skip term and post-gate fused). Long path: row ``program_id(1)`` of the
     column-transformed buffer, rewritten in place.
     """
-    r = tl.program_id(0)
-    bh = tl.program_id(1).to(tl.int64)
+    bh = tl.program_id(0).to(tl.int64)  # batch*channel on axis 0: it can exceed 65535
+    r = tl.program_id(1)
     h = bh % H
     M: tl.constexpr = A * BD
     j = tl.arange(0, A)[:, None] * BD + tl.arange(0, BD)[None, :]
@@ -174,9 +174,9 @@ def col_fwd_kernel(
     Only ``n2 < N2/2`` can hold input (the rest is the zero padding), so the reduction stops there.
     Writes ``Z[k2, n1] = W_N^(n1*k2) * sum_n2 W_N2^(n2*k2) x[n1 + N1*n2]``.
     """
-    pc = tl.program_id(0)
+    pc = tl.program_id(2)
     pk = tl.program_id(1)
-    bh = tl.program_id(2).to(tl.int64)
+    bh = tl.program_id(0).to(tl.int64)  # axis 0: can exceed 65535
     N: tl.constexpr = N2 * N1
     k2 = pk * BK + tl.arange(0, BK)[:, None]
     n1 = pc * BC + tl.arange(0, BC)[None, :]
@@ -204,9 +204,9 @@ def col_inv_kernel(
     HAS_PRE: tl.constexpr, HAS_D: tl.constexpr, HAS_POST: tl.constexpr, PREC: tl.constexpr,
 ):
     """Inverse of :func:`col_fwd_kernel` for output rows ``n2 < N2/2`` only, real part, fused epilogue."""
-    pc = tl.program_id(0)
+    pc = tl.program_id(2)
     pn = tl.program_id(1)
-    bh = tl.program_id(2).to(tl.int64)
+    bh = tl.program_id(0).to(tl.int64)  # axis 0: can exceed 65535
     h = bh % H
     N: tl.constexpr = N2 * N1
     n2 = pn * BK + tl.arange(0, BK)[:, None]
