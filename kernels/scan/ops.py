@@ -1,0 +1,137 @@
+"""Launchers and the autograd Function around the Triton selective-scan kernels.
+
+:func:`selective_scan_triton` has the signature and semantics of :func:`selective_scan_ref`; outputs and
+input gradients come back in the inputs' dtypes, ``A``/``D``/``delta_bias``/``B``/``C`` gradients are
+accumulated in fp32 and cast to their parameter's dtype.
+"""
+from __future__ import annotations
+
+import torch
+
+from .. import dispatch
+
+#: Default tile: channels per program and time steps per chunk (tuned on an H100, see bench_scan.py).
+BLOCK_E = 4
+CHUNK = 64
+
+
+def _tile(channels: int, groups: int, block_e: int) -> int:
+    """Largest power of two <= ``block_e`` such that a program's channels share one B/C group."""
+    per_group = channels // groups
+    while block_e > 1 and groups > 1 and per_group % block_e:
+        block_e //= 2
+    return block_e
+
+
+def _as_groups(X: torch.Tensor) -> torch.Tensor:
+    return (X.unsqueeze(1) if X.dim() == 3 else X).contiguous()
+
+
+def _flags(D, z, delta_bias, delta_softplus) -> dict:
+    return dict(HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus))
+
+
+def _launch_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, save_states, block_e, chunk):
+    import triton
+
+    from .triton_scan import _scan_fwd_kernel
+
+    batch, channels, length = u.shape
+    groups, n_state = B.shape[1], B.shape[2]
+    block_e = _tile(channels, groups, block_e)
+    n_chunks = triton.cdiv(length, chunk)
+    out = torch.empty_like(u)
+    states = u.new_empty((batch, channels, n_chunks, n_state), dtype=torch.float32) if save_states else None
+    last = u.new_empty((batch, channels, n_state), dtype=torch.float32)
+    dummy = A  # any tensor: pointer arguments of disabled features are never read
+    grid = (batch, triton.cdiv(channels, block_e))
+    _scan_fwd_kernel[grid](
+        u, delta, A, B, C, D if D is not None else dummy, z if z is not None else dummy,
+        delta_bias if delta_bias is not None else dummy, out, states if save_states else dummy, last,
+        channels, length, groups, n_chunks,
+        SAVE_STATES=save_states, SAVE_LAST=True, N=n_state, BLOCK_E=block_e, T=chunk,
+        **_flags(D, z, delta_bias, delta_softplus),
+    )
+    return out, states, last
+
+
+class SelectiveScanFn(torch.autograd.Function):
+    """Forward saves inputs and chunk-start states only; backward recomputes the rest."""
+
+    @staticmethod
+    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus, block_e, chunk):
+        save = torch.is_grad_enabled() and any(
+            t is not None and t.requires_grad for t in (u, delta, A, B, C, D, z, delta_bias)
+        )
+        out, states, last = _launch_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, ctx.needs_input_grad[0] or save, block_e, chunk)
+        ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, states)
+        ctx.delta_softplus, ctx.block_e, ctx.chunk = delta_softplus, block_e, chunk
+        ctx.mark_non_differentiable(last)
+        return out, last
+
+    @staticmethod
+    def backward(ctx, dout, _dlast):
+        import triton
+
+        from .triton_scan import _scan_bwd_kernel
+
+        u, delta, A, B, C, D, z, delta_bias, states = ctx.saved_tensors
+        batch, channels, length = u.shape
+        groups, n_state = B.shape[1], B.shape[2]
+        block_e = _tile(channels, groups, ctx.block_e)
+        n_chunks = states.shape[2]
+        dout = dout.contiguous()
+        du, ddelta = torch.empty_like(u), torch.empty_like(delta)
+        dz = torch.empty_like(z) if z is not None else None
+        dA = torch.zeros_like(A, dtype=torch.float32)
+        dB = torch.zeros_like(B, dtype=torch.float32)
+        dC = torch.zeros_like(C, dtype=torch.float32)
+        dD = torch.zeros_like(D, dtype=torch.float32) if D is not None else None
+        dbias = torch.zeros_like(delta_bias, dtype=torch.float32) if delta_bias is not None else None
+        dummy = dA
+        grid = (batch, triton.cdiv(channels, block_e))
+        _scan_bwd_kernel[grid](
+            u, delta, A, B, C, D if D is not None else dummy, z if z is not None else dummy,
+            delta_bias if delta_bias is not None else dummy, dout, states,
+            du, ddelta, dz if dz is not None else dummy, dA, dB, dC,
+            dD if dD is not None else dummy, dbias if dbias is not None else dummy,
+            channels, length, groups, n_chunks,
+            N=n_state, BLOCK_E=block_e, T=ctx.chunk, **_flags(D, z, delta_bias, ctx.delta_softplus),
+        )
+        cast = lambda g, ref: None if g is None else g.to(ref.dtype)  # noqa: E731
+        return (du, ddelta, cast(dA, A), cast(dB, B), cast(dC, C), cast(dD, D), dz, cast(dbias, delta_bias),
+                None, None, None)
+
+
+def selective_scan_triton(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None = None,
+    z: torch.Tensor | None = None,
+    delta_bias: torch.Tensor | None = None,
+    delta_softplus: bool = True,
+    return_last_state: bool = False,
+    block_e: int = BLOCK_E,
+    chunk: int = CHUNK,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Selective scan through the Triton kernels (same contract as ``selective_scan_ref``)."""
+    if A.dim() != 2 or A.shape[1] & (A.shape[1] - 1):
+        raise ValueError(f"A must be (E, N) with N a power of two for the Triton scan, got {tuple(A.shape)}")
+    squeeze = B.dim() == 3
+    Bg, Cg = _as_groups(B), _as_groups(C)
+    out, last = SelectiveScanFn.apply(
+        u.contiguous(), delta.contiguous(), A.contiguous(), Bg, Cg,
+        None if D is None else D.contiguous(), None if z is None else z.contiguous(),
+        None if delta_bias is None else delta_bias.contiguous(), delta_softplus, block_e, chunk,
+    )
+    del squeeze
+    return (out, last) if return_last_state else out
+
+
+def triton_supported(A: torch.Tensor) -> bool:
+    """Whether the Triton kernels take these shapes (the state size must be a power of two)."""
+    n = A.shape[-1]
+    return dispatch.triton_available() and n > 0 and not n & (n - 1)

@@ -1,0 +1,183 @@
+"""Triton forward and backward kernels of the Mamba-1 selective scan (chunked parallel scan).
+
+Layout (kernel convention, channels before length): ``u, delta, z, out``: (batch, E, L); ``A``: (E, N);
+``B, C``: (batch, G, N, L); ``D, delta_bias``: (E,).
+
+Forward. One program owns ``BLOCK_E`` channels of one sequence and walks the sequence in chunks of
+``T`` steps, keeping the (BLOCK_E, N) state in registers. Inside a chunk the recurrence
+``h_t = a_t h_{t-1} + b_t`` (``a = exp(dt A)``, ``b = dt u B``) is solved with ``tl.associative_scan``
+over pairs ``(a, b)`` on a (BLOCK_E, N, T) register tile, so the (batch, E, L, N) state tensor never
+exists in memory. Every input element is read once and the output written once. With gradients
+required it also stores the state at each chunk start, (batch, E, L/T, N) fp32, which is N/T of one
+input's size.
+
+Backward. The same programs walk the chunks from last to first: they reload the chunk's inputs and its
+start state, recompute the states (recomputation instead of storing them), and solve the adjoint
+recurrence ``g_t = C_t dy_t + a_{t+1} g_{t+1}`` with a reverse associative scan, carrying ``g`` across
+chunk boundaries. Per-channel gradients (u, delta, z) are written directly; gradients shared across
+channels (B, C) and across the batch (A, D, delta_bias) are reduced in the program and accumulated with
+fp32 atomics. All state arithmetic is fp32 whatever the input dtype.
+"""
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _affine_combine(a1, b1, a2, b2):
+    # (x -> a1 x + b1) followed by (x -> a2 x + b2)
+    return a1 * a2, a2 * b1 + b2
+
+
+@triton.jit
+def _softplus(x):
+    return tl.where(x <= 20.0, tl.log(1.0 + tl.exp(x)), x)
+
+
+@triton.jit
+def _load_dt(dt_ptr, offs, mask, bias, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
+    """Raw Δ, and Δ after bias and softplus (0 where masked, so a = 1 and b = 0 there)."""
+    raw = tl.load(dt_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    if HAS_BIAS:
+        raw = raw + bias[:, None]
+    dt = raw
+    if SOFTPLUS:
+        dt = _softplus(raw)
+    return raw, tl.where(mask, dt, 0.0)
+
+
+@triton.jit
+def _scan_fwd_kernel(
+    u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, out_ptr, states_ptr, last_ptr,
+    E, L, G, n_chunks,
+    HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+    SAVE_STATES: tl.constexpr, SAVE_LAST: tl.constexpr,
+    N: tl.constexpr, BLOCK_E: tl.constexpr, T: tl.constexpr,
+):
+    pid_b = tl.program_id(0).to(tl.int64)
+    e = tl.program_id(1) * BLOCK_E + tl.arange(0, BLOCK_E)
+    emask = e < E
+    n = tl.arange(0, N)
+    steps = tl.arange(0, T)
+    A = tl.load(A_ptr + e[:, None] * N + n[None, :], mask=emask[:, None], other=0.0).to(tl.float32)
+    bias = tl.load(bias_ptr + e, mask=emask, other=0.0).to(tl.float32) if HAS_BIAS else None
+    Dv = tl.load(D_ptr + e, mask=emask, other=0.0).to(tl.float32) if HAS_D else None
+    group = e // (E // G)
+    bc_base = pid_b * G * N * L + group[:, None, None].to(tl.int64) * N * L + n[None, :, None] * L
+    row = pid_b * E * L + e[:, None].to(tl.int64) * L
+    state_row = (pid_b * E + e[:, None].to(tl.int64)) * n_chunks * N + n[None, :]
+    h = tl.zeros((BLOCK_E, N), dtype=tl.float32)
+    for c in range(0, n_chunks):
+        t = c * T + steps
+        m2 = emask[:, None] & (t < L)[None, :]
+        m3 = emask[:, None, None] & (t < L)[None, None, :]
+        u = tl.load(u_ptr + row + t[None, :], mask=m2, other=0.0).to(tl.float32)
+        _, dt = _load_dt(dt_ptr, row + t[None, :], m2, bias, HAS_BIAS, SOFTPLUS)
+        Bv = tl.load(B_ptr + bc_base + t[None, None, :], mask=m3, other=0.0).to(tl.float32)
+        Cv = tl.load(C_ptr + bc_base + t[None, None, :], mask=m3, other=0.0).to(tl.float32)
+        if SAVE_STATES:
+            tl.store(states_ptr + state_row + c * N, h, mask=emask[:, None])
+        a = tl.exp(dt[:, None, :] * A[:, :, None])
+        b = (dt * u)[:, None, :] * Bv
+        acc_a, acc_b = tl.associative_scan((a, b), 2, _affine_combine)
+        hs = acc_a * h[:, :, None] + acc_b
+        y = tl.sum(hs * Cv, axis=1)
+        h = tl.sum(tl.where(steps[None, None, :] == T - 1, hs, 0.0), axis=2)
+        if HAS_D:
+            y += Dv[:, None] * u
+        if HAS_Z:
+            zv = tl.load(z_ptr + row + t[None, :], mask=m2, other=0.0).to(tl.float32)
+            y = y * zv * tl.sigmoid(zv)
+        tl.store(out_ptr + row + t[None, :], y.to(out_ptr.dtype.element_ty), mask=m2)
+    if SAVE_LAST:
+        tl.store(last_ptr + (pid_b * E + e[:, None].to(tl.int64)) * N + n[None, :], h, mask=emask[:, None])
+
+
+@triton.jit
+def _scan_bwd_kernel(
+    u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, dout_ptr, states_ptr,
+    du_ptr, ddt_ptr, dz_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dbias_ptr,
+    E, L, G, n_chunks,
+    HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+    N: tl.constexpr, BLOCK_E: tl.constexpr, T: tl.constexpr,
+):
+    pid_b = tl.program_id(0).to(tl.int64)
+    e = tl.program_id(1) * BLOCK_E + tl.arange(0, BLOCK_E)
+    emask = e < E
+    n = tl.arange(0, N)
+    steps = tl.arange(0, T)
+    A = tl.load(A_ptr + e[:, None] * N + n[None, :], mask=emask[:, None], other=0.0).to(tl.float32)
+    bias = tl.load(bias_ptr + e, mask=emask, other=0.0).to(tl.float32) if HAS_BIAS else None
+    Dv = tl.load(D_ptr + e, mask=emask, other=0.0).to(tl.float32) if HAS_D else None
+    group = e // (E // G)
+    bc_base = pid_b * G * N * L + group[:, None, None].to(tl.int64) * N * L + n[None, :, None] * L
+    row = pid_b * E * L + e[:, None].to(tl.int64) * L
+    state_row = (pid_b * E + e[:, None].to(tl.int64)) * n_chunks * N + n[None, :]
+    g_next = tl.zeros((BLOCK_E, N), dtype=tl.float32)  # adjoint at the first step of the next chunk
+    dA_acc = tl.zeros((BLOCK_E, N), dtype=tl.float32)
+    dD_acc = tl.zeros((BLOCK_E,), dtype=tl.float32)
+    dbias_acc = tl.zeros((BLOCK_E,), dtype=tl.float32)
+    for ci in range(0, n_chunks):
+        c = n_chunks - 1 - ci
+        t = c * T + steps
+        m2 = emask[:, None] & (t < L)[None, :]
+        m3 = emask[:, None, None] & (t < L)[None, None, :]
+        u = tl.load(u_ptr + row + t[None, :], mask=m2, other=0.0).to(tl.float32)
+        raw, dt = _load_dt(dt_ptr, row + t[None, :], m2, bias, HAS_BIAS, SOFTPLUS)
+        Bv = tl.load(B_ptr + bc_base + t[None, None, :], mask=m3, other=0.0).to(tl.float32)
+        Cv = tl.load(C_ptr + bc_base + t[None, None, :], mask=m3, other=0.0).to(tl.float32)
+        h0 = tl.load(states_ptr + state_row + c * N, mask=emask[:, None], other=0.0)
+        a = tl.exp(dt[:, None, :] * A[:, :, None])
+        b = (dt * u)[:, None, :] * Bv
+        acc_a, acc_b = tl.associative_scan((a, b), 2, _affine_combine)
+        hs = acc_a * h0[:, :, None] + acc_b
+        dy = tl.load(dout_ptr + row + t[None, :], mask=m2, other=0.0).to(tl.float32)
+        if HAS_Z:
+            y = tl.sum(hs * Cv, axis=1)
+            if HAS_D:
+                y += Dv[:, None] * u
+            zv = tl.load(z_ptr + row + t[None, :], mask=m2, other=0.0).to(tl.float32)
+            sig = tl.sigmoid(zv)
+            dz = dy * y * sig * (1.0 + zv * (1.0 - sig))
+            tl.store(dz_ptr + row + t[None, :], dz.to(dz_ptr.dtype.element_ty), mask=m2)
+            dy = dy * zv * sig
+        # a_{t+1}: the decay that carries g_{t+1} back to step t (0 past the end of the sequence)
+        t1 = t + 1
+        m2n = emask[:, None] & (t1 < L)[None, :]
+        _, dt_next = _load_dt(dt_ptr, row + t1[None, :], m2n, bias, HAS_BIAS, SOFTPLUS)
+        alpha = tl.where(m2n[:, None, :], tl.exp(dt_next[:, None, :] * A[:, :, None]), 0.0)
+        drive = Cv * dy[:, None, :]
+        acc_p, acc_g = tl.associative_scan((alpha, drive), 2, _affine_combine, reverse=True)
+        gs = acc_g + acc_p * g_next[:, :, None]
+        g_next = tl.sum(tl.where(steps[None, None, :] == 0, gs, 0.0), axis=2)
+        # gradients
+        dC = tl.sum(hs * dy[:, None, :], axis=0)  # (N, T)
+        g_b = gs * Bv
+        d_dtu = tl.sum(g_b, axis=1)  # (BLOCK_E, T)
+        dB = tl.sum(gs * (dt * u)[:, None, :], axis=0)
+        h_decay = gs * (hs - b)  # g_t * a_t * h_{t-1}
+        ddt = d_dtu * u + tl.sum(h_decay * A[:, :, None], axis=1)
+        dA_acc += tl.sum(h_decay * dt[:, None, :], axis=2)
+        du = d_dtu * dt
+        if HAS_D:
+            du += dy * Dv[:, None]
+            dD_acc += tl.sum(dy * u, axis=1)
+        if SOFTPLUS:
+            ddt = ddt * tl.sigmoid(raw)
+        ddt = tl.where(m2, ddt, 0.0)
+        if HAS_BIAS:
+            dbias_acc += tl.sum(ddt, axis=1)
+        tl.store(du_ptr + row + t[None, :], du.to(du_ptr.dtype.element_ty), mask=m2)
+        tl.store(ddt_ptr + row + t[None, :], ddt.to(ddt_ptr.dtype.element_ty), mask=m2)
+        # B/C gradients are shared by all channels of a group: reduce here, accumulate across programs.
+        bc_off = pid_b * G * N * L + (tl.program_id(1) * BLOCK_E // (E // G)).to(tl.int64) * N * L
+        bc_ptrs = bc_off + n[:, None] * L + t[None, :]
+        tmask = (t < L)[None, :] & (n[:, None] < N)
+        tl.atomic_add(dB_ptr + bc_ptrs, dB, mask=tmask)
+        tl.atomic_add(dC_ptr + bc_ptrs, dC, mask=tmask)
+    tl.atomic_add(dA_ptr + e[:, None] * N + n[None, :], dA_acc, mask=emask[:, None])
+    if HAS_D:
+        tl.atomic_add(dD_ptr + e, dD_acc, mask=emask)
+    if HAS_BIAS:
+        tl.atomic_add(dbias_ptr + e, dbias_acc, mask=emask)
