@@ -57,10 +57,13 @@ def test_soft_mask_and_leading_n_run_of_human_region(tmp_path: Path):
 
 def test_small_blocks_split_headers_and_lines(tmp_path: Path):
     path = tmp_path / "multi.fa"
-    path.write_text(">a desc\nACGTacgt\nNNNN\n>bb\nGGGG\r\nCC\n\n>c\nT")
+    path.write_text(">a desc\nACGTacgtNN\nnnRY\nA\n>bb\nGGGG\r\nCC\n\n>c\nT")
     for block in (1, 2, 3, 7, 1 << 20):
-        recs = {r.name: r.sequence.tobytes().decode() for r in FastaReader(path, block_size=block)}
-        assert recs == {"a": "ACGTacgtNNNN", "bb": "GGGGCC", "c": "T"}, block
+        records = list(FastaReader(path, block_size=block))
+        assert {r.name: r.sequence.tobytes().decode() for r in records} == {
+            "a": "ACGTacgtNNnnRYA", "bb": "GGGGCC", "c": "T"}, block
+        assert records[0].n_runs.tolist() == [[8, 14]], block  # one run even when split across blocks
+        assert records[1].n_runs.shape == (0, 2)
 
 
 def _write(tmp_path: Path, name: str, data: bytes) -> Path:

@@ -38,18 +38,49 @@ def _table(chars: bytes) -> np.ndarray:
 
 
 _VALID_RAW = _table(SEQUENCE_CHARS + LINE_JUNK)
-_ALLOWED = SEQUENCE_CHARS + LINE_JUNK
+
+
+def _class_table() -> bytes:
+    """bytes.translate table classifying sequence bytes: 0 = base, 1 = N/IUPAC ambiguity, 2 = invalid."""
+    table = np.full(256, 2, dtype=np.uint8)
+    table[np.frombuffer(SEQUENCE_CHARS, dtype=np.uint8)] = 1
+    table[np.frombuffer(b"ACGTacgt", dtype=np.uint8)] = 0
+    return table.tobytes()
+
+
+_CLASS = _class_table()
+
+
+def runs_of_ones(mask: np.ndarray) -> np.ndarray:
+    """Maximal runs of True in a boolean array, as an ``(k, 2)`` int64 array of start/end."""
+    if mask.size == 0:
+        return np.zeros((0, 2), dtype=np.int64)
+    edges = np.flatnonzero(mask[1:] != mask[:-1]) + 1
+    bounds = np.concatenate(([0], edges, [mask.size]))
+    on = mask[bounds[:-1]]
+    return np.stack([bounds[:-1][on], bounds[1:][on]], axis=1).astype(np.int64)
+
+
+def _merge_touching(runs: list[np.ndarray]) -> np.ndarray:
+    """Concatenate sorted run arrays and merge runs that touch (a run split across two blocks)."""
+    if not runs:
+        return np.zeros((0, 2), dtype=np.int64)
+    r = np.concatenate(runs)
+    touch = r[1:, 0] == r[:-1, 1]
+    return np.stack([r[np.r_[True, ~touch], 0], r[np.r_[~touch, True], 1]], axis=1)
 
 
 @dataclass(frozen=True)
 class FastaRecord:
-    """One FASTA record: ``name`` (first word of the header), the full header, its line number and the
-    sequence as a uint8 array of ASCII codes (case preserved)."""
+    """One FASTA record: ``name`` (first word of the header), the full header, its line number, the
+    sequence as a uint8 array of ASCII codes (case preserved), and ``n_runs``, the ``(k, 2)`` start/end
+    of its maximal runs of N or IUPAC ambiguity codes (found while validating, at no extra pass)."""
 
     name: str
     header: str
     line: int
     sequence: np.ndarray
+    n_runs: np.ndarray
 
 
 class _CountingReader(io.RawIOBase):
@@ -121,6 +152,8 @@ class FastaReader:
         names: dict[str, int] = {}
         current: tuple[str, str, int] | None = None  # (name, header, line)
         pieces: list[bytes] = []
+        runs: list[np.ndarray] = []
+        filled = 0  # bases of the current record so far
         line = 0  # number of complete lines consumed so far
         carry = b""
         at_line_start = True
@@ -133,7 +166,7 @@ class FastaReader:
             if seq.size == 0:
                 raise self._error(hline, f"record {name!r} has no sequence",
                                   "remove the empty record or add its bases")
-            return FastaRecord(name, header, hline, seq)
+            return FastaRecord(name, header, hline, seq, _merge_touching(runs))
 
         for block in _with_end(blocks):
             at_end = block is None
@@ -160,17 +193,26 @@ class FastaReader:
                         raise self._error(line, f"duplicate contig name {name!r} (first defined at line "
                                           f"{names[name]})", "rename or remove one of the records")
                     names[name] = line
-                    current, pieces = (name, header, line), []
+                    current, pieces, runs, filled = (name, header, line), [], [], 0
                     pos = end + 1
                     at_line_start = True
                     continue
                 nxt = text.find(b"\n>", pos)
                 stop = len(text) if nxt < 0 else nxt + 1
                 region = text[pos:stop]
-                self._check(region, line, current)
+                seq = region.translate(None, LINE_JUNK)
+                if current is None:
+                    if seq:  # only blank lines may precede the first header
+                        self._invalid(region, line, current)
+                else:
+                    flags = seq.translate(_CLASS)
+                    if b"\x02" in flags:
+                        self._invalid(region, line, current)
+                    if b"\x01" in flags:
+                        runs.append(runs_of_ones(np.frombuffer(flags, dtype=np.bool_)) + filled)
+                    pieces.append(seq)
+                    filled += len(seq)
                 line += region.count(b"\n")
-                if current is not None:
-                    pieces.append(region.translate(None, LINE_JUNK))
                 at_line_start = region.endswith(b"\n")
                 pos = stop
             if at_end:
@@ -182,29 +224,21 @@ class FastaReader:
                               "pass a FASTA file whose first line starts with '>'")
         yield record
 
-    def _check(self, region: bytes, line: int, current: tuple[str, str, int] | None) -> None:
-        """Validate a run of sequence lines; ``line`` counts the lines before the region."""
-        if current is None:  # text before the first header: only blank lines are allowed
-            if region.strip():
-                first = line + region[: len(region) - len(region.lstrip())].count(b"\n") + 1
-                raise self._error(first, "sequence data before the first header (this is not FASTA)",
-                                  "the file must start with a '>name' header line")
-            return
-        if not region.translate(None, _ALLOWED):  # fast path: deleting every allowed byte leaves nothing
-            return
+    def _invalid(self, region: bytes, line: int, current: tuple[str, str, int] | None) -> None:
+        """Raise the error for the first bad byte of ``region``; ``line`` counts the lines before it."""
+        if current is None:
+            first = line + region[: len(region) - len(region.lstrip())].count(b"\n") + 1
+            raise self._error(first, "sequence data before the first header (this is not FASTA)",
+                              "the file must start with a '>name' header line")
         codes = np.frombuffer(region, dtype=np.uint8)
-        bad = np.flatnonzero(~_VALID_RAW[codes])
-        if bad.size:
-            i = int(bad[0])
-            row_start = region.rfind(b"\n", 0, i) + 1
-            where = line + region.count(b"\n", 0, i) + 1
-            char = chr(codes[i])
-            raise self._error(
-                where,
-                f"invalid character {char!r} (byte {codes[i]}) at column {i - row_start + 1} in contig "
-                f"{current[0]!r}",
-                "sequence lines may hold only A/C/G/T/N (any case) and IUPAC ambiguity codes",
-            )
+        i = int(np.flatnonzero(~_VALID_RAW[codes])[0])
+        row_start = region.rfind(b"\n", 0, i) + 1
+        raise self._error(
+            line + region.count(b"\n", 0, i) + 1,
+            f"invalid character {chr(codes[i])!r} (byte {codes[i]}) at column {i - row_start + 1} in contig "
+            f"{current[0]!r}",
+            "sequence lines may hold only A/C/G/T/N (any case) and IUPAC ambiguity codes",
+        )
 
 
 def _with_end(blocks: Iterator[bytes]) -> Iterator[bytes | None]:
