@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..embed import EMBED_POOLING
+#: Same as genomix.embed.EMBED_POOLING (kept literal so `genomix --help` does not import torch).
+POOLING_CHOICES = ("mean", "last", "first", "none")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -19,7 +20,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument("--bed", help="BED intervals (contig start end [name] [score] [strand]); needs --genome")
     parser.add_argument("--genome", help="genome store (.h5) from `genomix genome prepare`, for --bed")
     parser.add_argument("--out", required=True, help="output HDF5 file")
-    parser.add_argument("--pooling", choices=EMBED_POOLING, default="mean",
+    parser.add_argument("--pooling", choices=POOLING_CHOICES, default="mean",
                         help="mean/last/first over each sequence's bases, or none for per-token (default mean)")
     parser.add_argument("--batch-size", type=int, default=8, help="chunks per forward pass (default 8)")
     parser.add_argument("--device", help="cpu, cuda, cuda:1... (default: cuda if available)")
