@@ -30,7 +30,7 @@ from transformers.modeling_outputs import BaseModelOutput, MaskedLMOutput, Seque
 from ..errors import ConfigError
 from ..tokenizer import A_ID, C_ID, G_ID, T_ID
 from .heads import classification_loss, masked_lm_loss, pool
-from .mamba import Mamba, MambaConfig, MambaPreTrainedModel, add_norm, check_length, make_norm
+from .mamba import Mamba, MambaConfig, MambaPreTrainedModel, add_norm, check_length, make_norm, run_layer
 from .registry import Family, register_family
 
 _STRATEGIES = ("add", "ew_multiply")
@@ -205,6 +205,7 @@ class CaduceusModel(CaduceusPreTrainedModel):
         self.embeddings = Embeddings(config)
         self.layers = nn.ModuleList([CaduceusBlock(config) for _ in range(config.n_layer)])
         self.norm_f = make_norm(config.d_model, config.rms_norm, config.norm_epsilon)
+        self.gradient_checkpointing = False
         self.post_init()
 
     @property
@@ -229,7 +230,7 @@ class CaduceusModel(CaduceusPreTrainedModel):
         for layer in self.layers:
             if output_hidden_states:
                 all_hidden.append(hidden)
-            hidden, residual = layer(hidden, residual, mask=attention_mask)
+            hidden, residual = run_layer(self, layer, hidden, residual, attention_mask)
         if self.config.rcps:
             # The final norm is never swapped (the released code's fused final norm reads halves in order).
             hidden, _ = rcps_add_norm(self.norm_f, hidden, residual, self.config.residual_in_fp32, False)

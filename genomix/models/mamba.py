@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import nn
 from transformers.modeling_outputs import (
     BaseModelOutput,
@@ -280,7 +281,16 @@ class Block(nn.Module):
         return self.mixer.step(hidden, state), residual
 
 
-# --------------------------------------------------------------------------------------------- heads
+# --------------------------------------------------------------------------------------------- helpers
+def run_layer(model: nn.Module, layer: nn.Module, *args: Any) -> Any:
+    """Call ``layer(*args)``, under activation checkpointing when the model has it switched on
+    (``model.gradient_checkpointing_enable()``) and is training: only block inputs are kept, which is
+    what makes 1 Mb contexts trainable."""
+    if getattr(model, "gradient_checkpointing", False) and model.training and torch.is_grad_enabled():
+        return torch.utils.checkpoint.checkpoint(layer, *args, use_reentrant=False)
+    return layer(*args)
+
+
 def check_length(config: GenomixConfig, input_ids: torch.Tensor) -> None:
     """RangeError when the input is longer than the model's ``max_seq_len``."""
     if input_ids.dim() != 2:
@@ -324,6 +334,7 @@ class MambaModel(MambaPreTrainedModel):
         self.embedding = nn.Embedding(config.padded_vocab_size, config.d_model)
         self.layers = nn.ModuleList([Block(config) for _ in range(config.n_layer)])
         self.norm_f = make_norm(config.d_model, config.rms_norm, config.norm_epsilon)
+        self.gradient_checkpointing = False
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Embedding:
@@ -347,7 +358,7 @@ class MambaModel(MambaPreTrainedModel):
         for layer in self.layers:
             if output_hidden_states:
                 all_hidden.append(hidden if residual is None else hidden + residual)
-            hidden, residual = layer(hidden, residual, mask=attention_mask)
+            hidden, residual = run_layer(self, layer, hidden, residual, attention_mask)
         hidden, _ = add_norm(self.norm_f, hidden, residual, self.config.residual_in_fp32)
         if output_hidden_states:
             all_hidden.append(hidden)

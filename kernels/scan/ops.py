@@ -120,14 +120,12 @@ def selective_scan_triton(
     """Selective scan through the Triton kernels (same contract as ``selective_scan_ref``)."""
     if A.dim() != 2 or A.shape[1] & (A.shape[1] - 1):
         raise ValueError(f"A must be (E, N) with N a power of two for the Triton scan, got {tuple(A.shape)}")
-    squeeze = B.dim() == 3
     Bg, Cg = _as_groups(B), _as_groups(C)
     out, last = SelectiveScanFn.apply(
         u.contiguous(), delta.contiguous(), A.contiguous(), Bg, Cg,
         None if D is None else D.contiguous(), None if z is None else z.contiguous(),
         None if delta_bias is None else delta_bias.contiguous(), delta_softplus, block_e, chunk,
     )
-    del squeeze
     return (out, last) if return_last_state else out
 
 

@@ -61,8 +61,9 @@ def _scan_fwd_kernel(
     n = tl.arange(0, N)
     steps = tl.arange(0, T)
     A = tl.load(A_ptr + e[:, None] * N + n[None, :], mask=emask[:, None], other=0.0).to(tl.float32)
-    bias = tl.load(bias_ptr + e, mask=emask, other=0.0).to(tl.float32) if HAS_BIAS else None
-    Dv = tl.load(D_ptr + e, mask=emask, other=0.0).to(tl.float32) if HAS_D else None
+    # Disabled features get a dummy pointer with at least E elements; their values are never used.
+    bias = tl.load(bias_ptr + e, mask=emask, other=0.0).to(tl.float32)
+    Dv = tl.load(D_ptr + e, mask=emask, other=0.0).to(tl.float32)
     group = e // (E // G)
     bc_base = pid_b * G * N * L + group[:, None, None].to(tl.int64) * N * L + n[None, :, None] * L
     row = pid_b * E * L + e[:, None].to(tl.int64) * L
@@ -108,8 +109,9 @@ def _scan_bwd_kernel(
     n = tl.arange(0, N)
     steps = tl.arange(0, T)
     A = tl.load(A_ptr + e[:, None] * N + n[None, :], mask=emask[:, None], other=0.0).to(tl.float32)
-    bias = tl.load(bias_ptr + e, mask=emask, other=0.0).to(tl.float32) if HAS_BIAS else None
-    Dv = tl.load(D_ptr + e, mask=emask, other=0.0).to(tl.float32) if HAS_D else None
+    # Disabled features get a dummy pointer with at least E elements; their values are never used.
+    bias = tl.load(bias_ptr + e, mask=emask, other=0.0).to(tl.float32)
+    Dv = tl.load(D_ptr + e, mask=emask, other=0.0).to(tl.float32)
     group = e // (E // G)
     bc_base = pid_b * G * N * L + group[:, None, None].to(tl.int64) * N * L + n[None, :, None] * L
     row = pid_b * E * L + e[:, None].to(tl.int64) * L
