@@ -105,7 +105,11 @@ def main() -> int:
     rows = []
     for L in args.lengths:
         B, H = SHAPES.get(L, (max(1, (1 << 28) // (256 * L)), 256))
-        rows.append(bench_one(L, B, H, bw))
+        try:
+            rows.append(bench_one(L, B, H, bw))
+        except Exception as e:  # keep the other lengths' numbers; the failure is reported in the table
+            rows.append({"L": L, "B": B, "H": H, "error": f"{type(e).__name__}: {e}"[:300]})
+        torch.cuda.empty_cache()
         print(json.dumps(rows[-1]), flush=True)
     prof = breakdown(args.breakdown, *SHAPES.get(args.breakdown, (1, 256))) if args.breakdown else []
     result = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "triton": triton.__version__,
@@ -121,6 +125,9 @@ def main() -> int:
     print(f"{'L':>8} {'B':>3} {'H':>3} | {'ref fwd':>8} {'tri fwd':>8} {'x':>5} | {'ref f+b':>8} {'tri f+b':>8} {'x':>5} | "
           f"{'ref GiB':>7} {'tri GiB':>7} | {'fwd/floor':>9}")
     for r in rows:
+        if "error" in r:
+            print(f"{r['L']:>8} {r['B']:>3} {r['H']:>3} | FAILED {r['error']}")
+            continue
         print(f"{r['L']:>8} {r['B']:>3} {r['H']:>3} | {r['ref_fwd_ms']:>8.2f} {r['triton_fwd_ms']:>8.2f} {r['fwd_speedup']:>5.2f} | "
               f"{r['ref_fwdbwd_ms']:>8.2f} {r['triton_fwdbwd_ms']:>8.2f} {r['fwdbwd_speedup']:>5.2f} | "
               f"{r['ref_fwdbwd_peak_gib']:>7.2f} {r['triton_fwdbwd_peak_gib']:>7.2f} | {r['fwd_x_floor']:>8.1f}x")

@@ -94,17 +94,19 @@ def cross_spectrum(
     si = torch.empty_like(sr)
     row_consts = (c["far"], c["fai"], c["fbr"], c["fbi"], c["twr"], c["twi"])
     flags = dict(HAS_PRE=pre is not None, HAS_POST=post is not None, PREC=prec)
+    # num_stages=1: pipelining the batch loop would copy its two row transforms' operands per stage
+    # and overflow shared memory (266 KB needed at a 64x64 row on the H100).
     if plan.short:
         row_xspec_kernel[(1, H)](
             u, pre if pre is not None else u, dy, post if post is not None else u,
             u, u, u, u, sr, si, *row_consts, B, H, L, 1,
-            A=plan.a, BD=plan.bd, REAL_IN=True, num_warps=_nw(plan), **flags,
+            A=plan.a, BD=plan.bd, REAL_IN=True, num_warps=_nw(plan), num_stages=1, **flags,
         )
         return sr, si
     xr, xi = _col_forward(u, pre, plan, c, prec)
     gr, gi = _col_forward(dy, post, plan, c, prec)
     row_xspec_kernel[(plan.n2, H)](
         u, u, u, u, xr, xi, gr, gi, sr, si, *row_consts, B, H, L, plan.n2,
-        A=plan.a, BD=plan.bd, REAL_IN=False, num_warps=_nw(plan), **flags,
+        A=plan.a, BD=plan.bd, REAL_IN=False, num_warps=_nw(plan), num_stages=1, **flags,
     )
     return sr, si

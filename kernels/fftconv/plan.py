@@ -26,7 +26,7 @@ from .reference import combined_filter
 MIN_N = 256            # smallest tile the tensor-core dot accepts is 16 x 16
 MAX_ROW = int(os.environ.get("GENOMIX_FFTCONV_MAX_ROW", "4096"))  # largest row one program keeps on chip
 MIN_N2 = 32            # column-pass DFT length: its padded half must fill a 16-row dot
-_ROW_SHAPES = {256: (16, 16), 512: (16, 32), 1024: (32, 32), 2048: (32, 64), 4096: (64, 64), 8192: (64, 128)}
+_ROW_SHAPES = {256: (16, 16), 512: (16, 32), 1024: (32, 32), 2048: (32, 64), 4096: (64, 64)}  # 64x128 overflows shared memory
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,8 @@ def next_pow2(x: int) -> int:
 def make_plan(L: int, max_row: int | None = None) -> Plan:
     """Pick the FFT size and its split for sequences of length ``L`` (>= 1)."""
     max_row = MAX_ROW if max_row is None else max_row
+    if max_row not in _ROW_SHAPES:
+        raise ValueError(f"fftconv: max_row must be one of {sorted(_ROW_SHAPES)}, got {max_row}")
     n = max(MIN_N, next_pow2(2 * L))
     if n <= max_row:
         n2, n1 = 1, n
