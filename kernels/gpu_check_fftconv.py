@@ -27,7 +27,7 @@ CASES = [  # (B, H, L, bidirectional, gates)
     (3, 5, 1000, True, True),
     (2, 8, 32768, False, True),
     (1, 3, 100_003, True, True),
-    (1, 4, 262_144, False, False),
+    (2, 4, 262_144, False, False),
     (1, 4, 1 << 20, False, True),
     (1, 2, 1 << 22, False, True),
 ]
