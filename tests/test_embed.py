@@ -1,0 +1,101 @@
+"""`genomix embed`: FASTA and BED inputs, chunking beyond max_seq_len, pooling, HDF5 output, CLI."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+import genomix
+from genomix.cli import main
+from genomix.embed import EMBED_POOLING, embed_sequences, fasta_sequences, read_bed_intervals
+from genomix.errors import InputFormatError
+from genomix.genome import read_fasta, write_store
+from genomix.tokenizer import encode, reverse_complement
+
+
+@pytest.fixture(scope="module")
+def model(shared_dir):
+    return genomix.from_pretrained(shared_dir / "fixtures" / "hyenadna-released-layout", task="base")
+
+
+@pytest.fixture(scope="module")
+def fasta(shared_dir, tmp_path_factory) -> Path:
+    """Three real mitochondrial stretches: short, longer than max_seq_len (3 chunks), soft-masked with N."""
+    mt = next(iter(read_fasta(shared_dir / "data" / "genomes" / "human_mtDNA_rCRS.fa").values()))
+    records = {"short": mt[:300], "long": mt[1000:3500], "masked": mt[5000:5040].lower() + "NNNN" + mt[5040:5060]}
+    path = tmp_path_factory.mktemp("embed") / "input.fa"
+    path.write_text("".join(f">{name} test\n{seq}\n" for name, seq in records.items()))
+    return path
+
+
+def hidden(model, seq: str) -> torch.Tensor:
+    with torch.no_grad():
+        return model(torch.from_numpy(encode(seq))[None]).last_hidden_state[0]
+
+
+def chunked_reference(model, seq: str) -> torch.Tensor:
+    size = model.config.max_seq_len
+    return torch.cat([hidden(model, seq[s:s + size]) for s in range(0, len(seq), size)])
+
+
+def test_pooled_embeddings_match_direct_forwards_and_chunk_exactly(model, fasta, tmp_path):
+    out = embed_sequences(model, fasta_sequences(fasta), tmp_path / "emb.h5", pooling="mean", batch_size=3, quiet=True)
+    records = read_fasta(fasta)
+    with h5py.File(out) as h5:
+        assert [i.decode() for i in h5["ids"][()]] == list(records)
+        assert list(h5["lengths"][()]) == [300, 2500, 64]
+        assert h5["embeddings"].shape == (3, 128) and h5.attrs["pooling"] == "mean"
+        for row, seq in enumerate(records.values()):
+            np.testing.assert_allclose(h5["embeddings"][row], chunked_reference(model, seq).mean(0).numpy(),
+                                       rtol=1e-4, atol=1e-5)
+    assert not list(tmp_path.glob(".*partial"))
+
+
+def test_per_token_and_last_pooling(model, fasta, tmp_path):
+    records = read_fasta(fasta)
+    tokens = embed_sequences(model, fasta_sequences(fasta), tmp_path / "tok.h5", pooling="none", batch_size=2, quiet=True)
+    last = embed_sequences(model, fasta_sequences(fasta), tmp_path / "last.h5", pooling="last", batch_size=1, quiet=True)
+    with h5py.File(tokens) as tok, h5py.File(last) as lst:
+        for row, seq in enumerate(records.values()):
+            reference = chunked_reference(model, seq).numpy()
+            assert tok[f"tokens/{row}"].shape == (len(seq), 128)
+            np.testing.assert_allclose(tok[f"tokens/{row}"][()], reference, rtol=1e-4, atol=1e-5)
+            np.testing.assert_allclose(lst["embeddings"][row], reference[-1], rtol=1e-4, atol=1e-5)
+
+
+def test_bed_intervals_from_a_genome_store(model, shared_dir, tmp_path):
+    fasta = shared_dir / "data" / "genomes" / "phage_lambda_NC_001416.fa"
+    store_path = write_store(fasta, tmp_path / "lambda.h5")
+    contig = genomix.genome.open_store(store_path).contigs[0]
+    bed = tmp_path / "regions.bed"
+    bed.write_text(f"# regions\n{contig}\t100\t400\tgeneA\t0\t-\n{contig}\t1000\t1200\n")
+    assert read_bed_intervals(bed)[1][3] == f"{contig}:1000-1200(+)"
+    out = tmp_path / "bed.h5"
+    assert main(["embed", "--model", str(shared_dir / "fixtures" / "hyenadna-released-layout"), "--bed", str(bed),
+                 "--genome", str(store_path), "--out", str(out), "--quiet"]) == 0
+    genome = next(iter(read_fasta(fasta).values()))
+    with h5py.File(out) as h5:
+        assert [i.decode() for i in h5["ids"][()]] == ["geneA", f"{contig}:1000-1200(+)"]
+        minus = reverse_complement(encode(genome[100:400]))
+        with torch.no_grad():
+            expected = model(torch.from_numpy(minus.copy())[None]).last_hidden_state[0].mean(0).numpy()
+        np.testing.assert_allclose(h5["embeddings"][0], expected, rtol=1e-4, atol=1e-5)
+
+
+def test_cli_errors_and_choices(tmp_path, shared_dir, capsys):
+    from genomix.cli.embed import POOLING_CHOICES
+
+    assert POOLING_CHOICES == EMBED_POOLING
+    assert main(["embed", "--model", "hyenadna-tiny-1k", "--bed", "x.bed", "--out", str(tmp_path / "o.h5")]) == 2
+    assert "needs --genome" in capsys.readouterr().err
+    assert main(["embed", "--model", "hyenadna-tiny-1k", "--fasta", str(tmp_path / "missing.fa"),
+                 "--out", str(tmp_path / "o.h5"), "--quiet"]) == 2
+    assert "no such FASTA file" in capsys.readouterr().err
+    assert not (tmp_path / "o.h5").exists()
+    bad = tmp_path / "bad.fa"
+    bad.write_text(">x\nACGTJJ\n")
+    with pytest.raises(InputFormatError, match="bad.fa:2"):
+        list(fasta_sequences(bad))
