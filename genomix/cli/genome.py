@@ -53,7 +53,7 @@ def _info(args: argparse.Namespace) -> int:
     print(f"{'store:':<17}{store.path}")
     for key in ("source", "source_sha256", "genomix_version", "created", "compression"):
         print(f"{key + ':':<17}{store.attrs.get(key, '?')}")
-    print(f"contigs:  {len(store.contigs):,}   total: {total:,} bp   N fraction: {store.n_fraction():.4f}")
+    print(f"{'contigs:':<17}{len(store.contigs):,}   total: {total:,} bp   N fraction: {store.n_fraction():.4f}")
     print(f"{'contig':<24}{'length':>15}{'N fraction':>12}")
     for name in store.contigs[: args.max_contigs]:
         print(f"{name:<24}{store.lengths[name]:>15,}{store.n_fraction(name):>12.4f}")
@@ -65,7 +65,7 @@ def _info(args: argparse.Namespace) -> int:
             bp = int((rows[:, 2] - rows[:, 1]).sum()) if len(rows) else 0
             print(f"  {split:<8}{len(rows):>8,} intervals {bp:>15,} bp")
     else:
-        print("splits:   none stored (windows use hold-out splits)")
+        print(f"{'splits:':<17}none stored (windows use hold-out splits)")
     return 0
 
 
