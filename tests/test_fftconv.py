@@ -1,0 +1,137 @@
+"""Long FFT convolution: the reference's semantics and the Triton kernels (interpreter on CPU).
+
+Every check compares against a float64 computation by relative L2 error: <= 1e-4 for fp32 inputs,
+<= 1e-2 for bf16. The Triton path runs through ``fftconv_triton`` under ``TRITON_INTERPRET=1`` (set by
+conftest.py without a GPU), so shapes stay small; the multi-pass (long) path is forced by lowering the
+on-chip row size. The GPU counterpart at real shapes is kernels/gpu_check_fftconv.py.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from genomix.kernels import fftconv, fftconv_ref
+from genomix.kernels.fftconv import fftconv_triton
+from genomix.kernels.fftconv import plan as plan_mod
+
+TOL = {torch.float32: 1e-4, torch.bfloat16: 1e-2}
+
+
+def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.detach().double(), b.detach().double()
+    return float((a - b).norm() / b.norm())
+
+
+def direct(u, k, D, pre, post, bidirectional):
+    """O(L^2) float64 definition, independent of any FFT (the spec's sums written out)."""
+    u, k = u.double(), k.double()
+    x = u if pre is None else u * pre.double()
+    L = u.shape[-1]
+    t = torch.arange(L)
+    lag = t[:, None] - t[None, :]  # t - s
+    causal = k[:, :L][:, lag.clamp(min=0)] * (lag >= 0)
+    mat = causal
+    if bidirectional:
+        mat = mat + k[:, L:][:, (-lag - 1).clamp(min=0)] * (lag < 0)
+    y = torch.einsum("hts,bhs->bht", mat, x)
+    if D is not None:
+        y = y + x * D.double()[:, None]
+    if post is not None:
+        y = y * post.double()
+    return y
+
+
+def make(B, H, L, bidirectional, gates, dtype=torch.float32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    u = torch.randn(B, H, L, generator=g).to(dtype)
+    k = torch.randn(H, 2 * L if bidirectional else L, generator=g) / L ** 0.5  # white: no decay
+    D = torch.randn(H, generator=g)
+    pre = torch.randn(B, H, L, generator=g).to(dtype) if gates else None
+    post = torch.randn(B, H, L, generator=g).to(dtype) if gates else None
+    return [u, k, D, pre, post]
+
+
+@pytest.mark.parametrize("L,bidirectional", [(1, False), (9, True), (50, False), (33, True)])
+def test_reference_matches_direct_sum(L, bidirectional):
+    ts = make(2, 3, L, bidirectional, gates=True, dtype=torch.float64)
+    assert rel(fftconv_ref(*ts, bidirectional=bidirectional), direct(*ts, bidirectional)) < 1e-12
+
+
+def test_bidirectional_uses_reversed_filter_for_future_positions():
+    u = torch.zeros(1, 1, 4, dtype=torch.float64)
+    u[0, 0, 2] = 1.0  # impulse at s = 2
+    k = torch.tensor([[1.0, 2.0, 3.0, 4.0, 10.0, 20.0, 30.0, 40.0]], dtype=torch.float64)
+    y = fftconv_ref(u, k, bidirectional=True)[0, 0]
+    # t >= s: k_fwd[t - s]; t < s: k_rev[s - t - 1]
+    assert torch.allclose(y, torch.tensor([20.0, 10.0, 1.0, 2.0], dtype=torch.float64))
+
+
+def test_shape_errors_are_clear():
+    u = torch.randn(1, 2, 8)
+    with pytest.raises(ValueError, match=r"\(H, 2L\)"):
+        fftconv(u, torch.randn(2, 8), bidirectional=True)
+    with pytest.raises(ValueError, match="pregate"):
+        fftconv(u, torch.randn(2, 8), pregate=torch.randn(1, 2, 7))
+
+
+def test_dispatch_takes_reference_on_cpu(monkeypatch):
+    monkeypatch.delenv("GENOMIX_FORCE_TRITON", raising=False)
+    ts = make(1, 2, 20, False, gates=False)
+    assert torch.equal(fftconv(*ts), fftconv_ref(*ts))
+
+
+def _grads(fn, ts, dy, bidirectional, wide):
+    leaves = [None if t is None else (t.double() if wide else t.clone()).requires_grad_() for t in ts]
+    y = fn(*leaves, bidirectional=bidirectional)
+    y.backward(dy.double() if wide else dy)
+    return y, [None if t is None else t.grad for t in leaves]
+
+
+# (B, H, L, bidirectional, gates): odd and non-power-of-two lengths, B*H > 1, both filter forms.
+FORWARD_CASES = [(2, 3, 1, False, True), (1, 2, 37, True, False), (2, 2, 130, False, True), (1, 3, 700, True, True)]
+
+
+@pytest.mark.parametrize("B,H,L,bidirectional,gates", FORWARD_CASES)
+def test_triton_forward_fp32(B, H, L, bidirectional, gates):
+    ts = make(B, H, L, bidirectional, gates, seed=L)
+    y = fftconv_triton(*ts, bidirectional=bidirectional)
+    assert y.dtype == torch.float32 and y.shape == (B, H, L)
+    assert rel(y, direct(*ts, bidirectional)) <= TOL[torch.float32]
+
+
+@pytest.mark.parametrize("B,H,L,bidirectional,gates", [(2, 2, 45, False, True), (1, 2, 200, True, True)])
+def test_triton_forward_backward(B, H, L, bidirectional, gates):
+    for dtype in (torch.float32, torch.bfloat16):
+        ts = make(B, H, L, bidirectional, gates, dtype, seed=L + 1)
+        dy = torch.randn(B, H, L).to(dtype)
+        y, grads = _grads(fftconv_triton, ts, dy, bidirectional, wide=False)
+        r, ref_grads = _grads(fftconv_ref, ts, dy, bidirectional, wide=True)
+        assert y.dtype == dtype
+        assert rel(y, r) <= TOL[dtype], dtype
+        for name, g, gr in zip(("du", "dk", "dD", "dpre", "dpost"), grads, ref_grads):
+            if gr is not None:
+                assert g is not None and g.shape == gr.shape, name
+                assert rel(g, gr) <= TOL[dtype], (name, dtype, rel(g, gr))
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_triton_multipass_path(monkeypatch, bidirectional):
+    """Force the column/row/column path (FFT 8192 = 32 x 256) at a small, odd length."""
+    monkeypatch.setattr(plan_mod, "MAX_ROW", 256)
+    L = 301
+    assert not plan_mod.make_plan(L).short
+    ts = make(2, 1, L, bidirectional, gates=True, seed=7)
+    dy = torch.randn(2, 1, L)
+    y, grads = _grads(fftconv_triton, ts, dy, bidirectional, wide=False)
+    r, ref_grads = _grads(fftconv_ref, ts, dy, bidirectional, wide=True)
+    assert rel(y, r) <= 1e-4
+    for g, gr in zip(grads, ref_grads):
+        assert rel(g, gr) <= 1e-4
+
+
+def test_plan_orders_are_permutations():
+    for L in (1, 200, 3000, 70_000):
+        p = plan_mod.make_plan(L)
+        order = plan_mod.spectrum_order(p)
+        assert p.n >= 2 * L and p.n == p.n2 * p.n1 == p.n2 * p.a * p.bd
+        assert torch.equal(order.sort().values, torch.arange(p.n))
