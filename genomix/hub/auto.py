@@ -3,14 +3,14 @@
 After :func:`register_auto_classes`, ``AutoConfig``/``AutoModel``/``AutoModelForCausalLM``/
 ``AutoModelForMaskedLM``/``AutoModelForSequenceClassification``/``AutoTokenizer`` resolve a
 directory whose ``config.json`` says ``"model_type": "genomix-<family>"`` to genomix classes.
-It runs when ``genomix.hub`` is imported and when a family module registers itself, and is
-idempotent.
+:func:`register_auto_classes` (all families) runs when ``genomix.hub`` is imported; a family module
+calls :func:`register_with_auto` for itself when imported. Both are idempotent.
 """
 from __future__ import annotations
 
 import importlib
 
-from ..models.registry import FAMILY_MODULES, get_family
+from ..models.registry import FAMILY_MODULES, Family, get_family
 
 _AUTO_BY_TASK = {
     "base": "AutoModel",
@@ -36,18 +36,23 @@ def _importable_families() -> list:
     return families
 
 
-def register_auto_classes() -> list[str]:
-    """Register all importable families; returns the model types registered so far."""
+def register_with_auto(family: Family) -> None:
+    """Register one family's config, models and tokenizer with the Auto* classes (idempotent)."""
     import transformers
 
     from ..tokenizer import Tokenizer
 
+    if family.model_type in _registered:
+        return
+    transformers.AutoConfig.register(family.model_type, family.config_class, exist_ok=True)
+    for task, model_class in family.models.items():
+        getattr(transformers, _AUTO_BY_TASK[task]).register(family.config_class, model_class, exist_ok=True)
+    transformers.AutoTokenizer.register(family.config_class, slow_tokenizer_class=Tokenizer, exist_ok=True)
+    _registered.add(family.model_type)
+
+
+def register_auto_classes() -> list[str]:
+    """Register all importable families; returns the model types registered so far."""
     for family in _importable_families():
-        if family.model_type in _registered:
-            continue
-        transformers.AutoConfig.register(family.model_type, family.config_class, exist_ok=True)
-        for task, model_class in family.models.items():
-            getattr(transformers, _AUTO_BY_TASK[task]).register(family.config_class, model_class, exist_ok=True)
-        transformers.AutoTokenizer.register(family.config_class, slow_tokenizer_class=Tokenizer, exist_ok=True)
-        _registered.add(family.model_type)
+        register_with_auto(family)
     return sorted(_registered)

@@ -491,10 +491,10 @@ FAMILY = register_family(
 
 
 def _register_with_transformers() -> None:
-    """Make ``AutoModel*.from_pretrained`` work on genomix directories after ``import genomix.models.hyena``."""
-    from ..hub.auto import register_auto_classes
+    """Make ``AutoModel*.from_pretrained`` work on genomix-hyena directories once this module is imported."""
+    from ..hub.auto import register_with_auto
 
-    register_auto_classes()
+    register_with_auto(FAMILY)
 
 
 _register_with_transformers()

@@ -7,13 +7,13 @@ import json
 import pickle
 import zipfile
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 import torch
 
 from ...errors import CheckpointError
 
-if False:  # pragma: no cover - typing only, avoids importing models at adapter import
+if TYPE_CHECKING:  # pragma: no cover - avoids importing models at adapter import
     from ...models.base import GenomixConfig
 
 
