@@ -106,11 +106,24 @@ def constants(plan_key: tuple[int, int, int], device: torch.device) -> dict[str,
 _CHUNK_ELEMS = 1 << 26  # channels are processed in chunks of about this many spectrum points
 
 
+@functools.lru_cache(maxsize=32)
 def _hermitian_index(plan: Plan, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """For each stored position: the rfft bin holding its frequency, and +1/-1 for conjugation."""
+    """For each stored position: the rfft bin holding its frequency, and +1/-1 for conjugation.
+
+    Cached per (plan, device): the profile at L=1M showed rebuilding it on the host and copying it
+    over on every call costing about 2 ms per copy.
+    """
     order = spectrum_order(plan).to(device)
     upper = order > plan.n // 2
     return torch.where(upper, plan.n - order, order), torch.where(upper, -1.0, 1.0)
+
+
+@functools.lru_cache(maxsize=32)
+def _rfft_positions(plan: Plan, device: torch.device) -> torch.Tensor:
+    """Stored position of each frequency ``0..n/2`` (the inverse permutation, cached per device)."""
+    pos = torch.empty(plan.n, dtype=torch.long)
+    pos[spectrum_order(plan)] = torch.arange(plan.n)
+    return pos[: plan.n // 2 + 1].to(device)
 
 
 def filter_spectrum(
@@ -143,9 +156,7 @@ def filter_grad(sr: torch.Tensor, si: torch.Tensor, plan: Plan, bidirectional: b
     takes lags ``0..L-1`` and the reversed half of a bidirectional one the lags ``n-L..n-1`` flipped.
     """
     H, L = sr.shape[0], plan.L
-    pos = torch.empty(plan.n, dtype=torch.long)
-    pos[spectrum_order(plan)] = torch.arange(plan.n)
-    pos = pos[: plan.n // 2 + 1].to(sr.device)
+    pos = _rfft_positions(plan, sr.device)
     dk = torch.empty(H, 2 * L if bidirectional else L, device=sr.device, dtype=torch.float32)
     step = max(1, _CHUNK_ELEMS // plan.n)
     for h0 in range(0, H, step):
