@@ -56,7 +56,7 @@ def floor_bytes(length: int, channels: int, n_state: int, itemsize: int = 2) -> 
 
 
 def bench_length(length: int, bandwidth: float, block_e: int, chunk: int, ref_max_len: int, channels: int = 512,
-                 n_state: int = 16) -> dict:
+                 n_state: int = 16, target_programs: int | None = None) -> dict:
     import triton.testing
 
     from genomix.kernels.scan.ops import selective_scan_triton
@@ -64,7 +64,7 @@ def bench_length(length: int, bandwidth: float, block_e: int, chunk: int, ref_ma
 
     inputs = make_inputs(length, channels, n_state)
     u, delta, A, B, C, D, z, bias = inputs
-    scan = lambda *a: selective_scan_triton(*a, block_e=block_e, chunk=chunk)  # noqa: E731
+    scan = lambda *a: selective_scan_triton(*a, block_e=block_e, chunk=chunk, target_programs=target_programs)  # noqa: E731
     torch.cuda.synchronize()
     base = torch.cuda.memory_allocated()
     torch.cuda.reset_peak_memory_stats()
@@ -89,7 +89,7 @@ def bench_length(length: int, bandwidth: float, block_e: int, chunk: int, ref_ma
     fb_ms = triton.testing.do_bench(fwd_bwd, warmup=3, rep=30, grad_to_none=leaves)
     fwd_bytes, bwd_bytes = floor_bytes(length, channels, n_state)
     row = {
-        "L": length, "block_e": block_e, "chunk": chunk,
+        "L": length, "block_e": block_e, "chunk": chunk, "target_programs": target_programs,
         "fwd_ms": fwd_ms, "fwd_bwd_ms": fb_ms, "bwd_ms": fb_ms - fwd_ms,
         "fwd_floor_ms": fwd_bytes / bandwidth * 1e3, "bwd_floor_ms": bwd_bytes / bandwidth * 1e3,
         "fwd_peak_gib": fwd_peak / 2**30, "fwd_bwd_peak_gib": train_peak / 2**30,

@@ -4,7 +4,8 @@
 
 1. Triton vs reference, forward and backward, fp32 and bf16, L not a multiple of the chunk, B·E > 1,
    channel count not a multiple of the tile, grouped B/C, with and without z, D, Δ-bias.
-2. Tile sweep (channels per program x chunk length) at L = 64K; the fastest fwd+bwd tile is used below.
+2. Tile sweep (channels per program x chunk length x segmentation target) at L = 64K; the fastest
+   fwd+bwd setting is used below (and for the model step).
 3. kernels/bench_scan.py's table at L = 4K, 64K, 1M (B=1, E=512, N=16, bf16).
 4. A Mamba model on the GPU: Triton path vs reference path logits, and a training step of the
    7 M-parameter ``mamba-7m-1m`` at L = 2^20 (bf16 autocast, block activation checkpointing, AdamW).
@@ -71,12 +72,13 @@ def correctness() -> list[dict]:
 
 def sweep(bandwidth: float) -> list[dict]:
     rows = []
-    for block_e, chunk in ((2, 64), (4, 32), (4, 64), (8, 32), (2, 128), (4, 128), (8, 64)):
+    for block_e, chunk, target in ((1, 128, 2048), (2, 128, 2048), (4, 128, 2048), (2, 64, 2048), (4, 64, 4096),
+                                   (2, 128, 8192), (2, 256, 2048), (4, 128, 8192)):
         try:
-            rows.append(bench_length(65536, bandwidth, block_e, chunk, ref_max_len=0))
+            rows.append(bench_length(65536, bandwidth, block_e, chunk, ref_max_len=0, target_programs=target))
             print(rows[-1])
         except Exception as exc:  # a tile that does not compile/fit: record and go on
-            rows.append(dict(block_e=block_e, chunk=chunk, error=repr(exc)[:300]))
+            rows.append(dict(block_e=block_e, chunk=chunk, target_programs=target, error=repr(exc)[:300]))
             print(rows[-1])
     return rows
 
@@ -138,8 +140,9 @@ def main() -> int:
         done = [r for r in report.get("sweep", []) if "fwd_bwd_ms" in r]
         if done:
             best = min(done, key=lambda r: r["fwd_bwd_ms"])
-            ops.BLOCK_E, ops.CHUNK = best["block_e"], best["chunk"]
-        return [bench_length(L, bandwidth, ops.BLOCK_E, ops.CHUNK, 4096) for L in (4096, 65536, 1 << 20)]
+            ops.BLOCK_E, ops.CHUNK, ops.TARGET_PROGRAMS = best["block_e"], best["chunk"], best["target_programs"]
+        return [bench_length(L, bandwidth, ops.BLOCK_E, ops.CHUNK, 4096, target_programs=ops.TARGET_PROGRAMS)
+                for L in (4096, 65536, 1 << 20)]
 
     sections += [("bench", bench), ("model", model_checks)]
     for name, fn in sections:

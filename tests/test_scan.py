@@ -83,6 +83,19 @@ def test_triton_matches_reference_forward_and_backward(case):
     _compare(_inputs(**case), tol, block_e=4, chunk=16)
 
 
+@pytest.mark.parametrize(
+    "case,tiling",
+    [
+        (dict(), dict(block_e=4, chunk=16, target_programs=12)),  # 3 segments of one chunk each
+        (dict(L=70, groups=2, E=8, bias=False), dict(block_e=4, chunk=16, target_programs=8)),  # ragged segments
+    ],
+    ids=["one-chunk-segments", "ragged-segments-grouped"],
+)
+def test_segmented_scan_matches_reference(case, tiling):
+    """The sequence split into segments (two-pass carry) gives the same forward and gradients."""
+    _compare(_inputs(**case), 1e-4, **tiling)
+
+
 def test_dispatch_takes_triton_when_forced(monkeypatch):
     args = _inputs(L=20)
     monkeypatch.setenv("GENOMIX_FORCE_TRITON", "1")

@@ -11,8 +11,37 @@ import torch
 from .. import dispatch
 
 #: Default tile: channels per program and time steps per chunk (tuned on an H100, see bench_scan.py).
-BLOCK_E = 4
-CHUNK = 64
+BLOCK_E = 2
+CHUNK = 128
+#: Programs to aim for: the sequence is split into segments until batch x channel blocks x segments
+#: reaches this, so short batches of long sequences still fill the GPU.
+TARGET_PROGRAMS = 2048
+
+
+def plan_segments(batch: int, channel_blocks: int, n_chunks: int, target: int | None = None) -> tuple[int, int]:
+    """(chunks per segment, number of segments) for the two-pass segmented scan."""
+    import triton
+
+    target = TARGET_PROGRAMS if target is None else target
+    wanted = max(1, min(n_chunks, triton.cdiv(target, batch * channel_blocks)))
+    per_seg = triton.cdiv(n_chunks, wanted)
+    return per_seg, triton.cdiv(n_chunks, per_seg)
+
+
+def segment_carries(seg_a: torch.Tensor, seg_h: torch.Tensor, reverse: bool) -> torch.Tensor:
+    """Carry into each segment from per-segment (decay, local result) summaries (batch, E, S, N)."""
+    import triton
+
+    from .triton_scan import _segment_carry_kernel
+
+    batch, channels, n_segs, n_state = seg_a.shape
+    carry = torch.empty_like(seg_a)
+    rows = batch * channels
+    block_r = 32
+    _segment_carry_kernel[(triton.cdiv(rows, block_r),)](
+        seg_a, seg_h, carry, rows, n_segs, REVERSE=reverse, N=n_state, BLOCK_R=block_r
+    )
+    return carry
 
 
 def _tile(channels: int, groups: int, block_e: int) -> int:
@@ -31,7 +60,7 @@ def _flags(D, z, delta_bias, delta_softplus) -> dict:
     return dict(HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus))
 
 
-def _launch_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, save_states, block_e, chunk):
+def _launch_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, save_states, block_e, chunk, target=None):
     import triton
 
     from .triton_scan import _scan_fwd_kernel
@@ -40,18 +69,30 @@ def _launch_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, save_states
     groups, n_state = B.shape[1], B.shape[2]
     block_e = _tile(channels, groups, block_e)
     n_chunks = triton.cdiv(length, chunk)
+    per_seg, n_segs = plan_segments(batch, triton.cdiv(channels, block_e), n_chunks, target)
     out = torch.empty_like(u)
     states = u.new_empty((batch, channels, n_chunks, n_state), dtype=torch.float32) if save_states else None
     last = u.new_empty((batch, channels, n_state), dtype=torch.float32)
-    dummy = A  # any tensor: pointer arguments of disabled features are never read
-    grid = (batch, triton.cdiv(channels, block_e))
-    _scan_fwd_kernel[grid](
-        u, delta, A, B, C, D if D is not None else dummy, z if z is not None else dummy,
-        delta_bias if delta_bias is not None else dummy, out, states if save_states else dummy, last,
-        channels, length, groups, n_chunks,
-        SAVE_STATES=save_states, SAVE_LAST=True, N=n_state, BLOCK_E=block_e, T=chunk,
-        **_flags(D, z, delta_bias, delta_softplus),
-    )
+    dummy = A  # any tensor with >= E elements: pointer arguments of disabled features are never used
+    grid = (batch, triton.cdiv(channels, block_e), n_segs)
+
+    def launch(summary, seg_a, seg_h, carry):
+        _scan_fwd_kernel[grid](
+            u, delta, A, B, C, D if D is not None else dummy, z if z is not None else dummy,
+            delta_bias if delta_bias is not None else dummy, out, states if save_states else dummy, last,
+            seg_a, seg_h, carry, channels, length, groups, n_chunks, per_seg, n_segs,
+            SAVE_STATES=save_states, SUMMARY=summary, N=n_state, BLOCK_E=block_e, T=chunk,
+            **_flags(D, z, delta_bias, delta_softplus),
+        )
+
+    if n_segs == 1:
+        carry = u.new_zeros((batch, channels, 1, n_state), dtype=torch.float32)
+    else:
+        seg_a = u.new_empty((batch, channels, n_segs, n_state), dtype=torch.float32)
+        seg_h = torch.empty_like(seg_a)
+        launch(True, seg_a, seg_h, dummy)
+        carry = segment_carries(seg_a, seg_h, reverse=False)
+    launch(False, dummy, dummy, carry)
     return out, states, last
 
 
@@ -59,13 +100,11 @@ class SelectiveScanFn(torch.autograd.Function):
     """Forward saves inputs and chunk-start states only; backward recomputes the rest."""
 
     @staticmethod
-    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus, block_e, chunk):
-        save = torch.is_grad_enabled() and any(
-            t is not None and t.requires_grad for t in (u, delta, A, B, C, D, z, delta_bias)
-        )
-        out, states, last = _launch_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, ctx.needs_input_grad[0] or save, block_e, chunk)
+    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus, block_e, chunk, target):
+        save = any(ctx.needs_input_grad[:8])  # chunk-start states are kept only for a backward
+        out, states, last = _launch_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, save, block_e, chunk, target)
         ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, states)
-        ctx.delta_softplus, ctx.block_e, ctx.chunk = delta_softplus, block_e, chunk
+        ctx.delta_softplus, ctx.block_e, ctx.chunk, ctx.target = delta_softplus, block_e, chunk, target
         ctx.mark_non_differentiable(last)
         return out, last
 
@@ -89,18 +128,31 @@ class SelectiveScanFn(torch.autograd.Function):
         dD = torch.zeros_like(D, dtype=torch.float32) if D is not None else None
         dbias = torch.zeros_like(delta_bias, dtype=torch.float32) if delta_bias is not None else None
         dummy = dA
-        grid = (batch, triton.cdiv(channels, block_e))
-        _scan_bwd_kernel[grid](
-            u, delta, A, B, C, D if D is not None else dummy, z if z is not None else dummy,
-            delta_bias if delta_bias is not None else dummy, dout, states,
-            du, ddelta, dz if dz is not None else dummy, dA, dB, dC,
-            dD if dD is not None else dummy, dbias if dbias is not None else dummy,
-            channels, length, groups, n_chunks,
-            N=n_state, BLOCK_E=block_e, T=ctx.chunk, **_flags(D, z, delta_bias, ctx.delta_softplus),
-        )
+        per_seg, n_segs = plan_segments(batch, triton.cdiv(channels, block_e), n_chunks, ctx.target)
+        grid = (batch, triton.cdiv(channels, block_e), n_segs)
+
+        def launch(summary, seg_a, seg_g, carry):
+            _scan_bwd_kernel[grid](
+                u, delta, A, B, C, D if D is not None else dummy, z if z is not None else dummy,
+                delta_bias if delta_bias is not None else dummy, dout, states,
+                du, ddelta, dz if dz is not None else dummy, dA, dB, dC,
+                dD if dD is not None else dummy, dbias if dbias is not None else dummy,
+                seg_a, seg_g, carry, channels, length, groups, n_chunks, per_seg, n_segs,
+                SUMMARY=summary, N=n_state, BLOCK_E=block_e, T=ctx.chunk,
+                **_flags(D, z, delta_bias, ctx.delta_softplus),
+            )
+
+        if n_segs == 1:
+            carry = u.new_zeros((batch, channels, 1, n_state), dtype=torch.float32)
+        else:
+            seg_a = u.new_empty((batch, channels, n_segs, n_state), dtype=torch.float32)
+            seg_g = torch.empty_like(seg_a)
+            launch(True, seg_a, seg_g, dummy)
+            carry = segment_carries(seg_a, seg_g, reverse=True)
+        launch(False, dummy, dummy, carry)
         cast = lambda g, ref: None if g is None else g.to(ref.dtype)  # noqa: E731
         return (du, ddelta, cast(dA, A), cast(dB, B), cast(dC, C), cast(dD, D), dz, cast(dbias, delta_bias),
-                None, None, None)
+                None, None, None, None)
 
 
 def selective_scan_triton(
@@ -114,17 +166,22 @@ def selective_scan_triton(
     delta_bias: torch.Tensor | None = None,
     delta_softplus: bool = True,
     return_last_state: bool = False,
-    block_e: int = BLOCK_E,
-    chunk: int = CHUNK,
+    block_e: int | None = None,
+    chunk: int | None = None,
+    target_programs: int | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    """Selective scan through the Triton kernels (same contract as ``selective_scan_ref``)."""
+    """Selective scan through the Triton kernels (same contract as ``selective_scan_ref``).
+
+    ``block_e``/``chunk``/``target_programs`` override the tile and the segmentation (for tests and
+    tuning); by default the module constants."""
     if A.dim() != 2 or A.shape[1] & (A.shape[1] - 1):
         raise ValueError(f"A must be (E, N) with N a power of two for the Triton scan, got {tuple(A.shape)}")
     Bg, Cg = _as_groups(B), _as_groups(C)
     out, last = SelectiveScanFn.apply(
         u.contiguous(), delta.contiguous(), A.contiguous(), Bg, Cg,
         None if D is None else D.contiguous(), None if z is None else z.contiguous(),
-        None if delta_bias is None else delta_bias.contiguous(), delta_softplus, block_e, chunk,
+        None if delta_bias is None else delta_bias.contiguous(), delta_softplus,
+        block_e or BLOCK_E, chunk or CHUNK, target_programs,
     )
     return (out, last) if return_last_state else out
 

@@ -50,12 +50,17 @@ def _load_dt(dt_ptr, offs, mask, bias, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.cons
 @triton.jit
 def _scan_fwd_kernel(
     u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, out_ptr, states_ptr, last_ptr,
-    E, L, G, n_chunks,
+    seg_a_ptr, seg_h_ptr, carry_ptr,
+    E, L, G, n_chunks, chunks_per_seg, n_segs,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-    SAVE_STATES: tl.constexpr, SAVE_LAST: tl.constexpr,
+    SAVE_STATES: tl.constexpr, SUMMARY: tl.constexpr,
     N: tl.constexpr, BLOCK_E: tl.constexpr, T: tl.constexpr,
 ):
+    """One (sequence, channel block, segment) per program. ``SUMMARY``: scan the segment from a zero
+    state and store its end state and total decay (pass 1). Otherwise start from the combined carry
+    and write outputs, chunk-start states and the final state (pass 2)."""
     pid_b = tl.program_id(0).to(tl.int64)
+    seg = tl.program_id(2)
     e = tl.program_id(1) * BLOCK_E + tl.arange(0, BLOCK_E)
     emask = e < E
     n = tl.arange(0, N)
@@ -68,42 +73,83 @@ def _scan_fwd_kernel(
     bc_base = pid_b * G * N * L + group[:, None, None].to(tl.int64) * N * L + n[None, :, None] * L
     row = pid_b * E * L + e[:, None].to(tl.int64) * L
     state_row = (pid_b * E + e[:, None].to(tl.int64)) * n_chunks * N + n[None, :]
-    h = tl.zeros((BLOCK_E, N), dtype=tl.float32)
-    for c in range(0, n_chunks):
+    seg_row = ((pid_b * E + e[:, None].to(tl.int64)) * n_segs + seg) * N + n[None, :]
+    if SUMMARY:
+        h = tl.zeros((BLOCK_E, N), dtype=tl.float32)
+        decay = tl.full((BLOCK_E, N), 1.0, dtype=tl.float32)
+    else:
+        h = tl.load(carry_ptr + seg_row, mask=emask[:, None], other=0.0)
+    c_start = seg * chunks_per_seg
+    c_stop = tl.minimum(c_start + chunks_per_seg, n_chunks)
+    for c in range(c_start, c_stop):
         t = c * T + steps
         m2 = emask[:, None] & (t < L)[None, :]
         m3 = emask[:, None, None] & (t < L)[None, None, :]
         u = tl.load(u_ptr + row + t[None, :], mask=m2, other=0.0).to(tl.float32)
         _, dt = _load_dt(dt_ptr, row + t[None, :], m2, bias, HAS_BIAS, SOFTPLUS)
         Bv = tl.load(B_ptr + bc_base + t[None, None, :], mask=m3, other=0.0).to(tl.float32)
-        Cv = tl.load(C_ptr + bc_base + t[None, None, :], mask=m3, other=0.0).to(tl.float32)
-        if SAVE_STATES:
-            tl.store(states_ptr + state_row + c * N, h, mask=emask[:, None])
         a = tl.exp(dt[:, None, :] * A[:, :, None])
         b = (dt * u)[:, None, :] * Bv
         acc_a, acc_b = tl.associative_scan((a, b), 2, _affine_combine)
         hs = acc_a * h[:, :, None] + acc_b
-        y = tl.sum(hs * Cv, axis=1)
+        if SUMMARY:
+            decay = decay * tl.sum(tl.where(steps[None, None, :] == T - 1, acc_a, 0.0), axis=2)
+        else:
+            if SAVE_STATES:
+                tl.store(states_ptr + state_row + c * N, h, mask=emask[:, None])
+            Cv = tl.load(C_ptr + bc_base + t[None, None, :], mask=m3, other=0.0).to(tl.float32)
+            y = tl.sum(hs * Cv, axis=1)
+            if HAS_D:
+                y += Dv[:, None] * u
+            if HAS_Z:
+                zv = tl.load(z_ptr + row + t[None, :], mask=m2, other=0.0).to(tl.float32)
+                y = y * zv * tl.sigmoid(zv)
+            tl.store(out_ptr + row + t[None, :], y.to(out_ptr.dtype.element_ty), mask=m2)
         h = tl.sum(tl.where(steps[None, None, :] == T - 1, hs, 0.0), axis=2)
-        if HAS_D:
-            y += Dv[:, None] * u
-        if HAS_Z:
-            zv = tl.load(z_ptr + row + t[None, :], mask=m2, other=0.0).to(tl.float32)
-            y = y * zv * tl.sigmoid(zv)
-        tl.store(out_ptr + row + t[None, :], y.to(out_ptr.dtype.element_ty), mask=m2)
-    if SAVE_LAST:
-        tl.store(last_ptr + (pid_b * E + e[:, None].to(tl.int64)) * N + n[None, :], h, mask=emask[:, None])
+    if SUMMARY:
+        tl.store(seg_a_ptr + seg_row, decay, mask=emask[:, None])
+        tl.store(seg_h_ptr + seg_row, h, mask=emask[:, None])
+    else:
+        is_last = (tl.zeros((BLOCK_E, N), dtype=tl.int32) + seg) == n_segs - 1
+        last_mask = emask[:, None] & is_last
+        tl.store(last_ptr + (pid_b * E + e[:, None].to(tl.int64)) * N + n[None, :], h, mask=last_mask)
+
+
+@triton.jit
+def _segment_carry_kernel(
+    seg_a_ptr, seg_h_ptr, carry_ptr, rows, n_segs,
+    REVERSE: tl.constexpr, N: tl.constexpr, BLOCK_R: tl.constexpr,
+):
+    """Carry of every segment from the segment summaries: ``x_s = a_{s-1} x_{s-1} + h_{s-1}`` from the
+    left (forward states), or ``x_s = a_{s+1} x_{s+1} + h_{s+1}`` from the right (adjoints)."""
+    r = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
+    n = tl.arange(0, N)
+    mask = (r < rows)[:, None]
+    base = r[:, None].to(tl.int64) * n_segs * N + n[None, :]
+    x = tl.zeros((BLOCK_R, N), dtype=tl.float32)
+    for i in range(0, n_segs):
+        s = n_segs - 1 - i if REVERSE else i
+        tl.store(carry_ptr + base + s * N, x, mask=mask)
+        a = tl.load(seg_a_ptr + base + s * N, mask=mask, other=1.0)
+        h = tl.load(seg_h_ptr + base + s * N, mask=mask, other=0.0)
+        x = a * x + h
 
 
 @triton.jit
 def _scan_bwd_kernel(
     u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, dout_ptr, states_ptr,
     du_ptr, ddt_ptr, dz_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dbias_ptr,
-    E, L, G, n_chunks,
+    seg_a_ptr, seg_g_ptr, carry_ptr,
+    E, L, G, n_chunks, chunks_per_seg, n_segs,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+    SUMMARY: tl.constexpr,
     N: tl.constexpr, BLOCK_E: tl.constexpr, T: tl.constexpr,
 ):
+    """Backward over one segment, chunks last to first. ``SUMMARY``: only the adjoint recurrence from a
+    zero carry, storing the segment's first-step adjoint and total decay (pass 1). Otherwise start from
+    the combined carry and compute every gradient (pass 2)."""
     pid_b = tl.program_id(0).to(tl.int64)
+    seg = tl.program_id(2)
     e = tl.program_id(1) * BLOCK_E + tl.arange(0, BLOCK_E)
     emask = e < E
     n = tl.arange(0, N)
@@ -116,70 +162,88 @@ def _scan_bwd_kernel(
     bc_base = pid_b * G * N * L + group[:, None, None].to(tl.int64) * N * L + n[None, :, None] * L
     row = pid_b * E * L + e[:, None].to(tl.int64) * L
     state_row = (pid_b * E + e[:, None].to(tl.int64)) * n_chunks * N + n[None, :]
-    g_next = tl.zeros((BLOCK_E, N), dtype=tl.float32)  # adjoint at the first step of the next chunk
+    seg_row = ((pid_b * E + e[:, None].to(tl.int64)) * n_segs + seg) * N + n[None, :]
+    if SUMMARY:
+        g_next = tl.zeros((BLOCK_E, N), dtype=tl.float32)  # adjoint at the first step of the next chunk
+        decay = tl.full((BLOCK_E, N), 1.0, dtype=tl.float32)
+    else:
+        g_next = tl.load(carry_ptr + seg_row, mask=emask[:, None], other=0.0)
     dA_acc = tl.zeros((BLOCK_E, N), dtype=tl.float32)
     dD_acc = tl.zeros((BLOCK_E,), dtype=tl.float32)
     dbias_acc = tl.zeros((BLOCK_E,), dtype=tl.float32)
-    for ci in range(0, n_chunks):
-        c = n_chunks - 1 - ci
+    c_start = seg * chunks_per_seg
+    c_stop = tl.minimum(c_start + chunks_per_seg, n_chunks)
+    for ci in range(0, c_stop - c_start):
+        c = c_stop - 1 - ci
         t = c * T + steps
         m2 = emask[:, None] & (t < L)[None, :]
         m3 = emask[:, None, None] & (t < L)[None, None, :]
-        u = tl.load(u_ptr + row + t[None, :], mask=m2, other=0.0).to(tl.float32)
-        raw, dt = _load_dt(dt_ptr, row + t[None, :], m2, bias, HAS_BIAS, SOFTPLUS)
-        Bv = tl.load(B_ptr + bc_base + t[None, None, :], mask=m3, other=0.0).to(tl.float32)
         Cv = tl.load(C_ptr + bc_base + t[None, None, :], mask=m3, other=0.0).to(tl.float32)
-        h0 = tl.load(states_ptr + state_row + c * N, mask=emask[:, None], other=0.0)
-        a = tl.exp(dt[:, None, :] * A[:, :, None])
-        b = (dt * u)[:, None, :] * Bv
-        acc_a, acc_b = tl.associative_scan((a, b), 2, _affine_combine)
-        hs = acc_a * h0[:, :, None] + acc_b
         dy = tl.load(dout_ptr + row + t[None, :], mask=m2, other=0.0).to(tl.float32)
         if HAS_Z:
-            y = tl.sum(hs * Cv, axis=1)
-            if HAS_D:
-                y += Dv[:, None] * u
             zv = tl.load(z_ptr + row + t[None, :], mask=m2, other=0.0).to(tl.float32)
             sig = tl.sigmoid(zv)
-            dz = dy * y * sig * (1.0 + zv * (1.0 - sig))
-            tl.store(dz_ptr + row + t[None, :], dz.to(dz_ptr.dtype.element_ty), mask=m2)
-            dy = dy * zv * sig
+            dy_gated = dy * zv * sig
+        else:
+            dy_gated = dy
         # a_{t+1}: the decay that carries g_{t+1} back to step t (0 past the end of the sequence)
         t1 = t + 1
         m2n = emask[:, None] & (t1 < L)[None, :]
         _, dt_next = _load_dt(dt_ptr, row + t1[None, :], m2n, bias, HAS_BIAS, SOFTPLUS)
         alpha = tl.where(m2n[:, None, :], tl.exp(dt_next[:, None, :] * A[:, :, None]), 0.0)
-        drive = Cv * dy[:, None, :]
+        drive = Cv * dy_gated[:, None, :]
         acc_p, acc_g = tl.associative_scan((alpha, drive), 2, _affine_combine, reverse=True)
         gs = acc_g + acc_p * g_next[:, :, None]
         g_next = tl.sum(tl.where(steps[None, None, :] == 0, gs, 0.0), axis=2)
-        # gradients
-        dC = tl.sum(hs * dy[:, None, :], axis=0)  # (N, T)
-        g_b = gs * Bv
-        d_dtu = tl.sum(g_b, axis=1)  # (BLOCK_E, T)
-        dB = tl.sum(gs * (dt * u)[:, None, :], axis=0)
-        h_decay = gs * (hs - b)  # g_t * a_t * h_{t-1}
-        ddt = d_dtu * u + tl.sum(h_decay * A[:, :, None], axis=1)
-        dA_acc += tl.sum(h_decay * dt[:, None, :], axis=2)
-        du = d_dtu * dt
+        if SUMMARY:
+            decay = decay * tl.sum(tl.where(steps[None, None, :] == 0, acc_p, 0.0), axis=2)
+        else:
+            u = tl.load(u_ptr + row + t[None, :], mask=m2, other=0.0).to(tl.float32)
+            raw, dt = _load_dt(dt_ptr, row + t[None, :], m2, bias, HAS_BIAS, SOFTPLUS)
+            Bv = tl.load(B_ptr + bc_base + t[None, None, :], mask=m3, other=0.0).to(tl.float32)
+            h0 = tl.load(states_ptr + state_row + c * N, mask=emask[:, None], other=0.0)
+            a = tl.exp(dt[:, None, :] * A[:, :, None])
+            b = (dt * u)[:, None, :] * Bv
+            acc_a, acc_b = tl.associative_scan((a, b), 2, _affine_combine)
+            hs = acc_a * h0[:, :, None] + acc_b
+            if HAS_Z:
+                y = tl.sum(hs * Cv, axis=1)
+                if HAS_D:
+                    y += Dv[:, None] * u
+                dz = dy * y * sig * (1.0 + zv * (1.0 - sig))
+                tl.store(dz_ptr + row + t[None, :], dz.to(dz_ptr.dtype.element_ty), mask=m2)
+            dy = dy_gated
+            # gradients
+            dC = tl.sum(hs * dy[:, None, :], axis=0)  # (N, T)
+            g_b = gs * Bv
+            d_dtu = tl.sum(g_b, axis=1)  # (BLOCK_E, T)
+            dB = tl.sum(gs * (dt * u)[:, None, :], axis=0)
+            h_decay = gs * (hs - b)  # g_t * a_t * h_{t-1}
+            ddt = d_dtu * u + tl.sum(h_decay * A[:, :, None], axis=1)
+            dA_acc += tl.sum(h_decay * dt[:, None, :], axis=2)
+            du = d_dtu * dt
+            if HAS_D:
+                du += dy * Dv[:, None]
+                dD_acc += tl.sum(dy * u, axis=1)
+            if SOFTPLUS:
+                ddt = ddt * tl.sigmoid(raw)
+            ddt = tl.where(m2, ddt, 0.0)
+            if HAS_BIAS:
+                dbias_acc += tl.sum(ddt, axis=1)
+            tl.store(du_ptr + row + t[None, :], du.to(du_ptr.dtype.element_ty), mask=m2)
+            tl.store(ddt_ptr + row + t[None, :], ddt.to(ddt_ptr.dtype.element_ty), mask=m2)
+            # B/C gradients are shared by all channels of a group: reduce here, accumulate across programs.
+            bc_off = pid_b * G * N * L + (tl.program_id(1) * BLOCK_E // (E // G)).to(tl.int64) * N * L
+            bc_ptrs = bc_off + n[:, None] * L + t[None, :]
+            tmask = (t < L)[None, :] & (n[:, None] < N)
+            tl.atomic_add(dB_ptr + bc_ptrs, dB, mask=tmask)
+            tl.atomic_add(dC_ptr + bc_ptrs, dC, mask=tmask)
+    if SUMMARY:
+        tl.store(seg_a_ptr + seg_row, decay, mask=emask[:, None])
+        tl.store(seg_g_ptr + seg_row, g_next, mask=emask[:, None])
+    else:
+        tl.atomic_add(dA_ptr + e[:, None] * N + n[None, :], dA_acc, mask=emask[:, None])
         if HAS_D:
-            du += dy * Dv[:, None]
-            dD_acc += tl.sum(dy * u, axis=1)
-        if SOFTPLUS:
-            ddt = ddt * tl.sigmoid(raw)
-        ddt = tl.where(m2, ddt, 0.0)
+            tl.atomic_add(dD_ptr + e, dD_acc, mask=emask)
         if HAS_BIAS:
-            dbias_acc += tl.sum(ddt, axis=1)
-        tl.store(du_ptr + row + t[None, :], du.to(du_ptr.dtype.element_ty), mask=m2)
-        tl.store(ddt_ptr + row + t[None, :], ddt.to(ddt_ptr.dtype.element_ty), mask=m2)
-        # B/C gradients are shared by all channels of a group: reduce here, accumulate across programs.
-        bc_off = pid_b * G * N * L + (tl.program_id(1) * BLOCK_E // (E // G)).to(tl.int64) * N * L
-        bc_ptrs = bc_off + n[:, None] * L + t[None, :]
-        tmask = (t < L)[None, :] & (n[:, None] < N)
-        tl.atomic_add(dB_ptr + bc_ptrs, dB, mask=tmask)
-        tl.atomic_add(dC_ptr + bc_ptrs, dC, mask=tmask)
-    tl.atomic_add(dA_ptr + e[:, None] * N + n[None, :], dA_acc, mask=emask[:, None])
-    if HAS_D:
-        tl.atomic_add(dD_ptr + e, dD_acc, mask=emask)
-    if HAS_BIAS:
-        tl.atomic_add(dbias_ptr + e, dbias_acc, mask=emask)
+            tl.atomic_add(dbias_ptr + e, dbias_acc, mask=emask)
