@@ -9,6 +9,7 @@ import torch
 
 from .flops import device_peak_tflops, flops_per_token
 from .sampler import ResumableSampler
+from .warmup import Stage, stage_at
 
 
 class SamplerProgress(L.Callback):
@@ -23,6 +24,45 @@ class SamplerProgress(L.Callback):
         sampler = getattr(loader, "sampler", None)
         if isinstance(sampler, ResumableSampler):
             sampler.advance(int(batch["input_ids"].shape[0]))
+
+
+class StageAccumulation(L.Callback):
+    """Sets gradient accumulation to the warm-up stage of the current epoch.
+
+    Unlike Lightning's ``GradientAccumulationScheduler`` (which only acts at epoch starts) it also
+    acts when training starts, so a run resumed in the middle of an epoch accumulates as the
+    interrupted run did.
+    """
+
+    def __init__(self, stages: list[Stage]) -> None:
+        self.stages = stages
+
+    def _apply(self, trainer: L.Trainer) -> None:
+        trainer.accumulate_grad_batches = stage_at(self.stages, trainer.current_epoch).accumulate
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._apply(trainer)
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._apply(trainer)
+
+
+class FinalCheckpoint(L.Callback):
+    """Saves ``path`` at the batch that reaches ``max_steps``, from inside the training loop.
+
+    A checkpoint written after ``fit`` returns would record the epoch as finished, so a later resume
+    would skip the rest of it; saved here, the loop state says "mid-epoch, after this batch".
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._saved_at = -1
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        step = trainer.global_step
+        if 0 < trainer.max_steps <= step and step != self._saved_at:
+            trainer.save_checkpoint(self.path, weights_only=False)
+            self._saved_at = step
 
 
 class ThroughputMonitor(L.Callback):

@@ -4,7 +4,7 @@ Layout of ``out_dir``::
 
     recipe.yaml            the resolved recipe of the run
     checkpoints/last.ckpt  Lightning checkpoint (atomic), every ``checkpoint_every`` steps and at the end
-    logs/csv/…             CSV metrics; logs/tensorboard/… when TensorBoard is installed
+    logs/csv/version_N/    CSV metrics, one folder per run segment (resumes add one); logs/tensorboard/
     model/                 ``save_pretrained`` output: ``genomix.from_pretrained(out_dir / "model")``
 """
 from __future__ import annotations
@@ -19,11 +19,11 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import GradientAccumulationScheduler, ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger
 
 from ..errors import CheckpointError, ConfigError
-from .callbacks import SamplerProgress, ThroughputMonitor
+from .callbacks import FinalCheckpoint, SamplerProgress, StageAccumulation, ThroughputMonitor
 from .checkpoint_io import AtomicCheckpointIO
 from .data import GenomeDataModule, resolve_store
 from .module import LanguageModelingModule
@@ -82,7 +82,9 @@ def resolve_resume(resume: str | os.PathLike | None, out_dir: Path) -> Path | No
 
 
 def _loggers(out_dir: Path) -> list[Logger]:
-    loggers: list[Logger] = [CSVLogger(out_dir / "logs", name="csv", version="")]
+    # each run segment (first run, every resume) gets its own logs/csv/version_N/metrics.csv, because
+    # Lightning's CSV writer truncates an existing file; TensorBoard appends to one folder
+    loggers: list[Logger] = [CSVLogger(out_dir / "logs", name="csv")]
     try:
         from lightning.pytorch.loggers import TensorBoardLogger
 
@@ -161,8 +163,9 @@ def pretrain(
                                  save_on_train_epoch_end=False)
     callbacks: list[L.Callback] = [
         SamplerProgress(),
+        FinalCheckpoint(str(out / "checkpoints" / LAST)),
         ThroughputMonitor(recipe.log_every, peak_tflops),
-        GradientAccumulationScheduler({s.first_epoch: s.accumulate for s in stages}),
+        StageAccumulation(stages),
         checkpoint,
     ]
     if not quiet:
@@ -183,7 +186,6 @@ def pretrain(
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True)
-    trainer.save_checkpoint(out / "checkpoints" / LAST, weights_only=False)
     model_dir = out / "model"
     save_final_model(trainer, module, model_dir)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1}
