@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from genomix.cli import main
-from genomix.genome import demo_fasta, open_store, prepare_genome, registry
+from genomix.genome import demo_fasta, known_genomes, open_store, prepare_genome
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_GENOMES = ROOT.parent / "shared" / "data" / "genomes"
@@ -18,7 +18,7 @@ def test_demo_genome_is_bundled_in_the_package():
 
 
 def test_registry_entries_have_real_sources():
-    reg = registry()
+    reg = known_genomes()
     assert {"hg38", "hg19", "mm10", "t2t-chm13", "demo"} <= set(reg)
     for name in ("hg38", "hg19", "mm10", "t2t-chm13"):
         assert reg[name].url.startswith("https://") and reg[name].url.endswith(".fa.gz")

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from genomix.errors import ChecksumError, DownloadError
-from genomix.genome import download
-from genomix.genome.download import md5_from_manifest
+from genomix.genome import GenomeSpec, open_store, prepare_genome
+from genomix.genome.download import download, md5_from_manifest
+from genomix.genome.registry import fetch_genome
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
 
@@ -27,6 +28,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         state = self.server_state
         state["requests"].append(self.headers.get("Range"))
+        if self.path in state.get("extra", {}):
+            body = state["extra"][self.path]
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
         if self.path != "/file":
             self.send_error(404)
             return
@@ -124,3 +132,25 @@ def test_md5_manifest_parsing():
     manifest = f"{MD5}  hg38.fa.gz\nffffffffffffffffffffffffffffffff  hg38.2bit\n"
     assert md5_from_manifest(manifest, "hg38.fa.gz") == MD5
     assert md5_from_manifest(manifest, "mm10.fa.gz") is None
+
+
+def test_named_genome_is_downloaded_verified_against_its_manifest_and_stored(server, tmp_path: Path, monkeypatch):
+    import gzip
+
+    url, state = server
+    fasta = gzip.compress(b">chrA\nACGTNNacgt\n>chrB\nGGGG\n")
+    good = hashlib.md5(fasta).hexdigest()
+    state["extra"] = {"/toy.fa.gz": fasta, "/md5sum.txt": f"{good}  toy.fa.gz\n".encode(),
+                      "/bad/toy.fa.gz": fasta, "/bad/md5sum.txt": f"{'1' * 32}  toy.fa.gz\n".encode()}
+    spec = GenomeSpec(name="toy", url=f"{url}/toy.fa.gz", md5_manifest=f"{url}/md5sum.txt",
+                      holdout={"valid": ["chrB"]})
+    path = fetch_genome(spec, tmp_path / "cache", quiet=True)
+    assert path.read_bytes() == fasta
+    monkeypatch.setattr("genomix.genome.registry.known_genomes", lambda: {"toy": spec})
+    store = open_store(prepare_genome("toy", cache=tmp_path / "cache", quiet=True))
+    assert store.attrs["source"] == spec.url and store.sequence("chrA") == "ACGTNNacgt"
+    assert store.split_intervals("valid") == [("chrB", 0, 4)]
+    bad = GenomeSpec(name="bad", url=f"{url}/bad/toy.fa.gz", md5_manifest=f"{url}/bad/md5sum.txt")
+    with pytest.raises(ChecksumError, match="md5"):
+        fetch_genome(bad, tmp_path / "cache", quiet=True)
+    assert not any((tmp_path / "cache" / "downloads" / "bad").iterdir())

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import argparse
 
-from ..genome.registry import registry
+from ..genome.registry import known_genomes
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    names = ", ".join(sorted(registry()))
+    names = ", ".join(sorted(known_genomes()))
     parser = subparsers.add_parser("genome", help="download, prepare and inspect genome stores",
                                    description="Genome stores: download a reference, convert it to HDF5, inspect.")
     sub = parser.add_subparsers(dest="genome_command", metavar="ACTION")
@@ -30,7 +30,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     info.set_defaults(func=_info)
 
     dl = sub.add_parser("download", help="download (and verify) a named genome's FASTA into the cache")
-    dl.add_argument("--genome", required=True, choices=sorted(registry()))
+    dl.add_argument("--genome", required=True, choices=sorted(known_genomes()))
     dl.add_argument("--cache-dir", help="download cache (default: $GENOMIX_CACHE or ~/.cache/genomix)")
     dl.add_argument("--quiet", action="store_true", help="no progress bar")
     dl.set_defaults(func=_download)
@@ -72,5 +72,5 @@ def _info(args: argparse.Namespace) -> int:
 def _download(args: argparse.Namespace) -> int:
     from ..genome.registry import cache_dir, fetch_genome
 
-    print(fetch_genome(registry()[args.genome], cache_dir(args.cache_dir), quiet=args.quiet))
+    print(fetch_genome(known_genomes()[args.genome], cache_dir(args.cache_dir), quiet=args.quiet))
     return 0

@@ -13,9 +13,9 @@ that `genomix genome prepare` starts fast); pyfaidx/pysam/Biopython are never im
 from __future__ import annotations
 
 from .bed import holdout_splits, read_bed_splits
-from .download import download, verify_file
+from .download import verify_file
 from .fasta import FastaReader, FastaRecord, read_fasta
-from .registry import GenomeSpec, cache_dir, demo_fasta, prepare_genome, registry
+from .registry import GenomeSpec, cache_dir, demo_fasta, known_genomes, prepare_genome
 from .store import GenomeStore, open_store, write_store
 
 _WINDOWS = ("WindowDataset", "causal_labels", "mask_for_mlm")
@@ -31,6 +31,6 @@ def __getattr__(name: str):
 
 __all__ = [
     "FastaReader", "FastaRecord", "GenomeSpec", "GenomeStore", "WindowDataset", "cache_dir", "causal_labels",
-    "demo_fasta", "download", "holdout_splits", "mask_for_mlm", "open_store", "prepare_genome",
-    "read_bed_splits", "read_fasta", "registry", "verify_file", "write_store",
+    "demo_fasta", "holdout_splits", "mask_for_mlm", "open_store", "prepare_genome",
+    "read_bed_splits", "read_fasta", "known_genomes", "verify_file", "write_store",
 ]

@@ -45,7 +45,7 @@ class GenomeSpec:
 
 
 @lru_cache(maxsize=1)
-def registry() -> dict[str, GenomeSpec]:
+def known_genomes() -> dict[str, GenomeSpec]:
     """All named genomes, from ``registry.yaml``."""
     with open(DATA_DIR / "registry.yaml", encoding="utf-8") as fh:
         raw = yaml.safe_load(fh)
@@ -62,7 +62,7 @@ def cache_dir(path: str | Path | None = None) -> Path:
 
 def demo_fasta() -> Path:
     """Path of the bundled demo genome (human GRCh37 chr1:1-3,004,950)."""
-    return DATA_DIR / registry()["demo"].file
+    return DATA_DIR / known_genomes()["demo"].file
 
 
 def fetch_genome(spec: GenomeSpec, cache: Path, quiet: bool = False) -> Path:
@@ -104,7 +104,7 @@ def prepare_genome(genome: str | Path, out: str | Path | None = None, cache: str
     from tqdm.auto import tqdm
 
     root = cache_dir(cache)
-    specs = registry()
+    specs = known_genomes()
     name = str(genome)
     spec = specs.get(name)
     if spec is not None:
