@@ -189,9 +189,9 @@ def embed_sequences(
 
     try:
         with h5py.File(tmp, "w") as h5:
-            writer = _Writer(h5, pooling, int(config.d_model if hasattr(config, "d_model") else config.hidden_size))
-            h5.attrs.update(model=model_name, pooling=pooling, max_seq_len=size,
-                            d_model=writer.vectors.shape[1] if pooling != "none" else int(config.d_model),
+            width = int(getattr(config, "d_model", None) or config.hidden_size)
+            writer = _Writer(h5, pooling, width)
+            h5.attrs.update(model=model_name, pooling=pooling, max_seq_len=size, d_model=width,
                             genomix_version=__version__)
             pending: list[SequenceInput] = []
             for item in sequences:
