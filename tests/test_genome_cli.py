@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from genomix.cli import main
+from genomix.errors import ConfigError
 from genomix.genome import demo_fasta, known_genomes, open_store, prepare_genome
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,6 +38,18 @@ def test_prepare_demo_and_info(tmp_path: Path, capsys):
     text = capsys.readouterr().out
     assert "chr1" in text and "3,004,950" in text and "N fraction" in text and "train" in text
     assert prepare_genome("demo", out=out, quiet=True) == out  # reused, not rebuilt
+    other = SHARED_GENOMES / "phage_lambda_NC_001416.fa"
+    with pytest.raises(ConfigError, match="exists but was built from genomix bundled .*--force"):
+        prepare_genome(other, out=out, quiet=True)
+    assert open_store(prepare_genome(other, out=out, quiet=True, force=True)).contigs == ["gi|9626243|ref|NC_001416.1|"]
+
+
+def test_prepare_fasta_path_defaults_to_the_cache(tmp_path: Path):
+    fasta = tmp_path / "toy.fa"
+    fasta.write_text(">t\nACGT\n")
+    first = prepare_genome(fasta, cache=tmp_path / "cache", quiet=True)
+    assert first.parent == tmp_path / "cache" / "stores" and first.name.startswith("toy-")
+    assert prepare_genome(fasta, cache=tmp_path / "cache", quiet=True) == first
 
 
 def test_prepare_fasta_path_with_bed(tmp_path: Path):

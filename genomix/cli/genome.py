@@ -15,7 +15,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
     prep = sub.add_parser("prepare", help="build a genome store from a named genome or a FASTA file")
     prep.add_argument("--genome", default="demo", help=f"{names}, or PATH.fa[.gz] (default: demo)")
-    prep.add_argument("--out", help="store path (default: <cache>/stores/<name>.h5, or beside the FASTA)")
+    prep.add_argument("--out", help="store path (default: <cache>/stores/<name>.h5)")
     prep.add_argument("--bed", help="split BED (contig start end train|valid|test) to store with the sequences")
     prep.add_argument("--cache-dir", help="download/store cache (default: $GENOMIX_CACHE or ~/.cache/genomix)")
     prep.add_argument("--compression", choices=("none", "lzf", "gzip"), default="none",

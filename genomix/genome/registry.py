@@ -6,6 +6,7 @@ FASTA, so a fresh install works offline.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ import yaml
 from ..errors import ConfigError
 from .bed import Interval, holdout_splits, read_bed_splits
 from .download import download, fetch_text, md5_from_manifest, verify_file
-from .store import COMPRESSION, write_store
+from .store import COMPRESSION, open_store, write_store
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 log = logging.getLogger(__name__)
@@ -120,9 +121,15 @@ def prepare_genome(genome: str | Path, out: str | Path | None = None, cache: str
             raise ConfigError(f"unknown genome {name!r}: not a FASTA file and not one of "
                               f"{', '.join(sorted(specs))}; pass a registry name or a path to .fa/.fa.gz")
         source = str(fasta.resolve())
-        default_out = fasta.with_name(fasta.name.split(".")[0] + ".h5")
+        stat = fasta.stat()
+        tag = hashlib.sha256(f"{source}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:10]
+        default_out = root / "stores" / f"{fasta.name.split('.')[0]}-{tag}.h5"  # a changed FASTA gets a new store
     out = Path(out).expanduser() if out is not None else default_out
     if out.exists() and not force:
+        built_from = open_store(out).attrs.get("source")
+        if built_from != source:
+            raise ConfigError(f"{out} exists but was built from {built_from}, not {source}; pass --force to "
+                              "overwrite it or choose another --out")
         log.info("genome store %s already exists; reusing it (pass --force to rebuild)", out)
         return out
     with tqdm(total=fasta.stat().st_size, unit="B", unit_scale=True, desc=f"store {out.name}",
