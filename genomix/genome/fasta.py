@@ -134,7 +134,7 @@ class FastaReader:
                 if not block:
                     return
                 yield block
-        except (EOFError, zlib.error, gzip.BadGzipFile, OSError) as exc:
+        except (EOFError, zlib.error, gzip.BadGzipFile) as exc:  # BadGzipFile also covers trailing junk
             raise InputFormatError(
                 f"{self.path}: the gzip stream is truncated or corrupt after {counter.bytes_read} bytes "
                 f"({exc}); download the file again (a complete copy decompresses with `gzip -t`)"

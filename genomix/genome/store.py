@@ -145,6 +145,8 @@ class GenomeStore:
             ) from None
         self.contigs: list[str] = names
         self._index = {name: i for i, name in enumerate(names)}
+        # rows of n_runs are grouped by contig index: row range of contig i is bounds[i]:bounds[i + 1]
+        self._run_bounds = np.searchsorted(self._runs[:, 0], np.arange(len(names) + 1), side="left")
         self._h5: h5py.File | None = None
         self._pid: int | None = None
 
@@ -188,8 +190,8 @@ class GenomeStore:
 
     def n_runs(self, contig: str) -> np.ndarray:
         """``(k, 2)`` start/end of the N runs of ``contig``, sorted."""
-        rows = self._runs[self._runs[:, 0] == self.contig_index(contig)]
-        return rows[:, 1:]
+        i = self.contig_index(contig)
+        return self._runs[self._run_bounds[i]:self._run_bounds[i + 1], 1:]
 
     def n_count(self, contig: str, start: int, end: int) -> int:
         """Number of N (or ambiguity code) positions in ``[start, end)``, from the N-run index alone."""
