@@ -13,6 +13,7 @@ reference runs in the same process where its time is bearable (L <= ``--ref-max-
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import tempfile
@@ -55,8 +56,8 @@ def floor_bytes(length: int, channels: int, n_state: int, itemsize: int = 2) -> 
     return fwd, bwd
 
 
-def bench_length(length: int, bandwidth: float, block_e: int, chunk: int, ref_max_len: int, channels: int = 512,
-                 n_state: int = 16, target_programs: int | None = None) -> dict:
+def bench_length(length: int, bandwidth: float, tiling, ref_max_len: int, channels: int = 512,
+                 n_state: int = 16) -> dict:
     import triton.testing
 
     from genomix.kernels.scan.ops import selective_scan_triton
@@ -64,7 +65,7 @@ def bench_length(length: int, bandwidth: float, block_e: int, chunk: int, ref_ma
 
     inputs = make_inputs(length, channels, n_state)
     u, delta, A, B, C, D, z, bias = inputs
-    scan = lambda *a: selective_scan_triton(*a, block_e=block_e, chunk=chunk, target_programs=target_programs)  # noqa: E731
+    scan = lambda *a: selective_scan_triton(*a, tiling=tiling)  # noqa: E731
     torch.cuda.synchronize()
     base = torch.cuda.memory_allocated()
     torch.cuda.reset_peak_memory_stats()
@@ -89,7 +90,7 @@ def bench_length(length: int, bandwidth: float, block_e: int, chunk: int, ref_ma
     fb_ms = triton.testing.do_bench(fwd_bwd, warmup=3, rep=30, grad_to_none=leaves)
     fwd_bytes, bwd_bytes = floor_bytes(length, channels, n_state)
     row = {
-        "L": length, "block_e": block_e, "chunk": chunk, "target_programs": target_programs,
+        "L": length, **dataclasses.asdict(tiling),
         "fwd_ms": fwd_ms, "fwd_bwd_ms": fb_ms, "bwd_ms": fb_ms - fwd_ms,
         "fwd_floor_ms": fwd_bytes / bandwidth * 1e3, "bwd_floor_ms": bwd_bytes / bandwidth * 1e3,
         "fwd_peak_gib": fwd_peak / 2**30, "fwd_bwd_peak_gib": train_peak / 2**30,
@@ -135,14 +136,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lengths", type=int, nargs="+", default=[4096, 65536, 1 << 20])
     parser.add_argument("--block-e", type=int, default=None)
     parser.add_argument("--chunk", type=int, default=None)
+    parser.add_argument("--bwd-block-e", type=int, default=None)
     parser.add_argument("--ref-max-len", type=int, default=4096)
     parser.add_argument("--out", type=Path, default=Path("."))
     args = parser.parse_args(argv)
     from genomix.kernels.scan import ops
 
     bandwidth = copy_bandwidth()
-    rows = [bench_length(L, bandwidth, args.block_e or ops.BLOCK_E, args.chunk or ops.CHUNK, args.ref_max_len)
-            for L in args.lengths]
+    tiling = ops.DEFAULT_TILING
+    overrides = {k: v for k, v in (("block_e", args.block_e), ("chunk", args.chunk), ("bwd_block_e", args.bwd_block_e))
+                 if v is not None}
+    tiling = dataclasses.replace(tiling, **overrides)
+    rows = [bench_length(L, bandwidth, tiling, args.ref_max_len) for L in args.lengths]
     write_json(args.out / "scan_bench.json", {"device": torch.cuda.get_device_name(), "copy_gbs": bandwidth / 1e9,
                                               "torch": torch.__version__, "rows": rows})
     print(f"device {torch.cuda.get_device_name()}, copy bandwidth {bandwidth / 1e9:.0f} GB/s")

@@ -14,6 +14,7 @@ Results go to $OUT/scan_gpu_check.json (rewritten after every section) and a sum
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import time
 import traceback
@@ -29,9 +30,10 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def correctness() -> list[dict]:
-    from genomix.kernels.scan.ops import selective_scan_triton
+    from genomix.kernels.scan.ops import DEFAULT_TILING, Tiling, selective_scan_triton
     from genomix.kernels.scan.reference import selective_scan_ref
 
+    tilings = [DEFAULT_TILING, Tiling(4, 64, 4096, bwd_block_e=16, bwd_warps=8)]
     rows = []
     cases = [
         dict(batch=2, E=70, N=16, L=1000, groups=None, z=True, D=True, bias=True),
@@ -55,12 +57,13 @@ def correctness() -> list[dict]:
             args = [u, delta, A, B, C, D, z, bias]
             leaves = [None if t is None else t.detach().clone().requires_grad_() for t in args]
             ref_leaves = [None if t is None else t.detach().clone().requires_grad_() for t in args]
-            out, last = selective_scan_triton(*leaves, return_last_state=True)
+            tiling = tilings[len(rows) % 2]
+            out, last = selective_scan_triton(*leaves, return_last_state=True, tiling=tiling)
             ref, ref_last = selective_scan_ref(*ref_leaves, return_last_state=True)
             grad = torch.randn(out.shape, **kw).to(dtype)
             out.backward(grad)
             ref.backward(grad)
-            row = dict(dtype=str(dtype), **case, out=_rel(out, ref), last_state=_rel(last, ref_last))
+            row = dict(dtype=str(dtype), tiling=repr(tiling), **case, out=_rel(out, ref), last_state=_rel(last, ref_last))
             for name, x, y in zip("u delta A B C D z bias".split(), leaves, ref_leaves):
                 if x is not None:
                     row["d" + name] = _rel(x.grad, y.grad)
@@ -71,15 +74,25 @@ def correctness() -> list[dict]:
 
 
 def sweep(bandwidth: float) -> list[dict]:
+    from genomix.kernels.scan.ops import Tiling
+
+    candidates = [
+        Tiling(4, 128, 8192),
+        Tiling(4, 128, 8192, fwd_warps=8, bwd_warps=8),
+        Tiling(4, 128, 8192, bwd_block_e=8, bwd_warps=8),
+        Tiling(4, 64, 4096, bwd_block_e=8),
+        Tiling(4, 64, 4096, bwd_block_e=16, bwd_warps=8),
+        Tiling(8, 64, 4096, fwd_warps=8, bwd_block_e=16, bwd_warps=8),
+        Tiling(4, 64, 4096, fwd_warps=2, bwd_block_e=8, bwd_warps=8),
+        Tiling(2, 128, 8192, fwd_warps=2, bwd_block_e=8, bwd_warps=8),
+    ]
     rows = []
-    for block_e, chunk, target in ((1, 128, 2048), (2, 128, 2048), (4, 128, 2048), (2, 64, 2048), (4, 64, 4096),
-                                   (2, 128, 8192), (2, 256, 2048), (4, 128, 8192)):
+    for tiling in candidates:
         try:
-            rows.append(bench_length(65536, bandwidth, block_e, chunk, ref_max_len=0, target_programs=target))
-            print(rows[-1])
+            rows.append(bench_length(65536, bandwidth, tiling, ref_max_len=0))
         except Exception as exc:  # a tile that does not compile/fit: record and go on
-            rows.append(dict(block_e=block_e, chunk=chunk, target_programs=target, error=repr(exc)[:300]))
-            print(rows[-1])
+            rows.append(dict(tiling=repr(tiling), error=repr(exc)[:300]))
+        print(rows[-1])
     return rows
 
 
@@ -140,9 +153,10 @@ def main() -> int:
         done = [r for r in report.get("sweep", []) if "fwd_bwd_ms" in r]
         if done:
             best = min(done, key=lambda r: r["fwd_bwd_ms"])
-            ops.BLOCK_E, ops.CHUNK, ops.TARGET_PROGRAMS = best["block_e"], best["chunk"], best["target_programs"]
-        return [bench_length(L, bandwidth, ops.BLOCK_E, ops.CHUNK, 4096, target_programs=ops.TARGET_PROGRAMS)
-                for L in (4096, 65536, 1 << 20)]
+            fields = {f.name for f in dataclasses.fields(ops.Tiling)}
+            ops.DEFAULT_TILING = ops.Tiling(**{k: v for k, v in best.items() if k in fields})
+            report["chosen_tiling"] = dataclasses.asdict(ops.DEFAULT_TILING)
+        return [bench_length(L, bandwidth, ops.DEFAULT_TILING, 4096) for L in (4096, 65536, 1 << 20)]
 
     sections += [("bench", bench), ("model", model_checks)]
     for name, fn in sections:

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from genomix.kernels import selective_scan, selective_scan_ref
-from genomix.kernels.scan.ops import selective_scan_triton
+from genomix.kernels.scan.ops import Tiling, selective_scan_triton
 
 
 def _inputs(batch=2, E=6, N=4, L=37, groups=None, dtype=torch.float32, z=True, D=True, bias=True, seed=0):
@@ -51,7 +51,7 @@ def test_reference_matches_direct_formula():
 def _compare(args, tol, **kw):
     leaves = [None if t is None else t.clone().requires_grad_() for t in args]
     ref_leaves = [None if t is None else t.clone().requires_grad_() for t in args]
-    out, last = selective_scan_triton(*leaves, return_last_state=True, **kw)
+    out, last = selective_scan_triton(*leaves, return_last_state=True, tiling=Tiling(**kw))
     ref, ref_last = selective_scan_ref(*ref_leaves, return_last_state=True)
     assert out.dtype == args[0].dtype and last.dtype == torch.float32
     scale = ref.float().abs().max()
@@ -80,13 +80,13 @@ def _compare(args, tol, **kw):
 )
 def test_triton_matches_reference_forward_and_backward(case):
     tol = 2e-2 if case.get("dtype") == torch.bfloat16 else 1e-4
-    _compare(_inputs(**case), tol, block_e=4, chunk=16)
+    _compare(_inputs(**case), tol, block_e=4, chunk=16, target_programs=1)
 
 
 @pytest.mark.parametrize(
     "case,tiling",
     [
-        (dict(), dict(block_e=4, chunk=16, target_programs=12)),  # 3 segments of one chunk each
+        (dict(), dict(block_e=4, chunk=16, target_programs=12, bwd_block_e=2)),  # 3 one-chunk segments
         (dict(L=70, groups=2, E=8, bias=False), dict(block_e=4, chunk=16, target_programs=8)),  # ragged segments
     ],
     ids=["one-chunk-segments", "ragged-segments-grouped"],

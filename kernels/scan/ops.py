@@ -6,23 +6,40 @@ accumulated in fp32 and cast to their parameter's dtype.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from .. import dispatch
 
-#: Default tile: channels per program and time steps per chunk (tuned on an H100, see bench_scan.py).
-BLOCK_E = 2
-CHUNK = 128
-#: Programs to aim for: the sequence is split into segments until batch x channel blocks x segments
-#: reaches this, so short batches of long sequences still fill the GPU.
-TARGET_PROGRAMS = 2048
+
+@dataclasses.dataclass(frozen=True)
+class Tiling:
+    """How the kernels cut the work (tuned on an H100 with kernels/gpu_check_scan.py's sweep).
+
+    ``block_e`` channels x ``chunk`` time steps per register tile; the sequence is split into segments
+    until batch x channel blocks x segments reaches ``target_programs`` (so one long sequence still fills
+    the GPU). The backward may use wider channel blocks (``bwd_block_e``: fewer atomic adds for the B/C
+    gradients, which all channels share); the chunk length is common to both, since the backward reads
+    the forward's chunk-start states.
+    """
+
+    block_e: int = 4
+    chunk: int = 128
+    target_programs: int = 8192
+    bwd_block_e: int | None = None
+    fwd_warps: int = 4
+    bwd_warps: int = 4
 
 
-def plan_segments(batch: int, channel_blocks: int, n_chunks: int, target: int | None = None) -> tuple[int, int]:
+#: The tiling used when none is given.
+DEFAULT_TILING = Tiling()
+
+
+def plan_segments(batch: int, channel_blocks: int, n_chunks: int, target: int) -> tuple[int, int]:
     """(chunks per segment, number of segments) for the two-pass segmented scan."""
     import triton
 
-    target = TARGET_PROGRAMS if target is None else target
     wanted = max(1, min(n_chunks, triton.cdiv(target, batch * channel_blocks)))
     per_seg = triton.cdiv(n_chunks, wanted)
     return per_seg, triton.cdiv(n_chunks, per_seg)
@@ -60,16 +77,16 @@ def _flags(D, z, delta_bias, delta_softplus) -> dict:
     return dict(HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus))
 
 
-def _launch_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, save_states, block_e, chunk, target=None):
+def _launch_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, save_states, tiling: Tiling):
     import triton
 
     from .triton_scan import _scan_fwd_kernel
 
     batch, channels, length = u.shape
     groups, n_state = B.shape[1], B.shape[2]
-    block_e = _tile(channels, groups, block_e)
+    block_e, chunk = _tile(channels, groups, tiling.block_e), tiling.chunk
     n_chunks = triton.cdiv(length, chunk)
-    per_seg, n_segs = plan_segments(batch, triton.cdiv(channels, block_e), n_chunks, target)
+    per_seg, n_segs = plan_segments(batch, triton.cdiv(channels, block_e), n_chunks, tiling.target_programs)
     out = torch.empty_like(u)
     states = u.new_empty((batch, channels, n_chunks, n_state), dtype=torch.float32) if save_states else None
     last = u.new_empty((batch, channels, n_state), dtype=torch.float32)
@@ -82,7 +99,7 @@ def _launch_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, save_states
             delta_bias if delta_bias is not None else dummy, out, states if save_states else dummy, last,
             seg_a, seg_h, carry, channels, length, groups, n_chunks, per_seg, n_segs,
             SAVE_STATES=save_states, SUMMARY=summary, N=n_state, BLOCK_E=block_e, T=chunk,
-            **_flags(D, z, delta_bias, delta_softplus),
+            num_warps=tiling.fwd_warps, **_flags(D, z, delta_bias, delta_softplus),
         )
 
     if n_segs == 1:
@@ -100,11 +117,11 @@ class SelectiveScanFn(torch.autograd.Function):
     """Forward saves inputs and chunk-start states only; backward recomputes the rest."""
 
     @staticmethod
-    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus, block_e, chunk, target):
+    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus, tiling):
         save = any(ctx.needs_input_grad[:8])  # chunk-start states are kept only for a backward
-        out, states, last = _launch_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, save, block_e, chunk, target)
+        out, states, last = _launch_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, save, tiling)
         ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, states)
-        ctx.delta_softplus, ctx.block_e, ctx.chunk, ctx.target = delta_softplus, block_e, chunk, target
+        ctx.delta_softplus, ctx.tiling = delta_softplus, tiling
         ctx.mark_non_differentiable(last)
         return out, last
 
@@ -117,7 +134,8 @@ class SelectiveScanFn(torch.autograd.Function):
         u, delta, A, B, C, D, z, delta_bias, states = ctx.saved_tensors
         batch, channels, length = u.shape
         groups, n_state = B.shape[1], B.shape[2]
-        block_e = _tile(channels, groups, ctx.block_e)
+        tiling = ctx.tiling
+        block_e = _tile(channels, groups, tiling.bwd_block_e or tiling.block_e)
         n_chunks = states.shape[2]
         dout = dout.contiguous()
         du, ddelta = torch.empty_like(u), torch.empty_like(delta)
@@ -128,7 +146,7 @@ class SelectiveScanFn(torch.autograd.Function):
         dD = torch.zeros_like(D, dtype=torch.float32) if D is not None else None
         dbias = torch.zeros_like(delta_bias, dtype=torch.float32) if delta_bias is not None else None
         dummy = dA
-        per_seg, n_segs = plan_segments(batch, triton.cdiv(channels, block_e), n_chunks, ctx.target)
+        per_seg, n_segs = plan_segments(batch, triton.cdiv(channels, block_e), n_chunks, tiling.target_programs)
         grid = (batch, triton.cdiv(channels, block_e), n_segs)
 
         def launch(summary, seg_a, seg_g, carry):
@@ -138,8 +156,8 @@ class SelectiveScanFn(torch.autograd.Function):
                 du, ddelta, dz if dz is not None else dummy, dA, dB, dC,
                 dD if dD is not None else dummy, dbias if dbias is not None else dummy,
                 seg_a, seg_g, carry, channels, length, groups, n_chunks, per_seg, n_segs,
-                SUMMARY=summary, N=n_state, BLOCK_E=block_e, T=ctx.chunk,
-                **_flags(D, z, delta_bias, ctx.delta_softplus),
+                SUMMARY=summary, N=n_state, BLOCK_E=block_e, T=tiling.chunk,
+                num_warps=tiling.bwd_warps, **_flags(D, z, delta_bias, ctx.delta_softplus),
             )
 
         if n_segs == 1:
@@ -152,7 +170,7 @@ class SelectiveScanFn(torch.autograd.Function):
         launch(False, dummy, dummy, carry)
         cast = lambda g, ref: None if g is None else g.to(ref.dtype)  # noqa: E731
         return (du, ddelta, cast(dA, A), cast(dB, B), cast(dC, C), cast(dD, D), dz, cast(dbias, delta_bias),
-                None, None, None, None)
+                None, None)
 
 
 def selective_scan_triton(
@@ -166,22 +184,18 @@ def selective_scan_triton(
     delta_bias: torch.Tensor | None = None,
     delta_softplus: bool = True,
     return_last_state: bool = False,
-    block_e: int | None = None,
-    chunk: int | None = None,
-    target_programs: int | None = None,
+    tiling: Tiling | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Selective scan through the Triton kernels (same contract as ``selective_scan_ref``).
 
-    ``block_e``/``chunk``/``target_programs`` override the tile and the segmentation (for tests and
-    tuning); by default the module constants."""
+    ``tiling`` overrides :data:`DEFAULT_TILING` (tests and tuning)."""
     if A.dim() != 2 or A.shape[1] & (A.shape[1] - 1):
         raise ValueError(f"A must be (E, N) with N a power of two for the Triton scan, got {tuple(A.shape)}")
     Bg, Cg = _as_groups(B), _as_groups(C)
     out, last = SelectiveScanFn.apply(
         u.contiguous(), delta.contiguous(), A.contiguous(), Bg, Cg,
         None if D is None else D.contiguous(), None if z is None else z.contiguous(),
-        None if delta_bias is None else delta_bias.contiguous(), delta_softplus,
-        block_e or BLOCK_E, chunk or CHUNK, target_programs,
+        None if delta_bias is None else delta_bias.contiguous(), delta_softplus, tiling or DEFAULT_TILING,
     )
     return (out, last) if return_last_state else out
 
