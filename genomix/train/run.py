@@ -55,12 +55,19 @@ def build_model(recipe: Recipe) -> torch.nn.Module:
 
 
 def enable_activation_checkpointing(model: torch.nn.Module) -> None:
-    """Per-block activation checkpointing through transformers' switch (each family honours it)."""
-    enable = getattr(model, "gradient_checkpointing_enable", None)
-    if enable is None or not getattr(model, "supports_gradient_checkpointing", False):
+    """Per-block activation checkpointing through transformers' switch (each family honours it).
+
+    transformers >= 5 names it ``activation_checkpointing_enable``; older versions
+    ``gradient_checkpointing_enable``. Non-reentrant checkpointing works with FSDP and bf16 autocast.
+    """
+    if not getattr(model, "supports_gradient_checkpointing", False):
         raise ConfigError(f"{type(model).__name__} does not support activation checkpointing; "
                           "set activation_checkpointing: false in the recipe")
-    enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
 
 def resolve_resume(resume: str | os.PathLike | None, out_dir: Path) -> Path | None:
