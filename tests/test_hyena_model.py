@@ -165,3 +165,14 @@ def test_generation_greedy_topk_and_temperature(released):
     assert probs[:, PAD_ID].eq(0).all()
     with pytest.raises(ConfigError):
         next_token_distribution(torch.randn(1, 16), temperature=0)
+
+
+def test_transformers_gradient_checkpointing_switch_reaches_the_backbone():
+    model = build("hyenadna-tiny-1k", task="classification", num_labels=2, n_layer=1, d_model=32, max_seq_len=64)
+    assert not model.backbone.gradient_checkpointing
+    model.gradient_checkpointing_enable()
+    assert model.backbone.gradient_checkpointing
+    model.train()
+    ids = torch.randint(7, 11, (2, 30))
+    model(ids, labels=torch.tensor([0, 1])).loss.backward()
+    assert model.score.proj.weight.grad is not None
