@@ -35,6 +35,7 @@ from transformers.modeling_outputs import (
 from ..errors import ConfigError, RangeError
 from ..kernels import fftconv
 from .base import GenomixConfig, GenomixPreTrainedModel
+from .heads import POOLING_MODES, SequenceClassificationHead, causal_lm_loss, classification_loss, masked_lm_loss
 from .monarch import BlockdiagLinear, MonarchLinear, make_linear
 from .registry import Family, register_family
 
@@ -74,8 +75,8 @@ class M2Config(GenomixConfig):
             raise ConfigError(f"M2 emb_dim must be odd and >= 3 (time + cos/sin bands), got {emb_dim}")
         if mlp_linear not in ("monarch", "blockdiag", "dense"):
             raise ConfigError(f"mlp_linear must be monarch, blockdiag or dense, got {mlp_linear!r}")
-        if pooling not in ("mean", "first", "last"):
-            raise ConfigError(f"pooling must be mean, first or last, got {pooling!r}")
+        if pooling not in POOLING_MODES:
+            raise ConfigError(f"pooling must be one of {POOLING_MODES}, got {pooling!r}")
         self.d_model = d_model
         self.n_layer = n_layer
         self.d_inner = d_inner if d_inner is not None else 4 * d_model
@@ -124,13 +125,24 @@ class PositionalEmbedding(nn.Module):
 
     def __init__(self, emb_dim: int, max_len: int) -> None:
         super().__init__()
-        t = torch.linspace(0, 1, max_len)[None, :, None]
-        bands = (emb_dim - 1) // 2
-        w = 2 * math.pi * torch.arange(max_len, dtype=torch.float32)[None, :, None] / max_len
-        f = torch.linspace(1e-4, bands - 1, bands)[None, None]
-        phase = f * w
-        self.register_buffer("z", torch.cat([t, torch.cos(phase), -torch.sin(phase)], dim=-1))
+        self.emb_dim, self.max_len = emb_dim, max_len
+        z, t = self.features()
+        self.register_buffer("z", z)
         self.register_buffer("t", t)
+
+    def features(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(z, t) computed on the CPU, also when transformers constructs the model on the meta device."""
+        t = torch.linspace(0, 1, self.max_len, device="cpu")[None, :, None]
+        bands = (self.emb_dim - 1) // 2
+        w = 2 * math.pi * torch.arange(self.max_len, dtype=torch.float32, device="cpu")[None, :, None] / self.max_len
+        phase = torch.linspace(1e-4, bands - 1, bands, device="cpu")[None, None] * w
+        return torch.cat([t, torch.cos(phase), -torch.sin(phase)], dim=-1), t
+
+    @torch.no_grad()
+    def reset_buffers(self) -> None:
+        z, t = self.features()
+        self.z.copy_(z)
+        self.t.copy_(t)
 
     def forward(self, length: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.z[:, :length], self.t[:, :length]
@@ -149,9 +161,17 @@ class ExponentialModulation(nn.Module):
     ) -> None:
         super().__init__()
         self.shift = shift
-        max_decay = math.log(target) / fast_decay_pct
-        min_decay = math.log(target) / slow_decay_pct
-        self.register_buffer("deltas", torch.linspace(min_decay, max_decay, d_model)[None, None])
+        self.d_model = d_model
+        self.max_decay = math.log(target) / fast_decay_pct
+        self.min_decay = math.log(target) / slow_decay_pct
+        self.register_buffer("deltas", self.initial_deltas())
+
+    def initial_deltas(self) -> torch.Tensor:
+        return torch.linspace(self.min_decay, self.max_decay, self.d_model, device="cpu")[None, None]
+
+    @torch.no_grad()
+    def reset_buffers(self) -> None:
+        self.deltas.copy_(self.initial_deltas())
 
     def forward(self, t: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         return h * (torch.exp(-t * self.deltas.abs()) + self.shift)
@@ -300,6 +320,8 @@ class M2PreTrainedModel(GenomixPreTrainedModel):
             module.freq.fill_(module.w)
         elif isinstance(module, HyenaFilter):
             module.bias.normal_()
+        elif isinstance(module, (PositionalEmbedding, ExponentialModulation)):
+            module.reset_buffers()
 
 
 def _check_length(input_ids: torch.Tensor, max_len: int) -> None:
@@ -358,28 +380,31 @@ class M2Model(M2PreTrainedModel):
 
 
 class _M2WithLMHead(M2PreTrainedModel):
-    """Backbone + vocabulary projection tied to the input embeddings."""
-
-    _tied_weights_keys = {"lm_head.weight": "backbone.embeddings.weight"}
+    """Backbone + vocabulary projection (the input embedding matrix unless ``tie_word_embeddings`` is false)."""
 
     def __init__(self, config: M2Config) -> None:
         super().__init__(config)
         self.backbone = M2Model(config)
-        self.lm_head = nn.Linear(config.d_model, config.padded_vocab_size, bias=False)
+        # Tied (the default): no lm_head parameter, logits use the embedding matrix (as every genomix family).
+        self.lm_head = (
+            None if config.tie_word_embeddings else nn.Linear(config.d_model, config.padded_vocab_size, bias=False)
+        )
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.backbone.embeddings
 
-    def get_output_embeddings(self) -> nn.Linear:
-        return self.lm_head
+    def get_output_embeddings(self) -> nn.Linear | None:
+        return self.lm_head  # None when tied
 
-    def set_output_embeddings(self, value: nn.Linear) -> None:
-        self.lm_head = value
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """LM logits (``padded_vocab_size`` columns) from final hidden states."""
+        weight = self.backbone.embeddings.weight if self.lm_head is None else self.lm_head.weight
+        return F.linear(hidden.to(weight.dtype), weight)
 
     def _logits(self, input_ids, attention_mask, output_hidden_states):
         out = self.backbone(input_ids, attention_mask, output_hidden_states=output_hidden_states)
-        return self.lm_head(out.last_hidden_state), out.hidden_states
+        return self.logits(out.last_hidden_state), out.hidden_states
 
 
 class M2ForCausalLM(_M2WithLMHead):
@@ -393,12 +418,7 @@ class M2ForCausalLM(_M2WithLMHead):
     def forward(self, input_ids, attention_mask=None, labels=None, output_hidden_states=False,
                 return_dict=True, **kwargs) -> CausalLMOutput | tuple:
         logits, states = self._logits(input_ids, attention_mask, output_hidden_states)
-        loss = None
-        if labels is not None:
-            loss = F.cross_entropy(
-                logits[:, :-1].reshape(-1, logits.shape[-1]).float(),
-                labels[:, 1:].reshape(-1), ignore_index=-100,
-            )
+        loss = causal_lm_loss(logits, labels) if labels is not None else None
         if not return_dict:
             return tuple(v for v in (loss, logits, states) if v is not None)
         return CausalLMOutput(loss=loss, logits=logits, hidden_states=states)
@@ -410,52 +430,29 @@ class M2ForMaskedLM(_M2WithLMHead):
     def forward(self, input_ids, attention_mask=None, labels=None, output_hidden_states=False,
                 return_dict=True, **kwargs) -> MaskedLMOutput | tuple:
         logits, states = self._logits(input_ids, attention_mask, output_hidden_states)
-        loss = None
-        if labels is not None:
-            loss = F.cross_entropy(
-                logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1), ignore_index=-100
-            )
+        loss = masked_lm_loss(logits, labels) if labels is not None else None
         if not return_dict:
             return tuple(v for v in (loss, logits, states) if v is not None)
         return MaskedLMOutput(loss=loss, logits=logits, hidden_states=states)
 
 
-def _pool(hidden: torch.Tensor, attention_mask: torch.Tensor | None, how: str) -> torch.Tensor:
-    """(B, L, d) -> (B, d): masked mean, first or last real token (left padding puts it at -1)."""
-    if how == "mean":
-        if attention_mask is None:
-            return hidden.mean(dim=1)
-        m = attention_mask[..., None].to(hidden.dtype)
-        return (hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1.0)
-    if how == "first":
-        if attention_mask is None:
-            return hidden[:, 0]
-        first = attention_mask.long().argmax(dim=1)
-        return hidden[torch.arange(hidden.shape[0], device=hidden.device), first]
-    return hidden[:, -1]
-
-
 class M2ForSequenceClassification(M2PreTrainedModel):
-    """Pooled backbone states -> linear classifier; cross-entropy loss (MSE when ``num_labels == 1``)."""
+    """Padding-aware pooling (``config.pooling``) + linear classifier; loss by ``problem_type``."""
 
     def __init__(self, config: M2Config) -> None:
         super().__init__(config)
         self.backbone = M2Model(config)
-        self.dropout = nn.Dropout(config.dropout)
-        self.classifier = nn.Linear(config.d_model, config.num_labels)
+        self.score = SequenceClassificationHead(config.d_model, config.num_labels, config.pooling, config.dropout)
         self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.backbone.embeddings
 
     def forward(self, input_ids, attention_mask=None, labels=None, output_hidden_states=False,
                 return_dict=True, **kwargs) -> SequenceClassifierOutput | tuple:
         out = self.backbone(input_ids, attention_mask, output_hidden_states=output_hidden_states)
-        pooled = _pool(out.last_hidden_state, attention_mask, self.config.pooling)
-        logits = self.classifier(self.dropout(pooled))
-        loss = None
-        if labels is not None:
-            if self.config.num_labels == 1:
-                loss = F.mse_loss(logits.squeeze(-1).float(), labels.float())
-            else:
-                loss = F.cross_entropy(logits.float(), labels.view(-1))
+        logits = self.score(out.last_hidden_state, attention_mask)
+        loss = classification_loss(logits, labels, self.config) if labels is not None else None
         if not return_dict:
             return tuple(v for v in (loss, logits, out.hidden_states) if v is not None)
         return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
@@ -474,6 +471,16 @@ FAMILY = register_family(
         default_task="causal-lm",
     )
 )
+
+
+def _register_with_transformers() -> None:
+    """Make ``AutoModel*.from_pretrained`` resolve genomix-m2 directories once this module is imported."""
+    from ..hub.auto import register_with_auto
+
+    register_with_auto(FAMILY)
+
+
+_register_with_transformers()
 
 __all__ = [
     "M2Config",

@@ -97,14 +97,11 @@ class MonarchLinear(_StructuredLinear):
         h = self._pad_input(x)
         n_tok = h.shape[0]
         w1, w2 = self.blkdiag1.to(h.dtype), self.blkdiag2.to(h.dtype)
-        # R: block j maps input chunk j (p values) to q values.      (k, T, p) @ (k, p, q) -> (k, T, q)
+        # R: block j maps input chunk j (p values) to q values.  (k, T, p) @ (k, p, q) -> (k, T, q)
         h = torch.bmm(h.view(n_tok, k, p).transpose(0, 1), w1.transpose(1, 2))
-        # P1: group i collects value i of every block.               (k, T, q) -> (q, T, k)
-        h = h.permute(2, 1, 0)
-        # L: each group mixes its k values across blocks.            (q, T, k) @ (q, k, k) -> (q, T, k)
-        h = torch.bmm(h, w2.transpose(1, 2))
-        # P2: back to block-major order, output index = block·q + i. (q, T, k) -> (T, k, q)
-        y = h.permute(1, 2, 0).reshape(n_tok, k * q)
+        # P1, L, P2 in one contraction: group i gathers value i of every block j, mixes the k values
+        # with its (k, k) block, and writes output b of group i to index b·q + i (block-major again).
+        y = torch.einsum("jti,ibj->tbi", h, w2).reshape(n_tok, k * q)
         return self._finish(y, shape)
 
     def to_dense(self) -> torch.Tensor:

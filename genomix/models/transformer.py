@@ -16,6 +16,7 @@ from transformers.modeling_outputs import BaseModelOutput, CausalLMOutput
 
 from ..errors import ConfigError, RangeError
 from .base import GenomixConfig, GenomixPreTrainedModel
+from .heads import causal_lm_loss
 from .registry import Family, register_family
 
 
@@ -176,33 +177,31 @@ class TransformerModel(TransformerPreTrainedModel):
 class TransformerForCausalLM(TransformerPreTrainedModel):
     """Next-nucleotide LM head tied to the embeddings; labels shifted inside, -100 ignored."""
 
-    _tied_weights_keys = {"lm_head.weight": "backbone.embeddings.weight"}
-
     def __init__(self, config: TransformerConfig) -> None:
         super().__init__(config)
         self.backbone = TransformerModel(config)
-        self.lm_head = nn.Linear(config.d_model, config.padded_vocab_size, bias=False)
+        # Tied (the default): no lm_head parameter, logits use the embedding matrix (as every genomix family).
+        self.lm_head = (
+            None if config.tie_word_embeddings else nn.Linear(config.d_model, config.padded_vocab_size, bias=False)
+        )
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.backbone.embeddings
 
-    def get_output_embeddings(self) -> nn.Linear:
-        return self.lm_head
+    def get_output_embeddings(self) -> nn.Linear | None:
+        return self.lm_head  # None when tied
 
-    def set_output_embeddings(self, value: nn.Linear) -> None:
-        self.lm_head = value
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """LM logits (``padded_vocab_size`` columns) from final hidden states."""
+        weight = self.backbone.embeddings.weight if self.lm_head is None else self.lm_head.weight
+        return F.linear(hidden.to(weight.dtype), weight)
 
     def forward(self, input_ids, attention_mask=None, labels=None, output_hidden_states=False,
                 return_dict=True, **kwargs) -> CausalLMOutput | tuple:
         out = self.backbone(input_ids, attention_mask, output_hidden_states=output_hidden_states)
-        logits = self.lm_head(out.last_hidden_state)
-        loss = None
-        if labels is not None:
-            loss = F.cross_entropy(
-                logits[:, :-1].reshape(-1, logits.shape[-1]).float(),
-                labels[:, 1:].reshape(-1), ignore_index=-100,
-            )
+        logits = self.logits(out.last_hidden_state)
+        loss = causal_lm_loss(logits, labels) if labels is not None else None
         if not return_dict:
             return tuple(v for v in (loss, logits, out.hidden_states) if v is not None)
         return CausalLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
@@ -216,5 +215,15 @@ FAMILY = register_family(
         default_task="causal-lm",
     )
 )
+
+
+def _register_with_transformers() -> None:
+    """Make ``AutoModel*.from_pretrained`` resolve genomix-transformer directories once imported."""
+    from ..hub.auto import register_with_auto
+
+    register_with_auto(FAMILY)
+
+
+_register_with_transformers()
 
 __all__ = ["TransformerConfig", "TransformerForCausalLM", "TransformerModel"]
