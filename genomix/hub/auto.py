@@ -8,7 +8,6 @@ calls :func:`register_with_auto` for itself when imported. Both are idempotent.
 """
 from __future__ import annotations
 
-
 from ..models.registry import FAMILY_MODULES, Family, get_family
 
 _AUTO_BY_TASK = {
