@@ -1,0 +1,199 @@
+"""Monarch Mixer vs a Transformer of equal width and depth: training-step throughput and peak memory.
+
+For each sequence length L the script times one forward+backward step (bf16 autocast, fp32 params,
+next-token loss) of
+
+- ``m2``: the causal M2 LM with the ``genomix.kernels.fftconv`` dispatch (Triton on CUDA when present),
+- ``m2-ref``: the same model forced onto the PyTorch reference FFT convolution
+  (``GENOMIX_FORCE_REFERENCE=1``), so the kernel's share of the speed-up is visible,
+- ``m2-bert``: the bidirectional M2 masked LM (same width/depth, ``fftconv(bidirectional=True)``),
+- ``transformer``: the pre-norm causal Transformer (SDPA, i.e. FlashAttention on H100, RoPE, GELU MLP),
+
+with ``batch = tokens // L`` (the same tokens per step at every L), timed with
+``triton.testing.do_bench`` (median, after warm-up, fresh inputs from a pool, gradients cleared every
+step), then peak memory of one step at batch 1. Before timing, the M2 models' Triton and reference
+outputs are compared on the GPU. Prints a table, writes ``bench_m2.json`` (atomically) to ``--out``.
+
+    PYTHONPATH=. python pipelines/bench_m2.py --out results/
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from genomix.models import build
+
+
+def _model(kind: str, width: int, depth: int, heads: int, max_len: int) -> torch.nn.Module:
+    common = dict(d_model=width, n_layer=depth, d_inner=4 * width, max_seq_len=max_len)
+    if kind in ("m2", "m2-ref"):
+        return build("m2-small-32k", **common)
+    if kind == "m2-bert":
+        return build("m2-bert-small-1k", mlp_linear="monarch", **common)
+    return build("transformer-small-32k", n_head=heads, **common)
+
+
+class _ForceReference:
+    """Context that routes ``fftconv`` to the PyTorch reference (the dispatch reads the env per call)."""
+
+    def __init__(self, on: bool) -> None:
+        self.on, self.saved = on, None
+
+    def __enter__(self) -> None:
+        self.saved = os.environ.get("GENOMIX_FORCE_REFERENCE")
+        if self.on:
+            os.environ["GENOMIX_FORCE_REFERENCE"] = "1"
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.saved is None:
+            os.environ.pop("GENOMIX_FORCE_REFERENCE", None)
+        else:
+            os.environ["GENOMIX_FORCE_REFERENCE"] = self.saved
+
+
+def _step_fn(model: torch.nn.Module, pool: list[torch.Tensor], masked: bool) -> Callable[[], None]:
+    """One training step's compute on the next input of the pool (no optimizer: same for all models)."""
+    state = {"i": 0}
+
+    def step() -> None:
+        ids = pool[state["i"] % len(pool)]
+        state["i"] += 1
+        model.zero_grad(set_to_none=True)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            labels = ids if not masked else torch.where(ids % 7 == 0, ids, torch.full_like(ids, -100))
+            loss = model(ids, labels=labels).loss
+        loss.backward()
+
+    return step
+
+
+def _peak_gib(step: Callable[[], None]) -> float:
+    torch.cuda.synchronize()
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats()
+    step()
+    torch.cuda.synchronize()
+    return torch.cuda.max_memory_allocated() / 2**30
+
+
+def _inputs(batch: int, length: int, n: int = 3) -> list[torch.Tensor]:
+    return [torch.randint(7, 11, (batch, length), device="cuda") for _ in range(n)]
+
+
+def check_dispatch(width: int, depth: int, length: int) -> list[dict[str, Any]]:
+    """GPU correctness of the models' fftconv path: Triton vs reference logits, and causality."""
+    rows = []
+    for kind in ("m2", "m2-bert"):
+        torch.manual_seed(0)
+        model = _model(kind, width, depth, 4, length).cuda().eval()
+        ids = _inputs(2, length, 1)[0]
+        with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+            fast = model(ids).logits.float()
+            with _ForceReference(True):
+                ref = model(ids).logits.float()
+            row = {"model": kind, "L": length, "max_abs_diff_vs_reference": (fast - ref).abs().max().item(),
+                   "logit_scale": ref.abs().max().item()}
+            if kind == "m2":
+                t = length // 2
+                changed = ids.clone()
+                changed[:, t + 1:] = torch.randint(7, 11, changed[:, t + 1:].shape, device="cuda")
+                row["causal_leak_max_abs"] = (model(changed).logits.float()[:, : t + 1] - fast[:, : t + 1]).abs().max().item()
+        rows.append(row)
+        del model
+    return rows
+
+
+def bench(lengths: list[int], tokens: int, width: int, depth: int, heads: int, kinds: list[str]) -> list[dict[str, Any]]:
+    from triton.testing import do_bench
+
+    rows = []
+    for length in lengths:
+        batch = max(1, tokens // length)
+        for kind in kinds:
+            row: dict[str, Any] = {"model": kind, "L": length, "batch": batch}
+            model = None
+            try:
+                torch.manual_seed(0)
+                model = _model(kind, width, depth, heads, length).cuda().train()
+                with _ForceReference(kind == "m2-ref"):
+                    step = _step_fn(model, _inputs(batch, length), masked=kind == "m2-bert")
+                    ms = do_bench(step, warmup=50, rep=300, return_mode="median")
+                    row.update(ms=ms, tokens_per_s=batch * length / (ms / 1e3))
+                    row["peak_gib_batch"] = _peak_gib(step)
+                    row["peak_gib_b1"] = _peak_gib(_step_fn(model, _inputs(1, length, 1), kind == "m2-bert"))
+            except torch.cuda.OutOfMemoryError:
+                row["error"] = "OOM"
+            except Exception as exc:  # record and go on: one failing configuration must not hide the rest
+                row["error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
+            finally:
+                model = None  # noqa: F841
+                torch.cuda.empty_cache()
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    return rows
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    by = {(r["model"], r["L"]): r for r in rows}
+    lines = ["| L | batch | model | step ms | tokens/s | peak GiB (batch) | peak GiB (B=1) | speed-up vs Transformer |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['L']:,} | {r['batch']} | {r['model']} | {r['error']} | | | | |")
+            continue
+        base = by.get(("transformer", r["L"]))
+        ratio = f"{base['ms'] / r['ms']:.2f}×" if base and "ms" in base else "—"
+        lines.append(
+            f"| {r['L']:,} | {r['batch']} | {r['model']} | {r['ms']:.2f} | {r['tokens_per_s'] / 1e6:.2f} M | "
+            f"{r['peak_gib_batch']:.2f} | {r['peak_gib_b1']:.3f} | {ratio} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", type=Path, required=True, help="folder for bench_m2.json")
+    ap.add_argument("--lengths", type=int, nargs="+", default=[1024, 4096, 16384, 65536])
+    ap.add_argument("--tokens", type=int, default=65536, help="tokens per step (batch = tokens // L)")
+    ap.add_argument("--width", type=int, default=256)
+    ap.add_argument("--depth", type=int, default=4)
+    ap.add_argument("--heads", type=int, default=4)
+    ap.add_argument("--models", nargs="+", default=["m2", "m2-ref", "m2-bert", "transformer"])
+    args = ap.parse_args(argv)
+    if not torch.cuda.is_available():
+        print("bench_m2 needs a CUDA GPU", file=sys.stderr)
+        return 2
+    try:
+        checks = check_dispatch(args.width, args.depth, 4096)
+    except Exception as exc:  # report, then still time what runs
+        checks = [{"error": f"{type(exc).__name__}: {str(exc)[:300]}"}]
+    for c in checks:
+        print(json.dumps(c), flush=True)
+    rows = bench(args.lengths, args.tokens, args.width, args.depth, args.heads, args.models)
+    from genomix.kernels.dispatch import use_triton
+
+    probe = torch.zeros(1, device="cuda")
+    meta = {
+        "device": torch.cuda.get_device_name(), "torch": torch.__version__, "python": platform.python_version(),
+        "fftconv_path": "triton" if use_triton(probe) else "reference",
+        "width": args.width, "depth": args.depth, "heads": args.heads, "tokens_per_step": args.tokens,
+        "dtype": "bf16 autocast, fp32 params", "timing": "triton.testing.do_bench median, fwd+bwd",
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    tmp = args.out / "bench_m2.json.tmp"
+    tmp.write_text(json.dumps({"meta": meta, "checks": checks, "rows": rows}, indent=1))
+    tmp.replace(args.out / "bench_m2.json")
+    print(json.dumps(meta))
+    print(table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
