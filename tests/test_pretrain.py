@@ -18,7 +18,7 @@ from torch import nn
 
 import genomix
 from genomix.cli import main as cli_main
-from genomix.errors import CheckpointError, TrainingError
+from genomix.errors import TrainingError
 from genomix.genome import prepare_genome
 from genomix.train import load_recipe, pretrain
 from genomix.train import run as run_module
@@ -113,14 +113,7 @@ FAMILIES = {
 }
 
 
-# save_pretrained drops the tied lm_head.weight and the native loader of genomix.hub then reports it
-# missing for these two families (reproducible without training); remove the marks once that is fixed.
-_TIED_HEAD_LOAD_BUG = pytest.mark.xfail(raises=CheckpointError, strict=False,
-                                        reason="hub native loader: tied lm_head.weight missing after save_pretrained")
-
-
-@pytest.mark.parametrize("family", [f if f not in ("m2", "transformer") else pytest.param(f, marks=_TIED_HEAD_LOAD_BUG)
-                                    for f in sorted(FAMILIES)])
+@pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_each_family_trains_a_few_steps_and_round_trips(tmp_path, demo_store, family):
     model, task, overrides = FAMILIES[family]
     recipe = tiny_recipe(tmp_path, demo_store, model=model, task=task, model_overrides=overrides, seq_len=64,

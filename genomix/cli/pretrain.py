@@ -55,6 +55,9 @@ def run(args: argparse.Namespace) -> int:
     if args.bed:
         recipe.data.bed = args.bed
     if args.quiet:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
         logging.getLogger("lightning").setLevel(logging.WARNING)
         logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     devices = int(args.devices) if str(args.devices).isdigit() else args.devices
