@@ -157,6 +157,11 @@ def test_config_weights_mismatch_names_the_keys(fixture_dir, tmp_path):
     assert "backbone.layers.0.mlp.fc1.weight: checkpoint (512, 128) vs config (256, 128)" in message
 
 
+def test_overrides_that_change_shapes_are_clear_errors(fixture_dir):
+    with pytest.raises(CheckpointError, match="do not fit the config with overrides.*max_seq_len"):
+        from_pretrained(fixture_dir, max_seq_len=2048)
+
+
 def test_pickles_with_code_are_refused(tmp_path, fixture_dir):
     bad = copy_fixture(fixture_dir, tmp_path / "pickle")
     torch.save({"state_dict": {"model.x": torch.zeros(1)}, "obj": Path("x")}, bad / "weights.ckpt")

@@ -64,7 +64,13 @@ def build_from_checkpoint(
     model_class = family.models[task]
     model = model_class(config)
     state_dict = _retarget(checkpoint.state_dict, checkpoint.task, task, model_class.base_model_prefix)
-    result = model.load_state_dict(state_dict, strict=False)
+    try:
+        result = model.load_state_dict(state_dict, strict=False)
+    except RuntimeError as exc:  # shape mismatches, e.g. a config override that changes sizes
+        detail = "; ".join(line.strip() for line in str(exc).splitlines()[1:4])
+        raise CheckpointError(
+            f"the checkpoint's weights do not fit the config with overrides {config_overrides or '{}'}: {detail}"
+        ) from None
     if result.unexpected_keys:
         raise CheckpointError(f"unexpected keys for a {task} model: {sorted(result.unexpected_keys)[:8]}")
     if result.missing_keys:

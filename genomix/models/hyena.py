@@ -356,11 +356,13 @@ class HyenaModel(HyenaPreTrainedModel):
                 f"{self.config.max_seq_len}; split it into windows (genomix embed chunks automatically) "
                 "or use a longer-context model"
             )
-        if input_ids.numel() and (int(input_ids.min()) < 0 or int(input_ids.max()) >= self.config.vocab_size):
-            raise InputFormatError(
-                f"token ids must lie in [0, {self.config.vocab_size}); got {int(input_ids.min())}..{int(input_ids.max())}. "
-                "Encode sequences with genomix.Tokenizer / genomix.tokenizer.encode"
-            )
+        if input_ids.numel():
+            low, high = (int(v) for v in torch.aminmax(input_ids))  # one device sync
+            if low < 0 or high >= self.config.vocab_size:
+                raise InputFormatError(
+                    f"token ids must lie in [0, {self.config.vocab_size}); got {low}..{high}. "
+                    "Encode sequences with genomix.Tokenizer / genomix.tokenizer.encode"
+                )
 
     def forward(
         self,
