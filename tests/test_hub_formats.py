@@ -162,11 +162,26 @@ def test_overrides_that_change_shapes_are_clear_errors(fixture_dir):
         from_pretrained(fixture_dir, max_seq_len=2048)
 
 
-def test_pickles_with_code_are_refused(tmp_path, fixture_dir):
-    bad = copy_fixture(fixture_dir, tmp_path / "pickle")
-    torch.save({"state_dict": {"model.x": torch.zeros(1)}, "obj": Path("x")}, bad / "weights.ckpt")
-    with pytest.raises(CheckpointError, match="weights_only=True"):
+class Foreign:
+    """A class a checkpoint may name (like Lightning's OmegaConf hyper-parameters); never constructed."""
+
+    def __reduce__(self):
+        return (print, ("foreign code ran",))
+
+
+def test_foreign_objects_are_inert_and_never_weights(tmp_path, fixture_dir, expected, capsys):
+    ok = copy_fixture(fixture_dir, tmp_path / "lightning")
+    ckpt = torch.load(fixture_dir / "weights.ckpt", map_location="cpu", weights_only=True)
+    ckpt["hyper_parameters"] = {"cfg": Foreign(), "path": Path("x")}
+    torch.save(ckpt, ok / "weights.ckpt")
+    model = from_pretrained(ok)
+    assert "foreign code ran" not in capsys.readouterr().out
+    np.testing.assert_allclose(logits_of(model, expected["L1_input_ids"]), expected["L1_logits"], rtol=1e-5, atol=1e-6)
+    bad = copy_fixture(fixture_dir, tmp_path / "bad")
+    torch.save({"state_dict": {"model.x": Foreign()}}, bad / "weights.ckpt")
+    with pytest.raises(CheckpointError, match="mapping of parameter names to tensors"):
         from_pretrained(bad)
+    assert "foreign code ran" not in capsys.readouterr().out
 
 
 def test_unknown_reference_is_a_clear_error():

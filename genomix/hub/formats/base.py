@@ -83,7 +83,7 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
         except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
             raise CheckpointError(f"{path}: cannot read safetensors ({exc}); {hint}") from None
     try:
-        data = torch.load(str(path), map_location="cpu", weights_only=True)
+        data = _torch_load(path)
     except pickle.UnpicklingError as exc:
         raise CheckpointError(
             f"{path}: refused to unpickle ({str(exc).splitlines()[0]}); genomix loads weights with "
@@ -96,6 +96,35 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
     if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
         raise CheckpointError(f"{path}: expected a mapping of parameter names to tensors")
     return data
+
+
+class _Inert:
+    """Stand-in for a class a checkpoint names outside its weights (Lightning's ``hyper_parameters``
+    hold OmegaConf objects, for instance). Constructing or restoring it runs no code of the original
+    class and keeps nothing, so such entries load as placeholders and the tensors load as usual."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __setstate__(self, state: Any) -> None:
+        pass
+
+
+def _torch_load(path: Path) -> Any:
+    """``torch.load(weights_only=True)``; if the file names classes the safe unpickler rejects, load
+    again with each of them replaced by :class:`_Inert` (still weights_only: no foreign code runs).
+    :func:`read_weights` then insists that the weights themselves are plain tensors."""
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        unsafe = getattr(torch.serialization, "get_unsafe_globals_in_checkpoint", None)
+        if unsafe is None:  # torch < 2.6: no way to name stand-ins
+            raise
+        names = unsafe(str(path))
+        if not names:
+            raise
+        with torch.serialization.safe_globals([(_Inert, name) for name in names]):
+            return torch.load(str(path), map_location="cpu", weights_only=True)
 
 
 def _summarise(keys: Iterable[str], limit: int = 8) -> str:
