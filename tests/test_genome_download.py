@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from genomix.cli import main
 from genomix.errors import ChecksumError, DownloadError
 from genomix.genome import GenomeSpec, open_store, prepare_genome
 from genomix.genome.download import download, md5_from_manifest
@@ -144,9 +145,13 @@ def test_named_genome_is_downloaded_verified_against_its_manifest_and_stored(ser
                       "/bad/toy.fa.gz": fasta, "/bad/md5sum.txt": f"{'1' * 32}  toy.fa.gz\n".encode()}
     spec = GenomeSpec(name="toy", url=f"{url}/toy.fa.gz", md5_manifest=f"{url}/md5sum.txt",
                       holdout={"valid": ["chrB"]})
-    path = fetch_genome(spec, tmp_path / "cache", quiet=True)
-    assert path.read_bytes() == fasta
     monkeypatch.setattr("genomix.genome.registry.known_genomes", lambda: {"toy": spec})
+    monkeypatch.setattr("genomix.cli.genome.known_genomes", lambda: {"toy": spec})
+    assert main(["genome", "download", "--genome", "toy", "--cache-dir", str(tmp_path / "cache"), "--quiet"]) == 0
+    path = tmp_path / "cache" / "downloads" / "toy" / "toy.fa.gz"
+    assert path.read_bytes() == fasta and state["requests"][:2] == [None, None]
+    assert fetch_genome(spec, tmp_path / "cache", quiet=True) == path  # cached: no new request
+    assert len(state["requests"]) == 2
     store = open_store(prepare_genome("toy", cache=tmp_path / "cache", quiet=True))
     assert store.attrs["source"] == spec.url and store.sequence("chrA") == "ACGTNNacgt"
     assert store.split_intervals("valid") == [("chrB", 0, 4)]
