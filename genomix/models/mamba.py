@@ -2,16 +2,18 @@
 
 One file holds the whole family, HF-style: :class:`MambaConfig`, the mixer (:class:`Mamba`), the pre-norm
 residual :class:`Block`, the backbone :class:`MambaModel` and its heads (causal LM, masked LM, sequence
-classification). Parameter names equal those of mamba_ssm's ``MambaLMHeadModel`` (``backbone.embedding``,
-``backbone.layers.{i}.norm``/``.mixer.{in_proj,conv1d,x_proj,dt_proj,out_proj,A_log,D}``, ``backbone.norm_f``,
-``lm_head``), so its checkpoints load without renaming.
+classification; losses and pooling from :mod:`genomix.models.heads`). Parameter names equal those of
+mamba_ssm's ``MambaLMHeadModel`` (``backbone.embedding``, ``backbone.layers.{i}.norm`` /
+``.mixer.{in_proj,conv1d,x_proj,dt_proj,out_proj,A_log,D}``, ``backbone.norm_f``), so its checkpoints
+load without renaming; the LM head is tied to the embedding (mamba_ssm's duplicate ``lm_head.weight``
+is dropped by the ``mamba_ssm`` checkpoint adapter).
 
 Numerics: parameters fp32, the residual stream in fp32 when ``residual_in_fp32``, normalisation in fp32,
 and the scan goes through :func:`genomix.kernels.selective_scan` (Triton on CUDA, reference elsewhere),
 which accumulates its state in fp32. ``step()`` runs the same network one token at a time from conv and
 SSM state caches (:class:`MambaCache`), for fast generation and left-to-right scoring.
 
-Caduceus (:mod:`genomix.models.caduceus`) reuses the mixer, norms and heads defined here.
+Caduceus (:mod:`genomix.models.caduceus`) reuses the mixer, norms and add-norm defined here.
 """
 from __future__ import annotations
 

@@ -3,15 +3,19 @@
 Layout (kernel convention, channels before length): ``u, delta, z, out``: (batch, E, L); ``A``: (E, N);
 ``B, C``: (batch, G, N, L); ``D, delta_bias``: (E,).
 
-Forward. One program owns ``BLOCK_E`` channels of one sequence and walks the sequence in chunks of
-``T`` steps, keeping the (BLOCK_E, N) state in registers. Inside a chunk the recurrence
+Forward. One program owns ``BLOCK_E`` channels of one segment of one sequence and walks it in chunks
+of ``T`` steps, keeping the (BLOCK_E, N) state in registers. Long sequences are cut into segments so
+that a single sequence fills the GPU: pass 1 (``SUMMARY``) scans each segment from a zero state and
+keeps only its end state and total decay, :func:`_segment_carry_kernel` chains those into each
+segment's true start state, and pass 2 rescans each segment from that state and writes the outputs. Inside a chunk the recurrence
 ``h_t = a_t h_{t-1} + b_t`` (``a = exp(dt A)``, ``b = dt u B``) is solved with ``tl.associative_scan``
 over pairs ``(a, b)`` on a (BLOCK_E, N, T) register tile, so the (batch, E, L, N) state tensor never
 exists in memory. Every input element is read once and the output written once. With gradients
 required it also stores the state at each chunk start, (batch, E, L/T, N) fp32, which is N/T of one
 input's size.
 
-Backward. The same programs walk the chunks from last to first: they reload the chunk's inputs and its
+Backward. The same decomposition, right to left (the adjoint flows backwards in time); programs walk
+their chunks from last to first: they reload the chunk's inputs and its
 start state, recompute the states (recomputation instead of storing them), and solve the adjoint
 recurrence ``g_t = C_t dy_t + a_{t+1} g_{t+1}`` with a reverse associative scan, carrying ``g`` across
 chunk boundaries. Per-channel gradients (u, delta, z) are written directly; gradients shared across
