@@ -61,6 +61,14 @@ def train_rows(out: Path) -> list[dict[str, str]]:
     return [r for r in metric_rows(out) if r.get("train/loss")]
 
 
+def assert_same_weights(model: nn.Module, ckpt_path: Path) -> None:
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)["state_dict"]
+    params = dict(model.named_parameters())
+    assert params and all(f"model.{name}" in ckpt for name in params)
+    for name, value in params.items():
+        torch.testing.assert_close(value.detach(), ckpt[f"model.{name}"], rtol=0, atol=0)
+
+
 def test_resume_after_stop_reproduces_the_uninterrupted_run(tmp_path, demo_store):
     recipe = tiny_recipe(tmp_path, demo_store)
     full = pretrain(load_recipe(recipe), tmp_path / "full", quiet=True)
@@ -76,6 +84,9 @@ def test_resume_after_stop_reproduces_the_uninterrupted_run(tmp_path, demo_store
     assert cli_main(["pretrain", "--recipe", str(recipe), "--out", str(tmp_path / "cut"), "--quiet", "--max-steps", "3"]) == 0
     first = train_rows(tmp_path / "cut")
     assert len(first) == 3
+    # every checkpoint comes with its weights in save_pretrained form
+    assert_same_weights(genomix.from_pretrained(tmp_path / "cut" / "checkpoints" / "model"),
+                        tmp_path / "cut" / "checkpoints" / "last.ckpt")
     assert cli_main(["pretrain", "--recipe", str(recipe), "--out", str(tmp_path / "cut"), "--quiet", "--resume", "auto"]) == 0
     resumed = train_rows(tmp_path / "cut")
     assert [int(r["step"]) for r in resumed] == list(range(5))
@@ -83,10 +94,7 @@ def test_resume_after_stop_reproduces_the_uninterrupted_run(tmp_path, demo_store
 
     # the final model loads with from_pretrained and equals the trained weights
     loaded = genomix.from_pretrained(full.model_dir)
-    ckpt = torch.load(full.checkpoint, map_location="cpu", weights_only=True)["state_dict"]
-    for name, value in loaded.state_dict().items():
-        if f"model.{name}" in ckpt:
-            torch.testing.assert_close(value, ckpt[f"model.{name}"], rtol=0, atol=0)
+    assert_same_weights(loaded, full.checkpoint)
     loaded.eval()
     ids = torch.randint(7, 11, (1, 200))
     assert loaded(ids).logits.shape[:2] == (1, 200)

@@ -4,6 +4,7 @@ Layout of ``out_dir``::
 
     recipe.yaml            the resolved recipe of the run
     checkpoints/last.ckpt  Lightning checkpoint (atomic), every ``checkpoint_every`` steps and at the end
+    checkpoints/model/     the same weights as ``save_pretrained`` output (``from_pretrained`` loads it)
     logs/csv/version_N/    CSV metrics, one folder per run segment (resumes add one); logs/tensorboard/
     model/                 ``save_pretrained`` output: ``genomix.from_pretrained(out_dir / "model")``
 """
@@ -107,25 +108,46 @@ def _atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def save_final_model(trainer: L.Trainer, module: LanguageModelingModule, model_dir: Path) -> None:
-    """``save_pretrained`` of the trained model, written to a temporary folder and renamed.
-
-    The full state dict is gathered through the strategy (FSDP shards are collected on rank 0).
-    """
-    state = trainer.strategy.lightning_module_state_dict()
-    if trainer.global_rank != 0:
-        return
-    prefix = "model."
-    weights = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-    tmp = model_dir.with_name(f".{model_dir.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    module.model.save_pretrained(tmp, state_dict=weights)
+def export_pretrained(model: torch.nn.Module, weights: dict[str, torch.Tensor], model_dir: Path) -> None:
+    """``save_pretrained`` of ``model`` with ``weights`` (+ the tokenizer), written to a temporary
+    folder and renamed, so ``model_dir`` always holds one complete model."""
     from ..tokenizer import Tokenizer
 
+    tmp = model_dir.with_name(f".{model_dir.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, state_dict=weights)
     Tokenizer().save_pretrained(tmp)
+    old = model_dir.with_name(f".{model_dir.name}.old-{os.getpid()}")
     if model_dir.exists():
-        shutil.rmtree(model_dir)
+        os.replace(model_dir, old)
     os.replace(tmp, model_dir)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _model_weights(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The wrapped model's entries of a LightningModule state dict (``model.`` prefix removed)."""
+    prefix = "model."
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+class PretrainedExport(L.Callback):
+    """Next to every Lightning checkpoint, the same weights in ``save_pretrained`` form
+    (``checkpoints/model``), so ``genomix.from_pretrained`` loads the latest checkpoint directly."""
+
+    def __init__(self, model_dir: Path) -> None:
+        self.model_dir = model_dir
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        if trainer.global_rank == 0 and "state_dict" in checkpoint and hasattr(pl_module.model, "save_pretrained"):
+            export_pretrained(pl_module.model, _model_weights(checkpoint["state_dict"]), self.model_dir)
+
+
+def save_final_model(trainer: L.Trainer, module: LanguageModelingModule, model_dir: Path) -> None:
+    """``save_pretrained`` of the trained model; the full state dict is gathered through the strategy
+    (FSDP shards are collected on rank 0)."""
+    state = trainer.strategy.lightning_module_state_dict()
+    if trainer.global_rank == 0:
+        export_pretrained(module.model, _model_weights(state), model_dir)
 
 
 def pretrain(
@@ -171,6 +193,7 @@ def pretrain(
     callbacks: list[L.Callback] = [
         SamplerProgress(),
         FinalCheckpoint(str(out / "checkpoints" / LAST)),
+        PretrainedExport(out / "checkpoints" / "model"),
         ThroughputMonitor(recipe.log_every, peak_tflops),
         StageAccumulation(stages),
         checkpoint,
