@@ -192,6 +192,8 @@ def selective_scan_triton(
     if A.dim() != 2 or A.shape[1] & (A.shape[1] - 1):
         raise ValueError(f"A must be (E, N) with N a power of two for the Triton scan, got {tuple(A.shape)}")
     Bg, Cg = _as_groups(B), _as_groups(C)
+    if u.shape[1] % Bg.shape[1]:
+        raise ValueError(f"channels ({u.shape[1]}) must be divisible by the number of B/C groups ({Bg.shape[1]})")
     out, last = SelectiveScanFn.apply(
         u.contiguous(), delta.contiguous(), A.contiguous(), Bg, Cg,
         None if D is None else D.contiguous(), None if z is None else z.contiguous(),
