@@ -26,7 +26,7 @@ def monarch_by_definition(layer: MonarchLinear, x: torch.Tensor) -> torch.Tensor
 
 
 @pytest.mark.parametrize("cls", [MonarchLinear, BlockdiagLinear])
-@pytest.mark.parametrize("shape", [(16, 16, 4), (10, 23, 4), (64, 256, 8), (96, 32, 4), (7, 3, 2), (9, 9, 1)])
+@pytest.mark.parametrize("shape", [(16, 16, 4), (10, 23, 4), (64, 256, 8), (96, 32, 4), (7, 3, 2), (9, 9, 1), (48, 80, 16)])
 def test_forward_equals_materialised_dense_matrix(cls, shape):
     torch.manual_seed(0)
     n_in, n_out, k = shape
@@ -37,7 +37,7 @@ def test_forward_equals_materialised_dense_matrix(cls, shape):
     torch.testing.assert_close(layer(x), x @ dense.T + layer.bias, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("shape", [(8, 8, 2), (6, 11, 3), (12, 5, 4)])
+@pytest.mark.parametrize("shape", [(8, 8, 2), (6, 11, 3), (12, 5, 4), (20, 18, 10)])
 def test_monarch_matches_its_definition(shape):
     torch.manual_seed(1)
     layer = MonarchLinear(*shape[:2], nblocks=shape[2]).double()
@@ -54,14 +54,21 @@ def test_monarch_mixes_across_blocks_but_blockdiag_does_not():
     assert float(blockdiag[:8, 8:].abs().sum()) == 0.0
 
 
-def test_gradients_match_dense_layer():
+@pytest.mark.parametrize("nblocks", [4, 12])  # the weighted-sum and the batched-matmul paths
+def test_gradients_match_dense_layer(nblocks):
     torch.manual_seed(0)
-    layer = MonarchLinear(24, 40, nblocks=4).double()
+    layer = MonarchLinear(24, 40, nblocks=nblocks).double()
     x = torch.randn(7, 24, dtype=torch.float64, requires_grad=True)
     g = torch.randn(7, 40, dtype=torch.float64)
     (layer(x) * g).sum().backward()
     torch.testing.assert_close(x.grad, g @ layer.to_dense())
-    assert layer.blkdiag1.grad is not None and layer.blkdiag2.grad.abs().sum() > 0
+    params = {"blkdiag1": layer.blkdiag1.detach().clone().requires_grad_(),
+              "blkdiag2": layer.blkdiag2.detach().clone().requires_grad_(), "bias": layer.bias.detach()}
+
+    def f(w1, w2):
+        return torch.func.functional_call(layer, {**params, "blkdiag1": w1, "blkdiag2": w2}, (x.detach()[:2],))
+
+    assert torch.autograd.gradcheck(f, (params["blkdiag1"], params["blkdiag2"]))
 
 
 @torch.no_grad()

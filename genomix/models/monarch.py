@@ -26,6 +26,9 @@ import torch.nn.functional as F
 from torch import nn
 
 
+_SMALL_K = 8  # up to this many blocks, the cross-block factor runs as k weighted sums, not a bmm
+
+
 def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
@@ -99,9 +102,16 @@ class MonarchLinear(_StructuredLinear):
         w1, w2 = self.blkdiag1.to(h.dtype), self.blkdiag2.to(h.dtype)
         # R: block j maps input chunk j (p values) to q values.  (k, T, p) @ (k, p, q) -> (k, T, q)
         h = torch.bmm(h.view(n_tok, k, p).transpose(0, 1), w1.transpose(1, 2))
-        # P1, L, P2 in one contraction: group i gathers value i of every block j, mixes the k values
-        # with its (k, k) block, and writes output b of group i to index b·q + i (block-major again).
-        y = torch.einsum("jti,ibj->tbi", h, w2).reshape(n_tok, k * q)
+        # P1, L, P2: group i gathers value i of every block j, mixes those k values with its (k, k)
+        # block, and writes output b of group i to index b·q + i (block-major again).
+        if k <= _SMALL_K:
+            # y_b = sum_j h_j * w2[:, b, j]: contiguous (T, q) slices and broadcast weights, so no
+            # strided transposes (which dominated the GPU step when done as a batched matmul).
+            w = w2.permute(1, 2, 0)  # (b, j, i)
+            y = torch.stack([(h * w[b][:, None, :]).sum(0) for b in range(k)], dim=1)  # (T, k, q)
+        else:  # large blocks: one batched matmul over the q groups
+            y = torch.einsum("jti,ibj->tbi", h, w2)
+        y = y.reshape(n_tok, k * q)
         return self._finish(y, shape)
 
     def to_dense(self) -> torch.Tensor:
