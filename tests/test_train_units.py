@@ -15,7 +15,7 @@ from genomix.train import (
     plan_warmup, stage_at,
 )
 from genomix.train.flops import flops_per_token, long_conv_flops_per_token
-from genomix.train.module import count_target_tokens, decay_groups, warmup_cosine
+from genomix.train.module import count_target_tokens, decay_groups, no_decay_names, warmup_cosine
 
 
 def test_warmup_doubles_length_at_constant_tokens_and_adjusts_batch_and_accumulation():
@@ -80,7 +80,9 @@ def test_shipped_recipes_load_and_typos_are_errors(tmp_path):
 
 def test_no_decay_groups_and_schedule():
     model = nn.ModuleDict({"proj": nn.Linear(4, 4), "norm": nn.LayerNorm(4), "filter_fn": nn.Linear(4, 4)})
-    decay, plain = decay_groups(model, 0.1, ("filter", "bias", "norm"))
+    skip = no_decay_names(model, ("filter", "bias", "norm"))
+    assert skip == {"proj.bias", "norm.weight", "norm.bias", "filter_fn.weight", "filter_fn.bias"}
+    decay, plain = decay_groups(model, 0.1, skip)
     assert decay["weight_decay"] == 0.1 and plain["weight_decay"] == 0.0
     assert [p.shape for p in decay["params"]] == [torch.Size([4, 4])]
     assert decay["params"][0] is model["proj"].weight
@@ -88,6 +90,16 @@ def test_no_decay_groups_and_schedule():
     lrs = [warmup_cosine(s, 10, 100, 0.1) for s in range(100)]
     assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
     assert all(a >= b for a, b in zip(lrs[10:], lrs[11:])) and lrs[-1] == pytest.approx(0.1, abs=1e-3)
+
+
+def test_no_decay_survives_wrapper_names():
+    inner = nn.Linear(4, 4)
+    skip = no_decay_names(nn.ModuleDict({"blk": inner}), ("bias",))
+    wrapped = nn.ModuleDict({"blk": nn.ModuleDict({"_fsdp_wrapped_module": inner})})
+    assert skip == {"blk.bias"}
+    # FSDP-style names: "blk._fsdp_wrapped_module.bias" is matched as "blk.bias"
+    decay, plain = decay_groups(wrapped, 0.1, skip)
+    assert decay["params"] == [inner.weight] and plain["params"] == [inner.bias]
 
 
 def test_count_target_tokens_shifts_for_causal():

@@ -31,21 +31,37 @@ def count_target_tokens(labels: torch.Tensor, causal: bool) -> torch.Tensor:
     return (labels != IGNORE_INDEX).sum()
 
 
-def decay_groups(model: nn.Module, weight_decay: float, no_decay: tuple[str, ...]) -> list[dict[str, Any]]:
-    """Two AdamW parameter groups: with and without weight decay.
+# Name parts that FSDP, checkpoint wrappers and torch.compile insert into parameter names.
+_WRAPPER_PARTS = ("_fsdp_wrapped_module.", "_checkpoint_wrapped_module.", "_orig_mod.")
+
+
+def _plain_name(name: str) -> str:
+    for part in _WRAPPER_PARTS:
+        name = name.replace(part, "")
+    return name
+
+
+def no_decay_names(model: nn.Module, no_decay: tuple[str, ...]) -> set[str]:
+    """Names of parameters that get no weight decay.
 
     A parameter skips decay if its name contains one of ``no_decay`` (case-insensitive) or it has
-    fewer than two dimensions (biases, norm scales, per-channel skip terms).
+    fewer than two dimensions (biases, norm scales, per-channel skip terms). Decided on the unwrapped
+    model: under FSDP the visible parameters are flat shards whose shapes say nothing.
     """
     patterns = tuple(p.lower() for p in no_decay)
+    return {
+        _plain_name(name)
+        for name, param in model.named_parameters()
+        if param.ndim < 2 or any(p in name.lower() for p in patterns)
+    }
+
+
+def decay_groups(model: nn.Module, weight_decay: float, skip: set[str]) -> list[dict[str, Any]]:
+    """Two AdamW parameter groups: with weight decay, and without it for the names in ``skip``."""
     decay, plain = [], []
     for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        if param.ndim < 2 or any(p in name.lower() for p in patterns):
-            plain.append(param)
-        else:
-            decay.append(param)
+        if param.requires_grad:
+            (plain if _plain_name(name) in skip else decay).append(param)
     return [
         {"params": decay, "weight_decay": weight_decay},
         {"params": plain, "weight_decay": 0.0},
@@ -78,6 +94,7 @@ class LanguageModelingModule(L.LightningModule):
         self.optim = optim
         self.schedule_steps = schedule_steps
         self.seed = seed
+        self._no_decay = no_decay_names(model, tuple(optim.no_decay))
         self._val_sum = torch.zeros((), dtype=torch.float64)
         self._val_count = torch.zeros((), dtype=torch.float64)
 
@@ -145,7 +162,7 @@ class LanguageModelingModule(L.LightningModule):
     def configure_optimizers(self) -> dict[str, Any]:
         o = self.optim
         optimizer = torch.optim.AdamW(
-            decay_groups(self.model, o.weight_decay, tuple(o.no_decay)), lr=o.lr, betas=tuple(o.betas), eps=o.eps
+            decay_groups(self.model, o.weight_decay, self._no_decay), lr=o.lr, betas=tuple(o.betas), eps=o.eps
         )
         warmup = max(1, round(o.warmup_fraction * self.schedule_steps))
         total, min_ratio = self.schedule_steps, o.min_lr_ratio
