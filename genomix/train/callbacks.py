@@ -54,13 +54,15 @@ class FinalCheckpoint(L.Callback):
     would skip the rest of it; saved here, the loop state says "mid-epoch, after this batch".
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, skip_every: int = 0) -> None:
         self.path = path
+        self.skip_every = skip_every  # steps where the periodic ModelCheckpoint already writes ``path``
         self._saved_at = -1
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
         step = trainer.global_step
-        if 0 < trainer.max_steps <= step and step != self._saved_at:
+        periodic = self.skip_every > 0 and step % self.skip_every == 0
+        if 0 < trainer.max_steps <= step and step != self._saved_at and not periodic:
             trainer.save_checkpoint(self.path, weights_only=False)
             self._saved_at = step
 

@@ -178,8 +178,8 @@ def pretrain(
     model = build_model(recipe)
     module = LanguageModelingModule(model, recipe.task, recipe.optim, recipe.horizon, seed=recipe.seed)
 
-    trainer_probe = _world_size(devices, num_nodes, accelerator)
-    stages = plan_warmup(recipe.seq_len, recipe.global_batch, recipe.micro_batch_tokens, trainer_probe,
+    world_size = _world_size(devices, num_nodes, accelerator)
+    stages = plan_warmup(recipe.seq_len, recipe.global_batch, recipe.micro_batch_tokens, world_size,
                          recipe.warmup.start_seq_len, recipe.warmup.stage_epochs)
     max_len = getattr(getattr(model, "config", None), "max_seq_len", None)
     if max_len is not None and recipe.seq_len > max_len:
@@ -187,12 +187,11 @@ def pretrain(
                           "pick a longer model or pass model_overrides: {max_seq_len: ...}")
     datamodule = GenomeDataModule(store, recipe.data, stages, recipe.task, recipe.steps_per_epoch, recipe.seed)
 
-    checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", filename="step{step}", auto_insert_metric_name=False,
-                                 every_n_train_steps=recipe.checkpoint_every, save_top_k=0, save_last=True,
-                                 save_on_train_epoch_end=False)
+    checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", every_n_train_steps=recipe.checkpoint_every,
+                                 save_top_k=0, save_last=True, save_on_train_epoch_end=False)
     callbacks: list[L.Callback] = [
         SamplerProgress(),
-        FinalCheckpoint(str(out / "checkpoints" / LAST)),
+        FinalCheckpoint(str(out / "checkpoints" / LAST), skip_every=recipe.checkpoint_every),
         PretrainedExport(out / "checkpoints" / "model"),
         ThroughputMonitor(recipe.log_every, peak_tflops),
         StageAccumulation(stages),
@@ -209,8 +208,10 @@ def pretrain(
         reload_dataloaders_every_n_epochs=1, use_distributed_sampler=False, num_sanity_val_steps=0,
         callbacks=callbacks, logger=_loggers(out), plugins=[AtomicCheckpointIO()], log_every_n_steps=recipe.log_every,
         enable_progress_bar=not quiet, enable_model_summary=not quiet, default_root_dir=out,
-        deterministic=False,
     )
+    if trainer.world_size != world_size:
+        raise ConfigError(f"the batch plan assumed {world_size} process(es) but Lightning runs {trainer.world_size}; "
+                          "pass --devices and --num-nodes explicitly")
     if trainer.global_rank == 0:
         _atomic_write_text(out / "recipe.yaml", dump_recipe(recipe))
     with warnings.catch_warnings():
