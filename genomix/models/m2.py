@@ -97,6 +97,10 @@ class M2Config(GenomixConfig):
         super().__init__(max_seq_len=max_seq_len, **kwargs)
 
     @property
+    def hidden_size(self) -> int:  # transformers' generic name (Trainer, pipelines)
+        return self.d_model
+
+    @property
     def default_task(self) -> str:
         """What :func:`genomix.models.build` makes when not told: bidirectional models are masked LMs."""
         return "masked-lm" if self.bidirectional else "causal-lm"
@@ -402,7 +406,9 @@ class _M2WithLMHead(M2PreTrainedModel):
         weight = self.backbone.embeddings.weight if self.lm_head is None else self.lm_head.weight
         return F.linear(hidden.to(weight.dtype), weight)
 
-    def _logits(self, input_ids, attention_mask, output_hidden_states):
+    def _logits(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, output_hidden_states: bool
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
         out = self.backbone(input_ids, attention_mask, output_hidden_states=output_hidden_states)
         return self.logits(out.last_hidden_state), out.hidden_states
 
@@ -415,8 +421,15 @@ class M2ForCausalLM(_M2WithLMHead):
             raise ConfigError("a bidirectional M2 (m2-bert) sees the future: build it with task='masked-lm'")
         super().__init__(config)
 
-    def forward(self, input_ids, attention_mask=None, labels=None, output_hidden_states=False,
-                return_dict=True, **kwargs) -> CausalLMOutput | tuple:
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
+        return_dict: bool = True,
+        **kwargs: Any,
+    ) -> CausalLMOutput | tuple:
         logits, states = self._logits(input_ids, attention_mask, output_hidden_states)
         loss = causal_lm_loss(logits, labels) if labels is not None else None
         if not return_dict:
@@ -427,8 +440,15 @@ class M2ForCausalLM(_M2WithLMHead):
 class M2ForMaskedLM(_M2WithLMHead):
     """Masked LM (``m2-bert``): labels compared position-wise, -100 ignored."""
 
-    def forward(self, input_ids, attention_mask=None, labels=None, output_hidden_states=False,
-                return_dict=True, **kwargs) -> MaskedLMOutput | tuple:
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
+        return_dict: bool = True,
+        **kwargs: Any,
+    ) -> MaskedLMOutput | tuple:
         logits, states = self._logits(input_ids, attention_mask, output_hidden_states)
         loss = masked_lm_loss(logits, labels) if labels is not None else None
         if not return_dict:
@@ -448,8 +468,15 @@ class M2ForSequenceClassification(M2PreTrainedModel):
     def get_input_embeddings(self) -> nn.Embedding:
         return self.backbone.embeddings
 
-    def forward(self, input_ids, attention_mask=None, labels=None, output_hidden_states=False,
-                return_dict=True, **kwargs) -> SequenceClassifierOutput | tuple:
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
+        return_dict: bool = True,
+        **kwargs: Any,
+    ) -> SequenceClassifierOutput | tuple:
         out = self.backbone(input_ids, attention_mask, output_hidden_states=output_hidden_states)
         logits = self.score(out.last_hidden_state, attention_mask)
         loss = classification_loss(logits, labels, self.config) if labels is not None else None

@@ -50,6 +50,10 @@ class TransformerConfig(GenomixConfig):
         self.initializer_range = initializer_range
         super().__init__(max_seq_len=max_seq_len, **kwargs)
 
+    @property
+    def hidden_size(self) -> int:  # transformers' generic name (Trainer, pipelines)
+        return self.d_model
+
 
 def rope_tables(length: int, head_dim: int, theta: float, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """cos/sin of shape (L, head_dim/2) for rotating query/key pairs by position × frequency."""
@@ -197,8 +201,15 @@ class TransformerForCausalLM(TransformerPreTrainedModel):
         weight = self.backbone.embeddings.weight if self.lm_head is None else self.lm_head.weight
         return F.linear(hidden.to(weight.dtype), weight)
 
-    def forward(self, input_ids, attention_mask=None, labels=None, output_hidden_states=False,
-                return_dict=True, **kwargs) -> CausalLMOutput | tuple:
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
+        return_dict: bool = True,
+        **kwargs: Any,
+    ) -> CausalLMOutput | tuple:
         out = self.backbone(input_ids, attention_mask, output_hidden_states=output_hidden_states)
         logits = self.logits(out.last_hidden_state)
         loss = causal_lm_loss(logits, labels) if labels is not None else None
