@@ -9,7 +9,7 @@ import transformers
 
 from genomix.errors import ConfigError, RangeError
 from genomix.models import build
-from genomix.models.m2 import M2Config, M2ForCausalLM, M2ForMaskedLM, MonarchMixerSequenceMixing
+from genomix.models.m2 import M2Config, M2ForMaskedLM, MonarchMixerSequenceMixing
 from genomix.tokenizer import encode
 
 TINY = dict(d_model=32, n_layer=2, d_inner=64, filter_order=16, max_seq_len=128)

@@ -116,7 +116,7 @@ class MonarchLinear(_StructuredLinear):
 
     def to_dense(self) -> torch.Tensor:
         """The (out, in) matrix this layer applies, built from its factors and permutation matrices."""
-        k, p, q = self.nblocks, self.in_blksz, self.out_blksz
+        k, q = self.nblocks, self.out_blksz
         w1, w2 = self.blkdiag1.detach(), self.blkdiag2.detach()
         r = torch.block_diag(*w1.unbind(0))  # (k·q, k·p), rows block-major (j, i)
         l_ = torch.block_diag(*w2.unbind(0))  # (q·k, q·k), rows group-major (i, j)
