@@ -10,9 +10,11 @@ followed by a fixed permutation::
 blocks of shape ``(k, k)`` mixing across the original blocks, and ``P2`` puts the result back in the
 block-major order. Every output depends on every input, yet the weights number about ``in·out/k +
 out·k``: with ``nblocks=4`` a Monarch GLU MLP has ~4× fewer weights than a dense one, and with
-``nblocks = sqrt(n)`` a square layer has the classic ``2·n^1.5``. Both factors run as batched matmuls
-(``torch.bmm``), so the layer is a drop-in for :class:`torch.nn.Linear` with any ``in``/``out``
-(non-multiples of ``nblocks`` are zero-padded on the way in and truncated on the way out).
+``nblocks = sqrt(n)`` a square layer has the classic ``2·n^1.5``. R runs as one batched matmul
+(``torch.bmm``); L runs as a batched ``einsum`` for large blocks and, for k <= 8, as k weighted sums of
+contiguous slices (a batched matmul of (k, k) blocks needs strided transposes that dominated the GPU
+step). The layer is a drop-in for :class:`torch.nn.Linear` with any ``in``/``out`` (non-multiples of
+``nblocks`` are zero-padded on the way in and truncated on the way out).
 
 :class:`BlockdiagLinear` is the grouped variant (one block-diagonal factor, no cross-block mixing)
 that the published M2-BERT checkpoints use in their MLPs.
