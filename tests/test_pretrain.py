@@ -8,6 +8,9 @@ loading with ``genomix.from_pretrained``.
 from __future__ import annotations
 
 import csv
+import os
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -36,7 +39,7 @@ def tiny_recipe(tmp_path: Path, store: Path, **fields) -> Path:
     recipe = {
         "task": "causal-lm", "model": "hyenadna-tiny-1k", "model_overrides": TINY_HYENA,
         "seq_len": 256, "global_batch": 2, "micro_batch_tokens": 256, "steps_per_epoch": 2,
-        "max_steps": 5, "seed": 3, "precision": "32-true", "checkpoint_every": 1, "val_batches": 1,
+        "max_steps": 5, "seed": 3, "precision": "32-true", "checkpoint_every": 1, "val_windows": 4,
         "log_every": 1, "optim": {"lr": 3e-3, "warmup_fraction": 0.1},
         "warmup": {"start_seq_len": 64, "stage_epochs": 1},
         "data": {"genome": str(store), "rc_aug": True, "max_n_fraction": 0.1},
@@ -102,7 +105,7 @@ def test_resume_after_stop_reproduces_the_uninterrupted_run(tmp_path, demo_store
 
 def test_loss_decreases_on_real_data(tmp_path, demo_store):
     recipe = tiny_recipe(tmp_path, demo_store, max_steps=24, steps_per_epoch=12, global_batch=4, micro_batch_tokens=1024,
-                         seq_len=256, warmup={"start_seq_len": None}, val_batches=2, checkpoint_every=100)
+                         seq_len=256, warmup={"start_seq_len": None}, val_windows=16, checkpoint_every=100)
     pretrain(load_recipe(recipe), tmp_path / "run", quiet=True)
     rows = metric_rows(tmp_path / "run")
     train = [float(r["train/loss"]) for r in rows if r.get("train/loss")]
@@ -163,3 +166,23 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, demo
     assert kept["global_step"] == 3
     assert all(torch.isfinite(v).all() for v in kept["state_dict"].values())
     assert not (tmp_path / "nan" / "model").exists()
+
+
+def test_ddp_on_two_cpu_processes_matches_one_process(tmp_path, demo_store):
+    """Lightning DDP (gloo, 2 processes) at the same global batch gives the single-process validation
+    loss: each rank trains its share of every step and validation is shared out and token-weighted."""
+    overrides = dict(TINY_HYENA, embed_dropout=0.0)  # dropout masks depend on the rank layout
+    recipe = tiny_recipe(tmp_path, demo_store, model_overrides=overrides, seq_len=128, global_batch=4,
+                         micro_batch_tokens=256, max_steps=2, steps_per_epoch=1, val_windows=8,
+                         warmup={"start_seq_len": 64, "stage_epochs": 1}, checkpoint_every=100)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    losses = {}
+    for devices in ("1", "2"):
+        out = tmp_path / f"dev{devices}"
+        cmd = [sys.executable, "-m", "genomix", "pretrain", "--recipe", str(recipe), "--out", str(out), "--quiet",
+               "--devices", devices] + (["--strategy", "ddp"] if devices == "2" else [])
+        done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+        losses[devices] = [float(r["val/loss"]) for r in metric_rows(out) if r.get("val/loss")]
+    assert len(losses["1"]) == 2
+    assert losses["2"] == pytest.approx(losses["1"], rel=1e-5)

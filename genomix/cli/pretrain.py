@@ -60,9 +60,12 @@ def run(args: argparse.Namespace) -> int:
         hf_logging.disable_progress_bar()
         logging.getLogger("lightning").setLevel(logging.WARNING)
         logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+        logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
     devices = int(args.devices) if str(args.devices).isdigit() else args.devices
     result = pretrain(recipe, Path(args.out), devices=devices, num_nodes=args.num_nodes, strategy=args.strategy,
                       resume=args.resume, cache=args.cache_dir, quiet=args.quiet)
+    if result.global_rank != 0:  # one report per run, not per process
+        return 0
     print(f"model saved to {result.model_dir} (load with genomix.from_pretrained({str(result.model_dir)!r}))")
     for key in ("val/loss", "val/bits_per_base", "val/perplexity"):
         if key in result.metrics:

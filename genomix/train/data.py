@@ -48,10 +48,12 @@ class GenomeDataModule(L.LightningDataModule):
         task: ``causal-lm`` or ``masked-lm`` (sample format).
         steps_per_epoch: optimiser steps per epoch (an epoch is a fixed number of random windows).
         seed: seed of window positions, strands, MLM masks and the sample order.
+        val_windows: validation uses ``val_windows`` tiles spread evenly over the valid split, shared out
+            over the ranks, so the validation loss does not depend on the number of devices.
     """
 
     def __init__(self, store_path: str | Path, data: DataConfig, stages: list[Stage], task: str,
-                 steps_per_epoch: int, seed: int = 0) -> None:
+                 steps_per_epoch: int, seed: int = 0, val_windows: int | None = None) -> None:
         super().__init__()
         self.store_path = Path(store_path)
         self.data = data
@@ -59,6 +61,7 @@ class GenomeDataModule(L.LightningDataModule):
         self.objective = OBJECTIVE[task]
         self.steps_per_epoch = steps_per_epoch
         self.seed = seed
+        self.val_windows = val_windows
         self._intervals: dict[str, list[tuple[str, int, int]]] | None = None
 
     def _split_intervals(self, split: str) -> list[tuple[str, int, int]] | None:
@@ -109,17 +112,19 @@ class GenomeDataModule(L.LightningDataModule):
             generator=torch.Generator().manual_seed(self.seed),
         )
 
-    def _eval_loader(self, split: str) -> DataLoader:
+    def _eval_loader(self, split: str, limit: int | None = None) -> DataLoader:
         stage = stage_at(self.stages, self._epoch())
         dataset = self._windows(split, stage, "tiled", None, 0)
         rank, world = self._rank()
-        indices = list(range(rank, len(dataset), world))
+        total = len(dataset) if limit is None else min(limit, len(dataset))
+        spread = [i * len(dataset) // total for i in range(total)]  # evenly over the whole split
+        indices = spread[rank::world]
         subset = torch.utils.data.Subset(dataset, indices)
         return DataLoader(subset, batch_size=stage.micro_batch, shuffle=False, num_workers=self.data.num_workers,
                           generator=torch.Generator().manual_seed(self.seed))
 
     def val_dataloader(self) -> DataLoader:
-        return self._eval_loader("valid")
+        return self._eval_loader("valid", self.val_windows)
 
     def test_dataloader(self) -> DataLoader:
         return self._eval_loader("test")

@@ -154,9 +154,11 @@ class LanguageModelingModule(L.LightningModule):
         if count.item() == 0:
             return
         loss = (total / count).float()
-        self.log("val/loss", loss, prog_bar=True, sync_dist=False)
-        self.log("val/perplexity", torch.exp(loss), sync_dist=False)
-        self.log("val/bits_per_base", loss / LN2, prog_bar=True, sync_dist=False)
+        # already token-weighted over all ranks, so identical everywhere; sync_dist averages identical
+        # values (a no-op) and keeps Lightning's epoch-level bookkeeping consistent across ranks
+        self.log("val/loss", loss, prog_bar=True, sync_dist=True)
+        self.log("val/perplexity", torch.exp(loss), sync_dist=True)
+        self.log("val/bits_per_base", loss / LN2, prog_bar=True, sync_dist=True)
 
     # -- optimisation -------------------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, Any]:

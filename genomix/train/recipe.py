@@ -90,7 +90,7 @@ class Recipe:
     gradient_clip: float = 1.0
     activation_checkpointing: bool = False
     checkpoint_every: int = 100  # optimiser steps between checkpoints; validation runs at every epoch end
-    val_batches: int = 8
+    val_windows: int = 64  # tiled validation windows per evaluation, whatever the device count
     log_every: int = 10
     optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
     warmup: WarmupConfig = dataclasses.field(default_factory=WarmupConfig)

@@ -43,6 +43,7 @@ class RunResult:
     checkpoint: Path | None
     metrics: dict[str, float]
     stages: list[Stage]
+    global_rank: int = 0
 
 
 def build_model(recipe: Recipe) -> torch.nn.Module:
@@ -185,7 +186,8 @@ def pretrain(
     if max_len is not None and recipe.seq_len > max_len:
         raise ConfigError(f"seq_len {recipe.seq_len} exceeds {recipe.model}'s max_seq_len {max_len}; "
                           "pick a longer model or pass model_overrides: {max_seq_len: ...}")
-    datamodule = GenomeDataModule(store, recipe.data, stages, recipe.task, recipe.steps_per_epoch, recipe.seed)
+    datamodule = GenomeDataModule(store, recipe.data, stages, recipe.task, recipe.steps_per_epoch, recipe.seed,
+                                  val_windows=recipe.val_windows)
 
     checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", every_n_train_steps=recipe.checkpoint_every,
                                  save_top_k=0, save_last=True, save_on_train_epoch_end=False)
@@ -204,7 +206,7 @@ def pretrain(
     trainer = L.Trainer(
         accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy, precision=precision,
         max_steps=recipe.max_steps, max_epochs=-1, gradient_clip_val=recipe.gradient_clip or None,
-        check_val_every_n_epoch=1, limit_val_batches=recipe.val_batches,
+        check_val_every_n_epoch=1,
         reload_dataloaders_every_n_epochs=1, use_distributed_sampler=False, num_sanity_val_steps=0,
         callbacks=callbacks, logger=_loggers(out), plugins=[AtomicCheckpointIO()], log_every_n_steps=recipe.log_every,
         enable_progress_bar=not quiet, enable_model_summary=not quiet, default_root_dir=out,
@@ -220,7 +222,7 @@ def pretrain(
     model_dir = out / "model"
     save_final_model(trainer, module, model_dir)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1}
-    return RunResult(model_dir, out / "checkpoints" / LAST, metrics, stages)
+    return RunResult(model_dir, out / "checkpoints" / LAST, metrics, stages, trainer.global_rank)
 
 
 def _world_size(devices: int | str, num_nodes: int, accelerator: str) -> int:
