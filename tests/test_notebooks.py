@@ -1,0 +1,34 @@
+"""Every tutorial in notebooks/ runs top to bottom, and the stored notebooks match their sources."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+
+
+def _builder():
+    spec = importlib.util.spec_from_file_location("build_notebooks", NOTEBOOKS / "build_notebooks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")))
+def test_notebook_executes(name, tmp_path):
+    notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
+    NotebookClient(notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    errors = [o for cell in notebook.cells for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors
+
+
+def test_stored_notebooks_match_their_sources():
+    builder = _builder()
+    assert sorted(builder.NOTEBOOKS) == sorted(p.name for p in NOTEBOOKS.glob("*.ipynb"))
+    for name, cells in builder.NOTEBOOKS.items():
+        stored = nbformat.read(NOTEBOOKS / name, as_version=4)
+        assert [(c.cell_type, c.source) for c in stored.cells] == [(k, s) for k, s in cells]
