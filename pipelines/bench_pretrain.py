@@ -41,12 +41,14 @@ def _autocast(device: torch.device) -> Any:
     return torch.autocast("cpu", enabled=False)  # CPU paths run in fp32
 
 
-def _timed(fn: Callable[[], None], device: torch.device, repeats: int) -> tuple[float, float | None]:
-    """Median seconds of ``fn`` after one warm-up call, and peak GiB allocated (CUDA only)."""
+def _timed(fn: Callable[[], None], device: torch.device, repeats: int,
+           warmup: bool = True) -> tuple[float, float | None]:
+    """Median seconds of ``fn`` (after one warm-up call unless ``warmup=False``), and peak GiB allocated."""
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    fn()  # warm-up: Triton compilation/autotuning, allocator growth
-    _sync(device)
+    if warmup:
+        fn()  # Triton compilation/autotuning, allocator growth
+        _sync(device)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -106,7 +108,8 @@ def measure(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
         "model": args.model, "parameters": params, "n_layer": model.config.n_layer, "d_model": model.config.d_model,
         "batch": batch, "seq_len": length, "checkpointing": not args.no_checkpointing,
         "precision": "bf16-mixed" if device.type == "cuda" else "fp32", "device": _device_name(device),
-        "torch": torch.__version__,
+        "torch": torch.__version__, "memory_limit_gib": args.memory_limit_gib,
+        "fftconv_path": "reference" if os.environ.get("GENOMIX_FORCE_REFERENCE") else "dispatch default",
     }
     model.train()
     step_s, peak = _timed(train_step_fn(model, optimizer, ids, device), device, args.repeats)
@@ -124,13 +127,17 @@ def measure(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
 
 def longest_trainable(model: torch.nn.Module, optimizer: torch.optim.Optimizer, args: argparse.Namespace,
                       device: torch.device) -> dict[str, Any]:
-    """Training steps at ``seq_len``·2^k up to ``max_len``; the longest that fits, with its numbers."""
+    """Training steps at ``seq_len``·2^k up to ``max_len``; the longest that fits, with its numbers.
+
+    One step per length, no warm-up (kernels are compiled by then): the question is whether it fits,
+    and the step time is indicative only.
+    """
     tried: list[dict[str, Any]] = []
     length = args.seq_len
     while length <= args.max_len:
         ids = torch.randint(7, 11, (1, length), device=device)
         try:
-            step_s, peak = _timed(train_step_fn(model, optimizer, ids, device), device, 1)
+            step_s, peak = _timed(train_step_fn(model, optimizer, ids, device), device, 1, warmup=False)
             tried.append({"seq_len": length, "fits": True, "step_s": step_s, "tokens_per_s": length / step_s,
                           "peak_gib": peak})
         except torch.cuda.OutOfMemoryError:
@@ -168,7 +175,8 @@ def print_table(r: dict[str, Any]) -> None:
                   f"{row['tokens_per_s']:>12.4g} {_fmt(row['peak_gib'], '9.2f')}")
         else:
             print(f"{'training step (search)':<26} {row['seq_len']:>10} {'out of memory':>32}")
-    print(f"longest trainable context (searched up to {r['longest']['search_limit']}): "
+    limit = f", memory capped at {r['memory_limit_gib']} GiB" if r.get("memory_limit_gib") else ""
+    print(f"longest trainable context (searched up to {r['longest']['search_limit']}{limit}): "
           f"{r['longest']['max_trainable_seq_len']}")
 
 
@@ -183,9 +191,14 @@ def main() -> None:
     parser.add_argument("--no-checkpointing", action="store_true", help="train without activation checkpointing")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--memory-limit-gib", type=float,
+                        help="cap this process's GPU memory (e.g. 79 to answer 'fits an 80 GB H100' on a larger card)")
     parser.add_argument("--out", type=Path, default=Path("."))
     args = parser.parse_args()
     torch.manual_seed(0)
+    if args.memory_limit_gib and args.device.startswith("cuda"):
+        total = torch.cuda.get_device_properties(torch.device(args.device)).total_memory
+        torch.cuda.set_per_process_memory_fraction(min(1.0, args.memory_limit_gib * 2**30 / total), torch.device(args.device))
     result = measure(args, torch.device(args.device))
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "bench_pretrain.json"

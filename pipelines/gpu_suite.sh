@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Every GPU benchmark and GPU correctness check of genomix in one call of a lent GPU, each under its own
+# time cap, results under $OUT/<name>/ and a log per step (so a step that overruns loses nothing else).
+#
+#   OUT=/tmp/gpu-results bash pipelines/gpu_suite.sh            # from the repository root, with a CUDA GPU
+#
+# The order is the order of importance; STEPS="pretrain m2" runs a subset.
+set -u
+: "${OUT:?set OUT to a results folder}"
+export PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$PWD" PYTHONUNBUFFERED=1
+STEPS="${STEPS:-hyena_forward pretrain_ref pretrain_triton scan fftconv m2}"
+mkdir -p "$OUT"
+nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.max.sm,temperature.gpu --format=csv > "$OUT/gpu.csv" 2>&1
+
+step() {  # step NAME SECONDS COMMAND...
+    local name=$1 cap=$2; shift 2
+    case " $STEPS " in *" $name "*) ;; *) return 0 ;; esac
+    mkdir -p "$OUT/$name"
+    local start=$SECONDS
+    timeout "$cap" "$@" > "$OUT/$name/log.txt" 2>&1
+    local rc=$?
+    echo "== $name: rc=$rc in $((SECONDS - start)) s (cap $cap s)" | tee -a "$OUT/summary.txt"
+    tail -n 25 "$OUT/$name/log.txt" >> "$OUT/summary.txt"
+}
+
+step hyena_forward 75 python pipelines/bench_hyena_forward.py --model hyenadna-large-1m \
+    --lengths 262144 1048576 --repeats 5 --out "$OUT/hyena_forward"
+step pretrain_ref 140 env GENOMIX_FORCE_REFERENCE=1 python pipelines/bench_pretrain.py --model hyenadna-large-1m \
+    --seq-len 1048576 --max-len 8388608 --memory-limit-gib 79 --out "$OUT/pretrain_ref"
+step pretrain_triton 50 python pipelines/bench_pretrain.py --model hyenadna-large-1m \
+    --seq-len 1048576 --max-len 1048576 --memory-limit-gib 79 --out "$OUT/pretrain_triton"
+if [ -f kernels/gpu_scan_variants.py ]; then SCAN=kernels/gpu_scan_variants.py; else SCAN=kernels/gpu_check_scan.py; fi
+step scan 110 python "$SCAN" --out "$OUT/scan"
+if [ -f kernels/gpu_fftconv_variants.py ]; then FFT=kernels/gpu_fftconv_variants.py; else FFT=kernels/bench_fftconv.py; fi
+step fftconv 110 python "$FFT" --out "$OUT/fftconv"
+step m2 70 python pipelines/bench_m2.py --models m2 m2-ref transformer --out "$OUT/m2"
+cat "$OUT/summary.txt"
