@@ -1,9 +1,10 @@
 """The one rule that decides between a Triton kernel and its PyTorch reference.
 
-Every op in ``kernels`` asks :func:`use_triton` with its input tensors: the Triton path runs only when
-all of them live on a CUDA device, Triton imports, and ``GENOMIX_FORCE_REFERENCE`` is not set to a
-true value. ``GENOMIX_FORCE_TRITON=1`` is the opposite override, used by the CPU tests to run the Triton
-kernels under ``TRITON_INTERPRET=1``.
+Every op in ``kernels`` asks :func:`use_triton` with its name and input tensors: the Triton path runs
+only when all of them live on a CUDA device, Triton imports, ``GENOMIX_FORCE_REFERENCE`` is not set to
+a true value, and the op's kernel is on by default (:data:`TRITON_BY_DEFAULT`) or named in
+``GENOMIX_TRITON_OPS`` (comma-separated). ``GENOMIX_FORCE_TRITON=1`` is the opposite override, used by
+the CPU tests to run the Triton kernels under ``TRITON_INTERPRET=1``.
 """
 from __future__ import annotations
 
@@ -35,10 +36,22 @@ def interpreting() -> bool:
     return _flag("TRITON_INTERPRET")
 
 
-def use_triton(*tensors: torch.Tensor) -> bool:
-    """Decide whether an op should take its Triton path for these inputs."""
+# Ops whose Triton kernel is the default on CUDA. A kernel is listed only while BENCHMARKS.md shows it
+# beating its PyTorch reference on the GPU at the sizes the models use: a user should never get a slower
+# path for asking nothing. The others stay one environment variable away (GENOMIX_TRITON_OPS=fftconv).
+TRITON_BY_DEFAULT = frozenset({"fftconv", "selective_scan"})
+
+
+def _opted_in(op: str | None) -> bool:
+    if op is None or op in TRITON_BY_DEFAULT:
+        return True
+    return op in {name.strip() for name in os.environ.get("GENOMIX_TRITON_OPS", "").split(",")}
+
+
+def use_triton(*tensors: torch.Tensor | None, op: str | None = None) -> bool:
+    """Decide whether ``op`` should take its Triton path for these inputs (``None`` inputs are ignored)."""
     if _flag("GENOMIX_FORCE_REFERENCE") or not triton_available():
         return False
     if _flag("GENOMIX_FORCE_TRITON"):
         return True
-    return all(t.is_cuda for t in tensors if t is not None)
+    return _opted_in(op) and all(t.is_cuda for t in tensors if t is not None)

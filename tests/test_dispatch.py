@@ -1,0 +1,42 @@
+"""The dispatch rule: CUDA inputs take an op's Triton path only when that op is on by default or opted in."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from genomix.kernels import dispatch
+
+CUDA = SimpleNamespace(is_cuda=True)
+CPU = SimpleNamespace(is_cuda=False)
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch):
+    for name in ("GENOMIX_FORCE_REFERENCE", "GENOMIX_FORCE_TRITON", "GENOMIX_TRITON_OPS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(dispatch, "triton_available", lambda: True)
+
+
+def test_cuda_inputs_take_default_kernels(monkeypatch):
+    monkeypatch.setattr(dispatch, "TRITON_BY_DEFAULT", frozenset({"fast_op"}))
+    assert dispatch.use_triton(CUDA, None, CUDA, op="fast_op")
+    assert not dispatch.use_triton(CUDA, CPU, op="fast_op")
+    assert not dispatch.use_triton(CUDA, op="slow_op")
+
+
+def test_opt_in_and_overrides(monkeypatch):
+    monkeypatch.setattr(dispatch, "TRITON_BY_DEFAULT", frozenset())
+    monkeypatch.setenv("GENOMIX_TRITON_OPS", "other, slow_op")
+    assert dispatch.use_triton(CUDA, op="slow_op")
+    assert not dispatch.use_triton(CPU, op="slow_op")
+    monkeypatch.setenv("GENOMIX_FORCE_TRITON", "1")
+    assert dispatch.use_triton(CPU, op="unlisted")
+    monkeypatch.setenv("GENOMIX_FORCE_REFERENCE", "yes")
+    assert not dispatch.use_triton(CUDA, op="slow_op")
+
+
+def test_no_triton_means_reference(monkeypatch):
+    monkeypatch.setattr(dispatch, "triton_available", lambda: False)
+    monkeypatch.setenv("GENOMIX_FORCE_TRITON", "1")
+    assert not dispatch.use_triton(CUDA, op="fftconv")
