@@ -96,6 +96,27 @@ def test_segmented_scan_matches_reference(case, tiling):
     _compare(_inputs(**case), 1e-4, **tiling)
 
 
+@pytest.mark.parametrize(
+    "case,tiling",
+    [
+        (dict(), dict(block_e=4, chunk=16, target_programs=6)),  # z, D, Δ-bias; 3 segments, ragged L and E
+        (dict(L=40, groups=2, E=8, z=False, D=False, bias=False), dict(block_e=4, chunk=32, target_programs=1)),
+        (dict(L=33, E=4, dtype=torch.bfloat16), dict(block_e=4, chunk=16, target_programs=2)),
+    ],
+    ids=["all-features-segmented", "bare-grouped-BC", "bf16"],
+)
+def test_seq_variant_matches_reference(case, tiling):
+    """The sequential-step forward ("seq") gives the reference's outputs, last state and gradients."""
+    tol = 2e-2 if case.get("dtype") == torch.bfloat16 else 1e-4
+    _compare(_inputs(**case), tol, variant="seq", **tiling)
+
+
+@pytest.mark.parametrize("tiling", [dict(variant="nope"), dict(variant="seq", chunk=24)], ids=["variant", "chunk"])
+def test_bad_tiling_is_refused(tiling):
+    with pytest.raises(ValueError):
+        selective_scan_triton(*_inputs(L=8), tiling=Tiling(**tiling))
+
+
 def test_dispatch_takes_triton_when_forced(monkeypatch):
     args = _inputs(L=20)
     monkeypatch.setenv("GENOMIX_FORCE_TRITON", "1")

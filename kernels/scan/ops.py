@@ -22,6 +22,11 @@ class Tiling:
     the GPU). The backward may use wider channel blocks (``bwd_block_e``: fewer atomic adds for the B/C
     gradients, which all channels share); the chunk length is common to both, since the backward reads
     the forward's chunk-start states.
+
+    ``variant`` picks the forward kernel: ``"assoc"`` (:mod:`.triton_scan`, associative scan over
+    (channels, N, steps) register tiles) or ``"seq"`` (:mod:`.triton_seq`, one step at a time with the
+    (N, channels) state in registers, one channel per thread: use ``block_e = 32 * fwd_warps`` and a
+    ``chunk`` that is a multiple of 16). Both share the segment driver and the backward kernel.
     """
 
     block_e: int = 4
@@ -30,10 +35,15 @@ class Tiling:
     bwd_block_e: int | None = None
     fwd_warps: int = 4
     bwd_warps: int = 4
+    variant: str = "assoc"
 
 
-#: The tiling used when none is given.
+#: The tiling used when none is given. The candidate replacement measured by
+#: kernels/gpu_scan_variants.py is :data:`SEQ_TILING`.
 DEFAULT_TILING = Tiling()
+
+#: The sequential-step forward at its expected best setting (one channel per thread, 4 warps).
+SEQ_TILING = Tiling(block_e=128, chunk=128, target_programs=2048, bwd_block_e=16, bwd_warps=8, variant="seq")
 
 
 def plan_segments(batch: int, channel_blocks: int, n_chunks: int, target: int) -> tuple[int, int]:
@@ -81,7 +91,18 @@ def _launch_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, save_states
     import triton
 
     from .triton_scan import _scan_fwd_kernel
+    from .triton_seq import _seq_fwd_kernel
 
+    if tiling.variant not in ("assoc", "seq"):
+        raise ValueError(f"unknown selective-scan variant {tiling.variant!r} (expected 'assoc' or 'seq')")
+    if tiling.variant == "seq" and tiling.chunk % 16:
+        raise ValueError(f"the 'seq' variant needs a chunk that is a multiple of 16, got {tiling.chunk}")
+    if tiling.variant == "seq":  # A as (N, E) times log2(e); B, C as (batch, G, L, N); state stride 1
+        kernel, extra = _seq_fwd_kernel, (1,)
+        A_k = (A.float() * 1.4426950408889634).t().contiguous()
+        B_k, C_k = B.transpose(-1, -2).contiguous(), C.transpose(-1, -2).contiguous()
+    else:
+        kernel, extra, A_k, B_k, C_k = _scan_fwd_kernel, (), A, B, C
     batch, channels, length = u.shape
     groups, n_state = B.shape[1], B.shape[2]
     block_e, chunk = _tile(channels, groups, tiling.block_e), tiling.chunk
@@ -94,10 +115,10 @@ def _launch_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, save_states
     grid = (batch, triton.cdiv(channels, block_e), n_segs)
 
     def launch(summary, seg_a, seg_h, carry):
-        _scan_fwd_kernel[grid](
-            u, delta, A, B, C, D if D is not None else dummy, z if z is not None else dummy,
+        kernel[grid](
+            u, delta, A_k, B_k, C_k, D if D is not None else dummy, z if z is not None else dummy,
             delta_bias if delta_bias is not None else dummy, out, states if save_states else dummy, last,
-            seg_a, seg_h, carry, channels, length, groups, n_chunks, per_seg, n_segs,
+            seg_a, seg_h, carry, channels, length, groups, n_chunks, per_seg, n_segs, *extra,
             SAVE_STATES=save_states, SUMMARY=summary, N=n_state, BLOCK_E=block_e, T=chunk,
             num_warps=tiling.fwd_warps, **_flags(D, z, delta_bias, delta_softplus),
         )

@@ -1,0 +1,196 @@
+"""One GPU run comparing the selective-scan variants: correctness of the new one, then old vs new timings.
+
+    PYTHONUNBUFFERED=1 PYTHONPATH=. timeout 200 python kernels/gpu_scan_variants.py --out $OUT/scan
+
+1. Correctness of the "seq" variant (:data:`SEQ_TILING`; the other candidates differ from it only in
+   launch shape) against the PyTorch reference at real
+   shapes (fp32 and bf16; forward, last state and all gradients; fresh random inputs; ragged L and
+   channel counts, grouped B/C, with and without z, D, Δ-bias). The caching allocator is filled with
+   NaN blocks of the outputs' sizes first, so an element a kernel forgets to write shows up as NaN.
+2. Old (``ops.DEFAULT_TILING``) vs new tilings at L = 64K and 1M (B=1, E=512, N=16, bf16, with D, z,
+   Δ-bias): forward and forward+backward medians from ``triton.testing.do_bench``, each against the HBM
+   floor from the copy bandwidth measured in this run; the new forward's output and last state are
+   compared with the old one's at the same shapes. Old vs the expected best first, then the other
+   tilings while the time budget (``--budget-s``, compiles included) lasts.
+Every tiling runs under try/except: one that fails to compile or run is recorded and skipped. The JSON
+(``--out``/scan_variants.json) is rewritten after each step; a summary table is printed last.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+import traceback
+from pathlib import Path
+
+import torch
+
+from genomix.kernels.bench_scan import copy_bandwidth, floor_bytes, make_inputs, write_json
+from genomix.kernels.scan.ops import DEFAULT_TILING, SEQ_TILING, Tiling, selective_scan_triton
+from genomix.kernels.scan.reference import selective_scan_ref
+
+#: Where everything runs (a CPU dry run of this script under TRITON_INTERPRET=1 sets "cpu").
+DEVICE = "cuda"
+
+#: New-variant tilings measured against the current default (the first is the expected best).
+SEQ_CANDIDATES = [
+    SEQ_TILING,
+    dataclasses.replace(SEQ_TILING, target_programs=1024),
+    dataclasses.replace(SEQ_TILING, target_programs=4096),
+    dataclasses.replace(SEQ_TILING, block_e=64, fwd_warps=2),
+    dataclasses.replace(SEQ_TILING, block_e=64, fwd_warps=2, target_programs=4096),
+    dataclasses.replace(SEQ_TILING, block_e=32, fwd_warps=1, target_programs=4096),
+]
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Max abs difference over max abs of ``b``; inf if ``a`` has a NaN/inf that ``b`` has not."""
+    a, b = a.float(), b.float()
+    if not torch.isfinite(a).all() and torch.isfinite(b).all():
+        return float("inf")
+    return ((a - b).abs().max() / b.abs().max().clamp_min(1e-12)).item()
+
+
+def _poison(shapes: list[tuple[tuple[int, ...], torch.dtype]]) -> None:
+    """Leave NaN-filled blocks of these sizes in the caching allocator for the next allocations."""
+    blocks = [torch.full(s, float("nan"), dtype=d, device=DEVICE) for s, d in shapes]
+    del blocks
+
+
+def correctness(tiling: Tiling) -> list[dict]:
+    """The tiling vs the reference on a few real shapes, fp32 and bf16, forward and backward."""
+    cases = [
+        dict(batch=2, E=70, N=16, L=1000, groups=None, z=True, D=True, bias=True),
+        dict(batch=1, E=96, N=8, L=4100, groups=2, z=True, D=True, bias=False),
+        dict(batch=3, E=64, N=16, L=777, groups=None, z=False, D=False, bias=False),
+    ]
+    rows = []
+    for dtype, tol in ((torch.float32, 2e-4), (torch.bfloat16, 2e-2)):
+        for i, case in enumerate(cases):
+            g = torch.Generator(device=DEVICE).manual_seed(int(time.time_ns() % 2**31) + i)
+            kw = dict(device=DEVICE, generator=g)
+            b, E, N, L = case["batch"], case["E"], case["N"], case["L"]
+            shp = (b, N, L) if case["groups"] is None else (b, case["groups"], N, L)
+            args = [
+                torch.randn(b, E, L, **kw).to(dtype),
+                (torch.randn(b, E, L, **kw) * 0.5 - 2).to(dtype),
+                -(torch.rand(E, N, **kw) * 4 + 0.2),
+                torch.randn(*shp, **kw).to(dtype),
+                torch.randn(*shp, **kw).to(dtype),
+                torch.randn(E, **kw) if case["D"] else None,
+                torch.randn(b, E, L, **kw).to(dtype) if case["z"] else None,
+                torch.rand(E, **kw) * 0.2 if case["bias"] else None,
+            ]
+            leaves = [None if t is None else t.detach().clone().requires_grad_() for t in args]
+            ref_leaves = [None if t is None else t.detach().clone().requires_grad_() for t in args]
+            sizes = [((b, E, L), dtype)] * 4 + [((b, E, N), torch.float32), (tuple(shp), torch.float32)] * 2
+            _poison(sizes)
+            out, last = selective_scan_triton(*leaves, return_last_state=True, tiling=tiling)
+            ref, ref_last = selective_scan_ref(*ref_leaves, return_last_state=True)
+            grad = torch.randn(out.shape, **kw).to(dtype)
+            _poison(sizes)
+            out.backward(grad)
+            ref.backward(grad)
+            row = dict(dtype=str(dtype), **case, out=_rel(out, ref), last_state=_rel(last, ref_last))
+            for name, x, y in zip("u delta A B C D z bias".split(), leaves, ref_leaves):
+                if x is not None:
+                    row["d" + name] = _rel(x.grad, y.grad)
+            row["ok"] = all(v <= tol for k, v in row.items() if isinstance(v, float))
+            rows.append(row)
+    return rows
+
+
+def timing(length: int, tiling: Tiling, bandwidth: float, baseline: tuple | None) -> dict:
+    """Forward and forward+backward medians at (B=1, E=512, N=16, bf16); with ``baseline`` (the
+    default tiling's output and last state on the same inputs), the forward's deviation from it."""
+    import triton.testing
+
+    inputs = make_inputs(length)
+    scan = lambda *a: selective_scan_triton(*a, return_last_state=True, tiling=tiling)  # noqa: E731
+    row: dict = {"L": length, **dataclasses.asdict(tiling)}
+    with torch.no_grad():
+        out, last = scan(*inputs)
+        if baseline is not None:
+            row["out_vs_default"] = _rel(out, baseline[0])
+            row["last_vs_default"] = _rel(last, baseline[1])
+        del out, last
+        row["fwd_ms"] = triton.testing.do_bench(lambda: scan(*inputs), warmup=5, rep=40)
+    leaves = [t.detach().clone().requires_grad_() for t in inputs]
+    grad = torch.randn_like(inputs[0])
+    row["fwd_bwd_ms"] = triton.testing.do_bench(lambda: scan(*leaves)[0].backward(grad), warmup=2, rep=30,
+                                                grad_to_none=leaves)
+    row["bwd_ms"] = row["fwd_bwd_ms"] - row["fwd_ms"]
+    fwd_bytes, bwd_bytes = floor_bytes(length, 512, 16)
+    row["fwd_x_floor"] = row["fwd_ms"] / (fwd_bytes / bandwidth * 1e3)
+    row["bwd_x_floor"] = row["bwd_ms"] / (bwd_bytes / bandwidth * 1e3)
+    return row
+
+
+def _label(t: Tiling) -> str:
+    return f"{t.variant} e{t.block_e}w{t.fwd_warps} T{t.chunk} p{t.target_programs} b{t.bwd_block_e or t.block_e}w{t.bwd_warps}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True, help="folder for scan_variants.json")
+    parser.add_argument("--budget-s", type=float, default=130.0,
+                        help="start no new timing after this many seconds (compiles included)")
+    args = parser.parse_args()
+    path = args.out / "scan_variants.json"
+    t0 = time.perf_counter()
+    report: dict = {"device": torch.cuda.get_device_name(), "torch": torch.__version__,
+                    "default": dataclasses.asdict(DEFAULT_TILING), "correctness": {}, "timing": [], "skipped": []}
+    report["copy_gbs"] = copy_bandwidth() / 1e9
+    bandwidth = report["copy_gbs"] * 1e9
+    try:
+        rows = correctness(SEQ_TILING)
+    except Exception:
+        rows = [dict(ok=False, error=traceback.format_exc()[-1500:])]
+    report["correctness"][_label(SEQ_TILING)] = rows
+    print(_label(SEQ_TILING), "correct" if all(r["ok"] for r in rows) else f"FAIL {rows}", flush=True)
+    write_json(path, report)
+    # Most important first: old vs expected-best new at both lengths, then the other tilings.
+    plan = [(L, t) for t in (DEFAULT_TILING, SEQ_TILING) for L in (1 << 20, 65536)]
+    plan += [(L, t) for L in (1 << 20, 65536) for t in SEQ_CANDIDATES[1:]]
+    baselines: dict = {}
+    for length, tiling in plan:
+        if time.perf_counter() - t0 > args.budget_s:
+            report["skipped"].append({"L": length, **dataclasses.asdict(tiling)})
+            continue
+        try:
+            if tiling is DEFAULT_TILING:
+                with torch.no_grad():
+                    baselines[length] = selective_scan_triton(*make_inputs(length), return_last_state=True, tiling=tiling)
+            row = timing(length, tiling, bandwidth, baselines.get(length) if tiling is not DEFAULT_TILING else None)
+        except Exception:
+            row = {"L": length, **dataclasses.asdict(tiling), "error": traceback.format_exc()[-1500:]}
+            print("ERROR", _label(tiling), row["error"], flush=True)
+        row["elapsed_s"] = time.perf_counter() - t0
+        report["timing"].append(row)
+        print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items() if k != "error"}, flush=True)
+        torch.cuda.empty_cache()
+        write_json(path, report)
+    report["wall_s"] = time.perf_counter() - t0
+    write_json(path, report)
+
+    print(f"\n{report['device']}  copy {report['copy_gbs']:.0f} GB/s  wall {report['wall_s']:.0f} s")
+    if report["skipped"]:
+        print(f"skipped for time: {[_label(Tiling(**r)) + ' L=' + str(r['L']) for r in report['skipped']]}")
+    for label, rows in report["correctness"].items():
+        worst = max((v for r in rows for k, v in r.items() if isinstance(v, float)), default=float("nan"))
+        print(f"correctness {label}: {'ok' if all(r['ok'] for r in rows) else 'FAIL'} (worst rel {worst:.1e})")
+    print(f"{'L':>8} {'tiling':<34} {'fwd ms':>8} {'f+b ms':>8} {'bwd ms':>8} {'fwd/flr':>8} {'bwd/flr':>8} {'vs dflt':>8}")
+    for r in sorted(report["timing"], key=lambda r: (r["L"], r.get("fwd_bwd_ms", float("inf")))):
+        label = _label(Tiling(**{f.name: r[f.name] for f in dataclasses.fields(Tiling)}))
+        label = ("* " if r["variant"] == DEFAULT_TILING.variant and r["block_e"] == DEFAULT_TILING.block_e else "") + label
+        if "error" in r:
+            print(f"{r['L']:>8} {label:<34} failed: {r['error'].strip().splitlines()[-1][:60]}")
+            continue
+        dev = f"{r['out_vs_default']:.0e}" if "out_vs_default" in r else "-"
+        print(f"{r['L']:>8} {label:<34} {r['fwd_ms']:8.3f} {r['fwd_bwd_ms']:8.2f} {r['bwd_ms']:8.2f} "
+              f"{r['fwd_x_floor']:7.1f}x {r['bwd_x_floor']:7.1f}x {dev:>8}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
