@@ -71,6 +71,13 @@ def segment_carries(seg_a: torch.Tensor, seg_h: torch.Tensor, reverse: bool) -> 
     return carry
 
 
+def pack_bc(B: torch.Tensor, C: torch.Tensor) -> torch.Tensor:
+    """(batch, G, N, L) B and C -> one int64 tensor (batch, G, L, N): B's fp32 bits low, C's high."""
+    low = B.float().transpose(-1, -2).contiguous().view(torch.int32).to(torch.int64) & 0xFFFFFFFF
+    high = C.float().transpose(-1, -2).contiguous().view(torch.int32).to(torch.int64) << 32
+    return low | high
+
+
 def _tile(channels: int, groups: int, block_e: int) -> int:
     """Largest power of two <= ``block_e`` such that a program's channels share one B/C group."""
     per_group = channels // groups
@@ -97,12 +104,11 @@ def _launch_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, save_states
         raise ValueError(f"unknown selective-scan variant {tiling.variant!r} (expected 'assoc' or 'seq')")
     if tiling.variant == "seq" and tiling.chunk % 16:
         raise ValueError(f"the 'seq' variant needs a chunk that is a multiple of 16, got {tiling.chunk}")
-    if tiling.variant == "seq":  # A as (N, E) times log2(e); B, C as (batch, G, L, N); state stride 1
-        kernel, extra = _seq_fwd_kernel, (1,)
+    if tiling.variant == "seq":  # A as (N, E) times log2(e); B and C packed; state stride 1
         A_k = (A.float() * 1.4426950408889634).t().contiguous()
-        B_k, C_k = B.transpose(-1, -2).contiguous(), C.transpose(-1, -2).contiguous()
+        kernel, BC_k, extra = _seq_fwd_kernel, (pack_bc(B, C),), (1,)
     else:
-        kernel, extra, A_k, B_k, C_k = _scan_fwd_kernel, (), A, B, C
+        kernel, A_k, BC_k, extra = _scan_fwd_kernel, A, (B, C), ()
     batch, channels, length = u.shape
     groups, n_state = B.shape[1], B.shape[2]
     block_e, chunk = _tile(channels, groups, tiling.block_e), tiling.chunk
@@ -116,7 +122,7 @@ def _launch_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, save_states
 
     def launch(summary, seg_a, seg_h, carry):
         kernel[grid](
-            u, delta, A_k, B_k, C_k, D if D is not None else dummy, z if z is not None else dummy,
+            u, delta, A_k, *BC_k, D if D is not None else dummy, z if z is not None else dummy,
             delta_bias if delta_bias is not None else dummy, out, states if save_states else dummy, last,
             seg_a, seg_h, carry, channels, length, groups, n_chunks, per_seg, n_segs, *extra,
             SAVE_STATES=save_states, SUMMARY=summary, N=n_state, BLOCK_E=block_e, T=chunk,

@@ -10,6 +10,10 @@ shared), but the work inside a chunk is organised the other way round:
   (``h = exp2(dt * A log2 e) * h + dt u B``, ``y += h C``); the contraction over N stays inside the
   thread. The associative scan's log2(T) combine levels, its shuffles and its O(T) extraction of the
   chunk's last state disappear.
+- Per step each thread loads its channel's u, Δ (and z) and stores its output (strided across threads,
+  but consecutive steps hit the same L1 lines), and all threads load the same N values of B_t and C_t
+  (broadcast loads). B and C are packed beforehand into one int64 per (step, state), fp32 bits of B
+  low and of C high, which halves those load instructions and drops the bf16 conversions.
 - Inputs are read in sub-tiles of ``SUB = 16`` steps (32 bytes per channel row in bf16: one sector per
   thread), softplus/bias are applied on the whole sub-tile, and the tile is cut into per-step columns in
   registers (reshape/permute/split halving, statically unrolled); the 16 per-step outputs are put back
@@ -31,7 +35,7 @@ def _softplus(x):
 
 @triton.jit(do_not_specialize=["state_stride"])
 def _seq_fwd_kernel(
-    u_ptr, dt_ptr, At_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, out_ptr, states_ptr, last_ptr,
+    u_ptr, dt_ptr, At_ptr, BC_ptr, D_ptr, z_ptr, bias_ptr, out_ptr, states_ptr, last_ptr,
     seg_a_ptr, seg_h_ptr, carry_ptr,
     E, L, G, n_chunks, chunks_per_seg, n_segs, state_stride,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
@@ -40,7 +44,8 @@ def _seq_fwd_kernel(
 ):
     """One (sequence, channel block, segment) per program, arguments as in
     :func:`.triton_scan._scan_fwd_kernel` except ``At``: A transposed to (N, E) and scaled by log2(e);
-    ``B``, ``C``: transposed to (batch, G, L, N);
+    ``BC``: B and C packed into one int64 per (batch, group, step, state), (batch, G, L, N), with B's
+    fp32 bits in the low and C's in the high word (:func:`.ops.pack_bc`);
     and ``state_stride`` (always 1, the stride of the state axis in the state buffers): an unspecialised
     argument, so that the compiler does not lay the (N, BLOCK_E) state out along N for those few
     accesses and keeps every thread's N states in its own registers in the step loop.
@@ -56,7 +61,7 @@ def _seq_fwd_kernel(
     bias = tl.load(bias_ptr + e, mask=emask, other=0.0).to(tl.float32)
     Dv = tl.load(D_ptr + e, mask=emask, other=0.0).to(tl.float32)
     group = (tl.program_id(1) * BLOCK_E) // (E // G)  # all channels of a program share a group
-    bc_row = (pid_b * G + group) * L  # B and C come transposed, (batch, G, L, N): a step's N values are contiguous
+    bc_row = (pid_b * G + group) * L
     row = pid_b * E * L + e.to(tl.int64) * L
     sn = n[:, None] * state_stride
     state_off = (pid_b * E + e[None, :].to(tl.int64)) * n_chunks * N + sn
@@ -79,12 +84,13 @@ def _seq_fwd_kernel(
                 dt = dt + bias
             if SOFTPLUS:
                 dt = _softplus(dt)
-            Bv = tl.load(B_ptr + (bc_row + t) * N + n).to(tl.float32)
+            bc = tl.load(BC_ptr + (bc_row + t) * N + n)  # one 8-byte load per state for B_t and C_t
+            Bv = bc.to(tl.int32).to(tl.float32, bitcast=True)
             h = tl.exp2(dt[None, :] * A2) * h + (dt * u)[None, :] * Bv[:, None]
             if SUMMARY:
                 dt_sum += dt
             else:
-                Cv = tl.load(C_ptr + (bc_row + t) * N + n).to(tl.float32)
+                Cv = (bc >> 32).to(tl.int32).to(tl.float32, bitcast=True)
                 y = tl.sum(h * Cv[:, None], axis=0)
                 if HAS_D:
                     y += Dv * u
