@@ -55,3 +55,9 @@ def use_triton(*tensors: torch.Tensor | None, op: str | None = None) -> bool:
     if _flag("GENOMIX_FORCE_TRITON"):
         return True
     return _opted_in(op) and all(t.is_cuda for t in tensors if t is not None)
+
+
+def fftconv_path() -> str:
+    """Which fftconv path CUDA tensors take here ("triton" or "reference"), for benchmark records."""
+    probe = torch.empty(0, device="cuda") if torch.cuda.is_available() else None
+    return "triton" if probe is not None and use_triton(probe, op="fftconv") else "reference"

@@ -26,6 +26,7 @@ from typing import Any, Callable
 
 import torch
 
+from genomix.kernels.dispatch import fftconv_path
 from genomix.models import build
 from genomix.train.run import enable_activation_checkpointing
 
@@ -109,7 +110,7 @@ def measure(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
         "batch": batch, "seq_len": length, "checkpointing": not args.no_checkpointing,
         "precision": "bf16-mixed" if device.type == "cuda" else "fp32", "device": _device_name(device),
         "torch": torch.__version__, "memory_limit_gib": args.memory_limit_gib,
-        "fftconv_path": "reference" if os.environ.get("GENOMIX_FORCE_REFERENCE") else "dispatch default",
+        "fftconv_path": fftconv_path(),
     }
     model.train()
     step_s, peak = _timed(train_step_fn(model, optimizer, ids, device), device, args.repeats)
@@ -197,8 +198,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     if args.memory_limit_gib and args.device.startswith("cuda"):
-        total = torch.cuda.get_device_properties(torch.device(args.device)).total_memory
-        torch.cuda.set_per_process_memory_fraction(min(1.0, args.memory_limit_gib * 2**30 / total), torch.device(args.device))
+        index = torch.device(args.device).index or 0
+        total = torch.cuda.get_device_properties(index).total_memory
+        torch.cuda.set_per_process_memory_fraction(min(1.0, args.memory_limit_gib * 2**30 / total), index)
     result = measure(args, torch.device(args.device))
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "bench_pretrain.json"

@@ -8,7 +8,7 @@
 set -u
 : "${OUT:?set OUT to a results folder}"
 export PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$PWD" PYTHONUNBUFFERED=1
-STEPS="${STEPS:-hyena_forward pretrain_ref pretrain_triton scan fftconv m2}"
+STEPS="${STEPS:-hyena_forward pretrain_ref pretrain_triton scan fftconv profile m2}"
 mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.max.sm,temperature.gpu --format=csv > "$OUT/gpu.csv" 2>&1
 
@@ -33,5 +33,6 @@ if [ -f kernels/gpu_scan_variants.py ]; then SCAN=kernels/gpu_scan_variants.py; 
 step scan 110 python "$SCAN" --out "$OUT/scan"
 if [ -f kernels/gpu_fftconv_variants.py ]; then FFT=kernels/gpu_fftconv_variants.py; else FFT=kernels/bench_fftconv.py; fi
 step fftconv 110 python "$FFT" --out "$OUT/fftconv"
+step profile 70 python pipelines/profile_hyena.py --model hyenadna-large-1m --length 1048576 --out "$OUT/profile"
 step m2 70 python pipelines/bench_m2.py --models m2 m2-ref transformer --out "$OUT/m2"
 cat "$OUT/summary.txt"

@@ -1,0 +1,142 @@
+"""Where the time and memory of a HyenaDNA forward and training step go on the GPU, per operator.
+
+Builds a named HyenaDNA size (fresh weights, batch 1, bf16 autocast, per-block activation checkpointing
+for the training step, as ``genomix pretrain`` runs it), profiles one forward and one training step with
+``torch.profiler`` after a warm-up, and prints the operators with the most GPU time and the largest
+allocations. Writes ``profile_hyena.json`` (atomically) to ``--out``.
+
+    PYTHONPATH=. python pipelines/profile_hyena.py --model hyenadna-large-1m --length 1048576 --out DIR
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from genomix.kernels.dispatch import fftconv_path
+from genomix.models import build
+from genomix.train.run import enable_activation_checkpointing
+
+
+def _top(prof: profile, n: int) -> list[dict]:
+    """The ``n`` operators with the most self GPU time: name, calls, GPU ms, share, allocated GiB."""
+    events = [e for e in prof.key_averages() if e.self_device_time_total > 0]
+    total = sum(e.self_device_time_total for e in events) or 1.0
+    events.sort(key=lambda e: e.self_device_time_total, reverse=True)
+    return [
+        {"op": e.key[:80], "calls": e.count, "gpu_ms": e.self_device_time_total / 1e3,
+         "share": e.self_device_time_total / total, "alloc_gib": max(e.self_device_memory_usage, 0) / 2**30}
+        for e in events[:n]
+    ]
+
+
+def _profiled(fn: Callable[[], None], n: int) -> tuple[list[dict], float, float]:
+    fn()  # warm-up
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA], profile_memory=True) as prof:
+        fn()
+        torch.cuda.synchronize()
+    events = [e for e in prof.key_averages() if e.self_device_time_total > 0]
+    gpu_ms = sum(e.self_device_time_total for e in events) / 1e3
+    return _top(prof, n), gpu_ms, torch.cuda.max_memory_allocated() / 2**30
+
+
+def _print(title: str, rows: list[dict], gpu_ms: float, peak: float) -> None:
+    print(f"\n{title}: {gpu_ms:.1f} ms of GPU kernels, peak {peak:.2f} GiB")
+    print(f"{'op':<60} {'calls':>6} {'GPU ms':>9} {'share':>7}")
+    for r in rows:
+        print(f"{r['op'][:60]:<60} {r['calls']:>6} {r['gpu_ms']:>9.2f} {100 * r['share']:>6.1f}%")
+
+
+class ShiftedAddsShortConv(torch.nn.Module):
+    """The Hyena short causal depthwise conv (width K, left padding K-1, first L outputs) as K shifted
+    multiply-adds on the (B, C, L) input, for an A/B against cuDNN's grouped Conv1d."""
+
+    def __init__(self, conv: torch.nn.Conv1d) -> None:
+        super().__init__()
+        self.conv = conv
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = self.conv.weight[:, 0, :].to(x.dtype)  # (C, K)
+        width = weight.shape[1]
+        y = x * weight[:, width - 1, None] + self.conv.bias.to(x.dtype)[:, None]
+        for shift in range(1, width):
+            y[..., shift:] += x[..., :-shift] * weight[:, width - 1 - shift, None]
+        return y
+
+
+def _forward_ms(model: torch.nn.Module, ids: torch.Tensor, repeats: int = 3) -> tuple[float, torch.Tensor]:
+    with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+        logits = model(input_ids=ids).logits
+        times = []
+        for _ in range(repeats):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            model(input_ids=ids)
+            end.record()
+            torch.cuda.synchronize()
+            times.append(start.elapsed_time(end))
+    return sorted(times)[len(times) // 2], logits.float()
+
+
+def short_conv_ab(model: torch.nn.Module, ids: torch.Tensor) -> dict:
+    """Forward ms with cuDNN's grouped Conv1d vs shifted adds, and the relative difference of the logits."""
+    conv_ms, reference = _forward_ms(model, ids)
+    operators = [m for m in model.modules() if hasattr(m, "short_filter")]
+    originals = [op.short_filter for op in operators]
+    for op in operators:
+        op.short_filter = ShiftedAddsShortConv(op.short_filter)
+    shifted_ms, logits = _forward_ms(model, ids)
+    for op, conv in zip(operators, originals):
+        op.short_filter = conv
+    rel = float((logits - reference).norm() / reference.norm())
+    return {"conv1d_ms": conv_ms, "shifted_adds_ms": shifted_ms, "logits_rel_diff": rel}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="hyenadna-large-1m")
+    parser.add_argument("--length", type=int, default=1_048_576)
+    parser.add_argument("--top", type=int, default=18)
+    parser.add_argument("--out", type=Path, default=Path("."))
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    model = build(args.model, task="causal-lm", max_seq_len=args.length + 2).cuda()
+    ids = torch.randint(7, 11, (1, args.length), device="cuda")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def forward() -> None:
+        with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+            model(input_ids=ids)
+
+    def train_step() -> None:
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    result = {"model": args.model, "length": args.length, "device": torch.cuda.get_device_name(),
+              "fftconv_path": fftconv_path()}
+    model.eval()
+    result["short_conv_ab"] = short_conv_ab(model, ids)
+    print(json.dumps(result["short_conv_ab"]))
+    result["forward"] = dict(zip(("top", "gpu_ms", "peak_gib"), _profiled(forward, args.top)))
+    _print("forward", *result["forward"].values())
+    model.train()
+    enable_activation_checkpointing(model)
+    result["train_step"] = dict(zip(("top", "gpu_ms", "peak_gib"), _profiled(train_step, args.top)))
+    _print("training step (checkpointed blocks)", *result["train_step"].values())
+    args.out.mkdir(parents=True, exist_ok=True)
+    tmp = args.out / ".profile_hyena.json.tmp"
+    tmp.write_text(json.dumps(result, indent=1))
+    tmp.replace(args.out / "profile_hyena.json")
+
+
+if __name__ == "__main__":
+    main()
