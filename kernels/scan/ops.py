@@ -26,7 +26,8 @@ class Tiling:
     ``variant`` picks the forward kernel: ``"assoc"`` (:mod:`.triton_scan`, associative scan over
     (channels, N, steps) register tiles) or ``"seq"`` (:mod:`.triton_seq`, one step at a time with the
     (N, channels) state in registers, one channel per thread: use ``block_e = 32 * fwd_warps`` and a
-    ``chunk`` that is a multiple of 16). Both share the segment driver and the backward kernel.
+    ``chunk`` that is a multiple of 16). Both share the segment driver and the backward kernel; the
+    backward's segmentation target is ``bwd_target_programs`` (default: ``target_programs``).
     """
 
     block_e: int = 4
@@ -36,6 +37,7 @@ class Tiling:
     fwd_warps: int = 4
     bwd_warps: int = 4
     variant: str = "assoc"
+    bwd_target_programs: int | None = None
 
 
 #: The tiling used when none is given. The candidate replacement measured by
@@ -43,7 +45,10 @@ class Tiling:
 DEFAULT_TILING = Tiling()
 
 #: The sequential-step forward at its expected best setting (one channel per thread, 4 warps).
-SEQ_TILING = Tiling(block_e=128, chunk=128, target_programs=2048, bwd_block_e=16, bwd_warps=8, variant="seq")
+#: Its backward is the default's (same kernel, tile and segmentation), so fwd+bwd differences between the
+#: two come from the forward alone and the backward kernel compiles once for both.
+SEQ_TILING = Tiling(block_e=128, chunk=128, target_programs=2048, bwd_block_e=4, bwd_warps=4, variant="seq",
+                    bwd_target_programs=8192)
 
 
 def plan_segments(batch: int, channel_blocks: int, n_chunks: int, target: int) -> tuple[int, int]:
@@ -173,7 +178,8 @@ class SelectiveScanFn(torch.autograd.Function):
         dD = torch.zeros_like(D, dtype=torch.float32) if D is not None else None
         dbias = torch.zeros_like(delta_bias, dtype=torch.float32) if delta_bias is not None else None
         dummy = dA
-        per_seg, n_segs = plan_segments(batch, triton.cdiv(channels, block_e), n_chunks, tiling.target_programs)
+        per_seg, n_segs = plan_segments(batch, triton.cdiv(channels, block_e), n_chunks,
+                                        tiling.bwd_target_programs or tiling.target_programs)
         grid = (batch, triton.cdiv(channels, block_e), n_segs)
 
         def launch(summary, seg_a, seg_g, carry):
