@@ -9,8 +9,8 @@
    NaN blocks of the outputs' sizes first, so an element a kernel forgets to write shows up as NaN.
 2. Old (``ops.DEFAULT_TILING``) vs new tilings at L = 64K and 1M (B=1, E=512, N=16, bf16, with D, z,
    Δ-bias): forward and forward+backward medians from ``triton.testing.do_bench``, each against the HBM
-   floor from the copy bandwidth measured in this run; the new forward's output and last state are
-   compared with the old one's at the same shapes. Old vs the expected best first; the fp32 backward
+   floor from the copy bandwidth measured in this run; the new tilings' output, last state and all
+   gradients are compared with the old one's at the same shapes and seeds. Old vs the expected best first; the fp32 backward
    check and the other tilings only while the time budget (``--budget-s``, compiles included) lasts.
 Every tiling runs under try/except: one that fails to compile or run is recorded and skipped. The JSON
 (``--out``/scan_variants.json) is rewritten after each step; a summary table is printed last.
@@ -35,6 +35,8 @@ DEVICE = "cuda"
 #: New-variant tilings measured against the current default (the first is the expected best).
 SEQ_CANDIDATES = [
     SEQ_TILING,
+    # chunk 32: the backward's (4, 16, 32) tiles do not spill (offline sm_90 compile), (4, 16, 128) do
+    dataclasses.replace(SEQ_TILING, chunk=32),
     dataclasses.replace(SEQ_TILING, target_programs=1024),
     dataclasses.replace(SEQ_TILING, target_programs=4096),
     dataclasses.replace(SEQ_TILING, block_e=64, fwd_warps=2),
@@ -111,30 +113,36 @@ def correctness(tiling: Tiling, cases: list[tuple[torch.dtype, dict, bool]]) -> 
     return rows
 
 
-def timing(length: int, tiling: Tiling, bandwidth: float, baseline: tuple | None) -> dict:
-    """Forward and forward+backward medians at (B=1, E=512, N=16, bf16); with ``baseline`` (the
-    default tiling's output and last state on the same inputs), the forward's deviation from it."""
+def timing(length: int, tiling: Tiling, bandwidth: float, baseline: dict | None) -> tuple[dict, dict]:
+    """Forward and forward+backward medians at (B=1, E=512, N=16, bf16, seeded inputs and output
+    gradient). Returns the row and this tiling's output, last state and gradients; with ``baseline``
+    (those of the default tiling) the row also holds the largest relative deviations from it."""
     import triton.testing
 
     inputs = make_inputs(length)
+    grad = torch.randn(inputs[0].shape, device=DEVICE, generator=torch.Generator(device=DEVICE).manual_seed(1))
+    grad = grad.to(inputs[0].dtype)
     scan = lambda *a: selective_scan_triton(*a, return_last_state=True, tiling=tiling)  # noqa: E731
-    row: dict = {"L": length, **dataclasses.asdict(tiling)}
-    with torch.no_grad():
-        out, last = scan(*inputs)
-        if baseline is not None:
-            row["out_vs_default"] = _rel(out, baseline[0])
-            row["last_vs_default"] = _rel(last, baseline[1])
-        del out, last
-        row["fwd_ms"] = triton.testing.do_bench(lambda: scan(*inputs), warmup=5, rep=40)
     leaves = [t.detach().clone().requires_grad_() for t in inputs]
-    grad = torch.randn_like(inputs[0])
+    out, last = scan(*leaves)
+    out.backward(grad)
+    result = dict(out=out.detach(), last=last, grads=[t.grad for t in leaves])
+    row: dict = {"L": length, **dataclasses.asdict(tiling)}
+    if baseline is not None:
+        row["out_vs_default"] = _rel(out, baseline["out"])
+        row["last_vs_default"] = _rel(last, baseline["last"])
+        row["grads_vs_default"] = max(_rel(x, y) for x, y in zip(result["grads"], baseline["grads"]))
+    for t in leaves:
+        t.grad = None
+    with torch.no_grad():
+        row["fwd_ms"] = triton.testing.do_bench(lambda: scan(*inputs), warmup=5, rep=40)
     row["fwd_bwd_ms"] = triton.testing.do_bench(lambda: scan(*leaves)[0].backward(grad), warmup=2, rep=30,
                                                 grad_to_none=leaves)
     row["bwd_ms"] = row["fwd_bwd_ms"] - row["fwd_ms"]
     fwd_bytes, bwd_bytes = floor_bytes(length, 512, 16)
     row["fwd_x_floor"] = row["fwd_ms"] / (fwd_bytes / bandwidth * 1e3)
     row["bwd_x_floor"] = row["bwd_ms"] / (bwd_bytes / bandwidth * 1e3)
-    return row
+    return row, result
 
 
 def _label(t: Tiling) -> str:
@@ -167,10 +175,10 @@ def main() -> int:
 
     def measure(length: int, tiling: Tiling) -> None:
         try:
+            row, result = timing(length, tiling, bandwidth, None if tiling is DEFAULT_TILING else baselines.get(length))
             if tiling is DEFAULT_TILING:
-                with torch.no_grad():
-                    baselines[length] = selective_scan_triton(*make_inputs(length), return_last_state=True, tiling=tiling)
-            row = timing(length, tiling, bandwidth, None if tiling is DEFAULT_TILING else baselines.get(length))
+                baselines[length] = result
+            del result
         except Exception:
             row = {"L": length, **dataclasses.asdict(tiling), "error": traceback.format_exc()[-1500:]}
             print("ERROR", _label(tiling), row["error"], flush=True)
@@ -181,13 +189,16 @@ def main() -> int:
 
     # Most important first: bf16 correctness, old vs expected-best new at both lengths; then, each only
     # if started early enough to end within the budget, the fp32 backward check (it compiles the
-    # backward kernel anew, tens of seconds) and the other tilings (small forward compiles each).
+    # backward kernel anew, tens of seconds) and the other tilings (small forward compiles each, or a
+    # backward compile for a new chunk length).
     always, budget = float("inf"), args.budget_s
     steps = [("correctness bf16 + fp32 forward", always, lambda: check(BF16_CASES))]
     steps += [(f"{_label(t)} L={L}", always, lambda L=L, t=t: measure(L, t))
               for L in (1 << 20, 65536) for t in (DEFAULT_TILING, SEQ_TILING)]
     steps += [("correctness fp32 backward", budget - 60, lambda: check(FP32_BACKWARD_CASES))]
-    steps += [(f"{_label(t)} L={L}", budget - 10, lambda L=L, t=t: measure(L, t))
+    new_bwd = lambda t: (t.chunk, t.bwd_block_e, t.bwd_warps) != (SEQ_TILING.chunk, SEQ_TILING.bwd_block_e,  # noqa: E731
+                                                                   SEQ_TILING.bwd_warps)
+    steps += [(f"{_label(t)} L={L}", budget - (45 if new_bwd(t) else 10), lambda L=L, t=t: measure(L, t))
               for L in (1 << 20, 65536) for t in SEQ_CANDIDATES[1:]]
     for name, latest_start, step in steps:
         if time.perf_counter() - t0 > latest_start:
@@ -211,7 +222,7 @@ def main() -> int:
         if "error" in r:
             print(f"{r['L']:>8} {label:<34} failed: {r['error'].strip().splitlines()[-1][:60]}")
             continue
-        dev = f"{r['out_vs_default']:.0e}" if "out_vs_default" in r else "-"
+        dev = f"{max(r['out_vs_default'], r['grads_vs_default']):.0e}" if "out_vs_default" in r else "-"
         print(f"{r['L']:>8} {label:<34} {r['fwd_ms']:8.3f} {r['fwd_bwd_ms']:8.2f} {r['bwd_ms']:8.2f} "
               f"{r['fwd_x_floor']:7.1f}x {r['bwd_x_floor']:7.1f}x {dev:>8}")
     return 0
