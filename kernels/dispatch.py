@@ -39,7 +39,9 @@ def interpreting() -> bool:
 # Ops whose Triton kernel is the default on CUDA. A kernel is listed only while BENCHMARKS.md shows it
 # beating its PyTorch reference on the GPU at the sizes the models use: a user should never get a slower
 # path for asking nothing. The others stay one environment variable away (GENOMIX_TRITON_OPS=fftconv).
-TRITON_BY_DEFAULT = frozenset({"fftconv", "selective_scan"})
+# fftconv is not listed: its Triton kernels lose to cuFFT (0.42x at L=1M alone, 0.67x in a HyenaDNA
+# large-1m forward, 1.8x slower training step; BENCHMARKS.md, "Long FFT convolution").
+TRITON_BY_DEFAULT = frozenset({"selective_scan"})
 
 
 def _opted_in(op: str | None) -> bool:

@@ -3,7 +3,8 @@
 For each sequence length L the script times one forward+backward step (bf16 autocast, fp32 params,
 next-token loss) of
 
-- ``m2``: the causal M2 LM with the ``genomix.kernels.fftconv`` dispatch (Triton on CUDA when present),
+- ``m2``: the causal M2 LM with the Triton ``fftconv`` kernels (opted in with ``GENOMIX_TRITON_OPS=fftconv``,
+  which this script sets: the dispatch's default on CUDA is the reference, see kernels/dispatch.py),
 - ``m2-ref``: the same model forced onto the PyTorch reference FFT convolution
   (``GENOMIX_FORCE_REFERENCE=1``), so the kernel's share of the speed-up is visible,
 - ``m2-bert``: the bidirectional M2 masked LM (same width/depth, ``fftconv(bidirectional=True)``),
@@ -188,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--heads", type=int, default=4)
     ap.add_argument("--models", nargs="+", default=["m2", "m2-ref", "m2-dense", "m2-blockdiag", "m2-bert", "transformer"])
     args = ap.parse_args(argv)
+    os.environ["GENOMIX_TRITON_OPS"] = "fftconv"  # every M2 row but m2-ref takes the Triton kernels
     if not torch.cuda.is_available():
         print("bench_m2 needs a CUDA GPU", file=sys.stderr)
         return 2

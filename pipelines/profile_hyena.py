@@ -53,51 +53,6 @@ def _print(title: str, rows: list[dict], gpu_ms: float, peak: float) -> None:
         print(f"{r['op'][:60]:<60} {r['calls']:>6} {r['gpu_ms']:>9.2f} {100 * r['share']:>6.1f}%")
 
 
-class ShiftedAddsShortConv(torch.nn.Module):
-    """The Hyena short causal depthwise conv (width K, left padding K-1, first L outputs) as K shifted
-    multiply-adds on the (B, C, L) input, for an A/B against cuDNN's grouped Conv1d."""
-
-    def __init__(self, conv: torch.nn.Conv1d) -> None:
-        super().__init__()
-        self.conv = conv
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weight = self.conv.weight[:, 0, :].to(x.dtype)  # (C, K)
-        width = weight.shape[1]
-        y = x * weight[:, width - 1, None] + self.conv.bias.to(x.dtype)[:, None]
-        for shift in range(1, width):
-            y[..., shift:] += x[..., :-shift] * weight[:, width - 1 - shift, None]
-        return y
-
-
-def _forward_ms(model: torch.nn.Module, ids: torch.Tensor, repeats: int = 3) -> tuple[float, torch.Tensor]:
-    with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
-        logits = model(input_ids=ids).logits
-        times = []
-        for _ in range(repeats):
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            model(input_ids=ids)
-            end.record()
-            torch.cuda.synchronize()
-            times.append(start.elapsed_time(end))
-    return sorted(times)[len(times) // 2], logits.float()
-
-
-def short_conv_ab(model: torch.nn.Module, ids: torch.Tensor) -> dict:
-    """Forward ms with cuDNN's grouped Conv1d vs shifted adds, and the relative difference of the logits."""
-    conv_ms, reference = _forward_ms(model, ids)
-    operators = [m for m in model.modules() if hasattr(m, "short_filter")]
-    originals = [op.short_filter for op in operators]
-    for op in operators:
-        op.short_filter = ShiftedAddsShortConv(op.short_filter)
-    shifted_ms, logits = _forward_ms(model, ids)
-    for op, conv in zip(operators, originals):
-        op.short_filter = conv
-    rel = float((logits - reference).norm() / reference.norm())
-    return {"conv1d_ms": conv_ms, "shifted_adds_ms": shifted_ms, "logits_rel_diff": rel}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="hyenadna-large-1m")
@@ -124,8 +79,6 @@ def main() -> None:
     result = {"model": args.model, "length": args.length, "device": torch.cuda.get_device_name(),
               "fftconv_path": fftconv_path()}
     model.eval()
-    result["short_conv_ab"] = short_conv_ab(model, ids)
-    print(json.dumps(result["short_conv_ab"]))
     result["forward"] = dict(zip(("top", "gpu_ms", "peak_gib"), _profiled(forward, args.top)))
     _print("forward", *result["forward"].values())
     model.train()
