@@ -60,8 +60,9 @@ def _poison(shapes: list[tuple[tuple[int, ...], torch.dtype]]) -> None:
 
 
 #: Correctness cases: (dtype, shape and features, whether the backward is checked too). The bf16 one with
-#: backward has the benchmark's flags and divisibilities (E, L multiples of 16), so it reuses the
-#: benchmark's compiled kernels; L = 4112 still ends in a partial chunk. Forward-only cases cover the
+#: backward has the benchmark's flags and divisibilities (E, L multiples of 16; the segmentation counts
+#: are not specialised on), so it compiles the kernels the benchmark reuses; L = 4112 still ends in a
+#: partial chunk. Forward-only cases cover the
 #: other features cheaply (the forward kernels are small to compile); the fp32 backward comes last.
 BF16_CASES = [
     (torch.bfloat16, dict(batch=2, E=512, N=16, L=4112, groups=None, z=True, D=True, bias=True), True),

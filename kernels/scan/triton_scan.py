@@ -51,7 +51,12 @@ def _load_dt(dt_ptr, offs, mask, bias, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.cons
     return raw, tl.where(mask, dt, 0.0)
 
 
-@triton.jit
+# The segmentation counts change with L and the tiling; not specialising on them (their divisibility
+# never reaches an address: every use is scaled by N or T) lets one compiled kernel serve all lengths.
+_SEGMENT_ARGS = ["n_chunks", "chunks_per_seg", "n_segs"]
+
+
+@triton.jit(do_not_specialize=_SEGMENT_ARGS)
 def _scan_fwd_kernel(
     u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, out_ptr, states_ptr, last_ptr,
     seg_a_ptr, seg_h_ptr, carry_ptr,
@@ -139,7 +144,7 @@ def _segment_carry_kernel(
         x = a * x + h
 
 
-@triton.jit
+@triton.jit(do_not_specialize=_SEGMENT_ARGS)
 def _scan_bwd_kernel(
     u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, dout_ptr, states_ptr,
     du_ptr, ddt_ptr, dz_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dbias_ptr,

@@ -27,13 +27,15 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
+from .triton_scan import _SEGMENT_ARGS
+
 
 @triton.jit
 def _softplus(x):
     return tl.where(x <= 20.0, tl.log(1.0 + tl.exp(x)), x)
 
 
-@triton.jit(do_not_specialize=["state_stride"])
+@triton.jit(do_not_specialize=["state_stride", *_SEGMENT_ARGS])
 def _seq_fwd_kernel(
     u_ptr, dt_ptr, At_ptr, BC_ptr, D_ptr, z_ptr, bias_ptr, out_ptr, states_ptr, last_ptr,
     seg_a_ptr, seg_h_ptr, carry_ptr,
