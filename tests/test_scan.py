@@ -99,11 +99,13 @@ def test_segmented_scan_matches_reference(case, tiling):
 @pytest.mark.parametrize(
     "case,tiling",
     [
-        (dict(), dict(block_e=4, chunk=16, target_programs=6)),  # z, D, Δ-bias; 3 segments, ragged L and E
+        (dict(L=24), dict(block_e=4, chunk=16, target_programs=4)),  # z, D, Δ-bias; 2 segments, ragged L and E
         (dict(L=40, groups=2, E=8, z=False, D=False, bias=False), dict(block_e=4, chunk=32, target_programs=1)),
-        (dict(L=33, E=4, dtype=torch.bfloat16), dict(block_e=4, chunk=16, target_programs=2)),
+        (dict(L=45, E=6), dict(block_e=4, chunk=16, target_programs=4, tile_io=True)),  # ragged 8-step tiles
+        (dict(L=35, groups=2, E=8, z=False, bias=False, dtype=torch.bfloat16),
+         dict(block_e=4, chunk=32, target_programs=1, tile_io=True)),
     ],
-    ids=["all-features-segmented", "bare-grouped-BC", "bf16"],
+    ids=["all-features-segmented", "bare-grouped-BC", "tiled-io-segmented", "tiled-io-grouped-bf16"],
 )
 def test_seq_variant_matches_reference(case, tiling):
     """The sequential-step forward ("seq") gives the reference's outputs, last state and gradients."""

@@ -28,6 +28,8 @@ class Tiling:
     (N, channels) state in registers, one channel per thread: use ``block_e = 32 * fwd_warps`` and a
     ``chunk`` that is a multiple of 16). Both share the segment driver and the backward kernel; the
     backward's segmentation target is ``bwd_target_programs`` (default: ``target_programs``).
+    ``tile_io`` ("seq" only): read u, Δ, z and write outputs in 8-step tiles (vector loads/stores, each
+    thread holding its channel's steps) instead of one strided element per thread and step.
     """
 
     block_e: int = 4
@@ -38,17 +40,18 @@ class Tiling:
     bwd_warps: int = 4
     variant: str = "assoc"
     bwd_target_programs: int | None = None
+    tile_io: bool = False
 
 
 #: The tiling used when none is given. The candidate replacement measured by
 #: kernels/gpu_scan_variants.py is :data:`SEQ_TILING`.
 DEFAULT_TILING = Tiling()
 
-#: The sequential-step forward at its expected best setting (one channel per thread, 4 warps).
+#: The sequential-step forward at its expected best setting (one channel per thread, 4 warps, tiled I/O).
 #: Its backward is the default's (same kernel, tile and segmentation), so fwd+bwd differences between the
 #: two come from the forward alone and the backward kernel compiles once for both.
 SEQ_TILING = Tiling(block_e=128, chunk=128, target_programs=2048, bwd_block_e=4, bwd_warps=4, variant="seq",
-                    bwd_target_programs=8192)
+                    bwd_target_programs=8192, tile_io=True)
 
 
 def plan_segments(batch: int, channel_blocks: int, n_chunks: int, target: int) -> tuple[int, int]:
@@ -109,11 +112,11 @@ def _launch_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, save_states
         raise ValueError(f"unknown selective-scan variant {tiling.variant!r} (expected 'assoc' or 'seq')")
     if tiling.variant == "seq" and tiling.chunk % 16:
         raise ValueError(f"the 'seq' variant needs a chunk that is a multiple of 16, got {tiling.chunk}")
-    if tiling.variant == "seq":  # A as (N, E) times log2(e); B and C packed; state stride 1
-        A_k = (A.float() * 1.4426950408889634).t().contiguous()
-        kernel, BC_k, extra = _seq_fwd_kernel, (pack_bc(B, C),), (1,)
+    if tiling.variant == "seq":  # A times log2(e); B and C packed; state stride 1
+        A_k = (A.float() * 1.4426950408889634).contiguous()
+        kernel, BC_k, extra, flags = _seq_fwd_kernel, (pack_bc(B, C),), (1,), dict(TILE_IO=tiling.tile_io)
     else:
-        kernel, A_k, BC_k, extra = _scan_fwd_kernel, A, (B, C), ()
+        kernel, A_k, BC_k, extra, flags = _scan_fwd_kernel, A, (B, C), (), {}
     batch, channels, length = u.shape
     groups, n_state = B.shape[1], B.shape[2]
     block_e, chunk = _tile(channels, groups, tiling.block_e), tiling.chunk
@@ -131,7 +134,7 @@ def _launch_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, save_states
             delta_bias if delta_bias is not None else dummy, out, states if save_states else dummy, last,
             seg_a, seg_h, carry, channels, length, groups, n_chunks, per_seg, n_segs, *extra,
             SAVE_STATES=save_states, SUMMARY=summary, N=n_state, BLOCK_E=block_e, T=chunk,
-            num_warps=tiling.fwd_warps, **_flags(D, z, delta_bias, delta_softplus),
+            num_warps=tiling.fwd_warps, **flags, **_flags(D, z, delta_bias, delta_softplus),
         )
 
     if n_segs == 1:

@@ -35,42 +35,94 @@ def _softplus(x):
     return tl.where(x <= 20.0, tl.log(1.0 + tl.exp(x)), x)
 
 
+SUB: tl.constexpr = tl.constexpr(8)
+
+
+@triton.jit
+def _sub_tile(h, dt_sum, A2, bias, Dv, u_ptr, dt_ptr, z_ptr, out_ptr, BC_ptr, row, emask, bc_row, t0, L,
+              HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+              SUMMARY: tl.constexpr, N: tl.constexpr):
+    """``SUB`` = 8 steps from ``t0`` with tiled I/O: u, Δ (and z) are loaded as (SUB, BLOCK_E) tiles with
+    time along the rows; in bf16 a column is 16 bytes, which the compiler gives to one thread as one
+    vector load, so each thread holds its own channel's steps (fp32 tiles straddle two threads: correct,
+    but with shuffles). Step ``j`` picks row ``j`` with a compile-time mask (folds to a register read in
+    the unrolled loop) and puts its output into row ``j`` of the output tile, stored once per tile.
+    Returns the state and the running sum of Δ."""
+    rows = tl.arange(0, SUB)
+    n = tl.arange(0, N)
+    t = t0 + rows
+    m = (t < L)[:, None] & emask[None, :]
+    offs = row[None, :] + t[:, None]
+    u = tl.load(u_ptr + offs, mask=m, other=0.0).to(tl.float32)
+    dt = tl.load(dt_ptr + offs, mask=m, other=0.0).to(tl.float32)
+    if HAS_BIAS:
+        dt = dt + bias[None, :]
+    if SOFTPLUS:
+        dt = _softplus(dt)
+    dt = tl.where(m, dt, 0.0)  # a = 1, b = 0 past the end
+    dtu = dt * u
+    y = tl.zeros_like(u)
+    for j in tl.static_range(SUB):
+        pick = rows[:, None] == j
+        dt_j = tl.sum(tl.where(pick, dt, -0.0), axis=0)  # -0.0: x + (-0.0) == x folds away
+        dtu_j = tl.sum(tl.where(pick, dtu, -0.0), axis=0)
+        bc = tl.load(BC_ptr + (bc_row + t0 + j) * N + n, mask=(n * 0 + t0 + j) < L, other=0)
+        Bv = bc.to(tl.int32).to(tl.float32, bitcast=True)
+        h = tl.exp2(dt_j[None, :] * A2) * h + dtu_j[None, :] * Bv[:, None]
+        if not SUMMARY:
+            Cv = (bc >> 32).to(tl.int32).to(tl.float32, bitcast=True)
+            y = tl.where(pick, tl.sum(h * Cv[:, None], axis=0)[None, :], y)
+    if SUMMARY:
+        dt_sum += tl.sum(dt, axis=0)
+    else:
+        if HAS_D:
+            y += Dv[None, :] * u
+        if HAS_Z:
+            zv = tl.load(z_ptr + offs, mask=m, other=0.0).to(tl.float32)
+            y = y * zv * tl.sigmoid(zv)
+        tl.store(out_ptr + offs, y.to(out_ptr.dtype.element_ty), mask=m)
+    return h, dt_sum
+
+
 @triton.jit(do_not_specialize=["state_stride", *_SEGMENT_ARGS])
 def _seq_fwd_kernel(
-    u_ptr, dt_ptr, At_ptr, BC_ptr, D_ptr, z_ptr, bias_ptr, out_ptr, states_ptr, last_ptr,
+    u_ptr, dt_ptr, A2_ptr, BC_ptr, D_ptr, z_ptr, bias_ptr, out_ptr, states_ptr, last_ptr,
     seg_a_ptr, seg_h_ptr, carry_ptr,
     E, L, G, n_chunks, chunks_per_seg, n_segs, state_stride,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-    SAVE_STATES: tl.constexpr, SUMMARY: tl.constexpr,
+    SAVE_STATES: tl.constexpr, SUMMARY: tl.constexpr, TILE_IO: tl.constexpr,
     N: tl.constexpr, BLOCK_E: tl.constexpr, T: tl.constexpr,
 ):
     """One (sequence, channel block, segment) per program, arguments as in
-    :func:`.triton_scan._scan_fwd_kernel` except ``At``: A transposed to (N, E) and scaled by log2(e);
+    :func:`.triton_scan._scan_fwd_kernel` except ``A2``: A (E, N) scaled by log2(e);
     ``BC``: B and C packed into one int64 per (batch, group, step, state), (batch, G, L, N), with B's
     fp32 bits in the low and C's in the high word (:func:`.ops.pack_bc`);
-    and ``state_stride`` (always 1, the stride of the state axis in the state buffers): an unspecialised
-    argument, so that the compiler does not lay the (N, BLOCK_E) state out along N for those few
-    accesses and keeps every thread's N states in its own registers in the step loop.
+    and ``state_stride`` (always 1, the stride of the state axis in A and the state buffers): an
+    unspecialised argument, so that the compiler sees no contiguity in those few (N, BLOCK_E) accesses,
+    does not pick their layout for the state (N or E spread over lanes and warps, with shuffles and
+    barriers in every step), and keeps every thread's N states in its own registers.
     ``SUMMARY``: scan the segment from a zero state and store its end state and total decay (pass 1).
-    Otherwise start from the carry and write outputs, chunk-start states and the final state (pass 2)."""
+    Otherwise start from the carry and write outputs, chunk-start states and the final state (pass 2).
+    ``TILE_IO``: read u, Δ, z and write the output in (8, BLOCK_E) sub-tiles (:func:`_sub_tile`)
+    instead of one strided element per thread and step."""
     pid_b = tl.program_id(0).to(tl.int64)
     seg = tl.program_id(2)
     e = tl.program_id(1) * BLOCK_E + tl.arange(0, BLOCK_E)
     emask = e < E
     n = tl.arange(0, N)
-    A2 = tl.load(At_ptr + n[:, None] * E + e[None, :], mask=emask[None, :], other=0.0)  # (N, BLOCK_E)
+    sn = n[:, None] * state_stride
+    A2 = tl.load(A2_ptr + e[None, :] * N + sn, mask=emask[None, :], other=0.0)  # (N, BLOCK_E)
     # Disabled features get a dummy pointer with at least E elements; their values are never used.
     bias = tl.load(bias_ptr + e, mask=emask, other=0.0).to(tl.float32)
     Dv = tl.load(D_ptr + e, mask=emask, other=0.0).to(tl.float32)
     group = (tl.program_id(1) * BLOCK_E) // (E // G)  # all channels of a program share a group
     bc_row = (pid_b * G + group) * L
     row = pid_b * E * L + e.to(tl.int64) * L
-    sn = n[:, None] * state_stride
     state_off = (pid_b * E + e[None, :].to(tl.int64)) * n_chunks * N + sn
     seg_off = ((pid_b * E + e[None, :].to(tl.int64)) * n_segs + seg) * N + sn
+    dt_sum = tl.zeros((BLOCK_E,), dtype=tl.float32)  # the summary pass's total decay exponent
     if SUMMARY:
         h = tl.zeros((N, BLOCK_E), dtype=tl.float32)
-        dt_sum = tl.zeros((BLOCK_E,), dtype=tl.float32)
     else:
         h = tl.load(carry_ptr + seg_off, mask=emask[None, :], other=0.0)
     c_start = seg * chunks_per_seg
@@ -79,27 +131,32 @@ def _seq_fwd_kernel(
         if not SUMMARY:
             if SAVE_STATES:
                 tl.store(states_ptr + state_off + c * N, h, mask=emask[None, :])
-        for t in range(c * T, tl.minimum(c * T + T, L)):
-            u = tl.load(u_ptr + row + t, mask=emask, other=0.0).to(tl.float32)
-            dt = tl.load(dt_ptr + row + t, mask=emask, other=0.0).to(tl.float32)
-            if HAS_BIAS:
-                dt = dt + bias
-            if SOFTPLUS:
-                dt = _softplus(dt)
-            bc = tl.load(BC_ptr + (bc_row + t) * N + n)  # one 8-byte load per state for B_t and C_t
-            Bv = bc.to(tl.int32).to(tl.float32, bitcast=True)
-            h = tl.exp2(dt[None, :] * A2) * h + (dt * u)[None, :] * Bv[:, None]
-            if SUMMARY:
-                dt_sum += dt
-            else:
-                Cv = (bc >> 32).to(tl.int32).to(tl.float32, bitcast=True)
-                y = tl.sum(h * Cv[:, None], axis=0)
-                if HAS_D:
-                    y += Dv * u
-                if HAS_Z:
-                    zv = tl.load(z_ptr + row + t, mask=emask, other=0.0).to(tl.float32)
-                    y = y * zv * tl.sigmoid(zv)
-                tl.store(out_ptr + row + t, y.to(out_ptr.dtype.element_ty), mask=emask)
+        if TILE_IO:
+            for s in range(0, tl.cdiv(tl.minimum(T, L - c * T), SUB)):
+                h, dt_sum = _sub_tile(h, dt_sum, A2, bias, Dv, u_ptr, dt_ptr, z_ptr, out_ptr, BC_ptr, row, emask,
+                                      bc_row, c * T + s * SUB, L, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, SUMMARY, N)
+        else:
+            for t in range(c * T, tl.minimum(c * T + T, L)):
+                u = tl.load(u_ptr + row + t, mask=emask, other=0.0).to(tl.float32)
+                dt = tl.load(dt_ptr + row + t, mask=emask, other=0.0).to(tl.float32)
+                if HAS_BIAS:
+                    dt = dt + bias
+                if SOFTPLUS:
+                    dt = _softplus(dt)
+                bc = tl.load(BC_ptr + (bc_row + t) * N + n)  # one 8-byte load per state for B_t and C_t
+                Bv = bc.to(tl.int32).to(tl.float32, bitcast=True)
+                h = tl.exp2(dt[None, :] * A2) * h + (dt * u)[None, :] * Bv[:, None]
+                if SUMMARY:
+                    dt_sum += dt
+                else:
+                    Cv = (bc >> 32).to(tl.int32).to(tl.float32, bitcast=True)
+                    y = tl.sum(h * Cv[:, None], axis=0)
+                    if HAS_D:
+                        y += Dv * u
+                    if HAS_Z:
+                        zv = tl.load(z_ptr + row + t, mask=emask, other=0.0).to(tl.float32)
+                        y = y * zv * tl.sigmoid(zv)
+                    tl.store(out_ptr + row + t, y.to(out_ptr.dtype.element_ty), mask=emask)
     if SUMMARY:
         tl.store(seg_a_ptr + seg_off, tl.exp2(A2 * dt_sum[None, :]), mask=emask[None, :])
         tl.store(seg_h_ptr + seg_off, h, mask=emask[None, :])
