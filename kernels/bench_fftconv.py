@@ -7,6 +7,9 @@ bf16, read the filter once, at the device-to-device copy bandwidth measured in t
 Prints a table last and writes JSON to ``--out``.
 
     PYTHONPATH=. python kernels/bench_fftconv.py --out OUTDIR [--lengths 4096 32768 ...]
+
+The Triton variant is ``plan.current_tuning()`` (``GENOMIX_FFTCONV_VARIANT=v1|v2`` overrides the
+default); ``kernels/gpu_fftconv_variants.py`` compares the variants in one run.
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ import torch
 import triton.testing
 
 from genomix.kernels.fftconv import fftconv_ref, fftconv_triton
+from genomix.kernels.fftconv.plan import current_tuning
 
 SHAPES = {4096: (256, 256), 32768: (32, 256), 262144: (4, 256), 1 << 20: (1, 256), 1 << 22: (1, 64)}
 
@@ -114,6 +118,7 @@ def main() -> int:
     prof = breakdown(args.breakdown, *SHAPES.get(args.breakdown, (1, 256))) if args.breakdown else []
     result = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "triton": triton.__version__,
               "copy_bandwidth_TBps": bw / 1e12, "max_row": os.environ.get("GENOMIX_FFTCONV_MAX_ROW", "4096"),
+              "tuning": repr(current_tuning()),
               "rows": rows, "breakdown_L": args.breakdown, "breakdown": prof}
     path = os.path.join(args.out, "bench_fftconv.json")
     with open(path + ".tmp", "w") as fh:

@@ -4,7 +4,8 @@ Fresh random inputs for every case, non-decaying (white-noise) filters, gates an
 causal and bidirectional, odd and non-power-of-two lengths, both the on-chip and the multi-pass path.
 Forward outputs are written into a NaN-poisoned buffer (every element must be overwritten); forward
 and every gradient are compared with a float64 reference by relative L2 error (fp32 <= 1e-4,
-bf16 <= 1e-2). Prints a table last and writes JSON to ``--out``.
+bf16 <= 1e-2). The variant is ``plan.current_tuning()`` (``GENOMIX_FFTCONV_VARIANT=v2`` to check v2).
+Prints a table last and writes JSON to ``--out``.
 
     PYTHONPATH=. python kernels/gpu_check_fftconv.py --out OUTDIR
 """
@@ -18,9 +19,9 @@ import time
 import torch
 
 from genomix.kernels.fftconv import fftconv, fftconv_ref
-from genomix.kernels.fftconv.autograd import _precision
+from genomix.kernels.fftconv.autograd import _precision, _spectrum
 from genomix.kernels.fftconv.ops import conv_apply
-from genomix.kernels.fftconv.plan import filter_spectrum, make_plan
+from genomix.kernels.fftconv.plan import current_tuning, make_plan
 
 CASES = [  # (B, H, L, bidirectional, gates)
     (4, 16, 4096, False, True),
@@ -53,9 +54,10 @@ def check(B: int, H: int, L: int, bid: bool, gates: bool, dtype: torch.dtype) ->
     ts = inputs(B, H, L, bid, gates, dtype)
     u, k, D, pre, post = ts
     plan = make_plan(L)
-    spec = filter_spectrum(k, plan, bid)
+    prec, tuning = _precision(dtype, False), current_tuning()
+    spec = _spectrum(k, plan, bid, prec, tuning)
     poisoned = torch.full((B, H, L), float("nan"), device="cuda", dtype=dtype)
-    conv_apply(u, pre, D, post, spec, plan, dtype, _precision(dtype, False), out=poisoned)
+    conv_apply(u, pre, D, post, spec, plan, dtype, prec, tuning, out=poisoned)
     unwritten = int(torch.isnan(poisoned).sum())
     leaves = [t.detach().clone().requires_grad_() if t is not None else None for t in ts]
     y = fftconv(*leaves, bidirectional=bid)
@@ -97,7 +99,8 @@ def main() -> int:
             torch.cuda.empty_cache()
     path = os.path.join(args.out, "gpu_check_fftconv.json")
     with open(path + ".tmp", "w") as f:
-        json.dump({"device": torch.cuda.get_device_name(), "torch": torch.__version__, "rows": rows}, f, indent=1)
+        json.dump({"device": torch.cuda.get_device_name(), "torch": torch.__version__,
+                   "tuning": repr(current_tuning()), "rows": rows}, f, indent=1)
     os.replace(path + ".tmp", path)
     print(f"{'dtype':>8} {'B':>2} {'H':>3} {'L':>8} {'bid':>4} {'gate':>4} {'worst rel err':>13} {'unwritten':>9} ok")
     for r in rows:

@@ -6,10 +6,15 @@ otherwise. Shapes are (batch, channels, length).
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
 from ..dispatch import use_triton
 from .reference import fftconv_ref
+
+if TYPE_CHECKING:
+    from .plan import Tuning
 
 __all__ = ["fftconv", "fftconv_ref", "fftconv_triton"]
 
@@ -37,14 +42,27 @@ def fftconv_triton(
     postgate: torch.Tensor | None = None,
     bidirectional: bool = False,
     fp32_intermediate: bool = False,
+    tuning: Tuning | str | None = None,
 ) -> torch.Tensor:
-    """The Triton path of :func:`fftconv` (differentiable in u, k, D and both gates)."""
+    """The Triton path of :func:`fftconv` (differentiable in u, k, D and both gates).
+
+    ``tuning``: a :class:`.plan.Tuning`, the name of one in ``plan.VARIANTS`` ("v1", "v2"), or None
+    for :func:`.plan.current_tuning` (``plan.DEFAULT_VARIANT`` unless ``GENOMIX_FFTCONV_VARIANT``).
+    """
     from .autograd import FFTConvFn  # imports triton: only when this path is taken
+    from .plan import VARIANTS, current_tuning
+
+    if tuning is None:
+        tuning = current_tuning()
+    elif isinstance(tuning, str):
+        tuning = VARIANTS[tuning]
 
     def c(t):
         return None if t is None else t.contiguous()
 
-    return FFTConvFn.apply(c(u), c(k), c(D), c(pregate), c(postgate), bool(bidirectional), bool(fp32_intermediate))
+    return FFTConvFn.apply(
+        c(u), c(k), c(D), c(pregate), c(postgate), bool(bidirectional), bool(fp32_intermediate), tuning
+    )
 
 
 def fftconv(

@@ -4,14 +4,15 @@ With ``x = u*pregate``, ``z = conv(x, k) + x*D`` and ``y = postgate*z``, and ``g
 ``dx = corr(g, k) + g*D`` (the forward kernels with the conjugate spectrum), ``du = dx*pregate``,
 ``dpregate = dx*u``, ``dpostgate = dy*z`` (z recomputed, not stored), ``dD = sum g*x`` and
 ``dk`` from the batch-summed cross spectrum of x and g. Nothing of size (B, H, N) is kept between
-forward and backward: only the inputs are saved and the filter spectrum is recomputed.
+forward and backward: only the inputs are saved and the filter spectrum is recomputed (by the
+Triton transforms when the tuning says so, else by torch's rfft).
 """
 from __future__ import annotations
 
 import torch
 
-from .ops import conv_apply, cross_spectrum
-from .plan import filter_grad, filter_spectrum, make_plan
+from .ops import conv_apply, cross_spectrum, filter_spectrum_triton
+from .plan import Plan, Tuning, filter_grad, filter_spectrum, make_plan
 
 
 def _precision(dtype: torch.dtype, fp32_intermediate: bool) -> str:
@@ -19,29 +20,40 @@ def _precision(dtype: torch.dtype, fp32_intermediate: bool) -> str:
     return "tf32x3" if fp32_intermediate or dtype in (torch.float32, torch.float64) else "tf32"
 
 
+def _spectrum(
+    k: torch.Tensor, plan: Plan, bidirectional: bool, prec: str, tuning: Tuning, conj: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The filter spectrum in stored order, by the Triton transforms or torch's rfft per the tuning."""
+    if tuning.triton_spectrum:
+        return filter_spectrum_triton(k, plan, bidirectional, prec, tuning, conj)
+    return filter_spectrum(k, plan, bidirectional, conj)
+
+
 class FFTConvFn(torch.autograd.Function):
     """``postgate * (conv(u*pregate, k) + u*pregate*D)``, causal or bidirectional."""
 
     @staticmethod
-    def forward(ctx, u, k, D, pregate, postgate, bidirectional: bool, fp32_intermediate: bool):  # type: ignore[override]
+    def forward(  # type: ignore[override]
+        ctx, u, k, D, pregate, postgate, bidirectional: bool, fp32_intermediate: bool, tuning: Tuning
+    ):
         plan = make_plan(u.shape[-1])
         prec = _precision(u.dtype, fp32_intermediate)
-        spec = filter_spectrum(k, plan, bidirectional)
-        y = conv_apply(u, pregate, D, postgate, spec, plan, u.dtype, prec)
+        spec = _spectrum(k, plan, bidirectional, prec, tuning)
+        y = conv_apply(u, pregate, D, postgate, spec, plan, u.dtype, prec, tuning)
         ctx.save_for_backward(u, k, D, pregate, postgate)
-        ctx.conf = (plan, prec, bidirectional)
+        ctx.conf = (plan, prec, bidirectional, tuning)
         return y
 
     @staticmethod
     def backward(ctx, dy):  # type: ignore[override]
         u, k, D, pre, post = ctx.saved_tensors
-        plan, prec, bidirectional = ctx.conf
+        plan, prec, bidirectional, tuning = ctx.conf
         dy = dy.contiguous()
         need_u, need_k, need_d, need_pre, need_post = ctx.needs_input_grad[:5]
         du = dk = dD = dpre = dpost = None
         if need_u or need_pre:
-            cspec = filter_spectrum(k, plan, bidirectional, conj=True)
-            dx = conv_apply(dy, post, D, None, cspec, plan, torch.float32, prec)
+            cspec = _spectrum(k, plan, bidirectional, prec, tuning, conj=True)
+            dx = conv_apply(dy, post, D, None, cspec, plan, torch.float32, prec, tuning)
             del cspec
             if need_u:
                 du = (dx if pre is None else dx * pre.float()).to(u.dtype)
@@ -49,8 +61,8 @@ class FFTConvFn(torch.autograd.Function):
                 dpre = (dx * u.float()).to(pre.dtype)
             del dx
         if need_post:
-            spec = filter_spectrum(k, plan, bidirectional)
-            z = conv_apply(u, pre, D, None, spec, plan, torch.float32, prec)
+            spec = _spectrum(k, plan, bidirectional, prec, tuning)
+            z = conv_apply(u, pre, D, None, spec, plan, torch.float32, prec, tuning)
             del spec
             dpost = (dy.float() * z).to(post.dtype)
             del z
@@ -60,6 +72,6 @@ class FFTConvFn(torch.autograd.Function):
             dD = (g * x).sum(dim=(0, 2)).to(D.dtype)
             del x, g
         if need_k:
-            sr, si = cross_spectrum(u, pre, dy, post, plan, prec)
+            sr, si = cross_spectrum(u, pre, dy, post, plan, prec, tuning)
             dk = filter_grad(sr, si, plan, bidirectional).to(k.dtype)
-        return du, dk, dD, dpre, dpost, None, None
+        return du, dk, dD, dpre, dpost, None, None, None

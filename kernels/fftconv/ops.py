@@ -1,36 +1,78 @@
 """Host side of the Triton fftconv: launches the kernels of one plan, forward pieces and backward pieces.
 
-Inputs are (B, H, L) contiguous; the filter spectrum comes from :mod:`.plan` already permuted and
-scaled. Two building blocks cover forward and backward:
+Inputs are (B, H, L) contiguous; the filter spectrum comes already permuted and scaled (from
+:func:`.plan.filter_spectrum` in v1, :func:`filter_spectrum_triton` in v2). Two building blocks cover
+forward and backward:
 
 - :func:`conv_apply`: ``post * (conv(u*pre) + u*pre*D)`` for a given spectrum (the backward's
   input gradient is the same call with the conjugate spectrum and ``dy``, ``postgate`` as inputs).
 - :func:`cross_spectrum`: ``sum_b conj(X_b) G_b`` in stored order, from which dk follows.
+
+Every launch takes a :class:`.plan.Tuning` (which v2 changes, which launch shapes).
 """
 from __future__ import annotations
 
 import torch
 
-from .plan import Plan, constants
-from .triton_kernels import col_fwd_kernel, col_inv_kernel, row_conv_kernel, row_xspec_kernel
+from ..dispatch import interpreting
+from .plan import Plan, Tuning, col_split, constants
+from .reference import combined_filter
+from .triton_kernels import (
+    col2_fwd_kernel,
+    col2_inv_kernel,
+    col_fwd_kernel,
+    col_inv_kernel,
+    row_conv_kernel,
+    row_spec_kernel,
+    row_xspec_kernel,
+)
 
 
-def _nw(plan: Plan) -> int:
-    return 4 if plan.n1 <= 1024 else 8
+class _Launch:
+    """What one call's launches share: the plan, precision flags, constants and launch shapes."""
 
+    def __init__(self, plan: Plan, prec: str, tuning: Tuning, device: torch.device) -> None:
+        self.plan, self.prec, self.t = plan, prec, tuning
+        sixteen = prec == "tf32"  # 16-bit inputs without fp32_intermediate
+        use16 = tuning.dots16 and sixteen
+        mode = (3 if tuning.dots_fp16 else 1) + (1 if interpreting() else 0)
+        self.dot16 = mode if use16 else 0  # the kernels' DOT16 mode (see triton_kernels._mm)
+        self.zdtype = torch.bfloat16 if tuning.bf16_z and sixteen else torch.float32
+        dtype16 = (torch.float16 if tuning.dots_fp16 else torch.bfloat16) if use16 else None
+        self.c = constants((plan.n2, plan.a, plan.bd), device, dtype16)
+        self.row_consts = tuple(self.c[k] for k in ("far", "fai", "fbr", "fbi", "twr", "twi"))
+        self.row_warps = tuning.row_warps or (4 if plan.n1 <= 1024 else 8)
+        self.two_level = tuning.two_level and plan.n2 >= tuning.two_level_min_n2
+        if self.two_level:
+            self.q, self.p = col_split(plan.n2)
+            self.bc = max(1, min(plan.n1, tuning.col_elems // plan.n2))
 
-def _col_forward(u: torch.Tensor, pre: torch.Tensor | None, plan: Plan, c: dict, prec: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Column pass of the long path: planar fp32 (B*H, N2, N1) buffers."""
-    BH = u.shape[0] * u.shape[1]
-    zr = torch.empty(BH, plan.n2, plan.n1, device=u.device, dtype=torch.float32)
-    zi = torch.empty_like(zr)
-    BK, BC, BN = min(64, plan.n2), 64, min(32, plan.n2 // 2)
-    grid = (BH, plan.n2 // BK, plan.n1 // BC)
-    col_fwd_kernel[grid](
-        u, u if pre is None else pre, zr, zi, c["fcr"], c["fci"], plan.L,
-        N2=plan.n2, N1=plan.n1, BK=BK, BC=BC, BN=BN, HAS_PRE=pre is not None, PREC=prec, num_warps=4,
-    )
-    return zr, zi
+    def col2_consts(self) -> tuple[torch.Tensor, ...]:
+        """DFT matrices and twiddle of the two-step column pass, in kernel argument order."""
+        return tuple(self.c[k] for k in ("fqr", "fqi", "fpr", "fpi", "t2r", "t2i"))
+
+    def col_forward(self, x: torch.Tensor, pre: torch.Tensor | None, rows: int, length: int,
+                    full: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Column pass of the long path over ``rows`` real sequences of ``length`` (row stride):
+        planar (rows, N2, N1) buffers in the Z dtype. ``full``: the input may fill all N points."""
+        plan = self.plan
+        zr = torch.empty(rows, plan.n2, plan.n1, device=x.device, dtype=self.zdtype)
+        zi = torch.empty_like(zr)
+        pre_arg = x if pre is None else pre
+        if self.two_level:
+            col2_fwd_kernel[(rows * (plan.n1 // self.bc),)](
+                x, pre_arg, zr, zi, *self.col2_consts(), length,
+                Q=self.q, P=self.p, N1=plan.n1, BC=self.bc, HAS_PRE=pre is not None, PREC=self.prec,
+                DOT16=self.dot16, num_warps=self.t.col_warps,
+            )
+            return zr, zi
+        BK, BC, BN = min(64, plan.n2), 64, min(32, plan.n2 // 2)
+        col_fwd_kernel[(rows, plan.n2 // BK, plan.n1 // BC)](
+            x, pre_arg, zr, zi, self.c["fcr"], self.c["fci"], length,
+            N2=plan.n2, N1=plan.n1, BK=BK, BC=BC, BN=BN, NRED=plan.n2 if full else plan.n2 // 2,
+            HAS_PRE=pre is not None, PREC=self.prec, DOT16=self.dot16, num_warps=4,
+        )
+        return zr, zi
 
 
 def conv_apply(
@@ -42,6 +84,7 @@ def conv_apply(
     plan: Plan,
     out_dtype: torch.dtype,
     prec: str,
+    tuning: Tuning,
     out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``post * (irfft(rfft(u*pre) * spectrum)[:L] + u*pre*D)`` with the Triton kernels.
@@ -50,33 +93,62 @@ def conv_apply(
     pass a poisoned buffer to prove that every element is written.
     """
     B, H, L = u.shape
-    c = constants((plan.n2, plan.a, plan.bd), u.device)
+    ln = _Launch(plan, prec, tuning, u.device)
     y = torch.empty(B, H, L, device=u.device, dtype=out_dtype) if out is None else out
     kr, ki = spec
     dummy = u
-    flags = dict(HAS_PRE=pre is not None, HAS_D=D is not None, HAS_POST=post is not None, PREC=prec)
-    row_consts = (c["far"], c["fai"], c["fbr"], c["fbi"], c["twr"], c["twi"])
+    flags = dict(HAS_PRE=pre is not None, HAS_D=D is not None, HAS_POST=post is not None, PREC=prec, DOT16=ln.dot16)
+    pre_a, d_a, post_a = (t if t is not None else dummy for t in (pre, D, post))
     if plan.short:
         row_conv_kernel[(B * H, 1)](
-            u, pre if pre is not None else dummy, D if D is not None else dummy, post if post is not None else dummy, y,
-            dummy, dummy, kr, ki, *row_consts, H, L, 1,
-            A=plan.a, BD=plan.bd, REAL_IO=True, num_warps=_nw(plan), **flags,
+            u, pre_a, d_a, post_a, y, dummy, dummy, kr, ki, *ln.row_consts, H, L, 1,
+            A=plan.a, BD=plan.bd, REAL_IO=True, num_warps=ln.row_warps, **flags,
         )
         return y
-    zr, zi = _col_forward(u, pre, plan, c, prec)
+    zr, zi = ln.col_forward(u, pre, B * H, L)
     row_conv_kernel[(B * H, plan.n2)](
-        dummy, dummy, dummy, dummy, dummy, zr, zi, kr, ki, *row_consts, H, L, plan.n2,
+        dummy, dummy, dummy, dummy, dummy, zr, zi, kr, ki, *ln.row_consts, H, L, plan.n2,
         A=plan.a, BD=plan.bd, REAL_IO=False, HAS_PRE=False, HAS_D=False, HAS_POST=False, PREC=prec,
-        num_warps=_nw(plan),
+        DOT16=ln.dot16, num_warps=ln.row_warps,
     )
+    if ln.two_level:
+        col2_inv_kernel[(B * H * (plan.n1 // ln.bc),)](
+            zr, zi, u, pre_a, d_a, post_a, y, *ln.col2_consts(), H, L,
+            Q=ln.q, P=ln.p, N1=plan.n1, BC=ln.bc, num_warps=tuning.col_warps, **flags,
+        )
+        return y
     BK, BC, BN = min(64, plan.n2 // 2), 64, min(32, plan.n2)
-    grid = (B * H, (plan.n2 // 2) // BK, plan.n1 // BC)
-    col_inv_kernel[grid](
-        zr, zi, u, pre if pre is not None else dummy, D if D is not None else dummy,
-        post if post is not None else dummy, y, c["fcr"], c["fci"], H, L,
+    col_inv_kernel[(B * H, (plan.n2 // 2) // BK, plan.n1 // BC)](
+        zr, zi, u, pre_a, d_a, post_a, y, ln.c["fcr"], ln.c["fci"], H, L,
         N2=plan.n2, N1=plan.n1, BK=BK, BC=BC, BN=BN, num_warps=4, **flags,
     )
     return y
+
+
+def filter_spectrum_triton(
+    k: torch.Tensor, plan: Plan, bidirectional: bool, prec: str, tuning: Tuning, conj: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The filter's spectrum in stored order, scaled by 1/n, by the convolution's own transforms.
+
+    Same result as :func:`.plan.filter_spectrum` (planar fp32 (H, n)) without torch's rfft, the
+    permutation gathers or the channel chunks: the column and row transforms leave it in stored
+    order. A bidirectional filter is first laid out as its length-n circular form.
+    """
+    H = k.shape[0]
+    ln = _Launch(plan, prec, tuning, k.device)
+    kc = combined_filter(k.float(), plan.L, plan.n, True).contiguous() if bidirectional else k.float().contiguous()
+    lk = kc.shape[-1]
+    sr = torch.empty(H, plan.n, device=k.device, dtype=torch.float32)
+    si = torch.empty_like(sr)
+    common = dict(A=plan.a, BD=plan.bd, CONJ=conj, PREC=prec, DOT16=ln.dot16, num_warps=ln.row_warps)
+    if plan.short:
+        row_spec_kernel[(H, 1)](kc, kc, kc, sr, si, *ln.row_consts, lk, 1, 1.0 / plan.n, REAL_IN=True, **common)
+        return sr, si
+    zr, zi = ln.col_forward(kc, None, H, lk, full=bidirectional)
+    row_spec_kernel[(H, plan.n2)](
+        kc, zr, zi, sr, si, *ln.row_consts, lk, plan.n2, 1.0 / plan.n, REAL_IN=False, **common
+    )
+    return sr, si
 
 
 def cross_spectrum(
@@ -86,27 +158,27 @@ def cross_spectrum(
     post: torch.Tensor | None,
     plan: Plan,
     prec: str,
+    tuning: Tuning,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``sum_b conj(FFT(u*pre)) * FFT(dy*post)`` per channel, planar fp32 (H, N) in stored order."""
     B, H, L = u.shape
-    c = constants((plan.n2, plan.a, plan.bd), u.device)
+    ln = _Launch(plan, prec, tuning, u.device)
     sr = torch.empty(H, plan.n, device=u.device, dtype=torch.float32)
     si = torch.empty_like(sr)
-    row_consts = (c["far"], c["fai"], c["fbr"], c["fbi"], c["twr"], c["twi"])
-    flags = dict(HAS_PRE=pre is not None, HAS_POST=post is not None, PREC=prec)
+    flags = dict(HAS_PRE=pre is not None, HAS_POST=post is not None, PREC=prec, DOT16=ln.dot16)
     # num_stages=1: pipelining the batch loop would copy its two row transforms' operands per stage
     # and overflow shared memory (266 KB needed at a 64x64 row on the H100).
     if plan.short:
         row_xspec_kernel[(1, H)](
             u, pre if pre is not None else u, dy, post if post is not None else u,
-            u, u, u, u, sr, si, *row_consts, B, H, L, 1,
-            A=plan.a, BD=plan.bd, REAL_IN=True, num_warps=_nw(plan), num_stages=1, **flags,
+            u, u, u, u, sr, si, *ln.row_consts, B, H, L, 1,
+            A=plan.a, BD=plan.bd, REAL_IN=True, num_warps=ln.row_warps, num_stages=1, **flags,
         )
         return sr, si
-    xr, xi = _col_forward(u, pre, plan, c, prec)
-    gr, gi = _col_forward(dy, post, plan, c, prec)
+    xr, xi = ln.col_forward(u, pre, B * H, L)
+    gr, gi = ln.col_forward(dy, post, B * H, L)
     row_xspec_kernel[(plan.n2, H)](
-        u, u, u, u, xr, xi, gr, gi, sr, si, *row_consts, B, H, L, plan.n2,
-        A=plan.a, BD=plan.bd, REAL_IN=False, num_warps=_nw(plan), num_stages=1, **flags,
+        u, u, u, u, xr, xi, gr, gi, sr, si, *ln.row_consts, B, H, L, plan.n2,
+        A=plan.a, BD=plan.bd, REAL_IN=False, num_warps=ln.row_warps, num_stages=1, **flags,
     )
     return sr, si

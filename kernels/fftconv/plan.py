@@ -9,8 +9,13 @@ twiddle ``W_N^(n1*k2)``, a row pass runs the on-chip transform/multiply/inverse 
 and a column pass inverts the first step and writes only the first L outputs ("long" path).
 
 The transforms leave frequencies in a permuted order; :func:`spectrum_order` gives, for each stored
-position, the frequency it holds, so the filter spectrum is permuted once in PyTorch and the kernels
-never un-permute anything.
+position, the frequency it holds, so the filter spectrum is permuted once (v1: torch rfft and a
+gather; v2: computed by the same kernels, which leave it in that order) and the kernels never
+un-permute anything.
+
+:class:`Tuning` says which of the v2 changes a call uses (16-bit tensor-core operands, bf16 Z, the
+two-step column DFT, the Triton filter spectrum) and its launch shapes; ``DEFAULT_VARIANT`` picks the
+one used when a call names none.
 """
 from __future__ import annotations
 
@@ -27,6 +32,58 @@ MIN_N = 256            # smallest tile the tensor-core dot accepts is 16 x 16
 MAX_ROW = int(os.environ.get("GENOMIX_FFTCONV_MAX_ROW", "4096"))  # largest row one program keeps on chip
 MIN_N2 = 32            # column-pass DFT length: its padded half must fill a 16-row dot
 _ROW_SHAPES = {256: (16, 16), 512: (16, 32), 1024: (32, 32), 2048: (32, 64), 4096: (64, 64)}  # 64x128 overflows shared memory
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """Which v2 changes a call uses, and the launch shapes a GPU sweep can vary.
+
+    ``dots16``: 16-bit tensor-core operands (fp32 accumulation), bf16, or fp16 with ``dots_fp16``
+    (three more mantissa bits; overflows past 65504, so it needs inputs of moderate scale).
+    ``bf16_z``: the column-pass intermediate Z stored in bf16. Both apply to 16-bit inputs only
+    (fp32 inputs and ``fp32_intermediate`` keep fp32 operands at tf32x3 and an fp32 Z).
+    ``two_level``: column DFTs of ``n2 >= two_level_min_n2`` points in two on-chip steps (256: both
+    steps then fill a 16-point tensor-core tile; the CPU tests lower it to reach the kernels at small
+    sizes). ``triton_spectrum``: the filter spectrum by the convolution's own transforms.
+    ``col_elems``: complex points per two-step column program (``BC = col_elems // n2`` columns).
+    ``row_warps = 0``: 4 warps up to 1024-point rows, else 8.
+    """
+
+    dots16: bool = False
+    dots_fp16: bool = False
+    bf16_z: bool = False
+    two_level: bool = False
+    triton_spectrum: bool = False
+    two_level_min_n2: int = 256
+    col_elems: int = 4096
+    col_warps: int = 8
+    row_warps: int = 0
+
+
+VARIANTS: dict[str, Tuning] = {
+    "v1": Tuning(),
+    "v2": Tuning(dots16=True, dots_fp16=True, two_level=True, triton_spectrum=True),
+}
+# v2 keeps Z in fp32 and uses fp16 rather than bf16 operands: measured on CPU (float64 reference,
+# gated bidirectional, bf16 inputs) bf16 operands raise the worst relative error from 3.3e-3 to
+# 1.2e-2 and a bf16 Z to 1.0e-2, both past the 1e-2 budget; fp16 operands leave it at 3.4e-3.
+# The variant a call uses unless it passes one (GENOMIX_FFTCONV_VARIANT overrides): flip to "v2" when
+# kernels/gpu_fftconv_variants.py shows it correct and faster on the GPU.
+DEFAULT_VARIANT = "v1"
+
+
+def current_tuning() -> Tuning:
+    """The tuning of ``GENOMIX_FFTCONV_VARIANT`` if set, else of ``DEFAULT_VARIANT``."""
+    name = os.environ.get("GENOMIX_FFTCONV_VARIANT", DEFAULT_VARIANT)
+    if name not in VARIANTS:
+        raise ValueError(f"fftconv: unknown variant {name!r}; known: {sorted(VARIANTS)}")
+    return VARIANTS[name]
+
+
+def col_split(n2: int) -> tuple[int, int]:
+    """``n2 = Q * P`` for the two-step column DFT, Q <= P, both powers of two."""
+    q = 1 << ((n2.bit_length() - 1) // 2)
+    return q, n2 // q
 
 
 @dataclass(frozen=True)
@@ -85,21 +142,37 @@ def _dft(m: int, sign: float = -1.0) -> torch.Tensor:
     return torch.polar(torch.ones_like(ang), ang)
 
 
-@functools.lru_cache(maxsize=32)
-def constants(plan_key: tuple[int, int, int], device: torch.device) -> dict[str, torch.Tensor]:
-    """DFT matrices (real and imaginary parts, fp32) for a plan's row tile and column pass.
+def _twiddle(rows: int, cols: int) -> torch.Tensor:
+    """``W_{rows*cols}^(r*c)`` on a (rows, cols) grid."""
+    r = torch.arange(rows, dtype=torch.float64).unsqueeze(1)
+    c = torch.arange(cols, dtype=torch.float64).unsqueeze(0)
+    m = rows * cols
+    return torch.polar(torch.ones(rows, cols, dtype=torch.float64), -2.0 * math.pi * torch.remainder(r * c, m) / m)
 
-    ``plan_key`` is ``(n2, a, bd)``. The row twiddle is ``W_{a*bd}^(b*ka)`` on the ``a x bd`` tile.
+
+@functools.lru_cache(maxsize=32)
+def constants(
+    plan_key: tuple[int, int, int], device: torch.device, dtype16: torch.dtype | None = None
+) -> dict[str, torch.Tensor]:
+    """DFT matrices and twiddles (real and imaginary parts) for a plan's row tile and column pass.
+
+    ``plan_key`` is ``(n2, a, bd)``. The row twiddle is ``W_{a*bd}^(b*ka)`` on the ``a x bd`` tile;
+    ``fc`` is the dense n2-point DFT, ``fq``/``fp``/``t2`` (``t2 = W_n2^(kq*p)``, (Q, P)) the two-step
+    one. Twiddles are fp32; the DFT matrices are fp32, or ``dtype16`` (16-bit dot operands).
     """
     n2, a, bd = plan_key
+    mats = [("fa", _dft(a)), ("fb", _dft(bd))]
+    twids = [("tw", _twiddle(a, bd))]
+    if n2 > 1:
+        mats.append(("fc", _dft(n2)))
+        q, p = col_split(n2)
+        mats += [("fq", _dft(q)), ("fp", _dft(p))]
+        twids.append(("t2", _twiddle(q, p)))
     out: dict[str, torch.Tensor] = {}
-    fa, fb = _dft(a), _dft(bd)
-    ka = torch.arange(a, dtype=torch.float64).unsqueeze(1)
-    b = torch.arange(bd, dtype=torch.float64).unsqueeze(0)
-    tw = torch.polar(torch.ones(a, bd, dtype=torch.float64), -2.0 * math.pi * torch.remainder(ka * b, a * bd) / (a * bd))
-    for name, mat in (("fa", fa), ("fb", fb), ("tw", tw)) + ((("fc", _dft(n2)),) if n2 > 1 else ()):
-        out[name + "r"] = mat.real.to(torch.float32).contiguous().to(device)
-        out[name + "i"] = mat.imag.to(torch.float32).contiguous().to(device)
+    for name, mat in mats + twids:
+        dtype = dtype16 if dtype16 is not None and name.startswith("f") else torch.float32
+        out[name + "r"] = mat.real.to(dtype).contiguous().to(device)
+        out[name + "i"] = mat.imag.to(dtype).contiguous().to(device)
     return out
 
 

@@ -1,9 +1,13 @@
 """Triton kernels of the Monarch-FFT convolution (see plan.py for the layout).
 
-Complex data is planar (separate fp32 real and imaginary tiles). Every DFT is a ``tl.dot`` against a
-DFT matrix; ``PREC`` is the dot's input precision ("tf32" for bf16/fp16 inputs, "tf32x3" for fp32
-accuracy). Real-input and real-output steps skip the dots whose operand is zero or whose result is
-discarded, and the column pass reads only the non-zero half of the zero-padded input.
+Complex data is planar (separate real and imaginary tiles, fp32 in registers; the column-pass
+intermediate Z is stored in fp32 or bf16, whatever its buffers are). Every DFT is a ``tl.dot`` against a
+DFT matrix through :func:`_mm`: ``PREC`` is the dot's input precision ("tf32" for bf16/fp16 inputs,
+"tf32x3" for fp32 accuracy) and ``DOT16`` (0-4) rounds both operands to bf16 or fp16 instead (fp32
+accumulation).
+Real-input and real-output steps skip the dots whose operand is zero or whose result is discarded, and
+the column pass reads only the non-zero half of the zero-padded input. Column DFTs of ``N2 >= 256``
+points can run as two on-chip steps (``col2_*``: ``N2 = Q*P``), reading and writing each point once.
 """
 from __future__ import annotations
 
@@ -16,40 +20,64 @@ TWO_PI = tl.constexpr(2.0 * math.pi)
 
 
 @triton.jit
+def _mm(a, b, PREC: tl.constexpr, DOT16: tl.constexpr):
+    """``a @ b`` with fp32 accumulation. ``DOT16``: 0, fp32 operands at ``PREC``; 1, bf16 operands;
+    3, fp16 operands; 2 and 4: operands rounded to bf16 / fp16 and multiplied in fp32 (the same
+    numbers, for Triton's CPU interpreter, whose 16-bit ``tl.dot`` returns garbage)."""
+    if DOT16 == 1:
+        out = tl.dot(a.to(tl.bfloat16), b.to(tl.bfloat16))
+    elif DOT16 == 2:
+        out = tl.dot(a.to(tl.bfloat16).to(tl.float32), b.to(tl.bfloat16).to(tl.float32), input_precision="ieee")
+    elif DOT16 == 3:
+        out = tl.dot(a.to(tl.float16), b.to(tl.float16))
+    elif DOT16 == 4:
+        out = tl.dot(a.to(tl.float16).to(tl.float32), b.to(tl.float16).to(tl.float32), input_precision="ieee")
+    else:
+        out = tl.dot(a, b, input_precision=PREC)
+    return out
+
+
+@triton.jit
 def _load_square(ptr, R: tl.constexpr, C: tl.constexpr):
     """Row-major (R, C) fp32 matrix."""
     return tl.load(ptr + tl.arange(0, R)[:, None] * C + tl.arange(0, C)[None, :])
 
 
 @triton.jit
-def _row_fwd(xr, xi, far, fai, fbr, fbi, twr, twi, REAL: tl.constexpr, PREC: tl.constexpr):
+def _row_fwd(xr, xi, far, fai, fbr, fbi, twr, twi, REAL: tl.constexpr, PREC: tl.constexpr, DOT16: tl.constexpr):
     """Row transform of an (A, BD) tile: F_A @ X, twiddle, @ F_BD (frequency ka + A*kb at [ka, kb])."""
     if REAL:
-        yr = tl.dot(far, xr, input_precision=PREC)
-        yi = tl.dot(fai, xr, input_precision=PREC)
+        yr = _mm(far, xr, PREC, DOT16)
+        yi = _mm(fai, xr, PREC, DOT16)
     else:
-        yr = tl.dot(far, xr, input_precision=PREC) - tl.dot(fai, xi, input_precision=PREC)
-        yi = tl.dot(far, xi, input_precision=PREC) + tl.dot(fai, xr, input_precision=PREC)
+        yr = _mm(far, xr, PREC, DOT16) - _mm(fai, xi, PREC, DOT16)
+        yi = _mm(far, xi, PREC, DOT16) + _mm(fai, xr, PREC, DOT16)
     tr = yr * twr - yi * twi
     ti = yr * twi + yi * twr
-    zr = tl.dot(tr, fbr, input_precision=PREC) - tl.dot(ti, fbi, input_precision=PREC)
-    zi = tl.dot(tr, fbi, input_precision=PREC) + tl.dot(ti, fbr, input_precision=PREC)
+    zr = _mm(tr, fbr, PREC, DOT16) - _mm(ti, fbi, PREC, DOT16)
+    zi = _mm(tr, fbi, PREC, DOT16) + _mm(ti, fbr, PREC, DOT16)
     return zr, zi
 
 
 @triton.jit
-def _row_inv(zr, zi, far, fai, fbr, fbi, twr, twi, REAL_OUT: tl.constexpr, PREC: tl.constexpr):
+def _row_inv(zr, zi, far, fai, fbr, fbi, twr, twi, REAL_OUT: tl.constexpr, PREC: tl.constexpr, DOT16: tl.constexpr):
     """Adjoint of :func:`_row_fwd` (unscaled): @ conj(F_BD), conjugate twiddle, conj(F_A) @ ."""
-    yr = tl.dot(zr, fbr, input_precision=PREC) + tl.dot(zi, fbi, input_precision=PREC)
-    yi = tl.dot(zi, fbr, input_precision=PREC) - tl.dot(zr, fbi, input_precision=PREC)
+    yr = _mm(zr, fbr, PREC, DOT16) + _mm(zi, fbi, PREC, DOT16)
+    yi = _mm(zi, fbr, PREC, DOT16) - _mm(zr, fbi, PREC, DOT16)
     tr = yr * twr + yi * twi
     ti = yi * twr - yr * twi
-    xr = tl.dot(far, tr, input_precision=PREC) + tl.dot(fai, ti, input_precision=PREC)
+    xr = _mm(far, tr, PREC, DOT16) + _mm(fai, ti, PREC, DOT16)
     if REAL_OUT:
         xi = xr
     else:
-        xi = tl.dot(far, ti, input_precision=PREC) - tl.dot(fai, tr, input_precision=PREC)
+        xi = _mm(far, ti, PREC, DOT16) - _mm(fai, tr, PREC, DOT16)
     return xr, xi
+
+
+@triton.jit
+def _ld(ptr, off):
+    """Load as fp32 (Z buffers may be bf16)."""
+    return tl.load(ptr + off).to(tl.float32)
 
 
 @triton.jit
@@ -80,6 +108,7 @@ def row_conv_kernel(
     H, L, N2,
     A: tl.constexpr, BD: tl.constexpr, REAL_IO: tl.constexpr,
     HAS_PRE: tl.constexpr, HAS_D: tl.constexpr, HAS_POST: tl.constexpr, PREC: tl.constexpr,
+    DOT16: tl.constexpr,
 ):
     """One row: transform, multiply by the filter spectrum, inverse transform.
 
@@ -102,22 +131,22 @@ def row_conv_kernel(
         off = bh * L + j
         mask = j < L
         x = _load_real(u_ptr, pre_ptr, off, mask, HAS_PRE)
-        zr, zi = _row_fwd(x, x, far, fai, fbr, fbi, twr, twi, True, PREC)
+        zr, zi = _row_fwd(x, x, far, fai, fbr, fbi, twr, twi, True, PREC, DOT16)
     else:
         zoff = (bh * N2 + r) * M + j
-        zr, zi = _row_fwd(tl.load(zr_ptr + zoff), tl.load(zi_ptr + zoff), far, fai, fbr, fbi, twr, twi, False, PREC)
+        zr, zi = _row_fwd(_ld(zr_ptr, zoff), _ld(zi_ptr, zoff), far, fai, fbr, fbi, twr, twi, False, PREC, DOT16)
     koff = h * (N2 * M) + r * M + j
     kr = tl.load(kr_ptr + koff)
     ki = tl.load(ki_ptr + koff)
     pr = zr * kr - zi * ki
     pi = zr * ki + zi * kr
     if REAL_IO:
-        out, _unused = _row_inv(pr, pi, far, fai, fbr, fbi, twr, twi, True, PREC)
+        out, _unused = _row_inv(pr, pi, far, fai, fbr, fbi, twr, twi, True, PREC, DOT16)
         _epilogue(y_ptr, out, x, d_ptr, post_ptr, h, off, mask, HAS_D, HAS_POST)
     else:
-        outr, outi = _row_inv(pr, pi, far, fai, fbr, fbi, twr, twi, False, PREC)
-        tl.store(zr_ptr + zoff, outr)
-        tl.store(zi_ptr + zoff, outi)
+        outr, outi = _row_inv(pr, pi, far, fai, fbr, fbi, twr, twi, False, PREC, DOT16)
+        tl.store(zr_ptr + zoff, outr.to(zr_ptr.dtype.element_ty))
+        tl.store(zi_ptr + zoff, outi.to(zi_ptr.dtype.element_ty))
 
 
 @triton.jit
@@ -129,6 +158,7 @@ def row_xspec_kernel(
     B, H, L, N2,
     A: tl.constexpr, BD: tl.constexpr, REAL_IN: tl.constexpr,
     HAS_PRE: tl.constexpr, HAS_POST: tl.constexpr, PREC: tl.constexpr,
+    DOT16: tl.constexpr,
 ):
     """Cross spectrum of the input x and the output gradient g, summed over the batch (for dk)."""
     r = tl.program_id(0)
@@ -150,12 +180,12 @@ def row_xspec_kernel(
             mask = j < L
             x = _load_real(u_ptr, pre_ptr, off, mask, HAS_PRE)
             g = _load_real(dy_ptr, post_ptr, off, mask, HAS_POST)
-            Xr, Xi = _row_fwd(x, x, far, fai, fbr, fbi, twr, twi, True, PREC)
-            Gr, Gi = _row_fwd(g, g, far, fai, fbr, fbi, twr, twi, True, PREC)
+            Xr, Xi = _row_fwd(x, x, far, fai, fbr, fbi, twr, twi, True, PREC, DOT16)
+            Gr, Gi = _row_fwd(g, g, far, fai, fbr, fbi, twr, twi, True, PREC, DOT16)
         else:
             zoff = (bh * N2 + r) * M + j
-            Xr, Xi = _row_fwd(tl.load(xr_ptr + zoff), tl.load(xi_ptr + zoff), far, fai, fbr, fbi, twr, twi, False, PREC)
-            Gr, Gi = _row_fwd(tl.load(gr_ptr + zoff), tl.load(gi_ptr + zoff), far, fai, fbr, fbi, twr, twi, False, PREC)
+            Xr, Xi = _row_fwd(_ld(xr_ptr, zoff), _ld(xi_ptr, zoff), far, fai, fbr, fbi, twr, twi, False, PREC, DOT16)
+            Gr, Gi = _row_fwd(_ld(gr_ptr, zoff), _ld(gi_ptr, zoff), far, fai, fbr, fbi, twr, twi, False, PREC, DOT16)
         accr += Xr * Gr + Xi * Gi
         acci += Xr * Gi - Xi * Gr
     soff = h * (N2 * M) + r * M + j
@@ -167,11 +197,12 @@ def row_xspec_kernel(
 def col_fwd_kernel(
     u_ptr, pre_ptr, zr_ptr, zi_ptr, fcr_ptr, fci_ptr, L,
     N2: tl.constexpr, N1: tl.constexpr, BK: tl.constexpr, BC: tl.constexpr, BN: tl.constexpr,
-    HAS_PRE: tl.constexpr, PREC: tl.constexpr,
+    NRED: tl.constexpr, HAS_PRE: tl.constexpr, PREC: tl.constexpr, DOT16: tl.constexpr,
 ):
     """Length-N2 DFT over n2 of the gated real input viewed as (N2, N1), times the twiddle.
 
-    Only ``n2 < N2/2`` can hold input (the rest is the zero padding), so the reduction stops there.
+    Only ``n2 < NRED`` can hold input: ``N2/2`` for a zero-padded sequence (the reduction stops
+    there), ``N2`` for a full-length circular filter.
     Writes ``Z[k2, n1] = W_N^(n1*k2) * sum_n2 W_N2^(n2*k2) x[n1 + N1*n2]``.
     """
     pc = tl.program_id(2)
@@ -182,19 +213,19 @@ def col_fwd_kernel(
     n1 = pc * BC + tl.arange(0, BC)[None, :]
     accr = tl.zeros((BK, BC), tl.float32)
     acci = tl.zeros((BK, BC), tl.float32)
-    for n2_0 in range(0, N2 // 2, BN):
+    for n2_0 in range(0, NRED, BN):
         n2 = n2_0 + tl.arange(0, BN)
         n = n1 + N1 * n2[:, None]
         x = _load_real(u_ptr, pre_ptr, bh * L + n, n < L, HAS_PRE)
         foff = k2 * N2 + n2[None, :]
-        accr += tl.dot(tl.load(fcr_ptr + foff), x, input_precision=PREC)
-        acci += tl.dot(tl.load(fci_ptr + foff), x, input_precision=PREC)
+        accr += _mm(tl.load(fcr_ptr + foff), x, PREC, DOT16)
+        acci += _mm(tl.load(fci_ptr + foff), x, PREC, DOT16)
     ang = ((n1 * k2) % N).to(tl.float32) * (-TWO_PI / N)
     c = tl.cos(ang)
     s = tl.sin(ang)
     zoff = (bh * N2 + k2) * N1 + n1
-    tl.store(zr_ptr + zoff, accr * c - acci * s)
-    tl.store(zi_ptr + zoff, accr * s + acci * c)
+    tl.store(zr_ptr + zoff, (accr * c - acci * s).to(zr_ptr.dtype.element_ty))
+    tl.store(zi_ptr + zoff, (accr * s + acci * c).to(zi_ptr.dtype.element_ty))
 
 
 @triton.jit
@@ -202,6 +233,7 @@ def col_inv_kernel(
     zr_ptr, zi_ptr, u_ptr, pre_ptr, d_ptr, post_ptr, y_ptr, fcr_ptr, fci_ptr, H, L,
     N2: tl.constexpr, N1: tl.constexpr, BK: tl.constexpr, BC: tl.constexpr, BN: tl.constexpr,
     HAS_PRE: tl.constexpr, HAS_D: tl.constexpr, HAS_POST: tl.constexpr, PREC: tl.constexpr,
+    DOT16: tl.constexpr,
 ):
     """Inverse of :func:`col_fwd_kernel` for output rows ``n2 < N2/2`` only, real part, fused epilogue."""
     pc = tl.program_id(2)
@@ -215,17 +247,149 @@ def col_inv_kernel(
     for k2_0 in range(0, N2, BN):
         k2 = k2_0 + tl.arange(0, BN)
         zoff = (bh * N2 + k2[:, None]) * N1 + n1
-        zr = tl.load(zr_ptr + zoff)
-        zi = tl.load(zi_ptr + zoff)
+        zr = _ld(zr_ptr, zoff)
+        zi = _ld(zi_ptr, zoff)
         ang = ((n1 * k2[:, None]) % N).to(tl.float32) * (TWO_PI / N)
         c = tl.cos(ang)
         s = tl.sin(ang)
         tr = zr * c - zi * s
         ti = zr * s + zi * c
         foff = n2 * N2 + k2[None, :]
-        acc += tl.dot(tl.load(fcr_ptr + foff), tr, input_precision=PREC)
-        acc += tl.dot(tl.load(fci_ptr + foff), ti, input_precision=PREC)
+        acc += _mm(tl.load(fcr_ptr + foff), tr, PREC, DOT16)
+        acc += _mm(tl.load(fci_ptr + foff), ti, PREC, DOT16)
     n = n1 + N1 * n2
+    mask = n < L
+    off = bh * L + n
+    if HAS_D:
+        x = _load_real(u_ptr, pre_ptr, off, mask, HAS_PRE)
+    else:
+        x = acc  # unused: no skip term
+    _epilogue(y_ptr, acc, x, d_ptr, post_ptr, h, off, mask, HAS_D, HAS_POST)
+
+
+@triton.jit
+def row_spec_kernel(
+    k_ptr, zr_ptr, zi_ptr, sr_ptr, si_ptr,
+    far_ptr, fai_ptr, fbr_ptr, fbi_ptr, twr_ptr, twi_ptr,
+    LK, N2, scale,
+    A: tl.constexpr, BD: tl.constexpr, REAL_IN: tl.constexpr, CONJ: tl.constexpr,
+    PREC: tl.constexpr, DOT16: tl.constexpr,
+):
+    """Filter spectrum in stored order, times ``scale`` (conjugated if ``CONJ``): planar fp32 (H, N).
+
+    Short path (REAL_IN): row ``h`` of the real filter (H, LK), zero-padded. Long path: row
+    ``program_id(1)`` of the column-transformed filter. Replaces torch's rfft and the permutation.
+    """
+    h = tl.program_id(0).to(tl.int64)
+    r = tl.program_id(1)
+    M: tl.constexpr = A * BD
+    j = tl.arange(0, A)[:, None] * BD + tl.arange(0, BD)[None, :]
+    far = _load_square(far_ptr, A, A)
+    fai = _load_square(fai_ptr, A, A)
+    fbr = _load_square(fbr_ptr, BD, BD)
+    fbi = _load_square(fbi_ptr, BD, BD)
+    twr = _load_square(twr_ptr, A, BD)
+    twi = _load_square(twi_ptr, A, BD)
+    if REAL_IN:
+        x = tl.load(k_ptr + h * LK + j, mask=j < LK, other=0.0).to(tl.float32)
+        zr, zi = _row_fwd(x, x, far, fai, fbr, fbi, twr, twi, True, PREC, DOT16)
+    else:
+        zoff = (h * N2 + r) * M + j
+        zr, zi = _row_fwd(_ld(zr_ptr, zoff), _ld(zi_ptr, zoff), far, fai, fbr, fbi, twr, twi, False, PREC, DOT16)
+    soff = h * (N2 * M) + r * M + j
+    tl.store(sr_ptr + soff, zr * scale)
+    if CONJ:
+        tl.store(si_ptr + soff, zi * (-scale))
+    else:
+        tl.store(si_ptr + soff, zi * scale)
+
+
+@triton.jit
+def col2_fwd_kernel(
+    u_ptr, pre_ptr, zr_ptr, zi_ptr, fqr_ptr, fqi_ptr, fpr_ptr, fpi_ptr, twr_ptr, twi_ptr, L,
+    Q: tl.constexpr, P: tl.constexpr, N1: tl.constexpr, BC: tl.constexpr,
+    HAS_PRE: tl.constexpr, PREC: tl.constexpr, DOT16: tl.constexpr,
+):
+    """:func:`col_fwd_kernel` in two on-chip steps for ``N2 = Q*P``; one program per BC columns.
+
+    With ``n2 = p + P*q`` and ``k2 = kq + Q*kp``: a length-Q DFT over q (``F_Q @ X`` on the tile
+    ``X[q, c*P + p]``), the twiddle ``W_N2^(p*kq)``, a reshape to rows ``(kq, c)`` and a length-P DFT
+    over p (``@ F_P``), then the twiddle ``W_N^(n1*k2)``. Each input and output point moves once.
+    """
+    N2: tl.constexpr = Q * P
+    N: tl.constexpr = N2 * N1
+    NCB: tl.constexpr = N1 // BC
+    pid = tl.program_id(0).to(tl.int64)  # column blocks of one sequence are neighbours in launch order
+    bh = pid // NCB
+    c0 = (pid % NCB) * BC
+    q = tl.arange(0, Q)[:, None]
+    col = tl.arange(0, BC * P)[None, :]
+    p = col % P
+    n = c0 + col // P + N1 * (p + P * q)
+    x = _load_real(u_ptr, pre_ptr, bh * L + n, n < L, HAS_PRE)
+    yr = _mm(_load_square(fqr_ptr, Q, Q), x, PREC, DOT16)
+    yi = _mm(_load_square(fqi_ptr, Q, Q), x, PREC, DOT16)
+    twr = tl.load(twr_ptr + q * P + p)  # rows are kq now
+    twi = tl.load(twi_ptr + q * P + p)
+    tr = tl.reshape(yr * twr - yi * twi, (Q * BC, P))
+    ti = tl.reshape(yr * twi + yi * twr, (Q * BC, P))
+    fpr = _load_square(fpr_ptr, P, P)
+    fpi = _load_square(fpi_ptr, P, P)
+    zr = _mm(tr, fpr, PREC, DOT16) - _mm(ti, fpi, PREC, DOT16)
+    zi = _mm(tr, fpi, PREC, DOT16) + _mm(ti, fpr, PREC, DOT16)
+    rr = tl.arange(0, Q * BC)[:, None]
+    cc = c0 + rr % BC
+    k2 = rr // BC + Q * tl.arange(0, P)[None, :]
+    ang = ((cc * k2) % N).to(tl.float32) * (-TWO_PI / N)
+    c = tl.cos(ang)
+    s = tl.sin(ang)
+    zoff = (bh * N2 + k2) * N1 + cc
+    tl.store(zr_ptr + zoff, (zr * c - zi * s).to(zr_ptr.dtype.element_ty))
+    tl.store(zi_ptr + zoff, (zr * s + zi * c).to(zi_ptr.dtype.element_ty))
+
+
+@triton.jit
+def col2_inv_kernel(
+    zr_ptr, zi_ptr, u_ptr, pre_ptr, d_ptr, post_ptr, y_ptr,
+    fqr_ptr, fqi_ptr, fpr_ptr, fpi_ptr, twr_ptr, twi_ptr, H, L,
+    Q: tl.constexpr, P: tl.constexpr, N1: tl.constexpr, BC: tl.constexpr,
+    HAS_PRE: tl.constexpr, HAS_D: tl.constexpr, HAS_POST: tl.constexpr, PREC: tl.constexpr, DOT16: tl.constexpr,
+):
+    """Inverse of :func:`col2_fwd_kernel` (adjoint steps in reverse order), real part, fused epilogue.
+
+    Only rows ``q < Q/2`` can hold outputs below L; the store is masked to ``n < L``.
+    """
+    N2: tl.constexpr = Q * P
+    N: tl.constexpr = N2 * N1
+    NCB: tl.constexpr = N1 // BC
+    pid = tl.program_id(0).to(tl.int64)
+    bh = pid // NCB
+    h = bh % H
+    c0 = (pid % NCB) * BC
+    rr = tl.arange(0, Q * BC)[:, None]
+    cc = c0 + rr % BC
+    k2 = rr // BC + Q * tl.arange(0, P)[None, :]
+    zoff = (bh * N2 + k2) * N1 + cc
+    zr = _ld(zr_ptr, zoff)
+    zi = _ld(zi_ptr, zoff)
+    ang = ((cc * k2) % N).to(tl.float32) * (TWO_PI / N)
+    c = tl.cos(ang)
+    s = tl.sin(ang)
+    ar = zr * c - zi * s
+    ai = zr * s + zi * c
+    fpr = _load_square(fpr_ptr, P, P)
+    fpi = _load_square(fpi_ptr, P, P)
+    yr = tl.reshape(_mm(ar, fpr, PREC, DOT16) + _mm(ai, fpi, PREC, DOT16), (Q, BC * P))
+    yi = tl.reshape(_mm(ai, fpr, PREC, DOT16) - _mm(ar, fpi, PREC, DOT16), (Q, BC * P))
+    q = tl.arange(0, Q)[:, None]
+    col = tl.arange(0, BC * P)[None, :]
+    p = col % P
+    twr = tl.load(twr_ptr + q * P + p)  # rows are kq here
+    twi = tl.load(twi_ptr + q * P + p)
+    tr = yr * twr + yi * twi
+    ti = yi * twr - yr * twi
+    acc = _mm(_load_square(fqr_ptr, Q, Q), tr, PREC, DOT16) + _mm(_load_square(fqi_ptr, Q, Q), ti, PREC, DOT16)
+    n = c0 + col // P + N1 * (p + P * q)
     mask = n < L
     off = bh * L + n
     if HAS_D:
