@@ -43,15 +43,16 @@ class Tiling:
     tile_io: bool = False
 
 
-#: The tiling used when none is given. The candidate replacement measured by
-#: kernels/gpu_scan_variants.py is :data:`SEQ_TILING`.
-DEFAULT_TILING = Tiling()
-
 #: The sequential-step forward at its expected best setting (one channel per thread, 4 warps, tiled I/O).
 #: Its backward is the default's (same kernel, tile and segmentation), so fwd+bwd differences between the
 #: two come from the forward alone and the backward kernel compiles once for both.
 SEQ_TILING = Tiling(block_e=128, chunk=128, target_programs=2048, bwd_block_e=4, bwd_warps=4, variant="seq",
                     bwd_target_programs=8192, tile_io=True)
+
+#: The tiling used when none is given (the "assoc" variant). kernels/gpu_scan_variants.py measures
+#: :data:`SEQ_TILING` and its neighbours against it; to switch, set this to ``SEQ_TILING`` (or the
+#: ``dataclasses.replace`` of it that measured best).
+DEFAULT_TILING = Tiling()
 
 
 def plan_segments(batch: int, channel_blocks: int, n_chunks: int, target: int) -> tuple[int, int]:
