@@ -6,12 +6,23 @@ Each family (``hyena``, ``mamba``, ``caduceus``, ``m2``, ``transformer``) subcla
 gives users the conventions they know (``from_pretrained``/``save_pretrained``/``push_to_hub``,
 output dataclasses, ``Trainer``) without ``trust_remote_code``: ``genomix.hub`` registers every family
 with the ``Auto*`` classes at import.
+
+A family's base model puts :class:`BaseModelMixin` (the ``forward`` contract) or
+:class:`LayerNormStackMixin` (embeddings -> blocks -> ``ln_f``, the whole base model but its blocks)
+before its ``PreTrainedModel``; :func:`run_layers` / :func:`run_layer` run its blocks with optional
+activation checkpointing. The task heads on top are in :mod:`genomix.models.tasks`.
 """
 from __future__ import annotations
 
-from typing import Any
+from functools import partial
+from typing import Any, Callable, ClassVar, Sequence
 
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
 from transformers import PretrainedConfig, PreTrainedModel
+from transformers.modeling_outputs import BaseModelOutput
+from transformers.utils import ModelOutput
 
 
 def pad_to_multiple(n: int, multiple: int) -> int:
@@ -55,3 +66,116 @@ class GenomixPreTrainedModel(PreTrainedModel):
     base_model_prefix = "backbone"
     supports_gradient_checkpointing = True
     _no_split_modules: list[str] = []
+
+
+def run_layer(model: nn.Module, layer: nn.Module, *args: Any) -> Any:
+    """Call ``layer(*args)``, under activation checkpointing when the model has it switched on and is
+    training with gradients: only block inputs are kept, which is what makes 1 Mb contexts trainable.
+
+    The checkpoint function is the one ``gradient_checkpointing_enable`` /
+    ``activation_checkpointing_enable`` installed (so their ``use_reentrant`` choice holds), else
+    non-reentrant :func:`torch.utils.checkpoint.checkpoint` (e.g. HyenaDNA's ``checkpoint_blocks``).
+    """
+    if getattr(model, "gradient_checkpointing", False) and model.training and torch.is_grad_enabled():
+        checkpoint_fn: Callable[..., Any] = getattr(model, "_gradient_checkpointing_func", None) or partial(
+            checkpoint, use_reentrant=False
+        )
+        return checkpoint_fn(layer.__call__, *args)
+    return layer(*args)
+
+
+def run_layers(
+    model: nn.Module,
+    hidden: torch.Tensor,
+    *args: Any,
+    final_norm: Callable[[torch.Tensor], torch.Tensor],
+    output_hidden_states: bool = False,
+) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+    """Run ``hidden`` through every block of ``model.layers`` (each called as ``layer(hidden, *args)``,
+    checkpointed by :func:`run_layer`), then ``final_norm``.
+
+    Returns the normed output and, with ``output_hidden_states``, the states in HyenaDNA's convention:
+    the block input (embeddings), each block's output, the last one replaced by the normed output.
+    """
+    states = [hidden] if output_hidden_states else None
+    for layer in model.layers:
+        hidden = run_layer(model, layer, hidden, *args)
+        if states is not None:
+            states.append(hidden)
+    hidden = final_norm(hidden)
+    if states is not None:
+        states[-1] = hidden
+    return hidden, states
+
+
+def model_output(output_class: type[ModelOutput], return_dict: bool, **fields: Any) -> ModelOutput | tuple:
+    """``output_class(**fields)``, or with ``return_dict=False`` the tuple of the fields that are not
+    ``None``, in order (transformers' convention)."""
+    if not return_dict:
+        return tuple(value for value in fields.values() if value is not None)
+    return output_class(**fields)
+
+
+class BaseModelMixin:
+    """``forward`` of a family's base model around the family's :meth:`_forward_hidden`."""
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
+        return_dict: bool = True,
+        **kwargs: Any,
+    ) -> BaseModelOutput | tuple:
+        """Final hidden states (batch, length, hidden size); ``hidden_states`` (if asked) as the
+        family's ``_forward_hidden`` documents."""
+        hidden, states = self._forward_hidden(input_ids, attention_mask, output_hidden_states)
+        states = None if states is None else tuple(states)
+        return model_output(BaseModelOutput, return_dict, last_hidden_state=hidden, hidden_states=states)
+
+    def _forward_hidden(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, output_hidden_states: bool
+    ) -> tuple[torch.Tensor, Sequence[torch.Tensor] | None]:
+        """(final hidden states, per-layer states or ``None`` unless ``output_hidden_states``)."""
+        raise NotImplementedError
+
+
+class LayerNormStackMixin(BaseModelMixin):
+    """A base model ``embeddings`` (``nn.Embedding``) -> ``n_layer`` x ``block_class`` -> ``ln_f``
+    (``LayerNorm``) with an fp32 residual stream; blocks are called as ``block(x, block_mask)``.
+
+    The family supplies ``block_class``, :meth:`_check_input` and :meth:`_block_mask`. ``hidden_states``
+    as :func:`run_layers` returns them (the last one normed, as in HyenaDNA).
+    """
+
+    block_class: ClassVar[type[nn.Module]]
+
+    def __init__(self, config: PretrainedConfig) -> None:
+        super().__init__(config)
+        self.embeddings = nn.Embedding(config.padded_vocab_size, config.d_model)
+        self.layers = nn.ModuleList(self.block_class(config) for _ in range(config.n_layer))
+        self.ln_f = nn.LayerNorm(config.d_model, eps=config.layer_norm_epsilon)
+        self.gradient_checkpointing = False
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embeddings
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.embeddings = value
+
+    def _check_input(self, input_ids: torch.Tensor) -> None:
+        """Raise a ``GenomixError`` for inputs the model cannot take (e.g. longer than ``max_seq_len``)."""
+        raise NotImplementedError
+
+    def _block_mask(self, attention_mask: torch.Tensor | None) -> torch.Tensor | None:
+        """What every block gets for ``attention_mask`` (``None`` when nothing is padded)."""
+        raise NotImplementedError
+
+    def _forward_hidden(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, output_hidden_states: bool
+    ) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+        self._check_input(input_ids)
+        mask = self._block_mask(attention_mask)
+        x = self.embeddings(input_ids).float()
+        return run_layers(self, x, mask, final_norm=self.ln_f, output_hidden_states=output_hidden_states)

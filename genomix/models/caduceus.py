@@ -25,13 +25,14 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers.modeling_outputs import BaseModelOutput, MaskedLMOutput, SequenceClassifierOutput
 
 from ..errors import ConfigError
 from ..tokenizer import A_ID, C_ID, G_ID, T_ID
-from .heads import classification_loss, masked_lm_loss, pool
-from .mamba import Mamba, MambaConfig, MambaPreTrainedModel, add_norm, check_length, make_norm, run_layer
+from .base import BaseModelMixin
+from .heads import pool
+from .mamba import Mamba, MambaConfig, MambaPreTrainedModel, add_norm, check_length, make_norm, run_blocks
 from .registry import Family, register_family
+from .tasks import MaskedLMMixin, SequenceClassificationMixin
 
 _STRATEGIES = ("add", "ew_multiply")
 
@@ -197,7 +198,7 @@ class CaduceusPreTrainedModel(MambaPreTrainedModel):
     _no_split_modules = ["CaduceusBlock"]
 
 
-class CaduceusModel(CaduceusPreTrainedModel):
+class CaduceusModel(BaseModelMixin, CaduceusPreTrainedModel):
     """Embeddings, bidirectional blocks, final norm; hidden width ``2·d_model`` with RCPS."""
 
     def __init__(self, config: CaduceusConfig) -> None:
@@ -215,32 +216,22 @@ class CaduceusModel(CaduceusPreTrainedModel):
     def get_input_embeddings(self) -> nn.Module:
         return self.embeddings.word_embeddings
 
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        output_hidden_states: bool = False,
-        return_dict: bool = True,
-        **kwargs: Any,
-    ) -> BaseModelOutput | tuple:
+    def _forward_hidden(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, output_hidden_states: bool
+    ) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+        """``hidden_states``: each block's ``hidden`` input (the embeddings, then the previous mixer's
+        output), then the final-norm output."""
         check_length(self.config, input_ids)
-        hidden = self.embeddings(input_ids)
-        residual = None
-        all_hidden = []
-        for layer in self.layers:
-            if output_hidden_states:
-                all_hidden.append(hidden)
-            hidden, residual = run_layer(self, layer, hidden, residual, attention_mask)
+        record = (lambda hidden, residual: hidden) if output_hidden_states else None
+        hidden, residual, states = run_blocks(self, self.embeddings(input_ids), attention_mask, record)
         if self.config.rcps:
             # The final norm is never swapped (the released code's fused final norm reads halves in order).
             hidden, _ = rcps_add_norm(self.norm_f, hidden, residual, self.config.residual_in_fp32, False)
         else:
             hidden, _ = add_norm(self.norm_f, hidden, residual, self.config.residual_in_fp32)
-        if output_hidden_states:
-            all_hidden.append(hidden)
-        if not return_dict:
-            return (hidden, tuple(all_hidden)) if output_hidden_states else (hidden,)
-        return BaseModelOutput(last_hidden_state=hidden, hidden_states=tuple(all_hidden) if output_hidden_states else None)
+        if states is not None:
+            states.append(hidden)
+        return hidden, states
 
 
 def rcps_logits(hidden: torch.Tensor, weight: torch.Tensor, complement_map: torch.Tensor) -> torch.Tensor:
@@ -267,51 +258,32 @@ def rc_logits(logits: torch.Tensor, complement_map: torch.Tensor) -> torch.Tenso
     return torch.flip(logits, dims=[1])[..., complement_map]
 
 
-class CaduceusForMaskedLM(CaduceusPreTrainedModel):
-    """Masked-LM head tied to the embedding; logits over ``padded_vocab_size`` columns."""
+class CaduceusForMaskedLM(MaskedLMMixin, CaduceusPreTrainedModel):
+    """Masked-LM head tied to the embedding; float32 logits over ``padded_vocab_size`` columns."""
+
+    backbone_class = CaduceusModel
+    fp32_logits = True
 
     def __init__(self, config: CaduceusConfig) -> None:
         super().__init__(config)
-        self.backbone = CaduceusModel(config)
-        vocab, tied = config.padded_vocab_size, config.tie_word_embeddings
-        if config.rcps:
-            self.lm_head = RCPSLMHead(config.d_model, vocab, config.complement_map, tied)
-        else:
-            self.lm_head = None if tied else nn.Linear(config.d_model, vocab, bias=False)
         self.register_buffer(
             "_complement", torch.tensor(config.complement_map, dtype=torch.long), persistent=False
         )
-        self.post_init()
 
-    def get_input_embeddings(self) -> nn.Module:
-        return self.backbone.get_input_embeddings()
+    def _lm_head(self, config: CaduceusConfig) -> nn.Module | None:
+        """RCPS models get an :class:`RCPSLMHead` (weightless when tied); others the plain head."""
+        if not config.rcps:
+            return super()._lm_head(config)
+        return RCPSLMHead(config.d_model, config.padded_vocab_size, config.complement_map, config.tie_word_embeddings)
 
     def get_output_embeddings(self) -> nn.Module | None:
         return self.lm_head.lm_head if isinstance(self.lm_head, RCPSLMHead) else self.lm_head
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """MLM logits (float32) from final hidden states (both strands folded under RCPS)."""
-        tied = self.backbone.get_input_embeddings().weight
         if isinstance(self.lm_head, RCPSLMHead):
-            return self.lm_head(hidden, tied).float()
-        weight = tied if self.lm_head is None else self.lm_head.weight
-        return F.linear(hidden, weight).float()
-
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        output_hidden_states: bool = False,
-        return_dict: bool = True,
-        **kwargs: Any,
-    ) -> MaskedLMOutput | tuple:
-        out = self.backbone(input_ids, attention_mask=attention_mask, output_hidden_states=output_hidden_states)
-        logits = self.logits(out.last_hidden_state)
-        loss = masked_lm_loss(logits, labels) if labels is not None else None
-        if not return_dict:
-            return tuple(x for x in (loss, logits, out.hidden_states) if x is not None)
-        return MaskedLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
+            return self.lm_head(hidden, self.get_input_embeddings().weight).float()
+        return super().logits(hidden)
 
     @torch.no_grad()
     def conjoined_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -326,24 +298,27 @@ class CaduceusForMaskedLM(CaduceusPreTrainedModel):
         return 0.5 * (fwd + rc_logits(rev, cmap))
 
 
-class CaduceusForSequenceClassification(CaduceusPreTrainedModel):
+class CaduceusForSequenceClassification(SequenceClassificationMixin, CaduceusPreTrainedModel):
     """Pooling (``config.pooling``) with RC invariance -> dropout -> linear classifier.
 
     RCPS: the two strands' halves are pooled (the RC half with the mirrored mode, first <-> last) and
     folded (``fwd + flip_channels(rc)``), which is exactly
     invariant. Non-RCPS: features are averaged over the sequence and its reverse complement (post-hoc
-    conjoining) when ``conjoin`` is set (default), making the prediction strand-independent."""
+    conjoining) when ``conjoin`` is set (default), making the prediction strand-independent.
+    Logits are float32; no ``hidden_states`` are returned."""
+
+    backbone_class = CaduceusModel
 
     def __init__(self, config: CaduceusConfig) -> None:
         super().__init__(config)
-        self.backbone = CaduceusModel(config)
         self.conjoin = bool(getattr(config, "conjoin", True))
         self.dropout = nn.Dropout(config.classifier_dropout)
-        self.score = nn.Linear(config.d_model, config.num_labels)
         self.register_buffer(
             "_complement", torch.tensor(config.complement_map, dtype=torch.long), persistent=False
         )
-        self.post_init()
+
+    def _score_head(self, config: CaduceusConfig) -> nn.Linear:
+        return nn.Linear(config.d_model, config.num_labels)
 
     def _pooled(self, input_ids: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         hidden = self.backbone(input_ids, attention_mask=mask).last_hidden_state
@@ -354,25 +329,15 @@ class CaduceusForSequenceClassification(CaduceusPreTrainedModel):
         mirrored = {"first": "last", "last": "first"}.get(mode, mode)
         return pool(hidden[..., :d], mask, mode) + torch.flip(pool(hidden[..., d:], mask, mirrored), dims=[-1])
 
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        output_hidden_states: bool = False,
-        return_dict: bool = True,
-        **kwargs: Any,
-    ) -> SequenceClassifierOutput | tuple:
+    def _logits_and_states(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, output_hidden_states: bool
+    ) -> tuple[torch.Tensor, None]:
         features = self._pooled(input_ids, attention_mask)
         if self.conjoin and not self.config.rcps:
             rc_ids = self._complement[torch.flip(input_ids, dims=[1])]
             rc_mask = None if attention_mask is None else attention_mask.flip(1)
             features = 0.5 * (features + self._pooled(rc_ids, rc_mask))
-        logits = self.score(self.dropout(features)).float()
-        loss = classification_loss(logits, labels, self.config) if labels is not None else None
-        if not return_dict:
-            return tuple(x for x in (loss, logits) if x is not None)
-        return SequenceClassifierOutput(loss=loss, logits=logits)
+        return self.score(self.dropout(features)).float(), None
 
 
 FAMILY = register_family(

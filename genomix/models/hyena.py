@@ -26,14 +26,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.checkpoint import checkpoint
-from transformers.modeling_outputs import BaseModelOutput, CausalLMOutput, SequenceClassifierOutput
 
 from ..errors import ConfigError, InputFormatError, RangeError
 from ..kernels import fftconv
-from .base import GenomixConfig, GenomixPreTrainedModel
-from .heads import POOLING_MODES, SequenceClassificationHead, causal_lm_loss, classification_loss
+from .base import BaseModelMixin, GenomixConfig, GenomixPreTrainedModel, run_layers
+from .heads import POOLING_MODES
 from .registry import Family, register_family
+from .tasks import CausalLMMixin, SequenceClassificationMixin
 
 
 class HyenaConfig(GenomixConfig):
@@ -329,8 +328,15 @@ class HyenaPreTrainedModel(GenomixPreTrainedModel):
             nn.init.normal_(out.weight, std=std / math.sqrt(2 * self.config.n_layer))
 
 
-class HyenaModel(HyenaPreTrainedModel):
-    """The HyenaDNA backbone: token ids -> final hidden states (after ``ln_f``); the embedding model."""
+class HyenaModel(BaseModelMixin, HyenaPreTrainedModel):
+    """The HyenaDNA backbone: token ids -> final hidden states (after ``ln_f``); the embedding model.
+
+    With an ``attention_mask``, padding is made invisible: each row's real tokens are moved to the
+    front (causal models then never see pads), run, and put back in place, so a padded batch gives
+    each sequence exactly the outputs it gets alone. Outputs at pad positions are meaningless.
+    ``hidden_states`` (if asked) holds the embeddings, each block's output, and last the ``ln_f``
+    output.
+    """
 
     def __init__(self, config: HyenaConfig) -> None:
         super().__init__(config)
@@ -364,122 +370,36 @@ class HyenaModel(HyenaPreTrainedModel):
                     "Encode sequences with genomix.Tokenizer / genomix.tokenizer.encode"
                 )
 
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        output_hidden_states: bool = False,
-        return_dict: bool = True,
-        **kwargs: Any,
-    ) -> BaseModelOutput | tuple:
-        """Final hidden states (batch, length, d_model).
-
-        With an ``attention_mask``, padding is made invisible: each row's real tokens are moved to
-        the front (causal models then never see pads), run, and put back in place, so a padded
-        batch gives each sequence exactly the outputs it gets alone. Outputs at pad positions are
-        meaningless. ``hidden_states`` (if asked) holds the embeddings, each block's output, and
-        last the ``ln_f`` output.
-        """
+    def _forward_hidden(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, output_hidden_states: bool
+    ) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
         self._check_input(input_ids)
         order = None
         if attention_mask is not None and not bool(attention_mask.all()):
             order = torch.argsort((attention_mask == 0).to(torch.int8), dim=1, stable=True)
             input_ids = input_ids.gather(1, order)
         x = self.embed_dropout(self.embeddings(input_ids)).float()
-        states = [x] if output_hidden_states else None
-        for block in self.layers:
-            if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
-                x = checkpoint(block, x, use_reentrant=False)
-            else:
-                x = block(x)
-            if states is not None:
-                states.append(x)
-        x = self.ln_f(x)
-        if states is not None:
-            states[-1] = x
+        x, states = run_layers(self, x, final_norm=self.ln_f, output_hidden_states=output_hidden_states)
         if order is not None:
             x = torch.empty_like(x).scatter_(1, order.unsqueeze(-1).expand_as(x), x)
             if states is not None:
                 states = [torch.empty_like(s).scatter_(1, order.unsqueeze(-1).expand_as(s), s) for s in states]
-        hidden_states = tuple(states) if states is not None else None
-        if not return_dict:
-            return (x, hidden_states) if hidden_states is not None else (x,)
-        return BaseModelOutput(last_hidden_state=x, hidden_states=hidden_states)
+        return x, states
 
 
-class HyenaForCausalLM(HyenaPreTrainedModel):
+class HyenaForCausalLM(CausalLMMixin, HyenaPreTrainedModel):
     """Backbone + LM head (tied to the embedding matrix unless ``tie_word_embeddings`` is false).
 
     Logits have ``padded_vocab_size`` (16) columns; ``labels`` are shifted inside, -100 ignored.
     """
 
-    def __init__(self, config: HyenaConfig) -> None:
-        super().__init__(config)
-        self.backbone = HyenaModel(config)
-        self.lm_head = None if config.tie_word_embeddings else nn.Linear(config.d_model, config.padded_vocab_size, bias=False)
-        self.post_init()
-
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.backbone.get_input_embeddings()
-
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.backbone.set_input_embeddings(value)
-
-    def get_output_embeddings(self) -> nn.Module | None:
-        return self.lm_head  # None when tied: logits use the embedding matrix directly
-
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        output_hidden_states: bool = False,
-        return_dict: bool = True,
-        **kwargs: Any,
-    ) -> CausalLMOutput | tuple:
-        out = self.backbone(input_ids, attention_mask=attention_mask, output_hidden_states=output_hidden_states)
-        hidden = out.last_hidden_state
-        weight = self.get_input_embeddings().weight if self.lm_head is None else self.lm_head.weight
-        logits = F.linear(hidden, weight)
-        loss = causal_lm_loss(logits, labels) if labels is not None else None
-        if not return_dict:
-            return tuple(t for t in (loss, logits, out.hidden_states) if t is not None)
-        return CausalLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
+    backbone_class = HyenaModel
 
 
-class HyenaForSequenceClassification(HyenaPreTrainedModel):
+class HyenaForSequenceClassification(SequenceClassificationMixin, HyenaPreTrainedModel):
     """Backbone + padding-aware pooling (``config.pooling``) + linear classifier (``num_labels``)."""
 
-    def __init__(self, config: HyenaConfig) -> None:
-        super().__init__(config)
-        self.num_labels = config.num_labels
-        self.backbone = HyenaModel(config)
-        self.score = SequenceClassificationHead(
-            config.d_model, config.num_labels, config.pooling, config.classifier_dropout, config.classifier_bias
-        )
-        self.post_init()
-
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.backbone.get_input_embeddings()
-
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.backbone.set_input_embeddings(value)
-
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        output_hidden_states: bool = False,
-        return_dict: bool = True,
-        **kwargs: Any,
-    ) -> SequenceClassifierOutput | tuple:
-        out = self.backbone(input_ids, attention_mask=attention_mask, output_hidden_states=output_hidden_states)
-        logits = self.score(out.last_hidden_state, attention_mask)
-        loss = classification_loss(logits, labels, self.config) if labels is not None else None
-        if not return_dict:
-            return tuple(t for t in (loss, logits, out.hidden_states) if t is not None)
-        return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
+    backbone_class = HyenaModel
 
 
 FAMILY = register_family(

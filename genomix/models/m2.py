@@ -25,19 +25,14 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers.modeling_outputs import (
-    BaseModelOutput,
-    CausalLMOutput,
-    MaskedLMOutput,
-    SequenceClassifierOutput,
-)
 
 from ..errors import ConfigError, RangeError
 from ..kernels import fftconv
-from .base import GenomixConfig, GenomixPreTrainedModel
-from .heads import POOLING_MODES, SequenceClassificationHead, causal_lm_loss, classification_loss, masked_lm_loss
+from .base import GenomixConfig, GenomixPreTrainedModel, LayerNormStackMixin
+from .heads import POOLING_MODES, SequenceClassificationHead
 from .monarch import BlockdiagLinear, MonarchLinear, make_linear
 from .registry import Family, register_family
+from .tasks import CausalLMMixin, MaskedLMMixin, SequenceClassificationMixin
 
 
 class M2Config(GenomixConfig):
@@ -328,161 +323,54 @@ class M2PreTrainedModel(GenomixPreTrainedModel):
             module.reset_buffers()
 
 
-def _check_length(input_ids: torch.Tensor, max_len: int) -> None:
-    if input_ids.shape[-1] > max_len:
-        raise RangeError(
-            f"sequence of length {input_ids.shape[-1]} exceeds this model's max_seq_len={max_len}; "
-            "cut it into windows or use a longer-context config"
-        )
+class M2Model(LayerNormStackMixin, M2PreTrainedModel):
+    """Embeddings, ``n_layer`` M2 blocks and a final LayerNorm; returns ``BaseModelOutput``.
+
+    Positions where ``attention_mask`` is 0 are zeroed before every convolution."""
+
+    block_class = M2Block
+
+    def _check_input(self, input_ids: torch.Tensor) -> None:
+        if input_ids.shape[-1] > self.config.max_seq_len:
+            raise RangeError(
+                f"sequence of length {input_ids.shape[-1]} exceeds this model's "
+                f"max_seq_len={self.config.max_seq_len}; cut it into windows or use a longer-context config"
+            )
+
+    def _block_mask(self, attention_mask: torch.Tensor | None) -> torch.Tensor | None:
+        """(batch, length, 1) float multiplier, ``None`` when nothing is padded."""
+        if attention_mask is None or bool(attention_mask.all()):
+            return None
+        return attention_mask[..., None].float()
 
 
-class M2Model(M2PreTrainedModel):
-    """Embeddings, ``n_layer`` M2 blocks and a final LayerNorm; returns ``BaseModelOutput``."""
+class M2ForCausalLM(CausalLMMixin, M2PreTrainedModel):
+    """Next-nucleotide LM (``m2``) with an LM head tied to the embeddings unless ``tie_word_embeddings``
+    is false. Labels are shifted inside; -100 is ignored."""
 
-    def __init__(self, config: M2Config) -> None:
-        super().__init__(config)
-        self.embeddings = nn.Embedding(config.padded_vocab_size, config.d_model)
-        self.layers = nn.ModuleList(M2Block(config) for _ in range(config.n_layer))
-        self.ln_f = nn.LayerNorm(config.d_model, eps=config.layer_norm_epsilon)
-        self.gradient_checkpointing = False
-        self.post_init()
-
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.embeddings
-
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.embeddings = value
-
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        output_hidden_states: bool = False,
-        return_dict: bool = True,
-        **kwargs: Any,
-    ) -> BaseModelOutput | tuple:
-        _check_length(input_ids, self.config.max_seq_len)
-        mask = None
-        if attention_mask is not None and not bool(attention_mask.all()):
-            mask = attention_mask[..., None].float()
-        x = self.embeddings(input_ids).float()
-        hidden: list[torch.Tensor] = [x] if output_hidden_states else []
-        for layer in self.layers:
-            if self.gradient_checkpointing and self.training:
-                x = self._gradient_checkpointing_func(layer.__call__, x, mask)
-            else:
-                x = layer(x, mask)
-            if output_hidden_states:
-                hidden.append(x)
-        x = self.ln_f(x)
-        if output_hidden_states:
-            hidden[-1] = x  # the last entry is the normed final state, as in HyenaDNA
-        states = tuple(hidden) if output_hidden_states else None
-        if not return_dict:
-            return tuple(v for v in (x, states) if v is not None)
-        return BaseModelOutput(last_hidden_state=x, hidden_states=states)
-
-
-class _M2WithLMHead(M2PreTrainedModel):
-    """Backbone + vocabulary projection (the input embedding matrix unless ``tie_word_embeddings`` is false)."""
-
-    def __init__(self, config: M2Config) -> None:
-        super().__init__(config)
-        self.backbone = M2Model(config)
-        # Tied (the default): no lm_head parameter, logits use the embedding matrix (as every genomix family).
-        self.lm_head = (
-            None if config.tie_word_embeddings else nn.Linear(config.d_model, config.padded_vocab_size, bias=False)
-        )
-        self.post_init()
-
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.backbone.embeddings
-
-    def get_output_embeddings(self) -> nn.Linear | None:
-        return self.lm_head  # None when tied
-
-    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """LM logits (``padded_vocab_size`` columns) from final hidden states."""
-        weight = self.backbone.embeddings.weight if self.lm_head is None else self.lm_head.weight
-        return F.linear(hidden.to(weight.dtype), weight)
-
-    def _logits(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, output_hidden_states: bool
-    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
-        out = self.backbone(input_ids, attention_mask, output_hidden_states=output_hidden_states)
-        return self.logits(out.last_hidden_state), out.hidden_states
-
-
-class M2ForCausalLM(_M2WithLMHead):
-    """Next-nucleotide LM (``m2``). Labels are shifted inside; -100 is ignored."""
+    backbone_class = M2Model
 
     def __init__(self, config: M2Config) -> None:
         if config.bidirectional:
             raise ConfigError("a bidirectional M2 (m2-bert) sees the future: build it with task='masked-lm'")
         super().__init__(config)
 
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        output_hidden_states: bool = False,
-        return_dict: bool = True,
-        **kwargs: Any,
-    ) -> CausalLMOutput | tuple:
-        logits, states = self._logits(input_ids, attention_mask, output_hidden_states)
-        loss = causal_lm_loss(logits, labels) if labels is not None else None
-        if not return_dict:
-            return tuple(v for v in (loss, logits, states) if v is not None)
-        return CausalLMOutput(loss=loss, logits=logits, hidden_states=states)
 
-
-class M2ForMaskedLM(_M2WithLMHead):
+class M2ForMaskedLM(MaskedLMMixin, M2PreTrainedModel):
     """Masked LM (``m2-bert``): labels compared position-wise, -100 ignored."""
 
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        output_hidden_states: bool = False,
-        return_dict: bool = True,
-        **kwargs: Any,
-    ) -> MaskedLMOutput | tuple:
-        logits, states = self._logits(input_ids, attention_mask, output_hidden_states)
-        loss = masked_lm_loss(logits, labels) if labels is not None else None
-        if not return_dict:
-            return tuple(v for v in (loss, logits, states) if v is not None)
-        return MaskedLMOutput(loss=loss, logits=logits, hidden_states=states)
+    backbone_class = M2Model
 
 
-class M2ForSequenceClassification(M2PreTrainedModel):
-    """Padding-aware pooling (``config.pooling``) + linear classifier; loss by ``problem_type``."""
+class M2ForSequenceClassification(SequenceClassificationMixin, M2PreTrainedModel):
+    """Padding-aware pooling (``config.pooling``) + linear classifier; loss by ``problem_type``.
 
-    def __init__(self, config: M2Config) -> None:
-        super().__init__(config)
-        self.backbone = M2Model(config)
-        self.score = SequenceClassificationHead(config.d_model, config.num_labels, config.pooling, config.dropout)
-        self.post_init()
+    The classifier's dropout is the model's ``dropout``."""
 
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.backbone.embeddings
+    backbone_class = M2Model
 
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        output_hidden_states: bool = False,
-        return_dict: bool = True,
-        **kwargs: Any,
-    ) -> SequenceClassifierOutput | tuple:
-        out = self.backbone(input_ids, attention_mask, output_hidden_states=output_hidden_states)
-        logits = self.score(out.last_hidden_state, attention_mask)
-        loss = classification_loss(logits, labels, self.config) if labels is not None else None
-        if not return_dict:
-            return tuple(v for v in (loss, logits, out.hidden_states) if v is not None)
-        return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
+    def _score_head(self, config: M2Config) -> SequenceClassificationHead:
+        return SequenceClassificationHead(config.d_model, config.num_labels, config.pooling, config.dropout)
 
 
 FAMILY = register_family(

@@ -2,7 +2,7 @@
 
 One file holds the whole family, HF-style: :class:`MambaConfig`, the mixer (:class:`Mamba`), the pre-norm
 residual :class:`Block`, the backbone :class:`MambaModel` and its heads (causal LM, masked LM, sequence
-classification; losses and pooling from :mod:`genomix.models.heads`). Parameter names equal those of
+classification; the task mixins of :mod:`genomix.models.tasks`). Parameter names equal those of
 mamba_ssm's ``MambaLMHeadModel`` (``backbone.embedding``, ``backbone.layers.{i}.norm`` /
 ``.mixer.{in_proj,conv1d,x_proj,dt_proj,out_proj,A_log,D}``, ``backbone.norm_f``), so its checkpoints
 load without renaming; the LM head is tied to the embedding (mamba_ssm's duplicate ``lm_head.weight``
@@ -19,24 +19,18 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
-import torch.utils.checkpoint
 from torch import nn
-from transformers.modeling_outputs import (
-    BaseModelOutput,
-    CausalLMOutput,
-    MaskedLMOutput,
-    SequenceClassifierOutput,
-)
 
 from ..errors import ConfigError, RangeError
 from ..kernels import selective_scan
-from .base import GenomixConfig, GenomixPreTrainedModel
-from .heads import POOLING_MODES, SequenceClassificationHead, causal_lm_loss, classification_loss, masked_lm_loss
+from .base import BaseModelMixin, GenomixConfig, GenomixPreTrainedModel, run_layer
+from .heads import POOLING_MODES
 from .registry import Family, register_family
+from .tasks import CausalLMMixin, LMHeadMixin, MaskedLMMixin, SequenceClassificationMixin
 
 
 class MambaConfig(GenomixConfig):
@@ -144,6 +138,11 @@ def add_norm(
     if residual_in_fp32:
         residual = residual.float()
     return norm(residual.to(norm.weight.dtype)), residual
+
+
+def residual_stream(hidden: torch.Tensor, residual: torch.Tensor | None) -> torch.Tensor:
+    """What a block's add-norm reads: ``hidden + residual`` (just ``hidden`` at the first block)."""
+    return hidden if residual is None else hidden + residual
 
 
 # --------------------------------------------------------------------------------------------- mixer
@@ -284,13 +283,25 @@ class Block(nn.Module):
 
 
 # --------------------------------------------------------------------------------------------- helpers
-def run_layer(model: nn.Module, layer: nn.Module, *args: Any) -> Any:
-    """Call ``layer(*args)``, under activation checkpointing when the model has it switched on
-    (``model.gradient_checkpointing_enable()``) and is training: only block inputs are kept, which is
-    what makes 1 Mb contexts trainable."""
-    if getattr(model, "gradient_checkpointing", False) and model.training and torch.is_grad_enabled():
-        return torch.utils.checkpoint.checkpoint(layer, *args, use_reentrant=False)
-    return layer(*args)
+def run_blocks(
+    model: nn.Module,
+    hidden: torch.Tensor,
+    mask: torch.Tensor | None,
+    record: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None, list[torch.Tensor] | None]:
+    """Run ``hidden`` through the ``(hidden, residual)`` blocks of ``model.layers`` (each checkpointed by
+    :func:`~genomix.models.base.run_layer`); the final add-norm is the caller's.
+
+    Returns the last block's ``(hidden, residual)`` and, when ``record`` is given, ``record(hidden,
+    residual)`` of every block's input (``residual`` is ``None`` at the first block).
+    """
+    residual = None
+    states = [] if record is not None else None
+    for layer in model.layers:
+        if states is not None:
+            states.append(record(hidden, residual))
+        hidden, residual = run_layer(model, layer, hidden, residual, mask)
+    return hidden, residual, states
 
 
 def check_length(config: GenomixConfig, input_ids: torch.Tensor) -> None:
@@ -328,7 +339,7 @@ class MambaPreTrainedModel(GenomixPreTrainedModel):
                     p /= math.sqrt(config.n_residuals_per_layer * config.n_layer)
 
 
-class MambaModel(MambaPreTrainedModel):
+class MambaModel(BaseModelMixin, MambaPreTrainedModel):
     """Embedding, ``n_layer`` Mamba blocks and the final norm; returns :class:`BaseModelOutput`."""
 
     def __init__(self, config: MambaConfig) -> None:
@@ -345,28 +356,17 @@ class MambaModel(MambaPreTrainedModel):
     def set_input_embeddings(self, value: nn.Embedding) -> None:
         self.embedding = value
 
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        output_hidden_states: bool = False,
-        return_dict: bool = True,
-        **kwargs: Any,
-    ) -> BaseModelOutput | tuple:
+    def _forward_hidden(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, output_hidden_states: bool
+    ) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+        """``hidden_states``: the residual stream entering each block, then the final-norm output."""
         check_length(self.config, input_ids)
-        hidden = self.embedding(input_ids)
-        residual = None
-        all_hidden = []
-        for layer in self.layers:
-            if output_hidden_states:
-                all_hidden.append(hidden if residual is None else hidden + residual)
-            hidden, residual = run_layer(self, layer, hidden, residual, attention_mask)
+        record = residual_stream if output_hidden_states else None
+        hidden, residual, states = run_blocks(self, self.embedding(input_ids), attention_mask, record)
         hidden, _ = add_norm(self.norm_f, hidden, residual, self.config.residual_in_fp32)
-        if output_hidden_states:
-            all_hidden.append(hidden)
-        if not return_dict:
-            return (hidden, tuple(all_hidden)) if output_hidden_states else (hidden,)
-        return BaseModelOutput(last_hidden_state=hidden, hidden_states=tuple(all_hidden) if output_hidden_states else None)
+        if states is not None:
+            states.append(hidden)
+        return hidden, states
 
     def allocate_state(self, batch: int, device: torch.device | None = None) -> list[LayerState]:
         """Fresh (zero) recurrent states for :meth:`step`, one per layer."""
@@ -382,62 +382,19 @@ class MambaModel(MambaPreTrainedModel):
         return hidden
 
 
-class _MambaLMBase(MambaPreTrainedModel):
-    """Backbone + LM head over ``padded_vocab_size`` columns; subclasses choose the loss.
+class _MambaLMBase(LMHeadMixin, MambaPreTrainedModel):
+    """Backbone + LM head over ``padded_vocab_size`` columns, float32 logits; the task mixin picks the loss.
 
     The head is tied to the embedding matrix unless ``tie_word_embeddings`` is false: tied models own no
     ``lm_head`` parameter (as every genomix family), so mamba_ssm's duplicate ``lm_head.weight`` is
     dropped on load and re-derived from ``backbone.embedding.weight``."""
 
-    def __init__(self, config: MambaConfig) -> None:
-        super().__init__(config)
-        self.backbone = MambaModel(config)
-        self.lm_head = (
-            None if config.tie_word_embeddings else nn.Linear(config.d_model, config.padded_vocab_size, bias=False)
-        )
-        self.post_init()
-
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.backbone.embedding
-
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.backbone.embedding = value
-
-    def get_output_embeddings(self) -> nn.Linear | None:
-        return self.lm_head  # None when tied: logits use the embedding matrix directly
-
-    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """LM logits (float32) from final hidden states."""
-        weight = self.backbone.embedding.weight if self.lm_head is None else self.lm_head.weight
-        return F.linear(hidden.to(weight.dtype), weight).float()
-
-    def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        output_hidden_states: bool = False,
-        return_dict: bool = True,
-        **kwargs: Any,
-    ) -> CausalLMOutput | MaskedLMOutput | tuple:
-        out = self.backbone(input_ids, attention_mask=attention_mask, output_hidden_states=output_hidden_states)
-        logits = self.logits(out.last_hidden_state)
-        loss = self._loss(logits, labels) if labels is not None else None
-        if not return_dict:
-            return tuple(x for x in (loss, logits, out.hidden_states) if x is not None)
-        return self.output_class(loss=loss, logits=logits, hidden_states=out.hidden_states)
+    backbone_class = MambaModel
+    fp32_logits = True
 
 
-class MambaForCausalLM(_MambaLMBase):
+class MambaForCausalLM(CausalLMMixin, _MambaLMBase):
     """mamba_ssm's ``MambaLMHeadModel``: next-token LM with a recurrent :meth:`step` for generation."""
-
-    output_class = CausalLMOutput
-
-    def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return causal_lm_loss(logits, labels)
 
     def allocate_state(self, batch: int, device: torch.device | None = None) -> list[LayerState]:
         return self.backbone.allocate_state(batch, device)
@@ -462,41 +419,16 @@ class MambaForCausalLM(_MambaLMBase):
         return torch.cat(out, dim=1)
 
 
-class MambaForMaskedLM(_MambaLMBase):
+class MambaForMaskedLM(MaskedLMMixin, _MambaLMBase):
     """The same network trained with a position-wise (masked-LM) objective, labels not shifted."""
 
-    output_class = MaskedLMOutput
 
-    def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return masked_lm_loss(logits, labels)
+class MambaForSequenceClassification(SequenceClassificationMixin, MambaPreTrainedModel):
+    """Backbone + padding-aware pooling (``config.pooling``) + linear classifier (``num_labels``);
+    float32 logits."""
 
-
-class MambaForSequenceClassification(MambaPreTrainedModel):
-    """Backbone + padding-aware pooling (``config.pooling``) + linear classifier (``num_labels``)."""
-
-    def __init__(self, config: MambaConfig) -> None:
-        super().__init__(config)
-        self.backbone = MambaModel(config)
-        self.score = SequenceClassificationHead(
-            config.d_model, config.num_labels, config.pooling, config.classifier_dropout
-        )
-        self.post_init()
-
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        output_hidden_states: bool = False,
-        return_dict: bool = True,
-        **kwargs: Any,
-    ) -> SequenceClassifierOutput | tuple:
-        out = self.backbone(input_ids, attention_mask=attention_mask, output_hidden_states=output_hidden_states)
-        logits = self.score(out.last_hidden_state, attention_mask).float()
-        loss = classification_loss(logits, labels, self.config) if labels is not None else None
-        if not return_dict:
-            return tuple(x for x in (loss, logits, out.hidden_states) if x is not None)
-        return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
+    backbone_class = MambaModel
+    fp32_logits = True
 
 
 FAMILY = register_family(

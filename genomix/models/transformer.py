@@ -12,12 +12,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers.modeling_outputs import BaseModelOutput, CausalLMOutput
 
 from ..errors import ConfigError, RangeError
-from .base import GenomixConfig, GenomixPreTrainedModel
-from .heads import causal_lm_loss
+from .base import GenomixConfig, GenomixPreTrainedModel, LayerNormStackMixin
 from .registry import Family, register_family
+from .tasks import CausalLMMixin
 
 
 class TransformerConfig(GenomixConfig):
@@ -135,87 +134,27 @@ class TransformerPreTrainedModel(GenomixPreTrainedModel):
             nn.init.zeros_(module.bias)
 
 
-class TransformerModel(TransformerPreTrainedModel):
-    """Token embeddings, ``n_layer`` pre-norm blocks and a final LayerNorm."""
+class TransformerModel(LayerNormStackMixin, TransformerPreTrainedModel):
+    """Token embeddings, ``n_layer`` pre-norm blocks and a final LayerNorm; padding keys are masked out."""
 
-    def __init__(self, config: TransformerConfig) -> None:
-        super().__init__(config)
-        self.embeddings = nn.Embedding(config.padded_vocab_size, config.d_model)
-        self.layers = nn.ModuleList(TransformerBlock(config) for _ in range(config.n_layer))
-        self.ln_f = nn.LayerNorm(config.d_model, eps=config.layer_norm_epsilon)
-        self.gradient_checkpointing = False
-        self.post_init()
+    block_class = TransformerBlock
 
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.embeddings
-
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.embeddings = value
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                output_hidden_states: bool = False, return_dict: bool = True, **kwargs: Any) -> BaseModelOutput | tuple:
+    def _check_input(self, input_ids: torch.Tensor) -> None:
         if input_ids.shape[-1] > self.config.max_seq_len:
             raise RangeError(
                 f"sequence of length {input_ids.shape[-1]} exceeds this model's "
                 f"max_seq_len={self.config.max_seq_len}; cut it into windows"
             )
-        key_mask = None if attention_mask is None or bool(attention_mask.all()) else attention_mask
-        x = self.embeddings(input_ids).float()
-        hidden = [x] if output_hidden_states else []
-        for layer in self.layers:
-            if self.gradient_checkpointing and self.training:
-                x = self._gradient_checkpointing_func(layer.__call__, x, key_mask)
-            else:
-                x = layer(x, key_mask)
-            if output_hidden_states:
-                hidden.append(x)
-        x = self.ln_f(x)
-        if output_hidden_states:
-            hidden[-1] = x
-        states = tuple(hidden) if output_hidden_states else None
-        if not return_dict:
-            return tuple(v for v in (x, states) if v is not None)
-        return BaseModelOutput(last_hidden_state=x, hidden_states=states)
+
+    def _block_mask(self, attention_mask: torch.Tensor | None) -> torch.Tensor | None:
+        """The key mask itself, ``None`` when nothing is padded."""
+        return None if attention_mask is None or bool(attention_mask.all()) else attention_mask
 
 
-class TransformerForCausalLM(TransformerPreTrainedModel):
+class TransformerForCausalLM(CausalLMMixin, TransformerPreTrainedModel):
     """Next-nucleotide LM head tied to the embeddings; labels shifted inside, -100 ignored."""
 
-    def __init__(self, config: TransformerConfig) -> None:
-        super().__init__(config)
-        self.backbone = TransformerModel(config)
-        # Tied (the default): no lm_head parameter, logits use the embedding matrix (as every genomix family).
-        self.lm_head = (
-            None if config.tie_word_embeddings else nn.Linear(config.d_model, config.padded_vocab_size, bias=False)
-        )
-        self.post_init()
-
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.backbone.embeddings
-
-    def get_output_embeddings(self) -> nn.Linear | None:
-        return self.lm_head  # None when tied
-
-    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """LM logits (``padded_vocab_size`` columns) from final hidden states."""
-        weight = self.backbone.embeddings.weight if self.lm_head is None else self.lm_head.weight
-        return F.linear(hidden.to(weight.dtype), weight)
-
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        output_hidden_states: bool = False,
-        return_dict: bool = True,
-        **kwargs: Any,
-    ) -> CausalLMOutput | tuple:
-        out = self.backbone(input_ids, attention_mask, output_hidden_states=output_hidden_states)
-        logits = self.logits(out.last_hidden_state)
-        loss = causal_lm_loss(logits, labels) if labels is not None else None
-        if not return_dict:
-            return tuple(v for v in (loss, logits, out.hidden_states) if v is not None)
-        return CausalLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
+    backbone_class = TransformerModel
 
 
 FAMILY = register_family(

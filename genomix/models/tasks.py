@@ -1,0 +1,160 @@
+"""The task heads every family shares: one mixin per task of :data:`genomix.models.registry.TASKS`
+(the ``base`` task's is :class:`genomix.models.base.BaseModelMixin`).
+
+A family declares each task class by putting the mixin before its own ``PreTrainedModel`` (which
+brings the config class and weight init) and naming its backbone::
+
+    class HyenaForCausalLM(CausalLMMixin, HyenaPreTrainedModel):
+        backbone_class = HyenaModel
+
+The mixins only arrange code; parameter names stay the families' own (``backbone.*``, ``lm_head.weight``
+when untied, ``score.proj.*``), so checkpoints load as before.
+
+- :class:`CausalLMMixin` / :class:`MaskedLMMixin`: backbone + LM head over ``padded_vocab_size``
+  columns, tied to the input embedding matrix unless ``tie_word_embeddings`` is false (tied models own
+  no ``lm_head`` parameter); next-token or position-wise loss.
+- :class:`SequenceClassificationMixin`: backbone + :class:`~genomix.models.heads.SequenceClassificationHead`
+  under ``score``; loss by ``problem_type``.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PretrainedConfig, PreTrainedModel
+from transformers.modeling_outputs import CausalLMOutput, MaskedLMOutput, SequenceClassifierOutput
+from transformers.utils import ModelOutput
+
+from .base import model_output
+from .heads import SequenceClassificationHead, causal_lm_loss, classification_loss, masked_lm_loss
+
+
+class TaskMixin:
+    """A task model around ``backbone_class(config)`` (stored as ``backbone``): ``forward`` runs
+    :meth:`_logits_and_states`, adds :meth:`_loss` when ``labels`` are given and returns
+    ``output_class`` (or a tuple with ``return_dict=False``).
+
+    ``fp32_logits`` makes the logits float32 under autocast too (the Mamba family's choice).
+    """
+
+    backbone_class: ClassVar[type[PreTrainedModel]]
+    output_class: ClassVar[type[ModelOutput]]
+    fp32_logits: ClassVar[bool] = False
+    backbone: PreTrainedModel
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.backbone.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self.backbone.set_input_embeddings(value)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
+        return_dict: bool = True,
+        **kwargs: Any,
+    ) -> ModelOutput | tuple:
+        logits, states = self._logits_and_states(input_ids, attention_mask, output_hidden_states)
+        loss = self._loss(logits, labels) if labels is not None else None
+        return model_output(self.output_class, return_dict, loss=loss, logits=logits, hidden_states=states)
+
+    def _logits_and_states(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, output_hidden_states: bool
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
+        """The head's logits and the backbone's ``hidden_states`` (``None`` unless asked)."""
+        raise NotImplementedError
+
+    def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class LMHeadMixin(TaskMixin):
+    """Backbone + vocabulary projection; :class:`CausalLMMixin` and :class:`MaskedLMMixin` pick the loss."""
+
+    lm_loss: ClassVar[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]
+
+    def __init__(self, config: PretrainedConfig) -> None:
+        super().__init__(config)
+        self.backbone = self.backbone_class(config)
+        self.lm_head = self._lm_head(config)
+        self.post_init()
+
+    def _lm_head(self, config: PretrainedConfig) -> nn.Module | None:
+        """``None`` when tied (logits use the embedding matrix), else a bias-free ``nn.Linear``."""
+        if config.tie_word_embeddings:
+            return None
+        return nn.Linear(config.d_model, config.padded_vocab_size, bias=False)
+
+    def get_output_embeddings(self) -> nn.Module | None:
+        return self.lm_head  # None when tied: logits use the embedding matrix directly
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """LM logits (``padded_vocab_size`` columns) from final hidden states."""
+        weight = self.get_input_embeddings().weight if self.lm_head is None else self.lm_head.weight
+        logits = F.linear(hidden.to(weight.dtype), weight)
+        return logits.float() if self.fp32_logits else logits
+
+    def _logits_and_states(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, output_hidden_states: bool
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
+        out = self.backbone(input_ids, attention_mask=attention_mask, output_hidden_states=output_hidden_states)
+        return self.logits(out.last_hidden_state), out.hidden_states
+
+    def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.lm_loss(logits, labels)
+
+
+class CausalLMMixin(LMHeadMixin):
+    """Next-token LM: ``labels`` are shifted inside, -100 ignored (:class:`CausalLMOutput`)."""
+
+    output_class = CausalLMOutput
+    lm_loss = staticmethod(causal_lm_loss)
+
+
+class MaskedLMMixin(LMHeadMixin):
+    """Masked LM: ``labels`` compared position-wise, -100 ignored (:class:`MaskedLMOutput`)."""
+
+    output_class = MaskedLMOutput
+    lm_loss = staticmethod(masked_lm_loss)
+
+
+class SequenceClassificationMixin(TaskMixin):
+    """Backbone + padding-aware pooling (``config.pooling``) + linear classifier (``num_labels``) under
+    ``score``; loss by ``problem_type``.
+
+    The head's dropout and bias come from ``classifier_dropout`` / ``classifier_bias`` (default: a
+    bias); a family may override :meth:`_score_head`.
+    """
+
+    output_class = SequenceClassifierOutput
+
+    def __init__(self, config: PretrainedConfig) -> None:
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.backbone = self.backbone_class(config)
+        self.score = self._score_head(config)
+        self.post_init()
+
+    def _score_head(self, config: PretrainedConfig) -> nn.Module:
+        return SequenceClassificationHead(
+            config.d_model,
+            config.num_labels,
+            config.pooling,
+            config.classifier_dropout,
+            getattr(config, "classifier_bias", True),
+        )
+
+    def _logits_and_states(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, output_hidden_states: bool
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
+        out = self.backbone(input_ids, attention_mask=attention_mask, output_hidden_states=output_hidden_states)
+        logits = self.score(out.last_hidden_state, attention_mask)
+        return (logits.float() if self.fp32_logits else logits), out.hidden_states
+
+    def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return classification_loss(logits, labels, self.config)
