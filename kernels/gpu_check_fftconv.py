@@ -21,7 +21,7 @@ import torch
 from genomix.kernels.fftconv import fftconv, fftconv_ref
 from genomix.kernels.fftconv.autograd import _precision, _spectrum
 from genomix.kernels.fftconv.ops import conv_apply
-from genomix.kernels.fftconv.plan import current_tuning, make_plan
+from genomix.kernels.fftconv.plan import current_tuning, plan_for
 
 CASES = [  # (B, H, L, bidirectional, gates)
     (4, 16, 4096, False, True),
@@ -53,8 +53,8 @@ def inputs(B: int, H: int, L: int, bid: bool, gates: bool, dtype: torch.dtype) -
 def check(B: int, H: int, L: int, bid: bool, gates: bool, dtype: torch.dtype) -> dict:
     ts = inputs(B, H, L, bid, gates, dtype)
     u, k, D, pre, post = ts
-    plan = make_plan(L)
     prec, tuning = _precision(dtype, False), current_tuning()
+    plan = plan_for(L, tuning, prec)
     spec = _spectrum(k, plan, bid, prec, tuning)
     poisoned = torch.full((B, H, L), float("nan"), device="cuda", dtype=dtype)
     conv_apply(u, pre, D, post, spec, plan, dtype, prec, tuning, out=poisoned)

@@ -197,3 +197,19 @@ def test_triton_filter_spectrum_matches_torch_order(monkeypatch, L, max_row, bid
     got = filter_spectrum_triton(k, plan, bidirectional, "tf32x3", V2_SMALL, conj=True)
     for a, b in zip(got, want):
         assert torch.allclose(a, b, atol=1e-6 * float(b.abs().max()))
+
+
+def test_v2_short_path_at_8192_points():
+    """With 16-bit operands v2 keeps an 8192-point FFT (L <= 4096) on chip as one 128x64 tile."""
+    L = 3000
+    v2 = plan_mod.VARIANTS["v2"]
+    plan = plan_mod.plan_for(L, v2, "tf32")
+    assert plan.short and (plan.n, plan.a, plan.bd) == (8192, 128, 64)
+    assert not plan_mod.plan_for(L, v2, "tf32x3").short  # fp32 operands: 4096 at most
+    ts = make(1, 1, L, False, gates=True, dtype=torch.bfloat16, seed=13)
+    dy = torch.randn(1, 1, L).to(torch.bfloat16)
+    y, grads = _grads(functools.partial(fftconv_triton, tuning="v2"), ts, dy, False, wide=False)
+    r, ref_grads = _grads(fftconv_ref, ts, dy, False, wide=True)
+    assert rel(y, r) <= TOL[torch.bfloat16]
+    for name, g, gr in zip(("du", "dk", "dD", "dpre", "dpost"), grads, ref_grads):
+        assert rel(g, gr) <= TOL[torch.bfloat16], (name, rel(g, gr))

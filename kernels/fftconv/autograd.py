@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from .ops import conv_apply, cross_spectrum, filter_spectrum_triton
-from .plan import Plan, Tuning, filter_grad, filter_spectrum, make_plan
+from .plan import Plan, Tuning, filter_grad, filter_spectrum, plan_for
 
 
 def _precision(dtype: torch.dtype, fp32_intermediate: bool) -> str:
@@ -36,8 +36,8 @@ class FFTConvFn(torch.autograd.Function):
     def forward(  # type: ignore[override]
         ctx, u, k, D, pregate, postgate, bidirectional: bool, fp32_intermediate: bool, tuning: Tuning
     ):
-        plan = make_plan(u.shape[-1])
         prec = _precision(u.dtype, fp32_intermediate)
+        plan = plan_for(u.shape[-1], tuning, prec)
         spec = _spectrum(k, plan, bidirectional, prec, tuning)
         y = conv_apply(u, pregate, D, postgate, spec, plan, u.dtype, prec, tuning)
         ctx.save_for_backward(u, k, D, pregate, postgate)

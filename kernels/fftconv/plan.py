@@ -31,7 +31,9 @@ from .reference import combined_filter
 MIN_N = 256            # smallest tile the tensor-core dot accepts is 16 x 16
 MAX_ROW = int(os.environ.get("GENOMIX_FFTCONV_MAX_ROW", "4096"))  # largest row one program keeps on chip
 MIN_N2 = 32            # column-pass DFT length: its padded half must fill a 16-row dot
-_ROW_SHAPES = {256: (16, 16), 512: (16, 32), 1024: (32, 32), 2048: (32, 64), 4096: (64, 64)}  # 64x128 overflows shared memory
+# (a, bd) of each on-chip row size; 8192 (short path only, 16-bit dot operands: 112 KB of shared
+# memory on sm_90; with fp32 operands it overflows)
+_ROW_SHAPES = {256: (16, 16), 512: (16, 32), 1024: (32, 32), 2048: (32, 64), 4096: (64, 64), 8192: (128, 64)}
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,8 @@ class Tuning:
     steps then fill a 16-point tensor-core tile; the CPU tests lower it to reach the kernels at small
     sizes). ``triton_spectrum``: the filter spectrum by the convolution's own transforms.
     ``col_elems``: complex points per two-step column program (``BC = col_elems // n2`` columns).
-    ``row_warps = 0``: 4 warps up to 1024-point rows, else 8.
+    ``row_warps = 0``: 4 warps up to 1024-point rows, else 8. ``short_max``: largest FFT done by the
+    one-program short path (8192 = a 128x64 tile, with 16-bit operands only).
     """
 
     dots16: bool = False
@@ -58,11 +61,12 @@ class Tuning:
     col_elems: int = 4096
     col_warps: int = 8
     row_warps: int = 0
+    short_max: int = 4096
 
 
 VARIANTS: dict[str, Tuning] = {
     "v1": Tuning(),
-    "v2": Tuning(dots16=True, dots_fp16=True, two_level=True, triton_spectrum=True),
+    "v2": Tuning(dots16=True, dots_fp16=True, two_level=True, triton_spectrum=True, short_max=8192),
 }
 # v2 keeps Z in fp32 and uses fp16 rather than bf16 operands: measured on CPU (float64 reference,
 # gated bidirectional, bf16 inputs) bf16 operands raise the worst relative error from 3.3e-3 to
@@ -70,6 +74,12 @@ VARIANTS: dict[str, Tuning] = {
 # The variant a call uses unless it passes one (GENOMIX_FFTCONV_VARIANT overrides): flip to "v2" when
 # kernels/gpu_fftconv_variants.py shows it correct and faster on the GPU.
 DEFAULT_VARIANT = "v1"
+
+
+def plan_for(L: int, tuning: Tuning, prec: str) -> Plan:
+    """The plan of one call: ``tuning.short_max`` applies only with 16-bit dot operands."""
+    sixteen = tuning.dots16 and prec == "tf32"
+    return make_plan(L, short_max=tuning.short_max if sixteen else None)
 
 
 def current_tuning() -> Tuning:
@@ -106,13 +116,18 @@ def next_pow2(x: int) -> int:
     return 1 << max(0, (x - 1).bit_length())
 
 
-def make_plan(L: int, max_row: int | None = None) -> Plan:
-    """Pick the FFT size and its split for sequences of length ``L`` (>= 1)."""
+def make_plan(L: int, max_row: int | None = None, short_max: int | None = None) -> Plan:
+    """Pick the FFT size and its split for sequences of length ``L`` (>= 1).
+
+    ``short_max``: largest FFT kept whole on chip by one program (default: ``max_row``; 8192 only
+    with 16-bit dot operands, see :func:`plan_for`).
+    """
     max_row = MAX_ROW if max_row is None else max_row
-    if max_row not in _ROW_SHAPES:
-        raise ValueError(f"fftconv: max_row must be one of {sorted(_ROW_SHAPES)}, got {max_row}")
+    if max_row not in _ROW_SHAPES or max_row > 4096:
+        raise ValueError(f"fftconv: max_row must be one of {sorted(_ROW_SHAPES)[:-1]}, got {max_row}")
+    short_max = max_row if short_max is None else max(max_row, short_max)
     n = max(MIN_N, next_pow2(2 * L))
-    if n <= max_row:
+    if n <= short_max:
         n2, n1 = 1, n
     else:
         n = max(n, MIN_N2 * MIN_N)
