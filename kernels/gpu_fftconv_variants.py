@@ -1,13 +1,13 @@
 """One GPU run that checks the v2 fftconv kernels and times them against v1 and the PyTorch reference.
 
-1. Correctness of ``v2`` (``plan.VARIANTS``) at real shapes, fp32 and bf16: fresh random inputs,
-   white-noise (non-decaying) filters, gates and skip term, causal and bidirectional; the forward
-   written into a NaN-poisoned buffer; forward and all five gradients against a float64 reference
-   (relative L2: fp32 <= 1e-4, bf16 <= 1e-2).
+1. Correctness of ``v2`` (``plan.VARIANTS``) at real shapes, bf16 (two shapes before the timings,
+   one after; fp32 after the timings: its tf32x3 kernels compile slowest): fresh random inputs, white-noise (non-decaying) filters, gates and
+   skip term, causal and bidirectional; the forward written into a NaN-poisoned buffer; forward and
+   all five gradients against a float64 reference (relative L2: fp32 <= 1e-4, bf16 <= 1e-2).
 2. Timing, bf16, B*H*L = 256 M elements, ``triton.testing.do_bench`` medians: the reference, v1, v2
    and single-change / launch-shape variants of v2 at L = 4K, 256K, 1M (the sweep only where it
-   changes something), forward and (for ref/v1/v2) forward+backward with peak memory; each variant's
-   forward error against the fp32 reference output is recorded next to its time.
+   changes something), forward and (ref and v2 everywhere, v1 at 1M) forward+backward with peak
+   memory; each variant's forward error against the fp32 reference output is recorded with its time.
 
 A failing variant is recorded and the run goes on. Prints a table last; writes
 ``gpu_fftconv_variants.json`` into ``--out`` (a folder, created if missing).
@@ -49,7 +49,7 @@ OPTIONAL = [  # (L, variant) timed after ref/v1/v2 at every L, while the time bu
     *((1 << 20, n) for n in SWEEP if n not in ("v1", "v2")),
     *((L, n) for L in (4096, 262144) for n in ("v1+spectrum", "v2-bf16dots", "v2+bf16z")),
 ]
-FWDBWD = ("v1", "v2")
+FWDBWD = {"v2": (4096, 262144, 1 << 20), "v1": (1 << 20,)}  # fwd+bwd timed for these (and ref everywhere)
 CHECKS = [  # (B, H, L, bidirectional, gates): 8192-point short path, dense and two-step column passes
     (4, 16, 4000, False, True),
     (2, 8, 30_001, True, True),
@@ -150,7 +150,7 @@ def time_variant(L: int, inp: dict, name: str, t0: float) -> dict:
         row["rel_err_vs_ref"] = rel(y, inp["y_ref"]) if name != "ref" else 0.0
         del y
         row["fwd_ms"] = triton.testing.do_bench(fwd, warmup=10, rep=60, return_mode="median")
-        if name in ("ref",) + FWDBWD:
+        if name == "ref" or L in FWDBWD.get(name, ()):
             ul, kl, Dl = (t.detach().clone().requires_grad_() for t in (u, k, D))
 
             def fwdbwd():
@@ -196,7 +196,7 @@ def report(out: str, checks: list[dict], timings: list[dict], t0: float, final: 
         print(f"{'v2':>5} {r['dtype']:>8} {r['B']:>2} {r['H']:>3} {r['L']:>8} {str(r['bidirectional'])[0]:>4} "
               f"{r.get('worst', float('nan')):>10.2e} {r.get('unwritten', -1):>9} {r['ok']} {r.get('error', '')[:80]}")
     print(f"{'L':>8} {'variant':>12} | {'fwd ms':>8} {'x ref':>6} {'err':>8} | {'f+b ms':>8} {'x ref':>6} {'GiB':>6}")
-    for r in sorted(timings, key=lambda r: (r["L"], r["variant"] != "ref", r["variant"] not in FWDBWD)):
+    for r in sorted(timings, key=lambda r: (r["L"], r["variant"] != "ref", r["variant"] not in ("v1", "v2"))):
         if "error" in r:
             print(f"{r['L']:>8} {r['variant']:>12} | FAILED {r['error'][:100]}")
             continue
@@ -218,30 +218,35 @@ def main() -> int:
     torch.manual_seed(int(t0))
     checks: list[dict] = []
     timings: list[dict] = []
+    def run_checks(dtype: torch.dtype, cases: list[tuple]) -> None:
+        for case in cases:
+            row = {"B": case[0], "H": case[1], "L": case[2], "bidirectional": case[3], "gates": case[4],
+                   "dtype": str(dtype).split(".")[-1], "variant": "v2"}
+            try:
+                row.update(check(*case, dtype, V2))
+            except _Stop:
+                raise
+            except Exception as e:
+                if _STOPPED:
+                    raise _Stop() from e
+                row.update(ok=False, error=f"{type(e).__name__}: {e}"[:400])
+            row["t"] = round(time.time() - t0, 1)
+            print(json.dumps(row), flush=True)
+            checks.append(row)
+            report(args.out, checks, timings, t0, final=False)
+            torch.cuda.empty_cache()
+
+    # Order: what matters most first (compiles dominate the wall time; tf32x3 kernels compile slowest).
     try:
-        for dtype in (torch.float32, torch.bfloat16):
-            for case in CHECKS:
-                row = {"B": case[0], "H": case[1], "L": case[2], "bidirectional": case[3], "gates": case[4],
-                       "dtype": str(dtype).split(".")[-1], "variant": "v2"}
-                try:
-                    row.update(check(*case, dtype, V2))
-                except _Stop:
-                    raise
-                except Exception as e:
-                    if _STOPPED:
-                        raise _Stop() from e
-                    row.update(ok=False, error=f"{type(e).__name__}: {e}"[:400])
-                row["t"] = round(time.time() - t0, 1)
-                print(json.dumps(row), flush=True)
-                checks.append(row)
-                report(args.out, checks, timings, t0, final=False)
-                torch.cuda.empty_cache()
+        run_checks(torch.bfloat16, [CHECKS[0], CHECKS[2]])  # the new code paths: 8192 short, two-step
         for L, (B, H) in TIMING.items():
             inp = make_inputs(L, B, H)
             for name in ("ref", "v1", "v2"):
                 timings.append(time_variant(L, inp, name, t0))
                 report(args.out, checks, timings, t0, final=False)
             del inp
+        run_checks(torch.bfloat16, [CHECKS[1]])
+        run_checks(torch.float32, CHECKS[1:])
         for L, name in OPTIONAL:
             if time.time() - t0 > TIME_BUDGET_S:
                 timings.append({"L": L, "variant": name, "error": "skipped: time budget"})
