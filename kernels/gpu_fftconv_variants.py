@@ -43,10 +43,12 @@ SWEEP: dict[str, Tuning] = {  # name -> tuning; each differs from v2 (or v1) in 
     "v2-col2048": dataclasses.replace(V2, col_elems=2048),
     "v2-col8192": dataclasses.replace(V2, col_elems=8192),
     "v2-colw4": dataclasses.replace(V2, col_warps=4),
+    "v2-row2048": dataclasses.replace(V2, max_row=2048),
 }
 TIMING = {4096: (256, 256), 262144: (4, 256), 1 << 20: (1, 256)}  # L -> (B, H)
 OPTIONAL = [  # (L, variant) timed after ref/v1/v2 at every L, while the time budget lasts
     *((1 << 20, n) for n in SWEEP if n not in ("v1", "v2")),
+    (262144, "v2-row2048"),
     *((L, n) for L in (4096, 262144) for n in ("v1+spectrum", "v2-bf16dots", "v2+bf16z")),
 ]
 FWDBWD = {"v2": (4096, 262144, 1 << 20), "v1": (1 << 20,)}  # fwd+bwd timed for these (and ref everywhere)

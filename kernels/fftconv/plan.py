@@ -49,7 +49,8 @@ class Tuning:
     sizes). ``triton_spectrum``: the filter spectrum by the convolution's own transforms.
     ``col_elems``: complex points per two-step column program (``BC = col_elems // n2`` columns).
     ``row_warps = 0``: 4 warps up to 1024-point rows, else 8. ``short_max``: largest FFT done by the
-    one-program short path (8192 = a 128x64 tile, with 16-bit operands only).
+    one-program short path (8192 = a 128x64 tile, with 16-bit operands only). ``max_row``: row length
+    of the multi-pass path (0: ``MAX_ROW``); 2048 moves 256K to a 256-point (two-step) column pass.
     """
 
     dots16: bool = False
@@ -62,6 +63,7 @@ class Tuning:
     col_warps: int = 8
     row_warps: int = 0
     short_max: int = 4096
+    max_row: int = 0
 
 
 VARIANTS: dict[str, Tuning] = {
@@ -79,7 +81,7 @@ DEFAULT_VARIANT = "v1"
 def plan_for(L: int, tuning: Tuning, prec: str) -> Plan:
     """The plan of one call: ``tuning.short_max`` applies only with 16-bit dot operands."""
     sixteen = tuning.dots16 and prec == "tf32"
-    return make_plan(L, short_max=tuning.short_max if sixteen else None)
+    return make_plan(L, max_row=tuning.max_row or None, short_max=tuning.short_max if sixteen else None)
 
 
 def current_tuning() -> Tuning:
