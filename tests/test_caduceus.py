@@ -90,3 +90,21 @@ def test_named_sizes_and_native_round_trip(tmp_path):
     again = genomix.from_pretrained(tmp_path / "m")
     with torch.no_grad():
         torch.testing.assert_close(again(ids).logits, model.eval()(ids).logits)
+
+
+@pytest.mark.parametrize("rcps", [False, True])
+def test_auto_loaded_models_keep_the_complement_map(tmp_path, rcps):
+    """transformers builds models on the meta device: RC helpers must survive AutoModel* loading."""
+    from transformers import AutoModelForMaskedLM, AutoModelForSequenceClassification
+
+    torch.manual_seed(0)
+    name = "caduceus-ps-1k-d118" if rcps else "caduceus-ph-1k-d118"
+    model = build(name, task="masked-lm").eval()
+    model.save_pretrained(tmp_path / "m")
+    ids = torch.randint(7, 11, (2, 40))
+    loaded = AutoModelForMaskedLM.from_pretrained(tmp_path / "m").eval()
+    torch.testing.assert_close(loaded.conjoined_logits(ids), model.conjoined_logits(ids))
+    classifier = AutoModelForSequenceClassification.from_pretrained(tmp_path / "m", num_labels=2).eval()
+    rc_ids = torch.tensor(model.config.complement_map)[ids.flip(1)]
+    with torch.no_grad():
+        torch.testing.assert_close(classifier(rc_ids).logits, classifier(ids).logits, atol=1e-5, rtol=1e-4)

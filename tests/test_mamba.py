@@ -119,3 +119,14 @@ def test_mamba_ssm_adapter_rejects_mismatched_weights(tmp_path, shared_dir):
     (tmp_path / "config.json").write_text(json.dumps(config))
     with pytest.raises(CheckpointError, match="shape mismatch"):
         genomix.from_pretrained(tmp_path)
+
+
+def test_auto_loaded_classifier_head_is_initialised(tmp_path):
+    """A classification head missing from an LM checkpoint gets real initial values (not meta garbage)."""
+    from transformers import AutoModelForSequenceClassification
+
+    build("mamba-tiny-1k").save_pretrained(tmp_path / "lm")
+    classifier = AutoModelForSequenceClassification.from_pretrained(tmp_path / "lm", num_labels=3)
+    weight = classifier.score.proj.weight
+    assert torch.isfinite(weight).all() and 0 < float(weight.std()) < 0.1
+    assert torch.isfinite(classifier(torch.randint(7, 11, (2, 30))).logits).all()

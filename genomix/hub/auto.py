@@ -3,8 +3,8 @@
 After :func:`register_auto_classes`, ``AutoConfig``/``AutoModel``/``AutoModelForCausalLM``/
 ``AutoModelForMaskedLM``/``AutoModelForSequenceClassification``/``AutoTokenizer`` resolve a
 directory whose ``config.json`` says ``"model_type": "genomix-<family>"`` to genomix classes.
-:func:`register_auto_classes` (all families) runs when ``genomix.hub`` is imported; a family module
-calls :func:`register_with_auto` for itself when imported. Both are idempotent.
+:func:`register_auto_classes` (all families) runs when ``genomix.hub`` is imported, and
+:func:`genomix.models.registry.register_family` registers each family as its module loads. Both are idempotent.
 """
 from __future__ import annotations
 

@@ -253,6 +253,14 @@ class RCPSLMHead(nn.Module):
         return rcps_logits(hidden, weight, self.complement_map)
 
 
+def complement_ids(config: CaduceusConfig, device: torch.device) -> torch.Tensor:
+    """The config's token complement map as an index tensor on ``device``.
+
+    Built from the config on each use rather than kept as a non-persistent buffer: transformers 5 builds
+    models on the meta device and leaves such buffers uninitialised after ``from_pretrained``."""
+    return torch.tensor(config.complement_map, dtype=torch.long, device=device)
+
+
 def rc_logits(logits: torch.Tensor, complement_map: torch.Tensor) -> torch.Tensor:
     """Map per-position logits of a sequence to those of its reverse complement (flip L, permute vocab)."""
     return torch.flip(logits, dims=[1])[..., complement_map]
@@ -263,12 +271,6 @@ class CaduceusForMaskedLM(MaskedLMMixin, CaduceusPreTrainedModel):
 
     backbone_class = CaduceusModel
     fp32_logits = True
-
-    def __init__(self, config: CaduceusConfig) -> None:
-        super().__init__(config)
-        self.register_buffer(
-            "_complement", torch.tensor(config.complement_map, dtype=torch.long), persistent=False
-        )
 
     def _lm_head(self, config: CaduceusConfig) -> nn.Module | None:
         """RCPS models get an :class:`RCPSLMHead` (weightless when tied); others the plain head."""
@@ -290,7 +292,7 @@ class CaduceusForMaskedLM(MaskedLMMixin, CaduceusPreTrainedModel):
         """Post-hoc conjoining: the mean of ``logits(x)`` and the RC-mapped ``logits(RC(x))``.
 
         RC-equivariant for any model (RCPS models already are, so this changes nothing for them)."""
-        cmap = self._complement
+        cmap = complement_ids(self.config, input_ids.device)
         rc_ids = cmap[torch.flip(input_ids, dims=[1])]
         rc_mask = None if attention_mask is None else attention_mask.flip(1)
         fwd = self(input_ids, attention_mask=attention_mask).logits
@@ -313,9 +315,6 @@ class CaduceusForSequenceClassification(SequenceClassificationMixin, CaduceusPre
         super().__init__(config)
         self.conjoin = bool(getattr(config, "conjoin", True))
         self.dropout = nn.Dropout(config.classifier_dropout)
-        self.register_buffer(
-            "_complement", torch.tensor(config.complement_map, dtype=torch.long), persistent=False
-        )
 
     def _score_head(self, config: CaduceusConfig) -> nn.Linear:
         return nn.Linear(config.d_model, config.num_labels)
@@ -334,7 +333,7 @@ class CaduceusForSequenceClassification(SequenceClassificationMixin, CaduceusPre
     ) -> tuple[torch.Tensor, None]:
         features = self._pooled(input_ids, attention_mask)
         if self.conjoin and not self.config.rcps:
-            rc_ids = self._complement[torch.flip(input_ids, dims=[1])]
+            rc_ids = complement_ids(self.config, input_ids.device)[torch.flip(input_ids, dims=[1])]
             rc_mask = None if attention_mask is None else attention_mask.flip(1)
             features = 0.5 * (features + self._pooled(rc_ids, rc_mask))
         return self.score(self.dropout(features)).float(), None

@@ -412,15 +412,6 @@ FAMILY = register_family(
 )
 
 
-def _register_with_transformers() -> None:
-    """Make ``AutoModel*.from_pretrained`` work on genomix-hyena directories once this module is imported."""
-    from ..hub.auto import register_with_auto
-
-    register_with_auto(FAMILY)
-
-
-_register_with_transformers()
-
 
 def fixed_buffers(config: HyenaConfig, prefix: str = "") -> dict[str, torch.Tensor]:
     """The deterministic buffers (positional features, decay rates) of every layer, by state-dict key.

@@ -388,15 +388,6 @@ FAMILY = register_family(
 )
 
 
-def _register_with_transformers() -> None:
-    """Make ``AutoModel*.from_pretrained`` resolve genomix-m2 directories once this module is imported."""
-    from ..hub.auto import register_with_auto
-
-    register_with_auto(FAMILY)
-
-
-_register_with_transformers()
-
 __all__ = [
     "M2Config",
     "M2ForCausalLM",

@@ -48,6 +48,9 @@ def register_family(family: Family) -> Family:
     if unknown:
         raise ValueError(f"unknown task names {sorted(unknown)}; expected some of {TASKS}")
     _FAMILIES[family.model_type] = family
+    from ..hub.auto import register_with_auto  # imported late: genomix.hub imports this module
+
+    register_with_auto(family)
     return family
 
 

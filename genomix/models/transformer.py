@@ -167,13 +167,4 @@ FAMILY = register_family(
 )
 
 
-def _register_with_transformers() -> None:
-    """Make ``AutoModel*.from_pretrained`` resolve genomix-transformer directories once imported."""
-    from ..hub.auto import register_with_auto
-
-    register_with_auto(FAMILY)
-
-
-_register_with_transformers()
-
 __all__ = ["TransformerConfig", "TransformerForCausalLM", "TransformerModel"]
