@@ -31,6 +31,7 @@ from genomix.kernels.fftconv import fftconv_ref, fftconv_triton
 from genomix.kernels.fftconv.autograd import _precision
 from genomix.kernels.fftconv.ops import conv_apply, filter_spectrum_triton
 from genomix.kernels.fftconv.plan import VARIANTS, Tuning, plan_for
+from genomix.kernels.bench_fftconv import peak_gib
 
 V2 = VARIANTS["v2"]
 SWEEP: dict[str, Tuning] = {  # name -> tuning; each differs from v2 (or v1) in one thing
@@ -110,15 +111,6 @@ def check(B: int, H: int, L: int, bid: bool, gates: bool, dtype: torch.dtype, tu
     worst = max(errs.values())
     ok = unwritten == 0 and worst <= TOL[dtype] and all(v == v for v in errs.values())
     return {"unwritten": unwritten, "errors": errs, "worst": worst, "ok": ok}
-
-
-def peak_gib(fn) -> float:
-    torch.cuda.synchronize()
-    torch.cuda.empty_cache()
-    torch.cuda.reset_peak_memory_stats()
-    fn()
-    torch.cuda.synchronize()
-    return torch.cuda.max_memory_allocated() / 2**30
 
 
 def make_inputs(L: int, B: int, H: int) -> dict:

@@ -9,6 +9,8 @@ set -u
 : "${OUT:?set OUT to a results folder}"
 export PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$PWD" PYTHONUNBUFFERED=1
 STEPS="${STEPS:-hyena_forward pretrain_ref pretrain_triton scan fftconv profile m2}"
+# Full kernel checks and tables beyond the variant runs: kernels/gpu_check_scan.py, kernels/gpu_check_fftconv.py,
+# kernels/bench_scan.py and kernels/bench_fftconv.py (several minutes each).
 mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.max.sm,temperature.gpu --format=csv > "$OUT/gpu.csv" 2>&1
 
@@ -29,10 +31,8 @@ step pretrain_ref 140 env GENOMIX_FORCE_REFERENCE=1 python pipelines/bench_pretr
     --seq-len 1048576 --max-len 8388608 --memory-limit-gib 79 --out "$OUT/pretrain_ref"
 step pretrain_triton 50 env GENOMIX_TRITON_OPS=fftconv python pipelines/bench_pretrain.py --model hyenadna-large-1m \
     --seq-len 1048576 --max-len 1048576 --memory-limit-gib 79 --out "$OUT/pretrain_triton"
-if [ -f kernels/gpu_scan_variants.py ]; then SCAN=kernels/gpu_scan_variants.py; else SCAN=kernels/gpu_check_scan.py; fi
-step scan 110 python "$SCAN" --out "$OUT/scan"
-if [ -f kernels/gpu_fftconv_variants.py ]; then FFT=kernels/gpu_fftconv_variants.py; else FFT=kernels/bench_fftconv.py; fi
-step fftconv 110 python "$FFT" --out "$OUT/fftconv"
-step profile 70 python pipelines/profile_hyena.py --model hyenadna-large-1m --length 1048576 --out "$OUT/profile"
+step scan 130 python kernels/gpu_scan_variants.py --budget-s 105 --out "$OUT/scan"
+step fftconv 150 python kernels/gpu_fftconv_variants.py --out "$OUT/fftconv"
+step profile 55 python pipelines/profile_hyena.py --model hyenadna-large-1m --length 1048576 --out "$OUT/profile"
 step m2 70 python pipelines/bench_m2.py --models m2 m2-ref transformer --out "$OUT/m2"
 cat "$OUT/summary.txt"

@@ -1,8 +1,8 @@
 """Long FFT convolution: the dispatch point, the PyTorch reference and the Triton path.
 
 ``fftconv`` runs the Triton Monarch-FFT kernels (forward and backward) when :func:`use_triton` says
-so (CUDA tensors, Triton importable, no ``GENOMIX_FORCE_REFERENCE``) and :func:`fftconv_ref`
-otherwise. Shapes are (batch, channels, length).
+so for ``op="fftconv"`` and :func:`fftconv_ref` otherwise. On CUDA that needs an opt-in
+(``GENOMIX_TRITON_OPS=fftconv``): the kernels are slower than cuFFT so far (BENCHMARKS.md). Shapes are (batch, channels, length).
 """
 from __future__ import annotations
 
@@ -82,6 +82,6 @@ def fftconv(
     fp32-accurate (three-pass tf32) tensor-core products even for 16-bit inputs.
     """
     _check(u, k, D, pregate, postgate, bidirectional)
-    if use_triton(u, k, D, pregate, postgate):
+    if use_triton(u, k, D, pregate, postgate, op="fftconv"):
         return fftconv_triton(u, k, D, pregate, postgate, bidirectional, fp32_intermediate)
     return fftconv_ref(u, k, D, pregate, postgate, bidirectional, fp32_intermediate)

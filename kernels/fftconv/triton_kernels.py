@@ -194,6 +194,15 @@ def row_xspec_kernel(
 
 
 @triton.jit
+def _rotate(re, im, m, N, SIGNED_TWO_PI):
+    """(re, im) times the twiddle exp(i * SIGNED_TWO_PI * (m mod N) / N), elementwise."""
+    ang = (m % N).to(tl.float32) * (SIGNED_TWO_PI / N)
+    c = tl.cos(ang)
+    s = tl.sin(ang)
+    return re * c - im * s, re * s + im * c
+
+
+@triton.jit
 def col_fwd_kernel(
     u_ptr, pre_ptr, zr_ptr, zi_ptr, fcr_ptr, fci_ptr, L,
     N2: tl.constexpr, N1: tl.constexpr, BK: tl.constexpr, BC: tl.constexpr, BN: tl.constexpr,
@@ -220,12 +229,10 @@ def col_fwd_kernel(
         foff = k2 * N2 + n2[None, :]
         accr += _mm(tl.load(fcr_ptr + foff), x, PREC, DOT16)
         acci += _mm(tl.load(fci_ptr + foff), x, PREC, DOT16)
-    ang = ((n1 * k2) % N).to(tl.float32) * (-TWO_PI / N)
-    c = tl.cos(ang)
-    s = tl.sin(ang)
+    rr, ri = _rotate(accr, acci, n1 * k2, N, -TWO_PI)
     zoff = (bh * N2 + k2) * N1 + n1
-    tl.store(zr_ptr + zoff, (accr * c - acci * s).to(zr_ptr.dtype.element_ty))
-    tl.store(zi_ptr + zoff, (accr * s + acci * c).to(zi_ptr.dtype.element_ty))
+    tl.store(zr_ptr + zoff, rr.to(zr_ptr.dtype.element_ty))
+    tl.store(zi_ptr + zoff, ri.to(zi_ptr.dtype.element_ty))
 
 
 @triton.jit
@@ -249,11 +256,7 @@ def col_inv_kernel(
         zoff = (bh * N2 + k2[:, None]) * N1 + n1
         zr = _ld(zr_ptr, zoff)
         zi = _ld(zi_ptr, zoff)
-        ang = ((n1 * k2[:, None]) % N).to(tl.float32) * (TWO_PI / N)
-        c = tl.cos(ang)
-        s = tl.sin(ang)
-        tr = zr * c - zi * s
-        ti = zr * s + zi * c
+        tr, ti = _rotate(zr, zi, n1 * k2[:, None], N, TWO_PI)
         foff = n2 * N2 + k2[None, :]
         acc += _mm(tl.load(fcr_ptr + foff), tr, PREC, DOT16)
         acc += _mm(tl.load(fci_ptr + foff), ti, PREC, DOT16)
@@ -340,12 +343,10 @@ def col2_fwd_kernel(
     rr = tl.arange(0, Q * BC)[:, None]
     cc = c0 + rr % BC
     k2 = rr // BC + Q * tl.arange(0, P)[None, :]
-    ang = ((cc * k2) % N).to(tl.float32) * (-TWO_PI / N)
-    c = tl.cos(ang)
-    s = tl.sin(ang)
+    rr, ri = _rotate(zr, zi, cc * k2, N, -TWO_PI)
     zoff = (bh * N2 + k2) * N1 + cc
-    tl.store(zr_ptr + zoff, (zr * c - zi * s).to(zr_ptr.dtype.element_ty))
-    tl.store(zi_ptr + zoff, (zr * s + zi * c).to(zi_ptr.dtype.element_ty))
+    tl.store(zr_ptr + zoff, rr.to(zr_ptr.dtype.element_ty))
+    tl.store(zi_ptr + zoff, ri.to(zi_ptr.dtype.element_ty))
 
 
 @triton.jit
@@ -372,11 +373,7 @@ def col2_inv_kernel(
     zoff = (bh * N2 + k2) * N1 + cc
     zr = _ld(zr_ptr, zoff)
     zi = _ld(zi_ptr, zoff)
-    ang = ((cc * k2) % N).to(tl.float32) * (TWO_PI / N)
-    c = tl.cos(ang)
-    s = tl.sin(ang)
-    ar = zr * c - zi * s
-    ai = zr * s + zi * c
+    ar, ai = _rotate(zr, zi, cc * k2, N, TWO_PI)
     fpr = _load_square(fpr_ptr, P, P)
     fpi = _load_square(fpi_ptr, P, P)
     yr = tl.reshape(_mm(ar, fpr, PREC, DOT16) + _mm(ai, fpi, PREC, DOT16), (Q, BC * P))

@@ -25,7 +25,7 @@ def selective_scan(
     return_last_state: bool = False,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Mamba-1 selective scan with mamba_ssm's semantics and shapes (see :mod:`.reference`)."""
-    if use_triton(u, delta, A, B, C, D, z, delta_bias):
+    if use_triton(u, delta, A, B, C, D, z, delta_bias, op="selective_scan"):
         from .ops import selective_scan_triton, triton_supported
 
         if triton_supported(A):
