@@ -39,9 +39,10 @@ def interpreting() -> bool:
 # Ops whose Triton kernel is the default on CUDA. A kernel is listed only while BENCHMARKS.md shows it
 # beating its PyTorch reference on the GPU at the sizes the models use: a user should never get a slower
 # path for asking nothing. The others stay one environment variable away (GENOMIX_TRITON_OPS=fftconv).
-# fftconv is not listed: its Triton kernels lose to cuFFT (0.42x at L=1M alone, 0.67x in a HyenaDNA
-# large-1m forward, 1.8x slower training step; BENCHMARKS.md, "Long FFT convolution").
-TRITON_BY_DEFAULT = frozenset({"selective_scan"})
+# "fftconv" (long or fp32 convolutions) is not listed: there its Triton kernels lose to cuFFT (0.60x at
+# L=1M, 0.87x at 256K; BENCHMARKS.md, "Long FFT convolution"); "fftconv-short" (16-bit, L <= 4096, the
+# whole transform on chip) wins 2.2x and is.
+TRITON_BY_DEFAULT = frozenset({"selective_scan", "fftconv-short"})
 
 
 def _opted_in(op: str | None) -> bool:
@@ -60,6 +61,6 @@ def use_triton(*tensors: torch.Tensor | None, op: str | None = None) -> bool:
 
 
 def fftconv_path() -> str:
-    """Which fftconv path CUDA tensors take here ("triton" or "reference"), for benchmark records."""
+    """Which path long (multi-pass) fftconv calls on CUDA take here ("triton" or "reference"), for benchmark records."""
     probe = torch.empty(0, device="cuda") if torch.cuda.is_available() else None
     return "triton" if probe is not None and use_triton(probe, op="fftconv") else "reference"

@@ -7,7 +7,7 @@
    gradients at E=512, L=4112 (partial last chunk) with z, D, Δ-bias; forward and last state in fp32
    and bf16 with ragged L and channel counts, grouped B/C, without z, D, Δ-bias; fp32 gradients last. The caching allocator is filled with
    NaN blocks of the outputs' sizes first, so an element a kernel forgets to write shows up as NaN.
-2. Old (``ops.DEFAULT_TILING``) vs new tilings at L = 64K and 1M (B=1, E=512, N=16, bf16, with D, z,
+2. The "assoc" baseline (``Tiling()``) vs the sequential tilings at L = 64K and 1M (B=1, E=512, N=16, bf16, with D, z,
    Δ-bias): forward and forward+backward medians from ``triton.testing.do_bench``, each against the HBM
    floor from the copy bandwidth measured in this run; the new tilings' output, last state and all
    gradients are compared with the old one's at the same shapes and seeds. Old vs the expected best first; the fp32 backward
@@ -26,7 +26,9 @@ from pathlib import Path
 import torch
 
 from genomix.kernels.bench_scan import copy_bandwidth, floor_bytes, make_inputs, write_json
-from genomix.kernels.scan.ops import DEFAULT_TILING, SEQ_TILING, Tiling, selective_scan_triton
+from genomix.kernels.scan.ops import SEQ_TILING, Tiling, selective_scan_triton
+
+BASELINE = Tiling()  # the "assoc" tiling every candidate is compared with
 from genomix.kernels.scan.reference import selective_scan_ref
 
 #: Where everything runs (a CPU dry run of this script under TRITON_INTERPRET=1 sets "cpu").
@@ -162,7 +164,7 @@ def main() -> int:
     path = args.out / "scan_variants.json"
     t0 = time.perf_counter()
     report: dict = {"device": torch.cuda.get_device_name(), "torch": torch.__version__,
-                    "default": dataclasses.asdict(DEFAULT_TILING), "correctness": {}, "timing": [], "skipped": []}
+                    "default": dataclasses.asdict(BASELINE), "correctness": {}, "timing": [], "skipped": []}
     report["copy_gbs"] = copy_bandwidth() / 1e9
     bandwidth = report["copy_gbs"] * 1e9
     label = _label(SEQ_TILING)
@@ -179,8 +181,8 @@ def main() -> int:
 
     def measure(length: int, tiling: Tiling) -> None:
         try:
-            row, result = timing(length, tiling, bandwidth, None if tiling is DEFAULT_TILING else baselines.get(length))
-            if tiling is DEFAULT_TILING:
+            row, result = timing(length, tiling, bandwidth, None if tiling is BASELINE else baselines.get(length))
+            if tiling is BASELINE:
                 baselines[length] = result
             del result
         except Exception:
@@ -198,7 +200,7 @@ def main() -> int:
     always, budget = float("inf"), args.budget_s
     steps = [("correctness bf16 + fp32 forward", always, lambda: check(BF16_CASES))]
     steps += [(f"{_label(t)} L={L}", always, lambda L=L, t=t: measure(L, t))
-              for L in (1 << 20, 65536) for t in (DEFAULT_TILING, SEQ_TILING)]
+              for L in (1 << 20, 65536) for t in (BASELINE, SEQ_TILING)]
     steps += [("correctness fp32 backward", budget - 60, lambda: check(FP32_BACKWARD_CASES))]
     new_bwd = lambda t: (t.chunk, t.bwd_block_e, t.bwd_warps) != (SEQ_TILING.chunk, SEQ_TILING.bwd_block_e,  # noqa: E731
                                                                    SEQ_TILING.bwd_warps)
@@ -222,7 +224,7 @@ def main() -> int:
     print(f"{'L':>8} {'tiling':<38} {'fwd ms':>8} {'f+b ms':>8} {'bwd ms':>8} {'fwd/flr':>8} {'bwd/flr':>8} {'vs dflt':>8}")
     for r in sorted(report["timing"], key=lambda r: (r["L"], r.get("fwd_bwd_ms", float("inf")))):
         label = _label(Tiling(**{f.name: r[f.name] for f in dataclasses.fields(Tiling)}))
-        label = ("* " if r["variant"] == DEFAULT_TILING.variant and r["block_e"] == DEFAULT_TILING.block_e else "") + label
+        label = ("* " if r["variant"] == BASELINE.variant and r["block_e"] == BASELINE.block_e else "") + label
         if "error" in r:
             print(f"{r['L']:>8} {label:<38} failed: {r['error'].strip().splitlines()[-1][:60]}")
             continue

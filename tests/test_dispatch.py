@@ -40,3 +40,15 @@ def test_no_triton_means_reference(monkeypatch):
     monkeypatch.setattr(dispatch, "triton_available", lambda: False)
     monkeypatch.setenv("GENOMIX_FORCE_TRITON", "1")
     assert not dispatch.use_triton(CUDA, op="fftconv")
+
+
+def test_fftconv_splits_on_chip_convolutions_from_long_ones():
+    import torch
+
+    from genomix.kernels.fftconv import ON_CHIP_MAX_L, dispatch_name
+
+    assert dispatch_name(torch.empty(2, 3, ON_CHIP_MAX_L, dtype=torch.bfloat16)) == "fftconv-short"
+    assert dispatch_name(torch.empty(1, 3, 17, dtype=torch.float16)) == "fftconv-short"
+    assert dispatch_name(torch.empty(1, 3, ON_CHIP_MAX_L + 1, dtype=torch.bfloat16)) == "fftconv"
+    assert dispatch_name(torch.empty(1, 3, 64, dtype=torch.float32)) == "fftconv"
+    assert "fftconv-short" in dispatch.TRITON_BY_DEFAULT and "fftconv" not in dispatch.TRITON_BY_DEFAULT
