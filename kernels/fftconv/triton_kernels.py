@@ -44,6 +44,13 @@ def _load_square(ptr, R: tl.constexpr, C: tl.constexpr):
 
 
 @triton.jit
+def _load_row_factors(far_ptr, fai_ptr, fbr_ptr, fbi_ptr, twr_ptr, twi_ptr, A: tl.constexpr, BD: tl.constexpr):
+    """The on-chip row transform's factors: F_A and F_BD (real, imaginary) and the (A, BD) twiddles."""
+    return (_load_square(far_ptr, A, A), _load_square(fai_ptr, A, A), _load_square(fbr_ptr, BD, BD),
+            _load_square(fbi_ptr, BD, BD), _load_square(twr_ptr, A, BD), _load_square(twi_ptr, A, BD))
+
+
+@triton.jit
 def _row_fwd(xr, xi, far, fai, fbr, fbi, twr, twi, REAL: tl.constexpr, PREC: tl.constexpr, DOT16: tl.constexpr):
     """Row transform of an (A, BD) tile: F_A @ X, twiddle, @ F_BD (frequency ka + A*kb at [ka, kb])."""
     if REAL:
@@ -121,12 +128,7 @@ def row_conv_kernel(
     h = bh % H
     M: tl.constexpr = A * BD
     j = tl.arange(0, A)[:, None] * BD + tl.arange(0, BD)[None, :]
-    far = _load_square(far_ptr, A, A)
-    fai = _load_square(fai_ptr, A, A)
-    fbr = _load_square(fbr_ptr, BD, BD)
-    fbi = _load_square(fbi_ptr, BD, BD)
-    twr = _load_square(twr_ptr, A, BD)
-    twi = _load_square(twi_ptr, A, BD)
+    far, fai, fbr, fbi, twr, twi = _load_row_factors(far_ptr, fai_ptr, fbr_ptr, fbi_ptr, twr_ptr, twi_ptr, A, BD)
     if REAL_IO:
         off = bh * L + j
         mask = j < L
@@ -165,12 +167,7 @@ def row_xspec_kernel(
     h = tl.program_id(1).to(tl.int64)
     M: tl.constexpr = A * BD
     j = tl.arange(0, A)[:, None] * BD + tl.arange(0, BD)[None, :]
-    far = _load_square(far_ptr, A, A)
-    fai = _load_square(fai_ptr, A, A)
-    fbr = _load_square(fbr_ptr, BD, BD)
-    fbi = _load_square(fbi_ptr, BD, BD)
-    twr = _load_square(twr_ptr, A, BD)
-    twi = _load_square(twi_ptr, A, BD)
+    far, fai, fbr, fbi, twr, twi = _load_row_factors(far_ptr, fai_ptr, fbr_ptr, fbi_ptr, twr_ptr, twi_ptr, A, BD)
     accr = tl.zeros((A, BD), tl.float32)
     acci = tl.zeros((A, BD), tl.float32)
     for b in range(B):
@@ -287,12 +284,7 @@ def row_spec_kernel(
     r = tl.program_id(1)
     M: tl.constexpr = A * BD
     j = tl.arange(0, A)[:, None] * BD + tl.arange(0, BD)[None, :]
-    far = _load_square(far_ptr, A, A)
-    fai = _load_square(fai_ptr, A, A)
-    fbr = _load_square(fbr_ptr, BD, BD)
-    fbi = _load_square(fbi_ptr, BD, BD)
-    twr = _load_square(twr_ptr, A, BD)
-    twi = _load_square(twi_ptr, A, BD)
+    far, fai, fbr, fbi, twr, twi = _load_row_factors(far_ptr, fai_ptr, fbr_ptr, fbi_ptr, twr_ptr, twi_ptr, A, BD)
     if REAL_IN:
         x = tl.load(k_ptr + h * LK + j, mask=j < LK, other=0.0).to(tl.float32)
         zr, zi = _row_fwd(x, x, far, fai, fbr, fbi, twr, twi, True, PREC, DOT16)
