@@ -196,9 +196,10 @@ class ExponentialModulation(nn.Module):
             self.deltas.copy_(self.initial_deltas())
 
     def forward(self, t: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """Modulate a channel-major filter ``h`` (channels, L) at normalised times ``t`` (L,)."""
         if not self.modulate:
             return h
-        return h * (torch.exp(-t * self.deltas.abs()) + self.shift)
+        return h * (torch.exp(-t[None, :] * self.deltas.abs().reshape(-1, 1)) + self.shift)
 
 
 class HyenaFilter(nn.Module):
@@ -220,13 +221,19 @@ class HyenaFilter(nn.Module):
         self.dropout = nn.Dropout(config.hyena_filter_dropout)
 
     def filter(self, length: int) -> torch.Tensor:
-        """The filter for ``length`` positions, (channels, length), computed in fp32."""
+        """The filter for ``length`` positions, (channels, length), computed in fp32.
+
+        The MLP's last (bias-free) projection is computed as ``W @ hidden.T``, so the filter is born
+        channel-major and contiguous, as the FFT convolution reads it, rather than transposed afterwards
+        (a strided copy of the whole filter; the profile in BENCHMARKS.md shows such copies dominating
+        the forward at L = 1M)."""
         z, t = self.pos_emb(length)
         with torch.autocast(z.device.type, enabled=False):
-            h = self.modulation(t, self.implicit_filter(z.float()))
-            if self.normalized:
-                h = h / torch.norm(h, dim=-1, p=1, keepdim=True)
-        return self.dropout(h[0].transpose(0, 1))
+            hidden = self.implicit_filter[:-1](z.float())[0]  # (length, filter_order)
+            h = self.modulation(t[0, :, 0], torch.mm(self.implicit_filter[-1].weight, hidden.t()))
+            if self.normalized:  # HyenaDNA normalises each position over the channels
+                h = h / torch.norm(h, dim=0, p=1, keepdim=True)
+        return self.dropout(h)
 
 
 class HyenaOperator(nn.Module):
@@ -248,7 +255,11 @@ class HyenaOperator(nn.Module):
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         length = u.shape[1]
-        z = self.short_filter(self.in_proj(u).transpose(1, 2))[..., :length]  # (B, (order+1)d, L)
+        # W @ u^T gives the projection channel-major, as the depthwise conv reads it, without the strided
+        # copy that transposing a (B, L, C) projection costs.
+        projected = torch.matmul(self.in_proj.weight, u.transpose(1, 2))
+        projected = projected + self.in_proj.bias.to(projected.dtype)[:, None]
+        z = self.short_filter(projected)[..., :length]  # (B, (order+1)d, L)
         *gates, v = z.split(self.d_model, dim=1)
         k = self.filter_fn.filter(length).view(self.order - 1, self.d_model, length)
         skip = self.filter_fn.bias.view(self.order - 1, self.d_model)
@@ -410,7 +421,6 @@ FAMILY = register_family(
         default_task="causal-lm",
     )
 )
-
 
 
 def fixed_buffers(config: HyenaConfig, prefix: str = "") -> dict[str, torch.Tensor]:
