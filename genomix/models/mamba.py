@@ -28,7 +28,7 @@ from torch import nn
 from ..errors import ConfigError, RangeError
 from ..kernels import selective_scan
 from .base import BaseModelMixin, GenomixConfig, GenomixPreTrainedModel, run_layer
-from .heads import POOLING_MODES, SequenceClassificationHead
+from .heads import POOLING_MODES
 from .registry import Family, register_family
 from .tasks import CausalLMMixin, LMHeadMixin, MaskedLMMixin, SequenceClassificationMixin
 
@@ -326,13 +326,7 @@ class MambaPreTrainedModel(GenomixPreTrainedModel):
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
         config = self.config
-        if module is self._classifier_layer():
-            # A fresh task head must be initialised here, not by nn.Linear's constructor: transformers
-            # builds models on the meta device, so a head absent from the checkpoint has no values yet.
-            nn.init.normal_(module.weight, std=config.initializer_range)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.Linear) and module.bias is not None:
+        if isinstance(module, nn.Linear) and module.bias is not None:
             if not getattr(module.bias, "_no_reinit", False):
                 nn.init.zeros_(module.bias)
         elif isinstance(module, nn.Embedding):
@@ -343,11 +337,6 @@ class MambaPreTrainedModel(GenomixPreTrainedModel):
                 if name in ("out_proj.weight", "fc2.weight"):
                     nn.init.kaiming_uniform_(p, a=math.sqrt(5))
                     p /= math.sqrt(config.n_residuals_per_layer * config.n_layer)
-
-    def _classifier_layer(self) -> nn.Linear | None:
-        """The linear layer of a classification head (``score`` or ``score.proj``), if this model has one."""
-        head = getattr(self, "score", None)
-        return head.proj if isinstance(head, SequenceClassificationHead) else head
 
 
 class MambaModel(BaseModelMixin, MambaPreTrainedModel):

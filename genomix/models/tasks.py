@@ -140,6 +140,23 @@ class SequenceClassificationMixin(TaskMixin):
         self.score = self._score_head(config)
         self.post_init()
 
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        """The classifier's linear layer gets N(0, ``initializer_range``) weights and a zero bias; every
+        other module the family's own init.
+
+        Done here, for every family, because transformers builds models on the meta device: a head
+        missing from the checkpoint (an LM checkpoint loaded for classification) has values only if
+        ``_init_weights`` gives it some, and not every family's init covers linear weights.
+        """
+        score = getattr(self, "score", None)
+        if module is (score.proj if isinstance(score, SequenceClassificationHead) else score):
+            nn.init.normal_(module.weight, std=self.config.initializer_range)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        else:
+            super()._init_weights(module)
+
     def _score_head(self, config: PretrainedConfig) -> nn.Module:
         return SequenceClassificationHead(
             config.d_model,
