@@ -45,13 +45,13 @@ def interpreting() -> bool:
 TRITON_BY_DEFAULT = frozenset({"selective_scan", "fftconv-short"})
 
 
-def _opted_in(op: str | None) -> bool:
-    if op is None or op in TRITON_BY_DEFAULT:
+def _opted_in(op: str) -> bool:
+    if op in TRITON_BY_DEFAULT:
         return True
     return op in {name.strip() for name in os.environ.get("GENOMIX_TRITON_OPS", "").split(",")}
 
 
-def use_triton(*tensors: torch.Tensor | None, op: str | None = None) -> bool:
+def use_triton(*tensors: torch.Tensor | None, op: str) -> bool:
     """Decide whether ``op`` should take its Triton path for these inputs (``None`` inputs are ignored)."""
     if _flag("GENOMIX_FORCE_REFERENCE") or not triton_available():
         return False

@@ -29,6 +29,7 @@ from typing import Any, Callable
 
 import torch
 
+from genomix.kernels.dispatch import fftconv_path
 from genomix.models import build
 
 
@@ -204,12 +205,9 @@ def main(argv: list[str] | None = None) -> int:
     for p in prof:
         print(f"| {p['op']} | {p['gpu_ms']:.2f} | {100 * p['share']:.1f}% | {p['calls']} |", flush=True)
     rows = bench(args.lengths, args.tokens, args.width, args.depth, args.heads, args.models)
-    from genomix.kernels.dispatch import use_triton
-
-    probe = torch.zeros(1, device="cuda")
     meta = {
         "device": torch.cuda.get_device_name(), "torch": torch.__version__, "python": platform.python_version(),
-        "fftconv_path": "triton" if use_triton(probe) else "reference",
+        "fftconv_path": fftconv_path(),
         "width": args.width, "depth": args.depth, "heads": args.heads, "tokens_per_step": args.tokens,
         "dtype": "bf16 autocast, fp32 params", "timing": "triton.testing.do_bench median, fwd+bwd",
     }
