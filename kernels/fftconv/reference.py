@@ -28,10 +28,6 @@ def combined_filter(k: torch.Tensor, L: int, n: int, bidirectional: bool) -> tor
     return torch.nn.functional.pad(k, (0, n - L))
 
 
-def _spectra_product(x: torch.Tensor, kc: torch.Tensor, n: int) -> torch.Tensor:
-    return torch.fft.rfft(x, n=n) * torch.fft.rfft(kc, n=n)
-
-
 def _uncombine(dkc: torch.Tensor, L: int, bidirectional: bool) -> torch.Tensor:
     """Adjoint of :func:`combined_filter`: the gradient of the circular filter back onto ``k``."""
     if bidirectional:
@@ -50,7 +46,8 @@ class _FFTConvRef(torch.autograd.Function):
         L, wide = u.shape[-1], torch.promote_types(u.dtype, torch.float32)
         x = u.to(wide) if pregate is None else u.to(wide) * pregate.to(wide)
         n = 2 * L
-        y = torch.fft.irfft(_spectra_product(x, combined_filter(k.to(wide), L, n, bidirectional), n), n=n)[..., :L]
+        kc = combined_filter(k.to(wide), L, n, bidirectional)
+        y = torch.fft.irfft(torch.fft.rfft(x, n=n) * torch.fft.rfft(kc, n=n), n=n)[..., :L]
         if D is not None:
             y = y + x * D.to(wide).unsqueeze(-1)
         out = y if postgate is None else y * postgate.to(wide)
@@ -63,7 +60,10 @@ class _FFTConvRef(torch.autograd.Function):
         u, k, D, pregate, postgate, y = ctx.saved_tensors
         L, wide, n = u.shape[-1], torch.promote_types(u.dtype, torch.float32), 2 * u.shape[-1]
         g = grad.to(wide)
-        x = u.to(wide) if pregate is None else u.to(wide) * pregate.to(wide)
+        need_dk, need_dD = ctx.needs_input_grad[1], D is not None and ctx.needs_input_grad[2]
+        x = None  # the gated input, rebuilt only for the gradients that read it
+        if need_dk or need_dD:
+            x = u.to(wide) if pregate is None else u.to(wide) * pregate.to(wide)
         d_post = (g * y.to(wide)).to(postgate.dtype) if postgate is not None and ctx.needs_input_grad[4] else None
         gy = g if postgate is None else g * postgate.to(wide)
         gf = torch.fft.rfft(gy, n=n)
@@ -71,13 +71,13 @@ class _FFTConvRef(torch.autograd.Function):
         dx = torch.fft.irfft(gf * kf.conj(), n=n)[..., :L]
         del kf
         dk = None
-        if ctx.needs_input_grad[1]:
+        if need_dk:
             dkc = torch.fft.irfft(gf * torch.fft.rfft(x, n=n).conj(), n=n).sum(dim=0)
             dk = _uncombine(dkc, L, ctx.bidirectional).to(k.dtype)
         dD = None
         if D is not None:
             dx = dx + gy * D.to(wide).unsqueeze(-1)
-            dD = (gy * x).sum(dim=(0, 2)).to(D.dtype) if ctx.needs_input_grad[2] else None
+            dD = (gy * x).sum(dim=(0, 2)).to(D.dtype) if need_dD else None
         du = (dx if pregate is None else dx * pregate.to(wide)).to(u.dtype)
         d_pre = (dx * u.to(wide)).to(pregate.dtype) if pregate is not None and ctx.needs_input_grad[3] else None
         return du, dk, dD, d_pre, d_post, None
