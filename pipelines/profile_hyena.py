@@ -2,8 +2,8 @@
 
 Builds a named HyenaDNA size (fresh weights, batch 1, bf16 autocast, per-block activation checkpointing
 for the training step, as ``genomix pretrain`` runs it), profiles one forward and one training step with
-``torch.profiler`` after a warm-up, and prints the operators with the most GPU time and the largest
-allocations. Writes ``profile_hyena.json`` (atomically) to ``--out``.
+``torch.profiler`` after a warm-up, and prints the operators with the most GPU time (their allocations
+go to the JSON). Writes ``profile_hyena.json`` (atomically) to ``--out``.
 
     PYTHONPATH=. python pipelines/profile_hyena.py --model hyenadna-large-1m --length 1048576 --out DIR
 """
@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
 from genomix.kernels.dispatch import fftconv_path
@@ -22,28 +23,27 @@ from genomix.models import build
 from genomix.train.run import enable_activation_checkpointing
 
 
-def _top(prof: profile, n: int) -> list[dict]:
-    """The ``n`` operators with the most self GPU time: name, calls, GPU ms, share, allocated GiB."""
-    events = [e for e in prof.key_averages() if e.self_device_time_total > 0]
-    total = sum(e.self_device_time_total for e in events) or 1.0
-    events.sort(key=lambda e: e.self_device_time_total, reverse=True)
-    return [
-        {"op": e.key[:80], "calls": e.count, "gpu_ms": e.self_device_time_total / 1e3,
-         "share": e.self_device_time_total / total, "alloc_gib": max(e.self_device_memory_usage, 0) / 2**30}
-        for e in events[:n]
-    ]
-
-
 def _profiled(fn: Callable[[], None], n: int) -> tuple[list[dict], float, float]:
-    fn()  # warm-up
+    """Profile one call of ``fn`` after a warm-up: the ``n`` operators with the most self GPU time (name,
+    calls, GPU ms, share of the kernel time, GiB allocated), the total kernel time, and the peak GiB.
+
+    The profiler lists both operators (``aten::*``, their launches' time) and the kernels themselves,
+    so the total and the shares count kernel entries only: summing every entry would count twice."""
+    fn()
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA], profile_memory=True) as prof:
         fn()
         torch.cuda.synchronize()
-    events = [e for e in prof.key_averages() if e.self_device_time_total > 0]
-    gpu_ms = sum(e.self_device_time_total for e in events) / 1e3
-    return _top(prof, n), gpu_ms, torch.cuda.max_memory_allocated() / 2**30
+    events = sorted((e for e in prof.key_averages() if e.self_device_time_total > 0),
+                    key=lambda e: e.self_device_time_total, reverse=True)
+    kernel_us = sum(e.self_device_time_total for e in events if e.device_type == DeviceType.CUDA) or 1.0
+    top = [
+        {"op": e.key[:80], "calls": e.count, "gpu_ms": e.self_device_time_total / 1e3,
+         "share": e.self_device_time_total / kernel_us, "alloc_gib": max(e.self_device_memory_usage, 0) / 2**30}
+        for e in events[:n]
+    ]
+    return top, kernel_us / 1e3, torch.cuda.max_memory_allocated() / 2**30
 
 
 def _print(title: str, rows: list[dict], gpu_ms: float, peak: float) -> None:
