@@ -200,6 +200,14 @@ def _rotate(re, im, m, N, SIGNED_TWO_PI):
 
 
 @triton.jit
+def _store_twiddled(zr_ptr, zi_ptr, zoff, re, im, m, N):
+    """Store (re, im) times the forward twiddle exp(-2*pi*i*m/N) into the planar Z buffer at ``zoff``."""
+    rotated_re, rotated_im = _rotate(re, im, m, N, -TWO_PI)
+    tl.store(zr_ptr + zoff, rotated_re.to(zr_ptr.dtype.element_ty))
+    tl.store(zi_ptr + zoff, rotated_im.to(zi_ptr.dtype.element_ty))
+
+
+@triton.jit
 def col_fwd_kernel(
     u_ptr, pre_ptr, zr_ptr, zi_ptr, fcr_ptr, fci_ptr, L,
     N2: tl.constexpr, N1: tl.constexpr, BK: tl.constexpr, BC: tl.constexpr, BN: tl.constexpr,
@@ -226,10 +234,7 @@ def col_fwd_kernel(
         foff = k2 * N2 + n2[None, :]
         accr += _mm(tl.load(fcr_ptr + foff), x, PREC, DOT16)
         acci += _mm(tl.load(fci_ptr + foff), x, PREC, DOT16)
-    rr, ri = _rotate(accr, acci, n1 * k2, N, -TWO_PI)
-    zoff = (bh * N2 + k2) * N1 + n1
-    tl.store(zr_ptr + zoff, rr.to(zr_ptr.dtype.element_ty))
-    tl.store(zi_ptr + zoff, ri.to(zi_ptr.dtype.element_ty))
+    _store_twiddled(zr_ptr, zi_ptr, (bh * N2 + k2) * N1 + n1, accr, acci, n1 * k2, N)
 
 
 @triton.jit
@@ -335,10 +340,7 @@ def col2_fwd_kernel(
     rr = tl.arange(0, Q * BC)[:, None]
     cc = c0 + rr % BC
     k2 = rr // BC + Q * tl.arange(0, P)[None, :]
-    rr, ri = _rotate(zr, zi, cc * k2, N, -TWO_PI)
-    zoff = (bh * N2 + k2) * N1 + cc
-    tl.store(zr_ptr + zoff, rr.to(zr_ptr.dtype.element_ty))
-    tl.store(zi_ptr + zoff, ri.to(zi_ptr.dtype.element_ty))
+    _store_twiddled(zr_ptr, zi_ptr, (bh * N2 + k2) * N1 + cc, zr, zi, cc * k2, N)
 
 
 @triton.jit
