@@ -4,8 +4,9 @@ Each family (``hyena``, ``mamba``, ``caduceus``, ``m2``, ``transformer``) subcla
 :class:`GenomixConfig` with its own ``model_type`` (``"genomix-<family>"``) and
 :class:`GenomixPreTrainedModel` for its base model and heads. Building on ``transformers``' classes
 gives users the conventions they know (``from_pretrained``/``save_pretrained``/``push_to_hub``,
-output dataclasses, ``Trainer``) without ``trust_remote_code``: ``genomix.hub`` registers every family
-with the ``Auto*`` classes at import.
+output dataclasses, ``Trainer``) without ``trust_remote_code``: each family registers with the ``Auto*``
+classes as its module loads (:func:`~genomix.models.registry.register_family`), and importing
+``genomix.hub`` loads them all.
 
 A family's base model puts :class:`BaseModelMixin` (the ``forward`` contract) or
 :class:`LayerNormStackMixin` (embeddings -> blocks -> ``ln_f``, the whole base model but its blocks)
