@@ -23,34 +23,51 @@ from genomix.models import build
 from genomix.train.run import enable_activation_checkpointing
 
 
-def _profiled(fn: Callable[[], None], n: int) -> tuple[list[dict], float, float]:
-    """Profile one call of ``fn`` after a warm-up: the ``n`` operators with the most self GPU time (name,
-    calls, GPU ms, share of the kernel time, GiB allocated), the total kernel time, and the peak GiB.
+def _profiled(fn: Callable[[], None], n: int) -> dict:
+    """Profile one call of ``fn`` after a warm-up: the ``n`` entries with the most self GPU time (name,
+    calls, GPU ms, share of the kernel time, GiB allocated), the ``n`` operators with the most GPU time
+    split by input shapes (which tensor a copy or a multiply works on), the total kernel time and the
+    peak GiB.
 
     The profiler lists both operators (``aten::*``, their launches' time) and the kernels themselves,
     so the total and the shares count kernel entries only: summing every entry would count twice."""
     fn()
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
-    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA], profile_memory=True) as prof:
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA], profile_memory=True,
+                 record_shapes=True) as prof:
         fn()
         torch.cuda.synchronize()
-    events = sorted((e for e in prof.key_averages() if e.self_device_time_total > 0),
-                    key=lambda e: e.self_device_time_total, reverse=True)
+
+    def ranked(events) -> list:
+        return sorted((e for e in events if e.self_device_time_total > 0),
+                      key=lambda e: e.self_device_time_total, reverse=True)
+
+    events = ranked(prof.key_averages())
     kernel_us = sum(e.self_device_time_total for e in events if e.device_type == DeviceType.CUDA) or 1.0
-    top = [
-        {"op": e.key[:80], "calls": e.count, "gpu_ms": e.self_device_time_total / 1e3,
-         "share": e.self_device_time_total / kernel_us, "alloc_gib": max(e.self_device_memory_usage, 0) / 2**30}
-        for e in events[:n]
-    ]
-    return top, kernel_us / 1e3, torch.cuda.max_memory_allocated() / 2**30
+
+    def row(e) -> dict:
+        return {"op": e.key[:80], "calls": e.count, "gpu_ms": e.self_device_time_total / 1e3,
+                "share": e.self_device_time_total / kernel_us,
+                "alloc_gib": max(e.self_device_memory_usage, 0) / 2**30}
+
+    by_shape = [e for e in ranked(prof.key_averages(group_by_input_shape=True)) if e.device_type == DeviceType.CPU]
+    return {
+        "top": [row(e) for e in events[:n]],
+        "top_by_shape": [{**row(e), "shapes": str(e.input_shapes)[:160]} for e in by_shape[:n]],
+        "gpu_ms": kernel_us / 1e3,
+        "peak_gib": torch.cuda.max_memory_allocated() / 2**30,
+    }
 
 
-def _print(title: str, rows: list[dict], gpu_ms: float, peak: float) -> None:
-    print(f"\n{title}: {gpu_ms:.1f} ms of GPU kernels, peak {peak:.2f} GiB")
+def _print(title: str, result: dict) -> None:
+    print(f"\n{title}: {result['gpu_ms']:.1f} ms of GPU kernels, peak {result['peak_gib']:.2f} GiB")
     print(f"{'op':<60} {'calls':>6} {'GPU ms':>9} {'share':>7}")
-    for r in rows:
+    for r in result["top"]:
         print(f"{r['op'][:60]:<60} {r['calls']:>6} {r['gpu_ms']:>9.2f} {100 * r['share']:>6.1f}%")
+    print("operators by input shapes:")
+    for r in result["top_by_shape"]:
+        print(f"  {r['op'][:28]:<28} {r['calls']:>5} {r['gpu_ms']:>9.2f}  {r['shapes']}")
 
 
 def main() -> None:
@@ -79,12 +96,12 @@ def main() -> None:
     result = {"model": args.model, "length": args.length, "device": torch.cuda.get_device_name(),
               "fftconv_path": fftconv_path()}
     model.eval()
-    result["forward"] = dict(zip(("top", "gpu_ms", "peak_gib"), _profiled(forward, args.top)))
-    _print("forward", *result["forward"].values())
+    result["forward"] = _profiled(forward, args.top)
+    _print("forward", result["forward"])
     model.train()
     enable_activation_checkpointing(model)
-    result["train_step"] = dict(zip(("top", "gpu_ms", "peak_gib"), _profiled(train_step, args.top)))
-    _print("training step (checkpointed blocks)", *result["train_step"].values())
+    result["train_step"] = _profiled(train_step, args.top)
+    _print("training step (checkpointed blocks)", result["train_step"])
     args.out.mkdir(parents=True, exist_ok=True)
     tmp = args.out / ".profile_hyena.json.tmp"
     tmp.write_text(json.dumps(result, indent=1))
