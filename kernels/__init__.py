@@ -6,9 +6,11 @@ Each op has one dispatch function that picks the Triton kernel on CUDA and the r
 
 - :func:`fftconv` -- long causal (or bidirectional) FFT convolution with skip term and gates.
 - :func:`selective_scan` -- Mamba-1 selective scan.
+- :func:`causal_conv1d` -- short causal depthwise convolution (Hyena/M2 short filter, Mamba conv1d).
 """
+from .causal_conv import causal_conv1d, causal_conv1d_ref
 from .dispatch import use_triton
 from .fftconv import fftconv, fftconv_ref
 from .scan import selective_scan, selective_scan_ref
 
-__all__ = ["fftconv", "fftconv_ref", "selective_scan", "selective_scan_ref", "use_triton"]
+__all__ = ["causal_conv1d", "causal_conv1d_ref", "fftconv", "fftconv_ref", "selective_scan", "selective_scan_ref", "use_triton"]

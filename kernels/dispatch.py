@@ -41,8 +41,9 @@ def interpreting() -> bool:
 # path for asking nothing. The others stay one environment variable away (GENOMIX_TRITON_OPS=fftconv).
 # "fftconv" (long or fp32 convolutions) is not listed: there its Triton kernels lose to cuFFT (0.60x at
 # L=1M, 0.87x at 256K; BENCHMARKS.md, "Long FFT convolution"); "fftconv-short" (16-bit, L <= 4096, the
-# whole transform on chip) wins 2.2x and is.
-TRITON_BY_DEFAULT = frozenset({"selective_scan", "fftconv-short"})
+# whole transform on chip) wins 2.2x and is. "causal_conv1d" (the short depthwise convolution) reads the
+# in-projection's channels-last output in place instead of PyTorch's strided copy plus depthwise kernel.
+TRITON_BY_DEFAULT = frozenset({"selective_scan", "fftconv-short", "causal_conv1d"})
 
 
 def _opted_in(op: str) -> bool:

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError, RangeError
-from ..kernels import fftconv
+from ..kernels import causal_conv1d, fftconv
 from .base import GenomixConfig, GenomixPreTrainedModel, LayerNormStackMixin
 from .heads import POOLING_MODES, SequenceClassificationHead
 from .monarch import BlockdiagLinear, MonarchLinear, make_linear
@@ -241,8 +241,8 @@ class MonarchMixerSequenceMixing(nn.Module):
         z = self.in_linear(u)
         if mask is not None:
             z = z * mask.to(z.dtype)
-        # Causal depthwise short conv: pad both sides by width-1, keep the first L outputs.
-        z = self.short_filter(z.transpose(1, 2))[..., :length]
+        conv = self.short_filter
+        z = causal_conv1d(z.transpose(1, 2), conv.weight.squeeze(1), conv.bias)  # causal, (B, 3d, L)
         x1, x2, v = z.split(self.d_model, dim=1)
         if mask is not None:
             x1 = x1 * mask.transpose(1, 2).to(x1.dtype)  # zero v·x1 at pads so they feed no conv

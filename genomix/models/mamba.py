@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError, RangeError
-from ..kernels import selective_scan
+from ..kernels import causal_conv1d, selective_scan
 from .base import BaseModelMixin, GenomixConfig, GenomixPreTrainedModel, run_layer
 from .heads import POOLING_MODES
 from .registry import Family, register_family
@@ -211,11 +211,11 @@ class Mamba(nn.Module):
         positions before the conv and the scan, so (left) padding does not leak into the state.
         ``projections`` = (in_proj, out_proj) to use instead of this mixer's own."""
         in_proj, out_proj = projections if projections is not None else (self.in_proj, self.out_proj)
-        length = hidden.shape[1]
         if mask is not None:
             hidden = hidden * mask.unsqueeze(-1).to(hidden.dtype)
         x, z = in_proj(hidden).chunk(2, dim=-1)
-        x = F.silu(self.conv1d(x.transpose(1, 2))[..., :length])  # (b, d_inner, L)
+        conv = self.conv1d
+        x = causal_conv1d(x.transpose(1, 2), conv.weight.squeeze(1), conv.bias, "silu")  # (b, d_inner, L)
         if mask is not None:
             x = x * mask.unsqueeze(1).to(x.dtype)
         dt, B, C = self._ssm_inputs(x.transpose(1, 2))

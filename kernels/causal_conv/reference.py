@@ -1,0 +1,32 @@
+"""PyTorch reference of the short causal depthwise convolution (HyenaDNA/M2 ``short_filter``, Mamba ``conv1d``).
+
+``out[b, c, t] = act(bias[c] + sum_j weight[c, j] * x[b, c, t - (K-1) + j])`` with ``x`` zero before
+``t = 0``: exactly ``nn.Conv1d(C, C, K, groups=C, padding=K-1)(x)[..., :L]``, the form the released
+checkpoints were trained with. The reference computes in fp32 (float64 for float64 inputs) outside
+autocast and returns x's dtype, as the Triton kernels do.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+ACTIVATIONS = (None, "silu")
+
+
+def causal_conv1d_ref(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, activation: str | None = None
+) -> torch.Tensor:
+    """Causal depthwise convolution of ``x`` (B, C, L) with per-channel filters ``weight`` (C, K).
+
+    ``bias`` (C,) is added before ``activation`` (None or ``"silu"``, Mamba's). Returns (B, C, L) in x's dtype.
+    """
+    wide = torch.promote_types(x.dtype, torch.float32)
+    channels, width = weight.shape
+    with torch.autocast(x.device.type, enabled=False):
+        out = F.conv1d(
+            x.to(wide), weight.to(wide).unsqueeze(1), None if bias is None else bias.to(wide),
+            padding=width - 1, groups=channels,
+        )[..., : x.shape[-1]]
+        if activation == "silu":
+            out = F.silu(out)
+    return out.to(x.dtype)
