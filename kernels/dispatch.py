@@ -2,8 +2,9 @@
 
 Every op in ``kernels`` asks :func:`use_triton` with its name and input tensors: the Triton path runs
 only when all of them live on a CUDA device, Triton imports, ``GENOMIX_FORCE_REFERENCE`` is not set to
-a true value, and the op's kernel is on by default (:data:`TRITON_BY_DEFAULT`) or named in
-``GENOMIX_TRITON_OPS`` (comma-separated). ``GENOMIX_FORCE_TRITON=1`` is the opposite override, used by
+a true value, the op is not named in ``GENOMIX_REFERENCE_OPS`` (comma-separated: one kernel off, e.g.
+to compare it with its reference inside a model), and the op's kernel is on by default
+(:data:`TRITON_BY_DEFAULT`) or named in ``GENOMIX_TRITON_OPS`` (comma-separated). ``GENOMIX_FORCE_TRITON=1`` is the opposite override, used by
 the CPU tests to run the Triton kernels under ``TRITON_INTERPRET=1``.
 """
 from __future__ import annotations
@@ -46,10 +47,14 @@ def interpreting() -> bool:
 TRITON_BY_DEFAULT = frozenset({"selective_scan", "fftconv-short", "causal_conv1d"})
 
 
+def _listed(variable: str) -> set[str]:
+    return {name.strip() for name in os.environ.get(variable, "").split(",")}
+
+
 def _opted_in(op: str) -> bool:
-    if op in TRITON_BY_DEFAULT:
-        return True
-    return op in {name.strip() for name in os.environ.get("GENOMIX_TRITON_OPS", "").split(",")}
+    if op in _listed("GENOMIX_REFERENCE_OPS"):
+        return False
+    return op in TRITON_BY_DEFAULT or op in _listed("GENOMIX_TRITON_OPS")
 
 
 def use_triton(*tensors: torch.Tensor | None, op: str) -> bool:

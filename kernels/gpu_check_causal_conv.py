@@ -116,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     cases = [dataclasses.replace(c, length=min(c.length, SMALL_MAX_LENGTH),
                                  channels=min(c.channels, SMALL_MAX_CHANNELS)) if args.small else c for c in CASES]
     rows: list[dict] = []
+    device_name = torch.cuda.get_device_name() if args.device == "cuda" else args.device
     for dtype in (torch.float32, torch.bfloat16):
         for case in cases:
             seed = args.seed * 1000 + len(rows)
@@ -128,11 +129,10 @@ def main(argv: list[str] | None = None) -> int:
             row["seconds"] = round(time.time() - t0, 2)
             rows.append(row)
             print(json.dumps(row), flush=True)
+            write_json(args.out / "causal_conv_gpu_check.json",  # after every case: a time cap loses nothing
+                       {"device": device_name, "torch": torch.__version__, "small": args.small, "rows": rows})
             if args.device == "cuda":
                 torch.cuda.empty_cache()
-    device_name = torch.cuda.get_device_name() if args.device == "cuda" else args.device
-    write_json(args.out / "causal_conv_gpu_check.json",
-               {"device": device_name, "torch": torch.__version__, "small": args.small, "rows": rows})
     print_table(rows)
     failed = sum(not r["ok"] for r in rows)
     print(f"{len(rows) - failed}/{len(rows)} cases pass")

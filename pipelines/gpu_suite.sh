@@ -27,8 +27,8 @@ step() {  # step NAME SECONDS COMMAND...
 
 step hyena_forward 75 python pipelines/bench_hyena_forward.py --model hyenadna-large-1m \
     --lengths 262144 1048576 --repeats 5 --out "$OUT/hyena_forward"
-step pretrain_ref 140 env GENOMIX_FORCE_REFERENCE=1 python pipelines/bench_pretrain.py --model hyenadna-large-1m \
-    --seq-len 1048576 --max-len 8388608 --memory-limit-gib 79 --out "$OUT/pretrain_ref"
+step pretrain_ref 140 python pipelines/bench_pretrain.py --model hyenadna-large-1m \
+    --seq-len 1048576 --max-len 4194304 --memory-limit-gib 79 --out "$OUT/pretrain_ref"
 step pretrain_triton 50 env GENOMIX_TRITON_OPS=fftconv python pipelines/bench_pretrain.py --model hyenadna-large-1m \
     --seq-len 1048576 --max-len 1048576 --memory-limit-gib 79 --out "$OUT/pretrain_triton"
 step scan 130 python kernels/gpu_scan_variants.py --budget-s 105 --out "$OUT/scan"

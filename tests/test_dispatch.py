@@ -13,7 +13,7 @@ CPU = SimpleNamespace(is_cuda=False)
 
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch):
-    for name in ("GENOMIX_FORCE_REFERENCE", "GENOMIX_FORCE_TRITON", "GENOMIX_TRITON_OPS"):
+    for name in ("GENOMIX_FORCE_REFERENCE", "GENOMIX_FORCE_TRITON", "GENOMIX_TRITON_OPS", "GENOMIX_REFERENCE_OPS"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(dispatch, "triton_available", lambda: True)
 
@@ -34,6 +34,15 @@ def test_opt_in_and_overrides(monkeypatch):
     assert dispatch.use_triton(CPU, op="unlisted")
     monkeypatch.setenv("GENOMIX_FORCE_REFERENCE", "yes")
     assert not dispatch.use_triton(CUDA, op="slow_op")
+
+
+def test_reference_ops_turn_single_kernels_off(monkeypatch):
+    monkeypatch.setattr(dispatch, "TRITON_BY_DEFAULT", frozenset({"a", "b"}))
+    monkeypatch.setenv("GENOMIX_TRITON_OPS", "c")
+    monkeypatch.setenv("GENOMIX_REFERENCE_OPS", "a, c")
+    assert not dispatch.use_triton(CUDA, op="a")
+    assert dispatch.use_triton(CUDA, op="b")
+    assert not dispatch.use_triton(CUDA, op="c")
 
 
 def test_no_triton_means_reference(monkeypatch):

@@ -12,14 +12,17 @@ import triton
 
 from .triton_kernels import causal_conv_bwd_kernel, causal_conv_fwd_kernel
 
-#: Channels x steps per program. 64 channels keep channels-last reads at 128-byte rows in bf16 and
-#: 128 steps do the same for channel-major ones; 4 warps hold the 8192-element fp32 tile in registers.
-BLOCK_C, BLOCK_L, NUM_WARPS = 64, 128, 4
+#: (channels, steps, warps) per program. 64 channels keep channels-last reads at 128-byte rows in bf16 and
+#: 128 steps do the same for channel-major ones. The backward keeps more tiles live (dx, da and, with SiLU,
+#: the recomputed pre-activation), so it spreads the same tile over more warps.
+FWD_CONFIG = (64, 128, 4)
+BWD_CONFIG = (64, 128, 8)
+BWD_SILU_CONFIG = (64, 128, 8)
 
 
-def _grid(x: torch.Tensor) -> tuple[int, int, int]:
+def _grid(x: torch.Tensor, config: tuple[int, int, int]) -> tuple[int, int, int]:
     batch, channels, length = x.shape
-    return (triton.cdiv(length, BLOCK_L), triton.cdiv(channels, BLOCK_C), batch)
+    return (triton.cdiv(length, config[1]), triton.cdiv(channels, config[0]), batch)
 
 
 class CausalConv1dFn(torch.autograd.Function):
@@ -29,10 +32,11 @@ class CausalConv1dFn(torch.autograd.Function):
     def forward(ctx, x, weight, bias, silu: bool):  # type: ignore[override]
         weight = weight.contiguous()
         out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
-        causal_conv_fwd_kernel[_grid(x)](
+        block_c, block_l, warps = FWD_CONFIG
+        causal_conv_fwd_kernel[_grid(x, FWD_CONFIG)](
             x, weight, bias if bias is not None else weight, out, x.shape[1], x.shape[2], *x.stride(),
-            K=weight.shape[1], HAS_BIAS=bias is not None, SILU=silu, BLOCK_C=BLOCK_C, BLOCK_L=BLOCK_L,
-            num_warps=NUM_WARPS,
+            K=weight.shape[1], HAS_BIAS=bias is not None, SILU=silu, BLOCK_C=block_c, BLOCK_L=block_l,
+            num_warps=warps,
         )
         ctx.silu = silu
         ctx.save_for_backward(x, weight, bias)
@@ -42,7 +46,9 @@ class CausalConv1dFn(torch.autograd.Function):
     def backward(ctx, dout):  # type: ignore[override]
         x, weight, bias = ctx.saved_tensors
         dout = dout.contiguous()
-        grid = _grid(x)
+        config = BWD_SILU_CONFIG if ctx.silu else BWD_CONFIG
+        block_c, block_l, warps = config
+        grid = _grid(x, config)
         tiles = grid[0] * grid[2]
         dx = torch.empty_like(x)  # x's layout when x is dense in any dim order, else contiguous
         dw_part = torch.empty(tiles, *weight.shape, dtype=torch.float32, device=x.device)
@@ -50,8 +56,8 @@ class CausalConv1dFn(torch.autograd.Function):
         causal_conv_bwd_kernel[grid](
             x, weight, bias if bias is not None else weight, dout, dx, dw_part, db_part,
             x.shape[1], x.shape[2], *x.stride(), *dx.stride(),
-            K=weight.shape[1], HAS_BIAS=bias is not None, SILU=ctx.silu, BLOCK_C=BLOCK_C, BLOCK_L=BLOCK_L,
-            num_warps=NUM_WARPS,
+            K=weight.shape[1], HAS_BIAS=bias is not None, SILU=ctx.silu, BLOCK_C=block_c, BLOCK_L=block_l,
+            num_warps=warps,
         )
         dw = dw_part.sum(0).to(weight.dtype) if ctx.needs_input_grad[1] else None
         db = db_part.sum(0).to(bias.dtype) if bias is not None and ctx.needs_input_grad[2] else None

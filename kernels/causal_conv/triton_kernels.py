@@ -36,10 +36,8 @@ def _preactivation(x_base, w_ptr, bias, cs, c_mask, ts, L, sxl,
 
 
 @triton.jit
-def causal_conv_fwd_kernel(
-    x_ptr, w_ptr, b_ptr, out_ptr, C, L, sxb, sxc, sxl,
-    K: tl.constexpr, HAS_BIAS: tl.constexpr, SILU: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_L: tl.constexpr,
-):
+def _program_tile(x_ptr, b_ptr, C, sxb, sxc, HAS_BIAS: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_L: tl.constexpr):
+    """This program's sequence, channels, steps, channel mask, bias (fp32, zero without one) and x row pointers."""
     pid_l, pid_c, b = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
     cs = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
     ts = pid_l * BLOCK_L + tl.arange(0, BLOCK_L)
@@ -47,7 +45,15 @@ def causal_conv_fwd_kernel(
     bias = tl.zeros([BLOCK_C], dtype=tl.float32)
     if HAS_BIAS:
         bias = tl.load(b_ptr + cs, mask=c_mask, other=0.0).to(tl.float32)
-    x_base = x_ptr + b * sxb + cs[:, None].to(tl.int64) * sxc
+    return b, cs, ts, c_mask, bias, x_ptr + b * sxb + cs[:, None].to(tl.int64) * sxc
+
+
+@triton.jit
+def causal_conv_fwd_kernel(
+    x_ptr, w_ptr, b_ptr, out_ptr, C, L, sxb, sxc, sxl,
+    K: tl.constexpr, HAS_BIAS: tl.constexpr, SILU: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_L: tl.constexpr,
+):
+    b, cs, ts, c_mask, bias, x_base = _program_tile(x_ptr, b_ptr, C, sxb, sxc, HAS_BIAS, BLOCK_C, BLOCK_L)
     acc = _preactivation(x_base, w_ptr, bias, cs, c_mask, ts, L, sxl, K, BLOCK_C, BLOCK_L)
     if SILU:
         acc = acc * tl.sigmoid(acc)
@@ -62,14 +68,7 @@ def causal_conv_bwd_kernel(
 ):
     """dx[t] = sum_j w[j] * da[t + K-1-j] with da = dout * act'(a); per-tile partial dw[j] = sum_t da[t] *
     x[t - (K-1) + j] and db = sum_t da[t] go to ``dw_part`` (tiles, C, K) and ``db_part`` (tiles, C)."""
-    pid_l, pid_c, b = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
-    cs = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
-    ts = pid_l * BLOCK_L + tl.arange(0, BLOCK_L)
-    c_mask = cs < C
-    bias = tl.zeros([BLOCK_C], dtype=tl.float32)
-    if HAS_BIAS:
-        bias = tl.load(b_ptr + cs, mask=c_mask, other=0.0).to(tl.float32)
-    x_base = x_ptr + b * sxb + cs[:, None].to(tl.int64) * sxc
+    b, cs, ts, c_mask, bias, x_base = _program_tile(x_ptr, b_ptr, C, sxb, sxc, HAS_BIAS, BLOCK_C, BLOCK_L)
     dout_base = dout_ptr + (b * C + cs[:, None].to(tl.int64)) * L
     dx = tl.zeros([BLOCK_C, BLOCK_L], dtype=tl.float32)
     for s in tl.static_range(K):  # da at t + s feeds dx[t] through w[K-1-s]
@@ -81,7 +80,7 @@ def causal_conv_bwd_kernel(
         w = tl.load(w_ptr + cs * K + (K - 1 - s), mask=c_mask, other=0.0).to(tl.float32)
         dx += w[:, None] * da
         if s == 0:
-            tile = b * tl.num_programs(0) + pid_l
+            tile = b * tl.num_programs(0) + tl.program_id(0)
             for j in tl.static_range(K):
                 part = tl.sum(da * _tap(x_base, ts, K - 1 - j, c_mask, L, sxl), axis=1)
                 tl.store(dw_part_ptr + (tile * C + cs) * K + j, part, mask=c_mask)
