@@ -173,7 +173,8 @@ class ExponentialModulation(nn.Module):
         self.deltas.copy_(self.initial_deltas())
 
     def forward(self, t: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        return h * (torch.exp(-t * self.deltas.abs()) + self.shift)
+        """Modulate a channel-major filter ``h`` (channels, L) at normalised times ``t`` (L,)."""
+        return h * (torch.exp(-t[None, :] * self.deltas.abs().reshape(-1, 1)) + self.shift)
 
 
 def _filter_mlp(config: M2Config) -> nn.Sequential:
@@ -204,9 +205,11 @@ class HyenaFilter(nn.Module):
         self.bias = nn.Parameter(torch.randn(config.d_model))
 
     def _taps(self, mlp: nn.Sequential, length: int) -> torch.Tensor:
+        """(C, L) contiguous: the bias-free last projection is ``W @ hidden^T``, so the filter is born in
+        the layout the FFT convolution reads instead of being transposed (a strided copy) afterwards."""
         z, t = self.pos_emb(length)
-        h = self.modulation(t, mlp(z))  # (1, L, C)
-        return h[0].transpose(0, 1)  # (C, L)
+        hidden = mlp[:-1](z)[0]  # (L, filter_order)
+        return self.modulation(t[0, :, 0], torch.mm(mlp[-1].weight, hidden.t()))
 
     def kernel(self, length: int) -> torch.Tensor:
         """(C, L) causal filter, or (C, 2L) ``concat(k_fwd, k_rev)`` when bidirectional (fp32)."""

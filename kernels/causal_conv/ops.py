@@ -13,11 +13,14 @@ import triton
 from .triton_kernels import causal_conv_bwd_kernel, causal_conv_fwd_kernel
 
 #: (channels, steps, warps) per program. 64 channels keep channels-last reads at 128-byte rows in bf16 and
-#: 128 steps do the same for channel-major ones. The backward keeps more tiles live (dx, da and, with SiLU,
-#: the recomputed pre-activation), so it spreads the same tile over more warps.
+#: 128 steps do the same for channel-major ones. The SiLU backward keeps more tiles live (the recomputed
+#: pre-activation and its sigmoid) and spills at 64 channels on 4 warps, so it takes half the channels.
+#: Swept on an H200 at L = 1M (BENCHMARKS.md, "Short causal convolution"): forward 0.91 ms (HyenaDNA,
+#: C = 768) and 1.63 ms (Mamba, C = 1024); forward+backward 3.67 ms and 14.6 ms (44.9 ms with the Mamba
+#: backward at (64, 128, 4), 18.1 ms at (64, 128, 8)).
 FWD_CONFIG = (64, 128, 4)
-BWD_CONFIG = (64, 128, 8)
-BWD_SILU_CONFIG = (64, 128, 8)
+BWD_CONFIG = (64, 128, 4)
+BWD_SILU_CONFIG = (32, 128, 4)
 
 
 def _grid(x: torch.Tensor, config: tuple[int, int, int]) -> tuple[int, int, int]:
