@@ -8,6 +8,8 @@ Prints a table last and writes JSON to ``--out``.
 
     PYTHONPATH=. python kernels/bench_fftconv.py --out OUTDIR [--lengths 4096 32768 ...]
 
+``--path cufft`` benchmarks the cuFFT path with fused Triton elementwise kernels (the CUDA default for
+long convolutions) in place of the Monarch kernels; the JSON's ``triton_*`` keys then hold its numbers.
 The Triton variant is ``plan.current_tuning()`` (``GENOMIX_FFTCONV_VARIANT=v1|v2`` overrides the
 default); ``kernels/gpu_fftconv_variants.py`` compares the variants in one run.
 """
@@ -21,8 +23,10 @@ import torch
 import triton.testing
 
 from genomix.kernels.fftconv import fftconv_ref, fftconv_triton
+from genomix.kernels.fftconv.cufft_fused import fftconv_cufft
 from genomix.kernels.fftconv.plan import current_tuning
 
+PATHS = {"triton": fftconv_triton, "cufft": fftconv_cufft}
 SHAPES = {4096: (256, 256), 32768: (32, 256), 262144: (4, 256), 1 << 20: (1, 256), 1 << 22: (1, 64)}
 
 
@@ -43,7 +47,7 @@ def peak_gib(fn) -> float:
     return torch.cuda.max_memory_allocated() / 2**30
 
 
-def bench_one(L: int, B: int, H: int, bw: float) -> dict:
+def bench_one(L: int, B: int, H: int, bw: float, fast=fftconv_triton) -> dict:
     u = torch.randn(B, H, L, device="cuda").to(torch.bfloat16)
     k = torch.randn(H, L, device="cuda") / L ** 0.5
     D = torch.randn(H, device="cuda")
@@ -51,9 +55,9 @@ def bench_one(L: int, B: int, H: int, bw: float) -> dict:
     row: dict = {"L": L, "B": B, "H": H}
     floor_ms = (B * H * L * 4 + H * L * 4) / bw * 1e3
     row["floor_ms"] = floor_ms
-    err = (fftconv_triton(u, k, D).double() - fftconv_ref(u, k, D).double()).norm() / fftconv_ref(u, k, D).double().norm()
+    err = (fast(u, k, D).double() - fftconv_ref(u, k, D).double()).norm() / fftconv_ref(u, k, D).double().norm()
     row["rel_err_vs_ref"] = float(err)
-    for name, f in (("ref", fftconv_ref), ("triton", fftconv_triton)):
+    for name, f in (("ref", fftconv_ref), ("triton", fast)):
         ul, kl, Dl = (t.detach().clone().requires_grad_() for t in (u, k, D))
 
         def fwd():
@@ -78,16 +82,16 @@ def bench_one(L: int, B: int, H: int, bw: float) -> dict:
     return row
 
 
-def breakdown(L: int, B: int, H: int) -> list[dict]:
-    """GPU time per kernel of one Triton forward+backward (torch.profiler), to see where time goes."""
+def breakdown(L: int, B: int, H: int, fast=fftconv_triton) -> list[dict]:
+    """GPU time per kernel of one fast-path forward+backward (torch.profiler), to see where time goes."""
     u = torch.randn(B, H, L, device="cuda").to(torch.bfloat16).requires_grad_()
     k = (torch.randn(H, L, device="cuda") / L ** 0.5).requires_grad_()
     D = torch.randn(H, device="cuda").requires_grad_()
     dy = torch.randn(B, H, L, device="cuda").to(torch.bfloat16)
-    fftconv_triton(u, k, D).backward(dy)
+    fast(u, k, D).backward(dy)
     torch.cuda.synchronize()
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
-        fftconv_triton(u, k, D).backward(dy)
+        fast(u, k, D).backward(dy)
         torch.cuda.synchronize()
     rows = []
     for ev in prof.key_averages():
@@ -102,6 +106,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=".")
     ap.add_argument("--lengths", type=int, nargs="*", default=list(SHAPES))
+    ap.add_argument("--path", choices=tuple(PATHS), default="triton", help="the path compared with the reference")
     ap.add_argument("--breakdown", type=int, default=1 << 20, help="L whose fwd+bwd is profiled per kernel (0: none)")
     args = ap.parse_args()
     torch.manual_seed(0)
@@ -110,17 +115,17 @@ def main() -> int:
     for L in args.lengths:
         B, H = SHAPES.get(L, (max(1, (1 << 28) // (256 * L)), 256))
         try:
-            rows.append(bench_one(L, B, H, bw))
+            rows.append(bench_one(L, B, H, bw, PATHS[args.path]))
         except Exception as e:  # keep the other lengths' numbers; the failure is reported in the table
             rows.append({"L": L, "B": B, "H": H, "error": f"{type(e).__name__}: {e}"[:300]})
         torch.cuda.empty_cache()
         print(json.dumps(rows[-1]), flush=True)
-    prof = breakdown(args.breakdown, *SHAPES.get(args.breakdown, (1, 256))) if args.breakdown else []
+    prof = breakdown(args.breakdown, *SHAPES.get(args.breakdown, (1, 256)), PATHS[args.path]) if args.breakdown else []
     result = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "triton": triton.__version__,
               "copy_bandwidth_TBps": bw / 1e12, "max_row": os.environ.get("GENOMIX_FFTCONV_MAX_ROW", "4096"),
-              "tuning": repr(current_tuning()),
+              "tuning": repr(current_tuning()), "path": args.path,
               "rows": rows, "breakdown_L": args.breakdown, "breakdown": prof}
-    path = os.path.join(args.out, "bench_fftconv.json")
+    path = os.path.join(args.out, f"bench_fftconv_{args.path}.json")
     with open(path + ".tmp", "w") as fh:
         json.dump(result, fh, indent=1)
     os.replace(path + ".tmp", path)

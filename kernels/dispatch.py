@@ -42,9 +42,10 @@ def interpreting() -> bool:
 # path for asking nothing. The others stay one environment variable away (GENOMIX_TRITON_OPS=fftconv).
 # "fftconv" (long or fp32 convolutions) is not listed: there its Triton kernels lose to cuFFT (0.60x at
 # L=1M, 0.87x at 256K; BENCHMARKS.md, "Long FFT convolution"); "fftconv-short" (16-bit, L <= 4096, the
-# whole transform on chip) wins 2.2x and is. "causal_conv1d" (the short depthwise convolution) reads the
+# whole transform on chip) wins 2.2x and is. Long convolutions run on cuFFT with their elementwise work in
+# fused Triton kernels ("fftconv-cufft"). "causal_conv1d" (the short depthwise convolution) reads the
 # in-projection's channels-last output in place instead of PyTorch's strided copy plus depthwise kernel.
-TRITON_BY_DEFAULT = frozenset({"selective_scan", "fftconv-short", "causal_conv1d"})
+TRITON_BY_DEFAULT = frozenset({"selective_scan", "fftconv-short", "fftconv-cufft", "causal_conv1d"})
 
 
 def _listed(variable: str) -> set[str]:
@@ -52,14 +53,12 @@ def _listed(variable: str) -> set[str]:
 
 
 def _opted_in(op: str) -> bool:
-    if op in _listed("GENOMIX_REFERENCE_OPS"):
-        return False
     return op in TRITON_BY_DEFAULT or op in _listed("GENOMIX_TRITON_OPS")
 
 
 def use_triton(*tensors: torch.Tensor | None, op: str) -> bool:
     """Decide whether ``op`` should take its Triton path for these inputs (``None`` inputs are ignored)."""
-    if _flag("GENOMIX_FORCE_REFERENCE") or not triton_available():
+    if _flag("GENOMIX_FORCE_REFERENCE") or not triton_available() or op in _listed("GENOMIX_REFERENCE_OPS"):
         return False
     if _flag("GENOMIX_FORCE_TRITON"):
         return True

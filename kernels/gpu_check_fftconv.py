@@ -1,5 +1,9 @@
 """GPU correctness checks of the Triton fftconv at real shapes (run on the lent H100).
 
+``--path triton`` (default) checks the Monarch-FFT kernels; ``--path cufft`` the cuFFT path with fused
+Triton elementwise kernels (:mod:`genomix.kernels.fftconv.cufft_fused`), whose outputs come from fresh
+allocations: there the caching allocator is filled with NaN first, so a skipped element shows as NaN.
+
 Fresh random inputs for every case, non-decaying (white-noise) filters, gates and skip term on,
 causal and bidirectional, odd and non-power-of-two lengths, both the on-chip and the multi-pass path.
 Forward outputs are written into a NaN-poisoned buffer (every element must be overwritten); forward
@@ -7,7 +11,7 @@ and every gradient are compared with a float64 reference by relative L2 error (f
 bf16 <= 1e-2). The variant is ``plan.current_tuning()`` (``GENOMIX_FFTCONV_VARIANT=v2`` to check v2).
 Prints a table last and writes JSON to ``--out``.
 
-    PYTHONPATH=. python kernels/gpu_check_fftconv.py --out OUTDIR
+    PYTHONPATH=. python kernels/gpu_check_fftconv.py --out OUTDIR [--path cufft]
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ import torch
 
 from genomix.kernels.fftconv import fftconv, fftconv_ref
 from genomix.kernels.fftconv.autograd import _precision, _spectrum
+from genomix.kernels.fftconv.cufft_fused import fftconv_cufft
 from genomix.kernels.fftconv.ops import conv_apply
 from genomix.kernels.fftconv.plan import current_tuning, plan_for
 
@@ -50,17 +55,31 @@ def inputs(B: int, H: int, L: int, bid: bool, gates: bool, dtype: torch.dtype) -
     return [u, k, D, pre, post]
 
 
-def check(B: int, H: int, L: int, bid: bool, gates: bool, dtype: torch.dtype) -> dict:
-    ts = inputs(B, H, L, bid, gates, dtype)
+def _poisoned_triton(ts: list, bid: bool, dtype: torch.dtype) -> tuple[torch.Tensor, str]:
+    """The Monarch kernels' forward written into a NaN-filled output, and the plan it used."""
     u, k, D, pre, post = ts
     prec, tuning = _precision(dtype, False), current_tuning()
-    plan = plan_for(L, tuning, prec)
-    spec = _spectrum(k, plan, bid, prec, tuning)
-    poisoned = torch.full((B, H, L), float("nan"), device="cuda", dtype=dtype)
-    conv_apply(u, pre, D, post, spec, plan, dtype, prec, tuning, out=poisoned)
+    plan = plan_for(u.shape[-1], tuning, prec)
+    poisoned = torch.full(u.shape, float("nan"), device="cuda", dtype=dtype)
+    conv_apply(u, pre, D, post, _spectrum(k, plan, bid, prec, tuning), plan, dtype, prec, tuning, out=poisoned)
+    return poisoned, f"n={plan.n} n2={plan.n2} n1={plan.n1}"
+
+
+def _poisoned_cufft(ts: list, bid: bool) -> tuple[torch.Tensor, str]:
+    """The cuFFT path's forward after the caching allocator was filled with NaN (its outputs are fresh)."""
+    torch.cuda.empty_cache()
+    nan_fill = torch.full((16 * ts[0].numel(),), float("nan"), device="cuda")
+    del nan_fill
+    with torch.no_grad():
+        return fftconv_cufft(*ts, bidirectional=bid), "cufft n=2L"
+
+
+def check(B: int, H: int, L: int, bid: bool, gates: bool, dtype: torch.dtype, path: str = "triton") -> dict:
+    ts = inputs(B, H, L, bid, gates, dtype)
+    poisoned, plan = _poisoned_cufft(ts, bid) if path == "cufft" else _poisoned_triton(ts, bid, dtype)
     unwritten = int(torch.isnan(poisoned).sum())
     leaves = [t.detach().clone().requires_grad_() if t is not None else None for t in ts]
-    y = fftconv(*leaves, bidirectional=bid)
+    y = (fftconv_cufft if path == "cufft" else fftconv)(*leaves, bidirectional=bid)
     dy = torch.randn_like(y)
     y.backward(dy)
     ref_leaves = [t.detach().double().requires_grad_() if t is not None else None for t in ts]
@@ -73,13 +92,14 @@ def check(B: int, H: int, L: int, bid: bool, gates: bool, dtype: torch.dtype) ->
     worst = max(errs.values())
     ok = unwritten == 0 and worst <= TOL[dtype] and all(v == v for v in errs.values())
     return {"B": B, "H": H, "L": L, "bidirectional": bid, "gates": gates, "dtype": str(dtype).split(".")[-1],
-            "plan": f"n={plan.n} n2={plan.n2} n1={plan.n1}", "unwritten": unwritten, "errors": errs,
+            "path": path, "plan": plan, "unwritten": unwritten, "errors": errs,
             "worst": worst, "ok": ok}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=".")
+    ap.add_argument("--path", choices=("triton", "cufft"), default="triton")
     args = ap.parse_args()
     assert torch.cuda.is_available(), "needs a CUDA GPU"
     os.environ.pop("GENOMIX_FORCE_REFERENCE", None)
@@ -90,7 +110,7 @@ def main() -> int:
         for case in CASES:
             t0 = time.time()
             try:
-                row = check(*case, dtype)
+                row = check(*case, dtype, args.path)
             except Exception as e:  # report and go on: one bad shape must not hide the others
                 row = {"B": case[0], "H": case[1], "L": case[2], "bidirectional": case[3], "gates": case[4],
                        "dtype": str(dtype).split(".")[-1], "ok": False, "error": f"{type(e).__name__}: {e}"[:400]}
@@ -98,7 +118,7 @@ def main() -> int:
             rows.append(row)
             print(json.dumps(row), flush=True)
             torch.cuda.empty_cache()
-    path = os.path.join(args.out, "gpu_check_fftconv.json")
+    path = os.path.join(args.out, f"gpu_check_fftconv_{args.path}.json")
     with open(path + ".tmp", "w") as f:
         json.dump({"device": torch.cuda.get_device_name(), "torch": torch.__version__,
                    "tuning": repr(current_tuning()), "rows": rows}, f, indent=1)

@@ -1,9 +1,10 @@
 """End-to-end HyenaDNA forward throughput: Triton fftconv vs the PyTorch reference, same run.
 
 Builds a named HyenaDNA size with fresh weights, runs bf16-autocast forwards at the given lengths
-(batch 1 by default) once with the Triton fftconv (``GENOMIX_TRITON_OPS=fftconv``) and once with the
-reference fftconv (``GENOMIX_REFERENCE_OPS=fftconv,fftconv-short``; the other kernels keep their
-defaults in both runs), and prints tokens/s, the ratio and peak memory. Writes JSON.
+(batch 1 by default) with each long-convolution path: the PyTorch reference (``reference``), cuFFT with
+fused Triton elementwise kernels (``cufft``, the CUDA default) and the Triton Monarch-FFT kernels
+(``triton``, ``GENOMIX_TRITON_OPS=fftconv``); the other kernels keep their defaults in every run. Prints
+tokens/s, the ratios to the reference and peak memory. Writes JSON.
 
     PYTHONPATH=. python pipelines/bench_hyena_forward.py --model hyenadna-large-1m --lengths 1048576 --out DIR
 """
@@ -37,22 +38,30 @@ def _time_forward(model: torch.nn.Module, ids: torch.Tensor, repeats: int) -> tu
     return times[len(times) // 2], torch.cuda.max_memory_allocated() / 2**30
 
 
+#: label -> (GENOMIX_TRITON_OPS, GENOMIX_REFERENCE_OPS) selecting the long-convolution path.
+PATHS = {
+    "reference": ("", "fftconv,fftconv-short,fftconv-cufft"),
+    "cufft": ("", "fftconv,fftconv-short"),
+    "triton": ("fftconv", ""),
+}
+
+
 def run(model_name: str, lengths: list[int], batch: int, repeats: int) -> list[dict]:
     rows = []
     for length in lengths:
         model = build(model_name, max_seq_len=max(length, 1)).cuda().eval()
         ids = torch.randint(7, 11, (batch, length), device="cuda")
         row = {"model": model_name, "length": length, "batch": batch}
-        os.environ["GENOMIX_TRITON_OPS"] = "fftconv"  # the Triton run takes the kernels at every length
-        for label, reference_ops in (("reference", "fftconv,fftconv-short"), ("triton", "")):
-            os.environ["GENOMIX_REFERENCE_OPS"] = reference_ops
+        for label, (triton_ops, reference_ops) in PATHS.items():
+            os.environ["GENOMIX_TRITON_OPS"], os.environ["GENOMIX_REFERENCE_OPS"] = triton_ops, reference_ops
             seconds, peak = _time_forward(model, ids, repeats)
             row[f"{label}_ms"] = seconds * 1e3
             row[f"{label}_tokens_per_s"] = batch * length / seconds
             row[f"{label}_peak_gib"] = peak
         os.environ.pop("GENOMIX_REFERENCE_OPS", None)
         os.environ.pop("GENOMIX_TRITON_OPS", None)
-        row["speedup"] = row["reference_ms"] / row["triton_ms"]
+        for label in ("cufft", "triton"):
+            row[f"{label}_speedup"] = row["reference_ms"] / row[f"{label}_ms"]
         rows.append(row)
         del model
         torch.cuda.empty_cache()
@@ -69,11 +78,15 @@ def main() -> None:
     args = parser.parse_args()
     rows = run(args.model, args.lengths, args.batch, args.repeats)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "bench_hyena_forward.json").write_text(json.dumps(rows, indent=1))
-    print(f"{'L':>9} {'ref tok/s':>12} {'triton tok/s':>13} {'speed-up':>9} {'ref GiB':>8} {'triton GiB':>10}")
+    tmp = args.out / ".bench_hyena_forward.json.tmp"
+    tmp.write_text(json.dumps(rows, indent=1))
+    tmp.replace(args.out / "bench_hyena_forward.json")
+    print(f"{'L':>9} {'path':>10} {'tokens/s':>10} {'vs reference':>12} {'peak GiB':>8}")
     for r in rows:
-        print(f"{r['length']:>9} {r['reference_tokens_per_s']:>12.3e} {r['triton_tokens_per_s']:>13.3e} "
-              f"{r['speedup']:>9.2f} {r['reference_peak_gib']:>8.2f} {r['triton_peak_gib']:>10.2f}")
+        for label in PATHS:
+            ratio = r.get(f"{label}_speedup", 1.0)
+            print(f"{r['length']:>9} {label:>10} {r[f'{label}_tokens_per_s']:>10.3e} {ratio:>11.2f}x "
+                  f"{r[f'{label}_peak_gib']:>8.2f}")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ next-token loss) of
 - ``m2``: the causal M2 LM with the Triton ``fftconv`` kernels (opted in with ``GENOMIX_TRITON_OPS=fftconv``,
   which this script sets: the dispatch's default on CUDA is the reference, see kernels/dispatch.py),
 - ``m2-ref``: the same model forced onto the PyTorch reference FFT convolution
-  (``GENOMIX_REFERENCE_OPS=fftconv,fftconv-short``), so the kernel's share of the speed-up is visible,
+  (``GENOMIX_REFERENCE_OPS=fftconv,fftconv-short,fftconv-cufft``), so the kernels' share of the speed-up is visible,
 - ``m2-bert``: the bidirectional M2 masked LM (same width/depth, ``fftconv(bidirectional=True)``),
 - ``transformer``: the pre-norm causal Transformer (SDPA, i.e. FlashAttention on H100, RoPE, GELU MLP),
 
@@ -48,7 +48,7 @@ class _ForceReference:
     """Context that routes ``fftconv`` (long and on-chip) to the PyTorch reference; the other kernels
     (the short causal conv) keep their default (the dispatch reads the environment per call)."""
 
-    VARIABLE, OPS = "GENOMIX_REFERENCE_OPS", "fftconv,fftconv-short"
+    VARIABLE, OPS = "GENOMIX_REFERENCE_OPS", "fftconv,fftconv-short,fftconv-cufft"
 
     def __init__(self, on: bool) -> None:
         self.on, self.saved = on, None

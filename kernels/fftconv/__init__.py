@@ -1,9 +1,11 @@
 """Long FFT convolution: the dispatch point, the PyTorch reference and the Triton path.
 
 ``fftconv`` runs the Triton Monarch-FFT kernels (forward and backward) when :func:`use_triton` says
-so and :func:`fftconv_ref` otherwise. The dispatch sees two ops (:func:`dispatch_name`): on-chip
-convolutions (16-bit inputs, ``L <= ON_CHIP_MAX_L``), where the kernels beat cuFFT and run by default on
-CUDA, and the rest, where they are slower so far and need ``GENOMIX_TRITON_OPS=fftconv`` (BENCHMARKS.md). Shapes are (batch, channels, length).
+so. The dispatch sees two ops (:func:`dispatch_name`): on-chip convolutions (16-bit inputs,
+``L <= ON_CHIP_MAX_L``), where the kernels beat cuFFT and run by default on CUDA, and the rest, where
+they are slower so far and need ``GENOMIX_TRITON_OPS=fftconv`` (BENCHMARKS.md). Those run on cuFFT with
+the elementwise work fused into Triton kernels (op ``fftconv-cufft``, :mod:`.cufft_fused`) on CUDA, and
+on the PyTorch reference :func:`fftconv_ref` elsewhere. Shapes are (batch, channels, length).
 """
 from __future__ import annotations
 
@@ -72,6 +74,10 @@ def fftconv_triton(
 ON_CHIP_MAX_L = 4096
 
 
+#: Inputs the cuFFT path with fused Triton elementwise kernels takes (float64 stays on the reference).
+_CUFFT_FUSED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+
 def dispatch_name(u: torch.Tensor) -> str:
     """``"fftconv-short"`` for convolutions done whole on chip (16-bit, short), else ``"fftconv"``."""
     on_chip = u.shape[-1] <= ON_CHIP_MAX_L and u.dtype in (torch.float16, torch.bfloat16)
@@ -97,4 +103,8 @@ def fftconv(
     _check(u, k, D, pregate, postgate, bidirectional)
     if use_triton(u, k, D, pregate, postgate, op=dispatch_name(u)):
         return fftconv_triton(u, k, D, pregate, postgate, bidirectional, fp32_intermediate)
+    if u.dtype in _CUFFT_FUSED_DTYPES and use_triton(u, k, D, pregate, postgate, op="fftconv-cufft"):
+        from .cufft_fused import fftconv_cufft  # imports triton: only when this path is taken
+
+        return fftconv_cufft(u, k, D, pregate, postgate, bidirectional)
     return fftconv_ref(u, k, D, pregate, postgate, bidirectional, fp32_intermediate)

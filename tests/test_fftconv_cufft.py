@@ -1,0 +1,90 @@
+"""The cuFFT path with fused Triton elementwise kernels (kernels/fftconv/cufft_fused.py): forward and every
+gradient against the float64 reference, with the Triton kernels run by the CPU interpreter (torch.fft
+stands in for cuFFT on the CPU); gates, skip term and bidirectional filters on and off, ragged lengths."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from genomix.kernels.fftconv import cufft_fused, fftconv, fftconv_ref
+from genomix.kernels.fftconv.cufft_fused import epilogue, fftconv_cufft, pad_product
+
+
+def _inputs(B, H, L, bidirectional, gates, D, dtype, seed):
+    g = torch.Generator().manual_seed(seed)
+    u = torch.randn(B, H, L, generator=g).to(dtype)
+    k = torch.randn(H, 2 * L if bidirectional else L, generator=g) / L ** 0.5  # white: no decay
+    skip = torch.randn(H, generator=g) if D else None
+    pre = torch.randn(B, H, L, generator=g).to(dtype) if gates else None
+    post = torch.randn(B, H, L, generator=g).to(dtype) if gates else None
+    return [u, k, skip, pre, post]
+
+
+def _run(fn, inputs, bidirectional, grad_out):
+    leaves = [None if t is None else t.detach().clone().requires_grad_() for t in inputs]
+    out = fn(*leaves, bidirectional=bidirectional)
+    out.backward(grad_out.to(out.dtype))
+    return [out] + [None if t is None else t.grad for t in leaves]
+
+
+CASES = [  # B, H, L, bidirectional, gates, D
+    (2, 3, 37, False, True, True),
+    (1, 4, 64, True, True, True),
+    (3, 2, 1, False, False, True),
+    (2, 5, 50, False, True, False),
+    (1, 3, 33, True, False, False),
+]
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.bfloat16, 1e-2)])
+@pytest.mark.parametrize("case", CASES, ids=[f"B{c[0]}H{c[1]}L{c[2]}{'bi' if c[3] else ''}" for c in CASES])
+def test_matches_float64_reference(case, dtype, tol):
+    B, H, L, bidirectional, gates, D = case
+    inputs = _inputs(B, H, L, bidirectional, gates, D, dtype, seed=L)
+    grad_out = torch.randn(B, H, L, generator=torch.Generator().manual_seed(1))
+    got = _run(fftconv_cufft, inputs, bidirectional, grad_out)
+    want = _run(fftconv_ref, [None if t is None else t.double() for t in inputs], bidirectional, grad_out.double())
+    assert got[0].dtype == dtype
+    for name, a, b in zip(("out", "du", "dk", "dD", "dpregate", "dpostgate"), got, want):
+        if b is None:
+            assert a is None, name
+            continue
+        err = ((a.double() - b).norm() / b.norm().clamp_min(1e-30)).item()
+        assert err <= tol, f"{name}: relative L2 error {err:.2e} > {tol:.0e}"
+
+
+def test_no_grad_keeps_nothing_and_matches():
+    inputs = _inputs(2, 3, 40, False, True, True, torch.float32, seed=3)
+    with torch.no_grad():
+        out = fftconv_cufft(*inputs)
+    assert out.grad_fn is None
+    torch.testing.assert_close(out, fftconv_ref(*inputs), rtol=1e-5, atol=1e-5)
+
+
+def test_fused_passes_on_strided_rows():
+    """Rows with channel strides (a split of a wider projection), zero padding and every epilogue output."""
+    g = torch.Generator().manual_seed(0)
+    wide = torch.randn(2, 9, 21, generator=g)
+    a, b, m = wide[:, 0:3], wide[:, 3:6], wide[:, 6:9]  # (2, 3, 21) views with channel stride 21, batch 189
+    padded = pad_product(a, b, 48)
+    torch.testing.assert_close(padded[..., :21], a * b)
+    assert (padded[..., 21:] == 0).all()
+    y = torch.randn(2, 3, 48, generator=g)
+    D = torch.randn(3, generator=g)
+    out1, out2, z = epilogue(y, 0.5, a, b, D, m, torch.bfloat16, m2=a, out2_dtype=torch.float32, z_dtype=torch.float32)
+    want = y[..., :21] * 0.5 + a * b * D[:, None]
+    torch.testing.assert_close(z, want)
+    torch.testing.assert_close(out1, (want * m).to(torch.bfloat16))
+    torch.testing.assert_close(out2, want * a)
+
+
+def test_dispatch_takes_this_path_when_the_monarch_kernels_are_off(monkeypatch):
+    calls = []
+    monkeypatch.setattr(cufft_fused, "fftconv_cufft", lambda *args: calls.append(args) or fftconv_ref(*args))
+    monkeypatch.setenv("GENOMIX_FORCE_TRITON", "1")
+    monkeypatch.setenv("GENOMIX_REFERENCE_OPS", "fftconv,fftconv-short")
+    inputs = _inputs(1, 2, 16, False, True, True, torch.float32, seed=0)
+    fftconv(*inputs)
+    assert len(calls) == 1
+    fftconv(*[None if t is None else t.double() for t in inputs])  # float64 stays on the reference
+    assert len(calls) == 1
