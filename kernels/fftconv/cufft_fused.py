@@ -17,7 +17,7 @@ import torch
 import triton
 
 from .epilogue_kernels import epilogue_kernel, pad_product_kernel
-from .reference import _filter_spectrum, _uncombine
+from .reference import _uncombine, combined_filter
 
 #: Time steps per program; 4 warps move 1024 fp32 values per program in 16-byte vectors.
 BLOCK, NUM_WARPS = 1024, 4
@@ -70,12 +70,19 @@ def epilogue(
     return out1, out2, z
 
 
+def _filter_spectrum(k: torch.Tensor, L: int, bidirectional: bool) -> torch.Tensor:
+    """rfft of the size-2L circular filter in fp32; the causal filter is zero-padded by one fused pass."""
+    if bidirectional:
+        return torch.fft.rfft(combined_filter(k.float(), L, 2 * L, True))
+    return torch.fft.rfft(pad_product(k.unsqueeze(0), None, 2 * L)[0])
+
+
 def _forward(u, k, D, pregate, postgate, bidirectional: bool, keep_y: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The output and, if ``keep_y``, the pre-postgate output in u's dtype (for the postgate's gradient)."""
     L = u.shape[-1]
     n = 2 * L
     spectrum = torch.fft.rfft(pad_product(u, pregate, n), n=n)
-    spectrum.mul_(_filter_spectrum(k, L, bidirectional, torch.float32))
+    spectrum.mul_(_filter_spectrum(k, L, bidirectional))
     y_full = torch.fft.irfft(spectrum, n=n, norm="forward")  # unnormalised: the 1/n is in the epilogue
     del spectrum
     out, _, y = epilogue(y_full, 1.0 / n, u, pregate, D, postgate, u.dtype, z_dtype=u.dtype if keep_y else None)
@@ -114,7 +121,7 @@ class FFTConvCuFFTFn(torch.autograd.Function):
                 dkc = torch.fft.irfft(cross.conj_physical_().mul_(g_spectrum), n=n, norm="forward").sum(dim=0)
                 del cross
                 dk = (_uncombine(dkc, L, ctx.bidirectional) * (1.0 / n)).to(k.dtype)
-        g_spectrum.mul_(_filter_spectrum(k, L, ctx.bidirectional, torch.float32).conj_physical_())
+        g_spectrum.mul_(_filter_spectrum(k, L, ctx.bidirectional).conj_physical_())
         dx_full = torch.fft.irfft(g_spectrum, n=n, norm="forward")
         del g_spectrum
         need_dpre = pregate is not None and ctx.needs_input_grad[3]
