@@ -142,6 +142,35 @@ def test_gradient_checkpointing_keeps_names_and_gradients():
         torch.testing.assert_close(a.grad, b.grad, rtol=1e-5, atol=1e-6, msg=name)
 
 
+def test_implicit_filter_is_recomputed_not_kept(monkeypatch):
+    """The filter MLP's activations are not saved for the backward, and gradients are unchanged by that."""
+    from genomix.models import hyena
+
+    def saved_bytes_and_grads(model, ids):
+        saved = []
+
+        def pack(t):
+            saved.append(t.numel() * t.element_size())
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            loss = model(ids, labels=ids).loss
+        loss.backward()
+        return sum(saved), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    torch.manual_seed(0)
+    model = build("hyenadna-tiny-1k", n_layer=1, d_model=16, max_seq_len=4096, embed_dropout=0.0).train()
+    ids = torch.randint(7, 11, (1, 4000))
+    recomputed, grads = saved_bytes_and_grads(model, ids)
+    model.zero_grad()
+    monkeypatch.setattr(hyena, "checkpoint", lambda fn, *args, **kwargs: fn(*args))  # keep everything
+    kept, kept_grads = saved_bytes_and_grads(model, ids)
+    filter_mlp = 4000 * 64 * 4  # one (L, filter_order) fp32 activation
+    assert kept - recomputed >= 4 * filter_mlp
+    for name, grad in grads.items():
+        torch.testing.assert_close(grad, kept_grads[name], rtol=0, atol=0, msg=name)
+
+
 def test_config_round_trips_and_validates(tmp_path):
     config = HyenaConfig(d_model=64, n_layer=3, pooling="last", modulation_shift=0.0)
     config.save_pretrained(tmp_path)
