@@ -1,0 +1,332 @@
+"""GPU check and benchmark of the Triton LayerNorm (``layer_norm_triton``) against the float64 reference
+and against the model's current path, ``F.layer_norm`` under bf16 autocast followed by the cast to bf16.
+
+Check (first): every case runs ``layer_norm_triton`` forward and backward (``torch.autograd.grad`` for x,
+weight and bias when present) on fresh random inputs and compares y and each gradient with
+``layer_norm_ref`` on float64 copies on the same device, by the worst element's error over the
+reference's largest magnitude (fp32 <= 1e-5; <= 1e-2 when x or y is bf16). Cases: N = 118, 256, 768,
+1000 and 8192 (the widest Triton row), odd row counts (1, 1001, 4097, 100003), fp32 and bf16 x, y in
+x's dtype or bf16 (fp32 -> bf16 is the model's), affine on and off, x contiguous or a column slice of a
+wider tensor (row stride != N), and one bf16 (M, 256) case with M * N just past 2^31 (int64 offsets;
+its y and dx are compared on the first and last rows, which are row-local). Before the forward and the
+backward the CUDA caching allocator's free blocks are filled with NaN
+(``gpu_check_causal_conv.poison_allocator``), so memory the kernels leave unwritten reads as non-finite.
+The contract is checked too: y contiguous in the requested dtype, gradients in their inputs' shapes and
+dtypes.
+
+Benchmark (then): fp32 x (the residual stream), fp32 weight/bias, bf16 output, at (1, 1048576, 256)
+(HyenaDNA large-1m at L = 1M), (16, 4096, 256) and (1, 1048576, 1024). For each path, forward (no grad)
+and forward+backward (``torch.autograd.grad`` for x, weight and bias, bf16 dy) median ms
+(``triton.testing.do_bench``), speed-ups, peak memory above what was allocated before the call, and the
+share of the HBM floor: bytes that must move once (forward: read x, write y; backward: read x and dy,
+write dx; weight, bias and their gradients included; not the per-row statistics) at the
+device-to-device copy bandwidth measured in the same run (``bench_scan.copy_bandwidth``).
+
+JSON is rewritten after every case to ``--out``/layer_norm_bench.json; tables are printed last; the exit
+status is 1 if any check fails or any case raises.
+
+    PYTHONUNBUFFERED=1 PYTHONPATH=. python kernels/bench_layer_norm.py --out DIR
+
+On CPU through the Triton interpreter (a smoke test of this script: tiny shapes, no int64 case, timings
+by ``time.perf_counter``, no memory figures; the NaN poisoning has no effect there):
+
+    TRITON_INTERPRET=1 PYTHONPATH=. python kernels/bench_layer_norm.py --device cpu --small --out DIR
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+import triton
+import triton.testing
+
+from genomix.kernels.bench_causal_conv import leaves_of, peak_delta, rel_max
+from genomix.kernels.bench_scan import copy_bandwidth, write_json
+from genomix.kernels.dispatch import interpreting, use_triton
+from genomix.kernels.gpu_check_causal_conv import TOL, poison_allocator
+from genomix.kernels.layer_norm import layer_norm_ref, layer_norm_triton
+
+EPS = 1e-5
+BF16 = torch.bfloat16
+NormFn = Callable[[torch.Tensor, torch.Tensor | None, torch.Tensor | None], torch.Tensor]  # (x, w, b) -> y
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckCase:
+    """One checked call: x of shape (*lead, n) in ``x_dtype``, y in ``out_dtype`` (dtype names)."""
+
+    lead: tuple[int, ...]
+    n: int
+    x_dtype: str
+    out_dtype: str
+    affine: bool = True
+    layout: str = "contiguous"  # or "slice": x[..., :n] of a (*lead, n + 64) tensor
+
+
+CHECKS = [
+    CheckCase((1,), 256, "float32", "float32"),
+    CheckCase((3, 1001), 118, "float32", "float32"),
+    CheckCase((3, 1001), 118, "bfloat16", "bfloat16", affine=False),
+    CheckCase((2, 4097), 256, "float32", "bfloat16"),
+    CheckCase((2, 4097), 256, "float32", "float32", affine=False, layout="slice"),
+    CheckCase((2, 4097), 256, "bfloat16", "float32", layout="slice"),
+    CheckCase((1, 100_003), 768, "float32", "bfloat16"),
+    CheckCase((1, 100_003), 768, "float32", "float32"),
+    CheckCase((5, 7, 1), 1000, "bfloat16", "bfloat16"),
+    CheckCase((1001,), 8192, "float32", "bfloat16"),
+]
+#: Rows of the int64-offset case: (M, 256) with M * 256 just past 2^31 elements.
+INT64_ROWS, INT64_N, INT64_EDGE = (1 << 31) // 256 + 3, 256, 1024
+BENCH_SHAPES = [(1, 1 << 20, 256), (16, 4096, 256), (1, 1 << 20, 1024)]
+#: --small: each leading dim capped (the interpreter runs every program in Python), and tiny benchmark shapes.
+SMALL_MAX_LEAD = 101
+SMALL_BENCH_SHAPES = [(1, 300, 256), (2, 64, 256), (1, 100, 1024)]
+
+
+def make_inputs(shape: tuple[int, ...], dtype: torch.dtype, affine: bool, device: str, generator: torch.Generator,
+                layout: str = "contiguous") -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """(x, weight, bias): x off-centre (mean 1, std 3: a one-pass variance would lose digits) in ``dtype``,
+    fp32 weight near 1 and bias near 0 as after training (None without ``affine``)."""
+    *lead, n = shape
+    if layout not in ("contiguous", "slice"):
+        raise ValueError(f"unknown layout {layout!r}; expected contiguous or slice")
+    width = n + 64 if layout == "slice" else n
+    x = (torch.randn(*lead, width, device=device, generator=generator) * 3 + 1).to(dtype)[..., :n]
+    if not affine:
+        return x, None, None
+    weight = 1 + 0.1 * torch.randn(n, device=device, generator=generator)
+    return x, weight, 0.1 * torch.randn(n, device=device, generator=generator)
+
+
+def check(case: CheckCase, device: str, seed: int) -> dict:
+    """One case: Triton y and gradients vs the float64 reference, NaN-poisoned, contract checked."""
+    g = torch.Generator(device=device).manual_seed(seed)
+    x_dtype, out_dtype = getattr(torch, case.x_dtype), getattr(torch, case.out_dtype)
+    shape = (*case.lead, case.n)
+    x, weight, bias = make_inputs(shape, x_dtype, case.affine, device, g, case.layout)
+    dy = torch.randn(shape, device=device, generator=g).to(out_dtype)
+    inputs = [t for t in (x, weight, bias) if t is not None]
+    ref_leaves = [None if t is None else t.detach().double().requires_grad_() for t in (x, weight, bias)]
+    ref = layer_norm_ref(*ref_leaves, EPS)
+    ref_grads = torch.autograd.grad(ref, [t for t in ref_leaves if t is not None], dy.double())
+    poison_bytes = 3 * math.prod(shape) * 4 + (64 << 20)
+    leaves = leaves_of(x, weight, bias)
+    poison_allocator(device, poison_bytes)
+    out = layer_norm_triton(*leaves, EPS, out_dtype)
+    poison_allocator(device, poison_bytes)
+    grads = torch.autograd.grad(out, [t for t in leaves if t is not None], dy)
+    names = ("y", "dx", "dweight", "dbias")
+    errors = {name: rel_max(a, b) for name, a, b in zip(names, (out, *grads), (ref, *ref_grads))}
+    finite = all(bool(torch.isfinite(t).all()) for t in (out, *grads))
+    contract = (out.is_contiguous() and out.shape == x.shape and out.dtype == out_dtype
+                and all(gr.shape == t.shape and gr.dtype == t.dtype for gr, t in zip(grads, inputs)))
+    tol = TOL[BF16] if BF16 in (x_dtype, out_dtype) else TOL[torch.float32]
+    worst = max(errors.values())
+    return {"errors": errors, "worst": worst, "tol": tol, "finite": finite, "contract": contract,
+            "ok": finite and contract and worst <= tol}
+
+
+def check_int64_offsets(device: str, seed: int) -> dict:
+    """bf16 (INT64_ROWS, 256), past 2^31 elements: y and dx of the first and last rows vs float64 (row-local)."""
+    g = torch.Generator(device=device).manual_seed(seed)
+    x, weight, bias = make_inputs((INT64_ROWS, INT64_N), BF16, True, device, g)
+    dy = torch.randn(x.shape, device=device, generator=g, dtype=BF16)
+    xl = x.detach().requires_grad_()
+    poison_allocator(device, 2 * x.numel() * 2)
+    out = layer_norm_triton(xl, weight, bias, EPS, BF16)
+    (dx,) = torch.autograd.grad(out, xl, dy)
+    errors, finite = {}, True
+    for edge, rows in (("first", slice(0, INT64_EDGE)), ("last", slice(-INT64_EDGE, None))):
+        ref_x = x[rows].double().requires_grad_()
+        ref = layer_norm_ref(ref_x, weight.double(), bias.double(), EPS)
+        (ref_dx,) = torch.autograd.grad(ref, ref_x, dy[rows].double())
+        errors[f"y_{edge}"], errors[f"dx_{edge}"] = rel_max(out[rows], ref), rel_max(dx[rows], ref_dx)
+        finite = finite and bool(torch.isfinite(out[rows]).all() and torch.isfinite(dx[rows]).all())
+    worst = max(errors.values())
+    return {"errors": errors, "worst": worst, "tol": TOL[BF16], "finite": finite, "contract": out.dtype == BF16,
+            "ok": finite and out.dtype == BF16 and worst <= TOL[BF16]}
+
+
+def reference_path(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None) -> torch.Tensor:
+    """The model's path today: ``nn.LayerNorm`` under bf16 autocast (fp32 out), then the next Linear's cast."""
+    with torch.autocast(x.device.type, dtype=BF16):
+        return F.layer_norm(x, x.shape[-1:], weight, bias, EPS).to(BF16)
+
+
+def triton_path(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None) -> torch.Tensor:
+    """One pass: fp32 x in, bf16 y out."""
+    return layer_norm_triton(x, weight, bias, EPS, BF16)
+
+
+def median_ms(fn: Callable[[], object], device: str) -> float:
+    """Median ms of ``fn``: ``triton.testing.do_bench`` on CUDA, a few ``perf_counter`` runs on CPU."""
+    if device == "cuda":
+        return triton.testing.do_bench(fn, return_mode="median")
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+def peak_gib(fn: Callable[[], object], device: str) -> float | None:
+    """Peak GiB allocated above the current allocation while ``fn`` runs (None off CUDA)."""
+    return peak_delta(fn)[0] / 2**30 if device == "cuda" else None
+
+
+def measure(fn: NormFn, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, dy: torch.Tensor,
+            device: str) -> dict:
+    """Median ms and peak GiB of one path's forward (no grad) and forward+backward."""
+    leaves = leaves_of(x, weight, bias)
+
+    def forward() -> torch.Tensor:
+        with torch.no_grad():
+            return fn(x, weight, bias)
+
+    def forward_backward() -> tuple[torch.Tensor, ...]:
+        return torch.autograd.grad(fn(*leaves), leaves, dy)
+
+    return {"fwd_peak_gib": peak_gib(forward, device), "fwd_bwd_peak_gib": peak_gib(forward_backward, device),
+            "fwd_ms": median_ms(forward, device), "fwd_bwd_ms": median_ms(forward_backward, device)}
+
+
+def floor_bytes(shape: tuple[int, ...], x_itemsize: int, y_itemsize: int) -> tuple[int, int]:
+    """(forward, backward) bytes that must cross HBM at least once."""
+    elements, n = math.prod(shape), shape[-1]
+    return elements * (x_itemsize + y_itemsize) + 2 * n * 4, elements * (2 * x_itemsize + y_itemsize) + 4 * n * 4
+
+
+def bench_case(shape: tuple[int, ...], device: str, bandwidth: float, seed: int) -> dict:
+    """One row: both paths' times, memory and floor shares, and the forward's agreement between them."""
+    g = torch.Generator(device=device).manual_seed(seed)
+    x, weight, bias = make_inputs(shape, torch.float32, True, device, g)
+    dy = torch.randn(shape, device=device, generator=g).to(BF16)
+    row: dict = {"shape": list(shape)}
+    with torch.no_grad():
+        row["fwd_rel_err_vs_ref"] = rel_max(triton_path(x, weight, bias), reference_path(x, weight, bias))
+    fwd_bytes, bwd_bytes = floor_bytes(shape, x.element_size(), 2)
+    row["fwd_floor_ms"] = fwd_bytes / bandwidth * 1e3
+    row["fwd_bwd_floor_ms"] = (fwd_bytes + bwd_bytes) / bandwidth * 1e3
+    for name, fn in (("ref", reference_path), ("triton", triton_path)):
+        for key, value in measure(fn, x, weight, bias, dy, device).items():
+            row[f"{name}_{key}"] = value
+        for phase in ("fwd", "fwd_bwd"):
+            row[f"{name}_{phase}_pct_floor"] = 100 * row[f"{phase}_floor_ms"] / row[f"{name}_{phase}_ms"]
+        if device == "cuda":
+            torch.cuda.empty_cache()
+    row["fwd_speedup"] = row["ref_fwd_ms"] / row["triton_fwd_ms"]
+    row["fwd_bwd_speedup"] = row["ref_fwd_bwd_ms"] / row["triton_fwd_bwd_ms"]
+    return row
+
+
+def cpu_copy_bandwidth() -> float:
+    """Bytes/s of a 256 MiB host copy (read + write counted): the floor's yardstick for the CPU smoke run."""
+    src = torch.empty(1 << 26, dtype=torch.float32)
+    dst = torch.empty_like(src)
+    ms = median_ms(lambda: dst.copy_(src), "cpu")
+    return 2 * src.numel() * src.element_size() / (ms * 1e-3)
+
+
+def print_checks(rows: list[dict]) -> None:
+    print(f"{'shape':>18} {'x':>8} {'y':>8} {'affine':>6} {'layout':>10} {'worst rel err':>13} {'tol':>6} "
+          f"{'finite':>6} {'contract':>8} ok")
+    for r in rows:
+        detail = (f"{r['worst']:>13.2e} {r['tol']:>6.0e} {str(r['finite']):>6} {str(r['contract']):>8}"
+                  if "worst" in r else f"{'ERROR':>13} {r['error'][:60]}")
+        print(f"{str(tuple(r['shape'])):>18} {r['x_dtype']:>8} {r['out_dtype']:>8} {str(r['affine']):>6} "
+              f"{r['layout']:>10} {detail} {r['ok']}")
+
+
+def _peaks(row: dict, phase: str) -> str:
+    """"ref/triton" peak GiB of a phase, "-" where memory was not measured (CPU)."""
+    ref, tri = row[f"ref_{phase}_peak_gib"], row[f"triton_{phase}_peak_gib"]
+    return "-" if ref is None else f"{ref:.2f}/{tri:.2f}"
+
+
+def print_bench(rows: list[dict]) -> None:
+    print(f"{'shape':>18} | {'ref fwd':>8} {'tri fwd':>8} {'x':>5} | {'ref f+b':>8} {'tri f+b':>8} {'x':>5} | "
+          f"{'%floor tri fwd':>14} {'f+b':>4} {'ref fwd':>7} {'f+b':>4} | {'peak GiB ref/tri fwd':>20} {'f+b':>11}")
+    for r in rows:
+        shape = str(tuple(r["shape"]))
+        if "error" in r:
+            print(f"{shape:>18} | FAILED {r['error']}")
+            continue
+        print(f"{shape:>18} | {r['ref_fwd_ms']:>8.3f} {r['triton_fwd_ms']:>8.3f} {r['fwd_speedup']:>5.2f} | "
+              f"{r['ref_fwd_bwd_ms']:>8.3f} {r['triton_fwd_bwd_ms']:>8.3f} {r['fwd_bwd_speedup']:>5.2f} | "
+              f"{r['triton_fwd_pct_floor']:>13.0f}% {r['triton_fwd_bwd_pct_floor']:>3.0f}% "
+              f"{r['ref_fwd_pct_floor']:>6.0f}% {r['ref_fwd_bwd_pct_floor']:>3.0f}% | "
+              f"{_peaks(r, 'fwd'):>20} {_peaks(r, 'fwd_bwd'):>11}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=Path("."))
+    ap.add_argument("--device", default="cuda", help="cuda, or cpu under TRITON_INTERPRET=1")
+    ap.add_argument("--small", action="store_true",
+                    help=f"cap leading dims at {SMALL_MAX_LEAD}, skip the int64 case, tiny benchmark shapes")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        ap.error("no CUDA device here; use --device cpu --small with TRITON_INTERPRET=1")
+    if args.device == "cpu" and not interpreting():
+        ap.error("--device cpu runs the Triton kernels in the interpreter: set TRITON_INTERPRET=1")
+    cuda = args.device == "cuda"
+    checks = [dataclasses.replace(c, lead=tuple(min(d, SMALL_MAX_LEAD) for d in c.lead)) if args.small else c
+              for c in CHECKS]
+    bandwidth = copy_bandwidth() if cuda else cpu_copy_bandwidth()
+    result: dict = {
+        "device": torch.cuda.get_device_name() if cuda else args.device, "torch": torch.__version__,
+        "triton": triton.__version__, "small": args.small, "copy_gbs": bandwidth / 1e9,
+        "dispatch_default": "triton" if use_triton(torch.empty(0, device=args.device), op="layer_norm")
+        else "reference",
+        "checks": [], "rows": [],
+    }
+    out_path = args.out / "layer_norm_bench.json"
+    jobs: list[tuple[dict, Callable[[int], dict]]] = [
+        ({**dataclasses.asdict(c), "shape": [*c.lead, c.n]}, lambda seed, c=c: check(c, args.device, seed))
+        for c in checks]
+    if not args.small:
+        jobs.append(({"shape": [INT64_ROWS, INT64_N], "x_dtype": "bfloat16", "out_dtype": "bfloat16", "affine": True,
+                      "layout": "int64 rows"}, lambda seed: check_int64_offsets(args.device, seed)))
+    for row, job in jobs:
+        row["seed"] = args.seed * 1000 + len(result["checks"])
+        t0 = time.time()
+        try:
+            row.update(job(row["seed"]))
+        except Exception as e:  # report and go on: one bad shape must not hide the others
+            row.update(ok=False, error=f"{type(e).__name__}: {e}"[:400])
+        row["seconds"] = round(time.time() - t0, 2)
+        result["checks"].append(row)
+        print(json.dumps(row), flush=True)
+        write_json(out_path, result)  # after every case: a time cap loses nothing
+        if cuda:
+            torch.cuda.empty_cache()
+    for i, shape in enumerate(SMALL_BENCH_SHAPES if args.small else BENCH_SHAPES):
+        try:
+            result["rows"].append(bench_case(shape, args.device, bandwidth, args.seed + i))
+        except Exception as e:  # keep the other cases' numbers; the failure is reported in the table
+            result["rows"].append({"shape": list(shape), "error": f"{type(e).__name__}: {e}"[:300]})
+        print(json.dumps(result["rows"][-1]), flush=True)
+        write_json(out_path, result)
+        if cuda:
+            torch.cuda.empty_cache()
+    print_checks(result["checks"])
+    failed = sum(not r["ok"] for r in result["checks"])
+    print(f"{len(result['checks']) - failed}/{len(result['checks'])} checks pass")
+    print(f"{result['device']}, copy {bandwidth / 1e9:.0f} GB/s, dispatch default: {result['dispatch_default']}; "
+          f"fp32 x and weight/bias, bf16 y and dy; ref = F.layer_norm under bf16 autocast + .to(bf16)")
+    print_bench(result["rows"])
+    return 1 if failed or any("error" in r for r in result["rows"]) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

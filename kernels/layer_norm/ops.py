@@ -1,0 +1,84 @@
+"""Launchers and the autograd Function of the Triton LayerNorm.
+
+:class:`LayerNormFn` computes what :func:`.reference.layer_norm_ref` does over the last dim of x. x is read
+through its row stride (a (..., N) tensor whose leading dims flatten to one stride, e.g. a column slice
+of a wider activation, is read in place; one whose last dim is not contiguous is copied first). The
+output is contiguous in ``out_dtype``, dx contiguous in x's dtype. Saved for the backward: x, weight,
+bias and the per-row fp32 mean and rstd (8 bytes a row).
+"""
+from __future__ import annotations
+
+import torch
+import triton
+
+from .triton_kernels import layer_norm_bwd_kernel, layer_norm_fwd_kernel
+
+#: Elements (rows x next_power_of_2(N)) per program: 4096 fp32 on 4 warps is 32 values a thread, enough
+#: 16-byte loads in flight for a streaming kernel without spilling; N = 256 gets 16 rows a program, N = 1024
+#: 4, N >= 4096 one row (wider rows get 8 warps). The backward keeps four tiles live (x, dy, and the dw/db
+#: accumulators), so it runs the same tile on 8 warps. Not yet swept on a GPU: bench_layer_norm.py
+#: measures them against the HBM floor.
+FWD_TILE_ELEMENTS, FWD_WARPS = 4096, 4
+BWD_TILE_ELEMENTS, BWD_WARPS = 4096, 8
+#: Most backward programs: each walks a contiguous run of row tiles and writes one fp32 row of dw/db
+#: partials, so the partials stay at most 2048 x N x 4 bytes (2 MiB at N = 256) instead of one row per
+#: tile (128 MiB at M = 1M) while 2048 programs still fill an H200's 132 SMs several times over. Fixed,
+#: not derived from the SM count, so the reduction order (and dw, db bit for bit) is the same on every GPU.
+BWD_MAX_PROGRAMS = 2048
+
+
+def tile(n: int, elements: int, warps: int) -> tuple[int, int, int]:
+    """(BLOCK_M rows, BLOCK_N columns, warps) for rows of n elements: about ``elements`` per program, and
+    twice the warps when one row alone is wider than that."""
+    block_n = triton.next_power_of_2(n)
+    block_m = max(1, elements // block_n)
+    return block_m, block_n, warps * 2 if block_n > elements else warps
+
+
+def _rows(t: torch.Tensor) -> torch.Tensor:
+    """t as (rows, N) with unit column stride: a view where the leading dims allow one, else a copy."""
+    rows = t.reshape(-1, t.shape[-1])
+    return rows if rows.stride(-1) == 1 else rows.contiguous()
+
+
+class LayerNormFn(torch.autograd.Function):
+    """LayerNorm over the last dim through the Triton kernels, output in ``out_dtype``."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, eps: float, out_dtype: torch.dtype):  # type: ignore[override]
+        x2 = _rows(x)
+        m, n = x2.shape
+        y = torch.empty((m, n), dtype=out_dtype, device=x.device)
+        mean = torch.empty(m, dtype=torch.float32, device=x.device)
+        rstd = torch.empty_like(mean)
+        block_m, block_n, warps = tile(n, FWD_TILE_ELEMENTS, FWD_WARPS)
+        layer_norm_fwd_kernel[(triton.cdiv(m, block_m),)](
+            x2, x2 if weight is None else weight, x2 if bias is None else bias, y, mean, rstd, m, n, x2.stride(0), eps,
+            HAS_WEIGHT=weight is not None, HAS_BIAS=bias is not None, BLOCK_M=block_m, BLOCK_N=block_n,
+            num_warps=warps,
+        )
+        ctx.shape = x.shape
+        ctx.save_for_backward(x2, weight, bias, mean, rstd)
+        return y.view(x.shape)
+
+    @staticmethod
+    def backward(ctx, dy):  # type: ignore[override]
+        x2, weight, bias, mean, rstd = ctx.saved_tensors
+        dy2 = _rows(dy)
+        m, n = x2.shape
+        block_m, block_n, warps = tile(n, BWD_TILE_ELEMENTS, BWD_WARPS)
+        tiles_per_program = triton.cdiv(triton.cdiv(m, block_m), BWD_MAX_PROGRAMS)
+        programs = triton.cdiv(m, block_m * tiles_per_program)
+        dx = torch.empty((m, n), dtype=x2.dtype, device=x2.device)
+        dw_part = torch.empty((programs, n), dtype=torch.float32, device=x2.device) if weight is not None else None
+        db_part = torch.empty((programs, n), dtype=torch.float32, device=x2.device) if bias is not None else None
+        layer_norm_bwd_kernel[(programs,)](
+            x2, x2 if weight is None else weight, dy2, dx, mean, rstd,
+            mean if dw_part is None else dw_part, mean if db_part is None else db_part,
+            m, n, x2.stride(0), dy2.stride(0), tiles_per_program,
+            HAS_WEIGHT=weight is not None, HAS_BIAS=bias is not None, BLOCK_M=block_m, BLOCK_N=block_n,
+            num_warps=warps,
+        )
+        dw = dw_part.sum(0).to(weight.dtype) if dw_part is not None and ctx.needs_input_grad[1] else None
+        db = db_part.sum(0).to(bias.dtype) if db_part is not None and ctx.needs_input_grad[2] else None
+        return dx.view(ctx.shape), dw, db, None, None
