@@ -45,7 +45,8 @@ def interpreting() -> bool:
 # whole transform on chip) wins 2.2x and is. Long convolutions run on cuFFT with their elementwise work in
 # fused Triton kernels ("fftconv-cufft"). "causal_conv1d" (the short depthwise convolution) reads the
 # in-projection's channels-last output in place instead of PyTorch's strided copy plus depthwise kernel.
-TRITON_BY_DEFAULT = frozenset({"selective_scan", "fftconv-short", "fftconv-cufft", "causal_conv1d"})
+# "layer_norm" reads the fp32 residual once and writes the autocast dtype (PyTorch: fp32 out, then a cast).
+TRITON_BY_DEFAULT = frozenset({"selective_scan", "fftconv-short", "fftconv-cufft", "causal_conv1d", "layer_norm"})
 
 
 def _listed(variable: str) -> set[str]:

@@ -32,6 +32,7 @@ from ..errors import ConfigError, InputFormatError, RangeError
 from ..kernels import causal_conv1d, fftconv
 from .base import BaseModelMixin, GenomixConfig, GenomixPreTrainedModel, run_layers
 from .heads import POOLING_MODES
+from .norms import LayerNorm
 from .registry import Family, register_family
 from .tasks import CausalLMMixin, SequenceClassificationMixin
 
@@ -294,13 +295,14 @@ class HyenaMLP(nn.Module):
 
 
 class HyenaBlock(nn.Module):
-    """Pre-norm residual block; the residual stream stays fp32 under autocast."""
+    """Pre-norm residual block; the residual stream stays fp32 under autocast, the norms write the autocast
+    dtype directly (:class:`.norms.LayerNorm`, same parameters as ``nn.LayerNorm``)."""
 
     def __init__(self, config: HyenaConfig) -> None:
         super().__init__()
-        self.norm1 = nn.LayerNorm(config.d_model, eps=config.layer_norm_epsilon)
+        self.norm1 = LayerNorm(config.d_model, eps=config.layer_norm_epsilon)
         self.mixer = HyenaOperator(config)
-        self.norm2 = nn.LayerNorm(config.d_model, eps=config.layer_norm_epsilon)
+        self.norm2 = LayerNorm(config.d_model, eps=config.layer_norm_epsilon)
         self.mlp = HyenaMLP(config)
         self.dropout1 = nn.Dropout(config.resid_dropout)
         self.dropout2 = nn.Dropout(config.resid_dropout)
