@@ -171,6 +171,30 @@ def test_implicit_filter_is_recomputed_not_kept(monkeypatch):
         torch.testing.assert_close(grad, kept_grads[name], rtol=0, atol=0, msg=name)
 
 
+def test_long_inputs_run_the_mlp_in_recomputed_chunks(monkeypatch):
+    """Past MLP_CHUNK_TOKENS the MLP keeps no (tokens, d_inner) activations; gradients are unchanged."""
+    from genomix.models import hyena
+
+    torch.manual_seed(0)
+    mlp = hyena.HyenaMLP(HyenaConfig(d_model=8, d_inner=32))
+    x = torch.randn(2, 50, 8, requires_grad=True)
+
+    def run():
+        saved = []
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.numel()) or t, lambda t: t):
+            out = mlp(x)
+        grads = torch.autograd.grad(out.square().sum(), [x, *mlp.parameters()])
+        return out.detach(), grads, sum(saved)
+
+    out, grads, kept = run()
+    monkeypatch.setattr(hyena, "MLP_CHUNK_TOKENS", 20)  # chunks of 10 positions x 2 sequences
+    chunked_out, chunked_grads, chunked_kept = run()
+    assert chunked_kept < kept - 2 * 50 * 32  # at least one (tokens, d_inner) activation fewer
+    torch.testing.assert_close(chunked_out, out, rtol=0, atol=0)
+    for a, b in zip(chunked_grads, grads):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+
+
 def test_config_round_trips_and_validates(tmp_path):
     config = HyenaConfig(d_model=64, n_layer=3, pooling="last", modulation_shift=0.0)
     config.save_pretrained(tmp_path)

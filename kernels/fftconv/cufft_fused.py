@@ -46,28 +46,48 @@ def pad_product(a: torch.Tensor, b: torch.Tensor | None, n: int) -> torch.Tensor
 
 def epilogue(
     y: torch.Tensor, n_inv: float, a: torch.Tensor, b: torch.Tensor | None, D: torch.Tensor | None,
-    m1: torch.Tensor | None, out1_dtype: torch.dtype, m2: torch.Tensor | None = None,
-    out2_dtype: torch.dtype | None = None, z_dtype: torch.dtype | None = None,
-) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-    """``z = y[..., :L] * n_inv + a * b * D`` (L = a.shape[-1]); returns ``(z * m1, z * m2, z)`` in the
-    given dtypes (``m1``/``b``/``D`` None: factor 1 / no term; ``m2``/``z_dtype`` None: not computed)."""
+    m1: torch.Tensor | None, out1: torch.Tensor, m2: torch.Tensor | None = None, out2: torch.Tensor | None = None,
+    z: torch.Tensor | None = None,
+) -> None:
+    """Write ``zv = y[..., :L] * n_inv + a * b * D`` (L = a.shape[-1]) as ``out1 = zv * m1``, and if given
+    ``out2 = zv * m2`` and ``z = zv``, each in its own dtype (``b``/``D``/``m1`` None: no factor / no term).
+
+    Outputs are (B, H, L) tensors or channel slices of larger ones, all with the same strides."""
     if not y.is_contiguous():
         raise ValueError("epilogue: y must be a contiguous (B, H, N >= L) tensor (an inverse FFT's output)")
+    outputs = [t for t in (out1, out2, z) if t is not None]
+    if any(t.stride() != out1.stride() or t.stride(-1) != 1 for t in outputs):
+        raise ValueError("epilogue: outputs must share strides, with a unit stride in time")
     a, b, m1, m2 = (_unit_time_stride(t) for t in (a, b, m1, m2))
     batch, channels, length = a.shape
-    shape = (batch, channels, length)
-    out1 = torch.empty(shape, dtype=out1_dtype, device=a.device)
-    out2 = torch.empty(shape, dtype=out2_dtype, device=a.device) if m2 is not None else None
-    z = torch.empty(shape, dtype=z_dtype, device=a.device) if z_dtype is not None else None
     nblk = triton.cdiv(length, BLOCK)
     epilogue_kernel[(batch * channels * nblk,)](
         y, a, a if b is None else b, a if D is None else D, a if m1 is None else m1, a if m2 is None else m2,
         out1, out1 if out2 is None else out2, out1 if z is None else z,
         channels, length, nblk, n_inv, y.stride(1), *_bh_strides(a), *_bh_strides(b), *_bh_strides(m1),
-        *_bh_strides(m2), HAS_B=b is not None, HAS_D=D is not None, HAS_M1=m1 is not None,
-        HAS_M2=m2 is not None, STORE_Z=z is not None, BLOCK=BLOCK, num_warps=NUM_WARPS,
+        *_bh_strides(m2), *_bh_strides(out1), HAS_B=b is not None, HAS_D=D is not None,
+        HAS_M1=m1 is not None, HAS_M2=m2 is not None, STORE_Z=z is not None, BLOCK=BLOCK, num_warps=NUM_WARPS,
     )
-    return out1, out2, z
+
+
+#: Largest batch x channels x length one pass transforms at once. Longer convolutions run over channel
+#: groups, so each of the ~5 transient (B, h, 2L) fp32/complex buffers of a pass stays <= 2 GiB: at
+#: L = 4M that is what lets a HyenaDNA training step fit in 80 GB. At L <= 1M with 256 channels (batch 1)
+#: nothing is split.
+MAX_ELEMENTS_PER_PASS = 1 << 28
+
+
+def _channel_groups(u: torch.Tensor) -> list[slice]:
+    batch, channels, length = u.shape
+    step = max(1, min(channels, MAX_ELEMENTS_PER_PASS // max(1, batch * length)))
+    return [slice(h, min(h + step, channels)) for h in range(0, channels, step)]
+
+
+def _rows(t: torch.Tensor | None, group: slice) -> torch.Tensor | None:
+    """Channels ``group`` of a (B, H, L) tensor or of an (H, ...) parameter; None stays None."""
+    if t is None:
+        return None
+    return t[group] if t.dim() < 3 else t[:, group]
 
 
 def _filter_spectrum(k: torch.Tensor, L: int, bidirectional: bool) -> torch.Tensor:
@@ -81,11 +101,16 @@ def _forward(u, k, D, pregate, postgate, bidirectional: bool, keep_y: bool) -> t
     """The output and, if ``keep_y``, the pre-postgate output in u's dtype (for the postgate's gradient)."""
     L = u.shape[-1]
     n = 2 * L
-    spectrum = torch.fft.rfft(pad_product(u, pregate, n), n=n)
-    spectrum.mul_(_filter_spectrum(k, L, bidirectional))
-    y_full = torch.fft.irfft(spectrum, n=n, norm="forward")  # unnormalised: the 1/n is in the epilogue
-    del spectrum
-    out, _, y = epilogue(y_full, 1.0 / n, u, pregate, D, postgate, u.dtype, z_dtype=u.dtype if keep_y else None)
+    out = torch.empty(u.shape, dtype=u.dtype, device=u.device)
+    y = torch.empty(u.shape, dtype=u.dtype, device=u.device) if keep_y else None
+    for g in _channel_groups(u):
+        spectrum = torch.fft.rfft(pad_product(_rows(u, g), _rows(pregate, g), n), n=n)
+        spectrum.mul_(_filter_spectrum(_rows(k, g), L, bidirectional))
+        y_full = torch.fft.irfft(spectrum, n=n, norm="forward")  # unnormalised: the 1/n is in the epilogue
+        del spectrum
+        epilogue(y_full, 1.0 / n, _rows(u, g), _rows(pregate, g), _rows(D, g), _rows(postgate, g), _rows(out, g),
+                 z=_rows(y, g))
+        del y_full
     return out, y
 
 
@@ -102,34 +127,42 @@ class FFTConvCuFFTFn(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
         u, k, D, pregate, postgate, y = ctx.saved_tensors
-        L = u.shape[-1]
-        n = 2 * L
-        need_dk, need_dD = ctx.needs_input_grad[1], D is not None and ctx.needs_input_grad[2]
+        need = ctx.needs_input_grad
+        need_dpre = pregate is not None and need[3]
         d_post = None
-        if postgate is not None and ctx.needs_input_grad[4]:
+        if postgate is not None and need[4]:
             d_post = torch.mul(grad, y, out=torch.empty_like(postgate))
-        g_padded = pad_product(grad, postgate, n)  # the gradient at the pre-postgate output, zero-padded
-        g_spectrum = torch.fft.rfft(g_padded, n=n)
-        dk = dD = None
-        if need_dk or need_dD:
-            x_padded = pad_product(u, pregate, n)
-            if need_dD:
-                dD = torch.einsum("bhl,bhl->h", g_padded[..., :L], x_padded[..., :L]).to(D.dtype)
-            cross = torch.fft.rfft(x_padded, n=n) if need_dk else None
-            del x_padded
-            if cross is not None:
-                dkc = torch.fft.irfft(cross.conj_physical_().mul_(g_spectrum), n=n, norm="forward").sum(dim=0)
-                del cross
-                dk = (_uncombine(dkc, L, ctx.bidirectional) * (1.0 / n)).to(k.dtype)
-        g_spectrum.mul_(_filter_spectrum(k, L, ctx.bidirectional).conj_physical_())
-        dx_full = torch.fft.irfft(g_spectrum, n=n, norm="forward")
-        del g_spectrum
-        need_dpre = pregate is not None and ctx.needs_input_grad[3]
-        du, d_pre, _ = epilogue(
-            dx_full, 1.0 / n, g_padded[..., :L], None, D, pregate, u.dtype,
-            m2=u if need_dpre else None, out2_dtype=pregate.dtype if need_dpre else None,
-        )
+        du = torch.empty(u.shape, dtype=u.dtype, device=u.device)
+        d_pre = torch.empty(u.shape, dtype=pregate.dtype, device=u.device) if need_dpre else None
+        dk = torch.empty_like(k) if need[1] else None
+        dD = torch.empty_like(D) if D is not None and need[2] else None
+        for g in _channel_groups(u):
+            _backward_group(ctx.bidirectional, grad[:, g], *(_rows(t, g) for t in (u, k, D, pregate, postgate)),
+                            *(_rows(t, g) for t in (du, dk, dD, d_pre)))
         return du, dk, dD, d_pre, d_post, None
+
+
+def _backward_group(bidirectional: bool, grad, u, k, D, pregate, postgate, du, dk, dD, d_pre) -> None:
+    """Gradients of one channel group, written into the given slices (``dk``/``dD``/``d_pre`` None: not needed)."""
+    L = u.shape[-1]
+    n = 2 * L
+    g_padded = pad_product(grad, postgate, n)  # the gradient at the pre-postgate output, zero-padded
+    g_spectrum = torch.fft.rfft(g_padded, n=n)
+    if dk is not None or dD is not None:
+        x_padded = pad_product(u, pregate, n)
+        if dD is not None:
+            dD.copy_(torch.einsum("bhl,bhl->h", g_padded[..., :L], x_padded[..., :L]))
+        cross = torch.fft.rfft(x_padded, n=n) if dk is not None else None
+        del x_padded
+        if cross is not None:
+            dkc = torch.fft.irfft(cross.conj_physical_().mul_(g_spectrum), n=n, norm="forward").sum(dim=0)
+            del cross
+            dk.copy_(_uncombine(dkc, L, bidirectional) * (1.0 / n))
+    g_spectrum.mul_(_filter_spectrum(k, L, bidirectional).conj_physical_())
+    dx_full = torch.fft.irfft(g_spectrum, n=n, norm="forward")
+    del g_spectrum
+    epilogue(dx_full, 1.0 / n, g_padded[..., :L], None, D, pregate, du, m2=u if d_pre is not None else None,
+             out2=d_pre)
 
 
 def fftconv_cufft(

@@ -7,8 +7,8 @@ input of a size-2L real FFT, written once (PyTorch needs a cast, a multiply and 
 itself, each in its output's dtype -- the skip term, the 1/n of the inverse transform (run unnormalised)
 and the output gate in the forward; the skip term and both input gradients in the backward.
 
-Rows are (batch, channel) pairs with their own (batch, channel) strides and a unit stride in time;
-outputs are contiguous. Programs are numbered row-major over (row, time block) on grid axis 0, so
+Rows are (batch, channel) pairs; every tensor has its own (batch, channel) strides (the outputs one set
+for all) and a unit stride in time, so channel slices of larger tensors are read and written in place. Programs are numbered row-major over (row, time block) on grid axis 0, so
 batch x channels may exceed the 65535 limit of the other axes.
 """
 from __future__ import annotations
@@ -44,7 +44,7 @@ def pad_product_kernel(a_ptr, b_ptr, out_ptr, H, L, N, nblk, sab, sah, sbb, sbh,
 
 @triton.jit
 def epilogue_kernel(y_ptr, a_ptr, b_ptr, d_ptr, m1_ptr, m2_ptr, out1_ptr, out2_ptr, z_ptr,
-                    H, L, nblk, n_inv, sy, sab, sah, sbb, sbh, sm1b, sm1h, sm2b, sm2h,
+                    H, L, nblk, n_inv, sy, sab, sah, sbb, sbh, sm1b, sm1h, sm2b, sm2h, sob, soh,
                     HAS_B: tl.constexpr, HAS_D: tl.constexpr, HAS_M1: tl.constexpr, HAS_M2: tl.constexpr,
                     STORE_Z: tl.constexpr, BLOCK: tl.constexpr):
     row, bi, hi, ts = _row(tl.program_id(0), nblk, H, BLOCK)
@@ -53,7 +53,7 @@ def epilogue_kernel(y_ptr, a_ptr, b_ptr, d_ptr, m1_ptr, m2_ptr, out1_ptr, out2_p
     if HAS_D:
         skip = tl.load(d_ptr + hi).to(tl.float32)
         z += skip * _gated(a_ptr, b_ptr, bi, hi, ts, mask, sab, sah, sbb, sbh, HAS_B)
-    out = row * L + ts
+    out = bi * sob + hi * soh + ts
     if STORE_Z:
         tl.store(z_ptr + out, z.to(z_ptr.dtype.element_ty), mask=mask)
     first = z
