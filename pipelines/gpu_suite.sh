@@ -8,7 +8,7 @@
 set -u
 : "${OUT:?set OUT to a results folder}"
 export PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$PWD" PYTHONUNBUFFERED=1
-STEPS="${STEPS:-hyena_forward pretrain_ref pretrain_triton conv scan fftconv profile m2}"
+STEPS="${STEPS:-hyena_forward pretrain pretrain_triton conv norm fftconv_cufft scan fftconv profile m2}"
 # Full kernel checks and tables beyond the variant runs: kernels/gpu_check_scan.py, kernels/gpu_check_fftconv.py,
 # kernels/bench_scan.py and kernels/bench_fftconv.py (several minutes each).
 mkdir -p "$OUT"
@@ -27,11 +27,13 @@ step() {  # step NAME SECONDS COMMAND...
 
 step hyena_forward 75 python pipelines/bench_hyena_forward.py --model hyenadna-large-1m \
     --lengths 262144 1048576 --repeats 5 --out "$OUT/hyena_forward"
-step pretrain_ref 140 python pipelines/bench_pretrain.py --model hyenadna-large-1m \
-    --seq-len 1048576 --max-len 4194304 --memory-limit-gib 79 --out "$OUT/pretrain_ref"
+step pretrain 140 python pipelines/bench_pretrain.py --model hyenadna-large-1m \
+    --seq-len 1048576 --max-len 4194304 --memory-limit-gib 79 --out "$OUT/pretrain"
 step pretrain_triton 50 env GENOMIX_TRITON_OPS=fftconv python pipelines/bench_pretrain.py --model hyenadna-large-1m \
     --seq-len 1048576 --max-len 1048576 --memory-limit-gib 79 --out "$OUT/pretrain_triton"
 step conv 150 bash -c "python kernels/gpu_check_causal_conv.py --out '$OUT/conv' && python kernels/bench_causal_conv.py --out '$OUT/conv'"
+step norm 100 python kernels/bench_layer_norm.py --out "$OUT/norm"
+step fftconv_cufft 170 bash -c "python kernels/gpu_check_fftconv.py --path cufft --out '$OUT/fftconv_cufft' && python kernels/bench_fftconv.py --path cufft --breakdown 0 --out '$OUT/fftconv_cufft'"
 step scan 130 python kernels/gpu_scan_variants.py --budget-s 105 --out "$OUT/scan"
 step fftconv 150 python kernels/gpu_fftconv_variants.py --out "$OUT/fftconv"
 step profile 55 python pipelines/profile_hyena.py --model hyenadna-large-1m --length 1048576 --out "$OUT/profile"
