@@ -69,7 +69,7 @@ def make_model(args: argparse.Namespace, max_len: int, device: torch.device) -> 
         overrides["n_layer"] = args.n_layer
     model = build(args.model, task="causal-lm", **overrides).to(device)
     if not args.no_checkpointing:
-        enable_activation_checkpointing(model)
+        enable_activation_checkpointing(model, offload=args.offload_checkpoints)
     return model
 
 
@@ -108,6 +108,7 @@ def measure(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
     result: dict[str, Any] = {
         "model": args.model, "parameters": params, "n_layer": model.config.n_layer, "d_model": model.config.d_model,
         "batch": batch, "seq_len": length, "checkpointing": not args.no_checkpointing,
+        "offload_checkpoints": args.offload_checkpoints,
         "precision": "bf16-mixed" if device.type == "cuda" else "fp32", "device": _device_name(device),
         "torch": torch.__version__, "memory_limit_gib": args.memory_limit_gib,
         "fftconv_path": fftconv_path(),
@@ -165,7 +166,8 @@ def _fmt(value: float | None, spec: str) -> str:
 
 def print_table(r: dict[str, Any]) -> None:
     print(f"{r['model']} ({r['n_layer']} layers, d_model {r['d_model']}, {r['parameters'] / 1e6:.2f} M params) "
-          f"on {r['device']}, {r['precision']}, batch {r['batch']}, checkpointing {r['checkpointing']}")
+          f"on {r['device']}, {r['precision']}, batch {r['batch']}, checkpointing {r['checkpointing']}"
+          f"{' (checkpoints in host memory)' if r.get('offload_checkpoints') else ''}")
     print(f"{'measurement':<26} {'L':>10} {'time s':>9} {'tokens/s':>12} {'peak GiB':>9}")
     t, f = r["train"], r["forward"]
     print(f"{'training step':<26} {r['seq_len']:>10} {t['step_s']:>9.3f} {t['tokens_per_s']:>12.4g} {_fmt(t['peak_gib'], '9.2f')}")
@@ -190,12 +192,16 @@ def main() -> None:
     parser.add_argument("--d-model", type=int, help="override the model width (tiny CPU runs)")
     parser.add_argument("--n-layer", type=int, help="override the number of layers")
     parser.add_argument("--no-checkpointing", action="store_true", help="train without activation checkpointing")
+    parser.add_argument("--offload-checkpoints", action="store_true",
+                        help="keep the block-boundary checkpoints in host memory (the recipe's offload_checkpoints)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--memory-limit-gib", type=float,
                         help="cap this process's GPU memory (e.g. 79 to answer 'fits an 80 GB H100' on a larger card)")
     parser.add_argument("--out", type=Path, default=Path("."))
     args = parser.parse_args()
+    if args.offload_checkpoints and args.no_checkpointing:
+        parser.error("--offload-checkpoints needs activation checkpointing (drop --no-checkpointing)")
     torch.manual_seed(0)
     if args.memory_limit_gib and args.device.startswith("cuda"):
         index = torch.device(args.device).index or 0

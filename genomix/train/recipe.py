@@ -89,6 +89,7 @@ class Recipe:
     precision: str | None = None
     gradient_clip: float = 1.0
     activation_checkpointing: bool = False
+    offload_checkpoints: bool = False  # keep block-boundary checkpoints in host memory (longer contexts)
     checkpoint_every: int = 100  # optimiser steps between checkpoints; validation runs at every epoch end
     val_windows: int = 64  # tiled validation windows per evaluation, whatever the device count
     log_every: int = 10
@@ -102,6 +103,8 @@ class Recipe:
         for name in ("seq_len", "global_batch", "micro_batch_tokens", "steps_per_epoch", "max_steps"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"recipe field {name} must be a positive integer, got {getattr(self, name)}")
+        if self.offload_checkpoints and not self.activation_checkpointing:
+            raise ConfigError("recipe field offload_checkpoints needs activation_checkpointing: true")
 
     @property
     def horizon(self) -> int:

@@ -52,15 +52,16 @@ def build_model(recipe: Recipe) -> torch.nn.Module:
 
     model = build(recipe.model, task=recipe.task, **dict(recipe.model_overrides))
     if recipe.activation_checkpointing:
-        enable_activation_checkpointing(model)
+        enable_activation_checkpointing(model, offload=recipe.offload_checkpoints)
     return model
 
 
-def enable_activation_checkpointing(model: torch.nn.Module) -> None:
+def enable_activation_checkpointing(model: torch.nn.Module, offload: bool = False) -> None:
     """Per-block activation checkpointing through transformers' switch (each family honours it).
 
     transformers >= 5 names it ``activation_checkpointing_enable``; older versions
     ``gradient_checkpointing_enable``. Non-reentrant checkpointing works with FSDP and bf16 autocast.
+    ``offload`` keeps the block-boundary checkpoints in host memory (longer contexts, slower steps).
     """
     if not getattr(model, "supports_gradient_checkpointing", False):
         raise ConfigError(f"{type(model).__name__} does not support activation checkpointing; "
@@ -70,6 +71,9 @@ def enable_activation_checkpointing(model: torch.nn.Module) -> None:
         model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
     else:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    for module in model.modules():  # the backbones that run the blocks (models.base.run_layer reads it)
+        if hasattr(module, "gradient_checkpointing"):
+            module.offload_checkpoints = offload
 
 
 def resolve_resume(resume: str | os.PathLike | None, out_dir: Path) -> Path | None:
