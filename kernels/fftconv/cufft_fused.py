@@ -17,7 +17,7 @@ import torch
 import triton
 
 from .epilogue_kernels import epilogue_kernel, pad_product_kernel
-from .reference import _uncombine, combined_filter
+from .reference import _uncombine, combined_filter, records_graph
 
 #: Time steps per program; 4 warps move 1024 fp32 values per program in 16-byte vectors.
 BLOCK, NUM_WARPS = 1024, 4
@@ -177,6 +177,6 @@ def fftconv_cufft(
 
     Under ``no_grad`` (or with no input needing a gradient) nothing is kept for a backward."""
     inputs = (u, k, D, pregate, postgate)
-    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs):
+    if records_graph(*inputs):
         return FFTConvCuFFTFn.apply(*inputs, bool(bidirectional))
     return _forward(*inputs, bool(bidirectional), keep_y=False)[0]

@@ -35,6 +35,11 @@ def _uncombine(dkc: torch.Tensor, L: int, bidirectional: bool) -> torch.Tensor:
     return dkc[..., :L]
 
 
+def records_graph(*tensors: torch.Tensor | None) -> bool:
+    """Whether autograd would record a call on these inputs (else a path may skip what only a backward needs)."""
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
 def _gated(u: torch.Tensor, pregate: torch.Tensor | None, wide: torch.dtype) -> torch.Tensor:
     """``u * pregate`` in ``wide`` precision (the 16-bit gate is promoted inside the multiply, not copied)."""
     return u.to(wide) if pregate is None else u.to(wide) * pregate
@@ -129,6 +134,6 @@ def fftconv_ref(
     """
     del fp32_intermediate
     inputs = (u, k, D, pregate, postgate)
-    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs):
+    if records_graph(*inputs):
         return _FFTConvRef.apply(*inputs, bidirectional)
     return _forward(*inputs, bidirectional, keep_y=False)[0]  # inference: nothing kept for a backward
