@@ -25,6 +25,8 @@ from transformers import PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import BaseModelOutput
 from transformers.utils import ModelOutput
 
+from .host_checkpoint import host_checkpoint
+
 
 def pad_to_multiple(n: int, multiple: int) -> int:
     """Round ``n`` up to a multiple of ``multiple`` (embedding rows are padded for tensor cores)."""
@@ -75,32 +77,18 @@ def run_layer(model: nn.Module, layer: nn.Module, *args: Any) -> Any:
 
     The checkpoint function is the one ``gradient_checkpointing_enable`` /
     ``activation_checkpointing_enable`` installed (so their ``use_reentrant`` choice holds), else
-    non-reentrant :func:`torch.utils.checkpoint.checkpoint` (e.g. HyenaDNA's ``checkpoint_blocks``).
+    non-reentrant :func:`torch.utils.checkpoint.checkpoint` (e.g. HyenaDNA's ``checkpoint_blocks``). With
+    ``model.offload_checkpoints`` (the recipe's ``offload_checkpoints``) the block inputs are kept in host
+    memory by :func:`.host_checkpoint.host_checkpoint` instead.
     """
     if getattr(model, "gradient_checkpointing", False) and model.training and torch.is_grad_enabled():
+        if getattr(model, "offload_checkpoints", False):
+            return host_checkpoint(layer.__call__, *args)
         checkpoint_fn: Callable[..., Any] = getattr(model, "_gradient_checkpointing_func", None) or partial(
             checkpoint, use_reentrant=False
         )
-        if getattr(model, "offload_checkpoints", False):
-            return _checkpoint_in_host_memory(checkpoint_fn, layer, *args)
         return checkpoint_fn(layer.__call__, *args)
     return layer(*args)
-
-
-def _checkpoint_in_host_memory(checkpoint_fn: Callable[..., Any], layer: nn.Module, hidden: torch.Tensor,
-                               *args: Any) -> Any:
-    """Checkpoint ``layer`` with its input ``hidden`` kept in host memory instead of on the device.
-
-    The checkpoint then holds the host copy; recomputation copies it back, and its gradient flows back
-    through the same two copies. Block-boundary checkpoints are the part of a checkpointed step's memory
-    that grows with depth (8 GiB per million tokens for HyenaDNA ``large-1m``); this trades that memory for
-    host transfers (``offload_checkpoints`` in a pretraining recipe). On a CPU model it changes nothing."""
-    device = hidden.device
-
-    def on_device(host: torch.Tensor, *rest: Any) -> Any:
-        return layer(host.to(device, non_blocking=True), *rest)
-
-    return checkpoint_fn(on_device, hidden.to("cpu"), *args)
 
 
 def run_layers(
