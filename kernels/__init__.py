@@ -15,4 +15,7 @@ from .fftconv import fftconv, fftconv_ref
 from .layer_norm import layer_norm, layer_norm_ref
 from .scan import selective_scan, selective_scan_ref
 
-__all__ = ["causal_conv1d", "causal_conv1d_ref", "fftconv", "fftconv_ref", "layer_norm", "layer_norm_ref", "selective_scan", "selective_scan_ref", "use_triton"]
+__all__ = [
+    "causal_conv1d", "causal_conv1d_ref", "fftconv", "fftconv_ref", "layer_norm", "layer_norm_ref",
+    "selective_scan", "selective_scan_ref", "use_triton",
+]

@@ -4,7 +4,8 @@ Every op in ``kernels`` asks :func:`use_triton` with its name and input tensors:
 only when all of them live on a CUDA device, Triton imports, ``GENOMIX_FORCE_REFERENCE`` is not set to
 a true value, the op is not named in ``GENOMIX_REFERENCE_OPS`` (comma-separated: one kernel off, e.g.
 to compare it with its reference inside a model), and the op's kernel is on by default
-(:data:`TRITON_BY_DEFAULT`) or named in ``GENOMIX_TRITON_OPS`` (comma-separated). ``GENOMIX_FORCE_TRITON=1`` is the opposite override, used by
+(:data:`TRITON_BY_DEFAULT`) or named in ``GENOMIX_TRITON_OPS`` (comma-separated).
+``GENOMIX_FORCE_TRITON=1`` is the opposite override (beaten only by ``GENOMIX_REFERENCE_OPS``), used by
 the CPU tests to run the Triton kernels under ``TRITON_INTERPRET=1``.
 """
 from __future__ import annotations

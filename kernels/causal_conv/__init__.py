@@ -22,7 +22,9 @@ def _check(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, act
     if x.dim() != 3:
         raise ValueError(f"causal_conv1d: x must be (batch, channels, length), got {tuple(x.shape)}")
     if weight.dim() != 2 or weight.shape[0] != x.shape[1] or weight.shape[1] < 1:
-        raise ValueError(f"causal_conv1d: weight must be (channels, width) = ({x.shape[1]}, K), got {tuple(weight.shape)}")
+        raise ValueError(
+            f"causal_conv1d: weight must be (channels, width) = ({x.shape[1]}, K), got {tuple(weight.shape)}"
+        )
     if bias is not None and tuple(bias.shape) != (x.shape[1],):
         raise ValueError(f"causal_conv1d: bias must be ({x.shape[1]},), got {tuple(bias.shape)}")
     if activation not in ACTIVATIONS:

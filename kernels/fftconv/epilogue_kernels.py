@@ -8,8 +8,9 @@ itself, each in its output's dtype -- the skip term, the 1/n of the inverse tran
 and the output gate in the forward; the skip term and both input gradients in the backward.
 
 Rows are (batch, channel) pairs; every tensor has its own (batch, channel) strides (the outputs one set
-for all) and a unit stride in time, so channel slices of larger tensors are read and written in place. Programs are numbered row-major over (row, time block) on grid axis 0, so
-batch x channels may exceed the 65535 limit of the other axes.
+for all) and a unit stride in time, so channel slices of larger tensors are read and written in place.
+Programs are numbered row-major over (row, time block) on grid axis 0, so batch x channels may exceed
+the 65535 limit of the other axes.
 """
 from __future__ import annotations
 
