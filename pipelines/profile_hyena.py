@@ -5,7 +5,7 @@ for the training step, as ``genomix pretrain`` runs it), profiles one forward an
 ``torch.profiler`` after a warm-up, and prints the operators with the most GPU time (their allocations
 go to the JSON). Writes ``profile_hyena.json`` (atomically) to ``--out``.
 
-    PYTHONPATH=. python pipelines/profile_hyena.py --model hyenadna-large-1m --length 1048576 --out DIR
+    PYTHONPATH=. python pipelines/profile_hyena.py --model hyenadna-large-1m --length 1048576 --out DIR [--memory-snapshot]
 """
 from __future__ import annotations
 
@@ -60,6 +60,20 @@ def _profiled(fn: Callable[[], None], n: int) -> dict:
     }
 
 
+def _memory_snapshot(step: Callable[[], None], path: Path) -> None:
+    """Record every allocation of one call of ``step`` (with Python stacks) and dump the allocator snapshot:
+    what is alive at the peak, and who allocated it (drag the file into https://pytorch.org/memory_viz, or
+    read it with ``pickle``: ``device_traces`` replays the allocations, ``segments`` the state at the end)."""
+    torch.cuda.memory._record_memory_history(max_entries=200_000)
+    try:
+        step()
+        torch.cuda.synchronize()
+        torch.cuda.memory._dump_snapshot(str(path))
+    finally:
+        torch.cuda.memory._record_memory_history(enabled=None)
+    print(f"allocator snapshot of one training step: {path}")
+
+
 def _print(title: str, result: dict) -> None:
     print(f"\n{title}: {result['gpu_ms']:.1f} ms of GPU kernels, peak {result['peak_gib']:.2f} GiB")
     print(f"{'op':<60} {'calls':>6} {'GPU ms':>9} {'share':>7}")
@@ -75,6 +89,8 @@ def main() -> None:
     parser.add_argument("--model", default="hyenadna-large-1m")
     parser.add_argument("--length", type=int, default=1_048_576)
     parser.add_argument("--top", type=int, default=18)
+    parser.add_argument("--memory-snapshot", action="store_true",
+                        help="also dump the allocator's history of one training step (memory_snapshot.pickle)")
     parser.add_argument("--out", type=Path, default=Path("."))
     args = parser.parse_args()
     torch.manual_seed(0)
@@ -103,6 +119,8 @@ def main() -> None:
     result["train_step"] = _profiled(train_step, args.top)
     _print("training step (checkpointed blocks)", result["train_step"])
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.memory_snapshot:
+        _memory_snapshot(train_step, args.out / "memory_snapshot.pickle")
     tmp = args.out / ".profile_hyena.json.tmp"
     tmp.write_text(json.dumps(result, indent=1))
     tmp.replace(args.out / "profile_hyena.json")
