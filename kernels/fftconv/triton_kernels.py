@@ -107,6 +107,17 @@ def _epilogue(y_ptr, acc, x, d_ptr, post_ptr, h, off, mask, HAS_D: tl.constexpr,
 
 
 @triton.jit
+def _gated_epilogue(y_ptr, acc, u_ptr, pre_ptr, d_ptr, post_ptr, h, off, mask,
+                    HAS_PRE: tl.constexpr, HAS_D: tl.constexpr, HAS_POST: tl.constexpr):
+    """:func:`_epilogue` for passes that have not read the gated input: it is loaded only for the skip term."""
+    if HAS_D:
+        x = _load_real(u_ptr, pre_ptr, off, mask, HAS_PRE)
+    else:
+        x = acc  # unused: no skip term
+    _epilogue(y_ptr, acc, x, d_ptr, post_ptr, h, off, mask, HAS_D, HAS_POST)
+
+
+@triton.jit
 def row_conv_kernel(
     u_ptr, pre_ptr, d_ptr, post_ptr, y_ptr,  # real input/output (short path)
     zr_ptr, zi_ptr,  # complex rows, transformed in place (long path)
@@ -265,11 +276,7 @@ def col_inv_kernel(
     n = n1 + N1 * n2
     mask = n < L
     off = bh * L + n
-    if HAS_D:
-        x = _load_real(u_ptr, pre_ptr, off, mask, HAS_PRE)
-    else:
-        x = acc  # unused: no skip term
-    _epilogue(y_ptr, acc, x, d_ptr, post_ptr, h, off, mask, HAS_D, HAS_POST)
+    _gated_epilogue(y_ptr, acc, u_ptr, pre_ptr, d_ptr, post_ptr, h, off, mask, HAS_PRE, HAS_D, HAS_POST)
 
 
 @triton.jit
@@ -383,8 +390,4 @@ def col2_inv_kernel(
     n = c0 + col // P + N1 * (p + P * q)
     mask = n < L
     off = bh * L + n
-    if HAS_D:
-        x = _load_real(u_ptr, pre_ptr, off, mask, HAS_PRE)
-    else:
-        x = acc  # unused: no skip term
-    _epilogue(y_ptr, acc, x, d_ptr, post_ptr, h, off, mask, HAS_D, HAS_POST)
+    _gated_epilogue(y_ptr, acc, u_ptr, pre_ptr, d_ptr, post_ptr, h, off, mask, HAS_PRE, HAS_D, HAS_POST)
