@@ -147,25 +147,6 @@ def bench(lengths: list[int], tokens: int, width: int, depth: int, heads: int, k
     return rows
 
 
-def profile_step(kind: str, width: int, depth: int, length: int, batch: int, top: int = 15) -> list[dict[str, Any]]:
-    """GPU time per operator of one training step (torch.profiler), largest first."""
-    from torch.profiler import ProfilerActivity, profile
-
-    model = _model(kind, width, depth, 4, length).cuda().train()
-    step = _step_fn(model, _inputs(batch, length), masked=kind == "m2-bert")
-    for _ in range(3):
-        step()
-    torch.cuda.synchronize()
-    with profile(activities=[ProfilerActivity.CUDA, ProfilerActivity.CPU]) as prof:
-        step()
-        torch.cuda.synchronize()
-    events = sorted(prof.key_averages(), key=lambda e: e.self_device_time_total, reverse=True)
-    total = sum(e.self_device_time_total for e in events)
-    rows = [{"op": e.key[:60], "gpu_ms": e.self_device_time_total / 1e3, "share": e.self_device_time_total / max(total, 1),
-             "calls": e.count} for e in events[:top]]
-    return [{"op": "TOTAL", "gpu_ms": total / 1e3, "share": 1.0, "calls": 0}] + rows
-
-
 def table(rows: list[dict[str, Any]]) -> str:
     by = {(r["model"], r["L"]): r for r in rows}
     lines = ["| L | batch | model | step ms | tokens/s | peak GiB (batch) | peak GiB (B=1) | speed-up vs Transformer |",
@@ -203,10 +184,6 @@ def main(argv: list[str] | None = None) -> int:
         checks = [{"error": f"{type(exc).__name__}: {str(exc)[:300]}"}]
     for c in checks:
         print(json.dumps(c), flush=True)
-    prof = profile_step("m2", args.width, args.depth, 4096, max(1, args.tokens // 4096))
-    print("| op (m2, L=4096, one fwd+bwd step) | GPU ms | share | calls |\n| --- | --- | --- | --- |")
-    for p in prof:
-        print(f"| {p['op']} | {p['gpu_ms']:.2f} | {100 * p['share']:.1f}% | {p['calls']} |", flush=True)
     rows = bench(args.lengths, args.tokens, args.width, args.depth, args.heads, args.models)
     meta = {
         "device": torch.cuda.get_device_name(), "torch": torch.__version__, "python": platform.python_version(),
@@ -216,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     args.out.mkdir(parents=True, exist_ok=True)
     tmp = args.out / "bench_m2.json.tmp"
-    tmp.write_text(json.dumps({"meta": meta, "checks": checks, "profile_m2_L4096": prof, "rows": rows}, indent=1))
+    tmp.write_text(json.dumps({"meta": meta, "checks": checks, "rows": rows}, indent=1))
     tmp.replace(args.out / "bench_m2.json")
     print(json.dumps(meta))
     print(table(rows))

@@ -5,7 +5,17 @@ import pytest
 import torch
 
 from genomix.models import build
+from genomix.models import monarch as monarch_module
 from genomix.models.monarch import BlockdiagLinear, MonarchLinear, make_linear
+
+
+@pytest.fixture(params=["dense", "structured"])
+def path(request, monkeypatch):
+    """Run a test through both ways a structured layer is applied: one GEMM of the materialised matrix
+    (every small layer) and the factored batched matmuls (layers above ``DENSE_MAX_WEIGHTS``)."""
+    if request.param == "structured":
+        monkeypatch.setattr(monarch_module, "DENSE_MAX_WEIGHTS", 0)
+    return request.param
 
 
 def monarch_by_definition(layer: MonarchLinear, x: torch.Tensor) -> torch.Tensor:
@@ -27,7 +37,7 @@ def monarch_by_definition(layer: MonarchLinear, x: torch.Tensor) -> torch.Tensor
 
 @pytest.mark.parametrize("cls", [MonarchLinear, BlockdiagLinear])
 @pytest.mark.parametrize("shape", [(16, 16, 4), (10, 23, 4), (64, 256, 8), (96, 32, 4), (7, 3, 2), (9, 9, 1), (48, 80, 16)])
-def test_forward_equals_materialised_dense_matrix(cls, shape):
+def test_forward_equals_materialised_dense_matrix(cls, shape, path):
     torch.manual_seed(0)
     n_in, n_out, k = shape
     layer = cls(n_in, n_out, nblocks=k).double()
@@ -38,7 +48,7 @@ def test_forward_equals_materialised_dense_matrix(cls, shape):
 
 
 @pytest.mark.parametrize("shape", [(8, 8, 2), (6, 11, 3), (12, 5, 4), (20, 18, 10)])
-def test_monarch_matches_its_definition(shape):
+def test_monarch_matches_its_definition(shape, path):
     torch.manual_seed(1)
     layer = MonarchLinear(*shape[:2], nblocks=shape[2]).double()
     x = torch.randn(shape[0], dtype=torch.float64)
@@ -55,7 +65,7 @@ def test_monarch_mixes_across_blocks_but_blockdiag_does_not():
 
 
 @pytest.mark.parametrize("nblocks", [4, 12])  # the weighted-sum and the batched-matmul paths
-def test_gradients_match_dense_layer(nblocks):
+def test_gradients_match_dense_layer(nblocks, path):
     torch.manual_seed(0)
     layer = MonarchLinear(24, 40, nblocks=nblocks).double()
     x = torch.randn(7, 24, dtype=torch.float64, requires_grad=True)

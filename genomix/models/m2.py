@@ -31,6 +31,7 @@ from ..kernels import causal_conv1d, fftconv
 from .base import GenomixConfig, GenomixPreTrainedModel, LayerNormStackMixin
 from .heads import POOLING_MODES, SequenceClassificationHead
 from .monarch import BlockdiagLinear, MonarchLinear, make_linear
+from .norms import LayerNorm
 from .registry import Family, register_family
 from .tasks import CausalLMMixin, MaskedLMMixin, SequenceClassificationMixin
 
@@ -267,7 +268,7 @@ class MonarchGLU(nn.Module):
         super().__init__()
         kind, k = config.mlp_linear, config.monarch_nblocks
         self.d_inner = config.d_inner
-        self.layernorm = nn.LayerNorm(config.d_model, eps=config.layer_norm_epsilon)
+        self.layernorm = LayerNorm(config.d_model, eps=config.layer_norm_epsilon)
         self.gated_layers = make_linear(kind, config.d_model, 2 * config.d_inner, k, bias=False)
         self.wo = make_linear(kind, config.d_inner, config.d_model, k, bias=True)
         self.dropout = nn.Dropout(config.dropout)
@@ -282,7 +283,7 @@ class M2Block(nn.Module):
 
     def __init__(self, config: M2Config) -> None:
         super().__init__()
-        self.norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_epsilon)
+        self.norm = LayerNorm(config.d_model, eps=config.layer_norm_epsilon)
         self.sequence_mixing = MonarchMixerSequenceMixing(config)
         self.mlp = MonarchGLU(config)
         self.dropout = nn.Dropout(config.dropout)

@@ -10,14 +10,19 @@ followed by a fixed permutation::
 blocks of shape ``(k, k)`` mixing across the original blocks, and ``P2`` puts the result back in the
 block-major order. Every output depends on every input, yet the weights number about ``in·out/k +
 out·k``: with ``nblocks=4`` a Monarch GLU MLP has ~4× fewer weights than a dense one, and with
-``nblocks = sqrt(n)`` a square layer has the classic ``2·n^1.5``. R runs as one batched matmul
-(``torch.bmm``); L runs as a batched ``einsum`` for large blocks and, for k <= 8, as k weighted sums of
-contiguous slices (a batched matmul of (k, k) blocks needs strided transposes that dominated the GPU
-step). The layer is a drop-in for :class:`torch.nn.Linear` with any ``in``/``out`` (non-multiples of
-``nblocks`` are zero-padded on the way in and truncated on the way out).
+``nblocks = sqrt(n)`` a square layer has the classic ``2·n^1.5``. The layer is a drop-in for
+:class:`torch.nn.Linear` with any ``in``/``out`` (non-multiples of ``nblocks`` are zero-padded on the way
+in and truncated on the way out).
 
-:class:`BlockdiagLinear` is the grouped variant (one block-diagonal factor, no cross-block mixing)
-that the published M2-BERT checkpoints use in their MLPs.
+How it is computed depends on the size. Up to ``DENSE_MAX_WEIGHTS`` weights of the equivalent dense
+matrix (every width M2 uses, up to 1024 -> 8192) the factors are multiplied into that matrix on each
+call (``in·out·k`` multiply-adds, independent of the number of tokens) and applied as one GEMM: on a GPU
+the structured form's batched matmul, permutation copies and cross-block sums were memory-bound passes
+over every token that took over half of an M2 training step (BENCHMARKS.md), while the GEMM is a few
+microseconds of tensor-core time. Gradients reach the factors through the product. Larger layers run
+structured: R as one batched matmul (``torch.bmm``), L as a batched ``einsum`` for large blocks and, for
+k <= 8, as k weighted sums of contiguous slices. The parameters, and so the parameter count and the
+checkpoint layout, are the factors either way.
 """
 from __future__ import annotations
 
@@ -29,6 +34,8 @@ from torch import nn
 
 
 _SMALL_K = 8  # up to this many blocks, the cross-block factor runs as k weighted sums, not a bmm
+#: Layers whose dense equivalent has at most this many weights are applied as one dense GEMM.
+DENSE_MAX_WEIGHTS = 2**23
 
 
 def _ceil_div(a: int, b: int) -> int:
@@ -61,6 +68,22 @@ class _StructuredLinear(nn.Module):
         if self.bias is not None:
             y = y + self.bias.to(y.dtype)
         return y.reshape(*shape[:-1], self.out_features)
+
+    def _applies_dense(self) -> bool:
+        return self.in_features * self.out_features <= DENSE_MAX_WEIGHTS
+
+    def _dense_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x @ W.T + b`` with W the differentiable product of the factors (see the module docstring)."""
+        return F.linear(x, self.dense_weight(), self.bias)
+
+    def dense_weight(self) -> torch.Tensor:
+        """The (out, in) matrix this layer applies, differentiable in the parameters."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def to_dense(self) -> torch.Tensor:
+        """The (out, in) matrix this layer applies, detached (export, tests)."""
+        return self.dense_weight()
 
     def _reset_bias(self) -> None:
         if self.bias is not None:
@@ -97,6 +120,8 @@ class MonarchLinear(_StructuredLinear):
         self._reset_bias()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._applies_dense():
+            return self._dense_forward(x)
         shape = x.shape
         k, p, q = self.nblocks, self.in_blksz, self.out_blksz
         h = self._pad_input(x)
@@ -116,18 +141,12 @@ class MonarchLinear(_StructuredLinear):
         y = y.reshape(n_tok, k * q)
         return self._finish(y, shape)
 
-    def to_dense(self) -> torch.Tensor:
-        """The (out, in) matrix this layer applies, built from its factors and permutation matrices."""
-        k, q = self.nblocks, self.out_blksz
-        w1, w2 = self.blkdiag1.detach(), self.blkdiag2.detach()
-        r = torch.block_diag(*w1.unbind(0))  # (k·q, k·p), rows block-major (j, i)
-        l_ = torch.block_diag(*w2.unbind(0))  # (q·k, q·k), rows group-major (i, j)
-        # P1 maps block-major index j·q + i to group-major index i·k + j; P2 = P1ᵀ.
-        src = torch.arange(k * q, device=w1.device)
-        dst = (src % q) * k + src // q
-        p1 = torch.zeros(k * q, k * q, dtype=w1.dtype, device=w1.device)
-        p1[dst, src] = 1.0
-        dense = p1.T @ l_ @ p1 @ r
+    def dense_weight(self) -> torch.Tensor:
+        """W[b·q + i, j·p + c] = L[i, b, j] · R[j, i, c]: input c of block j reaches intermediate i of block
+        j through R, which P1 sends to group i, where L's (b, j) entry mixes it into output b of group i,
+        which P2 writes to b·q + i."""
+        k, p, q = self.nblocks, self.in_blksz, self.out_blksz
+        dense = torch.einsum("ibj,jic->bijc", self.blkdiag2, self.blkdiag1).reshape(k * q, k * p)
         return dense[: self.out_features, : self.in_features]
 
 
@@ -146,6 +165,8 @@ class BlockdiagLinear(_StructuredLinear):
         self._reset_bias()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._applies_dense():
+            return self._dense_forward(x)
         shape = x.shape
         k, p, s = self.nblocks, self.in_blksz, self.out_blksz
         h = self._pad_input(x)
@@ -154,9 +175,9 @@ class BlockdiagLinear(_StructuredLinear):
         y = torch.bmm(h.view(n_tok, k, p).transpose(0, 1), w.transpose(1, 2))  # (k, T, s)
         return self._finish(y.transpose(0, 1).reshape(n_tok, k * s), shape)
 
-    def to_dense(self) -> torch.Tensor:
-        """The (out, in) block-diagonal matrix this layer applies."""
-        dense = torch.block_diag(*self.weight.detach().unbind(0))
+    def dense_weight(self) -> torch.Tensor:
+        """The (out, in) block-diagonal matrix this layer applies, differentiable in ``weight``."""
+        dense = torch.block_diag(*self.weight.unbind(0))
         return dense[: self.out_features, : self.in_features]
 
 

@@ -1,11 +1,14 @@
-"""Where the time and memory of a HyenaDNA forward and training step go on the GPU, per operator.
+"""Where the time and memory of a model's forward and training step go on the GPU, per operator.
 
-Builds a named HyenaDNA size (fresh weights, batch 1, bf16 autocast, per-block activation checkpointing
-for the training step, as ``genomix pretrain`` runs it), profiles one forward and one training step with
-``torch.profiler`` after a warm-up, and prints the operators with the most GPU time (their allocations
-go to the JSON). Writes ``profile_hyena.json`` (atomically) to ``--out``.
+Builds a named model (fresh weights, random tokens, bf16 autocast, per-block activation checkpointing
+for the training step as ``genomix pretrain`` runs it unless ``--no-checkpointing``), profiles one
+forward and one training step with ``torch.profiler`` after a warm-up, and prints the operators with the
+most GPU time, also split by input shape (their allocations go to the JSON). ``--memory-snapshot``
+records one more training step's allocations and prints what is alive at its peak, by the line of
+genomix code that allocated it. Writes ``profile_model.json`` (atomically) to ``--out``.
 
-    PYTHONPATH=. python pipelines/profile_hyena.py --model hyenadna-large-1m --length 1048576 --out DIR [--memory-snapshot]
+    PYTHONPATH=. python pipelines/profile_model.py --model hyenadna-large-1m --length 1048576 --out DIR [--memory-snapshot]
+    PYTHONPATH=. python pipelines/profile_model.py --model m2-small-32k --length 4096 --batch 16 --no-checkpointing --out DIR
 """
 from __future__ import annotations
 
@@ -60,18 +63,57 @@ def _profiled(fn: Callable[[], None], n: int) -> dict:
     }
 
 
-def _memory_snapshot(step: Callable[[], None], path: Path) -> None:
-    """Record every allocation of one call of ``step`` (with Python stacks) and dump the allocator snapshot:
-    what is alive at the peak, and who allocated it (drag the file into https://pytorch.org/memory_viz, or
-    read it with ``pickle``: ``device_traces`` replays the allocations, ``segments`` the state at the end)."""
-    torch.cuda.memory._record_memory_history(max_entries=200_000)
+def _memory_snapshot(step: Callable[[], None], path: Path, top: int) -> dict:
+    """Record every allocation of one call of ``step`` (with Python stacks), dump the allocator snapshot
+    (drag it into https://pytorch.org/memory_viz) and return what was alive at the step's peak, grouped by
+    the innermost genomix/kernels frame that allocated it."""
+    base = torch.cuda.memory_allocated()
+    torch.cuda.memory._record_memory_history(max_entries=500_000)
     try:
         step()
         torch.cuda.synchronize()
+        snapshot = torch.cuda.memory._snapshot()
         torch.cuda.memory._dump_snapshot(str(path))
     finally:
         torch.cuda.memory._record_memory_history(enabled=None)
     print(f"allocator snapshot of one training step: {path}")
+    return _alive_at_peak(snapshot["device_traces"][torch.cuda.current_device()], base, top)
+
+
+def _allocation_site(frames: list[dict]) -> str:
+    for frame in frames:
+        name = frame.get("filename", "")
+        if "/genomix/" in name or "/kernels/" in name:
+            return f"{name.rsplit('/', 2)[-2]}/{name.rsplit('/', 1)[-1]}:{frame.get('line')} {frame.get('name')}"
+    return "(outside genomix)"
+
+
+def _alive_at_peak(trace: list[dict], base: int, top: int) -> dict:
+    """Replay the allocation trace; at the highest total, sum the live blocks by allocation site."""
+    live: dict[int, dict] = {}
+    total = peak = 0
+    at_peak: list[dict] = []
+    for event in trace:
+        if event["action"] == "alloc":
+            live[event["addr"]] = event
+            total += event["size"]
+            if total > peak:
+                peak, at_peak = total, list(live.values())
+        elif event["action"] == "free_completed" and event["addr"] in live:
+            total -= live.pop(event["addr"])["size"]
+    sites: dict[str, list[int]] = {}
+    for event in at_peak:
+        entry = sites.setdefault(_allocation_site(event.get("frames", [])), [0, 0])
+        entry[0] += event["size"]
+        entry[1] += 1
+    ranked = sorted(sites.items(), key=lambda item: item[1][0], reverse=True)[:top]
+    result = {"before_step_gib": base / 2**30, "step_peak_gib": peak / 2**30,
+              "sites": [{"site": site, "gib": size / 2**30, "blocks": n} for site, (size, n) in ranked]}
+    print(f"\nalive at the step's peak: {result['before_step_gib']:.2f} GiB before the step + "
+          f"{result['step_peak_gib']:.2f} GiB allocated in it, by allocation site:")
+    for row in result["sites"]:
+        print(f"  {row['gib']:8.2f} GiB {row['blocks']:5d} blocks  {row['site']}")
+    return result
 
 
 def _print(title: str, result: dict) -> None:
@@ -88,6 +130,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="hyenadna-large-1m")
     parser.add_argument("--length", type=int, default=1_048_576)
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--no-checkpointing", action="store_true", help="profile the training step without "
+                        "activation checkpointing (as bench_m2 times it)")
     parser.add_argument("--top", type=int, default=18)
     parser.add_argument("--memory-snapshot", action="store_true",
                         help="also dump the allocator's history of one training step (memory_snapshot.pickle)")
@@ -95,7 +140,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     model = build(args.model, task="causal-lm", max_seq_len=args.length + 2).cuda()
-    ids = torch.randint(7, 11, (1, args.length), device="cuda")
+    ids = torch.randint(7, 11, (args.batch, args.length), device="cuda")
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
     def forward() -> None:
@@ -109,21 +154,23 @@ def main() -> None:
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    result = {"model": args.model, "length": args.length, "device": torch.cuda.get_device_name(),
-              "fftconv_path": fftconv_path()}
+    result = {"model": args.model, "length": args.length, "batch": args.batch, "device": torch.cuda.get_device_name(),
+              "checkpointing": not args.no_checkpointing, "fftconv_path": fftconv_path()}
     model.eval()
     result["forward"] = _profiled(forward, args.top)
     _print("forward", result["forward"])
     model.train()
-    enable_activation_checkpointing(model)
+    if not args.no_checkpointing:
+        enable_activation_checkpointing(model)
     result["train_step"] = _profiled(train_step, args.top)
-    _print("training step (checkpointed blocks)", result["train_step"])
+    _print(f"training step ({'checkpointed blocks' if not args.no_checkpointing else 'no checkpointing'})",
+           result["train_step"])
     args.out.mkdir(parents=True, exist_ok=True)
     if args.memory_snapshot:
-        _memory_snapshot(train_step, args.out / "memory_snapshot.pickle")
-    tmp = args.out / ".profile_hyena.json.tmp"
+        result["memory_at_peak"] = _memory_snapshot(train_step, args.out / "memory_snapshot.pickle", args.top)
+    tmp = args.out / ".profile_model.json.tmp"
     tmp.write_text(json.dumps(result, indent=1))
-    tmp.replace(args.out / "profile_hyena.json")
+    tmp.replace(args.out / "profile_model.json")
 
 
 if __name__ == "__main__":
