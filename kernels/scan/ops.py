@@ -30,6 +30,9 @@ class Tiling:
     backward's segmentation target is ``bwd_target_programs`` (default: ``target_programs``).
     ``tile_io`` ("seq" only): read u, Δ, z and write outputs in 8-step tiles (vector loads/stores, each
     thread holding its channel's steps) instead of one strided element per thread and step.
+    ``bwd_variant`` picks the backward kernel: ``"assoc"`` (:func:`.triton_scan._scan_bwd_kernel`) or
+    ``"seq"`` (:mod:`.triton_seq_bwd`: one channel per thread, use ``bwd_block_e = 32 * bwd_warps`` and
+    a ``chunk`` that is a multiple of 8; its forward recompute grows with the chunk, see its docstring).
     """
 
     block_e: int = 4
@@ -41,6 +44,7 @@ class Tiling:
     variant: str = "assoc"
     bwd_target_programs: int | None = None
     tile_io: bool = False
+    bwd_variant: str = "assoc"
 
 
 #: The sequential-step forward at the setting that measured best on an H200 (2026-12-01,
@@ -103,18 +107,46 @@ def _flags(D, z, delta_bias, delta_softplus) -> dict:
     return dict(HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus))
 
 
+def _check_tiling(tiling: Tiling) -> None:
+    """Refuse variants and chunk lengths the kernels do not implement (before anything runs)."""
+    for name, value in (("variant", tiling.variant), ("bwd_variant", tiling.bwd_variant)):
+        if value not in ("assoc", "seq"):
+            raise ValueError(f"unknown selective-scan {name} {value!r} (expected 'assoc' or 'seq')")
+    if tiling.variant == "seq" and tiling.chunk % 16:
+        raise ValueError(f"the 'seq' variant needs a chunk that is a multiple of 16, got {tiling.chunk}")
+    if tiling.bwd_variant == "seq" and tiling.chunk % 8:
+        raise ValueError(f"the 'seq' backward needs a chunk that is a multiple of 8, got {tiling.chunk}")
+
+
+def _log2e_scaled(A: torch.Tensor) -> torch.Tensor:
+    """A times log2(e) in fp32: the "seq" kernels compute exp(Δ A) as exp2(Δ · A log2 e)."""
+    return (A.float() * 1.4426950408889634).contiguous()
+
+
+def _run_segmented(launch, like: torch.Tensor, n_state: int, n_segs: int, reverse: bool, dummy: torch.Tensor) -> None:
+    """The two-pass segmented scan: ``launch(summary, seg_a, seg_x, carry)`` runs one pass of a kernel.
+    One segment: the main pass from a zero carry. Otherwise the summary pass (per-segment decay and
+    local result), :func:`segment_carries` (from the right for adjoints), then the main pass."""
+    batch, channels = like.shape[:2]
+    if n_segs == 1:
+        carry = like.new_zeros((batch, channels, 1, n_state), dtype=torch.float32)
+    else:
+        seg_a = like.new_empty((batch, channels, n_segs, n_state), dtype=torch.float32)
+        seg_x = torch.empty_like(seg_a)
+        launch(True, seg_a, seg_x, dummy)
+        carry = segment_carries(seg_a, seg_x, reverse=reverse)
+    launch(False, dummy, dummy, carry)
+
+
 def _launch_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, save_states, tiling: Tiling):
     import triton
 
     from .triton_scan import _scan_fwd_kernel
     from .triton_seq import _seq_fwd_kernel
 
-    if tiling.variant not in ("assoc", "seq"):
-        raise ValueError(f"unknown selective-scan variant {tiling.variant!r} (expected 'assoc' or 'seq')")
-    if tiling.variant == "seq" and tiling.chunk % 16:
-        raise ValueError(f"the 'seq' variant needs a chunk that is a multiple of 16, got {tiling.chunk}")
+    _check_tiling(tiling)
     if tiling.variant == "seq":  # A times log2(e); B and C packed; state stride 1
-        A_k = (A.float() * 1.4426950408889634).contiguous()
+        A_k = _log2e_scaled(A)
         kernel, BC_k, extra, flags = _seq_fwd_kernel, (pack_bc(B, C),), (1,), dict(TILE_IO=tiling.tile_io)
     else:
         kernel, A_k, BC_k, extra, flags = _scan_fwd_kernel, A, (B, C), (), {}
@@ -138,15 +170,88 @@ def _launch_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, save_states
             num_warps=tiling.fwd_warps, **flags, **_flags(D, z, delta_bias, delta_softplus),
         )
 
-    if n_segs == 1:
-        carry = u.new_zeros((batch, channels, 1, n_state), dtype=torch.float32)
-    else:
-        seg_a = u.new_empty((batch, channels, n_segs, n_state), dtype=torch.float32)
-        seg_h = torch.empty_like(seg_a)
-        launch(True, seg_a, seg_h, dummy)
-        carry = segment_carries(seg_a, seg_h, reverse=False)
-    launch(False, dummy, dummy, carry)
+    _run_segmented(launch, u, n_state, n_segs, reverse=False, dummy=dummy)
     return out, states, last
+
+
+def _launch_bwd_assoc(u, delta, A, B, C, D, z, delta_bias, delta_softplus, states, dout, tiling: Tiling):
+    """Gradients through :func:`.triton_scan._scan_bwd_kernel` (fp32 atomics for the shared ones)."""
+    import triton
+
+    from .triton_scan import _scan_bwd_kernel
+
+    batch, channels, length = u.shape
+    groups, n_state = B.shape[1], B.shape[2]
+    block_e = _tile(channels, groups, tiling.bwd_block_e or tiling.block_e)
+    n_chunks = states.shape[2]
+    du, ddelta = torch.empty_like(u), torch.empty_like(delta)
+    dz = torch.empty_like(z) if z is not None else None
+    dA = torch.zeros_like(A, dtype=torch.float32)
+    dB = torch.zeros_like(B, dtype=torch.float32)
+    dC = torch.zeros_like(C, dtype=torch.float32)
+    dD = torch.zeros_like(D, dtype=torch.float32) if D is not None else None
+    dbias = torch.zeros_like(delta_bias, dtype=torch.float32) if delta_bias is not None else None
+    dummy = dA
+    per_seg, n_segs = plan_segments(batch, triton.cdiv(channels, block_e), n_chunks,
+                                    tiling.bwd_target_programs or tiling.target_programs)
+    grid = (batch, triton.cdiv(channels, block_e), n_segs)
+
+    def launch(summary, seg_a, seg_g, carry):
+        _scan_bwd_kernel[grid](
+            u, delta, A, B, C, D if D is not None else dummy, z if z is not None else dummy,
+            delta_bias if delta_bias is not None else dummy, dout, states,
+            du, ddelta, dz if dz is not None else dummy, dA, dB, dC,
+            dD if dD is not None else dummy, dbias if dbias is not None else dummy,
+            seg_a, seg_g, carry, channels, length, groups, n_chunks, per_seg, n_segs,
+            SUMMARY=summary, N=n_state, BLOCK_E=block_e, T=tiling.chunk,
+            num_warps=tiling.bwd_warps, **_flags(D, z, delta_bias, delta_softplus),
+        )
+
+    _run_segmented(launch, u, n_state, n_segs, reverse=True, dummy=dummy)
+    return du, ddelta, dA, dB, dC, dD, dz, dbias
+
+
+def _launch_bwd_seq(u, delta, A, B, C, D, z, delta_bias, delta_softplus, states, dout, tiling: Tiling):
+    """Gradients through :func:`.triton_seq_bwd._seq_bwd_kernel`; its deterministic partials of the
+    shared gradients (dB/dC per channel block, dA/dD/dΔ-bias per segment) are summed here."""
+    import triton
+
+    from .triton_seq_bwd import _seq_bwd_kernel
+
+    batch, channels, length = u.shape
+    groups, n_state = B.shape[1], B.shape[2]
+    block_e = _tile(channels, groups, tiling.bwd_block_e or tiling.block_e)
+    n_blocks, n_chunks = triton.cdiv(channels, block_e), states.shape[2]
+    per_seg, n_segs = plan_segments(batch, n_blocks, n_chunks, tiling.bwd_target_programs or tiling.target_programs)
+    du, ddelta = torch.empty_like(u), torch.empty_like(delta)
+    dz = torch.empty_like(z) if z is not None else None
+    f32 = dict(dtype=torch.float32, device=u.device)
+    dB_part = torch.empty((batch, n_blocks, length, n_state), **f32)
+    dC_part = torch.empty_like(dB_part)
+    dA_part = torch.empty((batch, n_segs, channels, n_state), **f32)
+    dD_part = torch.empty((batch, n_segs, channels), **f32) if D is not None else None
+    dbias_part = torch.empty((batch, n_segs, channels), **f32) if delta_bias is not None else None
+    A2, BC, dummy = _log2e_scaled(A), pack_bc(B, C), dA_part
+    grid = (batch, n_blocks, n_segs)
+
+    def launch(summary, seg_a, seg_q, carry):
+        _seq_bwd_kernel[grid](
+            u, delta, A2, BC, D if D is not None else dummy, z if z is not None else dummy,
+            delta_bias if delta_bias is not None else dummy, dout, states,
+            du, ddelta, dz if dz is not None else dummy, dA_part, dB_part, dC_part,
+            dD_part if D is not None else dummy, dbias_part if delta_bias is not None else dummy,
+            seg_a, seg_q, carry, channels, length, groups, n_chunks, per_seg, n_segs, 1,
+            SUMMARY=summary, N=n_state, BLOCK_E=block_e, T=tiling.chunk,
+            num_warps=tiling.bwd_warps, **_flags(D, z, delta_bias, delta_softplus),
+        )
+
+    _run_segmented(launch, u, n_state, n_segs, reverse=True, dummy=dummy)
+
+    def per_group(part: torch.Tensor) -> torch.Tensor:  # (batch, blocks, L, N) -> (batch, G, N, L)
+        return part.view(batch, groups, n_blocks // groups, length, n_state).sum(2).transpose(-1, -2)
+
+    total = lambda part: None if part is None else part.sum((0, 1))  # noqa: E731
+    return du, ddelta, total(dA_part), per_group(dB_part), per_group(dC_part), total(dD_part), dz, total(dbias_part)
 
 
 class SelectiveScanFn(torch.autograd.Function):
@@ -163,48 +268,10 @@ class SelectiveScanFn(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, dout, _dlast):
-        import triton
-
-        from .triton_scan import _scan_bwd_kernel
-
         u, delta, A, B, C, D, z, delta_bias, states = ctx.saved_tensors
-        batch, channels, length = u.shape
-        groups, n_state = B.shape[1], B.shape[2]
-        tiling = ctx.tiling
-        block_e = _tile(channels, groups, tiling.bwd_block_e or tiling.block_e)
-        n_chunks = states.shape[2]
-        dout = dout.contiguous()
-        du, ddelta = torch.empty_like(u), torch.empty_like(delta)
-        dz = torch.empty_like(z) if z is not None else None
-        dA = torch.zeros_like(A, dtype=torch.float32)
-        dB = torch.zeros_like(B, dtype=torch.float32)
-        dC = torch.zeros_like(C, dtype=torch.float32)
-        dD = torch.zeros_like(D, dtype=torch.float32) if D is not None else None
-        dbias = torch.zeros_like(delta_bias, dtype=torch.float32) if delta_bias is not None else None
-        dummy = dA
-        per_seg, n_segs = plan_segments(batch, triton.cdiv(channels, block_e), n_chunks,
-                                        tiling.bwd_target_programs or tiling.target_programs)
-        grid = (batch, triton.cdiv(channels, block_e), n_segs)
-
-        def launch(summary, seg_a, seg_g, carry):
-            _scan_bwd_kernel[grid](
-                u, delta, A, B, C, D if D is not None else dummy, z if z is not None else dummy,
-                delta_bias if delta_bias is not None else dummy, dout, states,
-                du, ddelta, dz if dz is not None else dummy, dA, dB, dC,
-                dD if dD is not None else dummy, dbias if dbias is not None else dummy,
-                seg_a, seg_g, carry, channels, length, groups, n_chunks, per_seg, n_segs,
-                SUMMARY=summary, N=n_state, BLOCK_E=block_e, T=tiling.chunk,
-                num_warps=tiling.bwd_warps, **_flags(D, z, delta_bias, ctx.delta_softplus),
-            )
-
-        if n_segs == 1:
-            carry = u.new_zeros((batch, channels, 1, n_state), dtype=torch.float32)
-        else:
-            seg_a = u.new_empty((batch, channels, n_segs, n_state), dtype=torch.float32)
-            seg_g = torch.empty_like(seg_a)
-            launch(True, seg_a, seg_g, dummy)
-            carry = segment_carries(seg_a, seg_g, reverse=True)
-        launch(False, dummy, dummy, carry)
+        launch = _launch_bwd_seq if ctx.tiling.bwd_variant == "seq" else _launch_bwd_assoc
+        du, ddelta, dA, dB, dC, dD, dz, dbias = launch(u, delta, A, B, C, D, z, delta_bias, ctx.delta_softplus,
+                                                       states, dout.contiguous(), ctx.tiling)
         cast = lambda g, ref: None if g is None else g.to(ref.dtype)  # noqa: E731
         return (du, ddelta, cast(dA, A), cast(dB, B), cast(dC, C), cast(dD, D), dz, cast(dbias, delta_bias),
                 None, None)

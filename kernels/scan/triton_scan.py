@@ -41,10 +41,11 @@ def _softplus(x):
 
 @triton.jit
 def _load_dt(dt_ptr, offs, mask, bias, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
-    """Raw Δ, and Δ after bias and softplus (0 where masked, so a = 1 and b = 0 there)."""
+    """Raw Δ (plus the bias, given broadcastable to ``offs``), and Δ after softplus (0 where masked, so
+    a = 1 and b = 0 there)."""
     raw = tl.load(dt_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     if HAS_BIAS:
-        raw = raw + bias[:, None]
+        raw = raw + bias
     dt = raw
     if SOFTPLUS:
         dt = _softplus(raw)
@@ -95,7 +96,7 @@ def _scan_fwd_kernel(
         m2 = emask[:, None] & (t < L)[None, :]
         m3 = emask[:, None, None] & (t < L)[None, None, :]
         u = tl.load(u_ptr + row + t[None, :], mask=m2, other=0.0).to(tl.float32)
-        _, dt = _load_dt(dt_ptr, row + t[None, :], m2, bias, HAS_BIAS, SOFTPLUS)
+        _, dt = _load_dt(dt_ptr, row + t[None, :], m2, bias[:, None], HAS_BIAS, SOFTPLUS)
         Bv = tl.load(B_ptr + bc_base + t[None, None, :], mask=m3, other=0.0).to(tl.float32)
         a = tl.exp(dt[:, None, :] * A[:, :, None])
         b = (dt * u)[:, None, :] * Bv
@@ -198,7 +199,7 @@ def _scan_bwd_kernel(
         # a_{t+1}: the decay that carries g_{t+1} back to step t (0 past the end of the sequence)
         t1 = t + 1
         m2n = emask[:, None] & (t1 < L)[None, :]
-        _, dt_next = _load_dt(dt_ptr, row + t1[None, :], m2n, bias, HAS_BIAS, SOFTPLUS)
+        _, dt_next = _load_dt(dt_ptr, row + t1[None, :], m2n, bias[:, None], HAS_BIAS, SOFTPLUS)
         alpha = tl.where(m2n[:, None, :], tl.exp(dt_next[:, None, :] * A[:, :, None]), 0.0)
         drive = Cv * dy_gated[:, None, :]
         acc_p, acc_g = tl.associative_scan((alpha, drive), 2, _affine_combine, reverse=True)
@@ -208,7 +209,7 @@ def _scan_bwd_kernel(
             decay = decay * tl.sum(tl.where(steps[None, None, :] == 0, acc_p, 0.0), axis=2)
         else:
             u = tl.load(u_ptr + row + t[None, :], mask=m2, other=0.0).to(tl.float32)
-            raw, dt = _load_dt(dt_ptr, row + t[None, :], m2, bias, HAS_BIAS, SOFTPLUS)
+            raw, dt = _load_dt(dt_ptr, row + t[None, :], m2, bias[:, None], HAS_BIAS, SOFTPLUS)
             Bv = tl.load(B_ptr + bc_base + t[None, None, :], mask=m3, other=0.0).to(tl.float32)
             h0 = tl.load(states_ptr + state_row + c * N, mask=emask[:, None], other=0.0)
             a = tl.exp(dt[:, None, :] * A[:, :, None])

@@ -27,15 +27,26 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .triton_scan import _SEGMENT_ARGS
+from .triton_scan import _SEGMENT_ARGS, _load_dt
+
+SUB: tl.constexpr = tl.constexpr(8)
 
 
 @triton.jit
-def _softplus(x):
-    return tl.where(x <= 20.0, tl.log(1.0 + tl.exp(x)), x)
+def _row(X, pick):
+    """Row ``j`` of a tile whose first axis is held in each thread's registers, ``pick`` being the
+    compile-time mask of that row (broadcastable to ``X``): a register read once the loop is unrolled.
+    -0.0 fills the other rows because x + (-0.0) == x folds away."""
+    return tl.sum(tl.where(pick, X, -0.0), axis=0)
 
 
-SUB: tl.constexpr = tl.constexpr(8)
+@triton.jit
+def _load_bc(BC_ptr, bc_row, t, L, N: tl.constexpr):
+    """B_t and C_t (N,) in fp32 from the packed int64 (:func:`.ops.pack_bc`), broadcast to every thread;
+    0 past the end of the sequence."""
+    n = tl.arange(0, N)
+    bc = tl.load(BC_ptr + (bc_row + t) * N + n, mask=(n * 0 + t) < L, other=0)
+    return bc.to(tl.int32).to(tl.float32, bitcast=True), (bc >> 32).to(tl.int32).to(tl.float32, bitcast=True)
 
 
 @triton.jit
@@ -49,28 +60,18 @@ def _sub_tile(h, dt_sum, A2, bias, Dv, u_ptr, dt_ptr, z_ptr, out_ptr, BC_ptr, ro
     the unrolled loop) and puts its output into row ``j`` of the output tile, stored once per tile.
     Returns the state and the running sum of Δ."""
     rows = tl.arange(0, SUB)
-    n = tl.arange(0, N)
     t = t0 + rows
     m = (t < L)[:, None] & emask[None, :]
     offs = row[None, :] + t[:, None]
     u = tl.load(u_ptr + offs, mask=m, other=0.0).to(tl.float32)
-    dt = tl.load(dt_ptr + offs, mask=m, other=0.0).to(tl.float32)
-    if HAS_BIAS:
-        dt = dt + bias[None, :]
-    if SOFTPLUS:
-        dt = _softplus(dt)
-    dt = tl.where(m, dt, 0.0)  # a = 1, b = 0 past the end
+    _, dt = _load_dt(dt_ptr, offs, m, bias[None, :], HAS_BIAS, SOFTPLUS)  # a = 1, b = 0 past the end
     dtu = dt * u
     y = tl.zeros_like(u)
     for j in tl.static_range(SUB):
         pick = rows[:, None] == j
-        dt_j = tl.sum(tl.where(pick, dt, -0.0), axis=0)  # -0.0: x + (-0.0) == x folds away
-        dtu_j = tl.sum(tl.where(pick, dtu, -0.0), axis=0)
-        bc = tl.load(BC_ptr + (bc_row + t0 + j) * N + n, mask=(n * 0 + t0 + j) < L, other=0)
-        Bv = bc.to(tl.int32).to(tl.float32, bitcast=True)
-        h = tl.exp2(dt_j[None, :] * A2) * h + dtu_j[None, :] * Bv[:, None]
+        Bv, Cv = _load_bc(BC_ptr, bc_row, t0 + j, L, N)
+        h = tl.exp2(_row(dt, pick)[None, :] * A2) * h + _row(dtu, pick)[None, :] * Bv[:, None]
         if not SUMMARY:
-            Cv = (bc >> 32).to(tl.int32).to(tl.float32, bitcast=True)
             y = tl.where(pick, tl.sum(h * Cv[:, None], axis=0)[None, :], y)
     if SUMMARY:
         dt_sum += tl.sum(dt, axis=0)
@@ -138,18 +139,12 @@ def _seq_fwd_kernel(
         else:
             for t in range(c * T, tl.minimum(c * T + T, L)):
                 u = tl.load(u_ptr + row + t, mask=emask, other=0.0).to(tl.float32)
-                dt = tl.load(dt_ptr + row + t, mask=emask, other=0.0).to(tl.float32)
-                if HAS_BIAS:
-                    dt = dt + bias
-                if SOFTPLUS:
-                    dt = _softplus(dt)
-                bc = tl.load(BC_ptr + (bc_row + t) * N + n)  # one 8-byte load per state for B_t and C_t
-                Bv = bc.to(tl.int32).to(tl.float32, bitcast=True)
+                _, dt = _load_dt(dt_ptr, row + t, emask, bias, HAS_BIAS, SOFTPLUS)
+                Bv, Cv = _load_bc(BC_ptr, bc_row, t, L, N)  # one 8-byte load per state for B_t and C_t
                 h = tl.exp2(dt[None, :] * A2) * h + (dt * u)[None, :] * Bv[:, None]
                 if SUMMARY:
                     dt_sum += dt
                 else:
-                    Cv = (bc >> 32).to(tl.int32).to(tl.float32, bitcast=True)
                     y = tl.sum(h * Cv[:, None], axis=0)
                     if HAS_D:
                         y += Dv * u
