@@ -289,8 +289,9 @@ class M2Block(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        x = x + self.dropout(self.sequence_mixing(self.norm(x), mask)).float()
-        return x + self.dropout(self.mlp(x)).float()
+        # x is the fp32 residual stream; adding a 16-bit branch output promotes in the one add kernel.
+        x = x + self.dropout(self.sequence_mixing(self.norm(x), mask))
+        return x + self.dropout(self.mlp(x))
 
 
 # -------------------------------------------------------------------------------- models
