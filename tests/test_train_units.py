@@ -155,14 +155,17 @@ def test_nan_loss_stops_with_training_error():
         module.training_step(batch, 0)
 
 
-def test_offloaded_checkpoints_keep_gradients(monkeypatch):
+def test_offloaded_checkpoints_keep_gradients(monkeypatch, tmp_path):
     """offload_checkpoints routes each block through the host-memory checkpoint; gradients do not change."""
     from genomix.models import base, build
     from genomix.train.recipe import Recipe
-    from genomix.train.run import enable_activation_checkpointing
+    from genomix.train.run import enable_activation_checkpointing, pretrain
 
     with pytest.raises(ConfigError, match="offload_checkpoints needs activation_checkpointing"):
         Recipe(offload_checkpoints=True)
+    with pytest.raises(ConfigError, match="offload_checkpoints .* one device"):
+        pretrain(Recipe(activation_checkpointing=True, offload_checkpoints=True), tmp_path, devices=2,
+                 accelerator="cpu", quiet=True)
     torch.manual_seed(0)
     models = [build("hyenadna-tiny-1k", n_layer=2, d_model=32, max_seq_len=64, embed_dropout=0.0) for _ in range(2)]
     models[1].load_state_dict(models[0].state_dict())

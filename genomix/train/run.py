@@ -173,6 +173,10 @@ def pretrain(
     ``resume`` is ``None``, ``"auto"`` (continue from ``out_dir`` if it has a checkpoint) or a path.
     A resumed run continues mid-epoch with the same data order and dropout masks as an uninterrupted run.
     """
+    world_size = _world_size(devices, num_nodes, accelerator)
+    if recipe.offload_checkpoints and world_size > 1:
+        raise ConfigError("offload_checkpoints back-propagates inside the backward (like reentrant checkpointing), "
+                          "which DDP/FSDP gradient hooks do not support: use it on one device, or set it false")
     out = Path(out_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = resolve_resume(resume, out)
@@ -183,7 +187,6 @@ def pretrain(
     model = build_model(recipe)
     module = LanguageModelingModule(model, recipe.task, recipe.optim, recipe.horizon, seed=recipe.seed)
 
-    world_size = _world_size(devices, num_nodes, accelerator)
     stages = plan_warmup(recipe.seq_len, recipe.global_batch, recipe.micro_batch_tokens, world_size,
                          recipe.warmup.start_seq_len, recipe.warmup.stage_epochs)
     max_len = getattr(getattr(model, "config", None), "max_seq_len", None)
