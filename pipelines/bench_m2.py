@@ -12,7 +12,8 @@ next-token loss) of
 
 with ``batch = tokens // L`` (the same tokens per step at every L), timed with
 ``triton.testing.do_bench`` (median, after warm-up, fresh inputs from a pool, gradients cleared every
-step), then peak memory of one step at batch 1. Before timing, the M2 models' Triton and reference
+step), the host time to issue one step (``host ms``: near the step time means launch-bound), then peak
+memory of one step at batch 1. Before timing, the M2 models' Triton and reference
 outputs are compared on the GPU. Prints a table, writes ``bench_m2.json`` (atomically) to ``--out``.
 
     PYTHONPATH=. python pipelines/bench_m2.py --out results/
@@ -24,6 +25,7 @@ import json
 import os
 import platform
 import sys
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -90,6 +92,19 @@ def _peak_gib(step: Callable[[], None]) -> float:
     return torch.cuda.max_memory_allocated() / 2**30
 
 
+def _host_ms(step: Callable[[], None], repeats: int = 20) -> float:
+    """Median milliseconds the host spends issuing one step (from an idle GPU, no synchronisation inside):
+    when it is close to the step time, the step is bound by Python/launch overhead, not by the GPU."""
+    times = []
+    for _ in range(repeats):
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        step()
+        times.append((time.perf_counter() - start) * 1e3)
+    torch.cuda.synchronize()
+    return sorted(times)[len(times) // 2]
+
+
 def _inputs(batch: int, length: int, n: int = 3) -> list[torch.Tensor]:
     return [torch.randint(7, 11, (batch, length), device="cuda") for _ in range(n)]
 
@@ -132,7 +147,7 @@ def bench(lengths: list[int], tokens: int, width: int, depth: int, heads: int, k
                 with _ForceReference(kind == "m2-ref"):
                     step = _step_fn(model, _inputs(batch, length), masked=kind == "m2-bert")
                     ms = do_bench(step, warmup=50, rep=300, return_mode="median")
-                    row.update(ms=ms, tokens_per_s=batch * length / (ms / 1e3))
+                    row.update(ms=ms, tokens_per_s=batch * length / (ms / 1e3), host_ms=_host_ms(step))
                     row["peak_gib_batch"] = _peak_gib(step)
                     row["peak_gib_b1"] = _peak_gib(_step_fn(model, _inputs(1, length, 1), kind == "m2-bert"))
             except torch.cuda.OutOfMemoryError:
@@ -149,16 +164,16 @@ def bench(lengths: list[int], tokens: int, width: int, depth: int, heads: int, k
 
 def table(rows: list[dict[str, Any]]) -> str:
     by = {(r["model"], r["L"]): r for r in rows}
-    lines = ["| L | batch | model | step ms | tokens/s | peak GiB (batch) | peak GiB (B=1) | speed-up vs Transformer |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| L | batch | model | step ms | host ms | tokens/s | peak GiB (batch) | peak GiB (B=1) | speed-up vs Transformer |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['L']:,} | {r['batch']} | {r['model']} | {r['error']} | | | | |")
+            lines.append(f"| {r['L']:,} | {r['batch']} | {r['model']} | {r['error']} | | | | | |")
             continue
         base = by.get(("transformer", r["L"]))
         ratio = f"{base['ms'] / r['ms']:.2f}×" if base and "ms" in base else "—"
         lines.append(
-            f"| {r['L']:,} | {r['batch']} | {r['model']} | {r['ms']:.2f} | {r['tokens_per_s'] / 1e6:.2f} M | "
+            f"| {r['L']:,} | {r['batch']} | {r['model']} | {r['ms']:.2f} | {r['host_ms']:.2f} | {r['tokens_per_s'] / 1e6:.2f} M | "
             f"{r['peak_gib_batch']:.2f} | {r['peak_gib_b1']:.3f} | {ratio} |"
         )
     return "\n".join(lines)
