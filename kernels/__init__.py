@@ -8,14 +8,16 @@ Each op has one dispatch function that picks the Triton kernel on CUDA and the r
 - :func:`selective_scan` -- Mamba-1 selective scan.
 - :func:`causal_conv1d` -- short causal depthwise convolution (Hyena/M2 short filter, Mamba conv1d).
 - :func:`layer_norm` -- LayerNorm over the last dim, output in a chosen dtype (the autocast dtype).
+- :func:`gelu_glu` -- GELU-gated linear unit ``gelu_tanh(gate) * value`` (M2's MLP), fused forward and backward.
 """
 from .causal_conv import causal_conv1d, causal_conv1d_ref
 from .dispatch import use_triton
 from .fftconv import fftconv, fftconv_ref
+from .gelu_glu import gelu_glu, gelu_glu_ref
 from .layer_norm import layer_norm, layer_norm_ref
 from .scan import selective_scan, selective_scan_ref
 
 __all__ = [
-    "causal_conv1d", "causal_conv1d_ref", "fftconv", "fftconv_ref", "layer_norm", "layer_norm_ref",
-    "selective_scan", "selective_scan_ref", "use_triton",
+    "causal_conv1d", "causal_conv1d_ref", "fftconv", "fftconv_ref", "gelu_glu", "gelu_glu_ref", "layer_norm",
+    "layer_norm_ref", "selective_scan", "selective_scan_ref", "use_triton",
 ]

@@ -47,7 +47,12 @@ def interpreting() -> bool:
 # fused Triton kernels ("fftconv-cufft"). "causal_conv1d" (the short depthwise convolution) reads the
 # in-projection's channels-last output in place instead of PyTorch's strided copy plus depthwise kernel.
 # "layer_norm" reads the fp32 residual once and writes the autocast dtype (PyTorch: fp32 out, then a cast).
-TRITON_BY_DEFAULT = frozenset({"selective_scan", "fftconv-short", "fftconv-cufft", "causal_conv1d", "layer_norm"})
+# "gelu_glu" (M2's MLP gate) fuses gelu, multiply, their backward and split's torch.cat into one pass each
+# way; listed on the profile's estimate (about 1 ms -> 0.25 ms a layer at 65536 x 1024 on an H200) before
+# its own GPU benchmark (kernels/bench_gelu_glu.py) has run: take it out if that shows it losing.
+TRITON_BY_DEFAULT = frozenset({
+    "selective_scan", "fftconv-short", "fftconv-cufft", "causal_conv1d", "layer_norm", "gelu_glu",
+})
 
 
 def _listed(variable: str) -> set[str]:

@@ -1,0 +1,157 @@
+"""GPU benchmark of the Triton GELU-gated linear unit (``gelu_glu_triton``) against the PyTorch path the
+M2 MLP ran before it: ``gate, value = h.split(d_inner, -1); F.gelu(gate, approximate="tanh") * value``
+in h's dtype (gelu and multiply forward, their backward kernels and split's ``torch.cat`` of the two
+gradient halves).
+
+For each shape and dtype, forward (no grad) and forward+backward (``torch.autograd.grad`` for h, dout in
+h's dtype) median ms (``triton.testing.do_bench``), speed-ups, peak memory above what was allocated
+before the call, the largest relative difference between the two paths' outputs (16-bit: the PyTorch path
+rounds gelu before the multiply, the kernel does not), and the share of the HBM floor: bytes that must
+move once (forward: read h, write out = 3 * M * D elements; backward: read h and dout, write dh =
+5 * M * D) at the device-to-device copy bandwidth measured in the same run (``bench_scan.copy_bandwidth``).
+Shapes: 65536 x (2 x 1024) (the profiled M2 training step), 2^20 x (2 x 1024), bf16 and fp32.
+Correctness is kernels/gpu_check_gelu_glu.py's job.
+
+JSON is rewritten after every case to ``--out``/gelu_glu_bench.json; a table is printed last; the exit
+status is 1 if any case raises.
+
+    PYTHONUNBUFFERED=1 PYTHONPATH=. python kernels/bench_gelu_glu.py --out DIR
+
+On CPU through the Triton interpreter (a smoke test of this script: tiny shapes, timings by
+``time.perf_counter``, no memory figures):
+
+    TRITON_INTERPRET=1 PYTHONPATH=. python kernels/bench_gelu_glu.py --device cpu --small --out DIR
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+import triton
+
+from genomix.kernels.bench_causal_conv import rel_max
+from genomix.kernels.bench_layer_norm import cpu_copy_bandwidth, median_ms, peak_gib
+from genomix.kernels.bench_scan import copy_bandwidth, write_json
+from genomix.kernels.dispatch import interpreting, use_triton
+from genomix.kernels.gelu_glu import gelu_glu_triton
+
+GluFn = Callable[[torch.Tensor, int], torch.Tensor]  # (h, d_inner) -> out
+#: (rows, d_inner, dtype name) of the benchmark, and the --small ones for the interpreter.
+BENCH_CASES = [(65536, 1024, "bfloat16"), (1 << 20, 1024, "bfloat16"), (65536, 1024, "float32"),
+               (1 << 20, 1024, "float32")]
+SMALL_BENCH_CASES = [(300, 1024, "bfloat16"), (100, 1000, "float32")]
+
+
+def torch_path(h: torch.Tensor, d_inner: int) -> torch.Tensor:
+    """The M2 MLP's former code: split, tanh-gelu of the gate, times the value, all in h's dtype."""
+    gate, value = h.split(d_inner, dim=-1)
+    return F.gelu(gate, approximate="tanh") * value
+
+
+def measure(fn: GluFn, h: torch.Tensor, d_inner: int, dout: torch.Tensor, device: str) -> dict:
+    """Median ms and peak GiB of one path's forward (no grad) and forward+backward."""
+    leaf = h.detach().requires_grad_()
+
+    def forward() -> torch.Tensor:
+        with torch.no_grad():
+            return fn(h, d_inner)
+
+    def forward_backward() -> tuple[torch.Tensor, ...]:
+        return torch.autograd.grad(fn(leaf, d_inner), leaf, dout)
+
+    return {"fwd_peak_gib": peak_gib(forward, device), "fwd_bwd_peak_gib": peak_gib(forward_backward, device),
+            "fwd_ms": median_ms(forward, device), "fwd_bwd_ms": median_ms(forward_backward, device)}
+
+
+def bench_case(rows: int, d_inner: int, dtype_name: str, device: str, bandwidth: float, seed: int) -> dict:
+    """One row: both paths' times, memory and floor shares, and how far apart their outputs and dh are."""
+    g = torch.Generator(device=device).manual_seed(seed)
+    dtype = getattr(torch, dtype_name)
+    h = (torch.randn(rows, 2 * d_inner, device=device, generator=g) * 3).to(dtype)
+    dout = torch.randn(rows, d_inner, device=device, generator=g).to(dtype)
+    row: dict = {"shape": [rows, 2 * d_inner], "dtype": dtype_name}
+    leaf = h.detach().requires_grad_()
+    outs = [fn(leaf, d_inner) for fn in (torch_path, gelu_glu_triton)]
+    row["out_rel_diff"] = rel_max(outs[1], outs[0])
+    torch_dh, triton_dh = (torch.autograd.grad(o, leaf, dout)[0] for o in outs)
+    row["dh_rel_diff"] = rel_max(triton_dh, torch_dh)
+    del outs, leaf, torch_dh, triton_dh
+    elements = rows * d_inner * h.element_size()
+    row["fwd_floor_ms"] = 3 * elements / bandwidth * 1e3
+    row["fwd_bwd_floor_ms"] = 8 * elements / bandwidth * 1e3
+    for name, fn in (("torch", torch_path), ("triton", gelu_glu_triton)):
+        for key, value in measure(fn, h, d_inner, dout, device).items():
+            row[f"{name}_{key}"] = value
+        for phase in ("fwd", "fwd_bwd"):
+            row[f"{name}_{phase}_pct_floor"] = 100 * row[f"{phase}_floor_ms"] / row[f"{name}_{phase}_ms"]
+        if device == "cuda":
+            torch.cuda.empty_cache()
+    row["fwd_speedup"] = row["torch_fwd_ms"] / row["triton_fwd_ms"]
+    row["fwd_bwd_speedup"] = row["torch_fwd_bwd_ms"] / row["triton_fwd_bwd_ms"]
+    return row
+
+
+def _peaks(row: dict, phase: str) -> str:
+    """"torch/triton" peak GiB of a phase, "-" where memory was not measured (CPU)."""
+    ref, tri = row[f"torch_{phase}_peak_gib"], row[f"triton_{phase}_peak_gib"]
+    return "-" if ref is None else f"{ref:.2f}/{tri:.2f}"
+
+
+def print_table(rows: list[dict]) -> None:
+    print(f"{'shape':>14} {'dtype':>8} | {'torch fwd':>9} {'tri fwd':>8} {'x':>5} | {'torch f+b':>9} "
+          f"{'tri f+b':>8} {'x':>5} | {'%floor tri fwd':>14} {'f+b':>4} {'torch fwd':>9} {'f+b':>4} | "
+          f"{'peak GiB torch/tri fwd':>22} {'f+b':>11} | {'out diff':>8} {'dh diff':>8}")
+    for r in rows:
+        head = f"{str(tuple(r['shape'])):>14} {r['dtype']:>8}"
+        if "error" in r:
+            print(f"{head} | FAILED {r['error']}")
+            continue
+        print(f"{head} | {r['torch_fwd_ms']:>9.3f} {r['triton_fwd_ms']:>8.3f} {r['fwd_speedup']:>5.2f} | "
+              f"{r['torch_fwd_bwd_ms']:>9.3f} {r['triton_fwd_bwd_ms']:>8.3f} {r['fwd_bwd_speedup']:>5.2f} | "
+              f"{r['triton_fwd_pct_floor']:>13.0f}% {r['triton_fwd_bwd_pct_floor']:>3.0f}% "
+              f"{r['torch_fwd_pct_floor']:>8.0f}% {r['torch_fwd_bwd_pct_floor']:>3.0f}% | "
+              f"{_peaks(r, 'fwd'):>22} {_peaks(r, 'fwd_bwd'):>11} | {r['out_rel_diff']:>8.1e} {r['dh_rel_diff']:>8.1e}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=Path("."))
+    ap.add_argument("--device", default="cuda", help="cuda, or cpu under TRITON_INTERPRET=1")
+    ap.add_argument("--small", action="store_true", help="tiny shapes (for the interpreter)")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        ap.error("no CUDA device here; use --device cpu --small with TRITON_INTERPRET=1")
+    if args.device == "cpu" and not interpreting():
+        ap.error("--device cpu runs the Triton kernels in the interpreter: set TRITON_INTERPRET=1")
+    cuda = args.device == "cuda"
+    bandwidth = copy_bandwidth() if cuda else cpu_copy_bandwidth()
+    result: dict = {
+        "device": torch.cuda.get_device_name() if cuda else args.device, "torch": torch.__version__,
+        "triton": triton.__version__, "small": args.small, "copy_gbs": bandwidth / 1e9,
+        "dispatch_default": "triton" if use_triton(torch.empty(0, device=args.device), op="gelu_glu")
+        else "reference",
+        "rows": [],
+    }
+    for i, (rows, d_inner, dtype_name) in enumerate(SMALL_BENCH_CASES if args.small else BENCH_CASES):
+        try:
+            result["rows"].append(bench_case(rows, d_inner, dtype_name, args.device, bandwidth, args.seed + i))
+        except Exception as e:  # keep the other cases' numbers; the failure is reported in the table
+            result["rows"].append({"shape": [rows, 2 * d_inner], "dtype": dtype_name,
+                                   "error": f"{type(e).__name__}: {e}"[:300]})
+        print(json.dumps(result["rows"][-1]), flush=True)
+        write_json(args.out / "gelu_glu_bench.json", result)  # after every case: a time cap loses nothing
+        if cuda:
+            torch.cuda.empty_cache()
+    print(f"{result['device']}, copy {bandwidth / 1e9:.0f} GB/s, dispatch default: {result['dispatch_default']}; "
+          f"torch = split + F.gelu(tanh) * value in h's dtype (the former MonarchGLU code)")
+    print_table(result["rows"])
+    return 1 if any("error" in r for r in result["rows"]) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
