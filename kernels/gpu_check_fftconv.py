@@ -6,9 +6,13 @@ allocations: there the caching allocator is filled with NaN first, so a skipped 
 
 Fresh random inputs for every case, non-decaying (white-noise) filters, gates and skip term on,
 causal and bidirectional, odd and non-power-of-two lengths, both the on-chip and the multi-pass path.
-Forward outputs are written into a NaN-poisoned buffer (every element must be overwritten); forward
-and every gradient are compared with a float64 reference by relative L2 error (fp32 <= 1e-4,
-bf16 <= 1e-2). The variant is ``plan.current_tuning()`` (``GENOMIX_FFTCONV_VARIANT=v2`` to check v2).
+Forward outputs are written into a NaN-poisoned buffer (every element must be overwritten); on the
+Triton path so are the fused extra outputs (the forward's kept pre-postgate z, and the backward pass's
+du, dpregate and dpostgate written by one apply kernel). Forward and every gradient are compared with a
+float64 reference by relative L2 error (fp32 <= 1e-4, bf16 <= 1e-2). bf16 cases with L <= 4096 (the
+M2 shape class) and fp32 ones with L <= 2048 run the on-chip short path, the others the multi-pass one;
+dy is fed as a transposed (B, L, H) view, as M2 hands it back. The variant is ``plan.current_tuning()``
+(``GENOMIX_FFTCONV_VARIANT=v2`` to check v2).
 Prints a table last and writes JSON to ``--out``.
 
     PYTHONPATH=. python kernels/gpu_check_fftconv.py --out OUTDIR [--path cufft]
@@ -38,6 +42,7 @@ CASES = [  # (B, H, L, bidirectional, gates)
     (1, 2, 1 << 22, False, True),
 ]
 TOL = {torch.float32: 1e-4, torch.bfloat16: 1e-2}
+DEVICE = "cuda"  # a CPU smoke run of the Triton checks (interpreter, tiny case) sets "cpu"
 
 
 def rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -46,7 +51,7 @@ def rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def inputs(B: int, H: int, L: int, bid: bool, gates: bool, dtype: torch.dtype) -> list:
-    dev = "cuda"
+    dev = DEVICE
     u = torch.randn(B, H, L, device=dev).to(dtype)
     k = torch.randn(H, 2 * L if bid else L, device=dev) / (L ** 0.5)  # white noise: does not decay
     D = torch.randn(H, device=dev)
@@ -60,9 +65,33 @@ def _poisoned_triton(ts: list, bid: bool, dtype: torch.dtype) -> tuple[torch.Ten
     u, k, D, pre, post = ts
     prec, tuning = _precision(dtype, False), current_tuning()
     plan = plan_for(u.shape[-1], tuning, prec)
-    poisoned = torch.full(u.shape, float("nan"), device="cuda", dtype=dtype)
+    poisoned = torch.full(u.shape, float("nan"), device=DEVICE, dtype=dtype)
     conv_apply(u, pre, D, post, _spectrum(k, plan, bid, prec, tuning), plan, dtype, prec, tuning, out=poisoned)
     return poisoned, f"n={plan.n} n2={plan.n2} n1={plan.n1}"
+
+
+def _poisoned_triton_fused(ts: list, dy: torch.Tensor, bid: bool, dtype: torch.dtype) -> dict:
+    """The fused extra outputs of the Monarch kernels written into NaN-filled buffers: the forward's z
+    (pre-postgate output) and the backward apply pass's du, dpregate, dpostgate (as autograd.py calls it)."""
+    u, k, D, pre, post = ts
+    prec, tuning = _precision(dtype, False), current_tuning()
+    plan = plan_for(u.shape[-1], tuning, prec)
+
+    def nan_like(t):
+        return torch.full(t.shape, float("nan"), device=DEVICE, dtype=t.dtype)
+
+    out = {"z": nan_like(u)}
+    conv_apply(u, pre, D, post, _spectrum(k, plan, bid, prec, tuning), plan, dtype, prec, tuning,
+               store_y=False, z=out["z"])
+    out["du"] = nan_like(u)
+    if pre is not None:
+        out["dpre"] = nan_like(pre)
+    if post is not None:
+        out["dpost"] = nan_like(post)
+    cspec = _spectrum(k, plan, bid, prec, tuning, conj=True)
+    conv_apply(dy, post, D, pre, cspec, plan, dtype, prec, tuning, out=out["du"], m2=u, out2=out.get("dpre"),
+               zin=out["z"] if post is not None else None, out3=out.get("dpost"))
+    return out
 
 
 def _poisoned_cufft(ts: list, bid: bool) -> tuple[torch.Tensor, str]:
@@ -80,7 +109,8 @@ def check(B: int, H: int, L: int, bid: bool, gates: bool, dtype: torch.dtype, pa
     unwritten = int(torch.isnan(poisoned).sum())
     leaves = [t.detach().clone().requires_grad_() if t is not None else None for t in ts]
     y = (fftconv_cufft if path == "cufft" else fftconv)(*leaves, bidirectional=bid)
-    dy = torch.randn_like(y)
+    # as in the M2 model (out_linear(y.transpose(1, 2))): the gradient arrives with time stride H
+    dy = torch.randn(B, L, H, device=y.device).to(dtype).transpose(1, 2)
     y.backward(dy)
     ref_leaves = [t.detach().double().requires_grad_() if t is not None else None for t in ts]
     r = fftconv_ref(*ref_leaves, bidirectional=bid)
@@ -89,6 +119,16 @@ def check(B: int, H: int, L: int, bid: bool, gates: bool, dtype: torch.dtype, pa
     for name, a, b in zip(("du", "dk", "dD", "dpre", "dpost"), leaves, ref_leaves):
         if a is not None:
             errs[name] = rel(a.grad, b.grad)
+    if path != "cufft":
+        fused = _poisoned_triton_fused(ts, dy.contiguous(), bid, dtype)
+        unwritten += sum(int(torch.isnan(t).sum()) for t in fused.values())
+        with torch.no_grad():
+            zref = fftconv_ref(*(t.detach().double() if t is not None else None for t in ts[:4]), None,
+                               bidirectional=bid)
+        errs["z_poisoned"] = rel(fused["z"], zref)
+        for name, b in zip(("du", "dpre", "dpost"), (ref_leaves[0], ref_leaves[3], ref_leaves[4])):
+            if name in fused:
+                errs[name + "_poisoned"] = rel(fused[name], b.grad)
     worst = max(errs.values())
     ok = unwritten == 0 and worst <= TOL[dtype] and all(v == v for v in errs.values())
     return {"B": B, "H": H, "L": L, "bidirectional": bid, "gates": gates, "dtype": str(dtype).split(".")[-1],

@@ -2,10 +2,16 @@
 
 With ``x = u*pregate``, ``z = conv(x, k) + x*D`` and ``y = postgate*z``, and ``g = dy*postgate``:
 ``dx = corr(g, k) + g*D`` (the forward kernels with the conjugate spectrum), ``du = dx*pregate``,
-``dpregate = dx*u``, ``dpostgate = dy*z`` (z recomputed, not stored), ``dD = sum g*x`` and
-``dk`` from the batch-summed cross spectrum of x and g. Nothing of size (B, H, N) is kept between
-forward and backward: only the inputs are saved and the filter spectrum is recomputed (by the
-Triton transforms when the tuning says so, else by torch's rfft).
+``dpregate = dx*u``, ``dpostgate = dy*z``, ``dD = sum g*x`` and ``dk`` from the batch-summed cross
+spectrum of x and g.
+
+Forward: one apply pass writes y and, when the postgate needs a gradient, z (in u's dtype) from the
+same registers; z is saved so the backward needs no second convolution. Backward: one apply pass on
+``(dy, postgate)`` with the conjugate spectrum writes du, dpregate and dpostgate in their own dtypes
+and per-row partial sums of ``g*x`` (dD: one small reduction over the (B, H) partials), then the
+cross-spectrum pass for dk. Nothing of size (B, H, N) is kept between forward and backward: the
+inputs (and z) are saved and the filter spectrum is recomputed (by the Triton transforms when the
+tuning says so, else by torch's rfft).
 """
 from __future__ import annotations
 
@@ -39,38 +45,41 @@ class FFTConvFn(torch.autograd.Function):
         prec = _precision(u.dtype, fp32_intermediate)
         plan = plan_for(u.shape[-1], tuning, prec)
         spec = _spectrum(k, plan, bidirectional, prec, tuning)
-        y = conv_apply(u, pregate, D, postgate, spec, plan, u.dtype, prec, tuning)
-        ctx.save_for_backward(u, k, D, pregate, postgate)
+        z = torch.empty_like(u) if postgate is not None and ctx.needs_input_grad[4] else None
+        y = conv_apply(u, pregate, D, postgate, spec, plan, u.dtype, prec, tuning, z=z)
+        ctx.save_for_backward(u, k, D, pregate, postgate, z)
         ctx.conf = (plan, prec, bidirectional, tuning)
         return y
 
     @staticmethod
     def backward(ctx, dy):  # type: ignore[override]
-        u, k, D, pre, post = ctx.saved_tensors
+        u, k, D, pre, post, z = ctx.saved_tensors
         plan, prec, bidirectional, tuning = ctx.conf
+        # The kernels read rows with unit time stride at offset (b*H + h)*L. dy often arrives as the
+        # transpose of a (B, L, H) gradient (time stride H): read in place, every program would touch
+        # one 32-byte sector per element, so one coalesced copy that both passes below read is cheaper.
         dy = dy.contiguous()
         need_u, need_k, need_d, need_pre, need_post = ctx.needs_input_grad[:5]
-        du = dk = dD = dpre = dpost = None
-        if need_u or need_pre:
+        need_pre = need_pre and pre is not None
+        need_post = need_post and post is not None
+        need_d = need_d and D is not None
+        du = torch.empty_like(u) if need_u else None
+        dpre = torch.empty_like(pre) if need_pre else None
+        dpost = torch.empty_like(post) if need_post else None
+        dk = dD = None
+        if need_u or need_pre or need_d:
+            # One pass: dx = corr(dy*post) + dy*post*D, du = dx*pre, dpre = dx*u, dpost = dy*z and the
+            # dD partials sum(dy*post * u*pre) per row.
+            dsum = torch.empty(D.shape, device=u.device, dtype=torch.float32) if need_d else None
             cspec = _spectrum(k, plan, bidirectional, prec, tuning, conj=True)
-            dx = conv_apply(dy, post, D, None, cspec, plan, torch.float32, prec, tuning)
+            conv_apply(dy, post, D, pre, cspec, plan, u.dtype, prec, tuning, out=du, store_y=need_u,
+                       m2=u if need_pre or need_d else None, out2=dpre,
+                       zin=z if need_post else None, out3=dpost, dsum=dsum)
             del cspec
-            if need_u:
-                du = (dx if pre is None else dx * pre.float()).to(u.dtype)
-            if need_pre:
-                dpre = (dx * u.float()).to(pre.dtype)
-            del dx
-        if need_post:
-            spec = _spectrum(k, plan, bidirectional, prec, tuning)
-            z = conv_apply(u, pre, D, None, spec, plan, torch.float32, prec, tuning)
-            del spec
-            dpost = (dy.float() * z).to(post.dtype)
-            del z
-        if need_d:
-            x = u.float() if pre is None else u.float() * pre.float()
-            g = dy.float() if post is None else dy.float() * post.float()
-            dD = (g * x).sum(dim=(0, 2)).to(D.dtype)
-            del x, g
+            if need_d:
+                dD = dsum.to(D.dtype)
+        elif need_post:
+            torch.mul(dy, z, out=dpost)
         if need_k:
             sr, si = cross_spectrum(u, pre, dy, post, plan, prec, tuning)
             dk = filter_grad(sr, si, plan, bidirectional).to(k.dtype)

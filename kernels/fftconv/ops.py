@@ -4,8 +4,10 @@ Inputs are (B, H, L) contiguous; the filter spectrum comes already permuted and 
 :func:`.plan.filter_spectrum` in v1, :func:`filter_spectrum_triton` in v2). Two building blocks cover
 forward and backward:
 
-- :func:`conv_apply`: ``post * (conv(u*pre) + u*pre*D)`` for a given spectrum (the backward's
-  input gradient is the same call with the conjugate spectrum and ``dy``, ``postgate`` as inputs).
+- :func:`conv_apply`: ``post * (conv(u*pre) + u*pre*D)`` for a given spectrum; its final pass can
+  also write the pre-``post`` result, two more products and per-program partial sums. The forward
+  keeps z that way; the backward is the same call with the conjugate spectrum and ``dy``,
+  ``postgate`` as inputs, writing du, dpregate, dpostgate and the dD partials in one pass.
 - :func:`cross_spectrum`: ``sum_b conj(X_b) G_b`` in stored order, from which dk follows.
 
 Every launch takes a :class:`.plan.Tuning` (which v2 changes, which launch shapes).
@@ -86,42 +88,73 @@ def conv_apply(
     prec: str,
     tuning: Tuning,
     out: torch.Tensor | None = None,
-) -> torch.Tensor:
+    *,
+    store_y: bool = True,
+    z: torch.Tensor | None = None,
+    m2: torch.Tensor | None = None,
+    out2: torch.Tensor | None = None,
+    zin: torch.Tensor | None = None,
+    out3: torch.Tensor | None = None,
+    dsum: torch.Tensor | None = None,
+) -> torch.Tensor | None:
     """``post * (irfft(rfft(u*pre) * spectrum)[:L] + u*pre*D)`` with the Triton kernels.
 
     ``out`` (optional, (B, H, L) of ``out_dtype``, contiguous) receives the result; the GPU checks
-    pass a poisoned buffer to prove that every element is written.
+    pass a poisoned buffer to prove that every element is written. ``store_y=False``: no output
+    (returns None). The same final pass can also write, with ``zv`` the result before ``post``:
+    ``z = zv``, ``out2 = zv * m2``, ``out3 = u * zin`` (all (B, H, L) contiguous, any dtype) and
+    ``dsum[h] = sum over batch and time of u*pre * m2 * post`` ((H,) fp32; ``m2`` required). The
+    backward uses all of them at once (see autograd.py).
     """
     B, H, L = u.shape
     ln = _Launch(plan, prec, tuning, u.device)
-    y = torch.empty(B, H, L, device=u.device, dtype=out_dtype) if out is None else out
+    y = None
+    if store_y:
+        y = torch.empty(B, H, L, device=u.device, dtype=out_dtype) if out is None else out
+    if (out2 is not None or dsum is not None) and m2 is None:
+        raise ValueError("conv_apply: out2 and dsum need m2")
+    if (out3 is None) != (zin is None):
+        raise ValueError("conv_apply: out3 and zin go together")
     kr, ki = spec
     dummy = u
-    flags = dict(HAS_PRE=pre is not None, HAS_D=D is not None, HAS_POST=post is not None, PREC=prec, DOT16=ln.dot16)
-    pre_a, d_a, post_a = (t if t is not None else dummy for t in (pre, D, post))
+    flags = dict(HAS_PRE=pre is not None, HAS_D=D is not None, HAS_POST=post is not None, PREC=prec, DOT16=ln.dot16,
+                 STORE_Y=store_y, STORE_Z=z is not None, STORE_Y2=out2 is not None, STORE_Y3=out3 is not None,
+                 DSUM=dsum is not None)
+    pre_a, d_a, post_a, y_a, z_a, m2_a, y2_a, zin_a, y3_a = (
+        t if t is not None else dummy for t in (pre, D, post, y, z, m2, out2, zin, out3))
+    if plan.short:
+        parts_per_row = 1
+    elif ln.two_level:
+        parts_per_row = plan.n1 // ln.bc
+    else:
+        parts_per_row = ((plan.n2 // 2) // min(64, plan.n2 // 2)) * (plan.n1 // 64)
+    parts = torch.empty(B * H * parts_per_row, device=u.device, dtype=torch.float32) if dsum is not None else dummy
+    extras = (z_a, m2_a, y2_a, zin_a, y3_a, parts)
     if plan.short:
         row_conv_kernel[(B * H, 1)](
-            u, pre_a, d_a, post_a, y, dummy, dummy, kr, ki, *ln.row_consts, H, L, 1,
+            u, pre_a, d_a, post_a, y_a, *extras, dummy, dummy, kr, ki, *ln.row_consts, H, L, 1,
             A=plan.a, BD=plan.bd, REAL_IO=True, num_warps=ln.row_warps, **flags,
         )
-        return y
-    zr, zi = ln.col_forward(u, pre, B * H, L)
-    row_conv_kernel[(B * H, plan.n2)](
-        dummy, dummy, dummy, dummy, dummy, zr, zi, kr, ki, *ln.row_consts, H, L, plan.n2,
-        A=plan.a, BD=plan.bd, REAL_IO=False, HAS_PRE=False, HAS_D=False, HAS_POST=False, PREC=prec,
-        DOT16=ln.dot16, num_warps=ln.row_warps,
-    )
-    if ln.two_level:
-        col2_inv_kernel[(B * H * (plan.n1 // ln.bc),)](
-            zr, zi, u, pre_a, d_a, post_a, y, *ln.col2_consts(), H, L,
-            Q=ln.q, P=ln.p, N1=plan.n1, BC=ln.bc, num_warps=tuning.col_warps, **flags,
+    else:
+        zr, zi = ln.col_forward(u, pre, B * H, L)
+        row_conv_kernel[(B * H, plan.n2)](
+            dummy, dummy, dummy, dummy, dummy, *(dummy,) * 6, zr, zi, kr, ki, *ln.row_consts, H, L, plan.n2,
+            A=plan.a, BD=plan.bd, REAL_IO=False, HAS_PRE=False, HAS_D=False, HAS_POST=False, PREC=prec,
+            DOT16=ln.dot16, num_warps=ln.row_warps,
         )
-        return y
-    BK, BC, BN = min(64, plan.n2 // 2), 64, min(32, plan.n2)
-    col_inv_kernel[(B * H, (plan.n2 // 2) // BK, plan.n1 // BC)](
-        zr, zi, u, pre_a, d_a, post_a, y, ln.c["fcr"], ln.c["fci"], H, L,
-        N2=plan.n2, N1=plan.n1, BK=BK, BC=BC, BN=BN, num_warps=4, **flags,
-    )
+        if ln.two_level:
+            col2_inv_kernel[(B * H * parts_per_row,)](
+                zr, zi, u, pre_a, d_a, post_a, y_a, *extras, *ln.col2_consts(), H, L,
+                Q=ln.q, P=ln.p, N1=plan.n1, BC=ln.bc, num_warps=tuning.col_warps, **flags,
+            )
+        else:
+            BK, BC, BN = min(64, plan.n2 // 2), 64, min(32, plan.n2)
+            col_inv_kernel[(B * H, (plan.n2 // 2) // BK, plan.n1 // BC)](
+                zr, zi, u, pre_a, d_a, post_a, y_a, *extras, ln.c["fcr"], ln.c["fci"], H, L,
+                N2=plan.n2, N1=plan.n1, BK=BK, BC=BC, BN=BN, num_warps=4, **flags,
+            )
+    if dsum is not None:
+        torch.sum(parts.view(B, H, parts_per_row), dim=(0, 2), out=dsum)
     return y
 
 

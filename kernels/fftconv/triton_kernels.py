@@ -97,42 +97,80 @@ def _load_real(u_ptr, g_ptr, off, mask, HAS_G: tl.constexpr):
 
 
 @triton.jit
-def _epilogue(y_ptr, acc, x, d_ptr, post_ptr, h, off, mask, HAS_D: tl.constexpr, HAS_POST: tl.constexpr):
-    """Store ``post * (acc + x * D[h])`` in y's dtype."""
+def _epilogue(acc, x, u_ptr, d_ptr, post_ptr, y_ptr, z_ptr, m2_ptr, y2_ptr, zin_ptr, y3_ptr, dsum_ptr,
+              h, off, mask, part, HAS_D: tl.constexpr, HAS_POST: tl.constexpr, STORE_Y: tl.constexpr,
+              STORE_Z: tl.constexpr, STORE_Y2: tl.constexpr, STORE_Y3: tl.constexpr, DSUM: tl.constexpr):
+    """Everything after the inverse transform, for ``acc`` (the convolution, fp32) and ``x = u*pre``.
+
+    With ``z = acc + x * D[h]``, each in its output's dtype and masked to ``mask``:
+    ``y = z * post`` (STORE_Y), ``z`` itself (STORE_Z: the forward keeps it for d_postgate),
+    ``y2 = z * m2`` (STORE_Y2), ``y3 = u * zin`` (STORE_Y3: ``u`` ungated) and the partial sum
+    ``dsum[part] = sum(x * m2 * post)`` over this program's elements (DSUM).
+    The backward calls it with ``u = dy``, ``pre = postgate``, ``post = pregate``, ``m2 = u`` and
+    ``zin`` = the forward's z: ``y = du``, ``y2 = dpregate``, ``y3 = dpostgate``, ``dsum`` -> dD.
+    """
+    z = acc
     if HAS_D:
-        acc = acc + x * tl.load(d_ptr + h).to(tl.float32)
+        z = z + x * tl.load(d_ptr + h).to(tl.float32)
+    if STORE_Z:
+        tl.store(z_ptr + off, z.to(z_ptr.dtype.element_ty), mask=mask)
+    post = z  # unused unless HAS_POST
     if HAS_POST:
-        acc = acc * tl.load(post_ptr + off, mask=mask, other=0.0).to(tl.float32)
-    tl.store(y_ptr + off, acc.to(y_ptr.dtype.element_ty), mask=mask)
+        post = tl.load(post_ptr + off, mask=mask, other=0.0).to(tl.float32)
+    if STORE_Y:
+        out = z
+        if HAS_POST:
+            out = z * post
+        tl.store(y_ptr + off, out.to(y_ptr.dtype.element_ty), mask=mask)
+    if STORE_Y2 or DSUM:
+        m2 = tl.load(m2_ptr + off, mask=mask, other=0.0).to(tl.float32)
+        if STORE_Y2:
+            tl.store(y2_ptr + off, (z * m2).to(y2_ptr.dtype.element_ty), mask=mask)
+        if DSUM:
+            t = x * m2
+            if HAS_POST:
+                t = t * post
+            tl.store(dsum_ptr + part, tl.sum(tl.sum(t, axis=1), axis=0))
+    if STORE_Y3:
+        raw = tl.load(u_ptr + off, mask=mask, other=0.0).to(tl.float32)
+        zin = tl.load(zin_ptr + off, mask=mask, other=0.0).to(tl.float32)
+        tl.store(y3_ptr + off, (raw * zin).to(y3_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
-def _gated_epilogue(y_ptr, acc, u_ptr, pre_ptr, d_ptr, post_ptr, h, off, mask,
-                    HAS_PRE: tl.constexpr, HAS_D: tl.constexpr, HAS_POST: tl.constexpr):
-    """:func:`_epilogue` for passes that have not read the gated input: it is loaded only for the skip term."""
-    if HAS_D:
+def _gated_epilogue(acc, u_ptr, pre_ptr, d_ptr, post_ptr, y_ptr, z_ptr, m2_ptr, y2_ptr, zin_ptr, y3_ptr, dsum_ptr,
+                    h, off, mask, part, HAS_PRE: tl.constexpr, HAS_D: tl.constexpr, HAS_POST: tl.constexpr,
+                    STORE_Y: tl.constexpr, STORE_Z: tl.constexpr, STORE_Y2: tl.constexpr, STORE_Y3: tl.constexpr,
+                    DSUM: tl.constexpr):
+    """:func:`_epilogue` for passes that have not read the gated input: it is loaded only if needed
+    (skip term or dsum)."""
+    if HAS_D or DSUM:
         x = _load_real(u_ptr, pre_ptr, off, mask, HAS_PRE)
     else:
-        x = acc  # unused: no skip term
-    _epilogue(y_ptr, acc, x, d_ptr, post_ptr, h, off, mask, HAS_D, HAS_POST)
+        x = acc  # unused: no skip term, no dsum
+    _epilogue(acc, x, u_ptr, d_ptr, post_ptr, y_ptr, z_ptr, m2_ptr, y2_ptr, zin_ptr, y3_ptr, dsum_ptr,
+              h, off, mask, part, HAS_D, HAS_POST, STORE_Y, STORE_Z, STORE_Y2, STORE_Y3, DSUM)
 
 
 @triton.jit
 def row_conv_kernel(
     u_ptr, pre_ptr, d_ptr, post_ptr, y_ptr,  # real input/output (short path)
+    z_ptr, m2_ptr, y2_ptr, zin_ptr, y3_ptr, dsum_ptr,  # optional outputs of the short path (_epilogue)
     zr_ptr, zi_ptr,  # complex rows, transformed in place (long path)
     kr_ptr, ki_ptr,  # filter spectrum in stored order, (H, N2*A*BD), scaled by 1/N
     far_ptr, fai_ptr, fbr_ptr, fbi_ptr, twr_ptr, twi_ptr,
     H, L, N2,
     A: tl.constexpr, BD: tl.constexpr, REAL_IO: tl.constexpr,
     HAS_PRE: tl.constexpr, HAS_D: tl.constexpr, HAS_POST: tl.constexpr, PREC: tl.constexpr,
-    DOT16: tl.constexpr,
+    DOT16: tl.constexpr, STORE_Y: tl.constexpr = True, STORE_Z: tl.constexpr = False,
+    STORE_Y2: tl.constexpr = False, STORE_Y3: tl.constexpr = False, DSUM: tl.constexpr = False,
 ):
     """One row: transform, multiply by the filter spectrum, inverse transform.
 
     Short path (REAL_IO): the row is the whole gated, zero-padded sequence and the program writes
-    the finished output (skip term and post-gate fused). Long path: row ``program_id(1)`` of the
-    column-transformed buffer, rewritten in place.
+    the finished output (skip term and post-gate fused) and the optional outputs of :func:`_epilogue`
+    (``dsum`` partial at index ``bh``). Long path: row ``program_id(1)`` of the column-transformed
+    buffer, rewritten in place.
     """
     bh = tl.program_id(0).to(tl.int64)  # batch*channel on axis 0: it can exceed 65535
     r = tl.program_id(1)
@@ -155,7 +193,8 @@ def row_conv_kernel(
     pi = zr * ki + zi * kr
     if REAL_IO:
         out, _unused = _row_inv(pr, pi, far, fai, fbr, fbi, twr, twi, True, PREC, DOT16)
-        _epilogue(y_ptr, out, x, d_ptr, post_ptr, h, off, mask, HAS_D, HAS_POST)
+        _epilogue(out, x, u_ptr, d_ptr, post_ptr, y_ptr, z_ptr, m2_ptr, y2_ptr, zin_ptr, y3_ptr, dsum_ptr,
+                  h, off, mask, bh, HAS_D, HAS_POST, STORE_Y, STORE_Z, STORE_Y2, STORE_Y3, DSUM)
     else:
         outr, outi = _row_inv(pr, pi, far, fai, fbr, fbi, twr, twi, False, PREC, DOT16)
         tl.store(zr_ptr + zoff, outr.to(zr_ptr.dtype.element_ty))
@@ -250,12 +289,15 @@ def col_fwd_kernel(
 
 @triton.jit
 def col_inv_kernel(
-    zr_ptr, zi_ptr, u_ptr, pre_ptr, d_ptr, post_ptr, y_ptr, fcr_ptr, fci_ptr, H, L,
+    zr_ptr, zi_ptr, u_ptr, pre_ptr, d_ptr, post_ptr, y_ptr, z_ptr, m2_ptr, y2_ptr, zin_ptr, y3_ptr, dsum_ptr,
+    fcr_ptr, fci_ptr, H, L,
     N2: tl.constexpr, N1: tl.constexpr, BK: tl.constexpr, BC: tl.constexpr, BN: tl.constexpr,
     HAS_PRE: tl.constexpr, HAS_D: tl.constexpr, HAS_POST: tl.constexpr, PREC: tl.constexpr,
-    DOT16: tl.constexpr,
+    DOT16: tl.constexpr, STORE_Y: tl.constexpr = True, STORE_Z: tl.constexpr = False,
+    STORE_Y2: tl.constexpr = False, STORE_Y3: tl.constexpr = False, DSUM: tl.constexpr = False,
 ):
-    """Inverse of :func:`col_fwd_kernel` for output rows ``n2 < N2/2`` only, real part, fused epilogue."""
+    """Inverse of :func:`col_fwd_kernel` for output rows ``n2 < N2/2`` only, real part, fused epilogue
+    (``dsum`` partial at this program's index in launch order)."""
     pc = tl.program_id(2)
     pn = tl.program_id(1)
     bh = tl.program_id(0).to(tl.int64)  # axis 0: can exceed 65535
@@ -276,7 +318,9 @@ def col_inv_kernel(
     n = n1 + N1 * n2
     mask = n < L
     off = bh * L + n
-    _gated_epilogue(y_ptr, acc, u_ptr, pre_ptr, d_ptr, post_ptr, h, off, mask, HAS_PRE, HAS_D, HAS_POST)
+    part = (bh * tl.num_programs(1) + pn) * tl.num_programs(2) + pc
+    _gated_epilogue(acc, u_ptr, pre_ptr, d_ptr, post_ptr, y_ptr, z_ptr, m2_ptr, y2_ptr, zin_ptr, y3_ptr, dsum_ptr,
+                    h, off, mask, part, HAS_PRE, HAS_D, HAS_POST, STORE_Y, STORE_Z, STORE_Y2, STORE_Y3, DSUM)
 
 
 @triton.jit
@@ -352,10 +396,12 @@ def col2_fwd_kernel(
 
 @triton.jit
 def col2_inv_kernel(
-    zr_ptr, zi_ptr, u_ptr, pre_ptr, d_ptr, post_ptr, y_ptr,
+    zr_ptr, zi_ptr, u_ptr, pre_ptr, d_ptr, post_ptr, y_ptr, z_ptr, m2_ptr, y2_ptr, zin_ptr, y3_ptr, dsum_ptr,
     fqr_ptr, fqi_ptr, fpr_ptr, fpi_ptr, twr_ptr, twi_ptr, H, L,
     Q: tl.constexpr, P: tl.constexpr, N1: tl.constexpr, BC: tl.constexpr,
     HAS_PRE: tl.constexpr, HAS_D: tl.constexpr, HAS_POST: tl.constexpr, PREC: tl.constexpr, DOT16: tl.constexpr,
+    STORE_Y: tl.constexpr = True, STORE_Z: tl.constexpr = False, STORE_Y2: tl.constexpr = False,
+    STORE_Y3: tl.constexpr = False, DSUM: tl.constexpr = False,
 ):
     """Inverse of :func:`col2_fwd_kernel` (adjoint steps in reverse order), real part, fused epilogue.
 
@@ -390,4 +436,5 @@ def col2_inv_kernel(
     n = c0 + col // P + N1 * (p + P * q)
     mask = n < L
     off = bh * L + n
-    _gated_epilogue(y_ptr, acc, u_ptr, pre_ptr, d_ptr, post_ptr, h, off, mask, HAS_PRE, HAS_D, HAS_POST)
+    _gated_epilogue(acc, u_ptr, pre_ptr, d_ptr, post_ptr, y_ptr, z_ptr, m2_ptr, y2_ptr, zin_ptr, y3_ptr, dsum_ptr,
+                    h, off, mask, pid, HAS_PRE, HAS_D, HAS_POST, STORE_Y, STORE_Z, STORE_Y2, STORE_Y3, DSUM)
