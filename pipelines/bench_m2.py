@@ -3,14 +3,16 @@
 For each sequence length L the script times one forward+backward step (bf16 autocast, fp32 params,
 next-token loss) of
 
-- ``m2``: the causal M2 LM with the Triton ``fftconv`` kernels (opted in with ``GENOMIX_TRITON_OPS=fftconv``,
-  which this script sets: the dispatch's default on CUDA is the reference, see kernels/dispatch.py),
+- ``m2``: the causal M2 LM with the kernels the dispatch picks on CUDA (on-chip Triton FFT convolution
+  up to L = 4096 in 16-bit, cuFFT with fused Triton passes beyond; Triton short conv, LayerNorm, GLU),
 - ``m2-ref``: the same model forced onto the PyTorch reference FFT convolution
   (``GENOMIX_REFERENCE_OPS=fftconv,fftconv-short,fftconv-cufft``), so the kernels' share of the speed-up is visible,
 - ``m2-bert``: the bidirectional M2 masked LM (same width/depth, ``fftconv(bidirectional=True)``),
 - ``transformer``: the pre-norm causal Transformer (SDPA, i.e. FlashAttention on H100, RoPE, GELU MLP),
 
-with ``batch = tokens // L`` (the same tokens per step at every L), timed with
+with ``batch = tokens // L`` (the same tokens per step at every L). With ``--cuda-graphs`` every model is
+also timed with its forward+backward captured as one CUDA graph (``genomix.train.cuda_graph``; rows
+``mode: graph``), which removes the host's kernel-issue time from steps that are bound by it. Timed with
 ``triton.testing.do_bench`` (median, after warm-up, fresh inputs from a pool, gradients cleared every
 step), the host time to issue one step (``host ms``: near the step time means launch-bound), then peak
 memory of one step at batch 1. Before timing, the M2 models' Triton and reference
@@ -33,6 +35,7 @@ import torch
 
 from genomix.kernels.dispatch import fftconv_path
 from genomix.models import build
+from genomix.train.cuda_graph import GraphedTrainingStep
 
 
 def _model(kind: str, width: int, depth: int, heads: int, max_len: int) -> torch.nn.Module:
@@ -79,6 +82,22 @@ def _step_fn(model: torch.nn.Module, pool: list[torch.Tensor], masked: bool) -> 
             labels = ids if not masked else torch.where(ids % 7 == 0, ids, torch.full_like(ids, -100))
             loss = model(ids, labels=labels).loss
         loss.backward()
+
+    return step
+
+
+def _graphed_step_fn(model: torch.nn.Module, pool: list[torch.Tensor], masked: bool) -> Callable[[], None]:
+    """The same step as :func:`_step_fn`, replayed from a CUDA graph captured on the pool's first input."""
+    def batch(ids: torch.Tensor) -> dict[str, torch.Tensor]:
+        labels = ids if not masked else torch.where(ids % 7 == 0, ids, torch.full_like(ids, -100))
+        return {"input_ids": ids, "labels": labels}
+
+    graphed = GraphedTrainingStep(model, batch(pool[0]))
+    state = {"i": 0}
+
+    def step() -> None:
+        graphed(batch(pool[state["i"] % len(pool)]))
+        state["i"] += 1
 
     return step
 
@@ -132,50 +151,54 @@ def check_dispatch(width: int, depth: int, length: int) -> list[dict[str, Any]]:
     return rows
 
 
-def bench(lengths: list[int], tokens: int, width: int, depth: int, heads: int, kinds: list[str]) -> list[dict[str, Any]]:
+def bench(lengths: list[int], tokens: int, width: int, depth: int, heads: int, kinds: list[str],
+          graphs: bool) -> list[dict[str, Any]]:
     from triton.testing import do_bench
 
     rows = []
     for length in lengths:
         batch = max(1, tokens // length)
         for kind in kinds:
-            row: dict[str, Any] = {"model": kind, "L": length, "batch": batch}
-            model = None
-            try:
-                torch.manual_seed(0)
-                model = _model(kind, width, depth, heads, length).cuda().train()
-                with _ForceReference(kind == "m2-ref"):
-                    step = _step_fn(model, _inputs(batch, length), masked=kind == "m2-bert")
-                    ms = do_bench(step, warmup=50, rep=300, return_mode="median")
-                    row.update(ms=ms, tokens_per_s=batch * length / (ms / 1e3), host_ms=_host_ms(step))
-                    row["peak_gib_batch"] = _peak_gib(step)
-                    row["peak_gib_b1"] = _peak_gib(_step_fn(model, _inputs(1, length, 1), kind == "m2-bert"))
-            except torch.cuda.OutOfMemoryError:
-                row["error"] = "OOM"
-            except Exception as exc:  # record and go on: one failing configuration must not hide the rest
-                row["error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
-            finally:
-                model = None  # noqa: F841
-                torch.cuda.empty_cache()
-            rows.append(row)
-            print(json.dumps(row), flush=True)
+            for mode in ("eager", "graph") if graphs else ("eager",):
+                row: dict[str, Any] = {"model": kind, "mode": mode, "L": length, "batch": batch}
+                model = None
+                try:
+                    torch.manual_seed(0)
+                    model = _model(kind, width, depth, heads, length).cuda().train()
+                    with _ForceReference(kind == "m2-ref"):
+                        make_step = _graphed_step_fn if mode == "graph" else _step_fn
+                        step = make_step(model, _inputs(batch, length), masked=kind == "m2-bert")
+                        ms = do_bench(step, warmup=50, rep=300, return_mode="median")
+                        row.update(ms=ms, tokens_per_s=batch * length / (ms / 1e3), host_ms=_host_ms(step))
+                        if mode == "eager":
+                            row["peak_gib_batch"] = _peak_gib(step)
+                            row["peak_gib_b1"] = _peak_gib(_step_fn(model, _inputs(1, length, 1), kind == "m2-bert"))
+                except torch.cuda.OutOfMemoryError:
+                    row["error"] = "OOM"
+                except Exception as exc:  # record and go on: one failing configuration must not hide the rest
+                    row["error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
+                finally:
+                    model = step = None  # noqa: F841
+                    torch.cuda.empty_cache()
+                rows.append(row)
+                print(json.dumps(row), flush=True)
     return rows
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    by = {(r["model"], r["L"]): r for r in rows}
-    lines = ["| L | batch | model | step ms | host ms | tokens/s | peak GiB (batch) | peak GiB (B=1) | speed-up vs Transformer |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    by = {(r["model"], r["mode"], r["L"]): r for r in rows}
+    lines = ["| L | batch | model | mode | step ms | host ms | tokens/s | peak GiB (batch) | peak GiB (B=1) "
+             "| speed-up vs Transformer (same mode) |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
+        head = f"| {r['L']:,} | {r['batch']} | {r['model']} | {r['mode']} |"
         if "error" in r:
-            lines.append(f"| {r['L']:,} | {r['batch']} | {r['model']} | {r['error']} | | | | | |")
+            lines.append(f"{head} {r['error']} | | | | | |")
             continue
-        base = by.get(("transformer", r["L"]))
+        base = by.get(("transformer", r["mode"], r["L"]))
         ratio = f"{base['ms'] / r['ms']:.2f}×" if base and "ms" in base else "—"
-        lines.append(
-            f"| {r['L']:,} | {r['batch']} | {r['model']} | {r['ms']:.2f} | {r['host_ms']:.2f} | {r['tokens_per_s'] / 1e6:.2f} M | "
-            f"{r['peak_gib_batch']:.2f} | {r['peak_gib_b1']:.3f} | {ratio} |"
-        )
+        peaks = (f"{r['peak_gib_batch']:.2f} | {r['peak_gib_b1']:.3f}" if "peak_gib_batch" in r else "— | —")
+        lines.append(f"{head} {r['ms']:.2f} | {r['host_ms']:.2f} | {r['tokens_per_s'] / 1e6:.2f} M | {peaks} | {ratio} |")
     return "\n".join(lines)
 
 
@@ -188,8 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--depth", type=int, default=4)
     ap.add_argument("--heads", type=int, default=4)
     ap.add_argument("--models", nargs="+", default=["m2", "m2-ref", "m2-dense", "m2-blockdiag", "m2-bert", "transformer"])
+    ap.add_argument("--cuda-graphs", action="store_true", help="also time each model's step replayed from a CUDA graph")
     args = ap.parse_args(argv)
-    os.environ["GENOMIX_TRITON_OPS"] = "fftconv"  # every M2 row but m2-ref takes the Triton kernels
     if not torch.cuda.is_available():
         print("bench_m2 needs a CUDA GPU", file=sys.stderr)
         return 2
@@ -199,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         checks = [{"error": f"{type(exc).__name__}: {str(exc)[:300]}"}]
     for c in checks:
         print(json.dumps(c), flush=True)
-    rows = bench(args.lengths, args.tokens, args.width, args.depth, args.heads, args.models)
+    rows = bench(args.lengths, args.tokens, args.width, args.depth, args.heads, args.models, args.cuda_graphs)
     meta = {
         "device": torch.cuda.get_device_name(), "torch": torch.__version__, "python": platform.python_version(),
         "fftconv_path": fftconv_path(),
