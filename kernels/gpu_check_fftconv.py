@@ -140,13 +140,14 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=".")
     ap.add_argument("--path", choices=("triton", "cufft"), default="triton")
+    ap.add_argument("--dtypes", nargs="+", choices=("float32", "bfloat16"), default=["float32", "bfloat16"])
     args = ap.parse_args()
     assert torch.cuda.is_available(), "needs a CUDA GPU"
     os.environ.pop("GENOMIX_FORCE_REFERENCE", None)
     os.environ["GENOMIX_TRITON_OPS"] = "fftconv"  # the dispatch's CUDA default for fftconv is the reference
     torch.manual_seed(int(time.time()))
     rows = []
-    for dtype in (torch.float32, torch.bfloat16):
+    for dtype in (getattr(torch, name) for name in args.dtypes):
         for case in CASES:
             t0 = time.time()
             try:
