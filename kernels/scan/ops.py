@@ -32,7 +32,8 @@ class Tiling:
     thread holding its channel's steps) instead of one strided element per thread and step.
     ``bwd_variant`` picks the backward kernel: ``"assoc"`` (:func:`.triton_scan._scan_bwd_kernel`) or
     ``"seq"`` (:mod:`.triton_seq_bwd`: one channel per thread, use ``bwd_block_e = 32 * bwd_warps`` and
-    a ``chunk`` that is a multiple of 8; its forward recompute grows with the chunk, see its docstring).
+    a ``chunk`` that is a multiple of 8; its forward recompute grows with the chunk, see its docstring);
+    ``bwd_stash`` (4 or 8) is how many steps of states it recomputes and keeps per thread at a time.
     """
 
     block_e: int = 4
@@ -45,6 +46,7 @@ class Tiling:
     bwd_target_programs: int | None = None
     tile_io: bool = False
     bwd_variant: str = "assoc"
+    bwd_stash: int = 4
 
 
 #: The sequential-step forward at the setting that measured best on an H200 (2026-12-01,
@@ -114,8 +116,9 @@ def _check_tiling(tiling: Tiling) -> None:
             raise ValueError(f"unknown selective-scan {name} {value!r} (expected 'assoc' or 'seq')")
     if tiling.variant == "seq" and tiling.chunk % 16:
         raise ValueError(f"the 'seq' variant needs a chunk that is a multiple of 16, got {tiling.chunk}")
-    if tiling.bwd_variant == "seq" and tiling.chunk % 8:
-        raise ValueError(f"the 'seq' backward needs a chunk that is a multiple of 8, got {tiling.chunk}")
+    if tiling.bwd_variant == "seq" and (tiling.chunk % 8 or tiling.bwd_stash not in (4, 8)):
+        raise ValueError(f"the 'seq' backward needs a chunk that is a multiple of 8 (got {tiling.chunk}) "
+                         f"and a stash of 4 or 8 steps (got {tiling.bwd_stash})")
 
 
 def _log2e_scaled(A: torch.Tensor) -> torch.Tensor:
@@ -213,7 +216,9 @@ def _launch_bwd_assoc(u, delta, A, B, C, D, z, delta_bias, delta_softplus, state
 
 def _launch_bwd_seq(u, delta, A, B, C, D, z, delta_bias, delta_softplus, states, dout, tiling: Tiling):
     """Gradients through :func:`.triton_seq_bwd._seq_bwd_kernel`; its deterministic partials of the
-    shared gradients (dB/dC per channel block, dA/dD/dΔ-bias per segment) are summed here."""
+    shared gradients (dB/dC per warp of channels, dA/dD/dΔ-bias per segment) are summed here. On a GPU
+    with N = 16 and full warps (``bwd_block_e = 32 * bwd_warps``) the per-step channel sums use the
+    warp transpose-reduction; otherwise ``tl.sum``."""
     import triton
 
     from .triton_seq_bwd import _seq_bwd_kernel
@@ -221,37 +226,39 @@ def _launch_bwd_seq(u, delta, A, B, C, D, z, delta_bias, delta_softplus, states,
     batch, channels, length = u.shape
     groups, n_state = B.shape[1], B.shape[2]
     block_e = _tile(channels, groups, tiling.bwd_block_e or tiling.block_e)
+    warp_e = min(block_e, 32)
+    asm = not dispatch.interpreting()  # inline PTX: not in the CPU interpreter
+    warp_asm = asm and n_state == 16 and block_e == 32 * tiling.bwd_warps
     n_blocks, n_chunks = triton.cdiv(channels, block_e), states.shape[2]
+    n_rows = n_blocks * (block_e // warp_e)  # one dB/dC partial row per warp of channels
     per_seg, n_segs = plan_segments(batch, n_blocks, n_chunks, tiling.bwd_target_programs or tiling.target_programs)
     du, ddelta = torch.empty_like(u), torch.empty_like(delta)
     dz = torch.empty_like(z) if z is not None else None
     f32 = dict(dtype=torch.float32, device=u.device)
-    dB_part = torch.empty((batch, n_blocks, length, n_state), **f32)
-    dC_part = torch.empty_like(dB_part)
+    dBC_part = torch.empty((batch, n_rows, length, 2, n_state), **f32)
     dA_part = torch.empty((batch, n_segs, channels, n_state), **f32)
     dD_part = torch.empty((batch, n_segs, channels), **f32) if D is not None else None
     dbias_part = torch.empty((batch, n_segs, channels), **f32) if delta_bias is not None else None
     A2, BC, dummy = _log2e_scaled(A), pack_bc(B, C), dA_part
     grid = (batch, n_blocks, n_segs)
+    sub_states = torch.empty((batch * n_blocks * n_segs, tiling.chunk // tiling.bwd_stash, n_state, block_e), **f32)
 
     def launch(summary, seg_a, seg_q, carry):
         _seq_bwd_kernel[grid](
             u, delta, A2, BC, D if D is not None else dummy, z if z is not None else dummy,
             delta_bias if delta_bias is not None else dummy, dout, states,
-            du, ddelta, dz if dz is not None else dummy, dA_part, dB_part, dC_part,
+            du, ddelta, dz if dz is not None else dummy, dA_part, dBC_part,
             dD_part if D is not None else dummy, dbias_part if delta_bias is not None else dummy,
-            seg_a, seg_q, carry, channels, length, groups, n_chunks, per_seg, n_segs, 1,
-            SUMMARY=summary, N=n_state, BLOCK_E=block_e, T=tiling.chunk,
-            num_warps=tiling.bwd_warps, **_flags(D, z, delta_bias, delta_softplus),
+            seg_a, seg_q, carry, sub_states, channels, length, groups, n_chunks, per_seg, n_segs, 1,
+            SUMMARY=summary, N=n_state, BLOCK_E=block_e, T=tiling.chunk, S=tiling.bwd_stash, WARP_E=warp_e,
+            WARP_ASM=warp_asm, ASM=asm, num_warps=tiling.bwd_warps, **_flags(D, z, delta_bias, delta_softplus),
         )
 
     _run_segmented(launch, u, n_state, n_segs, reverse=True, dummy=dummy)
-
-    def per_group(part: torch.Tensor) -> torch.Tensor:  # (batch, blocks, L, N) -> (batch, G, N, L)
-        return part.view(batch, groups, n_blocks // groups, length, n_state).sum(2).transpose(-1, -2)
-
+    # (batch, rows, L, 2, N) -> dB, dC (batch, G, N, L): a group's channels are whole warps of channels
+    dB, dC = dBC_part.view(batch, groups, n_rows // groups, length, 2, n_state).sum(2).permute(3, 0, 1, 4, 2)
     total = lambda part: None if part is None else part.sum((0, 1))  # noqa: E731
-    return du, ddelta, total(dA_part), per_group(dB_part), per_group(dC_part), total(dD_part), dz, total(dbias_part)
+    return du, ddelta, total(dA_part), dB, dC, total(dD_part), dz, total(dbias_part)
 
 
 class SelectiveScanFn(torch.autograd.Function):

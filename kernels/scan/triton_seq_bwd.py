@@ -12,10 +12,11 @@ Adjoint (per channel, state n; ``a_t = exp(Δ_t A)``, ``dy_t = dout_t silu(z_t)`
     dA   = Σ_t g_t Δ_t w_t,   dB_t = Σ_e g_t Δ_t u_t,   dC_t = Σ_e h_t dy_t
 
 ``q`` flows from the end of the sequence backwards. Pairing ``g_t`` with ``h_t`` needs the forward
-states in reverse order: per 8-step sub-tile the states are recomputed from the chunk's saved start
-state (the sub-tiles before it without keeping anything, then the sub-tile itself keeping its 8 states:
-an (8, N) fp32 stash per thread), and the adjoint walks the sub-tile backwards. A chunk of ``T`` steps
-costs T/8 (T/8 + 1)/2 sub-tiles of forward recompute (1.5 T for T = 16, 2.5 T for T = 32).
+states in reverse order. Per chunk, the states are recomputed from the forward's saved chunk-start
+state once, keeping the start state of every ``S``-step sub-tile (S = ``Tiling.bwd_stash``, 4 or 8) in
+a small per-program scratch buffer (L2-resident); then, last sub-tile first, each sub-tile is
+recomputed from its start state keeping its S states in registers (an (S, N) fp32 stash per thread,
+which also yields dC and dz), and the adjoint walks it backwards. Forward work: about 2 T per chunk.
 
 Segments as in the forward: pass 1 (``SUMMARY``) runs only the ``q`` recurrence of each segment from
 zero and stores its ``q`` at the segment start and its total decay ``exp2(A log2 e ΣΔ)``;
@@ -29,100 +30,175 @@ import triton
 import triton.language as tl
 
 from .triton_scan import _SEGMENT_ARGS, _load_dt
-from .triton_seq import SUB, _load_bc, _row
+from .triton_seq import _load_bc, _row
 
 LN2: tl.constexpr = tl.constexpr(0.6931471805599453)
 
 
+def _transpose_sum_ptx(values: int = 16, lanes: int = 32) -> str:
+    """PTX of the warp sums of ``values`` = 16 numbers per lane (operands ``$16..$31``) by recursive
+    halving: at the level with lane offset ``o`` a lane keeps the half of its vector selected by bit
+    ``o`` of its lane id, sends the other half to lane ``id ^ o`` and adds what it receives; once one
+    number is left, the last level is a plain butterfly. Lanes ``2i`` and ``2i + 1`` end with the warp's
+    total of number ``i`` in output ``$0`` (outputs ``$1..$15`` are 0): 16 shuffles, against 16 x 5 for
+    16 butterfly reductions (``tl.sum``)."""
+    lines = ["{", ".reg .pred %up;", ".reg .b32 %lane, %bit;", ".reg .f32 %snd, %keep, %rcv;",
+             f".reg .f32 %v<{values}>;", "mov.u32 %lane, %laneid;"]
+    lines += [f"mov.f32 %v{i}, ${values + i};" for i in range(values)]
+    m, off = values, lanes // 2
+    while off >= 1:
+        if m == 1:
+            lines += [f"shfl.sync.bfly.b32 %rcv, %v0, {off}, 0x1f, 0xffffffff;", "add.f32 %v0, %v0, %rcv;"]
+        else:
+            m //= 2
+            lines += [f"and.b32 %bit, %lane, {off};", "setp.ne.u32 %up, %bit, 0;"]
+            for i in range(m):
+                lines += [f"selp.f32 %snd, %v{i}, %v{i + m}, %up;", f"selp.f32 %keep, %v{i + m}, %v{i}, %up;",
+                          f"shfl.sync.bfly.b32 %rcv, %snd, {off}, 0x1f, 0xffffffff;", f"add.f32 %v{i}, %keep, %rcv;"]
+        off //= 2
+    lines += ["mov.f32 $0, %v0;"] + [f"mov.f32 ${i}, 0f00000000;" for i in range(1, values)] + ["}"]
+    return "\n".join(lines)
+
+
+_TRANSPOSE_SUM: tl.constexpr = tl.constexpr(_transpose_sum_ptx())
+_TRANSPOSE_SUM_CONSTRAINTS: tl.constexpr = tl.constexpr(",".join(["=f"] * 16 + ["f"] * 16))
+
+
 @triton.jit
-def _advance(h, A2, bias, u_ptr, dt_ptr, BC_ptr, row, emask, bc_row, t0, L,
-             HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, STASH: tl.constexpr, N: tl.constexpr):
-    """The forward recurrence over the ``SUB`` steps from ``t0`` (tiled u/Δ loads, as the forward's
-    sub-tile). Returns the state after them and, with ``STASH``, every step's state as a (SUB, N,
-    BLOCK_E) tile with time in each thread's registers (otherwise the final state again)."""
-    rows = tl.arange(0, SUB)
+def _exp2(x, ASM: tl.constexpr):
+    """2^x. ``ASM`` (GPU): one ``ex2.approx.ftz`` (results below 2^-126 flush to 0, harmless for decay
+    factors); ``tl.exp2`` lowers to the non-ftz form, which adds a compare and two predicated
+    multiplies around every MUFU.EX2 (3 of the ~16 such per state and step)."""
+    if ASM:
+        return tl.inline_asm_elementwise("ex2.approx.ftz.f32 $0, $1;", "=f,f", [x], dtype=tl.float32,
+                                         is_pure=True, pack=1)
+    return tl.exp2(x)
+
+
+@triton.jit
+def _store_warp_sums(base_ptr, row_stride, x, ok, WARP_ASM: tl.constexpr, N: tl.constexpr,
+                     BLOCK_E: tl.constexpr, WARP_E: tl.constexpr):
+    """Store the sums of an (N, BLOCK_E) product (a step's dB or dC terms) over each group of
+    ``WARP_E`` channels (a warp) as N numbers at ``base_ptr``, one row per group, rows ``row_stride``
+    apart; nothing unless ``ok``. ``WARP_ASM`` (GPU, N = 16, one channel per lane): by
+    :func:`_transpose_sum_ptx`, the even lanes storing one contiguous 64-byte row. Otherwise
+    (interpreter, other shapes): ``tl.sum`` per group."""
+    if WARP_ASM:
+        e = tl.arange(0, BLOCK_E)
+        out = tl.inline_asm_elementwise(_TRANSPOSE_SUM, _TRANSPOSE_SUM_CONSTRAINTS, [x], dtype=tl.float32,
+                                        is_pure=True, pack=16)
+        mine = _row(out, (tl.arange(0, N) == 0)[:, None])
+        lane = e % 32
+        tl.store(base_ptr + (e // 32) * row_stride + lane // 2, mine, mask=((lane % 2) == 0) & ok)
+    else:
+        offs = tl.arange(0, N)[:, None] + tl.arange(0, BLOCK_E // WARP_E)[None, :] * row_stride
+        sums = tl.sum(tl.reshape(x, (N, BLOCK_E // WARP_E, WARP_E)), axis=2)
+        tl.store(base_ptr + offs, sums, mask=(offs * 0 + ok) != 0)
+
+
+@triton.jit
+def _advance(h, A2, bias, Dv, u_ptr, dt_ptr, z_ptr, dout_ptr, dz_ptr, BC_ptr, dBC_ptr, row, emask, bc_row,
+             part_row, t0, L, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
+             SOFTPLUS: tl.constexpr, STASH: tl.constexpr, N: tl.constexpr, S: tl.constexpr,
+             BLOCK_E: tl.constexpr, WARP_E: tl.constexpr, WARP_ASM: tl.constexpr, ASM: tl.constexpr):
+    """The forward recurrence over the ``S`` steps from ``t0`` (u/Δ loaded as (S, BLOCK_E) tiles, as in
+    the forward's sub-tile). Returns the state after them and, with ``STASH``, every step's state as an
+    (S, N, BLOCK_E) tile with time in each thread's registers (otherwise the final state again).
+    ``STASH`` also does the gradients that need only the forward states: dC_t = Σ_e h_t dy_t (the
+    warp partials) and dz (from y_t = <h_t, C_t> + D u_t), which keeps them out of the adjoint's
+    register budget."""
+    rows = tl.arange(0, S)
     t = t0 + rows
     m = (t < L)[:, None] & emask[None, :]
     offs = row[None, :] + t[:, None]
     u = tl.load(u_ptr + offs, mask=m, other=0.0).to(tl.float32)
     _, dt = _load_dt(dt_ptr, offs, m, bias[None, :], HAS_BIAS, SOFTPLUS)
     dtu = dt * u
-    hs = tl.zeros((SUB, 1, 1), dtype=tl.float32) + h[None, :, :] if STASH else h  # rows overwritten below
-    for j in tl.static_range(SUB):
+    hs = tl.zeros((S, 1, 1), dtype=tl.float32) + h[None, :, :] if STASH else h  # rows overwritten below
+    if STASH:
+        dout, zv, sig, dy = _gated_dout(dout_ptr, z_ptr, offs, m, HAS_Z)
+        y = tl.zeros_like(u)
+    for j in tl.static_range(S):
         pick = rows[:, None] == j
-        Bv, _ = _load_bc(BC_ptr, bc_row, t0 + j, L, N)
-        h = tl.exp2(_row(dt, pick)[None, :] * A2) * h + _row(dtu, pick)[None, :] * Bv[:, None]
+        Bv, Cv = _load_bc(BC_ptr, bc_row, t0 + j, L, N)
+        h = _exp2(_row(dt, pick)[None, :] * A2, ASM) * h + _row(dtu, pick)[None, :] * Bv[:, None]
         if STASH:
             hs = tl.where(pick[:, :, None], h[None, :, :], hs)
-    return h, hs
-
-
-@triton.jit
-def _adjoint(q, hs, dA, dD, dbias, dt_sum, A2, bias, Dv, u_ptr, dt_ptr, z_ptr, dout_ptr, BC_ptr,
-             du_ptr, ddt_ptr, dz_ptr, dB_ptr, dC_ptr, row, emask, bc_row, part_row, t0, L,
-             HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-             SUMMARY: tl.constexpr, N: tl.constexpr):
-    """The adjoint over the ``SUB`` steps from ``t0``, last step first, from ``q`` (dL/dh at the step
-    after them). ``SUMMARY``: only ``q`` and the running ΣΔ. Otherwise ``hs`` holds the sub-tile's
-    states (:func:`_advance`); writes du, dΔ, dz and the program's dB/dC partials of these steps and
-    adds to the dA, dD, dΔ-bias accumulators. Returns q at ``t0``, dA, dD, dΔ-bias and ΣΔ."""
-    rows = tl.arange(0, SUB)
-    n = tl.arange(0, N)
-    t = t0 + rows
-    m = (t < L)[:, None] & emask[None, :]
-    offs = row[None, :] + t[:, None]
-    raw, dt = _load_dt(dt_ptr, offs, m, bias[None, :], HAS_BIAS, SOFTPLUS)
-    dout = tl.load(dout_ptr + offs, mask=m, other=0.0).to(tl.float32)
-    if HAS_Z:
-        zv = tl.load(z_ptr + offs, mask=m, other=0.0).to(tl.float32)
-        sig = tl.sigmoid(zv)
-        dy = dout * zv * sig
-    else:
-        dy = dout
-    if SUMMARY:
-        for jj in tl.static_range(SUB):
-            pick = rows[:, None] == SUB - 1 - jj
-            _, Cv = _load_bc(BC_ptr, bc_row, t0 + SUB - 1 - jj, L, N)
-            q = tl.exp2(_row(dt, pick)[None, :] * A2) * (Cv[:, None] * _row(dy, pick)[None, :] + q)
-        dt_sum += tl.sum(dt, axis=0)
-    else:
-        u = tl.load(u_ptr + offs, mask=m, other=0.0).to(tl.float32)
-        dtu = dt * u
-        gB_t = tl.zeros_like(u)  # Σ_n g_t B_t per step, the common factor of du and dΔ
-        gwA_t = tl.zeros_like(u)  # Σ_n g_t w_t A log2 e per step
-        y = tl.zeros_like(u)
-        for jj in tl.static_range(SUB):
-            j = SUB - 1 - jj
-            pick = rows[:, None] == j
-            dt_j = _row(dt, pick)[None, :]
-            dtu_j = _row(dtu, pick)[None, :]
-            dy_j = _row(dy, pick)[None, :]
-            h = _row(hs, pick[:, :, None])
-            Bv, Cv = _load_bc(BC_ptr, bc_row, t0 + j, L, N)
-            g = Cv[:, None] * dy_j + q
-            gw = g * (h - dtu_j * Bv[:, None])
-            dA += gw * dt_j
-            gB_t = tl.where(pick, tl.sum(g * Bv[:, None], axis=0)[None, :], gB_t)
-            gwA_t = tl.where(pick, tl.sum(gw * A2, axis=0)[None, :], gwA_t)
+            _store_warp_sums(dBC_ptr + part_row + (t0 + j) * 2 * N + N, L * 2 * N, h * _row(dy, pick)[None, :],
+                             t0 + j < L, WARP_ASM, N, BLOCK_E, WARP_E)
             if HAS_Z:
                 y = tl.where(pick, tl.sum(h * Cv[:, None], axis=0)[None, :], y)
-            # shared by the program's channels: reduced here, summed over channel blocks by the launcher
-            part = part_row + (t0 + j) * N + n
-            in_seq = (n * 0 + t0 + j) < L
-            tl.store(dB_ptr + part, tl.sum(g * dtu_j, axis=1), mask=in_seq)
-            tl.store(dC_ptr + part, tl.sum(h * dy_j, axis=1), mask=in_seq)
-            q = tl.exp2(dt_j * A2) * g
-        du = gB_t * dt
-        ddt = gB_t * u + gwA_t * LN2
-        if HAS_D:
-            du += Dv[None, :] * dy
-            dD += tl.sum(dy * u, axis=0)
+    if STASH:
         if HAS_Z:
             if HAS_D:
                 y += Dv[None, :] * u
             dz = dout * y * sig * (1.0 + zv * (1.0 - sig))
             tl.store(dz_ptr + offs, dz.to(dz_ptr.dtype.element_ty), mask=m)
+    return h, hs
+
+
+@triton.jit
+def _gated_dout(dout_ptr, z_ptr, offs, m, HAS_Z: tl.constexpr):
+    """dout, z, sigmoid(z) and dL/dy = dout silu(z) on a tile (z terms are dout itself without z)."""
+    dout = tl.load(dout_ptr + offs, mask=m, other=0.0).to(tl.float32)
+    if HAS_Z:
+        zv = tl.load(z_ptr + offs, mask=m, other=0.0).to(tl.float32)
+        sig = tl.sigmoid(zv)
+        return dout, zv, sig, dout * zv * sig
+    return dout, dout, dout, dout
+
+
+@triton.jit
+def _adjoint(q, hs, dA, dD, dbias, dt_sum, A2, bias, Dv, u_ptr, dt_ptr, z_ptr, dout_ptr, BC_ptr,
+             du_ptr, ddt_ptr, dBC_ptr, row, emask, bc_row, part_row, t0, L,
+             HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+             SUMMARY: tl.constexpr, N: tl.constexpr, S: tl.constexpr, BLOCK_E: tl.constexpr,
+             WARP_E: tl.constexpr, WARP_ASM: tl.constexpr, ASM: tl.constexpr):
+    """The adjoint over the ``S`` steps from ``t0``, last step first, from ``q`` (dL/dh at the step
+    after them). ``SUMMARY``: only ``q`` and the running ΣΔ. Otherwise ``hs`` holds the sub-tile's
+    states (:func:`_advance`); writes du, dΔ and the warps' dB partials of these steps and adds to
+    the dA, dD, dΔ-bias accumulators. Returns q at ``t0``, dA, dD, dΔ-bias and ΣΔ. Register budget:
+    the stash (S N) dominates, so only the Δ, u and dL/dy tiles live through the step loop and the
+    raw Δ is loaded again after it (an L1 hit)."""
+    rows = tl.arange(0, S)
+    t = t0 + rows
+    m = (t < L)[:, None] & emask[None, :]
+    offs = row[None, :] + t[:, None]
+    _, dt = _load_dt(dt_ptr, offs, m, bias[None, :], HAS_BIAS, SOFTPLUS)
+    _, _, _, dy = _gated_dout(dout_ptr, z_ptr, offs, m, HAS_Z)
+    if SUMMARY:
+        for jj in tl.static_range(S):
+            pick = rows[:, None] == S - 1 - jj
+            _, Cv = _load_bc(BC_ptr, bc_row, t0 + S - 1 - jj, L, N)
+            q = _exp2(_row(dt, pick)[None, :] * A2, ASM) * (Cv[:, None] * _row(dy, pick)[None, :] + q)
+        dt_sum += tl.sum(dt, axis=0)
+    else:
+        u = tl.load(u_ptr + offs, mask=m, other=0.0).to(tl.float32)
+        du = tl.zeros_like(u)
+        ddt = tl.zeros_like(u)
+        for jj in tl.static_range(S):
+            j = S - 1 - jj
+            pick = rows[:, None] == j
+            dt_j = _row(dt, pick)
+            u_j = _row(u, pick)
+            dtu_j = (dt_j * u_j)[None, :]
+            h = _row(hs, pick[:, :, None])
+            Bv, Cv = _load_bc(BC_ptr, bc_row, t0 + j, L, N)
+            g = Cv[:, None] * _row(dy, pick)[None, :] + q
+            gw = g * (h - dtu_j * Bv[:, None])  # g_t a_t h_{t-1}
+            dA += gw * dt_j[None, :]
+            gB = tl.sum(g * Bv[:, None], axis=0)
+            du = tl.where(pick, (gB * dt_j)[None, :], du)
+            ddt = tl.where(pick, (gB * u_j + tl.sum(gw * A2, axis=0) * LN2)[None, :], ddt)
+            # shared by the program's channels: summed per warp here, over warps by the launcher
+            _store_warp_sums(dBC_ptr + part_row + (t0 + j) * 2 * N, L * 2 * N, g * dtu_j, t0 + j < L,
+                             WARP_ASM, N, BLOCK_E, WARP_E)
+            q = _exp2(dt_j[None, :] * A2, ASM) * g
+        if HAS_D:
+            du += Dv[None, :] * dy
+            dD += tl.sum(dy * u, axis=0)
         if SOFTPLUS:
+            raw, _ = _load_dt(dt_ptr, offs, m, bias[None, :], HAS_BIAS, SOFTPLUS)
             ddt = ddt * tl.sigmoid(raw)
         ddt = tl.where(m, ddt, 0.0)
         if HAS_BIAS:
@@ -135,19 +211,21 @@ def _adjoint(q, hs, dA, dD, dbias, dt_sum, A2, bias, Dv, u_ptr, dt_ptr, z_ptr, d
 @triton.jit(do_not_specialize=["state_stride", *_SEGMENT_ARGS])
 def _seq_bwd_kernel(
     u_ptr, dt_ptr, A2_ptr, BC_ptr, D_ptr, z_ptr, bias_ptr, dout_ptr, states_ptr,
-    du_ptr, ddt_ptr, dz_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dbias_ptr,
-    seg_a_ptr, seg_q_ptr, carry_ptr,
+    du_ptr, ddt_ptr, dz_ptr, dA_ptr, dBC_ptr, dD_ptr, dbias_ptr,
+    seg_a_ptr, seg_q_ptr, carry_ptr, sub_ptr,
     E, L, G, n_chunks, chunks_per_seg, n_segs, state_stride,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-    SUMMARY: tl.constexpr, N: tl.constexpr, BLOCK_E: tl.constexpr, T: tl.constexpr,
+    SUMMARY: tl.constexpr, N: tl.constexpr, BLOCK_E: tl.constexpr, T: tl.constexpr, S: tl.constexpr,
+    WARP_E: tl.constexpr, WARP_ASM: tl.constexpr, ASM: tl.constexpr,
 ):
-    """Backward over one (sequence, channel block, segment), chunks and their 8-step sub-tiles last to
-    first. ``A2``, ``BC`` and ``state_stride`` as in :func:`.triton_seq._seq_fwd_kernel`; ``states``:
-    the forward's chunk-start states (batch, E, n_chunks, N) for chunks of ``T`` steps.
-    Outputs: du, dΔ, dz like u; dB, dC partials (batch, channel blocks, L, N); dA (batch, n_segs, E, N),
-    dD and dΔ-bias (batch, n_segs, E) partials. ``SUMMARY`` (pass 1): store the segment's ``q`` at its
-    first step from a zero ``q`` at its end, and its total decay, into ``seg_q``/``seg_a``. Otherwise
-    start from ``carry`` (pass 2)."""
+    """Backward over one (sequence, channel block, segment), chunks and their ``S``-step sub-tiles last
+    to first. ``A2``, ``BC`` and ``state_stride`` as in :func:`.triton_seq._seq_fwd_kernel`; ``states``:
+    the forward's chunk-start states (batch, E, n_chunks, N) for chunks of ``T`` steps; ``sub``: scratch
+    of (T / S) N BLOCK_E fp32 per program for the sub-tiles' start states.
+    Outputs: du, dΔ, dz like u; dB and dC partials (batch, warps of channels, L, 2, N); dA
+    (batch, n_segs, E, N), dD and dΔ-bias (batch, n_segs, E) partials. ``SUMMARY`` (pass 1): store the
+    segment's ``q`` at its first step from a zero ``q`` at its end, and its total decay, into
+    ``seg_q``/``seg_a``. Otherwise start from ``carry`` (pass 2)."""
     pid_b = tl.program_id(0).to(tl.int64)
     pid_e = tl.program_id(1)
     seg = tl.program_id(2)
@@ -161,7 +239,7 @@ def _seq_bwd_kernel(
     Dv = tl.load(D_ptr + e, mask=emask, other=0.0).to(tl.float32)
     bc_row = (pid_b * G + (pid_e * BLOCK_E) // (E // G)) * L  # all channels of a program share a group
     row = pid_b * E * L + e.to(tl.int64) * L
-    part_row = (pid_b * tl.num_programs(1) + pid_e) * L * N
+    part_row = (pid_b * tl.num_programs(1) + pid_e) * (BLOCK_E // WARP_E) * L * 2 * N  # its first warp row
     state_off = (pid_b * E + e[None, :].to(tl.int64)) * n_chunks * N + sn
     seg_off = ((pid_b * E + e[None, :].to(tl.int64)) * n_segs + seg) * N + sn
     if SUMMARY:
@@ -174,23 +252,34 @@ def _seq_bwd_kernel(
     dt_sum = tl.zeros((BLOCK_E,), dtype=tl.float32)
     c_start = seg * chunks_per_seg
     c_stop = tl.minimum(c_start + chunks_per_seg, n_chunks)
+    R: tl.constexpr = 8 if SUMMARY else S  # steps per sub-tile: the summary pass keeps no stash
+    # this program's scratch: the start state of each of a chunk's sub-tiles, (T / S, N, BLOCK_E)
+    sub_off = ((pid_b * tl.num_programs(1) + pid_e) * n_segs + seg) * (T // S) * N * BLOCK_E
+    sub_off += sn * BLOCK_E + tl.arange(0, BLOCK_E)[None, :]
     for ci in range(0, c_stop - c_start):
         c = c_stop - 1 - ci
-        n_sub = tl.cdiv(tl.minimum(T, L - c * T), SUB)
+        n_sub = tl.cdiv(tl.minimum(T, L - c * T), R)
+        if not SUMMARY:  # forward through the chunk once, keeping every sub-tile's start state
+            h = tl.load(states_ptr + state_off + c * N, mask=emask[None, :], other=0.0)
+            for s in range(0, n_sub - 1):
+                tl.store(sub_ptr + sub_off + s * N * BLOCK_E, h)
+                h, _ = _advance(h, A2, bias, Dv, u_ptr, dt_ptr, z_ptr, dout_ptr, dz_ptr, BC_ptr, dBC_ptr, row,
+                                emask, bc_row, part_row, c * T + s * R, L, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS,
+                                False, N, R, BLOCK_E, WARP_E, WARP_ASM, ASM)
+            tl.store(sub_ptr + sub_off + (n_sub - 1) * N * BLOCK_E, h)
+            tl.debug_barrier()  # the scratch is read below by whichever thread the layout picks
         for ki in range(0, n_sub):
             k = n_sub - 1 - ki
             hs = q  # unused by the summary pass
             if not SUMMARY:
-                h = tl.load(states_ptr + state_off + c * N, mask=emask[None, :], other=0.0)
-                for s in range(0, k):
-                    h, _ = _advance(h, A2, bias, u_ptr, dt_ptr, BC_ptr, row, emask, bc_row, c * T + s * SUB, L,
-                                    HAS_BIAS, SOFTPLUS, False, N)
-                _, hs = _advance(h, A2, bias, u_ptr, dt_ptr, BC_ptr, row, emask, bc_row, c * T + k * SUB, L,
-                                 HAS_BIAS, SOFTPLUS, True, N)
+                h = tl.load(sub_ptr + sub_off + k * N * BLOCK_E)
+                _, hs = _advance(h, A2, bias, Dv, u_ptr, dt_ptr, z_ptr, dout_ptr, dz_ptr, BC_ptr, dBC_ptr, row,
+                                 emask, bc_row, part_row, c * T + k * R, L, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS,
+                                 True, N, R, BLOCK_E, WARP_E, WARP_ASM, ASM)
             q, dA, dD, dbias, dt_sum = _adjoint(
                 q, hs, dA, dD, dbias, dt_sum, A2, bias, Dv, u_ptr, dt_ptr, z_ptr, dout_ptr, BC_ptr,
-                du_ptr, ddt_ptr, dz_ptr, dB_ptr, dC_ptr, row, emask, bc_row, part_row, c * T + k * SUB, L,
-                HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, SUMMARY, N)
+                du_ptr, ddt_ptr, dBC_ptr, row, emask, bc_row, part_row, c * T + k * R, L,
+                HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, SUMMARY, N, R, BLOCK_E, WARP_E, WARP_ASM, ASM)
     if SUMMARY:
         tl.store(seg_a_ptr + seg_off, tl.exp2(A2 * dt_sum[None, :]), mask=emask[None, :])
         tl.store(seg_q_ptr + seg_off, q, mask=emask[None, :])
