@@ -29,8 +29,8 @@ from genomix.train.run import enable_activation_checkpointing
 def _profiled(fn: Callable[[], None], n: int) -> dict:
     """Profile one call of ``fn`` after a warm-up: the ``n`` entries with the most self GPU time (name,
     calls, GPU ms, share of the kernel time, GiB allocated), the ``n`` operators with the most GPU time
-    split by input shapes (which tensor a copy or a multiply works on), the total kernel time and the
-    peak GiB.
+    split by input shapes (which tensor a copy or a multiply works on), the ``n`` with the most self host
+    time (what a launch-bound step spends its time on), the total kernel time and the peak GiB.
 
     The profiler lists both operators (``aten::*``, their launches' time) and the kernels themselves,
     so the total and the shares count kernel entries only: summing every entry would count twice."""
@@ -55,7 +55,10 @@ def _profiled(fn: Callable[[], None], n: int) -> dict:
                 "alloc_gib": max(e.self_device_memory_usage, 0) / 2**30}
 
     by_shape = [e for e in ranked(prof.key_averages(group_by_input_shape=True)) if e.device_type == DeviceType.CPU]
+    host = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
     return {
+        "top_host": [{"op": e.key[:80], "calls": e.count, "host_ms": e.self_cpu_time_total / 1e3} for e in host[:n]],
+        "host_ms": sum(e.self_cpu_time_total for e in host) / 1e3,
         "top": [row(e) for e in events[:n]],
         "top_by_shape": [{**row(e), "shapes": str(e.input_shapes)[:160]} for e in by_shape[:n]],
         "gpu_ms": kernel_us / 1e3,
@@ -124,6 +127,9 @@ def _print(title: str, result: dict) -> None:
     print("operators by input shapes:")
     for r in result["top_by_shape"]:
         print(f"  {r['op'][:28]:<28} {r['calls']:>5} {r['gpu_ms']:>9.2f}  {r['shapes']}")
+    print(f"host (CPU) time, self, by operator: {result['host_ms']:.1f} ms in all (profiler overhead included)")
+    for r in result["top_host"]:
+        print(f"  {r['op'][:50]:<50} {r['calls']:>6} {r['host_ms']:>9.2f}")
 
 
 def main() -> None:
