@@ -134,3 +134,65 @@ def test_dispatch_takes_triton_when_forced(monkeypatch):
     calls.clear()
     selective_scan(*args)
     assert not calls
+
+
+# The sequential-step backward ("seq" bwd_variant). Under the interpreter its channel sums use tl.sum and
+# its exp2 is tl.exp2; the GPU-only inline PTX of the warp sums is checked by emulating it below.
+@pytest.mark.parametrize(
+    "case,tiling",
+    [
+        # z, D, Δ-bias; 3 segments; L=37: ragged chunk and sub-tile; E=6 in a 32-channel block
+        (dict(), dict(block_e=4, chunk=16, target_programs=12, bwd_block_e=32, bwd_warps=1, bwd_stash=4)),
+        # the seq forward's tiled I/O; grouped B/C with 4-channel blocks; ragged segments; 8-step stash
+        (dict(L=70, groups=2, E=8, bias=False), dict(variant="seq", tile_io=True, block_e=4, chunk=32,
+                                                     target_programs=6, bwd_block_e=4, bwd_stash=8)),
+        (dict(L=29, E=5, z=False, D=False, bias=False, dtype=torch.bfloat16),
+         dict(block_e=4, chunk=16, target_programs=1, bwd_block_e=32, bwd_warps=1, bwd_stash=4)),
+    ],
+    ids=["all-features-segmented", "grouped-BC-tiled-fwd", "bare-bf16"],
+)
+def test_seq_backward_matches_reference(case, tiling):
+    """The sequential-step backward gives the reference's gradients of every input."""
+    tol = 2e-2 if case.get("dtype") == torch.bfloat16 else 1e-4
+    _compare(_inputs(**case), tol, bwd_variant="seq", **tiling)
+
+
+@pytest.mark.parametrize("tiling", [dict(chunk=12), dict(bwd_stash=2)], ids=["chunk", "stash"])
+def test_bad_seq_backward_tiling_is_refused(tiling):
+    with pytest.raises(ValueError):
+        selective_scan_triton(*_inputs(L=8), tiling=Tiling(bwd_variant="seq", **tiling))
+
+
+def _run_ptx(ptx: str, operands: list[list[float]]) -> list[float]:
+    """Emulate the straight-line PTX subset of the warp-sum asm on 32 lanes; returns each lane's $0."""
+    import re
+
+    lanes = [dict({f"${i}": v for i, v in enumerate([0.0] * 16 + ops)}, **{"%laneid": lane})
+             for lane, ops in enumerate(operands)]
+    val = lambda regs, x: regs[x] if x in regs else float(x) if "." in x else int(x, 0)  # noqa: E731
+    for line in ptx.splitlines():
+        m = re.match(r"(\S+)\s+(.*);$", line.strip())
+        if not m or m.group(1) == ".reg":
+            continue
+        op, args = m.group(1), [a.strip() for a in m.group(2).split(",")]
+        if op.startswith("shfl"):
+            sent = [regs[args[1]] for regs in lanes]
+            for i, regs in enumerate(lanes):
+                regs[args[0]] = sent[i ^ int(args[2])]
+            continue
+        for regs in lanes:
+            a = [val(regs, x) if x != "0f00000000" else 0.0 for x in args[1:]]
+            regs[args[0]] = {"mov.u32": lambda: a[0], "mov.f32": lambda: a[0], "and.b32": lambda: a[0] & a[1],
+                             "setp.ne.u32": lambda: a[0] != a[1], "selp.f32": lambda: a[0] if a[2] else a[1],
+                             "add.f32": lambda: a[0] + a[1]}[op]()
+    return [regs["$0"] for regs in lanes]
+
+
+def test_warp_transpose_sum_ptx_gives_lane_pairs_the_warp_totals():
+    """Lanes 2i and 2i+1 end with the sum over the 32 lanes of number i (the GPU path of dB/dC)."""
+    from genomix.kernels.scan.triton_seq_bwd import _transpose_sum_ptx
+
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(32, 16, generator=g, dtype=torch.float64)
+    out = _run_ptx(_transpose_sum_ptx(), x.tolist())
+    torch.testing.assert_close(torch.tensor(out, dtype=torch.float64), x.sum(0).repeat_interleave(2))

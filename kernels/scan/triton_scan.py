@@ -35,20 +35,50 @@ def _affine_combine(a1, b1, a2, b2):
 
 
 @triton.jit
-def _softplus(x):
+def _approx(x, OP: tl.constexpr):
+    """One MUFU instruction (``OP``: "ex2", "lg2" or "rcp", the ``.approx.ftz.f32`` PTX forms, about
+    2^-22 relative error, subnormals flushed): inline PTX, so GPU only."""
+    return tl.inline_asm_elementwise(OP + ".approx.ftz.f32 $0, $1;", "=f,f", [x], dtype=tl.float32,
+                                     is_pure=True, pack=1)
+
+
+@triton.jit
+def _exp2(x, ASM: tl.constexpr = False):
+    """2^x; ``ASM`` (GPU): one ``ex2.approx.ftz`` (``tl.exp2`` lowers to the non-ftz form, a compare
+    and two predicated multiplies around each MUFU.EX2)."""
+    if ASM:
+        return _approx(x, "ex2")
+    return tl.exp2(x)
+
+
+@triton.jit
+def _softplus(x, ASM: tl.constexpr = False):
+    """log(1 + e^x) (x above 20: x). ``ASM`` (GPU): ex2/lg2 approximations instead of libdevice's
+    exp and log (a branchy polynomial each)."""
+    if ASM:
+        log2_1p_exp = _approx(1.0 + _approx(x * 1.4426950408889634, "ex2"), "lg2")
+        return tl.where(x <= 20.0, log2_1p_exp * 0.6931471805599453, x)
     return tl.where(x <= 20.0, tl.log(1.0 + tl.exp(x)), x)
 
 
 @triton.jit
-def _load_dt(dt_ptr, offs, mask, bias, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
+def _sigmoid(x, ASM: tl.constexpr = False):
+    """1 / (1 + e^-x); ``ASM`` (GPU): ex2 and rcp approximations instead of an IEEE division."""
+    if ASM:
+        return _approx(1.0 + _approx(x * -1.4426950408889634, "ex2"), "rcp")
+    return tl.sigmoid(x)
+
+
+@triton.jit
+def _load_dt(dt_ptr, offs, mask, bias, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, ASM: tl.constexpr = False):
     """Raw Δ (plus the bias, given broadcastable to ``offs``), and Δ after softplus (0 where masked, so
-    a = 1 and b = 0 there)."""
+    a = 1 and b = 0 there). ``ASM``: the GPU-only fast softplus."""
     raw = tl.load(dt_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     if HAS_BIAS:
         raw = raw + bias
     dt = raw
     if SOFTPLUS:
-        dt = _softplus(raw)
+        dt = _softplus(raw, ASM)
     return raw, tl.where(mask, dt, 0.0)
 
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .triton_scan import _SEGMENT_ARGS, _load_dt
+from .triton_scan import _SEGMENT_ARGS, _exp2, _load_dt, _sigmoid
 from .triton_seq import _load_bc, _row
 
 LN2: tl.constexpr = tl.constexpr(0.6931471805599453)
@@ -62,17 +62,6 @@ def _transpose_sum_ptx(values: int = 16, lanes: int = 32) -> str:
 
 _TRANSPOSE_SUM: tl.constexpr = tl.constexpr(_transpose_sum_ptx())
 _TRANSPOSE_SUM_CONSTRAINTS: tl.constexpr = tl.constexpr(",".join(["=f"] * 16 + ["f"] * 16))
-
-
-@triton.jit
-def _exp2(x, ASM: tl.constexpr):
-    """2^x. ``ASM`` (GPU): one ``ex2.approx.ftz`` (results below 2^-126 flush to 0, harmless for decay
-    factors); ``tl.exp2`` lowers to the non-ftz form, which adds a compare and two predicated
-    multiplies around every MUFU.EX2 (3 of the ~16 such per state and step)."""
-    if ASM:
-        return tl.inline_asm_elementwise("ex2.approx.ftz.f32 $0, $1;", "=f,f", [x], dtype=tl.float32,
-                                         is_pure=True, pack=1)
-    return tl.exp2(x)
 
 
 @triton.jit
@@ -112,11 +101,11 @@ def _advance(h, A2, bias, Dv, u_ptr, dt_ptr, z_ptr, dout_ptr, dz_ptr, BC_ptr, dB
     m = (t < L)[:, None] & emask[None, :]
     offs = row[None, :] + t[:, None]
     u = tl.load(u_ptr + offs, mask=m, other=0.0).to(tl.float32)
-    _, dt = _load_dt(dt_ptr, offs, m, bias[None, :], HAS_BIAS, SOFTPLUS)
+    _, dt = _load_dt(dt_ptr, offs, m, bias[None, :], HAS_BIAS, SOFTPLUS, ASM)
     dtu = dt * u
     hs = tl.zeros((S, 1, 1), dtype=tl.float32) + h[None, :, :] if STASH else h  # rows overwritten below
     if STASH:
-        dout, zv, sig, dy = _gated_dout(dout_ptr, z_ptr, offs, m, HAS_Z)
+        dout, zv, sig, dy = _gated_dout(dout_ptr, z_ptr, offs, m, HAS_Z, ASM)
         y = tl.zeros_like(u)
     for j in tl.static_range(S):
         pick = rows[:, None] == j
@@ -138,12 +127,12 @@ def _advance(h, A2, bias, Dv, u_ptr, dt_ptr, z_ptr, dout_ptr, dz_ptr, BC_ptr, dB
 
 
 @triton.jit
-def _gated_dout(dout_ptr, z_ptr, offs, m, HAS_Z: tl.constexpr):
+def _gated_dout(dout_ptr, z_ptr, offs, m, HAS_Z: tl.constexpr, ASM: tl.constexpr):
     """dout, z, sigmoid(z) and dL/dy = dout silu(z) on a tile (z terms are dout itself without z)."""
     dout = tl.load(dout_ptr + offs, mask=m, other=0.0).to(tl.float32)
     if HAS_Z:
         zv = tl.load(z_ptr + offs, mask=m, other=0.0).to(tl.float32)
-        sig = tl.sigmoid(zv)
+        sig = _sigmoid(zv, ASM)
         return dout, zv, sig, dout * zv * sig
     return dout, dout, dout, dout
 
@@ -164,8 +153,8 @@ def _adjoint(q, hs, dA, dD, dbias, dt_sum, A2, bias, Dv, u_ptr, dt_ptr, z_ptr, d
     t = t0 + rows
     m = (t < L)[:, None] & emask[None, :]
     offs = row[None, :] + t[:, None]
-    _, dt = _load_dt(dt_ptr, offs, m, bias[None, :], HAS_BIAS, SOFTPLUS)
-    _, _, _, dy = _gated_dout(dout_ptr, z_ptr, offs, m, HAS_Z)
+    _, dt = _load_dt(dt_ptr, offs, m, bias[None, :], HAS_BIAS, SOFTPLUS, ASM)
+    _, _, _, dy = _gated_dout(dout_ptr, z_ptr, offs, m, HAS_Z, ASM)
     if SUMMARY:
         for jj in tl.static_range(S):
             pick = rows[:, None] == S - 1 - jj
@@ -198,8 +187,8 @@ def _adjoint(q, hs, dA, dD, dbias, dt_sum, A2, bias, Dv, u_ptr, dt_ptr, z_ptr, d
             du += Dv[None, :] * dy
             dD += tl.sum(dy * u, axis=0)
         if SOFTPLUS:
-            raw, _ = _load_dt(dt_ptr, offs, m, bias[None, :], HAS_BIAS, SOFTPLUS)
-            ddt = ddt * tl.sigmoid(raw)
+            raw, _ = _load_dt(dt_ptr, offs, m, bias[None, :], HAS_BIAS, SOFTPLUS, ASM)
+            ddt = ddt * _sigmoid(raw, ASM)
         ddt = tl.where(m, ddt, 0.0)
         if HAS_BIAS:
             dbias += tl.sum(ddt, axis=0)
@@ -281,7 +270,7 @@ def _seq_bwd_kernel(
                 du_ptr, ddt_ptr, dBC_ptr, row, emask, bc_row, part_row, c * T + k * R, L,
                 HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, SUMMARY, N, R, BLOCK_E, WARP_E, WARP_ASM, ASM)
     if SUMMARY:
-        tl.store(seg_a_ptr + seg_off, tl.exp2(A2 * dt_sum[None, :]), mask=emask[None, :])
+        tl.store(seg_a_ptr + seg_off, _exp2(A2 * dt_sum[None, :], ASM), mask=emask[None, :])
         tl.store(seg_q_ptr + seg_off, q, mask=emask[None, :])
     else:
         par = (pid_b * n_segs + seg) * E
