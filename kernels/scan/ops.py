@@ -56,6 +56,13 @@ class Tiling:
 SEQ_TILING = Tiling(block_e=64, chunk=128, target_programs=2048, bwd_block_e=4, fwd_warps=2, bwd_warps=4,
                     variant="seq", bwd_target_programs=8192, tile_io=True)
 
+#: Candidate for the sequential-step backward (:mod:`.triton_seq_bwd`), not yet measured on a GPU:
+#: :data:`SEQ_TILING`'s forward (same 128-step chunks) with one warp of 32 channels per backward program,
+#: a 4-step state stash (offline sm_90 compile: 255 registers, no spills in the step loops) and about two
+#: programs per resident warp slot. kernels/gpu_scan_variants.py times it against :data:`DEFAULT_TILING`.
+SEQ_BWD_TILING = dataclasses.replace(SEQ_TILING, bwd_variant="seq", bwd_block_e=32, bwd_warps=1, bwd_stash=4,
+                                     bwd_target_programs=2048)
+
 #: The tiling used when none is given. kernels/gpu_scan_variants.py measures :data:`SEQ_TILING` and its
 #: neighbours against the "assoc" ``Tiling()``.
 DEFAULT_TILING = SEQ_TILING
@@ -126,7 +133,8 @@ def _log2e_scaled(A: torch.Tensor) -> torch.Tensor:
     return (A.float() * 1.4426950408889634).contiguous()
 
 
-def _run_segmented(launch, like: torch.Tensor, n_state: int, n_segs: int, reverse: bool, dummy: torch.Tensor) -> None:
+def _run_segmented(launch, like: torch.Tensor, n_state: int, n_segs: int, reverse: bool,
+                   dummy: torch.Tensor) -> None:
     """The two-pass segmented scan: ``launch(summary, seg_a, seg_x, carry)`` runs one pass of a kernel.
     One segment: the main pass from a zero carry. Otherwise the summary pass (per-segment decay and
     local result), :func:`segment_carries` (from the right for adjoints), then the main pass."""
