@@ -244,7 +244,7 @@ def _seq_bwd_kernel(
     R: tl.constexpr = 8 if SUMMARY else S  # steps per sub-tile: the summary pass keeps no stash
     # this program's scratch: the start state of each of a chunk's sub-tiles, (T / S, N, BLOCK_E)
     sub_off = ((pid_b * tl.num_programs(1) + pid_e) * n_segs + seg) * (T // S) * N * BLOCK_E
-    sub_off += sn * BLOCK_E + tl.arange(0, BLOCK_E)[None, :]
+    sub_off += (sn * BLOCK_E + tl.arange(0, BLOCK_E)[None, :]) * state_stride  # no contiguity: see A2's load
     for ci in range(0, c_stop - c_start):
         c = c_stop - 1 - ci
         n_sub = tl.cdiv(tl.minimum(T, L - c * T), R)
