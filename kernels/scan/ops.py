@@ -93,11 +93,16 @@ def segment_carries(seg_a: torch.Tensor, seg_h: torch.Tensor, reverse: bool) -> 
     return carry
 
 
-def pack_bc(B: torch.Tensor, C: torch.Tensor) -> torch.Tensor:
-    """(batch, G, N, L) B and C -> one int64 tensor (batch, G, L, N): B's fp32 bits low, C's high."""
-    low = B.float().transpose(-1, -2).contiguous().view(torch.int32).to(torch.int64) & 0xFFFFFFFF
-    high = C.float().transpose(-1, -2).contiguous().view(torch.int32).to(torch.int64) << 32
-    return low | high
+def pack_bc(B: torch.Tensor, C: torch.Tensor, multiple: int = 1) -> torch.Tensor:
+    """(batch, G, N, L) B and C -> one int64 tensor (batch, G, L', N): B's fp32 bits low, C's high; L'
+    is L rounded up to ``multiple``, the extra steps zero."""
+    pad = -B.shape[-1] % multiple
+
+    def bits(X: torch.Tensor) -> torch.Tensor:
+        X = torch.nn.functional.pad(X.float(), (0, pad)) if pad else X.float()
+        return X.transpose(-1, -2).contiguous().view(torch.int32).to(torch.int64)
+
+    return (bits(B) & 0xFFFFFFFF) | (bits(C) << 32)
 
 
 def _tile(channels: int, groups: int, block_e: int) -> int:
@@ -247,7 +252,7 @@ def _launch_bwd_seq(u, delta, A, B, C, D, z, delta_bias, delta_softplus, states,
     dA_part = torch.empty((batch, n_segs, channels, n_state), **f32)
     dD_part = torch.empty((batch, n_segs, channels), **f32) if D is not None else None
     dbias_part = torch.empty((batch, n_segs, channels), **f32) if delta_bias is not None else None
-    A2, BC, dummy = _log2e_scaled(A), pack_bc(B, C), dA_part
+    A2, BC, dummy = _log2e_scaled(A), pack_bc(B, C, multiple=16), dA_part
     grid = (batch, n_blocks, n_segs)
     sub_states = torch.empty((batch * n_blocks * n_segs, tiling.chunk // tiling.bwd_stash, n_state, block_e), **f32)
 
@@ -257,7 +262,7 @@ def _launch_bwd_seq(u, delta, A, B, C, D, z, delta_bias, delta_softplus, states,
             delta_bias if delta_bias is not None else dummy, dout, states,
             du, ddelta, dz if dz is not None else dummy, dA_part, dBC_part,
             dD_part if D is not None else dummy, dbias_part if delta_bias is not None else dummy,
-            seg_a, seg_q, carry, sub_states, channels, length, groups, n_chunks, per_seg, n_segs, 1,
+            seg_a, seg_q, carry, sub_states, channels, length, BC.shape[2], groups, n_chunks, per_seg, n_segs, 1,
             SUMMARY=summary, N=n_state, BLOCK_E=block_e, T=tiling.chunk, S=tiling.bwd_stash, WARP_E=warp_e,
             WARP_ASM=warp_asm, ASM=asm, num_warps=tiling.bwd_warps, **_flags(D, z, delta_bias, delta_softplus),
         )

@@ -41,11 +41,15 @@ def _row(X, pick):
 
 
 @triton.jit
-def _load_bc(BC_ptr, bc_row, t, L, N: tl.constexpr):
+def _load_bc(BC_ptr, bc_row, t, L, N: tl.constexpr, MASK: tl.constexpr = True):
     """B_t and C_t (N,) in fp32 from the packed int64 (:func:`.ops.pack_bc`), broadcast to every thread;
-    0 past the end of the sequence."""
+    0 past the end of the sequence. ``MASK=False``: the rows are zero-padded past L (``pack_bc``'s
+    ``multiple``), so the load needs no mask (a masked load first zeroes its 2N destination registers)."""
     n = tl.arange(0, N)
-    bc = tl.load(BC_ptr + (bc_row + t) * N + n, mask=(n * 0 + t) < L, other=0)
+    if MASK:
+        bc = tl.load(BC_ptr + (bc_row + t) * N + n, mask=(n * 0 + t) < L, other=0)
+    else:
+        bc = tl.load(BC_ptr + (bc_row + t) * N + n)
     return bc.to(tl.int32).to(tl.float32, bitcast=True), (bc >> 32).to(tl.int32).to(tl.float32, bitcast=True)
 
 

@@ -109,7 +109,7 @@ def _advance(h, A2, bias, Dv, u_ptr, dt_ptr, z_ptr, dout_ptr, dz_ptr, BC_ptr, dB
         y = tl.zeros_like(u)
     for j in tl.static_range(S):
         pick = rows[:, None] == j
-        Bv, Cv = _load_bc(BC_ptr, bc_row, t0 + j, L, N)
+        Bv, Cv = _load_bc(BC_ptr, bc_row, t0 + j, L, N, False)
         h = _exp2(_row(dt, pick)[None, :] * A2, ASM) * h + _row(dtu, pick)[None, :] * Bv[:, None]
         if STASH:
             hs = tl.where(pick[:, :, None], h[None, :, :], hs)
@@ -158,7 +158,7 @@ def _adjoint(q, hs, dA, dD, dbias, dt_sum, A2, bias, Dv, u_ptr, dt_ptr, z_ptr, d
     if SUMMARY:
         for jj in tl.static_range(S):
             pick = rows[:, None] == S - 1 - jj
-            _, Cv = _load_bc(BC_ptr, bc_row, t0 + S - 1 - jj, L, N)
+            _, Cv = _load_bc(BC_ptr, bc_row, t0 + S - 1 - jj, L, N, False)
             q = _exp2(_row(dt, pick)[None, :] * A2, ASM) * (Cv[:, None] * _row(dy, pick)[None, :] + q)
         dt_sum += tl.sum(dt, axis=0)
     else:
@@ -172,7 +172,7 @@ def _adjoint(q, hs, dA, dD, dbias, dt_sum, A2, bias, Dv, u_ptr, dt_ptr, z_ptr, d
             u_j = _row(u, pick)
             dtu_j = (dt_j * u_j)[None, :]
             h = _row(hs, pick[:, :, None])
-            Bv, Cv = _load_bc(BC_ptr, bc_row, t0 + j, L, N)
+            Bv, Cv = _load_bc(BC_ptr, bc_row, t0 + j, L, N, False)
             g = Cv[:, None] * _row(dy, pick)[None, :] + q
             gw = g * (h - dtu_j * Bv[:, None])  # g_t a_t h_{t-1}
             dA += gw * dt_j[None, :]
@@ -202,13 +202,14 @@ def _seq_bwd_kernel(
     u_ptr, dt_ptr, A2_ptr, BC_ptr, D_ptr, z_ptr, bias_ptr, dout_ptr, states_ptr,
     du_ptr, ddt_ptr, dz_ptr, dA_ptr, dBC_ptr, dD_ptr, dbias_ptr,
     seg_a_ptr, seg_q_ptr, carry_ptr, sub_ptr,
-    E, L, G, n_chunks, chunks_per_seg, n_segs, state_stride,
+    E, L, L_bc, G, n_chunks, chunks_per_seg, n_segs, state_stride,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     SUMMARY: tl.constexpr, N: tl.constexpr, BLOCK_E: tl.constexpr, T: tl.constexpr, S: tl.constexpr,
     WARP_E: tl.constexpr, WARP_ASM: tl.constexpr, ASM: tl.constexpr,
 ):
     """Backward over one (sequence, channel block, segment), chunks and their ``S``-step sub-tiles last
-    to first. ``A2``, ``BC`` and ``state_stride`` as in :func:`.triton_seq._seq_fwd_kernel`; ``states``:
+    to first. ``A2``, ``state_stride`` as in :func:`.triton_seq._seq_fwd_kernel`; ``BC`` too, but
+    its rows zero-padded to ``L_bc`` (a multiple of 16) steps; ``states``:
     the forward's chunk-start states (batch, E, n_chunks, N) for chunks of ``T`` steps; ``sub``: scratch
     of (T / S) N BLOCK_E fp32 per program for the sub-tiles' start states.
     Outputs: du, dΔ, dz like u; dB and dC partials (batch, warps of channels, L, 2, N); dA
@@ -226,7 +227,7 @@ def _seq_bwd_kernel(
     # Disabled features get a dummy pointer with at least E elements; their values are never used.
     bias = tl.load(bias_ptr + e, mask=emask, other=0.0).to(tl.float32)
     Dv = tl.load(D_ptr + e, mask=emask, other=0.0).to(tl.float32)
-    bc_row = (pid_b * G + (pid_e * BLOCK_E) // (E // G)) * L  # all channels of a program share a group
+    bc_row = (pid_b * G + (pid_e * BLOCK_E) // (E // G)) * L_bc  # a program's channels share a group
     row = pid_b * E * L + e.to(tl.int64) * L
     part_row = (pid_b * tl.num_programs(1) + pid_e) * (BLOCK_E // WARP_E) * L * 2 * N  # its first warp row
     state_off = (pid_b * E + e[None, :].to(tl.int64)) * n_chunks * N + sn
