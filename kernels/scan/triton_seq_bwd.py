@@ -2,7 +2,8 @@
 
 Same inputs as :func:`.triton_scan._scan_bwd_kernel` (the forward's chunk-start states included), laid
 out like the ``seq`` forward (:mod:`.triton_seq`): one channel per thread, its N states in that thread's
-registers, time walked one step at a time, u/Δ/z/dout read and du/dΔ/dz written as (8, channels) tiles.
+registers, time walked one step at a time, u/Δ/z/dout read and du/dΔ/dz written as (steps, channels)
+tiles (S steps in the main pass, 8 in the summary pass).
 
 Adjoint (per channel, state n; ``a_t = exp(Δ_t A)``, ``dy_t = dout_t silu(z_t)``)::
 
@@ -22,7 +23,8 @@ Segments as in the forward: pass 1 (``SUMMARY``) runs only the ``q`` recurrence 
 zero and stores its ``q`` at the segment start and its total decay ``exp2(A log2 e ΣΔ)``;
 :func:`.ops.segment_carries` (reverse) gives every segment the true ``q`` flowing in from its right;
 pass 2 computes all gradients. Shared gradients are written as deterministic partials: dB and dC per
-(batch, channel block, step, state), dA/dD/dΔ-bias per (batch, segment, channel); the launcher sums them.
+(batch, warp of channels, step, state) (:func:`_store_warp_sums`), dA/dD/dΔ-bias per (batch, segment,
+channel); the launcher sums them. Derivation and offline compile report: kernels/scan/NOTES.md.
 """
 from __future__ import annotations
 
@@ -250,6 +252,9 @@ def _seq_bwd_kernel(
         c = c_stop - 1 - ci
         n_sub = tl.cdiv(tl.minimum(T, L - c * T), R)
         if not SUMMARY:  # forward through the chunk once, keeping every sub-tile's start state
+            # The scratch is written and read in the states' layout, each thread its own elements; the
+            # barriers only matter if a compiler version gives its stores and loads different layouts.
+            tl.debug_barrier()  # the previous chunk's reads are done
             h = tl.load(states_ptr + state_off + c * N, mask=emask[None, :], other=0.0)
             for s in range(0, n_sub - 1):
                 tl.store(sub_ptr + sub_off + s * N * BLOCK_E, h)
@@ -257,7 +262,7 @@ def _seq_bwd_kernel(
                                 emask, bc_row, part_row, c * T + s * R, L, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS,
                                 False, N, R, BLOCK_E, WARP_E, WARP_ASM, ASM)
             tl.store(sub_ptr + sub_off + (n_sub - 1) * N * BLOCK_E, h)
-            tl.debug_barrier()  # the scratch is read below by whichever thread the layout picks
+            tl.debug_barrier()  # the writes are visible to the reads below
         for ki in range(0, n_sub):
             k = n_sub - 1 - ki
             hs = q  # unused by the summary pass
