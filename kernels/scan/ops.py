@@ -32,8 +32,8 @@ class Tiling:
     thread holding its channel's steps) instead of one strided element per thread and step.
     ``bwd_variant`` picks the backward kernel: ``"assoc"`` (:func:`.triton_scan._scan_bwd_kernel`) or
     ``"seq"`` (:mod:`.triton_seq_bwd`: one channel per thread, use ``bwd_block_e = 32 * bwd_warps`` and
-    a ``chunk`` that is a multiple of 8; its forward recompute grows with the chunk, see its docstring);
-    ``bwd_stash`` (4 or 8) is how many steps of states it recomputes and keeps per thread at a time.
+    a ``chunk`` that is a multiple of 8); ``bwd_stash`` (4 or 8) is how many steps of states it
+    recomputes and keeps per thread at a time.
     """
 
     block_e: int = 4
@@ -63,8 +63,8 @@ SEQ_TILING = Tiling(block_e=64, chunk=128, target_programs=2048, bwd_block_e=4, 
 SEQ_BWD_TILING = dataclasses.replace(SEQ_TILING, bwd_variant="seq", bwd_block_e=32, bwd_warps=1, bwd_stash=4,
                                      bwd_target_programs=2048)
 
-#: The tiling used when none is given. kernels/gpu_scan_variants.py measures :data:`SEQ_TILING` and its
-#: neighbours against the "assoc" ``Tiling()``.
+#: The tiling used when none is given. kernels/gpu_scan_variants.py measures :data:`SEQ_BWD_TILING` and
+#: its neighbours against it.
 DEFAULT_TILING = SEQ_TILING
 
 
