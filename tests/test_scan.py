@@ -148,8 +148,10 @@ def test_dispatch_takes_triton_when_forced(monkeypatch):
                                                      target_programs=6, bwd_block_e=4, bwd_stash=8)),
         (dict(L=29, E=5, z=False, D=False, bias=False, dtype=torch.bfloat16),
          dict(block_e=4, chunk=16, target_programs=1, bwd_block_e=32, bwd_warps=1, bwd_stash=4)),
+        # 64-channel blocks of 2 warps: two dB/dC partial rows per program, the second one ragged
+        (dict(E=40, L=24, batch=1), dict(block_e=4, chunk=16, target_programs=2, bwd_block_e=64, bwd_warps=2)),
     ],
-    ids=["all-features-segmented", "grouped-BC-tiled-fwd", "bare-bf16"],
+    ids=["all-features-segmented", "grouped-BC-tiled-fwd", "bare-bf16", "two-warp-rows"],
 )
 def test_seq_backward_matches_reference(case, tiling):
     """The sequential-step backward gives the reference's gradients of every input."""
