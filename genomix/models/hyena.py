@@ -398,8 +398,10 @@ class HyenaModel(BaseModelMixin, HyenaPreTrainedModel):
                 f"{self.config.max_seq_len}; split it into windows (genomix embed chunks automatically) "
                 "or use a longer-context model"
             )
-        if input_ids.numel():
-            low, high = (int(v) for v in torch.aminmax(input_ids))  # one device sync
+        # One device sync; skipped while a CUDA graph is being captured (a sync would break the capture;
+        # the eager warm-up steps before it have checked the same shapes' ids).
+        if input_ids.numel() and not (input_ids.is_cuda and torch.cuda.is_current_stream_capturing()):
+            low, high = (int(v) for v in torch.aminmax(input_ids))
             if low < 0 or high >= self.config.vocab_size:
                 raise InputFormatError(
                     f"token ids must lie in [0, {self.config.vocab_size}); got {low}..{high}. "
