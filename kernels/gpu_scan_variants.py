@@ -9,10 +9,10 @@
    ``tl.sum`` channel sums instead of the warp transpose-reduction), and bf16 with N=8, without z, D,
    Δ-bias. The caching allocator is filled with NaN blocks of the outputs' sizes first, so an element a
    kernel forgets to write shows up as NaN.
-2. The current default (:data:`DEFAULT_TILING`, whose backward is the "assoc" kernel) vs the new
+2. The previous default (:data:`SEQ_TILING`, whose backward is the "assoc" kernel) vs the new
    backward at L = 1M and 64K (B=1, E=512, N=16, bf16, with D, z, Δ-bias): forward and forward+backward
    medians from ``triton.testing.do_bench``, each against the HBM floor from the copy bandwidth measured in
-   this run; the new tilings' output, last state and all gradients are compared with the default's at the
+   this run; the new tilings' output, last state and all gradients are compared with the baseline's at the
    same shapes and seeds. Default vs the expected best first; the fp32 backward check at E=512 and the
    other candidates only while the time budget (``--budget-s``, compiles included) lasts.
 Every tiling runs under try/except: one that fails to compile or run is recorded and skipped. The JSON
@@ -29,15 +29,15 @@ from pathlib import Path
 import torch
 
 from genomix.kernels.bench_scan import copy_bandwidth, floor_bytes, make_inputs, write_json
-from genomix.kernels.scan.ops import DEFAULT_TILING, SEQ_BWD_TILING, Tiling, selective_scan_triton
+from genomix.kernels.scan.ops import SEQ_BWD_TILING, SEQ_TILING, Tiling, selective_scan_triton
 from genomix.kernels.scan.reference import selective_scan_ref
 
-BASELINE = DEFAULT_TILING  # the tiling every candidate is compared with (its backward: "assoc")
+BASELINE = SEQ_TILING  # the tiling every candidate is compared with (the previous default: "assoc" backward)
 
 #: Where everything runs (a CPU dry run of this script under TRITON_INTERPRET=1 sets "cpu").
 DEVICE = "cuda"
 
-#: Backward tilings measured against the current default (the first is the expected best). All keep the
+#: Backward tilings measured against BASELINE (the previous default) (the first is the expected best). All keep the
 #: default's forward and its 128-step chunks, so the fwd+bwd differences are the backward alone.
 CANDIDATES = [
     SEQ_BWD_TILING,
@@ -120,7 +120,7 @@ def correctness(tiling: Tiling, cases: list[tuple[torch.dtype, dict, bool]]) -> 
 def timing(length: int, tiling: Tiling, bandwidth: float, baseline: dict | None) -> tuple[dict, dict]:
     """Forward and forward+backward medians at (B=1, E=512, N=16, bf16, seeded inputs and output
     gradient). Returns the row and this tiling's output, last state and gradients; with ``baseline``
-    (those of the default tiling) the row also holds the largest relative deviations from it."""
+    (those of BASELINE) the row also holds the largest relative deviations from it."""
     import triton.testing
 
     inputs = make_inputs(length)

@@ -21,6 +21,9 @@ def test_refused_without_cuda():
 def test_replays_equal_eager_steps(name):
     torch.manual_seed(0)
     model = build(name, d_model=64, n_layer=2, max_seq_len=512).cuda().train()
+    for module in model.modules():  # replays draw other dropout masks than the eager steps: compare without
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
     batches = [torch.randint(7, 11, (4, 512), device="cuda") for _ in range(3)]
     step = GraphedTrainingStep(model, {"input_ids": batches[0], "labels": batches[0]})
     for ids in batches[1:]:
