@@ -26,14 +26,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import time
 from pathlib import Path
 
 import torch
 
 from genomix.kernels.bench_causal_conv import Case, case_inputs, leaves_of, rel_max
-from genomix.kernels.bench_scan import write_json
+from genomix.kernels.check_runner import run_cases, verdict
 from genomix.kernels.causal_conv import causal_conv1d_ref, causal_conv1d_triton
 
 CASES = [  # Case(batch, channels, length, width, activation, layout, bias)
@@ -115,28 +113,14 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("no CUDA device here; use --device cpu --small with TRITON_INTERPRET=1 GENOMIX_FORCE_TRITON=1")
     cases = [dataclasses.replace(c, length=min(c.length, SMALL_MAX_LENGTH),
                                  channels=min(c.channels, SMALL_MAX_CHANNELS)) if args.small else c for c in CASES]
-    rows: list[dict] = []
     device_name = torch.cuda.get_device_name() if args.device == "cuda" else args.device
-    for dtype in (torch.float32, torch.bfloat16):
-        for case in cases:
-            seed = args.seed * 1000 + len(rows)
-            row = {**dataclasses.asdict(case), "dtype": str(dtype).split(".")[-1], "seed": seed}
-            t0 = time.time()
-            try:
-                row.update(check(case, dtype, args.device, seed))
-            except Exception as e:  # report and go on: one bad shape must not hide the others
-                row.update(ok=False, error=f"{type(e).__name__}: {e}"[:400])
-            row["seconds"] = round(time.time() - t0, 2)
-            rows.append(row)
-            print(json.dumps(row), flush=True)
-            write_json(args.out / "causal_conv_gpu_check.json",  # after every case: a time cap loses nothing
-                       {"device": device_name, "torch": torch.__version__, "small": args.small, "rows": rows})
-            if args.device == "cuda":
-                torch.cuda.empty_cache()
+    checks = [({**dataclasses.asdict(case), "dtype": str(dtype).split(".")[-1]},
+               lambda seed, case=case, dtype=dtype: check(case, dtype, args.device, seed))
+              for dtype in (torch.float32, torch.bfloat16) for case in cases]
+    rows = run_cases(checks, args.seed, args.out / "causal_conv_gpu_check.json",
+                     {"device": device_name, "torch": torch.__version__, "small": args.small}, args.device)
     print_table(rows)
-    failed = sum(not r["ok"] for r in rows)
-    print(f"{len(rows) - failed}/{len(rows)} cases pass")
-    return 1 if failed else 0
+    return verdict(rows)
 
 
 if __name__ == "__main__":

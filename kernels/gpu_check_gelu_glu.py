@@ -24,15 +24,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
-import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from genomix.kernels.bench_scan import write_json
+from genomix.kernels.check_runner import run_cases, verdict
 from genomix.kernels.gelu_glu import gelu_glu_triton
 from genomix.kernels.gpu_check_causal_conv import TOL, poison_allocator
 
@@ -156,26 +154,11 @@ def main(argv: list[str] | None = None) -> int:
     cases = [dataclasses.replace(c, lead=tuple(min(d, SMALL_MAX_LEAD) for d in c.lead)) if args.small else c
              for c in CASES]
     device_name = torch.cuda.get_device_name() if args.device == "cuda" else args.device
-    rows: list[dict] = []
-    for case in cases:
-        seed = args.seed * 1000 + len(rows)
-        row = {**dataclasses.asdict(case), "seed": seed}
-        t0 = time.time()
-        try:
-            row.update(check(case, args.device, seed))
-        except Exception as e:  # report and go on: one bad shape must not hide the others
-            row.update(ok=False, error=f"{type(e).__name__}: {e}"[:400])
-        row["seconds"] = round(time.time() - t0, 2)
-        rows.append(row)
-        print(json.dumps(row), flush=True)
-        write_json(args.out / "gelu_glu_gpu_check.json",  # after every case: a time cap loses nothing
-                   {"device": device_name, "torch": torch.__version__, "small": args.small, "rows": rows})
-        if args.device == "cuda":
-            torch.cuda.empty_cache()
+    checks = [(dataclasses.asdict(case), lambda seed, case=case: check(case, args.device, seed)) for case in cases]
+    rows = run_cases(checks, args.seed, args.out / "gelu_glu_gpu_check.json",
+                     {"device": device_name, "torch": torch.__version__, "small": args.small}, args.device)
     print_table(rows)
-    failed = sum(not r["ok"] for r in rows)
-    print(f"{len(rows) - failed}/{len(rows)} cases pass")
-    return 1 if failed else 0
+    return verdict(rows)
 
 
 if __name__ == "__main__":
