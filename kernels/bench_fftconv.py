@@ -1,9 +1,10 @@
 """Benchmark of the long FFT convolution on a GPU: Triton kernels vs the PyTorch reference, same run.
 
-bf16 u (B, H, L), fp32 filter (H, L) and D (H,), B*H*L = 256 M elements, HyenaDNA's recipe. For each
-L: forward and forward+backward median ms (``triton.testing.do_bench``), speed-up over the reference,
-peak memory of forward+backward, and the forward's distance from the HBM floor (read u, write y in
-bf16, read the filter once, at the device-to-device copy bandwidth measured in the same run).
+bf16 u (B, H, L), fp32 filter (H, L) and D (H,), B*H*L = 256 M elements, HyenaDNA's recipe (``--gates``
+adds bf16 pre/post-gates; ``--batch-heads B H`` sets the shape, e.g. M2's). For each L: forward and
+forward+backward median ms (``triton.testing.do_bench``), speed-up over the reference, peak memory of
+forward+backward, and the forward's distance from the HBM floor (read u and the gates, write y in bf16,
+read the filter once, at the device-to-device copy bandwidth measured in the same run).
 Prints a table last and writes JSON to ``--out``.
 
     PYTHONPATH=. python kernels/bench_fftconv.py --out OUTDIR [--lengths 4096 32768 ...]
@@ -47,34 +48,37 @@ def peak_gib(fn) -> float:
     return torch.cuda.max_memory_allocated() / 2**30
 
 
-def bench_one(L: int, B: int, H: int, bw: float, fast=fftconv_triton) -> dict:
+def bench_one(L: int, B: int, H: int, bw: float, fast=fftconv_triton, gates: bool = False) -> dict:
+    """One row; with ``gates`` both paths also get bf16 pre- and post-gates (as Hyena and M2 call them),
+    and the forward+backward computes all five gradients."""
     u = torch.randn(B, H, L, device="cuda").to(torch.bfloat16)
     k = torch.randn(H, L, device="cuda") / L ** 0.5
     D = torch.randn(H, device="cuda")
+    gate_args = [torch.randn(B, H, L, device="cuda").to(torch.bfloat16) for _ in range(2 if gates else 0)]
+    inputs = (u, k, D, *gate_args)
     dy = torch.randn(B, H, L, device="cuda").to(torch.bfloat16)
-    row: dict = {"L": L, "B": B, "H": H}
-    floor_ms = (B * H * L * 4 + H * L * 4) / bw * 1e3
+    row: dict = {"L": L, "B": B, "H": H, "gates": gates}
+    floor_ms = (B * H * L * 2 * (2 + len(gate_args)) + H * L * 4) / bw * 1e3
     row["floor_ms"] = floor_ms
-    err = (fast(u, k, D).double() - fftconv_ref(u, k, D).double()).norm() / fftconv_ref(u, k, D).double().norm()
-    row["rel_err_vs_ref"] = float(err)
+    want = fftconv_ref(*inputs).double()
+    row["rel_err_vs_ref"] = float((fast(*inputs).double() - want).norm() / want.norm())
     for name, f in (("ref", fftconv_ref), ("triton", fast)):
-        ul, kl, Dl = (t.detach().clone().requires_grad_() for t in (u, k, D))
+        leaves = [t.detach().clone().requires_grad_() for t in inputs]
 
         def fwd():
             with torch.no_grad():
-                return f(u, k, D)
+                return f(*inputs)
 
         def fwdbwd():
-            y = f(ul, kl, Dl)
-            y.backward(dy)
-            ul.grad = kl.grad = Dl.grad = None
+            f(*leaves).backward(dy)
+            for leaf in leaves:
+                leaf.grad = None
 
         fwd(), fwdbwd()  # compile / warm up
         row[f"{name}_fwd_ms"] = triton.testing.do_bench(fwd, warmup=50, rep=300, return_mode="median")
         row[f"{name}_fwdbwd_ms"] = triton.testing.do_bench(fwdbwd, warmup=50, rep=300, return_mode="median")
         row[f"{name}_fwd_peak_gib"] = peak_gib(fwd)
         row[f"{name}_fwdbwd_peak_gib"] = peak_gib(fwdbwd)
-        del ul, kl, Dl
         torch.cuda.empty_cache()
     row["fwd_speedup"] = row["ref_fwd_ms"] / row["triton_fwd_ms"]
     row["fwdbwd_speedup"] = row["ref_fwdbwd_ms"] / row["triton_fwdbwd_ms"]
@@ -108,14 +112,17 @@ def main() -> int:
     ap.add_argument("--lengths", type=int, nargs="*", default=list(SHAPES))
     ap.add_argument("--path", choices=tuple(PATHS), default="triton", help="the path compared with the reference")
     ap.add_argument("--breakdown", type=int, default=1 << 20, help="L whose fwd+bwd is profiled per kernel (0: none)")
+    ap.add_argument("--gates", action="store_true", help="with bf16 pre- and post-gates (Hyena's and M2's calls)")
+    ap.add_argument("--batch-heads", type=int, nargs=2, metavar=("B", "H"),
+                    help="this (batch, channels) at every length instead of B*H*L = 256M (e.g. 16 256 for M2 at 4K)")
     args = ap.parse_args()
     torch.manual_seed(0)
     bw = copy_bandwidth()
     rows = []
     for L in args.lengths:
-        B, H = SHAPES.get(L, (max(1, (1 << 28) // (256 * L)), 256))
+        B, H = args.batch_heads or SHAPES.get(L, (max(1, (1 << 28) // (256 * L)), 256))
         try:
-            rows.append(bench_one(L, B, H, bw, PATHS[args.path]))
+            rows.append(bench_one(L, B, H, bw, PATHS[args.path], args.gates))
         except Exception as e:  # keep the other lengths' numbers; the failure is reported in the table
             rows.append({"L": L, "B": B, "H": H, "error": f"{type(e).__name__}: {e}"[:300]})
         torch.cuda.empty_cache()
@@ -125,13 +132,13 @@ def main() -> int:
               "copy_bandwidth_TBps": bw / 1e12, "max_row": os.environ.get("GENOMIX_FFTCONV_MAX_ROW", "4096"),
               "tuning": repr(current_tuning()), "path": args.path,
               "rows": rows, "breakdown_L": args.breakdown, "breakdown": prof}
-    path = os.path.join(args.out, f"bench_fftconv_{args.path}.json")
+    path = os.path.join(args.out, f"bench_fftconv_{args.path}{'_gated' if args.gates else ''}.json")
     with open(path + ".tmp", "w") as fh:
         json.dump(result, fh, indent=1)
     os.replace(path + ".tmp", path)
     for p in prof:
         print(f"  {p['ms']:8.2f} ms {p['calls']:3d}x {p['kernel']}")
-    print(f"{result['device']}, copy {bw / 1e12:.2f} TB/s; bf16, B*H*L = 256M")
+    print(f"{result['device']}, copy {bw / 1e12:.2f} TB/s; bf16{', gates' if args.gates else ''}")
     print(f"{'L':>8} {'B':>3} {'H':>3} | {'ref fwd':>8} {'tri fwd':>8} {'x':>5} | {'ref f+b':>8} {'tri f+b':>8} {'x':>5} | "
           f"{'ref GiB':>7} {'tri GiB':>7} | {'fwd/floor':>9}")
     for r in rows:
