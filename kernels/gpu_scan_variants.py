@@ -1,20 +1,21 @@
-"""One GPU run comparing the selective-scan backward kernels: correctness of the new one, then old vs new timings.
+"""One GPU run comparing selective-scan forward kernels: correctness of the new ones, then default vs new timings.
 
-    PYTHONUNBUFFERED=1 PYTHONPATH=. timeout 560 python kernels/gpu_scan_variants.py --out $OUT/scan --budget-s 420
+    PYTHONUNBUFFERED=1 PYTHONPATH=. timeout 170 python kernels/gpu_scan_variants.py --out $OUT/scan --budget-s 135
 
-1. Correctness of the sequential-step backward (:data:`SEQ_BWD_TILING`; the other candidates differ from
-   it only in launch shape or stash length) against the PyTorch reference (fresh random inputs): forward,
-   last state and all gradients in bf16 at E=512, L=4112 (partial last chunk) with z, D, Δ-bias, the
-   benchmark's flags and divisibilities; then fp32 with ragged L, grouped B/C and 16-channel blocks (the
-   ``tl.sum`` channel sums instead of the warp transpose-reduction), and bf16 with N=8, without z, D,
-   Δ-bias. The caching allocator is filled with NaN blocks of the outputs' sizes first, so an element a
-   kernel forgets to write shows up as NaN.
-2. The previous default (:data:`SEQ_TILING`, whose backward is the "assoc" kernel) vs the new
-   backward at L = 1M and 64K (B=1, E=512, N=16, bf16, with D, z, Δ-bias): forward and forward+backward
-   medians from ``triton.testing.do_bench``, each against the HBM floor from the copy bandwidth measured in
-   this run; the new tilings' output, last state and all gradients are compared with the baseline's at the
-   same shapes and seeds. Default vs the expected best first; the fp32 backward check at E=512 and the
-   other candidates only while the time budget (``--budget-s``, compiles included) lasts.
+1. Correctness of each forward candidate (``CANDIDATES``; the checks run just before a candidate's
+   first timing, so a budget cut skips both) against the PyTorch reference (fresh random inputs):
+   forward, last state and all gradients in bf16 at E=512, L=4112 (partial last chunk) with z, D,
+   Δ-bias, the benchmark's flags and divisibilities; then the forward in fp32 with ragged L and E and
+   grouped B/C. The caching allocator is filled with NaN blocks of the outputs' sizes first, so an
+   element a kernel forgets to write shows up as NaN. Candidates differing from a checked one only in
+   segmentation reuse its kernels and are not checked again.
+2. The default (:data:`DEFAULT_TILING`) vs each candidate at L = 1M and 64K (B=1, E=512, N=16, bf16,
+   with D, z, Δ-bias): forward and forward+backward medians from ``triton.testing.do_bench``, each
+   against the HBM floor from the copy bandwidth measured in this run; the candidates' output, last state
+   and all gradients are compared with the default's at the same shapes and seeds. All candidates keep
+   the default's backward, so the fwd+bwd differences are the forward's. Default vs the expected best
+   first (always); the others, best-expected first, only while the time budget (``--budget-s``, compiles
+   included) lasts.
 Every tiling runs under try/except: one that fails to compile or run is recorded and skipped. The JSON
 (``--out``/scan_variants.json) is rewritten after each step; a summary table is printed last.
 """
@@ -29,23 +30,23 @@ from pathlib import Path
 import torch
 
 from genomix.kernels.bench_scan import copy_bandwidth, floor_bytes, make_inputs, write_json
-from genomix.kernels.scan.ops import SEQ_BWD_TILING, SEQ_TILING, Tiling, selective_scan_triton
+from genomix.kernels.scan.ops import DEFAULT_TILING, Tiling, selective_scan_triton
 from genomix.kernels.scan.reference import selective_scan_ref
 
-BASELINE = SEQ_TILING  # the tiling every candidate is compared with (the previous default: "assoc" backward)
+BASELINE = DEFAULT_TILING  # the tiling every candidate is compared with
 
 #: Where everything runs (a CPU dry run of this script under TRITON_INTERPRET=1 sets "cpu").
 DEVICE = "cuda"
 
-#: Backward tilings measured against BASELINE (the previous default) (the first is the expected best). All keep the
-#: default's forward and its 128-step chunks, so the fwd+bwd differences are the backward alone.
+_FAST = dataclasses.replace(DEFAULT_TILING, fwd_fast_math=True)
+#: Forward tilings measured against BASELINE, expected best first (offline sm_90 SASS per 8-step tile,
+#: summary + main pass, in kernels/scan/NOTES.md). All keep the default's backward and 128-step chunks.
 CANDIDATES = [
-    SEQ_BWD_TILING,
-    dataclasses.replace(SEQ_BWD_TILING, bwd_target_programs=4096),  # more, shorter segments
-    dataclasses.replace(SEQ_BWD_TILING, bwd_block_e=64, bwd_warps=2),  # 2 warps per program
-    dataclasses.replace(SEQ_BWD_TILING, bwd_target_programs=1024),
-    # 8-step stash: fewer sub-tiles, but the offline compile spills (see kernels/scan/NOTES.md)
-    dataclasses.replace(SEQ_BWD_TILING, bwd_stash=8),
+    _FAST,  # ex2/softplus/sigmoid approximations: 1814 instructions per tile (default 2239), 127/80 registers
+    dataclasses.replace(_FAST, target_programs=4096),  # more, shorter segments (same kernels as _FAST)
+    dataclasses.replace(_FAST, fwd_prefetch=True),  # u, Δ, z loads a tile ahead: 1851, 127/87 registers
+    dataclasses.replace(_FAST, block_e=128),  # two channels per thread (2 warps): 1673 per channel, 249/218 reg.
+    dataclasses.replace(_FAST, block_e=32, fwd_warps=1, target_programs=4096),  # one-warp programs
 ]
 
 
@@ -66,15 +67,10 @@ def _poison(shapes: list[tuple[tuple[int, ...], torch.dtype]]) -> None:
 #: Correctness cases: (dtype, shape and features, whether the backward is checked too). The first has the
 #: benchmark's flags and divisibilities (E, L multiples of 16; the segmentation counts are not specialised
 #: on), so it compiles the kernels the benchmark reuses; L = 4112 still ends in a partial chunk. The
-#: second has 48-channel groups, so 16-channel backward blocks: the tl.sum channel sums (the fallback of
-#: the warp transpose-reduction) on the GPU; the third N=8 (fallback too) without z, D, Δ-bias.
-BF16_CASES = [
+#: second: fp32 forward with ragged L and 2 B/C groups of 128 channels (so every candidate's channel block).
+CASES = [
     (torch.bfloat16, dict(batch=2, E=512, N=16, L=4112, groups=None, z=True, D=True, bias=True), True),
-    (torch.float32, dict(batch=1, E=96, N=16, L=1000, groups=2, z=True, D=True, bias=False), True),
-    (torch.bfloat16, dict(batch=3, E=64, N=8, L=777, groups=None, z=False, D=False, bias=False), True),
-]
-FP32_BACKWARD_CASES = [
-    (torch.float32, dict(batch=2, E=512, N=16, L=4112, groups=None, z=True, D=True, bias=True), True),
+    (torch.float32, dict(batch=1, E=256, N=16, L=1000, groups=2, z=True, D=True, bias=False), False),
 ]
 
 
@@ -150,9 +146,9 @@ def timing(length: int, tiling: Tiling, bandwidth: float, baseline: dict | None)
 
 
 def _label(t: Tiling) -> str:
-    io = "/io8" if t.tile_io else ""
+    io = ("/io8" if t.tile_io else "") + ("/pf" if t.fwd_prefetch else "") + ("/fast" if t.fwd_fast_math else "")
     stash = f"/s{t.bwd_stash}" if t.bwd_variant == "seq" else ""
-    return (f"{t.variant}{io} e{t.block_e}w{t.fwd_warps} T{t.chunk} | {t.bwd_variant}{stash} "
+    return (f"{t.variant}{io} e{t.block_e}w{t.fwd_warps} T{t.chunk} p{t.target_programs} | {t.bwd_variant}{stash} "
             f"e{t.bwd_block_e or t.block_e}w{t.bwd_warps} p{t.bwd_target_programs or t.target_programs}")
 
 
@@ -168,15 +164,14 @@ def main() -> int:
                     "default": dataclasses.asdict(BASELINE), "correctness": {}, "timing": [], "skipped": []}
     report["copy_gbs"] = copy_bandwidth() / 1e9
     bandwidth = report["copy_gbs"] * 1e9
-    label = _label(SEQ_BWD_TILING)
 
-    def check(cases: list) -> None:
+    def check(tiling: Tiling) -> None:
         try:
-            rows = correctness(SEQ_BWD_TILING, cases)
+            rows = correctness(tiling, CASES)
         except Exception:
             rows = [dict(ok=False, error=traceback.format_exc()[-1500:])]
-        report["correctness"].setdefault(label, []).extend(rows)
-        print(label, "correct" if all(r["ok"] for r in rows) else f"FAIL {rows}", flush=True)
+        report["correctness"][_label(tiling)] = rows
+        print(_label(tiling), "correct" if all(r["ok"] for r in rows) else f"FAIL {rows}", flush=True)
 
     baselines: dict = {}
 
@@ -194,19 +189,27 @@ def main() -> int:
         print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items() if k != "error"}, flush=True)
         torch.cuda.empty_cache()
 
-    # Most important first: correctness, default vs expected-best new backward at both lengths; then, each
-    # only if started early enough to end within the budget, the fp32 backward check at E=512 (it compiles
-    # the new backward anew) and the other candidates (a backward compile each for a new warp count or
-    # stash length, launch shapes only for the segment counts).
+    # Most important first: the default's and the expected best candidate's checks, default vs that
+    # candidate at both lengths. Then per further candidate, only if started early enough to end within
+    # the budget: its check when its kernels are new (~30 s of compiles) and its timings at both lengths.
     always, budget = float("inf"), args.budget_s
-    steps = [("correctness bf16 + fp32 + N=8", always, lambda: check(BF16_CASES))]
-    steps += [(f"{_label(t)} L={L}", always, lambda L=L, t=t: measure(L, t))
-              for L in (1 << 20, 65536) for t in (BASELINE, SEQ_BWD_TILING)]
-    steps += [("correctness fp32 backward", budget - 60, lambda: check(FP32_BACKWARD_CASES))]
-    new_kernel = lambda t: (t.bwd_warps, t.bwd_stash) != (SEQ_BWD_TILING.bwd_warps,  # noqa: E731
-                                                          SEQ_BWD_TILING.bwd_stash)
-    steps += [(f"{_label(t)} L={L}", budget - (45 if new_kernel(t) else 10), lambda L=L, t=t: measure(L, t))
-              for L in (1 << 20, 65536) for t in CANDIDATES[1:]]
+    lengths = (1 << 20, 65536)
+    steps = [(f"correctness {_label(t)}", always, lambda t=t: check(t)) for t in (BASELINE, CANDIDATES[0])]
+    steps += [(f"{_label(t)} L={L}", always, lambda L=L, t=t: measure(L, t)) for L in lengths
+              for t in (BASELINE, CANDIDATES[0])]
+    kernels = lambda t: (t.block_e, t.fwd_warps, t.tile_io, t.fwd_prefetch, t.fwd_fast_math)  # noqa: E731
+    checked = {kernels(BASELINE), kernels(CANDIDATES[0])}
+
+    def check_and_measure(t: Tiling, new: bool) -> None:
+        if new:
+            check(t)
+        for L in lengths:
+            measure(L, t)
+
+    for t in CANDIDATES[1:]:
+        new = kernels(t) not in checked
+        checked.add(kernels(t))
+        steps.append((_label(t), budget - (45 if new else 10), lambda t=t, new=new: check_and_measure(t, new)))
     for name, latest_start, step in steps:
         if time.perf_counter() - t0 > latest_start:
             report["skipped"].append(name)
@@ -222,16 +225,16 @@ def main() -> int:
     for label, rows in report["correctness"].items():
         worst = max((v for r in rows for k, v in r.items() if isinstance(v, float)), default=float("nan"))
         print(f"correctness {label}: {'ok' if all(r['ok'] for r in rows) else 'FAIL'} (worst rel {worst:.1e})")
-    print(f"{'L':>8} {'tiling (fwd | bwd)':<52} {'fwd ms':>8} {'f+b ms':>8} {'bwd ms':>8} {'fwd/flr':>8} "
+    print(f"{'L':>8} {'tiling (fwd | bwd)':<60} {'fwd ms':>8} {'f+b ms':>8} {'bwd ms':>8} {'fwd/flr':>8} "
           f"{'bwd/flr':>8} {'vs dflt':>8}")
-    for r in sorted(report["timing"], key=lambda r: (r["L"], r.get("fwd_bwd_ms", float("inf")))):
+    for r in sorted(report["timing"], key=lambda r: (r["L"], r.get("fwd_ms", float("inf")))):
         tiling = Tiling(**{f.name: r[f.name] for f in dataclasses.fields(Tiling)})
         label = ("* " if tiling == BASELINE else "") + _label(tiling)
         if "error" in r:
-            print(f"{r['L']:>8} {label:<52} failed: {r['error'].strip().splitlines()[-1][:60]}")
+            print(f"{r['L']:>8} {label:<60} failed: {r['error'].strip().splitlines()[-1][:60]}")
             continue
         dev = f"{max(r['out_vs_default'], r['grads_vs_default']):.0e}" if "out_vs_default" in r else "-"
-        print(f"{r['L']:>8} {label:<52} {r['fwd_ms']:8.3f} {r['fwd_bwd_ms']:8.2f} {r['bwd_ms']:8.2f} "
+        print(f"{r['L']:>8} {label:<60} {r['fwd_ms']:8.3f} {r['fwd_bwd_ms']:8.2f} {r['bwd_ms']:8.2f} "
               f"{r['fwd_x_floor']:7.1f}x {r['bwd_x_floor']:7.1f}x {dev:>8}")
     return 0
 

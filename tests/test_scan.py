@@ -113,6 +113,24 @@ def test_seq_variant_matches_reference(case, tiling):
     _compare(_inputs(**case), tol, variant="seq", **tiling)
 
 
+@pytest.mark.parametrize(
+    "case,tiling",
+    [
+        # the next tile's loads cross chunk and segment ends; ragged L and E; fast-math flag (the
+        # interpreter keeps the exact functions, so this checks the plumbing only)
+        (dict(L=45, E=6), dict(block_e=4, chunk=16, target_programs=4, fwd_prefetch=True, fwd_fast_math=True)),
+        # two channels per thread's worth of block (8 channels, one program); grouped bf16
+        (dict(L=35, groups=2, E=16, z=False, bias=False, dtype=torch.bfloat16),
+         dict(block_e=8, chunk=16, target_programs=1, fwd_prefetch=True)),
+    ],
+    ids=["prefetch-segmented", "prefetch-grouped-bf16"],
+)
+def test_seq_prefetch_matches_reference(case, tiling):
+    """The tiled seq forward with each tile's loads issued a tile ahead gives the reference's results."""
+    tol = 2e-2 if case.get("dtype") == torch.bfloat16 else 1e-4
+    _compare(_inputs(**case), tol, variant="seq", tile_io=True, **tiling)
+
+
 @pytest.mark.parametrize("tiling", [dict(variant="nope"), dict(variant="seq", chunk=24)], ids=["variant", "chunk"])
 def test_bad_tiling_is_refused(tiling):
     with pytest.raises(ValueError):

@@ -34,6 +34,10 @@ class Tiling:
     ``"seq"`` (:mod:`.triton_seq_bwd`: one channel per thread, use ``bwd_block_e = 32 * bwd_warps`` and
     a ``chunk`` that is a multiple of 8); ``bwd_stash`` (4 or 8) is how many steps of states it
     recomputes and keeps per thread at a time.
+    ``fwd_fast_math`` ("seq" forward, GPU only; the interpreter keeps the exact functions): exp2,
+    softplus and sigmoid as the backward computes them (``ex2``/``lg2``/``rcp.approx.ftz`` inline PTX,
+    ~2^-22 relative error). ``fwd_prefetch`` ("seq" with ``tile_io``): issue each 8-step tile's u, Δ, z
+    loads while the previous tile is computed.
     """
 
     block_e: int = 4
@@ -47,6 +51,8 @@ class Tiling:
     tile_io: bool = False
     bwd_variant: str = "assoc"
     bwd_stash: int = 4
+    fwd_fast_math: bool = False
+    fwd_prefetch: bool = False
 
 
 #: The sequential-step forward at the setting that measured best on an H200 (2026-12-01,
@@ -162,11 +168,14 @@ def _launch_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, save_states
     from .triton_seq import _seq_fwd_kernel
 
     _check_tiling(tiling)
-    if tiling.variant == "seq":  # A times log2(e); B and C packed; state stride 1
+    if tiling.variant == "seq":  # A times log2(e); B and C packed (and their padded length); state stride 1
         A_k = _log2e_scaled(A)
-        kernel, BC_k, extra, flags = _seq_fwd_kernel, (pack_bc(B, C),), (1,), dict(TILE_IO=tiling.tile_io)
+        flags = dict(TILE_IO=tiling.tile_io, PREFETCH=tiling.fwd_prefetch and tiling.tile_io,
+                     ASM=tiling.fwd_fast_math and not dispatch.interpreting())  # inline PTX: not in the interpreter
+        BC = pack_bc(B, C, multiple=16)  # rows zero-padded: unmasked loads
+        kernel, BC_k, lengths, extra = _seq_fwd_kernel, (BC,), (u.shape[2], BC.shape[2]), (1,)
     else:
-        kernel, A_k, BC_k, extra, flags = _scan_fwd_kernel, A, (B, C), (), {}
+        kernel, A_k, BC_k, lengths, extra, flags = _scan_fwd_kernel, A, (B, C), (u.shape[2],), (), {}
     batch, channels, length = u.shape
     groups, n_state = B.shape[1], B.shape[2]
     block_e, chunk = _tile(channels, groups, tiling.block_e), tiling.chunk
@@ -182,7 +191,7 @@ def _launch_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, save_states
         kernel[grid](
             u, delta, A_k, *BC_k, D if D is not None else dummy, z if z is not None else dummy,
             delta_bias if delta_bias is not None else dummy, out, states if save_states else dummy, last,
-            seg_a, seg_h, carry, channels, length, groups, n_chunks, per_seg, n_segs, *extra,
+            seg_a, seg_h, carry, channels, *lengths, groups, n_chunks, per_seg, n_segs, *extra,
             SAVE_STATES=save_states, SUMMARY=summary, N=n_state, BLOCK_E=block_e, T=chunk,
             num_warps=tiling.fwd_warps, **flags, **_flags(D, z, delta_bias, delta_softplus),
         )

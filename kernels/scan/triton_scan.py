@@ -73,7 +73,13 @@ def _sigmoid(x, ASM: tl.constexpr = False):
 def _load_dt(dt_ptr, offs, mask, bias, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, ASM: tl.constexpr = False):
     """Raw Δ (plus the bias, given broadcastable to ``offs``), and Δ after softplus (0 where masked, so
     a = 1 and b = 0 there). ``ASM``: the GPU-only fast softplus."""
-    raw = tl.load(dt_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    return _dt_of(tl.load(dt_ptr + offs, mask=mask, other=0.0), mask, bias, HAS_BIAS, SOFTPLUS, ASM)
+
+
+@triton.jit
+def _dt_of(raw, mask, bias, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, ASM: tl.constexpr = False):
+    """:func:`_load_dt` on already loaded raw Δ (any dtype): for kernels that load a tile ahead."""
+    raw = raw.to(tl.float32)
     if HAS_BIAS:
         raw = raw + bias
     dt = raw

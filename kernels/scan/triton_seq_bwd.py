@@ -111,7 +111,7 @@ def _advance(h, A2, bias, Dv, u_ptr, dt_ptr, z_ptr, dout_ptr, dz_ptr, BC_ptr, dB
         y = tl.zeros_like(u)
     for j in tl.static_range(S):
         pick = rows[:, None] == j
-        Bv, Cv = _load_bc(BC_ptr, bc_row, t0 + j, L, N, False)
+        Bv, Cv = _load_bc(BC_ptr, bc_row, t0 + j, N)
         h = _exp2(_row(dt, pick)[None, :] * A2, ASM) * h + _row(dtu, pick)[None, :] * Bv[:, None]
         if STASH:
             hs = tl.where(pick[:, :, None], h[None, :, :], hs)
@@ -160,7 +160,7 @@ def _adjoint(q, hs, dA, dD, dbias, dt_sum, A2, bias, Dv, u_ptr, dt_ptr, z_ptr, d
     if SUMMARY:
         for jj in tl.static_range(S):
             pick = rows[:, None] == S - 1 - jj
-            _, Cv = _load_bc(BC_ptr, bc_row, t0 + S - 1 - jj, L, N, False)
+            _, Cv = _load_bc(BC_ptr, bc_row, t0 + S - 1 - jj, N)
             q = _exp2(_row(dt, pick)[None, :] * A2, ASM) * (Cv[:, None] * _row(dy, pick)[None, :] + q)
         dt_sum += tl.sum(dt, axis=0)
     else:
@@ -174,7 +174,7 @@ def _adjoint(q, hs, dA, dD, dbias, dt_sum, A2, bias, Dv, u_ptr, dt_ptr, z_ptr, d
             u_j = _row(u, pick)
             dtu_j = (dt_j * u_j)[None, :]
             h = _row(hs, pick[:, :, None])
-            Bv, Cv = _load_bc(BC_ptr, bc_row, t0 + j, L, N, False)
+            Bv, Cv = _load_bc(BC_ptr, bc_row, t0 + j, N)
             g = Cv[:, None] * _row(dy, pick)[None, :] + q
             gw = g * (h - dtu_j * Bv[:, None])  # g_t a_t h_{t-1}
             dA += gw * dt_j[None, :]
