@@ -32,6 +32,7 @@ from pathlib import Path
 import torch
 import triton.testing
 
+from genomix.kernels.bench_common import print_speed_table, time_paths
 from genomix.kernels.bench_scan import copy_bandwidth, write_json
 from genomix.kernels.causal_conv import causal_conv1d_ref, causal_conv1d_triton
 from genomix.kernels.dispatch import use_triton
@@ -141,14 +142,8 @@ def bench_case(case: Case, bandwidth: float, seed: int) -> dict:
     fwd_bytes, bwd_bytes = floor_bytes(case, x.element_size())
     row["fwd_floor_ms"] = fwd_bytes / bandwidth * 1e3
     row["fwd_bwd_floor_ms"] = (fwd_bytes + bwd_bytes) / bandwidth * 1e3
-    for name, fn in (("ref", causal_conv1d_ref), ("triton", causal_conv1d_triton)):
-        for key, value in measure(fn, case, x, weight, bias, dy).items():
-            row[f"{name}_{key}"] = value
-        for phase in ("fwd", "fwd_bwd"):
-            row[f"{name}_{phase}_pct_floor"] = 100 * row[f"{phase}_floor_ms"] / row[f"{name}_{phase}_ms"]
-        torch.cuda.empty_cache()
-    row["fwd_speedup"] = row["ref_fwd_ms"] / row["triton_fwd_ms"]
-    row["fwd_bwd_speedup"] = row["ref_fwd_bwd_ms"] / row["triton_fwd_bwd_ms"]
+    paths = {"ref": causal_conv1d_ref, "triton": causal_conv1d_triton}
+    time_paths(row, lambda name: measure(paths[name], case, x, weight, bias, dy), "cuda")
     return row
 
 
@@ -161,19 +156,7 @@ def model_cases(lengths: list[int]) -> list[Case]:
 
 
 def print_table(rows: list[dict]) -> None:
-    print(f"{'case':>16} {'L':>8} | {'ref fwd':>8} {'tri fwd':>8} {'x':>5} | {'ref f+b':>8} {'tri f+b':>8} {'x':>5} | "
-          f"{'%floor tri fwd':>14} {'f+b':>4} {'ref fwd':>7} {'f+b':>4} | {'peak GiB ref/tri fwd':>20} {'f+b':>11}")
-    for r in rows:
-        if "error" in r:
-            print(f"{r['label']:>16} {r['length']:>8} | FAILED {r['error']}")
-            continue
-        print(f"{r['label']:>16} {r['length']:>8} | {r['ref_fwd_ms']:>8.3f} {r['triton_fwd_ms']:>8.3f} "
-              f"{r['fwd_speedup']:>5.2f} | {r['ref_fwd_bwd_ms']:>8.3f} {r['triton_fwd_bwd_ms']:>8.3f} "
-              f"{r['fwd_bwd_speedup']:>5.2f} | "
-              f"{r['triton_fwd_pct_floor']:>13.0f}% {r['triton_fwd_bwd_pct_floor']:>3.0f}% "
-              f"{r['ref_fwd_pct_floor']:>6.0f}% {r['ref_fwd_bwd_pct_floor']:>3.0f}% | "
-              f"{r['ref_fwd_peak_gib']:>9.2f}/{r['triton_fwd_peak_gib']:<10.2f} "
-              f"{r['ref_fwd_bwd_peak_gib']:>5.2f}/{r['triton_fwd_bwd_peak_gib']:<5.2f}")
+    print_speed_table(rows, f"{'case':>16} {'L':>8}", lambda r: f"{r['label']:>16} {r['length']:>8}")
 
 
 def main(argv: list[str] | None = None) -> int:

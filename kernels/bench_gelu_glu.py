@@ -27,16 +27,16 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 import triton
 
 from genomix.kernels.bench_causal_conv import rel_max
+from genomix.kernels.bench_common import add_run_args, check_device, print_speed_table, time_paths
 from genomix.kernels.bench_layer_norm import cpu_copy_bandwidth, median_ms, peak_gib
 from genomix.kernels.bench_scan import copy_bandwidth, write_json
-from genomix.kernels.dispatch import interpreting, use_triton
+from genomix.kernels.dispatch import use_triton
 from genomix.kernels.gelu_glu import gelu_glu_triton
 
 GluFn = Callable[[torch.Tensor, int], torch.Tensor]  # (h, d_inner) -> out
@@ -83,51 +83,21 @@ def bench_case(rows: int, d_inner: int, dtype_name: str, device: str, bandwidth:
     elements = rows * d_inner * h.element_size()
     row["fwd_floor_ms"] = 3 * elements / bandwidth * 1e3
     row["fwd_bwd_floor_ms"] = 8 * elements / bandwidth * 1e3
-    for name, fn in (("torch", torch_path), ("triton", gelu_glu_triton)):
-        for key, value in measure(fn, h, d_inner, dout, device).items():
-            row[f"{name}_{key}"] = value
-        for phase in ("fwd", "fwd_bwd"):
-            row[f"{name}_{phase}_pct_floor"] = 100 * row[f"{phase}_floor_ms"] / row[f"{name}_{phase}_ms"]
-        if device == "cuda":
-            torch.cuda.empty_cache()
-    row["fwd_speedup"] = row["torch_fwd_ms"] / row["triton_fwd_ms"]
-    row["fwd_bwd_speedup"] = row["torch_fwd_bwd_ms"] / row["triton_fwd_bwd_ms"]
+    paths = {"ref": torch_path, "triton": gelu_glu_triton}
+    time_paths(row, lambda name: measure(paths[name], h, d_inner, dout, device), device)
     return row
 
 
-def _peaks(row: dict, phase: str) -> str:
-    """"torch/triton" peak GiB of a phase, "-" where memory was not measured (CPU)."""
-    ref, tri = row[f"torch_{phase}_peak_gib"], row[f"triton_{phase}_peak_gib"]
-    return "-" if ref is None else f"{ref:.2f}/{tri:.2f}"
-
-
 def print_table(rows: list[dict]) -> None:
-    print(f"{'shape':>14} {'dtype':>8} | {'torch fwd':>9} {'tri fwd':>8} {'x':>5} | {'torch f+b':>9} "
-          f"{'tri f+b':>8} {'x':>5} | {'%floor tri fwd':>14} {'f+b':>4} {'torch fwd':>9} {'f+b':>4} | "
-          f"{'peak GiB torch/tri fwd':>22} {'f+b':>11} | {'out diff':>8} {'dh diff':>8}")
-    for r in rows:
-        head = f"{str(tuple(r['shape'])):>14} {r['dtype']:>8}"
-        if "error" in r:
-            print(f"{head} | FAILED {r['error']}")
-            continue
-        print(f"{head} | {r['torch_fwd_ms']:>9.3f} {r['triton_fwd_ms']:>8.3f} {r['fwd_speedup']:>5.2f} | "
-              f"{r['torch_fwd_bwd_ms']:>9.3f} {r['triton_fwd_bwd_ms']:>8.3f} {r['fwd_bwd_speedup']:>5.2f} | "
-              f"{r['triton_fwd_pct_floor']:>13.0f}% {r['triton_fwd_bwd_pct_floor']:>3.0f}% "
-              f"{r['torch_fwd_pct_floor']:>8.0f}% {r['torch_fwd_bwd_pct_floor']:>3.0f}% | "
-              f"{_peaks(r, 'fwd'):>22} {_peaks(r, 'fwd_bwd'):>11} | {r['out_rel_diff']:>8.1e} {r['dh_rel_diff']:>8.1e}")
+    print_speed_table(rows, f"{'shape':>16} {'dtype':>8}", lambda r: f"{str(tuple(r['shape'])):>16} {r['dtype']:>8}",
+                      f"{'out diff':>8} {'dh diff':>8}", lambda r: f"{r['out_rel_diff']:>8.1e} {r['dh_rel_diff']:>8.1e}")
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=Path("."))
-    ap.add_argument("--device", default="cuda", help="cuda, or cpu under TRITON_INTERPRET=1")
-    ap.add_argument("--small", action="store_true", help="tiny shapes (for the interpreter)")
-    ap.add_argument("--seed", type=int, default=0)
+    add_run_args(ap, "tiny shapes (for the interpreter)")
     args = ap.parse_args(argv)
-    if args.device == "cuda" and not torch.cuda.is_available():
-        ap.error("no CUDA device here; use --device cpu --small with TRITON_INTERPRET=1")
-    if args.device == "cpu" and not interpreting():
-        ap.error("--device cpu runs the Triton kernels in the interpreter: set TRITON_INTERPRET=1")
+    check_device(ap, args.device)
     cuda = args.device == "cuda"
     bandwidth = copy_bandwidth() if cuda else cpu_copy_bandwidth()
     result: dict = {
@@ -148,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         if cuda:
             torch.cuda.empty_cache()
     print(f"{result['device']}, copy {bandwidth / 1e9:.0f} GB/s, dispatch default: {result['dispatch_default']}; "
-          f"torch = split + F.gelu(tanh) * value in h's dtype (the former MonarchGLU code)")
+          f"ref = split + F.gelu(tanh) * value in h's dtype (the former MonarchGLU code)")
     print_table(result["rows"])
     return 1 if any("error" in r for r in result["rows"]) else 0
 

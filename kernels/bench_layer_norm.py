@@ -41,7 +41,6 @@ import math
 import statistics
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -49,8 +48,10 @@ import triton
 import triton.testing
 
 from genomix.kernels.bench_causal_conv import leaves_of, peak_delta, rel_max
+from genomix.kernels.bench_common import add_run_args, check_device, print_speed_table, time_paths
 from genomix.kernels.bench_scan import copy_bandwidth, write_json
-from genomix.kernels.dispatch import interpreting, use_triton
+from genomix.kernels.dispatch import use_triton
+from genomix.kernels.check_runner import run_cases, verdict
 from genomix.kernels.gpu_check_causal_conv import TOL, poison_allocator
 from genomix.kernels.layer_norm import layer_norm_ref, layer_norm_triton
 
@@ -216,15 +217,8 @@ def bench_case(shape: tuple[int, ...], device: str, bandwidth: float, seed: int)
     fwd_bytes, bwd_bytes = floor_bytes(shape, x.element_size(), 2)
     row["fwd_floor_ms"] = fwd_bytes / bandwidth * 1e3
     row["fwd_bwd_floor_ms"] = (fwd_bytes + bwd_bytes) / bandwidth * 1e3
-    for name, fn in (("ref", reference_path), ("triton", triton_path)):
-        for key, value in measure(fn, x, weight, bias, dy, device).items():
-            row[f"{name}_{key}"] = value
-        for phase in ("fwd", "fwd_bwd"):
-            row[f"{name}_{phase}_pct_floor"] = 100 * row[f"{phase}_floor_ms"] / row[f"{name}_{phase}_ms"]
-        if device == "cuda":
-            torch.cuda.empty_cache()
-    row["fwd_speedup"] = row["ref_fwd_ms"] / row["triton_fwd_ms"]
-    row["fwd_bwd_speedup"] = row["ref_fwd_bwd_ms"] / row["triton_fwd_bwd_ms"]
+    paths = {"ref": reference_path, "triton": triton_path}
+    time_paths(row, lambda name: measure(paths[name], x, weight, bias, dy, device), device)
     return row
 
 
@@ -246,39 +240,11 @@ def print_checks(rows: list[dict]) -> None:
               f"{r['layout']:>10} {detail} {r['ok']}")
 
 
-def _peaks(row: dict, phase: str) -> str:
-    """"ref/triton" peak GiB of a phase, "-" where memory was not measured (CPU)."""
-    ref, tri = row[f"ref_{phase}_peak_gib"], row[f"triton_{phase}_peak_gib"]
-    return "-" if ref is None else f"{ref:.2f}/{tri:.2f}"
-
-
-def print_bench(rows: list[dict]) -> None:
-    print(f"{'shape':>18} | {'ref fwd':>8} {'tri fwd':>8} {'x':>5} | {'ref f+b':>8} {'tri f+b':>8} {'x':>5} | "
-          f"{'%floor tri fwd':>14} {'f+b':>4} {'ref fwd':>7} {'f+b':>4} | {'peak GiB ref/tri fwd':>20} {'f+b':>11}")
-    for r in rows:
-        shape = str(tuple(r["shape"]))
-        if "error" in r:
-            print(f"{shape:>18} | FAILED {r['error']}")
-            continue
-        print(f"{shape:>18} | {r['ref_fwd_ms']:>8.3f} {r['triton_fwd_ms']:>8.3f} {r['fwd_speedup']:>5.2f} | "
-              f"{r['ref_fwd_bwd_ms']:>8.3f} {r['triton_fwd_bwd_ms']:>8.3f} {r['fwd_bwd_speedup']:>5.2f} | "
-              f"{r['triton_fwd_pct_floor']:>13.0f}% {r['triton_fwd_bwd_pct_floor']:>3.0f}% "
-              f"{r['ref_fwd_pct_floor']:>6.0f}% {r['ref_fwd_bwd_pct_floor']:>3.0f}% | "
-              f"{_peaks(r, 'fwd'):>20} {_peaks(r, 'fwd_bwd'):>11}")
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=Path("."))
-    ap.add_argument("--device", default="cuda", help="cuda, or cpu under TRITON_INTERPRET=1")
-    ap.add_argument("--small", action="store_true",
-                    help=f"cap leading dims at {SMALL_MAX_LEAD}, skip the int64 case, tiny benchmark shapes")
-    ap.add_argument("--seed", type=int, default=0)
+    add_run_args(ap, f"cap leading dims at {SMALL_MAX_LEAD}, skip the int64 case, tiny benchmark shapes")
     args = ap.parse_args(argv)
-    if args.device == "cuda" and not torch.cuda.is_available():
-        ap.error("no CUDA device here; use --device cpu --small with TRITON_INTERPRET=1")
-    if args.device == "cpu" and not interpreting():
-        ap.error("--device cpu runs the Triton kernels in the interpreter: set TRITON_INTERPRET=1")
+    check_device(ap, args.device)
     cuda = args.device == "cuda"
     checks = [dataclasses.replace(c, lead=tuple(min(d, SMALL_MAX_LEAD) for d in c.lead)) if args.small else c
               for c in CHECKS]
@@ -297,19 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.small:
         jobs.append(({"shape": [INT64_ROWS, INT64_N], "x_dtype": "bfloat16", "out_dtype": "bfloat16", "affine": True,
                       "layout": "int64 rows"}, lambda seed: check_int64_offsets(args.device, seed)))
-    for row, job in jobs:
-        row["seed"] = args.seed * 1000 + len(result["checks"])
-        t0 = time.time()
-        try:
-            row.update(job(row["seed"]))
-        except Exception as e:  # report and go on: one bad shape must not hide the others
-            row.update(ok=False, error=f"{type(e).__name__}: {e}"[:400])
-        row["seconds"] = round(time.time() - t0, 2)
-        result["checks"].append(row)
-        print(json.dumps(row), flush=True)
-        write_json(out_path, result)  # after every case: a time cap loses nothing
-        if cuda:
-            torch.cuda.empty_cache()
+    result["checks"] = run_cases(jobs, args.seed, out_path, result, args.device, key="checks")
     for i, shape in enumerate(SMALL_BENCH_SHAPES if args.small else BENCH_SHAPES):
         try:
             result["rows"].append(bench_case(shape, args.device, bandwidth, args.seed + i))
@@ -320,11 +274,10 @@ def main(argv: list[str] | None = None) -> int:
         if cuda:
             torch.cuda.empty_cache()
     print_checks(result["checks"])
-    failed = sum(not r["ok"] for r in result["checks"])
-    print(f"{len(result['checks']) - failed}/{len(result['checks'])} checks pass")
+    failed = verdict(result["checks"])
     print(f"{result['device']}, copy {bandwidth / 1e9:.0f} GB/s, dispatch default: {result['dispatch_default']}; "
           f"fp32 x and weight/bias, bf16 y and dy; ref = F.layer_norm under bf16 autocast + .to(bf16)")
-    print_bench(result["rows"])
+    print_speed_table(result["rows"], f"{'shape':>18}", lambda r: f"{str(tuple(r['shape'])):>18}")
     return 1 if failed or any("error" in r for r in result["rows"]) else 0
 
 

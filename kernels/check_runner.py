@@ -17,8 +17,9 @@ from genomix.kernels.bench_scan import write_json
 
 
 def run_cases(cases: Iterable[tuple[dict[str, Any], Callable[[int], dict[str, Any]]]], seed: int, out: Path,
-              meta: dict[str, Any], device: str) -> list[dict[str, Any]]:
-    """Rows of the checked cases (each seeded ``seed * 1000 + index``), printed and written to ``out``."""
+              meta: dict[str, Any], device: str, key: str = "rows") -> list[dict[str, Any]]:
+    """Rows of the checked cases (each seeded ``seed * 1000 + index``), printed and written to ``out`` as
+    ``meta`` with the rows under ``key``."""
     rows: list[dict[str, Any]] = []
     for fields, check in cases:
         row = {**fields, "seed": seed * 1000 + len(rows)}
@@ -30,7 +31,7 @@ def run_cases(cases: Iterable[tuple[dict[str, Any], Callable[[int], dict[str, An
         row["seconds"] = round(time.time() - start, 2)
         rows.append(row)
         print(json.dumps(row), flush=True)
-        write_json(out, {**meta, "rows": rows})
+        write_json(out, {**meta, key: rows})
         if device == "cuda":
             torch.cuda.empty_cache()
     return rows

@@ -25,11 +25,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from genomix.kernels.bench_common import add_run_args, check_device
 from genomix.kernels.check_runner import run_cases, verdict
 from genomix.kernels.gelu_glu import gelu_glu_triton
 from genomix.kernels.gpu_check_causal_conv import TOL, poison_allocator
@@ -144,13 +144,9 @@ def print_table(rows: list[dict]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=Path("."))
-    ap.add_argument("--device", default="cuda", help="cuda, or cpu under TRITON_INTERPRET=1")
-    ap.add_argument("--small", action="store_true", help=f"cap leading dims at {SMALL_MAX_LEAD} (for the interpreter)")
-    ap.add_argument("--seed", type=int, default=0)
+    add_run_args(ap, f"cap leading dims at {SMALL_MAX_LEAD} (for the interpreter)")
     args = ap.parse_args(argv)
-    if args.device == "cuda" and not torch.cuda.is_available():
-        ap.error("no CUDA device here; use --device cpu --small with TRITON_INTERPRET=1")
+    check_device(ap, args.device)
     cases = [dataclasses.replace(c, lead=tuple(min(d, SMALL_MAX_LEAD) for d in c.lead)) if args.small else c
              for c in CASES]
     device_name = torch.cuda.get_device_name() if args.device == "cuda" else args.device

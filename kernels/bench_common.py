@@ -1,0 +1,73 @@
+"""What the elementwise-kernel benchmarks (causal conv, LayerNorm, GELU-GLU) share: timing both paths into
+one row, and printing the speed table.
+
+A row holds, for each path name ``p`` ("ref" and "triton"), ``p_fwd_ms``, ``p_fwd_bwd_ms``, their peak GiB
+and their share of the HBM floor (``fwd_floor_ms``/``fwd_bwd_floor_ms``, which the caller sets), plus
+``fwd_speedup``/``fwd_bwd_speedup`` of Triton over the reference.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from genomix.kernels.dispatch import interpreting
+
+PATH_NAMES = ("ref", "triton")
+
+
+def time_paths(row: dict, measure: Callable[[str], dict], device: str) -> dict:
+    """Fill ``row`` with ``measure(path_name)``'s numbers for both paths, floor shares and speed-ups."""
+    for name in PATH_NAMES:
+        for key, value in measure(name).items():
+            row[f"{name}_{key}"] = value
+        for phase in ("fwd", "fwd_bwd"):
+            row[f"{name}_{phase}_pct_floor"] = 100 * row[f"{phase}_floor_ms"] / row[f"{name}_{phase}_ms"]
+        if device == "cuda":
+            torch.cuda.empty_cache()
+    row["fwd_speedup"] = row["ref_fwd_ms"] / row["triton_fwd_ms"]
+    row["fwd_bwd_speedup"] = row["ref_fwd_bwd_ms"] / row["triton_fwd_bwd_ms"]
+    return row
+
+
+def _peaks(row: dict, phase: str) -> str:
+    """"ref/triton" peak GiB of a phase, "-" where memory was not measured (CPU)."""
+    ref, tri = row["ref_" + phase + "_peak_gib"], row["triton_" + phase + "_peak_gib"]
+    return "-" if ref is None else f"{ref:.2f}/{tri:.2f}"
+
+
+def print_speed_table(rows: list[dict], head_title: str, head: Callable[[dict], str],
+                      tail_title: str = "", tail: Callable[[dict], str] = lambda row: "") -> None:
+    """One line per row: ``head(row)`` (e.g. the shape), both paths' times and speed-ups, floor shares,
+    peaks, then ``tail(row)``; rows with an ``error`` print it instead."""
+    print(f"{head_title} | {'ref fwd':>8} {'tri fwd':>8} {'x':>5} | {'ref f+b':>8} {'tri f+b':>8} {'x':>5} | "
+          f"{'%floor tri fwd':>14} {'f+b':>4} {'ref fwd':>7} {'f+b':>4} | {'peak GiB ref/tri fwd':>20} {'f+b':>11}"
+          f"{' | ' + tail_title if tail_title else ''}")
+    for r in rows:
+        if "error" in r:
+            print(f"{head(r)} | FAILED {r['error']}")
+            continue
+        print(f"{head(r)} | {r['ref_fwd_ms']:>8.3f} {r['triton_fwd_ms']:>8.3f} {r['fwd_speedup']:>5.2f} | "
+              f"{r['ref_fwd_bwd_ms']:>8.3f} {r['triton_fwd_bwd_ms']:>8.3f} {r['fwd_bwd_speedup']:>5.2f} | "
+              f"{r['triton_fwd_pct_floor']:>13.0f}% {r['triton_fwd_bwd_pct_floor']:>3.0f}% "
+              f"{r['ref_fwd_pct_floor']:>6.0f}% {r['ref_fwd_bwd_pct_floor']:>3.0f}% | "
+              f"{_peaks(r, 'fwd'):>20} {_peaks(r, 'fwd_bwd'):>11}{' | ' + tail(r) if tail_title else ''}")
+
+
+def add_run_args(ap: argparse.ArgumentParser, small_help: str) -> None:
+    """The options every such script takes: ``--out``, ``--device`` (cuda, or cpu in the interpreter),
+    ``--small`` (shapes the interpreter can run) and ``--seed``."""
+    ap.add_argument("--out", type=Path, default=Path("."))
+    ap.add_argument("--device", default="cuda", help="cuda, or cpu under TRITON_INTERPRET=1")
+    ap.add_argument("--small", action="store_true", help=small_help)
+    ap.add_argument("--seed", type=int, default=0)
+
+
+def check_device(ap: argparse.ArgumentParser, device: str) -> None:
+    """Refuse a device the script cannot run on: no CUDA here, or the CPU without the Triton interpreter."""
+    if device == "cuda" and not torch.cuda.is_available():
+        ap.error("no CUDA device here; use --device cpu --small with TRITON_INTERPRET=1")
+    if device == "cpu" and not interpreting():
+        ap.error("--device cpu runs the Triton kernels in the interpreter: set TRITON_INTERPRET=1")
