@@ -70,6 +70,11 @@ class _ForceReference:
             os.environ[self.VARIABLE] = self.saved
 
 
+def _labels(ids: torch.Tensor, masked: bool) -> torch.Tensor:
+    """Next-token labels (the ids; the model shifts them), or for a masked LM every 7th token id kept."""
+    return ids if not masked else torch.where(ids % 7 == 0, ids, torch.full_like(ids, -100))
+
+
 def _step_fn(model: torch.nn.Module, pool: list[torch.Tensor], masked: bool) -> Callable[[], None]:
     """One training step's compute on the next input of the pool (no optimizer: same for all models)."""
     state = {"i": 0}
@@ -79,8 +84,7 @@ def _step_fn(model: torch.nn.Module, pool: list[torch.Tensor], masked: bool) -> 
         state["i"] += 1
         model.zero_grad(set_to_none=True)
         with torch.autocast("cuda", dtype=torch.bfloat16):
-            labels = ids if not masked else torch.where(ids % 7 == 0, ids, torch.full_like(ids, -100))
-            loss = model(ids, labels=labels).loss
+            loss = model(ids, labels=_labels(ids, masked)).loss
         loss.backward()
 
     return step
@@ -89,8 +93,7 @@ def _step_fn(model: torch.nn.Module, pool: list[torch.Tensor], masked: bool) -> 
 def _graphed_step_fn(model: torch.nn.Module, pool: list[torch.Tensor], masked: bool) -> Callable[[], None]:
     """The same step as :func:`_step_fn`, replayed from a CUDA graph captured on the pool's first input."""
     def batch(ids: torch.Tensor) -> dict[str, torch.Tensor]:
-        labels = ids if not masked else torch.where(ids % 7 == 0, ids, torch.full_like(ids, -100))
-        return {"input_ids": ids, "labels": labels}
+        return {"input_ids": ids, "labels": _labels(ids, masked)}
 
     graphed = GraphedTrainingStep(model, batch(pool[0]))
     state = {"i": 0}
