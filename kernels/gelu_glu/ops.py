@@ -13,6 +13,7 @@ import torch
 import triton
 from torch.autograd.function import once_differentiable
 
+from ..layer_norm.ops import rows_view
 from .triton_kernels import gelu_glu_bwd_kernel, gelu_glu_fwd_kernel
 
 #: Output elements (rows x columns) per program, and warps. 4096 on 4 warps is 32 output elements a
@@ -30,12 +31,6 @@ def tile(d: int, elements: int) -> tuple[int, int]:
     return elements // block_d, block_d
 
 
-def _rows(t: torch.Tensor) -> torch.Tensor:
-    """t as (rows, width) with unit column stride: a view where the leading dims allow one, else a copy."""
-    rows = t.reshape(-1, t.shape[-1])
-    return rows if rows.stride(-1) == 1 else rows.contiguous()
-
-
 def _grid(m: int, d: int, block_m: int, block_d: int) -> tuple[int, int]:
     return triton.cdiv(m, block_m), triton.cdiv(d, block_d)
 
@@ -45,7 +40,7 @@ class GeluGluFn(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, h: torch.Tensor, d_inner: int) -> torch.Tensor:  # type: ignore[override]
-        h2 = _rows(h)
+        h2 = rows_view(h)
         m = h2.shape[0]
         out = torch.empty((m, d_inner), dtype=h.dtype, device=h.device)
         block_m, block_d = tile(d_inner, FWD_TILE_ELEMENTS)
@@ -60,7 +55,7 @@ class GeluGluFn(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, dout: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
         (h2,) = ctx.saved_tensors
-        dout2 = _rows(dout)
+        dout2 = rows_view(dout)
         m, d_inner = dout2.shape
         dh = torch.empty(h2.shape, dtype=h2.dtype, device=h2.device)
         block_m, block_d = tile(d_inner, BWD_TILE_ELEMENTS)

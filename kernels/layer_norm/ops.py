@@ -36,8 +36,9 @@ def tile(n: int, elements: int, warps: int) -> tuple[int, int, int]:
     return block_m, block_n, warps * 2 if block_n > elements else warps
 
 
-def _rows(t: torch.Tensor) -> torch.Tensor:
-    """t as (rows, N) with unit column stride: a view where the leading dims allow one, else a copy."""
+def rows_view(t: torch.Tensor) -> torch.Tensor:
+    """t as (rows, N) with unit column stride: a view where the leading dims allow one, else a copy
+    (the row-wise kernels read rows through one row stride; gelu_glu uses it too)."""
     rows = t.reshape(-1, t.shape[-1])
     return rows if rows.stride(-1) == 1 else rows.contiguous()
 
@@ -47,7 +48,7 @@ class LayerNormFn(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, eps: float, out_dtype: torch.dtype):  # type: ignore[override]
-        x2 = _rows(x)
+        x2 = rows_view(x)
         m, n = x2.shape
         y = torch.empty((m, n), dtype=out_dtype, device=x.device)
         mean = torch.empty(m, dtype=torch.float32, device=x.device)
@@ -65,7 +66,7 @@ class LayerNormFn(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dy):  # type: ignore[override]
         x2, weight, bias, mean, rstd = ctx.saved_tensors
-        dy2 = _rows(dy)
+        dy2 = rows_view(dy)
         m, n = x2.shape
         block_m, block_n, warps = tile(n, BWD_TILE_ELEMENTS, BWD_WARPS)
         tiles_per_program = triton.cdiv(triton.cdiv(m, block_m), BWD_MAX_PROGRAMS)
