@@ -7,7 +7,15 @@ import pytest
 import torch
 
 from genomix.kernels.fftconv import cufft_fused, fftconv, fftconv_ref
-from genomix.kernels.fftconv.cufft_fused import epilogue, fftconv_cufft, pad_product
+from genomix.kernels.fftconv.cufft_fused import (
+    epilogue,
+    fftconv_cufft,
+    packed_product,
+    pad_product,
+    pad_product_dot,
+    real_inverse,
+    real_spectrum,
+)
 
 
 def _inputs(B, H, L, bidirectional, gates, D, dtype, seed):
@@ -105,3 +113,55 @@ def test_dispatch_takes_this_path_when_the_monarch_kernels_are_off(monkeypatch):
     assert len(calls) == 1
     fftconv(*[None if t is None else t.double() for t in inputs])  # float64 stays on the reference
     assert len(calls) == 1
+
+
+@pytest.mark.parametrize("n", [2, 8, 74, 130])  # half-lengths 1, 4 (even), 37, 65 (odd)
+@pytest.mark.parametrize("conj_b", [False, True])
+def test_packed_product_equals_the_real_transform_product(n, conj_b):
+    """unpack → product → repack → inverse equals irfft(rfft(a) · rfft(b)) (unnormalised), for products
+    per batch entry, a filter broadcast over the batch, and a batch-summed cross spectrum."""
+    g = torch.Generator().manual_seed(n)
+    a, b = torch.randn(3, 2, n, generator=g), torch.randn(3, 2, n, generator=g)
+    fa, fb = torch.fft.rfft(a.double()), torch.fft.rfft(b.double())
+    fb = fb.conj() if conj_b else fb
+
+    def inverse(spectrum):  # normalised here, and the packed results below, so one tolerance fits every n
+        return torch.fft.irfft(spectrum, n=n).float()
+
+    pa, pb = real_spectrum(a), real_spectrum(b)
+    torch.testing.assert_close(real_inverse(pa) / (n // 2), a, rtol=1e-5, atol=1e-5)  # size-n/2 transforms
+    per_entry = real_inverse(packed_product(pa, pb, torch.empty_like(pa), conj_b)) / n
+    torch.testing.assert_close(per_entry, inverse(fa * fb), rtol=1e-5, atol=1e-5)
+    broadcast = real_inverse(packed_product(pa, pb[1:2], torch.empty_like(pa), conj_b)) / n
+    torch.testing.assert_close(broadcast, inverse(fa * fb[1:2]), rtol=1e-5, atol=1e-5)
+    summed = real_inverse(packed_product(pa, pb, pa.new_empty(1, 2, n // 2), conj_b)) / n
+    torch.testing.assert_close(summed, inverse((fa * fb).sum(0, keepdim=True)), rtol=1e-5, atol=1e-5)
+    in_place = real_inverse(packed_product(pa, pb, pa, conj_b)) / n  # out is a: each program owns its pairs
+    torch.testing.assert_close(in_place, per_entry, rtol=1e-6, atol=1e-6)
+
+
+def test_packed_product_rejects_batches_that_do_not_combine():
+    spectra = real_spectrum(torch.randn(4, 2, 16))
+    with pytest.raises(ValueError, match="do not combine"):
+        packed_product(spectra, spectra[:2], torch.empty_like(spectra))
+
+
+def test_pad_product_dot_sums_the_gated_input_against_another_row():
+    g = torch.Generator().manual_seed(4)
+    a, b = torch.randn(2, 3, 1500, generator=g), torch.randn(2, 3, 1500, generator=g)
+    other = torch.randn(2, 3, 3000, generator=g)
+    padded, dots = pad_product_dot(a, b, 3000, other)
+    torch.testing.assert_close(padded, pad_product(a, b, 3000))
+    torch.testing.assert_close(dots, (a * b * other[..., :1500]).sum(dim=(0, 2)), rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_kept_and_recomputed_spectra_give_the_same_gradients(monkeypatch, bidirectional):
+    """Small calls keep the forward's packed spectra for the backward; larger ones recompute them."""
+    inputs = _inputs(3, 4, 29, bidirectional, True, True, torch.float32, seed=7)
+    grad_out = torch.randn(3, 4, 29, generator=torch.Generator().manual_seed(3))
+    kept = _run(fftconv_cufft, inputs, bidirectional, grad_out)
+    monkeypatch.setattr(cufft_fused, "SAVE_SPECTRA_MAX_ELEMENTS", 0)
+    recomputed = _run(fftconv_cufft, inputs, bidirectional, grad_out)
+    for a, b in zip(kept, recomputed):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)

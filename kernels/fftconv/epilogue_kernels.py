@@ -2,7 +2,8 @@
 transforms and the spectral product, fused into one pass before and one pass after them.
 
 ``pad_product``: ``out[b, h, :L] = a * b`` in fp32 and ``out[b, h, L:N] = 0`` -- the gated, zero-padded
-input of a size-2L real FFT, written once (PyTorch needs a cast, a multiply and rfft's own padded copy).
+input of a size-2L real FFT, written once (PyTorch needs a cast, a multiply and rfft's own padded copy);
+optionally with per-block sums of ``a * b * c`` for a third row tensor c (the skip weight's gradient).
 ``epilogue``: ``z = y[:L] * n_inv + a * b * D``, then ``z * m1`` and optionally ``z * m2`` and ``z``
 itself, each in its output's dtype -- the skip term, the 1/n of the inverse transform (run unnormalised)
 and the output gate in the forward; the skip term and both input gradients in the backward.
@@ -36,11 +37,17 @@ def _gated(a_ptr, b_ptr, bi, hi, ts, mask, sab, sah, sbb, sbh, HAS_B: tl.constex
 
 
 @triton.jit
-def pad_product_kernel(a_ptr, b_ptr, out_ptr, H, L, N, nblk, sab, sah, sbb, sbh,
-                       HAS_B: tl.constexpr, BLOCK: tl.constexpr):
-    row, bi, hi, ts = _row(tl.program_id(0), nblk, H, BLOCK)
+def pad_product_kernel(a_ptr, b_ptr, out_ptr, c_ptr, dot_ptr, H, L, N, nblk, sab, sah, sbb, sbh,
+                       HAS_B: tl.constexpr, HAS_DOT: tl.constexpr, BLOCK: tl.constexpr):
+    """With HAS_DOT also ``dot[pid] = sum(a * b * c)`` over the block, c being rows of length N: the
+    per-block partial sums of the skip weight's gradient, reduced deterministically by the caller."""
+    pid = tl.program_id(0)
+    row, bi, hi, ts = _row(pid, nblk, H, BLOCK)
     value = _gated(a_ptr, b_ptr, bi, hi, ts, ts < L, sab, sah, sbb, sbh, HAS_B)
     tl.store(out_ptr + row * N + ts, value, mask=ts < N)
+    if HAS_DOT:
+        other = tl.load(c_ptr + row * N + ts, mask=ts < L, other=0.0)
+        tl.store(dot_ptr + pid, tl.sum(value * other, axis=0))
 
 
 @triton.jit
