@@ -26,6 +26,7 @@ from transformers.modeling_outputs import BaseModelOutput
 from transformers.utils import ModelOutput
 
 from .host_checkpoint import host_checkpoint
+from .norms import LayerNorm
 
 
 def pad_to_multiple(n: int, multiple: int) -> int:
@@ -161,7 +162,7 @@ class LayerNormStackMixin(BaseModelMixin):
         super().__init__(config)
         self.embeddings = nn.Embedding(config.padded_vocab_size, config.d_model)
         self.layers = nn.ModuleList(self.block_class(config) for _ in range(config.n_layer))
-        self.ln_f = nn.LayerNorm(config.d_model, eps=config.layer_norm_epsilon)
+        self.ln_f = LayerNorm(config.d_model, eps=config.layer_norm_epsilon, autocast_output=False)
         self.gradient_checkpointing = False
         self.post_init()
 

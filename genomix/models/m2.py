@@ -174,7 +174,8 @@ class ExponentialModulation(nn.Module):
 
     def forward(self, t: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         """Modulate a channel-major filter ``h`` (channels, L) at normalised times ``t`` (L,)."""
-        return h * (torch.exp(-t[None, :] * self.deltas.abs().reshape(-1, 1)) + self.shift)
+        decay = torch.exp(torch.outer(self.deltas.abs().flatten().neg(), t))
+        return h * (decay + self.shift if self.shift else decay)
 
 
 def _filter_mlp(config: M2Config) -> nn.Sequential:

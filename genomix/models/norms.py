@@ -23,12 +23,19 @@ class LayerNorm(nn.LayerNorm):
     1.8 ms and the cast 0.4 ms). Here the kernel reads x once, normalizes in fp32 and writes the autocast
     dtype directly (x's dtype outside autocast), so the cast the next Linear would do costs nothing. The
     numbers are ``nn.LayerNorm``'s followed by that cast; on CPU without Triton, exactly so.
+
+    ``autocast_output=False`` keeps x's dtype under autocast too (a model's final norm, whose output is
+    the hidden state users embed with): the same single pass, without the rounding to 16 bits.
     """
+
+    def __init__(self, *args, autocast_output: bool = True, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.autocast_output = autocast_output
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         device = x.device.type
         out_dtype = x.dtype
-        if x.dtype in _AUTOCAST_INPUTS and torch.is_autocast_enabled(device):
+        if self.autocast_output and x.dtype in _AUTOCAST_INPUTS and torch.is_autocast_enabled(device):
             out_dtype = torch.get_autocast_dtype(device)
         dims = len(self.normalized_shape)
         if tuple(x.shape[-dims:]) != tuple(self.normalized_shape):
