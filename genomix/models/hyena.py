@@ -31,6 +31,7 @@ from torch.utils.checkpoint import checkpoint
 from ..errors import ConfigError, InputFormatError, RangeError
 from ..kernels import causal_conv1d, fftconv
 from .base import BaseModelMixin, GenomixConfig, GenomixPreTrainedModel, run_layers
+from .filter_matmul import filter_projection, sixteen_bit_autocast
 from .heads import POOLING_MODES
 from .norms import LayerNorm
 from .registry import Family, register_family
@@ -201,7 +202,8 @@ class ExponentialModulation(nn.Module):
         """Modulate a channel-major filter ``h`` (channels, L) at normalised times ``t`` (L,)."""
         if not self.modulate:
             return h
-        return h * (torch.exp(-t[None, :] * self.deltas.abs().reshape(-1, 1)) + self.shift)
+        decay = torch.exp(torch.outer(self.deltas.abs().flatten().neg(), t))
+        return h * (decay + self.shift if self.shift else decay)
 
 
 class HyenaFilter(nn.Module):
@@ -230,9 +232,11 @@ class HyenaFilter(nn.Module):
         (a strided copy of the whole filter; the profile in BENCHMARKS.md shows such copies dominating
         the forward at L = 1M)."""
         z, t = self.pos_emb(length)
+        mixed_precision = sixteen_bit_autocast(z.device.type)
         with torch.autocast(z.device.type, enabled=False):
             hidden = self.implicit_filter[:-1](z.float())[0]  # (length, filter_order)
-            h = self.modulation(t[0, :, 0], torch.mm(self.implicit_filter[-1].weight, hidden.t()))
+            projected = filter_projection(self.implicit_filter[-1].weight, hidden, mixed_precision)
+            h = self.modulation(t[0, :, 0], projected)
             if self.normalized:  # HyenaDNA normalises each position over the channels
                 h = h / torch.norm(h, dim=0, p=1, keepdim=True)
         return self.dropout(h)

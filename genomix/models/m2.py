@@ -28,6 +28,7 @@ from torch import nn
 from ..errors import ConfigError, RangeError
 from ..kernels import causal_conv1d, fftconv, gelu_glu
 from .base import GenomixConfig, GenomixPreTrainedModel, LayerNormStackMixin
+from .filter_matmul import filter_projection, sixteen_bit_autocast
 from .heads import POOLING_MODES, SequenceClassificationHead
 from .monarch import BlockdiagLinear, MonarchLinear, make_linear
 from .norms import LayerNorm
@@ -205,19 +206,21 @@ class HyenaFilter(nn.Module):
         self.modulation = ExponentialModulation(config.d_model, shift=config.modulation_shift)
         self.bias = nn.Parameter(torch.randn(config.d_model))
 
-    def _taps(self, mlp: nn.Sequential, length: int) -> torch.Tensor:
+    def _taps(self, mlp: nn.Sequential, length: int, mixed_precision: bool) -> torch.Tensor:
         """(C, L) contiguous: the bias-free last projection is ``W @ hidden^T``, so the filter is born in
         the layout the FFT convolution reads instead of being transposed (a strided copy) afterwards."""
         z, t = self.pos_emb(length)
         hidden = mlp[:-1](z)[0]  # (L, filter_order)
-        return self.modulation(t[0, :, 0], torch.mm(mlp[-1].weight, hidden.t()))
+        return self.modulation(t[0, :, 0], filter_projection(mlp[-1].weight, hidden, mixed_precision))
 
     def kernel(self, length: int) -> torch.Tensor:
         """(C, L) causal filter, or (C, 2L) ``concat(k_fwd, k_rev)`` when bidirectional (fp32)."""
-        with torch.autocast(device_type=self.bias.device.type, enabled=False):
-            k = self._taps(self.implicit_filter, length)
+        device_type = self.bias.device.type
+        mixed_precision = sixteen_bit_autocast(device_type)
+        with torch.autocast(device_type=device_type, enabled=False):
+            k = self._taps(self.implicit_filter, length, mixed_precision)
             if self.implicit_filter_rev is not None:
-                k = torch.cat([k, self._taps(self.implicit_filter_rev, length)], dim=-1)
+                k = torch.cat([k, self._taps(self.implicit_filter_rev, length, mixed_precision)], dim=-1)
         return k
 
 

@@ -27,6 +27,8 @@ from .reference import _uncombine, combined_filter, records_graph
 
 #: Time steps per program; 4 warps move 1024 fp32 values per program in 16-byte vectors.
 BLOCK, NUM_WARPS = 1024, 4
+#: Frequency pairs per program of the packed product (each pair: four complex loads per input, two stores).
+PACKED_BLOCK, PACKED_WARPS = 1024, 4
 
 
 def _unit_time_stride(t: torch.Tensor | None) -> torch.Tensor | None:
@@ -136,11 +138,11 @@ def packed_product(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, conj_b: 
         raise ValueError("packed_product: complex64 spectra with a unit stride along frequency")
     ar, br, outr = (torch.view_as_real(t) for t in (a, b, out))
     b_batch_stride = 0 if b.shape[0] == 1 and batch > 1 else br.stride(0)
-    nblk = triton.cdiv(m // 2 + 1, BLOCK)
+    nblk = triton.cdiv(m // 2 + 1, PACKED_BLOCK)
     packed_product_kernel[(out.shape[0] * channels * nblk,)](
         ar, br, outr, channels, m, nblk, n_sum, 2 * math.pi / (2 * m), ar.stride(0), ar.stride(1),
-        b_batch_stride, br.stride(1), outr.stride(0), outr.stride(1), CONJ_B=conj_b, BLOCK=BLOCK,
-        num_warps=NUM_WARPS,
+        b_batch_stride, br.stride(1), outr.stride(0), outr.stride(1), CONJ_B=conj_b, BLOCK=PACKED_BLOCK,
+        num_warps=PACKED_WARPS,
     )
     return out
 
@@ -233,7 +235,7 @@ def _backward_group(bidirectional: bool, grad, u, k, D, pregate, postgate, du, d
     if dk is not None:
         cross = packed_product(g_spectrum, x_spectrum, g_spectrum.new_empty((1, *g_spectrum.shape[1:])), conj_b=True)
         del x_spectrum
-        dk.copy_(_uncombine(real_inverse(cross)[0], L, bidirectional) * (1.0 / n))
+        torch.mul(_uncombine(real_inverse(cross)[0], L, bidirectional), 1.0 / n, out=dk)
         del cross
     if k_spectrum is None:
         k_spectrum = _filter_spectrum(k, L, bidirectional)
