@@ -30,6 +30,7 @@ from ..kernels import causal_conv1d, fftconv, gelu_glu
 from .base import GenomixConfig, GenomixPreTrainedModel, LayerNormStackMixin
 from .filter_matmul import filter_projection, sixteen_bit_autocast
 from .heads import POOLING_MODES, SequenceClassificationHead
+from .linear import Linear
 from .monarch import BlockdiagLinear, MonarchLinear, make_linear
 from .norms import LayerNorm
 from .registry import Family, register_family
@@ -184,7 +185,7 @@ def _filter_mlp(config: M2Config) -> nn.Sequential:
     order, layers = config.filter_order, []
     dims = [config.emb_dim] + [order] * (config.num_inner_mlps + 1)
     for d_in, d_out in zip(dims[:-1], dims[1:]):
-        layers += [nn.Linear(d_in, d_out), Sin(d_out, config.activation_freq)]
+        layers += [Linear(d_in, d_out), Sin(d_out, config.activation_freq)]
     layers.append(nn.Linear(order, config.d_model, bias=False))
     for layer in layers:
         if isinstance(layer, nn.Linear):
@@ -235,8 +236,8 @@ class MonarchMixerSequenceMixing(nn.Module):
         d = config.d_model
         self.d_model = d
         self.bidirectional = config.bidirectional
-        self.in_linear = nn.Linear(d, 3 * d)
-        self.out_linear = nn.Linear(d, d)
+        self.in_linear = Linear(d, 3 * d)
+        self.out_linear = Linear(d, d)
         width = config.short_filter_order
         self.short_filter = nn.Conv1d(3 * d, 3 * d, kernel_size=width, groups=3 * d, padding=width - 1)
         self.filter_fn = HyenaFilter(config, config.bidirectional)

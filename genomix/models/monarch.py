@@ -32,6 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .linear import Linear, linear
+
 
 _SMALL_K = 8  # up to this many blocks, the cross-block factor runs as k weighted sums, not a bmm
 #: Layers whose dense equivalent has at most this many weights are applied as one dense GEMM.
@@ -74,7 +76,7 @@ class _StructuredLinear(nn.Module):
 
     def _dense_forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x @ W.T + b`` with W the differentiable product of the factors (see the module docstring)."""
-        return F.linear(x, self.dense_weight(), self.bias)
+        return linear(x, self.dense_weight(), self.bias)
 
     def dense_weight(self) -> torch.Tensor:
         """The (out, in) matrix this layer applies, differentiable in the parameters."""
@@ -188,7 +190,7 @@ def make_linear(kind: str, in_features: int, out_features: int, nblocks: int, bi
     if kind == "blockdiag":
         return BlockdiagLinear(in_features, out_features, nblocks=nblocks, bias=bias)
     if kind == "dense":
-        return nn.Linear(in_features, out_features, bias=bias)
+        return Linear(in_features, out_features, bias=bias)
     raise ValueError(f"unknown linear kind {kind!r}; expected 'monarch', 'blockdiag' or 'dense'")
 
 

@@ -28,7 +28,8 @@ from .reference import _uncombine, combined_filter, records_graph
 #: Time steps per program; 4 warps move 1024 fp32 values per program in 16-byte vectors.
 BLOCK, NUM_WARPS = 1024, 4
 #: Frequency pairs per program of the packed product (each pair: four complex loads per input, two stores).
-PACKED_BLOCK, PACKED_WARPS = 1024, 4
+#: Swept on an H200 at (1, 256, 65536): 99.8 µs at (256, 8), 127 µs at (1024, 4), 532 µs at (2048, 2).
+PACKED_BLOCK, PACKED_WARPS = 256, 8
 
 
 def _unit_time_stride(t: torch.Tensor | None) -> torch.Tensor | None:

@@ -1,0 +1,52 @@
+"""genomix.models.linear: F.linear's numbers, with the bias gradient as a matrix product."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from genomix.models.linear import Linear, linear
+
+
+def _grads(fn, x, layer):
+    x = x.detach().clone().requires_grad_()
+    out = fn(x, layer.weight, layer.bias)
+    out.backward(torch.ones_like(out) * torch.linspace(-1, 1, out.shape[-1], dtype=out.dtype))
+    grads = [x.grad, layer.weight.grad, layer.bias.grad]
+    layer.zero_grad(set_to_none=True)
+    return out, grads
+
+
+@pytest.mark.parametrize("shape", [(7, 5), (2, 9, 5), (3, 1, 4, 5)])
+def test_forward_and_gradients_equal_f_linear(shape):
+    torch.manual_seed(0)
+    layer = nn.Linear(5, 3).double()
+    x = torch.randn(*shape, dtype=torch.float64)
+    got, got_grads = _grads(linear, x, layer)
+    want, want_grads = _grads(F.linear, x, layer)
+    torch.testing.assert_close(got, want)
+    for a, b in zip(got_grads, want_grads):
+        torch.testing.assert_close(a, b)
+
+
+def test_autocast_casts_like_f_linear_and_returns_fp32_parameter_grads():
+    torch.manual_seed(1)
+    layer = Linear(8, 4)
+    x = torch.randn(2, 6, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = layer(x)
+        want = F.linear(x, layer.weight, layer.bias)
+    assert out.dtype == want.dtype == torch.bfloat16
+    torch.testing.assert_close(out, want)
+    out.float().sum().backward()
+    assert layer.weight.grad.dtype == layer.bias.grad.dtype == torch.float32
+    torch.testing.assert_close(layer.bias.grad, torch.full((4,), 12.0))
+
+
+def test_without_a_bias_gradient_it_is_f_linear():
+    layer = Linear(4, 2)
+    layer.bias.requires_grad_(False)
+    out = layer(torch.randn(3, 4, requires_grad=True))
+    assert type(out.grad_fn).__name__ == "AddmmBackward0"
+    assert isinstance(layer, nn.Linear) and set(layer.state_dict()) == {"weight", "bias"}
