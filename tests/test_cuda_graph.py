@@ -36,3 +36,33 @@ def test_replays_equal_eager_steps(name):
         torch.testing.assert_close(loss, eager_loss, rtol=1e-4, atol=1e-4)
         for g, p in zip(graphed, model.parameters()):
             torch.testing.assert_close(g, p.grad, rtol=2e-2, atol=1e-4)
+
+
+
+def _eager_grads(model, ids, divisor):
+    model.zero_grad(set_to_none=True)
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        loss = model(input_ids=ids, labels=ids).loss
+    (loss / divisor).backward()
+    return [p.grad.clone() for p in model.parameters()]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
+def test_accumulating_replays_add_divided_gradients_to_what_grad_holds():
+    torch.manual_seed(0)
+    model = build("m2-tiny-1k", d_model=64, n_layer=2, max_seq_len=256).cuda().train()  # no dropout
+    batches = [torch.randint(7, 11, (4, 256), device="cuda") for _ in range(3)]
+    step = GraphedTrainingStep(model, {"input_ids": batches[0], "labels": batches[0]}, accumulate=True)
+    assert all(not p.grad.any() for p in model.parameters())  # capturing computes nothing: zeros
+    for ids in batches[:2]:
+        step({"input_ids": ids, "labels": ids}, loss_divisor=2)
+    graphed = [p.grad.clone() for p in model.parameters()]
+    eager = [a + b for a, b in zip(*(_eager_grads(model, ids, 2) for ids in batches[:2]))]
+    for g, e in zip(graphed, eager):
+        torch.testing.assert_close(g, e, rtol=2e-2, atol=1e-4)
+    # .grad now holds other tensors (the last eager backward's): the replay takes them over and adds to them
+    held = [p.grad.clone() for p in model.parameters()]
+    step({"input_ids": batches[2], "labels": batches[2]})
+    graphed = [p.grad.clone() for p in model.parameters()]
+    for g, h, e in zip(graphed, held, _eager_grads(model, batches[2], 1)):
+        torch.testing.assert_close(g, h + e, rtol=2e-2, atol=1e-4)

@@ -4,21 +4,30 @@ The model does the modelling: it receives ``input_ids`` and ``labels`` and retur
 ``.loss`` (causal heads shift labels inside; masked heads compare position-wise; ``-100`` is ignored,
 and the window dataset already sets N and padding to ``-100``, so the loss counts real bases only).
 This module adds what training needs around it: AdamW with no decay on filter/bias/norm parameters,
-warm-up + cosine learning rate, a non-finite-loss guard, deterministic per-step dropout seeds (so a
-resumed run reproduces the uninterrupted one), and token-weighted validation perplexity and
-bits per base.
+warm-up + cosine learning rate, gradient clipping by norm, a non-finite-loss guard, deterministic
+per-step dropout seeds (so a resumed run reproduces the uninterrupted one), and token-weighted
+validation perplexity and bits per base.
+
+By default Lightning optimises automatically. With a step runner (``step_runner="graph"``, the recipe's
+``cuda_graphs: true``) the module optimises manually: the runner does each micro-batch's forward and
+backward (replayed from a CUDA graph), and the module does the rest as automatic optimisation would
+(loss divided by the stage's accumulation, optimiser and schedule step every ``accumulate``
+micro-batches, clipping, the same logs and global step); ``step_runner="eager"`` is the same path
+without graphs, to check it against automatic optimisation.
 """
 from __future__ import annotations
 
+import copy
 import math
-from typing import Any
+from typing import Any, Callable
 
 import lightning as L
 import torch
 from torch import nn
 
-from ..errors import TrainingError
+from ..errors import ConfigError, TrainingError
 from .recipe import OptimConfig
+from .step_runner import EagerStep, GraphedSteps, graph_autocast_dtype
 
 IGNORE_INDEX = -100
 LN2 = math.log(2.0)
@@ -85,15 +94,26 @@ class LanguageModelingModule(L.LightningModule):
         optim: optimiser and schedule settings.
         schedule_steps: optimiser steps spanned by the learning-rate schedule.
         seed: base of the per-step dropout seeds.
+        gradient_clip: maximum gradient norm (0: no clipping).
+        step_runner: ``None`` (automatic optimisation), ``"graph"`` or ``"eager"`` (manual optimisation,
+            see the module docstring).
     """
 
-    def __init__(self, model: nn.Module, task: str, optim: OptimConfig, schedule_steps: int, seed: int = 0) -> None:
+    def __init__(self, model: nn.Module, task: str, optim: OptimConfig, schedule_steps: int, seed: int = 0,
+                 gradient_clip: float = 0.0, step_runner: str | None = None) -> None:
         super().__init__()
+        if step_runner not in (None, "graph", "eager"):
+            raise ConfigError(f"step_runner must be None, 'graph' or 'eager', got {step_runner!r}")
         self.model = model
         self.task = task
         self.optim = optim
         self.schedule_steps = schedule_steps
         self.seed = seed
+        self.gradient_clip = gradient_clip
+        self.step_runner = step_runner
+        self.automatic_optimization = step_runner is None
+        self._runner: Callable[[dict[str, torch.Tensor], int], torch.Tensor] | None = None
+        self._log_every = 1
         self._no_decay = no_decay_names(model, tuple(optim.no_decay))
         self._val_sum = torch.zeros((), dtype=torch.float64)
         self._val_count = torch.zeros((), dtype=torch.float64)
@@ -106,6 +126,13 @@ class LanguageModelingModule(L.LightningModule):
         return self.model(input_ids=input_ids, labels=labels)
 
     # -- training -----------------------------------------------------------------------------
+    def on_train_start(self) -> None:
+        if self.step_runner == "graph":
+            self._runner = GraphedSteps(self.model, graph_autocast_dtype(self.trainer.precision))
+        elif self.step_runner == "eager":
+            self._runner = EagerStep(self.model, self.manual_backward)
+        self._log_every = self.trainer.log_every_n_steps
+
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         # Dropout masks depend only on (seed, step, micro-batch, rank), not on how the process got
         # here, so a run resumed from a checkpoint draws exactly the masks the uninterrupted run drew.
@@ -113,13 +140,56 @@ class LanguageModelingModule(L.LightningModule):
         torch.manual_seed(step_seed % (2**63 - 1))
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        out = self.model(input_ids=batch["input_ids"], labels=batch["labels"])
-        loss = out.loss
+        inputs = {"input_ids": batch["input_ids"], "labels": batch["labels"]}
+        if self.automatic_optimization:
+            loss = self.model(**inputs).loss
+        else:
+            loss = self._manual_forward_backward(inputs, batch_idx)
         self._check_finite(loss, batch_idx)
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False)
         self.log("train/bits_per_base", loss / LN2, on_step=True, on_epoch=False)
         self.log("train/seq_len", float(batch["input_ids"].shape[-1]), on_step=True, on_epoch=False)
+        if not self.automatic_optimization:
+            self._manual_optimizer_step(batch_idx)
         return loss
+
+    def _manual_forward_backward(self, inputs: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        """The micro-batch's forward and backward through the step runner; gradients are zeroed (in
+        place: graphs add into static buffers) before the first micro-batch of each optimiser step."""
+        accumulate = self.trainer.accumulate_grad_batches  # the warm-up stage's, set by StageAccumulation
+        if batch_idx % accumulate == 0:
+            self.optimizers().zero_grad(set_to_none=False)
+        return self._runner(inputs, accumulate)
+
+    def _manual_optimizer_step(self, batch_idx: int) -> None:
+        """Optimiser and schedule step at the end of an accumulation window or of the epoch, as Lightning's
+        automatic loop does (clipping runs in ``on_before_optimizer_step``)."""
+        trainer = self.trainer
+        steps = (batch_idx + 1) % trainer.accumulate_grad_batches == 0 or batch_idx + 1 == trainer.num_training_batches
+        # Lightning's manual loop hands step metrics to the loggers after every micro-batch, the automatic
+        # loop only after optimiser steps: hold them back while accumulating, so both write the same rows
+        trainer.log_every_n_steps = self._log_every if steps else 0
+        if steps:
+            self.optimizers().step()
+            self.lr_schedulers().step()
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        # after mixed precision's unscaling, right before the step, in either optimisation mode
+        if self.gradient_clip:
+            self.clip_gradients(optimizer, gradient_clip_val=self.gradient_clip, gradient_clip_algorithm="norm")
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # global_step counts optimiser steps in the automatic or the manual loop's progress, whichever
+        # trains: a run resumed in the other mode (cuda_graphs switched) takes over the larger count
+        loop = checkpoint.get("loops", {}).get("fit_loop", {})
+        automatic = loop.get("epoch_loop.automatic_optimization.optim_progress", {}).get("optimizer", {}).get("step")
+        manual = loop.get("epoch_loop.manual_optimization.optim_step_progress")
+        if automatic is None or manual is None:
+            return
+        mine, other = (automatic, manual) if self.automatic_optimization else (manual, automatic)
+        if other["total"]["completed"] > mine["total"]["completed"]:
+            mine.clear()
+            mine.update(copy.deepcopy(other))
 
     def _check_finite(self, loss: torch.Tensor, batch_idx: int) -> None:
         trainer = self._trainer  # None when the module runs outside a Trainer

@@ -74,6 +74,13 @@ class Recipe:
     per device a forward holds at most ``micro_batch_tokens`` tokens, the rest is gradient accumulation.
     ``max_steps`` is where training stops, ``schedule_steps`` (default ``max_steps``) the horizon of
     the learning-rate schedule, so a run stopped early and resumed follows the same schedule.
+
+    ``cuda_graphs: true`` replays each micro-batch's forward and backward from a CUDA graph (one per
+    warm-up stage's shape) under Lightning's manual optimisation, for small models whose eager steps are
+    bound by the host's kernel launches (M2 width 256, 65K tokens per step: 40 -> 16-18 ms on an H200).
+    It needs one CUDA GPU, precision bf16-mixed or 32-true and no ``offload_checkpoints``; training is
+    eager training up to rounding (dropout draws other masks, still fixed per step), and a run may switch
+    it on or off when resumed.
     """
 
     task: str = "causal-lm"
@@ -90,6 +97,7 @@ class Recipe:
     gradient_clip: float = 1.0
     activation_checkpointing: bool = False
     offload_checkpoints: bool = False  # keep block-boundary checkpoints in host memory (longer contexts)
+    cuda_graphs: bool = False  # replay training steps from CUDA graphs (host-bound small models; see above)
     checkpoint_every: int = 100  # optimiser steps between checkpoints; validation runs at every epoch end
     val_windows: int = 64  # tiled validation windows per evaluation, whatever the device count
     log_every: int = 10
@@ -105,6 +113,9 @@ class Recipe:
                 raise ConfigError(f"recipe field {name} must be a positive integer, got {getattr(self, name)}")
         if self.offload_checkpoints and not self.activation_checkpointing:
             raise ConfigError("recipe field offload_checkpoints needs activation_checkpointing: true")
+        if self.cuda_graphs and self.offload_checkpoints:
+            raise ConfigError("recipe fields cuda_graphs and offload_checkpoints exclude each other: host copies on "
+                              "side streams cannot be captured in a CUDA graph; set one of them false")
 
     @property
     def horizon(self) -> int:

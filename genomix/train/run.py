@@ -29,6 +29,7 @@ from .checkpoint_io import AtomicCheckpointIO
 from .data import GenomeDataModule, resolve_store
 from .module import LanguageModelingModule
 from .recipe import Recipe, dump_recipe
+from .step_runner import graph_autocast_dtype
 from .warmup import Stage, plan_warmup
 
 log = logging.getLogger(__name__)
@@ -177,15 +178,25 @@ def pretrain(
     if recipe.offload_checkpoints and world_size > 1:
         raise ConfigError("offload_checkpoints back-propagates inside the backward (like reentrant checkpointing), "
                           "which DDP/FSDP gradient hooks do not support: use it on one device, or set it false")
+    precision = recipe.precision or ("bf16-mixed" if torch.cuda.is_available() else "32-true")
+    if recipe.cuda_graphs:
+        if world_size > 1:
+            raise ConfigError("cuda_graphs captures the backward in a CUDA graph, where DDP/FSDP gradient hooks "
+                              "cannot run: use it on one device, or set it false")
+        if accelerator not in ("auto", "gpu", "cuda") or not torch.cuda.is_available():
+            raise ConfigError(f"cuda_graphs needs a CUDA GPU (accelerator {accelerator!r}, CUDA available: "
+                              f"{torch.cuda.is_available()}); set cuda_graphs: false to train without graphs")
+        graph_autocast_dtype(precision)  # refuses 16-mixed before any work is done
     out = Path(out_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = resolve_resume(resume, out)
     L.seed_everything(recipe.seed, workers=True, verbose=False)
-    precision = recipe.precision or ("bf16-mixed" if torch.cuda.is_available() else "32-true")
 
     store = resolve_store(recipe.data.genome, bed=recipe.data.bed, cache=cache, quiet=quiet)
     model = build_model(recipe)
-    module = LanguageModelingModule(model, recipe.task, recipe.optim, recipe.horizon, seed=recipe.seed)
+    module = LanguageModelingModule(model, recipe.task, recipe.optim, recipe.horizon, seed=recipe.seed,
+                                    gradient_clip=recipe.gradient_clip,
+                                    step_runner="graph" if recipe.cuda_graphs else None)
 
     stages = plan_warmup(recipe.seq_len, recipe.global_batch, recipe.micro_batch_tokens, world_size,
                          recipe.warmup.start_seq_len, recipe.warmup.stage_epochs)
@@ -212,7 +223,7 @@ def pretrain(
         callbacks.append(TQDMProgressBar(refresh_rate=max(1, recipe.log_every // 2)))
     trainer = L.Trainer(
         accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy, precision=precision,
-        max_steps=recipe.max_steps, max_epochs=-1, gradient_clip_val=recipe.gradient_clip or None,
+        max_steps=recipe.max_steps, max_epochs=-1,  # the module clips (Lightning refuses Trainer clipping when manual)
         check_val_every_n_epoch=1,
         reload_dataloaders_every_n_epochs=1, use_distributed_sampler=False, num_sanity_val_steps=0,
         callbacks=callbacks, logger=_loggers(out), plugins=[AtomicCheckpointIO()], log_every_n_steps=recipe.log_every,
@@ -225,6 +236,8 @@ def pretrain(
         _atomic_write_text(out / "recipe.yaml", dump_recipe(recipe))
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        # with cuda_graphs (manual optimisation) a checkpoint holds the weights after the step, as without
+        warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True)
     model_dir = out / "model"
     save_final_model(trainer, module, model_dir)
