@@ -50,3 +50,16 @@ def test_without_a_bias_gradient_it_is_f_linear():
     out = layer(torch.randn(3, 4, requires_grad=True))
     assert type(out.grad_fn).__name__ == "AddmmBackward0"
     assert isinstance(layer, nn.Linear) and set(layer.state_dict()) == {"weight", "bias"}
+
+
+def test_a_feature_major_input_gets_its_gradient_in_the_same_layout():
+    """M2's out_linear reads the (1, d, L) convolution output transposed; dx comes back (1, d, L)-contiguous."""
+    torch.manual_seed(2)
+    layer = nn.Linear(6, 4).double()
+    y = torch.randn(1, 6, 11, dtype=torch.float64, requires_grad=True)
+    linear(y.transpose(1, 2), layer.weight, layer.bias).sum().backward()
+    assert y.grad.is_contiguous()
+    got = y.grad.clone()
+    y.grad = None
+    F.linear(y.transpose(1, 2), layer.weight, layer.bias).sum().backward()
+    torch.testing.assert_close(got, y.grad)

@@ -28,8 +28,17 @@ class _LinearFn(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
         x, weight = ctx.saved_tensors
         grad2d = grad.reshape(-1, grad.shape[-1])
-        dx = torch.matmul(grad, weight) if ctx.needs_input_grad[0] else None
-        dw = grad2d.t().mm(x.reshape(-1, x.shape[-1])) if ctx.needs_input_grad[1] else None
+        x2d = x.reshape(-1, x.shape[-1])
+        dx = None
+        if ctx.needs_input_grad[0]:
+            if x2d.stride(0) == 1 and x2d.shape[0] > 1:
+                # A feature-major input (M2's out_linear reads the (B=1, d, L) convolution output transposed):
+                # the gradient comes back in that layout too, as PyTorch's mm backward does, so the
+                # convolution's backward reads it without a transposing copy.
+                dx = torch.mm(weight.t(), grad2d.t()).t().reshape(x.shape)
+            else:
+                dx = torch.matmul(grad, weight)
+        dw = grad2d.t().mm(x2d) if ctx.needs_input_grad[1] else None
         db = grad2d.new_ones(1, grad2d.shape[0]).mm(grad2d)[0] if ctx.needs_input_grad[2] else None
         return dx, dw, db
 

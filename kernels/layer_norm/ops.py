@@ -15,12 +15,14 @@ from .triton_kernels import layer_norm_bwd_kernel, layer_norm_fwd_kernel
 
 #: Elements (rows x next_power_of_2(N)) per program: 4096 fp32 on 4 warps is 32 values a thread, enough
 #: 16-byte loads in flight for a streaming kernel without spilling; N = 256 gets 16 rows a program, N = 1024
-#: 4, N >= 4096 one row (wider rows get 8 warps). The backward keeps four tiles live (x, dy, and the dw/db
-#: accumulators), so it runs the same tile on 8 warps. Measured on an H200 (BENCHMARKS.md, "LayerNorm"),
-#: not swept: 100 % / 90 % of the HBM floor forward / forward+backward at (1M, 256), but the backward at
-#: 65 K rows of 256 is slower than PyTorch's (0.71 vs 0.53 ms fwd+bwd).
+#: 4, N >= 4096 one row (wider rows get 8 warps). Forward measured on an H200 (BENCHMARKS.md, "LayerNorm"):
+#: 100 % of the HBM floor at (1M, 256).
 FWD_TILE_ELEMENTS, FWD_WARPS = 4096, 4
-BWD_TILE_ELEMENTS, BWD_WARPS = 4096, 8
+#: The backward keeps four tiles live (x, dy and the dw/db accumulators). Rows up to 2048 wide take small
+#: tiles on 2 warps (4 rows of 256 a program): swept on an H200 at N = 256, the kernel takes 55 µs at 65 K
+#: rows and 675 µs at 1M rows, against 112 µs and 729 µs with the wide rows' 4096 elements on 8 warps.
+#: Wider rows keep that (unswept) setting: on 2 warps a tile of 8192 would not fit in registers.
+BWD_NARROW_MAX_N, BWD_NARROW, BWD_WIDE = 2048, (1024, 2), (4096, 8)
 #: Most backward programs: each walks a contiguous run of row tiles and writes one fp32 row of dw/db
 #: partials, so the partials stay at most 2048 x N x 4 bytes (2 MiB at N = 256) instead of one row per
 #: tile (128 MiB at M = 1M) while 2048 programs still fill an H200's 132 SMs several times over. Fixed,
@@ -68,7 +70,7 @@ class LayerNormFn(torch.autograd.Function):
         x2, weight, bias, mean, rstd = ctx.saved_tensors
         dy2 = rows_view(dy)
         m, n = x2.shape
-        block_m, block_n, warps = tile(n, BWD_TILE_ELEMENTS, BWD_WARPS)
+        block_m, block_n, warps = tile(n, *(BWD_NARROW if n <= BWD_NARROW_MAX_N else BWD_WIDE))
         tiles_per_program = triton.cdiv(triton.cdiv(m, block_m), BWD_MAX_PROGRAMS)
         programs = triton.cdiv(m, block_m * tiles_per_program)
         dx = torch.empty((m, n), dtype=x2.dtype, device=x2.device)
