@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from genomix.cli import main as cli_main
 from genomix.errors import ConfigError, TrainingError
 from genomix.genome import prepare_genome
 from genomix.models import build
@@ -176,3 +177,15 @@ def test_graphed_run_resumes_like_the_uninterrupted_one(tmp_path, demo_store, mo
     assert [s for s, _, _ in cut] == [s for s, _, _ in full] == [0, 1, 2, 3]
     torch.testing.assert_close(torch.tensor([float(x) for _, x, _ in cut]),
                                torch.tensor([float(x) for _, x, _ in full]), rtol=1e-4, atol=1e-4)
+
+
+def test_cli_flag_turns_graphs_on_and_is_validated_like_the_recipe(tmp_path, capsys):
+    """``genomix pretrain --cuda-graphs``: without a GPU, or with host-offloaded checkpoints, a clear error
+    (exit status 2) before any data or model work."""
+    offload = tmp_path / "offload.yaml"
+    offload.write_text("activation_checkpointing: true\noffload_checkpoints: true\n")
+    assert cli_main(["pretrain", "--recipe", str(offload), "--cuda-graphs", "--out", str(tmp_path / "a"), "--quiet"]) == 2
+    assert "exclude each other" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert cli_main(["pretrain", "--cuda-graphs", "--out", str(tmp_path / "b"), "--quiet"]) == 2
+        assert "needs a CUDA GPU" in capsys.readouterr().err

@@ -6,6 +6,7 @@ few minutes, and saves a model that ``genomix.from_pretrained`` loads. Flags ove
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -29,6 +30,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--strategy", default="auto", choices=("auto", "ddp", "fsdp"))
     p.add_argument("--precision", choices=("bf16-mixed", "32", "32-true", "16-mixed"),
                    help="default: the recipe's, else bf16-mixed on GPU and 32 on CPU")
+    p.add_argument("--cuda-graphs", action="store_true",
+                   help="replay each training step from a CUDA graph (one GPU; small models are host-bound without)")
     p.add_argument("--max-steps", type=int, help="stop after this many optimiser steps (schedule keeps the recipe's horizon)")
     p.add_argument("--seed", type=int)
     p.add_argument("--resume", help="checkpoint path, run folder, or 'auto' (continue --out if it has a checkpoint)")
@@ -48,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
                          ("max_steps", args.max_steps), ("seed", args.seed)):
         if value is not None:
             setattr(recipe, field, value)
+    if args.cuda_graphs:
+        recipe = dataclasses.replace(recipe, cuda_graphs=True)  # re-validated: offload and graphs exclude each other
     if args.precision:
         recipe.precision = "32-true" if args.precision == "32" else args.precision
     if args.genome:
