@@ -49,8 +49,11 @@ def interpreting() -> bool:
 # "layer_norm" reads the fp32 residual once and writes the autocast dtype (PyTorch: fp32 out, then a cast).
 # "gelu_glu" (M2's MLP gate) fuses gelu, multiply, their backward and split's torch.cat into one pass each
 # way: 3.25x forward+backward at M2's (65536, 2048) in bf16 on an H200 (BENCHMARKS.md, "GELU-gated linear unit").
+# "implicit_filter" (Hyena's and M2's filter) runs its sine MLP, projection and decay as one kernel forward
+# and two backward instead of ~30 small ones (BENCHMARKS.md, "Implicit filter").
 TRITON_BY_DEFAULT = frozenset({
     "selective_scan", "fftconv-short", "fftconv-cufft", "causal_conv1d", "layer_norm", "gelu_glu",
+    "implicit_filter",
 })
 
 

@@ -31,7 +31,7 @@ from torch.utils.checkpoint import checkpoint
 from ..errors import ConfigError, InputFormatError, RangeError
 from ..kernels import causal_conv1d, fftconv
 from .base import BaseModelMixin, GenomixConfig, GenomixPreTrainedModel, run_layers
-from .filter_matmul import filter_projection, sixteen_bit_autocast
+from .implicit_filter import ExponentialModulation, PositionalEmbedding, Sin, implicit_filter_taps
 from .heads import POOLING_MODES
 from .norms import LayerNorm
 from .registry import Family, register_family
@@ -125,46 +125,10 @@ class HyenaConfig(GenomixConfig):
         return self.d_model
 
 
-class PositionalEmbedding(nn.Module):
-    """Features of each position fed to the implicit filter: normalised time and ``(emb_dim-1)/2``
-    complex exponential bands; built once for ``l_max`` and sliced per call (buffers ``z`` and ``t``)."""
-
-    def __init__(self, emb_dim: int, l_max: int) -> None:
-        super().__init__()
-        self.emb_dim, self.l_max = emb_dim, l_max
-        z, t = self.features()
-        self.register_buffer("z", z)
-        self.register_buffer("t", t)
-
-    def features(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(z, t) computed on the CPU (also under transformers' meta-device model construction)."""
-        bands = (self.emb_dim - 1) // 2
-        t = torch.linspace(0, 1, self.l_max, device="cpu")[None, :, None]
-        angle = 2 * math.pi * torch.arange(self.l_max, dtype=torch.float32, device="cpu")[None, :, None] / self.l_max
-        freqs = torch.linspace(1e-4, bands - 1, bands, device="cpu")[None, None]
-        z = torch.cat([t, torch.cos(freqs * angle), -torch.sin(freqs * angle)], dim=-1)
-        return z, t
-
-    def reset_buffers(self) -> None:
-        z, t = self.features()
-        with torch.no_grad():
-            self.z.copy_(z)
-            self.t.copy_(t)
-
-    def forward(self, length: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.z[:, :length], self.t[:, :length]
-
-
-class Sin(nn.Module):
-    """``sin(freq · x)`` with a learnable per-channel frequency; one instance is shared by every
-    activation of an implicit filter (as in the reference), so the frequency is one parameter."""
-
-    def __init__(self, dim: int, w: float, train_freq: bool) -> None:
-        super().__init__()
-        self.freq = nn.Parameter(torch.full((1, dim), float(w)), requires_grad=train_freq)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.sin(self.freq * x)
+def _modulation(config: HyenaConfig, channels: int) -> ExponentialModulation:
+    """The implicit filter's decay over ``channels`` channels as the config sets it."""
+    return ExponentialModulation(channels, config.fast_decay_pct, config.slow_decay_pct, config.modulation_target,
+                                 config.modulation_shift, config.modulate)
 
 
 class SharedSin(nn.Module):
@@ -175,35 +139,13 @@ class SharedSin(nn.Module):
         super().__init__()
         object.__setattr__(self, "_owner", owner)  # not a submodule: its freq is stored once
 
+    @property
+    def freq(self) -> nn.Parameter:
+        """The owner's frequency (read by the fused filter, which sees every layer's frequency)."""
+        return self._owner.freq
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._owner(x)
-
-
-class ExponentialModulation(nn.Module):
-    """Multiply the filter by ``exp(-|delta_c|·t) + shift``: per-channel decay rates ``deltas``."""
-
-    def __init__(self, config: HyenaConfig, channels: int) -> None:
-        super().__init__()
-        self.modulate = config.modulate
-        self.shift = config.modulation_shift
-        self.channels = channels
-        self.max_decay = math.log(config.modulation_target) / config.fast_decay_pct
-        self.min_decay = math.log(config.modulation_target) / config.slow_decay_pct
-        self.register_buffer("deltas", self.initial_deltas())
-
-    def initial_deltas(self) -> torch.Tensor:
-        return torch.linspace(self.min_decay, self.max_decay, self.channels, device="cpu")[None, None]
-
-    def reset_buffers(self) -> None:
-        with torch.no_grad():
-            self.deltas.copy_(self.initial_deltas())
-
-    def forward(self, t: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        """Modulate a channel-major filter ``h`` (channels, L) at normalised times ``t`` (L,)."""
-        if not self.modulate:
-            return h
-        decay = torch.exp(torch.outer(self.deltas.abs().flatten().neg(), t))
-        return h * (decay + self.shift if self.shift else decay)
 
 
 class HyenaFilter(nn.Module):
@@ -221,24 +163,15 @@ class HyenaFilter(nn.Module):
             layers += [nn.Linear(config.filter_order, config.filter_order), SharedSin(act)]
         layers.append(nn.Linear(config.filter_order, channels, bias=False))
         self.implicit_filter = nn.Sequential(*layers)
-        self.modulation = ExponentialModulation(config, channels)
+        self.modulation = _modulation(config, channels)
         self.dropout = nn.Dropout(config.hyena_filter_dropout)
 
     def filter(self, length: int) -> torch.Tensor:
-        """The filter for ``length`` positions, (channels, length), computed in fp32.
-
-        The MLP's last (bias-free) projection is computed as ``W @ hidden.T``, so the filter is born
-        channel-major and contiguous, as the FFT convolution reads it, rather than transposed afterwards
-        (a strided copy of the whole filter; the profile in BENCHMARKS.md shows such copies dominating
-        the forward at L = 1M)."""
-        z, t = self.pos_emb(length)
-        mixed_precision = sixteen_bit_autocast(z.device.type)
-        with torch.autocast(z.device.type, enabled=False):
-            hidden = self.implicit_filter[:-1](z.float())[0]  # (length, filter_order)
-            projected = filter_projection(self.implicit_filter[-1].weight, hidden, mixed_precision)
-            h = self.modulation(t[0, :, 0], projected)
-            if self.normalized:  # HyenaDNA normalises each position over the channels
-                h = h / torch.norm(h, dim=0, p=1, keepdim=True)
+        """The filter for ``length`` positions, (channels, length), computed in fp32 (one shared
+        :class:`Sin` frequency for every layer, as in the reference)."""
+        h = implicit_filter_taps(self.implicit_filter, self.pos_emb, self.modulation, length)
+        if self.normalized:  # HyenaDNA normalises each position over the channels
+            h = h / torch.norm(h, dim=0, p=1, keepdim=True)
         return self.dropout(h)
 
 
@@ -460,7 +393,7 @@ def fixed_buffers(config: HyenaConfig, prefix: str = "") -> dict[str, torch.Tens
     Checkpoint layouts that omit them (some ``-hf`` exports) are completed with these values.
     """
     pos = PositionalEmbedding(config.emb_dim, config.max_seq_len)
-    modulation = ExponentialModulation(config, config.d_model * (config.hyena_order - 1))
+    modulation = _modulation(config, config.d_model * (config.hyena_order - 1))
     out = {}
     for i in range(config.n_layer):
         base = f"{prefix}layers.{i}.mixer.filter_fn."

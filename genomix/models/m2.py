@@ -19,7 +19,6 @@ bidirectional ones).
 """
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
@@ -28,8 +27,8 @@ from torch import nn
 from ..errors import ConfigError, RangeError
 from ..kernels import causal_conv1d, fftconv, gelu_glu
 from .base import GenomixConfig, GenomixPreTrainedModel, LayerNormStackMixin
-from .filter_matmul import filter_projection, sixteen_bit_autocast
 from .heads import POOLING_MODES, SequenceClassificationHead
+from .implicit_filter import ExponentialModulation, PositionalEmbedding, Sin, implicit_filter_taps
 from .linear import Linear
 from .monarch import BlockdiagLinear, MonarchLinear, make_linear
 from .norms import LayerNorm
@@ -106,80 +105,6 @@ class M2Config(GenomixConfig):
 # --------------------------------------------------------------------------------- implicit filter
 
 
-class Sin(nn.Module):
-    """``sin(freq * x)`` with a learnable per-channel frequency (the Hyena filter's activation)."""
-
-    def __init__(self, dim: int, w: float = 10.0) -> None:
-        super().__init__()
-        self.w = w
-        self.freq = nn.Parameter(torch.full((1, dim), float(w)))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.sin(self.freq * x)
-
-
-class PositionalEmbedding(nn.Module):
-    """Features of each position: normalised time ``t`` and ``(emb_dim - 1) / 2`` cos/sin bands.
-
-    Built once for ``max_len`` and stored as buffers ``z`` (1, max_len, emb_dim) and ``t`` (1, max_len, 1).
-    """
-
-    def __init__(self, emb_dim: int, max_len: int) -> None:
-        super().__init__()
-        self.emb_dim, self.max_len = emb_dim, max_len
-        z, t = self.features()
-        self.register_buffer("z", z)
-        self.register_buffer("t", t)
-
-    def features(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(z, t) computed on the CPU, also when transformers constructs the model on the meta device."""
-        t = torch.linspace(0, 1, self.max_len, device="cpu")[None, :, None]
-        bands = (self.emb_dim - 1) // 2
-        w = 2 * math.pi * torch.arange(self.max_len, dtype=torch.float32, device="cpu")[None, :, None] / self.max_len
-        phase = torch.linspace(1e-4, bands - 1, bands, device="cpu")[None, None] * w
-        return torch.cat([t, torch.cos(phase), -torch.sin(phase)], dim=-1), t
-
-    @torch.no_grad()
-    def reset_buffers(self) -> None:
-        z, t = self.features()
-        self.z.copy_(z)
-        self.t.copy_(t)
-
-    def forward(self, length: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.z[:, :length], self.t[:, :length]
-
-
-class ExponentialModulation(nn.Module):
-    """Per-channel exponential decay ``exp(-t·|delta|) + shift`` applied to the filter (fast to slow)."""
-
-    def __init__(
-        self,
-        d_model: int,
-        fast_decay_pct: float = 0.3,
-        slow_decay_pct: float = 1.5,
-        target: float = 1e-2,
-        shift: float = 0.0,
-    ) -> None:
-        super().__init__()
-        self.shift = shift
-        self.d_model = d_model
-        self.max_decay = math.log(target) / fast_decay_pct
-        self.min_decay = math.log(target) / slow_decay_pct
-        self.register_buffer("deltas", self.initial_deltas())
-
-    def initial_deltas(self) -> torch.Tensor:
-        return torch.linspace(self.min_decay, self.max_decay, self.d_model, device="cpu")[None, None]
-
-    @torch.no_grad()
-    def reset_buffers(self) -> None:
-        self.deltas.copy_(self.initial_deltas())
-
-    def forward(self, t: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        """Modulate a channel-major filter ``h`` (channels, L) at normalised times ``t`` (L,)."""
-        decay = torch.exp(torch.outer(self.deltas.abs().flatten().neg(), t))
-        return h * (decay + self.shift if self.shift else decay)
-
-
 def _filter_mlp(config: M2Config) -> nn.Sequential:
     """positional features -> (Linear, Sin) × (1 + num_inner_mlps) -> Linear to one tap per channel."""
     order, layers = config.filter_order, []
@@ -207,21 +132,12 @@ class HyenaFilter(nn.Module):
         self.modulation = ExponentialModulation(config.d_model, shift=config.modulation_shift)
         self.bias = nn.Parameter(torch.randn(config.d_model))
 
-    def _taps(self, mlp: nn.Sequential, length: int, mixed_precision: bool) -> torch.Tensor:
-        """(C, L) contiguous: the bias-free last projection is ``W @ hidden^T``, so the filter is born in
-        the layout the FFT convolution reads instead of being transposed (a strided copy) afterwards."""
-        z, t = self.pos_emb(length)
-        hidden = mlp[:-1](z)[0]  # (L, filter_order)
-        return self.modulation(t[0, :, 0], filter_projection(mlp[-1].weight, hidden, mixed_precision))
-
     def kernel(self, length: int) -> torch.Tensor:
         """(C, L) causal filter, or (C, 2L) ``concat(k_fwd, k_rev)`` when bidirectional (fp32)."""
-        device_type = self.bias.device.type
-        mixed_precision = sixteen_bit_autocast(device_type)
-        with torch.autocast(device_type=device_type, enabled=False):
-            k = self._taps(self.implicit_filter, length, mixed_precision)
-            if self.implicit_filter_rev is not None:
-                k = torch.cat([k, self._taps(self.implicit_filter_rev, length, mixed_precision)], dim=-1)
+        k = implicit_filter_taps(self.implicit_filter, self.pos_emb, self.modulation, length)
+        if self.implicit_filter_rev is not None:
+            k = torch.cat([k, implicit_filter_taps(self.implicit_filter_rev, self.pos_emb, self.modulation, length)],
+                          dim=-1)
         return k
 
 
@@ -327,7 +243,7 @@ class M2PreTrainedModel(GenomixPreTrainedModel):
         elif isinstance(module, (MonarchLinear, BlockdiagLinear, nn.Conv1d)):
             module.reset_parameters()
         elif isinstance(module, Sin):
-            module.freq.fill_(module.w)
+            module.freq.fill_(self.config.activation_freq)
         elif isinstance(module, HyenaFilter):
             module.bias.normal_()
         elif isinstance(module, (PositionalEmbedding, ExponentialModulation)):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from genomix.models.filter_matmul import filter_projection, sixteen_bit_autocast
+from genomix.kernels.implicit_filter.tf32_matmul import filter_projection, sixteen_bit_autocast
 
 
 def test_fp32_product_and_gradients_on_cpu():

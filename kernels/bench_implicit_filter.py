@@ -1,0 +1,125 @@
+"""GPU benchmark of the Triton implicit filter (``implicit_filter_triton``) against its PyTorch reference
+(the code Hyena and M2 ran before it: ``nn.Linear``/``sin`` layers, the projection, ``exp`` of the decay
+and its multiply, each a kernel, with autograd keeping every intermediate).
+
+For each filter (C channels, L positions, order R, E = 5 features, two inner layers, modulated, the
+projection in TF32 as under bf16 autocast): forward (no grad) and forward+backward (``torch.autograd.grad``
+of every parameter for a random dk) median ms (``triton.testing.do_bench``), speed-ups, peak memory
+above what was allocated before the call, the largest relative difference of the two paths' filters and
+gradients, and the share of the HBM floor: the filter written once forward, dk read once backward
+(C * L fp32 each), at the device-to-device copy bandwidth measured in the same run. Shapes: M2's
+(256, 4K / 64K) and HyenaDNA large-1m's (256, 1M). Correctness is kernels/gpu_check_implicit_filter.py's job.
+
+JSON is rewritten after every case to ``--out``/implicit_filter_bench.json; a table is printed last; the
+exit status is 1 if any case raises. ``--mlp-precision`` sets the sine layers' ``tl.dot`` precision
+(``ops.MLP_PRECISION``) to compare it.
+
+    PYTHONUNBUFFERED=1 PYTHONPATH=. python kernels/bench_implicit_filter.py --out DIR
+
+On CPU through the Triton interpreter (a smoke test of this script: tiny shapes, timings by
+``time.perf_counter``, no memory figures):
+
+    TRITON_INTERPRET=1 PYTHONPATH=. python kernels/bench_implicit_filter.py --device cpu --small --out DIR
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+
+import torch
+import triton
+
+from genomix.kernels.bench_common import add_run_args, check_device, print_speed_table, time_paths
+from genomix.kernels.bench_layer_norm import cpu_copy_bandwidth, median_ms, peak_gib
+from genomix.kernels.bench_scan import copy_bandwidth, write_json
+from genomix.kernels.dispatch import use_triton
+from genomix.kernels.gpu_check_implicit_filter import FilterCase, make_inputs, parameters
+from genomix.kernels.implicit_filter import implicit_filter_ref, implicit_filter_triton
+
+ops = importlib.import_module("genomix.kernels.implicit_filter.ops")
+
+#: (channels, length) of the benchmark, and the --small ones for the interpreter.
+BENCH_CASES = [(256, 4096), (256, 65536), (256, 1 << 20)]
+SMALL_BENCH_CASES = [(80, 300)]
+
+
+def _rel(got: torch.Tensor, want: torch.Tensor) -> float:
+    return ((got - want).abs().max() / want.abs().max().clamp_min(1e-30)).item()
+
+
+def bench_case(channels: int, length: int, device: str, bandwidth: float, seed: int) -> dict:
+    """One row: both paths' times, memory and floor shares, and how far apart their results are."""
+    case = FilterCase(length, channels, tf32=device == "cuda")
+    g = torch.Generator(device=device).manual_seed(seed)
+    z, t, layers, out_weight, rates = make_inputs(case, device, g)
+    params = parameters(layers, out_weight)
+    dk = torch.randn(channels, length, device=device, generator=g)
+    paths = {"ref": implicit_filter_ref, "triton": implicit_filter_triton}
+
+    def call(name: str) -> torch.Tensor:
+        return paths[name](z, t, layers, out_weight, rates, case.shift, case.tf32)
+
+    row: dict = {"channels": channels, "length": length, "order": case.order, "tf32": case.tf32,
+                 "mlp_precision": ops.MLP_PRECISION}
+    results = {name: (call(name), torch.autograd.grad(call(name), params, dk)) for name in paths}
+    row["k_rel_diff"] = _rel(results["triton"][0].detach(), results["ref"][0].detach())
+    row["grad_rel_diff"] = max(_rel(a, b) for a, b in zip(results["triton"][1], results["ref"][1]))
+    del results
+    row["fwd_floor_ms"] = channels * length * 4 / bandwidth * 1e3
+    row["fwd_bwd_floor_ms"] = 2 * row["fwd_floor_ms"]
+
+    def measure(name: str) -> dict:
+        def forward() -> torch.Tensor:
+            with torch.no_grad():
+                return call(name)
+
+        def forward_backward() -> tuple[torch.Tensor, ...]:
+            return torch.autograd.grad(call(name), params, dk)
+
+        return {"fwd_peak_gib": peak_gib(forward, device), "fwd_bwd_peak_gib": peak_gib(forward_backward, device),
+                "fwd_ms": median_ms(forward, device), "fwd_bwd_ms": median_ms(forward_backward, device)}
+
+    time_paths(row, measure, device)
+    return row
+
+
+def print_table(rows: list[dict]) -> None:
+    print_speed_table(rows, f"{'C x L':>14}", lambda r: f"{str((r['channels'], r['length'])):>14}",
+                      f"{'k diff':>8} {'grad diff':>9}", lambda r: f"{r['k_rel_diff']:>8.1e} {r['grad_rel_diff']:>9.1e}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_run_args(ap, "tiny shapes (for the interpreter)")
+    ap.add_argument("--mlp-precision", choices=("ieee", "tf32x3", "tf32"), default=ops.MLP_PRECISION,
+                    help="tl.dot precision of the sine layers (default: the shipped one)")
+    args = ap.parse_args(argv)
+    check_device(ap, args.device)
+    ops.MLP_PRECISION = args.mlp_precision
+    cuda = args.device == "cuda"
+    bandwidth = copy_bandwidth() if cuda else cpu_copy_bandwidth()
+    result: dict = {
+        "device": torch.cuda.get_device_name() if cuda else args.device, "torch": torch.__version__,
+        "triton": triton.__version__, "small": args.small, "copy_gbs": bandwidth / 1e9,
+        "dispatch_default": "triton" if use_triton(torch.empty(0, device=args.device), op="implicit_filter")
+        else "reference",
+        "rows": [],
+    }
+    for i, (channels, length) in enumerate(SMALL_BENCH_CASES if args.small else BENCH_CASES):
+        try:
+            result["rows"].append(bench_case(channels, length, args.device, bandwidth, args.seed + i))
+        except Exception as e:  # keep the other cases' numbers; the failure is reported in the table
+            result["rows"].append({"channels": channels, "length": length, "error": f"{type(e).__name__}: {e}"[:300]})
+        print(json.dumps(result["rows"][-1]), flush=True)
+        write_json(args.out / f"implicit_filter_bench_{args.mlp_precision}.json", result)
+        if cuda:
+            torch.cuda.empty_cache()
+    print(f"{result['device']}, copy {bandwidth / 1e9:.0f} GB/s, dispatch default: {result['dispatch_default']}, "
+          f"sine layers' tl.dot: {args.mlp_precision}; ref = the PyTorch filter (implicit_filter_ref)")
+    print_table(result["rows"])
+    return 1 if any("error" in r for r in result["rows"]) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

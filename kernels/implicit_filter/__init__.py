@@ -1,0 +1,85 @@
+"""Implicit long-convolution filter (Hyena's and M2's): the dispatch point over a PyTorch reference and
+Triton kernels.
+
+The filter is a sine MLP of positional features, a projection onto the channels and an exponential
+decay (:mod:`.reference`). In PyTorch that is ~30 small kernels a layer forward and backward on
+(L, filter_order) tensors plus three (C, L) passes for the decay: ~1.5 ms of an M2 training step at
+64K tokens on an H200 (BENCHMARKS.md, "Monarch Mixer vs Transformer"). The Triton path runs it as one
+forward kernel (MLP in registers, projection and decay fused, the filter written once) and two backward
+kernels, and keeps no activations between them.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from ..dispatch import use_triton
+from .reference import SineLayer, decay_factor, implicit_filter_ref
+from .tf32_matmul import filter_projection, sixteen_bit_autocast
+
+__all__ = ["SineLayer", "decay_factor", "filter_projection", "implicit_filter", "implicit_filter_ref",
+           "implicit_filter_triton", "sixteen_bit_autocast"]
+
+
+def _check(z: torch.Tensor, t: torch.Tensor, layers: Sequence[SineLayer], out_weight: torch.Tensor,
+           decay_rates: torch.Tensor | None) -> None:
+    """Shapes that chain: z (L, E), t (L,), layer i maps K_i -> R, out_weight (C, R), decay_rates (C,)."""
+    if z.dim() != 2 or t.shape != (z.shape[0],):
+        raise ValueError(f"implicit_filter: z must be (L, E) and t (L,), got {tuple(z.shape)} and {tuple(t.shape)}")
+    if not layers:
+        raise ValueError("implicit_filter: at least one sine layer is needed")
+    width = z.shape[1]
+    for i, (weight, bias, freq) in enumerate(layers):
+        order = weight.shape[0]
+        if weight.shape != (order, width) or bias.numel() != order or freq.numel() != order:
+            raise ValueError(f"implicit_filter: layer {i} must take {width} inputs with (R,) bias and frequency, got "
+                             f"weight {tuple(weight.shape)}, bias {tuple(bias.shape)}, freq {tuple(freq.shape)}")
+        width = order
+    if out_weight.dim() != 2 or out_weight.shape[1] != width:
+        raise ValueError(f"implicit_filter: out_weight must be (C, {width}), got {tuple(out_weight.shape)}")
+    if decay_rates is not None and decay_rates.shape != (out_weight.shape[0],):
+        raise ValueError(f"implicit_filter: decay_rates must be ({out_weight.shape[0]},), got {tuple(decay_rates.shape)}")
+
+
+def _triton_shapes(z: torch.Tensor, layers: Sequence[SineLayer], out_weight: torch.Tensor) -> bool:
+    """Whether the Triton kernels take these sizes: fp32, one filter order, not wider than they hold."""
+    from .ops import MAX_FEATURES, MAX_ORDER
+
+    tensors = [z, out_weight, *(p for layer in layers for p in layer)]
+    order = out_weight.shape[1]
+    return (all(p.dtype == torch.float32 for p in tensors) and z.shape[1] <= MAX_FEATURES and order <= MAX_ORDER
+            and all(w.shape[0] == order for w, _, _ in layers) and z.shape[0] > 0)
+
+
+def implicit_filter_triton(z: torch.Tensor, t: torch.Tensor, layers: Sequence[SineLayer], out_weight: torch.Tensor,
+                           decay_rates: torch.Tensor | None, shift: float = 0.0, tf32: bool = False) -> torch.Tensor:
+    """The Triton path of :func:`implicit_filter` (fp32 CUDA tensors, or the interpreter; every layer of one
+    width R <= 128, E <= 64 features)."""
+    from .ops import ImplicitFilterFn  # imports triton: only when this path is taken
+
+    (w0, b0, f0), inner = layers[0], layers[1:]
+    order = w0.shape[0]
+    inner_weights = (torch.stack([w for w, _, _ in inner]) if inner
+                     else w0.new_empty((0, order, order)))
+    biases = torch.stack([b.reshape(order) for _, b, _ in layers])
+    freqs = torch.stack([f.reshape(order) for _, _, f in layers])
+    rates = decay_rates.contiguous() if decay_rates is not None else None
+    return ImplicitFilterFn.apply(z.contiguous(), t.contiguous(), w0.contiguous(), inner_weights.contiguous(),
+                                  biases, freqs, out_weight.contiguous(), rates, shift, tf32)
+
+
+def implicit_filter(z: torch.Tensor, t: torch.Tensor, layers: Sequence[SineLayer], out_weight: torch.Tensor,
+                    decay_rates: torch.Tensor | None, shift: float = 0.0, tf32: bool = False) -> torch.Tensor:
+    """The (C, L) implicit filter ``(W_out @ MLP(z)^T) * (exp(-rate_c t_l) + shift)``, fp32, contiguous.
+
+    z: (L, E) positional features; t: (L,) their normalised times; layers: (weight (R, K), bias (R,),
+    frequency (R,) or (1, R)) of each ``sin(f * (x W^T + b))`` layer, K = E for the first; out_weight:
+    (C, R), bias-free; decay_rates: (C,) non-negative rates (no gradient flows to them), or None for an
+    unmodulated filter. ``tf32`` (the model is under 16-bit autocast) lets the projection use TF32
+    tensor cores on CUDA. Gradients flow to every layer parameter and to out_weight.
+    """
+    _check(z, t, layers, out_weight, decay_rates)
+    if _triton_shapes(z, layers, out_weight) and use_triton(z, out_weight, op="implicit_filter"):
+        return implicit_filter_triton(z, t, layers, out_weight, decay_rates, shift, tf32)
+    return implicit_filter_ref(z, t, layers, out_weight, decay_rates, shift, tf32)
