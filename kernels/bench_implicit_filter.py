@@ -11,8 +11,7 @@ gradients, and the share of the HBM floor: the filter written once forward, dk r
 (256, 4K / 64K) and HyenaDNA large-1m's (256, 1M). Correctness is kernels/gpu_check_implicit_filter.py's job.
 
 JSON is rewritten after every case to ``--out``/implicit_filter_bench.json; a table is printed last; the
-exit status is 1 if any case raises. ``--mlp-precision`` sets the sine layers' ``tl.dot`` precision
-(``ops.MLP_PRECISION``) to compare it.
+exit status is 1 if any case raises.
 
     PYTHONUNBUFFERED=1 PYTHONPATH=. python kernels/bench_implicit_filter.py --out DIR
 
@@ -39,6 +38,8 @@ from genomix.kernels.implicit_filter import implicit_filter_ref, implicit_filter
 
 ops = importlib.import_module("genomix.kernels.implicit_filter.ops")
 
+#: The launch constants of ``ops`` that ``--tiling NAME=VALUE`` may override for a sweep (recorded per row).
+TILING = ("FWD_BLOCK_L", "FWD_WARPS", "BWD_BLOCK_L", "BWD_WARPS", "BLOCK_C", "PROGRAMS_PER_SM")
 #: (channels, length) of the benchmark, and the --small ones for the interpreter.
 BENCH_CASES = [(256, 4096), (256, 65536), (256, 1 << 20)]
 SMALL_BENCH_CASES = [(80, 300)]
@@ -61,7 +62,7 @@ def bench_case(channels: int, length: int, device: str, bandwidth: float, seed: 
         return paths[name](z, t, layers, out_weight, rates, case.shift, case.tf32)
 
     row: dict = {"channels": channels, "length": length, "order": case.order, "tf32": case.tf32,
-                 "mlp_precision": ops.MLP_PRECISION}
+                 **{name.lower(): getattr(ops, name) for name in TILING}}
     results = {name: (call(name), torch.autograd.grad(call(name), params, dk)) for name in paths}
     row["k_rel_diff"] = _rel(results["triton"][0].detach(), results["ref"][0].detach())
     row["grad_rel_diff"] = max(_rel(a, b) for a, b in zip(results["triton"][1], results["ref"][1]))
@@ -92,11 +93,15 @@ def print_table(rows: list[dict]) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_run_args(ap, "tiny shapes (for the interpreter)")
-    ap.add_argument("--mlp-precision", choices=("ieee", "tf32x3", "tf32"), default=ops.MLP_PRECISION,
-                    help="tl.dot precision of the sine layers (default: the shipped one)")
+    ap.add_argument("--tiling", nargs="*", default=[], metavar="NAME=VALUE",
+                    help=f"override launch constants for a sweep, of {', '.join(TILING)}")
     args = ap.parse_args(argv)
     check_device(ap, args.device)
-    ops.MLP_PRECISION = args.mlp_precision
+    for item in args.tiling:
+        name, _, value = item.partition("=")
+        if name not in TILING or not value.isdigit():
+            ap.error(f"--tiling takes NAME=INTEGER with NAME one of {', '.join(TILING)}, got {item!r}")
+        setattr(ops, name, int(value))
     cuda = args.device == "cuda"
     bandwidth = copy_bandwidth() if cuda else cpu_copy_bandwidth()
     result: dict = {
@@ -112,11 +117,12 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as e:  # keep the other cases' numbers; the failure is reported in the table
             result["rows"].append({"channels": channels, "length": length, "error": f"{type(e).__name__}: {e}"[:300]})
         print(json.dumps(result["rows"][-1]), flush=True)
-        write_json(args.out / f"implicit_filter_bench_{args.mlp_precision}.json", result)
+        write_json(args.out / f"implicit_filter_bench{'_' + '_'.join(args.tiling) if args.tiling else ''}.json",
+                   result)
         if cuda:
             torch.cuda.empty_cache()
-    print(f"{result['device']}, copy {bandwidth / 1e9:.0f} GB/s, dispatch default: {result['dispatch_default']}, "
-          f"sine layers' tl.dot: {args.mlp_precision}; ref = the PyTorch filter (implicit_filter_ref)")
+    print(f"{result['device']}, copy {bandwidth / 1e9:.0f} GB/s, dispatch default: {result['dispatch_default']}; "
+          f"ref = the PyTorch filter (implicit_filter_ref)")
     print_table(result["rows"])
     return 1 if any("error" in r for r in result["rows"]) else 0
 

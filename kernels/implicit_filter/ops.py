@@ -1,10 +1,10 @@
 """Launchers and the autograd Function of the Triton implicit filter.
 
 :class:`ImplicitFilterFn` computes what :func:`.reference.implicit_filter_ref` does with the layers
-already stacked (the caller stacks them: :func:`.implicit_filter_triton`). Between forward and backward
-it keeps only its (small) inputs: the MLP is recomputed by the backward kernel, so a filter costs no
-activation memory however long it is (the reference keeps ~(2n + 2) (L, R) tensors, 1.3 GiB a layer
-at L = 1M).
+already stacked (the caller stacks them: :func:`.implicit_filter_triton`). For the backward it keeps its
+(small) inputs and each sine layer's pre-activation, (n + 1) x L x R fp32 (50 MB a filter at M2's 64K,
+0.8 GB at HyenaDNA's 1M, where the model recomputes the filter inside its backward anyway); the
+reference keeps about twice that.
 """
 from __future__ import annotations
 
@@ -12,20 +12,19 @@ import torch
 import triton
 from torch.autograd.function import once_differentiable
 
-from .triton_kernels import implicit_filter_fwd_kernel, implicit_filter_mlp_bwd_kernel, implicit_filter_out_grad_kernel
+from ..dispatch import interpreting
+from .triton_kernels import (implicit_filter_dh_kernel, implicit_filter_fwd_kernel, implicit_filter_layer_bwd_kernel,
+                             implicit_filter_out_grad_kernel)
 
-#: Positions per program and warps (forward: MLP in registers, then C/BLOCK_C projection tiles).
-FWD_BLOCK_L, FWD_WARPS = 64, 4
-#: Backward: positions per step of a persistent program (halved for R > 64 to keep its (BLOCK_L, R)
-#: tiles in registers), and warps.
+#: Positions per program and warps of the forward (the MLP in registers, then C/BLOCK_C projection tiles)
+#: and of the backward kernels; channels per projection tile, both ways.
+FWD_BLOCK_L, FWD_WARPS = 64, 8
 BWD_BLOCK_L, BWD_WARPS = 64, 8
-#: Channels per projection tile, both ways.
 BLOCK_C = 64
-#: Persistent backward programs per streaming multiprocessor, and the cap on position splits of dW_out.
+#: Persistent programs of a layer's backward per streaming multiprocessor, and the cap on position
+#: splits of dW_out (both set how many partial rows torch sums afterwards).
 PROGRAMS_PER_SM = 2
 OUT_GRAD_SPLITS = 64
-#: tl.dot precision of the sine layers (exact fp32: their outputs are phases, see triton_kernels).
-MLP_PRECISION = "ieee"
 #: Widest filter order and feature count the kernels take (wider filters use the reference).
 MAX_ORDER, MAX_FEATURES = 128, 64
 
@@ -42,13 +41,26 @@ def _programs(device: torch.device, blocks: int) -> int:
     return max(1, min(blocks, 3))
 
 
-def _pointer(tensor: torch.Tensor, stand_in: torch.Tensor) -> torch.Tensor:
-    """``tensor``, or a stand-in when it is empty (no inner layers: never read, but must be a valid pointer)."""
-    return tensor if tensor.numel() else stand_in
+def _pointer(tensor: torch.Tensor | None, stand_in: torch.Tensor) -> torch.Tensor:
+    """``tensor``, or a stand-in when it is absent or empty (never read, but must be a valid pointer)."""
+    return tensor if tensor is not None and tensor.numel() else stand_in
 
 
-def _precision(tf32: bool) -> str:
-    return "tf32" if tf32 else "ieee"
+def _layer_backward(dh: torch.Tensor, pre: torch.Tensor, freqs: torch.Tensor, weight: torch.Tensor, below: torch.Tensor,
+                    layer: int, dh_below: torch.Tensor | None, tf32: bool) -> torch.Tensor:
+    """Gradients of sine layer ``layer`` (its (R, K) weight, then bias and frequency, summed over the
+    programs' partial rows), writing dL/d(its input) into ``dh_below`` unless it is the first layer."""
+    length, order = dh.shape
+    width = weight.shape[1]
+    programs = _programs(dh.device, triton.cdiv(length, BWD_BLOCK_L))
+    partials = torch.empty((programs, order * width + 2 * order), dtype=torch.float32, device=dh.device)
+    first = layer == 0
+    implicit_filter_layer_bwd_kernel[(programs,)](
+        dh, pre[layer], freqs[layer], below, freqs[max(layer - 1, 0)], weight, _pointer(dh_below, dh), partials,
+        length, order, width, FIRST=first, BLOCK_L=BWD_BLOCK_L, R_PAD=padded(order), K_PAD=padded(width),
+        TF32=tf32, ASM=not interpreting(), num_warps=BWD_WARPS,
+    )
+    return partials.sum(0)
 
 
 class ImplicitFilterFn(torch.autograd.Function):
@@ -60,51 +72,56 @@ class ImplicitFilterFn(torch.autograd.Function):
                 shift: float, tf32: bool) -> torch.Tensor:
         length, features = z.shape
         channels, order = out_weight.shape
+        n_inner = inner.shape[0]
         k = torch.empty((channels, length), dtype=torch.float32, device=z.device)
+        save = any(ctx.needs_input_grad)
+        pre = torch.empty((n_inner + 1, length, order) if save else (0,), dtype=torch.float32, device=z.device)
         implicit_filter_fwd_kernel[(triton.cdiv(length, FWD_BLOCK_L),)](
-            z, t, w0, _pointer(inner, w0), biases, freqs, out_weight, rates if rates is not None else t, k,
+            z, t, w0, _pointer(inner, w0), biases, freqs, out_weight, _pointer(rates, t), k, _pointer(pre, k),
             length, channels, features, order, float(shift),
-            N_INNER=inner.shape[0], MODULATE=rates is not None, BLOCK_L=FWD_BLOCK_L, BLOCK_C=BLOCK_C,
-            E_PAD=padded(features), R_PAD=padded(order), MLP_PRECISION=MLP_PRECISION,
-            OUT_PRECISION=_precision(tf32), num_warps=FWD_WARPS,
+            N_INNER=n_inner, MODULATE=rates is not None, SAVE=save, BLOCK_L=FWD_BLOCK_L, BLOCK_C=BLOCK_C,
+            E_PAD=padded(features), R_PAD=padded(order), TF32=tf32, ASM=not interpreting(), num_warps=FWD_WARPS,
         )
-        ctx.save_for_backward(z, t, w0, inner, biases, freqs, out_weight, rates)
+        ctx.save_for_backward(z, t, w0, inner, freqs, out_weight, rates, pre)
         ctx.shift, ctx.tf32 = float(shift), tf32
         return k
 
     @staticmethod
     @once_differentiable
     def backward(ctx, dk: torch.Tensor):  # type: ignore[override]
-        z, t, w0, inner, biases, freqs, out_weight, rates = ctx.saved_tensors
+        z, t, w0, inner, freqs, out_weight, rates, pre = ctx.saved_tensors
         if dk.stride(-1) != 1:
             dk = dk.contiguous()
-        length, features = z.shape
+        length = z.shape[0]
         channels, order = out_weight.shape
         n_inner = inner.shape[0]
-        r_pad = padded(order)
-        block_l = BWD_BLOCK_L if r_pad <= 64 else BWD_BLOCK_L // 2
-        programs = _programs(z.device, triton.cdiv(length, block_l))
-        part_size = order * features + n_inner * order * order + 2 * (n_inner + 1) * order
-        partials = torch.zeros((programs, part_size), dtype=torch.float32, device=z.device)
-        scratch = torch.empty((programs, n_inner + 1, block_l, r_pad), dtype=torch.float32, device=z.device)
-        hidden = torch.empty((length, order), dtype=torch.float32, device=z.device)
-        rate_arg = rates if rates is not None else t
-        common = dict(MODULATE=rates is not None, BLOCK_C=BLOCK_C, R_PAD=r_pad, OUT_PRECISION=_precision(ctx.tf32))
-        implicit_filter_mlp_bwd_kernel[(programs,)](
-            z, t, w0, _pointer(inner, w0), biases, freqs, out_weight, rate_arg, dk, hidden, scratch, partials,
-            length, channels, features, order, ctx.shift, dk.stride(0),
-            N_INNER=n_inner, BLOCK_L=block_l, E_PAD=padded(features), MLP_PRECISION=MLP_PRECISION,
-            num_warps=BWD_WARPS, **common,
-        )
-        splits = max(1, min(OUT_GRAD_SPLITS, triton.cdiv(length, block_l)))
+        common = dict(MODULATE=rates is not None, BLOCK_L=BWD_BLOCK_L, BLOCK_C=BLOCK_C, R_PAD=padded(order),
+                      TF32=ctx.tf32, num_warps=BWD_WARPS)
+        rate_arg = _pointer(rates, t)
+        splits = max(1, min(OUT_GRAD_SPLITS, triton.cdiv(length, BWD_BLOCK_L)))
         out_partials = torch.empty((splits, channels, order), dtype=torch.float32, device=z.device)
         implicit_filter_out_grad_kernel[(triton.cdiv(channels, BLOCK_C), splits)](
-            hidden, t, rate_arg, dk, out_partials, length, channels, order, ctx.shift, dk.stride(0),
-            BLOCK_L=block_l, num_warps=FWD_WARPS, **common,
+            pre[n_inner], freqs[n_inner], t, rate_arg, dk, out_partials, length, channels, order, ctx.shift,
+            dk.stride(0), ASM=not interpreting(), **common,
         )
-        sums = partials.sum(0)
-        d_w0, d_inner, d_biases, d_freqs = sums.split(
-            [order * features, n_inner * order * order, (n_inner + 1) * order, (n_inner + 1) * order])
-        return (None, None, d_w0.view(order, features), d_inner.view(n_inner, order, order),
-                d_biases.view(n_inner + 1, order), d_freqs.view(n_inner + 1, order), out_partials.sum(0),
-                None, None, None)
+        dh = torch.empty((length, order), dtype=torch.float32, device=z.device)
+        implicit_filter_dh_kernel[(triton.cdiv(length, BWD_BLOCK_L),)](
+            t, rate_arg, out_weight, dk, dh, length, channels, order, ctx.shift, dk.stride(0), **common,
+        )
+        # Back through the sine layers, last first; dh ping-pongs between two (L, R) buffers.
+        spare = torch.empty_like(dh) if n_inner else None
+        d_inner, d_biases, d_freqs = [], [], []
+        for layer in range(n_inner, -1, -1):
+            weight, below = (inner[layer - 1], pre[layer - 1]) if layer else (w0, z)
+            sums = _layer_backward(dh, pre, freqs, weight, below, layer, spare if layer else None, ctx.tf32)
+            d_weight, d_bias, d_freq = sums.split([weight.numel(), order, order])
+            d_biases.append(d_bias)
+            d_freqs.append(d_freq)
+            if layer:
+                d_inner.append(d_weight.view(order, order))
+                dh, spare = spare, dh
+            else:
+                d_w0 = d_weight.view(w0.shape)
+        d_inner_stacked = torch.stack(d_inner[::-1]) if d_inner else torch.zeros_like(inner)
+        return (None, None, d_w0, d_inner_stacked, torch.stack(d_biases[::-1]), torch.stack(d_freqs[::-1]),
+                out_partials.sum(0), None, None, None)
