@@ -5,10 +5,11 @@ frequencies ~10, decay rates of M2/HyenaDNA's range), runs ``implicit_filter_tri
 backward (``torch.autograd.grad`` of every parameter for a random dk), and compares the filter and each
 gradient with :func:`implicit_filter_ref` run in float64 on the same device. The sine layers amplify
 rounding (three layers of sin(10 x)), so the yardstick is the fp32 reference's own error on the same
-inputs: a case passes when the Triton error is at most ``RATIO`` times that plus ``FLOOR``. Cases: M2's
+inputs: an fp32 case passes when the Triton error is at most ``RATIO`` times that plus ``FLOOR``; a TF32
+case (the mode under 16-bit autocast) when its errors are within ``TF32_TOL``. Cases: M2's
 64K filter (exact and TF32 projection), HyenaDNA's 1M filter (one shared frequency, shift 0.05, TF32),
 an unmodulated 3-feature filter with no inner layer and a non-power-of-two order, a 768-channel
-order-128 filter read through a strided dk (a bidirectional filter's half), one position, and three
+order-48 filter read through a strided dk (a bidirectional filter's half), one position, and three
 inner layers at order 16. Before the forward and again before the backward the CUDA caching
 allocator's free blocks are filled with NaN, so memory the kernels leave unwritten shows up as
 non-finite. Prints a pass/fail table, writes JSON to ``--out``/implicit_filter_gpu_check.json after
@@ -33,8 +34,11 @@ from genomix.kernels.check_runner import run_cases, verdict
 from genomix.kernels.gpu_check_causal_conv import poison_allocator
 from genomix.kernels.implicit_filter import SineLayer, implicit_filter_ref, implicit_filter_triton
 
-#: Pass: Triton error <= RATIO * (fp32 reference error) + FLOOR, both against float64.
+#: Pass (exact fp32 mode): Triton error <= RATIO * (fp32 reference error) + FLOOR, both against float64.
 RATIO, FLOOR = 8.0, 2e-6
+#: Pass (``tf32``, the mode under 16-bit autocast: single-pass TF32 backward products, MUFU sine): errors
+#: within TF32_TOL of float64, below bf16's own rounding (2^-8 = 3.9e-3) of the activations the filter meets.
+TF32_TOL = 4e-3
 #: --small caps (the interpreter runs every program in Python).
 SMALL_MAX_LENGTH, SMALL_MAX_CHANNELS = 300, 80
 
@@ -62,7 +66,7 @@ CASES = [
     FilterCase(65536, 256, tf32=True),
     FilterCase(1 << 20, 256, shared_freq=True, shift=0.05, tf32=True),
     FilterCase(4097, 100, order=40, features=3, n_inner=0, modulate=False),
-    FilterCase(10001, 768, order=128, dk_stride=20002),
+    FilterCase(10001, 768, order=48, dk_stride=20002),
     FilterCase(1, 64),
     FilterCase(333, 16, order=16, n_inner=3),
 ]
@@ -139,11 +143,14 @@ def errors(case: FilterCase, device: str, seed: int) -> dict:
 
 
 def check(case: FilterCase, device: str, seed: int) -> dict:
-    """One case: pass when finite, the contract holds and both errors are within the yardstick."""
+    """One case: pass when finite, the contract holds and both errors are within the yardstick (TF32
+    cases on CUDA: within TF32_TOL; elsewhere TF32 changes nothing and the fp32 yardstick applies)."""
     e = errors(case, device, seed)
-    ok = (e["finite"] and e["contract"] and e["k"] <= RATIO * e["k_fp32_ref"] + FLOOR
-          and e["grad"] <= RATIO * e["grad_fp32_ref"] + FLOOR)
-    return {**e, "ok": ok}
+    if case.tf32 and device == "cuda":
+        within = e["k"] <= TF32_TOL and e["grad"] <= TF32_TOL
+    else:
+        within = e["k"] <= RATIO * e["k_fp32_ref"] + FLOOR and e["grad"] <= RATIO * e["grad_fp32_ref"] + FLOOR
+    return {**e, "ok": e["finite"] and e["contract"] and within}
 
 
 def print_table(rows: list[dict]) -> None:

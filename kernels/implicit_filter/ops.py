@@ -17,16 +17,18 @@ from .triton_kernels import (implicit_filter_dh_kernel, implicit_filter_fwd_kern
                              implicit_filter_out_grad_kernel)
 
 #: Positions per program and warps of the forward (the MLP in registers, then C/BLOCK_C projection tiles)
-#: and of the backward kernels; channels per projection tile, both ways.
-FWD_BLOCK_L, FWD_WARPS = 64, 8
-BWD_BLOCK_L, BWD_WARPS = 64, 8
+#: and of the backward kernels; channels per projection tile, both ways. From the H200 sweep
+#: (BENCHMARKS.md, "Implicit filter"): 4 warps beat 8 at 64K and 1M, 32-position blocks lost.
+FWD_BLOCK_L, FWD_WARPS = 64, 4
+BWD_BLOCK_L, BWD_WARPS = 64, 4
 BLOCK_C = 64
 #: Persistent programs of a layer's backward per streaming multiprocessor, and the cap on position
 #: splits of dW_out (both set how many partial rows torch sums afterwards).
 PROGRAMS_PER_SM = 2
 OUT_GRAD_SPLITS = 64
-#: Widest filter order and feature count the kernels take (wider filters use the reference).
-MAX_ORDER, MAX_FEATURES = 128, 64
+#: Widest filter order and feature count the kernels take (wider filters, e.g. M2-BERT's order 128, use
+#: the reference: at 128 the forward's tiles need more shared memory than an SM has).
+MAX_ORDER, MAX_FEATURES = 64, 64
 
 
 def padded(width: int) -> int:
@@ -39,6 +41,11 @@ def _programs(device: torch.device, blocks: int) -> int:
     if device.type == "cuda":
         return max(1, min(blocks, PROGRAMS_PER_SM * torch.cuda.get_device_properties(device).multi_processor_count))
     return max(1, min(blocks, 3))
+
+
+def _fast_math(tf32: bool) -> bool:
+    """MUFU sine/cosine (inline PTX, GPU only) under 16-bit autocast; exact libdevice ones otherwise."""
+    return tf32 and not interpreting()
 
 
 def _pointer(tensor: torch.Tensor | None, stand_in: torch.Tensor) -> torch.Tensor:
@@ -58,7 +65,7 @@ def _layer_backward(dh: torch.Tensor, pre: torch.Tensor, freqs: torch.Tensor, we
     implicit_filter_layer_bwd_kernel[(programs,)](
         dh, pre[layer], freqs[layer], below, freqs[max(layer - 1, 0)], weight, _pointer(dh_below, dh), partials,
         length, order, width, FIRST=first, BLOCK_L=BWD_BLOCK_L, R_PAD=padded(order), K_PAD=padded(width),
-        TF32=tf32, ASM=not interpreting(), num_warps=BWD_WARPS,
+        TF32=tf32, ASM=_fast_math(tf32), num_warps=BWD_WARPS,
     )
     return partials.sum(0)
 
@@ -80,7 +87,7 @@ class ImplicitFilterFn(torch.autograd.Function):
             z, t, w0, _pointer(inner, w0), biases, freqs, out_weight, _pointer(rates, t), k, _pointer(pre, k),
             length, channels, features, order, float(shift),
             N_INNER=n_inner, MODULATE=rates is not None, SAVE=save, BLOCK_L=FWD_BLOCK_L, BLOCK_C=BLOCK_C,
-            E_PAD=padded(features), R_PAD=padded(order), TF32=tf32, ASM=not interpreting(), num_warps=FWD_WARPS,
+            E_PAD=padded(features), R_PAD=padded(order), TF32=tf32, ASM=_fast_math(tf32), num_warps=FWD_WARPS,
         )
         ctx.save_for_backward(z, t, w0, inner, freqs, out_weight, rates, pre)
         ctx.shift, ctx.tf32 = float(shift), tf32
@@ -102,7 +109,7 @@ class ImplicitFilterFn(torch.autograd.Function):
         out_partials = torch.empty((splits, channels, order), dtype=torch.float32, device=z.device)
         implicit_filter_out_grad_kernel[(triton.cdiv(channels, BLOCK_C), splits)](
             pre[n_inner], freqs[n_inner], t, rate_arg, dk, out_partials, length, channels, order, ctx.shift,
-            dk.stride(0), ASM=not interpreting(), **common,
+            dk.stride(0), ASM=_fast_math(ctx.tf32), **common,
         )
         dh = torch.empty((length, order), dtype=torch.float32, device=z.device)
         implicit_filter_dh_kernel[(triton.cdiv(length, BWD_BLOCK_L),)](
