@@ -50,7 +50,7 @@ def interpreting() -> bool:
 # "gelu_glu" (M2's MLP gate) fuses gelu, multiply, their backward and split's torch.cat into one pass each
 # way: 3.25x forward+backward at M2's (65536, 2048) in bf16 on an H200 (BENCHMARKS.md, "GELU-gated linear unit").
 # "implicit_filter" (Hyena's and M2's filter) runs its sine MLP, projection and decay as one kernel forward
-# and two backward instead of ~30 small ones (BENCHMARKS.md, "Implicit filter").
+# and n + 3 backward instead of ~30 small ones, under 16-bit autocast only (BENCHMARKS.md, "Implicit filter").
 TRITON_BY_DEFAULT = frozenset({
     "selective_scan", "fftconv-short", "fftconv-cufft", "causal_conv1d", "layer_norm", "gelu_glu",
     "implicit_filter",
@@ -65,11 +65,16 @@ def _opted_in(op: str) -> bool:
     return op in TRITON_BY_DEFAULT or op in _listed("GENOMIX_TRITON_OPS")
 
 
+def forcing_triton() -> bool:
+    """Whether ``GENOMIX_FORCE_TRITON`` asks for every Triton path (the CPU tests under the interpreter)."""
+    return _flag("GENOMIX_FORCE_TRITON")
+
+
 def use_triton(*tensors: torch.Tensor | None, op: str) -> bool:
     """Decide whether ``op`` should take its Triton path for these inputs (``None`` inputs are ignored)."""
     if _flag("GENOMIX_FORCE_REFERENCE") or not triton_available() or op in _listed("GENOMIX_REFERENCE_OPS"):
         return False
-    if _flag("GENOMIX_FORCE_TRITON"):
+    if forcing_triton():
         return True
     return _opted_in(op) and all(t.is_cuda for t in tensors if t is not None)
 

@@ -34,8 +34,10 @@ from genomix.kernels.check_runner import run_cases, verdict
 from genomix.kernels.gpu_check_causal_conv import poison_allocator
 from genomix.kernels.implicit_filter import SineLayer, implicit_filter_ref, implicit_filter_triton
 
-#: Pass (exact fp32 mode): Triton error <= RATIO * (fp32 reference error) + FLOOR, both against float64.
-RATIO, FLOOR = 8.0, 2e-6
+#: Pass (fp32 mode): Triton error <= RATIO * (fp32 reference error) + FLOOR, both against float64. The
+#: kernels' three-pass TF32 products carry ~2^-21 relative error, ~8x fp32's rounding, which the sine
+#: layers amplify as they amplify the reference's (the models take this mode only when forced).
+RATIO, FLOOR = 16.0, 2e-6
 #: Pass (``tf32``, the mode under 16-bit autocast: single-pass TF32 backward products, MUFU sine): errors
 #: within TF32_TOL of float64, below bf16's own rounding (2^-8 = 3.9e-3) of the activations the filter meets.
 TF32_TOL = 4e-3

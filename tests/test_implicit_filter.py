@@ -105,6 +105,21 @@ def test_dispatch_takes_the_reference_on_cpu_and_the_kernel_when_forced(monkeypa
     assert "implicit_filter" in dispatch.TRITON_BY_DEFAULT
 
 
+def test_only_16_bit_autocast_takes_the_kernels_unless_forced(monkeypatch):
+    """On a GPU (use_triton true) fp32 runs keep the exact reference; the TF32 mode takes the kernels."""
+    pkg = importlib.import_module("genomix.kernels.implicit_filter")
+    z, t, layers, out_weight, rates = make_inputs(FilterCase(40, 20, order=16), "cpu", torch.Generator().manual_seed(1))
+    calls = []
+    real = pkg.implicit_filter_triton
+    monkeypatch.setattr(pkg, "implicit_filter_triton", lambda *a, **k: calls.append(a[-1]) or real(*a, **k))
+    monkeypatch.setattr(pkg, "use_triton", lambda *tensors, op: True)
+    monkeypatch.delenv("GENOMIX_FORCE_TRITON", raising=False)
+    implicit_filter(z, t, layers, out_weight, rates, 0.0, False)
+    assert calls == []
+    implicit_filter(z, t, layers, out_weight, rates, 0.0, True)
+    assert calls == [True]
+
+
 @pytest.mark.parametrize("bad, message", [
     (lambda z, t, layers, w, r: (z[None], t, layers, w, r), "z must be"),
     (lambda z, t, layers, w, r: (z, t[:-1], layers, w, r), "z must be"),

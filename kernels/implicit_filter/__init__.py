@@ -14,7 +14,7 @@ from typing import Sequence
 
 import torch
 
-from ..dispatch import use_triton
+from ..dispatch import forcing_triton, use_triton
 from .reference import SineLayer, decay_factor, implicit_filter_ref
 from .tf32_matmul import filter_projection, sixteen_bit_autocast
 
@@ -78,8 +78,13 @@ def implicit_filter(z: torch.Tensor, t: torch.Tensor, layers: Sequence[SineLayer
     (C, R), bias-free; decay_rates: (C,) non-negative rates (no gradient flows to them), or None for an
     unmodulated filter. ``tf32`` (the model is under 16-bit autocast) lets the projection use TF32
     tensor cores on CUDA. Gradients flow to every layer parameter and to out_weight.
+
+    The Triton path is taken under 16-bit autocast (``tf32``) only: its products are TF32 tensor-core
+    ones (three passes where accuracy matters, ~2^-21 relative, and MUFU sines), right next to bf16's
+    rounding but not fp32's, so fp32 runs keep the exact reference (``GENOMIX_FORCE_TRITON`` overrides).
     """
     _check(z, t, layers, out_weight, decay_rates)
-    if _triton_shapes(z, layers, out_weight) and use_triton(z, out_weight, op="implicit_filter"):
+    if ((tf32 or forcing_triton()) and _triton_shapes(z, layers, out_weight)
+            and use_triton(z, out_weight, op="implicit_filter")):
         return implicit_filter_triton(z, t, layers, out_weight, decay_rates, shift, tf32)
     return implicit_filter_ref(z, t, layers, out_weight, decay_rates, shift, tf32)
