@@ -8,12 +8,18 @@ and their share of the HBM floor (``fwd_floor_ms``/``fwd_bwd_floor_ms``, which t
 from __future__ import annotations
 
 import argparse
+import json
+import statistics
+import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Iterable
 
 import torch
+import triton
+import triton.testing
 
-from genomix.kernels.dispatch import interpreting
+from genomix.kernels.bench_scan import copy_bandwidth, write_json
+from genomix.kernels.dispatch import interpreting, use_triton
 
 PATH_NAMES = ("ref", "triton")
 
@@ -71,3 +77,54 @@ def check_device(ap: argparse.ArgumentParser, device: str) -> None:
         ap.error("no CUDA device here; use --device cpu --small with TRITON_INTERPRET=1")
     if device == "cpu" and not interpreting():
         ap.error("--device cpu runs the Triton kernels in the interpreter: set TRITON_INTERPRET=1")
+
+
+def median_ms(fn: Callable[[], object], device: str) -> float:
+    """Median ms of ``fn``: ``triton.testing.do_bench`` on CUDA, a few ``perf_counter`` runs on CPU."""
+    if device == "cuda":
+        return triton.testing.do_bench(fn, return_mode="median")
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+def cpu_copy_bandwidth() -> float:
+    """Bytes/s of a 256 MiB host copy (read + write counted): the floor's yardstick for the CPU smoke run."""
+    src = torch.empty(1 << 26, dtype=torch.float32)
+    dst = torch.empty_like(src)
+    ms = median_ms(lambda: dst.copy_(src), "cpu")
+    return 2 * src.numel() * src.element_size() / (ms * 1e-3)
+
+
+def bench_header(device: str, small: bool, op: str) -> dict[str, Any]:
+    """The JSON head of a benchmark run: device, versions, the copy bandwidth its floors use (measured now:
+    device-to-device on a GPU, a host copy on the CPU), the path ``op``'s dispatch takes by default, and an
+    empty ``rows`` list."""
+    cuda = device == "cuda"
+    bandwidth = copy_bandwidth() if cuda else cpu_copy_bandwidth()
+    return {
+        "device": torch.cuda.get_device_name() if cuda else device, "torch": torch.__version__,
+        "triton": triton.__version__, "small": small, "copy_gbs": bandwidth / 1e9,
+        "dispatch_default": "triton" if use_triton(torch.empty(0, device=device), op=op) else "reference",
+        "rows": [],
+    }
+
+
+def bench_rows(result: dict[str, Any], cases: Iterable[Any], bench_one: Callable[[Any, int], dict],
+               describe: Callable[[Any], dict], out: Path, device: str) -> None:
+    """Append ``bench_one(case, index)`` for every case to ``result["rows"]``; a case that raises leaves
+    ``describe(case)`` with its error instead (the others still run). Each row is printed and the JSON
+    rewritten at once, so a time cap on the GPU loses nothing."""
+    for index, case in enumerate(cases):
+        try:
+            row = bench_one(case, index)
+        except Exception as e:  # keep the other cases' numbers; the failure is reported in the table
+            row = {**describe(case), "error": f"{type(e).__name__}: {e}"[:300]}
+        result["rows"].append(row)
+        print(json.dumps(row), flush=True)
+        write_json(out, result)
+        if device == "cuda":
+            torch.cuda.empty_cache()

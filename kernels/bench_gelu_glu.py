@@ -25,18 +25,15 @@ On CPU through the Triton interpreter (a smoke test of this script: tiny shapes,
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-import triton
 
 from genomix.kernels.bench_causal_conv import rel_max
-from genomix.kernels.bench_common import add_run_args, check_device, print_speed_table, time_paths
-from genomix.kernels.bench_layer_norm import cpu_copy_bandwidth, median_ms, peak_gib
-from genomix.kernels.bench_scan import copy_bandwidth, write_json
-from genomix.kernels.dispatch import use_triton
+from genomix.kernels.bench_common import (add_run_args, bench_header, bench_rows, check_device, median_ms,
+                                          print_speed_table, time_paths)
+from genomix.kernels.bench_layer_norm import peak_gib
 from genomix.kernels.gelu_glu import gelu_glu_triton
 
 GluFn = Callable[[torch.Tensor, int], torch.Tensor]  # (h, d_inner) -> out
@@ -98,25 +95,12 @@ def main(argv: list[str] | None = None) -> int:
     add_run_args(ap, "tiny shapes (for the interpreter)")
     args = ap.parse_args(argv)
     check_device(ap, args.device)
-    cuda = args.device == "cuda"
-    bandwidth = copy_bandwidth() if cuda else cpu_copy_bandwidth()
-    result: dict = {
-        "device": torch.cuda.get_device_name() if cuda else args.device, "torch": torch.__version__,
-        "triton": triton.__version__, "small": args.small, "copy_gbs": bandwidth / 1e9,
-        "dispatch_default": "triton" if use_triton(torch.empty(0, device=args.device), op="gelu_glu")
-        else "reference",
-        "rows": [],
-    }
-    for i, (rows, d_inner, dtype_name) in enumerate(SMALL_BENCH_CASES if args.small else BENCH_CASES):
-        try:
-            result["rows"].append(bench_case(rows, d_inner, dtype_name, args.device, bandwidth, args.seed + i))
-        except Exception as e:  # keep the other cases' numbers; the failure is reported in the table
-            result["rows"].append({"shape": [rows, 2 * d_inner], "dtype": dtype_name,
-                                   "error": f"{type(e).__name__}: {e}"[:300]})
-        print(json.dumps(result["rows"][-1]), flush=True)
-        write_json(args.out / "gelu_glu_bench.json", result)  # after every case: a time cap loses nothing
-        if cuda:
-            torch.cuda.empty_cache()
+    result = bench_header(args.device, args.small, "gelu_glu")
+    bandwidth = result["copy_gbs"] * 1e9
+    bench_rows(result, SMALL_BENCH_CASES if args.small else BENCH_CASES,
+               lambda case, i: bench_case(*case, args.device, bandwidth, args.seed + i),
+               lambda case: {"shape": [case[0], 2 * case[1]], "dtype": case[2]}, args.out / "gelu_glu_bench.json",
+               args.device)
     print(f"{result['device']}, copy {bandwidth / 1e9:.0f} GB/s, dispatch default: {result['dispatch_default']}; "
           f"ref = split + F.gelu(tanh) * value in h's dtype (the former MonarchGLU code)")
     print_table(result["rows"])

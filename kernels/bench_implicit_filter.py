@@ -24,15 +24,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 
 import torch
-import triton
 
-from genomix.kernels.bench_common import add_run_args, check_device, print_speed_table, time_paths
-from genomix.kernels.bench_layer_norm import cpu_copy_bandwidth, median_ms, peak_gib
-from genomix.kernels.bench_scan import copy_bandwidth, write_json
-from genomix.kernels.dispatch import use_triton
+from genomix.kernels.bench_common import (add_run_args, bench_header, bench_rows, check_device, median_ms,
+                                          print_speed_table, time_paths)
+from genomix.kernels.bench_layer_norm import peak_gib
 from genomix.kernels.gpu_check_implicit_filter import FilterCase, make_inputs, parameters
 from genomix.kernels.implicit_filter import implicit_filter_ref, implicit_filter_triton
 
@@ -102,25 +99,12 @@ def main(argv: list[str] | None = None) -> int:
         if name not in TILING or not value.isdigit():
             ap.error(f"--tiling takes NAME=INTEGER with NAME one of {', '.join(TILING)}, got {item!r}")
         setattr(ops, name, int(value))
-    cuda = args.device == "cuda"
-    bandwidth = copy_bandwidth() if cuda else cpu_copy_bandwidth()
-    result: dict = {
-        "device": torch.cuda.get_device_name() if cuda else args.device, "torch": torch.__version__,
-        "triton": triton.__version__, "small": args.small, "copy_gbs": bandwidth / 1e9,
-        "dispatch_default": "triton" if use_triton(torch.empty(0, device=args.device), op="implicit_filter")
-        else "reference",
-        "rows": [],
-    }
-    for i, (channels, length) in enumerate(SMALL_BENCH_CASES if args.small else BENCH_CASES):
-        try:
-            result["rows"].append(bench_case(channels, length, args.device, bandwidth, args.seed + i))
-        except Exception as e:  # keep the other cases' numbers; the failure is reported in the table
-            result["rows"].append({"channels": channels, "length": length, "error": f"{type(e).__name__}: {e}"[:300]})
-        print(json.dumps(result["rows"][-1]), flush=True)
-        write_json(args.out / f"implicit_filter_bench{'_' + '_'.join(args.tiling) if args.tiling else ''}.json",
-                   result)
-        if cuda:
-            torch.cuda.empty_cache()
+    result = bench_header(args.device, args.small, "implicit_filter")
+    bandwidth = result["copy_gbs"] * 1e9
+    bench_rows(result, SMALL_BENCH_CASES if args.small else BENCH_CASES,
+               lambda case, i: bench_case(*case, args.device, bandwidth, args.seed + i),
+               lambda case: {"channels": case[0], "length": case[1]},
+               args.out / f"implicit_filter_bench{'_' + '_'.join(args.tiling) if args.tiling else ''}.json", args.device)
     print(f"{result['device']}, copy {bandwidth / 1e9:.0f} GB/s, dispatch default: {result['dispatch_default']}; "
           f"ref = the PyTorch filter (implicit_filter_ref)")
     print_table(result["rows"])

@@ -36,21 +36,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
-import statistics
-import time
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-import triton
-import triton.testing
 
 from genomix.kernels.bench_causal_conv import leaves_of, peak_delta, rel_max
-from genomix.kernels.bench_common import add_run_args, check_device, print_speed_table, time_paths
-from genomix.kernels.bench_scan import copy_bandwidth, write_json
-from genomix.kernels.dispatch import use_triton
+from genomix.kernels.bench_common import (add_run_args, bench_header, bench_rows, check_device, median_ms,
+                                          print_speed_table, time_paths)
 from genomix.kernels.check_runner import run_cases, verdict
 from genomix.kernels.gpu_check_causal_conv import TOL, poison_allocator
 from genomix.kernels.layer_norm import layer_norm_ref, layer_norm_triton
@@ -167,18 +161,6 @@ def triton_path(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor
     return layer_norm_triton(x, weight, bias, EPS, BF16)
 
 
-def median_ms(fn: Callable[[], object], device: str) -> float:
-    """Median ms of ``fn``: ``triton.testing.do_bench`` on CUDA, a few ``perf_counter`` runs on CPU."""
-    if device == "cuda":
-        return triton.testing.do_bench(fn, return_mode="median")
-    times = []
-    for _ in range(3):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
-
-
 def peak_gib(fn: Callable[[], object], device: str) -> float | None:
     """Peak GiB allocated above the current allocation while ``fn`` runs (None off CUDA)."""
     return peak_delta(fn)[0] / 2**30 if device == "cuda" else None
@@ -222,14 +204,6 @@ def bench_case(shape: tuple[int, ...], device: str, bandwidth: float, seed: int)
     return row
 
 
-def cpu_copy_bandwidth() -> float:
-    """Bytes/s of a 256 MiB host copy (read + write counted): the floor's yardstick for the CPU smoke run."""
-    src = torch.empty(1 << 26, dtype=torch.float32)
-    dst = torch.empty_like(src)
-    ms = median_ms(lambda: dst.copy_(src), "cpu")
-    return 2 * src.numel() * src.element_size() / (ms * 1e-3)
-
-
 def print_checks(rows: list[dict]) -> None:
     print(f"{'shape':>18} {'x':>8} {'y':>8} {'affine':>6} {'layout':>10} {'worst rel err':>13} {'tol':>6} "
           f"{'finite':>6} {'contract':>8} ok")
@@ -245,17 +219,10 @@ def main(argv: list[str] | None = None) -> int:
     add_run_args(ap, f"cap leading dims at {SMALL_MAX_LEAD}, skip the int64 case, tiny benchmark shapes")
     args = ap.parse_args(argv)
     check_device(ap, args.device)
-    cuda = args.device == "cuda"
     checks = [dataclasses.replace(c, lead=tuple(min(d, SMALL_MAX_LEAD) for d in c.lead)) if args.small else c
               for c in CHECKS]
-    bandwidth = copy_bandwidth() if cuda else cpu_copy_bandwidth()
-    result: dict = {
-        "device": torch.cuda.get_device_name() if cuda else args.device, "torch": torch.__version__,
-        "triton": triton.__version__, "small": args.small, "copy_gbs": bandwidth / 1e9,
-        "dispatch_default": "triton" if use_triton(torch.empty(0, device=args.device), op="layer_norm")
-        else "reference",
-        "checks": [], "rows": [],
-    }
+    result = {**bench_header(args.device, args.small, "layer_norm"), "checks": []}
+    bandwidth = result["copy_gbs"] * 1e9
     out_path = args.out / "layer_norm_bench.json"
     jobs: list[tuple[dict, Callable[[int], dict]]] = [
         ({**dataclasses.asdict(c), "shape": [*c.lead, c.n]}, lambda seed, c=c: check(c, args.device, seed))
@@ -264,15 +231,9 @@ def main(argv: list[str] | None = None) -> int:
         jobs.append(({"shape": [INT64_ROWS, INT64_N], "x_dtype": "bfloat16", "out_dtype": "bfloat16", "affine": True,
                       "layout": "int64 rows"}, lambda seed: check_int64_offsets(args.device, seed)))
     result["checks"] = run_cases(jobs, args.seed, out_path, result, args.device, key="checks")
-    for i, shape in enumerate(SMALL_BENCH_SHAPES if args.small else BENCH_SHAPES):
-        try:
-            result["rows"].append(bench_case(shape, args.device, bandwidth, args.seed + i))
-        except Exception as e:  # keep the other cases' numbers; the failure is reported in the table
-            result["rows"].append({"shape": list(shape), "error": f"{type(e).__name__}: {e}"[:300]})
-        print(json.dumps(result["rows"][-1]), flush=True)
-        write_json(out_path, result)
-        if cuda:
-            torch.cuda.empty_cache()
+    bench_rows(result, SMALL_BENCH_SHAPES if args.small else BENCH_SHAPES,
+               lambda shape, i: bench_case(shape, args.device, bandwidth, args.seed + i),
+               lambda shape: {"shape": list(shape)}, out_path, args.device)
     print_checks(result["checks"])
     failed = verdict(result["checks"])
     print(f"{result['device']}, copy {bandwidth / 1e9:.0f} GB/s, dispatch default: {result['dispatch_default']}; "

@@ -23,3 +23,15 @@ def shared_dir() -> Path:
     """The shared data and fixtures folder (../shared from the repository root)."""
     assert SHARED.is_dir(), f"expected the shared data folder at {SHARED}"
     return SHARED
+
+
+@pytest.fixture
+def nan_empty(monkeypatch):
+    """torch.empty returns NaN-filled floating tensors: memory a kernel leaves unwritten stays NaN."""
+    real_empty = torch.empty
+
+    def poisoned(*args, **kwargs):
+        t = real_empty(*args, **kwargs)
+        return t.fill_(float("nan")) if t.is_floating_point() else t
+
+    monkeypatch.setattr(torch, "empty", poisoned)

@@ -17,18 +17,6 @@ from genomix.models import build
 from genomix.models.implicit_filter import ExponentialModulation, PositionalEmbedding, Sin, sine_layers
 
 
-@pytest.fixture
-def nan_empty(monkeypatch):
-    """torch.empty returns NaN-filled floating tensors: memory a kernel leaves unwritten stays NaN."""
-    real_empty = torch.empty
-
-    def poisoned(*args, **kwargs):
-        t = real_empty(*args, **kwargs)
-        return t.fill_(float("nan")) if t.is_floating_point() else t
-
-    monkeypatch.setattr(torch, "empty", poisoned)
-
-
 CPU_CASES = [
     FilterCase(150, 80),  # blocks of positions and channels both ragged
     FilterCase(77, 33, order=40, features=3, n_inner=0, modulate=False),  # order not a power of two, no inner layer

@@ -58,7 +58,7 @@ def implicit_filter_triton(z: torch.Tensor, t: torch.Tensor, layers: Sequence[Si
     width R <= 128, E <= 64 features)."""
     from .ops import ImplicitFilterFn  # imports triton: only when this path is taken
 
-    (w0, b0, f0), inner = layers[0], layers[1:]
+    w0, inner = layers[0][0], layers[1:]
     order = w0.shape[0]
     inner_weights = (torch.stack([w for w, _, _ in inner]) if inner
                      else w0.new_empty((0, order, order)))
