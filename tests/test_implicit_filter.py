@@ -156,3 +156,17 @@ def test_sine_layers_reads_each_models_filter_mlp():
     hyena = build("hyenadna-tiny-1k", task="causal-lm")
     layers = sine_layers(hyena.backbone.layers[0].mixer.filter_fn.implicit_filter)
     assert len(layers) == hyena.config.num_inner_mlps + 1 and len({id(f) for _, _, f in layers}) == 1
+
+
+def test_inference_keeps_no_pre_activations(monkeypatch):
+    """Under no_grad the forward writes only the filter (the (n + 1, L, R) pre-activations are for training)."""
+    ops = importlib.import_module("genomix.kernels.implicit_filter.ops")
+    seen = []
+    real = ops.ImplicitFilterFn.forward
+    monkeypatch.setattr(ops.ImplicitFilterFn, "forward",
+                        staticmethod(lambda ctx, *args: seen.append(args[-1]) or real(ctx, *args)))
+    z, t, layers, out_weight, rates = make_inputs(FilterCase(30, 16, order=16), "cpu", torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        implicit_filter_triton(z, t, layers, out_weight, rates)
+    implicit_filter_triton(z, t, layers, out_weight, rates)
+    assert seen == [False, True]

@@ -65,8 +65,10 @@ def implicit_filter_triton(z: torch.Tensor, t: torch.Tensor, layers: Sequence[Si
     biases = torch.stack([b.reshape(order) for _, b, _ in layers])
     freqs = torch.stack([f.reshape(order) for _, _, f in layers])
     rates = decay_rates.contiguous() if decay_rates is not None else None
+    params = (inner_weights, biases, freqs, out_weight, *(p for layer in layers for p in layer))
+    save = torch.is_grad_enabled() and any(p.requires_grad for p in params)  # else no pre-activations kept
     return ImplicitFilterFn.apply(z.contiguous(), t.contiguous(), w0.contiguous(), inner_weights.contiguous(),
-                                  biases, freqs, out_weight.contiguous(), rates, shift, tf32)
+                                  biases, freqs, out_weight.contiguous(), rates, shift, tf32, save)
 
 
 def implicit_filter(z: torch.Tensor, t: torch.Tensor, layers: Sequence[SineLayer], out_weight: torch.Tensor,

@@ -76,12 +76,12 @@ class ImplicitFilterFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, z: torch.Tensor, t: torch.Tensor, w0: torch.Tensor, inner: torch.Tensor,  # type: ignore[override]
                 biases: torch.Tensor, freqs: torch.Tensor, out_weight: torch.Tensor, rates: torch.Tensor | None,
-                shift: float, tf32: bool) -> torch.Tensor:
+                shift: float, tf32: bool, save: bool) -> torch.Tensor:
+        """``save``: a backward will follow (decided by the caller: grad mode is off inside ``forward``)."""
         length, features = z.shape
         channels, order = out_weight.shape
         n_inner = inner.shape[0]
         k = torch.empty((channels, length), dtype=torch.float32, device=z.device)
-        save = any(ctx.needs_input_grad)
         pre = torch.empty((n_inner + 1, length, order) if save else (0,), dtype=torch.float32, device=z.device)
         implicit_filter_fwd_kernel[(triton.cdiv(length, FWD_BLOCK_L),)](
             z, t, w0, _pointer(inner, w0), biases, freqs, out_weight, _pointer(rates, t), k, _pointer(pre, k),
@@ -131,4 +131,4 @@ class ImplicitFilterFn(torch.autograd.Function):
                 d_w0 = d_weight.view(w0.shape)
         d_inner_stacked = torch.stack(d_inner[::-1]) if d_inner else torch.zeros_like(inner)
         return (None, None, d_w0, d_inner_stacked, torch.stack(d_biases[::-1]), torch.stack(d_freqs[::-1]),
-                out_partials.sum(0), None, None, None)
+                out_partials.sum(0), None, None, None, None)
