@@ -4,8 +4,9 @@
 over the leading dimension of a (tokens, features) tensor is slow when there are many tokens and few
 features: on an H200, 76 µs for (65,536, 256) in bf16, where ``ones(1, tokens) @ grad`` on the tensor
 cores takes 20 µs (38 vs 70 µs at 768 features; ``kernels``-free probe in BENCHMARKS.md, "Monarch Mixer
-vs Transformer"). An M2 training step at 64K tokens has ~40 such sums (projections, MLP, the implicit
-filters' small layers). Here the bias gradient is that product, accumulated in fp32 by the GEMM like
+vs Transformer"). An M2 training step at 64K tokens has such a sum in every projection and MLP layer
+with a bias (the implicit filters' small layers, once among them, are now computed by
+``genomix.kernels.implicit_filter``). Here the bias gradient is that product, accumulated in fp32 by the GEMM like
 the sum it replaces; forward, input and weight gradients are ``F.linear``'s. Under autocast the inputs
 are cast to the autocast dtype first, exactly as autocast casts ``F.linear``'s.
 """

@@ -110,7 +110,7 @@ def _filter_mlp(config: M2Config) -> nn.Sequential:
     order, layers = config.filter_order, []
     dims = [config.emb_dim] + [order] * (config.num_inner_mlps + 1)
     for d_in, d_out in zip(dims[:-1], dims[1:]):
-        layers += [Linear(d_in, d_out), Sin(d_out, config.activation_freq)]
+        layers += [nn.Linear(d_in, d_out), Sin(d_out, config.activation_freq)]
     layers.append(nn.Linear(order, config.d_model, bias=False))
     for layer in layers:
         if isinstance(layer, nn.Linear):

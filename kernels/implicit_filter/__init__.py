@@ -15,10 +15,10 @@ from typing import Sequence
 import torch
 
 from ..dispatch import forcing_triton, use_triton
-from .reference import SineLayer, decay_factor, implicit_filter_ref
+from .reference import SineLayer, implicit_filter_ref
 from .tf32_matmul import filter_projection, sixteen_bit_autocast
 
-__all__ = ["SineLayer", "decay_factor", "filter_projection", "implicit_filter", "implicit_filter_ref",
+__all__ = ["SineLayer", "filter_projection", "implicit_filter", "implicit_filter_ref",
            "implicit_filter_triton", "sixteen_bit_autocast"]
 
 
@@ -55,7 +55,7 @@ def _triton_shapes(z: torch.Tensor, layers: Sequence[SineLayer], out_weight: tor
 def implicit_filter_triton(z: torch.Tensor, t: torch.Tensor, layers: Sequence[SineLayer], out_weight: torch.Tensor,
                            decay_rates: torch.Tensor | None, shift: float = 0.0, tf32: bool = False) -> torch.Tensor:
     """The Triton path of :func:`implicit_filter` (fp32 CUDA tensors, or the interpreter; every layer of one
-    width R <= 128, E <= 64 features)."""
+    width R <= ``ops.MAX_ORDER``, at most ``ops.MAX_FEATURES`` features)."""
     from .ops import ImplicitFilterFn  # imports triton: only when this path is taken
 
     w0, inner = layers[0][0], layers[1:]
@@ -65,8 +65,8 @@ def implicit_filter_triton(z: torch.Tensor, t: torch.Tensor, layers: Sequence[Si
     biases = torch.stack([b.reshape(order) for _, b, _ in layers])
     freqs = torch.stack([f.reshape(order) for _, _, f in layers])
     rates = decay_rates.contiguous() if decay_rates is not None else None
-    params = (inner_weights, biases, freqs, out_weight, *(p for layer in layers for p in layer))
-    save = torch.is_grad_enabled() and any(p.requires_grad for p in params)  # else no pre-activations kept
+    save = torch.is_grad_enabled() and any(  # else no pre-activations kept
+        p.requires_grad for p in (out_weight, *(p for layer in layers for p in layer)))
     return ImplicitFilterFn.apply(z.contiguous(), t.contiguous(), w0.contiguous(), inner_weights.contiguous(),
                                   biases, freqs, out_weight.contiguous(), rates, shift, tf32, save)
 
