@@ -1,0 +1,76 @@
+"""One kernel op at a benchmark shape, run once inside a profiler range, for Nsight Compute.
+
+Each workload is warmed up (Triton compiles, cuFFT plans) before ``cudaProfilerStart``, so with
+``--profile-from-start off`` ncu sees exactly one call's kernels and none of the compilation:
+
+    ncu --clock-control none --profile-from-start off --set full --import-source yes \\
+        -o OUT/scan-fwd python kernels/ncu_workloads.py scan-fwd --length 1048576
+
+Workloads (shapes of ``kernels/bench_scan.py`` and ``kernels/bench_fftconv.py``):
+``scan-fwd`` / ``scan-bwd``: the selective scan's forward (with chunk-start states, as in training) /
+backward at B=1, E=512, N=16, bf16 with D, z and Δ-bias; ``fftconv-fwd`` / ``fftconv-fwdbwd``: the
+long convolution on the path given by ``--path`` (the CUDA default, the cuFFT path, or the Triton
+Monarch kernels), bf16 u, B·H·L = 256 M.
+"""
+from __future__ import annotations
+
+import argparse
+from typing import Callable
+
+import torch
+
+
+def _scan(length: int, backward: bool) -> Callable[[], None]:
+    from genomix.kernels.scan.ops import selective_scan_triton
+    from kernels.bench_scan import make_inputs
+
+    inputs = [t.requires_grad_() if t.is_floating_point() else t for t in make_inputs(length)]
+    dout = torch.randn_like(inputs[0])
+    if not backward:
+        return lambda: selective_scan_triton(*inputs)
+    out = selective_scan_triton(*inputs)
+
+    def run() -> None:
+        torch.autograd.grad(out, inputs, dout, retain_graph=True)
+
+    return run
+
+
+def _fftconv(length: int, path: str, backward: bool) -> Callable[[], None]:
+    from kernels.bench_fftconv import PATHS, SHAPES
+
+    batch, heads = SHAPES[length]
+    u = torch.randn(batch, heads, length, device="cuda").to(torch.bfloat16).requires_grad_(backward)
+    k = (torch.randn(heads, length, device="cuda") / length ** 0.5).requires_grad_(backward)
+    D = torch.randn(heads, device="cuda").requires_grad_(backward)
+    dy = torch.randn(batch, heads, length, device="cuda").to(torch.bfloat16)
+    conv = PATHS[path]
+    if not backward:
+        def forward() -> None:
+            with torch.no_grad():
+                conv(u, k, D)
+        return forward
+    return lambda: conv(u, k, D).backward(dy)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("workload", choices=["scan-fwd", "scan-bwd", "fftconv-fwd", "fftconv-fwdbwd"])
+    ap.add_argument("--length", type=int, default=1 << 20)
+    ap.add_argument("--path", default="cufft", help="fftconv path: cufft or triton (bench_fftconv.PATHS)")
+    args = ap.parse_args()
+    if args.workload.startswith("scan"):
+        run = _scan(args.length, backward=args.workload == "scan-bwd")
+    else:
+        run = _fftconv(args.length, args.path, backward=args.workload == "fftconv-fwdbwd")
+    run()  # compile, plan, allocate
+    torch.cuda.synchronize()
+    torch.cuda.profiler.start()
+    run()
+    torch.cuda.synchronize()
+    torch.cuda.profiler.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
