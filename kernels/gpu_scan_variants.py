@@ -1,8 +1,8 @@
-"""One GPU run comparing selective-scan forward kernels: correctness of the new ones, then default vs new timings.
+"""One GPU run comparing selective-scan kernel tilings: correctness of the new ones, then default vs new timings.
 
     PYTHONUNBUFFERED=1 PYTHONPATH=. timeout 170 python kernels/gpu_scan_variants.py --out $OUT/scan --budget-s 135
 
-1. Correctness of each forward candidate (``CANDIDATES``; the checks run just before a candidate's
+1. Correctness of each candidate (``CANDIDATES``; the checks run just before a candidate's
    first timing, so a budget cut skips both) against the PyTorch reference (fresh random inputs):
    forward, last state and all gradients in bf16 at E=512, L=4112 (partial last chunk) with z, D,
    Δ-bias, the benchmark's flags and divisibilities; then the forward in fp32 with ragged L and E and
@@ -12,8 +12,8 @@
 2. The default (:data:`DEFAULT_TILING`) vs each candidate at L = 1M and 64K (B=1, E=512, N=16, bf16,
    with D, z, Δ-bias): forward and forward+backward medians from ``triton.testing.do_bench``, each
    against the HBM floor from the copy bandwidth measured in this run; the candidates' output, last state
-   and all gradients are compared with the default's at the same shapes and seeds. All candidates keep
-   the default's backward, so the fwd+bwd differences are the forward's. Default vs the expected best
+   and all gradients are compared with the default's at the same shapes and seeds. Candidates may change
+   the backward as well as the forward (``bwd ms`` = fwd+bwd minus fwd). Default vs the expected best
    first (always); the others, best-expected first, only while the time budget (``--budget-s``, compiles
    included) lasts.
 Every tiling runs under try/except: one that fails to compile or run is recorded and skipped. The JSON
@@ -38,15 +38,18 @@ BASELINE = DEFAULT_TILING  # the tiling every candidate is compared with
 #: Where everything runs (a CPU dry run of this script under TRITON_INTERPRET=1 sets "cpu").
 DEVICE = "cuda"
 
-_FAST = dataclasses.replace(DEFAULT_TILING, fwd_fast_math=True)
-#: Forward tilings measured against BASELINE, expected best first (offline sm_90 SASS per 8-step tile,
-#: summary + main pass, in kernels/scan/NOTES.md). All keep the default's backward and 128-step chunks.
+#: Candidates measured against BASELINE, expected best first. Nsight Compute on the lent H200
+#: (2026-12-02, kernels/ncu_workloads.py) showed every seq kernel latency-bound on its loads: 0.24-0.25
+#: instructions issued per cycle and scheduler, 47-77 % of warp stalls on the long scoreboard (the per-step
+#: B/C loads and the u/Δ/z tiles). The candidates attack that (offline sm_90 compile with triton 3.6:
+#: registers summary/main forward, summary/main backward).
+_HINTED = dataclasses.replace(DEFAULT_TILING, hints=True, bc16=True)
 CANDIDATES = [
-    _FAST,  # ex2/softplus/sigmoid approximations: 1814 instructions per tile (default 2239), 127/80 registers
-    dataclasses.replace(_FAST, target_programs=4096),  # more, shorter segments (same kernels as _FAST)
-    dataclasses.replace(_FAST, fwd_prefetch=True),  # u, Δ, z loads a tile ahead: 1851, 127/87 registers
-    dataclasses.replace(_FAST, block_e=128),  # two channels per thread (2 warps): 1673 per channel, 249/218 reg.
-    dataclasses.replace(_FAST, block_e=32, fwd_warps=1, target_programs=4096),  # one-warp programs
+    _HINTED,  # L2 prefetch a chunk ahead, L1 two tiles ahead, bf16 B/C pairs: 132/168, 127/255 (88 B stack)
+    dataclasses.replace(DEFAULT_TILING, bc16=True),  # bf16 B/C pairs only: half the B/C loads
+    dataclasses.replace(DEFAULT_TILING, hints=True),  # prefetch hints only
+    dataclasses.replace(_HINTED, fwd_maxnreg=128),  # forward capped at 128 registers: 4 warps/scheduler, 128 B stack
+    dataclasses.replace(_HINTED, block_e=128, fwd_warps=4, target_programs=1024),  # 4 warps share B/C in L1
 ]
 
 
@@ -147,6 +150,7 @@ def timing(length: int, tiling: Tiling, bandwidth: float, baseline: dict | None)
 
 def _label(t: Tiling) -> str:
     io = ("/io8" if t.tile_io else "") + ("/pf" if t.fwd_prefetch else "") + ("/fast" if t.fwd_fast_math else "")
+    io += ("/hint" if t.hints else "") + ("/bc16" if t.bc16 else "") + (f"/r{t.fwd_maxnreg}" if t.fwd_maxnreg else "")
     stash = f"/s{t.bwd_stash}" if t.bwd_variant == "seq" else ""
     return (f"{t.variant}{io} e{t.block_e}w{t.fwd_warps} T{t.chunk} p{t.target_programs} | {t.bwd_variant}{stash} "
             f"e{t.bwd_block_e or t.block_e}w{t.bwd_warps} p{t.bwd_target_programs or t.target_programs}")
@@ -197,7 +201,8 @@ def main() -> int:
     steps = [(f"correctness {_label(t)}", always, lambda t=t: check(t)) for t in (BASELINE, CANDIDATES[0])]
     steps += [(f"{_label(t)} L={L}", always, lambda L=L, t=t: measure(L, t)) for L in lengths
               for t in (BASELINE, CANDIDATES[0])]
-    kernels = lambda t: (t.block_e, t.fwd_warps, t.tile_io, t.fwd_prefetch, t.fwd_fast_math)  # noqa: E731
+    kernels = lambda t: (t.block_e, t.fwd_warps, t.tile_io, t.fwd_prefetch, t.fwd_fast_math, t.hints,  # noqa: E731
+                         t.bc16, t.fwd_maxnreg, t.bwd_maxnreg)
     checked = {kernels(BASELINE), kernels(CANDIDATES[0])}
 
     def check_and_measure(t: Tiling, new: bool) -> None:

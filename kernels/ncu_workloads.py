@@ -15,20 +15,24 @@ Monarch kernels), bf16 u, B·H·L = 256 M.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from typing import Callable
 
 import torch
 
 
-def _scan(length: int, backward: bool) -> Callable[[], None]:
-    from genomix.kernels.scan.ops import selective_scan_triton
+def _scan(length: int, backward: bool, overrides: dict[str, str]) -> Callable[[], None]:
+    from genomix.kernels.scan.ops import DEFAULT_TILING, selective_scan_triton
     from kernels.bench_scan import make_inputs
 
+    fields = {f.name: f.type for f in dataclasses.fields(DEFAULT_TILING)}
+    parse = lambda name, v: v == "True" if "bool" in fields[name] else v if "str" in fields[name] else int(v)  # noqa: E731
+    tiling = dataclasses.replace(DEFAULT_TILING, **{k: parse(k, v) for k, v in overrides.items()})
     inputs = [t.requires_grad_() if t.is_floating_point() else t for t in make_inputs(length)]
     dout = torch.randn_like(inputs[0])
     if not backward:
-        return lambda: selective_scan_triton(*inputs)
-    out = selective_scan_triton(*inputs)
+        return lambda: selective_scan_triton(*inputs, tiling=tiling)
+    out = selective_scan_triton(*inputs, tiling=tiling)
 
     def run() -> None:
         torch.autograd.grad(out, inputs, dout, retain_graph=True)
@@ -58,9 +62,12 @@ def main() -> int:
     ap.add_argument("workload", choices=["scan-fwd", "scan-bwd", "fftconv-fwd", "fftconv-fwdbwd"])
     ap.add_argument("--length", type=int, default=1 << 20)
     ap.add_argument("--path", default="cufft", help="fftconv path: cufft or triton (bench_fftconv.PATHS)")
+    ap.add_argument("--tiling", nargs="*", default=[], metavar="NAME=VALUE",
+                    help="scan: fields of ops.DEFAULT_TILING to override, e.g. hints=True bc16=True")
     args = ap.parse_args()
     if args.workload.startswith("scan"):
-        run = _scan(args.length, backward=args.workload == "scan-bwd")
+        overrides = dict(item.split("=", 1) for item in args.tiling)
+        run = _scan(args.length, backward=args.workload == "scan-bwd", overrides=overrides)
     else:
         run = _fftconv(args.length, args.path, backward=args.workload == "fftconv-fwdbwd")
     run()  # compile, plan, allocate

@@ -131,6 +131,38 @@ def test_seq_prefetch_matches_reference(case, tiling):
     _compare(_inputs(**case), tol, variant="seq", tile_io=True, **tiling)
 
 
+def test_pack_bc_half_holds_the_bf16_bits_of_B_and_C():
+    """bf16 B and C packed in one int32 (B low, C high) unpack exactly; padding steps are zero; other
+    dtypes keep the int64 fp32 pairs."""
+    from genomix.kernels.scan.ops import pack_bc
+
+    B, C = (torch.randn(2, 3, 16, 37).bfloat16() for _ in range(2))
+    packed = pack_bc(B, C, multiple=16, half=True)
+    assert packed.dtype == torch.int32 and packed.shape == (2, 3, 48, 16)
+    low, high = (packed << 16).view(torch.float32), (packed & -65536).view(torch.float32)
+    assert torch.equal(low[:, :, :37], B.float().transpose(-1, -2))
+    assert torch.equal(high[:, :, :37], C.float().transpose(-1, -2))
+    assert not low[:, :, 37:].any() and not high[:, :, 37:].any()
+    assert pack_bc(B.float(), C.float(), multiple=16, half=True).dtype == torch.int64
+
+
+@pytest.mark.parametrize(
+    "case,tiling",
+    [
+        # seq forward and backward on bf16 pairs; grouped B/C, ragged L, segmented
+        (dict(L=45, groups=2, E=8, dtype=torch.bfloat16),
+         dict(block_e=4, chunk=16, target_programs=4, bwd_block_e=4, bwd_stash=4)),
+        # hints are GPU-only prefetch instructions: under the interpreter the flag must change nothing
+        (dict(L=37, dtype=torch.bfloat16), dict(block_e=4, chunk=16, target_programs=3, bwd_block_e=32,
+                                                 bwd_warps=1, hints=True, fwd_maxnreg=128, bwd_maxnreg=200)),
+    ],
+    ids=["grouped-segmented", "hints-flags"],
+)
+def test_seq_kernels_on_bf16_bc_pairs_match_reference(case, tiling):
+    """The seq forward and backward read bf16 B/C from 4-byte pairs (``bc16``) and stay right."""
+    _compare(_inputs(**case), 2e-2, variant="seq", tile_io=True, bwd_variant="seq", bc16=True, **tiling)
+
+
 @pytest.mark.parametrize("tiling", [dict(variant="nope"), dict(variant="seq", chunk=24)], ids=["variant", "chunk"])
 def test_bad_tiling_is_refused(tiling):
     with pytest.raises(ValueError):

@@ -53,6 +53,10 @@ class Tiling:
     bwd_stash: int = 4
     fwd_fast_math: bool = False
     fwd_prefetch: bool = False
+    hints: bool = False
+    bc16: bool = False
+    fwd_maxnreg: int | None = None
+    bwd_maxnreg: int | None = None
 
 
 #: The sequential-step forward at the setting that measured best on an H200 (2026-12-01,
@@ -105,15 +109,21 @@ def segment_carries(seg_a: torch.Tensor, seg_h: torch.Tensor, reverse: bool) -> 
     return carry
 
 
-def pack_bc(B: torch.Tensor, C: torch.Tensor, multiple: int = 1) -> torch.Tensor:
-    """(batch, G, N, L) B and C -> one int64 tensor (batch, G, L', N): B's fp32 bits low, C's high; L'
-    is L rounded up to ``multiple``, the extra steps zero."""
+def pack_bc(B: torch.Tensor, C: torch.Tensor, multiple: int = 1, half: bool = False) -> torch.Tensor:
+    """(batch, G, N, L) B and C -> one tensor (batch, G, L', N) for the "seq" kernels' per-step loads;
+    L' is L rounded up to ``multiple``, the extra steps zero. Default: int64, B's fp32 bits low and C's
+    high. ``half`` with bf16 B and C: int32, B's bf16 bits low and C's high (half the bytes, exact)."""
     pad = -B.shape[-1] % multiple
+    half = half and B.dtype == C.dtype == torch.bfloat16
 
     def bits(X: torch.Tensor) -> torch.Tensor:
-        X = torch.nn.functional.pad(X.float(), (0, pad)) if pad else X.float()
-        return X.transpose(-1, -2).contiguous().view(torch.int32).to(torch.int64)
+        X = X if half else X.float()
+        X = torch.nn.functional.pad(X, (0, pad)) if pad else X
+        X = X.transpose(-1, -2).contiguous().view(torch.int16 if half else torch.int32)
+        return X.to(torch.int32 if half else torch.int64)
 
+    if half:
+        return (bits(B) & 0xFFFF) | (bits(C) << 16)
     return (bits(B) & 0xFFFFFFFF) | (bits(C) << 32)
 
 
@@ -143,6 +153,11 @@ def _check_tiling(tiling: Tiling) -> None:
     if tiling.bwd_variant == "seq" and (tiling.chunk % 8 or tiling.bwd_stash not in (4, 8)):
         raise ValueError(f"the 'seq' backward needs a chunk that is a multiple of 8 (got {tiling.chunk}) "
                          f"and a stash of 4 or 8 steps (got {tiling.bwd_stash})")
+
+
+def _reg_cap(maxnreg: int | None) -> dict:
+    """The launch option capping registers per thread (compiled code only: the interpreter has none)."""
+    return {} if maxnreg is None or dispatch.interpreting() else {"maxnreg": maxnreg}
 
 
 def _log2e_scaled(A: torch.Tensor) -> torch.Tensor:
@@ -175,9 +190,10 @@ def _launch_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, save_states
     _check_tiling(tiling)
     if tiling.variant == "seq":  # A times log2(e); B and C packed (and their padded length); state stride 1
         A_k = _log2e_scaled(A)
+        gpu = not dispatch.interpreting()  # inline PTX: not in the interpreter
         flags = dict(TILE_IO=tiling.tile_io, PREFETCH=tiling.fwd_prefetch and tiling.tile_io,
-                     ASM=tiling.fwd_fast_math and not dispatch.interpreting())  # inline PTX: not in the interpreter
-        BC = pack_bc(B, C, multiple=16)  # rows zero-padded: unmasked loads
+                     ASM=tiling.fwd_fast_math and gpu, HINTS=tiling.hints and tiling.tile_io and gpu)
+        BC = pack_bc(B, C, multiple=16, half=tiling.bc16)  # rows zero-padded: unmasked loads
         kernel, BC_k, lengths, extra = _seq_fwd_kernel, (BC,), (u.shape[2], BC.shape[2]), (1,)
     else:
         kernel, A_k, BC_k, lengths, extra, flags = _scan_fwd_kernel, A, (B, C), (u.shape[2],), (), {}
@@ -199,6 +215,7 @@ def _launch_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, save_states
             seg_a, seg_h, carry, channels, *lengths, groups, n_chunks, per_seg, n_segs, *extra,
             SAVE_STATES=save_states, SUMMARY=summary, N=n_state, BLOCK_E=block_e, T=chunk,
             num_warps=tiling.fwd_warps, **flags, **_flags(D, z, delta_bias, delta_softplus),
+            **_reg_cap(tiling.fwd_maxnreg),
         )
 
     _run_segmented(launch, u, n_state, n_segs, reverse=False, dummy=dummy)
@@ -267,7 +284,7 @@ def _launch_bwd_seq(u, delta, A, B, C, D, z, delta_bias, delta_softplus, states,
     dA_part = torch.empty((batch, n_segs, channels, n_state), **f32)
     dD_part = torch.empty((batch, n_segs, channels), **f32) if D is not None else None
     dbias_part = torch.empty((batch, n_segs, channels), **f32) if delta_bias is not None else None
-    A2, BC, dummy = _log2e_scaled(A), pack_bc(B, C, multiple=16), dA_part
+    A2, BC, dummy = _log2e_scaled(A), pack_bc(B, C, multiple=16, half=tiling.bc16), dA_part
     grid = (batch, n_blocks, n_segs)
     sub_states = torch.empty((batch * n_blocks * n_segs, tiling.chunk // tiling.bwd_stash, n_state, block_e), **f32)
 
@@ -279,7 +296,8 @@ def _launch_bwd_seq(u, delta, A, B, C, D, z, delta_bias, delta_softplus, states,
             dD_part if D is not None else dummy, dbias_part if delta_bias is not None else dummy,
             seg_a, seg_q, carry, sub_states, channels, length, BC.shape[2], groups, n_chunks, per_seg, n_segs, 1,
             SUMMARY=summary, N=n_state, BLOCK_E=block_e, T=tiling.chunk, S=tiling.bwd_stash, WARP_E=warp_e,
-            WARP_ASM=warp_asm, ASM=asm, num_warps=tiling.bwd_warps, **_flags(D, z, delta_bias, delta_softplus),
+            WARP_ASM=warp_asm, ASM=asm, HINTS=tiling.hints and asm, num_warps=tiling.bwd_warps,
+            **_flags(D, z, delta_bias, delta_softplus), **_reg_cap(tiling.bwd_maxnreg),
         )
 
     _run_segmented(launch, u, n_state, n_segs, reverse=True, dummy=dummy)

@@ -44,6 +44,14 @@ def _approx(x, OP: tl.constexpr):
 
 
 @triton.jit
+def _prefetch(ptrs, LEVEL: tl.constexpr):
+    """``prefetch.global.L1`` / ``.L2`` of the lines holding ``ptrs`` (a hint: no registers, nothing
+    waits on it); inline PTX, so GPU only."""
+    tl.inline_asm_elementwise("prefetch.global." + LEVEL + " [$1];", "=r,l", [ptrs], dtype=tl.int32,
+                              is_pure=False, pack=1)
+
+
+@triton.jit
 def _exp2(x, ASM: tl.constexpr = False):
     """2^x; ``ASM`` (GPU): one ``ex2.approx.ftz`` (``tl.exp2`` lowers to the non-ftz form, a compare
     and two predicated multiplies around each MUFU.EX2)."""

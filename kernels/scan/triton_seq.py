@@ -24,7 +24,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .triton_scan import _SEGMENT_ARGS, _dt_of, _exp2, _load_dt, _sigmoid
+from .triton_scan import _SEGMENT_ARGS, _dt_of, _exp2, _load_dt, _prefetch, _sigmoid
 
 SUB: tl.constexpr = tl.constexpr(8)
 
@@ -39,12 +39,44 @@ def _row(X, pick):
 
 @triton.jit
 def _load_bc(BC_ptr, bc_row, t, N: tl.constexpr):
-    """B_t and C_t (N,) in fp32 from the packed int64 (:func:`.ops.pack_bc`), broadcast to every thread.
-    The rows are zero-padded past L (``pack_bc``'s ``multiple``, 16 steps), so a tile's steps past the
-    end read B = C = 0 without a mask (a masked load first zeroes its 2N destination registers: ~17
-    instructions per step)."""
+    """B_t and C_t (N,) in fp32 from the packed B/C (:func:`.ops.pack_bc`), broadcast to every thread:
+    int64 elements hold fp32 B (low word) and C (high word); int32 elements hold bf16 B (low half) and
+    C (high half), half the bytes and registers per step (bf16 inputs, exact). The rows are zero-padded
+    past L (``pack_bc``'s ``multiple``, 16 steps), so a tile's steps past the end read B = C = 0 without
+    a mask (a masked load first zeroes its destination registers: ~17 instructions per step)."""
+    PAIRS16: tl.constexpr = BC_ptr.dtype.element_ty.primitive_bitwidth == 32
     bc = tl.load(BC_ptr + (bc_row + t) * N + tl.arange(0, N))
-    return bc.to(tl.int32).to(tl.float32, bitcast=True), (bc >> 32).to(tl.int32).to(tl.float32, bitcast=True)
+    if PAIRS16:  # bf16 -> fp32 is a 16-bit shift of the bits
+        B = (bc << 16).to(tl.float32, bitcast=True)
+        C = (bc & -65536).to(tl.float32, bitcast=True)
+    else:
+        B = bc.to(tl.int32).to(tl.float32, bitcast=True)
+        C = (bc >> 32).to(tl.int32).to(tl.float32, bitcast=True)
+    return B, C
+
+
+@triton.jit
+def _hint_bc(BC_ptr, bc_row, t, L_bc, STEPS: tl.constexpr, LEVEL: tl.constexpr, N: tl.constexpr,
+             BLOCK_E: tl.constexpr):
+    """Prefetch into ``LEVEL`` ("L1" or "L2") the cache lines of the packed B/C of the ``STEPS`` steps
+    from ``t`` (addresses clamped to the group's rows): lane i asks for lines i, i + BLOCK_E, ..., one instruction per
+    BLOCK_E lines. GPU only."""
+    bits: tl.constexpr = BC_ptr.dtype.element_ty.primitive_bitwidth
+    lines: tl.constexpr = (STEPS * N * bits + 1023) // 1024
+    start = (bc_row + tl.maximum(t, 0)) * N
+    end = (bc_row + L_bc) * N - 1  # this group's last element: addresses never leave its rows
+    lane = tl.arange(0, BLOCK_E)
+    for i in tl.static_range(0, lines, BLOCK_E):
+        _prefetch(BC_ptr + tl.minimum(start + ((lane + i) % lines) * (128 * 8 // bits), end), LEVEL)
+
+
+@triton.jit
+def _hint_rows(x_ptr, row, t, L, STEPS: tl.constexpr):
+    """Prefetch into L2 the cache lines holding steps [t, t + STEPS) (clamped to [0, L)) of each
+    channel's row of a (batch, E, L) tensor, e.g. the next chunk of a sequential walk. GPU only."""
+    per_line: tl.constexpr = 128 * 8 // x_ptr.dtype.element_ty.primitive_bitwidth
+    for i in tl.static_range(0, STEPS, per_line):
+        _prefetch(x_ptr + row + tl.minimum(tl.maximum(t + i, 0), L - 1), "L2")
 
 
 @triton.jit
@@ -106,7 +138,7 @@ def _seq_fwd_kernel(
     E, L, L_bc, G, n_chunks, chunks_per_seg, n_segs, state_stride,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     SAVE_STATES: tl.constexpr, SUMMARY: tl.constexpr, TILE_IO: tl.constexpr, PREFETCH: tl.constexpr,
-    ASM: tl.constexpr, N: tl.constexpr, BLOCK_E: tl.constexpr, T: tl.constexpr,
+    ASM: tl.constexpr, N: tl.constexpr, BLOCK_E: tl.constexpr, T: tl.constexpr, HINTS: tl.constexpr = False,
 ):
     """One (sequence, channel block, segment) per program, arguments as in
     :func:`.triton_scan._scan_fwd_kernel` except ``A2``: A (E, N) scaled by log2(e);
@@ -123,7 +155,10 @@ def _seq_fwd_kernel(
     instead of one strided element per thread and step. ``PREFETCH`` (with ``TILE_IO``): load each
     tile's u, Δ, z while the previous tile is computed (a register double buffer, 3 x 8 elements per
     thread), so their HBM latency overlaps a tile's arithmetic instead of stalling its first step.
-    ``ASM`` (GPU only): fast approximate exp2, softplus and sigmoid (:func:`.triton_scan._approx`)."""
+    ``ASM`` (GPU only): fast approximate exp2, softplus and sigmoid (:func:`.triton_scan._approx`).
+    ``HINTS`` (GPU only, with ``TILE_IO``): prefetch the next chunk's u, Δ, z and B/C into L2 at each
+    chunk start and each tile's B/C into L1 two tiles ahead, so the per-step loads stop waiting on
+    L2/HBM latency (Nsight Compute: ~76 % of the summary pass's stalls were such waits)."""
     pid_b = tl.program_id(0).to(tl.int64)
     seg = tl.program_id(2)
     e = tl.program_id(1) * BLOCK_E + tl.arange(0, BLOCK_E)
@@ -154,8 +189,16 @@ def _seq_fwd_kernel(
             if SAVE_STATES:
                 tl.store(states_ptr + state_off + c * N, h, mask=emask[None, :])
         if TILE_IO:
+            if HINTS:
+                _hint_rows(u_ptr, row, (c + 1) * T, L, T)
+                _hint_rows(dt_ptr, row, (c + 1) * T, L, T)
+                if load_z:
+                    _hint_rows(z_ptr, row, (c + 1) * T, L, T)
+                _hint_bc(BC_ptr, bc_row, (c + 1) * T, L_bc, T, "L2", N, BLOCK_E)
             for s in range(0, tl.cdiv(tl.minimum(T, L - c * T), SUB)):
                 t0 = c * T + s * SUB
+                if HINTS:
+                    _hint_bc(BC_ptr, bc_row, t0 + 2 * SUB, L_bc, SUB, "L1", N, BLOCK_E)
                 if PREFETCH:  # this tile's loads were issued one tile ago; issue the next tile's now
                     u_raw, dt_raw, z_raw = nu, ndt, nz
                     nu, ndt, nz = _load_io(u_ptr, dt_ptr, z_ptr, row, emask, t0 + SUB, L, load_z)

@@ -32,7 +32,7 @@ import triton
 import triton.language as tl
 
 from .triton_scan import _SEGMENT_ARGS, _exp2, _load_dt, _sigmoid
-from .triton_seq import _load_bc, _row
+from .triton_seq import _hint_bc, _hint_rows, _load_bc, _row
 
 LN2: tl.constexpr = tl.constexpr(0.6931471805599453)
 
@@ -207,7 +207,7 @@ def _seq_bwd_kernel(
     E, L, L_bc, G, n_chunks, chunks_per_seg, n_segs, state_stride,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     SUMMARY: tl.constexpr, N: tl.constexpr, BLOCK_E: tl.constexpr, T: tl.constexpr, S: tl.constexpr,
-    WARP_E: tl.constexpr, WARP_ASM: tl.constexpr, ASM: tl.constexpr,
+    WARP_E: tl.constexpr, WARP_ASM: tl.constexpr, ASM: tl.constexpr, HINTS: tl.constexpr = False,
 ):
     """Backward over one (sequence, channel block, segment), chunks and their ``S``-step sub-tiles last
     to first. ``A2``, ``state_stride`` as in :func:`.triton_seq._seq_fwd_kernel`; ``BC`` too, but
@@ -217,7 +217,9 @@ def _seq_bwd_kernel(
     Outputs: du, dΔ, dz like u; dB and dC partials (batch, warps of channels, L, 2, N); dA
     (batch, n_segs, E, N), dD and dΔ-bias (batch, n_segs, E) partials. ``SUMMARY`` (pass 1): store the
     segment's ``q`` at its first step from a zero ``q`` at its end, and its total decay, into
-    ``seg_q``/``seg_a``. Otherwise start from ``carry`` (pass 2)."""
+    ``seg_q``/``seg_a``. Otherwise start from ``carry`` (pass 2). ``HINTS`` (GPU only): at each chunk,
+    prefetch the next chunk to be walked (the one before it) into L2, and B/C two sub-tiles ahead of the
+    walk into L1, as in the forward."""
     pid_b = tl.program_id(0).to(tl.int64)
     pid_e = tl.program_id(1)
     seg = tl.program_id(2)
@@ -251,12 +253,22 @@ def _seq_bwd_kernel(
     for ci in range(0, c_stop - c_start):
         c = c_stop - 1 - ci
         n_sub = tl.cdiv(tl.minimum(T, L - c * T), R)
+        if HINTS:
+            _hint_rows(dt_ptr, row, (c - 1) * T, L, T)
+            _hint_rows(dout_ptr, row, (c - 1) * T, L, T)
+            if HAS_Z:
+                _hint_rows(z_ptr, row, (c - 1) * T, L, T)
+            if not SUMMARY:
+                _hint_rows(u_ptr, row, (c - 1) * T, L, T)
+            _hint_bc(BC_ptr, bc_row, (c - 1) * T, L_bc, T, "L2", N, BLOCK_E)
         if not SUMMARY:  # forward through the chunk once, keeping every sub-tile's start state
             # The scratch is written and read in the states' layout, each thread its own elements; the
             # barriers only matter if a compiler version gives its stores and loads different layouts.
             tl.debug_barrier()  # the previous chunk's reads are done
             h = tl.load(states_ptr + state_off + c * N, mask=emask[None, :], other=0.0)
             for s in range(0, n_sub - 1):
+                if HINTS:
+                    _hint_bc(BC_ptr, bc_row, c * T + (s + 2) * R, L_bc, R, "L1", N, BLOCK_E)
                 tl.store(sub_ptr + sub_off + s * N * BLOCK_E, h)
                 h, _ = _advance(h, A2, bias, Dv, u_ptr, dt_ptr, z_ptr, dout_ptr, dz_ptr, BC_ptr, dBC_ptr, row,
                                 emask, bc_row, part_row, c * T + s * R, L, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS,
@@ -266,6 +278,8 @@ def _seq_bwd_kernel(
         for ki in range(0, n_sub):
             k = n_sub - 1 - ki
             hs = q  # unused by the summary pass
+            if HINTS and SUMMARY:
+                _hint_bc(BC_ptr, bc_row, c * T + (k - 2) * R, L_bc, R, "L1", N, BLOCK_E)
             if not SUMMARY:
                 h = tl.load(sub_ptr + sub_off + k * N * BLOCK_E)
                 _, hs = _advance(h, A2, bias, Dv, u_ptr, dt_ptr, z_ptr, dout_ptr, dz_ptr, BC_ptr, dBC_ptr, row,
