@@ -38,18 +38,14 @@ BASELINE = DEFAULT_TILING  # the tiling every candidate is compared with
 #: Where everything runs (a CPU dry run of this script under TRITON_INTERPRET=1 sets "cpu").
 DEVICE = "cuda"
 
-#: Candidates measured against BASELINE, expected best first. Nsight Compute on the lent H200
-#: (2026-12-02, kernels/ncu_workloads.py) showed every seq kernel latency-bound on its loads: 0.24-0.25
-#: instructions issued per cycle and scheduler, 47-77 % of warp stalls on the long scoreboard (the per-step
-#: B/C loads and the u/Δ/z tiles). The candidates attack that (offline sm_90 compile with triton 3.6:
-#: registers summary/main forward, summary/main backward).
-_HINTED = dataclasses.replace(DEFAULT_TILING, hints=True, bc16=True)
+#: Candidates measured against BASELINE, expected best first. The previous list (commit c0eb1a8: prefetch
+#: hints, bf16 B/C pairs, register caps against the fast-math forward) chose today's DEFAULT_TILING; these
+#: probe its neighbours: a tighter register cap on the forward (5 warps per scheduler, 24 / 264 B of
+#: stack in the offline compile), the 8-step backward stash, and twice the forward's segments.
 CANDIDATES = [
-    _HINTED,  # L2 prefetch a chunk ahead, L1 two tiles ahead, bf16 B/C pairs: 132/168, 127/255 (88 B stack)
-    dataclasses.replace(DEFAULT_TILING, bc16=True),  # bf16 B/C pairs only: half the B/C loads
-    dataclasses.replace(DEFAULT_TILING, hints=True),  # prefetch hints only
-    dataclasses.replace(_HINTED, fwd_maxnreg=128),  # forward capped at 128 registers: 4 warps/scheduler, 128 B stack
-    dataclasses.replace(_HINTED, block_e=128, fwd_warps=4, target_programs=1024),  # 4 warps share B/C in L1
+    dataclasses.replace(DEFAULT_TILING, fwd_maxnreg=96),
+    dataclasses.replace(DEFAULT_TILING, bwd_stash=8),
+    dataclasses.replace(DEFAULT_TILING, target_programs=8192),
 ]
 
 

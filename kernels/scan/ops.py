@@ -75,13 +75,17 @@ SEQ_TILING = Tiling(block_e=64, chunk=128, target_programs=2048, bwd_block_e=4, 
 SEQ_BWD_TILING = dataclasses.replace(SEQ_TILING, bwd_variant="seq", bwd_block_e=32, bwd_warps=1, bwd_stash=4,
                                      bwd_target_programs=2048)
 
-#: The tiling used when none is given: :data:`SEQ_BWD_TILING` with the forward's fast-math path on one warp of
-#: 32 channels and 4096 programs, the best balance in the forward comparison on an H200 (2026-12-02,
-#: kernels/gpu_scan_variants.py): 0.905 ms at L=64K (fastest) and 12.99 ms at 1M (within 1 % of the
-#: fastest, 12.87 ms with 64 channels / 2 warps, which lost 21 % at 64K), against 1.024 / 14.83 ms for the
-#: exact-math forward in the same run; outputs within 2e-3 of it.
-DEFAULT_TILING = dataclasses.replace(SEQ_BWD_TILING, fwd_fast_math=True, block_e=32, fwd_warps=1,
-                                     target_programs=4096)
+#: The fast-math forward of :data:`SEQ_BWD_TILING` on one warp of 32 channels and 4096 programs (H200,
+#: 2026-12-02: 0.905 ms at L=64K, 12.99 ms at 1M, against 1.024 / 14.83 ms with exact math).
+FAST_FWD_TILING = dataclasses.replace(SEQ_BWD_TILING, fwd_fast_math=True, block_e=32, fwd_warps=1,
+                                      target_programs=4096)
+
+#: The tiling used when none is given: :data:`FAST_FWD_TILING` with prefetch hints, bf16 B/C pairs and the
+#: forward capped at 128 registers, the fastest in a comparison on an H200 (2026-12-02, sixth session,
+#: kernels/gpu_scan_variants.py, B=1, E=512, N=16, bf16): forward 9.36 ms at L=1M and 0.692 ms at 64K,
+#: backward 45.8 / 2.82 ms, against 13.02 / 0.907 and 50.1 / 3.14 ms for FAST_FWD_TILING in the same
+#: run; outputs and gradients identical to it (the hints change no arithmetic; bf16 pairs are exact).
+DEFAULT_TILING = dataclasses.replace(FAST_FWD_TILING, hints=True, bc16=True, fwd_maxnreg=128)
 
 
 def plan_segments(batch: int, channel_blocks: int, n_chunks: int, target: int) -> tuple[int, int]:
