@@ -215,6 +215,18 @@ def test_bad_seq_backward_tiling_is_refused(tiling):
         selective_scan_triton(*_inputs(L=8), tiling=Tiling(bwd_variant="seq", **tiling))
 
 
+def test_warp_transpose_only_where_its_layout_is_guaranteed():
+    """The transpose-reduction PTX needs one channel per lane with its 16 states in order; the compiler
+    gives the tiles that layout only for lengths that are multiples of 16 (checked in the TTGIR)."""
+    from genomix.kernels.scan.ops import warp_transpose_applies
+
+    assert warp_transpose_applies(16, 32, 1, 1 << 20)
+    assert warp_transpose_applies(16, 64, 2, 4112)
+    assert not warp_transpose_applies(16, 32, 1, 1000)  # L % 16 != 0: states spread over lanes
+    assert not warp_transpose_applies(8, 32, 1, 4096)
+    assert not warp_transpose_applies(16, 16, 1, 4096)
+
+
 def _run_ptx(ptx: str, operands: list[list[float]]) -> list[float]:
     """Emulate the straight-line PTX subset of the warp-sum asm on 32 lanes; returns each lane's $0."""
     import re

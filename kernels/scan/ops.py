@@ -263,11 +263,21 @@ def _launch_bwd_assoc(u, delta, A, B, C, D, z, delta_bias, delta_softplus, state
     return du, ddelta, dA, dB, dC, dD, dz, dbias
 
 
+def warp_transpose_applies(n_state: int, block_e: int, warps: int, length: int) -> bool:
+    """Whether the seq backward may sum dB/dC over a warp with the transpose-reduction PTX, which
+    assumes each lane holds one channel's N = 16 values in state order. The compiler picks that layout
+    for the (N, channels) tiles only when it knows L is a multiple of 16 (Triton specialises integer
+    arguments on divisibility by 16): otherwise it spreads the states over 4 lanes (seen in the TTGIR
+    with triton 3.6), and the sums came out wrong on the GPU (E = 70, L = 1000). Other lengths take
+    the ``tl.sum`` path, which is correct for any layout."""
+    return n_state == 16 and block_e == 32 * warps and length % 16 == 0
+
+
 def _launch_bwd_seq(u, delta, A, B, C, D, z, delta_bias, delta_softplus, states, dout, tiling: Tiling):
     """Gradients through :func:`.triton_seq_bwd._seq_bwd_kernel`; its deterministic partials of the
-    shared gradients (dB/dC per warp of channels, dA/dD/dΔ-bias per segment) are summed here. On a GPU
-    with N = 16 and full warps (``bwd_block_e = 32 * bwd_warps``) the per-step channel sums use the
-    warp transpose-reduction; otherwise ``tl.sum``."""
+    shared gradients (dB/dC per warp of channels, dA/dD/dΔ-bias per segment) are summed here. On a GPU,
+    where :func:`warp_transpose_applies`, the per-step channel sums use the warp transpose-reduction;
+    otherwise ``tl.sum``."""
     import triton
 
     from .triton_seq_bwd import _seq_bwd_kernel
@@ -277,7 +287,7 @@ def _launch_bwd_seq(u, delta, A, B, C, D, z, delta_bias, delta_softplus, states,
     block_e = _tile(channels, groups, tiling.bwd_block_e or tiling.block_e)
     warp_e = min(block_e, 32)
     asm = not dispatch.interpreting()  # inline PTX: not in the CPU interpreter
-    warp_asm = asm and n_state == 16 and block_e == 32 * tiling.bwd_warps
+    warp_asm = asm and warp_transpose_applies(n_state, block_e, tiling.bwd_warps, length)
     n_blocks, n_chunks = triton.cdiv(channels, block_e), states.shape[2]
     n_rows = n_blocks * (block_e // warp_e)  # one dB/dC partial row per warp of channels
     per_seg, n_segs = plan_segments(batch, n_blocks, n_chunks, tiling.bwd_target_programs or tiling.target_programs)
