@@ -54,7 +54,6 @@ class Tiling:
     fwd_fast_math: bool = False
     fwd_prefetch: bool = False
     hints: bool = False
-    io_hints: bool = False
     bc16: bool = False
     fwd_maxnreg: int | None = None
     bwd_maxnreg: int | None = None
@@ -197,8 +196,7 @@ def _launch_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, save_states
         A_k = _log2e_scaled(A)
         gpu = not dispatch.interpreting()  # inline PTX: not in the interpreter
         flags = dict(TILE_IO=tiling.tile_io, PREFETCH=tiling.fwd_prefetch and tiling.tile_io,
-                     ASM=tiling.fwd_fast_math and gpu, HINTS=tiling.hints and tiling.tile_io and gpu,
-                     IO_HINTS=tiling.io_hints and tiling.tile_io and gpu)
+                     ASM=tiling.fwd_fast_math and gpu, HINTS=tiling.hints and tiling.tile_io and gpu)
         BC = pack_bc(B, C, multiple=16, half=tiling.bc16)  # rows zero-padded: unmasked loads
         kernel, BC_k, lengths, extra = _seq_fwd_kernel, (BC,), (u.shape[2], BC.shape[2]), (1,)
     else:
@@ -312,8 +310,7 @@ def _launch_bwd_seq(u, delta, A, B, C, D, z, delta_bias, delta_softplus, states,
             dD_part if D is not None else dummy, dbias_part if delta_bias is not None else dummy,
             seg_a, seg_q, carry, sub_states, channels, length, BC.shape[2], groups, n_chunks, per_seg, n_segs, 1,
             SUMMARY=summary, N=n_state, BLOCK_E=block_e, T=tiling.chunk, S=tiling.bwd_stash, WARP_E=warp_e,
-            WARP_ASM=warp_asm, ASM=asm, HINTS=tiling.hints and asm, IO_HINTS=tiling.io_hints and asm,
-            num_warps=tiling.bwd_warps,
+            WARP_ASM=warp_asm, ASM=asm, HINTS=tiling.hints and asm, num_warps=tiling.bwd_warps,
             **_flags(D, z, delta_bias, delta_softplus), **_reg_cap(tiling.bwd_maxnreg),
         )
 

@@ -71,12 +71,12 @@ def _hint_bc(BC_ptr, bc_row, t, L_bc, STEPS: tl.constexpr, LEVEL: tl.constexpr, 
 
 
 @triton.jit
-def _hint_rows(x_ptr, row, t, L, STEPS: tl.constexpr, LEVEL: tl.constexpr):
-    """Prefetch into ``LEVEL`` the cache lines holding steps [t, t + STEPS) (clamped to [0, L)) of each
+def _hint_rows(x_ptr, row, t, L, STEPS: tl.constexpr):
+    """Prefetch into L2 the cache lines holding steps [t, t + STEPS) (clamped to [0, L)) of each
     channel's row of a (batch, E, L) tensor, e.g. the next chunk of a sequential walk. GPU only."""
     per_line: tl.constexpr = 128 * 8 // x_ptr.dtype.element_ty.primitive_bitwidth
     for i in tl.static_range(0, STEPS, per_line):
-        _prefetch(x_ptr + row + tl.minimum(tl.maximum(t + i, 0), L - 1), LEVEL)
+        _prefetch(x_ptr + row + tl.minimum(tl.maximum(t + i, 0), L - 1), "L2")
 
 
 @triton.jit
@@ -139,7 +139,6 @@ def _seq_fwd_kernel(
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     SAVE_STATES: tl.constexpr, SUMMARY: tl.constexpr, TILE_IO: tl.constexpr, PREFETCH: tl.constexpr,
     ASM: tl.constexpr, N: tl.constexpr, BLOCK_E: tl.constexpr, T: tl.constexpr, HINTS: tl.constexpr = False,
-    IO_HINTS: tl.constexpr = False,
 ):
     """One (sequence, channel block, segment) per program, arguments as in
     :func:`.triton_scan._scan_fwd_kernel` except ``A2``: A (E, N) scaled by log2(e);
@@ -159,8 +158,7 @@ def _seq_fwd_kernel(
     ``ASM`` (GPU only): fast approximate exp2, softplus and sigmoid (:func:`.triton_scan._approx`).
     ``HINTS`` (GPU only, with ``TILE_IO``): prefetch the next chunk's u, Δ, z and B/C into L2 at each
     chunk start and each tile's B/C into L1 two tiles ahead, so the per-step loads stop waiting on
-    L2/HBM latency (Nsight Compute: ~76 % of the summary pass's stalls were such waits). ``IO_HINTS``
-    (GPU only, with ``TILE_IO``): also each channel's u, Δ, z line two tiles ahead into L1."""
+    L2/HBM latency (Nsight Compute: ~76 % of the summary pass's stalls were such waits)."""
     pid_b = tl.program_id(0).to(tl.int64)
     seg = tl.program_id(2)
     e = tl.program_id(1) * BLOCK_E + tl.arange(0, BLOCK_E)
@@ -192,20 +190,15 @@ def _seq_fwd_kernel(
                 tl.store(states_ptr + state_off + c * N, h, mask=emask[None, :])
         if TILE_IO:
             if HINTS:
-                _hint_rows(u_ptr, row, (c + 1) * T, L, T, "L2")
-                _hint_rows(dt_ptr, row, (c + 1) * T, L, T, "L2")
+                _hint_rows(u_ptr, row, (c + 1) * T, L, T)
+                _hint_rows(dt_ptr, row, (c + 1) * T, L, T)
                 if load_z:
-                    _hint_rows(z_ptr, row, (c + 1) * T, L, T, "L2")
+                    _hint_rows(z_ptr, row, (c + 1) * T, L, T)
                 _hint_bc(BC_ptr, bc_row, (c + 1) * T, L_bc, T, "L2", N, BLOCK_E)
             for s in range(0, tl.cdiv(tl.minimum(T, L - c * T), SUB)):
                 t0 = c * T + s * SUB
                 if HINTS:
                     _hint_bc(BC_ptr, bc_row, t0 + 2 * SUB, L_bc, SUB, "L1", N, BLOCK_E)
-                if IO_HINTS:  # each channel's u, Δ, z two tiles ahead into L1
-                    _hint_rows(u_ptr, row, t0 + 2 * SUB, L, 1, "L1")
-                    _hint_rows(dt_ptr, row, t0 + 2 * SUB, L, 1, "L1")
-                    if load_z:
-                        _hint_rows(z_ptr, row, t0 + 2 * SUB, L, 1, "L1")
                 if PREFETCH:  # this tile's loads were issued one tile ago; issue the next tile's now
                     u_raw, dt_raw, z_raw = nu, ndt, nz
                     nu, ndt, nz = _load_io(u_ptr, dt_ptr, z_ptr, row, emask, t0 + SUB, L, load_z)

@@ -208,7 +208,6 @@ def _seq_bwd_kernel(
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     SUMMARY: tl.constexpr, N: tl.constexpr, BLOCK_E: tl.constexpr, T: tl.constexpr, S: tl.constexpr,
     WARP_E: tl.constexpr, WARP_ASM: tl.constexpr, ASM: tl.constexpr, HINTS: tl.constexpr = False,
-    IO_HINTS: tl.constexpr = False,
 ):
     """Backward over one (sequence, channel block, segment), chunks and their ``S``-step sub-tiles last
     to first. ``A2``, ``state_stride`` as in :func:`.triton_seq._seq_fwd_kernel`; ``BC`` too, but
@@ -220,7 +219,7 @@ def _seq_bwd_kernel(
     segment's ``q`` at its first step from a zero ``q`` at its end, and its total decay, into
     ``seg_q``/``seg_a``. Otherwise start from ``carry`` (pass 2). ``HINTS`` (GPU only): at each chunk,
     prefetch the next chunk to be walked (the one before it) into L2, and B/C two sub-tiles ahead of the
-    walk into L1, as in the forward; ``IO_HINTS``: also the u, Δ, dout, z lines two sub-tiles ahead."""
+    walk into L1, as in the forward."""
     pid_b = tl.program_id(0).to(tl.int64)
     pid_e = tl.program_id(1)
     seg = tl.program_id(2)
@@ -255,12 +254,12 @@ def _seq_bwd_kernel(
         c = c_stop - 1 - ci
         n_sub = tl.cdiv(tl.minimum(T, L - c * T), R)
         if HINTS:
-            _hint_rows(dt_ptr, row, (c - 1) * T, L, T, "L2")
-            _hint_rows(dout_ptr, row, (c - 1) * T, L, T, "L2")
+            _hint_rows(dt_ptr, row, (c - 1) * T, L, T)
+            _hint_rows(dout_ptr, row, (c - 1) * T, L, T)
             if HAS_Z:
-                _hint_rows(z_ptr, row, (c - 1) * T, L, T, "L2")
+                _hint_rows(z_ptr, row, (c - 1) * T, L, T)
             if not SUMMARY:
-                _hint_rows(u_ptr, row, (c - 1) * T, L, T, "L2")
+                _hint_rows(u_ptr, row, (c - 1) * T, L, T)
             _hint_bc(BC_ptr, bc_row, (c - 1) * T, L_bc, T, "L2", N, BLOCK_E)
         if not SUMMARY:  # forward through the chunk once, keeping every sub-tile's start state
             # The scratch is written and read in the states' layout, each thread its own elements; the
@@ -270,9 +269,6 @@ def _seq_bwd_kernel(
             for s in range(0, n_sub - 1):
                 if HINTS:
                     _hint_bc(BC_ptr, bc_row, c * T + (s + 2) * R, L_bc, R, "L1", N, BLOCK_E)
-                if IO_HINTS:
-                    _hint_rows(u_ptr, row, c * T + (s + 2) * R, L, 1, "L1")
-                    _hint_rows(dt_ptr, row, c * T + (s + 2) * R, L, 1, "L1")
                 tl.store(sub_ptr + sub_off + s * N * BLOCK_E, h)
                 h, _ = _advance(h, A2, bias, Dv, u_ptr, dt_ptr, z_ptr, dout_ptr, dz_ptr, BC_ptr, dBC_ptr, row,
                                 emask, bc_row, part_row, c * T + s * R, L, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS,
@@ -284,13 +280,6 @@ def _seq_bwd_kernel(
             hs = q  # unused by the summary pass
             if HINTS and SUMMARY:
                 _hint_bc(BC_ptr, bc_row, c * T + (k - 2) * R, L_bc, R, "L1", N, BLOCK_E)
-            if IO_HINTS:  # the tiles two sub-tiles back (the walk's next) into L1
-                _hint_rows(dt_ptr, row, c * T + (k - 2) * R, L, 1, "L1")
-                _hint_rows(dout_ptr, row, c * T + (k - 2) * R, L, 1, "L1")
-                if HAS_Z:
-                    _hint_rows(z_ptr, row, c * T + (k - 2) * R, L, 1, "L1")
-                if not SUMMARY:
-                    _hint_rows(u_ptr, row, c * T + (k - 2) * R, L, 1, "L1")
             if not SUMMARY:
                 h = tl.load(sub_ptr + sub_off + k * N * BLOCK_E)
                 _, hs = _advance(h, A2, bias, Dv, u_ptr, dt_ptr, z_ptr, dout_ptr, dz_ptr, BC_ptr, dBC_ptr, row,
