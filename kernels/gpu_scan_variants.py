@@ -38,14 +38,16 @@ BASELINE = DEFAULT_TILING  # the tiling every candidate is compared with
 #: Where everything runs (a CPU dry run of this script under TRITON_INTERPRET=1 sets "cpu").
 DEVICE = "cuda"
 
-#: Candidates measured against BASELINE, expected best first. The previous list (commit c0eb1a8: prefetch
-#: hints, bf16 B/C pairs, register caps against the fast-math forward) chose today's DEFAULT_TILING; these
-#: probe its neighbours: a tighter register cap on the forward (5 warps per scheduler, 24 / 264 B of
-#: stack in the offline compile), the 8-step backward stash, and twice the forward's segments.
+#: Candidates measured against BASELINE, expected best first. The first list (commit c0eb1a8: prefetch
+#: hints, bf16 B/C pairs, register caps against the fast-math forward) chose DEFAULT_TILING, the second
+#: (commit 8e65804: tighter forward cap, 8-step stash, more segments) and a third (commit e0fde41: L1
+#: prefetch of the u/Δ/z tiles, 1.5x slower) kept it. These probe the backward's register budget (offline
+#: sm_90 compile, triton 3.6: the main pass takes all 255 registers; a 2-step stash drops its 80 B of
+#: spills; capped at 168 registers for 3 warps per scheduler it spills 200 B with the 2-step stash).
 CANDIDATES = [
-    dataclasses.replace(DEFAULT_TILING, fwd_maxnreg=96),
-    dataclasses.replace(DEFAULT_TILING, bwd_stash=8),
-    dataclasses.replace(DEFAULT_TILING, target_programs=8192),
+    dataclasses.replace(DEFAULT_TILING, bwd_stash=2),
+    dataclasses.replace(DEFAULT_TILING, bwd_stash=2, bwd_maxnreg=168),
+    dataclasses.replace(DEFAULT_TILING, bwd_maxnreg=200),
 ]
 
 
@@ -147,7 +149,7 @@ def timing(length: int, tiling: Tiling, bandwidth: float, baseline: dict | None)
 def _label(t: Tiling) -> str:
     io = ("/io8" if t.tile_io else "") + ("/pf" if t.fwd_prefetch else "") + ("/fast" if t.fwd_fast_math else "")
     io += ("/hint" if t.hints else "") + ("/bc16" if t.bc16 else "") + (f"/r{t.fwd_maxnreg}" if t.fwd_maxnreg else "")
-    stash = f"/s{t.bwd_stash}" if t.bwd_variant == "seq" else ""
+    stash = (f"/s{t.bwd_stash}" if t.bwd_variant == "seq" else "") + (f"/r{t.bwd_maxnreg}" if t.bwd_maxnreg else "")
     return (f"{t.variant}{io} e{t.block_e}w{t.fwd_warps} T{t.chunk} p{t.target_programs} | {t.bwd_variant}{stash} "
             f"e{t.bwd_block_e or t.block_e}w{t.bwd_warps} p{t.bwd_target_programs or t.target_programs}")
 
@@ -198,7 +200,7 @@ def main() -> int:
     steps += [(f"{_label(t)} L={L}", always, lambda L=L, t=t: measure(L, t)) for L in lengths
               for t in (BASELINE, CANDIDATES[0])]
     kernels = lambda t: (t.block_e, t.fwd_warps, t.tile_io, t.fwd_prefetch, t.fwd_fast_math, t.hints,  # noqa: E731
-                         t.bc16, t.fwd_maxnreg, t.bwd_maxnreg)
+                         t.bc16, t.fwd_maxnreg, t.bwd_maxnreg, t.bwd_stash)
     checked = {kernels(BASELINE), kernels(CANDIDATES[0])}
 
     def check_and_measure(t: Tiling, new: bool) -> None:

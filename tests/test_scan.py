@@ -200,8 +200,10 @@ def test_dispatch_takes_triton_when_forced(monkeypatch):
          dict(block_e=4, chunk=16, target_programs=1, bwd_block_e=32, bwd_warps=1, bwd_stash=4)),
         # 64-channel blocks of 2 warps: two dB/dC partial rows per program, the second one ragged
         (dict(E=40, L=24, batch=1), dict(block_e=4, chunk=16, target_programs=2, bwd_block_e=64, bwd_warps=2)),
+        # a 2-step stash; ragged L (the last sub-tile has one step)
+        (dict(L=33, E=6), dict(block_e=4, chunk=16, target_programs=3, bwd_block_e=32, bwd_warps=1, bwd_stash=2)),
     ],
-    ids=["all-features-segmented", "grouped-BC-tiled-fwd", "bare-bf16", "two-warp-rows"],
+    ids=["all-features-segmented", "grouped-BC-tiled-fwd", "bare-bf16", "two-warp-rows", "stash-2"],
 )
 def test_seq_backward_matches_reference(case, tiling):
     """The sequential-step backward gives the reference's gradients of every input."""
@@ -209,7 +211,7 @@ def test_seq_backward_matches_reference(case, tiling):
     _compare(_inputs(**case), tol, bwd_variant="seq", **tiling)
 
 
-@pytest.mark.parametrize("tiling", [dict(chunk=12), dict(bwd_stash=2)], ids=["chunk", "stash"])
+@pytest.mark.parametrize("tiling", [dict(chunk=12), dict(bwd_stash=3)], ids=["chunk", "stash"])
 def test_bad_seq_backward_tiling_is_refused(tiling):
     with pytest.raises(ValueError):
         selective_scan_triton(*_inputs(L=8), tiling=Tiling(bwd_variant="seq", **tiling))

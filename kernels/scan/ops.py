@@ -32,7 +32,7 @@ class Tiling:
     thread holding its channel's steps) instead of one strided element per thread and step.
     ``bwd_variant`` picks the backward kernel: ``"assoc"`` (:func:`.triton_scan._scan_bwd_kernel`) or
     ``"seq"`` (:mod:`.triton_seq_bwd`: one channel per thread, use ``bwd_block_e = 32 * bwd_warps`` and
-    a ``chunk`` that is a multiple of 8); ``bwd_stash`` (4 or 8) is how many steps of states it
+    a ``chunk`` that is a multiple of 8); ``bwd_stash`` (2, 4 or 8) is how many steps of states it
     recomputes and keeps per thread at a time.
     ``fwd_fast_math`` ("seq" forward, GPU only; the interpreter keeps the exact functions): exp2,
     softplus and sigmoid as the backward computes them (``ex2``/``lg2``/``rcp.approx.ftz`` inline PTX,
@@ -154,9 +154,9 @@ def _check_tiling(tiling: Tiling) -> None:
             raise ValueError(f"unknown selective-scan {name} {value!r} (expected 'assoc' or 'seq')")
     if tiling.variant == "seq" and tiling.chunk % 16:
         raise ValueError(f"the 'seq' variant needs a chunk that is a multiple of 16, got {tiling.chunk}")
-    if tiling.bwd_variant == "seq" and (tiling.chunk % 8 or tiling.bwd_stash not in (4, 8)):
+    if tiling.bwd_variant == "seq" and (tiling.chunk % 8 or tiling.bwd_stash not in (2, 4, 8)):
         raise ValueError(f"the 'seq' backward needs a chunk that is a multiple of 8 (got {tiling.chunk}) "
-                         f"and a stash of 4 or 8 steps (got {tiling.bwd_stash})")
+                         f"and a stash of 2, 4 or 8 steps (got {tiling.bwd_stash})")
 
 
 def _reg_cap(maxnreg: int | None) -> dict:
