@@ -45,7 +45,12 @@ SWEEP: dict[str, Tuning] = {  # name -> tuning; each differs from v2 (or v1) in 
     "v2-col8192": dataclasses.replace(V2, col_elems=8192),
     "v2-colw4": dataclasses.replace(V2, col_warps=4),
     "v2-row2048": dataclasses.replace(V2, max_row=2048),
+    "v2-roww4": dataclasses.replace(V2, row_warps=4),
 }
+#: ``--launch-sweep``: v2's launch-shape variants at 1M, forward only. Nsight Compute (2026-12-02) put
+#: v2's 1M kernels at 12-25 % occupancy (126-255 registers, 8-warp CTAs) and 13-34 % of HBM bandwidth:
+#: latency-bound, so smaller programs / fewer warps per program are the first thing to try.
+LAUNCH_SWEEP = ("v2-colw4", "v2-roww4", "v2-col2048", "v2-row2048", "v2-col8192")
 TIMING = {4096: (256, 256), 262144: (4, 256), 1 << 20: (1, 256)}  # L -> (B, H)
 OPTIONAL = [  # (L, variant) timed after ref/v1/v2 at every L, while the time budget lasts
     *((1 << 20, n) for n in SWEEP if n not in ("v1", "v2")),
@@ -124,8 +129,9 @@ def make_inputs(L: int, B: int, H: int) -> dict:
     return {"u": u, "k": k, "D": D, "dy": dy, "y_ref": y_ref}
 
 
-def time_variant(L: int, inp: dict, name: str, t0: float) -> dict:
-    """fwd ms and error vs the reference output (+ fwd+bwd ms and peak GiB for ref and FWDBWD)."""
+def time_variant(L: int, inp: dict, name: str, t0: float, backward: bool = True) -> dict:
+    """fwd ms and error vs the reference output (+ fwd+bwd ms and peak GiB for ref and FWDBWD, unless
+    not ``backward``)."""
     u, k, D, dy = inp["u"], inp["k"], inp["D"], inp["dy"]
     row: dict = {"L": L, "B": u.shape[0], "H": u.shape[1], "variant": name}
     try:
@@ -144,7 +150,7 @@ def time_variant(L: int, inp: dict, name: str, t0: float) -> dict:
         row["rel_err_vs_ref"] = rel(y, inp["y_ref"]) if name != "ref" else 0.0
         del y
         row["fwd_ms"] = triton.testing.do_bench(fwd, warmup=10, rep=60, return_mode="median")
-        if name == "ref" or L in FWDBWD.get(name, ()):
+        if backward and (name == "ref" or L in FWDBWD.get(name, ())):
             ul, kl, Dl = (t.detach().clone().requires_grad_() for t in (u, k, D))
 
             def fwdbwd():
@@ -203,6 +209,8 @@ def report(out: str, checks: list[dict], timings: list[dict], t0: float, final: 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=".")
+    ap.add_argument("--launch-sweep", action="store_true",
+                    help="only the reference, v2 and LAUNCH_SWEEP at L = 1M, forward only (no checks)")
     args = ap.parse_args()
     assert torch.cuda.is_available(), "needs a CUDA GPU"
     os.environ.pop("GENOMIX_FORCE_REFERENCE", None)
@@ -230,6 +238,16 @@ def main() -> int:
             report(args.out, checks, timings, t0, final=False)
             torch.cuda.empty_cache()
 
+    if args.launch_sweep:
+        inp = make_inputs(1 << 20, *TIMING[1 << 20])
+        try:
+            for name in ("ref", "v2", *LAUNCH_SWEEP):
+                timings.append(time_variant(1 << 20, inp, name, t0, backward=False))
+                report(args.out, checks, timings, t0, final=False)
+        except _Stop:
+            print("SIGTERM: stopping early; the table below holds what was measured", flush=True)
+        report(args.out, checks, timings, t0, final=True)
+        return 0
     # Order: what matters most first (compiles dominate the wall time; tf32x3 kernels compile slowest).
     try:
         run_checks(torch.bfloat16, [CHECKS[0], CHECKS[2]])  # the new code paths: 8192 short, two-step
