@@ -47,7 +47,7 @@ SWEEP: dict[str, Tuning] = {  # name -> tuning; each differs from v2 (or v1) in 
     "v2-row2048": dataclasses.replace(V2, max_row=2048),
     "v2-roww4": dataclasses.replace(V2, row_warps=4),
 }
-#: ``--launch-sweep``: v2's launch-shape variants at 1M, forward only. Nsight Compute (2026-12-02) put
+#: ``--launch-sweep``: v2's launch-shape variants at one length (1M unless ``--launch-length``), forward only. Nsight Compute (2026-12-02) put
 #: v2's 1M kernels at 12-25 % occupancy (126-255 registers, 8-warp CTAs) and 13-34 % of HBM bandwidth:
 #: latency-bound, so smaller programs / fewer warps per program are the first thing to try.
 LAUNCH_SWEEP = ("v2-colw4", "v2-roww4", "v2-col2048", "v2-row2048", "v2-col8192")
@@ -210,7 +210,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=".")
     ap.add_argument("--launch-sweep", action="store_true",
-                    help="only the reference, v2 and LAUNCH_SWEEP at L = 1M, forward only (no checks)")
+                    help="only the reference, v2 and LAUNCH_SWEEP at --launch-length, forward only (no checks)")
+    ap.add_argument("--launch-length", type=int, default=1 << 20, choices=sorted(TIMING))
     args = ap.parse_args()
     assert torch.cuda.is_available(), "needs a CUDA GPU"
     os.environ.pop("GENOMIX_FORCE_REFERENCE", None)
@@ -239,10 +240,11 @@ def main() -> int:
             torch.cuda.empty_cache()
 
     if args.launch_sweep:
-        inp = make_inputs(1 << 20, *TIMING[1 << 20])
+        L = args.launch_length
+        inp = make_inputs(L, *TIMING[L])
         try:
             for name in ("ref", "v2", *LAUNCH_SWEEP):
-                timings.append(time_variant(1 << 20, inp, name, t0, backward=False))
+                timings.append(time_variant(L, inp, name, t0, backward=False))
                 report(args.out, checks, timings, t0, final=False)
         except _Stop:
             print("SIGTERM: stopping early; the table below holds what was measured", flush=True)
