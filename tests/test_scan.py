@@ -154,8 +154,7 @@ def test_pack_bc_half_holds_the_bf16_bits_of_B_and_C():
          dict(block_e=4, chunk=16, target_programs=4, bwd_block_e=4, bwd_stash=4)),
         # hints are GPU-only prefetch instructions: under the interpreter the flag must change nothing
         (dict(L=37, dtype=torch.bfloat16), dict(block_e=4, chunk=16, target_programs=3, bwd_block_e=32,
-                                                 bwd_warps=1, hints=True, fwd_evict_first=True, fwd_maxnreg=128,
-                                                 bwd_maxnreg=200)),
+                                                 bwd_warps=1, hints=True, fwd_maxnreg=128, bwd_maxnreg=200)),
     ],
     ids=["grouped-segmented", "hints-flags"],
 )

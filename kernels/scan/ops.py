@@ -54,7 +54,6 @@ class Tiling:
     fwd_fast_math: bool = False
     fwd_prefetch: bool = False
     hints: bool = False
-    fwd_evict_first: bool = False
     bc16: bool = False
     fwd_maxnreg: int | None = None
     bwd_maxnreg: int | None = None
@@ -197,8 +196,7 @@ def _launch_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, save_states
         A_k = _log2e_scaled(A)
         gpu = not dispatch.interpreting()  # inline PTX: not in the interpreter
         flags = dict(TILE_IO=tiling.tile_io, PREFETCH=tiling.fwd_prefetch and tiling.tile_io,
-                     ASM=tiling.fwd_fast_math and gpu, HINTS=tiling.hints and tiling.tile_io and gpu,
-                     EVICT="evict_first" if tiling.fwd_evict_first else "")
+                     ASM=tiling.fwd_fast_math and gpu, HINTS=tiling.hints and tiling.tile_io and gpu)
         BC = pack_bc(B, C, multiple=16, half=tiling.bc16)  # rows zero-padded: unmasked loads
         kernel, BC_k, lengths, extra = _seq_fwd_kernel, (BC,), (u.shape[2], BC.shape[2]), (1,)
     else:

@@ -87,14 +87,13 @@ def _tile_offsets(row, emask, t0, L):
 
 
 @triton.jit
-def _load_io(u_ptr, dt_ptr, z_ptr, row, emask, t0, L, LOAD_Z: tl.constexpr, EVICT: tl.constexpr):
+def _load_io(u_ptr, dt_ptr, z_ptr, row, emask, t0, L, LOAD_Z: tl.constexpr):
     """The raw u, Δ and (``LOAD_Z``) z tiles of the ``SUB`` steps from ``t0``, in the inputs' dtype
-    (u again in place of z otherwise): issued a tile ahead of their use by the ``PREFETCH`` kernel.
-    ``EVICT``: the loads' cache eviction policy ("" for the default, "evict_first")."""
+    (u again in place of z otherwise): issued a tile ahead of their use by the ``PREFETCH`` kernel."""
     offs, m = _tile_offsets(row, emask, t0, L)
-    u = tl.load(u_ptr + offs, mask=m, other=0.0, eviction_policy=EVICT)
-    z = tl.load(z_ptr + offs, mask=m, other=0.0, eviction_policy=EVICT) if LOAD_Z else u
-    return u, tl.load(dt_ptr + offs, mask=m, other=0.0, eviction_policy=EVICT), z
+    u = tl.load(u_ptr + offs, mask=m, other=0.0)
+    z = tl.load(z_ptr + offs, mask=m, other=0.0) if LOAD_Z else u
+    return u, tl.load(dt_ptr + offs, mask=m, other=0.0), z
 
 
 @triton.jit
@@ -139,8 +138,7 @@ def _seq_fwd_kernel(
     E, L, L_bc, G, n_chunks, chunks_per_seg, n_segs, state_stride,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     SAVE_STATES: tl.constexpr, SUMMARY: tl.constexpr, TILE_IO: tl.constexpr, PREFETCH: tl.constexpr,
-    ASM: tl.constexpr, N: tl.constexpr, BLOCK_E: tl.constexpr, T: tl.constexpr, HINTS: tl.constexpr,
-    EVICT: tl.constexpr,
+    ASM: tl.constexpr, N: tl.constexpr, BLOCK_E: tl.constexpr, T: tl.constexpr, HINTS: tl.constexpr = False,
 ):
     """One (sequence, channel block, segment) per program, arguments as in
     :func:`.triton_scan._scan_fwd_kernel` except ``A2``: A (E, N) scaled by log2(e);
@@ -160,8 +158,7 @@ def _seq_fwd_kernel(
     ``ASM`` (GPU only): fast approximate exp2, softplus and sigmoid (:func:`.triton_scan._approx`).
     ``HINTS`` (GPU only, with ``TILE_IO``): prefetch the next chunk's u, Δ, z and B/C into L2 at each
     chunk start and each tile's B/C into L1 two tiles ahead, so the per-step loads stop waiting on
-    L2/HBM latency (Nsight Compute: ~76 % of the summary pass's stalls were such waits). ``EVICT``: the
-    eviction policy of the u, Δ, z tile loads ("" or "evict_first")."""
+    L2/HBM latency (Nsight Compute: ~76 % of the summary pass's stalls were such waits)."""
     pid_b = tl.program_id(0).to(tl.int64)
     seg = tl.program_id(2)
     e = tl.program_id(1) * BLOCK_E + tl.arange(0, BLOCK_E)
@@ -186,7 +183,7 @@ def _seq_fwd_kernel(
     c_stop = tl.minimum(c_start + chunks_per_seg, n_chunks)
     load_z: tl.constexpr = HAS_Z and not SUMMARY
     if PREFETCH:  # the first tile's loads
-        nu, ndt, nz = _load_io(u_ptr, dt_ptr, z_ptr, row, emask, c_start * T, L, load_z, EVICT)
+        nu, ndt, nz = _load_io(u_ptr, dt_ptr, z_ptr, row, emask, c_start * T, L, load_z)
     for c in range(c_start, c_stop):
         if not SUMMARY:
             if SAVE_STATES:
@@ -204,9 +201,9 @@ def _seq_fwd_kernel(
                     _hint_bc(BC_ptr, bc_row, t0 + 2 * SUB, L_bc, SUB, "L1", N, BLOCK_E)
                 if PREFETCH:  # this tile's loads were issued one tile ago; issue the next tile's now
                     u_raw, dt_raw, z_raw = nu, ndt, nz
-                    nu, ndt, nz = _load_io(u_ptr, dt_ptr, z_ptr, row, emask, t0 + SUB, L, load_z, EVICT)
+                    nu, ndt, nz = _load_io(u_ptr, dt_ptr, z_ptr, row, emask, t0 + SUB, L, load_z)
                 else:
-                    u_raw, dt_raw, z_raw = _load_io(u_ptr, dt_ptr, z_ptr, row, emask, t0, L, load_z, EVICT)
+                    u_raw, dt_raw, z_raw = _load_io(u_ptr, dt_ptr, z_ptr, row, emask, t0, L, load_z)
                 h, dt_sum = _sub_tile(h, dt_sum, A2, bias, Dv, u_raw, dt_raw, z_raw, out_ptr, BC_ptr, row, emask,
                                       bc_row, t0, L, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, SUMMARY, N, ASM)
         else:
