@@ -43,7 +43,9 @@ DEVICE = "cuda"
 #: (commit 8e65804: tighter forward cap, 8-step stash, more segments) and a third (commit e0fde41: L1
 #: prefetch of the u/Δ/z tiles, 1.5x slower) kept it. These probe the backward's register budget (offline
 #: sm_90 compile, triton 3.6: the main pass takes all 255 registers; a 2-step stash drops its 80 B of
-#: spills; capped at 168 registers for 3 warps per scheduler it spills 200 B with the 2-step stash).
+#: spills; capped at 168 registers for 3 warps per scheduler it spills 200 B with the 2-step stash). All
+#: three were slower (results/scan_variants_bwd_registers_h200.json), as was, later, commit 240c1a5's
+#: evict-first u/Δ/z loads (results/scan_variants_evict_first_h200.json).
 CANDIDATES = [
     dataclasses.replace(DEFAULT_TILING, bwd_stash=2),
     dataclasses.replace(DEFAULT_TILING, bwd_stash=2, bwd_maxnreg=168),
