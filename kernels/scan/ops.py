@@ -269,7 +269,8 @@ def warp_transpose_applies(n_state: int, block_e: int, warps: int, length: int) 
     for the (N, channels) tiles only when it knows L is a multiple of 16 (Triton specialises integer
     arguments on divisibility by 16): otherwise it spreads the states over 4 lanes (seen in the TTGIR
     with triton 3.6), and the sums came out wrong on the GPU (E = 70, L = 1000). Other lengths take
-    the ``tl.sum`` path, which is correct for any layout."""
+    the ``tl.sum`` path, which is correct for any layout. ``tests/test_scan_layout.py`` compiles the
+    kernel offline and checks the layout the PTX relies on."""
     return n_state == 16 and block_e == 32 * warps and length % 16 == 0
 
 

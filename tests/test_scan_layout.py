@@ -1,0 +1,72 @@
+"""The seq backward's warp transpose-reduction (inline PTX) assumes a register layout: one channel per
+lane, its N = 16 states in order. Triton chooses layouts itself, so this compiles the kernel for sm_90
+(offline: Triton's own compiler and ptxas, no GPU; in a subprocess, since the suite runs Triton's
+interpreter) with the argument divisibility the launcher allows that path for
+(``ops.warp_transpose_applies``: L a multiple of 16) and checks the layout of the PTX operand in the
+TTGIR. A Triton version that lays the tensor out otherwise fails here, before it can produce wrong dB/dC
+on a GPU (as lengths not divisible by 16 did with triton 3.6)."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+_COMPILE = r'''
+import sys
+from triton.backends.compiler import GPUTarget
+import triton
+from genomix.kernels.scan import triton_seq_bwd
+
+kernel = triton_seq_bwd._seq_bwd_kernel
+consts = dict(HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True, SUMMARY=False, N=16, BLOCK_E=32, T=128,
+              S=4, WARP_E=32, WARP_ASM=True, ASM=True, HINTS=True)
+divisible = sys.argv[1].split(",")
+signature, attrs = {}, {}
+for i, name in enumerate(kernel.arg_names):
+    if name in consts:
+        signature[name] = "constexpr"
+        continue
+    if name == "BC_ptr":
+        signature[name] = "*i32"  # bf16 B/C pairs
+    elif name in ("u_ptr", "dt_ptr", "z_ptr", "dout_ptr", "du_ptr", "ddt_ptr", "dz_ptr"):
+        signature[name] = "*bf16"
+    else:
+        signature[name] = "*fp32" if name.endswith("_ptr") else "i32"
+    if name.endswith("_ptr") or name in divisible:  # fresh tensors are 16-byte aligned
+        attrs[(i,)] = [["tt.divisibility", 16]]
+try:
+    from triton.backends.nvidia.compiler import CUDABackend  # noqa: F401
+except ImportError:
+    print("NO-CUDA-BACKEND")
+    raise SystemExit(0)
+source = triton.compiler.ASTSource(fn=kernel, signature=signature, constexprs=consts, attrs=attrs)
+compiled = triton.compile(source, target=GPUTarget("cuda", 90, 128), options={"num_warps": 1})
+print(compiled.asm["ttgir"])
+'''
+
+
+def _operand_layout(divisible: tuple[str, ...]) -> str:
+    """The layout attribute of the transpose-reduction asm's operand in the compiled TTGIR."""
+    env = {k: v for k, v in os.environ.items() if k not in ("TRITON_INTERPRET", "GENOMIX_FORCE_TRITON")}
+    root = Path(__file__).resolve().parents[1]
+    env["PYTHONPATH"] = os.pathsep.join([str(root), env.get("PYTHONPATH", "")])
+    run = subprocess.run([sys.executable, "-c", _COMPILE, ",".join(divisible)], capture_output=True, text=True,
+                         env=env, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    if run.stdout.strip() == "NO-CUDA-BACKEND":
+        pytest.skip("this Triton build has no CUDA backend to compile with")
+    ttgir = run.stdout
+    asm_line = next(line for line in ttgir.splitlines() if "elementwise_inline_asm" in line and "bfly" in line)
+    layout = re.search(r"-> tensor<16x32xf32, #(\w+)>", asm_line).group(1)
+    return next(line for line in ttgir.splitlines() if line.startswith(f"#{layout} "))
+
+
+def test_transpose_reduction_operand_is_one_channel_per_lane():
+    layout = _operand_layout(divisible=("E", "L", "L_bc"))
+    assert "threadsPerWarp = [1, 32]" in layout and "warpsPerCTA = [1, 1]" in layout, layout
+    per_thread = int(re.search(r"sizePerThread = \[(\d+), 1\]", layout).group(1))
+    assert 16 % per_thread == 0 and "order = [0, 1]" in layout, layout  # states in each thread, in order
