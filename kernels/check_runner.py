@@ -6,6 +6,7 @@ the others, and the JSON is rewritten after every case, so a time cap on the GPU
 """
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from pathlib import Path
@@ -42,3 +43,15 @@ def verdict(rows: list[dict[str, Any]]) -> int:
     failed = sum(not r["ok"] for r in rows)
     print(f"{len(rows) - failed}/{len(rows)} cases pass")
     return 1 if failed else 0
+
+
+def run_check_script(checks: Iterable[tuple[dict[str, Any], Callable[[int], dict[str, Any]]]],
+                     args: argparse.Namespace, name: str, print_table: Callable[[list[dict[str, Any]]], None]) -> int:
+    """The end of a GPU check script (``args`` with ``device``, ``out``, ``seed``, ``small``): run the checks into
+    ``args.out / f"{name}_gpu_check.json"`` with the device, torch version and ``--small`` recorded, print
+    the script's table and return the exit status."""
+    device_name = torch.cuda.get_device_name() if args.device == "cuda" else args.device
+    rows = run_cases(checks, args.seed, args.out / f"{name}_gpu_check.json",
+                     {"device": device_name, "torch": torch.__version__, "small": args.small}, args.device)
+    print_table(rows)
+    return verdict(rows)

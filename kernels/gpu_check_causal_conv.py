@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 from genomix.kernels.bench_causal_conv import Case, case_inputs, leaves_of, rel_max
-from genomix.kernels.check_runner import run_cases, verdict
+from genomix.kernels.check_runner import run_check_script
 from genomix.kernels.causal_conv import causal_conv1d_ref, causal_conv1d_triton
 
 CASES = [  # Case(batch, channels, length, width, activation, layout, bias)
@@ -113,14 +113,10 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("no CUDA device here; use --device cpu --small with TRITON_INTERPRET=1 GENOMIX_FORCE_TRITON=1")
     cases = [dataclasses.replace(c, length=min(c.length, SMALL_MAX_LENGTH),
                                  channels=min(c.channels, SMALL_MAX_CHANNELS)) if args.small else c for c in CASES]
-    device_name = torch.cuda.get_device_name() if args.device == "cuda" else args.device
     checks = [({**dataclasses.asdict(case), "dtype": str(dtype).split(".")[-1]},
                lambda seed, case=case, dtype=dtype: check(case, dtype, args.device, seed))
               for dtype in (torch.float32, torch.bfloat16) for case in cases]
-    rows = run_cases(checks, args.seed, args.out / "causal_conv_gpu_check.json",
-                     {"device": device_name, "torch": torch.__version__, "small": args.small}, args.device)
-    print_table(rows)
-    return verdict(rows)
+    return run_check_script(checks, args, "causal_conv", print_table)
 
 
 if __name__ == "__main__":

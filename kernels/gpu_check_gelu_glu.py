@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from genomix.kernels.bench_common import add_run_args, check_device
-from genomix.kernels.check_runner import run_cases, verdict
+from genomix.kernels.check_runner import run_check_script
 from genomix.kernels.gelu_glu import gelu_glu_triton
 from genomix.kernels.gpu_check_causal_conv import TOL, poison_allocator
 
@@ -149,12 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     check_device(ap, args.device)
     cases = [dataclasses.replace(c, lead=tuple(min(d, SMALL_MAX_LEAD) for d in c.lead)) if args.small else c
              for c in CASES]
-    device_name = torch.cuda.get_device_name() if args.device == "cuda" else args.device
     checks = [(dataclasses.asdict(case), lambda seed, case=case: check(case, args.device, seed)) for case in cases]
-    rows = run_cases(checks, args.seed, args.out / "gelu_glu_gpu_check.json",
-                     {"device": device_name, "torch": torch.__version__, "small": args.small}, args.device)
-    print_table(rows)
-    return verdict(rows)
+    return run_check_script(checks, args, "gelu_glu", print_table)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ import math
 import torch
 
 from genomix.kernels.bench_common import add_run_args, check_device
-from genomix.kernels.check_runner import run_cases, verdict
+from genomix.kernels.check_runner import run_check_script
 from genomix.kernels.gpu_check_causal_conv import poison_allocator
 from genomix.kernels.implicit_filter import SineLayer, implicit_filter_ref, implicit_filter_triton
 
@@ -173,12 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     cases = [dataclasses.replace(c, length=min(c.length, SMALL_MAX_LENGTH), channels=min(c.channels, SMALL_MAX_CHANNELS),
                                  dk_stride=c.dk_stride and 2 * min(c.length, SMALL_MAX_LENGTH))
              if args.small else c for c in CASES]
-    device_name = torch.cuda.get_device_name() if args.device == "cuda" else args.device
     checks = [(dataclasses.asdict(case), lambda seed, case=case: check(case, args.device, seed)) for case in cases]
-    rows = run_cases(checks, args.seed, args.out / "implicit_filter_gpu_check.json",
-                     {"device": device_name, "torch": torch.__version__, "small": args.small}, args.device)
-    print_table(rows)
-    return verdict(rows)
+    return run_check_script(checks, args, "implicit_filter", print_table)
 
 
 if __name__ == "__main__":
