@@ -47,9 +47,10 @@ SWEEP: dict[str, Tuning] = {  # name -> tuning; each differs from v2 (or v1) in 
     "v2-row2048": dataclasses.replace(V2, max_row=2048),
     "v2-roww4": dataclasses.replace(V2, row_warps=4),
 }
-#: ``--launch-sweep``: v2's launch-shape variants at one length (1M unless ``--launch-length``), forward only. Nsight Compute (2026-12-02) put
-#: v2's 1M kernels at 12-25 % occupancy (126-255 registers, 8-warp CTAs) and 13-34 % of HBM bandwidth:
-#: latency-bound, so smaller programs / fewer warps per program are the first thing to try.
+#: ``--launch-sweep``: v2's launch-shape variants at one length (1M unless ``--launch-length``), forward
+#: only. Nsight Compute (2026-12-02) put v2's 1M kernels at 12-25 % occupancy (126-255 registers, 8-warp
+#: CTAs) and 13-34 % of HBM bandwidth: latency-bound, so smaller programs / fewer warps per program are
+#: the first thing to try.
 LAUNCH_SWEEP = ("v2-colw4", "v2-roww4", "v2-col2048", "v2-row2048", "v2-col8192")
 TIMING = {4096: (256, 256), 262144: (4, 256), 1 << 20: (1, 256)}  # L -> (B, H)
 OPTIONAL = [  # (L, variant) timed after ref/v1/v2 at every L, while the time budget lasts

@@ -9,8 +9,9 @@ Each workload is warmed up (Triton compiles, cuFFT plans) before ``cudaProfilerS
 Workloads (shapes of ``kernels/bench_scan.py`` and ``kernels/bench_fftconv.py``):
 ``scan-fwd`` / ``scan-bwd``: the selective scan's forward (with chunk-start states, as in training) /
 backward at B=1, E=512, N=16, bf16 with D, z and Δ-bias; ``fftconv-fwd`` / ``fftconv-fwdbwd``: the
-long convolution on the path given by ``--path`` (the CUDA default, the cuFFT path, or the Triton
-Monarch kernels), bf16 u, B·H·L = 256 M.
+long convolution on the path given by ``--path`` (``cufft``: cuFFT with the fused Triton passes, the
+CUDA default beyond 4K; ``triton``: the Monarch kernels), bf16 u, B·H·L = 256 M, L one of
+``bench_fftconv.SHAPES``.
 """
 from __future__ import annotations
 
@@ -20,13 +21,20 @@ from typing import Callable
 
 import torch
 
+from kernels.bench_fftconv import SHAPES
+
 
 def _scan(length: int, backward: bool, overrides: dict[str, str]) -> Callable[[], None]:
     from genomix.kernels.scan.ops import DEFAULT_TILING, selective_scan_triton
     from kernels.bench_scan import make_inputs
 
     fields = {f.name: f.type for f in dataclasses.fields(DEFAULT_TILING)}
-    parse = lambda name, v: v == "True" if "bool" in fields[name] else v if "str" in fields[name] else int(v)  # noqa: E731
+    def parse(name: str, value: str) -> bool | int | str | None:
+        kind = fields[name]  # the annotation as text ("bool", "int | None", ...)
+        if value == "None" and "None" in kind:
+            return None
+        return value == "True" if kind == "bool" else value if kind == "str" else int(value)
+
     tiling = dataclasses.replace(DEFAULT_TILING, **{k: parse(k, v) for k, v in overrides.items()})
     inputs = [t.requires_grad_() if t.is_floating_point() else t for t in make_inputs(length)]
     dout = torch.randn_like(inputs[0])
@@ -41,7 +49,7 @@ def _scan(length: int, backward: bool, overrides: dict[str, str]) -> Callable[[]
 
 
 def _fftconv(length: int, path: str, backward: bool) -> Callable[[], None]:
-    from kernels.bench_fftconv import PATHS, SHAPES
+    from kernels.bench_fftconv import PATHS
 
     batch, heads = SHAPES[length]
     u = torch.randn(batch, heads, length, device="cuda").to(torch.bfloat16).requires_grad_(backward)
@@ -61,10 +69,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("workload", choices=["scan-fwd", "scan-bwd", "fftconv-fwd", "fftconv-fwdbwd"])
     ap.add_argument("--length", type=int, default=1 << 20)
-    ap.add_argument("--path", default="cufft", help="fftconv path: cufft or triton (bench_fftconv.PATHS)")
+    ap.add_argument("--path", default="cufft", choices=["cufft", "triton"], help="fftconv path (bench_fftconv.PATHS)")
     ap.add_argument("--tiling", nargs="*", default=[], metavar="NAME=VALUE",
                     help="scan: fields of ops.DEFAULT_TILING to override, e.g. hints=True bc16=True")
     args = ap.parse_args()
+    if args.workload.startswith("fftconv") and args.length not in SHAPES:
+        ap.error(f"fftconv workloads take --length in {sorted(SHAPES)} (bench_fftconv's shapes)")
     if args.workload.startswith("scan"):
         overrides = dict(item.split("=", 1) for item in args.tiling)
         run = _scan(args.length, backward=args.workload == "scan-bwd", overrides=overrides)
