@@ -5,8 +5,9 @@ The filter is a sine MLP of positional features, a projection onto the channels 
 decay (:mod:`.reference`). In PyTorch that is ~30 small kernels a layer forward and backward on
 (L, filter_order) tensors plus three (C, L) passes for the decay: ~1.5 ms of an M2 training step at
 64K tokens on an H200 (BENCHMARKS.md, "Monarch Mixer vs Transformer"). The Triton path runs it as one
-forward kernel (MLP in registers, projection and decay fused, the filter written once) and two backward
-kernels, and keeps no activations between them.
+forward kernel (MLP in registers, projection and decay fused, the filter written once; with a backward
+to follow it also keeps each sine layer's pre-activation) and, backward, one kernel each for dL/dh and
+dW_out and one per sine layer (:mod:`.ops`).
 """
 from __future__ import annotations
 
