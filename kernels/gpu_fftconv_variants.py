@@ -13,6 +13,9 @@ A failing variant is recorded and the run goes on. Prints a table last; writes
 ``gpu_fftconv_variants.json`` into ``--out`` (a folder, created if missing).
 
     PYTHONUNBUFFERED=1 PYTHONPATH=. timeout 200 python kernels/gpu_fftconv_variants.py --out OUTDIR
+
+``--compare V [V ...] [--launch-length L]``: only check the last named variant at ``COMPARE_CHECKS``
+(bf16 and fp32) and time the reference and the named variants forward and forward+backward at L.
 """
 from __future__ import annotations
 
@@ -46,6 +49,9 @@ SWEEP: dict[str, Tuning] = {  # name -> tuning; each differs from v2 (or v1) in 
     "v2-colw4": dataclasses.replace(V2, col_warps=4),
     "v2-row2048": dataclasses.replace(V2, max_row=2048),
     "v2-roww4": dataclasses.replace(V2, row_warps=4),
+    "v3": VARIANTS["v3"],
+    "v2+half": dataclasses.replace(V2, half_tiles=True),
+    "v2+pair": dataclasses.replace(V2, pair_batch=True),
 }
 #: ``--launch-sweep``: v2's launch-shape variants at one length (1M unless ``--launch-length``), forward
 #: only. Nsight Compute (2026-12-02) put v2's 1M kernels at 12-25 % occupancy (126-255 registers, 8-warp
@@ -53,6 +59,9 @@ SWEEP: dict[str, Tuning] = {  # name -> tuning; each differs from v2 (or v1) in 
 #: the first thing to try.
 LAUNCH_SWEEP = ("v2-colw4", "v2-roww4", "v2-col2048", "v2-row2048", "v2-col8192")
 TIMING = {4096: (256, 256), 262144: (4, 256), 1 << 20: (1, 256)}  # L -> (B, H)
+#: ``--compare``: short-path cases checked for the last named variant before its timings: the 8192-point
+#: tile in pairs, an odd batch (one pair, one lone sequence) on a bidirectional 2048-point tile, B = 1.
+COMPARE_CHECKS = [(4, 16, 4000, False, True), (3, 5, 1000, True, True), (1, 8, 4096, False, True)]
 OPTIONAL = [  # (L, variant) timed after ref/v1/v2 at every L, while the time budget lasts
     *((1 << 20, n) for n in SWEEP if n not in ("v1", "v2")),
     (262144, "v2-row2048"),
@@ -130,9 +139,8 @@ def make_inputs(L: int, B: int, H: int) -> dict:
     return {"u": u, "k": k, "D": D, "dy": dy, "y_ref": y_ref}
 
 
-def time_variant(L: int, inp: dict, name: str, t0: float, backward: bool = True) -> dict:
-    """fwd ms and error vs the reference output (+ fwd+bwd ms and peak GiB for ref and FWDBWD, unless
-    not ``backward``)."""
+def time_variant(L: int, inp: dict, name: str, t0: float, backward: bool) -> dict:
+    """fwd ms and error vs the reference output (+ fwd+bwd ms and peak GiB if ``backward``)."""
     u, k, D, dy = inp["u"], inp["k"], inp["D"], inp["dy"]
     row: dict = {"L": L, "B": u.shape[0], "H": u.shape[1], "variant": name}
     try:
@@ -151,7 +159,7 @@ def time_variant(L: int, inp: dict, name: str, t0: float, backward: bool = True)
         row["rel_err_vs_ref"] = rel(y, inp["y_ref"]) if name != "ref" else 0.0
         del y
         row["fwd_ms"] = triton.testing.do_bench(fwd, warmup=10, rep=60, return_mode="median")
-        if backward and (name == "ref" or L in FWDBWD.get(name, ())):
+        if backward:
             ul, kl, Dl = (t.detach().clone().requires_grad_() for t in (u, k, D))
 
             def fwdbwd():
@@ -194,7 +202,7 @@ def report(out: str, checks: list[dict], timings: list[dict], t0: float, final: 
     print(f"\n{result['device']}, triton {triton.__version__}, wall {result['wall_s']} s")
     print(f"{'check':>5} {'dtype':>8} {'B':>2} {'H':>3} {'L':>8} {'bid':>4} {'worst err':>10} {'unwritten':>9} ok")
     for r in checks:
-        print(f"{'v2':>5} {r['dtype']:>8} {r['B']:>2} {r['H']:>3} {r['L']:>8} {str(r['bidirectional'])[0]:>4} "
+        print(f"{r['variant']:>5} {r['dtype']:>8} {r['B']:>2} {r['H']:>3} {r['L']:>8} {str(r['bidirectional'])[0]:>4} "
               f"{r.get('worst', float('nan')):>10.2e} {r.get('unwritten', -1):>9} {r['ok']} {r.get('error', '')[:80]}")
     print(f"{'L':>8} {'variant':>12} | {'fwd ms':>8} {'x ref':>6} {'err':>8} | {'f+b ms':>8} {'x ref':>6} {'GiB':>6}")
     for r in sorted(timings, key=lambda r: (r["L"], r["variant"] != "ref", r["variant"] not in ("v1", "v2"))):
@@ -213,6 +221,9 @@ def main() -> int:
     ap.add_argument("--launch-sweep", action="store_true",
                     help="only the reference, v2 and LAUNCH_SWEEP at --launch-length, forward only (no checks)")
     ap.add_argument("--launch-length", type=int, default=1 << 20, choices=sorted(TIMING))
+    ap.add_argument("--compare", nargs="+", choices=sorted(SWEEP), metavar="VARIANT",
+                    help="only: check the last VARIANT at COMPARE_CHECKS (bf16 and fp32), then time the reference "
+                         "and each VARIANT forward and forward+backward at --launch-length")
     args = ap.parse_args()
     assert torch.cuda.is_available(), "needs a CUDA GPU"
     os.environ.pop("GENOMIX_FORCE_REFERENCE", None)
@@ -222,12 +233,12 @@ def main() -> int:
     torch.manual_seed(int(t0))
     checks: list[dict] = []
     timings: list[dict] = []
-    def run_checks(dtype: torch.dtype, cases: list[tuple]) -> None:
+    def run_checks(dtype: torch.dtype, cases: list[tuple], variant: str = "v2") -> None:
         for case in cases:
             row = {"B": case[0], "H": case[1], "L": case[2], "bidirectional": case[3], "gates": case[4],
-                   "dtype": str(dtype).split(".")[-1], "variant": "v2"}
+                   "dtype": str(dtype).split(".")[-1], "variant": variant}
             try:
-                row.update(check(*case, dtype, V2))
+                row.update(check(*case, dtype, SWEEP[variant]))
             except _Stop:
                 raise
             except Exception as e:
@@ -240,6 +251,19 @@ def main() -> int:
             report(args.out, checks, timings, t0, final=False)
             torch.cuda.empty_cache()
 
+    if args.compare:
+        try:
+            for dtype in (torch.bfloat16, torch.float32):
+                run_checks(dtype, COMPARE_CHECKS, args.compare[-1])
+            L = args.launch_length
+            inp = make_inputs(L, *TIMING[L])
+            for name in ("ref", *args.compare):
+                timings.append(time_variant(L, inp, name, t0, backward=True))
+                report(args.out, checks, timings, t0, final=False)
+        except _Stop:
+            print("SIGTERM: stopping early; the table below holds what was measured", flush=True)
+        report(args.out, checks, timings, t0, final=True)
+        return 0 if checks and all(r["ok"] for r in checks) else 1
     if args.launch_sweep:
         L = args.launch_length
         inp = make_inputs(L, *TIMING[L])
@@ -257,7 +281,7 @@ def main() -> int:
         for L, (B, H) in TIMING.items():
             inp = make_inputs(L, B, H)
             for name in ("ref", "v1", "v2"):
-                timings.append(time_variant(L, inp, name, t0))
+                timings.append(time_variant(L, inp, name, t0, backward=name == "ref" or L in FWDBWD.get(name, ())))
                 report(args.out, checks, timings, t0, final=False)
             del inp
         run_checks(torch.bfloat16, [CHECKS[1]])
@@ -267,7 +291,7 @@ def main() -> int:
                 timings.append({"L": L, "variant": name, "error": "skipped: time budget"})
                 continue
             inp = make_inputs(L, *TIMING[L])
-            timings.append(time_variant(L, inp, name, t0))
+            timings.append(time_variant(L, inp, name, t0, backward=name == "ref" or L in FWDBWD.get(name, ())))
             report(args.out, checks, timings, t0, final=False)
             del inp
     except _Stop:

@@ -173,6 +173,34 @@ def test_v2_short_path_forward_backward(dtype):
         assert rel(g, gr) <= TOL[dtype], (name, dtype, rel(g, gr))
 
 
+# v3: v2's short path with the zero half of the first and last DFT steps skipped (tiles of 32 rows
+# or more: L = 600 gives a 32 x 64 tile, L = 200 a 16 x 32 one, which keeps its whole tile) and batch
+# elements convolved in pairs (B = 3: one pair and one lone sequence; B = 1: no pairing).
+@pytest.mark.parametrize("B,L,bidirectional,dtype", [
+    (3, 600, False, torch.float32), (3, 200, True, torch.bfloat16), (1, 600, True, torch.bfloat16),
+    (2, 600, True, torch.float32)])
+def test_v3_short_path_forward_backward(B, L, bidirectional, dtype):
+    ts = make(B, 2, L, bidirectional, gates=True, dtype=dtype, seed=B + L)
+    dy = torch.randn(B, 2, L).to(dtype)
+    y, grads = _grads(functools.partial(fftconv_triton, tuning="v3"), ts, dy, bidirectional, wide=False)
+    r, ref_grads = _grads(fftconv_ref, ts, dy, bidirectional, wide=True)
+    assert y.dtype == dtype and rel(y, r) <= TOL[dtype]
+    for name, g, gr in zip(("du", "dk", "dD", "dpre", "dpost"), grads, ref_grads):
+        assert rel(g, gr) <= TOL[dtype], (name, dtype, rel(g, gr))
+
+
+def test_hermitian_part_keeps_the_real_signal():
+    """The paired cross spectrum carries i*T (T the spectrum of a real signal); hermitian_part drops it."""
+    plan = plan_mod.make_plan(300)
+    g = torch.Generator().manual_seed(2)
+    s, t = torch.randn(2, plan.n, generator=g, dtype=torch.float64)
+    order = plan_mod.spectrum_order(plan)
+    S, T = torch.fft.fft(s)[order], torch.fft.fft(t)[order]
+    W = S + 1j * T
+    hr, hi = plan_mod.hermitian_part(W.real[None], W.imag[None], plan)
+    assert torch.allclose(hr[0], S.real, atol=1e-9) and torch.allclose(hi[0], S.imag, atol=1e-9)
+
+
 @pytest.mark.parametrize("dtype,bidirectional,H", [(torch.float32, False, 1), (torch.bfloat16, True, 1)])
 def test_v2_two_level_multipass(monkeypatch, dtype, bidirectional, H):
     """Column pass as two on-chip steps (n2 = 32 = 4 x 8), row pass, inverse two-step column pass."""

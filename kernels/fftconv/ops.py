@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 
 from ..dispatch import interpreting
-from .plan import Plan, Tuning, col_split, constants
+from .plan import Plan, Tuning, col_split, constants, hermitian_part
 from .reference import combined_filter
 from .triton_kernels import (
     col2_fwd_kernel,
@@ -44,10 +44,16 @@ class _Launch:
         self.c = constants((plan.n2, plan.a, plan.bd), device, dtype16)
         self.row_consts = tuple(self.c[k] for k in ("far", "fai", "fbr", "fbi", "twr", "twi"))
         self.row_warps = tuning.row_warps or (4 if plan.n1 <= 1024 else 8)
+        # short path: rows of the tile that hold input / output (L <= n/2); dots need 16 rows or more
+        self.ah = plan.a // 2 if tuning.half_tiles and plan.a >= 32 else plan.a
         self.two_level = tuning.two_level and plan.n2 >= tuning.two_level_min_n2
         if self.two_level:
             self.q, self.p = col_split(plan.n2)
             self.bc = max(1, min(plan.n1, tuning.col_elems // plan.n2))
+
+    def pairs(self, batch: int) -> bool:
+        """Whether the short path convolves batch elements in pairs (one complex row per program)."""
+        return self.plan.short and self.t.pair_batch and batch >= 2
 
     def col2_consts(self) -> tuple[torch.Tensor, ...]:
         """DFT matrices and twiddle of the two-step column pass, in kernel argument order."""
@@ -122,23 +128,25 @@ def conv_apply(
                  DSUM=dsum is not None)
     pre_a, d_a, post_a, y_a, z_a, m2_a, y2_a, zin_a, y3_a = (
         t if t is not None else dummy for t in (pre, D, post, y, z, m2, out2, zin, out3))
+    pair = ln.pairs(B)
+    rows = 2 * ((B + 1) // 2) * H if pair else B * H  # a pair's missing second sequence writes a zero part
     if plan.short:
         parts_per_row = 1
     elif ln.two_level:
         parts_per_row = plan.n1 // ln.bc
     else:
         parts_per_row = ((plan.n2 // 2) // min(64, plan.n2 // 2)) * (plan.n1 // 64)
-    parts = torch.empty(B * H * parts_per_row, device=u.device, dtype=torch.float32) if dsum is not None else dummy
+    parts = torch.empty(rows * parts_per_row, device=u.device, dtype=torch.float32) if dsum is not None else dummy
     extras = (z_a, m2_a, y2_a, zin_a, y3_a, parts)
     if plan.short:
-        row_conv_kernel[(B * H, 1)](
-            u, pre_a, d_a, post_a, y_a, *extras, dummy, dummy, kr, ki, *ln.row_consts, H, L, 1,
-            A=plan.a, BD=plan.bd, REAL_IO=True, num_warps=ln.row_warps, **flags,
+        row_conv_kernel[(rows // 2 if pair else rows, 1)](
+            u, pre_a, d_a, post_a, y_a, *extras, dummy, dummy, kr, ki, *ln.row_consts, B * H, H, L, 1,
+            A=plan.a, BD=plan.bd, REAL_IO=True, AH=ln.ah, PAIR=pair, num_warps=ln.row_warps, **flags,
         )
     else:
         zr, zi = ln.col_forward(u, pre, B * H, L)
         row_conv_kernel[(B * H, plan.n2)](
-            dummy, dummy, dummy, dummy, dummy, *(dummy,) * 6, zr, zi, kr, ki, *ln.row_consts, H, L, plan.n2,
+            dummy, dummy, dummy, dummy, dummy, *(dummy,) * 6, zr, zi, kr, ki, *ln.row_consts, B * H, H, L, plan.n2,
             A=plan.a, BD=plan.bd, REAL_IO=False, HAS_PRE=False, HAS_D=False, HAS_POST=False, PREC=prec,
             DOT16=ln.dot16, num_warps=ln.row_warps,
         )
@@ -154,7 +162,7 @@ def conv_apply(
                 N2=plan.n2, N1=plan.n1, BK=BK, BC=BC, BN=BN, num_warps=4, **flags,
             )
     if dsum is not None:
-        torch.sum(parts.view(B, H, parts_per_row), dim=(0, 2), out=dsum)
+        torch.sum(parts.view(-1, H, parts_per_row), dim=(0, 2), out=dsum)
     return y
 
 
@@ -202,12 +210,14 @@ def cross_spectrum(
     # num_stages=1: pipelining the batch loop would copy its two row transforms' operands per stage
     # and overflow shared memory (266 KB needed at a 64x64 row on the H100).
     if plan.short:
+        pair = ln.pairs(B)
         row_xspec_kernel[(1, H)](
             u, pre if pre is not None else u, dy, post if post is not None else u,
             u, u, u, u, sr, si, *ln.row_consts, B, H, L, 1,
-            A=plan.a, BD=plan.bd, REAL_IN=True, num_warps=ln.row_warps, num_stages=1, **flags,
+            A=plan.a, BD=plan.bd, REAL_IN=True, AH=ln.ah, PAIR=pair, num_warps=ln.row_warps, num_stages=1,
+            **flags,
         )
-        return sr, si
+        return hermitian_part(sr, si, plan) if pair else (sr, si)
     xr, xi = ln.col_forward(u, pre, B * H, L)
     gr, gi = ln.col_forward(dy, post, B * H, L)
     row_xspec_kernel[(plan.n2, H)](

@@ -51,6 +51,9 @@ class Tuning:
     ``row_warps = 0``: 4 warps up to 1024-point rows, else 8. ``short_max``: largest FFT done by the
     one-program short path (8192 = a 128x64 tile, with 16-bit operands only). ``max_row``: row length
     of the multi-pass path (0: ``MAX_ROW``); 2048 moves 256K to a 256-point (two-step) column pass.
+    Short path only: ``half_tiles`` skips the half of the first forward and last inverse DFT step that
+    multiplies zero padding or computes discarded outputs (tiles of 32 rows or more); ``pair_batch``
+    convolves two batch elements of one channel per program as one complex row (B >= 2).
     """
 
     dots16: bool = False
@@ -64,11 +67,15 @@ class Tuning:
     row_warps: int = 0
     short_max: int = 4096
     max_row: int = 0
+    half_tiles: bool = False
+    pair_batch: bool = False
 
 
 VARIANTS: dict[str, Tuning] = {
     "v1": Tuning(),
     "v2": Tuning(dots16=True, dots_fp16=True, two_level=True, triton_spectrum=True, short_max=8192),
+    "v3": Tuning(dots16=True, dots_fp16=True, two_level=True, triton_spectrum=True, short_max=8192,
+                 half_tiles=True, pair_batch=True),
 }
 # v2 keeps Z in fp32 and uses fp16 rather than bf16 operands: measured on CPU (float64 reference,
 # gated bidirectional, bf16 inputs) bf16 operands raise the worst relative error from 3.3e-3 to
@@ -207,6 +214,22 @@ def _hermitian_index(plan: Plan, device: torch.device) -> tuple[torch.Tensor, to
     order = spectrum_order(plan).to(device)
     upper = order > plan.n // 2
     return torch.where(upper, plan.n - order, order), torch.where(upper, -1.0, 1.0)
+
+
+@functools.lru_cache(maxsize=32)
+def _negated_positions(plan: Plan, device: torch.device) -> torch.Tensor:
+    """For each stored position: the stored position of the negated frequency ``(n - f) mod n``."""
+    order = spectrum_order(plan)
+    pos = torch.empty(plan.n, dtype=torch.long)
+    pos[order] = torch.arange(plan.n)
+    return pos[(plan.n - order) % plan.n].to(device)
+
+
+def hermitian_part(sr: torch.Tensor, si: torch.Tensor, plan: Plan) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(W[f] + conj(W[-f])) / 2`` of a planar spectrum in stored order: the spectrum of the real part
+    of ``W``'s inverse transform. Removes the ``i * T`` that batch-paired cross spectra carry."""
+    neg = _negated_positions(plan, sr.device)
+    return (sr + sr[:, neg]) * 0.5, (si - si[:, neg]) * 0.5
 
 
 @functools.lru_cache(maxsize=32)

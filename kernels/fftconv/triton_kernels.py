@@ -38,9 +38,15 @@ def _mm(a, b, PREC: tl.constexpr, DOT16: tl.constexpr):
 
 
 @triton.jit
+def _load_block(ptr, R: tl.constexpr, C: tl.constexpr, STRIDE: tl.constexpr):
+    """Rows ``0..R-1``, columns ``0..C-1`` of a row-major matrix whose rows are ``STRIDE`` apart."""
+    return tl.load(ptr + tl.arange(0, R)[:, None] * STRIDE + tl.arange(0, C)[None, :])
+
+
+@triton.jit
 def _load_square(ptr, R: tl.constexpr, C: tl.constexpr):
-    """Row-major (R, C) fp32 matrix."""
-    return tl.load(ptr + tl.arange(0, R)[:, None] * C + tl.arange(0, C)[None, :])
+    """Row-major (R, C) matrix."""
+    return _load_block(ptr, R, C, C)
 
 
 @triton.jit
@@ -48,6 +54,15 @@ def _load_row_factors(far_ptr, fai_ptr, fbr_ptr, fbi_ptr, twr_ptr, twi_ptr, A: t
     """The on-chip row transform's factors: F_A and F_BD (real, imaginary) and the (A, BD) twiddles."""
     return (_load_square(far_ptr, A, A), _load_square(fai_ptr, A, A), _load_square(fbr_ptr, BD, BD),
             _load_square(fbi_ptr, BD, BD), _load_square(twr_ptr, A, BD), _load_square(twi_ptr, A, BD))
+
+
+@triton.jit
+def _load_short_factors(far_ptr, fai_ptr, A: tl.constexpr, AH: tl.constexpr):
+    """F_A as the short path uses it: its first ``AH`` columns for the forward step (input rows
+    ``a >= AH`` are zero padding) and its first ``AH`` rows for the last inverse step (only rows
+    ``a < AH`` hold outputs below L). ``AH = A`` keeps the whole matrix."""
+    return (_load_block(far_ptr, A, AH, A), _load_block(fai_ptr, A, AH, A),
+            _load_block(far_ptr, AH, A, A), _load_block(fai_ptr, AH, A, A))
 
 
 @triton.jit
@@ -159,40 +174,68 @@ def row_conv_kernel(
     zr_ptr, zi_ptr,  # complex rows, transformed in place (long path)
     kr_ptr, ki_ptr,  # filter spectrum in stored order, (H, N2*A*BD), scaled by 1/N
     far_ptr, fai_ptr, fbr_ptr, fbi_ptr, twr_ptr, twi_ptr,
-    H, L, N2,
+    BH, H, L, N2,
     A: tl.constexpr, BD: tl.constexpr, REAL_IO: tl.constexpr,
     HAS_PRE: tl.constexpr, HAS_D: tl.constexpr, HAS_POST: tl.constexpr, PREC: tl.constexpr,
     DOT16: tl.constexpr, STORE_Y: tl.constexpr = True, STORE_Z: tl.constexpr = False,
     STORE_Y2: tl.constexpr = False, STORE_Y3: tl.constexpr = False, DSUM: tl.constexpr = False,
+    AH: tl.constexpr = 0, PAIR: tl.constexpr = False,
 ):
     """One row: transform, multiply by the filter spectrum, inverse transform.
 
     Short path (REAL_IO): the row is the whole gated, zero-padded sequence and the program writes
     the finished output (skip term and post-gate fused) and the optional outputs of :func:`_epilogue`
-    (``dsum`` partial at index ``bh``). Long path: row ``program_id(1)`` of the column-transformed
-    buffer, rewritten in place.
+    (``dsum`` partial at the sequence's index ``b*H + h``). Only the first ``AH`` tile rows are read
+    and written (see :func:`_load_short_factors`). ``PAIR``: the program convolves the sequences of
+    batches ``2p`` and ``2p + 1`` (same channel) at once as the real and imaginary parts of one complex
+    row (the filter is real, so the two results come back as the real and imaginary parts); the second
+    is masked off past ``BH`` rows. Long path: row ``program_id(1)`` of the column-transformed buffer,
+    rewritten in place.
     """
-    bh = tl.program_id(0).to(tl.int64)  # batch*channel on axis 0: it can exceed 65535
+    pid = tl.program_id(0).to(tl.int64)  # on axis 0: it can exceed 65535
     r = tl.program_id(1)
-    h = bh % H
     M: tl.constexpr = A * BD
-    j = tl.arange(0, A)[:, None] * BD + tl.arange(0, BD)[None, :]
-    far, fai, fbr, fbi, twr, twi = _load_row_factors(far_ptr, fai_ptr, fbr_ptr, fbi_ptr, twr_ptr, twi_ptr, A, BD)
+    jm = tl.arange(0, A)[:, None] * BD + tl.arange(0, BD)[None, :]
+    fbr = _load_square(fbr_ptr, BD, BD)
+    fbi = _load_square(fbi_ptr, BD, BD)
+    twr = _load_square(twr_ptr, A, BD)
+    twi = _load_square(twi_ptr, A, BD)
     if REAL_IO:
+        far_in, fai_in, far_out, fai_out = _load_short_factors(far_ptr, fai_ptr, A, AH)
+        if PAIR:
+            h = pid % H
+            bh = (pid // H) * (2 * H) + h  # the pair's first sequence
+        else:
+            bh = pid
+            h = bh % H
+        j = tl.arange(0, AH)[:, None] * BD + tl.arange(0, BD)[None, :]
         off = bh * L + j
         mask = j < L
         x = _load_real(u_ptr, pre_ptr, off, mask, HAS_PRE)
-        zr, zi = _row_fwd(x, x, far, fai, fbr, fbi, twr, twi, True, PREC, DOT16)
+        if PAIR:
+            mask2 = j < tl.where(bh + H < BH, L, 0)  # no second sequence: all masked
+            x2 = _load_real(u_ptr, pre_ptr, off + H * L, mask2, HAS_PRE)
+            zr, zi = _row_fwd(x, x2, far_in, fai_in, fbr, fbi, twr, twi, False, PREC, DOT16)
+        else:
+            zr, zi = _row_fwd(x, x, far_in, fai_in, fbr, fbi, twr, twi, True, PREC, DOT16)
     else:
-        zoff = (bh * N2 + r) * M + j
+        h = pid % H
+        far = _load_square(far_ptr, A, A)
+        fai = _load_square(fai_ptr, A, A)
+        zoff = (pid * N2 + r) * M + jm
         zr, zi = _row_fwd(_ld(zr_ptr, zoff), _ld(zi_ptr, zoff), far, fai, fbr, fbi, twr, twi, False, PREC, DOT16)
-    koff = h * (N2 * M) + r * M + j
+    koff = h * (N2 * M) + r * M + jm
     kr = tl.load(kr_ptr + koff)
     ki = tl.load(ki_ptr + koff)
     pr = zr * kr - zi * ki
     pi = zr * ki + zi * kr
     if REAL_IO:
-        out, _unused = _row_inv(pr, pi, far, fai, fbr, fbi, twr, twi, True, PREC, DOT16)
+        if PAIR:
+            out, out2 = _row_inv(pr, pi, far_out, fai_out, fbr, fbi, twr, twi, False, PREC, DOT16)
+            _epilogue(out2, x2, u_ptr, d_ptr, post_ptr, y_ptr, z_ptr, m2_ptr, y2_ptr, zin_ptr, y3_ptr, dsum_ptr,
+                      h, off + H * L, mask2, bh + H, HAS_D, HAS_POST, STORE_Y, STORE_Z, STORE_Y2, STORE_Y3, DSUM)
+        else:
+            out, _unused = _row_inv(pr, pi, far_out, fai_out, fbr, fbi, twr, twi, True, PREC, DOT16)
         _epilogue(out, x, u_ptr, d_ptr, post_ptr, y_ptr, z_ptr, m2_ptr, y2_ptr, zin_ptr, y3_ptr, dsum_ptr,
                   h, off, mask, bh, HAS_D, HAS_POST, STORE_Y, STORE_Z, STORE_Y2, STORE_Y3, DSUM)
     else:
@@ -210,32 +253,54 @@ def row_xspec_kernel(
     B, H, L, N2,
     A: tl.constexpr, BD: tl.constexpr, REAL_IN: tl.constexpr,
     HAS_PRE: tl.constexpr, HAS_POST: tl.constexpr, PREC: tl.constexpr,
-    DOT16: tl.constexpr,
+    DOT16: tl.constexpr, AH: tl.constexpr = 0, PAIR: tl.constexpr = False,
 ):
-    """Cross spectrum of the input x and the output gradient g, summed over the batch (for dk)."""
+    """Cross spectrum of the input x and the output gradient g, summed over the batch (for dk).
+
+    ``PAIR`` (short path): batches ``b`` and ``b + 1`` go through one complex transform each for x and
+    g (as in :func:`row_conv_kernel`), which adds ``i * T`` to the sum, where ``T`` is the spectrum of a
+    real signal; the caller keeps the Hermitian part (:func:`.plan.hermitian_part`), which is the sum.
+    """
     r = tl.program_id(0)
     h = tl.program_id(1).to(tl.int64)
     M: tl.constexpr = A * BD
-    j = tl.arange(0, A)[:, None] * BD + tl.arange(0, BD)[None, :]
-    far, fai, fbr, fbi, twr, twi = _load_row_factors(far_ptr, fai_ptr, fbr_ptr, fbi_ptr, twr_ptr, twi_ptr, A, BD)
+    STEP: tl.constexpr = 2 if PAIR else 1
+    jm = tl.arange(0, A)[:, None] * BD + tl.arange(0, BD)[None, :]
+    fbr = _load_square(fbr_ptr, BD, BD)
+    fbi = _load_square(fbi_ptr, BD, BD)
+    twr = _load_square(twr_ptr, A, BD)
+    twi = _load_square(twi_ptr, A, BD)
+    if REAL_IN:
+        far, fai, _far_out, _fai_out = _load_short_factors(far_ptr, fai_ptr, A, AH)
+    else:
+        far = _load_square(far_ptr, A, A)
+        fai = _load_square(fai_ptr, A, A)
     accr = tl.zeros((A, BD), tl.float32)
     acci = tl.zeros((A, BD), tl.float32)
-    for b in range(B):
+    for b in range(0, B, STEP):
         bh = b * H + h
         if REAL_IN:
+            j = tl.arange(0, AH)[:, None] * BD + tl.arange(0, BD)[None, :]
             off = bh * L + j
             mask = j < L
             x = _load_real(u_ptr, pre_ptr, off, mask, HAS_PRE)
             g = _load_real(dy_ptr, post_ptr, off, mask, HAS_POST)
-            Xr, Xi = _row_fwd(x, x, far, fai, fbr, fbi, twr, twi, True, PREC, DOT16)
-            Gr, Gi = _row_fwd(g, g, far, fai, fbr, fbi, twr, twi, True, PREC, DOT16)
+            if PAIR:
+                mask2 = j < tl.where(b + 1 < B, L, 0)
+                x2 = _load_real(u_ptr, pre_ptr, off + H * L, mask2, HAS_PRE)
+                g2 = _load_real(dy_ptr, post_ptr, off + H * L, mask2, HAS_POST)
+                Xr, Xi = _row_fwd(x, x2, far, fai, fbr, fbi, twr, twi, False, PREC, DOT16)
+                Gr, Gi = _row_fwd(g, g2, far, fai, fbr, fbi, twr, twi, False, PREC, DOT16)
+            else:
+                Xr, Xi = _row_fwd(x, x, far, fai, fbr, fbi, twr, twi, True, PREC, DOT16)
+                Gr, Gi = _row_fwd(g, g, far, fai, fbr, fbi, twr, twi, True, PREC, DOT16)
         else:
-            zoff = (bh * N2 + r) * M + j
+            zoff = (bh * N2 + r) * M + jm
             Xr, Xi = _row_fwd(_ld(xr_ptr, zoff), _ld(xi_ptr, zoff), far, fai, fbr, fbi, twr, twi, False, PREC, DOT16)
             Gr, Gi = _row_fwd(_ld(gr_ptr, zoff), _ld(gi_ptr, zoff), far, fai, fbr, fbi, twr, twi, False, PREC, DOT16)
         accr += Xr * Gr + Xi * Gi
         acci += Xr * Gi - Xi * Gr
-    soff = h * (N2 * M) + r * M + j
+    soff = h * (N2 * M) + r * M + jm
     tl.store(sr_ptr + soff, accr)
     tl.store(si_ptr + soff, acci)
 
