@@ -19,24 +19,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from pathlib import Path
 
 import torch
 import triton.testing
 
+from genomix.kernels.bench_scan import copy_bandwidth, write_json
 from genomix.kernels.fftconv import fftconv_ref, fftconv_triton
 from genomix.kernels.fftconv.cufft_fused import fftconv_cufft
 from genomix.kernels.fftconv.plan import current_tuning
 
 PATHS = {"triton": fftconv_triton, "cufft": fftconv_cufft}
 SHAPES = {4096: (256, 256), 32768: (32, 256), 262144: (4, 256), 1 << 20: (1, 256), 1 << 22: (1, 64)}
-
-
-def copy_bandwidth() -> float:
-    """Bytes read + written per second by a 1 GiB device-to-device copy."""
-    a = torch.empty(1 << 28, device="cuda", dtype=torch.float32).uniform_()
-    b = torch.empty_like(a)
-    ms = triton.testing.do_bench(lambda: b.copy_(a), warmup=25, rep=200, return_mode="median")
-    return 2 * a.numel() * 4 / (ms * 1e-3)
 
 
 def peak_gib(fn) -> float:
@@ -132,10 +126,7 @@ def main() -> int:
               "copy_bandwidth_TBps": bw / 1e12, "max_row": os.environ.get("GENOMIX_FFTCONV_MAX_ROW", "4096"),
               "tuning": repr(current_tuning()), "path": args.path,
               "rows": rows, "breakdown_L": args.breakdown, "breakdown": prof}
-    path = os.path.join(args.out, f"bench_fftconv_{args.path}{'_gated' if args.gates else ''}.json")
-    with open(path + ".tmp", "w") as fh:
-        json.dump(result, fh, indent=1)
-    os.replace(path + ".tmp", path)
+    write_json(Path(args.out) / f"bench_fftconv_{args.path}{'_gated' if args.gates else ''}.json", result)
     for p in prof:
         print(f"  {p['ms']:8.2f} ms {p['calls']:3d}x {p['kernel']}")
     print(f"{result['device']}, copy {bw / 1e12:.2f} TB/s; bf16{', gates' if args.gates else ''}")

@@ -23,9 +23,11 @@ import argparse
 import json
 import os
 import time
+from pathlib import Path
 
 import torch
 
+from genomix.kernels.bench_scan import write_json
 from genomix.kernels.fftconv import fftconv, fftconv_ref
 from genomix.kernels.fftconv.autograd import _precision, _spectrum
 from genomix.kernels.fftconv.cufft_fused import fftconv_cufft
@@ -159,11 +161,9 @@ def main() -> int:
             rows.append(row)
             print(json.dumps(row), flush=True)
             torch.cuda.empty_cache()
-    path = os.path.join(args.out, f"gpu_check_fftconv_{args.path}.json")
-    with open(path + ".tmp", "w") as f:
-        json.dump({"device": torch.cuda.get_device_name(), "torch": torch.__version__,
-                   "tuning": repr(current_tuning()), "rows": rows}, f, indent=1)
-    os.replace(path + ".tmp", path)
+    write_json(Path(args.out) / f"gpu_check_fftconv_{args.path}.json",
+               {"device": torch.cuda.get_device_name(), "torch": torch.__version__,
+                "tuning": repr(current_tuning()), "rows": rows})
     print(f"{'dtype':>8} {'B':>2} {'H':>3} {'L':>8} {'bid':>4} {'gate':>4} {'worst rel err':>13} {'unwritten':>9} ok")
     for r in rows:
         print(f"{r['dtype']:>8} {r['B']:>2} {r['H']:>3} {r['L']:>8} {str(r['bidirectional'])[0]:>4} {str(r['gates'])[0]:>4} "

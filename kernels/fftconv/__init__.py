@@ -49,7 +49,7 @@ def fftconv_triton(
 ) -> torch.Tensor:
     """The Triton path of :func:`fftconv` (differentiable in u, k, D and both gates).
 
-    ``tuning``: a :class:`.plan.Tuning`, the name of one in ``plan.VARIANTS`` ("v1", "v2"), or None
+    ``tuning``: a :class:`.plan.Tuning`, the name of one in ``plan.VARIANTS`` ("v1", "v2", "v3"), or None
     for :func:`.plan.current_tuning` (``plan.DEFAULT_VARIANT`` unless ``GENOMIX_FFTCONV_VARIANT``).
     """
     from .autograd import FFTConvFn  # imports triton: only when this path is taken
