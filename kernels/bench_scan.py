@@ -32,25 +32,17 @@ def copy_bandwidth() -> float:
     return 2 * src.numel() * src.element_size() / (ms * 1e-3)
 
 
-def make_inputs(length: int, channels: int = 512, n_state: int = 16, batch: int = 1, dtype=torch.bfloat16, seed: int = 0,
-                time_major: bool = False):
-    """Fresh random inputs of Mamba-like magnitude (Δ around softplus⁻¹ of 0.01..0.1). ``time_major``:
-    u, Δ and z are (batch, E, L) views of (batch, L, E) tensors, the layout the Mamba block produces."""
+def make_inputs(length: int, channels: int = 512, n_state: int = 16, batch: int = 1, dtype=torch.bfloat16, seed: int = 0):
+    """Fresh random inputs of Mamba-like magnitude (Δ around softplus⁻¹ of 0.01..0.1)."""
     g = torch.Generator(device="cuda").manual_seed(seed)
     kw = dict(device="cuda", generator=g)
-
-    def per_channel() -> torch.Tensor:
-        if time_major:
-            return torch.randn(batch, length, channels, **kw).transpose(1, 2)
-        return torch.randn(batch, channels, length, **kw)
-
-    u = per_channel().to(dtype)
-    delta = (per_channel() * 0.5 - 3.0).to(dtype)
+    u = torch.randn(batch, channels, length, **kw).to(dtype)
+    delta = (torch.randn(batch, channels, length, **kw) * 0.5 - 3.0).to(dtype)
     A = -torch.arange(1, n_state + 1, device="cuda", dtype=torch.float32).repeat(channels, 1)
     B = torch.randn(batch, n_state, length, **kw).to(dtype)
     C = torch.randn(batch, n_state, length, **kw).to(dtype)
     D = torch.ones(channels, device="cuda")
-    z = per_channel().to(dtype)
+    z = torch.randn(batch, channels, length, **kw).to(dtype)
     bias = torch.rand(channels, **kw) * 0.1
     return u, delta, A, B, C, D, z, bias
 
@@ -65,13 +57,13 @@ def floor_bytes(length: int, channels: int, n_state: int, itemsize: int = 2) -> 
 
 
 def bench_length(length: int, bandwidth: float, tiling, ref_max_len: int, channels: int = 512,
-                 n_state: int = 16, time_major: bool = False) -> dict:
+                 n_state: int = 16) -> dict:
     import triton.testing
 
     from genomix.kernels.scan.ops import selective_scan_triton
     from genomix.kernels.scan.reference import selective_scan_ref
 
-    inputs = make_inputs(length, channels, n_state, time_major=time_major)
+    inputs = make_inputs(length, channels, n_state)
     u, delta, A, B, C, D, z, bias = inputs
     scan = lambda *a: selective_scan_triton(*a, tiling=tiling)  # noqa: E731
     torch.cuda.synchronize()
@@ -98,7 +90,7 @@ def bench_length(length: int, bandwidth: float, tiling, ref_max_len: int, channe
     fb_ms = triton.testing.do_bench(fwd_bwd, warmup=3, rep=30, grad_to_none=leaves)
     fwd_bytes, bwd_bytes = floor_bytes(length, channels, n_state)
     row = {
-        "L": length, "layout": "time-major" if time_major else "channel-major", **dataclasses.asdict(tiling),
+        "L": length, **dataclasses.asdict(tiling),
         "fwd_ms": fwd_ms, "fwd_bwd_ms": fb_ms, "bwd_ms": fb_ms - fwd_ms,
         "fwd_floor_ms": fwd_bytes / bandwidth * 1e3, "bwd_floor_ms": bwd_bytes / bandwidth * 1e3,
         "fwd_peak_gib": fwd_peak / 2**30, "fwd_bwd_peak_gib": train_peak / 2**30,
@@ -147,9 +139,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bwd-block-e", type=int, default=None)
     parser.add_argument("--ref-max-len", type=int, default=4096)
     parser.add_argument("--out", type=Path, default=Path("."))
-    parser.add_argument("--time-major", action="store_true",
-                        help="u, Δ and z as views of (batch, L, E) tensors (the forward reads them in place; the "
-                             "backward still copies them to channel-major)")
     args = parser.parse_args(argv)
     from genomix.kernels.scan import ops
 
@@ -158,8 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {k: v for k, v in (("block_e", args.block_e), ("chunk", args.chunk), ("bwd_block_e", args.bwd_block_e))
                  if v is not None}
     tiling = dataclasses.replace(tiling, **overrides)
-    rows = [bench_length(L, bandwidth, tiling, args.ref_max_len, time_major=args.time_major) for L in args.lengths]
-    write_json(args.out / f"scan_bench{'_time_major' if args.time_major else ''}.json", {"device": torch.cuda.get_device_name(), "copy_gbs": bandwidth / 1e9,
+    rows = [bench_length(L, bandwidth, tiling, args.ref_max_len) for L in args.lengths]
+    write_json(args.out / "scan_bench.json", {"device": torch.cuda.get_device_name(), "copy_gbs": bandwidth / 1e9,
                                               "torch": torch.__version__, "rows": rows})
     print(f"device {torch.cuda.get_device_name()}, copy bandwidth {bandwidth / 1e9:.0f} GB/s")
     print_table(rows)

@@ -24,7 +24,7 @@ import torch
 from kernels.bench_fftconv import SHAPES
 
 
-def _scan(length: int, backward: bool, overrides: dict[str, str], time_major: bool) -> Callable[[], None]:
+def _scan(length: int, backward: bool, overrides: dict[str, str]) -> Callable[[], None]:
     from genomix.kernels.scan.ops import DEFAULT_TILING, selective_scan_triton
     from kernels.bench_scan import make_inputs
 
@@ -36,7 +36,7 @@ def _scan(length: int, backward: bool, overrides: dict[str, str], time_major: bo
         return value == "True" if kind == "bool" else value if kind == "str" else int(value)
 
     tiling = dataclasses.replace(DEFAULT_TILING, **{k: parse(k, v) for k, v in overrides.items()})
-    inputs = [t.requires_grad_() if t.is_floating_point() else t for t in make_inputs(length, time_major=time_major)]
+    inputs = [t.requires_grad_() if t.is_floating_point() else t for t in make_inputs(length)]
     dout = torch.randn_like(inputs[0])
     if not backward:
         return lambda: selective_scan_triton(*inputs, tiling=tiling)
@@ -72,13 +72,12 @@ def main() -> int:
     ap.add_argument("--path", default="cufft", choices=["cufft", "triton"], help="fftconv path (bench_fftconv.PATHS)")
     ap.add_argument("--tiling", nargs="*", default=[], metavar="NAME=VALUE",
                     help="scan: fields of ops.DEFAULT_TILING to override, e.g. hints=True bc16=True")
-    ap.add_argument("--time-major", action="store_true", help="scan: u, Δ and z as views of (batch, L, E) tensors")
     args = ap.parse_args()
     if args.workload.startswith("fftconv") and args.length not in SHAPES:
         ap.error(f"fftconv workloads take --length in {sorted(SHAPES)} (bench_fftconv's shapes)")
     if args.workload.startswith("scan"):
         overrides = dict(item.split("=", 1) for item in args.tiling)
-        run = _scan(args.length, backward=args.workload == "scan-bwd", overrides=overrides, time_major=args.time_major)
+        run = _scan(args.length, backward=args.workload == "scan-bwd", overrides=overrides)
     else:
         run = _fftconv(args.length, args.path, backward=args.workload == "fftconv-fwdbwd")
     run()  # compile, plan, allocate

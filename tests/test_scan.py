@@ -163,30 +163,6 @@ def test_seq_kernels_on_bf16_bc_pairs_match_reference(case, tiling):
     _compare(_inputs(**case), 2e-2, variant="seq", tile_io=True, bwd_variant="seq", bc16=True, **tiling)
 
 
-@pytest.mark.parametrize("tile_io", [True, False], ids=["tiled", "per-step"])
-def test_seq_forward_reads_time_major_inputs(tile_io):
-    """u, Δ and z given as views of (batch, L, E) tensors (the Mamba block's natural layout) go to the
-    seq forward unchanged and give bit-identical outputs (in the same layout) and gradients."""
-    from genomix.kernels.scan.ops import time_major
-
-    args = _inputs(L=45, E=8, dtype=torch.bfloat16, seed=3)
-    tm = [t.transpose(1, 2).contiguous().transpose(1, 2) if i in (0, 1, 6) else t for i, t in enumerate(args)]
-    assert all(time_major(tm[i]) for i in (0, 1, 6)) and not time_major(args[0])
-    tiling = Tiling(variant="seq", block_e=4, chunk=16, target_programs=4, tile_io=tile_io, bwd_variant="seq",
-                    bwd_block_e=4, bwd_stash=4)
-    outs, grads = [], []
-    for inputs in (args, tm):
-        leaves = [t.detach().clone().requires_grad_() if t is not None and t.is_floating_point() else t
-                  for t in inputs]
-        y, last = selective_scan_triton(*leaves, return_last_state=True, tiling=tiling)
-        y.float().square().sum().backward()
-        outs.append((y, last))
-        grads.append([t.grad for t in leaves if t is not None])
-    assert time_major(outs[1][0])
-    assert torch.equal(outs[0][0], outs[1][0]) and torch.equal(outs[0][1], outs[1][1])
-    assert all(torch.equal(a, b) for a, b in zip(*grads))
-
-
 @pytest.mark.parametrize("tiling", [dict(variant="nope"), dict(variant="seq", chunk=24)], ids=["variant", "chunk"])
 def test_bad_tiling_is_refused(tiling):
     with pytest.raises(ValueError):

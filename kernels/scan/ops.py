@@ -159,13 +159,6 @@ def _check_tiling(tiling: Tiling) -> None:
                          f"and a stash of 2, 4 or 8 steps (got {tiling.bwd_stash})")
 
 
-def time_major(t: torch.Tensor) -> bool:
-    """Whether a (batch, E, L) tensor is a view of a contiguous (batch, L, E) one (with E > 1: a single
-    channel is channel-major too)."""
-    batch, channels, length = t.shape
-    return channels > 1 and t.stride() == (length * channels, 1, channels)
-
-
 def _reg_cap(maxnreg: int | None) -> dict:
     """The launch option capping registers per thread (compiled code only: the interpreter has none)."""
     return {} if maxnreg is None or dispatch.interpreting() else {"maxnreg": maxnreg}
@@ -203,10 +196,9 @@ def _launch_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, save_states
         A_k = _log2e_scaled(A)
         gpu = not dispatch.interpreting()  # inline PTX: not in the interpreter
         flags = dict(TILE_IO=tiling.tile_io, PREFETCH=tiling.fwd_prefetch and tiling.tile_io,
-                     ASM=tiling.fwd_fast_math and gpu, HINTS=tiling.hints and tiling.tile_io and gpu,
-                     TMAJOR=time_major(u))
+                     ASM=tiling.fwd_fast_math and gpu, HINTS=tiling.hints and tiling.tile_io and gpu)
         BC = pack_bc(B, C, multiple=16, half=tiling.bc16)  # rows zero-padded: unmasked loads
-        kernel, BC_k, lengths, extra = _seq_fwd_kernel, (BC,), (u.shape[2], BC.shape[2]), (1, 0)
+        kernel, BC_k, lengths, extra = _seq_fwd_kernel, (BC,), (u.shape[2], BC.shape[2]), (1,)
     else:
         kernel, A_k, BC_k, lengths, extra, flags = _scan_fwd_kernel, A, (B, C), (u.shape[2],), (), {}
     batch, channels, length = u.shape
@@ -345,8 +337,6 @@ class SelectiveScanFn(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dout, _dlast):
         u, delta, A, B, C, D, z, delta_bias, states = ctx.saved_tensors
-        # the backward kernels read channel-major tensors only
-        u, delta, z = (None if t is None else t.contiguous() for t in (u, delta, z))
         launch = _launch_bwd_seq if ctx.tiling.bwd_variant == "seq" else _launch_bwd_assoc
         du, ddelta, dA, dB, dC, dD, dz, dbias = launch(u, delta, A, B, C, D, z, delta_bias, ctx.delta_softplus,
                                                        states, dout.contiguous(), ctx.tiling)
@@ -376,13 +366,9 @@ def selective_scan_triton(
     Bg, Cg = _as_groups(B), _as_groups(C)
     if u.shape[1] % Bg.shape[1]:
         raise ValueError(f"channels ({u.shape[1]}) must be divisible by the number of B/C groups ({Bg.shape[1]})")
-    # time-major u, Δ and z (all three) go to the "seq" forward as they are; anything else is made
-    # channel-major
-    keep = (tiling or DEFAULT_TILING).variant == "seq" and all(t is None or time_major(t) for t in (u, delta, z))
-    io = (lambda t: t) if keep else (lambda t: t.contiguous())  # noqa: E731
     out, last = SelectiveScanFn.apply(
-        io(u), io(delta), A.contiguous(), Bg, Cg,
-        None if D is None else D.contiguous(), None if z is None else io(z),
+        u.contiguous(), delta.contiguous(), A.contiguous(), Bg, Cg,
+        None if D is None else D.contiguous(), None if z is None else z.contiguous(),
         None if delta_bias is None else delta_bias.contiguous(), delta_softplus, tiling or DEFAULT_TILING,
     )
     return (out, last) if return_last_state else out

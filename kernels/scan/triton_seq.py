@@ -71,42 +71,33 @@ def _hint_bc(BC_ptr, bc_row, t, L_bc, STEPS: tl.constexpr, LEVEL: tl.constexpr, 
 
 
 @triton.jit
-def _hint_rows(x_ptr, row, t, L, STEPS: tl.constexpr, ST=1, TMAJOR: tl.constexpr = False):
-    """Prefetch into L2 the cache lines holding steps [t, t + STEPS) (clamped to [0, L)) of the
-    program's channels, e.g. the next chunk of a sequential walk. Channel-major (batch, E, L): each
-    lane asks for its channel's lines. Time-major (``TMAJOR``, step stride ``ST``): a step's channels
-    share a line, so lane i asks for steps t + i, t + i + BLOCK_E, ... GPU only."""
-    if TMAJOR:
-        lane = tl.arange(0, row.shape[0])
-        for i in tl.static_range(0, STEPS, row.shape[0]):
-            step = tl.minimum(tl.maximum(t + i + lane, 0), L - 1)
-            _prefetch(x_ptr + (row - lane) + step * ST, "L2")
-    else:
-        per_line: tl.constexpr = 128 * 8 // x_ptr.dtype.element_ty.primitive_bitwidth
-        for i in tl.static_range(0, STEPS, per_line):
-            _prefetch(x_ptr + row + tl.minimum(tl.maximum(t + i, 0), L - 1), "L2")
+def _hint_rows(x_ptr, row, t, L, STEPS: tl.constexpr):
+    """Prefetch into L2 the cache lines holding steps [t, t + STEPS) (clamped to [0, L)) of each
+    channel's row of a (batch, E, L) tensor, e.g. the next chunk of a sequential walk. GPU only."""
+    per_line: tl.constexpr = 128 * 8 // x_ptr.dtype.element_ty.primitive_bitwidth
+    for i in tl.static_range(0, STEPS, per_line):
+        _prefetch(x_ptr + row + tl.minimum(tl.maximum(t + i, 0), L - 1), "L2")
 
 
 @triton.jit
-def _tile_offsets(row, emask, t0, L, ST):
-    """Offsets and mask of the (SUB, BLOCK_E) tile of the ``SUB`` steps from ``t0`` (time along rows;
-    ``ST``: the step stride, 1 for channel-major tensors)."""
+def _tile_offsets(row, emask, t0, L):
+    """Offsets and mask of the (SUB, BLOCK_E) tile of the ``SUB`` steps from ``t0`` (time along rows)."""
     t = t0 + tl.arange(0, SUB)
-    return row[None, :] + t[:, None] * ST, (t < L)[:, None] & emask[None, :]
+    return row[None, :] + t[:, None], (t < L)[:, None] & emask[None, :]
 
 
 @triton.jit
-def _load_io(u_ptr, dt_ptr, z_ptr, row, emask, t0, L, ST, LOAD_Z: tl.constexpr):
+def _load_io(u_ptr, dt_ptr, z_ptr, row, emask, t0, L, LOAD_Z: tl.constexpr):
     """The raw u, Δ and (``LOAD_Z``) z tiles of the ``SUB`` steps from ``t0``, in the inputs' dtype
     (u again in place of z otherwise): issued a tile ahead of their use by the ``PREFETCH`` kernel."""
-    offs, m = _tile_offsets(row, emask, t0, L, ST)
+    offs, m = _tile_offsets(row, emask, t0, L)
     u = tl.load(u_ptr + offs, mask=m, other=0.0)
     z = tl.load(z_ptr + offs, mask=m, other=0.0) if LOAD_Z else u
     return u, tl.load(dt_ptr + offs, mask=m, other=0.0), z
 
 
 @triton.jit
-def _sub_tile(h, dt_sum, A2, bias, Dv, u_raw, dt_raw, z_raw, out_ptr, BC_ptr, row, emask, bc_row, t0, L, ST,
+def _sub_tile(h, dt_sum, A2, bias, Dv, u_raw, dt_raw, z_raw, out_ptr, BC_ptr, row, emask, bc_row, t0, L,
               HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
               SUMMARY: tl.constexpr, N: tl.constexpr, ASM: tl.constexpr):
     """``SUB`` = 8 steps from ``t0`` with tiled I/O, on the raw (SUB, BLOCK_E) u, Δ, z tiles of
@@ -117,7 +108,7 @@ def _sub_tile(h, dt_sum, A2, bias, Dv, u_raw, dt_raw, z_raw, out_ptr, BC_ptr, ro
     once per tile. ``ASM`` (GPU): the fast approximate exp2, softplus and sigmoid of :mod:`.triton_scan`.
     Returns the state and the running sum of Δ."""
     rows = tl.arange(0, SUB)
-    offs, m = _tile_offsets(row, emask, t0, L, ST)
+    offs, m = _tile_offsets(row, emask, t0, L)
     u = u_raw.to(tl.float32)
     _, dt = _dt_of(dt_raw, m, bias[None, :], HAS_BIAS, SOFTPLUS, ASM)  # a = 1, b = 0 past the end
     dtu = dt * u
@@ -140,15 +131,14 @@ def _sub_tile(h, dt_sum, A2, bias, Dv, u_raw, dt_raw, z_raw, out_ptr, BC_ptr, ro
     return h, dt_sum
 
 
-@triton.jit(do_not_specialize=["state_stride", "tm_shift", *_SEGMENT_ARGS])
+@triton.jit(do_not_specialize=["state_stride", *_SEGMENT_ARGS])
 def _seq_fwd_kernel(
     u_ptr, dt_ptr, A2_ptr, BC_ptr, D_ptr, z_ptr, bias_ptr, out_ptr, states_ptr, last_ptr,
     seg_a_ptr, seg_h_ptr, carry_ptr,
-    E, L, L_bc, G, n_chunks, chunks_per_seg, n_segs, state_stride, tm_shift,
+    E, L, L_bc, G, n_chunks, chunks_per_seg, n_segs, state_stride,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     SAVE_STATES: tl.constexpr, SUMMARY: tl.constexpr, TILE_IO: tl.constexpr, PREFETCH: tl.constexpr,
     ASM: tl.constexpr, N: tl.constexpr, BLOCK_E: tl.constexpr, T: tl.constexpr, HINTS: tl.constexpr = False,
-    TMAJOR: tl.constexpr = False,
 ):
     """One (sequence, channel block, segment) per program, arguments as in
     :func:`.triton_scan._scan_fwd_kernel` except ``A2``: A (E, N) scaled by log2(e);
@@ -168,15 +158,7 @@ def _seq_fwd_kernel(
     ``ASM`` (GPU only): fast approximate exp2, softplus and sigmoid (:func:`.triton_scan._approx`).
     ``HINTS`` (GPU only, with ``TILE_IO``): prefetch the next chunk's u, Δ, z and B/C into L2 at each
     chunk start and each tile's B/C into L1 two tiles ahead, so the per-step loads stop waiting on
-    L2/HBM latency (Nsight Compute: ~76 % of the summary pass's stalls were such waits).
-    ``TMAJOR``: u, Δ, z and the output are time-major, (batch, L, E) in memory (a step's channels are
-    contiguous, so a tile's loads are coalesced rows instead of one 16-byte piece of 32 channel rows).
-    Their offsets then include the unspecialised ``tm_shift`` (always 0): the compiler sees tiles that
-    are contiguous along the channels but of unknown alignment, so it lays them out one channel per lane
-    with the steps in registers, as the state. Aligned, they would be vectorised several channels per
-    thread, and unaligned without contiguity, spread with the steps over lanes: both convert to the
-    state's layout by shuffles in every tile.
-    """
+    L2/HBM latency (Nsight Compute: ~76 % of the summary pass's stalls were such waits)."""
     pid_b = tl.program_id(0).to(tl.int64)
     seg = tl.program_id(2)
     e = tl.program_id(1) * BLOCK_E + tl.arange(0, BLOCK_E)
@@ -189,12 +171,7 @@ def _seq_fwd_kernel(
     Dv = tl.load(D_ptr + e, mask=emask, other=0.0).to(tl.float32)
     group = (tl.program_id(1) * BLOCK_E) // (E // G)  # all channels of a program share a group
     bc_row = (pid_b * G + group) * L_bc
-    if TMAJOR:
-        row = pid_b * E * L + e.to(tl.int64) + tm_shift
-        ST = E
-    else:
-        row = pid_b * E * L + e.to(tl.int64) * L
-        ST = 1
+    row = pid_b * E * L + e.to(tl.int64) * L
     state_off = (pid_b * E + e[None, :].to(tl.int64)) * n_chunks * N + sn
     seg_off = ((pid_b * E + e[None, :].to(tl.int64)) * n_segs + seg) * N + sn
     dt_sum = tl.zeros((BLOCK_E,), dtype=tl.float32)  # the summary pass's total decay exponent
@@ -206,17 +183,17 @@ def _seq_fwd_kernel(
     c_stop = tl.minimum(c_start + chunks_per_seg, n_chunks)
     load_z: tl.constexpr = HAS_Z and not SUMMARY
     if PREFETCH:  # the first tile's loads
-        nu, ndt, nz = _load_io(u_ptr, dt_ptr, z_ptr, row, emask, c_start * T, L, ST, load_z)
+        nu, ndt, nz = _load_io(u_ptr, dt_ptr, z_ptr, row, emask, c_start * T, L, load_z)
     for c in range(c_start, c_stop):
         if not SUMMARY:
             if SAVE_STATES:
                 tl.store(states_ptr + state_off + c * N, h, mask=emask[None, :])
         if TILE_IO:
             if HINTS:
-                _hint_rows(u_ptr, row, (c + 1) * T, L, T, ST, TMAJOR)
-                _hint_rows(dt_ptr, row, (c + 1) * T, L, T, ST, TMAJOR)
+                _hint_rows(u_ptr, row, (c + 1) * T, L, T)
+                _hint_rows(dt_ptr, row, (c + 1) * T, L, T)
                 if load_z:
-                    _hint_rows(z_ptr, row, (c + 1) * T, L, T, ST, TMAJOR)
+                    _hint_rows(z_ptr, row, (c + 1) * T, L, T)
                 _hint_bc(BC_ptr, bc_row, (c + 1) * T, L_bc, T, "L2", N, BLOCK_E)
             for s in range(0, tl.cdiv(tl.minimum(T, L - c * T), SUB)):
                 t0 = c * T + s * SUB
@@ -224,15 +201,15 @@ def _seq_fwd_kernel(
                     _hint_bc(BC_ptr, bc_row, t0 + 2 * SUB, L_bc, SUB, "L1", N, BLOCK_E)
                 if PREFETCH:  # this tile's loads were issued one tile ago; issue the next tile's now
                     u_raw, dt_raw, z_raw = nu, ndt, nz
-                    nu, ndt, nz = _load_io(u_ptr, dt_ptr, z_ptr, row, emask, t0 + SUB, L, ST, load_z)
+                    nu, ndt, nz = _load_io(u_ptr, dt_ptr, z_ptr, row, emask, t0 + SUB, L, load_z)
                 else:
-                    u_raw, dt_raw, z_raw = _load_io(u_ptr, dt_ptr, z_ptr, row, emask, t0, L, ST, load_z)
+                    u_raw, dt_raw, z_raw = _load_io(u_ptr, dt_ptr, z_ptr, row, emask, t0, L, load_z)
                 h, dt_sum = _sub_tile(h, dt_sum, A2, bias, Dv, u_raw, dt_raw, z_raw, out_ptr, BC_ptr, row, emask,
-                                      bc_row, t0, L, ST, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, SUMMARY, N, ASM)
+                                      bc_row, t0, L, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, SUMMARY, N, ASM)
         else:
             for t in range(c * T, tl.minimum(c * T + T, L)):
-                u = tl.load(u_ptr + row + t * ST, mask=emask, other=0.0).to(tl.float32)
-                _, dt = _load_dt(dt_ptr, row + t * ST, emask, bias, HAS_BIAS, SOFTPLUS, ASM)
+                u = tl.load(u_ptr + row + t, mask=emask, other=0.0).to(tl.float32)
+                _, dt = _load_dt(dt_ptr, row + t, emask, bias, HAS_BIAS, SOFTPLUS, ASM)
                 Bv, Cv = _load_bc(BC_ptr, bc_row, t, N)  # one 8-byte load per state for B_t and C_t
                 h = _exp2(dt[None, :] * A2, ASM) * h + (dt * u)[None, :] * Bv[:, None]
                 if SUMMARY:
@@ -242,9 +219,9 @@ def _seq_fwd_kernel(
                     if HAS_D:
                         y += Dv * u
                     if HAS_Z:
-                        zv = tl.load(z_ptr + row + t * ST, mask=emask, other=0.0).to(tl.float32)
+                        zv = tl.load(z_ptr + row + t, mask=emask, other=0.0).to(tl.float32)
                         y = y * zv * _sigmoid(zv, ASM)
-                    tl.store(out_ptr + row + t * ST, y.to(out_ptr.dtype.element_ty), mask=emask)
+                    tl.store(out_ptr + row + t, y.to(out_ptr.dtype.element_ty), mask=emask)
     if SUMMARY:
         tl.store(seg_a_ptr + seg_off, tl.exp2(A2 * dt_sum[None, :]), mask=emask[None, :])
         tl.store(seg_h_ptr + seg_off, h, mask=emask[None, :])
