@@ -46,10 +46,10 @@ DEVICE = "cuda"
 #: spills; capped at 168 registers for 3 warps per scheduler it spills 200 B with the 2-step stash). All
 #: three were slower (results/scan_variants_bwd_registers_h200.json), as was, later, commit 240c1a5's
 #: evict-first u/Δ/z loads (results/scan_variants_evict_first_h200.json).
-CANDIDATES = [  # u, Δ, z prefetched per tile this many steps ahead instead of a chunk at a time
-    dataclasses.replace(DEFAULT_TILING, hint_ahead=32),
-    dataclasses.replace(DEFAULT_TILING, hint_ahead=64),
-    dataclasses.replace(DEFAULT_TILING, hint_ahead=16),
+CANDIDATES = [
+    dataclasses.replace(DEFAULT_TILING, bwd_stash=2),
+    dataclasses.replace(DEFAULT_TILING, bwd_stash=2, bwd_maxnreg=168),
+    dataclasses.replace(DEFAULT_TILING, bwd_maxnreg=200),
 ]
 
 

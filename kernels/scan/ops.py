@@ -39,8 +39,7 @@ class Tiling:
     ~2^-22 relative error). ``fwd_prefetch`` ("seq" with ``tile_io``): issue each 8-step tile's u, Δ, z
     loads while the previous tile is computed.
     ``hints`` ("seq" kernels, GPU only): cache prefetch instructions (L2 a chunk ahead, L1 for B/C two
-    tiles ahead); ``hint_ahead`` > 0 (forward): prefetch u, Δ, z that many steps ahead of each tile
-    instead of a chunk at a time. ``bc16``: bf16 B and C packed as int32 pairs (exact). ``fwd_maxnreg`` /
+    tiles ahead). ``bc16``: bf16 B and C packed as int32 pairs (exact). ``fwd_maxnreg`` /
     ``bwd_maxnreg``: register caps of the "seq" kernels (None: the compiler's choice).
     """
 
@@ -61,7 +60,6 @@ class Tiling:
     bc16: bool = False
     fwd_maxnreg: int | None = None
     bwd_maxnreg: int | None = None
-    hint_ahead: int = 0
 
 
 #: The sequential-step forward at the setting that measured best on an H200 (2026-12-01,
@@ -201,8 +199,7 @@ def _launch_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, save_states
         A_k = _log2e_scaled(A)
         gpu = not dispatch.interpreting()  # inline PTX: not in the interpreter
         flags = dict(TILE_IO=tiling.tile_io, PREFETCH=tiling.fwd_prefetch and tiling.tile_io,
-                     ASM=tiling.fwd_fast_math and gpu, HINTS=tiling.hints and tiling.tile_io and gpu,
-                     HINT_AHEAD=tiling.hint_ahead)
+                     ASM=tiling.fwd_fast_math and gpu, HINTS=tiling.hints and tiling.tile_io and gpu)
         BC = pack_bc(B, C, multiple=16, half=tiling.bc16)  # rows zero-padded: unmasked loads
         kernel, BC_k, lengths, extra = _seq_fwd_kernel, (BC,), (u.shape[2], BC.shape[2]), (1,)
     else:
