@@ -45,11 +45,11 @@ DEVICE = "cuda"
 #: sm_90 compile, triton 3.6: the main pass takes all 255 registers; a 2-step stash drops its 80 B of
 #: spills; capped at 168 registers for 3 warps per scheduler it spills 200 B with the 2-step stash). All
 #: three were slower (results/scan_variants_bwd_registers_h200.json), as was, later, commit 240c1a5's
-#: evict-first u/Δ/z loads (results/scan_variants_evict_first_h200.json), and commit 3da36df's per-tile
-#: prefetch 16-64 steps ahead (results/scan_variants_hint_ahead_h200.json, 1.45x slower). Now: further ahead.
-CANDIDATES = [  # the L2 prefetch of u, Δ, z (dout) and B/C that many chunks ahead instead of one
-    dataclasses.replace(DEFAULT_TILING, hint_chunks=2),
-    dataclasses.replace(DEFAULT_TILING, hint_chunks=4),
+#: evict-first u/Δ/z loads (results/scan_variants_evict_first_h200.json).
+CANDIDATES = [
+    dataclasses.replace(DEFAULT_TILING, bwd_stash=2),
+    dataclasses.replace(DEFAULT_TILING, bwd_stash=2, bwd_maxnreg=168),
+    dataclasses.replace(DEFAULT_TILING, bwd_maxnreg=200),
 ]
 
 

@@ -38,8 +38,8 @@ class Tiling:
     softplus and sigmoid as the backward computes them (``ex2``/``lg2``/``rcp.approx.ftz`` inline PTX,
     ~2^-22 relative error). ``fwd_prefetch`` ("seq" with ``tile_io``): issue each 8-step tile's u, Δ, z
     loads while the previous tile is computed.
-    ``hints`` ("seq" kernels, GPU only): cache prefetch instructions (L2 ``hint_chunks`` chunks ahead,
-    L1 for B/C two tiles ahead). ``bc16``: bf16 B and C packed as int32 pairs (exact). ``fwd_maxnreg`` /
+    ``hints`` ("seq" kernels, GPU only): cache prefetch instructions (L2 a chunk ahead, L1 for B/C two
+    tiles ahead). ``bc16``: bf16 B and C packed as int32 pairs (exact). ``fwd_maxnreg`` /
     ``bwd_maxnreg``: register caps of the "seq" kernels (None: the compiler's choice).
     """
 
@@ -60,7 +60,6 @@ class Tiling:
     bc16: bool = False
     fwd_maxnreg: int | None = None
     bwd_maxnreg: int | None = None
-    hint_chunks: int = 1
 
 
 #: The sequential-step forward at the setting that measured best on an H200 (2026-12-01,
@@ -200,8 +199,7 @@ def _launch_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, save_states
         A_k = _log2e_scaled(A)
         gpu = not dispatch.interpreting()  # inline PTX: not in the interpreter
         flags = dict(TILE_IO=tiling.tile_io, PREFETCH=tiling.fwd_prefetch and tiling.tile_io,
-                     ASM=tiling.fwd_fast_math and gpu, HINTS=tiling.hints and tiling.tile_io and gpu,
-                     AHEAD=tiling.hint_chunks)
+                     ASM=tiling.fwd_fast_math and gpu, HINTS=tiling.hints and tiling.tile_io and gpu)
         BC = pack_bc(B, C, multiple=16, half=tiling.bc16)  # rows zero-padded: unmasked loads
         kernel, BC_k, lengths, extra = _seq_fwd_kernel, (BC,), (u.shape[2], BC.shape[2]), (1,)
     else:
@@ -316,8 +314,7 @@ def _launch_bwd_seq(u, delta, A, B, C, D, z, delta_bias, delta_softplus, states,
             dD_part if D is not None else dummy, dbias_part if delta_bias is not None else dummy,
             seg_a, seg_q, carry, sub_states, channels, length, BC.shape[2], groups, n_chunks, per_seg, n_segs, 1,
             SUMMARY=summary, N=n_state, BLOCK_E=block_e, T=tiling.chunk, S=tiling.bwd_stash, WARP_E=warp_e,
-            WARP_ASM=warp_asm, ASM=asm, HINTS=tiling.hints and asm, AHEAD=tiling.hint_chunks,
-            num_warps=tiling.bwd_warps,
+            WARP_ASM=warp_asm, ASM=asm, HINTS=tiling.hints and asm, num_warps=tiling.bwd_warps,
             **_flags(D, z, delta_bias, delta_softplus), **_reg_cap(tiling.bwd_maxnreg),
         )
 

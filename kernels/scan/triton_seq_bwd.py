@@ -208,7 +208,6 @@ def _seq_bwd_kernel(
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     SUMMARY: tl.constexpr, N: tl.constexpr, BLOCK_E: tl.constexpr, T: tl.constexpr, S: tl.constexpr,
     WARP_E: tl.constexpr, WARP_ASM: tl.constexpr, ASM: tl.constexpr, HINTS: tl.constexpr = False,
-    AHEAD: tl.constexpr = 1,
 ):
     """Backward over one (sequence, channel block, segment), chunks and their ``S``-step sub-tiles last
     to first. ``A2``, ``state_stride`` as in :func:`.triton_seq._seq_fwd_kernel`; ``BC`` too, but
@@ -254,14 +253,14 @@ def _seq_bwd_kernel(
     for ci in range(0, c_stop - c_start):
         c = c_stop - 1 - ci
         n_sub = tl.cdiv(tl.minimum(T, L - c * T), R)
-        if HINTS:  # the chunk AHEAD chunks to the left
-            _hint_rows(dt_ptr, row, (c - AHEAD) * T, L, T)
-            _hint_rows(dout_ptr, row, (c - AHEAD) * T, L, T)
+        if HINTS:
+            _hint_rows(dt_ptr, row, (c - 1) * T, L, T)
+            _hint_rows(dout_ptr, row, (c - 1) * T, L, T)
             if HAS_Z:
-                _hint_rows(z_ptr, row, (c - AHEAD) * T, L, T)
+                _hint_rows(z_ptr, row, (c - 1) * T, L, T)
             if not SUMMARY:
-                _hint_rows(u_ptr, row, (c - AHEAD) * T, L, T)
-            _hint_bc(BC_ptr, bc_row, (c - AHEAD) * T, L_bc, T, "L2", N, BLOCK_E)
+                _hint_rows(u_ptr, row, (c - 1) * T, L, T)
+            _hint_bc(BC_ptr, bc_row, (c - 1) * T, L_bc, T, "L2", N, BLOCK_E)
         if not SUMMARY:  # forward through the chunk once, keeping every sub-tile's start state
             # The scratch is written and read in the states' layout, each thread its own elements; the
             # barriers only matter if a compiler version gives its stores and loads different layouts.
