@@ -50,10 +50,17 @@ def _load_square(ptr, R: tl.constexpr, C: tl.constexpr):
 
 
 @triton.jit
+def _load_bd_factors(fbr_ptr, fbi_ptr, twr_ptr, twi_ptr, A: tl.constexpr, BD: tl.constexpr):
+    """F_BD (real, imaginary) and the (A, BD) twiddles of the on-chip row transform."""
+    return (_load_square(fbr_ptr, BD, BD), _load_square(fbi_ptr, BD, BD), _load_square(twr_ptr, A, BD),
+            _load_square(twi_ptr, A, BD))
+
+
+@triton.jit
 def _load_row_factors(far_ptr, fai_ptr, fbr_ptr, fbi_ptr, twr_ptr, twi_ptr, A: tl.constexpr, BD: tl.constexpr):
     """The on-chip row transform's factors: F_A and F_BD (real, imaginary) and the (A, BD) twiddles."""
-    return (_load_square(far_ptr, A, A), _load_square(fai_ptr, A, A), _load_square(fbr_ptr, BD, BD),
-            _load_square(fbi_ptr, BD, BD), _load_square(twr_ptr, A, BD), _load_square(twi_ptr, A, BD))
+    fbr, fbi, twr, twi = _load_bd_factors(fbr_ptr, fbi_ptr, twr_ptr, twi_ptr, A, BD)
+    return _load_square(far_ptr, A, A), _load_square(fai_ptr, A, A), fbr, fbi, twr, twi
 
 
 @triton.jit
@@ -196,10 +203,7 @@ def row_conv_kernel(
     r = tl.program_id(1)
     M: tl.constexpr = A * BD
     jm = tl.arange(0, A)[:, None] * BD + tl.arange(0, BD)[None, :]
-    fbr = _load_square(fbr_ptr, BD, BD)
-    fbi = _load_square(fbi_ptr, BD, BD)
-    twr = _load_square(twr_ptr, A, BD)
-    twi = _load_square(twi_ptr, A, BD)
+    fbr, fbi, twr, twi = _load_bd_factors(fbr_ptr, fbi_ptr, twr_ptr, twi_ptr, A, BD)
     if REAL_IO:
         far_in, fai_in, far_out, fai_out = _load_short_factors(far_ptr, fai_ptr, A, AH)
         if PAIR:
@@ -266,10 +270,7 @@ def row_xspec_kernel(
     M: tl.constexpr = A * BD
     STEP: tl.constexpr = 2 if PAIR else 1
     jm = tl.arange(0, A)[:, None] * BD + tl.arange(0, BD)[None, :]
-    fbr = _load_square(fbr_ptr, BD, BD)
-    fbi = _load_square(fbi_ptr, BD, BD)
-    twr = _load_square(twr_ptr, A, BD)
-    twi = _load_square(twi_ptr, A, BD)
+    fbr, fbi, twr, twi = _load_bd_factors(fbr_ptr, fbi_ptr, twr_ptr, twi_ptr, A, BD)
     if REAL_IN:
         far, fai, _far_out, _fai_out = _load_short_factors(far_ptr, fai_ptr, A, AH)
     else:
