@@ -233,17 +233,15 @@ def row_conv_kernel(
     ki = tl.load(ki_ptr + koff)
     pr = zr * kr - zi * ki
     pi = zr * ki + zi * kr
-    if REAL_IO:  # the gated input is read again for the epilogue (an L2 hit) rather than kept live
+    if REAL_IO:
         if PAIR:
             out, out2 = _row_inv(pr, pi, far_out, fai_out, fbr, fbi, twr, twi, False, PREC, DOT16)
-            _gated_epilogue(out2, u_ptr, pre_ptr, d_ptr, post_ptr, y_ptr, z_ptr, m2_ptr, y2_ptr, zin_ptr, y3_ptr,
-                            dsum_ptr, h, off + H * L, mask2, bh + H, HAS_PRE, HAS_D, HAS_POST, STORE_Y, STORE_Z,
-                            STORE_Y2, STORE_Y3, DSUM)
+            _epilogue(out2, x2, u_ptr, d_ptr, post_ptr, y_ptr, z_ptr, m2_ptr, y2_ptr, zin_ptr, y3_ptr, dsum_ptr,
+                      h, off + H * L, mask2, bh + H, HAS_D, HAS_POST, STORE_Y, STORE_Z, STORE_Y2, STORE_Y3, DSUM)
         else:
             out, _unused = _row_inv(pr, pi, far_out, fai_out, fbr, fbi, twr, twi, True, PREC, DOT16)
-        _gated_epilogue(out, u_ptr, pre_ptr, d_ptr, post_ptr, y_ptr, z_ptr, m2_ptr, y2_ptr, zin_ptr, y3_ptr,
-                        dsum_ptr, h, off, mask, bh, HAS_PRE, HAS_D, HAS_POST, STORE_Y, STORE_Z, STORE_Y2, STORE_Y3,
-                        DSUM)
+        _epilogue(out, x, u_ptr, d_ptr, post_ptr, y_ptr, z_ptr, m2_ptr, y2_ptr, zin_ptr, y3_ptr, dsum_ptr,
+                  h, off, mask, bh, HAS_D, HAS_POST, STORE_Y, STORE_Z, STORE_Y2, STORE_Y3, DSUM)
     else:
         outr, outi = _row_inv(pr, pi, far, fai, fbr, fbi, twr, twi, False, PREC, DOT16)
         tl.store(zr_ptr + zoff, outr.to(zr_ptr.dtype.element_ty))
