@@ -10,6 +10,7 @@ Each op has one dispatch function that picks the Triton kernel on CUDA and the r
 - :func:`layer_norm` -- LayerNorm over the last dim, output in a chosen dtype (the autocast dtype).
 - :func:`gelu_glu` -- GELU-gated linear unit ``gelu_tanh(gate) * value`` (M2's MLP), fused forward and backward.
 - :func:`implicit_filter` -- Hyena's and M2's implicit long filter (sine MLP, projection, decay), fused.
+- :func:`channel_major` -- a time-major (batch, E, L) view copied channel-major (the selective scan's inputs).
 """
 from .causal_conv import causal_conv1d, causal_conv1d_ref
 from .dispatch import use_triton
@@ -18,8 +19,10 @@ from .gelu_glu import gelu_glu, gelu_glu_ref
 from .implicit_filter import implicit_filter, implicit_filter_ref
 from .layer_norm import layer_norm, layer_norm_ref
 from .scan import selective_scan, selective_scan_ref
+from .transpose import channel_major
 
 __all__ = [
-    "causal_conv1d", "causal_conv1d_ref", "fftconv", "fftconv_ref", "gelu_glu", "gelu_glu_ref", "implicit_filter",
-    "implicit_filter_ref", "layer_norm", "layer_norm_ref", "selective_scan", "selective_scan_ref", "use_triton",
+    "causal_conv1d", "causal_conv1d_ref", "channel_major", "fftconv", "fftconv_ref", "gelu_glu", "gelu_glu_ref",
+    "implicit_filter", "implicit_filter_ref", "layer_norm", "layer_norm_ref", "selective_scan", "selective_scan_ref",
+    "use_triton",
 ]

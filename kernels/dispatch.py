@@ -51,9 +51,11 @@ def interpreting() -> bool:
 # way: 3.25x forward+backward at M2's (65536, 2048) in bf16 on an H200 (BENCHMARKS.md, "GELU-gated linear unit").
 # "implicit_filter" (Hyena's and M2's filter) runs its sine MLP, projection and decay as one kernel forward
 # and n + 3 backward instead of ~30 small ones, under 16-bit autocast only (BENCHMARKS.md, "Implicit filter").
+# "transpose" (channel-major copies of time-major views, for the selective scan's inputs) replaces
+# PyTorch's ~70 GB/s strided copy (kernels/transpose, BENCHMARKS.md "Selective scan").
 TRITON_BY_DEFAULT = frozenset({
     "selective_scan", "fftconv-short", "fftconv-cufft", "causal_conv1d", "layer_norm", "gelu_glu",
-    "implicit_filter",
+    "implicit_filter", "transpose",
 })
 
 

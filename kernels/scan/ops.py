@@ -11,6 +11,7 @@ import dataclasses
 import torch
 
 from .. import dispatch
+from ..transpose import channel_major
 
 
 @dataclasses.dataclass(frozen=True)
@@ -342,7 +343,7 @@ class SelectiveScanFn(torch.autograd.Function):
         u, delta, A, B, C, D, z, delta_bias, states = ctx.saved_tensors
         launch = _launch_bwd_seq if ctx.tiling.bwd_variant == "seq" else _launch_bwd_assoc
         du, ddelta, dA, dB, dC, dD, dz, dbias = launch(u, delta, A, B, C, D, z, delta_bias, ctx.delta_softplus,
-                                                       states, dout.contiguous(), ctx.tiling)
+                                                       states, channel_major(dout), ctx.tiling)
         cast = lambda g, ref: None if g is None else g.to(ref.dtype)  # noqa: E731
         return (du, ddelta, cast(dA, A), cast(dB, B), cast(dC, C), cast(dD, D), dz, cast(dbias, delta_bias),
                 None, None)
@@ -370,8 +371,8 @@ def selective_scan_triton(
     if u.shape[1] % Bg.shape[1]:
         raise ValueError(f"channels ({u.shape[1]}) must be divisible by the number of B/C groups ({Bg.shape[1]})")
     out, last = SelectiveScanFn.apply(
-        u.contiguous(), delta.contiguous(), A.contiguous(), Bg, Cg,
-        None if D is None else D.contiguous(), None if z is None else z.contiguous(),
+        channel_major(u), channel_major(delta), A.contiguous(), Bg, Cg,
+        None if D is None else D.contiguous(), None if z is None else channel_major(z),
         None if delta_bias is None else delta_bias.contiguous(), delta_softplus, tiling or DEFAULT_TILING,
     )
     return (out, last) if return_last_state else out
