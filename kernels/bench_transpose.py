@@ -18,7 +18,7 @@ import torch
 import triton.testing
 
 from genomix.kernels.bench_scan import copy_bandwidth, write_json
-from genomix.kernels.transpose import _time_major_like, relayout
+from genomix.kernels.transpose import empty_time_major, relayout
 
 SHAPES = [  # (batch, E, L, channels the slice is taken from: 2E for z, E for Δ)
     (1, 512, 1 << 20, 512), (1, 512, 1 << 20, 1024), (16, 512, 4096, 1024), (1, 2048, 1 << 22, 2048),
@@ -36,13 +36,13 @@ def bench_one(batch: int, channels: int, length: int, parent: int) -> dict:
     row: dict = {"batch": batch, "E": channels, "L": length, "time_stride": parent}
     out = relayout(x, torch.full(x.shape, float("nan"), device="cuda", dtype=x.dtype))
     ok = torch.equal(out, x.contiguous())
-    back = relayout(out, _time_major_like(out).fill_(float("nan")))
+    back = relayout(out, empty_time_major(out).fill_(float("nan")))
     ok = ok and torch.equal(back, out.transpose(1, 2).contiguous().transpose(1, 2))
     row["exact"] = ok
     for name, fn in (("torch_to_cm", lambda: x.contiguous()),
                      ("triton_to_cm", lambda: relayout(x, torch.empty(x.shape, device="cuda", dtype=x.dtype))),
                      ("torch_to_tm", lambda: out.transpose(1, 2).contiguous()),
-                     ("triton_to_tm", lambda: relayout(out, _time_major_like(out)))):
+                     ("triton_to_tm", lambda: relayout(out, empty_time_major(out)))):
         ms = triton.testing.do_bench(fn, warmup=5, rep=40, return_mode="median")
         row[f"{name}_ms"] = ms
         row[f"{name}_gbs"] = nbytes / (ms * 1e-3) / 1e9

@@ -15,7 +15,7 @@ import torch
 from ..dispatch import use_triton
 
 
-def _time_major_like(x: torch.Tensor) -> torch.Tensor:
+def empty_time_major(x: torch.Tensor) -> torch.Tensor:
     """An empty (batch, E, L) tensor whose memory is a contiguous (batch, L, E) one."""
     batch, channels, length = x.shape
     return x.new_empty((batch, length, channels)).transpose(1, 2)
@@ -46,7 +46,7 @@ class _ChannelMajor(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
-        return relayout(grad, _time_major_like(grad))
+        return relayout(grad, empty_time_major(grad))
 
 
 def channel_major(x: torch.Tensor) -> torch.Tensor:
