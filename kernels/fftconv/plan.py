@@ -219,13 +219,17 @@ def _hermitian_index(plan: Plan, device: torch.device) -> tuple[torch.Tensor, to
     return torch.where(upper, plan.n - order, order), torch.where(upper, -1.0, 1.0)
 
 
+def _stored_positions(plan: Plan) -> torch.Tensor:
+    """Stored position of each frequency ``0..n-1``: the inverse of :func:`spectrum_order`."""
+    pos = torch.empty(plan.n, dtype=torch.long)
+    pos[spectrum_order(plan)] = torch.arange(plan.n)
+    return pos
+
+
 @functools.lru_cache(maxsize=32)
 def _negated_positions(plan: Plan, device: torch.device) -> torch.Tensor:
     """For each stored position: the stored position of the negated frequency ``(n - f) mod n``."""
-    order = spectrum_order(plan)
-    pos = torch.empty(plan.n, dtype=torch.long)
-    pos[order] = torch.arange(plan.n)
-    return pos[(plan.n - order) % plan.n].to(device)
+    return _stored_positions(plan)[(plan.n - spectrum_order(plan)) % plan.n].to(device)
 
 
 def hermitian_part(sr: torch.Tensor, si: torch.Tensor, plan: Plan) -> tuple[torch.Tensor, torch.Tensor]:
@@ -237,10 +241,8 @@ def hermitian_part(sr: torch.Tensor, si: torch.Tensor, plan: Plan) -> tuple[torc
 
 @functools.lru_cache(maxsize=32)
 def _rfft_positions(plan: Plan, device: torch.device) -> torch.Tensor:
-    """Stored position of each frequency ``0..n/2`` (the inverse permutation, cached per device)."""
-    pos = torch.empty(plan.n, dtype=torch.long)
-    pos[spectrum_order(plan)] = torch.arange(plan.n)
-    return pos[: plan.n // 2 + 1].to(device)
+    """Stored position of each frequency ``0..n/2`` (cached per device)."""
+    return _stored_positions(plan)[: plan.n // 2 + 1].to(device)
 
 
 def filter_spectrum(
