@@ -52,7 +52,7 @@ def interpreting() -> bool:
 # "implicit_filter" (Hyena's and M2's filter) runs its sine MLP, projection and decay as one kernel forward
 # and n + 3 backward instead of ~30 small ones, under 16-bit autocast only (BENCHMARKS.md, "Implicit filter").
 # "transpose" (channel-major copies of time-major views, for the selective scan's inputs) replaces
-# PyTorch's ~70 GB/s strided copy (kernels/transpose, BENCHMARKS.md "Selective scan").
+# PyTorch's ~70 GB/s strided copy (kernels/transpose, BENCHMARKS.md "Mamba's layout copies").
 TRITON_BY_DEFAULT = frozenset({
     "selective_scan", "fftconv-short", "fftconv-cufft", "causal_conv1d", "layer_norm", "gelu_glu",
     "implicit_filter", "transpose",

@@ -45,7 +45,9 @@ DEVICE = "cuda"
 #: sm_90 compile, triton 3.6: the main pass takes all 255 registers; a 2-step stash drops its 80 B of
 #: spills; capped at 168 registers for 3 warps per scheduler it spills 200 B with the 2-step stash). All
 #: three were slower (results/scan_variants_bwd_registers_h200.json), as was, later, commit 240c1a5's
-#: evict-first u/Δ/z loads (results/scan_variants_evict_first_h200.json).
+#: evict-first u/Δ/z loads (results/scan_variants_evict_first_h200.json), and, in the seventh session, u/Δ/z
+#: prefetched per tile 16-64 steps ahead (results/scan_variants_hint_ahead_h200.json) and the L2 prefetch
+#: 2 or 4 chunks ahead (results/scan_variants_hint_chunks_h200.json), both reverted (kernels/scan/NOTES.md).
 CANDIDATES = [
     dataclasses.replace(DEFAULT_TILING, bwd_stash=2),
     dataclasses.replace(DEFAULT_TILING, bwd_stash=2, bwd_maxnreg=168),

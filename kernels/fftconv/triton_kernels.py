@@ -64,12 +64,17 @@ def _load_row_factors(far_ptr, fai_ptr, fbr_ptr, fbi_ptr, twr_ptr, twi_ptr, A: t
 
 
 @triton.jit
-def _load_short_factors(far_ptr, fai_ptr, A: tl.constexpr, AH: tl.constexpr):
-    """F_A as the short path uses it: its first ``AH`` columns for the forward step (input rows
-    ``a >= AH`` are zero padding) and its first ``AH`` rows for the last inverse step (only rows
-    ``a < AH`` hold outputs below L). ``AH = A`` keeps the whole matrix."""
-    return (_load_block(far_ptr, A, AH, A), _load_block(fai_ptr, A, AH, A),
-            _load_block(far_ptr, AH, A, A), _load_block(fai_ptr, AH, A, A))
+def _load_fa_in(far_ptr, fai_ptr, A: tl.constexpr, AH: tl.constexpr):
+    """F_A (real, imaginary) as the short path's forward step uses it: its first ``AH`` columns, since
+    input rows ``a >= AH`` are zero padding (``AH = A``: the whole matrix)."""
+    return _load_block(far_ptr, A, AH, A), _load_block(fai_ptr, A, AH, A)
+
+
+@triton.jit
+def _load_fa_out(far_ptr, fai_ptr, A: tl.constexpr, AH: tl.constexpr):
+    """F_A as the short path's last inverse step uses it: its first ``AH`` rows, since only rows
+    ``a < AH`` hold outputs below L."""
+    return _load_block(far_ptr, AH, A, A), _load_block(fai_ptr, AH, A, A)
 
 
 @triton.jit
@@ -193,7 +198,7 @@ def row_conv_kernel(
     Short path (REAL_IO): the row is the whole gated, zero-padded sequence and the program writes
     the finished output (skip term and post-gate fused) and the optional outputs of :func:`_epilogue`
     (``dsum`` partial at the sequence's index ``b*H + h``). Only the first ``AH`` tile rows are read
-    and written (see :func:`_load_short_factors`). ``PAIR``: the program convolves the sequences of
+    and written (see :func:`_load_fa_in`, :func:`_load_fa_out`). ``PAIR``: the program convolves the sequences of
     batches ``2p`` and ``2p + 1`` (same channel) at once as the real and imaginary parts of one complex
     row (the filter is real, so the two results come back as the real and imaginary parts); the second
     is masked off past ``BH`` rows. Long path: row ``program_id(1)`` of the column-transformed buffer,
@@ -205,7 +210,8 @@ def row_conv_kernel(
     jm = tl.arange(0, A)[:, None] * BD + tl.arange(0, BD)[None, :]
     fbr, fbi, twr, twi = _load_bd_factors(fbr_ptr, fbi_ptr, twr_ptr, twi_ptr, A, BD)
     if REAL_IO:
-        far_in, fai_in, far_out, fai_out = _load_short_factors(far_ptr, fai_ptr, A, AH)
+        far_in, fai_in = _load_fa_in(far_ptr, fai_ptr, A, AH)
+        far_out, fai_out = _load_fa_out(far_ptr, fai_ptr, A, AH)
         if PAIR:
             h = pid % H
             bh = (pid // H) * (2 * H) + h  # the pair's first sequence
@@ -272,7 +278,9 @@ def row_xspec_kernel(
     jm = tl.arange(0, A)[:, None] * BD + tl.arange(0, BD)[None, :]
     fbr, fbi, twr, twi = _load_bd_factors(fbr_ptr, fbi_ptr, twr_ptr, twi_ptr, A, BD)
     if REAL_IN:
-        far, fai, _far_out, _fai_out = _load_short_factors(far_ptr, fai_ptr, A, AH)
+        far, fai = _load_fa_in(far_ptr, fai_ptr, A, AH)
+        j = tl.arange(0, AH)[:, None] * BD + tl.arange(0, BD)[None, :]
+        mask = j < L
     else:
         far = _load_square(far_ptr, A, A)
         fai = _load_square(fai_ptr, A, A)
@@ -281,9 +289,7 @@ def row_xspec_kernel(
     for b in range(0, B, STEP):
         bh = b * H + h
         if REAL_IN:
-            j = tl.arange(0, AH)[:, None] * BD + tl.arange(0, BD)[None, :]
             off = bh * L + j
-            mask = j < L
             x = _load_real(u_ptr, pre_ptr, off, mask, HAS_PRE)
             g = _load_real(dy_ptr, post_ptr, off, mask, HAS_POST)
             if PAIR:
