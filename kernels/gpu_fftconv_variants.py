@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import os
 import signal
 import time
+from typing import Callable, Iterable
 
 import torch
 import triton
@@ -62,12 +64,18 @@ TIMING = {4096: (256, 256), 262144: (4, 256), 1 << 20: (1, 256)}  # L -> (B, H)
 #: ``--compare``: short-path cases checked for the last named variant before its timings: the 8192-point
 #: tile in pairs, an odd batch (one pair, one lone sequence) on a bidirectional 2048-point tile, B = 1.
 COMPARE_CHECKS = [(4, 16, 4000, False, True), (3, 5, 1000, True, True), (1, 8, 4096, False, True)]
+SHORT_PATH_ONLY = ("v3", "v2+half", "v2+pair")  # the same kernels as v2 beyond L = 4096
 OPTIONAL = [  # (L, variant) timed after ref/v1/v2 at every L, while the time budget lasts
-    *((1 << 20, n) for n in SWEEP if n not in ("v1", "v2")),
+    *((1 << 20, n) for n in SWEEP if n not in ("v1", "v2", *SHORT_PATH_ONLY)),
     (262144, "v2-row2048"),
     *((L, n) for L in (4096, 262144) for n in ("v1+spectrum", "v2-bf16dots", "v2+bf16z")),
 ]
 FWDBWD = {"v2": (4096, 262144, 1 << 20), "v1": (1 << 20,)}  # fwd+bwd timed for these (and ref everywhere)
+
+
+def _fwdbwd_timed(L: int, name: str) -> bool:
+    """Whether the full run times forward+backward of ``name`` at ``L`` (the reference always)."""
+    return name == "ref" or L in FWDBWD.get(name, ())
 CHECKS = [  # (B, H, L, bidirectional, gates): 8192-point short path, dense and two-step column passes
     (4, 16, 4000, False, True),
     (2, 8, 30_001, True, True),
@@ -251,52 +259,42 @@ def main() -> int:
             report(args.out, checks, timings, t0, final=False)
             torch.cuda.empty_cache()
 
-    if args.compare:
-        try:
-            for dtype in (torch.bfloat16, torch.float32):
-                run_checks(dtype, COMPARE_CHECKS, args.compare[-1])
-            L = args.launch_length
-            inp = make_inputs(L, *TIMING[L])
-            for name in ("ref", *args.compare):
-                timings.append(time_variant(L, inp, name, t0, backward=True))
-                report(args.out, checks, timings, t0, final=False)
-        except _Stop:
-            print("SIGTERM: stopping early; the table below holds what was measured", flush=True)
-        report(args.out, checks, timings, t0, final=True)
-        return 0 if checks and all(r["ok"] for r in checks) else 1
-    if args.launch_sweep:
+    def time_all(L: int, inp: dict, names: Iterable[str], backward: Callable[[str], bool]) -> None:
+        for name in names:
+            timings.append(time_variant(L, inp, name, t0, backward=backward(name)))
+            report(args.out, checks, timings, t0, final=False)
+
+    def compare() -> None:
+        for dtype in (torch.bfloat16, torch.float32):
+            run_checks(dtype, COMPARE_CHECKS, args.compare[-1])
         L = args.launch_length
-        inp = make_inputs(L, *TIMING[L])
-        try:
-            for name in ("ref", "v2", *LAUNCH_SWEEP):
-                timings.append(time_variant(L, inp, name, t0, backward=False))
-                report(args.out, checks, timings, t0, final=False)
-        except _Stop:
-            print("SIGTERM: stopping early; the table below holds what was measured", flush=True)
-        report(args.out, checks, timings, t0, final=True)
-        return 0
-    # Order: what matters most first (compiles dominate the wall time; tf32x3 kernels compile slowest).
-    try:
+        time_all(L, make_inputs(L, *TIMING[L]), ("ref", *args.compare), lambda name: True)
+
+    def launch_sweep() -> None:
+        L = args.launch_length
+        time_all(L, make_inputs(L, *TIMING[L]), ("ref", "v2", *LAUNCH_SWEEP), lambda name: False)
+
+    def full_run() -> None:
+        # Order: what matters most first (compiles dominate the wall time; tf32x3 kernels compile slowest).
         run_checks(torch.bfloat16, [CHECKS[0], CHECKS[2]])  # the new code paths: 8192 short, two-step
         for L, (B, H) in TIMING.items():
-            inp = make_inputs(L, B, H)
-            for name in ("ref", "v1", "v2"):
-                timings.append(time_variant(L, inp, name, t0, backward=name == "ref" or L in FWDBWD.get(name, ())))
-                report(args.out, checks, timings, t0, final=False)
-            del inp
+            time_all(L, make_inputs(L, B, H), ("ref", "v1", "v2"), functools.partial(_fwdbwd_timed, L))
         run_checks(torch.bfloat16, [CHECKS[1]])
         run_checks(torch.float32, CHECKS[1:])
         for L, name in OPTIONAL:
             if time.time() - t0 > TIME_BUDGET_S:
                 timings.append({"L": L, "variant": name, "error": "skipped: time budget"})
                 continue
-            inp = make_inputs(L, *TIMING[L])
-            timings.append(time_variant(L, inp, name, t0, backward=name == "ref" or L in FWDBWD.get(name, ())))
-            report(args.out, checks, timings, t0, final=False)
-            del inp
+            time_all(L, make_inputs(L, *TIMING[L]), (name,), functools.partial(_fwdbwd_timed, L))
+
+    run = compare if args.compare else launch_sweep if args.launch_sweep else full_run
+    try:
+        run()
     except _Stop:
         print("SIGTERM: stopping early; the table below holds what was measured", flush=True)
     report(args.out, checks, timings, t0, final=True)
+    if args.launch_sweep:
+        return 0
     return 0 if checks and all(r["ok"] for r in checks) else 1
 
 
