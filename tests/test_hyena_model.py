@@ -229,3 +229,29 @@ def test_transformers_gradient_checkpointing_switch_reaches_the_backbone():
     ids = torch.randint(7, 11, (2, 30))
     model(ids, labels=torch.tensor([0, 1])).loss.backward()
     assert model.score.proj.weight.grad is not None
+
+
+def test_fused_add_norm_path_matches_reference_in_training(monkeypatch):
+    """The block's first residual add fused with its second norm (Triton add-norm in the interpreter, every
+    other op on its reference) gives the reference path's loss and gradients."""
+    from genomix.kernels.dispatch import TRITON_BY_DEFAULT
+
+    torch.manual_seed(2)
+    model = build("hyenadna-tiny-1k", n_layer=2, d_model=32, max_seq_len=64, embed_dropout=0.0)
+    model.train()
+    ids = torch.randint(7, 11, (2, 40))
+
+    def loss_and_grads():
+        model.zero_grad()
+        loss = model(ids, labels=ids).loss
+        loss.backward()
+        return loss.detach(), {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+
+    want, want_grads = loss_and_grads()
+    monkeypatch.setenv("GENOMIX_FORCE_TRITON", "1")
+    monkeypatch.setenv("GENOMIX_REFERENCE_OPS", ",".join(sorted(TRITON_BY_DEFAULT - {"add_norm"}) + ["fftconv"]))
+    got, got_grads = loss_and_grads()
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    assert got_grads.keys() == want_grads.keys()
+    for name, grad in want_grads.items():
+        torch.testing.assert_close(got_grads[name], grad, rtol=1e-4, atol=1e-6, msg=name)

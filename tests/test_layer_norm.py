@@ -175,3 +175,129 @@ def test_module_under_cpu_autocast_returns_bf16(triton, monkeypatch):
     assert ours(x.detach()).dtype == F32  # outside autocast: x's dtype
     with torch.autocast("cpu", dtype=BF16):
         assert ours(x.detach().double()).dtype == torch.float64  # autocast leaves float64 alone; so do we
+
+
+# ------------------------------------------------------------------ RMSNorm and the fused add-norm
+from genomix.kernels.layer_norm import add_norm, add_norm_ref, add_norm_triton, rms_norm, rms_norm_ref  # noqa: E402
+from genomix.models.mamba import RMSNorm  # noqa: E402
+
+
+def test_rms_norm_reference_is_mamba_ssm_formula():
+    x, weight, _ = _inputs((3, 17, 64), F32)
+    want = x * torch.rsqrt(x.square().mean(-1, keepdim=True) + 1e-5) * weight
+    torch.testing.assert_close(rms_norm_ref(x, weight, 1e-5), want, rtol=0, atol=0)
+    module = RMSNorm(64)
+    with torch.no_grad():
+        module.weight.copy_(weight)
+    torch.testing.assert_close(module(x), want, rtol=0, atol=0)
+    assert rms_norm_ref(x.to(BF16), weight, 1e-5).dtype == BF16
+
+
+def _add_norm_case(shape, x_dtype, residual_dtype_in, residual_out_dtype, seed, strided=False):
+    """x, residual (None when residual_dtype_in is None), fp32 weight/bias; with ``strided`` both are column
+    slices of wider tensors (as Caduceus's strands are)."""
+    g = torch.Generator().manual_seed(seed)
+    n = shape[-1]
+    wide_shape = (*shape[:-1], n + 24) if strided else shape
+    x = (torch.randn(*wide_shape, generator=g) * 2).to(x_dtype)[..., :n]
+    residual = None
+    if residual_dtype_in is not None:
+        offset = 3 if strided else 0
+        residual = (torch.randn(*wide_shape, generator=g) * 3 + 1).to(residual_dtype_in)[..., offset:n + offset]
+    weight, bias = torch.randn(n, generator=g), torch.randn(n, generator=g)
+    return x, residual, weight, bias
+
+
+def _check_add_norm(x, residual, weight, bias, rms, out_dtype, residual_dtype, tol, seed=7):
+    """add_norm_triton's (y, s) and the gradients of x, residual, weight and bias (a loss on both outputs)
+    against add_norm_ref on float64 copies: relative L2 <= tol (fp32 sums of the residual: exact-ish)."""
+    bias = None if rms else bias
+    leaves = [None if t is None else t.detach().clone().requires_grad_() for t in (x, residual, weight, bias)]
+    y, s = add_norm_triton(*leaves, 1e-5, rms, out_dtype, residual_dtype)
+    assert y.dtype == out_dtype and s.dtype == residual_dtype and y.shape == s.shape == x.shape
+    g = torch.Generator().manual_seed(seed)
+    gy, gs = torch.randn(x.shape, generator=g), torch.randn(x.shape, generator=g)
+    ((y.float() * gy).sum() + (s.float() * gs).sum()).backward()
+    ref_leaves = [None if t is None else t.detach().double().requires_grad_() for t in (x, residual, weight, bias)]
+    ry, rs = add_norm_ref(*ref_leaves, 1e-5, rms, torch.float64, torch.float64)
+    ((ry * gy.double()).sum() + (rs * gs.double()).sum()).backward()
+    pairs = [("y", y, ry), ("s", s, rs)] + [
+        (name, t.grad, r.grad) for name, t, r in zip(("dx", "dresidual", "dweight", "dbias"), leaves, ref_leaves)
+        if t is not None]
+    for name, got, want in pairs:
+        err = _rel_l2(got, want)
+        assert err <= tol, f"{name}: relative L2 error {err:.2e} > {tol:.0e}"
+    assert leaves[0].grad.dtype == x.dtype
+    if residual is not None:
+        assert leaves[1].grad.dtype == residual.dtype
+
+
+ADD_NORM_CASES = [  # x dtype, residual dtype (None: first block), residual output dtype, out dtype
+    (F32, F32, F32, F32),
+    (BF16, F32, F32, BF16),  # Mamba under autocast: bf16 mixer output, fp32 residual stream
+    (BF16, None, F32, BF16),  # the first block: s = x in fp32
+    (BF16, BF16, BF16, F32),  # residual_in_fp32=False
+]
+
+
+@pytest.mark.parametrize("rms", [True, False], ids=["rms", "layernorm"])
+@pytest.mark.parametrize("case", ADD_NORM_CASES, ids=["f32", "bf16+f32", "first", "bf16+bf16"])
+@pytest.mark.parametrize("shape,strided", [((2, 37, 64), False), ((1, 50, 40), True)], ids=["dense", "slices"])
+def test_add_norm_triton_matches_float64_reference(case, rms, shape, strided):
+    x_dtype, res_in, res_out, out_dtype = case
+    x, residual, weight, bias = _add_norm_case(shape, x_dtype, res_in, res_out, seed=shape[-1], strided=strided)
+    tol = 1e-5 if {x_dtype, res_out, out_dtype} == {F32} else 1e-2
+    _check_add_norm(x, residual, weight, bias, rms, out_dtype, res_out, tol)
+
+
+def test_add_norm_multi_tile_backward(monkeypatch):
+    """Few backward programs, each walking several row tiles, the last one partly past M."""
+    monkeypatch.setattr(ops, "BWD_MAX_PROGRAMS", 3)
+    x, residual, weight, bias = _add_norm_case((1, 1000, 64), F32, F32, F32, seed=3)
+    _check_add_norm(x, residual, weight, bias, True, F32, F32, 1e-5)
+
+
+def test_add_norm_check_catches_a_dropped_residual_gradient(monkeypatch):
+    """Mutation: a backward that ignores the gradient flowing into the residual output must fail the check."""
+    real_apply = ops.NormFn.backward
+
+    def without_dres(ctx, dy, d_residual_out=None):
+        return real_apply(ctx, dy, None)
+
+    monkeypatch.setattr(ops.NormFn, "backward", staticmethod(without_dres))
+    x, residual, weight, bias = _add_norm_case((2, 9, 32), F32, F32, F32, seed=5)
+    with pytest.raises(AssertionError, match="dx: relative L2 error"):
+        _check_add_norm(x, residual, weight, bias, True, F32, F32, 1e-5)
+
+
+def test_add_norm_dispatch(monkeypatch):
+    calls = []
+    monkeypatch.setattr(layer_norm_pkg, "add_norm_triton", lambda *a: calls.append(a) or add_norm_ref(*a))
+    x, residual, weight, _ = _add_norm_case((3, 32), BF16, F32, F32, seed=0)
+    y, s = add_norm(x, residual, weight, None, 1e-5, True)
+    assert not calls and y.dtype == F32 and s.dtype == F32  # CPU without forcing: the reference
+    monkeypatch.setenv("GENOMIX_FORCE_TRITON", "1")
+    add_norm(x, residual, weight, None, 1e-5, True, BF16, F32)
+    assert len(calls) == 1 and calls[0][6:] == (BF16, F32)
+    add_norm(x, residual, weight.to(BF16), None, 1e-5, True, residual_dtype=F32)  # would round s: reference
+    add_norm(x.double(), None, weight, None, 1e-5, True)
+    assert len(calls) == 1
+    with pytest.raises(ValueError, match="residual must have x's shape"):
+        add_norm(x, residual[:2], weight)
+    with pytest.raises(ValueError, match="add_norm: weight must be"):
+        add_norm(x, residual, weight[:5])
+
+
+@pytest.mark.parametrize("dtype", [F32, BF16])
+def test_rms_norm_triton_matches_reference(dtype, monkeypatch):
+    monkeypatch.setenv("GENOMIX_FORCE_TRITON", "1")
+    x, weight, _ = _inputs((4, 33, 48), dtype, seed=2)
+    xr = x.detach().clone().requires_grad_()
+    got = rms_norm(xr, weight, 1e-5, F32)
+    xd = x.double().requires_grad_()
+    want = rms_norm_ref(xd, weight.double(), 1e-5)
+    assert _rel_l2(got, want) <= (1e-5 if dtype == F32 else 1e-2)
+    gy = torch.randn(x.shape, generator=torch.Generator().manual_seed(1))
+    (got * gy).sum().backward()
+    (want * gy.double()).sum().backward()
+    assert xr.grad.dtype == dtype and _rel_l2(xr.grad, xd.grad) <= (1e-5 if dtype == F32 else 1e-2)

@@ -130,3 +130,31 @@ def test_auto_loaded_classifier_head_is_initialised(tmp_path):
     weight = classifier.score.proj.weight
     assert torch.isfinite(weight).all() and 0 < float(weight.std()) < 0.1
     assert torch.isfinite(classifier(torch.randint(7, 11, (2, 30))).logits).all()
+
+
+@pytest.mark.parametrize("autocast", [False, True], ids=["fp32", "bf16-autocast"])
+def test_fused_add_norm_path_matches_reference_in_training(autocast, monkeypatch):
+    """The blocks' add-norm through the Triton kernels (interpreter; every other op on its reference) gives
+    the reference model's loss and gradients; under autocast the block norms hand bf16 to the mixers and
+    the final norm keeps fp32 hidden states."""
+    torch.manual_seed(4)
+    model = MambaForCausalLM(_tiny(n_layer=3))
+    ids = torch.randint(4, 12, (2, 24))
+
+    def loss_and_grads():
+        model.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            out = model(ids, labels=ids, output_hidden_states=True)
+        out.loss.backward()
+        return out, {name: p.grad.clone() for name, p in model.named_parameters()}
+
+    want, want_grads = loss_and_grads()
+    monkeypatch.setenv("GENOMIX_FORCE_TRITON", "1")
+    monkeypatch.setenv("GENOMIX_REFERENCE_OPS", "selective_scan,causal_conv1d,transpose,layer_norm")
+    got, got_grads = loss_and_grads()
+    assert got.hidden_states[-1].dtype == torch.float32
+    tol = 2e-2 if autocast else 1e-5
+    torch.testing.assert_close(got.loss, want.loss, rtol=tol, atol=tol)
+    for name, grad in want_grads.items():
+        err = (got_grads[name] - grad).norm() / grad.norm().clamp_min(1e-12)
+        assert err <= (5e-2 if autocast else 1e-4), f"{name}: relative error {err:.2e}"

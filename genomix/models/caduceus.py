@@ -159,14 +159,18 @@ def rcps_add_norm(
     residual: torch.Tensor | None,
     residual_in_fp32: bool,
     swap_halves: bool,
+    autocast_output: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Add-norm on a 2·d stream with one norm shared by both strands (the RC strand normed in forward
-    orientation). ``swap_halves`` reproduces the released fused path, which reads the halves swapped."""
+    orientation). ``swap_halves`` reproduces the released fused path, which reads the halves swapped;
+    ``autocast_output`` as in :func:`~genomix.models.mamba.add_norm`."""
     d = hidden.shape[-1] // 2
     first, second = (slice(d, None), slice(None, d)) if swap_halves else (slice(None, d), slice(d, None))
-    h_fwd, r_fwd = add_norm(norm, hidden[..., first], None if residual is None else residual[..., first], residual_in_fp32)
+    h_fwd, r_fwd = add_norm(norm, hidden[..., first], None if residual is None else residual[..., first],
+                            residual_in_fp32, autocast_output)
     h_rc, r_rc = add_norm(
-        norm, rc(hidden[..., second]), None if residual is None else rc(residual[..., second]), residual_in_fp32
+        norm, rc(hidden[..., second]), None if residual is None else rc(residual[..., second]), residual_in_fp32,
+        autocast_output,
     )
     return torch.cat([h_fwd, rc(h_rc)], dim=-1), torch.cat([r_fwd, rc(r_rc)], dim=-1)
 
@@ -226,9 +230,10 @@ class CaduceusModel(BaseModelMixin, CaduceusPreTrainedModel):
         hidden, residual, states = run_blocks(self, self.embeddings(input_ids), attention_mask, record)
         if self.config.rcps:
             # The final norm is never swapped (the released code's fused final norm reads halves in order).
-            hidden, _ = rcps_add_norm(self.norm_f, hidden, residual, self.config.residual_in_fp32, False)
+            hidden, _ = rcps_add_norm(self.norm_f, hidden, residual, self.config.residual_in_fp32, False,
+                                      autocast_output=False)
         else:
-            hidden, _ = add_norm(self.norm_f, hidden, residual, self.config.residual_in_fp32)
+            hidden, _ = add_norm(self.norm_f, hidden, residual, self.config.residual_in_fp32, autocast_output=False)
         if states is not None:
             states.append(hidden)
         return hidden, states

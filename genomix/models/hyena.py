@@ -259,9 +259,10 @@ class HyenaBlock(nn.Module):
         self.dropout2 = nn.Dropout(config.resid_dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # fp32 + 16-bit promotes inside the add: no separate fp32 copy of each sub-layer's output.
-        x = x + self.dropout1(self.mixer(self.norm1(x)))
-        return x + self.dropout2(self.mlp(self.norm2(x)))
+        # fp32 + 16-bit promotes inside the add: no separate fp32 copy of each sub-layer's output. The first
+        # add and the second norm are one fused pass (the sum is written once and normalized from registers).
+        normed, x = self.norm2.add_and_norm(self.dropout1(self.mixer(self.norm1(x))), x)
+        return x + self.dropout2(self.mlp(normed))
 
 
 class HyenaEmbeddings(nn.Module):

@@ -27,6 +27,9 @@ from torch import nn
 
 from ..errors import ConfigError, RangeError
 from ..kernels import causal_conv1d, selective_scan
+from ..kernels.layer_norm import add_norm as fused_add_norm
+from ..kernels.layer_norm import rms_norm
+from .norms import AUTOCAST_INPUTS as _AUTOCAST_INPUTS
 from .base import BaseModelMixin, GenomixConfig, GenomixPreTrainedModel, run_layer
 from .heads import POOLING_MODES
 from .registry import Family, register_family
@@ -120,9 +123,7 @@ class RMSNorm(nn.Module):
         self.register_parameter("bias", None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        xf = x.float()
-        out = xf * torch.rsqrt(xf.square().mean(-1, keepdim=True) + self.eps) * self.weight.float()
-        return out.to(x.dtype)
+        return rms_norm(x, self.weight, self.eps)
 
 
 def make_norm(dim: int, rms_norm: bool, eps: float) -> nn.Module:
@@ -131,13 +132,23 @@ def make_norm(dim: int, rms_norm: bool, eps: float) -> nn.Module:
 
 
 def add_norm(
-    norm: nn.Module, x: torch.Tensor, residual: torch.Tensor | None, residual_in_fp32: bool
+    norm: nn.Module, x: torch.Tensor, residual: torch.Tensor | None, residual_in_fp32: bool,
+    autocast_output: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pre-norm residual step: ``residual += x; return norm(residual), residual`` (fused add-norm math)."""
-    residual = x if residual is None else residual + x
-    if residual_in_fp32:
-        residual = residual.float()
-    return norm(residual.to(norm.weight.dtype)), residual
+    """Pre-norm residual step: ``residual += x; return norm(residual), residual`` (mamba_ssm's fused add-norm
+    math), as one fused kernel each way on CUDA (:func:`genomix.kernels.add_norm`).
+
+    The norm runs in fp32 from the residual in the weight's dtype. Under autocast (``autocast_output``) it
+    returns the autocast dtype, which is what the mixer's in-projection would cast it to; a model's final
+    norm passes ``autocast_output=False`` and returns the weight's dtype (the hidden states users read)."""
+    residual_dtype = torch.float32 if residual_in_fp32 else None
+    out_dtype = None
+    device = x.device.type
+    if autocast_output and norm.weight is not None and norm.weight.dtype in _AUTOCAST_INPUTS \
+            and torch.is_autocast_enabled(device):
+        out_dtype = torch.get_autocast_dtype(device)
+    return fused_add_norm(x, residual, norm.weight, norm.bias, norm.eps, isinstance(norm, RMSNorm), out_dtype,
+                          residual_dtype)
 
 
 def residual_stream(hidden: torch.Tensor, residual: torch.Tensor | None) -> torch.Tensor:
@@ -363,7 +374,7 @@ class MambaModel(BaseModelMixin, MambaPreTrainedModel):
         check_length(self.config, input_ids)
         record = residual_stream if output_hidden_states else None
         hidden, residual, states = run_blocks(self, self.embedding(input_ids), attention_mask, record)
-        hidden, _ = add_norm(self.norm_f, hidden, residual, self.config.residual_in_fp32)
+        hidden, _ = add_norm(self.norm_f, hidden, residual, self.config.residual_in_fp32, autocast_output=False)
         if states is not None:
             states.append(hidden)
         return hidden, states
@@ -378,7 +389,7 @@ class MambaModel(BaseModelMixin, MambaPreTrainedModel):
         residual = None
         for layer, layer_state in zip(self.layers, state):
             hidden, residual = layer.step(hidden, residual, layer_state)
-        hidden, _ = add_norm(self.norm_f, hidden, residual, self.config.residual_in_fp32)
+        hidden, _ = add_norm(self.norm_f, hidden, residual, self.config.residual_in_fp32, autocast_output=False)
         return hidden
 
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..kernels.layer_norm import layer_norm
+from ..kernels.layer_norm import add_norm, layer_norm
 
 #: Dtypes autocast casts; it leaves float64 alone, and so does :class:`LayerNorm`.
-_AUTOCAST_INPUTS = (torch.float32, torch.bfloat16, torch.float16)
+AUTOCAST_INPUTS = (torch.float32, torch.bfloat16, torch.float16)
 
 
 class LayerNorm(nn.LayerNorm):
@@ -32,11 +32,24 @@ class LayerNorm(nn.LayerNorm):
         super().__init__(*args, **kwargs)
         self.autocast_output = autocast_output
 
+    def _out_dtype(self, dtype: torch.dtype, device: str) -> torch.dtype:
+        if self.autocast_output and dtype in AUTOCAST_INPUTS and torch.is_autocast_enabled(device):
+            return torch.get_autocast_dtype(device)
+        return dtype
+
+    def add_and_norm(self, x: torch.Tensor, residual: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``s = residual + x`` and ``self(s)``, returned as ``(self(s), s)``: a pre-norm block's residual add
+        and its next norm in one pass each way on CUDA (:func:`genomix.kernels.layer_norm.add_norm`), the
+        same numbers as the add followed by :meth:`forward`."""
+        total_dtype = torch.promote_types(x.dtype, residual.dtype)
+        if len(self.normalized_shape) != 1:
+            total = residual + x
+            return self(total), total
+        return add_norm(x, residual, self.weight, self.bias, self.eps, False,
+                        self._out_dtype(total_dtype, x.device.type))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        device = x.device.type
-        out_dtype = x.dtype
-        if self.autocast_output and x.dtype in _AUTOCAST_INPUTS and torch.is_autocast_enabled(device):
-            out_dtype = torch.get_autocast_dtype(device)
+        out_dtype = self._out_dtype(x.dtype, x.device.type)
         dims = len(self.normalized_shape)
         if tuple(x.shape[-dims:]) != tuple(self.normalized_shape):
             raise ValueError(f"LayerNorm: expected input of shape (*, {', '.join(map(str, self.normalized_shape))}), "

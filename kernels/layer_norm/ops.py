@@ -1,10 +1,12 @@
-"""Launchers and the autograd Function of the Triton LayerNorm.
+"""Launchers and the autograd Function of the Triton LayerNorm / RMSNorm and their fused add-norm.
 
-:class:`LayerNormFn` computes what :func:`.reference.layer_norm_ref` does over the last dim of x. x is read
-through its row stride (a (..., N) tensor whose leading dims flatten to one stride, e.g. a column slice
-of a wider activation, is read in place; one whose last dim is not contiguous is copied first). The
-output is contiguous in ``out_dtype``, dx contiguous in x's dtype. Saved for the backward: x, weight,
-bias and the per-row fp32 mean and rstd (8 bytes a row).
+:class:`NormFn` computes what :func:`.reference.layer_norm_ref` / :func:`.reference.rms_norm_ref` do over the
+last dim of x, or, given a residual dtype, what :func:`.reference.add_norm_ref` does. x and the residual are
+read through their row strides (a (..., N) tensor whose leading dims flatten to one stride, e.g. a column
+slice of a wider activation, is read in place; one whose last dim is not contiguous is copied first).
+Outputs are contiguous: y in ``out_dtype``, the residual sum in ``residual_dtype``, dx in x's dtype and
+the residual's gradient in its dtype. Saved for the backward: the normalized rows (x, or the residual
+sum, which is an output anyway), weight, bias and the per-row fp32 rstd (and mean for LayerNorm).
 """
 from __future__ import annotations
 
@@ -45,44 +47,60 @@ def rows_view(t: torch.Tensor) -> torch.Tensor:
     return rows if rows.stride(-1) == 1 else rows.contiguous()
 
 
-class LayerNormFn(torch.autograd.Function):
-    """LayerNorm over the last dim through the Triton kernels, output in ``out_dtype``."""
+class NormFn(torch.autograd.Function):
+    """LayerNorm (or RMSNorm with ``rms``) over the last dim through the Triton kernels, output in ``out_dtype``.
+
+    With ``residual_dtype`` set it is a pre-norm block's add-norm: ``s = x (+ residual)`` in
+    ``residual_dtype`` is normalized and returned as well, ``(y, s)``; otherwise it returns y."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, eps: float, out_dtype: torch.dtype):  # type: ignore[override]
+    def forward(ctx, x, residual, weight, bias, eps: float, rms: bool, out_dtype: torch.dtype,
+                residual_dtype: torch.dtype | None):  # type: ignore[override]
         x2 = rows_view(x)
+        r2 = None if residual is None else rows_view(residual)
         m, n = x2.shape
         y = torch.empty((m, n), dtype=out_dtype, device=x.device)
-        mean = torch.empty(m, dtype=torch.float32, device=x.device)
-        rstd = torch.empty_like(mean)
+        r_out = None if residual_dtype is None else torch.empty((m, n), dtype=residual_dtype, device=x.device)
+        rstd = torch.empty(m, dtype=torch.float32, device=x.device)
+        mean = None if rms else torch.empty_like(rstd)
         block_m, block_n, warps = tile(n, FWD_TILE_ELEMENTS, FWD_WARPS)
         layer_norm_fwd_kernel[(triton.cdiv(m, block_m),)](
-            x2, x2 if weight is None else weight, x2 if bias is None else bias, y, mean, rstd, m, n, x2.stride(0), eps,
-            HAS_WEIGHT=weight is not None, HAS_BIAS=bias is not None, BLOCK_M=block_m, BLOCK_N=block_n,
+            x2, x2 if r2 is None else r2, x2 if weight is None else weight, x2 if bias is None else bias, y,
+            y if r_out is None else r_out, rstd if mean is None else mean, rstd, m, n, x2.stride(0),
+            0 if r2 is None else r2.stride(0), eps, HAS_RESIDUAL=r2 is not None, STORE_RESIDUAL=r_out is not None,
+            RMS=rms, HAS_WEIGHT=weight is not None, HAS_BIAS=bias is not None, BLOCK_M=block_m, BLOCK_N=block_n,
             num_warps=warps,
         )
-        ctx.shape = x.shape
-        ctx.save_for_backward(x2, weight, bias, mean, rstd)
-        return y.view(x.shape)
+        ctx.shape, ctx.rms, ctx.x_dtype = x.shape, rms, x.dtype
+        ctx.residual_dtype = None if residual is None else residual.dtype
+        ctx.save_for_backward(x2 if r_out is None else r_out, weight, bias, mean, rstd)
+        if r_out is None:
+            return y.view(x.shape)
+        return y.view(x.shape), r_out.view(x.shape)
 
     @staticmethod
-    def backward(ctx, dy):  # type: ignore[override]
-        x2, weight, bias, mean, rstd = ctx.saved_tensors
+    def backward(ctx, dy, d_residual_out=None):  # type: ignore[override]
+        normed, weight, bias, mean, rstd = ctx.saved_tensors
         dy2 = rows_view(dy)
-        m, n = x2.shape
+        dres2 = None if d_residual_out is None else rows_view(d_residual_out)
+        m, n = normed.shape
         block_m, block_n, warps = tile(n, *(BWD_NARROW if n <= BWD_NARROW_MAX_N else BWD_WIDE))
         tiles_per_program = triton.cdiv(triton.cdiv(m, block_m), BWD_MAX_PROGRAMS)
         programs = triton.cdiv(m, block_m * tiles_per_program)
-        dx = torch.empty((m, n), dtype=x2.dtype, device=x2.device)
-        dw_part = torch.empty((programs, n), dtype=torch.float32, device=x2.device) if weight is not None else None
-        db_part = torch.empty((programs, n), dtype=torch.float32, device=x2.device) if bias is not None else None
+        dx = torch.empty((m, n), dtype=ctx.x_dtype, device=normed.device)
+        need_dres = ctx.residual_dtype is not None and ctx.needs_input_grad[1]
+        d_res = torch.empty((m, n), dtype=ctx.residual_dtype, device=normed.device) if need_dres else None
+        dw_part = torch.empty((programs, n), dtype=torch.float32, device=normed.device) if weight is not None else None
+        db_part = torch.empty((programs, n), dtype=torch.float32, device=normed.device) if bias is not None else None
         layer_norm_bwd_kernel[(programs,)](
-            x2, x2 if weight is None else weight, dy2, dx, mean, rstd,
-            mean if dw_part is None else dw_part, mean if db_part is None else db_part,
-            m, n, x2.stride(0), dy2.stride(0), tiles_per_program,
-            HAS_WEIGHT=weight is not None, HAS_BIAS=bias is not None, BLOCK_M=block_m, BLOCK_N=block_n,
-            num_warps=warps,
+            normed, normed if weight is None else weight, dy2, dy2 if dres2 is None else dres2, dx,
+            dx if d_res is None else d_res, rstd if mean is None else mean, rstd,
+            rstd if dw_part is None else dw_part, rstd if db_part is None else db_part,
+            m, n, normed.stride(0), dy2.stride(0), 0 if dres2 is None else dres2.stride(0), tiles_per_program,
+            RMS=ctx.rms, HAS_DRES=dres2 is not None, STORE_DX2=d_res is not None, HAS_WEIGHT=weight is not None,
+            HAS_BIAS=bias is not None, BLOCK_M=block_m, BLOCK_N=block_n, num_warps=warps,
         )
-        dw = dw_part.sum(0).to(weight.dtype) if dw_part is not None and ctx.needs_input_grad[1] else None
-        db = db_part.sum(0).to(bias.dtype) if db_part is not None and ctx.needs_input_grad[2] else None
-        return dx.view(ctx.shape), dw, db, None, None
+        dw = dw_part.sum(0).to(weight.dtype) if dw_part is not None and ctx.needs_input_grad[2] else None
+        db = db_part.sum(0).to(bias.dtype) if db_part is not None and ctx.needs_input_grad[3] else None
+        return (dx.view(ctx.shape), None if d_res is None else d_res.view(ctx.shape), dw, db, None, None, None,
+                None)
