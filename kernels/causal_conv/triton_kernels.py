@@ -6,9 +6,12 @@ output is written channel-major: the layout change the long convolution needs co
 (PyTorch's strided copy of the same tensor took 22 ms per HyenaDNA layer at L = 1M on an H200).
 The K shifted reads of a tile hit the cache, so HBM sees one read of x and one write of the output.
 
-The backward recomputes the pre-activation where SiLU needs it (nothing but the inputs is saved),
-writes dx through dx's strides, and leaves per-tile partial sums of the weight and bias gradients for
-a final reduction in PyTorch (no atomics: deterministic).
+The backward saves nothing but the inputs. With SiLU it runs in two passes: the forward kernel recomputes
+the pre-activation once per step and writes da = dout * silu'(a) (fp32); the linear backward then reads
+da at its K shifts (cache hits). (The single-pass form recomputed the pre-activation and its sigmoid at
+every shift, K times the work: 6.5 ms per Mamba layer at L = 1M on an H200.) The linear backward writes
+dx through dx's strides and leaves per-tile partial sums of the weight and bias gradients for a final
+reduction in PyTorch (no atomics: deterministic).
 """
 from __future__ import annotations
 
@@ -50,33 +53,39 @@ def _program_tile(x_ptr, b_ptr, C, sxb, sxc, HAS_BIAS: tl.constexpr, BLOCK_C: tl
 
 @triton.jit
 def causal_conv_fwd_kernel(
-    x_ptr, w_ptr, b_ptr, out_ptr, C, L, sxb, sxc, sxl,
-    K: tl.constexpr, HAS_BIAS: tl.constexpr, SILU: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_L: tl.constexpr,
+    x_ptr, w_ptr, b_ptr, dout_ptr, out_ptr, C, L, sxb, sxc, sxl,
+    K: tl.constexpr, HAS_BIAS: tl.constexpr, SILU: tl.constexpr, GRAD: tl.constexpr, BLOCK_C: tl.constexpr,
+    BLOCK_L: tl.constexpr,
 ):
+    """out = act(a) with a = bias + conv(x); with GRAD (the backward's first pass, SILU on) out = da =
+    dout * silu'(a) instead, dout and out contiguous (B, C, L)."""
     b, cs, ts, c_mask, bias, x_base = _program_tile(x_ptr, b_ptr, C, sxb, sxc, HAS_BIAS, BLOCK_C, BLOCK_L)
     acc = _preactivation(x_base, w_ptr, bias, cs, c_mask, ts, L, sxl, K, BLOCK_C, BLOCK_L)
+    rows = (b * C + cs[:, None].to(tl.int64)) * L + ts[None, :]
+    mask = c_mask[:, None] & (ts[None, :] < L)
     if SILU:
-        acc = acc * tl.sigmoid(acc)
-    out = out_ptr + (b * C + cs[:, None].to(tl.int64)) * L + ts[None, :]
-    tl.store(out, acc.to(out_ptr.dtype.element_ty), mask=c_mask[:, None] & (ts[None, :] < L))
+        sig = tl.sigmoid(acc)
+        if GRAD:
+            dout = tl.load(dout_ptr + rows, mask=mask, other=0.0).to(tl.float32)
+            acc = dout * sig * (1.0 + acc * (1.0 - sig))
+        else:
+            acc = acc * sig
+    tl.store(out_ptr + rows, acc.to(out_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
 def causal_conv_bwd_kernel(
-    x_ptr, w_ptr, b_ptr, dout_ptr, dx_ptr, dw_part_ptr, db_part_ptr, C, L, sxb, sxc, sxl, sdb, sdc, sdl,
-    K: tl.constexpr, HAS_BIAS: tl.constexpr, SILU: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_L: tl.constexpr,
+    x_ptr, w_ptr, da_ptr, dx_ptr, dw_part_ptr, db_part_ptr, C, L, sxb, sxc, sxl, sdb, sdc, sdl,
+    K: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_L: tl.constexpr,
 ):
-    """dx[t] = sum_j w[j] * da[t + K-1-j] with da = dout * act'(a); per-tile partial dw[j] = sum_t da[t] *
-    x[t - (K-1) + j] and db = sum_t da[t] go to ``dw_part`` (tiles, C, K) and ``db_part`` (tiles, C)."""
-    b, cs, ts, c_mask, bias, x_base = _program_tile(x_ptr, b_ptr, C, sxb, sxc, HAS_BIAS, BLOCK_C, BLOCK_L)
-    dout_base = dout_ptr + (b * C + cs[:, None].to(tl.int64)) * L
+    """Backward of the linear convolution given da, the gradient at its output (dout itself, or dout *
+    silu'(a) from the first pass): dx[t] = sum_j w[j] * da[t + K-1-j]; per-tile partial dw[j] = sum_t
+    da[t] * x[t - (K-1) + j] and db = sum_t da[t] go to ``dw_part`` (tiles, C, K) and ``db_part`` (tiles, C)."""
+    b, cs, ts, c_mask, _, x_base = _program_tile(x_ptr, x_ptr, C, sxb, sxc, False, BLOCK_C, BLOCK_L)
+    da_base = da_ptr + (b * C + cs[:, None].to(tl.int64)) * L
     dx = tl.zeros([BLOCK_C, BLOCK_L], dtype=tl.float32)
     for s in tl.static_range(K):  # da at t + s feeds dx[t] through w[K-1-s]
-        da = _tap(dout_base, ts, -s, c_mask, L, 1)
-        if SILU:
-            a = _preactivation(x_base, w_ptr, bias, cs, c_mask, ts + s, L, sxl, K, BLOCK_C, BLOCK_L)
-            sig = tl.sigmoid(a)
-            da = da * sig * (1.0 + a * (1.0 - sig))
+        da = _tap(da_base, ts, -s, c_mask, L, 1)
         w = tl.load(w_ptr + cs * K + (K - 1 - s), mask=c_mask, other=0.0).to(tl.float32)
         dx += w[:, None] * da
         if s == 0:
