@@ -38,10 +38,10 @@ from collections.abc import Callable
 import torch
 
 from genomix.kernels.bench_causal_conv import rel_max
-from genomix.kernels.bench_common import (add_run_args, bench_header, bench_rows, check_device, median_ms,
+from genomix.kernels.bench_common import (add_run_args, check_detail, check_device, check_then_bench, median_ms,
                                           print_speed_table, time_paths)
 from genomix.kernels.bench_layer_norm import peak_gib
-from genomix.kernels.check_runner import run_cases, verdict
+from genomix.kernels.check_runner import verdict
 from genomix.kernels.gpu_check_causal_conv import TOL, poison_allocator
 from genomix.kernels.layer_norm import add_norm_ref, add_norm_triton
 
@@ -177,8 +177,7 @@ def print_checks(rows: list[dict]) -> None:
     print(f"{'shape':>18} {'x':>8} {'residual':>8} {'s':>8} {'y':>8} {'norm':>5} {'layout':>10} "
           f"{'worst rel err':>13} {'tol':>6} {'finite':>6} {'contract':>8} ok")
     for r in rows:
-        detail = (f"{r['worst']:>13.2e} {r['tol']:>6.0e} {str(r['finite']):>6} {str(r['contract']):>8}"
-                  if "worst" in r else f"{'ERROR':>13} {r['error'][:60]}")
+        detail = check_detail(r)
         print(f"{str(tuple(r['shape'])):>18} {r['x_dtype']:>8} {str(r['residual']):>8} {r['residual_out']:>8} "
               f"{r['out_dtype']:>8} {'rms' if r['rms'] else 'ln':>5} {r['layout']:>10} {detail} {r['ok']}")
 
@@ -188,20 +187,13 @@ def main(argv: list[str] | None = None) -> int:
     add_run_args(ap, f"cap leading dims at {SMALL_MAX_LEAD}, tiny benchmark shapes")
     args = ap.parse_args(argv)
     check_device(ap, args.device)
-    checks = [dataclasses.replace(c, lead=tuple(min(d, SMALL_MAX_LEAD) for d in c.lead)) if args.small else c
-              for c in CHECKS]
-    result = {**bench_header(args.device, args.small, "add_norm"), "checks": []}
-    bandwidth = result["copy_gbs"] * 1e9
-    out_path = args.out / "add_norm_bench.json"
-    jobs = [({**dataclasses.asdict(c), "shape": [*c.lead, c.n]}, lambda seed, c=c: check(c, args.device, seed))
-            for c in checks]
-    result["checks"] = run_cases(jobs, args.seed, out_path, result, args.device, key="checks")
-    bench_rows(result, SMALL_BENCH_SHAPES if args.small else BENCH_SHAPES,
-               lambda shape, i: bench_case(shape, args.device, bandwidth, args.seed + i),
-               lambda shape: {"shape": list(shape)}, out_path, args.device)
+    result = check_then_bench(
+        args, "add_norm", "add_norm", CHECKS, SMALL_MAX_LEAD, lambda c, seed: check(c, args.device, seed),
+        SMALL_BENCH_SHAPES if args.small else BENCH_SHAPES,
+        lambda shape, bandwidth, seed: bench_case(shape, args.device, bandwidth, seed))
     print_checks(result["checks"])
     failed = verdict(result["checks"])
-    print(f"{result['device']}, copy {bandwidth / 1e9:.0f} GB/s, dispatch default: {result['dispatch_default']}; "
+    print(f"{result['device']}, copy {result['copy_gbs']:.0f} GB/s, dispatch default: {result['dispatch_default']}; "
           "bf16 x, fp32 residual and weight, bf16 y, fp32 s, RMSNorm; ref = the PyTorch ops + .to(bf16)")
     print_speed_table(result["rows"], f"{'shape':>18}", lambda r: f"{str(tuple(r['shape'])):>18}")
     return 1 if failed or any("error" in r for r in result["rows"]) else 0

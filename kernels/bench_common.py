@@ -8,6 +8,7 @@ and their share of the HBM floor (``fwd_floor_ms``/``fwd_bwd_floor_ms``, which t
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import time
@@ -19,6 +20,7 @@ import triton
 import triton.testing
 
 from genomix.kernels.bench_scan import copy_bandwidth, write_json
+from genomix.kernels.check_runner import run_cases
 from genomix.kernels.dispatch import interpreting, use_triton
 
 PATH_NAMES = ("ref", "triton")
@@ -128,3 +130,40 @@ def bench_rows(result: dict[str, Any], cases: Iterable[Any], bench_one: Callable
         write_json(out, result)
         if device == "cuda":
             torch.cuda.empty_cache()
+
+
+def capped_checks(checks: list[Any], small: bool, max_lead: int) -> list[Any]:
+    """The check cases (dataclasses with a ``lead`` shape tuple), each leading dim capped at ``max_lead``
+    under ``--small`` (the interpreter runs every program in Python)."""
+    if not small:
+        return list(checks)
+    return [dataclasses.replace(c, lead=tuple(min(d, max_lead) for d in c.lead)) for c in checks]
+
+
+def check_jobs(checks: Iterable[Any], run: Callable[[Any, int], dict]) -> list[tuple[dict, Callable[[int], dict]]]:
+    """``check_runner.run_cases`` jobs: each case's fields (plus its full ``shape``) and ``run(case, seed)``."""
+    return [({**dataclasses.asdict(c), "shape": [*c.lead, c.n]}, lambda seed, c=c: run(c, seed)) for c in checks]
+
+
+def check_detail(row: dict) -> str:
+    """The error, tolerance, finiteness and contract columns of a checked case, or its error message."""
+    if "worst" not in row:
+        return f"{'ERROR':>13} {row['error'][:60]}"
+    return f"{row['worst']:>13.2e} {row['tol']:>6.0e} {str(row['finite']):>6} {str(row['contract']):>8}"
+
+
+def check_then_bench(args: argparse.Namespace, op: str, name: str, checks: list[Any], max_lead: int,
+                     run_check: Callable[[Any, int], dict], bench_shapes: Iterable[tuple[int, ...]],
+                     bench_one: Callable[[tuple[int, ...], float, int], dict],
+                     extra_jobs: Iterable[tuple[dict, Callable[[int], dict]]] = ()) -> dict[str, Any]:
+    """A check-and-benchmark script's run: the checks (capped under ``--small``, then ``extra_jobs``) and the
+    benchmark rows (``bench_one(shape, copy bandwidth in bytes/s, seed)``) into ``args.out/{name}_bench.json``
+    with the dispatch default of ``op``; returns the result (``checks`` and ``rows``)."""
+    result = {**bench_header(args.device, args.small, op), "checks": []}
+    out_path = args.out / f"{name}_bench.json"
+    jobs = check_jobs(capped_checks(checks, args.small, max_lead), run_check) + list(extra_jobs)
+    result["checks"] = run_cases(jobs, args.seed, out_path, result, args.device, key="checks")
+    bandwidth = result["copy_gbs"] * 1e9
+    bench_rows(result, bench_shapes, lambda shape, i: bench_one(shape, bandwidth, args.seed + i),
+               lambda shape: {"shape": list(shape)}, out_path, args.device)
+    return result
