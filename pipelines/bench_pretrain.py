@@ -69,7 +69,7 @@ def make_model(args: argparse.Namespace, max_len: int, device: torch.device) -> 
         overrides["n_layer"] = args.n_layer
     model = build(args.model, task="causal-lm", **overrides).to(device)
     if not args.no_checkpointing:
-        enable_activation_checkpointing(model, offload=args.offload_checkpoints)
+        enable_activation_checkpointing(model, offload=args.offload_checkpoints, keep_scan=args.keep_scan)
     return model
 
 
@@ -194,6 +194,8 @@ def main() -> None:
     parser.add_argument("--no-checkpointing", action="store_true", help="train without activation checkpointing")
     parser.add_argument("--offload-checkpoints", action="store_true",
                         help="keep the block-boundary checkpoints in host memory (the recipe's offload_checkpoints)")
+    parser.add_argument("--keep-scan", action="store_true",
+                        help="keep the selective scan's forward outputs through checkpointing (Mamba, Caduceus)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--memory-limit-gib", type=float,

@@ -181,3 +181,39 @@ def test_offloaded_checkpoints_keep_gradients(monkeypatch, tmp_path):
     assert len(calls) == 2  # one per block, only for the offloading model
     for (name, a), (_, b) in zip(models[0].named_parameters(), models[1].named_parameters()):
         torch.testing.assert_close(a.grad, b.grad, rtol=1e-6, atol=1e-7, msg=name)
+
+
+def test_checkpoint_keeping_the_scan_runs_its_forward_once(monkeypatch):
+    """checkpoint_keeps_scan: a checkpointed Mamba block recomputes everything in the backward except the
+    Triton scan's forward (interpreter), whose outputs are kept; gradients equal plain checkpointing's."""
+    from genomix.kernels.scan import ops
+    from genomix.models import build
+    from genomix.train.recipe import Recipe
+    from genomix.train.run import enable_activation_checkpointing
+
+    with pytest.raises(ConfigError, match="checkpoint_keeps_scan needs activation_checkpointing"):
+        Recipe(checkpoint_keeps_scan=True)
+    with pytest.raises(ConfigError, match="checkpoint_keeps_scan needs"):
+        Recipe(checkpoint_keeps_scan=True, activation_checkpointing=True, offload_checkpoints=True)
+    monkeypatch.setenv("GENOMIX_FORCE_TRITON", "1")
+    monkeypatch.setenv("GENOMIX_REFERENCE_OPS", "causal_conv1d,transpose,add_norm,layer_norm")
+    launches = []
+    real_launch = ops._launch_fwd
+    monkeypatch.setattr(ops, "_launch_fwd", lambda *a: launches.append(1) or real_launch(*a))
+    torch.manual_seed(0)
+    models = [build("mamba-7m-1m", n_layer=2, d_model=16, d_state=8, max_seq_len=64) for _ in range(2)]
+    models[1].load_state_dict(models[0].state_dict())
+    enable_activation_checkpointing(models[0])
+    enable_activation_checkpointing(models[1], keep_scan=True)
+    ids = torch.randint(4, 12, (1, 24))
+    counts = []
+    for model in models:
+        launches.clear()
+        model.train()
+        model(input_ids=ids, labels=ids).loss.backward()
+        counts.append(len(launches))
+    assert counts == [4, 2]  # two blocks: forward + recompute each, then forward only
+    for (name, a), (_, b) in zip(models[0].named_parameters(), models[1].named_parameters()):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-6, atol=1e-7, msg=name)
+    with pytest.raises(ConfigError, match="exclude each other"):
+        enable_activation_checkpointing(models[1], offload=True, keep_scan=True)

@@ -97,6 +97,8 @@ class Recipe:
     gradient_clip: float = 1.0
     activation_checkpointing: bool = False
     offload_checkpoints: bool = False  # keep block-boundary checkpoints in host memory (longer contexts)
+    # keep the selective scan's forward outputs through checkpointing (Mamba/Caduceus: faster, more memory)
+    checkpoint_keeps_scan: bool = False
     cuda_graphs: bool = False  # replay training steps from CUDA graphs (host-bound small models; see above)
     checkpoint_every: int = 100  # optimiser steps between checkpoints; validation runs at every epoch end
     val_windows: int = 64  # tiled validation windows per evaluation, whatever the device count
@@ -113,6 +115,11 @@ class Recipe:
                 raise ConfigError(f"recipe field {name} must be a positive integer, got {getattr(self, name)}")
         if self.offload_checkpoints and not self.activation_checkpointing:
             raise ConfigError("recipe field offload_checkpoints needs activation_checkpointing: true")
+        if self.checkpoint_keeps_scan and (not self.activation_checkpointing or self.offload_checkpoints
+                                           or self.cuda_graphs):
+            raise ConfigError("recipe field checkpoint_keeps_scan needs activation_checkpointing: true, without "
+                              "offload_checkpoints or cuda_graphs (it keeps the scan's outputs on the device "
+                              "between forward and backward)")
         if self.cuda_graphs and self.offload_checkpoints:
             raise ConfigError("recipe fields cuda_graphs and offload_checkpoints exclude each other: host copies on "
                               "side streams cannot be captured in a CUDA graph; set one of them false")

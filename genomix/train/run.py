@@ -24,6 +24,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger
 
 from ..errors import CheckpointError, ConfigError
+from ..kernels.scan.ops import checkpoint_keeps_scan
 from .callbacks import FinalCheckpoint, SamplerProgress, StageAccumulation, ThroughputMonitor
 from .checkpoint_io import AtomicCheckpointIO
 from .data import GenomeDataModule, resolve_store
@@ -53,21 +54,29 @@ def build_model(recipe: Recipe) -> torch.nn.Module:
 
     model = build(recipe.model, task=recipe.task, **dict(recipe.model_overrides))
     if recipe.activation_checkpointing:
-        enable_activation_checkpointing(model, offload=recipe.offload_checkpoints)
+        enable_activation_checkpointing(model, offload=recipe.offload_checkpoints,
+                                        keep_scan=recipe.checkpoint_keeps_scan)
     return model
 
 
-def enable_activation_checkpointing(model: torch.nn.Module, offload: bool = False) -> None:
+def enable_activation_checkpointing(model: torch.nn.Module, offload: bool = False, keep_scan: bool = False) -> None:
     """Per-block activation checkpointing through transformers' switch (each family honours it).
 
     transformers >= 5 names it ``activation_checkpointing_enable``; older versions
     ``gradient_checkpointing_enable``. Non-reentrant checkpointing works with FSDP and bf16 autocast.
     ``offload`` keeps the block-boundary checkpoints in host memory (longer contexts, slower steps).
+    ``keep_scan`` keeps the selective scan's forward outputs (Mamba, Caduceus) instead of recomputing them
+    in the backward (:func:`genomix.kernels.scan.ops.checkpoint_keeps_scan`): faster steps, more memory.
     """
     if not getattr(model, "supports_gradient_checkpointing", False):
         raise ConfigError(f"{type(model).__name__} does not support activation checkpointing; "
                           "set activation_checkpointing: false in the recipe")
-    kwargs = {"use_reentrant": False}
+    kwargs: dict[str, Any] = {"use_reentrant": False}
+    if keep_scan:
+        if offload:
+            raise ConfigError("keeping the scan's outputs needs on-device checkpoints; "
+                              "checkpoint_keeps_scan and offload_checkpoints exclude each other")
+        kwargs["context_fn"] = checkpoint_keeps_scan
     if hasattr(model, "activation_checkpointing_enable"):
         model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
     else:

@@ -326,14 +326,66 @@ def _launch_bwd_seq(u, delta, A, B, C, D, z, delta_bias, delta_softplus, states,
     return du, ddelta, total(dA_part), dB, dC, total(dD_part), dz, total(dbias_part)
 
 
+#: Tilings the forward op has seen, by index: a custom op's arguments are tensors and scalars, so the
+#: op takes the tiling's index here (tests and tuning pass their own tilings).
+_TILINGS: list[Tiling] = []
+
+
+def _tiling_index(tiling: Tiling) -> int:
+    if tiling not in _TILINGS:
+        _TILINGS.append(tiling)
+    return _TILINGS.index(tiling)
+
+
+@torch.library.custom_op("genomix::selective_scan_fwd", mutates_args=())
+def selective_scan_fwd(
+    u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor, D: torch.Tensor | None,
+    z: torch.Tensor | None, delta_bias: torch.Tensor | None, delta_softplus: bool, save_states: bool, tiling: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The Triton forward as one dispatcher op: (output, chunk-start states (empty unless ``save_states``),
+    last state). Being one op is what lets activation checkpointing keep its outputs instead of running
+    it again in the backward (:func:`checkpoint_keeps_scan`)."""
+    out, states, last = _launch_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, save_states,
+                                    _TILINGS[tiling])
+    return out, states if states is not None else u.new_empty(0, dtype=torch.float32), last
+
+
+@selective_scan_fwd.register_fake
+def _selective_scan_fwd_shapes(u, delta, A, B, C, D, z, delta_bias, delta_softplus, save_states, tiling):
+    batch, channels, length = u.shape
+    n_state, chunk = A.shape[1], _TILINGS[tiling].chunk
+    states_shape = (batch, channels, -(-length // chunk), n_state) if save_states else (0,)
+    return (torch.empty_like(u), u.new_empty(states_shape, dtype=torch.float32),
+            u.new_empty((batch, channels, n_state), dtype=torch.float32))
+
+
+def _keep_scan_policy(ctx, op, *args, **kwargs):
+    from torch.utils.checkpoint import CheckpointPolicy
+
+    keep = op is torch.ops.genomix.selective_scan_fwd.default
+    return CheckpointPolicy.MUST_SAVE if keep else CheckpointPolicy.PREFER_RECOMPUTE
+
+
+def checkpoint_keeps_scan():
+    """``context_fn`` for :func:`torch.utils.checkpoint.checkpoint` (non-reentrant): everything in the
+    checkpointed block is recomputed in the backward except the Triton scan's forward, whose output and
+    chunk-start states are kept. In a checkpointed Mamba block the scan's forward is ~20 % of a training
+    step's kernel time at L = 1M; keeping it costs its output (u's size) and states (4 N / chunk bytes per
+    element) per block."""
+    from torch.utils.checkpoint import create_selective_checkpoint_contexts
+
+    return create_selective_checkpoint_contexts(_keep_scan_policy)
+
+
 class SelectiveScanFn(torch.autograd.Function):
     """Forward saves inputs and chunk-start states only; backward recomputes the rest."""
 
     @staticmethod
     def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus, tiling):
         save = any(ctx.needs_input_grad[:8])  # chunk-start states are kept only for a backward
-        out, states, last = _launch_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, save, tiling)
-        ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, states)
+        out, states, last = torch.ops.genomix.selective_scan_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
+                                                                 save, _tiling_index(tiling))
+        ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, states if save else None)
         ctx.delta_softplus, ctx.tiling = delta_softplus, tiling
         ctx.mark_non_differentiable(last)
         return out, last
