@@ -9,6 +9,7 @@ genomix code that allocated it. Writes ``profile_model.json`` (atomically) to ``
 
     PYTHONPATH=. python pipelines/profile_model.py --model hyenadna-large-1m --length 1048576 --out DIR [--memory-snapshot]
     PYTHONPATH=. python pipelines/profile_model.py --model m2-small-32k --length 4096 --batch 16 --no-checkpointing --out DIR
+    PYTHONPATH=. python pipelines/profile_model.py --model caduceus-ps-131k-d256-16L --task masked-lm --length 131072 --out DIR
 """
 from __future__ import annotations
 
@@ -137,6 +138,8 @@ def main() -> None:
     parser.add_argument("--model", default="hyenadna-large-1m")
     parser.add_argument("--length", type=int, default=1_048_576)
     parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--task", default="causal-lm", choices=["causal-lm", "masked-lm"],
+                        help="the head to train (masked-lm for bidirectional models such as Caduceus)")
     parser.add_argument("--no-checkpointing", action="store_true", help="profile the training step without "
                         "activation checkpointing (as bench_m2 times it)")
     parser.add_argument("--top", type=int, default=18)
@@ -145,7 +148,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("."))
     args = parser.parse_args()
     torch.manual_seed(0)
-    model = build(args.model, task="causal-lm", max_seq_len=args.length + 2).cuda()
+    model = build(args.model, task=args.task, max_seq_len=args.length + 2).cuda()
     ids = torch.randint(7, 11, (args.batch, args.length), device="cuda")
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
@@ -160,7 +163,8 @@ def main() -> None:
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    result = {"model": args.model, "length": args.length, "batch": args.batch, "device": torch.cuda.get_device_name(),
+    result = {"model": args.model, "task": args.task, "length": args.length, "batch": args.batch,
+              "device": torch.cuda.get_device_name(),
               "checkpointing": not args.no_checkpointing, "fftconv_path": fftconv_path()}
     model.eval()
     result["forward"] = _profiled(forward, args.top)
