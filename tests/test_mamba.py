@@ -132,11 +132,15 @@ def test_auto_loaded_classifier_head_is_initialised(tmp_path):
     assert torch.isfinite(classifier(torch.randint(7, 11, (2, 30))).logits).all()
 
 
+@pytest.mark.parametrize("op", ["add_norm", "transpose"])
 @pytest.mark.parametrize("autocast", [False, True], ids=["fp32", "bf16-autocast"])
-def test_fused_add_norm_path_matches_reference_in_training(autocast, monkeypatch):
-    """The blocks' add-norm through the Triton kernels (interpreter; every other op on its reference) gives
-    the reference model's loss and gradients; under autocast the block norms hand bf16 to the mixers and
-    the final norm keeps fp32 hidden states."""
+def test_triton_glue_ops_match_reference_in_training(autocast, op, monkeypatch):
+    """One op through its Triton kernels (interpreter; every other op on its reference) gives the reference
+    model's loss and gradients: the blocks' add-norm (under autocast the block norms hand bf16 to the
+    mixers and the final norm keeps fp32 hidden states), or the relayouts (a batch of two sequences, so
+    the linear layers' inputs go through time_major)."""
+    from genomix.kernels.dispatch import TRITON_BY_DEFAULT
+
     torch.manual_seed(4)
     model = MambaForCausalLM(_tiny(n_layer=3))
     ids = torch.randint(4, 12, (2, 24))
@@ -150,7 +154,7 @@ def test_fused_add_norm_path_matches_reference_in_training(autocast, monkeypatch
 
     want, want_grads = loss_and_grads()
     monkeypatch.setenv("GENOMIX_FORCE_TRITON", "1")
-    monkeypatch.setenv("GENOMIX_REFERENCE_OPS", "selective_scan,causal_conv1d,transpose,layer_norm")
+    monkeypatch.setenv("GENOMIX_REFERENCE_OPS", ",".join(sorted(TRITON_BY_DEFAULT - {op})))
     got, got_grads = loss_and_grads()
     assert got.hidden_states[-1].dtype == torch.float32
     tol = 2e-2 if autocast else 1e-5

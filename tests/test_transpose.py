@@ -46,3 +46,20 @@ def test_channel_major_leaves_contiguous_and_other_layouts_to_torch(monkeypatch)
     assert channel_major(x) is x
     strided = torch.randn(2, 6, 10)[:, ::2]  # channels not contiguous: Tensor.contiguous
     assert torch.equal(channel_major(strided), strided.contiguous())
+
+
+@pytest.mark.parametrize("forced", [True, False], ids=["triton", "reference"])
+def test_time_major_is_exact_differentiable_and_returns_channel_major_gradients(forced, monkeypatch):
+    """time_major: the same values laid out (batch, L, E), so the transposed view is contiguous for a
+    linear layer; its gradient comes back channel-major (what the scan's output and the conv's expect)."""
+    from genomix.kernels.transpose import time_major
+
+    if forced:
+        monkeypatch.setenv("GENOMIX_FORCE_TRITON", "1")
+    leaf = torch.randn(2, 70, 130, requires_grad=True)  # (batch, E, L) as the scan writes it
+    y = time_major(leaf)
+    assert y.shape == leaf.shape and y.transpose(1, 2).is_contiguous() and torch.equal(y, leaf)
+    weight = torch.randn(2, 130, 70)
+    (y.transpose(1, 2) * weight).sum().backward()
+    assert leaf.grad.is_contiguous() and torch.equal(leaf.grad, weight.transpose(1, 2))
+    assert time_major(y) is y  # already time-major

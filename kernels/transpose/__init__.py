@@ -7,6 +7,9 @@ bf16 tensor, ~1 s of a 2.75 s ``mamba-7m-1m`` training step at L = 1M (64 copies
 "Mamba's layout copies": 0.59 ms each with this kernel, the step 1.67 s). :func:`channel_major` does the copy as a tiled Triton transpose on CUDA, and its
 backward hands the gradient back time-major the same way, so the split and matmul upstream read
 contiguous rows too. Elsewhere (CPU, or ``GENOMIX_REFERENCE_OPS=transpose``) it is ``Tensor.contiguous``.
+:func:`time_major` is the opposite copy, for the scan's output and the conv's on their way into a linear
+layer: a batch of transposed (batch, L, E) views is not one matrix, so ``torch.matmul`` would copy it with
+the same slow kernel (0.9 ms per (2, 131072, 512) bf16 tensor in Caduceus's training step).
 """
 from __future__ import annotations
 
@@ -49,6 +52,33 @@ class _ChannelMajor(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
         return relayout(grad, empty_time_major(grad))
+
+
+class _TimeMajor(torch.autograd.Function):
+    """Time-major copy forward; the gradient goes back channel-major (what the scan and the conv produce)."""
+
+    @staticmethod
+    def forward(ctx, x):  # type: ignore[override]
+        return relayout(x, empty_time_major(x))
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        return grad if grad.is_contiguous() else relayout(grad, torch.empty(grad.shape, device=grad.device,
+                                                                            dtype=grad.dtype))
+
+
+def time_major(x: torch.Tensor) -> torch.Tensor:
+    """``x`` (batch, E, L) with its memory laid out (batch, L, E) contiguously, so that
+    ``time_major(x).transpose(1, 2)`` is a contiguous (batch, L, E) tensor (``x`` itself if it already is).
+
+    Contiguous inputs with at most ``MAX_BATCH`` sequences go through the Triton transpose where
+    :func:`..dispatch.use_triton` allows it; anything else through ``Tensor.contiguous``. Differentiable
+    either way."""
+    if x.transpose(1, 2).is_contiguous():
+        return x
+    if x.dim() == 3 and x.is_contiguous() and x.shape[0] <= MAX_BATCH and use_triton(x, op="transpose"):
+        return _TimeMajor.apply(x)
+    return x.transpose(1, 2).contiguous().transpose(1, 2)
 
 
 def channel_major(x: torch.Tensor) -> torch.Tensor:
