@@ -37,7 +37,7 @@ from collections.abc import Callable
 
 import torch
 
-from genomix.kernels.bench_causal_conv import rel_max
+from genomix.kernels.bench_causal_conv import leaves_of, rel_max
 from genomix.kernels.bench_common import (add_run_args, check_detail, check_device, check_then_bench, median_ms,
                                           print_speed_table, time_paths)
 from genomix.kernels.bench_layer_norm import peak_gib
@@ -94,10 +94,6 @@ def make_inputs(shape: tuple[int, ...], x_dtype: torch.dtype, residual_dtype: to
     return x, residual, weight, 0.1 * torch.randn(n, device=device, generator=generator)
 
 
-def _leaves(*tensors):
-    return [None if t is None else t.detach().requires_grad_() for t in tensors]
-
-
 def check(case: CheckCase, device: str, seed: int) -> dict:
     """One case: Triton y, s and gradients vs the float64 reference, NaN-poisoned, contract checked."""
     g = torch.Generator(device=device).manual_seed(seed)
@@ -110,11 +106,11 @@ def check(case: CheckCase, device: str, seed: int) -> dict:
     dy = torch.randn(shape, device=device, generator=g).to(out_dtype)
     ds = torch.randn(shape, device=device, generator=g).to(res_out)
     inputs = [t for t in (x, residual, weight, bias) if t is not None]
-    ref_leaves = _leaves(*(None if t is None else t.double() for t in (x, residual, weight, bias)))
+    ref_leaves = leaves_of(*(None if t is None else t.double() for t in (x, residual, weight, bias)))
     ref = add_norm_ref(*ref_leaves, EPS, case.rms, torch.float64, torch.float64)
     ref_grads = torch.autograd.grad(ref, [t for t in ref_leaves if t is not None], (dy.double(), ds.double()))
     poison_bytes = 6 * math.prod(shape) * 4 + (64 << 20)
-    leaves = _leaves(x, residual, weight, bias)
+    leaves = leaves_of(x, residual, weight, bias)
     poison_allocator(device, poison_bytes)
     y, s = add_norm_triton(*leaves, EPS, case.rms, out_dtype, res_out)
     poison_allocator(device, poison_bytes)
@@ -142,7 +138,7 @@ def triton_path(x, residual, weight):
 
 def measure(fn: Callable, x, residual, weight, dy, ds, device: str) -> dict:
     """Median ms and peak GiB of one path's forward (no grad) and forward+backward."""
-    leaves = _leaves(x, residual, weight)
+    leaves = leaves_of(x, residual, weight)
 
     def forward():
         with torch.no_grad():

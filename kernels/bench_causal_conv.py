@@ -84,9 +84,9 @@ def rel_max(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).abs().max() / b.abs().max().clamp_min(1e-30))
 
 
-def leaves_of(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> list[torch.Tensor | None]:
+def leaves_of(*tensors: torch.Tensor | None) -> list[torch.Tensor | None]:
     """Fresh leaves requiring grad that share storage and strides with the inputs (None stays None)."""
-    return [None if t is None else t.detach().requires_grad_() for t in (x, weight, bias)]
+    return [None if t is None else t.detach().requires_grad_() for t in tensors]
 
 
 def peak_delta(fn: Callable[[], object]) -> tuple[int, object]:

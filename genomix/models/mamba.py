@@ -30,7 +30,7 @@ from ..kernels import causal_conv1d, selective_scan
 from ..kernels.layer_norm import add_norm as fused_add_norm
 from ..kernels.layer_norm import rms_norm
 from ..kernels.transpose import time_major
-from .norms import AUTOCAST_INPUTS as _AUTOCAST_INPUTS
+from .norms import autocast_output_dtype
 from .base import BaseModelMixin, GenomixConfig, GenomixPreTrainedModel, run_layer
 from .heads import POOLING_MODES
 from .registry import Family, register_family
@@ -144,10 +144,8 @@ def add_norm(
     norm passes ``autocast_output=False`` and returns the weight's dtype (the hidden states users read)."""
     residual_dtype = torch.float32 if residual_in_fp32 else None
     out_dtype = None
-    device = x.device.type
-    if autocast_output and norm.weight is not None and norm.weight.dtype in _AUTOCAST_INPUTS \
-            and torch.is_autocast_enabled(device):
-        out_dtype = torch.get_autocast_dtype(device)
+    if autocast_output and norm.weight is not None:
+        out_dtype = autocast_output_dtype(norm.weight.dtype, x.device.type)
     return fused_add_norm(x, residual, norm.weight, norm.bias, norm.eps, isinstance(norm, RMSNorm), out_dtype,
                           residual_dtype)
 

@@ -12,7 +12,15 @@ from torch import nn
 from ..kernels.layer_norm import add_norm, layer_norm
 
 #: Dtypes autocast casts; it leaves float64 alone, and so does :class:`LayerNorm`.
-AUTOCAST_INPUTS = (torch.float32, torch.bfloat16, torch.float16)
+_AUTOCAST_INPUTS = (torch.float32, torch.bfloat16, torch.float16)
+
+
+def autocast_output_dtype(dtype: torch.dtype, device: str) -> torch.dtype:
+    """The dtype a norm of ``dtype`` values hands to the next Linear: the autocast dtype where autocast is on
+    for ``device`` (the Linear would cast to it anyway), else ``dtype`` itself."""
+    if dtype in _AUTOCAST_INPUTS and torch.is_autocast_enabled(device):
+        return torch.get_autocast_dtype(device)
+    return dtype
 
 
 class LayerNorm(nn.LayerNorm):
@@ -33,9 +41,7 @@ class LayerNorm(nn.LayerNorm):
         self.autocast_output = autocast_output
 
     def _out_dtype(self, dtype: torch.dtype, device: str) -> torch.dtype:
-        if self.autocast_output and dtype in AUTOCAST_INPUTS and torch.is_autocast_enabled(device):
-            return torch.get_autocast_dtype(device)
-        return dtype
+        return autocast_output_dtype(dtype, device) if self.autocast_output else dtype
 
     def add_and_norm(self, x: torch.Tensor, residual: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``s = residual + x`` and ``self(s)``, returned as ``(self(s), s)``: a pre-norm block's residual add
