@@ -26,6 +26,7 @@ import triton.testing
 
 from genomix.kernels.bench_scan import copy_bandwidth, write_json
 from genomix.kernels.fftconv import fftconv_ref, fftconv_triton
+from genomix.kernels.fftconv import cufft_fused
 from genomix.kernels.fftconv.cufft_fused import fftconv_cufft
 from genomix.kernels.fftconv.plan import current_tuning
 
@@ -107,9 +108,13 @@ def main() -> int:
     ap.add_argument("--path", choices=tuple(PATHS), default="triton", help="the path compared with the reference")
     ap.add_argument("--breakdown", type=int, default=1 << 20, help="L whose fwd+bwd is profiled per kernel (0: none)")
     ap.add_argument("--gates", action="store_true", help="with bf16 pre- and post-gates (Hyena's and M2's calls)")
+    ap.add_argument("--pass-elements-log2", type=int, metavar="K",
+                    help="cuFFT path: at most 2^K batch x channels x length per pass (cufft_fused.MAX_ELEMENTS_PER_PASS)")
     ap.add_argument("--batch-heads", type=int, nargs=2, metavar=("B", "H"),
                     help="this (batch, channels) at every length instead of B*H*L = 256M (e.g. 16 256 for M2 at 4K)")
     args = ap.parse_args()
+    if args.pass_elements_log2 is not None:
+        cufft_fused.MAX_ELEMENTS_PER_PASS = 1 << args.pass_elements_log2
     torch.manual_seed(0)
     bw = copy_bandwidth()
     rows = []
@@ -125,6 +130,7 @@ def main() -> int:
     result = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "triton": triton.__version__,
               "copy_bandwidth_TBps": bw / 1e12, "max_row": os.environ.get("GENOMIX_FFTCONV_MAX_ROW", "4096"),
               "tuning": repr(current_tuning()), "path": args.path,
+              "max_elements_per_pass": cufft_fused.MAX_ELEMENTS_PER_PASS,
               "rows": rows, "breakdown_L": args.breakdown, "breakdown": prof}
     write_json(Path(args.out) / f"bench_fftconv_{args.path}{'_gated' if args.gates else ''}.json", result)
     for p in prof:
