@@ -10,13 +10,16 @@ Prints a table last and writes JSON to ``--out``.
     PYTHONPATH=. python kernels/bench_fftconv.py --out OUTDIR [--lengths 4096 32768 ...]
 
 ``--path cufft`` benchmarks the cuFFT path with fused Triton elementwise kernels (the CUDA default for
-long convolutions) in place of the Monarch kernels; the JSON's ``triton_*`` keys then hold its numbers.
+long convolutions; fp16 spectra for these bf16 inputs) in place of the Monarch kernels, ``--path
+cufft-fp32`` the same with fp32 spectra (``fp32_intermediate=True``); the JSON's ``triton_*`` keys then
+hold its numbers.
 The Triton variant is ``plan.current_tuning()`` (``GENOMIX_FFTCONV_VARIANT=v1|v2`` overrides the
 default); ``kernels/gpu_fftconv_variants.py`` compares the variants in one run.
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 from pathlib import Path
@@ -30,7 +33,8 @@ from genomix.kernels.fftconv import cufft_fused
 from genomix.kernels.fftconv.cufft_fused import fftconv_cufft
 from genomix.kernels.fftconv.plan import current_tuning
 
-PATHS = {"triton": fftconv_triton, "cufft": fftconv_cufft}
+PATHS = {"triton": fftconv_triton, "cufft": fftconv_cufft,
+         "cufft-fp32": functools.partial(fftconv_cufft, fp32_intermediate=True)}
 SHAPES = {4096: (256, 256), 32768: (32, 256), 262144: (4, 256), 1 << 20: (1, 256), 1 << 22: (1, 64)}
 
 

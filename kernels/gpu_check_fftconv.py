@@ -13,6 +13,7 @@ float64 reference by relative L2 error (fp32 <= 1e-4, bf16 <= 1e-2). bf16 cases 
 M2 shape class) and fp32 ones with L <= 2048 run the on-chip short path, the others the multi-pass one;
 dy is fed as a transposed (B, L, H) view, as M2 hands it back. The variant is ``plan.current_tuning()``
 (``GENOMIX_FFTCONV_VARIANT=v2`` to check v2).
+On the cuFFT path, bf16 inputs (fp16 spectra) also run ``RANGE_CASES`` with extreme magnitudes.
 Prints a table last and writes JSON to ``--out``.
 
     PYTHONPATH=. python kernels/gpu_check_fftconv.py --out OUTDIR [--path cufft]
@@ -30,6 +31,7 @@ import torch
 from genomix.kernels.bench_scan import write_json
 from genomix.kernels.fftconv import fftconv, fftconv_ref
 from genomix.kernels.fftconv.autograd import _precision, _spectrum
+from genomix.kernels.fftconv import cufft_fused
 from genomix.kernels.fftconv.cufft_fused import fftconv_cufft
 from genomix.kernels.fftconv.ops import conv_apply
 from genomix.kernels.fftconv.plan import current_tuning, plan_for
@@ -43,6 +45,9 @@ CASES = [  # (B, H, L, bidirectional, gates)
     (1, 4, 1 << 20, False, True),
     (1, 2, 1 << 22, False, True),
 ]
+#: cuFFT path, 16-bit inputs: fp16 spectra whose range scaling must hold for coherent inputs (spectra of
+#: 1e9 and more unscaled) and gradients of 1e-20 (zero in fp16 unscaled). Same (B, H, L, bid, gates) form.
+RANGE_CASES = [(1, 4, 1 << 20, False, True), (2, 3, 30_001, True, True)]
 TOL = {torch.float32: 1e-4, torch.bfloat16: 1e-2}
 DEVICE = "cuda"  # a CPU smoke run of the Triton checks (interpreter, tiny case) sets "cpu"
 
@@ -101,18 +106,24 @@ def _poisoned_cufft(ts: list, bid: bool) -> tuple[torch.Tensor, str]:
     torch.cuda.empty_cache()
     nan_fill = torch.full((16 * ts[0].numel(),), float("nan"), device="cuda")
     del nan_fill
+    plan = cufft_fused._plan(ts[0], False)
     with torch.no_grad():
-        return fftconv_cufft(*ts, bidirectional=bid), "cufft n=2L"
+        return fftconv_cufft(*ts, bidirectional=bid), f"cufft n={plan.n} {'fp16' if plan.half else 'fp32'} spectra"
 
 
-def check(B: int, H: int, L: int, bid: bool, gates: bool, dtype: torch.dtype, path: str = "triton") -> dict:
+def check(B: int, H: int, L: int, bid: bool, gates: bool, dtype: torch.dtype, path: str = "triton",
+          extreme: bool = False) -> dict:
+    """One case; ``extreme``: inputs with a large common offset, filters with a large mean, dy ~ 1e-20."""
     ts = inputs(B, H, L, bid, gates, dtype)
+    if extreme:
+        ts[0] = (ts[0].float() * 3e3 + 2e3).to(dtype)
+        ts[1] = ts[1] * 50 * L ** 0.5 + 10
     poisoned, plan = _poisoned_cufft(ts, bid) if path == "cufft" else _poisoned_triton(ts, bid, dtype)
     unwritten = int(torch.isnan(poisoned).sum())
     leaves = [t.detach().clone().requires_grad_() if t is not None else None for t in ts]
     y = (fftconv_cufft if path == "cufft" else fftconv)(*leaves, bidirectional=bid)
     # as in the M2 model (out_linear(y.transpose(1, 2))): the gradient arrives with time stride H
-    dy = torch.randn(B, L, H, device=y.device).to(dtype).transpose(1, 2)
+    dy = (torch.randn(B, L, H, device=y.device) * (1e-20 if extreme else 1.0)).to(dtype).transpose(1, 2)
     y.backward(dy)
     ref_leaves = [t.detach().double().requires_grad_() if t is not None else None for t in ts]
     r = fftconv_ref(*ref_leaves, bidirectional=bid)
@@ -134,7 +145,7 @@ def check(B: int, H: int, L: int, bid: bool, gates: bool, dtype: torch.dtype, pa
     worst = max(errs.values())
     ok = unwritten == 0 and worst <= TOL[dtype] and all(v == v for v in errs.values())
     return {"B": B, "H": H, "L": L, "bidirectional": bid, "gates": gates, "dtype": str(dtype).split(".")[-1],
-            "path": path, "plan": plan, "unwritten": unwritten, "errors": errs,
+            "path": path, "extreme": extreme, "plan": plan, "unwritten": unwritten, "errors": errs,
             "worst": worst, "ok": ok}
 
 
@@ -150,10 +161,11 @@ def main() -> int:
     torch.manual_seed(int(time.time()))
     rows = []
     for dtype in (getattr(torch, name) for name in args.dtypes):
-        for case in CASES:
+        extreme = RANGE_CASES if args.path == "cufft" and dtype == torch.bfloat16 else []
+        for case, is_extreme in [(c, False) for c in CASES] + [(c, True) for c in extreme]:
             t0 = time.time()
             try:
-                row = check(*case, dtype, args.path)
+                row = check(*case, dtype, args.path, is_extreme)
             except Exception as e:  # report and go on: one bad shape must not hide the others
                 row = {"B": case[0], "H": case[1], "L": case[2], "bidirectional": case[3], "gates": case[4],
                        "dtype": str(dtype).split(".")[-1], "ok": False, "error": f"{type(e).__name__}: {e}"[:400]}
@@ -164,9 +176,10 @@ def main() -> int:
     write_json(Path(args.out) / f"gpu_check_fftconv_{args.path}.json",
                {"device": torch.cuda.get_device_name(), "torch": torch.__version__,
                 "tuning": repr(current_tuning()), "rows": rows})
-    print(f"{'dtype':>8} {'B':>2} {'H':>3} {'L':>8} {'bid':>4} {'gate':>4} {'worst rel err':>13} {'unwritten':>9} ok")
+    print(f"{'dtype':>8} {'B':>2} {'H':>3} {'L':>8} {'bid':>4} {'gate':>4} {'ext':>3} {'worst rel err':>13} {'unwritten':>9} ok")
     for r in rows:
         print(f"{r['dtype']:>8} {r['B']:>2} {r['H']:>3} {r['L']:>8} {str(r['bidirectional'])[0]:>4} {str(r['gates'])[0]:>4} "
+              f"{str(r.get('extreme', False))[0]:>3} "
               f"{r.get('worst', float('nan')):>13.2e} {r.get('unwritten', -1):>9} {r['ok']}")
     return 0 if all(r["ok"] for r in rows) else 1
 

@@ -14,6 +14,7 @@ from genomix.kernels.fftconv.cufft_fused import (
     pad_product,
     pad_product_dot,
     real_inverse,
+    row_sumsq,
     real_spectrum,
 )
 
@@ -152,7 +153,13 @@ def test_pad_product_dot_sums_the_gated_input_against_another_row():
     other = torch.randn(2, 3, 3000, generator=g)
     padded, dots = pad_product_dot(a, b, 3000, other)
     torch.testing.assert_close(padded, pad_product(a, b, 3000))
-    torch.testing.assert_close(dots, (a * b * other[..., :1500]).sum(dim=(0, 2)), rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(dots, (a * b * other[..., :1500]).sum(dim=2), rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(row_sumsq(a, b), (a * b).square().sum(dim=2), rtol=1e-5, atol=1e-4)
+    scale = torch.tensor([[2.0, 0.5, 4.0], [1.0, 8.0, 0.25]])
+    half, dots_again = pad_product_dot(a, b, 3000, other.half(), scale, torch.float16)
+    assert half.dtype == torch.float16
+    torch.testing.assert_close(half.float(), (padded * scale[..., None]).half().float(), rtol=1e-3, atol=1e-3)
+    torch.testing.assert_close(dots_again, (a * b * other[..., :1500].half().float()).sum(dim=2), rtol=1e-5, atol=1e-3)
 
 
 @pytest.mark.parametrize("bidirectional", [False, True])
@@ -165,3 +172,86 @@ def test_kept_and_recomputed_spectra_give_the_same_gradients(monkeypatch, bidire
     recomputed = _run(fftconv_cufft, inputs, bidirectional, grad_out)
     for a, b in zip(kept, recomputed):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype,fp32_intermediate,spectrum,size", [
+    (torch.bfloat16, False, torch.complex32, 64),  # L = 37: half spectra need a power-of-two transform
+    (torch.float16, False, torch.complex32, 64),
+    (torch.bfloat16, True, torch.complex64, 37),
+    (torch.float32, False, torch.complex64, 37),
+])
+def test_spectrum_precision_follows_the_inputs(monkeypatch, dtype, fp32_intermediate, spectrum, size):
+    seen = []
+    transform = cufft_fused._fft
+    monkeypatch.setattr(cufft_fused, "_fft", lambda z, inverse: seen.append((z.dtype, z.shape[-1])) or transform(z, inverse))
+    inputs = _inputs(2, 3, 37, False, True, True, dtype, seed=9)
+    grad_out = torch.randn(2, 3, 37, generator=torch.Generator().manual_seed(4))
+    got = _run(lambda *t, **kw: fftconv_cufft(*t, **kw, fp32_intermediate=fp32_intermediate), inputs, False, grad_out)
+    want = _run(fftconv_ref, [None if t is None else t.double() for t in inputs], False, grad_out.double())
+    assert seen and set(seen) == {(spectrum, size)}
+    for a, b in zip(got, want):
+        assert ((a.double() - b).norm() / b.norm()).item() <= (1e-5 if dtype == torch.float32 else 1e-2)
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_half_spectra_survive_extreme_ranges(bidirectional):
+    """fp16 holds 6e-5 .. 65504. Coherent inputs whose unscaled spectra reach 1e6 and more, and gradients
+    of 1e-20 (flushed to zero unscaled), must still give every output and gradient to bf16 accuracy."""
+    B, H, L = 2, 3, 300
+    g = torch.Generator().manual_seed(11)
+    u = (torch.randn(B, H, L, generator=g) * 3e3 + 2e3).bfloat16()
+    k = torch.randn(H, 2 * L if bidirectional else L, generator=g) * 50 + 10
+    skip = torch.randn(H, generator=g)
+    pre = (torch.rand(B, H, L, generator=g) + 0.5).bfloat16()
+    post = torch.randn(B, H, L, generator=g).bfloat16()
+    inputs = [u, k, skip, pre, post]
+    grad_out = torch.randn(B, H, L, generator=g) * 1e-20
+    got = _run(fftconv_cufft, inputs, bidirectional, grad_out)
+    want = _run(fftconv_ref, [t.double() for t in inputs], bidirectional, grad_out.double())
+    for name, a, b in zip(("out", "du", "dk", "dD", "dpregate", "dpostgate"), got, want):
+        assert torch.isfinite(a).all(), name
+        err = ((a.double() - b).norm() / b.norm()).item()
+        assert err <= 1e-2, f"{name}: relative L2 error {err:.2e}"
+
+
+def test_range_scales_are_powers_of_two_bounding_the_l1_norm():
+    norm = torch.tensor([[1e-30, 1.0, 3.0, 1e30]])
+    scale = cufft_fused._range_scale(norm, 1000)
+    assert torch.equal(scale, torch.exp2(torch.log2(scale).round()))  # exact powers of two
+    bound = 1000 ** 0.5 * norm * scale  # the L1 bound of a scaled row
+    finite = norm > 1e-20  # the smallest norm meets the exponent clamp instead
+    assert (bound[finite] <= cufft_fused.HALF_RANGE).all() and (bound[finite] > cufft_fused.HALF_RANGE / 2).all()
+
+
+@pytest.mark.parametrize("n", [2, 74, 256])
+def test_half_packed_product_with_row_factors(n):
+    """complex32 spectra (one int32 word per value in the kernel) and per-row factors, against complex64."""
+    g = torch.Generator().manual_seed(n)
+    a, b = torch.randn(3, 2, n, generator=g) / 4, torch.randn(1, 2, n, generator=g) / 4  # inside fp16's range
+    factor = torch.tensor([[0.5, 2.0], [4.0, 0.25], [1.0, 8.0]])
+    pa, pb = real_spectrum(a), real_spectrum(b)
+    want = real_inverse(packed_product(pa, pb, torch.empty_like(pa), factor=factor))
+    ha, hb = real_spectrum(a.half()), real_spectrum(b.half())
+    assert ha.dtype == torch.complex32
+    got = real_inverse(packed_product(ha, hb, torch.empty_like(ha), factor=factor))
+    assert got.dtype == torch.float16
+    assert ((got.float() - want).norm() / want.norm()).item() < 3e-3
+    torch.testing.assert_close(want, real_inverse(packed_product(pa * factor[..., None], pb, torch.empty_like(pa))),
+                               rtol=1e-5, atol=1e-4)
+    with pytest.raises(ValueError, match="one dtype"):
+        packed_product(ha, pb, torch.empty_like(ha))
+
+
+@pytest.mark.parametrize("rows", [1, 4, 5])
+def test_packed_product_row_chunks(monkeypatch, rows):
+    """Programs take several output rows (shared twiddles); a last partial chunk must not write past the end."""
+    g = torch.Generator().manual_seed(rows)
+    pa, pb = real_spectrum(torch.randn(3, 4, 40, generator=g)), real_spectrum(torch.randn(1, 4, 40, generator=g))
+    whole = packed_product(pa, pb, torch.empty_like(pa))
+    summed = packed_product(pa, pb.expand(3, -1, -1).contiguous(), pa.new_empty(1, 4, 20))
+    monkeypatch.setattr(cufft_fused, "PACKED_ROWS", rows)  # 12 rows: chunks of 1, 4, or 5 + 5 + 2
+    out = torch.view_as_complex(torch.full((4, 4, 20, 2), float("nan")))
+    packed_product(pa, pb, out[:3])
+    torch.testing.assert_close(out[:3], whole)
+    assert torch.isnan(torch.view_as_real(out[3])).all()
+    torch.testing.assert_close(packed_product(pa, pb.expand(3, -1, -1).contiguous(), pa.new_empty(1, 4, 20)), summed)

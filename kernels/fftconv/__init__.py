@@ -97,8 +97,9 @@ def fftconv(
 
     u, pregate, postgate: (B, H, L); k: (H, L) causal, or (H, 2L) = concat(k_fwd, k_rev) with
     ``bidirectional=True`` (M2's non-causal form); D: (H,). Any L >= 1; fp32/bf16/fp16 inputs with
-    fp32 accumulation; output in u's dtype. ``fp32_intermediate=True`` makes the Triton path use
-    fp32-accurate (three-pass tf32) tensor-core products even for 16-bit inputs.
+    fp32 accumulation; output in u's dtype. For 16-bit inputs the long-sequence (cuFFT) path keeps its
+    spectra in range-scaled fp16 and the on-chip kernels use fp16 tensor-core operands;
+    ``fp32_intermediate=True`` makes both fp32-accurate (fp32 spectra, three-pass tf32 products).
     """
     _check(u, k, D, pregate, postgate, bidirectional)
     if use_triton(u, k, D, pregate, postgate, op=dispatch_name(u)):
@@ -106,5 +107,5 @@ def fftconv(
     if u.dtype in _CUFFT_FUSED_DTYPES and use_triton(u, k, D, pregate, postgate, op="fftconv-cufft"):
         from .cufft_fused import fftconv_cufft  # imports triton: only when this path is taken
 
-        return fftconv_cufft(u, k, D, pregate, postgate, bidirectional)
+        return fftconv_cufft(u, k, D, pregate, postgate, bidirectional, fp32_intermediate)
     return fftconv_ref(u, k, D, pregate, postgate, bidirectional, fp32_intermediate)

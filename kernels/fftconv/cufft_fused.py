@@ -11,25 +11,47 @@ writes the output in its final dtype (forward) or both input gradients (backward
 gradient is summed while the backward pads the gated input.
 
 Between forward and backward it keeps its inputs (and the pre-gate output, when the post-gate needs a
-gradient); when the call is small (:data:`SAVE_SPECTRA_MAX_ELEMENTS`) also the packed spectra of the gated
-input and the filter, so the backward runs three transforms instead of five.
+gradient), the filter's packed spectrum, and when the call is small (:data:`SAVE_SPECTRA_MAX_ELEMENTS`)
+also the gated input's, so the backward runs three or four transforms instead of five.
+
+Spectra of 16-bit inputs are half precision (complex32, cuFFT's fp16 transforms): each row is scaled by
+a power of two chosen from its L2 norm so that no value of any transform stage can exceed
+:data:`HALF_RANGE`, and the scale is undone in fp32 after the inverse transform. This halves the bytes
+of every pass and every transient buffer; ``fp32_intermediate=True`` keeps fp32 spectra.
 """
 from __future__ import annotations
 
 import math
+import warnings
+from dataclasses import dataclass
 
 import torch
 import triton
 
-from .epilogue_kernels import epilogue_kernel, pad_product_kernel
+from .epilogue_kernels import DOT_NONE, DOT_OTHER, DOT_SQUARE, epilogue_kernel, pad_product_kernel
 from .packed_kernels import packed_product_kernel
 from .reference import _uncombine, combined_filter, records_graph
+
+# torch warns once per process that complex32 is experimental; the handful of ops used here (views,
+# empty, cuFFT transforms, copies) are the supported ones, and the GPU check covers them.
+warnings.filterwarnings("ignore", message="ComplexHalf support is experimental")
 
 #: Time steps per program; 4 warps move 1024 fp32 values per program in 16-byte vectors.
 BLOCK, NUM_WARPS = 1024, 4
 #: Frequency pairs per program of the packed product (each pair: four complex loads per input, two stores).
 #: Swept on an H200 at (1, 256, 65536): 99.8 µs at (256, 8), 127 µs at (1024, 4), 532 µs at (2048, 2).
 PACKED_BLOCK, PACKED_WARPS = 256, 8
+#: Output rows per program of the packed product: its twiddles are computed once for all of them.
+PACKED_ROWS = 8
+
+#: Inputs whose spectra are kept in half precision unless ``fp32_intermediate`` is asked for: their
+#: output is rounded to 16 bits anyway, and fp16 spectra halve the bytes of every pass and every
+#: transient buffer (cuFFT's fp16 transforms need power-of-two sizes: such rows are padded to one).
+HALF_SPECTRA_INPUTS = (torch.bfloat16, torch.float16)
+#: Half-precision rows are scaled by powers of two so that no value of a spectrum, nor of any stage of
+#: the transforms that make or invert it, exceeds this bound (fp16 overflows above 65504); see
+#: :func:`_range_scale`.
+HALF_RANGE = 2.0 ** 14
 
 
 def _unit_time_stride(t: torch.Tensor | None) -> torch.Tensor | None:
@@ -40,41 +62,53 @@ def _bh_strides(t: torch.Tensor | None) -> tuple[int, int]:
     return (0, 0) if t is None else (t.stride(0), t.stride(1))
 
 
-def _launch_pad_product(a, b, n, other):
+def _launch_pad_product(a, b, n, *, other=None, square=False, scale=None, dtype=torch.float32, store=True):
     a, b = _unit_time_stride(a), _unit_time_stride(b)
     batch, channels, length = a.shape
-    out = torch.empty(batch, channels, n, dtype=torch.float32, device=a.device)
-    nblk = triton.cdiv(n, BLOCK)
-    dots = torch.empty(batch, channels, nblk, dtype=torch.float32, device=a.device) if other is not None else None
+    out = torch.empty(batch, channels, n, dtype=dtype, device=a.device) if store else None
+    nblk = triton.cdiv(n if store else length, BLOCK)
+    dot = DOT_SQUARE if square else (DOT_OTHER if other is not None else DOT_NONE)
+    dots = torch.empty(batch, channels, nblk, dtype=torch.float32, device=a.device) if dot != DOT_NONE else None
+    first = next(t for t in (out, dots) if t is not None)
     pad_product_kernel[(batch * channels * nblk,)](
-        a, a if b is None else b, out, out if other is None else other, out if dots is None else dots,
-        channels, length, n, nblk, *_bh_strides(a), *_bh_strides(b),
-        HAS_B=b is not None, HAS_DOT=other is not None, BLOCK=BLOCK, num_warps=NUM_WARPS,
+        a, a if b is None else b, first, first if other is None else other, first if dots is None else dots,
+        first if scale is None else scale, channels, length, n, nblk, *_bh_strides(a), *_bh_strides(b),
+        HAS_B=b is not None, HAS_SCALE=scale is not None, STORE=store, DOT=dot, BLOCK=BLOCK, num_warps=NUM_WARPS,
     )
-    return out, dots
+    return out, None if dots is None else dots.sum(dim=2)
 
 
-def pad_product(a: torch.Tensor, b: torch.Tensor | None, n: int) -> torch.Tensor:
-    """(B, H, n) fp32: ``a * b`` in the first L = a.shape[-1] steps of each row, zeros after (n >= L)."""
-    return _launch_pad_product(a, b, n, None)[0]
+def pad_product(a: torch.Tensor, b: torch.Tensor | None, n: int, scale: torch.Tensor | None = None,
+                dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """(B, H, n) rows ``a * b * scale`` in the first L = a.shape[-1] steps, zeros after (n >= L), in
+    ``dtype``; ``scale`` is None or one fp32 factor per row, a contiguous (B, H) tensor."""
+    return _launch_pad_product(a, b, n, scale=scale, dtype=dtype)[0]
 
 
-def pad_product_dot(a: torch.Tensor, b: torch.Tensor | None, n: int, other: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`pad_product` and, per channel, ``sum over batch and time of a * b * other`` (H,) fp32, where
-    ``other`` is a contiguous (B, H, n) fp32 tensor whose first L steps are used."""
-    if other.shape != (*a.shape[:2], n) or not other.is_contiguous() or other.dtype != torch.float32:
-        raise ValueError(f"pad_product_dot: other must be a contiguous fp32 {(*a.shape[:2], n)} tensor")
-    out, dots = _launch_pad_product(a, b, n, other)
-    return out, dots.sum(dim=(0, 2))
+def pad_product_dot(a: torch.Tensor, b: torch.Tensor | None, n: int, other: torch.Tensor,
+                    scale: torch.Tensor | None = None, dtype: torch.dtype = torch.float32,
+                    store: bool = True) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """:func:`pad_product` (None unless ``store``) and, per row, ``sum over time of a * b * other`` (B, H)
+    fp32 (unscaled a * b), where ``other`` is a contiguous (B, H, n) fp32 or fp16 tensor whose first L
+    steps are used."""
+    if other.shape != (*a.shape[:2], n) or not other.is_contiguous():
+        raise ValueError(f"pad_product_dot: other must be a contiguous {(*a.shape[:2], n)} tensor")
+    return _launch_pad_product(a, b, n, other=other, scale=scale, dtype=dtype, store=store)
+
+
+def row_sumsq(a: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, H) fp32: ``sum over time of (a * b)^2`` for (B, H, L) rows, read once, nothing written."""
+    return _launch_pad_product(a, b, a.shape[-1], square=True, store=False)[1]
 
 
 def epilogue(
-    y: torch.Tensor, n_inv: float, a: torch.Tensor, b: torch.Tensor | None, D: torch.Tensor | None,
+    y: torch.Tensor, n_inv: float | torch.Tensor, a: torch.Tensor, b: torch.Tensor | None, D: torch.Tensor | None,
     m1: torch.Tensor | None, out1: torch.Tensor, m2: torch.Tensor | None = None, out2: torch.Tensor | None = None,
     z: torch.Tensor | None = None,
 ) -> None:
     """Write ``zv = y[..., :L] * n_inv + a * b * D`` (L = a.shape[-1]) as ``out1 = zv * m1``, and if given
     ``out2 = zv * m2`` and ``z = zv``, each in its own dtype (``b``/``D``/``m1`` None: no factor / no term).
+    ``n_inv`` is one number or one fp32 factor per row, a contiguous (B, H) tensor.
 
     Outputs are (B, H, L) tensors or channel slices of larger ones, all with the same strides."""
     if not y.is_contiguous():
@@ -85,12 +119,14 @@ def epilogue(
     a, b, m1, m2 = (_unit_time_stride(t) for t in (a, b, m1, m2))
     batch, channels, length = a.shape
     nblk = triton.cdiv(length, BLOCK)
+    row_ninv = isinstance(n_inv, torch.Tensor)
     epilogue_kernel[(batch * channels * nblk,)](
-        y, a, a if b is None else b, a if D is None else D, a if m1 is None else m1, a if m2 is None else m2,
-        out1, out1 if out2 is None else out2, out1 if z is None else z,
-        channels, length, nblk, n_inv, y.stride(1), *_bh_strides(a), *_bh_strides(b), *_bh_strides(m1),
-        *_bh_strides(m2), *_bh_strides(out1), HAS_B=b is not None, HAS_D=D is not None,
-        HAS_M1=m1 is not None, HAS_M2=m2 is not None, STORE_Z=z is not None, BLOCK=BLOCK, num_warps=NUM_WARPS,
+        y, n_inv if row_ninv else y, a, a if b is None else b, a if D is None else D, a if m1 is None else m1,
+        a if m2 is None else m2, out1, out1 if out2 is None else out2, out1 if z is None else z,
+        channels, length, nblk, 1.0 if row_ninv else n_inv, y.stride(1), *_bh_strides(a), *_bh_strides(b),
+        *_bh_strides(m1), *_bh_strides(m2), *_bh_strides(out1), ROW_NINV=row_ninv, HAS_B=b is not None,
+        HAS_D=D is not None, HAS_M1=m1 is not None, HAS_M2=m2 is not None, STORE_Z=z is not None,
+        BLOCK=BLOCK, num_warps=NUM_WARPS,
     )
 
 
@@ -114,19 +150,42 @@ def _rows(t: torch.Tensor | None, group: slice) -> torch.Tensor | None:
     return t[group] if t.dim() < 3 else t[:, group]
 
 
+def _fft(z: torch.Tensor, inverse: bool) -> torch.Tensor:
+    """Unnormalised complex transform along the last axis. cuFFT runs complex32 natively; other
+    devices have no half-precision FFT, so there it runs in complex64 and is rounded back (the CPU tests
+    thereby cover the kernels' fp16 spectra and range scaling, the GPU check cuFFT's own arithmetic)."""
+    emulated = z.dtype == torch.complex32 and z.device.type != "cuda"
+    w = z.to(torch.complex64) if emulated else z
+    out = torch.fft.ifft(w, norm="forward") if inverse else torch.fft.fft(w)
+    return out.to(torch.complex32) if emulated else out
+
+
 def real_spectrum(x_padded: torch.Tensor) -> torch.Tensor:
-    """Packed spectrum (..., N/2) complex64 of real rows (..., N) fp32, N even: one complex transform of
-    half the size on the same buffer viewed as complex (:mod:`.packed_kernels`)."""
-    return torch.fft.fft(torch.view_as_complex(x_padded.unflatten(-1, (-1, 2))))
+    """Packed spectrum (..., N/2) complex64 (complex32 for fp16 rows) of real rows (..., N), N even: one
+    complex transform of half the size on the same buffer viewed as complex (:mod:`.packed_kernels`)."""
+    return _fft(torch.view_as_complex(x_padded.unflatten(-1, (-1, 2))), inverse=False)
 
 
 def real_inverse(packed: torch.Tensor) -> torch.Tensor:
-    """Real rows (..., N) fp32 of the unnormalised inverse transform of a packed Hermitian spectrum."""
-    return torch.view_as_real(torch.fft.ifft(packed, norm="forward")).flatten(-2)
+    """Real rows (..., N) fp32 (fp16 for complex32) of the unnormalised inverse transform of a packed
+    Hermitian spectrum."""
+    return torch.view_as_real(_fft(packed, inverse=True)).flatten(-2)
 
 
-def packed_product(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, conj_b: bool = False) -> torch.Tensor:
-    """``out`` = packed spectrum of ``unpack(a) * unpack(b)`` (``conj`` of b if ``conj_b``), each (·, h, M).
+#: The integer word each complex dtype moves as in :mod:`.packed_kernels`.
+_COMPLEX_WORDS = {torch.complex64: torch.int64, torch.complex32: torch.int32}
+
+
+def _complex_words(t: torch.Tensor) -> torch.Tensor:
+    """A complex tensor's values as one integer word each (same shape, strides in complex elements)."""
+    return torch.view_as_real(t).view(_COMPLEX_WORDS[t.dtype]).squeeze(-1)
+
+
+def packed_product(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, conj_b: bool = False,
+                   factor: torch.Tensor | None = None) -> torch.Tensor:
+    """``out`` = packed spectrum of ``factor * unpack(a) * unpack(b)`` (``conj`` of b if ``conj_b``), each
+    (·, h, M), complex64 or complex32, computed in fp32; ``factor``: None or one fp32 number per row of
+    ``a``, a contiguous (B, h) tensor.
 
     ``b`` with batch 1 is broadcast over a's batch (a filter spectrum). ``out`` with batch 1 and a with
     batch B sums the B products (a batch-summed cross spectrum, as the filter gradient needs). ``out``
@@ -135,73 +194,167 @@ def packed_product(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, conj_b: 
     n_sum = batch // out.shape[0]
     if out.shape[0] * n_sum != batch or b.shape[0] not in (1, batch) or (n_sum > 1 and b.shape[0] != batch):
         raise ValueError(f"packed_product: batches a {batch}, b {b.shape[0]}, out {out.shape[0]} do not combine")
-    if not all(t.stride(-1) == 1 and t.dtype == torch.complex64 for t in (a, b, out)):
-        raise ValueError("packed_product: complex64 spectra with a unit stride along frequency")
-    ar, br, outr = (torch.view_as_real(t) for t in (a, b, out))
-    b_batch_stride = 0 if b.shape[0] == 1 and batch > 1 else br.stride(0)
+    if a.dtype not in _COMPLEX_WORDS or any(t.dtype != a.dtype or t.stride(-1) != 1 for t in (a, b, out)):
+        raise ValueError("packed_product: complex64 or complex32 spectra of one dtype, unit stride along frequency")
+    if factor is not None and (factor.shape != (batch, channels) or not factor.is_contiguous()):
+        raise ValueError(f"packed_product: factor must be a contiguous {(batch, channels)} tensor")
+    aw, bw, outw = (_complex_words(t) for t in (a, b, out))
+    b_batch_stride = 0 if b.shape[0] == 1 and batch > 1 else bw.stride(0)
     nblk = triton.cdiv(m // 2 + 1, PACKED_BLOCK)
-    packed_product_kernel[(out.shape[0] * channels * nblk,)](
-        ar, br, outr, channels, m, nblk, n_sum, 2 * math.pi / (2 * m), ar.stride(0), ar.stride(1),
-        b_batch_stride, br.stride(1), outr.stride(0), outr.stride(1), CONJ_B=conj_b, BLOCK=PACKED_BLOCK,
+    n_rows = out.shape[0] * channels
+    rows_per_program = min(PACKED_ROWS, n_rows)
+    packed_product_kernel[(triton.cdiv(n_rows, rows_per_program) * nblk,)](
+        aw, bw, outw, aw if factor is None else factor, channels, m, nblk, n_rows, rows_per_program, n_sum,
+        2 * math.pi / (2 * m),
+        aw.stride(0), aw.stride(1), b_batch_stride, bw.stride(1), outw.stride(0), outw.stride(1),
+        CONJ_B=conj_b, HAS_FACTOR=factor is not None, HALF=a.dtype == torch.complex32, BLOCK=PACKED_BLOCK,
         num_warps=PACKED_WARPS,
     )
     return out
 
 
-def _filter_spectrum(k: torch.Tensor, L: int, bidirectional: bool) -> torch.Tensor:
-    """Packed spectrum (1, h, L) of the size-2L circular filter; the causal filter is zero-padded by one pass."""
+@dataclass(frozen=True)
+class _Plan:
+    """Transform size and spectrum precision of one call: n = 2L for fp32 spectra; for half-precision
+    spectra the next power of two >= 2L (cuFFT's fp16 transforms need one; zero padding beyond 2L - 1
+    changes nothing in the first L outputs)."""
+
+    L: int
+    half: bool
+
+    @property
+    def n(self) -> int:
+        return 2 * (1 << (self.L - 1).bit_length()) if self.half else 2 * self.L
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return torch.float16 if self.half else torch.float32
+
+
+@dataclass
+class _Signal:
+    """The packed spectrum of real rows; for half spectra also the power-of-two factor the rows were
+    multiplied by before the transform and their L2 norms (each (B or 1, h) fp32), else None."""
+
+    spectrum: torch.Tensor
+    scale: torch.Tensor | None = None
+    norm: torch.Tensor | None = None
+
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        return self.spectrum, self.scale, self.norm
+
+
+def _pow2_floor(x: torch.Tensor) -> torch.Tensor:
+    """The largest power of two <= x, elementwise, with the exponent kept in [-100, 100] (zero norms)."""
+    return torch.exp2(torch.floor(torch.log2(x)).clamp(-100.0, 100.0))
+
+
+def _range_scale(norm: torch.Tensor, taps: int) -> torch.Tensor:
+    """Row factors bounding a scaled row's spectrum, and every stage of its transform, by HALF_RANGE.
+
+    Each such value is a sum of the row's samples times unit twiddles, so it is at most their L1 norm,
+    and ``|x|_1 <= sqrt(taps) |x|_2``. Powers of two: scaling is exact and only moves the range."""
+    return _pow2_floor(HALF_RANGE / (math.sqrt(taps) * norm))
+
+
+def _signal(plan: _Plan, a: torch.Tensor, b: torch.Tensor | None) -> _Signal:
+    """The packed spectrum of the zero-padded rows ``a * b`` (B, h, L), range-scaled for half spectra."""
+    if not plan.half:
+        return _Signal(real_spectrum(pad_product(a, b, plan.n)))
+    norm = row_sumsq(a, b).sqrt()
+    scale = _range_scale(norm, a.shape[-1])
+    return _Signal(real_spectrum(pad_product(a, b, plan.n, scale, plan.dtype)), scale, norm)
+
+
+def _filter_signal(plan: _Plan, k: torch.Tensor, bidirectional: bool) -> _Signal:
+    """Packed spectrum (1, h, n/2) of the size-n circular filter; the causal filter is zero-padded by one pass."""
+    if not plan.half:
+        if bidirectional:
+            return _Signal(real_spectrum(combined_filter(k.float(), plan.L, plan.n, True).unsqueeze(0)))
+        return _Signal(real_spectrum(pad_product(k.unsqueeze(0), None, plan.n)))
+    norm = row_sumsq(k.unsqueeze(0)).sqrt()
+    scale = _range_scale(norm, k.shape[-1])
     if bidirectional:
-        padded = combined_filter(k.float(), L, 2 * L, True).unsqueeze(0)
+        padded = (combined_filter(k.float(), plan.L, plan.n, True) * scale[0, :, None]).to(plan.dtype).unsqueeze(0)
     else:
-        padded = pad_product(k.unsqueeze(0), None, 2 * L)
-    return real_spectrum(padded)
+        padded = pad_product(k.unsqueeze(0), None, plan.n, scale, plan.dtype)
+    return _Signal(real_spectrum(padded), scale, norm)
 
 
-#: Largest batch x channels x length whose two packed spectra (the gated input's and the filter's, 8 bytes
-#: per element each at most) the forward keeps for the backward, which then runs two transforms fewer.
-#: Above it (e.g. HyenaDNA at L = 1M: 2 GiB each per layer) the backward recomputes them, so long-context
-#: training memory does not grow.
+def _spectral_product(plan: _Plan, a: _Signal, b: _Signal, out: torch.Tensor, conj_b: bool = False):
+    """:func:`packed_product` of two signals into ``out`` (batch-summed when ``out`` has batch 1). Returns
+    what the inverse transform of ``out`` must be multiplied by: 1/n, or for half spectra one factor per
+    output row ((B or 1, h) fp32).
+
+    Half spectra: the inverse's stages are bounded by the sum of |out|, which Cauchy-Schwarz and
+    Parseval bound by ``2n |a|_2 |b|_2`` (the 2: packing adds two bins), summed over the batch when
+    summed; ``out`` is scaled by a power of two that keeps that under HALF_RANGE."""
+    if not plan.half:
+        packed_product(a.spectrum, b.spectrum, out, conj_b)
+        return 1.0 / plan.n
+    bound = a.norm * b.norm
+    if out.shape[0] != bound.shape[0]:
+        bound = bound.sum(dim=0, keepdim=True)
+    out_scale = _pow2_floor(HALF_RANGE / (2 * plan.n * bound))
+    factor = (out_scale / (a.scale * b.scale)).expand(a.spectrum.shape[:2]).contiguous()
+    packed_product(a.spectrum, b.spectrum, out, conj_b, factor)
+    return (1.0 / (plan.n * out_scale)).contiguous()
+
+
+#: Largest batch x channels x length whose gated input's packed spectrum (8 bytes per element at most) the
+#: forward keeps for the backward, which then runs one transform fewer. Above it (e.g. HyenaDNA at L = 1M:
+#: 1 GiB per layer in fp16) the backward recomputes it, so long-context training memory does not grow with
+#: the batch. The filter's spectrum (channels x length, as large as the filter itself) is always kept when
+#: the call runs in one channel group: the backward then needs neither its padding pass nor its transform.
 SAVE_SPECTRA_MAX_ELEMENTS = 1 << 26
 
 
-def _forward(u, k, D, pregate, postgate, bidirectional: bool, keep_y: bool, keep_spectra: bool):
-    """The output; if ``keep_y`` the pre-postgate output in u's dtype (for the postgate's gradient); if
-    ``keep_spectra`` the packed spectra of the gated input and of the filter (one channel group only)."""
-    L = u.shape[-1]
-    n = 2 * L
+def _forward(u, k, D, pregate, postgate, bidirectional: bool, plan: _Plan, keep_y: bool, keep_x: bool,
+             keep_filter: bool):
+    """The output; if ``keep_y`` the pre-postgate output in u's dtype (for the postgate's gradient); the
+    signals of the gated input (if ``keep_x``) and of the filter (if ``keep_filter``), else None each
+    (keeping needs one channel group)."""
     out = torch.empty(u.shape, dtype=u.dtype, device=u.device)
     y = torch.empty(u.shape, dtype=u.dtype, device=u.device) if keep_y else None
-    spectra = None
+    kept_x = kept_filter = None
     for g in _channel_groups(u):
-        x_spectrum = real_spectrum(pad_product(_rows(u, g), _rows(pregate, g), n))
-        k_spectrum = _filter_spectrum(_rows(k, g), L, bidirectional)
-        product = torch.empty_like(x_spectrum) if keep_spectra else x_spectrum
-        y_full = real_inverse(packed_product(x_spectrum, k_spectrum, product))
+        x = _signal(plan, _rows(u, g), _rows(pregate, g))
+        kf = _filter_signal(plan, _rows(k, g), bidirectional)
+        product = torch.empty_like(x.spectrum) if keep_x else x.spectrum
+        n_inv = _spectral_product(plan, x, kf, product)
+        y_full = real_inverse(product)
         del product
-        if keep_spectra:
-            spectra = (x_spectrum, k_spectrum)
-        del x_spectrum, k_spectrum
-        epilogue(y_full, 1.0 / n, _rows(u, g), _rows(pregate, g), _rows(D, g), _rows(postgate, g), _rows(out, g),
+        kept_x, kept_filter = (x if keep_x else None), (kf if keep_filter else None)
+        del x, kf
+        epilogue(y_full, n_inv, _rows(u, g), _rows(pregate, g), _rows(D, g), _rows(postgate, g), _rows(out, g),
                  z=_rows(y, g))
         del y_full
-    return out, y, spectra
+    return out, y, kept_x, kept_filter
+
+
+def _plan(u: torch.Tensor, fp32_intermediate: bool) -> _Plan:
+    return _Plan(u.shape[-1], u.dtype in HALF_SPECTRA_INPUTS and not fp32_intermediate)
 
 
 class FFTConvCuFFTFn(torch.autograd.Function):
     """``postgate * (conv(u*pregate, k) + u*pregate*D)`` with cuFFT transforms and fused elementwise passes."""
 
     @staticmethod
-    def forward(ctx, u, k, D, pregate, postgate, bidirectional):  # type: ignore[override]
-        keep_spectra = u.numel() <= SAVE_SPECTRA_MAX_ELEMENTS and len(_channel_groups(u)) == 1
-        out, y, spectra = _forward(u, k, D, pregate, postgate, bidirectional,
-                                   postgate is not None and ctx.needs_input_grad[4], keep_spectra)
-        ctx.bidirectional = bidirectional
-        ctx.save_for_backward(u, k, D, pregate, postgate, y, *(spectra or (None, None)))
+    def forward(ctx, u, k, D, pregate, postgate, bidirectional, fp32_intermediate):  # type: ignore[override]
+        plan = _plan(u, fp32_intermediate)
+        one_group = len(_channel_groups(u)) == 1
+        out, y, x, kf = _forward(u, k, D, pregate, postgate, bidirectional, plan,
+                                 postgate is not None and ctx.needs_input_grad[4],
+                                 one_group and u.numel() <= SAVE_SPECTRA_MAX_ELEMENTS, one_group)
+        ctx.bidirectional, ctx.plan = bidirectional, plan
+        kept = [t for signal in (x, kf) for t in (signal.tensors() if signal else (None, None, None))]
+        ctx.save_for_backward(u, k, D, pregate, postgate, y, *kept)
         return out
 
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
-        u, k, D, pregate, postgate, y, x_spectrum, k_spectrum = ctx.saved_tensors
+        u, k, D, pregate, postgate, y, *kept = ctx.saved_tensors
+        x, kf = (_Signal(*kept[i:i + 3]) if kept[i] is not None else None for i in (0, 3))
         need = ctx.needs_input_grad
         need_dpre = pregate is not None and need[3]
         d_post = None
@@ -212,38 +365,46 @@ class FFTConvCuFFTFn(torch.autograd.Function):
         dk = torch.empty_like(k) if need[1] else None
         dD = torch.empty_like(D) if D is not None and need[2] else None
         for g in _channel_groups(u):
-            _backward_group(ctx.bidirectional, grad[:, g], *(_rows(t, g) for t in (u, k, D, pregate, postgate)),
-                            *(_rows(t, g) for t in (du, dk, dD, d_pre)), x_spectrum, k_spectrum)
-        return du, dk, dD, d_pre, d_post, None
+            _backward_group(ctx.plan, ctx.bidirectional, grad[:, g],
+                            *(_rows(t, g) for t in (u, k, D, pregate, postgate)),
+                            *(_rows(t, g) for t in (du, dk, dD, d_pre)), x, kf)
+        return du, dk, dD, d_pre, d_post, None, None
 
 
-def _backward_group(bidirectional: bool, grad, u, k, D, pregate, postgate, du, dk, dD, d_pre,
-                    x_spectrum=None, k_spectrum=None) -> None:
+def _backward_group(plan: _Plan, bidirectional: bool, grad, u, k, D, pregate, postgate, du, dk, dD, d_pre,
+                    x: _Signal | None = None, kf: _Signal | None = None) -> None:
     """Gradients of one channel group, written into the given slices (``dk``/``dD``/``d_pre`` None: not
-    needed); the forward's packed spectra are used when given, else recomputed."""
-    L = u.shape[-1]
-    n = 2 * L
-    g_padded = pad_product(grad, postgate, n)  # the gradient at the pre-postgate output, zero-padded
-    g_spectrum = real_spectrum(g_padded)
-    if dD is not None:
-        x_padded, dots = pad_product_dot(u, pregate, n, g_padded)
-        dD.copy_(dots)
-        if dk is not None and x_spectrum is None:
-            x_spectrum = real_spectrum(x_padded)
+    needed); the forward's signals are used when given, else recomputed."""
+    half, n = plan.half, plan.n
+    g_norm = row_sumsq(grad, postgate).sqrt() if half else None
+    g_scale = _range_scale(g_norm, plan.L) if half else None
+    # the gradient at the pre-postgate output, zero-padded (and range-scaled)
+    g_padded = pad_product(grad, postgate, n, g_scale, plan.dtype)
+    g = _Signal(real_spectrum(g_padded), g_scale, g_norm)
+    need_x = dk is not None and x is None
+    if dD is not None or need_x:
+        x_norm = row_sumsq(u, pregate).sqrt() if half and need_x else None
+        x_scale = _range_scale(x_norm, plan.L) if x_norm is not None else None
+        x_padded, dots = pad_product_dot(u, pregate, n, g_padded, x_scale, plan.dtype, store=need_x)
+        if dD is not None:
+            dD.copy_((dots if g_scale is None else dots / g_scale).sum(dim=0))
+        if need_x:
+            x = _Signal(real_spectrum(x_padded), x_scale, x_norm)
         del x_padded
-    elif dk is not None and x_spectrum is None:
-        x_spectrum = real_spectrum(pad_product(u, pregate, n))
+    del g_padded
     if dk is not None:
-        cross = packed_product(g_spectrum, x_spectrum, g_spectrum.new_empty((1, *g_spectrum.shape[1:])), conj_b=True)
-        del x_spectrum
-        torch.mul(_uncombine(real_inverse(cross)[0], L, bidirectional), 1.0 / n, out=dk)
+        cross = g.spectrum.new_empty((1, *g.spectrum.shape[1:]))
+        n_inv = _spectral_product(plan, g, x, cross, conj_b=True)
+        del x
+        dkc = _uncombine(real_inverse(cross)[0], plan.L, bidirectional)
         del cross
-    if k_spectrum is None:
-        k_spectrum = _filter_spectrum(k, L, bidirectional)
-    dx_full = real_inverse(packed_product(g_spectrum, k_spectrum, g_spectrum, conj_b=True))
-    del g_spectrum
-    epilogue(dx_full, 1.0 / n, g_padded[..., :L], None, D, pregate, du, m2=u if d_pre is not None else None,
-             out2=d_pre)
+        torch.mul(dkc, n_inv[0, :, None] if half else n_inv, out=dk)
+    if kf is None:
+        kf = _filter_signal(plan, k, bidirectional)
+    n_inv = _spectral_product(plan, g, kf, g.spectrum, conj_b=True)
+    dx_full = real_inverse(g.spectrum)
+    del g
+    epilogue(dx_full, n_inv, grad, postgate, D, pregate, du, m2=u if d_pre is not None else None, out2=d_pre)
 
 
 def fftconv_cufft(
@@ -253,11 +414,15 @@ def fftconv_cufft(
     pregate: torch.Tensor | None = None,
     postgate: torch.Tensor | None = None,
     bidirectional: bool = False,
+    fp32_intermediate: bool = False,
 ) -> torch.Tensor:
     """The cuFFT-plus-fused-kernels path of :func:`genomix.kernels.fftconv.fftconv` (fp32/bf16/fp16 inputs).
 
-    Under ``no_grad`` (or with no input needing a gradient) nothing is kept for a backward."""
+    Spectra of 16-bit inputs are half precision (range-scaled fp16) unless ``fp32_intermediate``; fp32
+    inputs always use fp32 spectra. Under ``no_grad`` (or with no input needing a gradient) nothing is
+    kept for a backward."""
     inputs = (u, k, D, pregate, postgate)
     if records_graph(*inputs):
-        return FFTConvCuFFTFn.apply(*inputs, bool(bidirectional))
-    return _forward(*inputs, bool(bidirectional), keep_y=False, keep_spectra=False)[0]
+        return FFTConvCuFFTFn.apply(*inputs, bool(bidirectional), bool(fp32_intermediate))
+    return _forward(*inputs, bool(bidirectional), _plan(u, fp32_intermediate), keep_y=False, keep_x=False,
+                    keep_filter=False)[0]

@@ -1,12 +1,15 @@
 """Triton kernels around cuFFT for long FFT convolutions: everything the convolution does besides the
 transforms and the spectral product, fused into one pass before and one pass after them.
 
-``pad_product``: ``out[b, h, :L] = a * b`` in fp32 and ``out[b, h, L:N] = 0`` -- the gated, zero-padded
-input of a size-2L real FFT, written once (PyTorch needs a cast, a multiply and rfft's own padded copy);
-optionally with per-block sums of ``a * b * c`` for a third row tensor c (the skip weight's gradient).
-``epilogue``: ``z = y[:L] * n_inv + a * b * D``, then ``z * m1`` and optionally ``z * m2`` and ``z``
-itself, each in its output's dtype -- the skip term, the 1/n of the inverse transform (run unnormalised)
-and the output gate in the forward; the skip term and both input gradients in the backward.
+``pad_product``: ``out[b, h, :L] = a * b * scale[b, h]`` and ``out[b, h, L:N] = 0`` -- the gated,
+zero-padded (and, for half-precision spectra, range-scaled) input of a size-N real FFT, written once in
+the transform's precision (PyTorch needs a cast, a multiply and rfft's own padded copy); optionally with
+per-block sums of ``a * b * c`` for a third row tensor c (the skip weight's gradient) or of ``(a * b)^2``
+(the row norms the range scaling is derived from), the latter without writing anything.
+``epilogue``: ``z = y[:L] * n_inv + a * b * D`` (``n_inv`` one number, or one per row when the spectra
+were range-scaled), then ``z * m1`` and optionally ``z * m2`` and ``z`` itself, each in its output's
+dtype -- the skip term, the 1/n of the inverse transform (run unnormalised) and the output gate in the
+forward; the skip term and both input gradients in the backward.
 
 Rows are (batch, channel) pairs; every tensor has its own (batch, channel) strides (the outputs one set
 for all) and a unit stride in time, so channel slices of larger tensors are read and written in place.
@@ -36,27 +39,40 @@ def _gated(a_ptr, b_ptr, bi, hi, ts, mask, sab, sah, sbb, sbh, HAS_B: tl.constex
     return a
 
 
+#: ``pad_product_kernel``'s block sums: none, ``a * b * c`` (DOT_OTHER) or ``(a * b)^2`` (DOT_SQUARE).
+DOT_NONE, DOT_OTHER, DOT_SQUARE = 0, 1, 2
+
+
 @triton.jit
-def pad_product_kernel(a_ptr, b_ptr, out_ptr, c_ptr, dot_ptr, H, L, N, nblk, sab, sah, sbb, sbh,
-                       HAS_B: tl.constexpr, HAS_DOT: tl.constexpr, BLOCK: tl.constexpr):
-    """With HAS_DOT also ``dot[pid] = sum(a * b * c)`` over the block, c being rows of length N: the
-    per-block partial sums of the skip weight's gradient, reduced deterministically by the caller."""
+def pad_product_kernel(a_ptr, b_ptr, out_ptr, c_ptr, dot_ptr, scale_ptr, H, L, N, nblk, sab, sah, sbb, sbh,
+                       HAS_B: tl.constexpr, HAS_SCALE: tl.constexpr, STORE: tl.constexpr, DOT: tl.constexpr,
+                       BLOCK: tl.constexpr):
+    """With DOT the block's sum over the unscaled ``a * b`` (times c, a row of length N, or squared) goes
+    to ``dot[pid]``: per-block partial sums, reduced deterministically by the caller."""
     pid = tl.program_id(0)
     row, bi, hi, ts = _row(pid, nblk, H, BLOCK)
     value = _gated(a_ptr, b_ptr, bi, hi, ts, ts < L, sab, sah, sbb, sbh, HAS_B)
-    tl.store(out_ptr + row * N + ts, value, mask=ts < N)
-    if HAS_DOT:
-        other = tl.load(c_ptr + row * N + ts, mask=ts < L, other=0.0)
+    if DOT == 1:
+        other = tl.load(c_ptr + row * N + ts, mask=ts < L, other=0.0).to(tl.float32)
         tl.store(dot_ptr + pid, tl.sum(value * other, axis=0))
+    if DOT == 2:
+        tl.store(dot_ptr + pid, tl.sum(value * value, axis=0))
+    if STORE:
+        if HAS_SCALE:
+            value *= tl.load(scale_ptr + row)
+        tl.store(out_ptr + row * N + ts, value.to(out_ptr.dtype.element_ty), mask=ts < N)
 
 
 @triton.jit
-def epilogue_kernel(y_ptr, a_ptr, b_ptr, d_ptr, m1_ptr, m2_ptr, out1_ptr, out2_ptr, z_ptr,
+def epilogue_kernel(y_ptr, ninv_ptr, a_ptr, b_ptr, d_ptr, m1_ptr, m2_ptr, out1_ptr, out2_ptr, z_ptr,
                     H, L, nblk, n_inv, sy, sab, sah, sbb, sbh, sm1b, sm1h, sm2b, sm2h, sob, soh,
-                    HAS_B: tl.constexpr, HAS_D: tl.constexpr, HAS_M1: tl.constexpr, HAS_M2: tl.constexpr,
-                    STORE_Z: tl.constexpr, BLOCK: tl.constexpr):
+                    ROW_NINV: tl.constexpr, HAS_B: tl.constexpr, HAS_D: tl.constexpr, HAS_M1: tl.constexpr,
+                    HAS_M2: tl.constexpr, STORE_Z: tl.constexpr, BLOCK: tl.constexpr):
+    """``ninv_ptr`` (ROW_NINV) holds one factor per row, contiguous over (batch, channel); else ``n_inv``."""
     row, bi, hi, ts = _row(tl.program_id(0), nblk, H, BLOCK)
     mask = ts < L
+    if ROW_NINV:
+        n_inv = tl.load(ninv_ptr + row)
     z = tl.load(y_ptr + row * sy + ts, mask=mask, other=0.0).to(tl.float32) * n_inv
     if HAS_D:
         skip = tl.load(d_ptr + hi).to(tl.float32)

@@ -14,6 +14,11 @@ output is y[2m] + i·y[2m+1] (unnormalised, like the transforms it replaces):
     P = Y[j] + conj Y[M-j],  R = conj(W^j)·(Y[j] - conj Y[M-j]),  Z'[j] = P + iR,  Z'[M-j] = conj(P - iR).
 Each program owns the index pairs (j, M-j) for a block of j in [0, M//2], so the unpack, the product and
 the repack are one pass over the two packed inputs, and the output may be one of them (in place).
+
+Spectra are complex64 or complex32 (fp16 pairs). Each complex value moves as one machine word (int64 or
+int32) and is split into its two halves in registers: loading the real and imaginary parts as two
+strided scalar loads wastes half of every fp16 access (measured on an H200 at 1M points x 256 rows:
+1.3 ms per product at 2.5 TB/s before this change).
 """
 from __future__ import annotations
 
@@ -22,20 +27,45 @@ import triton.language as tl
 
 
 @triton.jit
-def _load_pair(ptr, j, jm, mask):
-    """Z[j] and Z[jm] of an interleaved (re, im) fp32 row as four fp32 vectors."""
-    zr = tl.load(ptr + 2 * j, mask=mask, other=0.0)
-    zi = tl.load(ptr + 2 * j + 1, mask=mask, other=0.0)
-    mr = tl.load(ptr + 2 * jm, mask=mask, other=0.0)
-    mi = tl.load(ptr + 2 * jm + 1, mask=mask, other=0.0)
+def _load_complex(ptr, idx, mask, HALF: tl.constexpr):
+    """Complex values at word offsets ``idx`` as (re, im) fp32 vectors; a word is an int32 holding two
+    fp16 halves (HALF) or an int64 holding two fp32 halves, the real part in the low half."""
+    w = tl.load(ptr + idx, mask=mask, other=0)
+    if HALF:
+        re = (w & 0xFFFF).to(tl.uint16).to(tl.float16, bitcast=True).to(tl.float32)
+        im = ((w >> 16) & 0xFFFF).to(tl.uint16).to(tl.float16, bitcast=True).to(tl.float32)
+    else:
+        re = (w & 0xFFFFFFFF).to(tl.uint32).to(tl.float32, bitcast=True)
+        im = ((w >> 32) & 0xFFFFFFFF).to(tl.uint32).to(tl.float32, bitcast=True)
+    return re, im
+
+
+@triton.jit
+def _store_complex(ptr, idx, re, im, mask, HALF: tl.constexpr):
+    """Inverse of :func:`_load_complex` (values rounded to the word's precision)."""
+    if HALF:
+        lo = re.to(tl.float16).to(tl.uint16, bitcast=True).to(tl.int32)
+        hi = im.to(tl.float16).to(tl.uint16, bitcast=True).to(tl.int32)
+        tl.store(ptr + idx, lo | (hi << 16), mask=mask)
+    else:
+        lo = re.to(tl.uint32, bitcast=True).to(tl.int64)
+        hi = im.to(tl.uint32, bitcast=True).to(tl.int64)
+        tl.store(ptr + idx, lo | (hi << 32), mask=mask)
+
+
+@triton.jit
+def _load_pair(ptr, j, jm, mask, HALF: tl.constexpr):
+    """Z[j] and Z[jm] of a packed spectrum row as four fp32 vectors."""
+    zr, zi = _load_complex(ptr, j, mask, HALF)
+    mr, mi = _load_complex(ptr, jm, mask, HALF)
     return zr, zi, mr, mi
 
 
 @triton.jit
-def _unpack(ptr, j, jm, mask, c, s):
+def _unpack(ptr, j, jm, mask, c, s, HALF: tl.constexpr):
     """rfft bins X[j] and X[M-j] (re, im each) of the real signal whose packed spectrum is at ``ptr``;
     W^j = c - i·s."""
-    zr, zi, mr, mi = _load_pair(ptr, j, jm, mask)
+    zr, zi, mr, mi = _load_pair(ptr, j, jm, mask, HALF)
     er, ei = 0.5 * (zr + mr), 0.5 * (zi - mi)
     o_r, o_i = 0.5 * (zi + mi), 0.5 * (mr - zr)
     tr, ti = c * o_r + s * o_i, c * o_i - s * o_r
@@ -43,41 +73,49 @@ def _unpack(ptr, j, jm, mask, c, s):
 
 
 @triton.jit
-def packed_product_kernel(a_ptr, b_ptr, out_ptr, H, M, nblk, n_sum, angle_step,
-                          sab, sah, sbb, sbh, sob, soh, CONJ_B: tl.constexpr, BLOCK: tl.constexpr):
-    """out = pack(Σ_r unpack(A[r]) · unpack(B[r]) (conjugated if CONJ_B)) for each output row.
+def packed_product_kernel(a_ptr, b_ptr, out_ptr, factor_ptr, H, M, nblk, n_rows, rows_per_program, n_sum,
+                          angle_step, sab, sah, sbb, sbh, sob, soh, CONJ_B: tl.constexpr,
+                          HAS_FACTOR: tl.constexpr, HALF: tl.constexpr, BLOCK: tl.constexpr):
+    """out = pack(Σ_r f[r] · unpack(A[r]) · unpack(B[r]) (conjugated if CONJ_B)) for each output row, with
+    f[r] = 1, or (HAS_FACTOR) one fp32 number per input row r = (batch, channel) of A, contiguous.
 
     Output row ``row`` = (o, h) sums the input batch entries o·n_sum … o·n_sum + n_sum - 1 (n_sum = 1:
     one product per batch entry; n_sum = B into one output row: a batch-summed cross spectrum). A zero
-    batch stride broadcasts an input over the batch (a filter spectrum)."""
+    batch stride broadcasts an input over the batch (a filter spectrum). A program handles one block of
+    frequencies for ``rows_per_program`` consecutive output rows, so its twiddles (a precise sin and cos
+    per frequency, most of the arithmetic once the spectra are fp16) are computed once for all of them."""
     pid = tl.program_id(0)
-    row = (pid // nblk).to(tl.int64)
-    oi, hi = row // H, row % H
     j = (pid % nblk) * BLOCK + tl.arange(0, BLOCK)
-    mask = j <= M // 2
+    in_range = j <= M // 2
     jm = tl.where(j == 0, 0, M - j)
     theta = j.to(tl.float32) * angle_step
     c, s = tl.cos(theta), tl.sin(theta)
-    yjr = tl.zeros([BLOCK], dtype=tl.float32)
-    yji = tl.zeros([BLOCK], dtype=tl.float32)
-    ymr = tl.zeros([BLOCK], dtype=tl.float32)
-    ymi = tl.zeros([BLOCK], dtype=tl.float32)
-    for r in range(n_sum):
-        src = oi * n_sum + r
-        ajr, aji, amr, ami = _unpack(a_ptr + src * sab + hi * sah, j, jm, mask, c, s)
-        bjr, bji, bmr, bmi = _unpack(b_ptr + src * sbb + hi * sbh, j, jm, mask, c, s)
-        if CONJ_B:
-            bji, bmi = -bji, -bmi
-        yjr += ajr * bjr - aji * bji
-        yji += ajr * bji + aji * bjr
-        ymr += amr * bmr - ami * bmi
-        ymi += amr * bmi + ami * bmr
-    pr, pi = yjr + ymr, yji - ymi
-    qr, qi = yjr - ymr, yji + ymi
-    rr, ri = c * qr - s * qi, c * qi + s * qr
-    base = out_ptr + oi * sob + hi * soh
-    tl.store(base + 2 * j, pr - ri, mask=mask)
-    tl.store(base + 2 * j + 1, pi + rr, mask=mask)
-    tail = mask & (j > 0)  # Z'[M - 0] does not exist; at j = M/2 both stores write the same value
-    tl.store(base + 2 * jm, pr + ri, mask=tail)
-    tl.store(base + 2 * jm + 1, rr - pi, mask=tail)
+    first_row = (pid // nblk).to(tl.int64) * rows_per_program
+    for i in range(rows_per_program):
+        row = first_row + i
+        mask = in_range & (j * 0 + row < n_rows)  # a vector condition: the interpreter rejects scalar masks
+        oi, hi = tl.minimum(row, n_rows - 1) // H, tl.minimum(row, n_rows - 1) % H  # in bounds past the end
+        yjr = tl.zeros([BLOCK], dtype=tl.float32)
+        yji = tl.zeros([BLOCK], dtype=tl.float32)
+        ymr = tl.zeros([BLOCK], dtype=tl.float32)
+        ymi = tl.zeros([BLOCK], dtype=tl.float32)
+        for r in range(n_sum):
+            src = oi * n_sum + r
+            ajr, aji, amr, ami = _unpack(a_ptr + src * sab + hi * sah, j, jm, mask, c, s, HALF)
+            bjr, bji, bmr, bmi = _unpack(b_ptr + src * sbb + hi * sbh, j, jm, mask, c, s, HALF)
+            if CONJ_B:
+                bji, bmi = -bji, -bmi
+            if HAS_FACTOR:
+                f = tl.load(factor_ptr + src * H + hi)
+                ajr, aji, amr, ami = f * ajr, f * aji, f * amr, f * ami
+            yjr += ajr * bjr - aji * bji
+            yji += ajr * bji + aji * bjr
+            ymr += amr * bmr - ami * bmi
+            ymi += amr * bmi + ami * bmr
+        pr, pi = yjr + ymr, yji - ymi
+        qr, qi = yjr - ymr, yji + ymi
+        rr, ri = c * qr - s * qi, c * qi + s * qr
+        base = out_ptr + oi * sob + hi * soh
+        _store_complex(base, j, pr - ri, pi + rr, mask, HALF)
+        tail = mask & (j > 0)  # Z'[M - 0] does not exist; at j = M/2 both stores write the same value
+        _store_complex(base, jm, pr + ri, rr - pi, tail, HALF)
