@@ -396,9 +396,13 @@ def _backward_group(plan: _Plan, bidirectional: bool, grad, u, k, D, pregate, po
         cross = g.spectrum.new_empty((1, *g.spectrum.shape[1:]))
         n_inv = _spectral_product(plan, g, x, cross, conj_b=True)
         del x
-        dkc = _uncombine(real_inverse(cross)[0], plan.L, bidirectional)
+        dk_rows = real_inverse(cross)
         del cross
-        torch.mul(dkc, n_inv[0, :, None] if half else n_inv, out=dk)
+        if bidirectional:
+            torch.mul(_uncombine(dk_rows[0], plan.L, True), n_inv[0, :, None] if half else n_inv, out=dk)
+        else:  # the first L lags, scaled and cast in one pass (the epilogue without a skip term reads no input)
+            epilogue(dk_rows, n_inv, dk.unsqueeze(0), None, None, None, dk.unsqueeze(0))
+        del dk_rows
     if kf is None:
         kf = _filter_signal(plan, k, bidirectional)
     n_inv = _spectral_product(plan, g, kf, g.spectrum, conj_b=True)
