@@ -255,3 +255,21 @@ def test_packed_product_row_chunks(monkeypatch, rows):
     torch.testing.assert_close(out[:3], whole)
     assert torch.isnan(torch.view_as_real(out[3])).all()
     torch.testing.assert_close(packed_product(pa, pb.expand(3, -1, -1).contiguous(), pa.new_empty(1, 4, 20)), summed)
+
+
+@pytest.mark.parametrize("dtype,small,backward_transforms", [
+    (torch.float32, True, 3),    # both spectra kept
+    (torch.float32, False, 5),   # large fp32 call: nothing kept (the reference's memory)
+    (torch.bfloat16, False, 4),  # large 16-bit call: the half-precision filter spectrum kept
+])
+def test_backward_reuses_the_kept_spectra(monkeypatch, dtype, small, backward_transforms):
+    if not small:
+        monkeypatch.setattr(cufft_fused, "SAVE_SPECTRA_MAX_ELEMENTS", 0)
+    calls = []
+    transform = cufft_fused._fft
+    monkeypatch.setattr(cufft_fused, "_fft", lambda z, inverse: calls.append(inverse) or transform(z, inverse))
+    leaves = [t.requires_grad_() for t in _inputs(2, 3, 40, False, True, True, dtype, seed=6)]
+    out = fftconv_cufft(*leaves)
+    assert len(calls) == 3
+    out.backward(torch.randn_like(out))
+    assert len(calls) - 3 == backward_transforms

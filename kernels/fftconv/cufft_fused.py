@@ -11,8 +11,9 @@ writes the output in its final dtype (forward) or both input gradients (backward
 gradient is summed while the backward pads the gated input.
 
 Between forward and backward it keeps its inputs (and the pre-gate output, when the post-gate needs a
-gradient), the filter's packed spectrum, and when the call is small (:data:`SAVE_SPECTRA_MAX_ELEMENTS`)
-also the gated input's, so the backward runs three or four transforms instead of five.
+gradient), the filter's packed spectrum when it is half precision, and when the call is small
+(:data:`SAVE_SPECTRA_MAX_ELEMENTS`) both spectra, so the backward runs three or four transforms instead
+of five.
 
 Spectra of 16-bit inputs are half precision (complex32, cuFFT's fp16 transforms): each row is scaled by
 a power of two chosen from its L2 norm so that no value of any transform stage can exceed
@@ -304,8 +305,10 @@ def _spectral_product(plan: _Plan, a: _Signal, b: _Signal, out: torch.Tensor, co
 #: Largest batch x channels x length whose gated input's packed spectrum (8 bytes per element at most) the
 #: forward keeps for the backward, which then runs one transform fewer. Above it (e.g. HyenaDNA at L = 1M:
 #: 1 GiB per layer in fp16) the backward recomputes it, so long-context training memory does not grow with
-#: the batch. The filter's spectrum (channels x length, as large as the filter itself) is always kept when
-#: the call runs in one channel group: the backward then needs neither its padding pass nor its transform.
+#: the batch. The filter's spectrum is kept too when it is half precision (channels x length x 4 bytes: as
+#: large as the fp32 filter itself) and the call runs in one channel group: the backward then needs
+#: neither its padding pass nor its transform. An fp32 filter spectrum (twice the filter) is kept only
+#: under this bound, so fp32 calls at long lengths keep the reference's memory.
 SAVE_SPECTRA_MAX_ELEMENTS = 1 << 26
 
 
@@ -343,9 +346,10 @@ class FFTConvCuFFTFn(torch.autograd.Function):
     def forward(ctx, u, k, D, pregate, postgate, bidirectional, fp32_intermediate):  # type: ignore[override]
         plan = _plan(u, fp32_intermediate)
         one_group = len(_channel_groups(u)) == 1
+        small = u.numel() <= SAVE_SPECTRA_MAX_ELEMENTS
         out, y, x, kf = _forward(u, k, D, pregate, postgate, bidirectional, plan,
                                  postgate is not None and ctx.needs_input_grad[4],
-                                 one_group and u.numel() <= SAVE_SPECTRA_MAX_ELEMENTS, one_group)
+                                 one_group and small, one_group and (small or plan.half))
         ctx.bidirectional, ctx.plan = bidirectional, plan
         kept = [t for signal in (x, kf) for t in (signal.tensors() if signal else (None, None, None))]
         ctx.save_for_backward(u, k, D, pregate, postgate, y, *kept)
