@@ -92,6 +92,7 @@ def breakdown(L: int, B: int, H: int, fast=fftconv_triton) -> list[dict]:
     D = torch.randn(H, device="cuda").requires_grad_()
     dy = torch.randn(B, H, L, device="cuda").to(torch.bfloat16)
     fast(u, k, D).backward(dy)
+    u.grad = k.grad = D.grad = None  # else the profiled backward also accumulates into the warm-up's grads
     torch.cuda.synchronize()
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
         fast(u, k, D).backward(dy)
