@@ -111,9 +111,11 @@ def test_dispatch_takes_this_path_when_the_monarch_kernels_are_off(monkeypatch):
     monkeypatch.setenv("GENOMIX_REFERENCE_OPS", "fftconv,fftconv-short")
     inputs = _inputs(1, 2, 16, False, True, True, torch.float32, seed=0)
     fftconv(*inputs)
-    assert len(calls) == 1
+    assert len(calls) == 1 and calls[0][-1] is False  # fp32_intermediate, passed through
+    fftconv(*inputs, fp32_intermediate=True)
+    assert len(calls) == 2 and calls[1][-1] is True
     fftconv(*[None if t is None else t.double() for t in inputs])  # float64 stays on the reference
-    assert len(calls) == 1
+    assert len(calls) == 2
 
 
 @pytest.mark.parametrize("n", [2, 8, 74, 130])  # half-lengths 1, 4 (even), 37, 65 (odd)
