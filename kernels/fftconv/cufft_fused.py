@@ -258,25 +258,28 @@ def _range_scale(norm: torch.Tensor, taps: int) -> torch.Tensor:
     return _pow2_floor(HALF_RANGE / (math.sqrt(taps) * norm))
 
 
+def _row_range(plan: _Plan, a: torch.Tensor, b: torch.Tensor | None = None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """(L2 norms, range scales) of the rows ``a * b`` (B, h, taps) for half spectra; (None, None) for fp32."""
+    if not plan.half:
+        return None, None
+    norm = row_sumsq(a, b).sqrt()
+    return norm, _range_scale(norm, a.shape[-1])
+
+
 def _signal(plan: _Plan, a: torch.Tensor, b: torch.Tensor | None) -> _Signal:
     """The packed spectrum of the zero-padded rows ``a * b`` (B, h, L), range-scaled for half spectra."""
-    if not plan.half:
-        return _Signal(real_spectrum(pad_product(a, b, plan.n)))
-    norm = row_sumsq(a, b).sqrt()
-    scale = _range_scale(norm, a.shape[-1])
+    norm, scale = _row_range(plan, a, b)
     return _Signal(real_spectrum(pad_product(a, b, plan.n, scale, plan.dtype)), scale, norm)
 
 
 def _filter_signal(plan: _Plan, k: torch.Tensor, bidirectional: bool) -> _Signal:
     """Packed spectrum (1, h, n/2) of the size-n circular filter; the causal filter is zero-padded by one pass."""
-    if not plan.half:
-        if bidirectional:
-            return _Signal(real_spectrum(combined_filter(k.float(), plan.L, plan.n, True).unsqueeze(0)))
-        return _Signal(real_spectrum(pad_product(k.unsqueeze(0), None, plan.n)))
-    norm = row_sumsq(k.unsqueeze(0)).sqrt()
-    scale = _range_scale(norm, k.shape[-1])
+    norm, scale = _row_range(plan, k.unsqueeze(0))
     if bidirectional:
-        padded = (combined_filter(k.float(), plan.L, plan.n, True) * scale[0, :, None]).to(plan.dtype).unsqueeze(0)
+        padded = combined_filter(k.float(), plan.L, plan.n, True)
+        if scale is not None:
+            padded = padded * scale[0, :, None]
+        padded = padded.to(plan.dtype).unsqueeze(0)
     else:
         padded = pad_product(k.unsqueeze(0), None, plan.n, scale, plan.dtype)
     return _Signal(real_spectrum(padded), scale, norm)
@@ -380,15 +383,13 @@ def _backward_group(plan: _Plan, bidirectional: bool, grad, u, k, D, pregate, po
     """Gradients of one channel group, written into the given slices (``dk``/``dD``/``d_pre`` None: not
     needed); the forward's signals are used when given, else recomputed."""
     half, n = plan.half, plan.n
-    g_norm = row_sumsq(grad, postgate).sqrt() if half else None
-    g_scale = _range_scale(g_norm, plan.L) if half else None
+    g_norm, g_scale = _row_range(plan, grad, postgate)
     # the gradient at the pre-postgate output, zero-padded (and range-scaled)
     g_padded = pad_product(grad, postgate, n, g_scale, plan.dtype)
     g = _Signal(real_spectrum(g_padded), g_scale, g_norm)
     need_x = dk is not None and x is None
     if dD is not None or need_x:
-        x_norm = row_sumsq(u, pregate).sqrt() if half and need_x else None
-        x_scale = _range_scale(x_norm, plan.L) if x_norm is not None else None
+        x_norm, x_scale = _row_range(plan, u, pregate) if need_x else (None, None)
         x_padded, dots = pad_product_dot(u, pregate, n, g_padded, x_scale, plan.dtype, store=need_x)
         if dD is not None:
             dD.copy_((dots if g_scale is None else dots / g_scale).sum(dim=0))
