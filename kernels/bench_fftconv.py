@@ -11,8 +11,9 @@ Prints a table last and writes JSON to ``--out``.
 
 ``--path cufft`` benchmarks the cuFFT path with fused Triton elementwise kernels (the CUDA default for
 long convolutions; fp16 spectra for these bf16 inputs) in place of the Monarch kernels, ``--path
-cufft-fp32`` the same with fp32 spectra (``fp32_intermediate=True``); the JSON's ``triton_*`` keys then
-hold its numbers.
+cufft-two-level`` the same with the opt-in two-level forward (``fftconv/two_level.py``), ``--path
+cufft-fp32`` with fp32 spectra (``fp32_intermediate=True``); the JSON's ``triton_*`` keys then hold its
+numbers.
 The Triton variant is ``plan.current_tuning()`` (``GENOMIX_FFTCONV_VARIANT=v1|v2`` overrides the
 default); ``kernels/gpu_fftconv_variants.py`` compares the variants in one run.
 """
@@ -29,13 +30,24 @@ import triton.testing
 
 from genomix.kernels.bench_scan import copy_bandwidth, write_json
 from genomix.kernels.fftconv import fftconv_ref, fftconv_triton
-from genomix.kernels.fftconv import cufft_fused
+from genomix.kernels.fftconv import cufft_fused, two_level
 from genomix.kernels.fftconv.cufft_fused import fftconv_cufft
 from genomix.kernels.fftconv.plan import current_tuning
 
-PATHS = {"triton": fftconv_triton, "cufft": fftconv_cufft,
+def fftconv_cufft_two_level(*args, **kwargs):
+    """The cuFFT path with the opt-in two-level forward switched on (``two_level.ENV_SWITCH``)."""
+    with two_level.switched_on():
+        return fftconv_cufft(*args, **kwargs)
+
+
+PATHS = {"triton": fftconv_triton, "cufft": fftconv_cufft, "cufft-two-level": fftconv_cufft_two_level,
          "cufft-fp32": functools.partial(fftconv_cufft, fp32_intermediate=True)}
 SHAPES = {4096: (256, 256), 32768: (32, 256), 262144: (4, 256), 1 << 20: (1, 256), 1 << 22: (1, 64)}
+
+
+def benchmark_shape(L: int) -> tuple[int, int]:
+    """(B, H) of the benchmark at length L: B*H*L = 256 M elements, 256 channels where possible."""
+    return SHAPES.get(L, (max(1, (1 << 28) // (256 * L)), 256))
 
 
 def peak_gib(fn) -> float:
@@ -124,7 +136,7 @@ def main() -> int:
     bw = copy_bandwidth()
     rows = []
     for L in args.lengths:
-        B, H = args.batch_heads or SHAPES.get(L, (max(1, (1 << 28) // (256 * L)), 256))
+        B, H = args.batch_heads or benchmark_shape(L)
         try:
             rows.append(bench_one(L, B, H, bw, PATHS[args.path], args.gates))
         except Exception as e:  # keep the other lengths' numbers; the failure is reported in the table

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import torch
 import triton
 
+from . import two_level
 from .epilogue_kernels import DOT_NONE, DOT_OTHER, DOT_SQUARE, epilogue_kernel, pad_product_kernel
 from .packed_kernels import packed_product_kernel
 from .reference import _uncombine, combined_filter, records_graph
@@ -183,14 +184,15 @@ def _complex_words(t: torch.Tensor) -> torch.Tensor:
 
 
 def packed_product(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, conj_b: bool = False,
-                   factor: torch.Tensor | None = None) -> torch.Tensor:
+                   factor: torch.Tensor | None = None, inner_tile: int = 0) -> torch.Tensor:
     """``out`` = packed spectrum of ``factor * unpack(a) * unpack(b)`` (``conj`` of b if ``conj_b``), each
     (·, h, M), complex64 or complex32, computed in fp32; ``factor``: None or one fp32 number per row of
     ``a``, a contiguous (B, h) tensor.
 
     ``b`` with batch 1 is broadcast over a's batch (a filter spectrum). ``out`` with batch 1 and a with
     batch B sums the B products (a batch-summed cross spectrum, as the filter gradient needs). ``out``
-    may be ``a`` itself (in place) when their batches match."""
+    may be ``a`` itself (in place) when their batches match. ``inner_tile`` T > 0: the spectra are in the
+    two-level word order of :mod:`.row_kernels` with inner size T·T instead of natural order."""
     batch, channels, m = a.shape
     n_sum = batch // out.shape[0]
     if out.shape[0] * n_sum != batch or b.shape[0] not in (1, batch) or (n_sum > 1 and b.shape[0] != batch):
@@ -201,14 +203,16 @@ def packed_product(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, conj_b: 
         raise ValueError(f"packed_product: factor must be a contiguous {(batch, channels)} tensor")
     aw, bw, outw = (_complex_words(t) for t in (a, b, out))
     b_batch_stride = 0 if b.shape[0] == 1 and batch > 1 else bw.stride(0)
-    nblk = triton.cdiv(m // 2 + 1, PACKED_BLOCK)
+    n_index = m // 2 + (inner_tile * inner_tile // 2 if inner_tile else 1)
+    nblk = triton.cdiv(n_index, PACKED_BLOCK)
     n_rows = out.shape[0] * channels
     rows_per_program = min(PACKED_ROWS, n_rows)
     packed_product_kernel[(triton.cdiv(n_rows, rows_per_program) * nblk,)](
-        aw, bw, outw, aw if factor is None else factor, channels, m, nblk, n_rows, rows_per_program, n_sum,
+        aw, bw, outw, aw if factor is None else factor, channels, m, n_index, nblk, n_rows, rows_per_program, n_sum,
         2 * math.pi / (2 * m),
         aw.stride(0), aw.stride(1), b_batch_stride, bw.stride(1), outw.stride(0), outw.stride(1),
-        CONJ_B=conj_b, HAS_FACTOR=factor is not None, HALF=a.dtype == torch.complex32, BLOCK=PACKED_BLOCK,
+        CONJ_B=conj_b, HAS_FACTOR=factor is not None, HALF=a.dtype == torch.complex32, INNER_T=inner_tile,
+        BLOCK=PACKED_BLOCK,
         num_warps=PACKED_WARPS,
     )
     return out
@@ -296,13 +300,20 @@ def _spectral_product(plan: _Plan, a: _Signal, b: _Signal, out: torch.Tensor, co
     if not plan.half:
         packed_product(a.spectrum, b.spectrum, out, conj_b)
         return 1.0 / plan.n
+    factor, n_inv = _half_product_scales(plan, a, b, batch_summed=out.shape[0] != a.spectrum.shape[0])
+    packed_product(a.spectrum, b.spectrum, out, conj_b, factor)
+    return n_inv
+
+
+def _half_product_scales(plan: _Plan, a: _Signal, b: _Signal, batch_summed: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(factor per row of a, n_inv per output row) of a half-precision spectral product: see
+    :func:`_spectral_product`."""
     bound = a.norm * b.norm
-    if out.shape[0] != bound.shape[0]:
+    if batch_summed:
         bound = bound.sum(dim=0, keepdim=True)
     out_scale = _pow2_floor(HALF_RANGE / (2 * plan.n * bound))
     factor = (out_scale / (a.scale * b.scale)).expand(a.spectrum.shape[:2]).contiguous()
-    packed_product(a.spectrum, b.spectrum, out, conj_b, factor)
-    return (1.0 / (plan.n * out_scale)).contiguous()
+    return factor, (1.0 / (plan.n * out_scale)).contiguous()
 
 
 #: Largest batch x channels x length whose gated input's packed spectrum (8 bytes per element at most) the
@@ -316,13 +327,18 @@ SAVE_SPECTRA_MAX_ELEMENTS = 1 << 26
 
 
 def _forward(u, k, D, pregate, postgate, bidirectional: bool, plan: _Plan, keep_y: bool, keep_x: bool,
-             keep_filter: bool):
+             keep_filter: bool, forward_only: bool = False):
     """The output; if ``keep_y`` the pre-postgate output in u's dtype (for the postgate's gradient); the
     signals of the gated input (if ``keep_x``) and of the filter (if ``keep_filter``), else None each
-    (keeping needs one channel group)."""
+    (keeping needs one channel group). ``forward_only``: no backward follows (:func:`two_level.applies`)."""
     out = torch.empty(u.shape, dtype=u.dtype, device=u.device)
     y = torch.empty(u.shape, dtype=u.dtype, device=u.device) if keep_y else None
     kept_x = kept_filter = None
+    if two_level.applies(plan, forward_only):  # keeps no spectra: a backward recomputes them on one level
+        for g in _channel_groups(u):
+            two_level.forward_group(plan, _rows(u, g), _rows(k, g), _rows(D, g), _rows(pregate, g),
+                                    _rows(postgate, g), bidirectional, _rows(out, g), _rows(y, g))
+        return out, y, None, None
     for g in _channel_groups(u):
         x = _signal(plan, _rows(u, g), _rows(pregate, g))
         kf = _filter_signal(plan, _rows(k, g), bidirectional)
@@ -429,9 +445,9 @@ def fftconv_cufft(
 
     Spectra of 16-bit inputs are half precision (range-scaled fp16) unless ``fp32_intermediate``; fp32
     inputs always use fp32 spectra. Under ``no_grad`` (or with no input needing a gradient) nothing is
-    kept for a backward."""
+    kept for a backward, and long 16-bit calls take the two-level forward of :mod:`.two_level`."""
     inputs = (u, k, D, pregate, postgate)
     if records_graph(*inputs):
         return FFTConvCuFFTFn.apply(*inputs, bool(bidirectional), bool(fp32_intermediate))
     return _forward(*inputs, bool(bidirectional), _plan(u, fp32_intermediate), keep_y=False, keep_x=False,
-                    keep_filter=False)[0]
+                    keep_filter=False, forward_only=True)[0]

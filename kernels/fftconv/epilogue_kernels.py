@@ -21,6 +21,8 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
+from .packed_kernels import load_complex, store_complex
+
 
 @triton.jit
 def _row(pid, nblk, H, BLOCK: tl.constexpr):
@@ -64,16 +66,10 @@ def pad_product_kernel(a_ptr, b_ptr, out_ptr, c_ptr, dot_ptr, scale_ptr, H, L, N
 
 
 @triton.jit
-def epilogue_kernel(y_ptr, ninv_ptr, a_ptr, b_ptr, d_ptr, m1_ptr, m2_ptr, out1_ptr, out2_ptr, z_ptr,
-                    H, L, nblk, n_inv, sy, sab, sah, sbb, sbh, sm1b, sm1h, sm2b, sm2h, sob, soh,
-                    ROW_NINV: tl.constexpr, HAS_B: tl.constexpr, HAS_D: tl.constexpr, HAS_M1: tl.constexpr,
-                    HAS_M2: tl.constexpr, STORE_Z: tl.constexpr, BLOCK: tl.constexpr):
-    """``ninv_ptr`` (ROW_NINV) holds one factor per row, contiguous over (batch, channel); else ``n_inv``."""
-    row, bi, hi, ts = _row(tl.program_id(0), nblk, H, BLOCK)
-    mask = ts < L
-    if ROW_NINV:
-        n_inv = tl.load(ninv_ptr + row)
-    z = tl.load(y_ptr + row * sy + ts, mask=mask, other=0.0).to(tl.float32) * n_inv
+def _finish(z, ts, mask, bi, hi, a_ptr, b_ptr, d_ptr, m1_ptr, m2_ptr, out1_ptr, out2_ptr, z_ptr,
+            sab, sah, sbb, sbh, sm1b, sm1h, sm2b, sm2h, sob, soh, HAS_B: tl.constexpr, HAS_D: tl.constexpr,
+            HAS_M1: tl.constexpr, HAS_M2: tl.constexpr, STORE_Z: tl.constexpr):
+    """The epilogue's outputs from the scaled convolution ``z`` at times ``ts`` (any shape) of row (bi, hi)."""
     if HAS_D:
         skip = tl.load(d_ptr + hi).to(tl.float32)
         z += skip * _gated(a_ptr, b_ptr, bi, hi, ts, mask, sab, sah, sbb, sbh, HAS_B)
@@ -87,3 +83,64 @@ def epilogue_kernel(y_ptr, ninv_ptr, a_ptr, b_ptr, d_ptr, m1_ptr, m2_ptr, out1_p
     if HAS_M2:
         second = z * tl.load(m2_ptr + bi * sm2b + hi * sm2h + ts, mask=mask, other=0.0).to(tl.float32)
         tl.store(out2_ptr + out, second.to(out2_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def epilogue_kernel(y_ptr, ninv_ptr, a_ptr, b_ptr, d_ptr, m1_ptr, m2_ptr, out1_ptr, out2_ptr, z_ptr,
+                    H, L, nblk, n_inv, sy, sab, sah, sbb, sbh, sm1b, sm1h, sm2b, sm2h, sob, soh,
+                    ROW_NINV: tl.constexpr, HAS_B: tl.constexpr, HAS_D: tl.constexpr, HAS_M1: tl.constexpr,
+                    HAS_M2: tl.constexpr, STORE_Z: tl.constexpr, BLOCK: tl.constexpr):
+    """``ninv_ptr`` (ROW_NINV) holds one factor per row, contiguous over (batch, channel); else ``n_inv``."""
+    row, bi, hi, ts = _row(tl.program_id(0), nblk, H, BLOCK)
+    mask = ts < L
+    if ROW_NINV:
+        n_inv = tl.load(ninv_ptr + row)
+    z = tl.load(y_ptr + row * sy + ts, mask=mask, other=0.0).to(tl.float32) * n_inv
+    _finish(z, ts, mask, bi, hi, a_ptr, b_ptr, d_ptr, m1_ptr, m2_ptr, out1_ptr, out2_ptr, z_ptr,
+            sab, sah, sbb, sbh, sm1b, sm1h, sm2b, sm2h, sob, soh, HAS_B, HAS_D, HAS_M1, HAS_M2, STORE_Z)
+
+
+# Transposed packed rows (the two-level convolution, :mod:`.two_level`): the real row x of length 2M is held as
+# the M complex words z[m] = x[2m] + i·x[2m+1] (fp16 halves), word m = j1·n2 + j2 stored at j2·n1 + j1, so
+# that the first transform level (over j1) runs on contiguous rows. A program moves a (BJ1, BJ2) tile of
+# words: the time side as a row-major (BJ1, 2·BJ2) tile, the word side as a row-major (BJ2, BJ1) tile,
+# and one explicit transpose between them, so both sides are coalesced.
+
+
+@triton.jit
+def _transposed_tile(pid, n_t1, n_t2, H, n1, n2, BJ1: tl.constexpr, BJ2: tl.constexpr):
+    """(row, batch index, channel index, times (BJ1, 2·BJ2), word offsets (BJ2, BJ1)) of program ``pid``."""
+    tiles = n_t1 * n_t2
+    row = (pid // tiles).to(tl.int64)
+    tile = pid % tiles
+    j1 = (tile // n_t2) * BJ1 + tl.arange(0, BJ1)
+    j2 = (tile % n_t2) * BJ2 + tl.arange(0, BJ2)
+    ts = j1[:, None].to(tl.int64) * (2 * n2) + 2 * ((tile % n_t2) * BJ2) + tl.arange(0, 2 * BJ2)[None, :]
+    words = j2[:, None] * n1 + j1[None, :]
+    return row, row // H, row % H, ts, words
+
+
+@triton.jit
+def pad_transposed_kernel(a_ptr, b_ptr, scale_ptr, out_ptr, H, L, n1, n2, n_t1, n_t2, sab, sah, sbb, sbh,
+                          HAS_B: tl.constexpr, HAS_SCALE: tl.constexpr, BJ1: tl.constexpr, BJ2: tl.constexpr):
+    """Transposed packed words of ``a * b * scale[row]``, zero past L; ``out`` is the rows' int32 words."""
+    row, bi, hi, ts, words = _transposed_tile(tl.program_id(0), n_t1, n_t2, H, n1, n2, BJ1, BJ2)
+    value = _gated(a_ptr, b_ptr, bi, hi, ts, ts < L, sab, sah, sbb, sbh, HAS_B)
+    if HAS_SCALE:
+        value *= tl.load(scale_ptr + row)
+    re, im = tl.split(tl.reshape(value, (BJ1, BJ2, 2)))
+    store_complex(out_ptr + row * n1 * n2, words, tl.trans(re), tl.trans(im), words >= 0, HALF=True)
+
+
+@triton.jit
+def epilogue_transposed_kernel(y_ptr, ninv_ptr, a_ptr, b_ptr, d_ptr, m1_ptr, m2_ptr, out1_ptr, out2_ptr, z_ptr,
+                               H, L, n1, n2, n_t1, n_t2, sab, sah, sbb, sbh, sm1b, sm1h, sm2b, sm2h, sob, soh,
+                               HAS_B: tl.constexpr, HAS_D: tl.constexpr, HAS_M1: tl.constexpr,
+                               HAS_M2: tl.constexpr, STORE_Z: tl.constexpr, BJ1: tl.constexpr, BJ2: tl.constexpr):
+    """:func:`epilogue_kernel` reading transposed packed words (``y``: the rows' int32 words) with one
+    ``n_inv`` factor per row."""
+    row, bi, hi, ts, words = _transposed_tile(tl.program_id(0), n_t1, n_t2, H, n1, n2, BJ1, BJ2)
+    re, im = load_complex(y_ptr + row * n1 * n2, words, words >= 0, HALF=True)
+    z = tl.reshape(tl.join(tl.trans(re), tl.trans(im)), (BJ1, 2 * BJ2)) * tl.load(ninv_ptr + row)
+    _finish(z, ts, ts < L, bi, hi, a_ptr, b_ptr, d_ptr, m1_ptr, m2_ptr, out1_ptr, out2_ptr, z_ptr,
+            sab, sah, sbb, sbh, sm1b, sm1h, sm2b, sm2h, sob, soh, HAS_B, HAS_D, HAS_M1, HAS_M2, STORE_Z)

@@ -27,7 +27,7 @@ import triton.language as tl
 
 
 @triton.jit
-def _load_complex(ptr, idx, mask, HALF: tl.constexpr):
+def load_complex(ptr, idx, mask, HALF: tl.constexpr):
     """Complex values at word offsets ``idx`` as (re, im) fp32 vectors; a word is an int32 holding two
     fp16 halves (HALF) or an int64 holding two fp32 halves, the real part in the low half."""
     w = tl.load(ptr + idx, mask=mask, other=0)
@@ -41,8 +41,8 @@ def _load_complex(ptr, idx, mask, HALF: tl.constexpr):
 
 
 @triton.jit
-def _store_complex(ptr, idx, re, im, mask, HALF: tl.constexpr):
-    """Inverse of :func:`_load_complex` (values rounded to the word's precision)."""
+def store_complex(ptr, idx, re, im, mask, HALF: tl.constexpr):
+    """Inverse of :func:`load_complex` (values rounded to the word's precision)."""
     if HALF:
         lo = re.to(tl.float16).to(tl.uint16, bitcast=True).to(tl.int32)
         hi = im.to(tl.float16).to(tl.uint16, bitcast=True).to(tl.int32)
@@ -56,16 +56,15 @@ def _store_complex(ptr, idx, re, im, mask, HALF: tl.constexpr):
 @triton.jit
 def _load_pair(ptr, j, jm, mask, HALF: tl.constexpr):
     """Z[j] and Z[jm] of a packed spectrum row as four fp32 vectors."""
-    zr, zi = _load_complex(ptr, j, mask, HALF)
-    mr, mi = _load_complex(ptr, jm, mask, HALF)
+    zr, zi = load_complex(ptr, j, mask, HALF)
+    mr, mi = load_complex(ptr, jm, mask, HALF)
     return zr, zi, mr, mi
 
 
 @triton.jit
-def _unpack(ptr, j, jm, mask, c, s, HALF: tl.constexpr):
-    """rfft bins X[j] and X[M-j] (re, im each) of the real signal whose packed spectrum is at ``ptr``;
-    W^j = c - i·s."""
-    zr, zi, mr, mi = _load_pair(ptr, j, jm, mask, HALF)
+def unpack_values(zr, zi, mr, mi, c, s):
+    """rfft bins X[j] and X[M-j] (re, im each) from the packed spectrum's Z[j] = zr + i·zi and
+    Z[M-j] = mr + i·mi; W^j = c - i·s."""
     er, ei = 0.5 * (zr + mr), 0.5 * (zi - mi)
     o_r, o_i = 0.5 * (zi + mi), 0.5 * (mr - zr)
     tr, ti = c * o_r + s * o_i, c * o_i - s * o_r
@@ -73,9 +72,50 @@ def _unpack(ptr, j, jm, mask, c, s, HALF: tl.constexpr):
 
 
 @triton.jit
-def packed_product_kernel(a_ptr, b_ptr, out_ptr, factor_ptr, H, M, nblk, n_rows, rows_per_program, n_sum,
-                          angle_step, sab, sah, sbb, sbh, sob, soh, CONJ_B: tl.constexpr,
-                          HAS_FACTOR: tl.constexpr, HALF: tl.constexpr, BLOCK: tl.constexpr):
+def pack_values(yjr, yji, ymr, ymi, c, s):
+    """Z'[j] and Z'[M-j] (re, im each) of the packed form of a Hermitian spectrum from its bins Y[j] and
+    Y[M-j]; W^j = c - i·s."""
+    pr, pi = yjr + ymr, yji - ymi
+    qr, qi = yjr - ymr, yji + ymi
+    rr, ri = c * qr - s * qi, c * qi + s * qr
+    return pr - ri, pi + rr, pr + ri, rr - pi
+
+
+@triton.jit
+def _unpack(ptr, j, jm, mask, c, s, HALF: tl.constexpr):
+    """rfft bins X[j] and X[M-j] (re, im each) of the real signal whose packed spectrum is at ``ptr``."""
+    zr, zi, mr, mi = _load_pair(ptr, j, jm, mask, HALF)
+    return unpack_values(zr, zi, mr, mi, c, s)
+
+
+@triton.jit
+def pair_index(idx, M, INNER_T: tl.constexpr):
+    """(word j, partner word jm, spectrum index k of word j, whether this index owns the pair) for program
+    indices ``idx``: every pair has exactly one owner, so products may be written in place.
+
+    INNER_T = 0: natural order, word j holds Z[j] and pairs with M - j (Z[M] means Z[0]); indices
+    0 … M/2 own every pair. INNER_T = T: the two-level word order of :mod:`.row_kernels`, where
+    word p·n1 + k1 (n2 = T·T, n1 = M/n2) holds Z[k1 + n1·k2] with p = (k2 mod T)·T + k2 div T. For
+    k1 > 0 the partner of M - k is word M - j again; in column k1 = 0 it is the word of k2' = -k2 mod n2,
+    so indices past M/2 run over that column's words p > n2/2 (index space M/2 + n2/2), and there the
+    word with k2 <= n2/2 owns the pair."""
+    if INNER_T == 0:
+        return idx, tl.where(idx == 0, 0, M - idx), idx, idx >= 0
+    n2 = INNER_T * INNER_T
+    n1 = M // n2
+    j = tl.where(idx <= M // 2, idx, (idx - M // 2 + n2 // 2) * n1)
+    k1, p = j % n1, j // n1
+    k2 = p // INNER_T + INNER_T * (p % INNER_T)
+    k2p = (n2 - k2) % n2
+    jm = tl.where(k1 == 0, ((k2p % INNER_T) * INNER_T + k2p // INNER_T) * n1, M - j)
+    return j, jm, k1 + n1 * k2, (k1 > 0) | (k2 <= n2 // 2)
+
+
+@triton.jit
+def packed_product_kernel(a_ptr, b_ptr, out_ptr, factor_ptr, H, M, n_index, nblk, n_rows, rows_per_program,
+                          n_sum, angle_step, sab, sah, sbb, sbh, sob, soh, CONJ_B: tl.constexpr,
+                          HAS_FACTOR: tl.constexpr, HALF: tl.constexpr, INNER_T: tl.constexpr,
+                          BLOCK: tl.constexpr):
     """out = pack(Σ_r f[r] · unpack(A[r]) · unpack(B[r]) (conjugated if CONJ_B)) for each output row, with
     f[r] = 1, or (HAS_FACTOR) one fp32 number per input row r = (batch, channel) of A, contiguous.
 
@@ -83,12 +123,14 @@ def packed_product_kernel(a_ptr, b_ptr, out_ptr, factor_ptr, H, M, nblk, n_rows,
     one product per batch entry; n_sum = B into one output row: a batch-summed cross spectrum). A zero
     batch stride broadcasts an input over the batch (a filter spectrum). A program handles one block of
     frequencies for ``rows_per_program`` consecutive output rows, so its twiddles (a precise sin and cos
-    per frequency, most of the arithmetic once the spectra are fp16) are computed once for all of them."""
+    per frequency, most of the arithmetic once the spectra are fp16) are computed once for all of them.
+    Spectra are in natural order, or in the two-level word order of inner tile INNER_T (:func:`pair_index`,
+    ``n_index`` indices)."""
     pid = tl.program_id(0)
-    j = (pid % nblk) * BLOCK + tl.arange(0, BLOCK)
-    in_range = j <= M // 2
-    jm = tl.where(j == 0, 0, M - j)
-    theta = j.to(tl.float32) * angle_step
+    idx = (pid % nblk) * BLOCK + tl.arange(0, BLOCK)
+    j, jm, k, owner = pair_index(idx, M, INNER_T)
+    in_range = (idx < n_index) & owner
+    theta = k.to(tl.float32) * angle_step
     c, s = tl.cos(theta), tl.sin(theta)
     first_row = (pid // nblk).to(tl.int64) * rows_per_program
     for i in range(rows_per_program):
@@ -112,10 +154,8 @@ def packed_product_kernel(a_ptr, b_ptr, out_ptr, factor_ptr, H, M, nblk, n_rows,
             yji += ajr * bji + aji * bjr
             ymr += amr * bmr - ami * bmi
             ymi += amr * bmi + ami * bmr
-        pr, pi = yjr + ymr, yji - ymi
-        qr, qi = yjr - ymr, yji + ymi
-        rr, ri = c * qr - s * qi, c * qi + s * qr
+        zjr, zji, zmr, zmi = pack_values(yjr, yji, ymr, ymi, c, s)
         base = out_ptr + oi * sob + hi * soh
-        _store_complex(base, j, pr - ri, pi + rr, mask, HALF)
-        tail = mask & (j > 0)  # Z'[M - 0] does not exist; at j = M/2 both stores write the same value
-        _store_complex(base, jm, pr + ri, rr - pi, tail, HALF)
+        store_complex(base, j, zjr, zji, mask, HALF)
+        tail = mask & (k > 0)  # Z'[M - 0] does not exist; at k = M/2 both stores write the same value
+        store_complex(base, jm, zmr, zmi, tail, HALF)

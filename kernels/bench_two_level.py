@@ -1,0 +1,122 @@
+"""Where the two-level convolution's forward spends its time, and the inner level's launch-shape sweep (GPU).
+
+For each length: the forward of the one-level cuFFT path (the default) and of the opt-in two-level path
+(``fftconv/two_level.py``); for each (tile, columns, warps) of the inner level in the sweep, the whole
+two-level forward (checked against the float64 reference first) and each of its stages timed alone
+(norms, transposing pad, outer and inner transforms, filter, product, inner and outer inverses,
+epilogue). bf16 u, fp32 filter and D, B*H*L = 256 M. Prints a table and writes JSON to ``--out``.
+
+    PYTHONPATH=. python kernels/bench_two_level.py --out OUTDIR [--lengths 1048576] [--sweep 16,16,4,8 16,8,4]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+import triton
+import triton.testing
+
+from genomix.kernels.bench_scan import copy_bandwidth, write_json
+from genomix.kernels.fftconv import cufft_fused, fftconv_ref, two_level
+from genomix.kernels.bench_fftconv import benchmark_shape
+
+
+def _ms(fn) -> float:
+    return triton.testing.do_bench(fn, warmup=25, rep=200, return_mode="median")
+
+
+def _settings(tile: int, columns: int, warps: int, inverse_columns: int | None = None) -> None:
+    two_level.TILE, two_level.COLUMNS, two_level.ROW_WARPS = tile, columns, warps
+    two_level.INVERSE_COLUMNS = columns if inverse_columns is None else inverse_columns
+
+
+def stages(u, k, D) -> dict:
+    """ms of each stage of the two-level forward at the current settings (the in-place stages run on a
+    scratch copy; their results are not used)."""
+    plan = cufft_fused._plan(u, False)
+    norm, scale = cufft_fused._row_range(plan, u)
+    x_rows = two_level.pad_transposed(u, None, scale, plan)
+    x = cufft_fused._Signal(two_level.inner_dft(cufft_fused._fft(x_rows, inverse=False)), scale, norm)
+    kf = two_level._transposed_filter(k, plan, False)
+    factor, n_inv = cufft_fused._half_product_scales(plan, x, kf, batch_summed=False)
+    out = torch.empty_like(u)
+    scratch = x.spectrum.clone()
+    flat = two_level._flat
+    return {
+        "norms": _ms(lambda: cufft_fused._row_range(plan, u)),
+        "pad": _ms(lambda: two_level.pad_transposed(u, None, scale, plan)),
+        "outer_fft": _ms(lambda: cufft_fused._fft(x_rows, inverse=False)),
+        "inner_fft": _ms(lambda: two_level.inner_dft(scratch)),
+        "filter": _ms(lambda: two_level._transposed_filter(k, plan, False)),
+        "product": _ms(lambda: cufft_fused.packed_product(flat(x.spectrum), flat(kf.spectrum), flat(scratch),
+                                                           factor=factor, inner_tile=two_level.TILE)),
+        "inner_ifft": _ms(lambda: two_level.inner_dft(scratch, inverse=True)),
+        "outer_ifft": _ms(lambda: cufft_fused._fft(x.spectrum, inverse=True)),
+        "epilogue": _ms(lambda: two_level.epilogue_transposed(x_rows, n_inv, u, None, D, None, out)),
+    }
+
+
+def bench_length(L: int, sweep: list[tuple[int, ...]]) -> dict:
+    B, H = benchmark_shape(L)
+    u = torch.randn(B, H, L, device="cuda").to(torch.bfloat16)
+    k = torch.randn(H, L, device="cuda") / L ** 0.5
+    D = torch.randn(H, device="cuda")
+    want = fftconv_ref(u, k, D).double()
+    row: dict = {"L": L, "B": B, "H": H}
+
+    def fwd():
+        with torch.no_grad():
+            return cufft_fused.fftconv_cufft(u, k, D)
+
+    default = (two_level.TILE, two_level.COLUMNS, two_level.ROW_WARPS, two_level.INVERSE_COLUMNS)
+    row["ref_fwd_ms"] = _ms(lambda: fftconv_ref(u, k, D))
+    with two_level.switched_on(False):
+        row["one_level_fwd_ms"] = _ms(fwd)
+    row["variants"] = []
+    for setting in sweep:
+        _settings(*setting)
+        v: dict = {"tile": setting[0], "columns": setting[1], "warps": setting[2],
+                   "inverse_columns": two_level.INVERSE_COLUMNS}
+        try:
+            with two_level.switched_on():
+                v["rel_err_vs_ref"] = float((fwd().double() - want).norm() / want.norm())
+                v["fwd_ms"] = _ms(fwd)
+                v["stages_ms"] = stages(u, k, D)
+        except Exception as e:  # a shape that does not compile still leaves the others' numbers
+            v["error"] = f"{type(e).__name__}: {e}"[:300]
+        row["variants"].append(v)
+        print(json.dumps(v), flush=True)
+        torch.cuda.empty_cache()
+    _settings(*default)
+    return row
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default=".")
+    ap.add_argument("--lengths", type=int, nargs="*", default=[1 << 20])
+    ap.add_argument("--sweep", nargs="*", default=["16,16,4,8"],
+                    help="tile,columns,warps[,inverse columns] of the inner level (inverse columns: as columns)")
+    args = ap.parse_args()
+    sweep = [tuple(int(x) for x in s.split(",")) for s in args.sweep]
+    torch.manual_seed(0)
+    result = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "triton": triton.__version__,
+              "copy_bandwidth_TBps": copy_bandwidth() / 1e12, "rows": [bench_length(L, sweep) for L in args.lengths]}
+    write_json(Path(args.out) / "bench_two_level.json", result)
+    print(f"{result['device']}, copy {result['copy_bandwidth_TBps']:.2f} TB/s; bf16, forward ms")
+    for r in result["rows"]:
+        print(f"L={r['L']} ({r['B']}, {r['H']}): reference {r['ref_fwd_ms']:.2f}, one level {r['one_level_fwd_ms']:.2f}")
+        for v in r["variants"]:
+            name = f"T={v['tile']} KB={v['columns']}/{v['inverse_columns']} w={v['warps']}"
+            if "error" in v:
+                print(f"  {name}: FAILED {v['error']}")
+                continue
+            st = " ".join(f"{k} {t:.2f}" for k, t in v["stages_ms"].items())
+            print(f"  {name}: {v['fwd_ms']:.2f} ms ({r['ref_fwd_ms'] / v['fwd_ms']:.2f}x ref), err {v['rel_err_vs_ref']:.1e} | {st}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,194 @@
+"""The long convolution's forward as a two-level FFT: cuFFT for the outer level, Triton for the inner one.
+
+The one-level cuFFT path (:mod:`.cufft_fused`) runs three full length-M transforms per forward, and cuFFT
+makes each of them in three passes over HBM at M = 2^20 (fp16): ~70 % of the forward's time. Here the
+packed length-M transform is split as M = n1·n2 (four-step FFT), each level one pass:
+
+1. ``pad_transposed``: the gated, range-scaled, zero-padded input written as packed fp16 words with the
+   outer index j1 contiguous (word m = j1·n2 + j2 at j2·n1 + j1);
+2. cuFFT: n1-point transforms of those contiguous rows (a strided transform of the natural layout
+   measured 2.8 ms at 1M against 0.6 ms contiguous on an H200: torch and cuFFT copy it);
+3. :func:`inner_dft` (:mod:`.row_kernels`): outer twiddles and the n2-point inner transforms on tensor
+   cores, in place, leaving the spectrum in "two-level word order";
+4. the same for the filter;
+5. :func:`.cufft_fused.packed_product` in that word order: the product with the range factor;
+6. the inner inverse, then cuFFT's n1-point inverse transforms;
+7. ``epilogue_transposed``: 1/n and the range scales, skip term, gates, output in its dtype.
+
+Half-precision spectra only (16-bit inputs): the range scaling of :mod:`.cufft_fused` bounds every stage,
+including the inner level's fp16 dot operands. Forward-only calls at 256K <= M <= 1M take it by default
+(:func:`applies`); training calls keep the one-level path, whose forward keeps the filter's spectrum for
+the backward. kernels/fftconv/NOTES.md, "Two-level forward", has the measurements.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+import os
+
+import torch
+import triton
+
+from . import cufft_fused as one_level
+from .epilogue_kernels import epilogue_transposed_kernel, pad_transposed_kernel
+from .reference import combined_filter
+from .row_kernels import inner_dft_kernel
+
+#: Inner tile: the inner level has n2 = T·T points (T-point DFTs as fp16 dots, which need T >= 16).
+TILE = 16
+#: Columns per inner-level program (each tile load reads KB contiguous words per inner index) of the
+#: forward and of the inverse, and their warps (H200 sweeps at 256K and 1M, kernels/bench_two_level.py).
+COLUMNS, INVERSE_COLUMNS, ROW_WARPS = 16, 8, 4
+#: Packed lengths M = next_pow2(L) whose forward-only calls take this path by default: measured faster than
+#: one level on an H200 at M = 2^18 and 2^20 (L = 256K, 1M), slower at 2^15 (too little to amortise the
+#: extra passes) and 2^22 (cuFFT needs two passes for the 16K-point outer level); kernels/fftconv/NOTES.md.
+MIN_POINTS, MAX_POINTS = 1 << 18, 1 << 20
+#: "0" turns the path off, "1" on for every half-precision call with M >= MIN_POINTS (training calls too,
+#: whose backward then recomputes its spectra on one level); unset: the default above.
+ENV_SWITCH = "GENOMIX_FFTCONV_TWO_LEVEL"
+#: Word tile of the transposing passes and their warps.
+TRANSPOSE_TILE, TRANSPOSE_WARPS = 64, 4
+
+
+def applies(plan: one_level._Plan, forward_only: bool) -> bool:
+    """Whether :func:`forward_group` runs a call of this plan: half spectra and, unless :data:`ENV_SWITCH`
+    says otherwise, a forward-only call (no backward: a training forward keeps one-level spectra for its
+    backward) with MIN_POINTS <= M <= MAX_POINTS."""
+    switch, m = os.environ.get(ENV_SWITCH), plan.n // 2
+    if switch == "0" or not plan.half or m < max(MIN_POINTS, 2 * TILE * TILE):
+        return False
+    return switch == "1" or (forward_only and m <= MAX_POINTS)
+
+
+@contextlib.contextmanager
+def switched_on(on: bool = True):
+    """Within the block, :data:`ENV_SWITCH` is on (or off), then restored."""
+    saved = os.environ.get(ENV_SWITCH)
+    os.environ[ENV_SWITCH] = "1" if on else "0"
+    try:
+        yield
+    finally:
+        if saved is None:
+            del os.environ[ENV_SWITCH]
+        else:
+            os.environ[ENV_SWITCH] = saved
+
+
+@functools.lru_cache(maxsize=8)
+def _tables(T: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(matrices (2, 3, T, T) fp16: F and its adjoint in Gauss form, twiddles (2, T, T) fp32: ω_n2^(b·c)
+    as [re, im][c, b]) of the inner level, in the slot order of :mod:`.row_kernels`."""
+    idx = torch.arange(T, dtype=torch.float64)
+    F = torch.exp(-2j * math.pi * torch.outer(idx, idx) / T)
+    gauss = torch.stack([torch.stack([m.real, m.real + m.imag, m.imag - m.real]) for m in (F, F.conj())])
+    tw = torch.exp(-2j * math.pi * torch.outer(idx, idx) / (T * T))
+    return gauss.to(device, torch.float16).contiguous(), torch.stack([tw.real, tw.imag]).to(device, torch.float32).contiguous()
+
+
+@functools.lru_cache(maxsize=4)
+def _outer_twiddles(n1: int, T: int, device: torch.device) -> torch.Tensor:
+    """(2, T, n1) complex64 factors of the outer twiddles ω_M^(j2·k1), M = n1·T·T, j2 = a·T + b, as int64
+    words: [0] ω_M^(a·T·k1), [1] ω_M^(b·k1)."""
+    r = torch.arange(T, dtype=torch.float64)[:, None]
+    k1 = torch.arange(n1, dtype=torch.float64)[None, :]
+    M = n1 * T * T
+    table = torch.exp(-2j * math.pi * torch.stack([r * T * k1, r * k1]) / M).to(torch.complex64)
+    return torch.view_as_real(table.to(device)).view(torch.int64).squeeze(-1).contiguous()
+
+
+def _split(plan: one_level._Plan) -> tuple[int, int]:
+    """(n1, n2): outer and inner sizes of the packed length M = n / 2."""
+    n2 = TILE * TILE
+    return plan.n // 2 // n2, n2
+
+
+def _words(t: torch.Tensor) -> torch.Tensor:
+    return torch.view_as_real(t).view(torch.int32).squeeze(-1)
+
+
+def pad_transposed(a: torch.Tensor, b: torch.Tensor | None, scale: torch.Tensor | None,
+                   plan: one_level._Plan) -> torch.Tensor:
+    """(B, H, n2, n1) complex32: the rows ``a * b * scale`` (B, H, L) zero-padded to n, packed, transposed."""
+    a, b = one_level._unit_time_stride(a), one_level._unit_time_stride(b)
+    batch, channels, length = a.shape
+    n1, n2 = _split(plan)
+    out = torch.empty(batch, channels, n2, n1, dtype=torch.complex32, device=a.device)
+    bj1, bj2 = min(TRANSPOSE_TILE, n1), min(TRANSPOSE_TILE, n2)
+    n_t1, n_t2 = n1 // bj1, n2 // bj2
+    pad_transposed_kernel[(batch * channels * n_t1 * n_t2,)](
+        a, a if b is None else b, a if scale is None else scale, _words(out), channels, length, n1, n2, n_t1, n_t2,
+        *one_level._bh_strides(a), *one_level._bh_strides(b), HAS_B=b is not None, HAS_SCALE=scale is not None,
+        BJ1=bj1, BJ2=bj2, num_warps=TRANSPOSE_WARPS,
+    )
+    return out
+
+
+def _transposed_filter(k: torch.Tensor, plan: one_level._Plan, bidirectional: bool) -> one_level._Signal:
+    """The filter's spectrum (1, h, n2, n1) in two-level word order (packed, range-scaled)."""
+    norm, scale = one_level._row_range(plan, k.unsqueeze(0))
+    if bidirectional:
+        n1, n2 = _split(plan)
+        padded = combined_filter(k.float(), plan.L, plan.n, True) * scale[0, :, None]
+        words = padded.to(torch.float16).view(-1, n1, n2, 2).transpose(1, 2).contiguous()
+        rows = torch.view_as_complex(words.float()).to(torch.complex32).unsqueeze(0)
+    else:
+        rows = pad_transposed(k.unsqueeze(0), None, scale, plan)
+    return one_level._Signal(inner_dft(one_level._fft(rows, inverse=False)), scale, norm)
+
+
+def inner_dft(x: torch.Tensor, inverse: bool = False) -> torch.Tensor:
+    """In place on x (B, H, n2, n1) complex32 after the outer level: the inner level of the transform (the
+    spectrum in two-level word order), or with ``inverse`` its unnormalised inverse. Returns x."""
+    *_, n2, n1 = x.shape
+    if n2 != TILE * TILE or not x.is_contiguous():
+        raise ValueError(f"inner_dft: contiguous (B, H, {TILE * TILE}, n1) rows, got {tuple(x.shape)}")
+    mats, twiddles = _tables(TILE, x.device)
+    columns = INVERSE_COLUMNS if inverse else COLUMNS
+    n_blk = triton.cdiv(n1, columns)
+    inner_dft_kernel[(x.shape[0] * x.shape[1] * n_blk,)](
+        _words(x), mats, twiddles, _outer_twiddles(n1, TILE, x.device), n1, n_blk,
+        INVERSE=inverse, T=TILE, KB=columns, num_warps=ROW_WARPS,
+    )
+    return x
+
+
+def _flat(x: torch.Tensor) -> torch.Tensor:
+    """(B, H, n2, n1) rows as (B, H, M) packed spectra (a view)."""
+    return x.flatten(-2)
+
+
+def epilogue_transposed(y: torch.Tensor, n_inv: torch.Tensor, a: torch.Tensor, b: torch.Tensor | None,
+                        D: torch.Tensor | None, m1: torch.Tensor | None, out1: torch.Tensor,
+                        z: torch.Tensor | None = None) -> None:
+    """:func:`.cufft_fused.epilogue` reading the transposed packed rows ``y`` (B, H, n2, n1) complex32."""
+    a, b, m1 = (one_level._unit_time_stride(t) for t in (a, b, m1))
+    if z is not None and z.stride() != out1.stride():
+        raise ValueError("epilogue_transposed: outputs must share strides")
+    batch, channels, length = a.shape
+    n2, n1 = y.shape[-2:]
+    bj1, bj2 = min(TRANSPOSE_TILE, n1), min(TRANSPOSE_TILE, n2)
+    n_t1 = triton.cdiv(triton.cdiv(length, 2 * n2), bj1)
+    n_t2 = n2 // bj2
+    epilogue_transposed_kernel[(batch * channels * n_t1 * n_t2,)](
+        _words(y), n_inv, a, a if b is None else b, a if D is None else D, a if m1 is None else m1, a, out1, out1,
+        out1 if z is None else z, channels, length, n1, n2, n_t1, n_t2, *one_level._bh_strides(a),
+        *one_level._bh_strides(b), *one_level._bh_strides(m1), 0, 0, *one_level._bh_strides(out1),
+        HAS_B=b is not None, HAS_D=D is not None, HAS_M1=m1 is not None, HAS_M2=False, STORE_Z=z is not None,
+        BJ1=bj1, BJ2=bj2, num_warps=TRANSPOSE_WARPS,
+    )
+
+
+def forward_group(plan: one_level._Plan, u, k, D, pregate, postgate, bidirectional: bool, out, y) -> None:
+    """One channel group of the forward: writes ``out`` (and ``y``, the pre-postgate output, if given)."""
+    norm, scale = one_level._row_range(plan, u, pregate)
+    rows = one_level._fft(pad_transposed(u, pregate, scale, plan), inverse=False)
+    x = one_level._Signal(inner_dft(rows), scale, norm)
+    kf = _transposed_filter(k, plan, bidirectional)
+    factor, n_inv = one_level._half_product_scales(plan, x, kf, batch_summed=False)
+    one_level.packed_product(_flat(x.spectrum), _flat(kf.spectrum), _flat(x.spectrum), factor=factor,
+                             inner_tile=TILE)
+    del kf
+    y_rows = one_level._fft(inner_dft(x.spectrum, inverse=True), inverse=True)
+    del x
+    epilogue_transposed(y_rows, n_inv, u, pregate, D, postgate, out, z=y)

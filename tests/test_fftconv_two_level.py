@@ -1,0 +1,144 @@
+"""The opt-in two-level forward of the cuFFT path (kernels/fftconv/two_level.py): cuFFT's outer level on
+transposed packed rows, the Triton row pass (inner level, spectral product, inner inverse level) run by
+the CPU interpreter, against the float64 reference. The threshold is lowered so that small lengths take
+the path (M = 512 … 8192 packed points: 2 … 32 outer columns of a 256-point inner level)."""
+from __future__ import annotations
+
+import functools
+import os
+
+import pytest
+import torch
+
+from genomix.kernels.fftconv import cufft_fused, fftconv_ref, two_level
+from genomix.kernels.fftconv.cufft_fused import fftconv_cufft
+
+
+@pytest.fixture
+def two_level_on(monkeypatch):
+    monkeypatch.setattr(two_level, "MIN_POINTS", 1 << 9)
+    monkeypatch.setenv(two_level.ENV_SWITCH, "1")
+
+
+def _inputs(B, H, L, bidirectional, gates, D, dtype, seed, offset=0.0, filter_mean=0.0):
+    g = torch.Generator().manual_seed(seed)
+    u = (torch.randn(B, H, L, generator=g) + offset).to(dtype)
+    k = torch.randn(H, 2 * L if bidirectional else L, generator=g) / L ** 0.5 + filter_mean
+    skip = torch.randn(H, generator=g) if D else None
+    pre = torch.randn(B, H, L, generator=g).to(dtype) if gates else None
+    post = torch.randn(B, H, L, generator=g).to(dtype) if gates else None
+    return [u, k, skip, pre, post]
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a.double() - b.double()).norm() / b.double().norm())
+
+
+CASES = [  # B, H, L, bidirectional, gates, D, dtype
+    (1, 2, 300, False, False, False, torch.bfloat16),   # M = 512: two outer columns
+    (2, 3, 1000, False, True, True, torch.bfloat16),
+    (3, 1, 2049, False, False, True, torch.float16),
+    (1, 2, 4100, True, True, True, torch.bfloat16),     # M = 8192 bidirectional (combined filter)
+    (2, 2, 5000, False, True, False, torch.bfloat16),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[f"B{c[0]}H{c[1]}L{c[2]}{'bi' if c[3] else ''}" for c in CASES])
+def test_forward_matches_float64_reference(two_level_on, case):
+    B, H, L, bidirectional, gates, D, dtype = case
+    inputs = _inputs(B, H, L, bidirectional, gates, D, dtype, seed=L)
+    assert two_level.applies(cufft_fused._plan(inputs[0], False), forward_only=True)
+    got = fftconv_cufft(*inputs, bidirectional=bidirectional)
+    want = fftconv_ref(*[None if t is None else t.double() for t in inputs], bidirectional=bidirectional)
+    assert got.dtype == dtype
+    assert _rel(got, want) < 1e-2
+
+
+@pytest.mark.parametrize("tile,columns", [(16, 2), (16, 16), (32, 4)])
+def test_tile_and_column_blocks(two_level_on, monkeypatch, tile, columns):
+    """Other inner tiles and column blocks (blocks past n1/2 are masked) give the same convolution."""
+    monkeypatch.setattr(two_level, "TILE", tile)
+    monkeypatch.setattr(two_level, "COLUMNS", columns)
+    inputs = _inputs(2, 2, 3000, False, True, True, torch.bfloat16, seed=5)
+    want = fftconv_ref(*[None if t is None else t.double() for t in inputs])
+    assert _rel(fftconv_cufft(*inputs), want) < 1e-2
+
+
+def test_extreme_ranges(two_level_on):
+    """Coherent inputs (offset 2000, filter mean 10) overflow fp16 unless every stage is range-scaled."""
+    inputs = _inputs(1, 2, 2500, False, True, True, torch.bfloat16, seed=3, offset=2000.0, filter_mean=10.0)
+    want = fftconv_ref(*[None if t is None else t.double() for t in inputs])
+    got = fftconv_cufft(*inputs)
+    assert torch.isfinite(got).all()
+    assert _rel(got, want) < 1e-2
+
+
+def test_gradients_come_from_the_one_level_backward(two_level_on):
+    B, H, L = 2, 2, 1500
+    inputs = _inputs(B, H, L, False, True, True, torch.bfloat16, seed=9)
+    grad_out = torch.randn(B, H, L, generator=torch.Generator().manual_seed(1))
+    leaves = [t.detach().clone().requires_grad_() for t in inputs]
+    fftconv_cufft(*leaves).backward(grad_out.to(torch.bfloat16))
+    ref_leaves = [t.detach().double().requires_grad_() for t in inputs]
+    fftconv_ref(*ref_leaves).backward(grad_out.double())
+    for got, want in zip(leaves, ref_leaves):
+        assert _rel(got.grad, want.grad) < 1e-2
+
+
+def test_transposed_pad_and_epilogue_are_inverse_layouts():
+    """Padding into the transposed packed layout and reading it back with the epilogue (no transform in
+    between, n_inv = 1 / scale) returns the gated input: both kernels agree on where each time step lives."""
+    plan = cufft_fused._Plan(1500, half=True)  # n = 4096: M = 2048 = 8 outer x 256 inner
+    u = torch.randn(2, 3, 1500).bfloat16()
+    pre = torch.randn(2, 3, 1500).bfloat16()
+    scale = torch.full((2, 3), 4.0)
+    rows = two_level.pad_transposed(u, pre, scale, plan)
+    assert rows.shape == (2, 3, 256, 8) and rows.dtype == torch.complex32
+    out = torch.empty_like(u)
+    two_level.epilogue_transposed(rows, 1.0 / scale, u, None, None, None, out)
+    torch.testing.assert_close(out.float(), (u.float() * pre.float()).bfloat16().float(), rtol=1e-2, atol=1e-2)
+    # word m = j1 * 256 + j2 holds times 2m, 2m + 1 at [j2, j1]
+    words = torch.view_as_real(rows.to(torch.complex64))
+    gated = (u.float() * pre.float() * 4.0)
+    m = 2 * 256 + 7
+    assert torch.allclose(words[1, 2, 7, 2], gated[1, 2, 2 * m:2 * m + 2], rtol=1e-3)
+    assert (words[:, :, :, 3:] == 0).all()  # times >= 2 * 3 * 256 = 1536 > L are zero padding
+
+
+def test_dispatch_policy(monkeypatch):
+    """By default forward-only 16-bit calls at 256K <= M <= 1M take two levels; training calls, fp32
+    spectra and other lengths stay on one; the switch forces it off, or on for every length and mode."""
+    monkeypatch.delenv(two_level.ENV_SWITCH, raising=False)
+    plan = functools.partial(cufft_fused._Plan, half=True)
+    assert two_level.applies(plan(1 << 20), forward_only=True)
+    assert two_level.applies(plan(200_000), forward_only=True)  # M = 2^18
+    assert not two_level.applies(plan(1 << 20), forward_only=False)
+    assert not two_level.applies(plan(100_000), forward_only=True)  # M = 2^17
+    assert not two_level.applies(plan(1 << 22), forward_only=True)
+    assert not two_level.applies(cufft_fused._Plan(1 << 20, half=False), forward_only=True)
+    with two_level.switched_on(False):
+        assert not two_level.applies(plan(1 << 20), forward_only=True)
+    with two_level.switched_on():
+        assert two_level.applies(plan(1 << 22), forward_only=False)
+        monkeypatch.setattr(two_level, "MIN_POINTS", 1 << 9)
+        assert two_level.applies(plan(5000), forward_only=False)
+        assert not two_level.applies(plan(200), forward_only=True)  # shorter than two outer columns
+    assert two_level.ENV_SWITCH not in os.environ
+
+
+def test_no_grad_calls_take_two_levels(monkeypatch):
+    """Without the switch, a no-grad call in the default range runs the two-level forward (counted)."""
+    monkeypatch.delenv(two_level.ENV_SWITCH, raising=False)
+    monkeypatch.setattr(two_level, "MIN_POINTS", 1 << 9)
+    monkeypatch.setattr(two_level, "MAX_POINTS", 1 << 13)
+    calls = []
+    original = two_level.forward_group
+    monkeypatch.setattr(two_level, "forward_group", lambda *a: calls.append(1) or original(*a))
+    inputs = _inputs(1, 2, 3000, False, False, True, torch.bfloat16, seed=2)
+    with torch.no_grad():
+        got = fftconv_cufft(*inputs)
+    assert calls == [1]
+    assert _rel(got, fftconv_ref(*[None if t is None else t.double() for t in inputs])) < 1e-2
+    leaves = [t.clone().requires_grad_() if t is not None and t.is_floating_point() else t for t in inputs]
+    fftconv_cufft(*leaves)  # a training call: one level
+    assert calls == [1]
