@@ -10,6 +10,8 @@ per-block sums of ``a * b * c`` for a third row tensor c (the skip weight's grad
 were range-scaled), then ``z * m1`` and optionally ``z * m2`` and ``z`` itself, each in its output's
 dtype -- the skip term, the 1/n of the inverse transform (run unnormalised) and the output gate in the
 forward; the skip term and both input gradients in the backward.
+``pad_transposed_kernel`` / ``epilogue_transposed_kernel``: the same two passes for the two-level forward
+(:mod:`.two_level`), whose transforms read and write the packed rows transposed.
 
 Rows are (batch, channel) pairs; every tensor has its own (batch, channel) strides (the outputs one set
 for all) and a unit stride in time, so channel slices of larger tensors are read and written in place.
