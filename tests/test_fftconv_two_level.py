@@ -142,3 +142,40 @@ def test_no_grad_calls_take_two_levels(monkeypatch):
     leaves = [t.clone().requires_grad_() if t is not None and t.is_floating_point() else t for t in inputs]
     fftconv_cufft(*leaves)  # a training call: one level
     assert calls == [1]
+
+
+def test_channel_groups_and_strided_outputs(two_level_on, monkeypatch):
+    """Long calls split into channel groups write channel slices of the output (and of the kept
+    pre-postgate output): the transposing epilogue must honour their strides, and gates given as channel
+    slices of a wider tensor must be read in place."""
+    monkeypatch.setattr(cufft_fused, "MAX_ELEMENTS_PER_PASS", 2 * 2 * 1500)  # two channels (batch 2) per group
+    B, H, L = 2, 5, 1500
+    inputs = _inputs(B, H, L, False, False, True, torch.bfloat16, seed=4)
+    wide = torch.randn(B, 2 * H, L, generator=torch.Generator().manual_seed(6)).bfloat16()
+    pre, post = wide[:, :H], wide[:, H:]  # non-contiguous channel slices
+    inputs[3], inputs[4] = pre, post
+    assert len(cufft_fused._channel_groups(inputs[0])) == 3
+    want = fftconv_ref(*[t.double() if t is not None else None for t in inputs])
+    assert _rel(fftconv_cufft(*inputs), want) < 1e-2
+
+
+def test_pair_index_owns_every_pair_once():
+    """In two-level word order every word is either the owner of its (k, M - k) pair or the partner of
+    exactly one owner, and the mapped spectrum indices of a pair add up to M (mod M)."""
+    import numpy as np
+    T, n1 = 16, 4
+    M, n2 = n1 * T * T, T * T
+    idx = np.arange(M // 2 + n2 // 2)
+    j = np.where(idx <= M // 2, idx, (idx - M // 2 + n2 // 2) * n1)
+    k1, p = j % n1, j // n1
+    k2 = p // T + T * (p % T)
+    k2p = (n2 - k2) % n2
+    jm = np.where(k1 == 0, ((k2p % T) * T + k2p // T) * n1, M - j)
+    owner = (k1 > 0) | (k2 <= n2 // 2)
+    touched = np.concatenate([j[owner], jm[owner]])
+    assert set(touched.tolist()) == set(range(M))  # every word written
+    pairs = {tuple(sorted(x)) for x in zip(j[owner].tolist(), jm[owner].tolist())}
+    assert len(pairs) == int(owner.sum())  # no pair owned twice
+    k = k1 + n1 * k2
+    km = (jm % n1) + n1 * (((jm // n1) // T) + T * ((jm // n1) % T))
+    assert ((k + km) % M == 0)[owner].all()
