@@ -73,16 +73,61 @@ def test_extreme_ranges(two_level_on):
     assert _rel(got, want) < 1e-2
 
 
-def test_gradients_come_from_the_one_level_backward(two_level_on):
-    B, H, L = 2, 2, 1500
-    inputs = _inputs(B, H, L, False, True, True, torch.bfloat16, seed=9)
+GRAD_CASES = [  # B, H, L, bidirectional, gates, D
+    (2, 2, 1500, False, True, True),
+    (1, 3, 700, True, True, True),
+    (3, 1, 2049, False, False, False),
+]
+
+
+@pytest.mark.parametrize("case", GRAD_CASES, ids=[f"B{c[0]}H{c[1]}L{c[2]}{'bi' if c[3] else ''}" for c in GRAD_CASES])
+def test_two_level_backward_matches_float64_reference(two_level_on, case):
+    """Forced on, training calls run both directions on two levels; every gradient against float64."""
+    B, H, L, bidirectional, gates, D = case
+    inputs = _inputs(B, H, L, bidirectional, gates, D, torch.bfloat16, seed=L)
     grad_out = torch.randn(B, H, L, generator=torch.Generator().manual_seed(1))
+    leaves = [None if t is None else t.detach().clone().requires_grad_() for t in inputs]
+    fftconv_cufft(*leaves, bidirectional=bidirectional).backward(grad_out.to(torch.bfloat16))
+    ref_leaves = [None if t is None else t.detach().double().requires_grad_() for t in inputs]
+    fftconv_ref(*ref_leaves, bidirectional=bidirectional).backward(grad_out.double())
+    for name, got, want in zip(("du", "dk", "dD", "dpre", "dpost"), leaves, ref_leaves):
+        if want is not None:
+            assert _rel(got.grad, want.grad) < 1e-2, name
+
+
+def test_two_level_backward_recomputes_or_reuses_the_filter(two_level_on, monkeypatch):
+    """The forward keeps the filter's two-level spectrum when it runs in one channel group; with several
+    groups the backward recomputes it. Both give the same gradients."""
+    inputs = _inputs(2, 4, 1200, False, True, True, torch.bfloat16, seed=8)
+    grad_out = torch.randn(2, 4, 1200, generator=torch.Generator().manual_seed(2)).bfloat16()
+    transforms = []
+    original = two_level._transposed_filter
+    monkeypatch.setattr(two_level, "_transposed_filter", lambda *a: transforms.append(1) or original(*a))
+
+    def grads():
+        leaves = [t.detach().clone().requires_grad_() for t in inputs]
+        fftconv_cufft(*leaves).backward(grad_out)
+        return [t.grad for t in leaves]
+
+    kept = grads()
+    assert len(transforms) == 1  # forward only
+    monkeypatch.setattr(cufft_fused, "MAX_ELEMENTS_PER_PASS", 2 * 2 * 1200)
+    transforms.clear()
+    recomputed = grads()
+    assert len(transforms) == 4  # two groups, forward and backward each
+    for a, b in zip(kept, recomputed):
+        assert _rel(a, b) < 1e-3
+
+
+def test_training_calls_stay_on_one_level_by_default(monkeypatch):
+    monkeypatch.delenv(two_level.ENV_SWITCH, raising=False)
+    monkeypatch.setattr(two_level, "MIN_POINTS", 1 << 9)
+    monkeypatch.setattr(two_level, "MAX_POINTS", 1 << 13)
+    monkeypatch.setattr(two_level, "backward_group", lambda *a, **kw: pytest.fail("two-level backward"))
+    inputs = _inputs(2, 2, 1500, False, True, True, torch.bfloat16, seed=9)
     leaves = [t.detach().clone().requires_grad_() for t in inputs]
-    fftconv_cufft(*leaves).backward(grad_out.to(torch.bfloat16))
-    ref_leaves = [t.detach().double().requires_grad_() for t in inputs]
-    fftconv_ref(*ref_leaves).backward(grad_out.double())
-    for got, want in zip(leaves, ref_leaves):
-        assert _rel(got.grad, want.grad) < 1e-2
+    fftconv_cufft(*leaves).sum().backward()
+    assert all(t.grad is not None for t in leaves)
 
 
 def test_transposed_pad_and_epilogue_are_inverse_layouts():

@@ -334,11 +334,12 @@ def _forward(u, k, D, pregate, postgate, bidirectional: bool, plan: _Plan, keep_
     out = torch.empty(u.shape, dtype=u.dtype, device=u.device)
     y = torch.empty(u.shape, dtype=u.dtype, device=u.device) if keep_y else None
     kept_x = kept_filter = None
-    if two_level.applies(plan, forward_only):  # keeps no spectra: a backward recomputes them on one level
+    if two_level.applies(plan, forward_only):  # keeps at most the filter's (two-level) spectrum
         for g in _channel_groups(u):
-            two_level.forward_group(plan, _rows(u, g), _rows(k, g), _rows(D, g), _rows(pregate, g),
-                                    _rows(postgate, g), bidirectional, _rows(out, g), _rows(y, g))
-        return out, y, None, None
+            kept_filter = two_level.forward_group(plan, _rows(u, g), _rows(k, g), _rows(D, g), _rows(pregate, g),
+                                                  _rows(postgate, g), bidirectional, _rows(out, g), _rows(y, g),
+                                                  keep_filter)
+        return out, y, None, kept_filter
     for g in _channel_groups(u):
         x = _signal(plan, _rows(u, g), _rows(pregate, g))
         kf = _filter_signal(plan, _rows(k, g), bidirectional)
@@ -370,6 +371,7 @@ class FFTConvCuFFTFn(torch.autograd.Function):
                                  postgate is not None and ctx.needs_input_grad[4],
                                  one_group and small, one_group and (small or plan.half))
         ctx.bidirectional, ctx.plan = bidirectional, plan
+        ctx.two_level = two_level.applies(plan, forward_only=False)  # the forward's levels, the backward's too
         kept = [t for signal in (x, kf) for t in (signal.tensors() if signal else (None, None, None))]
         ctx.save_for_backward(u, k, D, pregate, postgate, y, *kept)
         return out
@@ -388,9 +390,12 @@ class FFTConvCuFFTFn(torch.autograd.Function):
         dk = torch.empty_like(k) if need[1] else None
         dD = torch.empty_like(D) if D is not None and need[2] else None
         for g in _channel_groups(u):
-            _backward_group(ctx.plan, ctx.bidirectional, grad[:, g],
-                            *(_rows(t, g) for t in (u, k, D, pregate, postgate)),
-                            *(_rows(t, g) for t in (du, dk, dD, d_pre)), x, kf)
+            group = (ctx.plan, ctx.bidirectional, grad[:, g], *(_rows(t, g) for t in (u, k, D, pregate, postgate)),
+                     *(_rows(t, g) for t in (du, dk, dD, d_pre)))
+            if ctx.two_level:
+                two_level.backward_group(*group, kf=kf)
+            else:
+                _backward_group(*group, x, kf)
         return du, dk, dD, d_pre, d_post, None, None
 
 

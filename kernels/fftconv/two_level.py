@@ -17,8 +17,10 @@ packed length-M transform is split as M = n1·n2 (four-step FFT), each level one
 
 Half-precision spectra only (16-bit inputs): the range scaling of :mod:`.cufft_fused` bounds every stage,
 including the inner level's fp16 dot operands. Forward-only calls at 256K <= M <= 1M take it by default
-(:func:`applies`); training calls keep the one-level path, whose forward keeps the filter's spectrum for
-the backward. kernels/fftconv/NOTES.md, "Two-level forward", has the measurements.
+(:func:`applies`); training calls keep the one-level path unless :data:`ENV_SWITCH` forces two levels, and
+then :func:`backward_group` computes the gradients on two levels as well (written after the last GPU run of
+its session: correct on CPU, not yet timed). kernels/fftconv/NOTES.md, "Two-level forward", has the
+measurements.
 """
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ import triton
 
 from . import cufft_fused as one_level
 from .epilogue_kernels import epilogue_transposed_kernel, pad_transposed_kernel
-from .reference import combined_filter
+from .reference import _uncombine, combined_filter
 from .row_kernels import inner_dft_kernel
 
 #: Inner tile: the inner level has n2 = T·T points (T-point DFTs as fp16 dots, which need T >= 16).
@@ -45,16 +47,16 @@ COLUMNS, INVERSE_COLUMNS, ROW_WARPS = 16, 8, 4
 #: extra passes) and 2^22 (cuFFT needs two passes for the 16K-point outer level); kernels/fftconv/NOTES.md.
 MIN_POINTS, MAX_POINTS = 1 << 18, 1 << 20
 #: "0" turns the path off, "1" on for every half-precision call with M >= MIN_POINTS (training calls too,
-#: whose backward then recomputes its spectra on one level); unset: the default above.
+#: whose backward then also runs on two levels); unset: the default above.
 ENV_SWITCH = "GENOMIX_FFTCONV_TWO_LEVEL"
 #: Word tile of the transposing passes and their warps.
 TRANSPOSE_TILE, TRANSPOSE_WARPS = 64, 4
 
 
 def applies(plan: one_level._Plan, forward_only: bool) -> bool:
-    """Whether :func:`forward_group` runs a call of this plan: half spectra and, unless :data:`ENV_SWITCH`
-    says otherwise, a forward-only call (no backward: a training forward keeps one-level spectra for its
-    backward) with MIN_POINTS <= M <= MAX_POINTS."""
+    """Whether a call of this plan runs on two levels: half spectra and, unless :data:`ENV_SWITCH` says
+    otherwise, a forward-only call with MIN_POINTS <= M <= MAX_POINTS (training calls stay on one level by
+    default: measured so far is only the two-level forward, and with it a one-level backward was slower)."""
     switch, m = os.environ.get(ENV_SWITCH), plan.n // 2
     if switch == "0" or not plan.half or m < max(MIN_POINTS, 2 * TILE * TILE):
         return False
@@ -160,10 +162,11 @@ def _flat(x: torch.Tensor) -> torch.Tensor:
 
 def epilogue_transposed(y: torch.Tensor, n_inv: torch.Tensor, a: torch.Tensor, b: torch.Tensor | None,
                         D: torch.Tensor | None, m1: torch.Tensor | None, out1: torch.Tensor,
+                        m2: torch.Tensor | None = None, out2: torch.Tensor | None = None,
                         z: torch.Tensor | None = None) -> None:
     """:func:`.cufft_fused.epilogue` reading the transposed packed rows ``y`` (B, H, n2, n1) complex32."""
-    a, b, m1 = (one_level._unit_time_stride(t) for t in (a, b, m1))
-    if z is not None and z.stride() != out1.stride():
+    a, b, m1, m2 = (one_level._unit_time_stride(t) for t in (a, b, m1, m2))
+    if any(t is not None and t.stride() != out1.stride() for t in (out2, z)):
         raise ValueError("epilogue_transposed: outputs must share strides")
     batch, channels, length = a.shape
     n2, n1 = y.shape[-2:]
@@ -171,24 +174,71 @@ def epilogue_transposed(y: torch.Tensor, n_inv: torch.Tensor, a: torch.Tensor, b
     n_t1 = triton.cdiv(triton.cdiv(length, 2 * n2), bj1)
     n_t2 = n2 // bj2
     epilogue_transposed_kernel[(batch * channels * n_t1 * n_t2,)](
-        _words(y), n_inv, a, a if b is None else b, a if D is None else D, a if m1 is None else m1, a, out1, out1,
-        out1 if z is None else z, channels, length, n1, n2, n_t1, n_t2, *one_level._bh_strides(a),
-        *one_level._bh_strides(b), *one_level._bh_strides(m1), 0, 0, *one_level._bh_strides(out1),
-        HAS_B=b is not None, HAS_D=D is not None, HAS_M1=m1 is not None, HAS_M2=False, STORE_Z=z is not None,
-        BJ1=bj1, BJ2=bj2, num_warps=TRANSPOSE_WARPS,
+        _words(y), n_inv, a, a if b is None else b, a if D is None else D, a if m1 is None else m1,
+        a if m2 is None else m2, out1, out1 if out2 is None else out2, out1 if z is None else z,
+        channels, length, n1, n2, n_t1, n_t2, *one_level._bh_strides(a), *one_level._bh_strides(b),
+        *one_level._bh_strides(m1), *one_level._bh_strides(m2), *one_level._bh_strides(out1),
+        HAS_B=b is not None, HAS_D=D is not None, HAS_M1=m1 is not None, HAS_M2=m2 is not None,
+        STORE_Z=z is not None, BJ1=bj1, BJ2=bj2, num_warps=TRANSPOSE_WARPS,
     )
 
 
-def forward_group(plan: one_level._Plan, u, k, D, pregate, postgate, bidirectional: bool, out, y) -> None:
-    """One channel group of the forward: writes ``out`` (and ``y``, the pre-postgate output, if given)."""
-    norm, scale = one_level._row_range(plan, u, pregate)
-    rows = one_level._fft(pad_transposed(u, pregate, scale, plan), inverse=False)
-    x = one_level._Signal(inner_dft(rows), scale, norm)
+def _signal(plan: one_level._Plan, a: torch.Tensor, b: torch.Tensor | None) -> one_level._Signal:
+    """The two-level spectrum (B, h, n2, n1) of the zero-padded rows ``a * b``, range-scaled."""
+    norm, scale = one_level._row_range(plan, a, b)
+    rows = one_level._fft(pad_transposed(a, b, scale, plan), inverse=False)
+    return one_level._Signal(inner_dft(rows), scale, norm)
+
+
+def _product_inverse(plan: one_level._Plan, a: one_level._Signal, b: one_level._Signal, out: torch.Tensor,
+                     conj_b: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rows, n_inv): the unnormalised inverse of the range-scaled product of two two-level spectra, formed
+    in ``out`` (batch-summed when ``out`` has batch 1), and the factor its rows must be multiplied by."""
+    factor, n_inv = one_level._half_product_scales(plan, a, b, batch_summed=out.shape[0] != a.spectrum.shape[0])
+    one_level.packed_product(_flat(a.spectrum), _flat(b.spectrum), _flat(out), conj_b, factor, inner_tile=TILE)
+    return one_level._fft(inner_dft(out, inverse=True), inverse=True), n_inv
+
+
+def forward_group(plan: one_level._Plan, u, k, D, pregate, postgate, bidirectional: bool, out, y,
+                  keep_filter: bool = False) -> one_level._Signal | None:
+    """One channel group of the forward: writes ``out`` (and ``y``, the pre-postgate output, if given);
+    returns the filter's spectrum if ``keep_filter`` (for :func:`backward_group`), else None."""
+    x = _signal(plan, u, pregate)
     kf = _transposed_filter(k, plan, bidirectional)
-    factor, n_inv = one_level._half_product_scales(plan, x, kf, batch_summed=False)
-    one_level.packed_product(_flat(x.spectrum), _flat(kf.spectrum), _flat(x.spectrum), factor=factor,
-                             inner_tile=TILE)
-    del kf
-    y_rows = one_level._fft(inner_dft(x.spectrum, inverse=True), inverse=True)
+    y_rows, n_inv = _product_inverse(plan, x, kf, x.spectrum)
     del x
     epilogue_transposed(y_rows, n_inv, u, pregate, D, postgate, out, z=y)
+    return kf if keep_filter else None
+
+
+def _natural_rows(rows: torch.Tensor) -> torch.Tensor:
+    """Real rows (B, H, n) fp32 in time order from transposed packed rows (B, H, n2, n1) complex32."""
+    words = torch.view_as_real(rows.to(torch.complex64))  # (B, H, n2, n1, 2)
+    return words.transpose(-3, -2).reshape(*rows.shape[:2], -1)
+
+
+def backward_group(plan: one_level._Plan, bidirectional: bool, grad, u, k, D, pregate, postgate, du, dk, dD,
+                   d_pre, kf: one_level._Signal | None = None) -> None:
+    """Gradients of one channel group on two levels, written into the given slices (``dk``/``dD``/``d_pre``
+    None: not needed), as :func:`.cufft_fused._backward_group` computes them on one; ``kf``: the forward's
+    filter spectrum, recomputed when None."""
+    g = _signal(plan, grad, postgate)
+    if dD is not None:  # sum over time of (u * pregate) * (grad * postgate), unscaled
+        gy = grad if postgate is None else grad * postgate
+        dD.copy_(one_level.pad_product_dot(u, pregate, u.shape[-1], gy.contiguous(), store=False)[1].sum(dim=0))
+    if dk is not None:
+        x = _signal(plan, u, pregate)
+        cross = g.spectrum.new_empty((1, *g.spectrum.shape[1:]))
+        dk_rows, n_inv = _product_inverse(plan, g, x, cross, conj_b=True)
+        del x, cross
+        if bidirectional:
+            torch.mul(_uncombine(_natural_rows(dk_rows)[0], plan.L, True), n_inv[0, :, None], out=dk)
+        else:  # the first L lags, scaled and cast by the epilogue (no skip term: nothing else is read)
+            epilogue_transposed(dk_rows, n_inv, dk.unsqueeze(0), None, None, None, dk.unsqueeze(0))
+        del dk_rows
+    if kf is None:
+        kf = _transposed_filter(k, plan, bidirectional)
+    dx_rows, n_inv = _product_inverse(plan, g, kf, g.spectrum, conj_b=True)
+    del g
+    epilogue_transposed(dx_rows, n_inv, grad, postgate, D, pregate, du, m2=u if d_pre is not None else None,
+                        out2=d_pre)
