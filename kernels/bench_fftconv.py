@@ -11,7 +11,8 @@ Prints a table last and writes JSON to ``--out``.
 
 ``--path cufft`` benchmarks the cuFFT path with fused Triton elementwise kernels (the CUDA default for
 long convolutions; fp16 spectra for these bf16 inputs) in place of the Monarch kernels, ``--path
-cufft-two-level`` the same with the opt-in two-level forward (``fftconv/two_level.py``), ``--path
+cufft-two-level`` the same with its two-level transforms (``fftconv/two_level.py``) forced on for the
+forward and the backward at every length, ``--path
 cufft-fp32`` with fp32 spectra (``fp32_intermediate=True``); the JSON's ``triton_*`` keys then hold its
 numbers.
 The Triton variant is ``plan.current_tuning()`` (``GENOMIX_FFTCONV_VARIANT=v1|v2`` overrides the
@@ -35,7 +36,7 @@ from genomix.kernels.fftconv.cufft_fused import fftconv_cufft
 from genomix.kernels.fftconv.plan import current_tuning
 
 def fftconv_cufft_two_level(*args, **kwargs):
-    """The cuFFT path with the opt-in two-level forward switched on (``two_level.ENV_SWITCH``)."""
+    """The cuFFT path with its two-level transforms forced on (``two_level.ENV_SWITCH``)."""
     with two_level.switched_on():
         return fftconv_cufft(*args, **kwargs)
 

@@ -10,8 +10,9 @@ Workloads (shapes of ``kernels/bench_scan.py`` and ``kernels/bench_fftconv.py``)
 ``scan-fwd`` / ``scan-bwd``: the selective scan's forward (with chunk-start states, as in training) /
 backward at B=1, E=512, N=16, bf16 with D, z and Δ-bias; ``fftconv-fwd`` / ``fftconv-fwdbwd``: the
 long convolution on the path given by ``--path`` (``cufft``: cuFFT with the fused Triton passes, the
-CUDA default beyond 4K; ``cufft-two-level``: its opt-in two-level forward; ``triton``: the Monarch
-kernels), bf16 u, B·H·L = 256 M, L one of ``bench_fftconv.SHAPES``.
+CUDA default beyond 4K; ``cufft-two-level``: with its two-level transforms forced on; ``triton``: the
+Monarch kernels; any key of ``bench_fftconv.PATHS``), bf16 u, B·H·L = 256 M, L one of
+``bench_fftconv.SHAPES``.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from typing import Callable
 
 import torch
 
-from kernels.bench_fftconv import SHAPES
+from kernels.bench_fftconv import PATHS, SHAPES
 
 
 def _scan(length: int, backward: bool, overrides: dict[str, str]) -> Callable[[], None]:
@@ -49,8 +50,6 @@ def _scan(length: int, backward: bool, overrides: dict[str, str]) -> Callable[[]
 
 
 def _fftconv(length: int, path: str, backward: bool) -> Callable[[], None]:
-    from kernels.bench_fftconv import PATHS
-
     batch, heads = SHAPES[length]
     u = torch.randn(batch, heads, length, device="cuda").to(torch.bfloat16).requires_grad_(backward)
     k = (torch.randn(heads, length, device="cuda") / length ** 0.5).requires_grad_(backward)
@@ -69,8 +68,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("workload", choices=["scan-fwd", "scan-bwd", "fftconv-fwd", "fftconv-fwdbwd"])
     ap.add_argument("--length", type=int, default=1 << 20)
-    ap.add_argument("--path", default="cufft", choices=["cufft", "cufft-two-level", "triton"],
-                    help="fftconv path (bench_fftconv.PATHS)")
+    ap.add_argument("--path", default="cufft", choices=sorted(PATHS), help="fftconv path (bench_fftconv.PATHS)")
     ap.add_argument("--tiling", nargs="*", default=[], metavar="NAME=VALUE",
                     help="scan: fields of ops.DEFAULT_TILING to override, e.g. hints=True bc16=True")
     args = ap.parse_args()

@@ -327,14 +327,15 @@ SAVE_SPECTRA_MAX_ELEMENTS = 1 << 26
 
 
 def _forward(u, k, D, pregate, postgate, bidirectional: bool, plan: _Plan, keep_y: bool, keep_x: bool,
-             keep_filter: bool, forward_only: bool = False):
+             keep_filter: bool, two_levels: bool = False):
     """The output; if ``keep_y`` the pre-postgate output in u's dtype (for the postgate's gradient); the
     signals of the gated input (if ``keep_x``) and of the filter (if ``keep_filter``), else None each
-    (keeping needs one channel group). ``forward_only``: no backward follows (:func:`two_level.applies`)."""
+    (keeping needs one channel group). ``two_levels``: run :mod:`.two_level`'s forward (the caller asks
+    :func:`two_level.applies`)."""
     out = torch.empty(u.shape, dtype=u.dtype, device=u.device)
     y = torch.empty(u.shape, dtype=u.dtype, device=u.device) if keep_y else None
     kept_x = kept_filter = None
-    if two_level.applies(plan, forward_only):  # keeps at most the filter's (two-level) spectrum
+    if two_levels:  # keeps at most the filter's (two-level) spectrum
         for g in _channel_groups(u):
             kept_filter = two_level.forward_group(plan, _rows(u, g), _rows(k, g), _rows(D, g), _rows(pregate, g),
                                                   _rows(postgate, g), bidirectional, _rows(out, g), _rows(y, g),
@@ -367,11 +368,11 @@ class FFTConvCuFFTFn(torch.autograd.Function):
         plan = _plan(u, fp32_intermediate)
         one_group = len(_channel_groups(u)) == 1
         small = u.numel() <= SAVE_SPECTRA_MAX_ELEMENTS
+        two_levels = two_level.applies(plan, forward_only=False)  # the forward's levels are the backward's
         out, y, x, kf = _forward(u, k, D, pregate, postgate, bidirectional, plan,
                                  postgate is not None and ctx.needs_input_grad[4],
-                                 one_group and small, one_group and (small or plan.half))
-        ctx.bidirectional, ctx.plan = bidirectional, plan
-        ctx.two_level = two_level.applies(plan, forward_only=False)  # the forward's levels, the backward's too
+                                 one_group and small, one_group and (small or plan.half), two_levels)
+        ctx.bidirectional, ctx.plan, ctx.two_levels = bidirectional, plan, two_levels
         kept = [t for signal in (x, kf) for t in (signal.tensors() if signal else (None, None, None))]
         ctx.save_for_backward(u, k, D, pregate, postgate, y, *kept)
         return out
@@ -392,7 +393,7 @@ class FFTConvCuFFTFn(torch.autograd.Function):
         for g in _channel_groups(u):
             group = (ctx.plan, ctx.bidirectional, grad[:, g], *(_rows(t, g) for t in (u, k, D, pregate, postgate)),
                      *(_rows(t, g) for t in (du, dk, dD, d_pre)))
-            if ctx.two_level:
+            if ctx.two_levels:
                 two_level.backward_group(*group, kf=kf)
             else:
                 _backward_group(*group, x, kf)
@@ -454,5 +455,6 @@ def fftconv_cufft(
     inputs = (u, k, D, pregate, postgate)
     if records_graph(*inputs):
         return FFTConvCuFFTFn.apply(*inputs, bool(bidirectional), bool(fp32_intermediate))
-    return _forward(*inputs, bool(bidirectional), _plan(u, fp32_intermediate), keep_y=False, keep_x=False,
-                    keep_filter=False, forward_only=True)[0]
+    plan = _plan(u, fp32_intermediate)
+    return _forward(*inputs, bool(bidirectional), plan, keep_y=False, keep_x=False, keep_filter=False,
+                    two_levels=two_level.applies(plan, forward_only=True))[0]

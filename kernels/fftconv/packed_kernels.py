@@ -13,7 +13,9 @@ and a Hermitian spectrum Y (of a real y) is packed for an inverse complex transf
 output is y[2m] + i·y[2m+1] (unnormalised, like the transforms it replaces):
     P = Y[j] + conj Y[M-j],  R = conj(W^j)·(Y[j] - conj Y[M-j]),  Z'[j] = P + iR,  Z'[M-j] = conj(P - iR).
 Each program owns the index pairs (j, M-j) for a block of j in [0, M//2], so the unpack, the product and
-the repack are one pass over the two packed inputs, and the output may be one of them (in place).
+the repack are one pass over the two packed inputs, and the output may be one of them (in place). The
+same holds for spectra in the two-level word order of :mod:`.row_kernels`, whose pairs
+:func:`pair_index` finds.
 
 Spectra are complex64 or complex32 (fp16 pairs). Each complex value moves as one machine word (int64 or
 int32) and is split into its two halves in registers: loading the real and imaginary parts as two
@@ -62,7 +64,7 @@ def _load_pair(ptr, j, jm, mask, HALF: tl.constexpr):
 
 
 @triton.jit
-def unpack_values(zr, zi, mr, mi, c, s):
+def _unpack_values(zr, zi, mr, mi, c, s):
     """rfft bins X[j] and X[M-j] (re, im each) from the packed spectrum's Z[j] = zr + i·zi and
     Z[M-j] = mr + i·mi; W^j = c - i·s."""
     er, ei = 0.5 * (zr + mr), 0.5 * (zi - mi)
@@ -72,7 +74,7 @@ def unpack_values(zr, zi, mr, mi, c, s):
 
 
 @triton.jit
-def pack_values(yjr, yji, ymr, ymi, c, s):
+def _pack_values(yjr, yji, ymr, ymi, c, s):
     """Z'[j] and Z'[M-j] (re, im each) of the packed form of a Hermitian spectrum from its bins Y[j] and
     Y[M-j]; W^j = c - i·s."""
     pr, pi = yjr + ymr, yji - ymi
@@ -85,7 +87,7 @@ def pack_values(yjr, yji, ymr, ymi, c, s):
 def _unpack(ptr, j, jm, mask, c, s, HALF: tl.constexpr):
     """rfft bins X[j] and X[M-j] (re, im each) of the real signal whose packed spectrum is at ``ptr``."""
     zr, zi, mr, mi = _load_pair(ptr, j, jm, mask, HALF)
-    return unpack_values(zr, zi, mr, mi, c, s)
+    return _unpack_values(zr, zi, mr, mi, c, s)
 
 
 @triton.jit
@@ -154,7 +156,7 @@ def packed_product_kernel(a_ptr, b_ptr, out_ptr, factor_ptr, H, M, n_index, nblk
             yji += ajr * bji + aji * bjr
             ymr += amr * bmr - ami * bmi
             ymi += amr * bmi + ami * bmr
-        zjr, zji, zmr, zmi = pack_values(yjr, yji, ymr, ymi, c, s)
+        zjr, zji, zmr, zmi = _pack_values(yjr, yji, ymr, ymi, c, s)
         base = out_ptr + oi * sob + hi * soh
         store_complex(base, j, zjr, zji, mask, HALF)
         tail = mask & (k > 0)  # Z'[M - 0] does not exist; at k = M/2 both stores write the same value

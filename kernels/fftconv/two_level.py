@@ -105,10 +105,6 @@ def _split(plan: one_level._Plan) -> tuple[int, int]:
     return plan.n // 2 // n2, n2
 
 
-def _words(t: torch.Tensor) -> torch.Tensor:
-    return torch.view_as_real(t).view(torch.int32).squeeze(-1)
-
-
 def pad_transposed(a: torch.Tensor, b: torch.Tensor | None, scale: torch.Tensor | None,
                    plan: one_level._Plan) -> torch.Tensor:
     """(B, H, n2, n1) complex32: the rows ``a * b * scale`` (B, H, L) zero-padded to n, packed, transposed."""
@@ -119,23 +115,29 @@ def pad_transposed(a: torch.Tensor, b: torch.Tensor | None, scale: torch.Tensor 
     bj1, bj2 = min(TRANSPOSE_TILE, n1), min(TRANSPOSE_TILE, n2)
     n_t1, n_t2 = n1 // bj1, n2 // bj2
     pad_transposed_kernel[(batch * channels * n_t1 * n_t2,)](
-        a, a if b is None else b, a if scale is None else scale, _words(out), channels, length, n1, n2, n_t1, n_t2,
+        a, a if b is None else b, a if scale is None else scale, one_level._complex_words(out), channels, length, n1, n2, n_t1, n_t2,
         *one_level._bh_strides(a), *one_level._bh_strides(b), HAS_B=b is not None, HAS_SCALE=scale is not None,
         BJ1=bj1, BJ2=bj2, num_warps=TRANSPOSE_WARPS,
     )
     return out
 
 
+def _signal(plan: one_level._Plan, a: torch.Tensor, b: torch.Tensor | None) -> one_level._Signal:
+    """The two-level spectrum (B, h, n2, n1) of the zero-padded rows ``a * b``, range-scaled."""
+    norm, scale = one_level._row_range(plan, a, b)
+    rows = one_level._fft(pad_transposed(a, b, scale, plan), inverse=False)
+    return one_level._Signal(inner_dft(rows), scale, norm)
+
+
 def _transposed_filter(k: torch.Tensor, plan: one_level._Plan, bidirectional: bool) -> one_level._Signal:
     """The filter's spectrum (1, h, n2, n1) in two-level word order (packed, range-scaled)."""
+    if not bidirectional:
+        return _signal(plan, k.unsqueeze(0), None)
     norm, scale = one_level._row_range(plan, k.unsqueeze(0))
-    if bidirectional:
-        n1, n2 = _split(plan)
-        padded = combined_filter(k.float(), plan.L, plan.n, True) * scale[0, :, None]
-        words = padded.to(torch.float16).view(-1, n1, n2, 2).transpose(1, 2).contiguous()
-        rows = torch.view_as_complex(words.float()).to(torch.complex32).unsqueeze(0)
-    else:
-        rows = pad_transposed(k.unsqueeze(0), None, scale, plan)
+    n1, n2 = _split(plan)
+    padded = combined_filter(k.float(), plan.L, plan.n, True) * scale[0, :, None]
+    pairs = padded.view(-1, n1, n2, 2).transpose(1, 2).contiguous()  # (h, n2, n1, re/im): transposed words
+    rows = torch.view_as_complex(pairs).to(torch.complex32).unsqueeze(0)
     return one_level._Signal(inner_dft(one_level._fft(rows, inverse=False)), scale, norm)
 
 
@@ -149,7 +151,7 @@ def inner_dft(x: torch.Tensor, inverse: bool = False) -> torch.Tensor:
     columns = INVERSE_COLUMNS if inverse else COLUMNS
     n_blk = triton.cdiv(n1, columns)
     inner_dft_kernel[(x.shape[0] * x.shape[1] * n_blk,)](
-        _words(x), mats, twiddles, _outer_twiddles(n1, TILE, x.device), n1, n_blk,
+        one_level._complex_words(x), mats, twiddles, _outer_twiddles(n1, TILE, x.device), n1, n_blk,
         INVERSE=inverse, T=TILE, KB=columns, num_warps=ROW_WARPS,
     )
     return x
@@ -174,20 +176,13 @@ def epilogue_transposed(y: torch.Tensor, n_inv: torch.Tensor, a: torch.Tensor, b
     n_t1 = triton.cdiv(triton.cdiv(length, 2 * n2), bj1)
     n_t2 = n2 // bj2
     epilogue_transposed_kernel[(batch * channels * n_t1 * n_t2,)](
-        _words(y), n_inv, a, a if b is None else b, a if D is None else D, a if m1 is None else m1,
+        one_level._complex_words(y), n_inv, a, a if b is None else b, a if D is None else D, a if m1 is None else m1,
         a if m2 is None else m2, out1, out1 if out2 is None else out2, out1 if z is None else z,
         channels, length, n1, n2, n_t1, n_t2, *one_level._bh_strides(a), *one_level._bh_strides(b),
         *one_level._bh_strides(m1), *one_level._bh_strides(m2), *one_level._bh_strides(out1),
         HAS_B=b is not None, HAS_D=D is not None, HAS_M1=m1 is not None, HAS_M2=m2 is not None,
         STORE_Z=z is not None, BJ1=bj1, BJ2=bj2, num_warps=TRANSPOSE_WARPS,
     )
-
-
-def _signal(plan: one_level._Plan, a: torch.Tensor, b: torch.Tensor | None) -> one_level._Signal:
-    """The two-level spectrum (B, h, n2, n1) of the zero-padded rows ``a * b``, range-scaled."""
-    norm, scale = one_level._row_range(plan, a, b)
-    rows = one_level._fft(pad_transposed(a, b, scale, plan), inverse=False)
-    return one_level._Signal(inner_dft(rows), scale, norm)
 
 
 def _product_inverse(plan: one_level._Plan, a: one_level._Signal, b: one_level._Signal, out: torch.Tensor,
