@@ -6,7 +6,7 @@ two-level forward (checked against the float64 reference first) and each of its 
 (norms, transposing pad, outer and inner transforms, filter, product, inner and outer inverses,
 epilogue). bf16 u, fp32 filter and D, B*H*L = 256 M. Prints a table and writes JSON to ``--out``.
 
-    PYTHONPATH=. python kernels/bench_two_level.py --out OUTDIR [--lengths 1048576] [--sweep 16,16,4,8 16,8,4]
+    PYTHONPATH=. python kernels/bench_two_level.py --out OUTDIR [--lengths 1048576] [--sweep 16,16,4,16,1,0 16,16,4,8,1,1]
 """
 from __future__ import annotations
 
@@ -27,8 +27,11 @@ def _ms(fn) -> float:
     return triton.testing.do_bench(fn, warmup=25, rep=200, return_mode="median")
 
 
-def _settings(tile: int, columns: int, warps: int, inverse_columns: int | None = None) -> None:
+def _settings(tile: int, columns: int, warps: int, inverse_columns: int | None = None, gauss: int = 1,
+              inverse_gauss: int = 0, maxnreg: int = 0, inverse_maxnreg: int = 0) -> None:
     two_level.TILE, two_level.COLUMNS, two_level.ROW_WARPS = tile, columns, warps
+    two_level.GAUSS, two_level.INVERSE_GAUSS = bool(gauss), bool(inverse_gauss)
+    two_level.MAXNREG, two_level.INVERSE_MAXNREG = maxnreg or None, inverse_maxnreg or None
     two_level.INVERSE_COLUMNS = columns if inverse_columns is None else inverse_columns
 
 
@@ -70,7 +73,8 @@ def bench_length(L: int, sweep: list[tuple[int, ...]]) -> dict:
         with torch.no_grad():
             return cufft_fused.fftconv_cufft(u, k, D)
 
-    default = (two_level.TILE, two_level.COLUMNS, two_level.ROW_WARPS, two_level.INVERSE_COLUMNS)
+    default = (two_level.TILE, two_level.COLUMNS, two_level.ROW_WARPS, two_level.INVERSE_COLUMNS, int(two_level.GAUSS),
+               int(two_level.INVERSE_GAUSS), two_level.MAXNREG or 0, two_level.INVERSE_MAXNREG or 0)
     row["ref_fwd_ms"] = _ms(lambda: fftconv_ref(u, k, D))
     with two_level.switched_on(False):
         row["one_level_fwd_ms"] = _ms(fwd)
@@ -78,7 +82,9 @@ def bench_length(L: int, sweep: list[tuple[int, ...]]) -> dict:
     for setting in sweep:
         _settings(*setting)
         v: dict = {"tile": setting[0], "columns": setting[1], "warps": setting[2],
-                   "inverse_columns": two_level.INVERSE_COLUMNS}
+                   "inverse_columns": two_level.INVERSE_COLUMNS, "gauss": two_level.GAUSS,
+                   "inverse_gauss": two_level.INVERSE_GAUSS, "maxnreg": two_level.MAXNREG,
+                   "inverse_maxnreg": two_level.INVERSE_MAXNREG}
         try:
             with two_level.switched_on():
                 v["rel_err_vs_ref"] = float((fwd().double() - want).norm() / want.norm())
@@ -97,8 +103,10 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=".")
     ap.add_argument("--lengths", type=int, nargs="*", default=[1 << 20])
-    ap.add_argument("--sweep", nargs="*", default=["16,16,4,8"],
-                    help="tile,columns,warps[,inverse columns] of the inner level (inverse columns: as columns)")
+    ap.add_argument("--sweep", nargs="*", default=["16,16,4,16,1,0"],
+                    help="tile,columns,warps[,inverse columns[,gauss[,inverse gauss[,maxnreg[,inverse maxnreg]]]]] of the "
+                         "inner level (inverse columns: as columns; gauss 1: three dots per complex product, 0: "
+                         "four, defaults 1, 0; register caps, 0: none)")
     args = ap.parse_args()
     sweep = [tuple(int(x) for x in s.split(",")) for s in args.sweep]
     torch.manual_seed(0)
@@ -109,7 +117,7 @@ def main() -> int:
     for r in result["rows"]:
         print(f"L={r['L']} ({r['B']}, {r['H']}): reference {r['ref_fwd_ms']:.2f}, one level {r['one_level_fwd_ms']:.2f}")
         for v in r["variants"]:
-            name = f"T={v['tile']} KB={v['columns']}/{v['inverse_columns']} w={v['warps']}"
+            name = f"T={v['tile']} KB={v['columns']}/{v['inverse_columns']} w={v['warps']} dots {'3' if v['gauss'] else '4'}/{'3' if v['inverse_gauss'] else '4'} regs {v['maxnreg']}/{v['inverse_maxnreg']}"
             if "error" in v:
                 print(f"  {name}: FAILED {v['error']}")
                 continue

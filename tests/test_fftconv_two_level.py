@@ -47,18 +47,21 @@ CASES = [  # B, H, L, bidirectional, gates, D, dtype
 def test_forward_matches_float64_reference(two_level_on, case):
     B, H, L, bidirectional, gates, D, dtype = case
     inputs = _inputs(B, H, L, bidirectional, gates, D, dtype, seed=L)
-    assert two_level.applies(cufft_fused._plan(inputs[0], False), forward_only=True)
+    assert two_level.applies(cufft_fused._plan(inputs[0], False))
     got = fftconv_cufft(*inputs, bidirectional=bidirectional)
     want = fftconv_ref(*[None if t is None else t.double() for t in inputs], bidirectional=bidirectional)
     assert got.dtype == dtype
     assert _rel(got, want) < 1e-2
 
 
-@pytest.mark.parametrize("tile,columns", [(16, 2), (16, 16), (32, 4)])
-def test_tile_and_column_blocks(two_level_on, monkeypatch, tile, columns):
-    """Other inner tiles and column blocks (blocks past n1/2 are masked) give the same convolution."""
+@pytest.mark.parametrize("tile,columns,gauss", [(16, 2, True), (16, 16, True), (32, 4, True), (16, 8, False)])
+def test_tile_and_column_blocks(two_level_on, monkeypatch, tile, columns, gauss):
+    """Other inner tiles, column blocks (blocks past n1/2 are masked) and either form of the complex
+    matrix products give the same convolution."""
     monkeypatch.setattr(two_level, "TILE", tile)
     monkeypatch.setattr(two_level, "COLUMNS", columns)
+    monkeypatch.setattr(two_level, "GAUSS", gauss)  # the inverse takes the other form
+    monkeypatch.setattr(two_level, "INVERSE_GAUSS", not gauss)
     inputs = _inputs(2, 2, 3000, False, True, True, torch.bfloat16, seed=5)
     want = fftconv_ref(*[None if t is None else t.double() for t in inputs])
     assert _rel(fftconv_cufft(*inputs), want) < 1e-2
@@ -119,15 +122,24 @@ def test_two_level_backward_recomputes_or_reuses_the_filter(two_level_on, monkey
         assert _rel(a, b) < 1e-3
 
 
-def test_training_calls_stay_on_one_level_by_default(monkeypatch):
+@pytest.mark.parametrize("max_points,two_levels", [(1 << 13, True), (1 << 10, False)])
+def test_training_calls_follow_the_length_range(monkeypatch, max_points, two_levels):
+    """Without the switch a training call takes the two-level backward inside the default range and the
+    one-level one outside it; both give the reference's gradients."""
     monkeypatch.delenv(two_level.ENV_SWITCH, raising=False)
     monkeypatch.setattr(two_level, "MIN_POINTS", 1 << 9)
-    monkeypatch.setattr(two_level, "MAX_POINTS", 1 << 13)
-    monkeypatch.setattr(two_level, "backward_group", lambda *a, **kw: pytest.fail("two-level backward"))
-    inputs = _inputs(2, 2, 1500, False, True, True, torch.bfloat16, seed=9)
+    monkeypatch.setattr(two_level, "MAX_POINTS", max_points)
+    calls = []
+    original = two_level.backward_group
+    monkeypatch.setattr(two_level, "backward_group", lambda *a, **kw: calls.append(1) or original(*a, **kw))
+    inputs = _inputs(2, 2, 1500, False, True, True, torch.bfloat16, seed=9)  # M = 2048
     leaves = [t.detach().clone().requires_grad_() for t in inputs]
     fftconv_cufft(*leaves).sum().backward()
-    assert all(t.grad is not None for t in leaves)
+    assert calls == ([1] if two_levels else [])
+    ref_leaves = [t.detach().double().requires_grad_() for t in inputs]
+    fftconv_ref(*ref_leaves).sum().backward()
+    for got, want in zip(leaves, ref_leaves):
+        assert _rel(got.grad, want.grad) < 1e-2
 
 
 def test_transposed_pad_and_epilogue_are_inverse_layouts():
@@ -151,23 +163,22 @@ def test_transposed_pad_and_epilogue_are_inverse_layouts():
 
 
 def test_dispatch_policy(monkeypatch):
-    """By default forward-only 16-bit calls at 256K <= M <= 1M take two levels; training calls, fp32
-    spectra and other lengths stay on one; the switch forces it off, or on for every length and mode."""
+    """By default 16-bit calls at 256K <= M <= 1M take two levels; fp32 spectra and other lengths stay on
+    one; the switch forces it off, or on for every length."""
     monkeypatch.delenv(two_level.ENV_SWITCH, raising=False)
     plan = functools.partial(cufft_fused._Plan, half=True)
-    assert two_level.applies(plan(1 << 20), forward_only=True)
-    assert two_level.applies(plan(200_000), forward_only=True)  # M = 2^18
-    assert not two_level.applies(plan(1 << 20), forward_only=False)
-    assert not two_level.applies(plan(100_000), forward_only=True)  # M = 2^17
-    assert not two_level.applies(plan(1 << 22), forward_only=True)
-    assert not two_level.applies(cufft_fused._Plan(1 << 20, half=False), forward_only=True)
+    assert two_level.applies(plan(1 << 20))
+    assert two_level.applies(plan(200_000))  # M = 2^18
+    assert not two_level.applies(plan(100_000))  # M = 2^17
+    assert not two_level.applies(plan(1 << 22))
+    assert not two_level.applies(cufft_fused._Plan(1 << 20, half=False))
     with two_level.switched_on(False):
-        assert not two_level.applies(plan(1 << 20), forward_only=True)
+        assert not two_level.applies(plan(1 << 20))
     with two_level.switched_on():
-        assert two_level.applies(plan(1 << 22), forward_only=False)
+        assert two_level.applies(plan(1 << 22))
         monkeypatch.setattr(two_level, "MIN_POINTS", 1 << 9)
-        assert two_level.applies(plan(5000), forward_only=False)
-        assert not two_level.applies(plan(200), forward_only=True)  # shorter than two outer columns
+        assert two_level.applies(plan(5000))
+        assert not two_level.applies(plan(200))  # shorter than two outer columns
     assert two_level.ENV_SWITCH not in os.environ
 
 
@@ -184,8 +195,9 @@ def test_no_grad_calls_take_two_levels(monkeypatch):
         got = fftconv_cufft(*inputs)
     assert calls == [1]
     assert _rel(got, fftconv_ref(*[None if t is None else t.double() for t in inputs])) < 1e-2
-    leaves = [t.clone().requires_grad_() if t is not None and t.is_floating_point() else t for t in inputs]
-    fftconv_cufft(*leaves)  # a training call: one level
+    monkeypatch.setattr(two_level, "MAX_POINTS", 1 << 10)
+    with torch.no_grad():
+        fftconv_cufft(*inputs)  # M = 4096 > MAX_POINTS: one level
     assert calls == [1]
 
 

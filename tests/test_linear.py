@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genomix.models.linear import Linear, linear
+from genomix.models.linear import Linear, linear, linear_gelu
 
 
 def _grads(fn, x, layer):
@@ -63,3 +63,48 @@ def test_a_feature_major_input_gets_its_gradient_in_the_same_layout():
     y.grad = None
     F.linear(y.transpose(1, 2), layer.weight, layer.bias).sum().backward()
     torch.testing.assert_close(got, y.grad)
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_a_feature_major_input_adds_its_bias_in_the_gemm(batch):
+    """Without gradients a (1, L, d) view of (1, d, L) rows is one addmm (no separate bias add); a batch of
+    such views does not flatten without a copy and stays on F.linear. Same numbers either way."""
+    torch.manual_seed(3)
+    layer = Linear(6, 4).double()
+    y = torch.randn(batch, 6, 11, dtype=torch.float64).transpose(1, 2)
+    calls = []
+    original = torch.addmm
+    with torch.no_grad(), pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch, "addmm", lambda *a, **kw: calls.append(1) or original(*a, **kw))
+        got = layer(y)
+    assert calls == ([1] if batch == 1 else [])
+    torch.testing.assert_close(got, F.linear(y, layer.weight, layer.bias))
+
+
+def test_linear_gelu_on_cpu_is_the_tanh_gelu_with_gradients():
+    torch.manual_seed(4)
+    layer = nn.Linear(5, 7).double()
+    x = torch.randn(2, 3, 5, dtype=torch.float64, requires_grad=True)
+    got = linear_gelu(x, layer.weight, layer.bias)
+    torch.testing.assert_close(got, F.gelu(F.linear(x, layer.weight, layer.bias), approximate="tanh"))
+    got.sum().backward()
+    assert x.grad is not None and layer.bias.grad is not None
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the fused GEMM epilogue runs on CUDA")
+@pytest.mark.parametrize("shape", [(1, 1, 64), (2, 300, 64), (1, 4096, 256)])
+def test_linear_gelu_epilogue_on_cuda_is_the_tanh_gelu(monkeypatch, shape):
+    """cuBLASLt's epilogue (or torch's fallback for shapes it refuses) must be the tanh approximation: in
+    fp32 the tanh and exact GELUs differ by up to ~5e-4, far above this tolerance."""
+    torch.manual_seed(5)
+    layer = nn.Linear(shape[-1], 4 * shape[-1]).cuda()
+    x = torch.randn(*shape, device="cuda") * 2
+    with torch.no_grad():
+        want = F.gelu(F.linear(x.double(), layer.weight.double(), layer.bias.double()), approximate="tanh")
+        monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+        got = linear_gelu(x, layer.weight, layer.bias)
+        torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=2e-5)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            half = linear_gelu(x, layer.weight, layer.bias)
+    assert half.dtype == torch.bfloat16
+    torch.testing.assert_close(half.double(), want, rtol=2e-2, atol=2e-2)

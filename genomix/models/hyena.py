@@ -24,15 +24,15 @@ import math
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..errors import ConfigError, InputFormatError, RangeError
 from ..kernels import causal_conv1d, fftconv
 from .base import BaseModelMixin, GenomixConfig, GenomixPreTrainedModel, run_layers
-from .implicit_filter import ExponentialModulation, PositionalEmbedding, Sin, implicit_filter_taps
 from .heads import POOLING_MODES
+from .implicit_filter import ExponentialModulation, PositionalEmbedding, Sin, implicit_filter_taps
+from .linear import Linear, linear_gelu
 from .norms import LayerNorm
 from .registry import Family, register_family
 from .tasks import CausalLMMixin, SequenceClassificationMixin
@@ -185,7 +185,7 @@ class HyenaOperator(nn.Module):
         self.order = config.hyena_order
         width = d * (self.order + 1)
         self.in_proj = nn.Linear(d, width)
-        self.out_proj = nn.Linear(d, d)
+        self.out_proj = Linear(d, d)  # reads the convolution's feature-major output: bias in the GEMM
         self.short_filter = nn.Conv1d(
             width, width, config.short_filter_order, padding=config.short_filter_order - 1, groups=width
         )
@@ -235,7 +235,7 @@ class HyenaMLP(nn.Module):
         self.fc2 = nn.Linear(config.d_inner, config.d_model)
 
     def _mlp(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
+        return self.fc2(linear_gelu(x, self.fc1.weight, self.fc1.bias))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, length = x.shape[:2]

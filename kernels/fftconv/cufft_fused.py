@@ -368,7 +368,7 @@ class FFTConvCuFFTFn(torch.autograd.Function):
         plan = _plan(u, fp32_intermediate)
         one_group = len(_channel_groups(u)) == 1
         small = u.numel() <= SAVE_SPECTRA_MAX_ELEMENTS
-        two_levels = two_level.applies(plan, forward_only=False)  # the forward's levels are the backward's
+        two_levels = two_level.applies(plan)  # the forward's levels are the backward's
         out, y, x, kf = _forward(u, k, D, pregate, postgate, bidirectional, plan,
                                  postgate is not None and ctx.needs_input_grad[4],
                                  one_group and small, one_group and (small or plan.half), two_levels)
@@ -451,10 +451,10 @@ def fftconv_cufft(
 
     Spectra of 16-bit inputs are half precision (range-scaled fp16) unless ``fp32_intermediate``; fp32
     inputs always use fp32 spectra. Under ``no_grad`` (or with no input needing a gradient) nothing is
-    kept for a backward, and long 16-bit calls take the two-level forward of :mod:`.two_level`."""
+    kept for a backward. Long 16-bit calls take the two-level transforms of :mod:`.two_level`."""
     inputs = (u, k, D, pregate, postgate)
     if records_graph(*inputs):
         return FFTConvCuFFTFn.apply(*inputs, bool(bidirectional), bool(fp32_intermediate))
     plan = _plan(u, fp32_intermediate)
     return _forward(*inputs, bool(bidirectional), plan, keep_y=False, keep_x=False, keep_filter=False,
-                    two_levels=two_level.applies(plan, forward_only=True))[0]
+                    two_levels=two_level.applies(plan))[0]

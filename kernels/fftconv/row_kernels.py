@@ -9,7 +9,8 @@ contiguous). The inner level finishes the length-M transform of each column k1:
 
 as a T × T Monarch step on tensor cores: with j2 = a·T + b and k2 = c + T·d,
 ``Y = ((F @ X) ⊙ ω_n2^(b·c)) @ F`` for the (a, b) tile X, F the T-point DFT matrix; each complex
-product is three fp16 dots with fp32 accumulation (Gauss: the matrix is stored as (Mr, Mr + Mi, Mi - Mr)).
+product is three fp16 dots with fp32 accumulation (Gauss: the matrix is stored as (Mr, Mr + Mi, Mi - Mr)) or four
+chained ones (stored as (Mr, Mi, -Mi)), the ``GAUSS`` switch.
 The spectrum is written in place: Z[k1 + n1·(c + T·d)] at word (c·T + d)·n1 + k1 (the "two-level word
 order" that :func:`.packed_kernels.pair_index` maps to spectrum indices and partners). The inverse kernel
 runs the adjoint steps (the unnormalised inverse).
@@ -37,26 +38,38 @@ def _cmul(ar, ai, br, bi):
 
 @triton.jit
 def _matrix(mats_ptr, slot, part, T: tl.constexpr):
-    """Part ``part`` (0: Mr, 1: Mr + Mi, 2: Mi - Mr) of matrix ``slot``, a (T, T) fp16 tile."""
+    """Part ``part`` of matrix ``slot`` (Gauss form 0: Mr, 1: Mr + Mi, 2: Mi - Mr; four-dot form 0: Mr,
+    1: Mi, 2: -Mi), a (T, T) fp16 tile."""
     r = tl.arange(0, T)
     return tl.load(mats_ptr + (slot * 3 + part) * T * T + r[:, None] * T + r[None, :])
 
 
 @triton.jit
-def _left(mats_ptr, slot, xr, xi, T: tl.constexpr):
-    """M @ x for complex M (table slot) and x (T, N) fp32 pairs; three fp16 dots."""
-    s = tl.dot(_matrix(mats_ptr, slot, 0, T), (xr + xi).to(tl.float16))
-    re = s - tl.dot(_matrix(mats_ptr, slot, 1, T), xi.to(tl.float16))
-    im = s + tl.dot(_matrix(mats_ptr, slot, 2, T), xr.to(tl.float16))
+def _left(mats_ptr, slot, xr, xi, T: tl.constexpr, GAUSS: tl.constexpr):
+    """M @ x for complex M (table slot) and x (T, N) fp32 pairs: three fp16 dots (GAUSS) or four chained
+    ones (two fp16 operands and two accumulators live instead of three and three)."""
+    if GAUSS:
+        s = tl.dot(_matrix(mats_ptr, slot, 0, T), (xr + xi).to(tl.float16))
+        re = s - tl.dot(_matrix(mats_ptr, slot, 1, T), xi.to(tl.float16))
+        im = s + tl.dot(_matrix(mats_ptr, slot, 2, T), xr.to(tl.float16))
+    else:
+        a, b = xr.to(tl.float16), xi.to(tl.float16)
+        re = tl.dot(_matrix(mats_ptr, slot, 2, T), b, tl.dot(_matrix(mats_ptr, slot, 0, T), a))
+        im = tl.dot(_matrix(mats_ptr, slot, 0, T), b, tl.dot(_matrix(mats_ptr, slot, 1, T), a))
     return re, im
 
 
 @triton.jit
-def _right(xr, xi, mats_ptr, slot, T: tl.constexpr):
-    """x @ M for x (N, T) fp32 pairs and complex M (table slot); three fp16 dots."""
-    s = tl.dot((xr + xi).to(tl.float16), _matrix(mats_ptr, slot, 0, T))
-    re = s - tl.dot(xi.to(tl.float16), _matrix(mats_ptr, slot, 1, T))
-    im = s + tl.dot(xr.to(tl.float16), _matrix(mats_ptr, slot, 2, T))
+def _right(xr, xi, mats_ptr, slot, T: tl.constexpr, GAUSS: tl.constexpr):
+    """x @ M for x (N, T) fp32 pairs and complex M (table slot), as :func:`_left`."""
+    if GAUSS:
+        s = tl.dot((xr + xi).to(tl.float16), _matrix(mats_ptr, slot, 0, T))
+        re = s - tl.dot(xi.to(tl.float16), _matrix(mats_ptr, slot, 1, T))
+        im = s + tl.dot(xr.to(tl.float16), _matrix(mats_ptr, slot, 2, T))
+    else:
+        a, b = xr.to(tl.float16), xi.to(tl.float16)
+        re = tl.dot(b, _matrix(mats_ptr, slot, 2, T), tl.dot(a, _matrix(mats_ptr, slot, 0, T)))
+        im = tl.dot(b, _matrix(mats_ptr, slot, 0, T), tl.dot(a, _matrix(mats_ptr, slot, 1, T)))
     return re, im
 
 
@@ -69,24 +82,24 @@ def _twiddle(tw_ptr, T: tl.constexpr):
 
 
 @triton.jit
-def _forward(xr, xi, mats_ptr, tw_ptr, T: tl.constexpr, KB: tl.constexpr):
+def _forward(xr, xi, mats_ptr, tw_ptr, T: tl.constexpr, KB: tl.constexpr, GAUSS: tl.constexpr):
     """The inner transform of KB columns: x (T, KB, T) [a, col, b] -> Y (T, KB, T) [c, col, d]. The left
     step contracts a with the columns side by side ((T, KB·T) tile), the right one b with the columns
     stacked ((T·KB, T) tile): both are reshapes of the same row-major tile, so nothing is permuted."""
-    pr, pi = _left(mats_ptr, MAT_F, tl.reshape(xr, (T, KB * T)), tl.reshape(xi, (T, KB * T)), T)
+    pr, pi = _left(mats_ptr, MAT_F, tl.reshape(xr, (T, KB * T)), tl.reshape(xi, (T, KB * T)), T, GAUSS)
     twr, twi = _twiddle(tw_ptr, T)
     pr, pi = _cmul(tl.reshape(pr, (T, KB, T)), tl.reshape(pi, (T, KB, T)), twr, twi)
-    yr, yi = _right(tl.reshape(pr, (T * KB, T)), tl.reshape(pi, (T * KB, T)), mats_ptr, MAT_F, T)
+    yr, yi = _right(tl.reshape(pr, (T * KB, T)), tl.reshape(pi, (T * KB, T)), mats_ptr, MAT_F, T, GAUSS)
     return tl.reshape(yr, (T, KB, T)), tl.reshape(yi, (T, KB, T))
 
 
 @triton.jit
-def _inverse(yr, yi, mats_ptr, tw_ptr, T: tl.constexpr, KB: tl.constexpr):
+def _inverse(yr, yi, mats_ptr, tw_ptr, T: tl.constexpr, KB: tl.constexpr, GAUSS: tl.constexpr):
     """Adjoint of :func:`_forward` (unnormalised inverse): Y [c, col, d] -> x [a, col, b]."""
-    qr, qi = _right(tl.reshape(yr, (T * KB, T)), tl.reshape(yi, (T * KB, T)), mats_ptr, MAT_F_ADJ, T)
+    qr, qi = _right(tl.reshape(yr, (T * KB, T)), tl.reshape(yi, (T * KB, T)), mats_ptr, MAT_F_ADJ, T, GAUSS)
     twr, twi = _twiddle(tw_ptr, T)
     qr, qi = _cmul(tl.reshape(qr, (T, KB, T)), tl.reshape(qi, (T, KB, T)), twr, -twi)
-    xr, xi = _left(mats_ptr, MAT_F_ADJ, tl.reshape(qr, (T, KB * T)), tl.reshape(qi, (T, KB * T)), T)
+    xr, xi = _left(mats_ptr, MAT_F_ADJ, tl.reshape(qr, (T, KB * T)), tl.reshape(qi, (T, KB * T)), T, GAUSS)
     return tl.reshape(xr, (T, KB, T)), tl.reshape(xi, (T, KB, T))
 
 
@@ -105,7 +118,7 @@ def _outer_twiddle(outer_ptr, k1, n1, T: tl.constexpr):
 
 @triton.jit
 def inner_dft_kernel(x_ptr, mats_ptr, tw_ptr, outer_ptr, n1, n_blk, INVERSE: tl.constexpr, T: tl.constexpr,
-                     KB: tl.constexpr):
+                     KB: tl.constexpr, GAUSS: tl.constexpr):
     """In place on rows of M int32 words whose outer level is done: the outer twiddles and the inner DFT
     (the spectrum in two-level word order), or with INVERSE its adjoint (the inner inverse, then the
     conjugate twiddles). Program: KB columns of one row."""
@@ -118,12 +131,12 @@ def inner_dft_kernel(x_ptr, mats_ptr, tw_ptr, outer_ptr, n1, n_blk, INVERSE: tl.
     base = x_ptr + row * n1 * T * T
     if INVERSE:
         yr, yi = load_complex(base, words, mask, HALF=True)
-        xr, xi = _inverse(yr, yi, mats_ptr, tw_ptr, T, KB)
+        xr, xi = _inverse(yr, yi, mats_ptr, tw_ptr, T, KB, GAUSS)
         c, s = _outer_twiddle(outer_ptr, k1, n1, T)
         xr, xi = _cmul(xr, xi, c, -s)
         store_complex(base, words, xr, xi, mask, HALF=True)
     else:
         xr, xi = load_complex(base, words, mask, HALF=True)
         c, s = _outer_twiddle(outer_ptr, k1, n1, T)
-        yr, yi = _forward(*_cmul(xr, xi, c, s), mats_ptr, tw_ptr, T, KB)
+        yr, yi = _forward(*_cmul(xr, xi, c, s), mats_ptr, tw_ptr, T, KB, GAUSS)
         store_complex(base, words, yr, yi, mask, HALF=True)

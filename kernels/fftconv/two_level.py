@@ -16,11 +16,9 @@ packed length-M transform is split as M = n1·n2 (four-step FFT), each level one
 7. ``epilogue_transposed``: 1/n and the range scales, skip term, gates, output in its dtype.
 
 Half-precision spectra only (16-bit inputs): the range scaling of :mod:`.cufft_fused` bounds every stage,
-including the inner level's fp16 dot operands. Forward-only calls at 256K <= M <= 1M take it by default
-(:func:`applies`); training calls keep the one-level path unless :data:`ENV_SWITCH` forces two levels, and
-then :func:`backward_group` computes the gradients on two levels as well (written after the last GPU run of
-its session: correct on CPU, not yet timed). kernels/fftconv/NOTES.md, "Two-level forward", has the
-measurements.
+including the inner level's fp16 dot operands. Calls at 256K <= M <= 1M take it by default (:func:`applies`),
+training calls included: :func:`backward_group` computes their gradients on two levels as well.
+kernels/fftconv/NOTES.md, "Two-level forward" and "Two-level backward", has the measurements.
 """
 from __future__ import annotations
 
@@ -41,26 +39,35 @@ from .row_kernels import inner_dft_kernel
 TILE = 16
 #: Columns per inner-level program (each tile load reads KB contiguous words per inner index) of the
 #: forward and of the inverse, and their warps (H200 sweeps at 256K and 1M, kernels/bench_two_level.py).
-COLUMNS, INVERSE_COLUMNS, ROW_WARPS = 16, 8, 4
-#: Packed lengths M = next_pow2(L) whose forward-only calls take this path by default: measured faster than
-#: one level on an H200 at M = 2^18 and 2^20 (L = 256K, 1M), slower at 2^15 (too little to amortise the
-#: extra passes) and 2^22 (cuFFT needs two passes for the 16K-point outer level); kernels/fftconv/NOTES.md.
+COLUMNS, INVERSE_COLUMNS, ROW_WARPS = 16, 16, 4
+#: Complex matrix products of the inner level as three fp16 dots (Gauss) or four chained ones, forward and
+#: inverse. At 1M (H200, 16 columns) four dots made the inverse faster (1.01 against 1.14 ms, which was the
+#: Gauss form's best, at 8 columns; 166 against 194 registers at 16) and the forward slower (1.33 against
+#: 1.14 ms; 164 registers either way).
+GAUSS, INVERSE_GAUSS = True, False
+#: Register caps of the inner level's forward and inverse programs (None: the compiler's choice). At 128 the
+#: 16-column forward spills 32 bytes and fits 4 programs per SM instead of 3 (164 registers uncapped): 1.08
+#: against 1.14 ms at 1M on an H200. Capped at 128, the four-dot inverse spills 148 bytes and slows down.
+MAXNREG, INVERSE_MAXNREG = 128, None
+#: Packed lengths M = next_pow2(L) whose calls take this path by default: measured faster than one level on
+#: an H200 at M = 2^18 and 2^20 (L = 256K, 1M; forward 2.6x the reference against 2.0-2.2x, forward+backward
+#: 3.2x against 2.6-2.7x), slower at 2^15 (too little to amortise the extra passes) and, for the forward,
+#: at 2^22 (cuFFT needs two passes for the 16K-point outer level); kernels/fftconv/NOTES.md.
 MIN_POINTS, MAX_POINTS = 1 << 18, 1 << 20
-#: "0" turns the path off, "1" on for every half-precision call with M >= MIN_POINTS (training calls too,
-#: whose backward then also runs on two levels); unset: the default above.
+#: "0" turns the path off, "1" on for every half-precision call with M >= MIN_POINTS; unset: the default
+#: above.
 ENV_SWITCH = "GENOMIX_FFTCONV_TWO_LEVEL"
 #: Word tile of the transposing passes and their warps.
 TRANSPOSE_TILE, TRANSPOSE_WARPS = 64, 4
 
 
-def applies(plan: one_level._Plan, forward_only: bool) -> bool:
-    """Whether a call of this plan runs on two levels: half spectra and, unless :data:`ENV_SWITCH` says
-    otherwise, a forward-only call with MIN_POINTS <= M <= MAX_POINTS (training calls stay on one level by
-    default: measured so far is only the two-level forward, and with it a one-level backward was slower)."""
+def applies(plan: one_level._Plan) -> bool:
+    """Whether a call of this plan runs on two levels (forward, and backward if it trains): half spectra
+    and, unless :data:`ENV_SWITCH` says otherwise, MIN_POINTS <= M <= MAX_POINTS."""
     switch, m = os.environ.get(ENV_SWITCH), plan.n // 2
     if switch == "0" or not plan.half or m < max(MIN_POINTS, 2 * TILE * TILE):
         return False
-    return switch == "1" or (forward_only and m <= MAX_POINTS)
+    return switch == "1" or m <= MAX_POINTS
 
 
 @contextlib.contextmanager
@@ -78,14 +85,16 @@ def switched_on(on: bool = True):
 
 
 @functools.lru_cache(maxsize=8)
-def _tables(T: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(matrices (2, 3, T, T) fp16: F and its adjoint in Gauss form, twiddles (2, T, T) fp32: ω_n2^(b·c)
-    as [re, im][c, b]) of the inner level, in the slot order of :mod:`.row_kernels`."""
+def _tables(T: int, device: torch.device, gauss: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(matrices (2, 3, T, T) fp16: F and its adjoint in Gauss or four-dot form, twiddles (2, T, T) fp32:
+    ω_n2^(b·c) as [re, im][c, b]) of the inner level, in the slot order of :mod:`.row_kernels`."""
     idx = torch.arange(T, dtype=torch.float64)
     F = torch.exp(-2j * math.pi * torch.outer(idx, idx) / T)
-    gauss = torch.stack([torch.stack([m.real, m.real + m.imag, m.imag - m.real]) for m in (F, F.conj())])
+    parts = ((lambda m: (m.real, m.real + m.imag, m.imag - m.real)) if gauss
+             else (lambda m: (m.real, m.imag, -m.imag)))
+    mats = torch.stack([torch.stack(parts(m)) for m in (F, F.conj())])
     tw = torch.exp(-2j * math.pi * torch.outer(idx, idx) / (T * T))
-    return gauss.to(device, torch.float16).contiguous(), torch.stack([tw.real, tw.imag]).to(device, torch.float32).contiguous()
+    return mats.to(device, torch.float16).contiguous(), torch.stack([tw.real, tw.imag]).to(device, torch.float32).contiguous()
 
 
 @functools.lru_cache(maxsize=4)
@@ -147,12 +156,13 @@ def inner_dft(x: torch.Tensor, inverse: bool = False) -> torch.Tensor:
     *_, n2, n1 = x.shape
     if n2 != TILE * TILE or not x.is_contiguous():
         raise ValueError(f"inner_dft: contiguous (B, H, {TILE * TILE}, n1) rows, got {tuple(x.shape)}")
-    mats, twiddles = _tables(TILE, x.device)
-    columns = INVERSE_COLUMNS if inverse else COLUMNS
+    gauss, columns, maxnreg = (INVERSE_GAUSS, INVERSE_COLUMNS, INVERSE_MAXNREG) if inverse else (GAUSS, COLUMNS, MAXNREG)
+    mats, twiddles = _tables(TILE, x.device, gauss)
+    cap = {} if maxnreg is None else {"maxnreg": maxnreg}
     n_blk = triton.cdiv(n1, columns)
     inner_dft_kernel[(x.shape[0] * x.shape[1] * n_blk,)](
         one_level._complex_words(x), mats, twiddles, _outer_twiddles(n1, TILE, x.device), n1, n_blk,
-        INVERSE=inverse, T=TILE, KB=columns, num_warps=ROW_WARPS,
+        INVERSE=inverse, T=TILE, KB=columns, GAUSS=gauss, num_warps=ROW_WARPS, **cap,
     )
     return x
 
