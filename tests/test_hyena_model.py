@@ -142,6 +142,27 @@ def test_gradient_checkpointing_keeps_names_and_gradients():
         torch.testing.assert_close(a.grad, b.grad, rtol=1e-5, atol=1e-6, msg=name)
 
 
+def test_hidden_states_are_the_residual_stream_after_each_block():
+    """Blocks leave their last residual add to the next norm; the recorded states must still be the plain
+    pre-norm stream ``x = x + mixer(norm1(x)); x = x + mlp(norm2(x))`` after each block, the last one normed."""
+    torch.manual_seed(1)
+    model = build("hyenadna-tiny-1k", n_layer=3, d_model=32, max_seq_len=64).eval()
+    backbone = model.backbone
+    ids = torch.randint(7, 11, (2, 30))
+    with torch.no_grad():
+        states = backbone(ids, output_hidden_states=True).hidden_states
+        x = backbone.embeddings(ids).float()
+        want = [x]
+        for block in backbone.layers:
+            x = x + block.mixer(block.norm1(x))
+            x = x + block.mlp(block.norm2(x))
+            want.append(x)
+        want[-1] = backbone.ln_f(x)
+    assert len(states) == len(want) == 4
+    for got, ref in zip(states, want):
+        torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
+
+
 def test_implicit_filter_is_recomputed_not_kept(monkeypatch):
     """The filter MLP's activations are not saved for the backward, and gradients are unchanged by that."""
     from genomix.models import hyena
@@ -255,3 +276,18 @@ def test_fused_add_norm_path_matches_reference_in_training(monkeypatch):
     assert got_grads.keys() == want_grads.keys()
     for name, grad in want_grads.items():
         torch.testing.assert_close(got_grads[name], grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_blocks_offloaded_to_host_checkpoints_train_like_plain_ones():
+    """Checkpointed blocks take and return the whole residual stream (one tensor, as host checkpoints need)."""
+    torch.manual_seed(0)
+    plain = build("hyenadna-tiny-1k", n_layer=2, d_model=32, max_seq_len=64, embed_dropout=0.0)
+    offloaded = build("hyenadna-tiny-1k", n_layer=2, d_model=32, max_seq_len=64, embed_dropout=0.0, checkpoint_blocks=True)
+    offloaded.load_state_dict(plain.state_dict())
+    offloaded.backbone.offload_checkpoints = True
+    ids = torch.randint(7, 11, (2, 40))
+    for model in (plain, offloaded):
+        model.train()
+        model(ids, labels=ids).loss.backward()
+    for (name, a), (_, b) in zip(plain.named_parameters(), offloaded.named_parameters()):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-5, atol=1e-6, msg=name)

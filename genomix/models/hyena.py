@@ -29,7 +29,7 @@ from torch.utils.checkpoint import checkpoint
 
 from ..errors import ConfigError, InputFormatError, RangeError
 from ..kernels import causal_conv1d, fftconv
-from .base import BaseModelMixin, GenomixConfig, GenomixPreTrainedModel, run_layers
+from .base import BaseModelMixin, GenomixConfig, GenomixPreTrainedModel, run_residual_layers
 from .heads import POOLING_MODES
 from .implicit_filter import ExponentialModulation, PositionalEmbedding, Sin, implicit_filter_taps
 from .linear import Linear, linear_gelu
@@ -246,8 +246,13 @@ class HyenaMLP(nn.Module):
 
 
 class HyenaBlock(nn.Module):
-    """Pre-norm residual block; the residual stream stays fp32 under autocast, the norms write the autocast
-    dtype directly (:class:`.norms.LayerNorm`, same parameters as ``nn.LayerNorm``)."""
+    """Pre-norm residual block ``x = x + mixer(norm1(x)); x = x + mlp(norm2(x))`` on an fp32 residual stream.
+
+    Called as ``block(hidden, residual)`` on the stream ``residual + hidden`` (``hidden`` alone when
+    ``residual`` is None), it returns ``(mlp output, stream before that output is added)``: each add is done
+    by the norm that reads its sum next, in one pass (:meth:`.norms.LayerNorm.add_and_norm`; the last block's
+    by the final norm, see :func:`.base.run_residual_layers`). fp32 + 16-bit promotes inside those adds, and
+    the norms write the autocast dtype directly."""
 
     def __init__(self, config: HyenaConfig) -> None:
         super().__init__()
@@ -258,11 +263,13 @@ class HyenaBlock(nn.Module):
         self.dropout1 = nn.Dropout(config.resid_dropout)
         self.dropout2 = nn.Dropout(config.resid_dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # fp32 + 16-bit promotes inside the add: no separate fp32 copy of each sub-layer's output. The first
-        # add and the second norm are one fused pass (the sum is written once and normalized from registers).
-        normed, x = self.norm2.add_and_norm(self.dropout1(self.mixer(self.norm1(x))), x)
-        return x + self.dropout2(self.mlp(normed))
+    def forward(self, hidden: torch.Tensor, residual: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        if residual is None:
+            normed, residual = self.norm1(hidden), hidden
+        else:
+            normed, residual = self.norm1.add_and_norm(hidden, residual)
+        normed, residual = self.norm2.add_and_norm(self.dropout1(self.mixer(normed)), residual)
+        return self.dropout2(self.mlp(normed)), residual
 
 
 class HyenaEmbeddings(nn.Module):
@@ -318,7 +325,7 @@ class HyenaModel(BaseModelMixin, HyenaPreTrainedModel):
         self.embeddings = HyenaEmbeddings(config)
         self.embed_dropout = nn.Dropout(config.embed_dropout)
         self.layers = nn.ModuleList(HyenaBlock(config) for _ in range(config.n_layer))
-        self.ln_f = nn.LayerNorm(config.d_model, eps=config.layer_norm_epsilon)
+        self.ln_f = LayerNorm(config.d_model, eps=config.layer_norm_epsilon, autocast_output=False)
         self.gradient_checkpointing = config.checkpoint_blocks
         self.post_init()
 
@@ -356,7 +363,7 @@ class HyenaModel(BaseModelMixin, HyenaPreTrainedModel):
             order = torch.argsort((attention_mask == 0).to(torch.int8), dim=1, stable=True)
             input_ids = input_ids.gather(1, order)
         x = self.embed_dropout(self.embeddings(input_ids)).float()
-        x, states = run_layers(self, x, final_norm=self.ln_f, output_hidden_states=output_hidden_states)
+        x, states = run_residual_layers(self, x, final_norm=self.ln_f, output_hidden_states=output_hidden_states)
         if order is not None:
             x = torch.empty_like(x).scatter_(1, order.unsqueeze(-1).expand_as(x), x)
             if states is not None:
