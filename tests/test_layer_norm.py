@@ -272,13 +272,13 @@ def test_add_norm_check_catches_a_dropped_residual_gradient(monkeypatch):
 
 def test_add_norm_dispatch(monkeypatch):
     calls = []
-    monkeypatch.setattr(layer_norm_pkg, "add_norm_triton", lambda *a: calls.append(a) or add_norm_ref(*a))
+    monkeypatch.setattr(layer_norm_pkg, "add_norm_triton", lambda *a: calls.append(a) or add_norm_ref(*a[:8]))
     x, residual, weight, _ = _add_norm_case((3, 32), BF16, F32, F32, seed=0)
     y, s = add_norm(x, residual, weight, None, 1e-5, True)
     assert not calls and y.dtype == F32 and s.dtype == F32  # CPU without forcing: the reference
     monkeypatch.setenv("GENOMIX_FORCE_TRITON", "1")
     add_norm(x, residual, weight, None, 1e-5, True, BF16, F32)
-    assert len(calls) == 1 and calls[0][6:] == (BF16, F32)
+    assert len(calls) == 1 and calls[0][6:] == (BF16, F32, False)
     add_norm(x, residual, weight.to(BF16), None, 1e-5, True, residual_dtype=F32)  # would round s: reference
     add_norm(x.double(), None, weight, None, 1e-5, True)
     assert len(calls) == 1
@@ -286,6 +286,26 @@ def test_add_norm_dispatch(monkeypatch):
         add_norm(x, residual[:2], weight)
     with pytest.raises(ValueError, match="add_norm: weight must be"):
         add_norm(x, residual, weight[:5])
+
+
+@pytest.mark.parametrize("triton", [False, True])
+def test_add_norm_in_place_writes_the_sum_into_the_residual(triton, monkeypatch):
+    """Inference's in-place add-norm: the same (y, s) as out of place, s written into (and returned as) the
+    residual's own buffer; refused where a gradient could be recorded or the residual has another dtype."""
+    if triton:
+        monkeypatch.setenv("GENOMIX_FORCE_TRITON", "1")
+    x, residual, weight, bias = _add_norm_case((5, 48), BF16, F32, F32, seed=3)
+    want_y, want_s = add_norm(x, residual, weight, bias, 1e-5, False, BF16)
+    buffer = residual.clone()
+    with torch.no_grad():
+        y, s = add_norm(x, buffer, weight, bias, 1e-5, False, BF16, inplace=True)
+    assert s.data_ptr() == buffer.data_ptr()
+    torch.testing.assert_close(s, want_s.detach(), rtol=0, atol=0)
+    torch.testing.assert_close(y, want_y.detach(), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="inplace"):
+        add_norm(x, residual.clone().requires_grad_(), weight, bias, inplace=True)
+    with torch.no_grad(), pytest.raises(ValueError, match="inplace"):
+        add_norm(x, residual.to(BF16), weight, bias, residual_dtype=F32, inplace=True)
 
 
 @pytest.mark.parametrize("dtype", [F32, BF16])

@@ -252,7 +252,9 @@ class HyenaBlock(nn.Module):
     ``residual`` is None), it returns ``(mlp output, stream before that output is added)``: each add is done
     by the norm that reads its sum next, in one pass (:meth:`.norms.LayerNorm.add_and_norm`; the last block's
     by the final norm, see :func:`.base.run_residual_layers`). fp32 + 16-bit promotes inside those adds, and
-    the norms write the autocast dtype directly."""
+    the norms write the autocast dtype directly. Without gradients the adds update the stream in place
+    (``residual``, and the stream the block makes from a ``None`` one), so inference keeps one fp32 stream.
+    """
 
     def __init__(self, config: HyenaConfig) -> None:
         super().__init__()
@@ -264,11 +266,14 @@ class HyenaBlock(nn.Module):
         self.dropout2 = nn.Dropout(config.resid_dropout)
 
     def forward(self, hidden: torch.Tensor, residual: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        if residual is None:
-            normed, residual = self.norm1(hidden), hidden
+        inplace = not torch.is_grad_enabled()
+        if residual is None:  # the stream is the caller's tensor: the first add makes a new one
+            normed, residual, owned = self.norm1(hidden), hidden, False
         else:
-            normed, residual = self.norm1.add_and_norm(hidden, residual)
-        normed, residual = self.norm2.add_and_norm(self.dropout1(self.mixer(normed)), residual)
+            normed, residual = self.norm1.add_and_norm(hidden, residual, inplace=inplace)
+            owned = True
+        mixed = self.dropout1(self.mixer(normed))
+        normed, residual = self.norm2.add_and_norm(mixed, residual, inplace=inplace and owned)
         return self.dropout2(self.mlp(normed)), residual
 
 

@@ -43,16 +43,18 @@ class LayerNorm(nn.LayerNorm):
     def _out_dtype(self, dtype: torch.dtype, device: str) -> torch.dtype:
         return autocast_output_dtype(dtype, device) if self.autocast_output else dtype
 
-    def add_and_norm(self, x: torch.Tensor, residual: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def add_and_norm(self, x: torch.Tensor, residual: torch.Tensor,
+                     inplace: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """``s = residual + x`` and ``self(s)``, returned as ``(self(s), s)``: a pre-norm block's residual add
         and its next norm in one pass each way on CUDA (:func:`genomix.kernels.layer_norm.add_norm`), the
-        same numbers as the add followed by :meth:`forward`."""
+        same numbers as the add followed by :meth:`forward`. ``inplace`` (no gradients) writes s into
+        ``residual``, which must already have the sum's dtype."""
         total_dtype = torch.promote_types(x.dtype, residual.dtype)
         if len(self.normalized_shape) != 1:
-            total = residual + x
+            total = residual.add_(x) if inplace else residual + x
             return self(total), total
         return add_norm(x, residual, self.weight, self.bias, self.eps, False,
-                        self._out_dtype(total_dtype, x.device.type))
+                        self._out_dtype(total_dtype, x.device.type), inplace=inplace)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out_dtype = self._out_dtype(x.dtype, x.device.type)

@@ -82,23 +82,27 @@ def rms_norm(
 
 def add_norm_triton(
     x: torch.Tensor, residual: torch.Tensor | None, weight: torch.Tensor | None, bias: torch.Tensor | None,
-    eps: float, rms: bool, out_dtype: torch.dtype, residual_dtype: torch.dtype,
+    eps: float, rms: bool, out_dtype: torch.dtype, residual_dtype: torch.dtype, inplace: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The Triton path of :func:`add_norm` (differentiable in x, residual, weight and bias)."""
+    """The Triton path of :func:`add_norm` (differentiable in x, residual, weight and bias unless ``inplace``)."""
     from .ops import NormFn
 
-    return NormFn.apply(x, residual, weight, bias, eps, rms, out_dtype, residual_dtype)
+    return NormFn.apply(x, residual, weight, bias, eps, rms, out_dtype, residual_dtype, inplace)
 
 
 def add_norm(
     x: torch.Tensor, residual: torch.Tensor | None, weight: torch.Tensor | None, bias: torch.Tensor | None = None,
     eps: float = 1e-5, rms: bool = False, out_dtype: torch.dtype | None = None,
-    residual_dtype: torch.dtype | None = None,
+    residual_dtype: torch.dtype | None = None, inplace: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """A pre-norm block's add-norm: ``s = x + residual`` (``x`` alone when ``residual`` is None) in
     ``residual_dtype`` (None: the sum's dtype), returned with ``norm(s)``: RMSNorm with ``rms``, else
     LayerNorm (with ``bias``), computed in fp32 and returned in ``out_dtype`` (None: the norm's input
     dtype, i.e. the weight's). Returns ``(norm(s), s)``; gradients flow to x, residual, weight and bias.
+
+    ``inplace``: s is written into ``residual`` itself and returned as it (inference: a residual stream
+    updated block by block needs no second buffer). ``residual`` must be contiguous, already in
+    ``residual_dtype``, and no gradient may be recorded.
 
     x, residual: (..., N) of the same shape, any strides. The Triton path (one read of x and residual,
     one write of s and y; one pass back) takes fp32/bf16/fp16 tensors with 0 < N <= MAX_TRITON_N and a
@@ -110,9 +114,13 @@ def add_norm(
         raise ValueError(f"add_norm: residual must have x's shape {tuple(x.shape)}, got {tuple(residual.shape)}")
     total_dtype = x.dtype if residual is None else torch.promote_types(x.dtype, residual.dtype)
     residual_dtype = residual_dtype or total_dtype
+    if inplace and (residual is None or residual.dtype != residual_dtype or not residual.is_contiguous()
+                    or torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, residual, weight, bias))):
+        raise ValueError("add_norm(inplace=True): needs a contiguous residual in the sum's dtype and no gradients")
     norm_dtype = residual_dtype if weight is None else weight.dtype
     if (_triton_shape(x) and residual_dtype in TRITON_DTYPES and norm_dtype in (torch.float32, residual_dtype)
             and (residual is None or residual.dtype in TRITON_DTYPES)
             and use_triton(x, residual, weight, bias, op="add_norm")):
-        return add_norm_triton(x, residual, weight, bias, eps, rms, out_dtype or norm_dtype, residual_dtype)
-    return add_norm_ref(x, residual, weight, bias, eps, rms, out_dtype, residual_dtype)
+        return add_norm_triton(x, residual, weight, bias, eps, rms, out_dtype or norm_dtype, residual_dtype, inplace)
+    y, total = add_norm_ref(x, residual, weight, bias, eps, rms, out_dtype, residual_dtype)
+    return (y, residual.copy_(total)) if inplace else (y, total)

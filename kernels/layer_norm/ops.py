@@ -51,16 +51,20 @@ class NormFn(torch.autograd.Function):
     """LayerNorm (or RMSNorm with ``rms``) over the last dim through the Triton kernels, output in ``out_dtype``.
 
     With ``residual_dtype`` set it is a pre-norm block's add-norm: ``s = x (+ residual)`` in
-    ``residual_dtype`` is normalized and returned as well, ``(y, s)``; otherwise it returns y."""
+    ``residual_dtype`` is normalized and returned as well, ``(y, s)``; otherwise it returns y. ``inplace``
+    writes s into the (contiguous) residual (each program reads its rows before it writes them)."""
 
     @staticmethod
     def forward(ctx, x, residual, weight, bias, eps: float, rms: bool, out_dtype: torch.dtype,
-                residual_dtype: torch.dtype | None):  # type: ignore[override]
+                residual_dtype: torch.dtype | None, inplace: bool = False):  # type: ignore[override]
         x2 = rows_view(x)
         r2 = None if residual is None else rows_view(residual)
         m, n = x2.shape
         y = torch.empty((m, n), dtype=out_dtype, device=x.device)
-        r_out = None if residual_dtype is None else torch.empty((m, n), dtype=residual_dtype, device=x.device)
+        if inplace:
+            r_out = r2
+        else:
+            r_out = None if residual_dtype is None else torch.empty((m, n), dtype=residual_dtype, device=x.device)
         rstd = torch.empty(m, dtype=torch.float32, device=x.device)
         mean = None if rms else torch.empty_like(rstd)
         block_m, block_n, warps = tile(n, FWD_TILE_ELEMENTS, FWD_WARPS)
@@ -76,6 +80,9 @@ class NormFn(torch.autograd.Function):
         ctx.save_for_backward(x2 if r_out is None else r_out, weight, bias, mean, rstd)
         if r_out is None:
             return y.view(x.shape)
+        if inplace:
+            ctx.mark_dirty(residual)
+            return y.view(x.shape), residual
         return y.view(x.shape), r_out.view(x.shape)
 
     @staticmethod
@@ -103,4 +110,4 @@ class NormFn(torch.autograd.Function):
         dw = dw_part.sum(0).to(weight.dtype) if dw_part is not None and ctx.needs_input_grad[2] else None
         db = db_part.sum(0).to(bias.dtype) if db_part is not None and ctx.needs_input_grad[3] else None
         return (dx.view(ctx.shape), None if d_res is None else d_res.view(ctx.shape), dw, db, None, None, None,
-                None)
+                None, None)
