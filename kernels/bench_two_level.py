@@ -35,6 +35,12 @@ def _settings(tile: int, columns: int, warps: int, inverse_columns: int | None =
     two_level.INVERSE_COLUMNS = columns if inverse_columns is None else inverse_columns
 
 
+def _defaults() -> tuple[int, ...]:
+    """The current inner-level settings as a sweep entry."""
+    return (two_level.TILE, two_level.COLUMNS, two_level.ROW_WARPS, two_level.INVERSE_COLUMNS, int(two_level.GAUSS),
+            int(two_level.INVERSE_GAUSS), two_level.MAXNREG or 0, two_level.INVERSE_MAXNREG or 0)
+
+
 def stages(u, k, D) -> dict:
     """ms of each stage of the two-level forward at the current settings (the in-place stages run on a
     scratch copy; their results are not used)."""
@@ -73,8 +79,7 @@ def bench_length(L: int, sweep: list[tuple[int, ...]]) -> dict:
         with torch.no_grad():
             return cufft_fused.fftconv_cufft(u, k, D)
 
-    default = (two_level.TILE, two_level.COLUMNS, two_level.ROW_WARPS, two_level.INVERSE_COLUMNS, int(two_level.GAUSS),
-               int(two_level.INVERSE_GAUSS), two_level.MAXNREG or 0, two_level.INVERSE_MAXNREG or 0)
+    default = _defaults()
     row["ref_fwd_ms"] = _ms(lambda: fftconv_ref(u, k, D))
     with two_level.switched_on(False):
         row["one_level_fwd_ms"] = _ms(fwd)
@@ -103,12 +108,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=".")
     ap.add_argument("--lengths", type=int, nargs="*", default=[1 << 20])
-    ap.add_argument("--sweep", nargs="*", default=["16,16,4,16,1,0"],
+    ap.add_argument("--sweep", nargs="*", default=None,
                     help="tile,columns,warps[,inverse columns[,gauss[,inverse gauss[,maxnreg[,inverse maxnreg]]]]] of the "
                          "inner level (inverse columns: as columns; gauss 1: three dots per complex product, 0: "
-                         "four, defaults 1, 0; register caps, 0: none)")
+                         "four, defaults 1, 0; register caps, 0: none). Default: the module's settings")
     args = ap.parse_args()
-    sweep = [tuple(int(x) for x in s.split(",")) for s in args.sweep]
+    sweep = [tuple(int(x) for x in s.split(",")) for s in args.sweep] if args.sweep else [_defaults()]
     torch.manual_seed(0)
     result = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "triton": triton.__version__,
               "copy_bandwidth_TBps": copy_bandwidth() / 1e12, "rows": [bench_length(L, sweep) for L in args.lengths]}

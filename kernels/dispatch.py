@@ -85,6 +85,12 @@ def use_triton(*tensors: torch.Tensor | None, op: str) -> bool:
 
 
 def fftconv_path() -> str:
-    """Which path long (multi-pass) fftconv calls on CUDA take here ("triton" or "reference"), for benchmark records."""
-    probe = torch.empty(0, device="cuda") if torch.cuda.is_available() else None
-    return "triton" if probe is not None and use_triton(probe, op="fftconv") else "reference"
+    """Which path long (multi-pass) fftconv calls on CUDA take here, for benchmark records: "triton" (the
+    opt-in Monarch kernels), "cufft" (cuFFT with fused Triton passes, the default) or "reference"."""
+    if not torch.cuda.is_available():
+        return "reference"
+    probe = torch.empty(0, device="cuda")
+    for op, name in (("fftconv", "triton"), ("fftconv-cufft", "cufft")):
+        if use_triton(probe, op=op):
+            return name
+    return "reference"

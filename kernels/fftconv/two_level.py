@@ -18,7 +18,7 @@ packed length-M transform is split as M = n1·n2 (four-step FFT), each level one
 Half-precision spectra only (16-bit inputs): the range scaling of :mod:`.cufft_fused` bounds every stage,
 including the inner level's fp16 dot operands. Calls at 256K <= M <= 1M take it by default (:func:`applies`),
 training calls included: :func:`backward_group` computes their gradients on two levels as well.
-kernels/fftconv/NOTES.md, "Two-level forward" and "Two-level backward", has the measurements.
+kernels/fftconv/NOTES.md ("Two-level forward", "Eleventh session") has the measurements.
 """
 from __future__ import annotations
 
