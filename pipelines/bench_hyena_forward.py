@@ -4,7 +4,9 @@ Builds a named HyenaDNA size with fresh weights, runs bf16-autocast forwards at 
 (batch 1 by default) with each long-convolution path: the PyTorch reference (``reference``), cuFFT with
 fused Triton elementwise kernels (``cufft``, the CUDA default) and the Triton Monarch-FFT kernels
 (``triton``, ``GENOMIX_TRITON_OPS=fftconv``); the other kernels keep their defaults in every run. Prints
-tokens/s, the ratios to the reference and peak memory. Writes JSON.
+tokens/s, the ratios to the reference, peak memory and each path's agreement with the reference path (relative
+L2 difference of the logits: the same model and weights, so only the convolution's arithmetic differs, under
+bf16 autocast). Writes JSON.
 
     PYTHONPATH=. python pipelines/bench_hyena_forward.py --model hyenadna-large-1m --lengths 1048576 --out DIR
 """
@@ -20,11 +22,12 @@ import torch
 from genomix.models import build
 
 
-def _time_forward(model: torch.nn.Module, ids: torch.Tensor, repeats: int) -> tuple[float, float]:
-    """Median seconds of one forward and peak GiB, measured with CUDA events after a warm-up."""
+def _time_forward(model: torch.nn.Module, ids: torch.Tensor, repeats: int) -> tuple[float, float, torch.Tensor]:
+    """Median seconds of one forward, peak GiB (measured with CUDA events after a warm-up) and the
+    warm-up's logits in fp32."""
     torch.cuda.reset_peak_memory_stats()
     with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
-        model(ids)  # warm-up: compilation, autotuning, allocator
+        logits = model(ids).logits.float()  # warm-up: compilation, autotuning, allocator
         torch.cuda.synchronize()
         times = []
         for _ in range(repeats):
@@ -35,7 +38,7 @@ def _time_forward(model: torch.nn.Module, ids: torch.Tensor, repeats: int) -> tu
             torch.cuda.synchronize()
             times.append(start.elapsed_time(end) / 1e3)
     times.sort()
-    return times[len(times) // 2], torch.cuda.max_memory_allocated() / 2**30
+    return times[len(times) // 2], torch.cuda.max_memory_allocated() / 2**30, logits
 
 
 #: label -> (GENOMIX_TRITON_OPS, GENOMIX_REFERENCE_OPS) selecting the long-convolution path.
@@ -52,9 +55,14 @@ def run(model_name: str, lengths: list[int], batch: int, repeats: int) -> list[d
         model = build(model_name, max_seq_len=max(length, 1)).cuda().eval()
         ids = torch.randint(7, 11, (batch, length), device="cuda")
         row = {"model": model_name, "length": length, "batch": batch}
+        reference_logits = None
         for label, (triton_ops, reference_ops) in PATHS.items():
             os.environ["GENOMIX_TRITON_OPS"], os.environ["GENOMIX_REFERENCE_OPS"] = triton_ops, reference_ops
-            seconds, peak = _time_forward(model, ids, repeats)
+            seconds, peak, logits = _time_forward(model, ids, repeats)
+            if reference_logits is None:  # the first path is the reference
+                reference_logits = logits
+            row[f"{label}_rel_diff_vs_reference"] = float((logits - reference_logits).norm() / reference_logits.norm())
+            del logits
             row[f"{label}_ms"] = seconds * 1e3
             row[f"{label}_tokens_per_s"] = batch * length / seconds
             row[f"{label}_peak_gib"] = peak
@@ -81,12 +89,12 @@ def main() -> None:
     tmp = args.out / ".bench_hyena_forward.json.tmp"
     tmp.write_text(json.dumps(rows, indent=1))
     tmp.replace(args.out / "bench_hyena_forward.json")
-    print(f"{'L':>9} {'path':>10} {'tokens/s':>10} {'vs reference':>12} {'peak GiB':>8}")
+    print(f"{'L':>9} {'path':>10} {'tokens/s':>10} {'vs reference':>12} {'peak GiB':>8} {'logits diff':>11}")
     for r in rows:
         for label in PATHS:
             ratio = r.get(f"{label}_speedup", 1.0)
             print(f"{r['length']:>9} {label:>10} {r[f'{label}_tokens_per_s']:>10.3e} {ratio:>11.2f}x "
-                  f"{r[f'{label}_peak_gib']:>8.2f}")
+                  f"{r[f'{label}_peak_gib']:>8.2f} {r[f'{label}_rel_diff_vs_reference']:>11.1e}")
 
 
 if __name__ == "__main__":
