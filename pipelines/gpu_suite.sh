@@ -8,7 +8,7 @@
 set -u
 : "${OUT:?set OUT to a results folder}"
 export PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$PWD" PYTHONUNBUFFERED=1
-STEPS="${STEPS:-hyena_forward pretrain pretrain_triton conv norm fftconv_cufft scan fftconv profile m2}"
+STEPS="${STEPS:-hyena_forward hyena_paths pretrain pretrain_triton conv norm fftconv_cufft scan fftconv profile m2}"
 # Full kernel checks and tables beyond the variant runs: kernels/gpu_check_scan.py, kernels/gpu_check_fftconv.py,
 # kernels/bench_scan.py and kernels/bench_fftconv.py (several minutes each).
 mkdir -p "$OUT"
@@ -27,6 +27,7 @@ step() {  # step NAME SECONDS COMMAND...
 
 step hyena_forward 75 python pipelines/bench_hyena_forward.py --model hyenadna-large-1m \
     --lengths 262144 1048576 --repeats 5 --out "$OUT/hyena_forward"
+step hyena_paths 60 python pipelines/gpu_check_hyena_paths.py --length 1048576 --out "$OUT/hyena_paths"
 step pretrain 140 python pipelines/bench_pretrain.py --model hyenadna-large-1m \
     --seq-len 1048576 --max-len 4194304 --memory-limit-gib 79 --out "$OUT/pretrain"
 step pretrain_triton 50 env GENOMIX_TRITON_OPS=fftconv python pipelines/bench_pretrain.py --model hyenadna-large-1m \
