@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 from pathlib import Path
 from typing import Iterator
 
 import torch
 
+from genomix.kernels.bench_scan import write_json
 from genomix.models import build
 
 #: The PyTorch reference for every long convolution (the Monarch, on-chip and cuFFT paths off).
@@ -87,10 +87,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("."))
     args = parser.parse_args()
     result = check(args.model, args.length, args.fp32_length, args.seed)
-    args.out.mkdir(parents=True, exist_ok=True)
-    tmp = args.out / ".gpu_check_hyena_paths.json.tmp"
-    tmp.write_text(json.dumps(result, indent=1))
-    tmp.replace(args.out / "gpu_check_hyena_paths.json")
+    write_json(args.out / "gpu_check_hyena_paths.json", result)
     for key, value in result.items():
         print(f"{key:>32}: {value}")
     return 0 if result["ok"] else 1

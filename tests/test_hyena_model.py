@@ -128,12 +128,16 @@ def test_classification_head_and_loss():
     assert model.backbone.layers[0].mixer.filter_fn.implicit_filter[1].freq.grad is not None
 
 
-def test_gradient_checkpointing_keeps_names_and_gradients():
+@pytest.mark.parametrize("offload", [False, True])
+def test_gradient_checkpointing_keeps_names_and_gradients(offload):
+    """Checkpointed blocks (on the device, or in host memory, which needs one tensor in and out: the whole
+    residual stream) train exactly like plain ones."""
     torch.manual_seed(0)
     plain = build("hyenadna-tiny-1k", n_layer=2, d_model=32, max_seq_len=64, embed_dropout=0.0)
     ckpt = build("hyenadna-tiny-1k", n_layer=2, d_model=32, max_seq_len=64, embed_dropout=0.0, checkpoint_blocks=True)
     assert list(plain.state_dict()) == list(ckpt.state_dict())
     ckpt.load_state_dict(plain.state_dict())
+    ckpt.backbone.offload_checkpoints = offload
     ids = torch.randint(7, 11, (2, 40))
     for model in (plain, ckpt):
         model.train()
@@ -277,17 +281,3 @@ def test_fused_add_norm_path_matches_reference_in_training(monkeypatch):
     for name, grad in want_grads.items():
         torch.testing.assert_close(got_grads[name], grad, rtol=1e-4, atol=1e-6, msg=name)
 
-
-def test_blocks_offloaded_to_host_checkpoints_train_like_plain_ones():
-    """Checkpointed blocks take and return the whole residual stream (one tensor, as host checkpoints need)."""
-    torch.manual_seed(0)
-    plain = build("hyenadna-tiny-1k", n_layer=2, d_model=32, max_seq_len=64, embed_dropout=0.0)
-    offloaded = build("hyenadna-tiny-1k", n_layer=2, d_model=32, max_seq_len=64, embed_dropout=0.0, checkpoint_blocks=True)
-    offloaded.load_state_dict(plain.state_dict())
-    offloaded.backbone.offload_checkpoints = True
-    ids = torch.randint(7, 11, (2, 40))
-    for model in (plain, offloaded):
-        model.train()
-        model(ids, labels=ids).loss.backward()
-    for (name, a), (_, b) in zip(plain.named_parameters(), offloaded.named_parameters()):
-        torch.testing.assert_close(a.grad, b.grad, rtol=1e-5, atol=1e-6, msg=name)
