@@ -86,12 +86,13 @@ def linear_gelu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> to
     activation is written once and never re-read for the GELU. The GELU is then computed on the fp32
     accumulator before the one rounding to the output dtype. Training calls keep the separate GELU (the
     fused op has no backward)."""
-    rows = _flat_rows(x) if x.is_cuda and not torch.is_grad_enabled() else None
+    fused = getattr(torch, "_addmm_activation", None)  # a private op: fall back if a release drops it
+    rows = _flat_rows(x) if fused is not None and x.is_cuda and not torch.is_grad_enabled() else None
     if rows is None:
         return F.gelu(linear(x, weight, bias), approximate="tanh")
     dtype = torch.get_autocast_dtype("cuda") if torch.is_autocast_enabled("cuda") else x.dtype
     with torch.autocast("cuda", enabled=False):
-        out = torch._addmm_activation(bias.to(dtype), rows.to(dtype), weight.to(dtype).t(), use_gelu=True)
+        out = fused(bias.to(dtype), rows.to(dtype), weight.to(dtype).t(), use_gelu=True)
     return out.view(*x.shape[:-1], weight.shape[0])
 
 
