@@ -31,8 +31,12 @@ import triton.language as tl
 @triton.jit
 def load_complex(ptr, idx, mask, HALF: tl.constexpr):
     """Complex values at word offsets ``idx`` as (re, im) fp32 vectors; a word is an int32 holding two
-    fp16 halves (HALF) or an int64 holding two fp32 halves, the real part in the low half."""
-    w = tl.load(ptr + idx, mask=mask, other=0)
+    fp16 halves (HALF) or an int64 holding two fp32 halves, the real part in the low half. ``mask`` None:
+    every offset is in bounds."""
+    if mask is None:
+        w = tl.load(ptr + idx)
+    else:
+        w = tl.load(ptr + idx, mask=mask, other=0)
     if HALF:
         re = (w & 0xFFFF).to(tl.uint16).to(tl.float16, bitcast=True).to(tl.float32)
         im = ((w >> 16) & 0xFFFF).to(tl.uint16).to(tl.float16, bitcast=True).to(tl.float32)

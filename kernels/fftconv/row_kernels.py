@@ -140,3 +140,65 @@ def inner_dft_kernel(x_ptr, mats_ptr, tw_ptr, outer_ptr, n1, n_blk, INVERSE: tl.
         c, s = _outer_twiddle(outer_ptr, k1, n1, T)
         yr, yi = _forward(*_cmul(xr, xi, c, s), mats_ptr, tw_ptr, T, KB, GAUSS)
         store_complex(base, words, yr, yi, mask, HALF=True)
+
+
+@triton.jit
+def _outer_twiddle_columns(outer_ptr, k1, n1, T: tl.constexpr, EVEN: tl.constexpr):
+    """:func:`_outer_twiddle` as (KB, T, T) tiles [col, b, a] (EVEN: every column k1 < n1)."""
+    r = tl.arange(0, T)
+    valid = None if EVEN else (k1 < n1)[:, None]
+    ca, sa = load_complex(outer_ptr, k1[:, None] + r[None, :] * n1, valid, HALF=False)  # [col, a]
+    cb, sb = load_complex(outer_ptr + T * n1, k1[:, None] + r[None, :] * n1, valid, HALF=False)  # [col, b]
+    ca, sa, cb, sb = ca[:, None, :], sa[:, None, :], cb[:, :, None], sb[:, :, None]
+    return ca * cb - sa * sb, sa * cb + ca * sb
+
+
+@triton.jit
+def _twiddle_columns(tw_ptr, T: tl.constexpr):
+    """The inner twiddles ω_n2^(b·c) as (1, T, T) tiles, [·, b, c] or [·, c, b] alike (symmetric)."""
+    r = tl.arange(0, T)
+    idx = r[None, :, None] * T + r[None, None, :]
+    return tl.load(tw_ptr + idx), tl.load(tw_ptr + T * T + idx)
+
+
+@triton.jit
+def _step(xr, xi, mats_ptr, slot, T: tl.constexpr, KB: tl.constexpr, GAUSS: tl.constexpr):
+    """(KB, T, T) tiles times matrix ``slot`` over their last axis, as one (KB·T, T) @ (T, T) product."""
+    yr, yi = _right(tl.reshape(xr, (KB * T, T)), tl.reshape(xi, (KB * T, T)), mats_ptr, slot, T, GAUSS)
+    return tl.reshape(yr, (KB, T, T)), tl.reshape(yi, (KB, T, T))
+
+
+@triton.jit
+def inner_dft_columns_kernel(x_ptr, mats_ptr, tw_ptr, outer_ptr, n1, n_blk, INVERSE: tl.constexpr,
+                             T: tl.constexpr, KB: tl.constexpr, GAUSS: tl.constexpr, EVEN: tl.constexpr):
+    """:func:`inner_dft_kernel` with the tile column-major: (KB, T, T), [col, b, a] for the signal and
+    [col, c, d] for its spectrum, so that both Monarch steps contract the last axis of a (KB·T, T) view
+    (tall products: warpgroup MMAs on Hopper) with one permute of the two inner axes between them. EVEN:
+    KB divides n1, so no access needs a mask."""
+    pid = tl.program_id(0)
+    row = (pid // n_blk).to(tl.int64)
+    k1 = (pid % n_blk) * KB + tl.arange(0, KB)
+    r = tl.arange(0, T)
+    signal = (r[None, None, :] * T + r[None, :, None]) * n1 + k1[:, None, None]  # [col, b, a]: (a·T + b)·n1 + k1
+    spectrum = (r[None, :, None] * T + r[None, None, :]) * n1 + k1[:, None, None]  # [col, c, d]: (c·T + d)·n1 + k1
+    mask = None if EVEN else (k1 < n1)[:, None, None] & (signal >= 0)
+    base = x_ptr + row * n1 * T * T
+    if INVERSE:
+        yr, yi = load_complex(base, spectrum, mask, HALF=True)  # [col, c, d]
+        qr, qi = _step(yr, yi, mats_ptr, MAT_F_ADJ, T, KB, GAUSS)  # [col, c, b]
+        twr, twi = _twiddle_columns(tw_ptr, T)
+        qr, qi = _cmul(qr, qi, twr, -twi)
+        qr, qi = tl.permute(qr, (0, 2, 1)), tl.permute(qi, (0, 2, 1))  # [col, b, c]
+        xr, xi = _step(qr, qi, mats_ptr, MAT_F_ADJ, T, KB, GAUSS)  # [col, b, a]
+        c, s = _outer_twiddle_columns(outer_ptr, k1, n1, T, EVEN)
+        xr, xi = _cmul(xr, xi, c, -s)
+        store_complex(base, signal, xr, xi, mask, HALF=True)
+    else:
+        xr, xi = load_complex(base, signal, mask, HALF=True)  # [col, b, a]
+        c, s = _outer_twiddle_columns(outer_ptr, k1, n1, T, EVEN)
+        pr, pi = _step(*_cmul(xr, xi, c, s), mats_ptr, MAT_F, T, KB, GAUSS)  # [col, b, c]
+        twr, twi = _twiddle_columns(tw_ptr, T)
+        pr, pi = _cmul(pr, pi, twr, twi)
+        pr, pi = tl.permute(pr, (0, 2, 1)), tl.permute(pi, (0, 2, 1))  # [col, c, b]
+        yr, yi = _step(pr, pi, mats_ptr, MAT_F, T, KB, GAUSS)  # [col, c, d]
+        store_complex(base, spectrum, yr, yi, mask, HALF=True)

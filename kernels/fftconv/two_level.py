@@ -33,7 +33,7 @@ import triton
 from . import cufft_fused as one_level
 from .epilogue_kernels import epilogue_transposed_kernel, pad_transposed_kernel
 from .reference import _uncombine, combined_filter
-from .row_kernels import inner_dft_kernel
+from .row_kernels import inner_dft_columns_kernel, inner_dft_kernel
 
 #: Inner tile: the inner level has n2 = T·T points (T-point DFTs as fp16 dots, which need T >= 16).
 TILE = 16
@@ -49,6 +49,9 @@ GAUSS, INVERSE_GAUSS = True, False
 #: 16-column forward spills 32 bytes and fits 4 programs per SM instead of 3 (164 registers uncapped): 1.08
 #: against 1.14 ms at 1M on an H200. Capped at 128, the four-dot inverse spills 148 bytes and slows down.
 MAXNREG, INVERSE_MAXNREG = 128, None
+#: Column-major inner tiles (:func:`.row_kernels.inner_dft_columns_kernel`: both Monarch steps as tall
+#: products) instead of [a, col, b] tiles.
+COLUMN_TILES = False
 #: Packed lengths M = next_pow2(L) whose calls take this path by default: measured faster than one level on
 #: an H200 at M = 2^18 and 2^20 (L = 256K, 1M; forward 2.6x the reference against 2.0-2.2x, forward+backward
 #: 3.2x against 2.6-2.7x), slower at 2^15 (too little to amortise the extra passes) and, for the forward,
@@ -160,9 +163,10 @@ def inner_dft(x: torch.Tensor, inverse: bool = False) -> torch.Tensor:
     mats, twiddles = _tables(TILE, x.device, gauss)
     cap = {} if maxnreg is None else {"maxnreg": maxnreg}
     n_blk = triton.cdiv(n1, columns)
-    inner_dft_kernel[(x.shape[0] * x.shape[1] * n_blk,)](
+    kernel, extra = (inner_dft_columns_kernel, {"EVEN": n1 % columns == 0}) if COLUMN_TILES else (inner_dft_kernel, {})
+    kernel[(x.shape[0] * x.shape[1] * n_blk,)](
         one_level._complex_words(x), mats, twiddles, _outer_twiddles(n1, TILE, x.device), n1, n_blk,
-        INVERSE=inverse, T=TILE, KB=columns, GAUSS=gauss, num_warps=ROW_WARPS, **cap,
+        INVERSE=inverse, T=TILE, KB=columns, GAUSS=gauss, num_warps=ROW_WARPS, **cap, **extra,
     )
     return x
 
