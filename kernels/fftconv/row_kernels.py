@@ -17,7 +17,8 @@ runs the adjoint steps (the unnormalised inverse).
 
 KB columns travel together so that each tile load reads KB contiguous words per j2 (coalesced). A tile is
 (T, KB, T) [a, col, b]: the left step sees it as (T, KB·T) and the right step as (T·KB, T), two views of
-one row-major tile, so no step permutes it.
+one row-major tile, so no step permutes it. :func:`inner_dft_columns_kernel` (opt-in, not yet timed) orders
+the tile (KB, T, T) instead, so that both steps are tall (KB·T, T) products with one permute between them.
 """
 from __future__ import annotations
 

@@ -50,7 +50,8 @@ GAUSS, INVERSE_GAUSS = True, False
 #: against 1.14 ms at 1M on an H200. Capped at 128, the four-dot inverse spills 148 bytes and slows down.
 MAXNREG, INVERSE_MAXNREG = 128, None
 #: Column-major inner tiles (:func:`.row_kernels.inner_dft_columns_kernel`: both Monarch steps as tall
-#: products) instead of [a, col, b] tiles.
+#: warpgroup-MMA products, ~20 % fewer instructions offline) instead of [a, col, b] tiles. Opt-in until timed
+#: on a GPU (kernels/fftconv/NOTES.md, "Eleventh session", has the sweep that decides it).
 COLUMN_TILES = False
 #: Packed lengths M = next_pow2(L) whose calls take this path by default: measured faster than one level on
 #: an H200 at M = 2^18 and 2^20 (L = 256K, 1M; forward 2.6x the reference against 2.0-2.2x, forward+backward
