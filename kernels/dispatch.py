@@ -10,12 +10,34 @@ the CPU tests to run the Triton kernels under ``TRITON_INTERPRET=1``.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+from typing import Iterator
 
 import torch
 
 _TRUE = {"1", "true", "yes", "on"}
+
+#: Every op name the long convolution dispatches on (Monarch kernels, the on-chip short path, cuFFT with
+#: fused passes): naming them all in ``GENOMIX_REFERENCE_OPS`` runs its PyTorch reference.
+FFTCONV_OPS = ("fftconv", "fftconv-short", "fftconv-cufft")
+
+
+@contextlib.contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    """Within the block, the environment variables ``values`` are set (the dispatch reads them per call),
+    then each is restored to its previous value or unset."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _flag(name: str) -> bool:
@@ -54,7 +76,7 @@ def interpreting() -> bool:
 # "transpose" (channel-major copies of time-major views, for the selective scan's inputs) replaces
 # PyTorch's ~70 GB/s strided copy (kernels/transpose, BENCHMARKS.md "Mamba's layout copies").
 # "add_norm" (a pre-norm block's residual add + RMSNorm/LayerNorm, Mamba's and Caduceus's blocks and
-# HyenaDNA's mid-block add) is one pass each way instead of ~8 PyTorch kernels: 6.7x forward+backward at
+# HyenaDNA's adds) is one pass each way instead of ~8 PyTorch kernels: 6.7x forward+backward at
 # (1, 1M, 256) on an H200 (BENCHMARKS.md, "Fused add-norm").
 TRITON_BY_DEFAULT = frozenset({
     "selective_scan", "fftconv-short", "fftconv-cufft", "causal_conv1d", "layer_norm", "add_norm", "gelu_glu",

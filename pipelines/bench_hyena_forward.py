@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from genomix.kernels.dispatch import FFTCONV_OPS
 from genomix.models import build
 
 
@@ -43,7 +44,7 @@ def _time_forward(model: torch.nn.Module, ids: torch.Tensor, repeats: int) -> tu
 
 #: label -> (GENOMIX_TRITON_OPS, GENOMIX_REFERENCE_OPS) selecting the long-convolution path.
 PATHS = {
-    "reference": ("", "fftconv,fftconv-short,fftconv-cufft"),
+    "reference": ("", ",".join(FFTCONV_OPS)),
     "cufft": ("", "fftconv,fftconv-short"),
     "triton": ("fftconv", ""),
 }

@@ -23,8 +23,8 @@ outputs are compared on the GPU. Prints a table, writes ``bench_m2.json`` (atomi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
-import os
 import platform
 import sys
 import time
@@ -33,7 +33,7 @@ from typing import Any, Callable
 
 import torch
 
-from genomix.kernels.dispatch import fftconv_path
+from genomix.kernels.dispatch import FFTCONV_OPS, environment, fftconv_path
 from genomix.models import build
 from genomix.train.cuda_graph import GraphedTrainingStep
 
@@ -49,25 +49,10 @@ def _model(kind: str, width: int, depth: int, heads: int, max_len: int) -> torch
     return build("transformer-small-32k", n_head=heads, **common)
 
 
-class _ForceReference:
-    """Context that routes ``fftconv`` (long and on-chip) to the PyTorch reference; the other kernels
-    (the short causal conv) keep their default (the dispatch reads the environment per call)."""
-
-    VARIABLE, OPS = "GENOMIX_REFERENCE_OPS", "fftconv,fftconv-short,fftconv-cufft"
-
-    def __init__(self, on: bool) -> None:
-        self.on, self.saved = on, None
-
-    def __enter__(self) -> None:
-        self.saved = os.environ.get(self.VARIABLE)
-        if self.on:
-            os.environ[self.VARIABLE] = self.OPS
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.saved is None:
-            os.environ.pop(self.VARIABLE, None)
-        else:
-            os.environ[self.VARIABLE] = self.saved
+def _force_reference(on: bool) -> contextlib.AbstractContextManager:
+    """Context that routes ``fftconv`` (long and on-chip) to the PyTorch reference when ``on``; the other
+    kernels (the short causal conv) keep their default (the dispatch reads the environment per call)."""
+    return environment({"GENOMIX_REFERENCE_OPS": ",".join(FFTCONV_OPS)} if on else {})
 
 
 def _labels(ids: torch.Tensor, masked: bool) -> torch.Tensor:
@@ -140,7 +125,7 @@ def check_dispatch(width: int, depth: int, length: int) -> list[dict[str, Any]]:
         ids = _inputs(2, length, 1)[0]
         with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
             fast = model(ids).logits.float()
-            with _ForceReference(True):
+            with _force_reference(True):
                 ref = model(ids).logits.float()
             row = {"model": kind, "L": length, "max_abs_diff_vs_reference": (fast - ref).abs().max().item(),
                    "logit_scale": ref.abs().max().item()}
@@ -168,7 +153,7 @@ def bench(lengths: list[int], tokens: int, width: int, depth: int, heads: int, k
                 try:
                     torch.manual_seed(0)
                     model = _model(kind, width, depth, heads, length).cuda().train()
-                    with _ForceReference(kind == "m2-ref"):
+                    with _force_reference(kind == "m2-ref"):
                         make_step = _graphed_step_fn if mode == "graph" else _step_fn
                         step = make_step(model, _inputs(batch, length), masked=kind == "m2-bert")
                         ms = do_bench(step, warmup=50, rep=300, return_mode="median")

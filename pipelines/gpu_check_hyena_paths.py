@@ -15,39 +15,23 @@ Relative L2 differences of the logits; prints them and writes ``gpu_check_hyena_
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
 from pathlib import Path
-from typing import Iterator
 
 import torch
 
 from genomix.kernels.bench_scan import write_json
+from genomix.kernels.dispatch import FFTCONV_OPS, environment
 from genomix.models import build
 
 #: The PyTorch reference for every long convolution (the Monarch, on-chip and cuFFT paths off).
-REFERENCE = {"GENOMIX_REFERENCE_OPS": "fftconv,fftconv-short,fftconv-cufft"}
+REFERENCE = {"GENOMIX_REFERENCE_OPS": ",".join(FFTCONV_OPS)}
 ONE_LEVEL = {"GENOMIX_FFTCONV_TWO_LEVEL": "0"}
 #: bf16 budget for 8 layers of gated convolutions with fp16 spectra (one convolution: ~3e-3); fp32's.
 TOLERANCE = {"bf16": 5e-2, "fp32": 1e-4}
 
 
-@contextlib.contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
-    saved = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
 def _logits(model: torch.nn.Module, ids: torch.Tensor, env: dict[str, str], autocast: bool) -> torch.Tensor:
-    with _environment(env), torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
+    with environment(env), torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
         return model(ids).logits.float()
 
 

@@ -1,6 +1,7 @@
 """The dispatch rule: CUDA inputs take an op's Triton path only when that op is on by default or opted in."""
 from __future__ import annotations
 
+import os
 from types import SimpleNamespace
 
 import pytest
@@ -61,3 +62,13 @@ def test_fftconv_splits_on_chip_convolutions_from_long_ones():
     assert dispatch_name(torch.empty(1, 3, ON_CHIP_MAX_L + 1, dtype=torch.bfloat16)) == "fftconv"
     assert dispatch_name(torch.empty(1, 3, 64, dtype=torch.float32)) == "fftconv"
     assert "fftconv-short" in dispatch.TRITON_BY_DEFAULT and "fftconv" not in dispatch.TRITON_BY_DEFAULT
+
+
+def test_environment_sets_then_restores_or_unsets(monkeypatch):
+    """The benchmarks' path switches: every variable is back as it was after the block, set or not."""
+    monkeypatch.setenv("GENOMIX_TRITON_OPS", "fftconv")
+    with dispatch.environment({"GENOMIX_TRITON_OPS": "", "GENOMIX_REFERENCE_OPS": ",".join(dispatch.FFTCONV_OPS)}):
+        assert not dispatch.use_triton(CUDA, op="fftconv-cufft")
+        assert not dispatch.use_triton(CUDA, op="fftconv")
+    assert dispatch.use_triton(CUDA, op="fftconv") and dispatch.use_triton(CUDA, op="fftconv-cufft")
+    assert "GENOMIX_REFERENCE_OPS" not in os.environ

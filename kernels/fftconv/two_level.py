@@ -30,6 +30,7 @@ import os
 import torch
 import triton
 
+from ..dispatch import environment
 from . import cufft_fused as one_level
 from .epilogue_kernels import epilogue_transposed_kernel, pad_transposed_kernel
 from .reference import _uncombine, combined_filter
@@ -74,18 +75,9 @@ def applies(plan: one_level._Plan) -> bool:
     return switch == "1" or m <= MAX_POINTS
 
 
-@contextlib.contextmanager
-def switched_on(on: bool = True):
+def switched_on(on: bool = True) -> contextlib.AbstractContextManager:
     """Within the block, :data:`ENV_SWITCH` is on (or off), then restored."""
-    saved = os.environ.get(ENV_SWITCH)
-    os.environ[ENV_SWITCH] = "1" if on else "0"
-    try:
-        yield
-    finally:
-        if saved is None:
-            del os.environ[ENV_SWITCH]
-        else:
-            os.environ[ENV_SWITCH] = saved
+    return environment({ENV_SWITCH: "1" if on else "0"})
 
 
 @functools.lru_cache(maxsize=8)
