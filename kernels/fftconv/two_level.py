@@ -34,7 +34,7 @@ from ..dispatch import environment
 from . import cufft_fused as one_level
 from .epilogue_kernels import epilogue_transposed_kernel, pad_transposed_kernel
 from .reference import _uncombine, combined_filter
-from .row_kernels import inner_dft_columns_kernel, inner_dft_kernel
+from .row_kernels import inner_dft_kernel
 
 #: Inner tile: the inner level has n2 = T·T points (T-point DFTs as fp16 dots, which need T >= 16).
 TILE = 16
@@ -42,18 +42,13 @@ TILE = 16
 #: forward and of the inverse, and their warps (H200 sweeps at 256K and 1M, kernels/bench_two_level.py).
 COLUMNS, INVERSE_COLUMNS, ROW_WARPS = 16, 16, 4
 #: Complex matrix products of the inner level as three fp16 dots (Gauss) or four chained ones, forward and
-#: inverse. At 1M (H200, 16 columns) four dots made the inverse faster (1.01 against 1.14 ms, which was the
-#: Gauss form's best, at 8 columns; 166 against 194 registers at 16) and the forward slower (1.33 against
-#: 1.14 ms; 164 registers either way).
+#: inverse. H200 at 1M, 16 columns, 128 registers: the forward took 0.97 ms with three dots against 1.00 with
+#: four; the inverse 0.84 with four (twelfth session). The older [a, col, b] tiles showed the same split.
 GAUSS, INVERSE_GAUSS = True, False
-#: Register caps of the inner level's forward and inverse programs (None: the compiler's choice). At 128 the
-#: 16-column forward spills 32 bytes and fits 4 programs per SM instead of 3 (164 registers uncapped): 1.08
-#: against 1.14 ms at 1M on an H200. Capped at 128, the four-dot inverse spills 148 bytes and slows down.
-MAXNREG, INVERSE_MAXNREG = 128, None
-#: Column-major inner tiles (:func:`.row_kernels.inner_dft_columns_kernel`: both Monarch steps as tall
-#: warpgroup-MMA products, ~20 % fewer instructions offline) instead of [a, col, b] tiles. Opt-in until timed
-#: on a GPU (kernels/fftconv/NOTES.md, "Eleventh session", has the sweep that decides it).
-COLUMN_TILES = False
+#: Register caps of the inner level's forward and inverse programs (None: the compiler's choice). H200 at 1M
+#: (kernels/bench_two_level.py, twelfth session): capped at 128, 4 programs fit per SM; the four-dot inverse
+#: took 0.84 against 0.88 ms uncapped (the four-dot forward 1.00 against 0.99).
+MAXNREG, INVERSE_MAXNREG = 128, 128
 #: Packed lengths M = next_pow2(L) whose calls take this path by default: measured faster than one level on
 #: an H200 at M = 2^18 and 2^20 (L = 256K, 1M; forward 2.6x the reference against 2.0-2.2x, forward+backward
 #: 3.2x against 2.6-2.7x), slower at 2^15 (too little to amortise the extra passes) and, for the forward,
@@ -156,10 +151,9 @@ def inner_dft(x: torch.Tensor, inverse: bool = False) -> torch.Tensor:
     mats, twiddles = _tables(TILE, x.device, gauss)
     cap = {} if maxnreg is None else {"maxnreg": maxnreg}
     n_blk = triton.cdiv(n1, columns)
-    kernel, extra = (inner_dft_columns_kernel, {"EVEN": n1 % columns == 0}) if COLUMN_TILES else (inner_dft_kernel, {})
-    kernel[(x.shape[0] * x.shape[1] * n_blk,)](
+    inner_dft_kernel[(x.shape[0] * x.shape[1] * n_blk,)](
         one_level._complex_words(x), mats, twiddles, _outer_twiddles(n1, TILE, x.device), n1, n_blk,
-        INVERSE=inverse, T=TILE, KB=columns, GAUSS=gauss, num_warps=ROW_WARPS, **cap, **extra,
+        INVERSE=inverse, T=TILE, KB=columns, GAUSS=gauss, EVEN=n1 % columns == 0, num_warps=ROW_WARPS, **cap,
     )
     return x
 
