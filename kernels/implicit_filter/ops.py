@@ -18,8 +18,8 @@ from .triton_kernels import (implicit_filter_dh_kernel, implicit_filter_fwd_kern
 
 #: Positions per program and warps of the forward (the MLP in registers, then C/BLOCK_C projection tiles)
 #: and of the backward kernels; channels per projection tile, both ways. From H200 sweeps (BENCHMARKS.md,
-#: "Implicit filter"): 4 warps beat 8; 128-position forward blocks (each program reloads the weights, ~100 KB)
-#: took 0.71 against 1.00 ms at 1M (twelfth session); 32-position backward blocks lost.
+#: "Implicit filter"): 4 warps beat 8; 128-position forward blocks (each program reloads ~100 KB of weights)
+#: took 0.70 against 0.99 ms at 1M (twelfth session); 32-position backward blocks lost.
 FWD_BLOCK_L, FWD_WARPS = 128, 4
 BWD_BLOCK_L, BWD_WARPS = 64, 4
 BLOCK_C = 64
