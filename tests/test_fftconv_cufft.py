@@ -143,6 +143,22 @@ def test_packed_product_equals_the_real_transform_product(n, conj_b):
     torch.testing.assert_close(in_place, per_entry, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("l2_bytes", [0, 1 << 40])  # the spectrum larger / smaller than the L2 share
+def test_broadcast_filter_product_over_several_row_groups(monkeypatch, l2_bytes):
+    """A filter broadcast over the batch, with rows numbered channel-major (a spectrum larger than the L2
+    share) or batch-major: with 3 x 5 rows the programs take 8 and a ragged 7, and in place (out is a) each
+    still owns its rows."""
+    monkeypatch.setattr(cufft_fused, "_l2_bytes", lambda device: l2_bytes)
+    g = torch.Generator().manual_seed(11)
+    n = 64
+    a, b = torch.randn(3, 5, n, generator=g), torch.randn(1, 5, n, generator=g)
+    want = torch.fft.irfft(torch.fft.rfft(a.double()) * torch.fft.rfft(b.double()), n=n).float()
+    pa, pb = real_spectrum(a), real_spectrum(b)
+    torch.testing.assert_close(real_inverse(packed_product(pa, pb, torch.empty_like(pa))) / n, want,
+                               rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(real_inverse(packed_product(pa, pb, pa)) / n, want, rtol=1e-5, atol=1e-5)
+
+
 def test_packed_product_rejects_batches_that_do_not_combine():
     spectra = real_spectrum(torch.randn(4, 2, 16))
     with pytest.raises(ValueError, match="do not combine"):

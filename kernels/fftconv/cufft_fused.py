@@ -183,6 +183,25 @@ def _complex_words(t: torch.Tensor) -> torch.Tensor:
     return torch.view_as_real(t).view(_COMPLEX_WORDS[t.dtype]).squeeze(-1)
 
 
+#: A spectrum broadcast over the batch (a filter's) larger than this share of the L2 cache is read with the
+#: output rows numbered channel-major, so it comes from HBM once per channel; smaller ones stay in L2 anyway
+#: and keep batch-major rows (a program's rows then lie next to each other in memory). H200, one run
+#: (kernels/fftconv/NOTES.md, twelfth session): channel-major took the forward 5.55 -> 5.47 ms at 256K (a
+#: 256 MB spectrum) and 4.94-5.07 -> 4.89 ms at 32K (32 MB), but 3.04 -> 3.08 ms at 4K (2 MB).
+BROADCAST_L2_SHARE = 0.25
+
+
+def _l2_bytes(device: torch.device) -> int:
+    """The L2 cache's size on a GPU; 0 elsewhere (the interpreter then takes channel-major rows)."""
+    return torch.cuda.get_device_properties(device).L2_cache_size if device.type == "cuda" else 0
+
+
+def _channel_major_rows(b: torch.Tensor, batch: int, n_sum: int) -> bool:
+    """Whether :func:`packed_product` numbers its rows channel-major: see BROADCAST_L2_SHARE."""
+    broadcast = b.shape[0] == 1 and batch > 1 and n_sum == 1
+    return broadcast and b[0].numel() * b.element_size() > BROADCAST_L2_SHARE * _l2_bytes(b.device)
+
+
 def packed_product(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, conj_b: bool = False,
                    factor: torch.Tensor | None = None, inner_tile: int = 0) -> torch.Tensor:
     """``out`` = packed spectrum of ``factor * unpack(a) * unpack(b)`` (``conj`` of b if ``conj_b``), each
@@ -212,7 +231,7 @@ def packed_product(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, conj_b: 
         2 * math.pi / (2 * m),
         aw.stride(0), aw.stride(1), b_batch_stride, bw.stride(1), outw.stride(0), outw.stride(1),
         CONJ_B=conj_b, HAS_FACTOR=factor is not None, HALF=a.dtype == torch.complex32, INNER_T=inner_tile,
-        BLOCK=PACKED_BLOCK,
+        H_MAJOR=_channel_major_rows(b, batch, n_sum), BLOCK=PACKED_BLOCK,
         num_warps=PACKED_WARPS,
     )
     return out

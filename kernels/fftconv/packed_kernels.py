@@ -121,7 +121,7 @@ def pair_index(idx, M, INNER_T: tl.constexpr):
 def packed_product_kernel(a_ptr, b_ptr, out_ptr, factor_ptr, H, M, n_index, nblk, n_rows, rows_per_program,
                           n_sum, angle_step, sab, sah, sbb, sbh, sob, soh, CONJ_B: tl.constexpr,
                           HAS_FACTOR: tl.constexpr, HALF: tl.constexpr, INNER_T: tl.constexpr,
-                          BLOCK: tl.constexpr):
+                          H_MAJOR: tl.constexpr, BLOCK: tl.constexpr):
     """out = pack(Σ_r f[r] · unpack(A[r]) · unpack(B[r]) (conjugated if CONJ_B)) for each output row, with
     f[r] = 1, or (HAS_FACTOR) one fp32 number per input row r = (batch, channel) of A, contiguous.
 
@@ -131,7 +131,9 @@ def packed_product_kernel(a_ptr, b_ptr, out_ptr, factor_ptr, H, M, n_index, nblk
     frequencies for ``rows_per_program`` consecutive output rows, so its twiddles (a precise sin and cos
     per frequency, most of the arithmetic once the spectra are fp16) are computed once for all of them.
     Spectra are in natural order, or in the two-level word order of inner tile INNER_T (:func:`pair_index`,
-    ``n_index`` indices)."""
+    ``n_index`` indices). H_MAJOR numbers the output rows channel-major (row = h·n_out + o) instead of
+    batch-major: with B broadcast over the batch, a program's rows and its neighbours' then share B's rows,
+    so B comes from HBM once per channel rather than once per batch entry."""
     pid = tl.program_id(0)
     idx = (pid % nblk) * BLOCK + tl.arange(0, BLOCK)
     j, jm, k, owner = pair_index(idx, M, INNER_T)
@@ -142,7 +144,11 @@ def packed_product_kernel(a_ptr, b_ptr, out_ptr, factor_ptr, H, M, n_index, nblk
     for i in range(rows_per_program):
         row = first_row + i
         mask = in_range & (j * 0 + row < n_rows)  # a vector condition: the interpreter rejects scalar masks
-        oi, hi = tl.minimum(row, n_rows - 1) // H, tl.minimum(row, n_rows - 1) % H  # in bounds past the end
+        last = tl.minimum(row, n_rows - 1)  # in bounds past the end
+        if H_MAJOR:
+            hi, oi = last // (n_rows // H), last % (n_rows // H)
+        else:
+            oi, hi = last // H, last % H
         yjr = tl.zeros([BLOCK], dtype=tl.float32)
         yji = tl.zeros([BLOCK], dtype=tl.float32)
         ymr = tl.zeros([BLOCK], dtype=tl.float32)
