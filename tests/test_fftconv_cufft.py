@@ -14,7 +14,6 @@ from genomix.kernels.fftconv.cufft_fused import (
     pad_product,
     pad_product_dot,
     real_inverse,
-    row_sumsq,
     real_spectrum,
 )
 
@@ -172,7 +171,6 @@ def test_pad_product_dot_sums_the_gated_input_against_another_row():
     padded, dots = pad_product_dot(a, b, 3000, other)
     torch.testing.assert_close(padded, pad_product(a, b, 3000))
     torch.testing.assert_close(dots, (a * b * other[..., :1500]).sum(dim=2), rtol=1e-5, atol=1e-4)
-    torch.testing.assert_close(row_sumsq(a, b), (a * b).square().sum(dim=2), rtol=1e-5, atol=1e-4)
     scale = torch.tensor([[2.0, 0.5, 4.0], [1.0, 8.0, 0.25]])
     half, dots_again = pad_product_dot(a, b, 3000, other.half(), scale, torch.float16)
     assert half.dtype == torch.float16
@@ -232,13 +230,46 @@ def test_half_spectra_survive_extreme_ranges(bidirectional):
         assert err <= 1e-2, f"{name}: relative L2 error {err:.2e}"
 
 
-def test_range_scales_are_powers_of_two_bounding_the_l1_norm():
-    norm = torch.tensor([[1e-30, 1.0, 3.0, 1e30]])
-    scale = cufft_fused._range_scale(norm, 1000)
+@pytest.mark.parametrize("taps", [1000, 9000])  # one and three row-norm blocks
+def test_row_ranges_are_norms_and_powers_of_two_bounding_the_l1_norm(taps):
+    """Row norms of a * b, and the largest powers of two that keep sqrt(taps) |row|_2 within HALF_RANGE;
+    zero rows and overflowing ones meet the exponent clamp."""
+    g = torch.Generator().manual_seed(taps)
+    size = torch.tensor([1e-30, 1e-3, 1.0, 3.0, 1e3, 0.0]).view(1, 6, 1)
+    a, b = torch.randn(2, 6, taps, generator=g) * size, torch.randn(2, 6, taps, generator=g)
+    norm, scale = cufft_fused._row_range(cufft_fused._Plan(taps, True), a, b)
+    torch.testing.assert_close(norm, (a * b).square().sum(dim=2).sqrt(), rtol=1e-5, atol=0.0)
     assert torch.equal(scale, torch.exp2(torch.log2(scale).round()))  # exact powers of two
-    bound = 1000 ** 0.5 * norm * scale  # the L1 bound of a scaled row
-    finite = norm > 1e-20  # the smallest norm meets the exponent clamp instead
-    assert (bound[finite] <= cufft_fused.HALF_RANGE).all() and (bound[finite] > cufft_fused.HALF_RANGE / 2).all()
+    bound = taps ** 0.5 * norm * scale  # the L1 bound of a scaled row
+    regular = (norm > 1e-20) & (norm < 1e20)
+    assert (bound[regular] <= cufft_fused.HALF_RANGE).all() and (bound[regular] > cufft_fused.HALF_RANGE / 2).all()
+    assert (scale[:, 0] == 2.0 ** 100).all() and (scale[:, 5] == 2.0 ** 100).all()  # clamped: ~zero rows
+
+
+@pytest.mark.parametrize("summed,broadcast", [(False, False), (False, True), (True, False)])
+def test_half_product_scales(summed, broadcast):
+    """Per-row factors and inverse normalisations of a half-precision product against their definition:
+    out_scale = pow2_floor(HALF_RANGE / (2n |a| |b|)), summed over the batch for a cross spectrum (whose
+    signals both have the full batch), b broadcast over the batch for a filter."""
+    g = torch.Generator().manual_seed(3)
+    n = 4096
+    plan = cufft_fused._Plan(n // 2, True)
+    batch, channels = 3, 200  # two channel blocks
+
+    def signal(rows):
+        norm = torch.rand(rows, channels, generator=g) * 100 + 1e-3
+        return cufft_fused._Signal(torch.empty(rows, channels, 1, dtype=torch.complex64),
+                                   torch.exp2(torch.randint(-20, 20, (rows, channels), generator=g).float()), norm)
+
+    a, b = signal(batch), signal(1 if broadcast else batch)
+    factor, n_inv = cufft_fused._half_product_scales(plan, a, b, batch_summed=summed)
+    bound = a.norm.double() * b.norm.double()
+    if summed:
+        bound = bound.sum(dim=0, keepdim=True)
+    out_scale = torch.exp2(torch.floor(torch.log2(cufft_fused.HALF_RANGE / (2 * plan.n * bound))))
+    torch.testing.assert_close(n_inv.double(), 1 / (plan.n * out_scale), rtol=1e-6, atol=0.0)
+    torch.testing.assert_close(factor.double(), (out_scale / (a.scale * b.scale)).expand(batch, channels),
+                               rtol=1e-6, atol=0.0)
 
 
 @pytest.mark.parametrize("n", [2, 74, 256])

@@ -17,7 +17,8 @@ of five.
 
 Spectra of 16-bit inputs are half precision (complex32, cuFFT's fp16 transforms): each row is scaled by
 a power of two chosen from its L2 norm so that no value of any transform stage can exceed
-:data:`HALF_RANGE`, and the scale is undone in fp32 after the inverse transform. This halves the bytes
+:data:`HALF_RANGE` (the arithmetic in two small kernels, :mod:`.scale_kernels`), and the scale is undone
+in fp32 after the inverse transform. This halves the bytes
 of every pass and every transient buffer; ``fp32_intermediate=True`` keeps fp32 spectra.
 """
 from __future__ import annotations
@@ -32,6 +33,7 @@ import triton
 from . import two_level
 from .epilogue_kernels import DOT_NONE, DOT_OTHER, DOT_SQUARE, epilogue_kernel, pad_product_kernel
 from .packed_kernels import packed_product_kernel
+from .scale_kernels import product_scales_kernel, row_range_kernel
 from .reference import _uncombine, combined_filter, records_graph
 
 # torch warns once per process that complex32 is experimental; the handful of ops used here (views,
@@ -40,6 +42,13 @@ warnings.filterwarnings("ignore", message="ComplexHalf support is experimental")
 
 #: Time steps per program; 4 warps move 1024 fp32 values per program in 16-byte vectors.
 BLOCK, NUM_WARPS = 1024, 4
+#: Time steps per program of the row-norm pass, which only reads: 4x the padding passes' block, so that a
+#: bf16 row's program moves as many bytes as an fp32 one's would at 1024 (the 1024-step pass read bf16
+#: rows at ~2.7 TB/s, fp32 ones at ~4.4 TB/s; H200, 1M).
+SUMSQ_BLOCK = 4096
+#: Rows (or channels) per program of the range-scale kernels (:mod:`.scale_kernels`), and the block partial
+#: sums they read at a time.
+SCALE_ROWS, SCALE_PARTS = 128, 32
 #: Frequency pairs per program of the packed product (each pair: four complex loads per input, two stores),
 #: its warps, and the output rows each program takes (its twiddles are computed once for all of them).
 #: Swept on an H200 at (1, 256, 1M) (``kernels/bench_packed_product.py``): complex32 0.83 ms (3.9 TB/s)
@@ -52,7 +61,7 @@ PACKED_BLOCK, PACKED_WARPS, PACKED_ROWS = 256, 4, 8
 HALF_SPECTRA_INPUTS = (torch.bfloat16, torch.float16)
 #: Half-precision rows are scaled by powers of two so that no value of a spectrum, nor of any stage of
 #: the transforms that make or invert it, exceeds this bound (fp16 overflows above 65504); see
-#: :func:`_range_scale`.
+#: :func:`_row_range`.
 HALF_RANGE = 2.0 ** 14
 
 
@@ -64,20 +73,22 @@ def _bh_strides(t: torch.Tensor | None) -> tuple[int, int]:
     return (0, 0) if t is None else (t.stride(0), t.stride(1))
 
 
-def _launch_pad_product(a, b, n, *, other=None, square=False, scale=None, dtype=torch.float32, store=True):
+def _launch_pad_product(a, b, n, *, other=None, square=False, scale=None, dtype=torch.float32, store=True,
+                        block=BLOCK):
+    """(padded rows or None, per-block sums (B, H, nblk) or None): see :func:`pad_product_dot`."""
     a, b = _unit_time_stride(a), _unit_time_stride(b)
     batch, channels, length = a.shape
     out = torch.empty(batch, channels, n, dtype=dtype, device=a.device) if store else None
-    nblk = triton.cdiv(n if store else length, BLOCK)
+    nblk = triton.cdiv(n if store else length, block)
     dot = DOT_SQUARE if square else (DOT_OTHER if other is not None else DOT_NONE)
     dots = torch.empty(batch, channels, nblk, dtype=torch.float32, device=a.device) if dot != DOT_NONE else None
     first = next(t for t in (out, dots) if t is not None)
     pad_product_kernel[(batch * channels * nblk,)](
         a, a if b is None else b, first, first if other is None else other, first if dots is None else dots,
         first if scale is None else scale, channels, length, n, nblk, *_bh_strides(a), *_bh_strides(b),
-        HAS_B=b is not None, HAS_SCALE=scale is not None, STORE=store, DOT=dot, BLOCK=BLOCK, num_warps=NUM_WARPS,
+        HAS_B=b is not None, HAS_SCALE=scale is not None, STORE=store, DOT=dot, BLOCK=block, num_warps=NUM_WARPS,
     )
-    return out, None if dots is None else dots.sum(dim=2)
+    return out, dots
 
 
 def pad_product(a: torch.Tensor, b: torch.Tensor | None, n: int, scale: torch.Tensor | None = None,
@@ -95,12 +106,8 @@ def pad_product_dot(a: torch.Tensor, b: torch.Tensor | None, n: int, other: torc
     steps are used."""
     if other.shape != (*a.shape[:2], n) or not other.is_contiguous():
         raise ValueError(f"pad_product_dot: other must be a contiguous {(*a.shape[:2], n)} tensor")
-    return _launch_pad_product(a, b, n, other=other, scale=scale, dtype=dtype, store=store)
-
-
-def row_sumsq(a: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
-    """(B, H) fp32: ``sum over time of (a * b)^2`` for (B, H, L) rows, read once, nothing written."""
-    return _launch_pad_product(a, b, a.shape[-1], square=True, store=False)[1]
+    padded, dots = _launch_pad_product(a, b, n, other=other, scale=scale, dtype=dtype, store=store)
+    return padded, dots.sum(dim=2)
 
 
 def epilogue(
@@ -268,25 +275,24 @@ class _Signal:
         return self.spectrum, self.scale, self.norm
 
 
-def _pow2_floor(x: torch.Tensor) -> torch.Tensor:
-    """The largest power of two <= x, elementwise, with the exponent kept in [-100, 100] (zero norms)."""
-    return torch.exp2(torch.floor(torch.log2(x)).clamp(-100.0, 100.0))
-
-
-def _range_scale(norm: torch.Tensor, taps: int) -> torch.Tensor:
-    """Row factors bounding a scaled row's spectrum, and every stage of its transform, by HALF_RANGE.
-
-    Each such value is a sum of the row's samples times unit twiddles, so it is at most their L1 norm,
-    and ``|x|_1 <= sqrt(taps) |x|_2``. Powers of two: scaling is exact and only moves the range."""
-    return _pow2_floor(HALF_RANGE / (math.sqrt(taps) * norm))
-
-
 def _row_range(plan: _Plan, a: torch.Tensor, b: torch.Tensor | None = None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """(L2 norms, range scales) of the rows ``a * b`` (B, h, taps) for half spectra; (None, None) for fp32."""
+    """(L2 norms, range scales) of the rows ``a * b`` (B, h, taps) for half spectra; (None, None) for fp32.
+
+    The scale is the largest power of two that keeps the scaled row's spectrum, and every stage of its
+    transform, within HALF_RANGE: each such value is a sum of the row's samples times unit twiddles, so it
+    is at most their L1 norm, and ``|x|_1 <= sqrt(taps) |x|_2``. Powers of two: scaling is exact and only
+    moves the range. One pass reads the rows for block sums of squares, one small kernel finishes them."""
     if not plan.half:
         return None, None
-    norm = row_sumsq(a, b).sqrt()
-    return norm, _range_scale(norm, a.shape[-1])
+    partials = _launch_pad_product(a, b, a.shape[-1], square=True, store=False, block=SUMSQ_BLOCK)[1]
+    rows, nblk = partials.shape[0] * partials.shape[1], partials.shape[2]
+    norm = torch.empty(partials.shape[:2], dtype=torch.float32, device=a.device)
+    scale = torch.empty_like(norm)
+    row_range_kernel[(triton.cdiv(rows, SCALE_ROWS),)](
+        partials, norm, scale, rows, nblk, HALF_RANGE / math.sqrt(a.shape[-1]), BLOCK_ROWS=SCALE_ROWS,
+        BLOCK_PARTS=SCALE_PARTS, num_warps=NUM_WARPS,
+    )
+    return norm, scale
 
 
 def _signal(plan: _Plan, a: torch.Tensor, b: torch.Tensor | None) -> _Signal:
@@ -326,13 +332,17 @@ def _spectral_product(plan: _Plan, a: _Signal, b: _Signal, out: torch.Tensor, co
 
 def _half_product_scales(plan: _Plan, a: _Signal, b: _Signal, batch_summed: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """(factor per row of a, n_inv per output row) of a half-precision spectral product: see
-    :func:`_spectral_product`."""
-    bound = a.norm * b.norm
-    if batch_summed:
-        bound = bound.sum(dim=0, keepdim=True)
-    out_scale = _pow2_floor(HALF_RANGE / (2 * plan.n * bound))
-    factor = (out_scale / (a.scale * b.scale)).expand(a.spectrum.shape[:2]).contiguous()
-    return factor, (1.0 / (plan.n * out_scale)).contiguous()
+    :func:`_spectral_product`. ``a`` has the full batch; ``b`` the same or 1 (broadcast)."""
+    batch, channels = a.norm.shape
+    factor = torch.empty(batch, channels, dtype=torch.float32, device=a.norm.device)
+    n_inv = torch.empty(1 if batch_summed else batch, channels, dtype=torch.float32, device=a.norm.device)
+    b_batch_stride = 0 if b.norm.shape[0] == 1 else channels
+    product_scales_kernel[(triton.cdiv(channels, SCALE_ROWS),)](
+        a.norm.contiguous(), b.norm.contiguous(), a.scale.contiguous(), b.scale.contiguous(), factor, n_inv, batch,
+        channels, b_batch_stride, HALF_RANGE / (2 * plan.n), 1.0 / plan.n, SUMMED=batch_summed,
+        BLOCK_H=SCALE_ROWS, num_warps=NUM_WARPS,
+    )
+    return factor, n_inv
 
 
 #: Largest batch x channels x length whose gated input's packed spectrum (8 bytes per element at most) the

@@ -1,0 +1,83 @@
+"""Triton kernels for the range scales of half-precision spectra (:mod:`.cufft_fused`).
+
+Each fp16 row is multiplied by a power of two before its transform, and each spectral product by another,
+so that no transform stage can exceed ``HALF_RANGE`` (see ``cufft_fused._row_range`` and
+``cufft_fused._spectral_product`` for the bounds). The arithmetic is a handful of operations on (B, H)
+vectors; as torch operations it was ~30 launches per convolution, which cost more host time than the
+convolution's kernels at small sizes and left ~0.05 ms of tiny kernels and gaps on the GPU per call. Here it
+is two kernels: one turns a row norm pass's block partial sums into norms and range scales, one turns two
+signals' norms and scales into the product's per-row factors and inverse normalisations.
+
+Powers of two are taken from the exponent bits (exact, no log2 rounding at powers of two), with the
+exponent clamped to [-100, 100] as zero or non-finite norms need.
+"""
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+#: Exponent bias and clamp of the powers of two.
+_BIAS = tl.constexpr(127)
+_CLAMP = tl.constexpr(100)
+_LARGEST = tl.constexpr(2.0 ** 100)
+
+
+@triton.jit
+def pow2_floor(x):
+    """The largest power of two <= x for positive finite x, as an fp32 vector; the exponent is clamped to
+    [-100, 100] (x = +inf or NaN gives 2^100, x = 0 or subnormal 2^-100)."""
+    exponent = (x.to(tl.int32, bitcast=True) >> 23) & 0xFF
+    exponent = tl.minimum(tl.maximum(exponent, _BIAS - _CLAMP), _BIAS + _CLAMP)
+    return (exponent << 23).to(tl.float32, bitcast=True)
+
+
+@triton.jit
+def pow2_floor_ratio(num, den):
+    """pow2_floor(num / den) for num > 0; den = 0 (a zero row, or a masked lane) gives the clamp's 2^100
+    without dividing by zero."""
+    nonzero = den > 0
+    return tl.where(nonzero, pow2_floor(num / tl.where(nonzero, den, 1.0)), _LARGEST)
+
+
+@triton.jit
+def row_range_kernel(partials_ptr, norm_ptr, scale_ptr, rows, nblk, range_per_sqrt_taps,
+                     BLOCK_ROWS: tl.constexpr, BLOCK_PARTS: tl.constexpr):
+    """norm[r] = sqrt(sum of partials[r, :nblk]) (summed in a fixed order) and
+    scale[r] = pow2_floor(range_per_sqrt_taps / norm[r]) for BLOCK_ROWS rows."""
+    row = tl.program_id(0) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
+    part = tl.arange(0, BLOCK_PARTS)
+    total = tl.zeros((BLOCK_ROWS,), dtype=tl.float32)
+    for start in range(0, nblk, BLOCK_PARTS):
+        mask = (row[:, None] < rows) & (start + part[None, :] < nblk)
+        block = tl.load(partials_ptr + row[:, None].to(tl.int64) * nblk + start + part[None, :], mask=mask, other=0.0)
+        total += tl.sum(block, axis=1)
+    norm = tl.sqrt(total)
+    tl.store(norm_ptr + row, norm, mask=row < rows)
+    tl.store(scale_ptr + row, pow2_floor_ratio(range_per_sqrt_taps, norm), mask=row < rows)
+
+
+@triton.jit
+def product_scales_kernel(a_norm_ptr, b_norm_ptr, a_scale_ptr, b_scale_ptr, factor_ptr, n_inv_ptr, batch, H,
+                          b_batch_stride, range_per_2n, inv_n, SUMMED: tl.constexpr, BLOCK_H: tl.constexpr):
+    """For the product of signals a (batch, H) and b (batch or 1, H; ``b_batch_stride`` 0 broadcasts it):
+    out_scale = pow2_floor(range_per_2n / bound) with bound = |a| |b| per row, or summed over the batch
+    (SUMMED: one output row per channel); factor[o, h] = out_scale / (a.scale b.scale) per input row and
+    n_inv = inv_n / out_scale per output row."""
+    h = tl.program_id(0) * BLOCK_H + tl.arange(0, BLOCK_H)
+    valid = h < H
+    if SUMMED:
+        bound = tl.zeros((BLOCK_H,), dtype=tl.float32)
+        for o in range(batch):
+            a_norm = tl.load(a_norm_ptr + o * H + h, mask=valid, other=0.0)
+            bound += a_norm * tl.load(b_norm_ptr + o * b_batch_stride + h, mask=valid, other=0.0)
+        out_scale = pow2_floor_ratio(range_per_2n, bound)
+        tl.store(n_inv_ptr + h, inv_n / out_scale, mask=valid)
+    for o in range(batch):
+        a_scale = tl.load(a_scale_ptr + o * H + h, mask=valid, other=1.0)
+        b_scale = tl.load(b_scale_ptr + o * b_batch_stride + h, mask=valid, other=1.0)
+        if not SUMMED:
+            a_norm = tl.load(a_norm_ptr + o * H + h, mask=valid, other=0.0)
+            b_norm = tl.load(b_norm_ptr + o * b_batch_stride + h, mask=valid, other=0.0)
+            out_scale = pow2_floor_ratio(range_per_2n, a_norm * b_norm)
+            tl.store(n_inv_ptr + o * H + h, inv_n / out_scale, mask=valid)
+        tl.store(factor_ptr + o * H + h, out_scale / (a_scale * b_scale), mask=valid)
