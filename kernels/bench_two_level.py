@@ -28,17 +28,20 @@ def _ms(fn) -> float:
 
 
 def _settings(tile: int, columns: int, warps: int, inverse_columns: int | None = None, gauss: int = 1,
-              inverse_gauss: int = 0, maxnreg: int = 0, inverse_maxnreg: int = 0) -> None:
+              inverse_gauss: int = 0, maxnreg: int = 0, inverse_maxnreg: int = 0, half_math: int = 0,
+              inverse_half_math: int = 0) -> None:
     two_level.TILE, two_level.COLUMNS, two_level.ROW_WARPS = tile, columns, warps
     two_level.GAUSS, two_level.INVERSE_GAUSS = bool(gauss), bool(inverse_gauss)
     two_level.MAXNREG, two_level.INVERSE_MAXNREG = maxnreg or None, inverse_maxnreg or None
+    two_level.HALF_MATH, two_level.INVERSE_HALF_MATH = bool(half_math), bool(inverse_half_math)
     two_level.INVERSE_COLUMNS = columns if inverse_columns is None else inverse_columns
 
 
 def _defaults() -> tuple[int, ...]:
     """The current inner-level settings as a sweep entry."""
     return (two_level.TILE, two_level.COLUMNS, two_level.ROW_WARPS, two_level.INVERSE_COLUMNS, int(two_level.GAUSS),
-            int(two_level.INVERSE_GAUSS), two_level.MAXNREG or 0, two_level.INVERSE_MAXNREG or 0)
+            int(two_level.INVERSE_GAUSS), two_level.MAXNREG or 0, two_level.INVERSE_MAXNREG or 0,
+            int(two_level.HALF_MATH), int(two_level.INVERSE_HALF_MATH))
 
 
 def stages(u, k, D) -> dict:
@@ -89,7 +92,8 @@ def bench_length(L: int, sweep: list[tuple[int, ...]]) -> dict:
         v: dict = {"tile": setting[0], "columns": setting[1], "warps": setting[2],
                    "inverse_columns": two_level.INVERSE_COLUMNS, "gauss": two_level.GAUSS,
                    "inverse_gauss": two_level.INVERSE_GAUSS, "maxnreg": two_level.MAXNREG,
-                   "inverse_maxnreg": two_level.INVERSE_MAXNREG}
+                   "inverse_maxnreg": two_level.INVERSE_MAXNREG,
+                   "half_math": two_level.HALF_MATH, "inverse_half_math": two_level.INVERSE_HALF_MATH}
         try:
             with two_level.switched_on():
                 v["rel_err_vs_ref"] = float((fwd().double() - want).norm() / want.norm())
@@ -109,9 +113,10 @@ def main() -> int:
     ap.add_argument("--out", default=".")
     ap.add_argument("--lengths", type=int, nargs="*", default=[1 << 20])
     ap.add_argument("--sweep", nargs="*", default=None,
-                    help="tile,columns,warps[,inverse columns[,gauss[,inverse gauss[,maxnreg[,inverse maxnreg]]]]] of the "
-                         "inner level (inverse columns: as columns; gauss 1: three dots per complex product, 0: "
-                         "four, defaults 1, 0; register caps, 0: none). Default: the module's settings")
+                    help="tile,columns,warps[,inverse columns[,gauss[,inverse gauss[,maxnreg[,inverse maxnreg[,half math[,"
+                         "inverse half math]]]]]]] of the inner level (inverse columns: as columns; gauss 1: three "
+                         "dots per complex product, 0: four, defaults 1, 0; register caps, 0: none; half math 1: "
+                         "fp16 work between the dots). Default: the module's settings")
     args = ap.parse_args()
     sweep = [tuple(int(x) for x in s.split(",")) for s in args.sweep] if args.sweep else [_defaults()]
     torch.manual_seed(0)
@@ -122,7 +127,7 @@ def main() -> int:
     for r in result["rows"]:
         print(f"L={r['L']} ({r['B']}, {r['H']}): reference {r['ref_fwd_ms']:.2f}, one level {r['one_level_fwd_ms']:.2f}")
         for v in r["variants"]:
-            name = f"T={v['tile']} KB={v['columns']}/{v['inverse_columns']} w={v['warps']} dots {'3' if v['gauss'] else '4'}/{'3' if v['inverse_gauss'] else '4'} regs {v['maxnreg']}/{v['inverse_maxnreg']}"
+            name = f"T={v['tile']} KB={v['columns']}/{v['inverse_columns']} w={v['warps']} dots {'3' if v['gauss'] else '4'}/{'3' if v['inverse_gauss'] else '4'} regs {v['maxnreg']}/{v['inverse_maxnreg']} fp16 math {int(v['half_math'])}/{int(v['inverse_half_math'])}"
             if "error" in v:
                 print(f"  {name}: FAILED {v['error']}")
                 continue

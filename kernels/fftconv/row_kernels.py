@@ -10,7 +10,9 @@ contiguous). The inner level finishes the length-M transform of each column k1:
 as a T × T Monarch step on tensor cores: with j2 = a·T + b and k2 = c + T·d,
 ``Y = ((F @ X) ⊙ ω_n2^(b·c)) @ F`` for the (a, b) tile X, F the T-point DFT matrix; each complex
 product is three fp16 dots with fp32 accumulation (Gauss: the matrix is stored as (Mr, Mr + Mi, Mi - Mr)) or four
-chained ones (stored as (Mr, Mi, -Mi)), the ``GAUSS`` switch.
+chained ones (stored as (Mr, Mi, -Mi)), the ``GAUSS`` switch. The elementwise work between the dots (twiddle
+products, Gauss sums) runs in ``MATH``: fp32, or fp16 as packed half2 instructions (the dot operands are
+fp16 either way).
 The spectrum is written in place: Z[k1 + n1·(c + T·d)] at word (c·T + d)·n1 + k1 (the "two-level word
 order" that :func:`.packed_kernels.pair_index` maps to spectrum indices and partners). The inverse kernel
 runs the adjoint steps (the unnormalised inverse).
@@ -63,14 +65,20 @@ def _right(xr, xi, mats_ptr, slot, T: tl.constexpr, GAUSS: tl.constexpr):
 
 
 @triton.jit
-def _outer_twiddle(outer_ptr, k1, n1, T: tl.constexpr, EVEN: tl.constexpr):
-    """cos and sin of the outer twiddles ω_M^(j2·k1), j2 = a·T + b, as (KB, T, T) tiles [col, b, a]: the
-    product of ω_M^(a·T·k1) and ω_M^(b·k1), read from the (2, T, n1) complex64 table ``outer`` (int64
-    words): 2·T·KB values per program instead of T·T·KB (EVEN: every column k1 < n1)."""
+def _as(pair, MATH: tl.constexpr):
+    """The (re, im) pair in the dtype of the elementwise work between the dots (``MATH``: fp32, or fp16)."""
+    return pair[0].to(MATH), pair[1].to(MATH)
+
+
+@triton.jit
+def _outer_twiddle(outer_ptr, k1, n1, T: tl.constexpr, EVEN: tl.constexpr, MATH: tl.constexpr):
+    """cos and sin of the outer twiddles ω_M^(j2·k1), j2 = a·T + b, as (KB, T, T) tiles [col, b, a] in
+    ``MATH``: the product of ω_M^(a·T·k1) and ω_M^(b·k1), read from the (2, T, n1) complex64 table
+    ``outer`` (int64 words): 2·T·KB values per program instead of T·T·KB (EVEN: every column k1 < n1)."""
     r = tl.arange(0, T)
     valid = None if EVEN else (k1 < n1)[:, None]
-    ca, sa = load_complex(outer_ptr, k1[:, None] + r[None, :] * n1, valid, HALF=False)  # [col, a]
-    cb, sb = load_complex(outer_ptr + T * n1, k1[:, None] + r[None, :] * n1, valid, HALF=False)  # [col, b]
+    ca, sa = _as(load_complex(outer_ptr, k1[:, None] + r[None, :] * n1, valid, HALF=False), MATH)  # [col, a]
+    cb, sb = _as(load_complex(outer_ptr + T * n1, k1[:, None] + r[None, :] * n1, valid, HALF=False), MATH)  # [col, b]
     ca, sa, cb, sb = ca[:, None, :], sa[:, None, :], cb[:, :, None], sb[:, :, None]
     return ca * cb - sa * sb, sa * cb + ca * sb
 
@@ -92,7 +100,8 @@ def _step(xr, xi, mats_ptr, slot, T: tl.constexpr, KB: tl.constexpr, GAUSS: tl.c
 
 @triton.jit
 def inner_dft_kernel(x_ptr, mats_ptr, tw_ptr, outer_ptr, n1, n_blk, INVERSE: tl.constexpr,
-                     T: tl.constexpr, KB: tl.constexpr, GAUSS: tl.constexpr, EVEN: tl.constexpr):
+                     T: tl.constexpr, KB: tl.constexpr, GAUSS: tl.constexpr, EVEN: tl.constexpr,
+                     MATH: tl.constexpr):
     """In place on rows of M int32 words whose outer level is done: the outer twiddles and the inner DFT
     (the spectrum in two-level word order), or with INVERSE its adjoint (the inner inverse, then the
     conjugate twiddles). Program: KB columns of one row, as (KB, T, T) tiles. EVEN: KB divides n1, so no
@@ -106,20 +115,20 @@ def inner_dft_kernel(x_ptr, mats_ptr, tw_ptr, outer_ptr, n1, n_blk, INVERSE: tl.
     mask = None if EVEN else (k1 < n1)[:, None, None] & (signal >= 0)
     base = x_ptr + row * n1 * T * T
     if INVERSE:
-        yr, yi = load_complex(base, spectrum, mask, HALF=True)  # [col, c, d]
-        qr, qi = _step(yr, yi, mats_ptr, MAT_F_ADJ, T, KB, GAUSS)  # [col, c, b]
-        twr, twi = _twiddle(tw_ptr, T)
+        yr, yi = _as(load_complex(base, spectrum, mask, HALF=True), MATH)  # [col, c, d]
+        qr, qi = _as(_step(yr, yi, mats_ptr, MAT_F_ADJ, T, KB, GAUSS), MATH)  # [col, c, b]
+        twr, twi = _as(_twiddle(tw_ptr, T), MATH)
         qr, qi = _cmul(qr, qi, twr, -twi)
         qr, qi = tl.permute(qr, (0, 2, 1)), tl.permute(qi, (0, 2, 1))  # [col, b, c]
-        xr, xi = _step(qr, qi, mats_ptr, MAT_F_ADJ, T, KB, GAUSS)  # [col, b, a]
-        c, s = _outer_twiddle(outer_ptr, k1, n1, T, EVEN)
+        xr, xi = _as(_step(qr, qi, mats_ptr, MAT_F_ADJ, T, KB, GAUSS), MATH)  # [col, b, a]
+        c, s = _outer_twiddle(outer_ptr, k1, n1, T, EVEN, MATH)
         xr, xi = _cmul(xr, xi, c, -s)
         store_complex(base, signal, xr, xi, mask, HALF=True)
     else:
-        xr, xi = load_complex(base, signal, mask, HALF=True)  # [col, b, a]
-        c, s = _outer_twiddle(outer_ptr, k1, n1, T, EVEN)
-        pr, pi = _step(*_cmul(xr, xi, c, s), mats_ptr, MAT_F, T, KB, GAUSS)  # [col, b, c]
-        twr, twi = _twiddle(tw_ptr, T)
+        xr, xi = _as(load_complex(base, signal, mask, HALF=True), MATH)  # [col, b, a]
+        c, s = _outer_twiddle(outer_ptr, k1, n1, T, EVEN, MATH)
+        pr, pi = _as(_step(*_cmul(xr, xi, c, s), mats_ptr, MAT_F, T, KB, GAUSS), MATH)  # [col, b, c]
+        twr, twi = _as(_twiddle(tw_ptr, T), MATH)
         pr, pi = _cmul(pr, pi, twr, twi)
         pr, pi = tl.permute(pr, (0, 2, 1)), tl.permute(pi, (0, 2, 1))  # [col, c, b]
         yr, yi = _step(pr, pi, mats_ptr, MAT_F, T, KB, GAUSS)  # [col, c, d]

@@ -29,6 +29,7 @@ import os
 
 import torch
 import triton
+import triton.language as tl
 
 from ..dispatch import environment
 from . import cufft_fused as one_level
@@ -49,6 +50,12 @@ GAUSS, INVERSE_GAUSS = True, False
 #: (kernels/bench_two_level.py, twelfth session): capped at 128, 4 programs fit per SM; the four-dot inverse
 #: took 0.84 against 0.88 ms uncapped (the four-dot forward 1.00 against 0.99).
 MAXNREG, INVERSE_MAXNREG = 128, 128
+#: The inner level's elementwise work between its dots (twiddle products, Gauss sums) in fp16 (packed half2
+#: instructions) instead of fp32, forward and inverse. Offline (sm_90a, 16 columns, 128 registers) the
+#: four-dot forward compiles to 992 instructions per thread against 1,384 for today's three-dot fp32
+#: forward; the inverse gains little (1,136 against 1,176, with spills). Opt-in until timed on a GPU
+#: (kernels/fftconv/NOTES.md, "Twelfth session", has the sweep that decides it).
+HALF_MATH, INVERSE_HALF_MATH = False, False
 #: Packed lengths M = next_pow2(L) whose calls take this path by default: measured faster than one level on
 #: an H200 at M = 2^18 and 2^20 (L = 256K, 1M; forward 2.6x the reference against 2.0-2.2x, forward+backward
 #: 3.2x against 2.6-2.7x), slower at 2^15 (too little to amortise the extra passes) and, for the forward,
@@ -147,13 +154,15 @@ def inner_dft(x: torch.Tensor, inverse: bool = False) -> torch.Tensor:
     *_, n2, n1 = x.shape
     if n2 != TILE * TILE or not x.is_contiguous():
         raise ValueError(f"inner_dft: contiguous (B, H, {TILE * TILE}, n1) rows, got {tuple(x.shape)}")
-    gauss, columns, maxnreg = (INVERSE_GAUSS, INVERSE_COLUMNS, INVERSE_MAXNREG) if inverse else (GAUSS, COLUMNS, MAXNREG)
+    gauss, columns, maxnreg, half_math = ((INVERSE_GAUSS, INVERSE_COLUMNS, INVERSE_MAXNREG, INVERSE_HALF_MATH) if inverse
+                                          else (GAUSS, COLUMNS, MAXNREG, HALF_MATH))
     mats, twiddles = _tables(TILE, x.device, gauss)
     cap = {} if maxnreg is None else {"maxnreg": maxnreg}
     n_blk = triton.cdiv(n1, columns)
     inner_dft_kernel[(x.shape[0] * x.shape[1] * n_blk,)](
         one_level._complex_words(x), mats, twiddles, _outer_twiddles(n1, TILE, x.device), n1, n_blk,
-        INVERSE=inverse, T=TILE, KB=columns, GAUSS=gauss, EVEN=n1 % columns == 0, num_warps=ROW_WARPS, **cap,
+        INVERSE=inverse, T=TILE, KB=columns, GAUSS=gauss, EVEN=n1 % columns == 0,
+        MATH=tl.float16 if half_math else tl.float32, num_warps=ROW_WARPS, **cap,
     )
     return x
 
