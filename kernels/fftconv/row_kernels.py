@@ -10,9 +10,10 @@ contiguous). The inner level finishes the length-M transform of each column k1:
 as a T × T Monarch step on tensor cores: with j2 = a·T + b and k2 = c + T·d,
 ``Y = ((F @ X) ⊙ ω_n2^(b·c)) @ F`` for the (a, b) tile X, F the T-point DFT matrix; each complex
 product is three fp16 dots with fp32 accumulation (Gauss: the matrix is stored as (Mr, Mr + Mi, Mi - Mr)) or four
-chained ones (stored as (Mr, Mi, -Mi)), the ``GAUSS`` switch. The elementwise work between the dots (twiddle
-products, Gauss sums) runs in ``MATH``: fp32, or fp16 as packed half2 instructions (the dot operands are
-fp16 either way).
+chained ones (stored as (Mr, Mi, -Mi)), the ``GAUSS`` switch. The elementwise work before and between the dots
+(twiddle products, Gauss sums) runs in ``MATH``: fp32, or fp16 as packed half2 instructions (the dot
+operands are fp16 either way). The inverse's work after its last dot stays fp32: in fp16 its real and
+imaginary halves would have to be re-paired into words by byte permutes (offline: 283 instead of 128).
 The spectrum is written in place: Z[k1 + n1·(c + T·d)] at word (c·T + d)·n1 + k1 (the "two-level word
 order" that :func:`.packed_kernels.pair_index` maps to spectrum indices and partners). The inverse kernel
 runs the adjoint steps (the unnormalised inverse).
@@ -120,8 +121,8 @@ def inner_dft_kernel(x_ptr, mats_ptr, tw_ptr, outer_ptr, n1, n_blk, INVERSE: tl.
         twr, twi = _as(_twiddle(tw_ptr, T), MATH)
         qr, qi = _cmul(qr, qi, twr, -twi)
         qr, qi = tl.permute(qr, (0, 2, 1)), tl.permute(qi, (0, 2, 1))  # [col, b, c]
-        xr, xi = _as(_step(qr, qi, mats_ptr, MAT_F_ADJ, T, KB, GAUSS), MATH)  # [col, b, a]
-        c, s = _outer_twiddle(outer_ptr, k1, n1, T, EVEN, MATH)
+        xr, xi = _step(qr, qi, mats_ptr, MAT_F_ADJ, T, KB, GAUSS)  # [col, b, a], fp32 (see above)
+        c, s = _outer_twiddle(outer_ptr, k1, n1, T, EVEN, tl.float32)
         xr, xi = _cmul(xr, xi, c, -s)
         store_complex(base, signal, xr, xi, mask, HALF=True)
     else:

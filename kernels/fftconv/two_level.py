@@ -50,10 +50,10 @@ GAUSS, INVERSE_GAUSS = True, False
 #: (kernels/bench_two_level.py, twelfth session): capped at 128, 4 programs fit per SM; the four-dot inverse
 #: took 0.84 against 0.88 ms uncapped (the four-dot forward 1.00 against 0.99).
 MAXNREG, INVERSE_MAXNREG = 128, 128
-#: The inner level's elementwise work between its dots (twiddle products, Gauss sums) in fp16 (packed half2
+#: The inner level's elementwise work around its dots (twiddle products, Gauss sums) in fp16 (packed half2
 #: instructions) instead of fp32, forward and inverse. Offline (sm_90a, 16 columns, 128 registers) the
 #: four-dot forward compiles to 992 instructions per thread against 1,384 for today's three-dot fp32
-#: forward; the inverse gains little (1,136 against 1,176, with spills). Opt-in until timed on a GPU
+#: forward, the four-dot inverse to 1,024 against 1,176. Opt-in until timed on a GPU
 #: (kernels/fftconv/NOTES.md, "Twelfth session", has the sweep that decides it).
 HALF_MATH, INVERSE_HALF_MATH = False, False
 #: Packed lengths M = next_pow2(L) whose calls take this path by default: measured faster than one level on
