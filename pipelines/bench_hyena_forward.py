@@ -25,10 +25,11 @@ from genomix.models import build
 
 def _time_forward(model: torch.nn.Module, ids: torch.Tensor, repeats: int) -> tuple[float, float, torch.Tensor]:
     """Median seconds of one forward, peak GiB (measured with CUDA events after a warm-up) and the
-    warm-up's logits in fp32."""
+    warm-up's logits in fp32, on the host (kept on the GPU they would add to the timed forwards' peak and,
+    as the reference to compare with, to every later path's)."""
     torch.cuda.reset_peak_memory_stats()
     with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
-        logits = model(ids).logits.float()  # warm-up: compilation, autotuning, allocator
+        logits = model(ids).logits.float().cpu()  # warm-up: compilation, autotuning, allocator
         torch.cuda.synchronize()
         times = []
         for _ in range(repeats):
