@@ -18,8 +18,8 @@ of five.
 Spectra of 16-bit inputs are half precision (complex32, cuFFT's fp16 transforms): each row is scaled by
 a power of two chosen from its L2 norm so that no value of any transform stage can exceed
 :data:`HALF_RANGE` (the arithmetic in two small kernels, :mod:`.scale_kernels`), and the scale is undone
-in fp32 after the inverse transform. This halves the bytes
-of every pass and every transient buffer; ``fp32_intermediate=True`` keeps fp32 spectra.
+in fp32 after the inverse transform. This halves the bytes of every pass and every transient buffer;
+``fp32_intermediate=True`` keeps fp32 spectra.
 """
 from __future__ import annotations
 
@@ -33,8 +33,8 @@ import triton
 from . import two_level
 from .epilogue_kernels import DOT_NONE, DOT_OTHER, DOT_SQUARE, epilogue_kernel, pad_product_kernel
 from .packed_kernels import packed_product_kernel
-from .scale_kernels import product_scales_kernel, row_range_kernel
 from .reference import _uncombine, combined_filter, records_graph
+from .scale_kernels import product_scales_kernel, row_range_kernel
 
 # torch warns once per process that complex32 is experimental; the handful of ops used here (views,
 # empty, cuFFT transforms, copies) are the supported ones, and the GPU check covers them.
