@@ -52,20 +52,6 @@ def _matrix(mats_ptr, slot, part, T: tl.constexpr):
 
 
 @triton.jit
-def _right(xr, xi, mats_ptr, slot, T: tl.constexpr, GAUSS: tl.constexpr):
-    """x @ M for x (N, T) fp32 pairs and complex M (table slot), as :func:`_left`."""
-    if GAUSS:
-        s = tl.dot((xr + xi).to(tl.float16), _matrix(mats_ptr, slot, 0, T))
-        re = s - tl.dot(xi.to(tl.float16), _matrix(mats_ptr, slot, 1, T))
-        im = s + tl.dot(xr.to(tl.float16), _matrix(mats_ptr, slot, 2, T))
-    else:
-        a, b = xr.to(tl.float16), xi.to(tl.float16)
-        re = tl.dot(b, _matrix(mats_ptr, slot, 2, T), tl.dot(a, _matrix(mats_ptr, slot, 0, T)))
-        im = tl.dot(b, _matrix(mats_ptr, slot, 0, T), tl.dot(a, _matrix(mats_ptr, slot, 1, T)))
-    return re, im
-
-
-@triton.jit
 def _as(pair, MATH: tl.constexpr):
     """The (re, im) pair in the dtype of the elementwise work between the dots (``MATH``: fp32, or fp16)."""
     return pair[0].to(MATH), pair[1].to(MATH)
@@ -94,9 +80,19 @@ def _twiddle(tw_ptr, T: tl.constexpr):
 
 @triton.jit
 def _step(xr, xi, mats_ptr, slot, T: tl.constexpr, KB: tl.constexpr, GAUSS: tl.constexpr):
-    """(KB, T, T) tiles times matrix ``slot`` over their last axis, as one (KB·T, T) @ (T, T) product."""
-    yr, yi = _right(tl.reshape(xr, (KB * T, T)), tl.reshape(xi, (KB * T, T)), mats_ptr, slot, T, GAUSS)
-    return tl.reshape(yr, (KB, T, T)), tl.reshape(yi, (KB, T, T))
+    """(KB, T, T) tiles (fp32 or fp16 pairs) times complex matrix ``slot`` over their last axis, as one
+    (KB·T, T) @ (T, T) product with fp32 results: three fp16 dots (GAUSS) or four chained ones (two fp16
+    operands and two accumulators live instead of three and three)."""
+    xr, xi = tl.reshape(xr, (KB * T, T)), tl.reshape(xi, (KB * T, T))
+    if GAUSS:
+        s = tl.dot((xr + xi).to(tl.float16), _matrix(mats_ptr, slot, 0, T))
+        re = s - tl.dot(xi.to(tl.float16), _matrix(mats_ptr, slot, 1, T))
+        im = s + tl.dot(xr.to(tl.float16), _matrix(mats_ptr, slot, 2, T))
+    else:
+        a, b = xr.to(tl.float16), xi.to(tl.float16)
+        re = tl.dot(b, _matrix(mats_ptr, slot, 2, T), tl.dot(a, _matrix(mats_ptr, slot, 0, T)))
+        im = tl.dot(b, _matrix(mats_ptr, slot, 0, T), tl.dot(a, _matrix(mats_ptr, slot, 1, T)))
+    return tl.reshape(re, (KB, T, T)), tl.reshape(im, (KB, T, T))
 
 
 @triton.jit

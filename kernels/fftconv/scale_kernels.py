@@ -20,7 +20,7 @@ import triton.language as tl
 #: Exponent bias and clamp of the powers of two.
 _BIAS = tl.constexpr(127)
 _CLAMP = tl.constexpr(100)
-_LARGEST = tl.constexpr(2.0 ** 100)
+_LARGEST = tl.constexpr(2.0 ** _CLAMP.value)
 
 
 @triton.jit
