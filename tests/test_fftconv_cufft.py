@@ -3,6 +3,8 @@ gradient against the float64 reference, with the Triton kernels run by the CPU i
 stands in for cuFFT on the CPU); gates, skip term and bidirectional filters on and off, ragged lengths."""
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -115,6 +117,21 @@ def test_dispatch_takes_this_path_when_the_monarch_kernels_are_off(monkeypatch):
     assert len(calls) == 2 and calls[1][-1] is True
     fftconv(*[None if t is None else t.double() for t in inputs])  # float64 stays on the reference
     assert len(calls) == 2
+
+
+def test_host_time_script_times_the_reference_and_the_cufft_path(monkeypatch, tmp_path):
+    """kernels/bench_fftconv_host.py (small, on the interpreter) issues its calls on both paths and records
+    their host and wall time per call."""
+    from genomix.kernels import bench_fftconv_host
+
+    calls = []
+    real = cufft_fused.fftconv_cufft
+    monkeypatch.setattr(cufft_fused, "fftconv_cufft", lambda *args: calls.append(1) or real(*args))
+    assert bench_fftconv_host.main(["--device", "cpu", "--small", "--out", str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "bench_fftconv_host.json").read_text())["rows"]
+    assert [r["path"] for r in rows] == ["reference", "cufft"]
+    assert all(r["wall_us"] >= r["host_us"] > 0 for r in rows)
+    assert len(calls) == 3 + 3  # the cufft path's warm-up and timed calls, none of the reference's
 
 
 @pytest.mark.parametrize("n", [2, 8, 74, 130])  # half-lengths 1, 4 (even), 37, 65 (odd)
