@@ -76,11 +76,13 @@ def test_tile_and_column_blocks(two_level_on, monkeypatch, tile, columns, gauss,
 
 
 def test_half_math_costs_little_accuracy(two_level_on, monkeypatch):
-    """fp16 twiddle products and Gauss sums in the inner level (``HALF_MATH``) stay close to the fp32 ones:
-    their error against float64 grows by less than a fifth (3.40e-3 against 3.38e-3 when written: the
+    """fp16 twiddle products and Gauss sums in the inner level (``HALF_MATH``, the default) stay close to the
+    fp32 ones: their error against float64 grows by less than a fifth (3.40e-3 against 3.38e-3 when written: the
     bf16 output's rounding dominates)."""
     inputs = _inputs(2, 3, 8000, False, True, True, torch.bfloat16, seed=9)
     want = fftconv_ref(*[None if t is None else t.double() for t in inputs])
+    monkeypatch.setattr(two_level, "HALF_MATH", False)
+    monkeypatch.setattr(two_level, "INVERSE_HALF_MATH", False)
     fp32_math = _rel(fftconv_cufft(*inputs), want)
     monkeypatch.setattr(two_level, "HALF_MATH", True)
     monkeypatch.setattr(two_level, "INVERSE_HALF_MATH", True)

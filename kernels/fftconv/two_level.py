@@ -43,19 +43,22 @@ TILE = 16
 #: forward and of the inverse, and their warps (H200 sweeps at 256K and 1M, kernels/bench_two_level.py).
 COLUMNS, INVERSE_COLUMNS, ROW_WARPS = 16, 16, 4
 #: Complex matrix products of the inner level as three fp16 dots (Gauss) or four chained ones, forward and
-#: inverse. H200 at 1M, 16 columns, 128 registers: the forward took 0.97 ms with three dots against 1.00 with
-#: four; the inverse 0.84 with four (twelfth session). The older [a, col, b] tiles showed the same split.
-GAUSS, INVERSE_GAUSS = True, False
+#: inverse. H200 at 1M, 16 columns, 128 registers, fp32 elementwise work: the forward took 0.97 ms with three
+#: dots against 1.00 with four; the inverse 0.84 with four (twelfth session). With the fp16 elementwise work
+#: below, four dots and three tie (forward 0.94 ms both); four dots compile to fewer instructions.
+GAUSS, INVERSE_GAUSS = False, False
 #: Register caps of the inner level's forward and inverse programs (None: the compiler's choice). H200 at 1M
 #: (kernels/bench_two_level.py, twelfth session): capped at 128, 4 programs fit per SM; the four-dot inverse
 #: took 0.84 against 0.88 ms uncapped (the four-dot forward 1.00 against 0.99).
 MAXNREG, INVERSE_MAXNREG = 128, 128
 #: The inner level's elementwise work around its dots (twiddle products, Gauss sums) in fp16 (packed half2
 #: instructions) instead of fp32, forward and inverse. Offline (sm_90a, 16 columns, 128 registers) the
-#: four-dot forward compiles to 992 instructions per thread against 1,384 for today's three-dot fp32
-#: forward, the four-dot inverse to 1,024 against 1,176. Opt-in until timed on a GPU
-#: (kernels/fftconv/NOTES.md, "Twelfth session", has the sweep that decides it).
-HALF_MATH, INVERSE_HALF_MATH = False, False
+#: four-dot forward compiles to 992 instructions per thread against 1,384 for the three-dot fp32 forward,
+#: the four-dot inverse to 1,024 against 1,176. Timed on an H200 (kernels/bench_two_level.py, thirteenth
+#: session): forward 0.97 -> 0.94 ms and inverse 0.84 -> 0.76 ms at 1M, the whole forward 7.21 -> 7.10 ms
+#: (256K 5.40 -> 5.34), error against float64 2.47e-3 -> 2.49e-3. Time did not follow instruction count:
+#: the passes are not bound by issue alone.
+HALF_MATH, INVERSE_HALF_MATH = True, True
 #: Packed lengths M = next_pow2(L) whose calls take this path by default: measured faster than one level on
 #: an H200 at M = 2^18 and 2^20 (L = 256K, 1M; forward 2.6x the reference against 2.0-2.2x, forward+backward
 #: 3.2x against 2.6-2.7x), slower at 2^15 (too little to amortise the extra passes) and, for the forward,
