@@ -9,6 +9,7 @@ L2 difference of the logits: the same model and weights, so only the convolution
 bf16 autocast). Writes JSON.
 
     PYTHONPATH=. python pipelines/bench_hyena_forward.py --model hyenadna-large-1m --lengths 1048576 --out DIR
+    PYTHONPATH=. python pipelines/bench_hyena_forward.py --lengths 32768 --paths cufft --warmup 3 --out DIR
 """
 from __future__ import annotations
 
@@ -23,13 +24,16 @@ from genomix.kernels.dispatch import FFTCONV_OPS
 from genomix.models import build
 
 
-def _time_forward(model: torch.nn.Module, ids: torch.Tensor, repeats: int) -> tuple[float, float, torch.Tensor]:
-    """Median seconds of one forward, peak GiB (measured with CUDA events after a warm-up) and the
-    warm-up's logits in fp32, on the host (kept on the GPU they would add to the timed forwards' peak and,
-    as the reference to compare with, to every later path's)."""
+def _time_forward(model: torch.nn.Module, ids: torch.Tensor, repeats: int, warmup: int = 1
+                  ) -> tuple[float, float, torch.Tensor]:
+    """Median seconds of one forward, peak GiB (measured with CUDA events after ``warmup`` forwards) and the
+    first warm-up's logits in fp32, on the host (kept on the GPU they would add to the timed forwards' peak
+    and, as the reference to compare with, to every later path's)."""
     torch.cuda.reset_peak_memory_stats()
     with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
         logits = model(ids).logits.float().cpu()  # warm-up: compilation, autotuning, allocator
+        for _ in range(warmup - 1):
+            model(ids)
         torch.cuda.synchronize()
         times = []
         for _ in range(repeats):
@@ -51,27 +55,33 @@ PATHS = {
 }
 
 
-def run(model_name: str, lengths: list[int], batch: int, repeats: int) -> list[dict]:
+def run(model_name: str, lengths: list[int], batch: int, repeats: int, paths: list[str] | None = None,
+        warmup: int = 1) -> list[dict]:
+    """One row per length: each path's time, throughput, peak and (when the reference runs first) logits
+    difference and speed-up over the reference."""
+    paths = list(PATHS) if paths is None else paths
     rows = []
     for length in lengths:
         model = build(model_name, max_seq_len=max(length, 1)).cuda().eval()
         ids = torch.randint(7, 11, (batch, length), device="cuda")
         row = {"model": model_name, "length": length, "batch": batch}
         reference_logits = None
-        for label, (triton_ops, reference_ops) in PATHS.items():
-            os.environ["GENOMIX_TRITON_OPS"], os.environ["GENOMIX_REFERENCE_OPS"] = triton_ops, reference_ops
-            seconds, peak, logits = _time_forward(model, ids, repeats)
-            if reference_logits is None:  # the first path is the reference
+        for label in paths:
+            os.environ["GENOMIX_TRITON_OPS"], os.environ["GENOMIX_REFERENCE_OPS"] = PATHS[label]
+            seconds, peak, logits = _time_forward(model, ids, repeats, warmup)
+            if label == "reference":
                 reference_logits = logits
-            row[f"{label}_rel_diff_vs_reference"] = float((logits - reference_logits).norm() / reference_logits.norm())
+            if reference_logits is not None:
+                row[f"{label}_rel_diff_vs_reference"] = float((logits - reference_logits).norm() / reference_logits.norm())
             del logits
             row[f"{label}_ms"] = seconds * 1e3
             row[f"{label}_tokens_per_s"] = batch * length / seconds
             row[f"{label}_peak_gib"] = peak
         os.environ.pop("GENOMIX_REFERENCE_OPS", None)
         os.environ.pop("GENOMIX_TRITON_OPS", None)
-        for label in ("cufft", "triton"):
-            row[f"{label}_speedup"] = row["reference_ms"] / row[f"{label}_ms"]
+        for label in paths:
+            if "reference_ms" in row and label != "reference":
+                row[f"{label}_speedup"] = row["reference_ms"] / row[f"{label}_ms"]
         rows.append(row)
         del model
         torch.cuda.empty_cache()
@@ -84,19 +94,24 @@ def main() -> None:
     parser.add_argument("--lengths", type=int, nargs="+", default=[32_768, 262_144, 1_048_576])
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--paths", nargs="+", choices=list(PATHS), default=list(PATHS),
+                        help="paths to time, in this order (the reference first for ratios and differences; one "
+                             "path per process keeps the others' state out of a host-bound timing)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed forwards per path before the timed ones")
     parser.add_argument("--out", type=Path, default=Path("."))
     args = parser.parse_args()
-    rows = run(args.model, args.lengths, args.batch, args.repeats)
+    rows = run(args.model, args.lengths, args.batch, args.repeats, args.paths, args.warmup)
     args.out.mkdir(parents=True, exist_ok=True)
     tmp = args.out / ".bench_hyena_forward.json.tmp"
     tmp.write_text(json.dumps(rows, indent=1))
     tmp.replace(args.out / "bench_hyena_forward.json")
     print(f"{'L':>9} {'path':>10} {'tokens/s':>10} {'vs reference':>12} {'peak GiB':>8} {'logits diff':>11}")
     for r in rows:
-        for label in PATHS:
-            ratio = r.get(f"{label}_speedup", 1.0)
+        for label in args.paths:
+            ratio = r.get(f"{label}_speedup", 1.0 if label == "reference" else float("nan"))
+            diff = r.get(f"{label}_rel_diff_vs_reference", float("nan"))
             print(f"{r['length']:>9} {label:>10} {r[f'{label}_tokens_per_s']:>10.3e} {ratio:>11.2f}x "
-                  f"{r[f'{label}_peak_gib']:>8.2f} {r[f'{label}_rel_diff_vs_reference']:>11.1e}")
+                  f"{r[f'{label}_peak_gib']:>8.2f} {diff:>11.1e}")
 
 
 if __name__ == "__main__":
