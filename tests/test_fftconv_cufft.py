@@ -107,14 +107,15 @@ def test_channel_groups_match_one_pass(monkeypatch, bidirectional):
 
 def test_dispatch_takes_this_path_when_the_monarch_kernels_are_off(monkeypatch):
     calls = []
-    monkeypatch.setattr(cufft_fused, "fftconv_cufft", lambda *args: calls.append(args) or fftconv_ref(*args))
+    monkeypatch.setattr(cufft_fused, "fftconv_cufft", lambda *args: calls.append(args) or fftconv_ref(*args[:-1]))
     monkeypatch.setenv("GENOMIX_FORCE_TRITON", "1")
     monkeypatch.setenv("GENOMIX_REFERENCE_OPS", "fftconv,fftconv-short")
     inputs = _inputs(1, 2, 16, False, True, True, torch.float32, seed=0)
     fftconv(*inputs)
-    assert len(calls) == 1 and calls[0][-1] is False  # fp32_intermediate, passed through
-    fftconv(*inputs, fp32_intermediate=True)
-    assert len(calls) == 2 and calls[1][-1] is True
+    assert len(calls) == 1 and calls[0][-2] is False and calls[0][-1] is None  # fp32_intermediate, k_sumsq
+    sumsq = inputs[1].square().sum(dim=1)
+    fftconv(*inputs, fp32_intermediate=True, k_sumsq=sumsq)
+    assert len(calls) == 2 and calls[1][-2] is True and calls[1][-1] is sumsq
     fftconv(*[None if t is None else t.double() for t in inputs])  # float64 stays on the reference
     assert len(calls) == 2
 

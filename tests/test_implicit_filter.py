@@ -74,8 +74,8 @@ def test_dispatch_takes_the_reference_on_cpu_and_the_kernel_when_forced(monkeypa
     z, t, layers, out_weight, rates = make_inputs(case, "cpu", torch.Generator().manual_seed(1))
     calls = []
     pkg = importlib.import_module("genomix.kernels.implicit_filter")  # the attribute is the function
-    real = pkg.implicit_filter_triton
-    monkeypatch.setattr(pkg, "implicit_filter_triton", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = pkg._triton_filter
+    monkeypatch.setattr(pkg, "_triton_filter", lambda *a, **k: calls.append(1) or real(*a, **k))
     monkeypatch.delenv("GENOMIX_FORCE_TRITON", raising=False)
     ref = implicit_filter(z, t, layers, out_weight, rates)
     assert not calls
@@ -98,8 +98,8 @@ def test_only_16_bit_autocast_takes_the_kernels_unless_forced(monkeypatch):
     pkg = importlib.import_module("genomix.kernels.implicit_filter")
     z, t, layers, out_weight, rates = make_inputs(FilterCase(40, 20, order=16), "cpu", torch.Generator().manual_seed(1))
     calls = []
-    real = pkg.implicit_filter_triton
-    monkeypatch.setattr(pkg, "implicit_filter_triton", lambda *a, **k: calls.append(a[-1]) or real(*a, **k))
+    real = pkg._triton_filter
+    monkeypatch.setattr(pkg, "_triton_filter", lambda *a, **k: calls.append(a[6]) or real(*a, **k))  # tf32
     monkeypatch.setattr(pkg, "use_triton", lambda *tensors, op: True)
     monkeypatch.delenv("GENOMIX_FORCE_TRITON", raising=False)
     implicit_filter(z, t, layers, out_weight, rates, 0.0, False)
@@ -164,7 +164,7 @@ def test_inference_keeps_no_pre_activations(monkeypatch):
     seen = []
     real = ops.ImplicitFilterFn.forward
     monkeypatch.setattr(ops.ImplicitFilterFn, "forward",
-                        staticmethod(lambda ctx, *args: seen.append(args[-1]) or real(ctx, *args)))
+                        staticmethod(lambda ctx, *args: seen.append(args[-2]) or real(ctx, *args)))  # save
     z, t, layers, out_weight, rates = make_inputs(FilterCase(30, 16, order=16), "cpu", torch.Generator().manual_seed(4))
     with torch.no_grad():
         implicit_filter_triton(z, t, layers, out_weight, rates)

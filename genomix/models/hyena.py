@@ -31,7 +31,8 @@ from ..errors import ConfigError, InputFormatError, RangeError
 from ..kernels import causal_conv1d, fftconv
 from .base import BaseModelMixin, GenomixConfig, GenomixPreTrainedModel, run_residual_layers
 from .heads import POOLING_MODES
-from .implicit_filter import ExponentialModulation, PositionalEmbedding, Sin, implicit_filter_taps
+from .implicit_filter import (ExponentialModulation, PositionalEmbedding, Sin, implicit_filter_taps,
+                              implicit_filter_taps_and_sumsq)
 from .linear import Linear, linear_gelu
 from .norms import LayerNorm
 from .registry import Family, register_family
@@ -174,6 +175,14 @@ class HyenaFilter(nn.Module):
             h = h / torch.norm(h, dim=0, p=1, keepdim=True)
         return self.dropout(h)
 
+    def filter_and_sumsq(self, length: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(:meth:`filter`, each channel's sum of squares of it where the filter kernel computed it on the way,
+        else None): for the long convolution's range scaling (``fftconv(k_sumsq=...)``). A normalised or
+        dropped-out filter is not the kernel's output, so it comes without."""
+        if self.normalized or (self.training and self.dropout.p > 0):
+            return self.filter(length), None
+        return implicit_filter_taps_and_sumsq(self.implicit_filter, self.pos_emb, self.modulation, length)
+
 
 class HyenaOperator(nn.Module):
     """Hyena mixer: projections, short depthwise conv, gated long FFT convolutions."""
@@ -199,7 +208,9 @@ class HyenaOperator(nn.Module):
         conv = self.short_filter
         z = causal_conv1d(self.in_proj(u).transpose(1, 2), conv.weight.squeeze(1), conv.bias)  # (B, (order+1)d, L)
         *gates, v = z.split(self.d_model, dim=1)
-        k = self._filter(length).view(self.order - 1, self.d_model, length)
+        k, k_sumsq = self._filter(length)
+        k = k.view(self.order - 1, self.d_model, length)
+        sumsq = [None] * (self.order - 1) if k_sumsq is None else k_sumsq.view(self.order - 1, self.d_model)
         skip = self.filter_fn.bias.view(self.order - 1, self.d_model)
         use_dropout = self.training and self.dropout.p > 0
         for o, gate in enumerate(reversed(gates[1:])):
@@ -208,18 +219,19 @@ class HyenaOperator(nn.Module):
                 v = fftconv(self.dropout(v * gate), k[o], skip[o])
                 v = v * postgate if postgate is not None else v
             else:
-                v = fftconv(v, k[o], skip[o], pregate=gate, postgate=postgate)
+                v = fftconv(v, k[o], skip[o], pregate=gate, postgate=postgate, k_sumsq=sumsq[o])
         return self.out_proj(v.transpose(1, 2))
 
 
-    def _filter(self, length: int) -> torch.Tensor:
-        """The implicit filter; when gradients are recorded it is recomputed in the backward instead of its
-        intermediates being kept through the long convolution's backward (the training step's peak): ~3.5
-        GiB per layer at L = 1M on the PyTorch reference, 0.8 GiB of pre-activations on the fused kernels,
-        for one more filter forward per step."""
+    def _filter(self, length: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The implicit filter and, without gradients, its rows' sums of squares when the filter kernel
+        gives them (:meth:`HyenaFilter.filter_and_sumsq`). When gradients are recorded the filter is
+        recomputed in the backward instead of its intermediates being kept through the long convolution's
+        backward (the training step's peak): ~3.5 GiB per layer at L = 1M on the PyTorch reference, 0.8 GiB
+        of pre-activations on the fused kernels, for one more filter forward per step."""
         if torch.is_grad_enabled():
-            return checkpoint(self.filter_fn.filter, length, use_reentrant=False)
-        return self.filter_fn.filter(length)
+            return checkpoint(self.filter_fn.filter, length, use_reentrant=False), None
+        return self.filter_fn.filter_and_sumsq(length)
 
 
 #: Above this many tokens per call, a training MLP runs in chunks of this many tokens, each recomputed in

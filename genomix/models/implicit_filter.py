@@ -15,7 +15,7 @@ import math
 import torch
 from torch import nn
 
-from ..kernels.implicit_filter import SineLayer, implicit_filter, sixteen_bit_autocast
+from ..kernels.implicit_filter import SineLayer, implicit_filter_with_sumsq, sixteen_bit_autocast
 
 
 class PositionalEmbedding(nn.Module):
@@ -99,10 +99,19 @@ def implicit_filter_taps(mlp: nn.Sequential, pos_emb: PositionalEmbedding, modul
 
     Under 16-bit autocast the projection may use TF32 tensor cores (:mod:`genomix.kernels.implicit_filter`);
     fp32 runs and the CPU are plain fp32, so checkpoint parity is unchanged."""
+    return implicit_filter_taps_and_sumsq(mlp, pos_emb, modulation, length, want_sumsq=False)[0]
+
+
+def implicit_filter_taps_and_sumsq(mlp: nn.Sequential, pos_emb: PositionalEmbedding,
+                                   modulation: ExponentialModulation, length: int,
+                                   want_sumsq: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(:func:`implicit_filter_taps`, each channel's sum of squares of the filter where the Triton kernel
+    computed it on the way, else None): what ``fftconv(k_sumsq=...)`` takes."""
     z, t = pos_emb(length)
     out_weight = mlp[-1].weight
     device_type = out_weight.device.type
     tf32 = sixteen_bit_autocast(device_type)
     with torch.autocast(device_type=device_type, enabled=False):
-        return implicit_filter(z[0].to(out_weight.dtype), t[0, :, 0].to(out_weight.dtype), sine_layers(mlp),
-                               out_weight, modulation.rates(), modulation.shift, tf32)
+        return implicit_filter_with_sumsq(z[0].to(out_weight.dtype), t[0, :, 0].to(out_weight.dtype),
+                                          sine_layers(mlp), out_weight, modulation.rates(), modulation.shift, tf32,
+                                          want_sumsq)

@@ -94,6 +94,7 @@ def fftconv(
     postgate: torch.Tensor | None = None,
     bidirectional: bool = False,
     fp32_intermediate: bool = False,
+    k_sumsq: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``postgate * (irfft(rfft(u*pregate, 2L) * rfft(k, 2L))[..., :L] + u*pregate*D)``.
 
@@ -102,12 +103,17 @@ def fftconv(
     fp32 accumulation; output in u's dtype. For 16-bit inputs the long-sequence (cuFFT) path keeps its
     spectra in range-scaled fp16 and the on-chip kernels use fp16 tensor-core operands;
     ``fp32_intermediate=True`` makes both fp32-accurate (fp32 spectra, three-pass tf32 products).
+    ``k_sumsq``: optionally each row's sum of squares of k, (H,) fp32, as the implicit filter computes it
+    while writing k (:func:`genomix.kernels.implicit_filter.implicit_filter_with_sumsq`); the half-precision
+    spectra's range scaling then needs no pass over k of its own. Other paths ignore it.
     """
     _check(u, k, D, pregate, postgate, bidirectional)
+    if k_sumsq is not None and (k_sumsq.shape != (k.shape[0],) or k_sumsq.dtype != torch.float32):
+        raise ValueError(f"fftconv: k_sumsq must be ({k.shape[0]},) fp32, got {tuple(k_sumsq.shape)} {k_sumsq.dtype}")
     if use_triton(u, k, D, pregate, postgate, op=dispatch_name(u)):
         return fftconv_triton(u, k, D, pregate, postgate, bidirectional, fp32_intermediate)
     if u.dtype in _CUFFT_FUSED_DTYPES and use_triton(u, k, D, pregate, postgate, op="fftconv-cufft"):
         from .cufft_fused import fftconv_cufft  # imports triton: only when this path is taken
 
-        return fftconv_cufft(u, k, D, pregate, postgate, bidirectional, fp32_intermediate)
+        return fftconv_cufft(u, k, D, pregate, postgate, bidirectional, fp32_intermediate, k_sumsq)
     return fftconv_ref(u, k, D, pregate, postgate, bidirectional, fp32_intermediate)

@@ -275,8 +275,10 @@ class _Signal:
         return self.spectrum, self.scale, self.norm
 
 
-def _row_range(plan: _Plan, a: torch.Tensor, b: torch.Tensor | None = None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+def _row_range(plan: _Plan, a: torch.Tensor, b: torch.Tensor | None = None, sumsq: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """(L2 norms, range scales) of the rows ``a * b`` (B, h, taps) for half spectra; (None, None) for fp32.
+    ``sumsq``: the rows' sums of squares, (B·h,) fp32, when the caller has them (no pass over the rows).
 
     The scale is the largest power of two that keeps the scaled row's spectrum, and every stage of its
     transform, within HALF_RANGE: each such value is a sum of the row's samples times unit twiddles, so it
@@ -284,7 +286,10 @@ def _row_range(plan: _Plan, a: torch.Tensor, b: torch.Tensor | None = None) -> t
     moves the range. One pass reads the rows for block sums of squares, one small kernel finishes them."""
     if not plan.half:
         return None, None
-    partials = _launch_pad_product(a, b, a.shape[-1], square=True, store=False, block=SUMSQ_BLOCK)[1]
+    if sumsq is not None:
+        partials = sumsq.reshape(*a.shape[:2], 1)
+    else:
+        partials = _launch_pad_product(a, b, a.shape[-1], square=True, store=False, block=SUMSQ_BLOCK)[1]
     rows, nblk = partials.shape[0] * partials.shape[1], partials.shape[2]
     norm = torch.empty(partials.shape[:2], dtype=torch.float32, device=a.device)
     scale = torch.empty_like(norm)
@@ -301,9 +306,10 @@ def _signal(plan: _Plan, a: torch.Tensor, b: torch.Tensor | None) -> _Signal:
     return _Signal(real_spectrum(pad_product(a, b, plan.n, scale, plan.dtype)), scale, norm)
 
 
-def _filter_signal(plan: _Plan, k: torch.Tensor, bidirectional: bool) -> _Signal:
-    """Packed spectrum (1, h, n/2) of the size-n circular filter; the causal filter is zero-padded by one pass."""
-    norm, scale = _row_range(plan, k.unsqueeze(0))
+def _filter_signal(plan: _Plan, k: torch.Tensor, bidirectional: bool, k_sumsq: torch.Tensor | None = None) -> _Signal:
+    """Packed spectrum (1, h, n/2) of the size-n circular filter; the causal filter is zero-padded by one pass.
+    ``k_sumsq``: k's rows' sums of squares, if known (:func:`_row_range`)."""
+    norm, scale = _row_range(plan, k.unsqueeze(0), sumsq=k_sumsq)
     if bidirectional:
         padded = combined_filter(k.float(), plan.L, plan.n, True)
         if scale is not None:
@@ -356,7 +362,7 @@ SAVE_SPECTRA_MAX_ELEMENTS = 1 << 26
 
 
 def _forward(u, k, D, pregate, postgate, bidirectional: bool, plan: _Plan, keep_y: bool, keep_x: bool,
-             keep_filter: bool, two_levels: bool = False):
+             keep_filter: bool, two_levels: bool = False, k_sumsq: torch.Tensor | None = None):
     """The output; if ``keep_y`` the pre-postgate output in u's dtype (for the postgate's gradient); the
     signals of the gated input (if ``keep_x``) and of the filter (if ``keep_filter``), else None each
     (keeping needs one channel group). ``two_levels``: run :mod:`.two_level`'s forward (the caller asks
@@ -368,11 +374,11 @@ def _forward(u, k, D, pregate, postgate, bidirectional: bool, plan: _Plan, keep_
         for g in _channel_groups(u):
             kept_filter = two_level.forward_group(plan, _rows(u, g), _rows(k, g), _rows(D, g), _rows(pregate, g),
                                                   _rows(postgate, g), bidirectional, _rows(out, g), _rows(y, g),
-                                                  keep_filter)
+                                                  keep_filter, _rows(k_sumsq, g))
         return out, y, None, kept_filter
     for g in _channel_groups(u):
         x = _signal(plan, _rows(u, g), _rows(pregate, g))
-        kf = _filter_signal(plan, _rows(k, g), bidirectional)
+        kf = _filter_signal(plan, _rows(k, g), bidirectional, _rows(k_sumsq, g))
         product = torch.empty_like(x.spectrum) if keep_x else x.spectrum
         n_inv = _spectral_product(plan, x, kf, product)
         y_full = real_inverse(product)
@@ -393,14 +399,14 @@ class FFTConvCuFFTFn(torch.autograd.Function):
     """``postgate * (conv(u*pregate, k) + u*pregate*D)`` with cuFFT transforms and fused elementwise passes."""
 
     @staticmethod
-    def forward(ctx, u, k, D, pregate, postgate, bidirectional, fp32_intermediate):  # type: ignore[override]
+    def forward(ctx, u, k, D, pregate, postgate, bidirectional, fp32_intermediate, k_sumsq):  # type: ignore[override]
         plan = _plan(u, fp32_intermediate)
         one_group = len(_channel_groups(u)) == 1
         small = u.numel() <= SAVE_SPECTRA_MAX_ELEMENTS
         two_levels = two_level.applies(plan)  # the forward's levels are the backward's
         out, y, x, kf = _forward(u, k, D, pregate, postgate, bidirectional, plan,
                                  postgate is not None and ctx.needs_input_grad[4],
-                                 one_group and small, one_group and (small or plan.half), two_levels)
+                                 one_group and small, one_group and (small or plan.half), two_levels, k_sumsq)
         ctx.bidirectional, ctx.plan, ctx.two_levels = bidirectional, plan, two_levels
         kept = [t for signal in (x, kf) for t in (signal.tensors() if signal else (None, None, None))]
         ctx.save_for_backward(u, k, D, pregate, postgate, y, *kept)
@@ -426,7 +432,7 @@ class FFTConvCuFFTFn(torch.autograd.Function):
                 two_level.backward_group(*group, kf=kf)
             else:
                 _backward_group(*group, x, kf)
-        return du, dk, dD, d_pre, d_post, None, None
+        return du, dk, dD, d_pre, d_post, None, None, None
 
 
 def _backward_group(plan: _Plan, bidirectional: bool, grad, u, k, D, pregate, postgate, du, dk, dD, d_pre,
@@ -475,6 +481,7 @@ def fftconv_cufft(
     postgate: torch.Tensor | None = None,
     bidirectional: bool = False,
     fp32_intermediate: bool = False,
+    k_sumsq: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The cuFFT-plus-fused-kernels path of :func:`genomix.kernels.fftconv.fftconv` (fp32/bf16/fp16 inputs).
 
@@ -483,7 +490,7 @@ def fftconv_cufft(
     kept for a backward. Long 16-bit calls take the two-level transforms of :mod:`.two_level`."""
     inputs = (u, k, D, pregate, postgate)
     if records_graph(*inputs):
-        return FFTConvCuFFTFn.apply(*inputs, bool(bidirectional), bool(fp32_intermediate))
+        return FFTConvCuFFTFn.apply(*inputs, bool(bidirectional), bool(fp32_intermediate), k_sumsq)
     plan = _plan(u, fp32_intermediate)
     return _forward(*inputs, bool(bidirectional), plan, keep_y=False, keep_x=False, keep_filter=False,
-                    two_levels=two_level.applies(plan))[0]
+                    two_levels=two_level.applies(plan), k_sumsq=k_sumsq)[0]

@@ -132,18 +132,22 @@ def pad_transposed(a: torch.Tensor, b: torch.Tensor | None, scale: torch.Tensor 
     return out
 
 
-def _signal(plan: one_level._Plan, a: torch.Tensor, b: torch.Tensor | None) -> one_level._Signal:
-    """The two-level spectrum (B, h, n2, n1) of the zero-padded rows ``a * b``, range-scaled."""
-    norm, scale = one_level._row_range(plan, a, b)
+def _signal(plan: one_level._Plan, a: torch.Tensor, b: torch.Tensor | None,
+            sumsq: torch.Tensor | None = None) -> one_level._Signal:
+    """The two-level spectrum (B, h, n2, n1) of the zero-padded rows ``a * b``, range-scaled (``sumsq``: their
+    sums of squares, if known)."""
+    norm, scale = one_level._row_range(plan, a, b, sumsq)
     rows = one_level._fft(pad_transposed(a, b, scale, plan), inverse=False)
     return one_level._Signal(inner_dft(rows), scale, norm)
 
 
-def _transposed_filter(k: torch.Tensor, plan: one_level._Plan, bidirectional: bool) -> one_level._Signal:
-    """The filter's spectrum (1, h, n2, n1) in two-level word order (packed, range-scaled)."""
+def _transposed_filter(k: torch.Tensor, plan: one_level._Plan, bidirectional: bool,
+                       k_sumsq: torch.Tensor | None = None) -> one_level._Signal:
+    """The filter's spectrum (1, h, n2, n1) in two-level word order (packed, range-scaled; ``k_sumsq``: k's
+    rows' sums of squares, if known)."""
     if not bidirectional:
-        return _signal(plan, k.unsqueeze(0), None)
-    norm, scale = one_level._row_range(plan, k.unsqueeze(0))
+        return _signal(plan, k.unsqueeze(0), None, k_sumsq)
+    norm, scale = one_level._row_range(plan, k.unsqueeze(0), sumsq=k_sumsq)
     n1, n2 = _split(plan)
     padded = combined_filter(k.float(), plan.L, plan.n, True) * scale[0, :, None]
     pairs = padded.view(-1, n1, n2, 2).transpose(1, 2).contiguous()  # (h, n2, n1, re/im): transposed words
@@ -208,11 +212,11 @@ def _product_inverse(plan: one_level._Plan, a: one_level._Signal, b: one_level._
 
 
 def forward_group(plan: one_level._Plan, u, k, D, pregate, postgate, bidirectional: bool, out, y,
-                  keep_filter: bool = False) -> one_level._Signal | None:
+                  keep_filter: bool = False, k_sumsq: torch.Tensor | None = None) -> one_level._Signal | None:
     """One channel group of the forward: writes ``out`` (and ``y``, the pre-postgate output, if given);
     returns the filter's spectrum if ``keep_filter`` (for :func:`backward_group`), else None."""
     x = _signal(plan, u, pregate)
-    kf = _transposed_filter(k, plan, bidirectional)
+    kf = _transposed_filter(k, plan, bidirectional, k_sumsq)
     y_rows, n_inv = _product_inverse(plan, x, kf, x.spectrum)
     del x
     epilogue_transposed(y_rows, n_inv, u, pregate, D, postgate, out, z=y)

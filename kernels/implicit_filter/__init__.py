@@ -20,7 +20,7 @@ from .reference import SineLayer, implicit_filter_ref
 from .tf32_matmul import filter_projection, sixteen_bit_autocast
 
 __all__ = ["SineLayer", "filter_projection", "implicit_filter", "implicit_filter_ref",
-           "implicit_filter_triton", "sixteen_bit_autocast"]
+           "implicit_filter_triton", "implicit_filter_with_sumsq", "sixteen_bit_autocast"]
 
 
 def _check(z: torch.Tensor, t: torch.Tensor, layers: Sequence[SineLayer], out_weight: torch.Tensor,
@@ -53,10 +53,10 @@ def _triton_shapes(z: torch.Tensor, layers: Sequence[SineLayer], out_weight: tor
             and all(w.shape[0] == order for w, _, _ in layers) and z.shape[0] > 0)
 
 
-def implicit_filter_triton(z: torch.Tensor, t: torch.Tensor, layers: Sequence[SineLayer], out_weight: torch.Tensor,
-                           decay_rates: torch.Tensor | None, shift: float = 0.0, tf32: bool = False) -> torch.Tensor:
-    """The Triton path of :func:`implicit_filter` (fp32 CUDA tensors, or the interpreter; every layer of one
-    width R <= ``ops.MAX_ORDER``, at most ``ops.MAX_FEATURES`` features)."""
+def _triton_filter(z: torch.Tensor, t: torch.Tensor, layers: Sequence[SineLayer], out_weight: torch.Tensor,
+                   decay_rates: torch.Tensor | None, shift: float, tf32: bool,
+                   row_sumsq: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(k, each channel's sum of k^2 if ``row_sumsq`` else an empty tensor) on the Triton path."""
     from .ops import ImplicitFilterFn  # imports triton: only when this path is taken
 
     w0, inner = layers[0][0], layers[1:]
@@ -69,7 +69,22 @@ def implicit_filter_triton(z: torch.Tensor, t: torch.Tensor, layers: Sequence[Si
     save = torch.is_grad_enabled() and any(  # else no pre-activations kept
         p.requires_grad for p in (out_weight, *(p for layer in layers for p in layer)))
     return ImplicitFilterFn.apply(z.contiguous(), t.contiguous(), w0.contiguous(), inner_weights.contiguous(),
-                                  biases, freqs, out_weight.contiguous(), rates, shift, tf32, save)
+                                  biases, freqs, out_weight.contiguous(), rates, shift, tf32, save, row_sumsq)
+
+
+def implicit_filter_triton(z: torch.Tensor, t: torch.Tensor, layers: Sequence[SineLayer], out_weight: torch.Tensor,
+                           decay_rates: torch.Tensor | None, shift: float = 0.0, tf32: bool = False) -> torch.Tensor:
+    """The Triton path of :func:`implicit_filter` (fp32 CUDA tensors, or the interpreter; every layer of one
+    width R <= ``ops.MAX_ORDER``, at most ``ops.MAX_FEATURES`` features)."""
+    return _triton_filter(z, t, layers, out_weight, decay_rates, shift, tf32, row_sumsq=False)[0]
+
+
+def _takes_triton(z: torch.Tensor, layers: Sequence[SineLayer], out_weight: torch.Tensor, tf32: bool) -> bool:
+    """The Triton path is taken under 16-bit autocast (``tf32``) only: its products are TF32 tensor-core
+    ones (three passes where accuracy matters, ~2^-21 relative, and MUFU sines), right next to bf16's
+    rounding but not fp32's, so fp32 runs keep the exact reference (``GENOMIX_FORCE_TRITON`` overrides)."""
+    return ((tf32 or forcing_triton()) and _triton_shapes(z, layers, out_weight)
+            and use_triton(z, out_weight, op="implicit_filter"))
 
 
 def implicit_filter(z: torch.Tensor, t: torch.Tensor, layers: Sequence[SineLayer], out_weight: torch.Tensor,
@@ -80,14 +95,21 @@ def implicit_filter(z: torch.Tensor, t: torch.Tensor, layers: Sequence[SineLayer
     frequency (R,) or (1, R)) of each ``sin(f * (x W^T + b))`` layer, K = E for the first; out_weight:
     (C, R), bias-free; decay_rates: (C,) non-negative rates (no gradient flows to them), or None for an
     unmodulated filter. ``tf32`` (the model is under 16-bit autocast) lets the projection use TF32
-    tensor cores on CUDA. Gradients flow to every layer parameter and to out_weight.
-
-    The Triton path is taken under 16-bit autocast (``tf32``) only: its products are TF32 tensor-core
-    ones (three passes where accuracy matters, ~2^-21 relative, and MUFU sines), right next to bf16's
-    rounding but not fp32's, so fp32 runs keep the exact reference (``GENOMIX_FORCE_TRITON`` overrides).
+    tensor cores on CUDA (see :func:`_takes_triton`). Gradients flow to every layer parameter and to
+    out_weight.
     """
+    return implicit_filter_with_sumsq(z, t, layers, out_weight, decay_rates, shift, tf32, want_sumsq=False)[0]
+
+
+def implicit_filter_with_sumsq(z: torch.Tensor, t: torch.Tensor, layers: Sequence[SineLayer], out_weight: torch.Tensor,
+                               decay_rates: torch.Tensor | None, shift: float = 0.0, tf32: bool = False,
+                               want_sumsq: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(:func:`implicit_filter`, each channel's sum of squares of the filter, (C,) fp32, not differentiable)
+    where the Triton kernel sums them as it writes the filter (at no extra pass; None on the reference
+    path, or unless ``want_sumsq``). The half-precision FFT convolution range-scales each filter row by
+    its norm and would otherwise read the whole filter once more for it (``fftconv(k_sumsq=...)``)."""
     _check(z, t, layers, out_weight, decay_rates)
-    if ((tf32 or forcing_triton()) and _triton_shapes(z, layers, out_weight)
-            and use_triton(z, out_weight, op="implicit_filter")):
-        return implicit_filter_triton(z, t, layers, out_weight, decay_rates, shift, tf32)
-    return implicit_filter_ref(z, t, layers, out_weight, decay_rates, shift, tf32)
+    if _takes_triton(z, layers, out_weight, tf32):
+        k, sumsq = _triton_filter(z, t, layers, out_weight, decay_rates, shift, tf32, want_sumsq)
+        return k, sumsq if want_sumsq else None
+    return implicit_filter_ref(z, t, layers, out_weight, decay_rates, shift, tf32), None

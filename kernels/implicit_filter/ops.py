@@ -77,26 +77,32 @@ class ImplicitFilterFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, z: torch.Tensor, t: torch.Tensor, w0: torch.Tensor, inner: torch.Tensor,  # type: ignore[override]
                 biases: torch.Tensor, freqs: torch.Tensor, out_weight: torch.Tensor, rates: torch.Tensor | None,
-                shift: float, tf32: bool, save: bool) -> torch.Tensor:
-        """``save``: a backward will follow (decided by the caller: grad mode is off inside ``forward``)."""
+                shift: float, tf32: bool, save: bool, row_sumsq: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """(k, each channel's sum of k^2 (C,) if ``row_sumsq``, else an empty tensor; not differentiable).
+        ``save``: a backward will follow (decided by the caller: grad mode is off inside ``forward``)."""
         length, features = z.shape
         channels, order = out_weight.shape
         n_inner = inner.shape[0]
+        programs = triton.cdiv(length, FWD_BLOCK_L)
         k = torch.empty((channels, length), dtype=torch.float32, device=z.device)
         pre = torch.empty((n_inner + 1, length, order) if save else (0,), dtype=torch.float32, device=z.device)
-        implicit_filter_fwd_kernel[(triton.cdiv(length, FWD_BLOCK_L),)](
+        partials = torch.empty((channels, programs) if row_sumsq else (0,), dtype=torch.float32, device=z.device)
+        implicit_filter_fwd_kernel[(programs,)](
             z, t, w0, _pointer(inner, w0), biases, freqs, out_weight, _pointer(rates, t), k, _pointer(pre, k),
-            length, channels, features, order, float(shift),
-            N_INNER=n_inner, MODULATE=rates is not None, SAVE=save, BLOCK_L=FWD_BLOCK_L, BLOCK_C=BLOCK_C,
-            E_PAD=padded(features), R_PAD=padded(order), TF32=tf32, ASM=_fast_math(tf32), num_warps=FWD_WARPS,
+            _pointer(partials, k), length, channels, features, order, float(shift),
+            N_INNER=n_inner, MODULATE=rates is not None, SAVE=save, SUMSQ=row_sumsq, BLOCK_L=FWD_BLOCK_L,
+            BLOCK_C=BLOCK_C, E_PAD=padded(features), R_PAD=padded(order), TF32=tf32, ASM=_fast_math(tf32),
+            num_warps=FWD_WARPS,
         )
         ctx.save_for_backward(z, t, w0, inner, freqs, out_weight, rates, pre)
         ctx.shift, ctx.tf32 = float(shift), tf32
-        return k
+        sumsq = partials.sum(dim=1) if row_sumsq else partials
+        ctx.mark_non_differentiable(sumsq)
+        return k, sumsq
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, dk: torch.Tensor):  # type: ignore[override]
+    def backward(ctx, dk: torch.Tensor, _dsumsq: torch.Tensor | None):  # type: ignore[override]
         z, t, w0, inner, freqs, out_weight, rates, pre = ctx.saved_tensors
         if dk.stride(-1) != 1:
             dk = dk.contiguous()
@@ -132,4 +138,4 @@ class ImplicitFilterFn(torch.autograd.Function):
                 d_w0 = d_weight.view(w0.shape)
         d_inner_stacked = torch.stack(d_inner[::-1]) if d_inner else torch.zeros_like(inner)
         return (None, None, d_w0, d_inner_stacked, torch.stack(d_biases[::-1]), torch.stack(d_freqs[::-1]),
-                out_partials.sum(0), None, None, None, None)
+                out_partials.sum(0), None, None, None, None, None)

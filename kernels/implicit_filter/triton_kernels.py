@@ -8,7 +8,9 @@ padded hidden units are sin(0) = 0 and contribute nothing.
 
 - :func:`implicit_filter_fwd_kernel`: a block of positions runs the whole sine MLP in registers, then
   writes its columns of k one block of channels at a time (projection and decay fused). For training
-  it also writes each layer's pre-activation (``SAVE``): the backward then recomputes nothing.
+  it also writes each layer's pre-activation (``SAVE``): the backward then recomputes nothing. With
+  ``SUMSQ`` it also writes each channel's sum of squares over its positions (partials that torch sums:
+  the FFT convolution's range scaling then needs no pass over k).
 - :func:`implicit_filter_dh_kernel`: dL/dh_n = (dk * decay)^T @ W_out per block of positions.
 - :func:`implicit_filter_out_grad_kernel`: dW_out = (dk * decay) @ h_n, split over position ranges into
   deterministic partials (h_n recomputed from the saved pre-activation: one sine per element).
@@ -126,11 +128,12 @@ def _rows(pos, L, R, R_PAD: tl.constexpr):
 
 @triton.jit
 def implicit_filter_fwd_kernel(
-    z_ptr, t_ptr, w0_ptr, wi_ptr, b_ptr, f_ptr, wout_ptr, rate_ptr, k_ptr, pre_ptr, L, C, E, R, shift,
-    N_INNER: tl.constexpr, MODULATE: tl.constexpr, SAVE: tl.constexpr, BLOCK_L: tl.constexpr,
+    z_ptr, t_ptr, w0_ptr, wi_ptr, b_ptr, f_ptr, wout_ptr, rate_ptr, k_ptr, pre_ptr, sumsq_ptr, L, C, E, R, shift,
+    N_INNER: tl.constexpr, MODULATE: tl.constexpr, SAVE: tl.constexpr, SUMSQ: tl.constexpr, BLOCK_L: tl.constexpr,
     BLOCK_C: tl.constexpr, E_PAD: tl.constexpr, R_PAD: tl.constexpr, TF32: tl.constexpr, ASM: tl.constexpr,
 ):
-    """k[:, positions of this program] for one block of BLOCK_L positions (and, with SAVE, pre[:, positions])."""
+    """k[:, positions of this program] for one block of BLOCK_L positions (and, with SAVE, pre[:, positions];
+    with SUMSQ, each channel's sum of k^2 over these positions at sumsq[channel, program])."""
     pos = tl.program_id(0) * BLOCK_L + tl.arange(0, BLOCK_L)
     rows, row_mask = _rows(pos, L, R, R_PAD)
     pre, hidden = _sine_layer(_load_features(z_ptr, pos, L, E, E_PAD), w0_ptr, b_ptr, f_ptr, E, R, E_PAD, R_PAD,
@@ -152,6 +155,9 @@ def implicit_filter_fwd_kernel(
         taps = _dot(w, hidden_t, TF32) * _decay(rate_ptr, t, channels, C, shift, MODULATE)
         mask = (channels[:, None] < C) & (pos[None, :] < L)
         tl.store(k_ptr + channels[:, None].to(tl.int64) * L + pos[None, :], taps, mask=mask)
+        if SUMSQ:
+            squares = tl.sum(tl.where(mask, taps * taps, 0.0), axis=1)
+            tl.store(sumsq_ptr + channels * tl.num_programs(0) + tl.program_id(0), squares, mask=channels < C)
 
 
 @triton.jit
