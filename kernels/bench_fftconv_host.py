@@ -19,14 +19,12 @@ import torch
 
 from genomix.kernels.bench_common import add_run_args, check_device
 from genomix.kernels.bench_scan import write_json
-from genomix.kernels.dispatch import FFTCONV_OPS, environment
+from genomix.kernels.dispatch import FFTCONV_PATHS, environment
 from genomix.kernels.fftconv import fftconv
 
-#: label -> environment selecting the path (the cuFFT path also runs in the CPU interpreter when forced).
-PATHS = {
-    "reference": {"GENOMIX_REFERENCE_OPS": ",".join(FFTCONV_OPS)},
-    "cufft": {"GENOMIX_REFERENCE_OPS": "fftconv,fftconv-short"},
-}
+#: The paths timed (environments in :data:`FFTCONV_PATHS`; the cuFFT path also runs in the CPU interpreter
+#: when forced).
+PATHS = ("reference", "cufft")
 
 
 def _per_call_s(call, calls: int, device: str) -> tuple[float, float]:
@@ -66,7 +64,8 @@ def bench(shape: tuple[int, int, int], calls: int, device: str, seed: int) -> li
         return fftconv(u, k, D, pregate=pre, postgate=post)
 
     rows = []
-    for label, env in PATHS.items():
+    for label in PATHS:
+        env = FFTCONV_PATHS[label]
         if device == "cpu":
             env = {**env, "GENOMIX_FORCE_TRITON": "1"}
         with environment(env), torch.no_grad():

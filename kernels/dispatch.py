@@ -22,6 +22,14 @@ _TRUE = {"1", "true", "yes", "on"}
 #: Every op name the long convolution dispatches on (Monarch kernels, the on-chip short path, cuFFT with
 #: fused passes): naming them all in ``GENOMIX_REFERENCE_OPS`` runs its PyTorch reference.
 FFTCONV_OPS = ("fftconv", "fftconv-short", "fftconv-cufft")
+#: Environments (for :func:`environment`) that pin the long convolution to one path, as the benchmarks
+#: comparing the paths in one process use them: the PyTorch reference, cuFFT with fused passes (the CUDA
+#: default for long calls), and the Triton Monarch kernels.
+FFTCONV_PATHS = {
+    "reference": {"GENOMIX_TRITON_OPS": "", "GENOMIX_REFERENCE_OPS": ",".join(FFTCONV_OPS)},
+    "cufft": {"GENOMIX_TRITON_OPS": "", "GENOMIX_REFERENCE_OPS": "fftconv,fftconv-short"},
+    "triton": {"GENOMIX_TRITON_OPS": "fftconv", "GENOMIX_REFERENCE_OPS": ""},
+}
 
 
 @contextlib.contextmanager

@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 import torch
 
-from genomix.kernels.dispatch import FFTCONV_OPS
+from genomix.kernels.dispatch import FFTCONV_PATHS, environment
 from genomix.models import build
 
 
@@ -47,19 +46,11 @@ def _time_forward(model: torch.nn.Module, ids: torch.Tensor, repeats: int, warmu
     return times[len(times) // 2], torch.cuda.max_memory_allocated() / 2**30, logits
 
 
-#: label -> (GENOMIX_TRITON_OPS, GENOMIX_REFERENCE_OPS) selecting the long-convolution path.
-PATHS = {
-    "reference": ("", ",".join(FFTCONV_OPS)),
-    "cufft": ("", "fftconv,fftconv-short"),
-    "triton": ("fftconv", ""),
-}
-
-
 def run(model_name: str, lengths: list[int], batch: int, repeats: int, paths: list[str] | None = None,
         warmup: int = 1) -> list[dict]:
     """One row per length: each path's time, throughput, peak and (when the reference runs first) logits
     difference and speed-up over the reference."""
-    paths = list(PATHS) if paths is None else paths
+    paths = list(FFTCONV_PATHS) if paths is None else paths
     rows = []
     for length in lengths:
         model = build(model_name, max_seq_len=max(length, 1)).cuda().eval()
@@ -67,8 +58,8 @@ def run(model_name: str, lengths: list[int], batch: int, repeats: int, paths: li
         row = {"model": model_name, "length": length, "batch": batch}
         reference_logits = None
         for label in paths:
-            os.environ["GENOMIX_TRITON_OPS"], os.environ["GENOMIX_REFERENCE_OPS"] = PATHS[label]
-            seconds, peak, logits = _time_forward(model, ids, repeats, warmup)
+            with environment(FFTCONV_PATHS[label]):
+                seconds, peak, logits = _time_forward(model, ids, repeats, warmup)
             if label == "reference":
                 reference_logits = logits
             if reference_logits is not None:
@@ -77,8 +68,6 @@ def run(model_name: str, lengths: list[int], batch: int, repeats: int, paths: li
             row[f"{label}_ms"] = seconds * 1e3
             row[f"{label}_tokens_per_s"] = batch * length / seconds
             row[f"{label}_peak_gib"] = peak
-        os.environ.pop("GENOMIX_REFERENCE_OPS", None)
-        os.environ.pop("GENOMIX_TRITON_OPS", None)
         for label in paths:
             if "reference_ms" in row and label != "reference":
                 row[f"{label}_speedup"] = row["reference_ms"] / row[f"{label}_ms"]
@@ -94,7 +83,7 @@ def main() -> None:
     parser.add_argument("--lengths", type=int, nargs="+", default=[32_768, 262_144, 1_048_576])
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--paths", nargs="+", choices=list(PATHS), default=list(PATHS),
+    parser.add_argument("--paths", nargs="+", choices=list(FFTCONV_PATHS), default=list(FFTCONV_PATHS),
                         help="paths to time, in this order (the reference first for ratios and differences; one "
                              "path per process keeps the others' state out of a host-bound timing)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed forwards per path before the timed ones")
