@@ -1,10 +1,10 @@
-"""Where the two-level convolution's forward spends its time, and the inner level's launch-shape sweep (GPU).
+"""Where the two-level convolution's forward spends its time, and the Triton levels' launch-shape sweep (GPU).
 
 For each length: the forward of the one-level cuFFT path (the default) and of the opt-in two-level path
-(``fftconv/two_level.py``); for each (tile, columns, warps) of the inner level in the sweep, the whole
+(``fftconv/two_level.py``); for each (tile, columns, warps) of the Triton levels in the sweep, the whole
 two-level forward (checked against the float64 reference first) and each of its stages timed alone
-(norms, transposing pad, outer and inner transforms, filter, product, inner and outer inverses,
-epilogue). bf16 u, fp32 filter and D, B*H*L = 256 M. Prints a table and writes JSON to ``--out``.
+(norms, the first Triton level with its fused pad, cuFFT's level, the filter's spectrum, product, cuFFT's
+inverse level, the last Triton level with its fused epilogue). bf16 u, fp32 filter and D, B*H*L = 256 M. Prints a table and writes JSON to ``--out``.
 
     PYTHONPATH=. python kernels/bench_two_level.py --out OUTDIR [--lengths 1048576] [--sweep 16,16,4,16,1,0 16,16,4,8,1,1]
 """
@@ -38,7 +38,7 @@ def _settings(tile: int, columns: int, warps: int, inverse_columns: int | None =
 
 
 def _defaults() -> tuple[int, ...]:
-    """The current inner-level settings as a sweep entry."""
+    """The current Triton-level settings as a sweep entry."""
     return (two_level.TILE, two_level.COLUMNS, two_level.ROW_WARPS, two_level.INVERSE_COLUMNS, int(two_level.GAUSS),
             int(two_level.INVERSE_GAUSS), two_level.MAXNREG or 0, two_level.INVERSE_MAXNREG or 0,
             int(two_level.HALF_MATH), int(two_level.INVERSE_HALF_MATH))
@@ -49,24 +49,22 @@ def stages(u, k, D) -> dict:
     scratch copy; their results are not used)."""
     plan = cufft_fused._plan(u, False)
     norm, scale = cufft_fused._row_range(plan, u)
-    x_rows = two_level.pad_transposed(u, None, scale, plan)
-    x = cufft_fused._Signal(two_level.inner_dft(cufft_fused._fft(x_rows, inverse=False)), scale, norm)
-    kf = two_level._transposed_filter(k, plan, False)
+    x_rows = two_level.first_level(u, None, scale, plan)
+    x = cufft_fused._Signal(cufft_fused._fft(x_rows, inverse=False), scale, norm)
+    kf = two_level._filter_spectrum(k, plan, False)
     factor, n_inv = cufft_fused._half_product_scales(plan, x, kf, batch_summed=False)
     out = torch.empty_like(u)
     scratch = x.spectrum.clone()
     flat = two_level._flat
     return {
         "norms": _ms(lambda: cufft_fused._row_range(plan, u)),
-        "pad": _ms(lambda: two_level.pad_transposed(u, None, scale, plan)),
+        "first_level": _ms(lambda: two_level.first_level(u, None, scale, plan)),
         "outer_fft": _ms(lambda: cufft_fused._fft(x_rows, inverse=False)),
-        "inner_fft": _ms(lambda: two_level.inner_dft(scratch)),
-        "filter": _ms(lambda: two_level._transposed_filter(k, plan, False)),
+        "filter": _ms(lambda: two_level._filter_spectrum(k, plan, False)),
         "product": _ms(lambda: cufft_fused.packed_product(flat(x.spectrum), flat(kf.spectrum), flat(scratch),
                                                            factor=factor, inner_tile=two_level.TILE)),
-        "inner_ifft": _ms(lambda: two_level.inner_dft(scratch, inverse=True)),
         "outer_ifft": _ms(lambda: cufft_fused._fft(x.spectrum, inverse=True)),
-        "epilogue": _ms(lambda: two_level.epilogue_transposed(x_rows, n_inv, u, None, D, None, out)),
+        "last_level": _ms(lambda: two_level.last_level(x_rows, n_inv, u, None, D, None, out)),
     }
 
 
@@ -114,7 +112,7 @@ def main() -> int:
     ap.add_argument("--lengths", type=int, nargs="*", default=[1 << 20])
     ap.add_argument("--sweep", nargs="*", default=None,
                     help="tile,columns,warps[,inverse columns[,gauss[,inverse gauss[,maxnreg[,inverse maxnreg[,half math[,"
-                         "inverse half math]]]]]]] of the inner level (inverse columns: as columns; gauss 1: three "
+                         "inverse half math]]]]]]] of the Triton levels (inverse columns: as columns; gauss 1: three "
                          "dots per complex product, 0: four, defaults 1, 0; register caps, 0: none; half math 1: "
                          "fp16 work between the dots). Default: the module's settings")
     args = ap.parse_args()

@@ -1,7 +1,8 @@
-"""The opt-in two-level forward of the cuFFT path (kernels/fftconv/two_level.py): cuFFT's outer level on
-transposed packed rows, the Triton row pass (inner level, spectral product, inner inverse level) run by
-the CPU interpreter, against the float64 reference. The threshold is lowered so that small lengths take
-the path (M = 512 … 8192 packed points: 2 … 32 outer columns of a 256-point inner level)."""
+"""The two-level path of the cuFFT convolution (kernels/fftconv/two_level.py): the Triton levels next to
+the time domain (first level with the fused pad, last level with the fused epilogue) and the spectral
+product in two-level word order run by the CPU interpreter, cuFFT's middle levels by torch.fft, against
+the float64 reference. The threshold is lowered so that small lengths take the path (M = 512 … 8192
+packed points: 2 … 32 columns of a 256-point Triton level)."""
 from __future__ import annotations
 
 import functools
@@ -9,14 +10,16 @@ import os
 
 import pytest
 import torch
+import triton
+import triton.language as tl
 
 from genomix.kernels.fftconv import cufft_fused, fftconv_ref, two_level
+from genomix.kernels.fftconv.packed_kernels import pair_index
 from genomix.kernels.fftconv.cufft_fused import fftconv_cufft
 
 
 @pytest.fixture
 def two_level_on(monkeypatch):
-    monkeypatch.setattr(two_level, "MIN_POINTS", 1 << 9)
     monkeypatch.setenv(two_level.ENV_SWITCH, "1")
 
 
@@ -127,8 +130,8 @@ def test_two_level_backward_recomputes_or_reuses_the_filter(two_level_on, monkey
     inputs = _inputs(2, 4, 1200, False, True, True, torch.bfloat16, seed=8)
     grad_out = torch.randn(2, 4, 1200, generator=torch.Generator().manual_seed(2)).bfloat16()
     transforms = []
-    original = two_level._transposed_filter
-    monkeypatch.setattr(two_level, "_transposed_filter", lambda *a: transforms.append(1) or original(*a))
+    original = two_level._filter_spectrum
+    monkeypatch.setattr(two_level, "_filter_spectrum", lambda *a: transforms.append(1) or original(*a))
 
     def grads():
         leaves = [t.detach().clone().requires_grad_() for t in inputs]
@@ -165,29 +168,49 @@ def test_training_calls_follow_the_length_range(monkeypatch, max_points, two_lev
         assert _rel(got.grad, want.grad) < 1e-2
 
 
-def test_transposed_pad_and_epilogue_are_inverse_layouts():
-    """Padding into the transposed packed layout and reading it back with the epilogue (no transform in
-    between, n_inv = 1 / scale) returns the gated input: both kernels agree on where each time step lives."""
-    plan = cufft_fused._Plan(1500, half=True)  # n = 4096: M = 2048 = 8 outer x 256 inner
-    u = torch.randn(2, 3, 1500).bfloat16()
-    pre = torch.randn(2, 3, 1500).bfloat16()
+def test_first_level_writes_the_spectrum_in_two_level_word_order():
+    """The first level plus cuFFT's level give the packed spectrum of the gated, scaled, zero-padded rows:
+    word (c·T + d)·n1 + k1 holds Z[k2 + n2·k1], k2 = c + T·d; samples past L are not read (NaN there is
+    ignored)."""
+    plan = cufft_fused._Plan(1500, half=True)  # n = 4096: M = 2048 = 8 columns x 256
+    n1, n2, T = 8, 256, two_level.TILE
+    wide = torch.randn(2, 3, 1600).bfloat16()
+    wide[..., 1500:] = float("nan")
+    u, pre = wide[..., :1500], torch.randn(2, 3, 1500).bfloat16()  # u: rows with a stride past L
     scale = torch.full((2, 3), 4.0)
-    rows = two_level.pad_transposed(u, pre, scale, plan)
-    assert rows.shape == (2, 3, 256, 8) and rows.dtype == torch.complex32
-    out = torch.empty_like(u)
-    two_level.epilogue_transposed(rows, 1.0 / scale, u, None, None, None, out)
-    torch.testing.assert_close(out.float(), (u.float() * pre.float()).bfloat16().float(), rtol=1e-2, atol=1e-2)
-    # word m = j1 * 256 + j2 holds times 2m, 2m + 1 at [j2, j1]
-    words = torch.view_as_real(rows.to(torch.complex64))
-    gated = (u.float() * pre.float() * 4.0)
-    m = 2 * 256 + 7
-    assert torch.allclose(words[1, 2, 7, 2], gated[1, 2, 2 * m:2 * m + 2], rtol=1e-3)
-    assert (words[:, :, :, 3:] == 0).all()  # times >= 2 * 3 * 256 = 1536 > L are zero padding
+    got = cufft_fused._fft(two_level.first_level(u, pre, scale, plan), inverse=False)
+    assert got.shape == (2, 3, n2, n1) and got.dtype == torch.complex32
+    padded = torch.zeros(2, 3, plan.n, dtype=torch.float64)
+    padded[..., :1500] = u.double() * pre.double() * 4.0
+    want = torch.fft.fft(torch.view_as_complex(padded.unflatten(-1, (-1, 2))))
+    k2 = torch.arange(n2)
+    p = (k2 % T) * T + k2 // T
+    k = k2[:, None] + n2 * torch.arange(n1)[None, :]  # spectrum index at [p of k2, k1]
+    words = torch.empty(2, 3, n2, n1, dtype=torch.complex128)
+    words[:, :, p] = want[:, :, k]
+    assert _rel(torch.view_as_real(got.to(torch.complex64)), torch.view_as_real(words)) < 2e-3
+
+
+def test_last_level_inverts_the_first():
+    """cuFFT's inverse and the last level undo the first level (n_inv = 1 / (M · scale)), and the epilogue's
+    skip term and gate are applied to the samples of the right times."""
+    plan = cufft_fused._Plan(1500, half=True)
+    u = torch.randn(2, 3, 1500).bfloat16()
+    pre, post = torch.randn(2, 3, 1500).bfloat16(), torch.randn(2, 3, 1500).bfloat16()
+    D = torch.randn(3)
+    scale = torch.full((2, 3), 4.0)
+    spectrum = cufft_fused._fft(two_level.first_level(u, pre, scale, plan), inverse=False)
+    rows = cufft_fused._fft(spectrum, inverse=True)
+    out, y = torch.empty_like(u), torch.empty(2, 3, 1500)
+    two_level.last_level(rows, 1.0 / (plan.n // 2 * scale), u, pre, D, post, out, z=y)
+    gated = u.double() * pre.double()
+    torch.testing.assert_close(y.double(), gated * (1 + D.double()[:, None]), rtol=2e-2, atol=2e-2)
+    assert _rel(out, gated * (1 + D.double()[:, None]) * post.double()) < 1e-2
 
 
 def test_dispatch_policy(monkeypatch):
     """By default 16-bit calls at 256K <= M <= 1M take two levels; fp32 spectra and other lengths stay on
-    one; the switch forces it off, or on for every length."""
+    one; the switch forces it off, or on for every length that has two columns of the Triton level."""
     monkeypatch.delenv(two_level.ENV_SWITCH, raising=False)
     plan = functools.partial(cufft_fused._Plan, half=True)
     assert two_level.applies(plan(1 << 20))
@@ -199,8 +222,7 @@ def test_dispatch_policy(monkeypatch):
         assert not two_level.applies(plan(1 << 20))
     with two_level.switched_on():
         assert two_level.applies(plan(1 << 22))
-        monkeypatch.setattr(two_level, "MIN_POINTS", 1 << 9)
-        assert two_level.applies(plan(5000))
+        assert two_level.applies(plan(5000))  # below MIN_POINTS
         assert not two_level.applies(plan(200))  # shorter than two outer columns
     assert two_level.ENV_SWITCH not in os.environ
 
@@ -239,23 +261,27 @@ def test_channel_groups_and_strided_outputs(two_level_on, monkeypatch):
     assert _rel(fftconv_cufft(*inputs), want) < 1e-2
 
 
-def test_pair_index_owns_every_pair_once():
-    """In two-level word order every word is either the owner of its (k, M - k) pair or the partner of
-    exactly one owner, and the mapped spectrum indices of a pair add up to M (mod M)."""
-    import numpy as np
-    T, n1 = 16, 4
+@triton.jit
+def _pair_index_kernel(j_ptr, jm_ptr, k_ptr, M, INNER_T: tl.constexpr, BLOCK: tl.constexpr):
+    idx = tl.arange(0, BLOCK)
+    j, jm, k = pair_index(idx, M, INNER_T)
+    tl.store(j_ptr + idx, j)
+    tl.store(jm_ptr + idx, jm)
+    tl.store(k_ptr + idx, k)
+
+
+@pytest.mark.parametrize("T,n1", [(16, 2), (16, 8), (32, 4)])
+def test_pair_index_owns_every_pair_once(T, n1):
+    """In two-level word order the indices 0 … M/2 own pairs of words that hold Z[k] and Z[M - k] (word
+    (c·T + d)·n1 + k1 holds k = c + T·d + T²·k1), no pair twice, and together they write every word."""
     M, n2 = n1 * T * T, T * T
-    idx = np.arange(M // 2 + n2 // 2)
-    j = np.where(idx <= M // 2, idx, (idx - M // 2 + n2 // 2) * n1)
-    k1, p = j % n1, j // n1
-    k2 = p // T + T * (p % T)
-    k2p = (n2 - k2) % n2
-    jm = np.where(k1 == 0, ((k2p % T) * T + k2p // T) * n1, M - j)
-    owner = (k1 > 0) | (k2 <= n2 // 2)
-    touched = np.concatenate([j[owner], jm[owner]])
-    assert set(touched.tolist()) == set(range(M))  # every word written
-    pairs = {tuple(sorted(x)) for x in zip(j[owner].tolist(), jm[owner].tolist())}
-    assert len(pairs) == int(owner.sum())  # no pair owned twice
-    k = k1 + n1 * k2
-    km = (jm % n1) + n1 * (((jm // n1) // T) + T * ((jm // n1) % T))
-    assert ((k + km) % M == 0)[owner].all()
+    j, jm, k = (torch.full((M,), -1, dtype=torch.int32) for _ in range(3))
+    _pair_index_kernel[(1,)](j, jm, k, M, INNER_T=T, BLOCK=M)
+    j, jm, k = (t[:M // 2 + 1].long() for t in (j, jm, k))
+    def index_of(word):
+        p, k1 = word // n1, word % n1
+        return p // T + T * (p % T) + n2 * k1
+    assert torch.equal(index_of(j), k) and (k <= M // 2).all()
+    assert torch.equal((index_of(jm) + k) % M, torch.zeros_like(k))
+    assert set(torch.cat([j, jm]).tolist()) == set(range(M))
+    assert len({tuple(sorted(x)) for x in zip(j.tolist(), jm.tolist())}) == M // 2 + 1

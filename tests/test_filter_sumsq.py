@@ -43,7 +43,6 @@ def test_reference_filter_gives_no_sums():
 def test_given_sums_leave_the_convolution_unchanged(cufft_path, monkeypatch, length, two_levels):
     """The range scale is a power of two from the filter's norm: given sums give the same output and
     gradients as the convolution's own pass (one and two levels, inference and training)."""
-    monkeypatch.setattr(two_level, "MIN_POINTS", 1 << 9)
     monkeypatch.setenv(two_level.ENV_SWITCH, "1" if two_levels else "0")
     g = torch.Generator().manual_seed(length)
     B, H = 2, 3

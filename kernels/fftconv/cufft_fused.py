@@ -229,7 +229,7 @@ def packed_product(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, conj_b: 
         raise ValueError(f"packed_product: factor must be a contiguous {(batch, channels)} tensor")
     aw, bw, outw = (_complex_words(t) for t in (a, b, out))
     b_batch_stride = 0 if b.shape[0] == 1 and batch > 1 else bw.stride(0)
-    n_index = m // 2 + (inner_tile * inner_tile // 2 if inner_tile else 1)
+    n_index = m // 2 + 1
     nblk = triton.cdiv(n_index, PACKED_BLOCK)
     n_rows = out.shape[0] * channels
     rows_per_program = min(PACKED_ROWS, n_rows)

@@ -10,8 +10,8 @@ per-block sums of ``a * b * c`` for a third row tensor c (the skip weight's grad
 were range-scaled), then ``z * m1`` and optionally ``z * m2`` and ``z`` itself, each in its output's
 dtype -- the skip term, the 1/n of the inverse transform (run unnormalised) and the output gate in the
 forward; the skip term and both input gradients in the backward.
-``pad_transposed_kernel`` / ``epilogue_transposed_kernel``: the same two passes for the two-level forward
-(:mod:`.two_level`), whose transforms read and write the packed rows transposed.
+The two-level convolution (:mod:`.two_level`) has no such passes: its first and last transform levels
+(:mod:`.row_kernels`) read the gated input and run :func:`finish_epilogue` themselves.
 
 Rows are (batch, channel) pairs; every tensor has its own (batch, channel) strides (the outputs one set
 for all) and a unit stride in time, so channel slices of larger tensors are read and written in place.
@@ -23,7 +23,6 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .packed_kernels import load_complex, store_complex
 
 
 @triton.jit
@@ -35,7 +34,7 @@ def _row(pid, nblk, H, BLOCK: tl.constexpr):
 
 
 @triton.jit
-def _gated(a_ptr, b_ptr, bi, hi, ts, mask, sab, sah, sbb, sbh, HAS_B: tl.constexpr):
+def gated(a_ptr, b_ptr, bi, hi, ts, mask, sab, sah, sbb, sbh, HAS_B: tl.constexpr):
     """a (times b) at (bi, hi, ts) in fp32, zero where masked."""
     a = tl.load(a_ptr + bi * sab + hi * sah + ts, mask=mask, other=0.0).to(tl.float32)
     if HAS_B:
@@ -55,7 +54,7 @@ def pad_product_kernel(a_ptr, b_ptr, out_ptr, c_ptr, dot_ptr, scale_ptr, H, L, N
     to ``dot[pid]``: per-block partial sums, reduced deterministically by the caller."""
     pid = tl.program_id(0)
     row, bi, hi, ts = _row(pid, nblk, H, BLOCK)
-    value = _gated(a_ptr, b_ptr, bi, hi, ts, ts < L, sab, sah, sbb, sbh, HAS_B)
+    value = gated(a_ptr, b_ptr, bi, hi, ts, ts < L, sab, sah, sbb, sbh, HAS_B)
     if DOT == 1:
         other = tl.load(c_ptr + row * N + ts, mask=ts < L, other=0.0).to(tl.float32)
         tl.store(dot_ptr + pid, tl.sum(value * other, axis=0))
@@ -68,13 +67,13 @@ def pad_product_kernel(a_ptr, b_ptr, out_ptr, c_ptr, dot_ptr, scale_ptr, H, L, N
 
 
 @triton.jit
-def _finish(z, ts, mask, bi, hi, a_ptr, b_ptr, d_ptr, m1_ptr, m2_ptr, out1_ptr, out2_ptr, z_ptr,
+def finish_epilogue(z, ts, mask, bi, hi, a_ptr, b_ptr, d_ptr, m1_ptr, m2_ptr, out1_ptr, out2_ptr, z_ptr,
             sab, sah, sbb, sbh, sm1b, sm1h, sm2b, sm2h, sob, soh, HAS_B: tl.constexpr, HAS_D: tl.constexpr,
             HAS_M1: tl.constexpr, HAS_M2: tl.constexpr, STORE_Z: tl.constexpr):
     """The epilogue's outputs from the scaled convolution ``z`` at times ``ts`` (any shape) of row (bi, hi)."""
     if HAS_D:
         skip = tl.load(d_ptr + hi).to(tl.float32)
-        z += skip * _gated(a_ptr, b_ptr, bi, hi, ts, mask, sab, sah, sbb, sbh, HAS_B)
+        z += skip * gated(a_ptr, b_ptr, bi, hi, ts, mask, sab, sah, sbb, sbh, HAS_B)
     out = bi * sob + hi * soh + ts
     if STORE_Z:
         tl.store(z_ptr + out, z.to(z_ptr.dtype.element_ty), mask=mask)
@@ -98,51 +97,5 @@ def epilogue_kernel(y_ptr, ninv_ptr, a_ptr, b_ptr, d_ptr, m1_ptr, m2_ptr, out1_p
     if ROW_NINV:
         n_inv = tl.load(ninv_ptr + row)
     z = tl.load(y_ptr + row * sy + ts, mask=mask, other=0.0).to(tl.float32) * n_inv
-    _finish(z, ts, mask, bi, hi, a_ptr, b_ptr, d_ptr, m1_ptr, m2_ptr, out1_ptr, out2_ptr, z_ptr,
-            sab, sah, sbb, sbh, sm1b, sm1h, sm2b, sm2h, sob, soh, HAS_B, HAS_D, HAS_M1, HAS_M2, STORE_Z)
-
-
-# Transposed packed rows (the two-level convolution, :mod:`.two_level`): the real row x of length 2M is held as
-# the M complex words z[m] = x[2m] + i·x[2m+1] (fp16 halves), word m = j1·n2 + j2 stored at j2·n1 + j1, so
-# that the first transform level (over j1) runs on contiguous rows. A program moves a (BJ1, BJ2) tile of
-# words: the time side as a row-major (BJ1, 2·BJ2) tile, the word side as a row-major (BJ2, BJ1) tile,
-# and one explicit transpose between them, so both sides are coalesced.
-
-
-@triton.jit
-def _transposed_tile(pid, n_t1, n_t2, H, n1, n2, BJ1: tl.constexpr, BJ2: tl.constexpr):
-    """(row, batch index, channel index, times (BJ1, 2·BJ2), word offsets (BJ2, BJ1)) of program ``pid``."""
-    tiles = n_t1 * n_t2
-    row = (pid // tiles).to(tl.int64)
-    tile = pid % tiles
-    j1 = (tile // n_t2) * BJ1 + tl.arange(0, BJ1)
-    j2 = (tile % n_t2) * BJ2 + tl.arange(0, BJ2)
-    ts = j1[:, None].to(tl.int64) * (2 * n2) + 2 * ((tile % n_t2) * BJ2) + tl.arange(0, 2 * BJ2)[None, :]
-    words = j2[:, None] * n1 + j1[None, :]
-    return row, row // H, row % H, ts, words
-
-
-@triton.jit
-def pad_transposed_kernel(a_ptr, b_ptr, scale_ptr, out_ptr, H, L, n1, n2, n_t1, n_t2, sab, sah, sbb, sbh,
-                          HAS_B: tl.constexpr, HAS_SCALE: tl.constexpr, BJ1: tl.constexpr, BJ2: tl.constexpr):
-    """Transposed packed words of ``a * b * scale[row]``, zero past L; ``out`` is the rows' int32 words."""
-    row, bi, hi, ts, words = _transposed_tile(tl.program_id(0), n_t1, n_t2, H, n1, n2, BJ1, BJ2)
-    value = _gated(a_ptr, b_ptr, bi, hi, ts, ts < L, sab, sah, sbb, sbh, HAS_B)
-    if HAS_SCALE:
-        value *= tl.load(scale_ptr + row)
-    re, im = tl.split(tl.reshape(value, (BJ1, BJ2, 2)))
-    store_complex(out_ptr + row * n1 * n2, words, tl.trans(re), tl.trans(im), words >= 0, HALF=True)
-
-
-@triton.jit
-def epilogue_transposed_kernel(y_ptr, ninv_ptr, a_ptr, b_ptr, d_ptr, m1_ptr, m2_ptr, out1_ptr, out2_ptr, z_ptr,
-                               H, L, n1, n2, n_t1, n_t2, sab, sah, sbb, sbh, sm1b, sm1h, sm2b, sm2h, sob, soh,
-                               HAS_B: tl.constexpr, HAS_D: tl.constexpr, HAS_M1: tl.constexpr,
-                               HAS_M2: tl.constexpr, STORE_Z: tl.constexpr, BJ1: tl.constexpr, BJ2: tl.constexpr):
-    """:func:`epilogue_kernel` reading transposed packed words (``y``: the rows' int32 words) with one
-    ``n_inv`` factor per row."""
-    row, bi, hi, ts, words = _transposed_tile(tl.program_id(0), n_t1, n_t2, H, n1, n2, BJ1, BJ2)
-    re, im = load_complex(y_ptr + row * n1 * n2, words, words >= 0, HALF=True)
-    z = tl.reshape(tl.join(tl.trans(re), tl.trans(im)), (BJ1, 2 * BJ2)) * tl.load(ninv_ptr + row)
-    _finish(z, ts, ts < L, bi, hi, a_ptr, b_ptr, d_ptr, m1_ptr, m2_ptr, out1_ptr, out2_ptr, z_ptr,
+    finish_epilogue(z, ts, mask, bi, hi, a_ptr, b_ptr, d_ptr, m1_ptr, m2_ptr, out1_ptr, out2_ptr, z_ptr,
             sab, sah, sbb, sbh, sm1b, sm1h, sm2b, sm2h, sob, soh, HAS_B, HAS_D, HAS_M1, HAS_M2, STORE_Z)

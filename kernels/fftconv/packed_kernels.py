@@ -96,25 +96,27 @@ def _unpack(ptr, j, jm, mask, c, s, HALF: tl.constexpr):
 
 @triton.jit
 def pair_index(idx, M, INNER_T: tl.constexpr):
-    """(word j, partner word jm, spectrum index k of word j, whether this index owns the pair) for program
-    indices ``idx``: every pair has exactly one owner, so products may be written in place.
+    """(word j, partner word jm, spectrum index k of word j) for program indices ``idx`` in 0 … M/2: each
+    owns one (k, M - k) pair and the pairs are all different, so products may be written in place.
 
-    INNER_T = 0: natural order, word j holds Z[j] and pairs with M - j (Z[M] means Z[0]); indices
-    0 … M/2 own every pair. INNER_T = T: the two-level word order of :mod:`.row_kernels`, where
-    word p·n1 + k1 (n2 = T·T, n1 = M/n2) holds Z[k1 + n1·k2] with p = (k2 mod T)·T + k2 div T. For
-    k1 > 0 the partner of M - k is word M - j again; in column k1 = 0 it is the word of k2' = -k2 mod n2,
-    so indices past M/2 run over that column's words p > n2/2 (index space M/2 + n2/2), and there the
-    word with k2 <= n2/2 owns the pair."""
+    INNER_T = 0: natural order, word j holds Z[j] and pairs with M - j (Z[M] means Z[0]). INNER_T = T: the
+    two-level word order of :mod:`.row_kernels`, where word p·n1 + k1 (n2 = T·T, n1 = M/n2) holds
+    Z[k2 + n2·k1] with p = (k2 mod T)·T + k2 div T. The owners are the indices k <= M/2: k1 < n1/2 in every
+    row p (index p·n1/2 + k1), and k = M/2 itself (the last index). The partner of k2 > 0 is
+    (n2 - k2, n1 - 1 - k1), of k2 = 0 it is (0, -k1 mod n1)."""
     if INNER_T == 0:
-        return idx, tl.where(idx == 0, 0, M - idx), idx, idx >= 0
+        return idx, tl.where(idx == 0, 0, M - idx), idx
     n2 = INNER_T * INNER_T
     n1 = M // n2
-    j = tl.where(idx <= M // 2, idx, (idx - M // 2 + n2 // 2) * n1)
-    k1, p = j % n1, j // n1
+    half = n1 // 2
+    inside = idx < n2 * half
+    p = tl.where(inside, idx // half, 0)
+    k1 = tl.where(inside, idx % half, half)
     k2 = p // INNER_T + INNER_T * (p % INNER_T)
-    k2p = (n2 - k2) % n2
-    jm = tl.where(k1 == 0, ((k2p % INNER_T) * INNER_T + k2p // INNER_T) * n1, M - j)
-    return j, jm, k1 + n1 * k2, (k1 > 0) | (k2 <= n2 // 2)
+    k2m = (n2 - k2) % n2
+    k1m = tl.where(k2 == 0, (n1 - k1) % n1, n1 - 1 - k1)
+    jm = ((k2m % INNER_T) * INNER_T + k2m // INNER_T) * n1 + k1m
+    return p * n1 + k1, jm, k2 + n2 * k1
 
 
 @triton.jit
@@ -136,8 +138,8 @@ def packed_product_kernel(a_ptr, b_ptr, out_ptr, factor_ptr, H, M, n_index, nblk
     so B comes from HBM once per channel rather than once per batch entry."""
     pid = tl.program_id(0)
     idx = (pid % nblk) * BLOCK + tl.arange(0, BLOCK)
-    j, jm, k, owner = pair_index(idx, M, INNER_T)
-    in_range = (idx < n_index) & owner
+    j, jm, k = pair_index(idx, M, INNER_T)
+    in_range = idx < n_index
     theta = k.to(tl.float32) * angle_step
     c, s = tl.cos(theta), tl.sin(theta)
     first_row = (pid // nblk).to(tl.int64) * rows_per_program

@@ -1,36 +1,40 @@
-"""Triton inner level of the two-level FFT (:mod:`.two_level`): the length-n2 transforms that finish the
-packed length-M spectrum once cuFFT has done the outer level, and their inverse.
+"""Triton levels of the two-level FFT (:mod:`.two_level`): the first level of the forward transform, read
+straight from the time domain, and the last level of the inverse, written straight to it.
 
-Layout (one row = one (batch, channel) pair; M = n1·n2 packed complex points, n2 = T·T): the outer level
-has already transformed each row over j1, so the row holds A[j2, k1] (fp16 complex words, k1
-contiguous). The inner level finishes the length-M transform of each column k1:
+Layout (one row = one (batch, channel) pair; M = n1·n2 packed complex points, n2 = T·T): the real row x
+(length 2M, zero past the signal) is read as words z[m] = x[2m] + i·x[2m+1], m = j1 + n1·j2. With
+k = k2 + n2·k1 the length-M transform factors as
 
-    Z[k1 + n1·k2] = Σ_j2 A[j2, k1] · ω_M^(j2·k1) · ω_n2^(j2·k2),
+    Z[k2 + n2·k1] = Σ_j1 ω_n1^(j1·k1) · [ω_M^(j1·k2) · Σ_j2 ω_n2^(j2·k2) · z[j1 + n1·j2]],
 
-as a T × T Monarch step on tensor cores: with j2 = a·T + b and k2 = c + T·d,
-``Y = ((F @ X) ⊙ ω_n2^(b·c)) @ F`` for the (a, b) tile X, F the T-point DFT matrix; each complex
-product is three fp16 dots with fp32 accumulation (Gauss: the matrix is stored as (Mr, Mr + Mi, Mi - Mr)) or four
-chained ones (stored as (Mr, Mi, -Mi)), the ``GAUSS`` switch. The elementwise work before and between the dots
-(twiddle products, Gauss sums) runs in ``MATH``: fp32, or fp16 as packed half2 instructions (the dot
-operands are fp16 either way). The inverse's work after its last dot stays fp32: in fp16 its real and
-imaginary halves would have to be re-paired into words by byte permutes (offline: 283 instead of 128).
-The spectrum is written in place: Z[k1 + n1·(c + T·d)] at word (c·T + d)·n1 + k1 (the "two-level word
-order" that :func:`.packed_kernels.pair_index` maps to spectrum indices and partners). The inverse kernel
-runs the adjoint steps (the unnormalised inverse).
+so the Triton level (the bracket: n2-point DFTs of each column j1, then the twiddles) touches the time
+domain and cuFFT's n1-point transforms run on contiguous rows in between. The inverse runs the same
+steps backwards: cuFFT's inverse over k1, then here the conjugate twiddles and the inverse n2-point DFTs.
+This order fuses what used to be separate passes around the transforms (a transposing pad before cuFFT,
+a transposing epilogue after it): the first level reads the gated, range-scaled input itself (the zero
+half of the padded signal is masked, not read) and the last level runs the epilogue (1/n, range scales,
+skip term, gates, outputs in their dtypes) on the samples it has just computed.
 
-KB columns travel together so that each tile load reads KB contiguous words per j2 (coalesced). A tile is
-(KB, T, T), [col, b, a] for the signal and [col, c, d] for its spectrum, so that both Monarch steps contract
-the last axis of a (KB·T, T) view: tall products (warpgroup MMAs on Hopper), with one permute of the two
-inner axes between them. This layout replaced (T, KB, T) [a, col, b] tiles, whose left step was a wide
-(T, T) @ (T, KB·T) product: on an H200 at 1M the inner passes went 1.07 → 0.97 ms (forward) and 1.01 → 0.84 ms
-(inverse), and offline (sm_90a) the forward compiled to ~20 % fewer instructions and half the barriers
-(kernels/fftconv/NOTES.md, "Twelfth session").
+Each n2-point DFT is a T × T Monarch step on tensor cores: with j2 = a·T + b and k2 = c + T·d,
+``Y = ((F @ X) ⊙ ω_n2^(b·c)) @ F`` for the (a, b) tile X, F the T-point DFT matrix; each complex product
+is three fp16 dots with fp32 accumulation (Gauss: the matrix is stored as (Mr, Mr + Mi, Mi - Mr)) or four
+chained ones (stored as (Mr, Mi, -Mi)), the ``GAUSS`` switch. The elementwise work before and between the
+dots runs in ``MATH``: fp32, or fp16 as packed half2 instructions (the dot operands are fp16 either way);
+after the last dot it is fp32. The spectrum words are written as X[k2 + n2·k1] at word (c·T + d)·n1 + k1
+(the "two-level word order" that :func:`.packed_kernels.pair_index` maps to spectrum indices and partners).
+
+KB columns travel together: a tile is (KB, T, T), [col, b, a] for the signal and [col, c, d] for its
+spectrum, so that both Monarch steps contract the last axis of a (KB·T, T) view: tall products
+(warpgroup MMAs on Hopper), with one permute of the two inner axes between them. The time side moves as
+(T, T, 2·KB) sample tiles whose last axis is 2·KB consecutive samples (coalesced) and is split into words
+and permuted to the column layout in registers.
 """
 from __future__ import annotations
 
 import triton
 import triton.language as tl
 
+from .epilogue_kernels import finish_epilogue, gated
 from .packed_kernels import load_complex, store_complex
 
 #: Matrix slots of the table tensor (2, 3, T, T): the DFT matrix F and its adjoint (its conjugate: F is
@@ -96,37 +100,98 @@ def _step(xr, xi, mats_ptr, slot, T: tl.constexpr, KB: tl.constexpr, GAUSS: tl.c
 
 
 @triton.jit
-def inner_dft_kernel(x_ptr, mats_ptr, tw_ptr, outer_ptr, n1, n_blk, INVERSE: tl.constexpr,
-                     T: tl.constexpr, KB: tl.constexpr, GAUSS: tl.constexpr, EVEN: tl.constexpr,
-                     MATH: tl.constexpr):
-    """In place on rows of M int32 words whose outer level is done: the outer twiddles and the inner DFT
-    (the spectrum in two-level word order), or with INVERSE its adjoint (the inner inverse, then the
-    conjugate twiddles). Program: KB columns of one row, as (KB, T, T) tiles. EVEN: KB divides n1, so no
-    access needs a mask."""
+def _times(j0, n1, T: tl.constexpr, KB: tl.constexpr):
+    """Times of the real samples behind a program's words m = j1 + n1·(a·T + b), j1 = j0 … j0 + KB - 1, as
+    a (T, T, 2·KB) tile [b, a, q] with q = 2·(j1 - j0) + (0 real, 1 imaginary): the last axis runs over
+    2·KB consecutive samples (coalesced)."""
+    r = tl.arange(0, T)
+    q = tl.arange(0, 2 * KB)
+    return (r[None, :, None] * T + r[:, None, None]).to(tl.int64) * (2 * n1) + 2 * j0 + q[None, None, :]
+
+
+@triton.jit
+def _sample_mask(ts, L, j0, n1, KB: tl.constexpr, EVEN: tl.constexpr):
+    """Samples of :func:`_times` that exist: times < L, and (unless EVEN: KB divides n1) columns j1 < n1."""
+    if EVEN:
+        return ts < L
+    return (ts < L) & (2 * j0 + tl.arange(0, 2 * KB) < 2 * n1)[None, None, :]
+
+
+@triton.jit
+def _to_columns(x, T: tl.constexpr, KB: tl.constexpr):
+    """A (T, T, 2·KB) [b, a, q] sample tile as (re, im) word tiles (KB, T, T) [col, b, a]."""
+    re, im = tl.split(tl.reshape(x, (T, T, KB, 2)))
+    return tl.permute(re, (2, 0, 1)), tl.permute(im, (2, 0, 1))
+
+
+@triton.jit
+def _from_columns(re, im, T: tl.constexpr, KB: tl.constexpr):
+    """Inverse of :func:`_to_columns`."""
+    return tl.reshape(tl.join(tl.permute(re, (1, 2, 0)), tl.permute(im, (1, 2, 0))), (T, T, 2 * KB))
+
+
+@triton.jit
+def _spectrum_words(j1, n1, T: tl.constexpr):
+    """Word offsets of a program's spectrum tile [col, c, d]: X[k2 + n2·j1'] with k2 = c + T·d sits at
+    word (c·T + d)·n1 + j1 of the row."""
+    r = tl.arange(0, T)
+    return (r[None, :, None] * T + r[None, None, :]) * n1 + j1[:, None, None]
+
+
+@triton.jit
+def first_level_kernel(a_ptr, b_ptr, scale_ptr, out_ptr, mats_ptr, tw_ptr, outer_ptr, H, L, n1, n_blk,
+                       sab, sah, sbb, sbh, HAS_B: tl.constexpr, HAS_SCALE: tl.constexpr, T: tl.constexpr,
+                       KB: tl.constexpr, GAUSS: tl.constexpr, EVEN: tl.constexpr, MATH: tl.constexpr):
+    """The forward transform's first level, read from the time domain: for KB columns j1 of one row, the
+    gated, range-scaled, zero-padded real samples ``a * b * scale[row]`` (zero at times >= L) packed into
+    words, their n2-point DFTs over j2 and the twiddles ω_M^(j1·k2), written as fp16 words in the order of
+    :func:`_spectrum_words` (``out``: the rows' int32 words) for cuFFT's n1-point transforms over j1."""
     pid = tl.program_id(0)
     row = (pid // n_blk).to(tl.int64)
-    k1 = (pid % n_blk) * KB + tl.arange(0, KB)
-    r = tl.arange(0, T)
-    signal = (r[None, None, :] * T + r[None, :, None]) * n1 + k1[:, None, None]  # [col, b, a]: (a·T + b)·n1 + k1
-    spectrum = (r[None, :, None] * T + r[None, None, :]) * n1 + k1[:, None, None]  # [col, c, d]: (c·T + d)·n1 + k1
-    mask = None if EVEN else (k1 < n1)[:, None, None] & (signal >= 0)
-    base = x_ptr + row * n1 * T * T
-    if INVERSE:
-        yr, yi = _as(load_complex(base, spectrum, mask, HALF=True), MATH)  # [col, c, d]
-        qr, qi = _as(_step(yr, yi, mats_ptr, MAT_F_ADJ, T, KB, GAUSS), MATH)  # [col, c, b]
-        twr, twi = _as(_twiddle(tw_ptr, T), MATH)
-        qr, qi = _cmul(qr, qi, twr, -twi)
-        qr, qi = tl.permute(qr, (0, 2, 1)), tl.permute(qi, (0, 2, 1))  # [col, b, c]
-        xr, xi = _step(qr, qi, mats_ptr, MAT_F_ADJ, T, KB, GAUSS)  # [col, b, a], fp32 (see above)
-        c, s = _outer_twiddle(outer_ptr, k1, n1, T, EVEN, tl.float32)
-        xr, xi = _cmul(xr, xi, c, -s)
-        store_complex(base, signal, xr, xi, mask, HALF=True)
-    else:
-        xr, xi = _as(load_complex(base, signal, mask, HALF=True), MATH)  # [col, b, a]
-        c, s = _outer_twiddle(outer_ptr, k1, n1, T, EVEN, MATH)
-        pr, pi = _as(_step(*_cmul(xr, xi, c, s), mats_ptr, MAT_F, T, KB, GAUSS), MATH)  # [col, b, c]
-        twr, twi = _as(_twiddle(tw_ptr, T), MATH)
-        pr, pi = _cmul(pr, pi, twr, twi)
-        pr, pi = tl.permute(pr, (0, 2, 1)), tl.permute(pi, (0, 2, 1))  # [col, c, b]
-        yr, yi = _step(pr, pi, mats_ptr, MAT_F, T, KB, GAUSS)  # [col, c, d]
-        store_complex(base, spectrum, yr, yi, mask, HALF=True)
+    j0 = (pid % n_blk) * KB
+    ts = _times(j0, n1, T, KB)
+    value = gated(a_ptr, b_ptr, row // H, row % H, ts, _sample_mask(ts, L, j0, n1, KB, EVEN), sab, sah, sbb, sbh, HAS_B)
+    if HAS_SCALE:
+        value *= tl.load(scale_ptr + row)
+    xr, xi = _as(_to_columns(value, T, KB), MATH)  # [col, b, a]
+    pr, pi = _as(_step(xr, xi, mats_ptr, MAT_F, T, KB, GAUSS), MATH)  # [col, b, c]
+    twr, twi = _as(_twiddle(tw_ptr, T), MATH)
+    pr, pi = _cmul(pr, pi, twr, twi)
+    pr, pi = tl.permute(pr, (0, 2, 1)), tl.permute(pi, (0, 2, 1))  # [col, c, b]
+    yr, yi = _step(pr, pi, mats_ptr, MAT_F, T, KB, GAUSS)  # [col, c, d], fp32 (see the module docstring)
+    j1 = j0 + tl.arange(0, KB)
+    c, s = _outer_twiddle(outer_ptr, j1, n1, T, EVEN, tl.float32)
+    yr, yi = _cmul(yr, yi, c, s)
+    words = _spectrum_words(j1, n1, T)
+    mask = None if EVEN else (j1 < n1)[:, None, None] & (words >= 0)
+    store_complex(out_ptr + row * n1 * T * T, words, yr, yi, mask, HALF=True)
+
+
+@triton.jit
+def last_level_kernel(y_ptr, ninv_ptr, mats_ptr, tw_ptr, outer_ptr, a_ptr, b_ptr, d_ptr, m1_ptr, m2_ptr,
+                      out1_ptr, out2_ptr, z_ptr, H, L, n1, n_blk, sab, sah, sbb, sbh, sm1b, sm1h, sm2b, sm2h,
+                      sob, soh, HAS_B: tl.constexpr, HAS_D: tl.constexpr, HAS_M1: tl.constexpr,
+                      HAS_M2: tl.constexpr, STORE_Z: tl.constexpr, T: tl.constexpr, KB: tl.constexpr,
+                      GAUSS: tl.constexpr, EVEN: tl.constexpr, MATH: tl.constexpr):
+    """The inverse transform's last level, written to the time domain: for KB columns j1 of one row whose
+    n1-point inverse transforms cuFFT has done (``y``: the rows' int32 words), the conjugate twiddles and
+    the n2-point inverse DFTs, then the epilogue of :func:`.epilogue_kernels.finish_epilogue` on the samples
+    ``z = y * n_inv[row]`` at times < L (skip term, gates, outputs in their dtypes)."""
+    pid = tl.program_id(0)
+    row = (pid // n_blk).to(tl.int64)
+    j0 = (pid % n_blk) * KB
+    j1 = j0 + tl.arange(0, KB)
+    words = _spectrum_words(j1, n1, T)
+    mask = None if EVEN else (j1 < n1)[:, None, None] & (words >= 0)
+    yr, yi = _as(load_complex(y_ptr + row * n1 * T * T, words, mask, HALF=True), MATH)  # [col, c, d]
+    c, s = _outer_twiddle(outer_ptr, j1, n1, T, EVEN, MATH)
+    yr, yi = _cmul(yr, yi, c, -s)
+    qr, qi = _as(_step(yr, yi, mats_ptr, MAT_F_ADJ, T, KB, GAUSS), MATH)  # [col, c, b]
+    twr, twi = _as(_twiddle(tw_ptr, T), MATH)
+    qr, qi = _cmul(qr, qi, twr, -twi)
+    qr, qi = tl.permute(qr, (0, 2, 1)), tl.permute(qi, (0, 2, 1))  # [col, b, c]
+    xr, xi = _step(qr, qi, mats_ptr, MAT_F_ADJ, T, KB, GAUSS)  # [col, b, a], fp32
+    z = _from_columns(xr, xi, T, KB) * tl.load(ninv_ptr + row)
+    ts = _times(j0, n1, T, KB)
+    finish_epilogue(z, ts, _sample_mask(ts, L, j0, n1, KB, EVEN), row // H, row % H, a_ptr, b_ptr, d_ptr, m1_ptr, m2_ptr, out1_ptr, out2_ptr, z_ptr,
+            sab, sah, sbb, sbh, sm1b, sm1h, sm2b, sm2h, sob, soh, HAS_B, HAS_D, HAS_M1, HAS_M2, STORE_Z)

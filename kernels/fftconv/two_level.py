@@ -1,24 +1,27 @@
-"""The long convolution's forward as a two-level FFT: cuFFT for the outer level, Triton for the inner one.
+"""The long convolution's forward as a two-level FFT: Triton for the levels next to the time domain,
+cuFFT for the middle ones.
 
 The one-level cuFFT path (:mod:`.cufft_fused`) runs three full length-M transforms per forward, and cuFFT
 makes each of them in three passes over HBM at M = 2^20 (fp16): ~70 % of the forward's time. Here the
-packed length-M transform is split as M = n1·n2 (four-step FFT), each level one pass:
+packed length-M transform is split as M = n1·n2 (four-step FFT, :mod:`.row_kernels` has the algebra), each
+level one pass:
 
-1. ``pad_transposed``: the gated, range-scaled, zero-padded input written as packed fp16 words with the
-   outer index j1 contiguous (word m = j1·n2 + j2 at j2·n1 + j1);
+1. :func:`first_level` (Triton): the gated, range-scaled input read from the time domain (its zero-padded
+   half is masked, not read), n2-point DFTs over the strided index j2 on tensor cores and the twiddles,
+   written as rows contiguous in j1;
 2. cuFFT: n1-point transforms of those contiguous rows (a strided transform of the natural layout
-   measured 2.8 ms at 1M against 0.6 ms contiguous on an H200: torch and cuFFT copy it);
-3. :func:`inner_dft` (:mod:`.row_kernels`): outer twiddles and the n2-point inner transforms on tensor
-   cores, in place, leaving the spectrum in "two-level word order";
-4. the same for the filter;
-5. :func:`.cufft_fused.packed_product` in that word order: the product with the range factor;
-6. the inner inverse, then cuFFT's n1-point inverse transforms;
-7. ``epilogue_transposed``: 1/n and the range scales, skip term, gates, output in its dtype.
+   measured 2.8 ms at 1M against 0.6 ms contiguous on an H200: torch and cuFFT copy it), leaving the
+   spectrum in "two-level word order";
+3. the same for the filter;
+4. :func:`.cufft_fused.packed_product` in that word order: the product with the range factor, in place;
+5. cuFFT's n1-point inverse transforms;
+6. :func:`last_level` (Triton): the inverse n2-point DFTs and the epilogue (1/n and the range scales, skip
+   term, gates, outputs in their dtypes), written to the time domain.
 
 Half-precision spectra only (16-bit inputs): the range scaling of :mod:`.cufft_fused` bounds every stage,
-including the inner level's fp16 dot operands. Calls at 256K <= M <= 1M take it by default (:func:`applies`),
+including the Triton levels' fp16 dot operands. Calls at 256K <= M <= 1M take it by default (:func:`applies`),
 training calls included: :func:`backward_group` computes their gradients on two levels as well.
-kernels/fftconv/NOTES.md ("Two-level forward", "Eleventh session") has the measurements.
+kernels/fftconv/NOTES.md ("Two-level forward" and later sessions) has the measurements.
 """
 from __future__ import annotations
 
@@ -33,9 +36,8 @@ import triton.language as tl
 
 from ..dispatch import environment
 from . import cufft_fused as one_level
-from .epilogue_kernels import epilogue_transposed_kernel, pad_transposed_kernel
 from .reference import _uncombine, combined_filter
-from .row_kernels import inner_dft_kernel
+from .row_kernels import first_level_kernel, last_level_kernel
 
 #: Inner tile: the inner level has n2 = T·T points (T-point DFTs as fp16 dots, which need T >= 16).
 TILE = 16
@@ -64,20 +66,18 @@ HALF_MATH, INVERSE_HALF_MATH = True, True
 #: 3.2x against 2.6-2.7x), slower at 2^15 (too little to amortise the extra passes) and, for the forward,
 #: at 2^22 (cuFFT needs two passes for the 16K-point outer level); kernels/fftconv/NOTES.md.
 MIN_POINTS, MAX_POINTS = 1 << 18, 1 << 20
-#: "0" turns the path off, "1" on for every half-precision call with M >= MIN_POINTS; unset: the default
-#: above.
+#: "0" turns the path off, "1" on for every half-precision call long enough for two levels (M >= 2·TILE²);
+#: unset: the default range above.
 ENV_SWITCH = "GENOMIX_FFTCONV_TWO_LEVEL"
-#: Word tile of the transposing passes and their warps.
-TRANSPOSE_TILE, TRANSPOSE_WARPS = 64, 4
 
 
 def applies(plan: one_level._Plan) -> bool:
     """Whether a call of this plan runs on two levels (forward, and backward if it trains): half spectra
     and, unless :data:`ENV_SWITCH` says otherwise, MIN_POINTS <= M <= MAX_POINTS."""
     switch, m = os.environ.get(ENV_SWITCH), plan.n // 2
-    if switch == "0" or not plan.half or m < max(MIN_POINTS, 2 * TILE * TILE):
+    if switch == "0" or not plan.half or m < 2 * TILE * TILE:
         return False
-    return switch == "1" or m <= MAX_POINTS
+    return switch == "1" or MIN_POINTS <= m <= MAX_POINTS
 
 
 def switched_on(on: bool = True) -> contextlib.AbstractContextManager:
@@ -115,21 +115,60 @@ def _split(plan: one_level._Plan) -> tuple[int, int]:
     return plan.n // 2 // n2, n2
 
 
-def pad_transposed(a: torch.Tensor, b: torch.Tensor | None, scale: torch.Tensor | None,
-                   plan: one_level._Plan) -> torch.Tensor:
-    """(B, H, n2, n1) complex32: the rows ``a * b * scale`` (B, H, L) zero-padded to n, packed, transposed."""
+def _launch_shape(n1: int, inverse: bool) -> tuple[dict, int]:
+    """(constexprs and launch options shared by both Triton levels, programs per row)."""
+    gauss, columns, maxnreg, half_math = ((INVERSE_GAUSS, INVERSE_COLUMNS, INVERSE_MAXNREG, INVERSE_HALF_MATH) if inverse
+                                          else (GAUSS, COLUMNS, MAXNREG, HALF_MATH))
+    options = dict(T=TILE, KB=columns, GAUSS=gauss, EVEN=n1 % columns == 0,
+                   MATH=tl.float16 if half_math else tl.float32, num_warps=ROW_WARPS)
+    if maxnreg is not None:
+        options["maxnreg"] = maxnreg
+    return options, triton.cdiv(n1, columns)
+
+
+def first_level(a: torch.Tensor, b: torch.Tensor | None, scale: torch.Tensor | None,
+                plan: one_level._Plan) -> torch.Tensor:
+    """(B, H, n2, n1) complex32: the rows ``a * b * scale`` (B, H, length), zero-padded to n and packed, after
+    the transform's first level (rows contiguous in j1, ready for cuFFT's n1-point transforms)."""
     a, b = one_level._unit_time_stride(a), one_level._unit_time_stride(b)
     batch, channels, length = a.shape
     n1, n2 = _split(plan)
     out = torch.empty(batch, channels, n2, n1, dtype=torch.complex32, device=a.device)
-    bj1, bj2 = min(TRANSPOSE_TILE, n1), min(TRANSPOSE_TILE, n2)
-    n_t1, n_t2 = n1 // bj1, n2 // bj2
-    pad_transposed_kernel[(batch * channels * n_t1 * n_t2,)](
-        a, a if b is None else b, a if scale is None else scale, one_level._complex_words(out), channels, length, n1, n2, n_t1, n_t2,
-        *one_level._bh_strides(a), *one_level._bh_strides(b), HAS_B=b is not None, HAS_SCALE=scale is not None,
-        BJ1=bj1, BJ2=bj2, num_warps=TRANSPOSE_WARPS,
+    mats, twiddles = _tables(TILE, a.device, GAUSS)
+    options, n_blk = _launch_shape(n1, inverse=False)
+    first_level_kernel[(batch * channels * n_blk,)](
+        a, a if b is None else b, a if scale is None else scale, one_level._complex_words(out), mats, twiddles,
+        _outer_twiddles(n1, TILE, a.device), channels, length, n1, n_blk, *one_level._bh_strides(a),
+        *one_level._bh_strides(b), HAS_B=b is not None, HAS_SCALE=scale is not None, **options,
     )
     return out
+
+
+def last_level(rows: torch.Tensor, n_inv: torch.Tensor, a: torch.Tensor, b: torch.Tensor | None,
+               D: torch.Tensor | None, m1: torch.Tensor | None, out1: torch.Tensor,
+               m2: torch.Tensor | None = None, out2: torch.Tensor | None = None,
+               z: torch.Tensor | None = None) -> None:
+    """The inverse transform's last level on ``rows`` (B, H, n2, n1) complex32 after cuFFT's inverse
+    transforms, then :func:`.cufft_fused.epilogue`'s outputs (one ``n_inv`` factor per row) at the times
+    of ``a`` (B, H, length), which is read only for the skip term ``D``."""
+    a, b, m1, m2 = (one_level._unit_time_stride(t) for t in (a, b, m1, m2))
+    if any(t is not None and t.stride() != out1.stride() for t in (out2, z)):
+        raise ValueError("last_level: outputs must share strides")
+    if not rows.is_contiguous() or rows.shape[-2] != TILE * TILE:
+        raise ValueError(f"last_level: contiguous (B, H, {TILE * TILE}, n1) rows, got {tuple(rows.shape)}")
+    batch, channels, length = a.shape
+    n1 = rows.shape[-1]
+    mats, twiddles = _tables(TILE, rows.device, INVERSE_GAUSS)
+    options, n_blk = _launch_shape(n1, inverse=True)
+    last_level_kernel[(batch * channels * n_blk,)](
+        one_level._complex_words(rows), n_inv, mats, twiddles, _outer_twiddles(n1, TILE, rows.device), a,
+        a if b is None else b, a if D is None else D, a if m1 is None else m1, a if m2 is None else m2, out1,
+        out1 if out2 is None else out2, out1 if z is None else z, channels, length, n1, n_blk,
+        *one_level._bh_strides(a), *one_level._bh_strides(b), *one_level._bh_strides(m1),
+        *one_level._bh_strides(m2), *one_level._bh_strides(out1),
+        HAS_B=b is not None, HAS_D=D is not None, HAS_M1=m1 is not None, HAS_M2=m2 is not None,
+        STORE_Z=z is not None, **options,
+    )
 
 
 def _signal(plan: one_level._Plan, a: torch.Tensor, b: torch.Tensor | None,
@@ -137,41 +176,18 @@ def _signal(plan: one_level._Plan, a: torch.Tensor, b: torch.Tensor | None,
     """The two-level spectrum (B, h, n2, n1) of the zero-padded rows ``a * b``, range-scaled (``sumsq``: their
     sums of squares, if known)."""
     norm, scale = one_level._row_range(plan, a, b, sumsq)
-    rows = one_level._fft(pad_transposed(a, b, scale, plan), inverse=False)
-    return one_level._Signal(inner_dft(rows), scale, norm)
+    return one_level._Signal(one_level._fft(first_level(a, b, scale, plan), inverse=False), scale, norm)
 
 
-def _transposed_filter(k: torch.Tensor, plan: one_level._Plan, bidirectional: bool,
-                       k_sumsq: torch.Tensor | None = None) -> one_level._Signal:
+def _filter_spectrum(k: torch.Tensor, plan: one_level._Plan, bidirectional: bool,
+                     k_sumsq: torch.Tensor | None = None) -> one_level._Signal:
     """The filter's spectrum (1, h, n2, n1) in two-level word order (packed, range-scaled; ``k_sumsq``: k's
-    rows' sums of squares, if known)."""
+    rows' sums of squares, if known); bidirectional filters (h, 2L) as their combined length-n row."""
     if not bidirectional:
         return _signal(plan, k.unsqueeze(0), None, k_sumsq)
     norm, scale = one_level._row_range(plan, k.unsqueeze(0), sumsq=k_sumsq)
-    n1, n2 = _split(plan)
-    padded = combined_filter(k.float(), plan.L, plan.n, True) * scale[0, :, None]
-    pairs = padded.view(-1, n1, n2, 2).transpose(1, 2).contiguous()  # (h, n2, n1, re/im): transposed words
-    rows = torch.view_as_complex(pairs).to(torch.complex32).unsqueeze(0)
-    return one_level._Signal(inner_dft(one_level._fft(rows, inverse=False)), scale, norm)
-
-
-def inner_dft(x: torch.Tensor, inverse: bool = False) -> torch.Tensor:
-    """In place on x (B, H, n2, n1) complex32 after the outer level: the inner level of the transform (the
-    spectrum in two-level word order), or with ``inverse`` its unnormalised inverse. Returns x."""
-    *_, n2, n1 = x.shape
-    if n2 != TILE * TILE or not x.is_contiguous():
-        raise ValueError(f"inner_dft: contiguous (B, H, {TILE * TILE}, n1) rows, got {tuple(x.shape)}")
-    gauss, columns, maxnreg, half_math = ((INVERSE_GAUSS, INVERSE_COLUMNS, INVERSE_MAXNREG, INVERSE_HALF_MATH) if inverse
-                                          else (GAUSS, COLUMNS, MAXNREG, HALF_MATH))
-    mats, twiddles = _tables(TILE, x.device, gauss)
-    cap = {} if maxnreg is None else {"maxnreg": maxnreg}
-    n_blk = triton.cdiv(n1, columns)
-    inner_dft_kernel[(x.shape[0] * x.shape[1] * n_blk,)](
-        one_level._complex_words(x), mats, twiddles, _outer_twiddles(n1, TILE, x.device), n1, n_blk,
-        INVERSE=inverse, T=TILE, KB=columns, GAUSS=gauss, EVEN=n1 % columns == 0,
-        MATH=tl.float16 if half_math else tl.float32, num_warps=ROW_WARPS, **cap,
-    )
-    return x
+    combined = combined_filter(k.float(), plan.L, plan.n, True).unsqueeze(0)
+    return one_level._Signal(one_level._fft(first_level(combined, None, scale, plan), inverse=False), scale, norm)
 
 
 def _flat(x: torch.Tensor) -> torch.Tensor:
@@ -179,36 +195,14 @@ def _flat(x: torch.Tensor) -> torch.Tensor:
     return x.flatten(-2)
 
 
-def epilogue_transposed(y: torch.Tensor, n_inv: torch.Tensor, a: torch.Tensor, b: torch.Tensor | None,
-                        D: torch.Tensor | None, m1: torch.Tensor | None, out1: torch.Tensor,
-                        m2: torch.Tensor | None = None, out2: torch.Tensor | None = None,
-                        z: torch.Tensor | None = None) -> None:
-    """:func:`.cufft_fused.epilogue` reading the transposed packed rows ``y`` (B, H, n2, n1) complex32."""
-    a, b, m1, m2 = (one_level._unit_time_stride(t) for t in (a, b, m1, m2))
-    if any(t is not None and t.stride() != out1.stride() for t in (out2, z)):
-        raise ValueError("epilogue_transposed: outputs must share strides")
-    batch, channels, length = a.shape
-    n2, n1 = y.shape[-2:]
-    bj1, bj2 = min(TRANSPOSE_TILE, n1), min(TRANSPOSE_TILE, n2)
-    n_t1 = triton.cdiv(triton.cdiv(length, 2 * n2), bj1)
-    n_t2 = n2 // bj2
-    epilogue_transposed_kernel[(batch * channels * n_t1 * n_t2,)](
-        one_level._complex_words(y), n_inv, a, a if b is None else b, a if D is None else D, a if m1 is None else m1,
-        a if m2 is None else m2, out1, out1 if out2 is None else out2, out1 if z is None else z,
-        channels, length, n1, n2, n_t1, n_t2, *one_level._bh_strides(a), *one_level._bh_strides(b),
-        *one_level._bh_strides(m1), *one_level._bh_strides(m2), *one_level._bh_strides(out1),
-        HAS_B=b is not None, HAS_D=D is not None, HAS_M1=m1 is not None, HAS_M2=m2 is not None,
-        STORE_Z=z is not None, BJ1=bj1, BJ2=bj2, num_warps=TRANSPOSE_WARPS,
-    )
-
-
 def _product_inverse(plan: one_level._Plan, a: one_level._Signal, b: one_level._Signal, out: torch.Tensor,
                      conj_b: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """(rows, n_inv): the unnormalised inverse of the range-scaled product of two two-level spectra, formed
-    in ``out`` (batch-summed when ``out`` has batch 1), and the factor its rows must be multiplied by."""
+    """(rows, n_inv): the range-scaled product of two two-level spectra, formed in ``out`` (batch-summed
+    when ``out`` has batch 1), after cuFFT's inverse level (:func:`last_level` finishes it), and the
+    factor its rows must be multiplied by."""
     factor, n_inv = one_level._half_product_scales(plan, a, b, batch_summed=out.shape[0] != a.spectrum.shape[0])
     one_level.packed_product(_flat(a.spectrum), _flat(b.spectrum), _flat(out), conj_b, factor, inner_tile=TILE)
-    return one_level._fft(inner_dft(out, inverse=True), inverse=True), n_inv
+    return one_level._fft(out, inverse=True), n_inv
 
 
 def forward_group(plan: one_level._Plan, u, k, D, pregate, postgate, bidirectional: bool, out, y,
@@ -216,17 +210,11 @@ def forward_group(plan: one_level._Plan, u, k, D, pregate, postgate, bidirection
     """One channel group of the forward: writes ``out`` (and ``y``, the pre-postgate output, if given);
     returns the filter's spectrum if ``keep_filter`` (for :func:`backward_group`), else None."""
     x = _signal(plan, u, pregate)
-    kf = _transposed_filter(k, plan, bidirectional, k_sumsq)
+    kf = _filter_spectrum(k, plan, bidirectional, k_sumsq)
     y_rows, n_inv = _product_inverse(plan, x, kf, x.spectrum)
     del x
-    epilogue_transposed(y_rows, n_inv, u, pregate, D, postgate, out, z=y)
+    last_level(y_rows, n_inv, u, pregate, D, postgate, out, z=y)
     return kf if keep_filter else None
-
-
-def _natural_rows(rows: torch.Tensor) -> torch.Tensor:
-    """Real rows (B, H, n) fp32 in time order from transposed packed rows (B, H, n2, n1) complex32."""
-    words = torch.view_as_real(rows.to(torch.complex64))  # (B, H, n2, n1, 2)
-    return words.transpose(-3, -2).reshape(*rows.shape[:2], -1)
 
 
 def backward_group(plan: one_level._Plan, bidirectional: bool, grad, u, k, D, pregate, postgate, du, dk, dD,
@@ -243,14 +231,15 @@ def backward_group(plan: one_level._Plan, bidirectional: bool, grad, u, k, D, pr
         cross = g.spectrum.new_empty((1, *g.spectrum.shape[1:]))
         dk_rows, n_inv = _product_inverse(plan, g, x, cross, conj_b=True)
         del x, cross
-        if bidirectional:
-            torch.mul(_uncombine(_natural_rows(dk_rows)[0], plan.L, True), n_inv[0, :, None], out=dk)
-        else:  # the first L lags, scaled and cast by the epilogue (no skip term: nothing else is read)
-            epilogue_transposed(dk_rows, n_inv, dk.unsqueeze(0), None, None, None, dk.unsqueeze(0))
+        if bidirectional:  # every lag of the combined row, then split into the two filters
+            lags = dk_rows.new_empty((1, dk.shape[0], plan.n), dtype=torch.float32)
+            last_level(dk_rows, n_inv, lags, None, None, None, lags)
+            dk.copy_(_uncombine(lags[0], plan.L, True))
+        else:  # the first L lags, scaled and cast (no skip term: nothing else is read)
+            last_level(dk_rows, n_inv, dk.unsqueeze(0), None, None, None, dk.unsqueeze(0))
         del dk_rows
     if kf is None:
-        kf = _transposed_filter(k, plan, bidirectional)
+        kf = _filter_spectrum(k, plan, bidirectional)
     dx_rows, n_inv = _product_inverse(plan, g, kf, g.spectrum, conj_b=True)
     del g
-    epilogue_transposed(dx_rows, n_inv, grad, postgate, D, pregate, du, m2=u if d_pre is not None else None,
-                        out2=d_pre)
+    last_level(dx_rows, n_inv, grad, postgate, D, pregate, du, m2=u if d_pre is not None else None, out2=d_pre)
