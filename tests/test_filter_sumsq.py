@@ -7,7 +7,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from genomix.kernels.dispatch import FFTCONV_OPS
 from genomix.kernels.fftconv import fftconv, two_level
 from genomix.kernels.gpu_check_implicit_filter import FilterCase, make_inputs
 from genomix.kernels.implicit_filter import implicit_filter_with_sumsq
