@@ -2,8 +2,8 @@
 
 bf16 u (B, H, L), fp32 filter (H, L) and D (H,), B*H*L = 256 M elements, HyenaDNA's recipe (``--gates``
 adds bf16 pre/post-gates; ``--batch-heads B H`` sets the shape, e.g. M2's). For each L: forward and
-forward+backward median ms (``triton.testing.do_bench``), speed-up over the reference, peak memory of
-forward+backward, and the forward's distance from the HBM floor (read u and the gates, write y in bf16,
+forward+backward median ms (``triton.testing.do_bench``), speed-up over the reference, peak memory (all the
+process holds, and each call's own: what it allocated above what was held when it started), and the forward's distance from the HBM floor (read u and the gates, write y in bf16,
 read the filter once, at the device-to-device copy bandwidth measured in the same run).
 Prints a table last and writes JSON to ``--out``.
 
@@ -51,13 +51,19 @@ def benchmark_shape(L: int) -> tuple[int, int]:
     return SHAPES.get(L, (max(1, (1 << 28) // (256 * L)), 256))
 
 
-def peak_gib(fn) -> float:
+def peak_gib(fn) -> tuple[float, float]:
+    """(peak GiB allocated during ``fn`` with everything the process holds, the part of it ``fn`` itself
+    allocated above what was held when it started: its transients and outputs). The first includes this
+    harness's own tensors (the float64 expected output, both paths' inputs and leaves, dy: ~5.5 GiB at
+    B·H·L = 256M), alike for both paths; the second is the convolution's own memory."""
     torch.cuda.synchronize()
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
+    held = torch.cuda.memory_allocated()
     fn()
     torch.cuda.synchronize()
-    return torch.cuda.max_memory_allocated() / 2**30
+    peak = torch.cuda.max_memory_allocated()
+    return peak / 2**30, (peak - held) / 2**30
 
 
 def bench_one(L: int, B: int, H: int, bw: float, fast=fftconv_triton, gates: bool = False) -> dict:
@@ -89,12 +95,14 @@ def bench_one(L: int, B: int, H: int, bw: float, fast=fftconv_triton, gates: boo
         fwd(), fwdbwd()  # compile / warm up
         row[f"{name}_fwd_ms"] = triton.testing.do_bench(fwd, warmup=50, rep=300, return_mode="median")
         row[f"{name}_fwdbwd_ms"] = triton.testing.do_bench(fwdbwd, warmup=50, rep=300, return_mode="median")
-        row[f"{name}_fwd_peak_gib"] = peak_gib(fwd)
-        row[f"{name}_fwdbwd_peak_gib"] = peak_gib(fwdbwd)
+        row[f"{name}_fwd_peak_gib"], row[f"{name}_fwd_own_gib"] = peak_gib(fwd)
+        row[f"{name}_fwdbwd_peak_gib"], row[f"{name}_fwdbwd_own_gib"] = peak_gib(fwdbwd)
         torch.cuda.empty_cache()
     row["fwd_speedup"] = row["ref_fwd_ms"] / row["triton_fwd_ms"]
     row["fwdbwd_speedup"] = row["ref_fwdbwd_ms"] / row["triton_fwdbwd_ms"]
     row["fwd_x_floor"] = row["triton_fwd_ms"] / floor_ms
+    for step in ("fwd", "fwdbwd"):
+        row[f"{step}_own_memory_ratio"] = row[f"triton_{step}_own_gib"] / row[f"ref_{step}_own_gib"]
     return row
 
 
@@ -126,13 +134,16 @@ def main() -> int:
     ap.add_argument("--path", choices=tuple(PATHS), default="triton", help="the path compared with the reference")
     ap.add_argument("--breakdown", type=int, default=1 << 20, help="L whose fwd+bwd is profiled per kernel (0: none)")
     ap.add_argument("--gates", action="store_true", help="with bf16 pre- and post-gates (Hyena's and M2's calls)")
-    ap.add_argument("--pass-elements-log2", type=int, metavar="K",
-                    help="cuFFT path: at most 2^K batch x channels x length per pass (cufft_fused.MAX_ELEMENTS_PER_PASS)")
+    ap.add_argument("--pass-elements-log2", type=int, nargs=2, metavar=("K", "K_FILTER"),
+                    help="cuFFT path: at most 2^K batch x channels x length per pass, and for training calls also "
+                         "2^K_FILTER channels x length (cufft_fused.INFERENCE_ELEMENTS_PER_PASS, "
+                         "TRAINING_FILTER_ELEMENTS_PER_PASS)")
     ap.add_argument("--batch-heads", type=int, nargs=2, metavar=("B", "H"),
                     help="this (batch, channels) at every length instead of B*H*L = 256M (e.g. 16 256 for M2 at 4K)")
     args = ap.parse_args()
     if args.pass_elements_log2 is not None:
-        cufft_fused.MAX_ELEMENTS_PER_PASS = 1 << args.pass_elements_log2
+        cufft_fused.INFERENCE_ELEMENTS_PER_PASS, cufft_fused.TRAINING_FILTER_ELEMENTS_PER_PASS = (
+            1 << k for k in args.pass_elements_log2)
     torch.manual_seed(0)
     bw = copy_bandwidth()
     rows = []
@@ -148,21 +159,25 @@ def main() -> int:
     result = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "triton": triton.__version__,
               "copy_bandwidth_TBps": bw / 1e12, "max_row": os.environ.get("GENOMIX_FFTCONV_MAX_ROW", "4096"),
               "tuning": repr(current_tuning()), "path": args.path,
-              "max_elements_per_pass": cufft_fused.MAX_ELEMENTS_PER_PASS,
+              "elements_per_pass": {"batch_channels_length": cufft_fused.INFERENCE_ELEMENTS_PER_PASS,
+                                    "training_channels_length": cufft_fused.TRAINING_FILTER_ELEMENTS_PER_PASS},
               "rows": rows, "breakdown_L": args.breakdown, "breakdown": prof}
     write_json(Path(args.out) / f"bench_fftconv_{args.path}{'_gated' if args.gates else ''}.json", result)
     for p in prof:
         print(f"  {p['ms']:8.2f} ms {p['calls']:3d}x {p['kernel']}")
     print(f"{result['device']}, copy {bw / 1e12:.2f} TB/s; bf16{', gates' if args.gates else ''}")
+    print("GiB: peak memory of forward+backward (all the process holds); own: the call's own peak memory over the "
+          "reference's, forward and forward+backward")
     print(f"{'L':>8} {'B':>3} {'H':>3} | {'ref fwd':>8} {'tri fwd':>8} {'x':>5} | {'ref f+b':>8} {'tri f+b':>8} {'x':>5} | "
-          f"{'ref GiB':>7} {'tri GiB':>7} | {'fwd/floor':>9}")
+          f"{'ref GiB':>7} {'tri GiB':>7} | {'own fwd':>7} {'own f+b':>7} | {'fwd/floor':>9}")
     for r in rows:
         if "error" in r:
             print(f"{r['L']:>8} {r['B']:>3} {r['H']:>3} | FAILED {r['error']}")
             continue
         print(f"{r['L']:>8} {r['B']:>3} {r['H']:>3} | {r['ref_fwd_ms']:>8.2f} {r['triton_fwd_ms']:>8.2f} {r['fwd_speedup']:>5.2f} | "
               f"{r['ref_fwdbwd_ms']:>8.2f} {r['triton_fwdbwd_ms']:>8.2f} {r['fwdbwd_speedup']:>5.2f} | "
-              f"{r['ref_fwdbwd_peak_gib']:>7.2f} {r['triton_fwdbwd_peak_gib']:>7.2f} | {r['fwd_x_floor']:>8.1f}x")
+              f"{r['ref_fwdbwd_peak_gib']:>7.2f} {r['triton_fwdbwd_peak_gib']:>7.2f} | "
+              f"{r['fwd_own_memory_ratio']:>7.2f} {r['fwdbwd_own_memory_ratio']:>7.2f} | {r['fwd_x_floor']:>8.1f}x")
     return 0
 
 

@@ -7,6 +7,7 @@ two-level forward (checked against the float64 reference first) and each of its 
 inverse level, the last Triton level with its fused epilogue). bf16 u, fp32 filter and D, B*H*L = 256 M. Prints a table and writes JSON to ``--out``.
 
     PYTHONPATH=. python kernels/bench_two_level.py --out OUTDIR [--lengths 1048576] [--sweep 16,16,4,16,1,0 16,16,4,8,1,1]
+        [--products 8,256,4 16,256,4]
 """
 from __future__ import annotations
 
@@ -62,13 +63,33 @@ def stages(u, k, D) -> dict:
         "outer_fft": _ms(lambda: cufft_fused._fft(x_rows, inverse=False)),
         "filter": _ms(lambda: two_level._filter_spectrum(k, plan, False)),
         "product": _ms(lambda: cufft_fused.packed_product(flat(x.spectrum), flat(kf.spectrum), flat(scratch),
-                                                           factor=factor, inner_tile=two_level.TILE)),
+                                                           factor=factor, inner_tile=two_level._level(x.spectrum.shape[-2]))),
         "outer_ifft": _ms(lambda: cufft_fused._fft(x.spectrum, inverse=True)),
         "last_level": _ms(lambda: two_level.last_level(x_rows, n_inv, u, None, D, None, out)),
     }
 
 
-def bench_length(L: int, sweep: list[tuple[int, ...]]) -> dict:
+def product_shapes(u, k, shapes: list[tuple[int, int, int]]) -> list[dict]:
+    """ms of the two-level spectral product alone for each (rows per program, block, warps) of
+    :func:`.cufft_fused.packed_product` (the module's constants, restored afterwards)."""
+    plan = cufft_fused._plan(u, False)
+    x, kf = two_level._signal(plan, u, None), two_level._filter_spectrum(k, plan, False)
+    factor, _ = cufft_fused._half_product_scales(plan, x, kf, batch_summed=False)
+    scratch, flat, saved = x.spectrum.clone(), two_level._flat, (cufft_fused.PACKED_ROWS, cufft_fused.PACKED_BLOCK,
+                                                                   cufft_fused.PACKED_WARPS)
+    rows = []
+    try:
+        for shape in shapes:
+            cufft_fused.PACKED_ROWS, cufft_fused.PACKED_BLOCK, cufft_fused.PACKED_WARPS = shape
+            rows.append({"rows": shape[0], "block": shape[1], "warps": shape[2],
+                         "ms": _ms(lambda: cufft_fused.packed_product(flat(x.spectrum), flat(kf.spectrum), flat(scratch),
+                                                                      factor=factor, inner_tile=two_level._level(x.spectrum.shape[-2])))})
+    finally:
+        cufft_fused.PACKED_ROWS, cufft_fused.PACKED_BLOCK, cufft_fused.PACKED_WARPS = saved
+    return rows
+
+
+def bench_length(L: int, sweep: list[tuple[int, ...]], products: list[tuple[int, int, int]]) -> dict:
     B, H = benchmark_shape(L)
     u = torch.randn(B, H, L, device="cuda").to(torch.bfloat16)
     k = torch.randn(H, L, device="cuda") / L ** 0.5
@@ -103,6 +124,8 @@ def bench_length(L: int, sweep: list[tuple[int, ...]]) -> dict:
         print(json.dumps(v), flush=True)
         torch.cuda.empty_cache()
     _settings(*default)
+    if products:
+        row["products"] = product_shapes(u, k, products)
     return row
 
 
@@ -115,11 +138,14 @@ def main() -> int:
                          "inverse half math]]]]]]] of the Triton levels (inverse columns: as columns; gauss 1: three "
                          "dots per complex product, 0: four, defaults 1, 0; register caps, 0: none; half math 1: "
                          "fp16 work between the dots). Default: the module's settings")
+    ap.add_argument("--products", nargs="*", default=[],
+                    help="rows,block,warps of the spectral product (cufft_fused.PACKED_*), each timed alone")
     args = ap.parse_args()
     sweep = [tuple(int(x) for x in s.split(",")) for s in args.sweep] if args.sweep else [_defaults()]
+    products = [tuple(int(x) for x in s.split(",")) for s in args.products]
     torch.manual_seed(0)
     result = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "triton": triton.__version__,
-              "copy_bandwidth_TBps": copy_bandwidth() / 1e12, "rows": [bench_length(L, sweep) for L in args.lengths]}
+              "copy_bandwidth_TBps": copy_bandwidth() / 1e12, "rows": [bench_length(L, sweep, products) for L in args.lengths]}
     write_json(Path(args.out) / "bench_two_level.json", result)
     print(f"{result['device']}, copy {result['copy_bandwidth_TBps']:.2f} TB/s; bf16, forward ms")
     for r in result["rows"]:
@@ -131,6 +157,8 @@ def main() -> int:
                 continue
             st = " ".join(f"{k} {t:.2f}" for k, t in v["stages_ms"].items())
             print(f"  {name}: {v['fwd_ms']:.2f} ms ({r['ref_fwd_ms'] / v['fwd_ms']:.2f}x ref), err {v['rel_err_vs_ref']:.1e} | {st}")
+        for p in r.get("products", []):
+            print(f"  product rows={p['rows']} block={p['block']} warps={p['warps']}: {p['ms']:.3f} ms")
     return 0
 
 

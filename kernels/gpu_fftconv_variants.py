@@ -176,7 +176,7 @@ def time_variant(L: int, inp: dict, name: str, t0: float, backward: bool) -> dic
 
             fwdbwd()
             row["fwdbwd_ms"] = triton.testing.do_bench(fwdbwd, warmup=10, rep=60, return_mode="median")
-            row["fwdbwd_peak_gib"] = peak_gib(fwdbwd)
+            row["fwdbwd_peak_gib"] = peak_gib(fwdbwd)[0]
             del ul, kl, Dl
     except _Stop:
         raise

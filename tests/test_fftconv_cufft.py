@@ -97,8 +97,13 @@ def test_channel_groups_match_one_pass(monkeypatch, bidirectional):
     inputs = _inputs(2, 5, 24, bidirectional, True, True, torch.float32, seed=5)
     grad_out = torch.randn(2, 5, 24, generator=torch.Generator().manual_seed(2))
     whole = _run(fftconv_cufft, inputs, bidirectional, grad_out)
-    monkeypatch.setattr(cufft_fused, "MAX_ELEMENTS_PER_PASS", 2 * 2 * 24)  # groups of 2 channels: 2 + 2 + 1
+    monkeypatch.setattr(cufft_fused, "INFERENCE_ELEMENTS_PER_PASS", 2 * 2 * 24)  # groups of 2 channels: 2 + 2 + 1
     assert len(cufft_fused._channel_groups(inputs[0])) == 3
+    assert len(cufft_fused._channel_groups(inputs[0], training=True)) == 3
+    monkeypatch.setattr(cufft_fused, "INFERENCE_ELEMENTS_PER_PASS", 1 << 20)
+    monkeypatch.setattr(cufft_fused, "TRAINING_FILTER_ELEMENTS_PER_PASS", 2 * 24)  # training calls alone split
+    assert len(cufft_fused._channel_groups(inputs[0])) == 1
+    assert len(cufft_fused._channel_groups(inputs[0], training=True)) == 3
     grouped = _run(fftconv_cufft, inputs, bidirectional, grad_out)
     for a, b in zip(grouped, whole):
         if b is not None:

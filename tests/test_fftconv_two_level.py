@@ -47,7 +47,11 @@ CASES = [  # B, H, L, bidirectional, gates, D, dtype
 
 
 @pytest.mark.parametrize("case", CASES, ids=[f"B{c[0]}H{c[1]}L{c[2]}{'bi' if c[3] else ''}" for c in CASES])
-def test_forward_matches_float64_reference(two_level_on, case):
+@pytest.mark.parametrize("wide", [False, True], ids=["square", "wide"])
+def test_forward_matches_float64_reference(two_level_on, monkeypatch, case, wide):
+    """Forced on, the forward matches float64 with either Triton level (wide: 16 x 32 points from M = 1024)."""
+    if wide:
+        monkeypatch.setattr(two_level, "WIDE_MIN_POINTS", 1 << 10)
     B, H, L, bidirectional, gates, D, dtype = case
     inputs = _inputs(B, H, L, bidirectional, gates, D, dtype, seed=L)
     assert two_level.applies(cufft_fused._plan(inputs[0], False))
@@ -110,8 +114,11 @@ GRAD_CASES = [  # B, H, L, bidirectional, gates, D
 
 
 @pytest.mark.parametrize("case", GRAD_CASES, ids=[f"B{c[0]}H{c[1]}L{c[2]}{'bi' if c[3] else ''}" for c in GRAD_CASES])
-def test_two_level_backward_matches_float64_reference(two_level_on, case):
+@pytest.mark.parametrize("wide", [False, True], ids=["square", "wide"])
+def test_two_level_backward_matches_float64_reference(two_level_on, monkeypatch, case, wide):
     """Forced on, training calls run both directions on two levels; every gradient against float64."""
+    if wide:
+        monkeypatch.setattr(two_level, "WIDE_MIN_POINTS", 1 << 10)
     B, H, L, bidirectional, gates, D = case
     inputs = _inputs(B, H, L, bidirectional, gates, D, torch.bfloat16, seed=L)
     grad_out = torch.randn(B, H, L, generator=torch.Generator().manual_seed(1))
@@ -140,7 +147,7 @@ def test_two_level_backward_recomputes_or_reuses_the_filter(two_level_on, monkey
 
     kept = grads()
     assert len(transforms) == 1  # forward only
-    monkeypatch.setattr(cufft_fused, "MAX_ELEMENTS_PER_PASS", 2 * 2 * 1200)
+    monkeypatch.setattr(cufft_fused, "TRAINING_FILTER_ELEMENTS_PER_PASS", 2 * 1200)
     transforms.clear()
     recomputed = grads()
     assert len(transforms) == 4  # two groups, forward and backward each
@@ -168,15 +175,21 @@ def test_training_calls_follow_the_length_range(monkeypatch, max_points, two_lev
         assert _rel(got.grad, want.grad) < 1e-2
 
 
-def test_first_level_writes_the_spectrum_in_two_level_word_order():
+@pytest.mark.parametrize("wide", [False, True])
+def test_first_level_writes_the_spectrum_in_two_level_word_order(monkeypatch, wide):
     """The first level plus cuFFT's level give the packed spectrum of the gated, scaled, zero-padded rows:
-    word (c·T + d)·n1 + k1 holds Z[k2 + n2·k1], k2 = c + T·d; samples past L are not read (NaN there is
-    ignored)."""
-    plan = cufft_fused._Plan(1500, half=True)  # n = 4096: M = 2048 = 8 columns x 256
-    n1, n2, T = 8, 256, two_level.TILE
-    wide = torch.randn(2, 3, 1600).bfloat16()
-    wide[..., 1500:] = float("nan")
-    u, pre = wide[..., :1500], torch.randn(2, 3, 1500).bfloat16()  # u: rows with a stride past L
+    word (c·TB + d)·n1 + k1 holds Z[k2 + n2·k1], k2 = c + TA·d (a 16 x 16 or, wide, 16 x 32 Triton level);
+    samples past L are not read (NaN there is ignored)."""
+    if wide:
+        monkeypatch.setattr(two_level, "WIDE_MIN_POINTS", 1 << 11)
+    plan = cufft_fused._Plan(1500, half=True)  # n = 4096: M = 2048 = 8 columns x 256 (4 x 512 wide)
+    TA, TB = 16, 32 if wide else 16
+    n2 = TA * TB
+    n1 = 2048 // n2
+    assert two_level._split(plan) == (n1, n2)
+    wide_rows = torch.randn(2, 3, 1600).bfloat16()
+    wide_rows[..., 1500:] = float("nan")
+    u, pre = wide_rows[..., :1500], torch.randn(2, 3, 1500).bfloat16()  # u: rows with a stride past L
     scale = torch.full((2, 3), 4.0)
     got = cufft_fused._fft(two_level.first_level(u, pre, scale, plan), inverse=False)
     assert got.shape == (2, 3, n2, n1) and got.dtype == torch.complex32
@@ -184,7 +197,7 @@ def test_first_level_writes_the_spectrum_in_two_level_word_order():
     padded[..., :1500] = u.double() * pre.double() * 4.0
     want = torch.fft.fft(torch.view_as_complex(padded.unflatten(-1, (-1, 2))))
     k2 = torch.arange(n2)
-    p = (k2 % T) * T + k2 // T
+    p = (k2 % TA) * TB + k2 // TA
     k = k2[:, None] + n2 * torch.arange(n1)[None, :]  # spectrum index at [p of k2, k1]
     words = torch.empty(2, 3, n2, n1, dtype=torch.complex128)
     words[:, :, p] = want[:, :, k]
@@ -209,14 +222,15 @@ def test_last_level_inverts_the_first():
 
 
 def test_dispatch_policy(monkeypatch):
-    """By default 16-bit calls at 256K <= M <= 1M take two levels; fp32 spectra and other lengths stay on
+    """By default 16-bit calls at 32K <= M <= 4M take two levels; fp32 spectra and other lengths stay on
     one; the switch forces it off, or on for every length that has two columns of the Triton level."""
     monkeypatch.delenv(two_level.ENV_SWITCH, raising=False)
     plan = functools.partial(cufft_fused._Plan, half=True)
     assert two_level.applies(plan(1 << 20))
-    assert two_level.applies(plan(200_000))  # M = 2^18
-    assert not two_level.applies(plan(100_000))  # M = 2^17
-    assert not two_level.applies(plan(1 << 22))
+    assert two_level.applies(plan(1 << 22))
+    assert two_level.applies(plan(20_000))  # M = 2^15
+    assert not two_level.applies(plan(10_000))  # M = 2^14
+    assert not two_level.applies(plan(5_000_000))  # M = 2^23
     assert not two_level.applies(cufft_fused._Plan(1 << 20, half=False))
     with two_level.switched_on(False):
         assert not two_level.applies(plan(1 << 20))
@@ -250,7 +264,7 @@ def test_channel_groups_and_strided_outputs(two_level_on, monkeypatch):
     """Long calls split into channel groups write channel slices of the output (and of the kept
     pre-postgate output): the transposing epilogue must honour their strides, and gates given as channel
     slices of a wider tensor must be read in place."""
-    monkeypatch.setattr(cufft_fused, "MAX_ELEMENTS_PER_PASS", 2 * 2 * 1500)  # two channels (batch 2) per group
+    monkeypatch.setattr(cufft_fused, "INFERENCE_ELEMENTS_PER_PASS", 2 * 2 * 1500)  # two channels (batch 2) per group
     B, H, L = 2, 5, 1500
     inputs = _inputs(B, H, L, False, False, True, torch.bfloat16, seed=4)
     wide = torch.randn(B, 2 * H, L, generator=torch.Generator().manual_seed(6)).bfloat16()
@@ -262,25 +276,27 @@ def test_channel_groups_and_strided_outputs(two_level_on, monkeypatch):
 
 
 @triton.jit
-def _pair_index_kernel(j_ptr, jm_ptr, k_ptr, M, INNER_T: tl.constexpr, BLOCK: tl.constexpr):
+def _pair_index_kernel(j_ptr, jm_ptr, k_ptr, M, INNER_A: tl.constexpr, INNER_B: tl.constexpr, BLOCK: tl.constexpr):
     idx = tl.arange(0, BLOCK)
-    j, jm, k = pair_index(idx, M, INNER_T)
+    j, jm, k = pair_index(idx, M, INNER_A, INNER_B)
     tl.store(j_ptr + idx, j)
     tl.store(jm_ptr + idx, jm)
     tl.store(k_ptr + idx, k)
 
 
-@pytest.mark.parametrize("T,n1", [(16, 2), (16, 8), (32, 4)])
-def test_pair_index_owns_every_pair_once(T, n1):
+@pytest.mark.parametrize("TA,TB,n1", [(16, 16, 2), (16, 16, 8), (32, 32, 4), (16, 32, 4), (16, 32, 2)])
+def test_pair_index_owns_every_pair_once(TA, TB, n1):
     """In two-level word order the indices 0 … M/2 own pairs of words that hold Z[k] and Z[M - k] (word
-    (c·T + d)·n1 + k1 holds k = c + T·d + T²·k1), no pair twice, and together they write every word."""
-    M, n2 = n1 * T * T, T * T
+    (c·TB + d)·n1 + k1 holds k = c + TA·d + TA·TB·k1), no pair twice, and together they write every word."""
+    n2 = TA * TB
+    M = n1 * n2
     j, jm, k = (torch.full((M,), -1, dtype=torch.int32) for _ in range(3))
-    _pair_index_kernel[(1,)](j, jm, k, M, INNER_T=T, BLOCK=M)
+    _pair_index_kernel[(1,)](j, jm, k, M, INNER_A=TA, INNER_B=TB, BLOCK=M)
     j, jm, k = (t[:M // 2 + 1].long() for t in (j, jm, k))
+
     def index_of(word):
         p, k1 = word // n1, word % n1
-        return p // T + T * (p % T) + n2 * k1
+        return p // TB + TA * (p % TB) + n2 * k1
     assert torch.equal(index_of(j), k) and (k <= M // 2).all()
     assert torch.equal((index_of(jm) + k) % M, torch.zeros_like(k))
     assert set(torch.cat([j, jm]).tolist()) == set(range(M))

@@ -52,8 +52,10 @@ SCALE_ROWS, SCALE_PARTS = 128, 32
 #: Frequency pairs per program of the packed product (each pair: four complex loads per input, two stores),
 #: its warps, and the output rows each program takes (its twiddles are computed once for all of them).
 #: Swept on an H200 at (1, 256, 1M) (``kernels/bench_packed_product.py``): complex32 0.83 ms (3.9 TB/s)
-#: against 1.16 ms at 8 warps; complex64 1.53-1.56 ms (4.2 TB/s); every shape within 4 % of the best.
-PACKED_BLOCK, PACKED_WARPS, PACKED_ROWS = 256, 4, 8
+#: against 1.16 ms at 8 warps; complex64 1.53-1.56 ms (4.2 TB/s); every shape within 4 % of the best. In
+#: two-level word order (``kernels/bench_two_level.py --products``, fourteenth session) 16 rows instead of 8
+#: took 0.861 -> 0.783 ms at (32, 256, 32K) and 0.845 -> 0.819 ms at (1, 256, 1M).
+PACKED_BLOCK, PACKED_WARPS, PACKED_ROWS = 256, 4, 16
 
 #: Inputs whose spectra are kept in half precision unless ``fp32_intermediate`` is asked for: their
 #: output is rounded to 16 bits anyway, and fp16 spectra halve the bytes of every pass and every
@@ -140,15 +142,27 @@ def epilogue(
 
 
 #: Largest batch x channels x length one pass transforms at once. Longer convolutions run over channel
-#: groups, so each of the ~5 transient (B, h, 2L) fp32/complex buffers of a pass stays <= 2 GiB: at
-#: L = 4M that is what lets a HyenaDNA training step fit in 80 GB. At L <= 1M with 256 channels (batch 1)
-#: nothing is split.
-MAX_ELEMENTS_PER_PASS = 1 << 28
+#: groups, so each of the ~5 transient (B, h, 2L) fp32/complex buffers of a pass stays bounded: at L = 4M
+#: that is what lets a HyenaDNA training step fit in 80 GB.
+INFERENCE_ELEMENTS_PER_PASS = 1 << 28
+#: Training calls also bound channels x length per group: the backward's filter-sized transients (the
+#: filter's spectrum kept from the forward, the batch-summed cross spectrum, dk) do not shrink with the
+#: batch, and at batch 1 they are most of its memory. A split forward keeps no filter spectrum (each
+#: group's backward recomputes it), which costs time. H200, B·H·L = 256M, bf16, two levels
+#: (kernels/bench_fftconv.py, fourteenth session), the call's own peak memory (above what the caller holds)
+#: over the reference's: at 1M (H·L = 2^28, 4 groups) 0.24x instead of 0.56x (7.0 GiB in one group), at
+#: 4M 0.24x instead of 0.64x, for forward+backward 3.54x / 3.60x the reference's speed instead of 4.46x /
+#: 3.34x (square level); 32K and 256K (H·L <= 2^26) stay in one group at 0.39x / 0.36x. Splitting those
+#: as well (B·H·L <= 2^26) took 32K's forward+backward from 3.37x to 2.70x for memory it did not need.
+TRAINING_FILTER_ELEMENTS_PER_PASS = 1 << 26
 
 
-def _channel_groups(u: torch.Tensor) -> list[slice]:
+def _channel_groups(u: torch.Tensor, training: bool = False) -> list[slice]:
     batch, channels, length = u.shape
-    step = max(1, min(channels, MAX_ELEMENTS_PER_PASS // max(1, batch * length)))
+    step = INFERENCE_ELEMENTS_PER_PASS // max(1, batch * length)
+    if training:
+        step = min(step, TRAINING_FILTER_ELEMENTS_PER_PASS // max(1, length))
+    step = max(1, min(channels, step))
     return [slice(h, min(h + step, channels)) for h in range(0, channels, step)]
 
 
@@ -210,15 +224,15 @@ def _channel_major_rows(b: torch.Tensor, batch: int, n_sum: int) -> bool:
 
 
 def packed_product(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, conj_b: bool = False,
-                   factor: torch.Tensor | None = None, inner_tile: int = 0) -> torch.Tensor:
+                   factor: torch.Tensor | None = None, inner_tile: tuple[int, int] | None = None) -> torch.Tensor:
     """``out`` = packed spectrum of ``factor * unpack(a) * unpack(b)`` (``conj`` of b if ``conj_b``), each
     (·, h, M), complex64 or complex32, computed in fp32; ``factor``: None or one fp32 number per row of
     ``a``, a contiguous (B, h) tensor.
 
     ``b`` with batch 1 is broadcast over a's batch (a filter spectrum). ``out`` with batch 1 and a with
     batch B sums the B products (a batch-summed cross spectrum, as the filter gradient needs). ``out``
-    may be ``a`` itself (in place) when their batches match. ``inner_tile`` T > 0: the spectra are in the
-    two-level word order of :mod:`.row_kernels` with inner size T·T instead of natural order."""
+    may be ``a`` itself (in place) when their batches match. ``inner_tile`` (TA, TB): the spectra are in the
+    two-level word order of :mod:`.row_kernels` with a TA·TB-point Triton level instead of natural order."""
     batch, channels, m = a.shape
     n_sum = batch // out.shape[0]
     if out.shape[0] * n_sum != batch or b.shape[0] not in (1, batch) or (n_sum > 1 and b.shape[0] != batch):
@@ -237,7 +251,8 @@ def packed_product(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, conj_b: 
         aw, bw, outw, aw if factor is None else factor, channels, m, n_index, nblk, n_rows, rows_per_program, n_sum,
         2 * math.pi / (2 * m),
         aw.stride(0), aw.stride(1), b_batch_stride, bw.stride(1), outw.stride(0), outw.stride(1),
-        CONJ_B=conj_b, HAS_FACTOR=factor is not None, HALF=a.dtype == torch.complex32, INNER_T=inner_tile,
+        CONJ_B=conj_b, HAS_FACTOR=factor is not None, HALF=a.dtype == torch.complex32,
+        INNER_A=inner_tile[0] if inner_tile else 0, INNER_B=inner_tile[1] if inner_tile else 0,
         H_MAJOR=_channel_major_rows(b, batch, n_sum), BLOCK=PACKED_BLOCK,
         num_warps=PACKED_WARPS,
     )
@@ -362,21 +377,23 @@ SAVE_SPECTRA_MAX_ELEMENTS = 1 << 26
 
 
 def _forward(u, k, D, pregate, postgate, bidirectional: bool, plan: _Plan, keep_y: bool, keep_x: bool,
-             keep_filter: bool, two_levels: bool = False, k_sumsq: torch.Tensor | None = None):
+             keep_filter: bool, two_levels: bool = False, k_sumsq: torch.Tensor | None = None,
+             training: bool = False):
     """The output; if ``keep_y`` the pre-postgate output in u's dtype (for the postgate's gradient); the
     signals of the gated input (if ``keep_x``) and of the filter (if ``keep_filter``), else None each
     (keeping needs one channel group). ``two_levels``: run :mod:`.two_level`'s forward (the caller asks
-    :func:`two_level.applies`)."""
+    :func:`two_level.applies`); ``training``: channel groups of a training call (:func:`_channel_groups`)."""
+    groups = _channel_groups(u, training)
     out = torch.empty(u.shape, dtype=u.dtype, device=u.device)
     y = torch.empty(u.shape, dtype=u.dtype, device=u.device) if keep_y else None
     kept_x = kept_filter = None
     if two_levels:  # keeps at most the filter's (two-level) spectrum
-        for g in _channel_groups(u):
+        for g in groups:
             kept_filter = two_level.forward_group(plan, _rows(u, g), _rows(k, g), _rows(D, g), _rows(pregate, g),
                                                   _rows(postgate, g), bidirectional, _rows(out, g), _rows(y, g),
                                                   keep_filter, _rows(k_sumsq, g))
         return out, y, None, kept_filter
-    for g in _channel_groups(u):
+    for g in groups:
         x = _signal(plan, _rows(u, g), _rows(pregate, g))
         kf = _filter_signal(plan, _rows(k, g), bidirectional, _rows(k_sumsq, g))
         product = torch.empty_like(x.spectrum) if keep_x else x.spectrum
@@ -401,12 +418,13 @@ class FFTConvCuFFTFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, u, k, D, pregate, postgate, bidirectional, fp32_intermediate, k_sumsq):  # type: ignore[override]
         plan = _plan(u, fp32_intermediate)
-        one_group = len(_channel_groups(u)) == 1
+        one_group = len(_channel_groups(u, training=True)) == 1
         small = u.numel() <= SAVE_SPECTRA_MAX_ELEMENTS
         two_levels = two_level.applies(plan)  # the forward's levels are the backward's
         out, y, x, kf = _forward(u, k, D, pregate, postgate, bidirectional, plan,
                                  postgate is not None and ctx.needs_input_grad[4],
-                                 one_group and small, one_group and (small or plan.half), two_levels, k_sumsq)
+                                 one_group and small, one_group and (small or plan.half), two_levels, k_sumsq,
+                                 training=True)
         ctx.bidirectional, ctx.plan, ctx.two_levels = bidirectional, plan, two_levels
         kept = [t for signal in (x, kf) for t in (signal.tensors() if signal else (None, None, None))]
         ctx.save_for_backward(u, k, D, pregate, postgate, y, *kept)
@@ -425,7 +443,7 @@ class FFTConvCuFFTFn(torch.autograd.Function):
         d_pre = torch.empty(u.shape, dtype=pregate.dtype, device=u.device) if need_dpre else None
         dk = torch.empty_like(k) if need[1] else None
         dD = torch.empty_like(D) if D is not None and need[2] else None
-        for g in _channel_groups(u):
+        for g in _channel_groups(u, training=True):
             group = (ctx.plan, ctx.bidirectional, grad[:, g], *(_rows(t, g) for t in (u, k, D, pregate, postgate)),
                      *(_rows(t, g) for t in (du, dk, dD, d_pre)))
             if ctx.two_levels:

@@ -95,34 +95,34 @@ def _unpack(ptr, j, jm, mask, c, s, HALF: tl.constexpr):
 
 
 @triton.jit
-def pair_index(idx, M, INNER_T: tl.constexpr):
+def pair_index(idx, M, INNER_A: tl.constexpr, INNER_B: tl.constexpr):
     """(word j, partner word jm, spectrum index k of word j) for program indices ``idx`` in 0 … M/2: each
     owns one (k, M - k) pair and the pairs are all different, so products may be written in place.
 
-    INNER_T = 0: natural order, word j holds Z[j] and pairs with M - j (Z[M] means Z[0]). INNER_T = T: the
-    two-level word order of :mod:`.row_kernels`, where word p·n1 + k1 (n2 = T·T, n1 = M/n2) holds
-    Z[k2 + n2·k1] with p = (k2 mod T)·T + k2 div T. The owners are the indices k <= M/2: k1 < n1/2 in every
-    row p (index p·n1/2 + k1), and k = M/2 itself (the last index). The partner of k2 > 0 is
-    (n2 - k2, n1 - 1 - k1), of k2 = 0 it is (0, -k1 mod n1)."""
-    if INNER_T == 0:
+    INNER_A = 0: natural order, word j holds Z[j] and pairs with M - j (Z[M] means Z[0]). Else the
+    two-level word order of :mod:`.row_kernels` with a (TA, TB) = (INNER_A, INNER_B) level: word p·n1 + k1
+    (n2 = TA·TB, n1 = M/n2) holds Z[k2 + n2·k1] with p = (k2 mod TA)·TB + k2 div TA. The owners are the
+    indices k <= M/2: k1 < n1/2 in every row p (index p·n1/2 + k1), and k = M/2 itself (the last index).
+    The partner of k2 > 0 is (n2 - k2, n1 - 1 - k1), of k2 = 0 it is (0, -k1 mod n1)."""
+    if INNER_A == 0:
         return idx, tl.where(idx == 0, 0, M - idx), idx
-    n2 = INNER_T * INNER_T
+    n2 = INNER_A * INNER_B
     n1 = M // n2
     half = n1 // 2
     inside = idx < n2 * half
     p = tl.where(inside, idx // half, 0)
     k1 = tl.where(inside, idx % half, half)
-    k2 = p // INNER_T + INNER_T * (p % INNER_T)
+    k2 = p // INNER_B + INNER_A * (p % INNER_B)
     k2m = (n2 - k2) % n2
     k1m = tl.where(k2 == 0, (n1 - k1) % n1, n1 - 1 - k1)
-    jm = ((k2m % INNER_T) * INNER_T + k2m // INNER_T) * n1 + k1m
+    jm = ((k2m % INNER_A) * INNER_B + k2m // INNER_A) * n1 + k1m
     return p * n1 + k1, jm, k2 + n2 * k1
 
 
 @triton.jit
 def packed_product_kernel(a_ptr, b_ptr, out_ptr, factor_ptr, H, M, n_index, nblk, n_rows, rows_per_program,
                           n_sum, angle_step, sab, sah, sbb, sbh, sob, soh, CONJ_B: tl.constexpr,
-                          HAS_FACTOR: tl.constexpr, HALF: tl.constexpr, INNER_T: tl.constexpr,
+                          HAS_FACTOR: tl.constexpr, HALF: tl.constexpr, INNER_A: tl.constexpr, INNER_B: tl.constexpr,
                           H_MAJOR: tl.constexpr, BLOCK: tl.constexpr):
     """out = pack(Σ_r f[r] · unpack(A[r]) · unpack(B[r]) (conjugated if CONJ_B)) for each output row, with
     f[r] = 1, or (HAS_FACTOR) one fp32 number per input row r = (batch, channel) of A, contiguous.
@@ -132,13 +132,13 @@ def packed_product_kernel(a_ptr, b_ptr, out_ptr, factor_ptr, H, M, n_index, nblk
     batch stride broadcasts an input over the batch (a filter spectrum). A program handles one block of
     frequencies for ``rows_per_program`` consecutive output rows, so its twiddles (a precise sin and cos
     per frequency, most of the arithmetic once the spectra are fp16) are computed once for all of them.
-    Spectra are in natural order, or in the two-level word order of inner tile INNER_T (:func:`pair_index`,
+    Spectra are in natural order, or in the two-level word order of level (INNER_A, INNER_B) (:func:`pair_index`,
     ``n_index`` indices). H_MAJOR numbers the output rows channel-major (row = h·n_out + o) instead of
     batch-major: with B broadcast over the batch, a program's rows and its neighbours' then share B's rows,
     so B comes from HBM once per channel rather than once per batch entry."""
     pid = tl.program_id(0)
     idx = (pid % nblk) * BLOCK + tl.arange(0, BLOCK)
-    j, jm, k = pair_index(idx, M, INNER_T)
+    j, jm, k = pair_index(idx, M, INNER_A, INNER_B)
     in_range = idx < n_index
     theta = k.to(tl.float32) * angle_step
     c, s = tl.cos(theta), tl.sin(theta)

@@ -19,7 +19,7 @@ level one pass:
    term, gates, outputs in their dtypes), written to the time domain.
 
 Half-precision spectra only (16-bit inputs): the range scaling of :mod:`.cufft_fused` bounds every stage,
-including the Triton levels' fp16 dot operands. Calls at 256K <= M <= 1M take it by default (:func:`applies`),
+including the Triton levels' fp16 dot operands. Calls at 32K <= M <= 4M take it by default (:func:`applies`),
 training calls included: :func:`backward_group` computes their gradients on two levels as well.
 kernels/fftconv/NOTES.md ("Two-level forward" and later sessions) has the measurements.
 """
@@ -39,33 +39,35 @@ from . import cufft_fused as one_level
 from .reference import _uncombine, combined_filter
 from .row_kernels import first_level_kernel, last_level_kernel
 
-#: Inner tile: the inner level has n2 = T·T points (T-point DFTs as fp16 dots, which need T >= 16).
+#: Triton level tile: n2 = TILE·TILE points (TILE-point DFTs as fp16 dots, which need TILE >= 16), or
+#: TILE·2·TILE from WIDE_MIN_POINTS on.
 TILE = 16
-#: Columns per inner-level program (each tile load reads KB contiguous words per inner index) of the
-#: forward and of the inverse, and their warps (H200 sweeps at 256K and 1M, kernels/bench_two_level.py).
+#: Packed lengths from which the Triton level has TILE × 2·TILE points: n1 halves, which keeps cuFFT's
+#: level at one pass at M = 4M (H200, 1 GiB of fp16 rows: 8K-point rows 0.77 ms, 16K-point rows 1.42 ms
+#: in two passes; fourteenth session).
+WIDE_MIN_POINTS = 1 << 22
+#: Launch shape and arithmetic of the first and of the last Triton level, each pair (first, last):
+#: - COLUMNS: columns per program (each tile load reads KB contiguous words per j2; a wide level takes half
+#:   as many, so that its programs hold as many points), ROW_WARPS: warps per program;
+#: - GAUSS: complex matrix products as three fp16 dots (Gauss) or four chained ones;
+#: - MAXNREG: register caps (None: the compiler's choice; 128 lets 4 programs share an SM);
+#: - HALF_MATH: the elementwise work before and between the dots (twiddle products, Gauss sums) in fp16
+#:   (packed half2 instructions) instead of fp32.
+#: H200, B·H·L = 256M, bf16 (kernels/bench_two_level.py, fourteenth session), forward at 1M / 256K: these
+#: settings 5.58 / 4.28 ms; uncapped 5.88 / 4.51; fp32 elementwise work 5.70 / 4.37; 8 columns 6.09 / 4.70;
+#: three dots 5.79 / 4.41. At 32K: 8 warps uncapped 4.36, 32 columns on 8 warps 4.44, caps of 168 and 96
+#: 4.15 and 4.58, against 3.98 ms. At 4M (wide level): 6.82 ms; 8 columns (4 wide) 8.92, uncapped 7.32.
 COLUMNS, INVERSE_COLUMNS, ROW_WARPS = 16, 16, 4
-#: Complex matrix products of the inner level as three fp16 dots (Gauss) or four chained ones, forward and
-#: inverse. H200 at 1M, 16 columns, 128 registers, fp32 elementwise work: the forward took 0.97 ms with three
-#: dots against 1.00 with four; the inverse 0.84 with four (twelfth session). With the fp16 elementwise work
-#: below, four dots and three tie (forward 0.94 ms both); four dots compile to fewer instructions.
 GAUSS, INVERSE_GAUSS = False, False
-#: Register caps of the inner level's forward and inverse programs (None: the compiler's choice). H200 at 1M
-#: (kernels/bench_two_level.py, twelfth session): capped at 128, 4 programs fit per SM; the four-dot inverse
-#: took 0.84 against 0.88 ms uncapped (the four-dot forward 1.00 against 0.99).
 MAXNREG, INVERSE_MAXNREG = 128, 128
-#: The inner level's elementwise work around its dots (twiddle products, Gauss sums) in fp16 (packed half2
-#: instructions) instead of fp32, forward and inverse. Offline (sm_90a, 16 columns, 128 registers) the
-#: four-dot forward compiles to 992 instructions per thread against 1,384 for the three-dot fp32 forward,
-#: the four-dot inverse to 1,024 against 1,176. Timed on an H200 (kernels/bench_two_level.py, thirteenth
-#: session): forward 0.97 -> 0.94 ms and inverse 0.84 -> 0.76 ms at 1M, the whole forward 7.21 -> 7.10 ms
-#: (256K 5.40 -> 5.34), error against float64 2.47e-3 -> 2.49e-3. Time did not follow instruction count:
-#: the passes are not bound by issue alone.
 HALF_MATH, INVERSE_HALF_MATH = True, True
-#: Packed lengths M = next_pow2(L) whose calls take this path by default: measured faster than one level on
-#: an H200 at M = 2^18 and 2^20 (L = 256K, 1M; forward 2.6x the reference against 2.0-2.2x, forward+backward
-#: 3.2x against 2.6-2.7x), slower at 2^15 (too little to amortise the extra passes) and, for the forward,
-#: at 2^22 (cuFFT needs two passes for the 16K-point outer level); kernels/fftconv/NOTES.md.
-MIN_POINTS, MAX_POINTS = 1 << 18, 1 << 20
+#: Packed lengths M = next_pow2(L) whose calls take this path by default. H200, B·H·L = 256M, bf16, two levels
+#: forced against one in the same session (fourteenth, kernels/bench_two_level.py and bench_fftconv.py):
+#: faster at M = 2^15 (forward 3.98 against 4.83 ms, forward+backward 3.37x against 2.84x the reference),
+#: 2^18, 2^20 and 2^22 (forward 8.32 against 9.36 ms with the square level, 6.82 with the wide one;
+#: forward+backward 3.34x against 2.91x with the square level); slower at 2^12 (5.21 against 3.04 ms: too
+#: little to amortise the extra passes).
+MIN_POINTS, MAX_POINTS = 1 << 15, 1 << 22
 #: "0" turns the path off, "1" on for every half-precision call long enough for two levels (M >= 2·TILE²);
 #: unset: the default range above.
 ENV_SWITCH = "GENOMIX_FFTCONV_TWO_LEVEL"
@@ -86,44 +88,59 @@ def switched_on(on: bool = True) -> contextlib.AbstractContextManager:
 
 
 @functools.lru_cache(maxsize=8)
-def _tables(T: int, device: torch.device, gauss: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """(matrices (2, 3, T, T) fp16: F and its adjoint in Gauss or four-dot form, twiddles (2, T, T) fp32:
-    ω_n2^(b·c) as [re, im][c, b]) of the inner level, in the slot order of :mod:`.row_kernels`."""
+def _matrices(T: int, device: torch.device, gauss: bool) -> torch.Tensor:
+    """(2, 3, T, T) fp16: the T-point DFT matrix F and its adjoint, in Gauss or four-dot form, in the slot
+    order of :mod:`.row_kernels`."""
     idx = torch.arange(T, dtype=torch.float64)
     F = torch.exp(-2j * math.pi * torch.outer(idx, idx) / T)
     parts = ((lambda m: (m.real, m.real + m.imag, m.imag - m.real)) if gauss
              else (lambda m: (m.real, m.imag, -m.imag)))
-    mats = torch.stack([torch.stack(parts(m)) for m in (F, F.conj())])
-    tw = torch.exp(-2j * math.pi * torch.outer(idx, idx) / (T * T))
-    return mats.to(device, torch.float16).contiguous(), torch.stack([tw.real, tw.imag]).to(device, torch.float32).contiguous()
+    return torch.stack([torch.stack(parts(m)) for m in (F, F.conj())]).to(device, torch.float16).contiguous()
 
 
 @functools.lru_cache(maxsize=4)
-def _outer_twiddles(n1: int, T: int, device: torch.device) -> torch.Tensor:
-    """(2, T, n1) complex64 factors of the outer twiddles ω_M^(j2·k1), M = n1·T·T, j2 = a·T + b, as int64
-    words: [0] ω_M^(a·T·k1), [1] ω_M^(b·k1)."""
-    r = torch.arange(T, dtype=torch.float64)[:, None]
-    k1 = torch.arange(n1, dtype=torch.float64)[None, :]
-    M = n1 * T * T
-    table = torch.exp(-2j * math.pi * torch.stack([r * T * k1, r * k1]) / M).to(torch.complex64)
+def _inner_twiddles(TA: int, TB: int, device: torch.device) -> torch.Tensor:
+    """(2, TB, TA) fp32: ω_n2^(b·c), n2 = TA·TB, as [re, im][b, c]."""
+    tw = torch.exp(-2j * math.pi * torch.outer(torch.arange(TB, dtype=torch.float64),
+                                               torch.arange(TA, dtype=torch.float64)) / (TA * TB))
+    return torch.stack([tw.real, tw.imag]).to(device, torch.float32).contiguous()
+
+
+@functools.lru_cache(maxsize=4)
+def _outer_twiddles(n1: int, TA: int, TB: int, device: torch.device) -> torch.Tensor:
+    """(TB + TA, n1) complex64 factors of the twiddles ω_M^(k2·j1), M = n1·TA·TB, k2 = c + TA·d, as int64
+    words: rows d < TB hold ω_M^(d·TA·j1), rows TB + c hold ω_M^(c·j1)."""
+    j1 = torch.arange(n1, dtype=torch.float64)[None, :]
+    rows = torch.cat([torch.arange(TB, dtype=torch.float64) * TA, torch.arange(TA, dtype=torch.float64)])[:, None]
+    table = torch.exp(-2j * math.pi * rows * j1 / (n1 * TA * TB)).to(torch.complex64)
     return torch.view_as_real(table.to(device)).view(torch.int64).squeeze(-1).contiguous()
 
 
+def _level(n2: int) -> tuple[int, int]:
+    """(TA, TB) of an n2-point Triton level."""
+    return TILE, n2 // TILE
+
+
 def _split(plan: one_level._Plan) -> tuple[int, int]:
-    """(n1, n2): outer and inner sizes of the packed length M = n / 2."""
-    n2 = TILE * TILE
-    return plan.n // 2 // n2, n2
+    """(n1, n2): cuFFT's and the Triton level's sizes of the packed length M = n / 2."""
+    m = plan.n // 2
+    n2 = TILE * TILE * (2 if m >= max(WIDE_MIN_POINTS, 4 * TILE * TILE) else 1)  # n1 >= 2 either way
+    return m // n2, n2
 
 
-def _launch_shape(n1: int, inverse: bool) -> tuple[dict, int]:
-    """(constexprs and launch options shared by both Triton levels, programs per row)."""
+def _launch(n1: int, n2: int, device: torch.device, inverse: bool) -> tuple[tuple, dict, int]:
+    """(table arguments, constexprs and launch options, programs per row) of either Triton level."""
+    TA, TB = _level(n2)
     gauss, columns, maxnreg, half_math = ((INVERSE_GAUSS, INVERSE_COLUMNS, INVERSE_MAXNREG, INVERSE_HALF_MATH) if inverse
                                           else (GAUSS, COLUMNS, MAXNREG, HALF_MATH))
-    options = dict(T=TILE, KB=columns, GAUSS=gauss, EVEN=n1 % columns == 0,
+    tables = (_matrices(TA, device, gauss), _matrices(TB, device, gauss), _inner_twiddles(TA, TB, device),
+              _outer_twiddles(n1, TA, TB, device))
+    columns = max(1, columns * TILE // TB)  # a wide level's programs hold as many points as a square one's
+    options = dict(TA=TA, TB=TB, KB=columns, GAUSS=gauss, EVEN=n1 % columns == 0,
                    MATH=tl.float16 if half_math else tl.float32, num_warps=ROW_WARPS)
     if maxnreg is not None:
         options["maxnreg"] = maxnreg
-    return options, triton.cdiv(n1, columns)
+    return tables, options, triton.cdiv(n1, columns)
 
 
 def first_level(a: torch.Tensor, b: torch.Tensor | None, scale: torch.Tensor | None,
@@ -134,12 +151,11 @@ def first_level(a: torch.Tensor, b: torch.Tensor | None, scale: torch.Tensor | N
     batch, channels, length = a.shape
     n1, n2 = _split(plan)
     out = torch.empty(batch, channels, n2, n1, dtype=torch.complex32, device=a.device)
-    mats, twiddles = _tables(TILE, a.device, GAUSS)
-    options, n_blk = _launch_shape(n1, inverse=False)
+    tables, options, n_blk = _launch(n1, n2, a.device, inverse=False)
     first_level_kernel[(batch * channels * n_blk,)](
-        a, a if b is None else b, a if scale is None else scale, one_level._complex_words(out), mats, twiddles,
-        _outer_twiddles(n1, TILE, a.device), channels, length, n1, n_blk, *one_level._bh_strides(a),
-        *one_level._bh_strides(b), HAS_B=b is not None, HAS_SCALE=scale is not None, **options,
+        a, a if b is None else b, a if scale is None else scale, one_level._complex_words(out), *tables,
+        channels, length, n1, n_blk, *one_level._bh_strides(a), *one_level._bh_strides(b),
+        HAS_B=b is not None, HAS_SCALE=scale is not None, **options,
     )
     return out
 
@@ -154,14 +170,13 @@ def last_level(rows: torch.Tensor, n_inv: torch.Tensor, a: torch.Tensor, b: torc
     a, b, m1, m2 = (one_level._unit_time_stride(t) for t in (a, b, m1, m2))
     if any(t is not None and t.stride() != out1.stride() for t in (out2, z)):
         raise ValueError("last_level: outputs must share strides")
-    if not rows.is_contiguous() or rows.shape[-2] != TILE * TILE:
-        raise ValueError(f"last_level: contiguous (B, H, {TILE * TILE}, n1) rows, got {tuple(rows.shape)}")
+    if not rows.is_contiguous() or rows.shape[-2] % TILE:
+        raise ValueError(f"last_level: contiguous (B, H, n2, n1) rows with {TILE} | n2, got {tuple(rows.shape)}")
     batch, channels, length = a.shape
-    n1 = rows.shape[-1]
-    mats, twiddles = _tables(TILE, rows.device, INVERSE_GAUSS)
-    options, n_blk = _launch_shape(n1, inverse=True)
+    n2, n1 = rows.shape[-2:]
+    tables, options, n_blk = _launch(n1, n2, rows.device, inverse=True)
     last_level_kernel[(batch * channels * n_blk,)](
-        one_level._complex_words(rows), n_inv, mats, twiddles, _outer_twiddles(n1, TILE, rows.device), a,
+        one_level._complex_words(rows), n_inv, *tables, a,
         a if b is None else b, a if D is None else D, a if m1 is None else m1, a if m2 is None else m2, out1,
         out1 if out2 is None else out2, out1 if z is None else z, channels, length, n1, n_blk,
         *one_level._bh_strides(a), *one_level._bh_strides(b), *one_level._bh_strides(m1),
@@ -201,7 +216,8 @@ def _product_inverse(plan: one_level._Plan, a: one_level._Signal, b: one_level._
     when ``out`` has batch 1), after cuFFT's inverse level (:func:`last_level` finishes it), and the
     factor its rows must be multiplied by."""
     factor, n_inv = one_level._half_product_scales(plan, a, b, batch_summed=out.shape[0] != a.spectrum.shape[0])
-    one_level.packed_product(_flat(a.spectrum), _flat(b.spectrum), _flat(out), conj_b, factor, inner_tile=TILE)
+    one_level.packed_product(_flat(a.spectrum), _flat(b.spectrum), _flat(out), conj_b, factor,
+                             inner_tile=_level(a.spectrum.shape[-2]))
     return one_level._fft(out, inverse=True), n_inv
 
 
