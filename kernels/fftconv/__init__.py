@@ -4,9 +4,9 @@
 so. The dispatch sees two ops (:func:`dispatch_name`): on-chip convolutions (16-bit inputs,
 ``L <= ON_CHIP_MAX_L``), where the kernels beat cuFFT and run by default on CUDA, and the rest, where
 they are slower so far and need ``GENOMIX_TRITON_OPS=fftconv`` (BENCHMARKS.md). Those run on cuFFT with
-the elementwise work fused into Triton kernels (op ``fftconv-cufft``, :mod:`.cufft_fused`; forward-only
-16-bit calls from 256K to 1M there split each transform into a cuFFT and a Triton tensor-core level,
-:mod:`.two_level`) on CUDA, and on the PyTorch reference :func:`fftconv_ref` elsewhere. Shapes are
+the elementwise work fused into Triton kernels (op ``fftconv-cufft``, :mod:`.cufft_fused`; 16-bit calls
+from 32K to 4M there split each transform into Triton tensor-core levels at the time-domain ends and a
+cuFFT level between them, :mod:`.two_level`) on CUDA, and on the PyTorch reference :func:`fftconv_ref` elsewhere. Shapes are
 (batch, channels, length).
 """
 from __future__ import annotations
