@@ -45,25 +45,37 @@ def _defaults() -> tuple[int, ...]:
             int(two_level.HALF_MATH), int(two_level.INVERSE_HALF_MATH))
 
 
-def stages(u, k, D) -> dict:
-    """ms of each stage of the two-level forward at the current settings (the in-place stages run on a
-    scratch copy; their results are not used)."""
+def _operands(u, k) -> tuple:
+    """(plan, scale, first-level rows, signal, filter spectrum, product factor, n_inv) of the two-level
+    forward of (u, k) at the current settings."""
     plan = cufft_fused._plan(u, False)
     norm, scale = cufft_fused._row_range(plan, u)
     x_rows = two_level.first_level(u, None, scale, plan)
     x = cufft_fused._Signal(cufft_fused._fft(x_rows, inverse=False), scale, norm)
     kf = two_level._filter_spectrum(k, plan, False)
     factor, n_inv = cufft_fused._half_product_scales(plan, x, kf, batch_summed=False)
+    return plan, scale, x_rows, x, kf, factor, n_inv
+
+
+def _product(x, kf, factor, out) -> None:
+    """The forward's spectral product of ``x`` and ``kf``, written into ``out``."""
+    flat = two_level._flat
+    cufft_fused.packed_product(flat(x.spectrum), flat(kf.spectrum), flat(out), factor=factor,
+                               inner_tile=two_level._level(x.spectrum.shape[-2]))
+
+
+def stages(u, k, D) -> dict:
+    """ms of each stage of the two-level forward at the current settings (the in-place stages run on a
+    scratch copy; their results are not used)."""
+    plan, scale, x_rows, x, kf, factor, n_inv = _operands(u, k)
     out = torch.empty_like(u)
     scratch = x.spectrum.clone()
-    flat = two_level._flat
     return {
         "norms": _ms(lambda: cufft_fused._row_range(plan, u)),
         "first_level": _ms(lambda: two_level.first_level(u, None, scale, plan)),
         "outer_fft": _ms(lambda: cufft_fused._fft(x_rows, inverse=False)),
         "filter": _ms(lambda: two_level._filter_spectrum(k, plan, False)),
-        "product": _ms(lambda: cufft_fused.packed_product(flat(x.spectrum), flat(kf.spectrum), flat(scratch),
-                                                           factor=factor, inner_tile=two_level._level(x.spectrum.shape[-2]))),
+        "product": _ms(lambda: _product(x, kf, factor, scratch)),
         "outer_ifft": _ms(lambda: cufft_fused._fft(x.spectrum, inverse=True)),
         "last_level": _ms(lambda: two_level.last_level(x_rows, n_inv, u, None, D, None, out)),
     }
@@ -72,18 +84,15 @@ def stages(u, k, D) -> dict:
 def product_shapes(u, k, shapes: list[tuple[int, int, int]]) -> list[dict]:
     """ms of the two-level spectral product alone for each (rows per program, block, warps) of
     :func:`.cufft_fused.packed_product` (the module's constants, restored afterwards)."""
-    plan = cufft_fused._plan(u, False)
-    x, kf = two_level._signal(plan, u, None), two_level._filter_spectrum(k, plan, False)
-    factor, _ = cufft_fused._half_product_scales(plan, x, kf, batch_summed=False)
-    scratch, flat, saved = x.spectrum.clone(), two_level._flat, (cufft_fused.PACKED_ROWS, cufft_fused.PACKED_BLOCK,
-                                                                   cufft_fused.PACKED_WARPS)
+    _, _, _, x, kf, factor, _ = _operands(u, k)
+    scratch = x.spectrum.clone()
+    saved = cufft_fused.PACKED_ROWS, cufft_fused.PACKED_BLOCK, cufft_fused.PACKED_WARPS
     rows = []
     try:
         for shape in shapes:
             cufft_fused.PACKED_ROWS, cufft_fused.PACKED_BLOCK, cufft_fused.PACKED_WARPS = shape
             rows.append({"rows": shape[0], "block": shape[1], "warps": shape[2],
-                         "ms": _ms(lambda: cufft_fused.packed_product(flat(x.spectrum), flat(kf.spectrum), flat(scratch),
-                                                                      factor=factor, inner_tile=two_level._level(x.spectrum.shape[-2])))})
+                         "ms": _ms(lambda: _product(x, kf, factor, scratch))})
     finally:
         cufft_fused.PACKED_ROWS, cufft_fused.PACKED_BLOCK, cufft_fused.PACKED_WARPS = saved
     return rows

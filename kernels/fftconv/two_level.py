@@ -191,6 +191,12 @@ def _signal(plan: one_level._Plan, a: torch.Tensor, b: torch.Tensor | None,
     """The two-level spectrum (B, h, n2, n1) of the zero-padded rows ``a * b``, range-scaled (``sumsq``: their
     sums of squares, if known)."""
     norm, scale = one_level._row_range(plan, a, b, sumsq)
+    return _spectrum(plan, a, b, scale, norm)
+
+
+def _spectrum(plan: one_level._Plan, a: torch.Tensor, b: torch.Tensor | None, scale: torch.Tensor | None,
+              norm: torch.Tensor | None) -> one_level._Signal:
+    """Both levels of the transform of the rows ``a * b * scale``, kept with the range they were scaled by."""
     return one_level._Signal(one_level._fft(first_level(a, b, scale, plan), inverse=False), scale, norm)
 
 
@@ -201,8 +207,7 @@ def _filter_spectrum(k: torch.Tensor, plan: one_level._Plan, bidirectional: bool
     if not bidirectional:
         return _signal(plan, k.unsqueeze(0), None, k_sumsq)
     norm, scale = one_level._row_range(plan, k.unsqueeze(0), sumsq=k_sumsq)
-    combined = combined_filter(k.float(), plan.L, plan.n, True).unsqueeze(0)
-    return one_level._Signal(one_level._fft(first_level(combined, None, scale, plan), inverse=False), scale, norm)
+    return _spectrum(plan, combined_filter(k.float(), plan.L, plan.n, True).unsqueeze(0), None, scale, norm)
 
 
 def _flat(x: torch.Tensor) -> torch.Tensor:
