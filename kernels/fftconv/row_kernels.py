@@ -64,15 +64,15 @@ def _as(pair, MATH: tl.constexpr):
 
 
 @triton.jit
-def _outer_twiddle(outer_ptr, k1, n1, TA: tl.constexpr, TB: tl.constexpr, EVEN: tl.constexpr, MATH: tl.constexpr):
+def _outer_twiddle(outer_ptr, j1, n1, TA: tl.constexpr, TB: tl.constexpr, EVEN: tl.constexpr, MATH: tl.constexpr):
     """cos and sin of the twiddles ω_M^(k2·j1), k2 = c + TA·d, as (KB, TA, TB) tiles [col, c, d] in ``MATH``
-    for the columns j1 = ``k1``: the product of ω_M^(d·TA·j1) and ω_M^(c·j1), read from the (TB + TA, n1)
+    for the columns ``j1``: the product of ω_M^(d·TA·j1) and ω_M^(c·j1), read from the (TB + TA, n1)
     complex64 table ``outer`` (int64 words; rows < TB: the first factor, then the second): (TA + TB)·KB
     values per program instead of TA·TB·KB (EVEN: every column < n1)."""
     rd, rc = tl.arange(0, TB), tl.arange(0, TA)
-    valid = None if EVEN else (k1 < n1)[:, None]
-    cd, sd = _as(load_complex(outer_ptr, k1[:, None] + rd[None, :] * n1, valid, HALF=False), MATH)  # [col, d]
-    cc, sc = _as(load_complex(outer_ptr + TB * n1, k1[:, None] + rc[None, :] * n1, valid, HALF=False), MATH)  # [col, c]
+    valid = None if EVEN else (j1 < n1)[:, None]
+    cd, sd = _as(load_complex(outer_ptr, j1[:, None] + rd[None, :] * n1, valid, HALF=False), MATH)  # [col, d]
+    cc, sc = _as(load_complex(outer_ptr + TB * n1, j1[:, None] + rc[None, :] * n1, valid, HALF=False), MATH)  # [col, c]
     cd, sd, cc, sc = cd[:, None, :], sd[:, None, :], cc[:, :, None], sc[:, :, None]
     return cd * cc - sd * sc, sd * cc + cd * sc
 
