@@ -4,10 +4,14 @@ For each length: the forward of the one-level cuFFT path (the default) and of th
 (``fftconv/two_level.py``); for each (tile, columns, warps) of the Triton levels in the sweep, the whole
 two-level forward (checked against the float64 reference first) and each of its stages timed alone
 (norms, the first Triton level with its fused pad, cuFFT's level, the filter's spectrum, product, cuFFT's
-inverse level, the last Triton level with its fused epilogue). bf16 u, fp32 filter and D, B*H*L = 256 M. Prints a table and writes JSON to ``--out``.
+inverse level, the last Triton level with its fused epilogue; the three-level path switched off). Where
+the three-level forward (``fftconv/three_level.py``) takes the shape, the same for it at each of the
+``--middles`` settings (stages: norms, paired first level, the filter's spectrum, the pair scales, the middle
+level with the product, the paired last level). bf16 u, fp32 filter and D, B*H*L = 256 M. Prints a table
+and writes JSON to ``--out``.
 
     PYTHONPATH=. python kernels/bench_two_level.py --out OUTDIR [--lengths 1048576] [--sweep 16,16,4,16,1,0 16,16,4,8,1,1]
-        [--products 8,256,4 16,256,4]
+        [--products 8,256,4 16,256,4] [--middles 16,4,128 8,4,0]
 """
 from __future__ import annotations
 
@@ -20,8 +24,9 @@ import triton
 import triton.testing
 
 from genomix.kernels.bench_scan import copy_bandwidth, write_json
-from genomix.kernels.fftconv import cufft_fused, fftconv_ref, two_level
+from genomix.kernels.fftconv import cufft_fused, fftconv_ref, three_level, two_level
 from genomix.kernels.bench_fftconv import benchmark_shape
+from genomix.kernels.dispatch import environment
 
 
 def _ms(fn) -> float:
@@ -81,6 +86,54 @@ def stages(u, k, D) -> dict:
     }
 
 
+def three_level_stages(u, k, D) -> dict:
+    """ms of each stage of the three-level forward (paired rows; the middle level in place on a scratch
+    copy)."""
+    plan = cufft_fused._plan(u, False)
+    pairs, split = (u.shape[0] + 1) // 2, three_level._split(plan.n)
+    norm, scale = cufft_fused._row_range(plan, u)
+    rows = two_level.first_level(u, None, scale, plan, pairs=pairs, split=split)
+    kf = three_level._filter_spectrum(k, plan, False, None)
+    factor, n_inv = three_level._pair_scales(plan, cufft_fused._Signal(rows, scale, norm), kf, pairs)
+    scratch = rows.clone()
+    out = torch.empty_like(u)
+    return {
+        "norms": _ms(lambda: cufft_fused._row_range(plan, u)),
+        "first_level": _ms(lambda: two_level.first_level(u, None, scale, plan, pairs=pairs, split=split)),
+        "filter": _ms(lambda: three_level._filter_spectrum(k, plan, False, None)),
+        "scales": _ms(lambda: three_level._pair_scales(plan, cufft_fused._Signal(rows, scale, norm), kf, pairs)),
+        "middle": _ms(lambda: three_level.middle(scratch, kf.spectrum, factor)),
+        "last_level": _ms(lambda: two_level.last_level(rows, n_inv, u, None, D, None, out, pairs=pairs)),
+    }
+
+
+def middle_shapes(u, k, D, want, shapes: list[tuple[int, int, int]]) -> list[dict]:
+    """The three-level forward (error against float64, ms) and its middle level alone for each (rows per
+    program, warps, register cap; 0: none) of :func:`.three_level.middle` (restored afterwards)."""
+    saved = three_level.MIDDLE_ROWS, three_level.MIDDLE_WARPS, three_level.MIDDLE_MAXNREG
+    rows = []
+    try:
+        for shape in shapes:
+            three_level.MIDDLE_ROWS, three_level.MIDDLE_WARPS, three_level.MIDDLE_MAXNREG = shape[0], shape[1], shape[2] or None
+
+            def fwd():
+                with torch.no_grad():
+                    return cufft_fused.fftconv_cufft(u, k, D)
+
+            row = {"rows": shape[0], "warps": shape[1], "maxnreg": shape[2]}
+            try:
+                row["rel_err_vs_ref"] = float((fwd().double() - want).norm() / want.norm())
+                row["fwd_ms"] = _ms(fwd)
+                row["stages_ms"] = three_level_stages(u, k, D)
+            except Exception as e:  # a shape that does not compile still leaves the others' numbers
+                row["error"] = f"{type(e).__name__}: {e}"[:300]
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    finally:
+        three_level.MIDDLE_ROWS, three_level.MIDDLE_WARPS, three_level.MIDDLE_MAXNREG = saved
+    return rows
+
+
 def product_shapes(u, k, shapes: list[tuple[int, int, int]]) -> list[dict]:
     """ms of the two-level spectral product alone for each (rows per program, block, warps) of
     :func:`.cufft_fused.packed_product` (the module's constants, restored afterwards)."""
@@ -98,7 +151,8 @@ def product_shapes(u, k, shapes: list[tuple[int, int, int]]) -> list[dict]:
     return rows
 
 
-def bench_length(L: int, sweep: list[tuple[int, ...]], products: list[tuple[int, int, int]]) -> dict:
+def bench_length(L: int, sweep: list[tuple[int, ...]], products: list[tuple[int, int, int]],
+                 middles: list[tuple[int, int, int]]) -> dict:
     B, H = benchmark_shape(L)
     u = torch.randn(B, H, L, device="cuda").to(torch.bfloat16)
     k = torch.randn(H, L, device="cuda") / L ** 0.5
@@ -114,6 +168,11 @@ def bench_length(L: int, sweep: list[tuple[int, ...]], products: list[tuple[int,
     row["ref_fwd_ms"] = _ms(lambda: fftconv_ref(u, k, D))
     with two_level.switched_on(False):
         row["one_level_fwd_ms"] = _ms(fwd)
+    if three_level.applies(cufft_fused._plan(u, False), B):
+        with two_level.switched_on():
+            row["three_level"] = middle_shapes(u, k, D, want, middles or [(three_level.MIDDLE_ROWS,
+                                                                          three_level.MIDDLE_WARPS,
+                                                                          three_level.MIDDLE_MAXNREG or 0)])
     row["variants"] = []
     for setting in sweep:
         _settings(*setting)
@@ -123,7 +182,7 @@ def bench_length(L: int, sweep: list[tuple[int, ...]], products: list[tuple[int,
                    "inverse_maxnreg": two_level.INVERSE_MAXNREG,
                    "half_math": two_level.HALF_MATH, "inverse_half_math": two_level.INVERSE_HALF_MATH}
         try:
-            with two_level.switched_on():
+            with two_level.switched_on(), environment({three_level.ENV_SWITCH: "0"}):
                 v["rel_err_vs_ref"] = float((fwd().double() - want).norm() / want.norm())
                 v["fwd_ms"] = _ms(fwd)
                 v["stages_ms"] = stages(u, k, D)
@@ -147,14 +206,18 @@ def main() -> int:
                          "inverse half math]]]]]]] of the Triton levels (inverse columns: as columns; gauss 1: three "
                          "dots per complex product, 0: four, defaults 1, 0; register caps, 0: none; half math 1: "
                          "fp16 work between the dots). Default: the module's settings")
+    ap.add_argument("--middles", nargs="*", default=[],
+                    help="rows,warps,maxnreg of the three-level path's middle level (three_level.MIDDLE_*; maxnreg "
+                         "0: none), at lengths and batches it takes. Default: the module's settings")
     ap.add_argument("--products", nargs="*", default=[],
                     help="rows,block,warps of the spectral product (cufft_fused.PACKED_*), each timed alone")
     args = ap.parse_args()
     sweep = [tuple(int(x) for x in s.split(",")) for s in args.sweep] if args.sweep else [_defaults()]
     products = [tuple(int(x) for x in s.split(",")) for s in args.products]
+    middles = [tuple(int(x) for x in s.split(",")) for s in args.middles]
     torch.manual_seed(0)
     result = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "triton": triton.__version__,
-              "copy_bandwidth_TBps": copy_bandwidth() / 1e12, "rows": [bench_length(L, sweep, products) for L in args.lengths]}
+              "copy_bandwidth_TBps": copy_bandwidth() / 1e12, "rows": [bench_length(L, sweep, products, middles) for L in args.lengths]}
     write_json(Path(args.out) / "bench_two_level.json", result)
     print(f"{result['device']}, copy {result['copy_bandwidth_TBps']:.2f} TB/s; bf16, forward ms")
     for r in result["rows"]:
@@ -166,6 +229,13 @@ def main() -> int:
                 continue
             st = " ".join(f"{k} {t:.2f}" for k, t in v["stages_ms"].items())
             print(f"  {name}: {v['fwd_ms']:.2f} ms ({r['ref_fwd_ms'] / v['fwd_ms']:.2f}x ref), err {v['rel_err_vs_ref']:.1e} | {st}")
+        for m in r.get("three_level", []):
+            name = f"three levels, middle rows={m['rows']} w={m['warps']} regs {m['maxnreg']}"
+            if "error" in m:
+                print(f"  {name}: FAILED {m['error']}")
+                continue
+            st = " ".join(f"{k} {t:.2f}" for k, t in m["stages_ms"].items())
+            print(f"  {name}: {m['fwd_ms']:.2f} ms ({r['ref_fwd_ms'] / m['fwd_ms']:.2f}x ref), err {m['rel_err_vs_ref']:.1e} | {st}")
         for p in r.get("products", []):
             print(f"  product rows={p['rows']} block={p['block']} warps={p['warps']}: {p['ms']:.3f} ms")
     return 0

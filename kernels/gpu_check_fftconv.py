@@ -5,7 +5,8 @@ Triton elementwise kernels (:mod:`genomix.kernels.fftconv.cufft_fused`), whose o
 allocations: there the caching allocator is filled with NaN first, so a skipped element shows as NaN.
 
 Fresh random inputs for every case, non-decaying (white-noise) filters, gates and skip term on,
-causal and bidirectional, odd and non-power-of-two lengths, both the on-chip and the multi-pass path.
+causal and bidirectional, odd and non-power-of-two lengths, both the on-chip and the multi-pass path;
+on the cuFFT path the no-grad forward of batches >= 2 at 32K-128K runs on three levels (paired rows).
 Forward outputs are written into a NaN-poisoned buffer (every element must be overwritten); on the
 Triton path so are the fused extra outputs (the forward's kept pre-postgate z, and the backward pass's
 du, dpregate and dpostgate written by one apply kernel). Forward and every gradient are compared with a
@@ -31,7 +32,7 @@ import torch
 from genomix.kernels.bench_scan import write_json
 from genomix.kernels.fftconv import fftconv, fftconv_ref
 from genomix.kernels.fftconv.autograd import _precision, _spectrum
-from genomix.kernels.fftconv import cufft_fused
+from genomix.kernels.fftconv import cufft_fused, three_level, two_level
 from genomix.kernels.fftconv.cufft_fused import fftconv_cufft
 from genomix.kernels.fftconv.ops import conv_apply
 from genomix.kernels.fftconv.plan import current_tuning, plan_for
@@ -40,6 +41,8 @@ CASES = [  # (B, H, L, bidirectional, gates)
     (4, 16, 4096, False, True),
     (3, 5, 1000, True, True),
     (2, 8, 32768, False, True),
+    (4, 6, 65_536, False, True),
+    (3, 4, 70_001, True, True),
     (1, 3, 100_003, True, True),
     (2, 4, 262_144, False, False),
     (1, 4, 1 << 20, False, True),
@@ -47,7 +50,7 @@ CASES = [  # (B, H, L, bidirectional, gates)
 ]
 #: cuFFT path, 16-bit inputs: fp16 spectra whose range scaling must hold for coherent inputs (spectra of
 #: 1e9 and more unscaled) and gradients of 1e-20 (zero in fp16 unscaled). Same (B, H, L, bid, gates) form.
-RANGE_CASES = [(1, 4, 1 << 20, False, True), (2, 3, 30_001, True, True)]
+RANGE_CASES = [(1, 4, 1 << 20, False, True), (2, 3, 30_001, True, True), (4, 2, 40_000, False, True)]
 TOL = {torch.float32: 1e-4, torch.bfloat16: 1e-2}
 DEVICE = "cuda"  # a CPU smoke run of the Triton checks (interpreter, tiny case) sets "cpu"
 
@@ -107,8 +110,10 @@ def _poisoned_cufft(ts: list, bid: bool) -> tuple[torch.Tensor, str]:
     nan_fill = torch.full((16 * ts[0].numel(),), float("nan"), device="cuda")
     del nan_fill
     plan = cufft_fused._plan(ts[0], False)
+    levels = (3 if three_level.applies(plan, ts[0].shape[0]) else 2) if two_level.applies(plan) else 1
     with torch.no_grad():
-        return fftconv_cufft(*ts, bidirectional=bid), f"cufft n={plan.n} {'fp16' if plan.half else 'fp32'} spectra"
+        return (fftconv_cufft(*ts, bidirectional=bid),
+                f"cufft n={plan.n} {'fp16' if plan.half else 'fp32'} spectra, {levels} level(s) forward")
 
 
 def check(B: int, H: int, L: int, bid: bool, gates: bool, dtype: torch.dtype, path: str = "triton",

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import torch
 import triton
 
-from . import two_level
+from . import three_level, two_level
 from .epilogue_kernels import DOT_NONE, DOT_OTHER, DOT_SQUARE, epilogue_kernel, pad_product_kernel
 from .packed_kernels import packed_product_kernel
 from .reference import _uncombine, combined_filter, records_graph
@@ -389,6 +389,11 @@ def _forward(u, k, D, pregate, postgate, bidirectional: bool, plan: _Plan, keep_
     kept_x = kept_filter = None
     if two_levels:  # keeps at most the filter's (two-level) spectrum
         for g in groups:
+            if not keep_filter and three_level.applies(plan, u.shape[0]):
+                three_level.forward_group(plan, _rows(u, g), _rows(k, g), _rows(D, g), _rows(pregate, g),
+                                          _rows(postgate, g), bidirectional, _rows(out, g), _rows(y, g),
+                                          _rows(k_sumsq, g))
+                continue
             kept_filter = two_level.forward_group(plan, _rows(u, g), _rows(k, g), _rows(D, g), _rows(pregate, g),
                                                   _rows(postgate, g), bidirectional, _rows(out, g), _rows(y, g),
                                                   keep_filter, _rows(k_sumsq, g))

@@ -107,21 +107,22 @@ def _step(xr, xi, mats_ptr, slot, R: tl.constexpr, T: tl.constexpr, KB: tl.const
 
 
 @triton.jit
-def _times(j0, n1, TA: tl.constexpr, TB: tl.constexpr, KB: tl.constexpr):
+def _times(j0, n1, TA: tl.constexpr, TB: tl.constexpr, KB: tl.constexpr, WORD: tl.constexpr):
     """Times of the real samples behind a program's words m = j1 + n1·(a·TB + b), j1 = j0 … j0 + KB - 1, as
-    a (TB, TA, 2·KB) tile [b, a, q] with q = 2·(j1 - j0) + (0 real, 1 imaginary): the last axis runs over
-    2·KB consecutive samples (coalesced)."""
+    a (TB, TA, WORD·KB) tile [b, a, q]: with WORD = 2 samples per word (a row's, packed) q = 2·(j1 - j0) +
+    (0 real, 1 imaginary), with WORD = 1 (paired rows, one sample of each) q = j1 - j0. The last axis runs
+    over WORD·KB consecutive samples (coalesced)."""
     ra, rb = tl.arange(0, TA), tl.arange(0, TB)
-    q = tl.arange(0, 2 * KB)
-    return (ra[None, :, None] * TB + rb[:, None, None]).to(tl.int64) * (2 * n1) + 2 * j0 + q[None, None, :]
+    q = tl.arange(0, WORD * KB)
+    return (ra[None, :, None] * TB + rb[:, None, None]).to(tl.int64) * (WORD * n1) + WORD * j0 + q[None, None, :]
 
 
 @triton.jit
-def _sample_mask(ts, L, j0, n1, KB: tl.constexpr, EVEN: tl.constexpr):
+def _sample_mask(ts, L, j0, n1, KB: tl.constexpr, EVEN: tl.constexpr, WORD: tl.constexpr):
     """Samples of :func:`_times` that exist: times < L, and (unless EVEN: KB divides n1) columns j1 < n1."""
     if EVEN:
         return ts < L
-    return (ts < L) & (2 * j0 + tl.arange(0, 2 * KB) < 2 * n1)[None, None, :]
+    return (ts < L) & (WORD * j0 + tl.arange(0, WORD * KB) < WORD * n1)[None, None, :]
 
 
 @triton.jit
@@ -146,28 +147,71 @@ def _spectrum_words(j1, n1, TA: tl.constexpr, TB: tl.constexpr):
 
 
 @triton.jit
-def first_level_kernel(a_ptr, b_ptr, scale_ptr, out_ptr, mats_a_ptr, mats_b_ptr, tw_ptr, outer_ptr, H, L, n1,
-                       n_blk, sab, sah, sbb, sbh, HAS_B: tl.constexpr, HAS_SCALE: tl.constexpr, TA: tl.constexpr,
-                       TB: tl.constexpr, KB: tl.constexpr, GAUSS: tl.constexpr, EVEN: tl.constexpr,
-                       MATH: tl.constexpr):
-    """The forward transform's first level, read from the time domain: for KB columns j1 of one row, the
-    gated, range-scaled, zero-padded real samples ``a * b * scale[row]`` (zero at times >= L) packed into
-    words, their n2-point DFTs over j2 and the twiddles ω_M^(j1·k2), written as fp16 words in the order of
-    :func:`_spectrum_words` (``out``: the rows' int32 words) for cuFFT's n1-point transforms over j1."""
-    pid = tl.program_id(0)
-    row = (pid // n_blk).to(tl.int64)
-    j0 = (pid % n_blk) * KB
-    ts = _times(j0, n1, TA, TB, KB)
-    value = gated(a_ptr, b_ptr, row // H, row % H, ts, _sample_mask(ts, L, j0, n1, KB, EVEN), sab, sah, sbb, sbh,
-                  HAS_B)
-    if HAS_SCALE:
-        value *= tl.load(scale_ptr + row)
-    xr, xi = _as(_to_columns(value, TA, TB, KB), MATH)  # [col, b, a]
+def _forward_dft(xr, xi, mats_a_ptr, mats_b_ptr, tw_ptr, TA: tl.constexpr, TB: tl.constexpr, KB: tl.constexpr,
+                 GAUSS: tl.constexpr, MATH: tl.constexpr):
+    """TA·TB-point DFTs of (KB, TB, TA) word tiles [col, b, a] (index a·TB + b) in ``MATH``: (KB, TA, TB)
+    fp32 tiles [col, c, d] (index c + TA·d)."""
     pr, pi = _as(_step(xr, xi, mats_a_ptr, MAT_F, TB, TA, KB, GAUSS), MATH)  # [col, b, c]
     twr, twi = _as(_twiddle(tw_ptr, TA, TB, False), MATH)
     pr, pi = _cmul(pr, pi, twr, twi)
     pr, pi = tl.permute(pr, (0, 2, 1)), tl.permute(pi, (0, 2, 1))  # [col, c, b]
-    yr, yi = _step(pr, pi, mats_b_ptr, MAT_F, TA, TB, KB, GAUSS)  # [col, c, d], fp32 (see the module docstring)
+    return _step(pr, pi, mats_b_ptr, MAT_F, TA, TB, KB, GAUSS)
+
+
+@triton.jit
+def _inverse_dft(yr, yi, mats_a_ptr, mats_b_ptr, tw_ptr, TA: tl.constexpr, TB: tl.constexpr, KB: tl.constexpr,
+                 GAUSS: tl.constexpr, MATH: tl.constexpr):
+    """Inverse of :func:`_forward_dft` (unnormalised), from (KB, TA, TB) tiles [col, c, d] in ``MATH`` to
+    (KB, TB, TA) fp32 tiles [col, b, a]."""
+    qr, qi = _as(_step(yr, yi, mats_b_ptr, MAT_F_ADJ, TA, TB, KB, GAUSS), MATH)  # [col, c, b]
+    twr, twi = _as(_twiddle(tw_ptr, TA, TB, True), MATH)
+    qr, qi = _cmul(qr, qi, twr, -twi)
+    qr, qi = tl.permute(qr, (0, 2, 1)), tl.permute(qi, (0, 2, 1))  # [col, b, c]
+    return _step(qr, qi, mats_a_ptr, MAT_F_ADJ, TB, TA, KB, GAUSS)
+
+
+@triton.jit
+def _paired_columns(a_ptr, b_ptr, scale_ptr, bi, hi, pairs, batch, H, ts, mask, sab, sah, sbb, sbh,
+                    HAS_B: tl.constexpr, HAS_SCALE: tl.constexpr):
+    """Word tiles (KB, TB, TA) [col, b, a] of a paired row: the gated, range-scaled samples ``a * b * scale``
+    of batch entry ``bi`` as real parts and of ``bi + pairs`` (zero past the batch) as imaginary parts."""
+    second = bi + pairs
+    re = gated(a_ptr, b_ptr, bi, hi, ts, mask, sab, sah, sbb, sbh, HAS_B)
+    im = gated(a_ptr, b_ptr, second, hi, ts, mask & (ts * 0 + second < batch), sab, sah, sbb, sbh, HAS_B)  # vector:
+    # the interpreter rejects scalar masks
+    if HAS_SCALE:
+        re *= tl.load(scale_ptr + bi * H + hi)
+        im *= tl.load(scale_ptr + tl.minimum(second, batch - 1) * H + hi)
+    return tl.permute(re, (2, 0, 1)), tl.permute(im, (2, 0, 1))
+
+
+@triton.jit
+def first_level_kernel(a_ptr, b_ptr, scale_ptr, out_ptr, mats_a_ptr, mats_b_ptr, tw_ptr, outer_ptr, H, L, n1,
+                       n_blk, pairs, batch, sab, sah, sbb, sbh, HAS_B: tl.constexpr, HAS_SCALE: tl.constexpr,
+                       PAIRED: tl.constexpr, TA: tl.constexpr, TB: tl.constexpr, KB: tl.constexpr,
+                       GAUSS: tl.constexpr, EVEN: tl.constexpr, MATH: tl.constexpr):
+    """The forward transform's first level, read from the time domain: for KB columns j1 of one row, the
+    gated, range-scaled, zero-padded real samples ``a * b * scale`` (zero at times >= L) as words (packed:
+    a row's consecutive samples; PAIRED: row (p, h) holds batch entries p and p + ``pairs`` of channel h,
+    :func:`_paired_columns`), their n2-point DFTs over j2 and the twiddles ω_M^(j1·k2), written as fp16
+    words in the order of :func:`_spectrum_words` (``out``: the rows' int32 words) for the n1-point
+    transforms over j1."""
+    pid = tl.program_id(0)
+    row = (pid // n_blk).to(tl.int64)
+    j0 = (pid % n_blk) * KB
+    word: tl.constexpr = 1 if PAIRED else 2
+    ts = _times(j0, n1, TA, TB, KB, word)
+    mask = _sample_mask(ts, L, j0, n1, KB, EVEN, word)
+    if PAIRED:
+        xr, xi = _paired_columns(a_ptr, b_ptr, scale_ptr, row // H, row % H, pairs, batch, H, ts, mask, sab, sah,
+                                 sbb, sbh, HAS_B, HAS_SCALE)
+    else:
+        value = gated(a_ptr, b_ptr, row // H, row % H, ts, mask, sab, sah, sbb, sbh, HAS_B)
+        if HAS_SCALE:
+            value *= tl.load(scale_ptr + row)
+        xr, xi = _to_columns(value, TA, TB, KB)
+    xr, xi = _as((xr, xi), MATH)  # [col, b, a]
+    yr, yi = _forward_dft(xr, xi, mats_a_ptr, mats_b_ptr, tw_ptr, TA, TB, KB, GAUSS, MATH)  # [col, c, d], fp32
     j1 = j0 + tl.arange(0, KB)
     c, s = _outer_twiddle(outer_ptr, j1, n1, TA, TB, EVEN, tl.float32)
     yr, yi = _cmul(yr, yi, c, s)
@@ -177,15 +221,53 @@ def first_level_kernel(a_ptr, b_ptr, scale_ptr, out_ptr, mats_a_ptr, mats_b_ptr,
 
 
 @triton.jit
+def middle_level_kernel(rows_ptr, filter_ptr, factor_ptr, mats_a_ptr, mats_b_ptr, tw_ptr, H, n2, n_blk, pairs,
+                        PRODUCT: tl.constexpr, TA: tl.constexpr, TB: tl.constexpr, KB: tl.constexpr,
+                        GAUSS: tl.constexpr, MATH: tl.constexpr):
+    """The middle level of a three-level convolution of paired rows, in place on the first level's output
+    ``rows`` (pairs, H, n2, n1) of int32 words, n1 = TA·TB: for KB of a (pair, channel)'s n2 rows, their
+    n1-point DFTs (word j1 = a·TB + b of a row), then with PRODUCT the spectral product with the filter
+    ``filter`` (1, H, n2, n1) and one ``factor`` per (pair, channel) (a real filter multiplies the real
+    and imaginary rows of a pair alike, so no bins pair up) and the inverse DFTs, written back as words
+    j1; without PRODUCT the spectrum itself, bin c + TA·d at word c·TB + d (the filter's spectrum, in the
+    order the product reads). Programs run channel-major, pairs fastest, so a channel's filter rows are
+    read from HBM once."""
+    pid = tl.program_id(0)
+    pair = (pid % pairs).to(tl.int64)
+    blk = (pid // pairs) % n_blk
+    hi = (pid // pairs // n_blk).to(tl.int64)
+    n1: tl.constexpr = TA * TB
+    r = blk * KB + tl.arange(0, KB)
+    ra, rb = tl.arange(0, TA), tl.arange(0, TB)
+    base = rows_ptr + (pair * H + hi) * n2 * n1
+    time_words = r[:, None, None] * n1 + ra[None, None, :] * TB + rb[None, :, None]  # [row, b, a]
+    xr, xi = _as(load_complex(base, time_words, None, HALF=True), MATH)
+    yr, yi = _forward_dft(xr, xi, mats_a_ptr, mats_b_ptr, tw_ptr, TA, TB, KB, GAUSS, MATH)  # [row, c, d]
+    rc, rd = tl.arange(0, TA), tl.arange(0, TB)
+    bin_words = r[:, None, None] * n1 + rc[None, :, None] * TB + rd[None, None, :]
+    if PRODUCT:
+        kr, ki = load_complex(filter_ptr + hi * n2 * n1, bin_words, None, HALF=True)
+        f = tl.load(factor_ptr + pair * H + hi)
+        yr, yi = _cmul(yr * f, yi * f, kr, ki)
+        xr, xi = _inverse_dft(yr.to(MATH), yi.to(MATH), mats_a_ptr, mats_b_ptr, tw_ptr, TA, TB, KB, GAUSS, MATH)
+        store_complex(base, time_words, xr, xi, None, HALF=True)
+    else:
+        store_complex(base, bin_words, yr, yi, None, HALF=True)
+
+
+@triton.jit
 def last_level_kernel(y_ptr, ninv_ptr, mats_a_ptr, mats_b_ptr, tw_ptr, outer_ptr, a_ptr, b_ptr, d_ptr, m1_ptr,
-                      m2_ptr, out1_ptr, out2_ptr, z_ptr, H, L, n1, n_blk, sab, sah, sbb, sbh, sm1b, sm1h, sm2b,
-                      sm2h, sob, soh, HAS_B: tl.constexpr, HAS_D: tl.constexpr, HAS_M1: tl.constexpr,
-                      HAS_M2: tl.constexpr, STORE_Z: tl.constexpr, TA: tl.constexpr, TB: tl.constexpr,
-                      KB: tl.constexpr, GAUSS: tl.constexpr, EVEN: tl.constexpr, MATH: tl.constexpr):
+                      m2_ptr, out1_ptr, out2_ptr, z_ptr, H, L, n1, n_blk, pairs, batch, sab, sah, sbb, sbh, sm1b,
+                      sm1h, sm2b, sm2h, sob, soh, HAS_B: tl.constexpr, HAS_D: tl.constexpr, HAS_M1: tl.constexpr,
+                      HAS_M2: tl.constexpr, STORE_Z: tl.constexpr, PAIRED: tl.constexpr, TA: tl.constexpr,
+                      TB: tl.constexpr, KB: tl.constexpr, GAUSS: tl.constexpr, EVEN: tl.constexpr,
+                      MATH: tl.constexpr):
     """The inverse transform's last level, written to the time domain: for KB columns j1 of one row whose
-    n1-point inverse transforms cuFFT has done (``y``: the rows' int32 words), the conjugate twiddles and
-    the n2-point inverse DFTs, then the epilogue of :func:`.epilogue_kernels.finish_epilogue` on the
-    samples ``z = y * n_inv[row]`` at times < L (skip term, gates, outputs in their dtypes)."""
+    n1-point inverse transforms are done (``y``: the rows' int32 words), the conjugate twiddles and the
+    n2-point inverse DFTs, then the epilogue of :func:`.epilogue_kernels.finish_epilogue` on the samples
+    ``z = y * n_inv`` at times < L (skip term, gates, outputs in their dtypes): one row's, with one
+    ``n_inv`` per row of ``y``, or (PAIRED, as :func:`first_level_kernel`) the real parts' for batch entry
+    p and the imaginary parts' for p + ``pairs``, with one ``n_inv`` per (batch entry, channel)."""
     pid = tl.program_id(0)
     row = (pid // n_blk).to(tl.int64)
     j0 = (pid % n_blk) * KB
@@ -195,13 +277,21 @@ def last_level_kernel(y_ptr, ninv_ptr, mats_a_ptr, mats_b_ptr, tw_ptr, outer_ptr
     yr, yi = _as(load_complex(y_ptr + row * n1 * TA * TB, words, mask, HALF=True), MATH)  # [col, c, d]
     c, s = _outer_twiddle(outer_ptr, j1, n1, TA, TB, EVEN, MATH)
     yr, yi = _cmul(yr, yi, c, -s)
-    qr, qi = _as(_step(yr, yi, mats_b_ptr, MAT_F_ADJ, TA, TB, KB, GAUSS), MATH)  # [col, c, b]
-    twr, twi = _as(_twiddle(tw_ptr, TA, TB, True), MATH)
-    qr, qi = _cmul(qr, qi, twr, -twi)
-    qr, qi = tl.permute(qr, (0, 2, 1)), tl.permute(qi, (0, 2, 1))  # [col, b, c]
-    xr, xi = _step(qr, qi, mats_a_ptr, MAT_F_ADJ, TB, TA, KB, GAUSS)  # [col, b, a], fp32
-    z = _from_columns(xr, xi, TA, TB, KB) * tl.load(ninv_ptr + row)
-    ts = _times(j0, n1, TA, TB, KB)
-    finish_epilogue(z, ts, _sample_mask(ts, L, j0, n1, KB, EVEN), row // H, row % H, a_ptr, b_ptr, d_ptr, m1_ptr,
-                    m2_ptr, out1_ptr, out2_ptr, z_ptr, sab, sah, sbb, sbh, sm1b, sm1h, sm2b, sm2h, sob, soh, HAS_B,
-                    HAS_D, HAS_M1, HAS_M2, STORE_Z)
+    xr, xi = _inverse_dft(yr, yi, mats_a_ptr, mats_b_ptr, tw_ptr, TA, TB, KB, GAUSS, MATH)  # [col, b, a], fp32
+    bi, hi = row // H, row % H
+    word: tl.constexpr = 1 if PAIRED else 2
+    ts = _times(j0, n1, TA, TB, KB, word)
+    valid = _sample_mask(ts, L, j0, n1, KB, EVEN, word)
+    if PAIRED:
+        second = bi + pairs
+        first_z = tl.permute(xr, (1, 2, 0)) * tl.load(ninv_ptr + bi * H + hi)
+        second_z = tl.permute(xi, (1, 2, 0)) * tl.load(ninv_ptr + tl.minimum(second, batch - 1) * H + hi)
+        finish_epilogue(first_z, ts, valid, bi, hi, a_ptr, b_ptr, d_ptr, m1_ptr, m2_ptr, out1_ptr, out2_ptr, z_ptr,
+                        sab, sah, sbb, sbh, sm1b, sm1h, sm2b, sm2h, sob, soh, HAS_B, HAS_D, HAS_M1, HAS_M2, STORE_Z)
+        finish_epilogue(second_z, ts, valid & (ts * 0 + second < batch), second, hi, a_ptr, b_ptr, d_ptr, m1_ptr, m2_ptr,
+                        out1_ptr, out2_ptr, z_ptr, sab, sah, sbb, sbh, sm1b, sm1h, sm2b, sm2h, sob, soh, HAS_B,
+                        HAS_D, HAS_M1, HAS_M2, STORE_Z)
+    else:
+        z = _from_columns(xr, xi, TA, TB, KB) * tl.load(ninv_ptr + row)
+        finish_epilogue(z, ts, valid, bi, hi, a_ptr, b_ptr, d_ptr, m1_ptr, m2_ptr, out1_ptr, out2_ptr, z_ptr, sab,
+                        sah, sbb, sbh, sm1b, sm1h, sm2b, sm2h, sob, soh, HAS_B, HAS_D, HAS_M1, HAS_M2, STORE_Z)

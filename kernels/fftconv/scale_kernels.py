@@ -82,3 +82,29 @@ def product_scales_kernel(a_norm_ptr, b_norm_ptr, a_scale_ptr, b_scale_ptr, fact
             out_scale = pow2_floor_ratio(range_per_2n, a_norm * b_norm)
             tl.store(n_inv_ptr + o * H + h, inv_n / out_scale, mask=valid)
         tl.store(factor_ptr + o * H + h, out_scale / (a_scale * b_scale), mask=valid)
+
+
+@triton.jit
+def pair_product_scales_kernel(x_norm_ptr, x_scale_ptr, k_norm_ptr, k_scale_ptr, factor_ptr, n_inv_ptr, batch,
+                               pairs, H, range_per_2n, inv_n, BLOCK: tl.constexpr):
+    """For rows paired as real and imaginary parts (batch entries p and p + ``pairs``, each range-scaled by
+    its own x.scale) times one real filter per channel: g = pow2_floor(range_per_2n / (|z| |k|)) with |z|
+    = sqrt((s1 |x1|)^2 + (s2 |x2|)^2) the scaled pair's norm and |k| the filter's unscaled one (bound as
+    in ``product_scales_kernel``); factor[p, h] = g / k.scale[h] and n_inv[b, h] = inv_n / (g x.scale[b, h])
+    for both entries of the pair (0 for a zero entry)."""
+    i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    valid = i < pairs * H
+    p, h = i // H, i % H
+    second = p + pairs
+    has_second = valid & (second < batch)
+    s1 = tl.load(x_scale_ptr + i, mask=valid, other=1.0)
+    s2 = tl.load(x_scale_ptr + second * H + h, mask=has_second, other=1.0)
+    x1 = tl.load(x_norm_ptr + i, mask=valid, other=0.0)
+    x2 = tl.load(x_norm_ptr + second * H + h, mask=has_second, other=0.0)
+    z1, z2 = s1 * x1, s2 * x2
+    k_norm = tl.load(k_norm_ptr + h, mask=valid, other=0.0)
+    g = pow2_floor_ratio(range_per_2n, tl.sqrt(z1 * z1 + z2 * z2) * k_norm)
+    tl.store(factor_ptr + i, g / tl.load(k_scale_ptr + h, mask=valid, other=1.0), mask=valid)
+    # a zero entry's outputs are exactly zero, not its partner's rounding times a tiny factor
+    tl.store(n_inv_ptr + i, tl.where(x1 > 0, inv_n / (g * s1), 0.0), mask=valid)
+    tl.store(n_inv_ptr + second * H + h, tl.where(x2 > 0, inv_n / (g * s2), 0.0), mask=has_second)

@@ -128,6 +128,11 @@ def _split(plan: one_level._Plan) -> tuple[int, int]:
     return m // n2, n2
 
 
+def _math(half: bool) -> tl.dtype:
+    """The dtype of the levels' elementwise work between the dots (see HALF_MATH)."""
+    return tl.float16 if half else tl.float32
+
+
 def _launch(n1: int, n2: int, device: torch.device, inverse: bool) -> tuple[tuple, dict, int]:
     """(table arguments, constexprs and launch options, programs per row) of either Triton level."""
     TA, TB = _level(n2)
@@ -136,26 +141,28 @@ def _launch(n1: int, n2: int, device: torch.device, inverse: bool) -> tuple[tupl
     tables = (_matrices(TA, device, gauss), _matrices(TB, device, gauss), _inner_twiddles(TA, TB, device),
               _outer_twiddles(n1, TA, TB, device))
     columns = max(1, columns * TILE // TB)  # a wide level's programs hold as many points as a square one's
-    options = dict(TA=TA, TB=TB, KB=columns, GAUSS=gauss, EVEN=n1 % columns == 0,
-                   MATH=tl.float16 if half_math else tl.float32, num_warps=ROW_WARPS)
+    options = dict(TA=TA, TB=TB, KB=columns, GAUSS=gauss, EVEN=n1 % columns == 0, MATH=_math(half_math),
+                   num_warps=ROW_WARPS)
     if maxnreg is not None:
         options["maxnreg"] = maxnreg
     return tables, options, triton.cdiv(n1, columns)
 
 
-def first_level(a: torch.Tensor, b: torch.Tensor | None, scale: torch.Tensor | None,
-                plan: one_level._Plan) -> torch.Tensor:
+def first_level(a: torch.Tensor, b: torch.Tensor | None, scale: torch.Tensor | None, plan: one_level._Plan,
+                pairs: int = 0, split: tuple[int, int] | None = None) -> torch.Tensor:
     """(B, H, n2, n1) complex32: the rows ``a * b * scale`` (B, H, length), zero-padded to n and packed, after
-    the transform's first level (rows contiguous in j1, ready for cuFFT's n1-point transforms)."""
+    the transform's first level (rows contiguous in j1, ready for the n1-point transforms). With ``pairs``
+    > 0 the batch entries p and p + pairs are paired instead (real and imaginary parts of one n-point row,
+    :func:`.row_kernels.first_level_kernel`): (pairs, H, n2, n1) with n1·n2 = n, ``split`` (n1, n2)."""
     a, b = one_level._unit_time_stride(a), one_level._unit_time_stride(b)
     batch, channels, length = a.shape
-    n1, n2 = _split(plan)
-    out = torch.empty(batch, channels, n2, n1, dtype=torch.complex32, device=a.device)
+    n1, n2 = split or _split(plan)
+    out = torch.empty(pairs or batch, channels, n2, n1, dtype=torch.complex32, device=a.device)
     tables, options, n_blk = _launch(n1, n2, a.device, inverse=False)
-    first_level_kernel[(batch * channels * n_blk,)](
+    first_level_kernel[(out.shape[0] * channels * n_blk,)](
         a, a if b is None else b, a if scale is None else scale, one_level._complex_words(out), *tables,
-        channels, length, n1, n_blk, *one_level._bh_strides(a), *one_level._bh_strides(b),
-        HAS_B=b is not None, HAS_SCALE=scale is not None, **options,
+        channels, length, n1, n_blk, pairs, batch, *one_level._bh_strides(a), *one_level._bh_strides(b),
+        HAS_B=b is not None, HAS_SCALE=scale is not None, PAIRED=pairs > 0, **options,
     )
     return out
 
@@ -163,10 +170,12 @@ def first_level(a: torch.Tensor, b: torch.Tensor | None, scale: torch.Tensor | N
 def last_level(rows: torch.Tensor, n_inv: torch.Tensor, a: torch.Tensor, b: torch.Tensor | None,
                D: torch.Tensor | None, m1: torch.Tensor | None, out1: torch.Tensor,
                m2: torch.Tensor | None = None, out2: torch.Tensor | None = None,
-               z: torch.Tensor | None = None) -> None:
-    """The inverse transform's last level on ``rows`` (B, H, n2, n1) complex32 after cuFFT's inverse
+               z: torch.Tensor | None = None, pairs: int = 0) -> None:
+    """The inverse transform's last level on ``rows`` (B, H, n2, n1) complex32 after the inverse n1-point
     transforms, then :func:`.cufft_fused.epilogue`'s outputs (one ``n_inv`` factor per row) at the times
-    of ``a`` (B, H, length), which is read only for the skip term ``D``."""
+    of ``a`` (B, H, length), which is read only for the skip term ``D``. With ``pairs`` > 0 ``rows`` are
+    (pairs, H, n2, n1) paired rows (:func:`first_level`) and ``n_inv`` has one factor per (batch entry,
+    channel)."""
     a, b, m1, m2 = (one_level._unit_time_stride(t) for t in (a, b, m1, m2))
     if any(t is not None and t.stride() != out1.stride() for t in (out2, z)):
         raise ValueError("last_level: outputs must share strides")
@@ -175,14 +184,14 @@ def last_level(rows: torch.Tensor, n_inv: torch.Tensor, a: torch.Tensor, b: torc
     batch, channels, length = a.shape
     n2, n1 = rows.shape[-2:]
     tables, options, n_blk = _launch(n1, n2, rows.device, inverse=True)
-    last_level_kernel[(batch * channels * n_blk,)](
+    last_level_kernel[(rows.shape[0] * channels * n_blk,)](
         one_level._complex_words(rows), n_inv, *tables, a,
         a if b is None else b, a if D is None else D, a if m1 is None else m1, a if m2 is None else m2, out1,
-        out1 if out2 is None else out2, out1 if z is None else z, channels, length, n1, n_blk,
+        out1 if out2 is None else out2, out1 if z is None else z, channels, length, n1, n_blk, pairs, batch,
         *one_level._bh_strides(a), *one_level._bh_strides(b), *one_level._bh_strides(m1),
         *one_level._bh_strides(m2), *one_level._bh_strides(out1),
         HAS_B=b is not None, HAS_D=D is not None, HAS_M1=m1 is not None, HAS_M2=m2 is not None,
-        STORE_Z=z is not None, **options,
+        STORE_Z=z is not None, PAIRED=pairs > 0, **options,
     )
 
 
