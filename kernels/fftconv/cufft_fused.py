@@ -382,7 +382,7 @@ def _forward(u, k, D, pregate, postgate, bidirectional: bool, plan: _Plan, keep_
     """The output; if ``keep_y`` the pre-postgate output in u's dtype (for the postgate's gradient); the
     signals of the gated input (if ``keep_x``) and of the filter (if ``keep_filter``), else None each
     (keeping needs one channel group). ``two_levels``: run :mod:`.two_level`'s forward (the caller asks
-    :func:`two_level.applies`); ``training``: channel groups of a training call (:func:`_channel_groups`)."""
+    :func:`two_level.applies`), or :mod:`.three_level`'s where it applies and no filter spectrum is kept; ``training``: channel groups of a training call (:func:`_channel_groups`)."""
     groups = _channel_groups(u, training)
     out = torch.empty(u.shape, dtype=u.dtype, device=u.device)
     y = torch.empty(u.shape, dtype=u.dtype, device=u.device) if keep_y else None
@@ -426,10 +426,11 @@ class FFTConvCuFFTFn(torch.autograd.Function):
         one_group = len(_channel_groups(u, training=True)) == 1
         small = u.numel() <= SAVE_SPECTRA_MAX_ELEMENTS
         two_levels = two_level.applies(plan)  # the forward's levels are the backward's
+        # a three-level forward saves more than the backward's recomputed two-level filter spectrum costs
+        keep_filter = one_group and (small or plan.half) and not (two_levels and three_level.applies(plan, u.shape[0]))
         out, y, x, kf = _forward(u, k, D, pregate, postgate, bidirectional, plan,
                                  postgate is not None and ctx.needs_input_grad[4],
-                                 one_group and small, one_group and (small or plan.half), two_levels, k_sumsq,
-                                 training=True)
+                                 one_group and small, keep_filter, two_levels, k_sumsq, training=True)
         ctx.bidirectional, ctx.plan, ctx.two_levels = bidirectional, plan, two_levels
         kept = [t for signal in (x, kf) for t in (signal.tensors() if signal else (None, None, None))]
         ctx.save_for_backward(u, k, D, pregate, postgate, y, *kept)

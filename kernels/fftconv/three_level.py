@@ -21,9 +21,10 @@ product. Each entry keeps its own power-of-two range scale (the two parts of a w
 so rows of very different norms would otherwise lose the small one to the large one's rounding); the
 product takes one factor per pair that bounds the inverse (:func:`_pair_scales`).
 
-Taken by forward calls (inference, and training forwards that keep no filter spectrum) of 16-bit inputs
-with batch >= 2 and n in [2^16, 2^18] (L in (16K, 128K]): the middle level is one or two 16-point Monarch
-steps per row, n1 = 256 or 512. The backward stays on two levels.
+Taken by the forwards of 16-bit inputs with batch >= 2 and n in [2^16, 2^18] (L in (16K, 128K]), the
+middle level 16 × 16, 16 × 32 or 16 × 64 points. The backward stays on two levels; a training forward
+taken here keeps no filter spectrum for it (the backward recomputes the two-level one, which costs less
+than the three-level forward saves). kernels/fftconv/NOTES.md ("Fifteenth session") has the measurements.
 """
 from __future__ import annotations
 
