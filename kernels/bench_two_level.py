@@ -197,6 +197,15 @@ def bench_length(L: int, sweep: list[tuple[int, ...]], products: list[tuple[int,
     return row
 
 
+def _print_forward(name: str, v: dict, ref_ms: float) -> None:
+    """One forward setting's line: ms, speed-up, error and its stages (or why it failed)."""
+    if "error" in v:
+        print(f"  {name}: FAILED {v['error']}")
+        return
+    st = " ".join(f"{k} {t:.2f}" for k, t in v["stages_ms"].items())
+    print(f"  {name}: {v['fwd_ms']:.2f} ms ({ref_ms / v['fwd_ms']:.2f}x ref), err {v['rel_err_vs_ref']:.1e} | {st}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=".")
@@ -223,19 +232,10 @@ def main() -> int:
     for r in result["rows"]:
         print(f"L={r['L']} ({r['B']}, {r['H']}): reference {r['ref_fwd_ms']:.2f}, one level {r['one_level_fwd_ms']:.2f}")
         for v in r["variants"]:
-            name = f"T={v['tile']} KB={v['columns']}/{v['inverse_columns']} w={v['warps']} dots {'3' if v['gauss'] else '4'}/{'3' if v['inverse_gauss'] else '4'} regs {v['maxnreg']}/{v['inverse_maxnreg']} fp16 math {int(v['half_math'])}/{int(v['inverse_half_math'])}"
-            if "error" in v:
-                print(f"  {name}: FAILED {v['error']}")
-                continue
-            st = " ".join(f"{k} {t:.2f}" for k, t in v["stages_ms"].items())
-            print(f"  {name}: {v['fwd_ms']:.2f} ms ({r['ref_fwd_ms'] / v['fwd_ms']:.2f}x ref), err {v['rel_err_vs_ref']:.1e} | {st}")
+            _print_forward(f"T={v['tile']} KB={v['columns']}/{v['inverse_columns']} w={v['warps']} dots {'3' if v['gauss'] else '4'}/{'3' if v['inverse_gauss'] else '4'} regs {v['maxnreg']}/{v['inverse_maxnreg']} fp16 math {int(v['half_math'])}/{int(v['inverse_half_math'])}",
+                           v, r["ref_fwd_ms"])
         for m in r.get("three_level", []):
-            name = f"three levels, middle rows={m['rows']} w={m['warps']} regs {m['maxnreg']}"
-            if "error" in m:
-                print(f"  {name}: FAILED {m['error']}")
-                continue
-            st = " ".join(f"{k} {t:.2f}" for k, t in m["stages_ms"].items())
-            print(f"  {name}: {m['fwd_ms']:.2f} ms ({r['ref_fwd_ms'] / m['fwd_ms']:.2f}x ref), err {m['rel_err_vs_ref']:.1e} | {st}")
+            _print_forward(f"three levels, middle rows={m['rows']} w={m['warps']} regs {m['maxnreg']}", m, r["ref_fwd_ms"])
         for p in r.get("products", []):
             print(f"  product rows={p['rows']} block={p['block']} warps={p['warps']}: {p['ms']:.3f} ms")
     return 0
