@@ -6,8 +6,9 @@ so. The dispatch sees two ops (:func:`dispatch_name`): on-chip convolutions (16-
 they are slower so far and need ``GENOMIX_TRITON_OPS=fftconv`` (BENCHMARKS.md). Those run on cuFFT with
 the elementwise work fused into Triton kernels (op ``fftconv-cufft``, :mod:`.cufft_fused`; 16-bit calls
 from 32K to 4M there split each transform into Triton tensor-core levels at the time-domain ends and a
-cuFFT level between them, :mod:`.two_level`) on CUDA, and on the PyTorch reference :func:`fftconv_ref` elsewhere. Shapes are
-(batch, channels, length).
+cuFFT level between them, :mod:`.two_level`; their forwards of batches from 32K to 128K pair batch entries
+as one complex row and run all three levels and the product in Triton, :mod:`.three_level`) on CUDA, and on
+the PyTorch reference :func:`fftconv_ref` elsewhere. Shapes are (batch, channels, length).
 """
 from __future__ import annotations
 
