@@ -50,7 +50,8 @@ SCALE_BLOCK = 256
 
 
 def applies(plan: one_level._Plan, batch: int) -> bool:
-    """Whether a forward call of this plan and batch runs on three levels."""
+    """Whether a forward call of this plan and batch runs on three levels (asked only for calls that run
+    on two levels, :func:`.two_level.applies`: switching those off switches these off too)."""
     return (os.environ.get(ENV_SWITCH) != "0" and plan.half and batch >= 2
             and MIN_POINTS <= plan.n <= MAX_POINTS)
 
