@@ -177,8 +177,8 @@ def _paired_columns(a_ptr, b_ptr, scale_ptr, bi, hi, pairs, batch, H, ts, mask, 
     of batch entry ``bi`` as real parts and of ``bi + pairs`` (zero past the batch) as imaginary parts."""
     second = bi + pairs
     re = gated(a_ptr, b_ptr, bi, hi, ts, mask, sab, sah, sbb, sbh, HAS_B)
-    im = gated(a_ptr, b_ptr, second, hi, ts, mask & (ts * 0 + second < batch), sab, sah, sbb, sbh, HAS_B)  # vector:
-    # the interpreter rejects scalar masks
+    has_second = ts * 0 + second < batch  # a vector condition: the interpreter rejects scalar masks
+    im = gated(a_ptr, b_ptr, second, hi, ts, mask & has_second, sab, sah, sbb, sbh, HAS_B)
     if HAS_SCALE:
         re *= tl.load(scale_ptr + bi * H + hi)
         im *= tl.load(scale_ptr + tl.minimum(second, batch - 1) * H + hi)
