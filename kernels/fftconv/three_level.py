@@ -41,7 +41,10 @@ from .scale_kernels import pair_product_scales_kernel
 
 #: Paired lengths n (complex points per row, n = 2·next_pow2(L)) this path takes.
 MIN_POINTS, MAX_POINTS = 1 << 16, 1 << 18
-#: Middle level: rows per program (a wide, 16 × 32-point level takes half as many), warps, register cap.
+#: Middle level: rows per program of a 16 × 16-point level (wider levels take proportionally fewer: 8 at
+#: 16 × 32, 4 at 16 × 64), warps, register cap. H200, B·H·L = 256M (kernels/bench_two_level.py --middles,
+#: fifteenth session): 1.10 / 1.11 / 1.46 ms at 32K / 64K / 128K; 8 rows 1.27 / 1.40 / 5.06, 32 rows on 8
+#: warps capped 1.31 / 1.24 / 1.42, uncapped 1.80 / 1.82 / 2.01, a 168-register cap 1.18 / 1.23 / 1.56.
 MIDDLE_ROWS, MIDDLE_WARPS, MIDDLE_MAXNREG = 16, 4, 128
 #: "0" turns the path off (calls fall back to two levels).
 ENV_SWITCH = "GENOMIX_FFTCONV_THREE_LEVEL"
