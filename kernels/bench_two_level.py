@@ -107,19 +107,14 @@ def three_level_stages(u, k, D) -> dict:
     }
 
 
-def middle_shapes(u, k, D, want, shapes: list[tuple[int, int, int]]) -> list[dict]:
-    """The three-level forward (error against float64, ms) and its middle level alone for each (rows per
+def middle_shapes(fwd, u, k, D, want, shapes: list[tuple[int, int, int]]) -> list[dict]:
+    """The three-level forward ``fwd`` (error against float64, ms) and its stages for each (rows per
     program, warps, register cap; 0: none) of :func:`.three_level.middle` (restored afterwards)."""
     saved = three_level.MIDDLE_ROWS, three_level.MIDDLE_WARPS, three_level.MIDDLE_MAXNREG
     rows = []
     try:
         for shape in shapes:
             three_level.MIDDLE_ROWS, three_level.MIDDLE_WARPS, three_level.MIDDLE_MAXNREG = shape[0], shape[1], shape[2] or None
-
-            def fwd():
-                with torch.no_grad():
-                    return cufft_fused.fftconv_cufft(u, k, D)
-
             row = {"rows": shape[0], "warps": shape[1], "maxnreg": shape[2]}
             try:
                 row["rel_err_vs_ref"] = float((fwd().double() - want).norm() / want.norm())
@@ -170,9 +165,8 @@ def bench_length(L: int, sweep: list[tuple[int, ...]], products: list[tuple[int,
         row["one_level_fwd_ms"] = _ms(fwd)
     if three_level.applies(cufft_fused._plan(u, False), B):
         with two_level.switched_on():
-            row["three_level"] = middle_shapes(u, k, D, want, middles or [(three_level.MIDDLE_ROWS,
-                                                                          three_level.MIDDLE_WARPS,
-                                                                          three_level.MIDDLE_MAXNREG or 0)])
+            default_middle = (three_level.MIDDLE_ROWS, three_level.MIDDLE_WARPS, three_level.MIDDLE_MAXNREG or 0)
+            row["three_level"] = middle_shapes(fwd, u, k, D, want, middles or [default_middle])
     row["variants"] = []
     for setting in sweep:
         _settings(*setting)

@@ -382,7 +382,8 @@ def _forward(u, k, D, pregate, postgate, bidirectional: bool, plan: _Plan, keep_
     """The output; if ``keep_y`` the pre-postgate output in u's dtype (for the postgate's gradient); the
     signals of the gated input (if ``keep_x``) and of the filter (if ``keep_filter``), else None each
     (keeping needs one channel group). ``two_levels``: run :mod:`.two_level`'s forward (the caller asks
-    :func:`two_level.applies`), or :mod:`.three_level`'s where it applies and no filter spectrum is kept; ``training``: channel groups of a training call (:func:`_channel_groups`)."""
+    :func:`two_level.applies`), or :mod:`.three_level`'s where it applies and no filter spectrum is kept;
+    ``training``: channel groups of a training call (:func:`_channel_groups`)."""
     groups = _channel_groups(u, training)
     out = torch.empty(u.shape, dtype=u.dtype, device=u.device)
     y = torch.empty(u.shape, dtype=u.dtype, device=u.device) if keep_y else None

@@ -171,17 +171,24 @@ def _inverse_dft(yr, yi, mats_a_ptr, mats_b_ptr, tw_ptr, TA: tl.constexpr, TB: t
 
 
 @triton.jit
+def _second_entry(bi, pairs, batch, ts):
+    """(batch index, an index clamped into the batch for per-entry scalars, whether it exists as a vector
+    like ``ts``: the interpreter rejects scalar masks) of the imaginary entry paired with entry ``bi``."""
+    second = bi + pairs
+    return second, tl.minimum(second, batch - 1), ts * 0 + second < batch
+
+
+@triton.jit
 def _paired_columns(a_ptr, b_ptr, scale_ptr, bi, hi, pairs, batch, H, ts, mask, sab, sah, sbb, sbh,
                     HAS_B: tl.constexpr, HAS_SCALE: tl.constexpr):
     """Word tiles (KB, TB, TA) [col, b, a] of a paired row: the gated, range-scaled samples ``a * b * scale``
     of batch entry ``bi`` as real parts and of ``bi + pairs`` (zero past the batch) as imaginary parts."""
-    second = bi + pairs
+    second, clamped, has_second = _second_entry(bi, pairs, batch, ts)
     re = gated(a_ptr, b_ptr, bi, hi, ts, mask, sab, sah, sbb, sbh, HAS_B)
-    has_second = ts * 0 + second < batch  # a vector condition: the interpreter rejects scalar masks
     im = gated(a_ptr, b_ptr, second, hi, ts, mask & has_second, sab, sah, sbb, sbh, HAS_B)
     if HAS_SCALE:
         re *= tl.load(scale_ptr + bi * H + hi)
-        im *= tl.load(scale_ptr + tl.minimum(second, batch - 1) * H + hi)
+        im *= tl.load(scale_ptr + clamped * H + hi)
     return tl.permute(re, (2, 0, 1)), tl.permute(im, (2, 0, 1))
 
 
@@ -243,8 +250,7 @@ def middle_level_kernel(rows_ptr, filter_ptr, factor_ptr, mats_a_ptr, mats_b_ptr
     time_words = r[:, None, None] * n1 + ra[None, None, :] * TB + rb[None, :, None]  # [row, b, a]
     xr, xi = _as(load_complex(base, time_words, None, HALF=True), MATH)
     yr, yi = _forward_dft(xr, xi, mats_a_ptr, mats_b_ptr, tw_ptr, TA, TB, KB, GAUSS, MATH)  # [row, c, d]
-    rc, rd = tl.arange(0, TA), tl.arange(0, TB)
-    bin_words = r[:, None, None] * n1 + rc[None, :, None] * TB + rd[None, None, :]
+    bin_words = r[:, None, None] * n1 + ra[None, :, None] * TB + rb[None, None, :]  # [row, c, d]: c < TA, d < TB
     if PRODUCT:
         kr, ki = load_complex(filter_ptr + hi * n2 * n1, bin_words, None, HALF=True)
         f = tl.load(factor_ptr + pair * H + hi)
@@ -283,12 +289,12 @@ def last_level_kernel(y_ptr, ninv_ptr, mats_a_ptr, mats_b_ptr, tw_ptr, outer_ptr
     ts = _times(j0, n1, TA, TB, KB, word)
     valid = _sample_mask(ts, L, j0, n1, KB, EVEN, word)
     if PAIRED:
-        second = bi + pairs
+        second, clamped, has_second = _second_entry(bi, pairs, batch, ts)
         first_z = tl.permute(xr, (1, 2, 0)) * tl.load(ninv_ptr + bi * H + hi)
-        second_z = tl.permute(xi, (1, 2, 0)) * tl.load(ninv_ptr + tl.minimum(second, batch - 1) * H + hi)
+        second_z = tl.permute(xi, (1, 2, 0)) * tl.load(ninv_ptr + clamped * H + hi)
         finish_epilogue(first_z, ts, valid, bi, hi, a_ptr, b_ptr, d_ptr, m1_ptr, m2_ptr, out1_ptr, out2_ptr, z_ptr,
                         sab, sah, sbb, sbh, sm1b, sm1h, sm2b, sm2h, sob, soh, HAS_B, HAS_D, HAS_M1, HAS_M2, STORE_Z)
-        finish_epilogue(second_z, ts, valid & (ts * 0 + second < batch), second, hi, a_ptr, b_ptr, d_ptr, m1_ptr, m2_ptr,
+        finish_epilogue(second_z, ts, valid & has_second, second, hi, a_ptr, b_ptr, d_ptr, m1_ptr, m2_ptr,
                         out1_ptr, out2_ptr, z_ptr, sab, sah, sbb, sbh, sm1b, sm1h, sm2b, sm2h, sob, soh, HAS_B,
                         HAS_D, HAS_M1, HAS_M2, STORE_Z)
     else:
