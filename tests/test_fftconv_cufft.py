@@ -191,14 +191,20 @@ def test_pad_product_dot_sums_the_gated_input_against_another_row():
     g = torch.Generator().manual_seed(4)
     a, b = torch.randn(2, 3, 1500, generator=g), torch.randn(2, 3, 1500, generator=g)
     other = torch.randn(2, 3, 3000, generator=g)
-    padded, dots = pad_product_dot(a, b, 3000, other)
+    padded, dots = pad_product_dot(a, b, 3000, other[..., :1500])
     torch.testing.assert_close(padded, pad_product(a, b, 3000))
     torch.testing.assert_close(dots, (a * b * other[..., :1500]).sum(dim=2), rtol=1e-5, atol=1e-4)
     scale = torch.tensor([[2.0, 0.5, 4.0], [1.0, 8.0, 0.25]])
-    half, dots_again = pad_product_dot(a, b, 3000, other.half(), scale, torch.float16)
+    # a gated bf16 channel slice of a wider tensor: read in place, each factor in its own dtype
+    wide = torch.randn(2, 5, 1500, generator=g).to(torch.bfloat16)
+    gate = torch.randn(2, 3, 1500, generator=g).to(torch.bfloat16)
+    half, dots_gated = pad_product_dot(a, b, 3000, wide[:, 1:4], gate, scale, torch.float16)
     assert half.dtype == torch.float16
     torch.testing.assert_close(half.float(), (padded * scale[..., None]).half().float(), rtol=1e-3, atol=1e-3)
-    torch.testing.assert_close(dots_again, (a * b * other[..., :1500].half().float()).sum(dim=2), rtol=1e-5, atol=1e-3)
+    want = (a.double() * b.double() * wide[:, 1:4].double() * gate.double()).sum(dim=2)
+    torch.testing.assert_close(dots_gated.double(), want, rtol=1e-5, atol=1e-4)
+    with pytest.raises(ValueError, match="must be"):
+        pad_product_dot(a, b, 3000, other)
 
 
 @pytest.mark.parametrize("bidirectional", [False, True])

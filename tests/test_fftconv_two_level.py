@@ -113,10 +113,13 @@ GRAD_CASES = [  # B, H, L, bidirectional, gates, D
 ]
 
 
-def test_skip_gradient_sums_exact_gated_products(two_level_on):
+@pytest.mark.parametrize("levels", ["1", "0"], ids=["two_levels", "one_level"])
+def test_skip_gradient_sums_exact_gated_products(monkeypatch, levels):
     """dD sums (u * pregate) * (grad * postgate) over time; with the gradient's product rounded to 16 bits
     its error was ~3e-3 / sqrt(L) of the sum of |terms|, which cost up to 2e-2 of dD where the sum cancels
-    (GPU check, B = 1, H = 3). In fp32 the products are exact and only the summation rounds."""
+    (GPU check, B = 1, H = 3). With the four factors multiplied in fp32 only the summation rounds, on both
+    paths (the one-level path summed against its range-scaled fp16 gradient rows before)."""
+    monkeypatch.setenv(two_level.ENV_SWITCH, levels)
     B, H, L = 1, 3, 3000
     inputs = [t.requires_grad_() if t is not None and t.is_floating_point() else t
               for t in _inputs(B, H, L, False, True, True, torch.bfloat16, seed=11)]

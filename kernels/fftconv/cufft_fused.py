@@ -75,10 +75,10 @@ def _bh_strides(t: torch.Tensor | None) -> tuple[int, int]:
     return (0, 0) if t is None else (t.stride(0), t.stride(1))
 
 
-def _launch_pad_product(a, b, n, *, other=None, square=False, scale=None, dtype=torch.float32, store=True,
-                        block=BLOCK):
+def _launch_pad_product(a, b, n, *, other=None, other_gate=None, square=False, scale=None, dtype=torch.float32,
+                        store=True, block=BLOCK):
     """(padded rows or None, per-block sums (B, H, nblk) or None): see :func:`pad_product_dot`."""
-    a, b = _unit_time_stride(a), _unit_time_stride(b)
+    a, b, other, other_gate = (_unit_time_stride(t) for t in (a, b, other, other_gate))
     batch, channels, length = a.shape
     out = torch.empty(batch, channels, n, dtype=dtype, device=a.device) if store else None
     nblk = triton.cdiv(n if store else length, block)
@@ -86,9 +86,11 @@ def _launch_pad_product(a, b, n, *, other=None, square=False, scale=None, dtype=
     dots = torch.empty(batch, channels, nblk, dtype=torch.float32, device=a.device) if dot != DOT_NONE else None
     first = next(t for t in (out, dots) if t is not None)
     pad_product_kernel[(batch * channels * nblk,)](
-        a, a if b is None else b, first, first if other is None else other, first if dots is None else dots,
+        a, a if b is None else b, first, first if other is None else other,
+        first if other_gate is None else other_gate, first if dots is None else dots,
         first if scale is None else scale, channels, length, n, nblk, *_bh_strides(a), *_bh_strides(b),
-        HAS_B=b is not None, HAS_SCALE=scale is not None, STORE=store, DOT=dot, BLOCK=block, num_warps=NUM_WARPS,
+        *_bh_strides(other), *_bh_strides(other_gate), HAS_B=b is not None, HAS_SCALE=scale is not None,
+        HAS_D=other_gate is not None, STORE=store, DOT=dot, BLOCK=block, num_warps=NUM_WARPS,
     )
     return out, dots
 
@@ -101,14 +103,17 @@ def pad_product(a: torch.Tensor, b: torch.Tensor | None, n: int, scale: torch.Te
 
 
 def pad_product_dot(a: torch.Tensor, b: torch.Tensor | None, n: int, other: torch.Tensor,
-                    scale: torch.Tensor | None = None, dtype: torch.dtype = torch.float32,
-                    store: bool = True) -> tuple[torch.Tensor | None, torch.Tensor]:
-    """:func:`pad_product` (None unless ``store``) and, per row, ``sum over time of a * b * other`` (B, H)
-    fp32 (unscaled a * b), where ``other`` is a contiguous (B, H, n) fp32 or fp16 tensor whose first L
-    steps are used."""
-    if other.shape != (*a.shape[:2], n) or not other.is_contiguous():
-        raise ValueError(f"pad_product_dot: other must be a contiguous {(*a.shape[:2], n)} tensor")
-    padded, dots = _launch_pad_product(a, b, n, other=other, scale=scale, dtype=dtype, store=store)
+                    other_gate: torch.Tensor | None = None, scale: torch.Tensor | None = None,
+                    dtype: torch.dtype = torch.float32, store: bool = True) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """:func:`pad_product` (None unless ``store``) and, per row, ``sum over time of a * b * other *
+    other_gate`` (B, H) fp32 (unscaled a * b), where ``other`` and ``other_gate`` (None: no factor) are
+    (B, H, L) tensors like ``a``, each read in its own dtype: the four factors meet in fp32, so no product
+    of two of them is rounded to 16 bits first (where the sum cancels, that rounding cost the skip
+    weight's gradient up to 2e-2 of its norm: H200 GPU check, B = 1, H = 3, L = 100003)."""
+    if any(t is not None and t.shape != a.shape for t in (other, other_gate)):
+        raise ValueError(f"pad_product_dot: other and other_gate must be {tuple(a.shape)} tensors")
+    padded, dots = _launch_pad_product(a, b, n, other=other, other_gate=other_gate, scale=scale, dtype=dtype,
+                                       store=store)
     return padded, dots.sum(dim=2)
 
 
@@ -469,16 +474,16 @@ def _backward_group(plan: _Plan, bidirectional: bool, grad, u, k, D, pregate, po
     # the gradient at the pre-postgate output, zero-padded (and range-scaled)
     g_padded = pad_product(grad, postgate, n, g_scale, plan.dtype)
     g = _Signal(real_spectrum(g_padded), g_scale, g_norm)
+    del g_padded
     need_x = dk is not None and x is None
     if dD is not None or need_x:
         x_norm, x_scale = _row_range(plan, u, pregate) if need_x else (None, None)
-        x_padded, dots = pad_product_dot(u, pregate, n, g_padded, x_scale, plan.dtype, store=need_x)
+        x_padded, dots = pad_product_dot(u, pregate, n, grad, postgate, x_scale, plan.dtype, store=need_x)
         if dD is not None:
-            dD.copy_((dots if g_scale is None else dots / g_scale).sum(dim=0))
+            dD.copy_(dots.sum(dim=0))
         if need_x:
             x = _Signal(real_spectrum(x_padded), x_scale, x_norm)
         del x_padded
-    del g_padded
     if dk is not None:
         cross = g.spectrum.new_empty((1, *g.spectrum.shape[1:]))
         n_inv = _spectral_product(plan, g, x, cross, conj_b=True)

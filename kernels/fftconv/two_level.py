@@ -253,12 +253,8 @@ def backward_group(plan: one_level._Plan, bidirectional: bool, grad, u, k, D, pr
     None: not needed), as :func:`.cufft_fused._backward_group` computes them on one; ``kf``: the forward's
     filter spectrum, recomputed when None."""
     g = _signal(plan, grad, postgate)
-    if dD is not None:  # sum over time of (u * pregate) * (grad * postgate), unscaled
-        # grad * postgate in fp32 (exact for 16-bit factors): rounded to 16 bits, it cost dD up to 2e-2 of
-        # its norm where the sum cancels (H200 GPU check, B = 1, H = 3, L = 100003)
-        gy = grad.contiguous() if postgate is None else grad.to(torch.float32, copy=True).mul_(postgate)
-        dD.copy_(one_level.pad_product_dot(u, pregate, u.shape[-1], gy, store=False)[1].sum(dim=0))
-        del gy
+    if dD is not None:  # sum over time of (u * pregate) * (grad * postgate), unscaled, in fp32
+        dD.copy_(one_level.pad_product_dot(u, pregate, u.shape[-1], grad, postgate, store=False)[1].sum(dim=0))
     if dk is not None:
         x = _signal(plan, u, pregate)
         cross = g.spectrum.new_empty((1, *g.spectrum.shape[1:]))
