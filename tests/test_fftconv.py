@@ -77,6 +77,8 @@ def test_shape_errors_are_clear():
         fftconv(u, torch.randn(2, 8), bidirectional=True)
     with pytest.raises(ValueError, match="pregate"):
         fftconv(u, torch.randn(2, 8), pregate=torch.randn(1, 2, 7))
+    with pytest.raises(TypeError, match="u must be a floating-point tensor"):
+        fftconv(torch.ones(1, 2, 8, dtype=torch.int64), torch.randn(2, 8))
 
 
 def test_dispatch_takes_reference_on_cpu(monkeypatch):

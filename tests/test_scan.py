@@ -169,6 +169,30 @@ def test_bad_tiling_is_refused(tiling):
         selective_scan_triton(*_inputs(L=8), tiling=Tiling(**tiling))
 
 
+@pytest.mark.parametrize(
+    "index,bad,error,message",
+    [
+        (1, torch.randn(2, 6, 36), ValueError, "delta must be"),
+        (2, -torch.rand(5, 4), ValueError, "A must be"),
+        (3, torch.randn(2, 3, 37), ValueError, "B must be"),
+        (3, torch.randn(2, 4, 4, 37), ValueError, "B must be"),  # 4 groups do not divide 6 channels
+        (4, torch.randn(2, 2, 4, 37), ValueError, "same shape"),  # grouped C against ungrouped B
+        (5, torch.randn(5), ValueError, "D must be"),
+        (6, torch.randn(2, 6, 38), ValueError, "z must be"),
+        (7, torch.randn(6, 1), ValueError, "delta_bias must be"),
+        (0, torch.ones(2, 6, 37, dtype=torch.int32), TypeError, "u must be a floating-point"),
+    ],
+    ids=["delta", "A", "B-state", "B-groups", "C-vs-B", "D", "z", "bias", "int-u"],
+)
+def test_bad_arguments_are_refused_by_name(index, bad, error, message):
+    """Mismatched shapes and non-float dtypes get an error naming the argument, on the reference path
+    (a broadcasting error from torch otherwise) and before any kernel could read past a tensor."""
+    args = _inputs()
+    args[index] = bad
+    with pytest.raises(error, match=message):
+        selective_scan(*args)
+
+
 def test_dispatch_takes_triton_when_forced(monkeypatch):
     args = _inputs(L=20)
     monkeypatch.setenv("GENOMIX_FORCE_TRITON", "1")

@@ -26,6 +26,9 @@ __all__ = ["ON_CHIP_MAX_L", "dispatch_name", "fftconv", "fftconv_ref", "fftconv_
 
 
 def _check(u: torch.Tensor, k: torch.Tensor, D, pregate, postgate, bidirectional: bool) -> None:
+    for name, t in (("u", u), ("k", k), ("D", D), ("pregate", pregate), ("postgate", postgate)):
+        if t is not None and not t.is_floating_point():
+            raise TypeError(f"fftconv: {name} must be a floating-point tensor (fp32, bf16 or fp16), got {t.dtype}")
     if u.dim() != 3 or u.shape[-1] < 1:
         raise ValueError(f"fftconv: u must be (batch, channels, length >= 1), got {tuple(u.shape)}")
     B, H, L = u.shape

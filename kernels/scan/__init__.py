@@ -24,13 +24,43 @@ def selective_scan(
     delta_softplus: bool = True,
     return_last_state: bool = False,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    """Mamba-1 selective scan with mamba_ssm's semantics and shapes (see :mod:`.reference`)."""
+    """Mamba-1 selective scan with mamba_ssm's semantics and shapes (see :mod:`.reference`). Inputs of
+    other shapes or dtypes are refused with a ValueError or TypeError naming the argument (the kernels
+    index by the shapes they are given and would read past mismatched tensors)."""
+    _check(u, delta, A, B, C, D, z, delta_bias)
     if use_triton(u, delta, A, B, C, D, z, delta_bias, op="selective_scan"):
         from .ops import selective_scan_triton, triton_supported
 
         if triton_supported(A):
             return selective_scan_triton(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
     return selective_scan_ref(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
+
+
+def _check(u, delta, A, B, C, D, z, delta_bias) -> None:
+    """Refuse arguments whose shapes or dtypes do not fit mamba_ssm's layout (:mod:`.reference`)."""
+    named = (("u", u), ("delta", delta), ("A", A), ("B", B), ("C", C), ("D", D), ("z", z), ("delta_bias", delta_bias))
+    for name, t in named:
+        if t is not None and not t.is_floating_point():
+            raise TypeError(f"selective_scan: {name} must be a floating-point tensor, got {t.dtype}")
+    if u.dim() != 3 or u.shape[-1] < 1:
+        raise ValueError(f"selective_scan: u must be (batch, channels, length >= 1), got {tuple(u.shape)}")
+    batch, channels, length = u.shape
+    for name, t in (("delta", delta), ("z", z)):
+        if t is not None and t.shape != u.shape:
+            raise ValueError(f"selective_scan: {name} must be {tuple(u.shape)} like u, got {tuple(t.shape)}")
+    if A.dim() != 2 or A.shape[0] != channels:
+        raise ValueError(f"selective_scan: A must be (channels={channels}, state), got {tuple(A.shape)}")
+    state = A.shape[1]
+    for name, t in (("B", B), ("C", C)):
+        grouped = t.dim() == 4 and t.shape[1] >= 1 and channels % t.shape[1] == 0
+        if not ((t.dim() == 3 or grouped) and t.shape[0] == batch and tuple(t.shape[-2:]) == (state, length)):
+            raise ValueError(f"selective_scan: {name} must be (batch, state, length) = {(batch, state, length)} or "
+                             f"(batch, groups dividing {channels}, state, length), got {tuple(t.shape)}")
+    if B.shape != C.shape:
+        raise ValueError(f"selective_scan: B and C must have the same shape, got {tuple(B.shape)} and {tuple(C.shape)}")
+    for name, t in (("D", D), ("delta_bias", delta_bias)):
+        if t is not None and tuple(t.shape) != (channels,):
+            raise ValueError(f"selective_scan: {name} must be ({channels},), got {tuple(t.shape)}")
 
 
 __all__ = ["selective_scan", "selective_scan_ref"]
