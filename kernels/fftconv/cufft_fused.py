@@ -90,7 +90,7 @@ def _launch_pad_product(a, b, n, *, other=None, other_gate=None, square=False, s
         first if other_gate is None else other_gate, first if dots is None else dots,
         first if scale is None else scale, channels, length, n, nblk, *_bh_strides(a), *_bh_strides(b),
         *_bh_strides(other), *_bh_strides(other_gate), HAS_B=b is not None, HAS_SCALE=scale is not None,
-        HAS_D=other_gate is not None, STORE=store, DOT=dot, BLOCK=block, num_warps=NUM_WARPS,
+        HAS_GATE=other_gate is not None, STORE=store, DOT=dot, BLOCK=block, num_warps=NUM_WARPS,
     )
     return out, dots
 

@@ -4,9 +4,9 @@ transforms and the spectral product, fused into one pass before and one pass aft
 ``pad_product``: ``out[b, h, :L] = a * b * scale[b, h]`` and ``out[b, h, L:N] = 0`` -- the gated,
 zero-padded (and, for half-precision spectra, range-scaled) input of a size-N real FFT, written once in
 the transform's precision (PyTorch needs a cast, a multiply and rfft's own padded copy); optionally with
-per-block sums of ``a * b * c * d`` for another gated row tensor c (times d: the skip weight's gradient,
-the input's gated samples against the gradient's, every factor read in its own dtype and multiplied in
-fp32) or of ``(a * b)^2`` (the row norms the range scaling is derived from), the latter without writing
+per-block sums of ``a * b * other * gate`` for another gated row tensor (the skip weight's gradient: the
+input's gated samples against the gradient's, every factor read in its own dtype and multiplied in fp32)
+or of ``(a * b)^2`` (the row norms the range scaling is derived from), the latter without writing
 anything.
 ``epilogue``: ``z = y[:L] * n_inv + a * b * D`` (``n_inv`` one number, or one per row when the spectra
 were range-scaled), then ``z * m1`` and optionally ``z * m2`` and ``z`` itself, each in its output's
@@ -44,22 +44,22 @@ def gated(a_ptr, b_ptr, bi, hi, ts, mask, sab, sah, sbb, sbh, HAS_B: tl.constexp
     return a
 
 
-#: ``pad_product_kernel``'s block sums: none, ``a * b * c * d`` (DOT_OTHER) or ``(a * b)^2`` (DOT_SQUARE).
+#: ``pad_product_kernel``'s block sums: none, ``a * b * other * gate`` (DOT_OTHER) or ``(a * b)^2`` (DOT_SQUARE).
 DOT_NONE, DOT_OTHER, DOT_SQUARE = 0, 1, 2
 
 
 @triton.jit
-def pad_product_kernel(a_ptr, b_ptr, out_ptr, c_ptr, d_ptr, dot_ptr, scale_ptr, H, L, N, nblk, sab, sah, sbb, sbh,
-                       scb, sch, sdb, sdh, HAS_B: tl.constexpr, HAS_SCALE: tl.constexpr, HAS_D: tl.constexpr,
+def pad_product_kernel(a_ptr, b_ptr, out_ptr, other_ptr, gate_ptr, dot_ptr, scale_ptr, H, L, N, nblk, sab, sah,
+                       sbb, sbh, sob, soh, sgb, sgh, HAS_B: tl.constexpr, HAS_SCALE: tl.constexpr, HAS_GATE: tl.constexpr,
                        STORE: tl.constexpr, DOT: tl.constexpr, BLOCK: tl.constexpr):
-    """With DOT the block's sum over the unscaled ``a * b`` (times ``c * d``, rows of length >= L with their
-    own strides, or squared) goes to ``dot[pid]``: per-block partial sums, reduced deterministically by
-    the caller."""
+    """With DOT the block's sum over the unscaled ``a * b`` (times ``other * gate``, rows of length >= L
+    with their own strides, or squared) goes to ``dot[pid]``: per-block partial sums, reduced
+    deterministically by the caller."""
     pid = tl.program_id(0)
     row, bi, hi, ts = _row(pid, nblk, H, BLOCK)
     value = gated(a_ptr, b_ptr, bi, hi, ts, ts < L, sab, sah, sbb, sbh, HAS_B)
     if DOT == 1:
-        other = gated(c_ptr, d_ptr, bi, hi, ts, ts < L, scb, sch, sdb, sdh, HAS_D)
+        other = gated(other_ptr, gate_ptr, bi, hi, ts, ts < L, sob, soh, sgb, sgh, HAS_GATE)
         tl.store(dot_ptr + pid, tl.sum(value * other, axis=0))
     if DOT == 2:
         tl.store(dot_ptr + pid, tl.sum(value * value, axis=0))
