@@ -50,8 +50,8 @@ DOT_NONE, DOT_OTHER, DOT_SQUARE = 0, 1, 2
 
 @triton.jit
 def pad_product_kernel(a_ptr, b_ptr, out_ptr, other_ptr, gate_ptr, dot_ptr, scale_ptr, H, L, N, nblk, sab, sah,
-                       sbb, sbh, sob, soh, sgb, sgh, HAS_B: tl.constexpr, HAS_SCALE: tl.constexpr, HAS_GATE: tl.constexpr,
-                       STORE: tl.constexpr, DOT: tl.constexpr, BLOCK: tl.constexpr):
+                       sbb, sbh, sob, soh, sgb, sgh, HAS_B: tl.constexpr, HAS_SCALE: tl.constexpr,
+                       HAS_GATE: tl.constexpr, STORE: tl.constexpr, DOT: tl.constexpr, BLOCK: tl.constexpr):
     """With DOT the block's sum over the unscaled ``a * b`` (times ``other * gate``, rows of length >= L
     with their own strides, or squared) goes to ``dot[pid]``: per-block partial sums, reduced
     deterministically by the caller."""
