@@ -108,6 +108,45 @@ def test_greedy_generation_uses_state():
     assert torch.equal(logits, out[:, 6:])
 
 
+@pytest.mark.parametrize("length", [2, 9])  # shorter and longer than the conv width (4)
+def test_prefill_leaves_the_state_that_stepping_leaves(length):
+    """One parallel pass over the prompt fills the conv and SSM caches as ``length`` recurrent steps do,
+    and gives the same next-token logits."""
+    torch.manual_seed(5)
+    model = MambaForCausalLM(_tiny()).eval()
+    prompt = torch.randint(7, 11, (2, length))
+    stepped = model.allocate_state(2)
+    for t in range(length):
+        want = model.step(prompt[:, t], stepped)
+    filled = model.allocate_state(2)
+    got = model.prefill(prompt, filled)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    for a, b in zip(filled, stepped):
+        torch.testing.assert_close(a.conv, b.conv, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(a.ssm, b.ssm, rtol=1e-4, atol=1e-5)
+    nxt = torch.tensor([8, 9])  # and the next step continues from either state alike
+    torch.testing.assert_close(model.step(nxt, filled), model.step(nxt, stepped), rtol=1e-4, atol=1e-4)
+
+
+def test_generate_runs_mamba_recurrently(monkeypatch):
+    """``generate`` reads a Mamba prompt in one pass and then steps; its tokens equal those of the
+    sliding-window path (which reruns the whole sequence per token) while the sequence fits the window."""
+    from genomix.models import generation
+
+    torch.manual_seed(6)
+    model = MambaForCausalLM(_tiny()).eval()
+    prompt = torch.randint(7, 11, (2, 20))
+    calls = []
+    monkeypatch.setattr(model, "prefill", lambda *a, _f=model.prefill: calls.append("prefill") or _f(*a))
+    recurrent = generation.generate(model, prompt, 12, greedy=True)
+    sampled = generation.generate(model, prompt, 12, top_k=3, generator=torch.Generator().manual_seed(2))
+    assert calls == ["prefill", "prefill"]
+    monkeypatch.setattr(generation, "_is_recurrent", lambda m: False)
+    windowed = generation.generate(model, prompt, 12, greedy=True)
+    assert recurrent.shape == (2, 32) and torch.equal(recurrent, windowed)
+    assert torch.equal(sampled[:, :20], prompt) and sampled.shape == (2, 32)
+
+
 def test_mamba_ssm_adapter_rejects_mismatched_weights(tmp_path, shared_dir):
     import json
     import shutil

@@ -1,9 +1,11 @@
 """Sampling DNA from any genomix causal LM: greedy, temperature and top-k.
 
-Works with every family whose causal-LM head returns ``.logits`` (batch, length, vocab). Each step
-runs the model on the last ``max_seq_len`` tokens (a sliding window once the context is full), so
-it needs no per-family cache. Only ``allowed_ids`` (by default the four bases) can be sampled, so the
-padded vocabulary columns and special tokens never appear in the output.
+Works with every family whose causal-LM head returns ``.logits`` (batch, length, vocab). Recurrent models
+(those with ``allocate_state``, ``prefill`` and ``step``: Mamba) read the prompt in one parallel pass and
+then advance their state one token at a time, O(1) per token whatever the length so far. Other models run
+on the last ``max_seq_len`` tokens at every step (a sliding window once the context is full), so they need
+no per-family cache. Only ``allowed_ids`` (by default the four bases) can be sampled, so the padded
+vocabulary columns and special tokens never appear in the output.
 """
 from __future__ import annotations
 
@@ -53,19 +55,44 @@ def generate(
     """
     if input_ids.dim() != 2 or input_ids.shape[1] < 1:
         raise InputFormatError(f"input_ids must be (batch, length >= 1), got {tuple(input_ids.shape)}")
-    window = int(getattr(model.config, "max_seq_len", input_ids.shape[1] + max_new_tokens))
     was_training = model.training
     model.eval()
-    out = input_ids
+    tokens = [input_ids]
     try:
-        for _ in range(max_new_tokens):
-            logits = model(out[:, -window:]).logits[:, -1]
+        next_logits = _recurrent_logits(model, input_ids) if _is_recurrent(model) else _window_logits(model, input_ids)
+        logits = next(next_logits)
+        for i in range(max_new_tokens):
             probs = next_token_distribution(logits, temperature, top_k, allowed_ids)
             if greedy:
                 token = probs.argmax(-1, keepdim=True)
             else:
                 token = torch.multinomial(probs, 1, generator=generator)
-            out = torch.cat([out, token.to(out.dtype)], dim=1)
+            tokens.append(token.to(input_ids.dtype))
+            if i + 1 < max_new_tokens:
+                logits = next_logits.send(tokens[-1])
     finally:
         model.train(was_training)
-    return out
+    return torch.cat(tokens, dim=1)
+
+
+def _is_recurrent(model: torch.nn.Module) -> bool:
+    return all(callable(getattr(model, name, None)) for name in ("allocate_state", "prefill", "step"))
+
+
+def _recurrent_logits(model: torch.nn.Module, prompt: torch.Tensor):
+    """Last-position logits after the prompt, then after each token sent in (batch, 1): the prompt in one
+    parallel pass, each further token one recurrent step."""
+    state = model.allocate_state(prompt.shape[0], prompt.device)
+    token = yield model.prefill(prompt, state)
+    while True:
+        token = yield model.step(token[:, 0], state)
+
+
+def _window_logits(model: torch.nn.Module, prompt: torch.Tensor):
+    """Last-position logits of the model run on the last ``max_seq_len`` tokens so far, after the prompt and
+    then after each token sent in (batch, 1)."""
+    window = int(getattr(model.config, "max_seq_len", 0)) or None
+    out = prompt
+    while True:
+        token = yield model(out if window is None else out[:, -window:]).logits[:, -1]
+        out = torch.cat([out, token], dim=1)

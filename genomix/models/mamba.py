@@ -11,7 +11,9 @@ is dropped by the ``mamba_ssm`` checkpoint adapter).
 Numerics: parameters fp32, the residual stream in fp32 when ``residual_in_fp32``, normalisation in fp32,
 and the scan goes through :func:`genomix.kernels.selective_scan` (Triton on CUDA, reference elsewhere),
 which accumulates its state in fp32. ``step()`` runs the same network one token at a time from conv and
-SSM state caches (:class:`MambaCache`), for fast generation and left-to-right scoring.
+SSM state caches (:class:`LayerState`), for fast generation and left-to-right scoring; ``prefill()`` fills
+those caches from a whole prompt in one parallel pass (the scan's last state), so a long prompt costs one
+forward rather than one step per token.
 
 Caduceus (:mod:`genomix.models.caduceus`) reuses the mixer, norms and add-norm defined here.
 """
@@ -224,14 +226,21 @@ class Mamba(nn.Module):
         hidden: torch.Tensor,
         mask: torch.Tensor | None = None,
         projections: tuple[nn.Linear, nn.Linear] | None = None,
+        state: LayerState | None = None,
     ) -> torch.Tensor:
         """``hidden`` (batch, L, d_model) -> (batch, L, d_model). ``mask`` (batch, L) zeroes padded
         positions before the conv and the scan, so (left) padding does not leak into the state.
-        ``projections`` = (in_proj, out_proj) to use instead of this mixer's own."""
+        ``projections`` = (in_proj, out_proj) to use instead of this mixer's own. ``state`` (from zero,
+        :meth:`empty_state`): filled with the conv inputs and SSM state after the last position, so that
+        :meth:`step` continues the sequence."""
         in_proj, out_proj = projections if projections is not None else (self.in_proj, self.out_proj)
         if mask is not None:
             hidden = hidden * mask.unsqueeze(-1).to(hidden.dtype)
         x, z = in_proj(hidden).chunk(2, dim=-1)
+        if state is not None:  # the last d_conv conv inputs, oldest first, zeros before the sequence
+            tail = x[:, -self.d_conv:].transpose(1, 2).float()
+            state.conv.zero_()
+            state.conv[:, :, self.d_conv - tail.shape[-1]:] = tail
         conv = self.conv1d
         x = causal_conv1d(x.transpose(1, 2), conv.weight.squeeze(1), conv.bias, "silu")  # (b, d_inner, L)
         if mask is not None:
@@ -247,7 +256,11 @@ class Mamba(nn.Module):
             z=z.transpose(1, 2),
             delta_bias=self.dt_proj.bias.float(),
             delta_softplus=True,
+            return_last_state=state is not None,
         )
+        if state is not None:
+            y, last = y
+            state.ssm.copy_(last)
         return out_proj(_rows(y))
 
     def empty_state(self, batch: int, device: torch.device | None = None) -> LayerState:
@@ -288,10 +301,13 @@ class Block(nn.Module):
         self.norm = make_norm(config.d_model, config.rms_norm, config.norm_epsilon)
 
     def forward(
-        self, hidden: torch.Tensor, residual: torch.Tensor | None, mask: torch.Tensor | None = None
+        self, hidden: torch.Tensor, residual: torch.Tensor | None, mask: torch.Tensor | None = None,
+        state: LayerState | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         hidden, residual = add_norm(self.norm, hidden, residual, self.residual_in_fp32)
-        return self.mixer(hidden, mask=mask), residual
+        if state is None:
+            return self.mixer(hidden, mask=mask), residual
+        return self.mixer(hidden, mask=mask, state=state), residual
 
     def step(
         self, hidden: torch.Tensor, residual: torch.Tensor | None, state: LayerState
@@ -399,6 +415,18 @@ class MambaModel(BaseModelMixin, MambaPreTrainedModel):
         hidden, _ = add_norm(self.norm_f, hidden, residual, self.config.residual_in_fp32, autocast_output=False)
         return hidden
 
+    def prefill(self, input_ids: torch.Tensor, state: list[LayerState]) -> torch.Tensor:
+        """A whole prompt in one parallel pass: ``input_ids`` (batch, L) -> final-norm hidden of its last
+        position (batch, d_model), with ``state`` (from :meth:`allocate_state`) filled as L calls of
+        :meth:`step` would leave it."""
+        check_length(self.config, input_ids)
+        hidden, residual = self.embedding(input_ids), None
+        for layer, layer_state in zip(self.layers, state):
+            hidden, residual = layer(hidden, residual, state=layer_state)
+        hidden, _ = add_norm(self.norm_f, hidden[:, -1], residual[:, -1], self.config.residual_in_fp32,
+                             autocast_output=False)
+        return hidden
+
 
 class _MambaLMBase(LMHeadMixin, MambaPreTrainedModel):
     """Backbone + LM head over ``padded_vocab_size`` columns, float32 logits; the task mixin picks the loss.
@@ -423,12 +451,17 @@ class MambaForCausalLM(CausalLMMixin, _MambaLMBase):
         return self.logits(self.backbone.step(input_ids, state))
 
     @torch.no_grad()
+    def prefill(self, input_ids: torch.Tensor, state: list[LayerState]) -> torch.Tensor:
+        """Logits (batch, padded_vocab) for the token after the prompt ``input_ids`` (batch, L), read in one
+        parallel pass that leaves ``state`` ready for :meth:`step`."""
+        return self.logits(self.backbone.prefill(input_ids, state))
+
+    @torch.no_grad()
     def generate_greedy(self, input_ids: torch.Tensor, max_new_tokens: int) -> torch.Tensor:
-        """Greedy continuation of ``input_ids`` (batch, L) through the recurrent path (O(1) per token)."""
+        """Greedy continuation of ``input_ids`` (batch, L) through the recurrent path: the prompt in one
+        parallel pass, then O(1) per token."""
         state = self.allocate_state(input_ids.shape[0], input_ids.device)
-        logits = None
-        for t in range(input_ids.shape[1]):
-            logits = self.step(input_ids[:, t], state)
+        logits = self.prefill(input_ids, state)
         out = [input_ids]
         for _ in range(max_new_tokens):
             nxt = logits[:, : self.config.vocab_size].argmax(-1)
