@@ -145,6 +145,11 @@ def test_generate_runs_mamba_recurrently(monkeypatch):
     windowed = generation.generate(model, prompt, 12, greedy=True)
     assert recurrent.shape == (2, 32) and torch.equal(recurrent, windowed)
     assert torch.equal(sampled[:, :20], prompt) and sampled.shape == (2, 32)
+    monkeypatch.undo()
+    short = MambaForCausalLM(_tiny(max_seq_len=16)).eval()  # a prompt past max_seq_len: its last 16 tokens
+    long_run = generation.generate(short, prompt, 3, greedy=True)
+    assert torch.equal(long_run[:, :20], prompt)
+    assert torch.equal(long_run[:, 20:], generation.generate(short, prompt[:, -16:], 3, greedy=True)[:, 16:])
 
 
 def test_mamba_ssm_adapter_rejects_mismatched_weights(tmp_path, shared_dir):

@@ -79,11 +79,17 @@ def _is_recurrent(model: torch.nn.Module) -> bool:
     return all(callable(getattr(model, name, None)) for name in ("allocate_state", "prefill", "step"))
 
 
+def _window(model: torch.nn.Module) -> int | None:
+    return int(getattr(model.config, "max_seq_len", 0)) or None
+
+
 def _recurrent_logits(model: torch.nn.Module, prompt: torch.Tensor):
-    """Last-position logits after the prompt, then after each token sent in (batch, 1): the prompt in one
-    parallel pass, each further token one recurrent step."""
+    """Last-position logits after the prompt, then after each token sent in (batch, 1): the prompt (its last
+    ``max_seq_len`` tokens, as the sliding window would read it) in one parallel pass, each further token
+    one recurrent step, however long the sequence grows."""
+    window = _window(model)
     state = model.allocate_state(prompt.shape[0], prompt.device)
-    token = yield model.prefill(prompt, state)
+    token = yield model.prefill(prompt if window is None else prompt[:, -window:], state)
     while True:
         token = yield model.step(token[:, 0], state)
 
@@ -91,7 +97,7 @@ def _recurrent_logits(model: torch.nn.Module, prompt: torch.Tensor):
 def _window_logits(model: torch.nn.Module, prompt: torch.Tensor):
     """Last-position logits of the model run on the last ``max_seq_len`` tokens so far, after the prompt and
     then after each token sent in (batch, 1)."""
-    window = int(getattr(model.config, "max_seq_len", 0)) or None
+    window = _window(model)
     out = prompt
     while True:
         token = yield model(out if window is None else out[:, -window:]).logits[:, -1]
