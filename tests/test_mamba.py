@@ -128,6 +128,24 @@ def test_prefill_leaves_the_state_that_stepping_leaves(length):
     torch.testing.assert_close(model.step(nxt, filled), model.step(nxt, stepped), rtol=1e-4, atol=1e-4)
 
 
+def test_prefill_steps_past_max_seq_len():
+    """A prompt longer than ``max_seq_len`` is read in parallel up to that length and stepped after it, so
+    ``generate_greedy`` continues from the whole prompt, as stepping every token (its earlier way) does."""
+    torch.manual_seed(7)
+    model = MambaForCausalLM(_tiny(max_seq_len=8)).eval()
+    prompt = torch.randint(7, 11, (2, 13))
+    stepped = model.allocate_state(2)
+    for t in range(13):
+        want = model.step(prompt[:, t], stepped)
+    filled = model.allocate_state(2)
+    torch.testing.assert_close(model.prefill(prompt, filled), want, rtol=1e-4, atol=1e-4)
+    for a, b in zip(filled, stepped):
+        torch.testing.assert_close(a.ssm, b.ssm, rtol=1e-4, atol=1e-5)
+    out = model.generate_greedy(prompt, 3)
+    assert out.shape == (2, 16) and torch.equal(out[:, :13], prompt)
+    assert torch.equal(out[:, 13], want[:, : model.config.vocab_size].argmax(-1))
+
+
 def test_generate_runs_mamba_recurrently(monkeypatch):
     """``generate`` reads a Mamba prompt in one pass and then steps; its tokens equal those of the
     sliding-window path (which reruns the whole sequence per token) while the sequence fits the window."""

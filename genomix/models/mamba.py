@@ -416,15 +416,19 @@ class MambaModel(BaseModelMixin, MambaPreTrainedModel):
         return hidden
 
     def prefill(self, input_ids: torch.Tensor, state: list[LayerState]) -> torch.Tensor:
-        """A whole prompt in one parallel pass: ``input_ids`` (batch, L) -> final-norm hidden of its last
-        position (batch, d_model), with ``state`` (from :meth:`allocate_state`) filled as L calls of
-        :meth:`step` would leave it."""
-        check_length(self.config, input_ids)
-        hidden, residual = self.embedding(input_ids), None
+        """A whole prompt: ``input_ids`` (batch, L) -> final-norm hidden of its last position (batch,
+        d_model), with ``state`` (from :meth:`allocate_state`) filled as L calls of :meth:`step` would leave
+        it. The first ``max_seq_len`` tokens go through one parallel pass (the parallel forward's limit);
+        any further ones are stepped, as :meth:`step` takes sequences of any length."""
+        head, rest = input_ids[:, : self.config.max_seq_len], input_ids[:, self.config.max_seq_len:]
+        check_length(self.config, head)
+        hidden, residual = self.embedding(head), None
         for layer, layer_state in zip(self.layers, state):
             hidden, residual = layer(hidden, residual, state=layer_state)
         hidden, _ = add_norm(self.norm_f, hidden[:, -1], residual[:, -1], self.config.residual_in_fp32,
                              autocast_output=False)
+        for t in range(rest.shape[1]):
+            hidden = self.step(rest[:, t], state)
         return hidden
 
 
