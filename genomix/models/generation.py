@@ -2,7 +2,8 @@
 
 Works with every family whose causal-LM head returns ``.logits`` (batch, length, vocab). Recurrent models
 (those with ``allocate_state``, ``prefill`` and ``step``: Mamba) read the prompt in one parallel pass and
-then advance their state one token at a time, O(1) per token whatever the length so far. Other models run
+then advance their state one token at a time, O(1) per token whatever the length so far (on a GPU the step
+replays as one CUDA graph, :mod:`.step_graph`). Other models run
 on the last ``max_seq_len`` tokens at every step (a sliding window once the context is full), so they need
 no per-family cache. Only ``allowed_ids`` (by default the four bases) can be sampled, so the padded
 vocabulary columns and special tokens never appear in the output.
@@ -13,6 +14,7 @@ import torch
 
 from ..errors import ConfigError, InputFormatError
 from ..tokenizer import A_ID, C_ID, G_ID, T_ID
+from .step_graph import step_function
 
 BASE_IDS = (A_ID, C_ID, G_ID, T_ID)
 
@@ -86,12 +88,13 @@ def _window(model: torch.nn.Module) -> int | None:
 def _recurrent_logits(model: torch.nn.Module, prompt: torch.Tensor):
     """Last-position logits after the prompt, then after each token sent in (batch, 1): the prompt (its last
     ``max_seq_len`` tokens, as the sliding window would read it) in one parallel pass, each further token
-    one recurrent step, however long the sequence grows."""
+    one recurrent step (:func:`.step_graph.step_function`), however long the sequence grows."""
     window = _window(model)
     state = model.allocate_state(prompt.shape[0], prompt.device)
     token = yield model.prefill(prompt if window is None else prompt[:, -window:], state)
+    step = step_function(model, state, prompt.shape[0])
     while True:
-        token = yield model.step(token[:, 0], state)
+        token = yield step(token[:, 0])
 
 
 def _window_logits(model: torch.nn.Module, prompt: torch.Tensor):

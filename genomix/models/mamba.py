@@ -36,6 +36,7 @@ from .norms import autocast_output_dtype
 from .base import BaseModelMixin, GenomixConfig, GenomixPreTrainedModel, run_layer
 from .heads import POOLING_MODES
 from .registry import Family, register_family
+from .step_graph import step_function
 from .tasks import CausalLMMixin, LMHeadMixin, MaskedLMMixin, SequenceClassificationMixin
 
 
@@ -463,14 +464,16 @@ class MambaForCausalLM(CausalLMMixin, _MambaLMBase):
     @torch.no_grad()
     def generate_greedy(self, input_ids: torch.Tensor, max_new_tokens: int) -> torch.Tensor:
         """Greedy continuation of ``input_ids`` (batch, L) through the recurrent path: the prompt in one
-        parallel pass, then O(1) per token."""
+        parallel pass, then O(1) per token (one CUDA graph replay per token on a GPU)."""
         state = self.allocate_state(input_ids.shape[0], input_ids.device)
         logits = self.prefill(input_ids, state)
+        step = step_function(self, state, input_ids.shape[0]) if max_new_tokens > 1 else None
         out = [input_ids]
-        for _ in range(max_new_tokens):
+        for i in range(max_new_tokens):
             nxt = logits[:, : self.config.vocab_size].argmax(-1)
             out.append(nxt[:, None])
-            logits = self.step(nxt, state)
+            if i + 1 < max_new_tokens:
+                logits = step(nxt)
         return torch.cat(out, dim=1)
 
 

@@ -1,0 +1,66 @@
+"""The CUDA-graph generation step: refused off CUDA, eager there; on a GPU its logits, states and tokens
+equal the eager step's."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from genomix.errors import ConfigError
+from genomix.models import build, generation
+from genomix.models.step_graph import ENV_SWITCH, GraphedStep, step_function
+
+
+def _model(device: str = "cpu") -> torch.nn.Module:
+    torch.manual_seed(0)
+    return build("mamba-tiny-1k", task="causal-lm", d_model=32, n_layer=2, max_seq_len=64).to(device).eval()
+
+
+def test_refused_and_eager_without_cuda():
+    model = _model()
+    state = model.allocate_state(2)
+    with pytest.raises(ConfigError, match="CUDA"):
+        GraphedStep(model, state, 2)
+    step = step_function(model, state, 2)
+    assert not isinstance(step, GraphedStep)
+    ids = torch.tensor([7, 9])
+    want_state = model.allocate_state(2)
+    torch.testing.assert_close(step(ids), model.step(ids, want_state), rtol=0, atol=0)
+    for a, b in zip(state, want_state):  # the returned step advances the state it was given
+        assert torch.equal(a.ssm, b.ssm) and torch.equal(a.conv, b.conv)
+
+
+needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
+
+
+@needs_gpu
+@pytest.mark.parametrize("autocast", [False, True])
+def test_replays_equal_eager_steps(autocast):
+    model = _model("cuda")
+    prompt = torch.randint(7, 11, (3, 20), device="cuda")
+    tokens = torch.randint(7, 11, (5, 3), device="cuda")
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
+        graphed_state, eager_state = model.allocate_state(3, "cuda"), model.allocate_state(3, "cuda")
+        model.prefill(prompt, graphed_state)
+        model.prefill(prompt, eager_state)
+        step = GraphedStep(model, graphed_state, 3)
+        for a, b in zip(graphed_state, eager_state):  # capturing (and its warm-up) leaves the state as it was
+            assert torch.equal(a.ssm, b.ssm) and torch.equal(a.conv, b.conv)
+        for ids in tokens:
+            got, want = step(ids), model.step(ids, eager_state)
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    for a, b in zip(graphed_state, eager_state):
+        torch.testing.assert_close(a.ssm, b.ssm, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="captured"):
+        step(tokens[0, :2])
+
+
+@needs_gpu
+def test_generation_tokens_with_and_without_graphs(monkeypatch):
+    model = _model("cuda")
+    prompt = torch.randint(7, 11, (2, 30), device="cuda")
+    graphed = generation.generate(model, prompt, 12, greedy=True)
+    greedy = model.generate_greedy(prompt, 12)
+    monkeypatch.setenv(ENV_SWITCH, "0")
+    eager = generation.generate(model, prompt, 12, greedy=True)
+    assert torch.equal(graphed, eager)
+    assert torch.equal(greedy, model.generate_greedy(prompt, 12))
