@@ -5,24 +5,25 @@ symlink, so it ships in wheels and works from a source tree). Nothing here impor
 Each op has one dispatch function that picks the Triton kernel on CUDA and the reference elsewhere:
 
 - :func:`fftconv` -- long causal (or bidirectional) FFT convolution with skip term and gates.
-- :func:`selective_scan` -- Mamba-1 selective scan.
-- :func:`causal_conv1d` -- short causal depthwise convolution (Hyena/M2 short filter, Mamba conv1d).
+- :func:`selective_scan` -- Mamba-1 selective scan; :func:`selective_state_update` one token of it (generation).
+- :func:`causal_conv1d` -- short causal depthwise convolution (Hyena/M2 short filter, Mamba conv1d);
+  :func:`causal_conv1d_update` one new position of it (generation).
 - :func:`layer_norm` -- LayerNorm over the last dim, output in a chosen dtype (the autocast dtype).
 - :func:`gelu_glu` -- GELU-gated linear unit ``gelu_tanh(gate) * value`` (M2's MLP), fused forward and backward.
 - :func:`implicit_filter` -- Hyena's and M2's implicit long filter (sine MLP, projection, decay), fused.
 - :func:`channel_major` -- a time-major (batch, E, L) view copied channel-major (the selective scan's inputs).
 """
-from .causal_conv import causal_conv1d, causal_conv1d_ref
+from .causal_conv import causal_conv1d, causal_conv1d_ref, causal_conv1d_update
 from .dispatch import use_triton
 from .fftconv import fftconv, fftconv_ref
 from .gelu_glu import gelu_glu, gelu_glu_ref
 from .implicit_filter import implicit_filter, implicit_filter_ref
 from .layer_norm import layer_norm, layer_norm_ref
-from .scan import selective_scan, selective_scan_ref
+from .scan import selective_scan, selective_scan_ref, selective_state_update
 from .transpose import channel_major
 
 __all__ = [
-    "causal_conv1d", "causal_conv1d_ref", "channel_major", "fftconv", "fftconv_ref", "gelu_glu", "gelu_glu_ref",
-    "implicit_filter", "implicit_filter_ref", "layer_norm", "layer_norm_ref", "selective_scan", "selective_scan_ref",
-    "use_triton",
+    "causal_conv1d", "causal_conv1d_ref", "causal_conv1d_update", "channel_major", "fftconv", "fftconv_ref",
+    "gelu_glu", "gelu_glu_ref", "implicit_filter", "implicit_filter_ref", "layer_norm", "layer_norm_ref",
+    "selective_scan", "selective_scan_ref", "selective_state_update", "use_triton",
 ]

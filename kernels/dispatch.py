@@ -86,9 +86,11 @@ def interpreting() -> bool:
 # "add_norm" (a pre-norm block's residual add + RMSNorm/LayerNorm, Mamba's and Caduceus's blocks and
 # HyenaDNA's adds) is one pass each way instead of ~8 PyTorch kernels: 6.7x forward+backward at
 # (1, 1M, 256) on an H200 (BENCHMARKS.md, "Fused add-norm").
+# "selective_state_update" and "causal_conv1d_update" (one generation step of Mamba's scan and conv) replace
+# ~15 and ~6 tiny PyTorch kernels per layer (BENCHMARKS.md, "Fused generation-step kernels").
 TRITON_BY_DEFAULT = frozenset({
     "selective_scan", "fftconv-short", "fftconv-cufft", "causal_conv1d", "layer_norm", "add_norm", "gelu_glu",
-    "implicit_filter", "transpose",
+    "implicit_filter", "transpose", "selective_state_update", "causal_conv1d_update",
 })
 
 

@@ -6,7 +6,8 @@ Builds named Mamba sizes with fresh weights (fp32), checks that :meth:`prefill` 
 stepping through the prompt token by token leaves (next-token logits and SSM states, relative max
 difference), then times greedy :func:`genomix.models.generation.generate` both ways and checks that the
 tokens agree (``graphed s`` is the recurrent path with CUDA-graph steps, ``recurrent s`` without them;
-on the CPU there are no graphs and both are the eager step). Prints a table and writes JSON. Runs on CUDA when available, else on the CPU.
+on the CPU there are no graphs and both are the eager step; ``graphed, ref ops s`` replays the step with
+the fused step kernels switched to their PyTorch references). Prints a table and writes JSON. Runs on CUDA when available, else on the CPU.
 
     PYTHONPATH=. python pipelines/bench_mamba_generation.py --out DIR
     PYTHONPATH=. python pipelines/bench_mamba_generation.py --models mamba-7m-1m --prompt 4096 --new 128 --out DIR
@@ -21,8 +22,14 @@ from pathlib import Path
 
 import torch
 
+from genomix.kernels.dispatch import environment
 from genomix.models import build, generation
-from genomix.models.step_graph import ENV_SWITCH
+from genomix.models.step_graph import ENV_SWITCH, step_function
+
+
+#: The fused generation-step kernels, named for the dispatch (their PyTorch references when listed in
+#: GENOMIX_REFERENCE_OPS).
+STEP_OPS = "selective_state_update,causal_conv1d_update"
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -64,6 +71,26 @@ def _timed_generate(model: torch.nn.Module, prompt: torch.Tensor, new: int, recu
             os.environ[ENV_SWITCH] = switch
 
 
+def _step_ms(model: torch.nn.Module, prompt: torch.Tensor, graphs: bool, steps: int = 100) -> float:
+    """Milliseconds per token of the recurrent step alone (after the prompt's prefill and a warm-up): a
+    replayed CUDA graph, or the eager step."""
+    with torch.no_grad(), environment({ENV_SWITCH: "1" if graphs else "0"}):
+        state = model.allocate_state(prompt.shape[0], prompt.device)
+        model.prefill(prompt, state)
+        step = step_function(model, state, prompt.shape[0])
+        token = prompt[:, -1]
+        for _ in range(3):
+            step(token)
+        if prompt.is_cuda:
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(steps):
+            step(token)
+        if prompt.is_cuda:
+            torch.cuda.synchronize()
+    return (time.perf_counter() - start) / steps * 1e3
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["mamba-tiny-1k", "mamba-7m-1m"])
@@ -83,19 +110,30 @@ def main() -> int:
                **_prefill_agreement(model, prompt)}
         _timed_generate(model, prompt, 2, recurrent=True)  # warm-up: kernels compiled, cuBLAS handles made
         row["graphed_s"], graphed = _timed_generate(model, prompt, args.new, recurrent=True)
+        with environment({"GENOMIX_REFERENCE_OPS": STEP_OPS}):
+            row["graphed_ref_ops_s"], graphed_ref = _timed_generate(model, prompt, args.new, recurrent=True)
         row["recurrent_s"], recurrent = _timed_generate(model, prompt, args.new, recurrent=True, graphs=False)
         row["window_s"], window = _timed_generate(model, prompt, args.new, recurrent=False)
-        row["same_tokens"] = bool(torch.equal(recurrent, window) and torch.equal(graphed, window))
+        row["step_ms_graphed"] = _step_ms(model, prompt, graphs=True)
+        row["step_ms_eager"] = _step_ms(model, prompt, graphs=False)
+        with environment({"GENOMIX_REFERENCE_OPS": STEP_OPS}):
+            row["step_ms_graphed_ref_ops"] = _step_ms(model, prompt, graphs=True)
+            row["step_ms_eager_ref_ops"] = _step_ms(model, prompt, graphs=False)
+        row["same_tokens"] = all(torch.equal(t, window) for t in (recurrent, graphed, graphed_ref))
         rows.append(row)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bench_mamba_generation.json").write_text(json.dumps(rows, indent=1))
-    print(f"{'model':<16} {'device':<6} {'B x prompt + new':>18} {'graphed s':>10} {'recurrent s':>12} "
-          f"{'window s':>9} {'same':>5} {'logits diff':>12} {'state diff':>11}")
+    print(f"{'model':<16} {'device':<6} {'B x prompt + new':>18} {'graphed s':>10} {'graphed, ref ops s':>19} "
+          f"{'recurrent s':>12} {'window s':>9} {'same':>5} {'logits diff':>12} {'state diff':>11}")
     for r in rows:
         shape = f"{r['batch']} x {r['prompt']} + {r['new']}"
         diffs = f"{r['prefill_vs_steps_logits']:>12.1e} {r['prefill_vs_steps_ssm_state']:>11.1e}"
-        print(f"{r['model']:<16} {r['device']:<6} {shape:>18} {r['graphed_s']:>10.3f} {r['recurrent_s']:>12.3f} "
-              f"{r['window_s']:>9.2f} {str(r['same_tokens']):>5} {diffs}")
+        print(f"{r['model']:<16} {r['device']:<6} {shape:>18} {r['graphed_s']:>10.3f} {r['graphed_ref_ops_s']:>19.3f} "
+              f"{r['recurrent_s']:>12.3f} {r['window_s']:>9.2f} {str(r['same_tokens']):>5} {diffs}")
+    print(f"\n{'model':<16} ms per token: {'graphed':>8} {'graphed, ref ops':>17} {'eager':>8} {'eager, ref ops':>15}")
+    for r in rows:
+        print(f"{r['model']:<16} {'':>14} {r['step_ms_graphed']:>8.3f} {r['step_ms_graphed_ref_ops']:>17.3f} "
+              f"{r['step_ms_eager']:>8.3f} {r['step_ms_eager_ref_ops']:>15.3f}")
     return 0
 
 

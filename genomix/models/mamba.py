@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError, RangeError
-from ..kernels import causal_conv1d, selective_scan
+from ..kernels import causal_conv1d, causal_conv1d_update, selective_scan, selective_state_update
 from ..kernels.layer_norm import add_norm as fused_add_norm
 from ..kernels.layer_norm import rms_norm
 from ..kernels.transpose import time_major
@@ -276,19 +276,11 @@ class Mamba(nn.Module):
         The same arithmetic as :meth:`forward` at one position: the conv sees the cached last inputs, the
         SSM state advances by one step of the recurrence (fp32)."""
         x, z = self.in_proj(hidden).chunk(2, dim=-1)
-        state.conv.copy_(torch.roll(state.conv, shifts=-1, dims=-1))
-        state.conv[:, :, -1] = x.float()
-        x = (state.conv * self.conv1d.weight[:, 0, :].float()).sum(-1)
-        if self.conv1d.bias is not None:
-            x = x + self.conv1d.bias.float()
-        x = F.silu(x).to(hidden.dtype)
+        conv = self.conv1d
+        x = causal_conv1d_update(state.conv, x, conv.weight.squeeze(1), conv.bias, "silu").to(hidden.dtype)
         dt, B, C = self._ssm_inputs(x)
-        dt = F.softplus(dt.float() + self.dt_proj.bias.float())  # (b, d_inner)
-        A = -torch.exp(self.A_log.float())
-        decay = torch.exp(dt.unsqueeze(-1) * A)
-        state.ssm.copy_(decay * state.ssm + (dt * x.float()).unsqueeze(-1) * B.float().unsqueeze(1))
-        y = (state.ssm * C.float().unsqueeze(1)).sum(-1) + self.D.float() * x.float()
-        y = y * F.silu(z.float())
+        y = selective_state_update(state.ssm, x, dt, -torch.exp(self.A_log.float()), B, C, D=self.D.float(), z=z,
+                                   dt_bias=self.dt_proj.bias.float(), dt_softplus=True)
         return self.out_proj(y.to(hidden.dtype))
 
 

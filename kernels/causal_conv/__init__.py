@@ -3,16 +3,20 @@
 HyenaDNA and M2 run their ``short_filter`` (width 3) and Mamba its ``conv1d`` (width 4, SiLU) through
 :func:`causal_conv1d`. The input may be any (B, C, L) view, in particular the channels-last output of the
 in-projection transposed, which the Triton kernels read in place while writing the channel-major
-output the long convolution and the scan read.
+output the long convolution and the scan read. :func:`causal_conv1d_update` is one new position of it
+(Mamba's generation step) on a state of the last K inputs.
 """
 from __future__ import annotations
 
 import torch
 
 from ..dispatch import use_triton
-from .reference import ACTIVATIONS, causal_conv1d_ref
+from .reference import ACTIVATIONS, causal_conv1d_ref, causal_conv1d_update_ref
 
-__all__ = ["MAX_TRITON_WIDTH", "causal_conv1d", "causal_conv1d_ref", "causal_conv1d_triton"]
+__all__ = [
+    "MAX_TRITON_WIDTH", "causal_conv1d", "causal_conv1d_ref", "causal_conv1d_triton", "causal_conv1d_update",
+    "causal_conv1d_update_ref",
+]
 
 #: Widest filter the Triton kernels take (they unroll over the taps; the models use 3 and 4).
 MAX_TRITON_WIDTH = 8
@@ -53,3 +57,25 @@ def causal_conv1d(
     if weight.shape[1] <= MAX_TRITON_WIDTH and use_triton(x, weight, bias, op="causal_conv1d"):
         return causal_conv1d_triton(x, weight, bias, activation)
     return causal_conv1d_ref(x, weight, bias, activation)
+
+
+def causal_conv1d_update(
+    state: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+    activation: str | None = None,
+) -> torch.Tensor:
+    """One new position of :func:`causal_conv1d`: ``state`` (B, C, K) fp32, the last K inputs oldest first,
+    takes ``x`` (B, C) as its newest (in place); returns ``act(bias + <state, weight>)`` (B, C) in x's
+    dtype. weight (C, K), bias (C,) as for :func:`causal_conv1d`."""
+    if state.dim() != 3 or x.shape != state.shape[:2]:
+        raise ValueError(f"causal_conv1d_update: state must be (batch, channels, width) and x (batch, channels), "
+                         f"got {tuple(state.shape)} and {tuple(x.shape)}")
+    if state.dtype != torch.float32:
+        raise TypeError(f"causal_conv1d_update: the state must be fp32, got {state.dtype}")
+    _check(x.unsqueeze(-1), weight, bias, activation)
+    if weight.shape[1] != state.shape[-1]:
+        raise ValueError(f"causal_conv1d_update: weight has {weight.shape[1]} taps, the state {state.shape[-1]}")
+    if use_triton(state, x, weight, bias, op="causal_conv1d_update") and state.is_contiguous():
+        from .step import causal_conv1d_update_triton  # imports triton: only when this path is taken
+
+        return causal_conv1d_update_triton(state, x, weight, bias, activation)
+    return causal_conv1d_update_ref(state, x, weight, bias, activation)

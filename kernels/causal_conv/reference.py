@@ -30,3 +30,20 @@ def causal_conv1d_ref(
         if activation == "silu":
             out = F.silu(out)
     return out.to(x.dtype)
+
+
+def causal_conv1d_update_ref(
+    state: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+    activation: str | None = None,
+) -> torch.Tensor:
+    """One new position of :func:`causal_conv1d` (a generation step): ``state`` (B, C, K) fp32 holds the
+    last K inputs, oldest first (zeros before the sequence); it shifts by one, takes ``x`` (B, C) as its
+    newest input, in place, and the output (B, C) is the convolution at that position, in x's dtype."""
+    state.copy_(torch.roll(state, shifts=-1, dims=-1))
+    state[:, :, -1] = x.float()
+    out = (state * weight.float()).sum(-1)
+    if bias is not None:
+        out = out + bias.float()
+    if activation == "silu":
+        out = F.silu(out)
+    return out.to(x.dtype)

@@ -3,13 +3,14 @@
 :func:`selective_scan` runs the Triton kernels (:mod:`.triton_scan`, wrapped by :mod:`.ops`) when
 :func:`genomix.kernels.dispatch.use_triton` says so (CUDA tensors, or ``GENOMIX_FORCE_TRITON=1`` with
 ``TRITON_INTERPRET=1`` on CPU) and the state size is a power of two; otherwise the reference.
+:func:`selective_state_update` is one token of the same recurrence (generation), dispatched alike.
 """
 from __future__ import annotations
 
 import torch
 
 from ..dispatch import use_triton
-from .reference import selective_scan_ref
+from .reference import selective_scan_ref, selective_state_update_ref
 
 
 def selective_scan(
@@ -63,4 +64,44 @@ def _check(u, delta, A, B, C, D, z, delta_bias) -> None:
             raise ValueError(f"selective_scan: {name} must be ({channels},), got {tuple(t.shape)}")
 
 
-__all__ = ["selective_scan", "selective_scan_ref"]
+def selective_state_update(
+    state: torch.Tensor,
+    x: torch.Tensor,
+    dt: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None = None,
+    z: torch.Tensor | None = None,
+    dt_bias: torch.Tensor | None = None,
+    dt_softplus: bool = True,
+) -> torch.Tensor:
+    """One token of :func:`selective_scan`'s recurrence (mamba_ssm's ``selective_state_update``): ``state``
+    (batch, E, N) fp32 advances in place by x, dt, z (batch, E) and B, C (batch, N); returns the gated
+    output (batch, E) in x's dtype. A (E, N), D and dt_bias (E,) as for :func:`selective_scan`."""
+    _check_step(state, x, dt, A, B, C, D, z, dt_bias)
+    if use_triton(state, x, dt, A, B, C, D, z, dt_bias, op="selective_state_update") and state.is_contiguous():
+        from .step import selective_state_update_triton  # imports triton: only when this path is taken
+
+        return selective_state_update_triton(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus)
+    return selective_state_update_ref(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus)
+
+
+def _check_step(state, x, dt, A, B, C, D, z, dt_bias) -> None:
+    """Refuse :func:`selective_state_update` arguments that do not fit the state's (batch, E, N)."""
+    if state.dim() != 3 or state.dtype != torch.float32:
+        raise ValueError(f"selective_state_update: state must be fp32 (batch, channels, state), got "
+                         f"{tuple(state.shape)} {state.dtype}")
+    batch, channels, size = state.shape
+    shapes = {"x": (x, (batch, channels)), "dt": (dt, (batch, channels)), "z": (z, (batch, channels)),
+              "A": (A, (channels, size)), "B": (B, (batch, size)), "C": (C, (batch, size)), "D": (D, (channels,)),
+              "dt_bias": (dt_bias, (channels,))}
+    for name, (t, want) in shapes.items():
+        if t is not None and not t.is_floating_point():
+            raise TypeError(f"selective_state_update: {name} must be a floating-point tensor, got {t.dtype}")
+        if t is not None and tuple(t.shape) != want:
+            raise ValueError(f"selective_state_update: {name} must be {want} for a state of shape "
+                             f"{tuple(state.shape)}, got {tuple(t.shape)}")
+
+
+__all__ = ["selective_scan", "selective_scan_ref", "selective_state_update", "selective_state_update_ref"]

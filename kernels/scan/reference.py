@@ -83,3 +83,26 @@ def selective_scan_ref(
         y = y * F.silu(z.float())
     out = y.to(dtype_in)
     return (out, state) if return_last_state else out
+
+
+def selective_state_update_ref(state: torch.Tensor, x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor,
+                               B: torch.Tensor, C: torch.Tensor, D: torch.Tensor | None = None,
+                               z: torch.Tensor | None = None, dt_bias: torch.Tensor | None = None,
+                               dt_softplus: bool = True) -> torch.Tensor:
+    """One token of the recurrence above (mamba_ssm's ``selective_state_update``): ``state`` (batch, E, N)
+    fp32 advanced in place by x, dt, z (batch, E) and B, C (batch, N); returns the gated output (batch, E)
+    in x's dtype. fp32 arithmetic; the Triton kernel (:mod:`.step`) is tested against it."""
+    dt = dt.float()
+    if dt_bias is not None:
+        dt = dt + dt_bias.float()
+    if dt_softplus:
+        dt = F.softplus(dt)
+    xf = x.float()
+    decay = torch.exp(dt.unsqueeze(-1) * A.float())
+    state.copy_(decay * state + (dt * xf).unsqueeze(-1) * B.float().unsqueeze(1))
+    y = (state * C.float().unsqueeze(1)).sum(-1)
+    if D is not None:
+        y = y + D.float() * xf
+    if z is not None:
+        y = y * F.silu(z.float())
+    return y.to(x.dtype)

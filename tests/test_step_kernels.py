@@ -1,0 +1,119 @@
+"""Generation-step kernels (one token of the selective scan, one position of the short convolution): the
+Triton kernels against float64 references, and token-by-token steps against the parallel ops over a whole
+sequence. On CPU the kernels run in Triton's interpreter; on a GPU (the lent one) the same tests run them
+on CUDA tensors, plus a check at a real model's width."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from genomix.kernels import causal_conv1d_ref, causal_conv1d_update, selective_scan_ref, selective_state_update
+from genomix.kernels.causal_conv import causal_conv1d_update_ref
+from genomix.kernels.scan import selective_state_update_ref
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@pytest.fixture(params=["reference", "triton"])
+def path(request, monkeypatch):
+    """Both dispatch paths: the reference, and the Triton kernels (forced; the interpreter on CPU)."""
+    monkeypatch.setenv("GENOMIX_FORCE_TRITON", "1" if request.param == "triton" else "0")
+    monkeypatch.setenv("GENOMIX_FORCE_REFERENCE", "1" if request.param == "reference" else "0")
+    return request.param
+
+
+def _ssm_inputs(batch, dim, size, dtype, generator):
+    def rnd(*shape, scale=1.0):
+        return (torch.randn(*shape, generator=generator) * scale).to(dtype)
+
+    args = dict(x=rnd(batch, dim), dt=rnd(batch, dim, scale=0.5), A=-torch.rand(dim, size, generator=generator) * 4,
+                B=rnd(batch, size), C=rnd(batch, size), D=torch.randn(dim, generator=generator),
+                z=rnd(batch, dim), dt_bias=torch.randn(dim, generator=generator) * 0.5)
+    return {name: t.to(DEVICE) for name, t in args.items()}
+
+
+def _check_state_update(batch, dim, size, dtype, tol, options, seed):
+    """One step on the dispatch's path against float64, state and output."""
+    g = torch.Generator().manual_seed(seed)
+    args = _ssm_inputs(batch, dim, size, dtype, g)
+    if options == "bare":
+        args.update(D=None, z=None, dt_bias=None)
+    softplus = options == "all"
+    state = torch.randn(batch, dim, size, generator=g).to(DEVICE)
+    want_state = state.double()
+    wide = {k: (v.double() if v is not None else None) for k, v in args.items()}
+    want = selective_state_update_ref(want_state, **wide, dt_softplus=softplus)
+    got = selective_state_update(state, **args, dt_softplus=softplus)
+    assert got.dtype == dtype and got.shape == (batch, dim)
+    torch.testing.assert_close(state.double(), want_state, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(got.double(), want, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-5), (torch.bfloat16, 1e-2)])
+@pytest.mark.parametrize("size", [16, 12])  # a power of two and not
+@pytest.mark.parametrize("options", ["all", "bare"])
+def test_state_update_matches_float64(path, nan_empty, dtype, tol, size, options):
+    _check_state_update(3, 40, size, dtype, tol, options, seed=size)  # 40 channels: a partial channel block
+
+
+@pytest.mark.skipif(DEVICE != "cuda", reason="real widths on the GPU only")
+@pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-5), (torch.bfloat16, 1e-2)])
+def test_state_update_at_a_model_width(path, nan_empty, dtype, tol):
+    _check_state_update(4, 1536, 16, dtype, tol, "all", seed=7)  # mamba-130m's d_inner
+
+
+def test_state_update_steps_equal_the_parallel_scan(path):
+    """Stepping a whole sequence token by token gives the scan's outputs and last state."""
+    g = torch.Generator().manual_seed(1)
+    batch, dim, size, length = 2, 36, 16, 23
+    u, delta, z = (torch.randn(batch, dim, length, generator=g).to(DEVICE) for _ in range(3))
+    A = (-torch.rand(dim, size, generator=g) * 3).to(DEVICE)
+    B, C = (torch.randn(batch, size, length, generator=g).to(DEVICE) for _ in range(2))
+    D, bias = torch.randn(dim, generator=g).to(DEVICE), (torch.randn(dim, generator=g) * 0.3).to(DEVICE)
+    want, last = selective_scan_ref(u, delta, A, B, C, D=D, z=z, delta_bias=bias, delta_softplus=True,
+                                    return_last_state=True)
+    state = torch.zeros(batch, dim, size, device=DEVICE)
+    got = torch.stack([selective_state_update(state, u[..., t], delta[..., t], A, B[..., t], C[..., t], D=D,
+                                              z=z[..., t], dt_bias=bias) for t in range(length)], dim=-1)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(state, last, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("width", [3, 4, 5])
+@pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-5), (torch.bfloat16, 1e-2)])
+@pytest.mark.parametrize("channels", [70] + ([1536] if DEVICE == "cuda" else []))  # a partial block; a model's width
+def test_conv_update_steps_equal_the_convolution(path, nan_empty, width, dtype, tol, channels):
+    """Feeding a sequence one position at a time gives the causal convolution's outputs, and the state
+    holds the last ``width`` inputs."""
+    g = torch.Generator().manual_seed(width)
+    batch, length = 2, 9
+    x = torch.randn(batch, channels, length, generator=g).to(dtype).to(DEVICE)
+    weight, bias = torch.randn(channels, width, generator=g).to(DEVICE), torch.randn(channels, generator=g).to(DEVICE)
+    want = causal_conv1d_ref(x.double(), weight.double(), bias.double(), "silu")
+    state = torch.zeros(batch, channels, width, device=DEVICE)
+    got = torch.stack([causal_conv1d_update(state, x[..., t], weight, bias, "silu") for t in range(length)], dim=-1)
+    assert got.dtype == dtype
+    torch.testing.assert_close(got.double(), want, rtol=tol, atol=tol)
+    torch.testing.assert_close(state, x[..., -width:].float())
+    bare = torch.zeros(batch, channels, width, device=DEVICE)  # no bias, no activation
+    step = causal_conv1d_update(bare, x[..., 0], weight)
+    zero = torch.zeros(batch, channels, width, dtype=torch.float64, device=DEVICE)
+    want_bare = causal_conv1d_update_ref(zero, x[..., 0].double(), weight.double())
+    torch.testing.assert_close(step.double(), want_bare, rtol=tol, atol=tol)
+
+
+def test_step_kernels_refuse_mismatched_arguments():
+    g = torch.Generator().manual_seed(0)
+    args = _ssm_inputs(2, 8, 4, torch.float32, g)
+    with pytest.raises(ValueError, match="B must be"):
+        selective_state_update(torch.zeros(2, 8, 4), **{**args, "B": torch.zeros(2, 5)})
+    with pytest.raises(ValueError, match="state must be fp32"):
+        selective_state_update(torch.zeros(2, 8, 4, dtype=torch.bfloat16), **args)
+    with pytest.raises(TypeError, match="dt must be a floating-point"):
+        selective_state_update(torch.zeros(2, 8, 4), **{**args, "dt": torch.zeros(2, 8, dtype=torch.long)})
+    with pytest.raises(ValueError, match="taps"):
+        causal_conv1d_update(torch.zeros(2, 8, 4), torch.zeros(2, 8), torch.zeros(8, 3))
+    with pytest.raises(ValueError, match="state must be"):
+        causal_conv1d_update(torch.zeros(2, 8, 4), torch.zeros(2, 9), torch.zeros(8, 4))
+    with pytest.raises(TypeError, match="fp32"):
+        causal_conv1d_update(torch.zeros(2, 8, 4, dtype=torch.float16), torch.zeros(2, 8), torch.zeros(8, 4))
