@@ -7,7 +7,7 @@ import torch
 
 from genomix.errors import ConfigError
 from genomix.models import build, generation
-from genomix.models.step_graph import ENV_SWITCH, GraphedStep, step_function
+from genomix.models.step_graph import ENV_SWITCH, GRAPH_MIN_STEPS, GraphedStep, step_function
 
 
 def _model(device: str = "cpu") -> torch.nn.Module:
@@ -52,6 +52,28 @@ def test_replays_equal_eager_steps(autocast):
         torch.testing.assert_close(a.ssm, b.ssm, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="captured"):
         step(tokens[0, :2])
+
+
+def test_few_announced_steps_stay_eager():
+    """Too few steps to pay for a capture: the eager step, on any device."""
+    model = _model()
+    state = model.allocate_state(1)
+    assert not isinstance(step_function(model, state, 1, steps=GRAPH_MIN_STEPS - 1), GraphedStep)
+
+
+@needs_gpu
+def test_prefill_past_max_seq_len_on_graphs(monkeypatch):
+    """The tail of a prompt past ``max_seq_len`` is stepped through a graph; the state and logits equal
+    the eager steps'."""
+    model = _model("cuda")
+    prompt = torch.randint(7, 11, (2, 64 + GRAPH_MIN_STEPS + 3), device="cuda")
+    graphed = model.allocate_state(2, "cuda")
+    got = model.prefill(prompt, graphed)
+    monkeypatch.setenv(ENV_SWITCH, "0")
+    eager = model.allocate_state(2, "cuda")
+    torch.testing.assert_close(got, model.prefill(prompt, eager), rtol=1e-5, atol=1e-5)
+    for a, b in zip(graphed, eager):
+        torch.testing.assert_close(a.ssm, b.ssm, rtol=1e-5, atol=1e-6)
 
 
 @needs_gpu

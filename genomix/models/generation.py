@@ -61,7 +61,8 @@ def generate(
     model.eval()
     tokens = [input_ids]
     try:
-        next_logits = _recurrent_logits(model, input_ids) if _is_recurrent(model) else _window_logits(model, input_ids)
+        next_logits = (_recurrent_logits(model, input_ids, max_new_tokens - 1) if _is_recurrent(model)
+                       else _window_logits(model, input_ids))
         logits = next(next_logits)
         for i in range(max_new_tokens):
             probs = next_token_distribution(logits, temperature, top_k, allowed_ids)
@@ -85,14 +86,14 @@ def _window(model: torch.nn.Module) -> int | None:
     return int(getattr(model.config, "max_seq_len", 0)) or None
 
 
-def _recurrent_logits(model: torch.nn.Module, prompt: torch.Tensor):
-    """Last-position logits after the prompt, then after each token sent in (batch, 1): the prompt (its last
-    ``max_seq_len`` tokens, as the sliding window would read it) in one parallel pass, each further token
-    one recurrent step (:func:`.step_graph.step_function`), however long the sequence grows."""
+def _recurrent_logits(model: torch.nn.Module, prompt: torch.Tensor, steps: int):
+    """Last-position logits after the prompt, then after each of ``steps`` tokens sent in (batch, 1): the
+    prompt (its last ``max_seq_len`` tokens, as the sliding window would read it) in one parallel pass, each
+    further token one recurrent step (:func:`.step_graph.step_function`), however long the sequence grows."""
     window = _window(model)
     state = model.allocate_state(prompt.shape[0], prompt.device)
     token = yield model.prefill(prompt if window is None else prompt[:, -window:], state)
-    step = step_function(model, state, prompt.shape[0])
+    step = step_function(model, state, prompt.shape[0], steps)
     while True:
         token = yield step(token[:, 0])
 

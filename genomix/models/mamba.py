@@ -412,7 +412,8 @@ class MambaModel(BaseModelMixin, MambaPreTrainedModel):
         """A whole prompt: ``input_ids`` (batch, L) -> final-norm hidden of its last position (batch,
         d_model), with ``state`` (from :meth:`allocate_state`) filled as L calls of :meth:`step` would leave
         it. The first ``max_seq_len`` tokens go through one parallel pass (the parallel forward's limit);
-        any further ones are stepped, as :meth:`step` takes sequences of any length."""
+        any further ones are stepped (:func:`.step_graph.step_function`: replayed from a CUDA graph on a
+        GPU), as :meth:`step` takes sequences of any length."""
         head, rest = input_ids[:, : self.config.max_seq_len], input_ids[:, self.config.max_seq_len:]
         check_length(self.config, head)
         hidden, residual = self.embedding(head), None
@@ -420,8 +421,10 @@ class MambaModel(BaseModelMixin, MambaPreTrainedModel):
             hidden, residual = layer(hidden, residual, state=layer_state)
         hidden, _ = add_norm(self.norm_f, hidden[:, -1], residual[:, -1], self.config.residual_in_fp32,
                              autocast_output=False)
-        for t in range(rest.shape[1]):
-            hidden = self.step(rest[:, t], state)
+        if rest.shape[1]:
+            step = step_function(self, state, rest.shape[0], rest.shape[1])
+            for t in range(rest.shape[1]):
+                hidden = step(rest[:, t])
         return hidden
 
 
@@ -459,7 +462,7 @@ class MambaForCausalLM(CausalLMMixin, _MambaLMBase):
         parallel pass, then O(1) per token (one CUDA graph replay per token on a GPU)."""
         state = self.allocate_state(input_ids.shape[0], input_ids.device)
         logits = self.prefill(input_ids, state)
-        step = step_function(self, state, input_ids.shape[0]) if max_new_tokens > 1 else None
+        step = step_function(self, state, input_ids.shape[0], max_new_tokens - 1)
         out = [input_ids]
         for i in range(max_new_tokens):
             nxt = logits[:, : self.config.vocab_size].argmax(-1)

@@ -1,15 +1,15 @@
 """One recurrent generation step captured as a CUDA graph and replayed for every token.
 
 A recurrent model's :meth:`step` (Mamba: per layer an add-norm, the in-projection, the conv cache update,
-the x- and Δ-projections, one step of the SSM recurrence, the gate and the out-projection) is a few
-hundred tiny kernels per token. On a GPU the host needs far longer to issue them than the GPU needs to run
-them: `mamba-7m-1m` (16 layers) stepped at ~13 ms per token on an H200, almost all of it Python and
-launch overhead. Replayed from a graph, the whole step is one launch.
+the x- and Δ-projections, one step of the SSM recurrence, the gate and the out-projection) is hundreds of
+small kernels per token. On a GPU the host needs far longer to issue them than the GPU needs to run them:
+`mamba-7m-1m` (16 layers) stepped at ~13 ms per token on an H200, almost all of it Python and launch
+overhead, and at 0.48 ms replayed from a graph (BENCHMARKS.md, "The generation step as a CUDA graph").
 
 The graph is captured for one batch and one state: the state tensors (filled in place by ``prefill`` and
-``step``) and the token buffer keep their addresses, each call copies the next tokens in, replays, and
-returns a copy of the logits. :func:`step_function` is the one place that picks it: graphs on CUDA unless
-``GENOMIX_STEP_GRAPHS=0``, the eager step elsewhere, with the same arithmetic either way.
+``step``) and the token buffer keep their addresses; each call copies the next tokens in, replays, and
+returns a copy of the output (the logits). :func:`step_function` is the one place that picks it: graphs on
+CUDA unless ``GENOMIX_STEP_GRAPHS=0``, the eager step elsewhere, with the same arithmetic either way.
 """
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ class GraphedStep:
             tensor.copy_(value)
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph, capture_error_mode="thread_local"), torch.no_grad():
-            self.logits = self._step()
+            self.output = self._step()
 
     def _step(self) -> torch.Tensor:
         with torch.autocast("cuda", dtype=self.autocast or torch.float32, enabled=self.autocast is not None,
@@ -71,21 +71,28 @@ class GraphedStep:
             return self.model.step(self.ids, self.state)
 
     def __call__(self, ids: torch.Tensor) -> torch.Tensor:
-        """Logits (batch, vocab) after feeding ``ids`` (batch,): ``model.step(ids, state)``."""
+        """``model.step(ids, state)`` for ``ids`` (batch,): the logits (batch, vocab) of a language model."""
         if ids.shape != self.ids.shape:
             raise ValueError(f"step ids of shape {tuple(ids.shape)}, the graph was captured for {tuple(self.ids.shape)}")
         self.ids.copy_(ids, non_blocking=True)
         self.graph.replay()
-        return self.logits.clone()
+        return self.output.clone()
 
 
-def step_function(model: nn.Module, state: Sequence, batch: int) -> Callable[[torch.Tensor], torch.Tensor]:
+#: Fewest steps a caller must announce for :func:`step_function` to capture a graph: capturing (with its
+#: warm-up) costs about as much as a few dozen eager steps.
+GRAPH_MIN_STEPS = 16
+
+
+def step_function(model: nn.Module, state: Sequence, batch: int,
+                  steps: int | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
     """The step to generate with after ``state`` has been allocated (and prefilled): a :class:`GraphedStep`
-    when the state lives on a CUDA device (unless :data:`ENV_SWITCH` is "0"), else ``model.step`` on it."""
+    when the state lives on a CUDA device (unless :data:`ENV_SWITCH` is "0", or the caller announces fewer
+    than :data:`GRAPH_MIN_STEPS` ``steps``), else ``model.step`` on it."""
     on_cuda = all(t.device.type == "cuda" for t in _state_tensors(state))
-    if on_cuda and os.environ.get(ENV_SWITCH) != "0":
+    if on_cuda and os.environ.get(ENV_SWITCH) != "0" and (steps is None or steps >= GRAPH_MIN_STEPS):
         return GraphedStep(model, state, batch)
     return lambda ids: model.step(ids, state)
 
 
-__all__ = ["ENV_SWITCH", "GraphedStep", "step_function"]
+__all__ = ["ENV_SWITCH", "GRAPH_MIN_STEPS", "GraphedStep", "step_function"]
