@@ -7,7 +7,8 @@ stepping through the prompt token by token leaves (next-token logits and SSM sta
 difference), then times greedy :func:`genomix.models.generation.generate` both ways and checks that the
 tokens agree (``graphed s`` is the recurrent path with CUDA-graph steps, ``recurrent s`` without them;
 on the CPU there are no graphs and both are the eager step; ``graphed, ref ops s`` replays the step with
-the fused step kernels switched to their PyTorch references). Prints a table and writes JSON. Runs on CUDA when available, else on the CPU.
+the fused step kernels switched to their PyTorch references; ``ms per token``: the step alone, after the
+prefill). Prints tables and writes JSON. Runs on CUDA when available, else on the CPU.
 
     PYTHONPATH=. python pipelines/bench_mamba_generation.py --out DIR
     PYTHONPATH=. python pipelines/bench_mamba_generation.py --models mamba-7m-1m --prompt 4096 --new 128 --out DIR

@@ -73,7 +73,8 @@ class GraphedStep:
     def __call__(self, ids: torch.Tensor) -> torch.Tensor:
         """``model.step(ids, state)`` for ``ids`` (batch,): the logits (batch, vocab) of a language model."""
         if ids.shape != self.ids.shape:
-            raise ValueError(f"step ids of shape {tuple(ids.shape)}, the graph was captured for {tuple(self.ids.shape)}")
+            raise ValueError(f"step ids of shape {tuple(ids.shape)}, the graph was captured for "
+                             f"{tuple(self.ids.shape)}")
         self.ids.copy_(ids, non_blocking=True)
         self.graph.replay()
         return self.output.clone()
