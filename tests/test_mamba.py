@@ -146,6 +146,31 @@ def test_prefill_steps_past_max_seq_len():
     assert torch.equal(out[:, 13], want[:, : model.config.vocab_size].argmax(-1))
 
 
+@pytest.mark.parametrize("path", ["reference", "triton"])
+def test_prefill_continues_a_state(path, monkeypatch):
+    """A prompt prefilled in two calls on one state (the second continuing the scan from the first's state
+    and the conv from its cached inputs) leaves the state and next-token logits of one call, and of
+    stepping every token; on the Triton path too (interpreter), where the scan starts from that state."""
+    monkeypatch.setenv("GENOMIX_FORCE_TRITON", "1" if path == "triton" else "0")
+    torch.manual_seed(11)
+    model = MambaForCausalLM(_tiny()).eval()
+    prompt = torch.randint(7, 11, (2, 19))
+    whole = model.allocate_state(2)
+    want = model.prefill(prompt, whole)
+    parts = model.allocate_state(2)
+    model.prefill(prompt[:, :7], parts)
+    got = model.prefill(prompt[:, 7:], parts)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    stepped = model.allocate_state(2)
+    for t in range(prompt.shape[1]):
+        stepped_logits = model.step(prompt[:, t], stepped)
+    torch.testing.assert_close(got, stepped_logits, rtol=1e-4, atol=1e-4)
+    for a, b, c in zip(parts, whole, stepped):
+        torch.testing.assert_close(a.conv, b.conv, rtol=0, atol=0)
+        torch.testing.assert_close(a.ssm, b.ssm, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(a.ssm, c.ssm, rtol=1e-4, atol=1e-5)
+
+
 def test_generate_runs_mamba_recurrently(monkeypatch):
     """``generate`` reads a Mamba prompt in one pass and then steps; its tokens equal those of the
     sliding-window path (which reruns the whole sequence per token) while the sequence fits the window."""

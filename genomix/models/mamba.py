@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ConfigError, RangeError
+from ..errors import ConfigError, InputFormatError, RangeError
 from ..kernels import causal_conv1d, causal_conv1d_update, selective_scan, selective_state_update
 from ..kernels.layer_norm import add_norm as fused_add_norm
 from ..kernels.layer_norm import rms_norm
@@ -231,19 +231,22 @@ class Mamba(nn.Module):
     ) -> torch.Tensor:
         """``hidden`` (batch, L, d_model) -> (batch, L, d_model). ``mask`` (batch, L) zeroes padded
         positions before the conv and the scan, so (left) padding does not leak into the state.
-        ``projections`` = (in_proj, out_proj) to use instead of this mixer's own. ``state`` (from zero,
-        :meth:`empty_state`): filled with the conv inputs and SSM state after the last position, so that
-        :meth:`step` continues the sequence."""
+        ``projections`` = (in_proj, out_proj) to use instead of this mixer's own. ``state``
+        (:meth:`empty_state`, or what an earlier call or :meth:`step` left in it): the sequence continues
+        from its conv inputs and SSM state, and it is left holding those after the last position, so that
+        this method or :meth:`step` continues from there."""
         in_proj, out_proj = projections if projections is not None else (self.in_proj, self.out_proj)
         if mask is not None:
             hidden = hidden * mask.unsqueeze(-1).to(hidden.dtype)
         x, z = in_proj(hidden).chunk(2, dim=-1)
-        if state is not None:  # the last d_conv conv inputs, oldest first, zeros before the sequence
-            tail = x[:, -self.d_conv:].transpose(1, 2).float()
-            state.conv.zero_()
-            state.conv[:, :, self.d_conv - tail.shape[-1]:] = tail
+        x, history = x.transpose(1, 2), self.d_conv - 1
+        if state is not None:  # the conv reads the cached inputs first; the cache keeps the last d_conv
+            x = torch.cat([state.conv[:, :, 1:].to(x.dtype), x], dim=-1)
+            state.conv.copy_(x[..., -self.d_conv:])
         conv = self.conv1d
-        x = causal_conv1d(x.transpose(1, 2), conv.weight.squeeze(1), conv.bias, "silu")  # (b, d_inner, L)
+        x = causal_conv1d(x, conv.weight.squeeze(1), conv.bias, "silu")  # (b, d_inner, L)
+        if state is not None:
+            x = x[..., history:]
         if mask is not None:
             x = x * mask.unsqueeze(1).to(x.dtype)
         dt, B, C = self._ssm_inputs(_rows(x))
@@ -258,6 +261,7 @@ class Mamba(nn.Module):
             delta_bias=self.dt_proj.bias.float(),
             delta_softplus=True,
             return_last_state=state is not None,
+            initial_state=None if state is None else state.ssm,
         )
         if state is not None:
             y, last = y
@@ -410,21 +414,18 @@ class MambaModel(BaseModelMixin, MambaPreTrainedModel):
 
     def prefill(self, input_ids: torch.Tensor, state: list[LayerState]) -> torch.Tensor:
         """A whole prompt: ``input_ids`` (batch, L) -> final-norm hidden of its last position (batch,
-        d_model), with ``state`` (from :meth:`allocate_state`) filled as L calls of :meth:`step` would leave
-        it. The first ``max_seq_len`` tokens go through one parallel pass (the parallel forward's limit);
-        any further ones are stepped (:func:`.step_graph.step_function`: replayed from a CUDA graph on a
-        GPU), as :meth:`step` takes sequences of any length."""
-        head, rest = input_ids[:, : self.config.max_seq_len], input_ids[:, self.config.max_seq_len:]
-        check_length(self.config, head)
-        hidden, residual = self.embedding(head), None
-        for layer, layer_state in zip(self.layers, state):
-            hidden, residual = layer(hidden, residual, state=layer_state)
+        d_model), with ``state`` (from :meth:`allocate_state`, or left by earlier calls: the prompt
+        continues it) filled as L calls of :meth:`step` would leave it. The prompt goes through parallel
+        passes of at most ``max_seq_len`` tokens (the parallel forward's limit), each continuing the state
+        the one before left, so prompts of any length take memory for ``max_seq_len`` tokens only."""
+        if input_ids.dim() != 2 or input_ids.shape[1] < 1:
+            raise InputFormatError(f"prefill takes (batch, length >= 1) token ids, got {tuple(input_ids.shape)}")
+        for start in range(0, input_ids.shape[1], self.config.max_seq_len):
+            hidden, residual = self.embedding(input_ids[:, start:start + self.config.max_seq_len]), None
+            for layer, layer_state in zip(self.layers, state):
+                hidden, residual = layer(hidden, residual, state=layer_state)
         hidden, _ = add_norm(self.norm_f, hidden[:, -1], residual[:, -1], self.config.residual_in_fp32,
                              autocast_output=False)
-        if rest.shape[1]:
-            step = step_function(self, state, rest.shape[0], rest.shape[1])
-            for t in range(rest.shape[1]):
-                hidden = step(rest[:, t])
         return hidden
 
 

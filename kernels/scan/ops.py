@@ -102,8 +102,10 @@ def plan_segments(batch: int, channel_blocks: int, n_chunks: int, target: int) -
     return per_seg, triton.cdiv(n_chunks, per_seg)
 
 
-def segment_carries(seg_a: torch.Tensor, seg_h: torch.Tensor, reverse: bool) -> torch.Tensor:
-    """Carry into each segment from per-segment (decay, local result) summaries (batch, E, S, N)."""
+def segment_carries(seg_a: torch.Tensor, seg_h: torch.Tensor, reverse: bool,
+                    initial: torch.Tensor | None = None) -> torch.Tensor:
+    """Carry into each segment from per-segment (decay, local result) summaries (batch, E, S, N), the first
+    one ``initial`` (batch, E, N) fp32 (zero when None)."""
     import triton
 
     from .triton_scan import _segment_carry_kernel
@@ -113,7 +115,8 @@ def segment_carries(seg_a: torch.Tensor, seg_h: torch.Tensor, reverse: bool) -> 
     rows = batch * channels
     block_r = 32
     _segment_carry_kernel[(triton.cdiv(rows, block_r),)](
-        seg_a, seg_h, carry, rows, n_segs, REVERSE=reverse, N=n_state, BLOCK_R=block_r
+        seg_a, seg_h, carry, seg_a if initial is None else initial, rows, n_segs, REVERSE=reverse,
+        HAS_INIT=initial is not None, N=n_state, BLOCK_R=block_r
     )
     return carry
 
@@ -175,22 +178,25 @@ def _log2e_scaled(A: torch.Tensor) -> torch.Tensor:
 
 
 def _run_segmented(launch, like: torch.Tensor, n_state: int, n_segs: int, reverse: bool,
-                   dummy: torch.Tensor) -> None:
+                   dummy: torch.Tensor, initial: torch.Tensor | None = None) -> None:
     """The two-pass segmented scan: ``launch(summary, seg_a, seg_x, carry)`` runs one pass of a kernel.
-    One segment: the main pass from a zero carry. Otherwise the summary pass (per-segment decay and
-    local result), :func:`segment_carries` (from the right for adjoints), then the main pass."""
+    One segment: the main pass from the ``initial`` (batch, E, N) fp32 carry, or zero. Otherwise the
+    summary pass (per-segment decay and local result), :func:`segment_carries` (from the right for
+    adjoints), then the main pass."""
     batch, channels = like.shape[:2]
     if n_segs == 1:
-        carry = like.new_zeros((batch, channels, 1, n_state), dtype=torch.float32)
+        carry = (like.new_zeros((batch, channels, 1, n_state), dtype=torch.float32) if initial is None
+                 else initial.reshape(batch, channels, 1, n_state))
     else:
         seg_a = like.new_empty((batch, channels, n_segs, n_state), dtype=torch.float32)
         seg_x = torch.empty_like(seg_a)
         launch(True, seg_a, seg_x, dummy)
-        carry = segment_carries(seg_a, seg_x, reverse=reverse)
+        carry = segment_carries(seg_a, seg_x, reverse=reverse, initial=initial)
     launch(False, dummy, dummy, carry)
 
 
-def _launch_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, save_states, tiling: Tiling):
+def _launch_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, save_states, tiling: Tiling,
+                initial: torch.Tensor | None = None):
     import triton
 
     from .triton_scan import _scan_fwd_kernel
@@ -227,7 +233,7 @@ def _launch_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, save_states
             **_reg_cap(tiling.fwd_maxnreg),
         )
 
-    _run_segmented(launch, u, n_state, n_segs, reverse=False, dummy=dummy)
+    _run_segmented(launch, u, n_state, n_segs, reverse=False, dummy=dummy, initial=initial)
     return out, states, last
 
 
@@ -342,6 +348,7 @@ def _tiling_index(tiling: Tiling) -> int:
 def selective_scan_fwd(
     u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor, D: torch.Tensor | None,
     z: torch.Tensor | None, delta_bias: torch.Tensor | None, delta_softplus: bool, save_states: bool, tiling: int,
+    initial: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The Triton forward as one dispatcher op: (output, chunk-start states (empty unless ``save_states``),
     last state). Being one op is what lets activation checkpointing keep its outputs instead of running
@@ -349,12 +356,13 @@ def selective_scan_fwd(
     a dispatch mode (selective checkpointing, tracing): the dispatcher costs ~30 µs of host time a call,
     15 % of a (1, 512, 4096) forward on an H200, which is launch-bound."""
     out, states, last = _launch_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, save_states,
-                                    _TILINGS[tiling])
+                                    _TILINGS[tiling], initial)
     return out, states if states is not None else u.new_empty(0, dtype=torch.float32), last
 
 
 @selective_scan_fwd.register_fake
-def _selective_scan_fwd_shapes(u, delta, A, B, C, D, z, delta_bias, delta_softplus, save_states, tiling):
+def _selective_scan_fwd_shapes(u, delta, A, B, C, D, z, delta_bias, delta_softplus, save_states, tiling,
+                               initial=None):
     batch, channels, length = u.shape
     n_state, chunk = A.shape[1], _TILINGS[tiling].chunk
     states_shape = (batch, channels, -(-length // chunk), n_state) if save_states else (0,)
@@ -384,13 +392,15 @@ class SelectiveScanFn(torch.autograd.Function):
     """Forward saves inputs and chunk-start states only; backward recomputes the rest."""
 
     @staticmethod
-    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus, tiling):
+    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus, tiling, initial):
         save = any(ctx.needs_input_grad[:8])  # chunk-start states are kept only for a backward
         if _get_current_dispatch_mode() is None:  # nothing to intercept the op: skip its ~30 µs of dispatch
-            out, states, last = _launch_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, save, tiling)
+            out, states, last = _launch_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, save, tiling,
+                                            initial)
         else:  # e.g. selective checkpointing (checkpoint_keeps_scan) or tracing: one op the mode can see
             out, states, last = torch.ops.genomix.selective_scan_fwd(u, delta, A, B, C, D, z, delta_bias,
-                                                                     delta_softplus, save, _tiling_index(tiling))
+                                                                     delta_softplus, save, _tiling_index(tiling),
+                                                                     initial)
         ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, states if save else None)
         ctx.delta_softplus, ctx.tiling = delta_softplus, tiling
         ctx.mark_non_differentiable(last)
@@ -404,7 +414,7 @@ class SelectiveScanFn(torch.autograd.Function):
                                                        states, channel_major(dout), ctx.tiling)
         cast = lambda g, ref: None if g is None else g.to(ref.dtype)  # noqa: E731
         return (du, ddelta, cast(dA, A), cast(dB, B), cast(dC, C), cast(dD, D), dz, cast(dbias, delta_bias),
-                None, None)
+                None, None, None)
 
 
 def selective_scan_triton(
@@ -418,9 +428,11 @@ def selective_scan_triton(
     delta_bias: torch.Tensor | None = None,
     delta_softplus: bool = True,
     return_last_state: bool = False,
+    initial_state: torch.Tensor | None = None,
     tiling: Tiling | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    """Selective scan through the Triton kernels (same contract as ``selective_scan_ref``).
+    """Selective scan through the Triton kernels (same contract as ``selective_scan_ref``; no gradient
+    reaches ``initial_state``: the chunk-start states the backward recomputes from include it).
 
     ``tiling`` overrides :data:`DEFAULT_TILING` (tests and tuning)."""
     if A.dim() != 2 or A.shape[1] & (A.shape[1] - 1):
@@ -432,6 +444,7 @@ def selective_scan_triton(
         channel_major(u), channel_major(delta), A.contiguous(), Bg, Cg,
         None if D is None else D.contiguous(), None if z is None else channel_major(z),
         None if delta_bias is None else delta_bias.contiguous(), delta_softplus, tiling or DEFAULT_TILING,
+        None if initial_state is None else initial_state.detach().float().contiguous(),
     )
     return (out, last) if return_last_state else out
 

@@ -48,11 +48,13 @@ def selective_scan_ref(
     delta_bias: torch.Tensor | None = None,
     delta_softplus: bool = True,
     return_last_state: bool = False,
+    initial_state: torch.Tensor | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Selective scan in plain PyTorch (differentiable by autograd); see the module docstring.
 
     Returns ``out`` of shape ``(batch, E, L)`` in ``u``'s dtype, and with ``return_last_state`` also
-    the final state ``(batch, E, N)`` in float32.
+    the final state ``(batch, E, N)`` in float32. ``initial_state`` (batch, E, N): the state before the
+    first step (zero when None), to continue a sequence in pieces.
     """
     dtype_in = u.dtype
     batch, channels, length = u.shape
@@ -65,7 +67,7 @@ def selective_scan_ref(
     A = A.float()
     Bx = expand_groups(B.float(), channels)
     Cx = expand_groups(C.float(), channels)
-    state = u.new_zeros(batch, channels, A.shape[1])
+    state = u.new_zeros(batch, channels, A.shape[1]) if initial_state is None else initial_state.float()
     ys = []
     for start in range(0, length, _REF_CHUNK):
         stop = min(start + _REF_CHUNK, length)

@@ -172,16 +172,20 @@ def _scan_fwd_kernel(
 
 @triton.jit
 def _segment_carry_kernel(
-    seg_a_ptr, seg_h_ptr, carry_ptr, rows, n_segs,
-    REVERSE: tl.constexpr, N: tl.constexpr, BLOCK_R: tl.constexpr,
+    seg_a_ptr, seg_h_ptr, carry_ptr, init_ptr, rows, n_segs,
+    REVERSE: tl.constexpr, HAS_INIT: tl.constexpr, N: tl.constexpr, BLOCK_R: tl.constexpr,
 ):
     """Carry of every segment from the segment summaries: ``x_s = a_{s-1} x_{s-1} + h_{s-1}`` from the
-    left (forward states), or ``x_s = a_{s+1} x_{s+1} + h_{s+1}`` from the right (adjoints)."""
+    left (forward states), or ``x_s = a_{s+1} x_{s+1} + h_{s+1}`` from the right (adjoints); the first
+    carry is ``init`` (rows, N) with HAS_INIT, else zero."""
     r = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
     n = tl.arange(0, N)
     mask = (r < rows)[:, None]
     base = r[:, None].to(tl.int64) * n_segs * N + n[None, :]
-    x = tl.zeros((BLOCK_R, N), dtype=tl.float32)
+    if HAS_INIT:
+        x = tl.load(init_ptr + r[:, None].to(tl.int64) * N + n[None, :], mask=mask, other=0.0)
+    else:
+        x = tl.zeros((BLOCK_R, N), dtype=tl.float32)
     for i in range(0, n_segs):
         s = n_segs - 1 - i if REVERSE else i
         tl.store(carry_ptr + base + s * N, x, mask=mask)
