@@ -412,21 +412,28 @@ class MambaModel(BaseModelMixin, MambaPreTrainedModel):
         hidden, _ = add_norm(self.norm_f, hidden, residual, self.config.residual_in_fp32, autocast_output=False)
         return hidden
 
+    def extend(self, input_ids: torch.Tensor, state: list[LayerState]) -> torch.Tensor:
+        """Continue the sequence ``state`` holds (from :meth:`allocate_state`: an empty one) by
+        ``input_ids`` (batch, l <= max_seq_len) in one parallel pass: the final-norm hidden of every new
+        position (batch, l, d_model), with ``state`` left as l calls of :meth:`step` would leave it."""
+        check_length(self.config, input_ids)
+        hidden, residual = self.embedding(input_ids), None
+        for layer, layer_state in zip(self.layers, state):
+            hidden, residual = layer(hidden, residual, state=layer_state)
+        hidden, _ = add_norm(self.norm_f, hidden, residual, self.config.residual_in_fp32, autocast_output=False)
+        return hidden
+
     def prefill(self, input_ids: torch.Tensor, state: list[LayerState]) -> torch.Tensor:
         """A whole prompt: ``input_ids`` (batch, L) -> final-norm hidden of its last position (batch,
         d_model), with ``state`` (from :meth:`allocate_state`, or left by earlier calls: the prompt
-        continues it) filled as L calls of :meth:`step` would leave it. The prompt goes through parallel
-        passes of at most ``max_seq_len`` tokens (the parallel forward's limit), each continuing the state
-        the one before left, so prompts of any length take memory for ``max_seq_len`` tokens only."""
+        continues it) filled as L calls of :meth:`step` would leave it. The prompt goes through
+        :meth:`extend` in pieces of at most ``max_seq_len`` tokens (the parallel forward's limit), so prompts
+        of any length take memory for ``max_seq_len`` tokens only."""
         if input_ids.dim() != 2 or input_ids.shape[1] < 1:
             raise InputFormatError(f"prefill takes (batch, length >= 1) token ids, got {tuple(input_ids.shape)}")
         for start in range(0, input_ids.shape[1], self.config.max_seq_len):
-            hidden, residual = self.embedding(input_ids[:, start:start + self.config.max_seq_len]), None
-            for layer, layer_state in zip(self.layers, state):
-                hidden, residual = layer(hidden, residual, state=layer_state)
-        hidden, _ = add_norm(self.norm_f, hidden[:, -1], residual[:, -1], self.config.residual_in_fp32,
-                             autocast_output=False)
-        return hidden
+            last = self.extend(input_ids[:, start:start + self.config.max_seq_len], state)[:, -1]
+        return last
 
 
 class _MambaLMBase(LMHeadMixin, MambaPreTrainedModel):
@@ -453,9 +460,15 @@ class MambaForCausalLM(CausalLMMixin, _MambaLMBase):
 
     @torch.no_grad()
     def prefill(self, input_ids: torch.Tensor, state: list[LayerState]) -> torch.Tensor:
-        """Logits (batch, padded_vocab) for the token after the prompt ``input_ids`` (batch, L), read in one
-        parallel pass that leaves ``state`` ready for :meth:`step`."""
+        """Logits (batch, padded_vocab) for the token after the prompt ``input_ids`` (batch, L), read in
+        parallel passes (:meth:`MambaModel.prefill`) that leave ``state`` ready for :meth:`step`."""
         return self.logits(self.backbone.prefill(input_ids, state))
+
+    @torch.no_grad()
+    def extend(self, input_ids: torch.Tensor, state: list[LayerState]) -> torch.Tensor:
+        """Next-token logits (batch, l, padded_vocab) at every position of ``input_ids`` (batch, l <=
+        max_seq_len), continuing the sequence ``state`` holds (:meth:`MambaModel.extend`)."""
+        return self.logits(self.backbone.extend(input_ids, state))
 
     @torch.no_grad()
     def generate_greedy(self, input_ids: torch.Tensor, max_new_tokens: int) -> torch.Tensor:

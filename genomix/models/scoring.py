@@ -1,0 +1,53 @@
+"""Per-token log-likelihoods of DNA under a causal language model, for sequences of any length where the
+model allows it.
+
+``token_log_likelihoods(model, ids)[b, t - 1] = log p(ids[b, t] | ids[b, :t])`` for t >= 1, normalised over
+the model's output columns as its training loss is. Recurrent models (those with ``allocate_state`` and
+``extend``: Mamba) read the sequence in pieces of ``max_seq_len`` tokens, each continuing the state the one
+before left, so a chromosome-length sequence takes the memory of one piece and its likelihoods are exact
+(the first token of a piece is scored from the last position of the piece before it). Other models read it
+in one forward, up to their ``max_seq_len``.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import InputFormatError
+
+
+def _chosen(logits: torch.Tensor, next_ids: torch.Tensor) -> torch.Tensor:
+    """log-softmax of ``logits`` (batch, l, vocab) at the ``next_ids`` (batch, l), fp32."""
+    return F.log_softmax(logits.float(), dim=-1).gather(-1, next_ids.unsqueeze(-1)).squeeze(-1)
+
+
+@torch.no_grad()
+def token_log_likelihoods(model: torch.nn.Module, input_ids: torch.Tensor, progress: bool = False) -> torch.Tensor:
+    """(batch, L - 1) fp32: the log-probability of each token given those before it (see the module
+    docstring), with ``model`` in eval mode for the call; ``progress``: a progress bar over the pieces."""
+    if input_ids.dim() != 2 or input_ids.shape[1] < 2:
+        raise InputFormatError(f"input_ids must be (batch, length >= 2), got {tuple(input_ids.shape)}")
+    was_training = model.training
+    model.eval()
+    try:
+        if not all(callable(getattr(model, name, None)) for name in ("allocate_state", "extend")):
+            return _chosen(model(input_ids).logits[:, :-1], input_ids[:, 1:])
+        from tqdm.auto import tqdm
+
+        piece = int(model.config.max_seq_len)
+        state = model.allocate_state(input_ids.shape[0], input_ids.device)
+        scores, previous = [], None
+        starts = range(0, input_ids.shape[1], piece)
+        for start in tqdm(starts, desc="scoring", unit="piece", disable=not progress or len(starts) < 2):
+            ids = input_ids[:, start:start + piece]
+            logits = model.extend(ids, state)
+            if previous is not None:  # this piece's first token, from the last position before it
+                scores.append(_chosen(previous, ids[:, :1]))
+            scores.append(_chosen(logits[:, :-1], ids[:, 1:]))
+            previous = logits[:, -1:]
+        return torch.cat(scores, dim=1)
+    finally:
+        model.train(was_training)
+
+
+__all__ = ["token_log_likelihoods"]
