@@ -69,6 +69,22 @@ reloaded = AutoModelForCausalLM.from_pretrained(work / "my-model").eval()
 with torch.no_grad():
     assert torch.allclose(reloaded(input_ids).logits, out.logits, atol=1e-5)
 type(reloaded).__name__"""),
+    ("markdown", """## Generate and score with Mamba
+A Mamba LM reads a prompt in one parallel pass and then generates one recurrent step per token (a CUDA
+graph replay on a GPU). `token_log_likelihoods` scores every base given those before it; Mamba reads
+sequences longer than its `max_seq_len` in pieces that carry its state, so here a 3,000-base region
+goes through a 1,024-token model in three exact pieces."""),
+    ("code", """from genomix.models.generation import generate
+from genomix.models.scoring import token_log_likelihoods
+
+torch.manual_seed(0)
+mamba = genomix.models.build("mamba-tiny-1k", task="causal-lm").eval()
+prompt = store.fetch(contig, 1_000_000, 1_000_256)[None]
+continued = generate(mamba, torch.as_tensor(prompt), 32, temperature=0.8, top_k=3)
+print(decode(continued[0, -32:].numpy()))
+region = torch.as_tensor(store.fetch(contig, 1_000_000, 1_003_000))[None]
+scores = token_log_likelihoods(mamba, region)
+print(tuple(scores.shape), "mean log-likelihood per base", float(scores.mean()))"""),
 ]
 
 
