@@ -161,10 +161,12 @@ def residual_stream(hidden: torch.Tensor, residual: torch.Tensor | None) -> torc
 # --------------------------------------------------------------------------------------------- mixer
 @dataclasses.dataclass
 class LayerState:
-    """Recurrent state of one mixer: the last ``d_conv`` conv inputs and the SSM state, both fp32."""
+    """Recurrent state of one mixer: the last ``d_conv`` conv inputs and the SSM state, both fp32, and
+    whether a sequence has started in it (a fresh state is read as zeros without being read at all)."""
 
     conv: torch.Tensor  # (batch, d_inner, d_conv)
     ssm: torch.Tensor  # (batch, d_inner, d_state)
+    started: bool = False
 
 
 def _rows(x: torch.Tensor) -> torch.Tensor:
@@ -239,14 +241,17 @@ class Mamba(nn.Module):
         if mask is not None:
             hidden = hidden * mask.unsqueeze(-1).to(hidden.dtype)
         x, z = in_proj(hidden).chunk(2, dim=-1)
-        x, history = x.transpose(1, 2), self.d_conv - 1
-        if state is not None:  # the conv reads the cached inputs first; the cache keeps the last d_conv
+        x, resume = x.transpose(1, 2), state is not None and state.started
+        if resume:  # the conv reads the cached inputs first, the scan starts from the cached state
             x = torch.cat([state.conv[:, :, 1:].to(x.dtype), x], dim=-1)
-            state.conv.copy_(x[..., -self.d_conv:])
+        if state is not None:  # the last d_conv conv inputs, oldest first, zeros before the sequence
+            tail = x[..., -self.d_conv:]
+            state.conv.zero_()
+            state.conv[:, :, self.d_conv - tail.shape[-1]:] = tail
         conv = self.conv1d
         x = causal_conv1d(x, conv.weight.squeeze(1), conv.bias, "silu")  # (b, d_inner, L)
-        if state is not None:
-            x = x[..., history:]
+        if resume:
+            x = x[..., self.d_conv - 1:]
         if mask is not None:
             x = x * mask.unsqueeze(1).to(x.dtype)
         dt, B, C = self._ssm_inputs(_rows(x))
@@ -261,11 +266,12 @@ class Mamba(nn.Module):
             delta_bias=self.dt_proj.bias.float(),
             delta_softplus=True,
             return_last_state=state is not None,
-            initial_state=None if state is None else state.ssm,
+            initial_state=state.ssm if resume else None,
         )
         if state is not None:
             y, last = y
             state.ssm.copy_(last)
+            state.started = True
         return out_proj(_rows(y))
 
     def empty_state(self, batch: int, device: torch.device | None = None) -> LayerState:
@@ -280,6 +286,7 @@ class Mamba(nn.Module):
         The same arithmetic as :meth:`forward` at one position: the conv sees the cached last inputs, the
         SSM state advances by one step of the recurrence (fp32)."""
         x, z = self.in_proj(hidden).chunk(2, dim=-1)
+        state.started = True
         conv = self.conv1d
         x = causal_conv1d_update(state.conv, x, conv.weight.squeeze(1), conv.bias, "silu").to(hidden.dtype)
         dt, B, C = self._ssm_inputs(x)
