@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
@@ -53,23 +52,19 @@ def _timed_generate(model: torch.nn.Module, prompt: torch.Tensor, new: int, recu
                     ) -> tuple[float, torch.Tensor]:
     """Seconds and tokens of greedy generation on the chosen path (the recurrent test switched as asked;
     ``graphs``: the recurrent step from a CUDA graph where there is one)."""
-    original, switch = generation._is_recurrent, os.environ.get(ENV_SWITCH)
+    original = generation._is_recurrent
     generation._is_recurrent = lambda m: recurrent
-    os.environ[ENV_SWITCH] = "1" if graphs else "0"
     try:
-        if prompt.is_cuda:
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        tokens = generation.generate(model, prompt, new, greedy=True)
-        if prompt.is_cuda:
-            torch.cuda.synchronize()
+        with environment({ENV_SWITCH: "1" if graphs else "0"}):
+            if prompt.is_cuda:
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            tokens = generation.generate(model, prompt, new, greedy=True)
+            if prompt.is_cuda:
+                torch.cuda.synchronize()
         return time.perf_counter() - start, tokens
     finally:
         generation._is_recurrent = original
-        if switch is None:
-            del os.environ[ENV_SWITCH]
-        else:
-            os.environ[ENV_SWITCH] = switch
 
 
 def _step_ms(model: torch.nn.Module, prompt: torch.Tensor, graphs: bool, steps: int = 100) -> float:
