@@ -102,6 +102,33 @@ def test_conv_update_steps_equal_the_convolution(path, nan_empty, width, dtype, 
     torch.testing.assert_close(step.double(), want_bare, rtol=tol, atol=tol)
 
 
+def test_step_kernels_read_column_slices_as_contiguous_rows(path):
+    """The generation step hands the kernels column slices of the projections' outputs (x and z of the
+    in-projection, B and C of the x-projection): the results equal those of contiguous copies (to rounding:
+    PyTorch's CPU reductions may order a strided sum differently)."""
+    g = torch.Generator().manual_seed(4)
+    batch, dim, size, width = 3, 40, 16, 4
+    xz = torch.randn(batch, 2 * dim, generator=g).to(DEVICE)
+    dbc = torch.randn(batch, 5 + 2 * size, generator=g).to(DEVICE)
+    x, z = xz.chunk(2, dim=-1)
+    B, C = dbc[:, 5:5 + size], dbc[:, 5 + size:]
+    assert not x.is_contiguous() and not B.is_contiguous()
+    weight, bias = torch.randn(dim, width, generator=g).to(DEVICE), torch.randn(dim, generator=g).to(DEVICE)
+    conv_state = torch.randn(batch, dim, width, generator=g).to(DEVICE)
+    conv_copy = conv_state.clone()
+    torch.testing.assert_close(causal_conv1d_update(conv_state, x, weight, bias, "silu"),
+                               causal_conv1d_update(conv_copy, x.contiguous(), weight, bias, "silu"), rtol=1e-6, atol=1e-6)
+    args = _ssm_inputs(batch, dim, size, torch.float32, g)
+    state = torch.randn(batch, dim, size, generator=g).to(DEVICE)
+    state_copy = state.clone()
+    sliced = dict(args, x=x, z=z, B=B, C=C)
+    copied = dict(args, x=x.contiguous(), z=z.contiguous(), B=B.contiguous(), C=C.contiguous())
+    torch.testing.assert_close(selective_state_update(state, **sliced), selective_state_update(state_copy, **copied),
+                               rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(state, state_copy, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(conv_state, conv_copy, rtol=1e-6, atol=1e-6)
+
+
 def test_step_kernels_refuse_mismatched_arguments():
     g = torch.Generator().manual_seed(0)
     args = _ssm_inputs(2, 8, 4, torch.float32, g)

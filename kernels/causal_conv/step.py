@@ -7,16 +7,19 @@ import torch
 import triton
 import triton.language as tl
 
+from ..transpose import unit_stride_rows
+
 #: Channels per program.
 BLOCK_CHANNELS = 64
 
 
 @triton.jit
-def _conv_update_kernel(state_ptr, x_ptr, w_ptr, bias_ptr, out_ptr, channels, width, HAS_BIAS: tl.constexpr,
+def _conv_update_kernel(state_ptr, x_ptr, w_ptr, bias_ptr, out_ptr, channels, width, sxb, HAS_BIAS: tl.constexpr,
                         SILU: tl.constexpr, BLOCK: tl.constexpr, KP: tl.constexpr):
     """One program: ``BLOCK`` channels of one sequence, their (BLOCK, width) state (oldest tap first) read,
     shifted by one with x as the newest tap, written back; ``KP`` is width rounded up to a power of two.
-    Every tensor is contiguous."""
+    x's rows have unit stride, ``sxb`` apart (the in-projection's output, read in place); every other
+    tensor is contiguous."""
     b = tl.program_id(0).to(tl.int64)
     c = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     j = tl.arange(0, KP)
@@ -24,7 +27,7 @@ def _conv_update_kernel(state_ptr, x_ptr, w_ptr, bias_ptr, out_ptr, channels, wi
     row = b * channels + c
     taps = row[:, None] * width + j[None, :]
     older = tl.load(state_ptr + taps + 1, mask=cmask[:, None] & (j[None, :] + 1 < width), other=0.0)
-    x = tl.load(x_ptr + row, mask=cmask, other=0.0).to(tl.float32)
+    x = tl.load(x_ptr + b * sxb + c, mask=cmask, other=0.0).to(tl.float32)
     state = tl.where(j[None, :] == width - 1, x[:, None], older)
     mask = cmask[:, None] & (j[None, :] < width)
     tl.store(state_ptr + taps, state, mask=mask)
@@ -33,7 +36,7 @@ def _conv_update_kernel(state_ptr, x_ptr, w_ptr, bias_ptr, out_ptr, channels, wi
     if HAS_BIAS:
         out += tl.load(bias_ptr + c, mask=cmask, other=0.0).to(tl.float32)
     if SILU:
-        out = out / (1.0 + tl.exp(-out))
+        out = out * tl.sigmoid(out)
     tl.store(out_ptr + row, out.to(out_ptr.dtype.element_ty), mask=cmask)
 
 
@@ -43,10 +46,10 @@ def causal_conv1d_update_triton(state: torch.Tensor, x: torch.Tensor, weight: to
     if not state.is_contiguous() or state.dtype != torch.float32:
         raise ValueError("causal_conv1d_update: the state must be a contiguous fp32 tensor (it is updated in place)")
     batch, channels, width = state.shape
-    x, weight = x.contiguous(), weight.contiguous()
+    x, weight = unit_stride_rows(x), weight.contiguous()
     out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
     _conv_update_kernel[(batch, triton.cdiv(channels, BLOCK_CHANNELS))](
-        state, x, weight, x if bias is None else bias.contiguous(), out, channels, width,
+        state, x, weight, x if bias is None else bias.contiguous(), out, channels, width, x.stride(0),
         HAS_BIAS=bias is not None, SILU=activation == "silu", BLOCK=BLOCK_CHANNELS,
         KP=triton.next_power_of_2(width), num_warps=2,
     )

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import torch
 import triton
 
+from ..transpose import unit_stride_rows
 from . import three_level, two_level
 from .epilogue_kernels import DOT_NONE, DOT_OTHER, DOT_SQUARE, epilogue_kernel, pad_product_kernel
 from .packed_kernels import packed_product_kernel
@@ -67,10 +68,6 @@ HALF_SPECTRA_INPUTS = (torch.bfloat16, torch.float16)
 HALF_RANGE = 2.0 ** 14
 
 
-def _unit_time_stride(t: torch.Tensor | None) -> torch.Tensor | None:
-    return t if t is None or t.stride(-1) == 1 else t.contiguous()
-
-
 def _bh_strides(t: torch.Tensor | None) -> tuple[int, int]:
     return (0, 0) if t is None else (t.stride(0), t.stride(1))
 
@@ -78,7 +75,7 @@ def _bh_strides(t: torch.Tensor | None) -> tuple[int, int]:
 def _launch_pad_product(a, b, n, *, other=None, other_gate=None, square=False, scale=None, dtype=torch.float32,
                         store=True, block=BLOCK):
     """(padded rows or None, per-block sums (B, H, nblk) or None): see :func:`pad_product_dot`."""
-    a, b, other, other_gate = (_unit_time_stride(t) for t in (a, b, other, other_gate))
+    a, b, other, other_gate = (unit_stride_rows(t) for t in (a, b, other, other_gate))
     batch, channels, length = a.shape
     out = torch.empty(batch, channels, n, dtype=dtype, device=a.device) if store else None
     nblk = triton.cdiv(n if store else length, block)
@@ -132,7 +129,7 @@ def epilogue(
     outputs = [t for t in (out1, out2, z) if t is not None]
     if any(t.stride() != out1.stride() or t.stride(-1) != 1 for t in outputs):
         raise ValueError("epilogue: outputs must share strides, with a unit stride in time")
-    a, b, m1, m2 = (_unit_time_stride(t) for t in (a, b, m1, m2))
+    a, b, m1, m2 = (unit_stride_rows(t) for t in (a, b, m1, m2))
     batch, channels, length = a.shape
     nblk = triton.cdiv(length, BLOCK)
     row_ninv = isinstance(n_inv, torch.Tensor)

@@ -35,6 +35,7 @@ import triton
 import triton.language as tl
 
 from ..dispatch import environment
+from ..transpose import unit_stride_rows
 from . import cufft_fused as one_level
 from .reference import _uncombine, combined_filter
 from .row_kernels import first_level_kernel, last_level_kernel
@@ -154,7 +155,7 @@ def first_level(a: torch.Tensor, b: torch.Tensor | None, scale: torch.Tensor | N
     the transform's first level (rows contiguous in j1, ready for the n1-point transforms). With ``pairs``
     > 0 the batch entries p and p + pairs are paired instead (real and imaginary parts of one n-point row,
     :func:`.row_kernels.first_level_kernel`): (pairs, H, n2, n1) with n1·n2 = n, ``split`` (n1, n2)."""
-    a, b = one_level._unit_time_stride(a), one_level._unit_time_stride(b)
+    a, b = unit_stride_rows(a), unit_stride_rows(b)
     batch, channels, length = a.shape
     n1, n2 = split or _split(plan)
     out = torch.empty(pairs or batch, channels, n2, n1, dtype=torch.complex32, device=a.device)
@@ -176,7 +177,7 @@ def last_level(rows: torch.Tensor, n_inv: torch.Tensor, a: torch.Tensor, b: torc
     of ``a`` (B, H, length), which is read only for the skip term ``D``. With ``pairs`` > 0 ``rows`` are
     (pairs, H, n2, n1) paired rows (:func:`first_level`) and ``n_inv`` has one factor per (batch entry,
     channel)."""
-    a, b, m1, m2 = (one_level._unit_time_stride(t) for t in (a, b, m1, m2))
+    a, b, m1, m2 = (unit_stride_rows(t) for t in (a, b, m1, m2))
     if any(t is not None and t.stride() != out1.stride() for t in (out2, z)):
         raise ValueError("last_level: outputs must share strides")
     if not rows.is_contiguous() or rows.shape[-2] % TILE:

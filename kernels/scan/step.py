@@ -17,6 +17,7 @@ import torch
 import triton
 import triton.language as tl
 
+from ..transpose import unit_stride_rows
 from .triton_scan import _sigmoid, _softplus
 
 #: Channels per program.
@@ -25,25 +26,26 @@ BLOCK_DIM = 32
 
 @triton.jit
 def _state_update_kernel(state_ptr, x_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, out_ptr,
-                         dim, dstate, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
-                         SOFTPLUS: tl.constexpr, BLOCK: tl.constexpr, NP: tl.constexpr):
-    """One program: ``BLOCK`` channels of one sequence, their (BLOCK, dstate) state in registers. Every
-    tensor is contiguous; ``NP`` is dstate rounded up to a power of two."""
+                         dim, dstate, sxb, sdtb, szb, sbb, scb, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
+                         HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, BLOCK: tl.constexpr, NP: tl.constexpr):
+    """One program: ``BLOCK`` channels of one sequence, their (BLOCK, dstate) state in registers. The
+    state, A and the output are contiguous; x, dt, z, B and C are rows with unit stride, ``s*b`` apart
+    (views into the projections' outputs, read in place); ``NP`` is dstate rounded up to a power of two."""
     b = tl.program_id(0).to(tl.int64)
     d = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     n = tl.arange(0, NP)
     dmask, nmask = d < dim, n < dstate
     mask = dmask[:, None] & nmask[None, :]
     row = b * dim + d
-    x = tl.load(x_ptr + row, mask=dmask, other=0.0).to(tl.float32)
-    dt = tl.load(dt_ptr + row, mask=dmask, other=0.0).to(tl.float32)
+    x = tl.load(x_ptr + b * sxb + d, mask=dmask, other=0.0).to(tl.float32)
+    dt = tl.load(dt_ptr + b * sdtb + d, mask=dmask, other=0.0).to(tl.float32)
     if HAS_BIAS:
         dt += tl.load(bias_ptr + d, mask=dmask, other=0.0).to(tl.float32)
     if SOFTPLUS:
         dt = _softplus(dt)
     A = tl.load(A_ptr + d[:, None] * dstate + n[None, :], mask=mask, other=0.0).to(tl.float32)
-    Bv = tl.load(B_ptr + b * dstate + n, mask=nmask, other=0.0).to(tl.float32)
-    Cv = tl.load(C_ptr + b * dstate + n, mask=nmask, other=0.0).to(tl.float32)
+    Bv = tl.load(B_ptr + b * sbb + n, mask=nmask, other=0.0).to(tl.float32)
+    Cv = tl.load(C_ptr + b * scb + n, mask=nmask, other=0.0).to(tl.float32)
     offs = row[:, None] * dstate + n[None, :]
     h = tl.load(state_ptr + offs, mask=mask, other=0.0)
     h = tl.exp(dt[:, None] * A) * h + (dt * x)[:, None] * Bv[None, :]
@@ -52,7 +54,7 @@ def _state_update_kernel(state_ptr, x_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z
     if HAS_D:
         y += tl.load(D_ptr + d, mask=dmask, other=0.0).to(tl.float32) * x
     if HAS_Z:
-        z = tl.load(z_ptr + row, mask=dmask, other=0.0).to(tl.float32)
+        z = tl.load(z_ptr + b * szb + d, mask=dmask, other=0.0).to(tl.float32)
         y *= z * _sigmoid(z)
     tl.store(out_ptr + row, y.to(out_ptr.dtype.element_ty), mask=dmask)
 
@@ -65,12 +67,13 @@ def selective_state_update_triton(state: torch.Tensor, x: torch.Tensor, dt: torc
     if not state.is_contiguous():
         raise ValueError("selective_state_update: the state must be contiguous (it is updated in place)")
     batch, dim, dstate = state.shape
-    x, dt, A, B, C = (t.contiguous() for t in (x, dt, A, B, C))
-    D, z, dt_bias = (None if t is None else t.contiguous() for t in (D, z, dt_bias))
+    x, dt, z, B, C = (unit_stride_rows(t) for t in (x, dt, z, B, C))
+    A, D, dt_bias = (None if t is None else t.contiguous() for t in (A, D, dt_bias))
     out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
     _state_update_kernel[(batch, triton.cdiv(dim, BLOCK_DIM))](
         state, x, dt, A, B, C, x if D is None else D, x if z is None else z, x if dt_bias is None else dt_bias, out,
-        dim, dstate, HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=dt_bias is not None,
+        dim, dstate, x.stride(0), dt.stride(0), x.stride(0) if z is None else z.stride(0), B.stride(0), C.stride(0),
+        HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=dt_bias is not None,
         SOFTPLUS=dt_softplus, BLOCK=BLOCK_DIM, NP=triton.next_power_of_2(dstate), num_warps=1,
     )
     return out

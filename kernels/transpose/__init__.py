@@ -20,6 +20,13 @@ from ..dispatch import use_triton
 MAX_BATCH = 65535  # the kernel's batch is its grid's third axis
 
 
+def unit_stride_rows(t: torch.Tensor | None) -> torch.Tensor | None:
+    """``t`` itself when its last axis has unit stride (a column slice of a wider output, or a batch or
+    channel slice), else a contiguous copy; None stays None. For kernels that read rows through their
+    leading strides."""
+    return t if t is None or t.stride(-1) == 1 else t.contiguous()
+
+
 def empty_time_major(x: torch.Tensor) -> torch.Tensor:
     """An empty (batch, E, L) tensor whose memory is a contiguous (batch, L, E) one."""
     batch, channels, length = x.shape
