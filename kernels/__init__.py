@@ -4,7 +4,8 @@ Imported as ``genomix.kernels`` (the package exposes this top-level ``kernels/``
 symlink, so it ships in wheels and works from a source tree). Nothing here imports the rest of genomix.
 Each op has one dispatch function that picks the Triton kernel on CUDA and the reference elsewhere:
 
-- :func:`fftconv` -- long causal (or bidirectional) FFT convolution with skip term and gates.
+- :func:`fftconv` -- long causal (or bidirectional) FFT convolution with skip term and gates;
+  :func:`fftconv_update` one new position of the causal form (generation).
 - :func:`selective_scan` -- Mamba-1 selective scan; :func:`selective_state_update` one token of it (generation).
 - :func:`causal_conv1d` -- short causal depthwise convolution (Hyena/M2 short filter, Mamba conv1d);
   :func:`causal_conv1d_update` one new position of it (generation).
@@ -15,7 +16,7 @@ Each op has one dispatch function that picks the Triton kernel on CUDA and the r
 """
 from .causal_conv import causal_conv1d, causal_conv1d_ref, causal_conv1d_update
 from .dispatch import use_triton
-from .fftconv import fftconv, fftconv_ref
+from .fftconv import fftconv, fftconv_ref, fftconv_update
 from .gelu_glu import gelu_glu, gelu_glu_ref
 from .implicit_filter import implicit_filter, implicit_filter_ref
 from .layer_norm import layer_norm, layer_norm_ref
@@ -24,6 +25,6 @@ from .transpose import channel_major
 
 __all__ = [
     "causal_conv1d", "causal_conv1d_ref", "causal_conv1d_update", "channel_major", "fftconv", "fftconv_ref",
-    "gelu_glu", "gelu_glu_ref", "implicit_filter", "implicit_filter_ref", "layer_norm", "layer_norm_ref",
-    "selective_scan", "selective_scan_ref", "selective_state_update", "use_triton",
+    "fftconv_update", "gelu_glu", "gelu_glu_ref", "implicit_filter", "implicit_filter_ref", "layer_norm",
+    "layer_norm_ref", "selective_scan", "selective_scan_ref", "selective_state_update", "use_triton",
 ]

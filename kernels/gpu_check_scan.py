@@ -3,7 +3,8 @@
     PYTHONUNBUFFERED=1 PYTHONPATH=. python kernels/gpu_check_scan.py --out $OUT
 
 1. Triton vs reference, forward and backward, fp32 and bf16, L not a multiple of the chunk, B·E > 1,
-   channel count not a multiple of the tile, grouped B/C, with and without z, D, Δ-bias.
+   channel count not a multiple of the tile, grouped B/C, with and without z, D, Δ-bias; and a sequence
+   scanned in two parts, the second from the first's last state (``initial_state``), against the whole.
 2. Tile sweep (channels per program x chunk length x segmentation target) at L = 64K; the fastest
    fwd+bwd setting is used below (and for the model step).
 3. kernels/bench_scan.py's table at L = 4K, 64K, 1M (B=1, E=512, N=16, bf16).
@@ -69,6 +70,52 @@ def correctness() -> list[dict]:
             for name, x, y in zip("u delta A B C D z bias".split(), leaves, ref_leaves):
                 if x is not None:
                     row["d" + name] = _rel(x.grad, y.grad)
+            row["ok"] = all(v <= tol for k, v in row.items() if isinstance(v, float))
+            rows.append(row)
+            print(row)
+    return rows
+
+
+def initial_state() -> list[dict]:
+    """A sequence scanned in two parts, the second from the first's last state, against the whole sequence
+    on the reference: outputs and last state, and the second part's gradients against the reference's from
+    the same state; the default ("seq") tiling and the "assoc" kernels, several segments, fp32 and bf16."""
+    from genomix.kernels.scan.ops import DEFAULT_TILING, Tiling, selective_scan_triton
+    from genomix.kernels.scan.reference import selective_scan_ref
+
+    rows = []
+    tilings = [DEFAULT_TILING, Tiling(4, 64, 4096, bwd_block_e=16, bwd_warps=8)]
+    for dtype, tol in ((torch.float32, 2e-4), (torch.bfloat16, 2e-2)):
+        for tiling in tilings:
+            g = torch.Generator(device="cuda").manual_seed(len(rows) + 100)
+            kw = dict(device="cuda", generator=g)
+            b, E, N, L, cut = 2, 96, 16, 70001, 30011
+            u = torch.randn(b, E, L, **kw).to(dtype)
+            delta = (torch.randn(b, E, L, **kw) * 0.5 - 2).to(dtype)
+            A = -(torch.rand(E, N, **kw) * 4 + 0.2)
+            B, C, z = (torch.randn(b, N, L, **kw).to(dtype), torch.randn(b, N, L, **kw).to(dtype),
+                       torch.randn(b, E, L, **kw).to(dtype))
+            D, bias = torch.randn(E, **kw), torch.rand(E, **kw) * 0.2
+            whole, whole_last = selective_scan_ref(u, delta, A, B, C, D, z, bias, return_last_state=True)
+            part = lambda t, sl: t[..., sl].contiguous()  # noqa: E731
+            head = [part(t, slice(None, cut)) for t in (u, delta)] + [A] + [part(t, slice(None, cut)) for t in (B, C)]
+            _, mid = selective_scan_triton(*head, D, part(z, slice(None, cut)), bias, return_last_state=True,
+                                           tiling=tiling)
+            tail = [part(t, slice(cut, None)) for t in (u, delta, B, C, z)]
+            leaves = [t.clone().requires_grad_() for t in tail]
+            ref_leaves = [t.clone().requires_grad_() for t in tail]
+            lu, ld, lB, lC, lz = leaves
+            ru, rd, rB, rC, rz = ref_leaves
+            out, last = selective_scan_triton(lu, ld, A, lB, lC, D, lz, bias, return_last_state=True,
+                                              initial_state=mid, tiling=tiling)
+            ref = selective_scan_ref(ru, rd, A, rB, rC, D, rz, bias, initial_state=mid)
+            grad = torch.randn(out.shape, **kw).to(dtype)
+            out.backward(grad)
+            ref.backward(grad)
+            row = dict(check="initial_state", dtype=str(dtype), tiling=repr(tiling), L=L, cut=cut,
+                       out=_rel(out, whole[..., cut:]), last_state=_rel(last, whole_last))
+            for name, x, y in zip("u delta B C z".split(), leaves, ref_leaves):
+                row["d" + name] = _rel(x.grad, y.grad)
             row["ok"] = all(v <= tol for k, v in row.items() if isinstance(v, float))
             rows.append(row)
             print(row)
@@ -144,7 +191,7 @@ def main() -> int:
     args = parser.parse_args()
     report: dict = {"device": torch.cuda.get_device_name(), "torch": torch.__version__}
     path = args.out / "scan_gpu_check.json"
-    sections = [("correctness", correctness)]
+    sections = [("correctness", correctness), ("initial_state", initial_state)]
     bandwidth = copy_bandwidth()
     report["copy_gbs"] = bandwidth / 1e9
     if not (args.skip_sweep or args.correctness_only):
@@ -172,7 +219,8 @@ def main() -> int:
         torch.cuda.empty_cache()
         write_json(path, report)
     print(f"\ndevice {report['device']}, copy {report['copy_gbs']:.0f} GB/s")
-    print("correctness:", "all ok" if all(r["ok"] for r in report.get("correctness", [{"ok": False}])) else "FAIL")
+    for name in ("correctness", "initial_state"):
+        print(f"{name}:", "all ok" if all(r["ok"] for r in report.get(name, [{"ok": False}])) else "FAIL")
     if "bench" in report:
         print_table(report["bench"])
     if "model" in report:

@@ -39,6 +39,6 @@ step scan 130 python kernels/gpu_scan_variants.py --budget-s 105 --out "$OUT/sca
 step fftconv 150 python kernels/gpu_fftconv_variants.py --out "$OUT/fftconv"
 step profile 55 python pipelines/profile_model.py --model hyenadna-large-1m --length 1048576 --out "$OUT/profile"
 step m2 70 python pipelines/bench_m2.py --models m2 m2-ref transformer --out "$OUT/m2"
-step generation 90 python pipelines/bench_mamba_generation.py --out "$OUT/generation"
+step generation 120 python pipelines/bench_generation.py --out "$OUT/generation"
 step scoring 90 python pipelines/bench_mamba_scoring.py --model mamba-7m-1m --lengths 1048576 4194304 --out "$OUT/scoring"
 cat "$OUT/summary.txt"

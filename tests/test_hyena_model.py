@@ -245,6 +245,50 @@ def test_generation_greedy_topk_and_temperature(released):
         next_token_distribution(torch.randn(1, 16), temperature=0)
 
 
+def test_recurrent_steps_equal_the_forward(released):
+    """The released model's prompt read in parallel and then one token at a time: every position's logits
+    are the whole-sequence forward's, and the state's history is the long convolutions' inputs."""
+    ids = torch.from_numpy(encode("ACGTTGCAAGGCTTAACCGGTATACGATCGGATCCATGCA"))[None].repeat(2, 1)
+    ids[1] = ids[1].flip(0)
+    released.eval()
+    with torch.no_grad():
+        full = released(ids).logits
+        state = released.allocate_state(2, length=ids.shape[1])
+        got = [released.prefill(ids[:, :9], state)]
+        got += [released.step(ids[:, t], state) for t in range(9, ids.shape[1])]
+    torch.testing.assert_close(torch.stack(got, 1), full[:, 8:], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("order", [2, 3])
+def test_recurrent_generation_equals_the_sliding_window(order):
+    torch.manual_seed(0)
+    model = build("hyenadna-tiny-1k", task="causal-lm", d_model=32, n_layer=2, max_seq_len=64, hyena_order=order)
+    prompt = torch.randint(A_ID, T_ID + 1, (2, 20))
+    for kw in (dict(greedy=True), dict(top_k=3, generator=torch.Generator().manual_seed(3))):
+        recurrent = generate(model, prompt, 30, recurrent=True, **kw)
+        if "generator" in kw:
+            kw["generator"].manual_seed(3)
+        assert torch.equal(recurrent, generate(model, prompt, 30, recurrent=False, **kw))
+    past_the_context = generate(model, prompt, 50, greedy=True)  # 69 positions: only the window can
+    assert torch.equal(past_the_context[:, :50], generate(model, prompt, 30, greedy=True)[:, :50])
+
+
+def test_recurrent_state_limits_are_clear_errors():
+    model = build("hyenadna-tiny-1k", task="causal-lm", d_model=32, n_layer=2, max_seq_len=64).eval()
+    prompt = torch.randint(A_ID, T_ID + 1, (1, 20))
+    with pytest.raises(RangeError, match="1..64 positions"):
+        model.allocate_state(1, length=65)
+    state = model.allocate_state(1, length=10)
+    with pytest.raises(RangeError, match="does not fit a state allocated for 10"):
+        model.prefill(prompt, state)
+    state = model.allocate_state(1, length=30)
+    model.prefill(prompt, state)
+    with pytest.raises(ConfigError, match="fresh state"):
+        model.prefill(prompt, state)
+    with pytest.raises(ConfigError, match="no recurrent state that holds 69"):
+        generate(model, prompt, 50, recurrent=True)
+
+
 def test_transformers_gradient_checkpointing_switch_reaches_the_backbone():
     model = build("hyenadna-tiny-1k", task="classification", num_labels=2, n_layer=1, d_model=32, max_seq_len=64)
     assert not model.backbone.gradient_checkpointing

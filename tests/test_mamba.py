@@ -184,11 +184,10 @@ def test_generate_runs_mamba_recurrently(monkeypatch):
     recurrent = generation.generate(model, prompt, 12, greedy=True)
     sampled = generation.generate(model, prompt, 12, top_k=3, generator=torch.Generator().manual_seed(2))
     assert calls == ["prefill", "prefill"]
-    monkeypatch.setattr(generation, "_is_recurrent", lambda m: False)
-    windowed = generation.generate(model, prompt, 12, greedy=True)
+    windowed = generation.generate(model, prompt, 12, greedy=True, recurrent=False)
+    assert calls == ["prefill", "prefill"]
     assert recurrent.shape == (2, 32) and torch.equal(recurrent, windowed)
     assert torch.equal(sampled[:, :20], prompt) and sampled.shape == (2, 32)
-    monkeypatch.undo()
     short = MambaForCausalLM(_tiny(max_seq_len=16)).eval()  # a prompt past max_seq_len: its last 16 tokens
     long_run = generation.generate(short, prompt, 3, greedy=True)
     assert torch.equal(long_run[:, :20], prompt)

@@ -1,5 +1,5 @@
 """The CUDA-graph generation step: refused off CUDA, eager there; on a GPU its logits, states and tokens
-equal the eager step's."""
+equal the eager step's (Mamba), and the full forward's (HyenaDNA)."""
 from __future__ import annotations
 
 import pytest
@@ -91,3 +91,25 @@ def test_generation_tokens_with_and_without_graphs(monkeypatch):
     eager = generation.generate(model, prompt, 12, greedy=True)
     assert torch.equal(graphed, eager)
     assert torch.equal(greedy, model.generate_greedy(prompt, 12))
+
+
+@needs_gpu
+@pytest.mark.parametrize("autocast", [False, True])
+def test_hyena_replays_equal_the_forward(autocast):
+    """HyenaDNA's step replayed from a graph, on the GPU's kernels (short conv step, Triton prefill): each
+    token's logits equal the parallel forward's at that position, and greedy tokens the sliding window's."""
+    torch.manual_seed(0)
+    model = build("hyenadna-tiny-1k", task="causal-lm", d_model=64, n_layer=2, max_seq_len=256).to("cuda").eval()
+    ids = torch.randint(7, 11, (2, 200), device="cuda")
+    tol = 2e-2 if autocast else 1e-4
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast), torch.no_grad():
+        full = model(ids).logits.float()
+        state = model.allocate_state(2, "cuda", ids.shape[1])
+        model.prefill(ids[:, :150], state)
+        step = GraphedStep(model, state, 2)
+        for t in range(150, ids.shape[1]):
+            got = step(ids[:, t]).float()
+            assert (got - full[:, t]).abs().max() <= tol * full[:, t].abs().max(), t
+    graphed = generation.generate(model, ids[:, :100], 40, greedy=True)
+    window = generation.generate(model, ids[:, :100], 40, greedy=True, recurrent=False)
+    assert torch.equal(graphed, window)

@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from genomix.kernels import causal_conv1d_ref, causal_conv1d_update, selective_scan_ref, selective_state_update
+from genomix.kernels import (causal_conv1d_ref, causal_conv1d_update, fftconv_ref, fftconv_update, selective_scan_ref,
+                             selective_state_update)
 from genomix.kernels.causal_conv import causal_conv1d_update_ref
 from genomix.kernels.scan import selective_state_update_ref
 
@@ -144,3 +145,38 @@ def test_step_kernels_refuse_mismatched_arguments():
         causal_conv1d_update(torch.zeros(2, 8, 4), torch.zeros(2, 9), torch.zeros(8, 4))
     with pytest.raises(TypeError, match="fp32"):
         causal_conv1d_update(torch.zeros(2, 8, 4, dtype=torch.float16), torch.zeros(2, 8), torch.zeros(8, 4))
+
+
+@pytest.mark.parametrize("gated", [False, True])
+def test_long_conv_steps_equal_the_parallel_convolution(gated):
+    """fftconv_update over a sequence, one position at a time into a history sized for it, gives the causal
+    FFT convolution's outputs (skip term and gates included) in fp32 and bf16."""
+    g = torch.Generator().manual_seed(5)
+    batch, channels, length = 2, 6, 37
+    for dtype, tol in ((torch.float32, 1e-5), (torch.bfloat16, 2e-2)):
+        u = torch.randn(batch, channels, length, generator=g).to(dtype).to(DEVICE)
+        k = torch.randn(channels, length, generator=g).to(DEVICE)  # not decaying: every tap matters
+        D = torch.randn(channels, generator=g).to(DEVICE)
+        pre, post = (torch.randn(batch, channels, length, generator=g).to(dtype).to(DEVICE) if gated else None
+                     for _ in range(2))
+        want = fftconv_ref(u, k, D, pre, post)
+        history = torch.zeros(batch, channels, length, device=DEVICE)
+        got = torch.stack([fftconv_update(history, u[..., t], k, D, None if pre is None else pre[..., t],
+                                          None if post is None else post[..., t]) for t in range(length)], -1)
+        assert got.dtype == dtype
+        assert (got.float() - want.float()).abs().max() <= tol * want.float().abs().max()
+        torch.testing.assert_close(history, (u.float() * (1 if pre is None else pre.float())).flip(-1))
+
+
+def test_long_conv_step_checks_its_arguments():
+    history, u, k = torch.zeros(2, 3, 5), torch.zeros(2, 3), torch.zeros(3, 5)
+    with pytest.raises(ValueError, match="history must be"):
+        fftconv_update(history[0], u, k)
+    with pytest.raises(TypeError, match="fp32"):
+        fftconv_update(history.double(), u, k)
+    with pytest.raises(ValueError, match="k must be"):
+        fftconv_update(history, u, k[:, :4])
+    with pytest.raises(ValueError, match="D must be"):
+        fftconv_update(history, u, k, D=torch.zeros(4))
+    with pytest.raises(ValueError, match="postgate must be"):
+        fftconv_update(history, u, k, postgate=torch.zeros(2, 4))

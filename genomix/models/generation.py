@@ -1,12 +1,14 @@
 """Sampling DNA from any genomix causal LM: greedy, temperature and top-k.
 
 Works with every family whose causal-LM head returns ``.logits`` (batch, length, vocab). Recurrent models
-(those with ``allocate_state``, ``prefill`` and ``step``: Mamba) read the prompt in one parallel pass and
-then advance their state one token at a time, O(1) per token whatever the length so far (on a GPU the step
-replays as one CUDA graph, :mod:`.step_graph`). Other models run
-on the last ``max_seq_len`` tokens at every step (a sliding window once the context is full), so they need
-no per-family cache. Only ``allowed_ids`` (by default the four bases) can be sampled, so the padded
-vocabulary columns and special tokens never appear in the output.
+(those with ``allocate_state``, ``prefill`` and ``step``: :class:`.tasks.RecurrentLMMixin`) read the prompt
+in one parallel pass and then advance their state one token at a time (on a GPU the step replays as one
+CUDA graph, :mod:`.step_graph`): Mamba at O(1) per token whatever the length so far, HyenaDNA at O(length)
+per token (each long convolution's dot product with every earlier position) while prompt and new tokens
+fit its ``max_seq_len``. Other models, and HyenaDNA past that, run on the last ``max_seq_len`` tokens at
+every step (a sliding window once the context is full), so they need no per-family cache. Only
+``allowed_ids`` (by default the four bases) can be sampled, so the padded vocabulary columns and special
+tokens never appear in the output.
 """
 from __future__ import annotations
 
@@ -49,20 +51,28 @@ def generate(
     top_k: int | None = None,
     allowed_ids=BASE_IDS,
     generator: torch.Generator | None = None,
+    recurrent: bool | None = None,
 ) -> torch.Tensor:
     """Extend each prompt row of ``input_ids`` (batch, length >= 1) by ``max_new_tokens`` tokens.
 
     Returns (batch, length + max_new_tokens). ``greedy`` takes the argmax; otherwise tokens are
-    sampled with ``temperature`` and ``top_k`` (reproducible with a seeded ``generator``).
+    sampled with ``temperature`` and ``top_k`` (reproducible with a seeded ``generator``). ``recurrent``:
+    None takes the recurrent state where the model has one that can hold the sequence, False the sliding
+    window, True the state or an error.
     """
     if input_ids.dim() != 2 or input_ids.shape[1] < 1:
         raise InputFormatError(f"input_ids must be (batch, length >= 1), got {tuple(input_ids.shape)}")
+    steps = max(max_new_tokens - 1, 0)  # tokens fed back after the prompt
+    can_recur = _is_recurrent(model, input_ids.shape[1] + steps)
+    if recurrent and not can_recur:
+        raise ConfigError(f"{type(model).__name__} has no recurrent state that holds {input_ids.shape[1] + steps} "
+                          "positions; generate with recurrent=None or False (a sliding window)")
+    use_state = can_recur if recurrent is None else recurrent
     was_training = model.training
     model.eval()
     tokens = [input_ids]
     try:
-        next_logits = (_recurrent_logits(model, input_ids, max_new_tokens - 1) if _is_recurrent(model)
-                       else _window_logits(model, input_ids))
+        next_logits = _recurrent_logits(model, input_ids, steps) if use_state else _window_logits(model, input_ids)
         logits = next(next_logits)
         for i in range(max_new_tokens):
             probs = next_token_distribution(logits, temperature, top_k, allowed_ids)
@@ -78,8 +88,12 @@ def generate(
     return torch.cat(tokens, dim=1)
 
 
-def _is_recurrent(model: torch.nn.Module) -> bool:
-    return all(callable(getattr(model, name, None)) for name in ("allocate_state", "prefill", "step"))
+def _is_recurrent(model: torch.nn.Module, length: int) -> bool:
+    """Whether ``model`` can generate through a recurrent state holding ``length`` positions."""
+    if not all(callable(getattr(model, name, None)) for name in ("allocate_state", "prefill", "step")):
+        return False
+    limit = getattr(model, "max_state_length", None)
+    return limit is None or length <= limit
 
 
 def _window(model: torch.nn.Module) -> int | None:
@@ -89,10 +103,12 @@ def _window(model: torch.nn.Module) -> int | None:
 def _recurrent_logits(model: torch.nn.Module, prompt: torch.Tensor, steps: int):
     """Last-position logits after the prompt, then after each of ``steps`` tokens sent in (batch, 1): the
     prompt (its last ``max_seq_len`` tokens, as the sliding window would read it) in one parallel pass, each
-    further token one recurrent step (:func:`.step_graph.step_function`), however long the sequence grows."""
+    further token one recurrent step (:func:`.step_graph.step_function`)."""
     window = _window(model)
-    state = model.allocate_state(prompt.shape[0], prompt.device)
-    token = yield model.prefill(prompt if window is None else prompt[:, -window:], state)
+    if window is not None:
+        prompt = prompt[:, -window:]
+    state = model.allocate_state(prompt.shape[0], prompt.device, prompt.shape[1] + steps)
+    token = yield model.prefill(prompt, state)
     step = step_function(model, state, prompt.shape[0], steps)
     while True:
         token = yield step(token[:, 0])

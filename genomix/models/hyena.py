@@ -20,6 +20,7 @@ buffers, as in the released checkpoints; inputs may have any length up to ``max_
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -28,7 +29,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..errors import ConfigError, InputFormatError, RangeError
-from ..kernels import causal_conv1d, fftconv
+from ..kernels import causal_conv1d, causal_conv1d_update, fftconv, fftconv_update
 from .base import BaseModelMixin, GenomixConfig, GenomixPreTrainedModel, run_residual_layers
 from .heads import POOLING_MODES
 from .implicit_filter import (ExponentialModulation, PositionalEmbedding, Sin, implicit_filter_taps,
@@ -36,7 +37,7 @@ from .implicit_filter import (ExponentialModulation, PositionalEmbedding, Sin, i
 from .linear import Linear, linear_gelu
 from .norms import LayerNorm
 from .registry import Family, register_family
-from .tasks import CausalLMMixin, SequenceClassificationMixin
+from .tasks import CausalLMMixin, RecurrentLMMixin, SequenceClassificationMixin
 
 
 class HyenaConfig(GenomixConfig):
@@ -184,8 +185,28 @@ class HyenaFilter(nn.Module):
         return implicit_filter_taps_and_sumsq(self.implicit_filter, self.pos_emb, self.modulation, length)
 
 
+@dataclasses.dataclass
+class HyenaLayerState:
+    """What one Hyena operator needs to take the next token of a sequence (:meth:`HyenaOperator.step`):
+    the short filter's last inputs, every earlier input of each long convolution, and the long filters'
+    taps, all fp32. It holds ``length`` positions, fixed when allocated, so its tensors keep their shapes
+    and addresses from token to token (a CUDA graph replays the step)."""
+
+    conv: torch.Tensor  # (batch, (order+1)·d, short_filter_order): the in-projection's last outputs, oldest first
+    history: torch.Tensor  # (order-1, batch, d, length): each long convolution's inputs, newest first
+    filters: torch.Tensor  # (order-1, d, length): the long filters' first `length` taps
+    started: bool = False
+
+    @property
+    def length(self) -> int:
+        return self.history.shape[-1]
+
+
 class HyenaOperator(nn.Module):
-    """Hyena mixer: projections, short depthwise conv, gated long FFT convolutions."""
+    """Hyena mixer: projections, short depthwise conv, gated long FFT convolutions.
+
+    With a fresh :class:`HyenaLayerState`, :meth:`forward` also fills it (a prompt); :meth:`step` then
+    takes one token at a time, exactly as the forward over the whole sequence would compute it."""
 
     def __init__(self, config: HyenaConfig) -> None:
         super().__init__()
@@ -201,12 +222,19 @@ class HyenaOperator(nn.Module):
         self.filter_fn = HyenaFilter(config, d * (self.order - 1))
         self.dropout = nn.Dropout(config.hyena_dropout)
 
-    def forward(self, u: torch.Tensor) -> torch.Tensor:
+    def forward(self, u: torch.Tensor, state: HyenaLayerState | None = None) -> torch.Tensor:
+        """(batch, L, d) -> (batch, L, d); with a fresh ``state`` (of at least L positions), also fills it."""
         length = u.shape[1]
+        if state is not None:
+            self._check_fresh(state, length)
         # The short conv reads the channels-last projection in place and writes it channel-major, as
         # the long convolution reads it (a separate transpose was the forward's largest cost at L = 1M).
         conv = self.short_filter
-        z = causal_conv1d(self.in_proj(u).transpose(1, 2), conv.weight.squeeze(1), conv.bias)  # (B, (order+1)d, L)
+        projected = self.in_proj(u)
+        z = causal_conv1d(projected.transpose(1, 2), conv.weight.squeeze(1), conv.bias)  # (B, (order+1)d, L)
+        if state is not None:
+            kept = min(length, state.conv.shape[-1])
+            state.conv[..., -kept:] = projected[:, -kept:].transpose(1, 2)
         *gates, v = z.split(self.d_model, dim=1)
         k, k_sumsq = self._filter(length)
         k = k.view(self.order - 1, self.d_model, length)
@@ -215,6 +243,8 @@ class HyenaOperator(nn.Module):
         use_dropout = self.training and self.dropout.p > 0
         for o, gate in enumerate(reversed(gates[1:])):
             postgate = gates[0] if o == self.order - 2 else None
+            if state is not None:
+                state.history[o, ..., :length] = (v.float() * gate.float()).flip(-1)
             if use_dropout:
                 v = fftconv(self.dropout(v * gate), k[o], skip[o])
                 v = v * postgate if postgate is not None else v
@@ -222,6 +252,40 @@ class HyenaOperator(nn.Module):
                 v = fftconv(v, k[o], skip[o], pregate=gate, postgate=postgate, k_sumsq=sumsq[o])
         return self.out_proj(v.transpose(1, 2))
 
+    def empty_state(self, batch: int, length: int, device: torch.device | None = None) -> HyenaLayerState:
+        """A fresh state for ``batch`` sequences of up to ``length`` positions, with the long filters' taps
+        for them computed now (without gradients; in eval mode, no filter dropout)."""
+        with torch.no_grad():
+            taps = self.filter_fn.filter(length).float().view(self.order - 1, self.d_model, length)
+        width = self.d_model * (self.order + 1)
+        return HyenaLayerState(
+            conv=torch.zeros(batch, width, self.short_filter.kernel_size[0], device=device),
+            history=torch.zeros(self.order - 1, batch, self.d_model, length, device=device),
+            filters=taps.to(device),
+        )
+
+    def step(self, u: torch.Tensor, state: HyenaLayerState) -> torch.Tensor:
+        """One token: ``u`` (batch, d) -> (batch, d); updates ``state`` in place. The same arithmetic as
+        :meth:`forward` at the next position (short conv over the cached inputs, each long convolution as a
+        dot product with all earlier inputs: :func:`genomix.kernels.fftconv_update`)."""
+        state.started = True
+        conv = self.short_filter
+        z = causal_conv1d_update(state.conv, self.in_proj(u), conv.weight.squeeze(1), conv.bias).to(u.dtype)
+        *gates, v = z.split(self.d_model, dim=-1)
+        skip = self.filter_fn.bias.view(self.order - 1, self.d_model)
+        for o, gate in enumerate(reversed(gates[1:])):
+            postgate = gates[0] if o == self.order - 2 else None
+            v = fftconv_update(state.history[o], v, state.filters[o], skip[o], pregate=gate, postgate=postgate)
+        return self.out_proj(v)
+
+    def _check_fresh(self, state: HyenaLayerState, length: int) -> None:
+        if state.started:
+            raise ConfigError("a HyenaDNA state holds one sequence from its start: continue it with step(), "
+                              "or allocate a fresh state for a new prompt")
+        if length > state.length:
+            raise RangeError(f"a prompt of {length} tokens does not fit a state allocated for {state.length} "
+                             "positions")
+        state.started = True
 
     def _filter(self, length: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The implicit filter and, without gradients, its rows' sums of squares when the filter kernel
@@ -277,14 +341,21 @@ class HyenaBlock(nn.Module):
         self.dropout1 = nn.Dropout(config.resid_dropout)
         self.dropout2 = nn.Dropout(config.resid_dropout)
 
-    def forward(self, hidden: torch.Tensor, residual: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, hidden: torch.Tensor, residual: torch.Tensor | None = None, state: HyenaLayerState | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``state``: the mixer's, filled from a prompt when fresh, else advanced by one token (length 1)."""
         inplace = not torch.is_grad_enabled()
         if residual is None:  # the stream is the caller's tensor: the first add makes a new one
             normed, residual, owned = self.norm1(hidden), hidden, False
         else:
             normed, residual = self.norm1.add_and_norm(hidden, residual, inplace=inplace)
             owned = True
-        mixed = self.dropout1(self.mixer(normed))
+        if state is not None and state.started and normed.shape[1] == 1:
+            mixed = self.mixer.step(normed[:, 0], state).unsqueeze(1)
+        else:
+            mixed = self.mixer(normed, state)
+        mixed = self.dropout1(mixed)
         normed, residual = self.norm2.add_and_norm(mixed, residual, inplace=inplace and owned)
         return self.dropout2(self.mlp(normed)), residual
 
@@ -387,11 +458,49 @@ class HyenaModel(BaseModelMixin, HyenaPreTrainedModel):
                 states = [torch.empty_like(s).scatter_(1, order.unsqueeze(-1).expand_as(s), s) for s in states]
         return x, states
 
+    @property
+    def max_state_length(self) -> int:
+        """The most positions a recurrent state can hold: the long filters have ``max_seq_len`` taps."""
+        return self.config.max_seq_len
 
-class HyenaForCausalLM(CausalLMMixin, HyenaPreTrainedModel):
+    def allocate_state(self, batch: int, device: torch.device | None = None,
+                       length: int | None = None) -> list[HyenaLayerState]:
+        """Fresh states for :meth:`prefill` and :meth:`step`, one per layer, for sequences of up to
+        ``length`` positions (default ``max_seq_len``). A step costs O(length) (a dot product over every
+        earlier position of each long convolution), so allocate what the sequence needs."""
+        length = self.config.max_seq_len if length is None else int(length)
+        if not 1 <= length <= self.config.max_seq_len:
+            raise RangeError(f"a HyenaDNA state holds 1..{self.config.max_seq_len} positions (max_seq_len), "
+                             f"asked for {length}")
+        return [layer.mixer.empty_state(batch, length, device) for layer in self.layers]
+
+    def prefill(self, input_ids: torch.Tensor, state: list[HyenaLayerState]) -> torch.Tensor:
+        """A prompt ``input_ids`` (batch, L) in one parallel pass: the final-norm hidden of its last position
+        (batch, d_model), with the fresh ``state`` filled as L calls of :meth:`step` would leave it."""
+        if input_ids.dim() != 2 or input_ids.shape[1] < 1:
+            raise InputFormatError(f"prefill takes (batch, length >= 1) token ids, got {tuple(input_ids.shape)}")
+        return self._run_with_state(input_ids, state)[:, -1]
+
+    def step(self, input_ids: torch.Tensor, state: list[HyenaLayerState]) -> torch.Tensor:
+        """One token per sequence after those ``state`` holds: ``input_ids`` (batch,) -> final-norm hidden
+        (batch, d_model). The state must have room for it (:meth:`allocate_state`'s ``length``): past it
+        the oldest position would drop out of the long convolutions."""
+        return self._run_with_state(input_ids[:, None], state)[:, 0]
+
+    def _run_with_state(self, input_ids: torch.Tensor, state: list[HyenaLayerState]) -> torch.Tensor:
+        self._check_input(input_ids)
+        hidden, residual = self.embed_dropout(self.embeddings(input_ids)).float(), None
+        for layer, layer_state in zip(self.layers, state):
+            hidden, residual = layer(hidden, residual, layer_state)
+        return self.ln_f.add_and_norm(hidden, residual)[0]
+
+
+class HyenaForCausalLM(RecurrentLMMixin, CausalLMMixin, HyenaPreTrainedModel):
     """Backbone + LM head (tied to the embedding matrix unless ``tie_word_embeddings`` is false).
 
-    Logits have ``padded_vocab_size`` (16) columns; ``labels`` are shifted inside, -100 ignored.
+    Logits have ``padded_vocab_size`` (16) columns; ``labels`` are shifted inside, -100 ignored. Generation
+    reads a prompt in parallel and then takes one token at a time (:meth:`prefill`, :meth:`step`) while the
+    sequence fits ``max_seq_len``.
     """
 
     backbone_class = HyenaModel

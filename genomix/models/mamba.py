@@ -37,7 +37,7 @@ from .base import BaseModelMixin, GenomixConfig, GenomixPreTrainedModel, run_lay
 from .heads import POOLING_MODES
 from .registry import Family, register_family
 from .step_graph import step_function
-from .tasks import CausalLMMixin, LMHeadMixin, MaskedLMMixin, SequenceClassificationMixin
+from .tasks import CausalLMMixin, LMHeadMixin, MaskedLMMixin, RecurrentLMMixin, SequenceClassificationMixin
 
 
 class MambaConfig(GenomixConfig):
@@ -406,8 +406,13 @@ class MambaModel(BaseModelMixin, MambaPreTrainedModel):
             states.append(hidden)
         return hidden, states
 
-    def allocate_state(self, batch: int, device: torch.device | None = None) -> list[LayerState]:
-        """Fresh (zero) recurrent states for :meth:`step`, one per layer."""
+    #: A state holds a sequence of any length (see :class:`.tasks.RecurrentLMMixin`).
+    max_state_length = None
+
+    def allocate_state(self, batch: int, device: torch.device | None = None,
+                       length: int | None = None) -> list[LayerState]:
+        """Fresh (zero) recurrent states for :meth:`step`, one per layer (of a fixed size: ``length``, the
+        positions it will hold, is not needed)."""
         return [layer.mixer.empty_state(batch, device) for layer in self.layers]
 
     def step(self, input_ids: torch.Tensor, state: list[LayerState]) -> torch.Tensor:
@@ -454,22 +459,8 @@ class _MambaLMBase(LMHeadMixin, MambaPreTrainedModel):
     fp32_logits = True
 
 
-class MambaForCausalLM(CausalLMMixin, _MambaLMBase):
+class MambaForCausalLM(RecurrentLMMixin, CausalLMMixin, _MambaLMBase):
     """mamba_ssm's ``MambaLMHeadModel``: next-token LM with a recurrent :meth:`step` for generation."""
-
-    def allocate_state(self, batch: int, device: torch.device | None = None) -> list[LayerState]:
-        return self.backbone.allocate_state(batch, device)
-
-    @torch.no_grad()
-    def step(self, input_ids: torch.Tensor, state: list[LayerState]) -> torch.Tensor:
-        """Logits (batch, padded_vocab) for the next token after feeding ``input_ids`` (batch,)."""
-        return self.logits(self.backbone.step(input_ids, state))
-
-    @torch.no_grad()
-    def prefill(self, input_ids: torch.Tensor, state: list[LayerState]) -> torch.Tensor:
-        """Logits (batch, padded_vocab) for the token after the prompt ``input_ids`` (batch, L), read in
-        parallel passes (:meth:`MambaModel.prefill`) that leave ``state`` ready for :meth:`step`."""
-        return self.logits(self.backbone.prefill(input_ids, state))
 
     @torch.no_grad()
     def extend(self, input_ids: torch.Tensor, state: list[LayerState]) -> torch.Tensor:

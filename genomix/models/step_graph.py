@@ -25,7 +25,7 @@ from ..errors import ConfigError
 ENV_SWITCH = "GENOMIX_STEP_GRAPHS"
 
 
-def _state_tensors(state: Sequence) -> list[torch.Tensor]:
+def state_tensors(state: Sequence) -> list[torch.Tensor]:
     """Every tensor of a list of per-layer states (dataclasses or tuples of tensors)."""
     tensors = []
     for layer_state in state:
@@ -45,7 +45,7 @@ class GraphedStep:
     outside the graph)."""
 
     def __init__(self, model: nn.Module, state: Sequence, batch: int, warmup: int = 2) -> None:
-        tensors = _state_tensors(state)
+        tensors = state_tensors(state)
         if not tensors or any(t.device.type != "cuda" for t in tensors):
             raise ConfigError("GraphedStep needs a recurrent state on a CUDA device (CUDA graphs)")
         device = tensors[0].device
@@ -90,10 +90,10 @@ def step_function(model: nn.Module, state: Sequence, batch: int,
     """The step to generate with after ``state`` has been allocated (and prefilled): a :class:`GraphedStep`
     when the state lives on a CUDA device (unless :data:`ENV_SWITCH` is "0", or the caller announces fewer
     than :data:`GRAPH_MIN_STEPS` ``steps``), else ``model.step`` on it."""
-    on_cuda = all(t.device.type == "cuda" for t in _state_tensors(state))
+    on_cuda = all(t.device.type == "cuda" for t in state_tensors(state))
     if on_cuda and os.environ.get(ENV_SWITCH) != "0" and (steps is None or steps >= GRAPH_MIN_STEPS):
         return GraphedStep(model, state, batch)
     return lambda ids: model.step(ids, state)
 
 
-__all__ = ["ENV_SWITCH", "GRAPH_MIN_STEPS", "GraphedStep", "step_function"]
+__all__ = ["ENV_SWITCH", "GRAPH_MIN_STEPS", "GraphedStep", "state_tensors", "step_function"]

@@ -13,6 +13,7 @@ when untied, ``score.proj.*``), so checkpoints load as before.
 - :class:`CausalLMMixin` / :class:`MaskedLMMixin`: backbone + LM head over ``padded_vocab_size``
   columns, tied to the input embedding matrix unless ``tie_word_embeddings`` is false (tied models own
   no ``lm_head`` parameter); next-token or position-wise loss.
+- :class:`RecurrentLMMixin`: a causal LM's ``prefill`` and ``step`` through its backbone's recurrent state.
 - :class:`SequenceClassificationMixin`: backbone + :class:`~genomix.models.heads.SequenceClassificationHead`
   under ``score``; loss by ``problem_type``.
 """
@@ -114,6 +115,37 @@ class CausalLMMixin(LMHeadMixin):
 
     output_class = CausalLMOutput
     lm_loss = staticmethod(causal_lm_loss)
+
+
+class RecurrentLMMixin:
+    """Next-token logits through the backbone's recurrent state, for generation (:mod:`.generation`).
+
+    The backbone provides ``allocate_state(batch, device, length)``, ``prefill(ids, state)`` and
+    ``step(ids, state)`` returning final-norm hidden states, and ``max_state_length`` (None when a state
+    holds a sequence of any length, as Mamba's; else the most positions one can hold: HyenaDNA's
+    ``max_seq_len``). Put it before :class:`CausalLMMixin`."""
+
+    backbone: PreTrainedModel
+
+    @property
+    def max_state_length(self) -> int | None:
+        return self.backbone.max_state_length
+
+    def allocate_state(self, batch: int, device: torch.device | None = None, length: int | None = None) -> list:
+        """Fresh per-layer states for ``batch`` sequences that will hold ``length`` positions (prompt and
+        generated tokens; needed where ``max_state_length`` is not None)."""
+        return self.backbone.allocate_state(batch, device, length)
+
+    @torch.no_grad()
+    def prefill(self, input_ids: torch.Tensor, state: list) -> torch.Tensor:
+        """Logits (batch, padded_vocab) for the token after the prompt ``input_ids`` (batch, L), read in
+        parallel, leaving ``state`` ready for :meth:`step`."""
+        return self.logits(self.backbone.prefill(input_ids, state))
+
+    @torch.no_grad()
+    def step(self, input_ids: torch.Tensor, state: list) -> torch.Tensor:
+        """Logits (batch, padded_vocab) for the next token after feeding ``input_ids`` (batch,)."""
+        return self.logits(self.backbone.step(input_ids, state))
 
 
 class MaskedLMMixin(LMHeadMixin):

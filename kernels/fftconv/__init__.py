@@ -9,6 +9,7 @@ from 32K to 4M there split each transform into Triton tensor-core levels at the 
 cuFFT level between them, :mod:`.two_level`; their forwards of batches from 32K to 128K pair batch entries
 as one complex row and run all three levels and the product in Triton, :mod:`.three_level`) on CUDA, and on
 the PyTorch reference :func:`fftconv_ref` elsewhere. Shapes are (batch, channels, length).
+:func:`fftconv_update` is one new position of the causal form, for generation (:mod:`.step`).
 """
 from __future__ import annotations
 
@@ -18,11 +19,12 @@ import torch
 
 from ..dispatch import use_triton
 from .reference import fftconv_ref
+from .step import fftconv_update
 
 if TYPE_CHECKING:
     from .plan import Tuning
 
-__all__ = ["ON_CHIP_MAX_L", "dispatch_name", "fftconv", "fftconv_ref", "fftconv_triton"]
+__all__ = ["ON_CHIP_MAX_L", "dispatch_name", "fftconv", "fftconv_ref", "fftconv_triton", "fftconv_update"]
 
 
 def _check(u: torch.Tensor, k: torch.Tensor, D, pregate, postgate, bidirectional: bool) -> None:
