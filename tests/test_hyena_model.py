@@ -247,7 +247,7 @@ def test_generation_greedy_topk_and_temperature(released):
 
 def test_recurrent_steps_equal_the_forward(released):
     """The released model's prompt read in parallel and then one token at a time: every position's logits
-    are the whole-sequence forward's, and the state's history is the long convolutions' inputs."""
+    are the whole-sequence forward's."""
     ids = torch.from_numpy(encode("ACGTTGCAAGGCTTAACCGGTATACGATCGGATCCATGCA"))[None].repeat(2, 1)
     ids[1] = ids[1].flip(0)
     released.eval()

@@ -160,23 +160,44 @@ def test_long_conv_steps_equal_the_parallel_convolution(gated):
         pre, post = (torch.randn(batch, channels, length, generator=g).to(dtype).to(DEVICE) if gated else None
                      for _ in range(2))
         want = fftconv_ref(u, k, D, pre, post)
-        history = torch.zeros(batch, channels, length, device=DEVICE)
-        got = torch.stack([fftconv_update(history, u[..., t], k, D, None if pre is None else pre[..., t],
-                                          None if post is None else post[..., t]) for t in range(length)], -1)
+        history, position = torch.zeros(batch, channels, length, device=DEVICE), torch.zeros((), dtype=torch.long,
+                                                                                                device=DEVICE)
+        got = []
+        for t in range(length):
+            got.append(fftconv_update(history, position, u[..., t], k, D, None if pre is None else pre[..., t],
+                                      None if post is None else post[..., t]))
+            position += 1
+        got = torch.stack(got, -1)
         assert got.dtype == dtype
         assert (got.float() - want.float()).abs().max() <= tol * want.float().abs().max()
-        torch.testing.assert_close(history, (u.float() * (1 if pre is None else pre.float())).flip(-1))
+        torch.testing.assert_close(history, u.float() * (1 if pre is None else pre.float()))
+
+
+def test_long_conv_ring_wraps_to_the_last_n_inputs():
+    """Past n positions the ring holds the last n inputs, and a step is the convolution truncated to the
+    filter's n taps (what a state allocated for n positions can give; generation never goes there)."""
+    g = torch.Generator().manual_seed(6)
+    u, k = torch.randn(1, 3, 12, generator=g), torch.randn(3, 5, generator=g)
+    history, position = torch.zeros(1, 3, 5), torch.zeros((), dtype=torch.long)
+    for t in range(12):
+        y = fftconv_update(history, position, u[..., t], k)
+        position += 1
+    want = sum(k[:, j] * u[0, :, 11 - j] for j in range(5))
+    torch.testing.assert_close(y[0], want, rtol=1e-6, atol=1e-6)
 
 
 def test_long_conv_step_checks_its_arguments():
     history, u, k = torch.zeros(2, 3, 5), torch.zeros(2, 3), torch.zeros(3, 5)
+    at = torch.zeros((), dtype=torch.long)
     with pytest.raises(ValueError, match="history must be"):
-        fftconv_update(history[0], u, k)
+        fftconv_update(history[0], at, u, k)
     with pytest.raises(TypeError, match="fp32"):
-        fftconv_update(history.double(), u, k)
+        fftconv_update(history.double(), at, u, k)
+    with pytest.raises(ValueError, match="position must be one integer"):
+        fftconv_update(history, at.float(), u, k)
     with pytest.raises(ValueError, match="k must be"):
-        fftconv_update(history, u, k[:, :4])
+        fftconv_update(history, at, u, k[:, :4])
     with pytest.raises(ValueError, match="D must be"):
-        fftconv_update(history, u, k, D=torch.zeros(4))
+        fftconv_update(history, at, u, k, D=torch.zeros(4))
     with pytest.raises(ValueError, match="postgate must be"):
-        fftconv_update(history, u, k, postgate=torch.zeros(2, 4))
+        fftconv_update(history, at, u, k, postgate=torch.zeros(2, 4))

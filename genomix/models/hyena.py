@@ -193,8 +193,9 @@ class HyenaLayerState:
     and addresses from token to token (a CUDA graph replays the step)."""
 
     conv: torch.Tensor  # (batch, (order+1)·d, short_filter_order): the in-projection's last outputs, oldest first
-    history: torch.Tensor  # (order-1, batch, d, length): each long convolution's inputs, newest first
+    history: torch.Tensor  # (order-1, batch, d, length): each long convolution's inputs, by position
     filters: torch.Tensor  # (order-1, d, length): the long filters' first `length` taps
+    position: torch.Tensor  # (), int64: how many positions the state holds (the next one's index)
     started: bool = False
 
     @property
@@ -244,7 +245,7 @@ class HyenaOperator(nn.Module):
         for o, gate in enumerate(reversed(gates[1:])):
             postgate = gates[0] if o == self.order - 2 else None
             if state is not None:
-                state.history[o, ..., :length] = (v.float() * gate.float()).flip(-1)
+                state.history[o, ..., :length] = v.float() * gate.float()
             if use_dropout:
                 v = fftconv(self.dropout(v * gate), k[o], skip[o])
                 v = v * postgate if postgate is not None else v
@@ -262,6 +263,7 @@ class HyenaOperator(nn.Module):
             conv=torch.zeros(batch, width, self.short_filter.kernel_size[0], device=device),
             history=torch.zeros(self.order - 1, batch, self.d_model, length, device=device),
             filters=taps.to(device),
+            position=torch.zeros((), dtype=torch.long, device=device),
         )
 
     def step(self, u: torch.Tensor, state: HyenaLayerState) -> torch.Tensor:
@@ -275,7 +277,9 @@ class HyenaOperator(nn.Module):
         skip = self.filter_fn.bias.view(self.order - 1, self.d_model)
         for o, gate in enumerate(reversed(gates[1:])):
             postgate = gates[0] if o == self.order - 2 else None
-            v = fftconv_update(state.history[o], v, state.filters[o], skip[o], pregate=gate, postgate=postgate)
+            v = fftconv_update(state.history[o], state.position, v, state.filters[o], skip[o], pregate=gate,
+                               postgate=postgate)
+        state.position += 1
         return self.out_proj(v)
 
     def _check_fresh(self, state: HyenaLayerState, length: int) -> None:
@@ -286,6 +290,7 @@ class HyenaOperator(nn.Module):
             raise RangeError(f"a prompt of {length} tokens does not fit a state allocated for {state.length} "
                              "positions")
         state.started = True
+        state.position.fill_(length)
 
     def _filter(self, length: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The implicit filter and, without gradients, its rows' sums of squares when the filter kernel

@@ -1,14 +1,16 @@
 """One new position of the causal long convolution, for token-by-token generation (HyenaDNA's step).
 
-The convolution's output at position t is ``sum_j k[:, j] * w[t - j]`` over every earlier input ``w = u *
+The convolution's output at position p is ``sum_j k[:, j] * w[p - j]`` over every earlier input ``w = u *
 pregate``, so a step needs the inputs so far, not a fixed-size state. They are kept in ``history`` (batch,
-channels, n), fp32, newest first: each step shifts it by one and writes the new input at index 0, and the
-output is then one dot product per channel against the filter's first ``n`` taps. Slots not yet written
-hold zeros, so a history allocated for n positions gives the exact causal convolution for the first n
-positions of a sequence with fixed shapes (what a CUDA graph replays).
+channels, n), fp32, as a ring: the input at position p lives at index ``p % n``. A step writes the new
+input there and takes one dot product per channel with the filter's taps gathered in ring order
+(``k[(p - s) % n]`` against ``history[s]``). Slots not yet written hold zeros, so a history allocated for
+n positions gives the exact causal convolution for the first n positions of a sequence; ``position`` is a
+device tensor, so the step keeps fixed shapes and no host sync (what a CUDA graph replays).
 
-This is memory-bound GEMV work that PyTorch issues as a shift copy and one batched matmul, so it has no
-Triton kernel; the parallel :func:`genomix.kernels.fftconv.fftconv` is what reads prompts.
+This is memory-bound GEMV work (PyTorch issues it as a gather of the filter, shared by the batch, and one
+batched matmul), so it has no Triton kernel; the parallel :func:`genomix.kernels.fftconv.fftconv` is what
+reads prompts.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import torch
 
 def fftconv_update(
     history: torch.Tensor,
+    position: torch.Tensor,
     u: torch.Tensor,
     k: torch.Tensor,
     D: torch.Tensor | None = None,
@@ -25,16 +28,20 @@ def fftconv_update(
 ) -> torch.Tensor:
     """One new position of :func:`~genomix.kernels.fftconv.fftconv` (causal form).
 
-    ``history`` (B, H, n) fp32: the earlier inputs ``u * pregate``, newest first, updated in place with
-    this one. ``u``, ``pregate``, ``postgate``: (B, H); ``k``: (H, n), the filter's first n taps; ``D``:
-    (H,). Returns ``postgate * (sum_j k[:, j] * history[:, :, j] + u * pregate * D)`` (B, H) in u's dtype,
-    computed in fp32 as :func:`fftconv` does.
+    ``history`` (B, H, n) fp32: the earlier inputs ``u * pregate`` of a sequence, the one at position p at
+    index ``p % n``; this one is written in place at ``position`` (an integer tensor of one element on
+    history's device; the caller advances it). ``u``, ``pregate``, ``postgate``: (B, H); ``k``: (H, n), the
+    filter's first n taps; ``D``: (H,). Returns ``postgate * (sum_j k[:, j] * w[position - j] + u * pregate
+    * D)`` (B, H) in u's dtype, computed in fp32 as :func:`fftconv` does; exact while ``position < n``.
     """
     if history.dim() != 3 or u.shape != history.shape[:2]:
         raise ValueError(f"fftconv_update: history must be (batch, channels, n) and u (batch, channels), "
                          f"got {tuple(history.shape)} and {tuple(u.shape)}")
     if history.dtype != torch.float32:
         raise TypeError(f"fftconv_update: the history must be fp32, got {history.dtype}")
+    if position.numel() != 1 or position.is_floating_point() or position.device != history.device:
+        raise ValueError(f"fftconv_update: position must be one integer on {history.device}, got "
+                         f"{tuple(position.shape)} {position.dtype} on {position.device}")
     if k.shape != history.shape[1:]:
         raise ValueError(f"fftconv_update: k must be (channels, n) = {tuple(history.shape[1:])} like the "
                          f"history, got {tuple(k.shape)}")
@@ -43,10 +50,12 @@ def fftconv_update(
     for name, gate in (("pregate", pregate), ("postgate", postgate)):
         if gate is not None and gate.shape != u.shape:
             raise ValueError(f"fftconv_update: {name} must be {tuple(u.shape)} like u, got {tuple(gate.shape)}")
+    n = history.shape[-1]
     w = u.float() if pregate is None else u.float() * pregate.float()
-    history.copy_(history.roll(1, dims=-1))
-    history[..., 0] = w
-    y = torch.einsum("bhj,hj->bh", history, k.float())
+    slot = position.reshape(1) % n
+    history.index_copy_(-1, slot, w.unsqueeze(-1))
+    taps = k.float().index_select(-1, (slot - torch.arange(n, device=history.device)) % n)  # k[(p - s) % n]
+    y = torch.einsum("bhs,hs->bh", history, taps)
     if D is not None:
         y = y + w * D.float()
     if postgate is not None:
