@@ -97,6 +97,29 @@ def test_causal_output_ignores_the_future(residual):
         assert (a[:, t + 1:] - b[:, t + 1:]).abs().max() > 1e-3  # and the perturbation does propagate
 
 
+@pytest.mark.parametrize("residual", [False, True])
+def test_recurrent_steps_equal_the_forward_and_generation_the_window(residual):
+    """A causal M2 reads a prompt in parallel and then one token at a time: every position's logits are the
+    whole-sequence forward's, and generated tokens the sliding window's."""
+    from genomix.models.generation import generate
+
+    model = tiny("m2-tiny-1k", task="causal-lm", residual_long_conv=residual)
+    ids = random_ids(2, 60)
+    with torch.no_grad():
+        full = model(ids).logits
+        state = model.allocate_state(2, length=ids.shape[1])
+        got = [model.prefill(ids[:, :7], state)] + [model.step(ids[:, t], state) for t in range(7, 60)]
+    torch.testing.assert_close(torch.stack(got, 1), full[:, 6:], rtol=1e-5, atol=1e-5)
+    prompt = ids[:, :30]
+    assert torch.equal(generate(model, prompt, 40, greedy=True, recurrent=True),
+                       generate(model, prompt, 40, greedy=True, recurrent=False))
+
+
+def test_bidirectional_m2_has_no_generation_state():
+    with pytest.raises(ConfigError, match="no token-by-token state"):
+        tiny("m2-bert-small-1k", task="base").allocate_state(1, length=8)
+
+
 def test_bidirectional_model_sees_both_sides():
     model = tiny("m2-bert-small-1k")
     ids = random_ids(1, 64)

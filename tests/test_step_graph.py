@@ -1,5 +1,5 @@
 """The CUDA-graph generation step: refused off CUDA, eager there; on a GPU its logits, states and tokens
-equal the eager step's (Mamba), and the full forward's (HyenaDNA)."""
+equal the eager step's (Mamba), and the full forward's (HyenaDNA, causal M2)."""
 from __future__ import annotations
 
 import pytest
@@ -95,11 +95,13 @@ def test_generation_tokens_with_and_without_graphs(monkeypatch):
 
 @needs_gpu
 @pytest.mark.parametrize("autocast", [False, True])
-def test_hyena_replays_equal_the_forward(autocast):
-    """HyenaDNA's step replayed from a graph, on the GPU's kernels (short conv step, Triton prefill): each
-    token's logits equal the parallel forward's at that position, and greedy tokens the sliding window's."""
+@pytest.mark.parametrize("name, options", [("hyenadna-tiny-1k", {}), ("m2-tiny-1k", {"residual_long_conv": True})])
+def test_long_conv_replays_equal_the_forward(autocast, name, options):
+    """HyenaDNA's and causal M2's step replayed from a graph, on the GPU's kernels (short conv step, Triton
+    prefill): each token's logits equal the parallel forward's at that position, and greedy tokens the
+    sliding window's."""
     torch.manual_seed(0)
-    model = build("hyenadna-tiny-1k", task="causal-lm", d_model=64, n_layer=2, max_seq_len=256).to("cuda").eval()
+    model = build(name, task="causal-lm", d_model=64, n_layer=2, max_seq_len=256, **options).to("cuda").eval()
     ids = torch.randint(7, 11, (2, 200), device="cuda")
     tol = 2e-2 if autocast else 1e-4
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast), torch.no_grad():

@@ -20,7 +20,6 @@ buffers, as in the released checkpoints; inputs may have any length up to ``max_
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 from typing import Any
 
@@ -35,6 +34,7 @@ from .heads import POOLING_MODES
 from .implicit_filter import (ExponentialModulation, PositionalEmbedding, Sin, implicit_filter_taps,
                               implicit_filter_taps_and_sumsq)
 from .linear import Linear, linear_gelu
+from .long_conv_state import LongConvGenerationMixin, LongConvState, run_mixer
 from .norms import LayerNorm
 from .registry import Family, register_family
 from .tasks import CausalLMMixin, RecurrentLMMixin, SequenceClassificationMixin
@@ -185,29 +185,11 @@ class HyenaFilter(nn.Module):
         return implicit_filter_taps_and_sumsq(self.implicit_filter, self.pos_emb, self.modulation, length)
 
 
-@dataclasses.dataclass
-class HyenaLayerState:
-    """What one Hyena operator needs to take the next token of a sequence (:meth:`HyenaOperator.step`):
-    the short filter's last inputs, every earlier input of each long convolution, and the long filters'
-    taps, all fp32. It holds ``length`` positions, fixed when allocated, so its tensors keep their shapes
-    and addresses from token to token (a CUDA graph replays the step)."""
-
-    conv: torch.Tensor  # (batch, (order+1)·d, short_filter_order): the in-projection's last outputs, oldest first
-    history: torch.Tensor  # (order-1, batch, d, length): each long convolution's inputs, by position
-    filters: torch.Tensor  # (order-1, d, length): the long filters' first `length` taps
-    position: torch.Tensor  # (), int64: how many positions the state holds (the next one's index)
-    started: bool = False
-
-    @property
-    def length(self) -> int:
-        return self.history.shape[-1]
-
-
 class HyenaOperator(nn.Module):
     """Hyena mixer: projections, short depthwise conv, gated long FFT convolutions.
 
-    With a fresh :class:`HyenaLayerState`, :meth:`forward` also fills it (a prompt); :meth:`step` then
-    takes one token at a time, exactly as the forward over the whole sequence would compute it."""
+    With a fresh :class:`.long_conv_state.LongConvState`, :meth:`forward` also fills it (a prompt);
+    :meth:`step` then takes one token at a time, exactly as the forward over the whole sequence would."""
 
     def __init__(self, config: HyenaConfig) -> None:
         super().__init__()
@@ -223,19 +205,16 @@ class HyenaOperator(nn.Module):
         self.filter_fn = HyenaFilter(config, d * (self.order - 1))
         self.dropout = nn.Dropout(config.hyena_dropout)
 
-    def forward(self, u: torch.Tensor, state: HyenaLayerState | None = None) -> torch.Tensor:
+    def forward(self, u: torch.Tensor, state: LongConvState | None = None) -> torch.Tensor:
         """(batch, L, d) -> (batch, L, d); with a fresh ``state`` (of at least L positions), also fills it."""
         length = u.shape[1]
-        if state is not None:
-            self._check_fresh(state, length)
         # The short conv reads the channels-last projection in place and writes it channel-major, as
         # the long convolution reads it (a separate transpose was the forward's largest cost at L = 1M).
         conv = self.short_filter
         projected = self.in_proj(u)
         z = causal_conv1d(projected.transpose(1, 2), conv.weight.squeeze(1), conv.bias)  # (B, (order+1)d, L)
         if state is not None:
-            kept = min(length, state.conv.shape[-1])
-            state.conv[..., -kept:] = projected[:, -kept:].transpose(1, 2)
+            state.begin(projected)
         *gates, v = z.split(self.d_model, dim=1)
         k, k_sumsq = self._filter(length)
         k = k.view(self.order - 1, self.d_model, length)
@@ -253,24 +232,18 @@ class HyenaOperator(nn.Module):
                 v = fftconv(v, k[o], skip[o], pregate=gate, postgate=postgate, k_sumsq=sumsq[o])
         return self.out_proj(v.transpose(1, 2))
 
-    def empty_state(self, batch: int, length: int, device: torch.device | None = None) -> HyenaLayerState:
+    def empty_state(self, batch: int, length: int, device: torch.device | None = None) -> LongConvState:
         """A fresh state for ``batch`` sequences of up to ``length`` positions, with the long filters' taps
         for them computed now (without gradients; in eval mode, no filter dropout)."""
         with torch.no_grad():
-            taps = self.filter_fn.filter(length).float().view(self.order - 1, self.d_model, length)
-        width = self.d_model * (self.order + 1)
-        return HyenaLayerState(
-            conv=torch.zeros(batch, width, self.short_filter.kernel_size[0], device=device),
-            history=torch.zeros(self.order - 1, batch, self.d_model, length, device=device),
-            filters=taps.to(device),
-            position=torch.zeros((), dtype=torch.long, device=device),
-        )
+            taps = self.filter_fn.filter(length).view(self.order - 1, self.d_model, length)
+        return LongConvState.empty(batch, self.d_model * (self.order + 1), self.short_filter.kernel_size[0], taps,
+                                   device)
 
-    def step(self, u: torch.Tensor, state: HyenaLayerState) -> torch.Tensor:
+    def step(self, u: torch.Tensor, state: LongConvState) -> torch.Tensor:
         """One token: ``u`` (batch, d) -> (batch, d); updates ``state`` in place. The same arithmetic as
         :meth:`forward` at the next position (short conv over the cached inputs, each long convolution as a
         dot product with all earlier inputs: :func:`genomix.kernels.fftconv_update`)."""
-        state.started = True
         conv = self.short_filter
         z = causal_conv1d_update(state.conv, self.in_proj(u), conv.weight.squeeze(1), conv.bias).to(u.dtype)
         *gates, v = z.split(self.d_model, dim=-1)
@@ -281,16 +254,6 @@ class HyenaOperator(nn.Module):
                                postgate=postgate)
         state.position += 1
         return self.out_proj(v)
-
-    def _check_fresh(self, state: HyenaLayerState, length: int) -> None:
-        if state.started:
-            raise ConfigError("a HyenaDNA state holds one sequence from its start: continue it with step(), "
-                              "or allocate a fresh state for a new prompt")
-        if length > state.length:
-            raise RangeError(f"a prompt of {length} tokens does not fit a state allocated for {state.length} "
-                             "positions")
-        state.started = True
-        state.position.fill_(length)
 
     def _filter(self, length: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The implicit filter and, without gradients, its rows' sums of squares when the filter kernel
@@ -347,7 +310,7 @@ class HyenaBlock(nn.Module):
         self.dropout2 = nn.Dropout(config.resid_dropout)
 
     def forward(
-        self, hidden: torch.Tensor, residual: torch.Tensor | None = None, state: HyenaLayerState | None = None
+        self, hidden: torch.Tensor, residual: torch.Tensor | None = None, state: LongConvState | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``state``: the mixer's, filled from a prompt when fresh, else advanced by one token (length 1)."""
         inplace = not torch.is_grad_enabled()
@@ -356,11 +319,7 @@ class HyenaBlock(nn.Module):
         else:
             normed, residual = self.norm1.add_and_norm(hidden, residual, inplace=inplace)
             owned = True
-        if state is not None and state.started and normed.shape[1] == 1:
-            mixed = self.mixer.step(normed[:, 0], state).unsqueeze(1)
-        else:
-            mixed = self.mixer(normed, state)
-        mixed = self.dropout1(mixed)
+        mixed = self.dropout1(run_mixer(self.mixer, normed, state))
         normed, residual = self.norm2.add_and_norm(mixed, residual, inplace=inplace and owned)
         return self.dropout2(self.mlp(normed)), residual
 
@@ -403,7 +362,7 @@ class HyenaPreTrainedModel(GenomixPreTrainedModel):
             nn.init.normal_(out.weight, std=std / math.sqrt(2 * self.config.n_layer))
 
 
-class HyenaModel(BaseModelMixin, HyenaPreTrainedModel):
+class HyenaModel(LongConvGenerationMixin, BaseModelMixin, HyenaPreTrainedModel):
     """The HyenaDNA backbone: token ids -> final hidden states (after ``ln_f``); the embedding model.
 
     With an ``attention_mask``, padding is made invisible: each row's real tokens are moved to the
@@ -463,36 +422,10 @@ class HyenaModel(BaseModelMixin, HyenaPreTrainedModel):
                 states = [torch.empty_like(s).scatter_(1, order.unsqueeze(-1).expand_as(s), s) for s in states]
         return x, states
 
-    @property
-    def max_state_length(self) -> int:
-        """The most positions a recurrent state can hold: the long filters have ``max_seq_len`` taps."""
-        return self.config.max_seq_len
+    def _state_mixer(self, layer: nn.Module) -> nn.Module:
+        return layer.mixer
 
-    def allocate_state(self, batch: int, device: torch.device | None = None,
-                       length: int | None = None) -> list[HyenaLayerState]:
-        """Fresh states for :meth:`prefill` and :meth:`step`, one per layer, for sequences of up to
-        ``length`` positions (default ``max_seq_len``). A step costs O(length) (a dot product over every
-        earlier position of each long convolution), so allocate what the sequence needs."""
-        length = self.config.max_seq_len if length is None else int(length)
-        if not 1 <= length <= self.config.max_seq_len:
-            raise RangeError(f"a HyenaDNA state holds 1..{self.config.max_seq_len} positions (max_seq_len), "
-                             f"asked for {length}")
-        return [layer.mixer.empty_state(batch, length, device) for layer in self.layers]
-
-    def prefill(self, input_ids: torch.Tensor, state: list[HyenaLayerState]) -> torch.Tensor:
-        """A prompt ``input_ids`` (batch, L) in one parallel pass: the final-norm hidden of its last position
-        (batch, d_model), with the fresh ``state`` filled as L calls of :meth:`step` would leave it."""
-        if input_ids.dim() != 2 or input_ids.shape[1] < 1:
-            raise InputFormatError(f"prefill takes (batch, length >= 1) token ids, got {tuple(input_ids.shape)}")
-        return self._run_with_state(input_ids, state)[:, -1]
-
-    def step(self, input_ids: torch.Tensor, state: list[HyenaLayerState]) -> torch.Tensor:
-        """One token per sequence after those ``state`` holds: ``input_ids`` (batch,) -> final-norm hidden
-        (batch, d_model). The state must have room for it (:meth:`allocate_state`'s ``length``): past it
-        the oldest position would drop out of the long convolutions."""
-        return self._run_with_state(input_ids[:, None], state)[:, 0]
-
-    def _run_with_state(self, input_ids: torch.Tensor, state: list[HyenaLayerState]) -> torch.Tensor:
+    def _run_with_state(self, input_ids: torch.Tensor, state: list[LongConvState]) -> torch.Tensor:
         self._check_input(input_ids)
         hidden, residual = self.embed_dropout(self.embeddings(input_ids)).float(), None
         for layer, layer_state in zip(self.layers, state):

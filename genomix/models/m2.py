@@ -25,15 +25,16 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, RangeError
-from ..kernels import causal_conv1d, fftconv, gelu_glu
+from ..kernels import causal_conv1d, causal_conv1d_update, fftconv, fftconv_update, gelu_glu
 from .base import GenomixConfig, GenomixPreTrainedModel, LayerNormStackMixin
 from .heads import POOLING_MODES, SequenceClassificationHead
 from .implicit_filter import ExponentialModulation, PositionalEmbedding, Sin, implicit_filter_taps
 from .linear import Linear
+from .long_conv_state import LongConvGenerationMixin, LongConvState, run_mixer
 from .monarch import BlockdiagLinear, MonarchLinear, make_linear
 from .norms import LayerNorm
 from .registry import Family, register_family
-from .tasks import CausalLMMixin, MaskedLMMixin, SequenceClassificationMixin
+from .tasks import CausalLMMixin, MaskedLMMixin, RecurrentLMMixin, SequenceClassificationMixin
 
 
 class M2Config(GenomixConfig):
@@ -159,26 +160,58 @@ class MonarchMixerSequenceMixing(nn.Module):
         self.filter_fn = HyenaFilter(config, config.bidirectional)
         self.filter_fn2 = HyenaFilter(config, config.bidirectional) if config.residual_long_conv else None
 
-    def forward(self, u: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """u: (B, L, d); mask: (B, L, 1) of 0/1 or None. Returns (B, L, d)."""
+    def forward(self, u: torch.Tensor, mask: torch.Tensor | None = None,
+                state: LongConvState | None = None) -> torch.Tensor:
+        """u: (B, L, d); mask: (B, L, 1) of 0/1 or None. Returns (B, L, d). A fresh ``state`` (causal, no
+        mask) is filled for :meth:`step`."""
         length = u.shape[1]
         z = self.in_linear(u)
         if mask is not None:
             z = z * mask.to(z.dtype)
         conv = self.short_filter
+        projected = z
         z = causal_conv1d(z.transpose(1, 2), conv.weight.squeeze(1), conv.bias)  # causal, (B, 3d, L)
+        if state is not None:
+            state.begin(projected)
         x1, x2, v = z.split(self.d_model, dim=1)
         if mask is not None:
             x1 = x1 * mask.transpose(1, 2).to(x1.dtype)  # zero v·x1 at pads so they feed no conv
         k = self.filter_fn.kernel(length)
+        if state is not None:
+            state.history[0, ..., :length] = v.float() * x1.float()
         y = fftconv(v, k, self.filter_fn.bias, pregate=x1, postgate=x2, bidirectional=self.bidirectional)
         if self.filter_fn2 is not None:
             uo = u.transpose(1, 2)
             if mask is not None:
                 uo = uo * mask.transpose(1, 2).to(uo.dtype)
+            if state is not None:
+                state.history[1, ..., :length] = uo.float()
             y = y + fftconv(uo, self.filter_fn2.kernel(length), self.filter_fn2.bias,
                             bidirectional=self.bidirectional)
         return self.out_linear(y.transpose(1, 2))
+
+    def empty_state(self, batch: int, length: int, device: torch.device | None = None) -> LongConvState:
+        """A fresh generation state (causal mixers only) for sequences of up to ``length`` positions."""
+        if self.bidirectional:
+            raise ConfigError("a bidirectional M2 (m2-bert) sees the future: it has no token-by-token state")
+        fns = [self.filter_fn] + ([self.filter_fn2] if self.filter_fn2 is not None else [])
+        with torch.no_grad():
+            taps = torch.stack([fn.kernel(length) for fn in fns])
+        return LongConvState.empty(batch, 3 * self.d_model, self.short_filter.kernel_size[0], taps, device)
+
+    def step(self, u: torch.Tensor, state: LongConvState) -> torch.Tensor:
+        """One token: ``u`` (B, d) -> (B, d), updating ``state`` in place: :meth:`forward`'s arithmetic at the
+        next position (short conv over the cached inputs, the long convolutions by
+        :func:`genomix.kernels.fftconv_update`)."""
+        conv = self.short_filter
+        z = causal_conv1d_update(state.conv, self.in_linear(u), conv.weight.squeeze(1), conv.bias).to(u.dtype)
+        x1, x2, v = z.split(self.d_model, dim=-1)
+        y = fftconv_update(state.history[0], state.position, v, state.filters[0], self.filter_fn.bias, pregate=x1,
+                           postgate=x2)
+        if self.filter_fn2 is not None:
+            y = y + fftconv_update(state.history[1], state.position, u, state.filters[1], self.filter_fn2.bias)
+        state.position += 1
+        return self.out_linear(y)
 
 
 class MonarchGLU(nn.Module):
@@ -210,9 +243,12 @@ class M2Block(nn.Module):
         self.mlp = MonarchGLU(config)
         self.dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None,
+                state: LongConvState | None = None) -> torch.Tensor:
+        """``state``: the mixer's generation state, filled from a prompt when fresh, else advanced by one
+        token (length 1, no mask)."""
         # x is the fp32 residual stream; adding a 16-bit branch output promotes in the one add kernel.
-        x = x + self.dropout(self.sequence_mixing(self.norm(x), mask))
+        x = x + self.dropout(run_mixer(self.sequence_mixing, self.norm(x), state, mask))
         return x + self.dropout(self.mlp(x))
 
 
@@ -250,12 +286,23 @@ class M2PreTrainedModel(GenomixPreTrainedModel):
             module.reset_buffers()
 
 
-class M2Model(LayerNormStackMixin, M2PreTrainedModel):
+class M2Model(LongConvGenerationMixin, LayerNormStackMixin, M2PreTrainedModel):
     """Embeddings, ``n_layer`` M2 blocks and a final LayerNorm; returns ``BaseModelOutput``.
 
-    Positions where ``attention_mask`` is 0 are zeroed before every convolution."""
+    Positions where ``attention_mask`` is 0 are zeroed before every convolution. A causal model also
+    generates token by token (``allocate_state``, ``prefill``, ``step``: :mod:`.long_conv_state`)."""
 
     block_class = M2Block
+
+    def _state_mixer(self, layer: nn.Module) -> nn.Module:
+        return layer.sequence_mixing
+
+    def _run_with_state(self, input_ids: torch.Tensor, state: list[LongConvState]) -> torch.Tensor:
+        self._check_input(input_ids)
+        x = self.embeddings(input_ids).float()
+        for layer, layer_state in zip(self.layers, state):
+            x = layer(x, None, layer_state)
+        return self.ln_f(x)
 
     def _check_input(self, input_ids: torch.Tensor) -> None:
         if input_ids.shape[-1] > self.config.max_seq_len:
@@ -271,9 +318,10 @@ class M2Model(LayerNormStackMixin, M2PreTrainedModel):
         return attention_mask[..., None].float()
 
 
-class M2ForCausalLM(CausalLMMixin, M2PreTrainedModel):
+class M2ForCausalLM(RecurrentLMMixin, CausalLMMixin, M2PreTrainedModel):
     """Next-nucleotide LM (``m2``) with an LM head tied to the embeddings unless ``tie_word_embeddings``
-    is false. Labels are shifted inside; -100 is ignored."""
+    is false. Labels are shifted inside; -100 is ignored. Generation reads a prompt in parallel and then
+    takes one token at a time while the sequence fits ``max_seq_len``."""
 
     backbone_class = M2Model
 
