@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -108,6 +109,7 @@ def main() -> int:
         model = build(name, task="causal-lm").to(device).eval()
         prompt = torch.randint(7, 11, (args.batch, args.prompt), generator=generator).to(device)
         row = {"model": name, "device": str(device), "batch": args.batch, "prompt": args.prompt, "new": args.new,
+               "GENOMIX_TRITON_OPS": os.environ.get("GENOMIX_TRITON_OPS", ""),
                **_prefill_agreement(model, prompt[:, :args.agreement_tokens])}
         _timed_generate(model, prompt, 2, recurrent=True)  # warm-up: kernels compiled, cuBLAS handles made
         row["graphed_s"], graphed = _timed_generate(model, prompt, args.new, recurrent=True)

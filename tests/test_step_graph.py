@@ -78,7 +78,8 @@ def test_chunked_prefill_matches_graphed_steps():
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
     for a, b in zip(chunked, stepped):
         torch.testing.assert_close(a.ssm, b.ssm, rtol=1e-4, atol=1e-5)
-        torch.testing.assert_close(a.conv, b.conv, rtol=0, atol=0)
+        # the cached conv inputs are in-projection outputs: a chunk's GEMM and a step's GEMV round apart
+        torch.testing.assert_close(a.conv, b.conv, rtol=1e-5, atol=1e-6)
 
 
 @needs_gpu

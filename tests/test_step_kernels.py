@@ -148,7 +148,7 @@ def test_step_kernels_refuse_mismatched_arguments():
 
 
 @pytest.mark.parametrize("gated", [False, True])
-def test_long_conv_steps_equal_the_parallel_convolution(gated):
+def test_long_conv_steps_equal_the_parallel_convolution(gated, path):
     """fftconv_update over a sequence, one position at a time into a history sized for it, gives the causal
     FFT convolution's outputs (skip term and gates included) in fp32 and bf16."""
     g = torch.Generator().manual_seed(5)
@@ -173,7 +173,7 @@ def test_long_conv_steps_equal_the_parallel_convolution(gated):
         torch.testing.assert_close(history, u.float() * (1 if pre is None else pre.float()))
 
 
-def test_long_conv_ring_wraps_to_the_last_n_inputs():
+def test_long_conv_ring_wraps_to_the_last_n_inputs(path):
     """Past n positions the ring holds the last n inputs, and a step is the convolution truncated to the
     filter's n taps (what a state allocated for n positions can give; generation never goes there)."""
     g = torch.Generator().manual_seed(6)
@@ -184,6 +184,30 @@ def test_long_conv_ring_wraps_to_the_last_n_inputs():
         position += 1
     want = sum(k[:, j] * u[0, :, 11 - j] for j in range(5))
     torch.testing.assert_close(y[0], want, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("position", [0, 4100, 9000, 12345])
+def test_ring_dot_kernel_matches_its_reference(position):
+    """The Triton step kernel against the reference at a history of three slices (positions per program),
+    a ragged channel block and ring positions at the start, inside a slice, at the last slot and wrapped;
+    NaN-poisoned partial sums must all be overwritten."""
+    from genomix.kernels.fftconv import step, step_kernels
+
+    g = torch.Generator().manual_seed(position)
+    n, history = 9001, torch.randn(2, 10, 9001, generator=g).to(DEVICE)
+    w, k = torch.randn(2, 10, generator=g).to(DEVICE), torch.randn(10, n, generator=g).to(DEVICE)
+    at = torch.tensor(position, device=DEVICE)
+    want_history = history.clone()
+    want = step._ring_dot(want_history, at, w, k)
+    real_empty = torch.empty
+    poisoned = lambda *a, **kw: real_empty(*a, **kw).fill_(float("nan"))  # noqa: E731
+    try:
+        torch.empty = poisoned
+        got = step_kernels.ring_dot_triton(history, at, w, k)
+    finally:
+        torch.empty = real_empty
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(history, want_history, rtol=0, atol=0)
 
 
 def test_long_conv_step_checks_its_arguments():

@@ -8,13 +8,16 @@ input there and takes one dot product per channel with the filter's taps gathere
 n positions gives the exact causal convolution for the first n positions of a sequence; ``position`` is a
 device tensor, so the step keeps fixed shapes and no host sync (what a CUDA graph replays).
 
-This is memory-bound GEMV work (PyTorch issues it as a gather of the filter, shared by the batch, and one
-batched matmul), so it has no Triton kernel; the parallel :func:`genomix.kernels.fftconv.fftconv` is what
-reads prompts.
+This is memory-bound work. Here (the reference, and the path off CUDA) it is a gather of the filter,
+shared by the batch, and one batched matrix-vector product; on CUDA one Triton kernel
+(:mod:`.step_kernels`, op ``fftconv_update``) reads the history and the filter once. The parallel
+:func:`genomix.kernels.fftconv.fftconv` is what reads prompts.
 """
 from __future__ import annotations
 
 import torch
+
+from ..dispatch import use_triton
 
 
 def fftconv_update(
@@ -50,17 +53,28 @@ def fftconv_update(
     for name, gate in (("pregate", pregate), ("postgate", postgate)):
         if gate is not None and gate.shape != u.shape:
             raise ValueError(f"fftconv_update: {name} must be {tuple(u.shape)} like u, got {tuple(gate.shape)}")
-    n = history.shape[-1]
     w = u.float() if pregate is None else u.float() * pregate.float()
-    slot = position.reshape(1) % n
-    history.index_copy_(-1, slot, w.unsqueeze(-1))
-    taps = k.float().index_select(-1, (slot - torch.arange(n, device=history.device)) % n)  # k[(p - s) % n]
-    y = torch.einsum("bhs,hs->bh", history, taps)
+    if use_triton(history, u, k, op="fftconv_update") and history.is_contiguous():
+        from .step_kernels import ring_dot_triton  # imports triton: only when this path is taken
+
+        y = ring_dot_triton(history, position, w.contiguous(), k.float().contiguous())
+    else:
+        y = _ring_dot(history, position, w, k)
     if D is not None:
         y = y + w * D.float()
     if postgate is not None:
         y = y * postgate.float()
     return y.to(u.dtype)
+
+
+def _ring_dot(history: torch.Tensor, position: torch.Tensor, w: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """The reference of the step's core: ``w`` (B, H) fp32 written at ring slot ``position % n``, then
+    ``sum_s history[..., s] * k[:, (position - s) % n]`` (B, H) fp32."""
+    n = history.shape[-1]
+    slot = position.reshape(1) % n
+    history.index_copy_(-1, slot, w.unsqueeze(-1))
+    taps = k.float().index_select(-1, (slot - torch.arange(n, device=history.device)) % n)  # k[(p - s) % n]
+    return torch.einsum("bhs,hs->bh", history, taps)
 
 
 __all__ = ["fftconv_update"]
