@@ -3,12 +3,12 @@
 Works with every family whose causal-LM head returns ``.logits`` (batch, length, vocab). Recurrent models
 (those with ``allocate_state``, ``prefill`` and ``step``: :class:`.tasks.RecurrentLMMixin`) read the prompt
 in one parallel pass and then advance their state one token at a time (on a GPU the step replays as one
-CUDA graph, :mod:`.step_graph`): Mamba at O(1) per token whatever the length so far, HyenaDNA at O(length)
-per token (each long convolution's dot product with every earlier position) while prompt and new tokens
-fit its ``max_seq_len``. Other models, and HyenaDNA past that, run on the last ``max_seq_len`` tokens at
-every step (a sliding window once the context is full), so they need no per-family cache. Only
-``allowed_ids`` (by default the four bases) can be sampled, so the padded vocabulary columns and special
-tokens never appear in the output.
+CUDA graph, :mod:`.step_graph`): Mamba at O(1) per token whatever the length so far, HyenaDNA and causal
+M2 at O(length) per token (each long convolution's dot product with every earlier position) while prompt
+and new tokens fit their ``max_seq_len``. Other models, and those two past it, run on the last
+``max_seq_len`` tokens at every step (a sliding window once the context is full), so they need no
+per-family cache. Only ``allowed_ids`` (by default the four bases) can be sampled, so the padded vocabulary
+columns and special tokens never appear in the output.
 """
 from __future__ import annotations
 

@@ -122,7 +122,7 @@ class RecurrentLMMixin:
 
     The backbone provides ``allocate_state(batch, device, length)``, ``prefill(ids, state)`` and
     ``step(ids, state)`` returning final-norm hidden states, and ``max_state_length`` (None when a state
-    holds a sequence of any length, as Mamba's; else the most positions one can hold: HyenaDNA's
+    holds a sequence of any length, as Mamba's; else the most positions one can hold: HyenaDNA's and M2's
     ``max_seq_len``). Put it before :class:`CausalLMMixin`."""
 
     backbone: PreTrainedModel
@@ -133,7 +133,8 @@ class RecurrentLMMixin:
 
     def allocate_state(self, batch: int, device: torch.device | None = None, length: int | None = None) -> list:
         """Fresh per-layer states for ``batch`` sequences that will hold ``length`` positions (prompt and
-        generated tokens; needed where ``max_state_length`` is not None)."""
+        generated tokens). Where ``max_state_length`` is not None a state is sized by it (default: that
+        limit), so ask for what the sequence needs; Mamba's state has one size whatever the length."""
         return self.backbone.allocate_state(batch, device, length)
 
     @torch.no_grad()
