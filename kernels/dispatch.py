@@ -88,9 +88,12 @@ def interpreting() -> bool:
 # (1, 1M, 256) on an H200 (BENCHMARKS.md, "Fused add-norm").
 # "selective_state_update" and "causal_conv1d_update" (one generation step of Mamba's scan and conv) replace
 # ~15 and ~6 tiny PyTorch kernels per layer (BENCHMARKS.md, "Fused generation-step kernels").
+# "fftconv_update" (HyenaDNA's and M2's generation step of a long convolution) reads the history once: 0.649
+# against 2.608 ms per `hyenadna-large-1m` token at 65,664 positions (BENCHMARKS.md, "HyenaDNA generates
+# through a recurrent state").
 TRITON_BY_DEFAULT = frozenset({
     "selective_scan", "fftconv-short", "fftconv-cufft", "causal_conv1d", "layer_norm", "add_norm", "gelu_glu",
-    "implicit_filter", "transpose", "selective_state_update", "causal_conv1d_update",
+    "implicit_filter", "transpose", "selective_state_update", "causal_conv1d_update", "fftconv_update",
 })
 
 

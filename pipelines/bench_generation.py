@@ -32,7 +32,7 @@ from genomix.models.step_graph import ENV_SWITCH, state_tensors, step_function
 
 #: The fused generation-step kernels, named for the dispatch (their PyTorch references when listed in
 #: GENOMIX_REFERENCE_OPS).
-STEP_OPS = "selective_state_update,causal_conv1d_update"
+STEP_OPS = "selective_state_update,causal_conv1d_update,fftconv_update"
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:

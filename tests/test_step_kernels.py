@@ -177,8 +177,8 @@ def test_long_conv_ring_wraps_to_the_last_n_inputs(path):
     """Past n positions the ring holds the last n inputs, and a step is the convolution truncated to the
     filter's n taps (what a state allocated for n positions can give; generation never goes there)."""
     g = torch.Generator().manual_seed(6)
-    u, k = torch.randn(1, 3, 12, generator=g), torch.randn(3, 5, generator=g)
-    history, position = torch.zeros(1, 3, 5), torch.zeros((), dtype=torch.long)
+    u, k = torch.randn(1, 3, 12, generator=g).to(DEVICE), torch.randn(3, 5, generator=g).to(DEVICE)
+    history, position = torch.zeros(1, 3, 5, device=DEVICE), torch.zeros((), dtype=torch.long, device=DEVICE)
     for t in range(12):
         y = fftconv_update(history, position, u[..., t], k)
         position += 1

@@ -2,7 +2,8 @@
 step): the ring write and each channel's dot product with the filter taps in ring order, reading the
 history and the filter once. Semantics and the CPU path: :func:`.step.fftconv_update`, whose PyTorch form
 gathers the filter into a new tensor and runs a batched matrix-vector product (four passes over the
-history's size instead of two).
+history's size instead of two; on an H200, 0.649 against 2.608 ms per ``hyenadna-large-1m`` token at 65,664
+positions).
 
 The history is long (every earlier position), so each (sequence, channel block) is cut into slices of
 positions, one program each; the slices' partial sums are added, with the skip term and gate, by a few
