@@ -29,6 +29,17 @@ def test_refused_and_eager_without_cuda():
         assert torch.equal(a.ssm, b.ssm) and torch.equal(a.conv, b.conv)
 
 
+def test_read_only_state_fields_are_not_saved_for_the_warm_up():
+    """A graph's warm-up saves and restores what a step writes; the long filters' taps are never written."""
+    from genomix.models.step_graph import state_tensors
+
+    model = build("hyenadna-tiny-1k", task="causal-lm", d_model=16, n_layer=2, max_seq_len=32).eval()
+    state = model.allocate_state(1, length=8)
+    written = state_tensors(state, written_only=True)
+    assert len(state_tensors(state)) == 8 and len(written) == 6
+    assert not any(t is layer.filters for t in written for layer in state)
+
+
 needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
 
 

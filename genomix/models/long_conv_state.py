@@ -12,6 +12,7 @@ addresses from token to token (a CUDA graph replays the step, :mod:`.step_graph`
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 import torch
 
@@ -27,6 +28,10 @@ class LongConvState:
     filters: torch.Tensor  # (convolutions, d, length): the long filters' first `length` taps
     position: torch.Tensor  # (), int64: how many positions the state holds (the next one's index)
     started: bool = False
+
+    #: Fields no step writes: a CUDA graph's warm-up need not save and restore them (:mod:`.step_graph`),
+    #: which at long lengths is as large as the history.
+    read_only_fields: ClassVar[tuple[str, ...]] = ("filters",)
 
     @classmethod
     def empty(cls, batch: int, conv_channels: int, conv_width: int, filters: torch.Tensor,

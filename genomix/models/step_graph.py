@@ -25,11 +25,17 @@ from ..errors import ConfigError
 ENV_SWITCH = "GENOMIX_STEP_GRAPHS"
 
 
-def state_tensors(state: Sequence) -> list[torch.Tensor]:
-    """Every tensor of a list of per-layer states (dataclasses or tuples of tensors)."""
+def state_tensors(state: Sequence, written_only: bool = False) -> list[torch.Tensor]:
+    """Every tensor of a list of per-layer states (dataclasses or tuples of tensors); with ``written_only``,
+    without the fields a state class names in ``read_only_fields`` (a step never writes them, e.g. the long
+    filters' taps of :class:`.long_conv_state.LongConvState`)."""
     tensors = []
     for layer_state in state:
-        values = vars(layer_state).values() if hasattr(layer_state, "__dict__") else layer_state
+        if hasattr(layer_state, "__dict__"):
+            skipped = getattr(layer_state, "read_only_fields", ()) if written_only else ()
+            values = [v for name, v in vars(layer_state).items() if name not in skipped]
+        else:
+            values = layer_state
         tensors.extend(v for v in values if isinstance(v, torch.Tensor))
     return tensors
 
@@ -52,14 +58,15 @@ class GraphedStep:
         self.model, self.state = model, state
         self.ids = torch.zeros(batch, dtype=torch.long, device=device)
         self.autocast = torch.get_autocast_dtype("cuda") if torch.is_autocast_enabled("cuda") else None
-        kept = [t.clone() for t in tensors]
+        written = state_tensors(state, written_only=True)
+        kept = [t.clone() for t in written]
         side = torch.cuda.Stream(device)
         side.wait_stream(torch.cuda.current_stream(device))
         with torch.cuda.stream(side), torch.no_grad():
             for _ in range(warmup):
                 self._step()
         torch.cuda.current_stream(device).wait_stream(side)
-        for tensor, value in zip(tensors, kept):
+        for tensor, value in zip(written, kept):
             tensor.copy_(value)
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph, capture_error_mode="thread_local"), torch.no_grad():
