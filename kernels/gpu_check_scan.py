@@ -30,6 +30,22 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((a.float() - b.float()).abs().max() / b.float().abs().max().clamp_min(1e-12)).item()
 
 
+def _random_inputs(case: dict, dtype: torch.dtype, g: torch.Generator) -> list[torch.Tensor | None]:
+    """[u, Δ, A, B, C, D, z, Δ-bias] on the GPU for a correctness ``case`` (batch, E, N, L, B/C groups or
+    None, and whether z, D and Δ-bias are given); Δ around -2 before the softplus, A in [-4.2, -0.2]."""
+    kw = dict(device="cuda", generator=g)
+    b, E, N, L = case["batch"], case["E"], case["N"], case["L"]
+    shp = (b, N, L) if case["groups"] is None else (b, case["groups"], N, L)
+    u = torch.randn(b, E, L, **kw).to(dtype)
+    delta = (torch.randn(b, E, L, **kw) * 0.5 - 2).to(dtype)
+    A = -(torch.rand(E, N, **kw) * 4 + 0.2)
+    B, C = torch.randn(*shp, **kw).to(dtype), torch.randn(*shp, **kw).to(dtype)
+    D = torch.randn(E, **kw) if case["D"] else None
+    z = torch.randn(b, E, L, **kw).to(dtype) if case["z"] else None
+    bias = torch.rand(E, **kw) * 0.2 if case["bias"] else None
+    return [u, delta, A, B, C, D, z, bias]
+
+
 def correctness() -> list[dict]:
     from genomix.kernels.scan.ops import DEFAULT_TILING, Tiling, selective_scan_triton
     from genomix.kernels.scan.reference import selective_scan_ref
@@ -47,23 +63,13 @@ def correctness() -> list[dict]:
     for dtype, tol in ((torch.float32, 2e-4), (torch.bfloat16, 2e-2)):
         for i, case in enumerate(cases):
             g = torch.Generator(device="cuda").manual_seed(len(rows))
-            kw = dict(device="cuda", generator=g)
-            b, E, N, L = case["batch"], case["E"], case["N"], case["L"]
-            shp = (b, N, L) if case["groups"] is None else (b, case["groups"], N, L)
-            u = torch.randn(b, E, L, **kw).to(dtype)
-            delta = (torch.randn(b, E, L, **kw) * 0.5 - 2).to(dtype)
-            A = -(torch.rand(E, N, **kw) * 4 + 0.2)
-            B, C = torch.randn(*shp, **kw).to(dtype), torch.randn(*shp, **kw).to(dtype)
-            D = torch.randn(E, **kw) if case["D"] else None
-            z = torch.randn(b, E, L, **kw).to(dtype) if case["z"] else None
-            bias = torch.rand(E, **kw) * 0.2 if case["bias"] else None
-            args = [u, delta, A, B, C, D, z, bias]
+            args = _random_inputs(case, dtype, g)
             leaves = [None if t is None else t.detach().clone().requires_grad_() for t in args]
             ref_leaves = [None if t is None else t.detach().clone().requires_grad_() for t in args]
             tiling = tilings[i % 2]  # the default on cases 0, 2, 4
             out, last = selective_scan_triton(*leaves, return_last_state=True, tiling=tiling)
             ref, ref_last = selective_scan_ref(*ref_leaves, return_last_state=True)
-            grad = torch.randn(out.shape, **kw).to(dtype)
+            grad = torch.randn(out.shape, device="cuda", generator=g).to(dtype)
             out.backward(grad)
             ref.backward(grad)
             row = dict(dtype=str(dtype), tiling=repr(tiling), **case, out=_rel(out, ref), last_state=_rel(last, ref_last))
@@ -88,14 +94,9 @@ def initial_state() -> list[dict]:
     for dtype, tol in ((torch.float32, 2e-4), (torch.bfloat16, 2e-2)):
         for tiling in tilings:
             g = torch.Generator(device="cuda").manual_seed(len(rows) + 100)
-            kw = dict(device="cuda", generator=g)
-            b, E, N, L, cut = 2, 96, 16, 20001, 7011
-            u = torch.randn(b, E, L, **kw).to(dtype)
-            delta = (torch.randn(b, E, L, **kw) * 0.5 - 2).to(dtype)
-            A = -(torch.rand(E, N, **kw) * 4 + 0.2)
-            B, C, z = (torch.randn(b, N, L, **kw).to(dtype), torch.randn(b, N, L, **kw).to(dtype),
-                       torch.randn(b, E, L, **kw).to(dtype))
-            D, bias = torch.randn(E, **kw), torch.rand(E, **kw) * 0.2
+            L, cut = 20001, 7011
+            u, delta, A, B, C, D, z, bias = _random_inputs(
+                dict(batch=2, E=96, N=16, L=L, groups=None, z=True, D=True, bias=True), dtype, g)
             whole, whole_last = selective_scan_ref(u, delta, A, B, C, D, z, bias, return_last_state=True)
             part = lambda t, sl: t[..., sl].contiguous()  # noqa: E731
             head = [part(t, slice(None, cut)) for t in (u, delta)] + [A] + [part(t, slice(None, cut)) for t in (B, C)]
@@ -109,7 +110,7 @@ def initial_state() -> list[dict]:
             out, last = selective_scan_triton(lu, ld, A, lB, lC, D, lz, bias, return_last_state=True,
                                               initial_state=mid, tiling=tiling)
             ref = selective_scan_ref(ru, rd, A, rB, rC, D, rz, bias, initial_state=mid)
-            grad = torch.randn(out.shape, **kw).to(dtype)
+            grad = torch.randn(out.shape, device="cuda", generator=g).to(dtype)
             out.backward(grad)
             ref.backward(grad)
             row = dict(check="initial_state", dtype=str(dtype), tiling=repr(tiling), L=L, cut=cut,
