@@ -1,4 +1,4 @@
-"""Generation with Mamba and HyenaDNA: the recurrent path (prompt prefilled in one pass, then one step per
+"""Generation with Mamba, HyenaDNA and causal M2: the recurrent path (prompt prefilled in one pass, then one step per
 token; on a GPU with and without the step replayed from a CUDA graph) against the sliding window (the whole
 sequence rerun for every token), same run, same model and prompt.
 
@@ -8,8 +8,8 @@ tensors, relative max difference), then times greedy :func:`genomix.models.gener
 and checks that the tokens agree (``graphed s`` is the recurrent path with CUDA-graph steps, ``recurrent
 s`` without them; on the CPU there are no graphs and both are the eager step; ``graphed, ref ops s``
 replays the step with the fused step kernels switched to their PyTorch references; ``ms per token``: the
-step alone, after the prefill). A HyenaDNA state holds prompt and new tokens (its step is a dot product
-over all of them). Prints tables and writes JSON. Runs on CUDA when available, else on the CPU.
+step alone, after the prefill). A HyenaDNA or M2 state holds prompt and new tokens (its step is a dot
+product over all of them). Prints tables and writes JSON. Runs on CUDA when available, else on the CPU.
 
     PYTHONPATH=. python pipelines/bench_generation.py --out DIR
     PYTHONPATH=. python pipelines/bench_generation.py --models mamba-7m-1m hyenadna-large-1m --prompt 4096 \
