@@ -49,9 +49,9 @@ DEVICE = "cuda"
 #: prefetched per tile 16-64 steps ahead (results/scan_variants_hint_ahead_h200.json) and the L2 prefetch
 #: 2 or 4 chunks ahead (results/scan_variants_hint_chunks_h200.json), both reverted (kernels/scan/NOTES.md).
 CANDIDATES = [
-    dataclasses.replace(DEFAULT_TILING, fwd_stages=3),
-    dataclasses.replace(DEFAULT_TILING, fwd_stages=3, fwd_maxnreg=None),
-    dataclasses.replace(DEFAULT_TILING, fwd_stages=2, fwd_maxnreg=168),
+    dataclasses.replace(DEFAULT_TILING, bwd_stash=2),
+    dataclasses.replace(DEFAULT_TILING, bwd_stash=2, bwd_maxnreg=168),
+    dataclasses.replace(DEFAULT_TILING, bwd_maxnreg=200),
 ]
 
 
@@ -153,7 +153,6 @@ def timing(length: int, tiling: Tiling, bandwidth: float, baseline: dict | None)
 def _label(t: Tiling) -> str:
     io = ("/io8" if t.tile_io else "") + ("/pf" if t.fwd_prefetch else "") + ("/fast" if t.fwd_fast_math else "")
     io += ("/hint" if t.hints else "") + ("/bc16" if t.bc16 else "") + (f"/r{t.fwd_maxnreg}" if t.fwd_maxnreg else "")
-    io += f"/st{t.fwd_stages}" if t.fwd_stages else ""
     stash = (f"/s{t.bwd_stash}" if t.bwd_variant == "seq" else "") + (f"/r{t.bwd_maxnreg}" if t.bwd_maxnreg else "")
     return (f"{t.variant}{io} e{t.block_e}w{t.fwd_warps} T{t.chunk} p{t.target_programs} | {t.bwd_variant}{stash} "
             f"e{t.bwd_block_e or t.block_e}w{t.bwd_warps} p{t.bwd_target_programs or t.target_programs}")

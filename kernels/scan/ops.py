@@ -43,8 +43,6 @@ class Tiling:
     ``hints`` ("seq" kernels, GPU only): cache prefetch instructions (L2 a chunk ahead, L1 for B/C two
     tiles ahead). ``bc16``: bf16 B and C packed as int32 pairs (exact). ``fwd_maxnreg`` /
     ``bwd_maxnreg``: register caps of the "seq" kernels (None: the compiler's choice).
-    ``fwd_stages`` ("seq" with ``tile_io``): the forward's tile loop as one ``tl.range`` software-pipelined
-    over that many stages (Triton's cp.async copies to shared memory); 0: the nested chunk/tile loops.
     """
 
     block_e: int = 4
@@ -63,7 +61,6 @@ class Tiling:
     hints: bool = False
     bc16: bool = False
     fwd_maxnreg: int | None = None
-    fwd_stages: int = 0
     bwd_maxnreg: int | None = None
 
 
@@ -210,8 +207,7 @@ def _launch_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, save_states
         A_k = _log2e_scaled(A)
         gpu = not dispatch.interpreting()  # inline PTX: not in the interpreter
         flags = dict(TILE_IO=tiling.tile_io, PREFETCH=tiling.fwd_prefetch and tiling.tile_io,
-                     ASM=tiling.fwd_fast_math and gpu, HINTS=tiling.hints and tiling.tile_io and gpu,
-                     STAGES=tiling.fwd_stages if tiling.tile_io else 0)
+                     ASM=tiling.fwd_fast_math and gpu, HINTS=tiling.hints and tiling.tile_io and gpu)
         BC = pack_bc(B, C, multiple=16, half=tiling.bc16)  # rows zero-padded: unmasked loads
         kernel, BC_k, lengths, extra = _seq_fwd_kernel, (BC,), (u.shape[2], BC.shape[2]), (1,)
     else:

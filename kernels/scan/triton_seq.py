@@ -139,7 +139,6 @@ def _seq_fwd_kernel(
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     SAVE_STATES: tl.constexpr, SUMMARY: tl.constexpr, TILE_IO: tl.constexpr, PREFETCH: tl.constexpr,
     ASM: tl.constexpr, N: tl.constexpr, BLOCK_E: tl.constexpr, T: tl.constexpr, HINTS: tl.constexpr = False,
-    STAGES: tl.constexpr = 0,
 ):
     """One (sequence, channel block, segment) per program, arguments as in
     :func:`.triton_scan._scan_fwd_kernel` except ``A2``: A (E, N) scaled by log2(e);
@@ -185,22 +184,7 @@ def _seq_fwd_kernel(
     load_z: tl.constexpr = HAS_Z and not SUMMARY
     if PREFETCH:  # the first tile's loads
         nu, ndt, nz = _load_io(u_ptr, dt_ptr, z_ptr, row, emask, c_start * T, L, load_z)
-    if STAGES > 0:  # one flat loop over the segment's tiles, software-pipelined by Triton (cp.async)
-        for t0 in tl.range(c_start * T, tl.minimum(c_stop * T, L), SUB, num_stages=STAGES):
-            if t0 % T == 0:
-                if not SUMMARY:
-                    if SAVE_STATES:
-                        tl.store(states_ptr + state_off + (t0 // T) * N, h, mask=emask[None, :])
-                if HINTS:
-                    _hint_rows(u_ptr, row, t0 + T, L, T)
-                    _hint_rows(dt_ptr, row, t0 + T, L, T)
-                    if load_z:
-                        _hint_rows(z_ptr, row, t0 + T, L, T)
-                    _hint_bc(BC_ptr, bc_row, t0 + T, L_bc, T, "L2", N, BLOCK_E)
-            u_raw, dt_raw, z_raw = _load_io(u_ptr, dt_ptr, z_ptr, row, emask, t0, L, load_z)
-            h, dt_sum = _sub_tile(h, dt_sum, A2, bias, Dv, u_raw, dt_raw, z_raw, out_ptr, BC_ptr, row, emask,
-                                  bc_row, t0, L, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, SUMMARY, N, ASM)
-    for c in range(c_start, c_stop if STAGES == 0 else c_start):
+    for c in range(c_start, c_stop):
         if not SUMMARY:
             if SAVE_STATES:
                 tl.store(states_ptr + state_off + c * N, h, mask=emask[None, :])
