@@ -47,7 +47,9 @@ DEVICE = "cuda"
 #: three were slower (results/scan_variants_bwd_registers_h200.json), as was, later, commit 240c1a5's
 #: evict-first u/Δ/z loads (results/scan_variants_evict_first_h200.json), and, in the seventh session, u/Δ/z
 #: prefetched per tile 16-64 steps ahead (results/scan_variants_hint_ahead_h200.json) and the L2 prefetch
-#: 2 or 4 chunks ahead (results/scan_variants_hint_chunks_h200.json), both reverted (kernels/scan/NOTES.md).
+#: 2 or 4 chunks ahead (results/scan_variants_hint_chunks_h200.json), both reverted (kernels/scan/NOTES.md);
+#: in the nineteenth, the forward's tile loop software-pipelined by Triton (commit 1e98fbd, ``fwd_stages``:
+#: 2-4x slower, pipelines/results/h200-2026-12-03-s19/scan_variants_fwd_stages.json), reverted too.
 CANDIDATES = [
     dataclasses.replace(DEFAULT_TILING, bwd_stash=2),
     dataclasses.replace(DEFAULT_TILING, bwd_stash=2, bwd_maxnreg=168),
