@@ -25,8 +25,15 @@ from transformers import PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import BaseModelOutput
 from transformers.utils import ModelOutput
 
+from ..errors import InputFormatError
 from .host_checkpoint import host_checkpoint
 from .norms import LayerNorm
+
+
+def check_prompt(input_ids: torch.Tensor, caller: str) -> None:
+    """Refuse token ids that are not (batch, length >= 1) rows, naming ``caller`` (generation's entry points)."""
+    if input_ids.dim() != 2 or input_ids.shape[1] < 1:
+        raise InputFormatError(f"{caller} takes (batch, length >= 1) token ids, got {tuple(input_ids.shape)}")
 
 
 def pad_to_multiple(n: int, multiple: int) -> int:

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import ConfigError, InputFormatError
+from ..errors import ConfigError
 from ..tokenizer import A_ID, C_ID, G_ID, T_ID
+from .base import check_prompt
 from .step_graph import step_function
 
 BASE_IDS = (A_ID, C_ID, G_ID, T_ID)
@@ -60,8 +61,7 @@ def generate(
     None takes the recurrent state where the model has one that can hold the sequence, False the sliding
     window, True the state or an error.
     """
-    if input_ids.dim() != 2 or input_ids.shape[1] < 1:
-        raise InputFormatError(f"input_ids must be (batch, length >= 1), got {tuple(input_ids.shape)}")
+    check_prompt(input_ids, "generate")
     steps = max(max_new_tokens - 1, 0)  # tokens fed back after the prompt
     can_recur = _is_recurrent(model, input_ids.shape[1] + steps)
     if recurrent and not can_recur:

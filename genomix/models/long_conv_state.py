@@ -16,7 +16,8 @@ from typing import ClassVar
 
 import torch
 
-from ..errors import ConfigError, InputFormatError, RangeError
+from ..errors import ConfigError, RangeError
+from .base import check_prompt
 
 
 @dataclasses.dataclass
@@ -85,17 +86,16 @@ class LongConvGenerationMixin:
         """Fresh states for :meth:`prefill` and :meth:`step`, one per layer, for sequences of up to
         ``length`` positions (default ``max_seq_len``). A step costs O(length) (a dot product over every
         earlier position of each long convolution), so allocate what the sequence needs."""
-        length = self.config.max_seq_len if length is None else int(length)
-        if not 1 <= length <= self.config.max_seq_len:
-            raise RangeError(f"a state holds 1..{self.config.max_seq_len} positions (max_seq_len), asked for "
-                             f"{length}")
+        limit = self.max_state_length
+        length = limit if length is None else int(length)
+        if not 1 <= length <= limit:
+            raise RangeError(f"a state holds 1..{limit} positions (max_seq_len), asked for {length}")
         return [self._state_mixer(layer).empty_state(batch, length, device) for layer in self.layers]
 
     def prefill(self, input_ids: torch.Tensor, state: list[LongConvState]) -> torch.Tensor:
         """A prompt ``input_ids`` (batch, L) in one parallel pass: the final-norm hidden of its last position
         (batch, d_model), with the fresh ``state`` filled as L calls of :meth:`step` would leave it."""
-        if input_ids.dim() != 2 or input_ids.shape[1] < 1:
-            raise InputFormatError(f"prefill takes (batch, length >= 1) token ids, got {tuple(input_ids.shape)}")
+        check_prompt(input_ids, "prefill")
         return self._run_with_state(input_ids, state)[:, -1]
 
     def step(self, input_ids: torch.Tensor, state: list[LongConvState]) -> torch.Tensor:

@@ -27,13 +27,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ConfigError, InputFormatError, RangeError
+from ..errors import ConfigError, RangeError
 from ..kernels import causal_conv1d, causal_conv1d_update, selective_scan, selective_state_update
 from ..kernels.layer_norm import add_norm as fused_add_norm
 from ..kernels.layer_norm import rms_norm
 from ..kernels.transpose import time_major
 from .norms import autocast_output_dtype
-from .base import BaseModelMixin, GenomixConfig, GenomixPreTrainedModel, run_layer
+from .base import BaseModelMixin, GenomixConfig, GenomixPreTrainedModel, check_prompt, run_layer
 from .heads import POOLING_MODES
 from .registry import Family, register_family
 from .step_graph import step_function
@@ -441,8 +441,7 @@ class MambaModel(BaseModelMixin, MambaPreTrainedModel):
         continues it) filled as L calls of :meth:`step` would leave it. The prompt goes through
         :meth:`extend` in pieces of at most ``max_seq_len`` tokens (the parallel forward's limit), so prompts
         of any length take memory for ``max_seq_len`` tokens only."""
-        if input_ids.dim() != 2 or input_ids.shape[1] < 1:
-            raise InputFormatError(f"prefill takes (batch, length >= 1) token ids, got {tuple(input_ids.shape)}")
+        check_prompt(input_ids, "prefill")
         for start in range(0, input_ids.shape[1], self.config.max_seq_len):
             last = self.extend(input_ids[:, start:start + self.config.max_seq_len], state)[:, -1]
         return last
