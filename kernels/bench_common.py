@@ -93,6 +93,34 @@ def median_ms(fn: Callable[[], object], device: str) -> float:
     return statistics.median(times)
 
 
+def graph_replay(call: Callable[[], object]) -> Callable[[], None]:
+    """``call`` captured in a CUDA graph, after one warm-up on a side stream (compilation, cuFFT plans):
+    the returned function replays it, with none of the host's launch cost."""
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        call()
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        call()
+    return graph.replay
+
+
+def cuda_kernel_ms(call: Callable[[], object]) -> list[dict]:
+    """GPU ms per kernel name over one run of ``call`` (torch.profiler; warm it up first), largest first."""
+    torch.cuda.synchronize()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        call()
+        torch.cuda.synchronize()
+    rows = []
+    for ev in prof.key_averages():
+        t = getattr(ev, "device_time_total", None) or getattr(ev, "cuda_time_total", 0)
+        if t > 0:
+            rows.append({"kernel": ev.key[:60], "calls": ev.count, "ms": t / 1e3})
+    return sorted(rows, key=lambda r: -r["ms"])
+
+
 def cpu_copy_bandwidth() -> float:
     """Bytes/s of a 256 MiB host copy (read + write counted): the floor's yardstick for the CPU smoke run."""
     src = torch.empty(1 << 26, dtype=torch.float32)

@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 import triton.testing
 
+from genomix.kernels.bench_common import cuda_kernel_ms
 from genomix.kernels.bench_scan import copy_bandwidth, write_json
 from genomix.kernels.fftconv import fftconv_ref, fftconv_triton
 from genomix.kernels.fftconv import cufft_fused, two_level
@@ -114,17 +115,7 @@ def breakdown(L: int, B: int, H: int, fast=fftconv_triton) -> list[dict]:
     dy = torch.randn(B, H, L, device="cuda").to(torch.bfloat16)
     fast(u, k, D).backward(dy)
     u.grad = k.grad = D.grad = None  # else the profiled backward also accumulates into the warm-up's grads
-    torch.cuda.synchronize()
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
-        fast(u, k, D).backward(dy)
-        torch.cuda.synchronize()
-    rows = []
-    for ev in prof.key_averages():
-        t = getattr(ev, "device_time_total", None) or getattr(ev, "cuda_time_total", 0)
-        if t > 0:
-            rows.append({"kernel": ev.key[:60], "calls": ev.count, "ms": t / 1e3})
-    rows.sort(key=lambda r: -r["ms"])
-    return rows[:14]
+    return cuda_kernel_ms(lambda: fast(u, k, D).backward(dy))[:14]
 
 
 def main() -> int:

@@ -16,44 +16,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Callable
 
 import torch
-import triton.testing
 
+from genomix.kernels.bench_common import cuda_kernel_ms, graph_replay, median_ms
 from genomix.kernels.bench_scan import copy_bandwidth, write_json
 from genomix.kernels.fftconv import fftconv_ref
 from genomix.kernels.fftconv.cufft_fused import fftconv_cufft
-
-
-def median_ms(fn: Callable[[], object]) -> float:
-    return triton.testing.do_bench(fn, warmup=25, rep=200, return_mode="median")
-
-
-def graph_replay(fn: Callable[[], object]) -> Callable[[], None]:
-    """``fn`` captured in a CUDA graph (after a warm-up on a side stream, as capture requires)."""
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for _ in range(2):
-            fn()
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        fn()
-    return graph.replay
-
-
-def kernel_ms(fn: Callable[[], object]) -> list[dict]:
-    """GPU time per kernel name of one call of ``fn``."""
-    fn()
-    torch.cuda.synchronize()
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
-        fn()
-        torch.cuda.synchronize()
-    rows = [{"kernel": ev.key[:60], "calls": ev.count, "ms": (getattr(ev, "device_time_total", 0) or 0) / 1e3}
-            for ev in prof.key_averages()]
-    return [r for r in rows if r["ms"] > 0]
 
 
 def main() -> int:
@@ -73,19 +42,22 @@ def main() -> int:
     with torch.no_grad():
         whole = lambda: fftconv_cufft(u, k, D)  # noqa: E731
         whole()
-        result["ref_ms"] = median_ms(lambda: fftconv_ref(u, k, D))
-        result["whole_ms"] = median_ms(whole)
-        result["whole_graph_ms"] = median_ms(graph_replay(whole))
+        result["ref_ms"] = median_ms(lambda: fftconv_ref(u, k, D), "cuda")
+        result["whole_ms"] = median_ms(whole, "cuda")
+        result["whole_graph_ms"] = median_ms(graph_replay(whole), "cuda")
         for g in args.groups:
             def grouped(g: int = g) -> None:
                 for i in range(0, H, g):
                     fftconv_cufft(u[:, i:i + g], k[i:i + g], D[i:i + g])
 
             grouped()
-            result["rows"].append({"group": g, "eager_ms": median_ms(grouped), "graph_ms": median_ms(graph_replay(grouped))})
+            result["rows"].append({"group": g, "eager_ms": median_ms(grouped, "cuda"),
+                                   "graph_ms": median_ms(graph_replay(grouped), "cuda")})
             torch.cuda.empty_cache()
-        result["kernels_whole"] = kernel_ms(whole)
-        result["kernels_group_of_4"] = kernel_ms(lambda: fftconv_cufft(u[:, :4], k[:4], D[:4]))
+        group_of_4 = lambda: fftconv_cufft(u[:, :4], k[:4], D[:4])  # noqa: E731
+        group_of_4()
+        result["kernels_whole"] = cuda_kernel_ms(whole)
+        result["kernels_group_of_4"] = cuda_kernel_ms(group_of_4)
     write_json(args.out / f"bench_fftconv_groups_{L}.json", result)
     print(f"{result['device']}, L = {L}, {H} channels, reference {result['ref_ms']:.2f} ms")
     print(f"all channels at once: {result['whole_ms']:.2f} ms ({result['whole_graph_ms']:.2f} ms from a graph)")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from genomix.kernels.bench_common import add_run_args, check_device
+from genomix.kernels.bench_common import add_run_args, check_device, graph_replay
 from genomix.kernels.bench_scan import write_json
 from genomix.kernels.dispatch import FFTCONV_PATHS, environment
 from genomix.kernels.fftconv import fftconv
@@ -42,15 +42,7 @@ def _per_call_s(call, calls: int, device: str) -> tuple[float, float]:
 
 def _graphed_s(call, calls: int) -> float:
     """Seconds per call replayed from a CUDA graph of one call."""
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        call()  # warm-up outside the capture: compilation and the cuFFT plan
-    torch.cuda.current_stream().wait_stream(stream)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        call()
-    return _per_call_s(graph.replay, calls, "cuda")[1]
+    return _per_call_s(graph_replay(call), calls, "cuda")[1]
 
 
 def bench(shape: tuple[int, int, int], calls: int, device: str, seed: int) -> list[dict]:
