@@ -38,9 +38,9 @@ def _row(pid, nblk, H, BLOCK: tl.constexpr):
 @triton.jit
 def gated(a_ptr, b_ptr, bi, hi, ts, mask, sab, sah, sbb, sbh, HAS_B: tl.constexpr):
     """a (times b) at (bi, hi, ts) in fp32, zero where masked."""
-    a = tl.load(a_ptr + bi * sab + hi * sah + ts, mask=mask, other=0.0).to(tl.float32)
+    a = tl.load((a_ptr + (bi * sab + hi * sah)) + ts, mask=mask, other=0.0).to(tl.float32)
     if HAS_B:
-        a *= tl.load(b_ptr + bi * sbb + hi * sbh + ts, mask=mask, other=0.0).to(tl.float32)
+        a *= tl.load((b_ptr + (bi * sbb + hi * sbh)) + ts, mask=mask, other=0.0).to(tl.float32)
     return a
 
 
@@ -77,16 +77,16 @@ def finish_epilogue(z, ts, mask, bi, hi, a_ptr, b_ptr, d_ptr, m1_ptr, m2_ptr, ou
     if HAS_D:
         skip = tl.load(d_ptr + hi).to(tl.float32)
         z += skip * gated(a_ptr, b_ptr, bi, hi, ts, mask, sab, sah, sbb, sbh, HAS_B)
-    out = bi * sob + hi * soh + ts
+    out = bi * sob + hi * soh
     if STORE_Z:
-        tl.store(z_ptr + out, z.to(z_ptr.dtype.element_ty), mask=mask)
+        tl.store((z_ptr + out) + ts, z.to(z_ptr.dtype.element_ty), mask=mask)
     first = z
     if HAS_M1:
-        first = z * tl.load(m1_ptr + bi * sm1b + hi * sm1h + ts, mask=mask, other=0.0).to(tl.float32)
-    tl.store(out1_ptr + out, first.to(out1_ptr.dtype.element_ty), mask=mask)
+        first = z * tl.load((m1_ptr + (bi * sm1b + hi * sm1h)) + ts, mask=mask, other=0.0).to(tl.float32)
+    tl.store((out1_ptr + out) + ts, first.to(out1_ptr.dtype.element_ty), mask=mask)
     if HAS_M2:
-        second = z * tl.load(m2_ptr + bi * sm2b + hi * sm2h + ts, mask=mask, other=0.0).to(tl.float32)
-        tl.store(out2_ptr + out, second.to(out2_ptr.dtype.element_ty), mask=mask)
+        second = z * tl.load((m2_ptr + (bi * sm2b + hi * sm2h)) + ts, mask=mask, other=0.0).to(tl.float32)
+        tl.store((out2_ptr + out) + ts, second.to(out2_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit

@@ -111,10 +111,12 @@ def _times(j0, n1, TA: tl.constexpr, TB: tl.constexpr, KB: tl.constexpr, WORD: t
     """Times of the real samples behind a program's words m = j1 + n1·(a·TB + b), j1 = j0 … j0 + KB - 1, as
     a (TB, TA, WORD·KB) tile [b, a, q]: with WORD = 2 samples per word (a row's, packed) q = 2·(j1 - j0) +
     (0 real, 1 imaginary), with WORD = 1 (paired rows, one sample of each) q = j1 - j0. The last axis runs
-    over WORD·KB consecutive samples (coalesced)."""
+    over WORD·KB consecutive samples (coalesced). int32: a row's times stay below WORD·n1·n2 <= 2^23 (the row's
+    base offset is added to the pointer as a scalar), which halves the registers the tile's offsets take
+    (the last level spilled 1.4 KB at 128 registers with int64 offsets, 0.6 KB now)."""
     ra, rb = tl.arange(0, TA), tl.arange(0, TB)
     q = tl.arange(0, WORD * KB)
-    return (ra[None, :, None] * TB + rb[:, None, None]).to(tl.int64) * (WORD * n1) + WORD * j0 + q[None, None, :]
+    return (ra[None, :, None] * TB + rb[:, None, None]) * (WORD * n1) + WORD * j0 + q[None, None, :]
 
 
 @triton.jit
