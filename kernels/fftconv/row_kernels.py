@@ -36,7 +36,6 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from ..scan.triton_scan import _prefetch
 from .epilogue_kernels import finish_epilogue, gated
 from .packed_kernels import load_complex, store_complex
 
@@ -112,7 +111,9 @@ def _times(j0, n1, TA: tl.constexpr, TB: tl.constexpr, KB: tl.constexpr, WORD: t
     """Times of the real samples behind a program's words m = j1 + n1·(a·TB + b), j1 = j0 … j0 + KB - 1, as
     a (TB, TA, WORD·KB) tile [b, a, q]: with WORD = 2 samples per word (a row's, packed) q = 2·(j1 - j0) +
     (0 real, 1 imaginary), with WORD = 1 (paired rows, one sample of each) q = j1 - j0. The last axis runs
-    over WORD·KB consecutive samples (coalesced)."""
+    over WORD·KB consecutive samples (coalesced). int32: a row's times stay below WORD·n1·n2 <= 2^23 (the row's
+    base offset is added to the pointer as a scalar), which halves the registers the tile's offsets take
+    (the last level spilled 1.4 KB at 128 registers with int64 offsets, 0.6 KB now)."""
     ra, rb = tl.arange(0, TA), tl.arange(0, TB)
     q = tl.arange(0, WORD * KB)
     return (ra[None, :, None] * TB + rb[:, None, None]) * (WORD * n1) + WORD * j0 + q[None, None, :]
@@ -137,34 +138,6 @@ def _to_columns(x, TA: tl.constexpr, TB: tl.constexpr, KB: tl.constexpr):
 def _from_columns(re, im, TA: tl.constexpr, TB: tl.constexpr, KB: tl.constexpr):
     """Inverse of :func:`_to_columns`."""
     return tl.reshape(tl.join(tl.permute(re, (1, 2, 0)), tl.permute(im, (1, 2, 0))), (TB, TA, 2 * KB))
-
-
-@triton.jit
-def _prefetch_times(ptr, bi, hi, sb, sh, j0, n1, L, N2: tl.constexpr, WORD: tl.constexpr):
-    """L2 prefetch of a future program's time tile (one line per j2 row, times clamped below L). GPU only."""
-    t = tl.minimum(tl.arange(0, N2) * (WORD * n1) + WORD * j0, L - 1)
-    _prefetch((ptr + (bi * sb + hi * sh)) + t, "L2")
-
-
-@triton.jit
-def _prefetch_words(ptr, row, j0, n1, N2: tl.constexpr):
-    """L2 prefetch of a future program's spectrum words (one line per word row). GPU only."""
-    _prefetch((ptr + row * n1 * N2) + (tl.arange(0, N2) * n1 + j0), "L2")
-
-
-@triton.jit
-def _low_half(x, TA: tl.constexpr, TB: tl.constexpr, KB: tl.constexpr):
-    """The part a < TA/2 of a (KB, TB, TA) tile [col, b, a]: the words j2 = a·TB + b < n2/2, which hold every
-    sample of a causal row (its length is at most half the padded one)."""
-    low, _ = tl.split(tl.permute(tl.reshape(x, (KB, TB, 2, TA // 2)), (0, 1, 3, 2)))
-    return low
-
-
-@triton.jit
-def _zero_high_half(x, TA: tl.constexpr, TB: tl.constexpr, KB: tl.constexpr):
-    """Inverse of :func:`_low_half` for a zero high half: (KB, TB, TA/2) -> (KB, TB, TA)."""
-    full = tl.join(x, tl.zeros_like(x))  # [col, b, a, half]
-    return tl.reshape(tl.permute(full, (0, 1, 3, 2)), (KB, TB, TA))
 
 
 @triton.jit
@@ -225,8 +198,7 @@ def _paired_columns(a_ptr, b_ptr, scale_ptr, bi, hi, pairs, batch, H, ts, mask, 
 def first_level_kernel(a_ptr, b_ptr, scale_ptr, out_ptr, mats_a_ptr, mats_b_ptr, tw_ptr, outer_ptr, H, L, n1,
                        n_blk, pairs, batch, sab, sah, sbb, sbh, HAS_B: tl.constexpr, HAS_SCALE: tl.constexpr,
                        PAIRED: tl.constexpr, TA: tl.constexpr, TB: tl.constexpr, KB: tl.constexpr,
-                       GAUSS: tl.constexpr, EVEN: tl.constexpr, MATH: tl.constexpr, LOW_HALF: tl.constexpr,
-                       AHEAD: tl.constexpr):
+                       GAUSS: tl.constexpr, EVEN: tl.constexpr, MATH: tl.constexpr):
     """The forward transform's first level, read from the time domain: for KB columns j1 of one row, the
     gated, range-scaled, zero-padded real samples ``a * b * scale`` (zero at times >= L) as words (packed:
     a row's consecutive samples; PAIRED: row (p, h) holds batch entries p and p + ``pairs`` of channel h,
@@ -237,16 +209,7 @@ def first_level_kernel(a_ptr, b_ptr, scale_ptr, out_ptr, mats_a_ptr, mats_b_ptr,
     row = (pid // n_blk).to(tl.int64)
     j0 = (pid % n_blk) * KB
     word: tl.constexpr = 1 if PAIRED else 2
-    if AHEAD > 0:
-        if not PAIRED:
-            future = tl.minimum(pid + AHEAD, tl.num_programs(0) - 1)
-            f_row = (future // n_blk).to(tl.int64)
-            f_j0 = (future % n_blk) * KB
-            _prefetch_times(a_ptr, f_row // H, f_row % H, sab, sah, f_j0, n1, L, TA * TB, word)
-            if HAS_B:
-                _prefetch_times(b_ptr, f_row // H, f_row % H, sbb, sbh, f_j0, n1, L, TA * TB, word)
-    TS: tl.constexpr = TA // 2 if LOW_HALF else TA
-    ts = _times(j0, n1, TS, TB, KB, word)
+    ts = _times(j0, n1, TA, TB, KB, word)
     mask = _sample_mask(ts, L, j0, n1, KB, EVEN, word)
     if PAIRED:
         xr, xi = _paired_columns(a_ptr, b_ptr, scale_ptr, row // H, row % H, pairs, batch, H, ts, mask, sab, sah,
@@ -255,10 +218,8 @@ def first_level_kernel(a_ptr, b_ptr, scale_ptr, out_ptr, mats_a_ptr, mats_b_ptr,
         value = gated(a_ptr, b_ptr, row // H, row % H, ts, mask, sab, sah, sbb, sbh, HAS_B)
         if HAS_SCALE:
             value *= tl.load(scale_ptr + row)
-        xr, xi = _to_columns(value, TS, TB, KB)
+        xr, xi = _to_columns(value, TA, TB, KB)
     xr, xi = _as((xr, xi), MATH)  # [col, b, a]
-    if LOW_HALF:
-        xr, xi = _zero_high_half(xr, TA, TB, KB), _zero_high_half(xi, TA, TB, KB)
     yr, yi = _forward_dft(xr, xi, mats_a_ptr, mats_b_ptr, tw_ptr, TA, TB, KB, GAUSS, MATH)  # [col, c, d], fp32
     j1 = j0 + tl.arange(0, KB)
     c, s = _outer_twiddle(outer_ptr, j1, n1, TA, TB, EVEN, tl.float32)
@@ -308,7 +269,7 @@ def last_level_kernel(y_ptr, ninv_ptr, mats_a_ptr, mats_b_ptr, tw_ptr, outer_ptr
                       sm1h, sm2b, sm2h, sob, soh, HAS_B: tl.constexpr, HAS_D: tl.constexpr, HAS_M1: tl.constexpr,
                       HAS_M2: tl.constexpr, STORE_Z: tl.constexpr, PAIRED: tl.constexpr, TA: tl.constexpr,
                       TB: tl.constexpr, KB: tl.constexpr, GAUSS: tl.constexpr, EVEN: tl.constexpr,
-                      MATH: tl.constexpr, LOW_HALF: tl.constexpr, AHEAD: tl.constexpr):
+                      MATH: tl.constexpr):
     """The inverse transform's last level, written to the time domain: for KB columns j1 of one row whose
     n1-point inverse transforms are done (``y``: the rows' int32 words), the conjugate twiddles and the
     n2-point inverse DFTs, then the epilogue of :func:`.epilogue_kernels.finish_epilogue` on the samples
@@ -318,13 +279,6 @@ def last_level_kernel(y_ptr, ninv_ptr, mats_a_ptr, mats_b_ptr, tw_ptr, outer_ptr
     pid = tl.program_id(0)
     row = (pid // n_blk).to(tl.int64)
     j0 = (pid % n_blk) * KB
-    if AHEAD > 0:
-        future = tl.minimum(pid + AHEAD, tl.num_programs(0) - 1)
-        f_row = (future // n_blk).to(tl.int64)
-        f_j0 = (future % n_blk) * KB
-        _prefetch_words(y_ptr, f_row, f_j0, n1, TA * TB)
-        if HAS_D and not PAIRED:
-            _prefetch_times(a_ptr, f_row // H, f_row % H, sab, sah, f_j0, n1, L, TA * TB, 2)
     j1 = j0 + tl.arange(0, KB)
     words = _spectrum_words(j1, n1, TA, TB)
     mask = None if EVEN else (j1 < n1)[:, None, None] & (words >= 0)
@@ -332,12 +286,9 @@ def last_level_kernel(y_ptr, ninv_ptr, mats_a_ptr, mats_b_ptr, tw_ptr, outer_ptr
     c, s = _outer_twiddle(outer_ptr, j1, n1, TA, TB, EVEN, MATH)
     yr, yi = _cmul(yr, yi, c, -s)
     xr, xi = _inverse_dft(yr, yi, mats_a_ptr, mats_b_ptr, tw_ptr, TA, TB, KB, GAUSS, MATH)  # [col, b, a], fp32
-    if LOW_HALF:
-        xr, xi = _low_half(xr, TA, TB, KB), _low_half(xi, TA, TB, KB)
-    TS: tl.constexpr = TA // 2 if LOW_HALF else TA
     bi, hi = row // H, row % H
     word: tl.constexpr = 1 if PAIRED else 2
-    ts = _times(j0, n1, TS, TB, KB, word)
+    ts = _times(j0, n1, TA, TB, KB, word)
     valid = _sample_mask(ts, L, j0, n1, KB, EVEN, word)
     if PAIRED:
         second, clamped, has_second = _second_entry(bi, pairs, batch, ts)
@@ -349,6 +300,6 @@ def last_level_kernel(y_ptr, ninv_ptr, mats_a_ptr, mats_b_ptr, tw_ptr, outer_ptr
                         out1_ptr, out2_ptr, z_ptr, sab, sah, sbb, sbh, sm1b, sm1h, sm2b, sm2h, sob, soh, HAS_B,
                         HAS_D, HAS_M1, HAS_M2, STORE_Z)
     else:
-        z = _from_columns(xr, xi, TS, TB, KB) * tl.load(ninv_ptr + row)
+        z = _from_columns(xr, xi, TA, TB, KB) * tl.load(ninv_ptr + row)
         finish_epilogue(z, ts, valid, bi, hi, a_ptr, b_ptr, d_ptr, m1_ptr, m2_ptr, out1_ptr, out2_ptr, z_ptr, sab,
                         sah, sbb, sbh, sm1b, sm1h, sm2b, sm2h, sob, soh, HAS_B, HAS_D, HAS_M1, HAS_M2, STORE_Z)

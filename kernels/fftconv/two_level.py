@@ -149,23 +149,6 @@ def _launch(n1: int, n2: int, device: torch.device, inverse: bool) -> tuple[tupl
     return tables, options, triton.cdiv(n1, columns)
 
 
-def _ahead() -> int:
-    """Scratch: programs ahead whose tiles the levels prefetch into L2 (0: none; GPU only)."""
-    from ..dispatch import interpreting
-    return 0 if interpreting() else int(os.environ.get("S20_AHEAD", "0"))
-
-
-def _in_low_half(length: int, n1: int, n2: int, pairs: int) -> bool:
-    """Whether every sample of a row of ``length`` lies in the words j2 < n2/2 of its padded row (n1·n2 words
-    of two samples, or of one if paired): true for causal convolutions, whose rows are padded to at least
-    twice their length. The Triton levels then read, transform and write only that half of their time
-    tiles (half the registers: neither level spills at 128, and ~40 % fewer instructions)."""
-    samples_per_word = 1 if pairs > 0 else 2
-    if os.environ.get('S20_LOW_HALF') == '0':  # experiment switch (reverted in the next commit)
-        return False
-    return length <= samples_per_word * n1 * n2 // 2
-
-
 def first_level(a: torch.Tensor, b: torch.Tensor | None, scale: torch.Tensor | None, plan: one_level._Plan,
                 pairs: int = 0, split: tuple[int, int] | None = None) -> torch.Tensor:
     """(B, H, n2, n1) complex32: the rows ``a * b * scale`` (B, H, length), zero-padded to n and packed, after
@@ -180,8 +163,7 @@ def first_level(a: torch.Tensor, b: torch.Tensor | None, scale: torch.Tensor | N
     first_level_kernel[(out.shape[0] * channels * n_blk,)](
         a, a if b is None else b, a if scale is None else scale, one_level._complex_words(out), *tables,
         channels, length, n1, n_blk, pairs, batch, *one_level._bh_strides(a), *one_level._bh_strides(b),
-        HAS_B=b is not None, HAS_SCALE=scale is not None, PAIRED=pairs > 0,
-        LOW_HALF=_in_low_half(length, n1, n2, pairs), AHEAD=_ahead(), **options,
+        HAS_B=b is not None, HAS_SCALE=scale is not None, PAIRED=pairs > 0, **options,
     )
     return out
 
@@ -210,8 +192,7 @@ def last_level(rows: torch.Tensor, n_inv: torch.Tensor, a: torch.Tensor, b: torc
         *one_level._bh_strides(a), *one_level._bh_strides(b), *one_level._bh_strides(m1),
         *one_level._bh_strides(m2), *one_level._bh_strides(out1),
         HAS_B=b is not None, HAS_D=D is not None, HAS_M1=m1 is not None, HAS_M2=m2 is not None,
-        STORE_Z=z is not None, PAIRED=pairs > 0, LOW_HALF=_in_low_half(length, n1, n2, pairs), AHEAD=_ahead(),
-        **options,
+        STORE_Z=z is not None, PAIRED=pairs > 0, **options,
     )
 
 
