@@ -73,8 +73,8 @@ def last_pattern_kernel(words_ptr, out_ptr, n1, n_blk, L, N2: tl.constexpr, KB: 
 
 @triton.jit
 def first_level_tma_kernel(x_desc, scale_ptr, out_ptr, mats_a_ptr, mats_b_ptr, tw_ptr, outer_ptr, n1, n_blk,
-                           n_tiles, TA: tl.constexpr, TB: tl.constexpr, KB: tl.constexpr, STAGES: tl.constexpr,
-                           MATH: tl.constexpr):
+                           n_tiles, TA: tl.constexpr, TB: tl.constexpr, KB: tl.constexpr, DOTS: tl.constexpr,
+                           STAGES: tl.constexpr, MATH: tl.constexpr):
     """:func:`.row_kernels.first_level_kernel` (one row, no gate, n1 a multiple of KB) as a persistent loop
     over tiles whose (1, TA·TB, 2·KB) time tiles come by TMA (rows past the signal zero-filled)."""
     for tile in tl.range(tl.program_id(0), n_tiles, tl.num_programs(0), num_stages=STAGES):
@@ -83,7 +83,7 @@ def first_level_tma_kernel(x_desc, scale_ptr, out_ptr, mats_a_ptr, mats_b_ptr, t
         x = x_desc.load([row, 0, 2 * j0])  # [j2 = a·TB + b, q]
         x = tl.permute(tl.reshape(x, (TA, TB, 2 * KB)), (1, 0, 2)).to(tl.float32) * tl.load(scale_ptr + row)
         xr, xi = _as(_to_columns(x, TA, TB, KB), MATH)
-        yr, yi = _forward_dft(xr, xi, mats_a_ptr, mats_b_ptr, tw_ptr, TA, TB, KB, False, MATH)
+        yr, yi = _forward_dft(xr, xi, mats_a_ptr, mats_b_ptr, tw_ptr, TA, TB, KB, DOTS, MATH)
         j1 = j0 + tl.arange(0, KB)
         c, s = _outer_twiddle(outer_ptr, j1, n1, TA, TB, True, tl.float32)
         yr, yi = _cmul(yr, yi, c, s)
@@ -145,7 +145,7 @@ def main() -> int:
     from triton.tools.tensor_descriptor import TensorDescriptor  # needs a GPU build of Triton
     TA = TB = two_level.TILE
     KB = two_level.COLUMNS
-    tables = (two_level._matrices(TA, u.device, False), two_level._matrices(TB, u.device, False),
+    tables = (two_level._matrices(TA, u.device, two_level.DOTS), two_level._matrices(TB, u.device, two_level.DOTS),
               two_level._inner_twiddles(TA, TB, u.device), two_level._outer_twiddles(n1, TA, TB, u.device))
     desc = TensorDescriptor(u.view(H, L // (2 * n1), 2 * n1), [H, L // (2 * n1), 2 * n1], [L, 2 * n1, 1],
                             [1, TA * TB, 2 * KB])
@@ -159,8 +159,8 @@ def main() -> int:
 
                 def call():
                     first_level_tma_kernel[(min(n_tiles, per_sm * sms),)](
-                        desc, scale, words, *tables, n1, n_blk, n_tiles, TA=TA, TB=TB, KB=KB, STAGES=stages,
-                        MATH=tl.float16, **options)
+                        desc, scale, words, *tables, n1, n_blk, n_tiles, TA=TA, TB=TB, KB=KB, DOTS=two_level.DOTS,
+                        STAGES=stages, MATH=tl.float16, **options)
                 words.fill_(-1)  # poisoned: every word must be written
                 call()
                 error = ((torch.view_as_real(spectrum).float() - torch.view_as_real(reference).float()).norm()

@@ -33,11 +33,11 @@ def _ms(fn) -> float:
     return triton.testing.do_bench(fn, warmup=25, rep=200, return_mode="median")
 
 
-def _settings(tile: int, columns: int, warps: int, inverse_columns: int | None = None, gauss: int = 1,
-              inverse_gauss: int = 0, maxnreg: int = 0, inverse_maxnreg: int = 0, half_math: int = 0,
+def _settings(tile: int, columns: int, warps: int, inverse_columns: int | None = None, dots: int = 1,
+              inverse_dots: int = 1, maxnreg: int = 0, inverse_maxnreg: int = 0, half_math: int = 0,
               inverse_half_math: int = 0) -> None:
     two_level.TILE, two_level.COLUMNS, two_level.ROW_WARPS = tile, columns, warps
-    two_level.GAUSS, two_level.INVERSE_GAUSS = bool(gauss), bool(inverse_gauss)
+    two_level.DOTS, two_level.INVERSE_DOTS = dots, inverse_dots
     two_level.MAXNREG, two_level.INVERSE_MAXNREG = maxnreg or None, inverse_maxnreg or None
     two_level.HALF_MATH, two_level.INVERSE_HALF_MATH = bool(half_math), bool(inverse_half_math)
     two_level.INVERSE_COLUMNS = columns if inverse_columns is None else inverse_columns
@@ -45,8 +45,8 @@ def _settings(tile: int, columns: int, warps: int, inverse_columns: int | None =
 
 def _defaults() -> tuple[int, ...]:
     """The current Triton-level settings as a sweep entry."""
-    return (two_level.TILE, two_level.COLUMNS, two_level.ROW_WARPS, two_level.INVERSE_COLUMNS, int(two_level.GAUSS),
-            int(two_level.INVERSE_GAUSS), two_level.MAXNREG or 0, two_level.INVERSE_MAXNREG or 0,
+    return (two_level.TILE, two_level.COLUMNS, two_level.ROW_WARPS, two_level.INVERSE_COLUMNS, two_level.DOTS,
+            two_level.INVERSE_DOTS, two_level.MAXNREG or 0, two_level.INVERSE_MAXNREG or 0,
             int(two_level.HALF_MATH), int(two_level.INVERSE_HALF_MATH))
 
 
@@ -171,8 +171,8 @@ def bench_length(L: int, sweep: list[tuple[int, ...]], products: list[tuple[int,
     for setting in sweep:
         _settings(*setting)
         v: dict = {"tile": setting[0], "columns": setting[1], "warps": setting[2],
-                   "inverse_columns": two_level.INVERSE_COLUMNS, "gauss": two_level.GAUSS,
-                   "inverse_gauss": two_level.INVERSE_GAUSS, "maxnreg": two_level.MAXNREG,
+                   "inverse_columns": two_level.INVERSE_COLUMNS, "dots": two_level.DOTS,
+                   "inverse_dots": two_level.INVERSE_DOTS, "maxnreg": two_level.MAXNREG,
                    "inverse_maxnreg": two_level.INVERSE_MAXNREG,
                    "half_math": two_level.HALF_MATH, "inverse_half_math": two_level.INVERSE_HALF_MATH}
         try:
@@ -205,10 +205,10 @@ def main() -> int:
     ap.add_argument("--out", default=".")
     ap.add_argument("--lengths", type=int, nargs="*", default=[1 << 20])
     ap.add_argument("--sweep", nargs="*", default=None,
-                    help="tile,columns,warps[,inverse columns[,gauss[,inverse gauss[,maxnreg[,inverse maxnreg[,half math[,"
-                         "inverse half math]]]]]]] of the Triton levels (inverse columns: as columns; gauss 1: three "
-                         "dots per complex product, 0: four, defaults 1, 0; register caps, 0: none; half math 1: "
-                         "fp16 work between the dots). Default: the module's settings")
+                    help="tile,columns,warps[,inverse columns[,dots[,inverse dots[,maxnreg[,inverse maxnreg[,half math[,"
+                         "inverse half math]]]]]]] of the Triton levels (inverse columns: as columns; dots per complex "
+                         "product: 1 (real embedding), 3 (Gauss) or 4 (chained), default 1; register caps, 0: none; "
+                         "half math 1: fp16 work between the dots). Default: the module's settings")
     ap.add_argument("--middles", nargs="*", default=[],
                     help="rows,warps,maxnreg of the three-level path's middle level (three_level.MIDDLE_*; maxnreg "
                          "0: none), at lengths and batches it takes. Default: the module's settings")
@@ -226,7 +226,7 @@ def main() -> int:
     for r in result["rows"]:
         print(f"L={r['L']} ({r['B']}, {r['H']}): reference {r['ref_fwd_ms']:.2f}, one level {r['one_level_fwd_ms']:.2f}")
         for v in r["variants"]:
-            _print_forward(f"T={v['tile']} KB={v['columns']}/{v['inverse_columns']} w={v['warps']} dots {'3' if v['gauss'] else '4'}/{'3' if v['inverse_gauss'] else '4'} regs {v['maxnreg']}/{v['inverse_maxnreg']} fp16 math {int(v['half_math'])}/{int(v['inverse_half_math'])}",
+            _print_forward(f"T={v['tile']} KB={v['columns']}/{v['inverse_columns']} w={v['warps']} dots {v['dots']}/{v['inverse_dots']} regs {v['maxnreg']}/{v['inverse_maxnreg']} fp16 math {int(v['half_math'])}/{int(v['inverse_half_math'])}",
                            v, r["ref_fwd_ms"])
         for m in r.get("three_level", []):
             _print_forward(f"three levels, middle rows={m['rows']} w={m['warps']} regs {m['maxnreg']}", m, r["ref_fwd_ms"])

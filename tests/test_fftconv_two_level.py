@@ -6,6 +6,7 @@ packed points: 2 … 32 columns of a 256-point Triton level)."""
 from __future__ import annotations
 
 import functools
+import math
 import os
 
 import pytest
@@ -61,25 +62,40 @@ def test_forward_matches_float64_reference(two_level_on, monkeypatch, case, wide
     assert _rel(got, want) < 1e-2
 
 
-@pytest.mark.parametrize("tile,columns,gauss,half_math", [(16, 2, True, False), (16, 16, True, False),
-                                                          (32, 4, True, False), (16, 8, False, False),
-                                                          (16, 16, False, False), (16, 32, True, False),
-                                                          (32, 8, False, False), (16, 16, False, True),
-                                                          (16, 32, True, True)])
-def test_tile_and_column_blocks(two_level_on, monkeypatch, tile, columns, gauss, half_math):
-    """Other inner tiles, column blocks, either form of the complex matrix products and either precision of
-    the work between the dots give the same convolution; blocks wider than n1 (16 for tile 16, 4 for tile
-    32 at this length) take the masked form."""
+@pytest.mark.parametrize("tile,columns,dots,inverse_dots,half_math", [
+    (16, 2, 3, 4, False), (16, 16, 3, 1, False), (32, 4, 3, 4, False), (16, 8, 4, 3, False),
+    (16, 16, 4, 1, False), (16, 32, 3, 1, False), (32, 8, 4, 3, False), (16, 16, 1, 4, True),
+    (16, 32, 1, 3, True), (32, 4, 1, 1, True)])
+def test_tile_and_column_blocks(two_level_on, monkeypatch, tile, columns, dots, inverse_dots, half_math):
+    """Other inner tiles, column blocks, every form of the complex matrix products (one embedded dot, Gauss's
+    three, four chained) and either precision of the work between the dots give the same convolution;
+    blocks wider than n1 (16 for tile 16, 4 for tile 32 at this length) take the masked form."""
     monkeypatch.setattr(two_level, "HALF_MATH", half_math)
     monkeypatch.setattr(two_level, "INVERSE_HALF_MATH", half_math)
     monkeypatch.setattr(two_level, "TILE", tile)
     monkeypatch.setattr(two_level, "COLUMNS", columns)
     monkeypatch.setattr(two_level, "INVERSE_COLUMNS", columns)
-    monkeypatch.setattr(two_level, "GAUSS", gauss)  # the inverse takes the other form
-    monkeypatch.setattr(two_level, "INVERSE_GAUSS", not gauss)
+    monkeypatch.setattr(two_level, "DOTS", dots)
+    monkeypatch.setattr(two_level, "INVERSE_DOTS", inverse_dots)
     inputs = _inputs(2, 2, 3000, False, True, True, torch.bfloat16, seed=5)
     want = fftconv_ref(*[None if t is None else t.double() for t in inputs])
     assert _rel(fftconv_cufft(*inputs), want) < 1e-2
+
+
+@pytest.mark.parametrize("T", [16, 32])
+def test_embedded_matrices_multiply_interleaved_parts(T):
+    """The one-dot form's table: the interleaved real and imaginary parts of complex rows times the (2T, 2T)
+    real matrix of slot 0 (F) and slot 1 (its adjoint) give the complex products, interleaved."""
+    g = torch.Generator().manual_seed(T)
+    x = torch.complex(*(torch.randn(5, T, generator=g, dtype=torch.float64) for _ in range(2)))
+    idx = torch.arange(T, dtype=torch.float64)
+    F = torch.exp(-2j * math.pi * torch.outer(idx, idx) / T)
+    tables = two_level._matrices(T, torch.device("cpu"), 1).double()
+    assert tables.shape == (2, 2 * T, 2 * T)
+    for slot, M in enumerate((F, F.conj())):
+        interleaved = torch.view_as_real(x).reshape(5, 2 * T) @ tables[slot]
+        got = torch.view_as_complex(interleaved.reshape(5, T, 2).contiguous())
+        assert torch.allclose(got, x @ M, atol=2e-3 * T)
 
 
 def test_half_math_costs_little_accuracy(two_level_on, monkeypatch):

@@ -17,8 +17,10 @@ skip term, gates, outputs in their dtypes) on the samples it has just computed.
 
 Each n2-point DFT (n2 = TA·TB) is a Monarch step on tensor cores: with j2 = a·TB + b and k2 = c + TA·d,
 ``Y = ((X @ F_TA) ⊙ ω_n2^(b·c)) @ F_TB`` for the (b, a) tile X, F_T the T-point DFT matrix; each complex
-product is three fp16 dots with fp32 accumulation (Gauss: the matrix is stored as (Mr, Mr + Mi, Mi - Mr))
-or four chained ones (stored as (Mr, Mi, -Mi)), the ``GAUSS`` switch. The elementwise work before and
+product (the ``DOTS`` setting) is one fp16 dot with fp32 accumulation on the real and imaginary parts
+interleaved along the contraction, against the real 2T × 2T matrix that embeds the complex one (stored as
+such), or three dots (Gauss: the matrix stored as (Mr, Mr + Mi, Mi - Mr)), or four chained ones (stored as
+(Mr, Mi, -Mi)). The elementwise work before and
 between the dots runs in ``MATH``: fp32, or fp16 as packed half2 instructions (the dot operands are fp16
 either way); after the last dot it is fp32. The spectrum words are written as X[k2 + n2·k1] at word
 (c·TB + d)·n1 + k1 (the "two-level word order" that :func:`.packed_kernels.pair_index` maps to spectrum
@@ -58,6 +60,15 @@ def _matrix(mats_ptr, slot, part, T: tl.constexpr):
 
 
 @triton.jit
+def _embedded_matrix(mats_ptr, slot, T: tl.constexpr):
+    """Matrix ``slot`` of the one-dot form: the (2T, 2T) fp16 real matrix W with W[2k + i, 2n + o] the part of
+    x[k]·M[k, n] that an interleaved input's real (i = 0) or imaginary (i = 1) half contributes to the output's
+    real (o = 0) or imaginary (o = 1) half: Mr, Mi in the first row of each 2 × 2 block, -Mi, Mr in the second."""
+    r = tl.arange(0, 2 * T)
+    return tl.load(mats_ptr + slot * 4 * T * T + r[:, None] * (2 * T) + r[None, :])
+
+
+@triton.jit
 def _as(pair, MATH: tl.constexpr):
     """The (re, im) pair in the dtype of the elementwise work between the dots (``MATH``: fp32, or fp16)."""
     return pair[0].to(MATH), pair[1].to(MATH)
@@ -90,12 +101,16 @@ def _twiddle(tw_ptr, TA: tl.constexpr, TB: tl.constexpr, C_FIRST: tl.constexpr):
 
 
 @triton.jit
-def _step(xr, xi, mats_ptr, slot, R: tl.constexpr, T: tl.constexpr, KB: tl.constexpr, GAUSS: tl.constexpr):
+def _step(xr, xi, mats_ptr, slot, R: tl.constexpr, T: tl.constexpr, KB: tl.constexpr, DOTS: tl.constexpr):
     """(KB, R, T) tiles (fp32 or fp16 pairs) times the T × T complex matrix ``slot`` over their last axis, as
-    one (KB·R, T) @ (T, T) product with fp32 results: three fp16 dots (GAUSS) or four chained ones (two fp16
-    operands and two accumulators live instead of three and three)."""
+    one (KB·R, T) @ (T, T) complex product with fp32 results: DOTS = 1, one (KB·R, 2T) @ (2T, 2T) fp16 dot on
+    the interleaved parts (one accumulator chain: the fastest on an H200, kernels/fftconv/NOTES.md "Twentieth
+    session"); 3, three fp16 dots (Gauss); 4, four chained ones."""
     xr, xi = tl.reshape(xr, (KB * R, T)), tl.reshape(xi, (KB * R, T))
-    if GAUSS:
+    if DOTS == 1:
+        x = tl.reshape(tl.join(xr.to(tl.float16), xi.to(tl.float16)), (KB * R, 2 * T))  # [row, (k, part)]
+        re, im = tl.split(tl.reshape(tl.dot(x, _embedded_matrix(mats_ptr, slot, T)), (KB * R, T, 2)))
+    elif DOTS == 3:
         s = tl.dot((xr + xi).to(tl.float16), _matrix(mats_ptr, slot, 0, T))
         re = s - tl.dot(xi.to(tl.float16), _matrix(mats_ptr, slot, 1, T))
         im = s + tl.dot(xr.to(tl.float16), _matrix(mats_ptr, slot, 2, T))
@@ -150,26 +165,26 @@ def _spectrum_words(j1, n1, TA: tl.constexpr, TB: tl.constexpr):
 
 @triton.jit
 def _forward_dft(xr, xi, mats_a_ptr, mats_b_ptr, tw_ptr, TA: tl.constexpr, TB: tl.constexpr, KB: tl.constexpr,
-                 GAUSS: tl.constexpr, MATH: tl.constexpr):
+                 DOTS: tl.constexpr, MATH: tl.constexpr):
     """TA·TB-point DFTs of (KB, TB, TA) word tiles [col, b, a] (index a·TB + b) in ``MATH``: (KB, TA, TB)
     fp32 tiles [col, c, d] (index c + TA·d)."""
-    pr, pi = _as(_step(xr, xi, mats_a_ptr, MAT_F, TB, TA, KB, GAUSS), MATH)  # [col, b, c]
+    pr, pi = _as(_step(xr, xi, mats_a_ptr, MAT_F, TB, TA, KB, DOTS), MATH)  # [col, b, c]
     twr, twi = _as(_twiddle(tw_ptr, TA, TB, False), MATH)
     pr, pi = _cmul(pr, pi, twr, twi)
     pr, pi = tl.permute(pr, (0, 2, 1)), tl.permute(pi, (0, 2, 1))  # [col, c, b]
-    return _step(pr, pi, mats_b_ptr, MAT_F, TA, TB, KB, GAUSS)
+    return _step(pr, pi, mats_b_ptr, MAT_F, TA, TB, KB, DOTS)
 
 
 @triton.jit
 def _inverse_dft(yr, yi, mats_a_ptr, mats_b_ptr, tw_ptr, TA: tl.constexpr, TB: tl.constexpr, KB: tl.constexpr,
-                 GAUSS: tl.constexpr, MATH: tl.constexpr):
+                 DOTS: tl.constexpr, MATH: tl.constexpr):
     """Inverse of :func:`_forward_dft` (unnormalised), from (KB, TA, TB) tiles [col, c, d] in ``MATH`` to
     (KB, TB, TA) fp32 tiles [col, b, a]."""
-    qr, qi = _as(_step(yr, yi, mats_b_ptr, MAT_F_ADJ, TA, TB, KB, GAUSS), MATH)  # [col, c, b]
+    qr, qi = _as(_step(yr, yi, mats_b_ptr, MAT_F_ADJ, TA, TB, KB, DOTS), MATH)  # [col, c, b]
     twr, twi = _as(_twiddle(tw_ptr, TA, TB, True), MATH)
     qr, qi = _cmul(qr, qi, twr, -twi)
     qr, qi = tl.permute(qr, (0, 2, 1)), tl.permute(qi, (0, 2, 1))  # [col, b, c]
-    return _step(qr, qi, mats_a_ptr, MAT_F_ADJ, TB, TA, KB, GAUSS)
+    return _step(qr, qi, mats_a_ptr, MAT_F_ADJ, TB, TA, KB, DOTS)
 
 
 @triton.jit
@@ -198,7 +213,7 @@ def _paired_columns(a_ptr, b_ptr, scale_ptr, bi, hi, pairs, batch, H, ts, mask, 
 def first_level_kernel(a_ptr, b_ptr, scale_ptr, out_ptr, mats_a_ptr, mats_b_ptr, tw_ptr, outer_ptr, H, L, n1,
                        n_blk, pairs, batch, sab, sah, sbb, sbh, HAS_B: tl.constexpr, HAS_SCALE: tl.constexpr,
                        PAIRED: tl.constexpr, TA: tl.constexpr, TB: tl.constexpr, KB: tl.constexpr,
-                       GAUSS: tl.constexpr, EVEN: tl.constexpr, MATH: tl.constexpr):
+                       DOTS: tl.constexpr, EVEN: tl.constexpr, MATH: tl.constexpr):
     """The forward transform's first level, read from the time domain: for KB columns j1 of one row, the
     gated, range-scaled, zero-padded real samples ``a * b * scale`` (zero at times >= L) as words (packed:
     a row's consecutive samples; PAIRED: row (p, h) holds batch entries p and p + ``pairs`` of channel h,
@@ -220,7 +235,7 @@ def first_level_kernel(a_ptr, b_ptr, scale_ptr, out_ptr, mats_a_ptr, mats_b_ptr,
             value *= tl.load(scale_ptr + row)
         xr, xi = _to_columns(value, TA, TB, KB)
     xr, xi = _as((xr, xi), MATH)  # [col, b, a]
-    yr, yi = _forward_dft(xr, xi, mats_a_ptr, mats_b_ptr, tw_ptr, TA, TB, KB, GAUSS, MATH)  # [col, c, d], fp32
+    yr, yi = _forward_dft(xr, xi, mats_a_ptr, mats_b_ptr, tw_ptr, TA, TB, KB, DOTS, MATH)  # [col, c, d], fp32
     j1 = j0 + tl.arange(0, KB)
     c, s = _outer_twiddle(outer_ptr, j1, n1, TA, TB, EVEN, tl.float32)
     yr, yi = _cmul(yr, yi, c, s)
@@ -232,7 +247,7 @@ def first_level_kernel(a_ptr, b_ptr, scale_ptr, out_ptr, mats_a_ptr, mats_b_ptr,
 @triton.jit
 def middle_level_kernel(rows_ptr, filter_ptr, factor_ptr, mats_a_ptr, mats_b_ptr, tw_ptr, H, n2, n_blk, pairs,
                         PRODUCT: tl.constexpr, TA: tl.constexpr, TB: tl.constexpr, KB: tl.constexpr,
-                        GAUSS: tl.constexpr, MATH: tl.constexpr):
+                        DOTS: tl.constexpr, MATH: tl.constexpr):
     """The middle level of a three-level convolution of paired rows, in place on the first level's output
     ``rows`` (pairs, H, n2, n1) of int32 words, n1 = TA·TB: for KB of a (pair, channel)'s n2 rows, their
     n1-point DFTs (word j1 = a·TB + b of a row), then with PRODUCT the spectral product with the filter
@@ -251,13 +266,13 @@ def middle_level_kernel(rows_ptr, filter_ptr, factor_ptr, mats_a_ptr, mats_b_ptr
     base = rows_ptr + (pair * H + hi) * n2 * n1
     time_words = r[:, None, None] * n1 + ra[None, None, :] * TB + rb[None, :, None]  # [row, b, a]
     xr, xi = _as(load_complex(base, time_words, None, HALF=True), MATH)
-    yr, yi = _forward_dft(xr, xi, mats_a_ptr, mats_b_ptr, tw_ptr, TA, TB, KB, GAUSS, MATH)  # [row, c, d]
+    yr, yi = _forward_dft(xr, xi, mats_a_ptr, mats_b_ptr, tw_ptr, TA, TB, KB, DOTS, MATH)  # [row, c, d]
     bin_words = r[:, None, None] * n1 + ra[None, :, None] * TB + rb[None, None, :]  # [row, c, d]: c < TA, d < TB
     if PRODUCT:
         kr, ki = load_complex(filter_ptr + hi * n2 * n1, bin_words, None, HALF=True)
         f = tl.load(factor_ptr + pair * H + hi)
         yr, yi = _cmul(yr * f, yi * f, kr, ki)
-        xr, xi = _inverse_dft(yr.to(MATH), yi.to(MATH), mats_a_ptr, mats_b_ptr, tw_ptr, TA, TB, KB, GAUSS, MATH)
+        xr, xi = _inverse_dft(yr.to(MATH), yi.to(MATH), mats_a_ptr, mats_b_ptr, tw_ptr, TA, TB, KB, DOTS, MATH)
         store_complex(base, time_words, xr, xi, None, HALF=True)
     else:
         store_complex(base, bin_words, yr, yi, None, HALF=True)
@@ -268,7 +283,7 @@ def last_level_kernel(y_ptr, ninv_ptr, mats_a_ptr, mats_b_ptr, tw_ptr, outer_ptr
                       m2_ptr, out1_ptr, out2_ptr, z_ptr, H, L, n1, n_blk, pairs, batch, sab, sah, sbb, sbh, sm1b,
                       sm1h, sm2b, sm2h, sob, soh, HAS_B: tl.constexpr, HAS_D: tl.constexpr, HAS_M1: tl.constexpr,
                       HAS_M2: tl.constexpr, STORE_Z: tl.constexpr, PAIRED: tl.constexpr, TA: tl.constexpr,
-                      TB: tl.constexpr, KB: tl.constexpr, GAUSS: tl.constexpr, EVEN: tl.constexpr,
+                      TB: tl.constexpr, KB: tl.constexpr, DOTS: tl.constexpr, EVEN: tl.constexpr,
                       MATH: tl.constexpr):
     """The inverse transform's last level, written to the time domain: for KB columns j1 of one row whose
     n1-point inverse transforms are done (``y``: the rows' int32 words), the conjugate twiddles and the
@@ -285,7 +300,7 @@ def last_level_kernel(y_ptr, ninv_ptr, mats_a_ptr, mats_b_ptr, tw_ptr, outer_ptr
     yr, yi = _as(load_complex(y_ptr + row * n1 * TA * TB, words, mask, HALF=True), MATH)  # [col, c, d]
     c, s = _outer_twiddle(outer_ptr, j1, n1, TA, TB, EVEN, MATH)
     yr, yi = _cmul(yr, yi, c, -s)
-    xr, xi = _inverse_dft(yr, yi, mats_a_ptr, mats_b_ptr, tw_ptr, TA, TB, KB, GAUSS, MATH)  # [col, b, a], fp32
+    xr, xi = _inverse_dft(yr, yi, mats_a_ptr, mats_b_ptr, tw_ptr, TA, TB, KB, DOTS, MATH)  # [col, b, a], fp32
     bi, hi = row // H, row % H
     word: tl.constexpr = 1 if PAIRED else 2
     ts = _times(j0, n1, TA, TB, KB, word)

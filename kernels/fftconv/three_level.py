@@ -83,9 +83,9 @@ def middle(rows: torch.Tensor, filter_spectrum: torch.Tensor | None = None,
     product = filter_spectrum is not None
     middle_level_kernel[(pairs * channels * n_blk,)](
         words, one_level._complex_words(filter_spectrum) if product else words, factor if product else words,
-        two_level._matrices(TA, rows.device, two_level.GAUSS), two_level._matrices(TB, rows.device, two_level.GAUSS),
+        two_level._matrices(TA, rows.device, two_level.DOTS), two_level._matrices(TB, rows.device, two_level.DOTS),
         two_level._inner_twiddles(TA, TB, rows.device), channels, n2, n_blk, pairs,
-        PRODUCT=product, TA=TA, TB=TB, KB=kb, GAUSS=two_level.GAUSS, MATH=two_level._math(two_level.HALF_MATH),
+        PRODUCT=product, TA=TA, TB=TB, KB=kb, DOTS=two_level.DOTS, MATH=two_level._math(two_level.HALF_MATH),
         num_warps=MIDDLE_WARPS, maxnreg=MIDDLE_MAXNREG,
     )
     return rows

@@ -50,7 +50,8 @@ WIDE_MIN_POINTS = 1 << 22
 #: Launch shape and arithmetic of the first and of the last Triton level, each pair (first, last):
 #: - COLUMNS: columns per program (each tile load reads KB contiguous words per j2; a wide level takes half
 #:   as many, so that its programs hold as many points), ROW_WARPS: warps per program;
-#: - GAUSS: complex matrix products as three fp16 dots (Gauss) or four chained ones;
+#: - DOTS: fp16 dots per complex matrix product: 1 (the real embedding of the complex matrix against the
+#:   interleaved parts), 3 (Gauss) or 4 (chained);
 #: - MAXNREG: register caps (None: the compiler's choice; 128 lets 4 programs share an SM);
 #: - HALF_MATH: the elementwise work before and between the dots (twiddle products, Gauss sums) in fp16
 #:   (packed half2 instructions) instead of fp32.
@@ -58,8 +59,10 @@ WIDE_MIN_POINTS = 1 << 22
 #: settings 5.58 / 4.28 ms; uncapped 5.88 / 4.51; fp32 elementwise work 5.70 / 4.37; 8 columns 6.09 / 4.70;
 #: three dots 5.79 / 4.41. At 32K: 8 warps uncapped 4.36, 32 columns on 8 warps 4.44, caps of 168 and 96
 #: 4.15 and 4.58, against 3.98 ms. At 4M (wide level): 6.82 ms; 8 columns (4 wide) 8.92, uncapped 7.32.
+#: One dot per product against four (twentieth session, bench_two_level.py --sweep): forward 5.63 -> 5.44 ms at 1M
+#: (first level 0.83 -> 0.74, last 0.90 -> 0.81), 3.94 -> 3.80 at 32K, 6.82 -> 6.62 at 4M.
 COLUMNS, INVERSE_COLUMNS, ROW_WARPS = 16, 16, 4
-GAUSS, INVERSE_GAUSS = False, False
+DOTS, INVERSE_DOTS = 1, 1
 MAXNREG, INVERSE_MAXNREG = 128, 128
 HALF_MATH, INVERSE_HALF_MATH = True, True
 #: Packed lengths M = next_pow2(L) whose calls take this path by default. H200, B·H·L = 256M, bf16, two levels
@@ -89,14 +92,26 @@ def switched_on(on: bool = True) -> contextlib.AbstractContextManager:
 
 
 @functools.lru_cache(maxsize=8)
-def _matrices(T: int, device: torch.device, gauss: bool) -> torch.Tensor:
-    """(2, 3, T, T) fp16: the T-point DFT matrix F and its adjoint, in Gauss or four-dot form, in the slot
-    order of :mod:`.row_kernels`."""
+def _matrices(T: int, device: torch.device, dots: int) -> torch.Tensor:
+    """fp16: the T-point DFT matrix F and its adjoint in the slot order of :mod:`.row_kernels`, for ``dots``
+    dots per complex product: (2, 2T, 2T) real embeddings (1), (2, 3, T, T) Gauss parts (3) or four-dot
+    parts (4)."""
     idx = torch.arange(T, dtype=torch.float64)
     F = torch.exp(-2j * math.pi * torch.outer(idx, idx) / T)
-    parts = ((lambda m: (m.real, m.real + m.imag, m.imag - m.real)) if gauss
-             else (lambda m: (m.real, m.imag, -m.imag)))
-    return torch.stack([torch.stack(parts(m)) for m in (F, F.conj())]).to(device, torch.float16).contiguous()
+    if dots == 1:
+        def parts(m: torch.Tensor) -> torch.Tensor:
+            w = torch.empty(2 * T, 2 * T, dtype=torch.float64)
+            w[0::2, 0::2], w[0::2, 1::2], w[1::2, 0::2], w[1::2, 1::2] = m.real, m.imag, -m.imag, m.real
+            return w
+    elif dots == 3:
+        def parts(m: torch.Tensor) -> torch.Tensor:
+            return torch.stack((m.real, m.real + m.imag, m.imag - m.real))
+    elif dots == 4:
+        def parts(m: torch.Tensor) -> torch.Tensor:
+            return torch.stack((m.real, m.imag, -m.imag))
+    else:
+        raise ValueError(f"dots per complex product: 1, 3 or 4, not {dots}")
+    return torch.stack([parts(F), parts(F.conj())]).to(device, torch.float16).contiguous()
 
 
 @functools.lru_cache(maxsize=4)
@@ -137,12 +152,12 @@ def _math(half: bool) -> tl.dtype:
 def _launch(n1: int, n2: int, device: torch.device, inverse: bool) -> tuple[tuple, dict, int]:
     """(table arguments, constexprs and launch options, programs per row) of either Triton level."""
     TA, TB = _level(n2)
-    gauss, columns, maxnreg, half_math = ((INVERSE_GAUSS, INVERSE_COLUMNS, INVERSE_MAXNREG, INVERSE_HALF_MATH) if inverse
-                                          else (GAUSS, COLUMNS, MAXNREG, HALF_MATH))
-    tables = (_matrices(TA, device, gauss), _matrices(TB, device, gauss), _inner_twiddles(TA, TB, device),
+    dots, columns, maxnreg, half_math = ((INVERSE_DOTS, INVERSE_COLUMNS, INVERSE_MAXNREG, INVERSE_HALF_MATH) if inverse
+                                         else (DOTS, COLUMNS, MAXNREG, HALF_MATH))
+    tables = (_matrices(TA, device, dots), _matrices(TB, device, dots), _inner_twiddles(TA, TB, device),
               _outer_twiddles(n1, TA, TB, device))
     columns = max(1, columns * TILE // TB)  # a wide level's programs hold as many points as a square one's
-    options = dict(TA=TA, TB=TB, KB=columns, GAUSS=gauss, EVEN=n1 % columns == 0, MATH=_math(half_math),
+    options = dict(TA=TA, TB=TB, KB=columns, DOTS=dots, EVEN=n1 % columns == 0, MATH=_math(half_math),
                    num_warps=ROW_WARPS)
     if maxnreg is not None:
         options["maxnreg"] = maxnreg
