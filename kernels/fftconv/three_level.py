@@ -46,6 +46,10 @@ MIN_POINTS, MAX_POINTS = 1 << 16, 1 << 18
 #: fifteenth session): 1.10 / 1.11 / 1.46 ms at 32K / 64K / 128K; 8 rows 1.27 / 1.40 / 5.06, 32 rows on 8
 #: warps capped 1.31 / 1.24 / 1.42, uncapped 1.80 / 1.82 / 2.01, a 168-register cap 1.18 / 1.23 / 1.56.
 MIDDLE_ROWS, MIDDLE_WARPS, MIDDLE_MAXNREG = 16, 4, 128
+#: Dots per complex product in the middle level (see :data:`.two_level.DOTS`): four, as timed. One dot, which
+#: the end levels use, was not timed here, and offline (triton 3.6, sm_90) the 16 × 64-point middle level spills
+#: 624 B with it against 80 B with four.
+MIDDLE_DOTS = 4
 #: "0" turns the path off (calls fall back to two levels).
 ENV_SWITCH = "GENOMIX_FFTCONV_THREE_LEVEL"
 #: Pairs of scale factors per program of :func:`_pair_scales`.
@@ -83,9 +87,9 @@ def middle(rows: torch.Tensor, filter_spectrum: torch.Tensor | None = None,
     product = filter_spectrum is not None
     middle_level_kernel[(pairs * channels * n_blk,)](
         words, one_level._complex_words(filter_spectrum) if product else words, factor if product else words,
-        two_level._matrices(TA, rows.device, two_level.DOTS), two_level._matrices(TB, rows.device, two_level.DOTS),
+        two_level._matrices(TA, rows.device, MIDDLE_DOTS), two_level._matrices(TB, rows.device, MIDDLE_DOTS),
         two_level._inner_twiddles(TA, TB, rows.device), channels, n2, n_blk, pairs,
-        PRODUCT=product, TA=TA, TB=TB, KB=kb, DOTS=two_level.DOTS, MATH=two_level._math(two_level.HALF_MATH),
+        PRODUCT=product, TA=TA, TB=TB, KB=kb, DOTS=MIDDLE_DOTS, MATH=two_level._math(two_level.HALF_MATH),
         num_warps=MIDDLE_WARPS, maxnreg=MIDDLE_MAXNREG,
     )
     return rows
