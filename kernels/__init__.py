@@ -13,18 +13,51 @@ Each op has one dispatch function that picks the Triton kernel on CUDA and the r
 - :func:`gelu_glu` -- GELU-gated linear unit ``gelu_tanh(gate) * value`` (M2's MLP), fused forward and backward.
 - :func:`implicit_filter` -- Hyena's and M2's implicit long filter (sine MLP, projection, decay), fused.
 - :func:`channel_major` -- a time-major (batch, E, L) view copied channel-major (the selective scan's inputs).
-"""
-from .causal_conv import causal_conv1d, causal_conv1d_ref, causal_conv1d_update
-from .dispatch import use_triton
-from .fftconv import fftconv, fftconv_ref, fftconv_update
-from .gelu_glu import gelu_glu, gelu_glu_ref
-from .implicit_filter import implicit_filter, implicit_filter_ref
-from .layer_norm import layer_norm, layer_norm_ref
-from .scan import selective_scan, selective_scan_ref, selective_state_update
-from .transpose import channel_major
 
-__all__ = [
-    "causal_conv1d", "causal_conv1d_ref", "causal_conv1d_update", "channel_major", "fftconv", "fftconv_ref",
-    "fftconv_update", "gelu_glu", "gelu_glu_ref", "implicit_filter", "implicit_filter_ref", "layer_norm",
-    "layer_norm_ref", "selective_scan", "selective_scan_ref", "selective_state_update", "use_triton",
-]
+When a checkout's root is on ``sys.path`` (``python -m ...`` run there puts the working directory first),
+this folder is also importable as the top-level ``kernels``, which would shadow the Hugging Face ``kernels``
+distribution that transformers (>= 5.25) imports at start-up. Imported under that name, the module loads
+that distribution from the rest of ``sys.path`` into ``sys.modules["kernels"]`` (which the import statement
+then returns) and exports nothing itself; without such a distribution it stays this package.
+"""
+import importlib.machinery
+import importlib.util
+import os
+import sys
+
+
+def _defer_to_installed() -> bool:
+    """Replace ``sys.modules["kernels"]`` by the ``kernels`` found on ``sys.path`` outside this checkout;
+    False (nothing changed) if there is none."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    elsewhere = [p for p in sys.path if os.path.abspath(p or os.curdir) != root]
+    spec = importlib.machinery.PathFinder.find_spec("kernels", elsewhere)
+    if spec is None or spec.loader is None:
+        return False
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["kernels"] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules["kernels"]
+        raise
+    return True
+
+
+if __name__ == "kernels" and _defer_to_installed():
+    pass  # the import of top-level ``kernels`` returns the installed distribution
+else:
+    from .causal_conv import causal_conv1d, causal_conv1d_ref, causal_conv1d_update
+    from .dispatch import use_triton
+    from .fftconv import fftconv, fftconv_ref, fftconv_update
+    from .gelu_glu import gelu_glu, gelu_glu_ref
+    from .implicit_filter import implicit_filter, implicit_filter_ref
+    from .layer_norm import layer_norm, layer_norm_ref
+    from .scan import selective_scan, selective_scan_ref, selective_state_update
+    from .transpose import channel_major
+
+    __all__ = [
+        "causal_conv1d", "causal_conv1d_ref", "causal_conv1d_update", "channel_major", "fftconv", "fftconv_ref",
+        "fftconv_update", "gelu_glu", "gelu_glu_ref", "implicit_filter", "implicit_filter_ref", "layer_norm",
+        "layer_norm_ref", "selective_scan", "selective_scan_ref", "selective_state_update", "use_triton",
+    ]

@@ -22,12 +22,12 @@ from typing import Callable
 
 import torch
 
-from kernels.bench_fftconv import PATHS, SHAPES
+from genomix.kernels.bench_fftconv import PATHS, SHAPES
 
 
 def _scan(length: int, backward: bool, overrides: dict[str, str]) -> Callable[[], None]:
     from genomix.kernels.scan.ops import DEFAULT_TILING, selective_scan_triton
-    from kernels.bench_scan import make_inputs
+    from genomix.kernels.bench_scan import make_inputs
 
     fields = {f.name: f.type for f in dataclasses.fields(DEFAULT_TILING)}
     def parse(name: str, value: str) -> bool | int | str | None:
