@@ -20,11 +20,10 @@ Each n2-point DFT (n2 = TA·TB) is a Monarch step on tensor cores: with j2 = a·
 product (the ``DOTS`` setting) is one fp16 dot with fp32 accumulation on the real and imaginary parts
 interleaved along the contraction, against the real 2T × 2T matrix that embeds the complex one (stored as
 such), or three dots (Gauss: the matrix stored as (Mr, Mr + Mi, Mi - Mr)), or four chained ones (stored as
-(Mr, Mi, -Mi)). The elementwise work before and
-between the dots runs in ``MATH``: fp32, or fp16 as packed half2 instructions (the dot operands are fp16
-either way); after the last dot it is fp32. The spectrum words are written as X[k2 + n2·k1] at word
-(c·TB + d)·n1 + k1 (the "two-level word order" that :func:`.packed_kernels.pair_index` maps to spectrum
-indices and partners). TB = 2·TA (a 512-point level) halves n1, which keeps cuFFT's level at one pass
+(Mr, Mi, -Mi)). The elementwise work before and between the dots runs in ``MATH``: fp32, or fp16 as packed
+half2 instructions (the dot operands are fp16 either way); after the last dot it is fp32. The spectrum words
+are written as X[k2 + n2·k1] at word (c·TB + d)·n1 + k1 (the "two-level word order" that
+:func:`.packed_kernels.pair_index` maps to spectrum indices and partners). TB = 2·TA (a 512-point level) halves n1, which keeps cuFFT's level at one pass
 at M = 4M (:mod:`.two_level`).
 
 KB columns travel together: a tile is (KB, TB, TA), [col, b, a] for the signal, and (KB, TA, TB), [col, c,
