@@ -91,13 +91,6 @@ def first_level_tma_kernel(x_desc, scale_ptr, out_ptr, mats_a_ptr, mats_b_ptr, t
                       HALF=True)
 
 
-class _Plan:
-    """The two fields of :class:`.cufft_fused._Plan` the Triton levels read."""
-
-    def __init__(self, n: int):
-        self.n, self.half = n, True
-
-
 def _tbps(nbytes: int, ms: float) -> float:
     """Bytes moved in ``ms`` milliseconds, in TB/s."""
     return nbytes / ms / 1e9
@@ -111,11 +104,11 @@ def main() -> int:
     args = ap.parse_args()
     torch.manual_seed(0)
     H, L = args.channels, args.length
-    plan = _Plan(2 * L)
+    u = torch.randn(1, H, L, device="cuda").to(torch.bfloat16)
+    plan = one_level._plan(u, False)
     n1, n2 = two_level._split(plan)
     if n2 != two_level.TILE ** 2 or L & (L - 1):
         raise SystemExit("this probe covers the square 16 x 16 level: a power-of-two length below 4M")
-    u = torch.randn(1, H, L, device="cuda").to(torch.bfloat16)
     scale = torch.full((1, H), 0.5, device="cuda")
     D = torch.randn(H, device="cuda")
     spectrum = torch.empty(1, H, n2, n1, dtype=torch.complex32, device="cuda")

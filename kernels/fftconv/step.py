@@ -11,8 +11,7 @@ device tensor, so the step keeps fixed shapes and no host sync (what a CUDA grap
 This is memory-bound work. Here (the reference, and the path off CUDA) it is a gather of the filter,
 shared by the batch, and one batched matrix-vector product; on CUDA one Triton kernel
 (:mod:`.step_kernels`, op ``fftconv_update``, 4x faster at 65K positions) reads the history and the filter
-once. The parallel
-:func:`genomix.kernels.fftconv.fftconv` is what reads prompts.
+once. The parallel :func:`genomix.kernels.fftconv.fftconv` is what reads prompts.
 """
 from __future__ import annotations
 
