@@ -7,7 +7,8 @@ Three timings of the same bytes, batch 1, bf16 u (1, H, L), H = 256, L = 1M by d
    at a stride of 2·n1 samples and the (n2 rows x KB words) spectrum tile at a stride of n1 words, as the
    first level reads and writes them and the last level the other way round;
 2. the library's first level (:func:`.two_level.first_level`) and last level (:func:`.two_level.last_level`
-   with the skip term) on the same tensors;
+   as the forward runs it, the skip term folded into the filter: twentieth session's numbers are with the
+   skip term read here) on the same tensors;
 3. the first level as a persistent kernel whose time tiles arrive by TMA (a host tensor descriptor), copied
    stages ahead by Triton's software pipeliner, so that loads are in flight while a program computes its
    previous tile, at 2-4 programs per SM, 1-3 stages and a 128-register cap or none.
@@ -110,7 +111,6 @@ def main() -> int:
     if n2 != two_level.TILE ** 2 or L & (L - 1):
         raise SystemExit("this probe covers the square 16 x 16 level: a power-of-two length below 4M")
     scale = torch.full((1, H), 0.5, device="cuda")
-    D = torch.randn(H, device="cuda")
     spectrum = torch.empty(1, H, n2, n1, dtype=torch.complex32, device="cuda")
     words = one_level._complex_words(spectrum)
     y = torch.empty_like(u)
@@ -130,7 +130,7 @@ def main() -> int:
     reference = two_level.first_level(u, None, scale, plan)
     n_inv = torch.full((1, H), 1.0 / plan.n, device="cuda")
     result["library_first_ms"] = median_ms(lambda: two_level.first_level(u, None, scale, plan), "cuda")
-    result["library_last_ms"] = median_ms(lambda: two_level.last_level(reference, n_inv, u, None, D, None, y), "cuda")
+    result["library_last_ms"] = median_ms(lambda: two_level.last_level(reference, n_inv, None, y), "cuda")
     print(f"library levels ({two_level.COLUMNS} columns, {two_level.ROW_WARPS} warps): first "
           f"{result['library_first_ms']:.3f} ms ({_tbps(nbytes, result['library_first_ms']):.2f} TB/s), last "
           f"{result['library_last_ms']:.3f} ms ({_tbps(nbytes, result['library_last_ms']):.2f} TB/s)")

@@ -50,14 +50,14 @@ def _defaults() -> tuple[int, ...]:
             int(two_level.HALF_MATH), int(two_level.INVERSE_HALF_MATH))
 
 
-def _operands(u, k) -> tuple:
-    """(plan, scale, first-level rows, signal, filter spectrum, product factor, n_inv) of the two-level
-    forward of (u, k) at the current settings."""
+def _operands(u, k, D) -> tuple:
+    """(plan, scale, first-level rows, signal, filter spectrum with D folded in, product factor, n_inv) of the
+    two-level forward of (u, k, D) at the current settings."""
     plan = cufft_fused._plan(u, False)
     norm, scale = cufft_fused._row_range(plan, u)
     x_rows = two_level.first_level(u, None, scale, plan)
     x = cufft_fused._Signal(cufft_fused._fft(x_rows, inverse=False), scale, norm)
-    kf = two_level._filter_spectrum(k, plan, False)
+    kf = two_level._filter_spectrum(k, plan, False, skip=D)
     factor, n_inv = cufft_fused._half_product_scales(plan, x, kf, batch_summed=False)
     return plan, scale, x_rows, x, kf, factor, n_inv
 
@@ -72,17 +72,17 @@ def _product(x, kf, factor, out) -> None:
 def stages(u, k, D) -> dict:
     """ms of each stage of the two-level forward at the current settings (the in-place stages run on a
     scratch copy; their results are not used)."""
-    plan, scale, x_rows, x, kf, factor, n_inv = _operands(u, k)
+    plan, scale, x_rows, x, kf, factor, n_inv = _operands(u, k, D)
     out = torch.empty_like(u)
     scratch = x.spectrum.clone()
     return {
         "norms": _ms(lambda: cufft_fused._row_range(plan, u)),
         "first_level": _ms(lambda: two_level.first_level(u, None, scale, plan)),
         "outer_fft": _ms(lambda: cufft_fused._fft(x_rows, inverse=False)),
-        "filter": _ms(lambda: two_level._filter_spectrum(k, plan, False)),
+        "filter": _ms(lambda: two_level._filter_spectrum(k, plan, False, skip=D)),
         "product": _ms(lambda: _product(x, kf, factor, scratch)),
         "outer_ifft": _ms(lambda: cufft_fused._fft(x.spectrum, inverse=True)),
-        "last_level": _ms(lambda: two_level.last_level(x_rows, n_inv, u, None, D, None, out)),
+        "last_level": _ms(lambda: two_level.last_level(x_rows, n_inv, None, out)),
     }
 
 
@@ -93,29 +93,33 @@ def three_level_stages(u, k, D) -> dict:
     pairs, split = (u.shape[0] + 1) // 2, three_level._split(plan.n)
     norm, scale = cufft_fused._row_range(plan, u)
     rows = two_level.first_level(u, None, scale, plan, pairs=pairs, split=split)
-    kf = three_level._filter_spectrum(k, plan, False, None)
+    kf = three_level._filter_spectrum(k, plan, False, None, skip=D)
     factor, n_inv = three_level._pair_scales(plan, cufft_fused._Signal(rows, scale, norm), kf, pairs)
     scratch = rows.clone()
     out = torch.empty_like(u)
     return {
         "norms": _ms(lambda: cufft_fused._row_range(plan, u)),
         "first_level": _ms(lambda: two_level.first_level(u, None, scale, plan, pairs=pairs, split=split)),
-        "filter": _ms(lambda: three_level._filter_spectrum(k, plan, False, None)),
+        "filter": _ms(lambda: three_level._filter_spectrum(k, plan, False, None, skip=D)),
         "scales": _ms(lambda: three_level._pair_scales(plan, cufft_fused._Signal(rows, scale, norm), kf, pairs)),
         "middle": _ms(lambda: three_level.middle(scratch, kf.spectrum, factor)),
-        "last_level": _ms(lambda: two_level.last_level(rows, n_inv, u, None, D, None, out, pairs=pairs)),
+        "last_level": _ms(lambda: two_level.last_level(rows, n_inv, None, out, pairs=pairs)),
     }
 
 
-def middle_shapes(fwd, u, k, D, want, shapes: list[tuple[int, int, int]]) -> list[dict]:
+def middle_shapes(fwd, u, k, D, want, shapes: list[tuple[int, ...]]) -> list[dict]:
     """The three-level forward ``fwd`` (error against float64, ms) and its stages for each (rows per
-    program, warps, register cap; 0: none) of :func:`.three_level.middle` (restored afterwards)."""
-    saved = three_level.MIDDLE_ROWS, three_level.MIDDLE_WARPS, three_level.MIDDLE_MAXNREG
+    program, warps, register cap; 0: none[, dots per complex product]) of :func:`.three_level.middle`
+    (restored afterwards)."""
+    saved = (three_level.MIDDLE_ROWS, three_level.MIDDLE_WARPS, three_level.MIDDLE_MAXNREG,
+             three_level.MIDDLE_DOTS)
     rows = []
     try:
         for shape in shapes:
-            three_level.MIDDLE_ROWS, three_level.MIDDLE_WARPS, three_level.MIDDLE_MAXNREG = shape[0], shape[1], shape[2] or None
-            row = {"rows": shape[0], "warps": shape[1], "maxnreg": shape[2]}
+            dots = {width: shape[3] for width in saved[3]} if len(shape) > 3 else saved[3]
+            (three_level.MIDDLE_ROWS, three_level.MIDDLE_WARPS, three_level.MIDDLE_MAXNREG,
+             three_level.MIDDLE_DOTS) = shape[0], shape[1], shape[2] or None, dots
+            row = {"rows": shape[0], "warps": shape[1], "maxnreg": shape[2], "dots": dots}
             try:
                 row["rel_err_vs_ref"] = float((fwd().double() - want).norm() / want.norm())
                 row["fwd_ms"] = _ms(fwd)
@@ -125,14 +129,15 @@ def middle_shapes(fwd, u, k, D, want, shapes: list[tuple[int, int, int]]) -> lis
             rows.append(row)
             print(json.dumps(row), flush=True)
     finally:
-        three_level.MIDDLE_ROWS, three_level.MIDDLE_WARPS, three_level.MIDDLE_MAXNREG = saved
+        (three_level.MIDDLE_ROWS, three_level.MIDDLE_WARPS, three_level.MIDDLE_MAXNREG,
+         three_level.MIDDLE_DOTS) = saved
     return rows
 
 
-def product_shapes(u, k, shapes: list[tuple[int, int, int]]) -> list[dict]:
+def product_shapes(u, k, D, shapes: list[tuple[int, int, int]]) -> list[dict]:
     """ms of the two-level spectral product alone for each (rows per program, block, warps) of
     :func:`.cufft_fused.packed_product` (the module's constants, restored afterwards)."""
-    _, _, _, x, kf, factor, _ = _operands(u, k)
+    _, _, _, x, kf, factor, _ = _operands(u, k, D)
     scratch = x.spectrum.clone()
     saved = cufft_fused.PACKED_ROWS, cufft_fused.PACKED_BLOCK, cufft_fused.PACKED_WARPS
     rows = []
@@ -147,7 +152,7 @@ def product_shapes(u, k, shapes: list[tuple[int, int, int]]) -> list[dict]:
 
 
 def bench_length(L: int, sweep: list[tuple[int, ...]], products: list[tuple[int, int, int]],
-                 middles: list[tuple[int, int, int]]) -> dict:
+                 middles: list[tuple[int, ...]]) -> dict:
     B, H = benchmark_shape(L)
     u = torch.randn(B, H, L, device="cuda").to(torch.bfloat16)
     k = torch.randn(H, L, device="cuda") / L ** 0.5
@@ -187,7 +192,7 @@ def bench_length(L: int, sweep: list[tuple[int, ...]], products: list[tuple[int,
         torch.cuda.empty_cache()
     _settings(*default)
     if products:
-        row["products"] = product_shapes(u, k, products)
+        row["products"] = product_shapes(u, k, D, products)
     return row
 
 
@@ -210,8 +215,9 @@ def main() -> int:
                          "product: 1 (real embedding), 3 (Gauss) or 4 (chained), default 1; register caps, 0: none; "
                          "half math 1: fp16 work between the dots). Default: the module's settings")
     ap.add_argument("--middles", nargs="*", default=[],
-                    help="rows,warps,maxnreg of the three-level path's middle level (three_level.MIDDLE_*; maxnreg "
-                         "0: none), at lengths and batches it takes. Default: the module's settings")
+                    help="rows,warps,maxnreg[,dots] of the three-level path's middle level (three_level.MIDDLE_*; "
+                         "maxnreg 0: none; dots per complex product 1, 3 or 4 at every middle width), at lengths and batches it takes. "
+                         "Default: the module's settings")
     ap.add_argument("--products", nargs="*", default=[],
                     help="rows,block,warps of the spectral product (cufft_fused.PACKED_*), each timed alone")
     args = ap.parse_args()
@@ -229,7 +235,8 @@ def main() -> int:
             _print_forward(f"T={v['tile']} KB={v['columns']}/{v['inverse_columns']} w={v['warps']} dots {v['dots']}/{v['inverse_dots']} regs {v['maxnreg']}/{v['inverse_maxnreg']} fp16 math {int(v['half_math'])}/{int(v['inverse_half_math'])}",
                            v, r["ref_fwd_ms"])
         for m in r.get("three_level", []):
-            _print_forward(f"three levels, middle rows={m['rows']} w={m['warps']} regs {m['maxnreg']}", m, r["ref_fwd_ms"])
+            _print_forward(f"three levels, middle rows={m['rows']} w={m['warps']} regs {m['maxnreg']} dots {m['dots']}", m,
+                           r["ref_fwd_ms"])
         for p in r.get("products", []):
             print(f"  product rows={p['rows']} block={p['block']} warps={p['warps']}: {p['ms']:.3f} ms")
     return 0

@@ -80,13 +80,15 @@ def test_paired_rows_keep_their_own_range():
 
 
 def test_filter_spectrum_bin_order():
-    """Without a product the middle level leaves the n-point DFT of the range-scaled, zero-padded row with
-    bin k2 + n2·k1 at row c2·TB2 + d2 (k2 = c2 + TA2·d2, as two levels order their rows) and word
-    c1·TB1 + d1 (k1 = c1 + TA1·d1) of that row."""
+    """Without a product the middle level leaves the n-point DFT of the range-scaled, zero-padded row (the
+    skip weight added at lag 0) with bin k2 + n2·k1 at row c2·TB2 + d2 (k2 = c2 + TA2·d2, as two levels order
+    their rows) and word c1·TB1 + d1 (k1 = c1 + TA1·d1) of that row."""
     L, H = 20_000, 2
     k = torch.randn(H, L, generator=torch.Generator().manual_seed(3)) / L ** 0.5
+    D = torch.tensor([0.5, -3.0])  # the skip weight, folded in as lag 0
     plan = cufft_fused._Plan(L, half=True)
-    kf = three_level._filter_spectrum(k, plan, False, None)
+    kf = three_level._filter_spectrum(k, plan, False, None, skip=D)
+    k[:, 0] += D
     n1, n2 = three_level._split(plan.n)
     (ta1, tb1), (ta2, tb2) = two_level._level(n1), two_level._level(n2)
     k1, k2 = torch.arange(n1), torch.arange(n2)

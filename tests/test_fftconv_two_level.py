@@ -172,7 +172,7 @@ def test_two_level_backward_recomputes_or_reuses_the_filter(two_level_on, monkey
     grad_out = torch.randn(2, 4, 1200, generator=torch.Generator().manual_seed(2)).bfloat16()
     transforms = []
     original = two_level._filter_spectrum
-    monkeypatch.setattr(two_level, "_filter_spectrum", lambda *a: transforms.append(1) or original(*a))
+    monkeypatch.setattr(two_level, "_filter_spectrum", lambda *a, **kw: transforms.append(1) or original(*a, **kw))
 
     def grads():
         leaves = [t.detach().clone().requires_grad_() for t in inputs]
@@ -240,19 +240,41 @@ def test_first_level_writes_the_spectrum_in_two_level_word_order(monkeypatch, wi
 
 def test_last_level_inverts_the_first():
     """cuFFT's inverse and the last level undo the first level (n_inv = 1 / (M · scale)), and the epilogue's
-    skip term and gate are applied to the samples of the right times."""
+    gate is applied to the samples of the right times (the skip term rides in the filter, not here)."""
     plan = cufft_fused._Plan(1500, half=True)
     u = torch.randn(2, 3, 1500).bfloat16()
     pre, post = torch.randn(2, 3, 1500).bfloat16(), torch.randn(2, 3, 1500).bfloat16()
-    D = torch.randn(3)
     scale = torch.full((2, 3), 4.0)
     spectrum = cufft_fused._fft(two_level.first_level(u, pre, scale, plan), inverse=False)
     rows = cufft_fused._fft(spectrum, inverse=True)
     out, y = torch.empty_like(u), torch.empty(2, 3, 1500)
-    two_level.last_level(rows, 1.0 / (plan.n // 2 * scale), u, pre, D, post, out, z=y)
+    two_level.last_level(rows, 1.0 / (plan.n // 2 * scale), post, out, z=y)
     gated = u.double() * pre.double()
-    torch.testing.assert_close(y.double(), gated * (1 + D.double()[:, None]), rtol=2e-2, atol=2e-2)
-    assert _rel(out, gated * (1 + D.double()[:, None]) * post.double()) < 1e-2
+    torch.testing.assert_close(y.double(), gated, rtol=2e-2, atol=2e-2)
+    assert _rel(out, gated * post.double()) < 1e-2
+
+
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["causal", "bidirectional"])
+@pytest.mark.parametrize("known_sumsq", [False, True], ids=["norm-pass", "sumsq"])
+def test_filter_spectrum_folds_the_skip_weight(bidirectional, known_sumsq):
+    """With ``skip`` D the filter's spectrum is that of k with D added at lag 0 (index 0 of the combined row,
+    the forward filter's first tap), and its norm bounds that filter's norm: conv(x, k) + D·x in one
+    product."""
+    L, H = 1500, 3
+    g = torch.Generator().manual_seed(11)
+    k = torch.randn(H, 2 * L if bidirectional else L, generator=g) / L ** 0.5
+    D = torch.tensor([2.5, -0.75, 0.0])
+    plan = cufft_fused._Plan(L, half=True)
+    sumsq = k.square().sum(-1) if known_sumsq else None
+    got = two_level._filter_spectrum(k, plan, bidirectional, sumsq, skip=D)
+    folded = k.clone()
+    folded[:, 0] += D
+    want = two_level._filter_spectrum(folded, plan, bidirectional)
+    true_norm = folded.double().norm(dim=-1)
+    assert torch.all(got.norm[0].double() >= true_norm * (1 - 1e-6))
+    assert torch.all(got.norm[0].double() <= k.double().norm(dim=-1) + D.abs().double() + 1e-5)
+    spectra = [(s.spectrum.to(torch.complex64) / s.scale[0, :, None, None]) for s in (got, want)]
+    assert _rel(torch.view_as_real(spectra[0]), torch.view_as_real(spectra[1])) < 2e-3
 
 
 def test_dispatch_policy(monkeypatch):

@@ -292,15 +292,18 @@ class _Signal:
         return self.spectrum, self.scale, self.norm
 
 
-def _row_range(plan: _Plan, a: torch.Tensor, b: torch.Tensor | None = None, sumsq: torch.Tensor | None = None
-               ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+def _row_range(plan: _Plan, a: torch.Tensor, b: torch.Tensor | None = None, sumsq: torch.Tensor | None = None,
+               impulse: torch.Tensor | None = None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """(L2 norms, range scales) of the rows ``a * b`` (B, h, taps) for half spectra; (None, None) for fp32.
     ``sumsq``: the rows' sums of squares, (B·h,) fp32, when the caller has them (no pass over the rows).
+    ``impulse`` (h,): a value added to one sample of each row of channel h; the norms are then the bound
+    |row| + |impulse| (triangle inequality), which every use of them below takes as an upper bound.
 
     The scale is the largest power of two that keeps the scaled row's spectrum, and every stage of its
     transform, within HALF_RANGE: each such value is a sum of the row's samples times unit twiddles, so it
-    is at most their L1 norm, and ``|x|_1 <= sqrt(taps) |x|_2``. Powers of two: scaling is exact and only
-    moves the range. One pass reads the rows for block sums of squares, one small kernel finishes them."""
+    is at most their L1 norm, and ``|x|_1 <= sqrt(taps) |x|_2`` (with the impulse, ``|x|_1 + |impulse| <=
+    sqrt(taps) (|x|_2 + |impulse|)``). Powers of two: scaling is exact and only moves the range. One pass
+    reads the rows for block sums of squares, one small kernel finishes them."""
     if not plan.half:
         return None, None
     if sumsq is not None:
@@ -311,7 +314,8 @@ def _row_range(plan: _Plan, a: torch.Tensor, b: torch.Tensor | None = None, sums
     norm = torch.empty(partials.shape[:2], dtype=torch.float32, device=a.device)
     scale = torch.empty_like(norm)
     row_range_kernel[(triton.cdiv(rows, SCALE_ROWS),)](
-        partials, norm, scale, rows, nblk, HALF_RANGE / math.sqrt(a.shape[-1]), BLOCK_ROWS=SCALE_ROWS,
+        partials, norm if impulse is None else impulse, norm, scale, rows, a.shape[1], nblk,
+        HALF_RANGE / math.sqrt(a.shape[-1]), HAS_IMPULSE=impulse is not None, BLOCK_ROWS=SCALE_ROWS,
         BLOCK_PARTS=SCALE_PARTS, num_warps=NUM_WARPS,
     )
     return norm, scale

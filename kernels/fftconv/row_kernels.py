@@ -195,13 +195,24 @@ def _second_entry(bi, pairs, batch, ts):
 
 
 @triton.jit
-def _paired_columns(a_ptr, b_ptr, scale_ptr, bi, hi, pairs, batch, H, ts, mask, sab, sah, sbb, sbh,
-                    HAS_B: tl.constexpr, HAS_SCALE: tl.constexpr):
-    """Word tiles (KB, TB, TA) [col, b, a] of a paired row: the gated, range-scaled samples ``a * b * scale``
-    of batch entry ``bi`` as real parts and of ``bi + pairs`` (zero past the batch) as imaginary parts."""
+def _impulse(ts, impulse_ptr, hi):
+    """Channel ``hi``'s impulse value at time 0 of a sample tile ``ts``, zero elsewhere."""
+    return tl.where(ts == 0, tl.load(impulse_ptr + hi).to(tl.float32), 0.0)
+
+
+@triton.jit
+def _paired_columns(a_ptr, b_ptr, scale_ptr, impulse_ptr, bi, hi, pairs, batch, H, ts, mask, sab, sah, sbb, sbh,
+                    HAS_B: tl.constexpr, HAS_SCALE: tl.constexpr, HAS_IMPULSE: tl.constexpr):
+    """Word tiles (KB, TB, TA) [col, b, a] of a paired row: the gated samples ``a * b`` (plus the channel's
+    impulse at time 0 with HAS_IMPULSE), range-scaled, of batch entry ``bi`` as real parts and of
+    ``bi + pairs`` (zero past the batch) as imaginary parts."""
     second, clamped, has_second = _second_entry(bi, pairs, batch, ts)
     re = gated(a_ptr, b_ptr, bi, hi, ts, mask, sab, sah, sbb, sbh, HAS_B)
     im = gated(a_ptr, b_ptr, second, hi, ts, mask & has_second, sab, sah, sbb, sbh, HAS_B)
+    if HAS_IMPULSE:
+        spike = _impulse(ts, impulse_ptr, hi)
+        re += spike
+        im += tl.where(has_second, spike, 0.0)
     if HAS_SCALE:
         re *= tl.load(scale_ptr + bi * H + hi)
         im *= tl.load(scale_ptr + clamped * H + hi)
@@ -209,12 +220,14 @@ def _paired_columns(a_ptr, b_ptr, scale_ptr, bi, hi, pairs, batch, H, ts, mask, 
 
 
 @triton.jit
-def first_level_kernel(a_ptr, b_ptr, scale_ptr, out_ptr, mats_a_ptr, mats_b_ptr, tw_ptr, outer_ptr, H, L, n1,
-                       n_blk, pairs, batch, sab, sah, sbb, sbh, HAS_B: tl.constexpr, HAS_SCALE: tl.constexpr,
-                       PAIRED: tl.constexpr, TA: tl.constexpr, TB: tl.constexpr, KB: tl.constexpr,
-                       DOTS: tl.constexpr, EVEN: tl.constexpr, MATH: tl.constexpr):
+def first_level_kernel(a_ptr, b_ptr, scale_ptr, impulse_ptr, out_ptr, mats_a_ptr, mats_b_ptr, tw_ptr, outer_ptr, H,
+                       L, n1, n_blk, pairs, batch, sab, sah, sbb, sbh, HAS_B: tl.constexpr,
+                       HAS_SCALE: tl.constexpr, HAS_IMPULSE: tl.constexpr, PAIRED: tl.constexpr, TA: tl.constexpr,
+                       TB: tl.constexpr, KB: tl.constexpr, DOTS: tl.constexpr, EVEN: tl.constexpr,
+                       MATH: tl.constexpr):
     """The forward transform's first level, read from the time domain: for KB columns j1 of one row, the
-    gated, range-scaled, zero-padded real samples ``a * b * scale`` (zero at times >= L) as words (packed:
+    gated, range-scaled, zero-padded real samples ``(a * b + impulse·δ) * scale`` (HAS_IMPULSE: channel h's
+    ``impulse[h]`` added at time 0; zero at times >= L) as words (packed:
     a row's consecutive samples; PAIRED: row (p, h) holds batch entries p and p + ``pairs`` of channel h,
     :func:`_paired_columns`), their n2-point DFTs over j2 and the twiddles ω_M^(j1·k2), written as fp16
     words in the order of :func:`_spectrum_words` (``out``: the rows' int32 words) for the n1-point
@@ -226,10 +239,12 @@ def first_level_kernel(a_ptr, b_ptr, scale_ptr, out_ptr, mats_a_ptr, mats_b_ptr,
     ts = _times(j0, n1, TA, TB, KB, word)
     mask = _sample_mask(ts, L, j0, n1, KB, EVEN, word)
     if PAIRED:
-        xr, xi = _paired_columns(a_ptr, b_ptr, scale_ptr, row // H, row % H, pairs, batch, H, ts, mask, sab, sah,
-                                 sbb, sbh, HAS_B, HAS_SCALE)
+        xr, xi = _paired_columns(a_ptr, b_ptr, scale_ptr, impulse_ptr, row // H, row % H, pairs, batch, H, ts, mask,
+                                 sab, sah, sbb, sbh, HAS_B, HAS_SCALE, HAS_IMPULSE)
     else:
         value = gated(a_ptr, b_ptr, row // H, row % H, ts, mask, sab, sah, sbb, sbh, HAS_B)
+        if HAS_IMPULSE:
+            value += _impulse(ts, impulse_ptr, row % H)
         if HAS_SCALE:
             value *= tl.load(scale_ptr + row)
         xr, xi = _to_columns(value, TA, TB, KB)
@@ -278,16 +293,24 @@ def middle_level_kernel(rows_ptr, filter_ptr, factor_ptr, mats_a_ptr, mats_b_ptr
 
 
 @triton.jit
-def last_level_kernel(y_ptr, ninv_ptr, mats_a_ptr, mats_b_ptr, tw_ptr, outer_ptr, a_ptr, b_ptr, d_ptr, m1_ptr,
-                      m2_ptr, out1_ptr, out2_ptr, z_ptr, H, L, n1, n_blk, pairs, batch, sab, sah, sbb, sbh, sm1b,
-                      sm1h, sm2b, sm2h, sob, soh, HAS_B: tl.constexpr, HAS_D: tl.constexpr, HAS_M1: tl.constexpr,
-                      HAS_M2: tl.constexpr, STORE_Z: tl.constexpr, PAIRED: tl.constexpr, TA: tl.constexpr,
-                      TB: tl.constexpr, KB: tl.constexpr, DOTS: tl.constexpr, EVEN: tl.constexpr,
-                      MATH: tl.constexpr):
+def _finish(z, ts, valid, bi, hi, m1_ptr, m2_ptr, out1_ptr, out2_ptr, z_ptr, sm1b, sm1h, sm2b, sm2h, sob, soh,
+            HAS_M1: tl.constexpr, HAS_M2: tl.constexpr, STORE_Z: tl.constexpr):
+    """:func:`.epilogue_kernels.finish_epilogue` without its skip term."""
+    finish_epilogue(z, ts, valid, bi, hi, out1_ptr, out1_ptr, out1_ptr, m1_ptr, m2_ptr, out1_ptr, out2_ptr, z_ptr,
+                    0, 0, 0, 0, sm1b, sm1h, sm2b, sm2h, sob, soh, False, False, HAS_M1, HAS_M2, STORE_Z)
+
+
+@triton.jit
+def last_level_kernel(y_ptr, ninv_ptr, mats_a_ptr, mats_b_ptr, tw_ptr, outer_ptr, m1_ptr, m2_ptr, out1_ptr,
+                      out2_ptr, z_ptr, H, L, n1, n_blk, pairs, batch, sm1b, sm1h, sm2b, sm2h, sob, soh,
+                      HAS_M1: tl.constexpr, HAS_M2: tl.constexpr, STORE_Z: tl.constexpr, PAIRED: tl.constexpr,
+                      TA: tl.constexpr, TB: tl.constexpr, KB: tl.constexpr, DOTS: tl.constexpr,
+                      EVEN: tl.constexpr, MATH: tl.constexpr):
     """The inverse transform's last level, written to the time domain: for KB columns j1 of one row whose
     n1-point inverse transforms are done (``y``: the rows' int32 words), the conjugate twiddles and the
     n2-point inverse DFTs, then the epilogue of :func:`.epilogue_kernels.finish_epilogue` on the samples
-    ``z = y * n_inv`` at times < L (skip term, gates, outputs in their dtypes): one row's, with one
+    ``z = y * n_inv`` at times < L (gates, outputs in their dtypes; no skip term, which the two- and
+    three-level forwards fold into the filter): one row's, with one
     ``n_inv`` per row of ``y``, or (PAIRED, as :func:`first_level_kernel`) the real parts' for batch entry
     p and the imaginary parts' for p + ``pairs``, with one ``n_inv`` per (batch entry, channel)."""
     pid = tl.program_id(0)
@@ -308,12 +331,11 @@ def last_level_kernel(y_ptr, ninv_ptr, mats_a_ptr, mats_b_ptr, tw_ptr, outer_ptr
         second, clamped, has_second = _second_entry(bi, pairs, batch, ts)
         first_z = tl.permute(xr, (1, 2, 0)) * tl.load(ninv_ptr + bi * H + hi)
         second_z = tl.permute(xi, (1, 2, 0)) * tl.load(ninv_ptr + clamped * H + hi)
-        finish_epilogue(first_z, ts, valid, bi, hi, a_ptr, b_ptr, d_ptr, m1_ptr, m2_ptr, out1_ptr, out2_ptr, z_ptr,
-                        sab, sah, sbb, sbh, sm1b, sm1h, sm2b, sm2h, sob, soh, HAS_B, HAS_D, HAS_M1, HAS_M2, STORE_Z)
-        finish_epilogue(second_z, ts, valid & has_second, second, hi, a_ptr, b_ptr, d_ptr, m1_ptr, m2_ptr,
-                        out1_ptr, out2_ptr, z_ptr, sab, sah, sbb, sbh, sm1b, sm1h, sm2b, sm2h, sob, soh, HAS_B,
-                        HAS_D, HAS_M1, HAS_M2, STORE_Z)
+        _finish(first_z, ts, valid, bi, hi, m1_ptr, m2_ptr, out1_ptr, out2_ptr, z_ptr, sm1b, sm1h, sm2b, sm2h,
+                sob, soh, HAS_M1, HAS_M2, STORE_Z)
+        _finish(second_z, ts, valid & has_second, second, hi, m1_ptr, m2_ptr, out1_ptr, out2_ptr, z_ptr, sm1b,
+                sm1h, sm2b, sm2h, sob, soh, HAS_M1, HAS_M2, STORE_Z)
     else:
         z = _from_columns(xr, xi, TA, TB, KB) * tl.load(ninv_ptr + row)
-        finish_epilogue(z, ts, valid, bi, hi, a_ptr, b_ptr, d_ptr, m1_ptr, m2_ptr, out1_ptr, out2_ptr, z_ptr, sab,
-                        sah, sbb, sbh, sm1b, sm1h, sm2b, sm2h, sob, soh, HAS_B, HAS_D, HAS_M1, HAS_M2, STORE_Z)
+        _finish(z, ts, valid, bi, hi, m1_ptr, m2_ptr, out1_ptr, out2_ptr, z_ptr, sm1b, sm1h, sm2b, sm2h, sob, soh,
+                HAS_M1, HAS_M2, STORE_Z)

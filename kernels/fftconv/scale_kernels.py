@@ -41,9 +41,10 @@ def pow2_floor_ratio(num, den):
 
 
 @triton.jit
-def row_range_kernel(partials_ptr, norm_ptr, scale_ptr, rows, nblk, range_per_sqrt_taps,
-                     BLOCK_ROWS: tl.constexpr, BLOCK_PARTS: tl.constexpr):
-    """norm[r] = sqrt(sum of partials[r, :nblk]) (summed in a fixed order) and
+def row_range_kernel(partials_ptr, impulse_ptr, norm_ptr, scale_ptr, rows, H, nblk, range_per_sqrt_taps,
+                     HAS_IMPULSE: tl.constexpr, BLOCK_ROWS: tl.constexpr, BLOCK_PARTS: tl.constexpr):
+    """norm[r] = sqrt(sum of partials[r, :nblk]) (summed in a fixed order), plus |impulse[r mod H]| with
+    HAS_IMPULSE (a bound on the norm of the row with that value added to one sample), and
     scale[r] = pow2_floor(range_per_sqrt_taps / norm[r]) for BLOCK_ROWS rows."""
     row = tl.program_id(0) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
     part = tl.arange(0, BLOCK_PARTS)
@@ -53,6 +54,8 @@ def row_range_kernel(partials_ptr, norm_ptr, scale_ptr, rows, nblk, range_per_sq
         block = tl.load(partials_ptr + row[:, None].to(tl.int64) * nblk + start + part[None, :], mask=mask, other=0.0)
         total += tl.sum(block, axis=1)
     norm = tl.sqrt(total)
+    if HAS_IMPULSE:
+        norm += tl.abs(tl.load(impulse_ptr + row % H, mask=row < rows, other=0.0).to(tl.float32))
     tl.store(norm_ptr + row, norm, mask=row < rows)
     tl.store(scale_ptr + row, pow2_floor_ratio(range_per_sqrt_taps, norm), mask=row < rows)
 

@@ -46,10 +46,11 @@ MIN_POINTS, MAX_POINTS = 1 << 16, 1 << 18
 #: fifteenth session): 1.10 / 1.11 / 1.46 ms at 32K / 64K / 128K; 8 rows 1.27 / 1.40 / 5.06, 32 rows on 8
 #: warps capped 1.31 / 1.24 / 1.42, uncapped 1.80 / 1.82 / 2.01, a 168-register cap 1.18 / 1.23 / 1.56.
 MIDDLE_ROWS, MIDDLE_WARPS, MIDDLE_MAXNREG = 16, 4, 128
-#: Dots per complex product in the middle level (see :data:`.two_level.DOTS`): four, as timed. One dot, which
-#: the end levels use, was not timed here, and offline (triton 3.6, sm_90) the 16 × 64-point middle level spills
-#: 624 B with it against 80 B with four.
-MIDDLE_DOTS = 4
+#: Dots per complex product in the middle level (see :data:`.two_level.DOTS`), by the width TB of its 16 × TB
+#: points. H200, whole forward (kernels/bench_two_level.py --middles 16,4,128,4 16,4,128,1, twenty-first
+#: session): one dot 2.88 / 3.09 ms at 32K / 64K (16 × 16, 16 × 32) against 3.01 / 3.15 with four; at 128K
+#: (16 × 64) the one-dot middle spills (624 B offline against 80 B) and took 2.96 ms against 1.47 with four.
+MIDDLE_DOTS = {16: 1, 32: 1, 64: 4}
 #: "0" turns the path off (calls fall back to two levels).
 ENV_SWITCH = "GENOMIX_FFTCONV_THREE_LEVEL"
 #: Pairs of scale factors per program of :func:`_pair_scales`.
@@ -85,23 +86,26 @@ def middle(rows: torch.Tensor, filter_spectrum: torch.Tensor | None = None,
     n_blk = n2 // kb
     words = one_level._complex_words(rows)
     product = filter_spectrum is not None
+    dots = MIDDLE_DOTS[TB]
     middle_level_kernel[(pairs * channels * n_blk,)](
         words, one_level._complex_words(filter_spectrum) if product else words, factor if product else words,
-        two_level._matrices(TA, rows.device, MIDDLE_DOTS), two_level._matrices(TB, rows.device, MIDDLE_DOTS),
+        two_level._matrices(TA, rows.device, dots), two_level._matrices(TB, rows.device, dots),
         two_level._inner_twiddles(TA, TB, rows.device), channels, n2, n_blk, pairs,
-        PRODUCT=product, TA=TA, TB=TB, KB=kb, DOTS=MIDDLE_DOTS, MATH=two_level._math(two_level.HALF_MATH),
+        PRODUCT=product, TA=TA, TB=TB, KB=kb, DOTS=dots, MATH=two_level._math(two_level.HALF_MATH),
         num_warps=MIDDLE_WARPS, maxnreg=MIDDLE_MAXNREG,
     )
     return rows
 
 
 def _filter_spectrum(k: torch.Tensor, plan: one_level._Plan, bidirectional: bool,
-                     k_sumsq: torch.Tensor | None) -> one_level._Signal:
+                     k_sumsq: torch.Tensor | None, skip: torch.Tensor | None = None) -> one_level._Signal:
     """The filter's n-point spectrum (1, h, n2, n1) in the middle level's bin order, range-scaled; k (h, L),
-    or (h, 2L) bidirectional as its combined length-n row."""
-    norm, scale = one_level._row_range(plan, k.unsqueeze(0), sumsq=k_sumsq)
+    or (h, 2L) bidirectional as its combined length-n row; ``skip`` (h,): D folded in as lag 0 (see
+    :func:`.two_level._filter_spectrum`)."""
+    norm, scale = one_level._row_range(plan, k.unsqueeze(0), sumsq=k_sumsq, impulse=skip)
     rows = combined_filter(k.float(), plan.L, plan.n, True) if bidirectional else k
-    spectrum = two_level.first_level(rows.unsqueeze(0), None, scale, plan, pairs=1, split=_split(plan.n))
+    spectrum = two_level.first_level(rows.unsqueeze(0), None, scale, plan, pairs=1, split=_split(plan.n),
+                                     impulse=skip)
     return one_level._Signal(middle(spectrum), scale, norm)
 
 
@@ -128,8 +132,8 @@ def forward_group(plan: one_level._Plan, u, k, D, pregate, postgate, bidirection
     split = _split(plan.n)
     norm, scale = one_level._row_range(plan, u, pregate)
     rows = two_level.first_level(u, pregate, scale, plan, pairs=pairs, split=split)
-    kf = _filter_spectrum(k, plan, bidirectional, k_sumsq)
+    kf = _filter_spectrum(k, plan, bidirectional, k_sumsq, skip=D)
     factor, n_inv = _pair_scales(plan, one_level._Signal(rows, scale, norm), kf, pairs)
     middle(rows, kf.spectrum, factor)
     del kf
-    two_level.last_level(rows, n_inv, u, pregate, D, postgate, out, z=y, pairs=pairs)
+    two_level.last_level(rows, n_inv, postgate, out, z=y, pairs=pairs)

@@ -165,49 +165,49 @@ def _launch(n1: int, n2: int, device: torch.device, inverse: bool) -> tuple[tupl
 
 
 def first_level(a: torch.Tensor, b: torch.Tensor | None, scale: torch.Tensor | None, plan: one_level._Plan,
-                pairs: int = 0, split: tuple[int, int] | None = None) -> torch.Tensor:
+                pairs: int = 0, split: tuple[int, int] | None = None,
+                impulse: torch.Tensor | None = None) -> torch.Tensor:
     """(B, H, n2, n1) complex32: the rows ``a * b * scale`` (B, H, length), zero-padded to n and packed, after
     the transform's first level (rows contiguous in j1, ready for the n1-point transforms). With ``pairs``
     > 0 the batch entries p and p + pairs are paired instead (real and imaginary parts of one n-point row,
-    :func:`.row_kernels.first_level_kernel`): (pairs, H, n2, n1) with n1·n2 = n, ``split`` (n1, n2)."""
+    :func:`.row_kernels.first_level_kernel`): (pairs, H, n2, n1) with n1·n2 = n, ``split`` (n1, n2).
+    ``impulse`` (H,): added to every row of its channel at time 0, before the scale."""
     a, b = unit_stride_rows(a), unit_stride_rows(b)
     batch, channels, length = a.shape
     n1, n2 = split or _split(plan)
     out = torch.empty(pairs or batch, channels, n2, n1, dtype=torch.complex32, device=a.device)
     tables, options, n_blk = _launch(n1, n2, a.device, inverse=False)
     first_level_kernel[(out.shape[0] * channels * n_blk,)](
-        a, a if b is None else b, a if scale is None else scale, one_level._complex_words(out), *tables,
-        channels, length, n1, n_blk, pairs, batch, *one_level._bh_strides(a), *one_level._bh_strides(b),
-        HAS_B=b is not None, HAS_SCALE=scale is not None, PAIRED=pairs > 0, **options,
+        a, a if b is None else b, a if scale is None else scale, a if impulse is None else impulse,
+        one_level._complex_words(out), *tables, channels, length, n1, n_blk, pairs, batch,
+        *one_level._bh_strides(a), *one_level._bh_strides(b), HAS_B=b is not None, HAS_SCALE=scale is not None,
+        HAS_IMPULSE=impulse is not None, PAIRED=pairs > 0, **options,
     )
     return out
 
 
-def last_level(rows: torch.Tensor, n_inv: torch.Tensor, a: torch.Tensor, b: torch.Tensor | None,
-               D: torch.Tensor | None, m1: torch.Tensor | None, out1: torch.Tensor,
+def last_level(rows: torch.Tensor, n_inv: torch.Tensor, m1: torch.Tensor | None, out1: torch.Tensor,
                m2: torch.Tensor | None = None, out2: torch.Tensor | None = None,
                z: torch.Tensor | None = None, pairs: int = 0) -> None:
     """The inverse transform's last level on ``rows`` (B, H, n2, n1) complex32 after the inverse n1-point
-    transforms, then :func:`.cufft_fused.epilogue`'s outputs (one ``n_inv`` factor per row) at the times
-    of ``a`` (B, H, length), which is read only for the skip term ``D``. With ``pairs`` > 0 ``rows`` are
-    (pairs, H, n2, n1) paired rows (:func:`first_level`) and ``n_inv`` has one factor per (batch entry,
-    channel)."""
-    a, b, m1, m2 = (unit_stride_rows(t) for t in (a, b, m1, m2))
+    transforms, then :func:`.cufft_fused.epilogue`'s outputs (one ``n_inv`` factor per row; gates ``m1``,
+    ``m2``, outputs ``out1`` (B, H, length), ``out2`` and ``z``) without a skip term: the two- and
+    three-level forwards fold it into the filter's spectrum (:func:`_filter_spectrum`). With ``pairs`` > 0
+    ``rows`` are (pairs, H, n2, n1) paired rows (:func:`first_level`) and ``n_inv`` has one factor per
+    (batch entry, channel)."""
+    m1, m2 = (unit_stride_rows(t) for t in (m1, m2))
     if any(t is not None and t.stride() != out1.stride() for t in (out2, z)):
         raise ValueError("last_level: outputs must share strides")
     if not rows.is_contiguous() or rows.shape[-2] % TILE:
         raise ValueError(f"last_level: contiguous (B, H, n2, n1) rows with {TILE} | n2, got {tuple(rows.shape)}")
-    batch, channels, length = a.shape
+    batch, channels, length = out1.shape
     n2, n1 = rows.shape[-2:]
     tables, options, n_blk = _launch(n1, n2, rows.device, inverse=True)
     last_level_kernel[(rows.shape[0] * channels * n_blk,)](
-        one_level._complex_words(rows), n_inv, *tables, a,
-        a if b is None else b, a if D is None else D, a if m1 is None else m1, a if m2 is None else m2, out1,
-        out1 if out2 is None else out2, out1 if z is None else z, channels, length, n1, n_blk, pairs, batch,
-        *one_level._bh_strides(a), *one_level._bh_strides(b), *one_level._bh_strides(m1),
-        *one_level._bh_strides(m2), *one_level._bh_strides(out1),
-        HAS_B=b is not None, HAS_D=D is not None, HAS_M1=m1 is not None, HAS_M2=m2 is not None,
-        STORE_Z=z is not None, PAIRED=pairs > 0, **options,
+        one_level._complex_words(rows), n_inv, *tables, out1 if m1 is None else m1, out1 if m2 is None else m2,
+        out1, out1 if out2 is None else out2, out1 if z is None else z, channels, length, n1, n_blk, pairs, batch,
+        *one_level._bh_strides(m1), *one_level._bh_strides(m2), *one_level._bh_strides(out1),
+        HAS_M1=m1 is not None, HAS_M2=m2 is not None, STORE_Z=z is not None, PAIRED=pairs > 0, **options,
     )
 
 
@@ -220,19 +220,25 @@ def _signal(plan: one_level._Plan, a: torch.Tensor, b: torch.Tensor | None,
 
 
 def _spectrum(plan: one_level._Plan, a: torch.Tensor, b: torch.Tensor | None, scale: torch.Tensor | None,
-              norm: torch.Tensor | None) -> one_level._Signal:
-    """Both levels of the transform of the rows ``a * b * scale``, kept with the range they were scaled by."""
-    return one_level._Signal(one_level._fft(first_level(a, b, scale, plan), inverse=False), scale, norm)
+              norm: torch.Tensor | None, impulse: torch.Tensor | None = None) -> one_level._Signal:
+    """Both levels of the transform of the rows ``(a * b + impulse·δ) * scale``, kept with the range they were
+    scaled by."""
+    rows = first_level(a, b, scale, plan, impulse=impulse)
+    return one_level._Signal(one_level._fft(rows, inverse=False), scale, norm)
 
 
 def _filter_spectrum(k: torch.Tensor, plan: one_level._Plan, bidirectional: bool,
-                     k_sumsq: torch.Tensor | None = None) -> one_level._Signal:
+                     k_sumsq: torch.Tensor | None = None, skip: torch.Tensor | None = None) -> one_level._Signal:
     """The filter's spectrum (1, h, n2, n1) in two-level word order (packed, range-scaled; ``k_sumsq``: k's
-    rows' sums of squares, if known); bidirectional filters (h, 2L) as their combined length-n row."""
-    if not bidirectional:
-        return _signal(plan, k.unsqueeze(0), None, k_sumsq)
-    norm, scale = one_level._row_range(plan, k.unsqueeze(0), sumsq=k_sumsq)
-    return _spectrum(plan, combined_filter(k.float(), plan.L, plan.n, True).unsqueeze(0), None, scale, norm)
+    rows' sums of squares, if known); bidirectional filters (h, 2L) as their combined length-n row.
+
+    ``skip`` (h,): the skip weight D, folded into the filter as lag 0 (``conv(x, k) + D·x = conv(x, k + D·δ)``),
+    so the last level need not read the signal and its gate a second time for the skip term: at 1M that read
+    cost 0.09 ms of the last level's 0.80 without gates and 0.73 of 1.54 ms with both gates (H200,
+    kernels/fftconv/NOTES.md "Twenty-first session")."""
+    norm, scale = one_level._row_range(plan, k.unsqueeze(0), sumsq=k_sumsq, impulse=skip)
+    rows = combined_filter(k.float(), plan.L, plan.n, True) if bidirectional else k  # lag 0 at index 0 either way
+    return _spectrum(plan, rows.unsqueeze(0), None, scale, norm, skip)
 
 
 def _flat(x: torch.Tensor) -> torch.Tensor:
@@ -254,12 +260,13 @@ def _product_inverse(plan: one_level._Plan, a: one_level._Signal, b: one_level._
 def forward_group(plan: one_level._Plan, u, k, D, pregate, postgate, bidirectional: bool, out, y,
                   keep_filter: bool = False, k_sumsq: torch.Tensor | None = None) -> one_level._Signal | None:
     """One channel group of the forward: writes ``out`` (and ``y``, the pre-postgate output, if given);
-    returns the filter's spectrum if ``keep_filter`` (for :func:`backward_group`), else None."""
+    returns the filter's spectrum if ``keep_filter`` (for :func:`backward_group`), else None. The skip term
+    ``D`` rides in the filter's spectrum (:func:`_filter_spectrum`), which the backward then uses as it is."""
     x = _signal(plan, u, pregate)
-    kf = _filter_spectrum(k, plan, bidirectional, k_sumsq)
+    kf = _filter_spectrum(k, plan, bidirectional, k_sumsq, skip=D)
     y_rows, n_inv = _product_inverse(plan, x, kf, x.spectrum)
     del x
-    last_level(y_rows, n_inv, u, pregate, D, postgate, out, z=y)
+    last_level(y_rows, n_inv, postgate, out, z=y)
     return kf if keep_filter else None
 
 
@@ -267,7 +274,8 @@ def backward_group(plan: one_level._Plan, bidirectional: bool, grad, u, k, D, pr
                    d_pre, kf: one_level._Signal | None = None) -> None:
     """Gradients of one channel group on two levels, written into the given slices (``dk``/``dD``/``d_pre``
     None: not needed), as :func:`.cufft_fused._backward_group` computes them on one; ``kf``: the forward's
-    filter spectrum, recomputed when None."""
+    filter spectrum with ``D`` folded in (:func:`forward_group`), recomputed when None. The input's gradient
+    takes its skip term through it: correlating with k + D·δ adds D times the gradient."""
     g = _signal(plan, grad, postgate)
     if dD is not None:  # sum over time of (u * pregate) * (grad * postgate), unscaled, in fp32
         dD.copy_(one_level.pad_product_dot(u, pregate, u.shape[-1], grad, postgate, store=False)[1].sum(dim=0))
@@ -278,13 +286,13 @@ def backward_group(plan: one_level._Plan, bidirectional: bool, grad, u, k, D, pr
         del x, cross
         if bidirectional:  # every lag of the combined row, then split into the two filters
             lags = dk_rows.new_empty((1, dk.shape[0], plan.n), dtype=torch.float32)
-            last_level(dk_rows, n_inv, lags, None, None, None, lags)
+            last_level(dk_rows, n_inv, None, lags)
             dk.copy_(_uncombine(lags[0], plan.L, True))
         else:  # the first L lags, scaled and cast (no skip term: nothing else is read)
-            last_level(dk_rows, n_inv, dk.unsqueeze(0), None, None, None, dk.unsqueeze(0))
+            last_level(dk_rows, n_inv, None, dk.unsqueeze(0))
         del dk_rows
     if kf is None:
-        kf = _filter_spectrum(k, plan, bidirectional)
+        kf = _filter_spectrum(k, plan, bidirectional, skip=D)
     dx_rows, n_inv = _product_inverse(plan, g, kf, g.spectrum, conj_b=True)
     del g
-    last_level(dx_rows, n_inv, grad, postgate, D, pregate, du, m2=u if d_pre is not None else None, out2=d_pre)
+    last_level(dx_rows, n_inv, pregate, du, m2=u if d_pre is not None else None, out2=d_pre)
