@@ -12,11 +12,11 @@ level one pass:
 2. cuFFT: n1-point transforms of those contiguous rows (a strided transform of the natural layout
    measured 2.8 ms at 1M against 0.6 ms contiguous on an H200: torch and cuFFT copy it), leaving the
    spectrum in "two-level word order";
-3. the same for the filter;
+3. the same for the filter, with the skip weight D added at lag 0 (conv(x, k) + D·x = conv(x, k + D·δ));
 4. :func:`.cufft_fused.packed_product` in that word order: the product with the range factor, in place;
 5. cuFFT's n1-point inverse transforms;
-6. :func:`last_level` (Triton): the inverse n2-point DFTs and the epilogue (1/n and the range scales, skip
-   term, gates, outputs in their dtypes), written to the time domain.
+6. :func:`last_level` (Triton): the inverse n2-point DFTs and the epilogue (1/n and the range scales, gates,
+   outputs in their dtypes), written to the time domain.
 
 Half-precision spectra only (16-bit inputs): the range scaling of :mod:`.cufft_fused` bounds every stage,
 including the Triton levels' fp16 dot operands. Calls at 32K <= M <= 4M take it by default (:func:`applies`),
