@@ -13,7 +13,8 @@ were range-scaled), then ``z * m1`` and optionally ``z * m2`` and ``z`` itself, 
 dtype -- the skip term, the 1/n of the inverse transform (run unnormalised) and the output gate in the
 forward; the skip term and both input gradients in the backward.
 The two-level convolution (:mod:`.two_level`) has no such passes: its first and last transform levels
-(:mod:`.row_kernels`) read the gated input and run :func:`finish_epilogue` themselves.
+(:mod:`.row_kernels`) read the gated input and run :func:`write_outputs` themselves (its skip term rides in
+the filter's spectrum).
 
 Rows are (batch, channel) pairs; every tensor has its own (batch, channel) strides (the outputs one set
 for all) and a unit stride in time, so channel slices of larger tensors are read and written in place.
@@ -73,10 +74,20 @@ def pad_product_kernel(a_ptr, b_ptr, out_ptr, other_ptr, gate_ptr, dot_ptr, scal
 def finish_epilogue(z, ts, mask, bi, hi, a_ptr, b_ptr, d_ptr, m1_ptr, m2_ptr, out1_ptr, out2_ptr, z_ptr,
             sab, sah, sbb, sbh, sm1b, sm1h, sm2b, sm2h, sob, soh, HAS_B: tl.constexpr, HAS_D: tl.constexpr,
             HAS_M1: tl.constexpr, HAS_M2: tl.constexpr, STORE_Z: tl.constexpr):
-    """The epilogue's outputs from the scaled convolution ``z`` at times ``ts`` (any shape) of row (bi, hi)."""
+    """The epilogue's outputs from the scaled convolution ``z`` at times ``ts`` (any shape) of row (bi, hi):
+    the skip term, then :func:`write_outputs`."""
     if HAS_D:
         skip = tl.load(d_ptr + hi).to(tl.float32)
         z += skip * gated(a_ptr, b_ptr, bi, hi, ts, mask, sab, sah, sbb, sbh, HAS_B)
+    write_outputs(z, ts, mask, bi, hi, m1_ptr, m2_ptr, out1_ptr, out2_ptr, z_ptr, sm1b, sm1h, sm2b, sm2h, sob, soh,
+                  HAS_M1, HAS_M2, STORE_Z)
+
+
+@triton.jit
+def write_outputs(z, ts, mask, bi, hi, m1_ptr, m2_ptr, out1_ptr, out2_ptr, z_ptr, sm1b, sm1h, sm2b, sm2h, sob, soh,
+                  HAS_M1: tl.constexpr, HAS_M2: tl.constexpr, STORE_Z: tl.constexpr):
+    """``z`` (with STORE_Z), ``z * m1`` and (HAS_M2) ``z * m2`` at times ``ts`` of row (bi, hi), each in its
+    output's dtype (HAS_M1 off: ``z`` itself)."""
     out = bi * sob + hi * soh
     if STORE_Z:
         tl.store((z_ptr + out) + ts, z.to(z_ptr.dtype.element_ty), mask=mask)

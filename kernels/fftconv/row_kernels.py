@@ -37,7 +37,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .epilogue_kernels import finish_epilogue, gated
+from .epilogue_kernels import gated, write_outputs
 from .packed_kernels import load_complex, store_complex
 
 #: Matrix slots of a table tensor (2, 3, T, T): the DFT matrix F_T and its adjoint (its conjugate: F_T is
@@ -293,14 +293,6 @@ def middle_level_kernel(rows_ptr, filter_ptr, factor_ptr, mats_a_ptr, mats_b_ptr
 
 
 @triton.jit
-def _finish(z, ts, valid, bi, hi, m1_ptr, m2_ptr, out1_ptr, out2_ptr, z_ptr, sm1b, sm1h, sm2b, sm2h, sob, soh,
-            HAS_M1: tl.constexpr, HAS_M2: tl.constexpr, STORE_Z: tl.constexpr):
-    """:func:`.epilogue_kernels.finish_epilogue` without its skip term."""
-    finish_epilogue(z, ts, valid, bi, hi, out1_ptr, out1_ptr, out1_ptr, m1_ptr, m2_ptr, out1_ptr, out2_ptr, z_ptr,
-                    0, 0, 0, 0, sm1b, sm1h, sm2b, sm2h, sob, soh, False, False, HAS_M1, HAS_M2, STORE_Z)
-
-
-@triton.jit
 def last_level_kernel(y_ptr, ninv_ptr, mats_a_ptr, mats_b_ptr, tw_ptr, outer_ptr, m1_ptr, m2_ptr, out1_ptr,
                       out2_ptr, z_ptr, H, L, n1, n_blk, pairs, batch, sm1b, sm1h, sm2b, sm2h, sob, soh,
                       HAS_M1: tl.constexpr, HAS_M2: tl.constexpr, STORE_Z: tl.constexpr, PAIRED: tl.constexpr,
@@ -308,7 +300,7 @@ def last_level_kernel(y_ptr, ninv_ptr, mats_a_ptr, mats_b_ptr, tw_ptr, outer_ptr
                       EVEN: tl.constexpr, MATH: tl.constexpr):
     """The inverse transform's last level, written to the time domain: for KB columns j1 of one row whose
     n1-point inverse transforms are done (``y``: the rows' int32 words), the conjugate twiddles and the
-    n2-point inverse DFTs, then the epilogue of :func:`.epilogue_kernels.finish_epilogue` on the samples
+    n2-point inverse DFTs, then :func:`.epilogue_kernels.write_outputs` on the samples
     ``z = y * n_inv`` at times < L (gates, outputs in their dtypes; no skip term, which the two- and
     three-level forwards fold into the filter): one row's, with one
     ``n_inv`` per row of ``y``, or (PAIRED, as :func:`first_level_kernel`) the real parts' for batch entry
@@ -331,11 +323,11 @@ def last_level_kernel(y_ptr, ninv_ptr, mats_a_ptr, mats_b_ptr, tw_ptr, outer_ptr
         second, clamped, has_second = _second_entry(bi, pairs, batch, ts)
         first_z = tl.permute(xr, (1, 2, 0)) * tl.load(ninv_ptr + bi * H + hi)
         second_z = tl.permute(xi, (1, 2, 0)) * tl.load(ninv_ptr + clamped * H + hi)
-        _finish(first_z, ts, valid, bi, hi, m1_ptr, m2_ptr, out1_ptr, out2_ptr, z_ptr, sm1b, sm1h, sm2b, sm2h,
-                sob, soh, HAS_M1, HAS_M2, STORE_Z)
-        _finish(second_z, ts, valid & has_second, second, hi, m1_ptr, m2_ptr, out1_ptr, out2_ptr, z_ptr, sm1b,
-                sm1h, sm2b, sm2h, sob, soh, HAS_M1, HAS_M2, STORE_Z)
+        write_outputs(first_z, ts, valid, bi, hi, m1_ptr, m2_ptr, out1_ptr, out2_ptr, z_ptr, sm1b, sm1h, sm2b, sm2h,
+                      sob, soh, HAS_M1, HAS_M2, STORE_Z)
+        write_outputs(second_z, ts, valid & has_second, second, hi, m1_ptr, m2_ptr, out1_ptr, out2_ptr, z_ptr, sm1b,
+                      sm1h, sm2b, sm2h, sob, soh, HAS_M1, HAS_M2, STORE_Z)
     else:
         z = _from_columns(xr, xi, TA, TB, KB) * tl.load(ninv_ptr + row)
-        _finish(z, ts, valid, bi, hi, m1_ptr, m2_ptr, out1_ptr, out2_ptr, z_ptr, sm1b, sm1h, sm2b, sm2h, sob, soh,
-                HAS_M1, HAS_M2, STORE_Z)
+        write_outputs(z, ts, valid, bi, hi, m1_ptr, m2_ptr, out1_ptr, out2_ptr, z_ptr, sm1b, sm1h, sm2b, sm2h, sob,
+                      soh, HAS_M1, HAS_M2, STORE_Z)

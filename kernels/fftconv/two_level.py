@@ -211,11 +211,9 @@ def last_level(rows: torch.Tensor, n_inv: torch.Tensor, m1: torch.Tensor | None,
     )
 
 
-def _signal(plan: one_level._Plan, a: torch.Tensor, b: torch.Tensor | None,
-            sumsq: torch.Tensor | None = None) -> one_level._Signal:
-    """The two-level spectrum (B, h, n2, n1) of the zero-padded rows ``a * b``, range-scaled (``sumsq``: their
-    sums of squares, if known)."""
-    norm, scale = one_level._row_range(plan, a, b, sumsq)
+def _signal(plan: one_level._Plan, a: torch.Tensor, b: torch.Tensor | None) -> one_level._Signal:
+    """The two-level spectrum (B, h, n2, n1) of the zero-padded rows ``a * b``, range-scaled."""
+    norm, scale = one_level._row_range(plan, a, b)
     return _spectrum(plan, a, b, scale, norm)
 
 
@@ -288,7 +286,7 @@ def backward_group(plan: one_level._Plan, bidirectional: bool, grad, u, k, D, pr
             lags = dk_rows.new_empty((1, dk.shape[0], plan.n), dtype=torch.float32)
             last_level(dk_rows, n_inv, None, lags)
             dk.copy_(_uncombine(lags[0], plan.L, True))
-        else:  # the first L lags, scaled and cast (no skip term: nothing else is read)
+        else:  # the first L lags, scaled and cast
             last_level(dk_rows, n_inv, None, dk.unsqueeze(0))
         del dk_rows
     if kf is None:
