@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 from genomix.kernels.bench_scan import copy_bandwidth, floor_bytes, make_inputs, write_json
-from genomix.kernels.scan.ops import DEFAULT_TILING, Tiling, selective_scan_triton
+from genomix.kernels.scan.ops import DEFAULT_TILING, SIXTH_SESSION_TILING, Tiling, selective_scan_triton
 from genomix.kernels.scan.reference import selective_scan_ref
 
 BASELINE = DEFAULT_TILING  # the tiling every candidate is compared with
@@ -41,7 +41,7 @@ DEVICE = "cuda"
 #: Candidates measured against BASELINE, expected best first. The first list (commit c0eb1a8: prefetch
 #: hints, bf16 B/C pairs, register caps against the fast-math forward) chose DEFAULT_TILING, the second
 #: (commit 8e65804: tighter forward cap, 8-step stash, more segments) and a third (commit e0fde41: L1
-#: prefetch of the u/Δ/z tiles, 1.5x slower) kept it. These probe the backward's register budget (offline
+#: prefetch of the u/Δ/z tiles, 1.5x slower) kept it. A fourth probed the backward's register budget (offline
 #: sm_90 compile, triton 3.6: the main pass takes all 255 registers; a 2-step stash drops its 80 B of
 #: spills; capped at 168 registers for 3 warps per scheduler it spills 200 B with the 2-step stash). All
 #: three were slower (results/scan_variants_bwd_registers_h200.json), as was, later, commit 240c1a5's
@@ -50,11 +50,8 @@ DEVICE = "cuda"
 #: 2 or 4 chunks ahead (results/scan_variants_hint_chunks_h200.json), both reverted (kernels/scan/NOTES.md);
 #: in the nineteenth, the forward's tile loop software-pipelined by Triton (commit 1e98fbd, ``fwd_stages``:
 #: 2-4x slower, pipelines/results/h200-2026-12-03-s19/scan_variants_fwd_stages.json), reverted too.
-CANDIDATES = [
-    dataclasses.replace(DEFAULT_TILING, bwd_stash=2),
-    dataclasses.replace(DEFAULT_TILING, bwd_stash=2, bwd_maxnreg=168),
-    dataclasses.replace(DEFAULT_TILING, bwd_maxnreg=200),
-]
+#: Now: the twenty-second session's default (16-step I/O tiles, uncapped main pass) against the one before it.
+CANDIDATES = [SIXTH_SESSION_TILING]
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -153,8 +150,9 @@ def timing(length: int, tiling: Tiling, bandwidth: float, baseline: dict | None)
 
 
 def _label(t: Tiling) -> str:
-    io = ("/io8" if t.tile_io else "") + ("/pf" if t.fwd_prefetch else "") + ("/fast" if t.fwd_fast_math else "")
+    io = (f"/io{t.fwd_tile}" if t.tile_io else "") + ("/pf" if t.fwd_prefetch else "") + ("/fast" if t.fwd_fast_math else "")
     io += ("/hint" if t.hints else "") + ("/bc16" if t.bc16 else "") + (f"/r{t.fwd_maxnreg}" if t.fwd_maxnreg else "")
+    io += f"/rs{t.fwd_summary_maxnreg}" if t.fwd_summary_maxnreg else ""
     stash = (f"/s{t.bwd_stash}" if t.bwd_variant == "seq" else "") + (f"/r{t.bwd_maxnreg}" if t.bwd_maxnreg else "")
     return (f"{t.variant}{io} e{t.block_e}w{t.fwd_warps} T{t.chunk} p{t.target_programs} | {t.bwd_variant}{stash} "
             f"e{t.bwd_block_e or t.block_e}w{t.bwd_warps} p{t.bwd_target_programs or t.target_programs}")
@@ -206,7 +204,7 @@ def main() -> int:
     steps += [(f"{_label(t)} L={L}", always, lambda L=L, t=t: measure(L, t)) for L in lengths
               for t in (BASELINE, CANDIDATES[0])]
     kernels = lambda t: (t.block_e, t.fwd_warps, t.tile_io, t.fwd_prefetch, t.fwd_fast_math, t.hints,  # noqa: E731
-                         t.bc16, t.fwd_maxnreg, t.bwd_maxnreg, t.bwd_stash)
+                         t.bc16, t.fwd_maxnreg, t.bwd_maxnreg, t.bwd_stash, t.fwd_tile, t.fwd_summary_maxnreg)
     checked = {kernels(BASELINE), kernels(CANDIDATES[0])}
 
     def check_and_measure(t: Tiling, new: bool) -> None:

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from genomix.kernels import selective_scan, selective_scan_ref
-from genomix.kernels.scan.ops import Tiling, selective_scan_triton
+from genomix.kernels.scan.ops import Tiling, segment_carries, selective_scan_triton
 
 
 def _inputs(batch=2, E=6, N=4, L=37, groups=None, dtype=torch.float32, z=True, D=True, bias=True, seed=0):
@@ -104,8 +104,13 @@ def test_segmented_scan_matches_reference(case, tiling):
         (dict(L=45, E=6), dict(block_e=4, chunk=16, target_programs=4, tile_io=True)),  # ragged 8-step tiles
         (dict(L=35, groups=2, E=8, z=False, bias=False, dtype=torch.bfloat16),
          dict(block_e=4, chunk=32, target_programs=1, tile_io=True)),
+        # 16-step tiles: ragged last tile, two tiles per chunk, three segments
+        (dict(L=75, E=6), dict(block_e=4, chunk=32, target_programs=6, tile_io=True, fwd_tile=16)),
+        (dict(L=45, groups=2, E=8, dtype=torch.bfloat16),
+         dict(block_e=4, chunk=16, target_programs=4, tile_io=True, fwd_tile=16)),
     ],
-    ids=["all-features-segmented", "bare-grouped-BC", "tiled-io-segmented", "tiled-io-grouped-bf16"],
+    ids=["all-features-segmented", "bare-grouped-BC", "tiled-io-segmented", "tiled-io-grouped-bf16",
+         "tiled-io16-segmented", "tiled-io16-grouped-bf16"],
 )
 def test_seq_variant_matches_reference(case, tiling):
     """The sequential-step forward ("seq") gives the reference's outputs, last state and gradients."""
@@ -122,8 +127,9 @@ def test_seq_variant_matches_reference(case, tiling):
         # two channels per thread's worth of block (8 channels, one program); grouped bf16
         (dict(L=35, groups=2, E=16, z=False, bias=False, dtype=torch.bfloat16),
          dict(block_e=8, chunk=16, target_programs=1, fwd_prefetch=True)),
+        (dict(L=77, E=6), dict(block_e=4, chunk=32, target_programs=4, fwd_prefetch=True, fwd_tile=16)),
     ],
-    ids=["prefetch-segmented", "prefetch-grouped-bf16"],
+    ids=["prefetch-segmented", "prefetch-grouped-bf16", "prefetch-tile16-segmented"],
 )
 def test_seq_prefetch_matches_reference(case, tiling):
     """The tiled seq forward with each tile's loads issued a tile ahead gives the reference's results."""
@@ -163,7 +169,8 @@ def test_seq_kernels_on_bf16_bc_pairs_match_reference(case, tiling):
     _compare(_inputs(**case), 2e-2, variant="seq", tile_io=True, bwd_variant="seq", bc16=True, **tiling)
 
 
-@pytest.mark.parametrize("tiling", [dict(variant="nope"), dict(variant="seq", chunk=24)], ids=["variant", "chunk"])
+@pytest.mark.parametrize("tiling", [dict(variant="nope"), dict(variant="seq", chunk=24),
+                                    dict(variant="seq", tile_io=True, fwd_tile=12)], ids=["variant", "chunk", "tile"])
 def test_bad_tiling_is_refused(tiling):
     with pytest.raises(ValueError):
         selective_scan_triton(*_inputs(L=8), tiling=Tiling(**tiling))
@@ -226,8 +233,10 @@ def test_dispatch_takes_triton_when_forced(monkeypatch):
         (dict(E=40, L=24, batch=1), dict(block_e=4, chunk=16, target_programs=2, bwd_block_e=64, bwd_warps=2)),
         # a 2-step stash; ragged L (the last sub-tile has one step)
         (dict(L=33, E=6), dict(block_e=4, chunk=16, target_programs=3, bwd_block_e=32, bwd_warps=1, bwd_stash=2)),
+        # a chunk that is not a multiple of 16: the summary pass walks 8-step tiles (16-step ones otherwise)
+        (dict(L=53, E=6), dict(block_e=4, chunk=8, target_programs=3, bwd_block_e=32, bwd_warps=1, bwd_stash=4)),
     ],
-    ids=["all-features-segmented", "grouped-BC-tiled-fwd", "bare-bf16", "two-warp-rows", "stash-2"],
+    ids=["all-features-segmented", "grouped-BC-tiled-fwd", "bare-bf16", "two-warp-rows", "stash-2", "chunk-8"],
 )
 def test_seq_backward_matches_reference(case, tiling):
     """The sequential-step backward gives the reference's gradients of every input."""
@@ -331,3 +340,22 @@ def test_initial_state_is_checked(monkeypatch):
     start = torch.randn(2, 6, 4)
     torch.testing.assert_close(selective_scan(*args, initial_state=start),
                                selective_scan_ref(*args, initial_state=start), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("n_segs,n_state,reverse,initial", [
+    (1, 16, False, False), (3, 4, True, True), (64, 16, False, True), (150, 8, True, False), (150, 16, False, False),
+], ids=["one", "few-reverse-init", "one-block", "ragged-blocks-reverse", "ragged-blocks"])
+def test_segment_carries_match_a_sequential_walk(n_segs, n_state, reverse, initial):
+    """The blocked associative scan over segment summaries gives the carries of the plain walk
+    x_s = a x + h (from the left, or from the right for adjoints), across block ends and ragged last blocks."""
+    g = torch.Generator().manual_seed(n_segs)
+    shape = (2, 5, n_segs, n_state)
+    seg_a, seg_h = torch.rand(shape, generator=g) * 1.2, torch.randn(shape, generator=g)
+    init = torch.randn(2, 5, n_state, generator=g) if initial else None
+    x = init.clone() if initial else torch.zeros(2, 5, n_state)
+    want = torch.empty(shape)
+    for s in (reversed(range(n_segs)) if reverse else range(n_segs)):
+        want[:, :, s] = x
+        x = seg_a[:, :, s] * x + seg_h[:, :, s]
+    got = segment_carries(seg_a, seg_h, reverse=reverse, initial=init)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)

@@ -30,19 +30,21 @@ class Tiling:
     (N, channels) state in registers, one channel per thread: use ``block_e = 32 * fwd_warps`` and a
     ``chunk`` that is a multiple of 16). Both share the segment driver and the backward kernel; the
     backward's segmentation target is ``bwd_target_programs`` (default: ``target_programs``).
-    ``tile_io`` ("seq" only): read u, Δ, z and write outputs in 8-step tiles (vector loads/stores, each
-    thread holding its channel's steps) instead of one strided element per thread and step.
+    ``tile_io`` ("seq" only): read u, Δ, z and write outputs in ``fwd_tile``-step tiles (8 or 16; vector
+    loads/stores, each thread holding its channel's steps) instead of one strided element per thread and
+    step.
     ``bwd_variant`` picks the backward kernel: ``"assoc"`` (:func:`.triton_scan._scan_bwd_kernel`) or
     ``"seq"`` (:mod:`.triton_seq_bwd`: one channel per thread, use ``bwd_block_e = 32 * bwd_warps`` and
     a ``chunk`` that is a multiple of 8); ``bwd_stash`` (2, 4 or 8) is how many steps of states it
     recomputes and keeps per thread at a time.
     ``fwd_fast_math`` ("seq" forward, GPU only; the interpreter keeps the exact functions): exp2,
     softplus and sigmoid as the backward computes them (``ex2``/``lg2``/``rcp.approx.ftz`` inline PTX,
-    ~2^-22 relative error). ``fwd_prefetch`` ("seq" with ``tile_io``): issue each 8-step tile's u, Δ, z
+    ~2^-22 relative error). ``fwd_prefetch`` ("seq" with ``tile_io``): issue each tile's u, Δ, z
     loads while the previous tile is computed.
     ``hints`` ("seq" kernels, GPU only): cache prefetch instructions (L2 a chunk ahead, L1 for B/C two
     tiles ahead). ``bc16``: bf16 B and C packed as int32 pairs (exact). ``fwd_maxnreg`` /
-    ``bwd_maxnreg``: register caps of the "seq" kernels (None: the compiler's choice).
+    ``fwd_summary_maxnreg`` / ``bwd_maxnreg``: register caps of the "seq" forward's main pass, of its
+    summary pass, and of both backward passes (None: the compiler's choice).
     """
 
     block_e: int = 4
@@ -62,6 +64,8 @@ class Tiling:
     bc16: bool = False
     fwd_maxnreg: int | None = None
     bwd_maxnreg: int | None = None
+    fwd_tile: int = 8
+    fwd_summary_maxnreg: int | None = None
 
 
 #: The sequential-step forward at the setting that measured best on an H200 (2026-12-01,
@@ -90,7 +94,16 @@ FAST_FWD_TILING = dataclasses.replace(SEQ_BWD_TILING, fwd_fast_math=True, block_
 #: kernels/gpu_scan_variants.py, B=1, E=512, N=16, bf16): forward 9.36 ms at L=1M and 0.692 ms at 64K,
 #: backward 45.8 / 2.82 ms, against 13.02 / 0.907 and 50.1 / 3.14 ms for FAST_FWD_TILING in the same
 #: run; outputs and gradients identical to it (the hints change no arithmetic; bf16 pairs are exact).
-DEFAULT_TILING = dataclasses.replace(FAST_FWD_TILING, hints=True, bc16=True, fwd_maxnreg=128)
+SIXTH_SESSION_TILING = dataclasses.replace(FAST_FWD_TILING, hints=True, bc16=True, fwd_maxnreg=128,
+                                           fwd_summary_maxnreg=128)
+
+#: The tiling used when none is given: :data:`SIXTH_SESSION_TILING` with 16-step I/O tiles, so that every
+#: load and store of a channel's steps covers whole 32-byte sectors (at 8 steps each output store wrote
+#: half a sector: ~1.2 of the main pass's 5.9 ms at L=1M), and the main pass left uncapped (165 registers,
+#: none spilled; at the 128 cap it spilled 22 B), the summary pass kept at 128. H200, twenty-second
+#: session (kernels/scan/NOTES.md; B=1, E=512, N=16, bf16): forward FWD_1M ms at L=1M and FWD_64K ms at
+#: 64K, against 9.38 / 0.69 ms for SIXTH_SESSION_TILING in the same run; the backward is unchanged.
+DEFAULT_TILING = dataclasses.replace(SIXTH_SESSION_TILING, fwd_tile=16, fwd_maxnreg=None)
 
 
 def plan_segments(batch: int, channel_blocks: int, n_chunks: int, target: int) -> tuple[int, int]:
@@ -113,10 +126,11 @@ def segment_carries(seg_a: torch.Tensor, seg_h: torch.Tensor, reverse: bool,
     batch, channels, n_segs, n_state = seg_a.shape
     carry = torch.empty_like(seg_a)
     rows = batch * channels
-    block_r = 32
+    block_s = min(64, triton.next_power_of_2(n_segs))
+    block_r = max(1, 1024 // (block_s * n_state))  # ~1K elements per tile
     _segment_carry_kernel[(triton.cdiv(rows, block_r),)](
         seg_a, seg_h, carry, seg_a if initial is None else initial, rows, n_segs, REVERSE=reverse,
-        HAS_INIT=initial is not None, N=n_state, BLOCK_R=block_r
+        HAS_INIT=initial is not None, N=n_state, BLOCK_R=block_r, BLOCK_S=block_s,
     )
     return carry
 
@@ -162,6 +176,8 @@ def _check_tiling(tiling: Tiling) -> None:
             raise ValueError(f"unknown selective-scan {name} {value!r} (expected 'assoc' or 'seq')")
     if tiling.variant == "seq" and tiling.chunk % 16:
         raise ValueError(f"the 'seq' variant needs a chunk that is a multiple of 16, got {tiling.chunk}")
+    if tiling.fwd_tile not in (8, 16):
+        raise ValueError(f"the 'seq' forward's I/O tiles are 8 or 16 steps, got {tiling.fwd_tile}")
     if tiling.bwd_variant == "seq" and (tiling.chunk % 8 or tiling.bwd_stash not in (2, 4, 8)):
         raise ValueError(f"the 'seq' backward needs a chunk that is a multiple of 8 (got {tiling.chunk}) "
                          f"and a stash of 2, 4 or 8 steps (got {tiling.bwd_stash})")
@@ -207,7 +223,8 @@ def _launch_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, save_states
         A_k = _log2e_scaled(A)
         gpu = not dispatch.interpreting()  # inline PTX: not in the interpreter
         flags = dict(TILE_IO=tiling.tile_io, PREFETCH=tiling.fwd_prefetch and tiling.tile_io,
-                     ASM=tiling.fwd_fast_math and gpu, HINTS=tiling.hints and tiling.tile_io and gpu)
+                     ASM=tiling.fwd_fast_math and gpu, HINTS=tiling.hints and tiling.tile_io and gpu,
+                     SUB=tiling.fwd_tile)
         BC = pack_bc(B, C, multiple=16, half=tiling.bc16)  # rows zero-padded: unmasked loads
         kernel, BC_k, lengths, extra = _seq_fwd_kernel, (BC,), (u.shape[2], BC.shape[2]), (1,)
     else:
@@ -230,7 +247,7 @@ def _launch_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, save_states
             seg_a, seg_h, carry, channels, *lengths, groups, n_chunks, per_seg, n_segs, *extra,
             SAVE_STATES=save_states, SUMMARY=summary, N=n_state, BLOCK_E=block_e, T=chunk,
             num_warps=tiling.fwd_warps, **flags, **_flags(D, z, delta_bias, delta_softplus),
-            **_reg_cap(tiling.fwd_maxnreg),
+            **_reg_cap(tiling.fwd_summary_maxnreg if summary else tiling.fwd_maxnreg),
         )
 
     _run_segmented(launch, u, n_state, n_segs, reverse=False, dummy=dummy, initial=initial)

@@ -171,27 +171,46 @@ def _scan_fwd_kernel(
 
 
 @triton.jit
+def _then(a1, h1, a2, h2):
+    """Two affine steps x -> a x + h composed, the first (a1, h1) applied first."""
+    return a1 * a2, a2 * h1 + h2
+
+
+@triton.jit
 def _segment_carry_kernel(
     seg_a_ptr, seg_h_ptr, carry_ptr, init_ptr, rows, n_segs,
     REVERSE: tl.constexpr, HAS_INIT: tl.constexpr, N: tl.constexpr, BLOCK_R: tl.constexpr,
+    BLOCK_S: tl.constexpr,
 ):
     """Carry of every segment from the segment summaries: ``x_s = a_{s-1} x_{s-1} + h_{s-1}`` from the
     left (forward states), or ``x_s = a_{s+1} x_{s+1} + h_{s+1}`` from the right (adjoints); the first
-    carry is ``init`` (rows, N) with HAS_INIT, else zero."""
+    carry is ``init`` (rows, N) with HAS_INIT, else zero.
+
+    Position p of the walk (p = s from the left, n_segs - 1 - s from the right) takes the steps of positions
+    0 .. p - 1, so an inclusive associative scan over (BLOCK_R, BLOCK_S, N) tiles whose element p holds the
+    summary of position p - 1 (the identity at p = 0) gives every carry of a block at once, and a block's
+    last composite moves the running carry on: n_segs / BLOCK_S dependent steps instead of n_segs (a
+    sequential walk waited on one load's latency per segment, ~0.15 ms at 256 segments on an H200)."""
     r = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
+    j = tl.arange(0, BLOCK_S)
     n = tl.arange(0, N)
-    mask = (r < rows)[:, None]
-    base = r[:, None].to(tl.int64) * n_segs * N + n[None, :]
+    row_ok = (r < rows)[:, None, None]
+    base = r[:, None, None].to(tl.int64) * n_segs * N + n[None, None, :]
     if HAS_INIT:
-        x = tl.load(init_ptr + r[:, None].to(tl.int64) * N + n[None, :], mask=mask, other=0.0)
+        x = tl.load(init_ptr + r[:, None].to(tl.int64) * N + n[None, :], mask=(r < rows)[:, None], other=0.0)
     else:
         x = tl.zeros((BLOCK_R, N), dtype=tl.float32)
-    for i in range(0, n_segs):
-        s = n_segs - 1 - i if REVERSE else i
-        tl.store(carry_ptr + base + s * N, x, mask=mask)
-        a = tl.load(seg_a_ptr + base + s * N, mask=mask, other=1.0)
-        h = tl.load(seg_h_ptr + base + s * N, mask=mask, other=0.0)
-        x = a * x + h
+    for p0 in range(0, n_segs, BLOCK_S):
+        p = (p0 + j)[None, :, None]
+        src = n_segs - p if REVERSE else p - 1  # the segment whose step position p - 1 is
+        take = row_ok & (p >= 1) & (p <= n_segs)
+        a = tl.load(seg_a_ptr + base + src * N, mask=take, other=1.0)
+        h = tl.load(seg_h_ptr + base + src * N, mask=take, other=0.0)
+        a, h = tl.associative_scan((a, h), axis=1, combine_fn=_then)
+        dst = n_segs - 1 - p if REVERSE else p
+        tl.store(carry_ptr + base + dst * N, a * x[:, None, :] + h, mask=row_ok & (p < n_segs))
+        last = (j == BLOCK_S - 1)[None, :, None]
+        x = tl.sum(tl.where(last, a, 0.0), axis=1) * x + tl.sum(tl.where(last, h, 0.0), axis=1)
 
 
 @triton.jit(do_not_specialize=_SEGMENT_ARGS)

@@ -13,7 +13,7 @@ shared), but the work inside a chunk is organised the other way round:
 - Per step all threads load the same N values of B_t and C_t (broadcast loads), packed beforehand into
   one int64 per (step, state), fp32 bits of B low and of C high, rows zero-padded to 16 steps so the
   loads need no mask. u, Δ (and z) are read and outputs written either one strided element per thread
-  and step or (``TILE_IO``) as 8-step tiles, each thread holding its channel's 8 steps (see
+  and step or (``TILE_IO``) as ``SUB``-step tiles, each thread holding its channel's ``SUB`` steps (see
   :func:`_sub_tile`); ``PREFETCH`` issues a tile's loads one tile early.
 - Many programs per SM hide latency: the sequence is cut into segments exactly as in the ``assoc``
   kernels (``SUMMARY`` pass, carry combine, main pass). The summary's total decay is
@@ -25,8 +25,6 @@ import triton
 import triton.language as tl
 
 from .triton_scan import _SEGMENT_ARGS, _dt_of, _exp2, _load_dt, _prefetch, _sigmoid
-
-SUB: tl.constexpr = tl.constexpr(8)
 
 
 @triton.jit
@@ -80,17 +78,17 @@ def _hint_rows(x_ptr, row, t, L, STEPS: tl.constexpr):
 
 
 @triton.jit
-def _tile_offsets(row, emask, t0, L):
+def _tile_offsets(row, emask, t0, L, SUB: tl.constexpr):
     """Offsets and mask of the (SUB, BLOCK_E) tile of the ``SUB`` steps from ``t0`` (time along rows)."""
     t = t0 + tl.arange(0, SUB)
     return row[None, :] + t[:, None], (t < L)[:, None] & emask[None, :]
 
 
 @triton.jit
-def _load_io(u_ptr, dt_ptr, z_ptr, row, emask, t0, L, LOAD_Z: tl.constexpr):
+def _load_io(u_ptr, dt_ptr, z_ptr, row, emask, t0, L, LOAD_Z: tl.constexpr, SUB: tl.constexpr):
     """The raw u, Δ and (``LOAD_Z``) z tiles of the ``SUB`` steps from ``t0``, in the inputs' dtype
     (u again in place of z otherwise): issued a tile ahead of their use by the ``PREFETCH`` kernel."""
-    offs, m = _tile_offsets(row, emask, t0, L)
+    offs, m = _tile_offsets(row, emask, t0, L, SUB)
     u = tl.load(u_ptr + offs, mask=m, other=0.0)
     z = tl.load(z_ptr + offs, mask=m, other=0.0) if LOAD_Z else u
     return u, tl.load(dt_ptr + offs, mask=m, other=0.0), z
@@ -99,16 +97,18 @@ def _load_io(u_ptr, dt_ptr, z_ptr, row, emask, t0, L, LOAD_Z: tl.constexpr):
 @triton.jit
 def _sub_tile(h, dt_sum, A2, bias, Dv, u_raw, dt_raw, z_raw, out_ptr, BC_ptr, row, emask, bc_row, t0, L,
               HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-              SUMMARY: tl.constexpr, N: tl.constexpr, ASM: tl.constexpr):
-    """``SUB`` = 8 steps from ``t0`` with tiled I/O, on the raw (SUB, BLOCK_E) u, Δ, z tiles of
-    :func:`_load_io` (time along the rows); in bf16 a column is 16 bytes, which the compiler gives to one
-    thread as one vector load, so each thread holds its own channel's steps (fp32 tiles straddle two
-    threads: correct, but with shuffles). Step ``j`` picks row ``j`` with a compile-time mask (folds to a
+              SUMMARY: tl.constexpr, N: tl.constexpr, ASM: tl.constexpr, SUB: tl.constexpr):
+    """``SUB`` steps from ``t0`` with tiled I/O, on the raw (SUB, BLOCK_E) u, Δ, z tiles of
+    :func:`_load_io` (time along the rows); in bf16 a column of 8 or 16 steps is 16 or 32 bytes, which the
+    compiler gives to one thread as vector accesses, so each thread holds its own channel's steps (fp32
+    tiles straddle threads: correct, but with shuffles). At 16 steps every load and store of a column
+    covers one whole 32-byte sector: at 8, each output store wrote half a sector, which cost the main
+    pass ~1.2 of its 5.9 ms at L = 1M (H200; kernels/scan/NOTES.md, "Twenty-second session"). Step ``j`` picks row ``j`` with a compile-time mask (folds to a
     register read in the unrolled loop) and puts its output into row ``j`` of the output tile, stored
     once per tile. ``ASM`` (GPU): the fast approximate exp2, softplus and sigmoid of :mod:`.triton_scan`.
     Returns the state and the running sum of Δ."""
     rows = tl.arange(0, SUB)
-    offs, m = _tile_offsets(row, emask, t0, L)
+    offs, m = _tile_offsets(row, emask, t0, L, SUB)
     u = u_raw.to(tl.float32)
     _, dt = _dt_of(dt_raw, m, bias[None, :], HAS_BIAS, SOFTPLUS, ASM)  # a = 1, b = 0 past the end
     dtu = dt * u
@@ -139,6 +139,7 @@ def _seq_fwd_kernel(
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     SAVE_STATES: tl.constexpr, SUMMARY: tl.constexpr, TILE_IO: tl.constexpr, PREFETCH: tl.constexpr,
     ASM: tl.constexpr, N: tl.constexpr, BLOCK_E: tl.constexpr, T: tl.constexpr, HINTS: tl.constexpr = False,
+    SUB: tl.constexpr = 8,
 ):
     """One (sequence, channel block, segment) per program, arguments as in
     :func:`.triton_scan._scan_fwd_kernel` except ``A2``: A (E, N) scaled by log2(e);
@@ -151,10 +152,11 @@ def _seq_fwd_kernel(
     barriers in every step), and keeps every thread's N states in its own registers.
     ``SUMMARY``: scan the segment from a zero state and store its end state and total decay (pass 1).
     Otherwise start from the carry and write outputs, chunk-start states and the final state (pass 2).
-    ``TILE_IO``: read u, Δ, z and write the output in (8, BLOCK_E) sub-tiles (:func:`_sub_tile`)
-    instead of one strided element per thread and step. ``PREFETCH`` (with ``TILE_IO``): load each
-    tile's u, Δ, z while the previous tile is computed (a register double buffer, 3 x 8 elements per
-    thread), so their HBM latency overlaps a tile's arithmetic instead of stalling its first step.
+    ``TILE_IO``: read u, Δ, z and write the output in (``SUB``, BLOCK_E) sub-tiles (:func:`_sub_tile`;
+    ``SUB`` 8 or 16, dividing ``T``) instead of one strided element per thread and step.
+    ``PREFETCH`` (with ``TILE_IO``): load each tile's u, Δ, z while the previous tile is computed (a
+    register double buffer, 3 x ``SUB`` elements per thread), so their HBM latency overlaps a tile's
+    arithmetic instead of stalling its first step.
     ``ASM`` (GPU only): fast approximate exp2, softplus and sigmoid (:func:`.triton_scan._approx`).
     ``HINTS`` (GPU only, with ``TILE_IO``): prefetch the next chunk's u, Δ, z and B/C into L2 at each
     chunk start and each tile's B/C into L1 two tiles ahead, so the per-step loads stop waiting on
@@ -183,7 +185,7 @@ def _seq_fwd_kernel(
     c_stop = tl.minimum(c_start + chunks_per_seg, n_chunks)
     load_z: tl.constexpr = HAS_Z and not SUMMARY
     if PREFETCH:  # the first tile's loads
-        nu, ndt, nz = _load_io(u_ptr, dt_ptr, z_ptr, row, emask, c_start * T, L, load_z)
+        nu, ndt, nz = _load_io(u_ptr, dt_ptr, z_ptr, row, emask, c_start * T, L, load_z, SUB)
     for c in range(c_start, c_stop):
         if not SUMMARY:
             if SAVE_STATES:
@@ -201,11 +203,11 @@ def _seq_fwd_kernel(
                     _hint_bc(BC_ptr, bc_row, t0 + 2 * SUB, L_bc, SUB, "L1", N, BLOCK_E)
                 if PREFETCH:  # this tile's loads were issued one tile ago; issue the next tile's now
                     u_raw, dt_raw, z_raw = nu, ndt, nz
-                    nu, ndt, nz = _load_io(u_ptr, dt_ptr, z_ptr, row, emask, t0 + SUB, L, load_z)
+                    nu, ndt, nz = _load_io(u_ptr, dt_ptr, z_ptr, row, emask, t0 + SUB, L, load_z, SUB)
                 else:
-                    u_raw, dt_raw, z_raw = _load_io(u_ptr, dt_ptr, z_ptr, row, emask, t0, L, load_z)
+                    u_raw, dt_raw, z_raw = _load_io(u_ptr, dt_ptr, z_ptr, row, emask, t0, L, load_z, SUB)
                 h, dt_sum = _sub_tile(h, dt_sum, A2, bias, Dv, u_raw, dt_raw, z_raw, out_ptr, BC_ptr, row, emask,
-                                      bc_row, t0, L, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, SUMMARY, N, ASM)
+                                      bc_row, t0, L, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, SUMMARY, N, ASM, SUB)
         else:
             for t in range(c * T, tl.minimum(c * T + T, L)):
                 u = tl.load(u_ptr + row + t, mask=emask, other=0.0).to(tl.float32)
