@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 from genomix.kernels.bench_scan import copy_bandwidth, floor_bytes, make_inputs, write_json
-from genomix.kernels.scan.ops import DEFAULT_TILING, SIXTH_SESSION_TILING, Tiling, selective_scan_triton
+from genomix.kernels.scan.ops import DEFAULT_TILING, TILE16_TILING, Tiling, selective_scan_triton
 from genomix.kernels.scan.reference import selective_scan_ref
 
 BASELINE = DEFAULT_TILING  # the tiling every candidate is compared with
@@ -50,8 +50,13 @@ DEVICE = "cuda"
 #: 2 or 4 chunks ahead (results/scan_variants_hint_chunks_h200.json), both reverted (kernels/scan/NOTES.md);
 #: in the nineteenth, the forward's tile loop software-pipelined by Triton (commit 1e98fbd, ``fwd_stages``:
 #: 2-4x slower, pipelines/results/h200-2026-12-03-s19/scan_variants_fwd_stages.json), reverted too.
-#: Now: the twenty-second session's default (16-step I/O tiles, uncapped main pass) against the one before it.
-CANDIDATES = [SIXTH_SESSION_TILING]
+#: The twenty-second session compared its 16-step-tile default (now TILE16_TILING) with SIXTH_SESSION_TILING,
+#: then, with segment carries no longer a sequential walk, finer segmentations (16,384 forward and 4,096
+#: backward programs adopted); results in pipelines/results/h200-2026-12-03-s22/.
+CANDIDATES = [
+    dataclasses.replace(DEFAULT_TILING, target_programs=8192),
+    TILE16_TILING,
+]
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:

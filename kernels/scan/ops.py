@@ -104,7 +104,13 @@ SIXTH_SESSION_TILING = dataclasses.replace(FAST_FWD_TILING, hints=True, bc16=Tru
 #: session (kernels/scan/NOTES.md; B=1, E=512, N=16, bf16): forward 7.76 ms at L=1M and 0.518 ms at 64K
 #: (kernels/bench_scan.py, with that session's carry kernel), against 9.37 / 0.682 ms for the code before it
 #: in the same call.
-DEFAULT_TILING = dataclasses.replace(SIXTH_SESSION_TILING, fwd_tile=16, fwd_maxnreg=None)
+TILE16_TILING = dataclasses.replace(SIXTH_SESSION_TILING, fwd_tile=16, fwd_maxnreg=None)
+
+#: The tiling used when none is given: :data:`TILE16_TILING` cut into finer segments (16,384 forward and
+#: 4,096 backward programs at B=1, E=512), which the blocked carry kernel made cheap. H200, twenty-second
+#: session, alternated twice in one call: forward 7.97 -> 7.71 ms at L=1M (p16384 alone) and 0.547 -> 0.536
+#: ms at 64K; forward+backward at 1M 52.7 -> 51.6 ms with 4,096 backward programs alone.
+DEFAULT_TILING = dataclasses.replace(TILE16_TILING, target_programs=16384, bwd_target_programs=4096)
 
 
 def plan_segments(batch: int, channel_blocks: int, n_chunks: int, target: int) -> tuple[int, int]:
