@@ -155,7 +155,8 @@ def timing(length: int, tiling: Tiling, bandwidth: float, baseline: dict | None)
 
 
 def _label(t: Tiling) -> str:
-    io = (f"/io{t.fwd_tile}" if t.tile_io else "") + ("/pf" if t.fwd_prefetch else "") + ("/fast" if t.fwd_fast_math else "")
+    io = (f"/io{t.fwd_tile}" if t.tile_io else "") + ("/pf" if t.fwd_prefetch else "")
+    io += "/fast" if t.fwd_fast_math else ""
     io += ("/hint" if t.hints else "") + ("/bc16" if t.bc16 else "") + (f"/r{t.fwd_maxnreg}" if t.fwd_maxnreg else "")
     io += f"/rs{t.fwd_summary_maxnreg}" if t.fwd_summary_maxnreg else ""
     stash = (f"/s{t.bwd_stash}" if t.bwd_variant == "seq" else "") + (f"/r{t.bwd_maxnreg}" if t.bwd_maxnreg else "")

@@ -90,14 +90,15 @@ FAST_FWD_TILING = dataclasses.replace(SEQ_BWD_TILING, fwd_fast_math=True, block_
                                       target_programs=4096)
 
 #: The default from the sixth to the twenty-first session: :data:`FAST_FWD_TILING` with prefetch hints, bf16
-#: B/C pairs and both forward passes capped at 128 registers, the fastest in a comparison on an H200 (2026-12-02, sixth session,
-#: kernels/gpu_scan_variants.py, B=1, E=512, N=16, bf16): forward 9.36 ms at L=1M and 0.692 ms at 64K,
+#: B/C pairs and both forward passes capped at 128 registers, the fastest in a comparison on an H200
+#: (2026-12-02, sixth session, kernels/gpu_scan_variants.py, B=1, E=512, N=16, bf16): forward 9.36 ms at
+#: L=1M and 0.692 ms at 64K,
 #: backward 45.8 / 2.82 ms, against 13.02 / 0.907 and 50.1 / 3.14 ms for FAST_FWD_TILING in the same
 #: run; outputs and gradients identical to it (the hints change no arithmetic; bf16 pairs are exact).
 SIXTH_SESSION_TILING = dataclasses.replace(FAST_FWD_TILING, hints=True, bc16=True, fwd_maxnreg=128,
                                            fwd_summary_maxnreg=128)
 
-#: The tiling used when none is given: :data:`SIXTH_SESSION_TILING` with 16-step I/O tiles, so that every
+#: The twenty-second session's first step: :data:`SIXTH_SESSION_TILING` with 16-step I/O tiles, so that every
 #: load and store of a channel's steps covers whole 32-byte sectors (at 8 steps each output store wrote
 #: half a sector: ~1.2 of the main pass's 5.9 ms at L=1M), and the main pass left uncapped (165 registers,
 #: none spilled; at the 128 cap it spilled 22 B), the summary pass kept at 128. H200, twenty-second

@@ -202,7 +202,7 @@ def _segment_carry_kernel(
         x = tl.zeros((BLOCK_R, N), dtype=tl.float32)
     for p0 in range(0, n_segs, BLOCK_S):
         p = (p0 + j)[None, :, None]
-        src = n_segs - p if REVERSE else p - 1  # the segment whose step position p - 1 is
+        src = n_segs - p if REVERSE else p - 1  # the segment at walk position p - 1
         take = row_ok & (p >= 1) & (p <= n_segs)
         a = tl.load(seg_a_ptr + base + src * N, mask=take, other=1.0)
         h = tl.load(seg_h_ptr + base + src * N, mask=take, other=0.0)

@@ -103,10 +103,10 @@ def _sub_tile(h, dt_sum, A2, bias, Dv, u_raw, dt_raw, z_raw, out_ptr, BC_ptr, ro
     compiler gives to one thread as vector accesses, so each thread holds its own channel's steps (fp32
     tiles straddle threads: correct, but with shuffles). At 16 steps every load and store of a column
     covers one whole 32-byte sector: at 8, each output store wrote half a sector, which cost the main
-    pass ~1.2 of its 5.9 ms at L = 1M (H200; kernels/scan/NOTES.md, "Twenty-second session"). Step ``j`` picks row ``j`` with a compile-time mask (folds to a
-    register read in the unrolled loop) and puts its output into row ``j`` of the output tile, stored
-    once per tile. ``ASM`` (GPU): the fast approximate exp2, softplus and sigmoid of :mod:`.triton_scan`.
-    Returns the state and the running sum of Δ."""
+    pass ~1.2 of its 5.9 ms at L = 1M (H200; kernels/scan/NOTES.md, "Twenty-second session"). Step ``j``
+    picks row ``j`` with a compile-time mask (folds to a register read in the unrolled loop) and puts its
+    output into row ``j`` of the output tile, stored once per tile. ``ASM`` (GPU): the fast approximate
+    exp2, softplus and sigmoid of :mod:`.triton_scan`. Returns the state and the running sum of Δ."""
     rows = tl.arange(0, SUB)
     offs, m = _tile_offsets(row, emask, t0, L, SUB)
     u = u_raw.to(tl.float32)
