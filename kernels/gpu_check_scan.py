@@ -85,7 +85,9 @@ def correctness() -> list[dict]:
 def initial_state() -> list[dict]:
     """A sequence scanned in two parts, the second from the first's last state, against the whole sequence
     on the reference: outputs and last state, and the second part's gradients against the reference's from
-    the same state; the default ("seq") tiling and the "assoc" kernels, several segments, fp32 and bf16."""
+    the same state, through a loss on its outputs and its last state: the initial state's gradient and the
+    one flowing back from the last state included; the default ("seq") tiling and the "assoc" kernels,
+    several segments, fp32 and bf16."""
     from genomix.kernels.scan.ops import DEFAULT_TILING, Tiling, selective_scan_triton
     from genomix.kernels.scan.reference import selective_scan_ref
 
@@ -105,17 +107,21 @@ def initial_state() -> list[dict]:
             tail = [part(t, slice(cut, None)) for t in (u, delta, B, C, z)]
             leaves = [t.clone().requires_grad_() for t in tail]
             ref_leaves = [t.clone().requires_grad_() for t in tail]
-            lu, ld, lB, lC, lz = leaves
-            ru, rd, rB, rC, rz = ref_leaves
+            leaves.append(mid.clone().requires_grad_())
+            ref_leaves.append(mid.clone().requires_grad_())
+            lu, ld, lB, lC, lz, lmid = leaves
+            ru, rd, rB, rC, rz, rmid = ref_leaves
             out, last = selective_scan_triton(lu, ld, A, lB, lC, D, lz, bias, return_last_state=True,
-                                              initial_state=mid, tiling=tiling)
-            ref = selective_scan_ref(ru, rd, A, rB, rC, D, rz, bias, initial_state=mid)
+                                              initial_state=lmid, tiling=tiling)
+            ref, ref_last = selective_scan_ref(ru, rd, A, rB, rC, D, rz, bias, return_last_state=True,
+                                               initial_state=rmid)
             grad = torch.randn(out.shape, device="cuda", generator=g).to(dtype)
-            out.backward(grad)
-            ref.backward(grad)
+            grad_last = torch.randn(last.shape, device="cuda", generator=g)
+            ((out.float() * grad).sum() + (last * grad_last).sum()).backward()
+            ((ref.float() * grad).sum() + (ref_last * grad_last).sum()).backward()
             row = dict(check="initial_state", dtype=str(dtype), tiling=repr(tiling), L=L, cut=cut,
                        out=_rel(out, whole[..., cut:]), last_state=_rel(last, whole_last))
-            for name, x, y in zip("u delta B C z".split(), leaves, ref_leaves):
+            for name, x, y in zip("u delta B C z initial_state".split(), leaves, ref_leaves):
                 row["d" + name] = _rel(x.grad, y.grad)
             row["ok"] = all(v <= tol for k, v in row.items() if isinstance(v, float))
             rows.append(row)

@@ -41,11 +41,15 @@ def _direct(u, delta, A, B, C, D, z, delta_bias):
 
 
 def test_reference_matches_direct_formula():
+    """The fp32 reference against the full-state formula in float64. The bound is 2e-4 of the largest value:
+    the 300-step recurrence with decays near 1 amplifies exp's rounding, and on the 2-core development
+    machine torch's fp32 exp on a (2, 6, 300, 4) tensor was seen, in about one process in ten, ~1e-4
+    relative off for some elements (float64 and other processes: 1e-7). A wrong formula is off by O(1)."""
     args = _inputs(L=300)
     out, last = selective_scan_ref(*args, return_last_state=True)
-    ref_out, ref_last = _direct(*args)
-    torch.testing.assert_close(out, ref_out, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(last, ref_last, rtol=1e-5, atol=1e-5)
+    ref_out, ref_last = _direct(*[a.double() for a in args])
+    assert (out.double() - ref_out).abs().max() <= 2e-4 * ref_out.abs().max()
+    assert (last.double() - ref_last).abs().max() <= 2e-4 * ref_last.abs().max()
 
 
 def _compare(args, tol, **kw):
@@ -334,12 +338,51 @@ def test_initial_state_is_checked(monkeypatch):
     args = _inputs(L=8)
     with pytest.raises(ValueError, match="initial_state must be"):
         selective_scan(*args, initial_state=torch.zeros(2, 6, 5))
-    with pytest.raises(ValueError, match="no gradient flows"):
-        selective_scan(*args, initial_state=torch.zeros(2, 6, 4, requires_grad=True))
     monkeypatch.setenv("GENOMIX_FORCE_TRITON", "1")  # the dispatch hands it to the kernels
     start = torch.randn(2, 6, 4)
     torch.testing.assert_close(selective_scan(*args, initial_state=start),
                                selective_scan_ref(*args, initial_state=start), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "tiling,uses",
+    [
+        (dict(block_e=4, chunk=16, target_programs=1), "both"),  # one segment: dlast is the main pass's carry
+        (dict(block_e=4, chunk=16, target_programs=12, bwd_block_e=2), "both"),  # three segments
+        (dict(variant="seq", tile_io=True, fwd_tile=16, block_e=4, chunk=16, target_programs=8,
+              bwd_variant="seq", bwd_block_e=32, bwd_warps=1, bwd_target_programs=3), "both"),
+        (dict(variant="seq", tile_io=True, block_e=4, chunk=16, target_programs=1, bwd_variant="seq",
+              bwd_block_e=32, bwd_warps=1, bwd_target_programs=1), "both"),
+        (dict(bwd_variant="seq", block_e=4, chunk=16, target_programs=8, bwd_block_e=32, bwd_warps=1,
+              bwd_target_programs=3), "last"),  # only the last state enters the loss: no output gradient
+        (dict(block_e=4, chunk=16, target_programs=12, bwd_block_e=2), "out"),  # no gradient from the last state
+    ],
+    ids=["assoc-one-segment", "assoc-segmented", "seq-segmented", "seq-one-segment", "seq-last-only",
+         "assoc-out-only"],
+)
+def test_gradients_reach_the_initial_state_and_leave_the_last_state(tiling, uses):
+    """A loss on the outputs and on the returned last state gives the reference's gradients of every
+    input, the initial state's included, on one segment and across segment carries."""
+    args = _inputs(L=45)
+    start = torch.randn(2, 6, 4, generator=torch.Generator().manual_seed(5))
+    leaves = [None if t is None else t.clone().requires_grad_() for t in args + [start]]
+    ref_leaves = [None if t is None else t.clone().requires_grad_() for t in args + [start]]
+    out, last = selective_scan_triton(*leaves[:8], return_last_state=True, initial_state=leaves[8],
+                                      tiling=Tiling(**tiling))
+    ref, ref_last = selective_scan_ref(*ref_leaves[:8], return_last_state=True, initial_state=ref_leaves[8])
+    g = torch.Generator().manual_seed(11)
+    g_out, g_last = torch.randn(out.shape, generator=g), torch.randn(last.shape, generator=g)
+
+    def loss(y, h):
+        return ((y * g_out).sum() if uses != "last" else 0) + ((h * g_last).sum() if uses != "out" else 0)
+
+    loss(out, last).backward()
+    loss(ref, ref_last).backward()
+    for name, x, y in zip("u delta A B C D z delta_bias initial_state".split(), leaves, ref_leaves):
+        want = torch.zeros_like(y) if y.grad is None else y.grad  # no path from the loss (z, D: last only)
+        got = torch.zeros_like(x) if x.grad is None else x.grad
+        err = (got - want).abs().max() / want.abs().max().clamp_min(1e-12)
+        assert err <= 1e-4, (name, err.item())
 
 
 @pytest.mark.parametrize("n_segs,n_state,reverse,initial", [

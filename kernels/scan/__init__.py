@@ -29,8 +29,9 @@ def selective_scan(
     """Mamba-1 selective scan with mamba_ssm's semantics and shapes (see :mod:`.reference`). Inputs of
     other shapes or dtypes are refused with a ValueError or TypeError naming the argument (the kernels
     index by the shapes they are given and would read past mismatched tensors). ``initial_state`` (batch,
-    E, N): the state before the first step (zero when None), to continue a sequence read in pieces; it
-    takes no gradient."""
+    E, N): the state before the first step (zero when None), to continue a sequence read in pieces.
+    Gradients reach it, and flow back from the returned last state, so pieces can be trained through
+    (truncated backpropagation through time keeps them apart with ``detach()``)."""
     _check(u, delta, A, B, C, D, z, delta_bias)
     _check_initial(initial_state, u, A)
     if use_triton(u, delta, A, B, C, D, z, delta_bias, initial_state, op="selective_scan"):
@@ -44,15 +45,13 @@ def selective_scan(
 
 
 def _check_initial(initial_state: torch.Tensor | None, u: torch.Tensor, A: torch.Tensor) -> None:
-    """Refuse an initial state of the wrong shape or dtype, or one that asks for a gradient."""
+    """Refuse an initial state of the wrong shape or dtype."""
     if initial_state is None:
         return
     want = (u.shape[0], u.shape[1], A.shape[1])
     if not initial_state.is_floating_point() or tuple(initial_state.shape) != want:
         raise ValueError(f"selective_scan: initial_state must be a floating-point {want} = (batch, channels, "
                          f"state) tensor, got {tuple(initial_state.shape)} {initial_state.dtype}")
-    if initial_state.requires_grad and torch.is_grad_enabled():
-        raise ValueError("selective_scan: no gradient flows to initial_state; pass it detached")
 
 
 def _check(u, delta, A, B, C, D, z, delta_bias) -> None:

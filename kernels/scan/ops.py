@@ -262,8 +262,10 @@ def _launch_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, save_states
     return out, states, last
 
 
-def _launch_bwd_assoc(u, delta, A, B, C, D, z, delta_bias, delta_softplus, states, dout, tiling: Tiling):
-    """Gradients through :func:`.triton_scan._scan_bwd_kernel` (fp32 atomics for the shared ones)."""
+def _launch_bwd_assoc(u, delta, A, B, C, D, z, delta_bias, delta_softplus, states, dout, tiling: Tiling,
+                      dlast: torch.Tensor | None, want_dinit: bool):
+    """Gradients through :func:`.triton_scan._scan_bwd_kernel` (fp32 atomics for the shared ones); see
+    :func:`_launch_bwd_seq` for ``dlast`` and ``want_dinit``."""
     import triton
 
     from .triton_scan import _scan_bwd_kernel
@@ -279,6 +281,7 @@ def _launch_bwd_assoc(u, delta, A, B, C, D, z, delta_bias, delta_softplus, state
     dC = torch.zeros_like(C, dtype=torch.float32)
     dD = torch.zeros_like(D, dtype=torch.float32) if D is not None else None
     dbias = torch.zeros_like(delta_bias, dtype=torch.float32) if delta_bias is not None else None
+    dinit = u.new_empty((batch, channels, n_state), dtype=torch.float32) if want_dinit else None
     dummy = dA
     per_seg, n_segs = plan_segments(batch, triton.cdiv(channels, block_e), n_chunks,
                                     tiling.bwd_target_programs or tiling.target_programs)
@@ -290,13 +293,14 @@ def _launch_bwd_assoc(u, delta, A, B, C, D, z, delta_bias, delta_softplus, state
             delta_bias if delta_bias is not None else dummy, dout, states,
             du, ddelta, dz if dz is not None else dummy, dA, dB, dC,
             dD if dD is not None else dummy, dbias if dbias is not None else dummy,
+            dinit if want_dinit else dummy,
             seg_a, seg_g, carry, channels, length, groups, n_chunks, per_seg, n_segs,
-            SUMMARY=summary, N=n_state, BLOCK_E=block_e, T=tiling.chunk,
+            SUMMARY=summary, N=n_state, BLOCK_E=block_e, T=tiling.chunk, HAS_DINIT=want_dinit,
             num_warps=tiling.bwd_warps, **_flags(D, z, delta_bias, delta_softplus),
         )
 
-    _run_segmented(launch, u, n_state, n_segs, reverse=True, dummy=dummy)
-    return du, ddelta, dA, dB, dC, dD, dz, dbias
+    _run_segmented(launch, u, n_state, n_segs, reverse=True, dummy=dummy, initial=dlast)
+    return du, ddelta, dA, dB, dC, dD, dz, dbias, dinit
 
 
 def warp_transpose_applies(n_state: int, block_e: int, warps: int, length: int) -> bool:
@@ -310,11 +314,14 @@ def warp_transpose_applies(n_state: int, block_e: int, warps: int, length: int) 
     return n_state == 16 and block_e == 32 * warps and length % 16 == 0
 
 
-def _launch_bwd_seq(u, delta, A, B, C, D, z, delta_bias, delta_softplus, states, dout, tiling: Tiling):
+def _launch_bwd_seq(u, delta, A, B, C, D, z, delta_bias, delta_softplus, states, dout, tiling: Tiling,
+                    dlast: torch.Tensor | None, want_dinit: bool):
     """Gradients through :func:`.triton_seq_bwd._seq_bwd_kernel`; its deterministic partials of the
     shared gradients (dB/dC per warp of channels, dA/dD/dΔ-bias per segment) are summed here. On a GPU,
     where :func:`warp_transpose_applies`, the per-step channel sums use the warp transpose-reduction;
-    otherwise ``tl.sum``."""
+    otherwise ``tl.sum``. ``dlast`` (batch, E, N) fp32: the gradient of the returned last state, which seeds
+    the adjoint at the sequence's end (None: zero); ``want_dinit``: also return the initial state's
+    gradient (the adjoint before the first step), else None in its place."""
     import triton
 
     from .triton_seq_bwd import _seq_bwd_kernel
@@ -335,6 +342,7 @@ def _launch_bwd_seq(u, delta, A, B, C, D, z, delta_bias, delta_softplus, states,
     dA_part = torch.empty((batch, n_segs, channels, n_state), **f32)
     dD_part = torch.empty((batch, n_segs, channels), **f32) if D is not None else None
     dbias_part = torch.empty((batch, n_segs, channels), **f32) if delta_bias is not None else None
+    dinit = torch.empty((batch, channels, n_state), **f32) if want_dinit else None
     A2, BC, dummy = _log2e_scaled(A), pack_bc(B, C, multiple=16, half=tiling.bc16), dA_part
     grid = (batch, n_blocks, n_segs)
     sub_states = torch.empty((batch * n_blocks * n_segs, tiling.chunk // tiling.bwd_stash, n_state, block_e), **f32)
@@ -345,17 +353,18 @@ def _launch_bwd_seq(u, delta, A, B, C, D, z, delta_bias, delta_softplus, states,
             delta_bias if delta_bias is not None else dummy, dout, states,
             du, ddelta, dz if dz is not None else dummy, dA_part, dBC_part,
             dD_part if D is not None else dummy, dbias_part if delta_bias is not None else dummy,
+            dinit if want_dinit else dummy,
             seg_a, seg_q, carry, sub_states, channels, length, BC.shape[2], groups, n_chunks, per_seg, n_segs, 1,
             SUMMARY=summary, N=n_state, BLOCK_E=block_e, T=tiling.chunk, S=tiling.bwd_stash, WARP_E=warp_e,
-            WARP_ASM=warp_asm, ASM=asm, HINTS=tiling.hints and asm, num_warps=tiling.bwd_warps,
-            **_flags(D, z, delta_bias, delta_softplus), **_reg_cap(tiling.bwd_maxnreg),
+            WARP_ASM=warp_asm, ASM=asm, HINTS=tiling.hints and asm, HAS_DINIT=want_dinit,
+            num_warps=tiling.bwd_warps, **_flags(D, z, delta_bias, delta_softplus), **_reg_cap(tiling.bwd_maxnreg),
         )
 
-    _run_segmented(launch, u, n_state, n_segs, reverse=True, dummy=dummy)
+    _run_segmented(launch, u, n_state, n_segs, reverse=True, dummy=dummy, initial=dlast)
     # (batch, rows, L, 2, N) -> dB, dC (batch, G, N, L): a group's channels are whole warps of channels
     dB, dC = dBC_part.view(batch, groups, n_rows // groups, length, 2, n_state).sum(2).permute(3, 0, 1, 4, 2)
     total = lambda part: None if part is None else part.sum((0, 1))  # noqa: E731
-    return du, ddelta, total(dA_part), dB, dC, total(dD_part), dz, total(dbias_part)
+    return du, ddelta, total(dA_part), dB, dC, total(dD_part), dz, total(dbias_part), dinit
 
 
 #: Tilings the forward op has seen, by index: a custom op's arguments are tensors and scalars, so the
@@ -414,11 +423,12 @@ def checkpoint_keeps_scan():
 
 
 class SelectiveScanFn(torch.autograd.Function):
-    """Forward saves inputs and chunk-start states only; backward recomputes the rest."""
+    """Forward saves inputs and chunk-start states only; backward recomputes the rest. Gradients reach
+    the initial state, and flow back from the returned last state."""
 
     @staticmethod
     def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus, tiling, initial):
-        save = any(ctx.needs_input_grad[:8])  # chunk-start states are kept only for a backward
+        save = any(ctx.needs_input_grad[:8]) or ctx.needs_input_grad[10]  # chunk-start states: a backward's
         if _get_current_dispatch_mode() is None:  # nothing to intercept the op: skip its ~30 µs of dispatch
             out, states, last = _launch_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, save, tiling,
                                             initial)
@@ -428,18 +438,21 @@ class SelectiveScanFn(torch.autograd.Function):
                                                                      initial)
         ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, states if save else None)
         ctx.delta_softplus, ctx.tiling = delta_softplus, tiling
-        ctx.mark_non_differentiable(last)
+        ctx.set_materialize_grads(False)  # an unused output's gradient stays None, not a tensor of zeros
         return out, last
 
     @staticmethod
-    def backward(ctx, dout, _dlast):
+    def backward(ctx, dout, dlast):
         u, delta, A, B, C, D, z, delta_bias, states = ctx.saved_tensors
         launch = _launch_bwd_seq if ctx.tiling.bwd_variant == "seq" else _launch_bwd_assoc
-        du, ddelta, dA, dB, dC, dD, dz, dbias = launch(u, delta, A, B, C, D, z, delta_bias, ctx.delta_softplus,
-                                                       states, channel_major(dout), ctx.tiling)
+        dout = torch.zeros_like(u) if dout is None else channel_major(dout)
+        dlast = None if dlast is None else dlast.float().contiguous()
+        du, ddelta, dA, dB, dC, dD, dz, dbias, dinit = launch(
+            u, delta, A, B, C, D, z, delta_bias, ctx.delta_softplus, states, dout, ctx.tiling, dlast,
+            ctx.needs_input_grad[10])
         cast = lambda g, ref: None if g is None else g.to(ref.dtype)  # noqa: E731
         return (du, ddelta, cast(dA, A), cast(dB, B), cast(dC, C), cast(dD, D), dz, cast(dbias, delta_bias),
-                None, None, None)
+                None, None, dinit)
 
 
 def selective_scan_triton(
@@ -456,8 +469,8 @@ def selective_scan_triton(
     initial_state: torch.Tensor | None = None,
     tiling: Tiling | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    """Selective scan through the Triton kernels (same contract as ``selective_scan_ref``; no gradient
-    reaches ``initial_state``: the chunk-start states the backward recomputes from include it).
+    """Selective scan through the Triton kernels (same contract as ``selective_scan_ref``, gradients of
+    ``initial_state`` and through the returned last state included).
 
     ``tiling`` overrides :data:`DEFAULT_TILING` (tests and tuning)."""
     if A.dim() != 2 or A.shape[1] & (A.shape[1] - 1):
@@ -469,7 +482,7 @@ def selective_scan_triton(
         channel_major(u), channel_major(delta), A.contiguous(), Bg, Cg,
         None if D is None else D.contiguous(), None if z is None else channel_major(z),
         None if delta_bias is None else delta_bias.contiguous(), delta_softplus, tiling or DEFAULT_TILING,
-        None if initial_state is None else initial_state.detach().float().contiguous(),
+        None if initial_state is None else initial_state.float().contiguous(),
     )
     return (out, last) if return_last_state else out
 

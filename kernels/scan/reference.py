@@ -67,7 +67,9 @@ def selective_scan_ref(
     A = A.float()
     Bx = expand_groups(B.float(), channels)
     Cx = expand_groups(C.float(), channels)
-    state = u.new_zeros(batch, channels, A.shape[1]) if initial_state is None else initial_state.float()
+    # a copy: the caller may overwrite its state tensor in place (a layer's cache) before the backward
+    state = (u.new_zeros(batch, channels, A.shape[1]) if initial_state is None
+             else initial_state.to(torch.float32, copy=True))
     ys = []
     for start in range(0, length, _REF_CHUNK):
         stop = min(start + _REF_CHUNK, length)

@@ -216,16 +216,18 @@ def _segment_carry_kernel(
 @triton.jit(do_not_specialize=_SEGMENT_ARGS)
 def _scan_bwd_kernel(
     u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, dout_ptr, states_ptr,
-    du_ptr, ddt_ptr, dz_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dbias_ptr,
+    du_ptr, ddt_ptr, dz_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dbias_ptr, dinit_ptr,
     seg_a_ptr, seg_g_ptr, carry_ptr,
     E, L, G, n_chunks, chunks_per_seg, n_segs,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     SUMMARY: tl.constexpr,
-    N: tl.constexpr, BLOCK_E: tl.constexpr, T: tl.constexpr,
+    N: tl.constexpr, BLOCK_E: tl.constexpr, T: tl.constexpr, HAS_DINIT: tl.constexpr = False,
 ):
     """Backward over one segment, chunks last to first. ``SUMMARY``: only the adjoint recurrence from a
     zero carry, storing the segment's first-step adjoint and total decay (pass 1). Otherwise start from
-    the combined carry and compute every gradient (pass 2)."""
+    the combined carry (the last segment's: the gradient of the returned last state, or zero) and compute
+    every gradient (pass 2); with ``HAS_DINIT`` the first segment's final adjoint, dL/dh_0, times the first
+    step's decay is the initial state's gradient ``dinit`` (batch, E, N)."""
     pid_b = tl.program_id(0).to(tl.int64)
     seg = tl.program_id(2)
     e = tl.program_id(1) * BLOCK_E + tl.arange(0, BLOCK_E)
@@ -264,11 +266,12 @@ def _scan_bwd_kernel(
             dy_gated = dy * zv * sig
         else:
             dy_gated = dy
-        # a_{t+1}: the decay that carries g_{t+1} back to step t (0 past the end of the sequence)
+        # a_{t+1}: the decay that carries g_{t+1} back to step t; 1 from the last step on, so that the last
+        # segment's carry (the gradient of the returned last state, or zero) reaches g_{L-1} unchanged
         t1 = t + 1
         m2n = emask[:, None] & (t1 < L)[None, :]
         _, dt_next = _load_dt(dt_ptr, row + t1[None, :], m2n, bias[:, None], HAS_BIAS, SOFTPLUS)
-        alpha = tl.where(m2n[:, None, :], tl.exp(dt_next[:, None, :] * A[:, :, None]), 0.0)
+        alpha = tl.where(m2n[:, None, :], tl.exp(dt_next[:, None, :] * A[:, :, None]), 1.0)
         drive = Cv * dy_gated[:, None, :]
         acc_p, acc_g = tl.associative_scan((alpha, drive), 2, _affine_combine, reverse=True)
         gs = acc_g + acc_p * g_next[:, :, None]
@@ -325,3 +328,8 @@ def _scan_bwd_kernel(
             tl.atomic_add(dD_ptr + e, dD_acc, mask=emask)
         if HAS_BIAS:
             tl.atomic_add(dbias_ptr + e, dbias_acc, mask=emask)
+        if HAS_DINIT:  # g_next is now dL/dh_0, and the initial state reaches h_0 through a_0
+            _, dt0 = _load_dt(dt_ptr, row, emask[:, None], bias[:, None], HAS_BIAS, SOFTPLUS)
+            first = (tl.zeros((BLOCK_E, N), dtype=tl.int32) + seg) == 0
+            tl.store(dinit_ptr + (pid_b * E + e[:, None].to(tl.int64)) * N + n[None, :],
+                     tl.exp(dt0 * A) * g_next, mask=emask[:, None] & first)

@@ -202,12 +202,13 @@ def _adjoint(q, hs, dA, dD, dbias, dt_sum, A2, bias, Dv, u_ptr, dt_ptr, z_ptr, d
 @triton.jit(do_not_specialize=["state_stride", *_SEGMENT_ARGS])
 def _seq_bwd_kernel(
     u_ptr, dt_ptr, A2_ptr, BC_ptr, D_ptr, z_ptr, bias_ptr, dout_ptr, states_ptr,
-    du_ptr, ddt_ptr, dz_ptr, dA_ptr, dBC_ptr, dD_ptr, dbias_ptr,
+    du_ptr, ddt_ptr, dz_ptr, dA_ptr, dBC_ptr, dD_ptr, dbias_ptr, dinit_ptr,
     seg_a_ptr, seg_q_ptr, carry_ptr, sub_ptr,
     E, L, L_bc, G, n_chunks, chunks_per_seg, n_segs, state_stride,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     SUMMARY: tl.constexpr, N: tl.constexpr, BLOCK_E: tl.constexpr, T: tl.constexpr, S: tl.constexpr,
     WARP_E: tl.constexpr, WARP_ASM: tl.constexpr, ASM: tl.constexpr, HINTS: tl.constexpr = False,
+    HAS_DINIT: tl.constexpr = False,
 ):
     """Backward over one (sequence, channel block, segment), chunks and their ``S``-step sub-tiles last
     to first. ``A2``, ``state_stride`` as in :func:`.triton_seq._seq_fwd_kernel`; ``BC`` too, but
@@ -217,7 +218,9 @@ def _seq_bwd_kernel(
     Outputs: du, dΔ, dz like u; dB and dC partials (batch, warps of channels, L, 2, N); dA
     (batch, n_segs, E, N), dD and dΔ-bias (batch, n_segs, E) partials. ``SUMMARY`` (pass 1): store the
     segment's ``q`` at its first step from a zero ``q`` at its end, and its total decay, into
-    ``seg_q``/``seg_a``. Otherwise start from ``carry`` (pass 2). ``HINTS`` (GPU only): at each chunk,
+    ``seg_q``/``seg_a``. Otherwise start from ``carry`` (pass 2; the last segment's carry is the gradient
+    of the returned last state, or zero) and, with ``HAS_DINIT``, store the first segment's final ``q``,
+    dL/dh before the first step, as the initial state's gradient ``dinit`` (batch, E, N). ``HINTS`` (GPU only): at each chunk,
     prefetch the next chunk to be walked (the one before it) into L2, and B/C two sub-tiles ahead of the
     walk into L1, as in the forward."""
     pid_b = tl.program_id(0).to(tl.int64)
@@ -301,3 +304,6 @@ def _seq_bwd_kernel(
             tl.store(dD_ptr + par + e, dD, mask=emask)
         if HAS_BIAS:
             tl.store(dbias_ptr + par + e, dbias, mask=emask)
+        if HAS_DINIT:
+            first = (tl.zeros((N, BLOCK_E), dtype=tl.int32) + seg) == 0
+            tl.store(dinit_ptr + (pid_b * E + e[None, :].to(tl.int64)) * N + sn, q, mask=emask[None, :] & first)
