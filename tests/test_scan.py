@@ -402,3 +402,23 @@ def test_segment_carries_match_a_sequential_walk(n_segs, n_state, reverse, initi
         x = seg_a[:, :, s] * x + seg_h[:, :, s]
     got = segment_carries(seg_a, seg_h, reverse=reverse, initial=init)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_plan_segments_fills_the_gpu_or_runs_one_pass():
+    """Segments until batch x channel blocks x segments reaches the target (at most one per chunk), and a
+    single pass once batch x channel blocks reach ``fill``."""
+    from genomix.kernels.scan.ops import plan_segments
+
+    assert plan_segments(1, 16, 8192, 16384) == (8, 1024)  # B = 1, E = 512 at L = 1M
+    assert plan_segments(1, 16, 64, 16384) == (1, 64)  # no more segments than chunks
+    assert plan_segments(128, 48, 16, 16384) == (6, 3)  # without fill: a summary pass for 3 segments
+    assert plan_segments(128, 48, 16, 16384, fill=4096) == (16, 1)  # 6,144 programs already: one pass
+    assert plan_segments(64, 48, 16, 16384, fill=4096) == (3, 6)  # 3,072: still segmented
+
+
+def test_filled_launch_runs_unsegmented_and_matches_reference():
+    """A tiling whose fill threshold the launch reaches scans in one pass (where the target alone would
+    segment), forward and backward, and stays right."""
+    _compare(_inputs(L=45), 1e-4, variant="seq", tile_io=True, fwd_tile=16, block_e=4, chunk=16,
+             target_programs=64, fill_programs=4, bwd_variant="seq", bwd_block_e=4, bwd_target_programs=64,
+             bwd_fill_programs=4)

@@ -45,6 +45,9 @@ class Tiling:
     tiles ahead). ``bc16``: bf16 B and C packed as int32 pairs (exact). ``fwd_maxnreg`` /
     ``fwd_summary_maxnreg`` / ``bwd_maxnreg``: register caps of the "seq" forward's main pass, of its
     summary pass, and of both backward passes (None: the compiler's choice).
+    ``fill_programs`` / ``bwd_fill_programs``: a forward / backward whose batch x channel blocks reach this
+    many programs runs unsegmented (one pass, no summary pass or carries), whatever the targets (None: the
+    targets alone decide).
     """
 
     block_e: int = 4
@@ -66,6 +69,8 @@ class Tiling:
     bwd_maxnreg: int | None = None
     fwd_tile: int = 8
     fwd_summary_maxnreg: int | None = None
+    fill_programs: int | None = None
+    bwd_fill_programs: int | None = None
 
 
 #: The sequential-step forward at the setting that measured best on an H200 (2026-12-01,
@@ -110,14 +115,21 @@ TILE16_TILING = dataclasses.replace(SIXTH_SESSION_TILING, fwd_tile=16, fwd_maxnr
 #: The tiling used when none is given: :data:`TILE16_TILING` cut into finer segments (16,384 forward and
 #: 4,096 backward programs at B=1, E=512), which the blocked carry kernel made cheap. H200, twenty-second
 #: session, alternated twice in one call: forward 7.97 -> 7.71 ms at L=1M (p16384 alone) and 0.547 -> 0.536
-#: ms at 64K; forward+backward at 1M 52.7 -> 51.6 ms with 4,096 backward programs alone.
-DEFAULT_TILING = dataclasses.replace(TILE16_TILING, target_programs=16384, bwd_target_programs=4096)
+#: ms at 64K; forward+backward at 1M 52.7 -> 51.6 ms with 4,096 backward programs alone. Launches that the
+#: old targets (4,096 / 2,048) ran unsegmented still do (``fill_programs``): there, segments would only add
+#: the summary pass (not measured on the GPU).
+DEFAULT_TILING = dataclasses.replace(TILE16_TILING, target_programs=16384, bwd_target_programs=4096,
+                                     fill_programs=4096, bwd_fill_programs=2048)
 
 
-def plan_segments(batch: int, channel_blocks: int, n_chunks: int, target: int) -> tuple[int, int]:
-    """(chunks per segment, number of segments) for the two-pass segmented scan."""
+def plan_segments(batch: int, channel_blocks: int, n_chunks: int, target: int,
+                  fill: int | None = None) -> tuple[int, int]:
+    """(chunks per segment, number of segments) for the two-pass segmented scan: enough segments for
+    ``target`` programs, or one segment (a single pass) once batch x channel blocks reach ``fill``."""
     import triton
 
+    if fill is not None and batch * channel_blocks >= fill:
+        return n_chunks, 1
     wanted = max(1, min(n_chunks, triton.cdiv(target, batch * channel_blocks)))
     per_seg = triton.cdiv(n_chunks, wanted)
     return per_seg, triton.cdiv(n_chunks, per_seg)
@@ -241,7 +253,8 @@ def _launch_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, save_states
     groups, n_state = B.shape[1], B.shape[2]
     block_e, chunk = _tile(channels, groups, tiling.block_e), tiling.chunk
     n_chunks = triton.cdiv(length, chunk)
-    per_seg, n_segs = plan_segments(batch, triton.cdiv(channels, block_e), n_chunks, tiling.target_programs)
+    per_seg, n_segs = plan_segments(batch, triton.cdiv(channels, block_e), n_chunks, tiling.target_programs,
+                                    tiling.fill_programs)
     out = torch.empty_like(u)
     states = u.new_empty((batch, channels, n_chunks, n_state), dtype=torch.float32) if save_states else None
     last = u.new_empty((batch, channels, n_state), dtype=torch.float32)
@@ -284,7 +297,7 @@ def _launch_bwd_assoc(u, delta, A, B, C, D, z, delta_bias, delta_softplus, state
     dinit = u.new_empty((batch, channels, n_state), dtype=torch.float32) if want_dinit else None
     dummy = dA
     per_seg, n_segs = plan_segments(batch, triton.cdiv(channels, block_e), n_chunks,
-                                    tiling.bwd_target_programs or tiling.target_programs)
+                                    tiling.bwd_target_programs or tiling.target_programs, tiling.bwd_fill_programs)
     grid = (batch, triton.cdiv(channels, block_e), n_segs)
 
     def launch(summary, seg_a, seg_g, carry):
@@ -334,7 +347,8 @@ def _launch_bwd_seq(u, delta, A, B, C, D, z, delta_bias, delta_softplus, states,
     warp_asm = asm and warp_transpose_applies(n_state, block_e, tiling.bwd_warps, length)
     n_blocks, n_chunks = triton.cdiv(channels, block_e), states.shape[2]
     n_rows = n_blocks * (block_e // warp_e)  # one dB/dC partial row per warp of channels
-    per_seg, n_segs = plan_segments(batch, n_blocks, n_chunks, tiling.bwd_target_programs or tiling.target_programs)
+    per_seg, n_segs = plan_segments(batch, n_blocks, n_chunks, tiling.bwd_target_programs or tiling.target_programs,
+                                    tiling.bwd_fill_programs)
     du, ddelta = torch.empty_like(u), torch.empty_like(delta)
     dz = torch.empty_like(z) if z is not None else None
     f32 = dict(dtype=torch.float32, device=u.device)
