@@ -171,12 +171,6 @@ def _scan_fwd_kernel(
 
 
 @triton.jit
-def _then(a1, h1, a2, h2):
-    """Two affine steps x -> a x + h composed, the first (a1, h1) applied first."""
-    return a1 * a2, a2 * h1 + h2
-
-
-@triton.jit
 def _segment_carry_kernel(
     seg_a_ptr, seg_h_ptr, carry_ptr, init_ptr, rows, n_segs,
     REVERSE: tl.constexpr, HAS_INIT: tl.constexpr, N: tl.constexpr, BLOCK_R: tl.constexpr,
@@ -206,7 +200,7 @@ def _segment_carry_kernel(
         take = row_ok & (p >= 1) & (p <= n_segs)
         a = tl.load(seg_a_ptr + base + src * N, mask=take, other=1.0)
         h = tl.load(seg_h_ptr + base + src * N, mask=take, other=0.0)
-        a, h = tl.associative_scan((a, h), axis=1, combine_fn=_then)
+        a, h = tl.associative_scan((a, h), axis=1, combine_fn=_affine_combine)
         dst = n_segs - 1 - p if REVERSE else p
         tl.store(carry_ptr + base + dst * N, a * x[:, None, :] + h, mask=row_ok & (p < n_segs))
         last = (j == BLOCK_S - 1)[None, :, None]
