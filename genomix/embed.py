@@ -216,11 +216,7 @@ def embed_sequences(
 
 def load_embedding_model(name: str, revision: str | None = None) -> torch.nn.Module:
     """A base model for embedding: a checkpoint (local dir / Hub id, any layout) or, for testing, a
-    named size with fresh random weights (logged as a warning: such embeddings carry no meaning)."""
-    from .hub import from_pretrained
-    from .models.registry import available_models, build
+    named size with fresh random weights (see :func:`genomix.hub.load_model`)."""
+    from .hub import load_model
 
-    if not Path(name).is_dir() and name in available_models():
-        log.warning("%s is a named size, not a checkpoint: embedding with RANDOM weights", name)
-        return build(name, task="base").eval()
-    return from_pretrained(name, revision=revision, task="base")
+    return load_model(name, "base", revision)

@@ -102,6 +102,17 @@ def from_pretrained(
     return build_from_checkpoint(load_checkpoint(directory, format), task, **config_overrides)
 
 
+def load_model(name: str, task: str, revision: str | None = None) -> GenomixPreTrainedModel:
+    """A model for inference with the ``task`` head: a checkpoint (local dir / Hub id, any layout) or, for
+    testing, a named size with fresh random weights (logged as a warning: its outputs carry no meaning)."""
+    from ..models.registry import available_models, build
+
+    if not Path(name).is_dir() and name in available_models():
+        log.warning("%s is a named size, not a checkpoint: running it with RANDOM weights", name)
+        return build(name, task=task).eval()
+    return from_pretrained(name, revision=revision, task=task)
+
+
 def save_native(model: GenomixPreTrainedModel, out_dir: str | os.PathLike) -> Path:
     """Write ``model`` in genomix's layout (config, safetensors weights, tokenizer) atomically.
 
@@ -156,13 +167,6 @@ def push_to_hub(
 
 
 __all__ = [
-    "build_from_checkpoint",
-    "convert",
-    "detect_format",
-    "from_pretrained",
-    "load_checkpoint",
-    "push_to_hub",
-    "register_auto_classes",
-    "resolve",
-    "save_native",
+    "build_from_checkpoint", "convert", "detect_format", "from_pretrained", "load_checkpoint", "load_model",
+    "push_to_hub", "register_auto_classes", "resolve", "save_native",
 ]

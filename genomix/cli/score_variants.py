@@ -1,0 +1,62 @@
+"""`genomix score-variants`: log-likelihood ratios of VCF alleles under a causal DNA language model."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "score-variants", help="score VCF alleles with a causal DNA language model into a TSV",
+        description="For every ALT allele of a VCF (plain, gzip or bgzip), the log-likelihood ratio "
+                    "log p(ALT window) - log p(REF window) of a reference window around it under a causal "
+                    "language model; one TSV row per allele, in file order, with a status for alleles that "
+                    "are not scored. Rows are kept as they finish: rerun with --resume after an interruption.")
+    parser.add_argument("--model", required=True, help="checkpoint dir or Hub id of a causal LM (HyenaDNA, Mamba, "
+                        "causal M2); a named size (e.g. hyenadna-tiny-1k) uses random weights, for testing")
+    parser.add_argument("--revision", help="Hub branch, tag or commit to pin")
+    parser.add_argument("--vcf", required=True, help="VCF file (.vcf, .vcf.gz or bgzip)")
+    parser.add_argument("--reference", required=True,
+                        help="reference FASTA (.fa / .fa.gz, read into memory) or genome store (.h5 from "
+                             "`genomix genome prepare`, for whole genomes)")
+    parser.add_argument("--out", required=True, help="output TSV")
+    parser.add_argument("--window", type=int, help="bases per scoring window (default: 4096, or the model's "
+                        "max_seq_len if smaller)")
+    parser.add_argument("--contig-map", action="append", default=[], metavar="VCF=REF",
+                        help="VCF contig name -> reference contig name (repeatable); chr prefixes and M/MT "
+                             "are matched without it")
+    parser.add_argument("--on-ref-mismatch", choices=("error", "skip"), default="error",
+                        help="stop at a REF that differs from the reference (default), or record it and go on")
+    parser.add_argument("--batch-size", type=int, default=16, help="alleles per forward pass (default 16)")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted run from its partial output")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    parser.add_argument("--device", help="cpu, cuda, cuda:1... (default: cuda if available)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ..hub import load_model
+    from ..variants import Reference, parse_contig_map, read_vcf, score_variants
+
+    reference = Reference(args.reference, parse_contig_map(args.contig_map))
+    total, contigs = 0, set()
+    for variant in read_vcf(args.vcf):  # the whole file is read and its contigs matched before any scoring
+        total += 1
+        contigs.add(variant.chrom)
+    for chrom in sorted(contigs):
+        reference.resolve(chrom)
+    model = load_model(args.model, "causal-lm", args.revision)
+    meta = {"model": args.model, "revision": args.revision or "-", "vcf": args.vcf, "reference": args.reference}
+    try:
+        counts = score_variants(model, read_vcf(args.vcf), reference, args.out, vcf=args.vcf, window=args.window,
+                                batch_size=args.batch_size, on_ref_mismatch=args.on_ref_mismatch,
+                                resume=args.resume, overwrite=args.overwrite, device=args.device, quiet=args.quiet,
+                                total=total, meta=meta)
+    except KeyboardInterrupt:
+        print("genomix score-variants: interrupted; the rows finished so far are kept: rerun the same command "
+              "with --resume to continue", file=sys.stderr)
+        return 130
+    print(args.out)
+    print(" ".join(f"{status}={n}" for status, n in sorted(counts.items())), file=sys.stderr)
+    return 0

@@ -1,0 +1,221 @@
+"""Variant effect scores from a causal DNA language model: for each ALT allele of a VCF, the log-likelihood
+ratio ``llr = log p(alt window) - log p(ref window)`` of a window of the reference around the variant,
+with the allele substituted (natural log, summed over the window's tokens after the first).
+
+Windows are ``window`` bases, centred on the variant and shifted inward at contig ends. The ALT window
+has the same length: a deletion pulls in reference bases from its right, an insertion pushes them out.
+Under a causal model the tokens before the variant score the same in both windows, so ``llr`` measures
+how the allele itself and everything after it fit the model. A negative score means the model finds the
+ALT sequence less likely.
+
+Every VCF allele gets a row, in file order, with a ``status``: ``scored``; ``ref_mismatch`` (with
+``on_ref_mismatch="skip"``; the default stops with an error naming the line); ``symbolic`` (``<DEL>``,
+breakends, ``*``, ``.``: not sequences); ``too_long`` (an allele longer than half the window);
+``contig_too_short``. Rows go to a partial file as each batch finishes; an interrupted run continues
+from there with ``resume=True``; the output appears under its name only when complete.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import torch
+from tqdm.auto import tqdm
+
+from ..errors import ConfigError, GenomixError, InputFormatError, RangeError
+from ..tokenizer import encode
+from .reference import Reference
+from .vcf import Variant
+
+log = logging.getLogger(__name__)
+COLUMNS = ("chrom", "pos", "id", "ref", "alt", "status", "llr", "ref_log_likelihood", "alt_log_likelihood",
+           "window_contig", "window_start", "window_length")
+DEFAULT_WINDOW = 4096
+ON_REF_MISMATCH = ("error", "skip")
+
+
+@dataclasses.dataclass
+class _Row:
+    variant: Variant
+    status: str
+    contig: str = ""
+    start: int = -1
+    ref_seq: str = ""
+    alt_seq: str = ""
+    ref_ll: float | None = None
+    alt_ll: float | None = None
+
+    def line(self) -> str:
+        v = self.variant
+        llr = "" if self.ref_ll is None else f"{self.alt_ll - self.ref_ll:.6g}"
+        lls = ["" if x is None else f"{x:.6g}" for x in (self.ref_ll, self.alt_ll)]
+        window = [self.contig, str(self.start), str(len(self.ref_seq))] if self.ref_seq else ["", "", ""]
+        return "\t".join([v.chrom, str(v.pos), v.id, v.ref, v.alt, self.status, llr, *lls, *window]) + "\n"
+
+
+def _matches(expected: str, found: str) -> bool:
+    """REF against the reference text; N in either is a wildcard (soft-masked case was upper-cased)."""
+    return len(expected) == len(found) and all(a == b or a == "N" or b == "N" for a, b in zip(expected, found))
+
+
+def plan_windows(variant: Variant, reference: Reference, window: int, vcf: str | Path,
+                 on_ref_mismatch: str = "error") -> _Row:
+    """The row for one allele: its reference and ALT windows, or the status saying why it is not scored."""
+    if not variant.sequence_allele:
+        return _Row(variant, "symbolic")
+    contig = reference.resolve(variant.chrom)
+    length = reference.lengths[contig]
+    p0, n_ref, n_alt = variant.pos - 1, len(variant.ref), len(variant.alt)
+    if p0 + n_ref > length:
+        raise RangeError(f"{vcf}:{variant.line}: {variant.chrom}:{variant.pos} {variant.ref} ends past the end of "
+                         f"{contig} (length {length:,}) in {reference.path}")
+    found = reference.text(contig, p0, p0 + n_ref)
+    if not _matches(variant.ref, found):
+        if on_ref_mismatch == "skip":
+            return _Row(variant, "ref_mismatch")
+        raise InputFormatError(
+            f"{vcf}:{variant.line}: REF {variant.ref} does not match the reference at {contig}:{variant.pos} "
+            f"({found}) in {reference.path}; is it the same assembly? (skip such records with --on-ref-mismatch skip)")
+    extra = max(0, n_ref - n_alt)  # reference bases a deletion pulls into the ALT window
+    width = min(window, length - extra)
+    if width < 2:
+        return _Row(variant, "contig_too_short")
+    if max(n_ref, n_alt) > width // 2:
+        return _Row(variant, "too_long")
+    start = min(max(0, p0 - width // 2), length - width - extra)
+    ref_seq = reference.text(contig, start, start + width)
+    alt_seq = (reference.text(contig, start, p0) + variant.alt
+               + reference.text(contig, p0 + n_ref, start + width + extra))[:width]
+    return _Row(variant, "scored", contig, start, ref_seq, alt_seq)
+
+
+def check_scoring_model(model: torch.nn.Module) -> None:
+    """Refuse models whose outputs are not next-token predictions (masked / bidirectional LMs)."""
+    from ..models.tasks import CausalLMMixin
+
+    if not isinstance(model, CausalLMMixin) or getattr(model.config, "bidirectional", False):
+        raise ConfigError(
+            f"variant scoring needs a causal language model (HyenaDNA, Mamba, causal M2, Transformer); "
+            f"{type(model).__name__} is not one (masked-LM scoring is not implemented)")
+
+
+def _score_batch(model: torch.nn.Module, rows: list[_Row], device: torch.device) -> None:
+    """Fill ``ref_ll``/``alt_ll`` of scored rows, one forward per group of equal window length."""
+    from ..models.scoring import token_log_likelihoods
+
+    by_width: dict[int, list[_Row]] = {}
+    for row in rows:
+        if row.status == "scored":
+            by_width.setdefault(len(row.ref_seq), []).append(row)
+    for group in by_width.values():
+        ids = torch.from_numpy(encode("".join(r.ref_seq for r in group) + "".join(r.alt_seq for r in group)))
+        sums = token_log_likelihoods(model, ids.view(2 * len(group), -1).to(device)).sum(dim=1).double().cpu()
+        for i, row in enumerate(group):
+            row.ref_ll, row.alt_ll = float(sums[i]), float(sums[len(group) + i])
+
+
+def _header(meta: dict[str, str]) -> str:
+    return "# genomix score-variants " + " ".join(f"{k}={v}" for k, v in meta.items()) + "\n" + "\t".join(COLUMNS) + "\n"
+
+
+def _rows_done(partial: Path, header: str) -> int:
+    """Data rows of an interrupted run's partial file, after checking it was made with the same settings."""
+    with open(partial) as fh:
+        text = fh.read()
+    if not text.startswith(header):
+        raise InputFormatError(f"{partial}: a partial output made with other settings (its first lines differ from "
+                               f"{header.splitlines()[0]!r}); delete it to start again")
+    lines = text[len(header):].split("\n")
+    complete = lines[:-1]  # a last line without its newline was cut mid-write: it is written again
+    with open(partial, "w") as fh:
+        fh.write(header + "".join(line + "\n" for line in complete))
+    return len(complete)
+
+
+def score_variants(
+    model: torch.nn.Module, variants: Iterable[Variant], reference: Reference, out: str | Path, *,
+    vcf: str | Path = "", window: int | None = None, batch_size: int = 16, on_ref_mismatch: str = "error",
+    resume: bool = False, overwrite: bool = False, device: str | torch.device | None = None, quiet: bool = False,
+    total: int | None = None, meta: dict[str, str] | None = None,
+) -> dict[str, int]:
+    """Score every allele of ``variants`` into the TSV ``out`` (see the module docstring); returns the number of
+    rows per status. ``window``: bases per window (default the smaller of 4096 and the model's
+    ``max_seq_len``, which bounds it unless the model reads long inputs through a recurrent state);
+    ``batch_size``: alleles per forward (two windows each); ``meta``: settings recorded in the output's first
+    line, which a resumed run must match; ``total``: the number of alleles, for the progress bar."""
+    check_scoring_model(model)
+    if on_ref_mismatch not in ON_REF_MISMATCH:
+        raise ConfigError(f"on_ref_mismatch must be one of {ON_REF_MISMATCH}, got {on_ref_mismatch!r}")
+    if batch_size < 1:
+        raise ConfigError(f"batch size must be >= 1, got {batch_size}")
+    limit = int(model.config.max_seq_len)
+    recurrent = all(callable(getattr(model, name, None)) for name in ("allocate_state", "extend"))
+    window = window or min(DEFAULT_WINDOW, limit)
+    if window < 2 or (window > limit and not recurrent):
+        raise RangeError(f"window {window} must be between 2 and the model's max_seq_len {limit}")
+    out = Path(out)
+    partial = out.with_name(f".{out.name}.partial")
+    if out.exists() and not overwrite:
+        raise InputFormatError(f"{out} exists; pass --overwrite to replace it")
+    header = _header({"window": str(window), "on_ref_mismatch": on_ref_mismatch, **(meta or {})})
+    if partial.exists() and not resume:
+        raise InputFormatError(f"{partial} holds rows of an interrupted run: pass --resume to continue it, or delete it")
+    done = _rows_done(partial, header) if resume and partial.exists() else 0
+    if done:
+        log.info("resuming after %d rows of %s", done, partial)
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model.to(device).eval()
+    counts: dict[str, int] = {}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(partial, "a") as fh, tqdm(total=total, unit="allele", desc="scoring variants", disable=quiet) as bar:
+        if done == 0:
+            fh.truncate(0)
+            fh.write(header)
+        try:
+            for batch in _batches(_skip(variants, done, counts, bar), reference, window, vcf, on_ref_mismatch,
+                                  batch_size):
+                _score_batch(model, batch, device)
+                fh.write("".join(row.line() for row in batch))
+                fh.flush()
+                os.fsync(fh.fileno())
+                for row in batch:
+                    counts[row.status] = counts.get(row.status, 0) + 1
+                bar.update(len(batch))
+        except GenomixError as exc:
+            kept = sum(counts.values())
+            raise type(exc)(f"{exc}\n(the {kept} rows before it are kept in {partial}; after fixing the cause, "
+                            f"the same command with --resume continues after them)") from exc
+    os.replace(partial, out)
+    return counts
+
+
+def _skip(variants: Iterable[Variant], done: int, counts: dict[str, int], bar) -> Iterator[Variant]:
+    """The alleles after the first ``done`` (already in the partial file)."""
+    for i, variant in enumerate(variants):
+        if i < done:
+            counts["resumed"] = counts.get("resumed", 0) + 1
+            bar.update(1)
+            continue
+        yield variant
+
+
+def _batches(variants: Iterable[Variant], reference: Reference, window: int, vcf: str | Path, on_ref_mismatch: str,
+             batch_size: int) -> Iterator[list[_Row]]:
+    """Rows in file order, cut after every ``batch_size`` scorable ones."""
+    batch: list[_Row] = []
+    scorable = 0
+    for variant in variants:
+        row = plan_windows(variant, reference, window, vcf, on_ref_mismatch)
+        batch.append(row)
+        scorable += row.status == "scored"
+        if scorable == batch_size:
+            yield batch
+            batch, scorable = [], 0
+    if batch:
+        yield batch
+
+
+__all__ = ["COLUMNS", "DEFAULT_WINDOW", "check_scoring_model", "plan_windows", "score_variants"]

@@ -1,0 +1,260 @@
+"""Variant scoring end to end on real data: the 63 labelled ClinVar variants of the human mitochondrial
+genome (shared/data/variants), written as a real bgzipped VCF, against the rCRS reference FASTA."""
+from __future__ import annotations
+
+import csv
+import math
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from genomix.cli import main as cli_main
+from genomix.errors import ConfigError, InputFormatError, RangeError, UnknownContigError
+from genomix.genome import read_fasta
+from genomix.models.registry import build
+from genomix.models.scoring import token_log_likelihoods
+from genomix.tokenizer import encode
+from genomix.variants import COLUMNS, Reference, read_vcf, score_variants
+from genomix.variants import score as score_module
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+RCRS = SHARED / "genomes" / "human_mtDNA_rCRS.fa"
+CLINVAR = SHARED / "variants" / "clinvar_chrMT_labeled_GRCh38_rCRS.tsv"
+BGZF_EOF = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
+
+
+def bgzf(data: bytes) -> bytes:
+    """``data`` as BGZF (what bgzip writes): gzip members of <= 64 KiB carrying their size in a 'BC' extra
+    field, then the empty end-of-file member."""
+    out = bytearray()
+    for i in range(0, len(data), 0xFF00):
+        chunk = data[i:i + 0xFF00]
+        deflate = zlib.compressobj(6, zlib.DEFLATED, -15)
+        body = deflate.compress(chunk) + deflate.flush()
+        size = 18 + len(body) + 8
+        out += struct.pack("<4BI2BH2BHH", 0x1F, 0x8B, 8, 4, 0, 0, 0xFF, 6, ord("B"), ord("C"), 2, size - 1)
+        out += body + struct.pack("<II", zlib.crc32(chunk), len(chunk))
+    return bytes(out + BGZF_EOF)
+
+
+def clinvar_rows() -> list[dict]:
+    with open(CLINVAR) as fh:
+        return list(csv.DictReader(fh, delimiter="\t"))
+
+
+def write_vcf(path: Path, records: list[tuple[str, int, str, str]], compress: bool = True) -> Path:
+    lines = ["##fileformat=VCFv4.2", "##contig=<ID=MT,length=16569>",
+             "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO"]
+    lines += [f"{c}\t{p}\tv{i}\t{r}\t{a}\t.\tPASS\t." for i, (c, p, r, a) in enumerate(records)]
+    text = ("\n".join(lines) + "\n").encode()
+    path.write_bytes(bgzf(text) if compress else text)
+    return path
+
+
+@pytest.fixture(scope="module")
+def clinvar_vcf(tmp_path_factory) -> Path:
+    rows = clinvar_rows()
+    return write_vcf(tmp_path_factory.mktemp("vcf") / "clinvar_mt.vcf.gz",
+                     [(r["chrom"], int(r["pos"]), r["ref"], r["alt"]) for r in rows])
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return build("hyenadna-tiny-1k", task="causal-lm").eval()
+
+
+def read_tsv(path: Path) -> list[dict]:
+    with open(path) as fh:
+        lines = [line for line in fh if not line.startswith("#")]
+    assert tuple(lines[0].rstrip("\n").split("\t")) == COLUMNS
+    return list(csv.DictReader(lines, delimiter="\t"))
+
+
+def test_bgzipped_vcf_reads_back_every_clinvar_record(clinvar_vcf):
+    assert clinvar_vcf.read_bytes()[12:14] == b"BC"  # a BGZF block, not plain gzip
+    variants = list(read_vcf(clinvar_vcf))
+    rows = clinvar_rows()
+    assert [(v.chrom, v.pos, v.ref, v.alt) for v in variants] == [(r["chrom"], int(r["pos"]), r["ref"], r["alt"]) for r in rows]
+    assert variants[0].line == 4
+
+
+def test_scores_match_a_direct_computation(tmp_path, clinvar_vcf, model):
+    reference = Reference(RCRS, {"MT": "MT_human"})
+    counts = score_variants(model, read_vcf(clinvar_vcf), reference, tmp_path / "s.tsv", vcf=clinvar_vcf, window=128,
+                            batch_size=7, quiet=True)
+    rows = read_tsv(tmp_path / "s.tsv")
+    assert counts == {"scored": 63} and len(rows) == 63
+    genome = read_fasta(RCRS)["MT_human"].upper()
+    for row in rows[::9] + [r for r in rows if len(r["ref"]) != len(r["alt"])][:4]:  # SNVs and indels
+        start, width, p0 = int(row["window_start"]), int(row["window_length"]), int(row["pos"]) - 1
+        ref_seq = genome[start:start + width]
+        alt_seq = (genome[start:p0] + row["alt"] + genome[p0 + len(row["ref"]):])[:width]
+        assert start <= p0 < start + width and width == 128
+        ids = torch.from_numpy(np.stack([encode(ref_seq), encode(alt_seq)]))
+        ref_ll, alt_ll = token_log_likelihoods(model, ids).sum(dim=1).tolist()
+        assert float(row["llr"]) == pytest.approx(alt_ll - ref_ll, rel=1e-4, abs=1e-4)
+        assert float(row["ref_log_likelihood"]) == pytest.approx(ref_ll, rel=1e-5)
+
+
+def test_swapping_reference_and_alternate_negates_an_snv_score(tmp_path, model):
+    genome = read_fasta(RCRS)["MT_human"]
+    pos, ref = 3243, genome[3242].upper()
+    alt = "G" if ref != "G" else "A"
+    (tmp_path / "ref.fa").write_text(f">MT\n{genome}\n")
+    (tmp_path / "alt.fa").write_text(f">MT\n{genome[:pos - 1]}{alt}{genome[pos:]}\n")
+    scores = []
+    for fasta, (a, b) in (("ref.fa", (ref, alt)), ("alt.fa", (alt, ref))):
+        vcf = write_vcf(tmp_path / f"{fasta}.vcf", [("MT", pos, a, b)], compress=False)
+        score_variants(model, read_vcf(vcf), Reference(tmp_path / fasta), tmp_path / f"{fasta}.tsv", window=96, quiet=True)
+        scores.append(float(read_tsv(tmp_path / f"{fasta}.tsv")[0]["llr"]))
+    assert scores[0] != 0 and scores[1] == pytest.approx(-scores[0], rel=1e-4)
+
+
+def test_cli_scores_the_clinvar_vcf(tmp_path, clinvar_vcf, capsys):
+    out = tmp_path / "cli.tsv"
+    code = cli_main(["score-variants", "--model", "hyenadna-tiny-1k", "--vcf", str(clinvar_vcf), "--reference", str(RCRS),
+                     "--contig-map", "MT=MT_human", "--out", str(out), "--window", "64", "--quiet", "--device", "cpu"])
+    assert code == 0
+    rows = read_tsv(out)
+    assert len(rows) == 63 and all(r["status"] == "scored" and math.isfinite(float(r["llr"])) for r in rows)
+    assert "scored=63" in capsys.readouterr().err
+    assert out.read_text().startswith("# genomix score-variants window=64 on_ref_mismatch=error model=hyenadna-tiny-1k")
+    again = ["score-variants", "--model", "hyenadna-tiny-1k", "--vcf", str(clinvar_vcf), "--reference", str(RCRS),
+             "--quiet", "--window", "64"]
+    assert cli_main(again + ["--out", str(out), "--contig-map", "MT=MT_human"]) == 2
+    assert "exists; pass --overwrite" in capsys.readouterr().err
+    assert cli_main(again + ["--out", str(tmp_path / "other.tsv")]) == 2  # MT is not the FASTA's name
+    assert "--contig-map MT=NAME" in capsys.readouterr().err
+    assert cli_main(again + ["--out", str(tmp_path / "x.tsv"), "--contig-map", "MT"]) == 2
+    assert "expected VCF_NAME=REFERENCE_NAME" in capsys.readouterr().err
+
+
+def test_every_allele_gets_a_row_with_its_status(tmp_path, model):
+    genome = read_fasta(RCRS)["MT_human"].upper()
+    records = [("MT", 100, genome[99], "A,<DEL>"), ("MT", 200, "T" if genome[199] != "T" else "C", "G"),
+               ("MT", 300, genome[299:399], genome[299]), ("MT", 400, genome[399], "*")]
+    vcf = write_vcf(tmp_path / "mixed.vcf", records, compress=False)
+    counts = score_variants(model, read_vcf(vcf), Reference(RCRS, {"MT": "MT_human"}), tmp_path / "m.tsv", vcf=vcf,
+                            window=128, on_ref_mismatch="skip", quiet=True)
+    statuses = [(r["pos"], r["alt"], r["status"]) for r in read_tsv(tmp_path / "m.tsv")]
+    assert statuses == [("100", "A", "scored"), ("100", "<DEL>", "symbolic"),
+                        ("200", "G", "ref_mismatch"), ("300", genome[299], "too_long"), ("400", "*", "symbolic")]
+    assert counts == {"scored": 1, "symbolic": 2, "ref_mismatch": 1, "too_long": 1}
+
+
+def test_ref_mismatch_stops_with_the_line_and_keeps_the_rows_before(tmp_path, model):
+    genome = read_fasta(RCRS)["MT_human"].upper()
+    records = [("MT", 50, genome[49], "C" if genome[49] != "C" else "G"), ("MT", 60, "T" if genome[59] != "T" else "C", "A")]
+    vcf = write_vcf(tmp_path / "bad.vcf", records, compress=False)
+    with pytest.raises(InputFormatError, match=r"bad.vcf:5: REF .* does not match the reference at MT_human:60") as err:
+        score_variants(model, read_vcf(vcf), Reference(RCRS, {"MT": "MT_human"}), tmp_path / "b.tsv", vcf=vcf,
+                       window=64, batch_size=1, quiet=True)
+    assert "--resume" in str(err.value)
+    kept = (tmp_path / ".b.tsv.partial").read_text().splitlines()
+    assert len(kept) == 3 and kept[2].startswith("MT\t50\t") and not (tmp_path / "b.tsv").exists()
+
+
+def test_interrupted_run_resumes_to_the_same_output(tmp_path, clinvar_vcf, model, monkeypatch):
+    reference = Reference(RCRS, {"MT": "MT_human"})
+    run = lambda out, **kw: score_variants(model, read_vcf(clinvar_vcf), reference, out, window=64, batch_size=10,  # noqa: E731
+                                           quiet=True, **kw)
+    run(tmp_path / "whole.tsv")
+    real, calls = score_module._score_batch, []
+
+    def interrupting(*args):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        real(*args)
+
+    monkeypatch.setattr(score_module, "_score_batch", interrupting)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "cut.tsv")
+    monkeypatch.setattr(score_module, "_score_batch", real)
+    partial = tmp_path / ".cut.tsv.partial"
+    with open(partial, "a") as fh:
+        fh.write("MT\t99")  # a row cut mid-write
+    with pytest.raises(InputFormatError, match="--resume"):
+        run(tmp_path / "cut.tsv")
+    counts = run(tmp_path / "cut.tsv", resume=True)
+    assert counts["resumed"] == 20 and counts["scored"] == 43
+    assert (tmp_path / "cut.tsv").read_text() == (tmp_path / "whole.tsv").read_text() and not partial.exists()
+    with pytest.raises(InputFormatError, match="exists"):
+        run(tmp_path / "cut.tsv")
+
+
+def test_bad_inputs_get_clear_errors(tmp_path, model):
+    bad_pos = tmp_path / "bad_pos.vcf"
+    bad_pos.write_text("#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\nMT\tx\t.\tA\tG\t.\t.\t.\n")
+    with pytest.raises(InputFormatError, match=r"bad_pos.vcf:2: POS 'x' is not an integer"):
+        list(read_vcf(bad_pos))
+    no_header = tmp_path / "no_header.vcf"
+    no_header.write_text("MT\t10\t.\tA\tG\t.\t.\t.\n")
+    with pytest.raises(InputFormatError, match="before the #CHROM header"):
+        list(read_vcf(no_header))
+    truncated = tmp_path / "cut.vcf.gz"
+    whole = bgzf(b"#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n" + b"MT\t10\t.\tA\tG\t.\t.\t.\n" * 5000)
+    truncated.write_bytes(whole[:len(whole) // 2])
+    with pytest.raises(InputFormatError, match="truncated"):
+        list(read_vcf(truncated))
+    with pytest.raises(UnknownContigError, match="--contig-map MT=NAME"):
+        Reference(RCRS).resolve("MT")
+    with pytest.raises(ConfigError, match="causal language model"):
+        score_variants(build("caduceus-ph-1k-d118", task="masked-lm"), [], Reference(RCRS), tmp_path / "x.tsv")
+
+
+def test_contig_aliases(tmp_path):
+    (tmp_path / "g.fa").write_text(">chrM\nACGTACGTAC\n>chr2\nGGGGCCCC\n")
+    reference = Reference(tmp_path / "g.fa")
+    assert reference.resolve("MT") == "chrM" and reference.resolve("M") == "chrM" and reference.resolve("2") == "chr2"
+    assert reference.text("chrM", 2, 6) == "GTAC"
+
+
+def test_recurrent_model_scores_past_its_max_seq_len(tmp_path, clinvar_vcf):
+    torch.manual_seed(0)
+    mamba = build("mamba-tiny-1k", task="causal-lm", max_seq_len=64).eval()
+    variants = list(read_vcf(clinvar_vcf))[:2]
+    counts = score_variants(mamba, variants, Reference(RCRS, {"MT": "MT_human"}), tmp_path / "m.tsv", window=150,
+                            quiet=True)
+    assert counts == {"scored": 2}
+    assert all(r["window_length"] == "150" for r in read_tsv(tmp_path / "m.tsv"))
+    with pytest.raises(RangeError, match="max_seq_len 1026"):
+        score_variants(build("hyenadna-tiny-1k", task="causal-lm"), variants, Reference(RCRS, {"MT": "MT_human"}),
+                       tmp_path / "h.tsv", window=2000)
+
+
+def _eval_pipeline():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "pipelines" / "eval_variant_scoring.py"
+    spec = importlib.util.spec_from_file_location("eval_variant_scoring", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_auroc_against_hand_counts():
+    auroc = _eval_pipeline().auroc
+    assert auroc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]) == pytest.approx(0.75)  # 3 of 4 pairs ordered
+    assert auroc([1, 2, 3], [1, 0, 0]) == 0.0 and auroc([1, 2, 3], [0, 0, 1]) == 1.0
+    assert auroc([5, 5, 5, 5], [0, 1, 0, 1]) == 0.5  # ties count one half
+    assert math.isnan(auroc([1, 2], [1, 1]))
+
+
+def test_clinvar_evaluation_pipeline_runs_end_to_end(tmp_path, capsys):
+    import json
+
+    code = _eval_pipeline().main(["--model", "hyenadna-tiny-1k", "--variants", str(CLINVAR), "--reference", str(RCRS),
+                                  "--contig-map", "MT=MT_human", "--window", "64", "--device", "cpu", "--out", str(tmp_path)])
+    assert code == 0
+    result = json.loads((tmp_path / "eval_variant_scoring.json").read_text())
+    table = {row["variants"]: row for row in result["table"]}
+    labels = [int(r["label"]) for r in clinvar_rows()]
+    assert table["all"]["n"] == 63 and table["all"]["pathogenic"] == sum(labels) == 14
+    assert table["SNVs"]["n"] + table["indels"]["n"] == 63 and 0.0 <= table["all"]["auroc"] <= 1.0
+    assert "AUROC(-llr)" in capsys.readouterr().out
