@@ -204,14 +204,15 @@ def _skip(variants: Iterable[Variant], done: int, counts: dict[str, int], bar) -
 
 def _batches(variants: Iterable[Variant], reference: Reference, window: int, vcf: str | Path, on_ref_mismatch: str,
              batch_size: int) -> Iterator[list[_Row]]:
-    """Rows in file order, cut after every ``batch_size`` scorable ones."""
+    """Rows in file order, cut after every ``batch_size`` scorable ones (or a long run of unscorable ones, so
+    that rows keep reaching the output)."""
     batch: list[_Row] = []
     scorable = 0
     for variant in variants:
         row = plan_windows(variant, reference, window, vcf, on_ref_mismatch)
         batch.append(row)
         scorable += row.status == "scored"
-        if scorable == batch_size:
+        if scorable == batch_size or len(batch) >= 64 * batch_size:
             yield batch
             batch, scorable = [], 0
     if batch:
