@@ -21,6 +21,12 @@ def _chosen(logits: torch.Tensor, next_ids: torch.Tensor) -> torch.Tensor:
     return F.log_softmax(logits.float(), dim=-1).gather(-1, next_ids.unsqueeze(-1)).squeeze(-1)
 
 
+def reads_in_pieces(model: torch.nn.Module) -> bool:
+    """Whether ``model`` carries a recurrent state across pieces (``allocate_state`` and ``extend``: Mamba),
+    so that :func:`token_log_likelihoods` scores sequences longer than its ``max_seq_len``."""
+    return all(callable(getattr(model, name, None)) for name in ("allocate_state", "extend"))
+
+
 @torch.no_grad()
 def token_log_likelihoods(model: torch.nn.Module, input_ids: torch.Tensor, progress: bool = False) -> torch.Tensor:
     """(batch, L - 1) fp32: the log-probability of each token given those before it (see the module
@@ -30,7 +36,7 @@ def token_log_likelihoods(model: torch.nn.Module, input_ids: torch.Tensor, progr
     was_training = model.training
     model.eval()
     try:
-        if not all(callable(getattr(model, name, None)) for name in ("allocate_state", "extend")):
+        if not reads_in_pieces(model):
             return _chosen(model(input_ids).logits[:, :-1], input_ids[:, 1:])
         from tqdm.auto import tqdm
 
@@ -50,4 +56,4 @@ def token_log_likelihoods(model: torch.nn.Module, input_ids: torch.Tensor, progr
         model.train(was_training)
 
 
-__all__ = ["token_log_likelihoods"]
+__all__ = ["reads_in_pieces", "token_log_likelihoods"]

@@ -86,10 +86,10 @@ def plan_windows(variant: Variant, reference: Reference, window: int, vcf: str |
     if max(n_ref, n_alt) > width // 2:
         return _Row(variant, "too_long")
     start = min(max(0, p0 - width // 2), length - width - extra)
-    ref_seq = reference.text(contig, start, start + width)
-    alt_seq = (reference.text(contig, start, p0) + variant.alt
-               + reference.text(contig, p0 + n_ref, start + width + extra))[:width]
-    return _Row(variant, "scored", contig, start, ref_seq, alt_seq)
+    span = reference.text(contig, start, start + width + extra)  # one read serves both windows
+    offset = p0 - start
+    alt_seq = (span[:offset] + variant.alt + span[offset + n_ref:])[:width]
+    return _Row(variant, "scored", contig, start, span[:width], alt_seq)
 
 
 def check_scoring_model(model: torch.nn.Module) -> None:
@@ -151,10 +151,11 @@ def score_variants(
         raise ConfigError(f"on_ref_mismatch must be one of {ON_REF_MISMATCH}, got {on_ref_mismatch!r}")
     if batch_size < 1:
         raise ConfigError(f"batch size must be >= 1, got {batch_size}")
+    from ..models.scoring import reads_in_pieces
+
     limit = int(model.config.max_seq_len)
-    recurrent = all(callable(getattr(model, name, None)) for name in ("allocate_state", "extend"))
     window = window or min(DEFAULT_WINDOW, limit)
-    if window < 2 or (window > limit and not recurrent):
+    if window < 2 or (window > limit and not reads_in_pieces(model)):
         raise RangeError(f"window {window} must be between 2 and the model's max_seq_len {limit}")
     out = Path(out)
     partial = out.with_name(f".{out.name}.partial")

@@ -220,9 +220,9 @@ def _seq_bwd_kernel(
     segment's ``q`` at its first step from a zero ``q`` at its end, and its total decay, into
     ``seg_q``/``seg_a``. Otherwise start from ``carry`` (pass 2; the last segment's carry is the gradient
     of the returned last state, or zero) and, with ``HAS_DINIT``, store the first segment's final ``q``,
-    dL/dh before the first step, as the initial state's gradient ``dinit`` (batch, E, N). ``HINTS`` (GPU only): at each chunk,
-    prefetch the next chunk to be walked (the one before it) into L2, and B/C two sub-tiles ahead of the
-    walk into L1, as in the forward."""
+    dL/dh before the first step, as the initial state's gradient ``dinit`` (batch, E, N). ``HINTS`` (GPU
+    only): at each chunk, prefetch the next chunk to be walked (the one before it) into L2, and B/C two
+    sub-tiles ahead of the walk into L1, as in the forward."""
     pid_b = tl.program_id(0).to(tl.int64)
     pid_e = tl.program_id(1)
     seg = tl.program_id(2)
