@@ -11,7 +11,7 @@ from typing import Sequence
 
 from ..errors import GenomixError
 
-COMMANDS = ("genome", "convert", "embed", "score-variants", "pretrain")
+COMMANDS = ("genome", "convert", "embed", "score-variants", "pretrain", "finetune")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -85,6 +85,21 @@ def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_ratio: flo
     return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def adamw_warmup_cosine(model: nn.Module, optim: OptimConfig, schedule_steps: int,
+                        skip: set[str] | None = None) -> dict[str, Any]:
+    """Lightning's ``configure_optimizers`` answer: AdamW over :func:`decay_groups` (``skip``: names without
+    decay, default :func:`no_decay_names` of ``model``) and a per-step :func:`warmup_cosine` schedule
+    spanning ``schedule_steps`` optimiser steps."""
+    skip = no_decay_names(model, tuple(optim.no_decay)) if skip is None else skip
+    optimizer = torch.optim.AdamW(decay_groups(model, optim.weight_decay, skip), lr=optim.lr,
+                                  betas=tuple(optim.betas), eps=optim.eps)
+    warmup = max(1, round(optim.warmup_fraction * schedule_steps))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: warmup_cosine(step, warmup, schedule_steps, optim.min_lr_ratio)
+    )
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
 class LanguageModelingModule(L.LightningModule):
     """Trains ``model`` (a genomix causal-LM or masked-LM head) on batches of windows.
 
@@ -232,13 +247,4 @@ class LanguageModelingModule(L.LightningModule):
 
     # -- optimisation -------------------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, Any]:
-        o = self.optim
-        optimizer = torch.optim.AdamW(
-            decay_groups(self.model, o.weight_decay, self._no_decay), lr=o.lr, betas=tuple(o.betas), eps=o.eps
-        )
-        warmup = max(1, round(o.warmup_fraction * self.schedule_steps))
-        total, min_ratio = self.schedule_steps, o.min_lr_ratio
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: warmup_cosine(step, warmup, total, min_ratio)
-        )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return adamw_warmup_cosine(self.model, self.optim, self.schedule_steps, self._no_decay)

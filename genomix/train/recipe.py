@@ -142,7 +142,9 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _from_mapping(cls: type, data: dict[str, Any], where: str) -> Any:
+def from_mapping(cls: type, data: dict[str, Any], where: str, nested: dict[str, type] | None = None) -> Any:
+    """A dataclass ``cls`` from a YAML mapping: unknown keys are an error, lists become tuples, and the
+    keys in ``nested`` are read into their own dataclasses (``{"optim": OptimConfig}``)."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
@@ -151,13 +153,33 @@ def _from_mapping(cls: type, data: dict[str, Any], where: str) -> Any:
         raise ConfigError(f"{where}: unknown field(s) {unknown}; known: {sorted(fields)}")
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
-        nested = {"optim": OptimConfig, "warmup": WarmupConfig, "data": DataConfig}.get(key) if cls is Recipe else None
-        if nested is not None:
-            value = _from_mapping(nested, value or {}, f"{where}.{key}")
+        inner = (nested or {}).get(key)
+        if inner is not None:
+            value = from_mapping(inner, value or {}, f"{where}.{key}")
         elif isinstance(value, list):
             value = tuple(value)
         kwargs[key] = value
     return cls(**kwargs)
+
+
+def read_named_yaml(name_or_path: str | os.PathLike, dirs: list[Path], kind: str, **overrides: Any) -> tuple[dict[str, Any], Path]:
+    """The mapping of a YAML file given by path or by name (``<dir>/<name>.yaml``, first of ``dirs``),
+    with top-level ``overrides`` applied (``None`` values are ignored: unset CLI flags)."""
+    path = Path(name_or_path)
+    if not (path.suffix in (".yaml", ".yml") and path.is_file()):
+        found = [c for c in (d / f"{name_or_path}.yaml" for d in dirs) if c.is_file()]
+        if not found:
+            known = sorted({p.stem for d in dirs if d.is_dir() for p in d.glob("*.yaml")})
+            raise ConfigError(f"unknown {kind} {str(name_or_path)!r}: not a YAML file and not one of {known}")
+        path = found[0]
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a {kind} must be a mapping of fields")
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    return data, path
 
 
 def recipe_dirs() -> list[Path]:
@@ -175,24 +197,8 @@ def load_recipe(name_or_path: str | os.PathLike, **overrides: Any) -> Recipe:
 
     ``overrides`` replace top-level fields; ``None`` values are ignored (unset CLI flags).
     """
-    path = Path(name_or_path)
-    if not (path.suffix in (".yaml", ".yml") and path.is_file()):
-        candidates = [d / f"{name_or_path}.yaml" for d in recipe_dirs()]
-        found = [c for c in candidates if c.is_file()]
-        if not found:
-            raise ConfigError(
-                f"unknown pretraining recipe {str(name_or_path)!r}: not a YAML file and not one of "
-                f"{available_recipes()}"
-            )
-        path = found[0]
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a recipe must be a mapping of fields")
-    data.update({k: v for k, v in overrides.items() if v is not None})
-    return _from_mapping(Recipe, data, str(path))
+    data, path = read_named_yaml(name_or_path, recipe_dirs(), "pretraining recipe", **overrides)
+    return from_mapping(Recipe, data, str(path), {"optim": OptimConfig, "warmup": WarmupConfig, "data": DataConfig})
 
 
 def dump_recipe(recipe: Recipe) -> str:

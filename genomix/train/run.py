@@ -104,7 +104,8 @@ def resolve_resume(resume: str | os.PathLike | None, out_dir: Path) -> Path | No
     return path
 
 
-def _loggers(out_dir: Path) -> list[Logger]:
+def run_loggers(out_dir: Path) -> list[Logger]:
+    """CSV (and, when installed, TensorBoard) loggers under ``out_dir/logs``."""
     # each run segment (first run, every resume) gets its own logs/csv/version_N/metrics.csv, because
     # Lightning's CSV writer truncates an existing file; TensorBoard appends to one folder
     loggers: list[Logger] = [CSVLogger(out_dir / "logs", name="csv")]
@@ -117,7 +118,8 @@ def _loggers(out_dir: Path) -> list[Logger]:
     return loggers
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary sibling and rename it over ``path``: readers see old or new, never half."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text(text)
     os.replace(tmp, path)
@@ -235,14 +237,14 @@ def pretrain(
         max_steps=recipe.max_steps, max_epochs=-1,  # the module clips (Lightning refuses Trainer clipping when manual)
         check_val_every_n_epoch=1,
         reload_dataloaders_every_n_epochs=1, use_distributed_sampler=False, num_sanity_val_steps=0,
-        callbacks=callbacks, logger=_loggers(out), plugins=[AtomicCheckpointIO()], log_every_n_steps=recipe.log_every,
+        callbacks=callbacks, logger=run_loggers(out), plugins=[AtomicCheckpointIO()], log_every_n_steps=recipe.log_every,
         enable_progress_bar=not quiet, enable_model_summary=not quiet, default_root_dir=out,
     )
     if trainer.world_size != world_size:
         raise ConfigError(f"the batch plan assumed {world_size} process(es) but Lightning runs {trainer.world_size}; "
                           "pass --devices and --num-nodes explicitly")
     if trainer.global_rank == 0:
-        _atomic_write_text(out / "recipe.yaml", dump_recipe(recipe))
+        atomic_write_text(out / "recipe.yaml", dump_recipe(recipe))
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         # with cuda_graphs (manual optimisation) a checkpoint holds the weights after the step, as without

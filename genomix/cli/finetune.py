@@ -1,0 +1,62 @@
+"""``genomix finetune``: fine-tune a model on a labelled-sequence classification task.
+
+The task is a folder with train/dev/test CSV or TSV tables (``sequence,label``; GUE's layout) or
+GenomicBenchmarks' class folders. The best epoch on dev (by the recipe's ``monitor`` metric) is tested,
+exported as a model, and its predictions and metrics are written to ``--out``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "finetune", help="fine-tune a model on a sequence-classification task (GUE, GenomicBenchmarks, CSV)",
+        description=__doc__.splitlines()[0],
+    )
+    p.add_argument("--model", required=True,
+                   help="pretrained checkpoint (dir or Hub id, any supported layout) whose backbone gets a fresh "
+                        "classification head; a named size (e.g. hyenadna-tiny-1k) trains from scratch")
+    p.add_argument("--revision", help="Hub branch, tag or commit to pin")
+    p.add_argument("--task", required=True, help="task folder: train/dev/test .csv/.tsv[.gz] with sequence,label "
+                   "columns, or GenomicBenchmarks' train/ and test/ class folders")
+    p.add_argument("--recipe", default="gue", help="recipe name in configs/finetune (gue, genomic-benchmarks, "
+                   "quick) or a YAML path (default: gue)")
+    p.add_argument("--out", required=True, help="output folder (checkpoints, logs, predictions, metrics, model)")
+    p.add_argument("--max-epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float, help="peak learning rate")
+    p.add_argument("--max-length", type=int, help="longest input (default: the model's max_seq_len)")
+    p.add_argument("--truncation", choices=("error", "keep-start", "keep-end"),
+                   help="what to do with longer sequences (default: the recipe's, usually error)")
+    p.add_argument("--train-rows", type=int, help="train on the first N rows only (quick checks)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--precision", choices=("bf16-mixed", "32-true", "16-mixed"),
+                   help="default: the recipe's, else bf16-mixed on GPU and 32-true on CPU")
+    p.add_argument("--accelerator", default="auto", help="auto, cpu or gpu")
+    p.add_argument("--resume", help="'auto' (continue --out from its last finished epoch) or a .ckpt path")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or model summary")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..tasks import finetune, load_finetune_recipe
+
+    recipe = load_finetune_recipe(args.recipe, max_epochs=args.max_epochs, batch_size=args.batch_size,
+                                  max_length=args.max_length, truncation=args.truncation,
+                                  train_rows=args.train_rows, seed=args.seed, precision=args.precision)
+    if args.lr is not None:
+        recipe.optim.lr = args.lr
+    if args.quiet:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+    result = finetune(args.model, args.task, args.out, recipe, revision=args.revision, resume=args.resume,
+                      accelerator=args.accelerator, quiet=args.quiet)
+    print(f"best epoch {result.best_epoch}; model saved to {result.model_dir}")
+    print(json.dumps(result.metrics, indent=2))
+    return 0

@@ -1,0 +1,93 @@
+"""Batches of labelled sequences for a classification model: length checks, truncation, padding and
+reverse-complement augmentation."""
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from ..errors import RangeError
+from ..tokenizer import pad_batch, reverse_complement
+from .labelled import LabelledSequences
+
+
+def fit_lengths(data: LabelledSequences, max_length: int, truncation: str) -> LabelledSequences:
+    """``data`` with every sequence at most ``max_length`` long: an error naming the first one that is
+    longer (``truncation="error"``), or the sequence's start or end kept (``keep-start``/``keep-end``)."""
+    lengths = data.lengths()
+    too_long = np.flatnonzero(lengths > max_length)
+    if not too_long.size:
+        return data
+    if truncation == "error":
+        row = int(too_long[0])
+        raise RangeError(f"{data.source}: example {row} is {lengths[row]} bases long, past the limit of "
+                         f"{max_length} ({too_long.size} examples are); use a model with a longer max_seq_len, or "
+                         "set truncation: keep-start / keep-end in the recipe")
+    cut = (lambda s: s[:max_length]) if truncation == "keep-start" else (lambda s: s[-max_length:])
+    return LabelledSequences([cut(s) if len(s) > max_length else s for s in data.ids], data.labels, data.source)
+
+
+class SequenceDataset(Dataset):
+    """Examples addressed by (row, reverse-complement?) keys, as :class:`EpochOrder` yields them:
+    (token ids, label, row)."""
+
+    def __init__(self, data: LabelledSequences) -> None:
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, key: tuple[int, bool]) -> tuple[np.ndarray, int, int]:
+        row, flip = key
+        ids = np.asarray(self.data.ids[row], dtype=np.int64)
+        return (reverse_complement(ids) if flip else ids), int(self.data.labels[row]), row
+
+
+class EpochOrder(Sampler):
+    """Keys (row, reverse-complement?) for one pass: in order for evaluation; for training a permutation
+    and coin flips (``rc_aug``) drawn from ``(seed, epoch)`` only, so a run resumed at an epoch boundary
+    sees the batches the uninterrupted run would have (Lightning calls :meth:`set_epoch`)."""
+
+    def __init__(self, size: int, shuffle: bool, rc_aug: bool = False, seed: int = 0) -> None:
+        self.size, self.shuffle, self.rc_aug, self.seed = size, shuffle, rc_aug, seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self) -> Iterator[tuple[int, bool]]:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        rows = torch.randperm(self.size, generator=g) if self.shuffle else torch.arange(self.size)
+        flips = torch.rand(self.size, generator=g) < 0.5 if self.rc_aug else torch.zeros(self.size, dtype=torch.bool)
+        return iter(zip(rows.tolist(), flips.tolist()))
+
+
+class Collate:
+    """Pads examples to the longest into ``input_ids``/``attention_mask`` (``padding_side``: left for
+    causal models, whose last position has then seen the whole sequence), with ``labels`` and the rows'
+    indices into their split (``index``)."""
+
+    def __init__(self, padding_side: str = "left") -> None:
+        self.padding_side = padding_side
+
+    def __call__(self, examples: list[tuple[np.ndarray, int, int]]) -> dict[str, torch.Tensor]:
+        ids, mask = pad_batch([seq for seq, _, _ in examples], side=self.padding_side)
+        return {
+            "input_ids": torch.from_numpy(ids),
+            "attention_mask": torch.from_numpy(mask),
+            "labels": torch.tensor([label for _, label, _ in examples], dtype=torch.long),
+            "index": torch.tensor([row for _, _, row in examples], dtype=torch.long),
+        }
+
+
+def loader(data: LabelledSequences, batch_size: int, *, train: bool, padding_side: str, rc_aug: bool = False,
+           num_workers: int = 0, seed: int = 0) -> DataLoader:
+    """Batches of ``data``: shuffled and optionally reverse-complemented per epoch (``train``), else in order."""
+    order = EpochOrder(len(data), shuffle=train, rc_aug=rc_aug and train, seed=seed)
+    return DataLoader(SequenceDataset(data), batch_size=batch_size, sampler=order, collate_fn=Collate(padding_side),
+                      num_workers=num_workers, persistent_workers=num_workers > 0)

@@ -1,0 +1,244 @@
+"""Fine-tune a genomix model on a sequence-classification task, select on dev, report on test.
+
+Layout of ``out_dir``::
+
+    recipe.yaml                 the resolved recipe, with the model and task it ran on
+    checkpoints/last.ckpt       Lightning checkpoint at the end of every epoch (atomic; --resume auto)
+    checkpoints/best-*.ckpt     the epoch with the best development ``monitor`` metric
+    logs/csv/version_N/         training loss and development metrics per epoch; logs/tensorboard/
+    predictions/{dev,test}.tsv  row, label, prediction and class probabilities of the best model
+    metrics.json                development and test metrics of the best model, and where it came from
+    model/                      the best model (``genomix.from_pretrained(out_dir / "model")``)
+
+Every file is written to a temporary name and renamed when complete, so an interrupted run leaves the
+previous complete file, and ``--resume auto`` continues from the last finished epoch.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import warnings
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from ..errors import CheckpointError, ConfigError
+from ..train.checkpoint_io import AtomicCheckpointIO
+from ..train.module import adamw_warmup_cosine
+from ..train.run import atomic_write_text, export_pretrained, run_loggers
+from .batches import fit_lengths, loader
+from .labelled import LabelledSequences, TaskData, load_task
+from .metrics import classification_metrics, softmax
+from .recipe import FinetuneRecipe, dump_finetune_recipe
+
+log = logging.getLogger(__name__)
+LAST = "last.ckpt"
+PADDING_SIDE = "right"  # a causal model's real tokens then never see padding; pooling skips the pads
+
+
+@dataclasses.dataclass
+class FinetuneResult:
+    """What a finished run produced: the best model's folder, its metrics and the checkpoint behind it."""
+
+    model_dir: Path
+    metrics: dict[str, dict[str, float]]
+    best_checkpoint: Path
+    best_epoch: int
+
+
+class ClassificationModule(L.LightningModule):
+    """Trains a genomix ``classification`` model with cross-entropy; after each epoch scores the
+    development split and logs ``dev/<metric>`` for every metric of :mod:`.metrics`."""
+
+    def __init__(self, model: torch.nn.Module, recipe: FinetuneRecipe, schedule_steps: int) -> None:
+        super().__init__()
+        self.model = model
+        self.recipe = recipe
+        self.schedule_steps = schedule_steps
+        self._dev_logits: list[torch.Tensor] = []
+        self._dev_labels: list[torch.Tensor] = []
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        out = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
+        self.log("train/loss", out.loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(batch["labels"]))
+        return out.loss
+
+    def on_validation_epoch_start(self) -> None:
+        self._dev_logits, self._dev_labels = [], []
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        self._dev_logits.append(logits.detach().float().cpu())
+        self._dev_labels.append(batch["labels"].cpu())
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._dev_logits:
+            return
+        scores = classification_metrics(torch.cat(self._dev_logits).numpy(), torch.cat(self._dev_labels).numpy())
+        monitor = self.recipe.monitor
+        self.log_dict({f"dev/{k}": v for k, v in scores.items() if k != monitor})
+        self.log(f"dev/{monitor}", scores[monitor], prog_bar=True)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        return adamw_warmup_cosine(self.model, self.recipe.optim, self.schedule_steps)
+
+
+def load_classifier(model: str, num_labels: int, label_names: list[str], recipe: FinetuneRecipe,
+                    revision: str | None = None) -> torch.nn.Module:
+    """A ``classification`` model with ``num_labels`` outputs: a checkpoint's backbone (local dir or Hub
+    id, any layout) with a fresh head, or a named size with fresh weights throughout (training from
+    scratch, logged as such)."""
+    from ..hub import from_pretrained
+    from ..models.registry import available_models, build
+
+    overrides: dict[str, Any] = {"num_labels": num_labels, "id2label": dict(enumerate(label_names)),
+                                 "label2id": {name: i for i, name in enumerate(label_names)}}
+    if recipe.pooling is not None:
+        overrides["pooling"] = recipe.pooling
+    if recipe.classifier_dropout is not None:
+        overrides["classifier_dropout"] = recipe.classifier_dropout
+    if not Path(model).is_dir() and model in available_models():
+        log.warning("%s is a named size: fine-tuning it from random weights (training from scratch)", model)
+        return build(model, task="classification", **overrides)
+    return from_pretrained(model, revision=revision, task="classification", **overrides)
+
+
+def _split_dev(train: LabelledSequences, seed: int, fraction: float = 0.1) -> tuple[LabelledSequences, LabelledSequences]:
+    """A task without a development split: hold out ``fraction`` of train (seeded) for model selection."""
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(train))
+    cut = max(1, int(round(fraction * len(train))))
+    pick = lambda rows: LabelledSequences([train.ids[i] for i in rows], train.labels[rows], train.source)  # noqa: E731
+    return pick(np.sort(order[cut:])), pick(np.sort(order[:cut]))
+
+
+@torch.no_grad()
+def predict_logits(model: torch.nn.Module, data: LabelledSequences, batch_size: int, device: torch.device,
+                   quiet: bool = True, desc: str = "predict") -> np.ndarray:
+    """(n, num_labels) float32 logits of ``data`` in row order (bf16 autocast on a GPU)."""
+    from tqdm.auto import tqdm
+
+    model.eval().to(device)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+    out = []
+    for batch in tqdm(loader(data, batch_size, train=False, padding_side=PADDING_SIDE), desc=desc, disable=quiet):
+        with autocast:
+            logits = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)).logits
+        out.append(logits.float().cpu())
+    return torch.cat(out).numpy()
+
+
+def write_predictions(path: Path, logits: np.ndarray, labels: np.ndarray, label_names: list[str]) -> None:
+    """TSV: row, label, prediction (names) and one probability column per class; written atomically."""
+    probs = softmax(logits)
+    header = ["row", "label", "prediction"] + [f"p_{name}" for name in label_names]
+    lines = ["\t".join(header)]
+    for row, (label, p) in enumerate(zip(labels, probs)):
+        lines.append("\t".join([str(row), label_names[label], label_names[int(p.argmax())]] + [f"{x:.6g}" for x in p]))
+    atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def _resume_path(resume: str | os.PathLike | None, out: Path) -> Path | None:
+    if resume is None:
+        return None
+    path = out / "checkpoints" / LAST if str(resume) == "auto" else Path(resume).expanduser()
+    if path.is_file():
+        return path
+    if str(resume) == "auto":
+        log.info("no checkpoint in %s; starting a fresh run", path.parent)
+        return None
+    raise CheckpointError(f"cannot resume: {path} does not exist; pass a .ckpt file or 'auto'")
+
+
+def finetune(model: str, task: str | os.PathLike | TaskData, out_dir: str | os.PathLike, recipe: FinetuneRecipe,
+             *, revision: str | None = None, resume: str | os.PathLike | None = None, accelerator: str = "auto",
+             quiet: bool = False) -> FinetuneResult:
+    """Fine-tune ``model`` (checkpoint dir, Hub id or named size) on ``task`` (a folder that
+    :func:`.labelled.load_task` reads, or its result) as ``recipe`` says; see the module docstring for what
+    lands in ``out_dir``. ``resume``: ``None``, ``"auto"`` (continue ``out_dir``'s run if it has a
+    checkpoint) or a checkpoint path."""
+    out = Path(out_dir).expanduser()
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = _resume_path(resume, out)
+    if ckpt_path is None and (out / "checkpoints" / LAST).is_file():
+        raise ConfigError(f"{out} already holds a fine-tuning run; pass --resume auto to continue it, or choose "
+                          "another --out")
+    task = task if isinstance(task, TaskData) else load_task(task)
+    L.seed_everything(recipe.seed, workers=True, verbose=False)
+
+    train = task.split("train")
+    if recipe.train_rows is not None:
+        train = train.head(recipe.train_rows)
+    dev = task.splits.get("dev")
+    if dev is None:
+        log.warning("task %s has no development split: holding out 10%% of train for model selection", task.name)
+        train, dev = _split_dev(train, recipe.seed)
+    test = task.splits.get("test")
+    if recipe.monitor == "auroc" and task.num_labels != 2:
+        raise ConfigError(f"monitor auroc needs two classes; {task.name} has {task.num_labels}: use mcc or accuracy")
+
+    classifier = load_classifier(model, task.num_labels, task.label_names, recipe, revision)
+    limit = getattr(classifier.config, "max_seq_len", None)
+    max_length = recipe.max_length or limit
+    if max_length is None:
+        raise ConfigError(f"{model} has no max_seq_len; set max_length in the recipe")
+    if limit is not None and max_length > limit:
+        raise ConfigError(f"recipe max_length {max_length} exceeds {model}'s max_seq_len {limit}")
+    train, dev = fit_lengths(train, max_length, recipe.truncation), fit_lengths(dev, max_length, recipe.truncation)
+    test = fit_lengths(test, max_length, recipe.truncation) if test is not None else None
+
+    eval_batch = recipe.eval_batch_size or recipe.batch_size
+    train_loader = loader(train, recipe.batch_size, train=True, padding_side=PADDING_SIDE, rc_aug=recipe.rc_aug,
+                          num_workers=recipe.num_workers, seed=recipe.seed)
+    dev_loader = loader(dev, eval_batch, train=False, padding_side=PADDING_SIDE, num_workers=recipe.num_workers)
+    module = ClassificationModule(classifier, recipe, schedule_steps=recipe.max_epochs * len(train_loader))
+
+    best = ModelCheckpoint(dirpath=out / "checkpoints", filename="best-{epoch}", monitor=f"dev/{recipe.monitor}",
+                           mode="max", save_top_k=1, save_last=True, save_on_train_epoch_end=False)
+    callbacks: list[L.Callback] = [best]
+    if not quiet:
+        from lightning.pytorch.callbacks import TQDMProgressBar
+
+        callbacks.append(TQDMProgressBar())
+    precision = recipe.precision or ("bf16-mixed" if torch.cuda.is_available() and accelerator != "cpu" else "32-true")
+    trainer = L.Trainer(
+        accelerator=accelerator, devices=1, precision=precision, max_epochs=recipe.max_epochs,
+        gradient_clip_val=recipe.gradient_clip or None, callbacks=callbacks, logger=run_loggers(out),
+        plugins=[AtomicCheckpointIO()], log_every_n_steps=max(1, min(50, len(train_loader))),
+        num_sanity_val_steps=0, enable_progress_bar=not quiet, enable_model_summary=not quiet,
+        default_root_dir=out,
+    )
+    atomic_write_text(out / "recipe.yaml", dump_finetune_recipe(recipe)
+                      + f"# model: {model}\n# task: {task.name} ({task.num_labels} classes)\n")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=dev_loader,
+                    ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True)
+
+    best_path = Path(best.best_model_path) if best.best_model_path else out / "checkpoints" / LAST
+    state = AtomicCheckpointIO().load_checkpoint(best_path)
+    module.load_state_dict(state["state_dict"])
+    best_epoch = int(state.get("epoch", -1))
+    device = next(classifier.parameters()).device if accelerator == "cpu" else trainer.strategy.root_device
+    metrics, predictions = {}, out / "predictions"
+    predictions.mkdir(exist_ok=True)
+    for split, data in (("dev", dev), ("test", test)):
+        if data is None:
+            continue
+        logits = predict_logits(classifier, data, eval_batch, device, quiet, desc=f"{split} predictions")
+        metrics[split] = classification_metrics(logits, data.labels)
+        write_predictions(predictions / f"{split}.tsv", logits, data.labels, task.label_names)
+    export_pretrained(classifier, {k: v.cpu() for k, v in classifier.state_dict().items()}, out / "model")
+    summary = {"model": model, "task": task.name, "label_names": task.label_names, "best_epoch": best_epoch,
+               "best_checkpoint": best_path.name, "monitor": recipe.monitor, "max_length": max_length,
+               "examples": {"train": len(train), "dev": len(dev), "test": len(test) if test is not None else 0},
+               "metrics": metrics}
+    atomic_write_text(out / "metrics.json", json.dumps(summary, indent=2) + "\n")
+    return FinetuneResult(out / "model", metrics, best_path, best_epoch)

@@ -1,0 +1,186 @@
+"""Labelled DNA sequences for fine-tuning and evaluation, read from the layouts benchmarks ship in.
+
+Two layouts are understood (:func:`load_task` tells them apart):
+
+- **Tables** (GUE, Nucleotide Transformer exports, user files): one file per split, named
+  ``train``, ``dev`` (or ``valid``/``val``/``validation``) and ``test``, as ``.csv`` or ``.tsv``, optionally
+  gzipped, with a header row naming a ``sequence`` and a ``label`` column (other columns are ignored).
+  Labels are integers ``0..K-1`` or names; names become ids in sorted order, the same in every split.
+- **Class folders** (GenomicBenchmarks): ``<split>/<class name>/*.txt``, one sequence per file; the
+  class names, sorted, give the label ids.
+
+Every row is checked as it is read: a missing field, an empty or non-DNA sequence or an unusable label
+stops with the file and line. Sequences are kept as token ids (:func:`genomix.tokenizer.encode`).
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import gzip
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputFormatError, TokenizationError
+from ..tokenizer import encode
+
+SPLIT_NAMES = {"train": "train", "dev": "dev", "valid": "dev", "val": "dev", "validation": "dev", "test": "test"}
+TABLE_SUFFIXES = (".csv", ".tsv", ".csv.gz", ".tsv.gz")
+
+
+@dataclasses.dataclass
+class LabelledSequences:
+    """One split: token ids per sequence (uint8) and their labels (int64 ids into the task's names)."""
+
+    ids: list[np.ndarray]
+    labels: np.ndarray
+    source: str
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def lengths(self) -> np.ndarray:
+        return np.fromiter((len(s) for s in self.ids), dtype=np.int64, count=len(self.ids))
+
+    def head(self, rows: int) -> "LabelledSequences":
+        """The first ``rows`` examples (quick runs, smoke tests)."""
+        return LabelledSequences(self.ids[:rows], self.labels[:rows], self.source)
+
+
+@dataclasses.dataclass
+class TaskData:
+    """A classification task: its splits (``train``/``dev``/``test``; any may be missing) and label names."""
+
+    name: str
+    splits: dict[str, LabelledSequences]
+    label_names: list[str]
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.label_names)
+
+    def split(self, name: str) -> LabelledSequences:
+        if name not in self.splits:
+            raise InputFormatError(f"task {self.name!r} has no {name} split (it has {sorted(self.splits)}); "
+                                   f"add a {name} file or choose a task that has one")
+        return self.splits[name]
+
+
+def _open_text(path: Path) -> io.TextIOBase:
+    if path.name.endswith(".gz"):
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
+    return open(path, encoding="utf-8", newline="")
+
+
+def _encode_row(seq: str, where: str) -> np.ndarray:
+    seq = seq.strip()
+    if not seq:
+        raise InputFormatError(f"{where}: empty sequence")
+    try:
+        return encode(seq, dtype=np.uint8)
+    except TokenizationError as exc:
+        raise InputFormatError(f"{where}: {exc}") from None
+
+
+def read_table(path: str | os.PathLike) -> tuple[list[np.ndarray], list[str]]:
+    """(token ids, raw label strings) of a CSV/TSV file with ``sequence`` and ``label`` columns."""
+    path = Path(path)
+    delimiter = "\t" if ".tsv" in path.suffixes else ","
+    ids, labels = [], []
+    try:
+        with _open_text(path) as fh:
+            reader = csv.reader(fh, delimiter=delimiter)
+            header = next(reader, None)
+            if header is None:
+                raise InputFormatError(f"{path}: empty file; expected a header row with 'sequence' and 'label'")
+            names = [h.strip().lower() for h in header]
+            missing = [c for c in ("sequence", "label") if c not in names]
+            if missing:
+                raise InputFormatError(f"{path}:1: header {header} lacks column(s) {missing}; a table needs "
+                                       "'sequence' and 'label' columns")
+            seq_col, label_col = names.index("sequence"), names.index("label")
+            for line, row in enumerate(reader, start=2):
+                if not row or (len(row) == 1 and not row[0].strip()):
+                    continue  # blank line
+                where = f"{path}:{line}"
+                if len(row) != len(header):
+                    raise InputFormatError(f"{where}: {len(row)} fields, the header has {len(header)}")
+                label = row[label_col].strip()
+                if not label:
+                    raise InputFormatError(f"{where}: empty label")
+                ids.append(_encode_row(row[seq_col], where))
+                labels.append(label)
+    except (UnicodeDecodeError, gzip.BadGzipFile, EOFError, csv.Error) as exc:
+        raise InputFormatError(f"{path}: not a readable CSV/TSV table ({exc})") from None
+    if not ids:
+        raise InputFormatError(f"{path}: no rows after the header")
+    return ids, labels
+
+
+def read_class_folders(split_dir: str | os.PathLike) -> dict[str, list[np.ndarray]]:
+    """Sequences by class name from GenomicBenchmarks' ``<split>/<class>/*.txt`` layout."""
+    split_dir = Path(split_dir)
+    classes: dict[str, list[np.ndarray]] = {}
+    for class_dir in sorted(p for p in split_dir.iterdir() if p.is_dir()):
+        files = sorted(class_dir.glob("*.txt"), key=lambda p: (len(p.stem), p.stem))
+        classes[class_dir.name] = [_encode_row(f.read_text(encoding="ascii", errors="replace"), str(f)) for f in files]
+        if not classes[class_dir.name]:
+            raise InputFormatError(f"{class_dir}: class folder without .txt sequence files")
+    if not classes:
+        raise InputFormatError(f"{split_dir}: no class folders (expected {split_dir}/<class>/<id>.txt)")
+    return classes
+
+
+def _label_ids(raw: dict[str, list[str]]) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Label strings of every split -> int ids and names: integers 0..K-1 keep their values (names
+    '0'..'K-1'); anything else is a name, numbered in sorted order."""
+    values = sorted({v for labels in raw.values() for v in labels})
+    if all(v.lstrip("-").isdigit() for v in values):
+        ints = sorted({int(v) for v in values})
+        if ints[0] < 0:
+            raise InputFormatError(f"negative class label {ints[0]}; integer labels must be 0..K-1")
+        names = [str(i) for i in range(ints[-1] + 1)]
+        return {s: np.array([int(v) for v in labels], dtype=np.int64) for s, labels in raw.items()}, names
+    index = {name: i for i, name in enumerate(values)}
+    return {s: np.array([index[v] for v in labels], dtype=np.int64) for s, labels in raw.items()}, values
+
+
+def _table_files(task_dir: Path) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for path in sorted(task_dir.iterdir()):
+        for suffix in TABLE_SUFFIXES:
+            if path.name.endswith(suffix) and path.name[: -len(suffix)].lower() in SPLIT_NAMES:
+                split = SPLIT_NAMES[path.name[: -len(suffix)].lower()]
+                if split in found:
+                    raise InputFormatError(f"{task_dir}: two files for the {split} split: {found[split].name}, {path.name}")
+                found[split] = path
+    return found
+
+
+def load_task(path: str | os.PathLike, name: str | None = None) -> TaskData:
+    """A task folder in either layout (see the module docstring)."""
+    task_dir = Path(path).expanduser()
+    if not task_dir.is_dir():
+        raise InputFormatError(f"{task_dir}: not a task folder; expected train/dev/test .csv/.tsv files or "
+                               "GenomicBenchmarks' train/ and test/ class folders")
+    name = name or task_dir.name
+    tables = _table_files(task_dir)
+    if tables:
+        read = {split: read_table(p) for split, p in tables.items()}
+        label_ids, names = _label_ids({split: labels for split, (_, labels) in read.items()})
+        splits = {s: LabelledSequences(read[s][0], label_ids[s], str(tables[s])) for s in read}
+        return TaskData(name, splits, names)
+    folders = {SPLIT_NAMES[p.name.lower()]: p for p in task_dir.iterdir() if p.is_dir() and p.name.lower() in SPLIT_NAMES}
+    if not folders:
+        raise InputFormatError(f"{task_dir}: no split files (train/dev/test{'/'.join(TABLE_SUFFIXES)}) and no "
+                               "train/ or test/ class folders")
+    by_split = {split: read_class_folders(p) for split, p in folders.items()}
+    names = sorted({c for classes in by_split.values() for c in classes})
+    splits = {}
+    for split, classes in by_split.items():
+        ids = [seq for c in names for seq in classes.get(c, [])]
+        labels = np.concatenate([np.full(len(classes.get(c, [])), i, dtype=np.int64) for i, c in enumerate(names)])
+        splits[split] = LabelledSequences(ids, labels, str(folders[split]))
+    return TaskData(name, splits, names)

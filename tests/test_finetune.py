@@ -1,0 +1,233 @@
+"""Fine-tuning on labelled sequences: readers (GUE tables, GenomicBenchmarks folders), metrics, batches,
+and whole runs of `genomix finetune` on real GUE data (outputs, exported model, resume)."""
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import genomix
+from genomix.cli import main as cli_main
+from genomix.errors import ConfigError, InputFormatError, RangeError
+from genomix.tasks import ClassificationModule, classification_metrics, finetune, load_finetune_recipe, load_task, read_table
+from genomix.tasks.batches import Collate, EpochOrder, SequenceDataset, fit_lengths
+from genomix.tasks.labelled import LabelledSequences
+from genomix.tokenizer import encode, reverse_complement
+
+GUE = Path(__file__).resolve().parents[2] / "shared" / "data" / "gue"
+PROM = GUE / "prom" / "prom_core_notata"
+
+
+def _gz_rows(path: Path) -> int:
+    with gzip.open(path, "rt") as fh:
+        return sum(1 for line in fh if line.strip()) - 1
+
+
+def _small_task(tmp_path: Path, train_rows: int = 256, eval_rows: int = 128) -> Path:
+    """The first rows of GUE's prom_core_notata, as gzipped CSVs in GUE's layout."""
+    task = tmp_path / "prom_small"
+    task.mkdir()
+    for split, rows in (("train", train_rows), ("dev", eval_rows), ("test", eval_rows)):
+        with gzip.open(PROM / f"{split}.csv.gz", "rt") as src, gzip.open(task / f"{split}.csv.gz", "wt") as dst:
+            for i, line in enumerate(src):
+                if i > rows:
+                    break
+                dst.write(line)
+    return task
+
+
+def test_gue_task_reads_every_row_of_every_split():
+    task = load_task(PROM)
+    assert task.num_labels == 2 and task.label_names == ["0", "1"]
+    for split in ("train", "dev", "test"):
+        assert len(task.split(split)) == _gz_rows(PROM / f"{split}.csv.gz")
+    first = task.split("train").ids[0]
+    with gzip.open(PROM / "train.csv.gz", "rt") as fh:
+        next(fh)
+        seq, label = next(fh).strip().split(",")
+    np.testing.assert_array_equal(first, encode(seq, dtype=np.uint8))
+    assert task.split("train").labels[0] == int(label)
+
+
+def test_three_class_task_without_a_train_split_says_so():
+    task = load_task(GUE / "splice" / "reconstructed")
+    assert task.num_labels == 3
+    with pytest.raises(InputFormatError, match="has no train split"):
+        task.split("train")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("seq,label\nACGT,0\n", "lacks column"),
+    ("sequence,label\nACGT,0\nACXT,1\n", r":3: invalid DNA character 'X'"),
+    ("sequence,label\nACGT,0,7\n", ":2: 3 fields, the header has 2"),
+    ("sequence,label\n,1\n", ":2: empty sequence"),
+    ("sequence,label\nACGT,\n", ":2: empty label"),
+    ("sequence,label\n", "no rows after the header"),
+    ("", "empty file"),
+])
+def test_malformed_tables_name_file_and_line(tmp_path, text, message):
+    path = tmp_path / "train.csv"
+    path.write_text(text)
+    with pytest.raises(InputFormatError, match=message):
+        read_table(path)
+
+
+def test_a_truncated_gzip_table_is_an_input_error(tmp_path):
+    data = gzip.compress(("sequence,label\n" + "ACGT,1\n" * 5000).encode())
+    path = tmp_path / "train.csv.gz"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputFormatError, match="not a readable"):
+        read_table(path)
+
+
+def test_named_labels_get_the_same_ids_in_every_split_and_tsv_is_read(tmp_path):
+    (tmp_path / "train.tsv").write_text("label\tsequence\tid\nenhancer\tACGT\ta\npromoter\tGGCC\tb\n")
+    (tmp_path / "test.tsv").write_text("sequence\tlabel\tid\nTTTT\tpromoter\tc\n")
+    task = load_task(tmp_path)
+    assert task.label_names == ["enhancer", "promoter"]
+    assert task.split("train").labels.tolist() == [0, 1] and task.split("test").labels.tolist() == [1]
+
+
+def test_genomic_benchmarks_class_folders(tmp_path):
+    for split, classes in (("train", {"positive": ["ACGT", "AAAA"], "negative": ["CCCC"]}),
+                           ("test", {"positive": ["GGGG"], "negative": ["TTTT"]})):
+        for name, seqs in classes.items():
+            folder = tmp_path / split / name
+            folder.mkdir(parents=True)
+            for i, seq in enumerate(seqs):
+                (folder / f"{i}.txt").write_text(seq + "\n")
+    task = load_task(tmp_path)
+    assert task.label_names == ["negative", "positive"]
+    train = task.split("train")
+    assert [genomix.tokenizer.decode(s) for s in train.ids] == ["CCCC", "ACGT", "AAAA"]
+    assert train.labels.tolist() == [0, 1, 1]
+    assert "dev" not in task.splits
+
+
+def test_metrics_match_a_hand_computed_confusion_matrix():
+    labels = np.array([0] * 6 + [1] * 4)
+    predicted = np.array([0, 0, 0, 0, 1, 1, 1, 1, 1, 0])  # TN 4, FP 2, TP 3, FN 1
+    logits = np.eye(2)[predicted]
+    tp, tn, fp, fn = 3, 4, 2, 1
+    mcc = (tp * tn - fp * fn) / np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
+    f1_pos, f1_neg = 2 * tp / (2 * tp + fp + fn), 2 * tn / (2 * tn + fn + fp)
+    scores = classification_metrics(logits, labels)
+    assert scores["mcc"] == pytest.approx(mcc)
+    assert scores["accuracy"] == pytest.approx(0.7)
+    assert scores["f1_macro"] == pytest.approx((f1_pos + f1_neg) / 2)
+    assert "auroc" in scores
+    three = classification_metrics(np.eye(3)[[0, 1, 2, 2]], np.array([0, 1, 2, 1]))
+    assert "auroc" not in three and three["accuracy"] == pytest.approx(0.75)
+
+
+def test_long_sequences_are_refused_or_cut_at_the_chosen_end():
+    data = LabelledSequences([encode("ACGTACGT", np.uint8), encode("AC", np.uint8)], np.array([0, 1]), "x.csv")
+    with pytest.raises(RangeError, match="x.csv: example 0 is 8 bases long, past the limit of 4"):
+        fit_lengths(data, 4, "error")
+    assert genomix.tokenizer.decode(fit_lengths(data, 4, "keep-start").ids[0]) == "ACGT"
+    assert genomix.tokenizer.decode(fit_lengths(data, 3, "keep-end").ids[0]) == "CGT"
+    assert fit_lengths(data, 8, "error") is data
+
+
+def test_epoch_order_depends_on_seed_and_epoch_only_and_flips_are_reverse_complements():
+    order = EpochOrder(50, shuffle=True, rc_aug=True, seed=3)
+    order.set_epoch(2)
+    first = list(order)
+    again = EpochOrder(50, shuffle=True, rc_aug=True, seed=3)
+    again.set_epoch(2)
+    assert list(again) == first
+    again.set_epoch(3)
+    assert list(again) != first
+    assert sorted(row for row, _ in first) == list(range(50)) and 0 < sum(f for _, f in first) < 50
+    assert list(EpochOrder(4, shuffle=False)) == [(0, False), (1, False), (2, False), (3, False)]
+    data = LabelledSequences([encode("AACG", np.uint8)], np.array([1]), "x")
+    ids, label, row = SequenceDataset(data)[(0, True)]
+    np.testing.assert_array_equal(ids, reverse_complement(encode("AACG")))
+
+
+@pytest.mark.parametrize("name", ["hyenadna-tiny-1k", "mamba-tiny-1k"])
+def test_padding_does_not_change_a_causal_classifier(name):
+    torch.manual_seed(0)
+    model = genomix.models.build(name, task="classification", num_labels=2, pooling="last").eval()
+    seqs = [encode("ACGTTGCA" * 5), encode("GGGTTTAAC")]
+    batch = Collate("right")([(s, 0, i) for i, s in enumerate(seqs)])
+    with torch.no_grad():
+        together = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        alone = model(input_ids=torch.from_numpy(seqs[1])[None]).logits
+    torch.testing.assert_close(together[1], alone[0], rtol=1e-5, atol=1e-5)
+
+
+def test_recipes_reject_unknown_fields_and_metrics(tmp_path):
+    assert load_finetune_recipe("gue").monitor == "mcc"
+    bad = tmp_path / "r.yaml"
+    bad.write_text("batchsize: 4\n")
+    with pytest.raises(ConfigError, match="unknown field"):
+        load_finetune_recipe(bad)
+    with pytest.raises(ConfigError, match="monitor must be one of"):
+        load_finetune_recipe("gue", monitor="loss")
+
+
+def _read_tsv(path: Path) -> list[dict[str, str]]:
+    with open(path) as fh:
+        return list(csv.DictReader(fh, delimiter="\t"))
+
+
+def test_finetune_end_to_end_on_gue(tmp_path):
+    task = _small_task(tmp_path)
+    out = tmp_path / "run"
+    status = cli_main(["finetune", "--model", "hyenadna-tiny-1k", "--task", str(task), "--recipe", "quick",
+                       "--max-epochs", "2", "--out", str(out), "--accelerator", "cpu", "--quiet"])
+    assert status == 0
+    summary = json.loads((out / "metrics.json").read_text())
+    assert summary["examples"] == {"train": 256, "dev": 128, "test": 128}
+    assert summary["best_epoch"] in (0, 1) and summary["label_names"] == ["0", "1"]
+    rows = _read_tsv(out / "predictions" / "test.tsv")
+    probs = np.array([[float(r["p_0"]), float(r["p_1"])] for r in rows])
+    labels = np.array([int(r["label"]) for r in rows])
+    np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
+    recomputed = classification_metrics(np.log(probs), labels)
+    for key, value in summary["metrics"]["test"].items():
+        assert value == pytest.approx(recomputed[key], abs=1e-6)
+    # the exported model is the best epoch's: it reproduces the written probabilities
+    model = genomix.from_pretrained(out / "model")
+    assert model.config.id2label == {0: "0", 1: "1"}
+    data = load_task(task).split("test")
+    batch = Collate("right")([(np.asarray(s, dtype=np.int64), 0, i) for i, s in enumerate(data.ids[:16])])
+    with torch.no_grad():
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    np.testing.assert_allclose(torch.softmax(logits, -1).numpy(), probs[:16], rtol=1e-4, atol=1e-5)
+
+
+def test_a_resumed_run_ends_where_the_uninterrupted_one_does(tmp_path, monkeypatch):
+    task = _small_task(tmp_path, train_rows=192, eval_rows=64)
+    recipe = load_finetune_recipe("quick", max_epochs=2)
+    straight = finetune("hyenadna-tiny-1k", task, tmp_path / "straight", recipe, accelerator="cpu", quiet=True)
+
+    class Crash(Exception):
+        pass
+
+    def crash_in_second_epoch(self):
+        if self.current_epoch == 1:
+            raise Crash
+
+    with monkeypatch.context() as patch:
+        patch.setattr(ClassificationModule, "on_train_epoch_start", crash_in_second_epoch, raising=False)
+        with pytest.raises(Crash):
+            finetune("hyenadna-tiny-1k", task, tmp_path / "resumed", recipe, accelerator="cpu", quiet=True)
+    assert not (tmp_path / "resumed" / "metrics.json").exists()
+    resumed = finetune("hyenadna-tiny-1k", task, tmp_path / "resumed", recipe, resume="auto", accelerator="cpu",
+                       quiet=True)
+    assert resumed.metrics == straight.metrics and resumed.best_epoch == straight.best_epoch
+    assert len(list((tmp_path / "resumed" / "logs" / "csv").iterdir())) == 2  # one log folder per segment
+
+
+def test_cli_reports_a_task_without_train_split(tmp_path, capsys):
+    status = cli_main(["finetune", "--model", "hyenadna-tiny-1k", "--task", str(GUE / "EMP" / "H3"),
+                       "--out", str(tmp_path / "x"), "--quiet"])
+    assert status == 2
+    assert "has no train split" in capsys.readouterr().err
