@@ -231,3 +231,24 @@ def test_cli_reports_a_task_without_train_split(tmp_path, capsys):
                        "--out", str(tmp_path / "x"), "--quiet"])
     assert status == 2
     assert "has no train split" in capsys.readouterr().err
+
+
+def test_the_gue_suite_pipeline_tabulates_and_skips_finished_tasks(tmp_path, capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("finetune_gue", Path(__file__).resolve().parents[1] / "pipelines"
+                                                  / "finetune_gue.py")
+    pipeline = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pipeline)
+    assert "prom/prom_core_all" in pipeline.gue_tasks(GUE) and "EMP/H3" not in pipeline.gue_tasks(GUE)
+    args = ["--model", "hyenadna-tiny-1k", "--gue", str(GUE), "--tasks", "prom/prom_core_tata", "--recipe", "quick",
+            "--max-epochs", "1", "--train-rows", "128", "--accelerator", "cpu", "--out", str(tmp_path)]
+    assert pipeline.main(args) == 0
+    done = tmp_path / "prom_prom_core_tata" / "metrics.json"
+    stamp = done.stat().st_mtime_ns
+    assert pipeline.main(args) == 0
+    assert done.stat().st_mtime_ns == stamp  # the finished task was not run again
+    table = json.loads((tmp_path / "finetune_gue.json").read_text())
+    assert [r["task"] for r in table["rows"]] == ["prom/prom_core_tata"]
+    assert table["rows"][0]["test"] == json.loads(done.read_text())["metrics"]["test"]
+    assert "prom/prom_core_tata" in capsys.readouterr().out

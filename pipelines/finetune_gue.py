@@ -1,0 +1,87 @@
+"""Fine-tune one model on every GUE task that has a training split, and tabulate test metrics.
+
+Each task runs ``genomix.tasks.finetune`` into ``--out/<task>/`` (checkpoints, predictions, metrics.json,
+model); a task whose ``metrics.json`` exists is not run again, and an interrupted task resumes from its
+last finished epoch, so rerunning the same command continues a suite. Prints a table (classes, examples,
+best epoch, test MCC / accuracy / macro-F1, wall time) and writes ``finetune_gue.json`` (atomically).
+
+    PYTHONPATH=. python pipelines/finetune_gue.py --model hyenadna-tiny-1k --gue ../shared/data/gue \\
+        --recipe gue --out runs/gue-tiny
+    # a pretrained checkpoint instead of a named size (fresh weights): --model runs/pretrain/model
+
+The GUE folder holds ``<group>/<task>/{train,dev,test}.csv[.gz]``; ``--tasks prom/prom_core_all tf/0``
+picks some of them.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+
+
+def gue_tasks(root: Path) -> list[str]:
+    """``group/task`` names under ``root`` whose folder has a train table, in sorted order."""
+    return sorted(str(p.parent.relative_to(root)) for p in root.glob("*/*/train.*")
+                  if p.name.endswith((".csv", ".csv.gz", ".tsv", ".tsv.gz")))
+
+
+def print_table(rows: list[dict]) -> None:
+    header = f"{'task':24} {'classes':>7} {'train':>7} {'test':>6} {'best ep':>7} {'MCC':>7} {'acc':>7} {'F1':>7} {'min':>6}"
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        t = r["test"]
+        print(f"{r['task']:24} {r['classes']:7d} {r['train']:7d} {r['test_rows']:6d} {r['best_epoch']:7d} "
+              f"{t['mcc']:7.3f} {t['accuracy']:7.3f} {t['f1_macro']:7.3f} {r['minutes']:6.1f}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from genomix.tasks import finetune, load_finetune_recipe
+    from genomix.train.run import atomic_write_text
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True, help="checkpoint dir, Hub id, or named size (from scratch)")
+    parser.add_argument("--gue", required=True, type=Path, help="GUE root folder")
+    parser.add_argument("--tasks", nargs="*", help="group/task names (default: every task with a train split)")
+    parser.add_argument("--recipe", default="gue")
+    parser.add_argument("--max-epochs", type=int)
+    parser.add_argument("--train-rows", type=int)
+    parser.add_argument("--accelerator", default="auto")
+    parser.add_argument("--out", required=True, type=Path)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+    tasks = args.tasks or gue_tasks(args.gue)
+    if not tasks:
+        parser.error(f"no GUE task with a train table under {args.gue} (expected <group>/<task>/train.csv[.gz])")
+    rows = []
+    for name in tasks:
+        out = args.out / name.replace("/", "_")
+        done = out / "metrics.json"
+        start = time.perf_counter()
+        if not done.is_file():
+            recipe = load_finetune_recipe(args.recipe, max_epochs=args.max_epochs, train_rows=args.train_rows)
+            finetune(args.model, args.gue / name, out, recipe, resume="auto", accelerator=args.accelerator,
+                     quiet=True)
+        summary = json.loads(done.read_text())
+        rows.append({"task": name, "classes": len(summary["label_names"]), "train": summary["examples"]["train"],
+                     "test_rows": summary["examples"]["test"], "best_epoch": summary["best_epoch"],
+                     "test": summary["metrics"]["test"], "dev": summary["metrics"]["dev"],
+                     "minutes": (time.perf_counter() - start) / 60})
+        test = rows[-1]["test"]
+        print(f"{name}: test MCC {test['mcc']:.3f}, accuracy {test['accuracy']:.3f} ({rows[-1]['minutes']:.1f} min)",
+              flush=True)
+    print()
+    print_table(rows)
+    payload = {"model": args.model, "recipe": args.recipe, "max_epochs": args.max_epochs, "rows": rows}
+    atomic_write_text(args.out / "finetune_gue.json", json.dumps(payload, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
