@@ -61,7 +61,8 @@ def write_vcf(rows: list[dict], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True, help="causal-LM checkpoint or Hub id (a named size: random weights)")
+    parser.add_argument("--model", required=True, help="causal- or masked-LM checkpoint or Hub id (a named size: random "
+                        "weights); masked models score substitutions only")
     parser.add_argument("--variants", type=Path, required=True, help="labelled TSV: chrom pos ref alt label")
     parser.add_argument("--reference", type=Path, required=True, help="FASTA or genome store (.h5)")
     parser.add_argument("--contig-map", action="append", default=[], metavar="VCF=REF")
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     vcf = args.out / "variants.vcf"
     write_vcf(rows, vcf)
-    model = load_model(args.model, "causal-lm")
+    model = load_model(args.model, "lm")
     scores_path = args.out / "scores.tsv"
     started = time.perf_counter()
     counts = score_variants(model, read_vcf(vcf), Reference(args.reference, parse_contig_map(args.contig_map)), scores_path,

@@ -123,7 +123,8 @@ def test_cli_scores_the_clinvar_vcf(tmp_path, clinvar_vcf, capsys):
     rows = read_tsv(out)
     assert len(rows) == 63 and all(r["status"] == "scored" and math.isfinite(float(r["llr"])) for r in rows)
     assert "scored=63" in capsys.readouterr().err
-    assert out.read_text().startswith("# genomix score-variants window=64 on_ref_mismatch=error model=hyenadna-tiny-1k")
+    assert out.read_text().startswith("# genomix score-variants method=causal window=64 on_ref_mismatch=error "
+                                     "model=hyenadna-tiny-1k")
     again = ["score-variants", "--model", "hyenadna-tiny-1k", "--vcf", str(clinvar_vcf), "--reference", str(RCRS),
              "--quiet", "--window", "64"]
     assert cli_main(again + ["--out", str(out), "--contig-map", "MT=MT_human"]) == 2
@@ -164,7 +165,7 @@ def test_interrupted_run_resumes_to_the_same_output(tmp_path, clinvar_vcf, model
     run = lambda out, **kw: score_variants(model, read_vcf(clinvar_vcf), reference, out, window=64, batch_size=10,  # noqa: E731
                                            quiet=True, **kw)
     run(tmp_path / "whole.tsv")
-    real, calls = score_module._score_batch, []
+    real, calls = score_module._score_causal, []
 
     def interrupting(*args):
         calls.append(1)
@@ -172,10 +173,10 @@ def test_interrupted_run_resumes_to_the_same_output(tmp_path, clinvar_vcf, model
             raise KeyboardInterrupt
         real(*args)
 
-    monkeypatch.setattr(score_module, "_score_batch", interrupting)
+    monkeypatch.setattr(score_module, "_score_causal", interrupting)
     with pytest.raises(KeyboardInterrupt):
         run(tmp_path / "cut.tsv")
-    monkeypatch.setattr(score_module, "_score_batch", real)
+    monkeypatch.setattr(score_module, "_score_causal", real)
     partial = tmp_path / ".cut.tsv.partial"
     with open(partial, "a") as fh:
         fh.write("MT\t99")  # a row cut mid-write
@@ -204,8 +205,8 @@ def test_bad_inputs_get_clear_errors(tmp_path, model):
         list(read_vcf(truncated))
     with pytest.raises(UnknownContigError, match="--contig-map MT=NAME"):
         Reference(RCRS).resolve("MT")
-    with pytest.raises(ConfigError, match="causal language model"):
-        score_variants(build("caduceus-ph-1k-d118", task="masked-lm"), [], Reference(RCRS), tmp_path / "x.tsv")
+    with pytest.raises(ConfigError, match="causal or masked language model"):
+        score_variants(build("caduceus-ph-1k-d118", task="classification"), [], Reference(RCRS), tmp_path / "x.tsv")
 
 
 def test_contig_aliases(tmp_path):
@@ -258,3 +259,39 @@ def test_clinvar_evaluation_pipeline_runs_end_to_end(tmp_path, capsys):
     assert table["all"]["n"] == 63 and table["all"]["pathogenic"] == sum(labels) == 14
     assert table["SNVs"]["n"] + table["indels"]["n"] == 63 and 0.0 <= table["all"]["auroc"] <= 1.0
     assert "AUROC(-llr)" in capsys.readouterr().out
+
+
+def test_masked_models_score_substitutions_by_masked_marginals(tmp_path, clinvar_vcf):
+    torch.manual_seed(0)
+    caduceus = build("caduceus-ps-1k-d118", task="masked-lm").eval()
+    counts = score_variants(caduceus, read_vcf(clinvar_vcf), Reference(RCRS, {"MT": "MT_human"}), tmp_path / "m.tsv",
+                            window=96, batch_size=5, quiet=True)
+    rows = read_tsv(tmp_path / "m.tsv")
+    indels = [r for r in rows if len(r["ref"]) != len(r["alt"])]
+    assert indels and all(r["status"] == "indel" and r["llr"] == "" for r in indels)
+    assert counts == {"scored": 63 - len(indels), "indel": len(indels)}
+    assert (tmp_path / "m.tsv").read_text().startswith("# genomix score-variants method=masked window=96")
+    genome = read_fasta(RCRS)["MT_human"].upper()
+    for row in [r for r in rows if r["status"] == "scored"][::7]:
+        start, width, p0 = int(row["window_start"]), int(row["window_length"]), int(row["pos"]) - 1
+        ids = torch.from_numpy(encode(genome[start:start + width]))[None]
+        span = slice(p0 - start, p0 - start + len(row["ref"]))
+        ids[0, span] = 3  # [MASK]
+        with torch.no_grad():
+            logp = torch.log_softmax(caduceus(input_ids=ids).logits[0].double(), -1)
+        positions = range(span.start, span.stop)
+        ref_ll = sum(float(logp[p, int(encode(b)[0])]) for p, b in zip(positions, row["ref"]))
+        alt_ll = sum(float(logp[p, int(encode(b)[0])]) for p, b in zip(positions, row["alt"]))
+        assert float(row["ref_log_likelihood"]) == pytest.approx(ref_ll, rel=1e-4, abs=1e-5)
+        assert float(row["llr"]) == pytest.approx(alt_ll - ref_ll, rel=1e-4, abs=1e-4)
+
+
+@pytest.mark.parametrize("fixture, expected", [("caduceus-ps", "masked-lm"), ("mamba-lm", "causal-lm"),
+                                               ("hyenadna-released-layout", "causal-lm")])
+def test_the_cli_loads_each_checkpoint_with_its_language_model_head(fixture, expected):
+    from genomix.hub import load_model
+    from genomix.models.tasks import CausalLMMixin, MaskedLMMixin
+
+    model = load_model(str(SHARED.parent / "fixtures" / fixture), "lm")
+    assert isinstance(model, {"masked-lm": MaskedLMMixin, "causal-lm": CausalLMMixin}[expected])
+    assert score_module.scoring_method(model) == expected.split("-")[0]

@@ -1,4 +1,5 @@
-"""`genomix score-variants`: log-likelihood ratios of VCF alleles under a causal DNA language model."""
+"""`genomix score-variants`: log-likelihood ratios of VCF alleles under a causal DNA language model, or masked
+marginals under a masked one."""
 from __future__ import annotations
 
 import argparse
@@ -7,13 +8,16 @@ import sys
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "score-variants", help="score VCF alleles with a causal DNA language model into a TSV",
+        "score-variants", help="score VCF alleles with a DNA language model into a TSV",
         description="For every ALT allele of a VCF (plain, gzip or bgzip), the log-likelihood ratio "
                     "log p(ALT window) - log p(REF window) of a reference window around it under a causal "
-                    "language model; one TSV row per allele, in file order, with a status for alleles that "
-                    "are not scored. Rows are kept as they finish: rerun with --resume after an interruption.")
+                    "language model, or under a masked one the masked marginal log p(ALT) - log p(REF) at the "
+                    "masked REF positions (substitutions only); one TSV row per allele, in file order, with a "
+                    "status for alleles that are not scored. Rows are kept as they finish: rerun with --resume "
+                    "after an interruption.")
     parser.add_argument("--model", required=True, help="checkpoint dir or Hub id of a causal LM (HyenaDNA, Mamba, "
-                        "causal M2); a named size (e.g. hyenadna-tiny-1k) uses random weights, for testing")
+                        "causal M2) or a masked LM (Caduceus, M2-BERT); a named size (e.g. hyenadna-tiny-1k) uses "
+                        "random weights, for testing")
     parser.add_argument("--revision", help="Hub branch, tag or commit to pin")
     parser.add_argument("--vcf", required=True, help="VCF file (.vcf, .vcf.gz or bgzip)")
     parser.add_argument("--reference", required=True,
@@ -46,7 +50,7 @@ def _run(args: argparse.Namespace) -> int:
         contigs.add(variant.chrom)
     for chrom in sorted(contigs):
         reference.resolve(chrom)
-    model = load_model(args.model, "causal-lm", args.revision)
+    model = load_model(args.model, "lm", args.revision)
     meta = {"model": args.model, "revision": args.revision or "-", "vcf": args.vcf, "reference": args.reference}
     try:
         counts = score_variants(model, read_vcf(args.vcf), reference, args.out, vcf=args.vcf, window=args.window,

@@ -102,15 +102,28 @@ def from_pretrained(
     return build_from_checkpoint(load_checkpoint(directory, format), task, **config_overrides)
 
 
+LM_TASKS = ("causal-lm", "masked-lm")
+
+
 def load_model(name: str, task: str, revision: str | None = None) -> GenomixPreTrainedModel:
     """A model for inference with the ``task`` head: a checkpoint (local dir / Hub id, any layout) or, for
-    testing, a named size with fresh random weights (logged as a warning: its outputs carry no meaning)."""
-    from ..models.registry import available_models, build
+    testing, a named size with fresh random weights (logged as a warning: its outputs carry no meaning).
+
+    ``task="lm"`` asks for the language-model head the model was trained with: the checkpoint's own when
+    it has one, else its family's pretraining head (causal for HyenaDNA and Mamba, masked for Caduceus and
+    M2-BERT)."""
+    from ..models.registry import available_models, build, get_family
 
     if not Path(name).is_dir() and name in available_models():
         log.warning("%s is a named size, not a checkpoint: running it with RANDOM weights", name)
-        return build(name, task=task).eval()
-    return from_pretrained(name, revision=revision, task=task)
+        return build(name, task=None if task == "lm" else task).eval()
+    if task != "lm":
+        return from_pretrained(name, revision=revision, task=task)
+    checkpoint = load_checkpoint(resolve(name, revision))
+    config = checkpoint.config
+    own = checkpoint.task if checkpoint.task in LM_TASKS else None
+    chosen = own or getattr(config, "default_task", None) or get_family(config.model_type).default_task
+    return build_from_checkpoint(checkpoint, chosen)
 
 
 def save_native(model: GenomixPreTrainedModel, out_dir: str | os.PathLike) -> Path:

@@ -1,4 +1,5 @@
-"""Variant effect scoring: VCF records -> log-likelihood ratios under a causal DNA language model.
+"""Variant effect scoring: VCF records -> log-likelihood ratios under a causal DNA language model, or masked
+marginals under a masked one.
 
 Typical use::
 
@@ -10,8 +11,8 @@ or ``genomix score-variants --model M --vcf calls.vcf.gz --reference genome.h5 -
 from __future__ import annotations
 
 from .reference import Reference, parse_contig_map
-from .score import COLUMNS, DEFAULT_WINDOW, check_scoring_model, plan_windows, score_variants
+from .score import COLUMNS, DEFAULT_WINDOW, METHODS, plan_windows, score_variants, scoring_method
 from .vcf import Variant, read_vcf
 
-__all__ = ["COLUMNS", "DEFAULT_WINDOW", "Reference", "Variant", "check_scoring_model", "parse_contig_map",
-           "plan_windows", "read_vcf", "score_variants"]
+__all__ = ["COLUMNS", "DEFAULT_WINDOW", "METHODS", "Reference", "Variant", "parse_contig_map", "plan_windows",
+           "read_vcf", "score_variants", "scoring_method"]

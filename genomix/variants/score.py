@@ -1,6 +1,12 @@
-"""Variant effect scores from a causal DNA language model: for each ALT allele of a VCF, the log-likelihood
-ratio ``llr = log p(alt window) - log p(ref window)`` of a window of the reference around the variant,
-with the allele substituted (natural log, summed over the window's tokens after the first).
+"""Variant effect scores from a DNA language model, one per ALT allele of a VCF, in natural log:
+
+- **causal models** (HyenaDNA, Mamba, causal M2, Transformer): the log-likelihood ratio
+  ``llr = log p(alt window) - log p(ref window)`` of a window of the reference around the variant, with the
+  allele substituted, summed over the window's tokens after the first;
+- **masked models** (Caduceus, M2-BERT): the masked marginal. The REF bases are masked in the reference
+  window, and ``llr = sum_i log p(alt_i) - log p(ref_i)`` over the masked positions, from the one forward.
+  It compares bases at the same positions, so it scores substitutions (SNVs, MNVs); insertions and
+  deletions get the status ``indel`` under a masked model.
 
 Windows are ``window`` bases, centred on the variant and shifted inward at contig ends. The ALT window
 has the same length: a deletion pulls in reference bases from its right, an insertion pushes them out.
@@ -11,7 +17,8 @@ ALT sequence less likely.
 Every VCF allele gets a row, in file order, with a ``status``: ``scored``; ``ref_mismatch`` (with
 ``on_ref_mismatch="skip"``; the default stops with an error naming the line); ``symbolic`` (``<DEL>``,
 breakends, ``*``, ``.``: not sequences); ``too_long`` (an allele longer than half the window);
-``contig_too_short``. Rows go to a partial file as each batch finishes; an interrupted run continues
+``contig_too_short``; ``indel`` (masked models only). The ``ref_log_likelihood`` / ``alt_log_likelihood``
+columns hold the two terms of ``llr``: whole windows for causal models, the masked positions for masked ones. Rows go to a partial file as each batch finishes; an interrupted run continues
 from there with ``resume=True``; the output appears under its name only when complete.
 """
 from __future__ import annotations
@@ -26,7 +33,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import ConfigError, GenomixError, InputFormatError, RangeError
-from ..tokenizer import encode
+from ..tokenizer import MASK_ID, encode
 from .reference import Reference
 from .vcf import Variant
 
@@ -35,6 +42,7 @@ COLUMNS = ("chrom", "pos", "id", "ref", "alt", "status", "llr", "ref_log_likelih
            "window_contig", "window_start", "window_length")
 DEFAULT_WINDOW = 4096
 ON_REF_MISMATCH = ("error", "skip")
+METHODS = ("causal", "masked")
 
 
 @dataclasses.dataclass
@@ -43,6 +51,7 @@ class _Row:
     status: str
     contig: str = ""
     start: int = -1
+    offset: int = -1  # the variant's first base within the window
     ref_seq: str = ""
     alt_seq: str = ""
     ref_ll: float | None = None
@@ -62,7 +71,7 @@ def _matches(expected: str, found: str) -> bool:
 
 
 def plan_windows(variant: Variant, reference: Reference, window: int, vcf: str | Path,
-                 on_ref_mismatch: str = "error") -> _Row:
+                 on_ref_mismatch: str = "error", method: str = "causal") -> _Row:
     """The row for one allele: its reference and ALT windows, or the status saying why it is not scored."""
     if not variant.sequence_allele:
         return _Row(variant, "symbolic")
@@ -79,6 +88,8 @@ def plan_windows(variant: Variant, reference: Reference, window: int, vcf: str |
         raise InputFormatError(
             f"{vcf}:{variant.line}: REF {variant.ref} does not match the reference at {contig}:{variant.pos} "
             f"({found}) in {reference.path}; is it the same assembly? (skip such records with --on-ref-mismatch skip)")
+    if method == "masked" and n_ref != n_alt:
+        return _Row(variant, "indel")
     extra = max(0, n_ref - n_alt)  # reference bases a deletion pulls into the ALT window
     width = min(window, length - extra)
     if width < 2:
@@ -89,32 +100,60 @@ def plan_windows(variant: Variant, reference: Reference, window: int, vcf: str |
     span = reference.text(contig, start, start + width + extra)  # one read serves both windows
     offset = p0 - start
     alt_seq = (span[:offset] + variant.alt + span[offset + n_ref:])[:width]
-    return _Row(variant, "scored", contig, start, span[:width], alt_seq)
+    return _Row(variant, "scored", contig, start, offset, span[:width], alt_seq)
 
 
-def check_scoring_model(model: torch.nn.Module) -> None:
-    """Refuse models whose outputs are not next-token predictions (masked / bidirectional LMs)."""
-    from ..models.tasks import CausalLMMixin
+def scoring_method(model: torch.nn.Module) -> str:
+    """``causal`` for next-token models, ``masked`` for masked LMs; anything else (a classifier, a bare
+    backbone) is refused."""
+    from ..models.tasks import CausalLMMixin, MaskedLMMixin
 
-    if not isinstance(model, CausalLMMixin) or getattr(model.config, "bidirectional", False):
-        raise ConfigError(
-            f"variant scoring needs a causal language model (HyenaDNA, Mamba, causal M2, Transformer); "
-            f"{type(model).__name__} is not one (masked-LM scoring is not implemented)")
+    if isinstance(model, MaskedLMMixin):
+        return "masked"
+    if isinstance(model, CausalLMMixin) and not getattr(model.config, "bidirectional", False):
+        return "causal"
+    raise ConfigError(f"variant scoring needs a causal or masked language model; {type(model).__name__} is neither "
+                      "(load the checkpoint with its LM head)")
 
 
-def _score_batch(model: torch.nn.Module, rows: list[_Row], device: torch.device) -> None:
-    """Fill ``ref_ll``/``alt_ll`` of scored rows, one forward per group of equal window length."""
-    from ..models.scoring import token_log_likelihoods
-
+def _scored_by_width(rows: list[_Row]) -> Iterator[list[_Row]]:
     by_width: dict[int, list[_Row]] = {}
     for row in rows:
         if row.status == "scored":
             by_width.setdefault(len(row.ref_seq), []).append(row)
-    for group in by_width.values():
+    yield from by_width.values()
+
+
+def _score_causal(model: torch.nn.Module, rows: list[_Row], device: torch.device) -> None:
+    """Fill ``ref_ll``/``alt_ll`` of scored rows with whole-window log-likelihoods, one forward per group of
+    equal window length."""
+    from ..models.scoring import token_log_likelihoods
+
+    for group in _scored_by_width(rows):
         ids = torch.from_numpy(encode("".join(r.ref_seq for r in group) + "".join(r.alt_seq for r in group)))
         sums = token_log_likelihoods(model, ids.view(2 * len(group), -1).to(device)).sum(dim=1).double().cpu()
         for i, row in enumerate(group):
             row.ref_ll, row.alt_ll = float(sums[i]), float(sums[len(group) + i])
+
+
+@torch.no_grad()
+def _score_masked(model: torch.nn.Module, rows: list[_Row], device: torch.device) -> None:
+    """Fill ``ref_ll``/``alt_ll`` of scored rows with the REF and ALT bases' log-probabilities at their
+    masked positions of the reference window, one forward per group of equal window length."""
+    for group in _scored_by_width(rows):
+        ref = torch.from_numpy(encode("".join(r.ref_seq for r in group))).view(len(group), -1)
+        alt = ref.clone()
+        masked = torch.zeros_like(ref, dtype=torch.bool)
+        for i, row in enumerate(group):
+            span = slice(row.offset, row.offset + len(row.variant.ref))
+            alt[i, span] = torch.from_numpy(encode(row.variant.alt))
+            masked[i, span] = True
+        logits = model(input_ids=ref.masked_fill(masked, MASK_ID).to(device)).logits
+        logp = torch.log_softmax(logits.float(), dim=-1).cpu()
+        pick = lambda ids: (logp.gather(-1, ids.unsqueeze(-1)).squeeze(-1) * masked).double().sum(1)  # noqa: E731
+        ref_ll, alt_ll = pick(ref), pick(alt)
+        for i, row in enumerate(group):
+            row.ref_ll, row.alt_ll = float(ref_ll[i]), float(alt_ll[i])
 
 
 def _header(meta: dict[str, str]) -> str:
@@ -146,7 +185,7 @@ def score_variants(
     ``max_seq_len``, which bounds it unless the model reads long inputs through a recurrent state);
     ``batch_size``: alleles per forward (two windows each); ``meta``: settings recorded in the output's first
     line, which a resumed run must match; ``total``: the number of alleles, for the progress bar."""
-    check_scoring_model(model)
+    method = scoring_method(model)
     if on_ref_mismatch not in ON_REF_MISMATCH:
         raise ConfigError(f"on_ref_mismatch must be one of {ON_REF_MISMATCH}, got {on_ref_mismatch!r}")
     if batch_size < 1:
@@ -161,7 +200,7 @@ def score_variants(
     partial = out.with_name(f".{out.name}.partial")
     if out.exists() and not overwrite:
         raise InputFormatError(f"{out} exists; pass --overwrite to replace it")
-    header = _header({"window": str(window), "on_ref_mismatch": on_ref_mismatch, **(meta or {})})
+    header = _header({"method": method, "window": str(window), "on_ref_mismatch": on_ref_mismatch, **(meta or {})})
     if partial.exists() and not resume:
         raise InputFormatError(f"{partial} holds rows of an interrupted run: pass --resume to continue it, or delete it")
     done = _rows_done(partial, header) if resume and partial.exists() else 0
@@ -176,9 +215,10 @@ def score_variants(
             fh.truncate(0)
             fh.write(header)
         try:
+            score = _score_masked if method == "masked" else _score_causal
             for batch in _batches(_skip(variants, done, counts, bar), reference, window, vcf, on_ref_mismatch,
-                                  batch_size):
-                _score_batch(model, batch, device)
+                                  batch_size, method):
+                score(model, batch, device)
                 fh.write("".join(row.line() for row in batch))
                 fh.flush()
                 os.fsync(fh.fileno())
@@ -204,13 +244,13 @@ def _skip(variants: Iterable[Variant], done: int, counts: dict[str, int], bar) -
 
 
 def _batches(variants: Iterable[Variant], reference: Reference, window: int, vcf: str | Path, on_ref_mismatch: str,
-             batch_size: int) -> Iterator[list[_Row]]:
+             batch_size: int, method: str = "causal") -> Iterator[list[_Row]]:
     """Rows in file order, cut after every ``batch_size`` scorable ones (or a long run of unscorable ones, so
     that rows keep reaching the output)."""
     batch: list[_Row] = []
     scorable = 0
     for variant in variants:
-        row = plan_windows(variant, reference, window, vcf, on_ref_mismatch)
+        row = plan_windows(variant, reference, window, vcf, on_ref_mismatch, method)
         batch.append(row)
         scorable += row.status == "scored"
         if scorable == batch_size or len(batch) >= 64 * batch_size:
@@ -220,4 +260,4 @@ def _batches(variants: Iterable[Variant], reference: Reference, window: int, vcf
         yield batch
 
 
-__all__ = ["COLUMNS", "DEFAULT_WINDOW", "check_scoring_model", "plan_windows", "score_variants"]
+__all__ = ["COLUMNS", "DEFAULT_WINDOW", "METHODS", "plan_windows", "score_variants", "scoring_method"]
