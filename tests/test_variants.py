@@ -295,3 +295,38 @@ def test_the_cli_loads_each_checkpoint_with_its_language_model_head(fixture, exp
     model = load_model(str(SHARED.parent / "fixtures" / fixture), "lm")
     assert isinstance(model, {"masked-lm": MaskedLMMixin, "causal-lm": CausalLMMixin}[expected])
     assert score_module.scoring_method(model) == expected.split("-")[0]
+
+
+def test_the_embedding_method_scores_every_sequence_allele_of_any_model(tmp_path, clinvar_vcf):
+    out = tmp_path / "e.tsv"
+    torch.manual_seed(0)  # the CLI builds the named size with fresh weights from this seed
+    code = cli_main(["score-variants", "--model", "caduceus-ph-1k-d118", "--vcf", str(clinvar_vcf), "--reference",
+                     str(RCRS), "--contig-map", "MT=MT_human", "--out", str(out), "--window", "80", "--method",
+                     "embedding", "--quiet", "--device", "cpu"])
+    assert code == 0
+    rows = read_tsv(out)
+    assert all(r["status"] == "scored" and r["llr"] == "" for r in rows)  # indels too
+    distances = np.array([float(r["embedding_distance"]) for r in rows])
+    assert (distances >= 0).all() and (distances > 0).any()
+    genome = read_fasta(RCRS)["MT_human"].upper()
+    row = next(r for r in rows if len(r["ref"]) != len(r["alt"]))
+    start, width, p0 = int(row["window_start"]), int(row["window_length"]), int(row["pos"]) - 1
+    windows = [genome[start:start + width], (genome[start:p0] + row["alt"] + genome[p0 + len(row["ref"]):])[:width]]
+    torch.manual_seed(0)
+    model = build("caduceus-ph-1k-d118", task="masked-lm").eval()  # the CLI's weights
+    with torch.no_grad():
+        hidden = model(input_ids=torch.from_numpy(np.stack([encode(w) for w in windows])),
+                       output_hidden_states=True).hidden_states[-1].double().mean(1)
+    expected = 1 - torch.nn.functional.cosine_similarity(hidden[:1], hidden[1:]).item()
+    assert float(row["embedding_distance"]) == pytest.approx(expected, rel=1e-4, abs=1e-7)
+
+
+def test_a_method_the_model_cannot_compute_is_refused(tmp_path):
+    causal = build("hyenadna-tiny-1k", task="causal-lm")
+    with pytest.raises(ConfigError, match="masked method needs a masked language model"):
+        score_variants(causal, [], Reference(RCRS), tmp_path / "x.tsv", method="masked")
+    with pytest.raises(ConfigError, match="unknown scoring method"):
+        score_variants(causal, [], Reference(RCRS), tmp_path / "x.tsv", method="pll")
+    with pytest.raises(RangeError, match="max_seq_len"):
+        score_variants(build("caduceus-ph-1k-d118", task="masked-lm"), [], Reference(RCRS), tmp_path / "x.tsv",
+                       window=4096)

@@ -19,6 +19,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         "causal M2) or a masked LM (Caduceus, M2-BERT); a named size (e.g. hyenadna-tiny-1k) uses "
                         "random weights, for testing")
     parser.add_argument("--revision", help="Hub branch, tag or commit to pin")
+    parser.add_argument("--method", choices=("causal", "masked", "embedding"),
+                        help="causal: log-likelihood ratio of the windows (causal LMs); masked: masked marginal "
+                             "(masked LMs, substitutions only); embedding: cosine distance of the windows' mean "
+                             "final hidden states (any model). Default: causal or masked, by the model's head")
     parser.add_argument("--vcf", required=True, help="VCF file (.vcf, .vcf.gz or bgzip)")
     parser.add_argument("--reference", required=True,
                         help="reference FASTA (.fa / .fa.gz, read into memory) or genome store (.h5 from "
@@ -56,7 +60,7 @@ def _run(args: argparse.Namespace) -> int:
         counts = score_variants(model, read_vcf(args.vcf), reference, args.out, vcf=args.vcf, window=args.window,
                                 batch_size=args.batch_size, on_ref_mismatch=args.on_ref_mismatch,
                                 resume=args.resume, overwrite=args.overwrite, device=args.device, quiet=args.quiet,
-                                total=total, meta=meta)
+                                total=total, meta=meta, method=args.method)
     except KeyboardInterrupt:
         print("genomix score-variants: interrupted; the rows finished so far are kept: rerun the same command "
               "with --resume to continue", file=sys.stderr)

@@ -1,12 +1,16 @@
-"""Variant effect scores from a DNA language model, one per ALT allele of a VCF, in natural log:
+"""Variant effect scores from a DNA model, one per ALT allele of a VCF, by one of three methods:
 
-- **causal models** (HyenaDNA, Mamba, causal M2, Transformer): the log-likelihood ratio
+- ``causal``, for causal LMs (HyenaDNA, Mamba, causal M2, Transformer): the log-likelihood ratio
   ``llr = log p(alt window) - log p(ref window)`` of a window of the reference around the variant, with the
   allele substituted, summed over the window's tokens after the first;
-- **masked models** (Caduceus, M2-BERT): the masked marginal. The REF bases are masked in the reference
-  window, and ``llr = sum_i log p(alt_i) - log p(ref_i)`` over the masked positions, from the one forward.
+- ``masked``, for masked LMs (Caduceus, M2-BERT): the masked marginal. The REF bases are masked in the
+  reference window, and ``llr = sum_i log p(alt_i) - log p(ref_i)`` over the masked positions, from one forward.
   It compares bases at the same positions, so it scores substitutions (SNVs, MNVs); insertions and
-  deletions get the status ``indel`` under a masked model.
+  deletions get the status ``indel`` under a masked model;
+- ``embedding``, for any model: the cosine distance ``1 - cos(e_ref, e_alt)`` between the mean final hidden
+  states of the REF and ALT windows (0: the model sees no difference), for SNVs and indels alike.
+
+Log-likelihoods are natural logs. Without a ``method`` the model's head decides: causal or masked.
 
 Windows are ``window`` bases, centred on the variant and shifted inward at contig ends. The ALT window
 has the same length: a deletion pulls in reference bases from its right, an insertion pushes them out.
@@ -17,8 +21,10 @@ ALT sequence less likely.
 Every VCF allele gets a row, in file order, with a ``status``: ``scored``; ``ref_mismatch`` (with
 ``on_ref_mismatch="skip"``; the default stops with an error naming the line); ``symbolic`` (``<DEL>``,
 breakends, ``*``, ``.``: not sequences); ``too_long`` (an allele longer than half the window);
-``contig_too_short``; ``indel`` (masked models only). The ``ref_log_likelihood`` / ``alt_log_likelihood``
-columns hold the two terms of ``llr``: whole windows for causal models, the masked positions for masked ones. Rows go to a partial file as each batch finishes; an interrupted run continues
+``contig_too_short``; ``indel`` (masked method only). The ``ref_log_likelihood`` / ``alt_log_likelihood``
+columns hold the two terms of ``llr``: whole windows for the causal method, the masked positions for the
+masked one; ``embedding_distance`` is filled by the embedding method. Rows go to a partial file as each
+batch finishes; an interrupted run continues
 from there with ``resume=True``; the output appears under its name only when complete.
 """
 from __future__ import annotations
@@ -39,10 +45,11 @@ from .vcf import Variant
 
 log = logging.getLogger(__name__)
 COLUMNS = ("chrom", "pos", "id", "ref", "alt", "status", "llr", "ref_log_likelihood", "alt_log_likelihood",
+           "embedding_distance",
            "window_contig", "window_start", "window_length")
 DEFAULT_WINDOW = 4096
 ON_REF_MISMATCH = ("error", "skip")
-METHODS = ("causal", "masked")
+METHODS = ("causal", "masked", "embedding")
 
 
 @dataclasses.dataclass
@@ -56,13 +63,14 @@ class _Row:
     alt_seq: str = ""
     ref_ll: float | None = None
     alt_ll: float | None = None
+    distance: float | None = None
 
     def line(self) -> str:
         v = self.variant
         llr = "" if self.ref_ll is None else f"{self.alt_ll - self.ref_ll:.6g}"
-        lls = ["" if x is None else f"{x:.6g}" for x in (self.ref_ll, self.alt_ll)]
+        values = ["" if x is None else f"{x:.6g}" for x in (self.ref_ll, self.alt_ll, self.distance)]
         window = [self.contig, str(self.start), str(len(self.ref_seq))] if self.ref_seq else ["", "", ""]
-        return "\t".join([v.chrom, str(v.pos), v.id, v.ref, v.alt, self.status, llr, *lls, *window]) + "\n"
+        return "\t".join([v.chrom, str(v.pos), v.id, v.ref, v.alt, self.status, llr, *values, *window]) + "\n"
 
 
 def _matches(expected: str, found: str) -> bool:
@@ -103,17 +111,22 @@ def plan_windows(variant: Variant, reference: Reference, window: int, vcf: str |
     return _Row(variant, "scored", contig, start, offset, span[:width], alt_seq)
 
 
-def scoring_method(model: torch.nn.Module) -> str:
-    """``causal`` for next-token models, ``masked`` for masked LMs; anything else (a classifier, a bare
-    backbone) is refused."""
+def scoring_method(model: torch.nn.Module, method: str | None = None) -> str:
+    """The method for ``model``: ``method`` if the model supports it, else by its head (``causal`` for
+    next-token models, ``masked`` for masked LMs). Any model with hidden states supports ``embedding``."""
     from ..models.tasks import CausalLMMixin, MaskedLMMixin
 
-    if isinstance(model, MaskedLMMixin):
-        return "masked"
-    if isinstance(model, CausalLMMixin) and not getattr(model.config, "bidirectional", False):
-        return "causal"
-    raise ConfigError(f"variant scoring needs a causal or masked language model; {type(model).__name__} is neither "
-                      "(load the checkpoint with its LM head)")
+    if method is not None and method not in METHODS:
+        raise ConfigError(f"unknown scoring method {method!r}; choose one of {METHODS}")
+    if method == "embedding":
+        return method
+    own = ("masked" if isinstance(model, MaskedLMMixin) else
+           "causal" if isinstance(model, CausalLMMixin) and not getattr(model.config, "bidirectional", False) else None)
+    if own is None or method not in (None, own):
+        raise ConfigError(f"the {method or 'likelihood'} method needs a {method or 'causal or masked'} language model; "
+                          f"{type(model).__name__} is {'a ' + own + ' one' if own else 'neither'} (the embedding "
+                          "method works with any model)")
+    return own
 
 
 def _scored_by_width(rows: list[_Row]) -> Iterator[list[_Row]]:
@@ -156,6 +169,19 @@ def _score_masked(model: torch.nn.Module, rows: list[_Row], device: torch.device
             row.ref_ll, row.alt_ll = float(ref_ll[i]), float(alt_ll[i])
 
 
+@torch.no_grad()
+def _score_embedding(model: torch.nn.Module, rows: list[_Row], device: torch.device) -> None:
+    """Fill ``distance`` of scored rows: 1 - cosine similarity of the REF and ALT windows' mean final hidden
+    states, one forward per group of equal window length."""
+    for group in _scored_by_width(rows):
+        ids = torch.from_numpy(encode("".join(r.ref_seq for r in group) + "".join(r.alt_seq for r in group)))
+        out = model(input_ids=ids.view(2 * len(group), -1).to(device), output_hidden_states=True)
+        mean = out.hidden_states[-1].double().mean(dim=1).cpu()
+        distance = 1.0 - torch.nn.functional.cosine_similarity(mean[: len(group)], mean[len(group):], dim=-1)
+        for i, row in enumerate(group):
+            row.distance = float(distance[i])
+
+
 def _header(meta: dict[str, str]) -> str:
     return "# genomix score-variants " + " ".join(f"{k}={v}" for k, v in meta.items()) + "\n" + "\t".join(COLUMNS) + "\n"
 
@@ -178,14 +204,15 @@ def score_variants(
     model: torch.nn.Module, variants: Iterable[Variant], reference: Reference, out: str | Path, *,
     vcf: str | Path = "", window: int | None = None, batch_size: int = 16, on_ref_mismatch: str = "error",
     resume: bool = False, overwrite: bool = False, device: str | torch.device | None = None, quiet: bool = False,
-    total: int | None = None, meta: dict[str, str] | None = None,
+    total: int | None = None, meta: dict[str, str] | None = None, method: str | None = None,
 ) -> dict[str, int]:
     """Score every allele of ``variants`` into the TSV ``out`` (see the module docstring); returns the number of
     rows per status. ``window``: bases per window (default the smaller of 4096 and the model's
     ``max_seq_len``, which bounds it unless the model reads long inputs through a recurrent state);
     ``batch_size``: alleles per forward (two windows each); ``meta``: settings recorded in the output's first
-    line, which a resumed run must match; ``total``: the number of alleles, for the progress bar."""
-    method = scoring_method(model)
+    line, which a resumed run must match; ``total``: the number of alleles, for the progress bar; ``method``:
+    one of :data:`METHODS` (default: by the model's head)."""
+    method = scoring_method(model, method)
     if on_ref_mismatch not in ON_REF_MISMATCH:
         raise ConfigError(f"on_ref_mismatch must be one of {ON_REF_MISMATCH}, got {on_ref_mismatch!r}")
     if batch_size < 1:
@@ -194,7 +221,7 @@ def score_variants(
 
     limit = int(model.config.max_seq_len)
     window = window or min(DEFAULT_WINDOW, limit)
-    if window < 2 or (window > limit and not reads_in_pieces(model)):
+    if window < 2 or (window > limit and not (method == "causal" and reads_in_pieces(model))):
         raise RangeError(f"window {window} must be between 2 and the model's max_seq_len {limit}")
     out = Path(out)
     partial = out.with_name(f".{out.name}.partial")
@@ -215,7 +242,7 @@ def score_variants(
             fh.truncate(0)
             fh.write(header)
         try:
-            score = _score_masked if method == "masked" else _score_causal
+            score = {"causal": _score_causal, "masked": _score_masked, "embedding": _score_embedding}[method]
             for batch in _batches(_skip(variants, done, counts, bar), reference, window, vcf, on_ref_mismatch,
                                   batch_size, method):
                 score(model, batch, device)
