@@ -2,9 +2,9 @@
 
 Reads a labelled table (tab-separated, with columns ``chrom pos ref alt label``, label 1 = pathogenic,
 0 = benign; e.g. ``shared/data/variants/clinvar_chrMT_labeled_GRCh38_rCRS.tsv``), writes it as a VCF,
-scores it with ``genomix score-variants``' library call (log-likelihood ratio of ALT vs REF windows), and
-reports the AUROC of ``-llr`` as a pathogenicity score, overall and for SNVs and indels apart (a model
-that finds pathogenic alleles less likely scores above 0.5). Prints a table and writes
+scores it with ``genomix score-variants``' library call, and reports the AUROC of a pathogenicity score,
+overall and for SNVs and indels apart: ``-llr`` for the likelihood methods (a model that finds pathogenic
+alleles less likely scores above 0.5), the embedding distance for ``--method embedding``. Prints a table and writes
 ``eval_variant_scoring.json`` (atomically) and the per-variant ``scores.tsv`` to ``--out``.
 
     PYTHONPATH=. python pipelines/eval_variant_scoring.py --model CHECKPOINT \\
@@ -67,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reference", type=Path, required=True, help="FASTA or genome store (.h5)")
     parser.add_argument("--contig-map", action="append", default=[], metavar="VCF=REF")
     parser.add_argument("--window", type=int)
+    parser.add_argument("--method", choices=("causal", "masked", "embedding"),
+                        help="scoring method (default: by the model's head); embedding ranks by distance")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--device")
     parser.add_argument("--out", type=Path, default=Path("."))
@@ -84,21 +86,23 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     counts = score_variants(model, read_vcf(vcf), Reference(args.reference, parse_contig_map(args.contig_map)), scores_path,
                             vcf=vcf, window=args.window, batch_size=args.batch_size, on_ref_mismatch="skip",
-                            overwrite=True, device=args.device, quiet=True)
+                            overwrite=True, device=args.device, quiet=True, method=args.method)
     seconds = time.perf_counter() - started
     with open(scores_path) as fh:
         scored = list(csv.DictReader((line for line in fh if not line.startswith("#")), delimiter="\t"))
     labels = np.array([int(r["label"]) for r in rows])
     ok = np.array([s["status"] == "scored" for s in scored])
-    pathogenicity = np.array([-float(s["llr"]) if s["status"] == "scored" else np.nan for s in scored])
+    # a pathogenic allele should look unlikely (low llr) or far from the reference (large distance)
+    column, sign = ("embedding_distance", 1.0) if args.method == "embedding" else ("llr", -1.0)
+    pathogenicity = np.array([sign * float(s[column]) if s["status"] == "scored" else np.nan for s in scored])
     snv = np.array([len(r["ref"]) == 1 and len(r["alt"]) == 1 for r in rows])
     table = []
     for name, subset in (("all", ok), ("SNVs", ok & snv), ("indels", ok & ~snv)):
         table.append({"variants": name, "n": int(subset.sum()), "pathogenic": int(labels[subset].sum()),
                       "auroc": auroc(pathogenicity[subset], labels[subset])})
     result = {"model": args.model, "variants": str(args.variants), "reference": str(args.reference),
-              "window": args.window, "statuses": counts, "seconds": seconds, "table": table}
-    print(f"{'variants':>8} {'n':>6} {'pathogenic':>10} {'AUROC(-llr)':>12}")
+              "window": args.window, "method": args.method or "by the model's head", "score": f"{sign:+.0f} {column}", "statuses": counts, "seconds": seconds, "table": table}
+    print(f"{'variants':>8} {'n':>6} {'pathogenic':>10} {'AUROC':>12}   (score: {'-' if sign < 0 else ''}{column})")
     for row in table:
         print(f"{row['variants']:>8} {row['n']:>6} {row['pathogenic']:>10} {row['auroc']:>12.3f}")
     fd, tmp = tempfile.mkstemp(dir=args.out, suffix=".tmp")

@@ -258,7 +258,14 @@ def test_clinvar_evaluation_pipeline_runs_end_to_end(tmp_path, capsys):
     labels = [int(r["label"]) for r in clinvar_rows()]
     assert table["all"]["n"] == 63 and table["all"]["pathogenic"] == sum(labels) == 14
     assert table["SNVs"]["n"] + table["indels"]["n"] == 63 and 0.0 <= table["all"]["auroc"] <= 1.0
-    assert "AUROC(-llr)" in capsys.readouterr().out
+    assert "(score: -llr)" in capsys.readouterr().out
+    code = _eval_pipeline().main(["--model", "caduceus-ph-1k-d118", "--variants", str(CLINVAR), "--reference", str(RCRS),
+                                  "--contig-map", "MT=MT_human", "--window", "64", "--device", "cpu", "--method",
+                                  "embedding", "--out", str(tmp_path / "emb")])
+    assert code == 0
+    result = json.loads((tmp_path / "emb" / "eval_variant_scoring.json").read_text())
+    assert result["score"] == "+1 embedding_distance" and result["table"][0]["n"] == 63
+    assert "(score: embedding_distance)" in capsys.readouterr().out
 
 
 def test_masked_models_score_substitutions_by_masked_marginals(tmp_path, clinvar_vcf):
