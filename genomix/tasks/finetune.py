@@ -226,7 +226,7 @@ def finetune(model: str, task: str | os.PathLike | TaskData, out_dir: str | os.P
     state = AtomicCheckpointIO().load_checkpoint(best_path)
     module.load_state_dict(state["state_dict"])
     best_epoch = int(state.get("epoch", -1))
-    device = next(classifier.parameters()).device if accelerator == "cpu" else trainer.strategy.root_device
+    device = trainer.strategy.root_device  # fit's teardown left the model on the CPU; predictions move it back
     metrics, predictions = {}, out / "predictions"
     predictions.mkdir(exist_ok=True)
     for split, data in (("dev", dev), ("test", test)):
