@@ -150,7 +150,7 @@ def test_epoch_order_depends_on_seed_and_epoch_only_and_flips_are_reverse_comple
     np.testing.assert_array_equal(ids, reverse_complement(encode("AACG")))
 
 
-@pytest.mark.parametrize("name", ["hyenadna-tiny-1k", "mamba-tiny-1k"])
+@pytest.mark.parametrize("name", ["hyenadna-tiny-1k", "mamba-tiny-1k", "transformer-tiny-1k"])
 def test_padding_does_not_change_a_causal_classifier(name):
     torch.manual_seed(0)
     model = genomix.models.build(name, task="classification", num_labels=2, pooling="last").eval()

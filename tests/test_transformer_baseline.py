@@ -90,3 +90,20 @@ def test_trains_backward_reaches_every_parameter():
     ids = ids_(2, 32)
     model(ids, labels=ids).loss.backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+
+
+def test_an_lm_checkpoint_loads_as_a_classifier_with_its_backbone(tmp_path):
+    import genomix
+    from genomix.models.transformer import TransformerForSequenceClassification
+
+    lm = tiny()
+    lm.save_pretrained(tmp_path)
+    clf = genomix.from_pretrained(tmp_path, task="classification", num_labels=3).eval()
+    assert type(clf) is TransformerForSequenceClassification
+    ids = ids_(2, 40)
+    with torch.no_grad():
+        torch.testing.assert_close(clf.backbone(ids).last_hidden_state, lm.backbone(ids).last_hidden_state)
+        out = clf(ids, labels=torch.tensor([0, 2]))
+    assert out.logits.shape == (2, 3) and torch.isfinite(out.loss)
+    with pytest.raises(ConfigError):
+        TransformerConfig(pooling="median")

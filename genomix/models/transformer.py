@@ -15,12 +15,14 @@ from torch import nn
 
 from ..errors import ConfigError, RangeError
 from .base import GenomixConfig, GenomixPreTrainedModel, LayerNormStackMixin
+from .heads import POOLING_MODES
 from .registry import Family, register_family
-from .tasks import CausalLMMixin
+from .tasks import CausalLMMixin, SequenceClassificationMixin
 
 
 class TransformerConfig(GenomixConfig):
-    """Width, depth, heads and MLP size of the baseline; ``rope_theta`` is the RoPE base."""
+    """Width, depth, heads and MLP size of the baseline; ``rope_theta`` is the RoPE base; ``pooling`` and
+    ``classifier_dropout`` configure the classification head."""
 
     model_type = "genomix-transformer"
 
@@ -35,10 +37,14 @@ class TransformerConfig(GenomixConfig):
         dropout: float = 0.0,
         layer_norm_epsilon: float = 1e-5,
         initializer_range: float = 0.02,
+        pooling: str = "mean",
+        classifier_dropout: float = 0.0,
         **kwargs: Any,
     ) -> None:
         if d_model % n_head or (d_model // n_head) % 2:
             raise ConfigError(f"d_model={d_model} must split into {n_head} heads of even size (RoPE)")
+        if pooling not in POOLING_MODES:
+            raise ConfigError(f"pooling must be one of {POOLING_MODES}, got {pooling!r}")
         self.d_model = d_model
         self.n_layer = n_layer
         self.n_head = n_head
@@ -47,6 +53,8 @@ class TransformerConfig(GenomixConfig):
         self.dropout = dropout
         self.layer_norm_epsilon = layer_norm_epsilon
         self.initializer_range = initializer_range
+        self.pooling = pooling
+        self.classifier_dropout = classifier_dropout
         super().__init__(max_seq_len=max_seq_len, **kwargs)
 
     @property
@@ -157,14 +165,25 @@ class TransformerForCausalLM(CausalLMMixin, TransformerPreTrainedModel):
     backbone_class = TransformerModel
 
 
+class TransformerForSequenceClassification(SequenceClassificationMixin, TransformerPreTrainedModel):
+    """Backbone + padding-aware pooling (``config.pooling``) + linear classifier (``num_labels``): the
+    attention baseline for fine-tuning comparisons."""
+
+    backbone_class = TransformerModel
+
+
 FAMILY = register_family(
     Family(
         model_type=TransformerConfig.model_type,
         config_class=TransformerConfig,
-        models={"base": TransformerModel, "causal-lm": TransformerForCausalLM},
+        models={
+            "base": TransformerModel,
+            "causal-lm": TransformerForCausalLM,
+            "classification": TransformerForSequenceClassification,
+        },
         default_task="causal-lm",
     )
 )
 
 
-__all__ = ["TransformerConfig", "TransformerForCausalLM", "TransformerModel"]
+__all__ = ["TransformerConfig", "TransformerForCausalLM", "TransformerForSequenceClassification", "TransformerModel"]
