@@ -21,7 +21,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         "classification head; a named size (e.g. hyenadna-tiny-1k) trains from scratch")
     p.add_argument("--revision", help="Hub branch, tag or commit to pin")
     p.add_argument("--task", required=True, help="task folder: train/dev/test .csv/.tsv[.gz] with sequence,label "
-                   "columns, or GenomicBenchmarks' train/ and test/ class folders")
+                   "columns or .fna[.gz] with '|label' headers, or GenomicBenchmarks' train/ and test/ class "
+                   "folders (`genomix tasks download` fetches GUE and NT)")
     p.add_argument("--recipe", default="gue", help="recipe name in configs/finetune (gue, genomic-benchmarks, "
                    "quick) or a YAML path (default: gue)")
     p.add_argument("--out", required=True, help="output folder (checkpoints, logs, predictions, metrics, model)")

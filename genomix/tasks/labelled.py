@@ -2,9 +2,13 @@
 
 Two layouts are understood (:func:`load_task` tells them apart):
 
-- **Tables** (GUE, Nucleotide Transformer exports, user files): one file per split, named
-  ``train``, ``dev`` (or ``valid``/``val``/``validation``) and ``test``, as ``.csv`` or ``.tsv``, optionally
-  gzipped, with a header row naming a ``sequence`` and a ``label`` column (other columns are ignored).
+- **Split files** (GUE, Nucleotide Transformer, user files): one file per split, named ``train``, ``dev``
+  (or ``valid``/``val``/``validation``) and ``test``, optionally gzipped, either
+  - a ``.csv``/``.tsv`` table with a header row naming a ``sequence`` and a ``label`` column (other
+    columns are ignored), or
+  - a labelled FASTA (``.fna``/``.fa``/``.fasta``, the Nucleotide Transformer benchmark's files) whose
+    headers end in ``|<label>``.
+
   Labels are integers ``0..K-1`` or names; names become ids in sorted order, the same in every split.
 - **Class folders** (GenomicBenchmarks): ``<split>/<class name>/*.txt``, one sequence per file; the
   class names, sorted, give the label ids.
@@ -28,6 +32,8 @@ from ..tokenizer import encode
 
 SPLIT_NAMES = {"train": "train", "dev": "dev", "valid": "dev", "val": "dev", "validation": "dev", "test": "test"}
 TABLE_SUFFIXES = (".csv", ".tsv", ".csv.gz", ".tsv.gz")
+FASTA_SUFFIXES = tuple(ext + gz for gz in ("", ".gz") for ext in (".fna", ".fa", ".fasta"))
+SPLIT_FILE_SUFFIXES = TABLE_SUFFIXES + FASTA_SUFFIXES
 
 
 @dataclasses.dataclass
@@ -119,6 +125,43 @@ def read_table(path: str | os.PathLike) -> tuple[list[np.ndarray], list[str]]:
     return ids, labels
 
 
+def read_labelled_fasta(path: str | os.PathLike) -> tuple[list[np.ndarray], list[str]]:
+    """(token ids, raw label strings) of a FASTA file whose headers end in ``|<label>``
+    (``>chr1:100-400|1``); sequences may span several lines."""
+    path = Path(path)
+    ids: list[np.ndarray] = []
+    labels: list[str] = []
+    header_line, label, chunks = 0, None, []
+
+    def finish() -> None:
+        if label is not None:
+            ids.append(_encode_row("".join(chunks), f"{path}:{header_line}"))
+            labels.append(label)
+
+    try:
+        with _open_text(path) as fh:
+            for line_no, line in enumerate(fh, start=1):
+                line = line.strip()
+                if line.startswith(">"):
+                    finish()
+                    name, bar, label = line[1:].rpartition("|")
+                    label = label.strip()
+                    if not bar or not label:
+                        raise InputFormatError(f"{path}:{line_no}: header {line[:80]!r} does not end in "
+                                               "'|<label>'; a labelled FASTA header looks like '>name|1'")
+                    header_line, chunks = line_no, []
+                elif line:
+                    if label is None:
+                        raise InputFormatError(f"{path}:{line_no}: sequence before the first '>' header")
+                    chunks.append(line)
+            finish()
+    except (UnicodeDecodeError, gzip.BadGzipFile, EOFError) as exc:
+        raise InputFormatError(f"{path}: not a readable FASTA file ({exc})") from None
+    if not ids:
+        raise InputFormatError(f"{path}: no records")
+    return ids, labels
+
+
 def read_class_folders(split_dir: str | os.PathLike) -> dict[str, list[np.ndarray]]:
     """Sequences by class name from GenomicBenchmarks' ``<split>/<class>/*.txt`` layout."""
     split_dir = Path(split_dir)
@@ -150,7 +193,7 @@ def _label_ids(raw: dict[str, list[str]]) -> tuple[dict[str, np.ndarray], list[s
 def _table_files(task_dir: Path) -> dict[str, Path]:
     found: dict[str, Path] = {}
     for path in sorted(task_dir.iterdir()):
-        for suffix in TABLE_SUFFIXES:
+        for suffix in SPLIT_FILE_SUFFIXES:
             if path.name.endswith(suffix) and path.name[: -len(suffix)].lower() in SPLIT_NAMES:
                 split = SPLIT_NAMES[path.name[: -len(suffix)].lower()]
                 if split in found:
@@ -163,18 +206,19 @@ def load_task(path: str | os.PathLike, name: str | None = None) -> TaskData:
     """A task folder in either layout (see the module docstring)."""
     task_dir = Path(path).expanduser()
     if not task_dir.is_dir():
-        raise InputFormatError(f"{task_dir}: not a task folder; expected train/dev/test .csv/.tsv files or "
+        raise InputFormatError(f"{task_dir}: not a task folder; expected train/dev/test .csv/.tsv/.fna files or "
                                "GenomicBenchmarks' train/ and test/ class folders")
     name = name or task_dir.name
     tables = _table_files(task_dir)
     if tables:
-        read = {split: read_table(p) for split, p in tables.items()}
+        read = {split: (read_labelled_fasta(p) if p.name.endswith(FASTA_SUFFIXES) else read_table(p))
+                for split, p in tables.items()}
         label_ids, names = _label_ids({split: labels for split, (_, labels) in read.items()})
         splits = {s: LabelledSequences(read[s][0], label_ids[s], str(tables[s])) for s in read}
         return TaskData(name, splits, names)
     folders = {SPLIT_NAMES[p.name.lower()]: p for p in task_dir.iterdir() if p.is_dir() and p.name.lower() in SPLIT_NAMES}
     if not folders:
-        raise InputFormatError(f"{task_dir}: no split files (train/dev/test{'/'.join(TABLE_SUFFIXES)}) and no "
+        raise InputFormatError(f"{task_dir}: no split files (train/dev/test{'/'.join(SPLIT_FILE_SUFFIXES)}) and no "
                                "train/ or test/ class folders")
     by_split = {split: read_class_folders(p) for split, p in folders.items()}
     names = sorted({c for classes in by_split.values() for c in classes})

@@ -1,0 +1,51 @@
+"""`genomix tasks`: list the benchmark suites genomix can fetch, and download them as task folders."""
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    from ..tasks.suites import known_suites
+
+    names = sorted(known_suites())
+    parser = subparsers.add_parser("tasks", help="list and download fine-tuning benchmarks (GUE, NT)",
+                                   description="Benchmark suites as task folders for `genomix finetune --task`.")
+    sub = parser.add_subparsers(dest="tasks_command", metavar="ACTION")
+    sub.required = True
+
+    show = sub.add_parser("list", help="the suites, their sources and tasks")
+    show.add_argument("suite", nargs="?", choices=names, help="one suite only")
+    show.set_defaults(func=_list)
+
+    dl = sub.add_parser("download", help="download a suite's tasks (resumable; finished tasks are skipped)")
+    dl.add_argument("suite", choices=names)
+    dl.add_argument("--tasks", nargs="+", metavar="TASK",
+                    help="tasks or groups to fetch (e.g. prom tf/0; default: all)")
+    dl.add_argument("--out", help="suite folder (default: <cache>/benchmarks/<suite>)")
+    dl.add_argument("--archive", help="an already downloaded copy of the suite's zip (archive suites only)")
+    dl.add_argument("--cache-dir", help="download cache (default: $GENOMIX_CACHE or ~/.cache/genomix)")
+    dl.add_argument("--quiet", action="store_true", help="no progress bars")
+    dl.set_defaults(func=_download)
+
+
+def _list(args: argparse.Namespace) -> int:
+    from ..tasks.suites import known_suites
+
+    for spec in known_suites().values():
+        if args.suite and spec.name != args.suite:
+            continue
+        source = spec.archive["url"] if spec.archive else f"{spec.hub_dataset}@{spec.revision}"
+        print(f"{spec.name}: {spec.description}")
+        print(f"  source:  {source}")
+        print(f"  tasks ({len(spec.tasks)}): {' '.join(spec.tasks)}")
+    return 0
+
+
+def _download(args: argparse.Namespace) -> int:
+    from ..tasks.suites import fetch_suite
+
+    folders = fetch_suite(args.suite, out=args.out, tasks=args.tasks, archive=args.archive,
+                          cache=args.cache_dir, quiet=args.quiet)
+    for task, folder in folders.items():
+        print(f"{task}\t{folder}")
+    return 0

@@ -1,0 +1,239 @@
+"""Benchmark suites fetched from a local HTTP server that stands in for Google Drive and the Hugging Face
+Hub: the shipped suite list, resumed transfers, checksums, archive checks, all-or-nothing task folders,
+labelled FASTA, and the `genomix tasks` command. The payloads are real GUE rows from shared/data."""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import http.server
+import io
+import json
+import re
+import threading
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from genomix.cli import main
+from genomix.errors import ChecksumError, ConfigError, DownloadError, InputFormatError
+from genomix.tasks import fetch_suite, known_suites, load_task, read_labelled_fasta
+from genomix.tasks import suites as suites_module
+
+GUE = Path(__file__).resolve().parents[2] / "shared" / "data" / "gue"
+GUE_TASKS = ("prom/prom_300_tata", "tf/0")
+NT = known_suites()["nt"]
+
+
+class _Host(http.server.BaseHTTPRequestHandler):
+    """GET with Range support for ``state['files']``; HEAD answers 302 with ``state['heads']`` headers;
+    the first ``state['cut']`` GETs drop the connection a third of the way through."""
+
+    state: dict = {}
+
+    def log_message(self, *args):
+        pass
+
+    def do_HEAD(self):
+        self.state["log"].append(("HEAD", self.path, None))
+        if self.path not in self.state["files"]:
+            self.send_error(404)
+            return
+        self.send_response(302)
+        self.send_header("Location", "/cdn" + self.path)
+        for key, value in self.state["heads"].get(self.path, {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+
+    def do_GET(self):
+        self.state["log"].append(("GET", self.path, self.headers.get("Range")))
+        body = self.state["files"].get(self.path)
+        if body is None:
+            self.send_error(404)
+            return
+        start = 0
+        match = re.match(r"bytes=(\d+)-", self.headers.get("Range") or "")
+        if match:
+            start = int(match.group(1))
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+        else:
+            self.send_response(200)
+        rest = body[start:]
+        self.send_header("Content-Length", str(len(rest)))
+        self.end_headers()
+        if self.state["cut"] > 0:
+            self.state["cut"] -= 1
+            self.wfile.write(rest[: len(rest) // 3])
+            self.wfile.flush()
+            self.connection.shutdown(2)
+            return
+        self.wfile.write(rest)
+
+
+@pytest.fixture()
+def host():
+    state = {"files": {}, "heads": {}, "log": [], "cut": 0}
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), type("H", (_Host,), {"state": state}))
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}", state
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def _gue_csv(task: str, split: str) -> bytes:
+    return gzip.decompress((GUE / task / f"{split}.csv.gz").read_bytes())
+
+
+def _gue_zip(tasks=GUE_TASKS, wrapper: str = "GUE/") -> bytes:
+    """A GUE.zip laid out like DNABERT-2's (a top folder, then group/task/split.csv), from real rows."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for task in tasks:
+            for split in ("train", "dev", "test"):
+                zf.writestr(f"{wrapper}{task}/{split}.csv", _gue_csv(task, split))
+    return buffer.getvalue()
+
+
+@pytest.fixture()
+def gue_suite(host, tmp_path, monkeypatch):
+    """The shipped suite list with GUE's archive URL pointed at the local host."""
+    url, state = host
+    entries = yaml.safe_load(suites_module.SUITES_FILE.read_text())
+    entries["gue"]["archive"]["url"] = f"{url}/drive/GUE.zip"
+    patched = tmp_path / "benchmarks.yaml"
+    patched.write_text(yaml.safe_dump(entries))
+    monkeypatch.setattr(suites_module, "SUITES_FILE", patched)
+    return state
+
+
+def test_the_shipped_suites_are_complete_and_pinned():
+    suites = known_suites()
+    assert len(suites["gue"].tasks) == 28 and len(set(suites["gue"].tasks)) == 28
+    assert len(NT.tasks) == 18 and re.fullmatch(r"[0-9a-f]{40}", NT.revision)
+    assert suites["gue"].select(["tf"]) == [f"tf/{i}" for i in range(5)]
+    assert suites["gue"].select(["prom/prom_300_tata", "prom"])[0] == "prom/prom_300_tata"
+    with pytest.raises(ConfigError, match="no task or group 'tff'"):
+        suites["gue"].select(["tff"])
+
+
+def test_gue_archive_resumes_extracts_checks_and_skips_finished_tasks(gue_suite, tmp_path):
+    state = gue_suite
+    state["files"]["/drive/GUE.zip"] = _gue_zip()
+    state["cut"] = 1  # the first transfer dies a third of the way through
+    out = tmp_path / "gue"
+    folders = fetch_suite("gue", out=out, tasks=["prom/prom_300_tata", "tf/0"], quiet=True)
+    assert [r for _, _, r in state["log"] if r], "the retry did not resume with a Range request"
+    for task, folder in folders.items():
+        data = load_task(folder)
+        for split in ("train", "dev", "test"):
+            rows = _gue_csv(task, split).decode().strip().splitlines()
+            assert len(data.splits[split]) == len(rows) - 1
+        source = json.loads((folder / "SOURCE.json").read_text())
+        assert source["suite"] == "gue" and source["examples"]["train"] == len(data.splits["train"])
+    assert not any((out / ".staging").rglob("*.csv"))
+    requests = len(state["log"])
+    fetch_suite("gue", out=out, tasks=["tf/0"], quiet=True)
+    assert len(state["log"]) == requests  # finished tasks are not fetched again
+
+
+def test_an_html_page_instead_of_the_zip_says_to_download_by_hand(gue_suite, tmp_path):
+    gue_suite["files"]["/drive/GUE.zip"] = b"<!DOCTYPE html><html>Google Drive - quota exceeded</html>"
+    with pytest.raises(DownloadError, match="--archive"):
+        fetch_suite("gue", out=tmp_path / "gue", tasks=["tf/0"], quiet=True)
+    assert not (tmp_path / "gue" / "tf" / "0").exists()
+
+
+def test_a_given_archive_is_crc_checked_and_must_hold_the_tasks(tmp_path):
+    good = tmp_path / "GUE.zip"
+    good.write_bytes(_gue_zip(wrapper=""))  # no top folder: the marker finds the root anyway
+    folders = fetch_suite("gue", out=tmp_path / "a", tasks=["tf/0"], archive=good, quiet=True)
+    assert len(load_task(folders["tf/0"]).splits["test"]) > 0
+    with pytest.raises(InputFormatError, match="no files of task mouse/0"):
+        fetch_suite("gue", out=tmp_path / "b", tasks=["mouse/0"], archive=good, quiet=True)
+    stored = io.BytesIO()
+    with zipfile.ZipFile(stored, "w", compression=zipfile.ZIP_STORED) as zf:
+        zf.writestr("GUE/prom/prom_300_all/train.csv", "sequence,label\n" + "ACGT" * 50 + ",1\n")
+    raw = bytearray(stored.getvalue())
+    raw[raw.index(b"ACGTACGT") + 3] ^= 0x04  # flip one stored byte: the CRC-32 no longer matches
+    bad = tmp_path / "bad.zip"
+    bad.write_bytes(bytes(raw))
+    with pytest.raises(ChecksumError, match="CRC-32"):
+        fetch_suite("gue", out=tmp_path / "c", tasks=["prom"], archive=bad, quiet=True)
+
+
+def _fna(task: str, split: str) -> bytes:
+    """NT-style labelled FASTA (``>name|label``, sequence wrapped at 60) from real GUE rows."""
+    lines = _gue_csv(task, split).decode().strip().splitlines()[1:]
+    out = []
+    for i, row in enumerate(lines):
+        seq, label = row.split(",")
+        out.append(f">{task.replace('/', '_')}_{split}_{i}|{label}")
+        out.extend(seq[j:j + 60] for j in range(0, len(seq), 60))
+    return ("\n".join(out) + "\n").encode()
+
+
+def _serve_nt(state, url, task, source_task, corrupt: str | None = None):
+    for split in ("train", "test"):
+        body = _fna(source_task, split)
+        path = f"/datasets/{NT.hub_dataset}/resolve/{NT.revision}/{task}/{split}.fna"
+        state["files"][path] = body + (b"ACGT\n" if split == corrupt else b"")
+        state["heads"][path] = {"X-Linked-Etag": f'"{hashlib.sha256(body).hexdigest()}"',
+                                "X-Linked-Size": str(len(body))}
+
+
+def test_nt_files_are_verified_against_the_hub_checksum_and_read_as_labelled_fasta(host, tmp_path, monkeypatch):
+    url, state = host
+    monkeypatch.setenv("HF_ENDPOINT", url)
+    _serve_nt(state, url, "H3", "tf/0")
+    _serve_nt(state, url, "H4", "prom/prom_300_tata", corrupt="test")
+    folders = fetch_suite("nt", out=tmp_path / "nt", tasks=["H3"], quiet=True)
+    data = load_task(folders["H3"])
+    rows = _gue_csv("tf/0", "train").decode().strip().splitlines()[1:]
+    assert len(data.splits["train"]) == len(rows) and set(data.splits) == {"train", "test"}
+    assert data.splits["train"].labels.tolist() == [int(r.split(",")[1]) for r in rows]
+    assert len(data.splits["train"].ids[0]) == len(rows[0].split(",")[0])  # wrapped lines joined
+    source = json.loads((folders["H3"] / "SOURCE.json").read_text())
+    assert source["revision"] == NT.revision and len(source["files"]["train.fna"]["sha256"]) == 64
+    with pytest.raises(ChecksumError):
+        fetch_suite("nt", out=tmp_path / "nt", tasks=["H4"], quiet=True)
+    assert not (tmp_path / "nt" / "H4").exists() and (tmp_path / "nt" / "H3").is_dir()
+    with pytest.raises(DownloadError, match="HTTP 404"):
+        fetch_suite("nt", out=tmp_path / "nt", tasks=["enhancers"], quiet=True)
+
+
+@pytest.mark.parametrize("text, message", [
+    (">a|1\nACGT\n>b\nACGT\n", r":3: header '>b' does not end in '\|<label>'"),
+    ("ACGT\n>a|1\nACGT\n", ":1: sequence before the first '>' header"),
+    (">a|1\nACGT\n>b|0\n\n", ":3: empty sequence"),
+    (">a|1\nACGTZZ\n", ":1:"),
+])
+def test_malformed_labelled_fasta_names_file_and_line(tmp_path, text, message):
+    path = tmp_path / "train.fna"
+    path.write_text(text)
+    with pytest.raises(InputFormatError, match=message):
+        read_labelled_fasta(path)
+
+
+def test_gzipped_labelled_fasta_with_named_labels(tmp_path):
+    (tmp_path / "train.fna.gz").write_bytes(gzip.compress(b">x|weak\nACG\nTT\n>y|strong\nGGGA\n"))
+    (tmp_path / "test.fna").write_text(">z|none\nAC\n")
+    data = load_task(tmp_path)
+    assert data.label_names == ["none", "strong", "weak"]
+    assert data.splits["train"].labels.tolist() == [2, 1] and data.splits["test"].labels.tolist() == [0]
+    np.testing.assert_array_equal(data.splits["train"].lengths(), [5, 4])
+
+
+def test_cli_lists_and_downloads(host, tmp_path, monkeypatch, capsys):
+    url, state = host
+    monkeypatch.setenv("HF_ENDPOINT", url)
+    _serve_nt(state, url, "promoter_tata", "prom/prom_300_tata")
+    assert main(["tasks", "list", "nt"]) == 0
+    assert "promoter_tata" in capsys.readouterr().out
+    out = tmp_path / "nt"
+    assert main(["tasks", "download", "nt", "--tasks", "promoter_tata", "--out", str(out), "--quiet"]) == 0
+    assert capsys.readouterr().out.strip() == f"promoter_tata\t{out / 'promoter_tata'}"
+    assert main(["tasks", "download", "nt", "--tasks", "H5", "--out", str(out)]) == 2
+    assert "no task or group 'H5'" in capsys.readouterr().err
