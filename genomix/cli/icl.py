@@ -1,0 +1,46 @@
+"""``genomix icl``: classify with a frozen causal LM from k-shot prompts and/or a tuned soft prompt."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("icl", help="in-context classification: k-shot prompts, soft prompts",
+                              description=__doc__)
+    p.add_argument("--model", required=True, help="causal-LM checkpoint (dir or Hub id, any supported layout)")
+    p.add_argument("--revision", help="Hub branch, tag or commit to pin")
+    p.add_argument("--task", required=True, help="task folder, as for `genomix finetune --task`")
+    p.add_argument("--recipe", default="kshot", help="recipe name in configs/icl (kshot, soft-prompt, quick) "
+                   "or a YAML path (default: kshot)")
+    p.add_argument("--out", required=True, help="output folder (metrics.json, predictions/, soft prompt)")
+    p.add_argument("--shots", type=int, help="demonstrations per class in every prompt")
+    p.add_argument("--soft-prompt", type=int, dest="soft_prompt_tokens", help="soft-prompt vectors (0: none)")
+    p.add_argument("--steps", type=int, help="soft-prompt tuning steps")
+    p.add_argument("--lr", type=float, help="soft-prompt learning rate")
+    p.add_argument("--max-length", type=int, help="cut demonstrations and queries to this many bases")
+    p.add_argument("--train-rows", type=int, help="draw demonstrations / tune on the first N training rows")
+    p.add_argument("--test-rows", type=int, help="score the first N dev and test rows only")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
+    p.add_argument("--resume", action="store_true", help="continue the soft-prompt run in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..tasks.icl import load_icl_recipe, run_icl
+
+    recipe = load_icl_recipe(args.recipe, shots=args.shots, soft_prompt_tokens=args.soft_prompt_tokens,
+                             steps=args.steps, lr=args.lr, max_length=args.max_length, train_rows=args.train_rows,
+                             test_rows=args.test_rows, seed=args.seed)
+    if args.quiet:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    logging.getLogger("genomix").setLevel(logging.WARNING if args.quiet else logging.INFO)
+    summary = run_icl(args.model, args.task, args.out, recipe, revision=args.revision, device=args.device,
+                      resume=args.resume, quiet=args.quiet)
+    print(json.dumps(summary["metrics"], indent=2))
+    return 0

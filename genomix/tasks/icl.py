@@ -1,0 +1,293 @@
+"""In-context classification with a causal DNA language model: k-shot prompts and soft prompts.
+
+The model's weights never change. Every query becomes one token row::
+
+    [soft prompt: P slots] demo_1 [SEP] y_1 [SEP] ... demo_n [SEP] y_n [SEP] query [SEP]
+
+- ``y_i`` is the demonstration's class written as one token of the *verbalizer* (class 0 -> ``A``,
+  class 1 -> ``C``, ...): a DNA model's vocabulary has no other tokens to spare, and nucleotides are
+  tokens it has learnt embeddings for.
+- The class distribution is the model's next-token distribution at the final ``[SEP]``, restricted to
+  the verbalizer tokens.
+- Demonstrations (``shots`` per class, in random order) are drawn from the training split with a
+  generator seeded by (seed, split, row), so a query always sees the same demonstrations.
+- A soft prompt (HyenaDNA's soft prompting) is ``P`` trainable embedding vectors in front of every row,
+  tuned by gradient descent on the training split while the model stays frozen. The slots are
+  ``[RESERVED]`` tokens in the row; :class:`SoftPromptEmbedding` swaps their embeddings for the
+  prompt's.
+
+Rows are padded on the right and the logits are read at each row's last real position: for a causal
+model the padding after it cannot change them, so no mask is needed.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import CheckpointError, ConfigError, RangeError
+from ..tokenizer import A_ID, PAD_ID, RESERVED_ID, SEP_ID, T_ID, encode
+from ..train.recipe import from_mapping, read_named_yaml
+from ..train.run import atomic_write_text
+from .finetune import write_predictions
+from .labelled import LabelledSequences, TaskData, load_task
+from .metrics import classification_metrics
+
+log = logging.getLogger(__name__)
+
+SOFT_ID = RESERVED_ID
+SPLIT_SEEDS = {"train": 0, "dev": 1, "test": 2}
+CHECKPOINT = "soft_prompt_state.pt"
+
+
+@dataclasses.dataclass
+class IclRecipe:
+    """How to prompt: ``shots`` demonstrations per class, a soft prompt of ``soft_prompt_tokens``
+    vectors tuned for ``steps`` steps (0 tokens: none), the verbalizer, and how many rows to score.
+
+    - ``max_length``: cut demonstrations and queries to their first ``max_length`` bases (``None``: keep
+      whole; a row longer than the model's ``max_seq_len`` is then an error naming the fix).
+    - ``test_rows``/``train_rows``: score or tune on the first rows only (quick runs; ``None``: all).
+    - ``checkpoint_every``: soft-prompt steps between resumable checkpoints.
+    """
+
+    shots: int = 2
+    soft_prompt_tokens: int = 0
+    steps: int = 0
+    lr: float = 1e-2
+    batch_size: int = 16
+    eval_batch_size: int = 64
+    verbalizer: str = "ACGTN"
+    max_length: int | None = None
+    train_rows: int | None = None
+    test_rows: int | None = None
+    checkpoint_every: int = 100
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("shots", "soft_prompt_tokens", "steps"):
+            if int(getattr(self, name)) < 0:
+                raise ConfigError(f"ICL recipe field {name} must be >= 0, got {getattr(self, name)}")
+        if self.steps and not self.soft_prompt_tokens:
+            raise ConfigError("ICL recipe: steps > 0 tunes a soft prompt; set soft_prompt_tokens too")
+        if len(set(self.verbalizer)) != len(self.verbalizer) or not self.verbalizer:
+            raise ConfigError(f"ICL recipe verbalizer must be distinct bases, got {self.verbalizer!r}")
+        for name in ("batch_size", "eval_batch_size", "checkpoint_every"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"ICL recipe field {name} must be a positive integer, got {getattr(self, name)}")
+
+
+def icl_recipe_dirs() -> list[Path]:
+    """Where named ICL recipes live: ``$GENOMIX_ICL_RECIPE_PATH`` entries, then the shipped ones."""
+    extra = [Path(p) for p in os.environ.get("GENOMIX_ICL_RECIPE_PATH", "").split(os.pathsep) if p]
+    return extra + [Path(__file__).resolve().parent.parent / "configs" / "icl"]
+
+
+def load_icl_recipe(name_or_path: str | os.PathLike, **overrides: Any) -> IclRecipe:
+    """A recipe by shipped name (``kshot``, ``soft-prompt``) or YAML path; ``None`` overrides are ignored."""
+    data, path = read_named_yaml(name_or_path, icl_recipe_dirs(), "ICL recipe", **overrides)
+    return from_mapping(IclRecipe, data, str(path))
+
+
+class SoftPromptEmbedding(nn.Module):
+    """The model's token embedding, except that the ``[RESERVED]`` slots of a row take the prompt's
+    vectors in order (the i-th slot of a row gets vector i)."""
+
+    def __init__(self, base: nn.Embedding, length: int, seed: int = 0) -> None:
+        super().__init__()
+        self.base = base
+        generator = torch.Generator().manual_seed(seed)
+        start = torch.randint(A_ID, T_ID + 1, (length,), generator=generator)  # initialised from random nucleotides
+        self.prompt = nn.Parameter(base.weight.detach()[start].clone().float())
+
+    @property
+    def weight(self) -> torch.Tensor:  # tied LM heads read the embedding matrix through this
+        return self.base.weight
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        embedded = self.base(input_ids)
+        slots = input_ids == SOFT_ID
+        if not bool(slots.any()):
+            return embedded
+        index = (slots.cumsum(dim=1) - 1).clamp(0, self.prompt.shape[0] - 1)
+        return torch.where(slots.unsqueeze(-1), self.prompt[index].to(embedded.dtype), embedded)
+
+
+class PromptBuilder:
+    """Token rows for queries of one split: soft-prompt slots, demonstrations, the query, ``[SEP]``."""
+
+    def __init__(self, train: LabelledSequences, num_labels: int, recipe: IclRecipe) -> None:
+        if num_labels > len(recipe.verbalizer):
+            raise ConfigError(f"{num_labels} classes but the verbalizer {recipe.verbalizer!r} has "
+                              f"{len(recipe.verbalizer)} tokens; ICL handles at most that many classes")
+        self.train, self.recipe = train, recipe
+        self.label_tokens = encode(recipe.verbalizer[:num_labels], dtype=np.int64)
+        self.by_class = [np.flatnonzero(train.labels == c) for c in range(num_labels)]
+        short = [c for c, rows in enumerate(self.by_class) if len(rows) < recipe.shots + 1]
+        if recipe.shots and short:
+            raise ConfigError(f"the training split has too few examples of class(es) {short} for "
+                              f"{recipe.shots} shots per class")
+
+    def _cut(self, ids: np.ndarray) -> np.ndarray:
+        return ids if self.recipe.max_length is None else ids[: self.recipe.max_length]
+
+    def row(self, query: np.ndarray, split: str, index: int) -> np.ndarray:
+        """The row for ``query`` (row ``index`` of ``split``; a training query never sees itself)."""
+        rng = np.random.default_rng([self.recipe.seed, SPLIT_SEEDS[split], index])
+        demos = []
+        for rows in self.by_class:
+            pool = rows[rows != index] if split == "train" else rows
+            demos.extend(rng.choice(pool, size=self.recipe.shots, replace=False).tolist())
+        rng.shuffle(demos)
+        parts = [np.full(self.recipe.soft_prompt_tokens, SOFT_ID, dtype=np.int64)]
+        for d in demos:
+            label = self.label_tokens[self.train.labels[d]]
+            parts += [self._cut(self.train.ids[d]).astype(np.int64), [SEP_ID, label, SEP_ID]]
+        parts += [self._cut(query).astype(np.int64), [SEP_ID]]
+        return np.concatenate([np.asarray(p, dtype=np.int64) for p in parts])
+
+
+def _batch(rows: list[np.ndarray], limit: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded (batch, longest) ids and each row's last position."""
+    lengths = [len(r) for r in rows]
+    if limit is not None and max(lengths) > limit:
+        raise RangeError(f"an ICL prompt of {max(lengths)} tokens exceeds the model's max_seq_len={limit}; "
+                         "use fewer shots, a shorter soft prompt or max_length to cut the sequences")
+    ids = torch.full((len(rows), max(lengths)), PAD_ID, dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = torch.from_numpy(r)
+    return ids, torch.tensor(lengths) - 1
+
+
+def class_logits(model: nn.Module, rows: list[np.ndarray], label_tokens: np.ndarray, device: torch.device) -> torch.Tensor:
+    """(batch, K) next-token logits of the verbalizer tokens at each row's last position."""
+    ids, last = _batch(rows, getattr(model.config, "max_seq_len", None))
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+    with autocast:
+        logits = model(input_ids=ids.to(device)).logits
+    final = logits[torch.arange(len(rows), device=device), last.to(device)]
+    return final[:, torch.as_tensor(label_tokens, device=device)].float()
+
+
+@torch.no_grad()
+def score_split(model: nn.Module, builder: PromptBuilder, data: LabelledSequences, split: str,
+                batch_size: int, device: torch.device, quiet: bool = True) -> np.ndarray:
+    """(n, K) class logits for every row of ``data``."""
+    from tqdm.auto import tqdm
+
+    out = []
+    for start in tqdm(range(0, len(data), batch_size), desc=f"{split} prompts", disable=quiet):
+        rows = [builder.row(data.ids[i], split, i) for i in range(start, min(start + batch_size, len(data)))]
+        out.append(class_logits(model, rows, builder.label_tokens, device).cpu())
+    return torch.cat(out).numpy()
+
+
+def _save_state(path: Path, prompt: SoftPromptEmbedding, optimizer: torch.optim.Optimizer, step: int) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    torch.save({"prompt": prompt.prompt.detach().cpu(), "optimizer": optimizer.state_dict(), "step": step}, tmp)
+    os.replace(tmp, path)
+
+
+def tune_soft_prompt(model: nn.Module, prompt: SoftPromptEmbedding, builder: PromptBuilder, train: LabelledSequences,
+                     recipe: IclRecipe, device: torch.device, state_path: Path, quiet: bool = True) -> list[float]:
+    """``recipe.steps`` AdamW steps on the prompt alone (cross-entropy of the class logits), resuming
+    from ``state_path`` when it exists and saving it every ``checkpoint_every`` steps; returns the
+    losses of the steps run now."""
+    from tqdm.auto import tqdm
+
+    optimizer = torch.optim.AdamW([prompt.prompt], lr=recipe.lr, weight_decay=0.0)
+    step = 0
+    if state_path.is_file():
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        if state["prompt"].shape != prompt.prompt.shape:
+            raise CheckpointError(f"{state_path}: a soft prompt of shape {tuple(state['prompt'].shape)}, the recipe "
+                                  f"asks for {tuple(prompt.prompt.shape)}; use another --out")
+        with torch.no_grad():
+            prompt.prompt.copy_(state["prompt"])
+        optimizer.load_state_dict(state["optimizer"])
+        step = int(state["step"])
+        log.info("resuming the soft prompt at step %d of %d", step, recipe.steps)
+    losses = []
+    progress = tqdm(total=recipe.steps, initial=step, desc="soft prompt", disable=quiet)
+    while step < recipe.steps:
+        rng = np.random.default_rng([recipe.seed, 7919, step])  # the batch of a step does not depend on resuming
+        picks = rng.choice(len(train), size=min(recipe.batch_size, len(train)), replace=False)
+        rows = [builder.row(train.ids[i], "train", int(i)) for i in picks]
+        logits = class_logits(model, rows, builder.label_tokens, device)
+        loss = nn.functional.cross_entropy(logits, torch.as_tensor(train.labels[picks], device=device))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        step += 1
+        losses.append(loss.item())
+        progress.update(1)
+        progress.set_postfix(loss=f"{losses[-1]:.4f}")
+        if step % recipe.checkpoint_every == 0 or step == recipe.steps:
+            _save_state(state_path, prompt, optimizer, step)
+    progress.close()
+    return losses
+
+
+def _causal_lm(model_name: str, revision: str | None) -> nn.Module:
+    from ..hub import load_model
+    from ..models.tasks import CausalLMMixin
+
+    model = load_model(model_name, "lm", revision=revision)
+    if not isinstance(model, CausalLMMixin):
+        raise ConfigError(f"{model_name} is a {type(model).__name__}; in-context prompting reads the next-token "
+                          "distribution, so it needs a causal LM (HyenaDNA, Mamba, M2 causal, the Transformer)")
+    return model
+
+
+def run_icl(model: str, task: str | os.PathLike | TaskData, out_dir: str | os.PathLike, recipe: IclRecipe, *,
+            revision: str | None = None, device: str | None = None, resume: bool = False,
+            quiet: bool = False) -> dict[str, Any]:
+    """Prompt ``model`` on ``task``'s dev and test splits (after tuning a soft prompt if the recipe has
+    one) and write ``metrics.json``, ``predictions/{dev,test}.tsv`` and ``soft_prompt.safetensors`` to
+    ``out_dir``. With ``resume``, a soft-prompt run interrupted part way continues from its last
+    checkpoint; without it, an ``out_dir`` holding one is refused."""
+    from safetensors.torch import save_file
+
+    out = Path(out_dir).expanduser()
+    if (out / CHECKPOINT).is_file() and not resume:
+        raise ConfigError(f"{out} already holds a soft-prompt run; pass --resume to continue it, or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    task = task if isinstance(task, TaskData) else load_task(task)
+    train = task.split("train")
+    if recipe.train_rows is not None:
+        train = train.head(recipe.train_rows)
+    torch_device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    lm = _causal_lm(model, revision).to(torch_device).eval()
+    lm.requires_grad_(False)
+    builder = PromptBuilder(train, task.num_labels, recipe)
+    prompt = None
+    losses: list[float] = []
+    if recipe.soft_prompt_tokens:
+        prompt = SoftPromptEmbedding(lm.get_input_embeddings(), recipe.soft_prompt_tokens, recipe.seed).to(torch_device)
+        lm.set_input_embeddings(prompt)
+        losses = tune_soft_prompt(lm, prompt, builder, train, recipe, torch_device, out / CHECKPOINT, quiet)
+        save_file({"prompt": prompt.prompt.detach().cpu().contiguous()}, str(out / "soft_prompt.safetensors"))
+    metrics, predictions = {}, out / "predictions"
+    predictions.mkdir(exist_ok=True)
+    for split in ("dev", "test"):
+        data = task.splits.get(split)
+        if data is None:
+            continue
+        if recipe.test_rows is not None:
+            data = data.head(recipe.test_rows)
+        logits = score_split(lm, builder, data, split, recipe.eval_batch_size, torch_device, quiet)
+        metrics[split] = classification_metrics(logits, data.labels)
+        write_predictions(predictions / f"{split}.tsv", logits, data.labels, task.label_names)
+    summary = {"model": model, "task": task.name, "label_names": task.label_names,
+               "verbalizer": recipe.verbalizer[: task.num_labels], "recipe": dataclasses.asdict(recipe),
+               "soft_prompt_losses": losses, "metrics": metrics}
+    atomic_write_text(out / "metrics.json", json.dumps(summary, indent=2) + "\n")
+    return summary
