@@ -2,7 +2,8 @@
 
 Each task runs ``genomix.tasks.finetune`` into ``--out/<task>/`` (checkpoints, predictions, metrics.json,
 model); a task whose ``metrics.json`` exists is not run again, and an interrupted task resumes from its
-last finished epoch, so rerunning the same command continues a suite. Prints a table (classes, examples,
+last finished epoch, so rerunning the same command continues a suite. A task that fails (a diverging run,
+bad data) is reported in the table and JSON with its error, and the suite goes on. Prints a table (classes, examples,
 best epoch, test MCC / accuracy / macro-F1, wall time) and writes ``finetune_gue.json`` (atomically).
 
     PYTHONPATH=. python pipelines/finetune_gue.py --model hyenadna-tiny-1k --gue ../shared/data/gue \\
@@ -32,12 +33,16 @@ def print_table(rows: list[dict]) -> None:
     print(header)
     print("-" * len(header))
     for r in rows:
+        if "error" in r:
+            print(f"{r['task']:24} failed: {r['error']}")
+            continue
         t = r["test"]
         print(f"{r['task']:24} {r['classes']:7d} {r['train']:7d} {r['test_rows']:6d} {r['best_epoch']:7d} "
               f"{t['mcc']:7.3f} {t['accuracy']:7.3f} {t['f1_macro']:7.3f} {r['minutes']:6.1f}")
 
 
 def main(argv: list[str] | None = None) -> int:
+    from genomix.errors import GenomixError
     from genomix.tasks import finetune, load_finetune_recipe
     from genomix.train.run import atomic_write_text
 
@@ -66,8 +71,13 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         if not done.is_file():
             recipe = load_finetune_recipe(args.recipe, max_epochs=args.max_epochs, train_rows=args.train_rows)
-            finetune(args.model, args.gue / name, out, recipe, resume="auto", accelerator=args.accelerator,
-                     quiet=True)
+            try:
+                finetune(args.model, args.gue / name, out, recipe, resume="auto", accelerator=args.accelerator,
+                         quiet=True)
+            except GenomixError as exc:  # one task's failure (e.g. divergence) does not end the suite
+                rows.append({"task": name, "error": str(exc)})
+                print(f"{name}: failed: {exc}", flush=True)
+                continue
         summary = json.loads(done.read_text())
         rows.append({"task": name, "classes": len(summary["label_names"]), "train": summary["examples"]["train"],
                      "test_rows": summary["examples"]["test"], "best_epoch": summary["best_epoch"],

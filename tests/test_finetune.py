@@ -13,7 +13,7 @@ import torch
 
 import genomix
 from genomix.cli import main as cli_main
-from genomix.errors import ConfigError, InputFormatError, RangeError
+from genomix.errors import ConfigError, InputFormatError, RangeError, TrainingError
 from genomix.tasks import ClassificationModule, classification_metrics, finetune, load_finetune_recipe, load_task, read_table
 from genomix.tasks.batches import Collate, EpochOrder, SequenceDataset, fit_lengths
 from genomix.tasks.labelled import LabelledSequences
@@ -226,6 +226,15 @@ def test_a_resumed_run_ends_where_the_uninterrupted_one_does(tmp_path, monkeypat
     assert len(list((tmp_path / "resumed" / "logs" / "csv").iterdir())) == 2  # one log folder per segment
 
 
+def test_a_diverging_run_stops_with_a_clear_error_instead_of_scoring_nan(tmp_path):
+    task = _small_task(tmp_path, train_rows=128, eval_rows=32)
+    recipe = load_finetune_recipe("quick", max_epochs=2)
+    recipe.optim.lr = 1e12  # blows the weights up within a few steps, as a diverging run would
+    with pytest.raises(TrainingError, match="non-finite"):
+        finetune("hyenadna-tiny-1k", task, tmp_path / "nan", recipe, accelerator="cpu", quiet=True)
+    assert not (tmp_path / "nan" / "metrics.json").exists()
+
+
 def test_cli_reports_a_task_without_train_split(tmp_path, capsys):
     status = cli_main(["finetune", "--model", "hyenadna-tiny-1k", "--task", str(GUE / "EMP" / "H3"),
                        "--out", str(tmp_path / "x"), "--quiet"])
@@ -241,7 +250,7 @@ def test_the_gue_suite_pipeline_tabulates_and_skips_finished_tasks(tmp_path, cap
     pipeline = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(pipeline)
     assert "prom/prom_core_all" in pipeline.gue_tasks(GUE) and "EMP/H3" not in pipeline.gue_tasks(GUE)
-    args = ["--model", "hyenadna-tiny-1k", "--gue", str(GUE), "--tasks", "prom/prom_core_tata", "--recipe", "quick",
+    args = ["--model", "hyenadna-tiny-1k", "--gue", str(GUE), "--tasks", "prom/prom_core_tata", "EMP/H3", "--recipe", "quick",
             "--max-epochs", "1", "--train-rows", "128", "--accelerator", "cpu", "--out", str(tmp_path)]
     assert pipeline.main(args) == 0
     done = tmp_path / "prom_prom_core_tata" / "metrics.json"
@@ -249,6 +258,8 @@ def test_the_gue_suite_pipeline_tabulates_and_skips_finished_tasks(tmp_path, cap
     assert pipeline.main(args) == 0
     assert done.stat().st_mtime_ns == stamp  # the finished task was not run again
     table = json.loads((tmp_path / "finetune_gue.json").read_text())
-    assert [r["task"] for r in table["rows"]] == ["prom/prom_core_tata"]
+    assert [r["task"] for r in table["rows"]] == ["prom/prom_core_tata", "EMP/H3"]
     assert table["rows"][0]["test"] == json.loads(done.read_text())["metrics"]["test"]
-    assert "prom/prom_core_tata" in capsys.readouterr().out
+    assert "no train split" in table["rows"][1]["error"]  # a failed task is reported and the suite goes on
+    out = capsys.readouterr().out
+    assert "prom/prom_core_tata" in out and "EMP/H3                   failed:" in out

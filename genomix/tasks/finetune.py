@@ -29,9 +29,9 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError, ConfigError, TrainingError
 from ..train.checkpoint_io import AtomicCheckpointIO
-from ..train.module import adamw_warmup_cosine
+from ..train.module import adamw_warmup_cosine, check_finite_loss
 from ..train.run import atomic_write_text, export_pretrained, run_loggers
 from .batches import fit_lengths, loader
 from .labelled import LabelledSequences, TaskData, load_task
@@ -67,6 +67,7 @@ class ClassificationModule(L.LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         out = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
+        check_finite_loss(self, out.loss, batch_idx)
         self.log("train/loss", out.loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(batch["labels"]))
         return out.loss
 
@@ -81,7 +82,11 @@ class ClassificationModule(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         if not self._dev_logits:
             return
-        scores = classification_metrics(torch.cat(self._dev_logits).numpy(), torch.cat(self._dev_labels).numpy())
+        logits = torch.cat(self._dev_logits)
+        if not bool(torch.isfinite(logits).all()):
+            raise TrainingError(f"non-finite development logits after epoch {self.current_epoch}: the model diverged "
+                                "without a non-finite loss; lower the learning rate or use --precision 32-true")
+        scores = classification_metrics(logits.numpy(), torch.cat(self._dev_labels).numpy())
         monitor = self.recipe.monitor
         self.log_dict({f"dev/{k}": v for k, v in scores.items() if k != monitor})
         self.log(f"dev/{monitor}", scores[monitor], prog_bar=True)

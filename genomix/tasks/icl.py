@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import CheckpointError, ConfigError, RangeError
+from ..errors import CheckpointError, ConfigError, RangeError, TrainingError
 from ..tokenizer import A_ID, PAD_ID, RESERVED_ID, SEP_ID, T_ID, encode
 from ..train.recipe import from_mapping, read_named_yaml
 from ..train.run import atomic_write_text
@@ -223,6 +223,9 @@ def tune_soft_prompt(model: nn.Module, prompt: SoftPromptEmbedding, builder: Pro
         rows = [builder.row(train.ids[i], "train", int(i)) for i in picks]
         logits = class_logits(model, rows, builder.label_tokens, device)
         loss = nn.functional.cross_entropy(logits, torch.as_tensor(train.labels[picks], device=device))
+        if not bool(torch.isfinite(loss)):
+            raise TrainingError(f"non-finite soft-prompt loss at step {step}; the last good state is {state_path} "
+                                "(if written): lower lr and rerun with --resume")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -100,6 +100,24 @@ def adamw_warmup_cosine(model: nn.Module, optim: OptimConfig, schedule_steps: in
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
+def check_finite_loss(module: L.LightningModule, loss: torch.Tensor, batch_idx: int) -> None:
+    """Raise :class:`TrainingError` naming the step and the last good checkpoint when ``loss`` is NaN or
+    infinite (on any rank: every rank stops together), instead of training on into garbage."""
+    trainer = module._trainer  # None when the module runs outside a Trainer
+    bad = (~torch.isfinite(loss.detach())).float()
+    if trainer is not None and trainer.world_size > 1:
+        bad = trainer.strategy.reduce(bad, reduce_op="sum")
+    if bad.item() > 0:
+        callback = trainer.checkpoint_callback if trainer is not None else None
+        last = getattr(callback, "last_model_path", None) or None
+        kept = f"the last good checkpoint is {last}" if last else "no checkpoint had been written yet"
+        raise TrainingError(
+            f"non-finite training loss ({loss.item()}) at optimiser step {module.global_step}, "
+            f"epoch {module.current_epoch}, micro-batch {batch_idx}; {kept}. Lower the learning rate, "
+            "check the data, or resume from the checkpoint with --resume"
+        )
+
+
 class LanguageModelingModule(L.LightningModule):
     """Trains ``model`` (a genomix causal-LM or masked-LM head) on batches of windows.
 
@@ -160,7 +178,7 @@ class LanguageModelingModule(L.LightningModule):
             loss = self.model(**inputs).loss
         else:
             loss = self._manual_forward_backward(inputs, batch_idx)
-        self._check_finite(loss, batch_idx)
+        check_finite_loss(self, loss, batch_idx)
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False)
         self.log("train/bits_per_base", loss / LN2, on_step=True, on_epoch=False)
         self.log("train/seq_len", float(batch["input_ids"].shape[-1]), on_step=True, on_epoch=False)
@@ -205,21 +223,6 @@ class LanguageModelingModule(L.LightningModule):
         if other["total"]["completed"] > mine["total"]["completed"]:
             mine.clear()
             mine.update(copy.deepcopy(other))
-
-    def _check_finite(self, loss: torch.Tensor, batch_idx: int) -> None:
-        trainer = self._trainer  # None when the module runs outside a Trainer
-        bad = (~torch.isfinite(loss.detach())).float()
-        if trainer is not None and trainer.world_size > 1:
-            bad = trainer.strategy.reduce(bad, reduce_op="sum")  # every rank stops together
-        if bad.item() > 0:
-            callback = trainer.checkpoint_callback if trainer is not None else None
-            last = getattr(callback, "last_model_path", None) or None
-            kept = f"the last good checkpoint is {last}" if last else "no checkpoint had been written yet"
-            raise TrainingError(
-                f"non-finite training loss ({loss.item()}) at optimiser step {self.global_step}, "
-                f"epoch {self.current_epoch}, micro-batch {batch_idx}; {kept}. Lower the learning rate, "
-                "check the data, or resume from the checkpoint with --resume"
-            )
 
     # -- validation ---------------------------------------------------------------------------
     def on_validation_epoch_start(self) -> None:
