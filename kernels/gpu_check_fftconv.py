@@ -14,7 +14,8 @@ float64 reference by relative L2 error (fp32 <= 1e-4, bf16 <= 1e-2). bf16 cases 
 M2 shape class) and fp32 ones with L <= 2048 run the on-chip short path, the others the multi-pass one;
 dy is fed as a transposed (B, L, H) view, as M2 hands it back. The variant is ``plan.current_tuning()``
 (``GENOMIX_FFTCONV_VARIANT=v2`` to check v2).
-On the cuFFT path, bf16 inputs (fp16 spectra) also run ``RANGE_CASES`` with extreme magnitudes.
+bf16 inputs also run cases with extreme magnitudes: ``RANGE_CASES`` on the cuFFT path (fp16 spectra),
+``SHORT_RANGE_CASES`` on the Triton path's on-chip kernels (fp16 dot operands).
 Prints a table last and writes JSON to ``--out``.
 
     PYTHONPATH=. python kernels/gpu_check_fftconv.py --out OUTDIR [--path cufft]
@@ -51,6 +52,9 @@ CASES = [  # (B, H, L, bidirectional, gates)
 #: cuFFT path, 16-bit inputs: fp16 spectra whose range scaling must hold for coherent inputs (spectra of
 #: 1e9 and more unscaled) and gradients of 1e-20 (zero in fp16 unscaled). Same (B, H, L, bid, gates) form.
 RANGE_CASES = [(1, 4, 1 << 20, False, True), (2, 3, 30_001, True, True), (4, 2, 40_000, False, True)]
+#: The same extreme magnitudes on the Triton path's on-chip kernels (fp16 dot operands, range-scaled per
+#: tile): GUE-like lengths, where a fine-tuned pretrained HyenaDNA once overflowed fp16 to NaN.
+SHORT_RANGE_CASES = [(8, 64, 70, False, True), (4, 16, 1000, True, True), (2, 8, 4096, False, True)]
 TOL = {torch.float32: 1e-4, torch.bfloat16: 1e-2}
 DEVICE = "cuda"  # a CPU smoke run of the Triton checks (interpreter, tiny case) sets "cpu"
 
@@ -166,7 +170,7 @@ def main() -> int:
     torch.manual_seed(int(time.time()))
     rows = []
     for dtype in (getattr(torch, name) for name in args.dtypes):
-        extreme = RANGE_CASES if args.path == "cufft" and dtype == torch.bfloat16 else []
+        extreme = [] if dtype != torch.bfloat16 else RANGE_CASES if args.path == "cufft" else SHORT_RANGE_CASES
         for case, is_extreme in [(c, False) for c in CASES] + [(c, True) for c in extreme]:
             t0 = time.time()
             try:

@@ -191,6 +191,23 @@ def test_v3_short_path_forward_backward(B, L, bidirectional, dtype):
         assert rel(g, gr) <= TOL[dtype], (name, dtype, rel(g, gr))
 
 
+# Activations of a trained model reach magnitudes where fp16 dot operands overflow (65504): a pretrained
+# HyenaDNA fine-tuned in bf16 went to NaN through the short path (2026-12-04). Each on-chip row transform
+# scales its tile by a power of two into fp16's range and back, so large (and tiny) inputs stay exact.
+@pytest.mark.parametrize("tuning,L,scale", [("v3", 70, 3e4), ("v3", 200, 1e-6), ("v2", 600, 1e5)])
+def test_16bit_dot_operands_survive_large_and_tiny_magnitudes(tuning, L, scale):
+    B, bid = 2, False
+    ts = make(B, 2, L, bid, gates=True, dtype=torch.bfloat16, seed=L)
+    ts[0] = (ts[0].float() * scale).to(torch.bfloat16)
+    ts[1] = ts[1] * 50.0  # a filter with large taps, as trained implicit filters have
+    dy = (torch.randn(B, 2, L) * scale).to(torch.bfloat16)
+    y, grads = _grads(functools.partial(fftconv_triton, tuning=tuning), ts, dy, bid, wide=False)
+    r, ref_grads = _grads(fftconv_ref, ts, dy, bid, wide=True)
+    assert torch.isfinite(y).all() and rel(y, r) <= TOL[torch.bfloat16]
+    for name, g, gr in zip(("du", "dk", "dD", "dpre", "dpost"), grads, ref_grads):
+        assert torch.isfinite(g).all() and rel(g, gr) <= TOL[torch.bfloat16], (name, rel(g, gr))
+
+
 def test_hermitian_part_keeps_the_real_signal():
     """The paired cross spectrum carries i*T (T the spectrum of a real signal); hermitian_part drops it."""
     plan = plan_mod.make_plan(300)

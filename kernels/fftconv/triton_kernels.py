@@ -78,8 +78,36 @@ def _load_fa_out(far_ptr, fai_ptr, A: tl.constexpr, AH: tl.constexpr):
 
 
 @triton.jit
+def _fp16_range(xr, xi, REAL: tl.constexpr, DOT16: tl.constexpr):
+    """(down, up): powers of two that bring the tile's largest magnitude into [0.5, 1) and back, when the
+    dots take fp16 operands (``DOT16`` 3 or 4); else (1, 1). fp16 overflows at 65504: a trained model's
+    activations and gradients get there, and the DFT steps add up to A (<= 128) such values. Scaled,
+    every operand of both steps stays below ~200, and powers of two keep the scaling exact. A tile that
+    is all zero or already non-finite keeps (1, 1). Both factors are scalars, so the tile is only
+    multiplied. The two tile reductions cost the 4K on-chip forward ~0.5 ms of 2.95 (BENCHMARKS.md,
+    "fp16 range scaling on chip")."""
+    if DOT16 >= 3:
+        m = tl.max(tl.max(tl.abs(xr), axis=1), axis=0)
+        if not REAL:
+            m = tl.maximum(m, tl.max(tl.max(tl.abs(xi), axis=1), axis=0))
+        usable = (m > 0) & (m < 3.0e38)
+        e = tl.ceil(tl.log2(tl.where(usable, m, 1.0)))
+        down = tl.exp2(-e)
+        up = tl.exp2(e)
+    else:
+        down = 1.0
+        up = 1.0
+    return down, up
+
+
+@triton.jit
 def _row_fwd(xr, xi, far, fai, fbr, fbi, twr, twi, REAL: tl.constexpr, PREC: tl.constexpr, DOT16: tl.constexpr):
-    """Row transform of an (A, BD) tile: F_A @ X, twiddle, @ F_BD (frequency ka + A*kb at [ka, kb])."""
+    """Row transform of an (A, BD) tile: F_A @ X, twiddle, @ F_BD (frequency ka + A*kb at [ka, kb]).
+    With fp16 dot operands the tile is range-scaled first and the result scaled back (:func:`_fp16_range`)."""
+    down, up = _fp16_range(xr, xi, REAL, DOT16)
+    xr = xr * down
+    if not REAL:
+        xi = xi * down
     if REAL:
         yr = _mm(far, xr, PREC, DOT16)
         yi = _mm(fai, xr, PREC, DOT16)
@@ -90,12 +118,16 @@ def _row_fwd(xr, xi, far, fai, fbr, fbi, twr, twi, REAL: tl.constexpr, PREC: tl.
     ti = yr * twi + yi * twr
     zr = _mm(tr, fbr, PREC, DOT16) - _mm(ti, fbi, PREC, DOT16)
     zi = _mm(tr, fbi, PREC, DOT16) + _mm(ti, fbr, PREC, DOT16)
-    return zr, zi
+    return zr * up, zi * up
 
 
 @triton.jit
 def _row_inv(zr, zi, far, fai, fbr, fbi, twr, twi, REAL_OUT: tl.constexpr, PREC: tl.constexpr, DOT16: tl.constexpr):
-    """Adjoint of :func:`_row_fwd` (unscaled): @ conj(F_BD), conjugate twiddle, conj(F_A) @ ."""
+    """Adjoint of :func:`_row_fwd` (unscaled): @ conj(F_BD), conjugate twiddle, conj(F_A) @ ; range-scaled
+    like :func:`_row_fwd`."""
+    down, up = _fp16_range(zr, zi, False, DOT16)
+    zr = zr * down
+    zi = zi * down
     yr = _mm(zr, fbr, PREC, DOT16) + _mm(zi, fbi, PREC, DOT16)
     yi = _mm(zi, fbr, PREC, DOT16) - _mm(zr, fbi, PREC, DOT16)
     tr = yr * twr + yi * twi
@@ -105,7 +137,7 @@ def _row_inv(zr, zi, far, fai, fbr, fbi, twr, twi, REAL_OUT: tl.constexpr, PREC:
         xi = xr
     else:
         xi = _mm(far, ti, PREC, DOT16) - _mm(fai, tr, PREC, DOT16)
-    return xr, xi
+    return xr * up, xi * up
 
 
 @triton.jit
