@@ -126,6 +126,52 @@ type(model).__name__, model.config.id2label"""),
 ]
 
 
+IN_CONTEXT = [
+    ("markdown", """# In-context classification
+
+A causal DNA language model can classify without changing its weights. `genomix.tasks.icl` writes each
+query as one token row: optional soft-prompt slots, a few labelled demonstrations from the training split,
+then the query. The label of a demonstration is written as one base (class 0 = `A`, class 1 = `C`, ...),
+and the model's next-token probabilities of those bases after the query are the class scores.
+`genomix icl --model M --task DIR --out OUT` is the same from a shell.
+
+This tutorial uses a tiny model with random weights, so its scores are at chance: pass a pretrained
+causal-LM checkpoint (a folder or Hub id) to `run_icl` for real use. Set `TASK` to a GUE task folder
+(`genomix tasks download gue` fetches them)."""),
+    ("code", """import os
+import tempfile
+from pathlib import Path
+
+import genomix
+from genomix.tasks import known_suites, load_task
+from genomix.tasks.icl import PromptBuilder, load_icl_recipe, run_icl
+from genomix.tokenizer import decode
+
+default = Path(genomix.__file__).resolve().parents[2] / "shared" / "data" / "gue" / "prom" / "prom_core_tata"
+TASK = Path(os.environ.get("GENOMIX_TUTORIAL_TASK", default))
+task = load_task(TASK)
+print(task.name, task.label_names, {split: len(data) for split, data in task.splits.items()})
+print("downloadable suites:", {name: len(suite.tasks) for name, suite in known_suites().items()})"""),
+    ("markdown", """## What a prompt looks like
+One shot per class, no soft prompt: two demonstrations (`sequence [SEP] label [SEP]`), then the query and
+`[SEP]`. The demonstrations are drawn with a generator seeded by the row, so a query always sees the same."""),
+    ("code", """recipe = load_icl_recipe("kshot", shots=1)
+builder = PromptBuilder(task.split("train"), task.num_labels, recipe)
+row = builder.row(task.split("test").ids[0], "test", 0)
+print(len(row), "tokens")
+print(decode(row)[:120], "...", decode(row)[-40:])"""),
+    ("markdown", """## k-shot prompting and a soft prompt
+`run_icl` scores dev and test and writes `metrics.json` and per-row predictions. The `quick` recipe adds an
+8-vector soft prompt tuned for 20 steps with the model frozen (`soft-prompt` is the full recipe: 64
+vectors, 1,000 steps); a run that stops part way continues with `resume=True`."""),
+    ("code", """out = Path(tempfile.mkdtemp(prefix="genomix-icl-"))
+kshot = run_icl("hyenadna-tiny-1k", task, out / "kshot", load_icl_recipe("kshot", shots=1, test_rows=64),
+                device="cpu", quiet=True)
+soft = run_icl("hyenadna-tiny-1k", task, out / "soft", load_icl_recipe("quick"), device="cpu", quiet=True)
+print("k-shot test", kshot["metrics"]["test"])
+print("soft prompt test", soft["metrics"]["test"], "loss", soft["soft_prompt_losses"][0], "->", soft["soft_prompt_losses"][-1])"""),
+]
+
 def build(cells: list[tuple[str, str]]) -> nbformat.NotebookNode:
     """A notebook (nbformat 4, Python 3 kernel) with the given markdown/code cells and no outputs."""
     notebook = nbformat.v4.new_notebook()
@@ -135,7 +181,7 @@ def build(cells: list[tuple[str, str]]) -> nbformat.NotebookNode:
     return notebook
 
 
-NOTEBOOKS = {"quick_tour.ipynb": QUICK_TOUR, "finetuning.ipynb": FINETUNING}
+NOTEBOOKS = {"quick_tour.ipynb": QUICK_TOUR, "finetuning.ipynb": FINETUNING, "in_context.ipynb": IN_CONTEXT}
 
 if __name__ == "__main__":
     for file_name, cells in NOTEBOOKS.items():
