@@ -144,6 +144,9 @@ def test_an_html_page_instead_of_the_zip_says_to_download_by_hand(gue_suite, tmp
     with pytest.raises(DownloadError, match="--archive"):
         fetch_suite("gue", out=tmp_path / "gue", tasks=["tf/0"], quiet=True)
     assert not (tmp_path / "gue" / "tf" / "0").exists()
+    assert not (tmp_path / "gue" / ".downloads" / "GUE.zip").exists()  # the page is not kept as the archive
+    gue_suite["files"]["/drive/GUE.zip"] = _gue_zip()  # the quota recovered: the next run fetches the zip
+    assert load_task(fetch_suite("gue", out=tmp_path / "gue", tasks=["tf/0"], quiet=True)["tf/0"]).splits
 
 
 def test_a_given_archive_is_crc_checked_and_must_hold_the_tasks(tmp_path):

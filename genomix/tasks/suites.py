@@ -141,14 +141,17 @@ def _fetch_from_archive(spec: BenchmarkSuite, root: Path, tasks: list[str], arch
                         quiet: bool) -> None:
     info = spec.archive
     assert info is not None
-    if archive is None:
+    fetched = archive is None
+    if fetched:
         archive = download(info["url"], root / ".downloads" / info["filename"], sha256=info.get("sha256"),
                            quiet=quiet)
     archive = Path(archive).expanduser()
     if not zipfile.is_zipfile(archive):
+        if fetched:
+            archive.unlink()  # not the archive: the next run must fetch again, not reuse this file
         raise DownloadError(
             f"{archive} is not a zip archive (Google Drive answers with an HTML page when its download quota "
-            f"is exhausted or the link changed); delete it, download {info['filename']} in a browser from "
+            f"is exhausted or the link changed); download {info['filename']} in a browser from "
             f"{info['page']} and pass it with --archive"
         )
     with zipfile.ZipFile(archive) as zf:
