@@ -147,3 +147,28 @@ def test_cli_on_real_gue_rows_writes_metrics_predictions_and_the_prompt(tmp_path
     assert main(args) == 2 and "--resume" in capsys.readouterr().err
     assert main(args + ["--resume"]) == 0  # finished: nothing left to tune, scored again
     assert load_icl_recipe("soft-prompt").soft_prompt_tokens == 64
+
+
+@pytest.mark.skipif(not GUE_TATA.is_dir(), reason="needs shared/data/gue")
+def test_the_pretrain_transfer_pipeline_runs_end_to_end(tmp_path):
+    """pipelines/pretrain_transfer.sh at toy sizes: pretrain, fine-tune, both ICL recipes, finished work skipped."""
+    import os
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, GUE=str(GUE_TATA.parents[1]), OUT=str(tmp_path), TASKS="prom/prom_300_tata",
+               PRETRAIN_RECIPE="demo", PRETRAIN_ARGS="--max-steps 2",
+               FINETUNE_ARGS="--max-epochs 1 --train-rows 64 --accelerator cpu", ICL_TASKS="prom/prom_300_tata",
+               ICL_ARGS="--test-rows 8 --train-rows 50", SOFT_PROMPT_ARGS="--steps 2",
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+               PYTHONPATH=f"{repo}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    run = lambda: subprocess.run(["bash", str(repo / "pipelines" / "pretrain_transfer.sh")], cwd=repo, env=env,  # noqa: E731
+                                 capture_output=True, text=True, timeout=600)
+    first = run()
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert "prom/prom_300_tata kshot test MCC" in first.stdout and "soft-prompt test MCC" in first.stdout
+    assert (tmp_path / "pretrain" / "model" / "config.json").is_file()
+    assert (tmp_path / "finetune" / "finetune_gue.json").is_file()
+    second = run()
+    assert second.returncode == 0 and "kshot test MCC" not in second.stdout  # finished ICL runs are skipped
