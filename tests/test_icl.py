@@ -16,7 +16,7 @@ from genomix.models import build
 from genomix.tasks.icl import (CHECKPOINT, IclRecipe, PromptBuilder, SoftPromptEmbedding, class_logits,
                                load_icl_recipe, run_icl, tune_soft_prompt)
 from genomix.tasks.labelled import LabelledSequences, TaskData
-from genomix.tokenizer import PAD_ID, RESERVED_ID, SEP_ID, encode
+from genomix.tokenizer import MASK_ID, PAD_ID, RESERVED_ID, SEP_ID, encode
 
 GUE_TATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "gue" / "prom" / "prom_300_tata"
 
@@ -127,10 +127,26 @@ def test_a_soft_prompt_learns_and_a_resumed_run_ends_where_an_uninterrupted_one_
     torch.testing.assert_close(resumed, whole)
 
 
-def test_masked_models_are_refused(tmp_path):
+@pytest.mark.parametrize("name", ["caduceus-ps-1k-d118", "m2-bert-small-1k"])
+def test_masked_models_fill_a_label_mask_and_never_see_padding(name):
+    torch.manual_seed(0)
+    model = build(name, task="masked-lm").eval()
+    builder = PromptBuilder(TRAIN, 2, IclRecipe(shots=1), masked=True)
+    rows = [builder.row(encode(q), "test", i) for i, q in enumerate(["ACGTACGTAA", "GG", "TTTTTTTTTTTT"])]
+    assert rows[0][-3:].tolist() == [SEP_ID, MASK_ID, SEP_ID]
+    batch = class_logits(model, rows, builder.label_tokens, torch.device("cpu"), builder.score_offset)
+    for row, got in zip(rows, batch):
+        with torch.no_grad():
+            logits = model(input_ids=torch.from_numpy(row)[None]).logits[0, -2]
+        torch.testing.assert_close(got, logits[torch.from_numpy(builder.label_tokens)].float(), rtol=1e-4, atol=1e-4)
+
+
+def test_soft_prompts_need_a_causal_model_but_k_shot_takes_a_masked_one(tmp_path):
     task = TaskData("t", {"train": TRAIN, "test": TRAIN}, ["0", "1"])
-    with pytest.raises(ConfigError, match="needs a causal LM"):
-        run_icl("caduceus-ps-1k-d118", task, tmp_path / "x", IclRecipe(shots=1), quiet=True)
+    with pytest.raises(ConfigError, match="soft prompts need a causal LM"):
+        run_icl("caduceus-ps-1k-d118", task, tmp_path / "x", IclRecipe(shots=0, soft_prompt_tokens=2), quiet=True)
+    summary = run_icl("caduceus-ps-1k-d118", task, tmp_path / "y", IclRecipe(shots=1), device="cpu", quiet=True)
+    assert set(summary["metrics"]) == {"test"}
 
 
 @pytest.mark.skipif(not GUE_TATA.is_dir(), reason="needs shared/data/gue")

@@ -1,4 +1,4 @@
-"""``genomix icl``: classify with a frozen causal LM from k-shot prompts and/or a tuned soft prompt."""
+"""``genomix icl``: classify with a frozen language model from k-shot prompts and/or a tuned soft prompt."""
 from __future__ import annotations
 
 import argparse
@@ -9,7 +9,8 @@ import logging
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("icl", help="in-context classification: k-shot prompts, soft prompts",
                               description=__doc__)
-    p.add_argument("--model", required=True, help="causal-LM checkpoint (dir or Hub id, any supported layout)")
+    p.add_argument("--model", required=True, help="causal- or masked-LM checkpoint (dir or Hub id, any supported "
+                   "layout); soft prompts need a causal one")
     p.add_argument("--revision", help="Hub branch, tag or commit to pin")
     p.add_argument("--task", required=True, help="task folder, as for `genomix finetune --task`")
     p.add_argument("--recipe", default="kshot", help="recipe name in configs/icl (kshot, soft-prompt, quick) "

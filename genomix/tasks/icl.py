@@ -1,4 +1,4 @@
-"""In-context classification with a causal DNA language model: k-shot prompts and soft prompts.
+"""In-context classification with a DNA language model: k-shot prompts and soft prompts.
 
 The model's weights never change. Every query becomes one token row::
 
@@ -8,7 +8,8 @@ The model's weights never change. Every query becomes one token row::
   class 1 -> ``C``, ...): a DNA model's vocabulary has no other tokens to spare, and nucleotides are
   tokens it has learnt embeddings for.
 - The class distribution is the model's next-token distribution at the final ``[SEP]``, restricted to
-  the verbalizer tokens.
+  the verbalizer tokens. A masked LM (Caduceus, M2-BERT) gets ``[MASK] [SEP]`` after the query's
+  ``[SEP]`` instead and is read at the mask: the label slot filled in, as in its pretraining.
 - Demonstrations (``shots`` per class, in random order) are drawn from the training split with a
   generator seeded by (seed, split, row), so a query always sees the same demonstrations.
 - A soft prompt (HyenaDNA's soft prompting) is ``P`` trainable embedding vectors in front of every row,
@@ -16,8 +17,9 @@ The model's weights never change. Every query becomes one token row::
   ``[RESERVED]`` tokens in the row; :class:`SoftPromptEmbedding` swaps their embeddings for the
   prompt's.
 
-Rows are padded on the right and the logits are read at each row's last real position: for a causal
-model the padding after it cannot change them, so no mask is needed.
+Rows are padded on the right and the logits are read at each row's scoring position: for a causal
+model the padding after it cannot change them, so no mask is needed. A bidirectional model would see the
+padding, so its rows are batched only with rows of the same length. Soft prompts are for causal models.
 """
 from __future__ import annotations
 
@@ -34,7 +36,8 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError, ConfigError, RangeError, TrainingError
-from ..tokenizer import A_ID, PAD_ID, RESERVED_ID, SEP_ID, T_ID, encode
+from ..models.tasks import CausalLMMixin, MaskedLMMixin
+from ..tokenizer import A_ID, MASK_ID, PAD_ID, RESERVED_ID, SEP_ID, T_ID, encode
 from ..train.recipe import from_mapping, read_named_yaml
 from ..train.run import atomic_write_text
 from .finetune import write_predictions
@@ -124,11 +127,13 @@ class SoftPromptEmbedding(nn.Module):
 class PromptBuilder:
     """Token rows for queries of one split: soft-prompt slots, demonstrations, the query, ``[SEP]``."""
 
-    def __init__(self, train: LabelledSequences, num_labels: int, recipe: IclRecipe) -> None:
+    def __init__(self, train: LabelledSequences, num_labels: int, recipe: IclRecipe, masked: bool = False) -> None:
         if num_labels > len(recipe.verbalizer):
             raise ConfigError(f"{num_labels} classes but the verbalizer {recipe.verbalizer!r} has "
                               f"{len(recipe.verbalizer)} tokens; ICL handles at most that many classes")
         self.train, self.recipe = train, recipe
+        self.tail = [SEP_ID, MASK_ID, SEP_ID] if masked else [SEP_ID]
+        self.score_offset = 2 if masked else 1  # the scoring position, counted back from the row's end
         self.label_tokens = encode(recipe.verbalizer[:num_labels], dtype=np.int64)
         self.by_class = [np.flatnonzero(train.labels == c) for c in range(num_labels)]
         short = [c for c, rows in enumerate(self.by_class) if len(rows) < recipe.shots + 1]
@@ -151,30 +156,41 @@ class PromptBuilder:
         for d in demos:
             label = self.label_tokens[self.train.labels[d]]
             parts += [self._cut(self.train.ids[d]).astype(np.int64), [SEP_ID, label, SEP_ID]]
-        parts += [self._cut(query).astype(np.int64), [SEP_ID]]
+        parts += [self._cut(query).astype(np.int64), self.tail]
         return np.concatenate([np.asarray(p, dtype=np.int64) for p in parts])
 
 
-def _batch(rows: list[np.ndarray], limit: int | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded (batch, longest) ids and each row's last position."""
-    lengths = [len(r) for r in rows]
-    if limit is not None and max(lengths) > limit:
-        raise RangeError(f"an ICL prompt of {max(lengths)} tokens exceeds the model's max_seq_len={limit}; "
+def _batch(rows: list[np.ndarray], limit: int | None) -> torch.Tensor:
+    """Right-padded (batch, longest) ids."""
+    longest = max(len(r) for r in rows)
+    if limit is not None and longest > limit:
+        raise RangeError(f"an ICL prompt of {longest} tokens exceeds the model's max_seq_len={limit}; "
                          "use fewer shots, a shorter soft prompt or max_length to cut the sequences")
-    ids = torch.full((len(rows), max(lengths)), PAD_ID, dtype=torch.long)
+    ids = torch.full((len(rows), longest), PAD_ID, dtype=torch.long)
     for i, r in enumerate(rows):
         ids[i, : len(r)] = torch.from_numpy(r)
-    return ids, torch.tensor(lengths) - 1
+    return ids
 
 
-def class_logits(model: nn.Module, rows: list[np.ndarray], label_tokens: np.ndarray, device: torch.device) -> torch.Tensor:
-    """(batch, K) next-token logits of the verbalizer tokens at each row's last position."""
-    ids, last = _batch(rows, getattr(model.config, "max_seq_len", None))
+def class_logits(model: nn.Module, rows: list[np.ndarray], label_tokens: np.ndarray, device: torch.device,
+                 score_offset: int = 1) -> torch.Tensor:
+    """(batch, K) logits of the verbalizer tokens at each row's scoring position (``score_offset`` tokens
+    from its end: 1 for a causal model's last token, 2 for a masked model's ``[MASK]``). Bidirectional
+    models run each row length as its own batch, so no row sees another's padding."""
+    limit = getattr(model.config, "max_seq_len", None)
+    lengths = np.array([len(r) for r in rows])
+    groups = [np.arange(len(rows))] if isinstance(model, CausalLMMixin) else [
+        np.flatnonzero(lengths == n) for n in np.unique(lengths)]
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
-    with autocast:
-        logits = model(input_ids=ids.to(device)).logits
-    final = logits[torch.arange(len(rows), device=device), last.to(device)]
-    return final[:, torch.as_tensor(label_tokens, device=device)].float()
+    out = torch.empty(len(rows), len(label_tokens), device=device)
+    for group in groups:
+        ids = _batch([rows[i] for i in group], limit).to(device)
+        with autocast:
+            logits = model(input_ids=ids).logits
+        at = torch.as_tensor(lengths[group] - score_offset, device=device)
+        scored = logits[torch.arange(len(group), device=device), at]
+        out[torch.as_tensor(group, device=device)] = scored[:, torch.as_tensor(label_tokens, device=device)].float()
+    return out
 
 
 @torch.no_grad()
@@ -186,7 +202,7 @@ def score_split(model: nn.Module, builder: PromptBuilder, data: LabelledSequence
     out = []
     for start in tqdm(range(0, len(data), batch_size), desc=f"{split} prompts", disable=quiet):
         rows = [builder.row(data.ids[i], split, i) for i in range(start, min(start + batch_size, len(data)))]
-        out.append(class_logits(model, rows, builder.label_tokens, device).cpu())
+        out.append(class_logits(model, rows, builder.label_tokens, device, builder.score_offset).cpu())
     return torch.cat(out).numpy()
 
 
@@ -239,14 +255,17 @@ def tune_soft_prompt(model: nn.Module, prompt: SoftPromptEmbedding, builder: Pro
     return losses
 
 
-def _causal_lm(model_name: str, revision: str | None) -> nn.Module:
+def _prompting_lm(model_name: str, revision: str | None, soft_prompt: bool) -> nn.Module:
+    """The model with its LM head; soft prompts need a causal one."""
     from ..hub import load_model
-    from ..models.tasks import CausalLMMixin
 
     model = load_model(model_name, "lm", revision=revision)
-    if not isinstance(model, CausalLMMixin):
-        raise ConfigError(f"{model_name} is a {type(model).__name__}; in-context prompting reads the next-token "
-                          "distribution, so it needs a causal LM (HyenaDNA, Mamba, M2 causal, the Transformer)")
+    if not isinstance(model, (CausalLMMixin, MaskedLMMixin)):
+        raise ConfigError(f"{model_name} is a {type(model).__name__}; in-context prompting reads a language-model "
+                          "head's token distribution, so it needs a causal or masked LM")
+    if soft_prompt and not isinstance(model, CausalLMMixin):
+        raise ConfigError(f"{model_name} is a masked LM ({type(model).__name__}); soft prompts need a causal LM "
+                          "(HyenaDNA, Mamba, M2 causal, the Transformer). k-shot prompts work with it")
     return model
 
 
@@ -268,9 +287,9 @@ def run_icl(model: str, task: str | os.PathLike | TaskData, out_dir: str | os.Pa
     if recipe.train_rows is not None:
         train = train.head(recipe.train_rows)
     torch_device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    lm = _causal_lm(model, revision).to(torch_device).eval()
+    lm = _prompting_lm(model, revision, soft_prompt=recipe.soft_prompt_tokens > 0).to(torch_device).eval()
     lm.requires_grad_(False)
-    builder = PromptBuilder(train, task.num_labels, recipe)
+    builder = PromptBuilder(train, task.num_labels, recipe, masked=isinstance(lm, MaskedLMMixin))
     prompt = None
     losses: list[float] = []
     if recipe.soft_prompt_tokens:
