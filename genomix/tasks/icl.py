@@ -290,13 +290,14 @@ def run_icl(model: str, task: str | os.PathLike | TaskData, out_dir: str | os.Pa
     lm = _prompting_lm(model, revision, soft_prompt=recipe.soft_prompt_tokens > 0).to(torch_device).eval()
     lm.requires_grad_(False)
     builder = PromptBuilder(train, task.num_labels, recipe, masked=isinstance(lm, MaskedLMMixin))
-    prompt = None
     losses: list[float] = []
     if recipe.soft_prompt_tokens:
         prompt = SoftPromptEmbedding(lm.get_input_embeddings(), recipe.soft_prompt_tokens, recipe.seed).to(torch_device)
         lm.set_input_embeddings(prompt)
         losses = tune_soft_prompt(lm, prompt, builder, train, recipe, torch_device, out / CHECKPOINT, quiet)
-        save_file({"prompt": prompt.prompt.detach().cpu().contiguous()}, str(out / "soft_prompt.safetensors"))
+        tmp = out / f".soft_prompt.safetensors.tmp-{os.getpid()}"
+        save_file({"prompt": prompt.prompt.detach().cpu().contiguous()}, str(tmp))
+        os.replace(tmp, out / "soft_prompt.safetensors")
     metrics, predictions = {}, out / "predictions"
     predictions.mkdir(exist_ok=True)
     for split in ("dev", "test"):
