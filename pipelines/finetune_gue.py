@@ -11,7 +11,8 @@ best epoch, test MCC / accuracy / macro-F1, wall time) and writes ``finetune_gue
     # a pretrained checkpoint instead of a named size (fresh weights): --model runs/pretrain/model
 
 The GUE folder holds ``<group>/<task>/{train,dev,test}.csv[.gz]``; ``--tasks prom/prom_core_all tf/0``
-picks some of them.
+picks some of them. The Nucleotide Transformer suite (``genomix tasks download nt``: ``<task>/{train,test}.fna``)
+runs the same way, with its tasks named ``H3``, ``promoter_all``...
 """
 from __future__ import annotations
 
@@ -22,10 +23,14 @@ import time
 from pathlib import Path
 
 
-def gue_tasks(root: Path) -> list[str]:
-    """``group/task`` names under ``root`` whose folder has a train table, in sorted order."""
-    return sorted(str(p.parent.relative_to(root)) for p in root.glob("*/*/train.*")
-                  if p.name.endswith((".csv", ".csv.gz", ".tsv", ".tsv.gz")))
+def suite_tasks(root: Path) -> list[str]:
+    """Task names under ``root`` (``group/task`` as in GUE, or ``task`` as in the NT suite) whose folder
+    has a train split file, in sorted order."""
+    from genomix.tasks.labelled import SPLIT_FILE_SUFFIXES
+
+    found = {str(p.parent.relative_to(root)) for pattern in ("*/train.*", "*/*/train.*") for p in root.glob(pattern)
+             if p.name.endswith(SPLIT_FILE_SUFFIXES)}
+    return sorted(found)
 
 
 def print_table(rows: list[dict]) -> None:
@@ -48,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="checkpoint dir, Hub id, or named size (from scratch)")
-    parser.add_argument("--gue", required=True, type=Path, help="GUE root folder")
+    parser.add_argument("--gue", required=True, type=Path,
+                        help="suite root: GUE's <group>/<task>/ folders or NT's <task>/ folders (genomix tasks download)")
     parser.add_argument("--tasks", nargs="*", help="group/task names (default: every task with a train split)")
     parser.add_argument("--recipe", default="gue")
     parser.add_argument("--max-epochs", type=int)
@@ -61,9 +67,9 @@ def main(argv: list[str] | None = None) -> int:
 
     hf_logging.disable_progress_bar()
 
-    tasks = args.tasks or gue_tasks(args.gue)
+    tasks = args.tasks or suite_tasks(args.gue)
     if not tasks:
-        parser.error(f"no GUE task with a train table under {args.gue} (expected <group>/<task>/train.csv[.gz])")
+        parser.error(f"no task with a train split under {args.gue} (expected [<group>/]<task>/train.csv[.gz] or .fna)")
     rows = []
     for name in tasks:
         out = args.out / name.replace("/", "_")

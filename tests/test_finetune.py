@@ -249,7 +249,13 @@ def test_the_gue_suite_pipeline_tabulates_and_skips_finished_tasks(tmp_path, cap
                                                   / "finetune_gue.py")
     pipeline = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(pipeline)
-    assert "prom/prom_core_all" in pipeline.gue_tasks(GUE) and "EMP/H3" not in pipeline.gue_tasks(GUE)
+    assert "prom/prom_core_all" in pipeline.suite_tasks(GUE) and "EMP/H3" not in pipeline.suite_tasks(GUE)
+    nt = tmp_path / "nt"  # the NT suite's layout: <task>/{train,test}.fna
+    for task in ("H3", "promoter_tata"):
+        (nt / task).mkdir(parents=True)
+        (nt / task / "train.fna").write_text(">a|0\nACGT\n")
+    (nt / "notes").mkdir()
+    assert pipeline.suite_tasks(nt) == ["H3", "promoter_tata"]
     args = ["--model", "hyenadna-tiny-1k", "--gue", str(GUE), "--tasks", "prom/prom_core_tata", "EMP/H3", "--recipe", "quick",
             "--max-epochs", "1", "--train-rows", "128", "--accelerator", "cpu", "--out", str(tmp_path)]
     assert pipeline.main(args) == 0
