@@ -38,7 +38,7 @@ from torch import nn
 from ..errors import CheckpointError, ConfigError, RangeError, TrainingError
 from ..models.tasks import CausalLMMixin, MaskedLMMixin
 from ..tokenizer import A_ID, MASK_ID, PAD_ID, RESERVED_ID, SEP_ID, T_ID, encode
-from ..train.recipe import from_mapping, read_named_yaml
+from ..train.recipe import config_dirs, from_mapping, read_named_yaml
 from ..train.run import atomic_write_text
 from .finetune import write_predictions
 from .labelled import LabelledSequences, TaskData, load_task
@@ -88,15 +88,10 @@ class IclRecipe:
                 raise ConfigError(f"ICL recipe field {name} must be a positive integer, got {getattr(self, name)}")
 
 
-def icl_recipe_dirs() -> list[Path]:
-    """Where named ICL recipes live: ``$GENOMIX_ICL_RECIPE_PATH`` entries, then the shipped ones."""
-    extra = [Path(p) for p in os.environ.get("GENOMIX_ICL_RECIPE_PATH", "").split(os.pathsep) if p]
-    return extra + [Path(__file__).resolve().parent.parent / "configs" / "icl"]
-
-
 def load_icl_recipe(name_or_path: str | os.PathLike, **overrides: Any) -> IclRecipe:
     """A recipe by shipped name (``kshot``, ``soft-prompt``) or YAML path; ``None`` overrides are ignored."""
-    data, path = read_named_yaml(name_or_path, icl_recipe_dirs(), "ICL recipe", **overrides)
+    data, path = read_named_yaml(name_or_path, config_dirs("GENOMIX_ICL_RECIPE_PATH", "icl"), "ICL recipe",
+                                 **overrides)
     return from_mapping(IclRecipe, data, str(path))
 
 

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from pathlib import Path
 from typing import Any
 
 import yaml
 
 from ..errors import ConfigError
-from ..train.recipe import OptimConfig, from_mapping, read_named_yaml
+from ..train.recipe import OptimConfig, config_dirs, from_mapping, read_named_yaml
 from .metrics import METRICS
 
 TRUNCATION = ("error", "keep-start", "keep-end")
@@ -65,16 +64,11 @@ class FinetuneRecipe:
         return data
 
 
-def finetune_recipe_dirs() -> list[Path]:
-    """Where named recipes are looked up: ``$GENOMIX_FINETUNE_RECIPE_PATH`` entries, then the shipped ones."""
-    extra = [Path(p) for p in os.environ.get("GENOMIX_FINETUNE_RECIPE_PATH", "").split(os.pathsep) if p]
-    return extra + [Path(__file__).resolve().parent.parent / "configs" / "finetune"]
-
-
 def load_finetune_recipe(name_or_path: str | os.PathLike, **overrides: Any) -> FinetuneRecipe:
     """A recipe from a shipped name (``gue``, ``quick``…) or a YAML path; ``overrides`` replace top-level
     fields (``None`` values are ignored)."""
-    data, path = read_named_yaml(name_or_path, finetune_recipe_dirs(), "fine-tuning recipe", **overrides)
+    data, path = read_named_yaml(name_or_path, config_dirs("GENOMIX_FINETUNE_RECIPE_PATH", "finetune"),
+                                 "fine-tuning recipe", **overrides)
     return from_mapping(FinetuneRecipe, data, str(path), {"optim": OptimConfig})
 
 

@@ -228,6 +228,8 @@ def _fetch_from_hub(spec: BenchmarkSuite, root: Path, tasks: list[str], quiet: b
         for filename in spec.files:
             url = hub_file_url(spec.hub_dataset, spec.revision, f"{task}/{filename}")
             sha256 = hub_file_sha256(url)
+            # downloaded outside the staging folder (which every attempt starts afresh) and copied in, so
+            # an interrupted task keeps its finished files and its .part file for the next run
             part_home = root / ".downloads" / task / filename
             download(url, part_home, sha256=sha256, quiet=quiet)
             shutil.copyfile(part_home, staging / filename)

@@ -182,10 +182,16 @@ def read_named_yaml(name_or_path: str | os.PathLike, dirs: list[Path], kind: str
     return data, path
 
 
+def config_dirs(env_var: str, shipped: str) -> list[Path]:
+    """Where named YAML configs of one kind are looked up: the ``os.pathsep``-separated entries of
+    ``$env_var``, then the shipped ``configs/<shipped>/``."""
+    extra = [Path(p) for p in os.environ.get(env_var, "").split(os.pathsep) if p]
+    return extra + [Path(__file__).resolve().parent.parent / "configs" / shipped]
+
+
 def recipe_dirs() -> list[Path]:
-    """Where named recipes are looked up: ``$GENOMIX_RECIPE_PATH`` entries, then the shipped ones."""
-    extra = [Path(p) for p in os.environ.get("GENOMIX_RECIPE_PATH", "").split(os.pathsep) if p]
-    return extra + [Path(__file__).resolve().parent.parent / "configs" / "pretrain"]
+    """Where named pretraining recipes are looked up: ``$GENOMIX_RECIPE_PATH`` entries, then the shipped ones."""
+    return config_dirs("GENOMIX_RECIPE_PATH", "pretrain")
 
 
 def available_recipes() -> list[str]:
