@@ -80,7 +80,8 @@ def _poisoned_triton(ts: list, bid: bool, dtype: torch.dtype) -> tuple[torch.Ten
     prec, tuning = _precision(dtype, False), current_tuning()
     plan = plan_for(u.shape[-1], tuning, prec)
     poisoned = torch.full(u.shape, float("nan"), device=DEVICE, dtype=dtype)
-    conv_apply(u, pre, D, post, _spectrum(k, plan, bid, prec, tuning), plan, dtype, prec, tuning, out=poisoned)
+    spec, peak = _spectrum(k, plan, bid, prec, tuning)
+    conv_apply(u, pre, D, post, spec, plan, dtype, prec, tuning, out=poisoned, peak=peak)
     return poisoned, f"n={plan.n} n2={plan.n2} n1={plan.n1}"
 
 
@@ -95,16 +96,16 @@ def _poisoned_triton_fused(ts: list, dy: torch.Tensor, bid: bool, dtype: torch.d
         return torch.full(t.shape, float("nan"), device=DEVICE, dtype=t.dtype)
 
     out = {"z": nan_like(u)}
-    conv_apply(u, pre, D, post, _spectrum(k, plan, bid, prec, tuning), plan, dtype, prec, tuning,
-               store_y=False, z=out["z"])
+    spec, peak = _spectrum(k, plan, bid, prec, tuning)
+    conv_apply(u, pre, D, post, spec, plan, dtype, prec, tuning, store_y=False, z=out["z"], peak=peak)
     out["du"] = nan_like(u)
     if pre is not None:
         out["dpre"] = nan_like(pre)
     if post is not None:
         out["dpost"] = nan_like(post)
-    cspec = _spectrum(k, plan, bid, prec, tuning, conj=True)
+    cspec, peak = _spectrum(k, plan, bid, prec, tuning, conj=True)
     conv_apply(dy, post, D, pre, cspec, plan, dtype, prec, tuning, out=out["du"], m2=u, out2=out.get("dpre"),
-               zin=out["z"] if post is not None else None, out3=out.get("dpost"))
+               zin=out["z"] if post is not None else None, out3=out.get("dpost"), peak=peak)
     return out
 
 

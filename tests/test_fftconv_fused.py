@@ -44,7 +44,7 @@ def test_apply_fused_outputs_fill_poisoned_buffers(monkeypatch, L, max_row):
     prec = _precision(dtype, False)
     plan = plan_mod.plan_for(L, tuning, prec)
     assert plan.short == (max_row == 4096)
-    spec = _spectrum(k, plan, False, prec, tuning)
+    spec, _ = _spectrum(k, plan, False, prec, tuning)
     zv = conv_apply(u, pre, D, None, spec, plan, torch.float32, prec, tuning)  # plain pass, no post-gate
     y, z, out2 = (_nan(u.shape, dtype) for _ in range(3))
     out3 = _nan(u.shape, torch.bfloat16)  # outputs keep their own dtypes
@@ -66,7 +66,7 @@ def test_apply_can_skip_its_main_output():
     (u, pre, post, m2, _), k, D = _tensors(1, 2, 40, torch.float32, seed=1)
     tuning = plan_mod.VARIANTS["v1"]
     plan = plan_mod.plan_for(40, tuning, "tf32x3")
-    spec = _spectrum(k, plan, False, "tf32x3", tuning)
+    spec, _ = _spectrum(k, plan, False, "tf32x3", tuning)
     out2 = _nan(u.shape, torch.float32)
     assert conv_apply(u, pre, D, post, spec, plan, torch.float32, "tf32x3", tuning, store_y=False, m2=m2,
                       out2=out2) is None

@@ -77,8 +77,8 @@ def fftconv_triton(
 
 
 #: Longest L whose whole 2L-point transform one program keeps on chip (16-bit inputs, plan "short_max"
-#: 8192). Measured on an H200 at L = 4096, B*H = 65536, bf16, with the per-tile fp16 range scaling:
-#: 2.90x the reference forward, 3.11x forward+backward (BENCHMARKS.md, "fp16 range scaling on chip").
+#: 8192). Measured on an H200 at L = 4096, B*H = 65536, bf16, with fp16 range scaling: 3.37x the reference
+#: forward, 3.47x forward+backward (BENCHMARKS.md, "One range reduction per on-chip program").
 #: Past it the Monarch kernels lose to cuFFT (0.87x and 0.60x the reference at 256K and 1M when measured).
 ON_CHIP_MAX_L = 4096
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from .ops import conv_apply, cross_spectrum, filter_spectrum_triton
+from .ops import conv_apply, cross_spectrum, filter_spectrum_triton, spectrum_peak
 from .plan import Plan, Tuning, filter_grad, filter_spectrum, plan_for
 
 
@@ -28,11 +28,14 @@ def _precision(dtype: torch.dtype, fp32_intermediate: bool) -> str:
 
 def _spectrum(
     k: torch.Tensor, plan: Plan, bidirectional: bool, prec: str, tuning: Tuning, conj: bool = False
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The filter spectrum in stored order, by the Triton transforms or torch's rfft per the tuning."""
+) -> tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor | None]:
+    """The filter spectrum in stored order, by the Triton transforms or torch's rfft per the tuning, and
+    for on-chip plans each channel's :func:`.ops.spectrum_peak` (None otherwise)."""
     if tuning.triton_spectrum:
-        return filter_spectrum_triton(k, plan, bidirectional, prec, tuning, conj)
-    return filter_spectrum(k, plan, bidirectional, conj)
+        peak = torch.empty(k.shape[0], device=k.device, dtype=torch.float32) if plan.short else None
+        return filter_spectrum_triton(k, plan, bidirectional, prec, tuning, conj, peak=peak), peak
+    spec = filter_spectrum(k, plan, bidirectional, conj)
+    return spec, spectrum_peak(*spec) if plan.short else None
 
 
 class FFTConvFn(torch.autograd.Function):
@@ -44,9 +47,9 @@ class FFTConvFn(torch.autograd.Function):
     ):
         prec = _precision(u.dtype, fp32_intermediate)
         plan = plan_for(u.shape[-1], tuning, prec)
-        spec = _spectrum(k, plan, bidirectional, prec, tuning)
+        spec, peak = _spectrum(k, plan, bidirectional, prec, tuning)
         z = torch.empty_like(u) if postgate is not None and ctx.needs_input_grad[4] else None
-        y = conv_apply(u, pregate, D, postgate, spec, plan, u.dtype, prec, tuning, z=z)
+        y = conv_apply(u, pregate, D, postgate, spec, plan, u.dtype, prec, tuning, z=z, peak=peak)
         ctx.save_for_backward(u, k, D, pregate, postgate, z)
         ctx.conf = (plan, prec, bidirectional, tuning)
         return y
@@ -71,10 +74,10 @@ class FFTConvFn(torch.autograd.Function):
             # One pass: dx = corr(dy*post) + dy*post*D, du = dx*pre, dpre = dx*u, dpost = dy*z and the
             # dD partials sum(dy*post * u*pre) per row.
             dsum = torch.empty(D.shape, device=u.device, dtype=torch.float32) if need_d else None
-            cspec = _spectrum(k, plan, bidirectional, prec, tuning, conj=True)
+            cspec, peak = _spectrum(k, plan, bidirectional, prec, tuning, conj=True)
             conv_apply(dy, post, D, pre, cspec, plan, u.dtype, prec, tuning, out=du, store_y=need_u,
                        m2=u if need_pre or need_d else None, out2=dpre,
-                       zin=z if need_post else None, out3=dpost, dsum=dsum)
+                       zin=z if need_post else None, out3=dpost, dsum=dsum, peak=peak)
             del cspec
             if need_d:
                 dD = dsum.to(D.dtype)

@@ -102,6 +102,7 @@ def conv_apply(
     zin: torch.Tensor | None = None,
     out3: torch.Tensor | None = None,
     dsum: torch.Tensor | None = None,
+    peak: torch.Tensor | None = None,
 ) -> torch.Tensor | None:
     """``post * (irfft(rfft(u*pre) * spectrum)[:L] + u*pre*D)`` with the Triton kernels.
 
@@ -110,7 +111,8 @@ def conv_apply(
     (returns None). The same final pass can also write, with ``zv`` the result before ``post``:
     ``z = zv``, ``out2 = zv * m2``, ``out3 = u * zin`` (all (B, H, L) contiguous, any dtype) and
     ``dsum[h] = sum over batch and time of u*pre * m2 * post`` ((H,) fp32; ``m2`` required). The
-    backward uses all of them at once (see autograd.py).
+    backward uses all of them at once (see autograd.py). ``peak``: :func:`spectrum_peak` of ``spec``, which
+    the on-chip path with fp16 operands needs (computed here when not given).
     """
     B, H, L = u.shape
     ln = _Launch(plan, prec, tuning, u.device)
@@ -123,6 +125,8 @@ def conv_apply(
         raise ValueError("conv_apply: out3 and zin go together")
     kr, ki = spec
     dummy = u
+    if plan.short and ln.dot16 >= 3 and peak is None:
+        peak = spectrum_peak(kr, ki)
     flags = dict(HAS_PRE=pre is not None, HAS_D=D is not None, HAS_POST=post is not None, PREC=prec, DOT16=ln.dot16,
                  STORE_Y=store_y, STORE_Z=z is not None, STORE_Y2=out2 is not None, STORE_Y3=out3 is not None,
                  DSUM=dsum is not None)
@@ -140,13 +144,15 @@ def conv_apply(
     extras = (z_a, m2_a, y2_a, zin_a, y3_a, parts)
     if plan.short:
         row_conv_kernel[(rows // 2 if pair else rows, 1)](
-            u, pre_a, d_a, post_a, y_a, *extras, dummy, dummy, kr, ki, *ln.row_consts, B * H, H, L, 1,
+            u, pre_a, d_a, post_a, y_a, *extras, dummy, dummy, kr, ki, dummy if peak is None else peak,
+            *ln.row_consts, B * H, H, L, 1,
             A=plan.a, BD=plan.bd, REAL_IO=True, AH=ln.ah, PAIR=pair, num_warps=ln.row_warps, **flags,
         )
     else:
         zr, zi = ln.col_forward(u, pre, B * H, L)
         row_conv_kernel[(B * H, plan.n2)](
-            dummy, dummy, dummy, dummy, dummy, *(dummy,) * 6, zr, zi, kr, ki, *ln.row_consts, B * H, H, L, plan.n2,
+            dummy, dummy, dummy, dummy, dummy, *(dummy,) * 6, zr, zi, kr, ki, dummy, *ln.row_consts, B * H, H, L,
+            plan.n2,
             A=plan.a, BD=plan.bd, REAL_IO=False, HAS_PRE=False, HAS_D=False, HAS_POST=False, PREC=prec,
             DOT16=ln.dot16, num_warps=ln.row_warps,
         )
@@ -166,14 +172,22 @@ def conv_apply(
     return y
 
 
+def spectrum_peak(sr: torch.Tensor, si: torch.Tensor) -> torch.Tensor:
+    """Each channel's largest ``max(|Re|, |Im|)`` of a planar (H, n) spectrum, (H,) fp32: the bound on the
+    filter that the on-chip convolution scales its product by (:func:`.triton_kernels.row_conv_kernel`)."""
+    return torch.maximum(sr.abs().amax(dim=1), si.abs().amax(dim=1))
+
+
 def filter_spectrum_triton(
-    k: torch.Tensor, plan: Plan, bidirectional: bool, prec: str, tuning: Tuning, conj: bool = False
+    k: torch.Tensor, plan: Plan, bidirectional: bool, prec: str, tuning: Tuning, conj: bool = False,
+    peak: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The filter's spectrum in stored order, scaled by 1/n, by the convolution's own transforms.
 
     Same result as :func:`.plan.filter_spectrum` (planar fp32 (H, n)) without torch's rfft, the
     permutation gathers or the channel chunks: the column and row transforms leave it in stored
-    order. A bidirectional filter is first laid out as its length-n circular form.
+    order. A bidirectional filter is first laid out as its length-n circular form. ``peak`` (on-chip
+    plans only): an (H,) fp32 buffer that receives :func:`spectrum_peak` from the same pass.
     """
     H = k.shape[0]
     ln = _Launch(plan, prec, tuning, k.device)
@@ -183,11 +197,14 @@ def filter_spectrum_triton(
     si = torch.empty_like(sr)
     common = dict(A=plan.a, BD=plan.bd, CONJ=conj, PREC=prec, DOT16=ln.dot16, num_warps=ln.row_warps)
     if plan.short:
-        row_spec_kernel[(H, 1)](kc, kc, kc, sr, si, *ln.row_consts, lk, 1, 1.0 / plan.n, REAL_IN=True, **common)
+        row_spec_kernel[(H, 1)](kc, kc, kc, sr, si, kc if peak is None else peak, *ln.row_consts, lk, 1,
+                                1.0 / plan.n, REAL_IN=True, PEAK=peak is not None, **common)
         return sr, si
+    if peak is not None:
+        raise ValueError("filter_spectrum_triton: peak is for on-chip plans")
     zr, zi = ln.col_forward(kc, None, H, lk, full=bidirectional)
     row_spec_kernel[(H, plan.n2)](
-        kc, zr, zi, sr, si, *ln.row_consts, lk, plan.n2, 1.0 / plan.n, REAL_IN=False, **common
+        kc, zr, zi, sr, si, kc, *ln.row_consts, lk, plan.n2, 1.0 / plan.n, REAL_IN=False, **common
     )
     return sr, si
 

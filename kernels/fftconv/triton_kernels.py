@@ -78,18 +78,13 @@ def _load_fa_out(far_ptr, fai_ptr, A: tl.constexpr, AH: tl.constexpr):
 
 
 @triton.jit
-def _fp16_range(xr, xi, REAL: tl.constexpr, DOT16: tl.constexpr):
-    """(down, up): powers of two that bring the tile's largest magnitude into [0.5, 1) and back, when the
-    dots take fp16 operands (``DOT16`` 3 or 4); else (1, 1). fp16 overflows at 65504: a trained model's
-    activations and gradients get there, and the DFT steps add up to A (<= 128) such values. Scaled,
-    every operand of both steps stays below ~200, and powers of two keep the scaling exact. A tile that
-    is all zero or already non-finite keeps (1, 1). Both factors are scalars, so the tile is only
-    multiplied. The two tile reductions cost the 4K on-chip forward ~0.5 ms of 2.95 (BENCHMARKS.md,
-    "fp16 range scaling on chip")."""
+def _pow2_range(m, DOT16: tl.constexpr):
+    """(down, up): powers of two that bring magnitude ``m`` into [0.5, 1) and back, when the dots take fp16
+    operands (``DOT16`` 3 or 4); else (1, 1). fp16 overflows at 65504: a trained model's activations and
+    gradients get there, and the DFT steps add up to A (<= 128) such values. Scaled to at most 1, every
+    operand of both steps stays below ~200, and powers of two keep the scaling exact. ``m`` zero or
+    non-finite keeps (1, 1). Both factors are scalars, so a tile is only multiplied."""
     if DOT16 >= 3:
-        m = tl.max(tl.max(tl.abs(xr), axis=1), axis=0)
-        if not REAL:
-            m = tl.maximum(m, tl.max(tl.max(tl.abs(xi), axis=1), axis=0))
         usable = (m > 0) & (m < 3.0e38)
         e = tl.ceil(tl.log2(tl.where(usable, m, 1.0)))
         down = tl.exp2(-e)
@@ -101,9 +96,25 @@ def _fp16_range(xr, xi, REAL: tl.constexpr, DOT16: tl.constexpr):
 
 
 @triton.jit
-def _row_fwd(xr, xi, far, fai, fbr, fbi, twr, twi, REAL: tl.constexpr, PREC: tl.constexpr, DOT16: tl.constexpr):
-    """Row transform of an (A, BD) tile: F_A @ X, twiddle, @ F_BD (frequency ka + A*kb at [ka, kb]).
-    With fp16 dot operands the tile is range-scaled first and the result scaled back (:func:`_fp16_range`)."""
+def _fp16_range(xr, xi, REAL: tl.constexpr, DOT16: tl.constexpr):
+    """:func:`_pow2_range` of the tile's largest magnitude (one tile reduction, or two if complex; only
+    with fp16 operands). The on-chip forward pays one such reduction per program: the inverse step
+    bounds its input instead (:func:`row_conv_kernel`). BENCHMARKS.md, "fp16 range scaling on chip"."""
+    if DOT16 >= 3:
+        m = tl.max(tl.max(tl.abs(xr), axis=1), axis=0)
+        if not REAL:
+            m = tl.maximum(m, tl.max(tl.max(tl.abs(xi), axis=1), axis=0))
+    else:
+        m = 1.0
+    return _pow2_range(m, DOT16)
+
+
+@triton.jit
+def _row_fwd_scaled(xr, xi, far, fai, fbr, fbi, twr, twi, REAL: tl.constexpr, PREC: tl.constexpr,
+                    DOT16: tl.constexpr):
+    """Row transform of an (A, BD) tile: F_A @ X, twiddle, @ F_BD (frequency ka + A*kb at [ka, kb]), of the
+    tile range-scaled first (:func:`_fp16_range`): returns (real, imaginary, up), the true transform being
+    ``up`` times the returned one."""
     down, up = _fp16_range(xr, xi, REAL, DOT16)
     xr = xr * down
     if not REAL:
@@ -118,16 +129,21 @@ def _row_fwd(xr, xi, far, fai, fbr, fbi, twr, twi, REAL: tl.constexpr, PREC: tl.
     ti = yr * twi + yi * twr
     zr = _mm(tr, fbr, PREC, DOT16) - _mm(ti, fbi, PREC, DOT16)
     zi = _mm(tr, fbi, PREC, DOT16) + _mm(ti, fbr, PREC, DOT16)
+    return zr, zi, up
+
+
+@triton.jit
+def _row_fwd(xr, xi, far, fai, fbr, fbi, twr, twi, REAL: tl.constexpr, PREC: tl.constexpr, DOT16: tl.constexpr):
+    """Row transform of an (A, BD) tile (:func:`_row_fwd_scaled`, scaled back)."""
+    zr, zi, up = _row_fwd_scaled(xr, xi, far, fai, fbr, fbi, twr, twi, REAL, PREC, DOT16)
     return zr * up, zi * up
 
 
 @triton.jit
-def _row_inv(zr, zi, far, fai, fbr, fbi, twr, twi, REAL_OUT: tl.constexpr, PREC: tl.constexpr, DOT16: tl.constexpr):
-    """Adjoint of :func:`_row_fwd` (unscaled): @ conj(F_BD), conjugate twiddle, conj(F_A) @ ; range-scaled
-    like :func:`_row_fwd`."""
-    down, up = _fp16_range(zr, zi, False, DOT16)
-    zr = zr * down
-    zi = zi * down
+def _row_inv_unscaled(zr, zi, far, fai, fbr, fbi, twr, twi, REAL_OUT: tl.constexpr, PREC: tl.constexpr,
+                      DOT16: tl.constexpr):
+    """Adjoint of the row transform (unnormalised): @ conj(F_BD), conjugate twiddle, conj(F_A) @ . The
+    caller keeps the input in fp16's range when ``DOT16`` >= 3."""
     yr = _mm(zr, fbr, PREC, DOT16) + _mm(zi, fbi, PREC, DOT16)
     yi = _mm(zi, fbr, PREC, DOT16) - _mm(zr, fbi, PREC, DOT16)
     tr = yr * twr + yi * twi
@@ -137,6 +153,14 @@ def _row_inv(zr, zi, far, fai, fbr, fbi, twr, twi, REAL_OUT: tl.constexpr, PREC:
         xi = xr
     else:
         xi = _mm(far, ti, PREC, DOT16) - _mm(fai, tr, PREC, DOT16)
+    return xr, xi
+
+
+@triton.jit
+def _row_inv(zr, zi, far, fai, fbr, fbi, twr, twi, REAL_OUT: tl.constexpr, PREC: tl.constexpr, DOT16: tl.constexpr):
+    """:func:`_row_inv_unscaled` of the tile range-scaled like :func:`_row_fwd_scaled`, scaled back."""
+    down, up = _fp16_range(zr, zi, False, DOT16)
+    xr, xi = _row_inv_unscaled(zr * down, zi * down, far, fai, fbr, fbi, twr, twi, REAL_OUT, PREC, DOT16)
     return xr * up, xi * up
 
 
@@ -217,6 +241,7 @@ def row_conv_kernel(
     z_ptr, m2_ptr, y2_ptr, zin_ptr, y3_ptr, dsum_ptr,  # optional outputs of the short path (_epilogue)
     zr_ptr, zi_ptr,  # complex rows, transformed in place (long path)
     kr_ptr, ki_ptr,  # filter spectrum in stored order, (H, N2*A*BD), scaled by 1/N
+    peak_ptr,  # short path, fp16 operands: each channel's max(|Re|, |Im|) of the spectrum, (H,) fp32
     far_ptr, fai_ptr, fbr_ptr, fbi_ptr, twr_ptr, twi_ptr,
     BH, H, L, N2,
     A: tl.constexpr, BD: tl.constexpr, REAL_IO: tl.constexpr,
@@ -235,6 +260,13 @@ def row_conv_kernel(
     row (the filter is real, so the two results come back as the real and imaginary parts); the second
     is masked off past ``BH`` rows. Long path: row ``program_id(1)`` of the column-transformed buffer,
     rewritten in place.
+
+    fp16 range on the short path: the forward step scales the input tile by its own maximum
+    (:func:`_row_fwd_scaled`), so each scaled element is below 1 (below sqrt(2) as a complex pair) and the
+    L of them bound the spectrum by sqrt(2) * L; the filter's is at most sqrt(2) * peak. The product is
+    therefore scaled by the power of two at or above 2 * L * peak, with no reduction over the tile: the
+    looser bound only moves elements toward fp16's subnormals, whose spacing stays far below the
+    rounding of the largest ones.
     """
     pid = tl.program_id(0).to(tl.int64)  # on axis 0: it can exceed 65535
     r = tl.program_id(1)
@@ -257,9 +289,13 @@ def row_conv_kernel(
         if PAIR:
             mask2 = j < tl.where(bh + H < BH, L, 0)  # no second sequence: all masked
             x2 = _load_real(u_ptr, pre_ptr, off + H * L, mask2, HAS_PRE)
-            zr, zi = _row_fwd(x, x2, far_in, fai_in, fbr, fbi, twr, twi, False, PREC, DOT16)
+            zr, zi, up = _row_fwd_scaled(x, x2, far_in, fai_in, fbr, fbi, twr, twi, False, PREC, DOT16)
         else:
-            zr, zi = _row_fwd(x, x, far_in, fai_in, fbr, fbi, twr, twi, True, PREC, DOT16)
+            zr, zi, up = _row_fwd_scaled(x, x, far_in, fai_in, fbr, fbi, twr, twi, True, PREC, DOT16)
+        if DOT16 >= 3:
+            down_p, up_p = _pow2_range(2.0 * L * tl.load(peak_ptr + h), DOT16)
+        else:
+            down_p, up_p = 1.0, 1.0
     else:
         h = pid % H
         far = _load_square(far_ptr, A, A)
@@ -269,15 +305,22 @@ def row_conv_kernel(
     koff = h * (N2 * M) + r * M + jm
     kr = tl.load(kr_ptr + koff)
     ki = tl.load(ki_ptr + koff)
+    if REAL_IO:
+        kr = kr * down_p
+        ki = ki * down_p
     pr = zr * kr - zi * ki
     pi = zr * ki + zi * kr
     if REAL_IO:
+        back = up * up_p
         if PAIR:
-            out, out2 = _row_inv(pr, pi, far_out, fai_out, fbr, fbi, twr, twi, False, PREC, DOT16)
+            out, out2 = _row_inv_unscaled(pr, pi, far_out, fai_out, fbr, fbi, twr, twi, False, PREC, DOT16)
+            out = out * back
+            out2 = out2 * back
             _epilogue(out2, x2, u_ptr, d_ptr, post_ptr, y_ptr, z_ptr, m2_ptr, y2_ptr, zin_ptr, y3_ptr, dsum_ptr,
                       h, off + H * L, mask2, bh + H, HAS_D, HAS_POST, STORE_Y, STORE_Z, STORE_Y2, STORE_Y3, DSUM)
         else:
-            out, _unused = _row_inv(pr, pi, far_out, fai_out, fbr, fbi, twr, twi, True, PREC, DOT16)
+            out, _unused = _row_inv_unscaled(pr, pi, far_out, fai_out, fbr, fbi, twr, twi, True, PREC, DOT16)
+            out = out * back
         _epilogue(out, x, u_ptr, d_ptr, post_ptr, y_ptr, z_ptr, m2_ptr, y2_ptr, zin_ptr, y3_ptr, dsum_ptr,
                   h, off, mask, bh, HAS_D, HAS_POST, STORE_Y, STORE_Z, STORE_Y2, STORE_Y3, DSUM)
     else:
@@ -429,16 +472,18 @@ def col_inv_kernel(
 
 @triton.jit
 def row_spec_kernel(
-    k_ptr, zr_ptr, zi_ptr, sr_ptr, si_ptr,
+    k_ptr, zr_ptr, zi_ptr, sr_ptr, si_ptr, peak_ptr,
     far_ptr, fai_ptr, fbr_ptr, fbi_ptr, twr_ptr, twi_ptr,
     LK, N2, scale,
     A: tl.constexpr, BD: tl.constexpr, REAL_IN: tl.constexpr, CONJ: tl.constexpr,
-    PREC: tl.constexpr, DOT16: tl.constexpr,
+    PREC: tl.constexpr, DOT16: tl.constexpr, PEAK: tl.constexpr = False,
 ):
     """Filter spectrum in stored order, times ``scale`` (conjugated if ``CONJ``): planar fp32 (H, N).
 
-    Short path (REAL_IN): row ``h`` of the real filter (H, LK), zero-padded. Long path: row
-    ``program_id(1)`` of the column-transformed filter. Replaces torch's rfft and the permutation.
+    Short path (REAL_IN): row ``h`` of the real filter (H, LK), zero-padded; ``PEAK`` also writes the
+    row's largest ``max(|Re|, |Im|)`` (times ``scale`` > 0) to ``peak_ptr[h]``, which bounds the
+    on-chip convolution's product (:func:`row_conv_kernel`). Long path: row ``program_id(1)`` of the
+    column-transformed filter. Replaces torch's rfft and the permutation.
     """
     h = tl.program_id(0).to(tl.int64)
     r = tl.program_id(1)
@@ -453,6 +498,9 @@ def row_spec_kernel(
         zr, zi = _row_fwd(_ld(zr_ptr, zoff), _ld(zi_ptr, zoff), far, fai, fbr, fbi, twr, twi, False, PREC, DOT16)
     soff = h * (N2 * M) + r * M + j
     tl.store(sr_ptr + soff, zr * scale)
+    if PEAK:
+        peak = tl.maximum(tl.max(tl.max(tl.abs(zr), axis=1), axis=0), tl.max(tl.max(tl.abs(zi), axis=1), axis=0))
+        tl.store(peak_ptr + h, peak * scale)
     if CONJ:
         tl.store(si_ptr + soff, zi * (-scale))
     else:
