@@ -12,7 +12,9 @@ best epoch, test MCC / accuracy / macro-F1, wall time) and writes ``finetune_gue
 
 The GUE folder holds ``<group>/<task>/{train,dev,test}.csv[.gz]``; ``--tasks prom/prom_core_all tf/0``
 picks some of them. The Nucleotide Transformer suite (``genomix tasks download nt``: ``<task>/{train,test}.fna``)
-runs the same way, with its tasks named ``H3``, ``promoter_all``...
+runs the same way, with its tasks named ``H3``, ``promoter_all``..., and so does GenomicBenchmarks
+(``genomix tasks download genomic_benchmarks``: ``<task>/{train,test}/<class>/<id>.txt``; pass
+``--recipe genomic-benchmarks``, which selects epochs by accuracy as that suite reports).
 """
 from __future__ import annotations
 
@@ -24,12 +26,13 @@ from pathlib import Path
 
 
 def suite_tasks(root: Path) -> list[str]:
-    """Task names under ``root`` (``group/task`` as in GUE, or ``task`` as in the NT suite) whose folder
-    has a train split file, in sorted order."""
+    """Task names under ``root`` (``group/task`` as in GUE, or ``task`` as in the NT suite and
+    GenomicBenchmarks) whose folder has a train split file or a ``train/`` class-folder tree, in sorted order."""
     from genomix.tasks.labelled import SPLIT_FILE_SUFFIXES
 
     found = {str(p.parent.relative_to(root)) for pattern in ("*/train.*", "*/*/train.*") for p in root.glob(pattern)
              if p.name.endswith(SPLIT_FILE_SUFFIXES)}
+    found |= {str(p.parent.relative_to(root)) for p in root.glob("*/train") if p.is_dir()}
     return sorted(found)
 
 

@@ -256,6 +256,11 @@ def test_the_gue_suite_pipeline_tabulates_and_skips_finished_tasks(tmp_path, cap
         (nt / task / "train.fna").write_text(">a|0\nACGT\n")
     (nt / "notes").mkdir()
     assert pipeline.suite_tasks(nt) == ["H3", "promoter_tata"]
+    gb = tmp_path / "gb"  # GenomicBenchmarks: <task>/{train,test}/<class>/<id>.txt
+    (gb / "human_or_worm" / "train" / "human").mkdir(parents=True)
+    (gb / "human_or_worm" / "train" / "human" / "0.txt").write_text("ACGT")
+    (gb / "stray" / "test").mkdir(parents=True)
+    assert pipeline.suite_tasks(gb) == ["human_or_worm"]
     args = ["--model", "hyenadna-tiny-1k", "--gue", str(GUE), "--tasks", "prom/prom_core_tata", "EMP/H3", "--recipe", "quick",
             "--max-epochs", "1", "--train-rows", "128", "--accelerator", "cpu", "--out", str(tmp_path)]
     assert pipeline.main(args) == 0

@@ -29,7 +29,8 @@ NT = known_suites()["nt"]
 
 class _Host(http.server.BaseHTTPRequestHandler):
     """GET with Range support for ``state['files']``; HEAD answers 302 with ``state['heads']`` headers;
-    the first ``state['cut']`` GETs drop the connection a third of the way through."""
+    the first ``state['cut']`` GETs (of paths ending in ``state['cut_only']``, if set) drop the connection
+    a third of the way through."""
 
     state: dict = {}
 
@@ -64,7 +65,7 @@ class _Host(http.server.BaseHTTPRequestHandler):
         rest = body[start:]
         self.send_header("Content-Length", str(len(rest)))
         self.end_headers()
-        if self.state["cut"] > 0:
+        if self.state["cut"] > 0 and self.path.endswith(self.state.get("cut_only", "")):
             self.state["cut"] -= 1
             self.wfile.write(rest[: len(rest) // 3])
             self.wfile.flush()
@@ -113,6 +114,8 @@ def test_the_shipped_suites_are_complete_and_pinned():
     suites = known_suites()
     assert len(suites["gue"].tasks) == 28 and len(set(suites["gue"].tasks)) == 28
     assert len(NT.tasks) == 18 and re.fullmatch(r"[0-9a-f]{40}", NT.revision)
+    gb = suites["genomic_benchmarks"]
+    assert len(gb.tasks) == 9 and gb.zenodo_record.isdigit() and "{task}" in gb.zip_name
     assert suites["gue"].select(["tf"]) == [f"tf/{i}" for i in range(5)]
     assert suites["gue"].select(["prom/prom_300_tata", "prom"])[0] == "prom/prom_300_tata"
     with pytest.raises(ConfigError, match="no task or group 'tff'"):
@@ -240,3 +243,78 @@ def test_cli_lists_and_downloads(host, tmp_path, monkeypatch, capsys):
     assert capsys.readouterr().out.strip() == f"promoter_tata\t{out / 'promoter_tata'}"
     assert main(["tasks", "download", "nt", "--tasks", "H5", "--out", str(out)]) == 2
     assert "no task or group 'H5'" in capsys.readouterr().err
+
+
+GB = known_suites()["genomic_benchmarks"]
+
+
+def _class_folder_zip(task: str, source_task: str) -> bytes:
+    """A GenomicBenchmarks dataset zip (``<task>/<split>/<class>/<id>.txt``) from real GUE rows; GUE's dev
+    split is left out, as the suite has train and test only."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for split in ("train", "test"):
+            for i, row in enumerate(_gue_csv(source_task, split).decode().strip().splitlines()[1:]):
+                seq, label = row.split(",")
+                zf.writestr(f"{task}/{split}/{('negative', 'positive')[int(label)]}/{i}.txt", seq)
+    return buffer.getvalue()
+
+
+def _serve_zenodo(state, url, zips: dict[str, bytes], md5_of: dict[str, bytes] | None = None):
+    """The record listing (Zenodo's API shape) and its files; ``md5_of`` lists other bytes' MD5s."""
+    record = GB.zenodo_record
+    entries = []
+    for key, body in zips.items():
+        listed = (md5_of or {}).get(key, body)
+        entries.append({"key": key, "size": len(listed), "checksum": f"md5:{hashlib.md5(listed).hexdigest()}",
+                        "links": {"self": f"{url}/api/records/{record}/files/{key}/content"}})
+        state["files"][f"/api/records/{record}/files/{key}/content"] = body
+    state["files"][f"/api/records/{record}"] = json.dumps({"id": record, "files": entries}).encode()
+
+
+def test_genomic_benchmarks_zips_are_md5_checked_resumed_and_read_as_class_folders(host, tmp_path, monkeypatch):
+    url, state = host
+    monkeypatch.setenv("ZENODO_ENDPOINT", url)
+    _serve_zenodo(state, url, {"human_nontata_promoters_v0.zip": _class_folder_zip("human_nontata_promoters", "tf/0"),
+                               "demo_human_or_worm_v0.zip": _class_folder_zip("demo_human_or_worm", "prom/prom_300_tata")})
+    out = tmp_path / "gb"
+    state["cut"], state["cut_only"] = 1, GB.zenodo_record  # the record listing dies once: a clear error
+    with pytest.raises(DownloadError, match="run the same command again"):
+        fetch_suite("genomic_benchmarks", out=out, tasks=["human_nontata_promoters"], quiet=True)
+    assert not (out / "human_nontata_promoters").exists()
+    state["cut"], state["cut_only"] = 1, "/content"  # then the first zip transfer dies and resumes
+    folders = fetch_suite("genomic_benchmarks", out=out, tasks=["human_nontata_promoters", "demo_human_or_worm"],
+                          quiet=True)
+    assert [r for _, _, r in state["log"] if r], "the retry did not resume with a Range request"
+    rows = _gue_csv("tf/0", "train").decode().strip().splitlines()[1:]
+    data = load_task(folders["human_nontata_promoters"])
+    assert data.label_names == ["negative", "positive"] and set(data.splits) == {"train", "test"}
+    assert sorted(data.splits["train"].labels.tolist()) == sorted(int(r.split(",")[1]) for r in rows)
+    source = json.loads((folders["human_nontata_promoters"] / "SOURCE.json").read_text())
+    assert source["zenodo_record"] == GB.zenodo_record and len(source["md5"]) == 32
+    assert not list((out / ".downloads").glob("*.zip"))  # each zip is removed once its task is published
+    requests = len(state["log"])
+    fetch_suite("genomic_benchmarks", out=out, tasks=["demo_human_or_worm"], quiet=True)
+    assert len(state["log"]) == requests  # a finished task is not fetched again
+
+
+def test_genomic_benchmarks_bad_checksum_missing_file_and_wrong_layout(host, tmp_path, monkeypatch):
+    url, state = host
+    monkeypatch.setenv("ZENODO_ENDPOINT", url)
+    good = _class_folder_zip("human_ocr_ensembl", "tf/0")
+    flat = io.BytesIO()
+    with zipfile.ZipFile(flat, "w") as zf:
+        zf.writestr("human_enhancers_cohn/train.csv", "sequence,label\nACGT,1\n")
+    _serve_zenodo(state, url, {"human_ocr_ensembl_v0.zip": good, "human_enhancers_cohn_v0.zip": flat.getvalue()},
+                  md5_of={"human_ocr_ensembl_v0.zip": good[:-1] + bytes([good[-1] ^ 1])})
+    out = tmp_path / "gb"
+    with pytest.raises(ChecksumError, match="md5"):
+        fetch_suite("genomic_benchmarks", out=out, tasks=["human_ocr_ensembl"], quiet=True)
+    assert not (out / "human_ocr_ensembl").exists() and not list((out / ".downloads").glob("*.part"))
+    with pytest.raises(InputFormatError, match="class folders"):
+        fetch_suite("genomic_benchmarks", out=out, tasks=["human_enhancers_cohn"], quiet=True)
+    assert not (out / "human_enhancers_cohn").exists()
+    with pytest.raises(DownloadError, match="has no file drosophila_enhancers_stark_v0.zip"):
+        fetch_suite("genomic_benchmarks", out=out, tasks=["drosophila_enhancers_stark"], quiet=True)
+    with pytest.raises(ConfigError, match="--archive does not apply"):
+        fetch_suite("genomic_benchmarks", out=out, tasks=["human_ocr_ensembl"], archive=tmp_path / "x.zip")

@@ -22,7 +22,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--revision", help="Hub branch, tag or commit to pin")
     p.add_argument("--task", required=True, help="task folder: train/dev/test .csv/.tsv[.gz] with sequence,label "
                    "columns or .fna[.gz] with '|label' headers, or GenomicBenchmarks' train/ and test/ class "
-                   "folders (`genomix tasks download` fetches GUE and NT)")
+                   "folders (`genomix tasks download` fetches GUE, NT and GenomicBenchmarks)")
     p.add_argument("--recipe", default="gue", help="recipe name in configs/finetune (gue, genomic-benchmarks, "
                    "quick) or a YAML path (default: gue)")
     p.add_argument("--out", required=True, help="output folder (checkpoints, logs, predictions, metrics, model)")

@@ -8,7 +8,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     from ..tasks.suites import known_suites
 
     names = sorted(known_suites())
-    parser = subparsers.add_parser("tasks", help="list and download fine-tuning benchmarks (GUE, NT)",
+    parser = subparsers.add_parser("tasks", help="list and download fine-tuning benchmarks (GUE, NT, GenomicBenchmarks)",
                                    description="Benchmark suites as task folders for `genomix finetune --task`.")
     sub = parser.add_subparsers(dest="tasks_command", metavar="ACTION")
     sub.required = True
@@ -34,9 +34,8 @@ def _list(args: argparse.Namespace) -> int:
     for spec in known_suites().values():
         if args.suite and spec.name != args.suite:
             continue
-        source = spec.archive["url"] if spec.archive else f"{spec.hub_dataset}@{spec.revision}"
         print(f"{spec.name}: {spec.description}")
-        print(f"  source:  {source}")
+        print(f"  source:  {spec.source()}")
         print(f"  tasks ({len(spec.tasks)}): {' '.join(spec.tasks)}")
     return 0
 

@@ -1,5 +1,5 @@
-"""Benchmark suites (GUE, Nucleotide Transformer): where they are published and how to fetch them into
-task folders that :func:`genomix.tasks.load_task` reads.
+"""Benchmark suites (GUE, Nucleotide Transformer, GenomicBenchmarks): where they are published and how to
+fetch them into task folders that :func:`genomix.tasks.load_task` reads.
 
 The suites are listed in ``tasks/data/benchmarks.yaml``. Fetching is all-or-nothing per task: files go
 to a staging folder beside the output, the task is read back with :func:`load_task` (a malformed or
@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import http.client
 import json
 import os
+import re
 import shutil
 import urllib.error
 import urllib.request
@@ -31,12 +33,14 @@ from .labelled import load_task
 SUITES_FILE = Path(__file__).parent / "data" / "benchmarks.yaml"
 SOURCE_FILE = "SOURCE.json"
 DEFAULT_HUB_ENDPOINT = "https://huggingface.co"
+DEFAULT_ZENODO_ENDPOINT = "https://zenodo.org"
 
 
 @dataclasses.dataclass(frozen=True)
 class BenchmarkSuite:
     """One suite: its tasks (``group/name`` paths), the files of each, and where they come from
-    (``archive``: one zip; ``hub_dataset`` + ``revision``: a pinned Hugging Face dataset repository)."""
+    (``archive``: one zip; ``hub_dataset`` + ``revision``: a pinned Hugging Face dataset repository;
+    ``zenodo_record`` + ``zip_name``: one zip per task in a Zenodo record)."""
 
     name: str
     description: str
@@ -46,6 +50,16 @@ class BenchmarkSuite:
     archive: dict[str, str] | None = None
     hub_dataset: str | None = None
     revision: str | None = None
+    zenodo_record: str | None = None
+    zip_name: str | None = None
+
+    def source(self) -> str:
+        """Where the suite is fetched from, in one line."""
+        if self.archive is not None:
+            return self.archive["url"]
+        if self.zenodo_record is not None:
+            return f"{DEFAULT_ZENODO_ENDPOINT}/records/{self.zenodo_record} ({self.zip_name} per task)"
+        return f"{self.hub_dataset}@{self.revision}"
 
     def select(self, wanted: list[str] | None) -> list[str]:
         """The tasks named in ``wanted`` (a task, or a group such as ``prom`` for all of ``prom/*``);
@@ -76,6 +90,8 @@ def known_suites() -> dict[str, BenchmarkSuite]:
             archive=entry.get("archive"),
             hub_dataset=entry.get("hub_dataset"),
             revision=entry.get("revision"),
+            zenodo_record=entry.get("zenodo_record"),
+            zip_name=entry.get("zip_name"),
         )
         for name, entry in raw.items()
     }
@@ -113,7 +129,9 @@ def fetch_suite(
         if spec.archive is not None:
             _fetch_from_archive(spec, root, missing, archive, quiet)
         elif archive is not None:
-            raise ConfigError(f"suite {name!r} is fetched file by file from the Hub; --archive does not apply")
+            raise ConfigError(f"suite {name!r} is fetched task by task; --archive does not apply")
+        elif spec.zenodo_record is not None:
+            _fetch_from_zenodo(spec, root, missing, quiet)
         else:
             _fetch_from_hub(spec, root, missing, quiet)
     return {t: root / t for t in wanted}
@@ -154,11 +172,7 @@ def _fetch_from_archive(spec: BenchmarkSuite, root: Path, tasks: list[str], arch
             f"is exhausted or the link changed); download {info['filename']} in a browser from "
             f"{info['page']} and pass it with --archive"
         )
-    with zipfile.ZipFile(archive) as zf:
-        bad = zf.testzip()
-        if bad is not None:
-            raise ChecksumError(f"{archive}: member {bad} fails its CRC-32 check; the archive is corrupt: "
-                                "delete it and download again")
+    with _checked_zip(archive) as zf:
         names = set(zf.namelist())
         prefix = _archive_root(names, spec, archive)
         for task in tasks:
@@ -176,6 +190,17 @@ def _fetch_from_archive(spec: BenchmarkSuite, root: Path, tasks: list[str], arch
                                        f"{{{','.join(spec.files)}}}); is this the {spec.name} archive?")
             _publish(staging, root / task, task, {"suite": spec.name, "archive": str(archive),
                                                   "url": info["url"], "files": found})
+
+
+def _checked_zip(path: Path) -> zipfile.ZipFile:
+    """The zip at ``path``, opened after every member passed its CRC-32 check."""
+    zf = zipfile.ZipFile(path)
+    bad = zf.testzip()
+    if bad is not None:
+        zf.close()
+        raise ChecksumError(f"{path}: member {bad} fails its CRC-32 check; the archive is corrupt: "
+                            "delete it and download again")
+    return zf
 
 
 def _archive_root(names: set[str], spec: BenchmarkSuite, archive: Path) -> str:
@@ -237,3 +262,70 @@ def _fetch_from_hub(spec: BenchmarkSuite, root: Path, tasks: list[str], quiet: b
         _publish(staging, root / task, task, {"suite": spec.name, "repository": spec.hub_dataset,
                                               "revision": spec.revision, "files": files})
         shutil.rmtree(root / ".downloads" / task, ignore_errors=True)
+
+
+def zenodo_files(record: str, timeout: float = 60.0) -> dict[str, dict[str, Any]]:
+    """The files of a Zenodo record by name: download ``url``, ``md5`` and ``size``, from the record's
+    API (``$ZENODO_ENDPOINT/api/records/<record>``, default zenodo.org)."""
+    endpoint = os.environ.get("ZENODO_ENDPOINT", DEFAULT_ZENODO_ENDPOINT).rstrip("/")
+    url = f"{endpoint}/api/records/{record}"
+    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT, "Accept": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as resp:
+            listing = json.loads(resp.read().decode("utf-8"))
+    except urllib.error.HTTPError as exc:
+        raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}; check the suite's Zenodo record") from None
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+        raise DownloadError(f"could not read {url}: {exc!r}; check the network (or ZENODO_ENDPOINT) and run the same "
+                            "command again") from None
+    except ValueError as exc:
+        raise DownloadError(f"{url}: not a JSON record listing ({exc})") from None
+    files = {}
+    for entry in listing.get("files") or []:
+        algorithm, _, digest = str(entry.get("checksum", "")).partition(":")
+        files[entry["key"]] = {
+            "url": (entry.get("links") or {}).get("self") or f"{endpoint}/records/{record}/files/{entry['key']}?download=1",
+            "md5": digest.lower() if algorithm == "md5" and re.fullmatch(r"[0-9a-fA-F]{32}", digest) else None,
+            "size": entry.get("size"),
+        }
+    return files
+
+
+_CLASS_FILE = re.compile(r"^(?:.*/)?([^/]+)/([^/]+)/([^/]+\.txt)$")
+
+
+def _extract_class_folders(zf: zipfile.ZipFile, splits: tuple[str, ...], staging: Path, source: Path) -> None:
+    """Copy ``<split>/<class>/<id>.txt`` members (under any top folder) into ``staging``."""
+    found = 0
+    for member in zf.namelist():
+        match = _CLASS_FILE.match(member)
+        if match is None or match.group(1) not in splits:
+            continue
+        split, cls, filename = match.groups()
+        if cls in (".", "..") or filename.startswith("."):
+            raise InputFormatError(f"{source}: member {member!r} is not a class folder entry")
+        target = staging / split / cls / filename
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with zf.open(member) as src, open(target, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+        found += 1
+    if not found:
+        raise InputFormatError(f"{source}: holds no {'/'.join(splits)} class folders (<split>/<class>/<id>.txt)")
+
+
+def _fetch_from_zenodo(spec: BenchmarkSuite, root: Path, tasks: list[str], quiet: bool) -> None:
+    assert spec.zenodo_record is not None and spec.zip_name is not None
+    files = zenodo_files(spec.zenodo_record)
+    for task in tasks:
+        key = spec.zip_name.format(task=task)
+        if key not in files:
+            raise DownloadError(f"Zenodo record {spec.zenodo_record} has no file {key}; it lists "
+                                f"{', '.join(sorted(files)) or 'no files'}")
+        entry = files[key]
+        zipped = download(entry["url"], root / ".downloads" / key, md5=entry["md5"], size=entry["size"], quiet=quiet)
+        staging = _staging_dir(root, task)
+        with _checked_zip(Path(zipped)) as zf:
+            _extract_class_folders(zf, spec.files, staging, Path(zipped))
+        _publish(staging, root / task, task, {"suite": spec.name, "zenodo_record": spec.zenodo_record,
+                                              "file": key, "url": entry["url"], "md5": entry["md5"]})
+        Path(zipped).unlink()
