@@ -63,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-epochs", type=int)
     parser.add_argument("--train-rows", type=int)
     parser.add_argument("--accelerator", default="auto")
+    parser.add_argument("--devices", type=int, default=1,
+                        help="data-parallel GPUs per task (the recipe's batch size is the global batch)")
     parser.add_argument("--out", required=True, type=Path)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -73,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     tasks = args.tasks or suite_tasks(args.gue)
     if not tasks:
         parser.error(f"no task with a train split under {args.gue} (expected [<group>/]<task>/train.csv[.gz] or .fna)")
-    rows = []
+    rows, rank = [], 0
     for name in tasks:
         out = args.out / name.replace("/", "_")
         done = out / "metrics.json"
@@ -81,11 +83,13 @@ def main(argv: list[str] | None = None) -> int:
         if not done.is_file():
             recipe = load_finetune_recipe(args.recipe, max_epochs=args.max_epochs, train_rows=args.train_rows)
             try:
-                finetune(args.model, args.gue / name, out, recipe, resume="auto", accelerator=args.accelerator,
-                         quiet=True)
+                rank = finetune(args.model, args.gue / name, out, recipe, resume="auto", accelerator=args.accelerator,
+                                devices=args.devices, quiet=True).global_rank
             except GenomixError as exc:  # one task's failure (e.g. divergence) does not end the suite
                 rows.append({"task": name, "error": str(exc)})
                 print(f"{name}: failed: {exc}", flush=True)
+                continue
+            if rank != 0:  # a data-parallel helper process (Lightning relaunched this script): it only trains
                 continue
         summary = json.loads(done.read_text())
         rows.append({"task": name, "classes": len(summary["label_names"]), "train": summary["examples"]["train"],
@@ -95,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         test = rows[-1]["test"]
         print(f"{name}: test MCC {test['mcc']:.3f}, accuracy {test['accuracy']:.3f} ({rows[-1]['minutes']:.1f} min)",
               flush=True)
+    if rank != 0:
+        return 0
     print()
     print_table(rows)
     payload = {"model": args.model, "recipe": args.recipe, "max_epochs": args.max_epochs, "rows": rows}

@@ -37,6 +37,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", choices=("bf16-mixed", "32-true", "16-mixed"),
                    help="default: the recipe's, else bf16-mixed on GPU and 32-true on CPU")
     p.add_argument("--accelerator", default="auto", help="auto, cpu or gpu")
+    p.add_argument("--devices", type=int, default=1,
+                   help="data-parallel processes (GPUs, or CPU processes with --accelerator cpu); the recipe's "
+                        "batch size is the global batch and must be a multiple of it (default: 1)")
     p.add_argument("--resume", help="'auto' (continue --out from its last finished epoch) or a .ckpt path")
     p.add_argument("--quiet", action="store_true", help="no progress bars or model summary")
     p.set_defaults(func=run)
@@ -57,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
         for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
             logging.getLogger(name).setLevel(logging.WARNING)
     result = finetune(args.model, args.task, args.out, recipe, revision=args.revision, resume=args.resume,
-                      accelerator=args.accelerator, quiet=args.quiet)
-    print(f"best epoch {result.best_epoch}; model saved to {result.model_dir}")
-    print(json.dumps(result.metrics, indent=2))
+                      accelerator=args.accelerator, devices=args.devices, quiet=args.quiet)
+    if result.global_rank == 0:
+        print(f"best epoch {result.best_epoch}; model saved to {result.model_dir}")
+        print(json.dumps(result.metrics, indent=2))
     return 0

@@ -48,23 +48,33 @@ class SequenceDataset(Dataset):
 class EpochOrder(Sampler):
     """Keys (row, reverse-complement?) for one pass: in order for evaluation; for training a permutation
     and coin flips (``rc_aug``) drawn from ``(seed, epoch)`` only, so a run resumed at an epoch boundary
-    sees the batches the uninterrupted run would have (Lightning calls :meth:`set_epoch`)."""
+    sees the batches the uninterrupted run would have (Lightning calls :meth:`set_epoch`).
 
-    def __init__(self, size: int, shuffle: bool, rc_aug: bool = False, seed: int = 0) -> None:
+    ``world`` > 1 (data-parallel training): every rank draws the same permutation and keeps positions
+    ``rank, rank + world, ...`` of it, after dropping the last ``size % world`` positions so that all ranks
+    take the same number of steps. Rank r's i-th batch of ``b`` rows and the other ranks' i-th batches
+    then hold exactly the rows of the one-device run's i-th batch of ``world * b`` rows."""
+
+    def __init__(self, size: int, shuffle: bool, rc_aug: bool = False, seed: int = 0, rank: int = 0,
+                 world: int = 1) -> None:
+        if not 0 <= rank < world:
+            raise ValueError(f"rank {rank} outside a world of {world}")
         self.size, self.shuffle, self.rc_aug, self.seed = size, shuffle, rc_aug, seed
+        self.rank, self.world = rank, world
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return self.size
+        return self.size // self.world
 
     def __iter__(self) -> Iterator[tuple[int, bool]]:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         rows = torch.randperm(self.size, generator=g) if self.shuffle else torch.arange(self.size)
         flips = torch.rand(self.size, generator=g) < 0.5 if self.rc_aug else torch.zeros(self.size, dtype=torch.bool)
-        return iter(zip(rows.tolist(), flips.tolist()))
+        keep = slice(self.rank, len(self) * self.world, self.world)
+        return iter(zip(rows[keep].tolist(), flips[keep].tolist()))
 
 
 class Collate:
@@ -86,8 +96,9 @@ class Collate:
 
 
 def loader(data: LabelledSequences, batch_size: int, *, train: bool, padding_side: str, rc_aug: bool = False,
-           num_workers: int = 0, seed: int = 0) -> DataLoader:
-    """Batches of ``data``: shuffled and optionally reverse-complemented per epoch (``train``), else in order."""
-    order = EpochOrder(len(data), shuffle=train, rc_aug=rc_aug and train, seed=seed)
+           num_workers: int = 0, seed: int = 0, rank: int = 0, world: int = 1) -> DataLoader:
+    """Batches of ``data``: shuffled and optionally reverse-complemented per epoch (``train``), else in order;
+    ``rank``'s share of a ``world`` of data-parallel processes (see :class:`EpochOrder`)."""
+    order = EpochOrder(len(data), shuffle=train, rc_aug=rc_aug and train, seed=seed, rank=rank, world=world)
     return DataLoader(SequenceDataset(data), batch_size=batch_size, sampler=order, collate_fn=Collate(padding_side),
                       num_workers=num_workers, persistent_workers=num_workers > 0)

@@ -12,6 +12,12 @@ Layout of ``out_dir``::
 
 Every file is written to a temporary name and renamed when complete, so an interrupted run leaves the
 previous complete file, and ``--resume auto`` continues from the last finished epoch.
+
+``devices`` > 1 trains data-parallel (DDP). The recipe's ``batch_size`` stays the global batch: each of
+the ``devices`` processes takes ``batch_size / devices`` rows of the same per-epoch permutation
+(:class:`.batches.EpochOrder`), so a step sees the rows a one-device step would, and the learning-rate
+schedule is unchanged. Every process scores the whole development split, which keeps model selection
+identical on all of them; the test predictions, metrics and exported model are written by rank 0.
 """
 from __future__ import annotations
 
@@ -51,19 +57,38 @@ class FinetuneResult:
     metrics: dict[str, dict[str, float]]
     best_checkpoint: Path
     best_epoch: int
+    global_rank: int = 0  # data-parallel runs: only rank 0 scores, exports and reports (the others: no metrics)
+
+
+def epoch_steps(rows: int, batch_size: int, world: int) -> int:
+    """Optimizer steps per epoch for ``rows`` training rows at global ``batch_size`` over ``world``
+    data-parallel processes (each takes ``rows // world`` rows in batches of ``batch_size // world``)."""
+    return -(-(rows // world) // (batch_size // world))
 
 
 class ClassificationModule(L.LightningModule):
-    """Trains a genomix ``classification`` model with cross-entropy; after each epoch scores the
-    development split and logs ``dev/<metric>`` for every metric of :mod:`.metrics`."""
+    """Trains a genomix ``classification`` model with cross-entropy on ``train`` (this process's share of
+    it, when data-parallel); after each epoch scores the whole ``dev`` split and logs ``dev/<metric>`` for
+    every metric of :mod:`.metrics`."""
 
-    def __init__(self, model: torch.nn.Module, recipe: FinetuneRecipe, schedule_steps: int) -> None:
+    def __init__(self, model: torch.nn.Module, recipe: FinetuneRecipe, train: LabelledSequences,
+                 dev: LabelledSequences) -> None:
         super().__init__()
         self.model = model
         self.recipe = recipe
-        self.schedule_steps = schedule_steps
+        self.train_rows, self.dev_rows = train, dev
         self._dev_logits: list[torch.Tensor] = []
         self._dev_labels: list[torch.Tensor] = []
+
+    def train_dataloader(self) -> torch.utils.data.DataLoader:
+        world = self.trainer.world_size
+        return loader(self.train_rows, self.recipe.batch_size // world, train=True, padding_side=PADDING_SIDE,
+                      rc_aug=self.recipe.rc_aug, num_workers=self.recipe.num_workers, seed=self.recipe.seed,
+                      rank=self.trainer.global_rank, world=world)
+
+    def val_dataloader(self) -> torch.utils.data.DataLoader:
+        return loader(self.dev_rows, self.recipe.eval_batch_size or self.recipe.batch_size, train=False,
+                      padding_side=PADDING_SIDE, num_workers=self.recipe.num_workers)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         out = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
@@ -88,11 +113,14 @@ class ClassificationModule(L.LightningModule):
                                 "without a non-finite loss; lower the learning rate or use --precision 32-true")
         scores = classification_metrics(logits.numpy(), torch.cat(self._dev_labels).numpy())
         monitor = self.recipe.monitor
-        self.log_dict({f"dev/{k}": v for k, v in scores.items() if k != monitor})
-        self.log(f"dev/{monitor}", scores[monitor], prog_bar=True)
+        sync = self.trainer.world_size > 1  # the same numbers on every rank: the reduction only confirms them
+        self.log_dict({f"dev/{k}": v for k, v in scores.items() if k != monitor}, sync_dist=sync)
+        self.log(f"dev/{monitor}", scores[monitor], prog_bar=True, sync_dist=sync)
 
     def configure_optimizers(self) -> dict[str, Any]:
-        return adamw_warmup_cosine(self.model, self.recipe.optim, self.schedule_steps)
+        steps = self.recipe.max_epochs * epoch_steps(len(self.train_rows), self.recipe.batch_size,
+                                                     self.trainer.world_size)
+        return adamw_warmup_cosine(self.model, self.recipe.optim, steps)
 
 
 def load_classifier(model: str, num_labels: int, label_names: list[str], recipe: FinetuneRecipe,
@@ -164,11 +192,15 @@ def _resume_path(resume: str | os.PathLike | None, out: Path) -> Path | None:
 
 def finetune(model: str, task: str | os.PathLike | TaskData, out_dir: str | os.PathLike, recipe: FinetuneRecipe,
              *, revision: str | None = None, resume: str | os.PathLike | None = None, accelerator: str = "auto",
-             quiet: bool = False) -> FinetuneResult:
+             devices: int = 1, strategy: str = "auto", quiet: bool = False) -> FinetuneResult:
     """Fine-tune ``model`` (checkpoint dir, Hub id or named size) on ``task`` (a folder that
     :func:`.labelled.load_task` reads, or its result) as ``recipe`` says; see the module docstring for what
     lands in ``out_dir``. ``resume``: ``None``, ``"auto"`` (continue ``out_dir``'s run if it has a
-    checkpoint) or a checkpoint path."""
+    checkpoint) or a checkpoint path. ``devices`` > 1: data-parallel over that many GPUs (or CPU
+    processes), with ``strategy`` "auto" meaning DDP."""
+    if devices < 1 or recipe.batch_size % devices:
+        raise ConfigError(f"batch size {recipe.batch_size} cannot be split over {devices} devices: the recipe's "
+                          "batch_size is the global batch and must be a multiple of --devices")
     out = Path(out_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = _resume_path(resume, out)
@@ -200,10 +232,7 @@ def finetune(model: str, task: str | os.PathLike | TaskData, out_dir: str | os.P
     test = fit_lengths(test, max_length, recipe.truncation) if test is not None else None
 
     eval_batch = recipe.eval_batch_size or recipe.batch_size
-    train_loader = loader(train, recipe.batch_size, train=True, padding_side=PADDING_SIDE, rc_aug=recipe.rc_aug,
-                          num_workers=recipe.num_workers, seed=recipe.seed)
-    dev_loader = loader(dev, eval_batch, train=False, padding_side=PADDING_SIDE, num_workers=recipe.num_workers)
-    module = ClassificationModule(classifier, recipe, schedule_steps=recipe.max_epochs * len(train_loader))
+    module = ClassificationModule(classifier, recipe, train, dev)
 
     best = ModelCheckpoint(dirpath=out / "checkpoints", filename="best-{epoch}", monitor=f"dev/{recipe.monitor}",
                            mode="max", save_top_k=1, save_last=True, save_on_train_epoch_end=False)
@@ -213,10 +242,13 @@ def finetune(model: str, task: str | os.PathLike | TaskData, out_dir: str | os.P
 
         callbacks.append(TQDMProgressBar())
     precision = recipe.precision or ("bf16-mixed" if torch.cuda.is_available() and accelerator != "cpu" else "32-true")
+    if devices > 1 and strategy == "auto":
+        strategy = "ddp"
     trainer = L.Trainer(
-        accelerator=accelerator, devices=1, precision=precision, max_epochs=recipe.max_epochs,
-        gradient_clip_val=recipe.gradient_clip or None, callbacks=callbacks, logger=run_loggers(out),
-        plugins=[AtomicCheckpointIO()], log_every_n_steps=max(1, min(50, len(train_loader))),
+        accelerator=accelerator, devices=devices, strategy=strategy, precision=precision,
+        max_epochs=recipe.max_epochs, gradient_clip_val=recipe.gradient_clip or None, callbacks=callbacks,
+        logger=run_loggers(out), plugins=[AtomicCheckpointIO()], use_distributed_sampler=False,
+        log_every_n_steps=max(1, min(50, epoch_steps(len(train), recipe.batch_size, devices))),
         num_sanity_val_steps=0, enable_progress_bar=not quiet, enable_model_summary=not quiet,
         default_root_dir=out,
     )
@@ -224,10 +256,11 @@ def finetune(model: str, task: str | os.PathLike | TaskData, out_dir: str | os.P
                       + f"# model: {model}\n# task: {task.name} ({task.num_labels} classes)\n")
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=dev_loader,
-                    ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True)
+        trainer.fit(module, ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True)
 
     best_path = Path(best.best_model_path) if best.best_model_path else out / "checkpoints" / LAST
+    if trainer.global_rank != 0:
+        return FinetuneResult(out / "model", {}, best_path, -1, trainer.global_rank)
     state = AtomicCheckpointIO().load_checkpoint(best_path)
     module.load_state_dict(state["state_dict"])
     best_epoch = int(state.get("epoch", -1))
