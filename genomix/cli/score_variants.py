@@ -3,6 +3,7 @@ marginals under a masked one."""
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
 
 
@@ -24,6 +25,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                              "(masked LMs, substitutions only); embedding: cosine distance of the windows' mean "
                              "final hidden states (any model). Default: causal or masked, by the model's head")
     parser.add_argument("--vcf", required=True, help="VCF file (.vcf, .vcf.gz or bgzip)")
+    parser.add_argument("--region", action="append", default=[], metavar="CHROM[:START[-END]]",
+                        help="score only records overlapping this region (1-based, inclusive; repeatable); needs a "
+                             "bgzip-compressed VCF with a .tbi or .csi index next to it")
+    parser.add_argument("--regions-bed", metavar="BED", help="score only records overlapping these BED intervals "
+                        "(indexed VCF, as --region)")
     parser.add_argument("--reference", required=True,
                         help="reference FASTA (.fa / .fa.gz, read into memory) or genome store (.h5 from "
                              "`genomix genome prepare`, for whole genomes)")
@@ -44,20 +50,26 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from ..embed import read_bed_intervals
     from ..hub import load_model
-    from ..variants import Reference, parse_contig_map, read_vcf, score_variants
+    from ..variants import Reference, Region, parse_contig_map, parse_region, read_vcf, score_variants
 
+    regions = [parse_region(text) for text in args.region]
+    if args.regions_bed:
+        regions += [Region(contig, start, end) for contig, start, end, _, _ in read_bed_intervals(args.regions_bed)]
+    regions = regions or None
     reference = Reference(args.reference, parse_contig_map(args.contig_map))
     total, contigs = 0, set()
-    for variant in read_vcf(args.vcf):  # the whole file is read and its contigs matched before any scoring
+    for variant in read_vcf(args.vcf, regions):  # every selected record is read and its contig matched before scoring
         total += 1
         contigs.add(variant.chrom)
     for chrom in sorted(contigs):
         reference.resolve(chrom)
     model = load_model(args.model, "lm", args.revision)
-    meta = {"model": args.model, "revision": args.revision or "-", "vcf": args.vcf, "reference": args.reference}
+    meta = {"model": args.model, "revision": args.revision or "-", "vcf": args.vcf, "reference": args.reference,
+            "regions": _describe(regions)}
     try:
-        counts = score_variants(model, read_vcf(args.vcf), reference, args.out, vcf=args.vcf, window=args.window,
+        counts = score_variants(model, read_vcf(args.vcf, regions), reference, args.out, vcf=args.vcf, window=args.window,
                                 batch_size=args.batch_size, on_ref_mismatch=args.on_ref_mismatch,
                                 resume=args.resume, overwrite=args.overwrite, device=args.device, quiet=args.quiet,
                                 total=total, meta=meta, method=args.method)
@@ -68,3 +80,13 @@ def _run(args: argparse.Namespace) -> int:
     print(args.out)
     print(" ".join(f"{status}={n}" for status, n in sorted(counts.items())), file=sys.stderr)
     return 0
+
+
+def _describe(regions: list | None) -> str:
+    """The regions for the output's header line (which --resume compares): all of them if few, else a digest."""
+    if not regions:
+        return "all"
+    text = ",".join(str(r) for r in regions)
+    if len(regions) <= 5:
+        return text
+    return f"{len(regions)}-regions-sha1:{hashlib.sha1(text.encode()).hexdigest()[:12]}"

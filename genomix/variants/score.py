@@ -87,14 +87,14 @@ def plan_windows(variant: Variant, reference: Reference, window: int, vcf: str |
     length = reference.lengths[contig]
     p0, n_ref, n_alt = variant.pos - 1, len(variant.ref), len(variant.alt)
     if p0 + n_ref > length:
-        raise RangeError(f"{vcf}:{variant.line}: {variant.chrom}:{variant.pos} {variant.ref} ends past the end of "
+        raise RangeError(f"{variant.location(vcf)}: {variant.chrom}:{variant.pos} {variant.ref} ends past the end of "
                          f"{contig} (length {length:,}) in {reference.path}")
     found = reference.text(contig, p0, p0 + n_ref)
     if not _matches(variant.ref, found):
         if on_ref_mismatch == "skip":
             return _Row(variant, "ref_mismatch")
         raise InputFormatError(
-            f"{vcf}:{variant.line}: REF {variant.ref} does not match the reference at {contig}:{variant.pos} "
+            f"{variant.location(vcf)}: REF {variant.ref} does not match the reference at {contig}:{variant.pos} "
             f"({found}) in {reference.path}; is it the same assembly? (skip such records with --on-ref-mismatch skip)")
     if method == "masked" and n_ref != n_alt:
         return _Row(variant, "indel")

@@ -1,0 +1,291 @@
+"""Random access to bgzip-compressed, tabix- or CSI-indexed text files (VCF): the records that overlap a region.
+
+A bgzip file is a series of gzip members ("BGZF blocks") of at most 64 KiB of data each; a *virtual
+offset* ``(block start << 16) | offset in the block's data`` addresses any byte. A ``.tbi`` (tabix) or
+``.csi`` index maps each contig's genomic bins to chunks of virtual offsets, so a query reads only the
+blocks that can hold overlapping records (SAMtools' "Tabix" and "CSI" specifications). Records inside
+those chunks are still checked against the region, so the index only has to be a superset, as the
+format guarantees.
+
+Pure Python with ``zlib``: no htslib build, the same reason as the streaming reader (:mod:`.vcf`). The
+tests check every query against htslib's own indexes (built with pysam) and a full scan.
+"""
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import logging
+import re
+import struct
+import zlib
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+from ..errors import InputFormatError, RangeError
+
+log = logging.getLogger(__name__)
+
+_BGZF_FIXED = struct.Struct("<4BI2BH")  # ID1 ID2 CM FLG MTIME XFL OS XLEN
+_REGION = re.compile(r"^(?:\{(?P<braced>[^{}]+)\}|(?P<chrom>[^:\s{}]+))(?::(?P<start>[\d,]+)(?:-(?P<end>[\d,]+))?)?$")
+TABIX_MIN_SHIFT, TABIX_DEPTH = 14, 5  # a .tbi is a CSI with these fixed: 16 kb leaf bins, six levels
+
+
+@dataclasses.dataclass(frozen=True)
+class Region:
+    """A 0-based half-open interval of a contig; ``end=None`` runs to the contig's end."""
+
+    chrom: str
+    start: int = 0
+    end: int | None = None
+
+    def __str__(self) -> str:
+        name = f"{{{self.chrom}}}" if ":" in self.chrom else self.chrom
+        return name if self.start == 0 and self.end is None else f"{name}:{self.start + 1}-{self.end or ''}"
+
+
+def parse_region(text: str) -> Region:
+    """``chr1``, ``chr1:1000`` (from position 1000 on) or ``chr1:1,000-2,000`` (1-based, inclusive, as
+    samtools and tabix write them) as a :class:`Region`. A contig whose name holds ``:`` (GRCh38's HLA
+    alleles) is written in braces, as htslib takes it: ``{HLA-A*01:01:01:01}:100-200``."""
+    match = _REGION.match(text.strip())
+    if match is None:
+        raise RangeError(f"region {text!r} is not CHROM, CHROM:START or CHROM:START-END (1-based, inclusive; a "
+                         "name with ':' goes in braces: {NAME}:START-END)")
+    start = int(match["start"].replace(",", "")) if match["start"] else 1
+    end = int(match["end"].replace(",", "")) if match["end"] else None
+    if start < 1 or (end is not None and end < start):
+        raise RangeError(f"region {text!r}: positions are 1-based and START <= END")
+    return Region(match["braced"] or match["chrom"], start - 1, end)
+
+
+def region_bins(start: int, end: int, min_shift: int, depth: int) -> list[int]:
+    """Every bin of a (``min_shift``, ``depth``) binning scheme that can hold a record overlapping
+    [start, end): one range of bins per level, from the whole-contig bin 0 down to the leaves."""
+    bins, offset, shift = [], 0, min_shift + 3 * depth
+    last = end - 1
+    for level in range(depth + 1):
+        bins.extend(range(offset + (start >> shift), offset + (last >> shift) + 1))
+        shift -= 3
+        offset += 1 << (3 * level)
+    return bins
+
+
+@dataclasses.dataclass
+class _ContigIndex:
+    bins: dict[int, list[tuple[int, int]]]  # bin -> chunks (begin, end virtual offsets)
+    linear: list[int]  # tabix only: smallest virtual offset of a record overlapping each 16 kb window
+
+
+@dataclasses.dataclass
+class TabixIndex:
+    """A parsed ``.tbi`` or ``.csi`` index: contig names and their bins (see the module docstring)."""
+
+    names: list[str]
+    contigs: list[_ContigIndex]
+    min_shift: int
+    depth: int
+    path: Path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "TabixIndex":
+        path = Path(path)
+        try:
+            data = gzip.decompress(path.read_bytes())
+        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+            raise InputFormatError(f"{path}: not a readable index ({exc})") from None
+        reader = _Cursor(data, path)
+        magic = reader.take(4)
+        if magic == b"TBI\x01":
+            n_ref = reader.int32()
+            reader.take(24)  # format, sequence/begin/end columns, meta character, header lines to skip
+            names = reader.names(reader.int32())
+            contigs = [reader.tabix_contig() for _ in range(n_ref)]
+            return cls(names, contigs, TABIX_MIN_SHIFT, TABIX_DEPTH, path)
+        if magic == b"CSI\x01":
+            min_shift, depth, aux = reader.int32(), reader.int32(), reader.take(reader.int32())
+            names = _Cursor(aux, path).tabix_aux_names() if len(aux) >= 28 else []
+            contigs = [reader.csi_contig() for _ in range(reader.int32())]
+            return cls(names, contigs, min_shift, depth, path)
+        raise InputFormatError(f"{path}: not a tabix (.tbi) or CSI (.csi) index (magic {magic!r})")
+
+    def chunks(self, region: Region) -> list[tuple[int, int]]:
+        """Merged, sorted chunks of virtual offsets that hold every record overlapping ``region``;
+        empty for a contig the index does not list (no records there)."""
+        if region.chrom not in self.names:
+            return []
+        contig = self.contigs[self.names.index(region.chrom)]
+        end = region.end if region.end is not None else 1 << (self.min_shift + 3 * self.depth)
+        floor = 0
+        if contig.linear:
+            floor = contig.linear[min(region.start >> self.min_shift, len(contig.linear) - 1)]
+        found = sorted(c for b in region_bins(region.start, end, self.min_shift, self.depth)
+                       for c in contig.bins.get(b, ()) if c[1] > floor)
+        merged: list[tuple[int, int]] = []
+        for begin, stop in found:
+            if merged and begin <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], stop))
+            else:
+                merged.append((max(begin, floor), stop))
+        return merged
+
+
+class _Cursor:
+    """Little-endian reads over an index's decompressed bytes, with a clear error at a short file."""
+
+    def __init__(self, data: bytes, path: Path) -> None:
+        self.data, self.pos, self.path = data, 0, path
+
+    def take(self, n: int) -> bytes:
+        if n < 0 or self.pos + n > len(self.data):
+            raise InputFormatError(f"{self.path}: index ends early (truncated or corrupt); rebuild it with tabix -p vcf")
+        out = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return out
+
+    def int32(self) -> int:
+        return struct.unpack("<i", self.take(4))[0]
+
+    def uint64(self) -> int:
+        return struct.unpack("<Q", self.take(8))[0]
+
+    def names(self, length: int) -> list[str]:
+        return [n.decode("ascii", "replace") for n in self.take(length).split(b"\x00") if n]
+
+    def tabix_aux_names(self) -> list[str]:
+        self.take(24)
+        return self.names(self.int32())
+
+    def _chunks(self) -> list[tuple[int, int]]:
+        return [(self.uint64(), self.uint64()) for _ in range(self.int32())]
+
+    def tabix_contig(self) -> _ContigIndex:
+        bins = {}
+        for _ in range(self.int32()):
+            number = struct.unpack("<I", self.take(4))[0]
+            bins[number] = self._chunks()
+        linear = [self.uint64() for _ in range(self.int32())]
+        return _ContigIndex(bins, linear)
+
+    def csi_contig(self) -> _ContigIndex:
+        bins = {}
+        for _ in range(self.int32()):
+            number = struct.unpack("<I", self.take(4))[0]
+            self.uint64()  # the bin's own smallest offset; the chunks are filtered by overlap instead
+            bins[number] = self._chunks()
+        return _ContigIndex(bins, [])
+
+
+class BgzfReader:
+    """Lines of a bgzip file from a virtual offset, each with the virtual offset where it starts."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.fh: BinaryIO = open(self.path, "rb")
+
+    def close(self) -> None:
+        self.fh.close()
+
+    def __enter__(self) -> "BgzfReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def block(self, coffset: int) -> tuple[bytes, int]:
+        """The data of the block at file offset ``coffset`` and the next block's offset; (b"", offset)
+        at the end of the file."""
+        self.fh.seek(coffset)
+        head = self.fh.read(_BGZF_FIXED.size)
+        if not head:
+            return b"", coffset
+        if len(head) < _BGZF_FIXED.size or head[:4] != b"\x1f\x8b\x08\x04":
+            raise InputFormatError(f"{self.path}: no BGZF block at byte {coffset}; region queries need a file "
+                                   "compressed with bgzip (not gzip), and an index built for this file")
+        xlen = _BGZF_FIXED.unpack(head)[-1]
+        extra = self.fh.read(xlen)
+        size = None
+        pos = 0
+        while pos + 4 <= len(extra):
+            sub_len = struct.unpack("<H", extra[pos + 2:pos + 4])[0]
+            if extra[pos:pos + 2] == b"BC" and sub_len == 2:
+                size = struct.unpack("<H", extra[pos + 4:pos + 6])[0] + 1
+            pos += 4 + sub_len
+        if size is None:
+            raise InputFormatError(f"{self.path}: gzip member at byte {coffset} has no BGZF size field; compress "
+                                   "the VCF with bgzip (htslib), not gzip, for region queries")
+        rest = self.fh.read(size - _BGZF_FIXED.size - xlen)
+        try:
+            data = zlib.decompress(rest[:-8], -15)
+        except zlib.error as exc:
+            raise InputFormatError(f"{self.path}: corrupt BGZF block at byte {coffset} ({exc})") from None
+        crc, isize = struct.unpack("<II", rest[-8:])
+        if len(data) != isize or zlib.crc32(data) != crc:
+            raise InputFormatError(f"{self.path}: BGZF block at byte {coffset} fails its CRC/size check; the file "
+                                   "is corrupt or truncated")
+        return data, coffset + size
+
+    def _data_block(self, coffset: int) -> tuple[bytes, int, int]:
+        """The first block at or after ``coffset`` that holds data: (data, its offset, the next block's
+        offset); empty data at the end of the file (bgzip ends files with an empty block)."""
+        while True:
+            data, next_block = self.block(coffset)
+            if data or next_block == coffset:
+                return data, coffset, next_block
+            coffset = next_block
+
+    def lines(self, start: int, stop: int) -> Iterator[tuple[int, str]]:
+        """``(virtual offset, line)`` for every line that starts at or after ``start`` and before ``stop``."""
+        data, coffset, next_block = self._data_block(start >> 16)
+        uoffset = start & 0xFFFF if coffset == start >> 16 else 0
+        pending, pending_start = b"", None
+        while data:
+            line_start = (coffset << 16) | uoffset
+            if pending_start is None and line_start >= stop:
+                return
+            newline = data.find(b"\n", uoffset)
+            if newline < 0:  # the line goes on in the next block
+                if pending_start is None:
+                    pending_start = line_start
+                pending += data[uoffset:]
+                data, coffset, next_block = self._data_block(next_block)
+                uoffset = 0
+                continue
+            text, begin = pending + data[uoffset:newline], line_start if pending_start is None else pending_start
+            pending, pending_start = b"", None
+            uoffset = newline + 1
+            if uoffset == len(data):
+                data, coffset, next_block = self._data_block(next_block)
+                uoffset = 0
+            yield begin, text.decode("ascii")
+        if pending:
+            yield pending_start, pending.decode("ascii")
+
+
+def find_index(path: Path) -> Path:
+    """``<path>.tbi`` or ``<path>.csi``, whichever exists (an error naming how to make one otherwise)."""
+    for suffix in (".tbi", ".csi"):
+        candidate = path.with_name(path.name + suffix)
+        if candidate.is_file():
+            if candidate.stat().st_mtime < path.stat().st_mtime:
+                log.warning("%s is older than %s; if the VCF changed, rebuild the index", candidate, path)
+            return candidate
+    raise InputFormatError(f"{path}: region queries need an index ({path.name}.tbi or .csi next to it); make one "
+                           f"with `tabix -p vcf {path.name}` or `bcftools index -t {path.name}` (htslib)")
+
+
+def record_span(fields: list[str]) -> tuple[int, int]:
+    """0-based half-open span of a VCF record as tabix indexes it: POS-1 to POS-1+len(REF), or to INFO END."""
+    start = int(fields[1]) - 1
+    end = start + max(1, len(fields[3]))
+    if len(fields) > 7:
+        for item in fields[7].split(";"):
+            if item.startswith("END="):
+                try:
+                    end = max(end, int(item[4:]))
+                except ValueError:
+                    pass
+                break
+    return start, end
+
+
+__all__ = ["BgzfReader", "Region", "TabixIndex", "find_index", "parse_region", "record_span", "region_bins"]

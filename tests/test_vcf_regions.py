@@ -1,0 +1,193 @@
+"""Region queries on indexed VCFs: genomix's pure-Python BGZF/tabix/CSI reader against indexes that htslib
+builds (through pysam, a development dependency) and against a full scan, on a VCF whose REF bases come from
+the real human chr1 sequence in shared/data, large enough to span many BGZF blocks and index bins."""
+from __future__ import annotations
+
+import gzip
+import logging
+import random
+from pathlib import Path
+
+import pytest
+
+from genomix.cli import main as cli_main
+from genomix.errors import InputFormatError, RangeError
+from genomix.genome import read_fasta
+from genomix.variants import Region, parse_region, read_vcf
+from genomix.variants.tabix import BgzfReader, TabixIndex, region_bins
+
+pysam = pytest.importorskip("pysam")
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+CHR1 = SHARED / "genomes" / "human_GRCh37_chr1_first3Mb.fa.gz"
+RCRS = SHARED / "genomes" / "human_mtDNA_rCRS.fa"
+
+
+def _records(seq: str, contig: str, count: int, rng: random.Random) -> list[str]:
+    """VCF lines at sorted random positions with the genome's REF base; some multi-allelic, some deletions,
+    and a few symbolic deletions whose INFO END reaches far past POS."""
+    lines = []
+    for i, pos in enumerate(sorted(rng.sample(range(1, len(seq) - 60), count))):
+        ref = seq[pos - 1].upper()
+        if ref not in "ACGT":
+            continue
+        kind = i % 50
+        if kind == 7:
+            ref = seq[pos - 1:pos + 4].upper()
+            alt, info = ref[0], "."
+        elif kind == 11:
+            alt, info = "<DEL>", f"SVTYPE=DEL;END={pos + rng.randint(20_000, 300_000)}"
+        elif kind == 13:
+            alt, info = ",".join(b for b in "ACGT" if b != ref), "."
+        else:
+            alt, info = rng.choice([b for b in "ACGT" if b != ref]), "AC=1"
+        lines.append(f"{contig}\t{pos}\t{contig}_{i}\t{ref}\t{alt}\t50\tPASS\t{info}\tGT\t0/1")
+    return lines
+
+
+@pytest.fixture(scope="module")
+def indexed(tmp_path_factory) -> dict[str, Path]:
+    """The same bgzipped VCF twice, one with a .tbi and one with a .csi index, both built by htslib."""
+    seq = next(iter(read_fasta(CHR1).values()))
+    rng = random.Random(7)
+    body = _records(seq, "1", 30_000, rng) + _records(seq[:1_000_000], "2", 3_000, rng)
+    header = ["##fileformat=VCFv4.2", "##contig=<ID=1,length=3000000>", "##contig=<ID=2,length=1000000>",
+              "##contig=<ID=3,length=1000>", "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\tS1"]
+    root = tmp_path_factory.mktemp("indexed")
+    out = {}
+    for kind in ("tbi", "csi"):
+        plain = root / f"calls_{kind}.vcf"
+        plain.write_text("\n".join(header + body) + "\n")
+        out[kind] = Path(pysam.tabix_index(str(plain), preset="vcf", csi=kind == "csi", force=True))
+    return out
+
+
+def _overlapping(path: Path, region: Region) -> list[tuple]:
+    """A full scan of the file's text: (chrom, pos, REF, ALT) of every allele whose record overlaps
+    ``region``, the record spanning POS-1 .. POS-1+len(REF), or to INFO END when that is further."""
+    found = []
+    with gzip.open(path, "rt") as fh:
+        for line in fh:
+            if line.startswith("#"):
+                continue
+            f = line.rstrip("\n").split("\t")
+            start = int(f[1]) - 1
+            end = max([start + len(f[3])] + [int(i[4:]) for i in f[7].split(";") if i.startswith("END=")])
+            if f[0] == region.chrom and end > region.start and (region.end is None or start < region.end):
+                found.extend((f[0], int(f[1]), f[3], a) for a in f[4].split(","))
+    return found
+
+
+def test_index_spans_many_blocks_and_bins(indexed):
+    index = TabixIndex.load(str(indexed["tbi"]) + ".tbi")
+    assert index.names == ["1", "2"] and (index.min_shift, index.depth) == (14, 5)
+    assert len(index.contigs[0].linear) > 150  # 3 Mb of 16 kb windows
+    csi = TabixIndex.load(str(indexed["csi"]) + ".csi")
+    assert csi.names == ["1", "2"] and csi.min_shift == 14
+    with BgzfReader(indexed["tbi"]) as bgzf:
+        blocks, offset = 0, 0
+        while True:
+            data, following = bgzf.block(offset)
+            if following == offset:
+                break
+            blocks, offset = blocks + bool(data), following
+    assert blocks > 15  # records cross many block boundaries
+
+
+@pytest.mark.parametrize("kind", ["tbi", "csi"])
+def test_region_queries_match_htslib_and_a_full_scan(indexed, kind):
+    path = indexed[kind]
+    rng = random.Random(11)
+    regions = [Region("1", 0, None), Region("2", 999_000, None), Region("1", 16_383, 16_385),
+               Region("1", 2_999_000, 3_000_000), Region("3", 0, 1000)]
+    regions += [Region(c, s, s + rng.choice([1, 50, 5_000, 100_000, 700_000]))
+                for c, s in ((rng.choice("12"), rng.randrange(0, 1_000_000)) for _ in range(25))]
+    with pysam.TabixFile(str(path), index=f"{path}.{kind}") as tbx:
+        for region in regions:
+            got = [(v.chrom, v.pos, v.ref, v.alt) for v in read_vcf(path, [region])]
+            if region.chrom in tbx.contigs:
+                lines = [r.split("\t") for r in tbx.fetch(region.chrom, region.start, region.end)]
+                want = [(f[0], int(f[1]), f[3].upper(), a) for f in lines for a in f[4].split(",")]
+                assert got == want, region  # the records htslib returns, in file order
+            assert got == _overlapping(path, region), region
+
+
+def test_overlapping_regions_yield_each_record_once_in_region_order(indexed):
+    path = indexed["tbi"]
+    a, b = Region("1", 100_000, 200_000), Region("1", 150_000, 250_000)
+    got = [(v.pos, v.alt) for v in read_vcf(path, [b, a])]
+    want_b = [(p, alt) for _, p, _, alt in _overlapping(path, b)]
+    only_a = [(p, alt) for _, p, _, alt in _overlapping(path, a) if (p, alt) not in set(want_b)]
+    assert got == want_b + only_a and len(set(got)) == len(got)
+    assert all(v.line == 0 and v.location("x.vcf.gz") == f"x.vcf.gz ({v.chrom}:{v.pos})"
+               for v in read_vcf(path, [a]))
+
+
+def test_a_contig_without_records_yields_nothing_and_says_so(indexed, caplog):
+    with caplog.at_level(logging.WARNING):
+        assert list(read_vcf(indexed["tbi"], [Region("chr1", 0, 100)])) == []
+    assert "no records on chr1" in caplog.text
+
+
+def test_region_queries_need_an_index_and_bgzip(tmp_path, indexed):
+    bare = tmp_path / "bare.vcf.gz"
+    bare.write_bytes(indexed["tbi"].read_bytes())
+    with pytest.raises(InputFormatError, match="tabix -p vcf bare.vcf.gz"):
+        list(read_vcf(bare, [Region("1", 0, 10)]))
+    gzipped = tmp_path / "plain.vcf.gz"
+    gzipped.write_bytes(gzip.compress(gzip.decompress(indexed["tbi"].read_bytes())))
+    (tmp_path / "plain.vcf.gz.tbi").write_bytes(Path(f"{indexed['tbi']}.tbi").read_bytes())
+    with pytest.raises(InputFormatError, match="bgzip"):
+        list(read_vcf(gzipped, [Region("1", 0, 100_000)]))
+    truncated = tmp_path / "cut.vcf.gz"
+    truncated.write_bytes(indexed["tbi"].read_bytes())
+    index = Path(f"{indexed['tbi']}.tbi").read_bytes()
+    (tmp_path / "cut.vcf.gz.tbi").write_bytes(gzip.compress(gzip.decompress(index)[:200]))
+    with pytest.raises(InputFormatError, match="index ends early"):
+        list(read_vcf(truncated, [Region("1", 0, 10)]))
+
+
+@pytest.mark.parametrize("text, region", [
+    ("chr1", Region("chr1", 0, None)), ("chr1:1,000-2,000", Region("chr1", 999, 2000)),
+    ("{HLA-A*01:01:01:01}:5-6", Region("HLA-A*01:01:01:01", 4, 6)), ("{HLA-A*01:01}", Region("HLA-A*01:01", 0, None)),
+    ("2:5", Region("2", 4, None)), ("MT:10-10", Region("MT", 9, 10)), ("chr1:x-5", None), ("chr1:0-5", None),
+])
+def test_region_strings_are_one_based_and_inclusive(text, region):
+    if region is None:
+        with pytest.raises(RangeError):
+            parse_region(text)
+    else:
+        assert parse_region(text) == region
+    with pytest.raises(RangeError, match="START <= END"):
+        parse_region("1:20-10")
+
+
+def test_region_bins_cover_every_level():
+    assert region_bins(0, 1, 14, 5) == [0, 1, 9, 73, 585, 4681]
+    assert region_bins(16_383, 16_385, 14, 5)[-2:] == [4681, 4682]  # a leaf boundary is crossed
+
+
+def test_cli_scores_only_the_region(tmp_path, capsys):
+    """`score-variants --region` on an indexed VCF of real mitochondrial positions (rCRS REF bases)."""
+    seq = next(iter(read_fasta(RCRS).values())).upper()
+    lines = ["##fileformat=VCFv4.2", "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO"]
+    for pos in range(100, 16_000, 97):
+        ref = seq[pos - 1]
+        lines.append(f"MT\t{pos}\tm{pos}\t{ref}\t{'A' if ref != 'A' else 'G'}\t.\tPASS\t.")
+    plain = tmp_path / "mt.vcf"
+    plain.write_text("\n".join(lines) + "\n")
+    vcf = pysam.tabix_index(str(plain), preset="vcf", force=True)
+    out = tmp_path / "region.tsv"
+    args = ["score-variants", "--model", "hyenadna-tiny-1k", "--vcf", vcf, "--reference", str(RCRS),
+            "--contig-map", "MT=MT_human", "--window", "64", "--quiet", "--device", "cpu"]
+    assert cli_main(args + ["--region", "MT:1000-2000", "--region", "MT:15,900", "--out", str(out)]) == 0
+    rows = [line.split("\t") for line in out.read_text().splitlines() if not line.startswith(("#", "chrom"))]
+    positions = [int(r[1]) for r in rows]
+    assert positions == [p for p in range(100, 16_000, 97) if 1000 <= p <= 2000 or p >= 15_900]
+    assert "regions=MT:1000-2000,MT:15900-" in out.read_text().splitlines()[0]
+    capsys.readouterr()
+    bed = tmp_path / "r.bed"
+    bed.write_text("MT\t999\t2000\n")
+    assert cli_main(args + ["--regions-bed", str(bed), "--out", str(tmp_path / "bed.tsv")]) == 0
+    assert [line.split("\t")[1] for line in (tmp_path / "bed.tsv").read_text().splitlines()
+            if not line.startswith(("#", "chrom"))] == [str(p) for p in positions if p <= 2000]
