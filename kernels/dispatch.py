@@ -111,12 +111,16 @@ def forcing_triton() -> bool:
 
 
 def use_triton(*tensors: torch.Tensor | None, op: str) -> bool:
-    """Decide whether ``op`` should take its Triton path for these inputs (``None`` inputs are ignored)."""
+    """Decide whether ``op`` should take its Triton path for these inputs (``None`` inputs are ignored).
+    Triton runs CUDA tensors, or CPU tensors in its interpreter; ``GENOMIX_FORCE_TRITON`` forces every op
+    onto its kernels within those limits (CPU tensors on a GPU machine without the interpreter stay on the
+    reference, which is all they can run on)."""
     if _flag("GENOMIX_FORCE_REFERENCE") or not triton_available() or op in _listed("GENOMIX_REFERENCE_OPS"):
         return False
+    on_cuda = all(t.is_cuda for t in tensors if t is not None)
     if forcing_triton():
-        return True
-    return _opted_in(op) and all(t.is_cuda for t in tensors if t is not None)
+        return on_cuda or interpreting()
+    return _opted_in(op) and on_cuda
 
 
 def fftconv_path() -> str:

@@ -32,7 +32,11 @@ def test_opt_in_and_overrides(monkeypatch):
     assert dispatch.use_triton(CUDA, op="slow_op")
     assert not dispatch.use_triton(CPU, op="slow_op")
     monkeypatch.setenv("GENOMIX_FORCE_TRITON", "1")
-    assert dispatch.use_triton(CPU, op="unlisted")
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    assert dispatch.use_triton(CPU, op="unlisted")  # the interpreter runs CPU tensors
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    assert not dispatch.use_triton(CPU, op="unlisted")  # a GPU machine's CPU tensors: Triton cannot run them
+    assert dispatch.use_triton(CUDA, op="unlisted")
     monkeypatch.setenv("GENOMIX_FORCE_REFERENCE", "yes")
     assert not dispatch.use_triton(CUDA, op="slow_op")
 
