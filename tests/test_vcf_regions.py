@@ -17,6 +17,7 @@ from genomix.variants import Region, parse_region, read_vcf
 from genomix.variants.tabix import BgzfReader, TabixIndex, region_bins
 
 pysam = pytest.importorskip("pysam")
+pytest.importorskip("pysam.bcftools")
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 CHR1 = SHARED / "genomes" / "human_GRCh37_chr1_first3Mb.fa.gz"
@@ -52,13 +53,20 @@ def indexed(tmp_path_factory) -> dict[str, Path]:
     rng = random.Random(7)
     body = _records(seq, "1", 30_000, rng) + _records(seq[:1_000_000], "2", 3_000, rng)
     header = ["##fileformat=VCFv4.2", "##contig=<ID=1,length=3000000>", "##contig=<ID=2,length=1000000>",
-              "##contig=<ID=3,length=1000>", "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\tS1"]
+              "##contig=<ID=3,length=1000>", '##INFO=<ID=AC,Number=A,Type=Integer,Description="count">',
+              '##INFO=<ID=SVTYPE,Number=1,Type=String,Description="type">',
+              '##INFO=<ID=END,Number=1,Type=Integer,Description="end">',
+              '##FORMAT=<ID=GT,Number=1,Type=String,Description="genotype">',
+              "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\tS1"]
     root = tmp_path_factory.mktemp("indexed")
     out = {}
     for kind in ("tbi", "csi"):
         plain = root / f"calls_{kind}.vcf"
         plain.write_text("\n".join(header + body) + "\n")
         out[kind] = Path(pysam.tabix_index(str(plain), preset="vcf", csi=kind == "csi", force=True))
+    out["bcf"] = root / "calls.bcf"  # bcftools' binary form of the same records, with its default CSI index
+    pysam.bcftools.view("-Ob", "-o", str(out["bcf"]), str(out["tbi"]), catch_stdout=False)
+    pysam.bcftools.index(str(out["bcf"]), catch_stdout=False)
     return out
 
 
@@ -191,3 +199,30 @@ def test_cli_scores_only_the_region(tmp_path, capsys):
     assert cli_main(args + ["--regions-bed", str(bed), "--out", str(tmp_path / "bed.tsv")]) == 0
     assert [line.split("\t")[1] for line in (tmp_path / "bed.tsv").read_text().splitlines()
             if not line.startswith(("#", "chrom"))] == [str(p) for p in positions if p <= 2000]
+
+
+def _alleles(variants) -> list[tuple]:
+    return [(v.chrom, v.pos, v.id, v.ref, v.alt) for v in variants]
+
+
+def test_bcf_reads_as_the_same_variants_as_its_vcf(indexed):
+    bcf, vcf = indexed["bcf"], indexed["tbi"]
+    assert (bcf.parent / "calls.bcf.csi").is_file()
+    assert _alleles(read_vcf(bcf)) == _alleles(read_vcf(vcf))
+    rng = random.Random(5)
+    regions = [Region("1", 16_383, 16_385), Region("2", 0, None), Region("3", 0, 10)]
+    regions += [Region(rng.choice("12"), s, s + rng.choice([1, 5_000, 300_000])) for s in
+                (rng.randrange(0, 1_000_000) for _ in range(12))]
+    for region in regions:
+        assert _alleles(read_vcf(bcf, [region])) == _alleles(read_vcf(vcf, [region])), region
+
+
+def test_uncompressed_or_truncated_bcf_is_a_clear_error(tmp_path, indexed):
+    raw = tmp_path / "raw.bcf"
+    raw.write_bytes(gzip.decompress(indexed["bcf"].read_bytes())[:4096])
+    with pytest.raises(InputFormatError, match="uncompressed BCF"):
+        list(read_vcf(raw))
+    cut = tmp_path / "cut.bcf"
+    cut.write_bytes(indexed["bcf"].read_bytes()[:150_000])
+    with pytest.raises(InputFormatError, match="cut short|CRC|corrupt|truncated"):
+        list(read_vcf(cut))

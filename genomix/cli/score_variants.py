@@ -10,7 +10,7 @@ import sys
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "score-variants", help="score VCF alleles with a DNA language model into a TSV",
-        description="For every ALT allele of a VCF (plain, gzip or bgzip), the log-likelihood ratio "
+        description="For every ALT allele of a VCF (plain, gzip or bgzip) or BCF, the log-likelihood ratio "
                     "log p(ALT window) - log p(REF window) of a reference window around it under a causal "
                     "language model, or under a masked one the masked marginal log p(ALT) - log p(REF) at the "
                     "masked REF positions (substitutions only); one TSV row per allele, in file order, with a "
@@ -24,10 +24,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="causal: log-likelihood ratio of the windows (causal LMs); masked: masked marginal "
                              "(masked LMs, substitutions only); embedding: cosine distance of the windows' mean "
                              "final hidden states (any model). Default: causal or masked, by the model's head")
-    parser.add_argument("--vcf", required=True, help="VCF file (.vcf, .vcf.gz or bgzip)")
+    parser.add_argument("--vcf", required=True, help="VCF (.vcf, .vcf.gz or bgzip) or BCF (bcftools -Ob) file")
     parser.add_argument("--region", action="append", default=[], metavar="CHROM[:START[-END]]",
                         help="score only records overlapping this region (1-based, inclusive; repeatable); needs a "
-                             "bgzip-compressed VCF with a .tbi or .csi index next to it")
+                             "bgzip-compressed VCF with a .tbi or .csi index next to it, or a BCF with its .csi")
     parser.add_argument("--regions-bed", metavar="BED", help="score only records overlapping these BED intervals "
                         "(indexed VCF, as --region)")
     parser.add_argument("--reference", required=True,

@@ -176,11 +176,14 @@ class _Cursor:
 
 
 class BgzfReader:
-    """Lines of a bgzip file from a virtual offset, each with the virtual offset where it starts."""
+    """A bgzip file read as one byte stream that can seek to, and report, virtual offsets. Like htslib, a
+    position at the end of a block is reported as the start of the next one."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.fh: BinaryIO = open(self.path, "rb")
+        self._data, self._coffset, self._next, self._pos = b"", 0, 0, 0
+        self.seek(0)
 
     def close(self) -> None:
         self.fh.close()
@@ -199,8 +202,8 @@ class BgzfReader:
         if not head:
             return b"", coffset
         if len(head) < _BGZF_FIXED.size or head[:4] != b"\x1f\x8b\x08\x04":
-            raise InputFormatError(f"{self.path}: no BGZF block at byte {coffset}; region queries need a file "
-                                   "compressed with bgzip (not gzip), and an index built for this file")
+            raise InputFormatError(f"{self.path}: no BGZF block at byte {coffset}; indexed reads need a file "
+                                   "compressed with bgzip or bcftools (not gzip), and an index built for this file")
         xlen = _BGZF_FIXED.unpack(head)[-1]
         extra = self.fh.read(xlen)
         size = None
@@ -212,7 +215,7 @@ class BgzfReader:
             pos += 4 + sub_len
         if size is None:
             raise InputFormatError(f"{self.path}: gzip member at byte {coffset} has no BGZF size field; compress "
-                                   "the VCF with bgzip (htslib), not gzip, for region queries")
+                                   "the file with bgzip (htslib), not gzip, for indexed reads")
         rest = self.fh.read(size - _BGZF_FIXED.size - xlen)
         try:
             data = zlib.decompress(rest[:-8], -15)
@@ -224,41 +227,60 @@ class BgzfReader:
                                    "is corrupt or truncated")
         return data, coffset + size
 
-    def _data_block(self, coffset: int) -> tuple[bytes, int, int]:
-        """The first block at or after ``coffset`` that holds data: (data, its offset, the next block's
-        offset); empty data at the end of the file (bgzip ends files with an empty block)."""
+    def _load(self, coffset: int) -> None:
+        """Make the first block at or after ``coffset`` that holds data the current one (bgzip ends files
+        with an empty block: at the end, the current data is empty)."""
         while True:
-            data, next_block = self.block(coffset)
-            if data or next_block == coffset:
-                return data, coffset, next_block
-            coffset = next_block
+            data, following = self.block(coffset)
+            if data or following == coffset:
+                self._data, self._coffset, self._next, self._pos = data, coffset, following, 0
+                return
+            coffset = following
+
+    def _advance(self) -> None:
+        while self._data and self._pos >= len(self._data):
+            self._load(self._next)
+
+    def seek(self, voffset: int) -> None:
+        self._load(voffset >> 16)
+        if self._coffset == voffset >> 16:
+            self._pos = voffset & 0xFFFF
+        self._advance()
+
+    def tell(self) -> int:
+        return (self._coffset << 16) | self._pos
+
+    def read(self, n: int) -> bytes:
+        """Up to ``n`` bytes (fewer only at the end of the file)."""
+        out = bytearray()
+        while n > len(out) and self._data:
+            piece = self._data[self._pos:self._pos + n - len(out)]
+            out += piece
+            self._pos += len(piece)
+            self._advance()
+        return bytes(out)
+
+    def readline(self) -> bytes:
+        """The next line with its newline (without one at the end of the file); b"" at the end."""
+        out = bytearray()
+        while self._data:
+            newline = self._data.find(b"\n", self._pos)
+            stop = len(self._data) if newline < 0 else newline + 1
+            out += self._data[self._pos:stop]
+            self._pos = stop
+            self._advance()
+            if newline >= 0:
+                break
+        return bytes(out)
 
     def lines(self, start: int, stop: int) -> Iterator[tuple[int, str]]:
         """``(virtual offset, line)`` for every line that starts at or after ``start`` and before ``stop``."""
-        data, coffset, next_block = self._data_block(start >> 16)
-        uoffset = start & 0xFFFF if coffset == start >> 16 else 0
-        pending, pending_start = b"", None
-        while data:
-            line_start = (coffset << 16) | uoffset
-            if pending_start is None and line_start >= stop:
+        self.seek(start)
+        while self.tell() < stop:
+            begin, raw = self.tell(), self.readline()
+            if not raw:
                 return
-            newline = data.find(b"\n", uoffset)
-            if newline < 0:  # the line goes on in the next block
-                if pending_start is None:
-                    pending_start = line_start
-                pending += data[uoffset:]
-                data, coffset, next_block = self._data_block(next_block)
-                uoffset = 0
-                continue
-            text, begin = pending + data[uoffset:newline], line_start if pending_start is None else pending_start
-            pending, pending_start = b"", None
-            uoffset = newline + 1
-            if uoffset == len(data):
-                data, coffset, next_block = self._data_block(next_block)
-                uoffset = 0
-            yield begin, text.decode("ascii")
-        if pending:
-            yield pending_start, pending.decode("ascii")
+            yield begin, raw.rstrip(b"\r\n").decode("ascii")
 
 
 def find_index(path: Path) -> Path:
