@@ -1,8 +1,9 @@
 """Suite-wide test setup.
 
-Without a GPU, Triton kernels can only run in Triton's CPU interpreter, which must be switched on
-before any kernel module is imported, so it is set here, at collection time. ``SHARED`` is the
-read-only data folder that sits beside the checkout (in CI too).
+Triton kernels run in Triton's CPU interpreter unless this is a GPU run (:mod:`devices`); the interpreter
+must be switched on before any kernel module is imported, so it is set here, at collection time, and the
+tests that do not belong to the run are skipped with the reason. ``SHARED`` is the read-only data folder
+that sits beside the checkout (in CI too).
 """
 from __future__ import annotations
 
@@ -11,9 +12,22 @@ from pathlib import Path
 
 import pytest
 import torch
+from devices import GPU_RUN
 
-if not torch.cuda.is_available():
+if not GPU_RUN:
     os.environ.setdefault("TRITON_INTERPRET", "1")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip ``gpu`` tests outside a GPU run, and everything but ``gpu`` / ``any_device`` tests in one."""
+    outside = pytest.mark.skip(reason="GPU test: runs with GENOMIX_TEST_GPU=1 on a CUDA machine")
+    inside = pytest.mark.skip(reason="a GPU run (GENOMIX_TEST_GPU=1) keeps to the gpu and any_device tests; "
+                                     "plain pytest runs this one in Triton's CPU interpreter")
+    for item in items:
+        if "gpu" in item.keywords and not GPU_RUN:
+            item.add_marker(outside)
+        elif GPU_RUN and "gpu" not in item.keywords and "any_device" not in item.keywords:
+            item.add_marker(inside)
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 

@@ -16,7 +16,7 @@ def test_refused_without_cuda():
         GraphedTrainingStep(model, {"input_ids": ids, "labels": ids})
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
+@pytest.mark.gpu
 @pytest.mark.parametrize("name", ["m2-tiny-1k", "hyenadna-tiny-1k", "transformer-small-32k"])
 def test_replays_equal_eager_steps(name):
     torch.manual_seed(0)
@@ -47,7 +47,7 @@ def _eager_grads(model, ids, divisor):
     return [p.grad.clone() for p in model.parameters()]
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
+@pytest.mark.gpu
 def test_accumulating_replays_add_divided_gradients_to_what_grad_holds():
     torch.manual_seed(0)
     model = build("m2-tiny-1k", d_model=64, n_layer=2, max_seq_len=256).cuda().train()  # no dropout

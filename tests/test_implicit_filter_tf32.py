@@ -26,7 +26,7 @@ def test_sixteen_bit_autocast_is_read_before_the_filter_disables_it():
             assert not sixteen_bit_autocast("cpu")
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="TF32 tensor cores need a GPU")
+@pytest.mark.gpu  # TF32 tensor cores
 def test_tf32_projection_on_cuda_restores_the_precision_setting():
     before = torch.backends.cuda.matmul.fp32_precision
     weight = torch.randn(256, 64, device="cuda", requires_grad=True)

@@ -91,7 +91,7 @@ def test_linear_gelu_on_cpu_is_the_tanh_gelu_with_gradients():
     assert x.grad is not None and layer.bias.grad is not None
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="the fused GEMM epilogue runs on CUDA")
+@pytest.mark.gpu  # the fused GEMM epilogue runs on CUDA
 @pytest.mark.parametrize("shape", [(1, 1, 64), (2, 300, 64), (1, 4096, 256)])
 def test_linear_gelu_epilogue_on_cuda_is_the_tanh_gelu(monkeypatch, shape):
     """cuBLASLt's epilogue (or torch's fallback for shapes it refuses) must be the tanh approximation: in

@@ -25,7 +25,7 @@ from genomix.train.step_runner import EagerStep, GraphedSteps, graph_autocast_dt
 
 from test_pretrain import TINY_HYENA, _PoisonedModel, tiny_recipe, train_rows
 
-cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
+cuda = pytest.mark.gpu  # CUDA graphs
 
 
 @pytest.fixture(scope="module")

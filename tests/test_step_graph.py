@@ -40,7 +40,7 @@ def test_read_only_state_fields_are_not_saved_for_the_warm_up():
     assert not any(t is layer.filters for t in written for layer in state)
 
 
-needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
+needs_gpu = pytest.mark.gpu  # CUDA graphs
 
 
 @needs_gpu

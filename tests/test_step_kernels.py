@@ -1,18 +1,20 @@
 """Generation-step kernels (one token of the selective scan, one position of the short convolution): the
 Triton kernels against float64 references, and token-by-token steps against the parallel ops over a whole
-sequence. On CPU the kernels run in Triton's interpreter; on a GPU (the lent one) the same tests run them
-on CUDA tensors, plus a check at a real model's width."""
+sequence. They run in Triton's interpreter on CPU tensors, and in a GPU run (GENOMIX_TEST_GPU=1, see
+tests/devices.py) compiled on CUDA tensors, plus a check at a real model's width."""
 from __future__ import annotations
 
 import pytest
 import torch
+from devices import TEST_DEVICE
 
 from genomix.kernels import (causal_conv1d_ref, causal_conv1d_update, fftconv_ref, fftconv_update, selective_scan_ref,
                              selective_state_update)
 from genomix.kernels.causal_conv import causal_conv1d_update_ref
 from genomix.kernels.scan import selective_state_update_ref
 
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+DEVICE = TEST_DEVICE
+pytestmark = pytest.mark.any_device
 
 
 @pytest.fixture(params=["reference", "triton"])
@@ -57,7 +59,7 @@ def test_state_update_matches_float64(path, nan_empty, dtype, tol, size, options
     _check_state_update(3, 40, size, dtype, tol, options, seed=size)  # 40 channels: a partial channel block
 
 
-@pytest.mark.skipif(DEVICE != "cuda", reason="real widths on the GPU only")
+@pytest.mark.gpu  # real widths
 @pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-5), (torch.bfloat16, 1e-2)])
 def test_state_update_at_a_model_width(path, nan_empty, dtype, tol):
     _check_state_update(4, 1536, 16, dtype, tol, "all", seed=7)  # mamba-130m's d_inner
