@@ -131,9 +131,10 @@ def test_overlapping_regions_yield_each_record_once_in_region_order(indexed):
                for v in read_vcf(path, [a]))
 
 
-def test_a_contig_without_records_yields_nothing_and_says_so(indexed, caplog):
+@pytest.mark.parametrize("kind", ["tbi", "bcf"])
+def test_a_contig_without_records_yields_nothing_and_says_so(indexed, caplog, kind):
     with caplog.at_level(logging.WARNING):
-        assert list(read_vcf(indexed["tbi"], [Region("chr1", 0, 100)])) == []
+        assert list(read_vcf(indexed[kind], [Region("chr1", 0, 100)])) == []
     assert "no records on chr1" in caplog.text
 
 

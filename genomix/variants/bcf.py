@@ -9,6 +9,7 @@ length. Records become the same :class:`.vcf.Variant` rows as text VCF records, 
 from __future__ import annotations
 
 import gzip
+import logging
 import re
 import struct
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Callable, Iterator, Sequence
 from ..errors import InputFormatError
 from .tabix import BgzfReader, Region, TabixIndex, find_index
 
+log = logging.getLogger(__name__)
 BCF_MAGIC = b"BCF\x02"
 _CONTIG = re.compile(r"^##contig=<(.*)>\s*$")
 _TYPE_SIZE = {0: 0, 1: 1, 2: 2, 3: 4, 5: 4, 7: 1}
@@ -144,6 +146,9 @@ def bcf_records(path: Path, regions: Sequence[Region] | None) -> Iterator[tuple[
             index.names = reader.contigs
         seen: set[int] = set()
         for region in regions:
+            if region.chrom not in index.names:
+                log.warning("%s: no records on %s (the header's contigs: %s)", path, region.chrom,
+                            ", ".join(reader.contigs[:10]) + (" ..." if len(reader.contigs) > 10 else ""))
             for begin, stop in index.chunks(region):
                 reader.bgzf.seek(begin)
                 for offset, fields in reader.records(stop):
