@@ -227,3 +227,45 @@ def test_uncompressed_or_truncated_bcf_is_a_clear_error(tmp_path, indexed):
     cut.write_bytes(indexed["bcf"].read_bytes()[:150_000])
     with pytest.raises(InputFormatError, match="cut short|CRC|corrupt|truncated"):
         list(read_vcf(cut))
+
+
+def test_genomix_writes_a_bgzip_file_and_tabix_index_that_htslib_reads(indexed, tmp_path, capsys):
+    """`genomix index-vcf` on the plain text of the test VCF: htslib (pysam) opens the BGZF file with the
+    index genomix wrote and answers every query as genomix's reader does on htslib's own index."""
+    plain = tmp_path / "calls.vcf"
+    plain.write_bytes(gzip.decompress(indexed["tbi"].read_bytes()))
+    assert cli_main(["index-vcf", str(plain)]) == 0
+    ours = tmp_path / "calls.vcf.gz"
+    assert capsys.readouterr().out.split() == [str(ours), f"{ours}.tbi"]
+    assert gzip.decompress(ours.read_bytes()) == plain.read_bytes()
+    rng = random.Random(3)
+    regions = [Region("1", 16_383, 16_385), Region("2", 0, 2_000_000), Region("1", 2_990_000, 3_000_000)]
+    regions += [Region(rng.choice("12"), s, s + rng.choice([1, 700, 40_000, 500_000]))
+                for s in (rng.randrange(0, 1_000_000) for _ in range(15))]
+    with pysam.TabixFile(str(ours)) as tbx:
+        assert list(tbx.contigs) == ["1", "2"]
+        for region in regions:
+            fetched = [r.split("\t") for r in tbx.fetch(region.chrom, region.start, region.end)]
+            got = [(f[0], int(f[1]), f[3].upper(), a) for f in fetched for a in f[4].split(",")]
+            assert got == [(v.chrom, v.pos, v.ref, v.alt) for v in read_vcf(indexed["tbi"], [region])], region
+            assert [(v.chrom, v.pos, v.ref, v.alt) for v in read_vcf(ours, [region])] == got
+
+
+def test_index_vcf_refuses_unsorted_input_and_keeps_nothing(tmp_path):
+    from genomix.variants.indexing import bin_of, index_vcf
+
+    header = "##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
+    unsorted = tmp_path / "u.vcf"
+    unsorted.write_text(header + "1\t500\t.\tA\tC\t.\t.\t.\n1\t20\t.\tA\tC\t.\t.\t.\n")
+    with pytest.raises(InputFormatError, match="u.vcf:4: 1:20 comes after position 500; sort"):
+        index_vcf(unsorted)
+    split = tmp_path / "s.vcf"
+    split.write_text(header + "1\t5\t.\tA\tC\t.\t.\t.\n2\t5\t.\tA\tC\t.\t.\t.\n1\t9\t.\tA\tC\t.\t.\t.\n")
+    with pytest.raises(InputFormatError, match="contig 1 appears again"):
+        index_vcf(split)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.vcf", "u.vcf"]  # no partial output
+    gz = tmp_path / "c.vcf.gz"
+    gz.write_bytes(gzip.compress(header.encode()))
+    with pytest.raises(InputFormatError, match="pass --out"):
+        index_vcf(gz)
+    assert [bin_of(0, 1), bin_of(16_383, 16_385), bin_of(0, 1 << 29)] == [4681, 585, 0]

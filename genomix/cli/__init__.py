@@ -11,7 +11,7 @@ from typing import Sequence
 
 from ..errors import GenomixError
 
-COMMANDS = ("genome", "convert", "embed", "score-variants", "pretrain", "tasks", "finetune", "icl")
+COMMANDS = ("genome", "convert", "embed", "score-variants", "index-vcf", "pretrain", "tasks", "finetune", "icl")
 
 
 def build_parser() -> argparse.ArgumentParser:
