@@ -7,11 +7,11 @@ import argparse
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "index-vcf", help="bgzip a sorted VCF and write its .tbi index (no htslib needed)",
-        description="Writes OUT (BGZF, as bgzip does) and OUT.tbi (tabix format) from a plain, gzip or bgzip VCF "
-                    "whose records are sorted by position within each contig. htslib tools read both files.")
+        description="Indexes a VCF whose records are sorted by position within each contig: a bgzip file in place "
+                    "(FILE.tbi), a plain or gzip one into a bgzip copy OUT with OUT.tbi. htslib tools read both files.")
     parser.add_argument("vcf", help="input VCF (.vcf, .vcf.gz)")
-    parser.add_argument("--out", help="output .vcf.gz (default: the input with .gz added; required for a "
-                        "compressed input)")
+    parser.add_argument("--out", help="bgzip copy to write (default: none for a bgzip input, indexed in place; "
+                        "the input with .gz added for plain text; required for a gzip input)")
     parser.set_defaults(func=_run)
 
 

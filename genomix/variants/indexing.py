@@ -16,10 +16,10 @@ import os
 import struct
 import zlib
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Iterable, Iterator
 
 from ..errors import InputFormatError
-from .tabix import TABIX_DEPTH, TABIX_MIN_SHIFT, record_span
+from .tabix import TABIX_DEPTH, TABIX_MIN_SHIFT, BgzfReader, record_span
 
 BLOCK_DATA = 0xFF00
 _EOF_BLOCK = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
@@ -107,75 +107,111 @@ class _ContigBins:
         return b"".join(out)
 
 
-def _open_text(path: Path) -> io.BufferedReader:
+def is_bgzf(path: Path) -> bool:
+    """Whether ``path`` starts with a BGZF block (gzip with the 'BC' extra field that bgzip writes)."""
     with open(path, "rb") as fh:
-        magic = fh.read(2)
-    return gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")  # type: ignore[return-value]
+        head = fh.read(16)
+    return len(head) == 16 and head[:4] == b"\x1f\x8b\x08\x04" and head[12:14] == b"BC"
+
+
+def _copied_lines(source: Path, writer: BgzfWriter) -> Iterator[tuple[int, int, bytes]]:
+    """``(start, end, line)`` virtual offsets of each line of a plain or gzip file as it is copied into
+    ``writer``."""
+    with open(source, "rb") as fh:
+        compressed = fh.read(2) == b"\x1f\x8b"
+    with (gzip.open(source, "rb") if compressed else open(source, "rb")) as text:
+        for line in text:
+            begin = writer.tell()
+            writer.write(line if line.endswith(b"\n") else line + b"\n")
+            yield begin, writer.tell(), line
+    writer.close()
+
+
+def _bgzf_lines(source: Path) -> Iterator[tuple[int, int, bytes]]:
+    """``(start, end, line)`` virtual offsets of each line of a BGZF file, read in place."""
+    with BgzfReader(source) as bgzf:
+        while True:
+            begin, line = bgzf.tell(), bgzf.readline()
+            if not line:
+                return
+            yield begin, bgzf.tell(), line
+
+
+def _tabix_index(lines: Iterable[tuple[int, int, bytes]], source: Path) -> bytes:
+    """The BGZF-compressed ``.tbi`` of a VCF's lines (see the module docstring)."""
+    names: list[str] = []
+    contigs: list[_ContigBins] = []
+    last_pos = 0
+    for number, (begin, end_offset, line) in enumerate(lines, start=1):
+        if line.startswith(b"#") or not line.strip():
+            continue
+        fields = line.rstrip(b"\r\n").decode("ascii").split("\t")
+        if len(fields) < 8 or not fields[1].isdigit():
+            raise InputFormatError(f"{source}:{number}: not a VCF record (8+ tab-separated columns, integer POS)")
+        start, end = record_span(fields)
+        if not names or names[-1] != fields[0]:
+            if fields[0] in names:
+                raise InputFormatError(f"{source}:{number}: contig {fields[0]} appears again after other contigs; "
+                                       "sort the VCF (bcftools sort) before indexing")
+            names.append(fields[0])
+            contigs.append(_ContigBins())
+            last_pos = 0
+        if start < last_pos:
+            raise InputFormatError(f"{source}:{number}: {fields[0]}:{start + 1} comes after position {last_pos + 1}; "
+                                   "sort the VCF (bcftools sort) before indexing")
+        last_pos = start
+        contigs[-1].add(start, end, begin, end_offset)
+    names_blob = b"".join(n.encode("ascii") + b"\x00" for n in names)
+    parts = [b"TBI\x01", struct.pack("<8i", len(names), 2, 1, 2, 0, ord("#"), 0, len(names_blob)), names_blob]
+    parts.extend(c.encode() for c in contigs)
+    packed = io.BytesIO()
+    writer = BgzfWriter(packed)
+    writer.write(b"".join(parts))
+    writer.close()
+    return packed.getvalue()
 
 
 def index_vcf(source: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
-    """Write ``out`` (default: ``source`` with ``.gz`` added when it is plain text; required for a gzip
-    input) as BGZF and ``<out>.tbi`` beside it; returns ``out``. Records must be sorted by position within
-    each contig and each contig's records contiguous (as ``bcftools sort`` leaves them). Both files are
-    written to temporary names and renamed when complete."""
+    """Index a VCF whose records are sorted by position within each contig, each contig's records together
+    (as ``bcftools sort`` leaves them); returns the indexed BGZF file, with ``<file>.tbi`` beside it.
+
+    A bgzip file is indexed in place when ``out`` is not given. Otherwise ``out`` (default for plain text:
+    ``source`` with ``.gz`` added) receives a BGZF copy. Files are written to temporary names and renamed
+    when complete, so a refused or interrupted run leaves nothing partial."""
     source = Path(source)
     if not source.is_file():
         raise InputFormatError(f"{source}: no such VCF file")
-    if out is None:
-        with open(source, "rb") as fh:
-            if fh.read(2) == b"\x1f\x8b":
-                raise InputFormatError(f"{source} is compressed: pass --out for the bgzip copy (e.g. calls.bgz.vcf.gz)")
-        out = source.with_name(source.name + ".gz")
-    out = Path(out)
-    if out.resolve() == source.resolve():
-        raise InputFormatError(f"{out}: the output must not be the input")
-    names: list[str] = []
-    contigs: list[_ContigBins] = []
-    tmp = out.with_name(out.name + ".tmp")
-    last_pos = 0
-    with _open_text(source) as text, open(tmp, "wb") as raw:
-        writer = BgzfWriter(raw)
+    try:
+        if out is None and is_bgzf(source):
+            return _write_index(_tabix_index(_bgzf_lines(source), source), source)
+        if out is None:
+            with open(source, "rb") as fh:
+                if fh.read(2) == b"\x1f\x8b":
+                    raise InputFormatError(f"{source} is gzip, not bgzip: pass --out for a bgzip copy "
+                                           "(e.g. calls.bgz.vcf.gz)")
+            out = source.with_name(source.name + ".gz")
+        out = Path(out)
+        if out.resolve() == source.resolve():
+            raise InputFormatError(f"{out}: the output must not be the input")
+        tmp = out.with_name(out.name + ".tmp")
         try:
-            for number, line in enumerate(text, start=1):
-                begin = writer.tell()
-                writer.write(line if line.endswith(b"\n") else line + b"\n")
-                if line.startswith(b"#") or not line.strip():
-                    continue
-                fields = line.rstrip(b"\r\n").decode("ascii").split("\t")
-                if len(fields) < 8 or not fields[1].isdigit():
-                    raise InputFormatError(f"{source}:{number}: not a VCF record (8+ tab-separated columns, integer POS)")
-                start, end = record_span(fields)
-                if not names or names[-1] != fields[0]:
-                    if fields[0] in names:
-                        raise InputFormatError(f"{source}:{number}: contig {fields[0]} appears again after other "
-                                               "contigs; sort the VCF (bcftools sort) before indexing")
-                    names.append(fields[0])
-                    contigs.append(_ContigBins())
-                    last_pos = 0
-                if start < last_pos:
-                    raise InputFormatError(f"{source}:{number}: {fields[0]}:{start + 1} comes after position "
-                                           f"{last_pos + 1}; sort the VCF (bcftools sort) before indexing")
-                last_pos = start
-                contigs[-1].add(start, end, begin, writer.tell())
-            writer.close()
-        except (UnicodeDecodeError, OSError, EOFError) as exc:
-            tmp.unlink(missing_ok=True)
-            raise InputFormatError(f"{source}: unreadable VCF ({exc})") from None
-        except InputFormatError:
+            with open(tmp, "wb") as raw:
+                index = _tabix_index(_copied_lines(source, BgzfWriter(raw)), source)
+        except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-    names_blob = b"".join(n.encode("ascii") + b"\x00" for n in names)
-    index = [b"TBI\x01", struct.pack("<8i", len(names), 2, 1, 2, 0, ord("#"), 0, len(names_blob)), names_blob]
-    index.extend(c.encode() for c in contigs)
-    packed = io.BytesIO()
-    index_writer = BgzfWriter(packed)
-    index_writer.write(b"".join(index))
-    index_writer.close()
-    tbi, tbi_tmp = out.with_name(out.name + ".tbi"), out.with_name(out.name + ".tbi.tmp")
-    tbi_tmp.write_bytes(packed.getvalue())
-    os.replace(tmp, out)
-    os.replace(tbi_tmp, tbi)
-    return out
+        os.replace(tmp, out)
+        return _write_index(index, out)
+    except (UnicodeDecodeError, OSError, EOFError) as exc:
+        raise InputFormatError(f"{source}: unreadable VCF ({exc})") from None
 
 
-__all__ = ["BgzfWriter", "bin_of", "index_vcf"]
+def _write_index(index: bytes, data: Path) -> Path:
+    tbi = data.with_name(data.name + ".tbi")
+    tmp = tbi.with_name(tbi.name + ".tmp")
+    tmp.write_bytes(index)
+    os.replace(tmp, tbi)
+    return data
+
+
+__all__ = ["BgzfWriter", "bin_of", "index_vcf", "is_bgzf"]
