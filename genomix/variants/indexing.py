@@ -1,7 +1,7 @@
-"""Write a bgzip-compressed VCF and its tabix (``.tbi``) index without htslib: ``genomix index-vcf``.
+"""Tabix (``.tbi``) indexes for VCFs, and bgzip copies of plain ones, without htslib: ``genomix index-vcf``.
 
-Region queries (:mod:`.tabix`) need a BGZF file and an index. Users who have a plain or gzip-compressed VCF
-and no htslib tools get both from here. The BGZF writer cuts the text into blocks of at most 0xFF00 bytes,
+Region queries (:mod:`.tabix`) need a BGZF file and an index. Users without htslib tools get both from here:
+a bgzip file is indexed in place, a plain or gzip-compressed one is copied into BGZF first. The BGZF writer cuts the text into blocks of at most 0xFF00 bytes,
 as bgzip does, and notes each record's virtual offsets. The index follows the tabix format: per contig, the
 smallest bin that holds each record (six levels, 16 kb leaves), chunks of consecutive records per bin, the
 16 kb linear index, and the per-contig pseudo-bin with record counts that htslib writes. htslib reads both
