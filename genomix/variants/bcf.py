@@ -9,16 +9,14 @@ length. Records become the same :class:`.vcf.Variant` rows as text VCF records, 
 from __future__ import annotations
 
 import gzip
-import logging
 import re
 import struct
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 from ..errors import InputFormatError
-from .tabix import BgzfReader, Region, TabixIndex, find_index
+from .tabix import BgzfReader, Region, TabixIndex, find_index, indexed_records
 
-log = logging.getLogger(__name__)
 BCF_MAGIC = b"BCF\x02"
 _CONTIG = re.compile(r"^##contig=<(.*)>\s*$")
 _TYPE_SIZE = {0: 0, 1: 1, 2: 2, 3: 4, 5: 4, 7: 1}
@@ -55,9 +53,9 @@ def _contigs(header: str, path: Path) -> list[str]:
     return [names.get(i, "") for i in range(max(names) + 1)] if names else []
 
 
-def _typed(buf: bytes, off: int, where: Callable[[], str]) -> tuple[int, bytes, int]:
-    """(type, raw bytes, next offset) of the typed value at ``off`` (BCF's type byte: low nibble the
-    type, high nibble the count, 15 meaning the count follows as a typed integer)."""
+def _typed(buf: bytes, off: int, where: Callable[[], str]) -> tuple[bytes, int]:
+    """(raw bytes, next offset) of the typed value at ``off`` (BCF's type byte: low nibble the type, high
+    nibble the count, 15 meaning the count follows as a typed integer)."""
     try:
         kind, count = buf[off] & 0xF, buf[off] >> 4
         off += 1
@@ -70,7 +68,7 @@ def _typed(buf: bytes, off: int, where: Callable[[], str]) -> tuple[int, bytes, 
         raise InputFormatError(f"{where()}: malformed typed value in a BCF record") from None
     if off + size > len(buf):
         raise InputFormatError(f"{where()}: BCF record shorter than its fields")
-    return kind, buf[off:off + size], off + size
+    return buf[off:off + size], off + size
 
 
 def _string(raw: bytes) -> str:
@@ -87,11 +85,10 @@ class _BcfRecords:
         if magic[:4] != BCF_MAGIC or magic[4] not in (1, 2):
             raise InputFormatError(f"{path}: not BCF 2.1/2.2 (starts with {magic!r})")
         (length,) = struct.unpack("<I", self.bgzf.read(4))
-        self.header = self.bgzf.read(length).rstrip(b"\x00").decode("ascii", "replace")
-        if "\n#CHROM" not in "\n" + self.header:
+        header = self.bgzf.read(length).rstrip(b"\x00").decode("ascii", "replace")
+        if "\n#CHROM" not in "\n" + header:
             raise InputFormatError(f"{path}: BCF header has no #CHROM line")
-        self.contigs = _contigs(self.header, path)
-        self.first = self.bgzf.tell()
+        self.contigs = _contigs(header, path)
 
     def close(self) -> None:
         self.bgzf.close()
@@ -116,20 +113,20 @@ class _BcfRecords:
         def where() -> str:
             return f"{self.path} (record at virtual offset {start})"
 
-        chrom, pos, _rlen = struct.unpack_from("<iii", shared, 0)
+        chrom, pos, rlen = struct.unpack_from("<iii", shared, 0)
         n_allele = struct.unpack_from("<I", shared, 16)[0] >> 16
         if not 0 <= chrom < len(self.contigs) or not self.contigs[chrom]:
             raise InputFormatError(f"{where()}: contig index {chrom} is not in the header's contig dictionary")
-        _, raw_id, off = _typed(shared, 24, where)
+        raw_id, off = _typed(shared, 24, where)
         alleles = []
         for _ in range(n_allele):
-            _, raw, off = _typed(shared, off, where)
+            raw, off = _typed(shared, off, where)
             alleles.append(_string(raw))
         if not alleles:
             raise InputFormatError(f"{where()}: record without a REF allele")
         alt = ",".join(alleles[1:]) or "."
         return [self.contigs[chrom], str(pos + 1), _string(raw_id) or ".", alleles[0], alt, ".", ".", ".",
-                str(_rlen)]
+                str(rlen)]
 
 
 def bcf_records(path: Path, regions: Sequence[Region] | None) -> Iterator[tuple[str, list[str]]]:
@@ -144,21 +141,18 @@ def bcf_records(path: Path, regions: Sequence[Region] | None) -> Iterator[tuple[
         index = TabixIndex.load(find_index(path))
         if not index.names:  # bcftools' CSI keeps no names: its contigs are the header's dictionary
             index.names = reader.contigs
-        seen: set[int] = set()
-        for region in regions:
-            if region.chrom not in index.names:
-                log.warning("%s: no records on %s (the header's contigs: %s)", path, region.chrom,
-                            ", ".join(reader.contigs[:10]) + (" ..." if len(reader.contigs) > 10 else ""))
-            for begin, stop in index.chunks(region):
-                reader.bgzf.seek(begin)
-                for offset, fields in reader.records(stop):
-                    start = int(fields[1]) - 1
-                    end = start + max(1, int(fields[8]))
-                    if offset in seen or fields[0] != region.chrom or end <= region.start or (
-                            region.end is not None and start >= region.end):
-                        continue
-                    seen.add(offset)
-                    yield f"{path} (record at virtual offset {offset})", fields
+
+        def chunk(begin: int, stop: int) -> Iterator[tuple[int, tuple[str, list[str]]]]:
+            reader.bgzf.seek(begin)
+            for offset, fields in reader.records(stop):
+                yield offset, (f"{path} (record at virtual offset {offset})", fields)
+
+        def span(record: tuple[str, list[str]]) -> tuple[str, int, int]:
+            fields = record[1]
+            start = int(fields[1]) - 1
+            return fields[0], start, start + max(1, int(fields[8]))
+
+        yield from indexed_records(index, regions, chunk, span, path)
     finally:
         reader.close()
 

@@ -19,11 +19,12 @@ import re
 import struct
 import zlib
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Callable, Iterable, Iterator, Sequence, TypeVar
 
 from ..errors import InputFormatError, RangeError
 
 log = logging.getLogger(__name__)
+Item = TypeVar("Item")
 
 _BGZF_FIXED = struct.Struct("<4BI2BH")  # ID1 ID2 CM FLG MTIME XFL OS XLEN
 _REGION = re.compile(r"^(?:\{(?P<braced>[^{}]+)\}|(?P<chrom>[^:\s{}]+))(?::(?P<start>[\d,]+)(?:-(?P<end>[\d,]+))?)?$")
@@ -41,6 +42,10 @@ class Region:
     def __str__(self) -> str:
         name = f"{{{self.chrom}}}" if ":" in self.chrom else self.chrom
         return name if self.start == 0 and self.end is None else f"{name}:{self.start + 1}-{self.end or ''}"
+
+    def overlaps(self, chrom: str, start: int, end: int) -> bool:
+        """Whether the 0-based half-open span [start, end) of ``chrom`` overlaps the region."""
+        return chrom == self.chrom and end > self.start and (self.end is None or start < self.end)
 
 
 def parse_region(text: str) -> Region:
@@ -283,6 +288,24 @@ class BgzfReader:
             yield begin, raw.rstrip(b"\r\n").decode("ascii")
 
 
+def indexed_records(index: TabixIndex, regions: Sequence[Region],
+                    read_chunk: Callable[[int, int], Iterable[tuple[int, Item]]],
+                    span: Callable[[Item], tuple[str, int, int]], path: Path) -> Iterator[Item]:
+    """The records of ``regions``, region by region, each record once: ``read_chunk(begin, stop)`` gives
+    ``(virtual offset, record)`` for each record of an index chunk, and ``span(record)`` its contig and
+    0-based half-open span, which must overlap the region (a chunk also holds records that do not)."""
+    seen: set[int] = set()
+    for region in regions:
+        if region.chrom not in index.names:
+            log.warning("%s: no records on %s (the file's contigs: %s)", path, region.chrom,
+                        ", ".join(index.names[:10]) + (" ..." if len(index.names) > 10 else ""))
+        for begin, stop in index.chunks(region):
+            for offset, record in read_chunk(begin, stop):
+                if offset not in seen and region.overlaps(*span(record)):
+                    seen.add(offset)
+                    yield record
+
+
 def find_index(path: Path) -> Path:
     """``<path>.tbi`` or ``<path>.csi``, whichever exists (an error naming how to make one otherwise)."""
     for suffix in (".tbi", ".csi"):
@@ -310,4 +333,5 @@ def record_span(fields: list[str]) -> tuple[int, int]:
     return start, end
 
 
-__all__ = ["BgzfReader", "Region", "TabixIndex", "find_index", "parse_region", "record_span", "region_bins"]
+__all__ = ["BgzfReader", "Region", "TabixIndex", "find_index", "indexed_records", "parse_region", "record_span",
+           "region_bins"]

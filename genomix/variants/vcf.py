@@ -22,16 +22,13 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import io
-import logging
 import re
 from pathlib import Path
 from typing import Iterator, Sequence
 
 from ..errors import InputFormatError
 from .bcf import bcf_records, is_bcf
-from .tabix import BgzfReader, Region, TabixIndex, find_index, record_span
-
-log = logging.getLogger(__name__)
+from .tabix import BgzfReader, Region, TabixIndex, find_index, indexed_records, record_span
 
 GZIP_MAGIC = b"\x1f\x8b"
 FIXED_COLUMNS = ("#CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO")
@@ -81,6 +78,12 @@ def read_vcf(path: str | Path, regions: Sequence[Region] | None = None) -> Itera
     if regions is not None:
         yield from _read_regions(path, regions)
         return
+    for number, fields in _text_records(path):
+        yield from _record(f"{path}:{number}", number, fields)
+
+
+def _text_records(path: Path) -> Iterator[tuple[int, list[str]]]:
+    """``(line number, fields)`` of each record of a text VCF, after checking its header."""
     header_seen = False
     with _open_text(path) as text:
         try:
@@ -97,7 +100,7 @@ def read_vcf(path: str | Path, regions: Sequence[Region] | None = None) -> Itera
                     continue
                 if not header_seen:
                     raise InputFormatError(f"{path}:{number}: a record before the #CHROM header line; is this a VCF?")
-                yield from _record(f"{path}:{number}", number, fields)
+                yield number, fields
         except UnicodeDecodeError as exc:
             raise InputFormatError(f"{path}: not ASCII text ({exc.reason} at byte {exc.start}); is this a VCF?") from None
         except (OSError, EOFError, gzip.BadGzipFile) as exc:
@@ -106,44 +109,24 @@ def read_vcf(path: str | Path, regions: Sequence[Region] | None = None) -> Itera
         raise InputFormatError(f"{path}: no #CHROM header line; is this a VCF?")
 
 
-def _check_header(path: Path) -> None:
-    """The file's header ends in the eight fixed columns (read from the start, as far as the header goes)."""
-    with _open_text(path) as text:
-        try:
-            for number, line in enumerate(text, start=1):
-                if line.startswith("##") or not line.strip():
-                    continue
-                if line.startswith("#") and tuple(line.rstrip("\n").split("\t")[:8]) == FIXED_COLUMNS:
-                    return
-                raise InputFormatError(f"{path}:{number}: expected the #CHROM header line ({' '.join(FIXED_COLUMNS)}), "
-                                       f"found {line[:80]!r}; is this a VCF?")
-        except (UnicodeDecodeError, OSError, EOFError, gzip.BadGzipFile) as exc:
-            raise InputFormatError(f"{path}: unreadable VCF header ({exc})") from None
-    raise InputFormatError(f"{path}: no #CHROM header line; is this a VCF?")
-
-
 def _read_regions(path: Path, regions: Sequence[Region]) -> Iterator[Variant]:
-    _check_header(path)
+    records = _text_records(path)
+    next(records, None)  # the header is checked as far as the first record; the index finds the rest
+    records.close()
     index = TabixIndex.load(find_index(path))
-    seen: set[int] = set()
+
     with BgzfReader(path) as bgzf:
-        for region in regions:
-            if region.chrom not in index.names:
-                log.warning("%s: no records on %s (the index lists %s)", path, region.chrom,
-                            ", ".join(index.names[:10]) + (" ..." if len(index.names) > 10 else ""))
-            for begin, stop in index.chunks(region):
-                for offset, line in bgzf.lines(begin, stop):
-                    if offset in seen or not line.strip() or line.startswith("#"):
-                        continue
-                    fields = line.split("\t")
-                    where = f"{path} (record at virtual offset {offset})"
-                    if len(fields) < 8 or not fields[1].isdigit():
-                        yield from _record(where, 0, fields)  # raises with the reason
-                    start, end = record_span(fields)
-                    if fields[0] != region.chrom or end <= region.start or (region.end is not None and start >= region.end):
-                        continue
-                    seen.add(offset)
-                    yield from _record(where, 0, fields)
+        def chunk(begin: int, stop: int) -> Iterator[tuple[int, tuple[list[str], list[Variant]]]]:
+            for offset, line in bgzf.lines(begin, stop):
+                if line.strip() and not line.startswith("#"):
+                    fields = line.split("\t")  # a malformed record fails here, overlapping or not
+                    yield offset, (fields, list(_record(f"{path} (record at virtual offset {offset})", 0, fields)))
+
+        def span(record: tuple[list[str], list[Variant]]) -> tuple[str, int, int]:
+            return (record[0][0], *record_span(record[0]))
+
+        for _, variants in indexed_records(index, regions, chunk, span, path):
+            yield from variants
 
 
 def _record(where: str, number: int, fields: list[str]) -> Iterator[Variant]:
