@@ -49,14 +49,15 @@ def verify_file(path: str | Path, md5: str | None = None, sha256: str | None = N
                                     "the download is corrupt or the source changed: delete it and retry")
 
 
-def fetch_text(url: str, timeout: float = 60.0) -> str:
-    """GET a small text resource (such as an ``md5sum.txt`` manifest)."""
+def fetch_text(url: str, timeout: float = 60.0, hint: str = "check the network and run the same command again") -> str:
+    """GET a small text resource (an ``md5sum.txt`` manifest, a record listing); a failure is a
+    :class:`DownloadError` that ends with ``hint``."""
     try:
         with urllib.request.urlopen(urllib.request.Request(url, headers={"User-Agent": USER_AGENT}),
                                     timeout=timeout) as resp:
             return resp.read().decode("utf-8", "replace")
     except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
-        raise DownloadError(f"could not fetch {url}: {exc}; check the network or pass a local FASTA path") from None
+        raise DownloadError(f"could not fetch {url}: {exc!r}; {hint}") from None
 
 
 def md5_from_manifest(manifest: str, filename: str) -> str | None:

@@ -75,7 +75,8 @@ def fetch_genome(spec: GenomeSpec, cache: Path, quiet: bool = False) -> Path:
     md5 = spec.md5
     dest = cache / "downloads" / spec.name / spec.filename
     if md5 is None and spec.md5_manifest and not dest.exists():
-        md5 = md5_from_manifest(fetch_text(spec.md5_manifest), spec.filename)
+        md5 = md5_from_manifest(fetch_text(spec.md5_manifest, hint="check the network or pass a local FASTA path"),
+                                spec.filename)
         if md5 is None:
             log.warning("%s lists no checksum for %s; verifying size only", spec.md5_manifest, spec.filename)
     return download(spec.url, dest, md5=md5, sha256=spec.sha256, size=spec.size, quiet=quiet)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import http.client
 import json
 import os
 import re
@@ -26,7 +25,7 @@ from typing import Any
 import yaml
 
 from ..errors import ChecksumError, ConfigError, DownloadError, InputFormatError
-from ..genome.download import USER_AGENT, download
+from ..genome.download import USER_AGENT, download, fetch_text
 from ..genome.registry import cache_dir
 from .labelled import load_task
 
@@ -269,17 +268,12 @@ def zenodo_files(record: str, timeout: float = 60.0) -> dict[str, dict[str, Any]
     API (``$ZENODO_ENDPOINT/api/records/<record>``, default zenodo.org)."""
     endpoint = os.environ.get("ZENODO_ENDPOINT", DEFAULT_ZENODO_ENDPOINT).rstrip("/")
     url = f"{endpoint}/api/records/{record}"
-    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT, "Accept": "application/json"})
+    text = fetch_text(url, timeout, hint="check the suite's Zenodo record and the network (or ZENODO_ENDPOINT), "
+                                         "and run the same command again")
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as resp:
-            listing = json.loads(resp.read().decode("utf-8"))
-    except urllib.error.HTTPError as exc:
-        raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}; check the suite's Zenodo record") from None
-    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
-        raise DownloadError(f"could not read {url}: {exc!r}; check the network (or ZENODO_ENDPOINT) and run the same "
-                            "command again") from None
+        listing = json.loads(text)
     except ValueError as exc:
-        raise DownloadError(f"{url}: not a JSON record listing ({exc})") from None
+        raise DownloadError(f"{url}: not a JSON record listing ({exc}); run the same command again") from None
     files = {}
     for entry in listing.get("files") or []:
         algorithm, _, digest = str(entry.get("checksum", "")).partition(":")
