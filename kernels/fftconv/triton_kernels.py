@@ -96,14 +96,21 @@ def _pow2_range(m, DOT16: tl.constexpr):
 
 
 @triton.jit
+def _absmax(xr, xi, REAL: tl.constexpr):
+    """The largest magnitude in a 2-D tile, or in the real and imaginary tiles of a complex one."""
+    m = tl.max(tl.max(tl.abs(xr), axis=1), axis=0)
+    if not REAL:
+        m = tl.maximum(m, tl.max(tl.max(tl.abs(xi), axis=1), axis=0))
+    return m
+
+
+@triton.jit
 def _fp16_range(xr, xi, REAL: tl.constexpr, DOT16: tl.constexpr):
     """:func:`_pow2_range` of the tile's largest magnitude (one tile reduction, or two if complex; only
     with fp16 operands). The on-chip forward pays one such reduction per program: the inverse step
     bounds its input instead (:func:`row_conv_kernel`). BENCHMARKS.md, "fp16 range scaling on chip"."""
     if DOT16 >= 3:
-        m = tl.max(tl.max(tl.abs(xr), axis=1), axis=0)
-        if not REAL:
-            m = tl.maximum(m, tl.max(tl.max(tl.abs(xi), axis=1), axis=0))
+        m = _absmax(xr, xi, REAL)
     else:
         m = 1.0
     return _pow2_range(m, DOT16)
@@ -499,8 +506,7 @@ def row_spec_kernel(
     soff = h * (N2 * M) + r * M + j
     tl.store(sr_ptr + soff, zr * scale)
     if PEAK:
-        peak = tl.maximum(tl.max(tl.max(tl.abs(zr), axis=1), axis=0), tl.max(tl.max(tl.abs(zi), axis=1), axis=0))
-        tl.store(peak_ptr + h, peak * scale)
+        tl.store(peak_ptr + h, _absmax(zr, zi, False) * scale)
     if CONJ:
         tl.store(si_ptr + soff, zi * (-scale))
     else:
