@@ -30,6 +30,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .errors import InputFormatError, RangeError
+from .models.fixed_filters import fixed_filters
 from .models.heads import POOLING_MODES
 from .tokenizer import BYTE_TO_ID, INVALID, pad_batch
 
@@ -188,7 +189,7 @@ def embed_sequences(
         progress.update(len(items))
 
     try:
-        with h5py.File(tmp, "w") as h5:
+        with h5py.File(tmp, "w") as h5, fixed_filters(backbone):  # fixed weights: filter spectra made once per shape
             width = int(getattr(config, "d_model", None) or config.hidden_size)
             writer = _Writer(h5, pooling, width)
             h5.attrs.update(model=model_name, pooling=pooling, max_seq_len=size, d_model=width,

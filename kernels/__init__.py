@@ -5,7 +5,8 @@ symlink, so it ships in wheels and works from a source tree). Nothing here impor
 Each op has one dispatch function that picks the Triton kernel on CUDA and the reference elsewhere:
 
 - :func:`fftconv` -- long causal (or bidirectional) FFT convolution with skip term and gates;
-  :func:`fftconv_update` one new position of the causal form (generation).
+  :func:`fftconv_update` one new position of the causal form (generation); :func:`prepare_filter` and
+  :func:`fftconv_prepared` reuse a fixed filter's spectrum across inference calls.
 - :func:`selective_scan` -- Mamba-1 selective scan; :func:`selective_state_update` one token of it (generation).
 - :func:`causal_conv1d` -- short causal depthwise convolution (Hyena/M2 short filter, Mamba conv1d);
   :func:`causal_conv1d_update` one new position of it (generation).
@@ -49,7 +50,7 @@ if __name__ == "kernels" and _defer_to_installed():
 else:
     from .causal_conv import causal_conv1d, causal_conv1d_ref, causal_conv1d_update
     from .dispatch import use_triton
-    from .fftconv import fftconv, fftconv_ref, fftconv_update
+    from .fftconv import PreparedFilter, fftconv, fftconv_prepared, fftconv_ref, fftconv_update, prepare_filter
     from .gelu_glu import gelu_glu, gelu_glu_ref
     from .implicit_filter import implicit_filter, implicit_filter_ref
     from .layer_norm import layer_norm, layer_norm_ref
@@ -57,7 +58,8 @@ else:
     from .transpose import channel_major
 
     __all__ = [
-        "causal_conv1d", "causal_conv1d_ref", "causal_conv1d_update", "channel_major", "fftconv", "fftconv_ref",
-        "fftconv_update", "gelu_glu", "gelu_glu_ref", "implicit_filter", "implicit_filter_ref", "layer_norm",
-        "layer_norm_ref", "selective_scan", "selective_scan_ref", "selective_state_update", "use_triton",
+        "PreparedFilter", "causal_conv1d", "causal_conv1d_ref", "causal_conv1d_update", "channel_major", "fftconv",
+        "fftconv_prepared", "fftconv_ref", "fftconv_update", "gelu_glu", "gelu_glu_ref", "implicit_filter", "implicit_filter_ref", "layer_norm",
+        "layer_norm_ref", "prepare_filter", "selective_scan", "selective_scan_ref", "selective_state_update",
+        "use_triton",
     ]

@@ -6,21 +6,25 @@ fused Triton elementwise kernels (``cufft``, the CUDA default) and the Triton Mo
 (``triton``, ``GENOMIX_TRITON_OPS=fftconv``); the other kernels keep their defaults in every run. Prints
 tokens/s, the ratios to the reference, peak memory and each path's agreement with the reference path (relative
 L2 difference of the logits: the same model and weights, so only the convolution's arithmetic differs, under
-bf16 autocast). Writes JSON.
+bf16 autocast). With ``--fixed-filters`` each path also runs inside :func:`genomix.models.fixed_filters` (the
+long filters' spectra made once and reused by every timed forward, as an inference loop over a fixed model
+runs; label ``PATH+fixed``); its logits are compared with the same path's plain forward too. Writes JSON.
 
     PYTHONPATH=. python pipelines/bench_hyena_forward.py --model hyenadna-large-1m --lengths 1048576 --out DIR
     PYTHONPATH=. python pipelines/bench_hyena_forward.py --lengths 32768 --paths cufft --warmup 3 --out DIR
+    PYTHONPATH=. python pipelines/bench_hyena_forward.py --lengths 1048576 --paths reference cufft --fixed-filters --out DIR
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 from pathlib import Path
 
 import torch
 
 from genomix.kernels.dispatch import FFTCONV_PATHS, environment
-from genomix.models import build
+from genomix.models import build, fixed_filters
 
 
 def _time_forward(model: torch.nn.Module, ids: torch.Tensor, repeats: int, warmup: int = 1
@@ -47,9 +51,10 @@ def _time_forward(model: torch.nn.Module, ids: torch.Tensor, repeats: int, warmu
 
 
 def run(model_name: str, lengths: list[int], batch: int, repeats: int, paths: list[str] | None = None,
-        warmup: int = 1) -> list[dict]:
+        warmup: int = 1, fixed: bool = False) -> list[dict]:
     """One row per length: each path's time, throughput, peak and (when the reference runs first) logits
-    difference and speed-up over the reference."""
+    difference and speed-up over the reference; with ``fixed`` also each path inside :func:`fixed_filters`
+    (label ``PATH+fixed``, with its logits' difference from the same path's plain forward)."""
     paths = list(FFTCONV_PATHS) if paths is None else paths
     rows = []
     for length in lengths:
@@ -57,24 +62,34 @@ def run(model_name: str, lengths: list[int], batch: int, repeats: int, paths: li
         ids = torch.randint(7, 11, (batch, length), device="cuda")
         row = {"model": model_name, "length": length, "batch": batch}
         reference_logits = None
-        for label in paths:
-            with environment(FFTCONV_PATHS[label]):
+        for label, path, reuse in labels(paths, fixed):
+            with environment(FFTCONV_PATHS[path]), (fixed_filters(model) if reuse else contextlib.nullcontext()):
                 seconds, peak, logits = _time_forward(model, ids, repeats, warmup)
             if label == "reference":
                 reference_logits = logits
             if reference_logits is not None:
                 row[f"{label}_rel_diff_vs_reference"] = float((logits - reference_logits).norm() / reference_logits.norm())
+            if reuse:
+                row[f"{label}_max_abs_diff_vs_plain"] = float((logits - plain_logits).abs().max())
+            else:
+                plain_logits = logits
             del logits
             row[f"{label}_ms"] = seconds * 1e3
             row[f"{label}_tokens_per_s"] = batch * length / seconds
             row[f"{label}_peak_gib"] = peak
-        for label in paths:
+        for label, _, _ in labels(paths, fixed):
             if "reference_ms" in row and label != "reference":
                 row[f"{label}_speedup"] = row["reference_ms"] / row[f"{label}_ms"]
         rows.append(row)
         del model
         torch.cuda.empty_cache()
     return rows
+
+
+def labels(paths: list[str], fixed: bool) -> list[tuple[str, str, bool]]:
+    """(label, path, inside fixed_filters) of each timing, in order: each path, then (``fixed``) it reused."""
+    modes = (False, True) if fixed else (False,)
+    return [(f"{path}+fixed" if reuse else path, path, reuse) for path in paths for reuse in modes]
 
 
 def main() -> None:
@@ -87,19 +102,21 @@ def main() -> None:
                         help="paths to time, in this order (the reference first for ratios and differences; one "
                              "path per process keeps the others' state out of a host-bound timing)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed forwards per path before the timed ones")
+    parser.add_argument("--fixed-filters", action="store_true",
+                        help="also time each path with the filters' spectra kept between forwards (fixed_filters)")
     parser.add_argument("--out", type=Path, default=Path("."))
     args = parser.parse_args()
-    rows = run(args.model, args.lengths, args.batch, args.repeats, args.paths, args.warmup)
+    rows = run(args.model, args.lengths, args.batch, args.repeats, args.paths, args.warmup, args.fixed_filters)
     args.out.mkdir(parents=True, exist_ok=True)
     tmp = args.out / ".bench_hyena_forward.json.tmp"
     tmp.write_text(json.dumps(rows, indent=1))
     tmp.replace(args.out / "bench_hyena_forward.json")
-    print(f"{'L':>9} {'path':>10} {'tokens/s':>10} {'vs reference':>12} {'peak GiB':>8} {'logits diff':>11}")
+    print(f"{'L':>9} {'path':>15} {'tokens/s':>10} {'vs reference':>12} {'peak GiB':>8} {'logits diff':>11}")
     for r in rows:
-        for label in args.paths:
+        for label, _, _ in labels(args.paths, args.fixed_filters):
             ratio = r.get(f"{label}_speedup", 1.0 if label == "reference" else float("nan"))
             diff = r.get(f"{label}_rel_diff_vs_reference", float("nan"))
-            print(f"{r['length']:>9} {label:>10} {r[f'{label}_tokens_per_s']:>10.3e} {ratio:>11.2f}x "
+            print(f"{r['length']:>9} {label:>15} {r[f'{label}_tokens_per_s']:>10.3e} {ratio:>11.2f}x "
                   f"{r[f'{label}_peak_gib']:>8.2f} {diff:>11.1e}")
 
 

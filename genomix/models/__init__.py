@@ -1,5 +1,6 @@
 """Backbones (HyenaDNA, Mamba, Caduceus, Monarch Mixer, a Transformer baseline) and their heads."""
 from .base import GenomixConfig, GenomixPreTrainedModel
+from .fixed_filters import fixed_filters
 from .registry import Family, available_models, build, get_family, load_config, register_family
 
 __all__ = [
@@ -8,6 +9,7 @@ __all__ = [
     "GenomixPreTrainedModel",
     "available_models",
     "build",
+    "fixed_filters",
     "get_family",
     "load_config",
     "register_family",

@@ -28,8 +28,10 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..errors import ConfigError, InputFormatError, RangeError
-from ..kernels import causal_conv1d, causal_conv1d_update, fftconv, fftconv_update
+from ..kernels import (PreparedFilter, causal_conv1d, causal_conv1d_update, fftconv, fftconv_prepared, fftconv_update,
+                       prepare_filter)
 from .base import BaseModelMixin, GenomixConfig, GenomixPreTrainedModel, run_residual_layers
+from .fixed_filters import FilterReuse, active_reuse
 from .heads import POOLING_MODES
 from .implicit_filter import (ExponentialModulation, PositionalEmbedding, Sin, implicit_filter_taps,
                               implicit_filter_taps_and_sumsq)
@@ -189,7 +191,10 @@ class HyenaOperator(nn.Module):
     """Hyena mixer: projections, short depthwise conv, gated long FFT convolutions.
 
     With a fresh :class:`.long_conv_state.LongConvState`, :meth:`forward` also fills it (a prompt);
-    :meth:`step` then takes one token at a time, exactly as the forward over the whole sequence would."""
+    :meth:`step` then takes one token at a time, exactly as the forward over the whole sequence would.
+    Inside :func:`.fixed_filters.fixed_filters` its inference forwards reuse the filters' spectra."""
+
+    filter_reuse: FilterReuse | None = None
 
     def __init__(self, config: HyenaConfig) -> None:
         super().__init__()
@@ -216,16 +221,19 @@ class HyenaOperator(nn.Module):
         if state is not None:
             state.begin(projected)
         *gates, v = z.split(self.d_model, dim=1)
-        k, k_sumsq = self._filter(length)
-        k = k.view(self.order - 1, self.d_model, length)
-        sumsq = [None] * (self.order - 1) if k_sumsq is None else k_sumsq.view(self.order - 1, self.d_model)
-        skip = self.filter_fn.bias.view(self.order - 1, self.d_model)
+        reuse = active_reuse(self)
+        if reuse is not None:
+            prepared = reuse.prepared(self.filter_fn, v, length, lambda: self._prepared_filters(length, v))
+        else:
+            k, sumsq, skip = self._long_filters(length)
         use_dropout = self.training and self.dropout.p > 0
         for o, gate in enumerate(reversed(gates[1:])):
             postgate = gates[0] if o == self.order - 2 else None
             if state is not None:
                 state.history[o, ..., :length] = v.float() * gate.float()
-            if use_dropout:
+            if reuse is not None:
+                v = fftconv_prepared(v, prepared[o], pregate=gate, postgate=postgate)
+            elif use_dropout:
                 v = fftconv(self.dropout(v * gate), k[o], skip[o])
                 v = v * postgate if postgate is not None else v
             else:
@@ -254,6 +262,20 @@ class HyenaOperator(nn.Module):
                                postgate=postgate)
         state.position += 1
         return self.out_proj(v)
+
+    def _long_filters(self, length: int) -> tuple[torch.Tensor, list, torch.Tensor]:
+        """Per long convolution: the filters (order - 1, d, L), their rows' sums of squares ((d,) each, or None
+        each, :meth:`_filter`) and the skip weights (order - 1, d)."""
+        k, k_sumsq = self._filter(length)
+        k = k.view(self.order - 1, self.d_model, length)
+        sumsq = [None] * (self.order - 1) if k_sumsq is None else list(k_sumsq.view(self.order - 1, self.d_model))
+        return k, sumsq, self.filter_fn.bias.view(self.order - 1, self.d_model)
+
+    def _prepared_filters(self, length: int, like: torch.Tensor) -> list[PreparedFilter]:
+        """Each long convolution's filter and skip weight prepared for inputs like ``like`` (called without
+        gradients, by :func:`.fixed_filters.active_reuse`'s conditions)."""
+        k, sumsq, skip = self._long_filters(length)
+        return [prepare_filter(k[o], skip[o], like=like, k_sumsq=sumsq[o]) for o in range(self.order - 1)]
 
     def _filter(self, length: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The implicit filter and, without gradients, its rows' sums of squares when the filter kernel

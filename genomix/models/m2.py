@@ -25,8 +25,10 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, RangeError
-from ..kernels import causal_conv1d, causal_conv1d_update, fftconv, fftconv_update, gelu_glu
+from ..kernels import (causal_conv1d, causal_conv1d_update, fftconv, fftconv_prepared, fftconv_update, gelu_glu,
+                       prepare_filter)
 from .base import GenomixConfig, GenomixPreTrainedModel, LayerNormStackMixin
+from .fixed_filters import FilterReuse, active_reuse
 from .heads import POOLING_MODES, SequenceClassificationHead
 from .implicit_filter import ExponentialModulation, PositionalEmbedding, Sin, implicit_filter_taps
 from .linear import Linear
@@ -146,7 +148,10 @@ class HyenaFilter(nn.Module):
 
 
 class MonarchMixerSequenceMixing(nn.Module):
-    """M2's sequence mixer: three gated streams, short conv, implicit long conv, output projection."""
+    """M2's sequence mixer: three gated streams, short conv, implicit long conv, output projection. Inside
+    :func:`.fixed_filters.fixed_filters` its inference forwards reuse the filters' spectra."""
+
+    filter_reuse: FilterReuse | None = None
 
     def __init__(self, config: M2Config) -> None:
         super().__init__()
@@ -176,19 +181,29 @@ class MonarchMixerSequenceMixing(nn.Module):
         x1, x2, v = z.split(self.d_model, dim=1)
         if mask is not None:
             x1 = x1 * mask.transpose(1, 2).to(x1.dtype)  # zero v·x1 at pads so they feed no conv
-        k = self.filter_fn.kernel(length)
         if state is not None:
             state.history[0, ..., :length] = v.float() * x1.float()
-        y = fftconv(v, k, self.filter_fn.bias, pregate=x1, postgate=x2, bidirectional=self.bidirectional)
+        y = self._long_conv(self.filter_fn, v, length, pregate=x1, postgate=x2)
         if self.filter_fn2 is not None:
             uo = u.transpose(1, 2)
             if mask is not None:
                 uo = uo * mask.transpose(1, 2).to(uo.dtype)
             if state is not None:
                 state.history[1, ..., :length] = uo.float()
-            y = y + fftconv(uo, self.filter_fn2.kernel(length), self.filter_fn2.bias,
-                            bidirectional=self.bidirectional)
+            y = y + self._long_conv(self.filter_fn2, uo, length)
         return self.out_linear(y.transpose(1, 2))
+
+    def _long_conv(self, filter_fn: HyenaFilter, v: torch.Tensor, length: int, pregate: torch.Tensor | None = None,
+                   postgate: torch.Tensor | None = None) -> torch.Tensor:
+        """``fftconv`` of ``v`` with ``filter_fn``'s filter and skip weight; its spectrum prepared once and
+        reused while :func:`.fixed_filters.active_reuse` allows."""
+        reuse = active_reuse(self)
+        if reuse is None:
+            return fftconv(v, filter_fn.kernel(length), filter_fn.bias, pregate=pregate, postgate=postgate,
+                           bidirectional=self.bidirectional)
+        prepared = reuse.prepared(filter_fn, v, length, lambda: prepare_filter(
+            filter_fn.kernel(length), filter_fn.bias, like=v, bidirectional=self.bidirectional))
+        return fftconv_prepared(v, prepared, pregate=pregate, postgate=postgate)
 
     def empty_state(self, batch: int, length: int, device: torch.device | None = None) -> LongConvState:
         """A fresh generation state (causal mixers only) for sequences of up to ``length`` positions."""

@@ -39,6 +39,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import ConfigError, GenomixError, InputFormatError, RangeError
+from ..models.fixed_filters import fixed_filters
 from ..tokenizer import MASK_ID, encode
 from .reference import Reference
 from .vcf import Variant
@@ -237,7 +238,8 @@ def score_variants(
     model.to(device).eval()
     counts: dict[str, int] = {}
     out.parent.mkdir(parents=True, exist_ok=True)
-    with open(partial, "a") as fh, tqdm(total=total, unit="allele", desc="scoring variants", disable=quiet) as bar:
+    with (open(partial, "a") as fh, tqdm(total=total, unit="allele", desc="scoring variants", disable=quiet) as bar,
+          fixed_filters(model)):  # the weights are fixed: long filters' spectra are made once per window shape
         if done == 0:
             fh.truncate(0)
             fh.write(header)

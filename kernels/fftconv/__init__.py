@@ -17,14 +17,16 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ..dispatch import use_triton
+from .prepared import PreparedFilter, fftconv_prepared, prepare_filter
 from .reference import fftconv_ref
+from .routing import ON_CHIP_MAX_L, dispatch_name, route
 from .step import fftconv_update
 
 if TYPE_CHECKING:
     from .plan import Tuning
 
-__all__ = ["ON_CHIP_MAX_L", "dispatch_name", "fftconv", "fftconv_ref", "fftconv_triton", "fftconv_update"]
+__all__ = ["ON_CHIP_MAX_L", "PreparedFilter", "dispatch_name", "fftconv", "fftconv_prepared", "fftconv_ref",
+           "fftconv_triton", "fftconv_update", "prepare_filter"]
 
 
 def _check(u: torch.Tensor, k: torch.Tensor, D, pregate, postgate, bidirectional: bool) -> None:
@@ -76,23 +78,6 @@ def fftconv_triton(
     )
 
 
-#: Longest L whose whole 2L-point transform one program keeps on chip (16-bit inputs, plan "short_max"
-#: 8192). Measured on an H200 at L = 4096, B*H = 65536, bf16, with fp16 range scaling: 3.37x the reference
-#: forward, 3.47x forward+backward (BENCHMARKS.md, "One range reduction per on-chip program").
-#: Past it the Monarch kernels lose to cuFFT (0.87x and 0.60x the reference at 256K and 1M when measured).
-ON_CHIP_MAX_L = 4096
-
-
-#: Inputs the cuFFT path with fused Triton elementwise kernels takes (float64 stays on the reference).
-_CUFFT_FUSED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
-
-
-def dispatch_name(u: torch.Tensor) -> str:
-    """``"fftconv-short"`` for convolutions done whole on chip (16-bit, short), else ``"fftconv"``."""
-    on_chip = u.shape[-1] <= ON_CHIP_MAX_L and u.dtype in (torch.float16, torch.bfloat16)
-    return "fftconv-short" if on_chip else "fftconv"
-
-
 def fftconv(
     u: torch.Tensor,
     k: torch.Tensor,
@@ -117,9 +102,10 @@ def fftconv(
     _check(u, k, D, pregate, postgate, bidirectional)
     if k_sumsq is not None and (k_sumsq.shape != (k.shape[0],) or k_sumsq.dtype != torch.float32):
         raise ValueError(f"fftconv: k_sumsq must be ({k.shape[0]},) fp32, got {tuple(k_sumsq.shape)} {k_sumsq.dtype}")
-    if use_triton(u, k, D, pregate, postgate, op=dispatch_name(u)):
+    path = route(u, k, D, pregate, postgate)
+    if path == "triton":
         return fftconv_triton(u, k, D, pregate, postgate, bidirectional, fp32_intermediate)
-    if u.dtype in _CUFFT_FUSED_DTYPES and use_triton(u, k, D, pregate, postgate, op="fftconv-cufft"):
+    if path == "cufft":
         from .cufft_fused import fftconv_cufft  # imports triton: only when this path is taken
 
         return fftconv_cufft(u, k, D, pregate, postgate, bidirectional, fp32_intermediate, k_sumsq)

@@ -291,6 +291,10 @@ class _Signal:
     def tensors(self) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         return self.spectrum, self.scale, self.norm
 
+    def rows(self, group: slice) -> _Signal:
+        """Channels ``group`` of a filter's signal (batch 1): every part is per channel."""
+        return _Signal(*(None if t is None else t[:, group] for t in self.tensors()))
+
 
 def _row_range(plan: _Plan, a: torch.Tensor, b: torch.Tensor | None = None, sumsq: torch.Tensor | None = None,
                impulse: torch.Tensor | None = None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
@@ -384,30 +388,36 @@ SAVE_SPECTRA_MAX_ELEMENTS = 1 << 26
 
 def _forward(u, k, D, pregate, postgate, bidirectional: bool, plan: _Plan, keep_y: bool, keep_x: bool,
              keep_filter: bool, two_levels: bool = False, k_sumsq: torch.Tensor | None = None,
-             training: bool = False):
+             training: bool = False, filter_signal: _Signal | None = None):
     """The output; if ``keep_y`` the pre-postgate output in u's dtype (for the postgate's gradient); the
     signals of the gated input (if ``keep_x``) and of the filter (if ``keep_filter``), else None each
     (keeping needs one channel group). ``two_levels``: run :mod:`.two_level`'s forward (the caller asks
     :func:`two_level.applies`), or :mod:`.three_level`'s where it applies and no filter spectrum is kept;
-    ``training``: channel groups of a training call (:func:`_channel_groups`)."""
+    ``training``: channel groups of a training call (:func:`_channel_groups`); ``filter_signal``: the
+    filter's signal for all channels, as :func:`prepared_filter_signal` made it for this call's shape, used
+    instead of transforming ``k``."""
     groups = _channel_groups(u, training)
     out = torch.empty(u.shape, dtype=u.dtype, device=u.device)
     y = torch.empty(u.shape, dtype=u.dtype, device=u.device) if keep_y else None
     kept_x = kept_filter = None
     if two_levels:  # keeps at most the filter's (two-level) spectrum
         for g in groups:
-            if not keep_filter and three_level.applies(plan, u.shape[0]):
+            if filter_signal is None and not keep_filter and three_level.applies(plan, u.shape[0]):
                 three_level.forward_group(plan, _rows(u, g), _rows(k, g), _rows(D, g), _rows(pregate, g),
                                           _rows(postgate, g), bidirectional, _rows(out, g), _rows(y, g),
                                           _rows(k_sumsq, g))
                 continue
             kept_filter = two_level.forward_group(plan, _rows(u, g), _rows(k, g), _rows(D, g), _rows(pregate, g),
                                                   _rows(postgate, g), bidirectional, _rows(out, g), _rows(y, g),
-                                                  keep_filter, _rows(k_sumsq, g))
+                                                  keep_filter, _rows(k_sumsq, g),
+                                                  None if filter_signal is None else filter_signal.rows(g))
         return out, y, None, kept_filter
     for g in groups:
         x = _signal(plan, _rows(u, g), _rows(pregate, g))
-        kf = _filter_signal(plan, _rows(k, g), bidirectional, _rows(k_sumsq, g))
+        if filter_signal is None:
+            kf = _filter_signal(plan, _rows(k, g), bidirectional, _rows(k_sumsq, g))
+        else:
+            kf = filter_signal.rows(g)
         product = torch.empty_like(x.spectrum) if keep_x else x.spectrum
         n_inv = _spectral_product(plan, x, kf, product)
         y_full = real_inverse(product)
@@ -502,6 +512,39 @@ def _backward_group(plan: _Plan, bidirectional: bool, grad, u, k, D, pregate, po
     dx_full = real_inverse(g.spectrum)
     del g
     epilogue(dx_full, n_inv, grad, postgate, D, pregate, du, m2=u if d_pre is not None else None, out2=d_pre)
+
+
+def _routes_filter_spectrum(plan: _Plan, batch: int) -> bool:
+    """Whether a forward of this plan and batch transforms the filter on its own, so that a spectrum made
+    once can stand in for it: not on three levels, which transform the filter inside the fused levels."""
+    return not (two_level.applies(plan) and three_level.applies(plan, batch))
+
+
+def prepared_filter_signal(k: torch.Tensor, D: torch.Tensor | None, batch: int, dtype: torch.dtype,
+                           bidirectional: bool = False, fp32_intermediate: bool = False,
+                           k_sumsq: torch.Tensor | None = None) -> _Signal | None:
+    """The filter's signal (all channels) that an inference forward of u (``batch``, H, L) in ``dtype``
+    computes from (k, D) on its way, for :func:`forward_prepared` to reuse across calls; None where that
+    forward has no separate filter transform (three levels: the caller keeps calling :func:`fftconv_cufft`).
+    On two levels the skip weight D is part of the spectrum; on one level the epilogue applies it."""
+    L = k.shape[-1] // 2 if bidirectional else k.shape[-1]
+    plan = _Plan(L, dtype in HALF_SPECTRA_INPUTS and not fp32_intermediate)
+    if not _routes_filter_spectrum(plan, batch):
+        return None
+    with torch.no_grad():
+        if two_level.applies(plan):
+            return two_level._filter_spectrum(k, plan, bidirectional, k_sumsq, skip=D)
+        return _filter_signal(plan, k, bidirectional, k_sumsq)
+
+
+def forward_prepared(u: torch.Tensor, k: torch.Tensor, D: torch.Tensor | None, filter_signal: _Signal,
+                     pregate: torch.Tensor | None = None, postgate: torch.Tensor | None = None,
+                     bidirectional: bool = False, fp32_intermediate: bool = False) -> torch.Tensor:
+    """:func:`fftconv_cufft`'s inference forward with the filter's signal from :func:`prepared_filter_signal`
+    (made for u's batch and dtype) instead of transforming k again. No gradients."""
+    plan = _plan(u, fp32_intermediate)
+    return _forward(u, k, D, pregate, postgate, bool(bidirectional), plan, keep_y=False, keep_x=False,
+                    keep_filter=False, two_levels=two_level.applies(plan), filter_signal=filter_signal)[0]
 
 
 def fftconv_cufft(

@@ -51,15 +51,32 @@ def _filter_spectrum(k: torch.Tensor, L: int, bidirectional: bool, wide: torch.d
     return torch.fft.rfft(combined_filter(k, L, 2 * L, True) if bidirectional else k, n=2 * L)
 
 
-def _forward(u, k, D, pregate, postgate, bidirectional: bool, keep_y: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The output, and (if ``keep_y``) the pre-postgate output in u's dtype for the postgate's gradient.
+def reference_filter_spectrum(k: torch.Tensor, dtype: torch.dtype, bidirectional: bool = False) -> torch.Tensor:
+    """The filter's spectrum (H, L + 1) that the reference forward of inputs in ``dtype`` multiplies by, made
+    once for repeated inference calls (:func:`forward_with_spectrum`)."""
+    L = k.shape[-1] // 2 if bidirectional else k.shape[-1]
+    with torch.no_grad():
+        return _filter_spectrum(k, L, bidirectional, torch.promote_types(dtype, torch.float32))
+
+
+def forward_with_spectrum(u, k_spectrum, D, pregate, postgate) -> torch.Tensor:
+    """The reference's inference forward with the filter's spectrum from :func:`reference_filter_spectrum`."""
+    return _forward(u, None, D, pregate, postgate, False, keep_y=False, k_spectrum=k_spectrum)[0]
+
+
+def _forward(u, k, D, pregate, postgate, bidirectional: bool, keep_y: bool,
+             k_spectrum: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The output, and (if ``keep_y``) the pre-postgate output in u's dtype for the postgate's gradient;
+    ``k_spectrum``: the filter's spectrum already made, instead of transforming ``k``.
 
     Mixed-dtype elementwise ops promote to fp32 on the fly, so 16-bit inputs are never copied to fp32
     first, and the output is cast as it is written: each (B, H, L) pass costs ~1 ms at L = 1M, H = 256."""
     L, wide = u.shape[-1], torch.promote_types(u.dtype, torch.float32)
     x = _gated(u, pregate, wide)
+    if k_spectrum is None:
+        k_spectrum = _filter_spectrum(k, L, bidirectional, wide)
     # The product is taken in place: one (B, H, L+1) complex tensor (2 GiB at L = 1M, H = 256) less.
-    spectrum = torch.fft.rfft(x, n=2 * L).mul_(_filter_spectrum(k, L, bidirectional, wide))
+    spectrum = torch.fft.rfft(x, n=2 * L).mul_(k_spectrum)
     y = torch.fft.irfft(spectrum, n=2 * L)[..., :L]
     del spectrum
     if D is not None:

@@ -256,12 +256,15 @@ def _product_inverse(plan: one_level._Plan, a: one_level._Signal, b: one_level._
 
 
 def forward_group(plan: one_level._Plan, u, k, D, pregate, postgate, bidirectional: bool, out, y,
-                  keep_filter: bool = False, k_sumsq: torch.Tensor | None = None) -> one_level._Signal | None:
+                  keep_filter: bool = False, k_sumsq: torch.Tensor | None = None,
+                  kf: one_level._Signal | None = None) -> one_level._Signal | None:
     """One channel group of the forward: writes ``out`` (and ``y``, the pre-postgate output, if given);
     returns the filter's spectrum if ``keep_filter`` (for :func:`backward_group`), else None. The skip term
-    ``D`` rides in the filter's spectrum (:func:`_filter_spectrum`), which the backward then uses as it is."""
+    ``D`` rides in the filter's spectrum (:func:`_filter_spectrum`), which the backward then uses as it is;
+    ``kf``: that spectrum already made (for these channels), instead of transforming ``k`` and ``D``."""
     x = _signal(plan, u, pregate)
-    kf = _filter_spectrum(k, plan, bidirectional, k_sumsq, skip=D)
+    if kf is None:
+        kf = _filter_spectrum(k, plan, bidirectional, k_sumsq, skip=D)
     y_rows, n_inv = _product_inverse(plan, x, kf, x.spectrum)
     del x
     last_level(y_rows, n_inv, postgate, out, z=y)
