@@ -36,6 +36,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from ..errors import CheckpointError, ConfigError, TrainingError
+from ..models.fixed_filters import fixed_filters
 from ..train.checkpoint_io import AtomicCheckpointIO
 from ..train.module import adamw_warmup_cosine, check_finite_loss
 from ..train.run import atomic_write_text, export_pretrained, run_loggers
@@ -161,10 +162,12 @@ def predict_logits(model: torch.nn.Module, data: LabelledSequences, batch_size: 
     model.eval().to(device)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
     out = []
-    for batch in tqdm(loader(data, batch_size, train=False, padding_side=PADDING_SIDE), desc=desc, disable=quiet):
-        with autocast:
-            logits = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)).logits
-        out.append(logits.float().cpu())
+    with fixed_filters(model):  # the weights are fixed for the whole pass
+        for batch in tqdm(loader(data, batch_size, train=False, padding_side=PADDING_SIDE), desc=desc, disable=quiet):
+            with autocast:
+                ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
+                logits = model(input_ids=ids, attention_mask=mask).logits
+            out.append(logits.float().cpu())
     return torch.cat(out).numpy()
 
 
