@@ -145,10 +145,13 @@ def embed_sequences(
     total: int | None = None,
     window: int = 64,
     model_name: str = "",
+    reuse_filters: bool = True,
 ) -> Path:
     """Embed ``sequences`` with ``model`` (a genomix base model or any head) into the HDF5 file ``out``.
 
     Returns the output path. ``window`` sequences are chunked and batched together at a time.
+    ``reuse_filters``: keep HyenaDNA's and M2's long filters' spectra between forwards
+    (:func:`genomix.models.fixed_filters`: faster, one filter's memory per layer).
     """
     from . import __version__
     from .models.heads import pool
@@ -189,7 +192,7 @@ def embed_sequences(
         progress.update(len(items))
 
     try:
-        with h5py.File(tmp, "w") as h5, fixed_filters(backbone):  # fixed weights: filter spectra made once per shape
+        with h5py.File(tmp, "w") as h5, fixed_filters(backbone, reuse_filters):  # filter spectra made once per shape
             width = int(getattr(config, "d_model", None) or config.hidden_size)
             writer = _Writer(h5, pooling, width)
             h5.attrs.update(model=model_name, pooling=pooling, max_seq_len=size, d_model=width,

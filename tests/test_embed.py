@@ -54,6 +54,14 @@ def test_pooled_embeddings_match_direct_forwards_and_chunk_exactly(model, fasta,
     assert not list(tmp_path.glob(".*partial"))
 
 
+def test_filter_reuse_gives_the_same_embeddings(model, fasta, tmp_path):
+    kept = embed_sequences(model, fasta_sequences(fasta), tmp_path / "kept.h5", batch_size=2, quiet=True)
+    plain = embed_sequences(model, fasta_sequences(fasta), tmp_path / "plain.h5", batch_size=2, quiet=True,
+                            reuse_filters=False)
+    with h5py.File(kept) as a, h5py.File(plain) as b:
+        np.testing.assert_array_equal(a["embeddings"][()], b["embeddings"][()])
+
+
 def test_per_token_and_last_pooling(model, fasta, tmp_path):
     records = read_fasta(fasta)
     tokens = embed_sequences(model, fasta_sequences(fasta), tmp_path / "tok.h5", pooling="none", batch_size=2, quiet=True)

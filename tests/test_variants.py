@@ -135,6 +135,25 @@ def test_cli_scores_the_clinvar_vcf(tmp_path, clinvar_vcf, capsys):
     assert "expected VCF_NAME=REFERENCE_NAME" in capsys.readouterr().err
 
 
+def test_filter_reuse_changes_no_score_and_can_be_turned_off(tmp_path, clinvar_vcf, monkeypatch):
+    """Scoring keeps the long filters' spectra between forwards unless --no-filter-reuse; the rows are equal."""
+    from genomix.models.hyena import HyenaOperator
+
+    builds = []
+    original = HyenaOperator._prepared_filters
+    monkeypatch.setattr(HyenaOperator, "_prepared_filters", lambda self, *a: builds.append(1) or original(self, *a))
+    common = ["score-variants", "--model", "hyenadna-tiny-1k", "--vcf", str(clinvar_vcf), "--reference", str(RCRS),
+              "--contig-map", "MT=MT_human", "--window", "64", "--batch-size", "16", "--quiet", "--device", "cpu"]
+    torch.manual_seed(0)
+    assert cli_main(common + ["--out", str(tmp_path / "plain.tsv"), "--no-filter-reuse"]) == 0
+    assert not builds
+    torch.manual_seed(0)
+    assert cli_main(common + ["--out", str(tmp_path / "reused.tsv")]) == 0
+    # 63 alleles in batches of 16 (2 windows each): two batch shapes, each prepared once per layer
+    assert len(builds) == 2 * 2
+    assert read_tsv(tmp_path / "reused.tsv") == read_tsv(tmp_path / "plain.tsv")
+
+
 def test_every_allele_gets_a_row_with_its_status(tmp_path, model):
     genome = read_fasta(RCRS)["MT_human"].upper()
     records = [("MT", 100, genome[99], "A,<DEL>"), ("MT", 200, "T" if genome[199] != "T" else "C", "G"),

@@ -25,6 +25,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=int, default=8, help="chunks per forward pass (default 8)")
     parser.add_argument("--device", help="cpu, cuda, cuda:1... (default: cuda if available)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--no-filter-reuse", action="store_true",
+                        help="recompute the long filters' spectra (HyenaDNA, M2) on every forward instead of "
+                        "keeping one per layer between forwards: slower, less GPU memory (1 GiB per layer at "
+                        "1M-base windows)")
     parser.set_defaults(func=_run)
 
 
@@ -43,6 +47,7 @@ def _run(args: argparse.Namespace) -> int:
     else:
         sequences, total = fasta_sequences(args.fasta), None
     path = embed_sequences(model, sequences, args.out, pooling=args.pooling, batch_size=args.batch_size,
-                           device=args.device, quiet=args.quiet, total=total, model_name=args.model)
+                           device=args.device, quiet=args.quiet, total=total, model_name=args.model,
+                           reuse_filters=not args.no_filter_reuse)
     print(path)
     return 0

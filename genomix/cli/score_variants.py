@@ -46,6 +46,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     parser.add_argument("--device", help="cpu, cuda, cuda:1... (default: cuda if available)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--no-filter-reuse", action="store_true",
+                        help="recompute the long filters' spectra (HyenaDNA, M2) on every forward instead of "
+                        "keeping one per layer between forwards: slower, less GPU memory (1 GiB per layer at "
+                        "1M-base windows)")
     parser.set_defaults(func=_run)
 
 
@@ -72,7 +76,8 @@ def _run(args: argparse.Namespace) -> int:
         counts = score_variants(model, read_vcf(args.vcf, regions), reference, args.out, vcf=args.vcf, window=args.window,
                                 batch_size=args.batch_size, on_ref_mismatch=args.on_ref_mismatch,
                                 resume=args.resume, overwrite=args.overwrite, device=args.device, quiet=args.quiet,
-                                total=total, meta=meta, method=args.method)
+                                total=total, meta=meta, method=args.method,
+                                reuse_filters=not args.no_filter_reuse)
     except KeyboardInterrupt:
         print("genomix score-variants: interrupted; the rows finished so far are kept: rerun the same command "
               "with --resume to continue", file=sys.stderr)

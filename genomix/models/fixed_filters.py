@@ -58,12 +58,13 @@ def active_reuse(mixer: nn.Module) -> FilterReuse | None:
 
 
 @contextlib.contextmanager
-def fixed_filters(model: nn.Module) -> Iterator[nn.Module]:
+def fixed_filters(model: nn.Module, enabled: bool = True) -> Iterator[nn.Module]:
     """Within the block, ``model``'s long-convolution mixers (those with a ``filter_reuse`` attribute:
     HyenaDNA's and M2's) reuse their filters' spectra across forward calls, under the conditions in the
     module docstring; results are those of plain forward calls. Yields the model. Nested blocks share the
-    outer block's spectra."""
-    mixers = [m for m in model.modules() if hasattr(m, "filter_reuse") and m.filter_reuse is None]
+    outer block's spectra. ``enabled=False`` changes nothing (for callers that let users trade the speed
+    for the spectra's memory)."""
+    mixers = [m for m in model.modules() if enabled and hasattr(m, "filter_reuse") and m.filter_reuse is None]
     for mixer in mixers:
         mixer.filter_reuse = FilterReuse()
     try:
