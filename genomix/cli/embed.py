@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from .inference_options import add_inference_options
+
 #: Same as genomix.embed.EMBED_POOLING (kept literal so `genomix --help` does not import torch).
 POOLING_CHOICES = ("mean", "last", "first", "none")
 
@@ -23,12 +25,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--pooling", choices=POOLING_CHOICES, default="mean",
                         help="mean/last/first over each sequence's bases, or none for per-token (default mean)")
     parser.add_argument("--batch-size", type=int, default=8, help="chunks per forward pass (default 8)")
-    parser.add_argument("--device", help="cpu, cuda, cuda:1... (default: cuda if available)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.add_argument("--no-filter-reuse", action="store_true",
-                        help="recompute the long filters' spectra (HyenaDNA, M2) on every forward instead of "
-                        "keeping one per layer between forwards: slower, less GPU memory (1 GiB per layer at "
-                        "1M-base windows)")
+    add_inference_options(parser)
     parser.set_defaults(func=_run)
 
 

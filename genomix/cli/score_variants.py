@@ -6,6 +6,8 @@ import argparse
 import hashlib
 import sys
 
+from .inference_options import add_inference_options
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -44,12 +46,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=int, default=16, help="alleles per forward pass (default 16)")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run from its partial output")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    parser.add_argument("--device", help="cpu, cuda, cuda:1... (default: cuda if available)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.add_argument("--no-filter-reuse", action="store_true",
-                        help="recompute the long filters' spectra (HyenaDNA, M2) on every forward instead of "
-                        "keeping one per layer between forwards: slower, less GPU memory (1 GiB per layer at "
-                        "1M-base windows)")
+    add_inference_options(parser)
     parser.set_defaults(func=_run)
 
 

@@ -1,0 +1,14 @@
+"""Options shared by the commands that run a fixed model over many inputs (``embed``, ``score-variants``)."""
+from __future__ import annotations
+
+import argparse
+
+
+def add_inference_options(parser: argparse.ArgumentParser) -> None:
+    """``--device``, ``--quiet`` and ``--no-filter-reuse`` (read back as ``args.no_filter_reuse``)."""
+    parser.add_argument("--device", help="cpu, cuda, cuda:1... (default: cuda if available)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--no-filter-reuse", action="store_true",
+                        help="recompute the long filters' spectra (HyenaDNA, M2) on every forward instead of "
+                        "keeping one per layer between forwards: slower, less GPU memory (1 GiB per layer at "
+                        "1M-base windows)")
