@@ -53,7 +53,6 @@ def bench_one(L: int, B: int, H: int, gates: bool) -> dict:
     del plain, want
     row["ref_ms"] = _ms(lambda: fftconv_ref(u, k, D, pre, post))
     row["ref_kept_spectrum_ms"] = _ms(lambda: forward_with_spectrum(u, ref_spectrum, D, pre, post))
-    del ref_spectrum
     row["plain_ms"] = _ms(lambda: fftconv(u, k, D, pregate=pre, postgate=post))
     row["prepared_ms"] = _ms(lambda: fftconv_prepared(u, prepared, pre, post))
     row["prepare_ms"] = _ms(lambda: prepare_filter(k, D, like=u))

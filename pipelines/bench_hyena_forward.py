@@ -61,7 +61,7 @@ def run(model_name: str, lengths: list[int], batch: int, repeats: int, paths: li
         model = build(model_name, max_seq_len=max(length, 1)).cuda().eval()
         ids = torch.randint(7, 11, (batch, length), device="cuda")
         row = {"model": model_name, "length": length, "batch": batch}
-        reference_logits = None
+        reference_logits = plain_logits = None
         for label, path, reuse in labels(paths, fixed):
             with environment(FFTCONV_PATHS[path]), (fixed_filters(model) if reuse else contextlib.nullcontext()):
                 seconds, peak, logits = _time_forward(model, ids, repeats, warmup)

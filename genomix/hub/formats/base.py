@@ -51,6 +51,18 @@ class FormatAdapter(abc.ABC):
         """Read config and weights from ``path``; raise :class:`CheckpointError` on any problem."""
 
 
+def config_for_detection(path: Path) -> dict[str, Any]:
+    """Directory ``path``'s config.json for a layout's ``detect``: empty when it is missing or unreadable, so
+    detection never raises (another layout may still claim the folder; loading reports the problem)."""
+    config = path / "config.json"
+    if not config.is_file():
+        return {}
+    try:
+        return read_json(config)
+    except CheckpointError:
+        return {}
+
+
 def read_json(path: Path) -> dict[str, Any]:
     """A JSON object from ``path``, with a CheckpointError naming the file when it is not one."""
     try:

@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 
 from ...errors import CheckpointError
-from .base import FormatAdapter, LoadedCheckpoint, check_keys, read_json, read_weights
+from .base import FormatAdapter, LoadedCheckpoint, check_keys, config_for_detection, read_json, read_weights
 from .mamba_ssm import mamba_fields, weights_file
 
 _CADUCEUS_FIELDS = ("bidirectional", "bidirectional_strategy", "bidirectional_weight_tie", "rcps",
@@ -25,13 +25,7 @@ class CaduceusFormat(FormatAdapter):
     priority = 40
 
     def detect(self, path: Path) -> bool:
-        cfg = path / "config.json"
-        if not cfg.is_file():
-            return False
-        try:
-            return read_json(cfg).get("model_type") == "caduceus"
-        except CheckpointError:
-            return False
+        return config_for_detection(path).get("model_type") == "caduceus"
 
     def load(self, path: Path) -> LoadedCheckpoint:
         from ...models.caduceus import CaduceusConfig

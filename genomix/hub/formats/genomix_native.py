@@ -10,7 +10,7 @@ from pathlib import Path
 from ...errors import CheckpointError
 from ...models.registry import get_family
 from . import register_format
-from .base import FormatAdapter, LoadedCheckpoint, check_keys, read_json, read_weights
+from .base import FormatAdapter, LoadedCheckpoint, check_keys, config_for_detection, read_json, read_weights
 from .common import expected_state_dict, task_of_architectures
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -22,14 +22,7 @@ class GenomixNative(FormatAdapter):
     priority = 0
 
     def detect(self, path: Path) -> bool:
-        config = path / "config.json"
-        if not config.is_file():
-            return False
-        try:
-            model_type = str(read_json(config).get("model_type", ""))
-        except CheckpointError:
-            return False
-        return model_type.startswith("genomix-")
+        return str(config_for_detection(path).get("model_type", "")).startswith("genomix-")
 
     def load(self, path: Path) -> LoadedCheckpoint:
         data = read_json(path / "config.json")

@@ -19,7 +19,7 @@ import torch
 from ...errors import CheckpointError
 from ...models.hyena import FAMILY, HyenaConfig, fixed_buffers
 from . import register_format
-from .base import FormatAdapter, LoadedCheckpoint, check_keys, read_json, read_weights
+from .base import FormatAdapter, LoadedCheckpoint, check_keys, config_for_detection, read_json, read_weights
 from .common import expected_state_dict
 
 #: ``layer`` fields that only configure training (learning rates, weight decay): not model structure.
@@ -114,12 +114,7 @@ class HyenaDNAOriginal(FormatAdapter):
     priority = 20
 
     def detect(self, path: Path) -> bool:
-        if not (path / "weights.ckpt").is_file() or not (path / "config.json").is_file():
-            return False
-        try:
-            return isinstance(read_json(path / "config.json").get("layer"), dict)
-        except CheckpointError:
-            return False
+        return (path / "weights.ckpt").is_file() and isinstance(config_for_detection(path).get("layer"), dict)
 
     def load(self, path: Path) -> LoadedCheckpoint:
         data = read_json(path / "config.json")

@@ -10,7 +10,7 @@ from pathlib import Path
 from ...errors import CheckpointError
 from ...models.hyena import FAMILY, HyenaConfig
 from . import register_format
-from .base import FormatAdapter, LoadedCheckpoint, check_keys, read_json, read_weights
+from .base import FormatAdapter, LoadedCheckpoint, check_keys, config_for_detection, read_json, read_weights
 from .common import expected_state_dict
 from .hyenadna import hyena_state_dict
 
@@ -30,12 +30,9 @@ class HyenaDNAHF(FormatAdapter):
     priority = 30
 
     def detect(self, path: Path) -> bool:
-        if not (path / "config.json").is_file() or not any((path / f).is_file() for f in WEIGHT_FILES):
+        if not any((path / f).is_file() for f in WEIGHT_FILES):
             return False
-        try:
-            return read_json(path / "config.json").get("model_type") == "hyenadna"
-        except CheckpointError:
-            return False
+        return config_for_detection(path).get("model_type") == "hyenadna"
 
     def load(self, path: Path) -> LoadedCheckpoint:
         data = read_json(path / "config.json")

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import CheckpointError
-from .base import FormatAdapter, LoadedCheckpoint, check_keys, read_json, read_weights
+from .base import FormatAdapter, LoadedCheckpoint, check_keys, config_for_detection, read_json, read_weights
 
 #: mamba_ssm ``ssm_cfg`` entries genomix's config takes over (the rest select kernels, not math).
 SSM_FIELDS = ("d_state", "d_conv", "expand", "dt_rank", "dt_min", "dt_max", "dt_init", "dt_scale",
@@ -50,13 +50,7 @@ class MambaSSMFormat(FormatAdapter):
     priority = 40
 
     def detect(self, path: Path) -> bool:
-        cfg = path / "config.json"
-        if not cfg.is_file():
-            return False
-        try:
-            raw = read_json(cfg)
-        except CheckpointError:
-            return False
+        raw = config_for_detection(path)
         return "model_type" not in raw and "ssm_cfg" in raw and "d_model" in raw and "n_layer" in raw
 
     def load(self, path: Path) -> LoadedCheckpoint:
