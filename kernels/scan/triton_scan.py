@@ -102,18 +102,12 @@ def _dt_of(raw, mask, bias, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, ASM:
 _SEGMENT_ARGS = ["n_chunks", "chunks_per_seg", "n_segs"]
 
 
-@triton.jit(do_not_specialize=_SEGMENT_ARGS)
-def _scan_fwd_kernel(
-    u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, out_ptr, states_ptr, last_ptr,
-    seg_a_ptr, seg_h_ptr, carry_ptr,
-    E, L, G, n_chunks, chunks_per_seg, n_segs,
-    HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-    SAVE_STATES: tl.constexpr, SUMMARY: tl.constexpr,
-    N: tl.constexpr, BLOCK_E: tl.constexpr, T: tl.constexpr,
-):
-    """One (sequence, channel block, segment) per program. ``SUMMARY``: scan the segment from a zero
-    state and store its end state and total decay (pass 1). Otherwise start from the combined carry
-    and write outputs, chunk-start states and the final state (pass 2)."""
+@triton.jit
+def _program_setup(A_ptr, D_ptr, bias_ptr, E, L, G, n_chunks, n_segs, N: tl.constexpr, BLOCK_E: tl.constexpr,
+                   T: tl.constexpr):
+    """What both ``assoc`` kernels' programs start from: their (batch, segment), channels and mask, state and
+    step indices, A (BLOCK_E, N), Δ-bias, D, and the row offsets of B/C, the (batch, E, L) tensors, the
+    chunk-start states and the segment summaries."""
     pid_b = tl.program_id(0).to(tl.int64)
     seg = tl.program_id(2)
     e = tl.program_id(1) * BLOCK_E + tl.arange(0, BLOCK_E)
@@ -129,6 +123,23 @@ def _scan_fwd_kernel(
     row = pid_b * E * L + e[:, None].to(tl.int64) * L
     state_row = (pid_b * E + e[:, None].to(tl.int64)) * n_chunks * N + n[None, :]
     seg_row = ((pid_b * E + e[:, None].to(tl.int64)) * n_segs + seg) * N + n[None, :]
+    return pid_b, seg, e, emask, n, steps, A, bias, Dv, bc_base, row, state_row, seg_row
+
+
+@triton.jit(do_not_specialize=_SEGMENT_ARGS)
+def _scan_fwd_kernel(
+    u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, out_ptr, states_ptr, last_ptr,
+    seg_a_ptr, seg_h_ptr, carry_ptr,
+    E, L, G, n_chunks, chunks_per_seg, n_segs,
+    HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+    SAVE_STATES: tl.constexpr, SUMMARY: tl.constexpr,
+    N: tl.constexpr, BLOCK_E: tl.constexpr, T: tl.constexpr,
+):
+    """One (sequence, channel block, segment) per program. ``SUMMARY``: scan the segment from a zero
+    state and store its end state and total decay (pass 1). Otherwise start from the combined carry
+    and write outputs, chunk-start states and the final state (pass 2)."""
+    pid_b, seg, e, emask, n, steps, A, bias, Dv, bc_base, row, state_row, seg_row = _program_setup(
+        A_ptr, D_ptr, bias_ptr, E, L, G, n_chunks, n_segs, N, BLOCK_E, T)
     if SUMMARY:
         h = tl.zeros((BLOCK_E, N), dtype=tl.float32)
         decay = tl.full((BLOCK_E, N), 1.0, dtype=tl.float32)
@@ -222,21 +233,8 @@ def _scan_bwd_kernel(
     the combined carry (the last segment's: the gradient of the returned last state, or zero) and compute
     every gradient (pass 2); with ``HAS_DINIT`` the first segment's final adjoint, dL/dh_0, times the first
     step's decay is the initial state's gradient ``dinit`` (batch, E, N)."""
-    pid_b = tl.program_id(0).to(tl.int64)
-    seg = tl.program_id(2)
-    e = tl.program_id(1) * BLOCK_E + tl.arange(0, BLOCK_E)
-    emask = e < E
-    n = tl.arange(0, N)
-    steps = tl.arange(0, T)
-    A = tl.load(A_ptr + e[:, None] * N + n[None, :], mask=emask[:, None], other=0.0).to(tl.float32)
-    # Disabled features get a dummy pointer with at least E elements; their values are never used.
-    bias = tl.load(bias_ptr + e, mask=emask, other=0.0).to(tl.float32)
-    Dv = tl.load(D_ptr + e, mask=emask, other=0.0).to(tl.float32)
-    group = e // (E // G)
-    bc_base = pid_b * G * N * L + group[:, None, None].to(tl.int64) * N * L + n[None, :, None] * L
-    row = pid_b * E * L + e[:, None].to(tl.int64) * L
-    state_row = (pid_b * E + e[:, None].to(tl.int64)) * n_chunks * N + n[None, :]
-    seg_row = ((pid_b * E + e[:, None].to(tl.int64)) * n_segs + seg) * N + n[None, :]
+    pid_b, seg, e, emask, n, steps, A, bias, Dv, bc_base, row, state_row, seg_row = _program_setup(
+        A_ptr, D_ptr, bias_ptr, E, L, G, n_chunks, n_segs, N, BLOCK_E, T)
     if SUMMARY:
         g_next = tl.zeros((BLOCK_E, N), dtype=tl.float32)  # adjoint at the first step of the next chunk
         decay = tl.full((BLOCK_E, N), 1.0, dtype=tl.float32)
