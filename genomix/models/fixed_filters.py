@@ -24,6 +24,12 @@ from torch import nn
 T = TypeVar("T")
 
 
+def tensor_versions(module: nn.Module) -> tuple:
+    """Identity, storage and in-place version of each of ``module``'s parameters and buffers: equal tuples mean
+    that no tensor was replaced, moved or written in place in between."""
+    return tuple((id(t), t.data_ptr(), t._version) for t in (*module.parameters(), *module.buffers()))
+
+
 class FilterReuse:
     """What one mixer keeps inside :func:`fixed_filters`: per filter module, the prepared filters of the
     latest input signature, with the parameter versions they were made from."""
@@ -31,15 +37,17 @@ class FilterReuse:
     def __init__(self) -> None:
         self._entries: dict[int, tuple[tuple, object]] = {}
 
+    def kept(self) -> list:
+        """The prepared values kept now (a reference to them keeps their tensors alive)."""
+        return [value for _, value in self._entries.values()]
+
     def prepared(self, owner: nn.Module, like: torch.Tensor, length: int, build: Callable[[], T]) -> T:
         """``build()``'s value for ``owner``'s filters at ``length`` positions and inputs like ``like``, made
         again only when the signature, the autocast state or any of ``owner``'s parameters and buffers changed
-        (identity, storage or in-place version)."""
+        (:func:`tensor_versions`)."""
         device_type = like.device.type
         autocast = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else None
-        tensors = [*owner.parameters(), *owner.buffers()]
-        key = (length, tuple(like.shape), like.dtype, like.device, autocast,
-               tuple((id(t), t.data_ptr(), t._version) for t in tensors))
+        key = (length, tuple(like.shape), like.dtype, like.device, autocast, tensor_versions(owner))
         entry = self._entries.get(id(owner))
         if entry is None or entry[0] != key:
             self._entries.pop(id(owner), None)  # release the old spectra before making new ones

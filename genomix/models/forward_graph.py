@@ -1,0 +1,78 @@
+"""An inference forward captured as a CUDA graph and replayed for every batch of one shape.
+
+Scoring and embedding loops run a fixed model over many batches of one shape. For small and mid-sized models,
+and for one long sequence at a time, the host needs longer to issue a forward's kernels than the GPU needs to
+run them (README, "Kernels and devices": a single 32K sequence through HyenaDNA ``large-1m`` ran at 0.44–0.77×
+the PyTorch convolution path for that reason). Replaying a captured graph issues the whole forward at once.
+
+The long filters are prepared before the capture (:func:`.fixed_filters.fixed_filters`), so the graph holds
+only the convolutions with their kept spectra, and :class:`GraphedForward` keeps those spectra alive for as
+long as it lives. The usual CUDA-graph rules apply: one graph per input shape, no attention mask (padding is
+sorted on the host), outputs overwritten by every replay (each call returns copies). The weights must not
+change after the capture: every call checks their versions and raises if they did.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+from .fixed_filters import fixed_filters, tensor_versions
+
+
+def _cloned(value):
+    """``value`` with every tensor copied (a tensor, a tuple of tensors, or None)."""
+    if isinstance(value, torch.Tensor):
+        return value.clone()
+    if isinstance(value, tuple):
+        return tuple(_cloned(v) for v in value)
+    return value
+
+
+class GraphedForward:
+    """``model(input_ids=ids, output_hidden_states=...)`` for ids of one (batch, length), replayed from a CUDA
+    graph. ``autocast_dtype``: the forward's mixed precision (None: none); ``warmup`` eager forwards run
+    first on a side stream (kernel compilation, cuFFT plans, the filters' spectra), as the capture requires."""
+
+    def __init__(self, model: nn.Module, input_ids: torch.Tensor, output_hidden_states: bool = False,
+                 autocast_dtype: torch.dtype | None = torch.bfloat16, warmup: int = 2) -> None:
+        device = next(model.parameters()).device
+        if device.type != "cuda" or input_ids.device != device:
+            raise ConfigError("GraphedForward needs the model and its input ids on one CUDA device (CUDA graphs)")
+        if model.training:
+            raise ConfigError("GraphedForward is for inference: call model.eval() first (dropout would be frozen "
+                              "into the graph)")
+        self.model, self.autocast_dtype, self.output_hidden_states = model, autocast_dtype, output_hidden_states
+        self.ids = input_ids.clone()
+        with fixed_filters(model), torch.no_grad():
+            side = torch.cuda.Stream(device)
+            side.wait_stream(torch.cuda.current_stream(device))
+            with torch.cuda.stream(side):
+                for _ in range(warmup):
+                    self._forward()
+            torch.cuda.current_stream(device).wait_stream(side)
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
+                self.output = self._forward()
+            # the graph reads the prepared spectra by address: hold them for as long as it can be replayed
+            self._spectra = [reuse.kept() for reuse in (getattr(m, "filter_reuse", None) for m in model.modules())
+                             if reuse is not None]
+        self._versions = tensor_versions(model)
+
+    def _forward(self):
+        # autocast's weight-cast cache would hold tensors from outside the graph: captured forwards run without it
+        with torch.autocast("cuda", dtype=self.autocast_dtype or torch.float32, enabled=self.autocast_dtype is not None,
+                            cache_enabled=False):
+            return self.model(input_ids=self.ids, output_hidden_states=self.output_hidden_states)
+
+    def __call__(self, input_ids: torch.Tensor):
+        """The model's output for ``input_ids`` (of the captured shape), its tensors copied out of the graph."""
+        if input_ids.shape != self.ids.shape:
+            raise ValueError(f"input ids of shape {tuple(input_ids.shape)}; the graph was captured for "
+                             f"{tuple(self.ids.shape)}")
+        if tensor_versions(self.model) != self._versions:
+            raise ValueError("the model's weights changed after its forward was captured (the graph holds the "
+                             "old filters' spectra); capture a new GraphedForward")
+        self.ids.copy_(input_ids, non_blocking=True)
+        self.graph.replay()
+        return type(self.output)(**{name: _cloned(value) for name, value in self.output.items()})
