@@ -30,7 +30,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .errors import InputFormatError, RangeError
-from .models.fixed_filters import fixed_filters
+from .models.inference_loop import inference_loop
 from .models.heads import POOLING_MODES
 from .tokenizer import BYTE_TO_ID, INVALID, pad_batch
 
@@ -146,12 +146,14 @@ def embed_sequences(
     window: int = 64,
     model_name: str = "",
     reuse_filters: bool = True,
+    cuda_graphs: bool = True,
 ) -> Path:
     """Embed ``sequences`` with ``model`` (a genomix base model or any head) into the HDF5 file ``out``.
 
     Returns the output path. ``window`` sequences are chunked and batched together at a time.
-    ``reuse_filters``: keep HyenaDNA's and M2's long filters' spectra between forwards
-    (:func:`genomix.models.fixed_filters`: faster, one filter's memory per layer).
+    ``reuse_filters``: keep HyenaDNA's and M2's long filters' spectra between forwards (faster, one filter's
+    memory per layer); ``cuda_graphs``: replay repeated batch shapes from CUDA graphs on a GPU (faster, one
+    graph's activations; both: :func:`genomix.models.inference_loop`).
     """
     from . import __version__
     from .models.heads import pool
@@ -179,8 +181,9 @@ def embed_sequences(
             batch = jobs[b:b + batch_size]
             ids, mask = pad_batch([items[row].ids[s:e] for row, s, e in batch], side="left")
             ids_t, mask_t = torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device)
+            padded = mask_t if not mask.all() else None  # without a mask, a repeated shape replays a CUDA graph
             with autocast:
-                hidden = backbone(ids_t, attention_mask=mask_t).last_hidden_state.float()
+                hidden = backbone(ids_t, attention_mask=padded).last_hidden_state.float()
             for i, (row, s, e) in enumerate(batch):
                 if pooling == "none":
                     value = hidden[i, ids.shape[1] - (e - s):].cpu()
@@ -192,7 +195,7 @@ def embed_sequences(
         progress.update(len(items))
 
     try:
-        with h5py.File(tmp, "w") as h5, fixed_filters(backbone, reuse_filters):  # filter spectra made once per shape
+        with h5py.File(tmp, "w") as h5, inference_loop(backbone, reuse_filters, cuda_graphs):
             width = int(getattr(config, "d_model", None) or config.hidden_size)
             writer = _Writer(h5, pooling, width)
             h5.attrs.update(model=model_name, pooling=pooling, max_seq_len=size, d_model=width,

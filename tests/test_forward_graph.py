@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from genomix.errors import ConfigError
-from genomix.models import GraphedForward, build, fixed_filters
+from genomix.models import GraphedForward, build, fixed_filters, graphed_forwards, inference_loop
 
 
 def _ids(batch, length, device, seed=0):
@@ -41,3 +41,51 @@ def test_replays_equal_the_eager_forward(name):
         next(model.parameters()).mul_(1.01)
     with pytest.raises(ValueError, match="weights changed"):
         graphed(ids)
+
+
+def test_graphed_forwards_leaves_cpu_calls_alone():
+    torch.manual_seed(0)
+    model = build("hyenadna-tiny-1k", n_layer=1, d_model=32, max_seq_len=64).eval()
+    ids = _ids(2, 40, "cpu")
+    with torch.no_grad():
+        want = model(ids).logits
+        with graphed_forwards(model) as same:
+            assert same is model and "forward" in vars(model)
+            assert torch.equal(model(ids).logits, want)
+            with graphed_forwards(model):  # nested: the outer block serves
+                assert torch.equal(model(input_ids=ids).logits, want)
+        assert "forward" not in vars(model)
+        with graphed_forwards(model, enabled=False):
+            assert "forward" not in vars(model)
+
+
+@pytest.mark.gpu
+def test_graphed_forwards_capture_repeated_shapes_and_recapture_after_a_weight_change(monkeypatch):
+    from genomix.models import forward_graph
+
+    captures = []
+    original = forward_graph.GraphedForward.__init__
+    monkeypatch.setattr(forward_graph.GraphedForward, "__init__",
+                        lambda self, *a, **kw: captures.append(a[1].shape) or original(self, *a, **kw))
+    torch.manual_seed(0)
+    model = build("hyenadna-tiny-1k", max_seq_len=1024).cuda().eval()
+    a, b, other = _ids(4, 128, "cuda", 1), _ids(4, 128, "cuda", 2), _ids(2, 64, "cuda", 3)
+
+    def plain(ids):
+        with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+            return model(ids).logits
+
+    want_a, want_b, want_other = plain(a), plain(b), plain(other)
+    with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16), inference_loop(model):
+        assert torch.equal(model(a).logits, want_a) and not captures  # first sight: eager
+        assert torch.equal(model(input_ids=b).logits, want_b) and len(captures) == 1  # captured
+        assert torch.equal(model(a).logits, want_a) and len(captures) == 1  # replayed
+        assert torch.equal(model(other).logits, want_other) and len(captures) == 1
+        masked = model(a, attention_mask=torch.ones_like(a)).logits  # masks run eagerly
+        assert torch.equal(masked, want_a) and len(captures) == 1
+        with torch.enable_grad():
+            assert model(a).logits.requires_grad  # gradients: eager
+        next(model.parameters()).mul_(1.01)  # in place, as optimisers and load_state_dict write
+        changed = model(a).logits
+        assert len(captures) == 2
+    assert torch.equal(changed, plain(a))

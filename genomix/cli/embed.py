@@ -45,6 +45,6 @@ def _run(args: argparse.Namespace) -> int:
         sequences, total = fasta_sequences(args.fasta), None
     path = embed_sequences(model, sequences, args.out, pooling=args.pooling, batch_size=args.batch_size,
                            device=args.device, quiet=args.quiet, total=total, model_name=args.model,
-                           reuse_filters=not args.no_filter_reuse)
+                           reuse_filters=not args.no_filter_reuse, cuda_graphs=not args.no_cuda_graphs)
     print(path)
     return 0

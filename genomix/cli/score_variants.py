@@ -74,7 +74,7 @@ def _run(args: argparse.Namespace) -> int:
                                 batch_size=args.batch_size, on_ref_mismatch=args.on_ref_mismatch,
                                 resume=args.resume, overwrite=args.overwrite, device=args.device, quiet=args.quiet,
                                 total=total, meta=meta, method=args.method,
-                                reuse_filters=not args.no_filter_reuse)
+                                reuse_filters=not args.no_filter_reuse, cuda_graphs=not args.no_cuda_graphs)
     except KeyboardInterrupt:
         print("genomix score-variants: interrupted; the rows finished so far are kept: rerun the same command "
               "with --resume to continue", file=sys.stderr)

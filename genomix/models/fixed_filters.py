@@ -26,7 +26,8 @@ T = TypeVar("T")
 
 def tensor_versions(module: nn.Module) -> tuple:
     """Identity, storage and in-place version of each of ``module``'s parameters and buffers: equal tuples mean
-    that no tensor was replaced, moved or written in place in between."""
+    that no tensor was replaced, moved or written in place in between (as optimisers, ``load_state_dict`` and
+    ``copy_`` write; a write through ``.data`` bypasses the version counter and is not seen)."""
     return tuple((id(t), t.data_ptr(), t._version) for t in (*module.parameters(), *module.buffers()))
 
 

@@ -13,6 +13,11 @@ change after the capture: every call checks their versions and raises if they di
 """
 from __future__ import annotations
 
+import contextlib
+import os
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+
 import torch
 from torch import nn
 
@@ -35,7 +40,8 @@ class GraphedForward:
     first on a side stream (kernel compilation, cuFFT plans, the filters' spectra), as the capture requires."""
 
     def __init__(self, model: nn.Module, input_ids: torch.Tensor, output_hidden_states: bool = False,
-                 autocast_dtype: torch.dtype | None = torch.bfloat16, warmup: int = 2) -> None:
+                 autocast_dtype: torch.dtype | None = torch.bfloat16, warmup: int = 2,
+                 forward: Callable | None = None) -> None:
         device = next(model.parameters()).device
         if device.type != "cuda" or input_ids.device != device:
             raise ConfigError("GraphedForward needs the model and its input ids on one CUDA device (CUDA graphs)")
@@ -43,6 +49,7 @@ class GraphedForward:
             raise ConfigError("GraphedForward is for inference: call model.eval() first (dropout would be frozen "
                               "into the graph)")
         self.model, self.autocast_dtype, self.output_hidden_states = model, autocast_dtype, output_hidden_states
+        self._forward_fn = forward or model  # graphed_forwards passes the model's own forward, past its wrapper
         self.ids = input_ids.clone()
         with fixed_filters(model), torch.no_grad():
             side = torch.cuda.Stream(device)
@@ -63,16 +70,86 @@ class GraphedForward:
         # autocast's weight-cast cache would hold tensors from outside the graph: captured forwards run without it
         with torch.autocast("cuda", dtype=self.autocast_dtype or torch.float32, enabled=self.autocast_dtype is not None,
                             cache_enabled=False):
-            return self.model(input_ids=self.ids, output_hidden_states=self.output_hidden_states)
+            return self._forward_fn(input_ids=self.ids, output_hidden_states=self.output_hidden_states)
+
+    def current(self) -> bool:
+        """Whether the model's weights are still those the graph was captured with."""
+        return tensor_versions(self.model) == self._versions
 
     def __call__(self, input_ids: torch.Tensor):
         """The model's output for ``input_ids`` (of the captured shape), its tensors copied out of the graph."""
         if input_ids.shape != self.ids.shape:
             raise ValueError(f"input ids of shape {tuple(input_ids.shape)}; the graph was captured for "
                              f"{tuple(self.ids.shape)}")
-        if tensor_versions(self.model) != self._versions:
+        if not self.current():
             raise ValueError("the model's weights changed after its forward was captured (the graph holds the "
                              "old filters' spectra); capture a new GraphedForward")
         self.ids.copy_(input_ids, non_blocking=True)
         self.graph.replay()
         return type(self.output)(**{name: _cloned(value) for name, value in self.output.items()})
+
+
+#: "0" makes :func:`graphed_forwards` change nothing.
+ENV_SWITCH = "GENOMIX_FORWARD_GRAPHS"
+
+
+class _GraphedCalls:
+    """``model.forward`` inside :func:`graphed_forwards`: eligible calls of a shape seen before replay its
+    graph, everything else runs the model's own forward."""
+
+    def __init__(self, model: nn.Module, forward: Callable, max_graphs: int) -> None:
+        self.model, self.forward, self.max_graphs = model, forward, max_graphs
+        self.graphs: OrderedDict[tuple, GraphedForward] = OrderedDict()
+        self.seen: set[tuple] = set()
+
+    def __call__(self, *args, **kwargs):
+        key = self._key(args, kwargs)
+        if key is None:
+            return self.forward(*args, **kwargs)
+        input_ids = args[0] if args else kwargs["input_ids"]
+        graphed = self.graphs.get(key)
+        if graphed is not None and not graphed.current():  # weights changed: capture again
+            del self.graphs[key]
+            graphed = None
+        if graphed is None:
+            if key not in self.seen:  # a shape seen once may never come back: no capture for it
+                self.seen.add(key)
+                return self.forward(*args, **kwargs)
+            if len(self.graphs) >= self.max_graphs:
+                self.graphs.popitem(last=False)  # the least recently used shape's graph and its memory
+            graphed = GraphedForward(self.model, input_ids, key[1], key[2], forward=self.forward)
+            self.graphs[key] = graphed
+        self.graphs.move_to_end(key)
+        return graphed(input_ids)
+
+    def _key(self, args: tuple, kwargs: dict) -> tuple | None:
+        """(shape, hidden states, autocast dtype) of a call a graph can serve, else None: CUDA ids (the one
+        positional argument, or ``input_ids=``), at most ``output_hidden_states`` and a None attention mask
+        besides, no gradients, eval mode."""
+        if len(args) > 1 or (args and "input_ids" in kwargs) or set(kwargs) - {"input_ids", "attention_mask",
+                                                                               "output_hidden_states"}:
+            return None
+        input_ids = args[0] if args else kwargs.get("input_ids")
+        if (not isinstance(input_ids, torch.Tensor) or not input_ids.is_cuda or kwargs.get("attention_mask") is not None
+                or torch.is_grad_enabled() or self.model.training):
+            return None
+        autocast = torch.get_autocast_dtype("cuda") if torch.is_autocast_enabled("cuda") else None
+        return tuple(input_ids.shape), bool(kwargs.get("output_hidden_states")), autocast
+
+
+@contextlib.contextmanager
+def graphed_forwards(model: nn.Module, enabled: bool = True, max_graphs: int = 2) -> Iterator[nn.Module]:
+    """Within the block, ``model(input_ids=...)`` calls on CUDA without gradients, in eval mode and without an
+    attention mask, replay a :class:`GraphedForward` from the second call of each input shape on (a shape seen
+    once is run eagerly, not captured); other calls run as always. Results equal eager forwards with the
+    filters' spectra kept. At most ``max_graphs`` graphs are kept (the least recently used is dropped): each
+    holds its shape's activations. A weight change makes the next call capture again. Yields the model;
+    ``enabled=False`` or ``GENOMIX_FORWARD_GRAPHS=0`` changes nothing."""
+    if not enabled or os.environ.get(ENV_SWITCH) == "0" or "forward" in vars(model):
+        yield model  # also inside an outer block, which already serves the calls
+        return
+    model.forward = _GraphedCalls(model, model.forward, max_graphs)
+    try:
+        yield model
+    finally:
+        del model.forward

@@ -39,7 +39,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import ConfigError, GenomixError, InputFormatError, RangeError
-from ..models.fixed_filters import fixed_filters
+from ..models.inference_loop import inference_loop
 from ..tokenizer import MASK_ID, encode
 from .reference import Reference
 from .vcf import Variant
@@ -206,7 +206,7 @@ def score_variants(
     vcf: str | Path = "", window: int | None = None, batch_size: int = 16, on_ref_mismatch: str = "error",
     resume: bool = False, overwrite: bool = False, device: str | torch.device | None = None, quiet: bool = False,
     total: int | None = None, meta: dict[str, str] | None = None, method: str | None = None,
-    reuse_filters: bool = True,
+    reuse_filters: bool = True, cuda_graphs: bool = True,
 ) -> dict[str, int]:
     """Score every allele of ``variants`` into the TSV ``out`` (see the module docstring); returns the number of
     rows per status. ``window``: bases per window (default the smaller of 4096 and the model's
@@ -214,8 +214,9 @@ def score_variants(
     ``batch_size``: alleles per forward (two windows each); ``meta``: settings recorded in the output's first
     line, which a resumed run must match; ``total``: the number of alleles, for the progress bar; ``method``:
     one of :data:`METHODS` (default: by the model's head); ``reuse_filters``: keep HyenaDNA's and M2's long
-    filters' spectra between forwards (:func:`genomix.models.fixed_filters`: faster, one filter's memory per
-    layer)."""
+    filters' spectra between forwards (faster, one filter's memory per layer); ``cuda_graphs``: replay
+    repeated batch shapes from CUDA graphs on a GPU (faster, one graph's activations; both:
+    :func:`genomix.models.inference_loop`)."""
     method = scoring_method(model, method)
     if on_ref_mismatch not in ON_REF_MISMATCH:
         raise ConfigError(f"on_ref_mismatch must be one of {ON_REF_MISMATCH}, got {on_ref_mismatch!r}")
@@ -242,7 +243,7 @@ def score_variants(
     counts: dict[str, int] = {}
     out.parent.mkdir(parents=True, exist_ok=True)
     with (open(partial, "a") as fh, tqdm(total=total, unit="allele", desc="scoring variants", disable=quiet) as bar,
-          fixed_filters(model, reuse_filters)):  # fixed weights: filter spectra made once per window shape
+          inference_loop(model, reuse_filters, cuda_graphs)):
         if done == 0:
             fh.truncate(0)
             fh.write(header)
