@@ -36,7 +36,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from ..errors import CheckpointError, ConfigError, TrainingError
-from ..models.fixed_filters import fixed_filters
+from ..models.inference_loop import inference_loop
 from ..train.checkpoint_io import AtomicCheckpointIO
 from ..train.module import adamw_warmup_cosine, check_finite_loss
 from ..train.run import atomic_write_text, export_pretrained, run_loggers
@@ -162,11 +162,12 @@ def predict_logits(model: torch.nn.Module, data: LabelledSequences, batch_size: 
     model.eval().to(device)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
     out = []
-    with fixed_filters(model):  # the weights are fixed for the whole pass
+    with inference_loop(model):  # the weights are fixed for the whole pass
         for batch in tqdm(loader(data, batch_size, train=False, padding_side=PADDING_SIDE), desc=desc, disable=quiet):
+            mask = batch["attention_mask"]
+            mask = None if bool(mask.all()) else mask.to(device)  # unpadded batches can replay a CUDA graph
             with autocast:
-                ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
-                logits = model(input_ids=ids, attention_mask=mask).logits
+                logits = model(input_ids=batch["input_ids"].to(device), attention_mask=mask).logits
             out.append(logits.float().cpu())
     return torch.cat(out).numpy()
 

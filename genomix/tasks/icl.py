@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError, ConfigError, RangeError, TrainingError
-from ..models.fixed_filters import fixed_filters
+from ..models.inference_loop import inference_loop
 from ..models.tasks import CausalLMMixin, MaskedLMMixin
 from ..tokenizer import A_ID, MASK_ID, PAD_ID, RESERVED_ID, SEP_ID, T_ID, encode
 from ..train.recipe import config_dirs, from_mapping, read_named_yaml
@@ -196,7 +196,7 @@ def score_split(model: nn.Module, builder: PromptBuilder, data: LabelledSequence
     from tqdm.auto import tqdm
 
     out = []
-    with fixed_filters(model):  # the weights are fixed for the whole pass
+    with inference_loop(model):  # the weights are fixed for the whole pass
         for start in tqdm(range(0, len(data), batch_size), desc=f"{split} prompts", disable=quiet):
             rows = [builder.row(data.ids[i], split, i) for i in range(start, min(start + batch_size, len(data)))]
             out.append(class_logits(model, rows, builder.label_tokens, device, builder.score_offset).cpu())
