@@ -89,3 +89,27 @@ def test_graphed_forwards_capture_repeated_shapes_and_recapture_after_a_weight_c
         changed = model(a).logits
         assert len(captures) == 2
     assert torch.equal(changed, plain(a))
+
+
+def test_a_shape_whose_capture_runs_out_of_memory_runs_eagerly(monkeypatch, caplog):
+    """Simulated on the CPU: every call is made eligible, and capturing raises CUDA's out-of-memory error."""
+    from genomix.models import forward_graph
+
+    attempts = []
+
+    def no_memory(*args, **kwargs):
+        attempts.append(1)
+        raise torch.cuda.OutOfMemoryError("simulated")
+
+    monkeypatch.setattr(forward_graph._GraphedCalls, "_key", lambda self, args, kwargs: ((2, 40), False, None))
+    monkeypatch.setattr(forward_graph, "GraphedForward", no_memory)
+    torch.manual_seed(0)
+    model = build("hyenadna-tiny-1k", n_layer=1, d_model=32, max_seq_len=64).eval()
+    ids = _ids(2, 40, "cpu")
+    with torch.no_grad():
+        want = model(ids).logits
+        with graphed_forwards(model):
+            results = [model(ids).logits for _ in range(4)]
+    assert all(torch.equal(r, want) for r in results)
+    assert len(attempts) == 1  # tried at the second call, never again
+    assert "no memory to capture" in caplog.text

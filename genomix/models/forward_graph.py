@@ -14,6 +14,7 @@ change after the capture: every call checks their versions and raises if they di
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -23,6 +24,8 @@ from torch import nn
 
 from ..errors import ConfigError
 from .fixed_filters import fixed_filters, tensor_versions
+
+log = logging.getLogger(__name__)
 
 
 def _cloned(value):
@@ -101,10 +104,11 @@ class _GraphedCalls:
         self.model, self.forward, self.max_graphs = model, forward, max_graphs
         self.graphs: OrderedDict[tuple, GraphedForward] = OrderedDict()
         self.seen: set[tuple] = set()
+        self.eager_only: set[tuple] = set()  # shapes whose capture ran out of memory
 
     def __call__(self, *args, **kwargs):
         key = self._key(args, kwargs)
-        if key is None:
+        if key is None or key in self.eager_only:
             return self.forward(*args, **kwargs)
         input_ids = args[0] if args else kwargs["input_ids"]
         graphed = self.graphs.get(key)
@@ -117,7 +121,15 @@ class _GraphedCalls:
                 return self.forward(*args, **kwargs)
             if len(self.graphs) >= self.max_graphs:
                 self.graphs.popitem(last=False)  # the least recently used shape's graph and its memory
-            graphed = GraphedForward(self.model, input_ids, key[1], key[2], forward=self.forward)
+            try:
+                graphed = GraphedForward(self.model, input_ids, key[1], key[2], forward=self.forward)
+            except torch.cuda.OutOfMemoryError:
+                # a graph keeps its own copy of the activations: where that does not fit, run this shape eagerly
+                log.warning("no memory to capture a CUDA graph of the forward for input shape %s; running it "
+                            "eagerly", key[0])
+                self.eager_only.add(key)
+                torch.cuda.empty_cache()
+                return self.forward(*args, **kwargs)
             self.graphs[key] = graphed
         self.graphs.move_to_end(key)
         return graphed(input_ids)
@@ -143,7 +155,8 @@ def graphed_forwards(model: nn.Module, enabled: bool = True, max_graphs: int = 2
     attention mask, replay a :class:`GraphedForward` from the second call of each input shape on (a shape seen
     once is run eagerly, not captured); other calls run as always. Results equal eager forwards with the
     filters' spectra kept. At most ``max_graphs`` graphs are kept (the least recently used is dropped): each
-    holds its shape's activations. A weight change makes the next call capture again. Yields the model;
+    holds its shape's activations; a shape whose capture runs out of memory is run eagerly from then on, with a
+    warning. A weight change makes the next call capture again. Yields the model;
     ``enabled=False`` or ``GENOMIX_FORWARD_GRAPHS=0`` changes nothing."""
     if not enabled or os.environ.get(ENV_SWITCH) == "0" or "forward" in vars(model):
         yield model  # also inside an outer block, which already serves the calls
