@@ -187,3 +187,22 @@ def test_m2_reuses_both_long_convolutions(monkeypatch, name):
     assert torch.equal(first, want) and torch.equal(second, want)
     assert plain_calls == len(mixers) * filters_per_layer
     assert len(calls) == 2 * plain_calls  # the plain call, then one build per filter for both reusing calls
+
+
+def test_a_validation_run_keeps_the_spectra_between_its_batches(monkeypatch):
+    """Pretraining's validation hooks hold fixed_filters from the run's start to its end."""
+    from genomix.train.module import LanguageModelingModule
+    from genomix.train.recipe import OptimConfig
+
+    torch.manual_seed(0)
+    model = build("hyenadna-tiny-1k", task="causal-lm", n_layer=2, d_model=32, max_seq_len=128)
+    module = LanguageModelingModule(model, "causal-lm", OptimConfig(), schedule_steps=10).eval()
+    builds = _count_builds(monkeypatch, HyenaOperator, "_prepared_filters")
+    ids = _ids(2, 100)
+    with torch.no_grad():
+        module.on_validation_epoch_start()
+        for step in range(3):
+            module.validation_step({"input_ids": ids, "labels": ids}, step)
+        module._val_filters.close()  # what on_validation_epoch_end does first (it needs a trainer for the rest)
+    assert len(builds) == 2  # once per layer for the whole run
+    assert all(m.filter_reuse is None for m in model.modules() if isinstance(m, HyenaOperator))

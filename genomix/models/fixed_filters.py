@@ -81,3 +81,11 @@ def fixed_filters(model: nn.Module, enabled: bool = True) -> Iterator[nn.Module]
     finally:
         for mixer in mixers:
             mixer.filter_reuse = None
+
+
+def hold_fixed_filters(model: nn.Module) -> contextlib.ExitStack:
+    """:func:`fixed_filters` entered now, for code that cannot wrap a block in it (Lightning's validation
+    hooks: one starts the run, another ends it); ``close()`` on the returned stack leaves it."""
+    stack = contextlib.ExitStack()
+    stack.enter_context(fixed_filters(model))
+    return stack

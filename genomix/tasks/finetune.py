@@ -36,6 +36,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from ..errors import CheckpointError, ConfigError, TrainingError
+from ..models.fixed_filters import hold_fixed_filters
 from ..models.inference_loop import inference_loop
 from ..train.checkpoint_io import AtomicCheckpointIO
 from ..train.module import adamw_warmup_cosine, check_finite_loss
@@ -99,6 +100,7 @@ class ClassificationModule(L.LightningModule):
 
     def on_validation_epoch_start(self) -> None:
         self._dev_logits, self._dev_labels = [], []
+        self._dev_filters = hold_fixed_filters(self.model)  # the weights are fixed for the whole pass
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
@@ -106,6 +108,7 @@ class ClassificationModule(L.LightningModule):
         self._dev_labels.append(batch["labels"].cpu())
 
     def on_validation_epoch_end(self) -> None:
+        self._dev_filters.close()
         if not self._dev_logits:
             return
         logits = torch.cat(self._dev_logits)

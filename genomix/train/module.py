@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, TrainingError
+from ..models.fixed_filters import hold_fixed_filters
 from .recipe import OptimConfig
 from .step_runner import EagerStep, GraphedSteps, graph_autocast_dtype
 
@@ -228,6 +229,7 @@ class LanguageModelingModule(L.LightningModule):
     def on_validation_epoch_start(self) -> None:
         self._val_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         self._val_count = torch.zeros((), dtype=torch.float64, device=self.device)
+        self._val_filters = hold_fixed_filters(self.model)  # the weights are fixed for the whole run
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         out = self.model(input_ids=batch["input_ids"], labels=batch["labels"])
@@ -237,6 +239,7 @@ class LanguageModelingModule(L.LightningModule):
             self._val_count += n
 
     def on_validation_epoch_end(self) -> None:
+        self._val_filters.close()
         total = self.trainer.strategy.reduce(self._val_sum, reduce_op="sum") if self.trainer.world_size > 1 else self._val_sum
         count = self.trainer.strategy.reduce(self._val_count, reduce_op="sum") if self.trainer.world_size > 1 else self._val_count
         if count.item() == 0:
