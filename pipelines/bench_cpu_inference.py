@@ -2,7 +2,10 @@
 
 For each (model, length, batch) it builds the named size with fresh weights (throughput does not
 depend on the weights), warms up once, times ``--repeats`` forwards of the causal-LM model and
-reports the median. Prints a table and writes ``bench_cpu_inference.json`` (atomically) to ``--out``.
+reports the median; with ``--fixed-filters`` the same model is timed again inside
+:func:`genomix.models.fixed_filters` (the long filters' spectra made once and reused, as in an inference
+loop), with the largest difference of its logits from the plain forward's. Prints a table and writes
+``bench_cpu_inference.json`` (atomically) to ``--out``.
 
     PYTHONPATH=. python pipelines/bench_cpu_inference.py --out results/
 """
@@ -18,28 +21,43 @@ from pathlib import Path
 
 import torch
 
-from genomix.models import build
+from genomix.models import build, fixed_filters
 
 DEFAULT_RUNS = ("hyenadna-tiny-1k:1024:8", "hyenadna-small-32k:32768:1")
 
 
-def measure(model_name: str, length: int, batch: int, repeats: int) -> dict:
-    """Median seconds per forward and tokens/s for one (model, length, batch)."""
-    model = build(model_name).eval()
-    ids = torch.randint(7, 11, (batch, length))
+def _timed(model: torch.nn.Module, ids: torch.Tensor, repeats: int) -> tuple[list[float], torch.Tensor]:
+    """Seconds of ``repeats`` forwards after a warm-up (allocator, FFT plans), and the warm-up's logits."""
     times = []
     with torch.no_grad():
-        model(ids)  # warm-up (allocator, FFT plans)
+        logits = model(ids).logits
         for _ in range(repeats):
             start = time.perf_counter()
             model(ids)
             times.append(time.perf_counter() - start)
+    return times, logits
+
+
+def measure(model_name: str, length: int, batch: int, repeats: int, fixed: bool = False) -> dict:
+    """Median seconds per forward and tokens/s for one (model, length, batch); with ``fixed`` also inside
+    :func:`fixed_filters` (keys ``fixed_*``)."""
+    model = build(model_name).eval()
+    ids = torch.randint(7, 11, (batch, length))
+    times, logits = _timed(model, ids, repeats)
     seconds = statistics.median(times)
-    return {
+    row = {
         "model": model_name, "length": length, "batch": batch, "repeats": repeats,
         "params": sum(p.numel() for p in model.parameters()),
         "median_s": seconds, "min_s": min(times), "tokens_per_s": batch * length / seconds,
     }
+    if fixed:
+        with fixed_filters(model):
+            fixed_times, fixed_logits = _timed(model, ids, repeats)
+        row["fixed_median_s"] = statistics.median(fixed_times)
+        row["fixed_tokens_per_s"] = batch * length / row["fixed_median_s"]
+        row["fixed_speedup"] = seconds / row["fixed_median_s"]
+        row["fixed_max_abs_diff"] = float((fixed_logits - logits).abs().max())
+    return row
 
 
 def main() -> None:
@@ -47,6 +65,8 @@ def main() -> None:
     parser.add_argument("--runs", nargs="+", default=list(DEFAULT_RUNS), help="MODEL:LENGTH:BATCH entries")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--fixed-filters", action="store_true",
+                        help="also time each run with the filters' spectra kept between forwards")
     parser.add_argument("--out", type=Path, default=Path("."))
     args = parser.parse_args()
     if args.threads:
@@ -54,7 +74,7 @@ def main() -> None:
     rows = []
     for spec in args.runs:
         name, length, batch = spec.split(":")
-        rows.append(measure(name, int(length), int(batch), args.repeats))
+        rows.append(measure(name, int(length), int(batch), args.repeats, args.fixed_filters))
     machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                "torch_threads": torch.get_num_threads(), "torch": torch.__version__}
     print(f"machine: {machine}")
@@ -62,6 +82,9 @@ def main() -> None:
     for r in rows:
         print(f"{r['model']:<22} {r['length']:>7} {r['batch']:>3} {r['params']:>10,} {r['median_s'] * 1e3:>10.1f} "
               f"{r['tokens_per_s']:>12,.0f}")
+        if "fixed_median_s" in r:
+            print(f"{'  fixed filters':<22} {'':>7} {'':>3} {'':>10} {r['fixed_median_s'] * 1e3:>10.1f} "
+                  f"{r['fixed_tokens_per_s']:>12,.0f}  {r['fixed_speedup']:.2f}x, max |diff| {r['fixed_max_abs_diff']:.1e}")
     args.out.mkdir(parents=True, exist_ok=True)
     target = args.out / "bench_cpu_inference.json"
     tmp = target.with_name(f".{target.name}.partial")
