@@ -124,10 +124,12 @@ class _GraphedCalls:
                 self.graphs.popitem(last=False)  # the least recently used shape's graph and its memory
             try:
                 graphed = GraphedForward(self.model, input_ids, key[1], key[2], forward=self.forward)
-            except torch.cuda.OutOfMemoryError:
-                # a graph keeps its own copy of the activations: where that does not fit, run this shape eagerly
-                log.warning("no memory to capture a CUDA graph of the forward for input shape %s; running it "
-                            "eagerly", key[0])
+            except RuntimeError as exc:
+                # A graph keeps its own copy of the activations, and a forward that synchronises with the host
+                # cannot be captured: either way this shape runs eagerly (where a real error shows itself).
+                reason = ("no memory for its own activations" if isinstance(exc, torch.cuda.OutOfMemoryError)
+                          else f"the capture failed: {exc}")
+                log.warning("no CUDA graph of the forward for input shape %s (%s); running it eagerly", key[0], reason)
                 self.eager_only.add(key)
                 torch.cuda.empty_cache()
                 return self.forward(*args, **kwargs)
@@ -156,8 +158,8 @@ def graphed_forwards(model: nn.Module, enabled: bool = True, max_graphs: int = 2
     attention mask, replay a :class:`GraphedForward` from the second call of each input shape on (a shape seen
     once is run eagerly, not captured); other calls run as always. Results equal eager forwards with the
     filters' spectra kept. At most ``max_graphs`` graphs are kept (the least recently used is dropped): each
-    holds its shape's activations; a shape whose capture runs out of memory is run eagerly from then on, with a
-    warning. A weight change makes the next call capture again. Yields the model;
+    holds its shape's activations; a shape whose capture fails (out of memory, or a forward that synchronises
+    with the host) is run eagerly from then on, with a warning. A weight change makes the next call capture again. Yields the model;
     ``enabled=False`` or ``GENOMIX_FORWARD_GRAPHS=0`` changes nothing."""
     if not enabled or os.environ.get(ENV_SWITCH) == "0" or "forward" in vars(model):
         yield model  # also inside an outer block, which already serves the calls
