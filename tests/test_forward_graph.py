@@ -20,7 +20,8 @@ def test_needs_a_cuda_model_in_eval_mode():
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("name", ["hyenadna-tiny-1k", "m2-tiny-1k", "m2-bert-small-1k", "mamba-tiny-1k"])
+@pytest.mark.parametrize("name", ["hyenadna-tiny-1k", "m2-tiny-1k", "m2-bert-small-1k", "mamba-tiny-1k",
+                                  "transformer-tiny-1k"])
 def test_replays_equal_the_eager_forward(name):
     torch.manual_seed(0)
     model = build(name, max_seq_len=1024).cuda()
@@ -116,3 +117,21 @@ def test_a_shape_whose_capture_fails_runs_eagerly(monkeypatch, caplog, error, me
     assert all(torch.equal(r, want) for r in results)
     assert len(attempts) == 1  # tried at the second call, never again
     assert message in caplog.text and "running it eagerly" in caplog.text
+
+
+@pytest.mark.gpu
+def test_a_forward_that_synchronises_falls_back_to_eager_on_the_gpu(monkeypatch, caplog):
+    """A real failed capture: the input check made to read a value back to the host."""
+    from genomix.models.hyena import HyenaModel
+
+    torch.manual_seed(0)
+    model = build("hyenadna-tiny-1k", max_seq_len=1024).cuda().eval()
+    ids = _ids(2, 128, "cuda")
+    with torch.no_grad():
+        want = model(ids).logits
+        monkeypatch.setattr(HyenaModel, "_check_input", lambda self, input_ids: int(input_ids.max()))
+        with inference_loop(model):
+            results = [model(ids).logits for _ in range(3)]
+        assert all(torch.equal(r, want) for r in results)
+        assert "the capture failed" in caplog.text
+        assert torch.equal(model(ids).logits, want)  # the device is usable after the failed capture
