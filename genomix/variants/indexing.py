@@ -10,7 +10,6 @@ files (the tests query them through pysam).
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import io
 import os
 import struct
@@ -20,6 +19,7 @@ from typing import BinaryIO, Iterable, Iterator
 
 from ..errors import InputFormatError
 from .tabix import TABIX_DEPTH, TABIX_MIN_SHIFT, BgzfReader, record_span
+from .vcf import is_gzip, open_bytes
 
 BLOCK_DATA = 0xFF00
 _EOF_BLOCK = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
@@ -117,9 +117,7 @@ def is_bgzf(path: Path) -> bool:
 def _copied_lines(source: Path, writer: BgzfWriter) -> Iterator[tuple[int, int, bytes]]:
     """``(start, end, line)`` virtual offsets of each line of a plain or gzip file as it is copied into
     ``writer``."""
-    with open(source, "rb") as fh:
-        compressed = fh.read(2) == b"\x1f\x8b"
-    with (gzip.open(source, "rb") if compressed else open(source, "rb")) as text:
+    with open_bytes(source) as text:
         for line in text:
             begin = writer.tell()
             writer.write(line if line.endswith(b"\n") else line + b"\n")
@@ -185,10 +183,9 @@ def index_vcf(source: str | os.PathLike, out: str | os.PathLike | None = None) -
         if out is None and is_bgzf(source):
             return _write_index(_tabix_index(_bgzf_lines(source), source), source)
         if out is None:
-            with open(source, "rb") as fh:
-                if fh.read(2) == b"\x1f\x8b":
-                    raise InputFormatError(f"{source} is gzip, not bgzip: pass --out for a bgzip copy "
-                                           "(e.g. calls.bgz.vcf.gz)")
+            if is_gzip(source):
+                raise InputFormatError(f"{source} is gzip, not bgzip: pass --out for a bgzip copy "
+                                       "(e.g. calls.bgz.vcf.gz)")
             out = source.with_name(source.name + ".gz")
         out = Path(out)
         if out.resolve() == source.resolve():

@@ -58,11 +58,19 @@ class Variant:
         return f"{source}:{self.line}" if self.line else f"{source} ({self.chrom}:{self.pos})"
 
 
-def _open_text(path: Path) -> io.TextIOBase:
+def is_gzip(path: Path) -> bool:
+    """Whether ``path`` starts with the gzip magic (bgzip files do too: they are multi-member gzip)."""
     with open(path, "rb") as fh:
-        magic = fh.read(2)
-    raw = gzip.open(path, "rb") if magic == GZIP_MAGIC else open(path, "rb")  # bgzip is multi-member gzip
-    return io.TextIOWrapper(raw, encoding="ascii", errors="strict", newline=None)
+        return fh.read(2) == GZIP_MAGIC
+
+
+def open_bytes(path: Path) -> io.BufferedIOBase:
+    """``path``'s bytes, decompressed when it is gzip or bgzip."""
+    return gzip.open(path, "rb") if is_gzip(path) else open(path, "rb")
+
+
+def _open_text(path: Path) -> io.TextIOBase:
+    return io.TextIOWrapper(open_bytes(path), encoding="ascii", errors="strict", newline=None)
 
 
 def read_vcf(path: str | Path, regions: Sequence[Region] | None = None) -> Iterator[Variant]:
