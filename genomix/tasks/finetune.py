@@ -89,7 +89,7 @@ class ClassificationModule(L.LightningModule):
                       rank=self.trainer.global_rank, world=world)
 
     def val_dataloader(self) -> torch.utils.data.DataLoader:
-        return loader(self.dev_rows, self.recipe.eval_batch_size or self.recipe.batch_size, train=False,
+        return loader(self.dev_rows, self.recipe.evaluation_batch_size, train=False,
                       padding_side=PADDING_SIDE, num_workers=self.recipe.num_workers)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
@@ -238,7 +238,6 @@ def finetune(model: str, task: str | os.PathLike | TaskData, out_dir: str | os.P
     train, dev = fit_lengths(train, max_length, recipe.truncation), fit_lengths(dev, max_length, recipe.truncation)
     test = fit_lengths(test, max_length, recipe.truncation) if test is not None else None
 
-    eval_batch = recipe.eval_batch_size or recipe.batch_size
     module = ClassificationModule(classifier, recipe, train, dev)
 
     best = ModelCheckpoint(dirpath=out / "checkpoints", filename="best-{epoch}", monitor=f"dev/{recipe.monitor}",
@@ -277,7 +276,8 @@ def finetune(model: str, task: str | os.PathLike | TaskData, out_dir: str | os.P
     for split, data in (("dev", dev), ("test", test)):
         if data is None:
             continue
-        logits = predict_logits(classifier, data, eval_batch, device, quiet, desc=f"{split} predictions")
+        logits = predict_logits(classifier, data, recipe.evaluation_batch_size, device, quiet,
+                                desc=f"{split} predictions")
         metrics[split] = classification_metrics(logits, data.labels)
         write_predictions(predictions / f"{split}.tsv", logits, data.labels, task.label_names)
     export_pretrained(classifier, {k: v.cpu() for k, v in classifier.state_dict().items()}, out / "model")

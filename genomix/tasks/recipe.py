@@ -57,6 +57,11 @@ class FinetuneRecipe:
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"recipe field {name} must be a positive integer, got {getattr(self, name)}")
 
+    @property
+    def evaluation_batch_size(self) -> int:
+        """Rows per batch when scoring dev and test: ``eval_batch_size``, else ``batch_size``."""
+        return self.eval_batch_size or self.batch_size
+
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["optim"]["betas"] = list(data["optim"]["betas"])
