@@ -93,6 +93,21 @@ def median_ms(fn: Callable[[], object], device: str) -> float:
     return statistics.median(times)
 
 
+def cuda_event_median_ms(fn: Callable[[], object], repeats: int) -> float:
+    """Median ms (the upper one for an even count) of ``repeats`` calls of ``fn``, each between two CUDA events
+    and synchronised after: time the GPU spends waiting for the host to issue the call's kernels counts (no
+    warm-up here)."""
+    times = []
+    for _ in range(repeats):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        torch.cuda.synchronize()
+        times.append(start.elapsed_time(end))
+    return statistics.median_high(times)
+
+
 def graph_replay(call: Callable[[], object]) -> Callable[[], None]:
     """``call`` captured in a CUDA graph, after one warm-up on a side stream (compilation, cuFFT plans):
     the returned function replays it, with none of the host's launch cost."""

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from genomix.kernels.bench_common import cuda_event_median_ms
 from genomix.kernels.dispatch import FFTCONV_PATHS, environment
 from genomix.models import build, fixed_filters
 
@@ -38,16 +39,8 @@ def _time_forward(model: torch.nn.Module, ids: torch.Tensor, repeats: int, warmu
         for _ in range(warmup - 1):
             model(ids)
         torch.cuda.synchronize()
-        times = []
-        for _ in range(repeats):
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            model(ids)
-            end.record()
-            torch.cuda.synchronize()
-            times.append(start.elapsed_time(end) / 1e3)
-    times.sort()
-    return times[len(times) // 2], torch.cuda.max_memory_allocated() / 2**30, logits
+        seconds = cuda_event_median_ms(lambda: model(ids), repeats) / 1e3
+    return seconds, torch.cuda.max_memory_allocated() / 2**30, logits
 
 
 def run(model_name: str, lengths: list[int], batch: int, repeats: int, paths: list[str] | None = None,

@@ -17,21 +17,14 @@ from pathlib import Path
 
 import torch
 
+from genomix.kernels.bench_common import cuda_event_median_ms
 from genomix.models import GraphedForward, build, fixed_filters
 
 
 def _median_ms(fn, repeats: int) -> float:
     fn()  # warm-up
     torch.cuda.synchronize()
-    times = []
-    for _ in range(repeats):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(end))
-    return sorted(times)[len(times) // 2]
+    return cuda_event_median_ms(fn, repeats)
 
 
 def bench_case(name: str, length: int, batch: int, repeats: int) -> dict:

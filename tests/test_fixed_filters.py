@@ -42,7 +42,7 @@ def test_cufft_path_reuses_the_spectrum_exactly(monkeypatch, levels, bidirection
     the plain call bit for bit; on two levels the skip weight rides in the kept spectrum."""
     monkeypatch.setenv(two_level.ENV_SWITCH, "1" if levels == "two" else "0")
     u, k, D, pre, post = _inputs(1, 2, 300, bidirectional, torch.bfloat16, seed=3)
-    signal = cufft_fused.prepared_filter_signal(k, D, 1, u.dtype, bidirectional)
+    signal = cufft_fused.prepared_filter_signal(k, D, u, bidirectional)
     assert signal is not None
     want = cufft_fused.fftconv_cufft(u, k, D, pre, post, bidirectional)
     got = cufft_fused.forward_prepared(u, None, D, signal, pre, post, bidirectional)
@@ -54,7 +54,7 @@ def test_cufft_channel_groups_slice_the_kept_spectrum(monkeypatch):
     monkeypatch.setattr(cufft_fused, "INFERENCE_ELEMENTS_PER_PASS", 2 * 300)
     u, k, D, pre, post = _inputs(2, 3, 300, False, torch.bfloat16, seed=5)
     assert len(cufft_fused._channel_groups(u)) == 3
-    signal = cufft_fused.prepared_filter_signal(k, D, 2, u.dtype)
+    signal = cufft_fused.prepared_filter_signal(k, D, u)
     got = cufft_fused.forward_prepared(u, None, D, signal, pre, post)
     assert torch.equal(got, cufft_fused.fftconv_cufft(u, k, D, pre, post))
 
@@ -63,7 +63,7 @@ def test_three_levels_keep_no_separate_spectrum(monkeypatch):
     monkeypatch.setenv(two_level.ENV_SWITCH, "1")
     monkeypatch.setattr(three_level, "MIN_POINTS", 1)
     u, k, D, _, _ = _inputs(2, 2, 300, False, torch.bfloat16)
-    assert cufft_fused.prepared_filter_signal(k, D, 2, u.dtype) is None
+    assert cufft_fused.prepared_filter_signal(k, D, u) is None
 
 
 def test_on_chip_path_keeps_the_filter_and_calls_fftconv(monkeypatch):

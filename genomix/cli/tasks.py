@@ -8,7 +8,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     from ..tasks.suites import known_suites
 
     names = sorted(known_suites())
-    parser = subparsers.add_parser("tasks", help="list and download fine-tuning benchmarks (GUE, NT, GenomicBenchmarks)",
+    parser = subparsers.add_parser("tasks",
+                                   help="list and download fine-tuning benchmarks (GUE, NT, GenomicBenchmarks)",
                                    description="Benchmark suites as task folders for `genomix finetune --task`.")
     sub = parser.add_subparsers(dest="tasks_command", metavar="ACTION")
     sub.required = True

@@ -42,9 +42,14 @@ def _check(u: torch.Tensor, k: torch.Tensor, D, pregate, postgate, bidirectional
         raise ValueError(f"fftconv: {form} filter must be {want_k} for u {tuple(u.shape)}, got {tuple(k.shape)}")
     if D is not None and tuple(D.shape) != (H,):
         raise ValueError(f"fftconv: D must be ({H},), got {tuple(D.shape)}")
+    _check_gates("fftconv", (B, H, L), pregate, postgate)
+
+
+def _check_gates(caller: str, shape: tuple[int, int, int], pregate, postgate) -> None:
+    """Both gates, where given, are shaped like u (``shape``)."""
     for name, gate in (("pregate", pregate), ("postgate", postgate)):
-        if gate is not None and tuple(gate.shape) != (B, H, L):
-            raise ValueError(f"fftconv: {name} must be {(B, H, L)} like u, got {tuple(gate.shape)}")
+        if gate is not None and tuple(gate.shape) != shape:
+            raise ValueError(f"{caller}: {name} must be {shape} like u, got {tuple(gate.shape)}")
 
 
 def fftconv_triton(

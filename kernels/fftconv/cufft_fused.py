@@ -520,16 +520,15 @@ def _routes_filter_spectrum(plan: _Plan, batch: int) -> bool:
     return not (two_level.applies(plan) and three_level.applies(plan, batch))
 
 
-def prepared_filter_signal(k: torch.Tensor, D: torch.Tensor | None, batch: int, dtype: torch.dtype,
-                           bidirectional: bool = False, fp32_intermediate: bool = False,
-                           k_sumsq: torch.Tensor | None = None) -> _Signal | None:
-    """The filter's signal (all channels) that an inference forward of u (``batch``, H, L) in ``dtype``
-    computes from (k, D) on its way, for :func:`forward_prepared` to reuse across calls; None where that
-    forward has no separate filter transform (three levels: the caller keeps calling :func:`fftconv_cufft`).
-    On two levels the skip weight D is part of the spectrum; on one level the epilogue applies it."""
-    L = k.shape[-1] // 2 if bidirectional else k.shape[-1]
-    plan = _Plan(L, dtype in HALF_SPECTRA_INPUTS and not fp32_intermediate)
-    if not _routes_filter_spectrum(plan, batch):
+def prepared_filter_signal(k: torch.Tensor, D: torch.Tensor | None, like: torch.Tensor, bidirectional: bool = False,
+                           fp32_intermediate: bool = False, k_sumsq: torch.Tensor | None = None) -> _Signal | None:
+    """The filter's signal (all channels) that an inference forward of inputs shaped and typed like ``like``
+    (B, H, L) computes from (k, D) on its way, for :func:`forward_prepared` to reuse across calls; None where
+    that forward has no separate filter transform (three levels: the caller keeps calling
+    :func:`fftconv_cufft`). On two levels the skip weight D is part of the spectrum; on one level the epilogue
+    applies it."""
+    plan = _plan(like, fp32_intermediate)
+    if not _routes_filter_spectrum(plan, like.shape[0]):
         return None
     with torch.no_grad():
         if two_level.applies(plan):

@@ -68,7 +68,7 @@ def prepare_filter(k: torch.Tensor, D: torch.Tensor | None = None, *, like: torc
     if path == "cufft":
         from .cufft_fused import prepared_filter_signal  # imports triton: only when this path is taken
 
-        signal = prepared_filter_signal(k, D, like.shape[0], like.dtype, bidirectional, fp32_intermediate, k_sumsq)
+        signal = prepared_filter_signal(k, D, like, bidirectional, fp32_intermediate, k_sumsq)
         if signal is not None:
             return PreparedFilter(path=path, D=D, spectrum=signal, **common)
     return PreparedFilter(path="call", D=D, k=k, k_sumsq=k_sumsq, **common)
@@ -78,10 +78,10 @@ def fftconv_prepared(u: torch.Tensor, prepared: PreparedFilter, pregate: torch.T
                      postgate: torch.Tensor | None = None) -> torch.Tensor:
     """:func:`fftconv` of ``u`` (and its gates) with a filter from :func:`prepare_filter`, for inference: no
     gradient flows (a ValueError says so when one would be recorded)."""
+    from . import _check_gates
+
     prepared.check(u)
-    for name, gate in (("pregate", pregate), ("postgate", postgate)):
-        if gate is not None and tuple(gate.shape) != prepared.shape:
-            raise ValueError(f"fftconv_prepared: {name} must be {prepared.shape} like u, got {tuple(gate.shape)}")
+    _check_gates("fftconv_prepared", prepared.shape, pregate, postgate)
     if records_graph(u, pregate, postgate):
         raise ValueError("fftconv_prepared is for inference: its filter carries no gradient, and u or a gate "
                          "requires one here; call fftconv, or run under torch.no_grad()")
