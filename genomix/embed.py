@@ -30,8 +30,8 @@ import torch
 from tqdm.auto import tqdm
 
 from .errors import InputFormatError, RangeError
-from .models.inference_loop import inference_loop
 from .models.heads import POOLING_MODES
+from .models.inference_loop import inference_loop
 from .tokenizer import BYTE_TO_ID, INVALID, pad_batch
 
 log = logging.getLogger(__name__)
