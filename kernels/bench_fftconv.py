@@ -9,7 +9,10 @@ Prints a table last and writes JSON to ``--out``.
 
     PYTHONPATH=. python kernels/bench_fftconv.py --out OUTDIR [--lengths 4096 32768 ...]
 
-``--path cufft`` benchmarks the cuFFT path with fused Triton elementwise kernels (the CUDA default for
+By default it benchmarks the public op, :func:`genomix.kernels.fftconv.fftconv`, i.e. whatever path its one
+dispatch point picks for each length on this GPU (``--path dispatch``: the on-chip kernels up to
+``routing.ON_CHIP_MAX_L``, the cuFFT path with fused Triton passes beyond). ``--path triton`` forces the
+Triton (Monarch) kernels at every length, ``--path cufft`` benchmarks the cuFFT path with fused Triton elementwise kernels (the CUDA default for
 long convolutions; fp16 spectra for these bf16 inputs) in place of the Monarch kernels, ``--path
 cufft-two-level`` the same with its two-level transforms (``fftconv/two_level.py``) forced on for the
 forward and the backward at every length, ``--path
@@ -31,7 +34,7 @@ import triton.testing
 
 from genomix.kernels.bench_common import cuda_kernel_ms
 from genomix.kernels.bench_scan import copy_bandwidth, write_json
-from genomix.kernels.fftconv import fftconv_ref, fftconv_triton
+from genomix.kernels.fftconv import fftconv, fftconv_ref, fftconv_triton
 from genomix.kernels.fftconv import cufft_fused, two_level
 from genomix.kernels.fftconv.cufft_fused import fftconv_cufft
 from genomix.kernels.fftconv.plan import current_tuning
@@ -42,7 +45,8 @@ def fftconv_cufft_two_level(*args, **kwargs):
         return fftconv_cufft(*args, **kwargs)
 
 
-PATHS = {"triton": fftconv_triton, "cufft": fftconv_cufft, "cufft-two-level": fftconv_cufft_two_level,
+PATHS = {"dispatch": fftconv, "triton": fftconv_triton, "cufft": fftconv_cufft,
+         "cufft-two-level": fftconv_cufft_two_level,
          "cufft-fp32": functools.partial(fftconv_cufft, fp32_intermediate=True)}
 SHAPES = {4096: (256, 256), 32768: (32, 256), 262144: (4, 256), 1 << 20: (1, 256), 1 << 22: (1, 64)}
 
@@ -122,7 +126,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=".")
     ap.add_argument("--lengths", type=int, nargs="*", default=list(SHAPES))
-    ap.add_argument("--path", choices=tuple(PATHS), default="triton", help="the path compared with the reference")
+    ap.add_argument("--path", choices=tuple(PATHS), default="dispatch", help="the path compared with the reference")
     ap.add_argument("--breakdown", type=int, default=1 << 20, help="L whose fwd+bwd is profiled per kernel (0: none)")
     ap.add_argument("--gates", action="store_true", help="with bf16 pre- and post-gates (Hyena's and M2's calls)")
     ap.add_argument("--pass-elements-log2", type=int, nargs=2, metavar=("K", "K_FILTER"),
