@@ -71,16 +71,20 @@ def peak_gib(fn) -> tuple[float, float]:
     return peak / 2**30, (peak - held) / 2**30
 
 
-def bench_one(L: int, B: int, H: int, bw: float, fast=fftconv_triton, gates: bool = False) -> dict:
+def bench_one(L: int, B: int, H: int, bw: float, fast=fftconv_triton, gates: bool = False,
+              k_sumsq: bool = False) -> dict:
     """One row; with ``gates`` both paths also get bf16 pre- and post-gates (as Hyena and M2 call them),
-    and the forward+backward computes all five gradients."""
+    and the forward+backward computes all five gradients. With ``k_sumsq`` the fast path is also given each
+    filter row's sum of squares, as HyenaDNA's implicit filter hands it to ``fftconv`` (no norm pass over k)."""
     u = torch.randn(B, H, L, device="cuda").to(torch.bfloat16)
     k = torch.randn(H, L, device="cuda") / L ** 0.5
+    if k_sumsq:
+        fast = functools.partial(fast, k_sumsq=k.square().sum(-1))
     D = torch.randn(H, device="cuda")
     gate_args = [torch.randn(B, H, L, device="cuda").to(torch.bfloat16) for _ in range(2 if gates else 0)]
     inputs = (u, k, D, *gate_args)
     dy = torch.randn(B, H, L, device="cuda").to(torch.bfloat16)
-    row: dict = {"L": L, "B": B, "H": H, "gates": gates}
+    row: dict = {"L": L, "B": B, "H": H, "gates": gates, "k_sumsq": k_sumsq}
     floor_ms = (B * H * L * 2 * (2 + len(gate_args)) + H * L * 4) / bw * 1e3
     row["floor_ms"] = floor_ms
     want = fftconv_ref(*inputs).double()
@@ -129,6 +133,9 @@ def main() -> int:
     ap.add_argument("--path", choices=tuple(PATHS), default="dispatch", help="the path compared with the reference")
     ap.add_argument("--breakdown", type=int, default=1 << 20, help="L whose fwd+bwd is profiled per kernel (0: none)")
     ap.add_argument("--gates", action="store_true", help="with bf16 pre- and post-gates (Hyena's and M2's calls)")
+    ap.add_argument("--k-sumsq", action="store_true",
+                    help="give the fast path the filter rows' sums of squares, as HyenaDNA's implicit filter does "
+                         "(paths dispatch and cufft)")
     ap.add_argument("--pass-elements-log2", type=int, nargs=2, metavar=("K", "K_FILTER"),
                     help="cuFFT path: at most 2^K batch x channels x length per pass, and for training calls also "
                          "2^K_FILTER channels x length (cufft_fused.INFERENCE_ELEMENTS_PER_PASS, "
@@ -136,6 +143,8 @@ def main() -> int:
     ap.add_argument("--batch-heads", type=int, nargs=2, metavar=("B", "H"),
                     help="this (batch, channels) at every length instead of B*H*L = 256M (e.g. 16 256 for M2 at 4K)")
     args = ap.parse_args()
+    if args.k_sumsq and args.path not in ("dispatch", "cufft"):
+        ap.error("--k-sumsq applies to --path dispatch or cufft")
     if args.pass_elements_log2 is not None:
         cufft_fused.INFERENCE_ELEMENTS_PER_PASS, cufft_fused.TRAINING_FILTER_ELEMENTS_PER_PASS = (
             1 << k for k in args.pass_elements_log2)
@@ -145,7 +154,7 @@ def main() -> int:
     for L in args.lengths:
         B, H = args.batch_heads or benchmark_shape(L)
         try:
-            rows.append(bench_one(L, B, H, bw, PATHS[args.path], args.gates))
+            rows.append(bench_one(L, B, H, bw, PATHS[args.path], args.gates, args.k_sumsq))
         except Exception as e:  # keep the other lengths' numbers; the failure is reported in the table
             rows.append({"L": L, "B": B, "H": H, "error": f"{type(e).__name__}: {e}"[:300]})
         torch.cuda.empty_cache()
@@ -157,10 +166,12 @@ def main() -> int:
               "elements_per_pass": {"batch_channels_length": cufft_fused.INFERENCE_ELEMENTS_PER_PASS,
                                     "training_channels_length": cufft_fused.TRAINING_FILTER_ELEMENTS_PER_PASS},
               "rows": rows, "breakdown_L": args.breakdown, "breakdown": prof}
-    write_json(Path(args.out) / f"bench_fftconv_{args.path}{'_gated' if args.gates else ''}.json", result)
+    suffix = ("_gated" if args.gates else "") + ("_k_sumsq" if args.k_sumsq else "")
+    write_json(Path(args.out) / f"bench_fftconv_{args.path}{suffix}.json", result)
     for p in prof:
         print(f"  {p['ms']:8.2f} ms {p['calls']:3d}x {p['kernel']}")
-    print(f"{result['device']}, copy {bw / 1e12:.2f} TB/s; bf16{', gates' if args.gates else ''}")
+    print(f"{result['device']}, copy {bw / 1e12:.2f} TB/s; bf16{', gates' if args.gates else ''}"
+          f"{', k_sumsq given' if args.k_sumsq else ''}")
     print("GiB: peak memory of forward+backward (all the process holds); own: the call's own peak memory over the "
           "reference's, forward and forward+backward")
     print(f"{'L':>8} {'B':>3} {'H':>3} | {'ref fwd':>8} {'tri fwd':>8} {'x':>5} | {'ref f+b':>8} {'tri f+b':>8} {'x':>5} | "
