@@ -135,3 +135,43 @@ def test_a_forward_that_synchronises_falls_back_to_eager_on_the_gpu(monkeypatch,
         assert all(torch.equal(r, want) for r in results)
         assert "the capture failed" in caplog.text
         assert torch.equal(model(ids).logits, want)  # the device is usable after the failed capture
+    # ...random ops included: the failed capture left the device's generator in capture mode until restored
+    torch.manual_seed(1)
+    first = torch.randn(8, device="cuda")
+    torch.manual_seed(1)
+    assert torch.equal(torch.randn(8, device="cuda"), first)
+    assert torch.nn.functional.dropout(torch.ones(64, device="cuda"), 0.5).count_nonzero() > 0
+
+
+def test_a_failed_capture_restores_the_generator(monkeypatch):
+    """Simulated on the CPU: the capture context raises; the device's generator is handed a clone of its own
+    state, and the capture's error reaches the caller."""
+    from genomix.models import graph_capture
+
+    class FakeGenerator:
+        def __init__(self):
+            self.given = []
+
+        def clone_state(self):
+            return "clone"
+
+        def graphsafe_set_state(self, state):
+            self.given.append(state)
+
+    class FailingGraph:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            raise RuntimeError("operation failed due to a previous error during capture")
+
+    generators = (FakeGenerator(), FakeGenerator())
+    monkeypatch.setattr(torch.cuda, "default_generators", generators)
+    monkeypatch.setattr(torch.cuda, "graph", FailingGraph)
+    with pytest.raises(RuntimeError, match="during capture"):
+        with graph_capture.capture(object(), torch.device("cuda", 1)):
+            pass
+    assert generators[1].given == ["clone"] and generators[0].given == []

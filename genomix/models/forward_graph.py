@@ -25,6 +25,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from .fixed_filters import fixed_filters, tensor_versions
+from .graph_capture import capture
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ class GraphedForward:
                     self._forward()
             torch.cuda.current_stream(device).wait_stream(side)
             self.graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
+            with capture(self.graph, device):
                 self.output = self._forward()
             # the graph reads the prepared spectra by address: hold them for as long as it can be replayed
             self._spectra = [reuse.kept() for reuse in (getattr(m, "filter_reuse", None) for m in model.modules())

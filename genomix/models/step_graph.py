@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from .graph_capture import capture
 
 #: "0" makes :func:`step_function` return the eager step on CUDA too.
 ENV_SWITCH = "GENOMIX_STEP_GRAPHS"
@@ -69,7 +70,7 @@ class GraphedStep:
         for tensor, value in zip(written, kept):
             tensor.copy_(value)
         self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph, capture_error_mode="thread_local"), torch.no_grad():
+        with capture(self.graph, device), torch.no_grad():
             self.output = self._step()
 
     def _step(self) -> torch.Tensor:

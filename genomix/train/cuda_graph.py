@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from ..models.graph_capture import capture
 
 
 class GraphedTrainingStep:
@@ -70,8 +71,7 @@ class GraphedTrainingStep:
                 for param, grad, has_grad in zip(params, kept, used):
                     param.grad = torch.zeros_like(param) if grad is None and has_grad else grad
             self.graph = torch.cuda.CUDAGraph()
-            # thread_local: other threads (a DataLoader's pin-memory thread) may call CUDA while this one captures
-            with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
+            with capture(self.graph, device):
                 self.loss = self._forward_backward()
         self.grads = [(p, p.grad) for p in params]
 
