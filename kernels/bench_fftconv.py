@@ -3,21 +3,19 @@
 bf16 u (B, H, L), fp32 filter (H, L) and D (H,), B*H*L = 256 M elements, HyenaDNA's recipe (``--gates``
 adds bf16 pre/post-gates; ``--batch-heads B H`` sets the shape, e.g. M2's). For each L: forward and
 forward+backward median ms (``triton.testing.do_bench``), speed-up over the reference, peak memory (all the
-process holds, and each call's own: what it allocated above what was held when it started), and the forward's distance from the HBM floor (read u and the gates, write y in bf16,
-read the filter once, at the device-to-device copy bandwidth measured in the same run).
-Prints a table last and writes JSON to ``--out``.
+process holds, and each call's own: what it allocated above what was held when it started), and the
+forward's distance from the HBM floor (read u and the gates, write y in bf16, read the filter once, at the
+device-to-device copy bandwidth measured in the same run). Prints a table last and writes JSON to ``--out``.
 
     PYTHONPATH=. python kernels/bench_fftconv.py --out OUTDIR [--lengths 4096 32768 ...]
 
 By default it benchmarks the public op, :func:`genomix.kernels.fftconv.fftconv`, i.e. whatever path its one
 dispatch point picks for each length on this GPU (``--path dispatch``: the on-chip kernels up to
-``routing.ON_CHIP_MAX_L``, the cuFFT path with fused Triton passes beyond). ``--path triton`` forces the
-Triton (Monarch) kernels at every length, ``--path cufft`` benchmarks the cuFFT path with fused Triton elementwise kernels (the CUDA default for
-long convolutions; fp16 spectra for these bf16 inputs) in place of the Monarch kernels, ``--path
-cufft-two-level`` the same with its two-level transforms (``fftconv/two_level.py``) forced on for the
-forward and the backward at every length, ``--path
-cufft-fp32`` with fp32 spectra (``fp32_intermediate=True``); the JSON's ``triton_*`` keys then hold its
-numbers.
+``routing.ON_CHIP_MAX_L``, the cuFFT path with fused Triton passes beyond). The other paths, at every
+length: ``triton`` the Triton (Monarch) kernels; ``cufft`` the cuFFT path with fused Triton elementwise
+kernels (fp16 spectra for these bf16 inputs); ``cufft-two-level`` the same with its two-level transforms
+(``fftconv/two_level.py``) forced on for the forward and the backward; ``cufft-fp32`` with fp32 spectra
+(``fp32_intermediate=True``). The JSON's ``triton_*`` keys hold the chosen path's numbers.
 The Triton variant is ``plan.current_tuning()`` (``GENOMIX_FFTCONV_VARIANT=v1|v2`` overrides the
 default); ``kernels/gpu_fftconv_variants.py`` compares the variants in one run.
 """
