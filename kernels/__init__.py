@@ -59,7 +59,7 @@ else:
 
     __all__ = [
         "PreparedFilter", "causal_conv1d", "causal_conv1d_ref", "causal_conv1d_update", "channel_major", "fftconv",
-        "fftconv_prepared", "fftconv_ref", "fftconv_update", "gelu_glu", "gelu_glu_ref", "implicit_filter", "implicit_filter_ref", "layer_norm",
-        "layer_norm_ref", "prepare_filter", "selective_scan", "selective_scan_ref", "selective_state_update",
-        "use_triton",
+        "fftconv_prepared", "fftconv_ref", "fftconv_update", "gelu_glu", "gelu_glu_ref", "implicit_filter",
+        "implicit_filter_ref", "layer_norm", "layer_norm_ref", "prepare_filter", "selective_scan",
+        "selective_scan_ref", "selective_state_update", "use_triton",
     ]

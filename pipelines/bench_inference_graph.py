@@ -12,12 +12,12 @@ against the plain eager forward (relative L2 of the logits). Prints a table and 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import torch
 
 from genomix.kernels.bench_common import cuda_event_median_ms
+from genomix.kernels.bench_scan import write_json
 from genomix.models import GraphedForward, build, fixed_filters
 
 
@@ -70,10 +70,7 @@ def main() -> None:
             rows.append({"model": name, "length": int(length), "batch": int(batch), "error": repr(exc)})
         torch.cuda.empty_cache()  # the case's model and graph are gone with its frame
         print(rows[-1], flush=True)
-    args.out.mkdir(parents=True, exist_ok=True)
-    tmp = args.out / ".bench_inference_graph.json.tmp"
-    tmp.write_text(json.dumps({"device": torch.cuda.get_device_name(), "rows": rows}, indent=1))
-    tmp.replace(args.out / "bench_inference_graph.json")
+    write_json(args.out / "bench_inference_graph.json", {"device": torch.cuda.get_device_name(), "rows": rows})
     print(f"{'model':>20} {'L':>7} {'B':>3} {'eager ms':>9} {'fixed ms':>9} {'graph ms':>9} {'fixed x':>7} "
           f"{'graph x':>7} {'graph-fixed':>11} {'vs eager':>8}")
     for r in rows:

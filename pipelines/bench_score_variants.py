@@ -12,7 +12,6 @@ that the three TSVs hold the same scores, and writes JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ import torch
 
 from genomix.genome import read_fasta
 from genomix.hub import load_model
+from genomix.kernels.bench_scan import write_json
 from genomix.variants import Reference, read_vcf, score_variants
 
 WAYS = {"eager": (False, False), "filters kept": (True, False), "filters kept + graphs": (True, True)}
@@ -78,8 +78,7 @@ def main() -> None:
         row["same_scores"] = all(_scores(path) == first for path in outputs.values())
     for way in WAYS:
         row[f"{way}_speedup"] = row["eager_seconds"] / row[f"{way}_seconds"]
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "bench_score_variants.json").write_text(json.dumps(row, indent=1))
+    write_json(args.out / "bench_score_variants.json", row)
     print(f"{args.model}, {row['alleles']} alleles, window {args.window}, batch {args.batch_size}; "
           f"same scores: {row['same_scores']}")
     for way in WAYS:

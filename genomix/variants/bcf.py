@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 from ..errors import InputFormatError
-from .tabix import BgzfReader, Region, TabixIndex, find_index, indexed_records
+from .tabix import BgzfReader, Region, TabixIndex, find_index, indexed_records, record_at
 
 BCF_MAGIC = b"BCF\x02"
 _CONTIG = re.compile(r"^##contig=<(.*)>\s*$")
@@ -111,7 +111,7 @@ class _BcfRecords:
 
     def _fields(self, shared: bytes, start: int) -> list[str]:
         def where() -> str:
-            return f"{self.path} (record at virtual offset {start})"
+            return record_at(self.path, start)
 
         chrom, pos, rlen = struct.unpack_from("<iii", shared, 0)
         n_allele = struct.unpack_from("<I", shared, 16)[0] >> 16
@@ -136,7 +136,7 @@ def bcf_records(path: Path, regions: Sequence[Region] | None) -> Iterator[tuple[
     try:
         if regions is None:
             for offset, fields in reader.records():
-                yield f"{path} (record at virtual offset {offset})", fields
+                yield record_at(path, offset), fields
             return
         index = TabixIndex.load(find_index(path))
         if not index.names:  # bcftools' CSI keeps no names: its contigs are the header's dictionary
@@ -145,7 +145,7 @@ def bcf_records(path: Path, regions: Sequence[Region] | None) -> Iterator[tuple[
         def chunk(begin: int, stop: int) -> Iterator[tuple[int, tuple[str, list[str]]]]:
             reader.bgzf.seek(begin)
             for offset, fields in reader.records(stop):
-                yield offset, (f"{path} (record at virtual offset {offset})", fields)
+                yield offset, (record_at(path, offset), fields)
 
         def span(record: tuple[str, list[str]]) -> tuple[str, int, int]:
             fields = record[1]

@@ -318,6 +318,12 @@ def find_index(path: Path) -> Path:
                            f"with `tabix -p vcf {path.name}` or `bcftools index -t {path.name}` (htslib)")
 
 
+def record_at(path: Path, offset: int) -> str:
+    """Where a record read by virtual offset is (an indexed read or a BCF, which have no line numbers), for
+    messages."""
+    return f"{path} (record at virtual offset {offset})"
+
+
 def record_span(fields: list[str]) -> tuple[int, int]:
     """0-based half-open span of a VCF record as tabix indexes it: POS-1 to POS-1+len(REF), or to INFO END."""
     start = int(fields[1]) - 1
@@ -333,5 +339,5 @@ def record_span(fields: list[str]) -> tuple[int, int]:
     return start, end
 
 
-__all__ = ["BgzfReader", "Region", "TabixIndex", "find_index", "indexed_records", "parse_region", "record_span",
-           "region_bins"]
+__all__ = ["BgzfReader", "Region", "TabixIndex", "find_index", "indexed_records", "parse_region", "record_at",
+           "record_span", "region_bins"]

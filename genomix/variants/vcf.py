@@ -28,7 +28,7 @@ from typing import Iterator, Sequence
 
 from ..errors import InputFormatError
 from .bcf import bcf_records, is_bcf
-from .tabix import BgzfReader, Region, TabixIndex, find_index, indexed_records, record_span
+from .tabix import BgzfReader, Region, TabixIndex, find_index, indexed_records, record_at, record_span
 
 GZIP_MAGIC = b"\x1f\x8b"
 FIXED_COLUMNS = ("#CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO")
@@ -128,7 +128,7 @@ def _read_regions(path: Path, regions: Sequence[Region]) -> Iterator[Variant]:
             for offset, line in bgzf.lines(begin, stop):
                 if line.strip() and not line.startswith("#"):
                     fields = line.split("\t")  # a malformed record fails here, overlapping or not
-                    yield offset, (fields, list(_record(f"{path} (record at virtual offset {offset})", 0, fields)))
+                    yield offset, (fields, list(_record(record_at(path, offset), 0, fields)))
 
         def span(record: tuple[list[str], list[Variant]]) -> tuple[str, int, int]:
             return (record[0][0], *record_span(record[0]))
