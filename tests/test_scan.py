@@ -141,51 +141,6 @@ def test_seq_prefetch_matches_reference(case, tiling):
     _compare(_inputs(**case), tol, variant="seq", tile_io=True, **tiling)
 
 
-@pytest.mark.parametrize(
-    "case,tiling",
-    [
-        # halves stored separately: ragged last tile (its second half entirely past L), three segments
-        (dict(L=75, E=6), dict(block_e=4, chunk=32, target_programs=6, fwd_halves=1)),
-        # halves stored as one joined tile; grouped bf16 on bf16 B/C pairs, segmented, with the seq backward
-        (dict(L=45, groups=2, E=8, dtype=torch.bfloat16),
-         dict(block_e=4, chunk=16, target_programs=4, fwd_halves=2, bc16=True, bwd_variant="seq", bwd_block_e=4)),
-        (dict(L=40, groups=2, E=8, z=False, D=False, bias=False), dict(block_e=4, chunk=32, fwd_halves=2)),
-    ],
-    ids=["halves-segmented", "joined-grouped-bf16-pairs", "joined-bare"],
-)
-def test_seq_half_tiles_match_reference(case, tiling):
-    """16-step tiles read as two 8-step halves (``fwd_halves``) give the reference's results."""
-    tol = 2e-2 if case.get("dtype") == torch.bfloat16 else 1e-4
-    _compare(_inputs(**case), tol, variant="seq", tile_io=True, fwd_tile=16, **tiling)
-
-
-@pytest.mark.parametrize(
-    "case,tiling",
-    [
-        # fp32 rows of B (forward) and C (backward), ragged L, grouped, three segments each way
-        (dict(L=75, E=8, groups=2), dict(block_e=4, chunk=16, target_programs=6, bwd_block_e=4, bwd_target_programs=6)),
-        # bf16 rows next to bf16 B/C pairs in the main passes
-        (dict(L=45, E=6, dtype=torch.bfloat16),
-         dict(block_e=4, chunk=16, target_programs=4, bc16=True, bwd_block_e=4, bwd_target_programs=4)),
-    ],
-    ids=["fp32-grouped", "bf16-pairs"],
-)
-def test_summary_passes_on_one_operand_rows_match_reference(case, tiling):
-    """Summary passes reading only B (forward) or C (backward) rows (``summary_rows``) stay right."""
-    tol = 2e-2 if case.get("dtype") == torch.bfloat16 else 1e-4
-    _compare(_inputs(**case), tol, variant="seq", tile_io=True, fwd_tile=16, bwd_variant="seq", summary_rows=True,
-             **tiling)
-
-
-def test_state_rows_are_steps_by_states_zero_padded():
-    from genomix.kernels.scan.ops import state_rows
-
-    X = torch.randn(2, 3, 16, 37).bfloat16()
-    rows = state_rows(X, multiple=16)
-    assert rows.dtype == X.dtype and rows.shape == (2, 3, 48, 16) and rows.is_contiguous()
-    assert torch.equal(rows[:, :, :37], X.transpose(-1, -2)) and not rows[:, :, 37:].any()
-
-
 def test_pack_bc_half_holds_the_bf16_bits_of_B_and_C():
     """bf16 B and C packed in one int32 (B low, C high) unpack exactly; padding steps are zero; other
     dtypes keep the int64 fp32 pairs."""
@@ -219,10 +174,7 @@ def test_seq_kernels_on_bf16_bc_pairs_match_reference(case, tiling):
 
 
 @pytest.mark.parametrize("tiling", [dict(variant="nope"), dict(variant="seq", chunk=24),
-                                    dict(variant="seq", tile_io=True, fwd_tile=12),
-                                    dict(variant="seq", tile_io=True, fwd_tile=8, fwd_halves=1),
-                                    dict(variant="seq", tile_io=True, fwd_tile=16, fwd_halves=3)],
-                         ids=["variant", "chunk", "tile", "halves-of-8", "halves-mode"])
+                                    dict(variant="seq", tile_io=True, fwd_tile=12)], ids=["variant", "chunk", "tile"])
 def test_bad_tiling_is_refused(tiling):
     with pytest.raises(ValueError):
         selective_scan_triton(*_inputs(L=8), tiling=Tiling(**tiling))

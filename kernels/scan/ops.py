@@ -42,15 +42,9 @@ class Tiling:
     ~2^-22 relative error). ``fwd_prefetch`` ("seq" with ``tile_io``): issue each tile's u, Δ, z
     loads while the previous tile is computed.
     ``hints`` ("seq" kernels, GPU only): cache prefetch instructions (L2 a chunk ahead, L1 for B/C two
-    tiles ahead). ``bc16``: bf16 B and C packed as int32 pairs (exact; fewer bytes per step, a shift or
-    mask per state and step to unpack); ``bwd_bc16``: the same for the backward (None: as ``bc16``). ``fwd_maxnreg`` /
+    tiles ahead). ``bc16``: bf16 B and C packed as int32 pairs (exact). ``fwd_maxnreg`` /
     ``fwd_summary_maxnreg`` / ``bwd_maxnreg``: register caps of the "seq" forward's main pass, of its
     summary pass, and of both backward passes (None: the compiler's choice).
-    ``fwd_halves`` ("seq" forward with 16-step ``tile_io``, no ``fwd_prefetch``): read each 16-step tile as
-    two 8-step halves, which puts one channel and all its states in each thread (a 16-step bf16 tile is
-    split over two lanes per channel); the output is stored as the two halves (1) or as one tile (2).
-    ``summary_rows`` ("seq" kernels): the summary passes read only the operand they use (B in the forward,
-    C in the backward, :func:`state_rows`) instead of the packed B/C pairs: half the bytes per step.
     ``fill_programs`` / ``bwd_fill_programs``: a forward / backward whose batch x channel blocks reach this
     many programs runs unsegmented (one pass, no summary pass or carries), whatever the targets (None: the
     targets alone decide).
@@ -77,9 +71,6 @@ class Tiling:
     fwd_summary_maxnreg: int | None = None
     fill_programs: int | None = None
     bwd_fill_programs: int | None = None
-    fwd_halves: int = 0
-    bwd_bc16: bool | None = None
-    summary_rows: bool = False
 
 
 #: The sequential-step forward at the setting that measured best on an H200 (2026-12-01,
@@ -164,22 +155,17 @@ def segment_carries(seg_a: torch.Tensor, seg_h: torch.Tensor, reverse: bool,
     return carry
 
 
-def state_rows(X: torch.Tensor, multiple: int = 1) -> torch.Tensor:
-    """(batch, G, N, L) B or C -> (batch, G, L', N) in its own dtype, one row of N states per step, L'
-    being L rounded up to ``multiple`` with zero rows: what a pass reading only one of B and C loads."""
-    pad = -X.shape[-1] % multiple
-    X = torch.nn.functional.pad(X, (0, pad)) if pad else X
-    return X.transpose(-1, -2).contiguous()
-
-
 def pack_bc(B: torch.Tensor, C: torch.Tensor, multiple: int = 1, half: bool = False) -> torch.Tensor:
     """(batch, G, N, L) B and C -> one tensor (batch, G, L', N) for the "seq" kernels' per-step loads;
     L' is L rounded up to ``multiple``, the extra steps zero. Default: int64, B's fp32 bits low and C's
     high. ``half`` with bf16 B and C: int32, B's bf16 bits low and C's high (half the bytes, exact)."""
+    pad = -B.shape[-1] % multiple
     half = half and B.dtype == C.dtype == torch.bfloat16
 
     def bits(X: torch.Tensor) -> torch.Tensor:
-        X = state_rows(X if half else X.float(), multiple).view(torch.int16 if half else torch.int32)
+        X = X if half else X.float()
+        X = torch.nn.functional.pad(X, (0, pad)) if pad else X
+        X = X.transpose(-1, -2).contiguous().view(torch.int16 if half else torch.int32)
         return X.to(torch.int32 if half else torch.int64)
 
     if half:
@@ -212,18 +198,9 @@ def _check_tiling(tiling: Tiling) -> None:
         raise ValueError(f"the 'seq' variant needs a chunk that is a multiple of 16, got {tiling.chunk}")
     if tiling.fwd_tile not in (8, 16):
         raise ValueError(f"the 'seq' forward's I/O tiles are 8 or 16 steps, got {tiling.fwd_tile}")
-    if tiling.fwd_halves not in (0, 1, 2) or (tiling.fwd_halves and (
-            tiling.fwd_tile != 16 or not tiling.tile_io or tiling.fwd_prefetch)):
-        raise ValueError("fwd_halves is 0, 1 or 2 and needs 16-step tile_io without fwd_prefetch, got "
-                         f"fwd_halves={tiling.fwd_halves}, fwd_tile={tiling.fwd_tile}, tile_io={tiling.tile_io}, "
-                         f"fwd_prefetch={tiling.fwd_prefetch}")
     if tiling.bwd_variant == "seq" and (tiling.chunk % 8 or tiling.bwd_stash not in (2, 4, 8)):
         raise ValueError(f"the 'seq' backward needs a chunk that is a multiple of 8 (got {tiling.chunk}) "
                          f"and a stash of 2, 4 or 8 steps (got {tiling.bwd_stash})")
-
-
-def _bwd_bc16(tiling: Tiling) -> bool:
-    return tiling.bc16 if tiling.bwd_bc16 is None else tiling.bwd_bc16
 
 
 def _reg_cap(maxnreg: int | None) -> dict:
@@ -267,13 +244,11 @@ def _launch_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, save_states
         gpu = not dispatch.interpreting()  # inline PTX: not in the interpreter
         flags = dict(TILE_IO=tiling.tile_io, PREFETCH=tiling.fwd_prefetch and tiling.tile_io,
                      ASM=tiling.fwd_fast_math and gpu, HINTS=tiling.hints and tiling.tile_io and gpu,
-                     SUB=tiling.fwd_tile, HALVES=tiling.fwd_halves)
+                     SUB=tiling.fwd_tile)
         BC = pack_bc(B, C, multiple=16, half=tiling.bc16)  # rows zero-padded: unmasked loads
         kernel, BC_k, lengths, extra = _seq_fwd_kernel, (BC,), (u.shape[2], BC.shape[2]), (1,)
-        summary_BC = (state_rows(B, multiple=16),) if tiling.summary_rows else BC_k
     else:
         kernel, A_k, BC_k, lengths, extra, flags = _scan_fwd_kernel, A, (B, C), (u.shape[2],), (), {}
-        summary_BC = BC_k
     batch, channels, length = u.shape
     groups, n_state = B.shape[1], B.shape[2]
     block_e, chunk = _tile(channels, groups, tiling.block_e), tiling.chunk
@@ -288,8 +263,7 @@ def _launch_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, save_states
 
     def launch(summary, seg_a, seg_h, carry):
         kernel[grid](
-            u, delta, A_k, *(summary_BC if summary else BC_k), D if D is not None else dummy,
-            z if z is not None else dummy,
+            u, delta, A_k, *BC_k, D if D is not None else dummy, z if z is not None else dummy,
             delta_bias if delta_bias is not None else dummy, out, states if save_states else dummy, last,
             seg_a, seg_h, carry, channels, *lengths, groups, n_chunks, per_seg, n_segs, *extra,
             SAVE_STATES=save_states, SUMMARY=summary, N=n_state, BLOCK_E=block_e, T=chunk,
@@ -383,15 +357,13 @@ def _launch_bwd_seq(u, delta, A, B, C, D, z, delta_bias, delta_softplus, states,
     dD_part = torch.empty((batch, n_segs, channels), **f32) if D is not None else None
     dbias_part = torch.empty((batch, n_segs, channels), **f32) if delta_bias is not None else None
     dinit = torch.empty((batch, channels, n_state), **f32) if want_dinit else None
-    A2, BC, dummy = _log2e_scaled(A), pack_bc(B, C, multiple=16, half=_bwd_bc16(tiling)), dA_part
+    A2, BC, dummy = _log2e_scaled(A), pack_bc(B, C, multiple=16, half=tiling.bc16), dA_part
     grid = (batch, n_blocks, n_segs)
     sub_states = torch.empty((batch * n_blocks * n_segs, tiling.chunk // tiling.bwd_stash, n_state, block_e), **f32)
 
-    summary_BC = state_rows(C, multiple=16) if tiling.summary_rows else BC
-
     def launch(summary, seg_a, seg_q, carry):
         _seq_bwd_kernel[grid](
-            u, delta, A2, summary_BC if summary else BC, D if D is not None else dummy, z if z is not None else dummy,
+            u, delta, A2, BC, D if D is not None else dummy, z if z is not None else dummy,
             delta_bias if delta_bias is not None else dummy, dout, states,
             du, ddelta, dz if dz is not None else dummy, dA_part, dBC_part,
             dD_part if D is not None else dummy, dbias_part if delta_bias is not None else dummy,

@@ -41,16 +41,10 @@ def _load_bc(BC_ptr, bc_row, t, N: tl.constexpr):
     int64 elements hold fp32 B (low word) and C (high word); int32 elements hold bf16 B (low half) and
     C (high half), half the bytes and registers per step (bf16 inputs, exact). The rows are zero-padded
     past L (``pack_bc``'s ``multiple``, 16 steps), so a tile's steps past the end read B = C = 0 without
-    a mask (a masked load first zeroes its destination registers: ~17 instructions per step). A
-    floating-point ``BC`` holds one operand's rows (:func:`.ops.state_rows`), returned as both B and C,
-    for the summary passes, which use only one of them."""
-    ONE: tl.constexpr = BC_ptr.dtype.element_ty.is_floating()
+    a mask (a masked load first zeroes its destination registers: ~17 instructions per step)."""
     PAIRS16: tl.constexpr = BC_ptr.dtype.element_ty.primitive_bitwidth == 32
     bc = tl.load(BC_ptr + (bc_row + t) * N + tl.arange(0, N))
-    if ONE:  # one operand's rows (:func:`.ops.state_rows`), for a pass that uses only B or only C
-        B = bc.to(tl.float32)
-        C = B
-    elif PAIRS16:  # bf16 -> fp32 is a 16-bit shift of the bits
+    if PAIRS16:  # bf16 -> fp32 is a 16-bit shift of the bits
         B = (bc << 16).to(tl.float32, bitcast=True)
         C = (bc & -65536).to(tl.float32, bitcast=True)
     else:
@@ -101,35 +95,6 @@ def _load_io(u_ptr, dt_ptr, z_ptr, row, emask, t0, L, LOAD_Z: tl.constexpr, SUB:
 
 
 @triton.jit
-def _steps(h, dt, dtu, A2, BC_ptr, bc_row, t0, SUMMARY: tl.constexpr, N: tl.constexpr, ASM: tl.constexpr,
-           SUB: tl.constexpr):
-    """The recurrence over the ``SUB`` rows (steps from ``t0``) of the (SUB, BLOCK_E) Δ and Δu tiles: the
-    state after them and (unless ``SUMMARY``) the tile of y = <h, C> before D and the gate. Step ``j``
-    picks row ``j`` with a compile-time mask, a register read in the unrolled loop when the rows are in
-    each thread's registers."""
-    rows = tl.arange(0, SUB)
-    y = tl.zeros_like(dt)
-    for j in tl.static_range(SUB):
-        pick = rows[:, None] == j
-        Bv, Cv = _load_bc(BC_ptr, bc_row, t0 + j, N)
-        h = _exp2(_row(dt, pick)[None, :] * A2, ASM) * h + _row(dtu, pick)[None, :] * Bv[:, None]
-        if not SUMMARY:
-            y = tl.where(pick, tl.sum(h * Cv[:, None], axis=0)[None, :], y)
-    return h, y
-
-
-@triton.jit
-def _gated(y, u, z_raw, Dv, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, ASM: tl.constexpr):
-    """The output tile (y + D u) silu(z) (each part only where enabled)."""
-    if HAS_D:
-        y += Dv[None, :] * u
-    if HAS_Z:
-        zv = z_raw.to(tl.float32)
-        y = y * zv * _sigmoid(zv, ASM)
-    return y
-
-
-@triton.jit
 def _sub_tile(h, dt_sum, A2, bias, Dv, u_raw, dt_raw, z_raw, out_ptr, BC_ptr, row, emask, bc_row, t0, L,
               HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
               SUMMARY: tl.constexpr, N: tl.constexpr, ASM: tl.constexpr, SUB: tl.constexpr):
@@ -138,54 +103,31 @@ def _sub_tile(h, dt_sum, A2, bias, Dv, u_raw, dt_raw, z_raw, out_ptr, BC_ptr, ro
     compiler gives to one thread as vector accesses, so each thread holds its own channel's steps (fp32
     tiles straddle threads: correct, but with shuffles). At 16 steps every load and store of a column
     covers one whole 32-byte sector: at 8, each output store wrote half a sector, which cost the main
-    pass ~1.2 of its 5.9 ms at L = 1M (H200; kernels/scan/NOTES.md, "Twenty-second session"). Each output
-    row goes into the output tile, stored once per tile. ``ASM`` (GPU): the fast approximate exp2,
-    softplus and sigmoid of :mod:`.triton_scan`. Returns the state and the running sum of Δ."""
+    pass ~1.2 of its 5.9 ms at L = 1M (H200; kernels/scan/NOTES.md, "Twenty-second session"). Step ``j``
+    picks row ``j`` with a compile-time mask (folds to a register read in the unrolled loop) and puts its
+    output into row ``j`` of the output tile, stored once per tile. ``ASM`` (GPU): the fast approximate
+    exp2, softplus and sigmoid of :mod:`.triton_scan`. Returns the state and the running sum of Δ."""
+    rows = tl.arange(0, SUB)
     offs, m = _tile_offsets(row, emask, t0, L, SUB)
     u = u_raw.to(tl.float32)
     _, dt = _dt_of(dt_raw, m, bias[None, :], HAS_BIAS, SOFTPLUS, ASM)  # a = 1, b = 0 past the end
-    h, y = _steps(h, dt, dt * u, A2, BC_ptr, bc_row, t0, SUMMARY, N, ASM, SUB)
+    dtu = dt * u
+    y = tl.zeros_like(u)
+    for j in tl.static_range(SUB):
+        pick = rows[:, None] == j
+        Bv, Cv = _load_bc(BC_ptr, bc_row, t0 + j, N)
+        h = _exp2(_row(dt, pick)[None, :] * A2, ASM) * h + _row(dtu, pick)[None, :] * Bv[:, None]
+        if not SUMMARY:
+            y = tl.where(pick, tl.sum(h * Cv[:, None], axis=0)[None, :], y)
     if SUMMARY:
         dt_sum += tl.sum(dt, axis=0)
     else:
-        tl.store(out_ptr + offs, _gated(y, u, z_raw, Dv, HAS_D, HAS_Z, ASM).to(out_ptr.dtype.element_ty), mask=m)
-    return h, dt_sum
-
-
-@triton.jit
-def _half_tiles(h, dt_sum, A2, bias, Dv, u_ptr, dt_ptr, z_ptr, out_ptr, BC_ptr, row, emask, bc_row, t0, L,
-                HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-                SUMMARY: tl.constexpr, N: tl.constexpr, ASM: tl.constexpr, JOIN: tl.constexpr):
-    """16 steps from ``t0`` read as two (8, BLOCK_E) tiles: 16 bytes of a channel per thread and load
-    in bf16, which the compiler lays out one channel per lane with the 8 steps in its registers, so the
-    state keeps all N states of a channel in one thread and a step's Δ is a register read. (A 16-step
-    tile is laid out 8 steps per lane on two lanes per channel, which costs cross-lane sums to pick each
-    step's Δ and to add y over the two halves of the states.) The output is stored as one 16-step tile
-    (``JOIN``: whole 32-byte sectors) or as the two 8-step halves."""
-    offs_lo, m_lo = _tile_offsets(row, emask, t0, L, 8)
-    offs_hi, m_hi = _tile_offsets(row, emask, t0 + 8, L, 8)
-    u_lo = tl.load(u_ptr + offs_lo, mask=m_lo, other=0.0).to(tl.float32)
-    u_hi = tl.load(u_ptr + offs_hi, mask=m_hi, other=0.0).to(tl.float32)
-    _, dt_lo = _dt_of(tl.load(dt_ptr + offs_lo, mask=m_lo, other=0.0), m_lo, bias[None, :], HAS_BIAS, SOFTPLUS,
-                      ASM)
-    _, dt_hi = _dt_of(tl.load(dt_ptr + offs_hi, mask=m_hi, other=0.0), m_hi, bias[None, :], HAS_BIAS, SOFTPLUS,
-                      ASM)
-    h, y_lo = _steps(h, dt_lo, dt_lo * u_lo, A2, BC_ptr, bc_row, t0, SUMMARY, N, ASM, 8)
-    h, y_hi = _steps(h, dt_hi, dt_hi * u_hi, A2, BC_ptr, bc_row, t0 + 8, SUMMARY, N, ASM, 8)
-    if SUMMARY:
-        dt_sum += tl.sum(dt_lo, axis=0) + tl.sum(dt_hi, axis=0)
-    else:
-        z_lo = tl.load(z_ptr + offs_lo, mask=m_lo, other=0.0) if HAS_Z else u_lo
-        z_hi = tl.load(z_ptr + offs_hi, mask=m_hi, other=0.0) if HAS_Z else u_hi
-        o_lo = _gated(y_lo, u_lo, z_lo, Dv, HAS_D, HAS_Z, ASM).to(out_ptr.dtype.element_ty)
-        o_hi = _gated(y_hi, u_hi, z_hi, Dv, HAS_D, HAS_Z, ASM).to(out_ptr.dtype.element_ty)
-        if JOIN:
-            offs, m = _tile_offsets(row, emask, t0, L, 16)
-            o = tl.reshape(tl.permute(tl.join(o_lo, o_hi), (2, 0, 1)), (16, o_lo.shape[1]))
-            tl.store(out_ptr + offs, o, mask=m)
-        else:
-            tl.store(out_ptr + offs_lo, o_lo, mask=m_lo)
-            tl.store(out_ptr + offs_hi, o_hi, mask=m_hi)
+        if HAS_D:
+            y += Dv[None, :] * u
+        if HAS_Z:
+            zv = z_raw.to(tl.float32)
+            y = y * zv * _sigmoid(zv, ASM)
+        tl.store(out_ptr + offs, y.to(out_ptr.dtype.element_ty), mask=m)
     return h, dt_sum
 
 
@@ -197,7 +139,7 @@ def _seq_fwd_kernel(
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     SAVE_STATES: tl.constexpr, SUMMARY: tl.constexpr, TILE_IO: tl.constexpr, PREFETCH: tl.constexpr,
     ASM: tl.constexpr, N: tl.constexpr, BLOCK_E: tl.constexpr, T: tl.constexpr, HINTS: tl.constexpr = False,
-    SUB: tl.constexpr = 8, HALVES: tl.constexpr = 0,
+    SUB: tl.constexpr = 8,
 ):
     """One (sequence, channel block, segment) per program, arguments as in
     :func:`.triton_scan._scan_fwd_kernel` except ``A2``: A (E, N) scaled by log2(e);
@@ -216,8 +158,6 @@ def _seq_fwd_kernel(
     register double buffer, 3 x ``SUB`` elements per thread), so their HBM latency overlaps a tile's
     arithmetic instead of stalling its first step.
     ``ASM`` (GPU only): fast approximate exp2, softplus and sigmoid (:func:`.triton_scan._approx`).
-    ``HALVES`` (with ``TILE_IO``, ``SUB`` = 16, no ``PREFETCH``): read each 16-step tile as two 8-step
-    halves (:func:`_half_tiles`), storing the output as the two halves (1) or as one tile (2).
     ``HINTS`` (GPU only, with ``TILE_IO``): prefetch the next chunk's u, Δ, z and B/C into L2 at each
     chunk start and each tile's B/C into L1 two tiles ahead, so the per-step loads stop waiting on
     L2/HBM latency (Nsight Compute: ~76 % of the summary pass's stalls were such waits)."""
@@ -261,19 +201,13 @@ def _seq_fwd_kernel(
                 t0 = c * T + s * SUB
                 if HINTS:
                     _hint_bc(BC_ptr, bc_row, t0 + 2 * SUB, L_bc, SUB, "L1", N, BLOCK_E)
-                if HALVES:
-                    h, dt_sum = _half_tiles(h, dt_sum, A2, bias, Dv, u_ptr, dt_ptr, z_ptr, out_ptr, BC_ptr, row,
-                                            emask, bc_row, t0, L, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, SUMMARY, N,
-                                            ASM, HALVES == 2)
+                if PREFETCH:  # this tile's loads were issued one tile ago; issue the next tile's now
+                    u_raw, dt_raw, z_raw = nu, ndt, nz
+                    nu, ndt, nz = _load_io(u_ptr, dt_ptr, z_ptr, row, emask, t0 + SUB, L, load_z, SUB)
                 else:
-                    if PREFETCH:  # this tile's loads were issued one tile ago; issue the next tile's now
-                        u_raw, dt_raw, z_raw = nu, ndt, nz
-                        nu, ndt, nz = _load_io(u_ptr, dt_ptr, z_ptr, row, emask, t0 + SUB, L, load_z, SUB)
-                    else:
-                        u_raw, dt_raw, z_raw = _load_io(u_ptr, dt_ptr, z_ptr, row, emask, t0, L, load_z, SUB)
-                    h, dt_sum = _sub_tile(h, dt_sum, A2, bias, Dv, u_raw, dt_raw, z_raw, out_ptr, BC_ptr, row,
-                                          emask, bc_row, t0, L, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, SUMMARY, N, ASM,
-                                          SUB)
+                    u_raw, dt_raw, z_raw = _load_io(u_ptr, dt_ptr, z_ptr, row, emask, t0, L, load_z, SUB)
+                h, dt_sum = _sub_tile(h, dt_sum, A2, bias, Dv, u_raw, dt_raw, z_raw, out_ptr, BC_ptr, row, emask,
+                                      bc_row, t0, L, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, SUMMARY, N, ASM, SUB)
         else:
             for t in range(c * T, tl.minimum(c * T + T, L)):
                 u = tl.load(u_ptr + row + t, mask=emask, other=0.0).to(tl.float32)
