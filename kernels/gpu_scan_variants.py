@@ -53,6 +53,8 @@ DEVICE = "cuda"
 #: The twenty-second session compared its 16-step-tile default (now TILE16_TILING) with SIXTH_SESSION_TILING,
 #: then, with segment carries no longer a sequential walk, finer segmentations (16,384 forward and 4,096
 #: backward programs adopted); results in pipelines/results/h200-2026-12-03-s22/.
+#: The thirtieth (commit 1d598fb, reverted): 16-step tiles read as 8-step halves, fp32 B/C pairs per direction and
+#: one-operand rows for the summary passes, all correct and none faster (pipelines/results/h200-2026-12-04-s30/).
 CANDIDATES = [
     dataclasses.replace(DEFAULT_TILING, target_programs=8192),
     TILE16_TILING,
