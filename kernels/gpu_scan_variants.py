@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 from genomix.kernels.bench_scan import copy_bandwidth, floor_bytes, make_inputs, write_json
-from genomix.kernels.scan.ops import DEFAULT_TILING, Tiling, selective_scan_triton
+from genomix.kernels.scan.ops import DEFAULT_TILING, TILE16_TILING, Tiling, selective_scan_triton
 from genomix.kernels.scan.reference import selective_scan_ref
 
 BASELINE = DEFAULT_TILING  # the tiling every candidate is compared with
@@ -56,8 +56,8 @@ DEVICE = "cuda"
 #: The thirtieth (commit 1d598fb, reverted): 16-step tiles read as 8-step halves, fp32 B/C pairs per direction and
 #: one-operand rows for the summary passes, all correct and none faster (pipelines/results/h200-2026-12-04-s30/).
 CANDIDATES = [
-    dataclasses.replace(DEFAULT_TILING, hint_steps=64),
-    dataclasses.replace(DEFAULT_TILING, hint_steps=32),
+    dataclasses.replace(DEFAULT_TILING, target_programs=8192),
+    TILE16_TILING,
 ]
 
 
@@ -161,7 +161,6 @@ def _label(t: Tiling) -> str:
     io += "/fast" if t.fwd_fast_math else ""
     io += ("/hint" if t.hints else "") + ("/bc16" if t.bc16 else "") + (f"/r{t.fwd_maxnreg}" if t.fwd_maxnreg else "")
     io += f"/rs{t.fwd_summary_maxnreg}" if t.fwd_summary_maxnreg else ""
-    io += f"/ha{t.hint_steps}" if t.hint_steps else ""
     stash = (f"/s{t.bwd_stash}" if t.bwd_variant == "seq" else "") + (f"/r{t.bwd_maxnreg}" if t.bwd_maxnreg else "")
     return (f"{t.variant}{io} e{t.block_e}w{t.fwd_warps} T{t.chunk} p{t.target_programs} | {t.bwd_variant}{stash} "
             f"e{t.bwd_block_e or t.block_e}w{t.bwd_warps} p{t.bwd_target_programs or t.target_programs}")
@@ -213,8 +212,7 @@ def main() -> int:
     steps += [(f"{_label(t)} L={L}", always, lambda L=L, t=t: measure(L, t)) for L in lengths
               for t in (BASELINE, CANDIDATES[0])]
     kernels = lambda t: (t.block_e, t.fwd_warps, t.tile_io, t.fwd_prefetch, t.fwd_fast_math, t.hints,  # noqa: E731
-                         t.bc16, t.fwd_maxnreg, t.bwd_maxnreg, t.bwd_stash, t.fwd_tile, t.fwd_summary_maxnreg,
-                         t.hint_steps)
+                         t.bc16, t.fwd_maxnreg, t.bwd_maxnreg, t.bwd_stash, t.fwd_tile, t.fwd_summary_maxnreg)
     checked = {kernels(BASELINE), kernels(CANDIDATES[0])}
 
     def check_and_measure(t: Tiling, new: bool) -> None:

@@ -45,9 +45,6 @@ class Tiling:
     tiles ahead). ``bc16``: bf16 B and C packed as int32 pairs (exact). ``fwd_maxnreg`` /
     ``fwd_summary_maxnreg`` / ``bwd_maxnreg``: register caps of the "seq" forward's main pass, of its
     summary pass, and of both backward passes (None: the compiler's choice).
-    ``hint_steps`` (forward with ``hints``): 0 prefetches the next chunk into L2 at each chunk start; a
-    multiple of ``fwd_tile`` prefetches that many steps, that many steps ahead, which keeps fewer lines
-    waiting in L2 (at 1M, Nsight Compute counted twice the needed DRAM reads with chunk-ahead prefetch).
     ``fill_programs`` / ``bwd_fill_programs``: a forward / backward whose batch x channel blocks reach this
     many programs runs unsegmented (one pass, no summary pass or carries), whatever the targets (None: the
     targets alone decide).
@@ -74,7 +71,6 @@ class Tiling:
     fwd_summary_maxnreg: int | None = None
     fill_programs: int | None = None
     bwd_fill_programs: int | None = None
-    hint_steps: int = 0
 
 
 #: The sequential-step forward at the setting that measured best on an H200 (2026-12-01,
@@ -202,8 +198,6 @@ def _check_tiling(tiling: Tiling) -> None:
         raise ValueError(f"the 'seq' variant needs a chunk that is a multiple of 16, got {tiling.chunk}")
     if tiling.fwd_tile not in (8, 16):
         raise ValueError(f"the 'seq' forward's I/O tiles are 8 or 16 steps, got {tiling.fwd_tile}")
-    if tiling.hint_steps < 0 or tiling.hint_steps % tiling.fwd_tile:
-        raise ValueError(f"hint_steps is 0 or a multiple of fwd_tile ({tiling.fwd_tile}), got {tiling.hint_steps}")
     if tiling.bwd_variant == "seq" and (tiling.chunk % 8 or tiling.bwd_stash not in (2, 4, 8)):
         raise ValueError(f"the 'seq' backward needs a chunk that is a multiple of 8 (got {tiling.chunk}) "
                          f"and a stash of 2, 4 or 8 steps (got {tiling.bwd_stash})")
@@ -250,7 +244,7 @@ def _launch_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, save_states
         gpu = not dispatch.interpreting()  # inline PTX: not in the interpreter
         flags = dict(TILE_IO=tiling.tile_io, PREFETCH=tiling.fwd_prefetch and tiling.tile_io,
                      ASM=tiling.fwd_fast_math and gpu, HINTS=tiling.hints and tiling.tile_io and gpu,
-                     SUB=tiling.fwd_tile, HINT_STEPS=tiling.hint_steps)
+                     SUB=tiling.fwd_tile)
         BC = pack_bc(B, C, multiple=16, half=tiling.bc16)  # rows zero-padded: unmasked loads
         kernel, BC_k, lengths, extra = _seq_fwd_kernel, (BC,), (u.shape[2], BC.shape[2]), (1,)
     else:

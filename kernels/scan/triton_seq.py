@@ -139,7 +139,7 @@ def _seq_fwd_kernel(
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     SAVE_STATES: tl.constexpr, SUMMARY: tl.constexpr, TILE_IO: tl.constexpr, PREFETCH: tl.constexpr,
     ASM: tl.constexpr, N: tl.constexpr, BLOCK_E: tl.constexpr, T: tl.constexpr, HINTS: tl.constexpr = False,
-    SUB: tl.constexpr = 8, HINT_STEPS: tl.constexpr = 0,
+    SUB: tl.constexpr = 8,
 ):
     """One (sequence, channel block, segment) per program, arguments as in
     :func:`.triton_scan._scan_fwd_kernel` except ``A2``: A (E, N) scaled by log2(e);
@@ -160,9 +160,7 @@ def _seq_fwd_kernel(
     ``ASM`` (GPU only): fast approximate exp2, softplus and sigmoid (:func:`.triton_scan._approx`).
     ``HINTS`` (GPU only, with ``TILE_IO``): prefetch the next chunk's u, Δ, z and B/C into L2 at each
     chunk start and each tile's B/C into L1 two tiles ahead, so the per-step loads stop waiting on
-    L2/HBM latency (Nsight Compute: ~76 % of the summary pass's stalls were such waits). ``HINT_STEPS`` > 0:
-    the L2 prefetches cover ``HINT_STEPS`` steps, issued that many steps ahead, instead of a chunk at each
-    chunk start (a smaller footprint of prefetched lines waiting in L2)."""
+    L2/HBM latency (Nsight Compute: ~76 % of the summary pass's stalls were such waits)."""
     pid_b = tl.program_id(0).to(tl.int64)
     seg = tl.program_id(2)
     e = tl.program_id(1) * BLOCK_E + tl.arange(0, BLOCK_E)
@@ -193,7 +191,7 @@ def _seq_fwd_kernel(
             if SAVE_STATES:
                 tl.store(states_ptr + state_off + c * N, h, mask=emask[None, :])
         if TILE_IO:
-            if HINTS and HINT_STEPS == 0:
+            if HINTS:
                 _hint_rows(u_ptr, row, (c + 1) * T, L, T)
                 _hint_rows(dt_ptr, row, (c + 1) * T, L, T)
                 if load_z:
@@ -202,13 +200,6 @@ def _seq_fwd_kernel(
             for s in range(0, tl.cdiv(tl.minimum(T, L - c * T), SUB)):
                 t0 = c * T + s * SUB
                 if HINTS:
-                    if HINT_STEPS > 0:
-                        if t0 % HINT_STEPS == 0:
-                            _hint_rows(u_ptr, row, t0 + HINT_STEPS, L, HINT_STEPS)
-                            _hint_rows(dt_ptr, row, t0 + HINT_STEPS, L, HINT_STEPS)
-                            if load_z:
-                                _hint_rows(z_ptr, row, t0 + HINT_STEPS, L, HINT_STEPS)
-                            _hint_bc(BC_ptr, bc_row, t0 + HINT_STEPS, L_bc, HINT_STEPS, "L2", N, BLOCK_E)
                     _hint_bc(BC_ptr, bc_row, t0 + 2 * SUB, L_bc, SUB, "L1", N, BLOCK_E)
                 if PREFETCH:  # this tile's loads were issued one tile ago; issue the next tile's now
                     u_raw, dt_raw, z_raw = nu, ndt, nz
