@@ -117,9 +117,12 @@ TILE16_TILING = dataclasses.replace(SIXTH_SESSION_TILING, fwd_tile=16, fwd_maxnr
 #: session, alternated twice in one call: forward 7.97 -> 7.71 ms at L=1M (p16384 alone) and 0.547 -> 0.536
 #: ms at 64K; forward+backward at 1M 52.7 -> 51.6 ms with 4,096 backward programs alone. Launches that the
 #: old targets (4,096 / 2,048) ran unsegmented still do (``fill_programs``): there, segments would only add
-#: the summary pass (not measured on the GPU).
+#: the summary pass (not measured on the GPU). Since the thirtieth session each 16-step tile's u, Δ, z loads
+#: are issued a tile early (``fwd_prefetch``): Nsight Compute showed the main pass waiting on its global loads,
+#: two thirds of which miss L1; forward 7.34 -> 7.14 ms at 1M and 0.525 -> 0.515 ms at 64K in one call, outputs
+#: bit-identical (kernels/gpu_scan_variants.py; pipelines/results/h200-2026-12-04-s30/).
 DEFAULT_TILING = dataclasses.replace(TILE16_TILING, target_programs=16384, bwd_target_programs=4096,
-                                     fill_programs=4096, bwd_fill_programs=2048)
+                                     fill_programs=4096, bwd_fill_programs=2048, fwd_prefetch=True)
 
 
 def plan_segments(batch: int, channel_blocks: int, n_chunks: int, target: int,
