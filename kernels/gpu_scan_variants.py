@@ -58,8 +58,8 @@ DEVICE = "cuda"
 #: Then each tile's u/Δ/z loads issued a tile early (``fwd_prefetch``, with and without the summary's register cap):
 #: 2.7 % faster at 1M, now in DEFAULT_TILING; the list below compares it with the tiling before.
 CANDIDATES = [
-    dataclasses.replace(DEFAULT_TILING, bwd_walk_tile=16),
-    dataclasses.replace(DEFAULT_TILING, bwd_walk_tile=8),
+    dataclasses.replace(DEFAULT_TILING, fwd_prefetch=False),
+    dataclasses.replace(DEFAULT_TILING, fwd_summary_maxnreg=None),
 ]
 
 
@@ -164,7 +164,6 @@ def _label(t: Tiling) -> str:
     io += ("/hint" if t.hints else "") + ("/bc16" if t.bc16 else "") + (f"/r{t.fwd_maxnreg}" if t.fwd_maxnreg else "")
     io += f"/rs{t.fwd_summary_maxnreg}" if t.fwd_summary_maxnreg else ""
     stash = (f"/s{t.bwd_stash}" if t.bwd_variant == "seq" else "") + (f"/r{t.bwd_maxnreg}" if t.bwd_maxnreg else "")
-    stash += f"/walk{t.bwd_walk_tile}" if t.bwd_walk_tile else ""
     return (f"{t.variant}{io} e{t.block_e}w{t.fwd_warps} T{t.chunk} p{t.target_programs} | {t.bwd_variant}{stash} "
             f"e{t.bwd_block_e or t.block_e}w{t.bwd_warps} p{t.bwd_target_programs or t.target_programs}")
 
@@ -215,8 +214,7 @@ def main() -> int:
     steps += [(f"{_label(t)} L={L}", always, lambda L=L, t=t: measure(L, t)) for L in lengths
               for t in (BASELINE, CANDIDATES[0])]
     kernels = lambda t: (t.block_e, t.fwd_warps, t.tile_io, t.fwd_prefetch, t.fwd_fast_math, t.hints,  # noqa: E731
-                         t.bc16, t.fwd_maxnreg, t.bwd_maxnreg, t.bwd_stash, t.fwd_tile, t.fwd_summary_maxnreg,
-                         t.bwd_walk_tile)
+                         t.bc16, t.fwd_maxnreg, t.bwd_maxnreg, t.bwd_stash, t.fwd_tile, t.fwd_summary_maxnreg)
     checked = {kernels(BASELINE), kernels(CANDIDATES[0])}
 
     def check_and_measure(t: Tiling, new: bool) -> None:

@@ -45,9 +45,6 @@ class Tiling:
     tiles ahead). ``bc16``: bf16 B and C packed as int32 pairs (exact). ``fwd_maxnreg`` /
     ``fwd_summary_maxnreg`` / ``bwd_maxnreg``: register caps of the "seq" forward's main pass, of its
     summary pass, and of both backward passes (None: the compiler's choice).
-    ``bwd_walk_tile`` ("seq" backward): the main pass's walk through each chunk (which keeps every
-    sub-tile's start state) reads u and Δ in tiles of this many steps (16: whole 32-byte sectors of bf16
-    rows) instead of ``bwd_stash``-step sub-tiles (0).
     ``fill_programs`` / ``bwd_fill_programs``: a forward / backward whose batch x channel blocks reach this
     many programs runs unsegmented (one pass, no summary pass or carries), whatever the targets (None: the
     targets alone decide).
@@ -74,7 +71,6 @@ class Tiling:
     fwd_summary_maxnreg: int | None = None
     fill_programs: int | None = None
     bwd_fill_programs: int | None = None
-    bwd_walk_tile: int = 0
 
 
 #: The sequential-step forward at the setting that measured best on an H200 (2026-12-01,
@@ -205,9 +201,6 @@ def _check_tiling(tiling: Tiling) -> None:
         raise ValueError(f"the 'seq' variant needs a chunk that is a multiple of 16, got {tiling.chunk}")
     if tiling.fwd_tile not in (8, 16):
         raise ValueError(f"the 'seq' forward's I/O tiles are 8 or 16 steps, got {tiling.fwd_tile}")
-    if tiling.bwd_walk_tile and (tiling.bwd_walk_tile % tiling.bwd_stash or tiling.chunk % tiling.bwd_walk_tile):
-        raise ValueError(f"bwd_walk_tile ({tiling.bwd_walk_tile}) must be a multiple of bwd_stash "
-                         f"({tiling.bwd_stash}) dividing the chunk ({tiling.chunk})")
     if tiling.bwd_variant == "seq" and (tiling.chunk % 8 or tiling.bwd_stash not in (2, 4, 8)):
         raise ValueError(f"the 'seq' backward needs a chunk that is a multiple of 8 (got {tiling.chunk}) "
                          f"and a stash of 2, 4 or 8 steps (got {tiling.bwd_stash})")
@@ -380,7 +373,7 @@ def _launch_bwd_seq(u, delta, A, B, C, D, z, delta_bias, delta_softplus, states,
             dinit if want_dinit else dummy,
             seg_a, seg_q, carry, sub_states, channels, length, BC.shape[2], groups, n_chunks, per_seg, n_segs, 1,
             SUMMARY=summary, N=n_state, BLOCK_E=block_e, T=tiling.chunk, S=tiling.bwd_stash, WARP_E=warp_e,
-            WARP_ASM=warp_asm, ASM=asm, HINTS=tiling.hints and asm, HAS_DINIT=want_dinit, WALK=tiling.bwd_walk_tile,
+            WARP_ASM=warp_asm, ASM=asm, HINTS=tiling.hints and asm, HAS_DINIT=want_dinit,
             num_warps=tiling.bwd_warps, **_flags(D, z, delta_bias, delta_softplus), **_reg_cap(tiling.bwd_maxnreg),
         )
 

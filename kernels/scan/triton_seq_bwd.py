@@ -129,30 +129,6 @@ def _advance(h, A2, bias, Dv, u_ptr, dt_ptr, z_ptr, dout_ptr, dz_ptr, BC_ptr, dB
 
 
 @triton.jit
-def _walk_tile(h, A2, bias, u_ptr, dt_ptr, BC_ptr, slot_ptr, row, emask, bc_row, t0, L, HAS_BIAS: tl.constexpr,
-               SOFTPLUS: tl.constexpr, N: tl.constexpr, S: tl.constexpr, W: tl.constexpr, BLOCK_E: tl.constexpr,
-               ASM: tl.constexpr):
-    """The chunk walk over the ``W`` steps from ``t0`` with u/Δ read as (W, BLOCK_E) tiles (at W = 16, whole
-    32-byte sectors of bf16 rows, against a quarter sector for a 4-step sub-tile), storing the state at the
-    start of each of its ``S``-step sub-tiles into consecutive scratch slots from ``slot_ptr``. Returns the
-    state after the ``W`` steps (unchanged past L: Δ = 0 there)."""
-    rows = tl.arange(0, W)
-    t = t0 + rows
-    m = (t < L)[:, None] & emask[None, :]
-    offs = row[None, :] + t[:, None]
-    u = tl.load(u_ptr + offs, mask=m, other=0.0).to(tl.float32)
-    _, dt = _load_dt(dt_ptr, offs, m, bias[None, :], HAS_BIAS, SOFTPLUS, ASM)
-    dtu = dt * u
-    for j in tl.static_range(W):
-        if j % S == 0:
-            tl.store(slot_ptr + (j // S) * N * BLOCK_E, h)
-        pick = rows[:, None] == j
-        Bv, _ = _load_bc(BC_ptr, bc_row, t0 + j, N)
-        h = _exp2(_row(dt, pick)[None, :] * A2, ASM) * h + _row(dtu, pick)[None, :] * Bv[:, None]
-    return h
-
-
-@triton.jit
 def _gated_dout(dout_ptr, z_ptr, offs, m, HAS_Z: tl.constexpr, ASM: tl.constexpr):
     """dout, z, sigmoid(z) and dL/dy = dout silu(z) on a tile (z terms are dout itself without z)."""
     dout = tl.load(dout_ptr + offs, mask=m, other=0.0).to(tl.float32)
@@ -232,7 +208,7 @@ def _seq_bwd_kernel(
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     SUMMARY: tl.constexpr, N: tl.constexpr, BLOCK_E: tl.constexpr, T: tl.constexpr, S: tl.constexpr,
     WARP_E: tl.constexpr, WARP_ASM: tl.constexpr, ASM: tl.constexpr, HINTS: tl.constexpr = False,
-    HAS_DINIT: tl.constexpr = False, WALK: tl.constexpr = 0,
+    HAS_DINIT: tl.constexpr = False,
 ):
     """Backward over one (sequence, channel block, segment), chunks and their ``S``-step sub-tiles last
     to first. ``A2``, ``state_stride`` as in :func:`.triton_seq._seq_fwd_kernel`; ``BC`` too, but
@@ -246,9 +222,7 @@ def _seq_bwd_kernel(
     of the returned last state, or zero) and, with ``HAS_DINIT``, store the first segment's final ``q``,
     dL/dh before the first step, as the initial state's gradient ``dinit`` (batch, E, N). ``HINTS`` (GPU
     only): at each chunk, prefetch the next chunk to be walked (the one before it) into L2, and B/C two
-    sub-tiles ahead of the walk into L1, as in the forward. ``WALK`` (0 or a multiple of ``S`` dividing
-    ``T``): the pass-2 chunk walk reads ``WALK``-step tiles (:func:`_walk_tile`) instead of ``S``-step
-    sub-tiles."""
+    sub-tiles ahead of the walk into L1, as in the forward."""
     pid_b = tl.program_id(0).to(tl.int64)
     pid_e = tl.program_id(1)
     seg = tl.program_id(2)
@@ -297,22 +271,14 @@ def _seq_bwd_kernel(
             # barriers only matter if a compiler version gives its stores and loads different layouts.
             tl.debug_barrier()  # the previous chunk's reads are done
             h = tl.load(states_ptr + state_off + c * N, mask=emask[None, :], other=0.0)
-            if WALK > 0:  # WALK-step tiles, each storing the start states of its WALK / S sub-tiles
-                for s in range(0, tl.cdiv(tl.minimum(T, L - c * T), WALK)):
-                    if HINTS:
-                        _hint_bc(BC_ptr, bc_row, c * T + (s + 2) * WALK, L_bc, WALK, "L1", N, BLOCK_E)
-                    h = _walk_tile(h, A2, bias, u_ptr, dt_ptr, BC_ptr, sub_ptr + sub_off + s * (WALK // S) * N * BLOCK_E,
-                                   row, emask, bc_row, c * T + s * WALK, L, HAS_BIAS, SOFTPLUS, N, S, WALK, BLOCK_E,
-                                   ASM)
-            else:
-                for s in range(0, n_sub - 1):
-                    if HINTS:
-                        _hint_bc(BC_ptr, bc_row, c * T + (s + 2) * R, L_bc, R, "L1", N, BLOCK_E)
-                    tl.store(sub_ptr + sub_off + s * N * BLOCK_E, h)
-                    h, _ = _advance(h, A2, bias, Dv, u_ptr, dt_ptr, z_ptr, dout_ptr, dz_ptr, BC_ptr, dBC_ptr, row,
-                                    emask, bc_row, part_row, c * T + s * R, L, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS,
-                                    False, N, R, BLOCK_E, WARP_E, WARP_ASM, ASM)
-                tl.store(sub_ptr + sub_off + (n_sub - 1) * N * BLOCK_E, h)
+            for s in range(0, n_sub - 1):
+                if HINTS:
+                    _hint_bc(BC_ptr, bc_row, c * T + (s + 2) * R, L_bc, R, "L1", N, BLOCK_E)
+                tl.store(sub_ptr + sub_off + s * N * BLOCK_E, h)
+                h, _ = _advance(h, A2, bias, Dv, u_ptr, dt_ptr, z_ptr, dout_ptr, dz_ptr, BC_ptr, dBC_ptr, row,
+                                emask, bc_row, part_row, c * T + s * R, L, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS,
+                                False, N, R, BLOCK_E, WARP_E, WARP_ASM, ASM)
+            tl.store(sub_ptr + sub_off + (n_sub - 1) * N * BLOCK_E, h)
             tl.debug_barrier()  # the writes are visible to the reads below
         for ki in range(0, n_sub):
             k = n_sub - 1 - ki
