@@ -56,10 +56,11 @@ DEVICE = "cuda"
 #: The thirtieth (commit 1d598fb, reverted): 16-step tiles read as 8-step halves, fp32 B/C pairs per direction and
 #: one-operand rows for the summary passes, all correct and none faster (pipelines/results/h200-2026-12-04-s30/).
 #: Then each tile's u/Δ/z loads issued a tile early (``fwd_prefetch``, with and without the summary's register cap):
-#: 2.7 % faster at 1M, now in DEFAULT_TILING; the list below compares it with the tiling before.
+#: 2.7 % faster at 1M, now in DEFAULT_TILING. Then the backward's chunk walk in 16/8-step tiles (commit 389b65d,
+#: reverted) and, below, 64- and 32-step chunks (a quarter of the backward's per-program scratch): no faster.
 CANDIDATES = [
-    dataclasses.replace(DEFAULT_TILING, fwd_prefetch=False),
-    dataclasses.replace(DEFAULT_TILING, fwd_summary_maxnreg=None),
+    dataclasses.replace(DEFAULT_TILING, chunk=64),
+    dataclasses.replace(DEFAULT_TILING, chunk=32),
 ]
 
 
@@ -214,7 +215,7 @@ def main() -> int:
     steps += [(f"{_label(t)} L={L}", always, lambda L=L, t=t: measure(L, t)) for L in lengths
               for t in (BASELINE, CANDIDATES[0])]
     kernels = lambda t: (t.block_e, t.fwd_warps, t.tile_io, t.fwd_prefetch, t.fwd_fast_math, t.hints,  # noqa: E731
-                         t.bc16, t.fwd_maxnreg, t.bwd_maxnreg, t.bwd_stash, t.fwd_tile, t.fwd_summary_maxnreg)
+                         t.bc16, t.fwd_maxnreg, t.bwd_maxnreg, t.bwd_stash, t.fwd_tile, t.fwd_summary_maxnreg, t.chunk)
     checked = {kernels(BASELINE), kernels(CANDIDATES[0])}
 
     def check_and_measure(t: Tiling, new: bool) -> None:
