@@ -53,8 +53,9 @@ DEVICE = "cuda"
 #: The twenty-second session compared its 16-step-tile default (now TILE16_TILING) with SIXTH_SESSION_TILING,
 #: then, with segment carries no longer a sequential walk, finer segmentations (16,384 forward and 4,096
 #: backward programs adopted); results in pipelines/results/h200-2026-12-03-s22/.
-#: The thirtieth (commit 1d598fb, reverted): 16-step tiles read as 8-step halves, fp32 B/C pairs per direction and
-#: one-operand rows for the summary passes, all correct and none faster (pipelines/results/h200-2026-12-04-s30/).
+#: The thirtieth session measured 16-step tiles read as 8-step halves, fp32 B/C pairs per direction and
+#: one-operand rows for the summary passes (commit 1d598fb, reverted): all correct, none faster
+#: (pipelines/results/h200-2026-12-04-s30/).
 #: Then each tile's u/Δ/z loads issued a tile early (``fwd_prefetch``, with and without the summary's register cap):
 #: 2.7 % faster at 1M, now in DEFAULT_TILING. Then the backward's chunk walk in 16/8-step tiles (commit 389b65d,
 #: reverted) and, below, 64- and 32-step chunks (a quarter of the backward's per-program scratch): no faster.
