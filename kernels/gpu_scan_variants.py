@@ -60,9 +60,8 @@ DEVICE = "cuda"
 #: 2.7 % faster at 1M, now in DEFAULT_TILING. Then the backward's chunk walk in 16/8-step tiles (commit 389b65d,
 #: reverted) and, below, 64- and 32-step chunks (a quarter of the backward's per-program scratch): no faster.
 CANDIDATES = [
-    dataclasses.replace(DEFAULT_TILING, summary_fma_exp=8, fwd_summary_maxnreg=None),
-    dataclasses.replace(DEFAULT_TILING, summary_fma_exp=16, fwd_summary_maxnreg=None),
-    dataclasses.replace(DEFAULT_TILING, summary_fma_exp=8),
+    dataclasses.replace(DEFAULT_TILING, chunk=64),
+    dataclasses.replace(DEFAULT_TILING, chunk=32),
 ]
 
 
@@ -166,7 +165,6 @@ def _label(t: Tiling) -> str:
     io += "/fast" if t.fwd_fast_math else ""
     io += ("/hint" if t.hints else "") + ("/bc16" if t.bc16 else "") + (f"/r{t.fwd_maxnreg}" if t.fwd_maxnreg else "")
     io += f"/rs{t.fwd_summary_maxnreg}" if t.fwd_summary_maxnreg else ""
-    io += f"/fma{t.summary_fma_exp}" if t.summary_fma_exp else ""
     stash = (f"/s{t.bwd_stash}" if t.bwd_variant == "seq" else "") + (f"/r{t.bwd_maxnreg}" if t.bwd_maxnreg else "")
     return (f"{t.variant}{io} e{t.block_e}w{t.fwd_warps} T{t.chunk} p{t.target_programs} | {t.bwd_variant}{stash} "
             f"e{t.bwd_block_e or t.block_e}w{t.bwd_warps} p{t.bwd_target_programs or t.target_programs}")
@@ -218,8 +216,7 @@ def main() -> int:
     steps += [(f"{_label(t)} L={L}", always, lambda L=L, t=t: measure(L, t)) for L in lengths
               for t in (BASELINE, CANDIDATES[0])]
     kernels = lambda t: (t.block_e, t.fwd_warps, t.tile_io, t.fwd_prefetch, t.fwd_fast_math, t.hints,  # noqa: E731
-                         t.bc16, t.fwd_maxnreg, t.bwd_maxnreg, t.bwd_stash, t.fwd_tile, t.fwd_summary_maxnreg, t.chunk,
-                         t.summary_fma_exp)
+                         t.bc16, t.fwd_maxnreg, t.bwd_maxnreg, t.bwd_stash, t.fwd_tile, t.fwd_summary_maxnreg, t.chunk)
     checked = {kernels(BASELINE), kernels(CANDIDATES[0])}
 
     def check_and_measure(t: Tiling, new: bool) -> None:

@@ -5,12 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-import triton
-import triton.language as tl
 
 from genomix.kernels import selective_scan, selective_scan_ref
 from genomix.kernels.scan.ops import Tiling, segment_carries, selective_scan_triton
-from genomix.kernels.scan.triton_scan import _exp2_fma
 
 
 def _inputs(batch=2, E=6, N=4, L=37, groups=None, dtype=torch.float32, z=True, D=True, bias=True, seed=0):
@@ -142,39 +139,6 @@ def test_seq_prefetch_matches_reference(case, tiling):
     """The tiled seq forward with each tile's loads issued a tile ahead gives the reference's results."""
     tol = 2e-2 if case.get("dtype") == torch.bfloat16 else 1e-4
     _compare(_inputs(**case), tol, variant="seq", tile_io=True, **tiling)
-
-
-@triton.jit
-def _exp2_fma_kernel(x_ptr, y_ptr, n, BLOCK: tl.constexpr):
-    i = tl.arange(0, BLOCK)
-    tl.store(y_ptr + i, _exp2_fma(tl.load(x_ptr + i, mask=i < n)), mask=i < n)
-
-
-def test_fma_exp2_is_as_accurate_as_the_special_function_unit():
-    """The polynomial 2^x (FMA pipe) stays within 2.5e-7 of exp2 over the decays' range; below -126 it
-    gives 2^-126."""
-    x = torch.cat([torch.linspace(-126.0, 20.0, 4001), torch.rand(95) - 0.5, torch.tensor([-0.5, 0.5, -1e-30, -300.0])])
-    y = torch.empty_like(x)
-    _exp2_fma_kernel[(1,)](x, y, x.numel(), BLOCK=triton.next_power_of_2(x.numel()))
-    exact = torch.exp2(x.double()).clamp_min(2.0 ** -126)
-    assert ((y.double() - exact).abs() / exact).max() < 2.5e-7
-
-
-@pytest.mark.parametrize(
-    "case,tiling",
-    [
-        # every 8th step's decays on the FMA pipe in both summary passes; fp32, grouped, ragged, 3 segments each
-        (dict(L=75, E=8, groups=2), dict(block_e=4, chunk=32, target_programs=6, bwd_block_e=4, bwd_target_programs=6,
-                                         summary_fma_exp=8)),
-        # every 3rd step: the period need not divide the tile; bf16 pairs
-        (dict(L=45, E=6, dtype=torch.bfloat16), dict(block_e=4, chunk=16, target_programs=4, bc16=True, bwd_block_e=4,
-                                                      bwd_target_programs=4, summary_fma_exp=3)),
-    ],
-    ids=["every-8th-fp32", "every-3rd-bf16"],
-)
-def test_summary_passes_with_fma_pipe_decays_match_reference(case, tiling):
-    tol = 2e-2 if case.get("dtype") == torch.bfloat16 else 1e-4
-    _compare(_inputs(**case), tol, variant="seq", tile_io=True, fwd_tile=16, bwd_variant="seq", **tiling)
 
 
 def test_pack_bc_half_holds_the_bf16_bits_of_B_and_C():

@@ -45,9 +45,6 @@ class Tiling:
     tiles ahead). ``bc16``: bf16 B and C packed as int32 pairs (exact). ``fwd_maxnreg`` /
     ``fwd_summary_maxnreg`` / ``bwd_maxnreg``: register caps of the "seq" forward's main pass, of its
     summary pass, and of both backward passes (None: the compiler's choice).
-    ``summary_fma_exp`` = k > 0 ("seq" kernels): both summary passes compute every k-th step's decays on the
-    FMA pipe (a polynomial 2^x, as accurate as ``ex2.approx``) instead of the special-function unit, whose
-    queue those passes wait on.
     ``fill_programs`` / ``bwd_fill_programs``: a forward / backward whose batch x channel blocks reach this
     many programs runs unsegmented (one pass, no summary pass or carries), whatever the targets (None: the
     targets alone decide).
@@ -74,7 +71,6 @@ class Tiling:
     fwd_summary_maxnreg: int | None = None
     fill_programs: int | None = None
     bwd_fill_programs: int | None = None
-    summary_fma_exp: int = 0
 
 
 #: The sequential-step forward at the setting that measured best on an H200 (2026-12-01,
@@ -205,8 +201,6 @@ def _check_tiling(tiling: Tiling) -> None:
         raise ValueError(f"the 'seq' variant needs a chunk that is a multiple of 16, got {tiling.chunk}")
     if tiling.fwd_tile not in (8, 16):
         raise ValueError(f"the 'seq' forward's I/O tiles are 8 or 16 steps, got {tiling.fwd_tile}")
-    if tiling.summary_fma_exp < 0:
-        raise ValueError(f"summary_fma_exp is 0 (off) or a step period, got {tiling.summary_fma_exp}")
     if tiling.bwd_variant == "seq" and (tiling.chunk % 8 or tiling.bwd_stash not in (2, 4, 8)):
         raise ValueError(f"the 'seq' backward needs a chunk that is a multiple of 8 (got {tiling.chunk}) "
                          f"and a stash of 2, 4 or 8 steps (got {tiling.bwd_stash})")
@@ -253,7 +247,7 @@ def _launch_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, save_states
         gpu = not dispatch.interpreting()  # inline PTX: not in the interpreter
         flags = dict(TILE_IO=tiling.tile_io, PREFETCH=tiling.fwd_prefetch and tiling.tile_io,
                      ASM=tiling.fwd_fast_math and gpu, HINTS=tiling.hints and tiling.tile_io and gpu,
-                     SUB=tiling.fwd_tile, FMA_EXP=tiling.summary_fma_exp)
+                     SUB=tiling.fwd_tile)
         BC = pack_bc(B, C, multiple=16, half=tiling.bc16)  # rows zero-padded: unmasked loads
         kernel, BC_k, lengths, extra = _seq_fwd_kernel, (BC,), (u.shape[2], BC.shape[2]), (1,)
     else:
@@ -380,7 +374,6 @@ def _launch_bwd_seq(u, delta, A, B, C, D, z, delta_bias, delta_softplus, states,
             seg_a, seg_q, carry, sub_states, channels, length, BC.shape[2], groups, n_chunks, per_seg, n_segs, 1,
             SUMMARY=summary, N=n_state, BLOCK_E=block_e, T=tiling.chunk, S=tiling.bwd_stash, WARP_E=warp_e,
             WARP_ASM=warp_asm, ASM=asm, HINTS=tiling.hints and asm, HAS_DINIT=want_dinit,
-            FMA_EXP=tiling.summary_fma_exp,
             num_warps=tiling.bwd_warps, **_flags(D, z, delta_bias, delta_softplus), **_reg_cap(tiling.bwd_maxnreg),
         )
 

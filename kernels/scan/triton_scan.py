@@ -52,32 +52,12 @@ def _prefetch(ptrs, LEVEL: tl.constexpr):
 
 
 @triton.jit
-def _exp2(x, ASM: tl.constexpr = False, FMA: tl.constexpr = False):
+def _exp2(x, ASM: tl.constexpr = False):
     """2^x; ``ASM`` (GPU): one ``ex2.approx.ftz`` (``tl.exp2`` lowers to the non-ftz form, a compare
-    and two predicated multiplies around each MUFU.EX2). ``FMA``: :func:`_exp2_fma`, on the FMA pipe."""
-    if FMA:
-        return _exp2_fma(x)
+    and two predicated multiplies around each MUFU.EX2)."""
     if ASM:
         return _approx(x, "ex2")
     return tl.exp2(x)
-
-
-@triton.jit
-def _exp2_fma(x):
-    """2^x for x >= -126 (smaller x gives 2^-126) without the special-function unit, for passes that wait
-    on its queue: x = j + f with j the nearest integer (the 1.5 * 2^23 rounding trick) and f in
-    [-0.5, 0.5], 2^f by a degree-5 polynomial (fitted here for relative error: at most 2.0e-7 in fp32, as
-    ``ex2.approx``'s ~2^-22), j added to the exponent bits. About nine FMA-pipe instructions."""
-    x = tl.maximum(x, -126.0)
-    t = x + 12582912.0
-    f = x - (t - 12582912.0)
-    p = 0.001328173209913075 * f + 0.00967558566480875
-    p = p * f + 0.05550697073340416
-    p = p * f + 0.24022118747234344
-    p = p * f + 0.6931470036506653
-    p = p * f + 1.0000001192092896
-    # t's low mantissa bits hold j; shifted into the exponent field, the rest of t's bits leave the word
-    return (p.to(tl.int32, bitcast=True) + (t.to(tl.int32, bitcast=True) << 23)).to(tl.float32, bitcast=True)
 
 
 @triton.jit

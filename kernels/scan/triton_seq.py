@@ -97,7 +97,7 @@ def _load_io(u_ptr, dt_ptr, z_ptr, row, emask, t0, L, LOAD_Z: tl.constexpr, SUB:
 @triton.jit
 def _sub_tile(h, dt_sum, A2, bias, Dv, u_raw, dt_raw, z_raw, out_ptr, BC_ptr, row, emask, bc_row, t0, L,
               HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-              SUMMARY: tl.constexpr, N: tl.constexpr, ASM: tl.constexpr, SUB: tl.constexpr, FMA_EXP: tl.constexpr = 0):
+              SUMMARY: tl.constexpr, N: tl.constexpr, ASM: tl.constexpr, SUB: tl.constexpr):
     """``SUB`` steps from ``t0`` with tiled I/O, on the raw (SUB, BLOCK_E) u, Δ, z tiles of
     :func:`_load_io` (time along the rows); in bf16 a column of 8 or 16 steps is 16 or 32 bytes, which the
     compiler gives to one thread as vector accesses, so each thread holds its own channel's steps (fp32
@@ -116,8 +116,7 @@ def _sub_tile(h, dt_sum, A2, bias, Dv, u_raw, dt_raw, z_raw, out_ptr, BC_ptr, ro
     for j in tl.static_range(SUB):
         pick = rows[:, None] == j
         Bv, Cv = _load_bc(BC_ptr, bc_row, t0 + j, N)
-        h = (_exp2(_row(dt, pick)[None, :] * A2, ASM, SUMMARY and FMA_EXP > 0 and j % FMA_EXP == FMA_EXP - 1) * h
-             + _row(dtu, pick)[None, :] * Bv[:, None])
+        h = _exp2(_row(dt, pick)[None, :] * A2, ASM) * h + _row(dtu, pick)[None, :] * Bv[:, None]
         if not SUMMARY:
             y = tl.where(pick, tl.sum(h * Cv[:, None], axis=0)[None, :], y)
     if SUMMARY:
@@ -140,7 +139,7 @@ def _seq_fwd_kernel(
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     SAVE_STATES: tl.constexpr, SUMMARY: tl.constexpr, TILE_IO: tl.constexpr, PREFETCH: tl.constexpr,
     ASM: tl.constexpr, N: tl.constexpr, BLOCK_E: tl.constexpr, T: tl.constexpr, HINTS: tl.constexpr = False,
-    SUB: tl.constexpr = 8, FMA_EXP: tl.constexpr = 0,
+    SUB: tl.constexpr = 8,
 ):
     """One (sequence, channel block, segment) per program, arguments as in
     :func:`.triton_scan._scan_fwd_kernel` except ``A2``: A (E, N) scaled by log2(e);
@@ -159,8 +158,6 @@ def _seq_fwd_kernel(
     register double buffer, 3 x ``SUB`` elements per thread), so their HBM latency overlaps a tile's
     arithmetic instead of stalling its first step.
     ``ASM`` (GPU only): fast approximate exp2, softplus and sigmoid (:func:`.triton_scan._approx`).
-    ``FMA_EXP`` = k > 0 (``TILE_IO``): the summary pass computes every k-th step's decays on the FMA pipe
-    (:func:`.triton_scan._exp2_fma`), since it waits on the special-function unit's queue.
     ``HINTS`` (GPU only, with ``TILE_IO``): prefetch the next chunk's u, Δ, z and B/C into L2 at each
     chunk start and each tile's B/C into L1 two tiles ahead, so the per-step loads stop waiting on
     L2/HBM latency (Nsight Compute: ~76 % of the summary pass's stalls were such waits)."""
@@ -210,8 +207,7 @@ def _seq_fwd_kernel(
                 else:
                     u_raw, dt_raw, z_raw = _load_io(u_ptr, dt_ptr, z_ptr, row, emask, t0, L, load_z, SUB)
                 h, dt_sum = _sub_tile(h, dt_sum, A2, bias, Dv, u_raw, dt_raw, z_raw, out_ptr, BC_ptr, row, emask,
-                                      bc_row, t0, L, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, SUMMARY, N, ASM, SUB,
-                                      FMA_EXP)
+                                      bc_row, t0, L, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, SUMMARY, N, ASM, SUB)
         else:
             for t in range(c * T, tl.minimum(c * T + T, L)):
                 u = tl.load(u_ptr + row + t, mask=emask, other=0.0).to(tl.float32)

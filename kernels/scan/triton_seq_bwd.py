@@ -144,10 +144,9 @@ def _adjoint(q, hs, dA, dD, dbias, dt_sum, A2, bias, Dv, u_ptr, dt_ptr, z_ptr, d
              du_ptr, ddt_ptr, dBC_ptr, row, emask, bc_row, part_row, t0, L,
              HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
              SUMMARY: tl.constexpr, N: tl.constexpr, S: tl.constexpr, BLOCK_E: tl.constexpr,
-             WARP_E: tl.constexpr, WARP_ASM: tl.constexpr, ASM: tl.constexpr, FMA_EXP: tl.constexpr = 0):
+             WARP_E: tl.constexpr, WARP_ASM: tl.constexpr, ASM: tl.constexpr):
     """The adjoint over the ``S`` steps from ``t0``, last step first, from ``q`` (dL/dh at the step
-    after them). ``SUMMARY``: only ``q`` and the running ΣΔ (``FMA_EXP`` = k > 0: every k-th step's decays
-    on the FMA pipe, :func:`.triton_scan._exp2_fma`). Otherwise ``hs`` holds the sub-tile's
+    after them). ``SUMMARY``: only ``q`` and the running ΣΔ. Otherwise ``hs`` holds the sub-tile's
     states (:func:`_advance`); writes du, dΔ and the warps' dB partials of these steps and adds to
     the dA, dD, dΔ-bias accumulators. Returns q at ``t0``, dA, dD, dΔ-bias and ΣΔ. Register budget:
     the stash (S N) dominates, so only the Δ, u and dL/dy tiles live through the step loop and the
@@ -162,8 +161,7 @@ def _adjoint(q, hs, dA, dD, dbias, dt_sum, A2, bias, Dv, u_ptr, dt_ptr, z_ptr, d
         for jj in tl.static_range(S):
             pick = rows[:, None] == S - 1 - jj
             _, Cv = _load_bc(BC_ptr, bc_row, t0 + S - 1 - jj, N)
-            a = _exp2(_row(dt, pick)[None, :] * A2, ASM, FMA_EXP > 0 and jj % FMA_EXP == FMA_EXP - 1)
-            q = a * (Cv[:, None] * _row(dy, pick)[None, :] + q)
+            q = _exp2(_row(dt, pick)[None, :] * A2, ASM) * (Cv[:, None] * _row(dy, pick)[None, :] + q)
         dt_sum += tl.sum(dt, axis=0)
     else:
         u = tl.load(u_ptr + offs, mask=m, other=0.0).to(tl.float32)
@@ -210,7 +208,7 @@ def _seq_bwd_kernel(
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     SUMMARY: tl.constexpr, N: tl.constexpr, BLOCK_E: tl.constexpr, T: tl.constexpr, S: tl.constexpr,
     WARP_E: tl.constexpr, WARP_ASM: tl.constexpr, ASM: tl.constexpr, HINTS: tl.constexpr = False,
-    HAS_DINIT: tl.constexpr = False, FMA_EXP: tl.constexpr = 0,
+    HAS_DINIT: tl.constexpr = False,
 ):
     """Backward over one (sequence, channel block, segment), chunks and their ``S``-step sub-tiles last
     to first. ``A2``, ``state_stride`` as in :func:`.triton_seq._seq_fwd_kernel`; ``BC`` too, but
@@ -224,7 +222,7 @@ def _seq_bwd_kernel(
     of the returned last state, or zero) and, with ``HAS_DINIT``, store the first segment's final ``q``,
     dL/dh before the first step, as the initial state's gradient ``dinit`` (batch, E, N). ``HINTS`` (GPU
     only): at each chunk, prefetch the next chunk to be walked (the one before it) into L2, and B/C two
-    sub-tiles ahead of the walk into L1, as in the forward. ``FMA_EXP``: as in the forward's summary pass."""
+    sub-tiles ahead of the walk into L1, as in the forward."""
     pid_b = tl.program_id(0).to(tl.int64)
     pid_e = tl.program_id(1)
     seg = tl.program_id(2)
@@ -295,7 +293,7 @@ def _seq_bwd_kernel(
             q, dA, dD, dbias, dt_sum = _adjoint(
                 q, hs, dA, dD, dbias, dt_sum, A2, bias, Dv, u_ptr, dt_ptr, z_ptr, dout_ptr, BC_ptr,
                 du_ptr, ddt_ptr, dBC_ptr, row, emask, bc_row, part_row, c * T + k * R, L,
-                HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, SUMMARY, N, R, BLOCK_E, WARP_E, WARP_ASM, ASM, FMA_EXP)
+                HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, SUMMARY, N, R, BLOCK_E, WARP_E, WARP_ASM, ASM)
     if SUMMARY:
         tl.store(seg_a_ptr + seg_off, _exp2(A2 * dt_sum[None, :], ASM), mask=emask[None, :])
         tl.store(seg_q_ptr + seg_off, q, mask=emask[None, :])
