@@ -59,10 +59,11 @@ DEVICE = "cuda"
 #: Then each tile's u/Δ/z loads issued a tile early (``fwd_prefetch``, with and without the summary's register cap):
 #: 2.7 % faster at 1M, now in DEFAULT_TILING. Then the backward's chunk walk in 16/8-step tiles (commit 389b65d,
 #: reverted) and, below, 64- and 32-step chunks (a quarter of the backward's per-program scratch): no faster.
-#: Last, summary-pass decays on the FMA pipe (commit 5af15fc, reverted): slower.
+#: Then summary-pass decays on the FMA pipe (commit 5af15fc, reverted): slower. Last, below, the prefetching main
+#: pass capped at 144 / 128 registers for 14 / 16 warps per SM (7 / 31 spill loads per tile): slower.
 CANDIDATES = [
-    dataclasses.replace(DEFAULT_TILING, chunk=64),
-    dataclasses.replace(DEFAULT_TILING, chunk=32),
+    dataclasses.replace(DEFAULT_TILING, fwd_maxnreg=144),
+    dataclasses.replace(DEFAULT_TILING, fwd_maxnreg=128),
 ]
 
 
