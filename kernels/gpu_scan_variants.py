@@ -63,7 +63,8 @@ DEVICE = "cuda"
 #: pass capped at 144 / 128 registers for 14 / 16 warps per SM (7 / 31 spill loads per tile): slower.
 #: The thirty-first session, below: the backward with 16-channel blocks, which puts each channel's 16 states on
 #: two lanes (8 per thread; offline, triton 3.6: 1.57x the instructions per channel, 28 B of spills at 200
-#: registers against 472 B for the default's layout), uncapped and capped for 10 / 12 warps per SM.
+#: registers against 472 B for the default's layout), uncapped and capped for 10 / 12 warps per SM: correct, and
+#: 1.2-1.4x slower backward (pipelines/results/h200-2026-12-04-s31/scan_variants_bwd_two_lanes.json).
 CANDIDATES = [
     dataclasses.replace(DEFAULT_TILING, bwd_block_e=16, bwd_maxnreg=200),
     dataclasses.replace(DEFAULT_TILING, bwd_block_e=16, bwd_maxnreg=168),
