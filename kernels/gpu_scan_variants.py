@@ -65,15 +65,10 @@ DEVICE = "cuda"
 #: two lanes (8 per thread; offline, triton 3.6: 1.57x the instructions per channel, 28 B of spills at 200
 #: registers against 472 B for the default's layout), uncapped and capped for 10 / 12 warps per SM: correct, and
 #: 1.2-1.4x slower backward (pipelines/results/h200-2026-12-04-s31/scan_variants_bwd_two_lanes.json).
-#: Then the forward's main pass walking two segments per program in lockstep (``fwd_pair``; offline, triton 3.6:
-#: no spills at 248 registers uncapped, nor at caps down to 168, i.e. 12 warps per SM with two recurrences each),
-#: at several caps and with twice the segments.
 CANDIDATES = [
-    dataclasses.replace(DEFAULT_TILING, fwd_pair=True, fwd_maxnreg=168),
-    dataclasses.replace(DEFAULT_TILING, fwd_pair=True, fwd_maxnreg=184),
-    dataclasses.replace(DEFAULT_TILING, fwd_pair=True, fwd_maxnreg=200),
-    dataclasses.replace(DEFAULT_TILING, fwd_pair=True),
-    dataclasses.replace(DEFAULT_TILING, fwd_pair=True, fwd_maxnreg=168, target_programs=32768),
+    dataclasses.replace(DEFAULT_TILING, bwd_block_e=16, bwd_maxnreg=200),
+    dataclasses.replace(DEFAULT_TILING, bwd_block_e=16, bwd_maxnreg=168),
+    dataclasses.replace(DEFAULT_TILING, bwd_block_e=16),
 ]
 
 
@@ -178,7 +173,7 @@ _SEGMENTATION = dict(target_programs=0, bwd_target_programs=None, fill_programs=
 
 
 def _label(t: Tiling) -> str:
-    io = (f"/io{t.fwd_tile}" if t.tile_io else "") + ("/pf" if t.fwd_prefetch else "") + ("/pair" if t.fwd_pair else "")
+    io = (f"/io{t.fwd_tile}" if t.tile_io else "") + ("/pf" if t.fwd_prefetch else "")
     io += "/fast" if t.fwd_fast_math else ""
     io += ("/hint" if t.hints else "") + ("/bc16" if t.bc16 else "") + (f"/r{t.fwd_maxnreg}" if t.fwd_maxnreg else "")
     io += f"/rs{t.fwd_summary_maxnreg}" if t.fwd_summary_maxnreg else ""

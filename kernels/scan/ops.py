@@ -40,9 +40,7 @@ class Tiling:
     ``fwd_fast_math`` ("seq" forward, GPU only; the interpreter keeps the exact functions): exp2,
     softplus and sigmoid as the backward computes them (``ex2``/``lg2``/``rcp.approx.ftz`` inline PTX,
     ~2^-22 relative error). ``fwd_prefetch`` ("seq" with ``tile_io``): issue each tile's u, Δ, z
-    loads while the previous tile is computed. ``fwd_pair`` ("seq" with ``tile_io``, segmented launches):
-    each main-pass program walks two consecutive segments in lockstep (``PAIR`` in
-    :func:`.triton_seq._seq_fwd_kernel`), half as many programs; it replaces ``fwd_prefetch`` there.
+    loads while the previous tile is computed.
     ``hints`` ("seq" kernels, GPU only): cache prefetch instructions (L2 a chunk ahead, L1 for B/C two
     tiles ahead). ``bc16``: bf16 B and C packed as int32 pairs (exact). ``fwd_maxnreg`` /
     ``fwd_summary_maxnreg`` / ``bwd_maxnreg``: register caps of the "seq" forward's main pass, of its
@@ -73,7 +71,6 @@ class Tiling:
     fwd_summary_maxnreg: int | None = None
     fill_programs: int | None = None
     bwd_fill_programs: int | None = None
-    fwd_pair: bool = False
 
 
 #: The sequential-step forward at the setting that measured best on an H200 (2026-12-01,
@@ -265,18 +262,15 @@ def _launch_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, save_states
     states = u.new_empty((batch, channels, n_chunks, n_state), dtype=torch.float32) if save_states else None
     last = u.new_empty((batch, channels, n_state), dtype=torch.float32)
     dummy = A  # any tensor with >= E elements: pointer arguments of disabled features are never used
-    pair = tiling.variant == "seq" and tiling.fwd_pair and tiling.tile_io and n_segs > 1
+    grid = (batch, triton.cdiv(channels, block_e), n_segs)
 
     def launch(summary, seg_a, seg_h, carry):
-        paired = pair and not summary  # the main pass: two segments per program
-        pass_flags = dict(flags, PAIR=True, PREFETCH=False) if paired else flags
-        grid = (batch, triton.cdiv(channels, block_e), triton.cdiv(n_segs, 2) if paired else n_segs)
         kernel[grid](
             u, delta, A_k, *BC_k, D if D is not None else dummy, z if z is not None else dummy,
             delta_bias if delta_bias is not None else dummy, out, states if save_states else dummy, last,
             seg_a, seg_h, carry, channels, *lengths, groups, n_chunks, per_seg, n_segs, *extra,
             SAVE_STATES=save_states, SUMMARY=summary, N=n_state, BLOCK_E=block_e, T=chunk,
-            num_warps=tiling.fwd_warps, **pass_flags, **_flags(D, z, delta_bias, delta_softplus),
+            num_warps=tiling.fwd_warps, **flags, **_flags(D, z, delta_bias, delta_softplus),
             **_reg_cap(tiling.fwd_summary_maxnreg if summary else tiling.fwd_maxnreg),
         )
 

@@ -95,7 +95,7 @@ def _load_io(u_ptr, dt_ptr, z_ptr, row, emask, t0, L, LOAD_Z: tl.constexpr, SUB:
 
 
 @triton.jit
-def _sub_tile(h, dt_sum, A2, bias, Dv, u_raw, dt_raw, z_raw, out_ptr, BC_ptr, row, emask, bc_row, t0, bc_t0, L,
+def _sub_tile(h, dt_sum, A2, bias, Dv, u_raw, dt_raw, z_raw, out_ptr, BC_ptr, row, emask, bc_row, t0, L,
               HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
               SUMMARY: tl.constexpr, N: tl.constexpr, ASM: tl.constexpr, SUB: tl.constexpr):
     """``SUB`` steps from ``t0`` with tiled I/O, on the raw (SUB, BLOCK_E) u, Δ, z tiles of
@@ -106,10 +106,7 @@ def _sub_tile(h, dt_sum, A2, bias, Dv, u_raw, dt_raw, z_raw, out_ptr, BC_ptr, ro
     pass ~1.2 of its 5.9 ms at L = 1M (H200; kernels/scan/NOTES.md, "Twenty-second session"). Step ``j``
     picks row ``j`` with a compile-time mask (folds to a register read in the unrolled loop) and puts its
     output into row ``j`` of the output tile, stored once per tile. ``ASM`` (GPU): the fast approximate
-    exp2, softplus and sigmoid of :mod:`.triton_scan`. B and C are read from step ``bc_t0`` on: ``t0``,
-    except for a tile wholly past L (a paired segment that does not exist, see ``PAIR`` in
-    :func:`_seq_fwd_kernel`), whose masked Δ = 0 leaves the state as it is and which reads real (finite) rows
-    instead of memory past the packed B/C. Returns the state and the running sum of Δ."""
+    exp2, softplus and sigmoid of :mod:`.triton_scan`. Returns the state and the running sum of Δ."""
     rows = tl.arange(0, SUB)
     offs, m = _tile_offsets(row, emask, t0, L, SUB)
     u = u_raw.to(tl.float32)
@@ -118,7 +115,7 @@ def _sub_tile(h, dt_sum, A2, bias, Dv, u_raw, dt_raw, z_raw, out_ptr, BC_ptr, ro
     y = tl.zeros_like(u)
     for j in tl.static_range(SUB):
         pick = rows[:, None] == j
-        Bv, Cv = _load_bc(BC_ptr, bc_row, bc_t0 + j, N)
+        Bv, Cv = _load_bc(BC_ptr, bc_row, t0 + j, N)
         h = _exp2(_row(dt, pick)[None, :] * A2, ASM) * h + _row(dtu, pick)[None, :] * Bv[:, None]
         if not SUMMARY:
             y = tl.where(pick, tl.sum(h * Cv[:, None], axis=0)[None, :], y)
@@ -134,23 +131,6 @@ def _sub_tile(h, dt_sum, A2, bias, Dv, u_raw, dt_raw, z_raw, out_ptr, BC_ptr, ro
     return h, dt_sum
 
 
-@triton.jit
-def _chunk_start(h, states_ptr, state_off, u_ptr, dt_ptr, z_ptr, BC_ptr, row, bc_row, c, n_chunks, L, L_bc,
-                 emask, SAVE_STATES: tl.constexpr, SUMMARY: tl.constexpr, LOAD_Z: tl.constexpr,
-                 HINTS: tl.constexpr, N: tl.constexpr, BLOCK_E: tl.constexpr, T: tl.constexpr):
-    """At the start of chunk ``c`` (nothing past the last chunk): store its start state (the main pass,
-    ``SAVE_STATES``) and, with ``HINTS``, prefetch the next chunk's u, Δ, z and B/C into L2."""
-    if not SUMMARY:
-        if SAVE_STATES:
-            tl.store(states_ptr + state_off + c * N, h, mask=emask[None, :] & ((tl.zeros_like(state_off) + c) < n_chunks))
-    if HINTS:
-        _hint_rows(u_ptr, row, (c + 1) * T, L, T)
-        _hint_rows(dt_ptr, row, (c + 1) * T, L, T)
-        if LOAD_Z:
-            _hint_rows(z_ptr, row, (c + 1) * T, L, T)
-        _hint_bc(BC_ptr, bc_row, (c + 1) * T, L_bc, T, "L2", N, BLOCK_E)
-
-
 @triton.jit(do_not_specialize=["state_stride", *_SEGMENT_ARGS])
 def _seq_fwd_kernel(
     u_ptr, dt_ptr, A2_ptr, BC_ptr, D_ptr, z_ptr, bias_ptr, out_ptr, states_ptr, last_ptr,
@@ -159,7 +139,7 @@ def _seq_fwd_kernel(
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     SAVE_STATES: tl.constexpr, SUMMARY: tl.constexpr, TILE_IO: tl.constexpr, PREFETCH: tl.constexpr,
     ASM: tl.constexpr, N: tl.constexpr, BLOCK_E: tl.constexpr, T: tl.constexpr, HINTS: tl.constexpr = False,
-    SUB: tl.constexpr = 8, PAIR: tl.constexpr = False,
+    SUB: tl.constexpr = 8,
 ):
     """One (sequence, channel block, segment) per program, arguments as in
     :func:`.triton_scan._scan_fwd_kernel` except ``A2``: A (E, N) scaled by log2(e);
@@ -180,14 +160,9 @@ def _seq_fwd_kernel(
     ``ASM`` (GPU only): fast approximate exp2, softplus and sigmoid (:func:`.triton_scan._approx`).
     ``HINTS`` (GPU only, with ``TILE_IO``): prefetch the next chunk's u, Δ, z and B/C into L2 at each
     chunk start and each tile's B/C into L1 two tiles ahead, so the per-step loads stop waiting on
-    L2/HBM latency (Nsight Compute: ~76 % of the summary pass's stalls were such waits).
-    ``PAIR`` (main pass with ``TILE_IO``, no ``PREFETCH``): the program walks segments ``2 p`` and ``2 p + 1``
-    in lockstep, one tile of each per iteration, so that the two independent recurrences' instructions
-    interleave in one basic block. Per-warp constants (A, bias, D, addresses) are shared by the two, so more
-    recurrences fit in the register file than with one segment per warp. The grid's last axis is then half
-    the segments, rounded up; a missing second segment runs fully masked."""
+    L2/HBM latency (Nsight Compute: ~76 % of the summary pass's stalls were such waits)."""
     pid_b = tl.program_id(0).to(tl.int64)
-    seg = tl.program_id(2) * (2 if PAIR else 1)
+    seg = tl.program_id(2)
     e = tl.program_id(1) * BLOCK_E + tl.arange(0, BLOCK_E)
     emask = e < E
     n = tl.arange(0, N)
@@ -209,37 +184,19 @@ def _seq_fwd_kernel(
     c_start = seg * chunks_per_seg
     c_stop = tl.minimum(c_start + chunks_per_seg, n_chunks)
     load_z: tl.constexpr = HAS_Z and not SUMMARY
-    if PAIR:  # the second segment: its carry, and its chunks' offset from the first's
-        has_b = (tl.zeros((N, BLOCK_E), dtype=tl.int32) + seg + 1) < n_segs
-        h_b = tl.load(carry_ptr + seg_off + N, mask=emask[None, :] & has_b, other=0.0)
-        c_shift = chunks_per_seg
     if PREFETCH:  # the first tile's loads
         nu, ndt, nz = _load_io(u_ptr, dt_ptr, z_ptr, row, emask, c_start * T, L, load_z, SUB)
     for c in range(c_start, c_stop):
-        if TILE_IO:
-            _chunk_start(h, states_ptr, state_off, u_ptr, dt_ptr, z_ptr, BC_ptr, row, bc_row, c, n_chunks, L, L_bc,
-                         emask, SAVE_STATES, SUMMARY, load_z, HINTS, N, BLOCK_E, T)
-        elif not SUMMARY:
+        if not SUMMARY:
             if SAVE_STATES:
                 tl.store(states_ptr + state_off + c * N, h, mask=emask[None, :])
-        if PAIR:
-            cb = c + c_shift
-            _chunk_start(h_b, states_ptr, state_off, u_ptr, dt_ptr, z_ptr, BC_ptr, row, bc_row, cb, n_chunks, L,
-                         L_bc, emask, SAVE_STATES, SUMMARY, load_z, HINTS, N, BLOCK_E, T)
-            for s in range(0, tl.cdiv(tl.minimum(T, L - c * T), SUB)):
-                t0 = c * T + s * SUB
-                tb = cb * T + s * SUB
-                if HINTS:
-                    _hint_bc(BC_ptr, bc_row, t0 + 2 * SUB, L_bc, SUB, "L1", N, BLOCK_E)
-                    _hint_bc(BC_ptr, bc_row, tb + 2 * SUB, L_bc, SUB, "L1", N, BLOCK_E)
-                u_raw, dt_raw, z_raw = _load_io(u_ptr, dt_ptr, z_ptr, row, emask, t0, L, load_z, SUB)
-                ub, dtb, zb = _load_io(u_ptr, dt_ptr, z_ptr, row, emask, tb, L, load_z, SUB)
-                h, dt_sum = _sub_tile(h, dt_sum, A2, bias, Dv, u_raw, dt_raw, z_raw, out_ptr, BC_ptr, row, emask,
-                                      bc_row, t0, t0, L, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, SUMMARY, N, ASM, SUB)
-                h_b, dt_sum = _sub_tile(h_b, dt_sum, A2, bias, Dv, ub, dtb, zb, out_ptr, BC_ptr, row, emask, bc_row,
-                                        tb, tl.minimum(tb, L_bc - SUB), L, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS,
-                                        SUMMARY, N, ASM, SUB)
-        elif TILE_IO:
+        if TILE_IO:
+            if HINTS:
+                _hint_rows(u_ptr, row, (c + 1) * T, L, T)
+                _hint_rows(dt_ptr, row, (c + 1) * T, L, T)
+                if load_z:
+                    _hint_rows(z_ptr, row, (c + 1) * T, L, T)
+                _hint_bc(BC_ptr, bc_row, (c + 1) * T, L_bc, T, "L2", N, BLOCK_E)
             for s in range(0, tl.cdiv(tl.minimum(T, L - c * T), SUB)):
                 t0 = c * T + s * SUB
                 if HINTS:
@@ -250,7 +207,7 @@ def _seq_fwd_kernel(
                 else:
                     u_raw, dt_raw, z_raw = _load_io(u_ptr, dt_ptr, z_ptr, row, emask, t0, L, load_z, SUB)
                 h, dt_sum = _sub_tile(h, dt_sum, A2, bias, Dv, u_raw, dt_raw, z_raw, out_ptr, BC_ptr, row, emask,
-                                      bc_row, t0, t0, L, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, SUMMARY, N, ASM, SUB)
+                                      bc_row, t0, L, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, SUMMARY, N, ASM, SUB)
         else:
             for t in range(c * T, tl.minimum(c * T + T, L)):
                 u = tl.load(u_ptr + row + t, mask=emask, other=0.0).to(tl.float32)
@@ -274,6 +231,3 @@ def _seq_fwd_kernel(
         is_last = (tl.zeros((N, BLOCK_E), dtype=tl.int32) + seg) == n_segs - 1
         last_off = (pid_b * E + e[None, :].to(tl.int64)) * N + sn
         tl.store(last_ptr + last_off, h, mask=emask[None, :] & is_last)
-        if PAIR:
-            is_last_b = (tl.zeros((N, BLOCK_E), dtype=tl.int32) + seg + 1) == n_segs - 1
-            tl.store(last_ptr + last_off, h_b, mask=emask[None, :] & is_last_b)
