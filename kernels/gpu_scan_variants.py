@@ -64,7 +64,9 @@ DEVICE = "cuda"
 #: The thirty-first session, below: the backward with 16-channel blocks, which puts each channel's 16 states on
 #: two lanes (8 per thread; offline, triton 3.6: 1.57x the instructions per channel, 28 B of spills at 200
 #: registers against 472 B for the default's layout), uncapped and capped for 10 / 12 warps per SM: correct, and
-#: 1.2-1.4x slower backward (pipelines/results/h200-2026-12-04-s31/scan_variants_bwd_two_lanes.json).
+#: 1.2-1.4x slower backward (pipelines/results/h200-2026-12-04-s31/scan_variants_bwd_two_lanes.json). Then the
+#: forward's main pass walking two segments per program in lockstep (commit 40fae52, reverted): correct, and
+#: 1.29-1.37x slower at 1M at every register cap (scan_variants_fwd_pair.json there).
 CANDIDATES = [
     dataclasses.replace(DEFAULT_TILING, bwd_block_e=16, bwd_maxnreg=200),
     dataclasses.replace(DEFAULT_TILING, bwd_block_e=16, bwd_maxnreg=168),
