@@ -67,10 +67,13 @@ DEVICE = "cuda"
 #: 1.2-1.4x slower backward (pipelines/results/h200-2026-12-04-s31/scan_variants_bwd_two_lanes.json). Then the
 #: forward's main pass walking two segments per program in lockstep (commit 40fae52, reverted): correct, and
 #: 1.29-1.37x slower at 1M at every register cap (scan_variants_fwd_pair.json there).
+#: Last, the forward with 64 channels per warp (4 per thread): the per-step B/C loads serve twice the channels,
+#: so half the load requests per channel (offline: 255 registers with 60 B of spills without the tile prefetch,
+#: the summary pass 253 uncapped).
 CANDIDATES = [
-    dataclasses.replace(DEFAULT_TILING, bwd_block_e=16, bwd_maxnreg=200),
-    dataclasses.replace(DEFAULT_TILING, bwd_block_e=16, bwd_maxnreg=168),
-    dataclasses.replace(DEFAULT_TILING, bwd_block_e=16),
+    dataclasses.replace(DEFAULT_TILING, block_e=64, fwd_prefetch=False, fwd_summary_maxnreg=None),
+    dataclasses.replace(DEFAULT_TILING, block_e=64, fwd_prefetch=False, fwd_summary_maxnreg=None,
+                        target_programs=8192),
 ]
 
 
