@@ -69,7 +69,8 @@ DEVICE = "cuda"
 #: 1.29-1.37x slower at 1M at every register cap (scan_variants_fwd_pair.json there).
 #: Last, the forward with 64 channels per warp (4 per thread): the per-step B/C loads serve twice the channels,
 #: so half the load requests per channel (offline: 255 registers with 60 B of spills without the tile prefetch,
-#: the summary pass 253 uncapped).
+#: the summary pass 253 uncapped). Both correct and 1.46-1.48x slower at 1M (scan_variants_fwd_e64.json); per pass,
+#: summary 3.66 against 2.82 ms and main 6.54 against 4.21 ms (torch.profiler, scan_fwd_passes_e64.json).
 CANDIDATES = [
     dataclasses.replace(DEFAULT_TILING, block_e=64, fwd_prefetch=False, fwd_summary_maxnreg=None),
     dataclasses.replace(DEFAULT_TILING, block_e=64, fwd_prefetch=False, fwd_summary_maxnreg=None,
