@@ -67,14 +67,17 @@ DEVICE = "cuda"
 #: 1.2-1.4x slower backward (pipelines/results/h200-2026-12-04-s31/scan_variants_bwd_two_lanes.json). Then the
 #: forward's main pass walking two segments per program in lockstep (commit 40fae52, reverted): correct, and
 #: 1.29-1.37x slower at 1M at every register cap (scan_variants_fwd_pair.json there).
-#: Last, the forward with 64 channels per warp (4 per thread): the per-step B/C loads serve twice the channels,
-#: so half the load requests per channel (offline: 255 registers with 60 B of spills without the tile prefetch,
-#: the summary pass 253 uncapped). Both correct and 1.46-1.48x slower at 1M (scan_variants_fwd_e64.json); per pass,
-#: summary 3.66 against 2.82 ms and main 6.54 against 4.21 ms (torch.profiler, scan_fwd_passes_e64.json).
+#: Then the forward with 64 channels per warp (4 per thread), half the B/C load requests per channel (offline: 255
+#: registers with 60 B of spills without the tile prefetch, the summary pass 253 uncapped): both correct and
+#: 1.46-1.48x slower at 1M (scan_variants_fwd_e64.json); per pass, summary 3.66 against 2.82 ms and main 6.54
+#: against 4.21 ms (torch.profiler, scan_fwd_passes_e64.json). Last, below: the profile showed the forward main pass
+#: waiting on instruction fetch (13 % of its cycles), so programs of 2 or 4 warps of 32 channels each (the same
+#: per-warp code, offline), which start each tile together, at the default's segment lengths and at half of them.
 CANDIDATES = [
-    dataclasses.replace(DEFAULT_TILING, block_e=64, fwd_prefetch=False, fwd_summary_maxnreg=None),
-    dataclasses.replace(DEFAULT_TILING, block_e=64, fwd_prefetch=False, fwd_summary_maxnreg=None,
-                        target_programs=8192),
+    dataclasses.replace(DEFAULT_TILING, block_e=64, fwd_warps=2, target_programs=8192),
+    dataclasses.replace(DEFAULT_TILING, block_e=128, fwd_warps=4, target_programs=4096),
+    dataclasses.replace(DEFAULT_TILING, block_e=64, fwd_warps=2),
+    dataclasses.replace(DEFAULT_TILING, block_e=128, fwd_warps=4, target_programs=8192),
 ]
 
 
