@@ -72,7 +72,9 @@ DEVICE = "cuda"
 #: 1.46-1.48x slower at 1M (scan_variants_fwd_e64.json); per pass, summary 3.66 against 2.82 ms and main 6.54
 #: against 4.21 ms (torch.profiler, scan_fwd_passes_e64.json). Last, below: the profile showed the forward main pass
 #: waiting on instruction fetch (13 % of its cycles), so programs of 2 or 4 warps of 32 channels each (the same
-#: per-warp code, offline), which start each tile together, at the default's segment lengths and at half of them.
+#: per-warp code, offline), at the default's segment lengths and at half of them: 7.06-7.11 against 7.15 ms at 1M,
+#: within this call's run-to-run spread (the unchanged backward moved by 1 ms), so not adopted
+#: (scan_variants_fwd_warps.json).
 CANDIDATES = [
     dataclasses.replace(DEFAULT_TILING, block_e=64, fwd_warps=2, target_programs=8192),
     dataclasses.replace(DEFAULT_TILING, block_e=128, fwd_warps=4, target_programs=4096),
