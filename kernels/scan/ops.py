@@ -40,8 +40,7 @@ class Tiling:
     ``fwd_fast_math`` ("seq" forward, GPU only; the interpreter keeps the exact functions): exp2,
     softplus and sigmoid as the backward computes them (``ex2``/``lg2``/``rcp.approx.ftz`` inline PTX,
     ~2^-22 relative error). ``fwd_prefetch`` ("seq" with ``tile_io``): issue each tile's u, Δ, z
-    loads while the previous tile is computed. ``fwd_tile_sync``: a barrier before each tile, so that a
-    program's warps walk the tile loop together (an experiment on instruction fetch).
+    loads while the previous tile is computed.
     ``hints`` ("seq" kernels, GPU only): cache prefetch instructions (L2 a chunk ahead, L1 for B/C two
     tiles ahead). ``bc16``: bf16 B and C packed as int32 pairs (exact). ``fwd_maxnreg`` /
     ``fwd_summary_maxnreg`` / ``bwd_maxnreg``: register caps of the "seq" forward's main pass, of its
@@ -72,7 +71,6 @@ class Tiling:
     fwd_summary_maxnreg: int | None = None
     fill_programs: int | None = None
     bwd_fill_programs: int | None = None
-    fwd_tile_sync: bool = False
 
 
 #: The sequential-step forward at the setting that measured best on an H200 (2026-12-01,
@@ -249,7 +247,7 @@ def _launch_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, save_states
         gpu = not dispatch.interpreting()  # inline PTX: not in the interpreter
         flags = dict(TILE_IO=tiling.tile_io, PREFETCH=tiling.fwd_prefetch and tiling.tile_io,
                      ASM=tiling.fwd_fast_math and gpu, HINTS=tiling.hints and tiling.tile_io and gpu,
-                     SUB=tiling.fwd_tile, TILE_SYNC=tiling.fwd_tile_sync)
+                     SUB=tiling.fwd_tile)
         BC = pack_bc(B, C, multiple=16, half=tiling.bc16)  # rows zero-padded: unmasked loads
         kernel, BC_k, lengths, extra = _seq_fwd_kernel, (BC,), (u.shape[2], BC.shape[2]), (1,)
     else:

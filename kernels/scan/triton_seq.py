@@ -139,7 +139,7 @@ def _seq_fwd_kernel(
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     SAVE_STATES: tl.constexpr, SUMMARY: tl.constexpr, TILE_IO: tl.constexpr, PREFETCH: tl.constexpr,
     ASM: tl.constexpr, N: tl.constexpr, BLOCK_E: tl.constexpr, T: tl.constexpr, HINTS: tl.constexpr = False,
-    SUB: tl.constexpr = 8, TILE_SYNC: tl.constexpr = False,
+    SUB: tl.constexpr = 8,
 ):
     """One (sequence, channel block, segment) per program, arguments as in
     :func:`.triton_scan._scan_fwd_kernel` except ``A2``: A (E, N) scaled by log2(e);
@@ -199,8 +199,6 @@ def _seq_fwd_kernel(
                 _hint_bc(BC_ptr, bc_row, (c + 1) * T, L_bc, T, "L2", N, BLOCK_E)
             for s in range(0, tl.cdiv(tl.minimum(T, L - c * T), SUB)):
                 t0 = c * T + s * SUB
-                if TILE_SYNC:  # the program's warps start every tile together (experiment: shared instruction fetch)
-                    tl.debug_barrier()
                 if HINTS:
                     _hint_bc(BC_ptr, bc_row, t0 + 2 * SUB, L_bc, SUB, "L1", N, BLOCK_E)
                 if PREFETCH:  # this tile's loads were issued one tile ago; issue the next tile's now
