@@ -74,7 +74,8 @@ DEVICE = "cuda"
 #: waiting on instruction fetch (13 % of its cycles), so programs of 2 or 4 warps of 32 channels each (the same
 #: per-warp code, offline), at the default's segment lengths and at half of them: 7.06-7.11 against 7.15 ms at 1M,
 #: within this call's run-to-run spread (the unchanged backward moved by 1 ms), so not adopted
-#: (scan_variants_fwd_warps.json).
+#: (scan_variants_fwd_warps.json). A barrier before every tile (commit 4716f39, reverted) made 4-warp programs
+#: slower (7.23 ms), while 4 warps without it again ran 7.06 against 7.14 ms (scan_variants_fwd_tile_sync.json).
 CANDIDATES = [
     dataclasses.replace(DEFAULT_TILING, block_e=64, fwd_warps=2, target_programs=8192),
     dataclasses.replace(DEFAULT_TILING, block_e=128, fwd_warps=4, target_programs=4096),
