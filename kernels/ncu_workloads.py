@@ -7,8 +7,9 @@ Each workload is warmed up (Triton compiles, cuFFT plans) before ``cudaProfilerS
         -o OUT/scan-fwd python kernels/ncu_workloads.py scan-fwd --length 1048576
 
 Workloads (shapes of ``kernels/bench_scan.py`` and ``kernels/bench_fftconv.py``):
-``scan-fwd`` / ``scan-bwd``: the selective scan's forward (with chunk-start states, as in training) /
-backward at B=1, E=512, N=16, bf16 with D, z and Δ-bias; ``fftconv-fwd`` / ``fftconv-fwdbwd``: the
+``scan-infer`` / ``scan-fwd`` / ``scan-bwd``: the selective scan's forward without autograd (no chunk-start
+states, as in inference and ``kernels/bench_scan.py``'s forward) / forward with chunk-start states (as in
+training) / backward, at B=1, E=512, N=16, bf16 with D, z and Δ-bias; ``fftconv-fwd`` / ``fftconv-fwdbwd``: the
 long convolution on the path given by ``--path`` (``cufft``: cuFFT with the fused Triton passes, the
 CUDA default beyond 4K; ``cufft-two-level``: with its two-level transforms forced on; ``triton``: the
 Monarch kernels; any key of ``bench_fftconv.PATHS``), bf16 u, B·H·L = 256 M, L one of
@@ -25,7 +26,9 @@ import torch
 from genomix.kernels.bench_fftconv import PATHS, SHAPES
 
 
-def _scan(length: int, backward: bool, overrides: dict[str, str]) -> Callable[[], None]:
+def _scan(length: int, mode: str, overrides: dict[str, str]) -> Callable[[], None]:
+    """The scan call of workload ``scan-<mode>`` (``infer``, ``fwd`` or ``bwd``) at ``DEFAULT_TILING`` with
+    ``overrides`` (field name -> text)."""
     from genomix.kernels.scan.ops import DEFAULT_TILING, selective_scan_triton
     from genomix.kernels.bench_scan import make_inputs
 
@@ -37,9 +40,15 @@ def _scan(length: int, backward: bool, overrides: dict[str, str]) -> Callable[[]
         return value == "True" if kind == "bool" else value if kind == "str" else int(value)
 
     tiling = dataclasses.replace(DEFAULT_TILING, **{k: parse(k, v) for k, v in overrides.items()})
-    inputs = [t.requires_grad_() if t.is_floating_point() else t for t in make_inputs(length)]
+    inputs = make_inputs(length)
+    if mode == "infer":
+        def infer() -> None:
+            with torch.no_grad():
+                selective_scan_triton(*inputs, tiling=tiling)
+        return infer
+    inputs = [t.requires_grad_() if t.is_floating_point() else t for t in inputs]
     dout = torch.randn_like(inputs[0])
-    if not backward:
+    if mode == "fwd":
         return lambda: selective_scan_triton(*inputs, tiling=tiling)
     out = selective_scan_triton(*inputs, tiling=tiling)
 
@@ -66,7 +75,7 @@ def _fftconv(length: int, path: str, backward: bool) -> Callable[[], None]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("workload", choices=["scan-fwd", "scan-bwd", "fftconv-fwd", "fftconv-fwdbwd"])
+    ap.add_argument("workload", choices=["scan-infer", "scan-fwd", "scan-bwd", "fftconv-fwd", "fftconv-fwdbwd"])
     ap.add_argument("--length", type=int, default=1 << 20)
     ap.add_argument("--path", default="cufft", choices=sorted(PATHS), help="fftconv path (bench_fftconv.PATHS)")
     ap.add_argument("--tiling", nargs="*", default=[], metavar="NAME=VALUE",
@@ -76,7 +85,7 @@ def main() -> int:
         ap.error(f"fftconv workloads take --length in {sorted(SHAPES)} (bench_fftconv's shapes)")
     if args.workload.startswith("scan"):
         overrides = dict(item.split("=", 1) for item in args.tiling)
-        run = _scan(args.length, backward=args.workload == "scan-bwd", overrides=overrides)
+        run = _scan(args.length, args.workload.removeprefix("scan-"), overrides=overrides)
     else:
         run = _fftconv(args.length, args.path, backward=args.workload == "fftconv-fwdbwd")
     run()  # compile, plan, allocate
