@@ -76,11 +76,15 @@ DEVICE = "cuda"
 #: within this call's run-to-run spread (the unchanged backward moved by 1 ms), so not adopted
 #: (scan_variants_fwd_warps.json). A barrier before every tile (commit 4716f39, reverted) made 4-warp programs
 #: slower (7.23 ms), while 4 warps without it again ran 7.06 against 7.14 ms (scan_variants_fwd_tile_sync.json).
+#: The thirty-second session, below: the one-pass "lanes" forward (kernels/scan/triton_lanes.py: one channel per
+#: program, time across its threads, 16 steps each; one exp2 per state and step instead of two), on programs of
+#: 4, 8 and 2 warps (2048-, 4096- and 1024-step tiles); the backward is the default's. At B = 1, E = 512 that is
+#: 512 programs: 4 per SM need <= 128 registers at 4 warps (offline: 135 uncapped, 8 B of spills at 128).
 CANDIDATES = [
-    dataclasses.replace(DEFAULT_TILING, block_e=64, fwd_warps=2, target_programs=8192),
-    dataclasses.replace(DEFAULT_TILING, block_e=128, fwd_warps=4, target_programs=4096),
-    dataclasses.replace(DEFAULT_TILING, block_e=64, fwd_warps=2),
-    dataclasses.replace(DEFAULT_TILING, block_e=128, fwd_warps=4, target_programs=8192),
+    dataclasses.replace(DEFAULT_TILING, variant="lanes", fwd_warps=4, fwd_maxnreg=128),
+    dataclasses.replace(DEFAULT_TILING, variant="lanes", fwd_warps=4),
+    dataclasses.replace(DEFAULT_TILING, variant="lanes", fwd_warps=8, fwd_maxnreg=128),
+    dataclasses.replace(DEFAULT_TILING, variant="lanes", fwd_warps=2),
 ]
 
 
