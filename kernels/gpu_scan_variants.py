@@ -76,15 +76,19 @@ DEVICE = "cuda"
 #: within this call's run-to-run spread (the unchanged backward moved by 1 ms), so not adopted
 #: (scan_variants_fwd_warps.json). A barrier before every tile (commit 4716f39, reverted) made 4-warp programs
 #: slower (7.23 ms), while 4 warps without it again ran 7.06 against 7.14 ms (scan_variants_fwd_tile_sync.json).
-#: The thirty-second session, below: the one-pass "lanes" forward (kernels/scan/triton_lanes.py: one channel per
-#: program, time across its threads, 16 steps each; one exp2 per state and step instead of two), on programs of
-#: 4, 8 and 2 warps (2048-, 4096- and 1024-step tiles); the backward is the default's. At B = 1, E = 512 that is
-#: 512 programs: 4 per SM need <= 128 registers at 4 warps (offline: 135 uncapped, 8 B of spills at 128).
+#: The thirty-second session, below (built and checked on the CPU interpreter; no GPU was lent that session, so
+#: not yet run): the one-pass "lanes" forward (kernels/scan/triton_lanes.py: time across a program's threads, 16
+#: steps each; one exp2 per state and step instead of two), the backward the default's. At B = 1, E = 512:
+#: 2 channels per thread share each B/C load (offline, triton 3.6, sm_90a: 237 registers, 2 programs of 4 warps per
+#: SM, 256 programs; 205 instructions per channel, state and 16 steps); one channel per thread at 128 registers
+#: (8 B of spills) fits 4 programs per SM (512 programs, one wave; 252 instructions), uncapped it takes 158 (241);
+#: 8 warps with 2 channels 248 (435 for the two); 2 warps 159 (231).
 CANDIDATES = [
-    dataclasses.replace(DEFAULT_TILING, variant="lanes", fwd_warps=4, fwd_maxnreg=128),
-    dataclasses.replace(DEFAULT_TILING, variant="lanes", fwd_warps=4),
-    dataclasses.replace(DEFAULT_TILING, variant="lanes", fwd_warps=8, fwd_maxnreg=128),
-    dataclasses.replace(DEFAULT_TILING, variant="lanes", fwd_warps=2),
+    dataclasses.replace(DEFAULT_TILING, variant="lanes", block_e=2, fwd_warps=4),
+    dataclasses.replace(DEFAULT_TILING, variant="lanes", block_e=1, fwd_warps=4, fwd_maxnreg=128),
+    dataclasses.replace(DEFAULT_TILING, variant="lanes", block_e=1, fwd_warps=4),
+    dataclasses.replace(DEFAULT_TILING, variant="lanes", block_e=1, fwd_warps=2),
+    dataclasses.replace(DEFAULT_TILING, variant="lanes", block_e=2, fwd_warps=8),
 ]
 
 

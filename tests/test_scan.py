@@ -144,25 +144,24 @@ def test_seq_prefetch_matches_reference(case, tiling):
 @pytest.mark.parametrize(
     "case,tiling",
     [
-        # one 512-step tile per program, partial: all features, N = 4 (part of a thread's carry items)
-        (dict(L=37), dict(chunk=16)),
-        # three tiles, the last partial, 16 states, grouped B/C; the seq backward reads its chunk states
-        (dict(L=1100, N=16, groups=2, E=4, batch=1), dict(chunk=32, bwd_variant="seq", bwd_block_e=32,
-                                                        bwd_warps=1, bwd_stash=4)),
-        (dict(L=600, N=8, z=False, D=False, bias=False, dtype=torch.bfloat16, batch=1, E=2), dict(chunk=128)),
+        # one 512-step tile per program, partial: all features, 4 states
+        (dict(L=37), dict(chunk=16, block_e=1)),
+        # two channels per program with a ragged last program (E = 5); three tiles, the last partial
+        (dict(L=1100, E=5, batch=1), dict(chunk=32, block_e=2)),
+        # 16 states, grouped B/C (2 channels each); the seq backward reads the chunk-start states
+        (dict(L=600, N=16, groups=2, E=4, batch=1), dict(chunk=32, block_e=2, bwd_variant="seq",
+                                                       bwd_block_e=32, bwd_warps=1, bwd_stash=4)),
+        (dict(L=600, N=8, z=False, D=False, bias=False, dtype=torch.bfloat16, batch=1, E=2),
+         dict(chunk=128, block_e=1)),
+        (dict(L=50, N=32, E=2, batch=1), dict(chunk=16, block_e=2)),  # more states than a thread's steps
     ],
-    ids=["one-tile", "three-tiles-grouped-seq-bwd", "bare-bf16"],
+    ids=["one-tile", "two-channels-ragged-E", "grouped-seq-bwd", "bare-bf16", "32-states"],
 )
 def test_lanes_variant_matches_reference(case, tiling):
     """The one-pass forward with time across the threads ("lanes") gives the reference's outputs and last
     state, and chunk-start states from which the backward kernels get the reference's gradients."""
     tol = 2e-2 if case.get("dtype") == torch.bfloat16 else 1e-4
     _compare(_inputs(**case), tol, variant="lanes", fwd_warps=1, **tiling)
-
-
-def test_lanes_variant_refuses_more_than_16_states():
-    with pytest.raises(ValueError, match="at most 16 states"):
-        selective_scan_triton(*_inputs(L=8, N=32), tiling=Tiling(variant="lanes", fwd_warps=1, chunk=16))
 
 
 def test_pack_bc_half_holds_the_bf16_bits_of_B_and_C():
@@ -199,8 +198,9 @@ def test_seq_kernels_on_bf16_bc_pairs_match_reference(case, tiling):
 
 @pytest.mark.parametrize("tiling", [dict(variant="nope"), dict(variant="seq", chunk=24),
                                     dict(variant="seq", tile_io=True, fwd_tile=12),
-                                    dict(variant="lanes", fwd_warps=1, chunk=48)],
-                         ids=["variant", "chunk", "tile", "lanes-chunk"])
+                                    dict(variant="lanes", fwd_warps=1, chunk=48, block_e=1),
+                                    dict(variant="lanes", fwd_warps=1, chunk=16, block_e=4)],
+                         ids=["variant", "chunk", "tile", "lanes-chunk", "lanes-channels"])
 def test_bad_tiling_is_refused(tiling):
     with pytest.raises(ValueError):
         selective_scan_triton(*_inputs(L=8), tiling=Tiling(**tiling))
@@ -333,7 +333,7 @@ def test_warp_transpose_sum_ptx_gives_lane_pairs_the_warp_totals():
         dict(block_e=4, chunk=16, target_programs=1),  # one segment: the initial state is the main pass's carry
         dict(block_e=4, chunk=16, target_programs=12, bwd_block_e=2),  # three segments: it enters the carries
         dict(variant="seq", block_e=4, chunk=16, target_programs=8, tile_io=True),  # two segments
-        dict(variant="lanes", fwd_warps=1, chunk=16),  # the carry buffer starts as the initial state
+        dict(variant="lanes", fwd_warps=1, chunk=16, block_e=2),  # the carry buffer starts as the initial state
     ],
     ids=["one-segment", "segmented", "seq-segmented", "lanes"],
 )

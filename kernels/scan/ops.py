@@ -30,9 +30,9 @@ class Tiling:
     (N, channels) state in registers, one channel per thread: use ``block_e = 32 * fwd_warps`` and a
     ``chunk`` that is a multiple of 16). Both share the segment driver and the backward kernel; the
     backward's segmentation target is ``bwd_target_programs`` (default: ``target_programs``).
-    ``"lanes"`` (:mod:`.triton_lanes`, N <= 16): one pass, one channel per program of ``fwd_warps`` warps
-    with time across the threads (16 steps each); ``block_e`` and the segmentation fields do not apply, and
-    ``chunk`` (the backward's) must divide its ``512 * fwd_warps``-step tile.
+    ``"lanes"`` (:mod:`.triton_lanes`): one pass; a program of ``fwd_warps`` warps owns
+    ``block_e`` (1 or 2) channels, with time across its threads (16 steps each); the segmentation fields
+    do not apply, and ``chunk`` (the backward's) must divide its ``512 * fwd_warps``-step tile.
     ``tile_io`` ("seq" only): read u, Δ, z and write outputs in ``fwd_tile``-step tiles (8 or 16; vector
     loads/stores, each thread holding its channel's steps) instead of one strided element per thread and
     step.
@@ -201,9 +201,11 @@ def _check_tiling(tiling: Tiling) -> None:
         raise ValueError(f"unknown selective-scan variant {tiling.variant!r} (expected 'assoc', 'seq' or 'lanes')")
     if tiling.bwd_variant not in ("assoc", "seq"):
         raise ValueError(f"unknown selective-scan bwd_variant {tiling.bwd_variant!r} (expected 'assoc' or 'seq')")
-    if tiling.variant == "lanes" and (tiling.chunk % 16 or 512 * tiling.fwd_warps % tiling.chunk):
+    if tiling.variant == "lanes" and (tiling.chunk % 16 or 512 * tiling.fwd_warps % tiling.chunk
+                                      or tiling.block_e not in (1, 2)):
         raise ValueError(f"the 'lanes' forward needs a chunk that is a multiple of 16 and divides its "
-                         f"{512 * tiling.fwd_warps}-step tile, got {tiling.chunk}")
+                         f"{512 * tiling.fwd_warps}-step tile (got {tiling.chunk}) and 1 or 2 channels per "
+                         f"program (block_e, got {tiling.block_e})")
     if tiling.variant == "seq" and tiling.chunk % 16:
         raise ValueError(f"the 'seq' variant needs a chunk that is a multiple of 16, got {tiling.chunk}")
     if tiling.fwd_tile not in (8, 16):
@@ -243,14 +245,13 @@ def _run_segmented(launch, like: torch.Tensor, n_state: int, n_segs: int, revers
 
 def _launch_fwd_lanes(u, delta, A, B, C, D, z, delta_bias, delta_softplus, save_states, tiling: Tiling,
                       initial: torch.Tensor | None):
-    """The one-pass forward of :mod:`.triton_lanes`: one program per (sequence, channel), no segments.
-    The last-state buffer starts as the initial state (or zero) and carries the state between tiles."""
+    """The one-pass forward of :mod:`.triton_lanes`: one program per sequence and ``block_e`` channels (of
+    one B/C group), no segments. The last-state buffer starts as the initial state (or zero) and carries
+    the state between tiles."""
     from .triton_lanes import _lanes_fwd_kernel
 
     batch, channels, length = u.shape
     groups, n_state = B.shape[1], B.shape[2]
-    if n_state > 16:
-        raise ValueError(f"the 'lanes' forward holds at most 16 states per channel, got N = {n_state}")
     n_chunks = -(-length // tiling.chunk)
     out = torch.empty_like(u)
     states = u.new_empty((batch, channels, n_chunks, n_state), dtype=torch.float32) if save_states else None
@@ -258,12 +259,13 @@ def _launch_fwd_lanes(u, delta, A, B, C, D, z, delta_bias, delta_softplus, save_
             else initial.reshape(batch, channels, n_state).clone())
     A2 = _log2e_scaled(A)
     dummy = A2  # pointer arguments of disabled features are never read
-    _lanes_fwd_kernel[(batch, channels)](
+    per_program = _tile(channels, groups, tiling.block_e)
+    _lanes_fwd_kernel[(batch, -(-channels // per_program))](
         u, delta, A2, B, C, D if D is not None else dummy, z if z is not None else dummy,
         delta_bias if delta_bias is not None else dummy, out, states if save_states else dummy, last,
         channels, length, groups, n_chunks, SAVE_STATES=save_states, ASM=tiling.fwd_fast_math and not
         dispatch.interpreting(), N=n_state, CHUNK=tiling.chunk, LANES=32 * tiling.fwd_warps,
-        num_warps=tiling.fwd_warps, **_flags(D, z, delta_bias, delta_softplus), **_reg_cap(tiling.fwd_maxnreg),
+        CPT=per_program, num_warps=tiling.fwd_warps, **_flags(D, z, delta_bias, delta_softplus), **_reg_cap(tiling.fwd_maxnreg),
     )
     return out, states, last
 
