@@ -33,7 +33,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .triton_scan import _affine_combine, _dt_of, _exp2, _sigmoid
+from .triton_scan import _affine_combine, _dt_of, _exp2, _gate
 
 
 @triton.jit
@@ -132,9 +132,6 @@ def _lanes_fwd_kernel(
                 pick = item == j
                 h = _step(a, pick) * h + _step(b, pick)
                 y = tl.where(pick, y + (_step(Cn, pick) * h)[:, :, None, None], y)
-        if HAS_D:
-            y += Dv * u
-        if HAS_Z:
-            zv = tl.load(z_ptr + rows + t, mask=m, other=0.0).to(tl.float32)
-            y = y * zv * _sigmoid(zv, ASM)
+        z_raw = tl.load(z_ptr + rows + t, mask=m, other=0.0) if HAS_Z else u
+        y = _gate(y, u, Dv, z_raw, HAS_D, HAS_Z, ASM)
         tl.store(out_ptr + rows + t, y.to(out_ptr.dtype.element_ty), mask=m)

@@ -79,6 +79,18 @@ def _sigmoid(x, ASM: tl.constexpr = False):
 
 
 @triton.jit
+def _gate(y, u, Dv, z_raw, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, ASM: tl.constexpr = False):
+    """Mamba's output from the scan's y: (y + D u) silu(z), each term only when enabled (``z_raw`` in any
+    dtype, ignored without ``HAS_Z``); ``ASM``: the approximate sigmoid of :func:`_sigmoid`."""
+    if HAS_D:
+        y += Dv * u
+    if HAS_Z:
+        zv = z_raw.to(tl.float32)
+        y = y * zv * _sigmoid(zv, ASM)
+    return y
+
+
+@triton.jit
 def _load_dt(dt_ptr, offs, mask, bias, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, ASM: tl.constexpr = False):
     """Raw Δ (plus the bias, given broadcastable to ``offs``), and Δ after softplus (0 where masked, so
     a = 1 and b = 0 there). ``ASM``: the GPU-only fast softplus."""

@@ -24,7 +24,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .triton_scan import _SEGMENT_ARGS, _dt_of, _exp2, _load_dt, _prefetch, _sigmoid
+from .triton_scan import _SEGMENT_ARGS, _dt_of, _exp2, _gate, _load_dt, _prefetch
 
 
 @triton.jit
@@ -122,11 +122,7 @@ def _sub_tile(h, dt_sum, A2, bias, Dv, u_raw, dt_raw, z_raw, out_ptr, BC_ptr, ro
     if SUMMARY:
         dt_sum += tl.sum(dt, axis=0)
     else:
-        if HAS_D:
-            y += Dv[None, :] * u
-        if HAS_Z:
-            zv = z_raw.to(tl.float32)
-            y = y * zv * _sigmoid(zv, ASM)
+        y = _gate(y, u, Dv[None, :], z_raw, HAS_D, HAS_Z, ASM)
         tl.store(out_ptr + offs, y.to(out_ptr.dtype.element_ty), mask=m)
     return h, dt_sum
 
@@ -217,12 +213,8 @@ def _seq_fwd_kernel(
                 if SUMMARY:
                     dt_sum += dt
                 else:
-                    y = tl.sum(h * Cv[:, None], axis=0)
-                    if HAS_D:
-                        y += Dv * u
-                    if HAS_Z:
-                        zv = tl.load(z_ptr + row + t, mask=emask, other=0.0).to(tl.float32)
-                        y = y * zv * _sigmoid(zv, ASM)
+                    z_raw = tl.load(z_ptr + row + t, mask=emask, other=0.0) if HAS_Z else u
+                    y = _gate(tl.sum(h * Cv[:, None], axis=0), u, Dv, z_raw, HAS_D, HAS_Z, ASM)
                     tl.store(out_ptr + row + t, y.to(out_ptr.dtype.element_ty), mask=emask)
     if SUMMARY:
         tl.store(seg_a_ptr + seg_off, tl.exp2(A2 * dt_sum[None, :]), mask=emask[None, :])
