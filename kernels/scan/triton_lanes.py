@@ -33,25 +33,22 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .triton_scan import _affine_combine, _dt_of, _exp2, _gate
+from .triton_scan import _affine_combine, _dt_of, _exp2, _gate, _neg_zero
 
 
 @triton.jit
 def _step(X, pick):
     """Step ``j`` of every thread's 16 steps of a (LANES, channels, 2, 8) tile, ``pick`` being the
     compile-time (1, 1, 2, 8) mask of step ``j`` = 8 half + k: both reduced axes are in each thread's
-    registers, so this is a register read once the loops are unrolled: -0.0 fills the other steps because
-    x + (-0.0) == x folds away. (A literal -0.0 becomes +0.0 in Triton's frontend, which does not fold;
-    hence the bit pattern.)"""
-    neg_zero = tl.full(X.shape, -2147483648, tl.int32).to(tl.float32, bitcast=True)
-    return tl.sum(tl.sum(tl.where(pick, X, neg_zero), axis=3), axis=2)
+    registers, so this is a register read once the loops are unrolled (the other steps are filled with
+    :func:`.triton_scan._neg_zero`)."""
+    return tl.sum(tl.sum(tl.where(pick, X, _neg_zero(X)), axis=3), axis=2)
 
 
 @triton.jit
 def _column(X, col):
     """Column ``c`` of a (LANES, CPT) tensor, ``col`` its compile-time (1, CPT) mask: a register read."""
-    neg_zero = tl.full(X.shape, -2147483648, tl.int32).to(tl.float32, bitcast=True)
-    return tl.sum(tl.where(col, X, neg_zero), axis=1)
+    return tl.sum(tl.where(col, X, _neg_zero(X)), axis=1)
 
 
 @triton.jit
