@@ -263,9 +263,10 @@ def _launch_fwd_lanes(u, delta, A, B, C, D, z, delta_bias, delta_softplus, save_
     _lanes_fwd_kernel[(batch, -(-channels // per_program))](
         u, delta, A2, B, C, D if D is not None else dummy, z if z is not None else dummy,
         delta_bias if delta_bias is not None else dummy, out, states if save_states else dummy, last,
-        channels, length, groups, n_chunks, SAVE_STATES=save_states, ASM=tiling.fwd_fast_math and not
-        dispatch.interpreting(), N=n_state, CHUNK=tiling.chunk, LANES=32 * tiling.fwd_warps,
-        CPT=per_program, num_warps=tiling.fwd_warps, **_flags(D, z, delta_bias, delta_softplus), **_reg_cap(tiling.fwd_maxnreg),
+        channels, length, groups, n_chunks, SAVE_STATES=save_states,
+        ASM=tiling.fwd_fast_math and not dispatch.interpreting(),  # inline PTX: not in the interpreter
+        N=n_state, CHUNK=tiling.chunk, LANES=32 * tiling.fwd_warps, CPT=per_program, num_warps=tiling.fwd_warps,
+        **_flags(D, z, delta_bias, delta_softplus), **_reg_cap(tiling.fwd_maxnreg),
     )
     return out, states, last
 
