@@ -80,9 +80,9 @@ DEVICE = "cuda"
 #: not yet run): the one-pass "lanes" forward (kernels/scan/triton_lanes.py: time across a program's threads, 16
 #: steps each; one exp2 per state and step instead of two), the backward the default's. At B = 1, E = 512:
 #: 2 channels per thread share each B/C load (offline, triton 3.6, sm_90a: 237 registers, 2 programs of 4 warps per
-#: SM, 256 programs; 205 instructions per channel, state and 16 steps); one channel per thread at 128 registers
-#: (8 B of spills) fits 4 programs per SM (512 programs, one wave; 252 instructions), uncapped it takes 158 (241);
-#: 8 warps with 2 channels 248 (435 for the two); 2 warps 159 (231).
+#: SM, 256 programs; 204 instructions per channel, state and 16 steps); one channel per thread at 128 registers
+#: (8 B of spills) fits 4 programs per SM (512 programs, one wave; 252 instructions), uncapped it takes 158 (242);
+#: 8 warps with 2 channels 248 (436 for the two); 2 warps 159 (231). Counts: kernels/offline_scan_sass.py.
 CANDIDATES = [
     dataclasses.replace(DEFAULT_TILING, variant="lanes", block_e=2, fwd_warps=4),
     dataclasses.replace(DEFAULT_TILING, variant="lanes", block_e=1, fwd_warps=4, fwd_maxnreg=128),

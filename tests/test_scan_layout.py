@@ -17,35 +17,14 @@ import pytest
 
 _COMPILE = r'''
 import sys
-from triton.backends.compiler import GPUTarget
-import triton
-from genomix.kernels.scan import triton_seq_bwd
-
-kernel = triton_seq_bwd._seq_bwd_kernel
-consts = dict(HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True, SUMMARY=False, N=16, BLOCK_E=32, T=128,
-              S=4, WARP_E=32, WARP_ASM=True, ASM=True, HINTS=True)
-divisible = sys.argv[1].split(",")
-signature, attrs = {}, {}
-for i, name in enumerate(kernel.arg_names):
-    if name in consts:
-        signature[name] = "constexpr"
-        continue
-    if name == "BC_ptr":
-        signature[name] = "*i32"  # bf16 B/C pairs
-    elif name in ("u_ptr", "dt_ptr", "z_ptr", "dout_ptr", "du_ptr", "ddt_ptr", "dz_ptr"):
-        signature[name] = "*bf16"
-    else:
-        signature[name] = "*fp32" if name.endswith("_ptr") else "i32"
-    if name.endswith("_ptr") or name in divisible:  # fresh tensors are 16-byte aligned
-        attrs[(i,)] = [["tt.divisibility", 16]]
 try:
     from triton.backends.nvidia.compiler import CUDABackend  # noqa: F401
 except ImportError:
     print("NO-CUDA-BACKEND")
     raise SystemExit(0)
-source = triton.compiler.ASTSource(fn=kernel, signature=signature, constexprs=consts, attrs=attrs)
-compiled = triton.compile(source, target=GPUTarget("cuda", 90, 128), options={"num_warps": 1})
-print(compiled.asm["ttgir"])
+from genomix.kernels.offline_scan_sass import compile_scan_kernel
+
+print(compile_scan_kernel("seq-bwd", warps=1, divisible=tuple(sys.argv[1].split(","))).asm["ttgir"])
 '''
 
 

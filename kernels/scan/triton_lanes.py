@@ -18,10 +18,10 @@ scans the sequence once, as mamba_ssm's CUDA kernel does:
   steps that forms h and adds ``C h`` to the output.
 - Per state and step that is one ``exp2`` and 5 FP instructions (Δ·A, Δu·B, the composite, the second
   walk, y += C h), plus the thread scan and the bf16 unpacking of B and C. Offline (triton 3.6, sm_90a, the
-  benchmark's flags) a program of 4 warps issues 241 instructions per state and 16 steps at one channel per
-  thread (158 registers) and 410 for two (``CPT = 2``, 237 registers: B and C loaded and unpacked once for
+  benchmark's flags) a program of 4 warps issues 242 instructions per state and 16 steps at one channel per
+  thread (158 registers) and 408 for two (``CPT = 2``, 237 registers: B and C loaded and unpacked once for
   both): 15.1 and 12.8 per state and step, against ~16.6 for the two ``seq`` passes together (Nsight Compute,
-  kernels/scan/NOTES.md, "Thirty-second session").
+  kernels/scan/NOTES.md, "Thirty-second session"; counted with kernels/offline_scan_sass.py).
 - The state entering the tile (the carry) goes through the ``carry`` buffer (the returned last state), one
   fp32 per channel and state; the tile's first thread folds it into its composite before the scan.
 

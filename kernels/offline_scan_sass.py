@@ -1,0 +1,136 @@
+"""Compile the selective-scan kernels for an H100/H200 (sm_90a) on a machine without a GPU, and count what
+they issue.
+
+Triton compiles for a CUDA target wherever its NVIDIA backend is installed, and ships ``ptxas`` and
+``cuobjdump``. For one kernel at the benchmark's flags (bf16 u/Δ/z, z, D, Δ-bias, softplus, fast math; 16-byte
+aligned pointers and E, L multiples of 16, which Triton specialises on), this prints the registers and
+spills (``ptxas -v``), the SASS instruction count, every loop (a backward branch) with its length and
+commonest opcodes, and optionally the TTGIR's layouts. These are the offline numbers in
+kernels/scan/NOTES.md; a GPU call is still what decides (a count is not a time).
+
+    PYTHONPATH=. python kernels/offline_scan_sass.py lanes --warps 4 --const CPT=2
+    PYTHONPATH=. python kernels/offline_scan_sass.py seq-fwd --const SUMMARY=True --maxnreg 128
+    PYTHONPATH=. python kernels/offline_scan_sass.py seq-bwd --layouts
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import collections
+import os
+import re
+import subprocess
+import tempfile
+
+#: Per kernel: (module, function, constexprs at the benchmark's setting, the pointer arguments holding bf16).
+#: ``BLOCK_E`` / ``LANES`` follow from the warp count (one channel per thread, or 32 steps-threads per warp).
+KERNELS = {
+    "lanes": ("triton_lanes", "_lanes_fwd_kernel",
+              dict(HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True, SAVE_STATES=False, ASM=True, N=16,
+                   CHUNK=128, CPT=1),
+              ("u_ptr", "dt_ptr", "z_ptr", "out_ptr", "B_ptr", "C_ptr")),
+    "seq-fwd": ("triton_seq", "_seq_fwd_kernel",
+                dict(HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True, SAVE_STATES=False, SUMMARY=False,
+                     TILE_IO=True, PREFETCH=True, ASM=True, N=16, T=128, HINTS=True, SUB=16),
+                ("u_ptr", "dt_ptr", "z_ptr", "out_ptr")),
+    "seq-bwd": ("triton_seq_bwd", "_seq_bwd_kernel",
+                dict(HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True, SUMMARY=False, N=16, T=128, S=4,
+                     WARP_E=32, WARP_ASM=True, ASM=True, HINTS=True, HAS_DINIT=False),
+                ("u_ptr", "dt_ptr", "z_ptr", "dout_ptr", "du_ptr", "ddt_ptr", "dz_ptr")),
+}
+
+#: Integer arguments known to be multiples of 16 at the benchmark's shapes.
+DIVISIBLE = ("E", "L", "L_bc")
+
+
+def compile_scan_kernel(name: str, warps: int = 1, consts: dict | None = None, maxnreg: int | None = None,
+                        divisible: tuple[str, ...] = DIVISIBLE):
+    """Triton's compiled kernel (``.asm`` holds "ttgir", "ptx", ...) for sm_90a; ``consts`` override the
+    benchmark's constexprs. Packed B/C (``BC_ptr``) are bf16 pairs (int32), other pointers fp32 unless bf16."""
+    import importlib
+
+    import triton
+    from triton.backends.compiler import GPUTarget
+
+    module, function, defaults, bf16 = KERNELS[name]
+    kernel = getattr(importlib.import_module(f"genomix.kernels.scan.{module}"), function)
+    constexprs = {**defaults, "BLOCK_E": 32 * warps, "LANES": 32 * warps, **(consts or {})}
+    constexprs = {k: v for k, v in constexprs.items() if k in kernel.arg_names}
+    signature, attrs = {}, {}
+    for i, arg in enumerate(kernel.arg_names):
+        if arg in constexprs:
+            signature[arg] = "constexpr"
+            continue
+        if arg == "BC_ptr":
+            signature[arg] = "*i32"
+        elif arg.endswith("_ptr"):
+            signature[arg] = "*bf16" if arg in bf16 else "*fp32"
+        else:
+            signature[arg] = "i32"
+        if arg.endswith("_ptr") or arg in divisible:  # fresh tensors are 16-byte aligned
+            attrs[(i,)] = [["tt.divisibility", 16]]
+    source = triton.compiler.ASTSource(fn=kernel, signature=signature, constexprs=constexprs, attrs=attrs)
+    options = {"num_warps": warps, **({"maxnreg": maxnreg} if maxnreg else {})}
+    return triton.compile(source, target=GPUTarget("cuda", 90, 128), options=options)
+
+
+def _tool(name: str) -> str:
+    import triton
+
+    return os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", name)
+
+
+def sass(ptx: str) -> tuple[str, list[tuple[int, str]]]:
+    """(ptxas -v's register/spill lines, [(address, opcode line)]) of a PTX module built for sm_90a."""
+    with tempfile.TemporaryDirectory() as tmp:
+        ptx_path, cubin = os.path.join(tmp, "k.ptx"), os.path.join(tmp, "k.cubin")
+        with open(ptx_path, "w") as f:
+            f.write(ptx)
+        run = subprocess.run([_tool("ptxas"), "-v", "--gpu-name", "sm_90a", ptx_path, "-o", cubin],
+                             capture_output=True, text=True, check=True)
+        dump = subprocess.run([_tool("cuobjdump"), "-sass", cubin], capture_output=True, text=True, check=True)
+    info = "; ".join(line.split(":", 1)[-1].strip() for line in run.stderr.splitlines()
+                     if "spill" in line or "Used" in line)
+    code = [(int(m.group(1), 16), m.group(2).strip()) for m in
+            re.finditer(r"/\*([0-9a-f]{4,6})\*/\s+([^;]*);", dump.stdout)]
+    return info, code
+
+
+def _opcode(line: str) -> str:
+    return re.sub(r"^@!?U?P[0-9T]\s+", "", line).split()[0].split(".")[0]
+
+
+def loops(code: list[tuple[int, str]]) -> list[tuple[int, int, list[tuple[str, int]]]]:
+    """Every backward branch's loop: (first address, instruction count, commonest opcodes)."""
+    found = []
+    for address, line in code:
+        target = re.search(r"BRA\s+(?:`?\(?)?0x([0-9a-f]+)", line)
+        if target and int(target.group(1), 16) < address:
+            body = [op for a, op in code if int(target.group(1), 16) <= a <= address]
+            found.append((int(target.group(1), 16), len(body), collections.Counter(map(_opcode, body)).most_common(12)))
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("kernel", choices=sorted(KERNELS))
+    parser.add_argument("--warps", type=int, default=1)
+    parser.add_argument("--maxnreg", type=int, default=None)
+    parser.add_argument("--const", action="append", default=[], metavar="NAME=VALUE",
+                        help="override a constexpr (Python literal), e.g. SUMMARY=True, CPT=2")
+    parser.add_argument("--layouts", action="store_true", help="print the TTGIR's layout definitions")
+    args = parser.parse_args()
+    consts = {k: ast.literal_eval(v) for k, v in (c.split("=", 1) for c in args.const)}
+    compiled = compile_scan_kernel(args.kernel, args.warps, consts, args.maxnreg)
+    info, code = sass(compiled.asm["ptx"])
+    print(f"{args.kernel} warps={args.warps} maxnreg={args.maxnreg} {consts}: {info}")
+    print(f"SASS instructions: {len(code)}")
+    for start, size, ops in loops(code):
+        print(f"loop at 0x{start:x}: {size} instructions; " + ", ".join(f"{op} {n}" for op, n in ops))
+    if args.layouts:
+        print("\n".join(line for line in compiled.asm["ttgir"].splitlines() if line.startswith("#") and
+                        not line.startswith("#loc")))
+
+
+if __name__ == "__main__":
+    main()
