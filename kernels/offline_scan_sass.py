@@ -22,7 +22,8 @@ import re
 import subprocess
 import tempfile
 
-#: Per kernel: (module, function, constexprs at the benchmark's setting, the pointer arguments holding bf16).
+#: Per kernel: (module, function, constexprs at the benchmark's setting, the pointer arguments holding
+#: activations, bf16 in the benchmark).
 #: ``BLOCK_E`` / ``LANES`` follow from the warp count (one channel per thread, or 32 steps-threads per warp).
 KERNELS = {
     "lanes": ("triton_lanes", "_lanes_fwd_kernel",
@@ -44,9 +45,10 @@ DIVISIBLE = ("E", "L", "L_bc")
 
 
 def compile_scan_kernel(name: str, warps: int = 1, consts: dict | None = None, maxnreg: int | None = None,
-                        divisible: tuple[str, ...] = DIVISIBLE):
+                        divisible: tuple[str, ...] = DIVISIBLE, dtype: str = "bf16"):
     """Triton's compiled kernel (``.asm`` holds "ttgir", "ptx", ...) for sm_90a; ``consts`` override the
-    benchmark's constexprs. Packed B/C (``BC_ptr``) are bf16 pairs (int32), other pointers fp32 unless bf16."""
+    benchmark's constexprs. The activations (and the lanes kernel's B and C) are ``dtype``; packed B/C
+    (``BC_ptr``) are bf16 pairs (int32); other pointers fp32."""
     import importlib
 
     import triton
@@ -64,7 +66,7 @@ def compile_scan_kernel(name: str, warps: int = 1, consts: dict | None = None, m
         if arg == "BC_ptr":
             signature[arg] = "*i32"
         elif arg.endswith("_ptr"):
-            signature[arg] = "*bf16" if arg in bf16 else "*fp32"
+            signature[arg] = f"*{dtype}" if arg in bf16 else "*fp32"
         else:
             signature[arg] = "i32"
         if arg.endswith("_ptr") or arg in divisible:  # fresh tensors are 16-byte aligned
@@ -118,12 +120,13 @@ def main() -> None:
     parser.add_argument("--maxnreg", type=int, default=None)
     parser.add_argument("--const", action="append", default=[], metavar="NAME=VALUE",
                         help="override a constexpr (Python literal), e.g. SUMMARY=True, CPT=2")
+    parser.add_argument("--dtype", choices=("bf16", "fp32"), default="bf16", help="the activations' dtype")
     parser.add_argument("--layouts", action="store_true", help="print the TTGIR's layout definitions")
     args = parser.parse_args()
     consts = {k: ast.literal_eval(v) for k, v in (c.split("=", 1) for c in args.const)}
-    compiled = compile_scan_kernel(args.kernel, args.warps, consts, args.maxnreg)
+    compiled = compile_scan_kernel(args.kernel, args.warps, consts, args.maxnreg, dtype=args.dtype)
     info, code = sass(compiled.asm["ptx"])
-    print(f"{args.kernel} warps={args.warps} maxnreg={args.maxnreg} {consts}: {info}")
+    print(f"{args.kernel} {args.dtype} warps={args.warps} maxnreg={args.maxnreg} {consts}: {info}")
     print(f"SASS instructions: {len(code)}")
     for start, size, ops in loops(code):
         print(f"loop at 0x{start:x}: {size} instructions; " + ", ".join(f"{op} {n}" for op, n in ops))

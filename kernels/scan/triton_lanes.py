@@ -8,8 +8,8 @@ scans the sequence once, as mamba_ssm's CUDA kernel does:
 
 - A program owns ``CPT`` channels (1 or 2) of one sequence and walks them in tiles of ``16 * LANES`` steps
   (``LANES = 32 * num_warps``); thread ``i`` holds the 16 consecutive steps ``16 i ... 16 i + 15`` of the
-  tile in registers, loaded as two 8-element vectors per channel ((LANES, CPT, 2, 8) tiles, see
-  :func:`_step`).
+  tile in registers, loaded as 16-byte vectors per channel ((LANES, CPT, 16 / VEC, VEC) tiles, VEC = 8 in
+  bf16 and 4 in fp32, see :func:`_step`).
 - The states are walked one at a time (a run-time loop: the loop body stays small in the instruction
   cache). For state n, each thread composes its 16 steps' affine maps ``h -> a h + b`` (``a = 2^(Δ A
   log2 e)``, ``b = Δ u B``) into one, whose decay ``2^(A log2 e ΣΔ)`` is a single ``exp2``; an associative
@@ -38,8 +38,8 @@ from .triton_scan import _affine_combine, _dt_of, _exp2, _gate, _neg_zero
 
 @triton.jit
 def _step(X, pick):
-    """Step ``j`` of every thread's 16 steps of a (LANES, channels, 2, 8) tile, ``pick`` being the
-    compile-time (1, 1, 2, 8) mask of step ``j`` = 8 half + k: both reduced axes are in each thread's
+    """Step ``j`` of every thread's 16 steps of a (LANES, channels, 16 / VEC, VEC) tile, ``pick`` being the
+    compile-time (1, 1, 16 / VEC, VEC) mask of step ``j`` = VEC part + k: both reduced axes are in each thread's
     registers, so this is a register read once the loops are unrolled (the other steps are filled with
     :func:`.triton_scan._neg_zero`)."""
     return tl.sum(tl.sum(tl.where(pick, X, _neg_zero(X)), axis=3), axis=2)
@@ -92,8 +92,9 @@ def _lanes_fwd_kernel(
     e0 = tl.program_id(1) * CPT
     chans = e0 + tl.arange(0, CPT)[None, :]  # (1, CPT)
     ch = chans[:, :, None, None]
-    item = tl.arange(0, 2)[None, None, :, None] * 8 + tl.arange(0, 8)[None, None, None, :]  # step in thread
-    pos = tl.arange(0, LANES)[:, None, None, None] * 16 + item  # (LANES, 1, 2, 8): step within the tile
+    VEC: tl.constexpr = 128 // u_ptr.dtype.element_ty.primitive_bitwidth  # elements per 16-byte vector
+    item = tl.arange(0, 16 // VEC)[None, None, :, None] * VEC + tl.arange(0, VEC)[None, None, None, :]
+    pos = tl.arange(0, LANES)[:, None, None, None] * 16 + item  # (LANES, 1, 16 / VEC, VEC): step in the tile
     emask = chans < E
     rows = (pid_b * E + ch).to(tl.int64) * L
     bc_row = (pid_b * G + e0 // (E // G)) * N * L
