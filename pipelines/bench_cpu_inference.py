@@ -1,13 +1,15 @@
-"""CPU inference throughput of HyenaDNA sizes (fp32, no grad): tokens per second of a full forward.
+"""CPU inference throughput of model sizes (fp32, no grad): tokens per second of a full forward.
 
 For each (model, length, batch) it builds the named size with fresh weights (throughput does not
-depend on the weights), warms up once, times ``--repeats`` forwards of the causal-LM model and
-reports the median; with ``--fixed-filters`` the same model is timed again inside
-:func:`genomix.models.fixed_filters` (the long filters' spectra made once and reused, as in an inference
+depend on the weights), warms up once, times ``--repeats`` forwards of the size's LM model (causal, or
+masked for Caduceus) and reports the median. On the CPU the long convolutions and the selective scan take
+their PyTorch references, so this is their speed in a model. With ``--fixed-filters`` (Hyena sizes) the
+same model is timed again inside :func:`genomix.models.fixed_filters` (the long filters' spectra made once and reused, as in an inference
 loop), with the largest difference of its logits from the plain forward's. Prints a table and writes
 ``bench_cpu_inference.json`` (atomically) to ``--out``.
 
     PYTHONPATH=. python pipelines/bench_cpu_inference.py --out results/
+    PYTHONPATH=. python pipelines/bench_cpu_inference.py --runs caduceus-ps-1k-d256:1024:8 --out results/
 """
 from __future__ import annotations
 

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from genomix.kernels import selective_scan, selective_scan_ref
+from genomix.kernels.scan import reference
 from genomix.kernels.scan.ops import Tiling, segment_carries, selective_scan_triton
 
 
@@ -27,29 +28,47 @@ def _inputs(batch=2, E=6, N=4, L=37, groups=None, dtype=torch.float32, z=True, D
 
 def _direct(u, delta, A, B, C, D, z, delta_bias):
     """The scan written out with the full (batch, E, L, N) state: obviously right, memory-hungry."""
+    if B.dim() == 4:  # grouped: each channel reads its group's B and C
+        B, C = (X.repeat_interleave(u.shape[1] // X.shape[1], dim=1) for X in (B, C))
+    else:
+        B, C = B.unsqueeze(1), C.unsqueeze(1)
     dt = F.softplus(delta + delta_bias[None, :, None])
     decay = torch.exp(dt.unsqueeze(-1) * A[None, :, None, :])
-    drive = (dt * u).unsqueeze(-1) * B.transpose(1, 2).unsqueeze(1)
+    drive = (dt * u).unsqueeze(-1) * B.transpose(-1, -2)
     h = torch.zeros_like(decay[:, :, 0])
     states = []
     for t in range(u.shape[-1]):
         h = decay[:, :, t] * h + drive[:, :, t]
         states.append(h)
     states = torch.stack(states, dim=2)  # (b, E, L, N)
-    y = torch.einsum("beln,bnl->bel", states, C) + u * D[None, :, None]
+    y = (states * C.transpose(-1, -2)).sum(-1) + u * D[None, :, None]
     return y * F.silu(z), states[:, :, -1]
 
 
-def test_reference_matches_direct_formula():
-    """The fp32 reference against the full-state formula in float64. The bound is 2e-4 of the largest value:
-    the 300-step recurrence with decays near 1 amplifies exp's rounding, and on the 2-core development
-    machine torch's fp32 exp on a (2, 6, 300, 4) tensor was seen, in about one process in ten, ~1e-4
-    relative off for some elements (float64 and other processes: 1e-7). A wrong formula is off by O(1)."""
-    args = _inputs(L=300)
-    out, last = selective_scan_ref(*args, return_last_state=True)
-    ref_out, ref_last = _direct(*[a.double() for a in args])
+@pytest.mark.parametrize("groups", [None, 3])
+@pytest.mark.parametrize("tracked", [False, True], ids=["no-grad", "autograd"])
+def test_reference_matches_direct_formula(groups, tracked, monkeypatch):
+    """The fp32 reference against the full-state formula in float64, over three of its chunks, with shared and
+    grouped B/C, on both of its paths: in place without autograd, and step by step under autograd (there
+    also every gradient). The bound is 2e-4 of the largest value: the 300-step recurrence with decays near
+    1 amplifies exp's rounding, and on the 2-core development machine torch's fp32 exp on a (2, 6, 300, 4)
+    tensor was seen, in about one process in ten, ~1e-4 relative off for some elements (float64 and other
+    processes: 1e-7). A wrong formula is off by O(1)."""
+    args = _inputs(L=300, groups=groups)
+    monkeypatch.setattr(reference, "_REF_CHUNK_ELEMENTS", 2 * 6 * 4 * 128)  # (batch, E, N) = (2, 6, 4): 128 steps
+    leaves = [a.clone().requires_grad_(tracked) for a in args]
+    direct_leaves = [a.double().requires_grad_(tracked) for a in args]
+    out, last = selective_scan_ref(*leaves, return_last_state=True)
+    ref_out, ref_last = _direct(*direct_leaves)
+    assert out.requires_grad == tracked
     assert (out.double() - ref_out).abs().max() <= 2e-4 * ref_out.abs().max()
     assert (last.double() - ref_last).abs().max() <= 2e-4 * ref_last.abs().max()
+    if tracked:
+        grad = torch.randn(out.shape, generator=torch.Generator().manual_seed(3))
+        (out * grad).sum().backward()
+        (ref_out * grad.double()).sum().backward()
+        for name, x, y in zip("u delta A B C D z delta_bias".split(), leaves, direct_leaves):
+            assert (x.grad.double() - y.grad).abs().max() <= 2e-4 * y.grad.abs().max(), name
 
 
 def _compare(args, tol, **kw):

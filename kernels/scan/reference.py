@@ -13,28 +13,32 @@ The recurrence per channel ``e`` and state ``n`` is::
     h_t    = exp(dt_t * A) * h_{t-1} + dt_t * B_t * u_t
     y_t    = <h_t, C_t> + D * u_t,   out_t = y_t * silu(z_t)
 
-The state is accumulated in float32 whatever the input dtype, and the output has ``u``'s dtype. The loop
-runs over time in chunks so that memory stays ``O(batch * E * chunk * N)`` instead of materialising the
-``(batch, E, L, N)`` state tensor; it is the CPU path and the ground truth the Triton kernel is tested
-against, not a fast path.
+The state is accumulated in float32 whatever the input dtype, and the output has ``u``'s dtype. It is the
+CPU path and the ground truth the Triton kernels are tested against, so it stays a plain loop over time,
+arranged so that each step is one PyTorch call on contiguous memory:
+
+- everything is laid out time-major, ``(batch, L, groups, channels per group, N)``, so a step's slice is
+  contiguous per sequence (a step of the channel-major layout is a strided slice, and every op on it is
+  slow). Mamba's Δ, B, C and z are transposed views of time-major linear outputs, so this costs no copy,
+  and the output is returned as the same kind of view ((batch, E, L) over time-major memory), which
+  the block's out-projection reads without a copy;
+- decays and inputs are formed a chunk of steps at a time (``_REF_CHUNK_ELEMENTS`` values, never the
+  ``(batch, E, L, N)`` state tensor), and each step is one ``addcmul``;
+- without autograd the states overwrite the chunk's input terms in place and ``y`` is one batched matmul
+  with C per chunk; under autograd each step also takes its ``y`` with one matmul, so that only what the
+  backward needs is kept (no second copy of the states).
+
+``pipelines/bench_cpu_inference.py`` times it inside the Mamba and Caduceus sizes.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-#: Time steps whose decay/input terms are formed at once in the reference (bounds its memory).
-_REF_CHUNK = 256
-
-
-def expand_groups(X: torch.Tensor, channels: int) -> torch.Tensor:
-    """``(batch, N, L)`` or ``(batch, groups, N, L)`` -> ``(batch, E or 1, N, L)`` for broadcasting."""
-    if X.dim() == 3:
-        return X.unsqueeze(1)
-    groups = X.shape[1]
-    if channels % groups:
-        raise ValueError(f"channels ({channels}) must be divisible by the number of B/C groups ({groups})")
-    return X.repeat_interleave(channels // groups, dim=1)
+#: Elements (time steps x batch x E x N) of the decay and input terms formed at once: bounds the memory, and
+#: 4 MiB fp32 buffers stay in a core's cache through the chunk's passes (on the 2-core development machine,
+#: batch 8 x E 512 x N 16: 16-step chunks took 150 ms per 1,024 steps, 256-step chunks 342 ms).
+_REF_CHUNK_ELEMENTS = 1 << 20
 
 
 def selective_scan_ref(
@@ -58,35 +62,56 @@ def selective_scan_ref(
     """
     dtype_in = u.dtype
     batch, channels, length = u.shape
-    u = u.float()
+    n_state = A.shape[1]
+    groups = 1 if B.dim() == 3 else B.shape[1]
+    if channels % groups:
+        raise ValueError(f"channels ({channels}) must be divisible by the number of B/C groups ({groups})")
+    per_group = channels // groups
     delta = delta.float()
     if delta_bias is not None:
         delta = delta + delta_bias.float()[None, :, None]
     if delta_softplus:
         delta = F.softplus(delta)
-    A = A.float()
-    Bx = expand_groups(B.float(), channels)
-    Cx = expand_groups(C.float(), channels)
+
+    def time_major(x: torch.Tensor, *shape: int) -> torch.Tensor:
+        """(batch, ..., L) -> contiguous (batch, L, *shape): free for the transposed views Mamba passes."""
+        return x.movedim(-1, 1).contiguous().view(batch, length, *shape)
+
+    u_tm = time_major(u.float(), channels)
+    dt = time_major(delta, groups, per_group, 1)
+    dtu = dt * u_tm.view(batch, length, groups, per_group, 1)
+    Bt = time_major(B.float(), groups, 1, n_state)
+    Ct = time_major(C.float(), groups, n_state, 1)
+    A = A.float().view(groups, per_group, n_state)
     # a copy: the caller may overwrite its state tensor in place (a layer's cache) before the backward
-    state = (u.new_zeros(batch, channels, A.shape[1]) if initial_state is None
-             else initial_state.to(torch.float32, copy=True))
-    ys = []
-    for start in range(0, length, _REF_CHUNK):
-        stop = min(start + _REF_CHUNK, length)
-        dt = delta[:, :, start:stop]  # (b, e, l)
-        decay = torch.exp(dt.unsqueeze(-1) * A[None, :, None, :])  # (b, e, l, n)
-        drive = (dt * u[:, :, start:stop]).unsqueeze(-1) * Bx[..., start:stop].transpose(-1, -2)
-        c_chunk = Cx[..., start:stop].transpose(-1, -2)  # (b, e|1, l, n)
-        for t in range(stop - start):
-            state = decay[:, :, t] * state + drive[:, :, t]
-            ys.append((state * c_chunk[:, :, t]).sum(-1))
-    y = torch.stack(ys, dim=-1) if ys else u.new_zeros(batch, channels, 0)
+    state = (u_tm.new_zeros(batch, groups, per_group, n_state) if initial_state is None
+             else initial_state.to(torch.float32, copy=True).reshape(batch, groups, per_group, n_state))
+    tracked = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (u, delta, A, B, C, initial_state))
+    y = [] if tracked else u_tm.new_empty(batch, length, groups, per_group, 1)
+    chunk = max(1, _REF_CHUNK_ELEMENTS // (batch * channels * n_state))
+    for start in range(0, length, chunk):
+        stop = min(start + chunk, length)
+        decay = torch.exp(dt[:, start:stop] * A)  # (batch, T, groups, per_group, N)
+        states = dtu[:, start:stop] * Bt[:, start:stop]  # the input terms, then (without autograd) the states
+        if tracked:
+            for t in range(stop - start):
+                state = torch.addcmul(states[:, t], decay[:, t], state)
+                y.append(torch.matmul(state, Ct[:, start + t]))
+        else:
+            for t in range(stop - start):
+                state = torch.addcmul(states[:, t], decay[:, t], state, out=states[:, t])
+            torch.matmul(states, Ct[:, start:stop], out=y[:, start:stop])
+    if tracked:
+        y = torch.stack(y, dim=1) if y else u_tm.new_zeros(batch, 0, groups, per_group, 1)
+    y = y.view(batch, length, channels)
     if D is not None:
-        y = y + u * D.float()[None, :, None]
+        y = y + u_tm * D.float()
     if z is not None:
-        y = y * F.silu(z.float())
-    out = y.to(dtype_in)
-    return (out, state) if return_last_state else out
+        y = y * F.silu(time_major(z.float(), channels))
+    last = state.clone(memory_format=torch.contiguous_format).view(batch, channels, n_state)
+    out = y.to(dtype_in).transpose(1, 2)
+    return (out, last) if return_last_state else out
 
 
 def selective_state_update_ref(state: torch.Tensor, x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor,
