@@ -3,7 +3,11 @@
 ``out[b, c, t] = act(bias[c] + sum_j weight[c, j] * x[b, c, t - (K-1) + j])`` with ``x`` zero before
 ``t = 0``: exactly ``nn.Conv1d(C, C, K, groups=C, padding=K-1)(x)[..., :L]``, the form the released
 checkpoints were trained with. The reference computes in fp32 (float64 for float64 inputs) outside
-autocast and returns x's dtype, as the Triton kernels do.
+autocast and returns x's dtype, as the Triton kernels do. It is written as K shifted multiply-adds rather
+than ``F.conv1d``, which first copies a transposed view (Mamba's conv input is a channel slice of the
+time-major in-projection) and took twice as long on it (CPU, (1, 512, 16384): 78 against 36 ms); the
+shifted form keeps x's layout, so the output stays time-major too, which the scan and the x-projection
+read without copies.
 """
 from __future__ import annotations
 
@@ -20,16 +24,19 @@ def causal_conv1d_ref(
 
     ``bias`` (C,) is added before ``activation`` (None or ``"silu"``, Mamba's). Returns (B, C, L) in x's dtype.
     """
-    wide = torch.promote_types(x.dtype, torch.float32)
-    channels, width = weight.shape
+    dtype_in, wide = x.dtype, torch.promote_types(x.dtype, torch.float32)
+    width = weight.shape[1]
     with torch.autocast(x.device.type, enabled=False):
-        out = F.conv1d(
-            x.to(wide), weight.to(wide).unsqueeze(1), None if bias is None else bias.to(wide),
-            padding=width - 1, groups=channels,
-        )[..., : x.shape[-1]]
+        x, weight = x.to(wide), weight.to(wide)
+        out = x * weight[:, -1:]  # keeps x's memory layout: a time-major view is not copied
+        for tap in range(width - 1):  # tap j reads the input K - 1 - j steps back
+            back = width - 1 - tap
+            out[..., back:].addcmul_(x[..., :-back], weight[:, tap:tap + 1])
+        if bias is not None:
+            out.add_(bias.to(wide)[:, None])
         if activation == "silu":
             out = F.silu(out)
-    return out.to(x.dtype)
+    return out.to(dtype_in)
 
 
 def causal_conv1d_update_ref(

@@ -94,13 +94,14 @@ def selective_scan_ref(
         stop = min(start + chunk, length)
         decay = torch.exp(dt[:, start:stop] * A)  # (batch, T, groups, per_group, N)
         states = dtu[:, start:stop] * Bt[:, start:stop]  # the input terms, then (without autograd) the states
+        steps = zip(states.unbind(1), decay.unbind(1))  # views made in one call, not one indexing per step
         if tracked:
-            for t in range(stop - start):
-                state = torch.addcmul(states[:, t], decay[:, t], state)
-                y.append(torch.matmul(state, Ct[:, start + t]))
+            for (drive_t, decay_t), c_t in zip(steps, Ct[:, start:stop].unbind(1)):
+                state = torch.addcmul(drive_t, decay_t, state)
+                y.append(torch.matmul(state, c_t))
         else:
-            for t in range(stop - start):
-                state = torch.addcmul(states[:, t], decay[:, t], state, out=states[:, t])
+            for drive_t, decay_t in steps:
+                state = torch.addcmul(drive_t, decay_t, state, out=drive_t)
             torch.matmul(states, Ct[:, start:stop], out=y[:, start:stop])
     if tracked:
         y = torch.stack(y, dim=1) if y else u_tm.new_zeros(batch, 0, groups, per_group, 1)
