@@ -183,6 +183,28 @@ def test_lanes_variant_matches_reference(case, tiling):
     _compare(_inputs(**case), tol, variant="lanes", fwd_warps=1, **tiling)
 
 
+@pytest.mark.parametrize(
+    "case,tiling",
+    [
+        # one 512-step tile, partial, all features, after the lanes forward
+        (dict(L=37), dict(variant="lanes", fwd_warps=1, block_e=1, chunk=16)),
+        # three tiles from the right, the first partial; grouped B/C; states from the segmented assoc forward
+        (dict(L=1100, E=6, groups=3), dict(chunk=32, target_programs=12)),
+        # 16 states over two warps' 1024-step tiles; the seq forward's states
+        (dict(L=1500, N=16, E=2, batch=1), dict(variant="seq", tile_io=True, block_e=4, chunk=128, target_programs=2,
+                                                  bwd_warps=2)),
+        (dict(L=600, N=8, z=False, D=False, bias=False, dtype=torch.bfloat16, batch=1, E=2),
+         dict(variant="lanes", fwd_warps=1, block_e=2, chunk=128)),
+    ],
+    ids=["one-tile", "three-tiles-grouped", "16-states-two-warps", "bare-bf16"],
+)
+def test_lanes_backward_matches_reference(case, tiling):
+    """The backward with time across the threads ("lanes": adjoint scan per state, dB/dC by reductions)
+    gives the reference's gradients from any forward's chunk-start states."""
+    tol = 2e-2 if case.get("dtype") == torch.bfloat16 else 1e-4
+    _compare(_inputs(**case), tol, **{"bwd_variant": "lanes", "bwd_warps": 1, **tiling})
+
+
 def test_pack_bc_half_holds_the_bf16_bits_of_B_and_C():
     """bf16 B and C packed in one int32 (B low, C high) unpack exactly; padding steps are zero; other
     dtypes keep the int64 fp32 pairs."""
@@ -402,9 +424,11 @@ def test_initial_state_is_checked(monkeypatch):
         (dict(bwd_variant="seq", block_e=4, chunk=16, target_programs=8, bwd_block_e=32, bwd_warps=1,
               bwd_target_programs=3), "last"),  # only the last state enters the loss: no output gradient
         (dict(block_e=4, chunk=16, target_programs=12, bwd_block_e=2), "out"),  # no gradient from the last state
+        (dict(variant="lanes", fwd_warps=1, block_e=1, chunk=16, bwd_variant="lanes", bwd_warps=1), "both"),
+        (dict(variant="lanes", fwd_warps=1, block_e=1, chunk=16, bwd_variant="lanes", bwd_warps=1), "last"),
     ],
     ids=["assoc-one-segment", "assoc-segmented", "seq-segmented", "seq-one-segment", "seq-last-only",
-         "assoc-out-only"],
+         "assoc-out-only", "lanes", "lanes-last-only"],
 )
 def test_gradients_reach_the_initial_state_and_leave_the_last_state(tiling, uses):
     """A loss on the outputs and on the returned last state gives the reference's gradients of every

@@ -199,8 +199,12 @@ def _check_tiling(tiling: Tiling) -> None:
     """Refuse variants and chunk lengths the kernels do not implement (before anything runs)."""
     if tiling.variant not in ("assoc", "seq", "lanes"):
         raise ValueError(f"unknown selective-scan variant {tiling.variant!r} (expected 'assoc', 'seq' or 'lanes')")
-    if tiling.bwd_variant not in ("assoc", "seq"):
-        raise ValueError(f"unknown selective-scan bwd_variant {tiling.bwd_variant!r} (expected 'assoc' or 'seq')")
+    if tiling.bwd_variant not in ("assoc", "seq", "lanes"):
+        raise ValueError(f"unknown selective-scan bwd_variant {tiling.bwd_variant!r} (expected 'assoc', 'seq' or "
+                         f"'lanes')")
+    if tiling.bwd_variant == "lanes" and (tiling.chunk % 16 or 512 * tiling.bwd_warps % tiling.chunk):
+        raise ValueError(f"the 'lanes' backward needs a chunk that is a multiple of 16 and divides its "
+                         f"{512 * tiling.bwd_warps}-step tile (got {tiling.chunk})")
     if tiling.variant == "lanes" and (tiling.chunk % 16 or 512 * tiling.fwd_warps % tiling.chunk
                                       or tiling.block_e not in (1, 2)):
         raise ValueError(f"the 'lanes' forward needs a chunk that is a multiple of 16 and divides its "
@@ -423,6 +427,40 @@ def _launch_bwd_seq(u, delta, A, B, C, D, z, delta_bias, delta_softplus, states,
     return du, ddelta, total(dA_part), dB, dC, total(dD_part), dz, total(dbias_part), dinit
 
 
+def _launch_bwd_lanes(u, delta, A, B, C, D, z, delta_bias, delta_softplus, states, dout, tiling: Tiling,
+                      dlast: torch.Tensor | None, want_dinit: bool):
+    """Gradients through :func:`.triton_lanes_bwd._lanes_bwd_kernel`: one program per sequence and channel,
+    dB/dC added into fp32 buffers by all of them, dA/dD/dΔ-bias per (sequence, channel) partials summed here.
+    The carry buffer starts as the last state's gradient (``dlast``, or zero) and ends as the initial
+    state's (returned when ``want_dinit``)."""
+    from .triton_lanes_bwd import _lanes_bwd_kernel
+
+    batch, channels, length = u.shape
+    groups, n_state = B.shape[1], B.shape[2]
+    f32 = dict(dtype=torch.float32, device=u.device)
+    du, ddelta = torch.empty_like(u), torch.empty_like(delta)
+    dz = torch.empty_like(z) if z is not None else None
+    dB, dC = (torch.zeros((batch, groups, n_state, length), **f32) for _ in range(2))
+    dA_part = torch.zeros((batch, channels, n_state), **f32)
+    dD_part = torch.empty((batch, channels), **f32) if D is not None else None
+    dbias_part = torch.empty((batch, channels), **f32) if delta_bias is not None else None
+    carry = (torch.zeros((batch, channels, n_state), **f32) if dlast is None
+             else dlast.reshape(batch, channels, n_state).clone())
+    A2 = _log2e_scaled(A)
+    dummy = A2  # pointer arguments of disabled features are never read
+    _lanes_bwd_kernel[(batch, channels)](
+        u, delta, A2, B, C, D if D is not None else dummy, z if z is not None else dummy,
+        delta_bias if delta_bias is not None else dummy, dout, states, du, ddelta, dz if dz is not None else dummy,
+        dA_part, dB, dC, dD_part if D is not None else dummy, dbias_part if delta_bias is not None else dummy, carry,
+        channels, length, groups, states.shape[2],
+        ASM=not dispatch.interpreting(),  # inline PTX: not in the interpreter
+        N=n_state, CHUNK=tiling.chunk, LANES=32 * tiling.bwd_warps, num_warps=tiling.bwd_warps,
+        **_flags(D, z, delta_bias, delta_softplus), **_reg_cap(tiling.bwd_maxnreg),
+    )
+    total = lambda part: None if part is None else part.sum(0)  # noqa: E731
+    return du, ddelta, total(dA_part), dB, dC, total(dD_part), dz, total(dbias_part), carry if want_dinit else None
+
+
 #: Tilings the forward op has seen, by index: a custom op's arguments are tensors and scalars, so the
 #: op takes the tiling's index here (tests and tuning pass their own tilings).
 _TILINGS: list[Tiling] = []
@@ -500,7 +538,7 @@ class SelectiveScanFn(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dout, dlast):
         u, delta, A, B, C, D, z, delta_bias, states = ctx.saved_tensors
-        launch = _launch_bwd_seq if ctx.tiling.bwd_variant == "seq" else _launch_bwd_assoc
+        launch = {"seq": _launch_bwd_seq, "lanes": _launch_bwd_lanes}.get(ctx.tiling.bwd_variant, _launch_bwd_assoc)
         dout = torch.zeros_like(u) if dout is None else channel_major(dout)
         dlast = None if dlast is None else dlast.float().contiguous()
         du, ddelta, dA, dB, dC, dD, dz, dbias, dinit = launch(
