@@ -9,6 +9,7 @@ commonest opcodes, and optionally the TTGIR's layouts. These are the offline num
 kernels/scan/NOTES.md; a GPU call is still what decides (a count is not a time).
 
     PYTHONPATH=. python kernels/offline_scan_sass.py lanes --warps 4 --const CPT=2
+    PYTHONPATH=. python kernels/offline_scan_sass.py lanes-bwd --warps 4
     PYTHONPATH=. python kernels/offline_scan_sass.py seq-fwd --const SUMMARY=True --maxnreg 128
     PYTHONPATH=. python kernels/offline_scan_sass.py seq-bwd --layouts
 """
@@ -30,6 +31,9 @@ KERNELS = {
               dict(HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True, SAVE_STATES=False, ASM=True, N=16,
                    CHUNK=128, CPT=1),
               ("u_ptr", "dt_ptr", "z_ptr", "out_ptr", "B_ptr", "C_ptr")),
+    "lanes-bwd": ("triton_lanes_bwd", "_lanes_bwd_kernel",
+                  dict(HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True, ASM=True, N=16, CHUNK=128),
+                  ("u_ptr", "dt_ptr", "z_ptr", "dout_ptr", "du_ptr", "ddt_ptr", "dz_ptr", "B_ptr", "C_ptr")),
     "seq-fwd": ("triton_seq", "_seq_fwd_kernel",
                 dict(HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True, SAVE_STATES=False, SUMMARY=False,
                      TILE_IO=True, PREFETCH=True, ASM=True, N=16, T=128, HINTS=True, SUB=16),

@@ -189,7 +189,7 @@ def test_lanes_variant_matches_reference(case, tiling):
         # one 512-step tile, partial, all features, after the lanes forward
         (dict(L=37), dict(variant="lanes", fwd_warps=1, block_e=1, chunk=16)),
         # three tiles from the right, the first partial; grouped B/C; states from the segmented assoc forward
-        (dict(L=1100, E=6, groups=3), dict(chunk=32, target_programs=12)),
+        (dict(L=1100, E=4, groups=2, batch=1), dict(chunk=32, target_programs=8)),
         # 16 states over two warps' 1024-step tiles; the seq forward's states
         (dict(L=1500, N=16, E=2, batch=1), dict(variant="seq", tile_io=True, block_e=4, chunk=128, target_programs=2,
                                                   bwd_warps=2)),

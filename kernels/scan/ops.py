@@ -430,7 +430,7 @@ def _launch_bwd_seq(u, delta, A, B, C, D, z, delta_bias, delta_softplus, states,
 def _launch_bwd_lanes(u, delta, A, B, C, D, z, delta_bias, delta_softplus, states, dout, tiling: Tiling,
                       dlast: torch.Tensor | None, want_dinit: bool):
     """Gradients through :func:`.triton_lanes_bwd._lanes_bwd_kernel`: one program per sequence and channel,
-    dB/dC added into fp32 buffers by all of them, dA/dD/dΔ-bias per (sequence, channel) partials summed here.
+    dB/dC added into fp32 buffers by all of them, dA (per thread), dD and dΔ-bias partials summed here.
     The carry buffer starts as the last state's gradient (``dlast``, or zero) and ends as the initial
     state's (returned when ``want_dinit``)."""
     from .triton_lanes_bwd import _lanes_bwd_kernel
@@ -441,7 +441,7 @@ def _launch_bwd_lanes(u, delta, A, B, C, D, z, delta_bias, delta_softplus, state
     du, ddelta = torch.empty_like(u), torch.empty_like(delta)
     dz = torch.empty_like(z) if z is not None else None
     dB, dC = (torch.zeros((batch, groups, n_state, length), **f32) for _ in range(2))
-    dA_part = torch.zeros((batch, channels, n_state), **f32)
+    dA_part = torch.zeros((batch, channels, n_state, 32 * tiling.bwd_warps), **f32)
     dD_part = torch.empty((batch, channels), **f32) if D is not None else None
     dbias_part = torch.empty((batch, channels), **f32) if delta_bias is not None else None
     carry = (torch.zeros((batch, channels, n_state), **f32) if dlast is None
@@ -458,7 +458,8 @@ def _launch_bwd_lanes(u, delta, A, B, C, D, z, delta_bias, delta_softplus, state
         **_flags(D, z, delta_bias, delta_softplus), **_reg_cap(tiling.bwd_maxnreg),
     )
     total = lambda part: None if part is None else part.sum(0)  # noqa: E731
-    return du, ddelta, total(dA_part), dB, dC, total(dD_part), dz, total(dbias_part), carry if want_dinit else None
+    return (du, ddelta, dA_part.sum((0, 3)), dB, dC, total(dD_part), dz, total(dbias_part),
+            carry if want_dinit else None)
 
 
 #: Tilings the forward op has seen, by index: a custom op's arguments are tensors and scalars, so the

@@ -23,7 +23,8 @@ sequence and walks it in tiles of ``16 * LANES`` steps from the right; thread ``
 dB and dC sum over channels, which no program holds: they are added into fp32 (batch, G, N, L) buffers with
 reductions (``tl.atomic_add``, ``REDG.E.ADD.F32x4`` on sm_90), so their summation order, and their last bits,
 vary from run to run. Whether the GPU's L2 sustains that rate is what kernels/bench_scan_atomics.py measures.
-dA, dD and the Δ-bias gradient are per-(sequence, channel) partials, which only their program touches. The
+dA's partials are per thread (no reduction over the threads per state), dD's and the Δ-bias gradient's per
+(sequence, channel); only their program touches them. The
 adjoint carry between tiles goes through ``carry`` (batch, E, N) fp32: the last state's gradient on entry,
 the initial state's on exit.
 """
@@ -36,13 +37,24 @@ from .triton_lanes import _column, _step
 from .triton_scan import _affine_combine, _dt_of, _exp2, _sigmoid
 
 #: ln 2: A = (A log2 e) ln 2, for dΔ's A-term.
-_LN2 = 0.6931471805599453
+_LN2 = tl.constexpr(0.6931471805599453)
 
 
 @triton.jit
 def _total(X):
     """The sum of a (LANES, 1, 16 / VEC, VEC) tile."""
     return tl.sum(tl.sum(tl.sum(tl.sum(X, axis=3), axis=2), axis=1), axis=0)
+
+
+@triton.jit
+def _add_rows(row_ptr, t0, values, L, LANES: tl.constexpr):
+    """``tl.atomic_add`` of a (LANES, 1, 16 / VEC, VEC) tile's fp32 values into steps ``t0 + 16 i ...`` of a
+    row, viewed as four 4-element vectors per thread: the reduction's widest form (``REDG.E.ADD.F32x4``) in
+    the layout the values already have (the bf16 tiles' 8-element vectors were split over two threads,
+    through shuffles; offsets reshaped from them lost their contiguity, and the adds became scalar)."""
+    t = t0 + tl.arange(0, LANES)[:, None, None, None] * 16 + (tl.arange(0, 4)[None, None, :, None] * 4
+                                                             + tl.arange(0, 4)[None, None, None, :])
+    tl.atomic_add(row_ptr + t, tl.reshape(values, (LANES, 1, 4, 4)), mask=t < L, sem="relaxed")
 
 
 @triton.jit
@@ -102,8 +114,9 @@ def _lanes_bwd_kernel(
 ):
     """Channel ``program_id(1)`` of sequence ``program_id(0)``: u, Δ, z, dout, du, dΔ, dz (batch, E, L); A2 =
     A log2(e) (E, N) fp32; B, C (batch, G, N, L) and dB, dC (batch, G, N, L) fp32, added into; ``states``
-    (batch, E, n_chunks, N) fp32, the forward's chunk-start states; dA (batch, E, N), dD and dΔ-bias (batch, E)
-    fp32 partials, written; ``carry`` as in the module docstring."""
+    (batch, E, n_chunks, N) fp32, the forward's chunk-start states; dA (batch, E, N, LANES) fp32 partials, one
+    per thread (added into, so that no state's sum needs a reduction over the threads), dD and dΔ-bias
+    (batch, E) fp32 partials, written; ``carry`` as in the module docstring."""
     pid_b = tl.program_id(0).to(tl.int64)
     e = tl.program_id(1)
     VEC: tl.constexpr = 128 // u_ptr.dtype.element_ty.primitive_bitwidth  # elements per 16-byte vector
@@ -120,7 +133,7 @@ def _lanes_bwd_kernel(
     n_tiles = tl.cdiv(L, 16 * LANES)
     for i in range(n_tiles):
         t0 = (n_tiles - 1 - i) * (16 * LANES)
-        tl.debug_barrier()  # the adjoint carries (stored by the first thread) and dA partials are visible
+        tl.debug_barrier()  # the adjoint carries (stored by the first thread) are visible
         t = t0 + pos
         m = t < L
         u = tl.load(u_ptr + row + t, mask=m, other=0.0).to(tl.float32)
@@ -151,10 +164,10 @@ def _lanes_bwd_kernel(
             sum_agw += a2 * gw
             sum_gB += Gr * Bn
             y += Cn * H
-            dA_old = tl.load(dA_ptr + state_row + n)
-            tl.store(dA_ptr + state_row + n, dA_old + _total(dt * gw))
-            tl.atomic_add(dB_ptr + bc_row + n * L + t, Gr * dtu, mask=m, sem="relaxed")
-            tl.atomic_add(dC_ptr + bc_row + n * L + t, H * dy, mask=m, sem="relaxed")
+            dA_lanes = dA_ptr + (state_row + n) * LANES + tl.arange(0, LANES)  # each thread's own partial
+            tl.store(dA_lanes, tl.load(dA_lanes) + _column(tl.sum(tl.sum(dt * gw, axis=3), axis=2), col))
+            _add_rows(dB_ptr + bc_row + n * L, t0, Gr * dtu, L, LANES)
+            _add_rows(dC_ptr + bc_row + n * L, t0, H * dy, L, LANES)
         ddt = sum_agw * _LN2 + u * sum_gB
         du = dt * sum_gB
         if HAS_D:
