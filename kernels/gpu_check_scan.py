@@ -4,7 +4,7 @@
 
 1. Triton vs reference, forward and backward, fp32 and bf16, L not a multiple of the chunk, B·E > 1,
    channel count not a multiple of the tile, grouped B/C, with and without z, D, Δ-bias (each case also
-   through the one-pass "lanes" forward, not the default); and a sequence
+   through the one-pass "lanes" forward and backward, not the default); and a sequence
    scanned in two parts, the second from the first's last state (``initial_state``), against the whole.
 2. Tile sweep (channels per program x chunk length x segmentation target) at L = 64K; the fastest
    fwd+bwd setting is used below (and for the model step).
@@ -48,11 +48,13 @@ def _random_inputs(case: dict, dtype: torch.dtype, g: torch.Generator) -> list[t
 
 
 def _lanes_tiling():
-    """The one-pass "lanes" forward (two channels per program, 4 warps) with the default's backward: checked
-    here although not the default, so that one GPU call can both validate and time it."""
+    """The one-pass "lanes" forward (two channels per program, 4 warps) and the "lanes" backward (one warp per
+    channel), which reads its chunk-start states: checked here although not the default, so that one GPU
+    call can both validate and time them."""
     from genomix.kernels.scan.ops import DEFAULT_TILING
 
-    return dataclasses.replace(DEFAULT_TILING, variant="lanes", block_e=2, fwd_warps=4)
+    return dataclasses.replace(DEFAULT_TILING, variant="lanes", block_e=2, fwd_warps=4, bwd_variant="lanes",
+                               bwd_warps=1)
 
 
 def correctness() -> list[dict]:
@@ -97,7 +99,7 @@ def initial_state() -> list[dict]:
     on the reference: outputs and last state, and the second part's gradients against the reference's from
     the same state, through a loss on its outputs and its last state: the initial state's gradient and the
     one flowing back from the last state included; the default ("seq") tiling, the "assoc" kernels and the
-    "lanes" forward, several segments, fp32 and bf16."""
+    "lanes" forward and backward, several segments, fp32 and bf16."""
     from genomix.kernels.scan.ops import DEFAULT_TILING, Tiling, selective_scan_triton
     from genomix.kernels.scan.reference import selective_scan_ref
 

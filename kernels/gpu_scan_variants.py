@@ -83,10 +83,18 @@ DEVICE = "cuda"
 #: SM, 256 programs; 204 instructions per channel, state and 16 steps); one channel per thread at 128 registers
 #: (8 B of spills) fits 4 programs per SM (512 programs, one wave; 252 instructions), uncapped it takes 158 (242);
 #: 8 warps with 2 channels 248 (436 for the two); 2 warps 159 (231). Counts: kernels/offline_scan_sass.py.
+#: The thirty-third session added the "lanes" backward (kernels/scan/triton_lanes_bwd.py: one channel per program,
+#: time across its threads, the adjoint by a reverse thread scan, dB/dC by fp32 reductions; offline: 255
+#: registers, 483 / 553 instructions per state and 16-step tile at 1 / 4 warps, against ~750 for the default's two
+#: passes), paired with the lanes forward in the first candidate and with the default forward in the second, so
+#: that both backwards run after both forwards. kernels/bench_scan_atomics.py measures the reductions alone.
+_LANES_BWD = dict(bwd_variant="lanes", bwd_warps=1)
 CANDIDATES = [
-    dataclasses.replace(DEFAULT_TILING, variant="lanes", block_e=2, fwd_warps=4),
-    dataclasses.replace(DEFAULT_TILING, variant="lanes", block_e=1, fwd_warps=4, fwd_maxnreg=128),
+    dataclasses.replace(DEFAULT_TILING, variant="lanes", block_e=2, fwd_warps=4, **_LANES_BWD),
+    dataclasses.replace(DEFAULT_TILING, bwd_variant="lanes", bwd_warps=4),
+    dataclasses.replace(DEFAULT_TILING, variant="lanes", block_e=1, fwd_warps=4, fwd_maxnreg=128, **_LANES_BWD),
     dataclasses.replace(DEFAULT_TILING, variant="lanes", block_e=1, fwd_warps=4),
+    dataclasses.replace(DEFAULT_TILING, bwd_variant="lanes", bwd_warps=2),
     dataclasses.replace(DEFAULT_TILING, variant="lanes", block_e=1, fwd_warps=2),
     dataclasses.replace(DEFAULT_TILING, variant="lanes", block_e=2, fwd_warps=8),
 ]

@@ -36,10 +36,12 @@ class Tiling:
     ``tile_io`` ("seq" only): read u, Δ, z and write outputs in ``fwd_tile``-step tiles (8 or 16; vector
     loads/stores, each thread holding its channel's steps) instead of one strided element per thread and
     step.
-    ``bwd_variant`` picks the backward kernel: ``"assoc"`` (:func:`.triton_scan._scan_bwd_kernel`) or
+    ``bwd_variant`` picks the backward kernel: ``"assoc"`` (:func:`.triton_scan._scan_bwd_kernel`),
     ``"seq"`` (:mod:`.triton_seq_bwd`: one channel per thread, use ``bwd_block_e = 32 * bwd_warps`` and
-    a ``chunk`` that is a multiple of 8); ``bwd_stash`` (2, 4 or 8) is how many steps of states it
-    recomputes and keeps per thread at a time.
+    a ``chunk`` that is a multiple of 8; ``bwd_stash`` (2, 4 or 8) is how many steps of states it
+    recomputes and keeps per thread at a time) or ``"lanes"`` (:mod:`.triton_lanes_bwd`: one channel per
+    program of ``bwd_warps`` warps, time across its threads, dB/dC by fp32 reductions whose order varies
+    between runs; ``chunk`` must divide its ``512 * bwd_warps``-step tile; segmentation does not apply).
     ``fwd_fast_math`` ("seq" forward, GPU only; the interpreter keeps the exact functions): exp2,
     softplus and sigmoid as the backward computes them (``ex2``/``lg2``/``rcp.approx.ftz`` inline PTX,
     ~2^-22 relative error). ``fwd_prefetch`` ("seq" with ``tile_io``): issue each tile's u, Δ, z
