@@ -48,13 +48,13 @@ def _random_inputs(case: dict, dtype: torch.dtype, g: torch.Generator) -> list[t
 
 
 def _lanes_tiling():
-    """The one-pass "lanes" forward (two channels per program, 4 warps) and the "lanes" backward (one warp per
+    """The one-pass "lanes" forward (two channels per program, 4 warps) and the "lanes" backward (two warps per
     channel), which reads its chunk-start states: checked here although not the default, so that one GPU
     call can both validate and time them."""
     from genomix.kernels.scan.ops import DEFAULT_TILING
 
     return dataclasses.replace(DEFAULT_TILING, variant="lanes", block_e=2, fwd_warps=4, bwd_variant="lanes",
-                               bwd_warps=1)
+                               bwd_warps=2)
 
 
 def correctness() -> list[dict]:

@@ -85,16 +85,18 @@ DEVICE = "cuda"
 #: 8 warps with 2 channels 248 (436 for the two); 2 warps 159 (231). Counts: kernels/offline_scan_sass.py.
 #: The thirty-third session added the "lanes" backward (kernels/scan/triton_lanes_bwd.py: one channel per program,
 #: time across its threads, the adjoint by a reverse thread scan, dB/dC by fp32 reductions; offline: 255
-#: registers, 483 / 553 instructions per state and 16-step tile at 1 / 4 warps, against ~750 for the default's two
+#: registers, 483 / 523 / 553 instructions per state and 16-step tile at 1 / 2 / 4 warps, against ~750 for the default's two
 #: passes), paired with the lanes forward in the first candidate and with the default forward in the second, so
-#: that both backwards run after both forwards. kernels/bench_scan_atomics.py measures the reductions alone.
-_LANES_BWD = dict(bwd_variant="lanes", bwd_warps=1)
+#: that both backwards run after both forwards. At B = 1, E = 512 its 512 programs fill the GPU at 2 warps each
+#: (255 registers: 8 warps per SM, about one wave); 1 warp leaves one warp per scheduler, 4 warps take two waves.
+#: kernels/bench_scan_atomics.py measures the reductions alone.
+_LANES_BWD = dict(bwd_variant="lanes", bwd_warps=2)
 CANDIDATES = [
     dataclasses.replace(DEFAULT_TILING, variant="lanes", block_e=2, fwd_warps=4, **_LANES_BWD),
     dataclasses.replace(DEFAULT_TILING, bwd_variant="lanes", bwd_warps=4),
     dataclasses.replace(DEFAULT_TILING, variant="lanes", block_e=1, fwd_warps=4, fwd_maxnreg=128, **_LANES_BWD),
     dataclasses.replace(DEFAULT_TILING, variant="lanes", block_e=1, fwd_warps=4),
-    dataclasses.replace(DEFAULT_TILING, bwd_variant="lanes", bwd_warps=2),
+    dataclasses.replace(DEFAULT_TILING, bwd_variant="lanes", bwd_warps=1),
     dataclasses.replace(DEFAULT_TILING, variant="lanes", block_e=1, fwd_warps=2),
     dataclasses.replace(DEFAULT_TILING, variant="lanes", block_e=2, fwd_warps=8),
 ]
