@@ -85,8 +85,8 @@ DEVICE = "cuda"
 #: 8 warps with 2 channels 248 (436 for the two); 2 warps 159 (231). Counts: kernels/offline_scan_sass.py.
 #: The thirty-third session added the "lanes" backward (kernels/scan/triton_lanes_bwd.py: one channel per program,
 #: time across its threads, the adjoint by a reverse thread scan, dB/dC by fp32 reductions; offline: 255
-#: registers, 483 / 523 / 553 instructions per state and 16-step tile at 1 / 2 / 4 warps, against ~750 for the default's two
-#: passes), paired with the lanes forward in the first candidate and with the default forward in the second, so
+#: registers, 483 / 523 / 553 instructions per state and 16-step tile at 1 / 2 / 4 warps, against ~750 for the
+#: default's two passes), paired with the lanes forward in the first candidate and with the default forward in the second, so
 #: that both backwards run after both forwards. At B = 1, E = 512 its 512 programs fill the GPU at 2 warps each
 #: (255 registers: 8 warps per SM, about one wave); 1 warp leaves one warp per scheduler, 4 warps take two waves.
 #: kernels/bench_scan_atomics.py measures the reductions alone.
