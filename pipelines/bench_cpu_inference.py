@@ -5,8 +5,8 @@ depend on the weights), warms up once, times ``--repeats`` forwards of the size'
 masked for Caduceus) and reports the median. On the CPU the long convolutions and the selective scan take
 their PyTorch references, so this is their speed in a model. With ``--fixed-filters`` (Hyena sizes) the
 same model is timed again inside :func:`genomix.models.fixed_filters` (the long filters' spectra made once
-and reused, as in an inference loop), with the largest difference of its logits from the plain forward's. Prints a table and writes
-``bench_cpu_inference.json`` (atomically) to ``--out``.
+and reused, as in an inference loop), with the largest difference of its logits from the plain forward's.
+Prints a table and writes ``bench_cpu_inference.json`` (atomically) to ``--out``.
 
     PYTHONPATH=. python pipelines/bench_cpu_inference.py --out results/
     PYTHONPATH=. python pipelines/bench_cpu_inference.py --runs caduceus-ps-1k-d256:1024:8 --out results/
