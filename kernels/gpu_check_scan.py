@@ -54,7 +54,7 @@ def _lanes_tiling():
     from genomix.kernels.scan.ops import DEFAULT_TILING
 
     return dataclasses.replace(DEFAULT_TILING, variant="lanes", block_e=2, fwd_warps=4, bwd_variant="lanes",
-                               bwd_warps=2)
+                               bwd_block_e=1, bwd_warps=2)
 
 
 def correctness() -> list[dict]:

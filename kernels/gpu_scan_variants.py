@@ -38,6 +38,11 @@ BASELINE = DEFAULT_TILING  # the tiling every candidate is compared with
 #: Where everything runs (a CPU dry run of this script under TRITON_INTERPRET=1 sets "cpu").
 DEVICE = "cuda"
 
+def _lanes_bwd(channels: int, steps: int, warps: int) -> dict:
+    """Tiling fields of the "lanes" backward: channels per program, steps per thread, warps per program."""
+    return dict(bwd_variant="lanes", bwd_block_e=channels, bwd_steps=steps, bwd_warps=warps)
+
+
 #: Candidates measured against BASELINE, expected best first. The first list (commit c0eb1a8: prefetch
 #: hints, bf16 B/C pairs, register caps against the fast-math forward) chose DEFAULT_TILING, the second
 #: (commit 8e65804: tighter forward cap, 8-step stash, more segments) and a third (commit e0fde41: L1
@@ -83,20 +88,21 @@ DEVICE = "cuda"
 #: SM, 256 programs; 204 instructions per channel, state and 16 steps); one channel per thread at 128 registers
 #: (8 B of spills) fits 4 programs per SM (512 programs, one wave; 252 instructions), uncapped it takes 158 (242);
 #: 8 warps with 2 channels 248 (436 for the two); 2 warps 159 (231). Counts: kernels/offline_scan_sass.py.
-#: The thirty-third session added the "lanes" backward (kernels/scan/triton_lanes_bwd.py: one channel per program,
-#: time across its threads, the adjoint by a reverse thread scan, dB/dC by fp32 reductions; offline: 255
-#: registers, 483 / 523 / 553 instructions per state and 16-step tile at 1 / 2 / 4 warps, against ~750 for the
-#: default's two passes), paired with the lanes forward in the first candidate and with the default forward in the second, so
-#: that both backwards run after both forwards. At B = 1, E = 512 its 512 programs fill the GPU at 2 warps each
-#: (255 registers: 8 warps per SM, about one wave); 1 warp leaves one warp per scheduler, 4 warps take two waves.
-#: kernels/bench_scan_atomics.py measures the reductions alone.
-_LANES_BWD = dict(bwd_variant="lanes", bwd_warps=2)
+#: The thirty-third session added the "lanes" backward (kernels/scan/triton_lanes_bwd.py: 1 or 2 channels per
+#: program, time across its threads, 16 or 8 steps each, the adjoint by a reverse thread scan, dB/dC by fp32
+#: reductions; offline, triton 3.6, per channel, state and step: 30-40 instructions against ~47 for the default's
+#: two passes, table in kernels/scan/NOTES.md), paired with the lanes forward in the first candidate and with the
+#: default forward in the second, so that both backwards run after both forwards. At B = 1, E = 512 the leading
+#: forms fill the GPU in about one wave (1,024 warps at 255 registers: 8 per SM). The 2-channel form halves the
+#: reductions. kernels/bench_scan_atomics.py measures the reductions alone.
 CANDIDATES = [
-    dataclasses.replace(DEFAULT_TILING, variant="lanes", block_e=2, fwd_warps=4, **_LANES_BWD),
-    dataclasses.replace(DEFAULT_TILING, bwd_variant="lanes", bwd_warps=4),
-    dataclasses.replace(DEFAULT_TILING, variant="lanes", block_e=1, fwd_warps=4, fwd_maxnreg=128, **_LANES_BWD),
+    dataclasses.replace(DEFAULT_TILING, variant="lanes", block_e=2, fwd_warps=4, **_lanes_bwd(1, 16, 2)),
+    dataclasses.replace(DEFAULT_TILING, **_lanes_bwd(2, 8, 4)),
+    dataclasses.replace(DEFAULT_TILING, variant="lanes", block_e=1, fwd_warps=4, fwd_maxnreg=128,
+                        **_lanes_bwd(1, 8, 2)),
     dataclasses.replace(DEFAULT_TILING, variant="lanes", block_e=1, fwd_warps=4),
-    dataclasses.replace(DEFAULT_TILING, bwd_variant="lanes", bwd_warps=1),
+    dataclasses.replace(DEFAULT_TILING, **_lanes_bwd(1, 16, 4)),
+    dataclasses.replace(DEFAULT_TILING, **_lanes_bwd(2, 8, 2)),
     dataclasses.replace(DEFAULT_TILING, variant="lanes", block_e=1, fwd_warps=2),
     dataclasses.replace(DEFAULT_TILING, variant="lanes", block_e=2, fwd_warps=8),
 ]

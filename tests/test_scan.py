@@ -195,8 +195,14 @@ def test_lanes_variant_matches_reference(case, tiling):
                                                   bwd_warps=2)),
         (dict(L=600, N=8, z=False, D=False, bias=False, dtype=torch.bfloat16, batch=1, E=2),
          dict(variant="lanes", fwd_warps=1, block_e=2, chunk=128)),
+        # two channels per program over 8-step threads, the last program's second channel a spare (E = 5)
+        (dict(L=700, E=5, batch=1), dict(variant="lanes", fwd_warps=1, block_e=2, chunk=64, bwd_block_e=2,
+                                         bwd_steps=8)),
+        (dict(L=300, E=4, groups=2, batch=1, dtype=torch.bfloat16), dict(chunk=64, target_programs=4,
+                                                                         bwd_block_e=2, bwd_steps=8)),
     ],
-    ids=["one-tile", "three-tiles-grouped", "16-states-two-warps", "bare-bf16"],
+    ids=["one-tile", "three-tiles-grouped", "16-states-two-warps", "bare-bf16", "two-channels-ragged",
+         "two-channels-grouped-bf16"],
 )
 def test_lanes_backward_matches_reference(case, tiling):
     """The backward with time across the threads ("lanes": adjoint scan per state, dB/dC by reductions)
@@ -240,8 +246,12 @@ def test_seq_kernels_on_bf16_bc_pairs_match_reference(case, tiling):
 @pytest.mark.parametrize("tiling", [dict(variant="nope"), dict(variant="seq", chunk=24),
                                     dict(variant="seq", tile_io=True, fwd_tile=12),
                                     dict(variant="lanes", fwd_warps=1, chunk=48, block_e=1),
-                                    dict(variant="lanes", fwd_warps=1, chunk=16, block_e=4)],
-                         ids=["variant", "chunk", "tile", "lanes-chunk", "lanes-channels"])
+                                    dict(variant="lanes", fwd_warps=1, chunk=16, block_e=4),
+                                    dict(bwd_variant="lanes", bwd_warps=1, chunk=96, bwd_steps=8),
+                                    dict(bwd_variant="lanes", bwd_warps=1, chunk=16, bwd_block_e=4),
+                                    dict(bwd_variant="lanes", bwd_warps=1, chunk=16, bwd_steps=4)],
+                         ids=["variant", "chunk", "tile", "lanes-chunk", "lanes-channels", "lanes-bwd-chunk",
+                              "lanes-bwd-channels", "lanes-bwd-steps"])
 def test_bad_tiling_is_refused(tiling):
     with pytest.raises(ValueError):
         selective_scan_triton(*_inputs(L=8), tiling=Tiling(**tiling))

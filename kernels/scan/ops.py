@@ -39,9 +39,10 @@ class Tiling:
     ``bwd_variant`` picks the backward kernel: ``"assoc"`` (:func:`.triton_scan._scan_bwd_kernel`),
     ``"seq"`` (:mod:`.triton_seq_bwd`: one channel per thread, use ``bwd_block_e = 32 * bwd_warps`` and
     a ``chunk`` that is a multiple of 8; ``bwd_stash`` (2, 4 or 8) is how many steps of states it
-    recomputes and keeps per thread at a time) or ``"lanes"`` (:mod:`.triton_lanes_bwd`: one channel per
-    program of ``bwd_warps`` warps, time across its threads, dB/dC by fp32 reductions whose order varies
-    between runs; ``chunk`` must divide its ``512 * bwd_warps``-step tile; segmentation does not apply).
+    recomputes and keeps per thread at a time) or ``"lanes"`` (:mod:`.triton_lanes_bwd`: ``bwd_block_e``
+    (None: 1, or 2) channels per program of ``bwd_warps`` warps, time across its threads, ``bwd_steps`` (16,
+    or 8 to fit two channels) each, dB/dC by fp32 reductions whose order varies between runs; ``chunk``
+    must divide its ``32 * bwd_warps * bwd_steps``-step tile; segmentation does not apply).
     ``fwd_fast_math`` ("seq" forward, GPU only; the interpreter keeps the exact functions): exp2,
     softplus and sigmoid as the backward computes them (``ex2``/``lg2``/``rcp.approx.ftz`` inline PTX,
     ~2^-22 relative error). ``fwd_prefetch`` ("seq" with ``tile_io``): issue each tile's u, Δ, z
@@ -76,6 +77,7 @@ class Tiling:
     fwd_summary_maxnreg: int | None = None
     fill_programs: int | None = None
     bwd_fill_programs: int | None = None
+    bwd_steps: int = 16
 
 
 #: The sequential-step forward at the setting that measured best on an H200 (2026-12-01,
@@ -204,9 +206,12 @@ def _check_tiling(tiling: Tiling) -> None:
     if tiling.bwd_variant not in ("assoc", "seq", "lanes"):
         raise ValueError(f"unknown selective-scan bwd_variant {tiling.bwd_variant!r} (expected 'assoc', 'seq' or "
                          f"'lanes')")
-    if tiling.bwd_variant == "lanes" and (tiling.chunk % 16 or 512 * tiling.bwd_warps % tiling.chunk):
-        raise ValueError(f"the 'lanes' backward needs a chunk that is a multiple of 16 and divides its "
-                         f"{512 * tiling.bwd_warps}-step tile (got {tiling.chunk})")
+    if tiling.bwd_variant == "lanes":
+        tile = 32 * tiling.bwd_warps * tiling.bwd_steps
+        if tiling.bwd_steps not in (8, 16) or (tiling.bwd_block_e or 1) not in (1, 2) or tile % tiling.chunk:
+            raise ValueError(f"the 'lanes' backward needs 8 or 16 steps per thread (bwd_steps, got "
+                             f"{tiling.bwd_steps}), 1 or 2 channels per program (bwd_block_e, got "
+                             f"{tiling.bwd_block_e}) and a chunk that divides its {tile}-step tile (got {tiling.chunk})")
     if tiling.variant == "lanes" and (tiling.chunk % 16 or 512 * tiling.fwd_warps % tiling.chunk
                                       or tiling.block_e not in (1, 2)):
         raise ValueError(f"the 'lanes' forward needs a chunk that is a multiple of 16 and divides its "
@@ -431,14 +436,15 @@ def _launch_bwd_seq(u, delta, A, B, C, D, z, delta_bias, delta_softplus, states,
 
 def _launch_bwd_lanes(u, delta, A, B, C, D, z, delta_bias, delta_softplus, states, dout, tiling: Tiling,
                       dlast: torch.Tensor | None, want_dinit: bool):
-    """Gradients through :func:`.triton_lanes_bwd._lanes_bwd_kernel`: one program per sequence and channel,
-    dB/dC added into fp32 buffers by all of them, dA (per thread), dD and dΔ-bias partials summed here.
+    """Gradients through :func:`.triton_lanes_bwd._lanes_bwd_kernel`: one program per sequence and
+    ``bwd_block_e`` channels (of one B/C group), dB/dC added into fp32 buffers by all of them, dA (per thread), dD and dΔ-bias partials summed here.
     The carry buffer starts as the last state's gradient (``dlast``, or zero) and ends as the initial
     state's (returned when ``want_dinit``)."""
     from .triton_lanes_bwd import _lanes_bwd_kernel
 
     batch, channels, length = u.shape
     groups, n_state = B.shape[1], B.shape[2]
+    per_program = _tile(channels, groups, tiling.bwd_block_e or 1)
     f32 = dict(dtype=torch.float32, device=u.device)
     du, ddelta = torch.empty_like(u), torch.empty_like(delta)
     dz = torch.empty_like(z) if z is not None else None
@@ -450,14 +456,14 @@ def _launch_bwd_lanes(u, delta, A, B, C, D, z, delta_bias, delta_softplus, state
              else dlast.reshape(batch, channels, n_state).clone())
     A2 = _log2e_scaled(A)
     dummy = A2  # pointer arguments of disabled features are never read
-    _lanes_bwd_kernel[(batch, channels)](
+    _lanes_bwd_kernel[(batch, -(-channels // per_program))](
         u, delta, A2, B, C, D if D is not None else dummy, z if z is not None else dummy,
         delta_bias if delta_bias is not None else dummy, dout, states, du, ddelta, dz if dz is not None else dummy,
         dA_part, dB, dC, dD_part if D is not None else dummy, dbias_part if delta_bias is not None else dummy, carry,
         channels, length, groups, states.shape[2],
         ASM=not dispatch.interpreting(),  # inline PTX: not in the interpreter
-        N=n_state, CHUNK=tiling.chunk, LANES=32 * tiling.bwd_warps, num_warps=tiling.bwd_warps,
-        **_flags(D, z, delta_bias, delta_softplus), **_reg_cap(tiling.bwd_maxnreg),
+        N=n_state, CHUNK=tiling.chunk, LANES=32 * tiling.bwd_warps, CPT=per_program, STEPS=tiling.bwd_steps,
+        num_warps=tiling.bwd_warps, **_flags(D, z, delta_bias, delta_softplus), **_reg_cap(tiling.bwd_maxnreg),
     )
     total = lambda part: None if part is None else part.sum(0)  # noqa: E731
     return (du, ddelta, dA_part.sum((0, 3)), dB, dC, total(dD_part), dz, total(dbias_part),
