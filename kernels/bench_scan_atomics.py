@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lengths", type=int, nargs="+", default=[1 << 16, 1 << 20])
     parser.add_argument("--programs", type=int, nargs="+", default=[256, 512])
-    parser.add_argument("--warps", type=int, nargs="+", default=[4])
+    parser.add_argument("--warps", type=int, nargs="+", default=[2])
     parser.add_argument("--store-cap-gib", type=float, default=8.0,
                         help="skip 'store' rows whose partial rows would exceed this")
     parser.add_argument("--out", type=Path, default=Path("."))
