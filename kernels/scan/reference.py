@@ -102,7 +102,7 @@ def selective_scan_ref(
         else:
             for drive_t, decay_t in steps:
                 state = torch.addcmul(drive_t, decay_t, state, out=drive_t)
-            torch.matmul(states, Ct[:, start:stop], out=y[:, start:stop])
+            y[:, start:stop] = torch.matmul(states, Ct[:, start:stop])  # (a batch slice of y is not contiguous)
     if tracked:
         y = torch.stack(y, dim=1) if y else u_tm.new_zeros(batch, 0, groups, per_group, 1)
     y = y.view(batch, length, channels)
