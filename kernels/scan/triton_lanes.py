@@ -52,6 +52,19 @@ def _column(X, col):
 
 
 @triton.jit
+def _thread_scan(p, q, seed, LANES: tl.constexpr, REVERSE: tl.constexpr = False):
+    """(value entering each thread, value leaving it) of the threads' affine maps ``v -> p v + q`` (LANES,)
+    chained from the first thread (from the last one, ``REVERSE``), with ``seed`` entering the chain: an
+    associative scan over the threads, each thread then taking its neighbour's result (:func:`tl.gather`)."""
+    lane = tl.arange(0, LANES)
+    first = LANES - 1 if REVERSE else 0
+    q = tl.where(lane == first, p * seed + q, q)  # the seed enters through the chain's first thread
+    leaving = tl.associative_scan((p, q), 0, _affine_combine, reverse=REVERSE)[1]
+    neighbour = tl.minimum(lane + 1, LANES - 1) if REVERSE else tl.maximum(lane - 1, 0)
+    return tl.where(lane == first, seed, tl.gather(leaving, neighbour, 0)), leaving
+
+
+@triton.jit
 def _enter(p, q, carry_ptr, states_ptr, pid_b, e, n, t0, E, L, n_chunks, SAVE_STATES: tl.constexpr,
            N: tl.constexpr, CHUNK: tl.constexpr, LANES: tl.constexpr):
     """State n of channel e entering each thread's steps, from the threads' composite maps h -> p h + q
@@ -61,10 +74,7 @@ def _enter(p, q, carry_ptr, states_ptr, pid_b, e, n, t0, E, L, n_chunks, SAVE_ST
     lane = tl.arange(0, LANES)
     live = lane * 0 + e < E  # a ragged last program's spare channel reads channel E - 1's carry and stores nothing
     off = (pid_b * E + tl.minimum(e, E - 1)) * N + n
-    c_in = tl.load(carry_ptr + off)
-    q = tl.where(lane == 0, p * c_in + q, q)  # the tile's carry enters through the first thread
-    h_end = tl.associative_scan((p, q), 0, _affine_combine)[1]  # state after each thread's steps
-    h = tl.where(lane == 0, c_in, tl.gather(h_end, tl.maximum(lane - 1, 0), 0))
+    h, h_end = _thread_scan(p, q, tl.load(carry_ptr + off), LANES)  # the tile's carry enters the first thread
     if SAVE_STATES:
         first = t0 + lane * 16
         chunk_off = ((pid_b * E + e) * n_chunks + first // CHUNK) * N + n

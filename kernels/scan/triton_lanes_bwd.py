@@ -34,8 +34,8 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .triton_lanes import _column, _step
-from .triton_scan import _affine_combine, _dt_of, _exp2, _sigmoid
+from .triton_lanes import _column, _step, _thread_scan
+from .triton_scan import _dt_of, _exp2, _sigmoid
 
 #: ln 2: A = (A log2 e) ln 2, for dΔ's A-term.
 _LN2 = tl.constexpr(0.6931471805599453)
@@ -67,13 +67,9 @@ def _thread_states(a, b, p, h_in, item, CPT: tl.constexpr, LANES: tl.constexpr, 
     for j in tl.static_range(STEPS):  # each thread's composite map h -> p h + q
         pick = item == j
         q = _step(a, pick) * q + _step(b, pick)
-    lane = tl.arange(0, LANES)
     h = tl.zeros_like(p)  # the state entering each thread's steps
     for c in tl.static_range(CPT):  # the thread scan, one channel at a time
-        p_c, q_c, in_c = _channel(p, c, CPT), _channel(q, c, CPT), _channel(h_in, c, CPT)
-        q_c = tl.where(lane == 0, p_c * in_c + q_c, q_c)
-        h_end = tl.associative_scan((p_c, q_c), 0, _affine_combine)[1]
-        h_c = tl.where(lane == 0, in_c, tl.gather(h_end, tl.maximum(lane - 1, 0), 0))
+        h_c = _thread_scan(_channel(p, c, CPT), _channel(q, c, CPT), _channel(h_in, c, CPT), LANES)[0]
         h = tl.where(tl.arange(0, CPT)[None, :] == c, h_c[:, None], h)
     H = tl.zeros_like(a)
     for j in tl.static_range(STEPS):
@@ -99,10 +95,8 @@ def _thread_adjoints(a, cdy, p, carry_ptrs, live, item, CPT: tl.constexpr, LANES
     x_in = tl.zeros_like(p)  # the adjoint entering each thread's steps from the right
     x_out = tl.zeros_like(p)  # and the one leaving them to the left
     for c in tl.static_range(CPT):
-        p_c, x_c, right_c = _channel(p, c, CPT), _channel(x, c, CPT), _channel(x_right, c, CPT)
-        x_c = tl.where(lane == LANES - 1, p_c * right_c + x_c, x_c)
-        x_first = tl.associative_scan((p_c, x_c), 0, _affine_combine, reverse=True)[1]
-        in_c = tl.where(lane == LANES - 1, right_c, tl.gather(x_first, tl.minimum(lane + 1, LANES - 1), 0))
+        in_c, x_first = _thread_scan(_channel(p, c, CPT), _channel(x, c, CPT), _channel(x_right, c, CPT), LANES,
+                                     REVERSE=True)
         x_in = tl.where(tl.arange(0, CPT)[None, :] == c, in_c[:, None], x_in)
         x_out = tl.where(tl.arange(0, CPT)[None, :] == c, x_first[:, None], x_out)
     tl.store(carry_ptrs + lane[:, None] * 0, x_out, mask=(lane[:, None] == 0) & live)
