@@ -19,9 +19,9 @@ arranged so that each step is one PyTorch call on contiguous memory:
 
 - everything is laid out time-major, ``(batch, L, groups, channels per group, N)``, so a step's slice is
   contiguous per sequence (a step of the channel-major layout is a strided slice, and every op on it is
-  slow). Mamba's Δ, B, C and z are transposed views of time-major linear outputs, so this costs no copy,
-  and the output is returned as the same kind of view ((batch, E, L) over time-major memory), which
-  the block's out-projection reads without a copy;
+  slow). Mamba's u, Δ, B, C and z are transposed views of time-major memory, so this costs no copy. The
+  output takes u's layout: for such a u the same kind of view, which the block's out-projection reads
+  without a copy, and otherwise contiguous (batch, E, L), as the Triton kernels return it;
 - decays and inputs are formed a chunk of steps at a time (``_REF_CHUNK_ELEMENTS`` values, never the
   ``(batch, E, L, N)`` state tensor), and each step is one ``addcmul``;
 - without autograd the states overwrite the chunk's input terms in place and ``y`` is one batched matmul
@@ -56,7 +56,8 @@ def selective_scan_ref(
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Selective scan in plain PyTorch (differentiable by autograd); see the module docstring.
 
-    Returns ``out`` of shape ``(batch, E, L)`` in ``u``'s dtype, and with ``return_last_state`` also
+    Returns ``out`` of shape ``(batch, E, L)`` in ``u``'s dtype and memory layout (contiguous, or a
+    transposed view of time-major memory when ``u`` is one), and with ``return_last_state`` also
     the final state ``(batch, E, N)`` in float32. ``initial_state`` (batch, E, N): the state before the
     first step (zero when None), to continue a sequence in pieces.
     """
@@ -111,7 +112,9 @@ def selective_scan_ref(
     if z is not None:
         y = y * F.silu(time_major(z.float(), channels))
     last = state.clone(memory_format=torch.contiguous_format).view(batch, channels, n_state)
-    out = y.to(dtype_in).transpose(1, 2)
+    out = y.to(dtype_in).transpose(1, 2)  # (batch, E, L) over time-major memory
+    if not u.transpose(1, 2).is_contiguous():  # u is channel-major: so is the output, as on the Triton path
+        out = out.contiguous()
     return (out, last) if return_last_state else out
 
 
