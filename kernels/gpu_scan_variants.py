@@ -38,6 +38,7 @@ BASELINE = DEFAULT_TILING  # the tiling every candidate is compared with
 #: Where everything runs (a CPU dry run of this script under TRITON_INTERPRET=1 sets "cpu").
 DEVICE = "cuda"
 
+
 def _lanes_bwd(channels: int, steps: int, warps: int) -> dict:
     """Tiling fields of the "lanes" backward: channels per program, steps per thread, warps per program."""
     return dict(bwd_variant="lanes", bwd_block_e=channels, bwd_steps=steps, bwd_warps=warps)

@@ -6,9 +6,8 @@ checkpoints were trained with. The reference computes in fp32 (float64 for float
 autocast and returns x's dtype, as the Triton kernels do. It is written as K shifted multiply-adds rather
 than ``F.conv1d``, which first copies a transposed view (Mamba's conv input is a channel slice of the
 time-major in-projection) and took twice as long on it (78 against 36 ms for a (1, 512, 16384) input, once,
-on the 2-core development machine); the
-shifted form keeps x's layout, so the output stays time-major too, which the scan and the x-projection
-read without copies.
+on the 2-core development machine); the shifted form keeps x's layout, so the output stays time-major too,
+which the scan and the x-projection read without copies.
 """
 from __future__ import annotations
 

@@ -201,11 +201,9 @@ def _flags(D, z, delta_bias, delta_softplus) -> dict:
 
 def _check_tiling(tiling: Tiling) -> None:
     """Refuse variants and chunk lengths the kernels do not implement (before anything runs)."""
-    if tiling.variant not in ("assoc", "seq", "lanes"):
-        raise ValueError(f"unknown selective-scan variant {tiling.variant!r} (expected 'assoc', 'seq' or 'lanes')")
-    if tiling.bwd_variant not in ("assoc", "seq", "lanes"):
-        raise ValueError(f"unknown selective-scan bwd_variant {tiling.bwd_variant!r} (expected 'assoc', 'seq' or "
-                         f"'lanes')")
+    for name, value in (("variant", tiling.variant), ("bwd_variant", tiling.bwd_variant)):
+        if value not in ("assoc", "seq", "lanes"):
+            raise ValueError(f"unknown selective-scan {name} {value!r} (expected 'assoc', 'seq' or 'lanes')")
     if tiling.bwd_variant == "lanes":
         tile = 32 * tiling.bwd_warps * tiling.bwd_steps
         if tiling.bwd_steps not in (8, 16) or (tiling.bwd_block_e or 1) not in (1, 2) or tile % tiling.chunk:
@@ -437,9 +435,9 @@ def _launch_bwd_seq(u, delta, A, B, C, D, z, delta_bias, delta_softplus, states,
 def _launch_bwd_lanes(u, delta, A, B, C, D, z, delta_bias, delta_softplus, states, dout, tiling: Tiling,
                       dlast: torch.Tensor | None, want_dinit: bool):
     """Gradients through :func:`.triton_lanes_bwd._lanes_bwd_kernel`: one program per sequence and
-    ``bwd_block_e`` channels (of one B/C group), dB/dC added into fp32 buffers by all of them, dA (per thread), dD and dΔ-bias partials summed here.
-    The carry buffer starts as the last state's gradient (``dlast``, or zero) and ends as the initial
-    state's (returned when ``want_dinit``)."""
+    ``bwd_block_e`` channels (of one B/C group), dB/dC added into fp32 buffers by all of them, dA (per
+    thread), dD and dΔ-bias partials summed here. The carry buffer starts as the last state's gradient
+    (``dlast``, or zero) and ends as the initial state's (returned when ``want_dinit``)."""
     from .triton_lanes_bwd import _lanes_bwd_kernel
 
     batch, channels, length = u.shape
