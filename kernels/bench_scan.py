@@ -56,6 +56,25 @@ def floor_bytes(length: int, channels: int, n_state: int, itemsize: int = 2) -> 
     return fwd, bwd
 
 
+def tiling_with(overrides: list[str]):
+    """``ops.DEFAULT_TILING`` with ``NAME=VALUE`` overrides (``variant=lanes``, ``block_e=2``, ``hints=True``,
+    ``fwd_maxnreg=None``), each value parsed by its field's annotation; an unknown name is a ``ValueError``."""
+    from genomix.kernels.scan.ops import DEFAULT_TILING
+
+    fields = {f.name: f.type for f in dataclasses.fields(DEFAULT_TILING)}
+    parsed = {}
+    for item in overrides:
+        name, sep, value = item.partition("=")
+        if not sep or name not in fields:
+            raise ValueError(f"tiling override {item!r}: expected NAME=VALUE with NAME one of {sorted(fields)}")
+        kind = fields[name]  # the annotation as text ("bool", "int | None", ...)
+        if value == "None" and "None" in kind:
+            parsed[name] = None
+        else:
+            parsed[name] = value == "True" if kind == "bool" else value if kind == "str" else int(value)
+    return dataclasses.replace(DEFAULT_TILING, **parsed)
+
+
 def bench_length(length: int, bandwidth: float, tiling, ref_max_len: int, channels: int = 512,
                  n_state: int = 16) -> dict:
     import triton.testing
@@ -134,19 +153,16 @@ def write_json(path: Path, payload: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lengths", type=int, nargs="+", default=[4096, 65536, 1 << 20])
-    parser.add_argument("--block-e", type=int, default=None)
-    parser.add_argument("--chunk", type=int, default=None)
-    parser.add_argument("--bwd-block-e", type=int, default=None)
+    parser.add_argument("--tiling", nargs="*", default=[], metavar="NAME=VALUE",
+                        help="fields of ops.DEFAULT_TILING to override, e.g. variant=lanes block_e=2")
     parser.add_argument("--ref-max-len", type=int, default=4096)
     parser.add_argument("--out", type=Path, default=Path("."))
     args = parser.parse_args(argv)
-    from genomix.kernels.scan import ops
-
+    try:
+        tiling = tiling_with(args.tiling)
+    except ValueError as err:
+        parser.error(str(err))
     bandwidth = copy_bandwidth()
-    tiling = ops.DEFAULT_TILING
-    overrides = {k: v for k, v in (("block_e", args.block_e), ("chunk", args.chunk), ("bwd_block_e", args.bwd_block_e))
-                 if v is not None}
-    tiling = dataclasses.replace(tiling, **overrides)
     rows = [bench_length(L, bandwidth, tiling, args.ref_max_len) for L in args.lengths]
     write_json(args.out / "scan_bench.json", {"device": torch.cuda.get_device_name(), "copy_gbs": bandwidth / 1e9,
                                               "torch": torch.__version__, "rows": rows})

@@ -18,7 +18,6 @@ Monarch kernels; any key of ``bench_fftconv.PATHS``), bf16 u, B·H·L = 256 M, L
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from typing import Callable
 
 import torch
@@ -26,20 +25,13 @@ import torch
 from genomix.kernels.bench_fftconv import PATHS, SHAPES
 
 
-def _scan(length: int, mode: str, overrides: dict[str, str]) -> Callable[[], None]:
+def _scan(length: int, mode: str, overrides: list[str]) -> Callable[[], None]:
     """The scan call of workload ``scan-<mode>`` (``infer``, ``fwd`` or ``bwd``) at ``DEFAULT_TILING`` with
-    ``overrides`` (field name -> text)."""
-    from genomix.kernels.scan.ops import DEFAULT_TILING, selective_scan_triton
-    from genomix.kernels.bench_scan import make_inputs
+    ``overrides`` (``NAME=VALUE`` texts, :func:`bench_scan.tiling_with`)."""
+    from genomix.kernels.scan.ops import selective_scan_triton
+    from genomix.kernels.bench_scan import make_inputs, tiling_with
 
-    fields = {f.name: f.type for f in dataclasses.fields(DEFAULT_TILING)}
-    def parse(name: str, value: str) -> bool | int | str | None:
-        kind = fields[name]  # the annotation as text ("bool", "int | None", ...)
-        if value == "None" and "None" in kind:
-            return None
-        return value == "True" if kind == "bool" else value if kind == "str" else int(value)
-
-    tiling = dataclasses.replace(DEFAULT_TILING, **{k: parse(k, v) for k, v in overrides.items()})
+    tiling = tiling_with(overrides)
     inputs = make_inputs(length)
     if mode == "infer":
         def infer() -> None:
@@ -84,8 +76,7 @@ def main() -> int:
     if args.workload.startswith("fftconv") and args.length not in SHAPES:
         ap.error(f"fftconv workloads take --length in {sorted(SHAPES)} (bench_fftconv's shapes)")
     if args.workload.startswith("scan"):
-        overrides = dict(item.split("=", 1) for item in args.tiling)
-        run = _scan(args.length, args.workload.removeprefix("scan-"), overrides=overrides)
+        run = _scan(args.length, args.workload.removeprefix("scan-"), overrides=args.tiling)
     else:
         run = _fftconv(args.length, args.path, backward=args.workload == "fftconv-fwdbwd")
     run()  # compile, plan, allocate

@@ -270,6 +270,18 @@ def test_bad_tiling_is_refused(tiling):
         selective_scan_triton(*_inputs(L=8), tiling=Tiling(**tiling))
 
 
+def test_benchmark_tiling_overrides_parse_by_field_type():
+    """``bench_scan.py --tiling`` / ``ncu_workloads.py --tiling``: texts become the fields' types; a typo is refused."""
+    from genomix.kernels.bench_scan import tiling_with
+
+    tiling = tiling_with(["variant=lanes", "block_e=2", "hints=False", "fwd_maxnreg=None", "bwd_maxnreg=128"])
+    assert (tiling.variant, tiling.block_e, tiling.hints, tiling.fwd_maxnreg, tiling.bwd_maxnreg) == \
+        ("lanes", 2, False, None, 128)
+    for bad in (["blocke=2"], ["block_e"]):
+        with pytest.raises(ValueError, match="NAME=VALUE"):
+            tiling_with(bad)
+
+
 @pytest.mark.parametrize(
     "index,bad,error,message",
     [
