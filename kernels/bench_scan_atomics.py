@@ -1,11 +1,12 @@
-"""How fast can many programs add into one (2N, L) dB/dC buffer? The go/no-go number for a lanes backward.
+"""How fast can many programs add into one (2N, L) dB/dC buffer? The rate that ruled out a lanes backward.
 
-A backward with time across the threads (the layout of the ``"lanes"`` forward, :mod:`.scan.triton_lanes`)
-would hold one or two channels per program, so the channel sums of dB and dC cannot stay in a program:
-per-program partial rows would take 32 GiB at L = 1M, E = 512 (kernels/scan/NOTES.md, "Thirty-third
-session"). The alternative is fp32 reductions (Triton's ``tl.atomic_add`` with the result unused compiles to
-``REDG.E.ADD.F32x4``, four adds per instruction, on sm_90). Whether the GPU's L2 sustains them fast enough is
-the open question, and this benchmark answers it without the rest of the kernel:
+A backward with time across the threads (the "lanes" layout, built in the thirty-third session and removed in
+the thirty-fourth; kernels/scan/NOTES.md) holds one or two channels per program, so the channel sums of dB and
+dC cannot stay in a program: per-program partial rows would take 32 GiB at L = 1M, E = 512. The alternative is
+fp32 reductions (Triton's ``tl.atomic_add`` with the result unused compiles to ``REDG.E.ADD.F32x4``, four adds
+per instruction, on sm_90). This benchmark measures the rate the GPU's L2 sustains for them, without the rest
+of a kernel (H200: ~0.8 T adds/s, 10 / 21.5 ms at L = 1M for 256 / 512 programs, BENCHMARKS.md), which any
+backward design that reduces dB/dC through global memory has to budget for:
 
 - ``programs`` programs (256 or 512: E = 512 channels at two or one channel per program) each walk L in
   tiles of ``16 * lanes`` steps from right to left, as a backward does, and for each tile add a value to
@@ -17,8 +18,8 @@ the open question, and this benchmark answers it without the rest of the kernel:
 
 Each program adds ``pid + 1``, so every sum is an exact small integer in fp32 whatever the order, and each
 configuration is checked once before it is timed. The table gives ms per pass over L and G element-adds per
-second; at L = 1M the "atomic" row is the time a lanes backward would spend on its dB/dC reductions if they
-did not overlap its arithmetic (about 18 ms is the whole backward's budget for 10x the HBM floor on an H200).
+second; at L = 1M the "atomic" row is the time such a backward spends on its dB/dC reductions if they do not
+overlap its arithmetic (about 18 ms is the whole backward's budget for 10x the HBM floor on an H200).
 
     PYTHONPATH=. python kernels/bench_scan_atomics.py --out DIR
 """
@@ -33,7 +34,7 @@ import triton.language as tl
 
 from genomix.kernels.bench_scan import write_json
 
-#: Steps per thread and states per channel of the lanes layout (B and C rows: 2N).
+#: Steps per thread (of the lanes layout) and rows of dB and dC together (2N at N = 16).
 STEPS, ROWS = 16, 32
 
 

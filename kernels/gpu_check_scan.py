@@ -3,8 +3,7 @@
     PYTHONUNBUFFERED=1 PYTHONPATH=. python kernels/gpu_check_scan.py --out $OUT
 
 1. Triton vs reference, forward and backward, fp32 and bf16, L not a multiple of the chunk, B·E > 1,
-   channel count not a multiple of the tile, grouped B/C, with and without z, D, Δ-bias (each case also
-   through the one-pass "lanes" forward and backward, not the default); and a sequence
+   channel count not a multiple of the tile, grouped B/C, with and without z, D, Δ-bias; and a sequence
    scanned in two parts, the second from the first's last state (``initial_state``), against the whole.
 2. Tile sweep (channels per program x chunk length x segmentation target) at L = 64K; the fastest
    fwd+bwd setting is used below (and for the model step).
@@ -47,16 +46,6 @@ def _random_inputs(case: dict, dtype: torch.dtype, g: torch.Generator) -> list[t
     return [u, delta, A, B, C, D, z, bias]
 
 
-def _lanes_tiling():
-    """The one-pass "lanes" forward (two channels per program, 4 warps) and the "lanes" backward (two warps per
-    channel), which reads its chunk-start states: checked here although not the default, so that one GPU
-    call can both validate and time them."""
-    from genomix.kernels.scan.ops import DEFAULT_TILING
-
-    return dataclasses.replace(DEFAULT_TILING, variant="lanes", block_e=2, fwd_warps=4, bwd_variant="lanes",
-                               bwd_block_e=1, bwd_warps=2)
-
-
 def correctness() -> list[dict]:
     from genomix.kernels.scan.ops import DEFAULT_TILING, Tiling, selective_scan_triton
     from genomix.kernels.scan.reference import selective_scan_ref
@@ -73,24 +62,23 @@ def correctness() -> list[dict]:
     ]
     for dtype, tol in ((torch.float32, 2e-4), (torch.bfloat16, 2e-2)):
         for i, case in enumerate(cases):
-            for tiling in (tilings[i % 2], _lanes_tiling()):  # the default on cases 0, 2, 4; "lanes" on all
-                g = torch.Generator(device="cuda").manual_seed(len(rows))
-                args = _random_inputs(case, dtype, g)
-                leaves = [None if t is None else t.detach().clone().requires_grad_() for t in args]
-                ref_leaves = [None if t is None else t.detach().clone().requires_grad_() for t in args]
-                out, last = selective_scan_triton(*leaves, return_last_state=True, tiling=tiling)
-                ref, ref_last = selective_scan_ref(*ref_leaves, return_last_state=True)
-                grad = torch.randn(out.shape, device="cuda", generator=g).to(dtype)
-                out.backward(grad)
-                ref.backward(grad)
-                row = dict(dtype=str(dtype), tiling=repr(tiling), **case, out=_rel(out, ref),
-                           last_state=_rel(last, ref_last))
-                for name, x, y in zip("u delta A B C D z bias".split(), leaves, ref_leaves):
-                    if x is not None:
-                        row["d" + name] = _rel(x.grad, y.grad)
-                row["ok"] = all(v <= tol for k, v in row.items() if isinstance(v, float))
-                rows.append(row)
-                print(row)
+            g = torch.Generator(device="cuda").manual_seed(len(rows))
+            args = _random_inputs(case, dtype, g)
+            leaves = [None if t is None else t.detach().clone().requires_grad_() for t in args]
+            ref_leaves = [None if t is None else t.detach().clone().requires_grad_() for t in args]
+            tiling = tilings[i % 2]  # the default on cases 0, 2, 4
+            out, last = selective_scan_triton(*leaves, return_last_state=True, tiling=tiling)
+            ref, ref_last = selective_scan_ref(*ref_leaves, return_last_state=True)
+            grad = torch.randn(out.shape, device="cuda", generator=g).to(dtype)
+            out.backward(grad)
+            ref.backward(grad)
+            row = dict(dtype=str(dtype), tiling=repr(tiling), **case, out=_rel(out, ref), last_state=_rel(last, ref_last))
+            for name, x, y in zip("u delta A B C D z bias".split(), leaves, ref_leaves):
+                if x is not None:
+                    row["d" + name] = _rel(x.grad, y.grad)
+            row["ok"] = all(v <= tol for k, v in row.items() if isinstance(v, float))
+            rows.append(row)
+            print(row)
     return rows
 
 
@@ -98,13 +86,13 @@ def initial_state() -> list[dict]:
     """A sequence scanned in two parts, the second from the first's last state, against the whole sequence
     on the reference: outputs and last state, and the second part's gradients against the reference's from
     the same state, through a loss on its outputs and its last state: the initial state's gradient and the
-    one flowing back from the last state included; the default ("seq") tiling, the "assoc" kernels and the
-    "lanes" forward and backward, several segments, fp32 and bf16."""
+    one flowing back from the last state included; the default ("seq") tiling and the "assoc" kernels,
+    several segments, fp32 and bf16."""
     from genomix.kernels.scan.ops import DEFAULT_TILING, Tiling, selective_scan_triton
     from genomix.kernels.scan.reference import selective_scan_ref
 
     rows = []
-    tilings = [DEFAULT_TILING, Tiling(4, 64, 4096, bwd_block_e=16, bwd_warps=8), _lanes_tiling()]
+    tilings = [DEFAULT_TILING, Tiling(4, 64, 4096, bwd_block_e=16, bwd_warps=8)]
     for dtype, tol in ((torch.float32, 2e-4), (torch.bfloat16, 2e-2)):
         for tiling in tilings:
             g = torch.Generator(device="cuda").manual_seed(len(rows) + 100)

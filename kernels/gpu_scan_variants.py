@@ -39,11 +39,6 @@ BASELINE = DEFAULT_TILING  # the tiling every candidate is compared with
 DEVICE = "cuda"
 
 
-def _lanes_bwd(channels: int, steps: int, warps: int) -> dict:
-    """Tiling fields of the "lanes" backward: channels per program, steps per thread, warps per program."""
-    return dict(bwd_variant="lanes", bwd_block_e=channels, bwd_steps=steps, bwd_warps=warps)
-
-
 #: Candidates measured against BASELINE, expected best first. The first list (commit c0eb1a8: prefetch
 #: hints, bf16 B/C pairs, register caps against the fast-math forward) chose DEFAULT_TILING, the second
 #: (commit 8e65804: tighter forward cap, 8-step stash, more segments) and a third (commit e0fde41: L1
@@ -82,30 +77,18 @@ def _lanes_bwd(channels: int, steps: int, warps: int) -> dict:
 #: within this call's run-to-run spread (the unchanged backward moved by 1 ms), so not adopted
 #: (scan_variants_fwd_warps.json). A barrier before every tile (commit 4716f39, reverted) made 4-warp programs
 #: slower (7.23 ms), while 4 warps without it again ran 7.06 against 7.14 ms (scan_variants_fwd_tile_sync.json).
-#: The thirty-second session, below (built and checked on the CPU interpreter; no GPU was lent that session, so
-#: not yet run): the one-pass "lanes" forward (kernels/scan/triton_lanes.py: time across a program's threads, 16
-#: steps each; one exp2 per state and step instead of two), the backward the default's. At B = 1, E = 512:
-#: 2 channels per thread share each B/C load (offline, triton 3.6, sm_90a: 237 registers, 2 programs of 4 warps per
-#: SM, 256 programs; 204 instructions per channel, state and 16 steps); one channel per thread at 128 registers
-#: (8 B of spills) fits 4 programs per SM (512 programs, one wave; 252 instructions), uncapped it takes 158 (242);
-#: 8 warps with 2 channels 248 (436 for the two); 2 warps 159 (231). Counts: kernels/offline_scan_sass.py.
-#: The thirty-third session added the "lanes" backward (kernels/scan/triton_lanes_bwd.py: 1 or 2 channels per
-#: program, time across its threads, 16 or 8 steps each, the adjoint by a reverse thread scan, dB/dC by fp32
-#: reductions; offline, triton 3.6, per channel, state and step: 30-40 instructions against ~47 for the default's
-#: two passes, table in kernels/scan/NOTES.md), paired with the lanes forward in the first candidate and with the
-#: default forward in the second, so that both backwards run after both forwards. At B = 1, E = 512 the leading
-#: forms fill the GPU in about one wave (1,024 warps at 255 registers: 8 per SM). The 2-channel form halves the
-#: reductions. kernels/bench_scan_atomics.py measures the reductions alone.
+#: The thirty-second and thirty-third sessions built a one-pass "lanes" forward (time across a program's threads,
+#: 16 steps each, one exp2 per state and step) and a "lanes" backward (the adjoint by a reverse thread scan, dB/dC
+#: by fp32 atomic adds), 1-2 channels per program. The thirty-fourth timed them here (H200): all correct, all
+#: slower. Forward 7.98-18.9 ms at 1M against 7.16 (512 or 256 programs at B = 1, E = 512: one wave only at 128
+#: registers and 4 warps, and then latency-bound), backward 49.5-82.2 ms against 43.7 (the dB/dC atomics alone
+#: take 10-21 ms at 1M, kernels/bench_scan_atomics.py). Removed (commits 70da026-1d1be04 hold them); results in
+#: pipelines/results/h200-2026-12-05-s34/. The list below is the thirty-first session's 2-4-warp forward again.
 CANDIDATES = [
-    dataclasses.replace(DEFAULT_TILING, variant="lanes", block_e=2, fwd_warps=4, **_lanes_bwd(1, 16, 2)),
-    dataclasses.replace(DEFAULT_TILING, **_lanes_bwd(2, 8, 4)),
-    dataclasses.replace(DEFAULT_TILING, variant="lanes", block_e=1, fwd_warps=4, fwd_maxnreg=128,
-                        **_lanes_bwd(1, 8, 2)),
-    dataclasses.replace(DEFAULT_TILING, variant="lanes", block_e=1, fwd_warps=4),
-    dataclasses.replace(DEFAULT_TILING, **_lanes_bwd(1, 16, 4)),
-    dataclasses.replace(DEFAULT_TILING, **_lanes_bwd(2, 8, 2)),
-    dataclasses.replace(DEFAULT_TILING, variant="lanes", block_e=1, fwd_warps=2),
-    dataclasses.replace(DEFAULT_TILING, variant="lanes", block_e=2, fwd_warps=8),
+    dataclasses.replace(DEFAULT_TILING, block_e=64, fwd_warps=2, target_programs=8192),
+    dataclasses.replace(DEFAULT_TILING, block_e=128, fwd_warps=4, target_programs=4096),
+    dataclasses.replace(DEFAULT_TILING, block_e=64, fwd_warps=2),
+    dataclasses.replace(DEFAULT_TILING, block_e=128, fwd_warps=4, target_programs=8192),
 ]
 
 
@@ -215,7 +198,6 @@ def _label(t: Tiling) -> str:
     io += ("/hint" if t.hints else "") + ("/bc16" if t.bc16 else "") + (f"/r{t.fwd_maxnreg}" if t.fwd_maxnreg else "")
     io += f"/rs{t.fwd_summary_maxnreg}" if t.fwd_summary_maxnreg else ""
     stash = (f"/s{t.bwd_stash}" if t.bwd_variant == "seq" else "") + (f"/r{t.bwd_maxnreg}" if t.bwd_maxnreg else "")
-    stash += f"/st{t.bwd_steps}" if t.bwd_variant == "lanes" else ""
     return (f"{t.variant}{io} e{t.block_e}w{t.fwd_warps} T{t.chunk} p{t.target_programs} | {t.bwd_variant}{stash} "
             f"e{t.bwd_block_e or t.block_e}w{t.bwd_warps} p{t.bwd_target_programs or t.target_programs}")
 

@@ -8,8 +8,6 @@ spills (``ptxas -v``), the SASS instruction count, every loop (a backward branch
 commonest opcodes, and optionally the TTGIR's layouts. These are the offline numbers in
 kernels/scan/NOTES.md; a GPU call is still what decides (a count is not a time).
 
-    PYTHONPATH=. python kernels/offline_scan_sass.py lanes --warps 4 --const CPT=2
-    PYTHONPATH=. python kernels/offline_scan_sass.py lanes-bwd --warps 4
     PYTHONPATH=. python kernels/offline_scan_sass.py seq-fwd --const SUMMARY=True --maxnreg 128
     PYTHONPATH=. python kernels/offline_scan_sass.py seq-bwd --layouts
 """
@@ -25,16 +23,8 @@ import tempfile
 
 #: Per kernel: (module, function, constexprs at the benchmark's setting, the pointer arguments holding
 #: activations, bf16 in the benchmark).
-#: ``BLOCK_E`` / ``LANES`` follow from the warp count (one channel per thread, or 32 steps-threads per warp).
+#: ``BLOCK_E`` follows from the warp count (one channel per thread).
 KERNELS = {
-    "lanes": ("triton_lanes", "_lanes_fwd_kernel",
-              dict(HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True, SAVE_STATES=False, ASM=True, N=16,
-                   CHUNK=128, CPT=1),
-              ("u_ptr", "dt_ptr", "z_ptr", "out_ptr", "B_ptr", "C_ptr")),
-    "lanes-bwd": ("triton_lanes_bwd", "_lanes_bwd_kernel",
-                  dict(HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True, ASM=True, N=16, CHUNK=128, CPT=1,
-                       STEPS=16),
-                  ("u_ptr", "dt_ptr", "z_ptr", "dout_ptr", "du_ptr", "ddt_ptr", "dz_ptr", "B_ptr", "C_ptr")),
     "seq-fwd": ("triton_seq", "_seq_fwd_kernel",
                 dict(HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True, SAVE_STATES=False, SUMMARY=False,
                      TILE_IO=True, PREFETCH=True, ASM=True, N=16, T=128, HINTS=True, SUB=16),
@@ -52,7 +42,7 @@ DIVISIBLE = ("E", "L", "L_bc")
 def compile_scan_kernel(name: str, warps: int = 1, consts: dict | None = None, maxnreg: int | None = None,
                         divisible: tuple[str, ...] = DIVISIBLE, dtype: str = "bf16"):
     """Triton's compiled kernel (``.asm`` holds "ttgir", "ptx", ...) for sm_90a; ``consts`` override the
-    benchmark's constexprs. The activations (and the lanes kernel's B and C) are ``dtype``; packed B/C
+    benchmark's constexprs. The activations are ``dtype``; packed B/C
     (``BC_ptr``) are bf16 pairs (int32); other pointers fp32."""
     import importlib
 
@@ -61,7 +51,7 @@ def compile_scan_kernel(name: str, warps: int = 1, consts: dict | None = None, m
 
     module, function, defaults, bf16 = KERNELS[name]
     kernel = getattr(importlib.import_module(f"genomix.kernels.scan.{module}"), function)
-    constexprs = {**defaults, "BLOCK_E": 32 * warps, "LANES": 32 * warps, **(consts or {})}
+    constexprs = {**defaults, "BLOCK_E": 32 * warps, **(consts or {})}
     constexprs = {k: v for k, v in constexprs.items() if k in kernel.arg_names}
     signature, attrs = {}, {}
     for i, arg in enumerate(kernel.arg_names):
@@ -124,7 +114,7 @@ def main() -> None:
     parser.add_argument("--warps", type=int, default=1)
     parser.add_argument("--maxnreg", type=int, default=None)
     parser.add_argument("--const", action="append", default=[], metavar="NAME=VALUE",
-                        help="override a constexpr (Python literal), e.g. SUMMARY=True, CPT=2")
+                        help="override a constexpr (Python literal), e.g. SUMMARY=True, S=8")
     parser.add_argument("--dtype", choices=("bf16", "fp32"), default="bf16", help="the activations' dtype")
     parser.add_argument("--layouts", action="store_true", help="print the TTGIR's layout definitions")
     args = parser.parse_args()

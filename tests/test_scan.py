@@ -173,57 +173,6 @@ def test_seq_prefetch_matches_reference(case, tiling):
     _compare(_inputs(**case), tol, variant="seq", tile_io=True, **tiling)
 
 
-@pytest.mark.parametrize(
-    "case,tiling",
-    [
-        # one 512-step tile per program, partial: all features, 4 states
-        (dict(L=37), dict(chunk=16, block_e=1)),
-        # two channels per program with a ragged last program (E = 5); three tiles, the last partial
-        (dict(L=1100, E=5, batch=1), dict(chunk=32, block_e=2)),
-        # 16 states, grouped B/C (2 channels each); the seq backward reads the chunk-start states
-        (dict(L=600, N=16, groups=2, E=4, batch=1), dict(chunk=32, block_e=2, bwd_variant="seq",
-                                                       bwd_block_e=32, bwd_warps=1, bwd_stash=4)),
-        (dict(L=600, N=8, z=False, D=False, bias=False, dtype=torch.bfloat16, batch=1, E=2),
-         dict(chunk=128, block_e=1)),
-        (dict(L=50, N=32, E=2, batch=1), dict(chunk=16, block_e=2)),  # more states than a thread's steps
-    ],
-    ids=["one-tile", "two-channels-ragged-E", "grouped-seq-bwd", "bare-bf16", "32-states"],
-)
-def test_lanes_variant_matches_reference(case, tiling):
-    """The one-pass forward with time across the threads ("lanes") gives the reference's outputs and last
-    state, and chunk-start states from which the backward kernels get the reference's gradients."""
-    tol = 2e-2 if case.get("dtype") == torch.bfloat16 else 1e-4
-    _compare(_inputs(**case), tol, variant="lanes", fwd_warps=1, **tiling)
-
-
-@pytest.mark.parametrize(
-    "case,tiling",
-    [
-        # one 512-step tile, partial, all features, after the lanes forward
-        (dict(L=37), dict(variant="lanes", fwd_warps=1, block_e=1, chunk=16)),
-        # three tiles from the right, the first partial; grouped B/C; states from the segmented assoc forward
-        (dict(L=1100, E=4, groups=2, batch=1), dict(chunk=32, target_programs=8)),
-        # 16 states over two warps' 1024-step tiles; the seq forward's states
-        (dict(L=1500, N=16, E=2, batch=1), dict(variant="seq", tile_io=True, block_e=4, chunk=128, target_programs=2,
-                                                  bwd_warps=2)),
-        (dict(L=600, N=8, z=False, D=False, bias=False, dtype=torch.bfloat16, batch=1, E=2),
-         dict(variant="lanes", fwd_warps=1, block_e=2, chunk=128)),
-        # two channels per program over 8-step threads, the last program's second channel a spare (E = 5)
-        (dict(L=700, E=5, batch=1), dict(variant="lanes", fwd_warps=1, block_e=2, chunk=64, bwd_block_e=2,
-                                         bwd_steps=8)),
-        (dict(L=300, E=4, groups=2, batch=1, dtype=torch.bfloat16), dict(chunk=64, target_programs=4,
-                                                                         bwd_block_e=2, bwd_steps=8)),
-    ],
-    ids=["one-tile", "three-tiles-grouped", "16-states-two-warps", "bare-bf16", "two-channels-ragged",
-         "two-channels-grouped-bf16"],
-)
-def test_lanes_backward_matches_reference(case, tiling):
-    """The backward with time across the threads ("lanes": adjoint scan per state, dB/dC by reductions)
-    gives the reference's gradients from any forward's chunk-start states."""
-    tol = 2e-2 if case.get("dtype") == torch.bfloat16 else 1e-4
-    _compare(_inputs(**case), tol, **{"bwd_variant": "lanes", "bwd_warps": 1, **tiling})
-
-
 def test_pack_bc_half_holds_the_bf16_bits_of_B_and_C():
     """bf16 B and C packed in one int32 (B low, C high) unpack exactly; padding steps are zero; other
     dtypes keep the int64 fp32 pairs."""
@@ -258,13 +207,8 @@ def test_seq_kernels_on_bf16_bc_pairs_match_reference(case, tiling):
 
 @pytest.mark.parametrize("tiling", [dict(variant="nope"), dict(variant="seq", chunk=24),
                                     dict(variant="seq", tile_io=True, fwd_tile=12),
-                                    dict(variant="lanes", fwd_warps=1, chunk=48, block_e=1),
-                                    dict(variant="lanes", fwd_warps=1, chunk=16, block_e=4),
-                                    dict(bwd_variant="lanes", bwd_warps=1, chunk=96, bwd_steps=8),
-                                    dict(bwd_variant="lanes", bwd_warps=1, chunk=16, bwd_block_e=4),
-                                    dict(bwd_variant="lanes", bwd_warps=1, chunk=16, bwd_steps=4)],
-                         ids=["variant", "chunk", "tile", "lanes-chunk", "lanes-channels", "lanes-bwd-chunk",
-                              "lanes-bwd-channels", "lanes-bwd-steps"])
+                                    dict(bwd_variant="nope")],
+                         ids=["variant", "chunk", "tile", "bwd-variant"])
 def test_bad_tiling_is_refused(tiling):
     with pytest.raises(ValueError):
         selective_scan_triton(*_inputs(L=8), tiling=Tiling(**tiling))
@@ -274,9 +218,9 @@ def test_benchmark_tiling_overrides_parse_by_field_type():
     """``bench_scan.py --tiling`` / ``ncu_workloads.py --tiling``: texts become the fields' types; a typo is refused."""
     from genomix.kernels.bench_scan import tiling_with
 
-    tiling = tiling_with(["variant=lanes", "block_e=2", "hints=False", "fwd_maxnreg=None", "bwd_maxnreg=128"])
+    tiling = tiling_with(["variant=seq", "block_e=2", "hints=False", "fwd_maxnreg=None", "bwd_maxnreg=128"])
     assert (tiling.variant, tiling.block_e, tiling.hints, tiling.fwd_maxnreg, tiling.bwd_maxnreg) == \
-        ("lanes", 2, False, None, 128)
+        ("seq", 2, False, None, 128)
     for bad in (["blocke=2"], ["block_e"]):
         with pytest.raises(ValueError, match="NAME=VALUE"):
             tiling_with(bad)
@@ -409,9 +353,8 @@ def test_warp_transpose_sum_ptx_gives_lane_pairs_the_warp_totals():
         dict(block_e=4, chunk=16, target_programs=1),  # one segment: the initial state is the main pass's carry
         dict(block_e=4, chunk=16, target_programs=12, bwd_block_e=2),  # three segments: it enters the carries
         dict(variant="seq", block_e=4, chunk=16, target_programs=8, tile_io=True),  # two segments
-        dict(variant="lanes", fwd_warps=1, chunk=16, block_e=2),  # the carry buffer starts as the initial state
     ],
-    ids=["one-segment", "segmented", "seq-segmented", "lanes"],
+    ids=["one-segment", "segmented", "seq-segmented"],
 )
 def test_initial_state_continues_a_split_sequence(tiling):
     """Scanning the first part, then the rest from its last state, gives the whole sequence's outputs and
@@ -459,11 +402,9 @@ def test_initial_state_is_checked(monkeypatch):
         (dict(bwd_variant="seq", block_e=4, chunk=16, target_programs=8, bwd_block_e=32, bwd_warps=1,
               bwd_target_programs=3), "last"),  # only the last state enters the loss: no output gradient
         (dict(block_e=4, chunk=16, target_programs=12, bwd_block_e=2), "out"),  # no gradient from the last state
-        (dict(variant="lanes", fwd_warps=1, block_e=1, chunk=16, bwd_variant="lanes", bwd_warps=1), "both"),
-        (dict(variant="lanes", fwd_warps=1, block_e=1, chunk=16, bwd_variant="lanes", bwd_warps=1), "last"),
     ],
     ids=["assoc-one-segment", "assoc-segmented", "seq-segmented", "seq-one-segment", "seq-last-only",
-         "assoc-out-only", "lanes", "lanes-last-only"],
+         "assoc-out-only"],
 )
 def test_gradients_reach_the_initial_state_and_leave_the_last_state(tiling, uses):
     """A loss on the outputs and on the returned last state gives the reference's gradients of every

@@ -30,19 +30,13 @@ class Tiling:
     (N, channels) state in registers, one channel per thread: use ``block_e = 32 * fwd_warps`` and a
     ``chunk`` that is a multiple of 16). Both share the segment driver and the backward kernel; the
     backward's segmentation target is ``bwd_target_programs`` (default: ``target_programs``).
-    ``"lanes"`` (:mod:`.triton_lanes`): one pass; a program of ``fwd_warps`` warps owns
-    ``block_e`` (1 or 2) channels, with time across its threads (16 steps each); the segmentation fields
-    do not apply, and ``chunk`` (the backward's) must divide its ``512 * fwd_warps``-step tile.
     ``tile_io`` ("seq" only): read u, Δ, z and write outputs in ``fwd_tile``-step tiles (8 or 16; vector
     loads/stores, each thread holding its channel's steps) instead of one strided element per thread and
     step.
     ``bwd_variant`` picks the backward kernel: ``"assoc"`` (:func:`.triton_scan._scan_bwd_kernel`),
     ``"seq"`` (:mod:`.triton_seq_bwd`: one channel per thread, use ``bwd_block_e = 32 * bwd_warps`` and
     a ``chunk`` that is a multiple of 8; ``bwd_stash`` (2, 4 or 8) is how many steps of states it
-    recomputes and keeps per thread at a time) or ``"lanes"`` (:mod:`.triton_lanes_bwd`: ``bwd_block_e``
-    (None: 1, or 2) channels per program of ``bwd_warps`` warps, time across its threads, ``bwd_steps`` (16,
-    or 8 to fit two channels) each, dB/dC by fp32 reductions whose order varies between runs; ``chunk``
-    must divide its ``32 * bwd_warps * bwd_steps``-step tile; segmentation does not apply).
+    recomputes and keeps per thread at a time).
     ``fwd_fast_math`` ("seq" forward, GPU only; the interpreter keeps the exact functions): exp2,
     softplus and sigmoid as the backward computes them (``ex2``/``lg2``/``rcp.approx.ftz`` inline PTX,
     ~2^-22 relative error). ``fwd_prefetch`` ("seq" with ``tile_io``): issue each tile's u, Δ, z
@@ -77,7 +71,6 @@ class Tiling:
     fwd_summary_maxnreg: int | None = None
     fill_programs: int | None = None
     bwd_fill_programs: int | None = None
-    bwd_steps: int = 16
 
 
 #: The sequential-step forward at the setting that measured best on an H200 (2026-12-01,
@@ -202,19 +195,8 @@ def _flags(D, z, delta_bias, delta_softplus) -> dict:
 def _check_tiling(tiling: Tiling) -> None:
     """Refuse variants and chunk lengths the kernels do not implement (before anything runs)."""
     for name, value in (("variant", tiling.variant), ("bwd_variant", tiling.bwd_variant)):
-        if value not in ("assoc", "seq", "lanes"):
-            raise ValueError(f"unknown selective-scan {name} {value!r} (expected 'assoc', 'seq' or 'lanes')")
-    if tiling.bwd_variant == "lanes":
-        tile = 32 * tiling.bwd_warps * tiling.bwd_steps
-        if tiling.bwd_steps not in (8, 16) or (tiling.bwd_block_e or 1) not in (1, 2) or tile % tiling.chunk:
-            raise ValueError(f"the 'lanes' backward needs 8 or 16 steps per thread (bwd_steps, got "
-                             f"{tiling.bwd_steps}), 1 or 2 channels per program (bwd_block_e, got "
-                             f"{tiling.bwd_block_e}) and a chunk that divides its {tile}-step tile (got {tiling.chunk})")
-    if tiling.variant == "lanes" and (tiling.chunk % 16 or 512 * tiling.fwd_warps % tiling.chunk
-                                      or tiling.block_e not in (1, 2)):
-        raise ValueError(f"the 'lanes' forward needs a chunk that is a multiple of 16 and divides its "
-                         f"{512 * tiling.fwd_warps}-step tile (got {tiling.chunk}) and 1 or 2 channels per "
-                         f"program (block_e, got {tiling.block_e})")
+        if value not in ("assoc", "seq"):
+            raise ValueError(f"unknown selective-scan {name} {value!r} (expected 'assoc' or 'seq')")
     if tiling.variant == "seq" and tiling.chunk % 16:
         raise ValueError(f"the 'seq' variant needs a chunk that is a multiple of 16, got {tiling.chunk}")
     if tiling.fwd_tile not in (8, 16):
@@ -252,34 +234,6 @@ def _run_segmented(launch, like: torch.Tensor, n_state: int, n_segs: int, revers
     launch(False, dummy, dummy, carry)
 
 
-def _launch_fwd_lanes(u, delta, A, B, C, D, z, delta_bias, delta_softplus, save_states, tiling: Tiling,
-                      initial: torch.Tensor | None):
-    """The one-pass forward of :mod:`.triton_lanes`: one program per sequence and ``block_e`` channels (of
-    one B/C group), no segments. The last-state buffer starts as the initial state (or zero) and carries
-    the state between tiles."""
-    from .triton_lanes import _lanes_fwd_kernel
-
-    batch, channels, length = u.shape
-    groups, n_state = B.shape[1], B.shape[2]
-    n_chunks = -(-length // tiling.chunk)
-    out = torch.empty_like(u)
-    states = u.new_empty((batch, channels, n_chunks, n_state), dtype=torch.float32) if save_states else None
-    last = (u.new_zeros((batch, channels, n_state), dtype=torch.float32) if initial is None
-            else initial.reshape(batch, channels, n_state).clone())
-    A2 = _log2e_scaled(A)
-    dummy = A2  # pointer arguments of disabled features are never read
-    per_program = _tile(channels, groups, tiling.block_e)
-    _lanes_fwd_kernel[(batch, -(-channels // per_program))](
-        u, delta, A2, B, C, D if D is not None else dummy, z if z is not None else dummy,
-        delta_bias if delta_bias is not None else dummy, out, states if save_states else dummy, last,
-        channels, length, groups, n_chunks, SAVE_STATES=save_states,
-        ASM=tiling.fwd_fast_math and not dispatch.interpreting(),  # inline PTX: not in the interpreter
-        N=n_state, CHUNK=tiling.chunk, LANES=32 * tiling.fwd_warps, CPT=per_program, num_warps=tiling.fwd_warps,
-        **_flags(D, z, delta_bias, delta_softplus), **_reg_cap(tiling.fwd_maxnreg),
-    )
-    return out, states, last
-
-
 def _launch_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, save_states, tiling: Tiling,
                 initial: torch.Tensor | None = None):
     import triton
@@ -288,8 +242,6 @@ def _launch_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, save_states
     from .triton_seq import _seq_fwd_kernel
 
     _check_tiling(tiling)
-    if tiling.variant == "lanes":
-        return _launch_fwd_lanes(u, delta, A, B, C, D, z, delta_bias, delta_softplus, save_states, tiling, initial)
     if tiling.variant == "seq":  # A times log2(e); B and C packed (and their padded length); state stride 1
         A_k = _log2e_scaled(A)
         gpu = not dispatch.interpreting()  # inline PTX: not in the interpreter
@@ -432,42 +384,6 @@ def _launch_bwd_seq(u, delta, A, B, C, D, z, delta_bias, delta_softplus, states,
     return du, ddelta, total(dA_part), dB, dC, total(dD_part), dz, total(dbias_part), dinit
 
 
-def _launch_bwd_lanes(u, delta, A, B, C, D, z, delta_bias, delta_softplus, states, dout, tiling: Tiling,
-                      dlast: torch.Tensor | None, want_dinit: bool):
-    """Gradients through :func:`.triton_lanes_bwd._lanes_bwd_kernel`: one program per sequence and
-    ``bwd_block_e`` channels (of one B/C group), dB/dC added into fp32 buffers by all of them, dA (per
-    thread), dD and dΔ-bias partials summed here. The carry buffer starts as the last state's gradient
-    (``dlast``, or zero) and ends as the initial state's (returned when ``want_dinit``)."""
-    from .triton_lanes_bwd import _lanes_bwd_kernel
-
-    batch, channels, length = u.shape
-    groups, n_state = B.shape[1], B.shape[2]
-    per_program = _tile(channels, groups, tiling.bwd_block_e or 1)
-    f32 = dict(dtype=torch.float32, device=u.device)
-    du, ddelta = torch.empty_like(u), torch.empty_like(delta)
-    dz = torch.empty_like(z) if z is not None else None
-    dB, dC = (torch.zeros((batch, groups, n_state, length), **f32) for _ in range(2))
-    dA_part = torch.zeros((batch, channels, n_state, 32 * tiling.bwd_warps), **f32)
-    dD_part = torch.empty((batch, channels), **f32) if D is not None else None
-    dbias_part = torch.empty((batch, channels), **f32) if delta_bias is not None else None
-    carry = (torch.zeros((batch, channels, n_state), **f32) if dlast is None
-             else dlast.reshape(batch, channels, n_state).clone())
-    A2 = _log2e_scaled(A)
-    dummy = A2  # pointer arguments of disabled features are never read
-    _lanes_bwd_kernel[(batch, -(-channels // per_program))](
-        u, delta, A2, B, C, D if D is not None else dummy, z if z is not None else dummy,
-        delta_bias if delta_bias is not None else dummy, dout, states, du, ddelta, dz if dz is not None else dummy,
-        dA_part, dB, dC, dD_part if D is not None else dummy, dbias_part if delta_bias is not None else dummy, carry,
-        channels, length, groups, states.shape[2],
-        ASM=not dispatch.interpreting(),  # inline PTX: not in the interpreter
-        N=n_state, CHUNK=tiling.chunk, LANES=32 * tiling.bwd_warps, CPT=per_program, STEPS=tiling.bwd_steps,
-        num_warps=tiling.bwd_warps, **_flags(D, z, delta_bias, delta_softplus), **_reg_cap(tiling.bwd_maxnreg),
-    )
-    total = lambda part: None if part is None else part.sum(0)  # noqa: E731
-    return (du, ddelta, dA_part.sum((0, 3)), dB, dC, total(dD_part), dz, total(dbias_part),
-            carry if want_dinit else None)
-
-
 #: Tilings the forward op has seen, by index: a custom op's arguments are tensors and scalars, so the
 #: op takes the tiling's index here (tests and tuning pass their own tilings).
 _TILINGS: list[Tiling] = []
@@ -545,7 +461,7 @@ class SelectiveScanFn(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dout, dlast):
         u, delta, A, B, C, D, z, delta_bias, states = ctx.saved_tensors
-        launch = {"seq": _launch_bwd_seq, "lanes": _launch_bwd_lanes}.get(ctx.tiling.bwd_variant, _launch_bwd_assoc)
+        launch = _launch_bwd_seq if ctx.tiling.bwd_variant == "seq" else _launch_bwd_assoc
         dout = torch.zeros_like(u) if dout is None else channel_major(dout)
         dlast = None if dlast is None else dlast.float().contiguous()
         du, ddelta, dA, dB, dC, dD, dz, dbias, dinit = launch(
