@@ -79,16 +79,6 @@ def _sigmoid(x, ASM: tl.constexpr = False):
 
 
 @triton.jit
-def _neg_zero(X):
-    """-0.0 in X's shape: the fill of register picks (``where(pick, X, -0.0)`` summed over a thread's own
-    axis), because x + (-0.0) == x folds away once the loops are unrolled. Built from its bit pattern: Triton's
-    frontend turns a literal -0.0 into +0.0 (every zero constant becomes the null value), and 0 + x does not
-    fold, which leaves one FADD per pick. (The seq kernels' ``_row`` still uses the literal: switching it
-    is unmeasured on a GPU, see kernels/scan/NOTES.md, "Thirty-second session".)"""
-    return tl.full(X.shape, -2147483648, tl.int32).to(tl.float32, bitcast=True)
-
-
-@triton.jit
 def _gate(y, u, Dv, z_raw, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, ASM: tl.constexpr = False):
     """Mamba's output from the scan's y: (y + D u) silu(z), each term only when enabled (``z_raw`` in any
     dtype, ignored without ``HAS_Z``); ``ASM``: the approximate sigmoid of :func:`_sigmoid`."""
