@@ -18,8 +18,12 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from genomix.kernels.scan.ops import Tiling
 
 
 def copy_bandwidth() -> float:
@@ -56,8 +60,8 @@ def floor_bytes(length: int, channels: int, n_state: int, itemsize: int = 2) -> 
     return fwd, bwd
 
 
-def tiling_with(overrides: list[str]):
-    """``ops.DEFAULT_TILING`` with ``NAME=VALUE`` overrides (``variant=lanes``, ``block_e=2``, ``hints=True``,
+def tiling_with(overrides: list[str]) -> Tiling:
+    """``ops.DEFAULT_TILING`` with ``NAME=VALUE`` overrides (``variant=assoc``, ``block_e=64``, ``hints=True``,
     ``fwd_maxnreg=None``), each value parsed by its field's annotation; an unknown name is a ``ValueError``."""
     from genomix.kernels.scan.ops import DEFAULT_TILING
 
@@ -154,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lengths", type=int, nargs="+", default=[4096, 65536, 1 << 20])
     parser.add_argument("--tiling", nargs="*", default=[], metavar="NAME=VALUE",
-                        help="fields of ops.DEFAULT_TILING to override, e.g. variant=lanes block_e=2")
+                        help="fields of ops.DEFAULT_TILING to override, e.g. block_e=128 fwd_warps=4")
     parser.add_argument("--ref-max-len", type=int, default=4096)
     parser.add_argument("--out", type=Path, default=Path("."))
     args = parser.parse_args(argv)

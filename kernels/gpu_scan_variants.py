@@ -38,7 +38,6 @@ BASELINE = DEFAULT_TILING  # the tiling every candidate is compared with
 #: Where everything runs (a CPU dry run of this script under TRITON_INTERPRET=1 sets "cpu").
 DEVICE = "cuda"
 
-
 #: Candidates measured against BASELINE, expected best first. The first list (commit c0eb1a8: prefetch
 #: hints, bf16 B/C pairs, register caps against the fast-math forward) chose DEFAULT_TILING, the second
 #: (commit 8e65804: tighter forward cap, 8-step stash, more segments) and a third (commit e0fde41: L1
