@@ -10,10 +10,11 @@
    element a kernel forgets to write shows up as NaN. Candidates differing from a checked one only in
    segmentation reuse its kernels and are not checked again.
 2. The default (:data:`DEFAULT_TILING`) vs each candidate at L = 1M and 64K (B=1, E=512, N=16, bf16,
-   with D, z, Δ-bias): forward and forward+backward medians from ``triton.testing.do_bench``, each
-   against the HBM floor from the copy bandwidth measured in this run; the candidates' output, last state
-   and all gradients are compared with the default's at the same shapes and seeds. Candidates may change
-   the backward as well as the forward (``bwd ms`` = fwd+bwd minus fwd). Default vs the expected best
+   with D, z, Δ-bias): forward (inference and training) and forward+backward medians
+   (:func:`bench_scan.time_passes`), each against the HBM floor from the copy bandwidth measured in this run;
+   the candidates' output, last state and all gradients are compared with the default's at the same shapes
+   and seeds. Candidates may change the backward as well as the forward (``bwd ms`` = fwd+bwd minus the
+   training forward, which compiles differently from the inference one). Default vs the expected best
    first (always); the others, best-expected first, only while the time budget (``--budget-s``, compiles
    included) lasts.
 Every tiling runs under try/except: one that fails to compile or run is recorded and skipped. The JSON
@@ -29,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from genomix.kernels.bench_scan import copy_bandwidth, floor_bytes, make_inputs, write_json
+from genomix.kernels.bench_scan import copy_bandwidth, floor_bytes, make_inputs, time_passes, write_json
 from genomix.kernels.scan.ops import DEFAULT_TILING, Tiling, selective_scan_triton
 from genomix.kernels.scan.reference import selective_scan_ref
 
@@ -158,7 +159,6 @@ def timing(length: int, tiling: Tiling, bandwidth: float, baseline: dict | None)
     """Forward and forward+backward medians at (B=1, E=512, N=16, bf16, seeded inputs and output
     gradient). Returns the row and this tiling's output, last state and gradients; with ``baseline``
     (those of BASELINE) the row also holds the largest relative deviations from it."""
-    import triton.testing
 
     inputs = make_inputs(length)
     grad = torch.randn(inputs[0].shape, device=DEVICE, generator=torch.Generator(device=DEVICE).manual_seed(1))
@@ -175,11 +175,7 @@ def timing(length: int, tiling: Tiling, bandwidth: float, baseline: dict | None)
         row["grads_vs_default"] = max(_rel(x, y) for x, y in zip(result["grads"], baseline["grads"]))
     for t in leaves:
         t.grad = None
-    with torch.no_grad():
-        row["fwd_ms"] = triton.testing.do_bench(lambda: scan(*inputs), warmup=5, rep=40)
-    row["fwd_bwd_ms"] = triton.testing.do_bench(lambda: scan(*leaves)[0].backward(grad), warmup=2, rep=30,
-                                                grad_to_none=leaves)
-    row["bwd_ms"] = row["fwd_bwd_ms"] - row["fwd_ms"]
+    row.update(time_passes(lambda *a: scan(*a)[0], inputs, leaves, grad))
     fwd_bytes, bwd_bytes = floor_bytes(length, 512, 16)
     row["fwd_x_floor"] = row["fwd_ms"] / (fwd_bytes / bandwidth * 1e3)
     row["bwd_x_floor"] = row["bwd_ms"] / (bwd_bytes / bandwidth * 1e3)
