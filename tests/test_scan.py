@@ -226,6 +226,32 @@ def test_benchmark_tiling_overrides_parse_by_field_type():
             tiling_with(bad)
 
 
+def test_benchmark_backward_time_subtracts_the_training_forward(monkeypatch):
+    """``bench_scan.time_passes``: the inference forward runs without autograd, the training forward with it, and
+    the backward's time is forward+backward minus the training forward (whose kernels differ from inference)."""
+    import triton.testing
+
+    from genomix.kernels.bench_scan import time_passes
+
+    seen = []
+
+    def fake_do_bench(fn, warmup=0, rep=0, grad_to_none=None, **_):
+        out = fn()
+        kind = "fwd+bwd" if out is None else "train" if out.requires_grad else "infer"
+        seen.append(kind)
+        for t in grad_to_none or ():
+            t.grad = None
+        return {"infer": 1.0, "train": 1.5, "fwd+bwd": 5.0}[kind]
+
+    monkeypatch.setattr(triton.testing, "do_bench", fake_do_bench)
+    inputs = _inputs(L=9)
+    leaves = [t.detach().clone().requires_grad_() for t in inputs]
+    times = time_passes(selective_scan_ref, inputs, leaves, torch.ones_like(inputs[0]))
+    assert seen == ["infer", "train", "fwd+bwd"]
+    assert times == {"fwd_ms": 1.0, "train_fwd_ms": 1.5, "fwd_bwd_ms": 5.0, "bwd_ms": 3.5}
+    assert all(t.grad is None for t in leaves)
+
+
 @pytest.mark.parametrize(
     "index,bad,error,message",
     [
