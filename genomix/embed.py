@@ -11,7 +11,7 @@ Output file (written to a temporary name, renamed when complete)::
     /lengths      (N,)   sequence lengths in bases
     /embeddings   (N, d) pooled vectors                       (pooling mean|last|first)
     /tokens/<i>   (L_i, d) per-token hidden states of row i   (pooling none)
-    attrs: model, pooling, d_model, max_seq_len, genomix_version
+    attrs: model, pooling, d_model (the width d: the backbone's output width), max_seq_len, genomix_version
 
 Pooling over chunks is exact: ``mean`` averages over all bases of the sequence, ``last``/``first``
 take the sequence's last/first base (whose chunk saw the context before it within that chunk).
@@ -29,9 +29,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .errors import InputFormatError, RangeError
+from .errors import InputFormatError
 from .models.heads import POOLING_MODES
 from .models.inference_loop import inference_loop
+from .outputs import check_output
 from .tokenizer import BYTE_TO_ID, INVALID, pad_batch
 
 log = logging.getLogger(__name__)
@@ -57,38 +58,10 @@ def fasta_sequences(path: str | os.PathLike) -> Iterator[SequenceInput]:
         yield SequenceInput(record.name, ids.astype(np.int64))
 
 
-def read_bed_intervals(path: str | os.PathLike) -> list[tuple[str, int, int, str, str]]:
-    """``(contig, start, end, name, strand)`` rows of a BED file (3 to 6+ columns; 0-based half-open).
-
-    Missing names become ``contig:start-end(strand)``, missing strands ``+``.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise InputFormatError(f"{path}: no such BED file; check the path")
-    rows = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip() or line.startswith(("#", "track", "browser")):
-            continue
-        fields = line.rstrip("\n").split("\t")
-        if len(fields) < 3:
-            fields = line.split()
-        if len(fields) < 3:
-            raise InputFormatError(f"{path}:{number}: expected at least 3 columns (contig start end), got {line!r}")
-        try:
-            start, end = int(fields[1]), int(fields[2])
-        except ValueError:
-            raise InputFormatError(f"{path}:{number}: start/end must be integers, got {fields[1]!r} {fields[2]!r}") from None
-        if start < 0 or end <= start:
-            raise RangeError(f"{path}:{number}: interval {fields[0]}:{start}-{end} is empty or negative")
-        strand = fields[5] if len(fields) > 5 and fields[5] in ("+", "-") else "+"
-        name = fields[3] if len(fields) > 3 and fields[3] not in ("", ".") else f"{fields[0]}:{start}-{end}({strand})"
-        rows.append((fields[0], start, end, name, strand))
-    return rows
-
-
-def bed_sequences(bed: str | os.PathLike, store) -> Iterator[SequenceInput]:
-    """BED intervals fetched from a genome store (``genomix.genome.open_store``), strand-aware."""
-    for contig, start, end, name, strand in read_bed_intervals(bed):
+def bed_sequences(intervals: list[tuple[str, int, int, str, str]], store) -> Iterator[SequenceInput]:
+    """Intervals from :func:`read_bed_intervals` (checked against the store's contigs first) fetched from a genome
+    store (``genomix.genome.open_store``), strand-aware."""
+    for contig, start, end, name, strand in intervals:
         yield SequenceInput(name, store.fetch(contig, start, end, strand=strand))
 
 
@@ -97,27 +70,30 @@ def _chunks(length: int, size: int) -> list[tuple[int, int]]:
 
 
 class _Writer:
-    """Appends rows to the HDF5 layout above."""
+    """Appends rows to the HDF5 layout above. The width ``d`` is the backbone's output width, taken from the
+    first row (``d_model``, or ``2·d_model`` for Caduceus with reverse-complement parameter sharing)."""
 
-    def __init__(self, h5: h5py.File, pooling: str, d_model: int) -> None:
-        self.h5, self.pooling, self.count = h5, pooling, 0
+    def __init__(self, h5: h5py.File, pooling: str) -> None:
+        self.h5, self.pooling, self.count, self.width = h5, pooling, 0, 0
         self.ids = h5.create_dataset("ids", (0,), maxshape=(None,), dtype=h5py.string_dtype())
         self.lengths = h5.create_dataset("lengths", (0,), maxshape=(None,), dtype="int64")
         if pooling == "none":
             self.tokens = h5.create_group("tokens")
-        else:
-            self.vectors = h5.create_dataset("embeddings", (0, d_model), maxshape=(None, d_model), dtype="float32",
-                                             chunks=(min(1024, 1 << 16), d_model))
 
     def add(self, seq_id: str, length: int, value: np.ndarray) -> None:
         i = self.count
+        if i == 0:
+            self.width = int(value.shape[-1])
+            if self.pooling != "none":
+                self.vectors = self.h5.create_dataset("embeddings", (0, self.width), maxshape=(None, self.width),
+                                                      dtype="float32", chunks=(1024, self.width))
         for ds in (self.ids, self.lengths):
             ds.resize((i + 1,))
         self.ids[i], self.lengths[i] = seq_id, length
         if self.pooling == "none":
             self.tokens.create_dataset(str(i), data=value.astype(np.float32))
         else:
-            self.vectors.resize((i + 1, value.shape[-1]))
+            self.vectors.resize((i + 1, self.width))
             self.vectors[i] = value
         self.count += 1
 
@@ -147,8 +123,10 @@ def embed_sequences(
     model_name: str = "",
     reuse_filters: bool = True,
     cuda_graphs: bool = True,
+    overwrite: bool = False,
 ) -> Path:
-    """Embed ``sequences`` with ``model`` (a genomix base model or any head) into the HDF5 file ``out``.
+    """Embed ``sequences`` with ``model`` (a genomix base model or any head) into the HDF5 file ``out``, which
+    must not exist unless ``overwrite``.
 
     Returns the output path. ``window`` sequences are chunked and batched together at a time.
     ``reuse_filters``: keep HyenaDNA's and M2's long filters' spectra between forwards (faster, one filter's
@@ -167,7 +145,7 @@ def embed_sequences(
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     backbone.to(device).eval()
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
-    out = Path(out)
+    out = check_output(out, overwrite=overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.partial")
     size = int(config.max_seq_len)
@@ -196,10 +174,8 @@ def embed_sequences(
 
     try:
         with h5py.File(tmp, "w") as h5, inference_loop(backbone, reuse_filters, cuda_graphs):
-            width = int(getattr(config, "d_model", None) or config.hidden_size)
-            writer = _Writer(h5, pooling, width)
-            h5.attrs.update(model=model_name, pooling=pooling, max_seq_len=size, d_model=width,
-                            genomix_version=__version__)
+            writer = _Writer(h5, pooling)
+            h5.attrs.update(model=model_name, pooling=pooling, max_seq_len=size, genomix_version=__version__)
             pending: list[SequenceInput] = []
             for item in sequences:
                 if len(item.ids) == 0:
@@ -212,6 +188,7 @@ def embed_sequences(
                 run_window(pending, writer)
             if writer.count == 0:
                 raise InputFormatError("no sequences to embed: the input is empty")
+            h5.attrs["d_model"] = writer.width
         os.replace(tmp, out)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -1,6 +1,7 @@
 """`genomix embed`: FASTA and BED inputs, chunking beyond max_seq_len, pooling, HDF5 output, CLI."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import h5py
@@ -10,7 +11,8 @@ import torch
 
 import genomix
 from genomix.cli import main
-from genomix.embed import EMBED_POOLING, embed_sequences, fasta_sequences, read_bed_intervals
+from genomix.embed import EMBED_POOLING, embed_sequences, fasta_sequences
+from genomix.genome.bed import read_bed_intervals
 from genomix.errors import InputFormatError
 from genomix.genome import read_fasta, write_store
 from genomix.tokenizer import encode, reverse_complement
@@ -107,3 +109,51 @@ def test_cli_errors_and_choices(tmp_path, shared_dir, capsys):
     bad.write_text(">x\nACGTJJ\n")
     with pytest.raises(InputFormatError, match="bad.fa:2"):
         list(fasta_sequences(bad))
+
+
+def test_bed_rows_are_all_checked_before_any_is_embedded_and_gzip_reads(tmp_path, shared_dir, capsys, monkeypatch):
+    """An interval past its contig's end, or on an unknown contig, is named by file and line before the model
+    runs; a gzip BED reads as a plain one."""
+    import gzip
+
+    import genomix.embed
+
+    store_path = write_store(shared_dir / "data" / "genomes" / "phage_lambda_NC_001416.fa", tmp_path / "lambda.h5")
+    contig = genomix.genome.open_store(store_path).contigs[0]
+    monkeypatch.setattr(genomix.embed, "embed_sequences", lambda *a, **k: pytest.fail("embedded before the check"))
+    good = "".join(f"{contig}\t{i * 10}\t{i * 10 + 50}\n" for i in range(300))
+    for name, last, message in [("late.bed", f"{contig}\t48000\t49000\n", "late.bed:301: .*outside the contig"),
+                                ("other.bed", "chr9\t0\t10\n", "other.bed:301: contig 'chr9' is not in the genome")]:
+        (tmp_path / name).write_text(good + last)
+        assert main(["embed", "--model", "hyenadna-tiny-1k", "--bed", str(tmp_path / name), "--genome",
+                     str(store_path), "--out", str(tmp_path / "o.h5"), "--quiet"]) == 2
+        assert re.search(message, capsys.readouterr().err)
+    with gzip.open(tmp_path / "r.bed.gz", "wt") as fh:
+        fh.write(good)
+    assert read_bed_intervals(tmp_path / "r.bed.gz") == read_bed_intervals_text(tmp_path, good)
+
+
+def read_bed_intervals_text(tmp_path: Path, text: str):
+    (tmp_path / "plain.bed").write_text(text)
+    return read_bed_intervals(tmp_path / "plain.bed")
+
+
+def test_an_existing_output_or_an_input_as_output_is_refused(model, fasta, tmp_path, capsys):
+    out = embed_sequences(model, fasta_sequences(fasta), tmp_path / "e.h5", quiet=True)
+    with pytest.raises(InputFormatError, match="exists; pass --overwrite"):
+        embed_sequences(model, fasta_sequences(fasta), out, quiet=True)
+    assert embed_sequences(model, fasta_sequences(fasta), out, quiet=True, overwrite=True) == out
+    before = fasta.read_bytes()
+    assert main(["embed", "--model", "hyenadna-tiny-1k", "--fasta", str(fasta), "--out", str(fasta), "--overwrite",
+                 "--quiet"]) == 2
+    assert "must not be an input" in capsys.readouterr().err and fasta.read_bytes() == before
+
+
+def test_the_width_is_the_backbones_output_width(shared_dir, fasta, tmp_path):
+    """Caduceus with reverse-complement parameter sharing returns 2·d_model features per base."""
+    ps = genomix.from_pretrained(shared_dir / "fixtures" / "caduceus-ps", task="base")
+    for pooling in ("mean", "none"):
+        out = embed_sequences(ps, fasta_sequences(fasta), tmp_path / f"ps-{pooling}.h5", pooling=pooling, quiet=True)
+        with h5py.File(out) as h5:
+            width = h5["embeddings"].shape[1] if pooling == "mean" else h5["tokens/0"].shape[1]
+            assert width == h5.attrs["d_model"] == 2 * ps.config.d_model

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from genomix.cli import main
-from genomix.errors import ConfigError
+from genomix.errors import ConfigError, InputFormatError
 from genomix.genome import demo_fasta, known_genomes, open_store, prepare_genome
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,6 +42,19 @@ def test_prepare_demo_and_info(tmp_path: Path, capsys):
     with pytest.raises(ConfigError, match="exists but was built from genomix bundled .*--force"):
         prepare_genome(other, out=out, quiet=True)
     assert open_store(prepare_genome(other, out=out, quiet=True, force=True)).contigs == ["gi|9626243|ref|NC_001416.1|"]
+    with pytest.raises(ConfigError, match="has compression none, not gzip"):
+        prepare_genome(other, out=out, quiet=True, compression="gzip")
+    contig = open_store(out).contigs[0]
+    bed = tmp_path / "splits.bed"
+    bed.write_text(f"{contig}\t0\t40000\ttrain\n{contig}\t40000\t48502\ttest\n")
+    with pytest.raises(ConfigError, match="has other splits than .*splits.bed"):
+        prepare_genome(other, out=out, quiet=True, bed=bed)
+    assert open_store(prepare_genome(other, out=out, quiet=True, bed=bed, force=True)).split_intervals("test") == [
+        (contig, 40000, 48502)]
+    assert prepare_genome(other, out=out, quiet=True, bed=bed) == out  # the same splits: reused
+    bed.write_text(f"{contig}\t0\t40000\ttrian\n")
+    with pytest.raises(InputFormatError, match=r"splits.bed:1: split 'trian' is not one of train, valid, test"):
+        prepare_genome(other, out=out, quiet=True, bed=bed, force=True)
 
 
 def test_prepare_fasta_path_defaults_to_the_cache(tmp_path: Path):

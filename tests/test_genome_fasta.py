@@ -106,3 +106,11 @@ def test_bgzip_multi_member_gzip_is_read(tmp_path: Path):
     recs = {r.name: r.sequence for r in FastaReader(path)}
     assert recs["x"].tobytes() == b"ACGTacgt" and recs["y"].tobytes() == b"NNA"
     assert recs["x"].dtype == np.uint8
+
+
+def test_a_utf8_byte_order_mark_before_the_first_header_is_ignored(tmp_path: Path):
+    path = tmp_path / "bom.fa"
+    path.write_bytes(b"\xef\xbb\xbf>chrA note\r\nACGTN\r\nacgt\r\n")
+    for block in (1, 2, 1 << 20):
+        (record,) = list(FastaReader(path, block_size=block))
+        assert record.name == "chrA" and bytes(record.sequence) == b"ACGTNacgt"

@@ -111,7 +111,10 @@ def gue_suite(host, tmp_path, monkeypatch):
 
 
 def test_the_shipped_suites_are_complete_and_pinned():
+    from genomix.cli.tasks import SUITE_CHOICES
+
     suites = known_suites()
+    assert SUITE_CHOICES == tuple(sorted(suites))  # the command line's literal list
     assert len(suites["gue"].tasks) == 28 and len(set(suites["gue"].tasks)) == 28
     assert len(NT.tasks) == 18 and re.fullmatch(r"[0-9a-f]{40}", NT.revision)
     gb = suites["genomic_benchmarks"]

@@ -208,6 +208,60 @@ def test_interrupted_run_resumes_to_the_same_output(tmp_path, clinvar_vcf, model
         run(tmp_path / "cut.tsv")
 
 
+def test_indels_at_the_contig_end_keep_their_alleles_in_both_windows(tmp_path, model):
+    """Windows of equal length need |len(ALT) - len(REF)| reference bases after an indel: with fewer, the row
+    says so instead of scoring two identical windows; with enough, both alleles are whole in their windows."""
+    genome = read_fasta(RCRS)["MT_human"].upper()
+    n = len(genome)
+    reference = Reference(RCRS, {"MT": "MT_human"})
+    plan = lambda pos, ref, alt: score_module.plan_windows(  # noqa: E731
+        read_vcf_record(tmp_path, pos, ref, alt), reference, 64, "v.vcf")
+    for pos, ref, alt in [(n, genome[-1], genome[-1] + "CCCC"), (n - 1, genome[-2:], genome[-2]),
+                          (n - 4, genome[-5:], genome[-5]), (n - 9, genome[-10], genome[-10] + "A" * 20)]:
+        assert plan(pos, ref, alt).status == "too_close_to_end", (pos, ref, alt)
+    insertion = plan(n - 9, genome[-10], genome[-10] + "A" * 8)  # 9 bases after it: room for 8 more
+    assert insertion.status == "scored" and insertion.alt_seq.endswith(genome[-10] + "A" * 8 + genome[-9])
+    deletion = plan(n - 2, genome[-3:-1], genome[-3])  # drops 1 base; the contig's last base is pulled in
+    assert deletion.status == "scored" and deletion.ref_seq.endswith(genome[-3:-1])
+    assert deletion.alt_seq.endswith(genome[-3] + genome[-1]) and len(deletion.alt_seq) == len(deletion.ref_seq) == 64
+    assert insertion.ref_seq != insertion.alt_seq and deletion.ref_seq != deletion.alt_seq
+
+
+def read_vcf_record(tmp_path: Path, pos: int, ref: str, alt: str):
+    (variant,) = read_vcf(write_vcf(tmp_path / "one.vcf", [("MT", pos, ref, alt)], compress=False))
+    return variant
+
+
+def test_stale_partials_say_what_changed_and_overwrite_discards_them(tmp_path, model):
+    """After a REF-mismatch stop, --resume with ``skip`` continues; other changed settings are named, and
+    --overwrite starts again without the interrupted run's rows."""
+    genome = read_fasta(RCRS)["MT_human"].upper()
+    records = [("MT", 50, genome[49], "C" if genome[49] != "C" else "G"), ("MT", 60, "T" if genome[59] != "T" else "C", "A")]
+    vcf = write_vcf(tmp_path / "bad.vcf", records, compress=False)
+    reference, out = Reference(RCRS, {"MT": "MT_human"}), tmp_path / "b.tsv"
+    run = lambda **kw: score_variants(model, read_vcf(vcf), reference, out, vcf=vcf, batch_size=1,  # noqa: E731
+                                      quiet=True, **{"window": 64, **kw})
+    with pytest.raises(InputFormatError, match="does not match"):
+        run()
+    with pytest.raises(InputFormatError, match=r"window: 64 -> 32.*--overwrite"):
+        run(window=32, on_ref_mismatch="skip", resume=True)
+    with pytest.raises(InputFormatError, match="--overwrite to start again"):
+        run(on_ref_mismatch="skip")
+    assert run(on_ref_mismatch="skip", resume=True) == {"resumed": 1, "ref_mismatch": 1}
+    out.unlink()
+    with pytest.raises(InputFormatError):
+        run()
+    assert run(window=32, on_ref_mismatch="skip", overwrite=True) == {"scored": 1, "ref_mismatch": 1}
+    assert "window=32" in out.read_text().splitlines()[0]
+
+
+def test_an_output_that_is_an_input_or_a_directory_is_refused(tmp_path, clinvar_vcf, model):
+    reference = Reference(RCRS, {"MT": "MT_human"})
+    for out in (clinvar_vcf, RCRS, tmp_path):
+        with pytest.raises(InputFormatError, match="must not be an input|is a directory"):
+            score_variants(model, read_vcf(clinvar_vcf), reference, out, vcf=clinvar_vcf, overwrite=True, quiet=True)
+
+
 def test_bad_inputs_get_clear_errors(tmp_path, model):
     bad_pos = tmp_path / "bad_pos.vcf"
     bad_pos.write_text("#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\nMT\tx\t.\tA\tG\t.\t.\t.\n")
@@ -226,6 +280,17 @@ def test_bad_inputs_get_clear_errors(tmp_path, model):
         Reference(RCRS).resolve("MT")
     with pytest.raises(ConfigError, match="causal or masked language model"):
         score_variants(build("caduceus-ph-1k-d118", task="classification"), [], Reference(RCRS), tmp_path / "x.tsv")
+
+
+def test_a_named_size_has_the_same_random_weights_every_time():
+    """``--model hyenadna-tiny-1k`` (testing) draws its weights from a fixed seed, so a resumed run continues with
+    the same model; the global generator is left as it was."""
+    from genomix.hub import load_model
+
+    torch.manual_seed(1)
+    state = torch.get_rng_state()
+    first, second = (load_model("hyenadna-tiny-1k", "lm").state_dict() for _ in range(2))
+    assert all(torch.equal(first[k], second[k]) for k in first) and torch.equal(torch.get_rng_state(), state)
 
 
 def test_contig_aliases(tmp_path):

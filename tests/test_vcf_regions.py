@@ -134,14 +134,23 @@ def test_overlapping_regions_yield_each_record_once_in_region_order(indexed):
 @pytest.mark.parametrize("kind", ["tbi", "bcf"])
 def test_a_contig_without_records_yields_nothing_and_says_so(indexed, caplog, kind):
     with caplog.at_level(logging.WARNING):
-        assert list(read_vcf(indexed[kind], [Region("chr1", 0, 100)])) == []
-    assert "no records on chr1" in caplog.text
+        assert list(read_vcf(indexed[kind], [Region("chr7", 0, 100)])) == []
+    assert "no records on chr7" in caplog.text
+
+
+@pytest.mark.parametrize("kind", ["tbi", "bcf"])
+def test_a_region_may_spell_the_contig_with_or_without_chr(indexed, kind):
+    """``--region chr1:...`` on a file that names the contig ``1`` reads contig 1, as the reference matching does."""
+    def spans(chrom):
+        return [(v.chrom, v.pos, v.alt) for v in read_vcf(indexed[kind], [Region(chrom, 100_000, 200_000)])]
+
+    assert spans("chr1") == spans("1") and spans("1")
 
 
 def test_region_queries_need_an_index_and_bgzip(tmp_path, indexed):
     bare = tmp_path / "bare.vcf.gz"
     bare.write_bytes(indexed["tbi"].read_bytes())
-    with pytest.raises(InputFormatError, match="tabix -p vcf bare.vcf.gz"):
+    with pytest.raises(InputFormatError, match="genomix index-vcf bare.vcf.gz"):
         list(read_vcf(bare, [Region("1", 0, 10)]))
     gzipped = tmp_path / "plain.vcf.gz"
     gzipped.write_bytes(gzip.compress(gzip.decompress(indexed["tbi"].read_bytes())))
@@ -282,3 +291,17 @@ def test_index_vcf_refuses_unsorted_input_and_keeps_nothing(tmp_path):
     with pytest.raises(InputFormatError, match="gzip, not bgzip: pass --out"):
         index_vcf(gz)
     assert [bin_of(0, 1), bin_of(16_383, 16_385), bin_of(0, 1 << 29)] == [4681, 585, 0]
+
+
+def test_index_vcf_replaces_an_existing_copy_only_when_asked(tmp_path):
+    from genomix.variants.indexing import index_vcf
+
+    plain = tmp_path / "p.vcf"
+    plain.write_text("##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n1\t5\t.\tA\tC\t.\t.\t.\n")
+    (tmp_path / "p.vcf.gz").write_bytes(b"an older copy")
+    with pytest.raises(InputFormatError, match="p.vcf.gz exists; pass --overwrite"):
+        index_vcf(plain)
+    assert (tmp_path / "p.vcf.gz").read_bytes() == b"an older copy"
+    assert index_vcf(plain, overwrite=True) == tmp_path / "p.vcf.gz" and (tmp_path / "p.vcf.gz.tbi").is_file()
+    with pytest.raises(InputFormatError, match="must not be an input"):
+        index_vcf(plain, plain, overwrite=True)

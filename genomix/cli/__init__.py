@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from typing import Sequence
 
@@ -43,6 +44,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"genomix {args.command}: interrupted; nothing partial was kept", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of stdout went away (`genomix genome info x.h5 | head`): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit flush does not fail too
+        return 141
     return int(result or 0)
 
 

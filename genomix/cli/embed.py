@@ -22,6 +22,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument("--bed", help="BED intervals (contig start end [name] [score] [strand]); needs --genome")
     parser.add_argument("--genome", help="genome store (.h5) from `genomix genome prepare`, for --bed")
     parser.add_argument("--out", required=True, help="output HDF5 file")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     parser.add_argument("--pooling", choices=POOLING_CHOICES, default="mean",
                         help="mean/last/first over each sequence's bases, or none for per-token (default mean)")
     parser.add_argument("--batch-size", type=int, default=8, help="chunks per forward pass (default 8)")
@@ -30,20 +31,25 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..embed import bed_sequences, embed_sequences, fasta_sequences, load_embedding_model, read_bed_intervals
+    from ..embed import bed_sequences, embed_sequences, fasta_sequences, load_embedding_model
     from ..errors import InputFormatError
+    from ..outputs import check_output
 
-    model = load_embedding_model(args.model, args.revision)
+    check_output(args.out, (args.fasta, args.bed, args.genome), args.overwrite)
     if args.bed:
         if not args.genome:
             raise InputFormatError("--bed needs --genome STORE.h5 (make one with `genomix genome prepare`)")
         from ..genome import open_store
+        from ..genome.bed import read_bed_intervals
 
         store = open_store(args.genome)
-        sequences, total = bed_sequences(args.bed, store), len(read_bed_intervals(args.bed))
+        intervals = read_bed_intervals(args.bed, store.lengths)  # every row checked before any is embedded
+        sequences, total = bed_sequences(intervals, store), len(intervals)
     else:
         sequences, total = fasta_sequences(args.fasta), None
+    model = load_embedding_model(args.model, args.revision)
     path = embed_sequences(model, sequences, args.out, pooling=args.pooling, batch_size=args.batch_size,
+                           overwrite=args.overwrite,
                            device=args.device, quiet=args.quiet, total=total, model_name=args.model,
                            reuse_filters=not args.no_filter_reuse, cuda_graphs=not args.no_cuda_graphs)
     print(path)

@@ -12,13 +12,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("vcf", help="input VCF (.vcf, .vcf.gz)")
     parser.add_argument("--out", help="bgzip copy to write (default: none for a bgzip input, indexed in place; "
                         "the input with .gz added for plain text; required for a gzip input)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing bgzip copy (--out, or the "
+                        "default name for a plain VCF)")
     parser.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     from ..variants.indexing import index_vcf
 
-    out = index_vcf(args.vcf, args.out)
+    out = index_vcf(args.vcf, args.out, overwrite=args.overwrite)
     print(out)
     print(f"{out}.tbi")
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import sys
+from pathlib import Path
 
 from .inference_options import add_inference_options
 
@@ -51,10 +52,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..embed import read_bed_intervals
+    from ..genome.bed import read_bed_intervals
     from ..hub import load_model
+    from ..outputs import check_output
     from ..variants import Reference, Region, parse_contig_map, parse_region, read_vcf, score_variants
 
+    check_output(args.out, (args.vcf, args.reference, args.regions_bed), args.overwrite)  # before any long work
     regions = [parse_region(text) for text in args.region]
     if args.regions_bed:
         regions += [Region(contig, start, end) for contig, start, end, _, _ in read_bed_intervals(args.regions_bed)]
@@ -67,8 +70,10 @@ def _run(args: argparse.Namespace) -> int:
     for chrom in sorted(contigs):
         reference.resolve(chrom)
     model = load_model(args.model, "lm", args.revision)
-    meta = {"model": args.model, "revision": args.revision or "-", "vcf": args.vcf, "reference": args.reference,
-            "regions": _describe(regions)}
+    vcf = Path(args.vcf).resolve()
+    meta = {"model": _identity(args.model), "revision": args.revision or "-", "vcf": str(vcf),
+            "vcf_size": str(vcf.stat().st_size), "vcf_mtime_ns": str(vcf.stat().st_mtime_ns),
+            "reference": _identity(args.reference), "regions": _describe(regions)}
     try:
         counts = score_variants(model, read_vcf(args.vcf, regions), reference, args.out, vcf=args.vcf, window=args.window,
                                 batch_size=args.batch_size, on_ref_mismatch=args.on_ref_mismatch,
@@ -82,6 +87,12 @@ def _run(args: argparse.Namespace) -> int:
     print(args.out)
     print(" ".join(f"{status}={n}" for status, n in sorted(counts.items())), file=sys.stderr)
     return 0
+
+
+def _identity(name: str) -> str:
+    """A local path as an absolute one (so ``./x`` and ``x`` are the same input to --resume), else ``name`` (a Hub
+    id or a named size)."""
+    return str(Path(name).resolve()) if Path(name).exists() else name
 
 
 def _describe(regions: list | None) -> str:

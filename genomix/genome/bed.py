@@ -9,13 +9,55 @@ from __future__ import annotations
 
 import gzip
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Iterator, Mapping, Sequence
 
 from ..errors import InputFormatError, RangeError, UnknownContigError
 
 Interval = tuple[str, int, int]
 SPLITS = ("train", "valid", "test")
 SPLIT_ALIASES = {"validation": "valid", "val": "valid", "dev": "valid", "training": "train"}
+
+
+def bed_rows(path: str | Path) -> Iterator[tuple[int, str, int, int, list[str]]]:
+    """``(line number, contig, start, end, all columns)`` of each interval row of a BED file (plain or gzip;
+    tab- or space-separated; CRLF line ends), skipping blank and header lines (``#``, ``track``,
+    ``browser``). Malformed rows and empty or negative intervals raise with the file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputFormatError(f"{path}: no such BED file; check the path")
+    with open(path, "rb") as probe:
+        opener = gzip.open if probe.read(2) == b"\x1f\x8b" else open
+    with opener(path, "rt", encoding="utf-8", errors="replace") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip() or line.startswith(("#", "track", "browser")):
+                continue
+            cols = line.rstrip("\r\n").split("\t") if "\t" in line else line.split()
+            if len(cols) < 3:
+                raise InputFormatError(f"{path}:{lineno}: expected at least 3 columns (contig start end), "
+                                       f"got {line.strip()!r}")
+            try:
+                start, end = int(cols[1]), int(cols[2])
+            except ValueError:
+                raise InputFormatError(
+                    f"{path}:{lineno}: start/end must be integers, got {cols[1]!r} and {cols[2]!r}"
+                ) from None
+            if start < 0 or end <= start:
+                raise RangeError(f"{path}:{lineno}: interval {cols[0]}:{start}-{end} is empty or negative")
+            yield lineno, cols[0], start, end, cols
+
+
+def check_interval(path: str | Path, lineno: int, contig: str, start: int, end: int,
+                   lengths: Mapping[str, int]) -> None:
+    """Raise, naming the file and line, if ``contig`` is not in ``lengths`` or the interval leaves it."""
+    if contig not in lengths:
+        raise UnknownContigError(
+            f"{path}:{lineno}: contig {contig!r} is not in the genome "
+            f"(known: {', '.join(list(lengths)[:6])}{', ...' if len(lengths) > 6 else ''}); "
+            "was the BED made for another assembly or naming (chr1 vs 1)?"
+        )
+    if end > lengths[contig]:
+        raise RangeError(f"{path}:{lineno}: interval {contig}:{start}-{end} is outside the contig "
+                         f"(length {lengths[contig]:,})")
 
 
 def read_bed_splits(path: str | Path, lengths: Mapping[str, int], split_column: int = 3,
@@ -25,43 +67,35 @@ def read_bed_splits(path: str | Path, lengths: Mapping[str, int], split_column: 
     ``split_column`` is the 0-based column holding the split name; rows without it go to
     ``default_split``. Header lines (``#``, ``track``, ``browser``) and blank lines are skipped.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise InputFormatError(f"{path}: no such BED file; check the path")
-    with open(path, "rb") as probe:
-        opener = gzip.open if probe.read(2) == b"\x1f\x8b" else open
     splits: dict[str, list[Interval]] = {}
-    with opener(path, "rt", encoding="utf-8", errors="replace") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip() or line.startswith(("#", "track", "browser")):
-                continue
-            cols = line.rstrip("\r\n").split("\t") if "\t" in line else line.split()
-            if len(cols) < 3:
-                raise InputFormatError(f"{path}:{lineno}: expected 'contig start end [split]', got {line.strip()!r}")
-            contig = cols[0]
-            try:
-                start, end = int(cols[1]), int(cols[2])
-            except ValueError:
-                raise InputFormatError(
-                    f"{path}:{lineno}: start/end must be integers, got {cols[1]!r} and {cols[2]!r}"
-                ) from None
-            if contig not in lengths:
-                raise UnknownContigError(
-                    f"{path}:{lineno}: contig {contig!r} is not in the genome "
-                    f"(known: {', '.join(list(lengths)[:6])}{', ...' if len(lengths) > 6 else ''}); "
-                    "was the BED made for another assembly or naming (chr1 vs 1)?"
-                )
-            if not 0 <= start < end <= lengths[contig]:
-                raise RangeError(
-                    f"{path}:{lineno}: interval {contig}:{start}-{end} is empty or outside the contig "
-                    f"(length {lengths[contig]:,})"
-                )
-            split = cols[split_column].strip().lower() if len(cols) > split_column else default_split
-            split = SPLIT_ALIASES.get(split, split)
-            splits.setdefault(split, []).append((contig, start, end))
+    for lineno, contig, start, end, cols in bed_rows(path):
+        check_interval(path, lineno, contig, start, end, lengths)
+        split = cols[split_column].strip().lower() if len(cols) > split_column else default_split
+        split = SPLIT_ALIASES.get(split, split)
+        if split not in SPLITS:
+            raise InputFormatError(f"{path}:{lineno}: split {cols[split_column].strip()!r} is not one of "
+                                   f"{', '.join(SPLITS)} (or {', '.join(SPLIT_ALIASES)})")
+        splits.setdefault(split, []).append((contig, start, end))
     if not splits:
         raise InputFormatError(f"{path}: no intervals found; a split BED needs 'contig start end split' rows")
     return splits
+
+
+def read_bed_intervals(path: str | Path, lengths: Mapping[str, int] | None = None
+                       ) -> list[tuple[str, int, int, str, str]]:
+    """``(contig, start, end, name, strand)`` rows of a BED file (3 to 6+ columns; 0-based half-open), all
+    checked against ``lengths`` (contig names and bounds) when it is given, before any is used.
+
+    Missing names become ``contig:start-end(strand)``, missing strands ``+``.
+    """
+    rows = []
+    for lineno, contig, start, end, cols in bed_rows(path):
+        if lengths is not None:
+            check_interval(path, lineno, contig, start, end, lengths)
+        strand = cols[5] if len(cols) > 5 and cols[5] in ("+", "-") else "+"
+        name = cols[3] if len(cols) > 3 and cols[3] not in ("", ".") else f"{contig}:{start}-{end}({strand})"
+        rows.append((contig, start, end, name, strand))
+    return rows
 
 
 def holdout_splits(lengths: Mapping[str, int], valid: Sequence[str] = (), test: Sequence[str] = (),

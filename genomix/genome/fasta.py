@@ -105,6 +105,21 @@ class _CountingReader(io.RawIOBase):
         return n or 0
 
 
+def _without_bom(blocks: Iterator[bytes]) -> Iterator[bytes]:
+    """``blocks`` without a UTF-8 byte-order mark at the start (some Windows editors write one)."""
+    bom, head = b"\xef\xbb\xbf", b""
+    for block in blocks:
+        if head is None:
+            yield block
+            continue
+        head += block  # the file's first bytes, until there are enough to tell
+        if len(head) >= len(bom):
+            yield head.removeprefix(bom)
+            head = None
+    if head and head != bom:
+        yield head
+
+
 class FastaReader:
     """Iterate over the records of a FASTA file (plain, gzip or bgzip), validating as it reads.
 
@@ -145,7 +160,7 @@ class FastaReader:
             raise InputFormatError(f"{self.path}: no such FASTA file; check the path")
         with open(self.path, "rb", buffering=0) as raw:
             counter = _CountingReader(raw, self.on_read)
-            yield from self._parse(self._blocks(counter))
+            yield from self._parse(_without_bom(self._blocks(counter)))
             self.sha256 = counter.sha256.hexdigest()
 
     def _parse(self, blocks: Iterator[bytes]) -> Iterator[FastaRecord]:

@@ -93,6 +93,24 @@ def _splits_for(spec: GenomeSpec | None, bed: Path | None) -> Callable[[dict[str
     return make
 
 
+def _check_reusable(store, source: str, bed: Path | None, compression: str | None) -> None:
+    """Refuse to reuse an existing store that a rebuild with these arguments would not reproduce: another
+    source FASTA, other chunk compression, or other splits than ``bed``'s (a BED is read only when building)."""
+    differences = []
+    if store.attrs.get("source") != source:
+        differences.append(f"was built from {store.attrs.get('source')}, not {source}")
+    if store.attrs.get("compression", "none") != (compression or "none"):
+        differences.append(f"has compression {store.attrs.get('compression', 'none')}, not {compression or 'none'}")
+    if bed is not None:
+        wanted = read_bed_splits(bed, store.lengths)
+        stored = {split: store.split_intervals(split) for split in store.splits}
+        if {k: sorted(v) for k, v in wanted.items()} != {k: sorted(v) for k, v in stored.items()}:
+            differences.append(f"has other splits than {bed}")
+    if differences:
+        raise ConfigError(f"{store.path} exists but {'; '.join(differences)}: pass --force to rebuild it or choose "
+                          "another --out")
+
+
 def prepare_genome(genome: str | Path, out: str | Path | None = None, cache: str | Path | None = None,
                    bed: str | Path | None = None, quiet: bool = False, force: bool = False,
                    compression: str | None = COMPRESSION) -> Path:
@@ -127,10 +145,7 @@ def prepare_genome(genome: str | Path, out: str | Path | None = None, cache: str
         default_out = root / "stores" / f"{fasta.name.split('.')[0]}-{tag}.h5"  # a changed FASTA gets a new store
     out = Path(out).expanduser() if out is not None else default_out
     if out.exists() and not force:
-        built_from = open_store(out).attrs.get("source")
-        if built_from != source:
-            raise ConfigError(f"{out} exists but was built from {built_from}, not {source}; pass --force to "
-                              "overwrite it or choose another --out")
+        _check_reusable(open_store(out), source, Path(bed) if bed else None, compression)
         log.info("genome store %s already exists; reusing it (pass --force to rebuild)", out)
         return out
     with tqdm(total=fasta.stat().st_size, unit="B", unit_scale=True, desc=f"store {out.name}",

@@ -107,7 +107,9 @@ LM_TASKS = ("causal-lm", "masked-lm")
 
 def load_model(name: str, task: str, revision: str | None = None) -> GenomixPreTrainedModel:
     """A model for inference with the ``task`` head: a checkpoint (local dir / Hub id, any layout) or, for
-    testing, a named size with fresh random weights (logged as a warning: its outputs carry no meaning).
+    testing, a named size with fresh random weights (logged as a warning: its outputs carry no meaning). The
+    random weights are drawn from a fixed seed, without touching the global generator, so that two runs (and a
+    resumed run) see the same model.
 
     ``task="lm"`` asks for the language-model head the model was trained with: the checkpoint's own when
     it has one, else its family's pretraining head (causal for HyenaDNA and Mamba, masked for Caduceus and
@@ -116,7 +118,9 @@ def load_model(name: str, task: str, revision: str | None = None) -> GenomixPreT
 
     if not Path(name).is_dir() and name in available_models():
         log.warning("%s is a named size, not a checkpoint: running it with RANDOM weights", name)
-        return build(name, task=None if task == "lm" else task).eval()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            return build(name, task=None if task == "lm" else task).eval()
     if task != "lm":
         return from_pretrained(name, revision=revision, task=task)
     checkpoint = load_checkpoint(resolve(name, revision))

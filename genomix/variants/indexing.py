@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
 
 from ..errors import InputFormatError
+from ..outputs import check_output
 from .tabix import TABIX_DEPTH, TABIX_MIN_SHIFT, BgzfReader, record_span
 from .vcf import is_gzip, open_bytes
 
@@ -169,13 +170,14 @@ def _tabix_index(lines: Iterable[tuple[int, int, bytes]], source: Path) -> bytes
     return packed.getvalue()
 
 
-def index_vcf(source: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
+def index_vcf(source: str | os.PathLike, out: str | os.PathLike | None = None, overwrite: bool = False) -> Path:
     """Index a VCF whose records are sorted by position within each contig, each contig's records together
     (as ``bcftools sort`` leaves them); returns the indexed BGZF file, with ``<file>.tbi`` beside it.
 
     A bgzip file is indexed in place when ``out`` is not given. Otherwise ``out`` (default for plain text:
-    ``source`` with ``.gz`` added) receives a BGZF copy. Files are written to temporary names and renamed
-    when complete, so a refused or interrupted run leaves nothing partial."""
+    ``source`` with ``.gz`` added) receives a BGZF copy, replacing an existing file only with ``overwrite``.
+    Files are written to temporary names and renamed when complete, so a refused or interrupted run leaves
+    nothing partial."""
     source = Path(source)
     if not source.is_file():
         raise InputFormatError(f"{source}: no such VCF file")
@@ -187,9 +189,7 @@ def index_vcf(source: str | os.PathLike, out: str | os.PathLike | None = None) -
                 raise InputFormatError(f"{source} is gzip, not bgzip: pass --out for a bgzip copy "
                                        "(e.g. calls.bgz.vcf.gz)")
             out = source.with_name(source.name + ".gz")
-        out = Path(out)
-        if out.resolve() == source.resolve():
-            raise InputFormatError(f"{out}: the output must not be the input")
+        out = check_output(out, (source,), overwrite)
         tmp = out.with_name(out.name + ".tmp")
         try:
             with open(tmp, "wb") as raw:

@@ -9,7 +9,8 @@ from pathlib import Path
 from ..errors import InputFormatError, UnknownContigError
 
 
-def _aliases(name: str) -> list[str]:
+def contig_aliases(name: str) -> list[str]:
+    """Other spellings of a contig name: with or without ``chr``; M, MT, chrM and chrMT for each other."""
     bare = name[3:] if name.lower().startswith("chr") else name
     names = [bare, f"chr{bare}"]
     if bare.upper() in ("M", "MT"):
@@ -59,7 +60,7 @@ class Reference:
             return self.contig_map[chrom]
         if chrom in self.lengths:
             return chrom
-        matches = [name for name in _aliases(chrom) if name in self.lengths]
+        matches = [name for name in contig_aliases(chrom) if name in self.lengths]
         if len(matches) == 1:
             return matches[0]
         raise UnknownContigError(f"{self._unknown(chrom)}; map VCF contigs to the reference's names with "
@@ -72,4 +73,4 @@ class Reference:
         return self._sequences[contig][start:end].upper()
 
 
-__all__ = ["Reference", "parse_contig_map"]
+__all__ = ["Reference", "contig_aliases", "parse_contig_map"]

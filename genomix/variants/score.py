@@ -21,7 +21,9 @@ ALT sequence less likely.
 Every VCF allele gets a row, in file order, with a ``status``: ``scored``; ``ref_mismatch`` (with
 ``on_ref_mismatch="skip"``; the default stops with an error naming the line); ``symbolic`` (``<DEL>``,
 breakends, ``*``, ``.``: not sequences); ``too_long`` (an allele longer than half the window);
-``contig_too_short``; ``indel`` (masked method only). The ``ref_log_likelihood`` / ``alt_log_likelihood``
+``contig_too_short``; ``too_close_to_end`` (an insertion or deletion with fewer than ``|len(ALT) - len(REF)|``
+reference bases after it, so that windows of equal length cannot both hold their allele); ``indel`` (masked
+method only). The ``ref_log_likelihood`` / ``alt_log_likelihood``
 columns hold the two terms of ``llr``: whole windows for the causal method, the masked positions for the
 masked one; ``embedding_distance`` is filled by the embedding method. Rows go to a partial file as each
 batch finishes; an interrupted run continues
@@ -40,6 +42,7 @@ from tqdm.auto import tqdm
 
 from ..errors import ConfigError, GenomixError, InputFormatError, RangeError
 from ..models.inference_loop import inference_loop
+from ..outputs import check_output
 from ..tokenizer import MASK_ID, encode
 from .reference import Reference
 from .vcf import Variant
@@ -105,7 +108,13 @@ def plan_windows(variant: Variant, reference: Reference, window: int, vcf: str |
         return _Row(variant, "contig_too_short")
     if max(n_ref, n_alt) > width // 2:
         return _Row(variant, "too_long")
-    start = min(max(0, p0 - width // 2), length - width - extra)
+    if p0 + n_ref + abs(n_alt - n_ref) > length:
+        # Equal windows need |len(ALT) - len(REF)| reference bases after the REF allele: a deletion pulls them
+        # into its ALT window, an insertion pushes as many out of its REF window. Too few before the end.
+        return _Row(variant, "too_close_to_end")
+    # The window holds the whole REF allele, the ALT window the whole ALT allele, and both stay in the contig.
+    lowest, highest = max(0, p0 + max(n_ref, n_alt) - width), min(p0, length - width - extra)
+    start = min(max(lowest, p0 - width // 2), highest)
     span = reference.text(contig, start, start + width + extra)  # one read serves both windows
     offset = p0 - start
     alt_seq = (span[:offset] + variant.alt + span[offset + n_ref:])[:width]
@@ -145,7 +154,8 @@ def _score_causal(model: torch.nn.Module, rows: list[_Row], device: torch.device
 
     for group in _scored_by_width(rows):
         ids = torch.from_numpy(encode("".join(r.ref_seq for r in group) + "".join(r.alt_seq for r in group)))
-        sums = token_log_likelihoods(model, ids.view(2 * len(group), -1).to(device)).sum(dim=1).double().cpu()
+        # Summed in float64: a long window's sum is large and llr is a small difference of two of them.
+        sums = token_log_likelihoods(model, ids.view(2 * len(group), -1).to(device)).double().sum(dim=1).cpu()
         for i, row in enumerate(group):
             row.ref_ll, row.alt_ll = float(sums[i]), float(sums[len(group) + i])
 
@@ -187,14 +197,30 @@ def _header(meta: dict[str, str]) -> str:
     return "# genomix score-variants " + " ".join(f"{k}={v}" for k, v in meta.items()) + "\n" + "\t".join(COLUMNS) + "\n"
 
 
-def _rows_done(partial: Path, header: str) -> int:
-    """Data rows of an interrupted run's partial file, after checking it was made with the same settings."""
+def _settings(header_line: str) -> dict[str, str]:
+    return dict(item.partition("=")[::2] for item in header_line.split()[3:])
+
+
+def _changed_settings(before: str, now: str) -> list[str]:
+    """The settings that differ between two header texts, as ``key: old -> new``. A run stopped by a REF
+    mismatch (``on_ref_mismatch=error``) may continue with ``skip``: every row before the mismatch is the same
+    under both."""
+    old, new = _settings(before.split("\n", 1)[0]), _settings(now.split("\n", 1)[0])
+    if old.get("on_ref_mismatch") == "error":
+        old["on_ref_mismatch"] = new.get("on_ref_mismatch", "error")
+    changed = [f"{k}: {old.get(k, '-')} -> {new.get(k, '-')}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    if before.split("\n")[1:2] != now.split("\n")[1:2]:
+        changed.append("the columns")
+    return changed
+
+
+def _rows_done(partial: Path, header: str) -> int | None:
+    """Data rows of an interrupted run's partial file, or None when it was made with other settings."""
     with open(partial) as fh:
         text = fh.read()
-    if not text.startswith(header):
-        raise InputFormatError(f"{partial}: a partial output made with other settings (its first lines differ from "
-                               f"{header.splitlines()[0]!r}); delete it to start again")
-    lines = text[len(header):].split("\n")
+    if _changed_settings(text, header):
+        return None
+    lines = text.split("\n")[2:]
     complete = lines[:-1]  # a last line without its newline was cut mid-write: it is written again
     with open(partial, "w") as fh:
         fh.write(header + "".join(line + "\n" for line in complete))
@@ -228,14 +254,10 @@ def score_variants(
     window = window or min(DEFAULT_WINDOW, limit)
     if window < 2 or (window > limit and not (method == "causal" and reads_in_pieces(model))):
         raise RangeError(f"window {window} must be between 2 and the model's max_seq_len {limit}")
-    out = Path(out)
+    out = check_output(out, (vcf, reference.path), overwrite)
     partial = out.with_name(f".{out.name}.partial")
-    if out.exists() and not overwrite:
-        raise InputFormatError(f"{out} exists; pass --overwrite to replace it")
     header = _header({"method": method, "window": str(window), "on_ref_mismatch": on_ref_mismatch, **(meta or {})})
-    if partial.exists() and not resume:
-        raise InputFormatError(f"{partial} holds rows of an interrupted run: pass --resume to continue it, or delete it")
-    done = _rows_done(partial, header) if resume and partial.exists() else 0
+    done = _resumable_rows(partial, header, resume, overwrite)
     if done:
         log.info("resuming after %d rows of %s", done, partial)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -264,6 +286,29 @@ def score_variants(
                             f"the same command with --resume continues after them)") from exc
     os.replace(partial, out)
     return counts
+
+
+def _resumable_rows(partial: Path, header: str, resume: bool, overwrite: bool) -> int:
+    """How many rows of an interrupted run's ``partial`` file to keep: all of them with ``resume`` when its
+    settings match ``header``'s; none with ``overwrite`` (it is discarded); otherwise an error that says what
+    differs and which option to pass."""
+    if not partial.exists():
+        return 0
+    if not resume:
+        if overwrite:
+            log.warning("discarding %s, the rows of an interrupted run (--overwrite without --resume)", partial)
+            return 0
+        raise InputFormatError(f"{partial} holds rows of an interrupted run: pass --resume to continue it, or "
+                               "--overwrite to start again without them")
+    done = _rows_done(partial, header)
+    if done is not None:
+        return done
+    if overwrite:
+        log.warning("discarding %s: it was made with other settings (--overwrite)", partial)
+        return 0
+    changed = "; ".join(_changed_settings(partial.read_text(), header))
+    raise InputFormatError(f"{partial}: the interrupted run used other settings ({changed}); run the same command "
+                           "as before with --resume, or pass --overwrite to start again without its rows")
 
 
 def _skip(variants: Iterable[Variant], done: int, counts: dict[str, int], bar) -> Iterator[Variant]:

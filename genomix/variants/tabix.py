@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import BinaryIO, Callable, Iterable, Iterator, Sequence, TypeVar
 
 from ..errors import InputFormatError, RangeError
+from .reference import contig_aliases
 
 log = logging.getLogger(__name__)
 Item = TypeVar("Item")
@@ -296,6 +297,9 @@ def indexed_records(index: TabixIndex, regions: Sequence[Region],
     0-based half-open span, which must overlap the region (a chunk also holds records that do not)."""
     seen: set[int] = set()
     for region in regions:
+        spelled = [name for name in contig_aliases(region.chrom) if name in index.names]
+        if region.chrom not in index.names and len(spelled) == 1:  # chr1 for 1, MT for chrM, ...
+            region = dataclasses.replace(region, chrom=spelled[0])
         if region.chrom not in index.names:
             log.warning("%s: no records on %s (the file's contigs: %s)", path, region.chrom,
                         ", ".join(index.names[:10]) + (" ..." if len(index.names) > 10 else ""))
@@ -314,8 +318,10 @@ def find_index(path: Path) -> Path:
             if candidate.stat().st_mtime < path.stat().st_mtime:
                 log.warning("%s is older than %s; if the VCF changed, rebuild the index", candidate, path)
             return candidate
-    raise InputFormatError(f"{path}: region queries need an index ({path.name}.tbi or .csi next to it); make one "
-                           f"with `tabix -p vcf {path.name}` or `bcftools index -t {path.name}` (htslib)")
+    raise InputFormatError(f"{path}: region queries need a bgzip VCF with an index ({path.name}.tbi or .csi next to "
+                           f"it); `genomix index-vcf {path.name}` indexes a bgzip file in place and writes a bgzip "
+                           "copy of a plain or gzip one (query that copy); htslib's `tabix -p vcf` and "
+                           "`bcftools index -t` index bgzip files too")
 
 
 def record_at(path: Path, offset: int) -> str:

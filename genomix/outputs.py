@@ -1,0 +1,31 @@
+"""Checks on an output path before a command writes to it, so that a mistyped ``--out`` loses nothing.
+
+Commands write to a temporary name and rename when complete; this is what they check first. An output must
+not be an existing directory or one of the command's own inputs (with ``--overwrite`` a renamed result would
+otherwise replace the file being read), and an existing file is replaced only when the user asked for it.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable
+
+from .errors import InputFormatError
+
+
+def check_output(out: str | os.PathLike, inputs: Iterable[str | os.PathLike | None] = (),
+                 overwrite: bool = False) -> Path:
+    """``out`` as a path, after refusing a directory, any of ``inputs`` (None entries are skipped; compared
+    as resolved paths, so links and relative spellings count) and, without ``overwrite``, an existing file."""
+    out = Path(out)
+    if out.is_dir():
+        raise InputFormatError(f"{out} is a directory; give a file name for the output")
+    for source in inputs:
+        if source is not None and Path(source).exists() and out.resolve() == Path(source).resolve():
+            raise InputFormatError(f"{out}: the output must not be an input of the same command")
+    if out.exists() and not overwrite:
+        raise InputFormatError(f"{out} exists; pass --overwrite to replace it")
+    return out
+
+
+__all__ = ["check_output"]
