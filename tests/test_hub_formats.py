@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -187,6 +189,10 @@ def test_foreign_objects_are_inert_and_never_weights(tmp_path, fixture_dir, expe
 def test_unknown_reference_is_a_clear_error():
     with pytest.raises(CheckpointError, match="neither a local directory nor a Hub id"):
         genomix.from_pretrained("hyenadna-does-not-exist")
+    with pytest.raises(CheckpointError, match="Did you mean 'hyenadna-tiny-1k'"):
+        genomix.from_pretrained("hyenadna-tiny-9k")
+    with pytest.raises(CheckpointError, match=r"named model size, not a checkpoint: .*build\('mamba-tiny-1k'\)"):
+        genomix.from_pretrained("mamba-tiny-1k")
 
 
 def test_convert_cli(fixture_dir, expected, tmp_path, capsys):
@@ -199,3 +205,19 @@ def test_convert_cli(fixture_dir, expected, tmp_path, capsys):
     assert main(["convert", str(tmp_path / "nope"), str(tmp_path / "o2")]) == 2
     assert "genomix convert: error:" in capsys.readouterr().err
     assert not (tmp_path / "o2").exists()
+
+
+def test_converted_checkpoints_are_as_readable_as_other_outputs_and_a_file_is_no_target(fixture_dir, tmp_path, capsys):
+    """The folder is built privately and renamed; it ends with the permissions the umask gives any new file."""
+    from genomix.cli import main
+
+    old = os.umask(0o022)
+    try:
+        assert main(["convert", str(fixture_dir), str(tmp_path / "out"), "--quiet"]) == 0
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == 0o755
+    assert {stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "out").iterdir()} == {0o644}
+    (tmp_path / "afile").write_text("keep me")
+    assert main(["convert", str(fixture_dir), str(tmp_path / "afile"), "--quiet"]) == 2
+    assert "is a file" in capsys.readouterr().err and (tmp_path / "afile").read_text() == "keep me"

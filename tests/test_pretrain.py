@@ -90,10 +90,19 @@ def test_resume_after_stop_reproduces_the_uninterrupted_run(tmp_path, demo_store
     # every checkpoint comes with its weights in save_pretrained form
     assert_same_weights(genomix.from_pretrained(tmp_path / "cut" / "checkpoints" / "model"),
                         tmp_path / "cut" / "checkpoints" / "last.ckpt")
-    assert cli_main(["pretrain", "--recipe", str(recipe), "--out", str(tmp_path / "cut"), "--quiet", "--resume", "auto"]) == 0
-    resumed = train_rows(tmp_path / "cut")
+    cut = tmp_path / "cut"
+    assert cli_main(["pretrain", "--recipe", str(recipe), "--out", str(cut), "--quiet"]) == 2  # not over a run
+    assert cli_main(["pretrain", "--recipe", str(recipe), "--out", str(cut), "--quiet", "--resume", "auto",
+                     "--seed", "4"]) == 2  # another run's settings
+    # `--resume auto --out DIR` alone continues the run as it was made (its genome, not the demo default)
+    assert cli_main(["pretrain", "--out", str(cut), "--quiet", "--resume", "auto", "--max-steps", "4"]) == 0
+    assert yaml.safe_load((cut / "recipe.yaml").read_text())["data"]["genome"] == str(demo_store)
+    # the first command again, as a requeued job would run it, goes on to the recipe's end
+    assert cli_main(["pretrain", "--recipe", str(recipe), "--out", str(cut), "--quiet", "--resume", "auto"]) == 0
+    resumed = train_rows(cut)
     assert [int(r["step"]) for r in resumed] == list(range(5))
     assert [r["train/loss"] for r in resumed] == [r["train/loss"] for r in rows]  # bit-identical
+    assert [p.name for p in (cut / "checkpoints").glob("last*.ckpt")] == ["last.ckpt"]  # no epoch-finished copies
 
     # the final model loads with from_pretrained and equals the trained weights
     loaded = genomix.from_pretrained(full.model_dir)
@@ -101,6 +110,46 @@ def test_resume_after_stop_reproduces_the_uninterrupted_run(tmp_path, demo_store
     loaded.eval()
     ids = torch.randint(7, 11, (1, 200))
     assert loaded(ids).logits.shape[:2] == (1, 200)
+
+
+def test_a_run_stopped_between_periodic_checkpoints_keeps_one_last_checkpoint(tmp_path, demo_store):
+    """The step-limit checkpoint is written mid-epoch; the periodic callback must not add an epoch-finished
+    ``last-v1.ckpt`` beside it (resuming from that copy would skip the rest of the epoch)."""
+    recipe = tiny_recipe(tmp_path, demo_store, checkpoint_every=10, max_steps=3)
+    out = tmp_path / "run"
+    assert cli_main(["pretrain", "--recipe", str(recipe), "--out", str(out), "--quiet"]) == 0
+    assert [p.name for p in (out / "checkpoints").glob("last*.ckpt")] == ["last.ckpt"]
+    assert torch.load(out / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 3
+
+
+def test_ctrl_c_says_what_was_kept_and_how_to_continue(tmp_path, demo_store, monkeypatch, capsys):
+    """Lightning turns Ctrl-C into a silent exit(1); the command says where the run stopped and how to resume."""
+    import signal
+
+    from genomix.train import callbacks
+
+    def interrupt(self, trainer, *args):
+        if trainer.global_step == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(callbacks.ThroughputMonitor, "on_train_batch_end", interrupt)
+    recipe = tiny_recipe(tmp_path, demo_store)
+    assert cli_main(["pretrain", "--recipe", str(recipe), "--out", str(tmp_path / "run"), "--quiet"]) == 130
+    assert "stopped at step 2" in capsys.readouterr().err and (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_named_model_is_built_as_named_not_with_the_recipes_overrides():
+    """The demo recipe shrinks its own HyenaDNA; ``--model`` gets the named size itself (a Mamba config has no
+    ``d_inner`` to set, so the overrides crashed it)."""
+    from genomix.cli import build_parser
+    from genomix.cli.pretrain import _fresh_recipe
+
+    recipe = _fresh_recipe(build_parser().parse_args(["pretrain", "--model", "mamba-tiny-1k"]))
+    assert recipe.model == "mamba-tiny-1k" and recipe.model_overrides == {}
+    assert _fresh_recipe(build_parser().parse_args(["pretrain"])).model_overrides  # the recipe's own model keeps them
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["pretrain", "--max-steps", "-5"])
 
 
 def test_loss_decreases_on_real_data(tmp_path, demo_store):

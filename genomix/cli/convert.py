@@ -21,8 +21,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     if args.quiet:
         from huggingface_hub.utils import disable_progress_bars
+        from transformers.utils import logging as hf_logging
 
-        disable_progress_bars()
+        disable_progress_bars()  # downloads
+        hf_logging.disable_progress_bar()  # transformers' own bars (writing the weights)
     from ..hub import convert
 
     print(convert(args.src, args.dst, format=args.format, revision=args.revision))

@@ -16,23 +16,25 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "pretrain", help="pretrain a model on a genome (default: tiny model, demo genome, CPU)",
         description=__doc__.splitlines()[0],
     )
-    p.add_argument("--recipe", default="demo",
+    p.add_argument("--recipe",
                    help="recipe name in configs/pretrain (demo, hyenadna-hg38, caduceus-hg38, mamba-hg38, "
-                        "m2-hg38) or a YAML path (default: demo)")
+                        "m2-hg38) or a YAML path (default: demo; a resumed run uses its own saved recipe)")
     p.add_argument("--genome", help="genome: registry name (hg38, demo, ...), FASTA path or prepared store .h5")
     p.add_argument("--bed", help="BED file of train/valid/test intervals (overrides the genome's own split)")
     model = p.add_mutually_exclusive_group()
     model.add_argument("--model", help="named model size (configs/models), e.g. hyenadna-small-32k")
     model.add_argument("--config", help="model config YAML file")
-    p.add_argument("--seq-len", type=int, help="target window length (warm-up stages end here)")
+    p.add_argument("--seq-len", type=positive_int, help="target window length (warm-up stages end here)")
     p.add_argument("--devices", default="auto", help="devices per node (number or 'auto')")
-    p.add_argument("--num-nodes", type=int, default=1)
+    p.add_argument("--num-nodes", type=positive_int, default=1)
     p.add_argument("--strategy", default="auto", choices=("auto", "ddp", "fsdp"))
     p.add_argument("--precision", choices=("bf16-mixed", "32", "32-true", "16-mixed"),
                    help="default: the recipe's, else bf16-mixed on GPU and 32 on CPU")
     p.add_argument("--cuda-graphs", action="store_true",
                    help="replay each training step from a CUDA graph (one GPU; small models are host-bound without)")
-    p.add_argument("--max-steps", type=int, help="stop after this many optimiser steps (schedule keeps the recipe's horizon)")
+    p.add_argument("--max-steps", type=positive_int,
+                   help="stop this invocation after this many optimiser steps (the schedule keeps the recipe's "
+                        "horizon; a later --resume without it goes on to the recipe's end)")
     p.add_argument("--seed", type=int)
     p.add_argument("--resume", help="checkpoint path, run folder, or 'auto' (continue --out if it has a checkpoint)")
     p.add_argument("--out", default="runs/pretrain", help="output folder (default: runs/pretrain)")
@@ -41,24 +43,91 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    from ..train import load_recipe, pretrain
+def positive_int(text: str) -> int:
+    """An option value that must be an integer >= 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
 
-    recipe = load_recipe(args.recipe)
+
+def _saved_recipe(args: argparse.Namespace) -> Path | None:
+    """The recipe a resumed run was made with (``recipe.yaml`` beside its checkpoints), or None for a new run."""
+    from ..train.run import resolve_resume
+
+    checkpoint = resolve_resume(args.resume, Path(args.out).expanduser())
+    saved = checkpoint.parent.parent / "recipe.yaml" if checkpoint is not None else None
+    return saved if saved is not None and saved.is_file() else None
+
+
+#: Recipe fields a resumed run may change: how long it runs and how each step is executed.
+RESUMABLE_CHANGES = ("max_steps", "precision", "cuda_graphs")
+
+
+def _refuse_changes(args: argparse.Namespace, recipe, saved: Path) -> None:
+    """A resumed run continues as it was made (``recipe``, read from ``saved``): flags that would make it another
+    run are refused. The same command as the first run's (a requeued job) passes; so does ``--resume auto
+    --out DIR`` alone; more ``--max-steps``, another ``--precision`` or other devices are fine."""
+    from ..errors import ConfigError
+
+    if args.recipe:
+        fresh, now = _fresh_recipe(args).to_dict(), recipe.to_dict()
+        changed = [f"{key}: {now.get(key)} -> {fresh.get(key)}" for key in sorted(set(fresh) | set(now))
+                   if key not in RESUMABLE_CHANGES and fresh.get(key) != now.get(key)]
+    else:
+        asked = {"--model/--config": (args.model or args.config, recipe.model),
+                 "--genome": (args.genome, recipe.data.genome), "--bed": (args.bed, recipe.data.bed),
+                 "--seq-len": (args.seq_len, recipe.seq_len), "--seed": (args.seed, recipe.seed)}
+        changed = [f"{flag}: {had} -> {value}" for flag, (value, had) in asked.items()
+                   if value is not None and value != had]
+    if changed:
+        raise ConfigError(f"resuming the run in {args.out} (made with {saved}) with other settings "
+                          f"({'; '.join(changed)}); drop those flags to continue it, or pass another --out to start "
+                          "a new run")
+
+
+def _fresh_recipe(args: argparse.Namespace):
+    """The recipe of a new run: ``--recipe`` (default ``demo``) with the flags applied."""
+    from ..errors import ConfigError
+    from ..train import load_recipe
+
+    recipe = load_recipe(args.recipe or "demo")
     if recipe.schedule_steps is None:  # stopping early with --max-steps must not shorten the schedule
         recipe.schedule_steps = recipe.max_steps
-    for field, value in (("model", args.model or args.config), ("seq_len", args.seq_len),
-                         ("max_steps", args.max_steps), ("seed", args.seed)):
+    if args.config and not Path(args.config).is_file():
+        raise ConfigError(f"--config {args.config}: no such model config file")
+    chosen = args.model or args.config
+    if chosen and chosen != recipe.model and recipe.model_overrides:
+        logging.getLogger(__name__).info("the recipe's model_overrides %s are for its model %s, not applied to %s",
+                                         recipe.model_overrides, recipe.model, chosen)
+        recipe.model_overrides = {}
+    for field, value in (("model", chosen), ("seq_len", args.seq_len), ("seed", args.seed)):
         if value is not None:
             setattr(recipe, field, value)
-    if args.cuda_graphs:
-        recipe = dataclasses.replace(recipe, cuda_graphs=True)  # re-validated: offload and graphs exclude each other
-    if args.precision:
-        recipe.precision = "32-true" if args.precision == "32" else args.precision
     if args.genome:
         recipe.data.genome = args.genome
     if args.bed:
         recipe.data.bed = args.bed
+    return recipe
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..train import load_recipe, pretrain
+
+    saved = _saved_recipe(args)
+    if saved is None:
+        recipe = _fresh_recipe(args)
+    else:
+        recipe = load_recipe(saved)
+        _refuse_changes(args, recipe, saved)
+        # --max-steps stopped one invocation early; a resumed one goes on to the recipe's end
+        recipe.max_steps = _fresh_recipe(args).max_steps if args.recipe else recipe.schedule_steps
+    if args.max_steps is not None:
+        recipe.max_steps = args.max_steps
+    if args.cuda_graphs:
+        recipe = dataclasses.replace(recipe, cuda_graphs=True)  # re-validated: offload and graphs exclude each other
+    if args.precision:
+        recipe.precision = "32-true" if args.precision == "32" else args.precision
     if args.quiet:
         from transformers.utils import logging as hf_logging
 

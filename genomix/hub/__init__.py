@@ -139,6 +139,8 @@ def save_native(model: GenomixPreTrainedModel, out_dir: str | os.PathLike) -> Pa
     from ..tokenizer import Tokenizer
 
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise CheckpointError(f"{out}: exists and is a file; the output is a directory, choose another path")
     if out.exists() and any(out.iterdir()) and not (out / "config.json").is_file():
         raise CheckpointError(f"{out}: exists and is not a checkpoint directory; choose an empty or new path")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -146,6 +148,7 @@ def save_native(model: GenomixPreTrainedModel, out_dir: str | os.PathLike) -> Pa
     try:
         model.save_pretrained(tmp)
         Tokenizer(model_max_length=model.config.max_seq_len).save_pretrained(tmp)
+        _as_umask_allows(tmp)
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)
@@ -153,6 +156,18 @@ def save_native(model: GenomixPreTrainedModel, out_dir: str | os.PathLike) -> Pa
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def _as_umask_allows(directory: Path) -> None:
+    """Give ``directory`` and its files the permissions a plain ``mkdir``/``open`` would (the temporary directory
+    is private, and the weights may be written private too), so a checkpoint on a shared disk is readable as
+    every other output is."""
+    mask = os.umask(0)
+    os.umask(mask)
+    directory.chmod(0o777 & ~mask)
+    for path in directory.iterdir():
+        if path.is_file():
+            path.chmod(0o666 & ~mask)
 
 
 def convert(src: str | os.PathLike, dst: str | os.PathLike, format: str | None = None, revision: str | None = None) -> Path:

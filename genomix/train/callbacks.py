@@ -6,6 +6,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 from .flops import device_peak_tflops, flops_per_token
 from .sampler import ResumableSampler
@@ -65,6 +66,15 @@ class FinalCheckpoint(L.Callback):
         if 0 < trainer.max_steps <= step and step != self._saved_at and not periodic:
             trainer.save_checkpoint(self.path, weights_only=False)
             self._saved_at = step
+
+
+class PeriodicCheckpoint(ModelCheckpoint):
+    """``ModelCheckpoint`` without its end-of-training save: :class:`FinalCheckpoint` writes the step-limit
+    checkpoint mid-epoch, and a second one written after the loop (Lightning saves ``last`` again on train end,
+    versioned as ``last-v1.ckpt`` beside the first) would record the epoch as finished."""
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        return None
 
 
 class ThroughputMonitor(L.Callback):

@@ -13,19 +13,20 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger
 
 from ..errors import CheckpointError, ConfigError
 from ..kernels.scan.ops import checkpoint_keeps_scan
-from .callbacks import FinalCheckpoint, SamplerProgress, StageAccumulation, ThroughputMonitor
+from .callbacks import FinalCheckpoint, PeriodicCheckpoint, SamplerProgress, StageAccumulation, ThroughputMonitor
 from .checkpoint_io import AtomicCheckpointIO
 from .data import GenomeDataModule, resolve_store
 from .module import LanguageModelingModule
@@ -101,6 +102,8 @@ def resolve_resume(resume: str | os.PathLike | None, out_dir: Path) -> Path | No
         path = path / "checkpoints" / LAST if (path / "checkpoints" / LAST).is_file() else path / LAST
     if not path.is_file():
         raise CheckpointError(f"cannot resume: {path} does not exist; pass a .ckpt file, a run folder or 'auto'")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive
+        raise CheckpointError(f"cannot resume from {path}: not a checkpoint (a .ckpt that genomix pretrain wrote)")
     return path
 
 
@@ -201,24 +204,27 @@ def pretrain(
     out = Path(out_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = resolve_resume(resume, out)
+    if ckpt_path is None and (out / "checkpoints" / LAST).is_file():
+        raise ConfigError(f"{out} already holds a pretraining run; pass --resume auto to continue it, or choose "
+                          "another --out")
     L.seed_everything(recipe.seed, workers=True, verbose=False)
 
     store = resolve_store(recipe.data.genome, bed=recipe.data.bed, cache=cache, quiet=quiet)
     model = build_model(recipe)
+    max_len = getattr(getattr(model, "config", None), "max_seq_len", None)
+    if max_len is not None and recipe.seq_len > max_len:
+        raise ConfigError(f"seq_len {recipe.seq_len} exceeds {recipe.model}'s max_seq_len {max_len}; "
+                          "pick a longer model or pass model_overrides: {max_seq_len: ...}")
     module = LanguageModelingModule(model, recipe.task, recipe.optim, recipe.horizon, seed=recipe.seed,
                                     gradient_clip=recipe.gradient_clip,
                                     step_runner="graph" if recipe.cuda_graphs else None)
 
     stages = plan_warmup(recipe.seq_len, recipe.global_batch, recipe.micro_batch_tokens, world_size,
                          recipe.warmup.start_seq_len, recipe.warmup.stage_epochs)
-    max_len = getattr(getattr(model, "config", None), "max_seq_len", None)
-    if max_len is not None and recipe.seq_len > max_len:
-        raise ConfigError(f"seq_len {recipe.seq_len} exceeds {recipe.model}'s max_seq_len {max_len}; "
-                          "pick a longer model or pass model_overrides: {max_seq_len: ...}")
     datamodule = GenomeDataModule(store, recipe.data, stages, recipe.task, recipe.steps_per_epoch, recipe.seed,
                                   val_windows=recipe.val_windows)
 
-    checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", every_n_train_steps=recipe.checkpoint_every,
+    checkpoint = PeriodicCheckpoint(dirpath=out / "checkpoints", every_n_train_steps=recipe.checkpoint_every,
                                  save_top_k=0, save_last=True, save_on_train_epoch_end=False)
     callbacks: list[L.Callback] = [
         SamplerProgress(),
@@ -249,7 +255,16 @@ def pretrain(
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         # with cuda_graphs (manual optimisation) a checkpoint holds the weights after the step, as without
         warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
-        trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True)
+        try:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None,
+                        weights_only=True)
+        except SystemExit:  # Lightning turns Ctrl-C into a shutdown and exit(1), which says nothing
+            if not trainer.interrupted:
+                raise
+            signal.signal(signal.SIGINT, signal.default_int_handler)  # Lightning ignores Ctrl-C from here on
+            raise KeyboardInterrupt(f"stopped at step {trainer.global_step}; the last checkpoint in "
+                                    f"{out / 'checkpoints'} is kept: the same command with --resume auto "
+                                    "continues from it") from None
     model_dir = out / "model"
     save_final_model(trainer, module, model_dir)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1}

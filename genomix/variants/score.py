@@ -208,7 +208,8 @@ def _changed_settings(before: str, now: str) -> list[str]:
     old, new = _settings(before.split("\n", 1)[0]), _settings(now.split("\n", 1)[0])
     if old.get("on_ref_mismatch") == "error":
         old["on_ref_mismatch"] = new.get("on_ref_mismatch", "error")
-    changed = [f"{k}: {old.get(k, '-')} -> {new.get(k, '-')}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    changed = [f"{k}: {old.get(k, '-')} -> {new.get(k, '-')}" for k in sorted(set(old) | set(new))
+               if old.get(k) != new.get(k)]
     if before.split("\n")[1:2] != now.split("\n")[1:2]:
         changed.append("the columns")
     return changed
