@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .errors import InputFormatError
+from .errors import GenomixError, InputFormatError
 from .models.heads import POOLING_MODES
 from .models.inference_loop import inference_loop
 from .outputs import check_output
@@ -70,19 +70,29 @@ def _chunks(length: int, size: int) -> list[tuple[int, int]]:
 
 
 class _Writer:
-    """Appends rows to the HDF5 layout above. The width ``d`` is the backbone's output width, taken from the
-    first row (``d_model``, or ``2·d_model`` for Caduceus with reverse-complement parameter sharing)."""
+    """Appends rows to the HDF5 layout above, in a new file or after the rows of an interrupted run's. The
+    width ``d`` is the backbone's output width, taken from the first row (``d_model``, or ``2·d_model`` for
+    Caduceus with reverse-complement parameter sharing)."""
 
     def __init__(self, h5: h5py.File, pooling: str) -> None:
-        self.h5, self.pooling, self.count, self.width = h5, pooling, 0, 0
-        self.ids = h5.create_dataset("ids", (0,), maxshape=(None,), dtype=h5py.string_dtype())
-        self.lengths = h5.create_dataset("lengths", (0,), maxshape=(None,), dtype="int64")
+        self.h5, self.pooling = h5, pooling
+        if "ids" not in h5:
+            h5.create_dataset("ids", (0,), maxshape=(None,), dtype=h5py.string_dtype())
+            h5.create_dataset("lengths", (0,), maxshape=(None,), dtype="int64")
+            if pooling == "none":
+                h5.create_group("tokens")
+        self.ids, self.lengths = h5["ids"], h5["lengths"]
+        self.count = len(self.ids)
         if pooling == "none":
-            self.tokens = h5.create_group("tokens")
+            self.tokens = h5["tokens"]
+            self.width = h5["tokens/0"].shape[1] if self.count else 0
+        else:
+            self.vectors = h5.get("embeddings")
+            self.width = self.vectors.shape[1] if self.vectors is not None else 0
 
     def add(self, seq_id: str, length: int, value: np.ndarray) -> None:
         i = self.count
-        if i == 0:
+        if not self.width:
             self.width = int(value.shape[-1])
             if self.pooling != "none":
                 self.vectors = self.h5.create_dataset("embeddings", (0, self.width), maxshape=(None, self.width),
@@ -124,12 +134,16 @@ def embed_sequences(
     reuse_filters: bool = True,
     cuda_graphs: bool = True,
     overwrite: bool = False,
+    resume: bool = False,
 ) -> Path:
     """Embed ``sequences`` with ``model`` (a genomix base model or any head) into the HDF5 file ``out``, which
     must not exist unless ``overwrite``.
 
-    Returns the output path. ``window`` sequences are chunked and batched together at a time.
-    ``reuse_filters``: keep HyenaDNA's and M2's long filters' spectra between forwards (faster, one filter's
+    Rows go to ``.<out>.partial`` as each window of sequences finishes; if the run stops (an error, Ctrl-C), the
+    rows so far stay there, and ``resume=True`` continues after them (the same inputs and settings, checked),
+    while ``overwrite=True`` starts again without them. Returns the output path.
+
+    ``window`` sequences are chunked and batched together at a time. ``reuse_filters``: keep HyenaDNA's and M2's long filters' spectra between forwards (faster, one filter's
     memory per layer); ``cuda_graphs``: replay repeated batch shapes from CUDA graphs on a GPU (faster, one
     graph's activations; both: :func:`genomix.models.inference_loop`).
     """
@@ -172,17 +186,21 @@ def embed_sequences(
             writer.add(item.id, len(item.ids), _combine(parts[row], pooling))
         progress.update(len(items))
 
+    settings = dict(model=model_name, pooling=pooling, max_seq_len=size)
+    mode = _partial_mode(tmp, settings, resume, overwrite)
+    writer = None
     try:
-        with h5py.File(tmp, "w") as h5, inference_loop(backbone, reuse_filters, cuda_graphs):
+        with h5py.File(tmp, mode) as h5, inference_loop(backbone, reuse_filters, cuda_graphs):
             writer = _Writer(h5, pooling)
-            h5.attrs.update(model=model_name, pooling=pooling, max_seq_len=size, genomix_version=__version__)
+            h5.attrs.update(genomix_version=__version__, **settings)
             pending: list[SequenceInput] = []
-            for item in sequences:
+            for item in _after_rows(sequences, writer, tmp, progress):
                 if len(item.ids) == 0:
                     raise InputFormatError(f"sequence {item.id!r} is empty")
                 pending.append(item)
                 if len(pending) == window:
                     run_window(pending, writer)
+                    h5.flush()
                     pending = []
             if pending:
                 run_window(pending, writer)
@@ -190,12 +208,65 @@ def embed_sequences(
                 raise InputFormatError("no sequences to embed: the input is empty")
             h5.attrs["d_model"] = writer.width
         os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+    except BaseException as exc:
+        kept = writer.count if writer is not None else 0
+        if not kept:
+            tmp.unlink(missing_ok=True)
+            raise
+        advice = (f"the {kept} embeddings written so far are kept in {tmp}: the same command with --resume "
+                  "continues after them")
+        if isinstance(exc, KeyboardInterrupt):
+            raise KeyboardInterrupt(advice) from None
+        if isinstance(exc, GenomixError):
+            raise type(exc)(f"{exc}\n({advice}, once the cause is fixed)") from exc
         raise
     finally:
         progress.close()
     return out
+
+
+def _partial_mode(tmp: Path, settings: dict, resume: bool, overwrite: bool) -> str:
+    """``"a"`` to continue an interrupted run's partial file ``tmp``, ``"w"`` to start one; refuses a partial file
+    that neither ``resume`` nor ``overwrite`` disposes of, or one made with other settings."""
+    if not tmp.exists():
+        return "w"
+    if not resume:
+        if overwrite:
+            return "w"
+        raise InputFormatError(f"{tmp} holds the embeddings of an interrupted run: pass --resume to continue it, or "
+                               "--overwrite to start again without them")
+    try:
+        with h5py.File(tmp, "r") as h5:
+            before = {key: h5.attrs.get(key) for key in settings}
+    except OSError as exc:
+        raise InputFormatError(f"{tmp}: the interrupted run's file is unreadable ({exc}); pass --overwrite to start "
+                               "again") from None
+    changed = [f"{key}: {before[key]} -> {value}" for key, value in settings.items() if before[key] != value]
+    if changed:
+        raise InputFormatError(f"{tmp}: the interrupted run used other settings ({'; '.join(changed)}); run it as "
+                               "before with --resume, or pass --overwrite to start again")
+    return "a"
+
+
+def _after_rows(sequences: Iterable[SequenceInput], writer: _Writer, tmp: Path, progress) -> Iterator[SequenceInput]:
+    """The inputs after those already in ``writer``'s file (a resumed run), each of which must be the same
+    sequence, by id and length, as the interrupted run embedded."""
+    seen = 0
+    for item in sequences:
+        if seen >= writer.count:
+            yield item
+        else:
+            stored, length = writer.ids[seen], int(writer.lengths[seen])
+            stored = stored.decode() if isinstance(stored, bytes) else str(stored)
+            if (stored, length) != (item.id, len(item.ids)):
+                raise InputFormatError(f"{tmp}: row {seen} of the interrupted run is {stored!r} ({length} bases) but "
+                                       f"the input now gives {item.id!r} ({len(item.ids)} bases); resume with the same "
+                                       "input, or pass --overwrite to start again")
+            progress.update(1)
+        seen += 1
+    if seen < writer.count:
+        raise InputFormatError(f"{tmp} holds {writer.count} rows but the input has only {seen}; resume with the same "
+                               "input, or pass --overwrite to start again")
 
 
 def load_embedding_model(name: str, revision: str | None = None) -> torch.nn.Module:

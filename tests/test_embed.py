@@ -157,3 +157,36 @@ def test_the_width_is_the_backbones_output_width(shared_dir, fasta, tmp_path):
         with h5py.File(out) as h5:
             width = h5["embeddings"].shape[1] if pooling == "mean" else h5["tokens/0"].shape[1]
             assert width == h5.attrs["d_model"] == 2 * ps.config.d_model
+
+
+def test_an_interrupted_run_keeps_its_rows_and_resumes_to_the_same_file(model, shared_dir, tmp_path, monkeypatch):
+    """Rows are kept window by window; Ctrl-C leaves them in the partial file, --resume continues after them
+    (checking the inputs are the same), and the result equals an uninterrupted run's."""
+    import genomix.embed as embed_module
+
+    mt = next(iter(read_fasta(shared_dir / "data" / "genomes" / "human_mtDNA_rCRS.fa").values()))
+    fasta = tmp_path / "many.fa"
+    fasta.write_text("".join(f">s{i}\n{mt[i * 97:i * 97 + 60 + i]}\n" for i in range(9)))
+    run = lambda out, **kw: embed_sequences(model, fasta_sequences(fasta), out, window=2, quiet=True, **kw)  # noqa: E731
+    whole = run(tmp_path / "whole.h5")
+    real, calls = embed_module._combine, []
+
+    def interrupting(*args):
+        calls.append(1)
+        if len(calls) == 5:  # inside the third window: two windows (4 rows) are written
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(embed_module, "_combine", interrupting)
+    with pytest.raises(KeyboardInterrupt, match="4 embeddings written so far are kept"):
+        run(tmp_path / "cut.h5")
+    monkeypatch.setattr(embed_module, "_combine", real)
+    with pytest.raises(InputFormatError, match="--resume to continue it"):
+        run(tmp_path / "cut.h5")
+    with pytest.raises(InputFormatError, match="pooling: mean -> last"):
+        run(tmp_path / "cut.h5", pooling="last", resume=True)
+    assert run(tmp_path / "cut.h5", resume=True) == tmp_path / "cut.h5"
+    with h5py.File(whole) as a, h5py.File(tmp_path / "cut.h5") as b:
+        assert list(a["ids"][()]) == list(b["ids"][()]) and dict(a.attrs) == dict(b.attrs)
+        np.testing.assert_array_equal(a["embeddings"][()], b["embeddings"][()])
+    assert not (tmp_path / ".cut.h5.partial").exists()

@@ -13,7 +13,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "embed", help="embed FASTA records or BED intervals into an HDF5 file",
         description="Run a model's backbone over sequences and write pooled or per-token hidden states "
-                    "(with sequence ids) to HDF5. Sequences longer than the model's context are chunked.")
+                    "(with sequence ids) to HDF5. Sequences longer than the model's context are chunked. Rows are "
+                    "kept as they finish: rerun with --resume after an interruption.")
     parser.add_argument("--model", required=True, help="checkpoint dir or Hub id (any layout); a named size "
                         "(e.g. hyenadna-tiny-1k) uses random weights, for testing")
     parser.add_argument("--revision", help="Hub branch, tag or commit to pin")
@@ -22,7 +23,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument("--bed", help="BED intervals (contig start end [name] [score] [strand]); needs --genome")
     parser.add_argument("--genome", help="genome store (.h5) from `genomix genome prepare`, for --bed")
     parser.add_argument("--out", required=True, help="output HDF5 file")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing --out (or an interrupted run's rows)")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted run after the rows it kept")
     parser.add_argument("--pooling", choices=POOLING_CHOICES, default="mean",
                         help="mean/last/first over each sequence's bases, or none for per-token (default mean)")
     parser.add_argument("--batch-size", type=int, default=8, help="chunks per forward pass (default 8)")
@@ -49,7 +52,7 @@ def _run(args: argparse.Namespace) -> int:
         sequences, total = fasta_sequences(args.fasta), None
     model = load_embedding_model(args.model, args.revision)
     path = embed_sequences(model, sequences, args.out, pooling=args.pooling, batch_size=args.batch_size,
-                           overwrite=args.overwrite,
+                           overwrite=args.overwrite, resume=args.resume,
                            device=args.device, quiet=args.quiet, total=total, model_name=args.model,
                            reuse_filters=not args.no_filter_reuse, cuda_graphs=not args.no_cuda_graphs)
     print(path)
