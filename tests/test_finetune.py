@@ -224,6 +224,25 @@ def test_a_resumed_run_ends_where_the_uninterrupted_one_does(tmp_path, monkeypat
                        quiet=True)
     assert resumed.metrics == straight.metrics and resumed.best_epoch == straight.best_epoch
     assert len(list((tmp_path / "resumed" / "logs" / "csv").iterdir())) == 2  # one log folder per segment
+    # dropout (the model's embed_dropout) draws the same masks after the resume: the same weights, bit for bit
+    last = [torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+            for run in (tmp_path / "straight", tmp_path / "resumed")]
+    assert all(torch.equal(last[0][k], last[1][k]) for k in last[0])
+
+
+def test_ctrl_c_says_which_checkpoint_is_kept(tmp_path, monkeypatch, capsys):
+    from genomix.cli import main
+
+    task = _small_task(tmp_path, train_rows=64, eval_rows=32)
+
+    def interrupt(self, batch, batch_idx):
+        if self.current_epoch == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(ClassificationModule, "on_train_batch_start", interrupt)
+    assert main(["finetune", "--model", "hyenadna-tiny-1k", "--task", str(task), "--recipe", "quick", "--max-epochs",
+                 "2", "--out", str(tmp_path / "run"), "--quiet"]) == 130
+    assert "stopped in epoch 1" in capsys.readouterr().err and (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
 
 
 def test_a_diverging_run_stops_with_a_clear_error_instead_of_scoring_nan(tmp_path):

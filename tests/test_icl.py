@@ -127,6 +127,24 @@ def test_a_soft_prompt_learns_and_a_resumed_run_ends_where_an_uninterrupted_one_
     torch.testing.assert_close(resumed, whole)
 
 
+def test_a_resumed_soft_prompt_run_keeps_the_loss_of_every_step(tmp_path):
+    train = _imbalanced(24)
+    recipe = IclRecipe(shots=0, soft_prompt_tokens=4, steps=6, lr=0.3, batch_size=6, checkpoint_every=2)
+    builder = PromptBuilder(train, 2, recipe)
+
+    def tune(steps: int, state: Path) -> list[float]:
+        model = _lm()
+        prompt = SoftPromptEmbedding(model.get_input_embeddings(), 4, seed=1)
+        model.set_input_embeddings(prompt)
+        return tune_soft_prompt(model, prompt, builder, train, IclRecipe(**{**recipe.__dict__, "steps": steps}),
+                                torch.device("cpu"), state)
+
+    straight = tune(6, tmp_path / "a.pt")
+    first = tune(4, tmp_path / "b.pt")
+    assert tune(6, tmp_path / "b.pt") == pytest.approx(straight) and first == pytest.approx(straight[:4])
+    assert tune(6, tmp_path / "b.pt") == pytest.approx(straight)  # finished: the history, nothing new
+
+
 @pytest.mark.parametrize("name", ["caduceus-ps-1k-d118", "m2-bert-small-1k"])
 def test_masked_models_fill_a_label_mask_and_never_see_padding(name):
     torch.manual_seed(0)
@@ -162,6 +180,7 @@ def test_cli_on_real_gue_rows_writes_metrics_predictions_and_the_prompt(tmp_path
     assert (out / "soft_prompt.safetensors").is_file() and (out / CHECKPOINT).is_file()
     assert main(args) == 2 and "--resume" in capsys.readouterr().err
     assert main(args + ["--resume"]) == 0  # finished: nothing left to tune, scored again
+    assert len(json.loads((out / "metrics.json").read_text())["soft_prompt_losses"]) == 4  # the history is kept
     assert load_icl_recipe("soft-prompt").soft_prompt_tokens == 64
 
 

@@ -155,6 +155,29 @@ def test_an_html_page_instead_of_the_zip_says_to_download_by_hand(gue_suite, tmp
     assert load_task(fetch_suite("gue", out=tmp_path / "gue", tasks=["tf/0"], quiet=True)["tf/0"]).splits
 
 
+def test_an_archive_that_does_not_exist_says_so(tmp_path):
+    with pytest.raises(DownloadError, match="no such file") as info:
+        fetch_suite("gue", out=tmp_path / "gue", tasks=["tf/0"], archive=tmp_path / "nonexist.zip", quiet=True)
+    assert "HTML" not in str(info.value)
+
+
+def test_an_unreachable_host_says_so_and_points_to_archive(gue_suite, tmp_path, monkeypatch):
+    import socket
+
+    from genomix.genome import download as download_module
+
+    with socket.socket() as closed:  # a port nobody listens on: the connection is refused
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    entries = yaml.safe_load(suites_module.SUITES_FILE.read_text())
+    entries["gue"]["archive"]["url"] = f"http://127.0.0.1:{port}/GUE.zip"
+    suites_module.SUITES_FILE.write_text(yaml.safe_dump(entries))
+    monkeypatch.setattr(download_module.time, "sleep", lambda seconds: None)
+    with pytest.raises(DownloadError, match=f"could not reach 127.0.0.1:{port}") as info:
+        fetch_suite("gue", out=tmp_path / "gue", tasks=["tf/0"], quiet=True)
+    assert "--archive" in str(info.value) and ".part" not in str(info.value)
+
+
 def test_a_given_archive_is_crc_checked_and_must_hold_the_tasks(tmp_path):
     good = tmp_path / "GUE.zip"
     good.write_bytes(_gue_zip(wrapper=""))  # no top folder: the marker finds the root anyway
@@ -228,10 +251,10 @@ def test_malformed_labelled_fasta_names_file_and_line(tmp_path, text, message):
 
 def test_gzipped_labelled_fasta_with_named_labels(tmp_path):
     (tmp_path / "train.fna.gz").write_bytes(gzip.compress(b">x|weak\nACG\nTT\n>y|strong\nGGGA\n"))
-    (tmp_path / "test.fna").write_text(">z|none\nAC\n")
+    (tmp_path / "test.fna").write_text(">z|strong\nAC\n")
     data = load_task(tmp_path)
-    assert data.label_names == ["none", "strong", "weak"]
-    assert data.splits["train"].labels.tolist() == [2, 1] and data.splits["test"].labels.tolist() == [0]
+    assert data.label_names == ["strong", "weak"]
+    assert data.splits["train"].labels.tolist() == [1, 0] and data.splits["test"].labels.tolist() == [0]
     np.testing.assert_array_equal(data.splits["train"].lengths(), [5, 4])
 
 

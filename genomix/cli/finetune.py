@@ -10,6 +10,8 @@ import argparse
 import json
 import logging
 
+from .option_types import positive_float, positive_int
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -28,15 +30,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output folder (checkpoints, logs, predictions, metrics, model)")
     p.add_argument("--max-epochs", type=int)
     p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float, help="peak learning rate")
+    p.add_argument("--lr", type=positive_float, help="peak learning rate")
     p.add_argument("--max-length", type=int, help="longest input (default: the model's max_seq_len)")
     p.add_argument("--truncation", choices=("error", "keep-start", "keep-end"),
                    help="what to do with longer sequences (default: the recipe's, usually error)")
-    p.add_argument("--train-rows", type=int, help="train on the first N rows only (quick checks)")
+    p.add_argument("--train-rows", type=positive_int, help="train on the first N rows only (quick checks)")
     p.add_argument("--seed", type=int)
     p.add_argument("--precision", choices=("bf16-mixed", "32-true", "16-mixed"),
                    help="default: the recipe's, else bf16-mixed on GPU and 32-true on CPU")
-    p.add_argument("--accelerator", default="auto", help="auto, cpu or gpu")
+    p.add_argument("--accelerator", default="auto", help="auto, cpu or gpu (default: auto, a GPU when there is one)")
     p.add_argument("--devices", type=int, default=1,
                    help="data-parallel processes (GPUs, or CPU processes with --accelerator cpu); the recipe's "
                         "batch size is the global batch and must be a multiple of it (default: 1)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from ..genome.registry import known_genomes
+from .option_types import non_negative_int
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -26,7 +27,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
     info = sub.add_parser("info", help="print contigs, lengths, N fraction and splits of a store")
     info.add_argument("store", help="genome store (.h5) made by `genomix genome prepare`")
-    info.add_argument("--max-contigs", type=_count, default=50, help="list at most this many contigs")
+    info.add_argument("--max-contigs", type=non_negative_int, default=50, help="list at most this many contigs")
     info.set_defaults(func=_info)
 
     dl = sub.add_parser("download", help="download (and verify) a named genome's FASTA into the cache")
@@ -74,11 +75,3 @@ def _download(args: argparse.Namespace) -> int:
 
     print(fetch_genome(known_genomes()[args.genome], cache_dir(args.cache_dir), quiet=args.quiet))
     return 0
-
-
-def _count(text: str) -> int:
-    """A non-negative integer option value."""
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value

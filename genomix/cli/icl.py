@@ -5,6 +5,8 @@ import argparse
 import json
 import logging
 
+from .option_types import positive_float, positive_int
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("icl", help="in-context classification: k-shot prompts, soft prompts",
@@ -19,10 +21,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--shots", type=int, help="demonstrations per class in every prompt")
     p.add_argument("--soft-prompt", type=int, dest="soft_prompt_tokens", help="soft-prompt vectors (0: none)")
     p.add_argument("--steps", type=int, help="soft-prompt tuning steps")
-    p.add_argument("--lr", type=float, help="soft-prompt learning rate")
+    p.add_argument("--lr", type=positive_float, help="soft-prompt learning rate")
     p.add_argument("--max-length", type=int, help="cut demonstrations and queries to this many bases")
-    p.add_argument("--train-rows", type=int, help="draw demonstrations / tune on the first N training rows")
-    p.add_argument("--test-rows", type=int, help="score the first N dev and test rows only")
+    p.add_argument("--train-rows", type=positive_int, help="draw demonstrations / tune on the first N training rows")
+    p.add_argument("--test-rows", type=positive_int, help="score the first N dev and test rows only")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
     p.add_argument("--resume", action="store_true", help="continue the soft-prompt run in --out")

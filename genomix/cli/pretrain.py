@@ -10,6 +10,8 @@ import dataclasses
 import logging
 from pathlib import Path
 
+from .option_types import positive_int
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -41,14 +43,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--cache-dir", help="genome download/store cache (default: $GENOMIX_CACHE or ~/.cache/genomix)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or model summary")
     p.set_defaults(func=run)
-
-
-def positive_int(text: str) -> int:
-    """An option value that must be an integer >= 1."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
 
 
 def _saved_recipe(args: argparse.Namespace) -> Path | None:

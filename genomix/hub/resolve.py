@@ -6,6 +6,7 @@ Hub downloads fetch only the files some known layout needs (``allow_patterns``),
 """
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from pathlib import Path
@@ -19,6 +20,20 @@ _TRUE = {"1", "true", "yes", "on"}
 def hub_offline() -> bool:
     """Whether ``HF_HUB_OFFLINE`` asks for cache-only resolution (read now, not at import)."""
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in _TRUE
+
+
+def _unknown_model_message(name: str) -> str:
+    """Why ``name`` names no model, with the named sizes closest to it (a misspelt ``--model``)."""
+    from ..models.registry import available_models
+
+    names = available_models()
+    if name in names:
+        return (f"{name!r} is a named model size, not a checkpoint: for fresh weights use "
+                f"genomix.models.build({name!r})")
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+    hint = f"Did you mean {' or '.join(map(repr, close))}?" if close else f"Named sizes: {', '.join(names)}."
+    return (f"{name!r} is neither a local directory nor a Hub id of the form 'owner/name' nor a named model "
+            f"size. {hint} (A named size has fresh random weights; in Python: genomix.models.build(NAME).)")
 
 
 def resolve(
@@ -36,12 +51,7 @@ def resolve(
     if path.exists():
         raise CheckpointError(f"{path}: is a file; pass the checkpoint's directory")
     if not _REPO_ID.match(name):
-        from ..models.registry import available_models
-
-        raise CheckpointError(
-            f"{name!r} is neither a local directory nor a Hub id of the form 'owner/name'. "
-            f"For fresh weights of a named size use genomix.models.build(NAME) with one of {available_models()}"
-        )
+        raise CheckpointError(_unknown_model_message(name))
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import (
         GatedRepoError,

@@ -2,7 +2,7 @@
 
 Layout of ``out_dir``::
 
-    recipe.yaml                 the resolved recipe, with the model and task it ran on
+    recipe.yaml                 the resolved recipe, with the model and task it ran on (``# model: ...``)
     checkpoints/last.ckpt       Lightning checkpoint at the end of every epoch (atomic; --resume auto)
     checkpoints/best-*.ckpt     the epoch with the best development ``monitor`` metric
     logs/csv/version_N/         training loss and development metrics per epoch; logs/tensorboard/
@@ -11,7 +11,8 @@ Layout of ``out_dir``::
     model/                      the best model (``genomix.from_pretrained(out_dir / "model")``)
 
 Every file is written to a temporary name and renamed when complete, so an interrupted run leaves the
-previous complete file, and ``--resume auto`` continues from the last finished epoch.
+previous complete file, and ``--resume auto`` continues from the last finished epoch, provided the recipe,
+model and task are the ones in ``recipe.yaml``.
 
 ``devices`` > 1 trains data-parallel (DDP). The recipe's ``batch_size`` stays the global batch: each of
 the ``devices`` processes takes ``batch_size / devices`` rows of the same per-epoch permutation
@@ -33,14 +34,15 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
+import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from ..errors import CheckpointError, ConfigError, TrainingError
+from ..errors import CheckpointError, ConfigError, InputFormatError, TrainingError
 from ..models.fixed_filters import hold_fixed_filters
 from ..models.inference_loop import inference_loop
 from ..train.checkpoint_io import AtomicCheckpointIO
-from ..train.module import adamw_warmup_cosine, check_finite_loss
-from ..train.run import atomic_write_text, export_pretrained, run_loggers
+from ..train.module import adamw_warmup_cosine, check_finite_loss, seed_step
+from ..train.run import atomic_write_text, export_pretrained, fit_telling_interrupts, run_loggers
 from .batches import fit_lengths, loader
 from .labelled import LabelledSequences, TaskData, load_task
 from .metrics import classification_metrics, softmax
@@ -91,6 +93,9 @@ class ClassificationModule(L.LightningModule):
     def val_dataloader(self) -> torch.utils.data.DataLoader:
         return loader(self.dev_rows, self.recipe.evaluation_batch_size, train=False,
                       padding_side=PADDING_SIDE, num_workers=self.recipe.num_workers)
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        seed_step(self.recipe.seed, self.global_step, batch_idx, self.global_rank)  # resumes draw the same dropout
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         out = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
@@ -144,7 +149,8 @@ def load_classifier(model: str, num_labels: int, label_names: list[str], recipe:
     if not Path(model).is_dir() and model in available_models():
         log.warning("%s is a named size: fine-tuning it from random weights (training from scratch)", model)
         return build(model, task="classification", **overrides)
-    return from_pretrained(model, revision=revision, task="classification", **overrides)
+    # from_pretrained returns an inference model (eval mode): training needs dropout back on
+    return from_pretrained(model, revision=revision, task="classification", **overrides).train()
 
 
 def _split_dev(train: LabelledSequences, seed: int, fraction: float = 0.1) -> tuple[LabelledSequences, LabelledSequences]:
@@ -185,6 +191,61 @@ def write_predictions(path: Path, logits: np.ndarray, labels: np.ndarray, label_
     atomic_write_text(path, "\n".join(lines) + "\n")
 
 
+def require_cuda(device: str, option: str) -> None:
+    """Refuse a CUDA ``device`` (``gpu``, ``cuda``, ``cuda:N``; given as ``option``) that this machine
+    lacks, before anything is loaded."""
+    kind, _, index = device.partition(":")
+    if kind not in ("gpu", "cuda"):
+        return
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0:
+        raise ConfigError(f"{option} {device}: no CUDA device is available on this machine (torch "
+                          f"{torch.__version__}, CUDA build: {torch.version.cuda or 'none'}); use cpu instead")
+    if index.isdigit() and int(index) >= count:
+        raise ConfigError(f"{option} {device}: this machine has {count} CUDA device(s), numbered 0..{count - 1}")
+
+
+def run_identity(model: str, task: str | os.PathLike | TaskData) -> dict[str, str]:
+    """What a run was started on, as recorded in its ``recipe.yaml``: the model (a checkpoint folder as an
+    absolute path, else the name or Hub id) and the task (its folder's absolute path, else its name)."""
+    model_id = str(Path(model).expanduser().resolve()) if Path(model).expanduser().is_dir() else model
+    task_id = task.name if isinstance(task, TaskData) else str(Path(task).expanduser().resolve())
+    return {"model": model_id, "task": task_id}
+
+
+def _recipe_text(recipe: FinetuneRecipe, identity: dict[str, str]) -> str:
+    """``recipe.yaml``: the recipe, then the run's identity as comment lines (``# model: ...``), so that
+    the file stays a recipe that ``--recipe`` reads."""
+    return dump_finetune_recipe(recipe) + "".join(f"# {key}: {value}\n" for key, value in identity.items())
+
+
+def _flat(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mappings as one level of dotted keys (``{"optim": {"lr": 1}}`` -> ``{"optim.lr": 1}``)."""
+    out: dict[str, Any] = {}
+    for key, value in mapping.items():
+        out.update(_flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+    return out
+
+
+def check_resumable(out: Path, recipe: FinetuneRecipe, identity: dict[str, str]) -> None:
+    """Refuse to resume the run in ``out`` with another recipe, model or task than it was started with
+    (its ``recipe.yaml``), naming every setting that differs. ``num_workers`` and ``max_epochs`` (training
+    longer) may change."""
+    path = out / "recipe.yaml"
+    if not path.is_file():
+        return
+    text = path.read_text()
+    saved = {f"recipe {k}": v for k, v in _flat(yaml.safe_load(text) or {}).items()}
+    saved.update(line[2:].split(": ", 1) for line in text.splitlines() if line.startswith("# ") and ": " in line)
+    now = {f"recipe {k}": v for k, v in _flat(yaml.safe_load(dump_finetune_recipe(recipe))).items()}
+    now.update(identity)
+    differ = [f"{key} {saved[key]!r} (now {now.get(key)!r})" for key in sorted(saved)
+              if key in now and key not in ("recipe num_workers", "recipe max_epochs") and saved[key] != now[key]]
+    if differ:
+        raise ConfigError(f"cannot resume {out}: it was started with {'; '.join(differ)}. Resume with the run's "
+                          f"settings (see {path}), or start a new run with another --out")
+
+
 def _resume_path(resume: str | os.PathLike | None, out: Path) -> Path | None:
     if resume is None:
         return None
@@ -205,6 +266,7 @@ def finetune(model: str, task: str | os.PathLike | TaskData, out_dir: str | os.P
     lands in ``out_dir``. ``resume``: ``None``, ``"auto"`` (continue ``out_dir``'s run if it has a
     checkpoint) or a checkpoint path. ``devices`` > 1: data-parallel over that many GPUs (or CPU
     processes), with ``strategy`` "auto" meaning DDP."""
+    require_cuda(accelerator, "--accelerator")
     if devices < 1 or recipe.batch_size % devices:
         raise ConfigError(f"batch size {recipe.batch_size} cannot be split over {devices} devices: the recipe's "
                           "batch_size is the global batch and must be a multiple of --devices")
@@ -214,12 +276,18 @@ def finetune(model: str, task: str | os.PathLike | TaskData, out_dir: str | os.P
     if ckpt_path is None and (out / "checkpoints" / LAST).is_file():
         raise ConfigError(f"{out} already holds a fine-tuning run; pass --resume auto to continue it, or choose "
                           "another --out")
+    identity = run_identity(model, task)
+    if ckpt_path is not None:
+        check_resumable(out, recipe, identity)
     task = task if isinstance(task, TaskData) else load_task(task)
     L.seed_everything(recipe.seed, workers=True, verbose=False)
 
     train = task.split("train")
     if recipe.train_rows is not None:
         train = train.head(recipe.train_rows)
+        if len(np.unique(train.labels)) < 2:
+            raise InputFormatError(f"the first {recipe.train_rows} rows of {train.source} hold only one class; "
+                                   "train on more rows (--train-rows) or shuffle the file")
     dev = task.splits.get("dev")
     if dev is None:
         log.warning("task %s has no development split: holding out 10%% of train for model selection", task.name)
@@ -258,11 +326,14 @@ def finetune(model: str, task: str | os.PathLike | TaskData, out_dir: str | os.P
         num_sanity_val_steps=0, enable_progress_bar=not quiet, enable_model_summary=not quiet,
         default_root_dir=out,
     )
-    atomic_write_text(out / "recipe.yaml", dump_finetune_recipe(recipe)
-                      + f"# model: {model}\n# task: {task.name} ({task.num_labels} classes)\n")
+    atomic_write_text(out / "recipe.yaml", _recipe_text(recipe, identity))
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        trainer.fit(module, ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True)
+        fit_telling_interrupts(
+            trainer, module, lambda: f"stopped in epoch {trainer.current_epoch}; the checkpoint of the last "
+                                     f"finished epoch in {out / 'checkpoints'} is kept: the same command with "
+                                     "--resume auto continues from it",
+            ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True)
 
     best_path = Path(best.best_model_path) if best.best_model_path else out / "checkpoints" / LAST
     if trainer.global_rank != 0:

@@ -41,9 +41,10 @@ from ..models.tasks import CausalLMMixin, MaskedLMMixin
 from ..tokenizer import A_ID, MASK_ID, PAD_ID, RESERVED_ID, SEP_ID, T_ID, encode
 from ..train.recipe import config_dirs, from_mapping, read_named_yaml
 from ..train.run import atomic_write_text
-from .finetune import write_predictions
+from .finetune import require_cuda, write_predictions
 from .labelled import LabelledSequences, TaskData, load_task
 from .metrics import classification_metrics
+from .recipe import check_field_types
 
 log = logging.getLogger(__name__)
 
@@ -87,12 +88,19 @@ class IclRecipe:
         for name in ("batch_size", "eval_batch_size", "checkpoint_every"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"ICL recipe field {name} must be a positive integer, got {getattr(self, name)}")
+        for name in ("train_rows", "test_rows"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ConfigError(f"ICL recipe field {name} must be a positive integer (or null: all), "
+                                  f"got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ConfigError(f"ICL recipe field lr must be a positive learning rate, got {self.lr}")
 
 
 def load_icl_recipe(name_or_path: str | os.PathLike, **overrides: Any) -> IclRecipe:
     """A recipe by shipped name (``kshot``, ``soft-prompt``) or YAML path; ``None`` overrides are ignored."""
     data, path = read_named_yaml(name_or_path, config_dirs("GENOMIX_ICL_RECIPE_PATH", "icl"), "ICL recipe",
                                  **overrides)
+    check_field_types(IclRecipe, data, str(path))
     return from_mapping(IclRecipe, data, str(path))
 
 
@@ -203,21 +211,25 @@ def score_split(model: nn.Module, builder: PromptBuilder, data: LabelledSequence
     return torch.cat(out).numpy()
 
 
-def _save_state(path: Path, prompt: SoftPromptEmbedding, optimizer: torch.optim.Optimizer, step: int) -> None:
+def _save_state(path: Path, prompt: SoftPromptEmbedding, optimizer: torch.optim.Optimizer,
+                losses: list[float | None]) -> None:
+    """The resumable state after ``len(losses)`` steps: prompt, optimizer and every step's loss so far."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save({"prompt": prompt.prompt.detach().cpu(), "optimizer": optimizer.state_dict(), "step": step}, tmp)
+    torch.save({"prompt": prompt.prompt.detach().cpu(), "optimizer": optimizer.state_dict(), "step": len(losses),
+                "losses": losses}, tmp)
     os.replace(tmp, path)
 
 
 def tune_soft_prompt(model: nn.Module, prompt: SoftPromptEmbedding, builder: PromptBuilder, train: LabelledSequences,
-                     recipe: IclRecipe, device: torch.device, state_path: Path, quiet: bool = True) -> list[float]:
+                     recipe: IclRecipe, device: torch.device, state_path: Path,
+                     quiet: bool = True) -> list[float | None]:
     """``recipe.steps`` AdamW steps on the prompt alone (cross-entropy of the class logits), resuming
     from ``state_path`` when it exists and saving it every ``checkpoint_every`` steps; returns the
-    losses of the steps run now."""
+    loss of every step, those before a resume included (item ``i`` is step ``i + 1``'s)."""
     from tqdm.auto import tqdm
 
     optimizer = torch.optim.AdamW([prompt.prompt], lr=recipe.lr, weight_decay=0.0)
-    step = 0
+    losses: list[float | None] = []
     if state_path.is_file():
         state = torch.load(state_path, map_location="cpu", weights_only=True)
         if state["prompt"].shape != prompt.prompt.shape:
@@ -226,9 +238,10 @@ def tune_soft_prompt(model: nn.Module, prompt: SoftPromptEmbedding, builder: Pro
         with torch.no_grad():
             prompt.prompt.copy_(state["prompt"])
         optimizer.load_state_dict(state["optimizer"])
-        step = int(state["step"])
-        log.info("resuming the soft prompt at step %d of %d", step, recipe.steps)
-    losses = []
+        # states written before the loss history was kept hold only the step: those losses are unknown (None)
+        losses = state.get("losses", [None] * int(state["step"]))
+        log.info("resuming the soft prompt at step %d of %d", len(losses), recipe.steps)
+    step = len(losses)
     progress = tqdm(total=recipe.steps, initial=step, desc="soft prompt", disable=quiet)
     while step < recipe.steps:
         rng = np.random.default_rng([recipe.seed, 7919, step])  # the batch of a step does not depend on resuming
@@ -247,7 +260,7 @@ def tune_soft_prompt(model: nn.Module, prompt: SoftPromptEmbedding, builder: Pro
         progress.update(1)
         progress.set_postfix(loss=f"{losses[-1]:.4f}")
         if step % recipe.checkpoint_every == 0 or step == recipe.steps:
-            _save_state(state_path, prompt, optimizer, step)
+            _save_state(state_path, prompt, optimizer, losses)
     progress.close()
     return losses
 
@@ -264,6 +277,18 @@ def _prompting_lm(model_name: str, revision: str | None, soft_prompt: bool) -> n
         raise ConfigError(f"{model_name} is a masked LM ({type(model).__name__}); soft prompts need a causal LM "
                           "(HyenaDNA, Mamba, M2 causal, the Transformer). k-shot prompts work with it")
     return model
+
+
+def _torch_device(device: str | None) -> torch.device:
+    """``device`` (default: cuda when available), refused when malformed or when this machine lacks it."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        parsed = torch.device(device)
+    except RuntimeError:
+        raise ConfigError(f"--device {device!r} is not a device; use cpu, cuda or cuda:N") from None
+    require_cuda(str(parsed), "--device")
+    return parsed
 
 
 def run_icl(model: str, task: str | os.PathLike | TaskData, out_dir: str | os.PathLike, recipe: IclRecipe, *,
@@ -283,11 +308,11 @@ def run_icl(model: str, task: str | os.PathLike | TaskData, out_dir: str | os.Pa
     train = task.split("train")
     if recipe.train_rows is not None:
         train = train.head(recipe.train_rows)
-    torch_device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    torch_device = _torch_device(device)
     lm = _prompting_lm(model, revision, soft_prompt=recipe.soft_prompt_tokens > 0).to(torch_device).eval()
     lm.requires_grad_(False)
     builder = PromptBuilder(train, task.num_labels, recipe, masked=isinstance(lm, MaskedLMMixin))
-    losses: list[float] = []
+    losses: list[float | None] = []
     if recipe.soft_prompt_tokens:
         prompt = SoftPromptEmbedding(lm.get_input_embeddings(), recipe.soft_prompt_tokens, recipe.seed).to(torch_device)
         lm.set_input_embeddings(prompt)

@@ -9,12 +9,14 @@ Two layouts are understood (:func:`load_task` tells them apart):
   - a labelled FASTA (``.fna``/``.fa``/``.fasta``, the Nucleotide Transformer benchmark's files) whose
     headers end in ``|<label>``.
 
-  Labels are integers ``0..K-1`` or names; names become ids in sorted order, the same in every split.
+  Labels are integers ``0..K-1`` (every one used) or names; names become ids in sorted order, the same in
+  every split.
 - **Class folders** (GenomicBenchmarks): ``<split>/<class name>/*.txt``, one sequence per file; the
   class names, sorted, give the label ids.
 
 Every row is checked as it is read: a missing field, an empty or non-DNA sequence or an unusable label
-stops with the file and line. Sequences are kept as token ids (:func:`genomix.tokenizer.encode`).
+stops with the file and line. The training split must have at least two classes, and the other splits may
+only use its labels. Sequences are kept as token ids (:func:`genomix.tokenizer.encode`).
 """
 from __future__ import annotations
 
@@ -176,15 +178,38 @@ def read_class_folders(split_dir: str | os.PathLike) -> dict[str, list[np.ndarra
     return classes
 
 
-def _label_ids(raw: dict[str, list[str]]) -> tuple[dict[str, np.ndarray], list[str]]:
-    """Label strings of every split -> int ids and names: integers 0..K-1 keep their values (names
-    '0'..'K-1'); anything else is a name, numbered in sorted order."""
-    values = sorted({v for labels in raw.values() for v in labels})
+def _task_labels(labels: dict[str, set[str]], sources: dict[str, str]) -> set[str]:
+    """The label values of a task, checked: the training split has at least two classes and every other
+    split uses only the training split's labels (a task without a training split: the union of its splits)."""
+    if "train" not in labels:
+        return set().union(*labels.values())
+    train, where = labels["train"], sources["train"]
+    if len(train) < 2:
+        raise InputFormatError(f"{where}: every training row has the label {next(iter(train))!r}; a classification "
+                               "task needs at least two classes in its training split")
+    for split, values in labels.items():
+        unknown = sorted(values - train)
+        if unknown:
+            raise InputFormatError(f"{sources[split]}: label(s) {unknown} do not occur in the training split {where} "
+                                   f"(whose labels are {sorted(train)}); every split must use the training split's "
+                                   "labels, spelt the same way")
+    return train
+
+
+def _label_ids(raw: dict[str, list[str]], sources: dict[str, str]) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Label strings of every split (read from ``sources``) -> int ids and names: integers 0..K-1 keep their
+    values (names '0'..'K-1'); anything else is a name, numbered in sorted order."""
+    values = sorted(_task_labels({s: set(labels) for s, labels in raw.items()}, sources))
+    where = sources.get("train") or ", ".join(sources.values())
     if all(v.lstrip("-").isdigit() for v in values):
         ints = sorted({int(v) for v in values})
         if ints[0] < 0:
-            raise InputFormatError(f"negative class label {ints[0]}; integer labels must be 0..K-1")
-        names = [str(i) for i in range(ints[-1] + 1)]
+            raise InputFormatError(f"{where}: negative class label {ints[0]}; integer labels must be 0..K-1")
+        missing = sorted(set(range(ints[-1] + 1)) - set(ints))
+        if missing:
+            raise InputFormatError(f"{where}: integer labels must be the classes 0..K-1 without gaps; labels {ints} "
+                                   f"lack {missing}. Renumber the classes from 0, or use class names")
+        names = [str(i) for i in ints]
         return {s: np.array([int(v) for v in labels], dtype=np.int64) for s, labels in raw.items()}, names
     index = {name: i for i, name in enumerate(values)}
     return {s: np.array([index[v] for v in labels], dtype=np.int64) for s, labels in raw.items()}, values
@@ -213,7 +238,8 @@ def load_task(path: str | os.PathLike, name: str | None = None) -> TaskData:
     if tables:
         read = {split: (read_labelled_fasta(p) if p.name.endswith(FASTA_SUFFIXES) else read_table(p))
                 for split, p in tables.items()}
-        label_ids, names = _label_ids({split: labels for split, (_, labels) in read.items()})
+        label_ids, names = _label_ids({split: labels for split, (_, labels) in read.items()},
+                                      {split: str(p) for split, p in tables.items()})
         splits = {s: LabelledSequences(read[s][0], label_ids[s], str(tables[s])) for s in read}
         return TaskData(name, splits, names)
     folders = {SPLIT_NAMES[p.name.lower()]: p for p in task_dir.iterdir() if p.is_dir() and p.name.lower() in SPLIT_NAMES}
@@ -221,7 +247,8 @@ def load_task(path: str | os.PathLike, name: str | None = None) -> TaskData:
         raise InputFormatError(f"{task_dir}: no split files (train/dev/test{'/'.join(SPLIT_FILE_SUFFIXES)}) and no "
                                "train/ or test/ class folders")
     by_split = {split: read_class_folders(p) for split, p in folders.items()}
-    names = sorted({c for classes in by_split.values() for c in classes})
+    names = sorted(_task_labels({split: set(classes) for split, classes in by_split.items()},
+                                {split: str(p) for split, p in folders.items()}))
     splits = {}
     for split, classes in by_split.items():
         ids = [seq for c in names for seq in classes.get(c, [])]

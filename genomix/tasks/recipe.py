@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import typing
 from typing import Any
 
 import yaml
@@ -56,6 +57,10 @@ class FinetuneRecipe:
         for name in ("batch_size", "max_epochs"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"recipe field {name} must be a positive integer, got {getattr(self, name)}")
+        if self.train_rows is not None and self.train_rows < 1:
+            raise ConfigError(f"recipe field train_rows must be a positive integer (or null: all), got {self.train_rows}")
+        if not self.optim.lr > 0:
+            raise ConfigError(f"recipe field optim.lr must be a positive learning rate, got {self.optim.lr}")
 
     @property
     def evaluation_batch_size(self) -> int:
@@ -74,7 +79,37 @@ def load_finetune_recipe(name_or_path: str | os.PathLike, **overrides: Any) -> F
     fields (``None`` values are ignored)."""
     data, path = read_named_yaml(name_or_path, config_dirs("GENOMIX_FINETUNE_RECIPE_PATH", "finetune"),
                                  "fine-tuning recipe", **overrides)
+    check_field_types(FinetuneRecipe, data, str(path))
     return from_mapping(FinetuneRecipe, data, str(path), {"optim": OptimConfig})
+
+
+_KINDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+
+
+def _accepts(kind: type, value: Any) -> bool:
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
+
+
+def check_field_types(cls: type, data: dict[str, Any], where: str, prefix: str = "") -> None:
+    """Refuse a value of the wrong type for a scalar field of the dataclass ``cls`` (``max_epochs: one``)
+    with a :class:`ConfigError` naming the key and the file ``where``; nested dataclass fields are checked
+    in turn. Unknown keys are left to :func:`~genomix.train.recipe.from_mapping`."""
+    hints = typing.get_type_hints(cls)
+    for key, value in data.items():
+        kind = hints.get(key)
+        if dataclasses.is_dataclass(kind) and isinstance(value, dict):
+            check_field_types(kind, value, where, f"{prefix}{key}.")
+            continue
+        options = typing.get_args(kind) or (kind,)
+        if value is None and type(None) in options:
+            continue
+        scalar = next((k for k in options if k in _KINDS), None)
+        if scalar is None or _accepts(scalar, value):
+            continue
+        hint = " (YAML reads 1e-3 as text: write 1.0e-3)" if scalar is float and isinstance(value, str) else ""
+        raise ConfigError(f"{where}: field {prefix}{key} must be {_KINDS[scalar]}, got {value!r}{hint}")
 
 
 def dump_finetune_recipe(recipe: FinetuneRecipe) -> str:

@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
 from pathlib import Path
@@ -160,9 +161,11 @@ def _fetch_from_archive(spec: BenchmarkSuite, root: Path, tasks: list[str], arch
     assert info is not None
     fetched = archive is None
     if fetched:
-        archive = download(info["url"], root / ".downloads" / info["filename"], sha256=info.get("sha256"),
-                           quiet=quiet)
+        archive = _download_archive(info, root / ".downloads" / info["filename"], quiet)
     archive = Path(archive).expanduser()
+    if not archive.is_file():
+        raise DownloadError(f"--archive {archive}: no such file; pass the path of {info['filename']} as "
+                            f"downloaded from {info['page']}")
     if not zipfile.is_zipfile(archive):
         if fetched:
             archive.unlink()  # not the archive: the next run must fetch again, not reuse this file
@@ -189,6 +192,24 @@ def _fetch_from_archive(spec: BenchmarkSuite, root: Path, tasks: list[str], arch
                                        f"{{{','.join(spec.files)}}}); is this the {spec.name} archive?")
             _publish(staging, root / task, task, {"suite": spec.name, "archive": str(archive),
                                                   "url": info["url"], "files": found})
+
+
+def _download_archive(info: dict[str, Any], dest: Path, quiet: bool) -> Path:
+    """The suite's archive downloaded to ``dest`` (resuming its ``.part`` file). When the host cannot be
+    reached and nothing has been downloaded yet, the error says so, and how to pass a copy fetched elsewhere."""
+    part = dest.with_name(dest.name + ".part")
+    try:
+        return download(info["url"], dest, sha256=info.get("sha256"), quiet=quiet)
+    except DownloadError as exc:
+        cause = exc.__context__
+        if (part.is_file() and part.stat().st_size) or isinstance(cause, urllib.error.HTTPError):
+            raise  # a transfer that got somewhere resumes; an HTTP status has its own message
+        part.unlink(missing_ok=True)
+        host = urllib.parse.urlsplit(info["url"]).netloc
+        reason = getattr(cause, "reason", cause)
+        raise DownloadError(f"could not reach {host} to download {info['filename']} ({reason}); check the "
+                            f"network, or download {info['filename']} on another machine from {info['page']} and "
+                            "pass it with --archive") from None
 
 
 def _checked_zip(path: Path) -> zipfile.ZipFile:

@@ -119,6 +119,13 @@ def check_finite_loss(module: L.LightningModule, loss: torch.Tensor, batch_idx: 
         )
 
 
+def seed_step(seed: int, step: int, batch_idx: int, rank: int) -> None:
+    """Seed torch's generator from (seed, optimiser step, micro-batch, rank) alone. Dropout masks then do not
+    depend on how the process got to this batch, so a run resumed from a checkpoint draws exactly the masks
+    the uninterrupted run drew."""
+    torch.manual_seed(((seed * 1_000_003 + step * 1_009 + batch_idx) * 131 + rank) % (2**63 - 1))
+
+
 class LanguageModelingModule(L.LightningModule):
     """Trains ``model`` (a genomix causal-LM or masked-LM head) on batches of windows.
 
@@ -168,10 +175,7 @@ class LanguageModelingModule(L.LightningModule):
         self._log_every = self.trainer.log_every_n_steps
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        # Dropout masks depend only on (seed, step, micro-batch, rank), not on how the process got
-        # here, so a run resumed from a checkpoint draws exactly the masks the uninterrupted run drew.
-        step_seed = (self.seed * 1_000_003 + self.global_step * 1_009 + batch_idx) * 131 + self.global_rank
-        torch.manual_seed(step_seed % (2**63 - 1))
+        seed_step(self.seed, self.global_step, batch_idx, self.global_rank)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         inputs = {"input_ids": batch["input_ids"], "labels": batch["labels"]}

@@ -18,7 +18,7 @@ import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import lightning as L
 import torch
@@ -255,20 +255,29 @@ def pretrain(
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         # with cuda_graphs (manual optimisation) a checkpoint holds the weights after the step, as without
         warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
-        try:
-            trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None,
-                        weights_only=True)
-        except SystemExit:  # Lightning turns Ctrl-C into a shutdown and exit(1), which says nothing
-            if not trainer.interrupted:
-                raise
-            signal.signal(signal.SIGINT, signal.default_int_handler)  # Lightning ignores Ctrl-C from here on
-            raise KeyboardInterrupt(f"stopped at step {trainer.global_step}; the last checkpoint in "
-                                    f"{out / 'checkpoints'} is kept: the same command with --resume auto "
-                                    "continues from it") from None
+        fit_telling_interrupts(
+            trainer, module, lambda: f"stopped at step {trainer.global_step}; the last checkpoint in "
+                                     f"{out / 'checkpoints'} is kept: the same command with --resume auto continues "
+                                     "from it",
+            datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True)
     model_dir = out / "model"
     save_final_model(trainer, module, model_dir)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1}
     return RunResult(model_dir, out / "checkpoints" / LAST, metrics, stages, trainer.global_rank)
+
+
+def fit_telling_interrupts(trainer: L.Trainer, module: L.LightningModule, kept: Callable[[], str],
+                           **fit_kwargs: Any) -> None:
+    """``trainer.fit(module, **fit_kwargs)``, where Ctrl-C ends in a ``KeyboardInterrupt`` whose message is
+    ``kept()`` (where the run stopped, what it kept, how to continue). Lightning turns Ctrl-C into a shutdown
+    and ``exit(1)`` that says nothing, and leaves Ctrl-C ignored; the handler is restored."""
+    try:
+        trainer.fit(module, **fit_kwargs)
+    except SystemExit:
+        if not trainer.interrupted:
+            raise
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        raise KeyboardInterrupt(kept()) from None
 
 
 def _world_size(devices: int | str, num_nodes: int, accelerator: str) -> int:

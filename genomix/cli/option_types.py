@@ -1,0 +1,30 @@
+"""Argument types for numeric options that must be in range, so that a bad value is refused by the parser
+(``genomix finetune: error: argument --lr: must be a positive number, got -1``) before any work starts."""
+from __future__ import annotations
+
+import argparse
+
+
+def positive_int(text: str) -> int:
+    """An integer of 1 or more (row counts, steps, lengths)."""
+    return _checked(text, int, lambda v: v >= 1, "a positive integer")
+
+
+def non_negative_int(text: str) -> int:
+    """An integer of 0 or more (how many items to list)."""
+    return _checked(text, int, lambda v: v >= 0, "0 or a positive integer")
+
+
+def positive_float(text: str) -> float:
+    """A number above 0 (learning rates); NaN is refused too."""
+    return _checked(text, float, lambda v: v > 0, "a positive number")
+
+
+def _checked(text: str, kind: type, ok, what: str):
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+    if not ok(value):
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text}")
+    return value

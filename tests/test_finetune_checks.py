@@ -1,0 +1,173 @@
+"""What `genomix finetune` and `genomix icl` refuse before any work is done, and say why: labels that
+differ between splits or leave gaps, recipe values of the wrong type, row counts and learning rates that
+are not positive, a GPU that is not there, a resume with other settings than the run's; and that a
+pretrained checkpoint is fine-tuned in train mode (dropout on)."""
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import pytest
+import torch
+
+from genomix.cli import main
+from genomix.errors import ConfigError, InputFormatError
+from genomix.hub import save_native
+from genomix.models import build
+from genomix.tasks import ClassificationModule, finetune, load_finetune_recipe, load_task
+from genomix.tasks.icl import load_icl_recipe
+
+
+def _table_task(root: Path, **splits: list[str]) -> Path:
+    """A task folder with one ``sequence,label`` CSV per split, the given labels on short sequences."""
+    root.mkdir(parents=True, exist_ok=True)
+    for split, labels in splits.items():
+        rows = "".join(f"{'ACGT'[i % 4] * 6}{'AC'[i % 2]},{label}\n" for i, label in enumerate(labels))
+        (root / f"{split}.csv").write_text("sequence,label\n" + rows)
+    return root
+
+
+@pytest.mark.parametrize("splits, where, message", [
+    ({"train": ["neg", "pos"], "dev": ["0", "1"], "test": ["0", "1"]}, "dev.csv", r"\['0', '1'\] do not occur"),
+    ({"train": ["0.0", "1.0"], "dev": ["0", "1"]}, "dev.csv", r"\['0', '1'\] do not occur"),
+    ({"train": ["0", "1"], "dev": ["0", "1"], "test": ["0", "1", "2"]}, "test.csv", r"\['2'\] do not occur"),
+    ({"train": ["0", "5", "0"], "test": ["5"]}, "train.csv", r"lack \[1, 2, 3, 4\]"),
+    ({"train": ["1", "1"], "test": ["1"]}, "train.csv", "at least two classes"),
+])
+def test_labels_must_be_the_training_splits_and_integers_contiguous(tmp_path, splits, where, message):
+    task = _table_task(tmp_path / "task", **splits)
+    with pytest.raises(InputFormatError, match=message) as info:
+        load_task(task)
+    assert str(task / where) in str(info.value)
+
+
+def test_a_class_folder_only_in_test_is_refused(tmp_path):
+    for split, classes in (("train", ("negative", "positive")), ("test", ("negative", "other"))):
+        for name in classes:
+            (tmp_path / split / name).mkdir(parents=True)
+            (tmp_path / split / name / "0.txt").write_text("ACGT\n")
+    with pytest.raises(InputFormatError, match=r"test: label\(s\) \['other'\] do not occur"):
+        load_task(tmp_path)
+
+
+def test_a_subset_of_the_training_labels_is_fine(tmp_path):
+    task = load_task(_table_task(tmp_path / "t", train=["2", "0", "1"], dev=["1"], test=["0", "0"]))
+    assert task.label_names == ["0", "1", "2"] and task.split("dev").labels.tolist() == [1]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("max_epochs: one\n", "field max_epochs must be an integer, got 'one'"),
+    ("optim:\n  lr: 1e-3\n", r"field optim.lr must be a number, got '1e-3' \(YAML reads 1e-3 as text"),
+    ("rc_aug: 1\n", "field rc_aug must be true or false"),
+    ("optim:\n  lr: -1.0\n", "optim.lr must be a positive learning rate"),
+    ("train_rows: 0\n", "train_rows must be a positive integer"),
+])
+def test_fine_tuning_recipe_values_of_the_wrong_type_name_key_and_file(tmp_path, text, message):
+    path = tmp_path / "r.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message) as info:
+        load_finetune_recipe(path)
+    if "positive" not in message:
+        assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("steps: many\n", "field steps must be an integer, got 'many'"),
+    ("lr: 0.0\n", "lr must be a positive learning rate"),
+    ("test_rows: 0\n", "test_rows must be a positive integer"),
+])
+def test_icl_recipe_values_are_checked(tmp_path, text, message):
+    path = tmp_path / "r.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_icl_recipe(path)
+
+
+@pytest.mark.parametrize("args", [
+    ["finetune", "--train-rows", "-5"], ["finetune", "--train-rows", "0"], ["finetune", "--lr", "-1"],
+    ["icl", "--test-rows", "0"], ["icl", "--test-rows", "-5"], ["icl", "--train-rows", "-5"],
+    ["icl", "--recipe", "quick", "--lr", "-1"], ["icl", "--lr", "nan"],
+])
+def test_row_counts_and_learning_rates_must_be_positive(tmp_path, capsys, args):
+    with pytest.raises(SystemExit) as info:
+        main(args + ["--model", "hyenadna-tiny-1k", "--task", str(tmp_path), "--out", str(tmp_path / "o")])
+    assert info.value.code == 2
+    assert f"{args[-2]}: must be a positive" in capsys.readouterr().err
+
+
+@pytest.fixture()
+def no_cuda(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+
+
+@pytest.mark.parametrize("args", [["finetune", "--accelerator", "gpu"], ["icl", "--device", "cuda"],
+                                  ["icl", "--device", "cuda:1"]])
+def test_a_missing_gpu_is_a_clear_error(tmp_path, capsys, no_cuda, args):
+    task = _table_task(tmp_path / "task", train=["0", "1"] * 4, test=["0", "1"])
+    status = main(args + ["--model", "hyenadna-tiny-1k", "--task", str(task), "--out", str(tmp_path / "o"),
+                          "--quiet"])
+    assert status == 2
+    assert "no CUDA device is available" in capsys.readouterr().err
+
+
+def test_a_device_that_is_no_device_is_refused(tmp_path, capsys):
+    task = _table_task(tmp_path / "task", train=["0", "1"] * 4, test=["0", "1"])
+    assert main(["icl", "--model", "hyenadna-tiny-1k", "--task", str(task), "--out", str(tmp_path / "o"),
+                 "--device", "gpu0", "--quiet"]) == 2
+    assert "'gpu0' is not a device" in capsys.readouterr().err
+
+
+def test_a_misspelt_model_name_gets_close_matches(tmp_path, capsys):
+    task = _table_task(tmp_path / "task", train=["0", "1"] * 4, test=["0", "1"])
+    assert main(["finetune", "--model", "hyenadna-tiny-9k", "--task", str(task), "--out", str(tmp_path / "o"),
+                 "--accelerator", "cpu", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "Did you mean 'hyenadna-tiny-1k'" in err and "Traceback" not in err
+
+
+def _gue_rows(root: Path, rows: int = 32) -> Path:
+    """The first ``rows`` rows of each split of a real GUE task."""
+    source = Path(__file__).resolve().parents[2] / "shared" / "data" / "gue" / "prom" / "prom_core_tata"
+    root.mkdir()
+    for split in ("train", "dev", "test"):
+        with gzip.open(source / f"{split}.csv.gz", "rt") as fh:
+            (root / f"{split}.csv").write_text("".join(line for _, line in zip(range(rows + 1), fh)))
+    return root
+
+
+def test_a_checkpoint_trains_in_train_mode_and_resuming_needs_the_same_settings(tmp_path, monkeypatch):
+    torch.manual_seed(0)
+    checkpoint = save_native(build("hyenadna-tiny-1k", task="causal-lm").eval(), tmp_path / "ckpt")
+    task = _gue_rows(tmp_path / "task")
+    recipe = load_finetune_recipe("quick", max_epochs=1, batch_size=16)
+    modes = []
+
+    def training_step(self, batch, batch_idx):
+        modes.append(self.model.training and all(m.training for m in self.model.modules()))
+        return original(self, batch, batch_idx)
+
+    original = ClassificationModule.training_step
+    monkeypatch.setattr(ClassificationModule, "training_step", training_step)
+    out = tmp_path / "run"
+    finetune(str(checkpoint), task, out, recipe, accelerator="cpu", quiet=True)
+    assert modes and all(modes)  # dropout is on while training
+
+    saved = (out / "recipe.yaml").read_text()
+    other = load_finetune_recipe("quick", max_epochs=1, batch_size=16)
+    other.optim.lr = 0.01
+    with pytest.raises(ConfigError, match=r"optim.lr 0.002 \(now 0.01\)"):
+        finetune(str(checkpoint), task, out, other, resume="auto", accelerator="cpu", quiet=True)
+    with pytest.raises(ConfigError, match=r"model '.*ckpt' \(now 'hyenadna-tiny-1k'\)"):
+        finetune("hyenadna-tiny-1k", task, out, recipe, resume="auto", accelerator="cpu", quiet=True)
+    with pytest.raises(ConfigError, match=r"task '.*task' \(now '.*other'\)"):
+        finetune(str(checkpoint), _gue_rows(tmp_path / "other"), out, recipe, resume="auto", accelerator="cpu",
+                 quiet=True)
+    assert (out / "recipe.yaml").read_text() == saved  # the run's settings are kept
+
+
+def test_train_rows_of_one_class_are_refused(tmp_path):
+    task = _table_task(tmp_path / "task", train=["0"] * 4 + ["1"] * 4, test=["0", "1"])
+    with pytest.raises(InputFormatError, match="first 3 rows of .*train.csv hold only one class"):
+        finetune("hyenadna-tiny-1k", task, tmp_path / "o", load_finetune_recipe("quick", train_rows=3),
+                 accelerator="cpu", quiet=True)
