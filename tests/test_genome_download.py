@@ -159,3 +159,20 @@ def test_named_genome_is_downloaded_verified_against_its_manifest_and_stored(ser
     with pytest.raises(ChecksumError, match="md5"):
         fetch_genome(bad, tmp_path / "cache", quiet=True)
     assert not any((tmp_path / "cache" / "downloads" / "bad").iterdir())
+
+
+def test_an_unreachable_host_is_named_and_leaves_no_part_file(tmp_path: Path, monkeypatch):
+    """Nothing downloaded (the connection refused): the message names the host and says where a copy fetched
+    elsewhere goes, instead of offering to resume from a part file that does not exist."""
+    import socket
+
+    from genomix.genome import download as download_module
+
+    with socket.socket() as closed:  # a port nobody listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    monkeypatch.setattr(download_module.time, "sleep", lambda seconds: None)
+    dest = tmp_path / "f.bin"
+    with pytest.raises(DownloadError, match=f"could not reach 127.0.0.1:{port} .*put it at {dest}"):
+        download(f"http://127.0.0.1:{port}/file", dest, retries=1, quiet=True)
+    assert list(tmp_path.iterdir()) == []

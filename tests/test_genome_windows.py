@@ -136,3 +136,13 @@ def test_mlm_masking_80_10_10():
     assert abs(unchanged - (0.1 + 0.1 / 4)) < 0.01  # 10% kept + random draws that hit the same base
     assert ((inputs[chosen] >= A_ID) | (inputs[chosen] == MASK_ID)).all()
     np.testing.assert_array_equal(inputs[~chosen], ids[~chosen])
+
+
+def test_a_genome_too_small_to_hold_out_splits_says_how_to_get_them(tmp_path: Path):
+    from genomix.errors import ConfigError
+
+    (tmp_path / "tiny.fa").write_text(">t\nACGTACGTAC\n")
+    store = write_store(tmp_path / "tiny.fa", tmp_path / "tiny.h5")
+    assert len(WindowDataset(store, 8, split="train")) == 1
+    with pytest.raises(ConfigError, match=r"no intervals for split 'valid' .*\(10 bases\).*--bed"):
+        WindowDataset(store, 8, split="valid")

@@ -15,6 +15,7 @@ import re
 import socket
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -137,6 +138,13 @@ def download(url: str, dest: str | Path, md5: str | None = None, sha256: str | N
                 have = part.stat().st_size if part.exists() else 0
                 if isinstance(exc, urllib.error.HTTPError) and exc.code < 500:
                     raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}; check the URL") from None
+                if attempt == retries and not have:
+                    part.unlink(missing_ok=True)
+                    raise DownloadError(
+                        f"could not reach {urllib.parse.urlsplit(url).netloc} for {url} "
+                        f"({getattr(exc, 'reason', exc)}); nothing was downloaded: check the network, or fetch the "
+                        f"file on another machine and put it at {dest}"
+                    ) from None
                 if attempt == retries:
                     raise DownloadError(
                         f"download of {url} interrupted after {have:,} bytes ({exc}); run the same command "

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..errors import ConfigError
 from ..tokenizer import A_ID, MASK_ID, N_ID, PAD_ID, T_ID
 from .bed import Interval, holdout_splits
 from .store import GenomeStore, open_store
@@ -103,7 +104,10 @@ class WindowDataset(Dataset):
             self.store.contig_index(contig)  # fail early on unknown contigs
         self.intervals = [(c, int(s), int(e)) for c, s, e in intervals if e > s]
         if not self.intervals:
-            raise ValueError(f"no intervals for split {split!r} in {self.store.path}")
+            size = sum(self.store.lengths.values())
+            raise ConfigError(f"no intervals for split {split!r} in {self.store.path} ({size:,} bases); a split BED "
+                              f"(--bed) with {split!r} rows gives them, and without one a genome needs room to hold "
+                              "out valid and test (the last 5 % each of every contig of 20 bases or more)")
         if mode == "tiled":
             self._tiles = self._make_tiles()
             if not self._tiles:

@@ -17,7 +17,6 @@ import os
 import re
 import shutil
 import urllib.error
-import urllib.parse
 import urllib.request
 import zipfile
 from pathlib import Path
@@ -195,21 +194,15 @@ def _fetch_from_archive(spec: BenchmarkSuite, root: Path, tasks: list[str], arch
 
 
 def _download_archive(info: dict[str, Any], dest: Path, quiet: bool) -> Path:
-    """The suite's archive downloaded to ``dest`` (resuming its ``.part`` file). When the host cannot be
-    reached and nothing has been downloaded yet, the error says so, and how to pass a copy fetched elsewhere."""
-    part = dest.with_name(dest.name + ".part")
+    """The suite's archive downloaded to ``dest`` (resuming its ``.part`` file); when nothing could be
+    downloaded, the error also says how to pass a copy fetched elsewhere."""
     try:
         return download(info["url"], dest, sha256=info.get("sha256"), quiet=quiet)
     except DownloadError as exc:
-        cause = exc.__context__
-        if (part.is_file() and part.stat().st_size) or isinstance(cause, urllib.error.HTTPError):
-            raise  # a transfer that got somewhere resumes; an HTTP status has its own message
-        part.unlink(missing_ok=True)
-        host = urllib.parse.urlsplit(info["url"]).netloc
-        reason = getattr(cause, "reason", cause)
-        raise DownloadError(f"could not reach {host} to download {info['filename']} ({reason}); check the "
-                            f"network, or download {info['filename']} on another machine from {info['page']} and "
-                            "pass it with --archive") from None
+        if dest.with_name(dest.name + ".part").exists():
+            raise  # a transfer that got somewhere resumes with the same command
+        raise DownloadError(f"{exc}; or download {info['filename']} from {info['page']} and pass it with "
+                            "--archive") from None
 
 
 def _checked_zip(path: Path) -> zipfile.ZipFile:
