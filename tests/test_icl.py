@@ -3,6 +3,8 @@ forward pass, soft-prompt tuning (it learns, and a resumed run ends where an uni
 refusals, and `genomix icl` on real GUE rows."""
 from __future__ import annotations
 
+import dataclasses
+
 import json
 from pathlib import Path
 
@@ -143,6 +145,29 @@ def test_a_resumed_soft_prompt_run_keeps_the_loss_of_every_step(tmp_path):
     first = tune(4, tmp_path / "b.pt")
     assert tune(6, tmp_path / "b.pt") == pytest.approx(straight) and first == pytest.approx(straight[:4])
     assert tune(6, tmp_path / "b.pt") == pytest.approx(straight)  # finished: the history, nothing new
+
+
+def test_a_soft_prompt_resumes_only_on_what_it_was_tuned_on(tmp_path):
+    """More steps may follow; another learning rate, model or task is refused, naming what changed."""
+    from genomix.errors import ConfigError
+    from genomix.tasks.icl import tuning_identity
+
+    train = _imbalanced(24)
+    recipe = IclRecipe(shots=0, soft_prompt_tokens=4, steps=2, lr=0.3, batch_size=6, checkpoint_every=1)
+
+    def tune(recipe: IclRecipe, model_name: str = "hyenadna-tiny-1k") -> list[float]:
+        model = _lm()
+        prompt = SoftPromptEmbedding(model.get_input_embeddings(), 4, seed=1)
+        model.set_input_embeddings(prompt)
+        return tune_soft_prompt(model, prompt, PromptBuilder(train, 2, recipe), train, recipe, torch.device("cpu"),
+                                tmp_path / "s.pt", identity=tuning_identity(model_name, "task-a", recipe))
+
+    tune(recipe)
+    with pytest.raises(ConfigError, match="recipe lr: 0.3 -> 0.1"):
+        tune(dataclasses.replace(recipe, steps=3, lr=0.1))
+    with pytest.raises(ConfigError, match="model: hyenadna-tiny-1k -> mamba-tiny-1k"):
+        tune(dataclasses.replace(recipe, steps=3), "mamba-tiny-1k")
+    assert len(tune(dataclasses.replace(recipe, steps=3))) == 3
 
 
 @pytest.mark.parametrize("name", ["caduceus-ps-1k-d118", "m2-bert-small-1k"])

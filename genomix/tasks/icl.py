@@ -41,7 +41,7 @@ from ..models.tasks import CausalLMMixin, MaskedLMMixin
 from ..tokenizer import A_ID, MASK_ID, PAD_ID, RESERVED_ID, SEP_ID, T_ID, encode
 from ..train.recipe import config_dirs, from_mapping, read_named_yaml
 from ..train.run import atomic_write_text
-from .finetune import require_cuda, write_predictions
+from .finetune import require_cuda, run_identity, write_predictions
 from .labelled import LabelledSequences, TaskData, load_task
 from .metrics import classification_metrics
 from .recipe import check_field_types
@@ -211,27 +211,57 @@ def score_split(model: nn.Module, builder: PromptBuilder, data: LabelledSequence
     return torch.cat(out).numpy()
 
 
+#: Recipe fields a resumed soft-prompt run may change: how long it tunes, and how it scores afterwards.
+RESUMABLE_CHANGES = ("steps", "checkpoint_every", "eval_batch_size", "test_rows")
+
+
+def tuning_identity(model: str, task: str | os.PathLike | TaskData, recipe: IclRecipe) -> dict[str, str]:
+    """What a soft prompt is tuned on: the model, the task and every recipe field a resume must keep."""
+    kept = {k: v for k, v in dataclasses.asdict(recipe).items() if k not in RESUMABLE_CHANGES}
+    return {**run_identity(model, task), "recipe": json.dumps(kept, sort_keys=True)}
+
+
 def _save_state(path: Path, prompt: SoftPromptEmbedding, optimizer: torch.optim.Optimizer,
-                losses: list[float | None]) -> None:
-    """The resumable state after ``len(losses)`` steps: prompt, optimizer and every step's loss so far."""
+                losses: list[float | None], identity: dict[str, str]) -> None:
+    """The resumable state after ``len(losses)`` steps: prompt, optimizer, every step's loss so far and what
+    the prompt is tuned on (``identity``, checked when resuming)."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     torch.save({"prompt": prompt.prompt.detach().cpu(), "optimizer": optimizer.state_dict(), "step": len(losses),
-                "losses": losses}, tmp)
+                "losses": losses, "identity": identity}, tmp)
     os.replace(tmp, path)
+
+
+def _check_identity(state_path: Path, saved: dict[str, str] | None, identity: dict[str, str]) -> None:
+    """Refuse to resume a soft prompt tuned on another model, task or recipe (states written before the
+    identity was kept are trusted)."""
+    if saved is None:
+        return
+    changed = [key for key in identity if saved.get(key) != identity[key]]
+    if "recipe" in changed:
+        before, now = json.loads(saved["recipe"]), json.loads(identity["recipe"])
+        changed = [k for k in changed if k != "recipe"] + [f"recipe {k}: {before.get(k)} -> {now.get(k)}"
+                                                           for k in sorted(now) if before.get(k) != now.get(k)]
+    changed = [f"{k}: {saved.get(k)} -> {identity[k]}" if k in identity else k for k in changed]
+    if changed:
+        raise ConfigError(f"{state_path}: the interrupted soft prompt was tuned with other settings "
+                          f"({'; '.join(changed)}); resume with its settings, or choose another --out")
 
 
 def tune_soft_prompt(model: nn.Module, prompt: SoftPromptEmbedding, builder: PromptBuilder, train: LabelledSequences,
                      recipe: IclRecipe, device: torch.device, state_path: Path,
-                     quiet: bool = True) -> list[float | None]:
+                     quiet: bool = True, identity: dict[str, str] | None = None) -> list[float | None]:
     """``recipe.steps`` AdamW steps on the prompt alone (cross-entropy of the class logits), resuming
-    from ``state_path`` when it exists and saving it every ``checkpoint_every`` steps; returns the
-    loss of every step, those before a resume included (item ``i`` is step ``i + 1``'s)."""
+    from ``state_path`` when it exists (and was tuned on the same ``identity``, :func:`tuning_identity`) and
+    saving it every ``checkpoint_every`` steps; returns the loss of every step, those before a resume
+    included (item ``i`` is step ``i + 1``'s)."""
+    identity = identity or {}
     from tqdm.auto import tqdm
 
     optimizer = torch.optim.AdamW([prompt.prompt], lr=recipe.lr, weight_decay=0.0)
     losses: list[float | None] = []
     if state_path.is_file():
         state = torch.load(state_path, map_location="cpu", weights_only=True)
+        _check_identity(state_path, state.get("identity"), identity)
         if state["prompt"].shape != prompt.prompt.shape:
             raise CheckpointError(f"{state_path}: a soft prompt of shape {tuple(state['prompt'].shape)}, the recipe "
                                   f"asks for {tuple(prompt.prompt.shape)}; use another --out")
@@ -260,7 +290,7 @@ def tune_soft_prompt(model: nn.Module, prompt: SoftPromptEmbedding, builder: Pro
         progress.update(1)
         progress.set_postfix(loss=f"{losses[-1]:.4f}")
         if step % recipe.checkpoint_every == 0 or step == recipe.steps:
-            _save_state(state_path, prompt, optimizer, losses)
+            _save_state(state_path, prompt, optimizer, losses, identity)
     progress.close()
     return losses
 
@@ -304,6 +334,7 @@ def run_icl(model: str, task: str | os.PathLike | TaskData, out_dir: str | os.Pa
     if (out / CHECKPOINT).is_file() and not resume:
         raise ConfigError(f"{out} already holds a soft-prompt run; pass --resume to continue it, or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
+    task_source = task
     task = task if isinstance(task, TaskData) else load_task(task)
     train = task.split("train")
     if recipe.train_rows is not None:
@@ -316,7 +347,8 @@ def run_icl(model: str, task: str | os.PathLike | TaskData, out_dir: str | os.Pa
     if recipe.soft_prompt_tokens:
         prompt = SoftPromptEmbedding(lm.get_input_embeddings(), recipe.soft_prompt_tokens, recipe.seed).to(torch_device)
         lm.set_input_embeddings(prompt)
-        losses = tune_soft_prompt(lm, prompt, builder, train, recipe, torch_device, out / CHECKPOINT, quiet)
+        losses = tune_soft_prompt(lm, prompt, builder, train, recipe, torch_device, out / CHECKPOINT, quiet,
+                                  tuning_identity(model, task_source, recipe))
         tmp = out / f".soft_prompt.safetensors.tmp-{os.getpid()}"
         save_file({"prompt": prompt.prompt.detach().cpu().contiguous()}, str(tmp))
         os.replace(tmp, out / "soft_prompt.safetensors")
