@@ -4,7 +4,6 @@ refusals, and `genomix icl` on real GUE rows."""
 from __future__ import annotations
 
 import dataclasses
-
 import json
 from pathlib import Path
 
