@@ -134,3 +134,16 @@ def test_fused_add_norm_path_keeps_fixture_parity_and_gradients(shared_dir, name
     assert got_grads.keys() == want_grads.keys()
     for n, grad in want_grads.items():
         torch.testing.assert_close(got_grads[n], grad, rtol=1e-4, atol=1e-6, msg=n)
+
+
+@pytest.mark.parametrize("name", ["caduceus-ps-1k-d118", "caduceus-ph-1k-d118"])
+def test_a_three_class_head_reloads_as_three_classes(tmp_path, name):
+    """transformers saves id2label, not num_labels; a config default of 2 made the saved 3-class head unloadable."""
+    torch.manual_seed(0)
+    model = build(name, task="classification", num_labels=3).eval()
+    model.save_pretrained(tmp_path / "c3")
+    loaded = genomix.from_pretrained(tmp_path / "c3").eval()
+    ids = torch.randint(7, 11, (2, 30))
+    assert loaded.config.num_labels == 3
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(ids).logits, model(ids).logits)

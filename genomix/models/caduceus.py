@@ -58,12 +58,13 @@ class CaduceusConfig(MambaConfig):
         rcps: bool = False,
         complement_map: Sequence[int] | dict | None = None,
         residual_in_fp32: bool = False,
-        num_labels: int = 2,
         **kwargs: Any,
     ) -> None:
         if bidirectional_strategy not in _STRATEGIES:
             raise ConfigError(f"bidirectional_strategy must be one of {_STRATEGIES}, got {bidirectional_strategy!r}")
-        super().__init__(residual_in_fp32=residual_in_fp32, num_labels=num_labels, **kwargs)
+        # num_labels is left to transformers (from id2label when a saved config has one, else 2): a default
+        # here would override a saved 3-class head's id2label on reload
+        super().__init__(residual_in_fp32=residual_in_fp32, **kwargs)
         self.bidirectional = bidirectional
         self.bidirectional_strategy = bidirectional_strategy
         self.bidirectional_weight_tie = bidirectional_weight_tie
