@@ -40,3 +40,21 @@ def test_bad_inputs_are_refused():
         token_log_likelihoods(model, torch.randint(7, 11, (2, 1)))
     with pytest.raises(RangeError):  # a model without a recurrent state reads at most max_seq_len tokens
         token_log_likelihoods(model, torch.randint(7, 11, (1, 40)))
+
+
+@pytest.mark.parametrize("name, task", [("mamba-tiny-1k", "base"), ("hyenadna-tiny-1k", "classification"),
+                                        ("caduceus-ps-1k-d118", "masked-lm")])
+def test_models_without_a_next_token_head_are_refused(name, task):
+    """A base model's hidden states, a classifier's scores or a masked LM's logits are no next-token
+    distribution: scoring and generating with them gave numbers without meaning."""
+    from genomix.errors import ConfigError
+    from genomix.models.generation import generate
+
+    model = build(name, task=task).eval()
+    ids = torch.randint(7, 11, (1, 12))
+    with pytest.raises(ConfigError, match="token_log_likelihoods needs a causal language model"):
+        token_log_likelihoods(model, ids)
+    with pytest.raises(ConfigError, match="generate needs a causal language model"):
+        generate(model, ids, 3)
+    with pytest.raises(ConfigError, match="max_new_tokens must be 0 or more"):
+        generate(build("mamba-tiny-1k", task="causal-lm").eval(), ids, -1)

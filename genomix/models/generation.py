@@ -18,6 +18,7 @@ from ..errors import ConfigError
 from ..tokenizer import A_ID, C_ID, G_ID, T_ID
 from .base import check_prompt
 from .step_graph import step_function
+from .tasks import require_causal_lm
 
 BASE_IDS = (A_ID, C_ID, G_ID, T_ID)
 
@@ -61,7 +62,10 @@ def generate(
     None takes the recurrent state where the model has one that can hold the sequence, False the sliding
     window, True the state or an error.
     """
+    require_causal_lm(model, "generate")
     check_prompt(input_ids, "generate")
+    if max_new_tokens < 0:
+        raise ConfigError(f"max_new_tokens must be 0 or more, got {max_new_tokens}")
     steps = max(max_new_tokens - 1, 0)  # tokens fed back after the prompt
     can_recur = _is_recurrent(model, input_ids.shape[1] + steps)
     if recurrent and not can_recur:

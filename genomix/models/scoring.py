@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InputFormatError
+from .tasks import require_causal_lm
 
 
 def _chosen(logits: torch.Tensor, next_ids: torch.Tensor) -> torch.Tensor:
@@ -31,6 +32,7 @@ def reads_in_pieces(model: torch.nn.Module) -> bool:
 def token_log_likelihoods(model: torch.nn.Module, input_ids: torch.Tensor, progress: bool = False) -> torch.Tensor:
     """(batch, L - 1) fp32: the log-probability of each token given those before it (see the module
     docstring), with ``model`` in eval mode for the call; ``progress``: a progress bar over the pieces."""
+    require_causal_lm(model, "token_log_likelihoods")
     if input_ids.dim() != 2 or input_ids.shape[1] < 2:
         raise InputFormatError(f"input_ids must be (batch, length >= 2), got {tuple(input_ids.shape)}")
     was_training = model.training

@@ -208,3 +208,16 @@ class SequenceClassificationMixin(TaskMixin):
 
     def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return classification_loss(logits, labels, self.config)
+
+
+def require_causal_lm(model: nn.Module, caller: str) -> None:
+    """Refuse a model whose output is not a next-token distribution (a base model's hidden states, a
+    classifier's scores, a masked or bidirectional LM's logits), naming ``caller``; their numbers would
+    come out without meaning."""
+    if isinstance(model, CausalLMMixin) and not getattr(model.config, "bidirectional", False):
+        return
+    from ..errors import ConfigError
+
+    raise ConfigError(f"{caller} needs a causal language model (HyenaDNA, Mamba, causal M2, the Transformer with "
+                      f"their LM head); {type(model).__name__} is not one. Load it with task='causal-lm' (or "
+                      "genomix.from_pretrained without task=) if the checkpoint has that head")
