@@ -25,9 +25,30 @@ from transformers import PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import BaseModelOutput
 from transformers.utils import ModelOutput
 
-from ..errors import InputFormatError
+from ..errors import InputFormatError, RangeError
 from .host_checkpoint import host_checkpoint
 from .norms import LayerNorm
+
+
+def check_input_ids(input_ids: torch.Tensor, config: PretrainedConfig) -> None:
+    """Refuse what a model cannot read, before it fails inside: not (batch >= 1, length >= 1) rows, rows longer
+    than ``config.max_seq_len``, ids outside ``[0, config.vocab_size)`` (the embedding's padding rows, or past
+    it). The id check costs a device sync; it is skipped while a CUDA graph is captured (a sync would break
+    the capture, and the eager calls before it checked the same shapes) and in CUDA training steps (a sync per
+    step would stall the GPU; their batches come from genomix's own tokenizer)."""
+    if input_ids.dim() != 2 or 0 in input_ids.shape:
+        raise InputFormatError(f"input_ids must be (batch >= 1, length >= 1) token ids, got shape "
+                               f"{tuple(input_ids.shape)}")
+    if input_ids.shape[1] > config.max_seq_len:
+        raise RangeError(f"sequence of length {input_ids.shape[1]} is longer than this model's max_seq_len "
+                         f"{config.max_seq_len}; split it into windows (genomix embed and score-variants do) or use a "
+                         "longer-context model")
+    if input_ids.is_cuda and (torch.is_grad_enabled() or torch.cuda.is_current_stream_capturing()):
+        return
+    low, high = (int(v) for v in torch.aminmax(input_ids))
+    if low < 0 or high >= config.vocab_size:
+        raise InputFormatError(f"token ids must lie in [0, {config.vocab_size}); got {low}..{high}. Encode sequences "
+                               "with genomix.Tokenizer / genomix.tokenizer.encode")
 
 
 def check_prompt(input_ids: torch.Tensor, caller: str) -> None:
@@ -203,7 +224,7 @@ class LayerNormStackMixin(BaseModelMixin):
     """A base model ``embeddings`` (``nn.Embedding``) -> ``n_layer`` x ``block_class`` -> ``ln_f``
     (``LayerNorm``) with an fp32 residual stream; blocks are called as ``block(x, block_mask)``.
 
-    The family supplies ``block_class``, :meth:`_check_input` and :meth:`_block_mask`. ``hidden_states``
+    The family supplies ``block_class`` and :meth:`_block_mask`. ``hidden_states``
     as :func:`run_layers` returns them (the last one normed, as in HyenaDNA).
     """
 
@@ -223,10 +244,6 @@ class LayerNormStackMixin(BaseModelMixin):
     def set_input_embeddings(self, value: nn.Embedding) -> None:
         self.embeddings = value
 
-    def _check_input(self, input_ids: torch.Tensor) -> None:
-        """Raise a ``GenomixError`` for inputs the model cannot take (e.g. longer than ``max_seq_len``)."""
-        raise NotImplementedError
-
     def _block_mask(self, attention_mask: torch.Tensor | None) -> torch.Tensor | None:
         """What every block gets for ``attention_mask`` (``None`` when nothing is padded)."""
         raise NotImplementedError
@@ -234,7 +251,7 @@ class LayerNormStackMixin(BaseModelMixin):
     def _forward_hidden(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, output_hidden_states: bool
     ) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
-        self._check_input(input_ids)
+        check_input_ids(input_ids, self.config)
         mask = self._block_mask(attention_mask)
         x = self.embeddings(input_ids).float()
         return run_layers(self, x, mask, final_norm=self.ln_f, output_hidden_states=output_hidden_states)

@@ -28,9 +28,9 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..tokenizer import A_ID, C_ID, G_ID, T_ID
-from .base import BaseModelMixin
+from .base import BaseModelMixin, check_input_ids
 from .heads import pool
-from .mamba import Mamba, MambaConfig, MambaPreTrainedModel, add_norm, check_length, make_norm, run_blocks
+from .mamba import Mamba, MambaConfig, MambaPreTrainedModel, add_norm, make_norm, run_blocks
 from .registry import Family, register_family
 from .tasks import MaskedLMMixin, SequenceClassificationMixin
 
@@ -226,7 +226,7 @@ class CaduceusModel(BaseModelMixin, CaduceusPreTrainedModel):
     ) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
         """``hidden_states``: each block's ``hidden`` input (the embeddings, then the previous mixer's
         output), then the final-norm output."""
-        check_length(self.config, input_ids)
+        check_input_ids(input_ids, self.config)
         record = (lambda hidden, residual: hidden) if output_hidden_states else None
         hidden, residual, states = run_blocks(self, self.embeddings(input_ids), attention_mask, record)
         if self.config.rcps:

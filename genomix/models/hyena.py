@@ -27,10 +27,10 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from ..errors import ConfigError, InputFormatError, RangeError
+from ..errors import ConfigError
 from ..kernels import (PreparedFilter, causal_conv1d, causal_conv1d_update, fftconv, fftconv_prepared, fftconv_update,
                        prepare_filter)
-from .base import BaseModelMixin, GenomixConfig, GenomixPreTrainedModel, run_residual_layers
+from .base import BaseModelMixin, GenomixConfig, GenomixPreTrainedModel, check_input_ids, run_residual_layers
 from .fixed_filters import FilterReuse, active_reuse
 from .heads import POOLING_MODES
 from .implicit_filter import (ExponentialModulation, PositionalEmbedding, Sin, implicit_filter_taps,
@@ -409,29 +409,10 @@ class HyenaModel(LongConvGenerationMixin, BaseModelMixin, HyenaPreTrainedModel):
     def set_input_embeddings(self, value: nn.Embedding) -> None:
         self.embeddings.word_embeddings = value
 
-    def _check_input(self, input_ids: torch.Tensor) -> None:
-        if input_ids.dim() != 2:
-            raise InputFormatError(f"input_ids must be (batch, length), got shape {tuple(input_ids.shape)}")
-        if input_ids.shape[1] > self.config.max_seq_len:
-            raise RangeError(
-                f"sequence of length {input_ids.shape[1]} is longer than this model's max_seq_len "
-                f"{self.config.max_seq_len}; split it into windows (genomix embed chunks automatically) "
-                "or use a longer-context model"
-            )
-        # One device sync; skipped while a CUDA graph is being captured (a sync would break the capture;
-        # the eager warm-up steps before it have checked the same shapes' ids).
-        if input_ids.numel() and not (input_ids.is_cuda and torch.cuda.is_current_stream_capturing()):
-            low, high = (int(v) for v in torch.aminmax(input_ids))
-            if low < 0 or high >= self.config.vocab_size:
-                raise InputFormatError(
-                    f"token ids must lie in [0, {self.config.vocab_size}); got {low}..{high}. "
-                    "Encode sequences with genomix.Tokenizer / genomix.tokenizer.encode"
-                )
-
     def _forward_hidden(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, output_hidden_states: bool
     ) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
-        self._check_input(input_ids)
+        check_input_ids(input_ids, self.config)
         order = None
         if attention_mask is not None and not bool(attention_mask.all()):
             order = torch.argsort((attention_mask == 0).to(torch.int8), dim=1, stable=True)
@@ -448,7 +429,7 @@ class HyenaModel(LongConvGenerationMixin, BaseModelMixin, HyenaPreTrainedModel):
         return layer.mixer
 
     def _run_with_state(self, input_ids: torch.Tensor, state: list[LongConvState]) -> torch.Tensor:
-        self._check_input(input_ids)
+        check_input_ids(input_ids, self.config)
         hidden, residual = self.embed_dropout(self.embeddings(input_ids)).float(), None
         for layer, layer_state in zip(self.layers, state):
             hidden, residual = layer(hidden, residual, layer_state)

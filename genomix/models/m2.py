@@ -24,10 +24,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import ConfigError, RangeError
+from ..errors import ConfigError
 from ..kernels import (causal_conv1d, causal_conv1d_update, fftconv, fftconv_prepared, fftconv_update, gelu_glu,
                        prepare_filter)
-from .base import GenomixConfig, GenomixPreTrainedModel, LayerNormStackMixin
+from .base import GenomixConfig, GenomixPreTrainedModel, LayerNormStackMixin, check_input_ids
 from .fixed_filters import FilterReuse, active_reuse
 from .heads import POOLING_MODES, SequenceClassificationHead
 from .implicit_filter import ExponentialModulation, PositionalEmbedding, Sin, implicit_filter_taps
@@ -313,18 +313,11 @@ class M2Model(LongConvGenerationMixin, LayerNormStackMixin, M2PreTrainedModel):
         return layer.sequence_mixing
 
     def _run_with_state(self, input_ids: torch.Tensor, state: list[LongConvState]) -> torch.Tensor:
-        self._check_input(input_ids)
+        check_input_ids(input_ids, self.config)
         x = self.embeddings(input_ids).float()
         for layer, layer_state in zip(self.layers, state):
             x = layer(x, None, layer_state)
         return self.ln_f(x)
-
-    def _check_input(self, input_ids: torch.Tensor) -> None:
-        if input_ids.shape[-1] > self.config.max_seq_len:
-            raise RangeError(
-                f"sequence of length {input_ids.shape[-1]} exceeds this model's "
-                f"max_seq_len={self.config.max_seq_len}; cut it into windows or use a longer-context config"
-            )
 
     def _block_mask(self, attention_mask: torch.Tensor | None) -> torch.Tensor | None:
         """(batch, length, 1) float multiplier, ``None`` when nothing is padded."""

@@ -27,13 +27,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ConfigError, RangeError
+from ..errors import ConfigError
 from ..kernels import causal_conv1d, causal_conv1d_update, selective_scan, selective_state_update
 from ..kernels.layer_norm import add_norm as fused_add_norm
 from ..kernels.layer_norm import rms_norm
 from ..kernels.transpose import time_major
 from .norms import autocast_output_dtype
-from .base import BaseModelMixin, GenomixConfig, GenomixPreTrainedModel, check_prompt, run_layer
+from .base import BaseModelMixin, GenomixConfig, GenomixPreTrainedModel, check_input_ids, check_prompt, run_layer
 from .heads import POOLING_MODES
 from .registry import Family, register_family
 from .step_graph import step_function
@@ -342,17 +342,6 @@ def run_blocks(
     return hidden, residual, states
 
 
-def check_length(config: GenomixConfig, input_ids: torch.Tensor) -> None:
-    """RangeError when the input is longer than the model's ``max_seq_len``."""
-    if input_ids.dim() != 2:
-        raise RangeError(f"input_ids must be (batch, length), got shape {tuple(input_ids.shape)}")
-    if input_ids.shape[1] > config.max_seq_len:
-        raise RangeError(
-            f"sequence length {input_ids.shape[1]} exceeds this model's max_seq_len {config.max_seq_len}; "
-            "split the sequence into windows or build the model with a larger max_seq_len"
-        )
-
-
 # --------------------------------------------------------------------------------------------- models
 class MambaPreTrainedModel(GenomixPreTrainedModel):
     """Weight init of mamba_ssm's ``_init_weights`` (idempotent, so transformers may apply it again)."""
@@ -398,7 +387,7 @@ class MambaModel(BaseModelMixin, MambaPreTrainedModel):
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, output_hidden_states: bool
     ) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
         """``hidden_states``: the residual stream entering each block, then the final-norm output."""
-        check_length(self.config, input_ids)
+        check_input_ids(input_ids, self.config)
         record = residual_stream if output_hidden_states else None
         hidden, residual, states = run_blocks(self, self.embedding(input_ids), attention_mask, record)
         hidden, _ = add_norm(self.norm_f, hidden, residual, self.config.residual_in_fp32, autocast_output=False)
@@ -428,7 +417,7 @@ class MambaModel(BaseModelMixin, MambaPreTrainedModel):
         """Continue the sequence ``state`` holds (from :meth:`allocate_state`: an empty one) by
         ``input_ids`` (batch, l <= max_seq_len) in one parallel pass: the final-norm hidden of every new
         position (batch, l, d_model), with ``state`` left as l calls of :meth:`step` would leave it."""
-        check_length(self.config, input_ids)
+        check_input_ids(input_ids, self.config)
         hidden, residual = self.embedding(input_ids), None
         for layer, layer_state in zip(self.layers, state):
             hidden, residual = layer(hidden, residual, state=layer_state)

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ConfigError, RangeError
+from ..errors import ConfigError
 from .base import GenomixConfig, GenomixPreTrainedModel, LayerNormStackMixin
 from .heads import POOLING_MODES
 from .registry import Family, register_family
@@ -146,13 +146,6 @@ class TransformerModel(LayerNormStackMixin, TransformerPreTrainedModel):
     """Token embeddings, ``n_layer`` pre-norm blocks and a final LayerNorm; padding keys are masked out."""
 
     block_class = TransformerBlock
-
-    def _check_input(self, input_ids: torch.Tensor) -> None:
-        if input_ids.shape[-1] > self.config.max_seq_len:
-            raise RangeError(
-                f"sequence of length {input_ids.shape[-1]} exceeds this model's "
-                f"max_seq_len={self.config.max_seq_len}; cut it into windows"
-            )
 
     def _block_mask(self, attention_mask: torch.Tensor | None) -> torch.Tensor | None:
         """The key mask itself, ``None`` when nothing is padded."""

@@ -1,0 +1,31 @@
+"""What every model family refuses before it fails inside: empty or 1-D inputs, token ids outside the
+vocabulary (the embedding's padding rows included), rows longer than the model reads."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from genomix.errors import InputFormatError, RangeError
+from genomix.models import build
+
+FAMILIES = ["hyenadna-tiny-1k", "mamba-tiny-1k", "caduceus-ps-1k-d118", "m2-tiny-1k", "transformer-tiny-1k"]
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_bad_inputs_get_clear_errors_in_every_family(name):
+    torch.manual_seed(0)
+    model = build(name).eval()
+    ok = torch.randint(7, 11, (2, 16))
+    with torch.no_grad():
+        assert model(ok).logits.shape[:2] == (2, 16)
+        for ids in (torch.zeros(0, 5, dtype=torch.long), torch.zeros(1, 0, dtype=torch.long), ok[0]):
+            with pytest.raises(InputFormatError, match=r"\(batch >= 1, length >= 1\)"):
+                model(ids)
+        # from vocab_size up: the embedding's padding rows, which no tokenizer produces, then past the table
+        for bad in (model.config.vocab_size, model.config.padded_vocab_size - 1, model.config.padded_vocab_size, -1):
+            if 0 <= bad < model.config.vocab_size:
+                continue
+            with pytest.raises(InputFormatError, match="token ids must lie in"):
+                model(torch.where(ok == 9, bad, ok))
+        with pytest.raises(RangeError, match="longer than this model's max_seq_len"):
+            model(torch.full((1, model.config.max_seq_len + 1), 7))
