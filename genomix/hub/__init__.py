@@ -95,11 +95,17 @@ def from_pretrained(
 
     ``task`` (``base``/``causal-lm``/``masked-lm``/``classification``) picks the head; by default the
     one the checkpoint was saved with. ``format`` forces a layout instead of detecting it.
-    ``config_overrides`` set config fields (e.g. ``num_labels=2, pooling="last"``). The model is
-    returned in eval mode on the CPU.
+    ``config_overrides`` set config fields (e.g. ``num_labels=2, pooling="last"``); ``dtype`` (or
+    transformers' older ``torch_dtype``) casts the weights, e.g. ``dtype=torch.bfloat16`` (the model then runs
+    under autocast to it, see :class:`~genomix.models.base.GenomixPreTrainedModel`). The model is returned
+    in eval mode on the CPU.
     """
+    dtype = config_overrides.pop("dtype", None) or config_overrides.pop("torch_dtype", None)
     directory = resolve(name_or_path, revision, cache_dir, local_files_only, token)
-    return build_from_checkpoint(load_checkpoint(directory, format), task, **config_overrides)
+    model = build_from_checkpoint(load_checkpoint(directory, format), task, **config_overrides)
+    if dtype is not None and dtype != "auto":
+        model = model.to(getattr(torch, dtype) if isinstance(dtype, str) else dtype)
+    return model
 
 
 LM_TASKS = ("causal-lm", "masked-lm")

@@ -92,12 +92,25 @@ class GenomixConfig(PretrainedConfig):
 
 
 class GenomixPreTrainedModel(PreTrainedModel):
-    """Base of all genomix ``nn.Module``s that load and save through ``transformers``' machinery."""
+    """Base of all genomix ``nn.Module``s that load and save through ``transformers``' machinery.
+
+    A model cast to half precision (``.to(torch.bfloat16)``, ``.half()``, transformers' ``dtype=``) runs its
+    forward under autocast to that dtype, as a model kept in fp32 does under the user's own autocast: the
+    residual stream, norms, FFTs and the scan's state stay fp32 where the families keep them so, and the
+    matrix products run in the half type."""
 
     config_class = GenomixConfig
     base_model_prefix = "backbone"
     supports_gradient_checkpointing = True
     _no_split_modules: list[str] = []
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        weight = next(self.parameters(), None)
+        half = weight is not None and weight.dtype in (torch.float16, torch.bfloat16)
+        if not half or torch.is_autocast_enabled(weight.device.type):
+            return super().__call__(*args, **kwargs)
+        with torch.autocast(weight.device.type, dtype=weight.dtype):
+            return super().__call__(*args, **kwargs)
 
 
 def checkpointing(model: nn.Module) -> bool:

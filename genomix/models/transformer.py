@@ -16,6 +16,7 @@ from torch import nn
 from ..errors import ConfigError
 from .base import GenomixConfig, GenomixPreTrainedModel, LayerNormStackMixin
 from .heads import POOLING_MODES
+from .norms import LayerNorm
 from .registry import Family, register_family
 from .tasks import CausalLMMixin, SequenceClassificationMixin
 
@@ -109,9 +110,9 @@ class TransformerBlock(nn.Module):
 
     def __init__(self, config: TransformerConfig) -> None:
         super().__init__()
-        self.ln_1 = nn.LayerNorm(config.d_model, eps=config.layer_norm_epsilon)
+        self.ln_1 = LayerNorm(config.d_model, eps=config.layer_norm_epsilon)
         self.attn = CausalSelfAttention(config)
-        self.ln_2 = nn.LayerNorm(config.d_model, eps=config.layer_norm_epsilon)
+        self.ln_2 = LayerNorm(config.d_model, eps=config.layer_norm_epsilon)
         self.mlp = nn.Sequential(
             nn.Linear(config.d_model, config.d_inner),
             nn.GELU(approximate="tanh"),
