@@ -93,6 +93,8 @@ def encode(seq: str | bytes | bytearray | np.ndarray, dtype: np.dtype | type = n
 def decode(ids: Iterable[int] | np.ndarray, skip_special_tokens: bool = True) -> str:
     """Map ids back to an upper-case string; special tokens are dropped (or rendered by name)."""
     arr = np.asarray(ids, dtype=np.int64).ravel()
+    if arr.size and (arr.min() < 0 or arr.max() >= VOCAB_SIZE):  # e.g. an argmax over padded-vocabulary logits
+        raise TokenizationError(f"token ids must lie in [0, {VOCAB_SIZE}); got {int(arr.min())}..{int(arr.max())}")
     if skip_special_tokens:
         return ID_TO_CHAR[arr[arr >= A_ID]].tobytes().decode("ascii")
     names = list(VOCAB)
@@ -102,8 +104,11 @@ def decode(ids: Iterable[int] | np.ndarray, skip_special_tokens: bool = True) ->
 def reverse_complement(ids: np.ndarray | "torch.Tensor") -> np.ndarray | "torch.Tensor":  # noqa: F821
     """Reverse complement of token ids along the last axis (A<->T, C<->G; N and specials unchanged).
 
-    Works on numpy arrays and torch tensors of any leading shape. Applying it twice is the identity.
+    Works on numpy arrays (and lists of ids, returned as one) and torch tensors of any leading shape. Applying
+    it twice is the identity.
     """
+    if isinstance(ids, (list, tuple)):
+        ids = np.asarray(ids, dtype=np.int64)
     if isinstance(ids, np.ndarray):
         return COMPLEMENT_ID[ids][..., ::-1].astype(ids.dtype, copy=False)
     import torch
@@ -173,7 +178,10 @@ class Tokenizer(PreTrainedTokenizer):
         if token in VOCAB:
             return VOCAB[token]
         if len(token) == 1:
-            return int(encode(token)[0])
+            try:
+                return int(encode(token)[0])
+            except TokenizationError:  # as transformers' tokenizers do, an unknown token is [UNK]
+                return UNK_ID
         return UNK_ID
 
     def _convert_id_to_token(self, index: int) -> str:

@@ -107,3 +107,12 @@ def test_transformers_tokenizer_call_pads_left_and_appends_sep(tmp_path):
 def test_tokenizer_rejects_non_dna():
     with pytest.raises(TokenizationError):
         Tokenizer()("ACGU")
+
+
+def test_ids_past_the_vocabulary_lists_and_unknown_tokens():
+    """An argmax over 16-wide (padded) logits can give ids 12..15: decoding them is a clear error, not an
+    IndexError; lists reverse-complement like arrays; an unknown token is [UNK], as in transformers."""
+    with pytest.raises(TokenizationError, match=r"token ids must lie in \[0, 12\); got 7\.\.13"):
+        decode([7, 13])
+    assert reverse_complement([7, 8, 10]).tolist() == [7, 9, 10]
+    assert Tokenizer().convert_tokens_to_ids(["X", "A"]) == [Tokenizer().unk_token_id, 7]
