@@ -171,3 +171,15 @@ def test_train_rows_of_one_class_are_refused(tmp_path):
     with pytest.raises(InputFormatError, match="first 3 rows of .*train.csv hold only one class"):
         finetune("hyenadna-tiny-1k", task, tmp_path / "o", load_finetune_recipe("quick", train_rows=3),
                  accelerator="cpu", quiet=True)
+
+
+def test_resume_takes_the_pretraining_resolver_a_file_that_is_no_checkpoint_is_refused(tmp_path):
+    """Fine-tuning resolves --resume as pretraining does (one resolver): a recipe.yaml passed by mistake says it
+    is not a checkpoint instead of torch.load's pickle error."""
+    from genomix.errors import CheckpointError
+
+    wrong = tmp_path / "recipe.yaml"
+    wrong.write_text("lr: 1.0e-3\n")
+    with pytest.raises(CheckpointError, match="not a checkpoint"):
+        finetune("hyenadna-tiny-1k", tmp_path / "task", tmp_path / "run", load_finetune_recipe("quick"),
+                 resume=wrong, accelerator="cpu", quiet=True)

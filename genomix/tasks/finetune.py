@@ -37,19 +37,19 @@ import torch
 import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from ..errors import CheckpointError, ConfigError, InputFormatError, TrainingError
+from ..errors import ConfigError, InputFormatError, TrainingError
 from ..models.fixed_filters import hold_fixed_filters
 from ..models.inference_loop import inference_loop
 from ..train.checkpoint_io import AtomicCheckpointIO
 from ..train.module import adamw_warmup_cosine, check_finite_loss, seed_step
-from ..train.run import atomic_write_text, export_pretrained, fit_telling_interrupts, run_loggers
+from ..train.run import (LAST, atomic_write_text, export_pretrained, fit_telling_interrupts, resolve_resume,
+                         run_loggers)
 from .batches import fit_lengths, loader
 from .labelled import LabelledSequences, TaskData, load_task
 from .metrics import classification_metrics, softmax
 from .recipe import FinetuneRecipe, dump_finetune_recipe
 
 log = logging.getLogger(__name__)
-LAST = "last.ckpt"
 PADDING_SIDE = "right"  # a causal model's real tokens then never see padding; pooling skips the pads
 
 
@@ -246,18 +246,6 @@ def check_resumable(out: Path, recipe: FinetuneRecipe, identity: dict[str, str])
                           f"settings (see {path}), or start a new run with another --out")
 
 
-def _resume_path(resume: str | os.PathLike | None, out: Path) -> Path | None:
-    if resume is None:
-        return None
-    path = out / "checkpoints" / LAST if str(resume) == "auto" else Path(resume).expanduser()
-    if path.is_file():
-        return path
-    if str(resume) == "auto":
-        log.info("no checkpoint in %s; starting a fresh run", path.parent)
-        return None
-    raise CheckpointError(f"cannot resume: {path} does not exist; pass a .ckpt file or 'auto'")
-
-
 def finetune(model: str, task: str | os.PathLike | TaskData, out_dir: str | os.PathLike, recipe: FinetuneRecipe,
              *, revision: str | None = None, resume: str | os.PathLike | None = None, accelerator: str = "auto",
              devices: int = 1, strategy: str = "auto", quiet: bool = False) -> FinetuneResult:
@@ -272,7 +260,7 @@ def finetune(model: str, task: str | os.PathLike | TaskData, out_dir: str | os.P
                           "batch_size is the global batch and must be a multiple of --devices")
     out = Path(out_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)
-    ckpt_path = _resume_path(resume, out)
+    ckpt_path = resolve_resume(resume, out)
     if ckpt_path is None and (out / "checkpoints" / LAST).is_file():
         raise ConfigError(f"{out} already holds a fine-tuning run; pass --resume auto to continue it, or choose "
                           "another --out")

@@ -103,7 +103,7 @@ def resolve_resume(resume: str | os.PathLike | None, out_dir: Path) -> Path | No
     if not path.is_file():
         raise CheckpointError(f"cannot resume: {path} does not exist; pass a .ckpt file, a run folder or 'auto'")
     if not zipfile.is_zipfile(path):  # torch.save writes a zip archive
-        raise CheckpointError(f"cannot resume from {path}: not a checkpoint (a .ckpt that genomix pretrain wrote)")
+        raise CheckpointError(f"cannot resume from {path}: not a checkpoint (a .ckpt that genomix wrote)")
     return path
 
 
