@@ -143,9 +143,10 @@ def embed_sequences(
     rows so far stay there, and ``resume=True`` continues after them (the same inputs and settings, checked),
     while ``overwrite=True`` starts again without them. Returns the output path.
 
-    ``window`` sequences are chunked and batched together at a time. ``reuse_filters``: keep HyenaDNA's and M2's long filters' spectra between forwards (faster, one filter's
-    memory per layer); ``cuda_graphs``: replay repeated batch shapes from CUDA graphs on a GPU (faster, one
-    graph's activations; both: :func:`genomix.models.inference_loop`).
+    ``window`` sequences are chunked and batched together at a time. ``reuse_filters``: keep HyenaDNA's and
+    M2's long filters' spectra between forwards (faster, one filter's memory per layer); ``cuda_graphs``:
+    replay repeated batch shapes from CUDA graphs on a GPU (faster, one graph's activations; both:
+    :func:`genomix.models.inference_loop`).
     """
     from . import __version__
     from .models.heads import pool

@@ -58,16 +58,17 @@ def _saved_recipe(args: argparse.Namespace) -> Path | None:
 RESUMABLE_CHANGES = ("max_steps", "precision", "cuda_graphs")
 
 
-def _refuse_changes(args: argparse.Namespace, recipe, saved: Path) -> None:
+def _refuse_changes(args: argparse.Namespace, recipe, saved: Path, fresh) -> None:
     """A resumed run continues as it was made (``recipe``, read from ``saved``): flags that would make it another
-    run are refused. The same command as the first run's (a requeued job) passes; so does ``--resume auto
-    --out DIR`` alone; more ``--max-steps``, another ``--precision`` or other devices are fine."""
+    run are refused. ``fresh`` is the recipe the same flags would start a new run with, when ``--recipe`` is
+    given: the same command as the first run's (a requeued job) passes; so does ``--resume auto --out DIR``
+    alone; more ``--max-steps``, another ``--precision`` or other devices are fine."""
     from ..errors import ConfigError
 
-    if args.recipe:
-        fresh, now = _fresh_recipe(args).to_dict(), recipe.to_dict()
-        changed = [f"{key}: {now.get(key)} -> {fresh.get(key)}" for key in sorted(set(fresh) | set(now))
-                   if key not in RESUMABLE_CHANGES and fresh.get(key) != now.get(key)]
+    if fresh is not None:
+        new, now = fresh.to_dict(), recipe.to_dict()
+        changed = [f"{key}: {now.get(key)} -> {new.get(key)}" for key in sorted(set(new) | set(now))
+                   if key not in RESUMABLE_CHANGES and new.get(key) != now.get(key)]
     else:
         asked = {"--model/--config": (args.model or args.config, recipe.model),
                  "--genome": (args.genome, recipe.data.genome), "--bed": (args.bed, recipe.data.bed),
@@ -113,9 +114,10 @@ def run(args: argparse.Namespace) -> int:
         recipe = _fresh_recipe(args)
     else:
         recipe = load_recipe(saved)
-        _refuse_changes(args, recipe, saved)
+        fresh = _fresh_recipe(args) if args.recipe else None
+        _refuse_changes(args, recipe, saved, fresh)
         # --max-steps stopped one invocation early; a resumed one goes on to the recipe's end
-        recipe.max_steps = _fresh_recipe(args).max_steps if args.recipe else recipe.schedule_steps
+        recipe.max_steps = fresh.max_steps if fresh is not None else recipe.schedule_steps
     if args.max_steps is not None:
         recipe.max_steps = args.max_steps
     if args.cuda_graphs:

@@ -210,11 +210,17 @@ class SequenceClassificationMixin(TaskMixin):
         return classification_loss(logits, labels, self.config)
 
 
+def is_causal_lm(model: nn.Module) -> bool:
+    """Whether ``model``'s output is a next-token distribution: a causal LM head on a model that reads left to
+    right (not Caduceus' bidirectional one)."""
+    return isinstance(model, CausalLMMixin) and not getattr(model.config, "bidirectional", False)
+
+
 def require_causal_lm(model: nn.Module, caller: str) -> None:
     """Refuse a model whose output is not a next-token distribution (a base model's hidden states, a
     classifier's scores, a masked or bidirectional LM's logits), naming ``caller``; their numbers would
     come out without meaning."""
-    if isinstance(model, CausalLMMixin) and not getattr(model.config, "bidirectional", False):
+    if is_causal_lm(model):
         return
     from ..errors import ConfigError
 

@@ -124,14 +124,13 @@ def plan_windows(variant: Variant, reference: Reference, window: int, vcf: str |
 def scoring_method(model: torch.nn.Module, method: str | None = None) -> str:
     """The method for ``model``: ``method`` if the model supports it, else by its head (``causal`` for
     next-token models, ``masked`` for masked LMs). Any model with hidden states supports ``embedding``."""
-    from ..models.tasks import CausalLMMixin, MaskedLMMixin
+    from ..models.tasks import MaskedLMMixin, is_causal_lm
 
     if method is not None and method not in METHODS:
         raise ConfigError(f"unknown scoring method {method!r}; choose one of {METHODS}")
     if method == "embedding":
         return method
-    own = ("masked" if isinstance(model, MaskedLMMixin) else
-           "causal" if isinstance(model, CausalLMMixin) and not getattr(model.config, "bidirectional", False) else None)
+    own = "masked" if isinstance(model, MaskedLMMixin) else "causal" if is_causal_lm(model) else None
     if own is None or method not in (None, own):
         raise ConfigError(f"the {method or 'likelihood'} method needs a {method or 'causal or masked'} language model; "
                           f"{type(model).__name__} is {'a ' + own + ' one' if own else 'neither'} (the embedding "
@@ -215,12 +214,9 @@ def _changed_settings(before: str, now: str) -> list[str]:
     return changed
 
 
-def _rows_done(partial: Path, header: str) -> int | None:
-    """Data rows of an interrupted run's partial file, or None when it was made with other settings."""
-    with open(partial) as fh:
-        text = fh.read()
-    if _changed_settings(text, header):
-        return None
+def _keep_complete_rows(partial: Path, text: str, header: str) -> int:
+    """Rewrite an interrupted run's partial file (its ``text``) under ``header`` with its complete data rows;
+    returns how many there are."""
     lines = text.split("\n")[2:]
     complete = lines[:-1]  # a last line without its newline was cut mid-write: it is written again
     with open(partial, "w") as fh:
@@ -301,15 +297,15 @@ def _resumable_rows(partial: Path, header: str, resume: bool, overwrite: bool) -
             return 0
         raise InputFormatError(f"{partial} holds rows of an interrupted run: pass --resume to continue it, or "
                                "--overwrite to start again without them")
-    done = _rows_done(partial, header)
-    if done is not None:
-        return done
+    text = partial.read_text()
+    changed = _changed_settings(text, header)
+    if not changed:
+        return _keep_complete_rows(partial, text, header)
     if overwrite:
         log.warning("discarding %s: it was made with other settings (--overwrite)", partial)
         return 0
-    changed = "; ".join(_changed_settings(partial.read_text(), header))
-    raise InputFormatError(f"{partial}: the interrupted run used other settings ({changed}); run the same command "
-                           "as before with --resume, or pass --overwrite to start again without its rows")
+    raise InputFormatError(f"{partial}: the interrupted run used other settings ({'; '.join(changed)}); run the "
+                           "same command as before with --resume, or pass --overwrite to start again without its rows")
 
 
 def _skip(variants: Iterable[Variant], done: int, counts: dict[str, int], bar) -> Iterator[Variant]:
