@@ -167,6 +167,49 @@ def test_every_allele_gets_a_row_with_its_status(tmp_path, model):
     assert counts == {"scored": 1, "symbolic": 2, "ref_mismatch": 1, "too_long": 1}
 
 
+def test_alt_alleles_with_ambiguity_codes_are_symbolic_not_scored(tmp_path, model):
+    """An ALT written with N or another IUPAC code (any case, alone or among bases) names no one allele: it gets
+    the status ``symbolic`` under every method, beside its record's concrete alleles, which are scored."""
+    genome = read_fasta(RCRS)["MT_human"].upper()
+    other = lambda base: "C" if base != "C" else "G"  # noqa: E731
+    records = [("MT", 100, genome[99], "N"), ("MT", 110, genome[109], "n"), ("MT", 120, genome[119], "R"),
+               ("MT", 130, genome[129], "y," + other(genome[129]).lower()), ("MT", 140, genome[139], "AKT"),
+               ("MT", 150, genome[149:151], "NN")]
+    vcf = write_vcf(tmp_path / "iupac.vcf", records, compress=False)
+    assert [v.sequence_allele for v in read_vcf(vcf)] == [False, False, False, False, True, False, False]
+    reference = Reference(RCRS, {"MT": "MT_human"})
+    expected = [("100", "N", "symbolic"), ("110", "N", "symbolic"), ("120", "R", "symbolic"),
+                ("130", "Y", "symbolic"), ("130", other(genome[129]), "scored"), ("140", "AKT", "symbolic"),
+                ("150", "NN", "symbolic")]
+    for method, m in [("causal", model), ("embedding", model),
+                      ("masked", build("caduceus-ph-1k-d118", task="masked-lm").eval())]:
+        counts = score_variants(m, read_vcf(vcf), reference, tmp_path / f"{method}.tsv", vcf=vcf, window=64,
+                                quiet=True, method=method)
+        rows = read_tsv(tmp_path / f"{method}.tsv")
+        assert [(r["pos"], r["alt"], r["status"]) for r in rows] == expected, method
+        assert counts == {"symbolic": 6, "scored": 1}
+        assert all(r["llr"] == r["embedding_distance"] == "" for r in rows if r["status"] == "symbolic")
+
+
+def test_an_ambiguity_code_in_ref_must_be_the_references_own(tmp_path, model):
+    """REF with an IUPAC code (outside the VCF specification) is scored where the reference has that code, and
+    is a REF mismatch elsewhere: a ``ref_mismatch`` row with ``skip``, else an error that names the codes."""
+    fasta = tmp_path / "g.fa"
+    fasta.write_text(">MT\n" + "ACGTTGCA" * 4 + "M" + "ACGTTGCA" * 4 + "\n")  # position 33 is M (A or C)
+    vcf = write_vcf(tmp_path / "ref.vcf", [("MT", 33, "m", "A"), ("MT", 10, "R", "A"), ("MT", 11, "Y", "A")],
+                    compress=False)
+    reference = Reference(fasta)
+    counts = score_variants(model, read_vcf(vcf), reference, tmp_path / "s.tsv", vcf=vcf, window=16,
+                            on_ref_mismatch="skip", quiet=True)
+    rows = read_tsv(tmp_path / "s.tsv")
+    assert [(r["pos"], r["ref"], r["status"]) for r in rows] == [("33", "M", "scored"), ("10", "R", "ref_mismatch"),
+                                                                 ("11", "Y", "ref_mismatch")]
+    assert counts == {"scored": 1, "ref_mismatch": 2} and math.isfinite(float(rows[0]["llr"]))
+    with pytest.raises(InputFormatError, match=r"ref.vcf:5: REF R does not match the reference at MT:10 \(C\).*"
+                                               r"REF holds IUPAC ambiguity codes \(R\)"):
+        score_variants(model, read_vcf(vcf), reference, tmp_path / "e.tsv", vcf=vcf, window=16, quiet=True)
+
+
 def test_ref_mismatch_stops_with_the_line_and_keeps_the_rows_before(tmp_path, model):
     genome = read_fasta(RCRS)["MT_human"].upper()
     records = [("MT", 50, genome[49], "C" if genome[49] != "C" else "G"), ("MT", 60, "T" if genome[59] != "T" else "C", "A")]

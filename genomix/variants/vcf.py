@@ -1,9 +1,13 @@
 """Streaming VCF reader (plain, gzip or bgzip): one :class:`Variant` per (record, ALT allele).
 
 Only the eight fixed columns are read; samples and INFO are ignored. A multi-allelic record yields one
-variant per ALT allele, each remembering its record's line. Alleles that are not sequences (symbolic
-``<DEL>``, breakends, the ``*`` overlapping deletion, a missing ``.``) are still yielded, marked
-``sequence_allele = False``, so that callers can report them instead of dropping them silently.
+variant per ALT allele, each remembering its record's line. Alleles that are not concrete sequences of A, C, G
+and T (symbolic ``<DEL>``, breakends, the ``*`` overlapping deletion, a missing ``.``, and bases written with
+``N`` or other IUPAC ambiguity codes such as ``R`` or ``Y``, which stand for a choice of bases rather than one)
+are still yielded, marked ``sequence_allele = False``, so that callers can report them instead of dropping them
+silently or scoring a guess. REF may hold ambiguity codes: some reference FASTAs carry a few, and VCFs called
+against them copy them into REF; scoring checks REF against its reference (:mod:`.score`). Bases and ambiguity
+codes are upper-cased; symbolic alleles keep their spelling.
 Malformed lines raise :class:`~genomix.errors.InputFormatError` naming file and line.
 
 With ``regions``, a bgzip-compressed VCF with a ``.tbi`` or ``.csi`` index is read only where the regions
@@ -32,8 +36,8 @@ from .tabix import BgzfReader, Region, TabixIndex, find_index, indexed_records, 
 
 GZIP_MAGIC = b"\x1f\x8b"
 FIXED_COLUMNS = ("#CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO")
-_SEQUENCE = re.compile(r"[ACGTNacgtn]+")
-_IUPAC_REF = re.compile(r"[ACGTNRYSWKMBDHVacgtnryswkmbdhv]+")
+_CONCRETE = re.compile(r"[ACGTacgt]+")
+_IUPAC = re.compile(r"[ACGTNRYSWKMBDHVacgtnryswkmbdhv]+")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,8 +54,9 @@ class Variant:
 
     @property
     def sequence_allele(self) -> bool:
-        """Whether ALT is a plain sequence (scorable), not a symbolic allele, breakend, ``*`` or ``.``."""
-        return bool(_SEQUENCE.fullmatch(self.alt))
+        """Whether ALT is a concrete sequence of A, C, G and T (scorable): not a symbolic allele, breakend, ``*``
+        or ``.``, nor bases with N or other ambiguity codes, which name no one allele to score."""
+        return bool(_CONCRETE.fullmatch(self.alt))
 
     def location(self, source: str | Path) -> str:
         """Where the record is, for messages: ``file:line``, or ``file (chrom:pos)`` without a line."""
@@ -149,12 +154,12 @@ def _record(where: str, number: int, fields: list[str]) -> Iterator[Variant]:
         raise InputFormatError(f"{where}: POS {position} must be >= 1 (VCF positions are 1-based)")
     if not chrom:
         raise InputFormatError(f"{where}: empty CHROM")
-    if not _IUPAC_REF.fullmatch(ref):
+    if not _IUPAC.fullmatch(ref):
         raise InputFormatError(f"{where}: REF {ref!r} is not a DNA sequence")
     for alt in alts.split(","):
         if not alt:
             raise InputFormatError(f"{where}: empty allele in ALT {alts!r}")
-        yield Variant(chrom, position, vid, ref.upper(), alt.upper() if _SEQUENCE.fullmatch(alt) else alt, number)
+        yield Variant(chrom, position, vid, ref.upper(), alt.upper() if _IUPAC.fullmatch(alt) else alt, number)
 
 
 __all__ = ["Region", "Variant", "read_vcf"]
