@@ -8,6 +8,9 @@ are still yielded, marked ``sequence_allele = False``, so that callers can repor
 silently or scoring a guess. REF may hold ambiguity codes: some reference FASTAs carry a few, and VCFs called
 against them copy them into REF; scoring checks REF against its reference (:mod:`.score`). Bases and ambiguity
 codes are upper-cased; symbolic alleles keep their spelling.
+
+A text VCF must name its columns in the ``#CHROM`` header line, after the ``##`` meta lines and before the
+first record; a file without it is refused (:class:`HeaderCheck`, which ``genomix index-vcf`` applies too).
 Malformed lines raise :class:`~genomix.errors.InputFormatError` naming file and line.
 
 With ``regions``, a bgzip-compressed VCF with a ``.tbi`` or ``.csi`` index is read only where the regions
@@ -95,31 +98,54 @@ def read_vcf(path: str | Path, regions: Sequence[Region] | None = None) -> Itera
         yield from _record(f"{path}:{number}", number, fields)
 
 
+class HeaderCheck:
+    """The header rule of text VCFs, applied line by line: the ``#CHROM`` line, with VCF's eight fixed columns
+    first, comes before the first record. Shared by the reader and ``genomix index-vcf``, so that a file one of
+    them refuses is refused by the other with the same message."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path, self.seen = path, False
+
+    def is_record(self, number: int, line: str) -> bool:
+        """Whether line ``number`` (without its line end) is a record, not a meta, header or blank line; raises
+        :class:`InputFormatError` for a malformed header line or a record before the header line."""
+        if line.startswith("##") or not line.strip():
+            return False
+        if line.startswith("#"):
+            if tuple(line.split("\t")[:8]) != FIXED_COLUMNS:
+                raise InputFormatError(f"{self.path}:{number}: the header line must start with the columns "
+                                       f"{' '.join(FIXED_COLUMNS)} (tab-separated), found {line[:80]!r}")
+            self.seen = True
+            return False
+        if not self.seen:
+            raise self._missing(f"{self.path}:{number}: the #CHROM header line is missing before this record")
+        return True
+
+    def finish(self) -> None:
+        """Raise :class:`InputFormatError` if the whole file went by without its header line."""
+        if not self.seen:
+            raise self._missing(f"{self.path}: the #CHROM header line is missing")
+
+    @staticmethod
+    def _missing(what: str) -> InputFormatError:
+        return InputFormatError(f"{what}; a VCF names its columns ({' '.join(FIXED_COLUMNS)}, tab-separated) in "
+                                "that line, after its ## meta lines and before its records. Is this a VCF?")
+
+
 def _text_records(path: Path) -> Iterator[tuple[int, list[str]]]:
     """``(line number, fields)`` of each record of a text VCF, after checking its header."""
-    header_seen = False
+    header = HeaderCheck(path)
     with _open_text(path) as text:
         try:
             for number, line in enumerate(text, start=1):
                 line = line.rstrip("\n")
-                if line.startswith("##") or not line.strip():
-                    continue
-                fields = line.split("\t")
-                if line.startswith("#"):
-                    if tuple(fields[:8]) != FIXED_COLUMNS:
-                        raise InputFormatError(f"{path}:{number}: the header line must start with the columns "
-                                               f"{' '.join(FIXED_COLUMNS)} (tab-separated), found {line[:80]!r}")
-                    header_seen = True
-                    continue
-                if not header_seen:
-                    raise InputFormatError(f"{path}:{number}: a record before the #CHROM header line; is this a VCF?")
-                yield number, fields
+                if header.is_record(number, line):
+                    yield number, line.split("\t")
         except UnicodeDecodeError as exc:
             raise InputFormatError(f"{path}: not ASCII text ({exc.reason} at byte {exc.start}); is this a VCF?") from None
         except (OSError, EOFError, gzip.BadGzipFile) as exc:
             raise InputFormatError(f"{path}: unreadable compressed data ({exc}); the file may be truncated") from None
-    if not header_seen:
-        raise InputFormatError(f"{path}: no #CHROM header line; is this a VCF?")
+    header.finish()
 
 
 def _read_regions(path: Path, regions: Sequence[Region]) -> Iterator[Variant]:
@@ -162,4 +188,4 @@ def _record(where: str, number: int, fields: list[str]) -> Iterator[Variant]:
         yield Variant(chrom, position, vid, ref.upper(), alt.upper() if _IUPAC.fullmatch(alt) else alt, number)
 
 
-__all__ = ["Region", "Variant", "read_vcf"]
+__all__ = ["HeaderCheck", "Region", "Variant", "read_vcf"]
