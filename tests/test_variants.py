@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 import struct
 import zlib
 from pathlib import Path
@@ -18,7 +19,7 @@ from genomix.genome import read_fasta
 from genomix.models.registry import build
 from genomix.models.scoring import token_log_likelihoods
 from genomix.tokenizer import encode
-from genomix.variants import COLUMNS, Reference, read_vcf, score_variants
+from genomix.variants import COLUMNS, Reference, Region, read_vcf, score_variants
 from genomix.variants import score as score_module
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -167,6 +168,49 @@ def test_every_allele_gets_a_row_with_its_status(tmp_path, model):
     assert counts == {"scored": 1, "symbolic": 2, "ref_mismatch": 1, "too_long": 1}
 
 
+def test_alt_alleles_with_ambiguity_codes_are_symbolic_not_scored(tmp_path, model):
+    """An ALT written with N or another IUPAC code (any case, alone or among bases) names no one allele: it gets
+    the status ``symbolic`` under every method, beside its record's concrete alleles, which are scored."""
+    genome = read_fasta(RCRS)["MT_human"].upper()
+    other = lambda base: "C" if base != "C" else "G"  # noqa: E731
+    records = [("MT", 100, genome[99], "N"), ("MT", 110, genome[109], "n"), ("MT", 120, genome[119], "R"),
+               ("MT", 130, genome[129], "y," + other(genome[129]).lower()), ("MT", 140, genome[139], "AKT"),
+               ("MT", 150, genome[149:151], "NN")]
+    vcf = write_vcf(tmp_path / "iupac.vcf", records, compress=False)
+    assert [v.sequence_allele for v in read_vcf(vcf)] == [False, False, False, False, True, False, False]
+    reference = Reference(RCRS, {"MT": "MT_human"})
+    expected = [("100", "N", "symbolic"), ("110", "N", "symbolic"), ("120", "R", "symbolic"),
+                ("130", "Y", "symbolic"), ("130", other(genome[129]), "scored"), ("140", "AKT", "symbolic"),
+                ("150", "NN", "symbolic")]
+    for method, m in [("causal", model), ("embedding", model),
+                      ("masked", build("caduceus-ph-1k-d118", task="masked-lm").eval())]:
+        counts = score_variants(m, read_vcf(vcf), reference, tmp_path / f"{method}.tsv", vcf=vcf, window=64,
+                                quiet=True, method=method)
+        rows = read_tsv(tmp_path / f"{method}.tsv")
+        assert [(r["pos"], r["alt"], r["status"]) for r in rows] == expected, method
+        assert counts == {"symbolic": 6, "scored": 1}
+        assert all(r["llr"] == r["embedding_distance"] == "" for r in rows if r["status"] == "symbolic")
+
+
+def test_an_ambiguity_code_in_ref_must_be_the_references_own(tmp_path, model):
+    """REF with an IUPAC code (outside the VCF specification) is scored where the reference has that code, and
+    is a REF mismatch elsewhere: a ``ref_mismatch`` row with ``skip``, else an error that names the codes."""
+    fasta = tmp_path / "g.fa"
+    fasta.write_text(">MT\n" + "ACGTTGCA" * 4 + "M" + "ACGTTGCA" * 4 + "\n")  # position 33 is M (A or C)
+    vcf = write_vcf(tmp_path / "ref.vcf", [("MT", 33, "m", "A"), ("MT", 10, "R", "A"), ("MT", 11, "Y", "A")],
+                    compress=False)
+    reference = Reference(fasta)
+    counts = score_variants(model, read_vcf(vcf), reference, tmp_path / "s.tsv", vcf=vcf, window=16,
+                            on_ref_mismatch="skip", quiet=True)
+    rows = read_tsv(tmp_path / "s.tsv")
+    assert [(r["pos"], r["ref"], r["status"]) for r in rows] == [("33", "M", "scored"), ("10", "R", "ref_mismatch"),
+                                                                 ("11", "Y", "ref_mismatch")]
+    assert counts == {"scored": 1, "ref_mismatch": 2} and math.isfinite(float(rows[0]["llr"]))
+    with pytest.raises(InputFormatError, match=r"ref.vcf:5: REF R does not match the reference at MT:10 \(C\).*"
+                                               r"REF holds IUPAC ambiguity codes \(R\)"):
+        score_variants(model, read_vcf(vcf), reference, tmp_path / "e.tsv", vcf=vcf, window=16, quiet=True)
+
+
 def test_ref_mismatch_stops_with_the_line_and_keeps_the_rows_before(tmp_path, model):
     genome = read_fasta(RCRS)["MT_human"].upper()
     records = [("MT", 50, genome[49], "C" if genome[49] != "C" else "G"), ("MT", 60, "T" if genome[59] != "T" else "C", "A")]
@@ -269,7 +313,7 @@ def test_bad_inputs_get_clear_errors(tmp_path, model):
         list(read_vcf(bad_pos))
     no_header = tmp_path / "no_header.vcf"
     no_header.write_text("MT\t10\t.\tA\tG\t.\t.\t.\n")
-    with pytest.raises(InputFormatError, match="before the #CHROM header"):
+    with pytest.raises(InputFormatError, match="no_header.vcf:1: the #CHROM header line is missing"):
         list(read_vcf(no_header))
     truncated = tmp_path / "cut.vcf.gz"
     whole = bgzf(b"#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n" + b"MT\t10\t.\tA\tG\t.\t.\t.\n" * 5000)
@@ -280,6 +324,57 @@ def test_bad_inputs_get_clear_errors(tmp_path, model):
         Reference(RCRS).resolve("MT")
     with pytest.raises(ConfigError, match="causal or masked language model"):
         score_variants(build("caduceus-ph-1k-d118", task="classification"), [], Reference(RCRS), tmp_path / "x.tsv")
+
+
+@pytest.mark.parametrize("text, where", [
+    ("##fileformat=VCFv4.2\n##contig=<ID=MT>\nMT\t10\t.\tA\tG\t.\t.\t.\n", ":3"),
+    ("MT\t10\t.\tA\tG\t.\t.\t.\n", ":1"),
+    ("##fileformat=VCFv4.2\n", ""),
+    ("", ""),
+], ids=["meta-then-records", "records-only", "meta-only", "empty"])
+@pytest.mark.parametrize("compress", [False, True], ids=["plain", "bgzip"])
+def test_a_vcf_without_its_chrom_line_is_refused_by_reader_and_indexer_alike(tmp_path, capsys, text, where, compress):
+    """A text VCF must name its columns in the #CHROM line: the reader (score-variants, indexed regions too)
+    and index-vcf (a plain copy or a bgzip file in place) stop with the same message naming the file and the
+    missing line, and index-vcf leaves nothing behind."""
+    from genomix.variants.indexing import index_vcf
+
+    vcf = tmp_path / ("calls.vcf.gz" if compress else "calls.vcf")
+    vcf.write_bytes(bgzf(text.encode()) if compress else text.encode())
+    message = re.escape(f"{vcf}{where}: the #CHROM header line is missing")
+    with pytest.raises(InputFormatError, match=message) as read_error:
+        list(read_vcf(vcf))
+    if compress:
+        with pytest.raises(InputFormatError, match=message):
+            list(read_vcf(vcf, [Region("MT", 0, 100)]))
+    with pytest.raises(InputFormatError, match=message) as index_error:
+        index_vcf(vcf)
+    assert str(index_error.value) == str(read_error.value)
+    assert cli_main(["index-vcf", str(vcf)]) == 2
+    assert "genomix index-vcf: error: " + str(read_error.value) in capsys.readouterr().err
+    assert [p.name for p in tmp_path.iterdir()] == [vcf.name]  # no copy, no index, no temporary file
+
+
+def test_index_vcf_checks_the_chrom_line_as_the_reader_does(tmp_path):
+    """A malformed #CHROM line, or one after the first record, is refused by index-vcf with the reader's
+    message; a proper one may follow meta lines with non-ASCII text, which index-vcf does not decode."""
+    from genomix.variants.indexing import index_vcf
+
+    columns = "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
+    record = "MT\t10\t.\tA\tG\t.\t.\t.\n"
+    for name, text in [("bad.vcf", "#CHROM POS ID REF ALT QUAL FILTER INFO\n" + record),
+                       ("late.vcf", record + columns + record)]:
+        vcf = tmp_path / name
+        vcf.write_text(text)
+        with pytest.raises(InputFormatError) as read_error:
+            list(read_vcf(vcf))
+        with pytest.raises(InputFormatError) as index_error:
+            index_vcf(vcf)
+        assert str(index_error.value) == str(read_error.value) and f"{vcf}:1: " in str(read_error.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.vcf", "late.vcf"]
+    good = tmp_path / "good.vcf"
+    good.write_bytes("##source=café\n".encode() + columns.encode() + record.encode())
+    assert index_vcf(good) == tmp_path / "good.vcf.gz" and (tmp_path / "good.vcf.gz.tbi").is_file()
 
 
 def test_a_named_size_has_the_same_random_weights_every_time():

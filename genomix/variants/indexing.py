@@ -20,7 +20,7 @@ from typing import BinaryIO, Iterable, Iterator
 from ..errors import InputFormatError
 from ..outputs import check_output
 from .tabix import TABIX_DEPTH, TABIX_MIN_SHIFT, BgzfReader, record_span
-from .vcf import is_gzip, open_bytes
+from .vcf import HeaderCheck, is_gzip, open_bytes
 
 BLOCK_DATA = 0xFF00
 _EOF_BLOCK = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
@@ -141,10 +141,14 @@ def _tabix_index(lines: Iterable[tuple[int, int, bytes]], source: Path) -> bytes
     names: list[str] = []
     contigs: list[_ContigBins] = []
     last_pos = 0
+    header = HeaderCheck(source)
     for number, (begin, end_offset, line) in enumerate(lines, start=1):
-        if line.startswith(b"#") or not line.strip():
+        if line.startswith(b"##"):
+            continue  # meta lines are not decoded: their free text may be UTF-8
+        text = line.rstrip(b"\r\n").decode("ascii")
+        if not header.is_record(number, text):
             continue
-        fields = line.rstrip(b"\r\n").decode("ascii").split("\t")
+        fields = text.split("\t")
         if len(fields) < 8 or not fields[1].isdigit():
             raise InputFormatError(f"{source}:{number}: not a VCF record (8+ tab-separated columns, integer POS)")
         start, end = record_span(fields)
@@ -160,6 +164,7 @@ def _tabix_index(lines: Iterable[tuple[int, int, bytes]], source: Path) -> bytes
                                    "sort the VCF (bcftools sort) before indexing")
         last_pos = start
         contigs[-1].add(start, end, begin, end_offset)
+    header.finish()
     names_blob = b"".join(n.encode("ascii") + b"\x00" for n in names)
     parts = [b"TBI\x01", struct.pack("<8i", len(names), 2, 1, 2, 0, ord("#"), 0, len(names_blob)), names_blob]
     parts.extend(c.encode() for c in contigs)
@@ -172,7 +177,8 @@ def _tabix_index(lines: Iterable[tuple[int, int, bytes]], source: Path) -> bytes
 
 def index_vcf(source: str | os.PathLike, out: str | os.PathLike | None = None, overwrite: bool = False) -> Path:
     """Index a VCF whose records are sorted by position within each contig, each contig's records together
-    (as ``bcftools sort`` leaves them); returns the indexed BGZF file, with ``<file>.tbi`` beside it.
+    (as ``bcftools sort`` leaves them); returns the indexed BGZF file, with ``<file>.tbi`` beside it. The file
+    must have the ``#CHROM`` header line that the reader requires (:class:`~.vcf.HeaderCheck`).
 
     A bgzip file is indexed in place when ``out`` is not given. Otherwise ``out`` (default for plain text:
     ``source`` with ``.gz`` added) receives a BGZF copy, replacing an existing file only with ``overwrite``.

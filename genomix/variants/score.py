@@ -20,7 +20,8 @@ ALT sequence less likely.
 
 Every VCF allele gets a row, in file order, with a ``status``: ``scored``; ``ref_mismatch`` (with
 ``on_ref_mismatch="skip"``; the default stops with an error naming the line); ``symbolic`` (``<DEL>``,
-breakends, ``*``, ``.``: not sequences); ``too_long`` (an allele longer than half the window);
+breakends, ``*``, ``.``, and alleles with ``N`` or other IUPAC ambiguity codes such as ``R``: not one concrete
+sequence of A, C, G and T to score); ``too_long`` (an allele longer than half the window);
 ``contig_too_short``; ``too_close_to_end`` (an insertion or deletion with fewer than ``|len(ALT) - len(REF)|``
 reference bases after it, so that windows of equal length cannot both hold their allele); ``indel`` (masked
 method only). The ``ref_log_likelihood`` / ``alt_log_likelihood``
@@ -28,6 +29,13 @@ columns hold the two terms of ``llr``: whole windows for the causal method, the 
 masked one; ``embedding_distance`` is filled by the embedding method. Rows go to a partial file as each
 batch finishes; an interrupted run continues
 from there with ``resume=True``; the output appears under its name only when complete.
+
+REF is checked against the reference letter for letter, ``N`` on either side matching anything. An ambiguity
+code in REF (outside the VCF specification, which allows A, C, G, T and N) is accepted where the reference has
+the same code, as a VCF called against a reference with a few such codes has them: the windows carry it, and
+the model reads it as ``N``, as the tokenizer maps every ambiguity code. Anywhere else it is a REF mismatch
+(a ``ref_mismatch`` row, or the error, which then says that REF holds ambiguity codes): ``R`` is not read as
+"A or G", which would score a base the VCF did not name.
 """
 from __future__ import annotations
 
@@ -78,8 +86,18 @@ class _Row:
 
 
 def _matches(expected: str, found: str) -> bool:
-    """REF against the reference text; N in either is a wildcard (soft-masked case was upper-cased)."""
+    """REF against the reference text; N in either is a wildcard (soft-masked case was upper-cased), other
+    ambiguity codes match only themselves (see the module docstring)."""
     return len(expected) == len(found) and all(a == b or a == "N" or b == "N" for a, b in zip(expected, found))
+
+
+def _mismatch_hint(ref: str) -> str:
+    """Why a REF may not match, for the error: ambiguity codes in it, or else another assembly."""
+    codes = sorted(set(ref) - set("ACGTN"))
+    if codes:
+        return (f"REF holds IUPAC ambiguity codes ({', '.join(codes)}), which must match the reference letter for "
+                "letter; write the reference's bases in REF")
+    return "is it the same assembly?"
 
 
 def plan_windows(variant: Variant, reference: Reference, window: int, vcf: str | Path,
@@ -99,7 +117,8 @@ def plan_windows(variant: Variant, reference: Reference, window: int, vcf: str |
             return _Row(variant, "ref_mismatch")
         raise InputFormatError(
             f"{variant.location(vcf)}: REF {variant.ref} does not match the reference at {contig}:{variant.pos} "
-            f"({found}) in {reference.path}; is it the same assembly? (skip such records with --on-ref-mismatch skip)")
+            f"({found}) in {reference.path}; {_mismatch_hint(variant.ref)} (skip such records with --on-ref-mismatch "
+            "skip)")
     if method == "masked" and n_ref != n_alt:
         return _Row(variant, "indel")
     extra = max(0, n_ref - n_alt)  # reference bases a deletion pulls into the ALT window

@@ -1,9 +1,16 @@
 """Streaming VCF reader (plain, gzip or bgzip): one :class:`Variant` per (record, ALT allele).
 
 Only the eight fixed columns are read; samples and INFO are ignored. A multi-allelic record yields one
-variant per ALT allele, each remembering its record's line. Alleles that are not sequences (symbolic
-``<DEL>``, breakends, the ``*`` overlapping deletion, a missing ``.``) are still yielded, marked
-``sequence_allele = False``, so that callers can report them instead of dropping them silently.
+variant per ALT allele, each remembering its record's line. Alleles that are not concrete sequences of A, C, G
+and T (symbolic ``<DEL>``, breakends, the ``*`` overlapping deletion, a missing ``.``, and bases written with
+``N`` or other IUPAC ambiguity codes such as ``R`` or ``Y``, which stand for a choice of bases rather than one)
+are still yielded, marked ``sequence_allele = False``, so that callers can report them instead of dropping them
+silently or scoring a guess. REF may hold ambiguity codes: some reference FASTAs carry a few, and VCFs called
+against them copy them into REF; scoring checks REF against its reference (:mod:`.score`). Bases and ambiguity
+codes are upper-cased; symbolic alleles keep their spelling.
+
+A text VCF must name its columns in the ``#CHROM`` header line, after the ``##`` meta lines and before the
+first record; a file without it is refused (:class:`HeaderCheck`, which ``genomix index-vcf`` applies too).
 Malformed lines raise :class:`~genomix.errors.InputFormatError` naming file and line.
 
 With ``regions``, a bgzip-compressed VCF with a ``.tbi`` or ``.csi`` index is read only where the regions
@@ -32,8 +39,8 @@ from .tabix import BgzfReader, Region, TabixIndex, find_index, indexed_records, 
 
 GZIP_MAGIC = b"\x1f\x8b"
 FIXED_COLUMNS = ("#CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO")
-_SEQUENCE = re.compile(r"[ACGTNacgtn]+")
-_IUPAC_REF = re.compile(r"[ACGTNRYSWKMBDHVacgtnryswkmbdhv]+")
+_CONCRETE = re.compile(r"[ACGTacgt]+")
+_IUPAC = re.compile(r"[ACGTNRYSWKMBDHVacgtnryswkmbdhv]+")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,8 +57,9 @@ class Variant:
 
     @property
     def sequence_allele(self) -> bool:
-        """Whether ALT is a plain sequence (scorable), not a symbolic allele, breakend, ``*`` or ``.``."""
-        return bool(_SEQUENCE.fullmatch(self.alt))
+        """Whether ALT is a concrete sequence of A, C, G and T (scorable): not a symbolic allele, breakend, ``*``
+        or ``.``, nor bases with N or other ambiguity codes, which name no one allele to score."""
+        return bool(_CONCRETE.fullmatch(self.alt))
 
     def location(self, source: str | Path) -> str:
         """Where the record is, for messages: ``file:line``, or ``file (chrom:pos)`` without a line."""
@@ -90,31 +98,54 @@ def read_vcf(path: str | Path, regions: Sequence[Region] | None = None) -> Itera
         yield from _record(f"{path}:{number}", number, fields)
 
 
+class HeaderCheck:
+    """The header rule of text VCFs, applied line by line: the ``#CHROM`` line, with VCF's eight fixed columns
+    first, comes before the first record. Shared by the reader and ``genomix index-vcf``, so that a file one of
+    them refuses is refused by the other with the same message."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path, self.seen = path, False
+
+    def is_record(self, number: int, line: str) -> bool:
+        """Whether line ``number`` (without its line end) is a record, not a meta, header or blank line; raises
+        :class:`InputFormatError` for a malformed header line or a record before the header line."""
+        if line.startswith("##") or not line.strip():
+            return False
+        if line.startswith("#"):
+            if tuple(line.split("\t")[:8]) != FIXED_COLUMNS:
+                raise InputFormatError(f"{self.path}:{number}: the header line must start with the columns "
+                                       f"{' '.join(FIXED_COLUMNS)} (tab-separated), found {line[:80]!r}")
+            self.seen = True
+            return False
+        if not self.seen:
+            raise self._missing(f"{self.path}:{number}: the #CHROM header line is missing before this record")
+        return True
+
+    def finish(self) -> None:
+        """Raise :class:`InputFormatError` if the whole file went by without its header line."""
+        if not self.seen:
+            raise self._missing(f"{self.path}: the #CHROM header line is missing")
+
+    @staticmethod
+    def _missing(what: str) -> InputFormatError:
+        return InputFormatError(f"{what}; a VCF names its columns ({' '.join(FIXED_COLUMNS)}, tab-separated) in "
+                                "that line, after its ## meta lines and before its records. Is this a VCF?")
+
+
 def _text_records(path: Path) -> Iterator[tuple[int, list[str]]]:
     """``(line number, fields)`` of each record of a text VCF, after checking its header."""
-    header_seen = False
+    header = HeaderCheck(path)
     with _open_text(path) as text:
         try:
             for number, line in enumerate(text, start=1):
                 line = line.rstrip("\n")
-                if line.startswith("##") or not line.strip():
-                    continue
-                fields = line.split("\t")
-                if line.startswith("#"):
-                    if tuple(fields[:8]) != FIXED_COLUMNS:
-                        raise InputFormatError(f"{path}:{number}: the header line must start with the columns "
-                                               f"{' '.join(FIXED_COLUMNS)} (tab-separated), found {line[:80]!r}")
-                    header_seen = True
-                    continue
-                if not header_seen:
-                    raise InputFormatError(f"{path}:{number}: a record before the #CHROM header line; is this a VCF?")
-                yield number, fields
+                if header.is_record(number, line):
+                    yield number, line.split("\t")
         except UnicodeDecodeError as exc:
             raise InputFormatError(f"{path}: not ASCII text ({exc.reason} at byte {exc.start}); is this a VCF?") from None
         except (OSError, EOFError, gzip.BadGzipFile) as exc:
             raise InputFormatError(f"{path}: unreadable compressed data ({exc}); the file may be truncated") from None
-    if not header_seen:
-        raise InputFormatError(f"{path}: no #CHROM header line; is this a VCF?")
+    header.finish()
 
 
 def _read_regions(path: Path, regions: Sequence[Region]) -> Iterator[Variant]:
@@ -149,12 +180,12 @@ def _record(where: str, number: int, fields: list[str]) -> Iterator[Variant]:
         raise InputFormatError(f"{where}: POS {position} must be >= 1 (VCF positions are 1-based)")
     if not chrom:
         raise InputFormatError(f"{where}: empty CHROM")
-    if not _IUPAC_REF.fullmatch(ref):
+    if not _IUPAC.fullmatch(ref):
         raise InputFormatError(f"{where}: REF {ref!r} is not a DNA sequence")
     for alt in alts.split(","):
         if not alt:
             raise InputFormatError(f"{where}: empty allele in ALT {alts!r}")
-        yield Variant(chrom, position, vid, ref.upper(), alt.upper() if _SEQUENCE.fullmatch(alt) else alt, number)
+        yield Variant(chrom, position, vid, ref.upper(), alt.upper() if _IUPAC.fullmatch(alt) else alt, number)
 
 
-__all__ = ["Region", "Variant", "read_vcf"]
+__all__ = ["HeaderCheck", "Region", "Variant", "read_vcf"]
