@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 from transformers import PreTrainedTokenizer
@@ -91,7 +91,9 @@ def encode(seq: str | bytes | bytearray | np.ndarray, dtype: np.dtype | type = n
 
 
 def decode(ids: Iterable[int] | np.ndarray, skip_special_tokens: bool = True) -> str:
-    """Map ids back to an upper-case string; special tokens are dropped (or rendered by name)."""
+    """Map ids back to an upper-case string; special tokens (ids below ``A``, ``[RESERVED]`` included) are
+    dropped, or with ``skip_special_tokens=False`` written by name where they stand (``"[CLS]AC[SEP]"``, as
+    ``transformers``' character tokenizers write them)."""
     arr = np.asarray(ids, dtype=np.int64).ravel()
     if arr.size and (arr.min() < 0 or arr.max() >= VOCAB_SIZE):  # e.g. an argmax over padded-vocabulary logits
         raise TokenizationError(f"token ids must lie in [0, {VOCAB_SIZE}); got {int(arr.min())}..{int(arr.max())}")
@@ -144,7 +146,8 @@ class Tokenizer(PreTrainedTokenizer):
     """HyenaDNA-compatible character tokenizer as a ``transformers`` tokenizer.
 
     ``tok("ACGTN")["input_ids"]`` gives ``[7, 8, 9, 10, 11, 1]`` (a ``[SEP]`` is appended, as HyenaDNA's
-    tokenizer does). For long sequences and genome arrays prefer :meth:`encode_dna`, which is vectorised.
+    tokenizer does) and ``tok.decode`` of them ``"ACGTN[SEP]"``, or ``"ACGTN"`` with ``skip_special_tokens=True``.
+    For long sequences and genome arrays prefer :meth:`encode_dna` / :meth:`decode_dna`, which are vectorised.
     """
 
     vocab_files_names: dict[str, str] = {}
@@ -188,7 +191,18 @@ class Tokenizer(PreTrainedTokenizer):
         return list(VOCAB)[index] if 0 <= index < VOCAB_SIZE else "[UNK]"
 
     def convert_tokens_to_string(self, tokens: list[str]) -> str:
-        return "".join(t for t in tokens if t in BASES)
+        """The tokens side by side, special ones by name (``["A", "[SEP]"]`` -> ``"A[SEP]"``): what
+        ``decode(ids, skip_special_tokens=False)`` gives for their ids."""
+        return "".join(tokens)
+
+    def _decode(self, token_ids: int | list[int], skip_special_tokens: bool = False, **kwargs: Any) -> str:
+        """What ``decode`` / ``batch_decode`` give for one sequence: the tokens side by side, with
+        ``skip_special_tokens`` without every special one (``[RESERVED]`` too, as in :func:`decode`, which
+        ``transformers``' own skip by id would keep). An id past the vocabulary, a padded-logits column that
+        ``transformers``' fill-mask pipeline decodes, is ``[UNK]`` as in ``transformers`` (:func:`decode` refuses
+        it). The spacing options (``clean_up_tokenization_spaces``, ...) change nothing: bases have no spaces."""
+        tokens = self.convert_ids_to_tokens([token_ids] if isinstance(token_ids, int) else token_ids)
+        return self.convert_tokens_to_string([t for t in tokens if not (skip_special_tokens and t in SPECIAL_TOKENS)])
 
     def build_inputs_with_special_tokens(
         self, token_ids_0: list[int], token_ids_1: list[int] | None = None

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import genomix
+from genomix.errors import ConfigError
 from genomix.models import build
 from genomix.models.caduceus import CaduceusConfig, CaduceusForMaskedLM, CaduceusForSequenceClassification, rc_logits
 
@@ -147,3 +148,25 @@ def test_a_three_class_head_reloads_as_three_classes(tmp_path, name):
     assert loaded.config.num_labels == 3
     with torch.no_grad():
         torch.testing.assert_close(loaded(ids).logits, model(ids).logits)
+
+
+def test_an_unknown_pooling_fails_as_the_classifier_is_built(tmp_path):
+    """Caduceus' classifier pools in its own code, so a pooling set on a built config (from_pretrained's overrides)
+    passed construction and failed only at the first forward; it now fails as the model is built, in every path,
+    listing the modes there are."""
+    from transformers import AutoModelForSequenceClassification
+
+    listed = r"unknown pooling 'maxx'; choose one of mean, last, first"
+    with pytest.raises(ConfigError, match=listed):
+        CaduceusConfig(d_model=16, n_layer=2, d_state=4, pooling="maxx")
+    with pytest.raises(ConfigError, match=listed):
+        build("caduceus-ps-1k-d118", task="classification", pooling="maxx")
+    config = CaduceusConfig(d_model=16, n_layer=2, d_state=4)
+    config.pooling = "maxx"
+    with pytest.raises(ConfigError, match=listed):
+        CaduceusForSequenceClassification(config)
+    build("caduceus-ph-1k-d118", task="masked-lm").save_pretrained(tmp_path / "m")
+    with pytest.raises(ConfigError, match=listed):
+        genomix.from_pretrained(tmp_path / "m", task="classification", pooling="maxx")
+    with pytest.raises(ConfigError, match=listed):
+        AutoModelForSequenceClassification.from_pretrained(tmp_path / "m", pooling="maxx")

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from genomix.errors import InputFormatError, RangeError
-from genomix.models import build
+from genomix.models import build, get_family, load_config
 
 FAMILIES = ["hyenadna-tiny-1k", "mamba-tiny-1k", "caduceus-ps-1k-d118", "m2-tiny-1k", "transformer-tiny-1k"]
 
@@ -53,3 +53,29 @@ def test_from_pretrained_takes_a_dtype(shared_dir):
     model = genomix.from_pretrained(shared_dir / "fixtures" / "mamba-lm", dtype=torch.bfloat16)
     assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
     assert model(torch.randint(7, 11, (1, 20))).logits.shape == (1, 20, model.config.padded_vocab_size)
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_forward_refuses_keyword_arguments_it_would_ignore(name):
+    """A misspelt or unsupported keyword argument was swallowed by ``**kwargs`` and the call ran as if it had not
+    been given (``atention_mask=`` ran unmasked); every family's models and heads now name it and the class."""
+    torch.manual_seed(0)
+    ids = torch.randint(7, 11, (2, 16))
+    mask = torch.ones_like(ids)
+    for task in get_family(load_config(name).model_type).models:
+        model = build(name, task=task).eval()
+        cls = type(model).__name__
+        with torch.no_grad():
+            typo = rf"{cls}\.forward\(\) .*'atention_mask' \(did you mean 'attention_mask'\?\)"
+            with pytest.raises(TypeError, match=typo):
+                model(ids, atention_mask=mask)
+            with pytest.raises(TypeError, match=rf"{cls}\.forward\(\) .*'inputs_embeds', 'position_ids'; it takes"):
+                model(ids, inputs_embeds=mask, position_ids=mask)
+            with pytest.raises(TypeError, match="'output_attentions'"):  # asks for what no model returns
+                model(ids, output_attentions=True)
+            # what code written for other transformers models passes to switch features off is accepted
+            model(ids, attention_mask=mask, output_hidden_states=False, return_dict=True, output_attentions=False,
+                  use_cache=None)
+            if task == "base":
+                with pytest.raises(TypeError, match=rf"{cls}\.forward\(\) .*'labels'"):  # a base model has no loss
+                    model(ids, labels=ids)

@@ -10,9 +10,15 @@ import torch
 from genomix.errors import GenomixError, TokenizationError
 from genomix.tokenizer import (
     A_ID,
+    BOS_ID,
+    CLS_ID,
+    MASK_ID,
     N_ID,
     PAD_ID,
+    RESERVED_ID,
+    SEP_ID,
     T_ID,
+    UNK_ID,
     VOCAB,
     Tokenizer,
     decode,
@@ -116,3 +122,20 @@ def test_ids_past_the_vocabulary_lists_and_unknown_tokens():
         decode([7, 13])
     assert reverse_complement([7, 8, 10]).tolist() == [7, 9, 10]
     assert Tokenizer().convert_tokens_to_ids(["X", "A"]) == [Tokenizer().unk_token_id, 7]
+
+
+def test_decode_keeps_every_special_token_unless_told_to_skip_them():
+    """``Tokenizer.decode(ids, skip_special_tokens=False)`` dropped [SEP] and every other special token; it now
+    writes each by name where it stands, as transformers' character tokenizers do, and agrees with :func:`decode`."""
+    tok = Tokenizer()
+    ids = [CLS_ID, 7, MASK_ID, 8, UNK_ID, 9, PAD_ID, RESERVED_ID, BOS_ID, 10, SEP_ID]
+    written = "[CLS]A[MASK]C[UNK]G[PAD][RESERVED][BOS]T[SEP]"
+    assert tok.decode(ids, skip_special_tokens=False) == tok.decode(ids) == written
+    assert decode(ids, skip_special_tokens=False) == written
+    assert tok.convert_tokens_to_string(tok.convert_ids_to_tokens(ids)) == written
+    assert tok.decode(ids, skip_special_tokens=True) == decode(ids) == "ACGT"
+    encoded = tok(["ACG", "T"], padding=True, return_tensors="pt")["input_ids"]
+    assert tok.batch_decode(encoded) == ["ACG[SEP]", "[PAD][PAD]T[SEP]"]
+    assert tok.batch_decode(encoded, skip_special_tokens=True) == ["ACG", "T"]
+    # a padded-logits column (transformers' fill-mask pipeline decodes its top-k): [UNK], as transformers writes it
+    assert tok.decode([7, 13]) == "A[UNK]" and tok.decode(13, skip_special_tokens=True) == ""

@@ -15,8 +15,10 @@ its blocks with optional activation checkpointing. The task heads on top are in 
 """
 from __future__ import annotations
 
+import difflib
+import inspect
 from functools import partial
-from typing import Any, Callable, ClassVar, Sequence
+from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -49,6 +51,36 @@ def check_input_ids(input_ids: torch.Tensor, config: PretrainedConfig) -> None:
     if low < 0 or high >= config.vocab_size:
         raise InputFormatError(f"token ids must lie in [0, {config.vocab_size}); got {low}..{high}. Encode sequences "
                                "with genomix.Tokenizer / genomix.tokenizer.encode")
+
+
+NO_OP_FORWARD_KWARGS = ("output_attentions", "use_cache")
+
+
+def _with_suggestion(name: str, accepted: Sequence[str]) -> str:
+    """``'name'``, with the closest accepted name when one is close (what a typo most likely meant)."""
+    # 0.75: attn_mask gets attention_mask, inputs_embeds does not get input_ids
+    close = difflib.get_close_matches(name, accepted, n=1, cutoff=0.75)
+    return f"{name!r} (did you mean {close[0]!r}?)" if close else repr(name)
+
+
+def check_forward_kwargs(model: nn.Module, kwargs: Mapping[str, Any]) -> None:
+    """Refuse keyword arguments ``model.forward`` does not read, naming them and the model's class: a typo
+    (``atention_mask=``) or an option the family lacks (``inputs_embeds=``) would otherwise be dropped without a
+    word and the call run as if it had not been made. ``forward`` keeps ``**kwargs`` so that this message, not
+    Python's, is what the user sees.
+
+    Accepted and ignored: :data:`NO_OP_FORWARD_KWARGS` set to ``False``/``None``, as code written for other
+    ``transformers`` models passes them to switch off what no genomix model has (attention maps, a key/value
+    cache); set to ``True`` they ask for that, and are refused too."""
+    unexpected = [name for name, value in kwargs.items() if name not in NO_OP_FORWARD_KWARGS or value]
+    if not unexpected:
+        return
+    parameters = list(inspect.signature(type(model).forward).parameters.values())[1:]  # the class's: past self
+    accepted = [param.name for param in parameters if param.kind is not inspect.Parameter.VAR_KEYWORD]
+    named = ", ".join(_with_suggestion(name, accepted) for name in unexpected)
+    raise TypeError(f"{type(model).__name__}.forward() got unexpected keyword argument(s) {named}; it "
+                    f"takes {', '.join(accepted)} (and {'/'.join(NO_OP_FORWARD_KWARGS)} only as False or None: no "
+                    "genomix model returns attention maps or keeps a key/value cache)")
 
 
 def check_prompt(input_ids: torch.Tensor, caller: str) -> None:
@@ -103,6 +135,10 @@ class GenomixPreTrainedModel(PreTrainedModel):
     base_model_prefix = "backbone"
     supports_gradient_checkpointing = True
     _no_split_modules: list[str] = []
+    # forward's **kwargs exist only for check_forward_kwargs' message: without this, transformers' Trainer reads
+    # them as "normalises its loss by num_items_in_batch", passes that argument and skips its own division of the
+    # loss by the gradient-accumulation steps
+    accepts_loss_kwargs = False
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         weight = next(self.parameters(), None)
@@ -221,7 +257,8 @@ class BaseModelMixin:
         **kwargs: Any,
     ) -> BaseModelOutput | tuple:
         """Final hidden states (batch, length, hidden size); ``hidden_states`` (if asked) as the
-        family's ``_forward_hidden`` documents."""
+        family's ``_forward_hidden`` documents. Other keyword arguments: :func:`check_forward_kwargs`."""
+        check_forward_kwargs(self, kwargs)
         hidden, states = self._forward_hidden(input_ids, attention_mask, output_hidden_states)
         states = None if states is None else tuple(states)
         return model_output(BaseModelOutput, return_dict, last_hidden_state=hidden, hidden_states=states)

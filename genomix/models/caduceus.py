@@ -29,7 +29,7 @@ from torch import nn
 from ..errors import ConfigError
 from ..tokenizer import A_ID, C_ID, G_ID, T_ID
 from .base import BaseModelMixin, check_input_ids
-from .heads import pool
+from .heads import check_pooling, pool
 from .mamba import Mamba, MambaConfig, MambaPreTrainedModel, add_norm, make_norm, run_blocks
 from .registry import Family, register_family
 from .tasks import MaskedLMMixin, SequenceClassificationMixin
@@ -318,6 +318,10 @@ class CaduceusForSequenceClassification(SequenceClassificationMixin, CaduceusPre
     backbone_class = CaduceusModel
 
     def __init__(self, config: CaduceusConfig) -> None:
+        # Checked here, not only by the config: overrides (genomix.from_pretrained(..., pooling=...), transformers'
+        # from_pretrained kwargs) are set on a built config, and this head pools in _pooled, not through the
+        # shared SequenceClassificationHead that checks the others' pooling as it is built.
+        check_pooling(config.pooling)
         super().__init__(config)
         self.conjoin = bool(getattr(config, "conjoin", True))
         self.dropout = nn.Dropout(config.classifier_dropout)

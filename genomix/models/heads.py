@@ -19,6 +19,13 @@ POOLING_MODES = ("mean", "last", "first")
 IGNORE_INDEX = -100
 
 
+def check_pooling(mode: str) -> None:
+    """Refuse a pooling mode :func:`pool` does not know, listing the ones it does. Configs and classification
+    models call it as they are built, so that a typo fails there and not at the first forward."""
+    if mode not in POOLING_MODES:
+        raise ConfigError(f"unknown pooling {mode!r}; choose one of {', '.join(POOLING_MODES)}")
+
+
 def _mask_or_ones(hidden: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
     if attention_mask is None:
         return torch.ones(hidden.shape[:2], dtype=torch.bool, device=hidden.device)
@@ -32,6 +39,7 @@ def pool(hidden: torch.Tensor, attention_mask: torch.Tensor | None = None, mode:
 
     Rows without any real token pool to zeros (mean) or position 0 (first/last) rather than NaN.
     """
+    check_pooling(mode)
     mask = _mask_or_ones(hidden, attention_mask)
     if mode == "mean":
         weights = mask.to(hidden.dtype).unsqueeze(-1)
@@ -39,11 +47,9 @@ def pool(hidden: torch.Tensor, attention_mask: torch.Tensor | None = None, mode:
     positions = torch.arange(hidden.shape[1], device=hidden.device).expand_as(mask)
     if mode == "last":
         index = torch.where(mask, positions, torch.full_like(positions, -1)).amax(1).clamp_min(0)
-    elif mode == "first":
+    else:  # first
         big = torch.full_like(positions, hidden.shape[1])
         index = torch.where(mask, positions, big).amin(1).clamp_max(hidden.shape[1] - 1)
-    else:
-        raise ConfigError(f"unknown pooling {mode!r}; choose one of {POOLING_MODES}")
     return hidden[torch.arange(hidden.shape[0], device=hidden.device), index]
 
 
@@ -52,8 +58,7 @@ class SequenceClassificationHead(nn.Module):
 
     def __init__(self, d_model: int, num_labels: int, pooling: str = "mean", dropout: float = 0.0, bias: bool = True) -> None:
         super().__init__()
-        if pooling not in POOLING_MODES:
-            raise ConfigError(f"unknown pooling {pooling!r}; choose one of {POOLING_MODES}")
+        check_pooling(pooling)
         self.pooling = pooling
         self.dropout = nn.Dropout(dropout)
         self.proj = nn.Linear(d_model, num_labels, bias=bias)

@@ -32,7 +32,7 @@ from ..kernels import (PreparedFilter, causal_conv1d, causal_conv1d_update, fftc
                        prepare_filter)
 from .base import BaseModelMixin, GenomixConfig, GenomixPreTrainedModel, check_input_ids, run_residual_layers
 from .fixed_filters import FilterReuse, active_reuse
-from .heads import POOLING_MODES
+from .heads import check_pooling
 from .implicit_filter import (ExponentialModulation, PositionalEmbedding, Sin, implicit_filter_taps,
                               implicit_filter_taps_and_sumsq)
 from .linear import Linear, linear_gelu
@@ -121,8 +121,7 @@ class HyenaConfig(GenomixConfig):
             raise ConfigError(f"hyena_order must be >= 2, got {self.hyena_order}")
         if self.max_seq_len < 1:
             raise ConfigError(f"max_seq_len must be positive, got {self.max_seq_len}")
-        if self.pooling not in POOLING_MODES:
-            raise ConfigError(f"pooling must be one of {POOLING_MODES}, got {self.pooling!r}")
+        check_pooling(self.pooling)
 
     @property
     def hidden_size(self) -> int:  # transformers' generic name (Trainer, pipelines)

@@ -29,7 +29,7 @@ from ..kernels import (causal_conv1d, causal_conv1d_update, fftconv, fftconv_pre
                        prepare_filter)
 from .base import GenomixConfig, GenomixPreTrainedModel, LayerNormStackMixin, check_input_ids
 from .fixed_filters import FilterReuse, active_reuse
-from .heads import POOLING_MODES, SequenceClassificationHead
+from .heads import SequenceClassificationHead, check_pooling
 from .implicit_filter import ExponentialModulation, PositionalEmbedding, Sin, implicit_filter_taps
 from .linear import Linear
 from .long_conv_state import LongConvGenerationMixin, LongConvState, run_mixer
@@ -74,8 +74,7 @@ class M2Config(GenomixConfig):
             raise ConfigError(f"M2 emb_dim must be odd and >= 3 (time + cos/sin bands), got {emb_dim}")
         if mlp_linear not in ("monarch", "blockdiag", "dense"):
             raise ConfigError(f"mlp_linear must be monarch, blockdiag or dense, got {mlp_linear!r}")
-        if pooling not in POOLING_MODES:
-            raise ConfigError(f"pooling must be one of {POOLING_MODES}, got {pooling!r}")
+        check_pooling(pooling)
         self.d_model = d_model
         self.n_layer = n_layer
         self.d_inner = d_inner if d_inner is not None else 4 * d_model

@@ -34,7 +34,7 @@ from ..kernels.layer_norm import rms_norm
 from ..kernels.transpose import time_major
 from .norms import autocast_output_dtype
 from .base import BaseModelMixin, GenomixConfig, GenomixPreTrainedModel, check_input_ids, check_prompt, run_layer
-from .heads import POOLING_MODES
+from .heads import check_pooling
 from .registry import Family, register_family
 from .step_graph import step_function
 from .tasks import CausalLMMixin, LMHeadMixin, MaskedLMMixin, RecurrentLMMixin, SequenceClassificationMixin
@@ -77,8 +77,7 @@ class MambaConfig(GenomixConfig):
         max_seq_len: int = 1_048_576,
         **kwargs: Any,
     ) -> None:
-        if pooling not in POOLING_MODES:
-            raise ConfigError(f"pooling must be one of {POOLING_MODES}, got {pooling!r}")
+        check_pooling(pooling)
         if dt_init not in ("random", "constant"):
             raise ConfigError(f"dt_init must be 'random' or 'constant', got {dt_init!r}")
         if dt_rank != "auto" and not (isinstance(dt_rank, int) and dt_rank > 0):

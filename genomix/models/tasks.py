@@ -28,14 +28,15 @@ from transformers import PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutput, MaskedLMOutput, SequenceClassifierOutput
 from transformers.utils import ModelOutput
 
-from .base import model_output
+from .base import check_forward_kwargs, model_output
 from .heads import SequenceClassificationHead, causal_lm_loss, classification_loss, masked_lm_loss
 
 
 class TaskMixin:
     """A task model around ``backbone_class(config)`` (stored as ``backbone``): ``forward`` runs
     :meth:`_logits_and_states`, adds :meth:`_loss` when ``labels`` are given and returns
-    ``output_class`` (or a tuple with ``return_dict=False``).
+    ``output_class`` (or a tuple with ``return_dict=False``); other keyword arguments are refused or ignored
+    as :func:`~genomix.models.base.check_forward_kwargs` says.
 
     ``fp32_logits`` makes the logits float32 under autocast too (the Mamba family's choice).
     """
@@ -60,6 +61,7 @@ class TaskMixin:
         return_dict: bool = True,
         **kwargs: Any,
     ) -> ModelOutput | tuple:
+        check_forward_kwargs(self, kwargs)
         logits, states = self._logits_and_states(input_ids, attention_mask, output_hidden_states)
         loss = self._loss(logits, labels) if labels is not None else None
         return model_output(self.output_class, return_dict, loss=loss, logits=logits, hidden_states=states)

@@ -15,7 +15,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from .base import GenomixConfig, GenomixPreTrainedModel, LayerNormStackMixin
-from .heads import POOLING_MODES
+from .heads import check_pooling
 from .norms import LayerNorm
 from .registry import Family, register_family
 from .tasks import CausalLMMixin, SequenceClassificationMixin
@@ -44,8 +44,7 @@ class TransformerConfig(GenomixConfig):
     ) -> None:
         if d_model % n_head or (d_model // n_head) % 2:
             raise ConfigError(f"d_model={d_model} must split into {n_head} heads of even size (RoPE)")
-        if pooling not in POOLING_MODES:
-            raise ConfigError(f"pooling must be one of {POOLING_MODES}, got {pooling!r}")
+        check_pooling(pooling)
         self.d_model = d_model
         self.n_layer = n_layer
         self.n_head = n_head
