@@ -83,12 +83,15 @@ DEVICE = "cuda"
 #: slower. Forward 7.98-18.9 ms at 1M against 7.16 (512 or 256 programs at B = 1, E = 512: one wave only at 128
 #: registers and 4 warps, and then latency-bound), backward 49.5-82.2 ms against 43.7 (the dB/dC atomics alone
 #: take 10-21 ms at 1M, kernels/bench_scan_atomics.py). Removed (commits 70da026-1d1be04 hold them); results in
-#: pipelines/results/h200-2026-12-05-s34/. The list below is the thirty-first session's 2-4-warp forward again.
+#: pipelines/results/h200-2026-12-05-s34/. The thirty-first session's 2-4-warp forward list was not run again.
+#: The thirty-sixth session, below: the backward walks each chunk once to keep its sub-tiles' start states, then
+#: again sub-tile by sub-tile; with 16- or 32-step chunks (the forward saving a state every 16 or 32 steps, 2 or
+#: 1 GiB at L = 1M against 0.25) and an 8-step stash, that first walk covers half (or three quarters) of each
+#: chunk instead of 31/32 of it: one of the backward's three recurrence walks becomes half a walk.
 CANDIDATES = [
-    dataclasses.replace(DEFAULT_TILING, block_e=64, fwd_warps=2, target_programs=8192),
-    dataclasses.replace(DEFAULT_TILING, block_e=128, fwd_warps=4, target_programs=4096),
-    dataclasses.replace(DEFAULT_TILING, block_e=64, fwd_warps=2),
-    dataclasses.replace(DEFAULT_TILING, block_e=128, fwd_warps=4, target_programs=8192),
+    dataclasses.replace(DEFAULT_TILING, chunk=16, bwd_stash=8),
+    dataclasses.replace(DEFAULT_TILING, chunk=32, bwd_stash=8),
+    dataclasses.replace(DEFAULT_TILING, chunk=16, bwd_stash=4),
 ]
 
 

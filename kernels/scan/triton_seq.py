@@ -31,8 +31,12 @@ from .triton_scan import _SEGMENT_ARGS, _dt_of, _exp2, _gate, _load_dt, _prefetc
 def _row(X, pick):
     """Row ``j`` of a tile whose first axis is held in each thread's registers, ``pick`` being the
     compile-time mask of that row (broadcastable to ``X``): a register read once the loop is unrolled.
-    -0.0 fills the other rows because x + (-0.0) == x folds away."""
-    return tl.sum(tl.where(pick, X, -0.0), axis=0)
+    -0.0 fills the other rows because x + (-0.0) == x folds away. It is built from its bits: Triton's
+    frontend turns a literal -0.0 into +0.0, and x + 0.0 does not fold (-0.0 + 0.0 is +0.0), which left one
+    FADD per pick (offline sm_90: 16 fewer instructions per forward tile, 96 fewer per backward main-pass
+    tile; H100, thirty-sixth session: backward 2 % faster, forward unchanged; kernels/scan/NOTES.md)."""
+    neg_zero = tl.full(X.shape, -2147483648, tl.int32).to(tl.float32, bitcast=True)
+    return tl.sum(tl.where(pick, X, neg_zero), axis=0)
 
 
 @triton.jit
