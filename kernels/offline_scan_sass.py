@@ -10,6 +10,12 @@ kernels/scan/NOTES.md; a GPU call is still what decides (a count is not a time).
 
     PYTHONPATH=. python kernels/offline_scan_sass.py seq-fwd --const SUMMARY=True --maxnreg 128
     PYTHONPATH=. python kernels/offline_scan_sass.py seq-bwd --layouts
+    PYTHONPATH=. python kernels/offline_scan_sass.py seq-bwd --loads   # each load's distance to its first use
+
+``--loads`` lists, for every memory load (global, local, shared) in the innermost loops, how many instructions
+separate it from the first instruction that reads what it loaded: a load from L2 used a few instructions later
+stalls its warp for the whole latency unless other warps fill the scheduler (a static hint; Nsight Compute's
+per-instruction stall samples on a GPU say which ones cost time).
 """
 from __future__ import annotations
 
@@ -108,6 +114,48 @@ def loops(code: list[tuple[int, str]]) -> list[tuple[int, int, list[tuple[str, i
     return found
 
 
+_PREDICATE = re.compile(r"^@!?U?P[0-9T]\s+")
+_LOADS = ("LDG", "LDL", "LDS", "LDSM", "LD")
+
+
+def _operands(line: str) -> tuple[str, list[str]]:
+    """(opcode with modifiers, operand texts) of one SASS line, its predicate dropped."""
+    op, _, rest = _PREDICATE.sub("", line).partition(" ")
+    return op, [part.strip() for part in rest.split(",")] if rest else []
+
+
+def _registers(text: str, width: int = 1) -> set[str]:
+    """The general registers an operand text names (``R4.64`` is R4 and R5; ``width`` for a destination)."""
+    found = set()
+    for m in re.finditer(r"\bR(\d+)(\.64)?", text):
+        count = 2 if m.group(2) else width
+        found.update(f"R{int(m.group(1)) + i}" for i in range(count))
+    return found
+
+
+def load_use_distances(body: list[tuple[int, str]]) -> list[tuple[int, str, int | None]]:
+    """For each load in ``body`` (a loop's (address, line) list): (address, opcode, instructions until the first
+    later instruction in the body that reads a register it writes; None if none does before the loop ends)."""
+    found = []
+    for i, (address, line) in enumerate(body):
+        op, operands = _operands(line)
+        if op.split(".")[0] not in _LOADS or not operands:
+            continue
+        width = 4 if ".128" in op or op.startswith("LDSM") else 2 if ".64" in op else 1
+        written = _registers(operands[0].split()[0], width)
+        distance = next((j - i for j in range(i + 1, len(body))
+                         if written & set().union(*map(_registers, _operands(body[j][1])[1][1:] or [""]))), None)
+        found.append((address, op, distance))
+    return found
+
+
+def innermost_loops(code: list[tuple[int, str]]) -> list[tuple[int, list[tuple[int, str]]]]:
+    """(first address, body) of every loop that contains no other loop."""
+    spans = [(start, start + 16 * (size - 1)) for start, size, _ in loops(code)]
+    inner = [(a, b) for a, b in spans if not any(a <= c and d <= b and (c, d) != (a, b) for c, d in spans)]
+    return [(a, [(x, line) for x, line in code if a <= x <= b]) for a, b in inner]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("kernel", choices=sorted(KERNELS))
@@ -117,6 +165,8 @@ def main() -> None:
                         help="override a constexpr (Python literal), e.g. SUMMARY=True, S=8")
     parser.add_argument("--dtype", choices=("bf16", "fp32"), default="bf16", help="the activations' dtype")
     parser.add_argument("--layouts", action="store_true", help="print the TTGIR's layout definitions")
+    parser.add_argument("--loads", action="store_true",
+                        help="each load in the innermost loops with its distance (instructions) to its first use")
     args = parser.parse_args()
     consts = {k: ast.literal_eval(v) for k, v in (c.split("=", 1) for c in args.const)}
     compiled = compile_scan_kernel(args.kernel, args.warps, consts, args.maxnreg, dtype=args.dtype)
@@ -125,6 +175,11 @@ def main() -> None:
     print(f"SASS instructions: {len(code)}")
     for start, size, ops in loops(code):
         print(f"loop at 0x{start:x}: {size} instructions; " + ", ".join(f"{op} {n}" for op, n in ops))
+    if args.loads:
+        for start, body in innermost_loops(code):
+            rows = load_use_distances(body)
+            print(f"loop at 0x{start:x}: {len(rows)} loads; address opcode distance")
+            print("\n".join(f"  0x{a:x} {op} {'-' if d is None else d}" for a, op, d in rows))
     if args.layouts:
         print("\n".join(line for line in compiled.asm["ttgir"].splitlines() if line.startswith("#") and
                         not line.startswith("#loc")))

@@ -49,3 +49,24 @@ def test_transpose_reduction_operand_is_one_channel_per_lane():
     assert "threadsPerWarp = [1, 32]" in layout and "warpsPerCTA = [1, 1]" in layout, layout
     per_thread = int(re.search(r"sizePerThread = \[(\d+), 1\]", layout).group(1))
     assert 16 % per_thread == 0 and "order = [0, 1]" in layout, layout  # states in each thread, in order
+
+
+def test_load_use_distances_follow_registers_through_a_loop_body():
+    """The offline ``--loads`` report: a load's distance is the count of instructions up to the first one that
+    reads a register it wrote (a vector load writes several; a ``.64`` operand reads two); a register that is
+    only overwritten, or used as an address of a later load, does not end the wait it started."""
+    from genomix.kernels.offline_scan_sass import innermost_loops, load_use_distances
+
+    body = [
+        (0x00, "LDG.E.128 R8, desc[UR4][R2.64]"),
+        (0x10, "@!P0 LDG.E R20, desc[UR4][R8.64]"),  # reads R8/R9 as an address: the first use of the 128-bit load
+        (0x20, "MOV R21, RZ"),
+        (0x30, "FADD R21, R11, R21"),
+        (0x40, "LDS.128 R4, [R30+UR6]"),
+        (0x50, "MOV R20, R1"),  # overwrites R20 without reading it
+        (0x60, "FFMA R7, R5, R6, R7"),
+        (0x70, "BRA 0x40"),
+    ]
+    assert load_use_distances(body) == [(0x00, "LDG.E.128", 1), (0x10, "LDG.E", None), (0x40, "LDS.128", 2)]
+    code = body + [(0x80, "BRA 0x0"), (0x90, "EXIT")]  # 0x40-0x70 inside 0x00-0x80: only the first is innermost
+    assert [(start, len(loop)) for start, loop in innermost_loops(code)] == [(0x40, 4)]
