@@ -58,30 +58,6 @@ def _load_bc(BC_ptr, bc_row, t, N: tl.constexpr):
 
 
 @triton.jit
-def _state_index(N: tl.constexpr, NV: tl.constexpr):
-    """The state numbers as a (1, N // NV, NV) index (NV = min(N, 8)): the forward keeps a program's states
-    as (BLOCK_E, N // NV, NV) tensors, channels first like its I/O tiles (:func:`_tile_offsets`), so that
-    each thread holds its channel's N states."""
-    return tl.arange(0, N // NV)[None, :, None] * NV + tl.arange(0, NV)[None, None, :]
-
-
-@triton.jit
-def _load_bc_states(BC_ptr, bc_row, t, N: tl.constexpr, NV: tl.constexpr):
-    """:func:`_load_bc` in the forward's state shape, (1, N // NV, NV) each."""
-    PAIRS16: tl.constexpr = BC_ptr.dtype.element_ty.primitive_bitwidth == 32
-    bc = tl.load(BC_ptr + (bc_row + t) * N + _state_index(N, NV))
-    if PAIRS16:
-        return (bc << 16).to(tl.float32, bitcast=True), (bc & -65536).to(tl.float32, bitcast=True)
-    return bc.to(tl.int32).to(tl.float32, bitcast=True), (bc >> 32).to(tl.int32).to(tl.float32, bitcast=True)
-
-
-@triton.jit
-def _state_sum(X):
-    """Sum of a (BLOCK_E, N // NV, NV) state tensor over the states: (BLOCK_E,), inside each thread."""
-    return tl.sum(tl.sum(X, axis=2), axis=1)
-
-
-@triton.jit
 def _hint_bc(BC_ptr, bc_row, t, L_bc, STEPS: tl.constexpr, LEVEL: tl.constexpr, N: tl.constexpr,
              BLOCK_E: tl.constexpr):
     """Prefetch into ``LEVEL`` ("L1" or "L2") the cache lines of the packed B/C of the ``STEPS`` steps
@@ -107,22 +83,9 @@ def _hint_rows(x_ptr, row, t, L, STEPS: tl.constexpr):
 
 @triton.jit
 def _tile_offsets(row, emask, t0, L, SUB: tl.constexpr):
-    """Offsets and mask of the (BLOCK_E, SUB // 8, 8) tile of the ``SUB`` steps from ``t0``: channels first,
-    then time as 8-step (16-byte in bf16) vectors. With the channel axis first, Triton's coalescing puts the
-    warp's lanes on the channels and each thread holds all ``SUB`` steps of its channel; as a (SUB, BLOCK_E)
-    tile at SUB = 16 it gave each column's two 8-step halves to two lanes, and the (N, BLOCK_E) state, of
-    the same shape, took that layout too: each channel's states split over two lanes, with a shuffle in every
-    step's row pick and y sum (kernels/scan/NOTES.md, thirty-sixth session)."""
-    t = t0 + tl.arange(0, SUB // 8)[None, :, None] * 8 + tl.arange(0, 8)[None, None, :]
-    return row[:, None, None] + t, (t < L) & emask[:, None, None]
-
-
-@triton.jit
-def _step_of(X, pick):
-    """Step ``j`` of a (BLOCK_E, SUB // 8, 8) tile as a (BLOCK_E,) vector (``pick``: its compile-time mask,
-    (1, SUB // 8, 8)); a register read, as :func:`_row`."""
-    neg_zero = tl.full(X.shape, -2147483648, tl.int32).to(tl.float32, bitcast=True)
-    return tl.sum(tl.sum(tl.where(pick, X, neg_zero), axis=2), axis=1)
+    """Offsets and mask of the (SUB, BLOCK_E) tile of the ``SUB`` steps from ``t0`` (time along rows)."""
+    t = t0 + tl.arange(0, SUB)
+    return row[None, :] + t[:, None], (t < L)[:, None] & emask[None, :]
 
 
 @triton.jit
@@ -138,7 +101,7 @@ def _load_io(u_ptr, dt_ptr, z_ptr, row, emask, t0, L, LOAD_Z: tl.constexpr, SUB:
 @triton.jit
 def _sub_tile(h, dt_sum, A2, bias, Dv, u_raw, dt_raw, z_raw, out_ptr, BC_ptr, row, emask, bc_row, t0, L,
               HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-              SUMMARY: tl.constexpr, N: tl.constexpr, ASM: tl.constexpr, SUB: tl.constexpr, NV: tl.constexpr):
+              SUMMARY: tl.constexpr, N: tl.constexpr, ASM: tl.constexpr, SUB: tl.constexpr):
     """``SUB`` steps from ``t0`` with tiled I/O, on the raw (SUB, BLOCK_E) u, Δ, z tiles of
     :func:`_load_io` (time along the rows); in bf16 a column of 8 or 16 steps is 16 or 32 bytes, which the
     compiler gives to one thread as vector accesses, so each thread holds its own channel's steps (fp32
@@ -148,22 +111,22 @@ def _sub_tile(h, dt_sum, A2, bias, Dv, u_raw, dt_raw, z_raw, out_ptr, BC_ptr, ro
     picks row ``j`` with a compile-time mask (folds to a register read in the unrolled loop) and puts its
     output into row ``j`` of the output tile, stored once per tile. ``ASM`` (GPU): the fast approximate
     exp2, softplus and sigmoid of :mod:`.triton_scan`. Returns the state and the running sum of Δ."""
-    steps = tl.arange(0, SUB // 8)[None, :, None] * 8 + tl.arange(0, 8)[None, None, :]
+    rows = tl.arange(0, SUB)
     offs, m = _tile_offsets(row, emask, t0, L, SUB)
     u = u_raw.to(tl.float32)
-    _, dt = _dt_of(dt_raw, m, bias[:, None, None], HAS_BIAS, SOFTPLUS, ASM)  # a = 1, b = 0 past the end
+    _, dt = _dt_of(dt_raw, m, bias[None, :], HAS_BIAS, SOFTPLUS, ASM)  # a = 1, b = 0 past the end
     dtu = dt * u
     y = tl.zeros_like(u)
     for j in tl.static_range(SUB):
-        pick = steps == j
-        Bv, Cv = _load_bc_states(BC_ptr, bc_row, t0 + j, N, NV)
-        h = _exp2(_step_of(dt, pick)[:, None, None] * A2, ASM) * h + _step_of(dtu, pick)[:, None, None] * Bv
+        pick = rows[:, None] == j
+        Bv, Cv = _load_bc(BC_ptr, bc_row, t0 + j, N)
+        h = _exp2(_row(dt, pick)[None, :] * A2, ASM) * h + _row(dtu, pick)[None, :] * Bv[:, None]
         if not SUMMARY:
-            y = tl.where(pick, _state_sum(h * Cv)[:, None, None], y)
+            y = tl.where(pick, tl.sum(h * Cv[:, None], axis=0)[None, :], y)
     if SUMMARY:
-        dt_sum += tl.sum(tl.sum(dt, axis=2), axis=1)
+        dt_sum += tl.sum(dt, axis=0)
     else:
-        y = _gate(y, u, Dv[:, None, None], z_raw, HAS_D, HAS_Z, ASM)
+        y = _gate(y, u, Dv[None, :], z_raw, HAS_D, HAS_Z, ASM)
         tl.store(out_ptr + offs, y.to(out_ptr.dtype.element_ty), mask=m)
     return h, dt_sum
 
@@ -176,7 +139,7 @@ def _seq_fwd_kernel(
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     SAVE_STATES: tl.constexpr, SUMMARY: tl.constexpr, TILE_IO: tl.constexpr, PREFETCH: tl.constexpr,
     ASM: tl.constexpr, N: tl.constexpr, BLOCK_E: tl.constexpr, T: tl.constexpr, HINTS: tl.constexpr = False,
-    SUB: tl.constexpr = 8, NV: tl.constexpr = 8,
+    SUB: tl.constexpr = 8,
 ):
     """One (sequence, channel block, segment) per program, arguments as in
     :func:`.triton_scan._scan_fwd_kernel` except ``A2``: A (E, N) scaled by log2(e);
@@ -202,22 +165,22 @@ def _seq_fwd_kernel(
     seg = tl.program_id(2)
     e = tl.program_id(1) * BLOCK_E + tl.arange(0, BLOCK_E)
     emask = e < E
-    sn = _state_index(N, NV) * state_stride
-    em = emask[:, None, None]
-    A2 = tl.load(A2_ptr + e[:, None, None] * N + sn, mask=em, other=0.0)  # (BLOCK_E, N // NV, NV)
+    n = tl.arange(0, N)
+    sn = n[:, None] * state_stride
+    A2 = tl.load(A2_ptr + e[None, :] * N + sn, mask=emask[None, :], other=0.0)  # (N, BLOCK_E)
     # Disabled features get a dummy pointer with at least E elements; their values are never used.
     bias = tl.load(bias_ptr + e, mask=emask, other=0.0).to(tl.float32)
     Dv = tl.load(D_ptr + e, mask=emask, other=0.0).to(tl.float32)
     group = (tl.program_id(1) * BLOCK_E) // (E // G)  # all channels of a program share a group
     bc_row = (pid_b * G + group) * L_bc
     row = pid_b * E * L + e.to(tl.int64) * L
-    state_off = (pid_b * E + e[:, None, None].to(tl.int64)) * n_chunks * N + sn
-    seg_off = ((pid_b * E + e[:, None, None].to(tl.int64)) * n_segs + seg) * N + sn
+    state_off = (pid_b * E + e[None, :].to(tl.int64)) * n_chunks * N + sn
+    seg_off = ((pid_b * E + e[None, :].to(tl.int64)) * n_segs + seg) * N + sn
     dt_sum = tl.zeros((BLOCK_E,), dtype=tl.float32)  # the summary pass's total decay exponent
     if SUMMARY:
-        h = tl.zeros((BLOCK_E, N // NV, NV), dtype=tl.float32)
+        h = tl.zeros((N, BLOCK_E), dtype=tl.float32)
     else:
-        h = tl.load(carry_ptr + seg_off, mask=em, other=0.0)
+        h = tl.load(carry_ptr + seg_off, mask=emask[None, :], other=0.0)
     c_start = seg * chunks_per_seg
     c_stop = tl.minimum(c_start + chunks_per_seg, n_chunks)
     load_z: tl.constexpr = HAS_Z and not SUMMARY
@@ -226,7 +189,7 @@ def _seq_fwd_kernel(
     for c in range(c_start, c_stop):
         if not SUMMARY:
             if SAVE_STATES:
-                tl.store(states_ptr + state_off + c * N, h, mask=em)
+                tl.store(states_ptr + state_off + c * N, h, mask=emask[None, :])
         if TILE_IO:
             if HINTS:
                 _hint_rows(u_ptr, row, (c + 1) * T, L, T)
@@ -244,23 +207,23 @@ def _seq_fwd_kernel(
                 else:
                     u_raw, dt_raw, z_raw = _load_io(u_ptr, dt_ptr, z_ptr, row, emask, t0, L, load_z, SUB)
                 h, dt_sum = _sub_tile(h, dt_sum, A2, bias, Dv, u_raw, dt_raw, z_raw, out_ptr, BC_ptr, row, emask,
-                                      bc_row, t0, L, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, SUMMARY, N, ASM, SUB, NV)
+                                      bc_row, t0, L, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, SUMMARY, N, ASM, SUB)
         else:
             for t in range(c * T, tl.minimum(c * T + T, L)):
                 u = tl.load(u_ptr + row + t, mask=emask, other=0.0).to(tl.float32)
                 _, dt = _load_dt(dt_ptr, row + t, emask, bias, HAS_BIAS, SOFTPLUS, ASM)
-                Bv, Cv = _load_bc_states(BC_ptr, bc_row, t, N, NV)  # one 8-byte load per state for B_t and C_t
-                h = _exp2(dt[:, None, None] * A2, ASM) * h + (dt * u)[:, None, None] * Bv
+                Bv, Cv = _load_bc(BC_ptr, bc_row, t, N)  # one 8-byte load per state for B_t and C_t
+                h = _exp2(dt[None, :] * A2, ASM) * h + (dt * u)[None, :] * Bv[:, None]
                 if SUMMARY:
                     dt_sum += dt
                 else:
                     z_raw = tl.load(z_ptr + row + t, mask=emask, other=0.0) if HAS_Z else u
-                    y = _gate(_state_sum(h * Cv), u, Dv, z_raw, HAS_D, HAS_Z, ASM)
+                    y = _gate(tl.sum(h * Cv[:, None], axis=0), u, Dv, z_raw, HAS_D, HAS_Z, ASM)
                     tl.store(out_ptr + row + t, y.to(out_ptr.dtype.element_ty), mask=emask)
     if SUMMARY:
-        tl.store(seg_a_ptr + seg_off, tl.exp2(A2 * dt_sum[:, None, None]), mask=em)
-        tl.store(seg_h_ptr + seg_off, h, mask=em)
+        tl.store(seg_a_ptr + seg_off, tl.exp2(A2 * dt_sum[None, :]), mask=emask[None, :])
+        tl.store(seg_h_ptr + seg_off, h, mask=emask[None, :])
     else:
-        is_last = (tl.zeros((BLOCK_E, N // NV, NV), dtype=tl.int32) + seg) == n_segs - 1
-        last_off = (pid_b * E + e[:, None, None].to(tl.int64)) * N + sn
-        tl.store(last_ptr + last_off, h, mask=em & is_last)
+        is_last = (tl.zeros((N, BLOCK_E), dtype=tl.int32) + seg) == n_segs - 1
+        last_off = (pid_b * E + e[None, :].to(tl.int64)) * N + sn
+        tl.store(last_ptr + last_off, h, mask=emask[None, :] & is_last)
