@@ -87,7 +87,10 @@ DEVICE = "cuda"
 #: The thirty-sixth session, below: the backward walks each chunk once to keep its sub-tiles' start states, then
 #: again sub-tile by sub-tile; with 16- or 32-step chunks (the forward saving a state every 16 or 32 steps, 2 or
 #: 1 GiB at L = 1M against 0.25) and an 8-step stash, that first walk covers half (or three quarters) of each
-#: chunk instead of 31/32 of it: one of the backward's three recurrence walks becomes half a walk.
+#: chunk instead of 31/32 of it: one of the backward's three recurrence walks becomes half a walk. All correct and
+#: slower on an H100 (pipelines/results/h100-2026-12-05-s36/scan_variants_bwd_chunk_stash.json). Next to time:
+#: commit 7867474, the forward's states laid out like channel-first I/O tiles (kernels/scan/NOTES.md,
+#: thirty-sixth session): `git cherry-pick 7867474`, whose CANDIDATES are the default against fp32 B/C pairs.
 CANDIDATES = [
     dataclasses.replace(DEFAULT_TILING, chunk=16, bwd_stash=8),
     dataclasses.replace(DEFAULT_TILING, chunk=32, bwd_stash=8),
