@@ -33,6 +33,7 @@ from .errors import GenomixError, InputFormatError
 from .models.heads import POOLING_MODES
 from .models.inference_loop import inference_loop
 from .outputs import check_output
+from .resume import changed_settings
 from .tokenizer import BYTE_TO_ID, INVALID, pad_batch
 
 log = logging.getLogger(__name__)
@@ -242,7 +243,7 @@ def _partial_mode(tmp: Path, settings: dict, resume: bool, overwrite: bool) -> s
     except OSError as exc:
         raise InputFormatError(f"{tmp}: the interrupted run's file is unreadable ({exc}); pass --overwrite to start "
                                "again") from None
-    changed = [f"{key}: {before[key]} -> {value}" for key, value in settings.items() if before[key] != value]
+    changed = changed_settings(before, settings, keys=settings)
     if changed:
         raise InputFormatError(f"{tmp}: the interrupted run used other settings ({'; '.join(changed)}); run it as "
                                "before with --resume, or pass --overwrite to start again")

@@ -51,6 +51,7 @@ from tqdm.auto import tqdm
 from ..errors import ConfigError, GenomixError, InputFormatError, RangeError
 from ..models.inference_loop import inference_loop
 from ..outputs import check_output
+from ..resume import changed_settings
 from ..tokenizer import MASK_ID, encode
 from .reference import Reference
 from .vcf import Variant
@@ -226,8 +227,7 @@ def _changed_settings(before: str, now: str) -> list[str]:
     old, new = _settings(before.split("\n", 1)[0]), _settings(now.split("\n", 1)[0])
     if old.get("on_ref_mismatch") == "error":
         old["on_ref_mismatch"] = new.get("on_ref_mismatch", "error")
-    changed = [f"{k}: {old.get(k, '-')} -> {new.get(k, '-')}" for k in sorted(set(old) | set(new))
-               if old.get(k) != new.get(k)]
+    changed = changed_settings(old, new)
     if before.split("\n")[1:2] != now.split("\n")[1:2]:
         changed.append("the columns")
     return changed
