@@ -11,10 +11,14 @@ Output file (written to a temporary name, renamed when complete)::
     /lengths      (N,)   sequence lengths in bases
     /embeddings   (N, d) pooled vectors                       (pooling mean|last|first)
     /tokens/<i>   (L_i, d) per-token hidden states of row i   (pooling none)
-    attrs: model, pooling, d_model (the width d: the backbone's output width), max_seq_len, genomix_version
+    attrs: model, pooling, d_model (the width d: the backbone's output width), max_seq_len, genomix_version,
+           and the caller's ``meta`` (the CLI: revision, when given)
 
 Pooling over chunks is exact: ``mean`` averages over all bases of the sequence, ``last``/``first``
 take the sequence's last/first base (whose chunk saw the context before it within that chunk).
+
+Rows are kept in ``.<out>.partial`` as they finish; ``--resume`` and ``--overwrite`` treat that file as
+:mod:`genomix.resume` says (the policy ``score-variants`` follows too).
 """
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ import dataclasses
 import logging
 import os
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Mapping
 
 import h5py
 import numpy as np
@@ -33,6 +37,7 @@ from .errors import GenomixError, InputFormatError
 from .models.heads import POOLING_MODES
 from .models.inference_loop import inference_loop
 from .outputs import check_output
+from .resume import continue_partial
 from .tokenizer import BYTE_TO_ID, INVALID, pad_batch
 
 log = logging.getLogger(__name__)
@@ -135,13 +140,16 @@ def embed_sequences(
     cuda_graphs: bool = True,
     overwrite: bool = False,
     resume: bool = False,
+    meta: Mapping[str, str] | None = None,
 ) -> Path:
     """Embed ``sequences`` with ``model`` (a genomix base model or any head) into the HDF5 file ``out``, which
     must not exist unless ``overwrite``.
 
     Rows go to ``.<out>.partial`` as each window of sequences finishes; if the run stops (an error, Ctrl-C), the
     rows so far stay there, and ``resume=True`` continues after them (the same inputs and settings, checked),
-    while ``overwrite=True`` starts again without them. Returns the output path.
+    while ``overwrite=True`` without ``resume`` starts again without them (:mod:`genomix.resume`). ``meta``:
+    further settings (e.g. the model's revision) recorded in the output's attrs, which a resumed run must match.
+    Returns the output path.
 
     ``window`` sequences are chunked and batched together at a time. ``reuse_filters``: keep HyenaDNA's and
     M2's long filters' spectra between forwards (faster, one filter's memory per layer); ``cuda_graphs``:
@@ -187,11 +195,11 @@ def embed_sequences(
             writer.add(item.id, len(item.ids), _combine(parts[row], pooling))
         progress.update(len(items))
 
-    settings = dict(model=model_name, pooling=pooling, max_seq_len=size)
-    mode = _partial_mode(tmp, settings, resume, overwrite)
+    settings = {"model": model_name, "pooling": pooling, "max_seq_len": size, **(meta or {})}
+    keep = continue_partial(tmp, lambda: _saved_settings(tmp), settings, resume=resume, overwrite=overwrite)
     writer = None
     try:
-        with h5py.File(tmp, mode) as h5, inference_loop(backbone, reuse_filters, cuda_graphs):
+        with h5py.File(tmp, "a" if keep else "w") as h5, inference_loop(backbone, reuse_filters, cuda_graphs):
             writer = _Writer(h5, pooling)
             h5.attrs.update(genomix_version=__version__, **settings)
             pending: list[SequenceInput] = []
@@ -226,27 +234,19 @@ def embed_sequences(
     return out
 
 
-def _partial_mode(tmp: Path, settings: dict, resume: bool, overwrite: bool) -> str:
-    """``"a"`` to continue an interrupted run's partial file ``tmp``, ``"w"`` to start one; refuses a partial file
-    that neither ``resume`` nor ``overwrite`` disposes of, or one made with other settings."""
-    if not tmp.exists():
-        return "w"
-    if not resume:
-        if overwrite:
-            return "w"
-        raise InputFormatError(f"{tmp} holds the embeddings of an interrupted run: pass --resume to continue it, or "
-                               "--overwrite to start again without them")
+#: Attributes of an embedding file that are not settings of the run that wrote it.
+_NOT_SETTINGS = ("genomix_version", "d_model")
+
+
+def _saved_settings(tmp: Path) -> dict:
+    """The settings an interrupted run recorded in its partial file ``tmp`` (every attribute but
+    :data:`_NOT_SETTINGS`)."""
     try:
         with h5py.File(tmp, "r") as h5:
-            before = {key: h5.attrs.get(key) for key in settings}
+            return {key: value for key, value in h5.attrs.items() if key not in _NOT_SETTINGS}
     except OSError as exc:
-        raise InputFormatError(f"{tmp}: the interrupted run's file is unreadable ({exc}); pass --overwrite to start "
-                               "again") from None
-    changed = [f"{key}: {before[key]} -> {value}" for key, value in settings.items() if before[key] != value]
-    if changed:
-        raise InputFormatError(f"{tmp}: the interrupted run used other settings ({'; '.join(changed)}); run it as "
-                               "before with --resume, or pass --overwrite to start again")
-    return "a"
+        raise InputFormatError(f"{tmp}: the interrupted run's file is unreadable ({exc}); pass --overwrite without "
+                               "--resume to start again") from None
 
 
 def _after_rows(sequences: Iterable[SequenceInput], writer: _Writer, tmp: Path, progress) -> Iterator[SequenceInput]:
@@ -262,12 +262,12 @@ def _after_rows(sequences: Iterable[SequenceInput], writer: _Writer, tmp: Path, 
             if (stored, length) != (item.id, len(item.ids)):
                 raise InputFormatError(f"{tmp}: row {seen} of the interrupted run is {stored!r} ({length} bases) but "
                                        f"the input now gives {item.id!r} ({len(item.ids)} bases); resume with the same "
-                                       "input, or pass --overwrite to start again")
+                                       "input, or pass --overwrite without --resume to start again")
             progress.update(1)
         seen += 1
     if seen < writer.count:
         raise InputFormatError(f"{tmp} holds {writer.count} rows but the input has only {seen}; resume with the same "
-                               "input, or pass --overwrite to start again")
+                               "input, or pass --overwrite without --resume to start again")
 
 
 def load_embedding_model(name: str, revision: str | None = None) -> torch.nn.Module:

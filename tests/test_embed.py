@@ -11,7 +11,7 @@ import torch
 
 import genomix
 from genomix.cli import main
-from genomix.embed import EMBED_POOLING, embed_sequences, fasta_sequences
+from genomix.embed import EMBED_POOLING, SequenceInput, embed_sequences, fasta_sequences
 from genomix.genome.bed import read_bed_intervals
 from genomix.errors import InputFormatError
 from genomix.genome import read_fasta, write_store
@@ -190,3 +190,47 @@ def test_an_interrupted_run_keeps_its_rows_and_resumes_to_the_same_file(model, s
         assert list(a["ids"][()]) == list(b["ids"][()]) and dict(a.attrs) == dict(b.attrs)
         np.testing.assert_array_equal(a["embeddings"][()], b["embeddings"][()])
     assert not (tmp_path / ".cut.h5.partial").exists()
+
+
+def test_a_partial_file_is_continued_only_with_its_settings_and_discarded_only_by_overwrite(model, shared_dir,
+                                                                                             tmp_path, caplog):
+    """The policy of ``genomix.resume``: (a) a rerun or ``--resume`` under other settings is refused, naming each
+    change; (b) ``--overwrite`` without ``--resume`` discards the kept rows, saying so; (c) ``--resume`` with
+    ``--overwrite`` and other settings is refused too, and with the same settings continues."""
+    mt = next(iter(read_fasta(shared_dir / "data" / "genomes" / "human_mtDNA_rCRS.fa").values()))
+    items = [SequenceInput(f"s{i}", encode(mt[i * 97:i * 97 + 60 + i]).astype(np.int64)) for i in range(9)]
+
+    def cut(n: int):
+        yield from items[:n]
+        raise KeyboardInterrupt
+
+    def same_embeddings(a: Path, b: Path) -> None:
+        with h5py.File(a) as x, h5py.File(b) as y:
+            assert dict(x.attrs) == dict(y.attrs)
+            np.testing.assert_array_equal(x["embeddings"][()], y["embeddings"][()])
+
+    out, partial = tmp_path / "e.h5", tmp_path / ".e.h5.partial"
+    run = lambda sequences, **kw: embed_sequences(model, sequences, out, window=2, quiet=True, **kw)  # noqa: E731
+    whole = {pooling: embed_sequences(model, items, tmp_path / f"{pooling}.h5", pooling=pooling, window=2, quiet=True)
+             for pooling in ("mean", "last")}
+    with pytest.raises(KeyboardInterrupt, match="4 embeddings written so far"):
+        run(cut(5), meta={"revision": "v1"})
+    kept = partial.read_bytes()
+    with pytest.raises(InputFormatError, match=r"pass --resume to continue it, or --overwrite to start again"):
+        run(items, meta={"revision": "v1"})
+    with pytest.raises(InputFormatError, match=r"interrupted run with other settings \(pooling: mean -> last; "
+                                               r"revision: v1 -> -\): pass --overwrite to start again"):
+        run(items, pooling="last")  # (a) a rerun, for which --resume would not do either
+    for overwrite in (False, True):  # (a) and (c)
+        with pytest.raises(InputFormatError, match=r"other settings \(model: - -> tiny; revision: v1 -> v2\); --resume "
+                                                   r"continues it only with those.*--overwrite without --resume"):
+            run(items, model_name="tiny", meta={"revision": "v2"}, resume=True, overwrite=overwrite)
+    assert partial.read_bytes() == kept  # nothing discarded, nothing added
+    with caplog.at_level("WARNING", logger="genomix.resume"):  # (b)
+        run(items, pooling="last", overwrite=True)
+    assert f"discarding {partial}" in caplog.text and not partial.exists()
+    same_embeddings(whole["last"], out)
+    with pytest.raises(KeyboardInterrupt):
+        run(cut(5), overwrite=True)
+    assert run(items, resume=True, overwrite=True) == out  # (c) with the same settings: continued, output replaced
+    same_embeddings(whole["mean"], out)

@@ -156,11 +156,11 @@ def test_a_checkpoint_trains_in_train_mode_and_resuming_needs_the_same_settings(
     saved = (out / "recipe.yaml").read_text()
     other = load_finetune_recipe("quick", max_epochs=1, batch_size=16)
     other.optim.lr = 0.01
-    with pytest.raises(ConfigError, match=r"optim.lr 0.002 \(now 0.01\)"):
+    with pytest.raises(ConfigError, match=r"recipe optim.lr: 0.002 -> 0.01"):
         finetune(str(checkpoint), task, out, other, resume="auto", accelerator="cpu", quiet=True)
-    with pytest.raises(ConfigError, match=r"model '.*ckpt' \(now 'hyenadna-tiny-1k'\)"):
+    with pytest.raises(ConfigError, match=r"model: .*ckpt -> hyenadna-tiny-1k"):
         finetune("hyenadna-tiny-1k", task, out, recipe, resume="auto", accelerator="cpu", quiet=True)
-    with pytest.raises(ConfigError, match=r"task '.*task' \(now '.*other'\)"):
+    with pytest.raises(ConfigError, match=r"task: .*task -> .*other"):
         finetune(str(checkpoint), _gue_rows(tmp_path / "other"), out, recipe, resume="auto", accelerator="cpu",
                  quiet=True)
     assert (out / "recipe.yaml").read_text() == saved  # the run's settings are kept

@@ -152,6 +152,25 @@ def test_a_named_model_is_built_as_named_not_with_the_recipes_overrides():
         build_parser().parse_args(["pretrain", "--max-steps", "-5"])
 
 
+def test_a_resume_with_other_settings_names_each_change():
+    """Flags that would make a resumed run another run are refused, each as ``key: old -> new`` (nested recipe
+    fields by their path); how long it runs may change."""
+    from genomix.cli import build_parser
+    from genomix.cli.pretrain import _fresh_recipe, _refuse_changes
+    from genomix.errors import ConfigError
+
+    parse, saved = build_parser().parse_args, Path("runs/x/recipe.yaml")
+    recipe = _fresh_recipe(parse(["pretrain"]))  # the demo recipe: seq_len 1024, no BED
+    with pytest.raises(ConfigError, match=r"other settings \(--bed: - -> x.bed; --seq-len: 1024 -> 512\)"):
+        _refuse_changes(parse(["pretrain", "--resume", "auto", "--bed", "x.bed", "--seq-len", "512"]), recipe, saved,
+                        None)
+    args = parse(["pretrain", "--recipe", "demo", "--genome", "hg38", "--seed", "7", "--max-steps", "3"])
+    with pytest.raises(ConfigError, match=r"other settings \(data.genome: demo -> hg38; seed: 0 -> 7\)"):
+        _refuse_changes(args, recipe, saved, _fresh_recipe(args))
+    args = parse(["pretrain", "--recipe", "demo", "--max-steps", "3"])
+    _refuse_changes(args, recipe, saved, _fresh_recipe(args))
+
+
 def test_loss_decreases_on_real_data(tmp_path, demo_store):
     recipe = tiny_recipe(tmp_path, demo_store, max_steps=24, steps_per_epoch=12, global_batch=4, micro_batch_tokens=1024,
                          seq_len=256, warmup={"start_seq_len": None}, val_windows=16, checkpoint_every=100)

@@ -299,6 +299,47 @@ def test_stale_partials_say_what_changed_and_overwrite_discards_them(tmp_path, m
     assert "window=32" in out.read_text().splitlines()[0]
 
 
+def test_a_partial_file_is_continued_only_with_its_settings_and_discarded_only_by_overwrite(tmp_path, clinvar_vcf,
+                                                                                             model, caplog):
+    """The policy of ``genomix.resume``, as ``embed`` follows it: (a) a rerun or ``--resume`` under other settings
+    is refused, naming each change; (b) ``--overwrite`` without ``--resume`` discards the kept rows, saying so;
+    (c) ``--resume`` with ``--overwrite`` and other settings is refused too, and with the same settings continues."""
+    reference, out, partial = Reference(RCRS, {"MT": "MT_human"}), tmp_path / "s.tsv", tmp_path / ".s.tsv.partial"
+
+    def cut(n: int):
+        yield from list(read_vcf(clinvar_vcf))[:n]
+        raise KeyboardInterrupt
+
+    run = lambda variants, **kw: score_variants(model, variants, reference, out, batch_size=10,  # noqa: E731
+                                                quiet=True, **{"window": 64, **kw})
+    whole = {}
+    for window in (64, 32):
+        score_variants(model, read_vcf(clinvar_vcf), reference, tmp_path / f"{window}.tsv", window=window,
+                       batch_size=10, quiet=True)
+        whole[window] = (tmp_path / f"{window}.tsv").read_text()
+    with pytest.raises(KeyboardInterrupt):
+        run(cut(25), meta={"model": "m"})
+    kept = partial.read_text()
+    assert len(kept.splitlines()) == 2 + 20
+    with pytest.raises(InputFormatError, match=r"pass --resume to continue it, or --overwrite to start again"):
+        run(read_vcf(clinvar_vcf), meta={"model": "m"})
+    with pytest.raises(InputFormatError, match=r"interrupted run with other settings \(model: m -> -; window: 64 -> "
+                                               r"32\): pass --overwrite to start again"):
+        run(read_vcf(clinvar_vcf), window=32)  # (a) a rerun, for which --resume would not do either
+    for overwrite in (False, True):  # (a) and (c)
+        with pytest.raises(InputFormatError, match=r"other settings \(model: m -> other\); --resume continues it only "
+                                                   r"with those.*--overwrite without --resume"):
+            run(read_vcf(clinvar_vcf), meta={"model": "other"}, resume=True, overwrite=overwrite)
+    assert partial.read_text() == kept  # nothing discarded, nothing added
+    with caplog.at_level("WARNING", logger="genomix.resume"):  # (b)
+        assert run(read_vcf(clinvar_vcf), window=32, overwrite=True) == {"scored": 63}
+    assert f"discarding {partial}" in caplog.text and not partial.exists() and out.read_text() == whole[32]
+    with pytest.raises(KeyboardInterrupt):
+        run(cut(25), overwrite=True)
+    counts = run(read_vcf(clinvar_vcf), resume=True, overwrite=True)  # (c) with the same settings: continued
+    assert counts == {"resumed": 20, "scored": 43} and out.read_text() == whole[64]
+
+
 def test_an_output_that_is_an_input_or_a_directory_is_refused(tmp_path, clinvar_vcf, model):
     reference = Reference(RCRS, {"MT": "MT_human"})
     for out in (clinvar_vcf, RCRS, tmp_path):

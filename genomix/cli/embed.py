@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from .inference_options import add_inference_options
+from .inference_options import add_inference_options, add_resume_options
 
 #: Same as genomix.embed.EMBED_POOLING (kept literal so `genomix --help` does not import torch).
 POOLING_CHOICES = ("mean", "last", "first", "none")
@@ -23,9 +23,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument("--bed", help="BED intervals (contig start end [name] [score] [strand]); needs --genome")
     parser.add_argument("--genome", help="genome store (.h5) from `genomix genome prepare`, for --bed")
     parser.add_argument("--out", required=True, help="output HDF5 file")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace an existing --out (or an interrupted run's rows)")
-    parser.add_argument("--resume", action="store_true", help="continue an interrupted run after the rows it kept")
+    add_resume_options(parser)
     parser.add_argument("--pooling", choices=POOLING_CHOICES, default="mean",
                         help="mean/last/first over each sequence's bases, or none for per-token (default mean)")
     parser.add_argument("--batch-size", type=int, default=8, help="chunks per forward pass (default 8)")
@@ -53,6 +51,7 @@ def _run(args: argparse.Namespace) -> int:
     model = load_embedding_model(args.model, args.revision)
     path = embed_sequences(model, sequences, args.out, pooling=args.pooling, batch_size=args.batch_size,
                            overwrite=args.overwrite, resume=args.resume,
+                           meta={"revision": args.revision} if args.revision else None,
                            device=args.device, quiet=args.quiet, total=total, model_name=args.model,
                            reuse_filters=not args.no_filter_reuse, cuda_graphs=not args.no_cuda_graphs)
     print(path)

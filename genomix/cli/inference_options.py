@@ -16,3 +16,11 @@ def add_inference_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-cuda-graphs", action="store_true",
                         help="run every forward eagerly instead of replaying repeated batch shapes from CUDA "
                         "graphs: slower for small models and single long sequences, less GPU memory")
+
+
+def add_resume_options(parser: argparse.ArgumentParser) -> None:
+    """``--resume`` and ``--overwrite``, with the policy of :mod:`genomix.resume` for an interrupted run's rows."""
+    parser.add_argument("--resume", action="store_true",
+                        help="continue an interrupted run after the rows it kept (refused if its settings differ)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing --out; without --resume, also discard an interrupted run's rows")

@@ -64,17 +64,18 @@ def _refuse_changes(args: argparse.Namespace, recipe, saved: Path, fresh) -> Non
     given: the same command as the first run's (a requeued job) passes; so does ``--resume auto --out DIR``
     alone; more ``--max-steps``, another ``--precision`` or other devices are fine."""
     from ..errors import ConfigError
+    from ..resume import changed_settings, flat_settings
 
     if fresh is not None:
-        new, now = fresh.to_dict(), recipe.to_dict()
-        changed = [f"{key}: {now.get(key)} -> {new.get(key)}" for key in sorted(set(new) | set(now))
-                   if key not in RESUMABLE_CHANGES and new.get(key) != now.get(key)]
+        now, new = flat_settings(recipe.to_dict()), flat_settings(fresh.to_dict())
+        kept = [key for key in sorted(set(now) | set(new)) if key not in RESUMABLE_CHANGES]
+        changed = changed_settings(now, new, kept)
     else:
-        asked = {"--model/--config": (args.model or args.config, recipe.model),
-                 "--genome": (args.genome, recipe.data.genome), "--bed": (args.bed, recipe.data.bed),
-                 "--seq-len": (args.seq_len, recipe.seq_len), "--seed": (args.seed, recipe.seed)}
-        changed = [f"{flag}: {had} -> {value}" for flag, (value, had) in asked.items()
-                   if value is not None and value != had]
+        had = {"--model/--config": recipe.model, "--genome": recipe.data.genome, "--bed": recipe.data.bed,
+               "--seq-len": recipe.seq_len, "--seed": recipe.seed}
+        asked = {"--model/--config": args.model or args.config, "--genome": args.genome, "--bed": args.bed,
+                 "--seq-len": args.seq_len, "--seed": args.seed}
+        changed = changed_settings(had, asked, [flag for flag, value in asked.items() if value is not None])
     if changed:
         raise ConfigError(f"resuming the run in {args.out} (made with {saved}) with other settings "
                           f"({'; '.join(changed)}); drop those flags to continue it, or pass another --out to start "

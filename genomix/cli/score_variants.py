@@ -7,7 +7,7 @@ import hashlib
 import sys
 from pathlib import Path
 
-from .inference_options import add_inference_options
+from .inference_options import add_inference_options, add_resume_options
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -45,8 +45,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--on-ref-mismatch", choices=("error", "skip"), default="error",
                         help="stop at a REF that differs from the reference (default), or record it and go on")
     parser.add_argument("--batch-size", type=int, default=16, help="alleles per forward pass (default 16)")
-    parser.add_argument("--resume", action="store_true", help="continue an interrupted run from its partial output")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    add_resume_options(parser)
     add_inference_options(parser)
     parser.set_defaults(func=_run)
 

@@ -40,6 +40,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from ..errors import ConfigError, InputFormatError, TrainingError
 from ..models.fixed_filters import hold_fixed_filters
 from ..models.inference_loop import inference_loop
+from ..resume import changed_settings, flat_settings
 from ..train.checkpoint_io import AtomicCheckpointIO
 from ..train.module import adamw_warmup_cosine, check_finite_loss, seed_step
 from ..train.run import (LAST, atomic_write_text, export_pretrained, fit_telling_interrupts, resolve_resume,
@@ -219,14 +220,6 @@ def _recipe_text(recipe: FinetuneRecipe, identity: dict[str, str]) -> str:
     return dump_finetune_recipe(recipe) + "".join(f"# {key}: {value}\n" for key, value in identity.items())
 
 
-def _flat(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested mappings as one level of dotted keys (``{"optim": {"lr": 1}}`` -> ``{"optim.lr": 1}``)."""
-    out: dict[str, Any] = {}
-    for key, value in mapping.items():
-        out.update(_flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
-    return out
-
-
 def check_resumable(out: Path, recipe: FinetuneRecipe, identity: dict[str, str]) -> None:
     """Refuse to resume the run in ``out`` with another recipe, model or task than it was started with
     (its ``recipe.yaml``), naming every setting that differs. ``num_workers`` and ``max_epochs`` (training
@@ -235,15 +228,14 @@ def check_resumable(out: Path, recipe: FinetuneRecipe, identity: dict[str, str])
     if not path.is_file():
         return
     text = path.read_text()
-    saved = {f"recipe {k}": v for k, v in _flat(yaml.safe_load(text) or {}).items()}
+    saved = flat_settings(yaml.safe_load(text) or {}, "recipe ")
     saved.update(line[2:].split(": ", 1) for line in text.splitlines() if line.startswith("# ") and ": " in line)
-    now = {f"recipe {k}": v for k, v in _flat(yaml.safe_load(dump_finetune_recipe(recipe))).items()}
-    now.update(identity)
-    differ = [f"{key} {saved[key]!r} (now {now.get(key)!r})" for key in sorted(saved)
-              if key in now and key not in ("recipe num_workers", "recipe max_epochs") and saved[key] != now[key]]
-    if differ:
-        raise ConfigError(f"cannot resume {out}: it was started with {'; '.join(differ)}. Resume with the run's "
-                          f"settings (see {path}), or start a new run with another --out")
+    now = {**flat_settings(yaml.safe_load(dump_finetune_recipe(recipe)), "recipe "), **identity}
+    may_change = ("recipe num_workers", "recipe max_epochs")
+    changed = changed_settings(saved, now, [key for key in sorted(saved) if key in now and key not in may_change])
+    if changed:
+        raise ConfigError(f"cannot resume {out}: it was started with other settings ({'; '.join(changed)}); resume "
+                          f"with the run's settings (see {path}), or start a new run with another --out")
 
 
 def finetune(model: str, task: str | os.PathLike | TaskData, out_dir: str | os.PathLike, recipe: FinetuneRecipe,

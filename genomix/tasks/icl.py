@@ -38,6 +38,7 @@ from torch import nn
 from ..errors import CheckpointError, ConfigError, RangeError, TrainingError
 from ..models.inference_loop import inference_loop
 from ..models.tasks import CausalLMMixin, MaskedLMMixin
+from ..resume import changed_settings, flat_settings
 from ..tokenizer import A_ID, MASK_ID, PAD_ID, RESERVED_ID, SEP_ID, T_ID, encode
 from ..train.recipe import config_dirs, from_mapping, read_named_yaml
 from ..train.run import atomic_write_text
@@ -232,19 +233,21 @@ def _save_state(path: Path, prompt: SoftPromptEmbedding, optimizer: torch.optim.
 
 
 def _check_identity(state_path: Path, saved: dict[str, str] | None, identity: dict[str, str]) -> None:
-    """Refuse to resume a soft prompt tuned on another model, task or recipe (states written before the
-    identity was kept are trusted)."""
+    """Refuse to resume a soft prompt tuned on another model, task or recipe, naming each change (states written
+    before the identity was kept are trusted; only what ``identity`` holds is compared)."""
     if saved is None:
         return
-    changed = [key for key in identity if saved.get(key) != identity[key]]
-    if "recipe" in changed:
-        before, now = json.loads(saved["recipe"]), json.loads(identity["recipe"])
-        changed = [k for k in changed if k != "recipe"] + [f"recipe {k}: {before.get(k)} -> {now.get(k)}"
-                                                           for k in sorted(now) if before.get(k) != now.get(k)]
-    changed = [f"{k}: {saved.get(k)} -> {identity[k]}" if k in identity else k for k in changed]
+    now = _readable_identity(identity)
+    changed = changed_settings(_readable_identity(saved), now, keys=now)
     if changed:
         raise ConfigError(f"{state_path}: the interrupted soft prompt was tuned with other settings "
                           f"({'; '.join(changed)}); resume with its settings, or choose another --out")
+
+
+def _readable_identity(identity: dict[str, str]) -> dict[str, Any]:
+    """``identity`` with its recipe (JSON) spread into ``recipe FIELD`` entries, so that a change names the field."""
+    recipe = json.loads(identity.get("recipe", "{}"))
+    return {**{k: v for k, v in identity.items() if k != "recipe"}, **flat_settings(recipe, "recipe ")}
 
 
 def tune_soft_prompt(model: nn.Module, prompt: SoftPromptEmbedding, builder: PromptBuilder, train: LabelledSequences,

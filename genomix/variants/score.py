@@ -27,8 +27,9 @@ reference bases after it, so that windows of equal length cannot both hold their
 method only). The ``ref_log_likelihood`` / ``alt_log_likelihood``
 columns hold the two terms of ``llr``: whole windows for the causal method, the masked positions for the
 masked one; ``embedding_distance`` is filled by the embedding method. Rows go to a partial file as each
-batch finishes; an interrupted run continues
-from there with ``resume=True``; the output appears under its name only when complete.
+batch finishes; an interrupted run continues from there with ``resume=True``, which ``resume`` and
+``overwrite`` treat as :mod:`genomix.resume` says (the policy ``embed`` follows too); the output appears
+under its name only when complete.
 
 REF is checked against the reference letter for letter, ``N`` on either side matching anything. An ambiguity
 code in REF (outside the VCF specification, which allows A, C, G, T and N) is accepted where the reference has
@@ -51,6 +52,7 @@ from tqdm.auto import tqdm
 from ..errors import ConfigError, GenomixError, InputFormatError, RangeError
 from ..models.inference_loop import inference_loop
 from ..outputs import check_output
+from ..resume import continue_partial
 from ..tokenizer import MASK_ID, encode
 from .reference import Reference
 from .vcf import Variant
@@ -211,32 +213,34 @@ def _score_embedding(model: torch.nn.Module, rows: list[_Row], device: torch.dev
             row.distance = float(distance[i])
 
 
-def _header(meta: dict[str, str]) -> str:
-    return "# genomix score-variants " + " ".join(f"{k}={v}" for k, v in meta.items()) + "\n" + "\t".join(COLUMNS) + "\n"
+def _header(settings: dict[str, str]) -> str:
+    """The output's first two lines: the settings (``# genomix score-variants key=value ...``), then the columns."""
+    return f"# genomix score-variants {' '.join(f'{k}={v}' for k, v in settings.items())}\n" + "\t".join(COLUMNS) + "\n"
 
 
-def _settings(header_line: str) -> dict[str, str]:
-    return dict(item.partition("=")[::2] for item in header_line.split()[3:])
+def _header_settings(header: str) -> dict[str, str]:
+    """The settings that ``header`` (an output's first two lines) records, the columns among them: rows under
+    other columns must not mix either."""
+    first, _, rest = header.partition("\n")
+    columns = rest.split("\n", 1)[0].split()
+    return {**dict(item.partition("=")[::2] for item in first.split()[3:]), "columns": ",".join(columns)}
 
 
-def _changed_settings(before: str, now: str) -> list[str]:
-    """The settings that differ between two header texts, as ``key: old -> new``. A run stopped by a REF
-    mismatch (``on_ref_mismatch=error``) may continue with ``skip``: every row before the mismatch is the same
-    under both."""
-    old, new = _settings(before.split("\n", 1)[0]), _settings(now.split("\n", 1)[0])
-    if old.get("on_ref_mismatch") == "error":
-        old["on_ref_mismatch"] = new.get("on_ref_mismatch", "error")
-    changed = [f"{k}: {old.get(k, '-')} -> {new.get(k, '-')}" for k in sorted(set(old) | set(new))
-               if old.get(k) != new.get(k)]
-    if before.split("\n")[1:2] != now.split("\n")[1:2]:
-        changed.append("the columns")
-    return changed
+def _saved_settings(partial: Path, settings: dict[str, str]) -> dict[str, str]:
+    """The settings an interrupted run recorded in ``partial``, compared with this run's ``settings``. A run
+    stopped by a REF mismatch (``on_ref_mismatch=error``) may continue with ``skip``: every row before the
+    mismatch is the same under both."""
+    with open(partial) as fh:
+        saved = _header_settings(fh.readline() + fh.readline())
+    if saved.get("on_ref_mismatch") == "error":
+        saved["on_ref_mismatch"] = settings["on_ref_mismatch"]
+    return saved
 
 
-def _keep_complete_rows(partial: Path, text: str, header: str) -> int:
-    """Rewrite an interrupted run's partial file (its ``text``) under ``header`` with its complete data rows;
-    returns how many there are."""
-    lines = text.split("\n")[2:]
+def _keep_complete_rows(partial: Path, header: str) -> int:
+    """Rewrite an interrupted run's partial file under ``header`` with its complete data rows; returns how many
+    there are."""
+    lines = partial.read_text().split("\n")[2:]
     complete = lines[:-1]  # a last line without its newline was cut mid-write: it is written again
     with open(partial, "w") as fh:
         fh.write(header + "".join(line + "\n" for line in complete))
@@ -272,8 +276,12 @@ def score_variants(
         raise RangeError(f"window {window} must be between 2 and the model's max_seq_len {limit}")
     out = check_output(out, (vcf, reference.path), overwrite)
     partial = out.with_name(f".{out.name}.partial")
-    header = _header({"method": method, "window": str(window), "on_ref_mismatch": on_ref_mismatch, **(meta or {})})
-    done = _resumable_rows(partial, header, resume, overwrite)
+    settings = {"method": method, "window": str(window), "on_ref_mismatch": on_ref_mismatch, **(meta or {})}
+    header = _header(settings)
+    current = _header_settings(header)  # read back, as an interrupted run's header is
+    keep = continue_partial(partial, lambda: _saved_settings(partial, current), current, resume=resume,
+                            overwrite=overwrite)
+    done = _keep_complete_rows(partial, header) if keep else 0
     if done:
         log.info("resuming after %d rows of %s", done, partial)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -302,29 +310,6 @@ def score_variants(
                             f"the same command with --resume continues after them)") from exc
     os.replace(partial, out)
     return counts
-
-
-def _resumable_rows(partial: Path, header: str, resume: bool, overwrite: bool) -> int:
-    """How many rows of an interrupted run's ``partial`` file to keep: all of them with ``resume`` when its
-    settings match ``header``'s; none with ``overwrite`` (it is discarded); otherwise an error that says what
-    differs and which option to pass."""
-    if not partial.exists():
-        return 0
-    if not resume:
-        if overwrite:
-            log.warning("discarding %s, the rows of an interrupted run (--overwrite without --resume)", partial)
-            return 0
-        raise InputFormatError(f"{partial} holds rows of an interrupted run: pass --resume to continue it, or "
-                               "--overwrite to start again without them")
-    text = partial.read_text()
-    changed = _changed_settings(text, header)
-    if not changed:
-        return _keep_complete_rows(partial, text, header)
-    if overwrite:
-        log.warning("discarding %s: it was made with other settings (--overwrite)", partial)
-        return 0
-    raise InputFormatError(f"{partial}: the interrupted run used other settings ({'; '.join(changed)}); run the "
-                           "same command as before with --resume, or pass --overwrite to start again without its rows")
 
 
 def _skip(variants: Iterable[Variant], done: int, counts: dict[str, int], bar) -> Iterator[Variant]:

@@ -1,0 +1,86 @@
+"""Resuming long-running commands: what changed since a run was started, and what becomes of the rows an
+interrupted run kept.
+
+Every resumable command (``pretrain``, ``finetune``, ``icl``, ``embed``, ``score-variants``) records the settings
+it was started with and refuses to continue under other ones, naming each change as ``key: old -> new``
+(:func:`changed_settings`, one format everywhere), so that no result mixes two sets of settings. This lives in
+its own module, not in :mod:`genomix.outputs` (checks on an output *path*), because the training commands
+compare settings with no output file involved.
+
+``embed`` and ``score-variants`` keep finished rows in a partial file beside their output (``.OUT.partial``,
+renamed to ``OUT`` when complete) and share one policy for it (:func:`continue_partial`):
+
+- no partial file: the run starts afresh (``--resume`` may always be passed, e.g. by a job script);
+- ``--resume`` with the same settings: the run continues after the kept rows (with ``--overwrite`` too, which
+  then only allows replacing an existing output);
+- ``--resume`` with other settings, with or without ``--overwrite``: refused, listing the changes. ``--resume``
+  asks for the kept rows, so they are never dropped behind it: rerun with the earlier settings to continue,
+  or pass ``--overwrite`` without ``--resume`` to start again;
+- ``--overwrite`` without ``--resume``: the kept rows are discarded, with a warning naming the file;
+- neither: refused, saying which option to pass (and what changed, if anything did, since ``--resume`` would
+  then be refused too).
+
+So an output never mixes rows computed under different settings, and kept rows are dropped only when asked.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+
+from .errors import InputFormatError
+
+log = logging.getLogger(__name__)
+
+#: How a setting that one side lacks (absent, None or empty) is shown in a change list.
+UNSET = "-"
+
+
+def flat_settings(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mappings as one level of keys after ``prefix`` (``{"optim": {"lr": 1}}`` -> ``{"optim.lr": 1}``),
+    so that a change deep in a recipe is named by its path instead of shown as two whole sub-mappings."""
+    out: dict[str, Any] = {}
+    for key, value in mapping.items():
+        out.update(flat_settings(value, f"{prefix}{key}.") if isinstance(value, Mapping) else {f"{prefix}{key}": value})
+    return out
+
+
+def changed_settings(old: Mapping[str, Any], new: Mapping[str, Any], keys: Iterable[str] | None = None) -> list[str]:
+    """``key: old -> new`` for each of ``keys`` (default: every key of either mapping, sorted) whose values
+    differ, in that order; a value one side lacks shows as :data:`UNSET`."""
+    keys = sorted(set(old) | set(new)) if keys is None else keys
+    return [f"{key}: {_shown(old.get(key))} -> {_shown(new.get(key))}" for key in keys if old.get(key) != new.get(key)]
+
+
+def _shown(value: Any) -> str:
+    text = "" if value is None else str(value)
+    return text or UNSET
+
+
+def continue_partial(partial: Path, read_settings: Callable[[], Mapping[str, Any]], settings: Mapping[str, Any], *,
+                     resume: bool, overwrite: bool) -> bool:
+    """Whether a command continues after the rows an interrupted run kept in ``partial`` (True) or starts afresh
+    (False), by the policy in the module docstring; raises :class:`InputFormatError` where it refuses.
+    ``read_settings`` returns the settings recorded in ``partial`` (called only when they matter, so a file
+    that is discarded is never read); ``settings`` are this run's."""
+    if not partial.exists():
+        return False
+    if overwrite and not resume:
+        log.warning("discarding %s, the rows of an interrupted run (--overwrite without --resume)", partial)
+        return False
+    changes = "; ".join(changed_settings(read_settings(), settings))
+    if resume and not changes:
+        return True
+    if resume:
+        raise InputFormatError(f"{partial}: the interrupted run used other settings ({changes}); --resume continues "
+                               "it only with those: rerun with them, or pass --overwrite without --resume to start "
+                               "again without its rows")
+    if changes:
+        raise InputFormatError(f"{partial} holds rows of an interrupted run with other settings ({changes}): pass "
+                               "--overwrite to start again without them, or rerun with its settings and --resume to "
+                               "continue it")
+    raise InputFormatError(f"{partial} holds rows of an interrupted run: pass --resume to continue it, or "
+                           "--overwrite to start again without them")
+
+
+__all__ = ["UNSET", "changed_settings", "continue_partial", "flat_settings"]
