@@ -1,11 +1,15 @@
 """genomix: long-context DNA foundation models with fast kernels, genome stores and pretraining.
 
-Heavy submodules load lazily (PEP 562), so ``import genomix`` stays fast and never needs a GPU.
+Heavy submodules load lazily (PEP 562), so ``import genomix`` stays fast and never needs a GPU. It still
+makes transformers' ``Auto*`` classes load genomix checkpoints: :mod:`genomix.model_types` registers each
+family when transformers first looks its ``model_type`` up, importing nothing before then.
 """
 from __future__ import annotations
 
 import importlib
 from typing import TYPE_CHECKING, Any
+
+from .model_types import teach_transformers
 
 __version__ = "0.1.0"
 
@@ -23,6 +27,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .errors import GenomixError  # noqa: F401
     from .hub import from_pretrained  # noqa: F401
     from .tokenizer import Tokenizer  # noqa: F401
+
+teach_transformers()
 
 
 def __getattr__(name: str) -> Any:

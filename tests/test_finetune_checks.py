@@ -1,10 +1,12 @@
 """What `genomix finetune` and `genomix icl` refuse before any work is done, and say why: labels that
 differ between splits or leave gaps, recipe values of the wrong type, row counts and learning rates that
 are not positive, a GPU that is not there, a resume with other settings than the run's; and that a
-pretrained checkpoint is fine-tuned in train mode (dropout on)."""
+pretrained checkpoint is fine-tuned in train mode (dropout on), and a resume is checked by the base model's
+weights, not its path."""
 from __future__ import annotations
 
 import gzip
+import shutil
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,7 @@ from genomix.cli import main
 from genomix.errors import ConfigError, InputFormatError
 from genomix.hub import save_native
 from genomix.models import build
-from genomix.tasks import ClassificationModule, finetune, load_finetune_recipe, load_task
+from genomix.tasks import ClassificationModule, FinetuneRecipe, finetune, load_finetune_recipe, load_task
 from genomix.tasks.icl import load_icl_recipe
 
 
@@ -158,8 +160,8 @@ def test_a_checkpoint_trains_in_train_mode_and_resuming_needs_the_same_settings(
     other.optim.lr = 0.01
     with pytest.raises(ConfigError, match=r"recipe optim.lr: 0.002 -> 0.01"):
         finetune(str(checkpoint), task, out, other, resume="auto", accelerator="cpu", quiet=True)
-    with pytest.raises(ConfigError, match=r"model: .*ckpt -> hyenadna-tiny-1k"):
-        finetune("hyenadna-tiny-1k", task, out, recipe, resume="auto", accelerator="cpu", quiet=True)
+    with pytest.raises(ConfigError, match=r"weights of .*ckpt \(fingerprint sha256:\w+\), but mamba-tiny-1k now"):
+        finetune("mamba-tiny-1k", task, out, recipe, resume="auto", accelerator="cpu", quiet=True)
     with pytest.raises(ConfigError, match=r"task: .*task -> .*other"):
         finetune(str(checkpoint), _gue_rows(tmp_path / "other"), out, recipe, resume="auto", accelerator="cpu",
                  quiet=True)
@@ -183,3 +185,47 @@ def test_resume_takes_the_pretraining_resolver_a_file_that_is_no_checkpoint_is_r
     with pytest.raises(CheckpointError, match="not a checkpoint"):
         finetune("hyenadna-tiny-1k", tmp_path / "task", tmp_path / "run", load_finetune_recipe("quick"),
                  resume=wrong, accelerator="cpu", quiet=True)
+
+
+def _finished_run(tmp_path: Path) -> tuple[Path, Path, Path, FinetuneRecipe]:
+    """A one-epoch fine-tuning run of a saved checkpoint: (checkpoint, task, run folder, recipe)."""
+    torch.manual_seed(0)
+    checkpoint = save_native(build("hyenadna-tiny-1k", task="causal-lm"), tmp_path / "ckpt")
+    task = _gue_rows(tmp_path / "task", rows=16)
+    recipe = load_finetune_recipe("quick", max_epochs=1, batch_size=16)
+    finetune(str(checkpoint), task, tmp_path / "run", recipe, accelerator="cpu", quiet=True)
+    return checkpoint, task, tmp_path / "run", recipe
+
+
+def test_a_run_does_not_resume_on_other_weights_saved_at_the_checkpoint_path(tmp_path):
+    checkpoint, task, run, recipe = _finished_run(tmp_path)
+    saved = (run / "recipe.yaml").read_text()
+    torch.manual_seed(1)
+    save_native(build("hyenadna-tiny-1k", task="causal-lm"), checkpoint)  # replaced in place
+    with pytest.raises(ConfigError, match=rf"weights of {checkpoint} \(fingerprint sha256:\w+\), but {checkpoint} "
+                                          r"now holds other weights \(fingerprint sha256:\w+\)"):
+        finetune(str(checkpoint), task, run, recipe, resume="auto", accelerator="cpu", quiet=True)
+    assert (run / "recipe.yaml").read_text() == saved
+
+
+def test_a_run_resumes_on_the_same_weights_moved_to_another_path(tmp_path, caplog):
+    checkpoint, task, run, recipe = _finished_run(tmp_path)
+    moved = checkpoint.rename(tmp_path / "elsewhere")
+    with caplog.at_level("INFO", logger="genomix.tasks.identity"):
+        finetune(str(moved), task, run, recipe, resume="auto", accelerator="cpu", quiet=True)
+    assert f"the run started on {checkpoint}, which held the same weights" in caplog.text
+    assert f"# model: {moved}\n" in (run / "recipe.yaml").read_text()  # the run now names where the model is
+
+
+def test_a_run_saved_without_a_fingerprint_resumes_on_its_model_path(tmp_path, caplog):
+    """Runs written before fingerprints are checked by the model's path, as then, and gain one on resuming."""
+    checkpoint, task, run, recipe = _finished_run(tmp_path)
+    lines = (run / "recipe.yaml").read_text().splitlines(keepends=True)
+    (run / "recipe.yaml").write_text("".join(line for line in lines if not line.startswith("# weights: ")))
+    copy = shutil.copytree(checkpoint, tmp_path / "copy")
+    with pytest.raises(ConfigError, match=rf"started with model '{checkpoint}' \(now '{copy}'\)"):
+        finetune(str(copy), task, run, recipe, resume="auto", accelerator="cpu", quiet=True)
+    with caplog.at_level("WARNING", logger="genomix.tasks.identity"):
+        finetune(str(checkpoint), task, run, recipe, resume="auto", accelerator="cpu", quiet=True)
+    assert "saved before genomix kept a fingerprint" in caplog.text
+    assert "# weights: sha256:" in (run / "recipe.yaml").read_text()

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +15,7 @@ import torch
 
 from genomix.cli import main
 from genomix.errors import ConfigError, RangeError
+from genomix.hub import save_native
 from genomix.models import build
 from genomix.tasks.icl import (CHECKPOINT, IclRecipe, PromptBuilder, SoftPromptEmbedding, class_logits,
                                load_icl_recipe, run_icl, tune_soft_prompt)
@@ -155,16 +158,18 @@ def test_a_soft_prompt_resumes_only_on_what_it_was_tuned_on(tmp_path):
     recipe = IclRecipe(shots=0, soft_prompt_tokens=4, steps=2, lr=0.3, batch_size=6, checkpoint_every=1)
 
     def tune(recipe: IclRecipe, model_name: str = "hyenadna-tiny-1k") -> list[float]:
-        model = _lm()
+        model = _lm(model_name)
+        identity = tuning_identity(model_name, "task-a", recipe, model)
         prompt = SoftPromptEmbedding(model.get_input_embeddings(), 4, seed=1)
         model.set_input_embeddings(prompt)
         return tune_soft_prompt(model, prompt, PromptBuilder(train, 2, recipe), train, recipe, torch.device("cpu"),
-                                tmp_path / "s.pt", identity=tuning_identity(model_name, "task-a", recipe))
+                                tmp_path / "s.pt", identity=identity)
 
     tune(recipe)
     with pytest.raises(ConfigError, match="recipe lr: 0.3 -> 0.1"):
         tune(dataclasses.replace(recipe, steps=3, lr=0.1))
-    with pytest.raises(ConfigError, match="model: hyenadna-tiny-1k -> mamba-tiny-1k"):
+    with pytest.raises(ConfigError, match=r"weights of hyenadna-tiny-1k \(fingerprint sha256:\w+\), but mamba-tiny-1k "
+                                          r"now holds other weights \(fingerprint sha256:\w+\)"):
         tune(dataclasses.replace(recipe, steps=3), "mamba-tiny-1k")
     assert len(tune(dataclasses.replace(recipe, steps=3))) == 3
 
@@ -231,3 +236,56 @@ def test_the_pretrain_transfer_pipeline_runs_end_to_end(tmp_path):
     assert (tmp_path / "finetune" / "finetune_gue.json").is_file()
     second = run()
     assert second.returncode == 0 and "kshot test MCC" not in second.stdout  # finished ICL runs are skipped
+
+
+
+def _tune_from(model_dir: Path, out: Path, steps: int, resume: bool = False) -> dict:
+    """A soft-prompt run of ``steps`` steps on the checkpoint in ``model_dir``, saving its state every step."""
+    recipe = IclRecipe(shots=0, soft_prompt_tokens=2, steps=steps, batch_size=4, checkpoint_every=1)
+    task = TaskData("t", {"train": TRAIN, "test": TRAIN}, ["0", "1"])
+    return run_icl(str(model_dir), task, out, recipe, device="cpu", resume=resume, quiet=True)
+
+
+def _save_lm(path: Path, seed: int) -> Path:
+    """A HyenaDNA LM with the weights of ``seed``, saved (or saved over) at ``path``."""
+    torch.manual_seed(seed)
+    return save_native(build("hyenadna-tiny-1k", task="causal-lm"), path)
+
+
+def test_a_soft_prompt_does_not_resume_on_other_weights_saved_at_the_same_path(tmp_path):
+    model_dir = _save_lm(tmp_path / "lm", seed=0)
+    _tune_from(model_dir, tmp_path / "icl", steps=2)
+    _save_lm(model_dir, seed=1)  # the checkpoint is replaced by another model's weights
+    pattern = (rf"weights of {model_dir} \(fingerprint (sha256:\w+)\), but {model_dir} now holds other weights "
+               r"\(fingerprint (sha256:\w+)\)")
+    with pytest.raises(ConfigError, match=pattern) as refused:
+        _tune_from(model_dir, tmp_path / "icl", steps=3, resume=True)
+    saved, now = re.search(pattern, str(refused.value)).groups()
+    assert saved != now
+
+
+def test_a_soft_prompt_resumes_on_the_same_weights_moved_to_another_path(tmp_path, caplog):
+    first = _save_lm(tmp_path / "lm", seed=0)
+    _tune_from(first, tmp_path / "icl", steps=2)
+    moved = first.rename(tmp_path / "elsewhere")
+    with caplog.at_level("INFO", logger="genomix.tasks.identity"):
+        losses = _tune_from(moved, tmp_path / "icl", steps=3, resume=True)["soft_prompt_losses"]
+    assert len(losses) == 3 and None not in losses
+    assert f"the run started on {first}, which held the same weights" in caplog.text
+
+
+def test_a_soft_prompt_saved_without_a_fingerprint_resumes_on_its_path(tmp_path, caplog):
+    """States written before fingerprints are checked by the model's path, as then, and gain one on saving."""
+    model_dir = _save_lm(tmp_path / "lm", seed=0)
+    _tune_from(model_dir, tmp_path / "icl", steps=2)
+    state_path = tmp_path / "icl" / CHECKPOINT
+    state = torch.load(state_path, weights_only=True)
+    del state["identity"]["weights"]
+    torch.save(state, state_path)
+    copy = shutil.copytree(model_dir, tmp_path / "copy")
+    with pytest.raises(ConfigError, match=rf"started with model '{model_dir}' \(now '{copy}'\)"):
+        _tune_from(copy, tmp_path / "icl", steps=3, resume=True)
+    with caplog.at_level("WARNING", logger="genomix.tasks.identity"):
+        assert len(_tune_from(model_dir, tmp_path / "icl", steps=3, resume=True)["soft_prompt_losses"]) == 3
+    assert "saved before genomix kept a fingerprint" in caplog.text
+    assert torch.load(state_path, weights_only=True)["identity"]["weights"].startswith("sha256:")

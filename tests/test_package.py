@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import genomix
 from genomix.cli import COMMANDS, build_parser
 
@@ -63,3 +65,37 @@ def test_cli_reports_genomix_errors_cleanly():
     )
     assert result.returncode == 2
     assert "error:" in result.stderr and "Traceback" not in result.stderr
+
+
+
+_AUTO_LOAD = """
+import sys
+{first}
+import genomix
+loaded = [m for m in sys.modules if m.startswith({unexpected!r}) and m != "genomix.model_types"]
+assert not loaded, loaded
+from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
+print(type(AutoConfig.from_pretrained(sys.argv[1])).__name__)
+print(type(AutoModelForMaskedLM.from_pretrained(sys.argv[1])).__name__)
+print(type(AutoModelForCausalLM.from_pretrained(sys.argv[2])).__name__)
+print(type(AutoTokenizer.from_pretrained(sys.argv[2])).__name__)
+"""
+
+
+@pytest.mark.parametrize("transformers_first", [False, True])
+def test_bare_import_makes_auto_classes_load_genomix_checkpoints(tmp_path, transformers_first):
+    """``import genomix`` alone, which imports no torch, no transformers and no family, lets transformers'
+    Auto* classes load genomix checkpoints, whether transformers is imported after genomix or before it."""
+    from genomix.hub import save_native
+    from genomix.models import build
+
+    build("caduceus-ph-1k-d118", task="masked-lm").save_pretrained(tmp_path / "caduceus")
+    save_native(build("hyenadna-tiny-1k"), tmp_path / "hyena")
+    code = _AUTO_LOAD.format(
+        first="import transformers.models.auto.configuration_auto" if transformers_first else "",
+        unexpected=("genomix.",) if transformers_first else ("genomix.", "torch", "transformers"),
+    )
+    run = subprocess.run([sys.executable, "-c", code, str(tmp_path / "caduceus"), str(tmp_path / "hyena")],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.split() == ["CaduceusConfig", "CaduceusForMaskedLM", "HyenaForCausalLM", "Tokenizer"]

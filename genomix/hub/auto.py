@@ -5,6 +5,8 @@ After :func:`register_auto_classes`, ``AutoConfig``/``AutoModel``/``AutoModelFor
 directory whose ``config.json`` says ``"model_type": "genomix-<family>"`` to genomix classes.
 :func:`register_auto_classes` (all families) runs when ``genomix.hub`` is imported, and
 :func:`genomix.models.registry.register_family` registers each family as its module loads. Both are idempotent.
+A bare ``import genomix`` needs neither: :mod:`genomix.model_types` imports a family (and so registers it)
+the first time transformers looks its ``model_type`` up.
 """
 from __future__ import annotations
 

@@ -5,8 +5,9 @@ Each family (``hyena``, ``mamba``, ``caduceus``, ``m2``, ``transformer``) subcla
 :class:`GenomixPreTrainedModel` for its base model and heads. Building on ``transformers``' classes
 gives users the conventions they know (``from_pretrained``/``save_pretrained``/``push_to_hub``,
 output dataclasses, ``Trainer``) without ``trust_remote_code``: each family registers with the ``Auto*``
-classes as its module loads (:func:`~genomix.models.registry.register_family`), and importing
-``genomix.hub`` loads them all.
+classes as its module loads (:func:`~genomix.models.registry.register_family`), importing
+``genomix.hub`` loads them all, and after a bare ``import genomix`` transformers loads a family the first time
+it looks the family's ``model_type`` up (:mod:`genomix.model_types`).
 
 A family's base model puts :class:`BaseModelMixin` (the ``forward`` contract) or
 :class:`LayerNormStackMixin` (embeddings -> blocks -> ``ln_f``, the whole base model but its blocks)

@@ -3,8 +3,8 @@
 Named sizes are YAML files in ``configs/models/`` (shipped inside the package as ``genomix/configs``);
 each names its ``model_type`` and the family's hyper-parameters. ``build("hyenadna-tiny-1k")`` reads
 the YAML, makes the family's config and a model with fresh weights. Families register themselves
-with :func:`register_family` when their module is imported; :data:`FAMILY_MODULES` says which module
-to import for a ``model_type``, so nothing loads before it is needed.
+with :func:`register_family` when their module is imported; :data:`~genomix.model_types.FAMILY_MODULES`
+says which module to import for a ``model_type``, so nothing loads before it is needed.
 """
 from __future__ import annotations
 
@@ -17,15 +17,9 @@ from typing import Any
 import yaml
 
 from ..errors import ConfigError
+from ..model_types import FAMILY_MODULES
 from .base import GenomixConfig, GenomixPreTrainedModel
 
-FAMILY_MODULES = {
-    "genomix-hyena": "genomix.models.hyena",
-    "genomix-mamba": "genomix.models.mamba",
-    "genomix-caduceus": "genomix.models.caduceus",
-    "genomix-m2": "genomix.models.m2",
-    "genomix-transformer": "genomix.models.transformer",
-}
 TASKS = ("base", "causal-lm", "masked-lm", "classification")
 
 

@@ -2,7 +2,8 @@
 
 Layout of ``out_dir``::
 
-    recipe.yaml                 the resolved recipe, with the model and task it ran on (``# model: ...``)
+    recipe.yaml                 the resolved recipe, with the model, its weights' fingerprint and the task it
+                                ran on (``# model: ...``, ``# weights: sha256:...``, :mod:`.identity`)
     checkpoints/last.ckpt       Lightning checkpoint at the end of every epoch (atomic; --resume auto)
     checkpoints/best-*.ckpt     the epoch with the best development ``monitor`` metric
     logs/csv/version_N/         training loss and development metrics per epoch; logs/tensorboard/
@@ -12,7 +13,7 @@ Layout of ``out_dir``::
 
 Every file is written to a temporary name and renamed when complete, so an interrupted run leaves the
 previous complete file, and ``--resume auto`` continues from the last finished epoch, provided the recipe,
-model and task are the ones in ``recipe.yaml``.
+the task and the model's weights (wherever the model now is) are the ones in ``recipe.yaml``.
 
 ``devices`` > 1 trains data-parallel (DDP). The recipe's ``batch_size`` stays the global batch: each of
 the ``devices`` processes takes ``batch_size / devices`` rows of the same per-epoch permutation
@@ -46,6 +47,7 @@ from ..train.module import adamw_warmup_cosine, check_finite_loss, seed_step
 from ..train.run import (LAST, atomic_write_text, export_pretrained, fit_telling_interrupts, resolve_resume,
                          run_loggers)
 from .batches import fit_lengths, loader
+from .identity import BASE_MODEL_KEYS, check_base_model, run_identity, weights_fingerprint
 from .labelled import LabelledSequences, TaskData, load_task
 from .metrics import classification_metrics, softmax
 from .recipe import FinetuneRecipe, dump_finetune_recipe
@@ -206,36 +208,34 @@ def require_cuda(device: str, option: str) -> None:
         raise ConfigError(f"{option} {device}: this machine has {count} CUDA device(s), numbered 0..{count - 1}")
 
 
-def run_identity(model: str, task: str | os.PathLike | TaskData) -> dict[str, str]:
-    """What a run was started on, as recorded in its ``recipe.yaml``: the model (a checkpoint folder as an
-    absolute path, else the name or Hub id) and the task (its folder's absolute path, else its name)."""
-    model_id = str(Path(model).expanduser().resolve()) if Path(model).expanduser().is_dir() else model
-    task_id = task.name if isinstance(task, TaskData) else str(Path(task).expanduser().resolve())
-    return {"model": model_id, "task": task_id}
-
-
 def _recipe_text(recipe: FinetuneRecipe, identity: dict[str, str]) -> str:
     """``recipe.yaml``: the recipe, then the run's identity as comment lines (``# model: ...``), so that
     the file stays a recipe that ``--recipe`` reads."""
     return dump_finetune_recipe(recipe) + "".join(f"# {key}: {value}\n" for key, value in identity.items())
 
 
-def check_resumable(out: Path, recipe: FinetuneRecipe, identity: dict[str, str]) -> None:
-    """Refuse to resume the run in ``out`` with another recipe, model or task than it was started with
-    (its ``recipe.yaml``), naming every setting that differs. ``num_workers`` and ``max_epochs`` (training
-    longer) may change."""
+def saved_settings(out: Path) -> dict[str, str] | None:
+    """The recipe (as ``recipe <dotted key>``) and identity (``model``, ``task``, ``weights``) of the run in
+    ``out``, from its ``recipe.yaml``; ``None`` without one."""
     path = out / "recipe.yaml"
     if not path.is_file():
-        return
+        return None
     text = path.read_text()
     saved = flat_settings(yaml.safe_load(text) or {}, "recipe ")
     saved.update(line[2:].split(": ", 1) for line in text.splitlines() if line.startswith("# ") and ": " in line)
+    return saved
+
+
+def check_resumable(out: Path, saved: dict[str, str], recipe: FinetuneRecipe, identity: dict[str, str]) -> None:
+    """Refuse to resume the run in ``out`` (its ``saved_settings``) with another recipe or task than it was
+    started with, naming every setting that differs. ``num_workers`` and ``max_epochs`` (training longer) may
+    change. The model is compared by its weights once loaded (:func:`.identity.check_base_model`)."""
     now = {**flat_settings(yaml.safe_load(dump_finetune_recipe(recipe)), "recipe "), **identity}
-    may_change = ("recipe num_workers", "recipe max_epochs")
-    changed = changed_settings(saved, now, [key for key in sorted(saved) if key in now and key not in may_change])
+    free = ("recipe num_workers", "recipe max_epochs", *BASE_MODEL_KEYS)
+    changed = changed_settings(saved, now, [key for key in sorted(saved) if key in now and key not in free])
     if changed:
         raise ConfigError(f"cannot resume {out}: it was started with other settings ({'; '.join(changed)}); resume "
-                          f"with the run's settings (see {path}), or start a new run with another --out")
+                          f"with the run's settings (see {out / 'recipe.yaml'}), or start a new run with another --out")
 
 
 def finetune(model: str, task: str | os.PathLike | TaskData, out_dir: str | os.PathLike, recipe: FinetuneRecipe,
@@ -257,8 +257,9 @@ def finetune(model: str, task: str | os.PathLike | TaskData, out_dir: str | os.P
         raise ConfigError(f"{out} already holds a fine-tuning run; pass --resume auto to continue it, or choose "
                           "another --out")
     identity = run_identity(model, task)
-    if ckpt_path is not None:
-        check_resumable(out, recipe, identity)
+    saved = saved_settings(out) if ckpt_path is not None else None
+    if saved is not None:
+        check_resumable(out, saved, recipe, identity)
     task = task if isinstance(task, TaskData) else load_task(task)
     L.seed_everything(recipe.seed, workers=True, verbose=False)
 
@@ -277,6 +278,9 @@ def finetune(model: str, task: str | os.PathLike | TaskData, out_dir: str | os.P
         raise ConfigError(f"monitor auroc needs two classes; {task.name} has {task.num_labels}: use mcc or accuracy")
 
     classifier = load_classifier(model, task.num_labels, task.label_names, recipe, revision)
+    identity["weights"] = weights_fingerprint(classifier.base_model)  # the pretrained backbone; the head is new
+    if saved is not None:
+        check_base_model(saved, identity, out / "recipe.yaml")
     limit = getattr(classifier.config, "max_seq_len", None)
     max_length = recipe.max_length or limit
     if max_length is None:

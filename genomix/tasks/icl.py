@@ -42,7 +42,8 @@ from ..resume import changed_settings, flat_settings
 from ..tokenizer import A_ID, MASK_ID, PAD_ID, RESERVED_ID, SEP_ID, T_ID, encode
 from ..train.recipe import config_dirs, from_mapping, read_named_yaml
 from ..train.run import atomic_write_text
-from .finetune import require_cuda, run_identity, write_predictions
+from .finetune import require_cuda, write_predictions
+from .identity import BASE_MODEL_KEYS, check_base_model, run_identity, weights_fingerprint
 from .labelled import LabelledSequences, TaskData, load_task
 from .metrics import classification_metrics
 from .recipe import check_field_types
@@ -216,10 +217,12 @@ def score_split(model: nn.Module, builder: PromptBuilder, data: LabelledSequence
 RESUMABLE_CHANGES = ("steps", "checkpoint_every", "eval_batch_size", "test_rows")
 
 
-def tuning_identity(model: str, task: str | os.PathLike | TaskData, recipe: IclRecipe) -> dict[str, str]:
-    """What a soft prompt is tuned on: the model, the task and every recipe field a resume must keep."""
+def tuning_identity(model: str, task: str | os.PathLike | TaskData, recipe: IclRecipe,
+                    lm: nn.Module) -> dict[str, str]:
+    """What a soft prompt is tuned on: the model (its name and the fingerprint of ``lm``, the frozen model as
+    loaded, LM head included), the task and every recipe field a resume must keep."""
     kept = {k: v for k, v in dataclasses.asdict(recipe).items() if k not in RESUMABLE_CHANGES}
-    return {**run_identity(model, task), "recipe": json.dumps(kept, sort_keys=True)}
+    return {**run_identity(model, task), "weights": weights_fingerprint(lm), "recipe": json.dumps(kept, sort_keys=True)}
 
 
 def _save_state(path: Path, prompt: SoftPromptEmbedding, optimizer: torch.optim.Optimizer,
@@ -233,11 +236,13 @@ def _save_state(path: Path, prompt: SoftPromptEmbedding, optimizer: torch.optim.
 
 
 def _check_identity(state_path: Path, saved: dict[str, str] | None, identity: dict[str, str]) -> None:
-    """Refuse to resume a soft prompt tuned on another model, task or recipe, naming each change (states written
-    before the identity was kept are trusted; only what ``identity`` holds is compared)."""
-    if saved is None:
+    """Refuse to resume a soft prompt tuned on another model (by its weights, :func:`.identity.check_base_model`),
+    task or recipe, naming each change (states written before the identity was kept, and calls without one, are
+    trusted; only what ``identity`` holds is compared)."""
+    if saved is None or not identity:
         return
-    now = _readable_identity(identity)
+    check_base_model(saved, identity, state_path)
+    now = {key: value for key, value in _readable_identity(identity).items() if key not in BASE_MODEL_KEYS}
     changed = changed_settings(_readable_identity(saved), now, keys=now)
     if changed:
         raise ConfigError(f"{state_path}: the interrupted soft prompt was tuned with other settings "
@@ -348,10 +353,10 @@ def run_icl(model: str, task: str | os.PathLike | TaskData, out_dir: str | os.Pa
     builder = PromptBuilder(train, task.num_labels, recipe, masked=isinstance(lm, MaskedLMMixin))
     losses: list[float | None] = []
     if recipe.soft_prompt_tokens:
+        identity = tuning_identity(model, task_source, recipe, lm)  # before the prompt joins the model
         prompt = SoftPromptEmbedding(lm.get_input_embeddings(), recipe.soft_prompt_tokens, recipe.seed).to(torch_device)
         lm.set_input_embeddings(prompt)
-        losses = tune_soft_prompt(lm, prompt, builder, train, recipe, torch_device, out / CHECKPOINT, quiet,
-                                  tuning_identity(model, task_source, recipe))
+        losses = tune_soft_prompt(lm, prompt, builder, train, recipe, torch_device, out / CHECKPOINT, quiet, identity)
         tmp = out / f".soft_prompt.safetensors.tmp-{os.getpid()}"
         save_file({"prompt": prompt.prompt.detach().cpu().contiguous()}, str(tmp))
         os.replace(tmp, out / "soft_prompt.safetensors")
