@@ -11,8 +11,8 @@ Output file (written to a temporary name, renamed when complete)::
     /lengths      (N,)   sequence lengths in bases
     /embeddings   (N, d) pooled vectors                       (pooling mean|last|first)
     /tokens/<i>   (L_i, d) per-token hidden states of row i   (pooling none)
-    attrs: model, pooling, d_model (the width d: the backbone's output width), max_seq_len, genomix_version,
-           and the caller's ``meta`` (the CLI: revision, when given)
+    attrs: model, weights (the backbone's fingerprint), pooling, d_model (the width d: the backbone's output
+           width), max_seq_len, genomix_version, and the caller's ``meta`` (the CLI: revision, when given)
 
 Pooling over chunks is exact: ``mean`` averages over all bases of the sequence, ``last``/``first``
 take the sequence's last/first base (whose chunk saw the context before it within that chunk).
@@ -37,7 +37,7 @@ from .errors import GenomixError, InputFormatError
 from .models.heads import POOLING_MODES
 from .models.inference_loop import inference_loop
 from .outputs import check_output
-from .resume import continue_partial
+from .resume import continue_partial, same_weights_settings, weights_fingerprint
 from .tokenizer import BYTE_TO_ID, INVALID, pad_batch
 
 log = logging.getLogger(__name__)
@@ -149,6 +149,8 @@ def embed_sequences(
     rows so far stay there, and ``resume=True`` continues after them (the same inputs and settings, checked),
     while ``overwrite=True`` without ``resume`` starts again without them (:mod:`genomix.resume`). ``meta``:
     further settings (e.g. the model's revision) recorded in the output's attrs, which a resumed run must match.
+    The backbone's :func:`~genomix.resume.weights_fingerprint` is recorded as ``weights`` and decides over
+    ``model_name`` (:func:`genomix.resume.same_weights_settings`).
     Returns the output path.
 
     ``window`` sequences are chunked and batched together at a time. ``reuse_filters``: keep HyenaDNA's and
@@ -164,6 +166,7 @@ def embed_sequences(
     if batch_size < 1:
         raise InputFormatError(f"batch size must be >= 1, got {batch_size}")
     backbone = getattr(model, "backbone", model)
+    weights = weights_fingerprint(backbone)  # the weights that compute the rows, before they move to a device
     config = backbone.config
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     backbone.to(device).eval()
@@ -195,8 +198,9 @@ def embed_sequences(
             writer.add(item.id, len(item.ids), _combine(parts[row], pooling))
         progress.update(len(items))
 
-    settings = {"model": model_name, "pooling": pooling, "max_seq_len": size, **(meta or {})}
-    keep = continue_partial(tmp, lambda: _saved_settings(tmp), settings, resume=resume, overwrite=overwrite)
+    settings = {"model": model_name, "pooling": pooling, "max_seq_len": size, **(meta or {}), "weights": weights}
+    keep = continue_partial(tmp, lambda: same_weights_settings(_saved_settings(tmp), settings, tmp), settings,
+                            resume=resume, overwrite=overwrite)
     writer = None
     try:
         with h5py.File(tmp, "a" if keep else "w") as h5, inference_loop(backbone, reuse_filters, cuda_graphs):

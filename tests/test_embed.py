@@ -222,7 +222,8 @@ def test_a_partial_file_is_continued_only_with_its_settings_and_discarded_only_b
                                                r"revision: v1 -> -\): pass --overwrite to start again"):
         run(items, pooling="last")  # (a) a rerun, for which --resume would not do either
     for overwrite in (False, True):  # (a) and (c)
-        with pytest.raises(InputFormatError, match=r"other settings \(model: - -> tiny; revision: v1 -> v2\); --resume "
+        # the same weights: the model's name is not compared (see test_the_model_is_compared_by_its_weights)
+        with pytest.raises(InputFormatError, match=r"other settings \(revision: v1 -> v2\); --resume "
                                                    r"continues it only with those.*--overwrite without --resume"):
             run(items, model_name="tiny", meta={"revision": "v2"}, resume=True, overwrite=overwrite)
     assert partial.read_bytes() == kept  # nothing discarded, nothing added
@@ -234,3 +235,48 @@ def test_a_partial_file_is_continued_only_with_its_settings_and_discarded_only_b
         run(cut(5), overwrite=True)
     assert run(items, resume=True, overwrite=True) == out  # (c) with the same settings: continued, output replaced
     same_embeddings(whole["mean"], out)
+
+
+def test_the_model_is_compared_by_its_weights(model, shared_dir, tmp_path, caplog):
+    """The partial file records the backbone's weights fingerprint: other weights under the same model path are
+    refused on --resume, naming ``weights``; the same weights under another path resume; and a partial written
+    before fingerprints were kept (no ``weights``) still resumes, compared by the model's path."""
+    import copy
+
+    mt = next(iter(read_fasta(shared_dir / "data" / "genomes" / "human_mtDNA_rCRS.fa").values()))
+    items = [SequenceInput(f"s{i}", encode(mt[i * 97:i * 97 + 60 + i]).astype(np.int64)) for i in range(9)]
+
+    def cut(n: int):
+        yield from items[:n]
+        raise KeyboardInterrupt
+
+    out, partial = tmp_path / "e.h5", tmp_path / ".e.h5.partial"
+    run = lambda m, sequences, **kw: embed_sequences(m, sequences, out, window=2, quiet=True, **kw)  # noqa: E731
+    whole = embed_sequences(model, items, tmp_path / "whole.h5", window=2, quiet=True)
+    other = copy.deepcopy(model)
+    with torch.no_grad():
+        next(other.parameters()).add_(1.0)
+    with pytest.raises(KeyboardInterrupt):
+        run(model, cut(5), model_name="/ckpt")
+    with h5py.File(partial) as h5:
+        assert re.fullmatch(r"sha256:[0-9a-f]{16}", h5.attrs["weights"])
+    with pytest.raises(InputFormatError, match=r"other settings \(weights: sha256:[0-9a-f]{16} -> "  # (1)
+                                               r"sha256:[0-9a-f]{16}\); --resume continues it only with those"):
+        run(other, items, model_name="/ckpt", resume=True)
+    assert run(model, items, model_name="/moved", resume=True) == out  # (2) the same weights, moved
+    with h5py.File(whole) as a, h5py.File(out) as b:
+        assert list(a["ids"][()]) == list(b["ids"][()]) and b.attrs["model"] == "/moved"
+        np.testing.assert_array_equal(a["embeddings"][()], b["embeddings"][()])
+    out.unlink()
+    with pytest.raises(KeyboardInterrupt):
+        run(model, cut(5), model_name="/ckpt")
+    with h5py.File(partial, "a") as h5:  # (3) as an older genomix wrote it: no weights
+        del h5.attrs["weights"]
+    with pytest.raises(InputFormatError, match=r"other settings \(model: /ckpt -> /moved\)"):
+        run(model, items, model_name="/moved", resume=True)  # compared by the path, as it was then
+    with caplog.at_level("WARNING", logger="genomix.resume"):
+        assert run(model, items, model_name="/ckpt", resume=True) == out
+    assert "before genomix kept a fingerprint" in caplog.text
+    with h5py.File(whole) as a, h5py.File(out) as b:
+        np.testing.assert_array_equal(a["embeddings"][()], b["embeddings"][()])
+        assert b.attrs["weights"] == a.attrs["weights"]

@@ -323,13 +323,14 @@ def test_a_partial_file_is_continued_only_with_its_settings_and_discarded_only_b
     assert len(kept.splitlines()) == 2 + 20
     with pytest.raises(InputFormatError, match=r"pass --resume to continue it, or --overwrite to start again"):
         run(read_vcf(clinvar_vcf), meta={"model": "m"})
-    with pytest.raises(InputFormatError, match=r"interrupted run with other settings \(model: m -> -; window: 64 -> "
-                                               r"32\): pass --overwrite to start again"):
+    # the same weights: the model's name is not compared (see test_the_model_is_compared_by_its_weights)
+    with pytest.raises(InputFormatError, match=r"interrupted run with other settings \(window: 64 -> 32\): pass "
+                                               r"--overwrite to start again"):
         run(read_vcf(clinvar_vcf), window=32)  # (a) a rerun, for which --resume would not do either
     for overwrite in (False, True):  # (a) and (c)
-        with pytest.raises(InputFormatError, match=r"other settings \(model: m -> other\); --resume continues it only "
+        with pytest.raises(InputFormatError, match=r"other settings \(revision: - -> v2\); --resume continues it only "
                                                    r"with those.*--overwrite without --resume"):
-            run(read_vcf(clinvar_vcf), meta={"model": "other"}, resume=True, overwrite=overwrite)
+            run(read_vcf(clinvar_vcf), meta={"model": "m", "revision": "v2"}, resume=True, overwrite=overwrite)
     assert partial.read_text() == kept  # nothing discarded, nothing added
     with caplog.at_level("WARNING", logger="genomix.resume"):  # (b)
         assert run(read_vcf(clinvar_vcf), window=32, overwrite=True) == {"scored": 63}
@@ -338,6 +339,56 @@ def test_a_partial_file_is_continued_only_with_its_settings_and_discarded_only_b
         run(cut(25), overwrite=True)
     counts = run(read_vcf(clinvar_vcf), resume=True, overwrite=True)  # (c) with the same settings: continued
     assert counts == {"resumed": 20, "scored": 43} and out.read_text() == whole[64]
+
+
+def test_the_model_is_compared_by_its_weights(tmp_path, clinvar_vcf, model, monkeypatch, capsys, caplog):
+    """The header records the loaded model's weights fingerprint: other weights saved at the same path are
+    refused on --resume, naming ``weights``; the same weights at another path resume; and a partial file written
+    before fingerprints were kept (no ``weights``) still resumes, compared by the model's path."""
+    import shutil
+
+    checkpoint, moved = tmp_path / "ckpt", tmp_path / "moved"
+    model.save_pretrained(checkpoint)
+    common = ["score-variants", "--vcf", str(clinvar_vcf), "--reference", str(RCRS), "--contig-map", "MT=MT_human",
+              "--window", "64", "--batch-size", "10", "--quiet", "--device", "cpu"]
+    out, partial = tmp_path / "cut.tsv", tmp_path / ".cut.tsv.partial"
+    assert cli_main(common + ["--model", str(checkpoint), "--out", str(tmp_path / "whole.tsv")]) == 0
+    whole = read_tsv(tmp_path / "whole.tsv")
+    real = score_module._score_causal
+
+    def interrupt():
+        calls = []
+
+        def interrupting(*args):
+            calls.append(1)
+            if len(calls) == 3:
+                raise KeyboardInterrupt
+            real(*args)
+
+        monkeypatch.setattr(score_module, "_score_causal", interrupting)
+        assert cli_main(common + ["--model", str(checkpoint), "--out", str(out)]) == 130
+        monkeypatch.setattr(score_module, "_score_causal", real)
+        assert re.search(r" weights=sha256:[0-9a-f]{16}( |$)", partial.read_text().splitlines()[0])
+
+    interrupt()  # (1) other weights at the same path: refused, naming the change
+    torch.manual_seed(1)
+    build("hyenadna-tiny-1k", task="causal-lm").save_pretrained(checkpoint)
+    capsys.readouterr()
+    assert cli_main(common + ["--model", str(checkpoint), "--out", str(out), "--resume"]) == 2
+    assert re.search(r"other settings \(weights: sha256:[0-9a-f]{16} -> sha256:[0-9a-f]{16}\)", capsys.readouterr().err)
+    model.save_pretrained(checkpoint)
+    shutil.copytree(checkpoint, moved)  # (2) the same weights at another path: resumed, as if never cut
+    assert cli_main(common + ["--model", str(moved), "--out", str(out), "--resume"]) == 0
+    assert "resumed=20 scored=43" in capsys.readouterr().err
+    assert read_tsv(out) == whole and f"model={moved} " in out.read_text().splitlines()[0] and not partial.exists()
+    out.unlink()
+    interrupt()  # (3) a partial without weights (an older genomix): compared by the model's path, still resumed
+    first, rest = partial.read_text().split("\n", 1)
+    partial.write_text(re.sub(r" weights=\S+", "", first) + "\n" + rest)
+    with caplog.at_level("WARNING", logger="genomix.resume"):
+        assert cli_main(common + ["--model", str(checkpoint), "--out", str(out), "--resume"]) == 0
+    assert "before genomix kept a fingerprint" in caplog.text and read_tsv(out) == whole
+    assert " weights=sha256:" in out.read_text().splitlines()[0]
 
 
 def test_an_output_that_is_an_input_or_a_directory_is_refused(tmp_path, clinvar_vcf, model):

@@ -41,13 +41,13 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from ..errors import ConfigError, InputFormatError, TrainingError
 from ..models.fixed_filters import hold_fixed_filters
 from ..models.inference_loop import inference_loop
-from ..resume import changed_settings, flat_settings
+from ..resume import changed_settings, flat_settings, weights_fingerprint
 from ..train.checkpoint_io import AtomicCheckpointIO
 from ..train.module import adamw_warmup_cosine, check_finite_loss, seed_step
 from ..train.run import (LAST, atomic_write_text, export_pretrained, fit_telling_interrupts, resolve_resume,
                          run_loggers)
 from .batches import fit_lengths, loader
-from .identity import BASE_MODEL_KEYS, check_base_model, run_identity, weights_fingerprint
+from .identity import BASE_MODEL_KEYS, check_base_model, run_identity
 from .labelled import LabelledSequences, TaskData, load_task
 from .metrics import classification_metrics, softmax
 from .recipe import FinetuneRecipe, dump_finetune_recipe

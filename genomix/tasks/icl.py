@@ -38,12 +38,12 @@ from torch import nn
 from ..errors import CheckpointError, ConfigError, RangeError, TrainingError
 from ..models.inference_loop import inference_loop
 from ..models.tasks import CausalLMMixin, MaskedLMMixin
-from ..resume import changed_settings, flat_settings
+from ..resume import changed_settings, flat_settings, weights_fingerprint
 from ..tokenizer import A_ID, MASK_ID, PAD_ID, RESERVED_ID, SEP_ID, T_ID, encode
 from ..train.recipe import config_dirs, from_mapping, read_named_yaml
 from ..train.run import atomic_write_text
 from .finetune import require_cuda, write_predictions
-from .identity import BASE_MODEL_KEYS, check_base_model, run_identity, weights_fingerprint
+from .identity import BASE_MODEL_KEYS, check_base_model, run_identity
 from .labelled import LabelledSequences, TaskData, load_task
 from .metrics import classification_metrics
 from .recipe import check_field_types

@@ -2,19 +2,16 @@
 
 A run records its identity when it starts (``recipe.yaml`` comment lines for fine-tuning, the soft-prompt
 state for ICL): the model as it was named (a checkpoint folder as an absolute path, else the name or Hub id),
-the task, and a fingerprint of the base model's weights (:func:`weights_fingerprint`). A resume compares
-the weights, not the name: a checkpoint overwritten with other weights at the same path is refused, the same
-weights moved to another path resume. Runs saved before fingerprints were kept fall back to the name.
+the task, and a fingerprint of the base model's weights (:func:`genomix.resume.weights_fingerprint`, which
+``embed`` and ``score-variants`` record too). A resume compares the weights, not the name: a checkpoint
+overwritten with other weights at the same path is refused, the same weights moved to another path resume. Runs saved before fingerprints were kept fall back to the name.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from pathlib import Path
 from typing import Mapping
-
-import torch
 
 from ..errors import ConfigError
 from .labelled import TaskData
@@ -31,22 +28,6 @@ def run_identity(model: str, task: str | os.PathLike | TaskData) -> dict[str, st
     model_id = str(Path(model).expanduser().resolve()) if Path(model).expanduser().is_dir() else model
     task_id = task.name if isinstance(task, TaskData) else str(Path(task).expanduser().resolve())
     return {"model": model_id, "task": task_id}
-
-
-def weights_fingerprint(module: torch.nn.Module) -> str:
-    """``sha256:`` and the first 16 hex digits of a SHA-256 over ``module``'s state dict: every entry's
-    name, dtype and shape, then all of its bytes, in name order.
-
-    All bytes rather than a sample, because a sample misses a partial overwrite (one retrained layer) and
-    the cost is small: SHA-256 runs at about 1.8 GB/s on a CPU with SHA extensions (0.2 s for a 300 MB model,
-    under a second without them), less than reading the checkpoint took. Name order makes the fingerprint
-    independent of module definition order; the dtype makes a bf16 copy of the same weights another model.
-    """
-    digest = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
-        digest.update(f"{name}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode())
-        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
-    return "sha256:" + digest.hexdigest()[:16]
 
 
 def check_base_model(saved: Mapping[str, str], now: Mapping[str, str], where: Path) -> None:

@@ -52,7 +52,7 @@ from tqdm.auto import tqdm
 from ..errors import ConfigError, GenomixError, InputFormatError, RangeError
 from ..models.inference_loop import inference_loop
 from ..outputs import check_output
-from ..resume import continue_partial
+from ..resume import continue_partial, same_weights_settings, weights_fingerprint
 from ..tokenizer import MASK_ID, encode
 from .reference import Reference
 from .vcf import Variant
@@ -229,12 +229,13 @@ def _header_settings(header: str) -> dict[str, str]:
 def _saved_settings(partial: Path, settings: dict[str, str]) -> dict[str, str]:
     """The settings an interrupted run recorded in ``partial``, compared with this run's ``settings``. A run
     stopped by a REF mismatch (``on_ref_mismatch=error``) may continue with ``skip``: every row before the
-    mismatch is the same under both."""
+    mismatch is the same under both. The model is compared by its weights, its path only for a run recorded
+    without them (:func:`genomix.resume.same_weights_settings`)."""
     with open(partial) as fh:
         saved = _header_settings(fh.readline() + fh.readline())
     if saved.get("on_ref_mismatch") == "error":
         saved["on_ref_mismatch"] = settings["on_ref_mismatch"]
-    return saved
+    return same_weights_settings(saved, settings, partial)
 
 
 def _keep_complete_rows(partial: Path, header: str) -> int:
@@ -258,7 +259,8 @@ def score_variants(
     rows per status. ``window``: bases per window (default the smaller of 4096 and the model's
     ``max_seq_len``, which bounds it unless the model reads long inputs through a recurrent state);
     ``batch_size``: alleles per forward (two windows each); ``meta``: settings recorded in the output's first
-    line, which a resumed run must match; ``total``: the number of alleles, for the progress bar; ``method``:
+    line, which a resumed run must match (besides ``weights``, the model's :func:`~genomix.resume.weights_fingerprint`,
+    which decides over a ``model`` name or path); ``total``: the number of alleles, for the progress bar; ``method``:
     one of :data:`METHODS` (default: by the model's head); ``reuse_filters``: keep HyenaDNA's and M2's long
     filters' spectra between forwards (faster, one filter's memory per layer); ``cuda_graphs``: replay
     repeated batch shapes from CUDA graphs on a GPU (faster, one graph's activations; both:
@@ -276,7 +278,8 @@ def score_variants(
         raise RangeError(f"window {window} must be between 2 and the model's max_seq_len {limit}")
     out = check_output(out, (vcf, reference.path), overwrite)
     partial = out.with_name(f".{out.name}.partial")
-    settings = {"method": method, "window": str(window), "on_ref_mismatch": on_ref_mismatch, **(meta or {})}
+    settings = {"method": method, "window": str(window), "on_ref_mismatch": on_ref_mismatch, **(meta or {}),
+                "weights": weights_fingerprint(model)}
     header = _header(settings)
     current = _header_settings(header)  # read back, as an interrupted run's header is
     keep = continue_partial(partial, lambda: _saved_settings(partial, current), current, resume=resume,
