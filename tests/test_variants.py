@@ -223,11 +223,9 @@ def test_ref_mismatch_stops_with_the_line_and_keeps_the_rows_before(tmp_path, mo
     assert len(kept) == 3 and kept[2].startswith("MT\t50\t") and not (tmp_path / "b.tsv").exists()
 
 
-def test_interrupted_run_resumes_to_the_same_output(tmp_path, clinvar_vcf, model, monkeypatch):
-    reference = Reference(RCRS, {"MT": "MT_human"})
-    run = lambda out, **kw: score_variants(model, read_vcf(clinvar_vcf), reference, out, window=64, batch_size=10,  # noqa: E731
-                                           quiet=True, **kw)
-    run(tmp_path / "whole.tsv")
+def _interrupt_third_batch(monkeypatch):
+    """Make the third batch of causal scoring raise KeyboardInterrupt, as Ctrl-C would; returns the real function,
+    for the caller to put back."""
     real, calls = score_module._score_causal, []
 
     def interrupting(*args):
@@ -237,6 +235,15 @@ def test_interrupted_run_resumes_to_the_same_output(tmp_path, clinvar_vcf, model
         real(*args)
 
     monkeypatch.setattr(score_module, "_score_causal", interrupting)
+    return real
+
+
+def test_interrupted_run_resumes_to_the_same_output(tmp_path, clinvar_vcf, model, monkeypatch):
+    reference = Reference(RCRS, {"MT": "MT_human"})
+    run = lambda out, **kw: score_variants(model, read_vcf(clinvar_vcf), reference, out, window=64, batch_size=10,  # noqa: E731
+                                           quiet=True, **kw)
+    run(tmp_path / "whole.tsv")
+    real = _interrupt_third_batch(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         run(tmp_path / "cut.tsv")
     monkeypatch.setattr(score_module, "_score_causal", real)
@@ -354,18 +361,9 @@ def test_the_model_is_compared_by_its_weights(tmp_path, clinvar_vcf, model, monk
     out, partial = tmp_path / "cut.tsv", tmp_path / ".cut.tsv.partial"
     assert cli_main(common + ["--model", str(checkpoint), "--out", str(tmp_path / "whole.tsv")]) == 0
     whole = read_tsv(tmp_path / "whole.tsv")
-    real = score_module._score_causal
 
     def interrupt():
-        calls = []
-
-        def interrupting(*args):
-            calls.append(1)
-            if len(calls) == 3:
-                raise KeyboardInterrupt
-            real(*args)
-
-        monkeypatch.setattr(score_module, "_score_causal", interrupting)
+        real = _interrupt_third_batch(monkeypatch)
         assert cli_main(common + ["--model", str(checkpoint), "--out", str(out)]) == 130
         monkeypatch.setattr(score_module, "_score_causal", real)
         assert re.search(r" weights=sha256:[0-9a-f]{16}( |$)", partial.read_text().splitlines()[0])
