@@ -133,8 +133,10 @@ def same_weights_settings(saved: Mapping[str, Any], settings: Mapping[str, Any],
         if saved.get("model") != settings.get("model"):
             log.info("%s: the interrupted run used %s, which held the same weights as %s (fingerprint %s)",
                      where, saved.get("model", UNSET), settings.get("model", UNSET), settings["weights"])
-        saved.pop("model", None)
-        saved.update({"model": settings["model"]} if "model" in settings else {})
+        if "model" in settings:
+            saved["model"] = settings["model"]
+        else:
+            saved.pop("model", None)
     return saved
 
 

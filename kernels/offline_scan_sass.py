@@ -99,8 +99,17 @@ def sass(ptx: str) -> tuple[str, list[tuple[int, str]]]:
     return info, code
 
 
+_PREDICATE = re.compile(r"^@!?U?P[0-9T]\s+")
+
+
+def _operands(line: str) -> tuple[str, list[str]]:
+    """(opcode with modifiers, operand texts) of one SASS line, its predicate dropped."""
+    op, _, rest = _PREDICATE.sub("", line).strip().partition(" ")
+    return op, [part.strip() for part in rest.split(",")] if rest else []
+
+
 def _opcode(line: str) -> str:
-    return re.sub(r"^@!?U?P[0-9T]\s+", "", line).split()[0].split(".")[0]
+    return _operands(line)[0].split(".")[0]
 
 
 def loops(code: list[tuple[int, str]]) -> list[tuple[int, int, list[tuple[str, int]]]]:
@@ -114,14 +123,7 @@ def loops(code: list[tuple[int, str]]) -> list[tuple[int, int, list[tuple[str, i
     return found
 
 
-_PREDICATE = re.compile(r"^@!?U?P[0-9T]\s+")
 _LOADS = ("LDG", "LDL", "LDS", "LDSM", "LD")
-
-
-def _operands(line: str) -> tuple[str, list[str]]:
-    """(opcode with modifiers, operand texts) of one SASS line, its predicate dropped."""
-    op, _, rest = _PREDICATE.sub("", line).partition(" ")
-    return op, [part.strip() for part in rest.split(",")] if rest else []
 
 
 def _registers(text: str, width: int = 1) -> set[str]:
