@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from genomix.errors import InputFormatError, RangeError
+from genomix.errors import ConfigError, InputFormatError, RangeError
 from genomix.models import build, get_family, load_config
 
 FAMILIES = ["hyenadna-tiny-1k", "mamba-tiny-1k", "caduceus-ps-1k-d118", "m2-tiny-1k", "transformer-tiny-1k"]
@@ -79,3 +79,31 @@ def test_forward_refuses_keyword_arguments_it_would_ignore(name):
             if task == "base":
                 with pytest.raises(TypeError, match=rf"{cls}\.forward\(\) .*'labels'"):  # a base model has no loss
                     model(ids, labels=ids)
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_config_fields_no_family_takes_are_refused(name, tmp_path):
+    """A misspelt config field (``pooling_mode: last``, ``d_modle``) was stored on the config, unread, and the model
+    built with the default it meant to change; YAML files, build overrides and from_pretrained overrides now name
+    it, with the field it most likely meant."""
+    import yaml
+
+    from genomix.models.registry import config_dict
+
+    fields = config_dict(name)
+    path = tmp_path / "mine.yaml"
+    path.write_text(yaml.safe_dump({**fields, "d_modle": 64}))
+    with pytest.raises(ConfigError, match=r"mine\.yaml'.*has no field\(s\) 'd_modle'"):
+        build(path)
+    with pytest.raises(ConfigError, match=r"config overrides: .* 'pooling_mode', 'max_seq_length' \(did you mean "
+                                          r"'max_seq_len'\?\)"):
+        build(name, pooling_mode="last", max_seq_length=64)
+    config = load_config(name, num_labels=3, pooling="last", max_seq_len=64)  # real fields still pass
+    assert (config.num_labels, config.pooling, config.max_seq_len) == (3, "last", 64)
+
+
+def test_from_pretrained_refuses_an_override_no_field_takes(shared_dir):
+    import genomix
+
+    with pytest.raises(ConfigError, match=r"'num_label' \(did you mean 'num_labels'\?\)"):
+        genomix.from_pretrained(shared_dir / "fixtures" / "mamba-lm", task="classification", num_label=3)

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from ..errors import CheckpointError, ConfigError
-from ..models.base import GenomixPreTrainedModel
+from ..models.base import GenomixPreTrainedModel, check_config_fields
 from ..models.registry import get_family
 from .auto import register_auto_classes
 from .formats import LoadedCheckpoint, detect_format, load_checkpoint
@@ -53,6 +53,7 @@ def build_from_checkpoint(
     backbone; the new head starts fresh, and the log says which parameters were initialised.
     """
     config = checkpoint.config
+    check_config_fields(type(config), list(config_overrides), "config overrides")
     for key, value in config_overrides.items():
         setattr(config, key, value)
     if hasattr(config, "_validate"):

@@ -28,7 +28,7 @@ from transformers import PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import BaseModelOutput
 from transformers.utils import ModelOutput
 
-from ..errors import InputFormatError, RangeError
+from ..errors import ConfigError, InputFormatError, RangeError
 from .host_checkpoint import host_checkpoint
 from .norms import LayerNorm
 
@@ -82,6 +82,30 @@ def check_forward_kwargs(model: nn.Module, kwargs: Mapping[str, Any]) -> None:
     raise TypeError(f"{type(model).__name__}.forward() got unexpected keyword argument(s) {named}; it "
                     f"takes {', '.join(accepted)} (and {'/'.join(NO_OP_FORWARD_KWARGS)} only as False or None: no "
                     "genomix model returns attention maps or keeps a key/value cache)")
+
+
+def config_fields(config_class: type[PretrainedConfig]) -> set[str]:
+    """The field names a config of ``config_class`` takes: its and its bases' ``__init__`` parameters, the
+    attributes a default instance holds, and settable properties (``num_labels``)."""
+    names = {"model_type"}
+    for klass in config_class.__mro__:
+        if "__init__" in vars(klass):
+            names |= {param.name for param in inspect.signature(klass.__init__).parameters.values()
+                      if param.kind not in (param.VAR_KEYWORD, param.VAR_POSITIONAL)}
+        names |= {name for name, value in vars(klass).items() if isinstance(value, property) and value.fset}
+    names |= {name for name in vars(config_class()) if not name.startswith("_")}
+    return names - {"self"}
+
+
+def check_config_fields(config_class: type[PretrainedConfig], keys: Sequence[str], source: str) -> None:
+    """Refuse config fields ``config_class`` does not take, naming ``source`` (a YAML file, overrides): a
+    misspelt field (``pooling_mode: last``) would otherwise be stored on the config, unread, and the model built
+    with the default it meant to change."""
+    accepted = config_fields(config_class)
+    unknown = [key for key in keys if key not in accepted]
+    if unknown:
+        named = ", ".join(_with_suggestion(key, sorted(accepted)) for key in unknown)
+        raise ConfigError(f"{source}: {config_class.__name__} has no field(s) {named}")
 
 
 def check_prompt(input_ids: torch.Tensor, caller: str) -> None:

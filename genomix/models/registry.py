@@ -18,7 +18,7 @@ import yaml
 
 from ..errors import ConfigError
 from ..model_types import FAMILY_MODULES
-from .base import GenomixConfig, GenomixPreTrainedModel
+from .base import GenomixConfig, GenomixPreTrainedModel, check_config_fields
 
 TASKS = ("base", "causal-lm", "masked-lm", "classification")
 
@@ -108,8 +108,12 @@ def load_config(name_or_path: str | os.PathLike | GenomixConfig, **overrides: An
         data = name_or_path.to_dict()
     else:
         data = config_dict(name_or_path)
+    family = get_family(overrides.get("model_type", data["model_type"]))
+    if not isinstance(name_or_path, GenomixConfig):  # a config object's own fields were checked as it was made
+        check_config_fields(family.config_class, list(data), f"model config {str(name_or_path)!r}")
+    check_config_fields(family.config_class, list(overrides), "config overrides")
     data.update(overrides)
-    family = get_family(data.pop("model_type"))
+    data.pop("model_type")
     return family.config_class(**data)
 
 
