@@ -160,7 +160,7 @@ def test_a_checkpoint_trains_in_train_mode_and_resuming_needs_the_same_settings(
     other.optim.lr = 0.01
     with pytest.raises(ConfigError, match=r"recipe optim.lr: 0.002 -> 0.01"):
         finetune(str(checkpoint), task, out, other, resume="auto", accelerator="cpu", quiet=True)
-    with pytest.raises(ConfigError, match=r"weights of .*ckpt \(fingerprint sha256:\w+\), but mamba-tiny-1k now"):
+    with pytest.raises(ConfigError, match=r"another base model \(model: .*ckpt -> mamba-tiny-1k; weights: sha256:"):
         finetune("mamba-tiny-1k", task, out, recipe, resume="auto", accelerator="cpu", quiet=True)
     with pytest.raises(ConfigError, match=r"task: .*task -> .*other"):
         finetune(str(checkpoint), _gue_rows(tmp_path / "other"), out, recipe, resume="auto", accelerator="cpu",
@@ -202,8 +202,7 @@ def test_a_run_does_not_resume_on_other_weights_saved_at_the_checkpoint_path(tmp
     saved = (run / "recipe.yaml").read_text()
     torch.manual_seed(1)
     save_native(build("hyenadna-tiny-1k", task="causal-lm"), checkpoint)  # replaced in place
-    with pytest.raises(ConfigError, match=rf"weights of {checkpoint} \(fingerprint sha256:\w+\), but {checkpoint} "
-                                          r"now holds other weights \(fingerprint sha256:\w+\)"):
+    with pytest.raises(ConfigError, match=r"another base model \(weights: sha256:\w+ -> sha256:\w+\)"):
         finetune(str(checkpoint), task, run, recipe, resume="auto", accelerator="cpu", quiet=True)
     assert (run / "recipe.yaml").read_text() == saved
 
@@ -211,9 +210,9 @@ def test_a_run_does_not_resume_on_other_weights_saved_at_the_checkpoint_path(tmp
 def test_a_run_resumes_on_the_same_weights_moved_to_another_path(tmp_path, caplog):
     checkpoint, task, run, recipe = _finished_run(tmp_path)
     moved = checkpoint.rename(tmp_path / "elsewhere")
-    with caplog.at_level("INFO", logger="genomix.tasks.identity"):
+    with caplog.at_level("INFO", logger="genomix.resume"):
         finetune(str(moved), task, run, recipe, resume="auto", accelerator="cpu", quiet=True)
-    assert f"the run started on {checkpoint}, which held the same weights" in caplog.text
+    assert f"the interrupted run used {checkpoint}, which held the same weights as {moved}" in caplog.text
     assert f"# model: {moved}\n" in (run / "recipe.yaml").read_text()  # the run now names where the model is
 
 
@@ -223,9 +222,9 @@ def test_a_run_saved_without_a_fingerprint_resumes_on_its_model_path(tmp_path, c
     lines = (run / "recipe.yaml").read_text().splitlines(keepends=True)
     (run / "recipe.yaml").write_text("".join(line for line in lines if not line.startswith("# weights: ")))
     copy = shutil.copytree(checkpoint, tmp_path / "copy")
-    with pytest.raises(ConfigError, match=rf"started with model '{checkpoint}' \(now '{copy}'\)"):
+    with pytest.raises(ConfigError, match=rf"another base model \(model: {checkpoint} -> {copy}\)"):
         finetune(str(copy), task, run, recipe, resume="auto", accelerator="cpu", quiet=True)
-    with caplog.at_level("WARNING", logger="genomix.tasks.identity"):
+    with caplog.at_level("WARNING", logger="genomix.resume"):
         finetune(str(checkpoint), task, run, recipe, resume="auto", accelerator="cpu", quiet=True)
-    assert "saved before genomix kept a fingerprint" in caplog.text
+    assert "before genomix kept a fingerprint" in caplog.text
     assert "# weights: sha256:" in (run / "recipe.yaml").read_text()

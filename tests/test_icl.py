@@ -168,8 +168,8 @@ def test_a_soft_prompt_resumes_only_on_what_it_was_tuned_on(tmp_path):
     tune(recipe)
     with pytest.raises(ConfigError, match="recipe lr: 0.3 -> 0.1"):
         tune(dataclasses.replace(recipe, steps=3, lr=0.1))
-    with pytest.raises(ConfigError, match=r"weights of hyenadna-tiny-1k \(fingerprint sha256:\w+\), but mamba-tiny-1k "
-                                          r"now holds other weights \(fingerprint sha256:\w+\)"):
+    with pytest.raises(ConfigError, match=r"another base model \(model: hyenadna-tiny-1k -> mamba-tiny-1k; "
+                                          r"weights: sha256:\w+ -> sha256:\w+\)"):
         tune(dataclasses.replace(recipe, steps=3), "mamba-tiny-1k")
     assert len(tune(dataclasses.replace(recipe, steps=3))) == 3
 
@@ -256,8 +256,7 @@ def test_a_soft_prompt_does_not_resume_on_other_weights_saved_at_the_same_path(t
     model_dir = _save_lm(tmp_path / "lm", seed=0)
     _tune_from(model_dir, tmp_path / "icl", steps=2)
     _save_lm(model_dir, seed=1)  # the checkpoint is replaced by another model's weights
-    pattern = (rf"weights of {model_dir} \(fingerprint (sha256:\w+)\), but {model_dir} now holds other weights "
-               r"\(fingerprint (sha256:\w+)\)")
+    pattern = r"another base model \(weights: (sha256:\w+) -> (sha256:\w+)\)"
     with pytest.raises(ConfigError, match=pattern) as refused:
         _tune_from(model_dir, tmp_path / "icl", steps=3, resume=True)
     saved, now = re.search(pattern, str(refused.value)).groups()
@@ -268,10 +267,10 @@ def test_a_soft_prompt_resumes_on_the_same_weights_moved_to_another_path(tmp_pat
     first = _save_lm(tmp_path / "lm", seed=0)
     _tune_from(first, tmp_path / "icl", steps=2)
     moved = first.rename(tmp_path / "elsewhere")
-    with caplog.at_level("INFO", logger="genomix.tasks.identity"):
+    with caplog.at_level("INFO", logger="genomix.resume"):
         losses = _tune_from(moved, tmp_path / "icl", steps=3, resume=True)["soft_prompt_losses"]
     assert len(losses) == 3 and None not in losses
-    assert f"the run started on {first}, which held the same weights" in caplog.text
+    assert f"the interrupted run used {first}, which held the same weights as {moved}" in caplog.text
 
 
 def test_a_soft_prompt_saved_without_a_fingerprint_resumes_on_its_path(tmp_path, caplog):
@@ -283,9 +282,9 @@ def test_a_soft_prompt_saved_without_a_fingerprint_resumes_on_its_path(tmp_path,
     del state["identity"]["weights"]
     torch.save(state, state_path)
     copy = shutil.copytree(model_dir, tmp_path / "copy")
-    with pytest.raises(ConfigError, match=rf"started with model '{model_dir}' \(now '{copy}'\)"):
+    with pytest.raises(ConfigError, match=rf"another base model \(model: {model_dir} -> {copy}\)"):
         _tune_from(copy, tmp_path / "icl", steps=3, resume=True)
-    with caplog.at_level("WARNING", logger="genomix.tasks.identity"):
+    with caplog.at_level("WARNING", logger="genomix.resume"):
         assert len(_tune_from(model_dir, tmp_path / "icl", steps=3, resume=True)["soft_prompt_losses"]) == 3
-    assert "saved before genomix kept a fingerprint" in caplog.text
+    assert "before genomix kept a fingerprint" in caplog.text
     assert torch.load(state_path, weights_only=True)["identity"]["weights"].startswith("sha256:")

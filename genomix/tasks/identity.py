@@ -8,15 +8,14 @@ overwritten with other weights at the same path is refused, the same weights mov
 """
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 from typing import Mapping
 
 from ..errors import ConfigError
+from ..resume import changed_settings, same_weights_settings
 from .labelled import TaskData
 
-log = logging.getLogger(__name__)
 
 #: The identity keys that name the base model; :func:`check_base_model` compares them, nothing else does.
 BASE_MODEL_KEYS = ("model", "weights")
@@ -32,24 +31,12 @@ def run_identity(model: str, task: str | os.PathLike | TaskData) -> dict[str, st
 
 def check_base_model(saved: Mapping[str, str], now: Mapping[str, str], where: Path) -> None:
     """Refuse to resume the run recorded in ``where`` (saved identity ``saved``) on another base model than
-    it was started on (``now``, with its ``weights``).
-
-    With a saved fingerprint the weights decide: other weights are refused, naming both fingerprints and
-    paths; the same weights under another name or path resume, and the log says so. A run saved before
-    fingerprints were kept is checked by the model's name or path, as it was then, with a warning.
-    """
-    if "weights" in saved:
-        if saved["weights"] != now["weights"]:
-            raise ConfigError(
-                f"cannot resume {where}: it was started on the weights of {saved.get('model')} (fingerprint "
-                f"{saved['weights']}), but {now['model']} now holds other weights (fingerprint {now['weights']}); "
-                "resume with the model the run started on, or start a new run with another --out")
-        if saved.get("model") != now["model"]:
-            log.info("resuming %s on %s: the run started on %s, which held the same weights (fingerprint %s)",
-                     where, now["model"], saved.get("model"), now["weights"])
-        return
-    if saved.get("model") != now["model"]:
-        raise ConfigError(f"cannot resume {where}: it was started with model {saved.get('model')!r} (now "
-                          f"{now['model']!r}); resume with the run's model, or start a new run with another --out")
-    log.warning("%s was saved before genomix kept a fingerprint of the base model's weights: only the model's "
-                "path or name (%s) is checked, not that its weights are unchanged", where, now["model"])
+    it was started on (``now``, with its ``weights``), by the rule :func:`genomix.resume.same_weights_settings`
+    applies to ``embed`` and ``score-variants``: with a saved fingerprint the weights decide (the same weights
+    under another name or path resume, and the log says so); a run saved before fingerprints were kept is
+    checked by the model's name or path, as it was then, with a warning."""
+    recorded = {key: saved[key] for key in BASE_MODEL_KEYS if key in saved}
+    changes = changed_settings(same_weights_settings(recorded, now, where), now, BASE_MODEL_KEYS)
+    if changes:
+        raise ConfigError(f"cannot resume {where}: it was started on another base model ({'; '.join(changes)}); "
+                          "resume with the model the run started on, or start a new run with another --out")
