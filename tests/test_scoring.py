@@ -58,3 +58,31 @@ def test_models_without_a_next_token_head_are_refused(name, task):
         generate(model, ids, 3)
     with pytest.raises(ConfigError, match="max_new_tokens must be 0 or more"):
         generate(build("mamba-tiny-1k", task="causal-lm").eval(), ids, -1)
+
+
+@pytest.mark.parametrize("name", ["mamba-tiny-1k", "hyenadna-tiny-1k", "m2-tiny-1k", "transformer-tiny-1k"])
+def test_causal_lms_generate_as_transformers_models_do(name):
+    """``model.generate`` raised AttributeError (genomix models are no ``GenerationMixin``); it now takes the
+    transformers options that apply to a DNA LM (greedy unless do_sample, max_new_tokens or max_length,
+    use_cache) and refuses the others rather than ignore them."""
+    from genomix.errors import ConfigError
+    from genomix.models.generation import generate
+
+    torch.manual_seed(0)
+    model = build(name, task="causal-lm").eval()
+    ids = torch.randint(7, 11, (2, 8))
+    greedy = model.generate(ids, max_new_tokens=5, attention_mask=torch.ones_like(ids), eos_token_id=1)
+    assert torch.equal(greedy, generate(model, ids, 5, greedy=True))
+    assert torch.equal(model.generate(ids, max_length=13, use_cache=False), greedy)  # the window, same tokens
+    sampled = model.generate(ids, max_new_tokens=6, do_sample=True, top_k=2,
+                             generator=torch.Generator().manual_seed(3))
+    again = generate(model, ids, 6, top_k=2, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(sampled, again) and set(sampled[:, 8:].unique().tolist()) <= {7, 8, 9, 10}
+    with pytest.raises(TypeError, match=r"does not implement num_beams=4, top_p=0\.9"):
+        model.generate(ids, max_new_tokens=3, num_beams=4, top_p=0.9)
+    with pytest.raises(InputFormatError, match="padded positions"):
+        model.generate(ids, max_new_tokens=3, attention_mask=torch.tensor([[0] * 2 + [1] * 6, [1] * 8]))
+    with pytest.raises(ConfigError, match="one of max_new_tokens and max_length"):
+        model.generate(ids)
+    with pytest.raises(ConfigError, match="shorter than the prompt"):
+        model.generate(ids, max_length=4)

@@ -12,9 +12,11 @@ columns and special tokens never appear in the output.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
-from ..errors import ConfigError
+from ..errors import ConfigError, InputFormatError
 from ..tokenizer import A_ID, C_ID, G_ID, T_ID
 from .base import check_prompt
 from .step_graph import step_function
@@ -90,6 +92,55 @@ def generate(
     finally:
         model.train(was_training)
     return torch.cat(tokens, dim=1)
+
+
+#: transformers ``generate`` options that change nothing here at these values (their defaults): the others
+#: (beam search, nucleus sampling, penalties, returning scores) are refused rather than ignored.
+_NEUTRAL_HF_OPTIONS = {"num_beams": 1, "num_return_sequences": 1, "top_p": 1.0, "repetition_penalty": 1.0,
+                       "return_dict_in_generate": False, "output_scores": False, "output_logits": False}
+#: Token-id options read by transformers to pad or stop; only bases are sampled here, so no special token is
+#: ever produced and they change nothing.
+_TOKEN_ID_OPTIONS = ("pad_token_id", "eos_token_id", "bos_token_id")
+
+
+@torch.no_grad()
+def generate_like_transformers(
+    model: torch.nn.Module,
+    input_ids: torch.Tensor,
+    max_new_tokens: int | None = None,
+    max_length: int | None = None,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    attention_mask: torch.Tensor | None = None,
+    use_cache: bool = True,
+    generator: torch.Generator | None = None,
+    **options: Any,
+) -> torch.Tensor:
+    """:func:`generate` called as transformers' ``model.generate``: greedy unless ``do_sample``; the length by
+    ``max_new_tokens`` or ``max_length`` (prompt included); ``use_cache=False`` reads the whole sequence at
+    every step (the sliding window) instead of the recurrent state. ``attention_mask`` must mark every position
+    (each row a whole prompt: left-padded batches of unequal prompts are refused). Options that would change the
+    result and are not implemented here (beam search, ``top_p``, penalties, scores) raise ``TypeError``.
+    Returns the (batch, prompt + new) token ids, as transformers does."""
+    unsupported = [f"{name}={value!r}" for name, value in options.items()
+                   if name not in _TOKEN_ID_OPTIONS and _NEUTRAL_HF_OPTIONS.get(name, object()) != value]
+    if unsupported:
+        raise TypeError(f"{type(model).__name__}.generate() does not implement {', '.join(unsupported)}: it takes "
+                        "max_new_tokens or max_length, do_sample, temperature, top_k, attention_mask (all ones), "
+                        "use_cache and generator (greedy by default, as transformers)")
+    check_prompt(input_ids, "generate")
+    if attention_mask is not None and not bool(attention_mask.bool().all()):
+        raise InputFormatError("generate takes whole prompts only: attention_mask has padded positions; generate "
+                               "prompts of different lengths in separate calls")
+    if (max_new_tokens is None) == (max_length is None):
+        raise ConfigError("generate needs one of max_new_tokens and max_length (the prompt included)")
+    if max_new_tokens is None:
+        max_new_tokens = max_length - input_ids.shape[1]
+        if max_new_tokens < 0:
+            raise ConfigError(f"max_length={max_length} is shorter than the prompt ({input_ids.shape[1]} tokens)")
+    return generate(model, input_ids, max_new_tokens, greedy=not do_sample, temperature=temperature, top_k=top_k,
+                    generator=generator, recurrent=None if use_cache else False)
 
 
 def _is_recurrent(model: torch.nn.Module, length: int) -> bool:

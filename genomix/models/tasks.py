@@ -118,6 +118,13 @@ class CausalLMMixin(LMHeadMixin):
     output_class = CausalLMOutput
     lm_loss = staticmethod(causal_lm_loss)
 
+    def generate(self, input_ids: torch.Tensor, **options: Any) -> torch.Tensor:
+        """transformers' ``model.generate`` for a DNA LM: greedy or sampled bases after each prompt row
+        (:func:`genomix.models.generation.generate_like_transformers` lists the options taken)."""
+        from .generation import generate_like_transformers  # generation imports this module
+
+        return generate_like_transformers(self, input_ids, **options)
+
 
 class RecurrentLMMixin:
     """Next-token logits through the backbone's recurrent state, for generation (:mod:`.generation`).
