@@ -90,11 +90,15 @@ DEVICE = "cuda"
 #: chunk instead of 31/32 of it: one of the backward's three recurrence walks becomes half a walk. All correct and
 #: slower on an H100 (pipelines/results/h100-2026-12-05-s36/scan_variants_bwd_chunk_stash.json). Next to time:
 #: commit 7867474, the forward's states laid out like channel-first I/O tiles (kernels/scan/NOTES.md,
-#: thirty-sixth session): `git cherry-pick 7867474`, whose CANDIDATES are the default against fp32 B/C pairs.
+#: thirty-sixth session). The thirty-seventh timed it on an H200 against the forward before it, run from a copy of
+#: the older tree in the same call: correct and slower, 7.53 against 7.10 ms at 1M and 0.597 against 0.511-0.561 ms
+#: at 64K (11.4 / 0.85 ms with fp32 B/C pairs; pipelines/results/h200-2026-12-06-s37/), so not adopted. Then, below,
+#: the backward's main pass loading each sub-tile's start state (``bwd_prefetch=1``), and also its u, Δ, z and
+#: dout tiles (2), while the previous sub-tile is worked: Nsight Compute put 43 % of that pass's stall samples on
+#: long-scoreboard waits, 10 % at the first use of the start state read back from the scratch (same folder).
 CANDIDATES = [
-    dataclasses.replace(DEFAULT_TILING, chunk=16, bwd_stash=8),
-    dataclasses.replace(DEFAULT_TILING, chunk=32, bwd_stash=8),
-    dataclasses.replace(DEFAULT_TILING, chunk=16, bwd_stash=4),
+    dataclasses.replace(DEFAULT_TILING, bwd_prefetch=2),
+    dataclasses.replace(DEFAULT_TILING, bwd_prefetch=1),
 ]
 
 
@@ -199,6 +203,7 @@ def _label(t: Tiling) -> str:
     io += ("/hint" if t.hints else "") + ("/bc16" if t.bc16 else "") + (f"/r{t.fwd_maxnreg}" if t.fwd_maxnreg else "")
     io += f"/rs{t.fwd_summary_maxnreg}" if t.fwd_summary_maxnreg else ""
     stash = (f"/s{t.bwd_stash}" if t.bwd_variant == "seq" else "") + (f"/r{t.bwd_maxnreg}" if t.bwd_maxnreg else "")
+    stash += f"/pf{t.bwd_prefetch}" if t.bwd_prefetch else ""
     return (f"{t.variant}{io} e{t.block_e}w{t.fwd_warps} T{t.chunk} p{t.target_programs} | {t.bwd_variant}{stash} "
             f"e{t.bwd_block_e or t.block_e}w{t.bwd_warps} p{t.bwd_target_programs or t.target_programs}")
 
