@@ -92,19 +92,19 @@ def _advance(h, A2, bias, Dv, u_ptr, dt_ptr, z_ptr, dout_ptr, dz_ptr, BC_ptr, dB
              part_row, t0, L, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
              SOFTPLUS: tl.constexpr, STASH: tl.constexpr, N: tl.constexpr, S: tl.constexpr,
              BLOCK_E: tl.constexpr, WARP_E: tl.constexpr, WARP_ASM: tl.constexpr, ASM: tl.constexpr,
-             raw=None, PRELOADED: tl.constexpr = False):
+             raw=None, PREFETCH: tl.constexpr = 0):
     """The forward recurrence over the ``S`` steps from ``t0`` (u/Δ loaded as (S, BLOCK_E) tiles, as in
     the forward's sub-tile). Returns the state after them and, with ``STASH``, every step's state as an
     (S, N, BLOCK_E) tile with time in each thread's registers (otherwise the final state again).
     ``STASH`` also does the gradients that need only the forward states: dC_t = Σ_e h_t dy_t (the
     warp partials) and dz (from y_t = <h_t, C_t> + D u_t), which keeps them out of the adjoint's
-    register budget. ``PRELOADED``: ``raw`` holds this sub-tile's u, Δ, dout, z tiles as loaded
+    register budget. ``PREFETCH`` > 1: ``raw`` holds this sub-tile's u, Δ, dout, z tiles as loaded
     (:func:`_load_raw`, a sub-tile ahead)."""
     rows = tl.arange(0, S)
     t = t0 + rows
     m = (t < L)[:, None] & emask[None, :]
     offs = row[None, :] + t[:, None]
-    if PRELOADED:
+    if PREFETCH > 1:
         u_raw, dt_raw, dout_raw, z_raw = raw
     else:
         u_raw, dt_raw, dout_raw, z_raw = _load_raw(u_ptr, dt_ptr, dout_ptr, z_ptr, offs, m, HAS_Z and STASH)
@@ -333,7 +333,7 @@ def _seq_bwd_kernel(
                     h = tl.load(sub_ptr + sub_off + k * N * BLOCK_E)
                 _, hs = _advance(h, A2, bias, Dv, u_ptr, dt_ptr, z_ptr, dout_ptr, dz_ptr, BC_ptr, dBC_ptr, row,
                                  emask, bc_row, part_row, c * T + k * R, L, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS,
-                                 True, N, R, BLOCK_E, WARP_E, WARP_ASM, ASM, raw, PREFETCH > 1)
+                                 True, N, R, BLOCK_E, WARP_E, WARP_ASM, ASM, raw, PREFETCH)
             q, dA, dD, dbias, dt_sum = _adjoint(
                 q, hs, dA, dD, dbias, dt_sum, A2, bias, Dv, u_ptr, dt_ptr, z_ptr, dout_ptr, BC_ptr,
                 du_ptr, ddt_ptr, dBC_ptr, row, emask, bc_row, part_row, c * T + k * R, L,
