@@ -92,13 +92,16 @@ DEVICE = "cuda"
 #: commit 7867474, the forward's states laid out like channel-first I/O tiles (kernels/scan/NOTES.md,
 #: thirty-sixth session). The thirty-seventh timed it on an H200 against the forward before it, run from a copy of
 #: the older tree in the same call: correct and slower, 7.53 against 7.10 ms at 1M and 0.597 against 0.511-0.561 ms
-#: at 64K (11.4 / 0.85 ms with fp32 B/C pairs; pipelines/results/h200-2026-12-06-s37/), so not adopted. Then, below,
-#: the backward's main pass loading each sub-tile's start state (``bwd_prefetch=1``), and also its u, Δ, z and
-#: dout tiles (2), while the previous sub-tile is worked: Nsight Compute put 43 % of that pass's stall samples on
-#: long-scoreboard waits, 10 % at the first use of the start state read back from the scratch (same folder).
+#: at 64K (11.4 / 0.85 ms with fp32 B/C pairs; pipelines/results/2026-12-06-s37/), so not adopted. Then the
+#: backward's main pass loading each sub-tile's start state, and its u/Δ/z/dout tiles, while the previous sub-tile
+#: is worked (commit edca1e0, reverted): Nsight Compute had put 43 % of that pass's stall samples on
+#: long-scoreboard waits, 10 % at the first use of the start state read back from the scratch. Correct, and no
+#: faster on an H100 (45.38 against 45.09 ms at 1M, 2.851 against 2.858 ms at 64K; same folder). The list below
+#: is the thirty-sixth session's, kept as an example of the form.
 CANDIDATES = [
-    dataclasses.replace(DEFAULT_TILING, bwd_prefetch=2),
-    dataclasses.replace(DEFAULT_TILING, bwd_prefetch=1),
+    dataclasses.replace(DEFAULT_TILING, chunk=16, bwd_stash=8),
+    dataclasses.replace(DEFAULT_TILING, chunk=32, bwd_stash=8),
+    dataclasses.replace(DEFAULT_TILING, chunk=16, bwd_stash=4),
 ]
 
 

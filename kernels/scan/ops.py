@@ -40,8 +40,7 @@ class Tiling:
     ``fwd_fast_math`` ("seq" forward, GPU only; the interpreter keeps the exact functions): exp2,
     softplus and sigmoid as the backward computes them (``ex2``/``lg2``/``rcp.approx.ftz`` inline PTX,
     ~2^-22 relative error). ``fwd_prefetch`` ("seq" with ``tile_io``): issue each tile's u, Δ, z
-    loads while the previous tile is computed. ``bwd_prefetch`` ("seq" backward): load each sub-tile's start
-    state (1), and its u, Δ, z, dout tiles too (2), while the previous sub-tile is worked (0: where used).
+    loads while the previous tile is computed.
     ``hints`` ("seq" kernels, GPU only): cache prefetch instructions (L2 a chunk ahead, L1 for B/C two
     tiles ahead). ``bc16``: bf16 B and C packed as int32 pairs (exact). ``fwd_maxnreg`` /
     ``fwd_summary_maxnreg`` / ``bwd_maxnreg``: register caps of the "seq" forward's main pass, of its
@@ -72,7 +71,6 @@ class Tiling:
     fwd_summary_maxnreg: int | None = None
     fill_programs: int | None = None
     bwd_fill_programs: int | None = None
-    bwd_prefetch: int = 0
 
 
 #: The sequential-step forward at the setting that measured best on an H200 (2026-12-01,
@@ -314,7 +312,7 @@ def _launch_bwd_assoc(u, delta, A, B, C, D, z, delta_bias, delta_softplus, state
             dinit if want_dinit else dummy,
             seg_a, seg_g, carry, channels, length, groups, n_chunks, per_seg, n_segs,
             SUMMARY=summary, N=n_state, BLOCK_E=block_e, T=tiling.chunk, HAS_DINIT=want_dinit,
-            PREFETCH=tiling.bwd_prefetch, num_warps=tiling.bwd_warps, **_flags(D, z, delta_bias, delta_softplus),
+            num_warps=tiling.bwd_warps, **_flags(D, z, delta_bias, delta_softplus),
         )
 
     _run_segmented(launch, u, n_state, n_segs, reverse=True, dummy=dummy, initial=dlast)

@@ -31,7 +31,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .triton_scan import _SEGMENT_ARGS, _dt_of, _exp2, _load_dt, _sigmoid
+from .triton_scan import _SEGMENT_ARGS, _exp2, _load_dt, _sigmoid
 from .triton_seq import _hint_bc, _hint_rows, _load_bc, _row
 
 LN2: tl.constexpr = tl.constexpr(0.6931471805599453)
@@ -91,29 +91,23 @@ def _store_warp_sums(base_ptr, row_stride, x, ok, WARP_ASM: tl.constexpr, N: tl.
 def _advance(h, A2, bias, Dv, u_ptr, dt_ptr, z_ptr, dout_ptr, dz_ptr, BC_ptr, dBC_ptr, row, emask, bc_row,
              part_row, t0, L, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
              SOFTPLUS: tl.constexpr, STASH: tl.constexpr, N: tl.constexpr, S: tl.constexpr,
-             BLOCK_E: tl.constexpr, WARP_E: tl.constexpr, WARP_ASM: tl.constexpr, ASM: tl.constexpr,
-             raw=None, PREFETCH: tl.constexpr = 0):
+             BLOCK_E: tl.constexpr, WARP_E: tl.constexpr, WARP_ASM: tl.constexpr, ASM: tl.constexpr):
     """The forward recurrence over the ``S`` steps from ``t0`` (u/Δ loaded as (S, BLOCK_E) tiles, as in
     the forward's sub-tile). Returns the state after them and, with ``STASH``, every step's state as an
     (S, N, BLOCK_E) tile with time in each thread's registers (otherwise the final state again).
     ``STASH`` also does the gradients that need only the forward states: dC_t = Σ_e h_t dy_t (the
     warp partials) and dz (from y_t = <h_t, C_t> + D u_t), which keeps them out of the adjoint's
-    register budget. ``PREFETCH`` > 1: ``raw`` holds this sub-tile's u, Δ, dout, z tiles as loaded
-    (:func:`_load_raw`, a sub-tile ahead)."""
+    register budget."""
     rows = tl.arange(0, S)
     t = t0 + rows
     m = (t < L)[:, None] & emask[None, :]
     offs = row[None, :] + t[:, None]
-    if PREFETCH > 1:
-        u_raw, dt_raw, dout_raw, z_raw = raw
-    else:
-        u_raw, dt_raw, dout_raw, z_raw = _load_raw(u_ptr, dt_ptr, dout_ptr, z_ptr, offs, m, HAS_Z and STASH)
-    u = u_raw.to(tl.float32)
-    _, dt = _dt_of(dt_raw, m, bias[None, :], HAS_BIAS, SOFTPLUS, ASM)
+    u = tl.load(u_ptr + offs, mask=m, other=0.0).to(tl.float32)
+    _, dt = _load_dt(dt_ptr, offs, m, bias[None, :], HAS_BIAS, SOFTPLUS, ASM)
     dtu = dt * u
     hs = tl.zeros((S, 1, 1), dtype=tl.float32) + h[None, :, :] if STASH else h  # rows overwritten below
     if STASH:
-        dout, zv, sig, dy = _gated(dout_raw, z_raw, HAS_Z, ASM)
+        dout, zv, sig, dy = _gated_dout(dout_ptr, z_ptr, offs, m, HAS_Z, ASM)
         y = tl.zeros_like(u)
     for j in tl.static_range(S):
         pick = rows[:, None] == j
@@ -135,38 +129,14 @@ def _advance(h, A2, bias, Dv, u_ptr, dt_ptr, z_ptr, dout_ptr, dz_ptr, BC_ptr, dB
 
 
 @triton.jit
-def _load_raw(u_ptr, dt_ptr, dout_ptr, z_ptr, offs, m, LOAD_Z: tl.constexpr):
-    """The u, Δ, dout and z tiles at ``offs`` as stored (z: dout again unless ``LOAD_Z``)."""
-    u = tl.load(u_ptr + offs, mask=m, other=0.0)
-    dt = tl.load(dt_ptr + offs, mask=m, other=0.0)
-    dout = tl.load(dout_ptr + offs, mask=m, other=0.0)
-    z = tl.load(z_ptr + offs, mask=m, other=0.0) if LOAD_Z else dout
-    return u, dt, dout, z
-
-
-@triton.jit
-def _sub_tile_at(row, emask, t0, L, S: tl.constexpr):
-    """Offsets and mask of the (S, BLOCK_E) tile of the ``S`` steps from ``t0``."""
-    t = t0 + tl.arange(0, S)
-    return row[None, :] + t[:, None], (t < L)[:, None] & emask[None, :]
-
-
-@triton.jit
-def _gated(dout_raw, z_raw, HAS_Z: tl.constexpr, ASM: tl.constexpr):
-    """dout, z, sigmoid(z) and dL/dy = dout silu(z) from raw tiles (z terms are dout itself without z)."""
-    dout = dout_raw.to(tl.float32)
+def _gated_dout(dout_ptr, z_ptr, offs, m, HAS_Z: tl.constexpr, ASM: tl.constexpr):
+    """dout, z, sigmoid(z) and dL/dy = dout silu(z) on a tile (z terms are dout itself without z)."""
+    dout = tl.load(dout_ptr + offs, mask=m, other=0.0).to(tl.float32)
     if HAS_Z:
-        zv = z_raw.to(tl.float32)
+        zv = tl.load(z_ptr + offs, mask=m, other=0.0).to(tl.float32)
         sig = _sigmoid(zv, ASM)
         return dout, zv, sig, dout * zv * sig
     return dout, dout, dout, dout
-
-
-@triton.jit
-def _gated_dout(dout_ptr, z_ptr, offs, m, HAS_Z: tl.constexpr, ASM: tl.constexpr):
-    """:func:`_gated` on the tiles at ``offs``."""
-    dout = tl.load(dout_ptr + offs, mask=m, other=0.0)
-    return _gated(dout, tl.load(z_ptr + offs, mask=m, other=0.0) if HAS_Z else dout, HAS_Z, ASM)
 
 
 @triton.jit
@@ -238,7 +208,7 @@ def _seq_bwd_kernel(
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     SUMMARY: tl.constexpr, N: tl.constexpr, BLOCK_E: tl.constexpr, T: tl.constexpr, S: tl.constexpr,
     WARP_E: tl.constexpr, WARP_ASM: tl.constexpr, ASM: tl.constexpr, HINTS: tl.constexpr = False,
-    HAS_DINIT: tl.constexpr = False, PREFETCH: tl.constexpr = 0,
+    HAS_DINIT: tl.constexpr = False,
 ):
     """Backward over one (sequence, channel block, segment), chunks and their ``S``-step sub-tiles last
     to first. ``A2``, ``state_stride`` as in :func:`.triton_seq._seq_fwd_kernel`; ``BC`` too, but
@@ -310,30 +280,16 @@ def _seq_bwd_kernel(
                                 False, N, R, BLOCK_E, WARP_E, WARP_ASM, ASM)
             tl.store(sub_ptr + sub_off + (n_sub - 1) * N * BLOCK_E, h)
             tl.debug_barrier()  # the writes are visible to the reads below
-        if PREFETCH > 0 and not SUMMARY:
-            h_next = tl.load(sub_ptr + sub_off + (n_sub - 1) * N * BLOCK_E)
-            if PREFETCH > 1:
-                raw_next = _load_raw(u_ptr, dt_ptr, dout_ptr, z_ptr, *_sub_tile_at(row, emask, c * T + (n_sub - 1) * R,
-                                                                                 L, R), HAS_Z)
         for ki in range(0, n_sub):
             k = n_sub - 1 - ki
             hs = q  # unused by the summary pass
             if HINTS and SUMMARY:
                 _hint_bc(BC_ptr, bc_row, c * T + (k - 2) * R, L_bc, R, "L1", N, BLOCK_E)
             if not SUMMARY:
-                raw = None
-                if PREFETCH > 0:  # the next sub-tile's start state (and tiles) load while this one is worked
-                    h = h_next
-                    h_next = tl.load(sub_ptr + sub_off + tl.maximum(k - 1, 0) * N * BLOCK_E)
-                    if PREFETCH > 1:
-                        raw = raw_next
-                        raw_next = _load_raw(u_ptr, dt_ptr, dout_ptr, z_ptr,
-                                             *_sub_tile_at(row, emask, c * T + tl.maximum(k - 1, 0) * R, L, R), HAS_Z)
-                else:
-                    h = tl.load(sub_ptr + sub_off + k * N * BLOCK_E)
+                h = tl.load(sub_ptr + sub_off + k * N * BLOCK_E)
                 _, hs = _advance(h, A2, bias, Dv, u_ptr, dt_ptr, z_ptr, dout_ptr, dz_ptr, BC_ptr, dBC_ptr, row,
                                  emask, bc_row, part_row, c * T + k * R, L, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS,
-                                 True, N, R, BLOCK_E, WARP_E, WARP_ASM, ASM, raw, PREFETCH)
+                                 True, N, R, BLOCK_E, WARP_E, WARP_ASM, ASM)
             q, dA, dD, dbias, dt_sum = _adjoint(
                 q, hs, dA, dD, dbias, dt_sum, A2, bias, Dv, u_ptr, dt_ptr, z_ptr, dout_ptr, BC_ptr,
                 du_ptr, ddt_ptr, dBC_ptr, row, emask, bc_row, part_row, c * T + k * R, L,
