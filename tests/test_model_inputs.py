@@ -107,3 +107,6 @@ def test_from_pretrained_refuses_an_override_no_field_takes(shared_dir):
 
     with pytest.raises(ConfigError, match=r"'num_label' \(did you mean 'num_labels'\?\)"):
         genomix.from_pretrained(shared_dir / "fixtures" / "mamba-lm", task="classification", num_label=3)
+    # as model cards write it: accepted, and nothing from the Hub is run
+    model = genomix.from_pretrained(shared_dir / "fixtures" / "mamba-lm", trust_remote_code=True)
+    assert not hasattr(model.config, "trust_remote_code")

@@ -99,8 +99,10 @@ def from_pretrained(
     ``config_overrides`` set config fields (e.g. ``num_labels=2, pooling="last"``); ``dtype`` (or
     transformers' older ``torch_dtype``) casts the weights, e.g. ``dtype=torch.bfloat16`` (the model then runs
     under autocast to it, see :class:`~genomix.models.base.GenomixPreTrainedModel`). The model is returned
-    in eval mode on the CPU.
+    in eval mode on the CPU. ``trust_remote_code`` (which Hub cards of Caduceus and HyenaDNA ask for) is accepted
+    and changes nothing: genomix runs no code from the Hub.
     """
+    config_overrides.pop("trust_remote_code", None)
     dtype = config_overrides.pop("dtype", None) or config_overrides.pop("torch_dtype", None)
     directory = resolve(name_or_path, revision, cache_dir, local_files_only, token)
     model = build_from_checkpoint(load_checkpoint(directory, format), task, **config_overrides)
