@@ -95,8 +95,8 @@ def test_config_fields_no_family_takes_are_refused(name, tmp_path):
     path.write_text(yaml.safe_dump({**fields, "d_modle": 64}))
     with pytest.raises(ConfigError, match=r"mine\.yaml'.*has no field\(s\) 'd_modle'"):
         build(path)
-    with pytest.raises(ConfigError, match=r"config overrides: .* 'pooling_mode', 'max_seq_length' \(did you mean "
-                                          r"'max_seq_len'\?\)"):
+    with pytest.raises(ConfigError, match=r"config overrides: .* 'pooling_mode' \(did you mean 'pooling'\?\), "
+                                          r"'max_seq_length' \(did you mean 'max_seq_len'\?\)"):
         build(name, pooling_mode="last", max_seq_length=64)
     config = load_config(name, num_labels=3, pooling="last", max_seq_len=64)  # real fields still pass
     assert (config.num_labels, config.pooling, config.max_seq_len) == (3, "last", 64)

@@ -57,10 +57,13 @@ def check_input_ids(input_ids: torch.Tensor, config: PretrainedConfig) -> None:
 NO_OP_FORWARD_KWARGS = ("output_attentions", "use_cache")
 
 
-def _with_suggestion(name: str, accepted: Sequence[str]) -> str:
-    """``'name'``, with the closest accepted name when one is close (what a typo most likely meant)."""
+def _with_suggestion(name: str, accepted: Sequence[str], stems: bool = False) -> str:
+    """``'name'``, with the closest accepted name when one is close (what a typo most likely meant); with
+    ``stems``, else the longest accepted name of 4+ characters that starts ``name`` (``pooling_mode``: pooling)."""
     # 0.75: attn_mask gets attention_mask, inputs_embeds does not get input_ids
     close = difflib.get_close_matches(name, accepted, n=1, cutoff=0.75)
+    if not close and stems:
+        close = sorted((a for a in accepted if len(a) >= 4 and name.startswith(a)), key=len, reverse=True)[:1]
     return f"{name!r} (did you mean {close[0]!r}?)" if close else repr(name)
 
 
@@ -104,7 +107,7 @@ def check_config_fields(config_class: type[PretrainedConfig], keys: Sequence[str
     accepted = config_fields(config_class)
     unknown = [key for key in keys if key not in accepted]
     if unknown:
-        named = ", ".join(_with_suggestion(key, sorted(accepted)) for key in unknown)
+        named = ", ".join(_with_suggestion(key, sorted(accepted), stems=True) for key in unknown)
         raise ConfigError(f"{source}: {config_class.__name__} has no field(s) {named}")
 
 
