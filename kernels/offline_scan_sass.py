@@ -138,15 +138,16 @@ def _registers(text: str, width: int = 1) -> set[str]:
 def load_use_distances(body: list[tuple[int, str]]) -> list[tuple[int, str, int | None]]:
     """For each load in ``body`` (a loop's (address, line) list): (address, opcode, instructions until the first
     later instruction in the body that reads a register it writes; None if none does before the loop ends)."""
+    parsed = [_operands(line) for _, line in body]
+    reads = [set().union(*map(_registers, operands[1:] or [""])) for _, operands in parsed]  # each line's, once
     found = []
-    for i, (address, line) in enumerate(body):
-        op, operands = _operands(line)
+    for i, (address, _) in enumerate(body):
+        op, operands = parsed[i]
         if op.split(".")[0] not in _LOADS or not operands:
             continue
         width = 4 if ".128" in op or op.startswith("LDSM") else 2 if ".64" in op else 1
         written = _registers(operands[0].split()[0], width)
-        distance = next((j - i for j in range(i + 1, len(body))
-                         if written & set().union(*map(_registers, _operands(body[j][1])[1][1:] or [""]))), None)
+        distance = next((j - i for j in range(i + 1, len(body)) if written & reads[j]), None)
         found.append((address, op, distance))
     return found
 
