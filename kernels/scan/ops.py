@@ -161,19 +161,20 @@ def segment_carries(seg_a: torch.Tensor, seg_h: torch.Tensor, reverse: bool,
 def pack_bc(B: torch.Tensor, C: torch.Tensor, multiple: int = 1, half: bool = False) -> torch.Tensor:
     """(batch, G, N, L) B and C -> one tensor (batch, G, L', N) for the "seq" kernels' per-step loads;
     L' is L rounded up to ``multiple``, the extra steps zero. Default: int64, B's fp32 bits low and C's
-    high. ``half`` with bf16 B and C: int32, B's bf16 bits low and C's high (half the bytes, exact)."""
-    pad = -B.shape[-1] % multiple
+    high. ``half`` with bf16 B and C: int32, B's bf16 bits low and C's high (half the bytes, exact).
+
+    Built as (B, C) pairs of the value dtype that are then viewed as one integer (little-endian: the
+    first of a pair is the low half): two strided copies, where shifting and masking integer views took
+    eight kernels and ~6x the memory traffic (~0.3 ms of a 1M forward)."""
     half = half and B.dtype == C.dtype == torch.bfloat16
-
-    def bits(X: torch.Tensor) -> torch.Tensor:
-        X = X if half else X.float()
-        X = torch.nn.functional.pad(X, (0, pad)) if pad else X
-        X = X.transpose(-1, -2).contiguous().view(torch.int16 if half else torch.int32)
-        return X.to(torch.int32 if half else torch.int64)
-
-    if half:
-        return (bits(B) & 0xFFFF) | (bits(C) << 16)
-    return (bits(B) & 0xFFFFFFFF) | (bits(C) << 32)
+    batch, groups, n_state, length = B.shape
+    padded = length + -length % multiple
+    pairs = B.new_empty((batch, groups, padded, n_state, 2), dtype=torch.bfloat16 if half else torch.float32)
+    pairs[:, :, :length, :, 0] = B.transpose(-1, -2)
+    pairs[:, :, :length, :, 1] = C.transpose(-1, -2)
+    if padded > length:
+        pairs[:, :, length:] = 0
+    return pairs.view(torch.int32 if half else torch.int64).squeeze(-1)
 
 
 def _tile(channels: int, groups: int, block_e: int) -> int:
