@@ -11,7 +11,7 @@ from genomix.models import build
 from genomix.models.generation import generate, next_token_distribution
 from genomix.models.heads import pool
 from genomix.models.hyena import HyenaConfig
-from genomix.tokenizer import A_ID, PAD_ID, T_ID, encode, pad_batch
+from genomix.tokenizer import A_ID, C_ID, G_ID, PAD_ID, T_ID, encode, pad_batch
 
 CASES = ("L1", "L17", "L256", "L1024")
 
@@ -243,6 +243,34 @@ def test_generation_greedy_topk_and_temperature(released):
     assert probs[:, PAD_ID].eq(0).all()
     with pytest.raises(ConfigError):
         next_token_distribution(torch.randn(1, 16), temperature=0)
+
+
+def test_nucleus_sampling_keeps_what_transformers_keeps():
+    """top_p keeps the most probable bases whose mass reaches top_p (at least one), after temperature and
+    top-k, as transformers' logits warpers do; the padded vocabulary stays at zero."""
+    from transformers.generation.logits_process import (TemperatureLogitsWarper, TopKLogitsWarper,
+                                                        TopPLogitsWarper)
+
+    base_logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    logits = torch.full((1, 16), -5.0)
+    logits[:, [A_ID, C_ID, G_ID, T_ID]] = base_logits
+    kept = next_token_distribution(logits, top_p=0.75)[0, [A_ID, C_ID, G_ID, T_ID]]
+    assert torch.allclose(kept, torch.tensor([0.625, 0.375, 0.0, 0.0]))
+    assert next_token_distribution(logits, top_p=0.01)[0, A_ID] == 1  # the most probable base always stays
+    torch.manual_seed(0)
+    logits = torch.randn(64, 16) * 2
+    allowed = torch.full((16,), float("-inf"))
+    allowed[[A_ID, C_ID, G_ID, T_ID]] = 0
+    for temperature, top_k, top_p in ((1.0, None, 0.9), (0.7, 3, 0.5), (1.3, 2, 0.95)):
+        expected = TemperatureLogitsWarper(temperature)(None, logits + allowed)
+        if top_k is not None:
+            expected = TopKLogitsWarper(top_k)(None, expected)
+        expected = TopPLogitsWarper(top_p)(None, expected).softmax(-1)
+        got = next_token_distribution(logits, temperature, top_k, top_p=top_p)
+        assert torch.allclose(got, expected, atol=1e-6), (temperature, top_k, top_p)
+    for bad in (0.0, 1.5):
+        with pytest.raises(ConfigError, match="top_p must be in"):
+            next_token_distribution(logits, top_p=bad)
 
 
 def test_recurrent_steps_equal_the_forward(released):

@@ -78,8 +78,14 @@ def test_causal_lms_generate_as_transformers_models_do(name):
                              generator=torch.Generator().manual_seed(3))
     again = generate(model, ids, 6, top_k=2, generator=torch.Generator().manual_seed(3))
     assert torch.equal(sampled, again) and set(sampled[:, 8:].unique().tolist()) <= {7, 8, 9, 10}
-    with pytest.raises(TypeError, match=r"does not implement num_beams=4, top_p=0\.9"):
-        model.generate(ids, max_new_tokens=3, num_beams=4, top_p=0.9)
+    nucleus = model.generate(ids, max_new_tokens=6, do_sample=True, top_p=0.6, num_return_sequences=3,
+                             generator=torch.Generator().manual_seed(4))
+    rows = generate(model, ids.repeat_interleave(3, dim=0), 6, top_p=0.6, generator=torch.Generator().manual_seed(4))
+    assert nucleus.shape == (6, 14) and torch.equal(nucleus, rows) and torch.equal(nucleus[1, :8], ids[0])
+    with pytest.raises(ConfigError, match="more than one needs do_sample=True"):
+        model.generate(ids, max_new_tokens=3, num_return_sequences=2)
+    with pytest.raises(TypeError, match=r"does not implement num_beams=4, repetition_penalty=1\.2"):
+        model.generate(ids, max_new_tokens=3, num_beams=4, repetition_penalty=1.2)
     with pytest.raises(InputFormatError, match="padded positions"):
         model.generate(ids, max_new_tokens=3, attention_mask=torch.tensor([[0] * 2 + [1] * 6, [1] * 8]))
     with pytest.raises(ConfigError, match="one of max_new_tokens and max_length"):

@@ -1,4 +1,4 @@
-"""Sampling DNA from any genomix causal LM: greedy, temperature and top-k.
+"""Sampling DNA from any genomix causal LM: greedy, temperature, top-k and nucleus (top-p).
 
 Works with every family whose causal-LM head returns ``.logits`` (batch, length, vocab). Recurrent models
 (those with ``allocate_state``, ``prefill`` and ``step``: :class:`.tasks.RecurrentLMMixin`) read the prompt
@@ -26,10 +26,13 @@ BASE_IDS = (A_ID, C_ID, G_ID, T_ID)
 
 
 def next_token_distribution(
-    logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None, allowed_ids=BASE_IDS
+    logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None, allowed_ids=BASE_IDS,
+    top_p: float | None = None,
 ) -> torch.Tensor:
     """Probabilities (batch, vocab) from last-position ``logits`` (batch, vocab) after masking,
-    temperature scaling and top-k truncation."""
+    temperature scaling, top-k truncation and nucleus truncation (in that order, as transformers' logits
+    warpers): ``top_p`` keeps the most probable tokens whose probabilities sum to at least ``top_p``, and
+    always the most probable one."""
     if temperature <= 0:
         raise ConfigError(f"temperature must be > 0 (use greedy=True for argmax), got {temperature}")
     logits = logits.float() / temperature
@@ -42,6 +45,14 @@ def next_token_distribution(
         k = min(top_k, int(allowed.sum()))
         threshold = logits.topk(k, dim=-1).values[..., -1:]
         logits = logits.masked_fill(logits < threshold, float("-inf"))
+    if top_p is not None:
+        if not 0 < top_p <= 1:
+            raise ConfigError(f"top_p must be in (0, 1], got {top_p}")
+        ascending, order = logits.sort(dim=-1)
+        # a token goes when the less probable tokens and itself hold at most 1 - top_p of the mass
+        drop = ascending.softmax(dim=-1).cumsum(dim=-1) <= 1 - top_p
+        drop[..., -1] = False
+        logits = logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
     return torch.softmax(logits, dim=-1)
 
 
@@ -56,11 +67,12 @@ def generate(
     allowed_ids=BASE_IDS,
     generator: torch.Generator | None = None,
     recurrent: bool | None = None,
+    top_p: float | None = None,
 ) -> torch.Tensor:
     """Extend each prompt row of ``input_ids`` (batch, length >= 1) by ``max_new_tokens`` tokens.
 
     Returns (batch, length + max_new_tokens). ``greedy`` takes the argmax; otherwise tokens are
-    sampled with ``temperature`` and ``top_k`` (reproducible with a seeded ``generator``). ``recurrent``:
+    sampled with ``temperature``, ``top_k`` and ``top_p`` (reproducible with a seeded ``generator``). ``recurrent``:
     None takes the recurrent state where the model has one that can hold the sequence, False the sliding
     window, True the state or an error.
     """
@@ -81,7 +93,7 @@ def generate(
         next_logits = _recurrent_logits(model, input_ids, steps) if use_state else _window_logits(model, input_ids)
         logits = next(next_logits)
         for i in range(max_new_tokens):
-            probs = next_token_distribution(logits, temperature, top_k, allowed_ids)
+            probs = next_token_distribution(logits, temperature, top_k, allowed_ids, top_p)
             if greedy:
                 token = probs.argmax(-1, keepdim=True)
             else:
@@ -95,9 +107,9 @@ def generate(
 
 
 #: transformers ``generate`` options that change nothing here at these values (their defaults): the others
-#: (beam search, nucleus sampling, penalties, returning scores) are refused rather than ignored.
-_NEUTRAL_HF_OPTIONS = {"num_beams": 1, "num_return_sequences": 1, "top_p": 1.0, "repetition_penalty": 1.0,
-                       "return_dict_in_generate": False, "output_scores": False, "output_logits": False}
+#: (beam search, penalties, returning scores) are refused rather than ignored.
+_NEUTRAL_HF_OPTIONS = {"num_beams": 1, "repetition_penalty": 1.0, "return_dict_in_generate": False,
+                       "output_scores": False, "output_logits": False}
 #: Token-id options read by transformers to pad or stop; only bases are sampled here, so no special token is
 #: ever produced and they change nothing.
 _TOKEN_ID_OPTIONS = ("pad_token_id", "eos_token_id", "bos_token_id")
@@ -112,6 +124,8 @@ def generate_like_transformers(
     do_sample: bool = False,
     temperature: float = 1.0,
     top_k: int | None = None,
+    top_p: float = 1.0,
+    num_return_sequences: int = 1,
     attention_mask: torch.Tensor | None = None,
     use_cache: bool = True,
     generator: torch.Generator | None = None,
@@ -119,16 +133,18 @@ def generate_like_transformers(
 ) -> torch.Tensor:
     """:func:`generate` called as transformers' ``model.generate``: greedy unless ``do_sample``; the length by
     ``max_new_tokens`` or ``max_length`` (prompt included); ``use_cache=False`` reads the whole sequence at
-    every step (the sliding window) instead of the recurrent state. ``attention_mask`` must mark every position
-    (each row a whole prompt: left-padded batches of unequal prompts are refused). Options that would change the
-    result and are not implemented here (beam search, ``top_p``, penalties, scores) raise ``TypeError``.
-    Returns the (batch, prompt + new) token ids, as transformers does."""
+    every step (the sliding window) instead of the recurrent state. Sampling takes ``temperature``, ``top_k``
+    and ``top_p``; ``num_return_sequences`` samples that many continuations of each prompt (rows of one prompt
+    adjacent, as transformers orders them). ``attention_mask`` must mark every position (each row a whole
+    prompt: left-padded batches of unequal prompts are refused). Options that would change the result and are
+    not implemented here (beam search, penalties, scores) raise ``TypeError``.
+    Returns the (batch x num_return_sequences, prompt + new) token ids, as transformers does."""
     unsupported = [f"{name}={value!r}" for name, value in options.items()
                    if name not in _TOKEN_ID_OPTIONS and _NEUTRAL_HF_OPTIONS.get(name, object()) != value]
     if unsupported:
         raise TypeError(f"{type(model).__name__}.generate() does not implement {', '.join(unsupported)}: it takes "
-                        "max_new_tokens or max_length, do_sample, temperature, top_k, attention_mask (all ones), "
-                        "use_cache and generator (greedy by default, as transformers)")
+                        "max_new_tokens or max_length, do_sample, temperature, top_k, top_p, num_return_sequences, "
+                        "attention_mask (all ones), use_cache and generator (greedy by default, as transformers)")
     check_prompt(input_ids, "generate")
     if attention_mask is not None and not bool(attention_mask.bool().all()):
         raise InputFormatError("generate takes whole prompts only: attention_mask has padded positions; generate "
@@ -139,7 +155,11 @@ def generate_like_transformers(
         max_new_tokens = max_length - input_ids.shape[1]
         if max_new_tokens < 0:
             raise ConfigError(f"max_length={max_length} is shorter than the prompt ({input_ids.shape[1]} tokens)")
-    return generate(model, input_ids, max_new_tokens, greedy=not do_sample, temperature=temperature, top_k=top_k,
+    if num_return_sequences < 1 or (num_return_sequences > 1 and not do_sample):
+        raise ConfigError(f"num_return_sequences={num_return_sequences}: it must be >= 1, and more than one needs "
+                          "do_sample=True (greedy decoding returns one sequence per prompt)")
+    return generate(model, input_ids.repeat_interleave(num_return_sequences, dim=0), max_new_tokens,
+                    greedy=not do_sample, temperature=temperature, top_k=top_k, top_p=None if top_p == 1.0 else top_p,
                     generator=generator, recurrent=None if use_cache else False)
 
 
