@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from functools import partial
+from functools import cache, partial
 from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import torch
@@ -87,9 +87,11 @@ def check_forward_kwargs(model: nn.Module, kwargs: Mapping[str, Any]) -> None:
                     "genomix model returns attention maps or keeps a key/value cache)")
 
 
-def config_fields(config_class: type[PretrainedConfig]) -> set[str]:
+@cache
+def config_fields(config_class: type[PretrainedConfig]) -> frozenset[str]:
     """The field names a config of ``config_class`` takes: its and its bases' ``__init__`` parameters, the
-    attributes a default instance holds, and settable properties (``num_labels``)."""
+    attributes a default instance holds, and settable properties (``num_labels``). Computed once per class (it
+    builds a default config), since a YAML file and its overrides are both checked against it."""
     names = {"model_type"}
     for klass in config_class.__mro__:
         if "__init__" in vars(klass):
@@ -97,7 +99,7 @@ def config_fields(config_class: type[PretrainedConfig]) -> set[str]:
                       if param.kind not in (param.VAR_KEYWORD, param.VAR_POSITIONAL)}
         names |= {name for name, value in vars(klass).items() if isinstance(value, property) and value.fset}
     names |= {name for name in vars(config_class()) if not name.startswith("_")}
-    return names - {"self"}
+    return frozenset(names - {"self"})
 
 
 def check_config_fields(config_class: type[PretrainedConfig], keys: Sequence[str], source: str) -> None:
