@@ -1,14 +1,14 @@
 """Resuming long-running commands: what changed since a run was started, and what becomes of the rows an
 interrupted run kept.
 
-Every resumable command (``pretrain``, ``finetune``, ``icl``, ``embed``, ``score-variants``) records the settings
-it was started with and refuses to continue under other ones, naming each change as ``key: old -> new``
-(:func:`changed_settings`, one format everywhere), so that no result mixes two sets of settings. This lives in
-its own module, not in :mod:`genomix.outputs` (checks on an output *path*), because the training commands
-compare settings with no output file involved.
+Every resumable command (``pretrain``, ``finetune``, ``icl``, ``embed``, ``generate``, ``score-variants``) records
+the settings it was started with and refuses to continue under other ones, naming each change as
+``key: old -> new`` (:func:`changed_settings`, one format everywhere), so that no result mixes two sets of
+settings. This lives in its own module, not in :mod:`genomix.outputs` (checks on an output *path*), because
+the training commands compare settings with no output file involved.
 
-``embed`` and ``score-variants`` keep finished rows in a partial file beside their output (``.OUT.partial``,
-renamed to ``OUT`` when complete) and share one policy for it (:func:`continue_partial`):
+``embed``, ``generate`` and ``score-variants`` keep finished rows in a partial file beside their output
+(``.OUT.partial``, renamed to ``OUT`` when complete) and share one policy for it (:func:`continue_partial`):
 
 - no partial file: the run starts afresh (``--resume`` may always be passed, e.g. by a job script);
 - ``--resume`` with the same settings: the run continues after the kept rows (with ``--overwrite`` too, which

@@ -12,7 +12,8 @@ from typing import Sequence
 
 from ..errors import GenomixError
 
-COMMANDS = ("genome", "convert", "embed", "score-variants", "index-vcf", "pretrain", "tasks", "finetune", "icl")
+COMMANDS = ("genome", "convert", "embed", "generate", "score-variants", "index-vcf", "pretrain", "tasks", "finetune",
+            "icl")
 
 
 def build_parser() -> argparse.ArgumentParser:

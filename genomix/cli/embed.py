@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from .inference_options import add_inference_options, add_resume_options
+from .inference_options import (add_inference_options, add_resume_options, add_sequence_source_options,
+                                read_sequence_sources)
 
 #: Same as genomix.embed.EMBED_POOLING (kept literal so `genomix --help` does not import torch).
 POOLING_CHOICES = ("mean", "last", "first", "none")
@@ -18,10 +19,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", required=True, help="checkpoint dir or Hub id (any layout); a named size "
                         "(e.g. hyenadna-tiny-1k) uses random weights, for testing")
     parser.add_argument("--revision", help="Hub branch, tag or commit to pin")
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--fasta", help="FASTA file (.fa or .fa.gz): one embedding per record")
-    source.add_argument("--bed", help="BED intervals (contig start end [name] [score] [strand]); needs --genome")
-    parser.add_argument("--genome", help="genome store (.h5) from `genomix genome prepare`, for --bed")
+    add_sequence_source_options(parser, "one embedding per")
     parser.add_argument("--out", required=True, help="output HDF5 file")
     add_resume_options(parser)
     parser.add_argument("--pooling", choices=POOLING_CHOICES, default="mean",
@@ -32,22 +30,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..embed import bed_sequences, embed_sequences, fasta_sequences, load_embedding_model
-    from ..errors import InputFormatError
+    from ..embed import embed_sequences, load_embedding_model
     from ..outputs import check_output
 
     check_output(args.out, (args.fasta, args.bed, args.genome), args.overwrite)
-    if args.bed:
-        if not args.genome:
-            raise InputFormatError("--bed needs --genome STORE.h5 (make one with `genomix genome prepare`)")
-        from ..genome import open_store
-        from ..genome.bed import read_bed_intervals
-
-        store = open_store(args.genome)
-        intervals = read_bed_intervals(args.bed, store.lengths)  # every row checked before any is embedded
-        sequences, total = bed_sequences(intervals, store), len(intervals)
-    else:
-        sequences, total = fasta_sequences(args.fasta), None
+    sequences, total = read_sequence_sources(args)
     model = load_embedding_model(args.model, args.revision)
     path = embed_sequences(model, sequences, args.out, pooling=args.pooling, batch_size=args.batch_size,
                            overwrite=args.overwrite, resume=args.resume,

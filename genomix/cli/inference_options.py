@@ -1,4 +1,5 @@
-"""Options shared by the commands that run a fixed model over many inputs (``embed``, ``score-variants``)."""
+"""Options shared by the commands that run a fixed model over many inputs (``embed``, ``score-variants``,
+``generate``)."""
 from __future__ import annotations
 
 import argparse
@@ -24,3 +25,45 @@ def add_resume_options(parser: argparse.ArgumentParser) -> None:
                         help="continue an interrupted run after the rows it kept (refused if its settings differ)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing --out; without --resume, also discard an interrupted run's rows")
+
+
+def add_sequence_source_options(parser: argparse.ArgumentParser, each: str, strings: bool = False) -> None:
+    """One required source of sequences: ``--fasta`` or ``--bed`` (with ``--genome``), and with ``strings`` also
+    ``--prompt SEQ`` (repeatable); ``each`` says what one sequence is for (``one embedding per record``)."""
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--fasta", help=f"FASTA file (.fa or .fa.gz): {each} record")
+    source.add_argument("--bed", help=f"BED intervals (contig start end [name] [score] [strand]): {each} interval; "
+                        "needs --genome")
+    if strings:
+        source.add_argument("--prompt", action="append", metavar="SEQ",
+                            help=f"a sequence given here (repeatable; ids prompt1, prompt2, ...): {each} sequence")
+    parser.add_argument("--genome", help="genome store (.h5) from `genomix genome prepare`, for --bed")
+
+
+def read_sequence_sources(args: argparse.Namespace):
+    """(sequences, how many or None) from the options of :func:`add_sequence_source_options`: BED intervals are
+    all checked against the store's contigs before any is used; FASTA records are streamed."""
+    from ..embed import SequenceInput, bed_sequences, fasta_sequences
+    from ..errors import InputFormatError
+
+    if args.bed:
+        if not args.genome:
+            raise InputFormatError("--bed needs --genome STORE.h5 (make one with `genomix genome prepare`)")
+        from ..genome import open_store
+        from ..genome.bed import read_bed_intervals
+
+        store = open_store(args.genome)
+        intervals = read_bed_intervals(args.bed, store.lengths)
+        return bed_sequences(intervals, store), len(intervals)
+    if getattr(args, "prompt", None):
+        from ..errors import TokenizationError
+        from ..tokenizer import encode
+
+        prompts = []
+        for i, seq in enumerate(args.prompt, start=1):
+            try:
+                prompts.append(SequenceInput(f"prompt{i}", encode(seq)))
+            except TokenizationError as exc:
+                raise TokenizationError(f"--prompt number {i}: {exc}") from None
+        return prompts, len(prompts)
+    return fasta_sequences(args.fasta), None

@@ -12,7 +12,7 @@ columns and special tokens never appear in the output.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -68,13 +68,14 @@ def generate(
     generator: torch.Generator | None = None,
     recurrent: bool | None = None,
     top_p: float | None = None,
+    on_token: Callable[[], None] | None = None,
 ) -> torch.Tensor:
     """Extend each prompt row of ``input_ids`` (batch, length >= 1) by ``max_new_tokens`` tokens.
 
     Returns (batch, length + max_new_tokens). ``greedy`` takes the argmax; otherwise tokens are
     sampled with ``temperature``, ``top_k`` and ``top_p`` (reproducible with a seeded ``generator``). ``recurrent``:
     None takes the recurrent state where the model has one that can hold the sequence, False the sliding
-    window, True the state or an error.
+    window, True the state or an error. ``on_token`` is called after each new token (a progress bar's update).
     """
     require_causal_lm(model, "generate")
     check_prompt(input_ids, "generate")
@@ -99,6 +100,8 @@ def generate(
             else:
                 token = torch.multinomial(probs, 1, generator=generator)
             tokens.append(token.to(input_ids.dtype))
+            if on_token is not None:
+                on_token()
             if i + 1 < max_new_tokens:
                 logits = next_logits.send(tokens[-1])
     finally:

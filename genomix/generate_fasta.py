@@ -1,0 +1,151 @@
+"""Sampled continuations of DNA prompts to FASTA (``genomix generate``).
+
+Each prompt (a FASTA record, a BED interval of a genome store, or a sequence given on the command line) is
+extended ``num_samples`` times by :func:`genomix.models.generation.generate`; the new bases (not the prompt) are
+written as records ``<prompt id>/<j>`` (j = 1..num_samples) whose description gives the prompt's length and the
+sampling settings. Prompt ``i`` (0-based, in input order) samples with a generator seeded ``seed + i``, so a
+prompt's samples do not depend on which prompts came before it, or on where an interrupted run stopped.
+
+The records go to ``.<out>.partial``, a prompt's samples at a time, flushed to disk; the settings and the byte
+length of the completed prompts are kept beside it (``.<out>.partial.json``, replaced atomically after each
+prompt). The finished file is renamed to ``out``. ``--resume`` continues an interrupted run after its
+completed prompts (under the same settings: :mod:`genomix.resume`'s policy, as ``embed`` and
+``score-variants`` follow), cutting off a prompt whose samples were being written when it stopped.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import torch
+from tqdm.auto import tqdm
+
+from .embed import SequenceInput
+from .errors import GenomixError, InputFormatError
+from .models.generation import generate
+from .models.tasks import require_causal_lm
+from .outputs import check_output
+from .resume import continue_partial, same_weights_settings, weights_fingerprint
+from .tokenizer import decode
+
+
+def generate_fasta(
+    model: torch.nn.Module,
+    prompts: Iterable[SequenceInput],
+    out: str | os.PathLike,
+    max_new_tokens: int,
+    num_samples: int = 1,
+    greedy: bool = False,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    quiet: bool = False,
+    total: int | None = None,
+    model_name: str = "",
+    overwrite: bool = False,
+    resume: bool = False,
+    line_width: int = 80,
+) -> Path:
+    """Write ``num_samples`` continuations of ``max_new_tokens`` bases for each prompt to the FASTA file ``out``
+    (which must not exist unless ``overwrite``); returns its path. ``model`` is a causal LM; sampling options
+    as :func:`~genomix.models.generation.generate` (``greedy`` needs ``num_samples=1``: its samples would be
+    equal). ``total``: the number of prompts, for the progress bar (counted in new bases)."""
+    require_causal_lm(model, "generate")
+    if max_new_tokens < 1 or num_samples < 1:
+        raise InputFormatError(f"max_new_tokens and num_samples must be >= 1, got {max_new_tokens} and {num_samples}")
+    if greedy and num_samples > 1:
+        raise InputFormatError("greedy decoding gives one continuation per prompt: use num_samples=1, or sample")
+    settings = {"model": model_name, "weights": weights_fingerprint(model), "max_new_tokens": max_new_tokens,
+                "num_samples": num_samples, "greedy": greedy, "temperature": temperature, "top_k": top_k,
+                "top_p": top_p, "seed": seed}
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model.to(device).eval()
+    out = check_output(out, overwrite=overwrite)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial, progress_file = out.with_name(f".{out.name}.partial"), out.with_name(f".{out.name}.partial.json")
+    keep = continue_partial(
+        partial, lambda: same_weights_settings(_recorded(progress_file, partial)["settings"], settings, partial),
+        settings, resume=resume, overwrite=overwrite)
+    done = _recorded(progress_file, partial)["done"] if keep else {"prompts": 0, "bytes": 0, "inputs": ""}
+    inputs = hashlib.sha256()  # the prompts so far, to check that a resumed run reads the same ones
+    describe = " ".join(f"{key}={settings[key]}" for key in ("temperature", "top_k", "top_p", "seed")
+                        if not greedy and settings[key] is not None) or "greedy"
+    progress = tqdm(total=None if total is None else total * num_samples * max_new_tokens, unit="base",
+                    desc="generating", disable=quiet)
+    index = -1
+    try:
+        with open(partial, "r+b" if keep else "wb") as fasta:
+            fasta.truncate(done["bytes"])  # a prompt whose records were being written when the run stopped
+            fasta.seek(done["bytes"])
+            for index, prompt in enumerate(prompts):
+                inputs.update(f"{prompt.id}\0{len(prompt.ids)}\0".encode() + prompt.ids.tobytes())
+                if index < done["prompts"]:
+                    if index + 1 == done["prompts"] and inputs.hexdigest() != done["inputs"]:
+                        raise InputFormatError(f"the first {index + 1} prompts differ from those of the interrupted "
+                                               f"run in {partial}: resume with its inputs, or pass --overwrite "
+                                               "without --resume to start again")
+                    continue
+                if len(prompt.ids) == 0:
+                    raise InputFormatError(f"prompt {prompt.id!r} is empty")
+                rows = torch.from_numpy(prompt.ids).to(device)[None].repeat(num_samples, 1)
+                generator = torch.Generator(device).manual_seed(seed + index)
+                new = generate(model, rows, max_new_tokens, greedy=greedy, temperature=temperature, top_k=top_k,
+                               top_p=top_p, generator=generator, on_token=lambda: progress.update(num_samples))
+                for j, row in enumerate(new[:, len(prompt.ids):].cpu().numpy(), start=1):
+                    fasta.write(_record(f"{prompt.id}/{j}", f"prompt_length={len(prompt.ids)} {describe}",
+                                        decode(row), line_width))
+                fasta.flush()
+                os.fsync(fasta.fileno())
+                done = {"prompts": index + 1, "bytes": fasta.tell(), "inputs": inputs.hexdigest()}
+                _write_json(progress_file, {"settings": settings, "done": done})
+        if index < 0:
+            raise InputFormatError("no prompts: the input is empty")
+        if index + 1 < done["prompts"]:
+            raise InputFormatError(f"the input has {index + 1} prompts, fewer than the {done['prompts']} the "
+                                   f"interrupted run in {partial} completed: resume with its inputs")
+        os.replace(partial, out)
+        progress_file.unlink()
+    except BaseException as exc:
+        if done["prompts"] == 0:
+            partial.unlink(missing_ok=True)
+            progress_file.unlink(missing_ok=True)
+            raise
+        advice = (f"the samples of the first {done['prompts']} prompts are kept in {partial}: the same command with "
+                  "--resume continues after them")
+        if isinstance(exc, KeyboardInterrupt):
+            raise KeyboardInterrupt(advice) from None
+        if isinstance(exc, GenomixError):
+            raise type(exc)(f"{exc}\n({advice}, once the cause is fixed)") from exc
+        raise
+    finally:
+        progress.close()
+    return out
+
+
+def _record(name: str, description: str, sequence: str, width: int) -> bytes:
+    lines = [f">{name} {description}"] + [sequence[i:i + width] for i in range(0, len(sequence), width)]
+    return ("\n".join(lines) + "\n").encode("ascii")
+
+
+def _recorded(progress_file: Path, partial: Path) -> Mapping:
+    """What an interrupted run recorded beside its partial output: ``settings``, and ``done`` (the prompts
+    completed and the bytes their records take)."""
+    try:
+        recorded = json.loads(progress_file.read_text())
+        if isinstance(recorded, dict) and {"settings", "done"} <= set(recorded):
+            return recorded
+    except (OSError, ValueError):
+        pass
+    raise InputFormatError(f"{partial} has no readable record of its run ({progress_file}); pass --overwrite "
+                           "without --resume to start again")
+
+
+def _write_json(path: Path, value: Mapping) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(value))
+    os.replace(tmp, path)

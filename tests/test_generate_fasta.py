@@ -1,0 +1,107 @@
+"""`genomix generate`: sampled continuations of prompts to FASTA, reproducible per prompt, resumable."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import genomix.generate_fasta as generate_module
+from genomix.cli import main
+from genomix.embed import SequenceInput
+from genomix.errors import InputFormatError
+from genomix.generate_fasta import generate_fasta
+from genomix.genome import read_fasta
+from genomix.models import build
+from genomix.models.generation import generate
+from genomix.tokenizer import decode, encode
+
+PROMPTS = {"first": "ACGTTGCAAC", "second": "GGATCC", "third": "TTTAAACCCGGGA"}
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return build("mamba-tiny-1k", task="causal-lm").eval()
+
+
+def prompts(names=PROMPTS):
+    return [SequenceInput(name, encode(seq)) for name, seq in names.items()]
+
+
+def test_each_prompt_samples_with_its_own_seed_and_only_new_bases_are_written(model, tmp_path):
+    out = generate_fasta(model, prompts(), tmp_path / "samples.fa", 12, num_samples=2, top_k=3, top_p=0.9,
+                         seed=5, quiet=True)
+    records = read_fasta(out)
+    assert list(records) == [f"{name}/{j}" for name in PROMPTS for j in (1, 2)]
+    for index, (name, seq) in enumerate(PROMPTS.items()):
+        rows = torch.from_numpy(encode(seq))[None].repeat(2, 1)
+        expected = generate(model, rows, 12, top_k=3, top_p=0.9, generator=torch.Generator().manual_seed(5 + index))
+        assert [records[f"{name}/{j}"] for j in (1, 2)] == [decode(row[len(seq):]) for row in expected]
+    header = (tmp_path / "samples.fa").read_text().splitlines()[0]
+    assert header == ">first/1 prompt_length=10 temperature=1.0 top_k=3 top_p=0.9 seed=5"
+    alone = generate_fasta(model, prompts({"third": PROMPTS["third"]}), tmp_path / "alone.fa", 12, num_samples=2,
+                           top_k=3, top_p=0.9, seed=5 + 2, quiet=True)
+    assert read_fasta(alone)["third/1"] == records["third/1"]  # not shifted by the prompts before it
+    assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_an_interrupted_run_resumes_to_the_uninterrupted_file(model, tmp_path, monkeypatch):
+    whole = generate_fasta(model, prompts(), tmp_path / "whole.fa", 30, num_samples=2, line_width=7, quiet=True)
+    real, calls = generate_module.generate, []
+
+    def interrupting(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(generate_module, "generate", interrupting)
+    out = tmp_path / "out.fa"
+    with pytest.raises(KeyboardInterrupt, match="samples of the first 1 prompts are kept"):
+        generate_fasta(model, prompts(), out, 30, num_samples=2, line_width=7, quiet=True)
+    monkeypatch.setattr(generate_module, "generate", real)
+    partial = tmp_path / ".out.fa.partial"
+    with open(partial, "ab") as fh:  # a record cut off mid-write, as a kill during the second prompt would leave
+        fh.write(b">second/1 prompt_length=6\nACG")
+    with pytest.raises(InputFormatError, match="pass --resume to continue it"):
+        generate_fasta(model, prompts(), out, 30, num_samples=2, line_width=7, quiet=True)
+    with pytest.raises(InputFormatError, match=r"other settings \(max_new_tokens: 30 -> 31\)"):
+        generate_fasta(model, prompts(), out, 31, num_samples=2, line_width=7, quiet=True, resume=True)
+    with pytest.raises(InputFormatError, match="first 1 prompts differ"):
+        generate_fasta(model, prompts({"other": "ACGT"}), out, 30, num_samples=2, line_width=7, quiet=True,
+                       resume=True)
+    generate_fasta(model, prompts(), out, 30, num_samples=2, line_width=7, quiet=True, resume=True)
+    assert out.read_bytes() == whole.read_bytes()
+    assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_refusals(model, tmp_path):
+    with pytest.raises(InputFormatError, match="one continuation per prompt"):
+        generate_fasta(model, prompts(), tmp_path / "g.fa", 5, num_samples=2, greedy=True, quiet=True)
+    with pytest.raises(InputFormatError, match="input is empty"):
+        generate_fasta(model, [], tmp_path / "g.fa", 5, quiet=True)
+    with pytest.raises(InputFormatError, match="'blank' is empty"):
+        generate_fasta(model, [SequenceInput("blank", encode(""))], tmp_path / "g.fa", 5, quiet=True)
+    assert not list(tmp_path.iterdir())  # nothing partial left behind by runs that completed no prompt
+
+
+def test_cli_prompts_from_fasta_and_the_command_line(tmp_path, capsys):
+    fasta = tmp_path / "prompts.fa"
+    fasta.write_text("".join(f">{name} some description\n{seq}\n" for name, seq in PROMPTS.items()))
+    out = tmp_path / "out.fa"
+    args = ["generate", "--model", "hyenadna-tiny-1k", "--max-new-tokens", "9", "--greedy", "--quiet", "--out"]
+    assert main([*args, str(out), "--fasta", str(fasta)]) == 0
+    records = read_fasta(out)
+    assert list(records) == [f"{name}/1" for name in PROMPTS] and all(len(s) == 9 for s in records.values())
+    assert main([*args, str(tmp_path / "cli.fa"), "--prompt", PROMPTS["first"], "--prompt", "acgtn"]) == 0
+    assert list(read_fasta(tmp_path / "cli.fa")) == ["prompt1/1", "prompt2/1"]
+    assert read_fasta(tmp_path / "cli.fa")["prompt1/1"] == records["first/1"]  # greedy: the same bases
+    assert main([*args, str(tmp_path / "bad.fa"), "--prompt", "ACGU"]) == 2
+    assert "--prompt number 1: invalid DNA character 'U'" in capsys.readouterr().err
+    assert main([*args, str(out), "--prompt", "ACGT"]) == 2
+    assert "exists; pass --overwrite" in capsys.readouterr().err
+    assert main(["generate", "--model", "caduceus-ps-1k-d118", "--max-new-tokens", "3", "--quiet", "--out",
+                 str(tmp_path / "masked.fa"), "--prompt", "ACGT"]) == 2
+    assert "needs a causal language model" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*args, str(tmp_path / "p.fa"), "--prompt", "ACGT", "--top-p", "1.5"])
+    assert "--top-p: must be in (0, 1]" in capsys.readouterr().err
