@@ -6,11 +6,12 @@ written as records ``<prompt id>/<j>`` (j = 1..num_samples) whose description gi
 sampling settings. Prompt ``i`` (0-based, in input order) samples with a generator seeded ``seed + i``, so a
 prompt's samples do not depend on which prompts came before it, or on where an interrupted run stopped.
 
-The records go to ``.<out>.partial``, a prompt's samples at a time, flushed to disk; the settings and the byte
-length of the completed prompts are kept beside it (``.<out>.partial.json``, replaced atomically after each
-prompt). The finished file is renamed to ``out``. ``--resume`` continues an interrupted run after its
-completed prompts (under the same settings: :mod:`genomix.resume`'s policy, as ``embed`` and
-``score-variants`` follow), cutting off a prompt whose samples were being written when it stopped.
+The records go to ``.<out>.partial``, a prompt's samples at a time, flushed to disk; the settings, the byte
+length of the completed prompts' records and a hash of those prompts are kept beside it
+(``.<out>.partial.json``, replaced atomically after each prompt). The finished file is renamed to ``out``.
+``--resume`` continues an interrupted run after its completed prompts, under the same settings and weights
+(:mod:`genomix.resume`'s policy, as ``embed`` and ``score-variants`` follow) and on the same leading prompts,
+cutting off a prompt whose samples were being written when it stopped.
 """
 from __future__ import annotations
 
