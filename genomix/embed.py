@@ -33,11 +33,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .errors import GenomixError, InputFormatError
+from .errors import InputFormatError
 from .models.heads import POOLING_MODES
 from .models.inference_loop import inference_loop
 from .outputs import check_output
-from .resume import continue_partial, same_weights_settings, weights_fingerprint
+from .resume import continue_partial, reraise_keeping, same_weights_settings, weights_fingerprint
 from .tokenizer import BYTE_TO_ID, INVALID, pad_batch
 
 log = logging.getLogger(__name__)
@@ -226,13 +226,8 @@ def embed_sequences(
         if not kept:
             tmp.unlink(missing_ok=True)
             raise
-        advice = (f"the {kept} embeddings written so far are kept in {tmp}: the same command with --resume "
-                  "continues after them")
-        if isinstance(exc, KeyboardInterrupt):
-            raise KeyboardInterrupt(advice) from None
-        if isinstance(exc, GenomixError):
-            raise type(exc)(f"{exc}\n({advice}, once the cause is fixed)") from exc
-        raise
+        reraise_keeping(exc, f"the {kept} embeddings written so far are kept in {tmp}: the same command with "
+                        "--resume continues after them")
     finally:
         progress.close()
     return out

@@ -25,11 +25,11 @@ import torch
 from tqdm.auto import tqdm
 
 from .embed import SequenceInput
-from .errors import GenomixError, InputFormatError
+from .errors import InputFormatError
 from .models.generation import generate
 from .models.tasks import require_causal_lm
 from .outputs import check_output
-from .resume import continue_partial, same_weights_settings, weights_fingerprint
+from .resume import continue_partial, reraise_keeping, same_weights_settings, weights_fingerprint
 from .tokenizer import decode
 
 
@@ -116,13 +116,8 @@ def generate_fasta(
             partial.unlink(missing_ok=True)
             progress_file.unlink(missing_ok=True)
             raise
-        advice = (f"the samples of the first {done['prompts']} prompts are kept in {partial}: the same command with "
-                  "--resume continues after them")
-        if isinstance(exc, KeyboardInterrupt):
-            raise KeyboardInterrupt(advice) from None
-        if isinstance(exc, GenomixError):
-            raise type(exc)(f"{exc}\n({advice}, once the cause is fixed)") from exc
-        raise
+        reraise_keeping(exc, f"the samples of the first {done['prompts']} prompts are kept in {partial}: the same "
+                        "command with --resume continues after them")
     finally:
         progress.close()
     return out

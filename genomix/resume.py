@@ -33,9 +33,9 @@ from __future__ import annotations
 import hashlib
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, NoReturn
 
-from .errors import InputFormatError
+from .errors import GenomixError, InputFormatError
 
 if TYPE_CHECKING:
     import torch
@@ -91,6 +91,17 @@ def continue_partial(partial: Path, read_settings: Callable[[], Mapping[str, Any
                                "continue it")
     raise InputFormatError(f"{partial} holds rows of an interrupted run: pass --resume to continue it, or "
                            "--overwrite to start again without them")
+
+
+def reraise_keeping(exc: BaseException, advice: str) -> NoReturn:
+    """Re-raise ``exc``, which stopped a run whose finished rows stay in its partial file, with ``advice`` (where
+    they are and how to continue): Ctrl-C becomes ``KeyboardInterrupt(advice)``, which the CLI prints; a
+    :class:`GenomixError` keeps its type with the advice appended; anything else goes on as it is."""
+    if isinstance(exc, KeyboardInterrupt):
+        raise KeyboardInterrupt(advice) from None
+    if isinstance(exc, GenomixError):
+        raise type(exc)(f"{exc}\n({advice}, once the cause is fixed)") from exc
+    raise exc
 
 
 def weights_fingerprint(module: torch.nn.Module) -> str:

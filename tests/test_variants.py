@@ -244,7 +244,8 @@ def test_interrupted_run_resumes_to_the_same_output(tmp_path, clinvar_vcf, model
                                            quiet=True, **kw)
     run(tmp_path / "whole.tsv")
     real = _interrupt_third_batch(monkeypatch)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt, match=r"the 20 rows written so far are kept in .*cut\.tsv\.partial: the same "
+                       "command with --resume"):  # the CLI prints this, not "nothing partial was kept"
         run(tmp_path / "cut.tsv")
     monkeypatch.setattr(score_module, "_score_causal", real)
     partial = tmp_path / ".cut.tsv.partial"

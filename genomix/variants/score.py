@@ -52,7 +52,7 @@ from tqdm.auto import tqdm
 from ..errors import ConfigError, GenomixError, InputFormatError, RangeError
 from ..models.inference_loop import inference_loop
 from ..outputs import check_output
-from ..resume import continue_partial, same_weights_settings, weights_fingerprint
+from ..resume import continue_partial, reraise_keeping, same_weights_settings, weights_fingerprint
 from ..tokenizer import MASK_ID, encode
 from .reference import Reference
 from .vcf import Variant
@@ -307,10 +307,9 @@ def score_variants(
                 for row in batch:
                     counts[row.status] = counts.get(row.status, 0) + 1
                 bar.update(len(batch))
-        except GenomixError as exc:
-            kept = sum(counts.values())
-            raise type(exc)(f"{exc}\n(the {kept} rows before it are kept in {partial}; after fixing the cause, "
-                            f"the same command with --resume continues after them)") from exc
+        except (GenomixError, KeyboardInterrupt) as exc:  # other errors: a bug, whose traceback says more
+            reraise_keeping(exc, f"the {sum(counts.values())} rows written so far are kept in {partial}: "
+                                 "the same command with --resume continues after them")
     os.replace(partial, out)
     return counts
 
