@@ -57,10 +57,7 @@ def generate_fasta(
     as :func:`~genomix.models.generation.generate` (``greedy`` needs ``num_samples=1``: its samples would be
     equal). ``total``: the number of prompts, for the progress bar (counted in new bases)."""
     require_causal_lm(model, "generate")
-    if max_new_tokens < 1 or num_samples < 1:
-        raise InputFormatError(f"max_new_tokens and num_samples must be >= 1, got {max_new_tokens} and {num_samples}")
-    if greedy and num_samples > 1:
-        raise InputFormatError("greedy decoding gives one continuation per prompt: use num_samples=1, or sample")
+    check_counts(max_new_tokens, num_samples, greedy)
     settings = {"model": model_name, "weights": weights_fingerprint(model), "max_new_tokens": max_new_tokens,
                 "num_samples": num_samples, "greedy": greedy, "temperature": temperature, "top_k": top_k,
                 "top_p": top_p, "seed": seed}
@@ -121,6 +118,14 @@ def generate_fasta(
     finally:
         progress.close()
     return out
+
+
+def check_counts(max_new_tokens: int, num_samples: int, greedy: bool) -> None:
+    """Refuse counts :func:`generate_fasta` cannot honour (the CLI asks before it loads a model)."""
+    if max_new_tokens < 1 or num_samples < 1:
+        raise InputFormatError(f"max_new_tokens and num_samples must be >= 1, got {max_new_tokens} and {num_samples}")
+    if greedy and num_samples > 1:
+        raise InputFormatError("greedy decoding gives one continuation per prompt: use num_samples=1, or sample")
 
 
 def _record(name: str, description: str, sequence: str, width: int) -> bytes:

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import genomix.generate_fasta as generate_module
+import genomix.hub as hub
 from genomix.cli import main
 from genomix.embed import SequenceInput
 from genomix.errors import InputFormatError
@@ -84,7 +85,7 @@ def test_refusals(model, tmp_path):
     assert not list(tmp_path.iterdir())  # nothing partial left behind by runs that completed no prompt
 
 
-def test_cli_prompts_from_fasta_and_the_command_line(tmp_path, capsys):
+def test_cli_prompts_from_fasta_and_the_command_line(tmp_path, capsys, monkeypatch):
     fasta = tmp_path / "prompts.fa"
     fasta.write_text("".join(f">{name} some description\n{seq}\n" for name, seq in PROMPTS.items()))
     out = tmp_path / "out.fa"
@@ -105,3 +106,7 @@ def test_cli_prompts_from_fasta_and_the_command_line(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main([*args, str(tmp_path / "p.fa"), "--prompt", "ACGT", "--top-p", "1.5"])
     assert "--top-p: must be in (0, 1]" in capsys.readouterr().err
+    monkeypatch.setattr(hub, "load_model", lambda *a: pytest.fail("the model loaded before the options were checked"))
+    assert main(["generate", "--model", "x", "--max-new-tokens", "3", "--greedy", "--num-samples", "2", "--out",
+                 str(tmp_path / "two.fa"), "--prompt", "ACGT"]) == 2
+    assert "greedy decoding gives one continuation per prompt" in capsys.readouterr().err

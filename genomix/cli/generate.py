@@ -45,11 +45,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..generate_fasta import generate_fasta
+    from ..generate_fasta import check_counts, generate_fasta
     from ..hub import load_model
     from ..outputs import check_output
 
     check_output(args.out, (args.fasta, args.bed, args.genome), args.overwrite)
+    check_counts(args.max_new_tokens, args.num_samples, args.greedy)
     prompts, total = read_sequence_sources(args)
     model = load_model(args.model, "lm", args.revision)
     path = generate_fasta(model, prompts, args.out, args.max_new_tokens, num_samples=args.num_samples,
