@@ -12,6 +12,7 @@ columns and special tokens never appear in the output.
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 import torch
@@ -36,13 +37,12 @@ def next_token_distribution(
     if temperature <= 0:
         raise ConfigError(f"temperature must be > 0 (use greedy=True for argmax), got {temperature}")
     logits = logits.float() / temperature
-    allowed = torch.zeros(logits.shape[-1], dtype=torch.bool, device=logits.device)
-    allowed[list(allowed_ids)] = True
+    allowed = _allowed_mask(logits.shape[-1], logits.device, tuple(allowed_ids))
     logits = logits.masked_fill(~allowed, float("-inf"))
     if top_k is not None:
         if top_k < 1:
             raise ConfigError(f"top_k must be >= 1, got {top_k}")
-        k = min(top_k, int(allowed.sum()))
+        k = min(top_k, len(set(allowed_ids)))
         threshold = logits.topk(k, dim=-1).values[..., -1:]
         logits = logits.masked_fill(logits < threshold, float("-inf"))
     if top_p is not None:
@@ -54,6 +54,15 @@ def next_token_distribution(
         drop[..., -1] = False
         logits = logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
     return torch.softmax(logits, dim=-1)
+
+
+@functools.cache
+def _allowed_mask(vocab: int, device: torch.device, allowed_ids: tuple[int, ...]) -> torch.Tensor:
+    """The (vocab,) mask of ``allowed_ids``, made once per device: building it at every token copied the ids
+    from the host, which waits for the GPU to finish the step before (a pageable host-to-device copy)."""
+    allowed = torch.zeros(vocab, dtype=torch.bool, device=device)
+    allowed[list(allowed_ids)] = True
+    return allowed
 
 
 @torch.no_grad()
