@@ -73,16 +73,11 @@ def _run(args: argparse.Namespace) -> int:
     meta = {"model": _identity(args.model), "revision": args.revision or "-", "vcf": str(vcf),
             "vcf_size": str(vcf.stat().st_size), "vcf_mtime_ns": str(vcf.stat().st_mtime_ns),
             "reference": _identity(args.reference), "regions": _describe(regions)}
-    try:
-        counts = score_variants(model, read_vcf(args.vcf, regions), reference, args.out, vcf=args.vcf, window=args.window,
-                                batch_size=args.batch_size, on_ref_mismatch=args.on_ref_mismatch,
-                                resume=args.resume, overwrite=args.overwrite, device=args.device, quiet=args.quiet,
-                                total=total, meta=meta, method=args.method,
-                                reuse_filters=not args.no_filter_reuse, cuda_graphs=not args.no_cuda_graphs)
-    except KeyboardInterrupt:
-        print("genomix score-variants: interrupted; the rows finished so far are kept: rerun the same command "
-              "with --resume to continue", file=sys.stderr)
-        return 130
+    counts = score_variants(model, read_vcf(args.vcf, regions), reference, args.out, vcf=args.vcf, window=args.window,
+                            batch_size=args.batch_size, on_ref_mismatch=args.on_ref_mismatch,
+                            resume=args.resume, overwrite=args.overwrite, device=args.device, quiet=args.quiet,
+                            total=total, meta=meta, method=args.method,
+                            reuse_filters=not args.no_filter_reuse, cuda_graphs=not args.no_cuda_graphs)
     print(args.out)
     print(" ".join(f"{status}={n}" for status, n in sorted(counts.items())), file=sys.stderr)
     return 0
