@@ -73,14 +73,16 @@ type(reloaded).__name__"""),
 A Mamba LM reads a prompt in one parallel pass and then generates one recurrent step per token (a CUDA
 graph replay on a GPU). `token_log_likelihoods` scores every base given those before it; Mamba reads
 sequences longer than its `max_seq_len` in pieces that carry its state, so here a 3,000-base region
-goes through a 1,024-token model in three exact pieces."""),
+goes through a 1,024-token model in three exact pieces. From the shell, `genomix generate --model M --fasta
+prompts.fa --max-new-tokens N --num-samples K --top-p 0.9 --out samples.fa` writes sampled continuations
+as FASTA."""),
     ("code", """from genomix.models.generation import generate
 from genomix.models.scoring import token_log_likelihoods
 
 torch.manual_seed(0)
 mamba = genomix.models.build("mamba-tiny-1k", task="causal-lm").eval()
 prompt = store.fetch(contig, 1_000_000, 1_000_256)[None]
-continued = generate(mamba, torch.as_tensor(prompt), 32, temperature=0.8, top_k=3)
+continued = generate(mamba, torch.as_tensor(prompt), 32, temperature=0.8, top_p=0.9)
 print(decode(continued[0, -32:].numpy()))
 region = torch.as_tensor(store.fetch(contig, 1_000_000, 1_003_000))[None]
 scores = token_log_likelihoods(mamba, region)
