@@ -136,6 +136,18 @@ def cuda_kernel_ms(call: Callable[[], object]) -> list[dict]:
     return sorted(rows, key=lambda r: -r["ms"])
 
 
+def cuda_kernel_timeline(call: Callable[[], object]) -> list[dict]:
+    """Every GPU kernel of one run of ``call`` in launch order, with its ms (torch.profiler; warm it up first):
+    unlike :func:`cuda_kernel_ms`, two launches of one kernel (the scan's summary and main passes) stay apart."""
+    torch.cuda.synchronize()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        call()
+        torch.cuda.synchronize()
+    kernels = [ev for ev in prof.events() if ev.device_type == torch.autograd.DeviceType.CUDA]
+    kernels.sort(key=lambda ev: ev.time_range.start)
+    return [{"kernel": ev.name[:60], "ms": ev.time_range.elapsed_us() / 1e3} for ev in kernels]
+
+
 def cpu_copy_bandwidth() -> float:
     """Bytes/s of a 256 MiB host copy (read + write counted): the floor's yardstick for the CPU smoke run."""
     src = torch.empty(1 << 26, dtype=torch.float32)

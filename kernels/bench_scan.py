@@ -98,7 +98,7 @@ def time_passes(scan, inputs, leaves, grad) -> dict:
 
 
 def bench_length(length: int, bandwidth: float, tiling, ref_max_len: int, channels: int = 512,
-                 n_state: int = 16) -> dict:
+                 n_state: int = 16, kernel_times: bool = False) -> dict:
     from genomix.kernels.scan.ops import selective_scan_triton
     from genomix.kernels.scan.reference import selective_scan_ref
 
@@ -131,6 +131,12 @@ def bench_length(length: int, bandwidth: float, tiling, ref_max_len: int, channe
     row["fwd_gbs"] = fwd_bytes / (row["fwd_ms"] * 1e-3) / 1e9
     row["fwd_x_floor"] = row["fwd_ms"] / row["fwd_floor_ms"]
     row["bwd_x_floor"] = row["bwd_ms"] / row["bwd_floor_ms"]
+    if kernel_times:  # where a call's time goes, kernel by kernel in launch order
+        from genomix.kernels.bench_common import cuda_kernel_timeline
+
+        with torch.no_grad():
+            row["fwd_kernels"] = cuda_kernel_timeline(lambda: scan(*inputs))
+        row["fwd_bwd_kernels"] = cuda_kernel_timeline(lambda: scan(*leaves).backward(grad))
     if length <= ref_max_len:
         import time
 
@@ -171,17 +177,24 @@ def main(argv: list[str] | None = None) -> int:
                         help="fields of ops.DEFAULT_TILING to override, e.g. block_e=128 fwd_warps=4")
     parser.add_argument("--ref-max-len", type=int, default=4096)
     parser.add_argument("--out", type=Path, default=Path("."))
+    parser.add_argument("--kernel-times", action="store_true",
+                        help="also profile one forward and one forward+backward per length, kernel by kernel")
     args = parser.parse_args(argv)
     try:
         tiling = tiling_with(args.tiling)
     except ValueError as err:
         parser.error(str(err))
     bandwidth = copy_bandwidth()
-    rows = [bench_length(L, bandwidth, tiling, args.ref_max_len) for L in args.lengths]
+    rows = [bench_length(L, bandwidth, tiling, args.ref_max_len, kernel_times=args.kernel_times)
+            for L in args.lengths]
     write_json(args.out / "scan_bench.json", {"device": torch.cuda.get_device_name(), "copy_gbs": bandwidth / 1e9,
                                               "torch": torch.__version__, "rows": rows})
     print(f"device {torch.cuda.get_device_name()}, copy bandwidth {bandwidth / 1e9:.0f} GB/s")
     print_table(rows)
+    for r in rows:
+        for key in ("fwd_kernels", "fwd_bwd_kernels"):
+            if key in r:
+                print(f"L={r['L']} {key}: " + ", ".join(f"{k['kernel']} {k['ms']:.3f}" for k in r[key]))
     return 0
 
 
