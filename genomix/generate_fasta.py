@@ -2,8 +2,9 @@
 
 Each prompt (a FASTA record, a BED interval of a genome store, or a sequence given on the command line) is
 extended ``num_samples`` times by :func:`genomix.models.generation.generate`; the new bases (not the prompt) are
-written as records ``<prompt id>/<j>`` (j = 1..num_samples) whose description gives the prompt's length and the
-sampling settings. Prompt ``i`` (0-based, in input order) samples with a generator seeded ``seed + i``, so a
+written as records ``<prompt id>/<j>`` (j = 1..num_samples) whose description gives the prompt's length, the
+sample's log-likelihood under the model (nats, summed over the new bases given the prompt; to rank samples) and
+the sampling settings. Prompt ``i`` (0-based, in input order) samples with a generator seeded ``seed + i``, so a
 prompt's samples do not depend on which prompts came before it, or on where an interrupted run stopped.
 
 The records go to ``.<out>.partial``, a prompt's samples at a time, flushed to disk; the settings, the byte
@@ -92,10 +93,13 @@ def generate_fasta(
                     raise InputFormatError(f"prompt {prompt.id!r} is empty")
                 rows = torch.from_numpy(prompt.ids).to(device)[None].repeat(num_samples, 1)
                 generator = torch.Generator(device).manual_seed(seed + index)
-                new = generate(model, rows, max_new_tokens, greedy=greedy, temperature=temperature, top_k=top_k,
-                               top_p=top_p, generator=generator, on_token=lambda: progress.update(num_samples))
-                for j, row in enumerate(new[:, len(prompt.ids):].cpu().numpy(), start=1):
-                    fasta.write(_record(f"{prompt.id}/{j}", f"prompt_length={len(prompt.ids)} {describe}",
+                new, log_likelihood = generate(
+                    model, rows, max_new_tokens, greedy=greedy, temperature=temperature, top_k=top_k, top_p=top_p,
+                    generator=generator, on_token=lambda: progress.update(num_samples), return_log_likelihood=True)
+                for j, (row, ll) in enumerate(zip(new[:, len(prompt.ids):].cpu().numpy(), log_likelihood.tolist()),
+                                              start=1):
+                    fasta.write(_record(f"{prompt.id}/{j}",
+                                        f"prompt_length={len(prompt.ids)} log_likelihood={ll:.4f} {describe}",
                                         decode(row), line_width))
                 fasta.flush()
                 os.fsync(fasta.fileno())

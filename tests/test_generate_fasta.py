@@ -1,6 +1,8 @@
 """`genomix generate`: sampled continuations of prompts to FASTA, reproducible per prompt, resumable."""
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -13,6 +15,7 @@ from genomix.generate_fasta import generate_fasta
 from genomix.genome import read_fasta
 from genomix.models import build
 from genomix.models.generation import generate
+from genomix.models.scoring import token_log_likelihoods
 from genomix.tokenizer import decode, encode
 
 PROMPTS = {"first": "ACGTTGCAAC", "second": "GGATCC", "third": "TTTAAACCCGGGA"}
@@ -38,11 +41,29 @@ def test_each_prompt_samples_with_its_own_seed_and_only_new_bases_are_written(mo
         expected = generate(model, rows, 12, top_k=3, top_p=0.9, generator=torch.Generator().manual_seed(5 + index))
         assert [records[f"{name}/{j}"] for j in (1, 2)] == [decode(row[len(seq):]) for row in expected]
     header = (tmp_path / "samples.fa").read_text().splitlines()[0]
-    assert header == ">first/1 prompt_length=10 temperature=1.0 top_k=3 top_p=0.9 seed=5"
+    assert re.fullmatch(r">first/1 prompt_length=10 log_likelihood=-\d+\.\d{4} temperature=1.0 top_k=3 top_p=0.9 seed=5",
+                        header)
     alone = generate_fasta(model, prompts({"third": PROMPTS["third"]}), tmp_path / "alone.fa", 12, num_samples=2,
                            top_k=3, top_p=0.9, seed=5 + 2, quiet=True)
     assert read_fasta(alone)["third/1"] == records["third/1"]  # not shifted by the prompts before it
     assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_each_sample_carries_its_log_likelihood_under_the_model(model, tmp_path):
+    """The header's log_likelihood is what scoring the prompt and sample in one parallel pass gives for the
+    new bases: the model's own distribution, not the tempered and truncated one the bases were drawn from."""
+    out = tmp_path / "samples.fa"
+    generate_fasta(model, prompts(), out, 20, num_samples=3, temperature=1.7, top_k=2, seed=1, quiet=True)
+    headers = [line[1:].split() for line in out.read_text().splitlines() if line.startswith(">")]
+    records = read_fasta(out)
+    for name, *fields in headers:
+        prompt = PROMPTS[name.split("/")[0]]
+        recorded = float(dict(field.split("=") for field in fields)["log_likelihood"])
+        ids = torch.from_numpy(encode(prompt + records[name]))[None]
+        expected = token_log_likelihoods(model, ids)[0, len(prompt) - 1:].sum().item()
+        assert recorded == pytest.approx(expected, abs=2e-3)
+    lls = [float(dict(f.split("=") for f in fields)["log_likelihood"]) for _, *fields in headers]
+    assert len(set(lls)) == len(lls)  # one per sample, not per prompt
 
 
 def test_an_interrupted_run_resumes_to_the_uninterrupted_file(model, tmp_path, monkeypatch):

@@ -9,6 +9,7 @@ import genomix
 from genomix.errors import ConfigError, InputFormatError, RangeError, TokenizationError
 from genomix.models import build
 from genomix.models.generation import generate, next_token_distribution
+from genomix.models.scoring import token_log_likelihoods
 from genomix.models.heads import pool
 from genomix.models.hyena import HyenaConfig
 from genomix.tokenizer import A_ID, C_ID, G_ID, PAD_ID, T_ID, encode, pad_batch
@@ -299,6 +300,11 @@ def test_recurrent_generation_equals_the_sliding_window(order):
         assert torch.equal(recurrent, generate(model, prompt, 30, recurrent=False, **kw))
     past_the_context = generate(model, prompt, 50, greedy=True)  # 69 positions: only the window can
     assert torch.equal(past_the_context[:, :50], generate(model, prompt, 30, greedy=True)[:, :50])
+    for recurrent in (True, False):  # each path's log-likelihood of its new tokens, as one parallel pass scores them
+        sequences, log_likelihood = generate(model, prompt, 30, recurrent=recurrent, temperature=2.0,
+                                             generator=torch.Generator().manual_seed(4), return_log_likelihood=True)
+        expected = token_log_likelihoods(model, sequences)[:, prompt.shape[1] - 1:].sum(-1)
+        torch.testing.assert_close(log_likelihood, expected, rtol=1e-5, atol=1e-4)
 
 
 def test_recurrent_state_limits_are_clear_errors():

@@ -78,13 +78,17 @@ def generate(
     recurrent: bool | None = None,
     top_p: float | None = None,
     on_token: Callable[[], None] | None = None,
-) -> torch.Tensor:
+    return_log_likelihood: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Extend each prompt row of ``input_ids`` (batch, length >= 1) by ``max_new_tokens`` tokens.
 
     Returns (batch, length + max_new_tokens). ``greedy`` takes the argmax; otherwise tokens are
     sampled with ``temperature``, ``top_k`` and ``top_p`` (reproducible with a seeded ``generator``). ``recurrent``:
     None takes the recurrent state where the model has one that can hold the sequence, False the sliding
     window, True the state or an error. ``on_token`` is called after each new token (a progress bar's update).
+    ``return_log_likelihood``: also return each row's log-likelihood of its new tokens (batch,) fp32, in nats,
+    under the model's own distribution (normalised over its output columns as
+    :func:`.scoring.token_log_likelihoods` is, before temperature and truncation), to rank samples.
     """
     require_causal_lm(model, "generate")
     check_prompt(input_ids, "generate")
@@ -99,6 +103,7 @@ def generate(
     was_training = model.training
     model.eval()
     tokens = [input_ids]
+    log_likelihood = torch.zeros(input_ids.shape[0], dtype=torch.float32, device=input_ids.device)
     try:
         next_logits = _recurrent_logits(model, input_ids, steps) if use_state else _window_logits(model, input_ids)
         logits = next(next_logits)
@@ -109,13 +114,16 @@ def generate(
             else:
                 token = torch.multinomial(probs, 1, generator=generator)
             tokens.append(token.to(input_ids.dtype))
+            if return_log_likelihood:
+                log_likelihood += torch.log_softmax(logits.float(), dim=-1).gather(-1, token).squeeze(-1)
             if on_token is not None:
                 on_token()
             if i + 1 < max_new_tokens:
                 logits = next_logits.send(tokens[-1])
     finally:
         model.train(was_training)
-    return torch.cat(tokens, dim=1)
+    sequences = torch.cat(tokens, dim=1)
+    return (sequences, log_likelihood) if return_log_likelihood else sequences
 
 
 #: transformers ``generate`` options that change nothing here at these values (their defaults): the others
