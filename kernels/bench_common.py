@@ -122,14 +122,19 @@ def graph_replay(call: Callable[[], object]) -> Callable[[], None]:
     return graph.replay
 
 
-def cuda_kernel_ms(call: Callable[[], object]) -> list[dict]:
-    """GPU ms per kernel name over one run of ``call`` (torch.profiler; warm it up first), largest first."""
+def _cuda_profile(call: Callable[[], object]) -> torch.profiler.profile:
+    """torch.profiler's record of the GPU work of one run of ``call``, finished before it returns."""
     torch.cuda.synchronize()
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
         call()
         torch.cuda.synchronize()
+    return prof
+
+
+def cuda_kernel_ms(call: Callable[[], object]) -> list[dict]:
+    """GPU ms per kernel name over one run of ``call`` (torch.profiler; warm it up first), largest first."""
     rows = []
-    for ev in prof.key_averages():
+    for ev in _cuda_profile(call).key_averages():
         t = getattr(ev, "device_time_total", None) or getattr(ev, "cuda_time_total", 0)
         if t > 0:
             rows.append({"kernel": ev.key[:60], "calls": ev.count, "ms": t / 1e3})
@@ -139,11 +144,7 @@ def cuda_kernel_ms(call: Callable[[], object]) -> list[dict]:
 def cuda_kernel_timeline(call: Callable[[], object]) -> list[dict]:
     """Every GPU kernel of one run of ``call`` in launch order, with its ms (torch.profiler; warm it up first):
     unlike :func:`cuda_kernel_ms`, two launches of one kernel (the scan's summary and main passes) stay apart."""
-    torch.cuda.synchronize()
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
-        call()
-        torch.cuda.synchronize()
-    kernels = [ev for ev in prof.events() if ev.device_type == torch.autograd.DeviceType.CUDA]
+    kernels = [ev for ev in _cuda_profile(call).events() if ev.device_type == torch.autograd.DeviceType.CUDA]
     kernels.sort(key=lambda ev: ev.time_range.start)
     return [{"kernel": ev.name[:60], "ms": ev.time_range.elapsed_us() / 1e3} for ev in kernels]
 
