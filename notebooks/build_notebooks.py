@@ -75,15 +75,16 @@ graph replay on a GPU). `token_log_likelihoods` scores every base given those be
 sequences longer than its `max_seq_len` in pieces that carry its state, so here a 3,000-base region
 goes through a 1,024-token model in three exact pieces. From the shell, `genomix generate --model M --fasta
 prompts.fa --max-new-tokens N --num-samples K --top-p 0.9 --out samples.fa` writes sampled continuations
-as FASTA."""),
+as FASTA, each with its log-likelihood under the model (`return_log_likelihood=True` below), to rank them."""),
     ("code", """from genomix.models.generation import generate
 from genomix.models.scoring import token_log_likelihoods
 
 torch.manual_seed(0)
 mamba = genomix.models.build("mamba-tiny-1k", task="causal-lm").eval()
 prompt = store.fetch(contig, 1_000_000, 1_000_256)[None]
-continued = generate(mamba, torch.as_tensor(prompt), 32, temperature=0.8, top_p=0.9)
-print(decode(continued[0, -32:].numpy()))
+continued, log_likelihood = generate(mamba, torch.as_tensor(prompt), 32, temperature=0.8, top_p=0.9,
+                                     return_log_likelihood=True)
+print(decode(continued[0, -32:].numpy()), "log-likelihood", float(log_likelihood[0]))
 region = torch.as_tensor(store.fetch(contig, 1_000_000, 1_003_000))[None]
 scores = token_log_likelihoods(mamba, region)
 print(tuple(scores.shape), "mean log-likelihood per base", float(scores.mean()))"""),
