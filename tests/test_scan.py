@@ -218,9 +218,10 @@ def test_benchmark_tiling_overrides_parse_by_field_type():
     """``bench_scan.py --tiling`` / ``ncu_workloads.py --tiling``: texts become the fields' types; a typo is refused."""
     from genomix.kernels.bench_scan import tiling_with
 
-    tiling = tiling_with(["variant=seq", "block_e=2", "hints=False", "fwd_maxnreg=None", "bwd_maxnreg=128"])
-    assert (tiling.variant, tiling.block_e, tiling.hints, tiling.fwd_maxnreg, tiling.bwd_maxnreg) == \
-        ("seq", 2, False, None, 128)
+    tiling = tiling_with(["variant=seq", "block_e=2", "hints=True", "fwd_prefetch=False", "fwd_maxnreg=None",
+                          "bwd_maxnreg=128"])
+    assert (tiling.variant, tiling.block_e, tiling.hints, tiling.fwd_prefetch, tiling.fwd_maxnreg,
+            tiling.bwd_maxnreg) == ("seq", 2, True, False, None, 128)
     for bad in (["blocke=2"], ["block_e"]):
         with pytest.raises(ValueError, match="NAME=VALUE"):
             tiling_with(bad)

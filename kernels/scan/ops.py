@@ -120,9 +120,12 @@ TILE16_TILING = dataclasses.replace(SIXTH_SESSION_TILING, fwd_tile=16, fwd_maxnr
 #: the summary pass (not measured on the GPU). Since the thirtieth session each 16-step tile's u, Δ, z loads
 #: are issued a tile early (``fwd_prefetch``): Nsight Compute showed the main pass waiting on its global loads,
 #: two thirds of which miss L1; forward 7.34 -> 7.14 ms at 1M and 0.525 -> 0.515 ms at 64K in one call, outputs
-#: bit-identical (kernels/gpu_scan_variants.py; pipelines/results/h200-2026-12-04-s30/).
+#: bit-identical (kernels/gpu_scan_variants.py; pipelines/results/h200-2026-12-04-s30/). Since the thirty-ninth
+#: session no prefetch hints (``hints``, on since the sixth): on the H100 every pass was as fast or faster without
+#: them, the no-grad forward's main pass 4.48 -> 3.84 ms at 1M and the backward's summary pass 3.60 -> 3.41 ms,
+#: twice alternated in one call (forward 7.49 -> 6.86 ms at 1M, 0.526 -> 0.506 ms at 64K; BENCHMARKS.md).
 DEFAULT_TILING = dataclasses.replace(TILE16_TILING, target_programs=16384, bwd_target_programs=4096,
-                                     fill_programs=4096, bwd_fill_programs=2048, fwd_prefetch=True)
+                                     fill_programs=4096, bwd_fill_programs=2048, fwd_prefetch=True, hints=False)
 
 
 def plan_segments(batch: int, channel_blocks: int, n_chunks: int, target: int,
