@@ -33,11 +33,11 @@ import tempfile
 KERNELS = {
     "seq-fwd": ("triton_seq", "_seq_fwd_kernel",
                 dict(HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True, SAVE_STATES=False, SUMMARY=False,
-                     TILE_IO=True, PREFETCH=True, ASM=True, N=16, T=128, HINTS=True, SUB=16),
+                     TILE_IO=True, PREFETCH=True, ASM=True, N=16, T=128, HINTS=False, SUB=16, INLINE_PTX=True),
                 ("u_ptr", "dt_ptr", "z_ptr", "out_ptr")),
     "seq-bwd": ("triton_seq_bwd", "_seq_bwd_kernel",
                 dict(HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True, SUMMARY=False, N=16, T=128, S=4,
-                     WARP_E=32, WARP_ASM=True, ASM=True, HINTS=True, HAS_DINIT=False),
+                     WARP_E=32, WARP_ASM=True, ASM=True, HINTS=False, HAS_DINIT=False, INLINE_PTX=True),
                 ("u_ptr", "dt_ptr", "z_ptr", "dout_ptr", "du_ptr", "ddt_ptr", "dz_ptr")),
 }
 

@@ -251,7 +251,7 @@ def _launch_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, save_states
         gpu = not dispatch.interpreting()  # inline PTX: not in the interpreter
         flags = dict(TILE_IO=tiling.tile_io, PREFETCH=tiling.fwd_prefetch and tiling.tile_io,
                      ASM=tiling.fwd_fast_math and gpu, HINTS=tiling.hints and tiling.tile_io and gpu,
-                     SUB=tiling.fwd_tile)
+                     SUB=tiling.fwd_tile, INLINE_PTX=gpu)
         BC = pack_bc(B, C, multiple=16, half=tiling.bc16)  # rows zero-padded: unmasked loads
         kernel, BC_k, lengths, extra = _seq_fwd_kernel, (BC,), (u.shape[2], BC.shape[2]), (1,)
     else:
@@ -377,7 +377,7 @@ def _launch_bwd_seq(u, delta, A, B, C, D, z, delta_bias, delta_softplus, states,
             dinit if want_dinit else dummy,
             seg_a, seg_q, carry, sub_states, channels, length, BC.shape[2], groups, n_chunks, per_seg, n_segs, 1,
             SUMMARY=summary, N=n_state, BLOCK_E=block_e, T=tiling.chunk, S=tiling.bwd_stash, WARP_E=warp_e,
-            WARP_ASM=warp_asm, ASM=asm, HINTS=tiling.hints and asm, HAS_DINIT=want_dinit,
+            WARP_ASM=warp_asm, ASM=asm, HINTS=tiling.hints and asm, HAS_DINIT=want_dinit, INLINE_PTX=asm,
             num_warps=tiling.bwd_warps, **_flags(D, z, delta_bias, delta_softplus), **_reg_cap(tiling.bwd_maxnreg),
         )
 

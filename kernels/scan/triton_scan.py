@@ -52,6 +52,48 @@ def _prefetch(ptrs, LEVEL: tl.constexpr):
 
 
 @triton.jit
+def _opaque(x):
+    """``x`` (int32) through a ``mov`` the compiler can neither see through nor move (inline PTX with side
+    effects). GPU only."""
+    return tl.inline_asm_elementwise("mov.b32 $0, $1;", "=r,r", [x], dtype=tl.int32, is_pure=False, pack=1)
+
+
+@triton.jit
+def _state_offsets(index, stride, INLINE_PTX: tl.constexpr):
+    """``index * stride``: the offsets of a state tensor's elements along its state axis (``stride`` being the
+    kernels' unspecialised ``state_stride``). ``INLINE_PTX``: through :func:`_opaque`, so that inside a loop
+    they are computed where used instead of once before the loop, holding registers all through it."""
+    if INLINE_PTX:
+        return index * _opaque(stride)
+    return index * stride
+
+
+@triton.jit
+def _store_state(ptrs, values, mask, INLINE_PTX: tl.constexpr):
+    """Store fp32 ``values`` at ``ptrs`` where ``mask``. ``INLINE_PTX`` (GPU): one ``st.global`` per element
+    from the registers that hold it. ``tl.store`` lays a store out by its addresses' contiguity, which the
+    unspecialised state stride hides, and first converts the values to that layout through shared memory:
+    in the forward's main pass, at every chunk start (250 registers instead of 165 with it, offline)."""
+    if INLINE_PTX:
+        tl.inline_asm_elementwise("{ .reg .pred %p; setp.ne.b32 %p, $3, 0; @%p st.global.f32 [$1], $2; }",
+                                  "=r,l,f,r", [ptrs.to(tl.int64), values, mask.to(tl.int32)], dtype=tl.int32,
+                                  is_pure=False, pack=1)
+    else:
+        tl.store(ptrs, values, mask=mask)
+
+
+@triton.jit
+def _load_state(ptrs, mask, INLINE_PTX: tl.constexpr):
+    """fp32 at ``ptrs`` where ``mask``, 0 elsewhere; ``INLINE_PTX``: loaded straight into the registers the
+    values will be used in, as :func:`_store_state` stores."""
+    if INLINE_PTX:
+        return tl.inline_asm_elementwise(
+            "{ .reg .pred %p; setp.ne.b32 %p, $2, 0; mov.b32 $0, 0; @%p ld.global.f32 $0, [$1]; }", "=f,l,r",
+            [ptrs.to(tl.int64), mask.to(tl.int32)], dtype=tl.float32, is_pure=False, pack=1)
+    return tl.load(ptrs, mask=mask, other=0.0)
+
+
+@triton.jit
 def _exp2(x, ASM: tl.constexpr = False):
     """2^x; ``ASM`` (GPU): one ``ex2.approx.ftz`` (``tl.exp2`` lowers to the non-ftz form, a compare
     and two predicated multiplies around each MUFU.EX2)."""

@@ -24,7 +24,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .triton_scan import _SEGMENT_ARGS, _dt_of, _exp2, _gate, _load_dt, _prefetch
+from .triton_scan import _SEGMENT_ARGS, _dt_of, _exp2, _gate, _load_dt, _prefetch, _state_offsets, _store_state
 
 
 @triton.jit
@@ -139,7 +139,7 @@ def _seq_fwd_kernel(
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     SAVE_STATES: tl.constexpr, SUMMARY: tl.constexpr, TILE_IO: tl.constexpr, PREFETCH: tl.constexpr,
     ASM: tl.constexpr, N: tl.constexpr, BLOCK_E: tl.constexpr, T: tl.constexpr, HINTS: tl.constexpr = False,
-    SUB: tl.constexpr = 8,
+    SUB: tl.constexpr = 8, INLINE_PTX: tl.constexpr = False,
 ):
     """One (sequence, channel block, segment) per program, arguments as in
     :func:`.triton_scan._scan_fwd_kernel` except ``A2``: A (E, N) scaled by log2(e);
@@ -160,7 +160,10 @@ def _seq_fwd_kernel(
     ``ASM`` (GPU only): fast approximate exp2, softplus and sigmoid (:func:`.triton_scan._approx`).
     ``HINTS`` (GPU only, with ``TILE_IO``): prefetch the next chunk's u, Δ, z and B/C into L2 at each
     chunk start and each tile's B/C into L1 two tiles ahead, so the per-step loads stop waiting on
-    L2/HBM latency (Nsight Compute: ~76 % of the summary pass's stalls were such waits)."""
+    L2/HBM latency (Nsight Compute: ~76 % of the summary pass's stalls were such waits).
+    ``INLINE_PTX`` (GPU only): ``SAVE_STATES`` stores each chunk-start state from the registers that hold it
+    (:func:`.triton_scan._store_state`). With ``tl.store`` it went through shared memory at every chunk, and the
+    main pass took 250 registers instead of 165 (offline, triton 3.6): half the warps."""
     pid_b = tl.program_id(0).to(tl.int64)
     seg = tl.program_id(2)
     e = tl.program_id(1) * BLOCK_E + tl.arange(0, BLOCK_E)
@@ -174,7 +177,7 @@ def _seq_fwd_kernel(
     group = (tl.program_id(1) * BLOCK_E) // (E // G)  # all channels of a program share a group
     bc_row = (pid_b * G + group) * L_bc
     row = pid_b * E * L + e.to(tl.int64) * L
-    state_off = (pid_b * E + e[None, :].to(tl.int64)) * n_chunks * N + sn
+    state_row = (pid_b * E + e[None, :].to(tl.int64)) * n_chunks * N  # each channel's chunk-start states
     seg_off = ((pid_b * E + e[None, :].to(tl.int64)) * n_segs + seg) * N + sn
     dt_sum = tl.zeros((BLOCK_E,), dtype=tl.float32)  # the summary pass's total decay exponent
     if SUMMARY:
@@ -189,7 +192,8 @@ def _seq_fwd_kernel(
     for c in range(c_start, c_stop):
         if not SUMMARY:
             if SAVE_STATES:
-                tl.store(states_ptr + state_off + c * N, h, mask=emask[None, :])
+                _store_state(states_ptr + state_row + c * N + _state_offsets(n[:, None], state_stride, INLINE_PTX),
+                             h, emask[None, :], INLINE_PTX)
         if TILE_IO:
             if HINTS:
                 _hint_rows(u_ptr, row, (c + 1) * T, L, T)
