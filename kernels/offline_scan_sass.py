@@ -45,6 +45,11 @@ KERNELS = {
 DIVISIBLE = ("E", "L", "L_bc")
 
 
+#: Opcodes of shared-memory traffic and barriers: in these kernels, layout conversions (a state moved between
+#: the layout it is computed in and the one a load or store was given).
+_SHARED_MEMORY_OPS = frozenset({"STS", "LDS", "STSM", "LDSM", "BAR"})
+
+
 def compile_scan_kernel(name: str, warps: int = 1, consts: dict | None = None, maxnreg: int | None = None,
                         divisible: tuple[str, ...] = DIVISIBLE, dtype: str = "bf16"):
     """Triton's compiled kernel (``.asm`` holds "ttgir", "ptx", ...) for sm_90a; ``consts`` override the
@@ -176,6 +181,9 @@ def main() -> None:
     info, code = sass(compiled.asm["ptx"])
     print(f"{args.kernel} {args.dtype} warps={args.warps} maxnreg={args.maxnreg} {consts}: {info}")
     print(f"SASS instructions: {len(code)}")
+    shared = collections.Counter(op for op in (_opcode(line) for _, line in code) if op in _SHARED_MEMORY_OPS)
+    print("shared memory and barriers (layout conversions): "
+          + (", ".join(f"{op} {n}" for op, n in sorted(shared.items())) or "none"))
     for start, size, ops in loops(code):
         print(f"loop at 0x{start:x}: {size} instructions; " + ", ".join(f"{op} {n}" for op, n in ops))
     if args.loads:
