@@ -123,7 +123,7 @@ TILE16_TILING = dataclasses.replace(SIXTH_SESSION_TILING, fwd_tile=16, fwd_maxnr
 #: bit-identical (kernels/gpu_scan_variants.py; pipelines/results/h200-2026-12-04-s30/). Since the thirty-ninth
 #: session no prefetch hints (``hints``, on since the sixth): on the H100 every pass was as fast or faster without
 #: them, the no-grad forward's main pass 4.48 -> 3.84 ms at 1M and the backward's summary pass 3.60 -> 3.41 ms,
-#: twice alternated in one call (forward 7.49 -> 6.86 ms at 1M, 0.526 -> 0.506 ms at 64K; BENCHMARKS.md).
+#: six runs of each alternated in three calls (forward 7.49 -> 6.86 ms at 1M, 0.526 -> 0.506 ms at 64K; BENCHMARKS.md).
 DEFAULT_TILING = dataclasses.replace(TILE16_TILING, target_programs=16384, bwd_target_programs=4096,
                                      fill_programs=4096, bwd_fill_programs=2048, fwd_prefetch=True, hints=False)
 

@@ -293,8 +293,8 @@ def _seq_bwd_kernel(
             if HINTS and SUMMARY:
                 _hint_bc(BC_ptr, bc_row, c * T + (k - 2) * R, L_bc, R, "L1", N, BLOCK_E)
             if not SUMMARY:
-                h = _load_state(sub_ptr + sub_row + k * N * BLOCK_E + _state_offsets(sub_index, state_stride, INLINE_PTX),
-                                sub_mask, INLINE_PTX)
+                h = _load_state(sub_ptr + sub_row + k * N * BLOCK_E
+                                + _state_offsets(sub_index, state_stride, INLINE_PTX), sub_mask, INLINE_PTX)
                 _, hs = _advance(h, A2, bias, Dv, u_ptr, dt_ptr, z_ptr, dout_ptr, dz_ptr, BC_ptr, dBC_ptr, row,
                                  emask, bc_row, part_row, c * T + k * R, L, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS,
                                  True, N, R, BLOCK_E, WARP_E, WARP_ASM, ASM)
