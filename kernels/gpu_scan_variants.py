@@ -96,12 +96,17 @@ DEVICE = "cuda"
 #: backward's main pass loading each sub-tile's start state, and its u/Δ/z/dout tiles, while the previous sub-tile
 #: is worked (commit edca1e0, reverted): Nsight Compute had put 43 % of that pass's stall samples on
 #: long-scoreboard waits, 10 % at the first use of the start state read back from the scratch. Correct, and no
-#: faster on an H100 (45.38 against 45.09 ms at 1M, 2.851 against 2.858 ms at 64K; same folder). The list below
-#: is the thirty-sixth session's, kept as an example of the form.
+#: faster on an H100 (45.38 against 45.09 ms at 1M, 2.851 against 2.858 ms at 64K; same folder).
+#: The thirty-ninth session moved the states between memory and registers without shared-memory conversions
+#: (backward 44.7 -> 35.5 ms at 1M on an H100). The register splits that would give the backward main pass more
+#: warps were all timed before that, while they paid the conversions too; the list below times them again,
+#: most promising first by the offline counts (kernels/scan/NOTES.md, thirty-ninth session): two lanes per
+#: channel capped for 3 warps per scheduler (168 registers, no spills), the 2-step stash (254 / no spills, and
+#: capped at 168 with 92 B of spills). Not yet run.
 CANDIDATES = [
-    dataclasses.replace(DEFAULT_TILING, chunk=16, bwd_stash=8),
-    dataclasses.replace(DEFAULT_TILING, chunk=32, bwd_stash=8),
-    dataclasses.replace(DEFAULT_TILING, chunk=16, bwd_stash=4),
+    dataclasses.replace(DEFAULT_TILING, bwd_block_e=16, bwd_maxnreg=168),
+    dataclasses.replace(DEFAULT_TILING, bwd_stash=2),
+    dataclasses.replace(DEFAULT_TILING, bwd_stash=2, bwd_maxnreg=168),
 ]
 
 
