@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from .inference_options import add_resume_options, add_sequence_source_options, read_sequence_sources
+from .inference_options import (add_device_options, add_resume_options, add_sequence_source_options,
+                                read_sequence_sources)
 from .option_types import positive_float, positive_int
 
 
@@ -40,8 +41,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the first prompt's sampling (default 0)")
     parser.add_argument("--line-width", type=positive_int, default=80, help="bases per FASTA line (default 80)")
     add_resume_options(parser)
-    parser.add_argument("--device", help="cpu, cuda, cuda:1... (default: cuda if available)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_device_options(parser)
     parser.set_defaults(func=_run)
 
 

@@ -5,11 +5,16 @@ from __future__ import annotations
 import argparse
 
 
-def add_inference_options(parser: argparse.ArgumentParser) -> None:
-    """``--device``, ``--quiet``, ``--no-filter-reuse`` and ``--no-cuda-graphs`` (read back as
-    ``args.no_filter_reuse``, ``args.no_cuda_graphs``)."""
+def add_device_options(parser: argparse.ArgumentParser) -> None:
+    """``--device`` and ``--quiet``."""
     parser.add_argument("--device", help="cpu, cuda, cuda:1... (default: cuda if available)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def add_inference_options(parser: argparse.ArgumentParser) -> None:
+    """:func:`add_device_options`, ``--no-filter-reuse`` and ``--no-cuda-graphs`` (read back as
+    ``args.no_filter_reuse``, ``args.no_cuda_graphs``)."""
+    add_device_options(parser)
     parser.add_argument("--no-filter-reuse", action="store_true",
                         help="recompute the long filters' spectra (HyenaDNA, M2) on every forward instead of "
                         "keeping one per layer between forwards: slower, less GPU memory (1 GiB per layer at "
