@@ -102,7 +102,14 @@ DEVICE = "cuda"
 #: warps were all timed before that, while they paid the conversions too; the list below times them again,
 #: most promising first by the offline counts (kernels/scan/NOTES.md, thirty-ninth session): two lanes per
 #: channel capped for 3 warps per scheduler (168 registers, no spills), the 2-step stash (254 / no spills, and
-#: capped at 168 with 92 B of spills). Not yet run.
+#: capped at 168 with 92 B of spills). The fortieth session ran that list on an H100: all slower, 45.2 / 46.1 / 78.6
+#: against 35.3 ms at 1M (pipelines/results/h100-2026-12-06-s40/scan_variants_bwd_splits_after_states.json).
+#: Its Nsight Compute profile of the backward main pass then put two thirds of the long-scoreboard stalls (39 % of
+#: all samples) on the bf16 unpacking of the u/Δ/dout/z tile loads, and a sixth on the B/C rows. Prefetching those
+#: rows into L1 (``prefetch.global.L1`` per channel row, 4 or 16 steps ahead of each walk; built and reverted
+#: uncommitted) made the backward slower, 42.9-43.9 against 35.4 ms at 1M; the B/C rows two sub-tiles ahead of the
+#: reverse walk were equal, 35.6 ms (same folder, scan_variants_bwd_l1_prefetch.json). The list below is the
+#: register splits, the last list timed.
 CANDIDATES = [
     dataclasses.replace(DEFAULT_TILING, bwd_block_e=16, bwd_maxnreg=168),
     dataclasses.replace(DEFAULT_TILING, bwd_stash=2),
