@@ -108,12 +108,12 @@ DEVICE = "cuda"
 #: all samples) on the bf16 unpacking of the u/Δ/dout/z tile loads, and a sixth on the B/C rows. Prefetching those
 #: rows into L1 (``prefetch.global.L1`` per channel row, 4 or 16 steps ahead of each walk; built and reverted
 #: uncommitted) made the backward slower, 42.9-43.9 against 35.4 ms at 1M; the B/C rows two sub-tiles ahead of the
-#: reverse walk were equal, 35.6 ms (same folder, scan_variants_bwd_l1_prefetch.json). Below: the same tiles
-#: loaded into registers a sub-tile ahead instead (``bwd_tile_prefetch``; offline, the main loop's four tile loads
-#: move from 55-76 to ~1,980 instructions before their use, spills 40 -> 24 B), alone and with the 2-step stash.
+#: reverse walk were equal, 35.6 ms (same folder, scan_variants_bwd_l1_prefetch.json). The list below is the
+#: register splits, the last list timed.
 CANDIDATES = [
-    dataclasses.replace(DEFAULT_TILING, bwd_tile_prefetch=True),
-    dataclasses.replace(DEFAULT_TILING, bwd_tile_prefetch=True, bwd_stash=2),
+    dataclasses.replace(DEFAULT_TILING, bwd_block_e=16, bwd_maxnreg=168),
+    dataclasses.replace(DEFAULT_TILING, bwd_stash=2),
+    dataclasses.replace(DEFAULT_TILING, bwd_stash=2, bwd_maxnreg=168),
 ]
 
 
@@ -218,7 +218,6 @@ def _label(t: Tiling) -> str:
     io += ("/hint" if t.hints else "") + ("/bc16" if t.bc16 else "") + (f"/r{t.fwd_maxnreg}" if t.fwd_maxnreg else "")
     io += f"/rs{t.fwd_summary_maxnreg}" if t.fwd_summary_maxnreg else ""
     stash = (f"/s{t.bwd_stash}" if t.bwd_variant == "seq" else "") + (f"/r{t.bwd_maxnreg}" if t.bwd_maxnreg else "")
-    stash += "/tpf" if t.bwd_tile_prefetch else ""
     return (f"{t.variant}{io} e{t.block_e}w{t.fwd_warps} T{t.chunk} p{t.target_programs} | {t.bwd_variant}{stash} "
             f"e{t.bwd_block_e or t.block_e}w{t.bwd_warps} p{t.bwd_target_programs or t.target_programs}")
 

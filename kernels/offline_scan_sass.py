@@ -37,8 +37,7 @@ KERNELS = {
                 ("u_ptr", "dt_ptr", "z_ptr", "out_ptr")),
     "seq-bwd": ("triton_seq_bwd", "_seq_bwd_kernel",
                 dict(HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True, SUMMARY=False, N=16, T=128, S=4,
-                     WARP_E=32, WARP_ASM=True, ASM=True, HINTS=False, HAS_DINIT=False, INLINE_PTX=True,
-                     TILE_AHEAD=False),
+                     WARP_E=32, WARP_ASM=True, ASM=True, HINTS=False, HAS_DINIT=False, INLINE_PTX=True),
                 ("u_ptr", "dt_ptr", "z_ptr", "dout_ptr", "du_ptr", "ddt_ptr", "dz_ptr")),
 }
 

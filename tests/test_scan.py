@@ -312,14 +312,8 @@ def test_dispatch_takes_triton_when_forced(monkeypatch):
         (dict(L=33, E=6), dict(block_e=4, chunk=16, target_programs=3, bwd_block_e=32, bwd_warps=1, bwd_stash=2)),
         # a chunk that is not a multiple of 16: the summary pass walks 8-step tiles (16-step ones otherwise)
         (dict(L=53, E=6), dict(block_e=4, chunk=8, target_programs=3, bwd_block_e=32, bwd_warps=1, bwd_stash=4)),
-        # tiles loaded a sub-tile ahead, with and without z; ragged last chunk and sub-tile
-        (dict(L=45, E=6), dict(block_e=4, chunk=16, target_programs=3, bwd_block_e=32, bwd_warps=1, bwd_stash=4,
-                               bwd_tile_prefetch=True)),
-        (dict(L=37, E=5, z=False), dict(block_e=4, chunk=16, target_programs=2, bwd_block_e=32, bwd_warps=1,
-                                        bwd_stash=2, bwd_tile_prefetch=True)),
     ],
-    ids=["all-features-segmented", "grouped-BC-tiled-fwd", "bare-bf16", "two-warp-rows", "stash-2", "chunk-8",
-         "tile-prefetch", "tile-prefetch-no-z"],
+    ids=["all-features-segmented", "grouped-BC-tiled-fwd", "bare-bf16", "two-warp-rows", "stash-2", "chunk-8"],
 )
 def test_seq_backward_matches_reference(case, tiling):
     """The sequential-step backward gives the reference's gradients of every input."""

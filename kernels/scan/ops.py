@@ -42,8 +42,7 @@ class Tiling:
     ~2^-22 relative error). ``fwd_prefetch`` ("seq" with ``tile_io``): issue each tile's u, Δ, z
     loads while the previous tile is computed.
     ``hints`` ("seq" kernels, GPU only): cache prefetch instructions (L2 a chunk ahead, L1 for B/C two
-    tiles ahead). ``bwd_tile_prefetch`` ("seq" backward): its main pass loads each sub-tile's u/Δ/dout/z tiles
-    while the sub-tile before it is worked. ``bc16``: bf16 B and C packed as int32 pairs (exact). ``fwd_maxnreg`` /
+    tiles ahead). ``bc16``: bf16 B and C packed as int32 pairs (exact). ``fwd_maxnreg`` /
     ``fwd_summary_maxnreg`` / ``bwd_maxnreg``: register caps of the "seq" forward's main pass, of its
     summary pass, and of both backward passes (None: the compiler's choice).
     ``fill_programs`` / ``bwd_fill_programs``: a forward / backward whose batch x channel blocks reach this
@@ -72,7 +71,6 @@ class Tiling:
     fwd_summary_maxnreg: int | None = None
     fill_programs: int | None = None
     bwd_fill_programs: int | None = None
-    bwd_tile_prefetch: bool = False
 
 
 #: The sequential-step forward at the setting that measured best on an H200 (2026-12-01,
@@ -379,7 +377,7 @@ def _launch_bwd_seq(u, delta, A, B, C, D, z, delta_bias, delta_softplus, states,
             dinit if want_dinit else dummy,
             seg_a, seg_q, carry, sub_states, channels, length, BC.shape[2], groups, n_chunks, per_seg, n_segs, 1,
             SUMMARY=summary, N=n_state, BLOCK_E=block_e, T=tiling.chunk, S=tiling.bwd_stash, WARP_E=warp_e,
-            WARP_ASM=warp_asm, ASM=asm, HINTS=tiling.hints and asm, HAS_DINIT=want_dinit, INLINE_PTX=asm, TILE_AHEAD=tiling.bwd_tile_prefetch,
+            WARP_ASM=warp_asm, ASM=asm, HINTS=tiling.hints and asm, HAS_DINIT=want_dinit, INLINE_PTX=asm,
             num_warps=tiling.bwd_warps, **_flags(D, z, delta_bias, delta_softplus), **_reg_cap(tiling.bwd_maxnreg),
         )
 

@@ -31,8 +31,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .triton_scan import (_SEGMENT_ARGS, _dt_of, _exp2, _load_dt, _load_state, _sigmoid, _state_offsets,
-                          _store_state)
+from .triton_scan import _SEGMENT_ARGS, _exp2, _load_dt, _load_state, _sigmoid, _state_offsets, _store_state
 from .triton_seq import _hint_bc, _hint_rows, _load_bc, _row
 
 LN2: tl.constexpr = tl.constexpr(0.6931471805599453)
@@ -92,25 +91,23 @@ def _store_warp_sums(base_ptr, row_stride, x, ok, WARP_ASM: tl.constexpr, N: tl.
 def _advance(h, A2, bias, Dv, u_ptr, dt_ptr, z_ptr, dout_ptr, dz_ptr, BC_ptr, dBC_ptr, row, emask, bc_row,
              part_row, t0, L, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
              SOFTPLUS: tl.constexpr, STASH: tl.constexpr, N: tl.constexpr, S: tl.constexpr,
-             BLOCK_E: tl.constexpr, WARP_E: tl.constexpr, WARP_ASM: tl.constexpr, ASM: tl.constexpr,
-             raw=None, PRELOADED: tl.constexpr = False):
+             BLOCK_E: tl.constexpr, WARP_E: tl.constexpr, WARP_ASM: tl.constexpr, ASM: tl.constexpr):
     """The forward recurrence over the ``S`` steps from ``t0`` (u/Δ loaded as (S, BLOCK_E) tiles, as in
-    the forward's sub-tile; with ``PRELOADED``, ``raw`` holds them as :func:`_load_raw` loaded them). Returns the state after them and, with ``STASH``, every step's state as an
+    the forward's sub-tile). Returns the state after them and, with ``STASH``, every step's state as an
     (S, N, BLOCK_E) tile with time in each thread's registers (otherwise the final state again).
     ``STASH`` also does the gradients that need only the forward states: dC_t = Σ_e h_t dy_t (the
     warp partials) and dz (from y_t = <h_t, C_t> + D u_t), which keeps them out of the adjoint's
     register budget."""
     rows = tl.arange(0, S)
-    offs, m = _tile_at(row, emask, t0, L, S)
-    if not PRELOADED:
-        raw = _load_raw(u_ptr, dt_ptr, dout_ptr, z_ptr, offs, m, STASH, HAS_Z)
-    u_raw, dt_raw, dout_raw, z_raw = raw
-    u = u_raw.to(tl.float32)
-    _, dt = _dt_of(dt_raw, m, bias[None, :], HAS_BIAS, SOFTPLUS, ASM)
+    t = t0 + rows
+    m = (t < L)[:, None] & emask[None, :]
+    offs = row[None, :] + t[:, None]
+    u = tl.load(u_ptr + offs, mask=m, other=0.0).to(tl.float32)
+    _, dt = _load_dt(dt_ptr, offs, m, bias[None, :], HAS_BIAS, SOFTPLUS, ASM)
     dtu = dt * u
     hs = tl.zeros((S, 1, 1), dtype=tl.float32) + h[None, :, :] if STASH else h  # rows overwritten below
     if STASH:
-        dout, zv, sig, dy = _gated(dout_raw, z_raw, HAS_Z, ASM)
+        dout, zv, sig, dy = _gated_dout(dout_ptr, z_ptr, offs, m, HAS_Z, ASM)
         y = tl.zeros_like(u)
     for j in tl.static_range(S):
         pick = rows[:, None] == j
@@ -132,39 +129,14 @@ def _advance(h, A2, bias, Dv, u_ptr, dt_ptr, z_ptr, dout_ptr, dz_ptr, BC_ptr, dB
 
 
 @triton.jit
-def _load_raw(u_ptr, dt_ptr, dout_ptr, z_ptr, offs, m, GATE: tl.constexpr, HAS_Z: tl.constexpr):
-    """The u and Δ tiles at ``offs`` as stored, and with ``GATE`` dout and (``HAS_Z``) z (u in their place
-    otherwise): what :func:`_advance` reads, loaded a sub-tile ahead with ``Tiling.bwd_tile_prefetch``."""
-    u = tl.load(u_ptr + offs, mask=m, other=0.0)
-    dt = tl.load(dt_ptr + offs, mask=m, other=0.0)
-    dout = tl.load(dout_ptr + offs, mask=m, other=0.0) if GATE else u
-    z = tl.load(z_ptr + offs, mask=m, other=0.0) if GATE and HAS_Z else dout
-    return u, dt, dout, z
-
-
-@triton.jit
-def _tile_at(row, emask, t0, L, S: tl.constexpr):
-    """Offsets and mask of the (S, BLOCK_E) tile of the ``S`` steps from ``t0``."""
-    t = t0 + tl.arange(0, S)
-    return row[None, :] + t[:, None], (t < L)[:, None] & emask[None, :]
-
-
-@triton.jit
-def _gated(dout_raw, z_raw, HAS_Z: tl.constexpr, ASM: tl.constexpr):
-    """dout, z, sigmoid(z) and dL/dy = dout silu(z) from raw tiles (z terms are dout itself without z)."""
-    dout = dout_raw.to(tl.float32)
+def _gated_dout(dout_ptr, z_ptr, offs, m, HAS_Z: tl.constexpr, ASM: tl.constexpr):
+    """dout, z, sigmoid(z) and dL/dy = dout silu(z) on a tile (z terms are dout itself without z)."""
+    dout = tl.load(dout_ptr + offs, mask=m, other=0.0).to(tl.float32)
     if HAS_Z:
-        zv = z_raw.to(tl.float32)
+        zv = tl.load(z_ptr + offs, mask=m, other=0.0).to(tl.float32)
         sig = _sigmoid(zv, ASM)
         return dout, zv, sig, dout * zv * sig
     return dout, dout, dout, dout
-
-
-@triton.jit
-def _gated_dout(dout_ptr, z_ptr, offs, m, HAS_Z: tl.constexpr, ASM: tl.constexpr):
-    """:func:`_gated` on the tiles at ``offs``."""
-    dout = tl.load(dout_ptr + offs, mask=m, other=0.0)
-    return _gated(dout, tl.load(z_ptr + offs, mask=m, other=0.0) if HAS_Z else dout, HAS_Z, ASM)
 
 
 @triton.jit
@@ -180,7 +152,9 @@ def _adjoint(q, hs, dA, dD, dbias, dt_sum, A2, bias, Dv, u_ptr, dt_ptr, z_ptr, d
     the stash (S N) dominates, so only the Δ, u and dL/dy tiles live through the step loop and the
     raw Δ is loaded again after it (an L1 hit)."""
     rows = tl.arange(0, S)
-    offs, m = _tile_at(row, emask, t0, L, S)
+    t = t0 + rows
+    m = (t < L)[:, None] & emask[None, :]
+    offs = row[None, :] + t[:, None]
     _, dt = _load_dt(dt_ptr, offs, m, bias[None, :], HAS_BIAS, SOFTPLUS, ASM)
     _, _, _, dy = _gated_dout(dout_ptr, z_ptr, offs, m, HAS_Z, ASM)
     if SUMMARY:
@@ -234,7 +208,7 @@ def _seq_bwd_kernel(
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     SUMMARY: tl.constexpr, N: tl.constexpr, BLOCK_E: tl.constexpr, T: tl.constexpr, S: tl.constexpr,
     WARP_E: tl.constexpr, WARP_ASM: tl.constexpr, ASM: tl.constexpr, HINTS: tl.constexpr = False,
-    HAS_DINIT: tl.constexpr = False, INLINE_PTX: tl.constexpr = False, TILE_AHEAD: tl.constexpr = False,
+    HAS_DINIT: tl.constexpr = False, INLINE_PTX: tl.constexpr = False,
 ):
     """Backward over one (sequence, channel block, segment), chunks and their ``S``-step sub-tiles last
     to first. ``A2``, ``state_stride`` as in :func:`.triton_seq._seq_fwd_kernel`; ``BC`` too, but
@@ -251,9 +225,7 @@ def _seq_bwd_kernel(
     sub-tiles ahead of the walk into L1, as in the forward. ``INLINE_PTX`` (GPU only): the chunk-start states and
     the sub-tile scratch move between memory and the registers that use them without a layout conversion through
     shared memory (:func:`.triton_scan._store_state`; offline, spills 88 -> 40 B and 12 fewer shared-memory
-    round trips in the kernel). ``TILE_AHEAD``: the main pass's walks load each sub-tile's u/Δ (and dout/z)
-    tiles while the sub-tile before it is worked (a register double buffer; Nsight Compute, fortieth session:
-    ~70 % of the main pass's long-scoreboard stalls waited on those loads, issued just before use)."""
+    round trips in the kernel)."""
     pid_b = tl.program_id(0).to(tl.int64)
     pid_e = tl.program_id(1)
     seg = tl.program_id(2)
@@ -304,27 +276,17 @@ def _seq_bwd_kernel(
             tl.debug_barrier()  # the previous chunk's reads are done
             h = _load_state(states_ptr + state_row + c * N + _state_offsets(n[:, None], state_stride, INLINE_PTX),
                             emask[None, :], INLINE_PTX)
-            if TILE_AHEAD:
-                raw_next = _load_raw(u_ptr, dt_ptr, dout_ptr, z_ptr, *_tile_at(row, emask, c * T, L, R), False, HAS_Z)
             for s in range(0, n_sub - 1):
                 if HINTS:
                     _hint_bc(BC_ptr, bc_row, c * T + (s + 2) * R, L_bc, R, "L1", N, BLOCK_E)
                 _store_state(sub_ptr + sub_row + s * N * BLOCK_E + _state_offsets(sub_index, state_stride, INLINE_PTX),
                              h, sub_mask, INLINE_PTX)
-                raw = None
-                if TILE_AHEAD:
-                    raw = raw_next
-                    raw_next = _load_raw(u_ptr, dt_ptr, dout_ptr, z_ptr, *_tile_at(row, emask, c * T + (s + 1) * R, L, R),
-                                         False, HAS_Z)
                 h, _ = _advance(h, A2, bias, Dv, u_ptr, dt_ptr, z_ptr, dout_ptr, dz_ptr, BC_ptr, dBC_ptr, row,
                                 emask, bc_row, part_row, c * T + s * R, L, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS,
-                                False, N, R, BLOCK_E, WARP_E, WARP_ASM, ASM, raw, TILE_AHEAD)
+                                False, N, R, BLOCK_E, WARP_E, WARP_ASM, ASM)
             _store_state(sub_ptr + sub_row + (n_sub - 1) * N * BLOCK_E
                          + _state_offsets(sub_index, state_stride, INLINE_PTX), h, sub_mask, INLINE_PTX)
             tl.debug_barrier()  # the writes are visible to the reads below
-            if TILE_AHEAD:
-                raw_next = _load_raw(u_ptr, dt_ptr, dout_ptr, z_ptr, *_tile_at(row, emask, c * T + (n_sub - 1) * R, L, R),
-                                     True, HAS_Z)
         for ki in range(0, n_sub):
             k = n_sub - 1 - ki
             hs = q  # unused by the summary pass
@@ -333,14 +295,9 @@ def _seq_bwd_kernel(
             if not SUMMARY:
                 h = _load_state(sub_ptr + sub_row + k * N * BLOCK_E
                                 + _state_offsets(sub_index, state_stride, INLINE_PTX), sub_mask, INLINE_PTX)
-                raw = None
-                if TILE_AHEAD:  # this sub-tile's tiles were loaded during the one before; load the next one's
-                    raw = raw_next
-                    raw_next = _load_raw(u_ptr, dt_ptr, dout_ptr, z_ptr,
-                                         *_tile_at(row, emask, c * T + tl.maximum(k - 1, 0) * R, L, R), True, HAS_Z)
                 _, hs = _advance(h, A2, bias, Dv, u_ptr, dt_ptr, z_ptr, dout_ptr, dz_ptr, BC_ptr, dBC_ptr, row,
                                  emask, bc_row, part_row, c * T + k * R, L, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS,
-                                 True, N, R, BLOCK_E, WARP_E, WARP_ASM, ASM, raw, TILE_AHEAD)
+                                 True, N, R, BLOCK_E, WARP_E, WARP_ASM, ASM)
             q, dA, dD, dbias, dt_sum = _adjoint(
                 q, hs, dA, dD, dbias, dt_sum, A2, bias, Dv, u_ptr, dt_ptr, z_ptr, dout_ptr, BC_ptr,
                 du_ptr, ddt_ptr, dBC_ptr, row, emask, bc_row, part_row, c * T + k * R, L,
