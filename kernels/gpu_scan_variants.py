@@ -108,8 +108,10 @@ DEVICE = "cuda"
 #: all samples) on the bf16 unpacking of the u/Δ/dout/z tile loads, and a sixth on the B/C rows. Prefetching those
 #: rows into L1 (``prefetch.global.L1`` per channel row, 4 or 16 steps ahead of each walk; built and reverted
 #: uncommitted) made the backward slower, 42.9-43.9 against 35.4 ms at 1M; the B/C rows two sub-tiles ahead of the
-#: reverse walk were equal, 35.6 ms (same folder, scan_variants_bwd_l1_prefetch.json). The list below is the
-#: register splits, the last list timed.
+#: reverse walk were equal, 35.6 ms (same folder, scan_variants_bwd_l1_prefetch.json). Loading the tiles into
+#: registers a sub-tile ahead instead (commit 3180ea2, reverted; offline their four loads moved from 55-76 to
+#: ~1,980 instructions before use) was slower too: 36.8 against 35.6 ms at 1M (scan_variants_bwd_tile_prefetch.json).
+#: The list below is the register splits, the last list timed.
 CANDIDATES = [
     dataclasses.replace(DEFAULT_TILING, bwd_block_e=16, bwd_maxnreg=168),
     dataclasses.replace(DEFAULT_TILING, bwd_stash=2),
