@@ -1,7 +1,8 @@
 """Sampled continuations of DNA prompts to FASTA (``genomix generate``).
 
 Each prompt (a FASTA record, a BED interval of a genome store, or a sequence given on the command line) is
-extended ``num_samples`` times by :func:`genomix.models.generation.generate`; the new bases (not the prompt) are
+extended ``num_samples`` times by :func:`genomix.models.generation.generate` (or, with ``num_beams``, by the
+``num_samples`` best beams of :func:`genomix.models.generation.beam_search`); the new bases (not the prompt) are
 written as records ``<prompt id>/<j>`` (j = 1..num_samples) whose description gives the prompt's length, the
 sample's log-likelihood under the model (nats, summed over the new bases given the prompt; to rank samples) and
 the sampling settings. Prompt ``i`` (0-based, in input order) samples with a generator seeded ``seed + i``, so a
@@ -27,7 +28,7 @@ from tqdm.auto import tqdm
 
 from .embed import SequenceInput
 from .errors import InputFormatError
-from .models.generation import generate
+from .models.generation import beam_search, generate
 from .models.tasks import require_causal_lm
 from .outputs import check_output
 from .resume import continue_partial, reraise_keeping, same_weights_settings, weights_fingerprint
@@ -52,16 +53,20 @@ def generate_fasta(
     overwrite: bool = False,
     resume: bool = False,
     line_width: int = 80,
+    num_beams: int = 1,
+    repetition_penalty: float = 1.0,
 ) -> Path:
     """Write ``num_samples`` continuations of ``max_new_tokens`` bases for each prompt to the FASTA file ``out``
     (which must not exist unless ``overwrite``); returns its path. ``model`` is a causal LM; sampling options
     as :func:`~genomix.models.generation.generate` (``greedy`` needs ``num_samples=1``: its samples would be
-    equal). ``total``: the number of prompts, for the progress bar (counted in new bases)."""
+    equal). ``num_beams`` > 1: beam search instead of sampling, writing each prompt's ``num_samples`` best beams
+    (at most ``num_beams``), best first. ``repetition_penalty``: transformers' (1: none). ``total``: the number
+    of prompts, for the progress bar (counted in new bases)."""
     require_causal_lm(model, "generate")
-    check_counts(max_new_tokens, num_samples, greedy)
+    check_decoding(max_new_tokens, num_samples, greedy, num_beams, temperature, top_k, top_p)
     settings = {"model": model_name, "weights": weights_fingerprint(model), "max_new_tokens": max_new_tokens,
                 "num_samples": num_samples, "greedy": greedy, "temperature": temperature, "top_k": top_k,
-                "top_p": top_p, "seed": seed}
+                "top_p": top_p, "seed": seed, "num_beams": num_beams, "repetition_penalty": repetition_penalty}
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model.to(device).eval()
     out = check_output(out, overwrite=overwrite)
@@ -72,8 +77,7 @@ def generate_fasta(
         settings, resume=resume, overwrite=overwrite)
     done = _recorded(progress_file, partial)["done"] if keep else {"prompts": 0, "bytes": 0, "inputs": ""}
     inputs = hashlib.sha256()  # the prompts so far, to check that a resumed run reads the same ones
-    describe = " ".join(f"{key}={settings[key]}" for key in ("temperature", "top_k", "top_p", "seed")
-                        if not greedy and settings[key] is not None) or "greedy"
+    describe = _describe(settings)
     progress = tqdm(total=None if total is None else total * num_samples * max_new_tokens, unit="base",
                     desc="generating", disable=quiet)
     index = -1
@@ -91,11 +95,18 @@ def generate_fasta(
                     continue
                 if len(prompt.ids) == 0:
                     raise InputFormatError(f"prompt {prompt.id!r} is empty")
-                rows = torch.from_numpy(prompt.ids).to(device)[None].repeat(num_samples, 1)
-                generator = torch.Generator(device).manual_seed(seed + index)
-                new, log_likelihood = generate(
-                    model, rows, max_new_tokens, greedy=greedy, temperature=temperature, top_k=top_k, top_p=top_p,
-                    generator=generator, on_token=lambda: progress.update(num_samples), return_log_likelihood=True)
+                ids = torch.from_numpy(prompt.ids).to(device)[None]
+                if num_beams > 1:
+                    new, log_likelihood = beam_search(model, ids, max_new_tokens, num_beams,
+                                                      repetition_penalty=repetition_penalty,
+                                                      on_token=lambda: progress.update(num_samples))
+                    new, log_likelihood = new[:num_samples], log_likelihood[:num_samples]
+                else:
+                    new, log_likelihood = generate(
+                        model, ids.repeat(num_samples, 1), max_new_tokens, greedy=greedy, temperature=temperature,
+                        top_k=top_k, top_p=top_p, generator=torch.Generator(device).manual_seed(seed + index),
+                        on_token=lambda: progress.update(num_samples), return_log_likelihood=True,
+                        repetition_penalty=repetition_penalty)
                 for j, (row, ll) in enumerate(zip(new[:, len(prompt.ids):].cpu().numpy(), log_likelihood.tolist()),
                                               start=1):
                     fasta.write(_record(f"{prompt.id}/{j}",
@@ -124,12 +135,38 @@ def generate_fasta(
     return out
 
 
-def check_counts(max_new_tokens: int, num_samples: int, greedy: bool) -> None:
-    """Refuse counts :func:`generate_fasta` cannot honour (the CLI asks before it loads a model)."""
-    if max_new_tokens < 1 or num_samples < 1:
-        raise InputFormatError(f"max_new_tokens and num_samples must be >= 1, got {max_new_tokens} and {num_samples}")
-    if greedy and num_samples > 1:
+def check_decoding(max_new_tokens: int, num_samples: int, greedy: bool, num_beams: int = 1, temperature: float = 1.0,
+                   top_k: int | None = None, top_p: float | None = None) -> None:
+    """Refuse counts and option mixes :func:`generate_fasta` cannot honour (the CLI asks before it loads a
+    model): beam search takes no sampling options, which it would otherwise ignore."""
+    if max_new_tokens < 1 or num_samples < 1 or num_beams < 1:
+        raise InputFormatError(f"max_new_tokens, num_samples and num_beams must be >= 1, got {max_new_tokens}, "
+                               f"{num_samples} and {num_beams}")
+    if num_beams > 1:
+        given = [name for name, value, default in (("greedy", greedy, False), ("temperature", temperature, 1.0),
+                                                   ("top_k", top_k, None), ("top_p", top_p, None)) if value != default]
+        if given:
+            raise InputFormatError(f"beam search is deterministic and takes no {', '.join(given)}: pass num_beams or "
+                                   "sampling options, not both")
+        if num_samples > num_beams:
+            raise InputFormatError(f"beam search keeps {num_beams} beams per prompt: num_samples={num_samples} "
+                                   "must be at most num_beams")
+    elif greedy and num_samples > 1:
         raise InputFormatError("greedy decoding gives one continuation per prompt: use num_samples=1, or sample")
+
+
+def _describe(settings: Mapping) -> str:
+    """How the records were made, for their FASTA descriptions: the decoding and its non-default options."""
+    if settings["num_beams"] > 1:
+        parts = [f"num_beams={settings['num_beams']}"]
+    elif settings["greedy"]:
+        parts = ["greedy"]
+    else:
+        parts = [f"{key}={settings[key]}" for key in ("temperature", "top_k", "top_p", "seed")
+                 if settings[key] is not None]
+    if settings["repetition_penalty"] != 1.0:
+        parts.append(f"repetition_penalty={settings['repetition_penalty']}")
+    return " ".join(parts)
 
 
 def _record(name: str, description: str, sequence: str, width: int) -> bytes:

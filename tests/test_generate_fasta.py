@@ -14,7 +14,7 @@ from genomix.errors import InputFormatError
 from genomix.generate_fasta import generate_fasta
 from genomix.genome import read_fasta
 from genomix.models import build
-from genomix.models.generation import generate
+from genomix.models.generation import beam_search, generate
 from genomix.models.scoring import token_log_likelihoods
 from genomix.tokenizer import decode, encode
 
@@ -96,9 +96,26 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_file(model, tmp_path, m
     assert not list(tmp_path.glob(".*partial*"))
 
 
+def test_beam_search_writes_each_prompts_best_beams_best_first(model, tmp_path):
+    out = generate_fasta(model, prompts(), tmp_path / "beams.fa", 10, num_samples=2, num_beams=4,
+                         repetition_penalty=1.3, quiet=True)
+    records = read_fasta(out)
+    headers = [line[1:].split() for line in out.read_text().splitlines() if line.startswith(">")]
+    for name, seq in PROMPTS.items():
+        beams, log_likelihood = beam_search(model, torch.from_numpy(encode(seq))[None], 10, 4, repetition_penalty=1.3)
+        assert [records[f"{name}/{j}"] for j in (1, 2)] == [decode(row) for row in beams[:2, len(seq):].numpy()]
+        fields = [dict(f.split("=") for f in rest if "=" in f) for head, *rest in headers if head.startswith(name)]
+        assert [float(f["log_likelihood"]) for f in fields] == pytest.approx(log_likelihood[:2].tolist(), abs=1e-4)
+        assert all(f["num_beams"] == "4" and f["repetition_penalty"] == "1.3" and "seed" not in f for f in fields)
+
+
 def test_refusals(model, tmp_path):
     with pytest.raises(InputFormatError, match="one continuation per prompt"):
         generate_fasta(model, prompts(), tmp_path / "g.fa", 5, num_samples=2, greedy=True, quiet=True)
+    with pytest.raises(InputFormatError, match="num_samples=3 must be at most num_beams"):
+        generate_fasta(model, prompts(), tmp_path / "g.fa", 5, num_samples=3, num_beams=2, quiet=True)
+    with pytest.raises(InputFormatError, match="takes no temperature, top_k"):
+        generate_fasta(model, prompts(), tmp_path / "g.fa", 5, num_beams=2, temperature=0.5, top_k=2, quiet=True)
     with pytest.raises(InputFormatError, match="input is empty"):
         generate_fasta(model, [], tmp_path / "g.fa", 5, quiet=True)
     with pytest.raises(InputFormatError, match="'blank' is empty"):
@@ -117,6 +134,11 @@ def test_cli_prompts_from_fasta_and_the_command_line(tmp_path, capsys, monkeypat
     assert main([*args, str(tmp_path / "cli.fa"), "--prompt", PROMPTS["first"], "--prompt", "acgtn"]) == 0
     assert list(read_fasta(tmp_path / "cli.fa")) == ["prompt1/1", "prompt2/1"]
     assert read_fasta(tmp_path / "cli.fa")["prompt1/1"] == records["first/1"]  # greedy: the same bases
+    beams = ["generate", "--model", "hyenadna-tiny-1k", "--max-new-tokens", "9", "--num-beams", "3", "--num-samples",
+             "2", "--repetition-penalty", "1.2", "--quiet", "--out", str(tmp_path / "beams.fa")]
+    assert main([*beams, "--prompt", PROMPTS["first"]]) == 0
+    beamed = read_fasta(tmp_path / "beams.fa")
+    assert list(beamed) == ["prompt1/1", "prompt1/2"] and beamed["prompt1/1"] != beamed["prompt1/2"]
     assert main([*args, str(tmp_path / "bad.fa"), "--prompt", "ACGU"]) == 2
     assert "--prompt number 1: invalid DNA character 'U'" in capsys.readouterr().err
     assert main([*args, str(out), "--prompt", "ACGT"]) == 2
@@ -131,3 +153,6 @@ def test_cli_prompts_from_fasta_and_the_command_line(tmp_path, capsys, monkeypat
     assert main(["generate", "--model", "x", "--max-new-tokens", "3", "--greedy", "--num-samples", "2", "--out",
                  str(tmp_path / "two.fa"), "--prompt", "ACGT"]) == 2
     assert "greedy decoding gives one continuation per prompt" in capsys.readouterr().err
+    assert main(["generate", "--model", "x", "--max-new-tokens", "3", "--num-beams", "2", "--top-p", "0.5", "--out",
+                 str(tmp_path / "refused.fa"), "--prompt", "ACGT"]) == 2
+    assert "beam search is deterministic and takes no top_p" in capsys.readouterr().err

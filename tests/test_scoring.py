@@ -84,8 +84,8 @@ def test_causal_lms_generate_as_transformers_models_do(name):
     assert nucleus.shape == (6, 14) and torch.equal(nucleus, rows) and torch.equal(nucleus[1, :8], ids[0])
     with pytest.raises(ConfigError, match="more than one needs do_sample=True"):
         model.generate(ids, max_new_tokens=3, num_return_sequences=2)
-    with pytest.raises(TypeError, match=r"does not implement num_beams=4, repetition_penalty=1\.2"):
-        model.generate(ids, max_new_tokens=3, num_beams=4, repetition_penalty=1.2)
+    with pytest.raises(TypeError, match=r"does not implement num_beam_groups=2, output_scores=True"):
+        model.generate(ids, max_new_tokens=3, num_beams=4, num_beam_groups=2, output_scores=True)
     with pytest.raises(InputFormatError, match="padded positions"):
         model.generate(ids, max_new_tokens=3, attention_mask=torch.tensor([[0] * 2 + [1] * 6, [1] * 8]))
     with pytest.raises(ConfigError, match="one of max_new_tokens and max_length"):

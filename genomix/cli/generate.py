@@ -38,6 +38,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--top-k", type=positive_int, help="sample among the k most probable bases")
     parser.add_argument("--top-p", type=unit_fraction, help="sample among the most probable bases whose "
                         "probabilities sum to at least p (nucleus sampling)")
+    parser.add_argument("--num-beams", type=positive_int, default=1, help="beam search with this many beams instead "
+                        "of sampling: the --num-samples most likely continuations of each prompt, best first "
+                        "(deterministic; no --temperature, --top-k, --top-p)")
+    parser.add_argument("--repetition-penalty", type=positive_float, default=1.0, help="transformers' repetition "
+                        "penalty: divide positive (multiply negative) logits of bases already in the sequence by it "
+                        "(default 1: none)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the first prompt's sampling (default 0)")
     parser.add_argument("--line-width", type=positive_int, default=80, help="bases per FASTA line (default 80)")
     add_resume_options(parser)
@@ -46,17 +52,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..generate_fasta import check_counts, generate_fasta
+    from ..generate_fasta import check_decoding, generate_fasta
     from ..hub import load_model
     from ..outputs import check_output
 
     check_output(args.out, (args.fasta, args.bed, args.genome), args.overwrite)
-    check_counts(args.max_new_tokens, args.num_samples, args.greedy)
+    check_decoding(args.max_new_tokens, args.num_samples, args.greedy, args.num_beams, args.temperature, args.top_k,
+                   args.top_p)
     prompts, total = read_sequence_sources(args)
     model = load_model(args.model, "lm", args.revision)
     path = generate_fasta(model, prompts, args.out, args.max_new_tokens, num_samples=args.num_samples,
                           greedy=args.greedy, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                           seed=args.seed, device=args.device, quiet=args.quiet, total=total, model_name=args.model,
-                          overwrite=args.overwrite, resume=args.resume, line_width=args.line_width)
+                          overwrite=args.overwrite, resume=args.resume, line_width=args.line_width,
+                          num_beams=args.num_beams, repetition_penalty=args.repetition_penalty)
     print(path)
     return 0

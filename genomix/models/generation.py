@@ -1,4 +1,5 @@
-"""Sampling DNA from any genomix causal LM: greedy, temperature, top-k and nucleus (top-p).
+"""Sampling DNA from any genomix causal LM: greedy, temperature, top-k and nucleus (top-p), a repetition
+penalty, and beam search.
 
 Works with every family whose causal-LM head returns ``.logits`` (batch, length, vocab). Recurrent models
 (those with ``allocate_state``, ``prefill`` and ``step``: :class:`.tasks.RecurrentLMMixin`) read the prompt
@@ -8,7 +9,9 @@ M2 at O(length) per token (each long convolution's dot product with every earlie
 and new tokens fit their ``max_seq_len``. Other models, and those two past it, run on the last
 ``max_seq_len`` tokens at every step (a sliding window once the context is full), so they need no
 per-family cache. Only ``allowed_ids`` (by default the four bases) can be sampled, so the padded vocabulary
-columns and special tokens never appear in the output.
+columns and special tokens never appear in the output. :func:`beam_search` keeps the ``num_beams`` most likely
+continuations of each prompt; a recurrent state follows its beams by reordering its rows in place
+(``take_rows`` of each layer's state), so a captured generation step keeps replaying.
 """
 from __future__ import annotations
 
@@ -56,6 +59,23 @@ def next_token_distribution(
     return torch.softmax(logits, dim=-1)
 
 
+def penalize_repeats(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
+    """transformers' repetition penalty: the logits (batch, vocab) of tokens already in a row's sequence
+    (``seen``, a (batch, vocab) bool mask) divided by ``penalty`` where positive and multiplied where negative,
+    so that ``penalty`` > 1 makes them less likely. With DNA's four bases almost every base has been seen, so
+    it mostly flattens (or, below 1, sharpens) the whole distribution."""
+    if penalty <= 0:
+        raise ConfigError(f"repetition_penalty must be > 0, got {penalty}")
+    penalized = torch.where(logits < 0, logits * penalty, logits / penalty)
+    return torch.where(seen, penalized, logits)
+
+
+def _seen_tokens(sequences: torch.Tensor, vocab: int) -> torch.Tensor:
+    """The (batch, vocab) mask of the tokens in each row of ``sequences``."""
+    seen = torch.zeros(sequences.shape[0], vocab, dtype=torch.bool, device=sequences.device)
+    return seen.scatter_(1, sequences.clamp(0, vocab - 1), True)
+
+
 @functools.cache
 def _allowed_mask(vocab: int, device: torch.device, allowed_ids: tuple[int, ...]) -> torch.Tensor:
     """The (vocab,) mask of ``allowed_ids``, made once per device: building it at every token copied the ids
@@ -79,6 +99,7 @@ def generate(
     top_p: float | None = None,
     on_token: Callable[[], None] | None = None,
     return_log_likelihood: bool = False,
+    repetition_penalty: float = 1.0,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Extend each prompt row of ``input_ids`` (batch, length >= 1) by ``max_new_tokens`` tokens.
 
@@ -89,47 +110,138 @@ def generate(
     ``return_log_likelihood``: also return each row's log-likelihood of its new tokens (batch,) fp32, in nats,
     under the model's own distribution (normalised over its output columns as
     :func:`.scoring.token_log_likelihoods` is, before temperature and truncation), to rank samples.
+    ``repetition_penalty``: :func:`penalize_repeats` on every step's logits (1: none), before temperature.
     """
-    require_causal_lm(model, "generate")
-    check_prompt(input_ids, "generate")
-    if max_new_tokens < 0:
-        raise ConfigError(f"max_new_tokens must be 0 or more, got {max_new_tokens}")
-    steps = max(max_new_tokens - 1, 0)  # tokens fed back after the prompt
-    can_recur = _is_recurrent(model, input_ids.shape[1] + steps)
-    if recurrent and not can_recur:
-        raise ConfigError(f"{type(model).__name__} has no recurrent state that holds {input_ids.shape[1] + steps} "
-                          "positions; generate with recurrent=None or False (a sliding window)")
-    use_state = can_recur if recurrent is None else recurrent
+    next_logits, steps = _start(model, input_ids, max_new_tokens, recurrent, "generate")
+    if repetition_penalty <= 0:
+        raise ConfigError(f"repetition_penalty must be > 0, got {repetition_penalty}")
     was_training = model.training
     model.eval()
     tokens = [input_ids]
     log_likelihood = torch.zeros(input_ids.shape[0], dtype=torch.float32, device=input_ids.device)
+    seen = None
     try:
-        next_logits = _recurrent_logits(model, input_ids, steps) if use_state else _window_logits(model, input_ids)
         logits = next(next_logits)
         for i in range(max_new_tokens):
-            probs = next_token_distribution(logits, temperature, top_k, allowed_ids, top_p)
+            shaped = logits
+            if repetition_penalty != 1.0:
+                seen = _seen_tokens(input_ids, logits.shape[-1]) if seen is None else seen
+                shaped = penalize_repeats(logits.float(), seen, repetition_penalty)
+            probs = next_token_distribution(shaped, temperature, top_k, allowed_ids, top_p)
             if greedy:
                 token = probs.argmax(-1, keepdim=True)
             else:
                 token = torch.multinomial(probs, 1, generator=generator)
             tokens.append(token.to(input_ids.dtype))
+            if seen is not None:
+                seen.scatter_(1, token, True)
             if return_log_likelihood:
                 log_likelihood += torch.log_softmax(logits.float(), dim=-1).gather(-1, token).squeeze(-1)
             if on_token is not None:
                 on_token()
             if i + 1 < max_new_tokens:
-                logits = next_logits.send(tokens[-1])
+                logits = next_logits.send((tokens[-1], None))
     finally:
         model.train(was_training)
     sequences = torch.cat(tokens, dim=1)
     return (sequences, log_likelihood) if return_log_likelihood else sequences
 
 
+@torch.no_grad()
+def beam_search(
+    model: torch.nn.Module,
+    input_ids: torch.Tensor,
+    max_new_tokens: int,
+    num_beams: int,
+    allowed_ids=BASE_IDS,
+    recurrent: bool | None = None,
+    repetition_penalty: float = 1.0,
+    on_token: Callable[[], None] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``num_beams`` most likely continuations of ``max_new_tokens`` tokens found by beam search, for each
+    prompt row of ``input_ids`` (batch, length >= 1), as transformers' beam search finds them for sequences
+    that never end early (no end-of-sequence token can be chosen, so its ``length_penalty`` and
+    ``early_stopping`` change nothing): at every step each prompt keeps the ``num_beams`` best extensions of
+    its beams by summed log-probability (log-softmax over all output columns, after ``repetition_penalty``;
+    only ``allowed_ids`` extend a beam). Deterministic.
+
+    Returns the sequences (batch x num_beams, length + max_new_tokens), each prompt's beams adjacent and best
+    first, and each one's log-likelihood of its new tokens under the model's own distribution (batch x
+    num_beams,) fp32 in nats, as :func:`generate` returns it (the ranking score itself when
+    ``repetition_penalty`` is 1). ``recurrent`` and ``on_token`` (called once per step) as for :func:`generate`;
+    the prompt is read once per row, and its state copied to the row's beams."""
+    if num_beams < 1:
+        raise ConfigError(f"num_beams must be >= 1, got {num_beams}")
+    choices = len(set(allowed_ids))
+    if max_new_tokens < 1:
+        raise ConfigError(f"beam search needs max_new_tokens >= 1, got {max_new_tokens}")
+    if num_beams > choices ** min(max_new_tokens, 64):
+        raise ConfigError(f"{num_beams} beams need at least that many distinct continuations: "
+                          f"max_new_tokens={max_new_tokens} gives {choices}^{max_new_tokens}")
+    if repetition_penalty <= 0:
+        raise ConfigError(f"repetition_penalty must be > 0, got {repetition_penalty}")
+    next_logits, _ = _start(model, input_ids, max_new_tokens, recurrent, "beam_search")
+    batch = input_ids.shape[0]
+    was_training = model.training
+    model.eval()
+    try:
+        logits = next(next_logits).float().repeat_interleave(num_beams, dim=0)  # (batch x beams, vocab)
+        vocab = logits.shape[-1]
+        allowed = _allowed_mask(vocab, logits.device, tuple(allowed_ids))
+        sequences = input_ids.repeat_interleave(num_beams, dim=0)
+        scores = torch.full((batch, num_beams), float("-inf"), device=logits.device)
+        scores[:, 0] = 0.0  # one live beam per prompt until the first step fills the others
+        log_likelihood = torch.zeros(batch * num_beams, device=logits.device)
+        seen = _seen_tokens(sequences, vocab) if repetition_penalty != 1.0 else None
+        first_row = torch.arange(batch, device=logits.device)[:, None] * num_beams
+        for i in range(max_new_tokens):
+            shaped = logits if seen is None else penalize_repeats(logits, seen, repetition_penalty)
+            step_scores = torch.log_softmax(shaped, dim=-1).masked_fill(~allowed, float("-inf"))
+            candidates = (scores[:, :, None] + step_scores.view(batch, num_beams, vocab)).view(batch, -1)
+            scores, best = candidates.topk(num_beams, dim=-1)  # sorted: each prompt's best beam first
+            rows = (first_row + best // vocab).view(-1)
+            # while a prompt has fewer continuations than beams, the spare beams stay at -inf: feed them a base
+            token = torch.where(scores.isfinite(), best % vocab, allowed_ids[0]).view(-1, 1)
+            log_likelihood = log_likelihood[rows] + torch.log_softmax(logits, dim=-1)[rows].gather(1, token)[:, 0]
+            sequences = torch.cat([sequences[rows], token.to(sequences.dtype)], dim=1)
+            if seen is not None:
+                seen = seen[rows].scatter_(1, token, True)
+            if on_token is not None:
+                on_token()
+            if i + 1 < max_new_tokens:
+                # the model's rows: at first one per prompt, then one per beam
+                source = rows // num_beams if i == 0 else rows
+                logits = next_logits.send((token, source)).float()
+    finally:
+        model.train(was_training)
+    return sequences, log_likelihood
+
+
+def _start(model: torch.nn.Module, input_ids: torch.Tensor, max_new_tokens: int, recurrent: bool | None,
+           caller: str):
+    """Checks, and the logits generator (:func:`_recurrent_logits` or :func:`_window_logits`) for extending
+    ``input_ids`` by ``max_new_tokens``; also the number of tokens fed back after the prompt."""
+    require_causal_lm(model, caller)
+    check_prompt(input_ids, caller)
+    if max_new_tokens < 0:
+        raise ConfigError(f"max_new_tokens must be 0 or more, got {max_new_tokens}")
+    steps = max(max_new_tokens - 1, 0)
+    can_recur = _is_recurrent(model, input_ids.shape[1] + steps)
+    if recurrent and not can_recur:
+        raise ConfigError(f"{type(model).__name__} has no recurrent state that holds {input_ids.shape[1] + steps} "
+                          f"positions; {caller} with recurrent=None or False (a sliding window)")
+    use_state = can_recur if recurrent is None else recurrent
+    generator = _recurrent_logits(model, input_ids, steps) if use_state else _window_logits(model, input_ids)
+    return generator, steps
+
+
 #: transformers ``generate`` options that change nothing here at these values (their defaults): the others
-#: (beam search, penalties, returning scores) are refused rather than ignored.
-_NEUTRAL_HF_OPTIONS = {"num_beams": 1, "repetition_penalty": 1.0, "return_dict_in_generate": False,
-                       "output_scores": False, "output_logits": False}
+#: (returning scores, other penalties and processors) are refused rather than ignored.
+_NEUTRAL_HF_OPTIONS = {"return_dict_in_generate": False, "output_scores": False, "output_logits": False,
+                       "num_beam_groups": 1, "diversity_penalty": 0.0, "no_repeat_ngram_size": 0}
+#: Beam-search options that rank finished beams of different lengths: every beam here has the same length
+#: (nothing ends early), so no value changes the result.
+_LENGTH_ONLY_OPTIONS = ("length_penalty", "early_stopping")
 #: Token-id options read by transformers to pad or stop; only bases are sampled here, so no special token is
 #: ever produced and they change nothing.
 _TOKEN_ID_OPTIONS = ("pad_token_id", "eos_token_id", "bos_token_id")
@@ -146,6 +258,8 @@ def generate_like_transformers(
     top_k: int | None = None,
     top_p: float = 1.0,
     num_return_sequences: int = 1,
+    num_beams: int = 1,
+    repetition_penalty: float = 1.0,
     attention_mask: torch.Tensor | None = None,
     use_cache: bool = True,
     generator: torch.Generator | None = None,
@@ -155,16 +269,23 @@ def generate_like_transformers(
     ``max_new_tokens`` or ``max_length`` (prompt included); ``use_cache=False`` reads the whole sequence at
     every step (the sliding window) instead of the recurrent state. Sampling takes ``temperature``, ``top_k``
     and ``top_p``; ``num_return_sequences`` samples that many continuations of each prompt (rows of one prompt
-    adjacent, as transformers orders them). ``attention_mask`` must mark every position (each row a whole
-    prompt: left-padded batches of unequal prompts are refused). Options that would change the result and are
-    not implemented here (beam search, penalties, scores) raise ``TypeError``.
-    Returns the (batch x num_return_sequences, prompt + new) token ids, as transformers does."""
+    adjacent, as transformers orders them). ``num_beams`` > 1 without ``do_sample`` is beam search
+    (:func:`beam_search`; ``num_return_sequences`` of each prompt's best beams, best first; ``length_penalty``
+    and ``early_stopping`` are taken and change nothing, as every beam has the same length).
+    ``repetition_penalty`` as transformers applies it (:func:`penalize_repeats`). ``attention_mask`` must mark
+    every position (each row a whole prompt: left-padded batches of unequal prompts are refused). Options that
+    would change the result and are not implemented here (beam sampling, other penalties, scores) raise
+    ``TypeError``. Returns the (batch x num_return_sequences, prompt + new) token ids, as transformers does."""
     unsupported = [f"{name}={value!r}" for name, value in options.items()
-                   if name not in _TOKEN_ID_OPTIONS and _NEUTRAL_HF_OPTIONS.get(name, object()) != value]
+                   if name not in _TOKEN_ID_OPTIONS + _LENGTH_ONLY_OPTIONS
+                   and _NEUTRAL_HF_OPTIONS.get(name, object()) != value]
+    if num_beams > 1 and do_sample:
+        unsupported.append(f"num_beams={num_beams} with do_sample=True (beam sampling)")
     if unsupported:
         raise TypeError(f"{type(model).__name__}.generate() does not implement {', '.join(unsupported)}: it takes "
                         "max_new_tokens or max_length, do_sample, temperature, top_k, top_p, num_return_sequences, "
-                        "attention_mask (all ones), use_cache and generator (greedy by default, as transformers)")
+                        "num_beams (without do_sample), repetition_penalty, attention_mask (all ones), use_cache and "
+                        "generator (greedy by default, as transformers)")
     check_prompt(input_ids, "generate")
     if attention_mask is not None and not bool(attention_mask.bool().all()):
         raise InputFormatError("generate takes whole prompts only: attention_mask has padded positions; generate "
@@ -175,12 +296,20 @@ def generate_like_transformers(
         max_new_tokens = max_length - input_ids.shape[1]
         if max_new_tokens < 0:
             raise ConfigError(f"max_length={max_length} is shorter than the prompt ({input_ids.shape[1]} tokens)")
+    recurrent = None if use_cache else False
+    if num_beams > 1:
+        if not 1 <= num_return_sequences <= num_beams:
+            raise ConfigError(f"num_return_sequences={num_return_sequences}: beam search returns 1 to num_beams="
+                              f"{num_beams} sequences per prompt")
+        sequences, _ = beam_search(model, input_ids, max_new_tokens, num_beams, recurrent=recurrent,
+                                   repetition_penalty=repetition_penalty)
+        return sequences.view(input_ids.shape[0], num_beams, -1)[:, :num_return_sequences].flatten(0, 1)
     if num_return_sequences < 1 or (num_return_sequences > 1 and not do_sample):
         raise ConfigError(f"num_return_sequences={num_return_sequences}: it must be >= 1, and more than one needs "
-                          "do_sample=True (greedy decoding returns one sequence per prompt)")
+                          "do_sample=True or num_beams (greedy decoding returns one sequence per prompt)")
     return generate(model, input_ids.repeat_interleave(num_return_sequences, dim=0), max_new_tokens,
                     greedy=not do_sample, temperature=temperature, top_k=top_k, top_p=None if top_p == 1.0 else top_p,
-                    generator=generator, recurrent=None if use_cache else False)
+                    generator=generator, recurrent=recurrent, repetition_penalty=repetition_penalty)
 
 
 def _is_recurrent(model: torch.nn.Module, length: int) -> bool:
@@ -196,24 +325,36 @@ def _window(model: torch.nn.Module) -> int | None:
 
 
 def _recurrent_logits(model: torch.nn.Module, prompt: torch.Tensor, steps: int):
-    """Last-position logits after the prompt, then after each of ``steps`` tokens sent in (batch, 1): the
-    prompt (its last ``max_seq_len`` tokens, as the sliding window would read it) in one parallel pass, each
-    further token one recurrent step (:func:`.step_graph.step_function`)."""
+    """Last-position logits after the prompt, then after each of ``steps`` tokens sent in as ``(tokens,
+    rows)``: tokens (batch', 1) extending rows ``rows`` of the sequences so far (None: each its own row; more
+    rows than before only at the first token, beam search copying each prompt to its beams). The prompt (its
+    last ``max_seq_len`` tokens, as the sliding window would read it) is read in one parallel pass, each
+    further token in one recurrent step (:func:`.step_graph.step_function`, made at the first token for the
+    batch from then on)."""
     window = _window(model)
     if window is not None:
         prompt = prompt[:, -window:]
-    state = model.allocate_state(prompt.shape[0], prompt.device, prompt.shape[1] + steps)
-    token = yield model.prefill(prompt, state)
-    step = step_function(model, state, prompt.shape[0], steps)
+    length = prompt.shape[1] + steps
+    state = model.allocate_state(prompt.shape[0], prompt.device, length)
+    token, rows = yield model.prefill(prompt, state)
+    if rows is not None and len(rows) != prompt.shape[0]:  # a state with the new rows, copied from the prompts'
+        wider = model.allocate_state(len(rows), prompt.device, length)
+        for target, source in zip(wider, state):
+            target.take_rows(rows, source)
+        state, rows = wider, None
+    step = step_function(model, state, token.shape[0], steps)
     while True:
-        token = yield step(token[:, 0])
+        if rows is not None:
+            for layer_state in state:
+                layer_state.take_rows(rows)
+        token, rows = yield step(token[:, 0])
 
 
 def _window_logits(model: torch.nn.Module, prompt: torch.Tensor):
     """Last-position logits of the model run on the last ``max_seq_len`` tokens so far, after the prompt and
-    then after each token sent in (batch, 1)."""
+    then after each ``(tokens, rows)`` sent in (as :func:`_recurrent_logits` takes them)."""
     window = _window(model)
     out = prompt
     while True:
-        token = yield model(out if window is None else out[:, -window:]).logits[:, -1]
-        out = torch.cat([out, token], dim=1)
+        token, rows = yield model(out if window is None else out[:, -window:]).logits[:, -1]
+        out = torch.cat([out if rows is None else out[rows], token], dim=1)

@@ -48,6 +48,16 @@ class LongConvState:
     def length(self) -> int:
         return self.history.shape[-1]
 
+    def take_rows(self, index: torch.Tensor, source: "LongConvState | None" = None) -> None:
+        """Fill this state's sequences in place with sequences ``index`` of ``source`` (default: itself), which
+        holds as many positions: beam search's reordering, and a prompt's state copied to its beams. The
+        tensors keep their addresses (a captured generation step stays valid); the filters are shared."""
+        source = self if source is None else source
+        self.conv.copy_(source.conv.index_select(0, index))
+        self.history.copy_(source.history.index_select(1, index))
+        self.position.copy_(source.position)
+        self.started = source.started
+
     def begin(self, projected: torch.Tensor) -> None:
         """Start the sequence with a prompt whose short-conv inputs are ``projected`` (batch, L, channels):
         keep the last of them; the caller stores each long convolution's inputs in ``history[i, ..., :L]``."""

@@ -167,6 +167,15 @@ class LayerState:
     ssm: torch.Tensor  # (batch, d_inner, d_state)
     started: bool = False
 
+    def take_rows(self, index: torch.Tensor, source: "LayerState | None" = None) -> None:
+        """Fill this state's sequences in place with sequences ``index`` of ``source`` (default: itself):
+        beam search reorders its beams this way, and copies a prompt's state to each of its beams. The
+        tensors keep their addresses, so a captured generation step (:mod:`.step_graph`) stays valid."""
+        source = self if source is None else source
+        self.conv.copy_(source.conv.index_select(0, index))
+        self.ssm.copy_(source.ssm.index_select(0, index))
+        self.started = source.started
+
 
 def _rows(x: torch.Tensor) -> torch.Tensor:
     """A channel-major (batch, E, L) activation as the (batch, L, E) input of a linear layer. One sequence's
