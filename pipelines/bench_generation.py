@@ -8,7 +8,9 @@ tensors, relative max difference), then times greedy :func:`genomix.models.gener
 and checks that the tokens agree (``graphed s`` is the recurrent path with CUDA-graph steps, ``recurrent
 s`` without them; on the CPU there are no graphs and both are the eager step; ``graphed, ref ops s``
 replays the step with the fused step kernels switched to their PyTorch references; ``ms per token``: the
-step alone, after the prefill). A HyenaDNA or M2 state holds prompt and new tokens (its step is a dot
+step alone, after the prefill). Last, beam search with ``--beams`` beams per prompt against greedy generation of
+as many rows (each prompt repeated), both on the graphed recurrent path: what keeping the beams costs (their
+ranking, and the state's rows reordered after every step). A HyenaDNA or M2 state holds prompt and new tokens (its step is a dot
 product over all of them). Prints tables and writes JSON. Runs on CUDA when available, else on the CPU.
 
     PYTHONPATH=. python pipelines/bench_generation.py --out DIR
@@ -54,18 +56,24 @@ def _prefill_agreement(model: torch.nn.Module, prompt: torch.Tensor) -> dict:
             "prefill_vs_steps_state": max(_rel(a, b) for a, b in pairs if b.abs().max() > 0)}
 
 
+def _timed(run, cuda: bool):
+    """Seconds of ``run()`` (the GPU synchronised before and after) and what it returned."""
+    if cuda:
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    result = run()
+    if cuda:
+        torch.cuda.synchronize()
+    return time.perf_counter() - start, result
+
+
 def _timed_generate(model: torch.nn.Module, prompt: torch.Tensor, new: int, recurrent: bool, graphs: bool = True
                     ) -> tuple[float, torch.Tensor]:
     """Seconds and tokens of greedy generation on the chosen path (``graphs``: the recurrent step from a
     CUDA graph where there is one)."""
     with environment({ENV_SWITCH: "1" if graphs else "0"}):
-        if prompt.is_cuda:
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        tokens = generation.generate(model, prompt, new, greedy=True, recurrent=recurrent)
-        if prompt.is_cuda:
-            torch.cuda.synchronize()
-    return time.perf_counter() - start, tokens
+        return _timed(lambda: generation.generate(model, prompt, new, greedy=True, recurrent=recurrent),
+                      prompt.is_cuda)
 
 
 def _step_ms(model: torch.nn.Module, prompt: torch.Tensor, new: int, graphs: bool) -> float:
@@ -97,6 +105,7 @@ def main() -> int:
     parser.add_argument("--prompt", type=int, default=768, help="prompt length")
     parser.add_argument("--new", type=int, default=128, help="tokens to generate")
     parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--beams", type=int, default=4, help="beams per prompt for the beam-search timing")
     parser.add_argument("--agreement-tokens", type=int, default=512,
                         help="prompt tokens stepped one by one against the prefill")
     parser.add_argument("--out", type=Path, default=Path("."))
@@ -123,6 +132,11 @@ def main() -> int:
             row["step_ms_graphed_ref_ops"] = _step_ms(model, prompt, args.new, graphs=True)
             row["step_ms_eager_ref_ops"] = _step_ms(model, prompt, args.new, graphs=False)
         row["same_tokens"] = all(torch.equal(t, window) for t in (recurrent, graphed, graphed_ref))
+        row["beams"] = args.beams
+        row["beam_search_s"], _ = _timed(lambda: generation.beam_search(model, prompt, args.new, args.beams),
+                                         prompt.is_cuda)
+        row["greedy_as_many_rows_s"], _ = _timed_generate(model, prompt.repeat_interleave(args.beams, dim=0),
+                                                          args.new, recurrent=True)
         rows.append(row)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bench_generation.json").write_text(json.dumps(rows, indent=1))
@@ -137,6 +151,10 @@ def main() -> int:
     for r in rows:
         print(f"{r['model']:<18} {'':>14} {r['step_ms_graphed']:>8.3f} {r['step_ms_graphed_ref_ops']:>17.3f} "
               f"{r['step_ms_eager']:>8.3f} {r['step_ms_eager_ref_ops']:>15.3f}")
+    print(f"\n{'model':<18} {'beams':>5} {'beam search s':>14} {'greedy, as many rows s':>23} {'ratio':>6}")
+    for r in rows:
+        print(f"{r['model']:<18} {r['beams']:>5} {r['beam_search_s']:>14.3f} {r['greedy_as_many_rows_s']:>23.3f} "
+              f"{r['beam_search_s'] / r['greedy_as_many_rows_s']:>6.2f}")
     return 0
 
 

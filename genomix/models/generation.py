@@ -188,11 +188,11 @@ def beam_search(
         logits = next(next_logits).float().repeat_interleave(num_beams, dim=0)  # (batch x beams, vocab)
         vocab = logits.shape[-1]
         allowed = _allowed_mask(vocab, logits.device, tuple(allowed_ids))
-        sequences = input_ids.repeat_interleave(num_beams, dim=0)
+        new = input_ids.new_empty(batch * num_beams, 0)  # each beam's tokens so far (its prompt is its row's)
         scores = torch.full((batch, num_beams), float("-inf"), device=logits.device)
         scores[:, 0] = 0.0  # one live beam per prompt until the first step fills the others
         log_likelihood = torch.zeros(batch * num_beams, device=logits.device)
-        seen = _seen_tokens(sequences, vocab) if repetition_penalty != 1.0 else None
+        seen = _seen_tokens(input_ids, vocab).repeat_interleave(num_beams, dim=0) if repetition_penalty != 1.0 else None
         first_row = torch.arange(batch, device=logits.device)[:, None] * num_beams
         for i in range(max_new_tokens):
             shaped = logits if seen is None else penalize_repeats(logits, seen, repetition_penalty)
@@ -203,7 +203,7 @@ def beam_search(
             # while a prompt has fewer continuations than beams, the spare beams stay at -inf: feed them a base
             token = torch.where(scores.isfinite(), best % vocab, allowed_ids[0]).view(-1, 1)
             log_likelihood = log_likelihood[rows] + torch.log_softmax(logits, dim=-1)[rows].gather(1, token)[:, 0]
-            sequences = torch.cat([sequences[rows], token.to(sequences.dtype)], dim=1)
+            new = torch.cat([new[rows], token.to(new.dtype)], dim=1)
             if seen is not None:
                 seen = seen[rows].scatter_(1, token, True)
             if on_token is not None:
@@ -214,7 +214,7 @@ def beam_search(
                 logits = next_logits.send((token, source)).float()
     finally:
         model.train(was_training)
-    return sequences, log_likelihood
+    return torch.cat([input_ids.repeat_interleave(num_beams, dim=0), new], dim=1), log_likelihood
 
 
 def _start(model: torch.nn.Module, input_ids: torch.Tensor, max_new_tokens: int, recurrent: bool | None,
