@@ -37,7 +37,7 @@ from .errors import InputFormatError
 from .models.heads import POOLING_MODES
 from .models.inference_loop import inference_loop
 from .outputs import check_output
-from .resume import continue_partial, reraise_keeping, same_weights_settings, weights_fingerprint
+from .resume import continue_partial, end_interrupted_run, same_weights_settings, weights_fingerprint
 from .tokenizer import BYTE_TO_ID, INVALID, pad_batch
 
 log = logging.getLogger(__name__)
@@ -223,11 +223,8 @@ def embed_sequences(
         os.replace(tmp, out)
     except BaseException as exc:
         kept = writer.count if writer is not None else 0
-        if not kept:
-            tmp.unlink(missing_ok=True)
-            raise
-        reraise_keeping(exc, f"the {kept} embeddings written so far are kept in {tmp}: the same command with "
-                        "--resume continues after them")
+        end_interrupted_run(exc, kept, [tmp], f"the {kept} embeddings written so far are kept in {tmp}: the same "
+                            "command with --resume continues after them")
     finally:
         progress.close()
     return out

@@ -31,7 +31,7 @@ from .errors import InputFormatError
 from .models.generation import beam_search, generate
 from .models.tasks import require_causal_lm
 from .outputs import check_output
-from .resume import continue_partial, reraise_keeping, same_weights_settings, weights_fingerprint
+from .resume import continue_partial, end_interrupted_run, same_weights_settings, weights_fingerprint
 from .tokenizer import decode
 
 
@@ -124,12 +124,9 @@ def generate_fasta(
         os.replace(partial, out)
         progress_file.unlink()
     except BaseException as exc:
-        if done["prompts"] == 0:
-            partial.unlink(missing_ok=True)
-            progress_file.unlink(missing_ok=True)
-            raise
-        reraise_keeping(exc, f"the samples of the first {done['prompts']} prompts are kept in {partial}: the same "
-                        "command with --resume continues after them")
+        end_interrupted_run(exc, done["prompts"], [partial, progress_file], f"the samples of the first "
+                            f"{done['prompts']} prompts are kept in {partial}: the same command with --resume "
+                            "continues after them")
     finally:
         progress.close()
     return out

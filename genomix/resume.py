@@ -93,6 +93,17 @@ def continue_partial(partial: Path, read_settings: Callable[[], Mapping[str, Any
                            "--overwrite to start again without them")
 
 
+def end_interrupted_run(exc: BaseException, kept: int, partial_files: Iterable[Path], advice: str) -> NoReturn:
+    """End a run that ``exc`` stopped: with no finished rows (``kept`` is 0) its partial files are removed and
+    ``exc`` goes on unchanged, since there is nothing to resume; otherwise :func:`reraise_keeping` with
+    ``advice``."""
+    if not kept:
+        for path in partial_files:
+            path.unlink(missing_ok=True)
+        raise exc
+    reraise_keeping(exc, advice)
+
+
 def reraise_keeping(exc: BaseException, advice: str) -> NoReturn:
     """Re-raise ``exc``, which stopped a run whose finished rows stay in its partial file, with ``advice`` (where
     they are and how to continue): Ctrl-C becomes ``KeyboardInterrupt(advice)``, which the CLI prints; a
