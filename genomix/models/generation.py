@@ -112,9 +112,9 @@ def generate(
     :func:`.scoring.token_log_likelihoods` is, before temperature and truncation), to rank samples.
     ``repetition_penalty``: :func:`penalize_repeats` on every step's logits (1: none), before temperature.
     """
-    next_logits, steps = _start(model, input_ids, max_new_tokens, recurrent, "generate")
     if repetition_penalty <= 0:
         raise ConfigError(f"repetition_penalty must be > 0, got {repetition_penalty}")
+    next_logits = _start(model, input_ids, max_new_tokens, recurrent, "generate")
     was_training = model.training
     model.eval()
     tokens = [input_ids]
@@ -180,7 +180,7 @@ def beam_search(
                           f"max_new_tokens={max_new_tokens} gives {choices}^{max_new_tokens}")
     if repetition_penalty <= 0:
         raise ConfigError(f"repetition_penalty must be > 0, got {repetition_penalty}")
-    next_logits, _ = _start(model, input_ids, max_new_tokens, recurrent, "beam_search")
+    next_logits = _start(model, input_ids, max_new_tokens, recurrent, "beam_search")
     batch = input_ids.shape[0]
     was_training = model.training
     model.eval()
@@ -220,19 +220,18 @@ def beam_search(
 def _start(model: torch.nn.Module, input_ids: torch.Tensor, max_new_tokens: int, recurrent: bool | None,
            caller: str):
     """Checks, and the logits generator (:func:`_recurrent_logits` or :func:`_window_logits`) for extending
-    ``input_ids`` by ``max_new_tokens``; also the number of tokens fed back after the prompt."""
+    ``input_ids`` by ``max_new_tokens``."""
     require_causal_lm(model, caller)
     check_prompt(input_ids, caller)
     if max_new_tokens < 0:
         raise ConfigError(f"max_new_tokens must be 0 or more, got {max_new_tokens}")
-    steps = max(max_new_tokens - 1, 0)
+    steps = max(max_new_tokens - 1, 0)  # tokens fed back after the prompt
     can_recur = _is_recurrent(model, input_ids.shape[1] + steps)
     if recurrent and not can_recur:
         raise ConfigError(f"{type(model).__name__} has no recurrent state that holds {input_ids.shape[1] + steps} "
                           f"positions; {caller} with recurrent=None or False (a sliding window)")
     use_state = can_recur if recurrent is None else recurrent
-    generator = _recurrent_logits(model, input_ids, steps) if use_state else _window_logits(model, input_ids)
-    return generator, steps
+    return _recurrent_logits(model, input_ids, steps) if use_state else _window_logits(model, input_ids)
 
 
 #: transformers ``generate`` options that change nothing here at these values (their defaults): the others
