@@ -195,14 +195,18 @@ def beam_search(
         seen = _seen_tokens(input_ids, vocab).repeat_interleave(num_beams, dim=0) if repetition_penalty != 1.0 else None
         first_row = torch.arange(batch, device=logits.device)[:, None] * num_beams
         for i in range(max_new_tokens):
-            shaped = logits if seen is None else penalize_repeats(logits, seen, repetition_penalty)
-            step_scores = torch.log_softmax(shaped, dim=-1).masked_fill(~allowed, float("-inf"))
+            log_probs = torch.log_softmax(logits, dim=-1)  # the model's own, for the returned log-likelihoods
+            if seen is not None:
+                step_scores = torch.log_softmax(penalize_repeats(logits, seen, repetition_penalty), dim=-1)
+            else:
+                step_scores = log_probs
+            step_scores = step_scores.masked_fill(~allowed, float("-inf"))
             candidates = (scores[:, :, None] + step_scores.view(batch, num_beams, vocab)).view(batch, -1)
             scores, best = candidates.topk(num_beams, dim=-1)  # sorted: each prompt's best beam first
             rows = (first_row + best // vocab).view(-1)
             # while a prompt has fewer continuations than beams, the spare beams stay at -inf: feed them a base
             token = torch.where(scores.isfinite(), best % vocab, allowed_ids[0]).view(-1, 1)
-            log_likelihood = log_likelihood[rows] + torch.log_softmax(logits, dim=-1)[rows].gather(1, token)[:, 0]
+            log_likelihood = log_likelihood[rows] + log_probs[rows].gather(1, token)[:, 0]
             new = torch.cat([new[rows], token.to(new.dtype)], dim=1)
             if seen is not None:
                 seen = seen[rows].scatter_(1, token, True)
