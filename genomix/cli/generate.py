@@ -21,7 +21,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "generate", help="sample continuations of DNA prompts from a causal LM into FASTA",
         description="Extend each prompt (FASTA records, BED intervals of a genome store, or sequences given with "
                     "--prompt) with bases sampled from a causal language model (HyenaDNA, Mamba, causal M2, the "
-                    "Transformer) and write the new bases as FASTA records PROMPT_ID/1..K, each header giving the "
+                    "Transformer), or with --num-beams take its most likely continuations by beam search, and "
+                    "write the new bases as FASTA records PROMPT_ID/1..K, each header giving the "
                     "sample's log-likelihood under the model (nats, given its prompt). Prompt i samples with "
                     "seed + i, so results do not depend on the other prompts. Completed prompts are kept as the run "
                     "goes: rerun with --resume after an interruption.")
