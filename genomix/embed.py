@@ -26,7 +26,7 @@ import dataclasses
 import logging
 import os
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Iterable, Iterator, Mapping
 
 import h5py
 import numpy as np
@@ -39,6 +39,9 @@ from .models.inference_loop import inference_loop
 from .outputs import check_output
 from .resume import continue_partial, end_interrupted_run, same_weights_settings, weights_fingerprint
 from .tokenizer import BYTE_TO_ID, INVALID, pad_batch
+
+if TYPE_CHECKING:
+    from .genome.fasta import FastaReader
 
 log = logging.getLogger(__name__)
 EMBED_POOLING = POOLING_MODES + ("none",)
@@ -53,13 +56,20 @@ class SequenceInput:
 
 
 def fasta_sequences(path: str | os.PathLike) -> Iterator[SequenceInput]:
-    """Records of a FASTA file (plain or gzip) as token ids, streamed one record at a time."""
+    """Records of a FASTA file (plain or gzip) as token ids, streamed one record at a time. A missing file is
+    refused now, not at the first record (which a command reads only after loading its model)."""
     from .genome.fasta import FastaReader
 
-    for record in FastaReader(path):
+    reader = FastaReader(path)
+    reader.require_file()
+    return _token_records(reader)
+
+
+def _token_records(reader: "FastaReader") -> Iterator[SequenceInput]:
+    for record in reader:
         ids = BYTE_TO_ID[record.sequence]
         if (ids == INVALID).any():  # pragma: no cover - FastaReader validates characters already
-            raise InputFormatError(f"{path}:{record.line}: record {record.name!r} has non-DNA characters")
+            raise InputFormatError(f"{reader.path}:{record.line}: record {record.name!r} has non-DNA characters")
         yield SequenceInput(record.name, ids.astype(np.int64))
 
 

@@ -135,6 +135,12 @@ class FastaReader:
         self.sha256: str | None = None
 
     # -- errors ---------------------------------------------------------------------------------------
+    def require_file(self) -> None:
+        """Refuse a path that is not a file, with the error iterating would give: callers that read lazily
+        check first, so that a mistyped path is reported before slow set-up (loading a model)."""
+        if not self.path.is_file():
+            raise InputFormatError(f"{self.path}: no such FASTA file; check the path")
+
     def _error(self, line: int, what: str, fix: str) -> InputFormatError:
         return InputFormatError(f"{self.path}:{line}: {what}; {fix}")
 
@@ -156,8 +162,7 @@ class FastaReader:
             ) from None
 
     def __iter__(self) -> Iterator[FastaRecord]:
-        if not self.path.is_file():
-            raise InputFormatError(f"{self.path}: no such FASTA file; check the path")
+        self.require_file()
         with open(self.path, "rb", buffering=0) as raw:
             counter = _CountingReader(raw, self.on_read)
             yield from self._parse(_without_bom(self._blocks(counter)))
