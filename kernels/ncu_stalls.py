@@ -6,12 +6,12 @@ gzipped): one block per profiled kernel, each a ``"Kernel Name",NAME`` line, a h
 instruction with its ``stall_*`` sample counts. These are the tables in BENCHMARKS.md, "Where the scan waits
 now" (fortieth session):
 
-    python kernels/ncu_stalls.py pipelines/results/h100-2026-12-06-s40/ncu/bwd_source.csv.gz --kernel 1
-    python kernels/ncu_stalls.py …/infer_source.csv.gz --kernel 1 --reason stall_long_sb --top 14
+    PYTHONPATH=. python kernels/ncu_stalls.py pipelines/results/h100-2026-12-06-s40/ncu/bwd_source.csv.gz --kernel 1
+    PYTHONPATH=. python kernels/ncu_stalls.py …/infer_source.csv.gz --kernel 1 --reason stall_long_sb --top 14
 
-For each of the ``--top`` instructions it names the nearest earlier load (``LDG``/``LDL``/``LDS``) that writes
-a register the instruction reads, and how many instructions before it that load was issued: what a
-long-scoreboard wait is waiting on.
+For each of the ``--top`` instructions it names the nearest earlier load that writes a register the
+instruction reads, and how many instructions before it that load was issued: what a long-scoreboard wait is
+waiting on. SASS lines are parsed as :mod:`.offline_scan_sass` parses them.
 """
 from __future__ import annotations
 
@@ -19,13 +19,9 @@ import argparse
 import collections
 import csv
 import gzip
-import re
 from pathlib import Path
 
-#: A load and its first destination register, after an optional predicate.
-_LOAD = re.compile(r"^(?:@!?U?P\w+\s+)?(LDG|LDL|LDS)(\S*)\s+R(\d+)")
-#: How many 32-bit registers a load of each width writes.
-_WIDTHS = {".64": 2, ".128": 4}
+from genomix.kernels.offline_scan_sass import opcode, sass_registers
 
 
 def read_kernels(path: Path) -> list[tuple[str, list[dict[str, str]]]]:
@@ -51,11 +47,6 @@ def _samples(row: dict[str, str], reason: str) -> int:
     return int(row.get(reason) or 0)
 
 
-def _opcode(source: str) -> str:
-    """The opcode of a SASS line without its predicate and modifiers (``@!P0 LDG.E.64 …`` -> ``LDG``)."""
-    return re.sub(r"^@!?U?P\w+\s+", "", source.strip()).split(" ")[0].split(".")[0]
-
-
 def stall_reasons(rows: list[dict[str, str]]) -> collections.Counter:
     """Samples per stall reason (all samples, issued or not) over a kernel's instructions."""
     reasons = [name for name in rows[0] if name.startswith("stall_") and "Not Issued" not in name]
@@ -68,24 +59,18 @@ def by_opcode(rows: list[dict[str, str]]) -> dict[str, collections.Counter]:
     table: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     for row in rows:
         for reason in reasons:
-            table[_opcode(row["Source"])][reason] += _samples(row, reason)
+            table[opcode(row["Source"])][reason] += _samples(row, reason)
     return table
 
 
 def producing_load(rows: list[dict[str, str]], index: int, window: int = 400) -> tuple[int, str] | None:
     """The nearest load before instruction ``index`` (within ``window`` instructions) writing a register that
     the instruction reads, as (instructions back, its SASS text); None if there is none."""
-    source = rows[index]["Source"].strip()
-    operands = source.split(",", 1)[1] if "," in source else ""
-    read = {int(r) for r in re.findall(r"\bR(\d+)", operands)}
+    reads, _ = sass_registers(rows[index]["Source"])
     for back in range(1, min(window, index) + 1):
         text = rows[index - back]["Source"].strip()
-        match = _LOAD.match(text)
-        if match:
-            first = int(match.group(3))
-            width = next((w for suffix, w in _WIDTHS.items() if suffix in match.group(2)), 1)
-            if read & set(range(first, first + width)):
-                return back, text
+        if reads & sass_registers(text)[1]:
+            return back, text
     return None
 
 
@@ -104,9 +89,9 @@ def main() -> int:
         print(f"  {reason:<24} {100 * count / total:5.1f} %")
     print("by opcode (share of all samples; its three largest reasons):")
     opcodes = by_opcode(rows)
-    for opcode, counts in sorted(opcodes.items(), key=lambda item: -sum(item[1].values()))[:15]:
+    for op, counts in sorted(opcodes.items(), key=lambda item: -sum(item[1].values()))[:15]:
         top = ", ".join(f"{r[6:]} {100 * c / total:.1f}" for r, c in counts.most_common(3))
-        print(f"  {opcode:<8} {100 * sum(counts.values()) / total:5.1f} %  ({top})")
+        print(f"  {op:<8} {100 * sum(counts.values()) / total:5.1f} %  ({top})")
     of_reason = reasons[args.reason] or 1
     print(f"instructions with the most {args.reason} samples (share of that reason), and the load each reads:")
     ranked = sorted(range(len(rows)), key=lambda i: -_samples(rows[i], args.reason))[:args.top]

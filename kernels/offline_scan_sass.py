@@ -113,8 +113,9 @@ def _operands(line: str) -> tuple[str, list[str]]:
     return op, [part.strip() for part in rest.split(",")] if rest else []
 
 
-def _opcode(line: str) -> str:
-    return _operands(line)[0].split(".")[0]
+def opcode(line: str) -> str:
+    """The opcode of one SASS line, without its predicate and modifiers (``@!P0 LDG.E.64 …`` -> ``LDG``)."""
+    return _operands(line.strip())[0].split(".")[0]
 
 
 def loops(code: list[tuple[int, str]]) -> list[tuple[int, int, list[tuple[str, int]]]]:
@@ -124,7 +125,7 @@ def loops(code: list[tuple[int, str]]) -> list[tuple[int, int, list[tuple[str, i
         target = re.search(r"BRA\s+(?:`?\(?)?0x([0-9a-f]+)", line)
         if target and int(target.group(1), 16) < address:
             body = [op for a, op in code if int(target.group(1), 16) <= a <= address]
-            found.append((int(target.group(1), 16), len(body), collections.Counter(map(_opcode, body)).most_common(12)))
+            found.append((int(target.group(1), 16), len(body), collections.Counter(map(opcode, body)).most_common(12)))
     return found
 
 
@@ -143,18 +144,25 @@ def _registers(text: str, width: int = 1) -> set[str]:
 def load_use_distances(body: list[tuple[int, str]]) -> list[tuple[int, str, int | None]]:
     """For each load in ``body`` (a loop's (address, line) list): (address, opcode, instructions until the first
     later instruction in the body that reads a register it writes; None if none does before the loop ends)."""
-    parsed = [_operands(line) for _, line in body]
-    reads = [set().union(*map(_registers, operands[1:] or [""])) for _, operands in parsed]  # each line's, once
+    registers = [sass_registers(line) for _, line in body]  # each line's, once
     found = []
-    for i, (address, _) in enumerate(body):
-        op, operands = parsed[i]
-        if op.split(".")[0] not in _LOADS or not operands:
+    for i, (address, line) in enumerate(body):
+        loaded = registers[i][1]
+        if not loaded:
             continue
-        width = 4 if ".128" in op or op.startswith("LDSM") else 2 if ".64" in op else 1
-        written = _registers(operands[0].split()[0], width)
-        distance = next((j - i for j in range(i + 1, len(body)) if written & reads[j]), None)
-        found.append((address, op, distance))
+        distance = next((j - i for j in range(i + 1, len(body)) if loaded & registers[j][0]), None)
+        found.append((address, _operands(line)[0], distance))
     return found
+
+
+def sass_registers(line: str) -> tuple[set[str], set[str]]:
+    """(the general registers one SASS line reads, those it loads into: empty unless it is a load)."""
+    op, operands = _operands(line.strip())
+    reads = set().union(*map(_registers, operands[1:] or [""]))
+    if op.split(".")[0] not in _LOADS or not operands:
+        return reads, set()
+    width = 4 if ".128" in op or op.startswith("LDSM") else 2 if ".64" in op else 1
+    return reads, _registers(operands[0].split()[0], width)
 
 
 def innermost_loops(code: list[tuple[int, str]]) -> list[tuple[int, list[tuple[int, str]]]]:
@@ -181,7 +189,7 @@ def main() -> None:
     info, code = sass(compiled.asm["ptx"])
     print(f"{args.kernel} {args.dtype} warps={args.warps} maxnreg={args.maxnreg} {consts}: {info}")
     print(f"SASS instructions: {len(code)}")
-    shared = collections.Counter(op for op in (_opcode(line) for _, line in code) if op in _SHARED_MEMORY_OPS)
+    shared = collections.Counter(op for op in (opcode(line) for _, line in code) if op in _SHARED_MEMORY_OPS)
     print("shared memory and barriers (layout conversions): "
           + (", ".join(f"{op} {n}" for op, n in sorted(shared.items())) or "none"))
     for start, size, ops in loops(code):
