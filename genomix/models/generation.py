@@ -188,7 +188,10 @@ def beam_search(
         logits = next(next_logits).float().repeat_interleave(num_beams, dim=0)  # (batch x beams, vocab)
         vocab = logits.shape[-1]
         allowed = _allowed_mask(vocab, logits.device, tuple(allowed_ids))
-        new = input_ids.new_empty(batch * num_beams, 0)  # each beam's tokens so far (its prompt is its row's)
+        # each step's chosen token per beam and the beam it extended: the sequences are traced back once at
+        # the end, where copying every beam's tokens so far at every step would cost time quadratic in the length
+        tokens = input_ids.new_empty(max_new_tokens, batch * num_beams)
+        parents = torch.empty(max_new_tokens, batch * num_beams, dtype=torch.long, device=logits.device)
         scores = torch.full((batch, num_beams), float("-inf"), device=logits.device)
         scores[:, 0] = 0.0  # one live beam per prompt until the first step fills the others
         log_likelihood = torch.zeros(batch * num_beams, device=logits.device)
@@ -207,7 +210,8 @@ def beam_search(
             # while a prompt has fewer continuations than beams, the spare beams stay at -inf: feed them a base
             token = torch.where(scores.isfinite(), best % vocab, allowed_ids[0]).view(-1, 1)
             log_likelihood = log_likelihood[rows] + log_probs[rows].gather(1, token)[:, 0]
-            new = torch.cat([new[rows], token.to(new.dtype)], dim=1)
+            tokens[i] = token[:, 0]
+            parents[i] = rows
             if seen is not None:
                 seen = seen[rows].scatter_(1, token, True)
             if on_token is not None:
@@ -218,7 +222,20 @@ def beam_search(
                 logits = next_logits.send((token, source)).float()
     finally:
         model.train(was_training)
-    return torch.cat([input_ids.repeat_interleave(num_beams, dim=0), new], dim=1), log_likelihood
+    return torch.cat([input_ids.repeat_interleave(num_beams, dim=0), _trace_beams(tokens, parents)], dim=1), \
+        log_likelihood
+
+
+def _trace_beams(tokens: torch.Tensor, parents: torch.Tensor) -> torch.Tensor:
+    """The final beams' tokens (beams, steps) from each step's ``tokens`` (steps, beams) and ``parents`` (the
+    beam of the previous step each one extended; the first step's are ignored), walking back from the last step."""
+    steps, beams = tokens.shape
+    out = tokens.new_empty(beams, steps)
+    beam = torch.arange(beams, device=tokens.device)
+    for i in range(steps - 1, -1, -1):
+        out[:, i] = tokens[i, beam]
+        beam = parents[i, beam]
+    return out
 
 
 def _start(model: torch.nn.Module, input_ids: torch.Tensor, max_new_tokens: int, recurrent: bool | None,
