@@ -12,7 +12,8 @@ Output file (written to a temporary name, renamed when complete)::
     /embeddings   (N, d) pooled vectors                       (pooling mean|last|first)
     /tokens/<i>   (L_i, d) per-token hidden states of row i   (pooling none)
     attrs: model, weights (the backbone's fingerprint), pooling, d_model (the width d: the backbone's output
-           width), max_seq_len, genomix_version, and the caller's ``meta`` (the CLI: revision, when given)
+           width), max_seq_len, genomix_version, inputs_sha256 (the input sequences' ids and bases, in row
+           order), and the caller's ``meta`` (the CLI: revision, when given)
 
 Pooling over chunks is exact: ``mean`` averages over all bases of the sequence, ``last``/``first``
 take the sequence's last/first base (whose chunk saw the context before it within that chunk).
@@ -23,6 +24,7 @@ Rows are kept in ``.<out>.partial`` as they finish; ``--resume`` and ``--overwri
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import os
 from pathlib import Path
@@ -33,6 +35,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .devices import resolve_device
 from .errors import InputFormatError
 from .models.heads import POOLING_MODES
 from .models.inference_loop import inference_loop
@@ -45,6 +48,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 EMBED_POOLING = POOLING_MODES + ("none",)
+#: A window of sequences, chunked and batched together, also ends once it holds this many batches of chunks, so
+#: that rows of long sequences (a chromosome is hundreds of chunks) are kept as each finishes.
+WINDOW_BATCHES = 16
 
 
 @dataclasses.dataclass
@@ -91,6 +97,9 @@ class _Writer:
 
     def __init__(self, h5: h5py.File, pooling: str) -> None:
         self.h5, self.pooling = h5, pooling
+        #: SHA-256 over the ids and bases of the rows so far (:func:`_input_digest`), kept in the file's attrs at
+        #: every row so that a resumed run can check it reads the same sequences, not only the same ids and lengths
+        self.inputs = hashlib.sha256()
         if "ids" not in h5:
             h5.create_dataset("ids", (0,), maxshape=(None,), dtype=h5py.string_dtype())
             h5.create_dataset("lengths", (0,), maxshape=(None,), dtype="int64")
@@ -105,8 +114,8 @@ class _Writer:
             self.vectors = h5.get("embeddings")
             self.width = self.vectors.shape[1] if self.vectors is not None else 0
 
-    def add(self, seq_id: str, length: int, value: np.ndarray) -> None:
-        i = self.count
+    def add(self, item: SequenceInput, value: np.ndarray) -> None:
+        i, seq_id, length = self.count, item.id, len(item.ids)
         if not self.width:
             self.width = int(value.shape[-1])
             if self.pooling != "none":
@@ -121,6 +130,18 @@ class _Writer:
             self.vectors.resize((i + 1, self.width))
             self.vectors[i] = value
         self.count += 1
+        _input_digest(self.inputs, item)
+        self.h5.attrs[INPUTS_ATTR] = self.inputs.hexdigest()
+
+
+#: The attribute of an embedding file holding the SHA-256 of its input sequences (ids and bases, in row order).
+INPUTS_ATTR = "inputs_sha256"
+
+
+def _input_digest(digest, item: SequenceInput) -> None:
+    """Add ``item`` (its id, then its token ids as int64) to ``digest``."""
+    digest.update(item.id.encode() + b"\0")
+    digest.update(np.ascontiguousarray(item.ids, dtype=np.int64).tobytes())
 
 
 def _combine(parts: list[tuple[int, int, torch.Tensor]], pooling: str) -> np.ndarray:
@@ -178,7 +199,7 @@ def embed_sequences(
     backbone = getattr(model, "backbone", model)
     weights = weights_fingerprint(backbone)  # the weights that compute the rows, before they move to a device
     config = backbone.config
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(device)
     backbone.to(device).eval()
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
     out = check_output(out, overwrite=overwrite)
@@ -205,7 +226,7 @@ def embed_sequences(
                     value = pool(hidden[i:i + 1], mask_t[i:i + 1], pooling)[0].cpu()
                 parts[row].append((s, e - s, value))
         for row, item in enumerate(items):
-            writer.add(item.id, len(item.ids), _combine(parts[row], pooling))
+            writer.add(item, _combine(parts[row], pooling))
         progress.update(len(items))
 
     settings = {"model": model_name, "pooling": pooling, "max_seq_len": size, **(meta or {}), "weights": weights}
@@ -217,14 +238,17 @@ def embed_sequences(
             writer = _Writer(h5, pooling)
             h5.attrs.update(genomix_version=__version__, **settings)
             pending: list[SequenceInput] = []
+            pending_chunks = 0
             for item in _after_rows(sequences, writer, tmp, progress):
                 if len(item.ids) == 0:
                     raise InputFormatError(f"sequence {item.id!r} is empty")
                 pending.append(item)
-                if len(pending) == window:
+                pending_chunks += len(_chunks(len(item.ids), size))
+                # long sequences close a window sooner, so that an interrupted run keeps them as they finish
+                if len(pending) == window or pending_chunks >= WINDOW_BATCHES * batch_size:
                     run_window(pending, writer)
                     h5.flush()
-                    pending = []
+                    pending, pending_chunks = [], 0
             if pending:
                 run_window(pending, writer)
             if writer.count == 0:
@@ -241,7 +265,7 @@ def embed_sequences(
 
 
 #: Attributes of an embedding file that are not settings of the run that wrote it.
-_NOT_SETTINGS = ("genomix_version", "d_model")
+_NOT_SETTINGS = ("genomix_version", "d_model", INPUTS_ATTR)
 
 
 def _saved_settings(tmp: Path) -> dict:
@@ -257,12 +281,16 @@ def _saved_settings(tmp: Path) -> dict:
 
 def _after_rows(sequences: Iterable[SequenceInput], writer: _Writer, tmp: Path, progress) -> Iterator[SequenceInput]:
     """The inputs after those already in ``writer``'s file (a resumed run), each of which must be the same
-    sequence, by id and length, as the interrupted run embedded."""
+    sequence, by id and length, as the interrupted run embedded, and all of them together the same bases (by the
+    digest the file keeps; a file written before genomix kept one is checked by ids and lengths alone)."""
     seen = 0
     for item in sequences:
+        if seen == writer.count and seen:
+            _check_input_digest(writer, tmp)
         if seen >= writer.count:
             yield item
         else:
+            _input_digest(writer.inputs, item)
             stored, length = writer.ids[seen], int(writer.lengths[seen])
             stored = stored.decode() if isinstance(stored, bytes) else str(stored)
             if (stored, length) != (item.id, len(item.ids)):
@@ -274,6 +302,18 @@ def _after_rows(sequences: Iterable[SequenceInput], writer: _Writer, tmp: Path, 
     if seen < writer.count:
         raise InputFormatError(f"{tmp} holds {writer.count} rows but the input has only {seen}; resume with the same "
                                "input, or pass --overwrite without --resume to start again")
+    if seen == writer.count and seen:
+        _check_input_digest(writer, tmp)
+
+
+def _check_input_digest(writer: _Writer, tmp: Path) -> None:
+    """Refuse a resumed run whose first inputs (hashed into ``writer.inputs`` as they were skipped) differ from those
+    the interrupted run embedded into ``tmp``."""
+    kept = writer.h5.attrs.get(INPUTS_ATTR)
+    if kept is not None and kept != writer.inputs.hexdigest():
+        raise InputFormatError(f"{tmp}: the first {writer.count} input sequences have the same ids and lengths as the "
+                               "interrupted run's but other bases; resume with the same input, or pass --overwrite "
+                               "without --resume to start again")
 
 
 def load_embedding_model(name: str, revision: str | None = None) -> torch.nn.Module:

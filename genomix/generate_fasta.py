@@ -26,6 +26,7 @@ from typing import Iterable, Mapping
 import torch
 from tqdm.auto import tqdm
 
+from .devices import resolve_device
 from .embed import SequenceInput
 from .errors import InputFormatError
 from .models.generation import beam_search, generate
@@ -67,7 +68,7 @@ def generate_fasta(
     settings = {"model": model_name, "weights": weights_fingerprint(model), "max_new_tokens": max_new_tokens,
                 "num_samples": num_samples, "greedy": greedy, "temperature": temperature, "top_k": top_k,
                 "top_p": top_p, "seed": seed, "num_beams": num_beams, "repetition_penalty": repetition_penalty}
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(device)
     model.to(device).eval()
     out = check_output(out, overwrite=overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -77,7 +78,6 @@ def generate_fasta(
         settings, resume=resume, overwrite=overwrite)
     done = _recorded(progress_file, partial)["done"] if keep else {"prompts": 0, "bytes": 0, "inputs": ""}
     inputs = hashlib.sha256()  # the prompts so far, to check that a resumed run reads the same ones
-    describe = _describe(settings)
     progress = tqdm(total=None if total is None else total * num_samples * max_new_tokens, unit="base",
                     desc="generating", disable=quiet)
     index = -1
@@ -110,7 +110,8 @@ def generate_fasta(
                 for j, (row, ll) in enumerate(zip(new[:, len(prompt.ids):].cpu().numpy(), log_likelihood.tolist()),
                                               start=1):
                     fasta.write(_record(f"{prompt.id}/{j}",
-                                        f"prompt_length={len(prompt.ids)} log_likelihood={ll:.4f} {describe}",
+                                        f"prompt_length={len(prompt.ids)} log_likelihood={ll:.4f} "
+                                        f"{_describe(settings, seed + index)}",
                                         decode(row), line_width))
                 fasta.flush()
                 os.fsync(fasta.fileno())
@@ -152,15 +153,17 @@ def check_decoding(max_new_tokens: int, num_samples: int, greedy: bool, num_beam
         raise InputFormatError("greedy decoding gives one continuation per prompt: use num_samples=1, or sample")
 
 
-def _describe(settings: Mapping) -> str:
-    """How the records were made, for their FASTA descriptions: the decoding and its non-default options."""
+def _describe(settings: Mapping, seed: int) -> str:
+    """How a prompt's records were made, for their FASTA descriptions: the decoding and its non-default options,
+    with ``seed`` the one its sampling used (the run's seed plus the prompt's index), so that one record is
+    reproduced alone by passing that seed."""
     if settings["num_beams"] > 1:
         parts = [f"num_beams={settings['num_beams']}"]
     elif settings["greedy"]:
         parts = ["greedy"]
     else:
-        parts = [f"{key}={settings[key]}" for key in ("temperature", "top_k", "top_p", "seed")
-                 if settings[key] is not None]
+        parts = [f"{key}={settings[key]}" for key in ("temperature", "top_k", "top_p") if settings[key] is not None]
+        parts.append(f"seed={seed}")
     if settings["repetition_penalty"] != 1.0:
         parts.append(f"repetition_penalty={settings['repetition_penalty']}")
     return " ".join(parts)

@@ -192,6 +192,40 @@ def test_an_interrupted_run_keeps_its_rows_and_resumes_to_the_same_file(model, s
     assert not (tmp_path / ".cut.h5.partial").exists()
 
 
+def test_a_resumed_run_refuses_inputs_with_other_bases_and_long_sequences_are_kept_as_they_finish(model, shared_dir,
+                                                                                                   tmp_path,
+                                                                                                   monkeypatch):
+    """A kept row whose input now has the same id and length but other bases is refused (the file's digest of its
+    inputs); and a window closes once it holds WINDOW_BATCHES batches of chunks, so an interrupted run over long
+    sequences keeps those finished before the stop."""
+    import genomix.embed as embed_module
+
+    mt = next(iter(read_fasta(shared_dir / "data" / "genomes" / "human_mtDNA_rCRS.fa").values()))
+    items = [SequenceInput(f"s{i}", encode(mt[i * 97:i * 97 + 60 + i]).astype(np.int64)) for i in range(6)]
+    changed = [SequenceInput(items[0].id, items[0].ids[::-1].copy()), *items[1:]]
+    out = tmp_path / "e.h5"
+
+    def cut(sequences, n: int):
+        yield from sequences[:n]
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt, match="4 embeddings written so far"):
+        embed_sequences(model, cut(items, 5), out, window=2, quiet=True)
+    with pytest.raises(InputFormatError, match="first 4 input sequences have the same ids and lengths as the "
+                                               "interrupted run's but other bases"):
+        embed_sequences(model, changed, out, window=2, quiet=True, resume=True)
+    embed_sequences(model, items, out, window=2, quiet=True, resume=True)
+    whole = embed_sequences(model, items, tmp_path / "whole.h5", window=2, quiet=True)
+    with h5py.File(whole) as a, h5py.File(out) as b:
+        assert a.attrs[embed_module.INPUTS_ATTR] == b.attrs[embed_module.INPUTS_ATTR]
+
+    size = model.config.max_seq_len  # each long sequence is 3 chunks: with 2 batches of 2 a window holds 2 of them
+    long_items = [SequenceInput(f"long{i}", encode(mt[i * 7:i * 7 + 2 * size + 5]).astype(np.int64)) for i in range(5)]
+    monkeypatch.setattr(embed_module, "WINDOW_BATCHES", 2)
+    with pytest.raises(KeyboardInterrupt, match="4 embeddings written so far"):
+        embed_sequences(model, cut(long_items, 5), tmp_path / "long.h5", batch_size=2, window=64, quiet=True)
+
+
 def test_a_partial_file_is_continued_only_with_its_settings_and_discarded_only_by_overwrite(model, shared_dir,
                                                                                              tmp_path, caplog):
     """The policy of ``genomix.resume``: (a) a rerun or ``--resume`` under other settings is refused, naming each

@@ -40,9 +40,10 @@ def test_each_prompt_samples_with_its_own_seed_and_only_new_bases_are_written(mo
         rows = torch.from_numpy(encode(seq))[None].repeat(2, 1)
         expected = generate(model, rows, 12, top_k=3, top_p=0.9, generator=torch.Generator().manual_seed(5 + index))
         assert [records[f"{name}/{j}"] for j in (1, 2)] == [decode(row[len(seq):]) for row in expected]
-    header = (tmp_path / "samples.fa").read_text().splitlines()[0]
+    headers = [line for line in (tmp_path / "samples.fa").read_text().splitlines() if line.startswith(">")]
     assert re.fullmatch(r">first/1 prompt_length=10 log_likelihood=-\d+\.\d{4} temperature=1.0 top_k=3 top_p=0.9 seed=5",
-                        header)
+                        headers[0])
+    assert headers[-1].startswith(">third/2 ") and headers[-1].endswith(" seed=7")  # the seed that reproduces it alone
     alone = generate_fasta(model, prompts({"third": PROMPTS["third"]}), tmp_path / "alone.fa", 12, num_samples=2,
                            top_k=3, top_p=0.9, seed=5 + 2, quiet=True)
     assert read_fasta(alone)["third/1"] == records["third/1"]  # not shifted by the prompts before it

@@ -95,3 +95,14 @@ def test_prepare_bad_fasta_exits_2_without_store(tmp_path: Path, content: bytes,
 def test_unknown_genome_name(capsys):
     assert main(["genome", "prepare", "--genome", "hg99", "--quiet"]) == 2
     assert "unknown genome 'hg99'" in capsys.readouterr().err
+
+
+def test_an_interrupt_with_nothing_kept_says_so(monkeypatch, capsys):
+    import genomix.cli.embed as embed_cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(embed_cli, "_run", interrupted)
+    assert main(["embed", "--model", "m", "--fasta", "x.fa", "--out", "x.h5"]) == 130
+    assert capsys.readouterr().err.strip() == "genomix embed: interrupted; nothing partial was kept"

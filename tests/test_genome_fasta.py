@@ -1,7 +1,9 @@
 """FASTA -> genome store on every real genome in ../shared, exact round trips, and bad input."""
 from __future__ import annotations
 
+import bz2
 import gzip
+import lzma
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +80,9 @@ BAD_INPUTS = [
     ("badchar.fa", b">chr1\nACGT\nACXT\n", r"badchar.fa:3: invalid character 'X' .*column 3 in contig 'chr1'"),
     ("dup.fa", b">chr1\nACGT\n>chr2\nA\n>chr1\nGG\n", r"dup.fa:5: duplicate contig name 'chr1' \(first defined at line 1\)"),
     ("emptyrec.fa", b">chr1\n>chr2\nACGT\n", r"emptyrec.fa:1: record 'chr1' has no sequence"),
+    ("cr.fa", b">chr1\rACGT\rAC\r", r"cr.fa:1: lines end with a carriage return alone"),
+    ("seq.fa.bz2", bz2.compress(b">chr1\nACGT\n"), r"seq.fa.bz2: the file is compressed with bzip2"),
+    ("seq.fa.xz", lzma.compress(b">chr1\nACGT\n"), r"seq.fa.xz: the file is compressed with xz"),
 ]
 
 

@@ -46,6 +46,24 @@ def test_bed_with_unknown_contig_names_the_line(tmp_path: Path, human):
         read_bed_splits(bed, human.lengths)
 
 
+def test_bed_splits_must_not_share_bases_and_strands_are_checked(tmp_path: Path, human):
+    from genomix.errors import InputFormatError
+    from genomix.genome.bed import read_bed_intervals
+
+    bed = tmp_path / "overlap.bed"
+    bed.write_text("chr1\t0\t10000\ttrain\nchr1\t2000\t3000\ttrain\nchr1\t9000\t13000\tvalid\n")
+    with pytest.raises(InputFormatError, match=r"overlap.bed:3: valid interval chr1:9000-13000 shares bases with the "
+                                               r"train interval on line 1 \(ending at 10000\)"):
+        read_bed_splits(bed, human.lengths)
+    bed.write_text("chr1\t0\t10000\ttrain\nchr1\t5000\t12000\ttrain\nchr1\t12000\t13000\tvalid\n")
+    assert read_bed_splits(bed, human.lengths)["valid"] == [("chr1", 12000, 13000)]  # touching is not sharing
+    bed.write_text("chr1\t0\t10\ta\t0\t-\nchr1\t0\t10\tb\t0\t.\nchr1\t0\t10\tc\t0\tx\n")
+    with pytest.raises(InputFormatError, match=r"overlap.bed:3: strand 'x' must be \+, - or \."):
+        read_bed_intervals(bed, human.lengths)
+    bed.write_text("chr1\t0\t10\ta\t0\t-\nchr1\t0\t10\tb\t0\t.\n")
+    assert [row[4] for row in read_bed_intervals(bed, human.lengths)] == ["-", "+"]
+
+
 def test_bed_error_leaves_no_store(tmp_path: Path):
     bed = tmp_path / "bad.bed"
     bed.write_text("chrX\t0\t10\ttrain\n")

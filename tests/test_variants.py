@@ -609,3 +609,40 @@ def test_a_method_the_model_cannot_compute_is_refused(tmp_path):
     with pytest.raises(RangeError, match="max_seq_len"):
         score_variants(build("caduceus-ph-1k-d118", task="masked-lm"), [], Reference(RCRS), tmp_path / "x.tsv",
                        window=4096)
+
+
+def test_cli_refuses_a_changed_reference_on_resume_window_zero_and_a_missing_gpu(tmp_path, clinvar_vcf, capsys,
+                                                                                  monkeypatch):
+    """The reference is a setting like the VCF (path, size, modification time), so rows kept under one genome are
+    not continued under another at the same path; --window 0 is out of range, not the default; a CUDA device
+    this machine lacks is one line of error before the model loads."""
+    import os
+
+    from genomix.variants import score as score_module
+
+    reference = tmp_path / "ref.fa"
+    reference.write_bytes(RCRS.read_bytes())
+    common = ["score-variants", "--model", "hyenadna-tiny-1k", "--vcf", str(clinvar_vcf), "--reference",
+              str(reference), "--contig-map", "MT=MT_human", "--window", "64", "--batch-size", "4", "--quiet",
+              "--device", "cpu", "--out", str(tmp_path / "s.tsv")]
+    real, calls = score_module._score_causal, []
+
+    def interrupting(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(score_module, "_score_causal", interrupting)
+    assert cli_main(common) == 130
+    assert "kept in" in capsys.readouterr().err
+    monkeypatch.setattr(score_module, "_score_causal", real)
+    stat = reference.stat()
+    os.utime(reference, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # the genome replaced at the same path
+    assert cli_main(common + ["--resume"]) == 2
+    assert "reference_mtime_ns:" in capsys.readouterr().err
+    assert cli_main(common[:-2] + ["--out", str(tmp_path / "w.tsv"), "--window", "0"]) == 2
+    assert "window 0 must be between 2" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert cli_main(common[:-2] + ["--out", str(tmp_path / "c.tsv"), "--device", "cuda"]) == 2
+        assert "--device cuda: no CUDA device is available on this machine" in capsys.readouterr().err

@@ -305,3 +305,22 @@ def test_index_vcf_replaces_an_existing_copy_only_when_asked(tmp_path):
     assert index_vcf(plain, overwrite=True) == tmp_path / "p.vcf.gz" and (tmp_path / "p.vcf.gz.tbi").is_file()
     with pytest.raises(InputFormatError, match="must not be an input"):
         index_vcf(plain, plain, overwrite=True)
+
+
+def test_index_vcf_creates_the_copys_folder_and_blames_the_output_when_it_cannot(tmp_path):
+    from genomix.variants.indexing import index_vcf
+
+    plain = tmp_path / "p.vcf"
+    plain.write_text("##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n1\t5\t.\tA\tC\t.\t.\t.\n")
+    out = tmp_path / "new" / "folder" / "p.vcf.gz"
+    assert index_vcf(plain, out) == out and Path(f"{out}.tbi").is_file()
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(InputFormatError, match=r"afile/x/p.vcf.gz: cannot create its folder"):
+        index_vcf(plain, tmp_path / "afile" / "x" / "p.vcf.gz")
+
+
+def test_an_unindexed_bcf_names_bcftools(tmp_path, indexed):
+    bare = tmp_path / "bare.bcf"
+    bare.write_bytes(indexed["bcf"].read_bytes())
+    with pytest.raises(InputFormatError, match=r"bcftools index bare.bcf.*index-vcf indexes text VCFs only"):
+        list(read_vcf(bare, [Region("1", 0, 10)]))

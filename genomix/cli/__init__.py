@@ -43,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"genomix {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:  # a long job says what it kept; others write nothing partial
-        print(f"genomix {args.command}: interrupted; {exc or 'nothing partial was kept'}", file=sys.stderr)
+        print(f"genomix {args.command}: interrupted; {str(exc) or 'nothing partial was kept'}", file=sys.stderr)
         return 130
     except BrokenPipeError:  # the reader of stdout went away (`genomix genome info x.h5 | head`): not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit flush does not fail too

@@ -30,11 +30,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from ..devices import resolve_device
     from ..embed import embed_sequences, load_embedding_model
     from ..outputs import check_output
 
     check_output(args.out, (args.fasta, args.bed, args.genome), args.overwrite)
     sequences, total = read_sequence_sources(args)
+    resolve_device(args.device)  # a device this machine lacks is refused before the model loads
     model = load_embedding_model(args.model, args.revision)
     path = embed_sequences(model, sequences, args.out, pooling=args.pooling, batch_size=args.batch_size,
                            overwrite=args.overwrite, resume=args.resume,

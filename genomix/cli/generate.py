@@ -53,6 +53,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from ..devices import resolve_device
     from ..generate_fasta import check_decoding, generate_fasta
     from ..hub import load_model
     from ..outputs import check_output
@@ -61,6 +62,7 @@ def _run(args: argparse.Namespace) -> int:
     check_decoding(args.max_new_tokens, args.num_samples, args.greedy, args.num_beams, args.temperature, args.top_k,
                    args.top_p)
     prompts, total = read_sequence_sources(args)
+    resolve_device(args.device)  # a device this machine lacks is refused before the model loads
     model = load_model(args.model, "lm", args.revision)
     path = generate_fasta(model, prompts, args.out, args.max_new_tokens, num_samples=args.num_samples,
                           greedy=args.greedy, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,

@@ -51,6 +51,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from ..devices import resolve_device
     from ..genome.bed import read_bed_intervals
     from ..hub import load_model
     from ..outputs import check_output
@@ -68,11 +69,10 @@ def _run(args: argparse.Namespace) -> int:
         contigs.add(variant.chrom)
     for chrom in sorted(contigs):
         reference.resolve(chrom)
+    resolve_device(args.device)  # a device this machine lacks is refused before the model loads
     model = load_model(args.model, "lm", args.revision)
-    vcf = Path(args.vcf).resolve()
-    meta = {"model": _identity(args.model), "revision": args.revision or "-", "vcf": str(vcf),
-            "vcf_size": str(vcf.stat().st_size), "vcf_mtime_ns": str(vcf.stat().st_mtime_ns),
-            "reference": _identity(args.reference), "regions": _describe(regions)}
+    meta = {"model": _identity(args.model), "revision": args.revision or "-", **_file_settings("vcf", args.vcf),
+            **_file_settings("reference", args.reference), "regions": _describe(regions)}
     counts = score_variants(model, read_vcf(args.vcf, regions), reference, args.out, vcf=args.vcf, window=args.window,
                             batch_size=args.batch_size, on_ref_mismatch=args.on_ref_mismatch,
                             resume=args.resume, overwrite=args.overwrite, device=args.device, quiet=args.quiet,
@@ -87,6 +87,13 @@ def _identity(name: str) -> str:
     """A local path as an absolute one (so ``./x`` and ``x`` are the same input to --resume), else ``name`` (a Hub
     id or a named size)."""
     return str(Path(name).resolve()) if Path(name).exists() else name
+
+
+def _file_settings(key: str, path: str) -> dict[str, str]:
+    """An input file as settings that --resume compares: its absolute path, size and modification time, so that a
+    file changed in place (a re-edited VCF, another genome at the same path) is not mixed into kept rows."""
+    stat = Path(path).resolve().stat()
+    return {key: str(Path(path).resolve()), f"{key}_size": str(stat.st_size), f"{key}_mtime_ns": str(stat.st_mtime_ns)}
 
 
 def _describe(regions: list | None) -> str:

@@ -68,6 +68,7 @@ def read_bed_splits(path: str | Path, lengths: Mapping[str, int], split_column: 
     ``default_split``. Header lines (``#``, ``track``, ``browser``) and blank lines are skipped.
     """
     splits: dict[str, list[Interval]] = {}
+    rows: list[tuple[str, int, int, str, int]] = []
     for lineno, contig, start, end, cols in bed_rows(path):
         check_interval(path, lineno, contig, start, end, lengths)
         split = cols[split_column].strip().lower() if len(cols) > split_column else default_split
@@ -76,9 +77,28 @@ def read_bed_splits(path: str | Path, lengths: Mapping[str, int], split_column: 
             raise InputFormatError(f"{path}:{lineno}: split {cols[split_column].strip()!r} is not one of "
                                    f"{', '.join(SPLITS)} (or {', '.join(SPLIT_ALIASES)})")
         splits.setdefault(split, []).append((contig, start, end))
+        rows.append((contig, start, end, split, lineno))
     if not splits:
         raise InputFormatError(f"{path}: no intervals found; a split BED needs 'contig start end split' rows")
+    _refuse_shared_bases(path, rows)
     return splits
+
+
+def _refuse_shared_bases(path: str | Path, rows: list[tuple[str, int, int, str, int]]) -> None:
+    """Raise, naming both lines, if intervals of two different splits share a base: a model would then be
+    validated or tested on sequence it trained on. (Overlaps within one split only repeat data.)"""
+    reach: dict[str, tuple[int, int]] = {}  # per split: the furthest end so far on this contig, and its line
+    contig_now = None
+    for contig, start, end, split, lineno in sorted(rows):
+        if contig != contig_now:
+            contig_now, reach = contig, {}
+        for other, (other_end, other_line) in reach.items():
+            if other != split and other_end > start:
+                raise InputFormatError(f"{path}:{lineno}: {split} interval {contig}:{start}-{end} shares bases with "
+                                       f"the {other} interval on line {other_line} (ending at {other_end}); splits "
+                                       "must not overlap")
+        if end > reach.get(split, (0, 0))[0]:
+            reach[split] = (end, lineno)
 
 
 def read_bed_intervals(path: str | Path, lengths: Mapping[str, int] | None = None
@@ -86,13 +106,17 @@ def read_bed_intervals(path: str | Path, lengths: Mapping[str, int] | None = Non
     """``(contig, start, end, name, strand)`` rows of a BED file (3 to 6+ columns; 0-based half-open), all
     checked against ``lengths`` (contig names and bounds) when it is given, before any is used.
 
-    Missing names become ``contig:start-end(strand)``, missing strands ``+``.
+    Missing names become ``contig:start-end(strand)``; a missing or ``.`` strand is ``+``, another than ``+``,
+    ``-`` or ``.`` an error.
     """
     rows = []
     for lineno, contig, start, end, cols in bed_rows(path):
         if lengths is not None:
             check_interval(path, lineno, contig, start, end, lengths)
-        strand = cols[5] if len(cols) > 5 and cols[5] in ("+", "-") else "+"
+        strand = cols[5].strip() if len(cols) > 5 else "."
+        if strand not in ("+", "-", "."):
+            raise InputFormatError(f"{path}:{lineno}: strand {strand!r} must be +, - or . (unknown, read as +)")
+        strand = "-" if strand == "-" else "+"
         name = cols[3] if len(cols) > 3 and cols[3] not in ("", ".") else f"{contig}:{start}-{end}({strand})"
         rows.append((contig, start, end, name, strand))
     return rows

@@ -29,6 +29,10 @@ BLOCK_SIZE = 1 << 23  # 8 MiB of decompressed text per step
 SEQUENCE_CHARS = b"ACGTNRYSWKMBDHVacgtnryswkmbdhv"
 LINE_JUNK = b"\r\n \t"  # removed from sequence lines (line breaks and stray blanks)
 GZIP_MAGIC = b"\x1f\x8b"
+#: Other compressions a FASTA is often found in, by their first bytes: named in the error instead of reported as
+#: "not FASTA".
+OTHER_COMPRESSIONS = {b"BZh": "bzip2 (bunzip2 it)", b"\xfd7zXZ\x00": "xz (unxz it)",
+                      b"\x28\xb5\x2f\xfd": "zstd (unzstd it)"}
 
 
 def _table(chars: bytes) -> np.ndarray:
@@ -147,7 +151,12 @@ class FastaReader:
     # -- reading --------------------------------------------------------------------------------------
     def _blocks(self, counter: _CountingReader) -> Iterator[bytes]:
         buffered = io.BufferedReader(counter, buffer_size=1 << 20)
-        compressed = buffered.peek(2)[:2] == GZIP_MAGIC
+        head = buffered.peek(6)[:6]
+        for magic, name in OTHER_COMPRESSIONS.items():
+            if head.startswith(magic):
+                raise InputFormatError(f"{self.path}: the file is compressed with {name}; genomix reads plain, gzip "
+                                       "and bgzip FASTA (`bgzip` or `gzip` compress it again)")
+        compressed = head[:2] == GZIP_MAGIC
         stream: BinaryIO = gzip.GzipFile(fileobj=buffered, mode="rb") if compressed else buffered
         try:
             while True:
@@ -205,6 +214,9 @@ class FastaReader:
                         yield record
                     line += 1
                     header = text[pos + 1:end].decode("ascii", "replace").strip()
+                    if "\r" in header:  # a CR inside the line: lines end with CR alone (classic Mac OS)
+                        raise self._error(line, "lines end with a carriage return alone (CR, not LF or CRLF)",
+                                          "convert the line ends, e.g. `tr '\\r' '\\n' < in.fa > out.fa`")
                     name = header.split()[0] if header else ""
                     if not name:
                         raise self._error(line, "header line '>' has no sequence name",

@@ -138,7 +138,7 @@ def bcf_records(path: Path, regions: Sequence[Region] | None) -> Iterator[tuple[
             for offset, fields in reader.records():
                 yield record_at(path, offset), fields
             return
-        index = TabixIndex.load(find_index(path))
+        index = TabixIndex.load(find_index(path, bcf=True))
         if not index.names:  # bcftools' CSI keeps no names: its contigs are the header's dictionary
             index.names = reader.contigs
 

@@ -49,6 +49,7 @@ from typing import Iterable, Iterator
 import torch
 from tqdm.auto import tqdm
 
+from ..devices import resolve_device
 from ..errors import ConfigError, GenomixError, InputFormatError, RangeError
 from ..models.inference_loop import inference_loop
 from ..outputs import check_output
@@ -273,7 +274,7 @@ def score_variants(
     from ..models.scoring import reads_in_pieces
 
     limit = int(model.config.max_seq_len)
-    window = window or min(DEFAULT_WINDOW, limit)
+    window = min(DEFAULT_WINDOW, limit) if window is None else window
     if window < 2 or (window > limit and not (method == "causal" and reads_in_pieces(model))):
         raise RangeError(f"window {window} must be between 2 and the model's max_seq_len {limit}")
     out = check_output(out, (vcf, reference.path), overwrite)
@@ -287,7 +288,7 @@ def score_variants(
     done = _keep_complete_rows(partial, header) if keep else 0
     if done:
         log.info("resuming after %d rows of %s", done, partial)
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(device)
     model.to(device).eval()
     counts: dict[str, int] = {}
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -310,14 +310,18 @@ def indexed_records(index: TabixIndex, regions: Sequence[Region],
                     yield record
 
 
-def find_index(path: Path) -> Path:
-    """``<path>.tbi`` or ``<path>.csi``, whichever exists (an error naming how to make one otherwise)."""
+def find_index(path: Path, bcf: bool = False) -> Path:
+    """``<path>.tbi`` or ``<path>.csi``, whichever exists (an error naming how to make one otherwise; for a
+    ``bcf``, only bcftools can: ``genomix index-vcf`` reads text VCFs)."""
     for suffix in (".tbi", ".csi"):
         candidate = path.with_name(path.name + suffix)
         if candidate.is_file():
             if candidate.stat().st_mtime < path.stat().st_mtime:
                 log.warning("%s is older than %s; if the VCF changed, rebuild the index", candidate, path)
             return candidate
+    if bcf:
+        raise InputFormatError(f"{path}: region queries of a BCF need its CSI index ({path.name}.csi next to it): "
+                               f"`bcftools index {path.name}` writes it (genomix index-vcf indexes text VCFs only)")
     raise InputFormatError(f"{path}: region queries need a bgzip VCF with an index ({path.name}.tbi or .csi next to "
                            f"it); `genomix index-vcf {path.name}` indexes a bgzip file in place and writes a bgzip "
                            "copy of a plain or gzip one (query that copy); htslib's `tabix -p vcf` and "
