@@ -36,6 +36,22 @@ def _unknown_model_message(name: str) -> str:
             f"size. {hint} (A named size has fresh random weights; in Python: genomix.models.build(NAME).)")
 
 
+def _is_hub_id(name: str) -> bool:
+    """Whether ``name`` can be a Hub id ``owner/name`` by huggingface_hub's own rules. Paths that do not exist
+    fail here (``./x``, ``../x``, ``~/x``, ``/x``, ``a\\b``), so they get the clear "neither a directory nor a
+    Hub id" error instead of huggingface_hub's validation traceback."""
+    if not _REPO_ID.match(name):
+        return False
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return True
+
+
 def resolve(
     name_or_path: str | os.PathLike,
     revision: str | None = None,
@@ -50,12 +66,13 @@ def resolve(
     name = str(name_or_path)
     if path.exists():
         raise CheckpointError(f"{path}: is a file; pass the checkpoint's directory")
-    if not _REPO_ID.match(name):
+    if not _is_hub_id(name):
         raise CheckpointError(_unknown_model_message(name))
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import (
         GatedRepoError,
         HfHubHTTPError,
+        HFValidationError,
         LocalEntryNotFoundError,
         OfflineModeIsEnabled,
         RepositoryNotFoundError,
@@ -82,6 +99,8 @@ def resolve(
             f"{where} is not in the Hugging Face cache ({cache_dir or 'default cache'}) and {mode} prevents "
             f"downloading it. Run once with network access, or pass a local directory. ({type(exc).__name__})"
         ) from None
+    except HFValidationError:  # whatever huggingface_hub refuses that _is_hub_id let through
+        raise CheckpointError(_unknown_model_message(name)) from None
     except RevisionNotFoundError:
         raise DownloadError(f"{name}: revision {revision!r} does not exist on the Hub") from None
     except GatedRepoError:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import os
 from functools import cache, partial
 from typing import Any, Callable, ClassVar, Mapping, Sequence
 
@@ -169,6 +170,19 @@ class GenomixPreTrainedModel(PreTrainedModel):
     # them as "normalises its loss by num_items_in_batch", passes that argument and skips its own division of the
     # loss by the gradient-accumulation steps
     accepts_loss_kwargs = False
+
+    @classmethod
+    def from_pretrained(
+        cls, pretrained_model_name_or_path: str | os.PathLike | None, *model_args: Any, **kwargs: Any
+    ) -> "GenomixPreTrainedModel":
+        """transformers' ``from_pretrained``, refusing with a :class:`~genomix.errors.CheckpointError` a
+        checkpoint of another family (which transformers would load as random weights, or fail on obscurely),
+        and reading this family's other layouts (HyenaDNA original, mamba_ssm, Caduceus ...) through genomix's
+        adapters: see :mod:`genomix.hub.class_loader`. ``genomix.from_pretrained`` picks the family itself."""
+        from ..hub.class_loader import load_for_class  # late: genomix.hub imports the model modules
+
+        native_loader = super().from_pretrained
+        return load_for_class(cls, pretrained_model_name_or_path, model_args, kwargs, native_loader)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         weight = next(self.parameters(), None)

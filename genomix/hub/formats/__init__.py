@@ -13,6 +13,7 @@ Writing an adapter (one module per layout in this package)::
         name = "my-layout"                 # shown in messages and `genomix convert --from`
         patterns = ("config.json", "*.bin") # what to download from the Hub for this layout
         priority = 50                      # lower is tried first (the native layout is 0)
+        model_type = "genomix-hyena"       # the family it loads as (class loaders refuse others early)
 
         def detect(self, path: Path) -> bool:
             ...  # cheap: look at file names / config fields only, never load weights

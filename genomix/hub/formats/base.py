@@ -41,6 +41,14 @@ class FormatAdapter(abc.ABC):
     patterns: tuple[str, ...] = ("*.json",)
     #: Adapters are tried in increasing priority; more specific layouts get lower numbers.
     priority: int = 100
+    #: The genomix ``model_type`` (family) every checkpoint of this layout loads as; empty where each
+    #: checkpoint's config names it (the native layout overrides :meth:`model_type_of`).
+    model_type: str = ""
+
+    def model_type_of(self, path: Path) -> str:
+        """The genomix ``model_type`` the checkpoint in directory ``path`` loads as, known before its weights are
+        read (so a class loader can refuse another family's checkpoint without loading it)."""
+        return self.model_type
 
     @abc.abstractmethod
     def detect(self, path: Path) -> bool:

@@ -23,6 +23,7 @@ class CaduceusFormat(FormatAdapter):
     name = "caduceus"
     patterns = ("config.json", "pytorch_model.bin", "model.safetensors")
     priority = 40
+    model_type = "genomix-caduceus"
 
     def detect(self, path: Path) -> bool:
         return config_for_detection(path).get("model_type") == "caduceus"

@@ -22,7 +22,10 @@ class GenomixNative(FormatAdapter):
     priority = 0
 
     def detect(self, path: Path) -> bool:
-        return str(config_for_detection(path).get("model_type", "")).startswith("genomix-")
+        return self.model_type_of(path).startswith("genomix-")
+
+    def model_type_of(self, path: Path) -> str:
+        return str(config_for_detection(path).get("model_type", ""))
 
     def load(self, path: Path) -> LoadedCheckpoint:
         data = read_json(path / "config.json")

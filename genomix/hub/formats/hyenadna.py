@@ -112,6 +112,7 @@ class HyenaDNAOriginal(FormatAdapter):
     name = "hyenadna"
     patterns = ("config.json", "weights.ckpt")
     priority = 20
+    model_type = HyenaConfig.model_type
 
     def detect(self, path: Path) -> bool:
         return (path / "weights.ckpt").is_file() and isinstance(config_for_detection(path).get("layer"), dict)

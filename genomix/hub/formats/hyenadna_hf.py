@@ -28,6 +28,7 @@ class HyenaDNAHF(FormatAdapter):
     name = "hyenadna-hf"
     patterns = ("config.json", "model.safetensors", "pytorch_model.bin")
     priority = 30
+    model_type = HyenaConfig.model_type
 
     def detect(self, path: Path) -> bool:
         if not any((path / f).is_file() for f in WEIGHT_FILES):

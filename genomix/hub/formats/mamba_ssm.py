@@ -48,6 +48,7 @@ class MambaSSMFormat(FormatAdapter):
     name = "mamba_ssm"
     patterns = ("config.json", "pytorch_model.bin", "model.safetensors")
     priority = 40
+    model_type = "genomix-mamba"
 
     def detect(self, path: Path) -> bool:
         raw = config_for_detection(path)

@@ -1,0 +1,81 @@
+"""The loader behind every genomix model class's ``from_pretrained`` (``HyenaForCausalLM.from_pretrained(...)``).
+
+transformers' own loader reads genomix's native layout only, and trusts the class it is called on: handed
+another family's checkpoint it builds that class with random weights, or fails in a config setter or after its
+load report. This one first detects the checkpoint's layout and family, as :func:`genomix.from_pretrained` does:
+
+- another family's checkpoint is refused with a :class:`CheckpointError` naming both, before any weight is read;
+- this family's native layout goes on to transformers' loader, with all of its options;
+- another layout of this family (HyenaDNA original or ``-hf``, mamba_ssm, Caduceus) is converted by its adapter
+  and loaded into this class's head, as ``genomix.from_pretrained(..., task=<this head>)`` would.
+
+``transformers.AutoModel*`` pass the config they have read (and picked the class from): that path is not checked
+again, nor is any call that passes its own ``config``.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Callable
+
+from ..errors import CheckpointError, ConfigError
+from ..model_types import FAMILY_MODULES
+from ..models.base import GenomixPreTrainedModel
+from ..models.registry import get_family
+from . import from_pretrained
+from .formats import FormatAdapter, detect_format
+from .formats.genomix_native import GenomixNative
+from .resolve import resolve
+
+#: transformers' ``from_pretrained`` options that say where the checkpoint is (passed on to :func:`resolve`).
+HUB_OPTIONS = ("revision", "cache_dir", "local_files_only", "token")
+
+
+def _task_of(cls: type[GenomixPreTrainedModel]) -> str | None:
+    """The task (``causal-lm``, ``base``, ...) whose head ``cls`` is in its family, or None for other classes."""
+    family = get_family(cls.config_class.model_type)
+    return next((task for task, model_class in family.models.items() if model_class is cls), None)
+
+
+def _check_family(cls: type[GenomixPreTrainedModel], name: str, adapter: FormatAdapter, model_type: str) -> None:
+    """Refuse a checkpoint whose family is not ``cls``'s, naming both and the loaders that would read it."""
+    expected = cls.config_class.model_type
+    if model_type == expected:
+        return
+    hint = f"genomix.from_pretrained({name!r}) picks the family from the checkpoint"
+    task = _task_of(cls) if expected in FAMILY_MODULES else None
+    if model_type in FAMILY_MODULES and task in get_family(model_type).models:
+        hint += f", or use {get_family(model_type).models[task].__name__}.from_pretrained"
+    raise CheckpointError(
+        f"{name}: a {model_type or 'unknown family'} checkpoint ({adapter.name} layout), which {cls.__name__} "
+        f"({expected}) cannot load; {hint}"
+    )
+
+
+def load_for_class(
+    cls: type[GenomixPreTrainedModel],
+    name_or_path: str | os.PathLike | None,
+    model_args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    native_loader: Callable[..., GenomixPreTrainedModel],
+) -> GenomixPreTrainedModel:
+    """``cls.from_pretrained(name_or_path, *model_args, **kwargs)`` for a genomix model class ``cls``;
+    ``native_loader`` is transformers' ``from_pretrained`` bound to ``cls``."""
+    if name_or_path is None or kwargs.get("config") is not None:
+        return native_loader(name_or_path, *model_args, **kwargs)
+    name = str(name_or_path)
+    directory = resolve(name_or_path, **{key: kwargs.get(key) for key in HUB_OPTIONS})
+    adapter = detect_format(directory)
+    _check_family(cls, name, adapter, adapter.model_type_of(directory))
+    if isinstance(adapter, GenomixNative):
+        return native_loader(name_or_path, *model_args, **kwargs)
+    task = _task_of(cls)
+    if task is None:
+        raise CheckpointError(
+            f"{name}: {cls.__name__} reads genomix-layout checkpoints only, and this one is in the {adapter.name} "
+            f"layout; load it with genomix.from_pretrained({name!r}) or convert it first (genomix convert)"
+        )
+    if model_args:
+        raise ConfigError(f"{cls.__name__}.from_pretrained: positional model arguments apply to genomix-layout "
+                          f"checkpoints only; {name} is in the {adapter.name} layout (pass config fields by name)")
+    overrides = {key: value for key, value in kwargs.items() if key not in HUB_OPTIONS}
+    return from_pretrained(directory, task=task, format=adapter.name, **overrides)
