@@ -1,4 +1,5 @@
-"""Checks on an output path before a command writes to it, so that a mistyped ``--out`` loses nothing.
+"""Checks on an output path before a command writes to it, so that a mistyped ``--out`` loses nothing, and
+the output folder of a training run (:func:`make_output_dir`).
 
 Commands write to a temporary name and rename when complete; this is what they check first. An output must
 not be an existing directory or one of the command's own inputs (with ``--overwrite`` a renamed result would
@@ -28,4 +29,18 @@ def check_output(out: str | os.PathLike, inputs: Iterable[str | os.PathLike | No
     return out
 
 
-__all__ = ["check_output"]
+def make_output_dir(out: str | os.PathLike) -> Path:
+    """``out`` (``~`` expanded) as a folder, created with its parents if missing: the output folder of a
+    training run. A folder that cannot be made (a file in the way, no permission, a read-only or virtual file
+    system) is refused in one line naming the path and the reason, instead of the OS error's traceback."""
+    out = Path(out).expanduser()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        blocker = next((p for p in (out, *out.parents) if p.exists() and not p.is_dir()), None)
+        reason = f"{blocker} is a file, not a folder" if blocker is not None else exc.strerror or str(exc)
+        raise InputFormatError(f"cannot create the output folder {out}: {reason}; choose another --out") from None
+    return out
+
+
+__all__ = ["check_output", "make_output_dir"]

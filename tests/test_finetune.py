@@ -230,19 +230,46 @@ def test_a_resumed_run_ends_where_the_uninterrupted_one_does(tmp_path, monkeypat
     assert all(torch.equal(last[0][k], last[1][k]) for k in last[0])
 
 
-def test_ctrl_c_says_which_checkpoint_is_kept(tmp_path, monkeypatch, capsys):
+def test_last_checkpoint_is_the_last_epoch_when_an_earlier_one_was_best(tmp_path, monkeypatch):
+    """last.ckpt follows every epoch, not only new bests: a resume continues after the last finished epoch,
+    while the best epoch is still the one tested and exported."""
+    task = _small_task(tmp_path, train_rows=64, eval_rows=32)
+    recipe = load_finetune_recipe("quick", max_epochs=2)
+
+    def worse_every_epoch(self):  # dev/mcc falls, so epoch 0 stays the best
+        self.log(f"dev/{self.recipe.monitor}", -float(self.current_epoch))
+
+    trained = []
+    monkeypatch.setattr(ClassificationModule, "on_validation_epoch_end", worse_every_epoch)
+    monkeypatch.setattr(ClassificationModule, "on_train_epoch_start",
+                        lambda self: trained.append(self.current_epoch), raising=False)
+    result = finetune("hyenadna-tiny-1k", task, tmp_path / "run", recipe, accelerator="cpu", quiet=True)
+    last = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert result.best_epoch == 0 and result.best_checkpoint.name == "best-epoch=0.ckpt"
+    assert last["epoch"] == 1 and last["global_step"] == 2 * torch.load(result.best_checkpoint)["global_step"]
+    recipe.max_epochs = 3
+    finetune("hyenadna-tiny-1k", task, tmp_path / "run", recipe, resume="auto", accelerator="cpu", quiet=True)
+    assert trained == [0, 1, 2]  # the resume trained epoch 2 only
+
+
+@pytest.mark.parametrize("epoch, kept", [(1, "; the last checkpoint, {last}, is kept: the same command with --resume"),
+                                          (0, ", before the run wrote a checkpoint: nothing is kept")])
+def test_ctrl_c_says_which_checkpoint_is_kept(tmp_path, monkeypatch, capsys, epoch, kept):
+    """The interrupt message names the checkpoint kept, and promises none before the first epoch has finished."""
     from genomix.cli import main
 
     task = _small_task(tmp_path, train_rows=64, eval_rows=32)
 
     def interrupt(self, batch, batch_idx):
-        if self.current_epoch == 1:
+        if self.current_epoch == epoch:
             raise KeyboardInterrupt
 
     monkeypatch.setattr(ClassificationModule, "on_train_batch_start", interrupt)
     assert main(["finetune", "--model", "hyenadna-tiny-1k", "--task", str(task), "--recipe", "quick", "--max-epochs",
                  "2", "--out", str(tmp_path / "run"), "--quiet"]) == 130
-    assert "stopped in epoch 1" in capsys.readouterr().err and (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    assert f"stopped in epoch {epoch}{kept.format(last=last)}" in capsys.readouterr().err
+    assert last.is_file() == bool(epoch)
 
 
 def test_a_diverging_run_stops_with_a_clear_error_instead_of_scoring_nan(tmp_path):

@@ -228,3 +228,43 @@ def test_a_run_saved_without_a_fingerprint_resumes_on_its_model_path(tmp_path, c
         finetune(str(checkpoint), task, run, recipe, resume="auto", accelerator="cpu", quiet=True)
     assert "before genomix kept a fingerprint" in caplog.text
     assert "# weights: sha256:" in (run / "recipe.yaml").read_text()
+
+
+def test_a_checkpoint_of_another_run_is_checked_like_the_runs_own(tmp_path, caplog):
+    """An explicit --resume checkpoint is held to its own run's recipe, task and model, whatever --out is; one
+    kept without its run is checked by its weights' shapes; a pretraining run's is named as such."""
+    from genomix.errors import CheckpointError
+
+    checkpoint, task, run, recipe = _finished_run(tmp_path)
+    last = run / "checkpoints" / "last.ckpt"
+    other_task = _table_task(tmp_path / "three", train=["0", "1", "2"] * 4, dev=["0", "1", "2"], test=["0", "1"])
+    with pytest.raises(ConfigError, match=r"cannot resume .*run: it was started with other settings \(task: "):
+        finetune(str(checkpoint), other_task, tmp_path / "new", recipe, resume=last, accelerator="cpu", quiet=True)
+    loose = tmp_path / "loose.ckpt"
+    shutil.copy(last, loose)
+    with caplog.at_level("WARNING", logger="genomix.tasks.finetune"):
+        with pytest.raises(CheckpointError, match=r"weights do not fit .*score\.proj\.weight: \(2, 128\) there, "
+                                                  r"\(3, 128\) here"):
+            finetune(str(checkpoint), other_task, tmp_path / "new", recipe, resume=loose, accelerator="cpu",
+                     quiet=True)
+    assert "without checking that it was made with this recipe" in caplog.text
+    pretraining = tmp_path / "p1"
+    (pretraining / "checkpoints").mkdir(parents=True)
+    (pretraining / "recipe.yaml").write_text("global_batch: 8\nmax_steps: 2\n")
+    shutil.copy(last, pretraining / "checkpoints" / "last.ckpt")
+    with pytest.raises(CheckpointError, match=rf"checkpoint of a pretraining run .*--model {pretraining / 'model'}"):
+        finetune(str(checkpoint), task, tmp_path / "new", recipe, resume=pretraining / "checkpoints" / "last.ckpt",
+                 accelerator="cpu", quiet=True)
+    with pytest.raises(ConfigError, match="holds a pretraining run, not a fine-tuning run"):
+        finetune(str(checkpoint), task, pretraining, recipe, accelerator="cpu", quiet=True)
+
+
+@pytest.mark.parametrize("args", [["finetune", "--model", "hyenadna-tiny-1k", "--task", "."],
+                                  ["icl", "--model", "hyenadna-tiny-1k", "--task", "."], ["pretrain", "--max-steps", "1"]])
+def test_an_output_folder_that_cannot_be_made_is_one_line(tmp_path, capsys, args):
+    """Every training command refuses an --out under a file in one line (genomix.outputs.make_output_dir)."""
+    (tmp_path / "afile").write_text("")
+    assert main(args + ["--out", str(tmp_path / "afile" / "run"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot create the output folder {tmp_path / 'afile' / 'run'}: {tmp_path / 'afile'} is a file" in err
+    assert "Traceback" not in err

@@ -21,7 +21,7 @@ from torch import nn
 
 import genomix
 from genomix.cli import main as cli_main
-from genomix.errors import TrainingError
+from genomix.errors import CheckpointError, TrainingError
 from genomix.genome import prepare_genome
 from genomix.train import load_recipe, pretrain
 from genomix.train import run as run_module
@@ -135,8 +135,45 @@ def test_ctrl_c_says_what_was_kept_and_how_to_continue(tmp_path, demo_store, mon
     monkeypatch.setattr(callbacks.ThroughputMonitor, "on_train_batch_end", interrupt)
     recipe = tiny_recipe(tmp_path, demo_store)
     assert cli_main(["pretrain", "--recipe", str(recipe), "--out", str(tmp_path / "run"), "--quiet"]) == 130
-    assert "stopped at step 2" in capsys.readouterr().err and (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    assert f"stopped at step 2; the last checkpoint, {last}, is kept" in capsys.readouterr().err and last.is_file()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_ctrl_c_before_the_first_checkpoint_says_nothing_is_kept(tmp_path, demo_store, monkeypatch, capsys, caplog):
+    """Stopped before its first checkpoint, a run promises none; ``--resume auto`` then starts afresh, saying so once."""
+    from genomix.train import callbacks
+
+    def interrupt(self, trainer, *args):
+        raise KeyboardInterrupt
+
+    recipe = tiny_recipe(tmp_path, demo_store, checkpoint_every=10)
+    with monkeypatch.context() as patch:
+        patch.setattr(callbacks.ThroughputMonitor, "on_train_batch_end", interrupt)
+        assert cli_main(["pretrain", "--recipe", str(recipe), "--out", str(tmp_path / "run"), "--quiet"]) == 130
+    assert ", before the run wrote a checkpoint: nothing is kept" in capsys.readouterr().err
+    with caplog.at_level("INFO", logger="genomix.train.run"):
+        assert cli_main(["pretrain", "--recipe", str(recipe), "--out", str(tmp_path / "run"), "--quiet", "--resume",
+                         "auto", "--max-steps", "1"]) == 0
+    assert caplog.text.count("starting a fresh run") == 1
+
+
+def test_a_checkpoint_of_another_kind_or_size_of_model_is_refused_by_name(tmp_path, demo_store, capsys):
+    """A fine-tuning run's folder or checkpoint is named as such, not read as a pretraining recipe; a checkpoint of
+    another model size is a CheckpointError naming the weights that differ, not Lightning's size mismatch."""
+    run = tmp_path / "ft"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "recipe.yaml").write_text("batch_size: 8\nmax_epochs: 1\n")
+    torch.save({"state_dict": {}}, run / "checkpoints" / "last.ckpt")
+    assert cli_main(["pretrain", "--resume", str(run / "checkpoints" / "last.ckpt"), "--out", str(tmp_path / "x"),
+                     "--quiet"]) == 2
+    assert "it is a checkpoint of a fine-tuning run" in capsys.readouterr().err
+    recipe = tiny_recipe(tmp_path, demo_store, max_steps=1)
+    pretrain(load_recipe(recipe), tmp_path / "small", quiet=True)
+    wider = load_recipe(recipe)
+    wider.model_overrides = {**TINY_HYENA, "d_model": 48}
+    with pytest.raises(CheckpointError, match=r"its weights do not fit .*\(16, 32\) there, \(16, 48\) here"):
+        pretrain(wider, tmp_path / "wide", resume=tmp_path / "small" / "checkpoints" / "last.ckpt", quiet=True)
 
 
 def test_a_named_model_is_built_as_named_not_with_the_recipes_overrides():

@@ -45,13 +45,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _saved_recipe(args: argparse.Namespace) -> Path | None:
-    """The recipe a resumed run was made with (``recipe.yaml`` beside its checkpoints), or None for a new run."""
-    from ..train.run import resolve_resume
+def _resume_point(args: argparse.Namespace) -> tuple[Path | None, Path | None]:
+    """The checkpoint ``--resume`` names (resolved once: ``auto`` without one logs a fresh start once) and the
+    recipe its run was made with (``recipe.yaml`` beside its checkpoints); ``(None, None)`` for a new run. A
+    checkpoint of a fine-tuning run is refused as such, before its recipe is read as a pretraining one."""
+    from ..train.run import resolve_resume, resume_source
 
     checkpoint = resolve_resume(args.resume, Path(args.out).expanduser())
-    saved = checkpoint.parent.parent / "recipe.yaml" if checkpoint is not None else None
-    return saved if saved is not None and saved.is_file() else None
+    if checkpoint is None:
+        return None, None
+    saved = resume_source(checkpoint, "pretraining") / "recipe.yaml"
+    return checkpoint, saved if saved.is_file() else None
 
 
 #: Recipe fields a resumed run may change: how long it runs and how each step is executed.
@@ -110,7 +114,7 @@ def _fresh_recipe(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from ..train import load_recipe, pretrain
 
-    saved = _saved_recipe(args)
+    checkpoint, saved = _resume_point(args)
     if saved is None:
         recipe = _fresh_recipe(args)
     else:
@@ -134,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
         logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
     devices = int(args.devices) if str(args.devices).isdigit() else args.devices
     result = pretrain(recipe, Path(args.out), devices=devices, num_nodes=args.num_nodes, strategy=args.strategy,
-                      resume=args.resume, cache=args.cache_dir, quiet=args.quiet)
+                      resume=checkpoint, cache=args.cache_dir, quiet=args.quiet)
     if result.global_rank != 0:  # one report per run, not per process
         return 0
     print(f"model saved to {result.model_dir} (load with genomix.from_pretrained({str(result.model_dir)!r}))")

@@ -36,16 +36,18 @@ import lightning as L
 import numpy as np
 import torch
 import yaml
-from lightning.pytorch.callbacks import ModelCheckpoint
 
+from ..devices import require_cuda
 from ..errors import ConfigError, InputFormatError, TrainingError
 from ..models.fixed_filters import hold_fixed_filters
 from ..models.inference_loop import inference_loop
+from ..outputs import make_output_dir
 from ..resume import changed_settings, flat_settings, weights_fingerprint
+from ..train.callbacks import EpochCheckpoint
 from ..train.checkpoint_io import AtomicCheckpointIO
 from ..train.module import adamw_warmup_cosine, check_finite_loss, seed_step
-from ..train.run import (LAST, atomic_write_text, export_pretrained, fit_telling_interrupts, resolve_resume,
-                         run_loggers)
+from ..train.run import (LAST, atomic_write_text, check_checkpoint_fits, export_pretrained, fit_telling_interrupts,
+                         refuse_used_out, resolve_resume, resume_source, run_loggers)
 from .batches import fit_lengths, loader
 from .identity import BASE_MODEL_KEYS, check_base_model, run_identity
 from .labelled import LabelledSequences, TaskData, load_task
@@ -194,20 +196,6 @@ def write_predictions(path: Path, logits: np.ndarray, labels: np.ndarray, label_
     atomic_write_text(path, "\n".join(lines) + "\n")
 
 
-def require_cuda(device: str, option: str) -> None:
-    """Refuse a CUDA ``device`` (``gpu``, ``cuda``, ``cuda:N``; given as ``option``) that this machine
-    lacks, before anything is loaded."""
-    kind, _, index = device.partition(":")
-    if kind not in ("gpu", "cuda"):
-        return
-    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    if count == 0:
-        raise ConfigError(f"{option} {device}: no CUDA device is available on this machine (torch "
-                          f"{torch.__version__}, CUDA build: {torch.version.cuda or 'none'}); use cpu instead")
-    if index.isdigit() and int(index) >= count:
-        raise ConfigError(f"{option} {device}: this machine has {count} CUDA device(s), numbered 0..{count - 1}")
-
-
 def _recipe_text(recipe: FinetuneRecipe, identity: dict[str, str]) -> str:
     """``recipe.yaml``: the recipe, then the run's identity as comment lines (``# model: ...``), so that
     the file stays a recipe that ``--recipe`` reads."""
@@ -238,6 +226,17 @@ def check_resumable(out: Path, saved: dict[str, str], recipe: FinetuneRecipe, id
                           f"with the run's settings (see {out / 'recipe.yaml'}), or start a new run with another --out")
 
 
+def _resumed_settings(checkpoint: Path, source: Path) -> dict[str, str] | None:
+    """The settings (:func:`saved_settings`) of the run in ``source`` that wrote ``checkpoint``, which a resume must
+    keep; ``None``, with a warning, for a checkpoint kept without its run's ``recipe.yaml``, whose recipe, task
+    and base model then go unchecked (its weights' names and shapes are still checked)."""
+    saved = saved_settings(source)
+    if saved is None:
+        log.warning("%s has no recipe.yaml beside its checkpoints folder: resuming from %s without checking that it "
+                    "was made with this recipe, task and model", source, checkpoint)
+    return saved
+
+
 def finetune(model: str, task: str | os.PathLike | TaskData, out_dir: str | os.PathLike, recipe: FinetuneRecipe,
              *, revision: str | None = None, resume: str | os.PathLike | None = None, accelerator: str = "auto",
              devices: int = 1, strategy: str = "auto", quiet: bool = False) -> FinetuneResult:
@@ -250,16 +249,17 @@ def finetune(model: str, task: str | os.PathLike | TaskData, out_dir: str | os.P
     if devices < 1 or recipe.batch_size % devices:
         raise ConfigError(f"batch size {recipe.batch_size} cannot be split over {devices} devices: the recipe's "
                           "batch_size is the global batch and must be a multiple of --devices")
-    out = Path(out_dir).expanduser()
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_output_dir(out_dir)
     ckpt_path = resolve_resume(resume, out)
-    if ckpt_path is None and (out / "checkpoints" / LAST).is_file():
-        raise ConfigError(f"{out} already holds a fine-tuning run; pass --resume auto to continue it, or choose "
-                          "another --out")
     identity = run_identity(model, task)
-    saved = saved_settings(out) if ckpt_path is not None else None
+    if ckpt_path is None:
+        refuse_used_out(out, "fine-tuning")
+        source, saved = out, None
+    else:
+        source = resume_source(ckpt_path, "fine-tuning")
+        saved = _resumed_settings(ckpt_path, source)
     if saved is not None:
-        check_resumable(out, saved, recipe, identity)
+        check_resumable(source, saved, recipe, identity)
     task = task if isinstance(task, TaskData) else load_task(task)
     L.seed_everything(recipe.seed, workers=True, verbose=False)
 
@@ -280,7 +280,7 @@ def finetune(model: str, task: str | os.PathLike | TaskData, out_dir: str | os.P
     classifier = load_classifier(model, task.num_labels, task.label_names, recipe, revision)
     identity["weights"] = weights_fingerprint(classifier.base_model)  # the pretrained backbone; the head is new
     if saved is not None:
-        check_base_model(saved, identity, out / "recipe.yaml")
+        check_base_model(saved, identity, source / "recipe.yaml")
     limit = getattr(classifier.config, "max_seq_len", None)
     max_length = recipe.max_length or limit
     if max_length is None:
@@ -291,8 +291,10 @@ def finetune(model: str, task: str | os.PathLike | TaskData, out_dir: str | os.P
     test = fit_lengths(test, max_length, recipe.truncation) if test is not None else None
 
     module = ClassificationModule(classifier, recipe, train, dev)
+    if ckpt_path is not None:
+        check_checkpoint_fits(ckpt_path, module)
 
-    best = ModelCheckpoint(dirpath=out / "checkpoints", filename="best-{epoch}", monitor=f"dev/{recipe.monitor}",
+    best = EpochCheckpoint(dirpath=out / "checkpoints", filename="best-{epoch}", monitor=f"dev/{recipe.monitor}",
                            mode="max", save_top_k=1, save_last=True, save_on_train_epoch_end=False)
     callbacks: list[L.Callback] = [best]
     if not quiet:
@@ -314,9 +316,7 @@ def finetune(model: str, task: str | os.PathLike | TaskData, out_dir: str | os.P
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         fit_telling_interrupts(
-            trainer, module, lambda: f"stopped in epoch {trainer.current_epoch}; the checkpoint of the last "
-                                     f"finished epoch in {out / 'checkpoints'} is kept: the same command with "
-                                     "--resume auto continues from it",
+            trainer, module, lambda: f"stopped in epoch {trainer.current_epoch}", out / "checkpoints" / LAST,
             ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True)
 
     best_path = Path(best.best_model_path) if best.best_model_path else out / "checkpoints" / LAST

@@ -35,18 +35,19 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..devices import resolve_device
 from ..errors import CheckpointError, ConfigError, RangeError, TrainingError
 from ..models.inference_loop import inference_loop
 from ..models.tasks import CausalLMMixin, MaskedLMMixin
+from ..outputs import make_output_dir
 from ..resume import changed_settings, flat_settings, weights_fingerprint
 from ..tokenizer import A_ID, MASK_ID, PAD_ID, RESERVED_ID, SEP_ID, T_ID, encode
-from ..train.recipe import config_dirs, from_mapping, read_named_yaml
+from ..train.recipe import check_field_types, config_dirs, from_mapping, read_named_yaml
 from ..train.run import atomic_write_text
-from .finetune import require_cuda, write_predictions
+from .finetune import write_predictions
 from .identity import BASE_MODEL_KEYS, check_base_model, run_identity
 from .labelled import LabelledSequences, TaskData, load_task
 from .metrics import classification_metrics
-from .recipe import check_field_types
 
 log = logging.getLogger(__name__)
 
@@ -317,18 +318,6 @@ def _prompting_lm(model_name: str, revision: str | None, soft_prompt: bool) -> n
     return model
 
 
-def _torch_device(device: str | None) -> torch.device:
-    """``device`` (default: cuda when available), refused when malformed or when this machine lacks it."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        parsed = torch.device(device)
-    except RuntimeError:
-        raise ConfigError(f"--device {device!r} is not a device; use cpu, cuda or cuda:N") from None
-    require_cuda(str(parsed), "--device")
-    return parsed
-
-
 def run_icl(model: str, task: str | os.PathLike | TaskData, out_dir: str | os.PathLike, recipe: IclRecipe, *,
             revision: str | None = None, device: str | None = None, resume: bool = False,
             quiet: bool = False) -> dict[str, Any]:
@@ -341,13 +330,13 @@ def run_icl(model: str, task: str | os.PathLike | TaskData, out_dir: str | os.Pa
     out = Path(out_dir).expanduser()
     if (out / CHECKPOINT).is_file() and not resume:
         raise ConfigError(f"{out} already holds a soft-prompt run; pass --resume to continue it, or choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
+    make_output_dir(out)
     task_source = task
     task = task if isinstance(task, TaskData) else load_task(task)
     train = task.split("train")
     if recipe.train_rows is not None:
         train = train.head(recipe.train_rows)
-    torch_device = _torch_device(device)
+    torch_device = resolve_device(device)
     lm = _prompting_lm(model, revision, soft_prompt=recipe.soft_prompt_tokens > 0).to(torch_device).eval()
     lm.requires_grad_(False)
     builder = PromptBuilder(train, task.num_labels, recipe, masked=isinstance(lm, MaskedLMMixin))

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import typing
 from typing import Any
 
 import yaml
 
 from ..errors import ConfigError
-from ..train.recipe import OptimConfig, config_dirs, from_mapping, read_named_yaml
+from ..train.recipe import OptimConfig, check_field_types, config_dirs, from_mapping, read_named_yaml
 from .metrics import METRICS
 
 TRUNCATION = ("error", "keep-start", "keep-end")
@@ -81,35 +80,6 @@ def load_finetune_recipe(name_or_path: str | os.PathLike, **overrides: Any) -> F
                                  "fine-tuning recipe", **overrides)
     check_field_types(FinetuneRecipe, data, str(path))
     return from_mapping(FinetuneRecipe, data, str(path), {"optim": OptimConfig})
-
-
-_KINDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
-
-
-def _accepts(kind: type, value: Any) -> bool:
-    if kind is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    return isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
-
-
-def check_field_types(cls: type, data: dict[str, Any], where: str, prefix: str = "") -> None:
-    """Refuse a value of the wrong type for a scalar field of the dataclass ``cls`` (``max_epochs: one``)
-    with a :class:`ConfigError` naming the key and the file ``where``; nested dataclass fields are checked
-    in turn. Unknown keys are left to :func:`~genomix.train.recipe.from_mapping`."""
-    hints = typing.get_type_hints(cls)
-    for key, value in data.items():
-        kind = hints.get(key)
-        if dataclasses.is_dataclass(kind) and isinstance(value, dict):
-            check_field_types(kind, value, where, f"{prefix}{key}.")
-            continue
-        options = typing.get_args(kind) or (kind,)
-        if value is None and type(None) in options:
-            continue
-        scalar = next((k for k in options if k in _KINDS), None)
-        if scalar is None or _accepts(scalar, value):
-            continue
-        hint = " (YAML reads 1e-3 as text: write 1.0e-3)" if scalar is float and isinstance(value, str) else ""
-        raise ConfigError(f"{where}: field {prefix}{key} must be {_KINDS[scalar]}, got {value!r}{hint}")
 
 
 def dump_finetune_recipe(recipe: FinetuneRecipe) -> str:

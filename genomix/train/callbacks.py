@@ -1,4 +1,5 @@
-"""Lightning callbacks of a pretraining run: sampler progress for exact resume, and throughput/MFU."""
+"""Lightning callbacks of training runs: sampler progress for exact resume, checkpoint cadence (pretraining's
+periodic and final checkpoints, fine-tuning's checkpoint of every epoch) and throughput/MFU."""
 from __future__ import annotations
 
 import time
@@ -75,6 +76,17 @@ class PeriodicCheckpoint(ModelCheckpoint):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         return None
+
+
+class EpochCheckpoint(ModelCheckpoint):
+    """``ModelCheckpoint`` (with ``save_last``) that rewrites ``last`` after every validation, so ``last`` is
+    always the last finished epoch. Lightning >= 2.6 writes ``last`` only when a new top-k checkpoint is saved,
+    which leaves it at the best epoch: a resume would then train every later epoch again."""
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_validation_end(trainer, pl_module)  # top-k, and ``last`` when it saved a new best
+        if not self._should_skip_saving_checkpoint(trainer) and not self._should_save_on_train_epoch_end(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
 
 class ThroughputMonitor(L.Callback):

@@ -33,11 +33,14 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         finally:
             tmp.unlink(missing_ok=True)
 
-    def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = True) -> dict[str, Any]:
+    def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = True,
+                        mmap: bool = False) -> dict[str, Any]:
+        """The checkpoint at ``path``; ``mmap`` maps its tensors instead of reading them (a check of names and
+        shapes then costs little, however large the model)."""
         path = Path(path)
         if not path.is_file():
             raise CheckpointError(f"checkpoint {path} does not exist; pass an existing .ckpt or --resume auto")
         try:
-            return torch.load(path, map_location=map_location or "cpu", weights_only=True)
+            return torch.load(path, map_location=map_location or "cpu", weights_only=True, mmap=mmap)
         except Exception as exc:  # truncated, foreign or tampered files
             raise CheckpointError(f"cannot read checkpoint {path}: {exc}; resume from another checkpoint") from exc

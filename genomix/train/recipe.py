@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -162,6 +163,72 @@ def from_mapping(cls: type, data: dict[str, Any], where: str, nested: dict[str, 
     return cls(**kwargs)
 
 
+_KINDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+
+
+def _accepts(kind: type, value: Any) -> bool:
+    """Whether YAML ``value`` is of the scalar ``kind``: a float field takes an int (``lr: 1``), no field
+    takes a bool unless it is one (``True`` is an ``int`` in Python, not in a recipe)."""
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
+
+
+def _type_error(kind: Any, value: Any) -> str | None:
+    """What is wrong with ``value`` for a field annotated ``kind`` (``None``: nothing): scalars by
+    :func:`_accepts`, optional fields also take ``null``, tuple fields a list of such scalars, dict fields a
+    mapping; other annotations are not checked."""
+    origin, options = typing.get_origin(kind), typing.get_args(kind)
+    if value is None and type(None) in options:
+        return None
+    if origin is tuple:
+        return _tuple_error(options, value)
+    if origin is dict:
+        return None if isinstance(value, dict) else f"must be a mapping, got {value!r}"
+    scalar = next((k for k in options or (kind,) if k in _KINDS), None)
+    if scalar is None or _accepts(scalar, value):
+        return None
+    hint = " (YAML reads 1e-3 as text: write 1.0e-3)" if scalar is float and _numeric_text(value) else ""
+    return f"must be {_KINDS[scalar]}, got {value!r}{hint}"
+
+
+def _numeric_text(value: Any) -> bool:
+    """Whether ``value`` is a string that Python reads as a number (``"2e-3"``: YAML 1.1 wants ``2.0e-3``)."""
+    if not isinstance(value, str):
+        return False
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _tuple_error(options: tuple[Any, ...], value: Any) -> str | None:
+    """What is wrong with ``value`` for a ``tuple[X, ...]`` or ``tuple[X, Y]`` field (``None``: nothing)."""
+    if not isinstance(value, (list, tuple)):
+        return f"must be a list, got {value!r}"
+    if options[-1] is Ellipsis:
+        options = options[:1] * len(value)
+    elif len(value) != len(options):
+        return f"must be a list of {len(options)} items, got {value!r}"
+    return next((f"item {i + 1} {error}" for i, (kind, item) in enumerate(zip(options, value))
+                 if (error := _type_error(kind, item))), None)
+
+
+def check_field_types(cls: type, data: dict[str, Any], where: str, prefix: str = "") -> None:
+    """Refuse a value of the wrong type for a field of the dataclass ``cls`` (``max_epochs: one``,
+    ``lr: 2e-3``, which YAML reads as a string) with a :class:`ConfigError` naming the key and the file
+    ``where``, before the value reaches the optimiser or Lightning; nested dataclass fields are checked in
+    turn. Unknown keys are left to :func:`from_mapping`."""
+    hints = typing.get_type_hints(cls)
+    for key, value in data.items():
+        kind = hints.get(key)
+        if dataclasses.is_dataclass(kind) and isinstance(value, dict):
+            check_field_types(kind, value, where, f"{prefix}{key}.")
+        elif kind is not None and (error := _type_error(kind, value)):
+            raise ConfigError(f"{where}: field {prefix}{key} {error}")
+
+
 def read_named_yaml(name_or_path: str | os.PathLike, dirs: list[Path], kind: str, **overrides: Any) -> tuple[dict[str, Any], Path]:
     """The mapping of a YAML file given by path or by name (``<dir>/<name>.yaml``, first of ``dirs``),
     with top-level ``overrides`` applied (``None`` values are ignored: unset CLI flags)."""
@@ -204,6 +271,7 @@ def load_recipe(name_or_path: str | os.PathLike, **overrides: Any) -> Recipe:
     ``overrides`` replace top-level fields; ``None`` values are ignored (unset CLI flags).
     """
     data, path = read_named_yaml(name_or_path, recipe_dirs(), "pretraining recipe", **overrides)
+    check_field_types(Recipe, data, str(path))
     return from_mapping(Recipe, data, str(path), {"optim": OptimConfig, "warmup": WarmupConfig, "data": DataConfig})
 
 

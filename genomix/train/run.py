@@ -22,10 +22,12 @@ from typing import Any, Callable
 
 import lightning as L
 import torch
+import yaml
 from lightning.pytorch.loggers import CSVLogger, Logger
 
 from ..errors import CheckpointError, ConfigError
 from ..kernels.scan.ops import checkpoint_keeps_scan
+from ..outputs import make_output_dir
 from .callbacks import FinalCheckpoint, PeriodicCheckpoint, SamplerProgress, StageAccumulation, ThroughputMonitor
 from .checkpoint_io import AtomicCheckpointIO
 from .data import GenomeDataModule, resolve_store
@@ -105,6 +107,69 @@ def resolve_resume(resume: str | os.PathLike | None, out_dir: Path) -> Path | No
     if not zipfile.is_zipfile(path):  # torch.save writes a zip archive
         raise CheckpointError(f"cannot resume from {path}: not a checkpoint (a .ckpt that genomix wrote)")
     return path
+
+
+#: A field that only one kind of training run's ``recipe.yaml`` has, and the kind it names in messages.
+_KIND_FIELDS = (("global_batch", "pretraining"), ("max_epochs", "fine-tuning"))
+
+
+def recorded_run_kind(run_dir: Path) -> str | None:
+    """The kind of training run (``pretraining``, ``fine-tuning``) that ``run_dir`` holds, by a field only
+    that kind's ``recipe.yaml`` has; ``None`` without a readable one."""
+    try:
+        recipe = yaml.safe_load((run_dir / "recipe.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    if not isinstance(recipe, dict):
+        return None
+    return next((kind for field, kind in _KIND_FIELDS if field in recipe), None)
+
+
+def refuse_used_out(out: Path, kind: str) -> None:
+    """Refuse to start a new ``kind`` run in ``out`` when a run there has written a checkpoint: a run of the
+    same kind can be continued (--resume auto), one of another kind cannot and is named as what it is."""
+    if not (out / "checkpoints" / LAST).is_file():
+        return
+    held = recorded_run_kind(out)
+    if held is not None and held != kind:
+        raise ConfigError(f"{out} holds a {held} run, not a {kind} run; choose another --out")
+    raise ConfigError(f"{out} already holds a {kind} run; pass --resume auto to continue it, or choose another --out")
+
+
+def resume_source(checkpoint: Path, kind: str) -> Path:
+    """The run folder that wrote ``checkpoint`` (``RUN/checkpoints/last.ckpt`` -> ``RUN``), after refusing a
+    checkpoint of another kind of run than ``kind``, whose recipe and weights could only fail to fit."""
+    run_dir = checkpoint.parent.parent
+    held = recorded_run_kind(run_dir)
+    if held is not None and held != kind:
+        hint = f"; to fine-tune its model, pass --model {run_dir / 'model'}" if held == "pretraining" else ""
+        raise CheckpointError(f"cannot resume from {checkpoint}: it is a checkpoint of a {held} run ({run_dir}), "
+                              f"not of a {kind} run{hint}")
+    return run_dir
+
+
+def check_checkpoint_fits(checkpoint: Path, module: L.LightningModule) -> None:
+    """Refuse to resume ``module`` from ``checkpoint`` when the weights it holds have other names or shapes (a
+    checkpoint of another model size or head), naming the first differences, before Lightning's size-mismatch
+    traceback. The tensors are memory-mapped, not read."""
+    saved = AtomicCheckpointIO().load_checkpoint(checkpoint, mmap=True).get("state_dict", {})
+    expected = module.state_dict()
+    differences = [f"{key} missing" for key in expected if key not in saved]
+    differences += [f"{key} unexpected" for key in saved if key not in expected]
+    differences += [f"{key}: {tuple(saved[key].shape)} there, {tuple(value.shape)} here"
+                    for key, value in expected.items() if key in saved and saved[key].shape != value.shape]
+    if differences:
+        shown = "; ".join(differences[:3]) + (f"; and {len(differences) - 3} more" if len(differences) > 3 else "")
+        raise CheckpointError(f"cannot resume from {checkpoint}: its weights do not fit this run's model ({shown}); "
+                              "it was made for another model or task: resume from a checkpoint of this run")
+
+
+def interrupted(stopped: str, last: Path) -> str:
+    """What a run that Ctrl-C ``stopped`` (where, e.g. ``stopped at step 6``) keeps, truthfully: its ``last``
+    checkpoint and how to continue from it, or, stopped before the first one, that nothing is kept."""
+    if last.is_file():
+        return f"{stopped}; the last checkpoint, {last}, is kept: the same command with --resume auto continues from it"
+    return f"{stopped}, before the run wrote a checkpoint: nothing is kept, so the same command starts it again"
 
 
 def run_loggers(out_dir: Path) -> list[Logger]:
@@ -201,12 +266,12 @@ def pretrain(
             raise ConfigError(f"cuda_graphs needs a CUDA GPU (accelerator {accelerator!r}, CUDA available: "
                               f"{torch.cuda.is_available()}); set cuda_graphs: false to train without graphs")
         graph_autocast_dtype(precision)  # refuses 16-mixed before any work is done
-    out = Path(out_dir).expanduser()
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_output_dir(out_dir)
     ckpt_path = resolve_resume(resume, out)
-    if ckpt_path is None and (out / "checkpoints" / LAST).is_file():
-        raise ConfigError(f"{out} already holds a pretraining run; pass --resume auto to continue it, or choose "
-                          "another --out")
+    if ckpt_path is None:
+        refuse_used_out(out, "pretraining")
+    else:
+        resume_source(ckpt_path, "pretraining")
     L.seed_everything(recipe.seed, workers=True, verbose=False)
 
     store = resolve_store(recipe.data.genome, bed=recipe.data.bed, cache=cache, quiet=quiet)
@@ -218,6 +283,8 @@ def pretrain(
     module = LanguageModelingModule(model, recipe.task, recipe.optim, recipe.horizon, seed=recipe.seed,
                                     gradient_clip=recipe.gradient_clip,
                                     step_runner="graph" if recipe.cuda_graphs else None)
+    if ckpt_path is not None:
+        check_checkpoint_fits(ckpt_path, module)
 
     stages = plan_warmup(recipe.seq_len, recipe.global_batch, recipe.micro_batch_tokens, world_size,
                          recipe.warmup.start_seq_len, recipe.warmup.stage_epochs)
@@ -256,9 +323,7 @@ def pretrain(
         # with cuda_graphs (manual optimisation) a checkpoint holds the weights after the step, as without
         warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
         fit_telling_interrupts(
-            trainer, module, lambda: f"stopped at step {trainer.global_step}; the last checkpoint in "
-                                     f"{out / 'checkpoints'} is kept: the same command with --resume auto continues "
-                                     "from it",
+            trainer, module, lambda: f"stopped at step {trainer.global_step}", out / "checkpoints" / LAST,
             datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True)
     model_dir = out / "model"
     save_final_model(trainer, module, model_dir)
@@ -266,18 +331,19 @@ def pretrain(
     return RunResult(model_dir, out / "checkpoints" / LAST, metrics, stages, trainer.global_rank)
 
 
-def fit_telling_interrupts(trainer: L.Trainer, module: L.LightningModule, kept: Callable[[], str],
+def fit_telling_interrupts(trainer: L.Trainer, module: L.LightningModule, stopped: Callable[[], str], last: Path,
                            **fit_kwargs: Any) -> None:
-    """``trainer.fit(module, **fit_kwargs)``, where Ctrl-C ends in a ``KeyboardInterrupt`` whose message is
-    ``kept()`` (where the run stopped, what it kept, how to continue). Lightning turns Ctrl-C into a shutdown
-    and ``exit(1)`` that says nothing, and leaves Ctrl-C ignored; the handler is restored."""
+    """``trainer.fit(module, **fit_kwargs)``, where Ctrl-C ends in a ``KeyboardInterrupt`` whose message says
+    where the run stopped (``stopped()``), whether its ``last`` checkpoint is kept and how to continue
+    (:func:`interrupted`). Lightning turns Ctrl-C into a shutdown and ``exit(1)`` that says nothing, and leaves
+    Ctrl-C ignored; the handler is restored."""
     try:
         trainer.fit(module, **fit_kwargs)
     except SystemExit:
         if not trainer.interrupted:
             raise
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        raise KeyboardInterrupt(kept()) from None
+        raise KeyboardInterrupt(interrupted(stopped(), last)) from None
 
 
 def _world_size(devices: int | str, num_nodes: int, accelerator: str) -> int:
