@@ -26,15 +26,22 @@ fi
 # shellcheck disable=SC2086
 python pipelines/finetune_gue.py --model "$PRETRAINED" --gue "$GUE" --tasks $TASKS --recipe "$FINETUNE_RECIPE" \
   --out "$OUT/finetune" ${FINETUNE_ARGS:-}
+failed=0
 for task in $ICL_TASKS; do
   name=${task//\//_}
   for recipe in kshot soft-prompt; do
     dest="$OUT/icl/$recipe/$name"
     [ -f "$dest/metrics.json" ] && continue
     extra=(--shots "${ICL_SHOTS:-1}"); [ "$recipe" = soft-prompt ] && read -ra extra <<< "${SOFT_PROMPT_ARGS:-}"
-    python -m genomix icl --model "$PRETRAINED" --task "$GUE/$task" --recipe "$recipe" "${extra[@]}" --out "$dest" \
-      --resume --quiet ${ICL_ARGS:-} > /dev/null
+    # a failed task is reported and the others still run, as in finetune_gue.py; the script then exits 1
+    if ! python -m genomix icl --model "$PRETRAINED" --task "$GUE/$task" --recipe "$recipe" "${extra[@]}" \
+        --out "$dest" --resume --quiet ${ICL_ARGS:-} > /dev/null; then
+      echo "$task $recipe: icl failed (its error is above)" >&2
+      failed=1
+      continue
+    fi
     python -c "import json,sys; m=json.load(open(sys.argv[1]))['metrics']['test']; print(sys.argv[2], sys.argv[3], 'test MCC %.3f acc %.3f' % (m['mcc'], m['accuracy']))" \
       "$dest/metrics.json" "$task" "$recipe"
   done
 done
+exit "$failed"

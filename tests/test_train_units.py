@@ -78,6 +78,17 @@ def test_shipped_recipes_load_and_typos_are_errors(tmp_path):
     assert load_recipe("demo", max_steps=3, seed=None).max_steps == 3
 
 
+def test_every_shipped_recipes_windows_fit_its_model():
+    """A recipe whose seq_len its model cannot hold would be refused only after the genome store is built (for
+    hg38, a download); every shipped one must fit, and a bad one is refused from its config alone."""
+    from genomix.train.run import check_seq_len_fits
+
+    for name in available_recipes():
+        check_seq_len_fits(load_recipe(name))
+    with pytest.raises(ConfigError, match="seq_len 2048 exceeds hyenadna-tiny-1k's max_seq_len 1026"):
+        check_seq_len_fits(load_recipe("demo", model="hyenadna-tiny-1k", seq_len=2048))
+
+
 @pytest.mark.parametrize("text, message", [
     ("optim:\n  lr: 2e-3\n", r"field optim.lr must be a number, got '2e-3' \(YAML reads 1e-3 as text"),
     ("max_steps: '3'\n", "field max_steps must be an integer, got '3'"),

@@ -267,6 +267,9 @@ def test_a_bgzip_file_is_indexed_in_place_like_tabix_does(indexed, tmp_path):
     data = tmp_path / "theirs.vcf.gz"
     data.write_bytes(indexed["tbi"].read_bytes())  # compressed by htslib, with its own block boundaries
     assert index_vcf(data) == data and (tmp_path / "theirs.vcf.gz.tbi").is_file()
+    with pytest.raises(InputFormatError, match=r"theirs.vcf.gz.tbi exists; pass --overwrite"):
+        index_vcf(data)  # as tabix without -f
+    assert index_vcf(data, overwrite=True) == data
     with pysam.TabixFile(str(data)) as ours, pysam.TabixFile(str(indexed["tbi"])) as theirs:
         for region in (Region("1", 0, 50_000), Region("1", 1_234_567, 1_900_000), Region("2", 500_000, None)):
             assert list(ours.fetch(region.chrom, region.start, region.end)) == list(

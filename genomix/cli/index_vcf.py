@@ -13,7 +13,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", help="bgzip copy to write (default: none for a bgzip input, indexed in place; "
                         "the input with .gz added for plain text; required for a gzip input)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing bgzip copy (--out, or the "
-                        "default name for a plain VCF)")
+                        "default name for a plain VCF), or the existing index of a bgzip input")
     parser.set_defaults(func=_run)
 
 

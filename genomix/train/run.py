@@ -62,6 +62,17 @@ def build_model(recipe: Recipe) -> torch.nn.Module:
     return model
 
 
+def check_seq_len_fits(recipe: Recipe) -> None:
+    """Refuse a recipe whose ``seq_len`` exceeds its model's ``max_seq_len`` (with the recipe's overrides), from
+    the config alone."""
+    from ..models.registry import load_config
+
+    max_len = getattr(load_config(recipe.model, **dict(recipe.model_overrides)), "max_seq_len", None)
+    if max_len is not None and recipe.seq_len > max_len:
+        raise ConfigError(f"seq_len {recipe.seq_len} exceeds {recipe.model}'s max_seq_len {max_len}; "
+                          "pick a longer model or pass model_overrides: {max_seq_len: ...}")
+
+
 def enable_activation_checkpointing(model: torch.nn.Module, offload: bool = False, keep_scan: bool = False) -> None:
     """Per-block activation checkpointing through transformers' switch (each family honours it).
 
@@ -274,12 +285,9 @@ def pretrain(
         resume_source(ckpt_path, "pretraining")
     L.seed_everything(recipe.seed, workers=True, verbose=False)
 
+    check_seq_len_fits(recipe)  # before the genome store, which may mean downloading a genome
     store = resolve_store(recipe.data.genome, bed=recipe.data.bed, cache=cache, quiet=quiet)
     model = build_model(recipe)
-    max_len = getattr(getattr(model, "config", None), "max_seq_len", None)
-    if max_len is not None and recipe.seq_len > max_len:
-        raise ConfigError(f"seq_len {recipe.seq_len} exceeds {recipe.model}'s max_seq_len {max_len}; "
-                          "pick a longer model or pass model_overrides: {max_seq_len: ...}")
     module = LanguageModelingModule(model, recipe.task, recipe.optim, recipe.horizon, seed=recipe.seed,
                                     gradient_clip=recipe.gradient_clip,
                                     step_runner="graph" if recipe.cuda_graphs else None)

@@ -180,8 +180,9 @@ def index_vcf(source: str | os.PathLike, out: str | os.PathLike | None = None, o
     (as ``bcftools sort`` leaves them); returns the indexed BGZF file, with ``<file>.tbi`` beside it. The file
     must have the ``#CHROM`` header line that the reader requires (:class:`~.vcf.HeaderCheck`).
 
-    A bgzip file is indexed in place when ``out`` is not given. Otherwise ``out`` (default for plain text:
-    ``source`` with ``.gz`` added) receives a BGZF copy, replacing an existing file only with ``overwrite``.
+    A bgzip file is indexed in place when ``out`` is not given, replacing an existing ``.tbi`` only with
+    ``overwrite``. Otherwise ``out`` (default for plain text: ``source`` with ``.gz`` added) receives a BGZF copy,
+    replacing an existing file only with ``overwrite``.
     Files are written to temporary names and renamed when complete, so a refused or interrupted run leaves
     nothing partial."""
     source = Path(source)
@@ -189,6 +190,7 @@ def index_vcf(source: str | os.PathLike, out: str | os.PathLike | None = None, o
         raise InputFormatError(f"{source}: no such VCF file")
     try:
         if out is None and is_bgzf(source):
+            check_output(f"{source}.tbi", (source,), overwrite)  # as tabix, an existing index only with -f
             return _write_index(_tabix_index(_bgzf_lines(source), source), source)
         if out is None:
             if is_gzip(source):
