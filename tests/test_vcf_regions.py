@@ -203,6 +203,10 @@ def test_cli_scores_only_the_region(tmp_path, capsys):
     positions = [int(r[1]) for r in rows]
     assert positions == [p for p in range(100, 16_000, 97) if 1000 <= p <= 2000 or p >= 15_900]
     assert "regions=MT:1000-2000,MT:15900-" in out.read_text().splitlines()[0]
+    by_reference_name = tmp_path / "ref-name.tsv"  # the contig as the reference spells it, under --contig-map
+    assert cli_main(args + ["--region", "MT_human:1000-2000", "--region", "MT:15,900", "--out",
+                            str(by_reference_name)]) == 0
+    assert by_reference_name.read_text() == out.read_text()
     capsys.readouterr()
     bed = tmp_path / "r.bed"
     bed.write_text("MT\t999\t2000\n")

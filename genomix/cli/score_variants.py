@@ -29,7 +29,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                              "final hidden states (any model). Default: causal or masked, by the model's head")
     parser.add_argument("--vcf", required=True, help="VCF (.vcf, .vcf.gz or bgzip) or BCF (bcftools -Ob) file")
     parser.add_argument("--region", action="append", default=[], metavar="CHROM[:START[-END]]",
-                        help="score only records overlapping this region (1-based, inclusive; repeatable); needs a "
+                        help="score only records overlapping this region (1-based, inclusive; repeatable; the "
+                             "contig by its VCF name or, under --contig-map, its reference name); needs a "
                              "bgzip-compressed VCF with a .tbi or .csi index next to it, or a BCF with its .csi")
     parser.add_argument("--regions-bed", metavar="BED", help="score only records overlapping these BED intervals "
                         "(indexed VCF, as --region)")
@@ -61,8 +62,9 @@ def _run(args: argparse.Namespace) -> int:
     regions = [parse_region(text) for text in args.region]
     if args.regions_bed:
         regions += [Region(contig, start, end) for contig, start, end, _, _ in read_bed_intervals(args.regions_bed)]
-    regions = regions or None
-    reference = Reference(args.reference, parse_contig_map(args.contig_map))
+    contig_map = parse_contig_map(args.contig_map)
+    regions = _in_vcf_names(regions, contig_map) or None
+    reference = Reference(args.reference, contig_map)
     total, contigs = 0, set()
     for variant in read_vcf(args.vcf, regions):  # every selected record is read and its contig matched before scoring
         total += 1
@@ -87,6 +89,16 @@ def _identity(name: str) -> str:
     """A local path as an absolute one (so ``./x`` and ``x`` are the same input to --resume), else ``name`` (a Hub
     id or a named size)."""
     return str(Path(name).resolve()) if Path(name).exists() else name
+
+
+def _in_vcf_names(regions: list, contig_map: dict[str, str]) -> list:
+    """``regions`` with a contig spelled by its reference name under ``--contig-map VCF=REF`` (``MT_human`` for
+    ``MT=MT_human``) renamed to the VCF's, which the index knows: either spelling then selects the same records."""
+    import dataclasses
+
+    to_vcf = {ref: vcf for vcf, ref in contig_map.items()}
+    return [dataclasses.replace(r, chrom=to_vcf[r.chrom]) if r.chrom in to_vcf and r.chrom not in contig_map else r
+            for r in regions]
 
 
 def _file_settings(key: str, path: str) -> dict[str, str]:
