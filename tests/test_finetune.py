@@ -127,7 +127,8 @@ def test_metrics_match_a_hand_computed_confusion_matrix():
 
 def test_long_sequences_are_refused_or_cut_at_the_chosen_end():
     data = LabelledSequences([encode("ACGTACGT", np.uint8), encode("AC", np.uint8)], np.array([0, 1]), "x.csv")
-    with pytest.raises(RangeError, match="x.csv: example 0 is 8 bases long, past the limit of 4"):
+    with pytest.raises(RangeError, match=r"x.csv: example 1 \(row 0 as predictions/\*.tsv number them\) is 8 bases "
+                                         r"long, past the limit of 4"):
         fit_lengths(data, 4, "error")
     assert genomix.tokenizer.decode(fit_lengths(data, 4, "keep-start").ids[0]) == "ACGT"
     assert genomix.tokenizer.decode(fit_lengths(data, 3, "keep-end").ids[0]) == "CGT"

@@ -22,7 +22,8 @@ def fit_lengths(data: LabelledSequences, max_length: int, truncation: str) -> La
         return data
     if truncation == "error":
         row = int(too_long[0])
-        raise RangeError(f"{data.source}: example {row} is {lengths[row]} bases long, past the limit of "
+        raise RangeError(f"{data.source}: example {row + 1} (row {row} as predictions/*.tsv number them) is "
+                         f"{lengths[row]} bases long, past the limit of "
                          f"{max_length} ({too_long.size} examples are); use a model with a longer max_seq_len, or "
                          "set truncation: keep-start / keep-end in the recipe")
     cut = (lambda s: s[:max_length]) if truncation == "keep-start" else (lambda s: s[-max_length:])
