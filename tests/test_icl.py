@@ -197,7 +197,13 @@ def test_soft_prompts_need_a_causal_model_but_k_shot_takes_a_masked_one(tmp_path
 
 
 @pytest.mark.skipif(not GUE_TATA.is_dir(), reason="needs shared/data/gue")
-def test_cli_on_real_gue_rows_writes_metrics_predictions_and_the_prompt(tmp_path, capsys):
+def test_cli_on_real_gue_rows_writes_metrics_predictions_and_the_prompt(tmp_path, capsys, monkeypatch):
+    import genomix.tasks.icl as icl_module
+
+    loops = []
+    real_loop = icl_module.inference_loop
+    monkeypatch.setattr(icl_module, "inference_loop",
+                        lambda model, **kw: loops.append(kw.get("cuda_graphs", True)) or real_loop(model, **kw))
     out = tmp_path / "icl"
     args = ["icl", "--model", "hyenadna-tiny-1k", "--task", str(GUE_TATA), "--recipe", "quick", "--out", str(out),
             "--steps", "4", "--test-rows", "24", "--train-rows", "200", "--quiet"]
@@ -208,7 +214,9 @@ def test_cli_on_real_gue_rows_writes_metrics_predictions_and_the_prompt(tmp_path
     assert lines[0].split("\t") == ["row", "label", "prediction", "p_0", "p_1"] and len(lines) == 25
     assert (out / "soft_prompt.safetensors").is_file() and (out / CHECKPOINT).is_file()
     assert main(args) == 2 and "--resume" in capsys.readouterr().err
-    assert main(args + ["--resume"]) == 0  # finished: nothing left to tune, scored again
+    assert loops == [True, True]  # dev and test scored in inference loops with CUDA graphs (on a GPU)
+    assert main(args + ["--resume", "--no-cuda-graphs"]) == 0  # finished: nothing left to tune, scored again
+    assert loops[2:] == [False, False]
     assert len(json.loads((out / "metrics.json").read_text())["soft_prompt_losses"]) == 4  # the history is kept
     assert load_icl_recipe("soft-prompt").soft_prompt_tokens == 64
 

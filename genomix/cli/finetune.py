@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 
+from .inference_options import add_cuda_graphs_option
 from .option_types import positive_float, positive_int
 
 
@@ -44,6 +45,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         "batch size is the global batch and must be a multiple of it (default: 1)")
     p.add_argument("--resume", help="'auto' (continue --out from its last finished epoch) or a .ckpt path")
     p.add_argument("--quiet", action="store_true", help="no progress bars or model summary")
+    add_cuda_graphs_option(p)
     p.set_defaults(func=run)
 
 
@@ -62,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
         for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
             logging.getLogger(name).setLevel(logging.WARNING)
     result = finetune(args.model, args.task, args.out, recipe, revision=args.revision, resume=args.resume,
-                      accelerator=args.accelerator, devices=args.devices, quiet=args.quiet)
+                      accelerator=args.accelerator, devices=args.devices, quiet=args.quiet,
+                      cuda_graphs=not args.no_cuda_graphs)
     if result.global_rank == 0:
         print(f"best epoch {result.best_epoch}; model saved to {result.model_dir}")
         print(json.dumps(result.metrics, indent=2))

@@ -5,6 +5,7 @@ import argparse
 import json
 import logging
 
+from .inference_options import add_cuda_graphs_option
 from .option_types import positive_float, positive_int
 
 
@@ -29,6 +30,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
     p.add_argument("--resume", action="store_true", help="continue the soft-prompt run in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_cuda_graphs_option(p)
     p.set_defaults(func=run)
 
 
@@ -44,6 +46,6 @@ def run(args: argparse.Namespace) -> int:
         hf_logging.disable_progress_bar()
     logging.getLogger("genomix").setLevel(logging.WARNING if args.quiet else logging.INFO)
     summary = run_icl(args.model, args.task, args.out, recipe, revision=args.revision, device=args.device,
-                      resume=args.resume, quiet=args.quiet)
+                      resume=args.resume, quiet=args.quiet, cuda_graphs=not args.no_cuda_graphs)
     print(json.dumps(summary["metrics"], indent=2))
     return 0

@@ -19,9 +19,15 @@ def add_inference_options(parser: argparse.ArgumentParser) -> None:
                         help="recompute the long filters' spectra (HyenaDNA, M2) on every forward instead of "
                         "keeping one per layer between forwards: slower, less GPU memory (1 GiB per layer at "
                         "1M-base windows)")
+    add_cuda_graphs_option(parser)
+
+
+def add_cuda_graphs_option(parser: argparse.ArgumentParser) -> None:
+    """``--no-cuda-graphs`` (read back as ``args.no_cuda_graphs``): for every command whose forwards over fixed
+    weights run in :func:`genomix.models.inference_loop`."""
     parser.add_argument("--no-cuda-graphs", action="store_true",
-                        help="run every forward eagerly instead of replaying repeated batch shapes from CUDA "
-                        "graphs: slower for small models and single long sequences, less GPU memory")
+                        help="run every inference forward eagerly instead of replaying repeated batch shapes from "
+                        "CUDA graphs: slower for small models and single long sequences, less GPU memory")
 
 
 def add_resume_options(parser: argparse.ArgumentParser) -> None:

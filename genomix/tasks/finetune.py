@@ -169,14 +169,15 @@ def _split_dev(train: LabelledSequences, seed: int, fraction: float = 0.1) -> tu
 
 @torch.no_grad()
 def predict_logits(model: torch.nn.Module, data: LabelledSequences, batch_size: int, device: torch.device,
-                   quiet: bool = True, desc: str = "predict") -> np.ndarray:
-    """(n, num_labels) float32 logits of ``data`` in row order (bf16 autocast on a GPU)."""
+                   quiet: bool = True, desc: str = "predict", cuda_graphs: bool = True) -> np.ndarray:
+    """(n, num_labels) float32 logits of ``data`` in row order (bf16 autocast on a GPU; repeated batch shapes
+    replayed from CUDA graphs unless ``cuda_graphs`` is False)."""
     from tqdm.auto import tqdm
 
     model.eval().to(device)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
     out = []
-    with inference_loop(model):  # the weights are fixed for the whole pass
+    with inference_loop(model, cuda_graphs=cuda_graphs):  # the weights are fixed for the whole pass
         for batch in tqdm(loader(data, batch_size, train=False, padding_side=PADDING_SIDE), desc=desc, disable=quiet):
             mask = batch["attention_mask"]
             mask = None if bool(mask.all()) else mask.to(device)  # unpadded batches can replay a CUDA graph
@@ -239,12 +240,14 @@ def _resumed_settings(checkpoint: Path, source: Path) -> dict[str, str] | None:
 
 def finetune(model: str, task: str | os.PathLike | TaskData, out_dir: str | os.PathLike, recipe: FinetuneRecipe,
              *, revision: str | None = None, resume: str | os.PathLike | None = None, accelerator: str = "auto",
-             devices: int = 1, strategy: str = "auto", quiet: bool = False) -> FinetuneResult:
+             devices: int = 1, strategy: str = "auto", quiet: bool = False,
+             cuda_graphs: bool = True) -> FinetuneResult:
     """Fine-tune ``model`` (checkpoint dir, Hub id or named size) on ``task`` (a folder that
     :func:`.labelled.load_task` reads, or its result) as ``recipe`` says; see the module docstring for what
     lands in ``out_dir``. ``resume``: ``None``, ``"auto"`` (continue ``out_dir``'s run if it has a
     checkpoint) or a checkpoint path. ``devices`` > 1: data-parallel over that many GPUs (or CPU
-    processes), with ``strategy`` "auto" meaning DDP."""
+    processes), with ``strategy`` "auto" meaning DDP. ``cuda_graphs``: the dev and test predictions replay
+    repeated batch shapes from CUDA graphs on a GPU (:func:`genomix.models.inference_loop`)."""
     require_cuda(accelerator, "--accelerator")
     if devices < 1 or recipe.batch_size % devices:
         raise ConfigError(f"batch size {recipe.batch_size} cannot be split over {devices} devices: the recipe's "
@@ -332,7 +335,7 @@ def finetune(model: str, task: str | os.PathLike | TaskData, out_dir: str | os.P
         if data is None:
             continue
         logits = predict_logits(classifier, data, recipe.evaluation_batch_size, device, quiet,
-                                desc=f"{split} predictions")
+                                desc=f"{split} predictions", cuda_graphs=cuda_graphs)
         metrics[split] = classification_metrics(logits, data.labels)
         write_predictions(predictions / f"{split}.tsv", logits, data.labels, task.label_names)
     export_pretrained(classifier, {k: v.cpu() for k, v in classifier.state_dict().items()}, out / "model")

@@ -202,12 +202,13 @@ def class_logits(model: nn.Module, rows: list[np.ndarray], label_tokens: np.ndar
 
 @torch.no_grad()
 def score_split(model: nn.Module, builder: PromptBuilder, data: LabelledSequences, split: str,
-                batch_size: int, device: torch.device, quiet: bool = True) -> np.ndarray:
-    """(n, K) class logits for every row of ``data``."""
+                batch_size: int, device: torch.device, quiet: bool = True, cuda_graphs: bool = True) -> np.ndarray:
+    """(n, K) class logits for every row of ``data`` (repeated batch shapes replayed from CUDA graphs on a GPU
+    unless ``cuda_graphs`` is False)."""
     from tqdm.auto import tqdm
 
     out = []
-    with inference_loop(model):  # the weights are fixed for the whole pass
+    with inference_loop(model, cuda_graphs=cuda_graphs):  # the weights are fixed for the whole pass
         for start in tqdm(range(0, len(data), batch_size), desc=f"{split} prompts", disable=quiet):
             rows = [builder.row(data.ids[i], split, i) for i in range(start, min(start + batch_size, len(data)))]
             out.append(class_logits(model, rows, builder.label_tokens, device, builder.score_offset).cpu())
@@ -320,11 +321,12 @@ def _prompting_lm(model_name: str, revision: str | None, soft_prompt: bool) -> n
 
 def run_icl(model: str, task: str | os.PathLike | TaskData, out_dir: str | os.PathLike, recipe: IclRecipe, *,
             revision: str | None = None, device: str | None = None, resume: bool = False,
-            quiet: bool = False) -> dict[str, Any]:
+            quiet: bool = False, cuda_graphs: bool = True) -> dict[str, Any]:
     """Prompt ``model`` on ``task``'s dev and test splits (after tuning a soft prompt if the recipe has
     one) and write ``metrics.json``, ``predictions/{dev,test}.tsv`` and ``soft_prompt.safetensors`` to
     ``out_dir``. With ``resume``, a soft-prompt run interrupted part way continues from its last
-    checkpoint; without it, an ``out_dir`` holding one is refused."""
+    checkpoint; without it, an ``out_dir`` holding one is refused. ``cuda_graphs``: scoring replays repeated
+    batch shapes from CUDA graphs on a GPU (:func:`genomix.models.inference_loop`)."""
     from safetensors.torch import save_file
 
     out = Path(out_dir).expanduser()
@@ -357,7 +359,7 @@ def run_icl(model: str, task: str | os.PathLike | TaskData, out_dir: str | os.Pa
             continue
         if recipe.test_rows is not None:
             data = data.head(recipe.test_rows)
-        logits = score_split(lm, builder, data, split, recipe.eval_batch_size, torch_device, quiet)
+        logits = score_split(lm, builder, data, split, recipe.eval_batch_size, torch_device, quiet, cuda_graphs)
         metrics[split] = classification_metrics(logits, data.labels)
         write_predictions(predictions / f"{split}.tsv", logits, data.labels, task.label_names)
     summary = {"model": model, "task": task.name, "label_names": task.label_names,
