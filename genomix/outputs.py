@@ -1,5 +1,5 @@
 """Checks on an output path before a command writes to it, so that a mistyped ``--out`` loses nothing, and
-the output folder of a training run (:func:`make_output_dir`).
+output folders made or refused in one line (:func:`make_output_dir`).
 
 Commands write to a temporary name and rename when complete; this is what they check first. An output must
 not be an existing directory or one of the command's own inputs (with ``--overwrite`` a renamed result would
@@ -30,8 +30,8 @@ def check_output(out: str | os.PathLike, inputs: Iterable[str | os.PathLike | No
 
 
 def make_output_dir(out: str | os.PathLike) -> Path:
-    """``out`` (``~`` expanded) as a folder, created with its parents if missing: the output folder of a
-    training run. A folder that cannot be made (a file in the way, no permission, a read-only or virtual file
+    """``out`` (``~`` expanded) as a folder, created with its parents if missing: a training run's output
+    folder, or the folder of an output file. A folder that cannot be made (a file in the way, no permission, a read-only or virtual file
     system) is refused in one line naming the path and the reason, instead of the OS error's traceback."""
     out = Path(out).expanduser()
     try:

@@ -618,22 +618,12 @@ def test_cli_refuses_a_changed_reference_on_resume_window_zero_and_a_missing_gpu
     this machine lacks is one line of error before the model loads."""
     import os
 
-    from genomix.variants import score as score_module
-
     reference = tmp_path / "ref.fa"
     reference.write_bytes(RCRS.read_bytes())
     common = ["score-variants", "--model", "hyenadna-tiny-1k", "--vcf", str(clinvar_vcf), "--reference",
               str(reference), "--contig-map", "MT=MT_human", "--window", "64", "--batch-size", "4", "--quiet",
               "--device", "cpu", "--out", str(tmp_path / "s.tsv")]
-    real, calls = score_module._score_causal, []
-
-    def interrupting(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(score_module, "_score_causal", interrupting)
+    real = _interrupt_third_batch(monkeypatch)
     assert cli_main(common) == 130
     assert "kept in" in capsys.readouterr().err
     monkeypatch.setattr(score_module, "_score_causal", real)

@@ -64,10 +64,15 @@ def penalize_repeats(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -
     (``seen``, a (batch, vocab) bool mask) divided by ``penalty`` where positive and multiplied where negative,
     so that ``penalty`` > 1 makes them less likely. With DNA's four bases almost every base has been seen, so
     it mostly flattens (or, below 1, sharpens) the whole distribution."""
-    if penalty <= 0:
-        raise ConfigError(f"repetition_penalty must be > 0, got {penalty}")
+    check_repetition_penalty(penalty)
     penalized = torch.where(logits < 0, logits * penalty, logits / penalty)
     return torch.where(seen, penalized, logits)
+
+
+def check_repetition_penalty(penalty: float) -> None:
+    """Refuse a repetition penalty of 0 or less (1 is none)."""
+    if penalty <= 0:
+        raise ConfigError(f"repetition_penalty must be > 0, got {penalty}")
 
 
 def _seen_tokens(sequences: torch.Tensor, vocab: int) -> torch.Tensor:
@@ -112,8 +117,7 @@ def generate(
     :func:`.scoring.token_log_likelihoods` is, before temperature and truncation), to rank samples.
     ``repetition_penalty``: :func:`penalize_repeats` on every step's logits (1: none), before temperature.
     """
-    if repetition_penalty <= 0:
-        raise ConfigError(f"repetition_penalty must be > 0, got {repetition_penalty}")
+    check_repetition_penalty(repetition_penalty)
     next_logits = _start(model, input_ids, max_new_tokens, recurrent, "generate")
     was_training = model.training
     model.eval()
@@ -178,8 +182,7 @@ def beam_search(
     if num_beams > choices ** min(max_new_tokens, 64):
         raise ConfigError(f"{num_beams} beams need at least that many distinct continuations: "
                           f"max_new_tokens={max_new_tokens} gives {choices}^{max_new_tokens}")
-    if repetition_penalty <= 0:
-        raise ConfigError(f"repetition_penalty must be > 0, got {repetition_penalty}")
+    check_repetition_penalty(repetition_penalty)
     next_logits = _start(model, input_ids, max_new_tokens, recurrent, "beam_search")
     batch = input_ids.shape[0]
     was_training = model.training

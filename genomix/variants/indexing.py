@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
 
 from ..errors import InputFormatError
-from ..outputs import check_output
+from ..outputs import check_output, make_output_dir
 from .tabix import TABIX_DEPTH, TABIX_MIN_SHIFT, BgzfReader, record_span
 from .vcf import HeaderCheck, is_gzip, open_bytes
 
@@ -198,7 +198,7 @@ def index_vcf(source: str | os.PathLike, out: str | os.PathLike | None = None, o
                                        "(e.g. calls.bgz.vcf.gz)")
             out = source.with_name(source.name + ".gz")
         out = check_output(out, (source,), overwrite)
-        _make_folder(out)
+        make_output_dir(out.parent)  # refused as the output's, not reported below as an unreadable input
         tmp = out.with_name(out.name + ".tmp")
         try:
             with open(tmp, "wb") as raw:
@@ -210,15 +210,6 @@ def index_vcf(source: str | os.PathLike, out: str | os.PathLike | None = None, o
         return _write_index(index, out)
     except (UnicodeDecodeError, OSError, EOFError) as exc:
         raise InputFormatError(f"{source}: unreadable VCF ({exc})") from None
-
-
-def _make_folder(out: Path) -> None:
-    """Create the folder of the bgzip copy ``out``, or say that it cannot be (so that the failure is not reported as
-    the input's)."""
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputFormatError(f"{out}: cannot create its folder ({exc.strerror or exc})") from None
 
 
 def _write_index(index: bytes, data: Path) -> Path:
