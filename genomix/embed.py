@@ -283,27 +283,23 @@ def _after_rows(sequences: Iterable[SequenceInput], writer: _Writer, tmp: Path, 
     """The inputs after those already in ``writer``'s file (a resumed run), each of which must be the same
     sequence, by id and length, as the interrupted run embedded, and all of them together the same bases (by the
     digest the file keeps; a file written before genomix kept one is checked by ids and lengths alone)."""
-    seen = 0
-    for item in sequences:
-        if seen == writer.count and seen:
-            _check_input_digest(writer, tmp)
-        if seen >= writer.count:
-            yield item
-        else:
-            _input_digest(writer.inputs, item)
-            stored, length = writer.ids[seen], int(writer.lengths[seen])
-            stored = stored.decode() if isinstance(stored, bytes) else str(stored)
-            if (stored, length) != (item.id, len(item.ids)):
-                raise InputFormatError(f"{tmp}: row {seen} of the interrupted run is {stored!r} ({length} bases) but "
-                                       f"the input now gives {item.id!r} ({len(item.ids)} bases); resume with the same "
-                                       "input, or pass --overwrite without --resume to start again")
-            progress.update(1)
-        seen += 1
-    if seen < writer.count:
-        raise InputFormatError(f"{tmp} holds {writer.count} rows but the input has only {seen}; resume with the same "
-                               "input, or pass --overwrite without --resume to start again")
-    if seen == writer.count and seen:
+    inputs = iter(sequences)
+    for row in range(writer.count):
+        item = next(inputs, None)
+        if item is None:
+            raise InputFormatError(f"{tmp} holds {writer.count} rows but the input has only {row}; resume with the "
+                                   "same input, or pass --overwrite without --resume to start again")
+        _input_digest(writer.inputs, item)
+        stored, length = writer.ids[row], int(writer.lengths[row])
+        stored = stored.decode() if isinstance(stored, bytes) else str(stored)
+        if (stored, length) != (item.id, len(item.ids)):
+            raise InputFormatError(f"{tmp}: row {row} of the interrupted run is {stored!r} ({length} bases) but "
+                                   f"the input now gives {item.id!r} ({len(item.ids)} bases); resume with the same "
+                                   "input, or pass --overwrite without --resume to start again")
+        progress.update(1)
+    if writer.count:
         _check_input_digest(writer, tmp)
+    yield from inputs
 
 
 def _check_input_digest(writer: _Writer, tmp: Path) -> None:

@@ -107,11 +107,11 @@ def generate_fasta(
                         top_k=top_k, top_p=top_p, generator=torch.Generator(device).manual_seed(seed + index),
                         on_token=lambda: progress.update(num_samples), return_log_likelihood=True,
                         repetition_penalty=repetition_penalty)
+                described = _describe(settings, seed + index)
                 for j, (row, ll) in enumerate(zip(new[:, len(prompt.ids):].cpu().numpy(), log_likelihood.tolist()),
                                               start=1):
                     fasta.write(_record(f"{prompt.id}/{j}",
-                                        f"prompt_length={len(prompt.ids)} log_likelihood={ll:.4f} "
-                                        f"{_describe(settings, seed + index)}",
+                                        f"prompt_length={len(prompt.ids)} log_likelihood={ll:.4f} {described}",
                                         decode(row), line_width))
                 fasta.flush()
                 os.fsync(fasta.fileno())

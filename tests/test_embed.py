@@ -214,6 +214,8 @@ def test_a_resumed_run_refuses_inputs_with_other_bases_and_long_sequences_are_ke
     with pytest.raises(InputFormatError, match="first 4 input sequences have the same ids and lengths as the "
                                                "interrupted run's but other bases"):
         embed_sequences(model, changed, out, window=2, quiet=True, resume=True)
+    with pytest.raises(InputFormatError, match="holds 4 rows but the input has only 3"):
+        embed_sequences(model, items[:3], out, window=2, quiet=True, resume=True)
     embed_sequences(model, items, out, window=2, quiet=True, resume=True)
     whole = embed_sequences(model, items, tmp_path / "whole.h5", window=2, quiet=True)
     with h5py.File(whole) as a, h5py.File(out) as b:

@@ -36,12 +36,12 @@ def _run(args: argparse.Namespace) -> int:
 
     check_output(args.out, (args.fasta, args.bed, args.genome), args.overwrite)
     sequences, total = read_sequence_sources(args)
-    resolve_device(args.device)  # a device this machine lacks is refused before the model loads
+    device = resolve_device(args.device)  # a device this machine lacks is refused before the model loads
     model = load_embedding_model(args.model, args.revision)
     path = embed_sequences(model, sequences, args.out, pooling=args.pooling, batch_size=args.batch_size,
                            overwrite=args.overwrite, resume=args.resume,
                            meta={"revision": args.revision} if args.revision else None,
-                           device=args.device, quiet=args.quiet, total=total, model_name=args.model,
+                           device=device, quiet=args.quiet, total=total, model_name=args.model,
                            reuse_filters=not args.no_filter_reuse, cuda_graphs=not args.no_cuda_graphs)
     print(path)
     return 0

@@ -62,11 +62,11 @@ def _run(args: argparse.Namespace) -> int:
     check_decoding(args.max_new_tokens, args.num_samples, args.greedy, args.num_beams, args.temperature, args.top_k,
                    args.top_p)
     prompts, total = read_sequence_sources(args)
-    resolve_device(args.device)  # a device this machine lacks is refused before the model loads
+    device = resolve_device(args.device)  # a device this machine lacks is refused before the model loads
     model = load_model(args.model, "lm", args.revision)
     path = generate_fasta(model, prompts, args.out, args.max_new_tokens, num_samples=args.num_samples,
                           greedy=args.greedy, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                          seed=args.seed, device=args.device, quiet=args.quiet, total=total, model_name=args.model,
+                          seed=args.seed, device=device, quiet=args.quiet, total=total, model_name=args.model,
                           overwrite=args.overwrite, resume=args.resume, line_width=args.line_width,
                           num_beams=args.num_beams, repetition_penalty=args.repetition_penalty)
     print(path)

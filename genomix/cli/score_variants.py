@@ -3,6 +3,7 @@ marginals under a masked one."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import sys
 from pathlib import Path
@@ -71,13 +72,13 @@ def _run(args: argparse.Namespace) -> int:
         contigs.add(variant.chrom)
     for chrom in sorted(contigs):
         reference.resolve(chrom)
-    resolve_device(args.device)  # a device this machine lacks is refused before the model loads
+    device = resolve_device(args.device)  # a device this machine lacks is refused before the model loads
     model = load_model(args.model, "lm", args.revision)
     meta = {"model": _identity(args.model), "revision": args.revision or "-", **_file_settings("vcf", args.vcf),
             **_file_settings("reference", args.reference), "regions": _describe(regions)}
     counts = score_variants(model, read_vcf(args.vcf, regions), reference, args.out, vcf=args.vcf, window=args.window,
                             batch_size=args.batch_size, on_ref_mismatch=args.on_ref_mismatch,
-                            resume=args.resume, overwrite=args.overwrite, device=args.device, quiet=args.quiet,
+                            resume=args.resume, overwrite=args.overwrite, device=device, quiet=args.quiet,
                             total=total, meta=meta, method=args.method,
                             reuse_filters=not args.no_filter_reuse, cuda_graphs=not args.no_cuda_graphs)
     print(args.out)
@@ -94,8 +95,6 @@ def _identity(name: str) -> str:
 def _in_vcf_names(regions: list, contig_map: dict[str, str]) -> list:
     """``regions`` with a contig spelled by its reference name under ``--contig-map VCF=REF`` (``MT_human`` for
     ``MT=MT_human``) renamed to the VCF's, which the index knows: either spelling then selects the same records."""
-    import dataclasses
-
     to_vcf = {ref: vcf for vcf, ref in contig_map.items()}
     return [dataclasses.replace(r, chrom=to_vcf[r.chrom]) if r.chrom in to_vcf and r.chrom not in contig_map else r
             for r in regions]
@@ -104,8 +103,9 @@ def _in_vcf_names(regions: list, contig_map: dict[str, str]) -> list:
 def _file_settings(key: str, path: str) -> dict[str, str]:
     """An input file as settings that --resume compares: its absolute path, size and modification time, so that a
     file changed in place (a re-edited VCF, another genome at the same path) is not mixed into kept rows."""
-    stat = Path(path).resolve().stat()
-    return {key: str(Path(path).resolve()), f"{key}_size": str(stat.st_size), f"{key}_mtime_ns": str(stat.st_mtime_ns)}
+    resolved = Path(path).resolve()
+    stat = resolved.stat()
+    return {key: str(resolved), f"{key}_size": str(stat.st_size), f"{key}_mtime_ns": str(stat.st_mtime_ns)}
 
 
 def _describe(regions: list | None) -> str:
