@@ -39,7 +39,7 @@ from .devices import resolve_device
 from .errors import InputFormatError
 from .models.heads import POOLING_MODES
 from .models.inference_loop import inference_loop
-from .outputs import check_output
+from .outputs import check_output, make_output_dir
 from .resume import continue_partial, end_interrupted_run, same_weights_settings, weights_fingerprint
 from .tokenizer import BYTE_TO_ID, INVALID, pad_batch
 
@@ -203,7 +203,7 @@ def embed_sequences(
     backbone.to(device).eval()
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
     out = check_output(out, overwrite=overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    make_output_dir(out.parent)
     tmp = out.with_name(f".{out.name}.partial")
     size = int(config.max_seq_len)
     progress = tqdm(total=total, unit="seq", desc="embedding", disable=quiet)

@@ -31,7 +31,7 @@ from .embed import SequenceInput
 from .errors import InputFormatError
 from .models.generation import beam_search, generate
 from .models.tasks import require_causal_lm
-from .outputs import check_output
+from .outputs import check_output, make_output_dir
 from .resume import continue_partial, end_interrupted_run, same_weights_settings, weights_fingerprint
 from .tokenizer import decode
 
@@ -71,7 +71,7 @@ def generate_fasta(
     device = resolve_device(device)
     model.to(device).eval()
     out = check_output(out, overwrite=overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    make_output_dir(out.parent)
     partial, progress_file = out.with_name(f".{out.name}.partial"), out.with_name(f".{out.name}.partial.json")
     keep = continue_partial(
         partial, lambda: same_weights_settings(_recorded(progress_file, partial)["settings"], settings, partial),

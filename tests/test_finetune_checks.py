@@ -257,14 +257,3 @@ def test_a_checkpoint_of_another_run_is_checked_like_the_runs_own(tmp_path, capl
                  accelerator="cpu", quiet=True)
     with pytest.raises(ConfigError, match="holds a pretraining run, not a fine-tuning run"):
         finetune(str(checkpoint), task, pretraining, recipe, accelerator="cpu", quiet=True)
-
-
-@pytest.mark.parametrize("args", [["finetune", "--model", "hyenadna-tiny-1k", "--task", "."],
-                                  ["icl", "--model", "hyenadna-tiny-1k", "--task", "."], ["pretrain", "--max-steps", "1"]])
-def test_an_output_folder_that_cannot_be_made_is_one_line(tmp_path, capsys, args):
-    """Every training command refuses an --out under a file in one line (genomix.outputs.make_output_dir)."""
-    (tmp_path / "afile").write_text("")
-    assert main(args + ["--out", str(tmp_path / "afile" / "run"), "--quiet"]) == 2
-    err = capsys.readouterr().err
-    assert f"cannot create the output folder {tmp_path / 'afile' / 'run'}: {tmp_path / 'afile'} is a file" in err
-    assert "Traceback" not in err

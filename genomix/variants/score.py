@@ -52,7 +52,7 @@ from tqdm.auto import tqdm
 from ..devices import resolve_device
 from ..errors import ConfigError, GenomixError, InputFormatError, RangeError
 from ..models.inference_loop import inference_loop
-from ..outputs import check_output
+from ..outputs import check_output, make_output_dir
 from ..resume import continue_partial, reraise_keeping, same_weights_settings, weights_fingerprint
 from ..tokenizer import MASK_ID, encode
 from .reference import Reference
@@ -291,7 +291,7 @@ def score_variants(
     device = resolve_device(device)
     model.to(device).eval()
     counts: dict[str, int] = {}
-    out.parent.mkdir(parents=True, exist_ok=True)
+    make_output_dir(out.parent)
     with (open(partial, "a") as fh, tqdm(total=total, unit="allele", desc="scoring variants", disable=quiet) as bar,
           inference_loop(model, reuse_filters, cuda_graphs)):
         if done == 0:

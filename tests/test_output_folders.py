@@ -1,0 +1,40 @@
+"""Every command that writes refuses an output folder it cannot make in one line, before any work, and writes
+nothing (genomix.outputs.make_output_dir)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from genomix.cli import main
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+RCRS = SHARED / "genomes" / "human_mtDNA_rCRS.fa"
+RCRS_CONTIG = RCRS.read_text().split(None, 1)[0][1:]
+
+COMMANDS = {
+    "finetune": ["finetune", "--model", "hyenadna-tiny-1k", "--task", ".", "--out", "{out}"],
+    "icl": ["icl", "--model", "hyenadna-tiny-1k", "--task", ".", "--out", "{out}"],
+    "pretrain": ["pretrain", "--max-steps", "1", "--out", "{out}"],
+    "embed": ["embed", "--model", "hyenadna-tiny-1k", "--fasta", str(RCRS), "--device", "cpu", "--out", "{out}/e.h5"],
+    "generate": ["generate", "--model", "hyenadna-tiny-1k", "--max-new-tokens", "3", "--prompt", "ACGT", "--device",
+                 "cpu", "--out", "{out}/g.fa"],
+    "score-variants": ["score-variants", "--model", "hyenadna-tiny-1k", "--vcf", "{vcf}", "--reference", str(RCRS),
+                       "--device", "cpu", "--out", "{out}/s.tsv"],
+}
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_an_output_folder_under_a_file_is_one_line(tmp_path, capsys, command):
+    vcf = tmp_path / "v.vcf"
+    vcf.write_text(f"##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n{RCRS_CONTIG}\t3\t.\tT\tC\t.\t.\t.\n")
+    outs = tmp_path / "outs"
+    outs.mkdir()
+    blocker = outs / "afile"
+    blocker.write_text("")
+    out = blocker / "run"
+    assert main([arg.format(out=out, vcf=vcf) for arg in COMMANDS[command]] + ["--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot create the output folder {out}: {blocker} is a file" in err
+    assert "Traceback" not in err
+    assert [p.name for p in outs.iterdir()] == ["afile"]
