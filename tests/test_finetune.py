@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -127,12 +128,38 @@ def test_metrics_match_a_hand_computed_confusion_matrix():
 
 def test_long_sequences_are_refused_or_cut_at_the_chosen_end():
     data = LabelledSequences([encode("ACGTACGT", np.uint8), encode("AC", np.uint8)], np.array([0, 1]), "x.csv")
-    with pytest.raises(RangeError, match=r"x.csv: example 1 \(row 0 as predictions/\*.tsv number them\) is 8 bases "
+    with pytest.raises(RangeError, match=r"x.csv, example 1: this example \(row 0 in predictions/\*.tsv\) is 8 bases "
                                          r"long, past the limit of 4"):
         fit_lengths(data, 4, "error")
     assert genomix.tokenizer.decode(fit_lengths(data, 4, "keep-start").ids[0]) == "ACGT"
     assert genomix.tokenizer.decode(fit_lengths(data, 3, "keep-end").ids[0]) == "CGT"
     assert fit_lengths(data, 8, "error") is data
+
+
+@pytest.mark.parametrize("layout", ["csv", "fasta", "folders"])
+def test_a_long_example_is_named_by_the_file_and_line_it_was_read_from(tmp_path, layout):
+    """The refusal points at the line (or GenomicBenchmarks .txt file) to fix, also after truncation keeps the
+    other examples and after a dev split is carved from train."""
+    seqs = ["ACGT", "AC", "ACGTACGTAC", "GG"]
+    if layout == "csv":
+        (tmp_path / "train.csv").write_text("sequence,label\n" + "\n\n".join(f"{s},{i % 2}" for i, s in enumerate(seqs)))
+        where = f"{tmp_path / 'train.csv'}:6"  # header, rows on lines 2, 4, 6, 8 (blank lines between)
+    elif layout == "fasta":
+        (tmp_path / "train.fa").write_text("".join(f">r{i}|{i % 2}\n{s[:3]}\n{s[3:]}\n" for i, s in enumerate(seqs)))
+        where = f"{tmp_path / 'train.fa'}:7"
+    else:
+        for i, s in enumerate(seqs):
+            folder = tmp_path / "train" / f"class{i % 2}"
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / f"{i}.txt").write_text(s)
+        where = str(tmp_path / "train" / "class0" / "2.txt")
+    train = load_task(tmp_path).split("train")
+    row = next(r for r in range(len(train)) if len(train.ids[r]) == 10)
+    assert train.origin(row) == where
+    with pytest.raises(RangeError, match=rf"^{re.escape(where)}: this example \(row {row} in predictions"):
+        fit_lengths(train, 5, "error")
+    kept = fit_lengths(train, 5, "keep-start")
+    assert kept.origins == train.origins and kept.take([row]).origin(0) == where
 
 
 def test_epoch_order_depends_on_seed_and_epoch_only_and_flips_are_reverse_complements():

@@ -2,6 +2,7 @@
 reverse-complement augmentation."""
 from __future__ import annotations
 
+import dataclasses
 from typing import Iterator
 
 import numpy as np
@@ -22,12 +23,12 @@ def fit_lengths(data: LabelledSequences, max_length: int, truncation: str) -> La
         return data
     if truncation == "error":
         row = int(too_long[0])
-        raise RangeError(f"{data.source}: example {row + 1} (row {row} as predictions/*.tsv number them) is "
+        raise RangeError(f"{data.origin(row)}: this example (row {row} in predictions/*.tsv) is "
                          f"{lengths[row]} bases long, past the limit of "
                          f"{max_length} ({too_long.size} examples are); use a model with a longer max_seq_len, or "
                          "set truncation: keep-start / keep-end in the recipe")
     cut = (lambda s: s[:max_length]) if truncation == "keep-start" else (lambda s: s[-max_length:])
-    return LabelledSequences([cut(s) if len(s) > max_length else s for s in data.ids], data.labels, data.source)
+    return dataclasses.replace(data, ids=[cut(s) if len(s) > max_length else s for s in data.ids])
 
 
 class SequenceDataset(Dataset):

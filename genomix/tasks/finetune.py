@@ -163,8 +163,7 @@ def _split_dev(train: LabelledSequences, seed: int, fraction: float = 0.1) -> tu
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(train))
     cut = max(1, int(round(fraction * len(train))))
-    pick = lambda rows: LabelledSequences([train.ids[i] for i in rows], train.labels[rows], train.source)  # noqa: E731
-    return pick(np.sort(order[cut:])), pick(np.sort(order[:cut]))
+    return train.take(np.sort(order[cut:])), train.take(np.sort(order[:cut]))
 
 
 @torch.no_grad()

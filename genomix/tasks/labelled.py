@@ -26,6 +26,7 @@ import gzip
 import io
 import os
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -40,11 +41,14 @@ SPLIT_FILE_SUFFIXES = TABLE_SUFFIXES + FASTA_SUFFIXES
 
 @dataclasses.dataclass
 class LabelledSequences:
-    """One split: token ids per sequence (uint8) and their labels (int64 ids into the task's names)."""
+    """One split: token ids per sequence (uint8), their labels (int64 ids into the task's names), the file
+    they came from and, per example, where it was read (``file:line``, or a class folder's ``.txt`` file), so
+    that a later error about one example can point at it; ``origins`` is None for data made in memory."""
 
     ids: list[np.ndarray]
     labels: np.ndarray
     source: str
+    origins: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -52,9 +56,19 @@ class LabelledSequences:
     def lengths(self) -> np.ndarray:
         return np.fromiter((len(s) for s in self.ids), dtype=np.int64, count=len(self.ids))
 
+    def origin(self, row: int) -> str:
+        """Where example ``row`` (0-based) was read, or the split's file and the example's 1-based number."""
+        return self.origins[row] if self.origins is not None else f"{self.source}, example {row + 1}"
+
+    def take(self, rows: Sequence[int]) -> "LabelledSequences":
+        """The examples at ``rows``, in that order, with their labels and origins."""
+        rows = list(rows)
+        return LabelledSequences([self.ids[i] for i in rows], self.labels[rows], self.source,
+                                 None if self.origins is None else [self.origins[i] for i in rows])
+
     def head(self, rows: int) -> "LabelledSequences":
         """The first ``rows`` examples (quick runs, smoke tests)."""
-        return LabelledSequences(self.ids[:rows], self.labels[:rows], self.source)
+        return self.take(range(min(rows, len(self))))
 
 
 @dataclasses.dataclass
@@ -92,11 +106,12 @@ def _encode_row(seq: str, where: str) -> np.ndarray:
         raise InputFormatError(f"{where}: {exc}") from None
 
 
-def read_table(path: str | os.PathLike) -> tuple[list[np.ndarray], list[str]]:
-    """(token ids, raw label strings) of a CSV/TSV file with ``sequence`` and ``label`` columns."""
+def read_table(path: str | os.PathLike) -> tuple[list[np.ndarray], list[str], list[str]]:
+    """(token ids, raw label strings, ``file:line`` of each row) of a CSV/TSV file with ``sequence`` and
+    ``label`` columns."""
     path = Path(path)
     delimiter = "\t" if ".tsv" in path.suffixes else ","
-    ids, labels = [], []
+    ids, labels, origins = [], [], []
     try:
         with _open_text(path) as fh:
             reader = csv.reader(fh, delimiter=delimiter)
@@ -120,24 +135,27 @@ def read_table(path: str | os.PathLike) -> tuple[list[np.ndarray], list[str]]:
                     raise InputFormatError(f"{where}: empty label")
                 ids.append(_encode_row(row[seq_col], where))
                 labels.append(label)
+                origins.append(where)
     except (UnicodeDecodeError, gzip.BadGzipFile, EOFError, csv.Error) as exc:
         raise InputFormatError(f"{path}: not a readable CSV/TSV table ({exc})") from None
     if not ids:
         raise InputFormatError(f"{path}: no rows after the header")
-    return ids, labels
+    return ids, labels, origins
 
 
-def read_labelled_fasta(path: str | os.PathLike) -> tuple[list[np.ndarray], list[str]]:
-    """(token ids, raw label strings) of a FASTA file whose headers end in ``|<label>``
-    (``>chr1:100-400|1``); sequences may span several lines."""
+def read_labelled_fasta(path: str | os.PathLike) -> tuple[list[np.ndarray], list[str], list[str]]:
+    """(token ids, raw label strings, ``file:line`` of each record's header) of a FASTA file whose headers
+    end in ``|<label>`` (``>chr1:100-400|1``); sequences may span several lines."""
     path = Path(path)
     ids: list[np.ndarray] = []
     labels: list[str] = []
+    origins: list[str] = []
     header_line, label, chunks = 0, None, []
 
     def finish() -> None:
         if label is not None:
-            ids.append(_encode_row("".join(chunks), f"{path}:{header_line}"))
+            origins.append(f"{path}:{header_line}")
+            ids.append(_encode_row("".join(chunks), origins[-1]))
             labels.append(label)
 
     try:
@@ -161,17 +179,18 @@ def read_labelled_fasta(path: str | os.PathLike) -> tuple[list[np.ndarray], list
         raise InputFormatError(f"{path}: not a readable FASTA file ({exc})") from None
     if not ids:
         raise InputFormatError(f"{path}: no records")
-    return ids, labels
+    return ids, labels, origins
 
 
-def read_class_folders(split_dir: str | os.PathLike) -> dict[str, list[np.ndarray]]:
-    """Sequences by class name from GenomicBenchmarks' ``<split>/<class>/*.txt`` layout."""
+def read_class_folders(split_dir: str | os.PathLike) -> dict[str, tuple[list[np.ndarray], list[str]]]:
+    """(sequences, their files) by class name from GenomicBenchmarks' ``<split>/<class>/*.txt`` layout."""
     split_dir = Path(split_dir)
-    classes: dict[str, list[np.ndarray]] = {}
+    classes: dict[str, tuple[list[np.ndarray], list[str]]] = {}
     for class_dir in sorted(p for p in split_dir.iterdir() if p.is_dir()):
         files = sorted(class_dir.glob("*.txt"), key=lambda p: (len(p.stem), p.stem))
-        classes[class_dir.name] = [_encode_row(f.read_text(encoding="ascii", errors="replace"), str(f)) for f in files]
-        if not classes[class_dir.name]:
+        classes[class_dir.name] = ([_encode_row(f.read_text(encoding="ascii", errors="replace"), str(f)) for f in files],
+                                   [str(f) for f in files])
+        if not files:
             raise InputFormatError(f"{class_dir}: class folder without .txt sequence files")
     if not classes:
         raise InputFormatError(f"{split_dir}: no class folders (expected {split_dir}/<class>/<id>.txt)")
@@ -238,9 +257,9 @@ def load_task(path: str | os.PathLike, name: str | None = None) -> TaskData:
     if tables:
         read = {split: (read_labelled_fasta(p) if p.name.endswith(FASTA_SUFFIXES) else read_table(p))
                 for split, p in tables.items()}
-        label_ids, names = _label_ids({split: labels for split, (_, labels) in read.items()},
+        label_ids, names = _label_ids({split: labels for split, (_, labels, _) in read.items()},
                                       {split: str(p) for split, p in tables.items()})
-        splits = {s: LabelledSequences(read[s][0], label_ids[s], str(tables[s])) for s in read}
+        splits = {s: LabelledSequences(read[s][0], label_ids[s], str(tables[s]), read[s][2]) for s in read}
         return TaskData(name, splits, names)
     folders = {SPLIT_NAMES[p.name.lower()]: p for p in task_dir.iterdir() if p.is_dir() and p.name.lower() in SPLIT_NAMES}
     if not folders:
@@ -251,7 +270,8 @@ def load_task(path: str | os.PathLike, name: str | None = None) -> TaskData:
                                 {split: str(p) for split, p in folders.items()}))
     splits = {}
     for split, classes in by_split.items():
-        ids = [seq for c in names for seq in classes.get(c, [])]
-        labels = np.concatenate([np.full(len(classes.get(c, [])), i, dtype=np.int64) for i, c in enumerate(names)])
-        splits[split] = LabelledSequences(ids, labels, str(folders[split]))
+        present = [(i, classes[c]) for i, c in enumerate(names) if c in classes]
+        ids = [seq for _, (seqs, _) in present for seq in seqs]
+        labels = np.concatenate([np.full(len(seqs), i, dtype=np.int64) for i, (seqs, _) in present])
+        splits[split] = LabelledSequences(ids, labels, str(folders[split]), [f for _, (_, files) in present for f in files])
     return TaskData(name, splits, names)
