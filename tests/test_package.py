@@ -68,6 +68,15 @@ def test_cli_reports_genomix_errors_cleanly():
 
 
 
+def test_an_interrupt_while_the_commands_load_is_one_line(monkeypatch, capsys):
+    """Ctrl-C in the first second, while torch and triton import, exits 130 without a traceback."""
+    def interrupted(name: str):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(genomix.cli.importlib, "import_module", interrupted)
+    assert genomix.cli.main(["generate", "--help"]) == 130
+    assert capsys.readouterr().err == "genomix: interrupted while starting; nothing was done\n"
+
+
 _AUTO_LOAD = """
 import sys
 {first}

@@ -32,8 +32,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the process exit status (2 for a GenomixError, with its message)."""
-    args = build_parser().parse_args(argv)
+    """Entry point; returns the process exit status (2 for a GenomixError, with its message; 130 when
+    interrupted, also while the subcommands' libraries are still loading)."""
+    try:
+        parser = build_parser()
+    except KeyboardInterrupt:
+        print("genomix: interrupted while starting; nothing was done", file=sys.stderr)
+        return 130
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
     try:
         result = args.func(args)
