@@ -29,17 +29,18 @@ def check_output(out: str | os.PathLike, inputs: Iterable[str | os.PathLike | No
     return out
 
 
-def make_output_dir(out: str | os.PathLike) -> Path:
+def make_output_dir(out: str | os.PathLike, option: str = "--out") -> Path:
     """``out`` (``~`` expanded) as a folder, created with its parents if missing: a training run's output
-    folder, or the folder of an output file. A folder that cannot be made (a file in the way, no permission, a read-only or virtual file
-    system) is refused in one line naming the path and the reason, instead of the OS error's traceback."""
+    folder, the folder of an output file, a download cache. A folder that cannot be made (a file in the way, no
+    permission, a read-only or virtual file system) is refused in one line naming the path, the reason and the
+    ``option`` that chose it, instead of the OS error's traceback."""
     out = Path(out).expanduser()
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         blocker = next((p for p in (out, *out.parents) if p.exists() and not p.is_dir()), None)
         reason = f"{blocker} is a file, not a folder" if blocker is not None else exc.strerror or str(exc)
-        raise InputFormatError(f"cannot create the output folder {out}: {reason}; choose another --out") from None
+        raise InputFormatError(f"cannot create the output folder {out}: {reason}; choose another {option}") from None
     return out
 
 

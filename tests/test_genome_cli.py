@@ -27,6 +27,23 @@ def test_registry_entries_have_real_sources():
     assert reg["hg38"].splits_bed.endswith("sequences_human.bed")
 
 
+def test_registry_sources_are_ucsc_bigzips_and_checksums_are_not_made_up():
+    """Each downloaded genome is UCSC's ``goldenPath/<db>/bigZips/<db>.fa.gz`` with the ``md5sum.txt`` UCSC
+    publishes beside it (no checksum pinned by hand), and the one pinned checksum is the bundled file's."""
+    import hashlib
+    import re
+
+    reg = known_genomes()
+    for name, db in (("hg38", "hg38"), ("hg19", "hg19"), ("mm10", "mm10"), ("t2t-chm13", "hs1")):
+        spec = reg[name]
+        assert spec.url == f"https://hgdownload.soe.ucsc.edu/goldenPath/{db}/bigZips/{db}.fa.gz"
+        assert spec.md5_manifest == spec.url.rsplit("/", 1)[0] + "/md5sum.txt"
+        assert spec.md5 is None and spec.sha256 is None and spec.size is None
+    demo = reg["demo"]
+    assert re.fullmatch(r"[0-9a-f]{64}", demo.sha256)
+    assert hashlib.sha256(demo_fasta().read_bytes()).hexdigest() == demo.sha256
+
+
 def test_prepare_demo_and_info(tmp_path: Path, capsys):
     out = tmp_path / "demo.h5"
     assert main(["genome", "prepare", "--genome", "demo", "--out", str(out), "--quiet"]) == 0

@@ -5,6 +5,7 @@ import hashlib
 import http.server
 import re
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,8 @@ PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
-    """Serves PAYLOAD at /file with Range support; the first ``cut`` requests die half way."""
+    """Serves PAYLOAD at /file, after ``delay`` seconds, with Range support (416 past its end); the first ``cut``
+    requests die half way, the first ``fail`` requests answer HTTP 500, and /moved redirects to /file."""
 
     server_state: dict = {}
 
@@ -36,13 +38,30 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(body)
             return
+        if self.path == "/moved":
+            self.send_response(302)
+            self.send_header("Location", "/file")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         if self.path != "/file":
             self.send_error(404)
+            return
+        time.sleep(state["delay"])
+        if state["fail"] > 0:
+            state["fail"] -= 1
+            self.send_error(500)
             return
         start = 0
         match = re.match(r"bytes=(\d+)-", self.headers.get("Range") or "")
         if match and state["ranges"]:
             start = int(match.group(1))
+            if start >= len(PAYLOAD):
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{len(PAYLOAD)}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             self.send_response(206)
             self.send_header("Content-Range", f"bytes {start}-{len(PAYLOAD) - 1}/{len(PAYLOAD)}")
         else:
@@ -61,7 +80,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture()
 def server():
-    state = {"requests": [], "cut": 0, "ranges": True}
+    state = {"requests": [], "cut": 0, "fail": 0, "delay": 0.0, "ranges": True}
     handler = type("H", (_Handler,), {"server_state": state})
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
@@ -114,9 +133,12 @@ def test_server_without_ranges_restarts(server, tmp_path: Path):
 
 
 def test_checksum_mismatch_leaves_nothing(server, tmp_path: Path):
+    """The error names the URL, the expected and the actual digest, and says the download is gone (a corrupt part
+    file cannot be repaired by resuming it), not to delete a file that no longer exists."""
     url, _ = server
     dest = tmp_path / "f.bin"
-    with pytest.raises(ChecksumError, match=r"sha256 .* does not match the expected 0+"):
+    with pytest.raises(ChecksumError, match=rf"^{url}/file: sha256 {SHA} does not match the expected 0+; the "
+                                            "download was removed: run the same command again"):
         download(f"{url}/file", dest, sha256="0" * 64, quiet=True)
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(ChecksumError, match=r"size 1,048,576 bytes, expected 5"):
@@ -176,3 +198,187 @@ def test_an_unreachable_host_is_named_and_leaves_no_part_file(tmp_path: Path, mo
     with pytest.raises(DownloadError, match=f"could not reach 127.0.0.1:{port} .*put it at {dest}"):
         download(f"http://127.0.0.1:{port}/file", dest, retries=1, quiet=True)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_416_finishes_a_complete_part_and_restarts_a_longer_one(server, tmp_path: Path):
+    """A server answers 416 to a range past the file's end: a part file of exactly the file's size (an earlier
+    run stopped while verifying) is finished without a transfer; a longer one is not a prefix of the file and,
+    with no checksum to catch it, must not become the download."""
+    url, state = server
+    (tmp_path / "done.bin.part").write_bytes(PAYLOAD)
+    assert download(f"{url}/file", tmp_path / "done.bin", sha256=SHA, quiet=True).read_bytes() == PAYLOAD
+    assert state["requests"] == [f"bytes={len(PAYLOAD)}-"]
+    (tmp_path / "long.bin.part").write_bytes(PAYLOAD + b"stale tail")
+    assert download(f"{url}/file", tmp_path / "long.bin", quiet=True).read_bytes() == PAYLOAD
+    assert state["requests"][1:] == [f"bytes={len(PAYLOAD) + 10}-", None]
+
+
+def test_redirects_are_followed_with_the_range(server, tmp_path: Path):
+    url, state = server
+    (tmp_path / "f.bin.part").write_bytes(PAYLOAD[:1000])
+    assert download(f"{url}/moved", tmp_path / "f.bin", sha256=SHA, quiet=True).read_bytes() == PAYLOAD
+    assert state["requests"] == ["bytes=1000-", "bytes=1000-"]
+
+
+def test_server_errors_are_retried_then_named_as_such(server, tmp_path: Path, monkeypatch):
+    """HTTP 500 is retried; when it persists the error says the server failed (it was reached), not that the
+    host could not be reached, and a part file already there is kept for the next run."""
+    from genomix.genome import download as download_module
+
+    monkeypatch.setattr(download_module.time, "sleep", lambda seconds: None)
+    url, state = server
+    state["fail"] = 1
+    assert download(f"{url}/file", tmp_path / "a.bin", md5=MD5, retries=1, quiet=True).read_bytes() == PAYLOAD
+    state["fail"] = 2
+    (tmp_path / "b.bin.part").write_bytes(PAYLOAD[:10])
+    with pytest.raises(DownloadError, match=r"/file: HTTP 500 Internal Server Error; try again later, then run the "
+                                            r"same command again to resume from .*b.bin.part \(10 bytes kept\)"):
+        download(f"{url}/file", tmp_path / "b.bin", retries=1, quiet=True)
+    assert (tmp_path / "b.bin.part").read_bytes() == PAYLOAD[:10] and not (tmp_path / "b.bin").exists()
+
+
+def test_ctrl_c_keeps_the_part_file_and_says_how_to_resume(server, tmp_path: Path, monkeypatch, capsys):
+    """Ctrl-C mid-transfer: the bytes so far stay in the part file, nothing is under the final name, the command
+    says so (not 'nothing partial was kept') and the next run resumes from there."""
+    import http.client
+
+    url, state = server
+    spec = GenomeSpec(name="toy", url=f"{url}/file", sha256=SHA)
+    monkeypatch.setattr("genomix.cli.genome.known_genomes", lambda: {"toy": spec})
+    real_read = http.client.HTTPResponse.read1
+
+    def interrupted_read(self, amt=-1):
+        if self.status in (200, 206) and self.length is not None and self.length < len(PAYLOAD) // 2:
+            raise KeyboardInterrupt
+        return real_read(self, amt)
+
+    monkeypatch.setattr(http.client.HTTPResponse, "read1", interrupted_read)
+    monkeypatch.setattr("genomix.genome.download.CHUNK", 1 << 16)
+    cache = tmp_path / "cache"
+    assert main(["genome", "download", "--genome", "toy", "--cache-dir", str(cache), "--quiet"]) == 130
+    part = cache / "downloads" / "toy" / "file.part"
+    have = part.stat().st_size
+    assert 0 < have < len(PAYLOAD) and not (cache / "downloads" / "toy" / "file").exists()
+    assert capsys.readouterr().err.strip() == (f"genomix genome: interrupted; {have:,} bytes of {url}/file kept in "
+                                               f"{part}; run the same command again to resume")
+    monkeypatch.setattr(http.client.HTTPResponse, "read1", real_read)
+    assert main(["genome", "download", "--genome", "toy", "--cache-dir", str(cache), "--quiet"]) == 0
+    assert (cache / "downloads" / "toy" / "file").read_bytes() == PAYLOAD and state["requests"][-1] == f"bytes={have}-"
+
+
+def test_a_folder_in_the_way_is_refused_in_one_line(server, tmp_path: Path, monkeypatch, capsys):
+    """A folder where the file goes is not returned as 'the download'; a cache path that is a file is refused
+    with the path and the reason instead of an OS traceback."""
+    url, state = server
+    (tmp_path / "f.bin").mkdir()
+    with pytest.raises(DownloadError, match="f.bin is a folder, not a file"):
+        download(f"{url}/file", tmp_path / "f.bin", quiet=True)
+    (tmp_path / "cache").write_text("not a folder")
+    spec = GenomeSpec(name="toy", url=f"{url}/file")
+    monkeypatch.setattr("genomix.cli.genome.known_genomes", lambda: {"toy": spec})
+    assert main(["genome", "download", "--genome", "toy", "--cache-dir", str(tmp_path / "cache"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'cache'} is a file, not a folder" in err and "Traceback" not in err
+    assert state["requests"] == []
+
+
+def test_a_local_write_error_is_named_and_not_retried(server, tmp_path: Path, monkeypatch):
+    """A full disk is no network failure: no retries, no 'could not reach', and the message names the file."""
+    import errno
+
+    from genomix.genome import download as download_module
+
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(download_module, "open", no_space, raising=False)
+    monkeypatch.setattr(download_module.time, "sleep", lambda seconds: None)
+    url, state = server
+    with pytest.raises(DownloadError, match=r"cannot write .*f.bin.part: No space left on device; free some space"):
+        download(f"{url}/file", tmp_path / "f.bin", retries=2, quiet=True)
+    assert len(state["requests"]) == 1
+
+
+def test_a_download_without_checksum_says_it_cannot_be_verified(server, tmp_path: Path, caplog):
+    url, _ = server
+    with caplog.at_level("WARNING", logger="genomix.genome.download"):
+        download(f"{url}/file", tmp_path / "f.bin", quiet=True)
+    assert f"no checksum is known for {url}/file: the download cannot be verified" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="genomix.genome.download"):
+        download(f"{url}/file", tmp_path / "g.bin", md5=MD5, quiet=True)
+    assert caplog.text == ""
+
+
+def test_a_reusable_store_needs_no_download(server, tmp_path: Path, monkeypatch):
+    """`genome prepare` with the store already built reuses it without fetching the FASTA again (deleted from the
+    cache to save space, say): only the manifest-less, checksum-pinned FASTA of a build is downloaded."""
+    import gzip
+
+    url, state = server
+    fasta = gzip.compress(b">chrA\nACGTNNacgt\n")
+    state["extra"] = {"/toy.fa.gz": fasta}
+    spec = GenomeSpec(name="toy", url=f"{url}/toy.fa.gz", md5=hashlib.md5(fasta).hexdigest())
+    monkeypatch.setattr("genomix.genome.registry.known_genomes", lambda: {"toy": spec})
+    store = prepare_genome("toy", cache=tmp_path, quiet=True)
+    (tmp_path / "downloads" / "toy" / "toy.fa.gz").unlink()
+    assert prepare_genome("toy", cache=tmp_path, quiet=True) == store
+    assert len(state["requests"]) == 1
+
+
+@pytest.mark.parametrize("compress", ["gzip", "bgzip"])
+def test_real_genomes_served_over_http_are_stored(tmp_path: Path, compress: str, monkeypatch):
+    """A real gzip FASTA (and its bgzip copy) from a plain static server (no Range support) downloads, verifies
+    against an md5sum.txt manifest and becomes a store with the original's sequence."""
+    import functools
+    import gzip
+
+    source = Path(__file__).resolve().parents[2] / "shared" / "data" / "genomes" / "genome_celegans_1pct.fa.gz"
+    if not source.is_file():
+        pytest.skip(f"{source} is not here")
+    www = tmp_path / "www"
+    www.mkdir()
+    served = www / "ce.fa.gz"
+    if compress == "gzip":
+        served.write_bytes(source.read_bytes())
+    else:
+        pysam = pytest.importorskip("pysam")
+        (tmp_path / "ce.fa").write_bytes(gzip.decompress(source.read_bytes()))
+        pysam.tabix_compress(str(tmp_path / "ce.fa"), str(served))
+    (www / "md5sum.txt").write_text(f"{hashlib.md5(served.read_bytes()).hexdigest()}  ce.fa.gz\n")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(www))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    monkeypatch.setattr(httpd.RequestHandlerClass, "log_message", lambda *args: None, raising=False)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{httpd.server_address[1]}"
+        spec = GenomeSpec(name="ce", url=f"{base}/ce.fa.gz", md5_manifest=f"{base}/md5sum.txt")
+        monkeypatch.setattr("genomix.genome.registry.known_genomes", lambda: {"ce": spec})
+        store = open_store(prepare_genome("ce", cache=tmp_path / "cache", quiet=True))
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    records = {}
+    for chunk in gzip.decompress(source.read_bytes()).decode().split(">")[1:]:
+        header, _, sequence = chunk.partition("\n")
+        records[header.split()[0]] = sequence.replace("\n", "")
+    assert dict(store.lengths) == {name: len(sequence) for name, sequence in records.items()}
+    name = next(iter(records))
+    assert store.sequence(name) == records[name]
+
+
+def test_processes_downloading_one_file_take_turns(server, tmp_path: Path):
+    """Two downloads of one file at once (the ranks of a multi-GPU run preparing one genome): one transfers, the
+    other waits and then finds the verified file, instead of both appending to one part file."""
+    url, state = server
+    state["delay"] = 0.3
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(download(f"{url}/file", tmp_path / "f.bin", sha256=SHA,
+                                                                        quiet=True))) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+        time.sleep(0.05)
+    for thread in threads:
+        thread.join()
+    assert results == [tmp_path / "f.bin"] * 2 and results[0].read_bytes() == PAYLOAD
+    assert state["requests"] == [None]

@@ -30,7 +30,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     info.add_argument("--max-contigs", type=non_negative_int, default=50, help="list at most this many contigs")
     info.set_defaults(func=_info)
 
-    dl = sub.add_parser("download", help="download (and verify) a named genome's FASTA into the cache")
+    dl = sub.add_parser("download", help="download (and verify) a named genome's FASTA into the cache",
+                        description="Download a named genome's FASTA into <cache>/downloads/<name>/ and verify it "
+                                    "against its checksum. An interrupted download (Ctrl-C, a lost connection) "
+                                    "resumes from its .part file when the same command runs again; a verified "
+                                    "file is not downloaded again.")
     dl.add_argument("--genome", required=True, choices=sorted(known_genomes()))
     dl.add_argument("--cache-dir", help="download cache (default: $GENOMIX_CACHE or ~/.cache/genomix)")
     dl.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -1,28 +1,42 @@
 """HTTP(S) downloads that resume, verify and never leave a half file under the final name.
 
-Bytes go to ``<dest>.part``. If that file exists (an earlier run was interrupted), the transfer asks
-the server for the rest with an HTTP ``Range`` header and appends; a server that ignores ranges
-(status 200) makes it start over. Transient failures are retried with resumption. When complete, the
-size and checksum (MD5 or SHA-256, whichever is known) are verified; a mismatch deletes the part file
-and raises :class:`ChecksumError`. Only a verified file is renamed to ``dest``.
+Bytes go to ``<dest>.part``. If that file exists (an earlier run was interrupted, Ctrl-C included), the
+transfer asks the server for the rest with an HTTP ``Range`` header and appends; a server that ignores
+ranges (status 200) makes it start over, and one that answers 416 (range not satisfiable) either confirms
+that the part file is already complete or shows that it is not a prefix of the file, which then starts
+over. Network failures and server errors (5xx, 408, 429) are retried with resumption; other HTTP errors
+and local file errors (a full disk) stop at once, keeping the part file. When complete, the part file is
+synced to disk, its size and checksum (MD5 or SHA-256, whichever is known) are verified, and only then is
+it renamed to ``dest``; a mismatch removes it (resuming a corrupt file cannot repair it) and raises
+:class:`ChecksumError` naming the expected and actual values. Without any checksum the caller is told
+(a warning) that the file cannot be verified, instead of a made-up checksum. Processes downloading into
+one folder take turns (a lock on the folder), so the ranks of a multi-GPU run that all prepare one genome
+download it once instead of appending to one part file together.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
+import logging
 import os
 import re
-import socket
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
+from typing import Iterator, NoReturn
 
-from ..errors import ChecksumError, DownloadError
+from ..errors import ChecksumError, DownloadError, GenomixError
+from ..outputs import make_output_dir
+from ..resume import reraise_keeping
 
 CHUNK = 1 << 20
 USER_AGENT = "genomix-downloader"
+log = logging.getLogger(__name__)
+#: HTTP statuses worth retrying besides 5xx: request timeout, too many requests.
+RETRY_STATUSES = frozenset({408, 429})
 
 
 def file_digest(path: str | Path, algorithm: str = "sha256") -> str:
@@ -34,20 +48,27 @@ def file_digest(path: str | Path, algorithm: str = "sha256") -> str:
     return h.hexdigest()
 
 
-def verify_file(path: str | Path, md5: str | None = None, sha256: str | None = None,
-                size: int | None = None) -> None:
-    """Raise :class:`ChecksumError` unless ``path`` has the given size and digests (None = unchecked)."""
-    path = Path(path)
+def _mismatch(path: Path, md5: str | None, sha256: str | None, size: int | None) -> str | None:
+    """What of size, MD5 and SHA-256 ``path`` fails (expected and actual values), None when all match."""
     actual_size = path.stat().st_size
     if size is not None and actual_size != size:
-        raise ChecksumError(f"{path}: size {actual_size:,} bytes, expected {size:,}; the file is incomplete "
-                            "or corrupt: delete it and download again")
+        return f"size {actual_size:,} bytes, expected {size:,}"
     for algorithm, expected in (("md5", md5), ("sha256", sha256)):
         if expected:
             actual = file_digest(path, algorithm)
             if actual.lower() != expected.lower():
-                raise ChecksumError(f"{path}: {algorithm} {actual} does not match the expected {expected}; "
-                                    "the download is corrupt or the source changed: delete it and retry")
+                return f"{algorithm} {actual} does not match the expected {expected}"
+    return None
+
+
+def verify_file(path: str | Path, md5: str | None = None, sha256: str | None = None,
+                size: int | None = None) -> None:
+    """Raise :class:`ChecksumError` unless ``path`` has the given size and digests (None = unchecked)."""
+    path = Path(path)
+    problem = _mismatch(path, md5, sha256, size)
+    if problem is not None:
+        raise ChecksumError(f"{path}: {problem}; the file is incomplete, corrupt or from a changed source: "
+                            "delete it and download again")
 
 
 def fetch_text(url: str, timeout: float = 60.0, hint: str = "check the network and run the same command again") -> str:
@@ -70,20 +91,48 @@ def md5_from_manifest(manifest: str, filename: str) -> str | None:
     return None
 
 
+def _size(path: Path) -> int:
+    """Bytes in ``path``, 0 when it is missing."""
+    return path.stat().st_size if path.is_file() else 0
+
+
+@contextlib.contextmanager
+def _writing(part: Path) -> Iterator[None]:
+    """Report a local file error (no space, no permission) on ``part`` as a :class:`DownloadError`, so that it
+    is neither retried as a network failure nor reported as one; the bytes written so far stay."""
+    try:
+        yield
+    except OSError as exc:
+        raise DownloadError(f"cannot write {part}: {exc.strerror or exc}; free some space (or fix the folder's "
+                            "permissions) and run the same command again to resume") from None
+
+
+def _complete_by_416(part: Path, offset: int, headers) -> bool:
+    """Whether a 416 answer to ``bytes=<offset>-`` confirms that ``part`` holds the whole file: the server's
+    ``Content-Range: bytes */<size>`` must equal its size. Otherwise the part file is not a prefix of the
+    file (it is longer, or the server does not say) and is removed, so that the transfer starts over."""
+    match = re.fullmatch(r"bytes \*/(\d+)", (headers or {}).get("Content-Range", "").strip())
+    if match and int(match.group(1)) == offset:
+        return True
+    part.unlink()
+    return False
+
+
 def _transfer(url: str, part: Path, timeout: float, progress) -> int | None:
     """Append the missing bytes of ``url`` to ``part``; returns the total size if the server said it."""
-    offset = part.stat().st_size if part.exists() else 0
+    offset = _size(part)
     headers = {"User-Agent": USER_AGENT}
     if offset:
         headers["Range"] = f"bytes={offset}-"
     try:
         resp = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
     except urllib.error.HTTPError as exc:
-        if exc.code == 416 and offset:  # nothing left to fetch: the part file is already complete
+        if exc.code != 416 or not offset:
+            raise
+        if _complete_by_416(part, offset, exc.headers):
             return offset
-        raise
+        return _transfer(url, part, timeout, progress)
     with resp:
-        length = resp.headers.get("Content-Length")
         if offset and resp.status == 206:
             match = re.match(r"bytes (\d+)-\d+/(\d+|\*)", resp.headers.get("Content-Range", ""))
             if not match or int(match.group(1)) != offset:
@@ -92,23 +141,112 @@ def _transfer(url: str, part: Path, timeout: float, progress) -> int | None:
             total = int(match.group(2)) if match.group(2) != "*" else None
             mode = "ab"
         else:  # fresh start, or a server without range support: start over
+            length = resp.headers.get("Content-Length")
             total = int(length) if length is not None else None
             offset, mode = 0, "wb"
-        if progress is not None:
-            progress.reset(total=total)
-            progress.update(offset)
-        with open(part, mode) as fh:
-            while True:
-                block = resp.read(CHUNK)
-                if not block:
-                    break
-                fh.write(block)
-                if progress is not None:
-                    progress.update(len(block))
+        progress.reset(total=total)
+        progress.update(offset)
+        _save(resp, part, mode, progress)
     got = part.stat().st_size
     if total is not None and got < total:  # the connection closed early: transient, resumable
         raise http.client.IncompleteRead(b"", total - got)
     return total
+
+
+def _save(resp, part: Path, mode: str, progress) -> None:
+    """Write the body of ``resp`` to ``part`` (``mode`` "ab" or "wb") and sync it to disk."""
+    with _writing(part):
+        fh = open(part, mode)
+    with fh:
+        for block in iter(lambda: resp.read1(CHUNK), b""):  # what has arrived, not a full CHUNK
+            with _writing(part):
+                fh.write(block)
+            progress.update(len(block))
+        with _writing(part):
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+def _retryable(exc: Exception) -> bool:
+    """Network failures and server-side HTTP errors are worth another try; a 404 or 403 is not."""
+    if isinstance(exc, urllib.error.HTTPError):
+        return exc.code >= 500 or exc.code in RETRY_STATUSES
+    return True
+
+
+def _failure(url: str, dest: Path, part: Path, exc: Exception) -> DownloadError:
+    """The error that ends a download after ``exc``, saying what failed and how to go on."""
+    have = _size(part)
+    if not have:
+        part.unlink(missing_ok=True)
+    resume = f"run the same command again to resume from {part} ({have:,} bytes kept)"
+    if isinstance(exc, urllib.error.HTTPError):
+        advice = "try again later" if _retryable(exc) else "check the URL"
+        return DownloadError(f"{url}: HTTP {exc.code} {exc.reason}; {advice}" + (f", then {resume}" if have else ""))
+    if not have:
+        return DownloadError(
+            f"could not reach {urllib.parse.urlsplit(url).netloc} for {url} ({getattr(exc, 'reason', exc)}); "
+            f"nothing was downloaded: check the network, or fetch the file on another machine and put it at {dest}")
+    return DownloadError(f"download of {url} interrupted after {have:,} bytes ({exc}); {resume}")
+
+
+def _fetch_part(url: str, dest: Path, part: Path, retries: int, timeout: float, progress) -> int | None:
+    """Run :func:`_transfer` until it completes or ``retries`` retries of retryable failures are spent."""
+    attempt = 0
+    while True:
+        try:
+            return _transfer(url, part, timeout, progress)
+        except GenomixError:
+            raise
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+            if attempt == retries or not _retryable(exc):
+                raise _failure(url, dest, part, exc) from None
+        time.sleep(min(2 ** attempt, 30) * 0.5)
+        attempt += 1
+
+
+def _interrupted(exc: KeyboardInterrupt, url: str, part: Path) -> NoReturn:
+    """Re-raise Ctrl-C saying what it left: the part file to resume from, or nothing (an empty one is removed)."""
+    have = _size(part)
+    if not have:
+        part.unlink(missing_ok=True)
+        raise KeyboardInterrupt(f"nothing of {url} was downloaded") from None
+    reraise_keeping(exc, f"{have:,} bytes of {url} kept in {part}; run the same command again to resume")
+
+
+def _check_destination(dest: Path) -> None:
+    """Refuse a ``dest`` (or its part file) that is a folder, and make ``dest``'s folder (refused in one line)."""
+    for path in (dest, dest.with_name(dest.name + ".part")):
+        if path.is_dir():
+            raise DownloadError(f"{path} is a folder, not a file: move it away or download somewhere else")
+    make_output_dir(dest.parent, option="download folder")
+
+
+@contextlib.contextmanager
+def _folder_lock(folder: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``folder`` while downloading into it, so that processes started together (the
+    ranks of a multi-GPU run preparing one genome) take turns instead of appending to one part file: the first
+    downloads, the others then find the verified file. Where there are no such locks (Windows, some network
+    file systems) downloads go on unlocked."""
+    try:
+        import fcntl
+
+        fd = os.open(folder, os.O_RDONLY)
+    except (ImportError, OSError):
+        fd = None
+    try:
+        if fd is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                log.info("waiting for another process that is downloading into %s", folder)
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except OSError:
+                pass  # the file system has no locks
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)  # releases the lock
 
 
 def download(url: str, dest: str | Path, md5: str | None = None, sha256: str | None = None,
@@ -116,50 +254,41 @@ def download(url: str, dest: str | Path, md5: str | None = None, sha256: str | N
     """Download ``url`` to ``dest`` with resume, retries, progress and verification.
 
     An existing ``dest`` that verifies is reused without network access. Raises :class:`DownloadError`
-    when the transfer keeps failing (the ``.part`` file is kept, so running again resumes) and
-    :class:`ChecksumError` when the finished file does not verify (the part file is removed).
+    when the transfer fails (the ``.part`` file is kept, so running again resumes), ``KeyboardInterrupt``
+    saying what was kept on Ctrl-C, and :class:`ChecksumError` when the finished file does not verify (the
+    part file is removed). Processes downloading into one folder take turns.
     """
+    dest = Path(dest)
+    _check_destination(dest)
+    with _folder_lock(dest.parent):
+        if dest.exists():
+            verify_file(dest, md5, sha256, size)
+        else:
+            _download_new(url, dest, md5, sha256, size, retries, timeout, quiet)
+    return dest
+
+
+def _download_new(url: str, dest: Path, md5: str | None, sha256: str | None, size: int | None, retries: int,
+                  timeout: float, quiet: bool) -> None:
+    """The transfer and verification of :func:`download` for a ``dest`` that does not exist yet."""
     from tqdm.auto import tqdm
 
-    dest = Path(dest)
-    if dest.exists():
-        verify_file(dest, md5, sha256, size)
-        return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    if not (md5 or sha256):
+        log.warning("no checksum is known for %s: the download cannot be verified%s", url,
+                    f", only its size ({size:,} bytes)" if size is not None else "")
     part = dest.with_name(dest.name + ".part")
-    progress = tqdm(unit="B", unit_scale=True, desc=dest.name, disable=quiet)
-    total = None
     try:
-        for attempt in range(retries + 1):
-            try:
-                total = _transfer(url, part, timeout, progress)
-                break
-            except (urllib.error.URLError, OSError, http.client.HTTPException, socket.timeout) as exc:
-                have = part.stat().st_size if part.exists() else 0
-                if isinstance(exc, urllib.error.HTTPError) and exc.code < 500:
-                    raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}; check the URL") from None
-                if attempt == retries and not have:
-                    part.unlink(missing_ok=True)
-                    raise DownloadError(
-                        f"could not reach {urllib.parse.urlsplit(url).netloc} for {url} "
-                        f"({getattr(exc, 'reason', exc)}); nothing was downloaded: check the network, or fetch the "
-                        f"file on another machine and put it at {dest}"
-                    ) from None
-                if attempt == retries:
-                    raise DownloadError(
-                        f"download of {url} interrupted after {have:,} bytes ({exc}); run the same command "
-                        f"again to resume from {part}"
-                    ) from None
-                time.sleep(min(2 ** attempt, 30) * 0.5)
-    finally:
-        progress.close()
-    got = part.stat().st_size
-    if total is not None and got != total:
-        raise DownloadError(f"{url}: got {got:,} of {total:,} bytes; run again to resume from {part}")
-    try:
-        verify_file(part, md5, sha256, size)
-    except ChecksumError:
-        part.unlink(missing_ok=True)
-        raise
+        with tqdm(unit="B", unit_scale=True, desc=dest.name, disable=quiet) as progress:
+            total = _fetch_part(url, dest, part, retries, timeout, progress)
+        got = part.stat().st_size
+        if total is not None and got != total:
+            raise DownloadError(f"{url}: got {got:,} of {total:,} bytes; run again to resume from {part}")
+        problem = _mismatch(part, md5, sha256, size)
+    except KeyboardInterrupt as exc:
+        _interrupted(exc, url, part)
+    if problem is not None:
+        part.unlink()
+        raise ChecksumError(f"{url}: {problem}; the download was removed: run the same command again to "
+                            "download it afresh, and if it fails again the source has changed since its checksum "
+                            "was recorded")
     os.replace(part, dest)
-    return dest

@@ -74,11 +74,11 @@ def fetch_genome(spec: GenomeSpec, cache: Path, quiet: bool = False) -> Path:
         return path
     md5 = spec.md5
     dest = cache / "downloads" / spec.name / spec.filename
-    if md5 is None and spec.md5_manifest and not dest.exists():
+    if md5 is None and spec.md5_manifest and not dest.exists():  # dest exists only once verified
         md5 = md5_from_manifest(fetch_text(spec.md5_manifest, hint="check the network or pass a local FASTA path"),
                                 spec.filename)
         if md5 is None:
-            log.warning("%s lists no checksum for %s; verifying size only", spec.md5_manifest, spec.filename)
+            log.warning("%s lists no checksum for %s", spec.md5_manifest, spec.filename)
     return download(spec.url, dest, md5=md5, sha256=spec.sha256, size=spec.size, quiet=quiet)
 
 
@@ -119,7 +119,8 @@ def prepare_genome(genome: str | Path, out: str | Path | None = None, cache: str
     Named genomes are downloaded into the cache with resume and checksum verification; the split BED
     of the entry (hg38: HyenaDNA's ``sequences_human.bed``) or ``bed`` is validated and stored with the
     sequences; without one, chromosome hold-out splits are stored. An existing ``out`` is reused unless
-    ``force``. The store is written atomically.
+    ``force`` (without downloading the FASTA again, which may have been deleted from the cache to save space).
+    The store is written atomically.
     """
     from tqdm.auto import tqdm
 
@@ -128,7 +129,7 @@ def prepare_genome(genome: str | Path, out: str | Path | None = None, cache: str
     name = str(genome)
     spec = specs.get(name)
     if spec is not None:
-        fasta = fetch_genome(spec, root, quiet=quiet)
+        fasta = None  # fetched below, only when the store is built: a reusable store needs no FASTA
         source = spec.url or f"genomix bundled {spec.file}"
         if bed is None and spec.splits_bed:
             bed = download(spec.splits_bed, root / "downloads" / spec.name / spec.splits_bed.rsplit("/", 1)[-1],
@@ -148,6 +149,8 @@ def prepare_genome(genome: str | Path, out: str | Path | None = None, cache: str
         _check_reusable(open_store(out), source, Path(bed) if bed else None, compression)
         log.info("genome store %s already exists; reusing it (pass --force to rebuild)", out)
         return out
+    if fasta is None:
+        fasta = fetch_genome(spec, root, quiet=quiet)
     with tqdm(total=fasta.stat().st_size, unit="B", unit_scale=True, desc=f"store {out.name}",
               disable=quiet) as bar:
         write_store(fasta, out, source=source, splits=_splits_for(spec, Path(bed) if bed else None),
