@@ -41,7 +41,7 @@ from .models.heads import POOLING_MODES
 from .models.inference_loop import inference_loop
 from .outputs import check_output, make_output_dir
 from .resume import continue_partial, end_interrupted_run, same_weights_settings, weights_fingerprint
-from .tokenizer import BYTE_TO_ID, INVALID, pad_batch
+from .tokenizer import BYTE_TO_ID, INVALID, encode, pad_batch
 
 if TYPE_CHECKING:
     from .genome.fasta import FastaReader
@@ -55,10 +55,15 @@ WINDOW_BATCHES = 16
 
 @dataclasses.dataclass
 class SequenceInput:
-    """One input sequence: its id and token ids."""
+    """One input sequence: its id and token ids. Given bases instead (a ``str``, e.g. ``SequenceInput("seq1",
+    "ACGTN")``), they are encoded with :func:`genomix.tokenizer.encode`, as a notebook user would expect."""
 
     id: str
     ids: np.ndarray
+
+    def __post_init__(self) -> None:
+        if isinstance(self.ids, (str, bytes)):
+            self.ids = encode(self.ids)
 
 
 def fasta_sequences(path: str | os.PathLike) -> Iterator[SequenceInput]:

@@ -94,7 +94,10 @@ def decode(ids: Iterable[int] | np.ndarray, skip_special_tokens: bool = True) ->
     """Map ids back to an upper-case string; special tokens (ids below ``A``, ``[RESERVED]`` included) are
     dropped, or with ``skip_special_tokens=False`` written by name where they stand (``"[CLS]AC[SEP]"``, as
     ``transformers``' character tokenizers write them)."""
-    arr = np.asarray(ids, dtype=np.int64).ravel()
+    arr = np.asarray(ids, dtype=np.int64)
+    if arr.ndim > 1:  # a (batch, length) array would otherwise decode as its rows run together
+        raise TokenizationError(f"decode takes one sequence of ids, got an array of shape {arr.shape}; decode each "
+                                "row (e.g. [decode(row) for row in ids]) or use Tokenizer.batch_decode")
     if arr.size and (arr.min() < 0 or arr.max() >= VOCAB_SIZE):  # e.g. an argmax over padded-vocabulary logits
         raise TokenizationError(f"token ids must lie in [0, {VOCAB_SIZE}); got {int(arr.min())}..{int(arr.max())}")
     if skip_special_tokens:
@@ -109,6 +112,9 @@ def reverse_complement(ids: np.ndarray | "torch.Tensor") -> np.ndarray | "torch.
     Works on numpy arrays (and lists of ids, returned as one) and torch tensors of any leading shape. Applying
     it twice is the identity.
     """
+    if isinstance(ids, (str, bytes)):
+        raise TypeError("reverse_complement works on token ids, not text; encode first: "
+                        "decode(reverse_complement(encode(seq)))")
     if isinstance(ids, (list, tuple)):
         ids = np.asarray(ids, dtype=np.int64)
     if isinstance(ids, np.ndarray):

@@ -139,3 +139,20 @@ def test_decode_keeps_every_special_token_unless_told_to_skip_them():
     assert tok.batch_decode(encoded, skip_special_tokens=True) == ["ACG", "T"]
     # a padded-logits column (transformers' fill-mask pipeline decodes its top-k): [UNK], as transformers writes it
     assert tok.decode([7, 13]) == "A[UNK]" and tok.decode(13, skip_special_tokens=True) == ""
+
+
+def test_decode_refuses_a_batch_instead_of_running_its_rows_together():
+    """``decode`` of (batch, length) ids returned the rows' bases as one string ("ACGAAA")."""
+    batch = np.array([[A_ID, T_ID], [T_ID, A_ID]])
+    with pytest.raises(TokenizationError, match="one sequence"):
+        decode(batch)
+    with pytest.raises(TokenizationError, match="one sequence"):
+        Tokenizer.decode_dna(torch.as_tensor(batch))
+    assert decode(batch[0]) == "AT"
+
+
+def test_reverse_complement_of_text_says_to_encode_first():
+    """A string failed with "'str' object has no attribute 'device'"."""
+    with pytest.raises(TypeError, match="encode first"):
+        reverse_complement("ACGT")
+    assert decode(reverse_complement(encode("AACG"))) == "CGTT"

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from ..devices import resolve_device
 from ..errors import CheckpointError, ConfigError
 from ..models.base import GenomixPreTrainedModel, check_config_fields
 from ..models.registry import get_family
@@ -90,6 +91,7 @@ def from_pretrained(
     cache_dir: str | os.PathLike | None = None,
     local_files_only: bool | None = None,
     token: str | bool | None = None,
+    device: str | torch.device | None = None,
     **config_overrides: Any,
 ) -> GenomixPreTrainedModel:
     """A genomix model from a local directory or Hub id in any supported layout.
@@ -98,17 +100,30 @@ def from_pretrained(
     one the checkpoint was saved with. ``format`` forces a layout instead of detecting it.
     ``config_overrides`` set config fields (e.g. ``num_labels=2, pooling="last"``); ``dtype`` (or
     transformers' older ``torch_dtype``) casts the weights, e.g. ``dtype=torch.bfloat16`` (the model then runs
-    under autocast to it, see :class:`~genomix.models.base.GenomixPreTrainedModel`). The model is returned
-    in eval mode on the CPU. ``trust_remote_code`` (which Hub cards of Caduceus and HyenaDNA ask for) is accepted
+    under autocast to it, see :class:`~genomix.models.base.GenomixPreTrainedModel`); a name that is not a
+    floating-point torch dtype (``"bf16"``, ``torch.int64``) is a :class:`ConfigError`. The model is returned
+    in eval mode on ``device`` (default the CPU; ``"cuda"``, ``"cuda:1"``, checked against this machine).
+    ``trust_remote_code`` (which Hub cards of Caduceus and HyenaDNA ask for) is accepted
     and changes nothing: genomix runs no code from the Hub.
     """
     config_overrides.pop("trust_remote_code", None)
-    dtype = config_overrides.pop("dtype", None) or config_overrides.pop("torch_dtype", None)
+    dtype = _weight_dtype(config_overrides.pop("dtype", None) or config_overrides.pop("torch_dtype", None))
+    target = None if device is None else resolve_device(device, "device=")
     directory = resolve(name_or_path, revision, cache_dir, local_files_only, token)
     model = build_from_checkpoint(load_checkpoint(directory, format), task, **config_overrides)
-    if dtype is not None and dtype != "auto":
-        model = model.to(getattr(torch, dtype) if isinstance(dtype, str) else dtype)
-    return model
+    return model.to(device=target, dtype=dtype)
+
+
+def _weight_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
+    """``from_pretrained``'s ``dtype`` as a floating-point :class:`torch.dtype` (``None`` and ``"auto"``: keep the
+    checkpoint's fp32), refusing anything else with a :class:`ConfigError` before the checkpoint is read."""
+    if dtype is None or dtype == "auto":
+        return None
+    resolved = getattr(torch, dtype, None) if isinstance(dtype, str) else dtype
+    if not isinstance(resolved, torch.dtype) or not resolved.is_floating_point:
+        raise ConfigError(f"dtype={dtype!r} is not a floating-point torch dtype; pass e.g. torch.bfloat16, "
+                          "torch.float16 or 'float32'")
+    return resolved
 
 
 LM_TASKS = ("causal-lm", "masked-lm")

@@ -5,7 +5,8 @@ another family's checkpoint it builds that class with random weights, or fails i
 load report. This one first detects the checkpoint's layout and family, as :func:`genomix.from_pretrained` does:
 
 - another family's checkpoint is refused with a :class:`CheckpointError` naming both, before any weight is read;
-- this family's native layout goes on to transformers' loader, with all of its options;
+- this family's native layout goes on to transformers' loader, with all of its options, and is refused when it
+  lacks backbone weights that its config asks for (transformers would start them at random);
 - another layout of this family (HyenaDNA original or ``-hf``, mamba_ssm, Caduceus) is converted by its adapter
   and loaded into this class's head, as ``genomix.from_pretrained(..., task=<this head>)`` would.
 
@@ -51,6 +52,27 @@ def _check_family(cls: type[GenomixPreTrainedModel], name: str, adapter: FormatA
     )
 
 
+def _load_native(
+    cls: type[GenomixPreTrainedModel],
+    name: str,
+    native_loader: Callable[..., Any],
+    model_args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> Any:
+    """transformers' loader on a genomix-layout checkpoint, refusing one that lacks backbone weights its config
+    asks for (e.g. ``n_layer`` raised by hand): transformers would start them at random with only a printed
+    report. A fresh head on a pretrained backbone (a causal-LM checkpoint for classification) is fine."""
+    wants_info = kwargs.pop("output_loading_info", False)
+    model, info = native_loader(name, *model_args, output_loading_info=True, **kwargs)
+    prefix = None if _task_of(cls) == "base" else cls.base_model_prefix + "."
+    missing = sorted(key for key in info["missing_keys"] if prefix is None or key.startswith(prefix))
+    if missing:
+        raise CheckpointError(f"{name}: the checkpoint lacks {len(missing)} backbone weight(s) its config.json asks "
+                              f"for ({', '.join(missing[:4])}{', ...' if len(missing) > 4 else ''}); the config and "
+                              "the weights are not of one model: re-save or re-download the checkpoint")
+    return (model, info) if wants_info else model
+
+
 def load_for_class(
     cls: type[GenomixPreTrainedModel],
     name_or_path: str | os.PathLike | None,
@@ -67,7 +89,7 @@ def load_for_class(
     adapter = detect_format(directory)
     _check_family(cls, name, adapter, adapter.model_type_of(directory))
     if isinstance(adapter, GenomixNative):
-        return native_loader(name_or_path, *model_args, **kwargs)
+        return _load_native(cls, name, native_loader, model_args, kwargs)
     task = _task_of(cls)
     if task is None:
         raise CheckpointError(

@@ -34,12 +34,43 @@ from .host_checkpoint import host_checkpoint
 from .norms import LayerNorm
 
 
+def may_sync(tensor: torch.Tensor) -> bool:
+    """Whether a check may read ``tensor``'s values on the host: always on the CPU; on a GPU not while a CUDA
+    graph is captured (a sync would break the capture) nor in training steps (a sync per step stalls the GPU)."""
+    return not (tensor.is_cuda and (torch.is_grad_enabled() or torch.cuda.is_current_stream_capturing()))
+
+
+def check_id_tensor(ids: Any, name: str) -> None:
+    """Refuse ``ids`` that are not a torch tensor of integers (a list, a numpy array, float ids), naming the argument:
+    the embedding lookup would fail deep inside torch with a message about indices."""
+    if not isinstance(ids, torch.Tensor):
+        raise InputFormatError(f"{name} must be a torch tensor of token ids, got {type(ids).__name__}; convert with "
+                               "torch.as_tensor(ids) or encode with genomix.Tokenizer(..., return_tensors='pt')")
+    if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:
+        raise InputFormatError(f"{name} must hold integer ids (torch.long), got dtype {ids.dtype}; "
+                               "convert with .long()")
+
+
+def check_attention_mask(attention_mask: torch.Tensor | None, input_ids: torch.Tensor) -> None:
+    """Refuse an ``attention_mask`` that is not a tensor of ``input_ids``' (batch, length) shape: some families
+    would broadcast a wrong one without a word (padding then hides the wrong positions), others fail inside."""
+    if attention_mask is None:
+        return
+    shape = tuple(getattr(input_ids, "shape", ()))
+    if not isinstance(attention_mask, torch.Tensor) or tuple(attention_mask.shape) != shape:
+        got = tuple(attention_mask.shape) if isinstance(attention_mask, torch.Tensor) else type(attention_mask).__name__
+        raise InputFormatError(f"attention_mask must be a tensor of input_ids' shape {shape} (1 = real token, "
+                               f"0 = padding), got {got}")
+
+
 def check_input_ids(input_ids: torch.Tensor, config: PretrainedConfig) -> None:
-    """Refuse what a model cannot read, before it fails inside: not (batch >= 1, length >= 1) rows, rows longer
+    """Refuse what a model cannot read, before it fails inside: not a tensor of integer ids
+    (:func:`check_id_tensor`), not (batch >= 1, length >= 1) rows, rows longer
     than ``config.max_seq_len``, ids outside ``[0, config.vocab_size)`` (the embedding's padding rows, or past
     it). The id check costs a device sync; it is skipped while a CUDA graph is captured (a sync would break
     the capture, and the eager calls before it checked the same shapes) and in CUDA training steps (a sync per
     step would stall the GPU; their batches come from genomix's own tokenizer)."""
+    check_id_tensor(input_ids, "input_ids")
     if input_ids.dim() != 2 or 0 in input_ids.shape:
         raise InputFormatError(f"input_ids must be (batch >= 1, length >= 1) token ids, got shape "
                                f"{tuple(input_ids.shape)}")
@@ -47,7 +78,7 @@ def check_input_ids(input_ids: torch.Tensor, config: PretrainedConfig) -> None:
         raise RangeError(f"sequence of length {input_ids.shape[1]} is longer than this model's max_seq_len "
                          f"{config.max_seq_len}; split it into windows (genomix embed and score-variants do) or use a "
                          "longer-context model")
-    if input_ids.is_cuda and (torch.is_grad_enabled() or torch.cuda.is_current_stream_capturing()):
+    if not may_sync(input_ids):
         return
     low, high = (int(v) for v in torch.aminmax(input_ids))
     if low < 0 or high >= config.vocab_size:
@@ -115,7 +146,9 @@ def check_config_fields(config_class: type[PretrainedConfig], keys: Sequence[str
 
 
 def check_prompt(input_ids: torch.Tensor, caller: str) -> None:
-    """Refuse token ids that are not (batch, length >= 1) rows, naming ``caller`` (generation's entry points)."""
+    """Refuse token ids that are not (batch, length >= 1) rows of integers, naming ``caller`` (generation's entry
+    points)."""
+    check_id_tensor(input_ids, f"{caller}'s input_ids")
     if input_ids.dim() != 2 or input_ids.shape[1] < 1:
         raise InputFormatError(f"{caller} takes (batch, length >= 1) token ids, got {tuple(input_ids.shape)}")
 
@@ -303,6 +336,7 @@ class BaseModelMixin:
         """Final hidden states (batch, length, hidden size); ``hidden_states`` (if asked) as the
         family's ``_forward_hidden`` documents. Other keyword arguments: :func:`check_forward_kwargs`."""
         check_forward_kwargs(self, kwargs)
+        check_attention_mask(attention_mask, input_ids)
         hidden, states = self._forward_hidden(input_ids, attention_mask, output_hidden_states)
         states = None if states is None else tuple(states)
         return model_output(BaseModelOutput, return_dict, last_hidden_state=hidden, hidden_states=states)

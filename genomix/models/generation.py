@@ -16,7 +16,7 @@ continuations of each prompt; a recurrent state follows its beams by reordering 
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -30,7 +30,7 @@ BASE_IDS = (A_ID, C_ID, G_ID, T_ID)
 
 
 def next_token_distribution(
-    logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None, allowed_ids=BASE_IDS,
+    logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None, allowed_ids: Sequence[int] = BASE_IDS,
     top_p: float | None = None,
 ) -> torch.Tensor:
     """Probabilities (batch, vocab) from last-position ``logits`` (batch, vocab) after masking,
@@ -85,6 +85,10 @@ def _seen_tokens(sequences: torch.Tensor, vocab: int) -> torch.Tensor:
 def _allowed_mask(vocab: int, device: torch.device, allowed_ids: tuple[int, ...]) -> torch.Tensor:
     """The (vocab,) mask of ``allowed_ids``, made once per device: building it at every token copied the ids
     from the host, which waits for the GPU to finish the step before (a pageable host-to-device copy)."""
+    bad = [i for i in allowed_ids if not 0 <= i < vocab]
+    if not allowed_ids or bad:
+        raise ConfigError(f"allowed_ids must be one or more token ids in [0, {vocab}) (the model's output columns; "
+                          f"by default the four bases A, C, G, T = {BASE_IDS}), got {list(allowed_ids)}")
     allowed = torch.zeros(vocab, dtype=torch.bool, device=device)
     allowed[list(allowed_ids)] = True
     return allowed
@@ -98,7 +102,7 @@ def generate(
     greedy: bool = False,
     temperature: float = 1.0,
     top_k: int | None = None,
-    allowed_ids=BASE_IDS,
+    allowed_ids: Sequence[int] = BASE_IDS,
     generator: torch.Generator | None = None,
     recurrent: bool | None = None,
     top_p: float | None = None,
@@ -157,7 +161,7 @@ def beam_search(
     input_ids: torch.Tensor,
     max_new_tokens: int,
     num_beams: int,
-    allowed_ids=BASE_IDS,
+    allowed_ids: Sequence[int] = BASE_IDS,
     recurrent: bool | None = None,
     repetition_penalty: float = 1.0,
     on_token: Callable[[], None] | None = None,

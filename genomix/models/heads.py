@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ConfigError
+from ..errors import ConfigError, InputFormatError
+from .base import check_id_tensor, may_sync
 
 POOLING_MODES = ("mean", "last", "first")
 IGNORE_INDEX = -100
@@ -68,8 +69,17 @@ class SequenceClassificationHead(nn.Module):
         return self.proj(self.dropout(pooled.to(self.proj.weight.dtype)))
 
 
+def check_lm_labels(logits: torch.Tensor, labels: torch.Tensor) -> None:
+    """Refuse LM ``labels`` that are not one integer token id per input position (the shape of ``input_ids``)."""
+    check_id_tensor(labels, "labels")
+    if tuple(labels.shape) != tuple(logits.shape[:-1]):
+        raise InputFormatError(f"labels must have input_ids' shape {tuple(logits.shape[:-1])} (token ids, "
+                               f"{IGNORE_INDEX} where no loss is wanted), got {tuple(labels.shape)}")
+
+
 def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
     """Next-token cross-entropy: position ``i`` predicts ``labels[i + 1]`` (shift inside, HF style)."""
+    check_lm_labels(logits, labels)
     shifted_logits = logits[:, :-1].reshape(-1, logits.shape[-1]).float()
     shifted_labels = labels[:, 1:].reshape(-1).to(logits.device)
     return F.cross_entropy(shifted_logits, shifted_labels, ignore_index=ignore_index)
@@ -77,9 +87,25 @@ def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int
 
 def masked_lm_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
     """Position-wise cross-entropy (no shift); ``ignore_index`` marks unmasked positions."""
+    check_lm_labels(logits, labels)
     return F.cross_entropy(
         logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1).to(logits.device), ignore_index=ignore_index
     )
+
+
+def check_class_labels(logits: torch.Tensor, labels: torch.Tensor) -> None:
+    """Refuse single-label classification ``labels`` that are not one integer class in ``[0, num_labels)`` (or
+    the ignored :data:`IGNORE_INDEX`) per sequence; the value check is skipped where :func:`.base.may_sync` says."""
+    batch, num_labels = logits.shape[0], logits.shape[-1]
+    check_id_tensor(labels, "labels")
+    if labels.numel() != batch:
+        raise InputFormatError(f"labels must hold one class per sequence ({batch}), got shape {tuple(labels.shape)}")
+    if not may_sync(labels):
+        return
+    bad = labels[(labels != IGNORE_INDEX) & ((labels < 0) | (labels >= num_labels))]
+    if bad.numel():
+        raise InputFormatError(f"class labels must lie in [0, {num_labels}) (num_labels={num_labels}); got "
+                               f"{int(bad[0])}. Build the model with num_labels=<number of classes>")
 
 
 def classification_loss(logits: torch.Tensor, labels: torch.Tensor, config) -> torch.Tensor:
@@ -96,6 +122,7 @@ def classification_loss(logits: torch.Tensor, labels: torch.Tensor, config) -> t
     if config.problem_type == "regression":
         return F.mse_loss(logits.squeeze(-1).float(), labels.float().view(-1))
     if config.problem_type == "single_label_classification":
+        check_class_labels(logits, labels)
         return F.cross_entropy(logits.float().view(-1, num_labels), labels.view(-1))
     if config.problem_type == "multi_label_classification":
         return F.binary_cross_entropy_with_logits(logits.float(), labels.float())

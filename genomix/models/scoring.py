@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InputFormatError
+from .base import check_id_tensor
 from .tasks import require_causal_lm
 
 
@@ -33,6 +34,7 @@ def token_log_likelihoods(model: torch.nn.Module, input_ids: torch.Tensor, progr
     """(batch, L - 1) fp32: the log-probability of each token given those before it (see the module
     docstring), with ``model`` in eval mode for the call; ``progress``: a progress bar over the pieces."""
     require_causal_lm(model, "token_log_likelihoods")
+    check_id_tensor(input_ids, "input_ids")
     if input_ids.dim() != 2 or input_ids.shape[1] < 2:
         raise InputFormatError(f"input_ids must be (batch, length >= 2), got {tuple(input_ids.shape)}")
     was_training = model.training

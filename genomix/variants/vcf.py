@@ -55,6 +55,14 @@ class Variant:
     alt: str
     line: int
 
+    def __post_init__(self) -> None:
+        """Upper-case bases and ambiguity codes (VCF bases are case-insensitive, and a ``Variant`` made in Python
+        with ``"g"`` must match the reference's ``G``); symbolic alleles keep their spelling."""
+        for name in ("ref", "alt"):
+            allele = getattr(self, name)
+            if _IUPAC.fullmatch(allele):
+                object.__setattr__(self, name, allele.upper())
+
     @property
     def sequence_allele(self) -> bool:
         """Whether ALT is a concrete sequence of A, C, G and T (scorable): not a symbolic allele, breakend, ``*``
@@ -185,7 +193,7 @@ def _record(where: str, number: int, fields: list[str]) -> Iterator[Variant]:
     for alt in alts.split(","):
         if not alt:
             raise InputFormatError(f"{where}: empty allele in ALT {alts!r}")
-        yield Variant(chrom, position, vid, ref.upper(), alt.upper() if _IUPAC.fullmatch(alt) else alt, number)
+        yield Variant(chrom, position, vid, ref, alt, number)
 
 
 __all__ = ["HeaderCheck", "Region", "Variant", "read_vcf"]

@@ -38,7 +38,7 @@ import importlib
 from pathlib import Path
 
 from ...errors import CheckpointError
-from .base import FormatAdapter, LoadedCheckpoint
+from .base import FormatAdapter, LoadedCheckpoint, read_json
 
 #: Adapter modules of this package, imported on first use. Other families append theirs here.
 FORMAT_MODULES: tuple[str, ...] = ("genomix_native", "hyenadna", "hyenadna_hf", "mamba_ssm", "caduceus")
@@ -89,6 +89,8 @@ def detect_format(path: str | Path) -> FormatAdapter:
     for adapter in formats():
         if adapter.detect(path):
             return adapter
+    if (path / "config.json").is_file():
+        read_json(path / "config.json")  # a corrupt config.json is why no layout matched: say that instead
     listing = sorted(p.name for p in path.iterdir())[:20]
     raise CheckpointError(
         f"{path}: no known checkpoint layout (files: {listing}); genomix reads "
