@@ -1,5 +1,6 @@
-"""Checks on an output path before a command writes to it, so that a mistyped ``--out`` loses nothing, and
-output folders made or refused in one line (:func:`make_output_dir`).
+"""Checks on an output path before a command writes to it, so that a mistyped ``--out`` loses nothing, output
+folders made or refused in one line (:func:`make_output_dir`), and small files written whole or not at all
+(:func:`atomic_write_text`).
 
 Commands write to a temporary name and rename when complete; this is what they check first. An output must
 not be an existing directory or one of the command's own inputs (with ``--overwrite`` a renamed result would
@@ -29,6 +30,13 @@ def check_output(out: str | os.PathLike, inputs: Iterable[str | os.PathLike | No
     return out
 
 
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary sibling and rename it over ``path``: readers see old or new, never half."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def make_output_dir(out: str | os.PathLike, option: str = "--out") -> Path:
     """``out`` (``~`` expanded) as a folder, created with its parents if missing: a training run's output
     folder, the folder of an output file, a download cache. A folder that cannot be made (a file in the way, no
@@ -44,4 +52,4 @@ def make_output_dir(out: str | os.PathLike, option: str = "--out") -> Path:
     return out
 
 
-__all__ = ["check_output", "make_output_dir"]
+__all__ = ["atomic_write_text", "check_output", "make_output_dir"]

@@ -183,6 +183,35 @@ def test_named_genome_is_downloaded_verified_against_its_manifest_and_stored(ser
     assert not any((tmp_path / "cache" / "downloads" / "bad").iterdir())
 
 
+def test_a_cached_or_hand_placed_genome_is_checked_against_its_md5(server, tmp_path: Path, caplog):
+    """The MD5 a download was verified against is kept beside it and checks the cached file again without the
+    network; a file put in place by hand is checked against the manifest, or used with a warning when the
+    manifest cannot be fetched."""
+    import gzip
+
+    url, state = server
+    fasta = gzip.compress(b">chrA\nACGT\n")
+    state["extra"] = {"/toy.fa.gz": fasta, "/md5sum.txt": f"{hashlib.md5(fasta).hexdigest()}  toy.fa.gz\n".encode()}
+    spec = GenomeSpec(name="toy", url=f"{url}/toy.fa.gz", md5_manifest=f"{url}/md5sum.txt")
+    path = fetch_genome(spec, tmp_path, quiet=True)
+    assert (tmp_path / "downloads" / "toy" / "toy.fa.gz.md5").read_text().split()[0] == hashlib.md5(fasta).hexdigest()
+    requests = len(state["requests"])
+    path.write_bytes(fasta[:-1] + b"\1")  # corrupted in the cache (gzip ends in a zero byte here)
+    with pytest.raises(ChecksumError, match="md5"):
+        fetch_genome(spec, tmp_path, quiet=True)
+    assert len(state["requests"]) == requests  # checked against the kept MD5, offline
+    hand = GenomeSpec(name="hand", url=f"{url}/toy.fa.gz", md5_manifest=f"{url}/md5sum.txt")
+    placed = tmp_path / "downloads" / "hand" / "toy.fa.gz"
+    placed.parent.mkdir(parents=True)
+    placed.write_bytes(fasta + b"more")
+    with pytest.raises(ChecksumError, match="md5"):
+        fetch_genome(hand, tmp_path, quiet=True)
+    offline = GenomeSpec(name="hand", url=f"{url}/toy.fa.gz", md5_manifest=f"{url}/missing/md5sum.txt")
+    with caplog.at_level("WARNING"):
+        assert fetch_genome(offline, tmp_path, quiet=True) == placed
+    assert "was not downloaded by genomix and cannot be verified now" in caplog.text
+
+
 def test_an_unreachable_host_is_named_and_leaves_no_part_file(tmp_path: Path, monkeypatch):
     """Nothing downloaded (the connection refused): the message names the host and says where a copy fetched
     elsewhere goes, instead of offering to resume from a part file that does not exist."""

@@ -16,7 +16,8 @@ from typing import Callable
 
 import yaml
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DownloadError
+from ..outputs import atomic_write_text
 from .bed import Interval, holdout_splits, read_bed_splits
 from .download import download, fetch_text, md5_from_manifest, verify_file
 from .store import COMPRESSION, open_store, write_store
@@ -67,19 +68,46 @@ def demo_fasta() -> Path:
 
 
 def fetch_genome(spec: GenomeSpec, cache: Path, quiet: bool = False) -> Path:
-    """Local path of ``spec``'s FASTA: the bundled file, or a verified (cached) download."""
+    """Local path of ``spec``'s FASTA: the bundled file, or a verified (cached) download.
+
+    The MD5 a download was verified against is kept next to it (``<file>.md5``), so the cached file is checked
+    again offline. A file put there by hand (fetched on another machine for a cluster without internet) is
+    checked against the manifest when it can be reached, and otherwise used with a warning that it is unverified."""
     if spec.file:
         path = DATA_DIR / spec.file
         verify_file(path, spec.md5, spec.sha256, spec.size)
         return path
-    md5 = spec.md5
     dest = cache / "downloads" / spec.name / spec.filename
-    if md5 is None and spec.md5_manifest and not dest.exists():  # dest exists only once verified
+    md5 = spec.md5 or (_manifest_md5(spec, dest) if spec.md5_manifest else None)
+    download(spec.url, dest, md5=md5, sha256=spec.sha256, size=spec.size, quiet=quiet)
+    record = _md5_record(dest)
+    if md5 and not record.exists():
+        atomic_write_text(record, f"{md5}  {dest.name}\n")
+    return dest
+
+
+def _md5_record(dest: Path) -> Path:
+    return dest.with_name(dest.name + ".md5")
+
+
+def _manifest_md5(spec: GenomeSpec, dest: Path) -> str | None:
+    """The MD5 to verify ``dest`` against: the one recorded when genomix downloaded it, else the manifest's
+    (None, with a warning, when the manifest lists none, or for a file put in place by hand while the manifest
+    cannot be fetched)."""
+    record = _md5_record(dest)
+    if dest.exists() and record.exists():
+        return md5_from_manifest(record.read_text(), dest.name)
+    try:
         md5 = md5_from_manifest(fetch_text(spec.md5_manifest, hint="check the network or pass a local FASTA path"),
                                 spec.filename)
-        if md5 is None:
-            log.warning("%s lists no checksum for %s", spec.md5_manifest, spec.filename)
-    return download(spec.url, dest, md5=md5, sha256=spec.sha256, size=spec.size, quiet=quiet)
+    except DownloadError as exc:
+        if not dest.exists():
+            raise
+        log.warning("%s was not downloaded by genomix and cannot be verified now (%s); using it as it is", dest, exc)
+        return None
+    if md5 is None:
+        log.warning("%s lists no checksum for %s", spec.md5_manifest, spec.filename)
+    return md5
 
 
 def _splits_for(spec: GenomeSpec | None, bed: Path | None) -> Callable[[dict[str, int]], dict[str, list[Interval]]]:

@@ -41,12 +41,12 @@ from ..devices import require_cuda
 from ..errors import ConfigError, InputFormatError, TrainingError
 from ..models.fixed_filters import hold_fixed_filters
 from ..models.inference_loop import inference_loop
-from ..outputs import make_output_dir
+from ..outputs import atomic_write_text, make_output_dir
 from ..resume import changed_settings, flat_settings, weights_fingerprint
 from ..train.callbacks import EpochCheckpoint
 from ..train.checkpoint_io import AtomicCheckpointIO
 from ..train.module import adamw_warmup_cosine, check_finite_loss, seed_step
-from ..train.run import (LAST, atomic_write_text, check_checkpoint_fits, export_pretrained, fit_telling_interrupts,
+from ..train.run import (LAST, check_checkpoint_fits, export_pretrained, fit_telling_interrupts,
                          refuse_used_out, resolve_resume, resume_source, run_loggers)
 from .batches import fit_lengths, loader
 from .identity import BASE_MODEL_KEYS, check_base_model, run_identity

@@ -43,7 +43,7 @@ from ..outputs import make_output_dir
 from ..resume import changed_settings, flat_settings, weights_fingerprint
 from ..tokenizer import A_ID, MASK_ID, PAD_ID, RESERVED_ID, SEP_ID, T_ID, encode
 from ..train.recipe import check_field_types, config_dirs, from_mapping, read_named_yaml
-from ..train.run import atomic_write_text
+from ..outputs import atomic_write_text
 from .finetune import write_predictions
 from .identity import BASE_MODEL_KEYS, check_base_model, run_identity
 from .labelled import LabelledSequences, TaskData, load_task

@@ -27,7 +27,7 @@ from lightning.pytorch.loggers import CSVLogger, Logger
 
 from ..errors import CheckpointError, ConfigError
 from ..kernels.scan.ops import checkpoint_keeps_scan
-from ..outputs import make_output_dir
+from ..outputs import atomic_write_text, make_output_dir
 from .callbacks import FinalCheckpoint, PeriodicCheckpoint, SamplerProgress, StageAccumulation, ThroughputMonitor
 from .checkpoint_io import AtomicCheckpointIO
 from .data import GenomeDataModule, resolve_store
@@ -195,13 +195,6 @@ def run_loggers(out_dir: Path) -> list[Logger]:
     except ModuleNotFoundError:
         log.warning("TensorBoard is not installed; logging to CSV only (pip install tensorboard)")
     return loggers
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary sibling and rename it over ``path``: readers see old or new, never half."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def export_pretrained(model: torch.nn.Module, weights: dict[str, torch.Tensor], model_dir: Path) -> None:
