@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 import triton.testing
 
-from genomix.kernels.bench_common import print_speed_table, time_paths
+from genomix.kernels.bench_common import print_speed_table, require_cuda, time_paths
 from genomix.kernels.bench_scan import copy_bandwidth, write_json
 from genomix.kernels.causal_conv import causal_conv1d_ref, causal_conv1d_triton
 from genomix.kernels.dispatch import use_triton
@@ -166,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="HyenaDNA lengths; the Mamba and contiguous cases run at the longest")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    require_cuda(parser)
     bandwidth = copy_bandwidth()
     header = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "triton": triton.__version__,
               "copy_gbs": bandwidth / 1e9,

@@ -81,6 +81,14 @@ def check_device(ap: argparse.ArgumentParser, device: str) -> None:
         ap.error("--device cpu runs the Triton kernels in the interpreter: set TRITON_INTERPRET=1")
 
 
+def require_cuda(ap: argparse.ArgumentParser) -> None:
+    """Stop with one line and exit status 2 where there is no CUDA device, before any work: a GPU-only script's
+    first CUDA call would otherwise end in torch's traceback ("Torch not compiled with CUDA enabled")."""
+    if not torch.cuda.is_available():
+        ap.exit(2, f"{ap.prog}: error: needs a CUDA GPU, and torch sees none here (torch.cuda.is_available() "
+                   "is False); run it on a GPU machine\n")
+
+
 def median_ms(fn: Callable[[], object], device: str) -> float:
     """Median ms of ``fn``: ``triton.testing.do_bench`` on CUDA, a few ``perf_counter`` runs on CPU."""
     if device == "cuda":

@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 import triton.testing
 
-from genomix.kernels.bench_common import cuda_kernel_ms
+from genomix.kernels.bench_common import cuda_kernel_ms, require_cuda
 from genomix.kernels.bench_scan import copy_bandwidth, write_json
 from genomix.kernels.fftconv import fftconv, fftconv_ref, fftconv_triton
 from genomix.kernels.fftconv import cufft_fused, two_level
@@ -141,6 +141,7 @@ def main() -> int:
     ap.add_argument("--batch-heads", type=int, nargs=2, metavar=("B", "H"),
                     help="this (batch, channels) at every length instead of B*H*L = 256M (e.g. 16 256 for M2 at 4K)")
     args = ap.parse_args()
+    require_cuda(ap)
     if args.k_sumsq and args.path not in ("dispatch", "cufft"):
         ap.error("--k-sumsq applies to --path dispatch or cufft")
     if args.pass_elements_log2 is not None:

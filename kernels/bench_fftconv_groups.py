@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from genomix.kernels.bench_common import cuda_kernel_ms, graph_replay, median_ms
+from genomix.kernels.bench_common import cuda_kernel_ms, graph_replay, median_ms, require_cuda
 from genomix.kernels.bench_scan import copy_bandwidth, write_json
 from genomix.kernels.fftconv import fftconv_ref
 from genomix.kernels.fftconv.cufft_fused import fftconv_cufft
@@ -32,6 +32,7 @@ def main() -> int:
     ap.add_argument("--channels", type=int, default=256)
     ap.add_argument("--groups", type=int, nargs="*", default=[1, 2, 4, 8, 16, 32, 64])
     args = ap.parse_args()
+    require_cuda(ap)
     torch.manual_seed(0)
     H, L = args.channels, args.length
     u = torch.randn(1, H, L, device="cuda").to(torch.bfloat16)

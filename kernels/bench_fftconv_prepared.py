@@ -25,6 +25,7 @@ import torch
 import triton.testing
 
 from genomix.kernels.bench_fftconv import SHAPES, benchmark_shape
+from genomix.kernels.bench_common import require_cuda
 from genomix.kernels.bench_scan import write_json
 from genomix.kernels.fftconv import fftconv, fftconv_prepared, fftconv_ref, prepare_filter
 from genomix.kernels.fftconv.reference import forward_with_spectrum, reference_filter_spectrum
@@ -69,6 +70,7 @@ def main() -> int:
     ap.add_argument("--lengths", type=int, nargs="*", default=list(SHAPES))
     ap.add_argument("--gates", action="store_true", help="with bf16 pre- and post-gates (Hyena's and M2's calls)")
     args = ap.parse_args()
+    require_cuda(ap)
     rows = []
     for L in args.lengths:
         B, H = benchmark_shape(L)

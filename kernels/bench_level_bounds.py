@@ -28,7 +28,7 @@ import torch
 import triton
 import triton.language as tl
 
-from genomix.kernels.bench_common import median_ms
+from genomix.kernels.bench_common import median_ms, require_cuda
 from genomix.kernels.bench_scan import copy_bandwidth, write_json
 from genomix.kernels.fftconv import cufft_fused as one_level
 from genomix.kernels.fftconv import two_level
@@ -103,6 +103,7 @@ def main() -> int:
     ap.add_argument("--length", type=int, default=1 << 20, help="a power of two, at least 2^16")
     ap.add_argument("--channels", type=int, default=256)
     args = ap.parse_args()
+    require_cuda(ap)
     torch.manual_seed(0)
     H, L = args.channels, args.length
     u = torch.randn(1, H, L, device="cuda").to(torch.bfloat16)

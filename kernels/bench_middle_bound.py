@@ -30,7 +30,7 @@ import torch
 import triton
 import triton.language as tl
 
-from genomix.kernels.bench_common import median_ms
+from genomix.kernels.bench_common import median_ms, require_cuda
 from genomix.kernels.bench_scan import copy_bandwidth, write_json
 from genomix.kernels.fftconv import cufft_fused as one_level
 from genomix.kernels.fftconv import two_level
@@ -124,6 +124,7 @@ def main() -> int:
     ap.add_argument("--warps", type=int, nargs="+", default=[4, 8])
     ap.add_argument("--dots", type=int, nargs="+", default=[1, 4])
     args = ap.parse_args()
+    require_cuda(ap)
     torch.manual_seed(0)
     shape = (args.channels, args.rows, ROW)
     x = (torch.randn(*shape, dtype=torch.complex64, device="cuda") / 64).to(torch.complex32)

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 import triton.testing
 
+from genomix.kernels.bench_common import require_cuda
 from genomix.kernels.bench_scan import copy_bandwidth, write_json
 from genomix.kernels.fftconv import cufft_fused
 
@@ -48,6 +49,7 @@ def main() -> int:
     ap.add_argument("--channels", type=int, default=256)
     ap.add_argument("--batch", type=int, default=1)
     args = ap.parse_args()
+    require_cuda(ap)
     defaults = tuple(getattr(cufft_fused, name) for name in SETTINGS)
     bw = copy_bandwidth()
     rows = []

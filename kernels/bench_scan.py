@@ -17,8 +17,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -164,12 +162,11 @@ def print_table(rows: list[dict]) -> None:
 
 
 def write_json(path: Path, payload: dict) -> None:
-    """Atomic JSON write (temporary name, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(payload, fh, indent=1)
-    os.replace(tmp, path)
+    """Atomic JSON write (temporary name, then rename), readable as any file the user writes."""
+    from genomix.outputs import atomic_write_text, make_output_dir
+
+    make_output_dir(path.parent)
+    atomic_write_text(path, json.dumps(payload, indent=1))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -182,6 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kernel-times", action="store_true",
                         help="also profile one forward and one forward+backward per length, kernel by kernel")
     args = parser.parse_args(argv)
+    from genomix.kernels.bench_common import require_cuda
+
+    require_cuda(parser)
     try:
         tiling = tiling_with(args.tiling)
     except ValueError as err:

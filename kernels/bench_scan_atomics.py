@@ -32,6 +32,7 @@ import torch
 import triton
 import triton.language as tl
 
+from genomix.kernels.bench_common import require_cuda
 from genomix.kernels.bench_scan import write_json
 
 #: Steps per thread (of the lanes layout) and rows of dB and dC together (2N at N = 16).
@@ -97,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="skip 'store' rows whose partial rows would exceed this")
     parser.add_argument("--out", type=Path, default=Path("."))
     args = parser.parse_args(argv)
+    require_cuda(parser)
     rows = []
     for length in args.lengths:
         for programs in args.programs:

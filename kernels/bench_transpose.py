@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 import triton.testing
 
+from genomix.kernels.bench_common import require_cuda
 from genomix.kernels.bench_scan import copy_bandwidth, write_json
 from genomix.kernels.transpose import empty_time_major, relayout
 
@@ -58,6 +59,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("."))
     args = ap.parse_args()
+    require_cuda(ap)
     bandwidth = copy_bandwidth()
     rows = []
     for shape in SHAPES:

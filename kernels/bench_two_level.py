@@ -23,6 +23,7 @@ import torch
 import triton
 import triton.testing
 
+from genomix.kernels.bench_common import require_cuda
 from genomix.kernels.bench_scan import copy_bandwidth, write_json
 from genomix.kernels.fftconv import cufft_fused, fftconv_ref, three_level, two_level
 from genomix.kernels.bench_fftconv import benchmark_shape
@@ -221,6 +222,7 @@ def main() -> int:
     ap.add_argument("--products", nargs="*", default=[],
                     help="rows,block,warps of the spectral product (cufft_fused.PACKED_*), each timed alone")
     args = ap.parse_args()
+    require_cuda(ap)
     sweep = [tuple(int(x) for x in s.split(",")) for s in args.sweep] if args.sweep else [_defaults()]
     products = [tuple(int(x) for x in s.split(",")) for s in args.products]
     middles = [tuple(int(x) for x in s.split(",")) for s in args.middles]

@@ -23,7 +23,10 @@ from pathlib import Path
 
 import torch
 
+from genomix.cli.option_types import positive_int
+from genomix.errors import GenomixError
 from genomix.models import build, fixed_filters
+from genomix.outputs import atomic_write_text, make_output_dir
 
 DEFAULT_RUNS = ("hyenadna-tiny-1k:1024:8", "hyenadna-small-32k:32768:1")
 
@@ -62,23 +65,42 @@ def measure(model_name: str, length: int, batch: int, repeats: int, fixed: bool 
     return row
 
 
-def main() -> None:
+def run_spec(text: str) -> tuple[str, int, int]:
+    """``MODEL:LENGTH:BATCH`` as (model, length, batch); an argparse error for anything else, so that a typo
+    stops before the first run instead of after the ones before it."""
+    parts = text.split(":")
+    if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit() and int(parts[1]) > 0 and int(parts[2]) > 0:
+        return parts[0], int(parts[1]), int(parts[2])
+    raise argparse.ArgumentTypeError(f"expected MODEL:LENGTH:BATCH with positive integers, e.g. "
+                                     f"{DEFAULT_RUNS[0]}; got {text!r}")
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", nargs="+", default=list(DEFAULT_RUNS), help="MODEL:LENGTH:BATCH entries")
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--runs", nargs="+", type=run_spec, default=[run_spec(spec) for spec in DEFAULT_RUNS],
+                        help="MODEL:LENGTH:BATCH entries")
+    parser.add_argument("--repeats", type=positive_int, default=5)
+    parser.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--fixed-filters", action="store_true",
                         help="also time each run with the filters' spectra kept between forwards")
     parser.add_argument("--out", type=Path, default=Path("."))
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    rows = []
-    for spec in args.runs:
-        name, length, batch = spec.split(":")
-        rows.append(measure(name, int(length), int(batch), args.repeats, args.fixed_filters))
+    try:  # an unknown model, a length past its max_seq_len or an --out under a file: one line, not a traceback
+        make_output_dir(args.out)
+        rows = [measure(name, length, batch, args.repeats, args.fixed_filters) for name, length, batch in args.runs]
+    except GenomixError as exc:
+        parser.exit(2, f"{parser.prog}: error: {exc}\n")
     machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                "torch_threads": torch.get_num_threads(), "torch": torch.__version__}
+    print_table(machine, rows)
+    atomic_write_text(args.out / "bench_cpu_inference.json", json.dumps({"machine": machine, "rows": rows}, indent=1))
+    return 0
+
+
+def print_table(machine: dict, rows: list[dict]) -> None:
+    """The machine, then one line per run (and one per fixed-filters timing)."""
     print(f"machine: {machine}")
     print(f"{'model':<22} {'L':>7} {'B':>3} {'params':>10} {'median ms':>10} {'tokens/s':>12}")
     for r in rows:
@@ -87,12 +109,6 @@ def main() -> None:
         if "fixed_median_s" in r:
             print(f"{'  fixed filters':<22} {'':>7} {'':>3} {'':>10} {r['fixed_median_s'] * 1e3:>10.1f} "
                   f"{r['fixed_tokens_per_s']:>12,.0f}  {r['fixed_speedup']:.2f}x, max |diff| {r['fixed_max_abs_diff']:.1e}")
-    args.out.mkdir(parents=True, exist_ok=True)
-    target = args.out / "bench_cpu_inference.json"
-    tmp = target.with_name(f".{target.name}.partial")
-    tmp.write_text(json.dumps({"machine": machine, "rows": rows}, indent=1))
-    os.replace(tmp, target)
-
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -25,10 +25,15 @@ from pathlib import Path
 
 import numpy as np
 
+from genomix.cli.option_types import non_negative_int, positive_int
+from genomix.errors import GenomixError
 from genomix.genome import WindowDataset, open_store, write_store
+from genomix.outputs import atomic_write_text, check_output, make_output_dir
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "genomes"
 WINDOW = 1 << 20
+#: The smallest synthetic genome (Mb) whose 4 contigs each hold a 1 Mb window (random reads need one).
+MIN_SYNTHETIC_MB = 4 * WINDOW // 1_000_000 + 1
 
 
 def synthetic_genome(path: Path, total_bp: int, contigs: int = 4, seed: int = 0) -> Path:
@@ -108,19 +113,33 @@ def bench_loader(store_path: Path, workers: int, batches: int, batch_size: int) 
             "tokens_per_s": tokens / dt, "tokens_per_s_lower_bound": max(batches - queued, 0) * per_batch / dt}
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The options, with sizes checked and the output path refused before the benchmarks run, not after."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="bench_data.json", help="JSON results path")
     parser.add_argument("--work-dir", default=os.path.join(tempfile.gettempdir(), "genomix-bench-data"))
-    parser.add_argument("--synthetic-mb", type=int, default=200, help="size of the synthetic genome (Mb)")
-    parser.add_argument("--reads", type=int, default=300, help="random 1 Mb windows to read")
-    parser.add_argument("--workers", type=int, default=4, help="DataLoader workers")
-    parser.add_argument("--batches", type=int, default=120, help="DataLoader batches to time")
-    parser.add_argument("--batch-size", type=int, default=2)
-    args = parser.parse_args()
+    parser.add_argument("--synthetic-mb", type=positive_int, default=200,
+                        help=f"size of the synthetic genome (Mb, at least {MIN_SYNTHETIC_MB})")
+    parser.add_argument("--reads", type=positive_int, default=300, help="random 1 Mb windows to read")
+    parser.add_argument("--workers", type=non_negative_int, default=4, help="DataLoader workers")
+    parser.add_argument("--batches", type=positive_int, default=120, help="DataLoader batches to time")
+    parser.add_argument("--batch-size", type=positive_int, default=2)
+    args = parser.parse_args(argv)
+    if args.synthetic_mb < MIN_SYNTHETIC_MB:
+        parser.error(f"--synthetic-mb must be at least {MIN_SYNTHETIC_MB}: each of its 4 contigs must hold a "
+                     f"{WINDOW:,}-base window")
+    try:
+        check_output(args.out, overwrite=True)
+        make_output_dir(Path(args.out).parent)
+        make_output_dir(args.work_dir)
+    except GenomixError as exc:
+        parser.error(str(exc))
+    return args
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     work = Path(args.work_dir)
-    work.mkdir(parents=True, exist_ok=True)
     synth = synthetic_genome(work / f"synthetic_{args.synthetic_mb}mb.fa.gz", args.synthetic_mb * 1_000_000)
     results: dict = {"machine": f"{platform.node()} ({os.cpu_count()} CPUs, {platform.processor() or platform.machine()})",
                      "convert": [], "random_reads": [], "loader": []}
@@ -128,11 +147,19 @@ def main() -> None:
     ecoli = SHARED / "ecoli_K12_MG1655.fa.gz"
     if ecoli.is_file():
         results["convert"].append(bench_convert(ecoli, work / "ecoli.h5", repeats=3))
+    else:
+        print(f"note: {ecoli} not found; the E. coli conversion is skipped")
     write_store(synth, work / "synthetic_lzf.h5", compression="lzf")
     for store in ("synthetic.h5", "synthetic_lzf.h5"):
         results["random_reads"].append(bench_random_reads(work / store, args.reads))
     results["loader"].append(bench_loader(work / "synthetic.h5", args.workers, args.batches, args.batch_size))
+    print_table(results)
+    atomic_write_text(Path(args.out), json.dumps(results, indent=1))
+    return 0
 
+
+def print_table(results: dict) -> None:
+    """One line per measurement, with its unit."""
     print(f"\nmachine: {results['machine']}")
     print(f"{'benchmark':<46}{'value':>14}  unit")
     for r in results["convert"]:
@@ -144,11 +171,6 @@ def main() -> None:
         print(f"{'DataLoader 1 M windows, workers=' + str(r['workers']) + ', batch=' + str(r['batch_size']):<46}"
               f"{r['tokens_per_s'] / 1e6:>14.1f}  M tokens/s "
               f"(>= {r['tokens_per_s_lower_bound'] / 1e6:.1f} excluding prefetched batches)")
-    out = Path(args.out)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(results, indent=1))
-    os.replace(tmp, out)
-
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -28,14 +28,18 @@ from pathlib import Path
 
 import torch
 
+from genomix.cli.option_types import positive_int
 from genomix.kernels.dispatch import environment
 from genomix.models import build, generation
 from genomix.models.step_graph import ENV_SWITCH, state_tensors, step_function
+from genomix.outputs import atomic_write_text, make_output_dir
 
 
 #: The fused generation-step kernels, named for the dispatch (their PyTorch references when listed in
 #: GENOMIX_REFERENCE_OPS).
 STEP_OPS = "selective_state_update,causal_conv1d_update,fftconv_update"
+#: The fewest new tokens: :func:`_step_ms` times the steps after a warm-up of 3.
+MIN_NEW = 4
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -99,18 +103,22 @@ def _step_ms(model: torch.nn.Module, prompt: torch.Tensor, new: int, graphs: boo
     return (time.perf_counter() - start) / steps * 1e3
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["mamba-tiny-1k", "mamba-7m-1m", "hyenadna-tiny-1k",
                                                         "hyenadna-large-1m"])
-    parser.add_argument("--prompt", type=int, default=768, help="prompt length")
-    parser.add_argument("--new", type=int, default=128, help="tokens to generate")
-    parser.add_argument("--batch", type=int, default=2)
-    parser.add_argument("--beams", type=int, default=4, help="beams per prompt for the beam-search timing")
-    parser.add_argument("--agreement-tokens", type=int, default=512,
+    parser.add_argument("--prompt", type=positive_int, default=768, help="prompt length")
+    parser.add_argument("--new", type=positive_int, default=128,
+                        help=f"tokens to generate (at least {MIN_NEW}: the step timing warms up on 3 of them)")
+    parser.add_argument("--batch", type=positive_int, default=2)
+    parser.add_argument("--beams", type=positive_int, default=4, help="beams per prompt for the beam-search timing")
+    parser.add_argument("--agreement-tokens", type=positive_int, default=512,
                         help="prompt tokens stepped one by one against the prefill")
     parser.add_argument("--out", type=Path, default=Path("."))
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.new < MIN_NEW:
+        parser.error(f"--new must be at least {MIN_NEW}: the step alone is timed after a warm-up of 3 steps")
+    make_output_dir(args.out)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     generator = torch.Generator().manual_seed(0)
     rows = []
@@ -140,8 +148,7 @@ def main() -> int:
         row["greedy_as_many_rows_s"], _ = _timed_generate(model, prompt.repeat_interleave(args.beams, dim=0),
                                                           args.new, recurrent=True)
         rows.append(row)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "bench_generation.json").write_text(json.dumps(rows, indent=1))
+    atomic_write_text(args.out / "bench_generation.json", json.dumps(rows, indent=1))
     print(f"{'model':<18} {'device':<6} {'B x prompt + new':>18} {'graphed s':>10} {'graphed, ref ops s':>19} "
           f"{'recurrent s':>12} {'window s':>9} {'same':>5} {'logits diff':>12} {'state diff':>11}")
     for r in rows:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from genomix.kernels.bench_common import cuda_event_median_ms
+from genomix.kernels.bench_common import cuda_event_median_ms, require_cuda
 from genomix.kernels.dispatch import FFTCONV_PATHS, environment
 from genomix.models import build, fixed_filters
 
@@ -99,6 +99,7 @@ def main() -> None:
                         help="also time each path with the filters' spectra kept between forwards (fixed_filters)")
     parser.add_argument("--out", type=Path, default=Path("."))
     args = parser.parse_args()
+    require_cuda(parser)
     rows = run(args.model, args.lengths, args.batch, args.repeats, args.paths, args.warmup, args.fixed_filters)
     args.out.mkdir(parents=True, exist_ok=True)
     tmp = args.out / ".bench_hyena_forward.json.tmp"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from genomix.kernels.bench_common import cuda_event_median_ms
+from genomix.kernels.bench_common import cuda_event_median_ms, require_cuda
 from genomix.kernels.bench_scan import write_json
 from genomix.models import GraphedForward, build, fixed_filters
 
@@ -61,6 +61,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--out", type=Path, default=Path("."))
     args = parser.parse_args()
+    require_cuda(parser)
     rows = []
     for case in args.cases:
         name, length, batch = case.split(":")

@@ -26,13 +26,13 @@ import argparse
 import contextlib
 import json
 import platform
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
+from genomix.kernels.bench_common import require_cuda
 from genomix.kernels.dispatch import FFTCONV_OPS, environment, fftconv_path
 from genomix.models import build
 from genomix.train.cuda_graph import GraphedTrainingStep
@@ -201,9 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", nargs="+", default=["m2", "m2-ref", "m2-dense", "m2-blockdiag", "m2-bert", "transformer"])
     ap.add_argument("--cuda-graphs", action="store_true", help="also time each model's step replayed from a CUDA graph")
     args = ap.parse_args(argv)
-    if not torch.cuda.is_available():
-        print("bench_m2 needs a CUDA GPU", file=sys.stderr)
-        return 2
+    require_cuda(ap)
     try:
         checks = check_dispatch(args.width, args.depth, 4096)
     except Exception as exc:  # report, then still time what runs

@@ -19,9 +19,19 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from genomix.cli.option_types import positive_int
 from genomix.models import build
 from genomix.models.scoring import token_log_likelihoods
 from genomix.models.step_graph import step_function
+from genomix.outputs import atomic_write_text, make_output_dir
+
+
+def min_two(text: str) -> int:
+    """A stepped prefix of 2 or more tokens: the first token only seeds the state, so one token compares nothing."""
+    value = positive_int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"must be 2 or more, got {value}")
+    return value
 
 
 def _sync(device: torch.device) -> None:
@@ -45,13 +55,15 @@ def _stepped_scores(model: torch.nn.Module, ids: torch.Tensor) -> tuple[torch.Te
     return torch.cat(scores, dim=1), time.perf_counter() - start
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="mamba-7m-1m")
-    parser.add_argument("--lengths", type=int, nargs="+", default=[1 << 20, 1 << 22])
-    parser.add_argument("--stepped", type=int, default=2048, help="prefix scored token by token for comparison")
+    parser.add_argument("--lengths", type=positive_int, nargs="+", default=[1 << 20, 1 << 22])
+    parser.add_argument("--stepped", type=min_two, default=2048,
+                        help="prefix scored token by token for comparison (at most the length)")
     parser.add_argument("--out", type=Path, default=Path("."))
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    make_output_dir(args.out)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(0)
     model = build(args.model, task="causal-lm").to(device).eval()
@@ -67,17 +79,17 @@ def main() -> int:
         scores = token_log_likelihoods(model, ids)
         _sync(device)
         seconds = time.perf_counter() - start
-        stepped, stepped_s = _stepped_scores(model, ids[:, :args.stepped])
+        prefix = min(args.stepped, length)  # a longer --stepped would count tokens that were never stepped
+        stepped, stepped_s = _stepped_scores(model, ids[:, :prefix])
         rows.append({
             "model": args.model, "device": str(device), "length": length,
             "pieces": -(-length // model.config.max_seq_len), "seconds": seconds, "tokens_per_s": length / seconds,
             "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None,
-            "stepped_tokens": args.stepped, "stepped_tokens_per_s": args.stepped / stepped_s,
-            "max_diff_vs_steps": float((scores[:, :args.stepped - 1] - stepped).abs().max()),
+            "stepped_tokens": prefix, "stepped_tokens_per_s": prefix / stepped_s,
+            "max_diff_vs_steps": float((scores[:, :prefix - 1] - stepped).abs().max()),
             "mean_log_likelihood": float(scores.mean()),
         })
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "bench_mamba_scoring.json").write_text(json.dumps(rows, indent=1))
+    atomic_write_text(args.out / "bench_mamba_scoring.json", json.dumps(rows, indent=1))
     print(f"{'model':<14} {'length':>9} {'pieces':>6} {'s':>7} {'tokens/s':>10} {'peak GiB':>9} "
           f"{'stepped tok/s':>14} {'max diff':>9}")
     for r in rows:

@@ -26,8 +26,12 @@ from typing import Any, Callable
 
 import torch
 
+from genomix.cli.option_types import positive_int
+from genomix.kernels.bench_common import require_cuda
 from genomix.kernels.dispatch import fftconv_path
+from genomix.errors import GenomixError
 from genomix.models import build
+from genomix.outputs import atomic_write_text, make_output_dir
 from genomix.train.run import enable_activation_checkpointing
 
 
@@ -186,9 +190,9 @@ def print_table(r: dict[str, Any]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="hyenadna-large-1m")
-    parser.add_argument("--seq-len", type=int, default=1_048_576)
-    parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--max-len", type=int, default=16 * 1_048_576, help="longest length the context search tries")
+    parser.add_argument("--seq-len", type=positive_int, default=1_048_576)
+    parser.add_argument("--batch", type=positive_int, default=1)
+    parser.add_argument("--max-len", type=positive_int, default=16 * 1_048_576, help="longest length the context search tries")
     parser.add_argument("--d-model", type=int, help="override the model width (tiny CPU runs)")
     parser.add_argument("--n-layer", type=int, help="override the number of layers")
     parser.add_argument("--no-checkpointing", action="store_true", help="train without activation checkpointing")
@@ -196,7 +200,7 @@ def main() -> None:
                         help="keep the block-boundary checkpoints in host memory (the recipe's offload_checkpoints)")
     parser.add_argument("--keep-scan", action="store_true",
                         help="keep the selective scan's forward outputs through checkpointing (Mamba, Caduceus)")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=positive_int, default=3)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--memory-limit-gib", type=float,
                         help="cap this process's GPU memory (e.g. 79 to answer 'fits an 80 GB H100' on a larger card)")
@@ -204,17 +208,23 @@ def main() -> None:
     args = parser.parse_args()
     if args.offload_checkpoints and args.no_checkpointing:
         parser.error("--offload-checkpoints needs activation checkpointing (drop --no-checkpointing)")
+    if args.max_len < args.seq_len:
+        parser.error(f"--max-len {args.max_len} is below --seq-len {args.seq_len}: the context search starts at "
+                     "--seq-len and doubles up to --max-len")
+    if args.device.startswith("cuda"):
+        require_cuda(parser)
     torch.manual_seed(0)
     if args.memory_limit_gib and args.device.startswith("cuda"):
         index = torch.device(args.device).index or 0
         total = torch.cuda.get_device_properties(index).total_memory
         torch.cuda.set_per_process_memory_fraction(min(1.0, args.memory_limit_gib * 2**30 / total), index)
-    result = measure(args, torch.device(args.device))
-    args.out.mkdir(parents=True, exist_ok=True)
+    try:  # an unknown model name or an --out under a file: one line, not a traceback
+        make_output_dir(args.out)
+        result = measure(args, torch.device(args.device))
+    except GenomixError as exc:
+        parser.exit(2, f"{parser.prog}: error: {exc}\n")
     path = args.out / "bench_pretrain.json"
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(result, indent=1))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(result, indent=1))
     print_table(result)
     print(f"wrote {path}")
 

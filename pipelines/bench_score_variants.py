@@ -18,9 +18,12 @@ from pathlib import Path
 
 import torch
 
+from genomix.cli.option_types import positive_int
+from genomix.errors import GenomixError
 from genomix.genome import read_fasta
 from genomix.hub import load_model
 from genomix.kernels.bench_scan import write_json
+from genomix.outputs import make_output_dir
 from genomix.variants import Reference, read_vcf, score_variants
 
 WAYS = {"eager": (False, False), "filters kept": (True, False), "filters kept + graphs": (True, True)}
@@ -43,18 +46,33 @@ def _scores(path: Path) -> list[str]:
     return [line for line in path.read_text().splitlines() if not line.startswith("#")]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fasta", type=Path, required=True)
     parser.add_argument("--model", default="hyenadna-small-32k")
-    parser.add_argument("--stride", type=int, default=16)
-    parser.add_argument("--window", type=int, default=4096)
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--stride", type=positive_int, default=16)
+    parser.add_argument("--window", type=positive_int, default=4096)
+    parser.add_argument("--batch-size", type=positive_int, default=16)
     parser.add_argument("--out", type=Path, default=Path("."))
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    try:  # a missing FASTA, an unknown model, a window past its context or a bad --out: one line, not a traceback
+        make_output_dir(args.out)
+        row = measure(args)
+    except GenomixError as exc:
+        parser.exit(2, f"{parser.prog}: error: {exc}\n")
+    write_json(args.out / "bench_score_variants.json", row)
+    print(f"{args.model}, {row['alleles']} alleles, window {args.window}, batch {args.batch_size}; "
+          f"same scores: {row['same_scores']}")
+    for way in WAYS:
+        print(f"{way:>22}: {row[f'{way}_alleles_per_s']:>9.1f} alleles/s  {row[f'{way}_speedup']:.2f}x")
+    return 0
+
+
+def measure(args: argparse.Namespace) -> dict:
+    """Each way's seconds, alleles/s and speed-up over eager, and whether the three score tables agree."""
     torch.manual_seed(0)
-    model = load_model(args.model, "lm")
     reference = Reference(args.fasta)
+    model = load_model(args.model, "lm")
     row: dict = {"model": args.model, "window": args.window, "batch_size": args.batch_size,
                  "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"}
     with tempfile.TemporaryDirectory() as tmp:
@@ -78,12 +96,8 @@ def main() -> None:
         row["same_scores"] = all(_scores(path) == first for path in outputs.values())
     for way in WAYS:
         row[f"{way}_speedup"] = row["eager_seconds"] / row[f"{way}_seconds"]
-    write_json(args.out / "bench_score_variants.json", row)
-    print(f"{args.model}, {row['alleles']} alleles, window {args.window}, batch {args.batch_size}; "
-          f"same scores: {row['same_scores']}")
-    for way in WAYS:
-        print(f"{way:>22}: {row[f'{way}_alleles_per_s']:>9.1f} alleles/s  {row[f'{way}_speedup']:.2f}x")
+    return row
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 import torch
 
+from genomix.cli.option_types import positive_int
+from genomix.errors import GenomixError
 from genomix.models import build
+from genomix.outputs import atomic_write_text, make_output_dir
 
 DEFAULT_MODELS = ("hyenadna-tiny-1k", "mamba-tiny-1k", "caduceus-ps-1k-d118", "m2-tiny-1k", "transformer-tiny-1k")
 
@@ -45,17 +47,19 @@ def relative_errors(name: str, length: int, seed: int = 0) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS))
-    parser.add_argument("--length", type=int, default=512)
+    parser.add_argument("--length", type=positive_int, default=512)
     parser.add_argument("--out", type=Path, default=Path("."))
     args = parser.parse_args(argv)
-    rows = [{"model": name, **relative_errors(name, args.length)} for name in args.models]
+    try:  # an unknown model name or a length past its context: one line, not a traceback
+        make_output_dir(args.out)
+        rows = [{"model": name, **relative_errors(name, args.length)} for name in args.models]
+    except GenomixError as exc:
+        parser.exit(2, f"{parser.prog}: error: {exc}\n")
     print(f"{'model':<24} {'autocast bf16':>14} {'cast bf16':>10} {'cast fp16':>10}")
     for r in rows:
         print(f"{r['model']:<24} {r['autocast_bf16']:>14.4f} {r['cast_bf16']:>10.4f} {r['cast_fp16']:>10.4f}")
-    args.out.mkdir(parents=True, exist_ok=True)
-    tmp = args.out / ".half_precision.json.tmp"
-    tmp.write_text(json.dumps({"length": args.length, "torch": torch.__version__, "rows": rows}, indent=1) + "\n")
-    os.replace(tmp, args.out / "half_precision.json")
+    atomic_write_text(args.out / "half_precision.json",
+                      json.dumps({"length": args.length, "torch": torch.__version__, "rows": rows}, indent=1) + "\n")
     return 0
 
 

@@ -15,6 +15,9 @@ picks some of them. The Nucleotide Transformer suite (``genomix tasks download n
 runs the same way, with its tasks named ``H3``, ``promoter_all``..., and so does GenomicBenchmarks
 (``genomix tasks download genomic_benchmarks``: ``<task>/{train,test}/<class>/<id>.txt``; pass
 ``--recipe genomic-benchmarks``, which selects epochs by accuracy as that suite reports).
+
+A bad recipe, a ``--tasks`` name with no folder under the suite root or an ``--out`` that cannot be a folder
+stops before any training (exit status 2); the exit status is 1 when no task finished.
 """
 from __future__ import annotations
 
@@ -51,8 +54,8 @@ def print_table(rows: list[dict]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     from genomix.errors import GenomixError
+    from genomix.outputs import atomic_write_text, make_output_dir
     from genomix.tasks import finetune, load_finetune_recipe
-    from genomix.train.run import atomic_write_text
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="checkpoint dir, Hub id, or named size (from scratch)")
@@ -75,13 +78,21 @@ def main(argv: list[str] | None = None) -> int:
     tasks = args.tasks or suite_tasks(args.gue)
     if not tasks:
         parser.error(f"no task with a train split under {args.gue} (expected [<group>/]<task>/train.csv[.gz] or .fna)")
+    missing = [name for name in tasks if not (args.gue / name).is_dir()]
+    if missing:
+        parser.error(f"no task folder {', '.join(missing)} under {args.gue}; tasks with a train split there: "
+                     f"{', '.join(suite_tasks(args.gue)) or 'none'}")
+    try:  # refused here, not after hours of training on the tasks before
+        recipe = load_finetune_recipe(args.recipe, max_epochs=args.max_epochs, train_rows=args.train_rows)
+        make_output_dir(args.out)
+    except GenomixError as exc:
+        parser.error(str(exc))
     rows, rank = [], 0
     for name in tasks:
         out = args.out / name.replace("/", "_")
         done = out / "metrics.json"
         start = time.perf_counter()
         if not done.is_file():
-            recipe = load_finetune_recipe(args.recipe, max_epochs=args.max_epochs, train_rows=args.train_rows)
             try:
                 rank = finetune(args.model, args.gue / name, out, recipe, resume="auto", accelerator=args.accelerator,
                                 devices=args.devices, quiet=True).global_rank
@@ -105,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     print_table(rows)
     payload = {"model": args.model, "recipe": args.recipe, "max_epochs": args.max_epochs, "rows": rows}
     atomic_write_text(args.out / "finetune_gue.json", json.dumps(payload, indent=2) + "\n")
-    return 0
+    return 0 if any("error" not in row for row in rows) else 1
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from genomix.kernels.bench_common import require_cuda
 from genomix.kernels.bench_scan import write_json
 from genomix.kernels.dispatch import FFTCONV_OPS, environment
 from genomix.models import build
@@ -70,6 +71,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("."))
     args = parser.parse_args()
+    require_cuda(parser)
     result = check(args.model, args.length, args.fp32_length, args.seed)
     write_json(args.out / "gpu_check_hyena_paths.json", result)
     for key, value in result.items():

@@ -4,11 +4,20 @@
 #
 #   OUT=/tmp/gpu-results bash pipelines/gpu_suite.sh            # from the repository root, with a CUDA GPU
 #
-# The order is the order of importance; STEPS="pretrain m2" runs a subset.
+# The order is the order of importance; STEPS="pretrain m2" runs a subset. Exits 1 when a step failed or ran
+# past its cap, 2 without a CUDA GPU or with an unknown step name (before anything runs).
 set -u
+case "${1:-}" in -h|--help) sed -n '2,/^set -u/{/^set -u/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;; esac
 : "${OUT:?set OUT to a results folder}"
 export PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$PWD" PYTHONUNBUFFERED=1
-STEPS="${STEPS:-hyena_forward hyena_paths pretrain pretrain_triton conv norm fftconv_cufft scan fftconv profile m2 generation scoring}"
+ALL_STEPS="hyena_forward hyena_paths pretrain pretrain_triton conv norm fftconv_cufft scan fftconv profile m2 generation scoring"
+STEPS="${STEPS:-$ALL_STEPS}"
+for name in $STEPS; do
+  case " $ALL_STEPS " in *" $name "*) ;; *) echo "gpu_suite.sh: unknown step '$name' in STEPS; steps: $ALL_STEPS" >&2; exit 2 ;; esac
+done
+python -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' \
+  || { echo "gpu_suite.sh: needs a CUDA GPU, and torch sees none here; run it on a GPU machine" >&2; exit 2; }
+failed=0
 # Full kernel checks and tables beyond the variant runs: kernels/gpu_check_scan.py, kernels/gpu_check_fftconv.py,
 # kernels/bench_scan.py and kernels/bench_fftconv.py (several minutes each).
 mkdir -p "$OUT"
@@ -21,6 +30,7 @@ step() {  # step NAME SECONDS COMMAND...
     local start=$SECONDS
     timeout "$cap" "$@" > "$OUT/$name/log.txt" 2>&1
     local rc=$?
+    [ "$rc" -eq 0 ] || failed=1
     echo "== $name: rc=$rc in $((SECONDS - start)) s (cap $cap s)" | tee -a "$OUT/summary.txt"
     tail -n 25 "$OUT/$name/log.txt" >> "$OUT/summary.txt"
 }
@@ -42,3 +52,4 @@ step m2 70 python pipelines/bench_m2.py --models m2 m2-ref transformer --out "$O
 step generation 120 python pipelines/bench_generation.py --out "$OUT/generation"
 step scoring 90 python pipelines/bench_mamba_scoring.py --model mamba-7m-1m --lengths 1048576 4194304 --out "$OUT/scoring"
 cat "$OUT/summary.txt"
+exit "$failed"

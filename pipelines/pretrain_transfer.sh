@@ -11,6 +11,7 @@
 # SOFT_PROMPT_ARGS are passed on (quick checks: "--max-steps 5", "--train-rows 200", "--test-rows 20",
 # "--steps 3"). Every step resumes or skips finished work.
 set -euo pipefail
+case "${1:-}" in -h|--help) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;; esac
 : "${GUE:?set GUE to the GUE root}" "${OUT:?set OUT}" "${TASKS:?set TASKS}"
 PRETRAIN_RECIPE=${PRETRAIN_RECIPE:-hyenadna-demo-gpu}
 FINETUNE_RECIPE=${FINETUNE_RECIPE:-gue}

@@ -22,6 +22,7 @@ import torch
 from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
+from genomix.kernels.bench_common import require_cuda
 from genomix.kernels.dispatch import fftconv_path
 from genomix.models import build
 from genomix.train.run import enable_activation_checkpointing
@@ -147,6 +148,7 @@ def main() -> None:
                         help="also dump the allocator's history of one training step (memory_snapshot.pickle)")
     parser.add_argument("--out", type=Path, default=Path("."))
     args = parser.parse_args()
+    require_cuda(parser)
     torch.manual_seed(0)
     model = build(args.model, task=args.task, max_seq_len=args.length + 2).cuda()
     ids = torch.randint(7, 11, (args.batch, args.length), device="cuda")

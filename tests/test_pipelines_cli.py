@@ -1,0 +1,215 @@
+"""The pipelines/ scripts as a user runs them: bad inputs stop before any work with one line and a non-zero exit
+status (not a traceback, not after hours of the runs before), GPU-only scripts say so where there is no CUDA,
+and results are written whole, readable like any other file."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import runpy
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+PIPELINES = ROOT / "pipelines"
+SHARED = ROOT.parent / "shared" / "data"
+GUE = SHARED / "gue"
+CLINVAR = SHARED / "variants" / "clinvar_chrMT_labeled_GRCh38_rCRS.tsv"
+RCRS = SHARED / "genomes" / "human_mtDNA_rCRS.fa"
+
+GPU_ONLY = ["pipelines/bench_hyena_forward.py", "pipelines/bench_inference_graph.py", "pipelines/bench_m2.py",
+            "pipelines/gpu_check_hyena_paths.py", "pipelines/profile_model.py",
+            *(f"kernels/bench_{name}.py" for name in (
+                "causal_conv", "fftconv", "fftconv_groups", "fftconv_prepared", "level_bounds", "middle_bound",
+                "packed_product", "scan", "scan_atomics", "transpose", "two_level"))]
+
+
+def _pipeline(name: str) -> ModuleType:
+    """``pipelines/<name>.py`` as a module (the scripts are not a package)."""
+    spec = importlib.util.spec_from_file_location(name, PIPELINES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _refused(main, argv: list[str], capsys) -> str:
+    """Run ``main(argv)``, expect exit status 2, and return stderr after checking that it holds no traceback."""
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return err
+
+
+def _blocked_out(tmp_path: Path) -> Path:
+    """An output folder that cannot be made: a file stands where its parent should be."""
+    (tmp_path / "afile").write_text("")
+    return tmp_path / "afile" / "out"
+
+
+@pytest.mark.parametrize("script", GPU_ONLY)
+def test_gpu_only_scripts_say_so_in_one_line_without_cuda(script, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(sys, "argv", [script, "--out", str(tmp_path / "out")])
+    with pytest.raises(SystemExit) as stop:
+        runpy.run_path(str(ROOT / script), run_name="__main__")
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "needs a CUDA GPU" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_bench_pretrain_refuses_cuda_without_it_and_an_empty_context_search(tmp_path, monkeypatch, capsys):
+    script = str(PIPELINES / "bench_pretrain.py")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for extra, message in ((["--device", "cuda"], "needs a CUDA GPU"),
+                           (["--seq-len", "64", "--max-len", "32"], "--max-len 32 is below --seq-len 64"),
+                           (["--repeats", "0"], "must be a positive integer")):
+        monkeypatch.setattr(sys, "argv", [script, *extra, "--out", str(tmp_path)])
+        with pytest.raises(SystemExit) as stop:
+            runpy.run_path(script, run_name="__main__")
+        assert stop.value.code == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "bench_pretrain.json").exists()
+
+
+def test_finetune_gue_refuses_a_bad_recipe_task_or_out_before_training(tmp_path, capsys):
+    main = _pipeline("finetune_gue").main
+    base = ["--model", "hyenadna-tiny-1k", "--gue", str(GUE), "--accelerator", "cpu"]
+    err = _refused(main, [*base, "--tasks", "tf/0", "--recipe", "nosuch", "--out", str(tmp_path / "a")], capsys)
+    assert "unknown fine-tuning recipe 'nosuch'" in err
+    err = _refused(main, [*base, "--tasks", "tf/0", "tf/99", "--out", str(tmp_path / "b")], capsys)
+    assert "no task folder tf/99" in err and "prom/prom_core_all" in err
+    err = _refused(main, [*base, "--tasks", "tf/0", "--out", str(_blocked_out(tmp_path))], capsys)
+    assert "afile is a file" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]  # nothing was trained or written
+
+
+def test_finetune_gue_exits_1_when_no_task_finished(tmp_path, capsys):
+    main = _pipeline("finetune_gue").main
+    args = ["--model", "hyenadna-tiny-1k", "--gue", str(GUE), "--tasks", "EMP/H3", "--accelerator", "cpu",
+            "--out", str(tmp_path)]
+    assert main(args) == 1
+    assert "no train split" in json.loads((tmp_path / "finetune_gue.json").read_text())["rows"][0]["error"]
+
+
+def _labelled(tmp_path: Path, rows: int, label: str | None = None) -> Path:
+    """The first ``rows`` ClinVar rows (the last one's label replaced by ``label`` if given)."""
+    lines = CLINVAR.read_text().splitlines()[: rows + 1]
+    if label is not None:
+        fields = lines[-1].split("\t")
+        fields[4] = label
+        lines[-1] = "\t".join(fields)
+    path = tmp_path / "labelled.tsv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_eval_variant_scoring_refuses_bad_inputs_in_one_line(tmp_path, capsys):
+    main = _pipeline("eval_variant_scoring").main
+    common = ["--model", "hyenadna-tiny-1k", "--reference", str(RCRS), "--window", "64", "--device", "cpu"]
+    err = _refused(main, [*common, "--variants", str(tmp_path / "none.tsv"), "--out", str(tmp_path / "a")], capsys)
+    assert "none.tsv: no such labelled variant table" in err
+    bad = _labelled(tmp_path, 3, label="Pathogenic")
+    err = _refused(main, [*common, "--variants", str(bad), "--out", str(tmp_path / "b")], capsys)
+    assert "line 4: label 'Pathogenic' is not 0 (benign) or 1 (pathogenic)" in err
+    good = _labelled(tmp_path, 2)
+    err = _refused(main, [*common, "--variants", str(good), "--out", str(_blocked_out(tmp_path))], capsys)
+    assert "afile is a file" in err
+    err = _refused(main, [*common, "--variants", str(good), "--out", str(tmp_path / "c")], capsys)  # no --contig-map
+    assert "no contig 'MT'" in err and "--resume" not in err  # this script has no --resume to advise
+
+
+def test_eval_variant_scoring_json_is_readable_like_its_other_outputs(tmp_path):
+    main = _pipeline("eval_variant_scoring").main
+    args = ["--model", "hyenadna-tiny-1k", "--variants", str(_labelled(tmp_path, 2)), "--reference", str(RCRS),
+            "--contig-map", "MT=MT_human", "--window", "64", "--device", "cpu", "--out", str(tmp_path / "out")]
+    assert main(args) == 0
+    mode = lambda name: (tmp_path / "out" / name).stat().st_mode & 0o777  # noqa: E731
+    assert mode("eval_variant_scoring.json") == mode("scores.tsv")  # not mkstemp's 0600
+    assert [p.name for p in (tmp_path / "out").iterdir() if p.name.startswith(".")] == []
+
+
+def test_bench_cpu_inference_refuses_bad_runs_and_out_in_one_line(tmp_path, capsys):
+    main = _pipeline("bench_cpu_inference").main
+    err = _refused(main, ["--runs", "hyenadna-tiny-1k:256", "--out", str(tmp_path)], capsys)
+    assert "expected MODEL:LENGTH:BATCH" in err
+    assert "must be a positive integer" in _refused(main, ["--repeats", "0", "--out", str(tmp_path)], capsys)
+    err = _refused(main, ["--runs", "nosuch:64:1", "--repeats", "1", "--out", str(tmp_path)], capsys)
+    assert "unknown model 'nosuch'" in err
+    err = _refused(main, ["--runs", "hyenadna-tiny-1k:4096:1", "--repeats", "1", "--out", str(tmp_path)], capsys)
+    assert "longer than this model's max_seq_len" in err
+    err = _refused(main, ["--runs", "hyenadna-tiny-1k:64:1", "--out", str(_blocked_out(tmp_path))], capsys)
+    assert "afile is a file" in err
+    assert not (tmp_path / "bench_cpu_inference.json").exists()
+
+
+def test_bench_data_refuses_sizes_and_outputs_it_cannot_use_before_working(tmp_path, capsys):
+    main = _pipeline("bench_data").main
+    work = ["--work-dir", str(tmp_path / "work")]
+    err = _refused(main, ["--synthetic-mb", "4", *work, "--out", str(tmp_path / "b.json")], capsys)
+    assert "--synthetic-mb must be at least 5" in err
+    for option in ("--reads", "--batches", "--batch-size"):
+        assert "must be a positive integer" in _refused(main, [option, "0", *work], capsys)
+    (tmp_path / "folder").mkdir()
+    assert "is a directory" in _refused(main, ["--synthetic-mb", "5", *work, "--out", str(tmp_path / "folder")], capsys)
+    err = _refused(main, ["--synthetic-mb", "5", *work, "--out", str(_blocked_out(tmp_path) / "b.json")], capsys)
+    assert "afile is a file" in err
+    assert not (tmp_path / "work").exists()
+
+
+def test_bench_data_says_when_it_skips_e_coli(tmp_path, capsys):
+    module = _pipeline("bench_data")
+    module.SHARED = tmp_path / "no-shared"
+    out = tmp_path / "b.json"
+    assert module.main(["--synthetic-mb", "5", "--reads", "1", "--workers", "0", "--batches", "1", "--batch-size", "1",
+                        "--work-dir", str(tmp_path / "work"), "--out", str(out)]) == 0
+    assert "E. coli conversion is skipped" in capsys.readouterr().out
+    assert [r["input"] for r in json.loads(out.read_text())["convert"]] == ["synthetic_5mb.fa.gz"]
+
+
+def test_bench_generation_refuses_too_few_new_tokens(tmp_path, capsys):
+    err = _refused(_pipeline("bench_generation").main, ["--new", "3", "--out", str(tmp_path)], capsys)
+    assert "--new must be at least 4" in err
+
+
+def test_bench_mamba_scoring_counts_only_the_tokens_it_stepped(tmp_path):
+    main = _pipeline("bench_mamba_scoring").main
+    assert main(["--model", "mamba-tiny-1k", "--lengths", "32", "--stepped", "100", "--out", str(tmp_path)]) == 0
+    row = json.loads((tmp_path / "bench_mamba_scoring.json").read_text())[0]
+    assert row["stepped_tokens"] == 32
+
+
+def test_benchmarks_on_models_refuse_bad_names_in_one_line(tmp_path, capsys):
+    err = _refused(_pipeline("check_half_precision").main, ["--models", "nosuch", "--out", str(tmp_path)], capsys)
+    assert "unknown model 'nosuch'" in err
+    err = _refused(_pipeline("bench_score_variants").main, ["--fasta", str(tmp_path / "none.fa"), "--out",
+                                                             str(tmp_path)], capsys)
+    assert "no such FASTA file" in err
+
+
+def _bash(script: str, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(PIPELINES / script), *args], cwd=ROOT, env={**os.environ, **env},
+                          capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("script", ["gpu_suite.sh", "pretrain_transfer.sh"])
+def test_shell_pipelines_print_their_usage(script):
+    result = _bash(script, {}, "--help")
+    assert result.returncode == 0 and f"bash pipelines/{script}" in result.stdout
+
+
+def test_gpu_suite_refuses_unknown_steps_and_a_machine_without_cuda(tmp_path):
+    result = _bash("gpu_suite.sh", {"OUT": str(tmp_path / "out"), "STEPS": "pretrain nosuch"})
+    assert result.returncode == 2 and "unknown step 'nosuch'" in result.stderr
+    if shutil.which("nvidia-smi") is None and not torch.cuda.is_available():
+        result = _bash("gpu_suite.sh", {"OUT": str(tmp_path / "out"), "STEPS": "m2"})
+        assert result.returncode == 2 and "needs a CUDA GPU" in result.stderr
+    assert not (tmp_path / "out").exists()
