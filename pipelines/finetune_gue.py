@@ -17,7 +17,8 @@ runs the same way, with its tasks named ``H3``, ``promoter_all``..., and so does
 ``--recipe genomic-benchmarks``, which selects epochs by accuracy as that suite reports).
 
 A bad recipe, a ``--tasks`` name with no folder under the suite root or an ``--out`` that cannot be a folder
-stops before any training (exit status 2); the exit status is 1 when no task finished.
+stops before any training (exit status 2). A task that fails does not stop the others; they are tabulated
+with it, and the exit status is then 1, as ``pretrain_transfer.sh``'s is.
 """
 from __future__ import annotations
 
@@ -116,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     print_table(rows)
     payload = {"model": args.model, "recipe": args.recipe, "max_epochs": args.max_epochs, "rows": rows}
     atomic_write_text(args.out / "finetune_gue.json", json.dumps(payload, indent=2) + "\n")
-    return 0 if any("error" not in row for row in rows) else 1
+    return 1 if any("error" in row for row in rows) else 0
 
 
 if __name__ == "__main__":

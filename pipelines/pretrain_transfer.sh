@@ -24,10 +24,12 @@ if [ -z "${PRETRAINED:-}" ]; then
     python -m genomix pretrain --recipe "$PRETRAIN_RECIPE" --out "$OUT/pretrain" --resume auto --quiet ${PRETRAIN_ARGS:-}
   fi
 fi
+failed=0
+# a failed fine-tuning task makes finetune_gue.py exit 1 after the others ran: go on to ICL and exit 1 at the
+# end; any other status (2: bad arguments) stops here
 # shellcheck disable=SC2086
 python pipelines/finetune_gue.py --model "$PRETRAINED" --gue "$GUE" --tasks $TASKS --recipe "$FINETUNE_RECIPE" \
-  --out "$OUT/finetune" ${FINETUNE_ARGS:-}
-failed=0
+  --out "$OUT/finetune" ${FINETUNE_ARGS:-} || { rc=$?; [ "$rc" -eq 1 ] || exit "$rc"; failed=1; }
 for task in $ICL_TASKS; do
   name=${task//\//_}
   for recipe in kshot soft-prompt; do

@@ -92,7 +92,7 @@ def test_finetune_gue_refuses_a_bad_recipe_task_or_out_before_training(tmp_path,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]  # nothing was trained or written
 
 
-def test_finetune_gue_exits_1_when_no_task_finished(tmp_path, capsys):
+def test_finetune_gue_exits_1_when_a_task_failed(tmp_path, capsys):
     main = _pipeline("finetune_gue").main
     args = ["--model", "hyenadna-tiny-1k", "--gue", str(GUE), "--tasks", "EMP/H3", "--accelerator", "cpu",
             "--out", str(tmp_path)]
