@@ -1,13 +1,14 @@
 """The `genomix genome` command: prepare (demo, FASTA path, BED), info, and clean failures."""
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
 
 from genomix.cli import main
 from genomix.errors import ConfigError, InputFormatError
-from genomix.genome import demo_fasta, known_genomes, open_store, prepare_genome
+from genomix.genome import demo_fasta, known_genomes, open_store, prepare_genome, write_store
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_GENOMES = ROOT.parent / "shared" / "data" / "genomes"
@@ -30,7 +31,6 @@ def test_registry_entries_have_real_sources():
 def test_registry_sources_are_ucsc_bigzips_and_checksums_are_not_made_up():
     """Each downloaded genome is UCSC's ``goldenPath/<db>/bigZips/<db>.fa.gz`` with the ``md5sum.txt`` UCSC
     publishes beside it (no checksum pinned by hand), and the one pinned checksum is the bundled file's."""
-    import hashlib
     import re
 
     reg = known_genomes()
@@ -42,6 +42,59 @@ def test_registry_sources_are_ucsc_bigzips_and_checksums_are_not_made_up():
     demo = reg["demo"]
     assert re.fullmatch(r"[0-9a-f]{64}", demo.sha256)
     assert hashlib.sha256(demo_fasta().read_bytes()).hexdigest() == demo.sha256
+
+
+SPECIES = [SHARED_GENOMES / f"genome_{name}_1pct.fa.gz" for name in ("athaliana", "celegans", "dmelanogaster")]
+
+
+def test_several_species_or_shards_make_one_store(tmp_path: Path, capsys):
+    """A pretraining corpus of three real genomes in one store: every contig of every file, in order, with the
+    same bases as each file's own store; a folder of shards is the same as its files listed; the store is reused
+    for the same files and names all of them as its source."""
+    singles = {path.name.split(".")[0]: open_store(write_store(path, tmp_path / f"{path.name}.h5")) for path in SPECIES}
+    out = tmp_path / "corpus.h5"
+    args = ["genome", "prepare", "--genome", *map(str, SPECIES), "--out", str(out), "--quiet"]
+    assert main(args) == 2  # the worm and the fly both have an X
+    assert "genome_dmelanogaster_1pct.fa.gz: contig 'X' is also in" in capsys.readouterr().err and not out.exists()
+    assert main(args + ["--prefix-contigs"]) == 0
+    corpus = open_store(out)
+    assert corpus.contigs == [f"{species}/{c}" for species, store in singles.items() for c in store.contigs]
+    for species, store in singles.items():
+        for contig in store.contigs[:3]:
+            assert corpus.sequence(f"{species}/{contig}") == store.sequence(contig)
+    digests = [hashlib.sha256(path.read_bytes()).hexdigest() for path in SPECIES]
+    assert corpus.attrs["source_sha256"] == hashlib.sha256("".join(digests).encode()).hexdigest()
+    assert corpus.attrs["source"] == "; ".join(str(path.resolve()) for path in SPECIES)
+    assert set(corpus.splits) == {"train", "valid", "test"}
+    assert prepare_genome(SPECIES, out=out, quiet=True, prefix_contigs=True) == out  # the same files: reused
+    with pytest.raises(ConfigError, match="names its contigs after their files"):
+        prepare_genome(SPECIES, out=out, quiet=True)
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    for path in SPECIES:
+        (shards / path.name).symlink_to(path)
+    (shards / "README").write_text("not a FASTA file")
+    folder = open_store(prepare_genome(shards, cache=tmp_path / "cache", quiet=True, prefix_contigs=True))
+    assert folder.contigs == corpus.contigs and folder.path.name.startswith("shards-")
+    capsys.readouterr()
+
+
+def test_a_contig_in_two_files_or_a_file_twice_is_refused(tmp_path: Path):
+    lambda_fa = SHARED_GENOMES / "phage_lambda_NC_001416.fa"
+    copy = tmp_path / "copy.fa"
+    copy.write_bytes(lambda_fa.read_bytes())
+    with pytest.raises(InputFormatError, match=r"copy.fa: contig 'gi\|9626243\|ref\|NC_001416.1\|' is also in .*"
+                                               r"phage_lambda_NC_001416.fa; contig names must be unique"):
+        prepare_genome([lambda_fa, copy], out=tmp_path / "x.h5", quiet=True)
+    with pytest.raises(InputFormatError, match="given more than once"):
+        prepare_genome([lambda_fa, lambda_fa], out=tmp_path / "x.h5", quiet=True)
+    with pytest.raises(ConfigError, match="not a FASTA file and not one of"):
+        prepare_genome([lambda_fa, tmp_path / "missing.fa"], out=tmp_path / "x.h5", quiet=True)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(InputFormatError, match="a folder without FASTA files"):
+        prepare_genome(empty, out=tmp_path / "x.h5", quiet=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["copy.fa", "empty"]
 
 
 def test_prepare_demo_and_info(tmp_path: Path, capsys):

@@ -14,8 +14,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     sub = parser.add_subparsers(dest="genome_command", metavar="ACTION")
     sub.required = True
 
-    prep = sub.add_parser("prepare", help="build a genome store from a named genome or a FASTA file")
-    prep.add_argument("--genome", default="demo", help=f"{names}, or PATH.fa[.gz] (default: demo)")
+    prep = sub.add_parser("prepare", help="build a genome store from a named genome or FASTA file(s)")
+    prep.add_argument("--genome", nargs="+", default=["demo"], metavar="GENOME",
+                      help=f"{names}, or PATH.fa[.gz]; several FASTA files, or a folder of them, make one store "
+                           "(a genome in per-chromosome shards, or several species for one corpus) (default: demo)")
+    prep.add_argument("--prefix-contigs", action="store_true",
+                      help="name each contig <FASTA file name up to its first dot>/<name>: for files that share "
+                           "contig names (several species' X, chrM)")
     prep.add_argument("--out", help="store path (default: <cache>/stores/<name>.h5)")
     prep.add_argument("--bed", help="split BED (contig start end train|valid|test) to store with the sequences")
     prep.add_argument("--cache-dir", help="download/store cache (default: $GENOMIX_CACHE or ~/.cache/genomix)")
@@ -44,8 +49,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def _prepare(args: argparse.Namespace) -> int:
     from ..genome import prepare_genome
 
-    path = prepare_genome(args.genome, out=args.out, cache=args.cache_dir, bed=args.bed, quiet=args.quiet,
-                          force=args.force, compression=None if args.compression == "none" else args.compression)
+    genome = args.genome[0] if len(args.genome) == 1 else args.genome
+    path = prepare_genome(genome, out=args.out, cache=args.cache_dir, bed=args.bed, quiet=args.quiet,
+                          force=args.force, compression=None if args.compression == "none" else args.compression,
+                          prefix_contigs=args.prefix_contigs)
     print(path)
     return 0
 

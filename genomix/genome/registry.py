@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import yaml
 
@@ -20,7 +20,7 @@ from ..errors import ConfigError, DownloadError
 from ..outputs import atomic_write_text
 from .bed import Interval, holdout_splits, read_bed_splits
 from .download import download, fetch_text, md5_from_manifest, verify_file
-from .store import COMPRESSION, open_store, write_store
+from .store import COMPRESSION, fasta_files, open_store, write_store
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 log = logging.getLogger(__name__)
@@ -110,6 +110,26 @@ def _manifest_md5(spec: GenomeSpec, dest: Path) -> str | None:
     return md5
 
 
+def _user_fasta(genome: str | Path | Sequence[str | Path], specs: dict[str, GenomeSpec]) -> list[Path]:
+    """The FASTA files of a genome given by path(s) or a folder of shards, each checked to exist."""
+    given = [genome] if isinstance(genome, (str, os.PathLike)) else list(genome)
+    paths = [Path(p).expanduser() for p in given]
+    for path in paths:
+        if not (path.is_file() or (path.is_dir() and len(paths) == 1)):
+            raise ConfigError(f"unknown genome {str(path)!r}: not a FASTA file{' or folder' if len(paths) == 1 else ''} "
+                              f"and not one of {', '.join(sorted(specs))}; pass a registry name, a path to .fa/.fa.gz "
+                              "(several for a genome in shards), or a folder of them")
+    return fasta_files(paths)
+
+
+def _store_stem(genome: str | Path | Sequence[str | Path], fasta: list[Path]) -> str:
+    """The default store's name: the folder of shards, the FASTA file, or the first file and how many more."""
+    if isinstance(genome, (str, os.PathLike)) and Path(genome).expanduser().is_dir():
+        return Path(genome).expanduser().resolve().name
+    first = fasta[0].name.split(".")[0]
+    return first if len(fasta) == 1 else f"{first}-and-{len(fasta) - 1}-more"
+
+
 def _splits_for(spec: GenomeSpec | None, bed: Path | None) -> Callable[[dict[str, int]], dict[str, list[Interval]]]:
     def make(lengths: dict[str, int]) -> dict[str, list[Interval]]:
         if bed is not None:
@@ -121,10 +141,13 @@ def _splits_for(spec: GenomeSpec | None, bed: Path | None) -> Callable[[dict[str
     return make
 
 
-def _check_reusable(store, source: str, bed: Path | None, compression: str | None) -> None:
+def _check_reusable(store, source: str, bed: Path | None, compression: str | None, prefix_contigs: bool) -> None:
     """Refuse to reuse an existing store that a rebuild with these arguments would not reproduce: another
-    source FASTA, other chunk compression, or other splits than ``bed``'s (a BED is read only when building)."""
+    source FASTA, other chunk compression, contigs named otherwise, or other splits than ``bed``'s (a BED is
+    read only when building)."""
     differences = []
+    if bool(store.attrs.get("prefixed_contigs", False)) != prefix_contigs:
+        differences.append("names its contigs " + ("after their files" if not prefix_contigs else "as in the FASTA"))
     if store.attrs.get("source") != source:
         differences.append(f"was built from {store.attrs.get('source')}, not {source}")
     if store.attrs.get("compression", "none") != (compression or "none"):
@@ -139,10 +162,13 @@ def _check_reusable(store, source: str, bed: Path | None, compression: str | Non
                           "another --out")
 
 
-def prepare_genome(genome: str | Path, out: str | Path | None = None, cache: str | Path | None = None,
-                   bed: str | Path | None = None, quiet: bool = False, force: bool = False,
-                   compression: str | None = COMPRESSION) -> Path:
-    """Build (or reuse) the genome store for a registry name, ``demo`` or a FASTA path; returns its path.
+def prepare_genome(genome: str | Path | Sequence[str | Path], out: str | Path | None = None,
+                   cache: str | Path | None = None, bed: str | Path | None = None, quiet: bool = False,
+                   force: bool = False, compression: str | None = COMPRESSION, prefix_contigs: bool = False) -> Path:
+    """Build (or reuse) the genome store for a registry name, ``demo``, a FASTA path, or several FASTA files
+    (a list, or a folder of shards: see :func:`~.store.fasta_files`) stored as one genome; returns its path.
+    ``prefix_contigs`` names contigs after their files (several species share names such as ``X``; see
+    :func:`~.store.write_store`).
 
     Named genomes are downloaded into the cache with resume and checksum verification; the split BED
     of the entry (hg38: HyenaDNA's ``sequences_human.bed``) or ``bed`` is validated and stored with the
@@ -154,8 +180,7 @@ def prepare_genome(genome: str | Path, out: str | Path | None = None, cache: str
 
     root = cache_dir(cache)
     specs = known_genomes()
-    name = str(genome)
-    spec = specs.get(name)
+    spec = specs.get(str(genome)) if isinstance(genome, (str, os.PathLike)) else None
     if spec is not None:
         fasta = None  # fetched below, only when the store is built: a reusable store needs no FASTA
         source = spec.url or f"genomix bundled {spec.file}"
@@ -164,23 +189,20 @@ def prepare_genome(genome: str | Path, out: str | Path | None = None, cache: str
                            quiet=quiet)
         default_out = root / "stores" / f"{spec.name}.h5"
     else:
-        fasta = Path(name).expanduser()
-        if not fasta.is_file():
-            raise ConfigError(f"unknown genome {name!r}: not a FASTA file and not one of "
-                              f"{', '.join(sorted(specs))}; pass a registry name or a path to .fa/.fa.gz")
-        source = str(fasta.resolve())
-        stat = fasta.stat()
-        tag = hashlib.sha256(f"{source}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:10]
-        default_out = root / "stores" / f"{fasta.name.split('.')[0]}-{tag}.h5"  # a changed FASTA gets a new store
+        fasta = _user_fasta(genome, specs)
+        source = "; ".join(str(path.resolve()) for path in fasta)
+        identity = "; ".join(f"{path.resolve()}:{path.stat().st_size}:{path.stat().st_mtime_ns}" for path in fasta)
+        tag = hashlib.sha256(identity.encode()).hexdigest()[:10]  # a changed FASTA gets a new store
+        default_out = root / "stores" / f"{_store_stem(genome, fasta)}-{tag}.h5"
     out = Path(out).expanduser() if out is not None else default_out
     if out.exists() and not force:
-        _check_reusable(open_store(out), source, Path(bed) if bed else None, compression)
+        _check_reusable(open_store(out), source, Path(bed) if bed else None, compression, prefix_contigs)
         log.info("genome store %s already exists; reusing it (pass --force to rebuild)", out)
         return out
     if fasta is None:
-        fasta = fetch_genome(spec, root, quiet=quiet)
-    with tqdm(total=fasta.stat().st_size, unit="B", unit_scale=True, desc=f"store {out.name}",
+        fasta = [fetch_genome(spec, root, quiet=quiet)]
+    with tqdm(total=sum(path.stat().st_size for path in fasta), unit="B", unit_scale=True, desc=f"store {out.name}",
               disable=quiet) as bar:
         write_store(fasta, out, source=source, splits=_splits_for(spec, Path(bed) if bed else None),
-                    on_read=bar.update, compression=compression)
+                    on_read=bar.update, compression=compression, prefix_contigs=prefix_contigs)
     return out

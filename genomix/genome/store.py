@@ -7,7 +7,8 @@ Layout (``FORMAT_VERSION`` 1)::
     /sequences/<i>    (length,) uint8 ASCII codes as in the FASTA (lower case = soft-masked), chunked
     /n_runs           (k, 3) int64 rows (contig index, start, end) of maximal runs of N / IUPAC codes
     /splits/<name>    (m, 3) int64 rows (contig index, start, end), optional (from a BED file)
-    attrs: format_version, genomix_version, source, source_sha256, created, chunk_size, compression
+    attrs: format_version, genomix_version, source, source_sha256, created, chunk_size, compression,
+           prefixed_contigs (contig names are <FASTA file name up to its first dot>/<record name>)
 
 Contigs are addressed by index inside the file so that any contig name (including ``/``) is safe.
 Chunks are 128 kb and, by default, uncompressed. Measured on the 2-core development machine (E. coli
@@ -22,10 +23,11 @@ handed to ``DataLoader`` workers (fork or spawn): each worker opens its own hand
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from pathlib import Path
-from typing import Callable, Iterable, Mapping
+from typing import Callable, Iterable, Mapping, Sequence
 
 import h5py
 import numpy as np
@@ -35,6 +37,7 @@ from ..tokenizer import BYTE_TO_ID, COMPLEMENT_ID
 from .fasta import FastaReader
 
 FORMAT_VERSION = 1
+FASTA_SUFFIXES = tuple(ext + gz for ext in (".fa", ".fasta", ".fna") for gz in ("", ".gz", ".bgz"))
 CHUNK_SIZE = 1 << 17
 COMPRESSION: str | None = None
 N_CODE = ord("N")
@@ -56,40 +59,54 @@ _TO_COMPLEMENT_ID = COMPLEMENT_ID[BYTE_TO_ID].astype(np.uint8).tobytes()
 
 
 def write_store(
-    fasta: str | Path,
+    fasta: str | os.PathLike | Sequence[str | os.PathLike],
     out: str | Path,
     source: str | None = None,
     splits: Mapping[str, Iterable[tuple[str, int, int]]] | Callable[[dict[str, int]], Mapping] | None = None,
     on_read: Callable[[int], None] | None = None,
     chunk_size: int = CHUNK_SIZE,
     compression: str | None = COMPRESSION,
+    prefix_contigs: bool = False,
 ) -> Path:
-    """Convert a FASTA file into a genome store at ``out``, atomically.
+    """Convert a FASTA file, or several (shards: one file per chromosome, or the genomes of several species
+    for one pretraining corpus), into a genome store at ``out``, atomically.
 
-    The store is written under a temporary name in the destination folder and renamed only when
-    complete; on any error the temporary file is removed and ``out`` is left untouched. ``splits`` is
-    either a mapping ``split name -> [(contig, start, end), ...]`` or a function of ``{contig: length}``
-    returning one (used to validate a BED file against the contigs actually read).
+    Contigs are stored in the order of the files and of their records; a contig name must be unique across
+    the files (the error names both). Species share names (``X``, ``chrM``): ``prefix_contigs`` names each
+    contig ``<file name up to its first dot>/<name>`` (``genome_celegans_1pct/X``). The store's ``source_sha256`` is the file's SHA-256, or for several
+    files the SHA-256 of their hex digests joined in order. The store is written under a temporary name in
+    the destination folder and renamed only when complete; on any error the temporary file is removed and
+    ``out`` is left untouched. ``splits`` is either a mapping ``split name -> [(contig, start, end), ...]``
+    or a function of ``{contig: length}`` returning one (used to validate a BED file against the contigs
+    actually read).
     """
     from .. import __version__
 
-    fasta, out = Path(fasta), Path(out)
+    files = fasta_files(fasta)
+    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    reader = FastaReader(fasta, on_read=on_read)
+    readers = [FastaReader(path, on_read=on_read) for path in files]
     try:
         with h5py.File(tmp, "w") as h5:
             seqs = h5.create_group("sequences")
             names: list[str] = []
             lengths: list[int] = []
             runs: list[np.ndarray] = []
-            for i, record in enumerate(reader):
+            read_from: dict[str, Path] = {}
+            for i, (reader, record) in enumerate((r, rec) for r in readers for rec in r):
+                name = f"{reader.path.name.split('.')[0]}/{record.name}" if prefix_contigs else record.name
+                if name in read_from:  # a name repeated inside one file is the reader's error
+                    raise InputFormatError(f"{reader.path}: contig {name!r} is also in {read_from[name]}; contig "
+                                           "names must be unique across the FASTA files of one store: name each "
+                                           "file's contigs after it (--prefix-contigs), or rename them")
+                read_from[name] = reader.path
                 n = record.sequence.size
                 seqs.create_dataset(str(i), data=record.sequence, chunks=(min(chunk_size, n),),
                                     compression=compression)
                 r = record.n_runs
                 runs.append(np.column_stack([np.full(len(r), i, dtype=np.int64), r]))
-                names.append(record.name)
+                names.append(name)
                 lengths.append(n)
             h5.create_dataset("contig_names", data=np.array(names, dtype=h5py.string_dtype()))
             h5.create_dataset("contig_lengths", data=np.asarray(lengths, dtype=np.int64))
@@ -104,17 +121,42 @@ def write_store(
             h5.attrs.update(
                 format_version=FORMAT_VERSION,
                 genomix_version=__version__,
-                source=source or str(fasta.resolve()),
-                source_sha256=reader.sha256 or "",
+                source=source or "; ".join(str(path.resolve()) for path in files),
+                source_sha256=_combined_sha256([reader.sha256 or "" for reader in readers]),
                 created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 chunk_size=chunk_size,
                 compression=compression or "none",
+                prefixed_contigs=prefix_contigs,
             )
         os.replace(tmp, out)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     return out
+
+
+def fasta_files(fasta: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
+    """The FASTA files of one genome as paths: a file, a list of files, or a folder of shards (its ``.fa``,
+    ``.fasta``, ``.fna`` and ``.fa.gz``-style files, in name order; UCSC's ``chromFa`` layout)."""
+    paths = [Path(fasta)] if isinstance(fasta, (str, os.PathLike)) else [Path(f) for f in fasta]
+    if len(paths) == 1 and paths[0].is_dir():
+        folder = paths[0]
+        paths = sorted(p for p in folder.iterdir() if p.is_file() and p.name.endswith(FASTA_SUFFIXES))
+        if not paths:
+            raise InputFormatError(f"{folder}: a folder without FASTA files ({', '.join(FASTA_SUFFIXES[:4])}, ...)")
+    if not paths:
+        raise InputFormatError("no FASTA file given")
+    repeated = sorted({str(p) for p in paths if paths.count(p) > 1})
+    if repeated:
+        raise InputFormatError(f"FASTA file(s) given more than once: {', '.join(repeated)}")
+    return paths
+
+
+def _combined_sha256(digests: list[str]) -> str:
+    """One file's SHA-256, or that of several files' hex digests joined in order ("" if any is unknown)."""
+    if len(digests) == 1:
+        return digests[0]
+    return hashlib.sha256("".join(digests).encode()).hexdigest() if all(digests) else ""
 
 
 class GenomeStore:
