@@ -193,7 +193,7 @@ def test_a_given_archive_is_crc_checked_and_must_hold_the_tasks(tmp_path):
     bad = tmp_path / "bad.zip"
     bad.write_bytes(bytes(raw))
     with pytest.raises(ChecksumError, match="CRC-32"):
-        fetch_suite("gue", out=tmp_path / "c", tasks=["prom"], archive=bad, quiet=True)
+        fetch_suite("gue", out=tmp_path / "c", tasks=["prom/prom_300_all"], archive=bad, quiet=True)
 
 
 def _fna(task: str, split: str) -> bytes:
@@ -344,3 +344,180 @@ def test_genomic_benchmarks_bad_checksum_missing_file_and_wrong_layout(host, tmp
         fetch_suite("genomic_benchmarks", out=out, tasks=["drosophila_enhancers_stark"], quiet=True)
     with pytest.raises(ConfigError, match="--archive does not apply"):
         fetch_suite("genomic_benchmarks", out=out, tasks=["human_ocr_ensembl"], archive=tmp_path / "x.zip")
+
+
+def _zip(entries: dict[str, bytes], links: tuple[str, ...] = ()) -> bytes:
+    """A zip of ``entries`` as named (``..`` and all); ``links`` are added as symbolic-link members."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, body in entries.items():
+            zf.writestr(zipfile.ZipInfo(name), body)
+        for name in links:
+            info = zipfile.ZipInfo(name)
+            info.external_attr = (0o120777 << 16)  # S_IFLNK: what `zip -y` stores for a symlink
+            zf.writestr(info, "/etc/passwd")
+    return buffer.getvalue()
+
+
+def _task_like_files(out: Path) -> list[Path]:
+    """What a tool looking for tasks in ``out`` (as pipelines/finetune_gue.py does) would find besides the
+    published tasks: split files one or two folders down."""
+    return [p for pattern in ("*/train.*", "*/*/train.*", "*/train") for p in out.glob(pattern)
+            if not (p.parent / "SOURCE.json").exists()]
+
+
+def test_a_symlink_member_is_refused_and_nothing_is_published(tmp_path):
+    archive = tmp_path / "GUE.zip"
+    archive.write_bytes(_zip({"GUE/tf/0/dev.csv": _gue_csv("tf/0", "dev")}, links=("GUE/tf/0/train.csv",)))
+    with pytest.raises(InputFormatError, match="symbolic link"):
+        fetch_suite("gue", out=tmp_path / "gue", tasks=["tf/0"], archive=archive, quiet=True)
+    assert not (tmp_path / "gue" / "tf").exists() and not list((tmp_path / "gue").rglob("*.csv"))
+
+
+def test_class_folder_zips_unpack_only_plain_names_inside_the_task(host, tmp_path, monkeypatch):
+    url, state = host
+    monkeypatch.setenv("ZENODO_ENDPOINT", url)
+    rows = [r.split(",") for r in _gue_csv("tf/0", "dev").decode().strip().splitlines()[1:30]]
+    entries = {f"../../h/{split}/{('negative', 'positive')[int(y)]}/{i}.txt": s.encode()
+               for split in ("train", "test") for i, (s, y) in enumerate(rows)}
+    entries["__MACOSX/h/train/positive/._0.txt"] = b"\x00\x05\x16\x07 AppleDouble"  # macOS zip litter: skipped
+    entries["/abs/h/train/.DS_Store/1.txt"] = b"ACGT"
+    escaping = dict(entries, **{"h/train/positive\\..\\..\\..\\evil/0.txt": b"ACGT"})  # a path on Windows
+    twice = dict(entries, **{"other/train/positive/0.txt": b"ACGT"})
+    _serve_zenodo(state, url, {"human_ocr_ensembl_v0.zip": _zip(entries),
+                               "human_enhancers_cohn_v0.zip": _zip(escaping),
+                               "human_enhancers_ensembl_v0.zip": _zip(twice)})
+    out = tmp_path / "deep" / "gb"
+    data = load_task(fetch_suite("genomic_benchmarks", out=out, tasks=["human_ocr_ensembl"], quiet=True)["human_ocr_ensembl"])
+    assert data.label_names == ["negative", "positive"] and len(data.splits["train"]) == len(rows)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["deep"] and sorted(p.name for p in out.iterdir()) == [
+        ".downloads", ".staging", "human_ocr_ensembl"]
+    with pytest.raises(InputFormatError, match="not a class folder entry"):
+        fetch_suite("genomic_benchmarks", out=out, tasks=["human_enhancers_cohn"], quiet=True)
+    with pytest.raises(InputFormatError, match="are both train/positive/0.txt"):
+        fetch_suite("genomic_benchmarks", out=out, tasks=["human_enhancers_ensembl"], quiet=True)
+    assert not list(out.glob("human_enhancers_*")) and not list((out / ".staging").rglob("*.txt"))
+
+
+def test_ctrl_c_while_unpacking_leaves_nothing_that_looks_like_a_task(gue_suite, tmp_path, monkeypatch):
+    gue_suite["files"]["/drive/GUE.zip"] = _gue_zip()
+    real_copy, calls = suites_module.shutil.copyfileobj, []
+
+    def interrupted_copy(src, dst, length=0):
+        calls.append(1)
+        if len(calls) == 2:  # the second file of the first task: its first file is already written
+            dst.write(src.read(100))
+            raise KeyboardInterrupt
+        real_copy(src, dst, length)
+
+    monkeypatch.setattr(suites_module.shutil, "copyfileobj", interrupted_copy)
+    out = tmp_path / "gue"
+    with pytest.raises(KeyboardInterrupt):
+        fetch_suite("gue", out=out, tasks=["tf/0"], quiet=True)
+    assert not (out / "tf").exists() and not list(out.rglob("*.csv")) and not _task_like_files(out)
+    monkeypatch.setattr(suites_module.shutil, "copyfileobj", real_copy)
+    requests = len(gue_suite["log"])
+    assert len(load_task(fetch_suite("gue", out=out, tasks=["tf/0"], quiet=True)["tf/0"]).splits) == 3
+    assert len(gue_suite["log"]) == requests  # the downloaded zip was reused
+
+
+def test_an_interrupted_hub_task_leaves_no_split_file_where_tasks_are_looked_for(host, tmp_path, monkeypatch):
+    url, state = host
+    monkeypatch.setenv("HF_ENDPOINT", url)
+    _serve_nt(state, url, "H3", "tf/0")
+    del state["files"][f"/datasets/{NT.hub_dataset}/resolve/{NT.revision}/H3/test.fna"]  # train comes, test fails
+    out = tmp_path / "nt"
+    with pytest.raises(DownloadError):
+        fetch_suite("nt", out=out, tasks=["H3"], quiet=True)
+    assert list(out.rglob("train.fna")) and not _task_like_files(out)  # kept for the next run, but out of the way
+
+
+@pytest.mark.parametrize("damage", ["crc", "deflate", "directory"])
+def test_a_corrupt_downloaded_archive_is_removed_and_fetched_again(gue_suite, tmp_path, damage):
+    good = _gue_zip(tasks=("tf/0",))
+    raw = bytearray(good)
+    if damage == "directory":
+        raw[raw.index(b"PK\x01\x02") + 2] ^= 0xFF  # the member list's first entry: unreadable
+    else:
+        start = raw.index(b"GUE/tf/0/train.csv") + len("GUE/tf/0/train.csv")
+        raw[start + (50 if damage == "deflate" else 5000): start + 5040] = bytes(5040 - (50 if damage == "deflate" else 5000))
+    gue_suite["files"]["/drive/GUE.zip"] = bytes(raw)
+    out = tmp_path / "gue"
+    with pytest.raises(ChecksumError, match="download was removed"):
+        fetch_suite("gue", out=out, tasks=["tf/0"], quiet=True)
+    assert not (out / ".downloads" / "GUE.zip").exists() and not (out / "tf").exists()
+    gue_suite["files"]["/drive/GUE.zip"] = good
+    assert len(load_task(fetch_suite("gue", out=out, tasks=["tf/0"], quiet=True)["tf/0"]).splits) == 3
+
+
+def test_a_given_corrupt_archive_is_kept_and_named(tmp_path):
+    raw = bytearray(_gue_zip(tasks=("tf/0",)))
+    start = raw.index(b"GUE/tf/0/train.csv") + len("GUE/tf/0/train.csv")
+    raw[start + 50: start + 90] = bytes(40)
+    archive = tmp_path / "GUE.zip"
+    archive.write_bytes(bytes(raw))
+    with pytest.raises(ChecksumError, match=r"GUE\.zip: member GUE/tf/0/train\.csv .*download it again"):
+        fetch_suite("gue", out=tmp_path / "gue", tasks=["tf/0"], archive=archive, quiet=True)
+    assert archive.exists()  # the user's file is not ours to delete
+
+
+def test_too_little_space_or_a_full_disk_stops_in_one_line_leaving_nothing(tmp_path, monkeypatch):
+    import collections
+    import errno
+
+    archive = tmp_path / "GUE.zip"
+    archive.write_bytes(_gue_zip(tasks=("tf/0",)))
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(suites_module.shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 1000, 1000))
+    with pytest.raises(DownloadError, match=r"unpacking needs [\d,]+ bytes but .* has 1,000 free"):
+        fetch_suite("gue", out=tmp_path / "a", tasks=["tf/0"], archive=archive, quiet=True)
+    assert not list((tmp_path / "a").rglob("*.csv"))
+    monkeypatch.undo()
+
+    def full_disk(src, dst, length=0):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(suites_module.shutil, "copyfileobj", full_disk)
+    with pytest.raises(DownloadError, match="No space left on device; free some space"):
+        fetch_suite("gue", out=tmp_path / "b", tasks=["tf/0"], archive=archive, quiet=True)
+    assert not (tmp_path / "b" / "tf").exists() and not list((tmp_path / "b" / ".staging").iterdir())
+
+
+def test_an_out_folder_under_a_file_or_a_foreign_task_folder_is_refused(tmp_path, capsys):
+    archive = tmp_path / "GUE.zip"
+    archive.write_bytes(_gue_zip(tasks=("tf/0",)))
+    (tmp_path / "file").write_text("not a folder")
+    assert main(["tasks", "download", "gue", "--tasks", "tf/0", "--out", str(tmp_path / "file" / "gue"),
+                 "--archive", str(archive), "--quiet"]) == 2
+    assert "file is a file, not a folder; choose another --out" in capsys.readouterr().err
+    out = tmp_path / "gue"
+    (out / "tf" / "0").mkdir(parents=True)  # empty: as good as missing
+    (out / "tf" / "1").mkdir()
+    (out / "tf" / "1" / "train.csv").write_text("sequence,label\nACGT,0\n")  # half a task unpacked by hand
+    assert (fetch_suite("gue", out=out, tasks=["tf/0"], archive=archive, quiet=True)["tf/0"] / "SOURCE.json").exists()
+    assert (out / "tf" / "1" / "train.csv").exists()  # another task's folder is not touched
+    with pytest.raises(InputFormatError, match="no SOURCE.json"):
+        fetch_suite("gue", out=out, tasks=["tf/1"], archive=archive, quiet=True)
+
+
+def test_the_downloaded_archive_is_kept_until_every_task_is_unpacked(gue_suite, tmp_path):
+    entries = yaml.safe_load(suites_module.SUITES_FILE.read_text())
+    entries["gue"]["tasks"] = list(GUE_TASKS)  # a two-task suite, so that fetching all of it is quick
+    suites_module.SUITES_FILE.write_text(yaml.safe_dump(entries))
+    gue_suite["files"]["/drive/GUE.zip"] = _gue_zip()
+    out = tmp_path / "gue"
+    fetch_suite("gue", out=out, tasks=[GUE_TASKS[0]], quiet=True)
+    assert (out / ".downloads" / "GUE.zip").exists()  # the other task will come from it
+    requests = len(gue_suite["log"])
+    fetch_suite("gue", out=out, quiet=True)
+    assert len(gue_suite["log"]) == requests and not (out / ".downloads" / "GUE.zip").exists()
+
+
+def test_a_task_published_meanwhile_by_another_run_is_kept(tmp_path):
+    staging, dest = tmp_path / "staging", tmp_path / "out" / "tf" / "0"
+    for folder, label in ((staging, "0"), (dest, "1")):
+        folder.mkdir(parents=True)
+        (folder / "train.csv").write_text(f"sequence,label\nACGT,0\nACGA,1\nACGG,{label}\n")
+    (dest / "SOURCE.json").write_text("{}")
+    suites_module._publish(staging, dest, "tf/0", {"suite": "gue"})
+    assert (dest / "SOURCE.json").read_text() == "{}"

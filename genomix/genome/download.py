@@ -97,7 +97,7 @@ def _size(path: Path) -> int:
 
 
 @contextlib.contextmanager
-def _writing(part: Path) -> Iterator[None]:
+def local_writes(part: Path) -> Iterator[None]:
     """Report a local file error (no space, no permission) on ``part`` as a :class:`DownloadError`, so that it
     is neither retried as a network failure nor reported as one; the bytes written so far stay."""
     try:
@@ -155,14 +155,14 @@ def _transfer(url: str, part: Path, timeout: float, progress) -> int | None:
 
 def _save(resp, part: Path, mode: str, progress) -> None:
     """Write the body of ``resp`` to ``part`` (``mode`` "ab" or "wb") and sync it to disk."""
-    with _writing(part):
+    with local_writes(part):
         fh = open(part, mode)
     with fh:
         for block in iter(lambda: resp.read1(CHUNK), b""):  # what has arrived, not a full CHUNK
-            with _writing(part):
+            with local_writes(part):
                 fh.write(block)
             progress.update(len(block))
-        with _writing(part):
+        with local_writes(part):
             fh.flush()
             os.fsync(fh.fileno())
 

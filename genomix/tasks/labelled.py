@@ -10,9 +10,11 @@ Two layouts are understood (:func:`load_task` tells them apart):
     headers end in ``|<label>``.
 
   Labels are integers ``0..K-1`` (every one used) or names; names become ids in sorted order, the same in
-  every split.
+  every split. Files are read as spreadsheets and other tools write them: column names and file names in
+  any case, CRLF line ends, quoted fields, a UTF-8 byte-order mark, gzip recognised by content.
 - **Class folders** (GenomicBenchmarks): ``<split>/<class name>/*.txt``, one sequence per file; the
-  class names, sorted, give the label ids.
+  class names, sorted, give the label ids; hidden folders (``.ipynb_checkpoints``) and ``__MACOSX`` are not
+  classes.
 
 Every row is checked as it is read: a missing field, an empty or non-DNA sequence or an unusable label
 stops with the file and line. The training split must have at least two classes, and the other splits may
@@ -37,6 +39,7 @@ SPLIT_NAMES = {"train": "train", "dev": "dev", "valid": "dev", "val": "dev", "va
 TABLE_SUFFIXES = (".csv", ".tsv", ".csv.gz", ".tsv.gz")
 FASTA_SUFFIXES = tuple(ext + gz for gz in ("", ".gz") for ext in (".fna", ".fa", ".fasta"))
 SPLIT_FILE_SUFFIXES = TABLE_SUFFIXES + FASTA_SUFFIXES
+GZIP_MAGIC = b"\x1f\x8b"
 
 
 @dataclasses.dataclass
@@ -91,9 +94,13 @@ class TaskData:
 
 
 def _open_text(path: Path) -> io.TextIOBase:
-    if path.name.endswith(".gz"):
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
-    return open(path, encoding="utf-8", newline="")
+    """``path`` as UTF-8 text, gunzipped when its first bytes are gzip's (a ``.csv`` that is really gzipped reads
+    too), with a leading byte-order mark dropped (spreadsheet exports start with one, which would otherwise
+    become part of the first column's name or of the first FASTA header)."""
+    with open(path, "rb") as fh:
+        gzipped = fh.read(2) == GZIP_MAGIC
+    raw = gzip.open(path, "rb") if gzipped else open(path, "rb")
+    return io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
 
 
 def _encode_row(seq: str, where: str) -> np.ndarray:
@@ -110,7 +117,7 @@ def read_table(path: str | os.PathLike) -> tuple[list[np.ndarray], list[str], li
     """(token ids, raw label strings, ``file:line`` of each row) of a CSV/TSV file with ``sequence`` and
     ``label`` columns."""
     path = Path(path)
-    delimiter = "\t" if ".tsv" in path.suffixes else ","
+    delimiter = "\t" if ".tsv" in (s.lower() for s in path.suffixes) else ","
     ids, labels, origins = [], [], []
     try:
         with _open_text(path) as fh:
@@ -182,11 +189,16 @@ def read_labelled_fasta(path: str | os.PathLike) -> tuple[list[np.ndarray], list
     return ids, labels, origins
 
 
+def _is_hidden(name: str) -> bool:
+    """Whether a folder is tool litter rather than a class (``.ipynb_checkpoints``, macOS's ``__MACOSX``)."""
+    return name.startswith(".") or name == "__MACOSX"
+
+
 def read_class_folders(split_dir: str | os.PathLike) -> dict[str, tuple[list[np.ndarray], list[str]]]:
     """(sequences, their files) by class name from GenomicBenchmarks' ``<split>/<class>/*.txt`` layout."""
     split_dir = Path(split_dir)
     classes: dict[str, tuple[list[np.ndarray], list[str]]] = {}
-    for class_dir in sorted(p for p in split_dir.iterdir() if p.is_dir()):
+    for class_dir in sorted(p for p in split_dir.iterdir() if p.is_dir() and not _is_hidden(p.name)):
         files = sorted(class_dir.glob("*.txt"), key=lambda p: (len(p.stem), p.stem))
         classes[class_dir.name] = ([_encode_row(f.read_text(encoding="ascii", errors="replace"), str(f)) for f in files],
                                    [str(f) for f in files])
@@ -237,9 +249,10 @@ def _label_ids(raw: dict[str, list[str]], sources: dict[str, str]) -> tuple[dict
 def _table_files(task_dir: Path) -> dict[str, Path]:
     found: dict[str, Path] = {}
     for path in sorted(task_dir.iterdir()):
+        name = path.name.lower()  # Train.CSV as well as train.csv
         for suffix in SPLIT_FILE_SUFFIXES:
-            if path.name.endswith(suffix) and path.name[: -len(suffix)].lower() in SPLIT_NAMES:
-                split = SPLIT_NAMES[path.name[: -len(suffix)].lower()]
+            if name.endswith(suffix) and name[: -len(suffix)] in SPLIT_NAMES:
+                split = SPLIT_NAMES[name[: -len(suffix)]]
                 if split in found:
                     raise InputFormatError(f"{task_dir}: two files for the {split} split: {found[split].name}, {path.name}")
                 found[split] = path
@@ -255,7 +268,7 @@ def load_task(path: str | os.PathLike, name: str | None = None) -> TaskData:
     name = name or task_dir.name
     tables = _table_files(task_dir)
     if tables:
-        read = {split: (read_labelled_fasta(p) if p.name.endswith(FASTA_SUFFIXES) else read_table(p))
+        read = {split: (read_labelled_fasta(p) if p.name.lower().endswith(FASTA_SUFFIXES) else read_table(p))
                 for split, p in tables.items()}
         label_ids, names = _label_ids({split: labels for split, (_, labels, _) in read.items()},
                                       {split: str(p) for split, p in tables.items()})

@@ -2,31 +2,43 @@
 fetch them into task folders that :func:`genomix.tasks.load_task` reads.
 
 The suites are listed in ``tasks/data/benchmarks.yaml``. Fetching is all-or-nothing per task: files go
-to a staging folder beside the output, the task is read back with :func:`load_task` (a malformed or
-truncated file fails there, with its line), and only then is the staging folder renamed to
-``<out>/<task>``. A task folder that exists is complete and is skipped, so an interrupted run resumes
-where it stopped; downloads themselves resume from their ``.part`` files
-(:func:`genomix.genome.download.download`).
+to a staging folder of this run under ``<out>/.staging/`` (removed whatever stops the run: Ctrl-C, a full
+disk, a bad file), the task is read back with :func:`load_task` (a malformed or truncated file fails there,
+with its line), a ``SOURCE.json`` is written, and only then is the staging folder renamed to
+``<out>/<task>``. So a task folder with its ``SOURCE.json`` is complete and is skipped, and an interrupted
+run resumes where it stopped; downloads themselves resume from their ``.part`` files
+(:func:`genomix.genome.download.download`). Unfinished work lies at least three folders down in ``<out>``,
+where nothing that looks for ``<out>/<task>/train.*`` or ``<out>/<group>/<task>/train.*`` finds it.
+
+Zip members are unpacked only to paths made from the suite's own task and file names (GenomicBenchmarks'
+class folders: plain names only), never to a member's own path; symbolic links are refused; every member's
+CRC-32 is checked as it is read; and the members' declared sizes, which bound what is written, must fit
+the free space before anything is unpacked.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import json
 import os
 import re
 import shutil
+import stat
+import tempfile
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import yaml
 
 from ..errors import ChecksumError, ConfigError, DownloadError, InputFormatError
-from ..genome.download import USER_AGENT, download, fetch_text
+from ..genome.download import CHUNK, USER_AGENT, download, fetch_text, local_writes
 from ..genome.registry import cache_dir
+from ..outputs import make_output_dir
 from .labelled import load_task
 
 SUITES_FILE = Path(__file__).parent / "data" / "benchmarks.yaml"
@@ -97,6 +109,7 @@ def known_suites() -> dict[str, BenchmarkSuite]:
 
 
 def suite(name: str) -> BenchmarkSuite:
+    """The suite called ``name``; an unknown name is refused with the list of known ones."""
     suites = known_suites()
     if name not in suites:
         raise ConfigError(f"unknown benchmark suite {name!r}; known: {', '.join(sorted(suites))}")
@@ -121,9 +134,9 @@ def fetch_suite(
     archive suite's zip (for machines where the archive's host needs a browser)."""
     spec = suite(name)
     root = Path(out).expanduser() if out is not None else default_root(name, cache)
-    root.mkdir(parents=True, exist_ok=True)
     wanted = spec.select(tasks)
-    missing = [t for t in wanted if not (root / t).is_dir()]
+    root = make_output_dir(root, option="--out" if out is not None else "--cache-dir (or $GENOMIX_CACHE)")
+    missing = [t for t in wanted if not _is_fetched(root / t)]
     if missing:
         if spec.archive is not None:
             _fetch_from_archive(spec, root, missing, archive, quiet)
@@ -136,26 +149,108 @@ def fetch_suite(
     return {t: root / t for t in wanted}
 
 
+def _is_fetched(folder: Path) -> bool:
+    """Whether ``folder`` is a task that an earlier run published (it has its ``SOURCE.json``). A missing or
+    empty folder is not; anything else in the way is refused, since it may be half of a task unpacked by
+    hand and would otherwise be taken as complete."""
+    if (folder / SOURCE_FILE).is_file():
+        return True
+    if folder.is_dir() and not any(folder.iterdir()) or not folder.exists():
+        return False
+    raise InputFormatError(f"{folder} exists but was not written by `genomix tasks download` (it has no "
+                           f"{SOURCE_FILE}), so it may be incomplete: move it away and run again, or pass it to "
+                           "--task as it is")
+
+
 def _publish(staging: Path, dest: Path, task: str, source: dict[str, Any]) -> None:
-    """Check that ``staging`` reads as a task, record where it came from, and rename it into place."""
+    """Check that ``staging`` reads as a task, record where it came from, and rename it into place (where
+    another run that fetched the same task got there first, its folder is kept)."""
     data = load_task(staging, name=task)
     source = dict(source, task=task, examples={s: len(d) for s, d in data.splits.items()},
                   labels=data.label_names, fetched=datetime.datetime.now(datetime.timezone.utc).isoformat())
-    (staging / SOURCE_FILE).write_text(json.dumps(source, indent=2) + "\n")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(staging, dest)
+    with local_writes(dest):
+        (staging / SOURCE_FILE).write_text(json.dumps(source, indent=2) + "\n")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if not _is_fetched(dest):
+            os.replace(staging, dest)
 
 
-def _staging_dir(root: Path, task: str) -> Path:
-    staging = root / ".staging" / task
-    if staging.exists():
-        shutil.rmtree(staging)
-    staging.mkdir(parents=True)
-    return staging
+@contextlib.contextmanager
+def _staging(root: Path, task: str) -> Iterator[Path]:
+    """An empty folder, ``<root>/.staging/<unique>/<task>``, in which to assemble ``task``: unique so that two
+    runs fetching into one folder do not write into each other's, and removed with all it holds when the
+    block ends, so that an interrupted or failed task leaves nothing that looks like a task."""
+    base = root / ".staging"
+    with local_writes(base):
+        base.mkdir(exist_ok=True)
+        run_dir = Path(tempfile.mkdtemp(dir=base))
+    try:
+        with local_writes(run_dir):
+            (run_dir / task).mkdir(parents=True)
+        yield run_dir / task
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _open_zip(path: Path) -> zipfile.ZipFile:
+    """The zip at ``path``; a damaged one (its member list unreadable) is a :class:`ChecksumError`."""
+    try:
+        return zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise ChecksumError(f"{path}: not a readable zip archive ({exc}); it is corrupt or truncated") from None
+
+
+def _check_space(members: list[zipfile.ZipInfo], folder: Path, archive: Path) -> None:
+    """Refuse to unpack ``members`` into ``folder`` when their declared sizes (which bound what is written:
+    a member that inflates past its size fails its CRC check) exceed the free space, before writing anything:
+    a zip bomb or an out-of-space disk stops in one line instead of half way."""
+    need = sum(info.file_size for info in members)
+    free = shutil.disk_usage(folder).free
+    if need > free:
+        raise DownloadError(f"{archive}: unpacking needs {need:,} bytes but {folder} has {free:,} free; free some "
+                            "space or choose another --out")
+
+
+def _copy_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, archive: Path) -> None:
+    """Write member ``info`` to ``target`` (a path the caller made, never the member's own), checking its
+    CRC-32; a symbolic link is refused, and a damaged member is a :class:`ChecksumError`."""
+    if stat.S_ISLNK(info.external_attr >> 16):
+        raise InputFormatError(f"{archive}: member {info.filename!r} is a symbolic link; a benchmark archive "
+                               "holds only files: is this the right archive?")
+    try:
+        with zf.open(info) as src, local_writes(target):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with open(target, "wb") as dst:
+                shutil.copyfileobj(src, dst, CHUNK)
+    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+        raise ChecksumError(f"{archive}: member {info.filename} fails its CRC-32 check or cannot be inflated "
+                            f"({exc}); the archive is corrupt or truncated") from None
+    except NotImplementedError as exc:
+        raise InputFormatError(f"{archive}: member {info.filename}: {exc}; unpack the archive with another tool "
+                               "and zip it again with ordinary compression") from None
+
+
+def _unpacking_bar(members: list[zipfile.ZipInfo], archive: Path, quiet: bool):
+    """A progress bar over the bytes of ``members`` (silenced by ``quiet``)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=sum(m.file_size for m in members), unit="B", unit_scale=True, desc=f"unpacking {archive.name}",
+                disable=quiet)
+
+
+def _unpack(zf: zipfile.ZipFile, plan: dict[str, zipfile.ZipInfo], staging: Path, archive: Path,
+            progress) -> None:
+    """Copy each member of ``plan`` (target path relative to ``staging`` -> member) into ``staging``."""
+    for relative, info in plan.items():
+        _copy_member(zf, info, staging / relative, archive)
+        progress.update(info.file_size)
 
 
 def _fetch_from_archive(spec: BenchmarkSuite, root: Path, tasks: list[str], archive: str | os.PathLike | None,
                         quiet: bool) -> None:
+    """Unpack ``tasks`` from the suite's zip, downloaded into ``<root>/.downloads`` unless ``archive`` is a copy.
+    A downloaded zip that turns out to be no zip or corrupt is removed, so that the next run fetches it again
+    instead of failing on it; once every task of the suite is published it is removed too."""
     info = spec.archive
     assert info is not None
     fetched = archive is None
@@ -173,24 +268,46 @@ def _fetch_from_archive(spec: BenchmarkSuite, root: Path, tasks: list[str], arch
             f"is exhausted or the link changed); download {info['filename']} in a browser from "
             f"{info['page']} and pass it with --archive"
         )
-    with _checked_zip(archive) as zf:
-        names = set(zf.namelist())
-        prefix = _archive_root(names, spec, archive)
-        for task in tasks:
-            staging = _staging_dir(root, task)
-            found = []
-            for filename in spec.files:
-                member = f"{prefix}{task}/{filename}"
-                if member not in names:
-                    continue
-                with zf.open(member) as src, open(staging / filename, "wb") as dst:
-                    shutil.copyfileobj(src, dst, 1 << 20)
-                found.append(filename)
-            if not found:
-                raise InputFormatError(f"{archive}: no files of task {task} (looked for {prefix}{task}/"
-                                       f"{{{','.join(spec.files)}}}); is this the {spec.name} archive?")
-            _publish(staging, root / task, task, {"suite": spec.name, "archive": str(archive),
-                                                  "url": info["url"], "files": found})
+    try:
+        _unpack_archive_tasks(spec, root, tasks, archive, quiet)
+    except ChecksumError as exc:
+        if not fetched:
+            raise ChecksumError(f"{exc}: download it again") from None
+        archive.unlink(missing_ok=True)
+        raise ChecksumError(f"{exc}; the download was removed: run the same command again to fetch it afresh") from None
+    if fetched and all((root / task / SOURCE_FILE).is_file() for task in spec.tasks):
+        archive.unlink(missing_ok=True)
+
+
+def _unpack_archive_tasks(spec: BenchmarkSuite, root: Path, tasks: list[str], archive: Path, quiet: bool) -> None:
+    """Publish ``tasks`` from the archive suite's zip ``archive``, one all-or-nothing task at a time."""
+    info = spec.archive
+    assert info is not None
+    with _open_zip(archive) as zf:
+        plans = _archive_plans(zf, spec, tasks, archive)
+        members = [m for plan in plans.values() for m in plan.values()]
+        _check_space(members, root, archive)
+        with _unpacking_bar(members, archive, quiet) as progress:
+            for task, plan in plans.items():
+                with _staging(root, task) as staging:
+                    _unpack(zf, plan, staging, archive, progress)
+                    _publish(staging, root / task, task, {"suite": spec.name, "archive": str(archive),
+                                                          "url": info["url"], "files": list(plan)})
+
+
+def _archive_plans(zf: zipfile.ZipFile, spec: BenchmarkSuite, tasks: list[str],
+                   archive: Path) -> dict[str, dict[str, zipfile.ZipInfo]]:
+    """For each task, its files (the suite's names) -> the zip members that hold them; a task with none is
+    refused before anything is unpacked."""
+    members = {info.filename: info for info in zf.infolist()}
+    prefix = _archive_root(set(members), spec, archive)
+    plans = {}
+    for task in tasks:
+        plans[task] = {f: members[f"{prefix}{task}/{f}"] for f in spec.files if f"{prefix}{task}/{f}" in members}
+        if not plans[task]:
+            raise InputFormatError(f"{archive}: no files of task {task} (looked for {prefix}{task}/"
+                                   f"{{{','.join(spec.files)}}}); is this the {spec.name} archive?")
+    return plans
 
 
 def _download_archive(info: dict[str, Any], dest: Path, quiet: bool) -> Path:
@@ -203,17 +320,6 @@ def _download_archive(info: dict[str, Any], dest: Path, quiet: bool) -> Path:
             raise  # a transfer that got somewhere resumes with the same command
         raise DownloadError(f"{exc}; or download {info['filename']} from {info['page']} and pass it with "
                             "--archive") from None
-
-
-def _checked_zip(path: Path) -> zipfile.ZipFile:
-    """The zip at ``path``, opened after every member passed its CRC-32 check."""
-    zf = zipfile.ZipFile(path)
-    bad = zf.testzip()
-    if bad is not None:
-        zf.close()
-        raise ChecksumError(f"{path}: member {bad} fails its CRC-32 check; the archive is corrupt: "
-                            "delete it and download again")
-    return zf
 
 
 def _archive_root(names: set[str], spec: BenchmarkSuite, archive: Path) -> str:
@@ -259,22 +365,25 @@ def hub_file_sha256(url: str, timeout: float = 60.0) -> str | None:
 
 
 def _fetch_from_hub(spec: BenchmarkSuite, root: Path, tasks: list[str], quiet: bool) -> None:
+    """Download each task's files, verified against the Hub's SHA-256, and publish the task. The files are
+    downloaded to ``<root>/.downloads/hub/<task>/`` (outside the staging folder, which does not outlive a run)
+    so that an interrupted task keeps its finished files and its ``.part`` file for the next run."""
     assert spec.hub_dataset is not None and spec.revision is not None
     for task in tasks:
-        staging = _staging_dir(root, task)
+        downloads = root / ".downloads" / "hub" / task
         files = {}
         for filename in spec.files:
             url = hub_file_url(spec.hub_dataset, spec.revision, f"{task}/{filename}")
             sha256 = hub_file_sha256(url)
-            # downloaded outside the staging folder (which every attempt starts afresh) and copied in, so
-            # an interrupted task keeps its finished files and its .part file for the next run
-            part_home = root / ".downloads" / task / filename
-            download(url, part_home, sha256=sha256, quiet=quiet)
-            shutil.copyfile(part_home, staging / filename)
+            download(url, downloads / filename, sha256=sha256, quiet=quiet)
             files[filename] = {"url": url, "sha256": sha256}
-        _publish(staging, root / task, task, {"suite": spec.name, "repository": spec.hub_dataset,
-                                              "revision": spec.revision, "files": files})
-        shutil.rmtree(root / ".downloads" / task, ignore_errors=True)
+        with _staging(root, task) as staging:
+            with local_writes(staging):
+                for filename in spec.files:
+                    shutil.copyfile(downloads / filename, staging / filename)
+            _publish(staging, root / task, task, {"suite": spec.name, "repository": spec.hub_dataset,
+                                                  "revision": spec.revision, "files": files})
+        shutil.rmtree(downloads, ignore_errors=True)
 
 
 def zenodo_files(record: str, timeout: float = 60.0) -> dict[str, dict[str, Any]]:
@@ -302,26 +411,33 @@ def zenodo_files(record: str, timeout: float = 60.0) -> dict[str, dict[str, Any]
 _CLASS_FILE = re.compile(r"^(?:.*/)?([^/]+)/([^/]+)/([^/]+\.txt)$")
 
 
-def _extract_class_folders(zf: zipfile.ZipFile, splits: tuple[str, ...], staging: Path, source: Path) -> None:
-    """Copy ``<split>/<class>/<id>.txt`` members (under any top folder) into ``staging``."""
-    found = 0
-    for member in zf.namelist():
-        match = _CLASS_FILE.match(member)
+def _class_folder_plan(zf: zipfile.ZipFile, splits: tuple[str, ...], source: Path) -> dict[str, zipfile.ZipInfo]:
+    """``<split>/<class>/<id>.txt`` (under any top folder) -> its member, for the members of a GenomicBenchmarks
+    zip. macOS's ``__MACOSX`` copies and hidden names are skipped; a name with a backslash (a path on Windows)
+    and two members for one file are refused. What lies above ``<split>`` is never part of the target."""
+    plan: dict[str, zipfile.ZipInfo] = {}
+    for info in zf.infolist():
+        match = _CLASS_FILE.match(info.filename)
         if match is None or match.group(1) not in splits:
             continue
         split, cls, filename = match.groups()
-        if cls in (".", "..") or filename.startswith("."):
-            raise InputFormatError(f"{source}: member {member!r} is not a class folder entry")
-        target = staging / split / cls / filename
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with zf.open(member) as src, open(target, "wb") as dst:
-            shutil.copyfileobj(src, dst, 1 << 20)
-        found += 1
-    if not found:
+        if "__MACOSX" in info.filename.split("/") or cls.startswith(".") or filename.startswith("."):
+            continue  # macOS's resource-fork copies, hidden files, and "." or ".." as a class
+        if "\\" in cls or "\\" in filename:
+            raise InputFormatError(f"{source}: member {info.filename!r} is not a class folder entry")
+        relative = f"{split}/{cls}/{filename}"
+        if relative in plan:
+            raise InputFormatError(f"{source}: members {plan[relative].filename!r} and {info.filename!r} are both "
+                                   f"{relative}; is this one GenomicBenchmarks dataset?")
+        plan[relative] = info
+    if not plan:
         raise InputFormatError(f"{source}: holds no {'/'.join(splits)} class folders (<split>/<class>/<id>.txt)")
+    return plan
 
 
 def _fetch_from_zenodo(spec: BenchmarkSuite, root: Path, tasks: list[str], quiet: bool) -> None:
+    """Download each task's zip from the Zenodo record (verified against its MD5 and size), unpack its class
+    folders and publish the task; the zip is removed once its task is published."""
     assert spec.zenodo_record is not None and spec.zip_name is not None
     files = zenodo_files(spec.zenodo_record)
     for task in tasks:
@@ -331,9 +447,11 @@ def _fetch_from_zenodo(spec: BenchmarkSuite, root: Path, tasks: list[str], quiet
                                 f"{', '.join(sorted(files)) or 'no files'}")
         entry = files[key]
         zipped = download(entry["url"], root / ".downloads" / key, md5=entry["md5"], size=entry["size"], quiet=quiet)
-        staging = _staging_dir(root, task)
-        with _checked_zip(Path(zipped)) as zf:
-            _extract_class_folders(zf, spec.files, staging, Path(zipped))
-        _publish(staging, root / task, task, {"suite": spec.name, "zenodo_record": spec.zenodo_record,
-                                              "file": key, "url": entry["url"], "md5": entry["md5"]})
-        Path(zipped).unlink()
+        with _open_zip(zipped) as zf, _staging(root, task) as staging:
+            plan = _class_folder_plan(zf, spec.files, zipped)
+            _check_space(list(plan.values()), root, zipped)
+            with _unpacking_bar(list(plan.values()), zipped, quiet) as progress:
+                _unpack(zf, plan, staging, zipped, progress)
+            _publish(staging, root / task, task, {"suite": spec.name, "zenodo_record": spec.zenodo_record,
+                                                  "file": key, "url": entry["url"], "md5": entry["md5"]})
+        zipped.unlink()
