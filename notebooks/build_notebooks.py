@@ -175,16 +175,110 @@ print("k-shot test", kshot["metrics"]["test"])
 print("soft prompt test", soft["metrics"]["test"], "loss", soft["soft_prompt_losses"][0], "->", soft["soft_prompt_losses"][-1])"""),
 ]
 
+VARIANT_SCORING = [
+    ("markdown", """# Scoring variants with a DNA language model
+
+For every ALT allele of a VCF, `genomix.variants.score_variants` reads a reference window around the variant
+twice, once with REF and once with ALT, and writes the log-likelihood ratio
+`llr = log p(ALT window) - log p(REF window)` under a causal model (HyenaDNA, Mamba, causal M2). A variant
+the model finds unlikely gets a negative score. Masked models (Caduceus, M2-BERT) give the masked marginal
+instead. `genomix score-variants --model M --vcf calls.vcf.gz --reference genome.h5 --out scores.tsv` is the
+same from a shell, with `--resume` after an interrupted run and `--region` for indexed VCFs.
+
+The data are real: ClinVar's mitochondrial variants labelled benign (0) or pathogenic (1) and the rCRS
+mitochondrial genome. The models here are tiny with random weights, so the scores are at chance: pass a
+pretrained checkpoint (a folder or Hub id) to `genomix.from_pretrained` for real use. Set `DATA` to the
+folder holding `variants/` and `genomes/`."""),
+    ("code", """import csv
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+import genomix
+
+default = Path(genomix.__file__).resolve().parents[2] / "shared" / "data"
+DATA = Path(os.environ.get("GENOMIX_TUTORIAL_DATA", default))
+with open(DATA / "variants" / "clinvar_chrMT_labeled_GRCh38_rCRS.tsv") as fh:
+    labelled = list(csv.DictReader(fh, delimiter="\\t"))
+print(len(labelled), "variants,", sum(r["label"] == "1" for r in labelled), "pathogenic")
+labelled[0]"""),
+    ("markdown", """## A VCF and its reference
+The variants go into a plain VCF (gzip, bgzip and BCF read the same way). ClinVar calls the mitochondrion
+`MT`, the FASTA calls it `MT_human`: the contig map says they are the same (`--contig-map MT=MT_human`).
+A genome store made by `genomix genome prepare` works as the reference too."""),
+    ("code", """from genomix.variants import Reference, read_vcf, score_variants
+
+work = Path(tempfile.mkdtemp(prefix="genomix-variants-"))
+vcf = work / "clinvar_mt.vcf"
+with open(vcf, "w") as fh:
+    fh.write("##fileformat=VCFv4.2\\n#CHROM\\tPOS\\tID\\tREF\\tALT\\tQUAL\\tFILTER\\tINFO\\n")
+    for i, r in enumerate(labelled):
+        fh.write(f"{r['chrom']}\\t{r['pos']}\\tv{i}\\t{r['ref']}\\t{r['alt']}\\t.\\t.\\t.\\n")
+reference = Reference(DATA / "genomes" / "human_mtDNA_rCRS.fa", contig_map={"MT": "MT_human"})
+first = next(read_vcf(vcf))
+contig = reference.resolve(first.chrom)  # MT -> MT_human
+print(first)
+print("reference around it:", reference.text(contig, first.pos - 6, first.pos + 5), "(REF in the middle)")"""),
+    ("markdown", """## Scores under a causal model
+Each row of the output TSV has the variant, its status (`scored`, or why not: `ref_mismatch` with
+`on_ref_mismatch="skip"`, `symbolic`, ...), the ratio and both windows' log-likelihoods. Rows are kept as they
+finish, so an interrupted run continues with `resume=True`."""),
+    ("code", """torch.manual_seed(0)
+causal = genomix.models.build("hyenadna-tiny-1k").eval()
+counts = score_variants(causal, read_vcf(vcf), reference, work / "causal.tsv", vcf=vcf, window=256,
+                        device="cpu", quiet=True)
+print(counts)
+
+def read_scores(path):
+    with open(path) as fh:
+        return list(csv.DictReader((line for line in fh if not line.startswith("#")), delimiter="\\t"))
+
+rows = read_scores(work / "causal.tsv")
+rows[0]"""),
+    ("markdown", """## How well do the scores separate the labels?
+A lower (more negative) ratio should mean more likely pathogenic, so `-llr` is the pathogenicity score. The
+AUROC is the chance that a random pathogenic variant scores above a random benign one (ties count half);
+0.5 is chance, which is what random weights give. `pipelines/eval_variant_scoring.py` does the same for any
+model, with a table by variant class."""),
+    ("code", """def auroc(scores, labels):
+    scores, labels = np.asarray(scores, dtype=float), np.asarray(labels, dtype=bool)
+    pos, neg = scores[labels], scores[~labels]
+    greater = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
+    return greater / (len(pos) * len(neg))
+
+label_of = {(r["chrom"], r["pos"], r["ref"], r["alt"]): int(r["label"]) for r in labelled}
+scored = [r for r in rows if r["status"] == "scored"]
+labels = [label_of[(r["chrom"], r["pos"], r["ref"], r["alt"])] for r in scored]
+print(len(scored), "scored; AUROC of -llr:", round(auroc([-float(r["llr"]) for r in scored], labels), 3))"""),
+    ("markdown", """## A masked model
+Under Caduceus the REF bases are masked in the reference window and the score is log p(ALT) - log p(REF)
+at those positions: defined for substitutions, so indels get the status `indel`. The reverse-complement
+equivariant (`ps`) variant gives the same score on either strand."""),
+    ("code", """torch.manual_seed(0)
+masked = genomix.models.build("caduceus-ps-1k-d118", task="masked-lm").eval()
+counts = score_variants(masked, read_vcf(vcf), reference, work / "masked.tsv", vcf=vcf, window=256,
+                        device="cpu", quiet=True)
+print(counts)
+read_scores(work / "masked.tsv")[0]"""),
+]
+
+
 def build(cells: list[tuple[str, str]]) -> nbformat.NotebookNode:
-    """A notebook (nbformat 4, Python 3 kernel) with the given markdown/code cells and no outputs."""
+    """A notebook (nbformat 4, Python 3 kernel) with the given markdown/code cells and no outputs.
+
+    Cell ids are numbered (``cell-0``, ``cell-1``, ...) rather than nbformat's random ones, so that running
+    this script again rewrites the stored notebooks byte for byte and a diff shows only edited cells."""
     notebook = nbformat.v4.new_notebook()
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     makers = {"markdown": nbformat.v4.new_markdown_cell, "code": nbformat.v4.new_code_cell}
-    notebook.cells = [makers[kind](source) for kind, source in cells]
+    notebook.cells = [makers[kind](source, id=f"cell-{i}") for i, (kind, source) in enumerate(cells)]
     return notebook
 
 
-NOTEBOOKS = {"quick_tour.ipynb": QUICK_TOUR, "finetuning.ipynb": FINETUNING, "in_context.ipynb": IN_CONTEXT}
+NOTEBOOKS = {"quick_tour.ipynb": QUICK_TOUR, "finetuning.ipynb": FINETUNING, "in_context.ipynb": IN_CONTEXT,
+             "variant_scoring.ipynb": VARIANT_SCORING}
 
 if __name__ == "__main__":
     for file_name, cells in NOTEBOOKS.items():

@@ -9,8 +9,10 @@ says which module to import for a ``model_type``, so nothing loads before it is 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import os
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ import yaml
 from ..errors import ConfigError
 from ..model_types import FAMILY_MODULES
 from .base import GenomixConfig, GenomixPreTrainedModel, check_config_fields
+from .config_types import type_error
 
 TASKS = ("base", "causal-lm", "masked-lm", "classification")
 
@@ -89,7 +92,9 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 def config_dict(name_or_path: str | os.PathLike) -> dict[str, Any]:
     """Raw config fields of a named size or a YAML file path."""
     path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml") and path.is_file():
+    if path.suffix in (".yaml", ".yml"):
+        if not path.is_file():
+            raise ConfigError(f"model config {str(path)!r}: no such file (named sizes: {available_models()})")
         return _read_yaml(path)
     for directory in config_dirs():
         candidate = directory / f"{name_or_path}.yaml"
@@ -102,19 +107,49 @@ def config_dict(name_or_path: str | os.PathLike) -> dict[str, Any]:
     raise ConfigError(f"unknown model {str(name_or_path)!r}: no configs/models/{name_or_path}.yaml.{hint}")
 
 
+@functools.cache
+def _field_types(config_class: type[GenomixConfig]) -> dict[str, Any]:
+    """The annotated type of every ``__init__`` parameter along ``config_class``'s genomix bases (the most
+    derived class's annotation wins)."""
+    types: dict[str, Any] = {}
+    for cls in reversed(config_class.__mro__):
+        if issubclass(cls, GenomixConfig) and "__init__" in vars(cls):
+            types.update(typing.get_type_hints(cls.__init__))
+    return types
+
+
+def check_config_types(config_class: type[GenomixConfig], data: dict[str, Any], source: str) -> None:
+    """Refuse a config value of the wrong type (``d_model: "128"``, ``layer_norm_epsilon: 1e-5``, which YAML
+    reads as text) with a :class:`ConfigError` naming ``source`` and the field, before the model is built from
+    it (where it would fail inside torch, or not at all)."""
+    types = _field_types(config_class)
+    for key, value in data.items():
+        error = type_error(types[key], value) if key in types else None
+        if error:
+            raise ConfigError(f"{source}: field {key} {error}")
+
+
 def load_config(name_or_path: str | os.PathLike | GenomixConfig, **overrides: Any) -> GenomixConfig:
     """A family config from a name, a YAML path or a config object, with field overrides applied."""
     if isinstance(name_or_path, GenomixConfig):
-        data = name_or_path.to_dict()
+        data, source = name_or_path.to_dict(), f"model config {name_or_path.name!r}"
     else:
-        data = config_dict(name_or_path)
-    family = get_family(overrides.get("model_type", data["model_type"]))
+        data, source = config_dict(name_or_path), f"model config {str(name_or_path)!r}"
+    try:
+        family = get_family(overrides.get("model_type", data["model_type"]))
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
     if not isinstance(name_or_path, GenomixConfig):  # a config object's own fields were checked as it was made
-        check_config_fields(family.config_class, list(data), f"model config {str(name_or_path)!r}")
+        check_config_fields(family.config_class, list(data), source)
+        check_config_types(family.config_class, data, source)
     check_config_fields(family.config_class, list(overrides), "config overrides")
+    check_config_types(family.config_class, overrides, "config overrides")
     data.update(overrides)
     data.pop("model_type")
-    return family.config_class(**data)
+    try:
+        return family.config_class(**data)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
 
 
 def build(

@@ -16,6 +16,8 @@ from ..train.recipe import OptimConfig, check_field_types, config_dirs, from_map
 from .metrics import METRICS
 
 TRUNCATION = ("error", "keep-start", "keep-end")
+# what ``null`` means for the optional counts, as their error messages say
+_NULL_MEANS = {"eval_batch_size": "batch_size", "train_rows": "all"}
 
 
 @dataclasses.dataclass
@@ -56,8 +58,13 @@ class FinetuneRecipe:
         for name in ("batch_size", "max_epochs"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"recipe field {name} must be a positive integer, got {getattr(self, name)}")
-        if self.train_rows is not None and self.train_rows < 1:
-            raise ConfigError(f"recipe field train_rows must be a positive integer (or null: all), got {self.train_rows}")
+        for name in ("eval_batch_size", "train_rows"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ConfigError(f"recipe field {name} must be a positive integer (or null: "
+                                  f"{_NULL_MEANS[name]}), got {getattr(self, name)}")
+        if self.classifier_dropout is not None and not 0 <= self.classifier_dropout < 1:
+            raise ConfigError("recipe field classifier_dropout must be a probability in [0, 1) (or null: the "
+                              f"model's own), got {self.classifier_dropout}")
         if not self.optim.lr > 0:
             raise ConfigError(f"recipe field optim.lr must be a positive learning rate, got {self.optim.lr}")
 

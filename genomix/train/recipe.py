@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from ..errors import ConfigError
+from ..models.config_types import type_error
 
 TASKS = ("causal-lm", "masked-lm")
 
@@ -143,76 +144,33 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def from_mapping(cls: type, data: dict[str, Any], where: str, nested: dict[str, type] | None = None) -> Any:
+def from_mapping(cls: type, data: dict[str, Any], where: str, nested: dict[str, type] | None = None,
+                 prefix: str = "") -> Any:
     """A dataclass ``cls`` from a YAML mapping: unknown keys are an error, lists become tuples, and the
-    keys in ``nested`` are read into their own dataclasses (``{"optim": OptimConfig}``)."""
+    keys in ``nested`` are read into their own dataclasses (``{"optim": OptimConfig}``).
+
+    Every error names the file ``where`` and the field (nested ones as ``optim.lr``, ``prefix`` being the
+    enclosing field's name and a dot), including the value checks of the dataclass's ``__post_init__``."""
     if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+        what = f"field {prefix[:-1]} must be" if prefix else "expected"
+        raise ConfigError(f"{where}: {what} a mapping, got {type(data).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ConfigError(f"{where}: unknown field(s) {unknown}; known: {sorted(fields)}")
+        known = f"known in {prefix[:-1]}" if prefix else "known"
+        raise ConfigError(f"{where}: unknown field(s) {[prefix + key for key in unknown]}; {known}: {sorted(fields)}")
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
         inner = (nested or {}).get(key)
         if inner is not None:
-            value = from_mapping(inner, value or {}, f"{where}.{key}")
+            value = from_mapping(inner, value or {}, where, prefix=f"{prefix}{key}.")
         elif isinstance(value, list):
             value = tuple(value)
         kwargs[key] = value
-    return cls(**kwargs)
-
-
-_KINDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
-
-
-def _accepts(kind: type, value: Any) -> bool:
-    """Whether YAML ``value`` is of the scalar ``kind``: a float field takes an int (``lr: 1``), no field
-    takes a bool unless it is one (``True`` is an ``int`` in Python, not in a recipe)."""
-    if kind is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    return isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
-
-
-def _type_error(kind: Any, value: Any) -> str | None:
-    """What is wrong with ``value`` for a field annotated ``kind`` (``None``: nothing): scalars by
-    :func:`_accepts`, optional fields also take ``null``, tuple fields a list of such scalars, dict fields a
-    mapping; other annotations are not checked."""
-    origin, options = typing.get_origin(kind), typing.get_args(kind)
-    if value is None and type(None) in options:
-        return None
-    if origin is tuple:
-        return _tuple_error(options, value)
-    if origin is dict:
-        return None if isinstance(value, dict) else f"must be a mapping, got {value!r}"
-    scalar = next((k for k in options or (kind,) if k in _KINDS), None)
-    if scalar is None or _accepts(scalar, value):
-        return None
-    hint = " (YAML reads 1e-3 as text: write 1.0e-3)" if scalar is float and _numeric_text(value) else ""
-    return f"must be {_KINDS[scalar]}, got {value!r}{hint}"
-
-
-def _numeric_text(value: Any) -> bool:
-    """Whether ``value`` is a string that Python reads as a number (``"2e-3"``: YAML 1.1 wants ``2.0e-3``)."""
-    if not isinstance(value, str):
-        return False
     try:
-        float(value)
-    except ValueError:
-        return False
-    return True
-
-
-def _tuple_error(options: tuple[Any, ...], value: Any) -> str | None:
-    """What is wrong with ``value`` for a ``tuple[X, ...]`` or ``tuple[X, Y]`` field (``None``: nothing)."""
-    if not isinstance(value, (list, tuple)):
-        return f"must be a list, got {value!r}"
-    if options[-1] is Ellipsis:
-        options = options[:1] * len(value)
-    elif len(value) != len(options):
-        return f"must be a list of {len(options)} items, got {value!r}"
-    return next((f"item {i + 1} {error}" for i, (kind, item) in enumerate(zip(options, value))
-                 if (error := _type_error(kind, item))), None)
+        return cls(**kwargs)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 def check_field_types(cls: type, data: dict[str, Any], where: str, prefix: str = "") -> None:
@@ -225,7 +183,7 @@ def check_field_types(cls: type, data: dict[str, Any], where: str, prefix: str =
         kind = hints.get(key)
         if dataclasses.is_dataclass(kind) and isinstance(value, dict):
             check_field_types(kind, value, where, f"{prefix}{key}.")
-        elif kind is not None and (error := _type_error(kind, value)):
+        elif kind is not None and (error := type_error(kind, value)):
             raise ConfigError(f"{where}: field {prefix}{key} {error}")
 
 

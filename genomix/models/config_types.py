@@ -1,0 +1,66 @@
+"""Type checks for values read from YAML against a field's annotation (model configs and run recipes).
+
+YAML gives users strings where they meant numbers (``lr: 2e-3`` is text to YAML 1.1), quoted numbers
+(``d_model: "128"``) and lists where one value was meant. Such a value would reach a model or the
+optimiser and fail far from the file with a message about tensors, or not fail at all. Model configs
+(:mod:`genomix.models.registry`) and recipes (:mod:`genomix.train.recipe`) both ask :func:`type_error`
+about each key they read, so the key and the file can be named before anything is built.
+"""
+from __future__ import annotations
+
+import typing
+from typing import Any
+
+_KINDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+
+
+def _accepts(kind: type, value: Any) -> bool:
+    """Whether YAML ``value`` is of the scalar ``kind``: a float field takes an int (``lr: 1``), no field
+    takes a bool unless it is one (``True`` is an ``int`` in Python, not in a YAML file)."""
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
+
+
+def _numeric_text(value: Any) -> bool:
+    """Whether ``value`` is a string that Python reads as a number (``"2e-3"``: YAML 1.1 wants ``2.0e-3``)."""
+    if not isinstance(value, str):
+        return False
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _tuple_error(options: tuple[Any, ...], value: Any) -> str | None:
+    """What is wrong with ``value`` for a ``tuple[X, ...]`` or ``tuple[X, Y]`` field (``None``: nothing)."""
+    if not isinstance(value, (list, tuple)):
+        return f"must be a list, got {value!r}"
+    if options[-1] is Ellipsis:
+        options = options[:1] * len(value)
+    elif len(value) != len(options):
+        return f"must be a list of {len(options)} items, got {value!r}"
+    return next((f"item {i + 1} {error}" for i, (kind, item) in enumerate(zip(options, value))
+                 if (error := type_error(kind, item))), None)
+
+
+def type_error(kind: Any, value: Any) -> str | None:
+    """What is wrong with ``value`` for a field annotated ``kind`` (``None``: nothing).
+
+    Scalars (``int``, ``float``, ``bool``, ``str``) are checked by kind, and a union takes a value any of
+    its scalars accepts (``dt_rank: int | str`` takes ``auto`` and ``16``); optional fields also take
+    ``null``, tuple fields a list of such scalars, dict fields a mapping. Other annotations are not checked.
+    """
+    origin, options = typing.get_origin(kind), typing.get_args(kind)
+    if value is None and type(None) in options:
+        return None
+    if origin is tuple:
+        return _tuple_error(options, value)
+    if origin is dict:
+        return None if isinstance(value, dict) else f"must be a mapping, got {value!r}"
+    scalars = [k for k in options or (kind,) if k in _KINDS]
+    if not scalars or any(_accepts(k, value) for k in scalars):
+        return None
+    hint = " (YAML reads 1e-3 as text: write 1.0e-3)" if float in scalars and _numeric_text(value) else ""
+    return f"must be {' or '.join(_KINDS[k] for k in scalars)}, got {value!r}{hint}"

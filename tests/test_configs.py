@@ -1,0 +1,133 @@
+"""The shipped YAML (configs/models, configs/pretrain, configs/finetune, configs/icl) and how a mistake in a
+user's YAML is reported: every named size builds with the parameter count of the model it names, every
+recipe loads, and a misspelt key or a value of the wrong type is refused naming the key and the file."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import genomix
+from genomix.errors import ConfigError
+from genomix.models.registry import available_models, build, load_config
+from genomix.tasks.icl import load_icl_recipe
+from genomix.tasks.recipe import load_finetune_recipe
+from genomix.train.recipe import available_recipes, load_recipe
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+# Exact counts of every shipped size (embeddings counted once where tied). The released models' counts are
+# checked against their published figures below; the others guard the YAML against accidental edits.
+PARAMETERS = {
+    "caduceus-ph-131k-d256-16L": 7_725_312, "caduceus-ph-1k-d118": 470_702, "caduceus-ph-1k-d256": 1_934_592,
+    "caduceus-ps-131k-d256-16L": 7_725_312, "caduceus-ps-1k-d118": 470_702, "caduceus-ps-1k-d256": 1_934_592,
+    "hyenadna-large-1m": 6_550_528, "hyenadna-medium-160k": 6_550_528, "hyenadna-medium-450k": 6_550_528,
+    "hyenadna-small-32k": 3_277_568, "hyenadna-tiny-16k-d128": 436_096, "hyenadna-tiny-1k": 436_096,
+    "hyenadna-tiny-1k-d256": 1_641_088, "m2-bert-base-32k": 56_461_824, "m2-bert-small-1k": 2_934_272,
+    "m2-medium-131k": 3_995_648, "m2-small-32k": 2_000_128, "m2-tiny-1k": 280_704, "mamba-7m-1m": 7_012_608,
+    "mamba-small-32k": 3_508_480, "mamba-tiny-1k": 235_392, "transformer-small-32k": 3_163_648,
+    "transformer-tiny-1k": 398_848,
+}
+# Published sizes (HyenaDNA's and Caduceus' papers and model cards), to 2 %.
+PUBLISHED = {"hyenadna-tiny-1k": 0.44e6, "hyenadna-small-32k": 3.3e6, "hyenadna-medium-160k": 6.6e6,
+             "hyenadna-medium-450k": 6.6e6, "hyenadna-large-1m": 6.6e6, "caduceus-ph-1k-d118": 0.47e6,
+             "caduceus-ps-1k-d118": 0.47e6}
+
+
+def _count(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def _write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_every_shipped_size_is_listed_here():
+    assert available_models() == sorted(PARAMETERS)
+
+
+@pytest.mark.parametrize("name", sorted(PARAMETERS))
+def test_named_size_builds_with_its_parameter_count(name):
+    with torch.device("meta"):
+        model = build(name)
+    assert _count(model) == PARAMETERS[name]
+    if name in PUBLISHED:
+        assert abs(PARAMETERS[name] - PUBLISHED[name]) / PUBLISHED[name] < 0.02
+
+
+@pytest.mark.parametrize("fixture, name", [("caduceus-ph", "caduceus-ph-1k-d118"), ("caduceus-ps", "caduceus-ps-1k-d118")])
+def test_caduceus_sizes_have_the_released_layout(fixture, name, shared_dir):
+    """A Hub checkpoint made by the reference code has exactly the parameters of our YAML at its width and depth,
+    so the YAML's non-size fields (weight tying, RC sharing) are the released ones."""
+    released = genomix.from_pretrained(shared_dir / "fixtures" / fixture)
+    with torch.device("meta"):
+        ours = build(name, d_model=released.config.d_model, n_layer=released.config.n_layer)
+    assert type(ours) is type(released) and _count(ours) == _count(released)
+
+
+def test_every_recipe_loads_and_names_a_model_it_can_build():
+    for name in available_recipes():
+        recipe = load_recipe(name)
+        assert load_config(recipe.model, **recipe.model_overrides).max_seq_len >= recipe.seq_len, name
+    for path in sorted((CONFIGS / "finetune").glob("*.yaml")):
+        load_finetune_recipe(path.stem)
+    for path in sorted((CONFIGS / "icl").glob("*.yaml")):
+        load_icl_recipe(path.stem)
+
+
+def test_unknown_names_list_the_valid_ones():
+    with pytest.raises(ConfigError, match="caduceus-ph-1k-d118"):
+        build("no-such-model")
+    with pytest.raises(ConfigError, match="hyenadna-hg38"):
+        load_recipe("no-such-recipe")
+    with pytest.raises(ConfigError, match="genomic-benchmarks"):
+        load_finetune_recipe("no-such-recipe")
+
+
+def test_model_yaml_value_of_the_wrong_type_names_field_and_file(tmp_path):
+    path = _write(tmp_path, "mine.yaml", "model_type: genomix-hyena\nd_model: '128'\n")
+    with pytest.raises(ConfigError, match=r"mine\.yaml.*field d_model must be an integer, got '128'"):
+        build(path)
+    path = _write(tmp_path, "eps.yaml", "model_type: genomix-mamba\nnorm_epsilon: 1e-5\n")
+    with pytest.raises(ConfigError, match=r"eps\.yaml.*field norm_epsilon must be a number.*write 1\.0e-3"):
+        build(path)
+    with pytest.raises(ConfigError, match=r"config overrides: field n_layer must be an integer"):
+        build("hyenadna-tiny-1k", n_layer=2.5)
+
+
+def test_model_yaml_union_fields_take_any_of_their_types(tmp_path):
+    for value in ("auto", "8"):
+        path = _write(tmp_path, "rank.yaml", f"model_type: genomix-mamba\nd_model: 16\nn_layer: 1\ndt_rank: {value}\n")
+        assert load_config(path).dt_rank in ("auto", 8)
+
+
+def test_model_yaml_unknown_model_type_and_missing_file_name_the_file(tmp_path):
+    path = _write(tmp_path, "typo.yaml", "model_type: genomix-hyen\n")
+    with pytest.raises(ConfigError, match=r"typo\.yaml.*unknown model_type 'genomix-hyen'.*genomix-hyena"):
+        build(path)
+    with pytest.raises(ConfigError, match=r"absent\.yaml': no such file \(named sizes: \[.*hyenadna-tiny-1k"):
+        build(tmp_path / "absent.yaml")
+
+
+def test_recipe_errors_name_the_file_and_the_nested_field(tmp_path):
+    path = _write(tmp_path, "nested.yaml", "optim: {lrr: 1.0}\n")
+    with pytest.raises(ConfigError, match=r"nested\.yaml: unknown field\(s\) \['optim\.lrr'\]; known in optim"):
+        load_recipe(path)
+    path = _write(tmp_path, "flat.yaml", "optim: 3\n")
+    with pytest.raises(ConfigError, match=r"flat\.yaml: field optim must be a mapping"):
+        load_recipe(path)
+    path = _write(tmp_path, "zero.yaml", "max_steps: 0\n")
+    with pytest.raises(ConfigError, match=r"zero\.yaml: recipe field max_steps must be a positive integer"):
+        load_recipe(path)
+
+
+def test_finetune_recipe_refuses_values_it_would_silently_replace(tmp_path):
+    path = _write(tmp_path, "eval.yaml", "eval_batch_size: 0\n")
+    with pytest.raises(ConfigError, match=r"eval\.yaml: recipe field eval_batch_size must be a positive integer"):
+        load_finetune_recipe(path)
+    path = _write(tmp_path, "drop.yaml", "classifier_dropout: 1.5\n")
+    with pytest.raises(ConfigError, match=r"drop\.yaml: recipe field classifier_dropout must be a probability"):
+        load_finetune_recipe(path)
