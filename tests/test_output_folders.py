@@ -10,7 +10,6 @@ from genomix.cli import main
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 RCRS = SHARED / "genomes" / "human_mtDNA_rCRS.fa"
-RCRS_CONTIG = RCRS.read_text().split(None, 1)[0][1:]
 
 COMMANDS = {
     "finetune": ["finetune", "--model", "hyenadna-tiny-1k", "--task", ".", "--out", "{out}"],
@@ -27,7 +26,8 @@ COMMANDS = {
 @pytest.mark.parametrize("command", sorted(COMMANDS))
 def test_an_output_folder_under_a_file_is_one_line(tmp_path, capsys, command):
     vcf = tmp_path / "v.vcf"
-    vcf.write_text(f"##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n{RCRS_CONTIG}\t3\t.\tT\tC\t.\t.\t.\n")
+    contig = RCRS.read_text().split(None, 1)[0][1:]
+    vcf.write_text(f"##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n{contig}\t3\t.\tT\tC\t.\t.\t.\n")
     outs = tmp_path / "outs"
     outs.mkdir()
     blocker = outs / "afile"
