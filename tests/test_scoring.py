@@ -34,6 +34,27 @@ def test_mamba_reads_long_sequences_in_pieces():
                                rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("name", ["hyenadna-tiny-1k", "mamba-tiny-1k", "m2-tiny-1k", "transformer-tiny-1k"])
+def test_sequences_of_different_lengths_share_a_right_padded_batch(name):
+    """Each row's scores equal the sequence's own, and padding scores 0, so the row sums are the sequences'
+    log-likelihoods; left padding is refused."""
+    from genomix.tokenizer import PAD_ID, pad_batch
+
+    torch.manual_seed(0)
+    model = build(name, task="causal-lm").eval()
+    seqs = [torch.randint(7, 11, (n,)) for n in (40, 25, 2)]
+    ids, mask = (torch.as_tensor(a) for a in pad_batch([s.numpy() for s in seqs], side="right"))
+    assert ids[2, 5].item() == PAD_ID
+    scores = token_log_likelihoods(model, ids, attention_mask=mask)
+    for row, seq in enumerate(seqs):
+        alone = token_log_likelihoods(model, seq[None])[0]
+        torch.testing.assert_close(scores[row, :len(seq) - 1], alone, rtol=1e-5, atol=1e-5)
+        assert (scores[row, len(seq) - 1:] == 0).all()
+    torch.testing.assert_close(scores.sum(dim=1)[1], token_log_likelihoods(model, seqs[1][None]).sum())
+    with pytest.raises(InputFormatError, match="right padding only"):
+        token_log_likelihoods(model, ids, attention_mask=mask.flip(1))
+
+
 def test_bad_inputs_are_refused():
     model = build("hyenadna-tiny-1k", task="causal-lm", d_model=32, n_layer=1, max_seq_len=16)
     with pytest.raises(InputFormatError):

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InputFormatError
-from .base import check_id_tensor
+from .base import check_attention_mask, check_id_tensor
 from .tasks import require_causal_lm
 
 
@@ -29,14 +29,39 @@ def reads_in_pieces(model: torch.nn.Module) -> bool:
     return all(callable(getattr(model, name, None)) for name in ("allocate_state", "extend"))
 
 
+def _check_right_padding(attention_mask: torch.Tensor, input_ids: torch.Tensor) -> None:
+    """Refuse a mask that is not ``input_ids``' shape or not 1s followed by 0s in every row: left or inner
+    padding would change what the real tokens are conditioned on."""
+    check_attention_mask(attention_mask, input_ids)
+    mask = attention_mask.bool()
+    if (mask[:, 1:] & ~mask[:, :-1]).any():
+        raise InputFormatError("token_log_likelihoods takes right padding only (each attention_mask row: 1s, "
+                               "then 0s); pad with genomix.tokenizer.pad_batch(..., side='right')")
+
+
 @torch.no_grad()
-def token_log_likelihoods(model: torch.nn.Module, input_ids: torch.Tensor, progress: bool = False) -> torch.Tensor:
+def token_log_likelihoods(model: torch.nn.Module, input_ids: torch.Tensor, progress: bool = False,
+                          attention_mask: torch.Tensor | None = None) -> torch.Tensor:
     """(batch, L - 1) fp32: the log-probability of each token given those before it (see the module
-    docstring), with ``model`` in eval mode for the call; ``progress``: a progress bar over the pieces."""
+    docstring), with ``model`` in eval mode for the call; ``progress``: a progress bar over the pieces.
+
+    ``attention_mask`` (batch, L; 1 = token, 0 = padding) lets sequences of different lengths share a batch
+    when padded on the right: a causal model's score of a token does not depend on what follows it, and
+    padded positions score 0, so ``.sum(dim=1)`` is each sequence's log-likelihood."""
     require_causal_lm(model, "token_log_likelihoods")
     check_id_tensor(input_ids, "input_ids")
     if input_ids.dim() != 2 or input_ids.shape[1] < 2:
         raise InputFormatError(f"input_ids must be (batch, length >= 2), got {tuple(input_ids.shape)}")
+    if attention_mask is not None:
+        _check_right_padding(attention_mask, input_ids)
+    scores = _scores(model, input_ids, progress)
+    if attention_mask is None:
+        return scores
+    return scores.masked_fill(~attention_mask[:, 1:].bool().to(scores.device), 0.0)
+
+
+def _scores(model: torch.nn.Module, input_ids: torch.Tensor, progress: bool) -> torch.Tensor:
+    """:func:`token_log_likelihoods` without padding: one forward, or pieces carrying a recurrent state."""
     was_training = model.training
     model.eval()
     try:
