@@ -13,7 +13,7 @@ import genomix
 from genomix.embed import SequenceInput
 from genomix.errors import CheckpointError, ConfigError, InputFormatError
 from genomix.models import build
-from genomix.models.generation import generate
+from genomix.models.generation import beam_search, generate
 from genomix.models.scoring import token_log_likelihoods
 from genomix.variants import Variant
 
@@ -76,6 +76,8 @@ def test_generation_and_scoring_refuse_float_ids_and_bad_allowed_ids(hyena_lm):
     for bad in ((70,), ()):
         with pytest.raises(ConfigError, match="allowed_ids must be one or more token ids"):
             generate(hyena_lm, prompt, 2, allowed_ids=bad)
+        with pytest.raises(ConfigError, match="allowed_ids must be one or more token ids"):
+            beam_search(hyena_lm, prompt, 2, num_beams=2, allowed_ids=bad)
     assert set(generate(hyena_lm, prompt, 4, allowed_ids=(7,))[0, 6:].tolist()) == {7}
 
 

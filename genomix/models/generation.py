@@ -82,13 +82,19 @@ def _seen_tokens(sequences: torch.Tensor, vocab: int) -> torch.Tensor:
 
 
 @functools.cache
+def check_allowed_ids(allowed_ids: Sequence[int], vocab: int | None = None) -> None:
+    """Refuse an empty ``allowed_ids``, or (given the model's ``vocab``) ids outside its output columns."""
+    if allowed_ids and (vocab is None or all(0 <= i < vocab for i in allowed_ids)):
+        return
+    columns = f"in [0, {vocab}) " if vocab is not None else ""
+    raise ConfigError(f"allowed_ids must be one or more token ids {columns}(the model's output columns; by default "
+                      f"the four bases A, C, G, T = {BASE_IDS}), got {list(allowed_ids)}")
+
+
 def _allowed_mask(vocab: int, device: torch.device, allowed_ids: tuple[int, ...]) -> torch.Tensor:
     """The (vocab,) mask of ``allowed_ids``, made once per device: building it at every token copied the ids
     from the host, which waits for the GPU to finish the step before (a pageable host-to-device copy)."""
-    bad = [i for i in allowed_ids if not 0 <= i < vocab]
-    if not allowed_ids or bad:
-        raise ConfigError(f"allowed_ids must be one or more token ids in [0, {vocab}) (the model's output columns; "
-                          f"by default the four bases A, C, G, T = {BASE_IDS}), got {list(allowed_ids)}")
+    check_allowed_ids(allowed_ids, vocab)
     allowed = torch.zeros(vocab, dtype=torch.bool, device=device)
     allowed[list(allowed_ids)] = True
     return allowed
@@ -180,6 +186,7 @@ def beam_search(
     the prompt is read once per row, and its state copied to the row's beams."""
     if num_beams < 1:
         raise ConfigError(f"num_beams must be >= 1, got {num_beams}")
+    check_allowed_ids(allowed_ids)
     choices = len(set(allowed_ids))
     if max_new_tokens < 1:
         raise ConfigError(f"beam search needs max_new_tokens >= 1, got {max_new_tokens}")
