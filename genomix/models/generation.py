@@ -186,7 +186,7 @@ def beam_search(
     the prompt is read once per row, and its state copied to the row's beams."""
     if num_beams < 1:
         raise ConfigError(f"num_beams must be >= 1, got {num_beams}")
-    check_allowed_ids(allowed_ids)
+    check_allowed_ids(allowed_ids, getattr(model.config, "vocab_size", None))
     choices = len(set(allowed_ids))
     if max_new_tokens < 1:
         raise ConfigError(f"beam search needs max_new_tokens >= 1, got {max_new_tokens}")
