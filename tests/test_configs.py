@@ -112,22 +112,18 @@ def test_model_yaml_unknown_model_type_and_missing_file_name_the_file(tmp_path):
         build(tmp_path / "absent.yaml")
 
 
-def test_recipe_errors_name_the_file_and_the_nested_field(tmp_path):
-    path = _write(tmp_path, "nested.yaml", "optim: {lrr: 1.0}\n")
-    with pytest.raises(ConfigError, match=r"nested\.yaml: unknown field\(s\) \['optim\.lrr'\]; known in optim"):
-        load_recipe(path)
-    path = _write(tmp_path, "flat.yaml", "optim: 3\n")
-    with pytest.raises(ConfigError, match=r"flat\.yaml: field optim must be a mapping"):
-        load_recipe(path)
-    path = _write(tmp_path, "zero.yaml", "max_steps: 0\n")
-    with pytest.raises(ConfigError, match=r"zero\.yaml: recipe field max_steps must be a positive integer"):
-        load_recipe(path)
-
-
-def test_finetune_recipe_refuses_values_it_would_silently_replace(tmp_path):
-    path = _write(tmp_path, "eval.yaml", "eval_batch_size: 0\n")
-    with pytest.raises(ConfigError, match=r"eval\.yaml: recipe field eval_batch_size must be a positive integer"):
-        load_finetune_recipe(path)
+@pytest.mark.parametrize("loader, text, message", [
+    (load_recipe, "optim: {lrr: 1.0}\n", r"unknown field\(s\) \['optim\.lrr'\]; known in optim"),
+    (load_recipe, "optim: 3\n", r"field optim must be a mapping"),
+    (load_recipe, "max_steps: 0\n", r"recipe field max_steps must be a positive integer"),
+    # fine-tuning values that used to be replaced without a word
+    (load_finetune_recipe, "eval_batch_size: 0\n", r"recipe field eval_batch_size must be a positive integer"),
+    (load_finetune_recipe, "classifier_dropout: 1.5\n", r"recipe field classifier_dropout must be a probability"),
+])
+def test_recipe_errors_name_the_file_and_the_nested_field(tmp_path, loader, text, message):
+    path = _write(tmp_path, "recipe.yaml", text)
+    with pytest.raises(ConfigError, match=rf"recipe\.yaml: {message}"):
+        loader(path)
     path = _write(tmp_path, "drop.yaml", "classifier_dropout: 1.5\n")
     with pytest.raises(ConfigError, match=r"drop\.yaml: recipe field classifier_dropout must be a probability"):
         load_finetune_recipe(path)
