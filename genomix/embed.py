@@ -39,7 +39,7 @@ from .devices import resolve_device
 from .errors import InputFormatError
 from .models.heads import POOLING_MODES
 from .models.inference_loop import inference_loop
-from .outputs import check_output, make_output_dir
+from .outputs import check_output, make_output_dir, temp_sibling
 from .resume import continue_partial, end_interrupted_run, same_weights_settings, weights_fingerprint
 from .tokenizer import BYTE_TO_ID, INVALID, encode, pad_batch
 
@@ -238,8 +238,11 @@ def embed_sequences(
     keep = continue_partial(tmp, lambda: same_weights_settings(_saved_settings(tmp), settings, tmp), settings,
                             resume=resume, overwrite=overwrite)
     writer = None
+    # a new file is written under this process's name and becomes ``tmp`` once its first rows are on disk: HDF5
+    # leaves an unreadable file when killed (kill -9, the OOM killer) before its first flush
+    path = tmp if keep else temp_sibling(tmp)
     try:
-        with h5py.File(tmp, "a" if keep else "w") as h5, inference_loop(backbone, reuse_filters, cuda_graphs):
+        with h5py.File(path, "a" if keep else "w") as h5, inference_loop(backbone, reuse_filters, cuda_graphs):
             writer = _Writer(h5, pooling)
             h5.attrs.update(genomix_version=__version__, **settings)
             pending: list[SequenceInput] = []
@@ -253,20 +256,30 @@ def embed_sequences(
                 if len(pending) == window or pending_chunks >= WINDOW_BATCHES * batch_size:
                     run_window(pending, writer)
                     h5.flush()
+                    path = _renamed(path, tmp)
                     pending, pending_chunks = [], 0
             if pending:
                 run_window(pending, writer)
             if writer.count == 0:
                 raise InputFormatError("no sequences to embed: the input is empty")
             h5.attrs["d_model"] = writer.width
-        os.replace(tmp, out)
+        os.replace(path, out)
     except BaseException as exc:
         kept = writer.count if writer is not None else 0
-        end_interrupted_run(exc, kept, [tmp], f"the {kept} embeddings written so far are kept in {tmp}: the same "
+        if kept:  # closed by now, so complete as far as it goes
+            _renamed(path, tmp)
+        end_interrupted_run(exc, kept, [path, tmp], f"the {kept} embeddings written so far are kept in {tmp}: the same "
                             "command with --resume continues after them")
     finally:
         progress.close()
     return out
+
+
+def _renamed(path: Path, partial: Path) -> Path:
+    """``partial``, after renaming ``path`` (a new file, open or closed) to it where they differ."""
+    if path != partial:
+        os.replace(path, partial)
+    return partial
 
 
 #: Attributes of an embedding file that are not settings of the run that wrote it.

@@ -75,7 +75,9 @@ def generate_fasta(
     partial, progress_file = out.with_name(f".{out.name}.partial"), out.with_name(f".{out.name}.partial.json")
     keep = continue_partial(
         partial, lambda: same_weights_settings(_recorded(progress_file, partial)["settings"], settings, partial),
-        settings, resume=resume, overwrite=overwrite)
+        settings, resume=resume, overwrite=overwrite, holds_rows=progress_file.exists)
+    if not keep:  # the record of rows not continued (or, beside no partial file, of a run killed as it finished)
+        progress_file.unlink(missing_ok=True)
     done = _recorded(progress_file, partial)["done"] if keep else {"prompts": 0, "bytes": 0, "inputs": ""}
     inputs = hashlib.sha256()  # the prompts so far, to check that a resumed run reads the same ones
     progress = tqdm(total=None if total is None else total * num_samples * max_new_tokens, unit="base",
@@ -176,15 +178,20 @@ def _record(name: str, description: str, sequence: str, width: int) -> bytes:
 
 def _recorded(progress_file: Path, partial: Path) -> Mapping:
     """What an interrupted run recorded beside its partial output: ``settings``, and ``done`` (the prompts
-    completed and the bytes their records take)."""
+    completed and the bytes their records take), after checking that ``partial`` still holds those bytes (a
+    shorter file would be extended with zero bytes and renamed as if complete)."""
     try:
         recorded = json.loads(progress_file.read_text())
-        if isinstance(recorded, dict) and {"settings", "done"} <= set(recorded):
-            return recorded
-    except (OSError, ValueError):
-        pass
-    raise InputFormatError(f"{partial} has no readable record of its run ({progress_file}); pass --overwrite "
-                           "without --resume to start again")
+        kept = int(recorded["done"]["bytes"]) if isinstance(recorded, dict) and "settings" in recorded else None
+    except (OSError, ValueError, TypeError, KeyError):
+        kept = None
+    if kept is None:
+        raise InputFormatError(f"{partial} has no readable record of its run ({progress_file}); pass --overwrite "
+                               "without --resume to start again")
+    if partial.stat().st_size < kept:
+        raise InputFormatError(f"{partial} holds fewer than the {kept} bytes that {progress_file} records: it was "
+                               "cut short; pass --overwrite without --resume to start again")
+    return recorded
 
 
 def _write_json(path: Path, value: Mapping) -> None:

@@ -1,6 +1,7 @@
 """Checks on an output path before a command writes to it, so that a mistyped ``--out`` loses nothing, output
 folders made or refused in one line (:func:`make_output_dir`), and small files written whole or not at all
-(:func:`atomic_write_text`).
+(:func:`atomic_write_text`), under temporary names that a run killed outright cannot leave behind for long
+(:func:`temp_sibling`).
 
 Commands write to a temporary name and rename when complete; this is what they check first. An output must
 not be an existing directory or one of the command's own inputs (with ``--overwrite`` a renamed result would
@@ -9,6 +10,7 @@ otherwise replace the file being read), and an existing file is replaced only wh
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Iterable
 
@@ -32,9 +34,52 @@ def check_output(out: str | os.PathLike, inputs: Iterable[str | os.PathLike | No
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to a temporary sibling and rename it over ``path``: readers see old or new, never half."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = temp_sibling(path)
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def temp_sibling(path: Path, kind: str = "tmp") -> Path:
+    """This process's temporary name beside ``path`` (``.NAME.KIND-PID``: a file or folder renamed onto ``path``
+    when complete, or, with ``kind`` ``old``, the previous one moved aside), after removing the temporary names of
+    ``path`` that processes no longer running left (:func:`remove_stale_temps`)."""
+    remove_stale_temps(path)
+    return path.with_name(f".{path.name}.{kind}-{os.getpid()}")
+
+
+def remove_stale_temps(path: Path) -> None:
+    """Remove the temporary siblings of ``path`` (:func:`temp_sibling`) whose process is no longer running.
+
+    A run killed outright (kill -9, the OOM killer, a power cut) cannot clean up after itself, and each run has
+    its own name (a pid), so without this its leftovers (a half-written genome store or checkpoint, gigabytes
+    each) would accumulate beside the output for good. A temporary name of a running process (this one included)
+    is left alone: two runs may write beside each other. The pid is this host's, so a folder that several hosts
+    write into at once may lose another host's temporary file while it is written: that run then fails loudly at
+    its rename, never with a wrong output.
+    """
+    prefix = f".{path.name}."
+    try:
+        entries = list(os.scandir(path.parent))
+    except OSError:  # no folder yet: nothing was left there
+        return
+    for entry in entries:
+        kind, _, pid = entry.name[len(prefix):].rpartition("-")
+        if entry.name.startswith(prefix) and kind in ("tmp", "old") and pid.isdigit() and not _running(int(pid)):
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                Path(entry.path).unlink(missing_ok=True)
+
+
+def _running(pid: int) -> bool:
+    """Whether a process ``pid`` runs on this host (one of another user's counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
 
 
 def make_output_dir(out: str | os.PathLike, option: str = "--out") -> Path:
@@ -52,4 +97,4 @@ def make_output_dir(out: str | os.PathLike, option: str = "--out") -> Path:
     return out
 
 
-__all__ = ["atomic_write_text", "check_output", "make_output_dir"]
+__all__ = ["atomic_write_text", "check_output", "make_output_dir", "remove_stale_temps", "temp_sibling"]

@@ -10,13 +10,16 @@ the training commands compare settings with no output file involved.
 ``embed``, ``generate`` and ``score-variants`` keep finished rows in a partial file beside their output
 (``.OUT.partial``, renamed to ``OUT`` when complete) and share one policy for it (:func:`continue_partial`):
 
-- no partial file: the run starts afresh (``--resume`` may always be passed, e.g. by a job script);
+- no partial file, or one without a finished row (a run killed outright before its first, e.g. by kill -9 or the
+  OOM killer, which leaves what it was writing): the run starts afresh (``--resume`` may always be passed, e.g. by
+  a job script), removing such a file;
 - ``--resume`` with the same settings: the run continues after the kept rows (with ``--overwrite`` too, which
   then only allows replacing an existing output);
 - ``--resume`` with other settings, with or without ``--overwrite``: refused, listing the changes. ``--resume``
   asks for the kept rows, so they are never dropped behind it: rerun with the earlier settings to continue,
   or pass ``--overwrite`` without ``--resume`` to start again;
-- ``--overwrite`` without ``--resume``: the kept rows are discarded, with a warning naming the file;
+- ``--overwrite`` without ``--resume``: the kept rows are discarded (the file is removed), with a warning naming
+  it;
 - neither: refused, saying which option to pass (and what changed, if anything did, since ``--resume`` would
   then be refused too).
 
@@ -68,15 +71,21 @@ def _shown(value: Any) -> str:
 
 
 def continue_partial(partial: Path, read_settings: Callable[[], Mapping[str, Any]], settings: Mapping[str, Any], *,
-                     resume: bool, overwrite: bool) -> bool:
+                     resume: bool, overwrite: bool, holds_rows: Callable[[], bool] | None = None) -> bool:
     """Whether a command continues after the rows an interrupted run kept in ``partial`` (True) or starts afresh
     (False), by the policy in the module docstring; raises :class:`InputFormatError` where it refuses.
     ``read_settings`` returns the settings recorded in ``partial`` (called only when they matter, so a file
-    that is discarded is never read); ``settings`` are this run's."""
+    that is discarded is never read); ``settings`` are this run's. ``holds_rows``: whether ``partial`` holds a
+    finished row (default: it does); one that holds none is removed, with nothing to continue or lose."""
     if not partial.exists():
+        return False
+    if holds_rows is not None and not holds_rows():
+        log.info("removing %s, left by a run stopped before its first finished row", partial)
+        partial.unlink()
         return False
     if overwrite and not resume:
         log.warning("discarding %s, the rows of an interrupted run (--overwrite without --resume)", partial)
+        partial.unlink()
         return False
     changes = "; ".join(changed_settings(read_settings(), settings))
     if resume and not changes:

@@ -33,6 +33,7 @@ import h5py
 import numpy as np
 
 from ..errors import InputFormatError, RangeError, UnknownContigError
+from ..outputs import temp_sibling
 from ..tokenizer import BYTE_TO_ID, COMPLEMENT_ID
 from .fasta import FastaReader
 
@@ -85,7 +86,7 @@ def write_store(
     files = fasta_files(fasta)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    tmp = temp_sibling(out)
     readers = [FastaReader(path, on_read=on_read) for path in files]
     try:
         with h5py.File(tmp, "w") as h5:

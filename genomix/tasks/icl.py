@@ -39,11 +39,10 @@ from ..devices import resolve_device
 from ..errors import CheckpointError, ConfigError, RangeError, TrainingError
 from ..models.inference_loop import inference_loop
 from ..models.tasks import CausalLMMixin, MaskedLMMixin
-from ..outputs import make_output_dir
+from ..outputs import atomic_write_text, make_output_dir, temp_sibling
 from ..resume import changed_settings, flat_settings, weights_fingerprint
 from ..tokenizer import A_ID, MASK_ID, PAD_ID, RESERVED_ID, SEP_ID, T_ID, encode
 from ..train.recipe import check_field_types, config_dirs, from_mapping, read_named_yaml
-from ..outputs import atomic_write_text
 from .finetune import write_predictions
 from .identity import BASE_MODEL_KEYS, check_base_model, run_identity
 from .labelled import LabelledSequences, TaskData, load_task
@@ -231,7 +230,7 @@ def _save_state(path: Path, prompt: SoftPromptEmbedding, optimizer: torch.optim.
                 losses: list[float | None], identity: dict[str, str]) -> None:
     """The resumable state after ``len(losses)`` steps: prompt, optimizer, every step's loss so far and what
     the prompt is tuned on (``identity``, checked when resuming)."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = temp_sibling(path)
     torch.save({"prompt": prompt.prompt.detach().cpu(), "optimizer": optimizer.state_dict(), "step": len(losses),
                 "losses": losses, "identity": identity}, tmp)
     os.replace(tmp, path)
@@ -348,7 +347,7 @@ def run_icl(model: str, task: str | os.PathLike | TaskData, out_dir: str | os.Pa
         prompt = SoftPromptEmbedding(lm.get_input_embeddings(), recipe.soft_prompt_tokens, recipe.seed).to(torch_device)
         lm.set_input_embeddings(prompt)
         losses = tune_soft_prompt(lm, prompt, builder, train, recipe, torch_device, out / CHECKPOINT, quiet, identity)
-        tmp = out / f".soft_prompt.safetensors.tmp-{os.getpid()}"
+        tmp = temp_sibling(out / "soft_prompt.safetensors")
         save_file({"prompt": prompt.prompt.detach().cpu().contiguous()}, str(tmp))
         os.replace(tmp, out / "soft_prompt.safetensors")
     metrics, predictions = {}, out / "predictions"

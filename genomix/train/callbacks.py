@@ -2,7 +2,10 @@
 periodic and final checkpoints, fine-tuning's checkpoint of every epoch) and throughput/MFU."""
 from __future__ import annotations
 
+import glob
+import logging
 import time
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -12,6 +15,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from .flops import device_peak_tflops, flops_per_token
 from .sampler import ResumableSampler
 from .warmup import Stage, stage_at
+
+log = logging.getLogger(__name__)
 
 
 class SamplerProgress(L.Callback):
@@ -82,6 +87,20 @@ class EpochCheckpoint(ModelCheckpoint):
     """``ModelCheckpoint`` (with ``save_last``) that rewrites ``last`` after every validation, so ``last`` is
     always the last finished epoch. Lightning >= 2.6 writes ``last`` only when a new top-k checkpoint is saved,
     which leaves it at the best epoch: a resume would then train every later epoch again."""
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Remove the top-k checkpoints in ``dirpath`` that this callback does not track (after a resume restored
+        what it tracks). A run killed outright (kill -9, the OOM killer) after saving a new best but before removing
+        the one it replaces, or before its first ``last``, leaves them: nothing else would ever remove them, and
+        each looks like a best checkpoint of this run."""
+        if not trainer.is_global_zero or not self.dirpath or not self.filename:
+            return
+        tracked = {Path(path).resolve() for path in self.best_k_models}
+        prefix = self.filename.split("{", 1)[0]
+        for path in Path(self.dirpath).glob(f"{glob.escape(prefix)}*{self.FILE_EXTENSION}"):
+            if path.name != f"{self.CHECKPOINT_NAME_LAST}{self.FILE_EXTENSION}" and path.resolve() not in tracked:
+                log.info("removing %s, a checkpoint that an interrupted run left and no longer tracks", path)
+                path.unlink(missing_ok=True)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_validation_end(trainer, pl_module)  # top-k, and ``last`` when it saved a new best

@@ -15,6 +15,7 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from ..errors import CheckpointError
+from ..outputs import temp_sibling
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -23,7 +24,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        tmp = temp_sibling(path)
         try:
             with open(tmp, "wb") as fh:
                 torch.save(checkpoint, fh)

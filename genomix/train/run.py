@@ -27,7 +27,7 @@ from lightning.pytorch.loggers import CSVLogger, Logger
 
 from ..errors import CheckpointError, ConfigError
 from ..kernels.scan.ops import checkpoint_keeps_scan
-from ..outputs import atomic_write_text, make_output_dir
+from ..outputs import atomic_write_text, make_output_dir, temp_sibling
 from .callbacks import FinalCheckpoint, PeriodicCheckpoint, SamplerProgress, StageAccumulation, ThroughputMonitor
 from .checkpoint_io import AtomicCheckpointIO
 from .data import GenomeDataModule, resolve_store
@@ -199,14 +199,15 @@ def run_loggers(out_dir: Path) -> list[Logger]:
 
 def export_pretrained(model: torch.nn.Module, weights: dict[str, torch.Tensor], model_dir: Path) -> None:
     """``save_pretrained`` of ``model`` with ``weights`` (+ the tokenizer), written to a temporary
-    folder and renamed, so ``model_dir`` always holds one complete model."""
+    folder and renamed, so ``model_dir`` holds one complete model or, for a run killed between the two renames
+    (a folder cannot replace another in one step), none; the next export removes what such a run left."""
     from ..tokenizer import Tokenizer
 
-    tmp = model_dir.with_name(f".{model_dir.name}.tmp-{os.getpid()}")
+    tmp = temp_sibling(model_dir)
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp, state_dict=weights)
     Tokenizer().save_pretrained(tmp)
-    old = model_dir.with_name(f".{model_dir.name}.old-{os.getpid()}")
+    old = temp_sibling(model_dir, "old")
     if model_dir.exists():
         os.replace(model_dir, old)
     os.replace(tmp, model_dir)

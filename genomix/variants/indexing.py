@@ -206,10 +206,20 @@ def index_vcf(source: str | os.PathLike, out: str | os.PathLike | None = None, o
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        os.replace(tmp, out)
-        return _write_index(index, out)
+        return _replace_indexed(tmp, index, out)
     except (UnicodeDecodeError, OSError, EOFError) as exc:
         raise InputFormatError(f"{source}: unreadable VCF ({exc})") from None
+
+
+def _replace_indexed(tmp: Path, index: bytes, out: Path) -> Path:
+    """Rename the finished copy ``tmp`` to ``out`` with its ``index`` beside it. Two files cannot be replaced in
+    one step, so ``out`` is removed first and renamed last: a run killed part way (kill -9, a power cut) leaves at
+    worst an index beside no ``out``, which a rerun replaces, never ``out`` without its index or beside the index
+    of the file it replaced."""
+    out.unlink(missing_ok=True)
+    _write_index(index, out)
+    os.replace(tmp, out)
+    return out
 
 
 def _write_index(index: bytes, data: Path) -> Path:

@@ -52,7 +52,7 @@ from tqdm.auto import tqdm
 from ..devices import resolve_device
 from ..errors import ConfigError, GenomixError, InputFormatError, RangeError
 from ..models.inference_loop import inference_loop
-from ..outputs import check_output, make_output_dir
+from ..outputs import atomic_write_text, check_output, make_output_dir
 from ..resume import continue_partial, reraise_keeping, same_weights_settings, weights_fingerprint
 from ..tokenizer import MASK_ID, encode
 from .reference import Reference
@@ -239,13 +239,17 @@ def _saved_settings(partial: Path, settings: dict[str, str]) -> dict[str, str]:
     return same_weights_settings(saved, settings, partial)
 
 
+def _complete_rows(partial: Path) -> list[str]:
+    """The data rows of an interrupted run's partial file whose line was written whole (a last line without its
+    newline was cut mid-write, and a file cut inside its two header lines holds no row)."""
+    return partial.read_text().split("\n")[2:-1]
+
+
 def _keep_complete_rows(partial: Path, header: str) -> int:
-    """Rewrite an interrupted run's partial file under ``header`` with its complete data rows; returns how many
-    there are."""
-    lines = partial.read_text().split("\n")[2:]
-    complete = lines[:-1]  # a last line without its newline was cut mid-write: it is written again
-    with open(partial, "w") as fh:
-        fh.write(header + "".join(line + "\n" for line in complete))
+    """Rewrite an interrupted run's partial file under ``header`` with its complete data rows, atomically (a run
+    killed while it rewrites them keeps them all); returns how many there are."""
+    complete = _complete_rows(partial)
+    atomic_write_text(partial, header + "".join(line + "\n" for line in complete))
     return len(complete)
 
 
@@ -284,7 +288,7 @@ def score_variants(
     header = _header(settings)
     current = _header_settings(header)  # read back, as an interrupted run's header is
     keep = continue_partial(partial, lambda: _saved_settings(partial, current), current, resume=resume,
-                            overwrite=overwrite)
+                            overwrite=overwrite, holds_rows=lambda: bool(_complete_rows(partial)))
     done = _keep_complete_rows(partial, header) if keep else 0
     if done:
         log.info("resuming after %d rows of %s", done, partial)
