@@ -200,7 +200,7 @@ def _bash(script: str, env: dict[str, str], *args: str) -> subprocess.CompletedP
                           capture_output=True, text=True, timeout=60)
 
 
-@pytest.mark.parametrize("script", ["gpu_suite.sh", "pretrain_transfer.sh"])
+@pytest.mark.parametrize("script", ["gpu_suite.sh", "pretrain_transfer.sh", "gpu_cli_smoke.sh"])
 def test_shell_pipelines_print_their_usage(script):
     result = _bash(script, {}, "--help")
     assert result.returncode == 0 and f"bash pipelines/{script}" in result.stdout
@@ -213,3 +213,9 @@ def test_gpu_suite_refuses_unknown_steps_and_a_machine_without_cuda(tmp_path):
         result = _bash("gpu_suite.sh", {"OUT": str(tmp_path / "out"), "STEPS": "m2"})
         assert result.returncode == 2 and "needs a CUDA GPU" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_the_gpu_cli_smoke_test_refuses_a_machine_without_cuda(tmp_path):
+    result = _bash("gpu_cli_smoke.sh", {"OUT": str(tmp_path / "out")})
+    assert result.returncode == 2 and "needs a CUDA GPU" in result.stderr and not (tmp_path / "out").exists()
