@@ -137,5 +137,6 @@ def auroc_table(rows: list[dict], scored: list[dict], column: str, sign: float) 
              "auroc": auroc(pathogenicity[subset], labels[subset])}
             for name, subset in (("all", ok), ("SNVs", ok & snv), ("indels", ok & ~snv))]
 
+
 if __name__ == "__main__":
     raise SystemExit(main())
