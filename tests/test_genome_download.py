@@ -31,6 +31,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         state = self.server_state
         state["requests"].append(self.headers.get("Range"))
+        state["if_range"].append(self.headers.get("If-Range"))
+        payload = state["payload"]
         if self.path in state.get("extra", {}):
             body = state["extra"][self.path]
             self.send_response(200)
@@ -54,19 +56,22 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return
         start = 0
         match = re.match(r"bytes=(\d+)-", self.headers.get("Range") or "")
-        if match and state["ranges"]:
+        same = self.headers.get("If-Range") in (None, state["etag"])  # If-Range: the rest only of that version
+        if match and state["ranges"] and same:
             start = int(match.group(1))
-            if start >= len(PAYLOAD):
+            if start >= len(payload):
                 self.send_response(416)
-                self.send_header("Content-Range", f"bytes */{len(PAYLOAD)}")
+                self.send_header("Content-Range", f"bytes */{len(payload)}")
                 self.send_header("Content-Length", "0")
                 self.end_headers()
                 return
             self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(PAYLOAD) - 1}/{len(PAYLOAD)}")
+            self.send_header("Content-Range", f"bytes {start}-{len(payload) - 1}/{len(payload)}")
         else:
             self.send_response(200)
-        body = PAYLOAD[start:]
+        if state["etag"]:
+            self.send_header("ETag", state["etag"])
+        body = payload[start:]
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if state["cut"] > 0:
@@ -80,7 +85,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture()
 def server():
-    state = {"requests": [], "cut": 0, "fail": 0, "delay": 0.0, "ranges": True}
+    state = {"requests": [], "if_range": [], "cut": 0, "fail": 0, "delay": 0.0, "ranges": True, "payload": PAYLOAD,
+             "etag": None}
     handler = type("H", (_Handler,), {"server_state": state})
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
@@ -92,6 +98,21 @@ def server():
 
 SHA = hashlib.sha256(PAYLOAD).hexdigest()
 MD5 = hashlib.md5(PAYLOAD).hexdigest()
+
+
+def test_a_file_changed_on_the_server_between_runs_is_fetched_whole_not_spliced(server, tmp_path: Path):
+    """The resume asks for the rest only of the version it began (If-Range with its ETag): after the file changed,
+    the server sends all of the new one, which verifies, where appending its tail to the old head would not."""
+    url, state = server
+    state.update(etag='"v1"', cut=1)
+    with pytest.raises(DownloadError, match="resume"):
+        download(f"{url}/file", tmp_path / "f.bin", retries=0, quiet=True)
+    assert 0 < (tmp_path / "f.bin.part").stat().st_size < len(PAYLOAD)
+    changed = PAYLOAD[::-1]
+    state.update(etag='"v2"', payload=changed)
+    out = download(f"{url}/file", tmp_path / "f.bin", sha256=hashlib.sha256(changed).hexdigest(), quiet=True)
+    assert out.read_bytes() == changed and state["if_range"][-1] == '"v1"'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.bin"]  # no part file, no validator left
 
 
 def test_plain_download_verifies(server, tmp_path: Path):

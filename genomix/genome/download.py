@@ -4,7 +4,9 @@ Bytes go to ``<dest>.part``. If that file exists (an earlier run was interrupted
 transfer asks the server for the rest with an HTTP ``Range`` header and appends; a server that ignores
 ranges (status 200) makes it start over, and one that answers 416 (range not satisfiable) either confirms
 that the part file is already complete or shows that it is not a prefix of the file, which then starts
-over. Network failures and server errors (5xx, 408, 429) are retried with resumption; other HTTP errors
+over. The resume request carries ``If-Range`` with the validator the server gave the first response (a
+strong ``ETag``, else ``Last-Modified``, kept in ``<dest>.part.validator``), so a file that changed on the
+server since is sent whole and the transfer starts over, instead of splicing two versions. Network failures and server errors (5xx, 408, 429) are retried with resumption; other HTTP errors
 and local file errors (a full disk) stop at once, keeping the part file. When complete, the part file is
 synced to disk, its size and checksum (MD5 or SHA-256, whichever is known) are verified, and only then is
 it renamed to ``dest``; a mismatch removes it (resuming a corrupt file cannot repair it) and raises
@@ -118,12 +120,28 @@ def _complete_by_416(part: Path, offset: int, headers) -> bool:
     return False
 
 
+def _validator_file(part: Path) -> Path:
+    """Where the validator of the version ``part`` holds is kept, for the ``If-Range`` of a resume."""
+    return part.with_name(part.name + ".validator")
+
+
+def _validator(headers) -> str | None:
+    """What identifies this version of the file for ``If-Range``: a strong ``ETag`` (a weak one may not be
+    used there), else ``Last-Modified``; None when the server gives neither."""
+    etag = headers.get("ETag")
+    if etag and not etag.startswith("W/"):
+        return etag
+    return headers.get("Last-Modified")
+
+
 def _transfer(url: str, part: Path, timeout: float, progress) -> int | None:
     """Append the missing bytes of ``url`` to ``part``; returns the total size if the server said it."""
     offset = _size(part)
     headers = {"User-Agent": USER_AGENT}
     if offset:
         headers["Range"] = f"bytes={offset}-"
+        if _validator_file(part).is_file():  # the rest only if it is still the same file, else all of it
+            headers["If-Range"] = _validator_file(part).read_text()
     try:
         resp = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
     except urllib.error.HTTPError as exc:
@@ -140,10 +158,11 @@ def _transfer(url: str, part: Path, timeout: float, progress) -> int | None:
                                     f"({resp.headers.get('Content-Range')!r}); delete {part} and retry")
             total = int(match.group(2)) if match.group(2) != "*" else None
             mode = "ab"
-        else:  # fresh start, or a server without range support: start over
+        else:  # fresh start, a server without range support, or a file changed since (If-Range): start over
             length = resp.headers.get("Content-Length")
             total = int(length) if length is not None else None
             offset, mode = 0, "wb"
+            _record_validator(part, _validator(resp.headers))
         progress.reset(total=total)
         progress.update(offset)
         _save(resp, part, mode, progress)
@@ -151,6 +170,15 @@ def _transfer(url: str, part: Path, timeout: float, progress) -> int | None:
     if total is not None and got < total:  # the connection closed early: transient, resumable
         raise http.client.IncompleteRead(b"", total - got)
     return total
+
+
+def _record_validator(part: Path, validator: str | None) -> None:
+    """Keep (or, given None, forget) the validator of the version that ``part`` is being written from."""
+    with local_writes(part):
+        if validator is None:
+            _validator_file(part).unlink(missing_ok=True)
+        else:
+            _validator_file(part).write_text(validator)
 
 
 def _save(resp, part: Path, mode: str, progress) -> None:
@@ -286,6 +314,7 @@ def _download_new(url: str, dest: Path, md5: str | None, sha256: str | None, siz
         problem = _mismatch(part, md5, sha256, size)
     except KeyboardInterrupt as exc:
         _interrupted(exc, url, part)
+    _validator_file(part).unlink(missing_ok=True)
     if problem is not None:
         part.unlink()
         raise ChecksumError(f"{url}: {problem}; the download was removed: run the same command again to "
