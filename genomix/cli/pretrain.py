@@ -21,7 +21,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--recipe",
                    help="recipe name in configs/pretrain (demo, hyenadna-hg38, caduceus-hg38, mamba-hg38, "
                         "m2-hg38) or a YAML path (default: demo; a resumed run uses its own saved recipe)")
-    p.add_argument("--genome", help="genome: registry name (hg38, demo, ...), FASTA path or prepared store .h5")
+    p.add_argument("--genome", help="genome: registry name (hg38, demo, ...), FASTA path, folder of FASTA shards "
+                                    "(one store of all its files; several files: `genomix genome prepare`), or a "
+                                    "prepared store .h5")
     p.add_argument("--bed", help="BED file of train/valid/test intervals (overrides the genome's own split)")
     model = p.add_mutually_exclusive_group()
     model.add_argument("--model", help="named model size (configs/models), e.g. hyenadna-small-32k")

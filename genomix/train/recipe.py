@@ -50,7 +50,8 @@ class WarmupConfig:
 
 @dataclasses.dataclass
 class DataConfig:
-    """Where windows come from: a genome (registry name, FASTA or store path) and its split.
+    """Where windows come from: a genome (registry name, FASTA path, folder of FASTA shards or store path) and
+    its split.
 
     ``bed`` is a BED file of train/valid/test intervals (HyenaDNA's ``sequences_human.bed`` layout);
     without it, ``valid_contigs``/``test_contigs`` are held out whole; a genome with a single contig
