@@ -1,5 +1,6 @@
-"""What the elementwise-kernel benchmarks (causal conv, LayerNorm, GELU-GLU) share: timing both paths into
-one row, and printing the speed table.
+"""What the benchmark and check scripts share: timing both paths of an elementwise kernel (causal conv,
+LayerNorm, GELU-GLU) into one row, printing the speed table, and refusing bad input with one line and exit
+status 2 (no CUDA device, or a :class:`~genomix.errors.GenomixError` from the work).
 
 A row holds, for each path name ``p`` ("ref" and "triton"), ``p_fwd_ms``, ``p_fwd_bwd_ms``, their peak GiB
 and their share of the HBM floor (``fwd_floor_ms``/``fwd_bwd_floor_ms``, which the caller sets), plus
@@ -8,17 +9,19 @@ and their share of the HBM floor (``fwd_floor_ms``/``fwd_bwd_floor_ms``, which t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import statistics
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import torch
 import triton
 import triton.testing
 
+from genomix.errors import GenomixError
 from genomix.kernels.bench_scan import copy_bandwidth, write_json
 from genomix.kernels.check_runner import run_cases
 from genomix.kernels.dispatch import interpreting, use_triton
@@ -87,6 +90,19 @@ def require_cuda(ap: argparse.ArgumentParser) -> None:
     if not torch.cuda.is_available():
         ap.exit(2, f"{ap.prog}: error: needs a CUDA GPU, and torch sees none here (torch.cuda.is_available() "
                    "is False); run it on a GPU machine\n")
+
+
+@contextlib.contextmanager
+def exit_on_bad_input(ap: argparse.ArgumentParser, *, show_cause: bool = False) -> Iterator[None]:
+    """Turn a :class:`GenomixError` raised inside the block (an unknown model, a length past its context, an
+    ``--out`` under a file, a malformed input) into one line on stderr and exit status 2, as argparse does for a
+    bad option, instead of a traceback. ``show_cause`` shows the error's GenomixError cause instead, for scripts
+    that call a library function whose wrapper adds advice meant for another command."""
+    try:
+        yield
+    except GenomixError as exc:
+        shown = exc.__cause__ if show_cause and isinstance(exc.__cause__, GenomixError) else exc
+        ap.exit(2, f"{ap.prog}: error: {shown}\n")
 
 
 def median_ms(fn: Callable[[], object], device: str) -> float:

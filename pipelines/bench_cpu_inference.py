@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from genomix.cli.option_types import positive_int
-from genomix.errors import GenomixError
+from genomix.kernels.bench_common import exit_on_bad_input
 from genomix.models import build, fixed_filters
 from genomix.outputs import atomic_write_text, make_output_dir
 
@@ -87,11 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    try:  # an unknown model, a length past its max_seq_len or an --out under a file: one line, not a traceback
+    with exit_on_bad_input(parser):  # an unknown model, a length past its max_seq_len, an --out under a file
         make_output_dir(args.out)
         rows = [measure(name, length, batch, args.repeats, args.fixed_filters) for name, length, batch in args.runs]
-    except GenomixError as exc:
-        parser.exit(2, f"{parser.prog}: error: {exc}\n")
     machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                "torch_threads": torch.get_num_threads(), "torch": torch.__version__}
     print_table(machine, rows)

@@ -27,9 +27,9 @@ from typing import Any, Callable
 import torch
 
 from genomix.cli.option_types import positive_int
-from genomix.kernels.bench_common import require_cuda
+from genomix.devices import resolve_device
+from genomix.kernels.bench_common import exit_on_bad_input
 from genomix.kernels.dispatch import fftconv_path
-from genomix.errors import GenomixError
 from genomix.models import build
 from genomix.outputs import atomic_write_text, make_output_dir
 from genomix.train.run import enable_activation_checkpointing
@@ -201,7 +201,7 @@ def main() -> None:
     parser.add_argument("--keep-scan", action="store_true",
                         help="keep the selective scan's forward outputs through checkpointing (Mamba, Caduceus)")
     parser.add_argument("--repeats", type=positive_int, default=3)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available, else cpu)")
     parser.add_argument("--memory-limit-gib", type=float,
                         help="cap this process's GPU memory (e.g. 79 to answer 'fits an 80 GB H100' on a larger card)")
     parser.add_argument("--out", type=Path, default=Path("."))
@@ -211,18 +211,15 @@ def main() -> None:
     if args.max_len < args.seq_len:
         parser.error(f"--max-len {args.max_len} is below --seq-len {args.seq_len}: the context search starts at "
                      "--seq-len and doubles up to --max-len")
-    if args.device.startswith("cuda"):
-        require_cuda(parser)
-    torch.manual_seed(0)
-    if args.memory_limit_gib and args.device.startswith("cuda"):
-        index = torch.device(args.device).index or 0
-        total = torch.cuda.get_device_properties(index).total_memory
-        torch.cuda.set_per_process_memory_fraction(min(1.0, args.memory_limit_gib * 2**30 / total), index)
-    try:  # an unknown model name or an --out under a file: one line, not a traceback
+    with exit_on_bad_input(parser):  # no such device, an unknown model name, an --out under a file
+        device = resolve_device(args.device)
+        torch.manual_seed(0)
+        if args.memory_limit_gib and device.type == "cuda":
+            index = device.index or 0
+            total = torch.cuda.get_device_properties(index).total_memory
+            torch.cuda.set_per_process_memory_fraction(min(1.0, args.memory_limit_gib * 2**30 / total), index)
         make_output_dir(args.out)
-        result = measure(args, torch.device(args.device))
-    except GenomixError as exc:
-        parser.exit(2, f"{parser.prog}: error: {exc}\n")
+        result = measure(args, device)
     path = args.out / "bench_pretrain.json"
     atomic_write_text(path, json.dumps(result, indent=1))
     print_table(result)

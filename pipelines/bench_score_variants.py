@@ -19,9 +19,9 @@ from pathlib import Path
 import torch
 
 from genomix.cli.option_types import positive_int
-from genomix.errors import GenomixError
 from genomix.genome import read_fasta
 from genomix.hub import load_model
+from genomix.kernels.bench_common import exit_on_bad_input
 from genomix.kernels.bench_scan import write_json
 from genomix.outputs import make_output_dir
 from genomix.variants import Reference, read_vcf, score_variants
@@ -55,11 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=positive_int, default=16)
     parser.add_argument("--out", type=Path, default=Path("."))
     args = parser.parse_args(argv)
-    try:  # a missing FASTA, an unknown model, a window past its context or a bad --out: one line, not a traceback
+    with exit_on_bad_input(parser):  # a missing FASTA, an unknown model, a window past its context, a bad --out
         make_output_dir(args.out)
         row = measure(args)
-    except GenomixError as exc:
-        parser.exit(2, f"{parser.prog}: error: {exc}\n")
     write_json(args.out / "bench_score_variants.json", row)
     print(f"{args.model}, {row['alleles']} alleles, window {args.window}, batch {args.batch_size}; "
           f"same scores: {row['same_scores']}")

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from genomix.cli.option_types import positive_int
-from genomix.errors import GenomixError
+from genomix.kernels.bench_common import exit_on_bad_input
 from genomix.models import build
 from genomix.outputs import atomic_write_text, make_output_dir
 
@@ -50,11 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--length", type=positive_int, default=512)
     parser.add_argument("--out", type=Path, default=Path("."))
     args = parser.parse_args(argv)
-    try:  # an unknown model name or a length past its context: one line, not a traceback
+    with exit_on_bad_input(parser):  # an unknown model name, a length past its context, an --out under a file
         make_output_dir(args.out)
         rows = [{"model": name, **relative_errors(name, args.length)} for name in args.models]
-    except GenomixError as exc:
-        parser.exit(2, f"{parser.prog}: error: {exc}\n")
     print(f"{'model':<24} {'autocast bf16':>14} {'cast bf16':>10} {'cast fp16':>10}")
     for r in rows:
         print(f"{r['model']:<24} {r['autocast_bf16']:>14.4f} {r['cast_bf16']:>10.4f} {r['cast_fp16']:>10.4f}")

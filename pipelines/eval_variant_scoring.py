@@ -81,15 +81,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device")
     parser.add_argument("--out", type=Path, default=Path("."))
     args = parser.parse_args(argv)
-    from genomix.errors import GenomixError
+    from genomix.kernels.bench_common import exit_on_bad_input
 
-    try:
+    # score_variants' advice to continue with --resume is for `genomix score-variants`: a rerun of this script
+    # starts afresh, so only the cause is shown
+    with exit_on_bad_input(parser, show_cause=True):
         return evaluate(args)
-    except GenomixError as exc:
-        # score_variants' advice to continue with --resume is for `genomix score-variants`: a rerun of this
-        # script starts afresh, so only the cause is shown
-        cause = exc.__cause__ if isinstance(exc.__cause__, GenomixError) else exc
-        parser.exit(2, f"{parser.prog}: error: {cause}\n")
 
 
 def evaluate(args: argparse.Namespace) -> int:

@@ -69,7 +69,8 @@ def test_gpu_only_scripts_say_so_in_one_line_without_cuda(script, tmp_path, monk
 def test_bench_pretrain_refuses_cuda_without_it_and_an_empty_context_search(tmp_path, monkeypatch, capsys):
     script = str(PIPELINES / "bench_pretrain.py")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    for extra, message in ((["--device", "cuda"], "needs a CUDA GPU"),
+    for extra, message in ((["--device", "cuda"], "--device cuda: no CUDA device is available"),
+                           (["--device", "tpu"], "--device 'tpu' is not a device"),
                            (["--seq-len", "64", "--max-len", "32"], "--max-len 32 is below --seq-len 64"),
                            (["--repeats", "0"], "must be a positive integer")):
         monkeypatch.setattr(sys, "argv", [script, *extra, "--out", str(tmp_path)])
