@@ -126,6 +126,21 @@ def test_model_yaml_unknown_model_type_and_missing_file_name_the_file(tmp_path):
     (load_recipe, "optim: {lrr: 1.0}\n", r"unknown field\(s\) \['optim\.lrr'\]; known in optim"),
     (load_recipe, "optim: 3\n", r"field optim must be a mapping"),
     (load_recipe, "max_steps: 0\n", r"recipe field max_steps must be a positive integer"),
+    # the hold-out: a fraction of every contig, in range and not combined with another way of splitting
+    (load_recipe, "data:\n  holdout_fraction: 0.5\n", r"recipe field data.holdout_fraction must be in \(0, 0.5\)"),
+    (load_recipe, "data:\n  holdout_fraction: 0.1\n  valid_contigs: [chr1]\n",
+     "recipe field data.holdout_fraction excludes data.bed, data.valid_contigs and data.test_contigs"),
+    # pretraining on several genomes: the genome list and the per-source weights
+    (load_recipe, "data:\n  genome: 3\n", "field data.genome must be a string or a list, got 3"),
+    (load_recipe, "data:\n  genome: []\n", "recipe field data.genome must name a genome, got an empty list"),
+    (load_recipe, "data:\n  source_weights: [1, 2]\n", r"field data.source_weights must be a mapping, got \[1, 2\]"),
+    (load_recipe, "data:\n  source_weights: {a: x}\n", "field data.source_weights entry 'a' must be a number, got 'x'"),
+    (load_recipe, "data:\n  source_weights: {a: -1}\n",
+     r"recipe field data.source_weights: the weight of source 'a' must be a finite number >= 0 \(0 leaves it out\), "
+     "got -1"),
+    (load_recipe, "data:\n  source_weights: {a: .nan}\n", "recipe field data.source_weights: .* got nan"),
+    (load_recipe, "data:\n  source_weights: {a: 0, b: 0.0}\n",
+     "recipe field data.source_weights: every source weight is 0"),
     # fine-tuning: the same type checks, and values out of range
     (load_finetune_recipe, "max_epochs: one\n", "field max_epochs must be an integer, got 'one'"),
     (load_finetune_recipe, "optim:\n  lr: 1e-3\n", r"field optim.lr must be a number, got '1e-3' \(YAML reads 1e-3 as text"),

@@ -83,6 +83,22 @@ def test_holdout_splits():
         holdout_splits(lengths, valid=["chrZ"])
 
 
+def test_the_recipes_holdout_fraction_replaces_the_stores_own_split(human):
+    from genomix.train.data import GenomeDataModule
+    from genomix.train.recipe import DataConfig
+    from genomix.train.warmup import plan_warmup
+
+    stages = plan_warmup(seq_len=128, global_batch=2, micro_batch_tokens=256)
+
+    def split(data: DataConfig, name: str):
+        return GenomeDataModule(human.path, data, stages, "causal-lm", steps_per_epoch=1)._split_intervals(name)
+
+    assert split(DataConfig(), "valid") is None  # the store's own split (its 5 % cut)
+    cut = int(CHR1 * 0.2)
+    assert split(DataConfig(holdout_fraction=0.2), "valid") == [("chr1", CHR1 - 2 * cut, CHR1 - cut)]
+    assert split(DataConfig(holdout_fraction=0.2), "train") == [("chr1", 0, CHR1 - 2 * cut)]
+
+
 def test_windows_across_contig_ends_are_padded_with_n(human):
     ds = WindowDataset(human, 8192, intervals=[("chr1", CHR1 - 1000, CHR1)], mode="tiled")
     contig, start, end, _ = ds.locate(0)

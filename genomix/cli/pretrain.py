@@ -21,9 +21,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--recipe",
                    help="recipe name in configs/pretrain (demo, hyenadna-hg38, caduceus-hg38, mamba-hg38, "
                         "m2-hg38) or a YAML path (default: demo; a resumed run uses its own saved recipe)")
-    p.add_argument("--genome", help="genome: registry name (hg38, demo, ...), FASTA path, folder of FASTA shards "
-                                    "(one store of all its files; several files: `genomix genome prepare`), or a "
-                                    "prepared store .h5")
+    p.add_argument("--genome", nargs="+", action="extend", metavar="GENOME",
+                   help="genome: registry name (hg38, demo, ...), FASTA path, folder of FASTA shards (one genome: "
+                        "contigs keep their names), a prepared store .h5, or several FASTA files (given after one "
+                        "--genome or each after its own): one store of several sources, contigs named <file "
+                        "stem>/<contig>, which the recipe's data.source_weights can weight")
     p.add_argument("--bed", help="BED file of train/valid/test intervals (overrides the genome's own split)")
     model = p.add_mutually_exclusive_group()
     model.add_argument("--model", help="named model size (configs/models), e.g. hyenadna-small-32k")
@@ -79,13 +81,21 @@ def _refuse_changes(args: argparse.Namespace, recipe, saved: Path, fresh) -> Non
     else:
         had = {"--model/--config": recipe.model, "--genome": recipe.data.genome, "--bed": recipe.data.bed,
                "--seq-len": recipe.seq_len, "--seed": recipe.seed}
-        asked = {"--model/--config": args.model or args.config, "--genome": args.genome, "--bed": args.bed,
+        asked = {"--model/--config": args.model or args.config, "--genome": _genome(args), "--bed": args.bed,
                  "--seq-len": args.seq_len, "--seed": args.seed}
         changed = changed_settings(had, asked, [flag for flag, value in asked.items() if value is not None])
     if changed:
         raise ConfigError(f"resuming the run in {args.out} (made with {saved}) with other settings "
                           f"({'; '.join(changed)}); drop those flags to continue it, or pass another --out to start "
                           "a new run")
+
+
+def _genome(args: argparse.Namespace) -> str | tuple[str, ...] | None:
+    """``--genome`` as the recipe holds it: one name or path, or a tuple of several FASTA files (``None``: not
+    given)."""
+    from ..train.recipe import genome_value
+
+    return genome_value(args.genome) if args.genome else None
 
 
 def _fresh_recipe(args: argparse.Namespace):
@@ -107,7 +117,7 @@ def _fresh_recipe(args: argparse.Namespace):
         if value is not None:
             setattr(recipe, field, value)
     if args.genome:
-        recipe.data.genome = args.genome
+        recipe.data.genome = _genome(args)
     if args.bed:
         recipe.data.bed = args.bed
     return recipe

@@ -10,11 +10,19 @@ Placement: inside an interval at least as long as the window, the window lies wh
 shorter interval gets a window centred on it that takes flanking sequence from the contig, as
 HyenaDNA does. Positions past either end of the contig are filled with N (labels ignore them), so
 windows near contig ends are valid samples.
+
+Sources: a store of several FASTA files names each contig ``<file stem>/<record>`` (one file per species,
+say). Random windows are drawn in proportion to the window positions each interval offers, so a corpus of
+genomes is dominated by its largest; ``source_weights`` instead draws each window from source ``s`` with
+probability ``w_s / sum(w)`` and, inside a source, in proportion to its positions as before (the species
+sampling of HyenaDNA and Caduceus). It reweights the same single draw per window, so samples stay a pure
+function of ``(seed, epoch, index)``, and without weights the draws are exactly the unweighted ones.
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -28,6 +36,48 @@ from .store import GenomeStore, open_store
 IGNORE_INDEX = -100
 OBJECTIVES = ("causal", "mlm")
 MODES = ("random", "tiled")
+
+
+def check_source_weights(weights: Mapping[str, float]) -> None:
+    """Refuse source weights that cannot define a distribution: each must be a finite number >= 0 (0 leaves the
+    source out of training) and at least one must be positive. Raises :class:`ConfigError`."""
+    for source, weight in weights.items():
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight < 0:
+            raise ConfigError(f"the weight of source {source!r} must be a finite number >= 0 (0 leaves it out), "
+                              f"got {weight!r}")
+    if not any(weights.values()):
+        raise ConfigError(f"every source weight is 0 ({dict(weights)}): give at least one source a positive weight")
+
+
+def contig_sources(contigs: Iterable[str]) -> dict[str, str]:
+    """``{contig: source}``, a contig's source being its name up to the first ``/`` (``genome_celegans_1pct/X``
+    is in source ``genome_celegans_1pct``), as a store of several FASTA files names them. A contig without
+    ``/`` means the store was not made that way: :class:`ConfigError` saying how to make one."""
+    sources = {contig: contig.split("/", 1)[0] for contig in contigs}
+    plain = [contig for contig in sources if "/" not in contig]
+    if plain:
+        shown = ", ".join(repr(c) for c in plain[:3]) + (", ..." if len(plain) > 3 else "")
+        raise ConfigError(f"source weights need contigs named <source>/<contig>, but contig(s) {shown} have no "
+                          "source: build the store from several FASTA files (genomix pretrain --genome A.fa B.fa, "
+                          "or genomix genome prepare --prefix-contigs), one source per file")
+    return sources
+
+
+def source_shares(contigs: Iterable[str], weights: Mapping[str, float]) -> dict[str, float]:
+    """Each source's share of training windows, ``w_s / sum(w)``, after checking ``weights`` against the sources
+    of ``contigs`` (:func:`contig_sources`): every source needs a weight, 0 to leave it out, so that a source
+    forgotten in a recipe is an error rather than silently never trained on; a weight for a source the store
+    lacks is an error too. Raises :class:`ConfigError` naming the sources."""
+    check_source_weights(weights)
+    available = sorted(set(contig_sources(contigs).values()))
+    unknown = sorted(set(weights) - set(available))
+    missing = [source for source in available if source not in weights]
+    if unknown or missing:
+        wrong = [f"unknown source(s) {unknown}"] if unknown else []
+        wrong += [f"no weight for {missing} (0 leaves a source out)"] if missing else []
+        raise ConfigError(f"source weights do not fit the store: {'; '.join(wrong)}; its sources: {available}")
+    total = float(sum(weights.values()))
+    return {source: weights[source] / total for source in available}
 
 
 def causal_labels(ids: np.ndarray) -> np.ndarray:
@@ -75,6 +125,9 @@ class WindowDataset(Dataset):
             up to ``max_tries`` times, then the least-N candidate is used).
         objective: ``causal`` (labels = ids, N/PAD ignored) or ``mlm`` (15% masking, 80/10/10).
         seed: base seed; samples depend only on ``(seed, epoch, index)``.
+        source_weights: ``{source: weight}`` for ``random`` mode over a store of several FASTA files: a window
+            comes from source ``s`` with probability ``w_s / sum(w)`` (see the module docstring and
+            :func:`source_shares`); ``None`` draws in proportion to the positions of the whole split.
 
     Each sample is ``{"input_ids": LongTensor(length), "labels": LongTensor(length)}``.
     """
@@ -83,9 +136,11 @@ class WindowDataset(Dataset):
                  intervals: Sequence[Interval] | None = None, mode: str = "random",
                  samples_per_epoch: int | None = None, rc_probability: float = 0.0,
                  max_n_fraction: float = 1.0, objective: str = "causal", mlm_probability: float = 0.15,
-                 seed: int = 0, max_tries: int = 16) -> None:
+                 seed: int = 0, max_tries: int = 16, source_weights: Mapping[str, float] | None = None) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if source_weights is not None and mode != "random":
+            raise ValueError("source_weights apply to random windows; tiled windows cover every interval once")
         if objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
         if length < 1:
@@ -116,9 +171,26 @@ class WindowDataset(Dataset):
             self._len = len(self._tiles)
         else:
             spans = np.array([max(e - s - self.length + 1, 1) for _, s, e in self.intervals], dtype=np.float64)
-            self._cum = np.cumsum(spans)
+            # probability mass per position of each interval: 1 (in proportion to positions) or its source's
+            self._rate = np.ones_like(spans) if source_weights is None else self._source_rates(spans, source_weights)
+            self._cum = np.cumsum(spans * self._rate)
             total = sum(e - s for _, s, e in self.intervals)
             self._len = int(samples_per_epoch) if samples_per_epoch else max(total // self.length, 1)
+
+    def _source_rates(self, spans: np.ndarray, weights: Mapping[str, float]) -> np.ndarray:
+        """Per interval, the probability of each of its positions: its source's share over the positions of
+        that source in this split (0 for a source weighted 0)."""
+        shares = source_shares(self.store.contigs, weights)
+        sources = contig_sources(contig for contig, _, _ in self.intervals)
+        of = np.array([sources[contig] for contig, _, _ in self.intervals])
+        rates = np.zeros_like(spans)
+        for source, share in shares.items():
+            here = of == source
+            if share and not here.any():
+                raise ConfigError(f"source {source!r} has weight {weights[source]} but no intervals in this split "
+                                  "(all of it held out?): give it weight 0 or keep some of it for training")
+            rates[here] = share / spans[here].sum() if share else 0.0
+        return rates
 
     # -- placement -----------------------------------------------------------------------------------
     def _window_start(self, start: int, end: int, offset: int) -> int:
@@ -148,7 +220,7 @@ class WindowDataset(Dataset):
             pick = rng.random() * self._cum[-1]
             i = int(np.searchsorted(self._cum, pick, side="right"))
             contig, s, e = self.intervals[i]
-            offset = int(pick - (self._cum[i - 1] if i else 0.0))
+            offset = int((pick - (self._cum[i - 1] if i else 0.0)) / self._rate[i])  # a rate of 1 leaves it exact
             start = self._window_start(s, e, min(offset, max(e - s - self.length, 0)))
             frac = self._n_fraction(contig, start)
             if frac <= self.max_n_fraction:

@@ -8,6 +8,7 @@ about each key they read, so the key and the file can be named before anything i
 """
 from __future__ import annotations
 
+import types
 import typing
 from typing import Any
 
@@ -45,22 +46,47 @@ def _tuple_error(options: tuple[Any, ...], value: Any) -> str | None:
                  if (error := type_error(kind, item))), None)
 
 
+def _dict_error(options: tuple[Any, ...], value: Any) -> str | None:
+    """What is wrong with ``value`` for a ``dict[K, V]`` field (``None``: nothing): each key and entry is
+    checked like a scalar field (``source_weights: {human: x}``)."""
+    if not isinstance(value, dict):
+        return f"must be a mapping, got {value!r}"
+    key_kind, value_kind = options or (Any, Any)
+    for key, item in value.items():
+        if error := type_error(key_kind, key):
+            return f"key {key!r} {error}"
+        if error := type_error(value_kind, item):
+            return f"entry {key!r} {error}"
+    return None
+
+
+#: What a union member that is a container accepts, and how a message names it.
+_CONTAINERS = {tuple: ((list, tuple), "a list"), dict: (dict, "a mapping")}
+
+
 def type_error(kind: Any, value: Any) -> str | None:
     """What is wrong with ``value`` for a field annotated ``kind`` (``None``: nothing).
 
     Scalars (``int``, ``float``, ``bool``, ``str``) are checked by kind, and a union takes a value any of
-    its scalars accepts (``dt_rank: int | str`` takes ``auto`` and ``16``); optional fields also take
-    ``null``, tuple fields a list of such scalars, dict fields a mapping. Other annotations are not checked.
+    its members accepts (``dt_rank: int | str`` takes ``auto`` and ``16``; ``genome: str | tuple[str, ...]``
+    a name or a list of names); optional fields also take ``null``, tuple fields a list of such scalars, dict
+    fields a mapping whose keys and entries are checked the same way. Other annotations are not checked.
     """
     origin, options = typing.get_origin(kind), typing.get_args(kind)
-    if value is None and type(None) in options:
-        return None
     if origin is tuple:
         return _tuple_error(options, value)
     if origin is dict:
-        return None if isinstance(value, dict) else f"must be a mapping, got {value!r}"
-    scalars = [k for k in options or (kind,) if k in _KINDS]
-    if not scalars or any(_accepts(k, value) for k in scalars):
+        return _dict_error(options, value)
+    members = options if origin in (typing.Union, types.UnionType) else (kind,)
+    if value is None and type(None) in members:
+        return None
+    containers = [member for member in members if typing.get_origin(member) in _CONTAINERS]
+    for member in containers:
+        if isinstance(value, _CONTAINERS[typing.get_origin(member)][0]):
+            return type_error(member, value)
+    scalars = [k for k in members if k in _KINDS]
+    if not (scalars or containers) or any(_accepts(k, value) for k in scalars):
         return None
     hint = " (YAML reads 1e-3 as text: write 1.0e-3)" if float in scalars and _numeric_text(value) else ""
-    return f"must be {' or '.join(_KINDS[k] for k in scalars)}, got {value!r}{hint}"
+    names = [_KINDS[k] for k in scalars] + [_CONTAINERS[typing.get_origin(m)][1] for m in containers]
+    return f"must be {' or '.join(names)}, got {value!r}{hint}"

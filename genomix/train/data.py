@@ -3,13 +3,14 @@
 Lightning rebuilds the dataloaders every epoch (``reload_dataloaders_every_n_epochs=1``); each time
 this module looks up the warm-up stage of the epoch and makes windows of that stage's length in
 micro-batches of its size. Training windows are random positions of the train split, a pure function
-of ``(seed, epoch, index)`` (:class:`~genomix.genome.WindowDataset`), read in the order of a
-:class:`ResumableSampler`; validation and test windows tile their split deterministically.
+of ``(seed, epoch, index)`` (:class:`~genomix.genome.WindowDataset`), drawn per source as the recipe's
+``data.source_weights`` say when it has them, and read in the order of a :class:`ResumableSampler`;
+validation and test windows tile their split deterministically and unweighted.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import lightning as L
 import torch
@@ -23,18 +24,27 @@ from .warmup import Stage, stage_at
 OBJECTIVE = {"causal-lm": "causal", "masked-lm": "mlm"}
 
 
-def resolve_store(genome: str, bed: str | None = None, cache: str | Path | None = None, quiet: bool = False) -> Path:
-    """Path of a genome store for a registry name (``demo``, ``hg38``…), a FASTA or an existing ``.h5``.
+def resolve_store(genome: str | Sequence[str], bed: str | None = None, cache: str | Path | None = None,
+                  quiet: bool = False) -> Path:
+    """Path of a genome store for a registry name (``demo``, ``hg38``…), a FASTA, a folder of FASTA shards, an
+    existing ``.h5``, or several FASTA files.
 
-    Names and FASTA files are prepared once (``genomix genome prepare``) and the store is reused.
+    Names and FASTA files are prepared once (``genomix genome prepare``) and the store is reused. Several files
+    are several sources (species) of one corpus: their contigs are named ``<file stem>/<contig>``, so that
+    names such as ``chrM`` never collide and ``data.source_weights`` can address each file. A folder stays one
+    genome in shards (UCSC's ``chromFa``): its contigs keep their own names, which BED files and
+    ``valid_contigs`` use.
     """
+    from ..genome import prepare_genome
+
+    if not isinstance(genome, str):
+        paths = list(genome)
+        return Path(prepare_genome(paths, cache=cache, bed=bed, quiet=quiet, prefix_contigs=len(paths) > 1))
     path = Path(genome).expanduser()
     if path.suffix in (".h5", ".hdf5"):
         if not path.is_file():
             raise ConfigError(f"genome store {path} does not exist; build it with `genomix genome prepare`")
         return path
-    from ..genome import prepare_genome
-
     return Path(prepare_genome(genome, cache=cache, bed=bed, quiet=quiet))
 
 
@@ -63,17 +73,35 @@ class GenomeDataModule(L.LightningDataModule):
         self.seed = seed
         self.val_windows = val_windows
         self._intervals: dict[str, list[tuple[str, int, int]]] | None = None
+        if data.source_weights is not None:
+            self._check_source_weights()
+
+    def _check_source_weights(self) -> None:
+        """Refuse ``data.source_weights`` that do not fit the store's sources now, before a trainer is built."""
+        from ..genome import open_store
+        from ..genome.windows import source_shares
+
+        genome = self.data.genome if isinstance(self.data.genome, str) else " ".join(self.data.genome)
+        with open_store(self.store_path) as store:
+            try:
+                source_shares(store.contigs, self.data.source_weights)
+            except ConfigError as exc:
+                raise ConfigError(f"recipe field data.source_weights, genome {genome} ({self.store_path}): {exc}"
+                                  ) from None
 
     def _split_intervals(self, split: str) -> list[tuple[str, int, int]] | None:
-        """Explicit intervals when the recipe holds out contigs; otherwise the store's own splits."""
-        if not (self.data.valid_contigs or self.data.test_contigs):
+        """Explicit intervals when the recipe holds out contigs or a fraction of each; otherwise the store's own
+        splits."""
+        fraction = self.data.holdout_fraction
+        if not (self.data.valid_contigs or self.data.test_contigs or fraction is not None):
             return None
         if self._intervals is None:
             from ..genome import open_store
             from ..genome.bed import holdout_splits
 
             with open_store(self.store_path) as store:
-                self._intervals = holdout_splits(store.lengths, self.data.valid_contigs, self.data.test_contigs)
+                self._intervals = holdout_splits(store.lengths, self.data.valid_contigs, self.data.test_contigs,
+                                                 **({} if fraction is None else {"fraction": fraction}))
         return self._intervals.get(split, [])
 
     def _epoch(self) -> int:
@@ -93,6 +121,7 @@ class GenomeDataModule(L.LightningDataModule):
                 samples_per_epoch=samples, rc_probability=0.5 if (self.data.rc_aug and split == "train") else 0.0,
                 max_n_fraction=self.data.max_n_fraction, objective=self.objective,
                 mlm_probability=self.data.mlm_probability, seed=self.seed,
+                source_weights=self.data.source_weights if split == "train" else None,
             )
         except ValueError as exc:
             raise ConfigError(f"genome store {self.store_path}, split {split!r}: {exc}") from exc

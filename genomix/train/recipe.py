@@ -10,7 +10,7 @@ import dataclasses
 import os
 import typing
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import yaml
 
@@ -48,25 +48,64 @@ class WarmupConfig:
     stage_epochs: int = 1
 
 
+def genome_value(genome: str | Sequence[str]) -> str | tuple[str, ...]:
+    """A recipe's ``data.genome`` in its one form: a name or path as a string, several FASTA files as a tuple of
+    paths (a list of one is that one path), so that the YAML list, ``--genome A.fa B.fa`` and a resumed run's
+    saved recipe compare equal."""
+    if isinstance(genome, str):
+        return genome
+    paths = tuple(str(path) for path in genome)
+    if not paths:
+        raise ConfigError("recipe field data.genome must name a genome, got an empty list")
+    return paths[0] if len(paths) == 1 else paths
+
+
 @dataclasses.dataclass
 class DataConfig:
-    """Where windows come from: a genome (registry name, FASTA path, folder of FASTA shards or store path) and
-    its split.
+    """Where windows come from: a genome (registry name, FASTA path, folder of FASTA shards, store path, or a
+    list of FASTA files) and its split.
 
-    ``bed`` is a BED file of train/valid/test intervals (HyenaDNA's ``sequences_human.bed`` layout);
-    without it, ``valid_contigs``/``test_contigs`` are held out whole; a genome with a single contig
-    (the demo) holds out ``holdout_fraction`` of its length at the end instead.
+    ``bed`` is a BED file of train/valid/test intervals (HyenaDNA's ``sequences_human.bed`` layout) that
+    replaces the store's own split. Without it, ``valid_contigs``/``test_contigs`` are held out whole, or
+    ``holdout_fraction`` cuts every contig (its last fraction to test, the fraction before that to valid, the
+    rest to train); with none of these the store's own split is used: the registry's BED or held-out
+    chromosomes, else the 5 % cut ``genomix genome prepare`` makes (a single-contig genome such as the demo).
+
+    A list of several FASTA files makes one store whose contigs are named ``<file stem>/<contig>`` (the stem
+    being the file name up to its first dot): each file is a *source*. ``source_weights`` (``{stem: weight}``,
+    one entry per source, 0 to leave one out) draws each training window from source ``s`` with probability
+    ``w_s / sum(w)`` and, inside it, in proportion to its length, instead of in proportion to length over the
+    whole corpus, where the largest genome dominates. Validation and test windows stay unweighted.
     """
 
-    genome: str = "demo"
+    genome: str | tuple[str, ...] = "demo"
     bed: str | None = None
     valid_contigs: tuple[str, ...] = ()
     test_contigs: tuple[str, ...] = ()
-    holdout_fraction: float = 0.05
+    holdout_fraction: float | None = None
     rc_aug: bool = True
     max_n_fraction: float = 0.1
     num_workers: int = 0
     mlm_probability: float = 0.15
+    source_weights: dict[str, float] | None = None
+
+    def __post_init__(self) -> None:
+        self.genome = genome_value(self.genome)
+        if self.holdout_fraction is not None:
+            if self.bed or self.valid_contigs or self.test_contigs:
+                raise ConfigError("recipe field data.holdout_fraction excludes data.bed, data.valid_contigs and "
+                                  "data.test_contigs: hold out a fraction of every contig, whole contigs, or a BED "
+                                  "file's intervals, one of them")
+            if not 0 < self.holdout_fraction < 0.5:
+                raise ConfigError(f"recipe field data.holdout_fraction must be in (0, 0.5), got "
+                                  f"{self.holdout_fraction}")
+        if self.source_weights is not None:
+            from ..genome.windows import check_source_weights
+
+            try:
+                check_source_weights(self.source_weights)
+            except ConfigError as exc:
+                raise ConfigError(f"recipe field data.source_weights: {exc}") from None
 
 
 @dataclasses.dataclass
