@@ -281,17 +281,17 @@ def pretrain(
 
     check_seq_len_fits(recipe)  # before the genome store, which may mean downloading a genome
     store = resolve_store(recipe.data.genome, bed=recipe.data.bed, cache=cache, quiet=quiet)
+    stages = plan_warmup(recipe.seq_len, recipe.global_batch, recipe.micro_batch_tokens, world_size,
+                         recipe.warmup.start_seq_len, recipe.warmup.stage_epochs)
+    # checks the recipe's source weights against the store: before the model, which may be large
+    datamodule = GenomeDataModule(store, recipe.data, stages, recipe.task, recipe.steps_per_epoch, recipe.seed,
+                                  val_windows=recipe.val_windows)
     model = build_model(recipe)
     module = LanguageModelingModule(model, recipe.task, recipe.optim, recipe.horizon, seed=recipe.seed,
                                     gradient_clip=recipe.gradient_clip,
                                     step_runner="graph" if recipe.cuda_graphs else None)
     if ckpt_path is not None:
         check_checkpoint_fits(ckpt_path, module)
-
-    stages = plan_warmup(recipe.seq_len, recipe.global_batch, recipe.micro_batch_tokens, world_size,
-                         recipe.warmup.start_seq_len, recipe.warmup.stage_epochs)
-    datamodule = GenomeDataModule(store, recipe.data, stages, recipe.task, recipe.steps_per_epoch, recipe.seed,
-                                  val_windows=recipe.val_windows)
 
     checkpoint = PeriodicCheckpoint(dirpath=out / "checkpoints", every_n_train_steps=recipe.checkpoint_every,
                                  save_top_k=0, save_last=True, save_on_train_epoch_end=False)
