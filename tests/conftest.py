@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 from devices import GPU_RUN
+from download_server import serving
 
 if not GPU_RUN:
     os.environ.setdefault("TRITON_INTERPRET", "1")
@@ -49,3 +50,11 @@ def nan_empty(monkeypatch):
         return t.fill_(float("nan")) if t.is_floating_point() else t
 
     monkeypatch.setattr(torch, "empty", poisoned)
+
+
+@pytest.fixture
+def server():
+    """A local HTTP server for downloads (:mod:`download_server`): its base URL and the ``state`` that
+    switches its failures."""
+    with serving() as running:
+        yield running

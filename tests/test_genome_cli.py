@@ -133,6 +133,17 @@ def test_prepare_fasta_path_defaults_to_the_cache(tmp_path: Path):
     first = prepare_genome(fasta, cache=tmp_path / "cache", quiet=True)
     assert first.parent == tmp_path / "cache" / "stores" and first.name.startswith("toy-")
     assert prepare_genome(fasta, cache=tmp_path / "cache", quiet=True) == first
+    # a store made otherwise (its own splits, contigs named after the file) gets its own default name, so that
+    # pretrain's --bed or several species never meet this one and its advice to pass genome prepare's --force
+    bed = tmp_path / "t.bed"
+    bed.write_text("t\t0\t2\ttrain\nt\t2\t4\ttest\n")
+    split = prepare_genome(fasta, cache=tmp_path / "cache", quiet=True, bed=bed)
+    prefixed = prepare_genome(fasta, cache=tmp_path / "cache", quiet=True, prefix_contigs=True)
+    assert len({first, split, prefixed}) == 3 and all(p.name.startswith("toy-") for p in (split, prefixed))
+    assert open_store(split).split_intervals("test") == [("t", 2, 4)] and open_store(prefixed).contigs == ["toy/t"]
+    demo = prepare_genome("demo", cache=tmp_path / "cache", quiet=True)
+    assert demo.name == "demo.h5"
+    assert prepare_genome("demo", cache=tmp_path / "cache", quiet=True, prefix_contigs=True) != demo
 
 
 def test_prepare_fasta_path_with_bed(tmp_path: Path):

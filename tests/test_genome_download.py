@@ -3,101 +3,19 @@ from __future__ import annotations
 
 import hashlib
 import http.server
-import re
 import threading
 import time
 from pathlib import Path
 
 import pytest
+from download_server import MD5, PAYLOAD, SHA
 
 from genomix.cli import main
 from genomix.errors import ChecksumError, DownloadError
 from genomix.genome import GenomeSpec, open_store, prepare_genome
-from genomix.genome.download import download, md5_from_manifest
+from genomix.genome.download import digest_from_manifest, download
 from genomix.genome.registry import fetch_genome
 
-PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    """Serves PAYLOAD at /file, after ``delay`` seconds, with Range support (416 past its end); the first ``cut``
-    requests die half way, the first ``fail`` requests answer HTTP 500, and /moved redirects to /file."""
-
-    server_state: dict = {}
-
-    def log_message(self, *args):  # keep test output clean
-        pass
-
-    def do_GET(self):
-        state = self.server_state
-        state["requests"].append(self.headers.get("Range"))
-        state["if_range"].append(self.headers.get("If-Range"))
-        payload = state["payload"]
-        if self.path in state.get("extra", {}):
-            body = state["extra"][self.path]
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-            return
-        if self.path == "/moved":
-            self.send_response(302)
-            self.send_header("Location", "/file")
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            return
-        if self.path != "/file":
-            self.send_error(404)
-            return
-        time.sleep(state["delay"])
-        if state["fail"] > 0:
-            state["fail"] -= 1
-            self.send_error(500)
-            return
-        start = 0
-        match = re.match(r"bytes=(\d+)-", self.headers.get("Range") or "")
-        same = self.headers.get("If-Range") in (None, state["etag"])  # If-Range: the rest only of that version
-        if match and state["ranges"] and same:
-            start = int(match.group(1))
-            if start >= len(payload):
-                self.send_response(416)
-                self.send_header("Content-Range", f"bytes */{len(payload)}")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(payload) - 1}/{len(payload)}")
-        else:
-            self.send_response(200)
-        if state["etag"]:
-            self.send_header("ETag", state["etag"])
-        body = payload[start:]
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if state["cut"] > 0:
-            state["cut"] -= 1
-            self.wfile.write(body[: len(body) // 3])
-            self.wfile.flush()
-            self.connection.shutdown(2)  # drop the connection mid-transfer
-            return
-        self.wfile.write(body)
-
-
-@pytest.fixture()
-def server():
-    state = {"requests": [], "if_range": [], "cut": 0, "fail": 0, "delay": 0.0, "ranges": True, "payload": PAYLOAD,
-             "etag": None}
-    handler = type("H", (_Handler,), {"server_state": state})
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}", state
-    httpd.shutdown()
-    httpd.server_close()
-
-
-SHA = hashlib.sha256(PAYLOAD).hexdigest()
-MD5 = hashlib.md5(PAYLOAD).hexdigest()
 
 
 def test_a_file_changed_on_the_server_between_runs_is_fetched_whole_not_spliced(server, tmp_path: Path):
@@ -174,8 +92,8 @@ def test_http_errors(server, tmp_path: Path):
 
 def test_md5_manifest_parsing():
     manifest = f"{MD5}  hg38.fa.gz\nffffffffffffffffffffffffffffffff  hg38.2bit\n"
-    assert md5_from_manifest(manifest, "hg38.fa.gz") == MD5
-    assert md5_from_manifest(manifest, "mm10.fa.gz") is None
+    assert digest_from_manifest(manifest, "hg38.fa.gz") == MD5
+    assert digest_from_manifest(manifest, "mm10.fa.gz") is None
 
 
 def test_named_genome_is_downloaded_verified_against_its_manifest_and_stored(server, tmp_path: Path, monkeypatch):
@@ -252,13 +170,15 @@ def test_an_unreachable_host_is_named_and_leaves_no_part_file(tmp_path: Path, mo
 
 def test_a_416_finishes_a_complete_part_and_restarts_a_longer_one(server, tmp_path: Path):
     """A server answers 416 to a range past the file's end: a part file of exactly the file's size (an earlier
-    run stopped while verifying) is finished without a transfer; a longer one is not a prefix of the file and,
-    with no checksum to catch it, must not become the download."""
+    run stopped while verifying) is finished without a transfer; a longer one (resumable by its validator) is not
+    a prefix of the file and, with no checksum to catch it, must not become the download."""
     url, state = server
     (tmp_path / "done.bin.part").write_bytes(PAYLOAD)
     assert download(f"{url}/file", tmp_path / "done.bin", sha256=SHA, quiet=True).read_bytes() == PAYLOAD
     assert state["requests"] == [f"bytes={len(PAYLOAD)}-"]
+    state["etag"] = '"v1"'
     (tmp_path / "long.bin.part").write_bytes(PAYLOAD + b"stale tail")
+    (tmp_path / "long.bin.part.validator").write_text('"v1"')
     assert download(f"{url}/file", tmp_path / "long.bin", quiet=True).read_bytes() == PAYLOAD
     assert state["requests"][1:] == [f"bytes={len(PAYLOAD) + 10}-", None]
 
@@ -283,7 +203,7 @@ def test_server_errors_are_retried_then_named_as_such(server, tmp_path: Path, mo
     (tmp_path / "b.bin.part").write_bytes(PAYLOAD[:10])
     with pytest.raises(DownloadError, match=r"/file: HTTP 500 Internal Server Error; try again later, then run the "
                                             r"same command again to resume from .*b.bin.part \(10 bytes kept\)"):
-        download(f"{url}/file", tmp_path / "b.bin", retries=1, quiet=True)
+        download(f"{url}/file", tmp_path / "b.bin", md5=MD5, retries=1, quiet=True)
     assert (tmp_path / "b.bin.part").read_bytes() == PAYLOAD[:10] and not (tmp_path / "b.bin").exists()
 
 
@@ -309,8 +229,8 @@ def test_ctrl_c_keeps_the_part_file_and_says_how_to_resume(server, tmp_path: Pat
     part = cache / "downloads" / "toy" / "file.part"
     have = part.stat().st_size
     assert 0 < have < len(PAYLOAD) and not (cache / "downloads" / "toy" / "file").exists()
-    assert capsys.readouterr().err.strip() == (f"genomix genome: interrupted; {have:,} bytes of {url}/file kept in "
-                                               f"{part}; run the same command again to resume")
+    assert capsys.readouterr().err.strip() == (f"genomix genome: interrupted; {url}/file: run the same command again "
+                                               f"to resume from {part} ({have:,} bytes kept)")
     monkeypatch.setattr(http.client.HTTPResponse, "read1", real_read)
     assert main(["genome", "download", "--genome", "toy", "--cache-dir", str(cache), "--quiet"]) == 0
     assert (cache / "downloads" / "toy" / "file").read_bytes() == PAYLOAD and state["requests"][-1] == f"bytes={have}-"

@@ -28,9 +28,9 @@ NT = known_suites()["nt"]
 
 
 class _Host(http.server.BaseHTTPRequestHandler):
-    """GET with Range support for ``state['files']``; HEAD answers 302 with ``state['heads']`` headers;
-    the first ``state['cut']`` GETs (of paths ending in ``state['cut_only']``, if set) drop the connection
-    a third of the way through."""
+    """GET with Range support for ``state['files']``, each with an ETag (its MD5: a download without a checksum
+    resumes only with a validator); HEAD answers 302 with ``state['heads']`` headers; the first ``state['cut']``
+    GETs (of paths ending in ``state['cut_only']``, if set) drop the connection a third of the way through."""
 
     state: dict = {}
 
@@ -63,6 +63,7 @@ class _Host(http.server.BaseHTTPRequestHandler):
         else:
             self.send_response(200)
         rest = body[start:]
+        self.send_header("ETag", f'"{hashlib.md5(body).hexdigest()}"')
         self.send_header("Content-Length", str(len(rest)))
         self.end_headers()
         if self.state["cut"] > 0 and self.path.endswith(self.state.get("cut_only", "")):

@@ -3,23 +3,30 @@
 The registry itself is data (``genome/data/registry.yaml``): download URL, checksum source, optional
 split BED and the chromosomes held out when there is no BED. ``demo`` is the bundled human chr1 3 Mb
 FASTA, so a fresh install works offline.
+
+A downloaded file is checked again on every later use, offline, against a record kept beside it in the
+style of ``md5sum``/``sha256sum -c``: ``<file>.md5``, the published MD5 it was downloaded against, or, for a
+file published without any checksum (hg38's split BED), ``<file>.sha256``, its own size and SHA-256 recorded
+on first use (:func:`download_pinned`).
 """
 from __future__ import annotations
 
+import datetime
 import hashlib
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import yaml
 
-from ..errors import ConfigError, DownloadError
+from ..errors import ChecksumError, ConfigError, DownloadError, InputFormatError
 from ..outputs import atomic_write_text
 from .bed import Interval, holdout_splits, read_bed_splits
-from .download import download, fetch_text, md5_from_manifest, verify_file
+from .download import digest_from_manifest, download, fetch_text, file_digest, file_mismatch, verify_file
 from .store import COMPRESSION, fasta_files, open_store, write_store
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -72,34 +79,114 @@ def fetch_genome(spec: GenomeSpec, cache: Path, quiet: bool = False) -> Path:
 
     The MD5 a download was verified against is kept next to it (``<file>.md5``), so the cached file is checked
     again offline. A file put there by hand (fetched on another machine for a cluster without internet) is
-    checked against the manifest when it can be reached, and otherwise used with a warning that it is unverified."""
+    checked against the manifest when it can be reached, and otherwise used with a warning that it is unverified.
+    Without any checksum (none pinned in the registry, none in the manifest, or a hand-placed file while the
+    manifest cannot be reached) the file is trusted on first use and checked against that later
+    (:func:`download_pinned`)."""
     if spec.file:
         path = DATA_DIR / spec.file
         verify_file(path, spec.md5, spec.sha256, spec.size)
         return path
     dest = cache / "downloads" / spec.name / spec.filename
     md5 = spec.md5 or (_manifest_md5(spec, dest) if spec.md5_manifest else None)
+    if not (md5 or spec.sha256):
+        return download_pinned(spec.url, dest, size=spec.size, quiet=quiet)
     download(spec.url, dest, md5=md5, sha256=spec.sha256, size=spec.size, quiet=quiet)
-    record = _md5_record(dest)
-    if md5 and not record.exists():
-        atomic_write_text(record, f"{md5}  {dest.name}\n")
+    if md5 and _recorded(dest, "md5") != md5:  # none yet, or one of a copy deleted since and replaced
+        _write_record(dest, "md5", md5)
     return dest
 
 
-def _md5_record(dest: Path) -> Path:
-    return dest.with_name(dest.name + ".md5")
+def _record(dest: Path, algorithm: str) -> Path:
+    """The record ``<file>.<algorithm>`` (``md5`` or ``sha256``) that the cached ``dest`` is checked against."""
+    return dest.with_name(f"{dest.name}.{algorithm}")
+
+
+def _recorded(dest: Path, algorithm: str) -> str | None:
+    """The ``algorithm`` digest that ``dest``'s record holds, None without a record (or a digest in it)."""
+    record = _record(dest, algorithm)
+    return digest_from_manifest(record.read_text(), dest.name, algorithm) if record.is_file() else None
+
+
+def _write_record(dest: Path, algorithm: str, digest: str, notes: Sequence[str] = ()) -> None:
+    """Write ``dest``'s record as ``<algorithm>sum`` writes it (``<digest>  <name>``), after ``notes`` as ``#``
+    comment lines, which ``md5sum -c``/``sha256sum -c`` skip."""
+    atomic_write_text(_record(dest, algorithm), "".join(f"# {note}\n" for note in notes) + f"{digest}  {dest.name}\n")
+
+
+class _Pin(NamedTuple):
+    """What a file without a known checksum was on first use (:func:`download_pinned`)."""
+
+    sha256: str
+    size: int
+
+
+def _read_pin(dest: Path) -> _Pin | None:
+    """The size and SHA-256 recorded for ``dest`` on first use, None when there is no record yet; a record that
+    is not one genomix wrote is refused rather than taken for no record, which would trust the file anew."""
+    record = _record(dest, "sha256")
+    if not record.is_file():
+        return None
+    text = record.read_text()
+    sha256 = digest_from_manifest(text, dest.name, "sha256")
+    size = re.search(r"^# size (\d+)$", text, re.MULTILINE)
+    if sha256 is None or size is None:
+        raise InputFormatError(f"{record}: not a record of {dest.name} as genomix writes it (a '# size N' line and a "
+                               f"'<sha256>  {dest.name}' line); delete it to record the file anew on its next use")
+    return _Pin(sha256, int(size.group(1)))
+
+
+def download_pinned(url: str, dest: Path, size: int | None = None, quiet: bool = False) -> Path:
+    """Download (or reuse) ``url`` at ``dest``, a file without a known checksum (none is published, as for hg38's
+    split BED), trusted on first use.
+
+    Such a file cannot be verified when it is first downloaded, but it can be held to that first copy: its size
+    and SHA-256 are recorded in ``<file>.sha256`` (the style of the ``<file>.md5`` records, the size in a
+    comment line) on the first download, or on the first use of a copy that has no record (put there by hand,
+    or by an older genomix). Every later use checks the cached copy against the record, so a copy corrupted in
+    the cache, or replaced, is refused with what to do instead of silently used (a split BED that changed would
+    change a model's training data); a new download after the copy was deleted must match the record too, which
+    also lets an interrupted one resume. ``size`` (what the registry states, if anything) checks the first
+    download.
+    """
+    record = _record(dest, "sha256")
+    pin = _read_pin(dest)
+    if pin is not None and dest.exists():
+        problem = file_mismatch(dest, sha256=pin.sha256, size=pin.size)
+        if problem is not None:
+            raise ChecksumError(
+                f"{dest}: {problem}: the cached file differs from the copy first downloaded from {url}, recorded in "
+                f"{record} (no checksum is known for it), so it was corrupted or replaced since. Delete {dest} "
+                "and run the same command again to download it afresh; if the new download fails this check too, "
+                f"the source itself has changed: delete {record} as well to trust its new version")
+        return dest
+    try:
+        download(url, dest, sha256=pin.sha256 if pin else None, size=pin.size if pin else size, quiet=quiet)
+    except ChecksumError as exc:
+        if pin is None:
+            raise
+        raise ChecksumError(f"{exc}. That checksum is the one recorded in {record} when genomix first downloaded "
+                            f"the file, as none is known for it: if the source was updated on purpose, delete "
+                            f"{record} and run the same command again to trust its new version") from None
+    if pin is None:
+        when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        _write_record(dest, "sha256", file_digest(dest, "sha256"),
+                      [f"trust on first use: no checksum is known for {url}, so genomix recorded this copy on {when}",
+                       f"size {dest.stat().st_size}"])
+        log.info("no checksum is known for %s: recorded the size and SHA-256 of %s in %s (trust on first use), which "
+                 "later uses are checked against", url, dest, record)
+    return dest
 
 
 def _manifest_md5(spec: GenomeSpec, dest: Path) -> str | None:
     """The MD5 to verify ``dest`` against: the one recorded when genomix downloaded it, else the manifest's
     (None, with a warning, when the manifest lists none, or for a file put in place by hand while the manifest
     cannot be fetched)."""
-    record = _md5_record(dest)
-    if dest.exists() and record.exists():
-        return md5_from_manifest(record.read_text(), dest.name)
+    if dest.exists() and _record(dest, "md5").exists():
+        return _recorded(dest, "md5")
     try:
-        md5 = md5_from_manifest(fetch_text(spec.md5_manifest, hint="check the network or pass a local FASTA path"),
-                                spec.filename)
+        manifest = fetch_text(spec.md5_manifest, hint="check the network or pass a local FASTA path")
+        md5 = digest_from_manifest(manifest, spec.filename)
     except DownloadError as exc:
         if not dest.exists():
             raise
@@ -128,6 +215,17 @@ def _store_stem(genome: str | Path | Sequence[str | Path], fasta: list[Path]) ->
         return Path(genome).expanduser().resolve().name
     first = fasta[0].name.split(".")[0]
     return first if len(fasta) == 1 else f"{first}-and-{len(fasta) - 1}-more"
+
+
+def _identity(paths: Sequence[Path]) -> str:
+    """Path, size and modification time of each file (a missing one by its path alone: reading it reports it)."""
+    return "; ".join(f"{path.resolve()}:{path.stat().st_size}:{path.stat().st_mtime_ns}" if path.is_file()
+                     else str(path) for path in paths)
+
+
+def _tag(identity: str) -> str:
+    """A short hash of ``identity`` that tells the default stores of different inputs apart."""
+    return hashlib.sha256(identity.encode()).hexdigest()[:10]
 
 
 def _splits_for(spec: GenomeSpec | None, bed: Path | None) -> Callable[[dict[str, int]], dict[str, list[Interval]]]:
@@ -171,29 +269,32 @@ def prepare_genome(genome: str | Path | Sequence[str | Path], out: str | Path | 
     :func:`~.store.write_store`).
 
     Named genomes are downloaded into the cache with resume and checksum verification; the split BED
-    of the entry (hg38: HyenaDNA's ``sequences_human.bed``) or ``bed`` is validated and stored with the
-    sequences; without one, chromosome hold-out splits are stored. An existing ``out`` is reused unless
-    ``force`` (without downloading the FASTA again, which may have been deleted from the cache to save space).
-    The store is written atomically.
+    of the entry (hg38: HyenaDNA's ``sequences_human.bed``, published without a checksum, so trusted on first
+    use: :func:`download_pinned`) or ``bed`` is validated and stored with the sequences; without one,
+    chromosome hold-out splits are stored. An existing ``out`` is reused unless ``force`` (without downloading
+    the FASTA again, which may have been deleted from the cache to save space). The store is written atomically.
     """
     from tqdm.auto import tqdm
 
     root = cache_dir(cache)
     specs = known_genomes()
     spec = specs.get(str(genome)) if isinstance(genome, (str, os.PathLike)) else None
+    # what else makes a store differ from the default one of its FASTA: the default name tells them apart, so
+    # that `genomix pretrain --bed` or several species never meet a cached store made otherwise
+    variant = (f"; bed {_identity([Path(bed).expanduser()])}" if bed is not None else "") + \
+        ("; prefixed contigs" if prefix_contigs else "")
     if spec is not None:
         fasta = None  # fetched below, only when the store is built: a reusable store needs no FASTA
         source = spec.url or f"genomix bundled {spec.file}"
+        default_out = root / "stores" / (f"{spec.name}-{_tag(variant)}.h5" if variant else f"{spec.name}.h5")
         if bed is None and spec.splits_bed:
-            bed = download(spec.splits_bed, root / "downloads" / spec.name / spec.splits_bed.rsplit("/", 1)[-1],
-                           quiet=quiet)
-        default_out = root / "stores" / f"{spec.name}.h5"
+            bed = download_pinned(spec.splits_bed, root / "downloads" / spec.name / spec.splits_bed.rsplit("/", 1)[-1],
+                                  quiet=quiet)
     else:
         fasta = _user_fasta(genome, specs)
         source = "; ".join(str(path.resolve()) for path in fasta)
-        identity = "; ".join(f"{path.resolve()}:{path.stat().st_size}:{path.stat().st_mtime_ns}" for path in fasta)
-        tag = hashlib.sha256(identity.encode()).hexdigest()[:10]  # a changed FASTA gets a new store
-        default_out = root / "stores" / f"{_store_stem(genome, fasta)}-{tag}.h5"
+        # a changed FASTA gets a new store
+        default_out = root / "stores" / f"{_store_stem(genome, fasta)}-{_tag(_identity(fasta) + variant)}.h5"
     out = Path(out).expanduser() if out is not None else default_out
     if out.exists() and not force:
         _check_reusable(open_store(out), source, Path(bed) if bed else None, compression, prefix_contigs)
