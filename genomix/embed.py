@@ -13,13 +13,18 @@ Output file (written to a temporary name, renamed when complete)::
     /tokens/<i>   (L_i, d) per-token hidden states of row i   (pooling none)
     attrs: model, weights (the backbone's fingerprint), pooling, d_model (the width d: the backbone's output
            width), max_seq_len, genomix_version, inputs_sha256 (the input sequences' ids and bases, in row
-           order), and the caller's ``meta`` (the CLI: revision, when given)
+           order), rows and rows_sha256 (N, and the rows' stored values: below), and the caller's ``meta``
+           (the CLI: revision, when given)
 
 Pooling over chunks is exact: ``mean`` averages over all bases of the sequence, ``last``/``first``
 take the sequence's last/first base (whose chunk saw the context before it within that chunk).
 
-Rows are kept in ``.<out>.partial`` as they finish; ``--resume`` and ``--overwrite`` treat that file as
-:mod:`genomix.resume` says (the policy ``score-variants`` follows too).
+Rows are kept in ``.<out>.partial`` as they finish, committed a window at a time: the attrs ``rows`` (how many) and
+``rows_sha256`` (over their stored ids, lengths and values) are written only after the rows themselves reached the
+disk, so that a run killed outright (kill -9, the OOM killer, a power cut) at any moment leaves a file whose
+committed rows a resumed run checks and continues after, dropping any row beyond them, or refuses in one line where
+the kill tore them (:class:`_Writer`). ``resume`` and ``overwrite`` (``--resume``, ``--overwrite``) treat that file
+as :mod:`genomix.resume` says (the policy ``score-variants`` follows too). Both attrs stay in the output.
 """
 from __future__ import annotations
 
@@ -95,52 +100,116 @@ def _chunks(length: int, size: int) -> list[tuple[int, int]]:
     return [(s, min(s + size, length)) for s in range(0, length, size)]
 
 
+#: The attribute of an embedding file holding the SHA-256 of its input sequences (ids and bases, in row order).
+INPUTS_ATTR = "inputs_sha256"
+#: The attributes of an embedding file holding how many rows it has committed, and the SHA-256 of their stored values.
+ROWS_ATTR, ROWS_DIGEST_ATTR = "rows", "rows_sha256"
+#: The advice of every refusal to continue an interrupted run's rows, for Python callers and the command alike.
+START_AGAIN = "start again with overwrite=True and resume=False (--overwrite without --resume)"
+
+
 class _Writer:
-    """Appends rows to the HDF5 layout above, in a new file or after the rows of an interrupted run's. The
-    width ``d`` is the backbone's output width, taken from the first row (``d_model``, or ``2·d_model`` for
+    """Appends rows to the HDF5 layout above, in a new file or after the committed rows of an interrupted run's.
+
+    HDF5 writes its metadata when it chooses, so a process killed outright between two flushes can leave datasets
+    resized without their rows, or one dataset ahead of another; and a kill during a flush can tear what it writes.
+    So rows count only once committed (:meth:`commit`): written and flushed to the disk (fsync) first, then
+    counted in :data:`ROWS_ATTR` with :data:`ROWS_DIGEST_ATTR` over their stored values (and the inputs' digest),
+    flushed in turn. Opening a file with committed rows checks them against that digest, refusing a torn file in one
+    line, and drops every row after them, so that a resumed run never continues from rows the file does not vouch
+    for. ``where`` names the file in those refusals.
+
+    The width ``d`` is the backbone's output width, taken from the first row (``d_model``, or ``2·d_model`` for
     Caduceus with reverse-complement parameter sharing)."""
 
-    def __init__(self, h5: h5py.File, pooling: str) -> None:
+    def __init__(self, h5: h5py.File, pooling: str, where: Path) -> None:
         self.h5, self.pooling = h5, pooling
-        #: SHA-256 over the ids and bases of the rows so far (:func:`_input_digest`), kept in the file's attrs at
-        #: every row so that a resumed run can check it reads the same sequences, not only the same ids and lengths
+        #: SHA-256 over the ids and bases of the rows so far (:func:`_input_digest`), committed with the rows so that a
+        #: resumed run can check it reads the same sequences, not only the same ids and lengths
         self.inputs = hashlib.sha256()
+        #: SHA-256 over the rows' stored values (:meth:`_hash_row`), committed as :data:`ROWS_DIGEST_ATTR`
+        self.rows = hashlib.sha256()
         if "ids" not in h5:
             h5.create_dataset("ids", (0,), maxshape=(None,), dtype=h5py.string_dtype())
             h5.create_dataset("lengths", (0,), maxshape=(None,), dtype="int64")
             if pooling == "none":
                 h5.create_group("tokens")
         self.ids, self.lengths = h5["ids"], h5["lengths"]
-        self.count = len(self.ids)
-        if pooling == "none":
-            self.tokens = h5["tokens"]
-            self.width = h5["tokens/0"].shape[1] if self.count else 0
-        else:
-            self.vectors = h5.get("embeddings")
-            self.width = self.vectors.shape[1] if self.vectors is not None else 0
+        self.tokens, self.vectors = h5.get("tokens"), h5.get("embeddings")
+        self.width = self.vectors.shape[1] if self.vectors is not None else 0
+        self.count = self.committed = int(h5.attrs.get(ROWS_ATTR, 0))
+        if self.count:
+            self._check_committed(where)
+        self._drop_uncommitted()
+
+    def _check_committed(self, where: Path) -> None:
+        """Hash the committed rows as stored, refusing a file where they are unreadable or not what was committed."""
+        try:
+            for start in range(0, self.count, 1024):
+                stop = min(start + 1024, self.count)
+                ids, lengths = self.ids[start:stop], self.lengths[start:stop]
+                vectors = self.vectors[start:stop] if self.pooling != "none" else None
+                for row in range(start, stop):
+                    seq_id = ids[row - start]
+                    value = self.tokens[str(row)][()] if vectors is None else vectors[row - start]
+                    self._hash_row(seq_id.decode() if isinstance(seq_id, bytes) else str(seq_id),
+                                   int(lengths[row - start]), value)
+            self.width = int(value.shape[-1])
+            problem = "" if self.h5.attrs[ROWS_DIGEST_ATTR] == self.rows.hexdigest() else "do not match their checksum"
+        except (OSError, KeyError, IndexError, ValueError, TypeError, RuntimeError) as exc:
+            problem = f"are unreadable ({exc})"
+        if problem:
+            raise InputFormatError(f"{where}: the {self.count} rows the interrupted run committed {problem}, as a run "
+                                   f"killed while writing them can leave them; {START_AGAIN}")
+
+    def _drop_uncommitted(self) -> None:
+        """Remove the rows after the committed ones: those of a window that a stopped run had not committed."""
+        for ds in (self.ids, self.lengths):
+            ds.resize((self.count,))
+        if self.vectors is not None:
+            self.vectors.resize((self.count, self.width))
+        if self.tokens is not None:
+            for name in [name for name in self.tokens if int(name) >= self.count]:
+                del self.tokens[name]
 
     def add(self, item: SequenceInput, value: np.ndarray) -> None:
         i, seq_id, length = self.count, item.id, len(item.ids)
+        value = np.asarray(value, dtype=np.float32)
         if not self.width:
             self.width = int(value.shape[-1])
-            if self.pooling != "none":
-                self.vectors = self.h5.create_dataset("embeddings", (0, self.width), maxshape=(None, self.width),
-                                                      dtype="float32", chunks=(1024, self.width))
+        if self.pooling != "none" and self.vectors is None:
+            self.vectors = self.h5.create_dataset("embeddings", (0, self.width), maxshape=(None, self.width),
+                                                  dtype="float32", chunks=(1024, self.width))
         for ds in (self.ids, self.lengths):
             ds.resize((i + 1,))
         self.ids[i], self.lengths[i] = seq_id, length
         if self.pooling == "none":
-            self.tokens.create_dataset(str(i), data=value.astype(np.float32))
+            self.tokens.create_dataset(str(i), data=value)
         else:
             self.vectors.resize((i + 1, self.width))
             self.vectors[i] = value
         self.count += 1
         _input_digest(self.inputs, item)
-        self.h5.attrs[INPUTS_ATTR] = self.inputs.hexdigest()
+        self._hash_row(seq_id, length, value)
 
+    def _hash_row(self, seq_id: str, length: int, value: np.ndarray) -> None:
+        """Add a row's id, length and value (as the file stores it: float32, its shape too) to :attr:`rows`."""
+        self.rows.update(f"{seq_id}\0{length}\0{value.shape}\0".encode())
+        self.rows.update(np.ascontiguousarray(value, dtype=np.float32).tobytes())
 
-#: The attribute of an embedding file holding the SHA-256 of its input sequences (ids and bases, in row order).
-INPUTS_ATTR = "inputs_sha256"
+    def commit(self) -> None:
+        """Make the rows added so far the ones a resumed run continues after (see the class docstring). The record
+        is flushed but not synced: a power cut may lose it, which leaves the previous commit, as consistent."""
+        self._sync()
+        self.h5.attrs.update({ROWS_ATTR: self.count, ROWS_DIGEST_ATTR: self.rows.hexdigest(),
+                              INPUTS_ATTR: self.inputs.hexdigest()})
+        self.h5.flush()
+        self.committed = self.count
+
+    def _sync(self) -> None:
+        """Write everything HDF5 holds for the file to it, and the file to the disk, before a record counts it."""
+        self.h5.flush()
+        os.fsync(self.h5.id.get_vfd_handle())
 
 
 def _input_digest(digest, item: SequenceInput) -> None:
@@ -181,8 +250,8 @@ def embed_sequences(
     """Embed ``sequences`` with ``model`` (a genomix base model or any head) into the HDF5 file ``out``, which
     must not exist unless ``overwrite``.
 
-    Rows go to ``.<out>.partial`` as each window of sequences finishes; if the run stops (an error, Ctrl-C), the
-    rows so far stay there, and ``resume=True`` continues after them (the same inputs and settings, checked),
+    Rows go to ``.<out>.partial`` as each window of sequences finishes; if the run stops (an error, Ctrl-C, a kill),
+    the rows so far stay there, and ``resume=True`` continues after them (the same inputs and settings, checked),
     while ``overwrite=True`` without ``resume`` starts again without them (:mod:`genomix.resume`). ``meta``:
     further settings (e.g. the model's revision) recorded in the output's attrs, which a resumed run must match.
     The backbone's :func:`~genomix.resume.weights_fingerprint` is recorded as ``weights`` and decides over
@@ -208,7 +277,7 @@ def embed_sequences(
     backbone.to(device).eval()
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
     out = check_output(out, overwrite=overwrite)
-    make_output_dir(out.parent)
+    make_output_dir(out.parent, option="out (--out)")
     tmp = out.with_name(f".{out.name}.partial")
     size = int(config.max_seq_len)
     progress = tqdm(total=total, unit="seq", desc="embedding", disable=quiet)
@@ -236,43 +305,53 @@ def embed_sequences(
 
     settings = {"model": model_name, "pooling": pooling, "max_seq_len": size, **(meta or {}), "weights": weights}
     keep = continue_partial(tmp, lambda: same_weights_settings(_saved_settings(tmp), settings, tmp), settings,
-                            resume=resume, overwrite=overwrite)
+                            resume=resume, overwrite=overwrite, holds_rows=lambda: _may_hold_rows(tmp))
     writer = None
-    # a new file is written under this process's name and becomes ``tmp`` once its first rows are on disk: HDF5
+    # a new file is written under this process's name and becomes ``tmp`` once its first rows are committed: HDF5
     # leaves an unreadable file when killed (kill -9, the OOM killer) before its first flush
     path = tmp if keep else temp_sibling(tmp)
     try:
         with h5py.File(path, "a" if keep else "w") as h5, inference_loop(backbone, reuse_filters, cuda_graphs):
-            writer = _Writer(h5, pooling)
+            writer = _Writer(h5, pooling, tmp)
             h5.attrs.update(genomix_version=__version__, **settings)
-            pending: list[SequenceInput] = []
-            pending_chunks = 0
-            for item in _after_rows(sequences, writer, tmp, progress):
-                if len(item.ids) == 0:
-                    raise InputFormatError(f"sequence {item.id!r} is empty")
-                pending.append(item)
-                pending_chunks += len(_chunks(len(item.ids), size))
-                # long sequences close a window sooner, so that an interrupted run keeps them as they finish
-                if len(pending) == window or pending_chunks >= WINDOW_BATCHES * batch_size:
-                    run_window(pending, writer)
-                    h5.flush()
-                    path = _renamed(path, tmp)
-                    pending, pending_chunks = [], 0
-            if pending:
-                run_window(pending, writer)
+            for items in _windows(_after_rows(sequences, writer, tmp, progress), window, size, batch_size):
+                run_window(items, writer)
+                writer.commit()
+                path = _renamed(path, tmp)
             if writer.count == 0:
                 raise InputFormatError("no sequences to embed: the input is empty")
             h5.attrs["d_model"] = writer.width
         os.replace(path, out)
     except BaseException as exc:
-        kept = writer.count if writer is not None else 0
-        if kept:  # closed by now, so complete as far as it goes
+        if writer is None and keep:
+            raise  # refused before continuing the interrupted run's rows, which stay as they were
+        kept = writer.committed if writer is not None else 0
+        if kept:  # stopped between a commit and its rename
             _renamed(path, tmp)
-        end_interrupted_run(exc, kept, [path, tmp], f"the {kept} embeddings written so far are kept in {tmp}: the same "
-                            "command with --resume continues after them")
+        end_interrupted_run(exc, kept, [path, tmp], f"the {kept} embeddings written so far are kept in {tmp}; rerun "
+                            "with resume=True (--resume) to continue after them")
     finally:
         progress.close()
     return out
+
+
+def _windows(sequences: Iterable[SequenceInput], window: int, chunk: int,
+             batch_size: int) -> Iterator[list[SequenceInput]]:
+    """``sequences`` in groups that are chunked (``chunk`` bases a chunk), batched and committed together: ``window``
+    sequences, or fewer once they make :data:`WINDOW_BATCHES` batches of chunks, so that an interrupted run keeps
+    long sequences as they finish. An empty sequence is refused."""
+    pending: list[SequenceInput] = []
+    chunks = 0
+    for item in sequences:
+        if len(item.ids) == 0:
+            raise InputFormatError(f"sequence {item.id!r} is empty")
+        pending.append(item)
+        chunks += len(_chunks(len(item.ids), chunk))
+        if len(pending) == window or chunks >= WINDOW_BATCHES * batch_size:
+            yield pending
+            pending, chunks = [], 0
+    if pending:
+        yield pending
 
 
 def _renamed(path: Path, partial: Path) -> Path:
@@ -283,7 +362,18 @@ def _renamed(path: Path, partial: Path) -> Path:
 
 
 #: Attributes of an embedding file that are not settings of the run that wrote it.
-_NOT_SETTINGS = ("genomix_version", "d_model", INPUTS_ATTR)
+_NOT_SETTINGS = ("genomix_version", "d_model", INPUTS_ATTR, ROWS_ATTR, ROWS_DIGEST_ATTR)
+
+
+def _may_hold_rows(tmp: Path) -> bool:
+    """Whether the partial file ``tmp`` may hold committed rows (for :func:`genomix.resume.continue_partial`): not if
+    it records none (one written before genomix committed rows, whose rows a kill may have left inconsistent, is
+    started again), but an unreadable one may, so that it is refused or discarded as asked instead of removed."""
+    try:
+        with h5py.File(tmp, "r") as h5:
+            return bool(h5.attrs.get(ROWS_ATTR, 0))
+    except OSError:
+        return True
 
 
 def _saved_settings(tmp: Path) -> dict:
@@ -293,27 +383,26 @@ def _saved_settings(tmp: Path) -> dict:
         with h5py.File(tmp, "r") as h5:
             return {key: value for key, value in h5.attrs.items() if key not in _NOT_SETTINGS}
     except OSError as exc:
-        raise InputFormatError(f"{tmp}: the interrupted run's file is unreadable ({exc}); pass --overwrite without "
-                               "--resume to start again") from None
+        raise InputFormatError(f"{tmp}: the interrupted run's file is unreadable ({exc}); {START_AGAIN}") from None
 
 
 def _after_rows(sequences: Iterable[SequenceInput], writer: _Writer, tmp: Path, progress) -> Iterator[SequenceInput]:
     """The inputs after those already in ``writer``'s file (a resumed run), each of which must be the same
     sequence, by id and length, as the interrupted run embedded, and all of them together the same bases (by the
-    digest the file keeps; a file written before genomix kept one is checked by ids and lengths alone)."""
+    digest the file keeps)."""
     inputs = iter(sequences)
     for row in range(writer.count):
         item = next(inputs, None)
         if item is None:
             raise InputFormatError(f"{tmp} holds {writer.count} rows but the input has only {row}; resume with the "
-                                   "same input, or pass --overwrite without --resume to start again")
+                                   f"same input, or {START_AGAIN}")
         _input_digest(writer.inputs, item)
         stored, length = writer.ids[row], int(writer.lengths[row])
         stored = stored.decode() if isinstance(stored, bytes) else str(stored)
         if (stored, length) != (item.id, len(item.ids)):
             raise InputFormatError(f"{tmp}: row {row} of the interrupted run is {stored!r} ({length} bases) but "
                                    f"the input now gives {item.id!r} ({len(item.ids)} bases); resume with the same "
-                                   "input, or pass --overwrite without --resume to start again")
+                                   f"input, or {START_AGAIN}")
         progress.update(1)
     if writer.count:
         _check_input_digest(writer, tmp)
@@ -323,11 +412,9 @@ def _after_rows(sequences: Iterable[SequenceInput], writer: _Writer, tmp: Path, 
 def _check_input_digest(writer: _Writer, tmp: Path) -> None:
     """Refuse a resumed run whose first inputs (hashed into ``writer.inputs`` as they were skipped) differ from those
     the interrupted run embedded into ``tmp``."""
-    kept = writer.h5.attrs.get(INPUTS_ATTR)
-    if kept is not None and kept != writer.inputs.hexdigest():
+    if writer.h5.attrs.get(INPUTS_ATTR) != writer.inputs.hexdigest():
         raise InputFormatError(f"{tmp}: the first {writer.count} input sequences have the same ids and lengths as the "
-                               "interrupted run's but other bases; resume with the same input, or pass --overwrite "
-                               "without --resume to start again")
+                               f"interrupted run's but other bases; resume with the same input, or {START_AGAIN}")
 
 
 def load_embedding_model(name: str, revision: str | None = None) -> torch.nn.Module:

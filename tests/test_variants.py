@@ -244,8 +244,8 @@ def test_interrupted_run_resumes_to_the_same_output(tmp_path, clinvar_vcf, model
                                            quiet=True, **kw)
     run(tmp_path / "whole.tsv")
     real = _interrupt_third_batch(monkeypatch)
-    with pytest.raises(KeyboardInterrupt, match=r"the 20 rows written so far are kept in .*cut\.tsv\.partial: the same "
-                       "command with --resume"):  # what the CLI prints
+    with pytest.raises(KeyboardInterrupt, match=r"the 20 rows written so far are kept in .*cut\.tsv\.partial; rerun "
+                       r"with resume=True \(--resume\) to continue"):  # what the CLI prints, and what a caller passes
         run(tmp_path / "cut.tsv")
     monkeypatch.setattr(score_module, "_score_causal", real)
     partial = tmp_path / ".cut.tsv.partial"
@@ -366,8 +366,8 @@ def test_the_model_is_compared_by_its_weights(tmp_path, clinvar_vcf, model, monk
     def interrupt():
         real = _interrupt_third_batch(monkeypatch)
         assert cli_main(common + ["--model", str(checkpoint), "--out", str(out)]) == 130
-        assert re.search(r"interrupted; the 20 rows written so far are kept in .*\.cut\.tsv\.partial: the same command "
-                         "with --resume", capsys.readouterr().err)
+        assert re.search(r"interrupted; the 20 rows written so far are kept in .*\.cut\.tsv\.partial; rerun with "
+                         r"resume=True \(--resume\)", capsys.readouterr().err)
         monkeypatch.setattr(score_module, "_score_causal", real)
         assert re.search(r" weights=sha256:[0-9a-f]{16}( |$)", partial.read_text().splitlines()[0])
 

@@ -194,11 +194,12 @@ def index_vcf(source: str | os.PathLike, out: str | os.PathLike | None = None, o
             return _write_index(_tabix_index(_bgzf_lines(source), source), source)
         if out is None:
             if is_gzip(source):
-                raise InputFormatError(f"{source} is gzip, not bgzip: pass --out for a bgzip copy "
-                                       "(e.g. calls.bgz.vcf.gz)")
+                raise InputFormatError(f"{source} is gzip, not bgzip, so it cannot be indexed in place: give a bgzip "
+                                       "copy's name with out=PATH (--out PATH), e.g. calls.bgz.vcf.gz")
             out = source.with_name(source.name + ".gz")
         out = check_output(out, (source,), overwrite)
-        make_output_dir(out.parent)  # refused as the output's, not reported below as an unreadable input
+        # refused as the output's, not reported below as an unreadable input
+        make_output_dir(out.parent, option="out (--out)")
         tmp = out.with_name(out.name + ".tmp")
         try:
             with open(tmp, "wb") as raw:

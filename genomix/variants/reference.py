@@ -19,12 +19,14 @@ def contig_aliases(name: str) -> list[str]:
 
 
 def parse_contig_map(pairs: list[str]) -> dict[str, str]:
-    """``["1=chr1", ...]`` (command-line ``VCF=REF`` pairs) as a dict."""
+    """``["1=chr1", ...]`` (``VCF=REF`` pairs, as ``--contig-map`` takes them) as a dict, the ``contig_map`` of
+    :class:`Reference`."""
     mapping = {}
     for pair in pairs:
         vcf_name, sep, ref_name = pair.partition("=")
         if not sep or not vcf_name or not ref_name:
-            raise InputFormatError(f"--contig-map {pair!r}: expected VCF_NAME=REFERENCE_NAME")
+            raise InputFormatError(f"contig map pair {pair!r} (--contig-map): expected VCF_NAME=REFERENCE_NAME, e.g. "
+                                   "1=chr1")
         mapping[vcf_name] = ref_name
     return mapping
 
@@ -48,7 +50,8 @@ class Reference:
         self.contig_map = dict(contig_map or {})
         for vcf_name, ours in self.contig_map.items():
             if ours not in self.lengths:
-                raise UnknownContigError(f"--contig-map {vcf_name}={ours}: {self._unknown(ours)}")
+                raise UnknownContigError(f"contig_map maps {vcf_name!r} to {ours!r} (--contig-map {vcf_name}={ours}), "
+                                         f"but there is {self._unknown(ours)}; map it to one of those")
 
     def _unknown(self, name: str) -> str:
         shown = ", ".join(list(self.lengths)[:8]) + (", ..." if len(self.lengths) > 8 else "")
@@ -63,8 +66,8 @@ class Reference:
         matches = [name for name in contig_aliases(chrom) if name in self.lengths]
         if len(matches) == 1:
             return matches[0]
-        raise UnknownContigError(f"{self._unknown(chrom)}; map VCF contigs to the reference's names with "
-                                 f"--contig-map {chrom}=NAME")
+        raise UnknownContigError(f"{self._unknown(chrom)}; map the VCF's contig to one of those names with "
+                                 f"contig_map={{{chrom!r}: NAME}} (--contig-map {chrom}=NAME)")
 
     def text(self, contig: str, start: int, end: int) -> str:
         """Upper-case ``contig[start:end]`` (0-based, half-open, inside the contig)."""

@@ -100,7 +100,7 @@ def _mismatch_hint(ref: str) -> str:
     if codes:
         return (f"REF holds IUPAC ambiguity codes ({', '.join(codes)}), which must match the reference letter for "
                 "letter; write the reference's bases in REF")
-    return "is it the same assembly?"
+    return "check that the VCF was called against this assembly"
 
 
 def plan_windows(variant: Variant, reference: Reference, window: int, vcf: str | Path,
@@ -120,8 +120,8 @@ def plan_windows(variant: Variant, reference: Reference, window: int, vcf: str |
             return _Row(variant, "ref_mismatch")
         raise InputFormatError(
             f"{variant.location(vcf)}: REF {variant.ref} does not match the reference at {contig}:{variant.pos} "
-            f"({found}) in {reference.path}; {_mismatch_hint(variant.ref)} (skip such records with --on-ref-mismatch "
-            "skip)")
+            f"({found}) in {reference.path}; {_mismatch_hint(variant.ref)}; or record such alleles as ref_mismatch "
+            "rows and go on with on_ref_mismatch='skip' (--on-ref-mismatch skip)")
     if method == "masked" and n_ref != n_alt:
         return _Row(variant, "indel")
     extra = max(0, n_ref - n_alt)  # reference bases a deletion pulls into the ALT window
@@ -295,7 +295,7 @@ def score_variants(
     device = resolve_device(device)
     model.to(device).eval()
     counts: dict[str, int] = {}
-    make_output_dir(out.parent)
+    make_output_dir(out.parent, option="out (--out)")
     with (open(partial, "a") as fh, tqdm(total=total, unit="allele", desc="scoring variants", disable=quiet) as bar,
           inference_loop(model, reuse_filters, cuda_graphs)):
         if done == 0:
@@ -313,8 +313,8 @@ def score_variants(
                     counts[row.status] = counts.get(row.status, 0) + 1
                 bar.update(len(batch))
         except (GenomixError, KeyboardInterrupt) as exc:  # other errors: a bug, whose traceback says more
-            reraise_keeping(exc, f"the {sum(counts.values())} rows written so far are kept in {partial}: "
-                                 "the same command with --resume continues after them")
+            reraise_keeping(exc, f"the {sum(counts.values())} rows written so far are kept in {partial}; rerun "
+                                 "with resume=True (--resume) to continue after them")
     os.replace(partial, out)
     return counts
 
