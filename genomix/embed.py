@@ -45,7 +45,7 @@ from .errors import InputFormatError
 from .models.heads import POOLING_MODES
 from .models.inference_loop import inference_loop
 from .outputs import check_output, make_output_dir, temp_sibling
-from .resume import continue_partial, end_interrupted_run, same_weights_settings, weights_fingerprint
+from .resume import START_AGAIN, continue_partial, end_interrupted_run, same_weights_settings, weights_fingerprint
 from .tokenizer import BYTE_TO_ID, INVALID, encode, pad_batch
 
 if TYPE_CHECKING:
@@ -104,8 +104,6 @@ def _chunks(length: int, size: int) -> list[tuple[int, int]]:
 INPUTS_ATTR = "inputs_sha256"
 #: The attributes of an embedding file holding how many rows it has committed, and the SHA-256 of their stored values.
 ROWS_ATTR, ROWS_DIGEST_ATTR = "rows", "rows_sha256"
-#: The advice of every refusal to continue an interrupted run's rows, for Python callers and the command alike.
-START_AGAIN = "start again with overwrite=True and resume=False (--overwrite without --resume)"
 
 
 class _Writer:

@@ -28,7 +28,7 @@ def check_output(out: str | os.PathLike, inputs: Iterable[str | os.PathLike | No
         if source is not None and Path(source).exists() and out.resolve() == Path(source).resolve():
             raise InputFormatError(f"{out}: the output must not be an input of the same command")
     if out.exists() and not overwrite:
-        raise InputFormatError(f"{out} exists; pass --overwrite to replace it")
+        raise InputFormatError(f"{out} exists; pass overwrite=True (--overwrite) to replace it")
     return out
 
 

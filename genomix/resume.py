@@ -47,6 +47,9 @@ log = logging.getLogger(__name__)
 
 #: How a setting that one side lacks (absent, None or empty) is shown in a change list.
 UNSET = "-"
+#: The advice of every refusal to continue an interrupted run's rows. Advice names the keyword argument of the
+#: library call and the command's flag together, since the same error reaches Python callers and the commands.
+START_AGAIN = "start again with overwrite=True and resume=False (--overwrite without --resume)"
 
 
 def flat_settings(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -84,22 +87,21 @@ def continue_partial(partial: Path, read_settings: Callable[[], Mapping[str, Any
         partial.unlink()
         return False
     if overwrite and not resume:
-        log.warning("discarding %s, the rows of an interrupted run (--overwrite without --resume)", partial)
+        log.warning("discarding %s, the rows of an interrupted run (overwrite without resume)", partial)
         partial.unlink()
         return False
     changes = "; ".join(changed_settings(read_settings(), settings))
     if resume and not changes:
         return True
     if resume:
-        raise InputFormatError(f"{partial}: the interrupted run used other settings ({changes}); --resume continues "
-                               "it only with those: rerun with them, or pass --overwrite without --resume to start "
-                               "again without its rows")
+        raise InputFormatError(f"{partial}: the interrupted run used other settings ({changes}); resume=True "
+                               f"(--resume) continues it only with those: rerun with them, or {START_AGAIN}")
     if changes:
-        raise InputFormatError(f"{partial} holds rows of an interrupted run with other settings ({changes}): pass "
-                               "--overwrite to start again without them, or rerun with its settings and --resume to "
-                               "continue it")
-    raise InputFormatError(f"{partial} holds rows of an interrupted run: pass --resume to continue it, or "
-                           "--overwrite to start again without them")
+        raise InputFormatError(f"{partial} holds rows of an interrupted run with other settings ({changes}): "
+                               "overwrite=True (--overwrite) starts again without them, or rerun with its settings "
+                               "and resume=True (--resume) to continue it")
+    raise InputFormatError(f"{partial} holds rows of an interrupted run: resume=True (--resume) continues it, "
+                           "overwrite=True (--overwrite) starts again without them")
 
 
 def end_interrupted_run(exc: BaseException, kept: int, partial_files: Iterable[Path], advice: str) -> NoReturn:

@@ -140,7 +140,7 @@ def read_bed_intervals_text(tmp_path: Path, text: str):
 
 def test_an_existing_output_or_an_input_as_output_is_refused(model, fasta, tmp_path, capsys):
     out = embed_sequences(model, fasta_sequences(fasta), tmp_path / "e.h5", quiet=True)
-    with pytest.raises(InputFormatError, match="exists; pass --overwrite"):
+    with pytest.raises(InputFormatError, match=r"exists; pass overwrite=True \(--overwrite\)"):
         embed_sequences(model, fasta_sequences(fasta), out, quiet=True)
     assert embed_sequences(model, fasta_sequences(fasta), out, quiet=True, overwrite=True) == out
     before = fasta.read_bytes()
@@ -181,7 +181,7 @@ def test_an_interrupted_run_keeps_its_rows_and_resumes_to_the_same_file(model, s
     with pytest.raises(KeyboardInterrupt, match="4 embeddings written so far are kept"):
         run(tmp_path / "cut.h5")
     monkeypatch.setattr(embed_module, "_combine", real)
-    with pytest.raises(InputFormatError, match="--resume to continue it"):
+    with pytest.raises(InputFormatError, match=r"resume=True \(--resume\) continues it"):
         run(tmp_path / "cut.h5")
     with pytest.raises(InputFormatError, match="pooling: mean -> last"):
         run(tmp_path / "cut.h5", pooling="last", resume=True)
@@ -252,15 +252,15 @@ def test_a_partial_file_is_continued_only_with_its_settings_and_discarded_only_b
     with pytest.raises(KeyboardInterrupt, match="4 embeddings written so far"):
         run(cut(5), meta={"revision": "v1"})
     kept = partial.read_bytes()
-    with pytest.raises(InputFormatError, match=r"pass --resume to continue it, or --overwrite to start again"):
+    with pytest.raises(InputFormatError, match=r"resume=True \(--resume\) continues it, overwrite=True \(--overwrite\) starts again"):
         run(items, meta={"revision": "v1"})
     with pytest.raises(InputFormatError, match=r"interrupted run with other settings \(pooling: mean -> last; "
-                                               r"revision: v1 -> -\): pass --overwrite to start again"):
+                                               r"revision: v1 -> -\): overwrite=True \(--overwrite\) starts again"):
         run(items, pooling="last")  # (a) a rerun, for which --resume would not do either
     for overwrite in (False, True):  # (a) and (c)
         # the same weights: the model's name is not compared (see test_the_model_is_compared_by_its_weights)
-        with pytest.raises(InputFormatError, match=r"other settings \(revision: v1 -> v2\); --resume "
-                                                   r"continues it only with those.*--overwrite without --resume"):
+        with pytest.raises(InputFormatError, match=r"other settings \(revision: v1 -> v2\); resume=True \(--resume\) "
+                                                   r"continues it only with those.*\(--overwrite without --resume\)"):
             run(items, model_name="tiny", meta={"revision": "v2"}, resume=True, overwrite=overwrite)
     assert partial.read_bytes() == kept  # nothing discarded, nothing added
     with caplog.at_level("WARNING", logger="genomix.resume"):  # (b)
@@ -297,7 +297,7 @@ def test_the_model_is_compared_by_its_weights(model, shared_dir, tmp_path, caplo
     with h5py.File(partial) as h5:
         assert re.fullmatch(r"sha256:[0-9a-f]{16}", h5.attrs["weights"])
     with pytest.raises(InputFormatError, match=r"other settings \(weights: sha256:[0-9a-f]{16} -> "  # (1)
-                                               r"sha256:[0-9a-f]{16}\); --resume continues it only with those"):
+                                               r"sha256:[0-9a-f]{16}\); resume=True \(--resume\) continues it only with those"):
         run(other, items, model_name="/ckpt", resume=True)
     assert run(model, items, model_name="/moved", resume=True) == out  # (2) the same weights, moved
     with h5py.File(whole) as a, h5py.File(out) as b:

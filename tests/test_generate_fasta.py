@@ -85,7 +85,7 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_file(model, tmp_path, m
     partial = tmp_path / ".out.fa.partial"
     with open(partial, "ab") as fh:  # a record cut off mid-write, as a kill during the second prompt would leave
         fh.write(b">second/1 prompt_length=6\nACG")
-    with pytest.raises(InputFormatError, match="pass --resume to continue it"):
+    with pytest.raises(InputFormatError, match=r"resume=True \(--resume\) continues it"):
         generate_fasta(model, prompts(), out, 30, num_samples=2, line_width=7, quiet=True)
     with pytest.raises(InputFormatError, match=r"other settings \(max_new_tokens: 30 -> 31\)"):
         generate_fasta(model, prompts(), out, 31, num_samples=2, line_width=7, quiet=True, resume=True)
@@ -143,7 +143,7 @@ def test_cli_prompts_from_fasta_and_the_command_line(tmp_path, capsys, monkeypat
     assert main([*args, str(tmp_path / "bad.fa"), "--prompt", "ACGU"]) == 2
     assert "--prompt number 1: invalid DNA character 'U'" in capsys.readouterr().err
     assert main([*args, str(out), "--prompt", "ACGT"]) == 2
-    assert "exists; pass --overwrite" in capsys.readouterr().err
+    assert "exists; pass overwrite=True (--overwrite)" in capsys.readouterr().err
     assert main(["generate", "--model", "caduceus-ps-1k-d118", "--max-new-tokens", "3", "--quiet", "--out",
                  str(tmp_path / "masked.fa"), "--prompt", "ACGT"]) == 2
     assert "needs a causal language model" in capsys.readouterr().err

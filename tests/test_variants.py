@@ -129,7 +129,7 @@ def test_cli_scores_the_clinvar_vcf(tmp_path, clinvar_vcf, capsys):
     again = ["score-variants", "--model", "hyenadna-tiny-1k", "--vcf", str(clinvar_vcf), "--reference", str(RCRS),
              "--quiet", "--window", "64"]
     assert cli_main(again + ["--out", str(out), "--contig-map", "MT=MT_human"]) == 2
-    assert "exists; pass --overwrite" in capsys.readouterr().err
+    assert "exists; pass overwrite=True (--overwrite)" in capsys.readouterr().err
     assert cli_main(again + ["--out", str(tmp_path / "other.tsv")]) == 2  # MT is not the FASTA's name
     assert "--contig-map MT=NAME" in capsys.readouterr().err
     assert cli_main(again + ["--out", str(tmp_path / "x.tsv"), "--contig-map", "MT"]) == 2
@@ -297,7 +297,7 @@ def test_stale_partials_say_what_changed_and_overwrite_discards_them(tmp_path, m
         run()
     with pytest.raises(InputFormatError, match=r"window: 64 -> 32.*--overwrite"):
         run(window=32, on_ref_mismatch="skip", resume=True)
-    with pytest.raises(InputFormatError, match="--overwrite to start again"):
+    with pytest.raises(InputFormatError, match=r"overwrite=True \(--overwrite\) starts again"):
         run(on_ref_mismatch="skip")
     assert run(on_ref_mismatch="skip", resume=True) == {"resumed": 1, "ref_mismatch": 1}
     out.unlink()
@@ -329,14 +329,14 @@ def test_a_partial_file_is_continued_only_with_its_settings_and_discarded_only_b
         run(cut(25), meta={"model": "m"})
     kept = partial.read_text()
     assert len(kept.splitlines()) == 2 + 20
-    with pytest.raises(InputFormatError, match=r"pass --resume to continue it, or --overwrite to start again"):
+    with pytest.raises(InputFormatError, match=r"resume=True \(--resume\) continues it, overwrite=True \(--overwrite\) starts again"):
         run(read_vcf(clinvar_vcf), meta={"model": "m"})
     # the same weights: the model's name is not compared (see test_the_model_is_compared_by_its_weights)
-    with pytest.raises(InputFormatError, match=r"interrupted run with other settings \(window: 64 -> 32\): pass "
-                                               r"--overwrite to start again"):
+    with pytest.raises(InputFormatError, match=r"interrupted run with other settings \(window: 64 -> 32\): "
+                                               r"overwrite=True \(--overwrite\) starts again"):
         run(read_vcf(clinvar_vcf), window=32)  # (a) a rerun, for which --resume would not do either
     for overwrite in (False, True):  # (a) and (c)
-        with pytest.raises(InputFormatError, match=r"other settings \(revision: - -> v2\); --resume continues it only "
+        with pytest.raises(InputFormatError, match=r"other settings \(revision: - -> v2\); resume=True \(--resume\) continues it only "
                                                    r"with those.*--overwrite without --resume"):
             run(read_vcf(clinvar_vcf), meta={"model": "m", "revision": "v2"}, resume=True, overwrite=overwrite)
     assert partial.read_text() == kept  # nothing discarded, nothing added

@@ -271,7 +271,7 @@ def test_a_bgzip_file_is_indexed_in_place_like_tabix_does(indexed, tmp_path):
     data = tmp_path / "theirs.vcf.gz"
     data.write_bytes(indexed["tbi"].read_bytes())  # compressed by htslib, with its own block boundaries
     assert index_vcf(data) == data and (tmp_path / "theirs.vcf.gz.tbi").is_file()
-    with pytest.raises(InputFormatError, match=r"theirs.vcf.gz.tbi exists; pass --overwrite"):
+    with pytest.raises(InputFormatError, match=r"theirs.vcf.gz.tbi exists; pass overwrite=True \(--overwrite\)"):
         index_vcf(data)  # as tabix without -f
     assert index_vcf(data, overwrite=True) == data
     with pysam.TabixFile(str(data)) as ours, pysam.TabixFile(str(indexed["tbi"])) as theirs:
@@ -307,7 +307,7 @@ def test_index_vcf_replaces_an_existing_copy_only_when_asked(tmp_path):
     plain = tmp_path / "p.vcf"
     plain.write_text("##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n1\t5\t.\tA\tC\t.\t.\t.\n")
     (tmp_path / "p.vcf.gz").write_bytes(b"an older copy")
-    with pytest.raises(InputFormatError, match="p.vcf.gz exists; pass --overwrite"):
+    with pytest.raises(InputFormatError, match=r"p.vcf.gz exists; pass overwrite=True \(--overwrite\)"):
         index_vcf(plain)
     assert (tmp_path / "p.vcf.gz").read_bytes() == b"an older copy"
     assert index_vcf(plain, overwrite=True) == tmp_path / "p.vcf.gz" and (tmp_path / "p.vcf.gz.tbi").is_file()
