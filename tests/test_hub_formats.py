@@ -57,7 +57,7 @@ def test_layouts_are_detected(fixture_dir, tmp_path):
     assert detect_format(fixture_dir).name == "hyenadna"
     native = save_native(from_pretrained(fixture_dir), tmp_path / "native")
     assert detect_format(native).name == "genomix"
-    with pytest.raises(CheckpointError, match="no known checkpoint layout"):
+    with pytest.raises(CheckpointError, match="no config.json"):
         detect_format(tmp_path)
 
 

@@ -11,8 +11,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "supported layout, auto-detected) and write DST as config.json + model.safetensors + "
                     "tokenizer files, loadable with genomix.from_pretrained or transformers' AutoModel*.")
     parser.add_argument("src", help="checkpoint directory or Hub id (owner/name)")
-    parser.add_argument("dst", help="output directory (created; an earlier checkpoint there is replaced)")
-    parser.add_argument("--format", help="force the source layout instead of detecting it")
+    parser.add_argument("dst", help="output directory, written atomically (created; an earlier genomix checkpoint "
+                        "there is replaced, any other existing folder is refused)")
+    parser.add_argument("--format", help="the source layout, when several match (it must match SRC): genomix, "
+                        "hyenadna, hyenadna-hf, mamba_ssm or caduceus")
     parser.add_argument("--revision", help="Hub branch, tag or commit to pin")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(func=_run)

@@ -157,29 +157,62 @@ def load_model(name: str, task: str, revision: str | None = None) -> GenomixPreT
 def save_native(model: GenomixPreTrainedModel, out_dir: str | os.PathLike) -> Path:
     """Write ``model`` in genomix's layout (config, safetensors weights, tokenizer) atomically.
 
-    The files go to a temporary sibling directory that is renamed to ``out_dir`` when complete; an
-    existing ``out_dir`` must be empty or hold an earlier genomix checkpoint, which is replaced.
+    The files go to a temporary sibling directory that is renamed to ``out_dir`` when complete, so an interrupted
+    save leaves ``out_dir`` as it was (a process killed outright leaves a hidden temporary folder, which the next
+    save beside it removes). An existing ``out_dir`` must be empty or hold an earlier genomix checkpoint and
+    nothing else, which is replaced; any other folder (another layout's checkpoint, a convert's own source) is
+    refused, never deleted.
     """
+    from ..outputs import make_output_dir, temp_sibling
     from ..tokenizer import Tokenizer
 
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise CheckpointError(f"{out}: exists and is a file; the output is a directory, choose another path")
-    if out.exists() and any(out.iterdir()) and not (out / "config.json").is_file():
-        raise CheckpointError(f"{out}: exists and is not a checkpoint directory; choose an empty or new path")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    out = Path(out_dir).expanduser()
+    check_replaceable(out)
+    make_output_dir(out.parent, option="output directory")
+    tmp, old = temp_sibling(out), temp_sibling(out, "old")
+    shutil.rmtree(tmp, ignore_errors=True)
     try:
+        tmp.mkdir()
         model.save_pretrained(tmp)
         Tokenizer(model_max_length=model.config.max_seq_len).save_pretrained(tmp)
         _as_umask_allows(tmp)
         if out.exists():
-            shutil.rmtree(out)
+            os.replace(out, old)  # moved aside, not deleted, until the new checkpoint is in place
         os.replace(tmp, out)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if old.exists() and not out.exists():
+            os.replace(old, out)
+        if isinstance(exc, OSError):  # no permission, a read-only or full disk
+            raise CheckpointError(f"{out}: cannot write the checkpoint ({exc.strerror or exc}); choose another "
+                                  "output directory") from None
         raise
+    shutil.rmtree(old, ignore_errors=True)
     return out
+
+
+def check_replaceable(out: Path) -> None:
+    """Refuse an output directory ``out`` that :func:`save_native` may not replace: a file, or a folder holding
+    anything but an earlier genomix checkpoint (the files a native save writes)."""
+    from fnmatch import fnmatch
+
+    from .formats.genomix_native import GenomixNative
+
+    if out.exists() and not out.is_dir():
+        raise CheckpointError(f"{out}: exists and is a file; the output is a directory, choose another path")
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    native = GenomixNative()
+    entries = sorted(out.iterdir())
+    if native.detect(out) and all(p.is_file() and any(fnmatch(p.name, pat) for pat in native.patterns)
+                                  for p in entries):
+        return
+    try:
+        held = f"a {detect_format(out).name} checkpoint"
+    except CheckpointError:
+        held = "files genomix did not write"
+    raise CheckpointError(f"{out}: exists and holds {held} ({', '.join(p.name for p in entries[:6])}); only an "
+                          "earlier genomix checkpoint is replaced there: choose a new or empty folder")
 
 
 def _as_umask_allows(directory: Path) -> None:
@@ -195,7 +228,9 @@ def _as_umask_allows(directory: Path) -> None:
 
 
 def convert(src: str | os.PathLike, dst: str | os.PathLike, format: str | None = None, revision: str | None = None) -> Path:
-    """Any supported layout (local or Hub) -> genomix layout at ``dst``, keeping the saved head."""
+    """Any supported layout (local or Hub) -> genomix layout at ``dst``, keeping the saved head. ``dst`` is checked
+    (:func:`check_replaceable`) before ``src`` is read, and written atomically (:func:`save_native`)."""
+    check_replaceable(Path(dst).expanduser())
     directory = resolve(src, revision)
     checkpoint = load_checkpoint(directory, format)
     return save_native(build_from_checkpoint(checkpoint), dst)
@@ -223,6 +258,6 @@ def push_to_hub(
 
 
 __all__ = [
-    "build_from_checkpoint", "convert", "detect_format", "from_pretrained", "load_checkpoint", "load_model",
-    "push_to_hub", "register_auto_classes", "resolve", "save_native",
+    "build_from_checkpoint", "check_replaceable", "convert", "detect_format", "from_pretrained", "load_checkpoint",
+    "load_model", "push_to_hub", "register_auto_classes", "resolve", "save_native",
 ]

@@ -16,14 +16,19 @@ again, nor is any call that passes its own ``config``.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any, Callable
+
+import torch
 
 from ..errors import CheckpointError, ConfigError
 from ..model_types import FAMILY_MODULES
 from ..models.base import GenomixPreTrainedModel
 from ..models.registry import get_family
 from . import from_pretrained
-from .formats import FormatAdapter, detect_format
+from .formats import FormatAdapter, detect_format, load_checkpoint
+from .formats.base import summarise
+from .formats.common import expected_state_dict
 from .formats.genomix_native import GenomixNative
 from .resolve import resolve
 
@@ -55,22 +60,66 @@ def _check_family(cls: type[GenomixPreTrainedModel], name: str, adapter: FormatA
 def _load_native(
     cls: type[GenomixPreTrainedModel],
     name: str,
+    directory: Path,
     native_loader: Callable[..., Any],
     model_args: tuple[Any, ...],
     kwargs: dict[str, Any],
 ) -> Any:
-    """transformers' loader on a genomix-layout checkpoint, refusing one that lacks backbone weights its config
-    asks for (e.g. ``n_layer`` raised by hand): transformers would start them at random with only a printed
-    report. A fresh head on a pretrained backbone (a causal-LM checkpoint for classification) is fine."""
+    """transformers' loader on a genomix-layout checkpoint (in ``directory``), refusing one that lacks backbone
+    weights its config asks for (e.g. ``n_layer`` raised by hand): transformers would start them at random with
+    only a printed report. A fresh head on a pretrained backbone (a causal-LM checkpoint for classification) is
+    fine. When transformers fails on the files (truncated weights, a missing shard, a bad config value), genomix's
+    own reader says which file is wrong and what to do, instead of transformers' exception."""
     wants_info = kwargs.pop("output_loading_info", False)
-    model, info = native_loader(name, *model_args, output_loading_info=True, **kwargs)
+    try:
+        model, info = native_loader(name, *model_args, output_loading_info=True, **kwargs)
+    except Exception:
+        problem = _files_problem(directory)
+        if problem is None:  # the files are fine: the failure is the call's own
+            raise
+        raise problem from None
     prefix = None if _task_of(cls) == "base" else cls.base_model_prefix + "."
     missing = sorted(key for key in info["missing_keys"] if prefix is None or key.startswith(prefix))
+    unexpected = sorted(set(info["unexpected_keys"]) - _family_keys(model.config))
+    problems = []
     if missing:
-        raise CheckpointError(f"{name}: the checkpoint lacks {len(missing)} backbone weight(s) its config.json asks "
-                              f"for ({', '.join(missing[:4])}{', ...' if len(missing) > 4 else ''}); the config and "
-                              "the weights are not of one model: re-save or re-download the checkpoint")
+        problems.append(f"lacks {len(missing)} backbone weight(s) its config.json asks for ({summarise(missing, 4)})")
+    if unexpected:
+        problems.append(f"holds {len(unexpected)} weight(s) no {model.config.model_type} model has "
+                        f"({summarise(unexpected, 4)})")
+    if problems:
+        raise CheckpointError(f"{name}: the checkpoint {' and '.join(problems)}; the config and the weights are not "
+                              "of one model: re-save or re-download the checkpoint")
+    broken = [key for key, value in model.state_dict().items()
+              if value.is_floating_point() and not bool(torch.isfinite(value).all())]
+    if broken:
+        raise CheckpointError(f"{name}: {len(broken)} weight(s) hold NaN or infinite values ({summarise(broken, 4)}): "
+                              "the file is corrupt or was saved from a diverged run; re-download it or use an earlier "
+                              "checkpoint")
     return (model, info) if wants_info else model
+
+
+def _family_keys(config: Any) -> set[str]:
+    """Every weight name a model of ``config``'s family may hold, with and without the backbone prefix: what a
+    checkpoint of any head of the family saves (a head dropped on load is no error, a stray weight is)."""
+    family = get_family(config.model_type)
+    keys: set[str] = set()
+    for task, model_class in family.models.items():
+        try:
+            names = expected_state_dict(family, task, config)
+        except ConfigError:  # a head this config cannot have (M2-BERT has no causal one)
+            continue
+        keys |= set(names) | {key.removeprefix(model_class.base_model_prefix + ".") for key in names}
+    return keys
+
+
+def _files_problem(directory: Path) -> CheckpointError | None:
+    """What genomix's reader of the native layout finds wrong with the checkpoint in ``directory`` (None: nothing)."""
+    try:
+        load_checkpoint(directory, GenomixNative.name)
+    except CheckpointError as exc:
+        return exc
+    return None
 
 
 def load_for_class(
@@ -89,7 +138,7 @@ def load_for_class(
     adapter = detect_format(directory)
     _check_family(cls, name, adapter, adapter.model_type_of(directory))
     if isinstance(adapter, GenomixNative):
-        return _load_native(cls, name, native_loader, model_args, kwargs)
+        return _load_native(cls, name, directory, native_loader, model_args, kwargs)
     task = _task_of(cls)
     if task is None:
         raise CheckpointError(

@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from ..devices import resolve_device
-from ..errors import CheckpointError, ConfigError, RangeError, TrainingError
+from ..errors import CheckpointError, ConfigError, GenomixError, RangeError, TrainingError
 from ..models.inference_loop import inference_loop
 from ..models.tasks import CausalLMMixin, MaskedLMMixin
 from ..outputs import atomic_write_text, make_output_dir, temp_sibling
@@ -318,6 +318,16 @@ def _prompting_lm(model_name: str, revision: str | None, soft_prompt: bool) -> n
     return model
 
 
+def _check_finite(logits: np.ndarray, model: str, split: str) -> None:
+    """Refuse class logits with NaN or infinities (metrics would fail on them, or silently rank them), naming the
+    rows: the model's weights are broken, or its activations overflowed (bf16 on a GPU)."""
+    rows = np.flatnonzero(~np.isfinite(logits).all(axis=1))
+    if len(rows):
+        raise GenomixError(f"{model} gave NaN or infinite class logits for {len(rows)} of {len(logits)} {split} "
+                           f"row(s) (first: row {rows[0]}); check the checkpoint's weights, or run with --device cpu "
+                           "(float32) to rule out a half-precision overflow")
+
+
 def run_icl(model: str, task: str | os.PathLike | TaskData, out_dir: str | os.PathLike, recipe: IclRecipe, *,
             revision: str | None = None, device: str | None = None, resume: bool = False,
             quiet: bool = False, cuda_graphs: bool = True) -> dict[str, Any]:
@@ -331,7 +341,7 @@ def run_icl(model: str, task: str | os.PathLike | TaskData, out_dir: str | os.Pa
     out = Path(out_dir).expanduser()
     if (out / CHECKPOINT).is_file() and not resume:
         raise ConfigError(f"{out} already holds a soft-prompt run; pass --resume to continue it, or choose another --out")
-    make_output_dir(out)
+    make_output_dir(out)  # a bad --out is refused before the model loads
     task_source = task
     task = task if isinstance(task, TaskData) else load_task(task)
     train = task.split("train")
@@ -359,6 +369,7 @@ def run_icl(model: str, task: str | os.PathLike | TaskData, out_dir: str | os.Pa
         if recipe.test_rows is not None:
             data = data.head(recipe.test_rows)
         logits = score_split(lm, builder, data, split, recipe.eval_batch_size, torch_device, quiet, cuda_graphs)
+        _check_finite(logits, model, split)
         metrics[split] = classification_metrics(logits, data.labels)
         write_predictions(predictions / f"{split}.tsv", logits, data.labels, task.label_names)
     summary = {"model": model, "task": task.name, "label_names": task.label_names,

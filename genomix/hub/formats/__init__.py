@@ -10,7 +10,8 @@ Writing an adapter (one module per layout in this package)::
     from genomix.hub.formats import FormatAdapter, LoadedCheckpoint, register_format
 
     class MyLayout(FormatAdapter):
-        name = "my-layout"                 # shown in messages and `genomix convert --from`
+        name = "my-layout"                 # shown in messages and `genomix convert --format`
+        signature = "config.json with ..." # what identifies it, for the message listing layouts
         patterns = ("config.json", "*.bin") # what to download from the Hub for this layout
         priority = 50                      # lower is tried first (the native layout is 0)
         model_type = "genomix-hyena"       # the family it loads as (class loaders refuse others early)
@@ -28,8 +29,10 @@ and add the module name to :data:`FORMAT_MODULES` (adapters are imported lazily,
 Contract of ``load``: it returns a :class:`LoadedCheckpoint` whose ``config`` is a family config
 (``GenomixConfig`` subclass, ``model_type`` ``genomix-*``), whose ``state_dict`` has exactly the keys of
 ``family.models[task](config).state_dict()`` for the suggested ``task`` (use
-:func:`genomix.hub.formats.base.read_weights` to read files with ``weights_only=True`` and
-:func:`genomix.hub.formats.base.check_keys` for precise missing/unexpected-key reports), and raises
+:func:`genomix.hub.formats.base.find_weights` and :func:`~genomix.hub.formats.base.read_weights` to find and read
+files, sharded ones included, with ``weights_only=True``, :func:`~genomix.hub.formats.base.build_config` to type-check
+the config's fields, and :func:`genomix.hub.formats.base.check_keys` for precise missing/unexpected-key, shape,
+dtype and NaN reports), and raises
 :class:`genomix.errors.CheckpointError` (never a bare exception) for anything wrong with the files.
 """
 from __future__ import annotations
@@ -37,7 +40,7 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from ...errors import CheckpointError
+from ...errors import CheckpointError, GenomixError
 from .base import FormatAdapter, LoadedCheckpoint, read_json
 
 #: Adapter modules of this package, imported on first use. Other families append theirs here.
@@ -82,26 +85,51 @@ def get_format(name: str) -> FormatAdapter:
 
 
 def detect_format(path: str | Path) -> FormatAdapter:
-    """The first adapter whose ``detect`` accepts the directory ``path``."""
+    """The first adapter whose ``detect`` accepts the directory ``path``; when none does, a CheckpointError that
+    says why (no or unreadable config.json, a model_type genomix does not read) and lists the layouts it reads."""
     path = Path(path)
     if not path.is_dir():
         raise CheckpointError(f"{path}: not a directory; a checkpoint is a folder with config and weights")
     for adapter in formats():
         if adapter.detect(path):
             return adapter
-    if (path / "config.json").is_file():
-        read_json(path / "config.json")  # a corrupt config.json is why no layout matched: say that instead
-    listing = sorted(p.name for p in path.iterdir())[:20]
-    raise CheckpointError(
-        f"{path}: no known checkpoint layout (files: {listing}); genomix reads "
-        f"{[a.name for a in formats()]} layouts"
-    )
+    config = path / "config.json"
+    if not config.exists():
+        listing = sorted(p.name for p in path.iterdir())[:20]
+        raise CheckpointError(f"{path}: no config.json (files: {listing}); every checkpoint layout keeps its config "
+                              "there: copy the config.json that came with these weights, or download the checkpoint "
+                              f"again. {_layouts()}")
+    model_type = read_json(config).get("model_type")  # a corrupt config.json raises here, naming the file
+    what = f"model_type {model_type!r}" if model_type is not None else "no model_type"
+    raise CheckpointError(f"{config}: {what}, in no layout genomix reads. {_layouts()}")
+
+
+def _layouts() -> str:
+    """The layouts genomix reads and what identifies each, for messages."""
+    return "genomix reads: " + "; ".join(f"{a.name} ({a.signature})" for a in formats())
 
 
 def load_checkpoint(path: str | Path, format: str | None = None) -> LoadedCheckpoint:
-    """Read a checkpoint directory in any supported layout (auto-detected unless ``format`` given)."""
-    adapter = get_format(format) if format else detect_format(path)
-    return adapter.load(Path(path))
+    """Read a checkpoint directory in any supported layout (auto-detected unless ``format`` given; a forced
+    ``format`` must still recognise the directory, so that one layout's files are never read as another's).
+
+    Every problem is a :class:`CheckpointError` naming the file: besides the adapters' own checks, a config whose
+    values pass their type checks but still build no model (``"d_model": 0``) is reported as such.
+    """
+    path = Path(path)
+    adapter = detect_format(path)
+    if format is not None and get_format(format) is not adapter and not get_format(format).detect(path):
+        raise CheckpointError(f"{path}: not a {format} checkpoint ({get_format(format).signature}); it is in the "
+                              f"{adapter.name} layout: drop the format option, or pass {adapter.name!r}")
+    adapter = get_format(format) if format else adapter
+    try:
+        return adapter.load(path)
+    except (TypeError, ValueError, RuntimeError, ArithmeticError) as exc:
+        if isinstance(exc, GenomixError):
+            raise
+        raise CheckpointError(f"{path / 'config.json'}: its values do not build a model ({type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0] if str(exc) else ''}); correct config.json or download "
+                              "the checkpoint again") from exc
 
 
 __all__ = [

@@ -1,5 +1,6 @@
 """Caduceus Hub layout (``kuleshov-group/caduceus-*``): ``config.json`` with ``model_type: "caduceus"`` and
-``pytorch_model.bin``/``model.safetensors`` with keys ``caduceus.backbone.…`` plus ``lm_head.…``.
+``pytorch_model.bin``/``model.safetensors`` (or their sharded index) with keys ``caduceus.backbone.…`` plus
+``lm_head.…``.
 
 genomix's Caduceus keeps the Hub's module names below the backbone, so loading strips the ``caduceus.``
 prefix; no remote code runs. Classification checkpoints are not a released Hub layout and are not read.
@@ -9,9 +10,18 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ...errors import CheckpointError
-from .base import FormatAdapter, LoadedCheckpoint, check_keys, config_for_detection, read_json, read_weights
-from .mamba_ssm import mamba_fields, weights_file
+from .base import (
+    HUB_WEIGHT_PATTERNS,
+    FormatAdapter,
+    LoadedCheckpoint,
+    build_config,
+    check_keys,
+    config_for_detection,
+    find_weights,
+    read_json,
+    read_weights,
+)
+from .mamba_ssm import mamba_fields
 
 _CADUCEUS_FIELDS = ("bidirectional", "bidirectional_strategy", "bidirectional_weight_tie", "rcps",
                     "complement_map")
@@ -21,7 +31,8 @@ _TIED_REV = re.compile(r"\.mamba_rev\.(in_proj|out_proj)\.")
 
 class CaduceusFormat(FormatAdapter):
     name = "caduceus"
-    patterns = ("config.json", "pytorch_model.bin", "model.safetensors")
+    signature = "config.json with model_type 'caduceus' + pytorch_model.bin or model.safetensors"
+    patterns = ("config.json", *HUB_WEIGHT_PATTERNS)
     priority = 40
     model_type = "genomix-caduceus"
 
@@ -34,21 +45,19 @@ class CaduceusFormat(FormatAdapter):
         from .common import expected_state_dict
 
         raw = read_json(path / "config.json")
-        fields = mamba_fields(raw, path)
+        fields, names = mamba_fields(raw, path)
         fields.update({k: raw[k] for k in _CADUCEUS_FIELDS if k in raw})
-        try:
-            config = CaduceusConfig(**fields)
-        except Exception as exc:  # ConfigError and bad field types alike
-            raise CheckpointError(f"{path / 'config.json'}: not a usable Caduceus config: {exc}") from None
+        config = build_config(CaduceusConfig, fields, path / "config.json", names)
+        weights = find_weights(path)
         state = {}
-        for key, value in read_weights(weights_file(path)).items():
+        for key, value in read_weights(weights).items():
             state[key[len("caduceus."):] if key.startswith("caduceus.") else key] = value
         if config.bidirectional_weight_tie:  # stored twice on the Hub; genomix keeps the forward copy
             state = {k: v for k, v in state.items() if not _TIED_REV.search(k)}
         if config.tie_word_embeddings:  # the tied head is the embedding matrix
             state.pop("lm_head.weight", None)
             state.pop("lm_head.lm_head.weight", None)
-        check_keys(path, state, expected_state_dict(get_family(config.model_type), "masked-lm", config))
+        check_keys(weights, state, expected_state_dict(get_family(config.model_type), "masked-lm", config))
         return LoadedCheckpoint(config=config, state_dict=state, task="masked-lm", source_format=self.name)
 
 

@@ -1,4 +1,5 @@
-"""genomix's own layout: ``config.json`` (``model_type: genomix-*``) + ``model.safetensors``.
+"""genomix's own layout: ``config.json`` (``model_type: genomix-*``) + ``model.safetensors`` (or a sharded
+``model.safetensors.index.json`` with its shards).
 
 This is what ``save_pretrained``/``genomix convert``/``push_to_hub`` write, and what
 ``transformers.AutoModel*.from_pretrained`` reads once genomix is imported.
@@ -7,18 +8,27 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ...errors import CheckpointError
+from ...errors import CheckpointError, ConfigError
 from ...models.registry import get_family
 from . import register_format
-from .base import FormatAdapter, LoadedCheckpoint, check_keys, config_for_detection, read_json, read_weights
+from .base import (
+    HUB_WEIGHT_PATTERNS,
+    FormatAdapter,
+    LoadedCheckpoint,
+    build_config,
+    check_keys,
+    config_for_detection,
+    find_weights,
+    read_json,
+    read_weights,
+)
 from .common import expected_state_dict, task_of_architectures
-
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
 class GenomixNative(FormatAdapter):
     name = "genomix"
-    patterns = ("*.json", "model.safetensors", "*.txt")
+    signature = "config.json with model_type 'genomix-*' + model.safetensors"
+    patterns = ("*.json", "*.txt", *HUB_WEIGHT_PATTERNS)
     priority = 0
 
     def detect(self, path: Path) -> bool:
@@ -29,12 +39,13 @@ class GenomixNative(FormatAdapter):
 
     def load(self, path: Path) -> LoadedCheckpoint:
         data = read_json(path / "config.json")
-        family = get_family(data["model_type"])
-        config = family.config_class.from_dict(data)
+        try:
+            family = get_family(data["model_type"])
+        except ConfigError as exc:  # a genomix-* type no family registers (a newer genomix, or a typo)
+            raise CheckpointError(f"{path / 'config.json'}: {exc}; a newer genomix may have written it") from None
+        config = build_config(family.config_class, data, path / "config.json")
         task = task_of_architectures(family, data.get("architectures"))
-        weights = next((path / f for f in WEIGHT_FILES if (path / f).is_file()), None)
-        if weights is None:
-            raise CheckpointError(f"{path}: config.json found but no weights ({' or '.join(WEIGHT_FILES)})")
+        weights = find_weights(path)
         state_dict = read_weights(weights)
         check_keys(weights, state_dict, expected_state_dict(family, task, config))
         return LoadedCheckpoint(config, state_dict, task, self.name)

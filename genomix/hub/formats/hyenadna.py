@@ -19,7 +19,15 @@ import torch
 from ...errors import CheckpointError
 from ...models.hyena import FAMILY, HyenaConfig, fixed_buffers
 from . import register_format
-from .base import FormatAdapter, LoadedCheckpoint, check_keys, config_for_detection, read_json, read_weights
+from .base import (
+    FormatAdapter,
+    LoadedCheckpoint,
+    build_config,
+    check_keys,
+    config_for_detection,
+    read_json,
+    read_weights,
+)
 from .common import expected_state_dict
 
 #: ``layer`` fields that only configure training (learning rates, weight decay): not model structure.
@@ -59,8 +67,19 @@ TOP_FIELDS = {
 _SHARED_FREQ = re.compile(r"(.*\.implicit_filter\.)(\d+)\.freq$")
 
 
+#: Fields the research code's constructors take without a default (``LMBackbone``'s sizes, ``HyenaOperator``'s
+#: ``l_max``): a config without them describes no model, and guessing would build a different one.
+REQUIRED_TOP = ("d_model", "n_layer", "d_inner", "vocab_size")
+REQUIRED_LAYER = ("l_max",)
+#: The research code's defaults where genomix's differ, for fields a config may leave out (``HyenaFilter``'s
+#: ``w=1`` and ``emb_dim=3``, ``LMBackbone``'s ``pad_vocab_size_multiple=1``, and the shift of the released
+#: code's ``ExponentialModulation``).
+ORIGINAL_DEFAULTS = {"activation_freq": 1.0, "emb_dim": 3, "pad_vocab_size_multiple": 1, "modulation_shift": 0.05}
+
+
 def config_from_original(data: dict[str, Any], source: Path) -> HyenaConfig:
-    """A HyenaConfig from the research code's config (nested ``layer`` block)."""
+    """A HyenaConfig from the research code's config (nested ``layer`` block); fields it leaves out take the
+    research code's defaults, and fields that code requires must be there."""
     layer = data.get("layer")
     if not isinstance(layer, dict) or layer.get("_name_", "hyena") != "hyena":
         raise CheckpointError(f"{source}: expected a 'layer' block with _name_ 'hyena', got {layer!r}")
@@ -70,10 +89,16 @@ def config_from_original(data: dict[str, Any], source: Path) -> HyenaConfig:
             f"{source}: layer fields {sorted(unknown)} are not understood; genomix cannot guarantee the "
             "same outputs for this checkpoint"
         )
-    fields = {TOP_FIELDS[k]: v for k, v in data.items() if k in TOP_FIELDS}
+    absent = [k for k in REQUIRED_TOP if k not in data] + [f"layer.{k}" for k in REQUIRED_LAYER if k not in layer]
+    if absent:
+        raise CheckpointError(f"{source}: lacks {', '.join(absent)}, which HyenaDNA's config must give; restore "
+                              "the checkpoint's original config.json or download the checkpoint again")
+    names = {TOP_FIELDS[k]: k for k in data if k in TOP_FIELDS}
+    names.update({LAYER_FIELDS[k]: f"layer.{k}" for k in layer if k in LAYER_FIELDS})
+    fields = dict(ORIGINAL_DEFAULTS)
+    fields.update({TOP_FIELDS[k]: v for k, v in data.items() if k in TOP_FIELDS})
     fields.update({LAYER_FIELDS[k]: v for k, v in layer.items() if k in LAYER_FIELDS})
-    fields.setdefault("modulation_shift", 0.05)  # the released weights were trained with this shift
-    return HyenaConfig(**fields)
+    return build_config(HyenaConfig, fields, source, names)
 
 
 def hyena_state_dict(
@@ -110,12 +135,13 @@ def hyena_state_dict(
 
 class HyenaDNAOriginal(FormatAdapter):
     name = "hyenadna"
+    signature = "config.json with a 'layer' block + weights.ckpt"
     patterns = ("config.json", "weights.ckpt")
     priority = 20
     model_type = HyenaConfig.model_type
 
     def detect(self, path: Path) -> bool:
-        return (path / "weights.ckpt").is_file() and isinstance(config_for_detection(path).get("layer"), dict)
+        return isinstance(config_for_detection(path).get("layer"), dict)
 
     def load(self, path: Path) -> LoadedCheckpoint:
         data = read_json(path / "config.json")

@@ -1,5 +1,6 @@
 """mamba_ssm's ``MambaLMHeadModel`` layout: ``config.json`` (``MambaConfig`` fields, mixer options in
-``ssm_cfg``) + ``pytorch_model.bin`` or ``model.safetensors`` with keys ``backbone.…`` and ``lm_head.weight``.
+``ssm_cfg``) + ``pytorch_model.bin`` or ``model.safetensors`` (or their sharded index) with keys ``backbone.…`` and
+``lm_head.weight``.
 
 genomix's Mamba uses mamba_ssm's parameter names, so only the config is translated. Only Mamba-1 mixers
 without attention layers or MLPs are supported; anything else is refused with a CheckpointError.
@@ -10,7 +11,18 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import CheckpointError
-from .base import FormatAdapter, LoadedCheckpoint, check_keys, config_for_detection, read_json, read_weights
+from .base import (
+    HUB_WEIGHT_PATTERNS,
+    FormatAdapter,
+    LoadedCheckpoint,
+    build_config,
+    check_keys,
+    config_for_detection,
+    find_weights,
+    json_object,
+    read_json,
+    read_weights,
+)
 
 #: mamba_ssm ``ssm_cfg`` entries genomix's config takes over (the rest select kernels, not math).
 SSM_FIELDS = ("d_state", "d_conv", "expand", "dt_rank", "dt_min", "dt_max", "dt_init", "dt_scale",
@@ -21,32 +33,29 @@ TOP_FIELDS = ("d_model", "n_layer", "vocab_size", "rms_norm", "residual_in_fp32"
 _INIT_FIELDS = ("initializer_range", "rescale_prenorm_residual", "n_residuals_per_layer")
 
 
-def weights_file(path: Path) -> Path:
-    """The weights file of a Hub-style directory (safetensors preferred)."""
-    for name in ("model.safetensors", "pytorch_model.bin"):
-        if (path / name).is_file():
-            return path / name
-    raise CheckpointError(f"{path}: no model.safetensors or pytorch_model.bin next to config.json")
-
-
-def mamba_fields(raw: dict[str, Any], path: Path) -> dict[str, Any]:
-    """genomix Mamba config fields from a mamba_ssm/Caduceus-style config dict."""
-    ssm = dict(raw.get("ssm_cfg") or {})
+def mamba_fields(raw: dict[str, Any], path: Path) -> tuple[dict[str, Any], dict[str, str]]:
+    """genomix Mamba config fields from a mamba_ssm/Caduceus-style config dict, and what the file calls each
+    (``d_state`` -> ``ssm_cfg.d_state``) for :func:`~.base.build_config`'s messages."""
+    source = path / "config.json"
+    ssm = json_object(raw, "ssm_cfg", source)
     layer = ssm.pop("layer", "Mamba1")
     if layer != "Mamba1":
-        raise CheckpointError(f"{path / 'config.json'}: ssm_cfg.layer={layer!r}; genomix implements Mamba1 only")
+        raise CheckpointError(f"{source}: ssm_cfg.layer={layer!r}; genomix implements Mamba1 only")
+    init = json_object(raw, "initializer_cfg", source)
     fields = {k: raw[k] for k in TOP_FIELDS if k in raw}
-    fields.update({k: ssm[k] for k in SSM_FIELDS if k in ssm})
-    init = raw.get("initializer_cfg") or {}
-    fields.update({k: init[k] for k in _INIT_FIELDS if k in init})
+    names = {k: k for k in fields}
+    for block, values, keys in (("ssm_cfg", ssm, SSM_FIELDS), ("initializer_cfg", init, _INIT_FIELDS)):
+        fields.update({k: values[k] for k in keys if k in values})
+        names.update({k: f"{block}.{k}" for k in keys if k in values})
     if "tie_embeddings" in raw:
         fields["tie_word_embeddings"] = bool(raw["tie_embeddings"])
-    return fields
+    return fields, names
 
 
 class MambaSSMFormat(FormatAdapter):
     name = "mamba_ssm"
-    patterns = ("config.json", "pytorch_model.bin", "model.safetensors")
+    signature = "config.json without model_type, with d_model, n_layer and ssm_cfg + pytorch_model.bin"
+    patterns = ("config.json", *HUB_WEIGHT_PATTERNS)
     priority = 40
     model_type = "genomix-mamba"
 
@@ -65,11 +74,13 @@ class MambaSSMFormat(FormatAdapter):
                 f"{path / 'config.json'}: MLP (d_intermediate) or attention layers (attn_layer_idx) are not "
                 "supported by genomix's Mamba; only pure Mamba-1 stacks load"
             )
-        config = MambaConfig(**mamba_fields(raw, path))
-        state = read_weights(weights_file(path))
+        fields, names = mamba_fields(raw, path)
+        config = build_config(MambaConfig, fields, path / "config.json", names)
+        weights = find_weights(path)
+        state = read_weights(weights)
         if config.tie_word_embeddings:
             state.pop("lm_head.weight", None)  # the tied head is the embedding matrix
-        check_keys(path, state, expected_state_dict(get_family(config.model_type), "causal-lm", config))
+        check_keys(weights, state, expected_state_dict(get_family(config.model_type), "causal-lm", config))
         return LoadedCheckpoint(config=config, state_dict=state, task="causal-lm", source_format=self.name)
 
 
