@@ -32,7 +32,7 @@ from .errors import InputFormatError
 from .models.generation import beam_search, generate
 from .models.tasks import require_causal_lm
 from .outputs import check_output, make_output_dir
-from .resume import continue_partial, end_interrupted_run, same_weights_settings, weights_fingerprint
+from .resume import START_AGAIN, continue_partial, end_interrupted_run, same_weights_settings, weights_fingerprint
 from .tokenizer import decode
 
 
@@ -92,8 +92,7 @@ def generate_fasta(
                 if index < done["prompts"]:
                     if index + 1 == done["prompts"] and inputs.hexdigest() != done["inputs"]:
                         raise InputFormatError(f"the first {index + 1} prompts differ from those of the interrupted "
-                                               f"run in {partial}: resume with its inputs, or pass --overwrite "
-                                               "without --resume to start again")
+                                               f"run in {partial}: resume with its inputs, or {START_AGAIN}")
                     continue
                 if len(prompt.ids) == 0:
                     raise InputFormatError(f"prompt {prompt.id!r} is empty")
@@ -128,8 +127,8 @@ def generate_fasta(
         progress_file.unlink()
     except BaseException as exc:
         end_interrupted_run(exc, done["prompts"], [partial, progress_file], f"the samples of the first "
-                            f"{done['prompts']} prompts are kept in {partial}: the same command with --resume "
-                            "continues after them")
+                            f"{done['prompts']} prompts are kept in {partial}; rerun with resume=True (--resume) "
+                            "to continue after them")
     finally:
         progress.close()
     return out
@@ -186,11 +185,10 @@ def _recorded(progress_file: Path, partial: Path) -> Mapping:
     except (OSError, ValueError, TypeError, KeyError):
         kept = None
     if kept is None:
-        raise InputFormatError(f"{partial} has no readable record of its run ({progress_file}); pass --overwrite "
-                               "without --resume to start again")
+        raise InputFormatError(f"{partial} has no readable record of its run ({progress_file}); {START_AGAIN}")
     if partial.stat().st_size < kept:
         raise InputFormatError(f"{partial} holds fewer than the {kept} bytes that {progress_file} records: it was "
-                               "cut short; pass --overwrite without --resume to start again")
+                               f"cut short; {START_AGAIN}")
     return recorded
 
 
