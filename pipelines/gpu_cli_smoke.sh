@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Every long-running genomix command once on a GPU, end to end on real data, tiny models: a multi-file genome
-# store, pretraining (eager and CUDA graphs), embeddings, variant scoring (causal, Mamba, masked), sampling,
-# beam search, fine-tuning and in-context prompts. Each step's status and time go to $OUT/smoke/summary.txt;
-# the script exits 1 if any step failed.
+# store, pretraining (eager, on two genomes with per-source weights, and CUDA graphs), embeddings, variant
+# scoring (causal, Mamba, masked), sampling, beam search, fine-tuning and in-context prompts. Each step's status
+# and time go to $OUT/smoke/summary.txt; the script exits 1 if any step failed.
 #
 #   OUT=/tmp/smoke DATA=../shared/data bash pipelines/gpu_cli_smoke.sh      # from the repository root
 #
@@ -32,6 +32,15 @@ for i, r in enumerate(rows):
 PY
 step prepare python -m genomix genome prepare --genome $D/genomes/phage_lambda_NC_001416.fa $D/genomes/sarscov2_MN908947.fa --out $O/corpus.h5 --quiet
 step pretrain python -m genomix pretrain --genome $O/corpus.h5 --recipe hyenadna-demo-gpu --max-steps 20 --out $O/pre --quiet
+python - "$O/weighted.yaml" "$D/genomes" <<'PY'
+import sys, yaml  # the GPU demo recipe on two genomes, the small one drawn three times as often as its length says
+recipe = yaml.safe_load(open("configs/pretrain/hyenadna-demo-gpu.yaml"))
+genomes = sys.argv[2]
+recipe["data"].update(genome=[f"{genomes}/phage_lambda_NC_001416.fa", f"{genomes}/sarscov2_MN908947.fa"],
+                      source_weights={"phage_lambda_NC_001416": 1, "sarscov2_MN908947": 3})
+yaml.safe_dump(recipe, open(sys.argv[1], "w"))
+PY
+step pretrain_weighted python -m genomix pretrain --recipe $O/weighted.yaml --max-steps 20 --cache-dir $O/cache --out $O/pre_w --quiet
 step pretrain_graphs python -m genomix pretrain --genome $O/corpus.h5 --recipe hyenadna-demo-gpu --max-steps 20 --cuda-graphs --out $O/pre_g --quiet
 step embed python -m genomix embed --model $O/pre/model --fasta $D/genomes/sarscov2_MN908947.fa --out $O/emb.h5 --device cuda --quiet
 step embed_mamba python -m genomix embed --model mamba-tiny-1k --fasta $D/genomes/phage_lambda_NC_001416.fa --pooling none --out $O/emb_m.h5 --device cuda --quiet
