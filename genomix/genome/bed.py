@@ -8,6 +8,8 @@ for another assembly fails loudly with the file and line, instead of silently yi
 from __future__ import annotations
 
 import gzip
+import re
+import zlib
 from pathlib import Path
 from typing import Iterator, Mapping, Sequence
 
@@ -16,34 +18,67 @@ from ..errors import InputFormatError, RangeError, UnknownContigError
 Interval = tuple[str, int, int]
 SPLITS = ("train", "valid", "test")
 SPLIT_ALIASES = {"validation": "valid", "val": "valid", "dev": "valid", "training": "train"}
+_INTEGER = re.compile(r"-?[0-9]+")
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """``(line number, text)`` of a plain or gzip text file, without a UTF-8 byte-order mark; an unreadable file
+    or a truncated/corrupt gzip stream is an :class:`InputFormatError` naming the file and the line reached."""
+    lineno = 0
+    try:
+        with open(path, "rb") as probe:
+            opener = gzip.open if probe.read(2) == b"\x1f\x8b" else open
+        with opener(path, "rt", encoding="utf-8-sig", errors="replace") as fh:
+            for lineno, line in enumerate(fh, start=1):
+                yield lineno, line
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise InputFormatError(f"{path}: the gzip stream is truncated or corrupt after line {lineno} ({exc}); "
+                               "download or compress the file again (a complete copy passes `gzip -t`)") from None
+    except OSError as exc:
+        raise InputFormatError(f"{path}: cannot read the BED file ({exc.strerror}); check its permissions") from None
+
+
+def _coordinate(path: Path, lineno: int, text: str, which: str) -> int:
+    """A start or end column as an int: only digits (and a minus sign, refused later with its own message),
+    since ``int()`` would also take ``1_000``, ``+5`` or non-ASCII digits and silently misread them."""
+    text = text.strip()
+    if _INTEGER.fullmatch(text):
+        return int(text)
+    if " " in text:
+        hint = "separate all columns by tabs (or all by spaces)"
+    elif not any(c.isdigit() for c in text):
+        hint = "is it a column-header line? start it with '#'"
+    else:
+        hint = "BED coordinates are whole numbers, without decimals, separators or exponents"
+    raise InputFormatError(f"{path}:{lineno}: {which} must be an integer, got {text!r}; {hint}")
 
 
 def bed_rows(path: str | Path) -> Iterator[tuple[int, str, int, int, list[str]]]:
     """``(line number, contig, start, end, all columns)`` of each interval row of a BED file (plain or gzip;
-    tab- or space-separated; CRLF line ends), skipping blank and header lines (``#``, ``track``,
-    ``browser``). Malformed rows and empty or negative intervals raise with the file and line."""
+    tab- or space-separated; CRLF line ends; a UTF-8 byte-order mark), skipping blank and header lines (``#``,
+    ``track``, ``browser``). Malformed rows and empty or negative intervals raise with the file and line."""
     path = Path(path)
     if not path.is_file():
         raise InputFormatError(f"{path}: no such BED file; check the path")
-    with open(path, "rb") as probe:
-        opener = gzip.open if probe.read(2) == b"\x1f\x8b" else open
-    with opener(path, "rt", encoding="utf-8", errors="replace") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip() or line.startswith(("#", "track", "browser")):
-                continue
-            cols = line.rstrip("\r\n").split("\t") if "\t" in line else line.split()
-            if len(cols) < 3:
-                raise InputFormatError(f"{path}:{lineno}: expected at least 3 columns (contig start end), "
-                                       f"got {line.strip()!r}")
-            try:
-                start, end = int(cols[1]), int(cols[2])
-            except ValueError:
-                raise InputFormatError(
-                    f"{path}:{lineno}: start/end must be integers, got {cols[1]!r} and {cols[2]!r}"
-                ) from None
-            if start < 0 or end <= start:
-                raise RangeError(f"{path}:{lineno}: interval {cols[0]}:{start}-{end} is empty or negative")
-            yield lineno, cols[0], start, end, cols
+    for lineno, line in _lines(path):
+        if not line.strip() or line.lstrip().startswith(("#", "track", "browser")):
+            continue
+        cols = line.rstrip("\r\n").split("\t") if "\t" in line else line.split()
+        if len(cols) < 3:
+            raise InputFormatError(f"{path}:{lineno}: expected at least 3 columns (contig start end), got "
+                                   f"{line.strip()!r}; separate the columns by tabs, and start header lines with '#'")
+        cols[0] = cols[0].strip()  # FASTA contig names never hold blanks: a stray space is not part of the name
+        start, end = _coordinate(path, lineno, cols[1], "start"), _coordinate(path, lineno, cols[2], "end")
+        where = f"{path}:{lineno}: interval {cols[0]}:{start}-{end}"
+        if start < 0:
+            raise RangeError(f"{where} has a negative start; BED coordinates are 0-based, from 0")
+        if end < start:
+            raise RangeError(f"{where} ends before it starts; BED rows are 'contig start end' with start < end "
+                             "(strand goes in column 6, not in the order of the coordinates)")
+        if end == start:
+            raise RangeError(f"{where} is empty (a zero-length feature, such as an insertion point); genomix "
+                             "needs start < end (BED end is exclusive): widen the interval or remove the row")
+        yield lineno, cols[0], start, end, cols
 
 
 def check_interval(path: str | Path, lineno: int, contig: str, start: int, end: int,
@@ -57,7 +92,8 @@ def check_interval(path: str | Path, lineno: int, contig: str, start: int, end: 
         )
     if end > lengths[contig]:
         raise RangeError(f"{path}:{lineno}: interval {contig}:{start}-{end} is outside the contig "
-                         f"(length {lengths[contig]:,})")
+                         f"(length {lengths[contig]:,}); was the BED made for another assembly? (BED end is "
+                         "exclusive: at most the contig length)")
 
 
 def read_bed_splits(path: str | Path, lengths: Mapping[str, int], split_column: int = 3,
@@ -107,7 +143,8 @@ def read_bed_intervals(path: str | Path, lengths: Mapping[str, int] | None = Non
     checked against ``lengths`` (contig names and bounds) when it is given, before any is used.
 
     Missing names become ``contig:start-end(strand)``; a missing or ``.`` strand is ``+``, another than ``+``,
-    ``-`` or ``.`` an error.
+    ``-`` or ``.`` an error. A file without any interval row is an error too: callers would otherwise do nothing
+    (embedding) or, where no regions means all of them (variant scoring), everything.
     """
     rows = []
     for lineno, contig, start, end, cols in bed_rows(path):
@@ -119,6 +156,8 @@ def read_bed_intervals(path: str | Path, lengths: Mapping[str, int] | None = Non
         strand = "-" if strand == "-" else "+"
         name = cols[3] if len(cols) > 3 and cols[3] not in ("", ".") else f"{contig}:{start}-{end}({strand})"
         rows.append((contig, start, end, name, strand))
+    if not rows:
+        raise InputFormatError(f"{path}: no intervals found; a BED file needs 'contig start end' rows (tab-separated)")
     return rows
 
 

@@ -6,7 +6,8 @@ line by line (a few Mb/s), and pyfaidx needs an uncompressed or bgzip file plus 
 first base can be read. This reader instead works on large decompressed blocks: it locates headers
 with ``bytes.find``, validates every byte of a block at once through a 256-entry lookup table, and
 drops line breaks with ``bytes.translate``; Python code runs per block and per record, never per line.
-Errors name the file, the 1-based line and column and the record, so a user can open the file there.
+Errors name the file, the 1-based line and column and the record, so a user can open the file there, and say
+what a file looks like when it is another format users often mistake for FASTA (FASTQ, GenBank, 2bit, a web page).
 
 Sequence bytes are returned as the ASCII codes of the file, case preserved (lower case marks
 soft-masked repeats); IUPAC ambiguity codes are accepted, anything else is an error.
@@ -28,11 +29,48 @@ from ..errors import InputFormatError
 BLOCK_SIZE = 1 << 23  # 8 MiB of decompressed text per step
 SEQUENCE_CHARS = b"ACGTNRYSWKMBDHVacgtnryswkmbdhv"
 LINE_JUNK = b"\r\n \t"  # removed from sequence lines (line breaks and stray blanks)
+SEQUENCE_RULE = "sequence lines may hold only A/C/G/T/N (any case) and IUPAC ambiguity codes"
 GZIP_MAGIC = b"\x1f\x8b"
+#: The empty block that ends every complete bgzip (BGZF) file: without it the file was cut at a block boundary,
+#: which gzip alone cannot notice (the blocks before the cut are complete gzip members).
+BGZF_EOF = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
 #: Other compressions a FASTA is often found in, by their first bytes: named in the error instead of reported as
 #: "not FASTA".
 OTHER_COMPRESSIONS = {b"BZh": "bzip2 (bunzip2 it)", b"\xfd7zXZ\x00": "xz (unxz it)",
-                      b"\x28\xb5\x2f\xfd": "zstd (unzstd it)"}
+                      b"\x28\xb5\x2f\xfd": "zstd (unzstd it)", b"PK\x03\x04": "zip (unzip it)"}
+#: Other formats found where a FASTA was expected, by the start of their first line: (prefix, what it is, what to
+#: do). The first match wins, so longer prefixes come before shorter ones they start with.
+NOT_FASTA = (
+    (b"@HD\t", "SAM alignments", "extract sequences with `samtools fasta`"),
+    (b"@SQ\t", "SAM alignments", "extract sequences with `samtools fasta`"),
+    (b"@", "FASTQ reads", "convert it with `seqtk seq -A in.fq > out.fa`, or pass the reference genome instead"),
+    (b"BAM\x01", "BAM alignments", "extract sequences with `samtools fasta`"),
+    (b"CRAM", "CRAM alignments", "extract sequences with `samtools fasta`"),
+    (b"LOCUS ", "a GenBank flat file", "export it as FASTA (`seqret -osformat fasta`, or Biopython's SeqIO.convert)"),
+    (b"ID   ", "an EMBL flat file", "export it as FASTA (`seqret -osformat fasta`, or Biopython's SeqIO.convert)"),
+    (b"##gff-version", "GFF annotation", "pass the genome's FASTA, not its annotation"),
+    (b"##fileformat=VCF", "a VCF", "pass the reference FASTA, not the variants"),
+    (b"C'A\x1a", "a UCSC .2bit file", "convert it with `twoBitToFa in.2bit out.fa`"),
+    (b"\x1aA'C", "a UCSC .2bit file", "convert it with `twoBitToFa in.2bit out.fa`"),
+    (b"\xff\xfe", "UTF-16 text", "save it as ASCII, e.g. `iconv -f UTF-16 -t ASCII in.fa > out.fa`"),
+    (b"\xfe\xff", "UTF-16 text", "save it as ASCII, e.g. `iconv -f UTF-16 -t ASCII in.fa > out.fa`"),
+    (b"<", "HTML or XML (a web page saved instead of the download?)", "download the FASTA again"),
+    (b";", "an old-style ';' comment line", "delete the comment lines before the first '>' header"),
+)
+#: Why a byte may be in a sequence line by mistake, for the error: (bytes, what they suggest, what to do).
+BAD_BYTE_HINTS = (
+    (b"-.", "an alignment gap, so this looks like a multiple alignment",
+     "remove the gaps (`seqkit seq -g`); turning them into N would shift every coordinate after them"),
+    (b"*", "a stop or end-of-sequence marker", "remove it"),
+    (b"0123456789", "a digit, as in the numbered lines of a GenBank/EMBL listing",
+     "keep only bases on sequence lines"),
+    (b"Uu", "U is RNA", "convert U to T (`seqkit seq --rna2dna`)"),
+    (b"Xx", "X hard-masks repeats in RepeatMasker -x output (or is a protein's unknown residue)",
+     "for hard-masked DNA write N instead (`seqkit replace -s -p '[Xx]' -r N`)"),
+    (b"EFIJLOPQZefijlopqz", "not a nucleotide code, so this looks like a protein sequence",
+     f"genomix reads DNA: {SEQUENCE_RULE}"),
+    (b">", "a '>' inside a line, as if two records ran together", "start every header on a line of its own"),
+)
 
 
 def _table(chars: bytes) -> np.ndarray:
@@ -151,12 +189,14 @@ class FastaReader:
     # -- reading --------------------------------------------------------------------------------------
     def _blocks(self, counter: _CountingReader) -> Iterator[bytes]:
         buffered = io.BufferedReader(counter, buffer_size=1 << 20)
-        head = buffered.peek(6)[:6]
+        head = buffered.peek(16)[:16]
         for magic, name in OTHER_COMPRESSIONS.items():
             if head.startswith(magic):
                 raise InputFormatError(f"{self.path}: the file is compressed with {name}; genomix reads plain, gzip "
                                        "and bgzip FASTA (`bgzip` or `gzip` compress it again)")
         compressed = head[:2] == GZIP_MAGIC
+        if compressed and head[3] & 4 and head[12:14] == b"BC":  # a BGZF block: the file must end with its EOF block
+            self._require_bgzf_eof()
         stream: BinaryIO = gzip.GzipFile(fileobj=buffered, mode="rb") if compressed else buffered
         try:
             while True:
@@ -170,9 +210,23 @@ class FastaReader:
                 f"({exc}); download the file again (a complete copy decompresses with `gzip -t`)"
             ) from None
 
+    def _require_bgzf_eof(self) -> None:
+        """Refuse a bgzip file cut at a block boundary (as htslib warns): it decompresses without error, but
+        the records after the cut are missing or short."""
+        with open(self.path, "rb") as fh:
+            fh.seek(max(fh.seek(0, io.SEEK_END) - len(BGZF_EOF), 0))
+            if fh.read() != BGZF_EOF:
+                raise InputFormatError(f"{self.path}: the bgzip file lacks its end-of-file block, so it is truncated; "
+                                       "download or compress it again (a complete copy passes `bgzip -t`)")
+
     def __iter__(self) -> Iterator[FastaRecord]:
         self.require_file()
-        with open(self.path, "rb", buffering=0) as raw:
+        try:
+            raw = open(self.path, "rb", buffering=0)
+        except OSError as exc:
+            raise InputFormatError(f"{self.path}: cannot read the FASTA file ({exc.strerror}); check its "
+                                   "permissions") from None
+        with raw:
             counter = _CountingReader(raw, self.on_read)
             yield from self._parse(_without_bom(self._blocks(counter)))
             self.sha256 = counter.sha256.hexdigest()
@@ -213,7 +267,7 @@ class FastaReader:
                     if record is not None:
                         yield record
                     line += 1
-                    header = text[pos + 1:end].decode("ascii", "replace").strip()
+                    header = self._header_text(text[pos + 1:end], line)
                     if "\r" in header:  # a CR inside the line: lines end with CR alone (classic Mac OS)
                         raise self._error(line, "lines end with a carriage return alone (CR, not LF or CRLF)",
                                           "convert the line ends, e.g. `tr '\\r' '\\n' < in.fa > out.fa`")
@@ -251,26 +305,53 @@ class FastaReader:
                 break
         record = finish()
         if record is None:
-            raise self._error(max(line, 1), "no FASTA record found (the file is empty)"
-                              if not names else "no FASTA record found",
+            raise self._error(max(line, 1), "no FASTA record found (the file is empty)" if line == 0
+                              else "no FASTA record found (the file holds only blank lines)",
                               "pass a FASTA file whose first line starts with '>'")
         yield record
+
+    def _header_text(self, raw: bytes, line: int) -> str:
+        """A header line's text without surrounding blanks; refused unless UTF-8, so that a contig name is never
+        stored with replacement characters that no BED or VCF could name."""
+        try:
+            return raw.decode("utf-8").strip()
+        except UnicodeDecodeError as exc:
+            raise self._error(line, f"header has byte 0x{raw[exc.start]:02X} at column {exc.start + 2}, which is not "
+                              "UTF-8 text", "save the file as ASCII or UTF-8") from None
 
     def _invalid(self, region: bytes, line: int, current: tuple[str, str, int] | None) -> None:
         """Raise the error for the first bad byte of ``region``; ``line`` counts the lines before it."""
         if current is None:
-            first = line + region[: len(region) - len(region.lstrip())].count(b"\n") + 1
-            raise self._error(first, "sequence data before the first header (this is not FASTA)",
-                              "the file must start with a '>name' header line")
+            self._not_fasta(region, line)
         codes = np.frombuffer(region, dtype=np.uint8)
         i = int(np.flatnonzero(~_VALID_RAW[codes])[0])
         row_start = region.rfind(b"\n", 0, i) + 1
+        code = int(codes[i])
+        printable = 32 < code < 127
+        shown = f"character {chr(code)!r} (byte {code})" if printable else f"byte 0x{code:02X}"
+        what, fix = next(((what, fix) for chars, what, fix in BAD_BYTE_HINTS if code in chars), (None, SEQUENCE_RULE))
+        if not printable:
+            what = "not ASCII text, so the file is binary or in another encoding"
         raise self._error(
             line + region.count(b"\n", 0, i) + 1,
-            f"invalid character {chr(codes[i])!r} (byte {codes[i]}) at column {i - row_start + 1} in contig "
-            f"{current[0]!r}",
-            "sequence lines may hold only A/C/G/T/N (any case) and IUPAC ambiguity codes",
+            f"invalid {shown} at column {i - row_start + 1} in contig {current[0]!r}" + (f": {what}" if what else ""),
+            fix,
         )
+
+    def _not_fasta(self, region: bytes, line: int) -> None:
+        """Raise the error for text before the first header (``region`` starts after ``line`` lines), naming
+        the format it looks like when it is a common one."""
+        stripped = region.lstrip()
+        first = line + region[: len(region) - len(stripped)].count(b"\n") + 1
+        for prefix, what, fix in NOT_FASTA:
+            if stripped.startswith(prefix):
+                raise self._error(first, f"this looks like {what}, not FASTA", fix)
+        text = stripped.split(b"\n", 1)[0].rstrip()
+        if not text.translate(None, SEQUENCE_CHARS + LINE_JUNK):
+            raise self._error(first, "sequence data before the first header (this is not FASTA)",
+                              "the file must start with a '>name' header line")
+        raise self._error(first, f"text before the first header: {text[:40].decode('utf-8', 'replace')!r}",
+                          "the file must start with a '>name' header line; remove what comes before it")
 
 
 def _with_end(blocks: Iterator[bytes]) -> Iterator[bytes | None]:

@@ -24,6 +24,7 @@ handed to ``DataLoader`` workers (fork or spawn): each worker opens its own hand
 from __future__ import annotations
 
 import hashlib
+import operator
 import os
 import time
 from pathlib import Path
@@ -32,8 +33,8 @@ from typing import Callable, Iterable, Mapping, Sequence
 import h5py
 import numpy as np
 
-from ..errors import InputFormatError, RangeError, UnknownContigError
-from ..outputs import temp_sibling
+from ..errors import ConfigError, InputFormatError, RangeError, UnknownContigError
+from ..outputs import check_output, temp_sibling
 from ..tokenizer import BYTE_TO_ID, COMPLEMENT_ID
 from .fasta import FastaReader
 
@@ -77,14 +78,15 @@ def write_store(
     contig ``<file name up to its first dot>/<name>`` (``genome_celegans_1pct/X``). The store's ``source_sha256`` is the file's SHA-256, or for several
     files the SHA-256 of their hex digests joined in order. The store is written under a temporary name in
     the destination folder and renamed only when complete; on any error the temporary file is removed and
-    ``out`` is left untouched. ``splits`` is either a mapping ``split name -> [(contig, start, end), ...]``
+    ``out`` is left untouched; ``out`` may not be one of the FASTA files (a rebuild would destroy its own input).
+    ``splits`` is either a mapping ``split name -> [(contig, start, end), ...]``
     or a function of ``{contig: length}`` returning one (used to validate a BED file against the contigs
     actually read).
     """
     from .. import __version__
 
     files = fasta_files(fasta)
-    out = Path(out)
+    out = check_output(out, files, overwrite=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_sibling(out)
     readers = [FastaReader(path, on_read=on_read) for path in files]
@@ -170,10 +172,16 @@ class GenomeStore:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        if self.path.is_dir():
+            raise InputFormatError(f"{self.path} is a folder, not a genome store; give the path of the store's "
+                                   ".h5 file")
         if not self.path.is_file():
             raise InputFormatError(
                 f"{self.path}: no genome store here; create one with `genomix genome prepare --out {self.path}`"
             )
+        if not h5py.is_hdf5(self.path):
+            raise InputFormatError(f"{self.path}: not a genomix genome store (not an HDF5 file); "
+                                   + _store_hint(self.path))
         try:
             with h5py.File(self.path, "r") as h5:
                 names = [n.decode() if isinstance(n, bytes) else str(n) for n in h5["contig_names"][()]]
@@ -187,6 +195,11 @@ class GenomeStore:
             raise InputFormatError(
                 f"{self.path}: not a genomix genome store ({exc}); rebuild it with `genomix genome prepare`"
             ) from None
+        version = self.attrs.get("format_version", FORMAT_VERSION)
+        if version != FORMAT_VERSION:
+            raise InputFormatError(f"{self.path}: genome store format {version}, but this genomix reads format "
+                                   f"{FORMAT_VERSION}; rebuild it with `genomix genome prepare --force`, or use the "
+                                   f"genomix version that made it ({self.attrs.get('genomix_version', '?')})")
         self.contigs: list[str] = names
         self._index = {name: i for i, name in enumerate(names)}
         # rows of n_runs are grouped by contig index: row range of contig i is bounds[i]:bounds[i + 1]
@@ -232,6 +245,11 @@ class GenomeStore:
                 f"unknown contig {contig!r} in genome store {self.path} (it has {len(self.contigs)}: {shown})"
             ) from None
 
+    def contig_length(self, contig: str) -> int:
+        """Length of ``contig``; :class:`UnknownContigError` (with a hint) if absent, never a bare KeyError."""
+        self.contig_index(contig)
+        return self.lengths[contig]
+
     def n_runs(self, contig: str) -> np.ndarray:
         """``(k, 2)`` start/end of the N runs of ``contig``, sorted."""
         i = self.contig_index(contig)
@@ -251,15 +269,19 @@ class GenomeStore:
         """Sequence of ``contig[start:end]`` as token ids (``int64``) or, with ``as_bytes``, ASCII codes.
 
         ``strand='-'`` returns the reverse complement. Positions outside the contig raise
-        :class:`RangeError` unless ``pad=True``, which fills them with N.
+        :class:`RangeError` unless ``pad=True``, which fills them with N; so do coordinates that are not integers
+        (a float would otherwise be truncated silently) and ``end < start``. A strand other than ``+``/``-``
+        raises :class:`ConfigError`.
         """
         idx = self.contig_index(contig)
         length = self.lengths[contig]
-        start, end = int(start), int(end)
+        start, end = _coordinate(contig, "start", start), _coordinate(contig, "end", end)
         if strand not in ("+", "-"):
-            raise ValueError(f"strand must be '+' or '-', got {strand!r}")
+            raise ConfigError(f"{contig}:{start}-{end}: strand must be '+' or '-', got {strand!r}; pass "
+                              "strand='-' for the reverse complement (a BED '.' strand means '+')")
         if end < start:
-            raise RangeError(f"{contig}:{start}-{end}: end is before start")
+            raise RangeError(f"{contig}:{start}-{end}: end is before start; coordinates are 0-based half-open, "
+                             "so request start <= end (strand='-' reverse-complements, it does not swap them)")
         lo, hi = max(start, 0), min(end, length)
         if (lo != start or hi != end) and not pad:
             raise RangeError(
@@ -280,21 +302,42 @@ class GenomeStore:
 
     def sequence(self, contig: str, start: int = 0, end: int | None = None) -> str:
         """The stored text of a region (case preserved), for inspection and tests."""
-        end = self.lengths[contig] if end is None and contig in self.lengths else end
+        end = self.contig_length(contig) if end is None else end
         return self.fetch(contig, start, end, as_bytes=True).tobytes().decode("ascii")
 
     def n_fraction(self, contig: str | None = None) -> float:
         """Fraction of N positions in one contig, or in the whole genome when ``contig`` is None."""
         if contig is not None:
-            return self.n_count(contig, 0, self.lengths[contig]) / self.lengths[contig]
+            length = self.contig_length(contig)
+            return self.n_count(contig, 0, length) / length
         total = sum(self.lengths.values())
         return float((self._runs[:, 2] - self._runs[:, 1]).sum()) / total if total else 0.0
 
     def split_intervals(self, split: str) -> list[tuple[str, int, int]]:
         """Intervals stored for ``split`` (``train``/``valid``/``test`` from a BED file)."""
         if split not in self.splits:
-            raise KeyError(f"split {split!r} not stored in {self.path}; stored: {sorted(self.splits) or 'none'}")
+            raise ConfigError(f"split {split!r} is not stored in {self.path} (stored: "
+                              f"{', '.join(sorted(self.splits)) or 'none'}); rebuild it with `genomix genome prepare "
+                              "--bed SPLITS.bed --force` to store BED splits")
         return [(self.contigs[c], int(s), int(e)) for c, s, e in self.splits[split]]
+
+
+def _coordinate(contig: str, which: str, value: object) -> int:
+    """``value`` as a Python int if it is an integer (numpy integers included), else :class:`RangeError`."""
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise RangeError(f"{contig}: {which} must be an integer (0-based), got {value!r}; round it explicitly "
+                         "if a float is meant") from None
+
+
+def _store_hint(path: Path) -> str:
+    """What to do with a file given where a store was expected: build a store from it if it is a FASTA."""
+    with open(path, "rb") as fh:
+        head = fh.read(1)
+    if head == b">" or path.name.endswith(FASTA_SUFFIXES):
+        return f"this looks like a FASTA: build a store from it with `genomix genome prepare --genome {path}`"
+    return "give the .h5 file that `genomix genome prepare` wrote"
 
 
 def _plain(value: object) -> object:
