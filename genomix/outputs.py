@@ -26,7 +26,8 @@ def check_output(out: str | os.PathLike, inputs: Iterable[str | os.PathLike | No
         raise InputFormatError(f"{out} is a directory; give a file name for the output")
     for source in inputs:
         if source is not None and Path(source).exists() and out.resolve() == Path(source).resolve():
-            raise InputFormatError(f"{out}: the output must not be an input of the same command")
+            raise InputFormatError(f"{out}: the output must not be an input of the same command (writing it would "
+                                   "destroy what is being read); choose another output path")
     if out.exists() and not overwrite:
         raise InputFormatError(f"{out} exists; pass overwrite=True (--overwrite) to replace it")
     return out
