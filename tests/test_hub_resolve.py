@@ -82,3 +82,34 @@ def test_push_to_hub_uploads_the_native_layout(shared_dir, monkeypatch):
     assert push_to_hub(model, "me/my-hyena") == "https://hub.example/commit/1"
     assert uploaded["repo"] == "me/my-hyena"
     assert {"config.json", "model.safetensors", "tokenizer_config.json"} <= set(uploaded["files"])
+
+
+@pytest.mark.parametrize("published, fetches_pickle", [
+    (["config.json", "model.safetensors", "pytorch_model.bin"], False),
+    (["config.json", "model.safetensors.index.json", "model-00001-of-00002.safetensors"], False),
+    (["config.json", "pytorch_model.bin"], True),
+    (None, True),  # no listing (no network, a private repository): every pattern, the download reports it
+])
+def test_a_repository_with_safetensors_is_not_also_fetched_as_pickles(monkeypatch, tmp_path, published,
+                                                                      fetches_pickle):
+    import huggingface_hub
+
+    from genomix.hub import resolve
+
+    def listing(self, repo_id, revision=None, token=None):
+        if published is None:
+            raise OSError("no network")
+        return published
+
+    asked = {}
+
+    def snapshot(**kwargs):
+        asked.update(kwargs)
+        return str(tmp_path)
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub.HfApi, "list_repo_files", listing)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot)
+    assert resolve(REPO, cache_dir=tmp_path) == tmp_path
+    assert "model.safetensors" in asked["allow_patterns"] and "weights.ckpt" in asked["allow_patterns"]
+    assert ("pytorch_model.bin" in asked["allow_patterns"]) is fetches_pickle

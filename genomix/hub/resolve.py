@@ -1,6 +1,7 @@
 """Turn a model reference into a local directory: a path, or a Hub id through huggingface_hub's cache.
 
-Hub downloads fetch only the files some known layout needs (``allow_patterns``), honour ``revision``
+Hub downloads fetch only the files some known layout needs (``allow_patterns``; of weights published both as
+safetensors and as pickles, only the safetensors), honour ``revision``
 (branch, tag or commit), and run offline (cache only) when ``HF_HUB_OFFLINE`` is set at call time or
 ``local_files_only=True``. Every failure becomes a :class:`DownloadError` that says what to do.
 """
@@ -52,6 +53,27 @@ def _is_hub_id(name: str) -> bool:
     return True
 
 
+#: Weights files that the same checkpoint may also publish as safetensors, which every layout reads first.
+_PICKLED_WEIGHTS = ("pytorch_model.bin", "pytorch_model-*.bin", "pytorch_model.bin.index.json")
+
+
+def _one_weights_format(patterns: list[str], name: str, revision: str | None, token: str | bool | None) -> list[str]:
+    """``patterns`` without the pickled weights when the repository also publishes safetensors, which the layouts
+    read first: a repository holding both would otherwise be downloaded twice over. Without a listing (no network,
+    a private repository) the patterns stay as they are, and the download itself reports the problem."""
+    from fnmatch import fnmatch
+
+    from huggingface_hub import HfApi
+
+    try:
+        files = HfApi().list_repo_files(name, revision=revision, token=token)
+    except Exception:  # noqa: BLE001 - any failure here only means "fetch what any layout may need"
+        return patterns
+    if any(fnmatch(f, "model*.safetensors") for f in files):
+        return [p for p in patterns if p not in _PICKLED_WEIGHTS]
+    return patterns
+
+
 def resolve(
     name_or_path: str | os.PathLike,
     revision: str | None = None,
@@ -83,6 +105,8 @@ def resolve(
 
     offline = hub_offline() if local_files_only is None else local_files_only
     patterns = sorted({p for adapter in formats() for p in adapter.patterns})
+    if not offline:
+        patterns = _one_weights_format(patterns, name, revision, token)
     where = f"{name}" + (f" at revision {revision}" if revision else "")
     try:
         local = snapshot_download(
