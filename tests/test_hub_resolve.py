@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -96,10 +97,10 @@ def test_a_repository_with_safetensors_is_not_also_fetched_as_pickles(monkeypatc
 
     from genomix.hub import resolve
 
-    def listing(self, repo_id, revision=None, token=None):
+    def listing(self, repo_id, revision=None, token=None, timeout=None):
         if published is None:
             raise OSError("no network")
-        return published
+        return SimpleNamespace(siblings=[SimpleNamespace(rfilename=name) for name in published])
 
     asked = {}
 
@@ -108,7 +109,7 @@ def test_a_repository_with_safetensors_is_not_also_fetched_as_pickles(monkeypatc
         return str(tmp_path)
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setattr(huggingface_hub.HfApi, "list_repo_files", listing)
+    monkeypatch.setattr(huggingface_hub.HfApi, "model_info", listing)
     monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot)
     assert resolve(REPO, cache_dir=tmp_path) == tmp_path
     assert "model.safetensors" in asked["allow_patterns"] and "weights.ckpt" in asked["allow_patterns"]

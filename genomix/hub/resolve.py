@@ -65,8 +65,9 @@ def _one_weights_format(patterns: list[str], name: str, revision: str | None, to
 
     from huggingface_hub import HfApi
 
-    try:
-        files = HfApi().list_repo_files(name, revision=revision, token=token)
+    try:  # one request, no retries: a machine without network must not wait here before using its cache
+        info = HfApi().model_info(name, revision=revision, token=token, timeout=10)
+        files = [sibling.rfilename for sibling in info.siblings or ()]
     except Exception:  # noqa: BLE001 - any failure here only means "fetch what any layout may need"
         return patterns
     if any(fnmatch(f, "model*.safetensors") for f in files):
