@@ -13,6 +13,7 @@ import zlib
 from pathlib import Path
 from typing import Iterator, Mapping, Sequence
 
+from ..compression import is_gzip
 from ..errors import InputFormatError, RangeError, UnknownContigError
 
 Interval = tuple[str, int, int]
@@ -26,8 +27,7 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
     or a truncated/corrupt gzip stream is an :class:`InputFormatError` naming the file and the line reached."""
     lineno = 0
     try:
-        with open(path, "rb") as probe:
-            opener = gzip.open if probe.read(2) == b"\x1f\x8b" else open
+        opener = gzip.open if is_gzip(path) else open
         with opener(path, "rt", encoding="utf-8-sig", errors="replace") as fh:
             for lineno, line in enumerate(fh, start=1):
                 yield lineno, line

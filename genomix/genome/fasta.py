@@ -24,16 +24,13 @@ from typing import BinaryIO, Callable, Iterator
 
 import numpy as np
 
+from ..compression import GZIP_MAGIC, ends_with_bgzf_eof
 from ..errors import InputFormatError
 
 BLOCK_SIZE = 1 << 23  # 8 MiB of decompressed text per step
 SEQUENCE_CHARS = b"ACGTNRYSWKMBDHVacgtnryswkmbdhv"
 LINE_JUNK = b"\r\n \t"  # removed from sequence lines (line breaks and stray blanks)
 SEQUENCE_RULE = "sequence lines may hold only A/C/G/T/N (any case) and IUPAC ambiguity codes"
-GZIP_MAGIC = b"\x1f\x8b"
-#: The empty block that ends every complete bgzip (BGZF) file: without it the file was cut at a block boundary,
-#: which gzip alone cannot notice (the blocks before the cut are complete gzip members).
-BGZF_EOF = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
 #: Other compressions a FASTA is often found in, by their first bytes: named in the error instead of reported as
 #: "not FASTA".
 OTHER_COMPRESSIONS = {b"BZh": "bzip2 (bunzip2 it)", b"\xfd7zXZ\x00": "xz (unxz it)",
@@ -213,11 +210,9 @@ class FastaReader:
     def _require_bgzf_eof(self) -> None:
         """Refuse a bgzip file cut at a block boundary (as htslib warns): it decompresses without error, but
         the records after the cut are missing or short."""
-        with open(self.path, "rb") as fh:
-            fh.seek(max(fh.seek(0, io.SEEK_END) - len(BGZF_EOF), 0))
-            if fh.read() != BGZF_EOF:
-                raise InputFormatError(f"{self.path}: the bgzip file lacks its end-of-file block, so it is truncated; "
-                                       "download or compress it again (a complete copy passes `bgzip -t`)")
+        if not ends_with_bgzf_eof(self.path):
+            raise InputFormatError(f"{self.path}: the bgzip file lacks its end-of-file block, so it is truncated; "
+                                   "download or compress it again (a complete copy passes `bgzip -t`)")
 
     def __iter__(self) -> Iterator[FastaRecord]:
         self.require_file()

@@ -32,6 +32,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..compression import is_gzip
 from ..errors import InputFormatError, TokenizationError
 from ..tokenizer import encode
 
@@ -39,7 +40,6 @@ SPLIT_NAMES = {"train": "train", "dev": "dev", "valid": "dev", "val": "dev", "va
 TABLE_SUFFIXES = (".csv", ".tsv", ".csv.gz", ".tsv.gz")
 FASTA_SUFFIXES = tuple(ext + gz for gz in ("", ".gz") for ext in (".fna", ".fa", ".fasta"))
 SPLIT_FILE_SUFFIXES = TABLE_SUFFIXES + FASTA_SUFFIXES
-GZIP_MAGIC = b"\x1f\x8b"
 
 
 @dataclasses.dataclass
@@ -97,9 +97,7 @@ def _open_text(path: Path) -> io.TextIOBase:
     """``path`` as UTF-8 text, gunzipped when its first bytes are gzip's (a ``.csv`` that is really gzipped reads
     too), with a leading byte-order mark dropped (spreadsheet exports start with one, which would otherwise
     become part of the first column's name or of the first FASTA header)."""
-    with open(path, "rb") as fh:
-        gzipped = fh.read(2) == GZIP_MAGIC
-    raw = gzip.open(path, "rb") if gzipped else open(path, "rb")
+    raw = gzip.open(path, "rb") if is_gzip(path) else open(path, "rb")
     return io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
 
 

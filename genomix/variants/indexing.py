@@ -17,13 +17,13 @@ import zlib
 from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
 
+from ..compression import BGZF_EOF, is_gzip
 from ..errors import InputFormatError
 from ..outputs import check_output, make_output_dir
 from .tabix import TABIX_DEPTH, TABIX_MIN_SHIFT, BgzfReader, record_span
-from .vcf import HeaderCheck, is_gzip, open_bytes
+from .vcf import HeaderCheck, open_bytes
 
 BLOCK_DATA = 0xFF00
-_EOF_BLOCK = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
 _PSEUDO_BIN = ((1 << (3 * (TABIX_DEPTH + 1))) - 1) // 7 + 1  # 37450: per-contig offsets and record counts
 
 
@@ -59,7 +59,7 @@ class BgzfWriter:
         if self.buffer:
             self._flush(bytes(self.buffer))
             self.buffer.clear()
-        self.fh.write(_EOF_BLOCK)
+        self.fh.write(BGZF_EOF)
 
     def _flush(self, data: bytes) -> None:
         deflate = zlib.compressobj(6, zlib.DEFLATED, -15)

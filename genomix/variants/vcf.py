@@ -33,11 +33,11 @@ import re
 from pathlib import Path
 from typing import Iterator, Sequence
 
+from ..compression import is_gzip
 from ..errors import InputFormatError
 from .bcf import bcf_records, is_bcf
 from .tabix import BgzfReader, Region, TabixIndex, find_index, indexed_records, record_at, record_span
 
-GZIP_MAGIC = b"\x1f\x8b"
 FIXED_COLUMNS = ("#CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO")
 _CONCRETE = re.compile(r"[ACGTacgt]+")
 _IUPAC = re.compile(r"[ACGTNRYSWKMBDHVacgtnryswkmbdhv]+")
@@ -72,12 +72,6 @@ class Variant:
     def location(self, source: str | Path) -> str:
         """Where the record is, for messages: ``file:line``, or ``file (chrom:pos)`` without a line."""
         return f"{source}:{self.line}" if self.line else f"{source} ({self.chrom}:{self.pos})"
-
-
-def is_gzip(path: Path) -> bool:
-    """Whether ``path`` starts with the gzip magic (bgzip files do too: they are multi-member gzip)."""
-    with open(path, "rb") as fh:
-        return fh.read(2) == GZIP_MAGIC
 
 
 def open_bytes(path: Path) -> io.BufferedIOBase:
