@@ -108,13 +108,16 @@ def config_dict(name_or_path: str | os.PathLike) -> dict[str, Any]:
 
 
 @functools.cache
-def _field_types(config_class: type[GenomixConfig]) -> dict[str, Any]:
-    """The annotated type of every ``__init__`` parameter along ``config_class``'s genomix bases (the most
-    derived class's annotation wins)."""
+def config_field_types(config_class: type[GenomixConfig]) -> dict[str, Any]:
+    """The annotated type of every named ``__init__`` parameter along ``config_class``'s genomix bases (the most
+    derived class's annotation wins): what a config file's values are checked against, here for YAML and by
+    :func:`genomix.hub.formats.base.build_config` for a checkpoint's JSON."""
     types: dict[str, Any] = {}
     for cls in reversed(config_class.__mro__):
         if issubclass(cls, GenomixConfig) and "__init__" in vars(cls):
             types.update(typing.get_type_hints(cls.__init__))
+    for name in ("kwargs", "return"):
+        types.pop(name, None)
     return types
 
 
@@ -122,7 +125,7 @@ def check_config_types(config_class: type[GenomixConfig], data: dict[str, Any], 
     """Refuse a config value of the wrong type (``d_model: "128"``, ``layer_norm_epsilon: 1e-5``, which YAML
     reads as text) with a :class:`ConfigError` naming ``source`` and the field, before the model is built from
     it (where it would fail inside torch, or not at all)."""
-    types = _field_types(config_class)
+    types = config_field_types(config_class)
     for key, value in data.items():
         error = type_error(types[key], value) if key in types else None
         if error:

@@ -9,7 +9,6 @@ import json
 import pickle
 import types
 import typing
-from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, TypeVar, Union
 
@@ -114,18 +113,6 @@ def json_object(data: Mapping[str, Any], key: str, source: Path) -> dict[str, An
     return dict(value)
 
 
-@cache
-def _field_types(config_class: type) -> dict[str, Any]:
-    """The annotated ``__init__`` parameter types of ``config_class`` and its genomix bases (subclass first)."""
-    hints: dict[str, Any] = {}
-    for klass in reversed(config_class.__mro__):
-        if klass.__module__.startswith("genomix.") and "__init__" in vars(klass):
-            hints.update(typing.get_type_hints(klass.__init__))
-    for name in ("kwargs", "return"):
-        hints.pop(name, None)
-    return hints
-
-
 def _fits(value: Any, hint: Any) -> bool:
     """Whether a JSON value fits a type annotation (``bool`` is no number; an ``int`` is a ``float``)."""
     if hint is Any:
@@ -147,8 +134,10 @@ def build_config(
     (``"d_model": "256"``) and values the config rejects with a CheckpointError naming the file and each field,
     instead of a TypeError from deep inside the model. ``names`` maps a config field to what the file calls it
     (``activation_freq`` -> ``layer.w``) for the message."""
+    from ...models.registry import config_field_types
+
     names = names or {}
-    hints = _field_types(config_class)
+    hints = config_field_types(config_class)
     wrong = [f"{names.get(key, key)}={value!r} (expected {_type_name(hints[key])})"
              for key, value in fields.items() if key in hints and not _fits(value, hints[key])]
     if wrong:
