@@ -80,7 +80,8 @@ def _load_native(
         raise problem from None
     prefix = None if _task_of(cls) == "base" else cls.base_model_prefix + "."
     missing = sorted(key for key in info["missing_keys"] if prefix is None or key.startswith(prefix))
-    unexpected = sorted(set(info["unexpected_keys"]) - _family_keys(model.config))
+    # the family's key names mean a meta-device model per head: built only when transformers reports strays
+    unexpected = sorted(set(info["unexpected_keys"]) - _family_keys(model.config)) if info["unexpected_keys"] else []
     problems = []
     if missing:
         problems.append(f"lacks {len(missing)} backbone weight(s) its config.json asks for ({summarise(missing, 4)})")
