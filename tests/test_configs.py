@@ -97,6 +97,10 @@ def test_model_yaml_value_of_the_wrong_type_names_field_and_file(tmp_path):
         build(path)
     with pytest.raises(ConfigError, match=r"config overrides: field n_layer must be an integer"):
         build("hyenadna-tiny-1k", n_layer=2.5)
+    # a Sequence[int] | dict field: checked as a list of integers or a mapping, as a checkpoint's JSON is
+    path = _write(tmp_path, "cmap.yaml", "model_type: genomix-caduceus\ncomplement_map: [0, A]\n")
+    with pytest.raises(ConfigError, match=r"cmap\.yaml.*field complement_map item 2 must be an integer, got 'A'"):
+        build(path)
 
 
 def test_model_yaml_union_fields_take_any_of_their_types(tmp_path):

@@ -8,6 +8,7 @@ about each key they read, so the key and the file can be named before anything i
 """
 from __future__ import annotations
 
+import collections.abc
 import types
 import typing
 from typing import Any
@@ -63,21 +64,40 @@ def _dict_error(options: tuple[Any, ...], value: Any) -> str | None:
 #: What a union member that is a container accepts, and how a message names it.
 _CONTAINERS = {tuple: ((list, tuple), "a list"), dict: (dict, "a mapping")}
 
+#: Annotations checked as ``tuple[X, ...]`` (a YAML or JSON list) and as ``dict[K, V]`` (a mapping).
+_SEQUENCES = (tuple, list, collections.abc.Sequence)
+_MAPPINGS = (dict, collections.abc.Mapping)
+
+
+def _normalised(kind: Any) -> Any:
+    """``kind`` in the two container forms :func:`type_error` checks: ``Sequence[int]``, ``list[int]`` and
+    a bare ``list`` become ``tuple[int, ...]`` / ``tuple[Any, ...]``; ``Mapping[K, V]`` and a bare ``dict``
+    become ``dict[K, V]`` / ``dict[Any, Any]``. A file holds lists and mappings, whichever of these a
+    config's annotation names."""
+    origin, options = typing.get_origin(kind) or kind, typing.get_args(kind)
+    if origin in _SEQUENCES and not (origin is tuple and options):
+        return tuple[options[0] if options else Any, ...]
+    if origin in _MAPPINGS:
+        return dict[options] if options else dict[Any, Any]
+    return kind
+
 
 def type_error(kind: Any, value: Any) -> str | None:
     """What is wrong with ``value`` for a field annotated ``kind`` (``None``: nothing).
 
     Scalars (``int``, ``float``, ``bool``, ``str``) are checked by kind, and a union takes a value any of
     its members accepts (``dt_rank: int | str`` takes ``auto`` and ``16``; ``genome: str | tuple[str, ...]``
-    a name or a list of names); optional fields also take ``null``, tuple fields a list of such scalars, dict
-    fields a mapping whose keys and entries are checked the same way. Other annotations are not checked.
+    a name or a list of names); optional fields also take ``null``, tuple, list and sequence fields a list of
+    such scalars, dict and mapping fields a mapping whose keys and entries are checked the same way. Other
+    annotations are not checked.
     """
+    kind = _normalised(kind)
     origin, options = typing.get_origin(kind), typing.get_args(kind)
     if origin is tuple:
         return _tuple_error(options, value)
     if origin is dict:
         return _dict_error(options, value)
-    members = options if origin in (typing.Union, types.UnionType) else (kind,)
+    members = tuple(map(_normalised, options)) if origin in (typing.Union, types.UnionType) else (kind,)
     if value is None and type(None) in members:
         return None
     containers = [member for member in members if typing.get_origin(member) in _CONTAINERS]

@@ -7,14 +7,13 @@ import abc
 import dataclasses
 import json
 import pickle
-import types
-import typing
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, TypeVar
 
 import torch
 
 from ...errors import CheckpointError, ConfigError
+from ...models.config_types import type_error
 
 if TYPE_CHECKING:  # pragma: no cover - avoids importing models at adapter import
     from ...models.base import GenomixConfig
@@ -113,20 +112,6 @@ def json_object(data: Mapping[str, Any], key: str, source: Path) -> dict[str, An
     return dict(value)
 
 
-def _fits(value: Any, hint: Any) -> bool:
-    """Whether a JSON value fits a type annotation (``bool`` is no number; an ``int`` is a ``float``)."""
-    if hint is Any:
-        return True
-    if typing.get_origin(hint) in (Union, types.UnionType):
-        return any(_fits(value, member) for member in typing.get_args(hint))
-    if hint is type(None):
-        return value is None
-    if hint in (int, float):
-        return isinstance(value, (int, float) if hint is float else int) and not isinstance(value, bool)
-    check = typing.get_origin(hint) or hint
-    return isinstance(value, check) if isinstance(check, type) else True
-
-
 def build_config(
     config_class: type[ConfigT], fields: Mapping[str, Any], source: Path, names: Mapping[str, str] | None = None
 ) -> ConfigT:
@@ -138,8 +123,8 @@ def build_config(
 
     names = names or {}
     hints = config_field_types(config_class)
-    wrong = [f"{names.get(key, key)}={value!r} (expected {_type_name(hints[key])})"
-             for key, value in fields.items() if key in hints and not _fits(value, hints[key])]
+    wrong = [f"{names.get(key, key)} {error}" for key, value in fields.items()
+             if key in hints and (error := type_error(hints[key], value))]
     if wrong:
         raise CheckpointError(f"{source}: field(s) of the wrong type: {'; '.join(wrong)}; correct the file or "
                               f"{_REDOWNLOAD}")
@@ -147,10 +132,6 @@ def build_config(
         return config_class(**fields)
     except (ConfigError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{source}: not a usable {config_class.__name__}: {exc}") from None
-
-
-def _type_name(hint: Any) -> str:
-    return hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
 
 
 def find_weights(path: Path) -> Path:
