@@ -297,14 +297,20 @@ def test_an_uncached_hub_id_offline_says_how_to_fetch_it(tmp_path, monkeypatch, 
     (lambda d: shard(d, drop_second=True), r"1 of 2 shard\(s\) missing"),
     (edit_weights(lambda s: s.__setitem__("backbone.bogus", torch.zeros(2))), r"holds 1 weight\(s\) no genomix-hyena"),
     (edit_weights(lambda s: s[first(s)].view(-1).__setitem__(0, float("inf"))), r"NaN or infinite values"),
-], ids=["truncated", "missing-shard", "extra-tensor", "inf-weights"])
-def test_model_classes_report_broken_native_files_as_from_pretrained_does(layouts, tmp_path, mutate, message):
+    (edit_config(d_model="256"), r"config\.json: field\(s\) of the wrong type: d_model must be an integer"),
+    (lambda d: (d / "model.safetensors").unlink(), r"config\.json is here but no weights"),
+], ids=["truncated", "missing-shard", "extra-tensor", "inf-weights", "wrong-type", "no-weights"])
+@pytest.mark.parametrize("loader", ["class", "auto"])
+def test_model_classes_report_broken_native_files_as_from_pretrained_does(layouts, tmp_path, mutate, message, loader):
+    """Through the family's class or transformers' AutoModel (which hands the class the config it read)."""
+    from transformers import AutoModelForCausalLM
+
     from genomix.models.hyena import HyenaForCausalLM
 
     broken = shutil.copytree(layouts["native"], tmp_path / "native")
     mutate(broken)
     with pytest.raises(CheckpointError, match=message):
-        HyenaForCausalLM.from_pretrained(broken)
+        (HyenaForCausalLM if loader == "class" else AutoModelForCausalLM).from_pretrained(broken)
 
 
 def test_a_refused_icl_run_writes_nothing_and_non_finite_logits_are_named(layouts, shared_dir, tmp_path, capsys):

@@ -10,8 +10,9 @@ load report. This one first detects the checkpoint's layout and family, as :func
 - another layout of this family (HyenaDNA original or ``-hf``, mamba_ssm, Caduceus) is converted by its adapter
   and loaded into this class's head, as ``genomix.from_pretrained(..., task=<this head>)`` would.
 
-``transformers.AutoModel*`` pass the config they have read (and picked the class from): that path is not checked
-again, nor is any call that passes its own ``config``.
+``transformers.AutoModel*`` pass the config they have read (and picked the class from). A local genomix-layout
+folder loaded that way (or with a ``config`` of the caller's) gets the same checks and messages as the native
+layout above; anything else given a ``config`` goes to transformers' loader unchecked.
 """
 from __future__ import annotations
 
@@ -123,6 +124,18 @@ def _files_problem(directory: Path) -> CheckpointError | None:
     return None
 
 
+def _local_native_folder(name_or_path: str | os.PathLike) -> Path | None:
+    """``name_or_path`` as a local folder in genomix's native layout, or None (a Hub id, another layout, or a
+    folder without a readable config.json: those are left to transformers when the caller hands a config)."""
+    path = Path(name_or_path)
+    if not (path / "config.json").is_file():
+        return None
+    try:
+        return path if isinstance(detect_format(path), GenomixNative) else None
+    except CheckpointError:
+        return None
+
+
 def load_for_class(
     cls: type[GenomixPreTrainedModel],
     name_or_path: str | os.PathLike | None,
@@ -132,8 +145,13 @@ def load_for_class(
 ) -> GenomixPreTrainedModel:
     """``cls.from_pretrained(name_or_path, *model_args, **kwargs)`` for a genomix model class ``cls``;
     ``native_loader`` is transformers' ``from_pretrained`` bound to ``cls``."""
-    if name_or_path is None or kwargs.get("config") is not None:
+    if name_or_path is None:
         return native_loader(name_or_path, *model_args, **kwargs)
+    if kwargs.get("config") is not None:
+        directory = _local_native_folder(name_or_path)
+        if directory is None:
+            return native_loader(name_or_path, *model_args, **kwargs)
+        return _load_native(cls, str(name_or_path), directory, native_loader, model_args, kwargs)
     name = str(name_or_path)
     directory = resolve(name_or_path, **{key: kwargs.get(key) for key in HUB_OPTIONS})
     adapter = detect_format(directory)
