@@ -21,6 +21,13 @@ def is_gzip(path: str | os.PathLike) -> bool:
         return fh.read(2) == GZIP_MAGIC
 
 
+def is_bgzf(path: str | os.PathLike) -> bool:
+    """Whether ``path`` starts with a BGZF block (gzip with the 'BC' extra field that bgzip writes)."""
+    with open(path, "rb") as fh:
+        head = fh.read(16)
+    return len(head) == 16 and head[:4] == GZIP_MAGIC + b"\x08\x04" and head[12:14] == b"BC"
+
+
 def ends_with_bgzf_eof(path: str | os.PathLike) -> bool:
     """Whether ``path`` ends with bgzip's end-of-file block (:data:`BGZF_EOF`)."""
     with open(Path(path), "rb") as fh:

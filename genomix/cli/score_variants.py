@@ -56,10 +56,10 @@ def _run(args: argparse.Namespace) -> int:
     from ..devices import resolve_device
     from ..genome.bed import read_bed_intervals
     from ..hub import load_model
-    from ..outputs import check_output
     from ..variants import Reference, Region, parse_contig_map, parse_region, read_vcf, score_variants
+    from ..variants.score import check_scores_output
 
-    check_output(args.out, (args.vcf, args.reference, args.regions_bed), args.overwrite)  # before any long work
+    check_scores_output(args.out, args.vcf, (args.reference, args.regions_bed), args.overwrite)  # before long work
     regions = [parse_region(text) for text in args.region]
     if args.regions_bed:
         regions += [Region(contig, start, end) for contig, start, end, _, _ in read_bed_intervals(args.regions_bed)]

@@ -17,11 +17,12 @@ import zlib
 from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
 
-from ..compression import BGZF_EOF, is_gzip
+from ..compression import BGZF_EOF, is_bgzf, is_gzip
 from ..errors import InputFormatError
 from ..outputs import check_output, make_output_dir
 from .tabix import TABIX_DEPTH, TABIX_MIN_SHIFT, BgzfReader, record_span
-from .vcf import HeaderCheck, open_bytes
+from .bcf import is_bcf
+from .vcf import HeaderCheck, open_bytes, require_complete_bgzf
 
 BLOCK_DATA = 0xFF00
 _PSEUDO_BIN = ((1 << (3 * (TABIX_DEPTH + 1))) - 1) // 7 + 1  # 37450: per-contig offsets and record counts
@@ -108,13 +109,6 @@ class _ContigBins:
         return b"".join(out)
 
 
-def is_bgzf(path: Path) -> bool:
-    """Whether ``path`` starts with a BGZF block (gzip with the 'BC' extra field that bgzip writes)."""
-    with open(path, "rb") as fh:
-        head = fh.read(16)
-    return len(head) == 16 and head[:4] == b"\x1f\x8b\x08\x04" and head[12:14] == b"BC"
-
-
 def _copied_lines(source: Path, writer: BgzfWriter) -> Iterator[tuple[int, int, bytes]]:
     """``(start, end, line)`` virtual offsets of each line of a plain or gzip file as it is copied into
     ``writer``."""
@@ -145,12 +139,18 @@ def _tabix_index(lines: Iterable[tuple[int, int, bytes]], source: Path) -> bytes
     for number, (begin, end_offset, line) in enumerate(lines, start=1):
         if line.startswith(b"##"):
             continue  # meta lines are not decoded: their free text may be UTF-8
-        text = line.rstrip(b"\r\n").decode("ascii")
+        try:
+            text = line.rstrip(b"\r\n").decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InputFormatError(f"{source}:{number}: not UTF-8 text (column {exc.start + 1}); VCF files are "
+                                   "UTF-8. Is this a VCF?") from None
         if not header.is_record(number, text):
             continue
         fields = text.split("\t")
-        if len(fields) < 8 or not fields[1].isdigit():
+        if len(fields) < 8 or not (fields[1].isascii() and fields[1].isdigit()):
             raise InputFormatError(f"{source}:{number}: not a VCF record (8+ tab-separated columns, integer POS)")
+        if int(fields[1]) < 1:
+            raise InputFormatError(f"{source}:{number}: POS {fields[1]} must be >= 1 (VCF positions are 1-based)")
         start, end = record_span(fields)
         if not names or names[-1] != fields[0]:
             if fields[0] in names:
@@ -165,7 +165,7 @@ def _tabix_index(lines: Iterable[tuple[int, int, bytes]], source: Path) -> bytes
         last_pos = start
         contigs[-1].add(start, end, begin, end_offset)
     header.finish()
-    names_blob = b"".join(n.encode("ascii") + b"\x00" for n in names)
+    names_blob = b"".join(n.encode("utf-8") + b"\x00" for n in names)
     parts = [b"TBI\x01", struct.pack("<8i", len(names), 2, 1, 2, 0, ord("#"), 0, len(names_blob)), names_blob]
     parts.extend(c.encode() for c in contigs)
     packed = io.BytesIO()
@@ -188,6 +188,10 @@ def index_vcf(source: str | os.PathLike, out: str | os.PathLike | None = None, o
     source = Path(source)
     if not source.is_file():
         raise InputFormatError(f"{source}: no such VCF file")
+    if is_bcf(source):
+        raise InputFormatError(f"{source} is a BCF file; `bcftools index {source.name}` indexes it (genomix "
+                               "index-vcf indexes text VCFs only)")
+    require_complete_bgzf(source)
     try:
         if out is None and is_bgzf(source):
             check_output(f"{source}.tbi", (source,), overwrite)  # as tabix, an existing index only with -f
@@ -231,4 +235,4 @@ def _write_index(index: bytes, data: Path) -> Path:
     return data
 
 
-__all__ = ["BgzfWriter", "bin_of", "index_vcf", "is_bgzf"]
+__all__ = ["BgzfWriter", "bin_of", "index_vcf"]

@@ -66,7 +66,9 @@ class Reference:
         matches = [name for name in contig_aliases(chrom) if name in self.lengths]
         if len(matches) == 1:
             return matches[0]
-        raise UnknownContigError(f"{self._unknown(chrom)}; map the VCF's contig to one of those names with "
+        found = (f"{chrom!r} could be any of {', '.join(matches)} in {self.path}" if matches
+                 else self._unknown(chrom))
+        raise UnknownContigError(f"{found}; map the VCF's contig to one of those names with "
                                  f"contig_map={{{chrom!r}: NAME}} (--contig-map {chrom}=NAME)")
 
     def text(self, contig: str, start: int, end: int) -> str:

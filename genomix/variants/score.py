@@ -53,9 +53,10 @@ from ..devices import resolve_device
 from ..errors import ConfigError, GenomixError, InputFormatError, RangeError
 from ..models.inference_loop import inference_loop
 from ..outputs import atomic_write_text, check_output, make_output_dir
-from ..resume import continue_partial, reraise_keeping, same_weights_settings, weights_fingerprint
+from ..resume import continue_partial, end_interrupted_run, same_weights_settings, weights_fingerprint
 from ..tokenizer import MASK_ID, encode
 from .reference import Reference
+from .tabix import index_paths
 from .vcf import Variant
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,7 @@ COLUMNS = ("chrom", "pos", "id", "ref", "alt", "status", "llr", "ref_log_likelih
 DEFAULT_WINDOW = 4096
 ON_REF_MISMATCH = ("error", "skip")
 METHODS = ("causal", "masked", "embedding")
+COMPRESSED_SUFFIXES = (".gz", ".bgz", ".bz2", ".xz", ".zst")
 
 
 @dataclasses.dataclass
@@ -281,7 +283,7 @@ def score_variants(
     window = min(DEFAULT_WINDOW, limit) if window is None else window
     if window < 2 or (window > limit and not (method == "causal" and reads_in_pieces(model))):
         raise RangeError(f"window {window} must be between 2 and the model's max_seq_len {limit}")
-    out = check_output(out, (vcf, reference.path), overwrite)
+    out = check_scores_output(out, vcf, [reference.path], overwrite)
     partial = out.with_name(f".{out.name}.partial")
     settings = {"method": method, "window": str(window), "on_ref_mismatch": on_ref_mismatch, **(meta or {}),
                 "weights": weights_fingerprint(model)}
@@ -313,10 +315,26 @@ def score_variants(
                     counts[row.status] = counts.get(row.status, 0) + 1
                 bar.update(len(batch))
         except (GenomixError, KeyboardInterrupt) as exc:  # other errors: a bug, whose traceback says more
-            reraise_keeping(exc, f"the {sum(counts.values())} rows written so far are kept in {partial}; rerun "
-                                 "with resume=True (--resume) to continue after them")
+            kept = done + sum(n for status, n in counts.items() if status != "resumed")
+            fh.close()
+            # no row kept: the partial file (its header only) is removed, and there is nothing to resume
+            end_interrupted_run(exc, kept, [partial], f"the {kept} rows written so far are kept in {partial}; "
+                                "rerun with resume=True (--resume) to continue after them")
     os.replace(partial, out)
     return counts
+
+
+def check_scores_output(out: str | Path, vcf: str | Path, inputs: Iterable[str | Path | None],
+                        overwrite: bool) -> Path:
+    """``out`` as a path, after :func:`genomix.outputs.check_output` with the VCF, its index (a region query reads
+    it: a TSV written over it would destroy it) and the other ``inputs``; a compressed name (``scores.tsv.gz``)
+    is refused too, since the rows are written as plain text (appended as they finish, for resuming), which such
+    a name would misdescribe."""
+    out = check_output(out, (vcf, *(index_paths(vcf) if vcf else ()), *inputs), overwrite)
+    if out.suffix.lower() in COMPRESSED_SUFFIXES:
+        raise InputFormatError(f"{out}: the output is a plain-text TSV, not {out.suffix}-compressed; name it "
+                               f"{out.with_suffix('')} (out, --out) and compress it once the run is complete")
+    return out
 
 
 def _skip(variants: Iterable[Variant], done: int, counts: dict[str, int], bar) -> Iterator[Variant]:
@@ -346,4 +364,5 @@ def _batches(variants: Iterable[Variant], reference: Reference, window: int, vcf
         yield batch
 
 
-__all__ = ["COLUMNS", "DEFAULT_WINDOW", "METHODS", "plan_windows", "score_variants", "scoring_method"]
+__all__ = ["COLUMNS", "DEFAULT_WINDOW", "METHODS", "check_scores_output", "plan_windows", "score_variants",
+           "scoring_method"]

@@ -155,7 +155,7 @@ class _Cursor:
         return struct.unpack("<Q", self.take(8))[0]
 
     def names(self, length: int) -> list[str]:
-        return [n.decode("ascii", "replace") for n in self.take(length).split(b"\x00") if n]
+        return [n.decode("utf-8", "replace") for n in self.take(length).split(b"\x00") if n]
 
     def tabix_aux_names(self) -> list[str]:
         self.take(24)
@@ -286,7 +286,12 @@ class BgzfReader:
             begin, raw = self.tell(), self.readline()
             if not raw:
                 return
-            yield begin, raw.rstrip(b"\r\n").decode("ascii")
+            try:
+                line = raw.rstrip(b"\r\n").decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise InputFormatError(f"{record_at(self.path, begin)}: not UTF-8 text (column {exc.start + 1}); "
+                                       "VCF files are UTF-8. Is this a VCF?") from None
+            yield begin, line
 
 
 def indexed_records(index: TabixIndex, regions: Sequence[Region],
@@ -310,11 +315,16 @@ def indexed_records(index: TabixIndex, regions: Sequence[Region],
                     yield record
 
 
+def index_paths(path: str | Path) -> list[Path]:
+    """Where the index of ``path`` may be, in the order looked for: ``<path>.tbi``, then ``<path>.csi``."""
+    path = Path(path)
+    return [path.with_name(path.name + suffix) for suffix in (".tbi", ".csi")]
+
+
 def find_index(path: Path, bcf: bool = False) -> Path:
     """``<path>.tbi`` or ``<path>.csi``, whichever exists (an error naming how to make one otherwise; for a
     ``bcf``, only bcftools can: ``genomix index-vcf`` reads text VCFs)."""
-    for suffix in (".tbi", ".csi"):
-        candidate = path.with_name(path.name + suffix)
+    for candidate in index_paths(path):
         if candidate.is_file():
             if candidate.stat().st_mtime < path.stat().st_mtime:
                 log.warning("%s is older than %s; if the VCF changed, rebuild the index", candidate, path)
@@ -349,5 +359,5 @@ def record_span(fields: list[str]) -> tuple[int, int]:
     return start, end
 
 
-__all__ = ["BgzfReader", "Region", "TabixIndex", "find_index", "indexed_records", "parse_region", "record_at",
-           "record_span", "region_bins"]
+__all__ = ["BgzfReader", "Region", "TabixIndex", "find_index", "index_paths", "indexed_records", "parse_region",
+           "record_at", "record_span", "region_bins"]

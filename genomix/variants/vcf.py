@@ -11,7 +11,13 @@ codes are upper-cased; symbolic alleles keep their spelling.
 
 A text VCF must name its columns in the ``#CHROM`` header line, after the ``##`` meta lines and before the
 first record; a file without it is refused (:class:`HeaderCheck`, which ``genomix index-vcf`` applies too).
-Malformed lines raise :class:`~genomix.errors.InputFormatError` naming file and line.
+Malformed lines raise :class:`~genomix.errors.InputFormatError` naming file and line. The text is UTF-8, as
+VCF 4.3 allows in meta lines and INFO values; ``##`` meta lines are not decoded at all (older files carry
+Latin-1 there), as ``genomix index-vcf`` does not decode them either, so the two accept the same files. A bgzip
+file (BGZF, as bgzip, bcftools and ``genomix index-vcf`` write it) must end with its end-of-file block: htslib
+writes whole blocks that end at record boundaries, so a copy cut between blocks (a killed ``bcftools view
+-Oz``, an interrupted transfer) decompresses without error, and without the check its missing records would go
+unnoticed.
 
 With ``regions``, a bgzip-compressed VCF with a ``.tbi`` or ``.csi`` index is read only where the regions
 are (:mod:`.tabix`), the way ``tabix`` and ``bcftools view -r`` do: a gnomAD-sized file is not scanned to
@@ -33,7 +39,7 @@ import re
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from ..compression import is_gzip
+from ..compression import ends_with_bgzf_eof, is_bgzf, is_gzip
 from ..errors import InputFormatError
 from .bcf import bcf_records, is_bcf
 from .tabix import BgzfReader, Region, TabixIndex, find_index, indexed_records, record_at, record_span
@@ -41,6 +47,7 @@ from .tabix import BgzfReader, Region, TabixIndex, find_index, indexed_records, 
 FIXED_COLUMNS = ("#CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO")
 _CONCRETE = re.compile(r"[ACGTacgt]+")
 _IUPAC = re.compile(r"[ACGTNRYSWKMBDHVacgtnryswkmbdhv]+")
+_POSITION = re.compile(r"[0-9]+")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,15 +87,29 @@ def open_bytes(path: Path) -> io.BufferedIOBase:
 
 
 def _open_text(path: Path) -> io.TextIOBase:
-    return io.TextIOWrapper(open_bytes(path), encoding="ascii", errors="strict", newline=None)
+    """``path`` as text lines; bytes that are not UTF-8 are kept as surrogate escapes, so that a meta line in
+    another encoding is skipped, and a record holding them is refused by :func:`_text_records`."""
+    return io.TextIOWrapper(open_bytes(path), encoding="utf-8", errors="surrogateescape", newline=None)
+
+
+def require_complete_bgzf(path: Path) -> None:
+    """Refuse a BGZF file (bgzip VCF, BCF) that lacks its end-of-file block, i.e. was cut (see the module
+    docstring); other files pass."""
+    if is_bgzf(path) and not ends_with_bgzf_eof(path):
+        raise InputFormatError(f"{path}: the bgzip file lacks its end-of-file block, so it is truncated and records "
+                               "after the cut would be missing; compress, copy or download it again (a complete "
+                               "file passes `bgzip -t`)")
 
 
 def read_vcf(path: str | Path, regions: Sequence[Region] | None = None) -> Iterator[Variant]:
     """The variants of a VCF file in file order, or with ``regions`` those overlapping each region in
     turn, each record once (see the module docstring)."""
     path = Path(path)
+    if path.is_dir():
+        raise InputFormatError(f"{path} is a directory; give the VCF or BCF file")
     if not path.is_file():
         raise InputFormatError(f"{path}: no such VCF file")
+    require_complete_bgzf(path)
     if is_bcf(path):
         for where, fields in bcf_records(path, regions):
             yield from _record(where, 0, fields)
@@ -142,12 +163,21 @@ def _text_records(path: Path) -> Iterator[tuple[int, list[str]]]:
             for number, line in enumerate(text, start=1):
                 line = line.rstrip("\n")
                 if header.is_record(number, line):
+                    if not line.isascii():
+                        _require_utf8(line, f"{path}:{number}")
                     yield number, line.split("\t")
-        except UnicodeDecodeError as exc:
-            raise InputFormatError(f"{path}: not ASCII text ({exc.reason} at byte {exc.start}); is this a VCF?") from None
         except (OSError, EOFError, gzip.BadGzipFile) as exc:
             raise InputFormatError(f"{path}: unreadable compressed data ({exc}); the file may be truncated") from None
     header.finish()
+
+
+def _require_utf8(line: str, where: str) -> None:
+    """Refuse a record line read with surrogate escapes (:func:`_open_text`): not UTF-8 text."""
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InputFormatError(f"{where}: not UTF-8 text (column {exc.start + 1}); VCF files are UTF-8. Is this "
+                               "a VCF?") from None
 
 
 def _read_regions(path: Path, regions: Sequence[Region]) -> Iterator[Variant]:
@@ -174,10 +204,9 @@ def _record(where: str, number: int, fields: list[str]) -> Iterator[Variant]:
     if len(fields) < 8:
         raise InputFormatError(f"{where}: {len(fields)} tab-separated columns, a VCF record needs at least 8")
     chrom, pos, vid, ref, alts = fields[:5]
-    try:
-        position = int(pos)
-    except ValueError:
-        raise InputFormatError(f"{where}: POS {pos!r} is not an integer") from None
+    if not _POSITION.fullmatch(pos):  # int() would also take "+5", "1_000" and " 5"
+        raise InputFormatError(f"{where}: POS {pos!r} is not an integer")
+    position = int(pos)
     if position < 1:
         raise InputFormatError(f"{where}: POS {position} must be >= 1 (VCF positions are 1-based)")
     if not chrom:
@@ -190,4 +219,4 @@ def _record(where: str, number: int, fields: list[str]) -> Iterator[Variant]:
         yield Variant(chrom, position, vid, ref, alt, number)
 
 
-__all__ = ["HeaderCheck", "Region", "Variant", "read_vcf"]
+__all__ = ["HeaderCheck", "Region", "Variant", "read_vcf", "require_complete_bgzf"]

@@ -1,0 +1,166 @@
+"""`score-variants` and `index-vcf` on inputs that a user's files really hold and that earlier readers got wrong:
+bgzip files cut between blocks, UTF-8 text (VCF 4.3), sloppy POS values, outputs named over an input's index or
+with a compression suffix, runs stopped before their first row, BCF files handed to index-vcf, and contig names
+that more than one reference contig answers to."""
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+
+from genomix.cli import main as cli_main
+from genomix.errors import InputFormatError, UnknownContigError
+from genomix.models.registry import build
+from genomix.variants import Reference, Region, read_vcf, score_variants
+from genomix.variants.indexing import index_vcf
+
+from test_variants import BGZF_EOF, bgzf
+
+COLUMNS = "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
+GENOME = "ACGTTGCAAGCTTCGA" * 8  # 128 bases
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return build("hyenadna-tiny-1k", task="causal-lm").eval()
+
+
+@pytest.fixture
+def reference(tmp_path) -> Reference:
+    fasta = tmp_path / "g.fa"
+    fasta.write_text(f">chrQ\n{GENOME}\n")
+    return Reference(fasta)
+
+
+def record(pos: int | str, alt: str = "A", info: str = ".") -> str:
+    ref = GENOME[int(pos) - 1] if str(pos).isdigit() else "A"
+    return f"chrQ\t{pos}\t.\t{ref}\t{alt if alt != ref else 'C'}\t.\tPASS\t{info}\n"
+
+
+def test_a_bgzip_vcf_cut_between_blocks_is_refused_not_read_short(tmp_path):
+    """htslib ends each BGZF block at a record, so a copy cut between blocks decompresses cleanly: without its
+    end-of-file block it must be refused, by the reader (whole or by region) and by index-vcf, not read short."""
+    first = "##fileformat=VCFv4.2\n" + COLUMNS + "".join(record(p) for p in range(1, 40))
+    rest = "".join(record(p) for p in range(40, 100))
+    whole = bgzf(first.encode())[:-len(BGZF_EOF)] + bgzf(rest.encode())
+    cut = tmp_path / "cut.vcf.gz"
+    cut.write_bytes(whole[:whole.index(bgzf(rest.encode()))])  # the first block only: every line whole
+    message = "cut.vcf.gz: the bgzip file lacks its end-of-file block, so it is truncated"
+    with pytest.raises(InputFormatError, match=message):
+        list(read_vcf(cut))
+    with pytest.raises(InputFormatError, match=message):
+        index_vcf(cut)
+    assert [p.name for p in tmp_path.iterdir()] == ["cut.vcf.gz"]  # no index of the short file
+    (tmp_path / "whole.vcf.gz").write_bytes(whole)
+    index_vcf(tmp_path / "whole.vcf.gz")
+    (tmp_path / "cut.vcf.gz.tbi").write_bytes((tmp_path / "whole.vcf.gz.tbi").read_bytes())
+    with pytest.raises(InputFormatError, match=message):
+        list(read_vcf(cut, [Region("chrQ", 0, 100)]))
+    assert len(list(read_vcf(tmp_path / "whole.vcf.gz"))) == 99
+
+
+def test_utf8_text_is_read_by_the_reader_and_index_vcf_alike(tmp_path):
+    """VCF 4.3 is UTF-8: meta lines and INFO values may hold non-ASCII text, which both the reader (plain and by
+    region) and index-vcf accept; a record that is not UTF-8 is refused by both, naming its line."""
+    vcf = tmp_path / "u.vcf"
+    vcf.write_bytes(("##fileformat=VCFv4.3\n##source=Variantenrufer für Mitochondrien\n" + COLUMNS + record(10)
+                     + record(20, info="NOTE=café")).encode())
+    assert [v.pos for v in read_vcf(vcf)] == [10, 20]
+    copy = index_vcf(vcf)
+    assert [v.pos for v in read_vcf(copy, [Region("chrQ", 15, 30)])] == [20]
+    latin1 = tmp_path / "l.vcf"
+    latin1.write_bytes(("##source=caf\xe9\n" + COLUMNS + record(10) + record(20, info="NOTE=caf\xe9")).encode("latin-1"))
+    for call in (lambda: list(read_vcf(latin1)), lambda: index_vcf(latin1)):
+        with pytest.raises(InputFormatError, match=r"l.vcf:4: not UTF-8 text \(column \d+\)"):
+            call()
+    assert not (tmp_path / "l.vcf.gz").exists()
+
+
+@pytest.mark.parametrize("pos", ["+10", "1_0", " 10"])
+def test_pos_must_be_written_in_digits(tmp_path, pos):
+    """POS is digits only, in the reader as in index-vcf: Python's int() would also read "+10", "1_0" and " 10"
+    as 10, scoring a record at a position the file never wrote plainly."""
+    vcf = tmp_path / "p.vcf"
+    vcf.write_text(COLUMNS + record(pos))
+    with pytest.raises(InputFormatError, match=re.escape(f"p.vcf:2: POS '{pos}' is not an integer")):
+        list(read_vcf(vcf))
+
+
+def test_index_vcf_says_pos_0_is_not_1_based(tmp_path):
+    vcf = tmp_path / "z.vcf"
+    vcf.write_text(COLUMNS + record(0))
+    with pytest.raises(InputFormatError, match=r"z.vcf:2: POS 0 must be >= 1 \(VCF positions are 1-based\)"):
+        index_vcf(vcf)
+
+
+def test_an_output_over_the_vcfs_index_is_refused(tmp_path, model, reference, capsys):
+    """A region query reads the VCF's .tbi or .csi: --out naming it is refused even with --overwrite, by the
+    library and the CLI, and the index stays as it was."""
+    plain = tmp_path / "v.vcf"
+    plain.write_text(COLUMNS + record(10) + record(50))
+    vcf = index_vcf(plain)
+    tbi = tmp_path / "v.vcf.gz.tbi"
+    index = tbi.read_bytes()
+    with pytest.raises(InputFormatError, match="must not be an input"):
+        score_variants(model, read_vcf(vcf, [Region("chrQ", 0, 60)]), reference, tbi, vcf=vcf, window=32,
+                       overwrite=True, quiet=True)
+    csi = tmp_path / "v.vcf.gz.csi"
+    csi.write_bytes(b"an index")
+    assert cli_main(["score-variants", "--model", "hyenadna-tiny-1k", "--vcf", str(vcf), "--region", "chrQ:1-60",
+                     "--reference", str(reference.path), "--out", str(csi), "--overwrite", "--window", "32",
+                     "--quiet", "--device", "cpu"]) == 2
+    assert "must not be an input" in capsys.readouterr().err
+    assert tbi.read_bytes() == index and csi.read_bytes() == b"an index"
+
+
+def test_a_run_stopped_before_its_first_row_leaves_nothing_to_resume(tmp_path, model, reference):
+    """A REF mismatch (or Ctrl-C) before any row is written leaves no partial file, and the error does not offer
+    --resume for zero rows; one stopped after some rows keeps them and says how many."""
+    wrong = "T" if GENOME[4] != "T" else "G"
+    vcf = tmp_path / "m.vcf"
+    vcf.write_text(COLUMNS + f"chrQ\t5\t.\t{wrong}\tA\t.\t.\t.\n")
+    with pytest.raises(InputFormatError, match="does not match the reference") as error:
+        score_variants(model, read_vcf(vcf), reference, tmp_path / "m.tsv", vcf=vcf, window=32, quiet=True)
+    assert "resume" not in str(error.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g.fa", "m.vcf"]
+    vcf.write_text(COLUMNS + record(10) + f"chrQ\t5\t.\t{wrong}\tA\t.\t.\t.\n")
+    with pytest.raises(InputFormatError, match=r"the 1 rows written so far are kept in .*\.m\.tsv\.partial"):
+        score_variants(model, read_vcf(vcf), reference, tmp_path / "m.tsv", vcf=vcf, window=32, batch_size=1,
+                       quiet=True)
+
+
+def test_a_compressed_output_name_is_refused(tmp_path, model, reference, capsys):
+    """The rows are plain text: an output named .gz would be a plain file under a gzip name, so it is refused
+    before any work, naming the plain name to use."""
+    vcf = tmp_path / "c.vcf"
+    vcf.write_text(COLUMNS + record(10))
+    with pytest.raises(InputFormatError, match=r"s.tsv.gz: the output is a plain-text TSV, not .gz-compressed; "
+                                               r"name it \S*s.tsv "):
+        score_variants(model, read_vcf(vcf), reference, tmp_path / "s.tsv.gz", vcf=vcf, window=32, quiet=True)
+    assert cli_main(["score-variants", "--model", "hyenadna-tiny-1k", "--vcf", str(vcf), "--reference",
+                     str(reference.path), "--out", str(tmp_path / "s.tsv.bgz"), "--quiet", "--device", "cpu"]) == 2
+    assert "not .bgz-compressed" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.vcf", "g.fa"]
+
+
+def test_index_vcf_sends_a_bcf_to_bcftools(tmp_path):
+    pysam = pytest.importorskip("pysam")
+    pytest.importorskip("pysam.bcftools")
+    plain = tmp_path / "b.vcf"
+    plain.write_text("##fileformat=VCFv4.2\n##contig=<ID=chrQ,length=128>\n" + COLUMNS + record(10))
+    bcf = tmp_path / "b.bcf"
+    pysam.bcftools.view("-Ob", "-o", str(bcf), str(plain), catch_stdout=False)
+    with pytest.raises(InputFormatError, match=r"b.bcf is a BCF file; `bcftools index b.bcf` indexes it"):
+        index_vcf(bcf, tmp_path / "copy.vcf.gz")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.bcf", "b.vcf"]
+
+
+def test_a_directory_or_an_ambiguous_contig_is_named_as_such(tmp_path):
+    with pytest.raises(InputFormatError, match="is a directory; give the VCF or BCF file"):
+        list(read_vcf(tmp_path))
+    fasta = tmp_path / "two.fa"
+    fasta.write_text(f">chrM\n{GENOME}\n>MT\n{GENOME}\n")
+    with pytest.raises(UnknownContigError, match=r"'M' could be any of chrM, MT in \S*two.fa; .*--contig-map M=NAME"):
+        Reference(fasta).resolve("M")
