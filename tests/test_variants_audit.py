@@ -164,3 +164,32 @@ def test_a_directory_or_an_ambiguous_contig_is_named_as_such(tmp_path):
     fasta.write_text(f">chrM\n{GENOME}\n>MT\n{GENOME}\n")
     with pytest.raises(UnknownContigError, match=r"'M' could be any of chrM, MT in \S*two.fa; .*--contig-map M=NAME"):
         Reference(fasta).resolve("M")
+
+
+def test_a_record_past_its_contig_end_stops_the_cli_before_the_model_loads(tmp_path, reference, capsys, monkeypatch):
+    """A VCF of another assembly shows as REFs past a contig's end: score-variants finds the first such record
+    in its pre-scan of every record, before loading a model or writing anything, not hours into scoring."""
+    import genomix.hub
+
+    vcf = tmp_path / "late.vcf"
+    vcf.write_text(COLUMNS + record(10) + record(20) + "chrQ\t128\t.\tAC\tA\t.\t.\t.\n")
+    monkeypatch.setattr(genomix.hub, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    assert cli_main(["score-variants", "--model", "hyenadna-tiny-1k", "--vcf", str(vcf), "--reference",
+                     str(reference.path), "--out", str(tmp_path / "s.tsv"), "--quiet", "--device", "cpu"]) == 2
+    assert re.search(r"late\.vcf:4: chrQ:128 AC ends past the end of chrQ \(length 128\) .*called against this "
+                     r"assembly", capsys.readouterr().err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g.fa", "late.vcf"]
+
+
+def test_index_vcf_clears_what_a_killed_run_left_beside_its_outputs(tmp_path):
+    """index-vcf writes through per-process temporary names (as every genomix output does): a run killed with
+    kill -9 leaves them, and the next run removes them instead of leaving OUT.tmp files for good."""
+    plain = tmp_path / "k.vcf"
+    plain.write_text(COLUMNS + record(10))
+    dead = 2 ** 22 + 12345  # above the default pid_max: no process has it
+    left = [tmp_path / f".k.vcf.gz.tmp-{dead}", tmp_path / f".k.vcf.gz.tbi.tmp-{dead}"]
+    for path in left:
+        path.write_bytes(b"half a file")
+    out = index_vcf(plain)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["k.vcf", "k.vcf.gz", "k.vcf.gz.tbi"]
+    assert [v.pos for v in read_vcf(out, [Region("chrQ", 0, 60)])] == [10]

@@ -57,7 +57,7 @@ def _run(args: argparse.Namespace) -> int:
     from ..genome.bed import read_bed_intervals
     from ..hub import load_model
     from ..variants import Reference, Region, parse_contig_map, parse_region, read_vcf, score_variants
-    from ..variants.score import check_scores_output
+    from ..variants.score import check_scores_output, check_within_contig
 
     check_scores_output(args.out, args.vcf, (args.reference, args.regions_bed), args.overwrite)  # before long work
     regions = [parse_region(text) for text in args.region]
@@ -66,12 +66,10 @@ def _run(args: argparse.Namespace) -> int:
     contig_map = parse_contig_map(args.contig_map)
     regions = _in_vcf_names(regions, contig_map) or None
     reference = Reference(args.reference, contig_map)
-    total, contigs = 0, set()
-    for variant in read_vcf(args.vcf, regions):  # every selected record is read and its contig matched before scoring
-        total += 1
-        contigs.add(variant.chrom)
-    for chrom in sorted(contigs):
-        reference.resolve(chrom)
+    total = 0
+    for variant in read_vcf(args.vcf, regions):  # every selected record is read, its contig matched and its REF
+        total += 1                                # placed inside the contig before the model loads
+        check_within_contig(variant, reference, args.vcf)
     device = resolve_device(args.device)  # a device this machine lacks is refused before the model loads
     model = load_model(args.model, "lm", args.revision)
     meta = {"model": _identity(args.model), "revision": args.revision or "-", **_file_settings("vcf", args.vcf),

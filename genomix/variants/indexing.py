@@ -19,7 +19,7 @@ from typing import BinaryIO, Iterable, Iterator
 
 from ..compression import BGZF_EOF, is_bgzf, is_gzip
 from ..errors import InputFormatError
-from ..outputs import check_output, make_output_dir
+from ..outputs import check_output, make_output_dir, temp_sibling
 from .tabix import TABIX_DEPTH, TABIX_MIN_SHIFT, BgzfReader, record_span
 from .bcf import is_bcf
 from .vcf import HeaderCheck, open_bytes, require_complete_bgzf
@@ -204,7 +204,7 @@ def index_vcf(source: str | os.PathLike, out: str | os.PathLike | None = None, o
         out = check_output(out, (source,), overwrite)
         # refused as the output's, not reported below as an unreadable input
         make_output_dir(out.parent, option="out (--out)")
-        tmp = out.with_name(out.name + ".tmp")
+        tmp = temp_sibling(out)  # a killed run's copy is removed by the next run (its process is gone)
         try:
             with open(tmp, "wb") as raw:
                 index = _tabix_index(_copied_lines(source, BgzfWriter(raw)), source)
@@ -229,7 +229,7 @@ def _replace_indexed(tmp: Path, index: bytes, out: Path) -> Path:
 
 def _write_index(index: bytes, data: Path) -> Path:
     tbi = data.with_name(data.name + ".tbi")
-    tmp = tbi.with_name(tbi.name + ".tmp")
+    tmp = temp_sibling(tbi)
     tmp.write_bytes(index)
     os.replace(tmp, tbi)
     return data

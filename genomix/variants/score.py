@@ -105,17 +105,28 @@ def _mismatch_hint(ref: str) -> str:
     return "check that the VCF was called against this assembly"
 
 
+def check_within_contig(variant: Variant, reference: Reference, vcf: str | Path) -> str:
+    """The reference's name for ``variant``'s contig (an UnknownContigError if it has none), after refusing a
+    sequence allele whose REF runs past that contig's end with a RangeError naming the record: the mark of a VCF
+    called against another assembly, which ``genomix score-variants`` checks on every record before it loads the
+    model."""
+    contig = reference.resolve(variant.chrom)
+    length = reference.lengths[contig]
+    if variant.sequence_allele and variant.pos - 1 + len(variant.ref) > length:
+        raise RangeError(f"{variant.location(vcf)}: {variant.chrom}:{variant.pos} {variant.ref} ends past the end of "
+                         f"{contig} (length {length:,}) in {reference.path}; check that the VCF was called against "
+                         "this assembly")
+    return contig
+
+
 def plan_windows(variant: Variant, reference: Reference, window: int, vcf: str | Path,
                  on_ref_mismatch: str = "error", method: str = "causal") -> _Row:
     """The row for one allele: its reference and ALT windows, or the status saying why it is not scored."""
     if not variant.sequence_allele:
         return _Row(variant, "symbolic")
-    contig = reference.resolve(variant.chrom)
+    contig = check_within_contig(variant, reference, vcf)
     length = reference.lengths[contig]
     p0, n_ref, n_alt = variant.pos - 1, len(variant.ref), len(variant.alt)
-    if p0 + n_ref > length:
-        raise RangeError(f"{variant.location(vcf)}: {variant.chrom}:{variant.pos} {variant.ref} ends past the end of "
-                         f"{contig} (length {length:,}) in {reference.path}")
     found = reference.text(contig, p0, p0 + n_ref)
     if not _matches(variant.ref, found):
         if on_ref_mismatch == "skip":
@@ -364,5 +375,5 @@ def _batches(variants: Iterable[Variant], reference: Reference, window: int, vcf
         yield batch
 
 
-__all__ = ["COLUMNS", "DEFAULT_WINDOW", "METHODS", "check_scores_output", "plan_windows", "score_variants",
-           "scoring_method"]
+__all__ = ["COLUMNS", "DEFAULT_WINDOW", "METHODS", "check_scores_output", "check_within_contig", "plan_windows",
+           "score_variants", "scoring_method"]
