@@ -256,6 +256,9 @@ def finetune(model: str, task: str | os.PathLike | TaskData, out_dir: str | os.P
     identity = run_identity(model, task)
     if ckpt_path is None:
         refuse_used_out(out, "fine-tuning")
+        if (out / "metrics.json").is_file():  # a finished run whose checkpoints were removed: keep its results
+            raise ConfigError(f"{out} already holds a finished fine-tuning run ({out / 'metrics.json'}); choose "
+                              "another --out, or remove that folder to run again")
         source, saved = out, None
     else:
         source = resume_source(ckpt_path, "fine-tuning")
@@ -275,9 +278,15 @@ def finetune(model: str, task: str | os.PathLike | TaskData, out_dir: str | os.P
     if dev is None:
         log.warning("task %s has no development split: holding out 10%% of train for model selection", task.name)
         train, dev = _split_dev(train, recipe.seed)
+        if len(np.unique(train.labels)) < 2:
+            raise InputFormatError(f"holding out 10% of {train.source} for model selection (the task has no dev "
+                                   "split) leaves one class to train on; add a dev file, or more training rows")
     test = task.splits.get("test")
     if recipe.monitor == "auroc" and task.num_labels != 2:
         raise ConfigError(f"monitor auroc needs two classes; {task.name} has {task.num_labels}: use mcc or accuracy")
+    if recipe.monitor == "auroc" and len(np.unique(dev.labels)) < 2:  # no AUROC to select the best epoch by
+        raise ConfigError(f"monitor auroc needs both classes in the development split; {dev.source} has only "
+                          f"{task.label_names[int(dev.labels[0])]!r}: use mcc or accuracy, or a dev split with both")
 
     classifier = load_classifier(model, task.num_labels, task.label_names, recipe, revision)
     identity["weights"] = weights_fingerprint(classifier.base_model)  # the pretrained backbone; the head is new

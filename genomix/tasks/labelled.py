@@ -18,7 +18,8 @@ Two layouts are understood (:func:`load_task` tells them apart):
 
 Every row is checked as it is read: a missing field, an empty or non-DNA sequence or an unusable label
 stops with the file and line. The training split must have at least two classes, and the other splits may
-only use its labels. Sequences are kept as token ids (:func:`genomix.tokenizer.encode`).
+only use its labels. A folder with both layouts is refused, as reading one would drop the other's splits.
+Sequences are kept as token ids (:func:`genomix.tokenizer.encode`).
 """
 from __future__ import annotations
 
@@ -26,7 +27,10 @@ import csv
 import dataclasses
 import gzip
 import io
+import itertools
 import os
+import re
+import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -40,6 +44,12 @@ SPLIT_NAMES = {"train": "train", "dev": "dev", "valid": "dev", "val": "dev", "va
 TABLE_SUFFIXES = (".csv", ".tsv", ".csv.gz", ".tsv.gz")
 FASTA_SUFFIXES = tuple(ext + gz for gz in ("", ".gz") for ext in (".fna", ".fa", ".fasta"))
 SPLIT_FILE_SUFFIXES = TABLE_SUFFIXES + FASTA_SUFFIXES
+_INTEGER = re.compile(r"-?[0-9]+")  # ASCII digits only: '²'.isdigit() holds, but int('²') fails
+_SHOWN = 10  # values listed in a message before "... (N in all)"
+
+# csv's default field limit (131,072 characters) would refuse the long-range tasks' sequences (up to the 1 Mb a
+# HyenaDNA model takes): lift it to the largest value this platform's C long holds.
+csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
 
 @dataclasses.dataclass
@@ -101,6 +111,15 @@ def _open_text(path: Path) -> io.TextIOBase:
     return io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
 
 
+def _listed(values: Sequence[object], total: int | None = None) -> str:
+    """``values`` for a message: all of them when few, else the first :data:`_SHOWN` and how many there are
+    (``total``, when ``values`` holds only the first of them)."""
+    total = len(values) if total is None else total
+    if total <= _SHOWN:
+        return str(list(values))
+    return f"[{', '.join(map(repr, values[:_SHOWN]))}, ...] ({total} in all)"
+
+
 def _encode_row(seq: str, where: str) -> np.ndarray:
     seq = seq.strip()
     if not seq:
@@ -109,6 +128,17 @@ def _encode_row(seq: str, where: str) -> np.ndarray:
         return encode(seq, dtype=np.uint8)
     except TokenizationError as exc:
         raise InputFormatError(f"{where}: {exc}") from None
+
+
+def _checked_label(label: str, where: str) -> str:
+    """``label`` without surrounding spaces, refused when empty or when it holds a tab or line break, which
+    would break the columns of ``predictions/*.tsv`` (a quoted CSV field may hold either)."""
+    label = label.strip()
+    if not label:
+        raise InputFormatError(f"{where}: empty label")
+    if any(c in label for c in "\t\r\n"):
+        raise InputFormatError(f"{where}: label {label!r} holds a tab or line break; use class names without them")
+    return label
 
 
 def read_table(path: str | os.PathLike) -> tuple[list[np.ndarray], list[str], list[str]]:
@@ -126,8 +156,19 @@ def read_table(path: str | os.PathLike) -> tuple[list[np.ndarray], list[str], li
             names = [h.strip().lower() for h in header]
             missing = [c for c in ("sequence", "label") if c not in names]
             if missing:
+                other = "," if delimiter == "\t" else "\t"
+                hint = ""
+                if len(header) == 1 and all(c in [h.strip().lower() for h in header[0].split(other)]
+                                            for c in ("sequence", "label")):
+                    kind, suffix = ("comma", ".csv") if other == "," else ("tab", ".tsv")
+                    renamed = re.sub(r"\.[ct]sv", suffix, path.name, count=1, flags=re.IGNORECASE)
+                    hint = f"; the file is {kind}-separated: name it {renamed}"
                 raise InputFormatError(f"{path}:1: header {header} lacks column(s) {missing}; a table needs "
-                                       "'sequence' and 'label' columns")
+                                       f"'sequence' and 'label' columns{hint}")
+            repeated = [c for c in ("sequence", "label") if names.count(c) > 1]
+            if repeated:
+                raise InputFormatError(f"{path}:1: header {header} has more than one {repeated[0]!r} column; "
+                                       "rename or remove the extra one, so that it is clear which to read")
             seq_col, label_col = names.index("sequence"), names.index("label")
             for line, row in enumerate(reader, start=2):
                 if not row or (len(row) == 1 and not row[0].strip()):
@@ -135,9 +176,7 @@ def read_table(path: str | os.PathLike) -> tuple[list[np.ndarray], list[str], li
                 where = f"{path}:{line}"
                 if len(row) != len(header):
                     raise InputFormatError(f"{where}: {len(row)} fields, the header has {len(header)}")
-                label = row[label_col].strip()
-                if not label:
-                    raise InputFormatError(f"{where}: empty label")
+                label = _checked_label(row[label_col], where)
                 ids.append(_encode_row(row[seq_col], where))
                 labels.append(label)
                 origins.append(where)
@@ -170,10 +209,10 @@ def read_labelled_fasta(path: str | os.PathLike) -> tuple[list[np.ndarray], list
                 if line.startswith(">"):
                     finish()
                     name, bar, label = line[1:].rpartition("|")
-                    label = label.strip()
-                    if not bar or not label:
+                    if not bar or not label.strip():
                         raise InputFormatError(f"{path}:{line_no}: header {line[:80]!r} does not end in "
                                                "'|<label>'; a labelled FASTA header looks like '>name|1'")
+                    label = _checked_label(label, f"{path}:{line_no}")
                     header_line, chunks = line_no, []
                 elif line:
                     if label is None:
@@ -219,9 +258,9 @@ def _task_labels(labels: dict[str, set[str]], sources: dict[str, str]) -> set[st
     for split, values in labels.items():
         unknown = sorted(values - train)
         if unknown:
-            raise InputFormatError(f"{sources[split]}: label(s) {unknown} do not occur in the training split {where} "
-                                   f"(whose labels are {sorted(train)}); every split must use the training split's "
-                                   "labels, spelt the same way")
+            raise InputFormatError(f"{sources[split]}: label(s) {_listed(unknown)} do not occur in the training split "
+                                   f"{where} (whose labels are {_listed(sorted(train))}); every split must use the "
+                                   "training split's labels, spelt the same way")
     return train
 
 
@@ -230,14 +269,16 @@ def _label_ids(raw: dict[str, list[str]], sources: dict[str, str]) -> tuple[dict
     values (names '0'..'K-1'); anything else is a name, numbered in sorted order."""
     values = sorted(_task_labels({s: set(labels) for s, labels in raw.items()}, sources))
     where = sources.get("train") or ", ".join(sources.values())
-    if all(v.lstrip("-").isdigit() for v in values):
+    if all(_INTEGER.fullmatch(v) for v in values):
         ints = sorted({int(v) for v in values})
         if ints[0] < 0:
             raise InputFormatError(f"{where}: negative class label {ints[0]}; integer labels must be 0..K-1")
-        missing = sorted(set(range(ints[-1] + 1)) - set(ints))
-        if missing:
-            raise InputFormatError(f"{where}: integer labels must be the classes 0..K-1 without gaps; labels {ints} "
-                                   f"lack {missing}. Renumber the classes from 0, or use class names")
+        if ints[-1] >= len(ints):  # a gap; listed lazily, as a label such as 10**9 leaves a billion of them
+            present = set(ints)
+            gaps = (i for i in range(ints[-1]) if i not in present)
+            missing = _listed(list(itertools.islice(gaps, _SHOWN)), total=ints[-1] + 1 - len(ints))
+            raise InputFormatError(f"{where}: integer labels must be the classes 0..K-1 without gaps; labels "
+                                   f"{_listed(ints)} lack {missing}. Renumber the classes from 0, or use class names")
         names = [str(i) for i in ints]
         return {s: np.array([int(v) for v in labels], dtype=np.int64) for s, labels in raw.items()}, names
     index = {name: i for i, name in enumerate(values)}
@@ -265,6 +306,12 @@ def load_task(path: str | os.PathLike, name: str | None = None) -> TaskData:
                                "GenomicBenchmarks' train/ and test/ class folders")
     name = name or task_dir.name
     tables = _table_files(task_dir)
+    folders = {SPLIT_NAMES[p.name.lower()]: p for p in task_dir.iterdir()
+               if p.is_dir() and p.name.lower() in SPLIT_NAMES}
+    if tables and folders:  # reading either layout alone would silently drop the other's splits
+        raise InputFormatError(f"{task_dir}: both split files ({', '.join(sorted(p.name for p in tables.values()))}) "
+                               f"and split folders ({', '.join(sorted(p.name for p in folders.values()))}); keep one "
+                               "layout in a task folder")
     if tables:
         read = {split: (read_labelled_fasta(p) if p.name.lower().endswith(FASTA_SUFFIXES) else read_table(p))
                 for split, p in tables.items()}
@@ -272,7 +319,6 @@ def load_task(path: str | os.PathLike, name: str | None = None) -> TaskData:
                                       {split: str(p) for split, p in tables.items()})
         splits = {s: LabelledSequences(read[s][0], label_ids[s], str(tables[s]), read[s][2]) for s in read}
         return TaskData(name, splits, names)
-    folders = {SPLIT_NAMES[p.name.lower()]: p for p in task_dir.iterdir() if p.is_dir() and p.name.lower() in SPLIT_NAMES}
     if not folders:
         raise InputFormatError(f"{task_dir}: no split files (train/dev/test{'/'.join(SPLIT_FILE_SUFFIXES)}) and no "
                                "train/ or test/ class folders")

@@ -16,8 +16,10 @@ from ..train.recipe import OptimConfig, check_field_types, config_dirs, from_map
 from .metrics import METRICS
 
 TRUNCATION = ("error", "keep-start", "keep-end")
+#: Lightning's precision settings that a recipe may name (``null``: bf16-mixed on a GPU, 32-true on a CPU).
+PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true")
 # what ``null`` means for the optional counts, as their error messages say
-_NULL_MEANS = {"eval_batch_size": "batch_size", "train_rows": "all"}
+_NULL_MEANS = {"eval_batch_size": "batch_size", "train_rows": "all", "max_length": "the model's max_seq_len"}
 
 
 @dataclasses.dataclass
@@ -58,13 +60,24 @@ class FinetuneRecipe:
         for name in ("batch_size", "max_epochs"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"recipe field {name} must be a positive integer, got {getattr(self, name)}")
-        for name in ("eval_batch_size", "train_rows"):
+        for name in ("eval_batch_size", "train_rows", "max_length"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"recipe field {name} must be a positive integer (or null: "
                                   f"{_NULL_MEANS[name]}), got {getattr(self, name)}")
         if self.classifier_dropout is not None and not 0 <= self.classifier_dropout < 1:
             raise ConfigError("recipe field classifier_dropout must be a probability in [0, 1) (or null: the "
                               f"model's own), got {self.classifier_dropout}")
+        if self.precision is not None and self.precision not in PRECISIONS:
+            raise ConfigError(f"recipe field precision must be one of {PRECISIONS} (or null: bf16-mixed on a GPU, "
+                              f"32-true on a CPU), got {self.precision!r}")
+        if not 0 <= self.seed < 2**32:  # the range Lightning's and numpy's seeding take
+            raise ConfigError(f"recipe field seed must be an integer from 0 to {2**32 - 1}, got {self.seed}")
+        if self.num_workers < 0:
+            raise ConfigError(f"recipe field num_workers must be 0 (load in the training process) or a positive "
+                              f"integer, got {self.num_workers}")
+        if not self.gradient_clip >= 0:  # Lightning would silently not clip at all
+            raise ConfigError(f"recipe field gradient_clip must be a gradient norm >= 0 (0: no clipping), got "
+                              f"{self.gradient_clip}")
         if not self.optim.lr > 0:
             raise ConfigError(f"recipe field optim.lr must be a positive learning rate, got {self.optim.lr}")
 
