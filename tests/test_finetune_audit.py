@@ -128,3 +128,27 @@ def test_a_finished_run_without_checkpoints_is_not_overwritten(tmp_path):
         with pytest.raises(ConfigError, match=r"already holds a finished fine-tuning run .*metrics.json"):
             finetune("hyenadna-tiny-1k", task, run, _recipe(), resume=resume, accelerator="cpu", quiet=True)
     assert (run / "metrics.json").read_text() == finished and not (run / "recipe.yaml").exists()
+
+
+@pytest.mark.parametrize("classes", [2, 3])
+def test_a_fine_tuned_classifier_is_a_backbone_with_a_fresh_head_for_the_next_task(tmp_path, classes):
+    """A classifier saved by an earlier fine-tuning run, used as --model for another task: its backbone is kept
+    and its head is new, whether the new task has as many classes (the old head was reused) or another number
+    (its head's shape made loading fail)."""
+    import torch
+
+    from genomix.models.registry import build
+    from genomix.tasks.finetune import load_classifier
+
+    torch.manual_seed(0)
+    first = build("hyenadna-tiny-1k", task="classification", num_labels=2, n_layer=1)
+    first.save_pretrained(tmp_path / "first")
+    names = [f"c{i}" for i in range(classes)]
+    torch.manual_seed(1)
+    second = load_classifier(str(tmp_path / "first"), classes, names, load_finetune_recipe("quick"))
+    old, new = first.state_dict(), second.state_dict()
+    head = [k for k in new if not k.startswith(second.base_model_prefix + ".")]
+    assert head and new[head[0]].shape[0] == classes and second.config.id2label == dict(enumerate(names))
+    assert all(torch.equal(new[k], old[k]) for k in new if k not in head)
+    weights = [k for k in head if k.endswith("weight")]  # biases start at zero in both
+    assert weights and not any(old[k].shape == new[k].shape and torch.equal(old[k], new[k]) for k in weights)

@@ -32,9 +32,11 @@ log = logging.getLogger(__name__)
 register_auto_classes()
 
 
-def _retarget(state_dict: dict[str, torch.Tensor], source: str, target: str, prefix: str) -> dict[str, torch.Tensor]:
-    """Move weights saved with one head (``source`` task) onto another: keep the backbone, drop the head."""
-    if source == target:
+def _retarget(state_dict: dict[str, torch.Tensor], source: str, target: str, prefix: str,
+              keep_head: bool = True) -> dict[str, torch.Tensor]:
+    """Move weights saved with one head (``source`` task) onto another: keep the backbone, drop the head (also
+    the ``target`` head itself unless ``keep_head``)."""
+    if source == target and keep_head:
         return state_dict
     if source == "base":
         backbone = {f"{prefix}.{k}": v for k, v in state_dict.items()}
@@ -46,12 +48,14 @@ def _retarget(state_dict: dict[str, torch.Tensor], source: str, target: str, pre
 
 
 def build_from_checkpoint(
-    checkpoint: LoadedCheckpoint, task: str | None = None, **config_overrides: Any
+    checkpoint: LoadedCheckpoint, task: str | None = None, fresh_head: bool = False, **config_overrides: Any
 ) -> GenomixPreTrainedModel:
     """Instantiate the checkpoint's family with ``task``'s head and load its weights.
 
     Weights of a different head (e.g. a causal-LM checkpoint loaded for classification) keep the
-    backbone; the new head starts fresh, and the log says which parameters were initialised.
+    backbone; the new head starts fresh, and the log says which parameters were initialised. With
+    ``fresh_head`` the checkpoint's own ``task`` head is dropped too: a classifier fine-tuned on one task
+    is the backbone for another, whose classes (and their number) are not the first task's.
     """
     config = checkpoint.config
     check_config_fields(type(config), list(config_overrides), "config overrides")
@@ -65,7 +69,8 @@ def build_from_checkpoint(
         raise ConfigError(f"{config.model_type} has no {task!r} head; available: {sorted(family.models)}")
     model_class = family.models[task]
     model = model_class(config)
-    state_dict = _retarget(checkpoint.state_dict, checkpoint.task, task, model_class.base_model_prefix)
+    state_dict = _retarget(checkpoint.state_dict, checkpoint.task, task, model_class.base_model_prefix,
+                           keep_head=not fresh_head)
     try:
         result = model.load_state_dict(state_dict, strict=False)
     except RuntimeError as exc:  # shape mismatches, e.g. a config override that changes sizes
@@ -77,7 +82,7 @@ def build_from_checkpoint(
         raise CheckpointError(f"unexpected keys for a {task} model: {sorted(result.unexpected_keys)[:8]}")
     if result.missing_keys:
         head = [k for k in result.missing_keys if not k.startswith(model_class.base_model_prefix + ".")]
-        if len(head) != len(result.missing_keys) or task == checkpoint.task:
+        if len(head) != len(result.missing_keys) or (task == checkpoint.task and not fresh_head):
             raise CheckpointError(f"checkpoint lacks weights for: {sorted(result.missing_keys)[:8]}")
         log.info("initialised a fresh %s head (%s) on the pretrained backbone", task, ", ".join(sorted(head)))
     return model.eval()
@@ -92,12 +97,14 @@ def from_pretrained(
     local_files_only: bool | None = None,
     token: str | bool | None = None,
     device: str | torch.device | None = None,
+    fresh_head: bool = False,
     **config_overrides: Any,
 ) -> GenomixPreTrainedModel:
     """A genomix model from a local directory or Hub id in any supported layout.
 
     ``task`` (``base``/``causal-lm``/``masked-lm``/``classification``) picks the head; by default the
-    one the checkpoint was saved with. ``format`` forces a layout instead of detecting it.
+    one the checkpoint was saved with. A head other than the checkpoint's starts fresh, and so does its own
+    with ``fresh_head`` (fine-tuning a fine-tuned classifier on another task). ``format`` forces a layout instead of detecting it.
     ``config_overrides`` set config fields (e.g. ``num_labels=2, pooling="last"``); ``dtype`` (or
     transformers' older ``torch_dtype``) casts the weights, e.g. ``dtype=torch.bfloat16`` (the model then runs
     under autocast to it, see :class:`~genomix.models.base.GenomixPreTrainedModel`); a name that is not a
@@ -110,7 +117,7 @@ def from_pretrained(
     dtype = _weight_dtype(config_overrides.pop("dtype", None) or config_overrides.pop("torch_dtype", None))
     target = None if device is None else resolve_device(device, "device=")
     directory = resolve(name_or_path, revision, cache_dir, local_files_only, token)
-    model = build_from_checkpoint(load_checkpoint(directory, format), task, **config_overrides)
+    model = build_from_checkpoint(load_checkpoint(directory, format), task, fresh_head, **config_overrides)
     return model.to(device=target, dtype=dtype)
 
 

@@ -155,7 +155,8 @@ def load_classifier(model: str, num_labels: int, label_names: list[str], recipe:
         log.warning("%s is a named size: fine-tuning it from random weights (training from scratch)", model)
         return build(model, task="classification", **overrides)
     # from_pretrained returns an inference model (eval mode): training needs dropout back on
-    return from_pretrained(model, revision=revision, task="classification", **overrides).train()
+    # a fine-tuned classifier's own head belongs to its task: this task's head starts fresh all the same
+    return from_pretrained(model, revision=revision, task="classification", fresh_head=True, **overrides).train()
 
 
 def _split_dev(train: LabelledSequences, seed: int, fraction: float = 0.1) -> tuple[LabelledSequences, LabelledSequences]:
