@@ -105,7 +105,7 @@ def generate_fasta(
                 else:
                     new, log_likelihood = generate(
                         model, ids.repeat(num_samples, 1), max_new_tokens, greedy=greedy, temperature=temperature,
-                        top_k=top_k, top_p=top_p, generator=torch.Generator(device).manual_seed(seed + index),
+                        top_k=top_k, top_p=top_p, generator=_generator(device, seed + index),
                         on_token=lambda: progress.update(num_samples), return_log_likelihood=True,
                         repetition_penalty=repetition_penalty)
                 described = _describe(settings, seed + index)
@@ -152,6 +152,12 @@ def check_decoding(max_new_tokens: int, num_samples: int, greedy: bool, num_beam
                                    "must be at most num_beams")
     elif greedy and num_samples > 1:
         raise InputFormatError("greedy decoding gives one continuation per prompt: use num_samples=1, or sample")
+
+
+def _generator(device: torch.device, seed: int) -> torch.Generator:
+    """A generator on ``device`` seeded with ``seed`` modulo 2**64: torch's 64-bit seed, which it already takes a
+    negative seed to mean, so that any integer ``--seed`` (and the prompt index added to it) samples."""
+    return torch.Generator(device).manual_seed(seed % 2**64)
 
 
 def _describe(settings: Mapping, seed: int) -> str:

@@ -5,6 +5,7 @@ import argparse
 
 from .inference_options import (add_inference_options, add_resume_options, add_sequence_source_options,
                                 read_sequence_sources)
+from .option_types import positive_int
 
 #: Same as genomix.embed.EMBED_POOLING (kept literal so `genomix --help` does not import torch).
 POOLING_CHOICES = ("mean", "last", "first", "none")
@@ -24,7 +25,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_resume_options(parser)
     parser.add_argument("--pooling", choices=POOLING_CHOICES, default="mean",
                         help="mean/last/first over each sequence's bases, or none for per-token (default mean)")
-    parser.add_argument("--batch-size", type=int, default=8, help="chunks per forward pass (default 8)")
+    parser.add_argument("--batch-size", type=positive_int, default=8, help="chunks per forward pass (default 8)")
     add_inference_options(parser)
     parser.set_defaults(func=_run)
 

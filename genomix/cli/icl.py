@@ -6,7 +6,7 @@ import json
 import logging
 
 from .inference_options import add_cuda_graphs_option
-from .option_types import positive_float, positive_int
+from .option_types import non_negative_int, positive_float, positive_int
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -18,12 +18,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--task", required=True, help="task folder, as for `genomix finetune --task`")
     p.add_argument("--recipe", default="kshot", help="recipe name in configs/icl (kshot, soft-prompt, quick) "
                    "or a YAML path (default: kshot)")
-    p.add_argument("--out", required=True, help="output folder (metrics.json, predictions/, soft prompt)")
-    p.add_argument("--shots", type=int, help="demonstrations per class in every prompt")
-    p.add_argument("--soft-prompt", type=int, dest="soft_prompt_tokens", help="soft-prompt vectors (0: none)")
-    p.add_argument("--steps", type=int, help="soft-prompt tuning steps")
+    p.add_argument("--out", required=True, help="output folder (metrics.json, predictions/, soft prompt); one "
+                   "holding a finished run is refused unless --resume")
+    p.add_argument("--shots", type=non_negative_int, help="demonstrations per class in every prompt")
+    p.add_argument("--soft-prompt", type=non_negative_int, dest="soft_prompt_tokens",
+                   help="soft-prompt vectors (0: none)")
+    p.add_argument("--steps", type=non_negative_int, help="soft-prompt tuning steps")
     p.add_argument("--lr", type=positive_float, help="soft-prompt learning rate")
-    p.add_argument("--max-length", type=int, help="cut demonstrations and queries to this many bases")
+    p.add_argument("--max-length", type=positive_int, help="cut demonstrations and queries to this many bases")
     p.add_argument("--train-rows", type=positive_int, help="draw demonstrations / tune on the first N training rows")
     p.add_argument("--test-rows", type=positive_int, help="score the first N dev and test rows only")
     p.add_argument("--seed", type=int)

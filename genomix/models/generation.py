@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from ..errors import ConfigError, InputFormatError
+from ..errors import ConfigError, GenomixError, InputFormatError
 from ..tokenizer import A_ID, C_ID, G_ID, T_ID
 from .base import check_prompt
 from .step_graph import step_function
@@ -36,12 +36,13 @@ def next_token_distribution(
     """Probabilities (batch, vocab) from last-position ``logits`` (batch, vocab) after masking,
     temperature scaling, top-k truncation and nucleus truncation (in that order, as transformers' logits
     warpers): ``top_p`` keeps the most probable tokens whose probabilities sum to at least ``top_p``, and
-    always the most probable one."""
-    if temperature <= 0:
+    always the most probable one. The logits are scaled relative to the best allowed one (the same
+    distribution), so that a tiny temperature gives the argmax instead of overflowing float32 to NaN."""
+    if not temperature > 0:
         raise ConfigError(f"temperature must be > 0 (use greedy=True for argmax), got {temperature}")
-    logits = logits.float() / temperature
     allowed = _allowed_mask(logits.shape[-1], logits.device, tuple(allowed_ids))
-    logits = logits.masked_fill(~allowed, float("-inf"))
+    logits = logits.float().masked_fill(~allowed, float("-inf"))
+    logits = (logits - logits.amax(dim=-1, keepdim=True)) / temperature
     if top_k is not None:
         if top_k < 1:
             raise ConfigError(f"top_k must be >= 1, got {top_k}")
@@ -70,8 +71,8 @@ def penalize_repeats(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -
 
 
 def check_repetition_penalty(penalty: float) -> None:
-    """Refuse a repetition penalty of 0 or less (1 is none)."""
-    if penalty <= 0:
+    """Refuse a repetition penalty of 0 or less, or NaN (1 is none)."""
+    if not penalty > 0:
         raise ConfigError(f"repetition_penalty must be > 0, got {penalty}")
 
 
@@ -118,8 +119,10 @@ def generate(
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Extend each prompt row of ``input_ids`` (batch, length >= 1) by ``max_new_tokens`` tokens.
 
-    Returns (batch, length + max_new_tokens). ``greedy`` takes the argmax; otherwise tokens are
-    sampled with ``temperature``, ``top_k`` and ``top_p`` (reproducible with a seeded ``generator``). ``recurrent``:
+    Returns (batch, length + max_new_tokens). ``greedy`` takes the argmax (whatever ``temperature``, ``top_k`` and
+    ``top_p``, as in transformers); otherwise tokens are sampled with them (reproducible with a seeded
+    ``generator``). Next-token scores that turn NaN or infinite (broken weights, an overflow) stop the call with a
+    :class:`~genomix.errors.GenomixError` once the tokens are made, not a base chosen from them. ``recurrent``:
     None takes the recurrent state where the model has one that can hold the sequence, False the sliding
     window, True the state or an error. ``on_token`` is called after each new token (a progress bar's update).
     ``return_log_likelihood``: also return each row's log-likelihood of its new tokens (batch,) fp32, in nats,
@@ -134,17 +137,26 @@ def generate(
     tokens = [input_ids]
     log_likelihood = torch.zeros(input_ids.shape[0], dtype=torch.float32, device=input_ids.device)
     seen = None
+    broken = torch.zeros((), dtype=torch.bool, device=input_ids.device)  # a step had no finite best score
     try:
         logits = next(next_logits)
+        allowed = _allowed_mask(logits.shape[-1], logits.device, tuple(allowed_ids))
+        fallback = torch.zeros_like(allowed, dtype=torch.float32).masked_fill(~allowed, float("-inf"))
         for i in range(max_new_tokens):
-            shaped = logits
+            shaped = logits.float()
             if repetition_penalty != 1.0:
                 seen = _seen_tokens(input_ids, logits.shape[-1]) if seen is None else seen
-                shaped = penalize_repeats(logits.float(), seen, repetition_penalty)
-            probs = next_token_distribution(shaped, temperature, top_k, allowed_ids, top_p)
+                shaped = penalize_repeats(shaped, seen, repetition_penalty)
+            shaped = shaped.masked_fill(~allowed, float("-inf"))
+            # a row whose best score is not finite is refused after the loop (one host sync, not one per step);
+            # until then it draws from the allowed tokens alike, so that no special token and no torch error come
+            finite = shaped.amax(dim=-1, keepdim=True).isfinite()
+            broken |= ~finite.all()
+            shaped = torch.where(finite, shaped, fallback)
             if greedy:
-                token = probs.argmax(-1, keepdim=True)
+                token = shaped.argmax(-1, keepdim=True)
             else:
+                probs = next_token_distribution(shaped, temperature, top_k, allowed_ids, top_p)
                 token = torch.multinomial(probs, 1, generator=generator)
             tokens.append(token.to(input_ids.dtype))
             if seen is not None:
@@ -157,8 +169,19 @@ def generate(
                 logits = next_logits.send((tokens[-1], None))
     finally:
         model.train(was_training)
+    if bool(broken):
+        raise _non_finite_scores(model, "generate", repetition_penalty)
     sequences = torch.cat(tokens, dim=1)
     return (sequences, log_likelihood) if return_log_likelihood else sequences
+
+
+def _non_finite_scores(model: torch.nn.Module, caller: str, repetition_penalty: float) -> GenomixError:
+    """The error for next-token scores that were NaN or infinite at some step of ``caller``."""
+    penalty = f" (after repetition_penalty={repetition_penalty})" if repetition_penalty != 1.0 else ""
+    return GenomixError(f"{type(model).__name__} gave NaN or infinite next-token scores in {caller}{penalty}, so no "
+                        "base could be chosen from them; check the checkpoint's weights, keep repetition_penalty "
+                        "within a few orders of magnitude of 1, or run in float32 (on the CPU) to rule out a "
+                        "half-precision overflow")
 
 
 @torch.no_grad()
@@ -182,11 +205,11 @@ def beam_search(
     Returns the sequences (batch x num_beams, length + max_new_tokens), each prompt's beams adjacent and best
     first, and each one's log-likelihood of its new tokens under the model's own distribution (batch x
     num_beams,) fp32 in nats, as :func:`generate` returns it (the ranking score itself when
-    ``repetition_penalty`` is 1). ``recurrent`` and ``on_token`` (called once per step) as for :func:`generate`;
-    the prompt is read once per row, and its state copied to the row's beams."""
+    ``repetition_penalty`` is 1). ``recurrent`` and ``on_token`` (called once per step) and non-finite scores as for
+    :func:`generate`; the prompt is read once per row, and its state copied to the row's beams."""
     if num_beams < 1:
         raise ConfigError(f"num_beams must be >= 1, got {num_beams}")
-    check_allowed_ids(allowed_ids, getattr(model.config, "vocab_size", None))
+    check_allowed_ids(tuple(allowed_ids), getattr(model.config, "vocab_size", None))
     choices = len(set(allowed_ids))
     if max_new_tokens < 1:
         raise ConfigError(f"beam search needs max_new_tokens >= 1, got {max_new_tokens}")
@@ -211,6 +234,7 @@ def beam_search(
         log_likelihood = torch.zeros(batch * num_beams, device=logits.device)
         seen = _seen_tokens(input_ids, vocab).repeat_interleave(num_beams, dim=0) if repetition_penalty != 1.0 else None
         first_row = torch.arange(batch, device=logits.device)[:, None] * num_beams
+        broken = torch.zeros((), dtype=torch.bool, device=logits.device)  # a step had no finite best score
         for i in range(max_new_tokens):
             log_probs = torch.log_softmax(logits, dim=-1)  # the model's own, for the returned log-likelihoods
             if seen is not None:
@@ -218,6 +242,7 @@ def beam_search(
             else:
                 step_scores = log_probs
             step_scores = step_scores.masked_fill(~allowed, float("-inf"))
+            broken |= ~step_scores.amax(dim=-1).isfinite().all()
             candidates = (scores[:, :, None] + step_scores.view(batch, num_beams, vocab)).view(batch, -1)
             scores, best = candidates.topk(num_beams, dim=-1)  # sorted: each prompt's best beam first
             rows = (first_row + best // vocab).view(-1)
@@ -236,6 +261,8 @@ def beam_search(
                 logits = next_logits.send((token, source)).float()
     finally:
         model.train(was_training)
+    if bool(broken):
+        raise _non_finite_scores(model, "beam_search", repetition_penalty)
     return torch.cat([input_ids.repeat_interleave(num_beams, dim=0), _trace_beams(tokens, parents)], dim=1), \
         log_likelihood
 
@@ -303,13 +330,13 @@ def generate_like_transformers(
     ``max_new_tokens`` or ``max_length`` (prompt included); ``use_cache=False`` reads the whole sequence at
     every step (the sliding window) instead of the recurrent state. Sampling takes ``temperature``, ``top_k``
     and ``top_p``; ``num_return_sequences`` samples that many continuations of each prompt (rows of one prompt
-    adjacent, as transformers orders them). ``num_beams`` > 1 without ``do_sample`` is beam search
-    (:func:`beam_search`; ``num_return_sequences`` of each prompt's best beams, best first; ``length_penalty``
-    and ``early_stopping`` are taken and change nothing, as every beam has the same length).
-    ``repetition_penalty`` as transformers applies it (:func:`penalize_repeats`). ``attention_mask`` must mark
-    every position (each row a whole prompt: left-padded batches of unequal prompts are refused). Options that
-    would change the result and are not implemented here (beam sampling, other penalties, scores) raise
-    ``TypeError``. Returns the (batch x num_return_sequences, prompt + new) token ids, as transformers does."""
+    adjacent, as transformers orders them; ``top_k=0`` and ``top_p=1`` filter nothing, as there). ``num_beams`` > 1
+    without ``do_sample`` is beam search (:func:`beam_search`; ``num_return_sequences`` of each prompt's best beams,
+    best first; ``length_penalty`` and ``early_stopping`` are taken and change nothing, as every beam has the same
+    length). ``repetition_penalty`` as transformers applies it (:func:`penalize_repeats`). ``attention_mask`` must
+    have ``input_ids``' shape and mark every position (each row a whole prompt: left-padded batches of unequal
+    prompts are refused). Options that would change the result and are not implemented here (beam sampling, other
+    penalties, scores) raise ``TypeError``. Returns the (batch x num_return_sequences, prompt + new) token ids, as transformers does."""
     unsupported = [f"{name}={value!r}" for name, value in options.items()
                    if name not in _TOKEN_ID_OPTIONS + _LENGTH_ONLY_OPTIONS
                    and _NEUTRAL_HF_OPTIONS.get(name, object()) != value]
@@ -321,6 +348,9 @@ def generate_like_transformers(
                         "num_beams (without do_sample), repetition_penalty, attention_mask (all ones), use_cache and "
                         "generator (greedy by default, as transformers)")
     check_prompt(input_ids, "generate")
+    if attention_mask is not None and attention_mask.shape != input_ids.shape:
+        raise InputFormatError(f"generate got an attention_mask of shape {tuple(attention_mask.shape)} for input_ids "
+                               f"of shape {tuple(input_ids.shape)}; pass one of the same shape, or none")
     if attention_mask is not None and not bool(attention_mask.bool().all()):
         raise InputFormatError("generate takes whole prompts only: attention_mask has padded positions; generate "
                                "prompts of different lengths in separate calls")
@@ -342,7 +372,8 @@ def generate_like_transformers(
         raise ConfigError(f"num_return_sequences={num_return_sequences}: it must be >= 1, and more than one needs "
                           "do_sample=True or num_beams (greedy decoding returns one sequence per prompt)")
     return generate(model, input_ids.repeat_interleave(num_return_sequences, dim=0), max_new_tokens,
-                    greedy=not do_sample, temperature=temperature, top_k=top_k, top_p=None if top_p == 1.0 else top_p,
+                    greedy=not do_sample, temperature=temperature, top_k=top_k or None,
+                    top_p=None if top_p == 1.0 else top_p,
                     generator=generator, recurrent=recurrent, repetition_penalty=repetition_penalty)
 
 

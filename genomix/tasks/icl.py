@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from ..devices import resolve_device
-from ..errors import CheckpointError, ConfigError, GenomixError, RangeError, TrainingError
+from ..errors import CheckpointError, ConfigError, GenomixError, RangeError, TokenizationError, TrainingError
 from ..models.inference_loop import inference_loop
 from ..models.tasks import CausalLMMixin, MaskedLMMixin
 from ..outputs import atomic_write_text, make_output_dir, temp_sibling
@@ -85,8 +85,17 @@ class IclRecipe:
                 raise ConfigError(f"ICL recipe field {name} must be >= 0, got {getattr(self, name)}")
         if self.steps and not self.soft_prompt_tokens:
             raise ConfigError("ICL recipe: steps > 0 tunes a soft prompt; set soft_prompt_tokens too")
-        if len(set(self.verbalizer)) != len(self.verbalizer) or not self.verbalizer:
-            raise ConfigError(f"ICL recipe verbalizer must be distinct bases, got {self.verbalizer!r}")
+        try:
+            tokens = encode(self.verbalizer)
+        except TokenizationError as exc:
+            raise ConfigError(f"ICL recipe verbalizer: {exc}") from None
+        if len(set(tokens.tolist())) != len(tokens) or not len(tokens):
+            # IUPAC codes all read as N, and lower case as upper case: classes would share one label token
+            raise ConfigError(f"ICL recipe verbalizer must be bases that are distinct tokens (A, C, G, T, N: one "
+                              f"letter per class, any IUPAC code counting as N), got {self.verbalizer!r}")
+        if self.max_length is not None and self.max_length < 1:
+            raise ConfigError(f"ICL recipe field max_length must be a positive integer (or null: keep whole), "
+                              f"got {self.max_length}")
         for name in ("batch_size", "eval_batch_size", "checkpoint_every"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"ICL recipe field {name} must be a positive integer, got {getattr(self, name)}")
@@ -142,10 +151,13 @@ class PromptBuilder:
         self.score_offset = 2 if masked else 1  # the scoring position, counted back from the row's end
         self.label_tokens = encode(recipe.verbalizer[:num_labels], dtype=np.int64)
         self.by_class = [np.flatnonzero(train.labels == c) for c in range(num_labels)]
-        short = [c for c, rows in enumerate(self.by_class) if len(rows) < recipe.shots + 1]
+        short = [f"class {c} has {len(rows)}" for c, rows in enumerate(self.by_class) if len(rows) < recipe.shots + 1]
         if recipe.shots and short:
-            raise ConfigError(f"the training split has too few examples of class(es) {short} for "
-                              f"{recipe.shots} shots per class")
+            rows = f"the first {recipe.train_rows} training rows" if recipe.train_rows else "the training split"
+            raise ConfigError(f"too few examples in {rows} for {recipe.shots} shots per class: {', '.join(short)}, "
+                              f"and each class needs {recipe.shots + 1} (a training query is never its own "
+                              "demonstration); use fewer shots" + (", or more train_rows (--train-rows)"
+                                                                   if recipe.train_rows else ""))
 
     def _cut(self, ids: np.ndarray) -> np.ndarray:
         return ids if self.recipe.max_length is None else ids[: self.recipe.max_length]
@@ -334,13 +346,20 @@ def run_icl(model: str, task: str | os.PathLike | TaskData, out_dir: str | os.Pa
     """Prompt ``model`` on ``task``'s dev and test splits (after tuning a soft prompt if the recipe has
     one) and write ``metrics.json``, ``predictions/{dev,test}.tsv`` and ``soft_prompt.safetensors`` to
     ``out_dir``. With ``resume``, a soft-prompt run interrupted part way continues from its last
-    checkpoint; without it, an ``out_dir`` holding one is refused. ``cuda_graphs``: scoring replays repeated
+    checkpoint; without it, an ``out_dir`` holding one, or a finished run's ``metrics.json`` (this command's or
+    fine-tuning's), is refused, as is the task folder itself. ``cuda_graphs``: scoring replays repeated
     batch shapes from CUDA graphs on a GPU (:func:`genomix.models.inference_loop`)."""
     from safetensors.torch import save_file
 
     out = Path(out_dir).expanduser()
     if (out / CHECKPOINT).is_file() and not resume:
         raise ConfigError(f"{out} already holds a soft-prompt run; pass --resume to continue it, or choose another --out")
+    if (out / "metrics.json").is_file() and not resume:
+        raise ConfigError(f"{out} already holds a finished in-context run ({out / 'metrics.json'}); choose another "
+                          "--out, or remove that folder to run again")
+    if not isinstance(task, TaskData) and out.resolve() == Path(task).expanduser().resolve():
+        raise ConfigError(f"{out} is the task folder; choose another --out for the results, which would be written "
+                          "among the task's files")
     make_output_dir(out)  # a bad --out is refused before the model loads
     task_source = task
     task = task if isinstance(task, TaskData) else load_task(task)
