@@ -17,7 +17,7 @@ from genomix.generate_fasta import generate_fasta
 from genomix.genome import read_fasta
 from genomix.models import build
 from genomix.models.generation import BASE_IDS, beam_search, generate, next_token_distribution
-from genomix.tasks.icl import IclRecipe, PromptBuilder, run_icl
+from genomix.tasks.icl import IclRecipe, run_icl
 from genomix.tasks.labelled import LabelledSequences, TaskData
 from genomix.tokenizer import encode
 
@@ -162,12 +162,6 @@ def test_icl_cli_counts_are_refused_by_option(tmp_path, capsys, option, value):
         main(["icl", "--model", "x", "--task", str(tmp_path), "--out", str(tmp_path / "o"), option, value])
     err = capsys.readouterr().err
     assert f"argument {option}: must be" in err and "kshot.yaml" not in err
-
-
-def test_too_few_examples_say_how_many_there_are_and_what_to_do():
-    message = r"class 0 has 3, class 1 has 3.*needs 4.*never its own demonstration.*fewer shots"
-    with pytest.raises(ConfigError, match=message):
-        PromptBuilder(TRAIN, 2, IclRecipe(shots=3))
 
 
 def test_a_finished_icl_run_or_the_task_folder_is_not_overwritten(tmp_path, capsys):

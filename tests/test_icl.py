@@ -58,8 +58,11 @@ def test_rows_hold_slots_demonstrations_label_tokens_and_the_query():
 
 
 def test_too_few_examples_or_too_many_classes_are_refused():
-    with pytest.raises(ConfigError, match="too few examples"):
-        PromptBuilder(TRAIN, 2, IclRecipe(shots=3))
+    with pytest.raises(ConfigError, match="too few examples .* class 0 has 3, class 1 has 3, and each class needs 4;"):
+        PromptBuilder(TRAIN, 2, IclRecipe(shots=4))
+    PromptBuilder(TRAIN, 2, IclRecipe(shots=3))  # k-shot scoring of dev/test queries may use every example
+    with pytest.raises(ConfigError, match="needs 4 \\(soft-prompt tuning queries training rows"):
+        PromptBuilder(TRAIN, 2, IclRecipe(shots=3, soft_prompt_tokens=2, steps=1))
     with pytest.raises(ConfigError, match="verbalizer"):
         PromptBuilder(TRAIN, 3, IclRecipe(verbalizer="AC"))
     with pytest.raises(ConfigError, match="soft_prompt_tokens"):

@@ -92,9 +92,11 @@ def check_allowed_ids(allowed_ids: Sequence[int], vocab: int | None = None) -> N
                       f"the four bases A, C, G, T = {BASE_IDS}), got {list(allowed_ids)}")
 
 
+@functools.lru_cache(maxsize=64)
 def _allowed_mask(vocab: int, device: torch.device, allowed_ids: tuple[int, ...]) -> torch.Tensor:
-    """The (vocab,) mask of ``allowed_ids``, made once per device: building it at every token copied the ids
-    from the host, which waits for the GPU to finish the step before (a pageable host-to-device copy)."""
+    """The (vocab,) mask of ``allowed_ids``, made once per device and vocabulary (cached; callers never modify
+    it): building it at every token copied the ids from the host, which waits for the GPU to finish the step
+    before (a pageable host-to-device copy)."""
     check_allowed_ids(allowed_ids, vocab)
     allowed = torch.zeros(vocab, dtype=torch.bool, device=device)
     allowed[list(allowed_ids)] = True

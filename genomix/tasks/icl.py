@@ -151,13 +151,15 @@ class PromptBuilder:
         self.score_offset = 2 if masked else 1  # the scoring position, counted back from the row's end
         self.label_tokens = encode(recipe.verbalizer[:num_labels], dtype=np.int64)
         self.by_class = [np.flatnonzero(train.labels == c) for c in range(num_labels)]
-        short = [f"class {c} has {len(rows)}" for c, rows in enumerate(self.by_class) if len(rows) < recipe.shots + 1]
+        # tuning a soft prompt queries training rows, and a training query is never its own demonstration
+        needed = recipe.shots + 1 if recipe.steps else recipe.shots
+        short = [f"class {c} has {len(rows)}" for c, rows in enumerate(self.by_class) if len(rows) < needed]
         if recipe.shots and short:
             rows = f"the first {recipe.train_rows} training rows" if recipe.train_rows else "the training split"
+            why = " (soft-prompt tuning queries training rows, and a query is never its own demonstration)"
             raise ConfigError(f"too few examples in {rows} for {recipe.shots} shots per class: {', '.join(short)}, "
-                              f"and each class needs {recipe.shots + 1} (a training query is never its own "
-                              "demonstration); use fewer shots" + (", or more train_rows (--train-rows)"
-                                                                   if recipe.train_rows else ""))
+                              f"and each class needs {needed}{why if recipe.steps else ''}; use fewer shots"
+                              + (", or more train_rows (--train-rows)" if recipe.train_rows else ""))
 
     def _cut(self, ids: np.ndarray) -> np.ndarray:
         return ids if self.recipe.max_length is None else ids[: self.recipe.max_length]
