@@ -18,7 +18,8 @@ _LAZY_ATTRS = {
     "from_pretrained": ("genomix.hub", "from_pretrained"),
     "GenomixError": ("genomix.errors", "GenomixError"),
 }
-_LAZY_MODULES = {"genome", "models", "hub", "train", "embed", "kernels", "tokenizer", "errors", "cli"}
+_LAZY_MODULES = {"genome", "models", "hub", "train", "tasks", "variants", "embed", "kernels", "tokenizer", "errors",
+                 "cli"}
 
 __all__ = sorted(_LAZY_ATTRS) + sorted(_LAZY_MODULES) + ["__version__"]
 

@@ -134,6 +134,9 @@ def pad_batch(
     """
     if side not in ("left", "right"):
         raise ValueError(f"side must be 'left' or 'right', got {side!r}")
+    if isinstance(sequences, (str, bytes)) or any(isinstance(s, (str, bytes)) for s in sequences):
+        raise TypeError("pad_batch stacks token id arrays, not text; encode first: "
+                        "pad_batch([encode(seq) for seq in seqs])")
     longest = max((len(s) for s in sequences), default=0)
     length = longest if length is None else length
     if longest > length:

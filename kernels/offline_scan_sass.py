@@ -4,7 +4,7 @@ they issue.
 Triton compiles for a CUDA target wherever its NVIDIA backend is installed, and ships ``ptxas`` and
 ``cuobjdump``. For one kernel at the benchmark's flags (bf16 u/Δ/z, z, D, Δ-bias, softplus, fast math; 16-byte
 aligned pointers and E, L multiples of 16, which Triton specialises on), this prints the registers and
-spills (``ptxas -v``), the SASS instruction count, every loop (a backward branch) with its length and
+spills (``cuobjdump --dump-resource-usage``), the SASS instruction count, every loop (a backward branch) with its length and
 commonest opcodes, and optionally the TTGIR's layouts. These are the offline numbers in
 kernels/scan/NOTES.md; a GPU call is still what decides (a count is not a time).
 
@@ -82,26 +82,27 @@ def compile_scan_kernel(name: str, warps: int = 1, consts: dict | None = None, m
     return triton.compile(source, target=GPUTarget("cuda", 90, 128), options=options)
 
 
-def _tool(name: str) -> str:
-    import triton
+def sass(cubin: bytes) -> tuple[str, list[tuple[int, str]]]:
+    """(the kernel's registers and stack bytes, where spills go; [(address, opcode line)]) of the cubin Triton
+    built, read with the ``cuobjdump`` Triton itself uses (a ``ptxas`` of our choosing may not read the PTX
+    version that Triton emits: triton 3.9 writes PTX for its newer bundled assembler)."""
+    from genomix.kernels.portability import resource_usage
 
-    return os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", name)
-
-
-def sass(ptx: str) -> tuple[str, list[tuple[int, str]]]:
-    """(ptxas -v's register/spill lines, [(address, opcode line)]) of a PTX module built for sm_90a."""
+    registers, stack = resource_usage(cubin)
     with tempfile.TemporaryDirectory() as tmp:
-        ptx_path, cubin = os.path.join(tmp, "k.ptx"), os.path.join(tmp, "k.cubin")
-        with open(ptx_path, "w") as f:
-            f.write(ptx)
-        run = subprocess.run([_tool("ptxas"), "-v", "--gpu-name", "sm_90a", ptx_path, "-o", cubin],
-                             capture_output=True, text=True, check=True)
-        dump = subprocess.run([_tool("cuobjdump"), "-sass", cubin], capture_output=True, text=True, check=True)
-    info = "; ".join(line.split(":", 1)[-1].strip() for line in run.stderr.splitlines()
-                     if "spill" in line or "Used" in line)
+        path = os.path.join(tmp, "k.cubin")
+        with open(path, "wb") as f:
+            f.write(cubin)
+        dump = subprocess.run([_cuobjdump(), "-sass", path], capture_output=True, text=True, check=True)
     code = [(int(m.group(1), 16), m.group(2).strip()) for m in
             re.finditer(r"/\*([0-9a-f]{4,6})\*/\s+([^;]*);", dump.stdout)]
-    return info, code
+    return f"{registers} registers, {stack} bytes stack (spills)", code
+
+
+def _cuobjdump() -> str:
+    import triton
+
+    return triton.knobs.nvidia.cuobjdump.path
 
 
 _PREDICATE = re.compile(r"^@!?U?P[0-9T]\s+")
@@ -186,7 +187,7 @@ def main() -> None:
     args = parser.parse_args()
     consts = {k: ast.literal_eval(v) for k, v in (c.split("=", 1) for c in args.const)}
     compiled = compile_scan_kernel(args.kernel, args.warps, consts, args.maxnreg, dtype=args.dtype)
-    info, code = sass(compiled.asm["ptx"])
+    info, code = sass(compiled.asm["cubin"])
     print(f"{args.kernel} {args.dtype} warps={args.warps} maxnreg={args.maxnreg} {consts}: {info}")
     print(f"SASS instructions: {len(code)}")
     shared = collections.Counter(op for op in (opcode(line) for _, line in code) if op in _SHARED_MEMORY_OPS)

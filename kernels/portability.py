@@ -82,7 +82,7 @@ def cached_kernels(cache: Path) -> list[CachedKernel]:
     return sorted(kernels, key=lambda k: k.name)
 
 
-def _resource_usage(cubin: bytes) -> tuple[int | None, int | None]:
+def resource_usage(cubin: bytes) -> tuple[int | None, int | None]:
     """(registers, stack bytes per thread, where spills go) of the one kernel in ``cubin``, from the
     ``cuobjdump`` Triton itself uses."""
     import triton
@@ -104,7 +104,7 @@ def compile_for(kernel: CachedKernel, target: int) -> TargetResult:
     limit = SHARED_LIMIT[target]
     try:
         compiled = triton.compile(str(kernel.ttir), target=GPUTarget("cuda", target, 32), options=kernel.options)
-        registers, stack = _resource_usage(compiled.asm["cubin"])
+        registers, stack = resource_usage(compiled.asm["cubin"])
     except Exception as exc:  # noqa: BLE001 - any failure to build is the finding this tool reports
         first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         return TargetResult(kernel.name, target, None, limit, None, None, f"{type(exc).__name__}: {first_line[:200]}")

@@ -47,6 +47,16 @@ def test_lazy_attributes_resolve():
     assert genomix.__version__
 
 
+def test_every_subpackage_the_readme_names_is_an_attribute_after_import_genomix():
+    """In a fresh interpreter (here other tests have imported them already): ``genomix.variants.Variant`` and
+    ``genomix.tasks.finetune`` as the README writes them, without importing the subpackage first."""
+    code = ("import genomix; print(genomix.variants.Variant.__name__, genomix.tasks.finetune.__name__, "
+            "genomix.embed.SequenceInput.__name__, genomix.genome.__name__, 'variants' in genomix.__all__)")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.split() == ["Variant", "finetune", "SequenceInput", "genomix.genome", "True"]
+
+
 def test_every_cli_command_has_help():
     parser = build_parser()
     for name in COMMANDS:

@@ -95,6 +95,9 @@ def test_pad_batch_left_and_right():
     assert ids.tolist() == [[A_ID, PAD_ID, PAD_ID]]
     with pytest.raises(ValueError):
         pad_batch([encode("ACGT")], length=2)
+    for text in (["ACGT", "AC"], "ACGT"):  # text, not ids: int("ACGT") failed deep inside numpy
+        with pytest.raises(TypeError, match="token id arrays, not text; encode first"):
+            pad_batch(text)
 
 
 def test_transformers_tokenizer_call_pads_left_and_appends_sep(tmp_path):
