@@ -128,6 +128,10 @@ def test_a_finished_run_without_checkpoints_is_not_overwritten(tmp_path):
         with pytest.raises(ConfigError, match=r"already holds a finished fine-tuning run .*metrics.json"):
             finetune("hyenadna-tiny-1k", task, run, _recipe(), resume=resume, accelerator="cpu", quiet=True)
     assert (run / "metrics.json").read_text() == finished and not (run / "recipe.yaml").exists()
+    (run / "checkpoints").mkdir()  # with its checkpoints kept, a new run is told the run is finished, too
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"a checkpoint")
+    with pytest.raises(ConfigError, match=r"already holds a finished fine-tuning run .*metrics.json"):
+        finetune("hyenadna-tiny-1k", task, run, _recipe(), accelerator="cpu", quiet=True)
 
 
 @pytest.mark.parametrize("classes", [2, 3])

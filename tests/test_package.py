@@ -118,3 +118,14 @@ def test_bare_import_makes_auto_classes_load_genomix_checkpoints(tmp_path, trans
                          capture_output=True, text=True, cwd=ROOT)
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.split() == ["CaduceusConfig", "CaduceusForMaskedLM", "HyenaForCausalLM", "Tokenizer"]
+
+
+def test_recipe_help_lists_every_bundled_recipe():
+    """`--recipe`'s help is built from configs/<kind>: the GPU demo recipes the README uses were missing from a
+    hand-written list."""
+    for command, kind in (("pretrain", "pretrain"), ("finetune", "finetune"), ("icl", "icl")):
+        wide = {**os.environ, "COLUMNS": "400"}  # no line breaks inside the list (argparse wraps at hyphens)
+        help_text = " ".join(subprocess.run([sys.executable, "-m", "genomix", command, "--help"], capture_output=True,
+                                            text=True, cwd=ROOT, env=wide).stdout.split())
+        names = sorted(p.stem for p in (ROOT / "genomix" / "configs" / kind).glob("*.yaml"))
+        assert len(names) >= 3 and f"recipe name in configs/{kind} ({', '.join(names)})" in help_text

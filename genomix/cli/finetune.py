@@ -11,7 +11,7 @@ import json
 import logging
 
 from .inference_options import add_cuda_graphs_option
-from .option_types import positive_float, positive_int
+from .option_types import add_recipe_option, positive_float, positive_int
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -26,8 +26,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--task", required=True, help="task folder: train/dev/test .csv/.tsv[.gz] with sequence,label "
                    "columns or .fna[.gz] with '|label' headers, or GenomicBenchmarks' train/ and test/ class "
                    "folders (`genomix tasks download` fetches GUE, NT and GenomicBenchmarks)")
-    p.add_argument("--recipe", default="gue", help="recipe name in configs/finetune (gue, genomic-benchmarks, "
-                   "quick) or a YAML path (default: gue)")
+    add_recipe_option(p, "finetune", "gue")
     p.add_argument("--out", required=True, help="output folder (checkpoints, logs, predictions, metrics, model)")
     p.add_argument("--max-epochs", type=int)
     p.add_argument("--batch-size", type=int)

@@ -6,7 +6,7 @@ import json
 import logging
 
 from .inference_options import add_cuda_graphs_option
-from .option_types import non_negative_int, positive_float, positive_int
+from .option_types import add_recipe_option, non_negative_int, positive_float, positive_int
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -16,8 +16,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    "layout); soft prompts need a causal one")
     p.add_argument("--revision", help="Hub branch, tag or commit to pin")
     p.add_argument("--task", required=True, help="task folder, as for `genomix finetune --task`")
-    p.add_argument("--recipe", default="kshot", help="recipe name in configs/icl (kshot, soft-prompt, quick) "
-                   "or a YAML path (default: kshot)")
+    add_recipe_option(p, "icl", "kshot")
     p.add_argument("--out", required=True, help="output folder (metrics.json, predictions/, soft prompt); one "
                    "holding a finished run is refused unless --resume")
     p.add_argument("--shots", type=non_negative_int, help="demonstrations per class in every prompt")

@@ -1,8 +1,12 @@
 """Argument types for numeric options that must be in range, so that a bad value is refused by the parser
-(``genomix finetune: error: argument --lr: must be a positive number, got -1``) before any work starts."""
+(``genomix finetune: error: argument --lr: must be a positive number, got -1``) before any work starts; and the
+``--recipe`` option of the commands that take bundled YAML recipes, whose help lists what is bundled."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+_BUNDLED = Path(__file__).resolve().parents[1] / "configs"
 
 
 def positive_int(text: str) -> int:
@@ -28,3 +32,12 @@ def _checked(text: str, kind: type, ok, what: str):
     if not ok(value):
         raise argparse.ArgumentTypeError(f"must be {what}, got {text}")
     return value
+
+
+def add_recipe_option(parser: argparse.ArgumentParser, kind: str, default: str | None, note: str = "") -> None:
+    """``--recipe``: a name of a recipe bundled in ``configs/<kind>`` (listed in the help from the package's own
+    files, so a new recipe cannot be missing from it) or a YAML path."""
+    names = ", ".join(sorted(path.stem for path in (_BUNDLED / kind).glob("*.yaml")))
+    parser.add_argument("--recipe", default=default,
+                        help=f"recipe name in configs/{kind} ({names}) or a YAML path"
+                             + (f" (default: {default}{note})" if default else f" ({note})" if note else ""))

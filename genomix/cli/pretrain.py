@@ -10,7 +10,7 @@ import dataclasses
 import logging
 from pathlib import Path
 
-from .option_types import positive_int
+from .option_types import add_recipe_option, positive_int
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -18,9 +18,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "pretrain", help="pretrain a model on a genome (default: tiny model, demo genome, CPU)",
         description=__doc__.splitlines()[0],
     )
-    p.add_argument("--recipe",
-                   help="recipe name in configs/pretrain (demo, hyenadna-hg38, caduceus-hg38, mamba-hg38, "
-                        "m2-hg38) or a YAML path (default: demo; a resumed run uses its own saved recipe)")
+    add_recipe_option(p, "pretrain", None, "default: demo; a resumed run uses its own saved recipe")
     p.add_argument("--genome", nargs="+", action="extend", metavar="GENOME",
                    help="genome: registry name (hg38, demo, ...), FASTA path, folder of FASTA shards (one genome: "
                         "contigs keep their names), a prepared store .h5, or several FASTA files (given after one "

@@ -119,12 +119,12 @@ def resolve(
             token=token,
         )
     except (LocalEntryNotFoundError, OfflineModeIsEnabled) as exc:
-        mode = "offline mode (HF_HUB_OFFLINE / local_files_only)" if offline else "no network connection"
+        mode = "offline mode is on (HF_HUB_OFFLINE / local_files_only)" if offline else "there is no network connection"
         fetch = " ".join(["hf download", name, *(["--revision", revision] if revision else []),
                           *(["--cache-dir", str(cache_dir)] if cache_dir else [])])
         raise DownloadError(
-            f"{where} is not in the Hugging Face cache ({cache_dir or 'default cache'}) and {mode} prevents "
-            f"downloading it. Fetch it where there is network (`{fetch}` fills that cache; copy the cache here), or "
+            f"{where} is not in the Hugging Face cache ({cache_dir or 'default cache'}), and it cannot be downloaded: "
+            f"{mode}. Fetch it where there is network (`{fetch}` fills that cache; copy the cache here), or "
             f"pass a local checkpoint directory. ({type(exc).__name__})"
         ) from None
     except HFValidationError:  # whatever huggingface_hub refuses that _is_hub_id let through

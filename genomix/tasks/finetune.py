@@ -256,10 +256,10 @@ def finetune(model: str, task: str | os.PathLike | TaskData, out_dir: str | os.P
     ckpt_path = resolve_resume(resume, out)
     identity = run_identity(model, task)
     if ckpt_path is None:
-        refuse_used_out(out, "fine-tuning")
-        if (out / "metrics.json").is_file():  # a finished run whose checkpoints were removed: keep its results
+        if (out / "metrics.json").is_file():  # a finished run, with or without its checkpoints: keep its results
             raise ConfigError(f"{out} already holds a finished fine-tuning run ({out / 'metrics.json'}); choose "
                               "another --out, or remove that folder to run again")
+        refuse_used_out(out, "fine-tuning")
         source, saved = out, None
     else:
         source = resume_source(ckpt_path, "fine-tuning")

@@ -269,7 +269,8 @@ def pretrain(
                               "cannot run: use it on one device, or set it false")
         if accelerator not in ("auto", "gpu", "cuda") or not torch.cuda.is_available():
             raise ConfigError(f"cuda_graphs needs a CUDA GPU (accelerator {accelerator!r}, CUDA available: "
-                              f"{torch.cuda.is_available()}); set cuda_graphs: false to train without graphs")
+                              f"{torch.cuda.is_available()}); leave out --cuda-graphs, or set cuda_graphs: false in "
+                              "the recipe, to train without graphs")
         graph_autocast_dtype(precision)  # refuses 16-mixed before any work is done
     out = make_output_dir(out_dir)
     ckpt_path = resolve_resume(resume, out)
