@@ -139,7 +139,9 @@ def generate(
     tokens = [input_ids]
     log_likelihood = torch.zeros(input_ids.shape[0], dtype=torch.float32, device=input_ids.device)
     seen = None
-    broken = torch.zeros((), dtype=torch.bool, device=input_ids.device)  # a step had no finite best score
+    # each row's chosen (greedy) or best (sampling) scores summed over the steps: NaN or infinite once any step's
+    # were, which is checked after the loop (one host sync, and two or three small ops per step)
+    checksum = torch.zeros(input_ids.shape[0], 1, dtype=torch.float32, device=input_ids.device)
     try:
         logits = next(next_logits)
         allowed = _allowed_mask(logits.shape[-1], logits.device, tuple(allowed_ids))
@@ -150,14 +152,15 @@ def generate(
                 seen = _seen_tokens(input_ids, logits.shape[-1]) if seen is None else seen
                 shaped = penalize_repeats(shaped, seen, repetition_penalty)
             shaped = shaped.masked_fill(~allowed, float("-inf"))
-            # a row whose best score is not finite is refused after the loop (one host sync, not one per step);
-            # until then it draws from the allowed tokens alike, so that no special token and no torch error come
-            finite = shaped.amax(dim=-1, keepdim=True).isfinite()
-            broken |= ~finite.all()
-            shaped = torch.where(finite, shaped, fallback)
             if greedy:
-                token = shaped.argmax(-1, keepdim=True)
+                token = shaped.argmax(-1, keepdim=True)  # NaN counts as the largest: a NaN row picks a NaN
+                checksum += shaped.gather(-1, token)
             else:
+                best = shaped.amax(dim=-1, keepdim=True)
+                checksum += best
+                # until the call is refused, a row without a finite best score draws from the allowed tokens
+                # alike, so that torch.multinomial never sees NaN
+                shaped = torch.where(best.isfinite(), shaped, fallback)
                 probs = next_token_distribution(shaped, temperature, top_k, allowed_ids, top_p)
                 token = torch.multinomial(probs, 1, generator=generator)
             tokens.append(token.to(input_ids.dtype))
@@ -171,7 +174,7 @@ def generate(
                 logits = next_logits.send((tokens[-1], None))
     finally:
         model.train(was_training)
-    if bool(broken):
+    if not bool(checksum.isfinite().all()):
         raise _non_finite_scores(model, "generate", repetition_penalty)
     sequences = torch.cat(tokens, dim=1)
     return (sequences, log_likelihood) if return_log_likelihood else sequences
@@ -236,7 +239,6 @@ def beam_search(
         log_likelihood = torch.zeros(batch * num_beams, device=logits.device)
         seen = _seen_tokens(input_ids, vocab).repeat_interleave(num_beams, dim=0) if repetition_penalty != 1.0 else None
         first_row = torch.arange(batch, device=logits.device)[:, None] * num_beams
-        broken = torch.zeros((), dtype=torch.bool, device=logits.device)  # a step had no finite best score
         for i in range(max_new_tokens):
             log_probs = torch.log_softmax(logits, dim=-1)  # the model's own, for the returned log-likelihoods
             if seen is not None:
@@ -244,7 +246,6 @@ def beam_search(
             else:
                 step_scores = log_probs
             step_scores = step_scores.masked_fill(~allowed, float("-inf"))
-            broken |= ~step_scores.amax(dim=-1).isfinite().all()
             candidates = (scores[:, :, None] + step_scores.view(batch, num_beams, vocab)).view(batch, -1)
             scores, best = candidates.topk(num_beams, dim=-1)  # sorted: each prompt's best beam first
             rows = (first_row + best // vocab).view(-1)
@@ -263,7 +264,10 @@ def beam_search(
                 logits = next_logits.send((token, source)).float()
     finally:
         model.train(was_training)
-    if bool(broken):
+    # a NaN score ranks first in topk and stays in its beam's sum, and a step with no finite score leaves even the
+    # best beam at -inf: each prompt's best beam is finite unless some step's scores were not (one check, no
+    # per-step work)
+    if not bool(scores[:, 0].isfinite().all()):
         raise _non_finite_scores(model, "beam_search", repetition_penalty)
     return torch.cat([input_ids.repeat_interleave(num_beams, dim=0), _trace_beams(tokens, parents)], dim=1), \
         log_likelihood
