@@ -10,9 +10,10 @@ from the kernels a real run compiled:
    Triton's cache holds each kernel config users hit (the GPU test suite adds the odd shapes).
 2. ``python kernels/portability.py check CACHE_DIR --out DIR`` (anywhere Triton and its bundled ``ptxas``
    are installed; no GPU) compiles each cached kernel's Triton IR again for sm_80, sm_86, sm_89 and sm_90
-   with the warps and stages it was built with, and prints per kernel and target the shared memory it takes
-   against the target's per-block limit, its registers and stack (spills), or the compile error. The same
-   table goes to ``DIR/portability.json``. It exits 1 if any kernel fails to build or exceeds a target's limit.
+   with the warps and stages it was built with. It prints per kernel and target the most shared memory any
+   build takes against the target's per-block limit and the most stack (spills), or with ``--all`` every
+   build's row with its registers and any compile error; ``DIR/portability.json`` holds every build. It
+   exits 1 if any kernel fails to build or exceeds a target's limit.
 """
 from __future__ import annotations
 
@@ -143,6 +144,23 @@ def _table(results: list[TargetResult]) -> str:
     return "\n".join(rows)
 
 
+def _summary(results: list[TargetResult]) -> str:
+    """A markdown table: per kernel and target, how many specialisations were built, the most shared memory and
+    stack (spills) any of them takes, and how many failed or are over the limit."""
+    groups: dict[tuple[str, int], list[TargetResult]] = {}
+    for r in results:
+        groups.setdefault((r.kernel, r.target), []).append(r)
+    rows = ["| kernel | target | builds | max shared KiB | limit KiB | max stack B (spills) | failing or over |",
+            "| --- | --- | --- | --- | --- | --- | --- |"]
+    for (kernel, target), group in sorted(groups.items()):
+        shared = max((r.shared for r in group if r.shared is not None), default=None)
+        stack = max((r.stack for r in group if r.stack is not None), default=None)
+        rows.append(f"| {kernel} | sm_{target} | {len(group)} | "
+                    f"{'-' if shared is None else f'{shared / 1024:.1f}'} | {group[0].limit / 1024:.0f} | "
+                    f"{'-' if stack is None else stack} | {sum(not r.fits for r in group)} |")
+    return "\n".join(rows)
+
+
 def _warm_op(label: str, run, failures: list[str]) -> None:
     """``run()``, one op's forward and backward; a failure is printed and recorded, and the rest go on."""
     try:
@@ -213,11 +231,13 @@ def main(argv: list[str] | None = None) -> int:
     checker.add_argument("cache", type=Path, help="the TRITON_CACHE_DIR of a GPU run")
     checker.add_argument("--out", type=Path, help="write portability.json here")
     checker.add_argument("--targets", type=int, nargs="+", default=sorted(SHARED_LIMIT), choices=sorted(SHARED_LIMIT))
+    checker.add_argument("--all", action="store_true",
+                         help="print every specialisation's row, not the per-kernel summary (the JSON has them all)")
     args = parser.parse_args(argv)
     if args.command == "warm":
         return warm()
     results = check(args.cache, tuple(args.targets))
-    print(_table(results))
+    print(_table(results) if args.all else _summary(results))
     bad = [r for r in results if not r.fits]
     print(f"\n{len(results) // len(args.targets)} kernel specialisation(s), {len(args.targets)} target(s): "
           f"{len(bad)} failing to build or over the shared-memory limit")

@@ -92,6 +92,9 @@ def test_the_command_writes_its_table_and_fails_on_a_kernel_over_a_limit(tmp_pat
     _fill_cache(cache, "matmul")
     entries = sorted(str(p) for p in cache.rglob("*"))
     assert portability.main(["check", str(cache), "--targets", "89", "90", "--out", str(tmp_path / "out")]) == 1
+    summary = capsys.readouterr().out
+    assert "| _matmul | sm_89 | 1 | 128.0 | 99 | 0 | 1 |" in summary and "| _matmul | sm_90 | 1 |" in summary
+    assert portability.main(["check", str(cache), "--targets", "89", "--all"]) == 1
     table = capsys.readouterr().out
     assert "| _matmul | sm_89 (L4/L40/RTX 40) |" in table and "**over the limit**" in table
     saved = json.loads((tmp_path / "out" / "portability.json").read_text())
