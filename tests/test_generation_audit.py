@@ -187,3 +187,16 @@ def test_a_finished_icl_run_or_the_task_folder_is_not_overwritten(tmp_path, caps
     data = TaskData("t", {"train": TRAIN, "test": TRAIN}, ["0", "1"])
     with pytest.raises(ConfigError, match="already holds a finished in-context run"):
         run_icl("hyenadna-tiny-1k", data, out, IclRecipe(shots=1), device="cpu", quiet=True)
+
+
+def test_an_icl_run_refused_for_its_prompt_length_leaves_an_empty_out(tmp_path):
+    """The predictions folder was made before any split was scored, so a run refused for its prompt length left
+    OUT/predictions/ behind; it is now made once a split has been scored."""
+    from genomix.errors import RangeError
+
+    long = _split(["ACGT" * 150, "AACC" * 150, "CCGG" * 150, "GGTT" * 150], [0, 0, 1, 1])
+    data = TaskData("t", {"train": long, "test": long}, ["0", "1"])
+    out = tmp_path / "icl"
+    with pytest.raises(RangeError, match="exceeds the model's max_seq_len"):
+        run_icl("hyenadna-tiny-1k", data, out, IclRecipe(shots=1), device="cpu", quiet=True)
+    assert list(out.iterdir()) == []

@@ -193,3 +193,16 @@ def test_index_vcf_clears_what_a_killed_run_left_beside_its_outputs(tmp_path):
     out = index_vcf(plain)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["k.vcf", "k.vcf.gz", "k.vcf.gz.tbi"]
     assert [v.pos for v in read_vcf(out, [Region("chrQ", 0, 60)])] == [10]
+
+
+def test_bcf_ids_read_as_utf8_like_the_text_vcf(tmp_path):
+    """BCF strings were decoded as ASCII with replacement characters, so an ID with non-ASCII text (allowed by VCF
+    4.3, which the text reader takes) came out as U+FFFD from the same records written as BCF."""
+    pysam = pytest.importorskip("pysam")
+    pytest.importorskip("pysam.bcftools")
+    plain = tmp_path / "u.vcf"
+    plain.write_text("##fileformat=VCFv4.3\n##contig=<ID=chrQ,length=128>\n" + COLUMNS
+                     + record(10).replace("\t.\t", "\tvariante_ñ\t", 1), encoding="utf-8")
+    bcf = tmp_path / "u.bcf"
+    pysam.bcftools.view("-Ob", "-o", str(bcf), str(plain), catch_stdout=False)
+    assert [v.id for v in read_vcf(bcf)] == [v.id for v in read_vcf(plain)] == ["variante_ñ"]

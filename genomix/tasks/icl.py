@@ -382,7 +382,6 @@ def run_icl(model: str, task: str | os.PathLike | TaskData, out_dir: str | os.Pa
         save_file({"prompt": prompt.prompt.detach().cpu().contiguous()}, str(tmp))
         os.replace(tmp, out / "soft_prompt.safetensors")
     metrics, predictions = {}, out / "predictions"
-    predictions.mkdir(exist_ok=True)
     for split in ("dev", "test"):
         data = task.splits.get(split)
         if data is None:
@@ -392,6 +391,7 @@ def run_icl(model: str, task: str | os.PathLike | TaskData, out_dir: str | os.Pa
         logits = score_split(lm, builder, data, split, recipe.eval_batch_size, torch_device, quiet, cuda_graphs)
         _check_finite(logits, model, split)
         metrics[split] = classification_metrics(logits, data.labels)
+        predictions.mkdir(exist_ok=True)  # once a split is scored: a run refused before leaves no empty folder
         write_predictions(predictions / f"{split}.tsv", logits, data.labels, task.label_names)
     summary = {"model": model, "task": task.name, "label_names": task.label_names,
                "verbalizer": recipe.verbalizer[: task.num_labels], "recipe": dataclasses.asdict(recipe),

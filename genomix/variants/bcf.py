@@ -72,7 +72,8 @@ def _typed(buf: bytes, off: int, where: Callable[[], str]) -> tuple[bytes, int]:
 
 
 def _string(raw: bytes) -> str:
-    return raw.split(b"\x00", 1)[0].decode("ascii", "replace")
+    """A BCF string field: UTF-8 (as VCF 4.3 text), up to its first NUL."""
+    return raw.split(b"\x00", 1)[0].decode("utf-8", "replace")
 
 
 class _BcfRecords:
@@ -85,7 +86,7 @@ class _BcfRecords:
         if magic[:4] != BCF_MAGIC or magic[4] not in (1, 2):
             raise InputFormatError(f"{path}: not BCF 2.1/2.2 (starts with {magic!r})")
         (length,) = struct.unpack("<I", self.bgzf.read(4))
-        header = self.bgzf.read(length).rstrip(b"\x00").decode("ascii", "replace")
+        header = self.bgzf.read(length).rstrip(b"\x00").decode("utf-8", "replace")
         if "\n#CHROM" not in "\n" + header:
             raise InputFormatError(f"{path}: BCF header has no #CHROM line")
         self.contigs = _contigs(header, path)
