@@ -34,10 +34,11 @@ def _checked(text: str, kind: type, ok, what: str):
     return value
 
 
-def add_recipe_option(parser: argparse.ArgumentParser, kind: str, default: str | None, note: str = "") -> None:
+def add_recipe_option(parser: argparse.ArgumentParser, kind: str, default: str | None,
+                      default_text: str | None = None) -> None:
     """``--recipe``: a name of a recipe bundled in ``configs/<kind>`` (listed in the help from the package's own
-    files, so a new recipe cannot be missing from it) or a YAML path."""
+    files, so a new recipe cannot be missing from it) or a YAML path; ``default_text`` says what the default is
+    where it is not ``default`` itself (chosen later)."""
     names = ", ".join(sorted(path.stem for path in (_BUNDLED / kind).glob("*.yaml")))
-    parser.add_argument("--recipe", default=default,
-                        help=f"recipe name in configs/{kind} ({names}) or a YAML path"
-                             + (f" (default: {default}{note})" if default else f" ({note})" if note else ""))
+    parser.add_argument("--recipe", default=default, help=f"recipe name in configs/{kind} ({names}) or a YAML path "
+                                                          f"(default: {default_text or default})")

@@ -18,7 +18,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "pretrain", help="pretrain a model on a genome (default: tiny model, demo genome, CPU)",
         description=__doc__.splitlines()[0],
     )
-    add_recipe_option(p, "pretrain", None, "default: demo; a resumed run uses its own saved recipe")
+    add_recipe_option(p, "pretrain", None, "demo; a resumed run uses its own saved recipe")
     p.add_argument("--genome", nargs="+", action="extend", metavar="GENOME",
                    help="genome: registry name (hg38, demo, ...), FASTA path, folder of FASTA shards (one genome: "
                         "contigs keep their names), a prepared store .h5, or several FASTA files (given after one "

@@ -104,7 +104,8 @@ def from_pretrained(
 
     ``task`` (``base``/``causal-lm``/``masked-lm``/``classification``) picks the head; by default the
     one the checkpoint was saved with. A head other than the checkpoint's starts fresh, and so does its own
-    with ``fresh_head`` (fine-tuning a fine-tuned classifier on another task). ``format`` forces a layout instead of detecting it.
+    with ``fresh_head`` (fine-tuning a fine-tuned classifier on another task). ``format`` forces a layout instead
+    of detecting it.
     ``config_overrides`` set config fields (e.g. ``num_labels=2, pooling="last"``); ``dtype`` (or
     transformers' older ``torch_dtype``) casts the weights, e.g. ``dtype=torch.bfloat16`` (the model then runs
     under autocast to it, see :class:`~genomix.models.base.GenomixPreTrainedModel`); a name that is not a

@@ -38,16 +38,23 @@ def next_token_distribution(
     warpers): ``top_p`` keeps the most probable tokens whose probabilities sum to at least ``top_p``, and
     always the most probable one. The logits are scaled relative to the best allowed one (the same
     distribution), so that a tiny temperature gives the argmax instead of overflowing float32 to NaN."""
-    if not temperature > 0:
-        raise ConfigError(f"temperature must be > 0 (use greedy=True for argmax), got {temperature}")
     allowed = _allowed_mask(logits.shape[-1], logits.device, tuple(allowed_ids))
     logits = logits.float().masked_fill(~allowed, float("-inf"))
-    logits = (logits - logits.amax(dim=-1, keepdim=True)) / temperature
+    return _warped(logits - logits.amax(dim=-1, keepdim=True), temperature, top_k, len(set(allowed_ids)), top_p)
+
+
+def _warped(centred: torch.Tensor, temperature: float, top_k: int | None, choices: int,
+            top_p: float | None) -> torch.Tensor:
+    """:func:`next_token_distribution` from logits already masked to the ``choices`` allowed tokens and centred on
+    each row's best (its maximum 0): temperature, top-k and nucleus truncation, softmax. :func:`generate` masks
+    and centres them once per step itself."""
+    if not temperature > 0:
+        raise ConfigError(f"temperature must be > 0 (use greedy=True for argmax), got {temperature}")
+    logits = centred / temperature
     if top_k is not None:
         if top_k < 1:
             raise ConfigError(f"top_k must be >= 1, got {top_k}")
-        k = min(top_k, len(set(allowed_ids)))
-        threshold = logits.topk(k, dim=-1).values[..., -1:]
+        threshold = logits.topk(min(top_k, choices), dim=-1).values[..., -1:]
         logits = logits.masked_fill(logits < threshold, float("-inf"))
     if top_p is not None:
         if not 0 < top_p <= 1:
@@ -145,7 +152,10 @@ def generate(
     try:
         logits = next(next_logits)
         allowed = _allowed_mask(logits.shape[-1], logits.device, tuple(allowed_ids))
-        fallback = torch.zeros_like(allowed, dtype=torch.float32).masked_fill(~allowed, float("-inf"))
+        # what a row without a finite best score samples from until the call is refused: the allowed tokens alike
+        fallback = None if greedy else torch.zeros_like(allowed, dtype=torch.float32).masked_fill(~allowed,
+                                                                                                    float("-inf"))
+        choices = len(set(allowed_ids))
         for i in range(max_new_tokens):
             shaped = logits.float()
             if repetition_penalty != 1.0:
@@ -158,10 +168,8 @@ def generate(
             else:
                 best = shaped.amax(dim=-1, keepdim=True)
                 checksum += best
-                # until the call is refused, a row without a finite best score draws from the allowed tokens
-                # alike, so that torch.multinomial never sees NaN
-                shaped = torch.where(best.isfinite(), shaped, fallback)
-                probs = next_token_distribution(shaped, temperature, top_k, allowed_ids, top_p)
+                centred = torch.where(best.isfinite(), shaped - best, fallback)  # torch.multinomial never sees NaN
+                probs = _warped(centred, temperature, top_k, choices, top_p)
                 token = torch.multinomial(probs, 1, generator=generator)
             tokens.append(token.to(input_ids.dtype))
             if seen is not None:
@@ -342,7 +350,8 @@ def generate_like_transformers(
     length). ``repetition_penalty`` as transformers applies it (:func:`penalize_repeats`). ``attention_mask`` must
     have ``input_ids``' shape and mark every position (each row a whole prompt: left-padded batches of unequal
     prompts are refused). Options that would change the result and are not implemented here (beam sampling, other
-    penalties, scores) raise ``TypeError``. Returns the (batch x num_return_sequences, prompt + new) token ids, as transformers does."""
+    penalties, scores) raise ``TypeError``. Returns the (batch x num_return_sequences, prompt + new) token ids, as
+    transformers does."""
     unsupported = [f"{name}={value!r}" for name, value in options.items()
                    if name not in _TOKEN_ID_OPTIONS + _LENGTH_ONLY_OPTIONS
                    and _NEUTRAL_HF_OPTIONS.get(name, object()) != value]
