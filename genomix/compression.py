@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .errors import InputFormatError
+
 GZIP_MAGIC = b"\x1f\x8b"
 BGZF_EOF = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
 
@@ -22,10 +24,11 @@ def is_gzip(path: str | os.PathLike) -> bool:
 
 
 def is_bgzf(path: str | os.PathLike) -> bool:
-    """Whether ``path`` starts with a BGZF block (gzip with the 'BC' extra field that bgzip writes)."""
+    """Whether ``path`` starts with a BGZF block: deflate gzip with an extra field whose first subfield is the
+    'BC' one that bgzip writes."""
     with open(path, "rb") as fh:
         head = fh.read(16)
-    return len(head) == 16 and head[:4] == GZIP_MAGIC + b"\x08\x04" and head[12:14] == b"BC"
+    return len(head) == 16 and head[:3] == GZIP_MAGIC + b"\x08" and bool(head[3] & 4) and head[12:14] == b"BC"
 
 
 def ends_with_bgzf_eof(path: str | os.PathLike) -> bool:
@@ -33,3 +36,13 @@ def ends_with_bgzf_eof(path: str | os.PathLike) -> bool:
     with open(Path(path), "rb") as fh:
         fh.seek(max(fh.seek(0, os.SEEK_END) - len(BGZF_EOF), 0))
         return fh.read() == BGZF_EOF
+
+
+def require_complete_bgzf(path: str | os.PathLike) -> None:
+    """Refuse a BGZF file (bgzip FASTA or VCF, BCF) that lacks its end-of-file block: htslib writes whole blocks,
+    so a copy cut between them (a killed ``bgzip`` or ``bcftools view -Oz``, an interrupted transfer) decompresses
+    without error, and the records after the cut would be missing unnoticed. Other files pass."""
+    if is_bgzf(path) and not ends_with_bgzf_eof(path):
+        raise InputFormatError(f"{path}: the bgzip file lacks its end-of-file block, so it is truncated and records "
+                               "after the cut would be missing; compress, copy or download it again (a complete "
+                               "file passes `bgzip -t`)")

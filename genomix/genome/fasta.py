@@ -24,7 +24,7 @@ from typing import BinaryIO, Callable, Iterator
 
 import numpy as np
 
-from ..compression import GZIP_MAGIC, ends_with_bgzf_eof
+from ..compression import GZIP_MAGIC, require_complete_bgzf
 from ..errors import InputFormatError
 
 BLOCK_SIZE = 1 << 23  # 8 MiB of decompressed text per step
@@ -192,8 +192,8 @@ class FastaReader:
                 raise InputFormatError(f"{self.path}: the file is compressed with {name}; genomix reads plain, gzip "
                                        "and bgzip FASTA (`bgzip` or `gzip` compress it again)")
         compressed = head[:2] == GZIP_MAGIC
-        if compressed and head[3] & 4 and head[12:14] == b"BC":  # a BGZF block: the file must end with its EOF block
-            self._require_bgzf_eof()
+        if compressed:
+            require_complete_bgzf(self.path)
         stream: BinaryIO = gzip.GzipFile(fileobj=buffered, mode="rb") if compressed else buffered
         try:
             while True:
@@ -206,13 +206,6 @@ class FastaReader:
                 f"{self.path}: the gzip stream is truncated or corrupt after {counter.bytes_read} bytes "
                 f"({exc}); download the file again (a complete copy decompresses with `gzip -t`)"
             ) from None
-
-    def _require_bgzf_eof(self) -> None:
-        """Refuse a bgzip file cut at a block boundary (as htslib warns): it decompresses without error, but
-        the records after the cut are missing or short."""
-        if not ends_with_bgzf_eof(self.path):
-            raise InputFormatError(f"{self.path}: the bgzip file lacks its end-of-file block, so it is truncated; "
-                                   "download or compress it again (a complete copy passes `bgzip -t`)")
 
     def __iter__(self) -> Iterator[FastaRecord]:
         self.require_file()

@@ -17,12 +17,12 @@ import zlib
 from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
 
-from ..compression import BGZF_EOF, is_bgzf, is_gzip
+from ..compression import BGZF_EOF, is_bgzf, is_gzip, require_complete_bgzf
 from ..errors import InputFormatError
 from ..outputs import check_output, make_output_dir, temp_sibling
 from .tabix import TABIX_DEPTH, TABIX_MIN_SHIFT, BgzfReader, record_span
 from .bcf import is_bcf
-from .vcf import HeaderCheck, open_bytes, require_complete_bgzf
+from .vcf import HeaderCheck, open_bytes
 
 BLOCK_DATA = 0xFF00
 _PSEUDO_BIN = ((1 << (3 * (TABIX_DEPTH + 1))) - 1) // 7 + 1  # 37450: per-contig offsets and record counts

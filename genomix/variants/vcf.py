@@ -39,7 +39,7 @@ import re
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from ..compression import ends_with_bgzf_eof, is_bgzf, is_gzip
+from ..compression import is_gzip, require_complete_bgzf
 from ..errors import InputFormatError
 from .bcf import bcf_records, is_bcf
 from .tabix import BgzfReader, Region, TabixIndex, find_index, indexed_records, record_at, record_span
@@ -90,15 +90,6 @@ def _open_text(path: Path) -> io.TextIOBase:
     """``path`` as text lines; bytes that are not UTF-8 are kept as surrogate escapes, so that a meta line in
     another encoding is skipped, and a record holding them is refused by :func:`_text_records`."""
     return io.TextIOWrapper(open_bytes(path), encoding="utf-8", errors="surrogateescape", newline=None)
-
-
-def require_complete_bgzf(path: Path) -> None:
-    """Refuse a BGZF file (bgzip VCF, BCF) that lacks its end-of-file block, i.e. was cut (see the module
-    docstring); other files pass."""
-    if is_bgzf(path) and not ends_with_bgzf_eof(path):
-        raise InputFormatError(f"{path}: the bgzip file lacks its end-of-file block, so it is truncated and records "
-                               "after the cut would be missing; compress, copy or download it again (a complete "
-                               "file passes `bgzip -t`)")
 
 
 def read_vcf(path: str | Path, regions: Sequence[Region] | None = None) -> Iterator[Variant]:
@@ -219,4 +210,4 @@ def _record(where: str, number: int, fields: list[str]) -> Iterator[Variant]:
         yield Variant(chrom, position, vid, ref, alt, number)
 
 
-__all__ = ["HeaderCheck", "Region", "Variant", "read_vcf", "require_complete_bgzf"]
+__all__ = ["HeaderCheck", "Region", "Variant", "read_vcf"]
