@@ -4,8 +4,8 @@ they issue.
 Triton compiles for a CUDA target wherever its NVIDIA backend is installed, and ships ``ptxas`` and
 ``cuobjdump``. For one kernel at the benchmark's flags (bf16 u/Δ/z, z, D, Δ-bias, softplus, fast math; 16-byte
 aligned pointers and E, L multiples of 16, which Triton specialises on), this prints the registers and
-spills (``cuobjdump --dump-resource-usage``), the SASS instruction count, every loop (a backward branch) with its length and
-commonest opcodes, and optionally the TTGIR's layouts. These are the offline numbers in
+spills (``cuobjdump --dump-resource-usage``), the SASS instruction count, every loop (a backward branch) with
+its length and commonest opcodes, and optionally the TTGIR's layouts. These are the offline numbers in
 kernels/scan/NOTES.md; a GPU call is still what decides (a count is not a time).
 
     PYTHONPATH=. python kernels/offline_scan_sass.py seq-fwd --const SUMMARY=True --maxnreg 128
@@ -22,10 +22,7 @@ from __future__ import annotations
 import argparse
 import ast
 import collections
-import os
 import re
-import subprocess
-import tempfile
 
 #: Per kernel: (module, function, constexprs at the benchmark's setting, the pointer arguments holding
 #: activations, bf16 in the benchmark).
@@ -86,23 +83,12 @@ def sass(cubin: bytes) -> tuple[str, list[tuple[int, str]]]:
     """(the kernel's registers and stack bytes, where spills go; [(address, opcode line)]) of the cubin Triton
     built, read with the ``cuobjdump`` Triton itself uses (a ``ptxas`` of our choosing may not read the PTX
     version that Triton emits: triton 3.9 writes PTX for its newer bundled assembler)."""
-    from genomix.kernels.portability import resource_usage
+    from genomix.kernels.portability import cuobjdump, resource_usage
 
     registers, stack = resource_usage(cubin)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "k.cubin")
-        with open(path, "wb") as f:
-            f.write(cubin)
-        dump = subprocess.run([_cuobjdump(), "-sass", path], capture_output=True, text=True, check=True)
     code = [(int(m.group(1), 16), m.group(2).strip()) for m in
-            re.finditer(r"/\*([0-9a-f]{4,6})\*/\s+([^;]*);", dump.stdout)]
+            re.finditer(r"/\*([0-9a-f]{4,6})\*/\s+([^;]*);", cuobjdump(cubin, "-sass"))]
     return f"{registers} registers, {stack} bytes stack (spills)", code
-
-
-def _cuobjdump() -> str:
-    import triton
-
-    return triton.knobs.nvidia.cuobjdump.path
 
 
 _PREDICATE = re.compile(r"^@!?U?P[0-9T]\s+")

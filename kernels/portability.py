@@ -83,17 +83,22 @@ def cached_kernels(cache: Path) -> list[CachedKernel]:
     return sorted(kernels, key=lambda k: k.name)
 
 
-def resource_usage(cubin: bytes) -> tuple[int | None, int | None]:
-    """(registers, stack bytes per thread, where spills go) of the one kernel in ``cubin``, from the
-    ``cuobjdump`` Triton itself uses."""
+def cuobjdump(cubin: bytes, option: str) -> str:
+    """What the ``cuobjdump`` Triton itself uses prints for ``cubin`` with ``option`` (``-sass``,
+    ``--dump-resource-usage``)."""
     import triton
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "k.cubin"
         path.write_bytes(cubin)
-        run = subprocess.run([triton.knobs.nvidia.cuobjdump.path, "--dump-resource-usage", str(path)],
-                             capture_output=True, text=True, check=True)
-    registers, stack = re.search(r"REG:(\d+)", run.stdout), re.search(r"STACK:(\d+)", run.stdout)
+        return subprocess.run([triton.knobs.nvidia.cuobjdump.path, option, str(path)], capture_output=True,
+                              text=True, check=True).stdout
+
+
+def resource_usage(cubin: bytes) -> tuple[int | None, int | None]:
+    """(registers, stack bytes per thread, where spills go) of the one kernel in ``cubin``."""
+    usage = cuobjdump(cubin, "--dump-resource-usage")
+    registers, stack = re.search(r"REG:(\d+)", usage), re.search(r"STACK:(\d+)", usage)
     return (int(registers.group(1)) if registers else None), (int(stack.group(1)) if stack else None)
 
 
