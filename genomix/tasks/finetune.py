@@ -187,6 +187,14 @@ def predict_logits(model: torch.nn.Module, data: LabelledSequences, batch_size: 
     return torch.cat(out).numpy()
 
 
+def refuse_finished_out(out: Path, kind: str) -> None:
+    """Refuse a new ``kind`` run (fine-tuning, in-context) in ``out`` when a finished task run's ``metrics.json``
+    is there: its results are kept, never replaced."""
+    if (out / "metrics.json").is_file():
+        raise ConfigError(f"{out} already holds a finished {kind} run ({out / 'metrics.json'}); choose another "
+                          "--out, or remove that folder to run again")
+
+
 def write_predictions(path: Path, logits: np.ndarray, labels: np.ndarray, label_names: list[str]) -> None:
     """TSV: row, label, prediction (names) and one probability column per class; written atomically."""
     probs = softmax(logits)
@@ -256,9 +264,7 @@ def finetune(model: str, task: str | os.PathLike | TaskData, out_dir: str | os.P
     ckpt_path = resolve_resume(resume, out)
     identity = run_identity(model, task)
     if ckpt_path is None:
-        if (out / "metrics.json").is_file():  # a finished run, with or without its checkpoints: keep its results
-            raise ConfigError(f"{out} already holds a finished fine-tuning run ({out / 'metrics.json'}); choose "
-                              "another --out, or remove that folder to run again")
+        refuse_finished_out(out, "fine-tuning")  # with or without its checkpoints
         refuse_used_out(out, "fine-tuning")
         source, saved = out, None
     else:

@@ -43,7 +43,7 @@ from ..outputs import atomic_write_text, make_output_dir, temp_sibling
 from ..resume import changed_settings, flat_settings, weights_fingerprint
 from ..tokenizer import A_ID, MASK_ID, PAD_ID, RESERVED_ID, SEP_ID, T_ID, encode
 from ..train.recipe import check_field_types, config_dirs, from_mapping, read_named_yaml
-from .finetune import write_predictions
+from .finetune import refuse_finished_out, write_predictions
 from .identity import BASE_MODEL_KEYS, check_base_model, run_identity
 from .labelled import LabelledSequences, TaskData, load_task
 from .metrics import classification_metrics
@@ -356,9 +356,8 @@ def run_icl(model: str, task: str | os.PathLike | TaskData, out_dir: str | os.Pa
     out = Path(out_dir).expanduser()
     if (out / CHECKPOINT).is_file() and not resume:
         raise ConfigError(f"{out} already holds a soft-prompt run; pass --resume to continue it, or choose another --out")
-    if (out / "metrics.json").is_file() and not resume:
-        raise ConfigError(f"{out} already holds a finished in-context run ({out / 'metrics.json'}); choose another "
-                          "--out, or remove that folder to run again")
+    if not resume:
+        refuse_finished_out(out, "in-context")
     if not isinstance(task, TaskData) and out.resolve() == Path(task).expanduser().resolve():
         raise ConfigError(f"{out} is the task folder; choose another --out for the results, which would be written "
                           "among the task's files")
