@@ -15,10 +15,30 @@ def require_cuda(device: str, option: str) -> None:
         return
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if count == 0:
-        raise ConfigError(f"{option} {device}: no CUDA device is available on this machine (torch "
-                          f"{torch.__version__}, CUDA build: {torch.version.cuda or 'none'}); use cpu instead")
+        raise ConfigError(f"{option} {device}: no CUDA device is available on this machine ({_torch_build()}); "
+                          "use cpu instead")
     if index.isdigit() and int(index) >= count:
         raise ConfigError(f"{option} {device}: this machine has {count} CUDA device(s), numbered 0..{count - 1}")
+
+
+def require_devices(devices: int | str, accelerator: str) -> None:
+    """Refuse a training run's ``--devices``/``--accelerator`` that this machine cannot run as meant, before
+    anything is written: a CUDA ``accelerator`` it lacks (:func:`require_cuda`), and several ``devices`` with the
+    ``auto`` accelerator on a machine without a CUDA GPU. Lightning would start the latter as that many CPU
+    processes (DDP on CPU): a user asking for 4 devices on a GPU-less box almost always has a job on the wrong
+    node or a torch without CUDA, and would otherwise find out from a slow run, not a message. Data-parallel
+    training on CPU stays one flag away: ``--accelerator cpu``. ``devices`` other than a count (``auto``, a list
+    of GPU ids) are Lightning's to resolve."""
+    require_cuda(accelerator, "--accelerator")
+    if accelerator == "auto" and str(devices).isdigit() and int(devices) > 1 and not torch.cuda.is_available():
+        raise ConfigError(f"--devices {devices}: no CUDA GPU was found on this machine ({_torch_build()}); to train "
+                          f"in {devices} CPU processes pass --accelerator cpu explicitly, or leave out --devices to "
+                          "train in one")
+
+
+def _torch_build() -> str:
+    """The torch version and the CUDA version it was built with, for messages that say why there is no GPU."""
+    return f"torch {torch.__version__}, CUDA build: {torch.version.cuda or 'none'}"
 
 
 def resolve_device(device: str | torch.device | None, option: str = "--device") -> torch.device:

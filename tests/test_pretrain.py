@@ -285,7 +285,7 @@ def test_ddp_on_two_cpu_processes_matches_one_process(tmp_path, demo_store):
     for devices in ("1", "2"):
         out = tmp_path / f"dev{devices}"
         cmd = [sys.executable, "-m", "genomix", "pretrain", "--recipe", str(recipe), "--out", str(out), "--quiet",
-               "--devices", devices] + (["--strategy", "ddp"] if devices == "2" else [])
+               "--devices", devices] + (["--accelerator", "cpu", "--strategy", "ddp"] if devices == "2" else [])
         done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr[-2000:]
         losses[devices] = [float(r["val/loss"]) for r in metric_rows(out) if r.get("val/loss")]

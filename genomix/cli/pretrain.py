@@ -29,7 +29,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     model.add_argument("--model", help="named model size (configs/models), e.g. hyenadna-small-32k")
     model.add_argument("--config", help="model config YAML file")
     p.add_argument("--seq-len", type=positive_int, help="target window length (warm-up stages end here)")
-    p.add_argument("--devices", default="auto", help="devices per node (number or 'auto')")
+    p.add_argument("--accelerator", default="auto", choices=("auto", "cpu", "gpu"),
+                   help="default: a GPU when there is one, else the CPU")
+    p.add_argument("--devices", default="auto",
+                   help="devices per node (number or 'auto'); several on a machine without a GPU are CPU processes "
+                        "(DDP on CPU) and need --accelerator cpu")
     p.add_argument("--num-nodes", type=positive_int, default=1)
     p.add_argument("--strategy", default="auto", choices=("auto", "ddp", "fsdp"))
     p.add_argument("--precision", choices=("bf16-mixed", "32", "32-true", "16-mixed"),
@@ -148,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
         logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
     devices = int(args.devices) if str(args.devices).isdigit() else args.devices
     result = pretrain(recipe, Path(args.out), devices=devices, num_nodes=args.num_nodes, strategy=args.strategy,
-                      resume=checkpoint, cache=args.cache_dir, quiet=args.quiet)
+                      accelerator=args.accelerator, resume=checkpoint, cache=args.cache_dir, quiet=args.quiet)
     if result.global_rank != 0:  # one report per run, not per process
         return 0
     print(f"model saved to {result.model_dir} (load with genomix.from_pretrained({str(result.model_dir)!r}))")

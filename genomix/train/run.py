@@ -25,6 +25,7 @@ import torch
 import yaml
 from lightning.pytorch.loggers import CSVLogger, Logger
 
+from ..devices import require_devices
 from ..errors import CheckpointError, ConfigError
 from ..kernels.scan.ops import checkpoint_keeps_scan
 from ..outputs import atomic_write_text, make_output_dir, temp_sibling
@@ -257,12 +258,18 @@ def pretrain(
 
     ``resume`` is ``None``, ``"auto"`` (continue from ``out_dir`` if it has a checkpoint) or a path.
     A resumed run continues mid-epoch with the same data order and dropout masks as an uninterrupted run.
+    Everything that can refuse the run (devices, resume point, genome data, batch plan, model, trainer) is
+    checked before ``out_dir`` is created, so a refused run leaves no empty output folder behind; the price is
+    that an ``out_dir`` that cannot be created is found after the genome store is resolved (a download is kept
+    in the cache for the next run).
     """
+    require_devices(devices, accelerator)
     world_size = _world_size(devices, num_nodes, accelerator)
     if recipe.offload_checkpoints and world_size > 1:
         raise ConfigError("offload_checkpoints back-propagates inside the backward (like reentrant checkpointing), "
                           "which DDP/FSDP gradient hooks do not support: use it on one device, or set it false")
-    precision = recipe.precision or ("bf16-mixed" if torch.cuda.is_available() else "32-true")
+    on_gpu = torch.cuda.is_available() and accelerator != "cpu"
+    precision = recipe.precision or ("bf16-mixed" if on_gpu else "32-true")
     if recipe.cuda_graphs:
         if world_size > 1:
             raise ConfigError("cuda_graphs captures the backward in a CUDA graph, where DDP/FSDP gradient hooks "
@@ -272,7 +279,7 @@ def pretrain(
                               f"{torch.cuda.is_available()}); leave out --cuda-graphs, or set cuda_graphs: false in "
                               "the recipe, to train without graphs")
         graph_autocast_dtype(precision)  # refuses 16-mixed before any work is done
-    out = make_output_dir(out_dir)
+    out = Path(out_dir).expanduser()
     ckpt_path = resolve_resume(resume, out)
     if ckpt_path is None:
         refuse_used_out(out, "pretraining")
@@ -319,6 +326,7 @@ def pretrain(
     if trainer.world_size != world_size:
         raise ConfigError(f"the batch plan assumed {world_size} process(es) but Lightning runs {trainer.world_size}; "
                           "pass --devices and --num-nodes explicitly")
+    make_output_dir(out)  # the first write: the trainer only names its folders
     if trainer.global_rank == 0:
         atomic_write_text(out / "recipe.yaml", dump_recipe(recipe))
     with warnings.catch_warnings():

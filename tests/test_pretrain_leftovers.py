@@ -1,0 +1,80 @@
+"""What a refused ``genomix pretrain`` leaves behind: nothing. Several devices on a machine without a GPU are
+refused up front unless the CPU accelerator is asked for by name (Lightning would start that many CPU
+processes), and a run refused for its genome data (hg38 not downloadable offline) leaves no empty ``--out``
+folder, while an ``--out`` that was there already is left as it was."""
+from __future__ import annotations
+
+import socket
+
+import pytest
+import torch
+
+from genomix.cli import main
+from genomix.devices import require_devices
+from genomix.errors import ConfigError
+from genomix.genome import GenomeSpec
+
+
+@pytest.fixture
+def no_gpu(monkeypatch):
+    """This machine has no CUDA GPU, whatever the one running the tests has."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+
+
+def test_several_devices_without_a_gpu_need_the_cpu_accelerator_by_name(tmp_path, no_gpu, capsys):
+    # the genome is missing, so that a run the devices do not stop is refused for its data instead of training
+    base = ["pretrain", "--genome", str(tmp_path / "missing.h5"), "--quiet"]
+    assert main([*base, "--devices", "4", "--out", str(tmp_path / "auto")]) == 2
+    err = capsys.readouterr().err
+    assert "--devices 4: no CUDA GPU was found on this machine" in err and "pass --accelerator cpu" in err
+    assert not (tmp_path / "auto").exists()
+    assert main([*base, "--accelerator", "cpu", "--devices", "4", "--out", str(tmp_path / "cpu")]) == 2
+    assert "missing.h5 does not exist" in capsys.readouterr().err  # past the device check: DDP on CPU as before
+
+
+@pytest.mark.parametrize("devices, accelerator, gpu", [(1, "auto", False), ("auto", "auto", False),
+                                                        (4, "cpu", False), (4, "auto", True), ("4", "gpu", True)])
+def test_devices_a_machine_can_run_pass(devices, accelerator, gpu, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpu)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 8 if gpu else 0)
+    require_devices(devices, accelerator)
+
+
+@pytest.mark.parametrize("devices, accelerator, message", [
+    ("2", "auto", "--devices 2: no CUDA GPU was found"), (1, "gpu", "--accelerator gpu: no CUDA device")])
+def test_devices_a_machine_without_a_gpu_cannot_run_are_refused(devices, accelerator, message, no_gpu):
+    with pytest.raises(ConfigError, match=message):
+        require_devices(devices, accelerator)
+
+
+@pytest.fixture
+def offline_hg38(monkeypatch) -> None:
+    """hg38 as the registry names it, at a host that cannot be reached (a machine without network)."""
+    from genomix.genome import download, registry
+
+    with socket.socket() as closed:  # a port nobody listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    spec = GenomeSpec(name="hg38", url=f"http://127.0.0.1:{port}/hg38.fa.gz", md5="0" * 32)
+    monkeypatch.setattr(registry, "known_genomes", lambda: {"hg38": spec})
+    monkeypatch.setattr(download.time, "sleep", lambda seconds: None)
+
+
+@pytest.mark.parametrize("existing", [None, [], ["notes.txt"]], ids=["new", "existing-empty", "existing-with-files"])
+def test_a_run_refused_for_its_data_leaves_no_output_folder_and_keeps_an_existing_one(
+        tmp_path, offline_hg38, capsys, existing):
+    out = tmp_path / "runs" / "hg38"
+    if existing is not None:
+        out.mkdir(parents=True)
+        for name in existing:
+            (out / name).write_text("the user's own\n")
+    code = main(["pretrain", "--recipe", "hyenadna-hg38", "--cache-dir", str(tmp_path / "cache"),
+                 "--accelerator", "cpu", "--out", str(out), "--quiet"])
+    assert code == 2 and "could not reach 127.0.0.1" in capsys.readouterr().err
+    if existing is None:
+        assert not (tmp_path / "runs").exists()
+    else:
+        assert sorted(path.name for path in out.iterdir()) == existing
+        assert all((out / name).read_text() == "the user's own\n" for name in existing)
+
