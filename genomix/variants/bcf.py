@@ -139,12 +139,11 @@ def bcf_records(path: Path, regions: Sequence[Region] | None) -> Iterator[tuple[
             for offset, fields in reader.records():
                 yield record_at(path, offset), fields
             return
-        index = TabixIndex.load(find_index(path, bcf=True))
+        index = TabixIndex.load(find_index(path, bcf=True), bcf=True)
         if not index.names:  # bcftools' CSI keeps no names: its contigs are the header's dictionary
             index.names = reader.contigs
 
-        def chunk(begin: int, stop: int) -> Iterator[tuple[int, tuple[str, list[str]]]]:
-            reader.bgzf.seek(begin)
+        def chunk(stop: int) -> Iterator[tuple[int, tuple[str, list[str]]]]:
             for offset, fields in reader.records(stop):
                 yield offset, (record_at(path, offset), fields)
 
@@ -153,7 +152,7 @@ def bcf_records(path: Path, regions: Sequence[Region] | None) -> Iterator[tuple[
             start = int(fields[1]) - 1
             return fields[0], start, start + max(1, int(fields[8]))
 
-        yield from indexed_records(index, regions, chunk, span, path)
+        yield from indexed_records(index, regions, reader.bgzf, chunk, span)
     finally:
         reader.close()
 

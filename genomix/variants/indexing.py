@@ -20,12 +20,12 @@ from typing import BinaryIO, Iterable, Iterator
 from ..compression import BGZF_EOF, is_bgzf, is_gzip, require_complete_bgzf
 from ..errors import InputFormatError
 from ..outputs import check_output, make_output_dir, temp_sibling
-from .tabix import TABIX_DEPTH, TABIX_MIN_SHIFT, BgzfReader, record_span
+from .tabix import TABIX_DEPTH, TABIX_MIN_SHIFT, BgzfReader, pseudo_bin, record_span
 from .bcf import is_bcf
 from .vcf import HeaderCheck, open_bytes
 
 BLOCK_DATA = 0xFF00
-_PSEUDO_BIN = ((1 << (3 * (TABIX_DEPTH + 1))) - 1) // 7 + 1  # 37450: per-contig offsets and record counts
+_PSEUDO_BIN = pseudo_bin(TABIX_DEPTH)  # 37450: per-contig offsets and record counts
 
 
 def bin_of(start: int, end: int, min_shift: int = TABIX_MIN_SHIFT, depth: int = TABIX_DEPTH) -> int:

@@ -7,6 +7,12 @@ blocks that can hold overlapping records (SAMtools' "Tabix" and "CSI" specificat
 those chunks are still checked against the region, so the index only has to be a superset, as the
 format guarantees.
 
+An index made for another file, or for this one before it changed, would make a query miss records or read
+the wrong ones without a word (htslib only warns when the index is older than the file). Such an index is
+refused with a message naming both files and the command that rebuilds it: the end of its last record must be
+where the file's data ends (:meth:`TabixIndex.check_fits`), and each chunk it gives must start with a record of
+the queried contig (:func:`indexed_records`).
+
 Pure Python with ``zlib``: no htslib build, the same reason as the streaming reader (:mod:`.vcf`). The
 tests check every query against htslib's own indexes (built with pysam) and a full scan.
 """
@@ -14,7 +20,9 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import itertools
 import logging
+import os
 import re
 import struct
 import zlib
@@ -64,6 +72,13 @@ def parse_region(text: str) -> Region:
     return Region(match["braced"] or match["chrom"], start - 1, end)
 
 
+def pseudo_bin(depth: int) -> int:
+    """The number of the per-contig pseudo-bin that htslib (and ``genomix index-vcf``) write after a contig's
+    real bins: the virtual offsets where its first record starts and its last one ends, then its record counts.
+    It is one past the last real bin of the scheme, so no query asks for it."""
+    return ((1 << (3 * (depth + 1))) - 1) // 7 + 1
+
+
 def region_bins(start: int, end: int, min_shift: int, depth: int) -> list[int]:
     """Every bin of a (``min_shift``, ``depth``) binning scheme that can hold a record overlapping
     [start, end): one range of bins per level, from the whole-contig bin 0 down to the leaves."""
@@ -80,20 +95,30 @@ def region_bins(start: int, end: int, min_shift: int, depth: int) -> list[int]:
 class _ContigIndex:
     bins: dict[int, list[tuple[int, int]]]  # bin -> chunks (begin, end virtual offsets)
     linear: list[int]  # tabix only: smallest virtual offset of a record overlapping each 16 kb window
+    end: int | None  # where the contig's last record ends (from its pseudo-bin; None in indexes without one)
+
+    @classmethod
+    def without_pseudo_bin(cls, bins: dict[int, list[tuple[int, int]]], linear: list[int],
+                           meta: int) -> "_ContigIndex":
+        """The contig's index with its pseudo-bin ``meta`` (:func:`pseudo_bin`) taken out of ``bins``."""
+        pseudo = bins.pop(meta, None)
+        return cls(bins, linear, pseudo[0][1] if pseudo else None)
 
 
 @dataclasses.dataclass
 class TabixIndex:
-    """A parsed ``.tbi`` or ``.csi`` index: contig names and their bins (see the module docstring)."""
+    """A parsed ``.tbi`` or ``.csi`` index: contig names and their bins (see the module docstring). ``bcf``: it
+    indexes a BCF, which bcftools (not ``genomix index-vcf``) rebuilds."""
 
     names: list[str]
     contigs: list[_ContigIndex]
     min_shift: int
     depth: int
     path: Path
+    bcf: bool = False
 
     @classmethod
-    def load(cls, path: str | Path) -> "TabixIndex":
+    def load(cls, path: str | Path, bcf: bool = False) -> "TabixIndex":
         path = Path(path)
         try:
             data = gzip.decompress(path.read_bytes())
@@ -105,13 +130,13 @@ class TabixIndex:
             n_ref = reader.int32()
             reader.take(24)  # format, sequence/begin/end columns, meta character, header lines to skip
             names = reader.names(reader.int32())
-            contigs = [reader.tabix_contig() for _ in range(n_ref)]
-            return cls(names, contigs, TABIX_MIN_SHIFT, TABIX_DEPTH, path)
+            contigs = [reader.tabix_contig(pseudo_bin(TABIX_DEPTH)) for _ in range(n_ref)]
+            return cls(names, contigs, TABIX_MIN_SHIFT, TABIX_DEPTH, path, bcf)
         if magic == b"CSI\x01":
             min_shift, depth, aux = reader.int32(), reader.int32(), reader.take(reader.int32())
             names = _Cursor(aux, path).tabix_aux_names() if len(aux) >= 28 else []
-            contigs = [reader.csi_contig() for _ in range(reader.int32())]
-            return cls(names, contigs, min_shift, depth, path)
+            contigs = [reader.csi_contig(pseudo_bin(depth)) for _ in range(reader.int32())]
+            return cls(names, contigs, min_shift, depth, path, bcf)
         raise InputFormatError(f"{path}: not a tabix (.tbi) or CSI (.csi) index (magic {magic!r})")
 
     def chunks(self, region: Region) -> list[tuple[int, int]]:
@@ -133,6 +158,42 @@ class TabixIndex:
             else:
                 merged.append((max(begin, floor), stop))
         return merged
+
+    def mismatch(self, data: Path, why: str) -> InputFormatError:
+        """The error for an index that does not fit ``data``, saying ``why`` and how to rebuild it."""
+        return InputFormatError(f"{self.path} does not fit {data}: {why}. The index was made for another file, or "
+                                "for this one before it changed, and a query through it would miss records or read "
+                                f"the wrong ones: rebuild it with `{self._rebuild(data)}`")
+
+    def _rebuild(self, data: Path) -> str:
+        if self.bcf:
+            return f"bcftools index -f {data.name}"
+        return f"genomix index-vcf --overwrite {data.name}"
+
+    def check_fits(self, bgzf: BgzfReader) -> None:
+        """Refuse (:meth:`mismatch`) an index whose last record does not end where the data of the file open in
+        ``bgzf`` ends (trailing blank lines aside): it points past the file's end or between its blocks, or the
+        file goes on after it (records appended, or a longer file). The end is in the contigs' pseudo-bins
+        (:func:`pseudo_bin`); an index without them (tabix before htslib) is not checked here.
+
+        The check costs one seek and one block read, so it runs on every indexed read, whatever the files'
+        modification times: a copy or download without its times makes a good index look older than its VCF
+        (refusing those would break valid setups), and a foreign index copied in may look newer. An older index
+        that is not refused is still used with a warning, as htslib gives: an edit in place that kept every
+        record's offset (a changed POS of the same width) would pass."""
+        ends = [contig.end for contig in self.contigs if contig.end is not None]
+        if ends:
+            end = max(ends)
+            try:
+                bgzf.seek(end)
+            except InputFormatError as exc:
+                raise self.mismatch(bgzf.path, f"its last record ends at virtual offset {end}, but {exc}") from None
+            if any(piece.strip() for piece in iter(lambda: bgzf.read(1 << 16), b"")):
+                raise self.mismatch(bgzf.path, f"{bgzf.path.name} goes on after virtual offset {end}, where the "
+                                               "index's last record ends")
+        if self.path.stat().st_mtime < bgzf.path.stat().st_mtime:
+            log.warning("%s is older than %s; if the file changed since, rebuild the index: `%s`", self.path,
+                        bgzf.path, self._rebuild(bgzf.path))
 
 
 class _Cursor:
@@ -164,30 +225,32 @@ class _Cursor:
     def _chunks(self) -> list[tuple[int, int]]:
         return [(self.uint64(), self.uint64()) for _ in range(self.int32())]
 
-    def tabix_contig(self) -> _ContigIndex:
+    def tabix_contig(self, meta: int) -> _ContigIndex:
         bins = {}
         for _ in range(self.int32()):
             number = struct.unpack("<I", self.take(4))[0]
             bins[number] = self._chunks()
         linear = [self.uint64() for _ in range(self.int32())]
-        return _ContigIndex(bins, linear)
+        return _ContigIndex.without_pseudo_bin(bins, linear, meta)
 
-    def csi_contig(self) -> _ContigIndex:
+    def csi_contig(self, meta: int) -> _ContigIndex:
         bins = {}
         for _ in range(self.int32()):
             number = struct.unpack("<I", self.take(4))[0]
             self.uint64()  # the bin's own smallest offset; the chunks are filtered by overlap instead
             bins[number] = self._chunks()
-        return _ContigIndex(bins, [])
+        return _ContigIndex.without_pseudo_bin(bins, [], meta)
 
 
 class BgzfReader:
     """A bgzip file read as one byte stream that can seek to, and report, virtual offsets. Like htslib, a
-    position at the end of a block is reported as the start of the next one."""
+    position at the end of a block is reported as the start of the next one. ``text``: the file holds lines (a
+    VCF), so that :meth:`seek` can refuse an offset inside one."""
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
+    def __init__(self, path: str | Path, text: bool = False) -> None:
+        self.path, self.text = Path(path), text
         self.fh: BinaryIO = open(self.path, "rb")
+        self.size = os.fstat(self.fh.fileno()).st_size
         self._data, self._coffset, self._next, self._pos = b"", 0, 0, 0
         self.seek(0)
 
@@ -248,9 +311,22 @@ class BgzfReader:
             self._load(self._next)
 
     def seek(self, voffset: int) -> None:
-        self._load(voffset >> 16)
-        if self._coffset == voffset >> 16:
-            self._pos = voffset & 0xFFFF
+        """Go to ``voffset``. Offsets come from indexes, so one that cannot be a position in this file raises
+        :class:`InputFormatError` instead of reading on from elsewhere: past the end of the file or of its block's
+        data, not at the start of a block, or in a ``text`` file inside a line (checked where the byte before it
+        is in the same block)."""
+        coffset, within = voffset >> 16, voffset & 0xFFFF
+        if coffset > self.size:
+            raise InputFormatError(f"{self.path} has {self.size} bytes, and virtual offset {voffset} is at byte "
+                                   f"{coffset}")
+        self._load(coffset)
+        data = self._data if self._coffset == coffset else b""  # b"": an empty block, skipped by _load
+        if within > len(data):
+            raise InputFormatError(f"{self.path}: virtual offset {voffset} is past the {len(data)} bytes of data of "
+                                   f"the block at byte {coffset}")
+        if self.text and within and data[within - 1] != ord("\n"):
+            raise InputFormatError(f"{self.path}: virtual offset {voffset} is inside a line, not at its start")
+        self._pos = within
         self._advance()
 
     def tell(self) -> int:
@@ -279,9 +355,9 @@ class BgzfReader:
                 break
         return bytes(out)
 
-    def lines(self, start: int, stop: int) -> Iterator[tuple[int, str]]:
-        """``(virtual offset, line)`` for every line that starts at or after ``start`` and before ``stop``."""
-        self.seek(start)
+    def lines(self, stop: int) -> Iterator[tuple[int, str]]:
+        """``(virtual offset, line)`` for every line that starts at or after the current position and before
+        ``stop``."""
         while self.tell() < stop:
             begin, raw = self.tell(), self.readline()
             if not raw:
@@ -294,12 +370,20 @@ class BgzfReader:
             yield begin, line
 
 
-def indexed_records(index: TabixIndex, regions: Sequence[Region],
-                    read_chunk: Callable[[int, int], Iterable[tuple[int, Item]]],
-                    span: Callable[[Item], tuple[str, int, int]], path: Path) -> Iterator[Item]:
-    """The records of ``regions``, region by region, each record once: ``read_chunk(begin, stop)`` gives
-    ``(virtual offset, record)`` for each record of an index chunk, and ``span(record)`` its contig and
-    0-based half-open span, which must overlap the region (a chunk also holds records that do not)."""
+def indexed_records(index: TabixIndex, regions: Sequence[Region], bgzf: BgzfReader,
+                    read_chunk: Callable[[int], Iterable[tuple[int, Item]]],
+                    span: Callable[[Item], tuple[str, int, int]]) -> Iterator[Item]:
+    """The records of ``regions`` in the file open in ``bgzf``, region by region, each record once:
+    ``read_chunk(stop)`` gives ``(virtual offset, record)`` for each record from the current position to the
+    end of an index chunk, and ``span(record)`` its contig and 0-based half-open span, which must overlap the
+    region (a chunk also holds records that do not).
+
+    An index that does not fit the file is refused (:meth:`TabixIndex.mismatch`): first by its end
+    (:meth:`TabixIndex.check_fits`), then chunk by chunk, whose offset must be a position in the file
+    (:meth:`BgzfReader.seek`) where a record of the region's contig starts, as every index made for
+    this file has it."""
+    path = bgzf.path
+    index.check_fits(bgzf)
     seen: set[int] = set()
     for region in regions:
         spelled = [name for name in contig_aliases(region.chrom) if name in index.names]
@@ -309,7 +393,18 @@ def indexed_records(index: TabixIndex, regions: Sequence[Region],
             log.warning("%s: no records on %s (the file's contigs: %s)", path, region.chrom,
                         ", ".join(index.names[:10]) + (" ..." if len(index.names) > 10 else ""))
         for begin, stop in index.chunks(region):
-            for offset, record in read_chunk(begin, stop):
+            try:
+                bgzf.seek(begin)
+            except InputFormatError as exc:
+                raise index.mismatch(path, f"it has records of {region.chrom} at virtual offset {begin}, but "
+                                           f"{exc}") from None
+            start, records = bgzf.tell(), iter(read_chunk(stop))
+            first = next(records, None)
+            found = span(first[1])[0] if first is not None and first[0] == start else None
+            if first is None or found != region.chrom:
+                raise index.mismatch(path, f"it has a record of {region.chrom} at virtual offset {begin}, where "
+                                           f"{path.name} has " + (f"one of {found}" if found else "no record"))
+            for offset, record in itertools.chain([first], records):
                 if offset not in seen and region.overlaps(*span(record)):
                     seen.add(offset)
                     yield record
@@ -326,8 +421,6 @@ def find_index(path: Path, bcf: bool = False) -> Path:
     ``bcf``, only bcftools can: ``genomix index-vcf`` reads text VCFs)."""
     for candidate in index_paths(path):
         if candidate.is_file():
-            if candidate.stat().st_mtime < path.stat().st_mtime:
-                log.warning("%s is older than %s; if the VCF changed, rebuild the index", candidate, path)
             return candidate
     if bcf:
         raise InputFormatError(f"{path}: region queries of a BCF need its CSI index ({path.name}.csi next to it): "
@@ -360,4 +453,4 @@ def record_span(fields: list[str]) -> tuple[int, int]:
 
 
 __all__ = ["BgzfReader", "Region", "TabixIndex", "find_index", "index_paths", "indexed_records", "parse_region",
-           "record_at", "record_span", "region_bins"]
+           "pseudo_bin", "record_at", "record_span", "region_bins"]

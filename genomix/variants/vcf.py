@@ -177,9 +177,9 @@ def _read_regions(path: Path, regions: Sequence[Region]) -> Iterator[Variant]:
     records.close()
     index = TabixIndex.load(find_index(path))
 
-    with BgzfReader(path) as bgzf:
-        def chunk(begin: int, stop: int) -> Iterator[tuple[int, tuple[list[str], list[Variant]]]]:
-            for offset, line in bgzf.lines(begin, stop):
+    with BgzfReader(path, text=True) as bgzf:
+        def chunk(stop: int) -> Iterator[tuple[int, tuple[list[str], list[Variant]]]]:
+            for offset, line in bgzf.lines(stop):
                 if line.strip() and not line.startswith("#"):
                     fields = line.split("\t")  # a malformed record fails here, overlapping or not
                     yield offset, (fields, list(_record(record_at(path, offset), 0, fields)))
@@ -187,7 +187,7 @@ def _read_regions(path: Path, regions: Sequence[Region]) -> Iterator[Variant]:
         def span(record: tuple[list[str], list[Variant]]) -> tuple[str, int, int]:
             return (record[0][0], *record_span(record[0]))
 
-        for _, variants in indexed_records(index, regions, chunk, span, path):
+        for _, variants in indexed_records(index, regions, bgzf, chunk, span):
             yield from variants
 
 
