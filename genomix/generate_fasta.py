@@ -11,9 +11,10 @@ prompt's samples do not depend on which prompts came before it, or on where an i
 The records go to ``.<out>.partial``, a prompt's samples at a time, flushed to disk; the settings, the byte
 length of the completed prompts' records and a hash of those prompts are kept beside it
 (``.<out>.partial.json``, replaced atomically after each prompt). The finished file is renamed to ``out``.
-``--resume`` continues an interrupted run after its completed prompts, under the same settings and weights
-(:mod:`genomix.resume`'s policy, as ``embed`` and ``score-variants`` follow) and on the same leading prompts,
-cutting off a prompt whose samples were being written when it stopped.
+``--resume`` continues an interrupted run after its completed prompts, under the same settings (the FASTA line
+width among them, so that a file never mixes two) and weights (:mod:`genomix.resume`'s policy, as ``embed`` and
+``score-variants`` follow) and on the same leading prompts, cutting off a prompt whose samples were being written
+when it stopped.
 """
 from __future__ import annotations
 
@@ -67,7 +68,8 @@ def generate_fasta(
     check_decoding(max_new_tokens, num_samples, greedy, num_beams, temperature, top_k, top_p)
     settings = {"model": model_name, "weights": weights_fingerprint(model), "max_new_tokens": max_new_tokens,
                 "num_samples": num_samples, "greedy": greedy, "temperature": temperature, "top_k": top_k,
-                "top_p": top_p, "seed": seed, "num_beams": num_beams, "repetition_penalty": repetition_penalty}
+                "top_p": top_p, "seed": seed, "num_beams": num_beams, "repetition_penalty": repetition_penalty,
+                "line_width": line_width}
     device = resolve_device(device)
     model.to(device).eval()
     out = check_output(out, overwrite=overwrite)

@@ -18,7 +18,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--task", required=True, help="task folder, as for `genomix finetune --task`")
     add_recipe_option(p, "icl", "kshot")
     p.add_argument("--out", required=True, help="output folder (metrics.json, predictions/, soft prompt); one "
-                   "holding a finished run is refused unless --resume")
+                   "holding a finished run is refused, unless --resume continues the soft prompt tuned there")
     p.add_argument("--shots", type=non_negative_int, help="demonstrations per class in every prompt")
     p.add_argument("--soft-prompt", type=non_negative_int, dest="soft_prompt_tokens",
                    help="soft-prompt vectors (0: none)")
@@ -29,7 +29,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--test-rows", type=positive_int, help="score the first N dev and test rows only")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
-    p.add_argument("--resume", action="store_true", help="continue the soft-prompt run in --out")
+    p.add_argument("--resume", action="store_true", help="continue the soft-prompt run in --out: tune on "
+                   "to --steps and score again (a k-shot run keeps nothing to continue)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_cuda_graphs_option(p)
     p.set_defaults(func=run)

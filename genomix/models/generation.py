@@ -16,6 +16,7 @@ continuations of each prompt; a recurrent state follows its beams by reordering 
 from __future__ import annotations
 
 import functools
+import os
 from typing import Any, Callable, Sequence
 
 import torch
@@ -230,7 +231,8 @@ def beam_search(
         raise ConfigError(f"{num_beams} beams need at least that many distinct continuations: "
                           f"max_new_tokens={max_new_tokens} gives {choices}^{max_new_tokens}")
     check_repetition_penalty(repetition_penalty)
-    next_logits = _start(model, input_ids, max_new_tokens, recurrent, "beam_search")
+    next_logits = _start(model, input_ids, max_new_tokens, recurrent, "beam_search")  # checks the prompt; runs nothing
+    _check_beam_memory(input_ids, max_new_tokens, num_beams)
     batch = input_ids.shape[0]
     was_training = model.training
     model.eval()
@@ -279,6 +281,38 @@ def beam_search(
         raise _non_finite_scores(model, "beam_search", repetition_penalty)
     return torch.cat([input_ids.repeat_interleave(num_beams, dim=0), _trace_beams(tokens, parents)], dim=1), \
         log_likelihood
+
+
+def _check_beam_memory(input_ids: torch.Tensor, max_new_tokens: int, num_beams: int) -> None:
+    """Refuse a beam search whose token buffers alone exceed the memory of ``input_ids``' device, before the model
+    runs. Beam search keeps every step's tokens and parent beams, to trace the beams back at the end, and then
+    returns the whole sequences; an absurd ``max_new_tokens`` would otherwise fail in torch's allocator, naming
+    neither option. Like :func:`generate`, it has no limit of its own past ``max_seq_len`` (it slides), so this
+    is the only one; it is the device's whole memory, not what is free now, so that only what can never fit is
+    refused."""
+    rows = input_ids.shape[0] * num_beams
+    # tokens and returned sequences in the prompt's dtype, parent beams as int64 (8 bytes)
+    need = rows * (max_new_tokens * (input_ids.element_size() + 8) + (input_ids.shape[1] + max_new_tokens)
+                   * input_ids.element_size())
+    limit = _memory_bytes(input_ids.device)
+    if limit is not None and need > limit:
+        raise ConfigError(f"beam search of max_new_tokens={max_new_tokens} with {rows} beams ({input_ids.shape[0]} "
+                          f"prompt(s) x {num_beams}) keeps every step's tokens: at least {need / 1e9:,.1f} GB, more "
+                          f"than all {limit / 1e9:,.1f} GB of memory on {input_ids.device}; ask for fewer new tokens "
+                          "or beams")
+
+
+def _memory_bytes(device: torch.device) -> int | None:
+    """All the memory of ``device`` in bytes: a GPU's, or the host's physical memory for the CPU (None where the
+    platform does not tell, and for other devices)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory
+    if device.type == "cpu":
+        try:
+            return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (AttributeError, ValueError, OSError):  # no sysconf (Windows), or not these names
+            return None
+    return None
 
 
 def _trace_beams(tokens: torch.Tensor, parents: torch.Tensor) -> torch.Tensor:

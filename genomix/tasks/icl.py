@@ -347,16 +347,18 @@ def run_icl(model: str, task: str | os.PathLike | TaskData, out_dir: str | os.Pa
             quiet: bool = False, cuda_graphs: bool = True) -> dict[str, Any]:
     """Prompt ``model`` on ``task``'s dev and test splits (after tuning a soft prompt if the recipe has
     one) and write ``metrics.json``, ``predictions/{dev,test}.tsv`` and ``soft_prompt.safetensors`` to
-    ``out_dir``. With ``resume``, a soft-prompt run interrupted part way continues from its last
-    checkpoint; without it, an ``out_dir`` holding one, or a finished run's ``metrics.json`` (this command's or
-    fine-tuning's), is refused, as is the task folder itself. ``cuda_graphs``: scoring replays repeated
+    ``out_dir``. With ``resume``, a soft-prompt run continues from its checkpoint in ``out_dir`` (tuning on to
+    ``steps``, then scoring again); without it, an ``out_dir`` holding such a checkpoint is refused. A finished run's
+    ``metrics.json`` (this command's or fine-tuning's) is refused unless ``resume`` continues that checkpoint, as
+    fine-tuning refuses one without a checkpoint to resume: a k-shot run keeps none, so resuming it would only
+    score everything again. The task folder itself is refused. ``cuda_graphs``: scoring replays repeated
     batch shapes from CUDA graphs on a GPU (:func:`genomix.models.inference_loop`)."""
     from safetensors.torch import save_file
 
     out = Path(out_dir).expanduser()
     if (out / CHECKPOINT).is_file() and not resume:
         raise ConfigError(f"{out} already holds a soft-prompt run; pass --resume to continue it, or choose another --out")
-    if not resume:
+    if not (resume and recipe.soft_prompt_tokens and (out / CHECKPOINT).is_file()):
         refuse_finished_out(out, "in-context")
     if not isinstance(task, TaskData) and out.resolve() == Path(task).expanduser().resolve():
         raise ConfigError(f"{out} is the task folder; choose another --out for the results, which would be written "

@@ -1,0 +1,111 @@
+"""Three leftovers of `genomix icl` and `genomix generate`: ``--resume`` on a finished k-shot run is refused as
+fine-tuning refuses a finished run without a checkpoint (it rescored everything); a resumed FASTA keeps its line
+width (resuming with another mixed two widths in one file); beam search refuses a length whose buffers cannot fit
+in memory by name (it was torch's allocation error)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import genomix.generate_fasta as generate_module
+from genomix.cli import main
+from genomix.embed import SequenceInput
+from genomix.errors import ConfigError, InputFormatError
+from genomix.generate_fasta import generate_fasta
+from genomix.models import build
+from genomix.models.generation import beam_search
+from genomix.tasks.icl import CHECKPOINT, IclRecipe, run_icl
+from genomix.tasks.labelled import LabelledSequences, TaskData
+from genomix.tokenizer import encode
+
+PROMPTS = {"first": "ACGTTGCAAC", "second": "GGATCC", "third": "TTTAAACCCGGGA"}
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return build("mamba-tiny-1k", task="causal-lm", d_model=32, n_layer=2, max_seq_len=64).eval()
+
+
+def _task() -> TaskData:
+    sequences = ["ACGTAC", "AAAATT", "CCCCGG", "CCGGTA"] * 2
+    labels = np.array([0, 0, 1, 1] * 2, dtype=np.int64)
+    rows = LabelledSequences([encode(s) for s in sequences], labels, source="memory")
+    return TaskData("t", {"train": rows, "test": rows}, ["0", "1"])
+
+
+def test_resume_on_a_finished_kshot_run_is_refused_not_rescored(tmp_path, monkeypatch):
+    """A k-shot run keeps no checkpoint, so --resume has nothing to continue once metrics.json is written: as
+    ``finetune --resume auto`` on a finished run without checkpoints, it is refused and the results are kept."""
+    import genomix.tasks.icl as icl_module
+
+    out = tmp_path / "icl"
+    run_icl("hyenadna-tiny-1k", _task(), out, IclRecipe(shots=1), device="cpu", quiet=True)
+    before = (out / "metrics.json").read_text()
+
+    def rescore(*args, **kwargs):
+        raise AssertionError("the finished run was scored again")
+
+    monkeypatch.setattr(icl_module, "score_split", rescore)
+    for recipe in (IclRecipe(shots=1), IclRecipe(shots=2)):
+        with pytest.raises(ConfigError, match=r"already holds a finished in-context run .*metrics.json"):
+            run_icl("hyenadna-tiny-1k", _task(), out, recipe, device="cpu", resume=True, quiet=True)
+    assert (out / "metrics.json").read_text() == before
+
+
+def test_resume_with_a_kshot_recipe_never_replaces_a_finished_soft_prompt_run(tmp_path):
+    """Only a soft-prompt recipe continues from the soft prompt's checkpoint; a k-shot --resume into that --out
+    would have replaced the soft-prompt run's metrics.json with its own."""
+    out = tmp_path / "icl"
+    tuned = IclRecipe(shots=0, soft_prompt_tokens=2, steps=1, batch_size=4)
+    run_icl("hyenadna-tiny-1k", _task(), out, tuned, device="cpu", quiet=True)
+    assert (out / CHECKPOINT).is_file()
+    before = (out / "metrics.json").read_text()
+    with pytest.raises(ConfigError, match="already holds a finished in-context run"):
+        run_icl("hyenadna-tiny-1k", _task(), out, IclRecipe(shots=1), device="cpu", resume=True, quiet=True)
+    assert (out / "metrics.json").read_text() == before
+    more = run_icl("hyenadna-tiny-1k", _task(), out, IclRecipe(shots=0, soft_prompt_tokens=2, steps=2, batch_size=4),
+                   device="cpu", resume=True, quiet=True)
+    assert len(more["soft_prompt_losses"]) == 2  # a soft prompt still tunes on from its checkpoint
+
+
+def test_resume_with_another_line_width_is_refused(model, tmp_path, monkeypatch):
+    """The FASTA line width is a setting of the run: another one on resume would leave records of two widths."""
+    def prompts():
+        return [SequenceInput(name, encode(seq)) for name, seq in PROMPTS.items()]
+
+    whole = generate_fasta(model, prompts(), tmp_path / "whole.fa", 20, line_width=7, quiet=True)
+    real, calls = generate_module.generate, []
+
+    def interrupting(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(generate_module, "generate", interrupting)
+    out = tmp_path / "out.fa"
+    with pytest.raises(KeyboardInterrupt, match="samples of the first 1 prompts are kept"):
+        generate_fasta(model, prompts(), out, 20, line_width=7, quiet=True)
+    monkeypatch.setattr(generate_module, "generate", real)
+    with pytest.raises(InputFormatError, match=r"other settings \(line_width: 7 -> 9\)"):
+        generate_fasta(model, prompts(), out, 20, line_width=9, quiet=True, resume=True)
+    generate_fasta(model, prompts(), out, 20, line_width=7, quiet=True, resume=True)
+    assert out.read_bytes() == whole.read_bytes()
+
+
+def test_beam_search_past_memory_is_refused_by_name(model, tmp_path, capsys):
+    """Beam search keeps every step's tokens: a length whose buffers exceed the device's memory is refused before
+    the model runs, naming what they need, where torch failed to allocate them. Past max_seq_len it slides, as
+    sampling does."""
+    prompt = torch.from_numpy(encode("ACGTACGTTG"))[None]
+    refused = r"max_new_tokens=1000000000000 with 2 beams .* 48,000\.0 GB, more than .* GB of memory"
+    with pytest.raises(ConfigError, match=refused):
+        beam_search(model, prompt, 10**12, num_beams=2)
+    assert beam_search(model, prompt, 70, num_beams=2)[0].shape == (2, 80)  # past max_seq_len=64
+    out = tmp_path / "beams.fa"
+    assert main(["generate", "--model", "hyenadna-tiny-1k", "--prompt", "ACGT", "--max-new-tokens", str(10**12),
+                 "--num-beams", "2", "--quiet", "--device", "cpu", "--out", str(out)]) == 2
+    assert "memory" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
