@@ -1,56 +1,75 @@
-"""Do the Triton kernels a GPU run compiled also build and fit on other NVIDIA GPUs?
+"""Do the Triton kernels build, fit and keep their registers on every NVIDIA GPU we support? Checked offline.
 
 The kernels are tuned and run on H100/H200 (sm_90), whose blocks may take up to 227 KiB of shared memory.
 An A100 (sm_80) gives a block 163 KiB, an A10, L4 or RTX 30/40 (sm_86, sm_89) 99 KiB: a kernel config over
-that limit fails at launch there with Triton's ``OutOfResources``. This tool answers the question offline,
-from the kernels a real run compiled:
+that limit fails at launch there with Triton's ``OutOfResources``, and one that spills registers runs, slowly.
+This tool answers both questions without such a GPU, or any GPU:
 
-1. ``python kernels/portability.py warm`` (on a CUDA machine, with ``TRITON_CACHE_DIR`` pointing at an empty
-   folder) runs every op's forward and backward at the lengths the benchmarks use, in fp32 and bf16, so that
-   Triton's cache holds each kernel config users hit (the GPU test suite adds the odd shapes).
-2. ``python kernels/portability.py check CACHE_DIR --out DIR`` (anywhere Triton and its bundled ``ptxas``
-   are installed; no GPU) compiles each cached kernel's Triton IR again for sm_80, sm_86, sm_89 and sm_90
-   with the warps and stages it was built with. It prints per kernel and target the most shared memory any
-   build takes against the target's per-block limit and the most stack (spills), or with ``--all`` every
-   build's row with its registers and any compile error; ``DIR/portability.json`` holds every build. It
-   exits 1 if any kernel fails to build or exceeds a target's limit.
+1. **Capture.** :func:`workload` runs every op's forward and backward at the lengths the benchmarks use, in
+   fp32 and bf16, on CPU tensors. Triton's driver is replaced by a stand-in that reports the target GPU
+   (and ``torch.cuda.get_device_capability`` answers for it), and the dispatch answers as it would on CUDA. Each
+   kernel launch then reaches Triton's ``jit_cache_hook`` with exactly what a real launch on that GPU would
+   compile (argument types, constexprs, pointer alignment, warps and stages), which is recorded; the hook
+   tells Triton to skip the launch, so nothing runs and values do not matter.
+2. **Build.** Each recorded specialisation is compiled for its target with Triton's bundled ``ptxas``; shared
+   memory comes from the build's metadata, registers and stack (where spills go) from ``cuobjdump``.
+
+``PYTHONPATH=. python kernels/portability.py check --out DIR`` prints per kernel and target the number of builds, the most
+shared memory any takes against the target's per-block limit and the most stack, or with ``--all`` every
+build's row with its registers, constexprs and warps; ``DIR/portability.json`` holds every build. It exits 1 if
+any kernel fails to build or exceeds a target's limit. ``--spill-limit BYTES`` also fails builds whose stack
+is larger (the tests hold the kernels to it).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
-import os
 import re
 import subprocess
 import sys
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, Callable, Iterator
 
 #: Shared memory a block may opt in to, in bytes (CUDA C programming guide, "Technical Specifications per
 #: Compute Capability"), and the GPUs each target stands for in the table.
 SHARED_LIMIT = {80: 166_912, 86: 101_376, 89: 101_376, 90: 232_448}
 TARGET_GPUS = {80: "A100/A30", 86: "A10/A40/RTX 30", 89: "L4/L40/RTX 40", 90: "H100/H200"}
 
-#: The options of a cached kernel's metadata that say how it was built (passed on to the recompile).
-BUILD_OPTIONS = ("num_warps", "num_stages", "num_ctas", "maxnreg", "enable_fp_fusion")
-
 
 @dataclass(frozen=True)
-class CachedKernel:
-    """One kernel in a Triton cache folder: its Triton IR file and the options it was compiled with."""
+class Launch:
+    """One kernel specialisation a workload launched: what Triton compiles it from."""
 
     name: str
-    ttir: Path
+    fn: Any = field(repr=False, compare=False)  # the JITFunction
+    signature: dict
+    constants: dict
+    attrs: dict
     options: dict
+
+    def key(self) -> str:
+        """What makes two launches the same build (equal keys compile to the same kernel)."""
+        return repr((self.name, sorted(self.signature.items()), sorted(self.constants.items()),
+                     sorted((k, repr(v)) for k, v in self.attrs.items()), sorted(self.options.items())))
+
+    def describe(self) -> str:
+        """The constexprs by parameter name and the warps and stages, for the table."""
+        names = self.fn.arg_names
+        constants = ", ".join(f"{names[path[0]]}={value}" for path, value in sorted(self.constants.items())
+                              if len(path) == 1 and isinstance(value, (int, str)) and not isinstance(value, bool))
+        return f"{constants}; warps={self.options['num_warps']}, stages={self.options['num_stages']}"
 
 
 @dataclass(frozen=True)
 class TargetResult:
-    """What one kernel takes on one target: shared bytes, registers and stack bytes per thread (its spills), or
-    the compile error."""
+    """What one kernel specialisation takes on one target: shared bytes, registers and stack bytes per thread
+    (its spills), or the compile error."""
 
     kernel: str
+    config: str
     target: int
     shared: int | None
     limit: int
@@ -63,24 +82,84 @@ class TargetResult:
         return self.error is None and self.shared is not None and self.shared <= self.limit
 
 
-def cached_kernels(cache: Path) -> list[CachedKernel]:
-    """Every kernel with Triton IR and metadata under ``cache`` (one per compiled specialisation), sorted by
-    name; the same IR built twice with the same options is listed once."""
-    kernels, seen = [], set()
-    for meta_path in sorted(cache.rglob("*.json")):
-        if meta_path.name.startswith("__grp__"):
-            continue
-        ttir = meta_path.with_suffix(".ttir")
-        if not ttir.is_file():
-            continue
-        meta = json.loads(meta_path.read_text())
-        options = {key: meta[key] for key in BUILD_OPTIONS if meta.get(key) is not None}
-        key = (ttir.read_text(), tuple(sorted(options.items())))
-        if key in seen:
-            continue
-        seen.add(key)
-        kernels.append(CachedKernel(meta.get("name", meta_path.stem), ttir, options))
-    return sorted(kernels, key=lambda k: k.name)
+class _StandInDriver:
+    """What Triton's launch path asks of its driver before compiling, answered for a GPU that is not here."""
+
+    def __init__(self, target: int) -> None:
+        from triton.backends.compiler import GPUTarget
+
+        self.target = GPUTarget("cuda", target, 32)
+
+    def get_current_device(self) -> int:
+        return 0
+
+    def get_current_stream(self, device: int | None = None) -> int:
+        return 0
+
+    def get_current_target(self):
+        return self.target
+
+
+@contextlib.contextmanager
+def _as_if_on(target: int, record: Callable[..., bool]) -> Iterator[None]:
+    """Within the block, Triton launches go to ``record`` (Triton's ``jit_cache_hook``; returning True skips
+    the compile and the launch) as if made on an sm_``target`` GPU, and the ops' dispatch takes the paths it
+    takes on CUDA for CPU tensors. Everything is restored afterwards."""
+    import torch
+    import triton
+    from triton.runtime.driver import driver
+
+    from genomix.kernels import dispatch
+
+    def on_cuda(*tensors: torch.Tensor | None, op: str) -> bool:
+        return dispatch._opted_in(op) and op not in dispatch._listed("GENOMIX_REFERENCE_OPS")
+
+    # every module that imported the dispatch function by name (the ops' packages) gets the stand-in
+    holders = [m for m in list(sys.modules.values()) if getattr(m, "use_triton", None) is dispatch.use_triton]
+    capability = torch.cuda.get_device_capability
+    previous_hook = triton.knobs.runtime.jit_cache_hook
+    previous_driver = driver._active  # None until something asked for it: on a machine without a GPU, no driver
+    driver.set_active(_StandInDriver(target))
+    triton.knobs.runtime.jit_cache_hook = record
+    torch.cuda.get_device_capability = lambda device=None: divmod(target, 10)
+    for module in holders:
+        module.use_triton = on_cuda
+    try:
+        yield
+    finally:
+        for module in holders:
+            module.use_triton = dispatch.use_triton
+        torch.cuda.get_device_capability = capability
+        triton.knobs.runtime.jit_cache_hook = previous_hook
+        driver._active = previous_driver
+
+
+def capture(target: int, lengths: str = "full") -> tuple[list[Launch], list[str]]:
+    """The distinct kernel specialisations :func:`workload` launches on an sm_``target`` GPU, and the ops that
+    failed (as "label: error")."""
+    _import_ops()
+    launches: dict[str, Launch] = {}
+
+    def record(key, repr, fn, compile, is_manual_warmup, already_compiled) -> bool:  # noqa: A002 - Triton's names
+        options = {name: compile[name] for name in ("num_warps", "num_stages", "num_ctas", "enable_fp_fusion")}
+        launch = Launch(fn.name, fn.jit_function, dict(compile["signature"]), dict(compile["constants"]),
+                        dict(compile["configs"][0]), options)
+        launches.setdefault(launch.key(), launch)
+        return True
+
+    failures: list[str] = []
+    with _as_if_on(target, record):
+        workload(failures, lengths)
+    return sorted(launches.values(), key=lambda launch: (launch.name, launch.describe())), failures
+
+
+def _import_ops() -> None:
+    """Import every op package, so that :func:`_as_if_on` finds each one's ``use_triton``."""
+    import importlib
+
+    for package in ("scan", "causal_conv", "layer_norm", "gelu_glu", "implicit_filter", "transpose", "fftconv",
+                    "fftconv.routing", "fftconv.step"):
+        importlib.import_module(f"genomix.kernels.{package}")
 
 
 def cuobjdump(cubin: bytes, option: str) -> str:
@@ -102,48 +181,58 @@ def resource_usage(cubin: bytes) -> tuple[int | None, int | None]:
     return (int(registers.group(1)) if registers else None), (int(stack.group(1)) if stack else None)
 
 
-def compile_for(kernel: CachedKernel, target: int) -> TargetResult:
-    """``kernel``'s IR built for sm_``target`` with its own options; a compile error is reported, not raised."""
+def build(launch: Launch, target: int) -> TargetResult:
+    """``launch`` compiled for sm_``target``; a compile error is reported, not raised."""
     import triton
     from triton.backends.compiler import GPUTarget
 
     limit = SHARED_LIMIT[target]
     try:
-        compiled = triton.compile(str(kernel.ttir), target=GPUTarget("cuda", target, 32), options=kernel.options)
+        source = triton.compiler.ASTSource(launch.fn, launch.signature, launch.constants, launch.attrs)
+        compiled = triton.compile(source, target=GPUTarget("cuda", target, 32), options=launch.options)
         registers, stack = resource_usage(compiled.asm["cubin"])
     except Exception as exc:  # noqa: BLE001 - any failure to build is the finding this tool reports
         first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        return TargetResult(kernel.name, target, None, limit, None, None, f"{type(exc).__name__}: {first_line[:200]}")
-    return TargetResult(kernel.name, target, int(compiled.metadata.shared), limit, registers, stack, None)
+        return TargetResult(launch.name, launch.describe(), target, None, limit, None, None,
+                            f"{type(exc).__name__}: {first_line[:200]}")
+    return TargetResult(launch.name, launch.describe(), target, int(compiled.metadata.shared), limit, registers,
+                        stack, None)
 
 
-def check(cache: Path, targets: tuple[int, ...]) -> list[TargetResult]:
-    """Every cached kernel under ``cache`` built for each of ``targets``. The rebuilds go to a temporary
-    Triton cache, so ``cache`` and the user's own are left as they were."""
-    kernels = cached_kernels(cache)
-    if not kernels:
-        raise SystemExit(f"{cache}: no Triton kernels (a folder of <hash>/<name>.ttir and <name>.json, as "
-                         "TRITON_CACHE_DIR holds after a GPU run)")
-    before = os.environ.get("TRITON_CACHE_DIR")
-    with tempfile.TemporaryDirectory() as scratch:
-        os.environ["TRITON_CACHE_DIR"] = scratch
-        try:
-            return [compile_for(kernel, target) for kernel in kernels for target in targets]
-        finally:
-            if before is None:
-                del os.environ["TRITON_CACHE_DIR"]
-            else:
-                os.environ["TRITON_CACHE_DIR"] = before
+def check(targets: tuple[int, ...], lengths: str = "full") -> tuple[list[TargetResult], list[str]]:
+    """Every specialisation the workload launches on each of ``targets``, built for that target, and the ops that
+    failed. The builds go to a temporary Triton cache, so the user's own is left as it was."""
+    results, failures = [], []
+    with tempfile.TemporaryDirectory() as scratch, _cache_dir(scratch):
+        for target in targets:
+            launches, failed = capture(target, lengths)
+            failures += [f"sm_{target}: {failure}" for failure in failed]
+            print(f"sm_{target}: building {len(launches)} kernel specialisation(s)", file=sys.stderr, flush=True)
+            results += [build(launch, target) for launch in launches]
+    return results, failures
+
+
+@contextlib.contextmanager
+def _cache_dir(path: str) -> Iterator[None]:
+    """Triton's cache folder is ``path`` within the block."""
+    import triton
+
+    previous = triton.knobs.cache.dir
+    triton.knobs.cache.dir = path
+    try:
+        yield
+    finally:
+        triton.knobs.cache.dir = previous
 
 
 def _table(results: list[TargetResult]) -> str:
     """A markdown table: one row per kernel specialisation and target."""
-    rows = ["| kernel | target | shared KiB | limit KiB | registers | stack B (spills) | result |",
-            "| --- | --- | --- | --- | --- | --- | --- |"]
+    rows = ["| kernel | config | target | shared KiB | limit KiB | registers | stack B (spills) | result |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in results:
         verdict = r.error or ("fits" if r.fits else "**over the limit**")
         shared = f"{r.shared / 1024:.1f}" if r.shared is not None else "-"
-        rows.append(f"| {r.kernel} | sm_{r.target} ({TARGET_GPUS[r.target]}) | {shared} | {r.limit / 1024:.0f} | "
+        rows.append(f"| {r.kernel} | {r.config} | sm_{r.target} ({TARGET_GPUS[r.target]}) | {shared} | {r.limit / 1024:.0f} | "
                     f"{r.registers if r.registers is not None else '-'} | "
                     f"{r.stack if r.stack is not None else '-'} | {verdict} |")
     return "\n".join(rows)
@@ -166,29 +255,29 @@ def _summary(results: list[TargetResult]) -> str:
     return "\n".join(rows)
 
 
-def _warm_op(label: str, run, failures: list[str]) -> None:
+def _record_failure(label: str, run: Callable[[], None], failures: list[str]) -> None:
     """``run()``, one op's forward and backward; a failure is printed and recorded, and the rest go on."""
     try:
         run()
     except Exception as exc:  # noqa: BLE001 - every op is tried; failures are listed at the end
         failures.append(f"{label}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
-        print(f"warm: FAILED {failures[-1]}", flush=True)
+        print(f"portability: FAILED {failures[-1]}", file=sys.stderr, flush=True)
 
 
-def warm() -> int:
-    """Run each op's forward and backward on CUDA at the benchmarks' lengths (fp32 and bf16), so that the
-    Triton cache holds the kernels real runs compile; 1 if any op failed."""
+def workload(failures: list[str], lengths: str = "full", device: str = "cpu") -> None:
+    """Each op's forward and backward at the benchmarks' lengths (fp32 and bf16), on ``device``: CPU tensors for
+    :func:`capture`, whose values do not matter (nothing is launched), or CUDA to compare its launches with a
+    real GPU's (the GPU tests). fftconv up to 4M, the selective scan and causal conv up to 1M, the norms
+    and GELU-GLU up to 4,096 channels, the implicit filter up to 1M, and with a prepared filter and one generation
+    step of each recurrent op up to 1M. ``lengths="small"`` keeps the shortest of
+    each (the tests). A failing op is recorded in ``failures`` and the others still run."""
     import torch
 
     from genomix import kernels as ops
     from genomix.kernels.layer_norm import add_norm
 
-    if not torch.cuda.is_available():
-        raise SystemExit("warm needs a CUDA device: it compiles the kernels by running them")
-    failures: list[str] = []
-
     def make(*shape: int, kind: torch.dtype = torch.float32, grad: bool = True) -> torch.Tensor:
-        return (torch.randn(*shape, device="cuda") * 0.5).to(kind).requires_grad_(grad)
+        return torch.zeros(*shape, dtype=kind, device=device).requires_grad_(grad)
 
     def fftconv(length: int, dtype: torch.dtype) -> None:
         u, d = make(1, 16, length, kind=dtype), make(16)
@@ -197,7 +286,7 @@ def warm() -> int:
 
     def scan_and_conv(length: int, dtype: torch.dtype) -> None:
         u, delta, z = (make(1, 512, length, kind=dtype) for _ in range(3))
-        A = -torch.arange(1, 17, device="cuda", dtype=torch.float32).repeat(512, 1).requires_grad_()
+        A = -torch.arange(1, 17, dtype=torch.float32, device=device).repeat(512, 1).requires_grad_()
         B, C = make(1, 16, length, kind=dtype), make(1, 16, length, kind=dtype)
         ops.selective_scan(u, delta, A, B, C, make(512), z, make(512)).float().sum().backward()
         ops.causal_conv1d(make(1, 512, length, kind=dtype), make(512, 4), make(512), "silu").float().sum().backward()
@@ -210,46 +299,66 @@ def warm() -> int:
         ops.channel_major(make(2, 4096, width, kind=dtype, grad=False).transpose(1, 2))
 
     def implicit_filter(length: int) -> None:
-        z, t = make(length, 5), torch.linspace(0, 1, length, device="cuda")
+        z, t = make(length, 5), torch.linspace(0, 1, length, device=device)
         layers = [(make(64, 5), make(64), make(1, 64)), (make(64, 64), make(64), make(1, 64))]
-        ops.implicit_filter(z, t, layers, make(256, 64), torch.rand(256, device="cuda")).sum().backward()
+        # tf32: the model is under 16-bit autocast, the only case that takes the filter's kernel
+        ops.implicit_filter(z, t, layers, make(256, 64), torch.rand(256, device=device), tf32=True).sum().backward()
 
+    def inference_and_steps(length: int, dtype: torch.dtype) -> None:
+        """A prepared-filter convolution (inference) and one generation step of each recurrent op."""
+        with torch.no_grad():
+            u, k = make(2, 16, length, kind=dtype, grad=False), make(16, length, grad=False)
+            ops.fftconv_prepared(u, ops.prepare_filter(k, make(16, grad=False), like=u))
+            x, gate = make(2, 512, kind=dtype, grad=False), make(2, 512, kind=dtype, grad=False)
+            A = -torch.arange(1, 17, dtype=torch.float32, device=device).repeat(512, 1)
+            ops.selective_state_update(make(2, 512, 16, grad=False), x, x, A, make(2, 16, kind=dtype, grad=False),
+                                       make(2, 16, kind=dtype, grad=False), make(512, grad=False), gate,
+                                       make(512, grad=False))
+            ops.causal_conv1d_update(make(2, 512, 4, grad=False), x, make(512, 4, grad=False), make(512, grad=False),
+                                     "silu")
+            ops.fftconv_update(make(2, 16, length, grad=False), torch.zeros(1, dtype=torch.long, device=device),
+                               u[:, :, 0], k, make(16, grad=False))
+
+    small = lengths == "small"
     for dtype in (torch.float32, torch.bfloat16):
-        for length in (1_000, 4_096, 65_536, 1 << 20, 1 << 22):
-            _warm_op(f"fftconv L={length} {dtype}", lambda: fftconv(length, dtype), failures)
-        for length in (4_096, 65_536, 1 << 20):
-            _warm_op(f"scan+conv L={length} {dtype}", lambda: scan_and_conv(length, dtype), failures)
-        for width in (128, 256, 1024, 4096):
-            _warm_op(f"norms+glu N={width} {dtype}", lambda: norms_and_glu(width, dtype), failures)
-    for length in (1_024, 32_768, 1 << 20):
-        _warm_op(f"implicit filter L={length}", lambda: implicit_filter(length), failures)
-    torch.cuda.synchronize()
-    print(f"warm: {len(failures)} op call(s) failed; kernels in {os.environ.get('TRITON_CACHE_DIR', '~/.triton/cache')}")
-    return 1 if failures else 0
+        for length in (1_000,) if small else (1_000, 4_096, 65_536, 1 << 20, 1 << 22):
+            _record_failure(f"fftconv L={length} {dtype}", lambda: fftconv(length, dtype), failures)
+        for length in (4_096,) if small else (4_096, 65_536, 1 << 20):
+            _record_failure(f"scan+conv L={length} {dtype}", lambda: scan_and_conv(length, dtype), failures)
+        for width in (128,) if small else (128, 256, 1024, 4096):
+            _record_failure(f"norms+glu N={width} {dtype}", lambda: norms_and_glu(width, dtype), failures)
+        for length in (1_000,) if small else (1_000, 65_536, 1 << 20):
+            _record_failure(f"inference and steps L={length} {dtype}", lambda: inference_and_steps(length, dtype),
+                            failures)
+    for length in (1_024,) if small else (1_024, 32_768, 1 << 20):
+        _record_failure(f"implicit filter L={length}", lambda: implicit_filter(length), failures)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("warm", help="compile every op's kernels at real lengths (CUDA)")
-    checker = sub.add_parser("check", help="rebuild a Triton cache's kernels for other GPUs (offline)")
-    checker.add_argument("cache", type=Path, help="the TRITON_CACHE_DIR of a GPU run")
+    checker = sub.add_parser("check", help="capture the ops' kernel launches per target GPU and build them (offline)")
     checker.add_argument("--out", type=Path, help="write portability.json here")
     checker.add_argument("--targets", type=int, nargs="+", default=sorted(SHARED_LIMIT), choices=sorted(SHARED_LIMIT))
+    checker.add_argument("--lengths", choices=("full", "small"), default="full",
+                         help="the benchmarks' lengths (minutes per target), or only the shortest of each op")
+    checker.add_argument("--spill-limit", type=int, metavar="BYTES",
+                         help="also fail builds whose stack (spills) per thread is larger than this")
     checker.add_argument("--all", action="store_true",
                          help="print every specialisation's row, not the per-kernel summary (the JSON has them all)")
     args = parser.parse_args(argv)
-    if args.command == "warm":
-        return warm()
-    results = check(args.cache, tuple(args.targets))
+    results, failures = check(tuple(args.targets), args.lengths)
     print(_table(results) if args.all else _summary(results))
     bad = [r for r in results if not r.fits]
-    print(f"\n{len(results) // len(args.targets)} kernel specialisation(s), {len(args.targets)} target(s): "
-          f"{len(bad)} failing to build or over the shared-memory limit")
+    spilling = [r for r in results if args.spill_limit is not None and (r.stack or 0) > args.spill_limit]
+    print(f"\n{len(results)} build(s) for {len(args.targets)} target(s): {len(bad)} failing to build or over the "
+          f"shared-memory limit" + (f", {len(spilling)} spilling more than {args.spill_limit} B per thread"
+                                     if args.spill_limit is not None else "")
+          + (f"; {len(failures)} op call(s) failed:\n" + "\n".join(failures) if failures else ""))
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "portability.json").write_text(json.dumps([asdict(r) for r in results], indent=1) + "\n")
-    return 1 if bad else 0
+    return 1 if bad or spilling or failures else 0
 
 
 if __name__ == "__main__":
