@@ -14,11 +14,11 @@ This tool answers both questions without such a GPU, or any GPU:
 2. **Build.** Each recorded specialisation is compiled for its target with Triton's bundled ``ptxas``; shared
    memory comes from the build's metadata, registers and stack (where spills go) from ``cuobjdump``.
 
-``PYTHONPATH=. python kernels/portability.py check --out DIR`` prints per kernel and target the number of builds, the most
-shared memory any takes against the target's per-block limit and the most stack, or with ``--all`` every
-build's row with its registers, constexprs and warps; ``DIR/portability.json`` holds every build. It exits 1 if
-any kernel fails to build or exceeds a target's limit. ``--spill-limit BYTES`` also fails builds whose stack
-is larger (the tests hold the kernels to it).
+``PYTHONPATH=. python kernels/portability.py check --out DIR`` prints per kernel and target the number of
+builds, the most shared memory any takes against the target's per-block limit and the most stack, or with
+``--all`` every build's row with its registers, constexprs and warps; ``DIR/portability.json`` holds every
+build. It exits 1 if any kernel fails to build or exceeds a target's limit, or with ``--spill-limit BYTES`` if
+any build's stack is larger.
 """
 from __future__ import annotations
 
