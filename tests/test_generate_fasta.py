@@ -89,6 +89,8 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_file(model, tmp_path, m
         generate_fasta(model, prompts(), out, 30, num_samples=2, line_width=7, quiet=True)
     with pytest.raises(InputFormatError, match=r"other settings \(max_new_tokens: 30 -> 31\)"):
         generate_fasta(model, prompts(), out, 31, num_samples=2, line_width=7, quiet=True, resume=True)
+    with pytest.raises(InputFormatError, match=r"other settings \(line_width: 7 -> 9\)"):  # one width per file
+        generate_fasta(model, prompts(), out, 30, num_samples=2, line_width=9, quiet=True, resume=True)
     with pytest.raises(InputFormatError, match="first 1 prompts differ"):
         generate_fasta(model, prompts({"other": "ACGT"}), out, 30, num_samples=2, line_width=7, quiet=True,
                        resume=True)

@@ -1,25 +1,20 @@
-"""Three leftovers of `genomix icl` and `genomix generate`: ``--resume`` on a finished k-shot run is refused as
-fine-tuning refuses a finished run without a checkpoint (it rescored everything); a resumed FASTA keeps its line
-width (resuming with another mixed two widths in one file); beam search refuses a length whose buffers cannot fit
-in memory by name (it was torch's allocation error)."""
+"""Two leftovers of `genomix icl` and `genomix generate`: ``--resume`` on a finished k-shot run is refused as
+fine-tuning refuses a finished run without a checkpoint (it rescored everything); beam search refuses a length
+whose buffers cannot fit in memory by name (it was torch's allocation error). (A resumed FASTA's line width is
+checked in tests/test_generate_fasta.py.)"""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
-import genomix.generate_fasta as generate_module
 from genomix.cli import main
-from genomix.embed import SequenceInput
-from genomix.errors import ConfigError, InputFormatError
-from genomix.generate_fasta import generate_fasta
+from genomix.errors import ConfigError
 from genomix.models import build
 from genomix.models.generation import beam_search
 from genomix.tasks.icl import CHECKPOINT, IclRecipe, run_icl
 from genomix.tasks.labelled import LabelledSequences, TaskData
 from genomix.tokenizer import encode
-
-PROMPTS = {"first": "ACGTTGCAAC", "second": "GGATCC", "third": "TTTAAACCCGGGA"}
 
 
 @pytest.fixture(scope="module")
@@ -68,31 +63,6 @@ def test_resume_with_a_kshot_recipe_never_replaces_a_finished_soft_prompt_run(tm
     more = run_icl("hyenadna-tiny-1k", _task(), out, IclRecipe(shots=0, soft_prompt_tokens=2, steps=2, batch_size=4),
                    device="cpu", resume=True, quiet=True)
     assert len(more["soft_prompt_losses"]) == 2  # a soft prompt still tunes on from its checkpoint
-
-
-def test_resume_with_another_line_width_is_refused(model, tmp_path, monkeypatch):
-    """The FASTA line width is a setting of the run: another one on resume would leave records of two widths."""
-    def prompts():
-        return [SequenceInput(name, encode(seq)) for name, seq in PROMPTS.items()]
-
-    whole = generate_fasta(model, prompts(), tmp_path / "whole.fa", 20, line_width=7, quiet=True)
-    real, calls = generate_module.generate, []
-
-    def interrupting(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(generate_module, "generate", interrupting)
-    out = tmp_path / "out.fa"
-    with pytest.raises(KeyboardInterrupt, match="samples of the first 1 prompts are kept"):
-        generate_fasta(model, prompts(), out, 20, line_width=7, quiet=True)
-    monkeypatch.setattr(generate_module, "generate", real)
-    with pytest.raises(InputFormatError, match=r"other settings \(line_width: 7 -> 9\)"):
-        generate_fasta(model, prompts(), out, 20, line_width=9, quiet=True, resume=True)
-    generate_fasta(model, prompts(), out, 20, line_width=7, quiet=True, resume=True)
-    assert out.read_bytes() == whole.read_bytes()
 
 
 def test_beam_search_past_memory_is_refused_by_name(model, tmp_path, capsys):
