@@ -123,6 +123,14 @@ def use_triton(*tensors: torch.Tensor | None, op: str) -> bool:
     return _opted_in(op) and on_cuda
 
 
+def compute_capability(*tensors: torch.Tensor | None) -> tuple[int, int] | None:
+    """(major, minor) compute capability of the CUDA device of the first CUDA tensor in ``tensors``; None when
+    none is on CUDA (the CPU, Triton's interpreter). Rules keyed on the GPU generation ask here, so that
+    ``kernels/portability.py`` can answer for a GPU it stands in for."""
+    device = next((t.device for t in tensors if t is not None and t.is_cuda), None)
+    return None if device is None else torch.cuda.get_device_capability(device)
+
+
 def fftconv_path() -> str:
     """Which path long (multi-pass) fftconv calls on CUDA take here, for benchmark records: "triton" (the
     opt-in Monarch kernels), "cufft" (cuFFT with fused Triton passes, the default) or "reference"."""

@@ -6,11 +6,11 @@ that limit fails at launch there with Triton's ``OutOfResources``, and one that 
 This tool answers both questions without such a GPU, or any GPU:
 
 1. **Capture.** :func:`workload` runs every op's forward and backward at the lengths the benchmarks use, in
-   fp32 and bf16, on CPU tensors. Triton's driver is replaced by a stand-in that reports the target GPU
-   (and ``torch.cuda.get_device_capability`` answers for it), and the dispatch answers as it would on CUDA. Each
-   kernel launch then reaches Triton's ``jit_cache_hook`` with exactly what a real launch on that GPU would
-   compile (argument types, constexprs, pointer alignment, warps and stages), which is recorded; the hook
-   tells Triton to skip the launch, so nothing runs and values do not matter.
+   fp32 and bf16, on CPU tensors. Triton's driver is replaced by a stand-in that reports the target GPU, and
+   the dispatch answers as it would on CUDA on that GPU (``dispatch.compute_capability`` gives its
+   generation). Each kernel launch then reaches Triton's ``jit_cache_hook`` with exactly what a real launch on
+   that GPU would compile (argument types, constexprs, pointer alignment, warps and stages), which is
+   recorded; the hook tells Triton to skip the launch, so nothing runs and values do not matter.
 2. **Build.** Each recorded specialisation is compiled for its target with Triton's bundled ``ptxas``; shared
    memory comes from the build's metadata, registers and stack (where spills go) from ``cuobjdump``.
 
@@ -56,11 +56,13 @@ class Launch:
                      sorted((k, repr(v)) for k, v in self.attrs.items()), sorted(self.options.items())))
 
     def describe(self) -> str:
-        """The constexprs by parameter name and the warps and stages, for the table."""
+        """The pointers' element types, the constexprs by parameter name and the warps and stages, for the
+        table."""
         names = self.fn.arg_names
         constants = ", ".join(f"{names[path[0]]}={value}" for path, value in sorted(self.constants.items())
                               if len(path) == 1 and isinstance(value, (int, str)) and not isinstance(value, bool))
-        return f"{constants}; warps={self.options['num_warps']}, stages={self.options['num_stages']}"
+        types = "/".join(sorted({kind[1:] for kind in self.signature.values() if kind.startswith("*")}))
+        return f"{types}: {constants}; warps={self.options['num_warps']}, stages={self.options['num_stages']}"
 
 
 @dataclass(frozen=True)
@@ -116,12 +118,12 @@ def _as_if_on(target: int, record: Callable[..., bool]) -> Iterator[None]:
 
     # every module that imported the dispatch function by name (the ops' packages) gets the stand-in
     holders = [m for m in list(sys.modules.values()) if getattr(m, "use_triton", None) is dispatch.use_triton]
-    capability = torch.cuda.get_device_capability
+    capability = dispatch.compute_capability
     previous_hook = triton.knobs.runtime.jit_cache_hook
     previous_driver = driver._active  # None until something asked for it: on a machine without a GPU, no driver
     driver.set_active(_StandInDriver(target))
     triton.knobs.runtime.jit_cache_hook = record
-    torch.cuda.get_device_capability = lambda device=None: divmod(target, 10)
+    dispatch.compute_capability = lambda *tensors: divmod(target, 10)
     for module in holders:
         module.use_triton = on_cuda
     try:
@@ -129,7 +131,7 @@ def _as_if_on(target: int, record: Callable[..., bool]) -> Iterator[None]:
     finally:
         for module in holders:
             module.use_triton = dispatch.use_triton
-        torch.cuda.get_device_capability = capability
+        dispatch.compute_capability = capability
         triton.knobs.runtime.jit_cache_hook = previous_hook
         driver._active = previous_driver
 

@@ -76,3 +76,25 @@ def test_environment_sets_then_restores_or_unsets(monkeypatch):
         assert not dispatch.use_triton(CUDA, op="fftconv")
     assert dispatch.use_triton(CUDA, op="fftconv") and dispatch.use_triton(CUDA, op="fftconv-cufft")
     assert "GENOMIX_REFERENCE_OPS" not in os.environ
+
+
+def test_before_hopper_only_the_4096_point_programs_run_on_chip(monkeypatch):
+    import torch
+
+    from genomix.kernels.fftconv import ON_CHIP_MAX_L, dispatch_name
+    from genomix.kernels.fftconv.routing import PRE_HOPPER_ON_CHIP_MAX_L
+
+    u = torch.empty(1, 3, ON_CHIP_MAX_L, dtype=torch.bfloat16)
+    for capability, name in (((8, 0), "fftconv"), ((8, 9), "fftconv"), ((9, 0), "fftconv-short"),
+                             ((10, 0), "fftconv-short")):
+        monkeypatch.setattr(dispatch, "compute_capability", lambda *tensors, answer=capability: answer)
+        assert dispatch_name(u) == name, capability
+    monkeypatch.setattr(dispatch, "compute_capability", lambda *tensors: (8, 6))
+    assert dispatch_name(torch.empty(1, 3, PRE_HOPPER_ON_CHIP_MAX_L, dtype=torch.float16)) == "fftconv-short"
+    assert PRE_HOPPER_ON_CHIP_MAX_L < ON_CHIP_MAX_L
+
+
+def test_compute_capability_is_none_off_cuda():
+    import torch
+
+    assert dispatch.compute_capability(torch.empty(1), None) is None

@@ -102,6 +102,44 @@ def test_every_op_is_captured_as_an_ampere_gpu_would_launch_it_and_builds_there(
         assert "warps=" in b["config"]
 
 
+_ON_CHIP = r'''
+import json, sys
+try:
+    from triton.backends.nvidia.compiler import CUDABackend  # noqa: F401
+except ImportError:
+    print(json.dumps("NO-CUDA-BACKEND"))
+    raise SystemExit(0)
+import torch
+from genomix import kernels as ops
+from genomix.kernels import portability
+
+portability._import_ops()
+result = {}
+for target in (80, 90):
+    tiles = set()
+
+    def record(key, repr, fn, compile, is_manual_warmup, already_compiled):
+        if fn.name in ("row_conv_kernel", "row_spec_kernel", "row_xspec_kernel"):
+            names = fn.jit_function.arg_names
+            tiles.add(dict((names[path[0]], value) for path, value in compile["constants"].items())["A"])
+        return True
+
+    with portability._as_if_on(target, record):
+        for length in (2048, 4096):
+            u = torch.zeros(2, 16, length, dtype=torch.bfloat16, requires_grad=True)
+            k = torch.zeros(16, length, requires_grad=True)
+            ops.fftconv(u, k, torch.zeros(16, requires_grad=True)).float().sum().backward()
+    result[target] = sorted(tiles)
+print(json.dumps(result))
+'''
+
+
+def test_the_8192_point_on_chip_programs_run_on_hopper_only(tmp_path):
+    # their 128-row tiles spill kilobytes per thread before sm_90: 16-bit L = 4096 takes cuFFT there
+    tiles = _run(_ON_CHIP, tmp_path=tmp_path)
+    assert tiles == {"80": [64], "90": [64, 128]}
+
+
 def test_a_deep_pipeline_fits_the_large_targets_only(tmp_path):
     results = {r["target"]: r for r in _run(_SYNTHETIC, tmp_path=tmp_path)}
     assert results[80]["error"] is None and results[80]["shared"] <= portability.SHARED_LIMIT[80]

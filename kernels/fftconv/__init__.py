@@ -1,14 +1,14 @@
 """Long FFT convolution: the dispatch point, the PyTorch reference and the Triton path.
 
-``fftconv`` runs the Triton Monarch-FFT kernels (forward and backward) when :func:`use_triton` says
-so. The dispatch sees two ops (:func:`dispatch_name`): on-chip convolutions (16-bit inputs,
-``L <= ON_CHIP_MAX_L``), where the kernels beat cuFFT and run by default on CUDA, and the rest, where
-they are slower so far and need ``GENOMIX_TRITON_OPS=fftconv`` (BENCHMARKS.md). Those run on cuFFT with
-the elementwise work fused into Triton kernels (op ``fftconv-cufft``, :mod:`.cufft_fused`; 16-bit calls
-from 32K to 4M there split each transform into Triton tensor-core levels at the time-domain ends and a
-cuFFT level between them, :mod:`.two_level`; their forwards of batches from 32K to 128K pair batch entries
-as one complex row and run all three levels and the product in Triton, :mod:`.three_level`) on CUDA, and on
-the PyTorch reference :func:`fftconv_ref` elsewhere. Shapes are (batch, channels, length).
+``fftconv`` runs the Triton Monarch-FFT kernels (forward and backward) when :func:`use_triton` says so. The
+dispatch sees two ops (:func:`dispatch_name`): on-chip convolutions (16-bit inputs, ``L <= ON_CHIP_MAX_L``,
+2048 before Hopper: :func:`.routing.on_chip_max_l`), where the kernels beat cuFFT and run by default on CUDA,
+and the rest, where they are slower so far and need ``GENOMIX_TRITON_OPS=fftconv`` (BENCHMARKS.md). Those run
+on cuFFT with the elementwise work fused into Triton kernels (op ``fftconv-cufft``, :mod:`.cufft_fused`;
+16-bit calls from 32K to 4M there split each transform into Triton tensor-core levels at the time-domain ends
+and a cuFFT level between them, :mod:`.two_level`; their forwards of batches from 32K to 128K pair batch
+entries as one complex row and run all three levels and the product in Triton, :mod:`.three_level`) on CUDA,
+and on the PyTorch reference :func:`fftconv_ref` elsewhere. Shapes are (batch, channels, length).
 :func:`fftconv_update` is one new position of the causal form, for generation (:mod:`.step`).
 """
 from __future__ import annotations
