@@ -38,11 +38,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int)
     p.add_argument("--precision", choices=("bf16-mixed", "32-true", "16-mixed"),
                    help="default: the recipe's, else bf16-mixed on GPU and 32-true on CPU")
-    p.add_argument("--accelerator", default="auto", help="auto, cpu or gpu (default: auto, a GPU when there is one)")
+    p.add_argument("--accelerator", default="auto", help="auto, cpu or gpu (default: auto, a GPU when there is one, "
+                   "else the CPU)")
     p.add_argument("--devices", type=positive_int, default=1,
-                   help="data-parallel processes: GPUs, or CPU processes on the CPU accelerator (--accelerator "
-                        "cpu, or auto on a machine without a GPU); the recipe's batch size is the global batch and "
-                        "must be a multiple of it (default: 1)")
+                   help="data-parallel processes: GPUs, or CPU processes (DDP on CPU), which need --accelerator cpu: "
+                        "several devices on a machine without a CUDA GPU are refused otherwise; the recipe's batch "
+                        "size is the global batch and must be a multiple of it (default: 1)")
     p.add_argument("--resume", help="'auto' (continue --out from its last finished epoch) or a .ckpt path")
     p.add_argument("--quiet", action="store_true", help="no progress bars or model summary")
     add_cuda_graphs_option(p)

@@ -29,8 +29,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--test-rows", type=positive_int, help="score the first N dev and test rows only")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
-    p.add_argument("--resume", action="store_true", help="continue the soft-prompt run in --out: tune on "
-                   "to --steps and score again (a k-shot run keeps nothing to continue)")
+    p.add_argument("--resume", action="store_true", help="continue the soft-prompt run in --out, with the "
+                   "soft-prompt recipe it was started with: tune on to --steps and score again (a k-shot run keeps "
+                   "nothing to continue)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_cuda_graphs_option(p)
     p.set_defaults(func=run)

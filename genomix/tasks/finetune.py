@@ -37,7 +37,7 @@ import numpy as np
 import torch
 import yaml
 
-from ..devices import require_cuda
+from ..devices import require_devices
 from ..errors import ConfigError, InputFormatError, TrainingError
 from ..models.fixed_filters import hold_fixed_filters
 from ..models.inference_loop import inference_loop
@@ -246,6 +246,15 @@ def _resumed_settings(checkpoint: Path, source: Path) -> dict[str, str] | None:
     return saved
 
 
+def _refuse_out_under_a_file(out: Path) -> None:
+    """Refuse, before the task and model load, an ``out`` that a file stands in the way of (``out`` itself or a
+    folder above it): :func:`make_output_dir` cannot make it and refuses it in its one line, creating nothing (no
+    folder can be made under a file). The folder of a run that goes ahead is made only right before its first
+    write."""
+    if any(path.exists() and not path.is_dir() for path in (out, *out.parents)):
+        make_output_dir(out)
+
+
 def finetune(model: str, task: str | os.PathLike | TaskData, out_dir: str | os.PathLike, recipe: FinetuneRecipe,
              *, revision: str | None = None, resume: str | os.PathLike | None = None, accelerator: str = "auto",
              devices: int = 1, strategy: str = "auto", quiet: bool = False,
@@ -253,14 +262,20 @@ def finetune(model: str, task: str | os.PathLike | TaskData, out_dir: str | os.P
     """Fine-tune ``model`` (checkpoint dir, Hub id or named size) on ``task`` (a folder that
     :func:`.labelled.load_task` reads, or its result) as ``recipe`` says; see the module docstring for what
     lands in ``out_dir``. ``resume``: ``None``, ``"auto"`` (continue ``out_dir``'s run if it has a
-    checkpoint) or a checkpoint path. ``devices`` > 1: data-parallel over that many GPUs (or CPU
-    processes), with ``strategy`` "auto" meaning DDP. ``cuda_graphs``: the dev and test predictions replay
-    repeated batch shapes from CUDA graphs on a GPU (:func:`genomix.models.inference_loop`)."""
-    require_cuda(accelerator, "--accelerator")
+    checkpoint) or a checkpoint path. ``devices`` > 1: data-parallel over that many GPUs, or CPU processes with
+    ``accelerator="cpu"`` (asked for by name, as in pretraining: :func:`genomix.devices.require_devices` refuses
+    several devices on a machine without a CUDA GPU otherwise), with ``strategy`` "auto" meaning DDP.
+    ``cuda_graphs``: the dev and test predictions replay repeated batch shapes from CUDA graphs on a GPU
+    (:func:`genomix.models.inference_loop`). Everything that can refuse the run (devices, resume point, task,
+    recipe values, model, trainer) is checked before ``out_dir`` is created, so a refused run leaves no empty output
+    folder behind; only an ``out_dir`` that cannot be made for another reason than a file in its way (no
+    permission, a read-only file system) is found after the model has loaded."""
+    require_devices(devices, accelerator)
     if devices < 1 or recipe.batch_size % devices:
         raise ConfigError(f"batch size {recipe.batch_size} cannot be split over {devices} devices: the recipe's "
                           "batch_size is the global batch and must be a multiple of --devices")
-    out = make_output_dir(out_dir)
+    out = Path(out_dir).expanduser()
+    _refuse_out_under_a_file(out)
     ckpt_path = resolve_resume(resume, out)
     identity = run_identity(model, task)
     if ckpt_path is None:
@@ -330,6 +345,7 @@ def finetune(model: str, task: str | os.PathLike | TaskData, out_dir: str | os.P
         num_sanity_val_steps=0, enable_progress_bar=not quiet, enable_model_summary=not quiet,
         default_root_dir=out,
     )
+    make_output_dir(out)  # the first write: the trainer only names its folders
     atomic_write_text(out / "recipe.yaml", _recipe_text(recipe, identity))
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")

@@ -348,18 +348,24 @@ def run_icl(model: str, task: str | os.PathLike | TaskData, out_dir: str | os.Pa
     """Prompt ``model`` on ``task``'s dev and test splits (after tuning a soft prompt if the recipe has
     one) and write ``metrics.json``, ``predictions/{dev,test}.tsv`` and ``soft_prompt.safetensors`` to
     ``out_dir``. With ``resume``, a soft-prompt run continues from its checkpoint in ``out_dir`` (tuning on to
-    ``steps``, then scoring again); without it, an ``out_dir`` holding such a checkpoint is refused. A finished run's
-    ``metrics.json`` (this command's or fine-tuning's) is refused unless ``resume`` continues that checkpoint, as
-    fine-tuning refuses one without a checkpoint to resume: a k-shot run keeps none, so resuming it would only
-    score everything again. The task folder itself is refused. ``cuda_graphs``: scoring replays repeated
+    ``steps``, then scoring again); without it, or with a recipe without a soft prompt (which would write its
+    results beside the unfinished run's checkpoint), an ``out_dir`` holding such a checkpoint is refused. A
+    finished run's ``metrics.json`` (this command's or fine-tuning's) is refused unless ``resume`` continues that
+    checkpoint, as fine-tuning refuses one without a checkpoint to resume: a k-shot run keeps none, so resuming it
+    would only score everything again. The task folder itself is refused. ``cuda_graphs``: scoring replays repeated
     batch shapes from CUDA graphs on a GPU (:func:`genomix.models.inference_loop`)."""
     from safetensors.torch import save_file
 
     out = Path(out_dir).expanduser()
-    if (out / CHECKPOINT).is_file() and not resume:
+    held = (out / CHECKPOINT).is_file()  # a soft-prompt run's, finished or not
+    if held and not resume:
         raise ConfigError(f"{out} already holds a soft-prompt run; pass --resume to continue it, or choose another --out")
-    if not (resume and recipe.soft_prompt_tokens and (out / CHECKPOINT).is_file()):
+    if not (resume and recipe.soft_prompt_tokens and held):
         refuse_finished_out(out, "in-context")
+    if held and not recipe.soft_prompt_tokens:  # unfinished (refused above if not): results beside its checkpoint
+        raise ConfigError(f"{out} holds an unfinished soft-prompt run ({out / CHECKPOINT}), which a recipe without "
+                          "a soft prompt cannot continue; resume it with the soft-prompt recipe it was started with, "
+                          "or choose another --out")
     if not isinstance(task, TaskData) and out.resolve() == Path(task).expanduser().resolve():
         raise ConfigError(f"{out} is the task folder; choose another --out for the results, which would be written "
                           "among the task's files")

@@ -1,0 +1,118 @@
+"""What a refused `genomix finetune` or `genomix icl --resume` leaves in ``--out``: nothing new. A fine-tuning run
+refused for its task, model, recipe values or devices makes no output folder (nor the folders above it), and an
+``--out`` that was there already is left as it was; several devices on a machine without a GPU need the CPU
+accelerator by name, as in pretraining; a k-shot ``icl --resume`` into an unfinished soft-prompt run is refused
+instead of writing its results beside that run's checkpoint."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import genomix.tasks.icl as icl_module
+from genomix.cli import main
+from genomix.errors import ConfigError
+from genomix.tasks.icl import CHECKPOINT, IclRecipe, run_icl
+from genomix.tasks.labelled import LabelledSequences, TaskData
+from genomix.tokenizer import encode
+
+
+def _task(root: Path, classes: int = 2) -> Path:
+    """A task folder: train/dev/test CSVs of short sequences, ``classes`` labels in turn."""
+    root.mkdir(parents=True)
+    for split, rows in (("train", 16), ("dev", 6), ("test", 6)):
+        lines = "".join(f"{'ACGT'[i % 4] * 6}{'AC'[i % 2]},{i % classes}\n" for i in range(rows))
+        (root / f"{split}.csv").write_text("sequence,label\n" + lines)
+    return root
+
+
+@pytest.fixture
+def no_gpu(monkeypatch):
+    """This machine has no CUDA GPU, whatever the one running the tests has."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+
+
+#: A refused fine-tuning run, by what refuses it: extra arguments (``{task}``: a good task folder) and the error.
+REFUSED = {
+    "task": (["--task", "{tmp}/no-task"], "no-task"),
+    "model": (["--task", "{task}", "--model", "hyenadna-tiny-9k"], "Did you mean 'hyenadna-tiny-1k'"),
+    "max_length": (["--task", "{task}", "--max-length", "100000000"], "exceeds hyenadna-tiny-1k's max_seq_len"),
+    "train_rows": (["--task", "{task}", "--train-rows", "1"], "hold only one class"),
+    "devices": (["--task", "{task}", "--devices", "2"], "--devices 2: no CUDA GPU was found"),
+}
+
+
+@pytest.mark.parametrize("reason", sorted(REFUSED))
+def test_a_refused_finetune_run_leaves_no_output_folder(tmp_path, capsys, no_gpu, reason):
+    task = _task(tmp_path / "task")
+    extra, message = REFUSED[reason]
+    out = tmp_path / "runs" / "new" / "run"
+    args = ["finetune", "--model", "hyenadna-tiny-1k", "--recipe", "quick", "--batch-size", "4", "--quiet",
+            "--out", str(out), *extra]
+    assert main([arg.format(tmp=tmp_path, task=task) for arg in args]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_refused_finetune_run_leaves_an_existing_out_as_it_was(tmp_path, capsys):
+    task = _task(tmp_path / "task")
+    empty, used = tmp_path / "empty", tmp_path / "used"
+    empty.mkdir()
+    used.mkdir()
+    (used / "notes.txt").write_text("mine\n")
+    for out in (empty, used):
+        assert main(["finetune", "--model", "hyenadna-tiny-1k", "--task", str(task), "--recipe", "quick", "--quiet",
+                     "--max-length", "100000000", "--accelerator", "cpu", "--out", str(out)]) == 2
+        assert "exceeds" in capsys.readouterr().err
+    assert list(empty.iterdir()) == []
+    assert [p.name for p in used.iterdir()] == ["notes.txt"] and (used / "notes.txt").read_text() == "mine\n"
+
+
+def test_several_finetune_devices_without_a_gpu_need_the_cpu_accelerator_by_name(tmp_path, capsys, no_gpu):
+    task = _task(tmp_path / "task", classes=3)
+    base = ["finetune", "--model", "hyenadna-tiny-1k", "--task", str(task), "--recipe", "quick", "--quiet",
+            "--batch-size", "4", "--devices", "2"]
+    assert main([*base, "--out", str(tmp_path / "auto")]) == 2
+    err = capsys.readouterr().err
+    assert "--devices 2: no CUDA GPU was found on this machine" in err and "pass --accelerator cpu" in err
+    # past the device check (DDP on CPU, as before), the run is refused for its recipe instead of training
+    base += ["--accelerator", "cpu", "--out", str(tmp_path / "cpu")]
+    assert main([*base, "--max-length", "100000000"]) == 2
+    assert "exceeds hyenadna-tiny-1k's max_seq_len" in capsys.readouterr().err
+    assert not (tmp_path / "auto").exists() and not (tmp_path / "cpu").exists()
+
+
+def _memory_task() -> TaskData:
+    sequences = ["ACGTAC", "AAAATT", "CCCCGG", "CCGGTA"] * 2
+    labels = np.array([0, 0, 1, 1] * 2, dtype=np.int64)
+    rows = LabelledSequences([encode(s) for s in sequences], labels, source="memory")
+    return TaskData("t", {"train": rows, "test": rows}, ["0", "1"])
+
+
+def test_a_kshot_resume_into_an_unfinished_soft_prompt_run_is_refused(tmp_path, monkeypatch):
+    """A soft-prompt run stopped after tuning (its checkpoint written, no metrics.json) is continued by its own
+    recipe only: a k-shot --resume would have scored, and written metrics and predictions beside that checkpoint."""
+    out = tmp_path / "icl"
+    tuned = IclRecipe(shots=0, soft_prompt_tokens=2, steps=2, batch_size=4, checkpoint_every=1)
+    score_split = icl_module.score_split
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(icl_module, "score_split", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        run_icl("hyenadna-tiny-1k", _memory_task(), out, tuned, device="cpu", quiet=True)
+    monkeypatch.setattr(icl_module, "score_split", score_split)
+    left = sorted(p.name for p in out.iterdir())
+    assert CHECKPOINT in left and "metrics.json" not in left
+    for shots in (0, 1):
+        with pytest.raises(ConfigError, match=r"holds an unfinished soft-prompt run .*soft-prompt recipe it was "
+                                              r"started with, or choose another --out"):
+            run_icl("hyenadna-tiny-1k", _memory_task(), out, IclRecipe(shots=shots), device="cpu", resume=True,
+                    quiet=True)
+    assert sorted(p.name for p in out.iterdir()) == left
+    resumed = run_icl("hyenadna-tiny-1k", _memory_task(), out, tuned, device="cpu", resume=True, quiet=True)
+    assert len(resumed["soft_prompt_losses"]) == 2  # the soft prompt's own recipe still finishes it
