@@ -131,6 +131,12 @@ def compute_capability(*tensors: torch.Tensor | None) -> tuple[int, int] | None:
     return None if device is None else torch.cuda.get_device_capability(device)
 
 
+def l2_cache_bytes(device: torch.device) -> int:
+    """The L2 cache's size of a CUDA ``device``; 0 elsewhere. Launch choices that depend on it ask here, so that
+    ``kernels/portability.py`` can answer for a GPU it stands in for."""
+    return torch.cuda.get_device_properties(device).L2_cache_size if device.type == "cuda" else 0
+
+
 def fftconv_path() -> str:
     """Which path long (multi-pass) fftconv calls on CUDA take here, for benchmark records: "triton" (the
     opt-in Monarch kernels), "cufft" (cuFFT with fused Triton passes, the default) or "reference"."""

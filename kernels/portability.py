@@ -7,10 +7,11 @@ This tool answers both questions without such a GPU, or any GPU:
 
 1. **Capture.** :func:`workload` runs every op's forward and backward at the lengths the benchmarks use, in
    fp32 and bf16, on CPU tensors. Triton's driver is replaced by a stand-in that reports the target GPU, and
-   the dispatch answers as it would on CUDA on that GPU (``dispatch.compute_capability`` gives its
-   generation). Each kernel launch then reaches Triton's ``jit_cache_hook`` with exactly what a real launch on
-   that GPU would compile (argument types, constexprs, pointer alignment, warps and stages), which is
-   recorded; the hook tells Triton to skip the launch, so nothing runs and values do not matter.
+   the dispatch answers as it would on CUDA on that GPU (``dispatch.compute_capability`` and
+   ``dispatch.l2_cache_bytes`` give its generation and L2 size). Each kernel launch then reaches Triton's
+   ``jit_cache_hook`` with exactly what a real launch on that GPU would compile (argument types, constexprs,
+   pointer alignment, warps and stages), which is recorded; the hook tells Triton to skip the launch, so
+   nothing runs and values do not matter.
 2. **Build.** Each recorded specialisation is compiled for its target with Triton's bundled ``ptxas``; shared
    memory comes from the build's metadata, registers and stack (where spills go) from ``cuobjdump``.
 
@@ -23,6 +24,7 @@ any build's stack is larger.
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import json
 import re
@@ -37,6 +39,8 @@ from typing import Any, Callable, Iterator
 #: Compute Capability"), and the GPUs each target stands for in the table.
 SHARED_LIMIT = {80: 166_912, 86: 101_376, 89: 101_376, 90: 232_448}
 TARGET_GPUS = {80: "A100/A30", 86: "A10/A40/RTX 30", 89: "L4/L40/RTX 40", 90: "H100/H200"}
+#: The L2 cache the capture reports for each target (launch choices read it): an A100's, A10's, L4's and H100's.
+L2_BYTES = {80: 40 << 20, 86: 6 << 20, 89: 48 << 20, 90: 50 << 20}
 
 
 @dataclass(frozen=True)
@@ -118,20 +122,31 @@ def _as_if_on(target: int, record: Callable[..., bool]) -> Iterator[None]:
 
     # every module that imported the dispatch function by name (the ops' packages) gets the stand-in
     holders = [m for m in list(sys.modules.values()) if getattr(m, "use_triton", None) is dispatch.use_triton]
-    capability = dispatch.compute_capability
+    # each kernel's compiled kernels and binder, kept per device with the target they were made for, are set
+    # aside: a launch this process already made on a real GPU would otherwise skip the hook, or bind for that GPU
+    ours = [m for name, m in list(sys.modules.items()) if name.split(".")[0] in ("genomix", "kernels")]
+    kernels = {id(obj): obj for module in ours for obj in list(vars(module).values())
+               if isinstance(obj, triton.runtime.jit.JITFunction)}.values()
+    caches = [(kernel, kernel.device_caches) for kernel in kernels]
+    capability, l2_bytes = dispatch.compute_capability, dispatch.l2_cache_bytes
     previous_hook = triton.knobs.runtime.jit_cache_hook
     previous_driver = driver._active  # None until something asked for it: on a machine without a GPU, no driver
     driver.set_active(_StandInDriver(target))
     triton.knobs.runtime.jit_cache_hook = record
     dispatch.compute_capability = lambda *tensors: divmod(target, 10)
+    dispatch.l2_cache_bytes = lambda device: L2_BYTES[target]
     for module in holders:
         module.use_triton = on_cuda
+    for kernel, _ in caches:
+        kernel.device_caches = collections.defaultdict(kernel.create_binder)
     try:
         yield
     finally:
         for module in holders:
             module.use_triton = dispatch.use_triton
-        dispatch.compute_capability = capability
+        for kernel, cache in caches:
+            kernel.device_caches = cache
+        dispatch.compute_capability, dispatch.l2_cache_bytes = capability, l2_bytes
         triton.knobs.runtime.jit_cache_hook = previous_hook
         driver._active = previous_driver
 

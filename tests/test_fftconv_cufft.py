@@ -8,6 +8,7 @@ import json
 import pytest
 import torch
 
+from genomix.kernels import dispatch
 from genomix.kernels.fftconv import cufft_fused, fftconv, fftconv_ref
 from genomix.kernels.fftconv.cufft_fused import (
     epilogue,
@@ -170,7 +171,7 @@ def test_broadcast_filter_product_over_several_row_groups(monkeypatch, l2_bytes)
     """A filter broadcast over the batch, with rows numbered channel-major (a spectrum larger than the L2
     share) or batch-major: with 3 x 5 rows the programs take 8 and a ragged 7, and in place (out is a) each
     still owns its rows."""
-    monkeypatch.setattr(cufft_fused, "_l2_bytes", lambda device: l2_bytes)
+    monkeypatch.setattr(dispatch, "l2_cache_bytes", lambda device: l2_bytes)
     g = torch.Generator().manual_seed(11)
     n = 64
     a, b = torch.randn(3, 5, n, generator=g), torch.randn(1, 5, n, generator=g)

@@ -195,7 +195,7 @@ print(json.dumps({"failures": failures + capture_failures,
 '''
 
 
-@pytest.mark.skipif(os.environ.get("GENOMIX_TEST_GPU") != "1", reason="GPU test: set GENOMIX_TEST_GPU=1 on a CUDA machine")
+@pytest.mark.gpu
 def test_captured_launches_are_the_ones_a_real_gpu_compiles(tmp_path):
     result = _run(_REAL_VS_CAPTURED, tmp_path=tmp_path, env_extra={"TRITON_CACHE_DIR": str(tmp_path / "cache")})
     assert result["failures"] == []

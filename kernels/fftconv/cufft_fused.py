@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import torch
 import triton
 
+from .. import dispatch
 from ..transpose import unit_stride_rows
 from . import three_level, two_level
 from .epilogue_kernels import DOT_NONE, DOT_OTHER, DOT_SQUARE, epilogue_kernel, pad_product_kernel
@@ -214,15 +215,10 @@ def _complex_words(t: torch.Tensor) -> torch.Tensor:
 BROADCAST_L2_SHARE = 0.25
 
 
-def _l2_bytes(device: torch.device) -> int:
-    """The L2 cache's size on a GPU; 0 elsewhere (the interpreter then takes channel-major rows)."""
-    return torch.cuda.get_device_properties(device).L2_cache_size if device.type == "cuda" else 0
-
-
 def _channel_major_rows(b: torch.Tensor, batch: int, n_sum: int) -> bool:
     """Whether :func:`packed_product` numbers its rows channel-major: see BROADCAST_L2_SHARE."""
     broadcast = b.shape[0] == 1 and batch > 1 and n_sum == 1
-    return broadcast and b[0].numel() * b.element_size() > BROADCAST_L2_SHARE * _l2_bytes(b.device)
+    return broadcast and b[0].numel() * b.element_size() > BROADCAST_L2_SHARE * dispatch.l2_cache_bytes(b.device)
 
 
 def packed_product(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, conj_b: bool = False,
