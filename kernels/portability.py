@@ -338,7 +338,7 @@ def workload(failures: list[str], lengths: str = "full", device: str = "cpu") ->
 
     small = lengths == "small"
     for dtype in (torch.float32, torch.bfloat16):
-        for length in (1_000,) if small else (1_000, 4_096, 65_536, 1 << 20, 1 << 22):
+        for length in (1_000,) if small else (1_000, 2_048, 4_096, 65_536, 1 << 20, 1 << 22):
             _record_failure(f"fftconv L={length} {dtype}", lambda: fftconv(length, dtype), failures)
         for length in (4_096,) if small else (4_096, 65_536, 1 << 20):
             _record_failure(f"scan+conv L={length} {dtype}", lambda: scan_and_conv(length, dtype), failures)
