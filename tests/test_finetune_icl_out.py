@@ -1,22 +1,16 @@
 """What a refused `genomix finetune` or `genomix icl --resume` leaves in ``--out``: nothing new. A fine-tuning run
 refused for its task, model, recipe values or devices makes no output folder (nor the folders above it), and an
 ``--out`` that was there already is left as it was; several devices on a machine without a GPU need the CPU
-accelerator by name, as in pretraining; a k-shot ``icl --resume`` into an unfinished soft-prompt run is refused
-instead of writing its results beside that run's checkpoint."""
+accelerator by name, as in pretraining. (A k-shot ``icl --resume`` into an unfinished soft-prompt run is in
+tests/test_generate_icl_leftovers.py.)"""
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
-import genomix.tasks.icl as icl_module
 from genomix.cli import main
-from genomix.errors import ConfigError
-from genomix.tasks.icl import CHECKPOINT, IclRecipe, run_icl
-from genomix.tasks.labelled import LabelledSequences, TaskData
-from genomix.tokenizer import encode
 
 
 def _task(root: Path, classes: int = 2) -> Path:
@@ -83,36 +77,3 @@ def test_several_finetune_devices_without_a_gpu_need_the_cpu_accelerator_by_name
     assert main([*base, "--max-length", "100000000"]) == 2
     assert "exceeds hyenadna-tiny-1k's max_seq_len" in capsys.readouterr().err
     assert not (tmp_path / "auto").exists() and not (tmp_path / "cpu").exists()
-
-
-def _memory_task() -> TaskData:
-    sequences = ["ACGTAC", "AAAATT", "CCCCGG", "CCGGTA"] * 2
-    labels = np.array([0, 0, 1, 1] * 2, dtype=np.int64)
-    rows = LabelledSequences([encode(s) for s in sequences], labels, source="memory")
-    return TaskData("t", {"train": rows, "test": rows}, ["0", "1"])
-
-
-def test_a_kshot_resume_into_an_unfinished_soft_prompt_run_is_refused(tmp_path, monkeypatch):
-    """A soft-prompt run stopped after tuning (its checkpoint written, no metrics.json) is continued by its own
-    recipe only: a k-shot --resume would have scored, and written metrics and predictions beside that checkpoint."""
-    out = tmp_path / "icl"
-    tuned = IclRecipe(shots=0, soft_prompt_tokens=2, steps=2, batch_size=4, checkpoint_every=1)
-    score_split = icl_module.score_split
-
-    def stopped(*args, **kwargs):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(icl_module, "score_split", stopped)
-    with pytest.raises(KeyboardInterrupt):
-        run_icl("hyenadna-tiny-1k", _memory_task(), out, tuned, device="cpu", quiet=True)
-    monkeypatch.setattr(icl_module, "score_split", score_split)
-    left = sorted(p.name for p in out.iterdir())
-    assert CHECKPOINT in left and "metrics.json" not in left
-    for shots in (0, 1):
-        with pytest.raises(ConfigError, match=r"holds an unfinished soft-prompt run .*soft-prompt recipe it was "
-                                              r"started with, or choose another --out"):
-            run_icl("hyenadna-tiny-1k", _memory_task(), out, IclRecipe(shots=shots), device="cpu", resume=True,
-                    quiet=True)
-    assert sorted(p.name for p in out.iterdir()) == left
-    resumed = run_icl("hyenadna-tiny-1k", _memory_task(), out, tuned, device="cpu", resume=True, quiet=True)
-    assert len(resumed["soft_prompt_losses"]) == 2  # the soft prompt's own recipe still finishes it

@@ -1,7 +1,8 @@
-"""Two leftovers of `genomix icl` and `genomix generate`: ``--resume`` on a finished k-shot run is refused as
-fine-tuning refuses a finished run without a checkpoint (it rescored everything); beam search refuses a length
-whose buffers cannot fit in memory by name (it was torch's allocation error). (A resumed FASTA's line width is
-checked in tests/test_generate_fasta.py.)"""
+"""Leftovers of `genomix icl` and `genomix generate`: ``--resume`` on a finished k-shot run is refused as fine-tuning
+refuses a finished run without a checkpoint (it rescored everything), and a k-shot ``--resume`` into an unfinished
+soft-prompt run as well (it wrote k-shot results beside that run's checkpoint); beam search refuses a length whose
+buffers cannot fit in memory by name (it was torch's allocation error). (A resumed FASTA's line width is checked
+in tests/test_generate_fasta.py.)"""
 from __future__ import annotations
 
 import numpy as np
@@ -79,3 +80,31 @@ def test_beam_search_past_memory_is_refused_by_name(model, tmp_path, capsys):
                  "--num-beams", "2", "--quiet", "--device", "cpu", "--out", str(out)]) == 2
     assert "memory" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+def test_a_kshot_resume_into_an_unfinished_soft_prompt_run_is_refused(tmp_path, monkeypatch):
+    """A soft-prompt run stopped after tuning (its checkpoint written, no metrics.json) is continued by its own
+    recipe only: a k-shot --resume would have scored, and written metrics and predictions beside that checkpoint."""
+    import genomix.tasks.icl as icl_module
+
+    out = tmp_path / "icl"
+    tuned = IclRecipe(shots=0, soft_prompt_tokens=2, steps=2, batch_size=4, checkpoint_every=1)
+    score_split = icl_module.score_split
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(icl_module, "score_split", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        run_icl("hyenadna-tiny-1k", _task(), out, tuned, device="cpu", quiet=True)
+    monkeypatch.setattr(icl_module, "score_split", score_split)
+    left = sorted(p.name for p in out.iterdir())
+    assert CHECKPOINT in left and "metrics.json" not in left
+    for shots in (0, 1):
+        with pytest.raises(ConfigError, match=r"holds an unfinished soft-prompt run .*soft-prompt recipe it was "
+                                              r"started with, or choose another --out"):
+            run_icl("hyenadna-tiny-1k", _task(), out, IclRecipe(shots=shots), device="cpu", resume=True,
+                    quiet=True)
+    assert sorted(p.name for p in out.iterdir()) == left
+    resumed = run_icl("hyenadna-tiny-1k", _task(), out, tuned, device="cpu", resume=True, quiet=True)
+    assert len(resumed["soft_prompt_losses"]) == 2  # the soft prompt's own recipe still finishes it
