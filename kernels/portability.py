@@ -249,7 +249,8 @@ def _table(results: list[TargetResult]) -> str:
     for r in results:
         verdict = r.error or ("fits" if r.fits else "**over the limit**")
         shared = f"{r.shared / 1024:.1f}" if r.shared is not None else "-"
-        rows.append(f"| {r.kernel} | {r.config} | sm_{r.target} ({TARGET_GPUS[r.target]}) | {shared} | {r.limit / 1024:.0f} | "
+        rows.append(f"| {r.kernel} | {r.config} | sm_{r.target} ({TARGET_GPUS[r.target]}) | {shared} | "
+                    f"{r.limit / 1024:.0f} | "
                     f"{r.registers if r.registers is not None else '-'} | "
                     f"{r.stack if r.stack is not None else '-'} | {verdict} |")
     return "\n".join(rows)
@@ -284,10 +285,10 @@ def _record_failure(label: str, run: Callable[[], None], failures: list[str]) ->
 def workload(failures: list[str], lengths: str = "full", device: str = "cpu") -> None:
     """Each op's forward and backward at the benchmarks' lengths (fp32 and bf16), on ``device``: CPU tensors for
     :func:`capture`, whose values do not matter (nothing is launched), or CUDA to compare its launches with a
-    real GPU's (the GPU tests). fftconv up to 4M, the selective scan and causal conv up to 1M, the norms
-    and GELU-GLU up to 4,096 channels, the implicit filter up to 1M, and with a prepared filter and one generation
-    step of each recurrent op up to 1M. ``lengths="small"`` keeps the shortest of
-    each (the tests). A failing op is recorded in ``failures`` and the others still run."""
+    real GPU's (the GPU tests). fftconv up to 4M, the selective scan and causal conv up to 1M, the norms and
+    GELU-GLU up to 4,096 channels, the implicit filter up to 1M, and with a prepared filter and one generation
+    step of each recurrent op up to 1M. ``lengths="small"`` keeps the shortest of each (the tests). A failing
+    op is recorded in ``failures`` and the others still run."""
     import torch
 
     from genomix import kernels as ops

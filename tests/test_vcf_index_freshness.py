@@ -122,6 +122,7 @@ def test_a_bcf_with_the_csi_of_its_shorter_self_names_bcftools(tmp_path):
     old_index = Path(f"{bcf}.csi").read_bytes()
     bcftools.view("-Ob", "-o", str(bcf), str(both), catch_stdout=False)
     Path(f"{bcf}.csi").write_bytes(old_index)
-    with pytest.raises(InputFormatError, match=rf"{re.escape(str(bcf))}.csi does not fit {re.escape(str(bcf))}: .* rebuild it with "
+    name = re.escape(str(bcf))
+    with pytest.raises(InputFormatError, match=rf"{name}.csi does not fit {name}: .* rebuild it with "
                                                r"`bcftools index -f calls.bcf`"):
         list(read_vcf(bcf, [Region("2", 0, 10_000)]))
