@@ -26,8 +26,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     dl.add_argument("--tasks", nargs="+", metavar="TASK",
                     help="tasks or groups to fetch (e.g. prom tf/0; default: all)")
     dl.add_argument("--out", help="suite folder (default: <cache>/benchmarks/<suite>)")
-    dl.add_argument("--archive", help="an already downloaded copy of the suite's zip (archive suites only)")
-    dl.add_argument("--cache-dir", help="download cache (default: $GENOMIX_CACHE or ~/.cache/genomix)")
+    dl.add_argument("--archive", help="an already downloaded copy of the suite's zip (suites fetched as one zip, "
+                                      "such as gue)")
+    dl.add_argument("--cache-dir", help="without --out, the suite goes to <cache-dir>/benchmarks/<suite>, its "
+                                        "downloads under it (default: $GENOMIX_CACHE or ~/.cache/genomix)")
     dl.add_argument("--quiet", action="store_true", help="no progress bars")
     dl.set_defaults(func=_download)
 
@@ -45,8 +47,12 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _download(args: argparse.Namespace) -> int:
+    from ..errors import ConfigError
     from ..tasks.suites import fetch_suite
 
+    if args.out is not None and args.cache_dir is not None:  # --out holds the downloads too: the cache is unused
+        raise ConfigError("--cache-dir only chooses the default --out (<cache-dir>/benchmarks/<suite>); pass one "
+                          "of them")
     folders = fetch_suite(args.suite, out=args.out, tasks=args.tasks, archive=args.archive,
                           cache=args.cache_dir, quiet=args.quiet)
     for task, folder in folders.items():

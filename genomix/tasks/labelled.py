@@ -10,8 +10,9 @@ Two layouts are understood (:func:`load_task` tells them apart):
     headers end in ``|<label>``.
 
   Labels are integers ``0..K-1`` (every one used) or names; names become ids in sorted order, the same in
-  every split. Files are read as spreadsheets and other tools write them: column names and file names in
-  any case, CRLF line ends, quoted fields, a UTF-8 byte-order mark, gzip recognised by content.
+  every split. Integers beside other numbers (``1.0``, ``nan``) are refused, not taken as names. Files are
+  read as spreadsheets and other tools write them: column names and file names in any case, CRLF line ends,
+  quoted fields, a UTF-8 byte-order mark, gzip recognised by content.
 - **Class folders** (GenomicBenchmarks): ``<split>/<class name>/*.txt``, one sequence per file; the
   class names, sorted, give the label ids; hidden folders (``.ipynb_checkpoints``) and ``__MACOSX`` are not
   classes.
@@ -264,11 +265,36 @@ def _task_labels(labels: dict[str, set[str]], sources: dict[str, str]) -> set[st
     return train
 
 
+def _is_number(label: str) -> bool:
+    """Whether ``label`` reads as a number (``1.0``, ``nan``, ``+1``, ``1e0``)."""
+    try:
+        float(label)
+    except ValueError:
+        return False
+    return True
+
+
+def _refuse_stray_numbers(raw: dict[str, list[str]], sources: dict[str, str]) -> None:
+    """Refuse integer labels mixed with other spellings of numbers: a label column saved as floats in part, or
+    with ``nan`` for a missing value, would otherwise make ``1.0`` or ``nan`` a class of its own beside ``1``
+    (names are any other strings, so ``0``, ``1`` and ``1.0`` silently give three classes)."""
+    labels = {v for values in raw.values() for v in values}
+    if not any(_INTEGER.fullmatch(v) for v in labels):
+        return
+    for split, values in raw.items():
+        strays = sorted({v for v in values if not _INTEGER.fullmatch(v) and _is_number(v)})
+        if strays:
+            raise InputFormatError(f"{sources[split]}: label(s) {_listed(strays)} are numbers but not plain "
+                                   "integers, beside integer labels; each would be a class of its own. Write every "
+                                   "label as an integer 0..K-1 (and drop rows without a label)")
+
+
 def _label_ids(raw: dict[str, list[str]], sources: dict[str, str]) -> tuple[dict[str, np.ndarray], list[str]]:
     """Label strings of every split (read from ``sources``) -> int ids and names: integers 0..K-1 keep their
     values (names '0'..'K-1'); anything else is a name, numbered in sorted order."""
     values = sorted(_task_labels({s: set(labels) for s, labels in raw.items()}, sources))
     where = sources.get("train") or ", ".join(sources.values())
+    _refuse_stray_numbers(raw, sources)
     if all(_INTEGER.fullmatch(v) for v in values):
         ints = sorted({int(v) for v in values})
         if ints[0] < 0:

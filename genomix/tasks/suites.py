@@ -1,14 +1,15 @@
 """Benchmark suites (GUE, Nucleotide Transformer, GenomicBenchmarks): where they are published and how to
 fetch them into task folders that :func:`genomix.tasks.load_task` reads.
 
-The suites are listed in ``tasks/data/benchmarks.yaml``. Fetching is all-or-nothing per task: files go
-to a staging folder of this run under ``<out>/.staging/`` (removed whatever stops the run: Ctrl-C, a full
-disk, a bad file), the task is read back with :func:`load_task` (a malformed or truncated file fails there,
-with its line), a ``SOURCE.json`` is written, and only then is the staging folder renamed to
-``<out>/<task>``. So a task folder with its ``SOURCE.json`` is complete and is skipped, and an interrupted
-run resumes where it stopped; downloads themselves resume from their ``.part`` files
-(:func:`genomix.genome.download.download`). Unfinished work lies at least three folders down in ``<out>``,
-where nothing that looks for ``<out>/<task>/train.*`` or ``<out>/<group>/<task>/train.*`` finds it.
+The suites are listed in ``tasks/data/benchmarks.yaml``. Fetching is all-or-nothing per task: files go to a
+staging folder of this run under ``<out>/.staging/`` (removed whatever stops the run: Ctrl-C, a full disk, a
+bad file; after a kill -9, by the next run), the task must hold every file of the suite's tasks and is read
+back with :func:`load_task` (a malformed or truncated file fails there, with its line), a ``SOURCE.json`` is
+written, and only then is the staging folder renamed to ``<out>/<task>``. So a task folder with its
+``SOURCE.json`` is complete and is skipped, and an interrupted run resumes where it stopped; downloads
+themselves resume from their ``.part`` files (:func:`genomix.genome.download.download`). Unfinished work lies
+at least three folders down in ``<out>``, where nothing that looks for ``<out>/<task>/train.*`` or
+``<out>/<group>/<task>/train.*`` finds it.
 
 Zip members are unpacked only to paths made from the suite's own task and file names (GenomicBenchmarks'
 class folders: plain names only), never to a member's own path; symbolic links are refused; every member's
@@ -25,7 +26,6 @@ import os
 import re
 import shutil
 import stat
-import tempfile
 import urllib.error
 import urllib.request
 import zipfile
@@ -38,7 +38,7 @@ import yaml
 from ..errors import ChecksumError, ConfigError, DownloadError, InputFormatError
 from ..genome.download import CHUNK, USER_AGENT, download, fetch_text, local_writes
 from ..genome.registry import cache_dir
-from ..outputs import make_output_dir
+from ..outputs import make_output_dir, temp_sibling
 from .labelled import load_task
 
 SUITES_FILE = Path(__file__).parent / "data" / "benchmarks.yaml"
@@ -162,10 +162,23 @@ def _is_fetched(folder: Path) -> bool:
                            "--task as it is")
 
 
-def _publish(staging: Path, dest: Path, task: str, source: dict[str, Any]) -> None:
-    """Check that ``staging`` reads as a task, record where it came from, and rename it into place (where
-    another run that fetched the same task got there first, its folder is kept)."""
-    data = load_task(staging, name=task)
+def _publish(staging: Path, dest: Path, task: str, source: dict[str, Any], files: tuple[str, ...] = ()) -> None:
+    """Check that ``staging`` holds ``files`` (the suite's files of every task) and reads as a task, record where
+    it came from, and rename it into place (where another run that fetched the same task got there first, its
+    folder is kept). A missing split (a zip re-packed by hand, a GenomicBenchmarks zip without its test folder)
+    is refused: :func:`load_task` reads whatever splits there are, and a published task is never fetched again,
+    so a task without its training split would otherwise be kept for good."""
+    origin = source.get("archive") or source.get("file") or source.get("repository")
+    missing = [f for f in files if not (staging / f).exists()]
+    if missing:
+        raise InputFormatError(f"{origin}: task {task} lacks {', '.join(missing)} (every {source['suite']} task "
+                               f"has {', '.join(files)}); this copy is incomplete, so nothing was written for "
+                               f"{task}: fetch the suite again or choose other --tasks")
+    try:
+        data = load_task(staging, name=task)
+    except InputFormatError as exc:  # name the file as the source has it, not the staging path removed next
+        raise InputFormatError(f"{origin}: task {task}: {str(exc).replace(f'{staging}{os.sep}', '')}; nothing was "
+                               f"written for {task}") from None
     source = dict(source, task=task, examples={s: len(d) for s, d in data.splits.items()},
                   labels=data.label_names, fetched=datetime.datetime.now(datetime.timezone.utc).isoformat())
     with local_writes(dest):
@@ -177,13 +190,17 @@ def _publish(staging: Path, dest: Path, task: str, source: dict[str, Any]) -> No
 
 @contextlib.contextmanager
 def _staging(root: Path, task: str) -> Iterator[Path]:
-    """An empty folder, ``<root>/.staging/<unique>/<task>``, in which to assemble ``task``: unique so that two
-    runs fetching into one folder do not write into each other's, and removed with all it holds when the
-    block ends, so that an interrupted or failed task leaves nothing that looks like a task."""
+    """An empty folder, ``<root>/.staging/<this process's name>/<task>``, in which to assemble ``task``: named by
+    :func:`temp_sibling` so that two runs fetching into one folder do not write into each other's and a run killed
+    outright (kill -9, the OOM killer), which cannot clean up, has its leftovers removed by the next run instead of
+    keeping them for good; removed with all it holds when the block ends, so that an interrupted or failed task
+    leaves nothing that looks like a task."""
     base = root / ".staging"
     with local_writes(base):
         base.mkdir(exist_ok=True)
-        run_dir = Path(tempfile.mkdtemp(dir=base))
+        run_dir = temp_sibling(base / "run")
+        shutil.rmtree(run_dir, ignore_errors=True)  # a dead process's, that had this pid: ours are removed below
+        run_dir.mkdir()
     try:
         with local_writes(run_dir):
             (run_dir / task).mkdir(parents=True)
@@ -257,12 +274,21 @@ def _fetch_from_archive(spec: BenchmarkSuite, root: Path, tasks: list[str], arch
     if fetched:
         archive = _download_archive(info, root / ".downloads" / info["filename"], quiet)
     archive = Path(archive).expanduser()
+    if archive.is_dir():  # an unpacked copy: "no such file" would send the user looking for a missing path
+        raise InputFormatError(f"--archive {archive} is a folder; pass the zip ({info['filename']}) itself, or give "
+                               f"an unpacked task folder ({archive}/<task>) to `genomix finetune --task` as it is")
     if not archive.is_file():
         raise DownloadError(f"--archive {archive}: no such file; pass the path of {info['filename']} as "
                             f"downloaded from {info['page']}")
     if not zipfile.is_zipfile(archive):
+        cut_short = _starts_like_zip(archive)
         if fetched:
             archive.unlink()  # not the archive: the next run must fetch again, not reuse this file
+        if cut_short:
+            raise ChecksumError(f"{archive} is a zip archive cut short (its member list, kept at the end, is "
+                                "missing): an interrupted or damaged copy; "
+                                f"{'run the same command again, or ' if fetched else ''}download "
+                                f"{info['filename']} again from {info['page']} and pass it with --archive")
         raise DownloadError(
             f"{archive} is not a zip archive (Google Drive answers with an HTML page when its download quota "
             f"is exhausted or the link changed); download {info['filename']} in a browser from "
@@ -279,6 +305,14 @@ def _fetch_from_archive(spec: BenchmarkSuite, root: Path, tasks: list[str], arch
         archive.unlink(missing_ok=True)
 
 
+def _starts_like_zip(path: Path) -> bool:
+    """Whether ``path`` begins as a zip does (a local file header): a file that does but that
+    :func:`zipfile.is_zipfile` refuses lacks its end, as a browser download stopped half way does, and is no
+    HTML page that a message about Google Drive's quota would explain."""
+    with open(path, "rb") as fh:
+        return fh.read(4) == b"PK\x03\x04"
+
+
 def _unpack_archive_tasks(spec: BenchmarkSuite, root: Path, tasks: list[str], archive: Path, quiet: bool) -> None:
     """Publish ``tasks`` from the archive suite's zip ``archive``, one all-or-nothing task at a time."""
     info = spec.archive
@@ -291,8 +325,8 @@ def _unpack_archive_tasks(spec: BenchmarkSuite, root: Path, tasks: list[str], ar
             for task, plan in plans.items():
                 with _staging(root, task) as staging:
                     _unpack(zf, plan, staging, archive, progress)
-                    _publish(staging, root / task, task, {"suite": spec.name, "archive": str(archive),
-                                                          "url": info["url"], "files": list(plan)})
+                    _publish(staging, root / task, task, {"suite": spec.name, "archive": str(archive.resolve()),
+                                                          "url": info["url"], "files": list(plan)}, spec.files)
 
 
 def _archive_plans(zf: zipfile.ZipFile, spec: BenchmarkSuite, tasks: list[str],
@@ -382,7 +416,7 @@ def _fetch_from_hub(spec: BenchmarkSuite, root: Path, tasks: list[str], quiet: b
                 for filename in spec.files:
                     shutil.copyfile(downloads / filename, staging / filename)
             _publish(staging, root / task, task, {"suite": spec.name, "repository": spec.hub_dataset,
-                                                  "revision": spec.revision, "files": files})
+                                                  "revision": spec.revision, "files": files}, spec.files)
         shutil.rmtree(downloads, ignore_errors=True)
 
 
@@ -453,5 +487,5 @@ def _fetch_from_zenodo(spec: BenchmarkSuite, root: Path, tasks: list[str], quiet
             with _unpacking_bar(list(plan.values()), zipped, quiet) as progress:
                 _unpack(zf, plan, staging, zipped, progress)
             _publish(staging, root / task, task, {"suite": spec.name, "zenodo_record": spec.zenodo_record,
-                                                  "file": key, "url": entry["url"], "md5": entry["md5"]})
+                                                  "file": key, "url": entry["url"], "md5": entry["md5"]}, spec.files)
         zipped.unlink()

@@ -1,0 +1,124 @@
+"""`genomix tasks download` as a demanding user meets it: an archive missing a task's split, labels that mix
+integers with other numbers, an unpacked folder given as --archive, a run killed outright, and options that are
+silently ignored. Payloads are real GUE rows from shared/data."""
+from __future__ import annotations
+
+import gzip
+import json
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from genomix.cli import main
+from genomix.errors import InputFormatError
+from genomix.tasks import fetch_suite, load_task
+
+GUE = Path(__file__).resolve().parents[2] / "shared" / "data" / "gue"
+
+
+def _gue_csv(task: str, split: str) -> bytes:
+    return gzip.decompress((GUE / task / f"{split}.csv.gz").read_bytes())
+
+
+def _archive(path: Path, files: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, body in files.items():
+            zf.writestr(name, body)
+    return path
+
+
+def _whole_tf0() -> dict[str, bytes]:
+    """GUE's tf/0, every split, as DNABERT-2's GUE.zip holds it."""
+    return {f"GUE/tf/0/{s}.csv": _gue_csv("tf/0", s) for s in ("train", "dev", "test")}
+
+
+def test_a_task_missing_a_split_in_the_archive_is_not_published(tmp_path, capsys):
+    """A GUE.zip re-packed without tf/0's train.csv gave a task of dev and test only, which, having its
+    SOURCE.json, was then skipped by every later run as complete."""
+    archive = _archive(tmp_path / "GUE.zip", {f"GUE/tf/0/{s}.csv": _gue_csv("tf/0", s) for s in ("dev", "test")})
+    out = tmp_path / "gue"
+    assert main(["tasks", "download", "gue", "--tasks", "tf/0", "--archive", str(archive), "--out", str(out),
+                 "--quiet"]) == 2
+    assert "task tf/0 lacks train.csv" in capsys.readouterr().err
+    assert not (out / "tf" / "0").exists()
+
+
+def test_source_json_names_the_archive_by_its_full_path(tmp_path, monkeypatch):
+    """A relative --archive was recorded as given, which names nothing once the user is in another folder."""
+    _archive(tmp_path / "GUE.zip", _whole_tf0())
+    monkeypatch.chdir(tmp_path)
+    folder = fetch_suite("gue", out="gue", tasks=["tf/0"], archive="GUE.zip", quiet=True)["tf/0"]
+    assert json.loads((folder / "SOURCE.json").read_text())["archive"] == str(tmp_path / "GUE.zip")
+
+
+@pytest.mark.parametrize("stray", ["1.0", "nan", "+1"])
+def test_integer_labels_mixed_with_other_numbers_are_refused(tmp_path, stray):
+    """A label column saved partly as floats, or with NaN for a missing value, silently gave '1.0' or 'nan' a
+    class of its own beside '1'."""
+    rows = _gue_csv("tf/0", "dev").decode().splitlines()[:50]
+    seq = rows[1].split(",")[0]
+    (tmp_path / "train.csv").write_text("\n".join(rows + [f"{seq},{stray}"]) + "\n")
+    with pytest.raises(InputFormatError, match=re.escape(f"train.csv: label(s) ['{stray}'] are numbers but not plain")):
+        load_task(tmp_path)
+
+
+def test_class_names_that_are_not_numbers_still_mix_with_integers(tmp_path):
+    (tmp_path / "train.csv").write_text("sequence,label\nACGT,0\nGGCC,1\nTTAA,other\n")
+    assert load_task(tmp_path).label_names == ["0", "1", "other"]
+
+
+def test_an_unpacked_folder_given_as_archive_is_named_a_folder(tmp_path, capsys):
+    """--archive pointing at an unpacked GUE folder said "no such file" about a path that exists."""
+    assert main(["tasks", "download", "gue", "--tasks", "tf/0", "--archive", str(GUE), "--out",
+                 str(tmp_path / "gue")]) == 2
+    err = capsys.readouterr().err
+    assert "is a folder" in err and "no such file" not in err and "--task" in err
+
+
+def test_a_killed_run_leaves_no_staging_for_good(tmp_path):
+    """A run killed outright (kill -9) cannot remove its staging folder; the next run removes it."""
+    archive = _archive(tmp_path / "GUE.zip", _whole_tf0())
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    out = tmp_path / "gue"
+    leftover = out / ".staging" / f".run.tmp-{dead.pid}" / "tf" / "0"
+    leftover.mkdir(parents=True)
+    (leftover / "train.csv").write_bytes(_gue_csv("tf/0", "train")[:1000])
+    fetch_suite("gue", out=out, tasks=["tf/0"], archive=archive, quiet=True)
+    assert not leftover.parent.parent.exists()
+    assert not [p for p in (out / ".staging").rglob("*")]
+
+
+def test_cache_dir_with_out_is_refused_not_ignored(tmp_path, capsys):
+    """With --out, --cache-dir was silently unused (downloads go under --out), while its help called it the
+    download cache."""
+    assert main(["tasks", "download", "gue", "--tasks", "tf/0", "--out", str(tmp_path / "gue"),
+                 "--cache-dir", str(tmp_path / "cache")]) == 2
+    assert "--cache-dir only chooses the default --out" in capsys.readouterr().err
+    assert not (tmp_path / "gue").exists() and not (tmp_path / "cache").exists()
+
+
+def test_a_given_archive_cut_short_is_called_truncated_not_an_html_page(tmp_path, capsys):
+    """A browser download stopped half way was blamed on Google Drive's HTML quota page."""
+    whole = _archive(tmp_path / "whole.zip", _whole_tf0())
+    cut = tmp_path / "GUE.zip"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    assert main(["tasks", "download", "gue", "--tasks", "tf/0", "--archive", str(cut), "--out", str(tmp_path / "gue"),
+                 "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "cut short" in err and "HTML" not in err and "run the same command" not in err
+
+
+def test_a_bad_row_in_an_archive_is_named_by_the_archive_and_file_not_the_removed_staging_path(tmp_path, capsys):
+    """Errors read back from a task pointed into <out>/.staging/..., which is removed before the user reads them."""
+    train = _gue_csv("tf/0", "train").decode()
+    archive = _archive(tmp_path / "GUE.zip", {"GUE/tf/0/train.csv": train, "GUE/tf/0/test.csv": train,
+                                              "GUE/tf/0/dev.csv": train.replace("A", "U", 1)})
+    assert main(["tasks", "download", "gue", "--tasks", "tf/0", "--archive", str(archive), "--out",
+                 str(tmp_path / "gue"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"{archive}: task tf/0: dev.csv:2: invalid DNA character 'U'" in err and ".staging" not in err
