@@ -117,10 +117,17 @@ def use_triton(*tensors: torch.Tensor | None, op: str) -> bool:
     reference, which is all they can run on)."""
     if _flag("GENOMIX_FORCE_REFERENCE") or not triton_available() or op in _listed("GENOMIX_REFERENCE_OPS"):
         return False
-    on_cuda = all(t.is_cuda for t in tensors if t is not None)
+    launchable = on_gpu(*tensors)
     if forcing_triton():
-        return on_cuda or interpreting()
-    return _opted_in(op) and on_cuda
+        return launchable or interpreting()
+    return _opted_in(op) and launchable
+
+
+def on_gpu(*tensors: torch.Tensor | None) -> bool:
+    """Whether every one of ``tensors`` (``None`` ignored) is on a CUDA device, where compiled kernels run. The
+    dispatch asks here, as for :func:`compute_capability`, so that ``kernels/portability.py`` can answer for a GPU
+    it stands in for."""
+    return all(t.is_cuda for t in tensors if t is not None)
 
 
 def compute_capability(*tensors: torch.Tensor | None) -> tuple[int, int] | None:

@@ -7,11 +7,11 @@ This tool answers both questions without such a GPU, or any GPU:
 
 1. **Capture.** :func:`workload` runs every op's forward and backward at the lengths the benchmarks use, in
    fp32 and bf16, on CPU tensors. Triton's driver is replaced by a stand-in that reports the target GPU, and
-   the dispatch answers as it would on CUDA on that GPU (``dispatch.compute_capability`` and
-   ``dispatch.l2_cache_bytes`` give its generation and L2 size). Each kernel launch then reaches Triton's
-   ``jit_cache_hook`` with exactly what a real launch on that GPU would compile (argument types, constexprs,
-   pointer alignment, warps and stages), which is recorded; the hook tells Triton to skip the launch, so
-   nothing runs and values do not matter.
+   the dispatch answers as it would on CUDA on that GPU (``dispatch.on_gpu``, ``dispatch.compute_capability``
+   and ``dispatch.l2_cache_bytes`` say the tensors are on it and give its generation and L2 size). Each kernel
+   launch then reaches Triton's ``jit_cache_hook`` with exactly what a real launch on that GPU would compile
+   (argument types, constexprs, pointer alignment, warps and stages), which is recorded; the hook tells Triton
+   to skip the launch, so nothing runs and values do not matter.
 2. **Build.** Each recorded specialisation is compiled for its target with Triton's bundled ``ptxas``; shared
    memory comes from the build's metadata, registers and stack (where spills go) from ``cuobjdump``.
 
@@ -53,6 +53,14 @@ class Launch:
     constants: dict
     attrs: dict
     options: dict
+
+    @classmethod
+    def from_hook(cls, fn: Any, compile: dict) -> "Launch":  # noqa: A002 - Triton's name
+        """The launch that Triton's ``jit_cache_hook`` or ``jit_post_compile_hook`` describes with its ``fn``
+        (a JitFunctionInfo) and ``compile`` arguments."""
+        options = {name: compile[name] for name in ("num_warps", "num_stages", "num_ctas", "enable_fp_fusion")}
+        return cls(fn.name, fn.jit_function, dict(compile["signature"]), dict(compile["constants"]),
+                   dict(compile["configs"][0]), options)
 
     def key(self) -> str:
         """What makes two launches the same build (equal keys compile to the same kernel)."""
@@ -109,58 +117,55 @@ class _StandInDriver:
 @contextlib.contextmanager
 def _as_if_on(target: int, record: Callable[..., bool]) -> Iterator[None]:
     """Within the block, Triton launches go to ``record`` (Triton's ``jit_cache_hook``; returning True skips
-    the compile and the launch) as if made on an sm_``target`` GPU, and the ops' dispatch takes the paths it
-    takes on CUDA for CPU tensors. Everything is restored afterwards."""
-    import torch
+    the compile and the launch) as if made on an sm_``target`` GPU, and the dispatch answers for CPU tensors as
+    on that GPU (:func:`dispatch.on_gpu`, :func:`dispatch.compute_capability`, :func:`dispatch.l2_cache_bytes`).
+    Everything is restored afterwards."""
     import triton
     from triton.runtime.driver import driver
 
     from genomix.kernels import dispatch
 
-    def on_cuda(*tensors: torch.Tensor | None, op: str) -> bool:
-        return dispatch._opted_in(op) and op not in dispatch._listed("GENOMIX_REFERENCE_OPS")
-
-    # every module that imported the dispatch function by name (the ops' packages) gets the stand-in
-    holders = [m for m in list(sys.modules.values()) if getattr(m, "use_triton", None) is dispatch.use_triton]
-    # each kernel's compiled kernels and binder, kept per device with the target they were made for, are set
-    # aside: a launch this process already made on a real GPU would otherwise skip the hook, or bind for that GPU
-    ours = [m for name, m in list(sys.modules.items()) if name.split(".")[0] in ("genomix", "kernels")]
-    kernels = {id(obj): obj for module in ours for obj in list(vars(module).values())
-               if isinstance(obj, triton.runtime.jit.JITFunction)}.values()
-    caches = [(kernel, kernel.device_caches) for kernel in kernels]
-    capability, l2_bytes = dispatch.compute_capability, dispatch.l2_cache_bytes
+    # each kernel keeps its compiled kernels and binder per device, made for the target of that time: those of a
+    # launch this process already made on a real GPU are set aside (it would skip the hook, or bind for that GPU),
+    # and those made here, for the stand-in, are dropped afterwards, kernels first imported here included
+    saved = {id(kernel): kernel.device_caches for kernel in _jit_functions()}
+    for kernel in _jit_functions():
+        kernel.device_caches = collections.defaultdict(kernel.create_binder)
+    answers = dispatch.on_gpu, dispatch.compute_capability, dispatch.l2_cache_bytes
     previous_hook = triton.knobs.runtime.jit_cache_hook
     previous_driver = driver._active  # None until something asked for it: on a machine without a GPU, no driver
     driver.set_active(_StandInDriver(target))
     triton.knobs.runtime.jit_cache_hook = record
+    dispatch.on_gpu = lambda *tensors: True
     dispatch.compute_capability = lambda *tensors: divmod(target, 10)
     dispatch.l2_cache_bytes = lambda device: L2_BYTES[target]
-    for module in holders:
-        module.use_triton = on_cuda
-    for kernel, _ in caches:
-        kernel.device_caches = collections.defaultdict(kernel.create_binder)
     try:
         yield
     finally:
-        for module in holders:
-            module.use_triton = dispatch.use_triton
-        for kernel, cache in caches:
-            kernel.device_caches = cache
-        dispatch.compute_capability, dispatch.l2_cache_bytes = capability, l2_bytes
+        dispatch.on_gpu, dispatch.compute_capability, dispatch.l2_cache_bytes = answers
         triton.knobs.runtime.jit_cache_hook = previous_hook
         driver._active = previous_driver
+        for kernel in _jit_functions():
+            kernel.device_caches = (saved[id(kernel)] if id(kernel) in saved
+                                    else collections.defaultdict(kernel.create_binder))
+
+
+def _jit_functions() -> list:
+    """Every Triton ``JITFunction`` in the modules of genomix and its kernels imported so far."""
+    import triton
+
+    ours = [module for name, module in list(sys.modules.items()) if name.split(".")[0] in ("genomix", "kernels")]
+    return list({id(obj): obj for module in ours for obj in list(vars(module).values())
+                 if isinstance(obj, triton.runtime.jit.JITFunction)}.values())
 
 
 def capture(target: int, lengths: str = "full") -> tuple[list[Launch], list[str]]:
     """The distinct kernel specialisations :func:`workload` launches on an sm_``target`` GPU, and the ops that
     failed (as "label: error")."""
-    _import_ops()
     launches: dict[str, Launch] = {}
 
     def record(key, repr, fn, compile, is_manual_warmup, already_compiled) -> bool:  # noqa: A002 - Triton's names
-        options = {name: compile[name] for name in ("num_warps", "num_stages", "num_ctas", "enable_fp_fusion")}
-        launch = Launch(fn.name, fn.jit_function, dict(compile["signature"]), dict(compile["constants"]),
-                        dict(compile["configs"][0]), options)
+        launch = Launch.from_hook(fn, compile)
         launches.setdefault(launch.key(), launch)
         return True
 
@@ -168,15 +173,6 @@ def capture(target: int, lengths: str = "full") -> tuple[list[Launch], list[str]
     with _as_if_on(target, record):
         workload(failures, lengths)
     return sorted(launches.values(), key=lambda launch: (launch.name, launch.describe())), failures
-
-
-def _import_ops() -> None:
-    """Import every op package, so that :func:`_as_if_on` finds each one's ``use_triton``."""
-    import importlib
-
-    for package in ("scan", "causal_conv", "layer_norm", "gelu_glu", "implicit_filter", "transpose", "fftconv",
-                    "fftconv.routing", "fftconv.step"):
-        importlib.import_module(f"genomix.kernels.{package}")
 
 
 def cuobjdump(cubin: bytes, option: str) -> str:

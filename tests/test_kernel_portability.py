@@ -113,16 +113,13 @@ import torch
 from genomix import kernels as ops
 from genomix.kernels import portability
 
-portability._import_ops()
 result = {}
 for target in (80, 90):
     launches = {}
 
     def record(key, repr, fn, compile, is_manual_warmup, already_compiled):
         if fn.name in ("row_conv_kernel", "row_spec_kernel", "row_xspec_kernel"):
-            options = {name: compile[name] for name in ("num_warps", "num_stages", "num_ctas", "enable_fp_fusion")}
-            launch = portability.Launch(fn.name, fn.jit_function, dict(compile["signature"]),
-                                        dict(compile["constants"]), dict(compile["configs"][0]), options)
+            launch = portability.Launch.from_hook(fn, compile)
             launches.setdefault(launch.key(), launch)
         return True
 
@@ -181,9 +178,7 @@ real = {}
 
 
 def record(key, repr, fn, compile, is_manual_warmup, already_compiled):
-    options = {name: compile[name] for name in ("num_warps", "num_stages", "num_ctas", "enable_fp_fusion")}
-    launch = portability.Launch(fn.name, fn.jit_function, dict(compile["signature"]), dict(compile["constants"]),
-                                dict(compile["configs"][0]), options)
+    launch = portability.Launch.from_hook(fn, compile)
     real.setdefault(launch.key(), launch)
 
 
