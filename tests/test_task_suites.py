@@ -520,5 +520,5 @@ def test_a_task_published_meanwhile_by_another_run_is_kept(tmp_path):
         folder.mkdir(parents=True)
         (folder / "train.csv").write_text(f"sequence,label\nACGT,0\nACGA,1\nACGG,{label}\n")
     (dest / "SOURCE.json").write_text("{}")
-    suites_module._publish(staging, dest, "tf/0", {"suite": "gue"})
+    suites_module._publish(staging, dest, "tf/0", {"suite": "gue"}, ("train.csv",))
     assert (dest / "SOURCE.json").read_text() == "{}"

@@ -162,7 +162,7 @@ def _is_fetched(folder: Path) -> bool:
                            "--task as it is")
 
 
-def _publish(staging: Path, dest: Path, task: str, source: dict[str, Any], files: tuple[str, ...] = ()) -> None:
+def _publish(staging: Path, dest: Path, task: str, source: dict[str, Any], files: tuple[str, ...]) -> None:
     """Check that ``staging`` holds ``files`` (the suite's files of every task) and reads as a task, record where
     it came from, and rename it into place (where another run that fetched the same task got there first, its
     folder is kept). A missing split (a zip re-packed by hand, a GenomicBenchmarks zip without its test folder)
