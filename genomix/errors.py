@@ -34,6 +34,10 @@ class DownloadError(GenomixError, OSError):
     """A download failed (network, HTTP status, or offline with nothing cached)."""
 
 
+class DiskSpaceError(GenomixError, OSError):
+    """An output would not fit in the free space of the disk it goes to (found before writing it)."""
+
+
 class CheckpointError(GenomixError):
     """A checkpoint is corrupt, truncated, of an unknown layout, or does not match its config."""
 

@@ -1,7 +1,8 @@
 """Checks on an output path before a command writes to it, so that a mistyped ``--out`` loses nothing, output
-folders made or refused in one line (:func:`make_output_dir`), and small files written whole or not at all
-(:func:`atomic_write_text`), under temporary names that a run killed outright cannot leave behind for long
-(:func:`temp_sibling`).
+folders made or refused in one line (:func:`make_output_dir`; :func:`check_output_dir` refuses a file in the way
+before a command's slow work), outputs too large for their disk refused before a long job starts
+(:func:`check_free_space`), and small files written whole or not at all (:func:`atomic_write_text`), under
+temporary names that a run killed outright cannot leave behind for long (:func:`temp_sibling`).
 
 Commands write to a temporary name and rename when complete; this is what they check first. An output must
 not be an existing directory or one of the command's own inputs (with ``--overwrite`` a renamed result would
@@ -14,7 +15,7 @@ import shutil
 from pathlib import Path
 from typing import Iterable
 
-from .errors import InputFormatError
+from .errors import DiskSpaceError, InputFormatError
 
 
 def check_output(out: str | os.PathLike, inputs: Iterable[str | os.PathLike | None] = (),
@@ -92,10 +93,50 @@ def make_output_dir(out: str | os.PathLike, option: str = "--out") -> Path:
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        blocker = next((p for p in (out, *out.parents) if p.exists() and not p.is_dir()), None)
+        blocker = _file_in_the_way(out)
         reason = f"{blocker} is a file, not a folder" if blocker is not None else exc.strerror or str(exc)
-        raise InputFormatError(f"cannot create the output folder {out}: {reason}; choose another {option}") from None
+        raise _cannot_create(out, reason, option) from None
     return out
 
 
-__all__ = ["atomic_write_text", "check_output", "make_output_dir", "remove_stale_temps", "temp_sibling"]
+def check_output_dir(out: str | os.PathLike, option: str = "--out") -> Path:
+    """``out`` (``~`` expanded) as an output folder to be made later, after refusing it, in :func:`make_output_dir`'s
+    one line and creating nothing, when a file stands where it or a folder above it should be.
+
+    A command calls this before its slow work (reading a genome, loading a model), so that a mistyped ``--out``
+    is refused at once rather than after it; the folder itself is made only right before the first write
+    (:func:`make_output_dir`), so a run refused on the way leaves no empty folder behind. An existing folder (a
+    run to resume) passes; so does a folder that cannot be made for another reason (no permission, a read-only
+    file system), which :func:`make_output_dir` finds when it tries."""
+    out = Path(out).expanduser()
+    blocker = _file_in_the_way(out)
+    if blocker is not None:
+        raise _cannot_create(out, f"{blocker} is a file, not a folder", option)
+    return out
+
+
+def check_free_space(folder: str | os.PathLike, need: int, what: str, remedy: str) -> None:
+    """Raise :class:`DiskSpaceError` when ``need`` bytes (``what`` names them) exceed the free space of the disk
+    that ``folder`` is on (or will be made on: its nearest existing ancestor), before a long job writes them,
+    so that it stops in one line naming the need, the space and ``remedy`` instead of with a full disk half way."""
+    existing = Path(folder).expanduser().absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    free = shutil.disk_usage(existing).free
+    if need > free:
+        raise DiskSpaceError(f"{what} need at least {need:,} bytes, but {existing} has {free:,} free; {remedy}")
+
+
+def _file_in_the_way(out: Path) -> Path | None:
+    """The file (anything but a folder) at ``out`` or at one of the folders above it, under which no folder can be
+    made; ``None`` if there is none. A path that cannot be looked at (no permission) counts as not there."""
+    return next((p for p in (out, *out.parents) if os.path.exists(p) and not os.path.isdir(p)), None)
+
+
+def _cannot_create(out: Path, reason: str, option: str) -> InputFormatError:
+    """The one-line refusal of an output folder ``out`` that cannot be made for ``reason``."""
+    return InputFormatError(f"cannot create the output folder {out}: {reason}; choose another {option}")
+
+
+__all__ = ["atomic_write_text", "check_free_space", "check_output", "check_output_dir", "make_output_dir",
+           "remove_stale_temps", "temp_sibling"]

@@ -1,12 +1,16 @@
 """Every command that writes refuses an output folder it cannot make in one line, before any work, and writes
-nothing (genomix.outputs.make_output_dir)."""
+nothing (genomix.outputs.make_output_dir); a file in the way is refused before any slow work
+(genomix.outputs.check_output_dir), which lets an existing folder (a run to resume) pass."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
 from genomix.cli import main
+from genomix.errors import InputFormatError
+from genomix.outputs import check_output_dir
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 RCRS = SHARED / "genomes" / "human_mtDNA_rCRS.fa"
@@ -38,3 +42,17 @@ def test_an_output_folder_under_a_file_is_one_line(tmp_path, capsys, command):
     assert f"cannot create the output folder {out}: {blocker} is a file" in err
     assert "Traceback" not in err
     assert [p.name for p in outs.iterdir()] == ["afile"]
+
+
+def test_check_output_dir_refuses_only_a_file_in_the_way_and_makes_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    run = tmp_path / "run"
+    assert check_output_dir("~/run/new") == run / "new" and not run.exists()  # made later, by the first write
+    (run / "checkpoints").mkdir(parents=True)
+    assert check_output_dir(run) == run  # a run to resume
+    (run / "afile").write_text("")
+    for out in (run / "afile", run / "afile" / "deeper" / "run"):
+        refusal = f"cannot create the output folder {out}: {run / 'afile'} is a file, not a folder; choose another -o"
+        with pytest.raises(InputFormatError, match=f"^{re.escape(refusal)}$"):
+            check_output_dir(out, "-o")
+    assert sorted(p.name for p in run.iterdir()) == ["afile", "checkpoints"]

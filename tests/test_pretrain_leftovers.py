@@ -1,9 +1,11 @@
 """What a refused ``genomix pretrain`` leaves behind: nothing. Several devices on a machine without a GPU are
 refused up front unless the CPU accelerator is asked for by name (Lightning would start that many CPU
 processes), and a run refused for its genome data (hg38 not downloadable offline) leaves no empty ``--out``
-folder, while an ``--out`` that was there already is left as it was."""
+folder, while an ``--out`` that was there already is left as it was. A file where ``--out`` or a folder above it
+should be is refused before the genome is read."""
 from __future__ import annotations
 
+import re
 import socket
 
 import pytest
@@ -11,8 +13,9 @@ import torch
 
 from genomix.cli import main
 from genomix.devices import require_devices
-from genomix.errors import ConfigError
+from genomix.errors import ConfigError, InputFormatError
 from genomix.genome import GenomeSpec
+from genomix.train import load_recipe, pretrain
 
 
 @pytest.fixture
@@ -78,3 +81,24 @@ def test_a_run_refused_for_its_data_leaves_no_output_folder_and_keeps_an_existin
         assert sorted(path.name for path in out.iterdir()) == existing
         assert all((out / name).read_text() == "the user's own\n" for name in existing)
 
+
+@pytest.mark.parametrize("at", ["out", "parent"])
+def test_an_out_under_a_file_is_refused_before_the_genome_is_read(tmp_path, monkeypatch, capsys, caplog, at):
+    from genomix.train import run
+
+    def resolve_store(*args, **kwargs):
+        raise AssertionError("resolved")
+
+    monkeypatch.setattr(run, "resolve_store", resolve_store)
+    blocker = tmp_path / "afile"
+    blocker.write_text("mine\n")
+    out = blocker if at == "out" else blocker / "run"
+    refusal = f"cannot create the output folder {out}: {blocker} is a file, not a folder; choose another --out"
+    for resume in ([], ["--resume", "auto"]):
+        assert main(["pretrain", "--accelerator", "cpu", "--out", str(out), "--quiet", *resume]) == 2
+        err = capsys.readouterr().err
+        assert refusal in err and "Traceback" not in err
+    assert "starting a fresh run" not in caplog.text  # refused before --resume auto looks for a checkpoint
+    with pytest.raises(InputFormatError, match=f"^{re.escape(refusal)}$"):  # the library refuses it as early
+        pretrain(load_recipe("demo"), out, accelerator="cpu", resume="auto", quiet=True)
+    assert [p.name for p in tmp_path.iterdir()] == ["afile"] and blocker.read_text() == "mine\n"

@@ -10,6 +10,7 @@ import dataclasses
 import logging
 from pathlib import Path
 
+from ..outputs import check_output_dir
 from .option_types import add_recipe_option, positive_int
 
 
@@ -126,6 +127,7 @@ def _fresh_recipe(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    check_output_dir(args.out)  # at once: before torch loads and --resume auto looks in (and logs about) --out
     from ..train import load_recipe, pretrain
 
     checkpoint, saved = _resume_point(args)

@@ -41,7 +41,7 @@ from ..devices import require_devices
 from ..errors import ConfigError, InputFormatError, TrainingError
 from ..models.fixed_filters import hold_fixed_filters
 from ..models.inference_loop import inference_loop
-from ..outputs import atomic_write_text, make_output_dir
+from ..outputs import atomic_write_text, check_output_dir, make_output_dir
 from ..resume import changed_settings, flat_settings, weights_fingerprint
 from ..train.callbacks import EpochCheckpoint
 from ..train.checkpoint_io import AtomicCheckpointIO
@@ -246,15 +246,6 @@ def _resumed_settings(checkpoint: Path, source: Path) -> dict[str, str] | None:
     return saved
 
 
-def _refuse_out_under_a_file(out: Path) -> None:
-    """Refuse, before the task and model load, an ``out`` that a file stands in the way of (``out`` itself or a
-    folder above it): :func:`make_output_dir` cannot make it and refuses it in its one line, creating nothing (no
-    folder can be made under a file). The folder of a run that goes ahead is made only right before its first
-    write."""
-    if any(path.exists() and not path.is_dir() for path in (out, *out.parents)):
-        make_output_dir(out)
-
-
 def finetune(model: str, task: str | os.PathLike | TaskData, out_dir: str | os.PathLike, recipe: FinetuneRecipe,
              *, revision: str | None = None, resume: str | os.PathLike | None = None, accelerator: str = "auto",
              devices: int = 1, strategy: str = "auto", quiet: bool = False,
@@ -274,8 +265,7 @@ def finetune(model: str, task: str | os.PathLike | TaskData, out_dir: str | os.P
     if devices < 1 or recipe.batch_size % devices:
         raise ConfigError(f"batch size {recipe.batch_size} cannot be split over {devices} devices: the recipe's "
                           "batch_size is the global batch and must be a multiple of --devices")
-    out = Path(out_dir).expanduser()
-    _refuse_out_under_a_file(out)
+    out = check_output_dir(out_dir)  # a file in the way: refused before the task and model load
     ckpt_path = resolve_resume(resume, out)
     identity = run_identity(model, task)
     if ckpt_path is None:

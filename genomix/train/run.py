@@ -28,7 +28,7 @@ from lightning.pytorch.loggers import CSVLogger, Logger
 from ..devices import require_devices
 from ..errors import CheckpointError, ConfigError
 from ..kernels.scan.ops import checkpoint_keeps_scan
-from ..outputs import atomic_write_text, make_output_dir, temp_sibling
+from ..outputs import atomic_write_text, check_output_dir, make_output_dir, temp_sibling
 from .callbacks import FinalCheckpoint, PeriodicCheckpoint, SamplerProgress, StageAccumulation, ThroughputMonitor
 from .checkpoint_io import AtomicCheckpointIO
 from .data import GenomeDataModule, resolve_store
@@ -259,9 +259,10 @@ def pretrain(
     ``resume`` is ``None``, ``"auto"`` (continue from ``out_dir`` if it has a checkpoint) or a path.
     A resumed run continues mid-epoch with the same data order and dropout masks as an uninterrupted run.
     Everything that can refuse the run (devices, resume point, genome data, batch plan, model, trainer) is
-    checked before ``out_dir`` is created, so a refused run leaves no empty output folder behind; the price is
-    that an ``out_dir`` that cannot be created is found after the genome store is resolved (a download is kept
-    in the cache for the next run).
+    checked before ``out_dir`` is created, so a refused run leaves no empty output folder behind. A file where
+    ``out_dir`` or a folder above it should be is refused before the genome store is resolved
+    (:func:`genomix.outputs.check_output_dir`); only an ``out_dir`` that cannot be created for another reason (no
+    permission, a read-only file system) is found after it (a download is kept in the cache for the next run).
     """
     require_devices(devices, accelerator)
     world_size = _world_size(devices, num_nodes, accelerator)
@@ -279,7 +280,7 @@ def pretrain(
                               f"{torch.cuda.is_available()}); leave out --cuda-graphs, or set cuda_graphs: false in "
                               "the recipe, to train without graphs")
         graph_autocast_dtype(precision)  # refuses 16-mixed before any work is done
-    out = Path(out_dir).expanduser()
+    out = check_output_dir(out_dir)
     ckpt_path = resolve_resume(resume, out)
     if ckpt_path is None:
         refuse_used_out(out, "pretraining")
