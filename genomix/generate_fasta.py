@@ -32,7 +32,7 @@ from .embed import SequenceInput
 from .errors import InputFormatError
 from .models.generation import beam_search, generate
 from .models.tasks import require_causal_lm
-from .outputs import check_output, make_output_dir
+from .outputs import check_free_space, check_output, check_output_dir, make_output_dir
 from .resume import START_AGAIN, continue_partial, end_interrupted_run, same_weights_settings, weights_fingerprint
 from .tokenizer import decode
 
@@ -73,7 +73,7 @@ def generate_fasta(
     device = resolve_device(device)
     model.to(device).eval()
     out = check_output(out, overwrite=overwrite)
-    make_output_dir(out.parent)
+    check_output_dir(out.parent)
     partial, progress_file = out.with_name(f".{out.name}.partial"), out.with_name(f".{out.name}.partial.json")
     keep = continue_partial(
         partial, lambda: same_weights_settings(_recorded(progress_file, partial)["settings"], settings, partial),
@@ -81,6 +81,8 @@ def generate_fasta(
     if not keep:  # the record of rows not continued (or, beside no partial file, of a run killed as it finished)
         progress_file.unlink(missing_ok=True)
     done = _recorded(progress_file, partial)["done"] if keep else {"prompts": 0, "bytes": 0, "inputs": ""}
+    _check_space(partial, 1 if total is None else total - done["prompts"], num_samples, max_new_tokens, line_width)
+    make_output_dir(out.parent)  # after the checks, so a refused run leaves no empty folder
     inputs = hashlib.sha256()  # the prompts so far, to check that a resumed run reads the same ones
     progress = tqdm(total=None if total is None else total * num_samples * max_new_tokens, unit="base",
                     desc="generating", disable=quiet)
@@ -154,6 +156,17 @@ def check_decoding(max_new_tokens: int, num_samples: int, greedy: bool, num_beam
                                    "must be at most num_beams")
     elif greedy and num_samples > 1:
         raise InputFormatError("greedy decoding gives one continuation per prompt: use num_samples=1, or sample")
+
+
+def _check_space(partial: Path, prompts: int, num_samples: int, max_new_tokens: int, line_width: int) -> None:
+    """Refuse a run whose records cannot fit the free space beside ``partial`` before sampling anything: the bases
+    and line ends of ``num_samples`` records of ``max_new_tokens`` bases for each of the ``prompts`` still to do (one
+    when their number is unknown), headers not counted. A long run would otherwise stop with a full disk hours in."""
+    per_record = max_new_tokens + -(-max_new_tokens // line_width)
+    check_free_space(partial.parent, max(prompts, 0) * num_samples * per_record,
+                     f"the records of {max(prompts, 0)} prompt(s) x {num_samples} sample(s) of "
+                     f"max_new_tokens={max_new_tokens} bases", "ask for fewer new tokens or samples, or write the "
+                     "output elsewhere")
 
 
 def _generator(device: torch.device, seed: int) -> torch.Generator:

@@ -12,7 +12,7 @@ import torch
 from genomix.cli import main
 from genomix.errors import ConfigError
 from genomix.models import build
-from genomix.models.generation import beam_search
+from genomix.models.generation import beam_search, generate
 from genomix.tasks.icl import CHECKPOINT, IclRecipe, run_icl
 from genomix.tasks.labelled import LabelledSequences, TaskData
 from genomix.tokenizer import encode
@@ -78,8 +78,37 @@ def test_beam_search_past_memory_is_refused_by_name(model, tmp_path, capsys):
     out = tmp_path / "beams.fa"
     assert main(["generate", "--model", "hyenadna-tiny-1k", "--prompt", "ACGT", "--max-new-tokens", str(10**12),
                  "--num-beams", "2", "--quiet", "--device", "cpu", "--out", str(out)]) == 2
-    assert "memory" in capsys.readouterr().err
+    assert "max_new_tokens=" in capsys.readouterr().err  # the memory or, first, the disk space it would need
     assert not list(tmp_path.iterdir())
+
+
+def test_sampling_past_memory_is_refused_by_name(model):
+    """Sampling returns the whole sequences: a length they cannot fit in is refused before the model runs (it ran
+    for hours, growing a list of per-step tensors). Past max_seq_len it slides."""
+    prompt = torch.from_numpy(encode("ACGTACGTTG"))[None]
+    with pytest.raises(ConfigError, match=r"generate of max_new_tokens=1000000000000 for 2 sequence\(s\) .* "
+                                          r"16,000\.0 GB, more than .* GB of memory on cpu; ask for fewer"):
+        generate(model, prompt.repeat(2, 1), 10**12)
+    assert generate(model, prompt, 70).shape == (1, 80)
+
+
+def test_generate_refuses_records_past_the_free_disk_space(tmp_path, monkeypatch, capsys):
+    """The records of every prompt still to do (of a streamed FASTA, the next one) are counted against the free
+    space beside --out before sampling, so a long run does not stop with a full disk hours in; nothing is
+    written."""
+    import genomix.outputs as outputs
+
+    free = 1000
+    monkeypatch.setattr(outputs.shutil, "disk_usage", lambda path: outputs.shutil._ntuple_diskusage(10**6, 0, free))
+    out = tmp_path / "out" / "samples.fa"
+    args = ["generate", "--model", "hyenadna-tiny-1k", "--prompt", "ACGT", "--prompt", "TTGA", "--quiet",
+            "--device", "cpu", "--out", str(out), "--num-samples", "2"]
+    assert main(args + ["--max-new-tokens", "300"]) == 2  # 2 prompts x 2 samples x (300 + 4 line ends) > 1000
+    err = capsys.readouterr().err
+    assert "2 prompt(s) x 2 sample(s) of max_new_tokens=300 bases need at least 1,216 bytes" in err
+    assert "1,000 free" in err and not out.parent.exists()
+    assert main(args + ["--max-new-tokens", "200"]) == 0  # 4 x 203 fits
+    assert out.read_text().count(">") == 4
 
 
 def test_a_kshot_resume_into_an_unfinished_soft_prompt_run_is_refused(tmp_path, monkeypatch):

@@ -141,10 +141,15 @@ def generate(
     ``repetition_penalty``: :func:`penalize_repeats` on every step's logits (1: none), before temperature.
     """
     check_repetition_penalty(repetition_penalty)
-    next_logits = _start(model, input_ids, max_new_tokens, recurrent, "generate")
+    next_logits = _start(model, input_ids, max_new_tokens, recurrent, "generate")  # checks the prompt; runs nothing
+    batch, prompt_length = input_ids.shape
+    _refuse_unfittable(batch * (prompt_length + max_new_tokens) * input_ids.element_size(), input_ids.device,
+                       f"generate of max_new_tokens={max_new_tokens} for {batch} sequence(s) returns them whole",
+                       "ask for fewer new tokens or sequences")
+    sequences = input_ids.new_empty(batch, prompt_length + max_new_tokens)
+    sequences[:, :prompt_length] = input_ids
     was_training = model.training
     model.eval()
-    tokens = [input_ids]
     log_likelihood = torch.zeros(input_ids.shape[0], dtype=torch.float32, device=input_ids.device)
     seen = None
     # each row's chosen (greedy) or best (sampling) scores summed over the steps: NaN or infinite once any step's
@@ -172,7 +177,7 @@ def generate(
                 centred = torch.where(best.isfinite(), shaped - best, fallback)  # torch.multinomial never sees NaN
                 probs = _warped(centred, temperature, top_k, choices, top_p)
                 token = torch.multinomial(probs, 1, generator=generator)
-            tokens.append(token.to(input_ids.dtype))
+            sequences[:, prompt_length + i] = token[:, 0]
             if seen is not None:
                 seen.scatter_(1, token, True)
             if return_log_likelihood:
@@ -180,12 +185,11 @@ def generate(
             if on_token is not None:
                 on_token()
             if i + 1 < max_new_tokens:
-                logits = next_logits.send((tokens[-1], None))
+                logits = next_logits.send((sequences[:, prompt_length + i:prompt_length + i + 1], None))
     finally:
         model.train(was_training)
     if not bool(checksum.isfinite().all()):
         raise _non_finite_scores(model, "generate", repetition_penalty)
-    sequences = torch.cat(tokens, dim=1)
     return (sequences, log_likelihood) if return_log_likelihood else sequences
 
 
@@ -285,21 +289,27 @@ def beam_search(
 
 def _check_beam_memory(input_ids: torch.Tensor, max_new_tokens: int, num_beams: int) -> None:
     """Refuse a beam search whose token buffers alone exceed the memory of ``input_ids``' device, before the model
-    runs. Beam search keeps every step's tokens and parent beams, to trace the beams back at the end, and then
-    returns the whole sequences; an absurd ``max_new_tokens`` would otherwise fail in torch's allocator, naming
-    neither option. Like :func:`generate`, it has no limit of its own past ``max_seq_len`` (it slides), so this
-    is the only one; it is the device's whole memory, not what is free now, so that only what can never fit is
-    refused."""
+    runs (:func:`_refuse_unfittable`). Beam search keeps every step's tokens and parent beams, to trace the beams
+    back at the end, and then returns the whole sequences."""
     rows = input_ids.shape[0] * num_beams
     # tokens and returned sequences in the prompt's dtype, parent beams as int64 (8 bytes)
     need = rows * (max_new_tokens * (input_ids.element_size() + 8) + (input_ids.shape[1] + max_new_tokens)
                    * input_ids.element_size())
-    limit = _memory_bytes(input_ids.device)
+    _refuse_unfittable(need, input_ids.device, f"beam search of max_new_tokens={max_new_tokens} with {rows} beams "
+                       f"({input_ids.shape[0]} prompt(s) x {num_beams}) keeps every step's tokens",
+                       "ask for fewer new tokens or beams")
+
+
+def _refuse_unfittable(need: int, device: torch.device, what: str, remedy: str) -> None:
+    """Raise :class:`ConfigError` when ``need`` bytes of token buffers exceed all the memory of ``device``, before
+    the model runs. Generation has no length limit of its own past ``max_seq_len`` (it slides), so an absurd
+    ``max_new_tokens`` would otherwise fail in torch's allocator (naming no option) or, on the CPU, only after
+    hours of steps once the pages are touched. It is the device's whole memory, not what is free now, so that only
+    what can never fit is refused."""
+    limit = _memory_bytes(device)
     if limit is not None and need > limit:
-        raise ConfigError(f"beam search of max_new_tokens={max_new_tokens} with {rows} beams ({input_ids.shape[0]} "
-                          f"prompt(s) x {num_beams}) keeps every step's tokens: at least {need / 1e9:,.1f} GB, more "
-                          f"than all {limit / 1e9:,.1f} GB of memory on {input_ids.device}; ask for fewer new tokens "
-                          "or beams")
+        raise ConfigError(f"{what}: at least {need / 1e9:,.1f} GB, more than all {limit / 1e9:,.1f} GB of memory "
+                          f"on {device}; {remedy}")
 
 
 def _memory_bytes(device: torch.device) -> int | None:
