@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from genomix.cli import main
-from genomix.errors import ChecksumError, ConfigError, DownloadError, InputFormatError
+from genomix.errors import ChecksumError, ConfigError, DiskSpaceError, DownloadError, InputFormatError
 from genomix.tasks import fetch_suite, known_suites, load_task, read_labelled_fasta
 from genomix.tasks import suites as suites_module
 
@@ -470,7 +470,8 @@ def test_too_little_space_or_a_full_disk_stops_in_one_line_leaving_nothing(tmp_p
     archive.write_bytes(_gue_zip(tasks=("tf/0",)))
     usage = collections.namedtuple("usage", "total used free")
     monkeypatch.setattr(suites_module.shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 1000, 1000))
-    with pytest.raises(DownloadError, match=r"unpacking needs [\d,]+ bytes but .* has 1,000 free"):
+    with pytest.raises(DiskSpaceError, match=r"GUE.zip: its \d+ member\(s\) to unpack need at least [\d,]+ bytes, "
+                                             r"but .* has 1,000 free; free some space"):
         fetch_suite("gue", out=tmp_path / "a", tasks=["tf/0"], archive=archive, quiet=True)
     assert not list((tmp_path / "a").rglob("*.csv"))
     monkeypatch.undo()

@@ -1,6 +1,7 @@
 """`genomix tasks download` as a demanding user meets it: an archive missing a task's split, labels that mix
-integers with other numbers, an unpacked folder given as --archive, a run killed outright, and options that are
-silently ignored. Payloads are real GUE rows from shared/data."""
+integers with other numbers, an unpacked folder given as --archive, a run killed outright, options that are
+silently ignored, published tasks damaged by hand, a file where a group folder goes, and misspelt task names.
+Payloads are real GUE rows from shared/data."""
 from __future__ import annotations
 
 import gzip
@@ -14,10 +15,14 @@ from pathlib import Path
 import pytest
 
 from genomix.cli import main
-from genomix.errors import InputFormatError
+from genomix.errors import DownloadError, InputFormatError
 from genomix.tasks import fetch_suite, load_task
 
+import test_task_suites
+from test_task_suites import _class_folder_zip, _serve_zenodo
+
 GUE = Path(__file__).resolve().parents[2] / "shared" / "data" / "gue"
+host = test_task_suites.host  # the local stand-in for Zenodo, a fixture
 
 
 def _gue_csv(task: str, split: str) -> bytes:
@@ -122,3 +127,104 @@ def test_a_bad_row_in_an_archive_is_named_by_the_archive_and_file_not_the_remove
                  str(tmp_path / "gue"), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert f"{archive}: task tf/0: dev.csv:2: invalid DNA character 'U'" in err and ".staging" not in err
+
+
+def _published_tf0(tmp_path: Path) -> tuple[Path, Path]:
+    """GUE's tf/0 published from an archive: (the archive, the task folder)."""
+    archive = _archive(tmp_path / "GUE.zip", _whole_tf0())
+    return archive, fetch_suite("gue", out=tmp_path / "gue", tasks=["tf/0"], archive=archive, quiet=True)["tf/0"]
+
+
+def _damage(folder: Path, how: str) -> str:
+    """Damage the published task ``folder`` by hand as ``how`` says; returns what the warning must name."""
+    if how == "deleted":
+        (folder / "train.csv").unlink()
+        return "train.csv is missing"
+    if how == "emptied":
+        (folder / "dev.csv").write_bytes(b"")
+        return "dev.csv is empty"
+    if how == "cut short":
+        (folder / "test.csv").write_bytes((folder / "test.csv").read_bytes()[:1000])
+        return "test.csv has 1,000 bytes, not the"
+    (folder / "SOURCE.json").write_text("{\"suite\": \"gue\", ")
+    return "SOURCE.json is not the JSON record"
+
+
+@pytest.mark.parametrize("how", ["deleted", "emptied", "cut short", "record unreadable"])
+def test_a_published_task_damaged_by_hand_is_fetched_again(tmp_path, caplog, how):
+    """A task folder with its SOURCE.json was skipped as complete after a split file was deleted, emptied or cut
+    short by hand: every later run returned the damaged task."""
+    archive, folder = _published_tf0(tmp_path)
+    named = _damage(folder, how)
+    with caplog.at_level("WARNING", logger="genomix.tasks.suites"):
+        assert fetch_suite("gue", out=tmp_path / "gue", tasks=["tf/0"], archive=archive, quiet=True)["tf/0"] == folder
+    assert named in caplog.text and "fetching it again" in caplog.text
+    for split in ("train", "dev", "test"):
+        assert (folder / f"{split}.csv").read_bytes() == _gue_csv("tf/0", split)
+    assert json.loads((folder / "SOURCE.json").read_text())["sizes"]["test.csv"] == len(_gue_csv("tf/0", "test"))
+    assert not [p for p in (tmp_path / "gue").rglob("*") if ".staging" in p.parts and p.is_file()]
+
+
+def test_a_damaged_task_that_cannot_be_fetched_again_is_named_and_left_as_it_is(tmp_path, capsys):
+    archive, folder = _published_tf0(tmp_path)
+    (folder / "dev.csv").write_bytes(b"")
+    archive.unlink()
+    assert main(["tasks", "download", "gue", "--tasks", "tf/0", "--archive", str(archive), "--out",
+                 str(tmp_path / "gue"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "no such file" in err and f"damaged task tf/0 ({folder / 'dev.csv'} is empty) was left as it is" in err
+    assert (folder / "train.csv").read_bytes() == _gue_csv("tf/0", "train")  # nothing was removed
+
+
+def test_a_task_published_before_sizes_were_recorded_is_checked_for_missing_and_empty_files(tmp_path):
+    archive, folder = _published_tf0(tmp_path)
+    record = json.loads((folder / "SOURCE.json").read_text())
+    del record["sizes"]
+    (folder / "SOURCE.json").write_text(json.dumps(record))
+    (folder / "test.csv").write_bytes(_gue_csv("tf/0", "test")[:1000])  # unknown size: cannot be told cut short
+    missing = tmp_path / "gone.zip"
+    fetch_suite("gue", out=tmp_path / "gue", tasks=["tf/0"], archive=missing, quiet=True)  # trusted: not fetched
+    (folder / "test.csv").write_bytes(b"")
+    with pytest.raises(DownloadError, match="test.csv is empty"):
+        fetch_suite("gue", out=tmp_path / "gue", tasks=["tf/0"], archive=missing, quiet=True)
+
+
+def test_a_genomic_benchmarks_task_missing_a_sequence_file_is_fetched_again(host, tmp_path, monkeypatch):
+    url, state = host
+    monkeypatch.setenv("ZENODO_ENDPOINT", url)
+    _serve_zenodo(state, url, {"human_nontata_promoters_v0.zip": _class_folder_zip("human_nontata_promoters", "tf/0")})
+    out = tmp_path / "gb"
+    folder = fetch_suite("genomic_benchmarks", out=out, tasks=["human_nontata_promoters"], quiet=True)[
+        "human_nontata_promoters"]
+    files = len(list(folder.rglob("*.txt")))
+    (folder / "train" / "positive" / ".DS_Store").write_bytes(b"\0")  # Finder's litter is no damage
+    requests = len(state["log"])
+    fetch_suite("genomic_benchmarks", out=out, tasks=["human_nontata_promoters"], quiet=True)
+    assert len(state["log"]) == requests
+    next((folder / "train" / "positive").glob("*.txt")).unlink()
+    fetch_suite("genomic_benchmarks", out=out, tasks=["human_nontata_promoters"], quiet=True)
+    assert len(state["log"]) > requests and len(list(folder.rglob("*.txt"))) == files
+
+
+@pytest.mark.parametrize("blocker", ["EMP", "EMP/H3"])
+def test_a_file_where_a_group_or_task_folder_goes_is_named_not_blamed_on_disk_space(tmp_path, capsys, blocker):
+    """A file named like a group folder (GUE's EMP) made the task's rename fail with "free some space"."""
+    archive = _archive(tmp_path / "GUE.zip", {f"GUE/EMP/H3/{s}.csv": _gue_csv("tf/0", s)
+                                              for s in ("train", "dev", "test")})
+    out = tmp_path / "gue"
+    (out / blocker).parent.mkdir(parents=True, exist_ok=True)
+    (out / blocker).write_text("notes")
+    assert main(["tasks", "download", "gue", "--tasks", "EMP/H3", "--archive", str(archive), "--out", str(out),
+                 "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"{out / blocker} is a file, in the way of the folder {out / 'EMP' / 'H3'}" in err
+    assert "space" not in err and (out / blocker).read_text() == "notes"
+
+
+@pytest.mark.parametrize("name, suggested", [("emp/h3", "'EMP/H3'"), ("EMP/H33", "'EMP/H3'"), ("Prom", "'prom'"),
+                                             ("tff", "'tf'"), ("xyz", None)])
+def test_a_misspelt_task_name_is_answered_with_the_names_it_may_mean(tmp_path, capsys, name, suggested):
+    assert main(["tasks", "download", "gue", "--tasks", name, "--out", str(tmp_path / "gue")]) == 2
+    err = capsys.readouterr().err
+    assert f"no task or group {name!r}" in err
+    assert (f"(did you mean {suggested}" in err) if suggested else "did you mean" not in err

@@ -21,7 +21,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     show.add_argument("suite", nargs="?", choices=names, help="one suite only")
     show.set_defaults(func=_list)
 
-    dl = sub.add_parser("download", help="download a suite's tasks (resumable; finished tasks are skipped)")
+    dl = sub.add_parser("download", help="download a suite's tasks (resumable; finished tasks are skipped, "
+                                          "damaged ones fetched again)")
     dl.add_argument("suite", choices=names)
     dl.add_argument("--tasks", nargs="+", metavar="TASK",
                     help="tasks or groups to fetch (e.g. prom tf/0; default: all)")

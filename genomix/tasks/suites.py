@@ -5,44 +5,47 @@ The suites are listed in ``tasks/data/benchmarks.yaml``. Fetching is all-or-noth
 staging folder of this run under ``<out>/.staging/`` (removed whatever stops the run: Ctrl-C, a full disk, a
 bad file; after a kill -9, by the next run), the task must hold every file of the suite's tasks and is read
 back with :func:`load_task` (a malformed or truncated file fails there, with its line), a ``SOURCE.json`` is
-written, and only then is the staging folder renamed to ``<out>/<task>``. So a task folder with its
-``SOURCE.json`` is complete and is skipped, and an interrupted run resumes where it stopped; downloads
-themselves resume from their ``.part`` files (:func:`genomix.genome.download.download`). Unfinished work lies
-at least three folders down in ``<out>``, where nothing that looks for ``<out>/<task>/train.*`` or
-``<out>/<group>/<task>/train.*`` finds it.
+written (with the sizes of the split files), and only then is the staging folder renamed to ``<out>/<task>``.
+So a task folder with its ``SOURCE.json`` is complete and is skipped while its split files are intact
+(:func:`genomix.tasks.published.damage`), and an interrupted run resumes where it stopped; downloads themselves
+resume from their ``.part`` files (:func:`genomix.genome.download.download`). A task damaged since it was
+published (a split file deleted, emptied or cut short) is fetched again and replaces the damaged folder only
+once the new copy is complete. Unfinished work lies at least three folders down in ``<out>``, where nothing
+that looks for ``<out>/<task>/train.*`` or ``<out>/<group>/<task>/train.*`` finds it.
 
-Zip members are unpacked only to paths made from the suite's own task and file names (GenomicBenchmarks'
-class folders: plain names only), never to a member's own path; symbolic links are refused; every member's
-CRC-32 is checked as it is read; and the members' declared sizes, which bound what is written, must fit
-the free space before anything is unpacked.
+Zips are read as :mod:`genomix.tasks.zips` says: members go only to paths made from the suite's own names,
+links are refused, CRC-32s are checked, and the free space is checked before anything is unpacked.
 """
 from __future__ import annotations
 
 import contextlib
 import dataclasses
 import datetime
+import difflib
 import json
+import logging
 import os
 import re
 import shutil
-import stat
 import urllib.error
 import urllib.request
 import zipfile
-import zlib
 from pathlib import Path
 from typing import Any, Iterator
 
 import yaml
 
-from ..errors import ChecksumError, ConfigError, DownloadError, InputFormatError
-from ..genome.download import CHUNK, USER_AGENT, download, fetch_text, local_writes
+from ..errors import ChecksumError, ConfigError, DownloadError, GenomixError, InputFormatError
+from ..genome.download import USER_AGENT, download, fetch_text, local_writes
 from ..genome.registry import cache_dir
 from ..outputs import make_output_dir, temp_sibling
 from .labelled import load_task
+from .published import SOURCE_FILE, damage, is_fetched, split_sizes
+from .zips import check_space, class_folder_plan, open_zip, starts_like_zip, unpack, unpacking_bar
+
+log = logging.getLogger(__name__)
 
 SUITES_FILE = Path(__file__).parent / "data" / "benchmarks.yaml"
-SOURCE_FILE = "SOURCE.json"
 DEFAULT_HUB_ENDPOINT = "https://huggingface.co"
 DEFAULT_ZENODO_ENDPOINT = "https://zenodo.org"
 
@@ -74,7 +77,8 @@ class BenchmarkSuite:
 
     def select(self, wanted: list[str] | None) -> list[str]:
         """The tasks named in ``wanted`` (a task, or a group such as ``prom`` for all of ``prom/*``);
-        every task when ``wanted`` is empty."""
+        every task when ``wanted`` is empty. An unknown name is refused with the names it may stand for
+        (:func:`did_you_mean`), since names are matched exactly: ``emp/h3`` would be a folder of its own."""
         if not wanted:
             return list(self.tasks)
         chosen: list[str] = []
@@ -82,10 +86,27 @@ class BenchmarkSuite:
             name = name.strip("/")
             matches = [t for t in self.tasks if t == name or t.startswith(name + "/")]
             if not matches:
-                raise ConfigError(f"suite {self.name!r} has no task or group {name!r}; its tasks: "
+                groups = {str(p) for t in self.tasks for p in Path(t).parents if str(p) != "."}
+                raise ConfigError(f"suite {self.name!r} has no task or group {name!r}"
+                                  f"{did_you_mean(name, [*self.tasks, *sorted(groups)])}; its tasks: "
                                   f"{', '.join(self.tasks)}")
             chosen.extend(t for t in matches if t not in chosen)
         return chosen
+
+
+def did_you_mean(name: str, known: list[str]) -> str:
+    """`` (did you mean 'EMP/H3'?)`` for a ``name`` that is one of ``known`` but for case, or else is close to
+    some of them (:func:`difflib.get_close_matches`, case ignored); empty when none is: a typo in a name is
+    answered with the right spelling rather than with a list to search."""
+    matches = [k for k in known if k.lower() == name.lower()]
+    if not matches:
+        lowered = {k.lower(): k for k in known}
+        matches = [lowered[m] for m in difflib.get_close_matches(name.lower(), list(lowered), n=3)]
+    if not matches:
+        return ""
+    names = [repr(m) for m in matches]
+    listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+    return f" (did you mean {listed}?)"
 
 
 def known_suites() -> dict[str, BenchmarkSuite]:
@@ -112,7 +133,8 @@ def suite(name: str) -> BenchmarkSuite:
     """The suite called ``name``; an unknown name is refused with the list of known ones."""
     suites = known_suites()
     if name not in suites:
-        raise ConfigError(f"unknown benchmark suite {name!r}; known: {', '.join(sorted(suites))}")
+        raise ConfigError(f"unknown benchmark suite {name!r}{did_you_mean(name, list(suites))}; known: "
+                          f"{', '.join(sorted(suites))}")
     return suites[name]
 
 
@@ -131,43 +153,55 @@ def fetch_suite(
 ) -> dict[str, Path]:
     """Download ``tasks`` of suite ``name`` (all by default) into ``out`` (default
     :func:`default_root`); returns each task's folder. ``archive`` is an already downloaded copy of an
-    archive suite's zip (for machines where the archive's host needs a browser)."""
+    archive suite's zip (for machines where the archive's host needs a browser).
+
+    Tasks already published there are skipped while their split files are intact; one damaged since (a split
+    file deleted, emptied or cut short: :func:`genomix.tasks.published.damage`) is fetched again, with a
+    warning, and replaces the damaged folder once complete. Where that fetch fails (offline, a wrong
+    ``archive``), the error also names what is damaged, which is left as it is: a damaged task is never
+    returned as if it were whole without saying so."""
     spec = suite(name)
     root = Path(out).expanduser() if out is not None else default_root(name, cache)
     wanted = spec.select(tasks)
     root = make_output_dir(root, option="--out" if out is not None else "--cache-dir (or $GENOMIX_CACHE)")
-    missing = [t for t in wanted if not _is_fetched(root / t)]
-    if missing:
-        if spec.archive is not None:
-            _fetch_from_archive(spec, root, missing, archive, quiet)
-        elif archive is not None:
-            raise ConfigError(f"suite {name!r} is fetched task by task; --archive does not apply")
-        elif spec.zenodo_record is not None:
-            _fetch_from_zenodo(spec, root, missing, quiet)
-        else:
-            _fetch_from_hub(spec, root, missing, quiet)
+    missing = [t for t in wanted if not is_fetched(root, t, spec.files)]
+    damaged = {t: why for t in missing if (why := damage(root / t, spec.files))}
+    for task, why in damaged.items():
+        log.warning("task %s was damaged after it was downloaded (%s); fetching it again", task, why)
+    try:
+        _fetch_missing(spec, root, missing, archive, quiet)
+    except GenomixError as exc:
+        still = [f"{t} ({why})" for t in damaged if (why := damage(root / t, spec.files))]
+        if still:
+            which = f"task {still[0]} was" if len(still) == 1 else f"tasks {', '.join(still)} were"
+            exc.args = (f"{exc}; so the damaged {which} left as it is: fix the above and run the same command "
+                        "again, and do not use it meanwhile",)
+        raise
     return {t: root / t for t in wanted}
 
 
-def _is_fetched(folder: Path) -> bool:
-    """Whether ``folder`` is a task that an earlier run published (it has its ``SOURCE.json``). A missing or
-    empty folder is not; anything else in the way is refused, since it may be half of a task unpacked by
-    hand and would otherwise be taken as complete."""
-    if (folder / SOURCE_FILE).is_file():
-        return True
-    if folder.is_dir() and not any(folder.iterdir()) or not folder.exists():
-        return False
-    raise InputFormatError(f"{folder} exists but was not written by `genomix tasks download` (it has no "
-                           f"{SOURCE_FILE}), so it may be incomplete: move it away and run again, or pass it to "
-                           "--task as it is")
+def _fetch_missing(spec: BenchmarkSuite, root: Path, missing: list[str], archive: str | os.PathLike | None,
+                   quiet: bool) -> None:
+    """Fetch and publish the ``missing`` tasks of ``spec`` from wherever the suite is published."""
+    if not missing:
+        return
+    if spec.archive is not None:
+        _fetch_from_archive(spec, root, missing, archive, quiet)
+    elif archive is not None:
+        raise ConfigError(f"suite {spec.name!r} is fetched task by task; --archive does not apply")
+    elif spec.zenodo_record is not None:
+        _fetch_from_zenodo(spec, root, missing, quiet)
+    else:
+        _fetch_from_hub(spec, root, missing, quiet)
 
 
 def _publish(staging: Path, dest: Path, task: str, source: dict[str, Any], files: tuple[str, ...]) -> None:
     """Check that ``staging`` holds ``files`` (the suite's files of every task) and reads as a task, record where
-    it came from, and rename it into place (where another run that fetched the same task got there first, its
-    folder is kept). A missing split (a zip re-packed by hand, a GenomicBenchmarks zip without its test folder)
-    is refused: :func:`load_task` reads whatever splits there are, and a published task is never fetched again,
-    so a task without its training split would otherwise be kept for good."""
+    it came from and the sizes of its split files, and rename it into place (where another run that fetched the
+    same task got there first, its folder is kept; a damaged one is replaced). A missing split (a zip re-packed
+    by hand, a GenomicBenchmarks zip without its test folder) is refused: :func:`load_task` reads whatever splits
+    there are, and a published task whose files are intact is not fetched again, so a task without its training
+    split would otherwise be kept for good."""
     origin = source.get("archive") or source.get("file") or source.get("repository")
     missing = [f for f in files if not (staging / f).exists()]
     if missing:
@@ -180,12 +214,23 @@ def _publish(staging: Path, dest: Path, task: str, source: dict[str, Any], files
         raise InputFormatError(f"{origin}: task {task}: {str(exc).replace(f'{staging}{os.sep}', '')}; nothing was "
                                f"written for {task}") from None
     source = dict(source, task=task, examples={s: len(d) for s, d in data.splits.items()},
-                  labels=data.label_names, fetched=datetime.datetime.now(datetime.timezone.utc).isoformat())
+                  labels=data.label_names, sizes=split_sizes(staging, files),
+                  fetched=datetime.datetime.now(datetime.timezone.utc).isoformat())
     with local_writes(dest):
         (staging / SOURCE_FILE).write_text(json.dumps(source, indent=2) + "\n")
         dest.parent.mkdir(parents=True, exist_ok=True)
-        if not _is_fetched(dest):
-            os.replace(staging, dest)
+        if not is_fetched(dest.parents[len(Path(task).parts) - 1], task, files):
+            _replace(staging, dest)
+
+
+def _replace(staging: Path, dest: Path) -> None:
+    """Rename ``staging`` to ``dest``; a folder there (empty, or a damaged task) is first moved into the staging
+    run's folder, which is removed whatever happens, so that ``dest`` is either the old folder or the new one."""
+    aside = staging.with_name(staging.name + ".replaced")
+    if dest.exists():
+        os.replace(dest, aside)
+    os.replace(staging, dest)
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -209,60 +254,6 @@ def _staging(root: Path, task: str) -> Iterator[Path]:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
-def _open_zip(path: Path) -> zipfile.ZipFile:
-    """The zip at ``path``; a damaged one (its member list unreadable) is a :class:`ChecksumError`."""
-    try:
-        return zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
-        raise ChecksumError(f"{path}: not a readable zip archive ({exc}); it is corrupt or truncated") from None
-
-
-def _check_space(members: list[zipfile.ZipInfo], folder: Path, archive: Path) -> None:
-    """Refuse to unpack ``members`` into ``folder`` when their declared sizes (which bound what is written:
-    a member that inflates past its size fails its CRC check) exceed the free space, before writing anything:
-    a zip bomb or an out-of-space disk stops in one line instead of half way."""
-    need = sum(info.file_size for info in members)
-    free = shutil.disk_usage(folder).free
-    if need > free:
-        raise DownloadError(f"{archive}: unpacking needs {need:,} bytes but {folder} has {free:,} free; free some "
-                            "space or choose another --out")
-
-
-def _copy_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, archive: Path) -> None:
-    """Write member ``info`` to ``target`` (a path the caller made, never the member's own), checking its
-    CRC-32; a symbolic link is refused, and a damaged member is a :class:`ChecksumError`."""
-    if stat.S_ISLNK(info.external_attr >> 16):
-        raise InputFormatError(f"{archive}: member {info.filename!r} is a symbolic link; a benchmark archive "
-                               "holds only files: is this the right archive?")
-    try:
-        with zf.open(info) as src, local_writes(target):
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with open(target, "wb") as dst:
-                shutil.copyfileobj(src, dst, CHUNK)
-    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
-        raise ChecksumError(f"{archive}: member {info.filename} fails its CRC-32 check or cannot be inflated "
-                            f"({exc}); the archive is corrupt or truncated") from None
-    except NotImplementedError as exc:
-        raise InputFormatError(f"{archive}: member {info.filename}: {exc}; unpack the archive with another tool "
-                               "and zip it again with ordinary compression") from None
-
-
-def _unpacking_bar(members: list[zipfile.ZipInfo], archive: Path, quiet: bool):
-    """A progress bar over the bytes of ``members`` (silenced by ``quiet``)."""
-    from tqdm.auto import tqdm
-
-    return tqdm(total=sum(m.file_size for m in members), unit="B", unit_scale=True, desc=f"unpacking {archive.name}",
-                disable=quiet)
-
-
-def _unpack(zf: zipfile.ZipFile, plan: dict[str, zipfile.ZipInfo], staging: Path, archive: Path,
-            progress) -> None:
-    """Copy each member of ``plan`` (target path relative to ``staging`` -> member) into ``staging``."""
-    for relative, info in plan.items():
-        _copy_member(zf, info, staging / relative, archive)
-        progress.update(info.file_size)
-
-
 def _fetch_from_archive(spec: BenchmarkSuite, root: Path, tasks: list[str], archive: str | os.PathLike | None,
                         quiet: bool) -> None:
     """Unpack ``tasks`` from the suite's zip, downloaded into ``<root>/.downloads`` unless ``archive`` is a copy.
@@ -281,7 +272,7 @@ def _fetch_from_archive(spec: BenchmarkSuite, root: Path, tasks: list[str], arch
         raise DownloadError(f"--archive {archive}: no such file; pass the path of {info['filename']} as "
                             f"downloaded from {info['page']}")
     if not zipfile.is_zipfile(archive):
-        cut_short = _starts_like_zip(archive)
+        cut_short = starts_like_zip(archive)
         if fetched:
             archive.unlink()  # not the archive: the next run must fetch again, not reuse this file
         if cut_short:
@@ -301,30 +292,22 @@ def _fetch_from_archive(spec: BenchmarkSuite, root: Path, tasks: list[str], arch
             raise ChecksumError(f"{exc}: download it again") from None
         archive.unlink(missing_ok=True)
         raise ChecksumError(f"{exc}; the download was removed: run the same command again to fetch it afresh") from None
-    if fetched and all((root / task / SOURCE_FILE).is_file() for task in spec.tasks):
+    if fetched and all((root / t / SOURCE_FILE).is_file() and damage(root / t, spec.files) is None for t in spec.tasks):
         archive.unlink(missing_ok=True)
-
-
-def _starts_like_zip(path: Path) -> bool:
-    """Whether ``path`` begins as a zip does (a local file header): a file that does but that
-    :func:`zipfile.is_zipfile` refuses lacks its end, as a browser download stopped half way does, and is no
-    HTML page that a message about Google Drive's quota would explain."""
-    with open(path, "rb") as fh:
-        return fh.read(4) == b"PK\x03\x04"
 
 
 def _unpack_archive_tasks(spec: BenchmarkSuite, root: Path, tasks: list[str], archive: Path, quiet: bool) -> None:
     """Publish ``tasks`` from the archive suite's zip ``archive``, one all-or-nothing task at a time."""
     info = spec.archive
     assert info is not None
-    with _open_zip(archive) as zf:
+    with open_zip(archive) as zf:
         plans = _archive_plans(zf, spec, tasks, archive)
         members = [m for plan in plans.values() for m in plan.values()]
-        _check_space(members, root, archive)
-        with _unpacking_bar(members, archive, quiet) as progress:
+        check_space(members, root, archive)
+        with unpacking_bar(members, archive, quiet) as progress:
             for task, plan in plans.items():
                 with _staging(root, task) as staging:
-                    _unpack(zf, plan, staging, archive, progress)
+                    unpack(zf, plan, staging, archive, progress)
                     _publish(staging, root / task, task, {"suite": spec.name, "archive": str(archive.resolve()),
                                                           "url": info["url"], "files": list(plan)}, spec.files)
 
@@ -390,7 +373,8 @@ def hub_file_sha256(url: str, timeout: float = 60.0) -> str | None:
             headers = resp.headers
     except urllib.error.HTTPError as exc:
         if exc.code >= 400:
-            raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}; check the suite's repository and revision") from None
+            raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}; check the suite's repository and "
+                                "revision") from None
         headers = exc.headers  # a redirect: its headers carry the checksum
     except (urllib.error.URLError, OSError) as exc:
         raise DownloadError(f"could not reach {url}: {exc}; check the network (or HF_ENDPOINT)") from None
@@ -435,38 +419,12 @@ def zenodo_files(record: str, timeout: float = 60.0) -> dict[str, dict[str, Any]
     for entry in listing.get("files") or []:
         algorithm, _, digest = str(entry.get("checksum", "")).partition(":")
         files[entry["key"]] = {
-            "url": (entry.get("links") or {}).get("self") or f"{endpoint}/records/{record}/files/{entry['key']}?download=1",
+            "url": ((entry.get("links") or {}).get("self")
+                    or f"{endpoint}/records/{record}/files/{entry['key']}?download=1"),
             "md5": digest.lower() if algorithm == "md5" and re.fullmatch(r"[0-9a-fA-F]{32}", digest) else None,
             "size": entry.get("size"),
         }
     return files
-
-
-_CLASS_FILE = re.compile(r"^(?:.*/)?([^/]+)/([^/]+)/([^/]+\.txt)$")
-
-
-def _class_folder_plan(zf: zipfile.ZipFile, splits: tuple[str, ...], source: Path) -> dict[str, zipfile.ZipInfo]:
-    """``<split>/<class>/<id>.txt`` (under any top folder) -> its member, for the members of a GenomicBenchmarks
-    zip. macOS's ``__MACOSX`` copies and hidden names are skipped; a name with a backslash (a path on Windows)
-    and two members for one file are refused. What lies above ``<split>`` is never part of the target."""
-    plan: dict[str, zipfile.ZipInfo] = {}
-    for info in zf.infolist():
-        match = _CLASS_FILE.match(info.filename)
-        if match is None or match.group(1) not in splits:
-            continue
-        split, cls, filename = match.groups()
-        if "__MACOSX" in info.filename.split("/") or cls.startswith(".") or filename.startswith("."):
-            continue  # macOS's resource-fork copies, hidden files, and "." or ".." as a class
-        if "\\" in cls or "\\" in filename:
-            raise InputFormatError(f"{source}: member {info.filename!r} is not a class folder entry")
-        relative = f"{split}/{cls}/{filename}"
-        if relative in plan:
-            raise InputFormatError(f"{source}: members {plan[relative].filename!r} and {info.filename!r} are both "
-                                   f"{relative}; is this one GenomicBenchmarks dataset?")
-        plan[relative] = info
-    if not plan:
-        raise InputFormatError(f"{source}: holds no {'/'.join(splits)} class folders (<split>/<class>/<id>.txt)")
-    return plan
 
 
 def _fetch_from_zenodo(spec: BenchmarkSuite, root: Path, tasks: list[str], quiet: bool) -> None:
@@ -481,11 +439,11 @@ def _fetch_from_zenodo(spec: BenchmarkSuite, root: Path, tasks: list[str], quiet
                                 f"{', '.join(sorted(files)) or 'no files'}")
         entry = files[key]
         zipped = download(entry["url"], root / ".downloads" / key, md5=entry["md5"], size=entry["size"], quiet=quiet)
-        with _open_zip(zipped) as zf, _staging(root, task) as staging:
-            plan = _class_folder_plan(zf, spec.files, zipped)
-            _check_space(list(plan.values()), root, zipped)
-            with _unpacking_bar(list(plan.values()), zipped, quiet) as progress:
-                _unpack(zf, plan, staging, zipped, progress)
+        with open_zip(zipped) as zf, _staging(root, task) as staging:
+            plan = class_folder_plan(zf, spec.files, zipped)
+            check_space(list(plan.values()), root, zipped)
+            with unpacking_bar(list(plan.values()), zipped, quiet) as progress:
+                unpack(zf, plan, staging, zipped, progress)
             _publish(staging, root / task, task, {"suite": spec.name, "zenodo_record": spec.zenodo_record,
                                                   "file": key, "url": entry["url"], "md5": entry["md5"]}, spec.files)
         zipped.unlink()
