@@ -3,6 +3,7 @@ status (not a traceback, not after hours of the runs before), GPU-only scripts s
 and results are written whole, readable like any other file."""
 from __future__ import annotations
 
+import gzip
 import importlib.util
 import json
 import os
@@ -15,6 +16,8 @@ from types import ModuleType
 
 import pytest
 import torch
+
+from scoring_interrupts import interrupt_causal_scoring
 
 ROOT = Path(__file__).resolve().parents[1]
 PIPELINES = ROOT / "pipelines"
@@ -101,6 +104,76 @@ def test_finetune_gue_exits_1_when_a_task_failed(tmp_path, capsys):
     assert "no train split" in json.loads((tmp_path / "finetune_gue.json").read_text())["rows"][0]["error"]
 
 
+def _interrupted(main, argv: list[str]) -> int:
+    """The exit status of ``main(argv)`` stopped by Ctrl-C; a ``KeyboardInterrupt`` that escapes it (a traceback
+    for the user) fails the test instead of stopping the whole test session."""
+    try:
+        main(argv)
+    except SystemExit as stop:
+        return stop.code
+    except KeyboardInterrupt:
+        pytest.fail("Ctrl-C escaped main() as a KeyboardInterrupt traceback")
+    pytest.fail("main() finished although interrupted")
+
+
+def _tiny_suite(tmp_path: Path) -> Path:
+    """A GUE-layout suite with one task, ``prom/tiny``: the first rows of each split of ``prom_core_tata`` (both
+    classes in each), small enough to fine-tune in seconds."""
+    task = tmp_path / "suite" / "prom" / "tiny"
+    task.mkdir(parents=True)
+    for split, rows in (("train", 64), ("dev", 32), ("test", 32)):
+        with gzip.open(GUE / "prom" / "prom_core_tata" / f"{split}.csv.gz", "rt") as fh:
+            (task / f"{split}.csv").write_text("".join(fh.readline() for _ in range(rows + 1)))
+    return tmp_path / "suite"
+
+
+def test_finetune_gue_refuses_what_every_task_would_fail_on_before_training(tmp_path, capsys):
+    main = _pipeline("finetune_gue").main
+    base = ["--gue", str(GUE), "--tasks", "prom/prom_core_tata", "--out", str(tmp_path / "out")]
+    err = _refused(main, ["--model", "nosuch-model", "--accelerator", "cpu", *base], capsys)
+    assert "'nosuch-model' is neither a local directory" in err
+    err = _refused(main, ["--model", "hyenadna-tiny-1k", "--accelerator", "cpu", "--devices", "3", *base], capsys)
+    assert "batch size 128 cannot be split over 3 devices" in err
+    assert "invalid choice: 'bogus'" in _refused(main, ["--model", "hyenadna-tiny-1k", "--accelerator", "bogus",
+                                                        *base], capsys)
+    err = _refused(main, ["--model", "hyenadna-tiny-1k", "--gue", str(tmp_path / "nogue"), "--out",
+                          str(tmp_path / "out")], capsys)
+    assert "no such folder" in err
+    err = _refused(main, ["--model", "hyenadna-tiny-1k", "--gue", str(GUE), "--tasks", "prom/prom_core_tat",
+                          "--out", str(tmp_path / "out")], capsys)
+    assert "prom/prom_core_tat (did you mean 'prom/prom_core_tata'" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_finetune_gue_reuses_only_its_own_results_and_records_its_settings(tmp_path, capsys):
+    main = _pipeline("finetune_gue").main
+    run = ["--gue", str(_tiny_suite(tmp_path)), "--recipe", "quick", "--max-epochs", "1", "--train-rows", "64",
+           "--accelerator", "cpu", "--quiet", "--out", str(tmp_path / "out")]
+    assert main(["--model", "hyenadna-tiny-1k", *run]) == 0
+    assert "[1/1] prom/tiny: fine-tuning into" in capsys.readouterr().out  # said before the task's long work
+    err = _refused(main, ["--model", "mamba-tiny-1k", *run], capsys)  # not the hyena results under mamba's name
+    assert "other settings" in err and "model: hyenadna-tiny-1k -> mamba-tiny-1k" in err
+    assert main(["--model", "hyenadna-tiny-1k", *run]) == 0
+    result = json.loads((tmp_path / "out" / "finetune_gue.json").read_text())
+    assert result["rows"][0]["reused"] and result["train_rows"] == 64 and result["accelerator"] == "cpu"
+    assert result["resolved_recipe"]["optim"]["lr"] == 2e-3 and result["tasks"] == ["prom/tiny"]
+    assert result["command"].endswith(" ".join(run[-2:])) and "--train-rows 64" in result["command"]
+
+
+def test_finetune_gue_ctrl_c_stops_in_one_line_that_says_how_to_continue(tmp_path, monkeypatch, capsys):
+    import genomix.tasks
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt("stopped in epoch 1; ... the same command with --resume auto continues from it")
+
+    monkeypatch.setattr(genomix.tasks, "finetune", interrupted)
+    main = _pipeline("finetune_gue").main
+    assert _interrupted(main, ["--model", "hyenadna-tiny-1k", "--gue", str(GUE), "--tasks", "tf/0", "--accelerator",
+                               "cpu", "--out", str(tmp_path / "out")]) == 130
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "the same command continues" in err and "--resume" not in err
+
+
 def _labelled(tmp_path: Path, rows: int, label: str | None = None) -> Path:
     """The first ``rows`` ClinVar rows (the last one's label replaced by ``label`` if given)."""
     lines = CLINVAR.read_text().splitlines()[: rows + 1]
@@ -125,7 +198,7 @@ def test_eval_variant_scoring_refuses_bad_inputs_in_one_line(tmp_path, capsys):
     err = _refused(main, [*common, "--variants", str(good), "--out", str(_blocked_out(tmp_path))], capsys)
     assert "afile is a file" in err
     err = _refused(main, [*common, "--variants", str(good), "--out", str(tmp_path / "c")], capsys)  # no --contig-map
-    assert "no contig 'MT'" in err and "--resume" not in err  # this script has no --resume to advise
+    assert "no contig 'MT'" in err and "--resume" not in err  # stopped at the first row: nothing to resume
 
 
 def test_eval_variant_scoring_json_is_readable_like_its_other_outputs(tmp_path):
@@ -136,6 +209,58 @@ def test_eval_variant_scoring_json_is_readable_like_its_other_outputs(tmp_path):
     mode = lambda name: (tmp_path / "out" / name).stat().st_mode & 0o777  # noqa: E731
     assert mode("eval_variant_scoring.json") == mode("scores.tsv")  # not mkstemp's 0600
     assert [p.name for p in (tmp_path / "out").iterdir() if p.name.startswith(".")] == []
+
+
+def _table(tmp_path: Path, *rows: str) -> Path:
+    """A labelled table: ClinVar's header, then ``rows`` (tab-separated lines) as they are."""
+    path = tmp_path / "table.tsv"
+    path.write_text("\n".join([CLINVAR.read_text().splitlines()[0], *rows]) + "\n")
+    return path
+
+
+def test_eval_variant_scoring_refuses_malformed_rows_by_their_table_line_before_writing(tmp_path, capsys):
+    main = _pipeline("eval_variant_scoring").main
+    common = ["--model", "hyenadna-tiny-1k", "--reference", str(RCRS), "--contig-map", "MT=MT_human", "--window",
+              "64", "--device", "cpu", "--out", str(tmp_path / "out")]
+    good = "MT\t3243\tA\tG\t1"
+    for rows, message in (((), "no variants below the header line"),
+                          ((good, "MT\t3271\tT"), "line 3: no alt, label (a row cut short?)"),
+                          ((good, "MT\tx12\tA\tG\t0"), "line 3: position 'x12' is not a positive integer"),
+                          ((good, "MT\t3243\tA\tG,T\t0"), "line 3: A>G,T has several alleles")):
+        assert message in _refused(main, ["--variants", str(_table(tmp_path, *rows)), *common], capsys)
+    err = _refused(main, ["--variants", str(_table(tmp_path, good)), *common[2:], "--model", "nosuch-model"], capsys)
+    assert "'nosuch-model' is neither" in err
+    assert not (tmp_path / "out").exists()  # no variants.vcf left behind by a run that never scored
+
+
+def test_eval_variant_scoring_json_is_strict_json_with_every_setting(tmp_path, capsys):
+    main = _pipeline("eval_variant_scoring").main
+    table = _table(tmp_path, "MT\t3243\tA\tG\t1", "MT\t3271\tT\tC\t1", "MT\t3243\tC\tG\t0")  # REF is A
+    args = ["--model", "hyenadna-tiny-1k", "--variants", str(table), "--reference", str(RCRS), "--contig-map",
+            "MT=MT_human", "--window", "64", "--device", "cpu", "--out", str(tmp_path / "out")]
+    assert main(args) == 0
+    out, err = capsys.readouterr()
+    assert "1 of 3 variants were not scored (ref_mismatch: 1)" in out and "scoring variants" in err  # progress
+    text = (tmp_path / "out" / "eval_variant_scoring.json").read_text()
+    result = json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} is not JSON"))
+    assert result["table"][0]["auroc"] is None  # both scored variants are pathogenic
+    assert (result["method"], result["window"], result["batch_size"], result["device"]) == ("causal", 64, 16, "cpu")
+    assert result["contig_map"] == ["MT=MT_human"] and result["weights"].startswith("sha256:")
+    assert result["command"].endswith(" ".join(args))
+
+
+def test_eval_variant_scoring_ctrl_c_keeps_scored_rows_for_resume(tmp_path, monkeypatch, capsys):
+    calls = interrupt_causal_scoring(monkeypatch, 2)
+    main = _pipeline("eval_variant_scoring").main
+    args = ["--model", "hyenadna-tiny-1k", "--variants", str(_labelled(tmp_path, 3)), "--reference", str(RCRS),
+            "--contig-map", "MT=MT_human", "--window", "64", "--batch-size", "1", "--device", "cpu", "--quiet",
+            "--out", str(tmp_path / "out")]
+    assert _interrupted(main, args) == 130
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "the 1 rows written so far are kept" in err and "--resume" in err
+    assert main([*args, "--resume"]) == 0
+    assert len(calls) == 4  # the row kept was not scored again
+    assert json.loads((tmp_path / "out" / "eval_variant_scoring.json").read_text())["table"][0]["n"] == 3
 
 
 def test_bench_cpu_inference_refuses_bad_runs_and_out_in_one_line(tmp_path, capsys):

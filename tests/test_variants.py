@@ -21,6 +21,7 @@ from genomix.models.scoring import token_log_likelihoods
 from genomix.tokenizer import encode
 from genomix.variants import COLUMNS, Reference, Region, read_vcf, score_variants
 from genomix.variants import score as score_module
+from scoring_interrupts import interrupt_causal_scoring
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 RCRS = SHARED / "genomes" / "human_mtDNA_rCRS.fa"
@@ -226,15 +227,8 @@ def test_ref_mismatch_stops_with_the_line_and_keeps_the_rows_before(tmp_path, mo
 def _interrupt_third_batch(monkeypatch):
     """Make the third batch of causal scoring raise KeyboardInterrupt, as Ctrl-C would; returns the real function,
     for the caller to put back."""
-    real, calls = score_module._score_causal, []
-
-    def interrupting(*args):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        real(*args)
-
-    monkeypatch.setattr(score_module, "_score_causal", interrupting)
+    real = score_module._score_causal
+    interrupt_causal_scoring(monkeypatch, 3)
     return real
 
 

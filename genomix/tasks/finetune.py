@@ -246,6 +246,16 @@ def _resumed_settings(checkpoint: Path, source: Path) -> dict[str, str] | None:
     return saved
 
 
+def check_devices(recipe: FinetuneRecipe, accelerator: str, devices: int) -> None:
+    """Refuse ``devices`` this machine cannot run (:func:`genomix.devices.require_devices`) or that cannot split the
+    recipe's batch: ``batch_size`` is the global batch, shared evenly by the data-parallel processes. A suite of
+    runs (``pipelines/finetune_gue.py``) asks once, before its first task trains."""
+    require_devices(devices, accelerator)
+    if devices < 1 or recipe.batch_size % devices:
+        raise ConfigError(f"batch size {recipe.batch_size} cannot be split over {devices} devices: the recipe's "
+                          "batch_size is the global batch and must be a multiple of --devices")
+
+
 def finetune(model: str, task: str | os.PathLike | TaskData, out_dir: str | os.PathLike, recipe: FinetuneRecipe,
              *, revision: str | None = None, resume: str | os.PathLike | None = None, accelerator: str = "auto",
              devices: int = 1, strategy: str = "auto", quiet: bool = False,
@@ -261,10 +271,7 @@ def finetune(model: str, task: str | os.PathLike | TaskData, out_dir: str | os.P
     recipe values, model, trainer) is checked before ``out_dir`` is created, so a refused run leaves no empty output
     folder behind; only an ``out_dir`` that cannot be made for another reason than a file in its way (no
     permission, a read-only file system) is found after the model has loaded."""
-    require_devices(devices, accelerator)
-    if devices < 1 or recipe.batch_size % devices:
-        raise ConfigError(f"batch size {recipe.batch_size} cannot be split over {devices} devices: the recipe's "
-                          "batch_size is the global batch and must be a multiple of --devices")
+    check_devices(recipe, accelerator, devices)
     out = check_output_dir(out_dir)  # a file in the way: refused before the task and model load
     ckpt_path = resolve_resume(resume, out)
     identity = run_identity(model, task)

@@ -240,13 +240,19 @@ def _header_settings(header: str) -> dict[str, str]:
     return {**dict(item.partition("=")[::2] for item in first.split()[3:]), "columns": ",".join(columns)}
 
 
+def scores_settings(path: str | os.PathLike) -> dict[str, str]:
+    """The settings that a scores TSV written by :func:`score_variants` records in its first line (window, method,
+    model, weights, ``meta``...) and its columns, for a harness that reports them with its results."""
+    with open(path) as fh:
+        return _header_settings(fh.readline() + fh.readline())
+
+
 def _saved_settings(partial: Path, settings: dict[str, str]) -> dict[str, str]:
     """The settings an interrupted run recorded in ``partial``, compared with this run's ``settings``. A run
     stopped by a REF mismatch (``on_ref_mismatch=error``) may continue with ``skip``: every row before the
     mismatch is the same under both. The model is compared by its weights, its path only for a run recorded
     without them (:func:`genomix.resume.same_weights_settings`)."""
-    with open(partial) as fh:
-        saved = _header_settings(fh.readline() + fh.readline())
+    saved = scores_settings(partial)
     if saved.get("on_ref_mismatch") == "error":
         saved["on_ref_mismatch"] = settings["on_ref_mismatch"]
     return same_weights_settings(saved, settings, partial)
@@ -376,4 +382,4 @@ def _batches(variants: Iterable[Variant], reference: Reference, window: int, vcf
 
 
 __all__ = ["COLUMNS", "DEFAULT_WINDOW", "METHODS", "check_scores_output", "check_within_contig", "plan_windows",
-           "score_variants", "scoring_method"]
+           "score_variants", "scores_settings", "scoring_method"]
