@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import ChecksumError, InputFormatError
-from ..outputs import check_free_space
 from ..genome.download import CHUNK, local_writes
+from ..outputs import check_free_space
 
 if TYPE_CHECKING:
     from tqdm import tqdm
