@@ -50,6 +50,7 @@ from .tokenizer import BYTE_TO_ID, INVALID, encode, pad_batch
 
 if TYPE_CHECKING:
     from .genome.fasta import FastaReader
+    from .genome.store import GenomeStore
 
 log = logging.getLogger(__name__)
 EMBED_POOLING = POOLING_MODES + ("none",)
@@ -67,8 +68,17 @@ class SequenceInput:
     ids: np.ndarray
 
     def __post_init__(self) -> None:
+        """Encode bases given as text; refuse ids that are not one row of integers (float ids were embedded
+        silently, cut to integers; letters in a list failed deep inside the model)."""
         if isinstance(self.ids, (str, bytes)):
             self.ids = encode(self.ids)
+            return
+        ids = np.asarray(self.ids)
+        if ids.ndim != 1 or ids.dtype.kind not in "iu":
+            raise InputFormatError(f"SequenceInput {self.id!r}: ids must be one row of integer token ids (or the "
+                                   f"bases as text, e.g. SequenceInput('seq1', 'ACGT')), got {ids.dtype} of shape "
+                                   f"{ids.shape}")
+        self.ids = ids
 
 
 def fasta_sequences(path: str | os.PathLike) -> Iterator[SequenceInput]:
@@ -89,7 +99,7 @@ def _token_records(reader: "FastaReader") -> Iterator[SequenceInput]:
         yield SequenceInput(record.name, ids.astype(np.int64))
 
 
-def bed_sequences(intervals: list[tuple[str, int, int, str, str]], store) -> Iterator[SequenceInput]:
+def bed_sequences(intervals: list[tuple[str, int, int, str, str]], store: GenomeStore) -> Iterator[SequenceInput]:
     """Intervals from :func:`read_bed_intervals` (checked against the store's contigs first) fetched from a genome
     store (``genomix.genome.open_store``), strand-aware."""
     for contig, start, end, name, strand in intervals:
@@ -264,6 +274,9 @@ def embed_sequences(
     from . import __version__
     from .models.heads import pool
 
+    if isinstance(sequences, (str, bytes)):
+        raise InputFormatError("sequences must be SequenceInput items, not one text; wrap it: "
+                               "[SequenceInput('seq1', text)]")
     if pooling not in EMBED_POOLING:
         raise InputFormatError(f"pooling must be one of {EMBED_POOLING}, got {pooling!r}")
     if batch_size < 1:
@@ -341,6 +354,9 @@ def _windows(sequences: Iterable[SequenceInput], window: int, chunk: int,
     pending: list[SequenceInput] = []
     chunks = 0
     for item in sequences:
+        if not isinstance(item, SequenceInput):
+            raise InputFormatError(f"sequences must be SequenceInput items, e.g. SequenceInput('seq1', 'ACGT'); got a "
+                                   f"{type(item).__name__}: {item!r:.60}")
         if len(item.ids) == 0:
             raise InputFormatError(f"sequence {item.id!r} is empty")
         pending.append(item)

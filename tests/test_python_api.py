@@ -10,12 +10,12 @@ import pytest
 import torch
 
 import genomix
-from genomix.embed import SequenceInput
+from genomix.embed import SequenceInput, embed_sequences
 from genomix.errors import CheckpointError, ConfigError, InputFormatError
 from genomix.models import build
 from genomix.models.generation import beam_search, generate
 from genomix.models.scoring import token_log_likelihoods
-from genomix.variants import Variant
+from genomix.variants import Reference, Variant, score_variants
 
 FAMILIES = ["hyenadna-tiny-1k", "mamba-tiny-1k", "caduceus-ps-1k-d118"]
 
@@ -126,3 +126,63 @@ def test_python_made_variants_and_sequences_take_text_as_a_file_would_give_it():
     assert Variant("1", 5, ".", "A", "<DEL>", 0).alt == "<DEL>"
     item = SequenceInput("s1", "ACGTn")
     np.testing.assert_array_equal(item.ids, [7, 8, 9, 10, 11])
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_narrow_integer_ids_are_refused_and_int32_labels_give_the_int64_loss(name):
+    """uint8 and int8 ids failed inside the embedding lookup, or in Caduceus' reverse complement, which read
+    uint8 ids as a boolean mask ("too many indices"); int32 labels (numpy's default on some systems) failed inside
+    cross_entropy ("expected target dtype to be Long or Byte, but got Int")."""
+    model = build(name).eval()
+    ids = torch.randint(7, 11, (2, 8))
+    with torch.no_grad():
+        for dtype in (torch.uint8, torch.int8, torch.int16):
+            with pytest.raises(InputFormatError, match=f"integer ids .* got dtype {dtype}; convert with .long"):
+                model(ids.to(dtype))
+        assert torch.equal(model(ids, labels=ids.int()).loss, model(ids, labels=ids).loss)
+    classifier = build(name, task="classification", num_labels=3).eval()
+    with torch.no_grad():
+        labels = torch.tensor([0, 2])
+        assert torch.equal(classifier(ids, labels=labels.int()).loss, classifier(ids, labels=labels).loss)
+
+
+def test_generate_on_a_masked_lm_or_a_classifier_is_refused_by_name():
+    """``model.generate`` on Caduceus (or any model without a causal LM head) was an AttributeError."""
+    prompt = torch.randint(7, 11, (1, 6))
+    for model in (build("caduceus-ps-1k-d118"), build("hyenadna-tiny-1k", task="classification", num_labels=2)):
+        with pytest.raises(ConfigError, match=f"generate needs a causal language model .* {type(model).__name__} is"):
+            model.generate(prompt, max_new_tokens=2)
+
+
+def test_embed_and_score_refuse_text_where_they_take_records(hyena_lm, shared_dir, tmp_path):
+    """Strings or tuples given to ``embed_sequences`` failed with "'str' object has no attribute 'ids'", a path
+    given to ``score_variants`` as the reference or the variants with an AttributeError deep inside."""
+    for bad in (["ACGT"], [("s1", "ACGT")], "ACGT"):
+        with pytest.raises(InputFormatError, match="sequences must be SequenceInput items"):
+            embed_sequences(hyena_lm, bad, tmp_path / "e.h5", device="cpu", quiet=True, overwrite=True)
+    for ids in (np.array([7.0, 8.5, 9.0]), list("ACGT"), np.zeros((2, 3), dtype=np.int64)):  # float ids were cut
+        with pytest.raises(InputFormatError, match="SequenceInput 's1': ids must be one row of integer token ids"):
+            SequenceInput("s1", ids)
+    assert SequenceInput("s1", [7, 8, 9]).ids.tolist() == [7, 8, 9]
+    fasta = shared_dir / "data" / "genomes" / "human_mtDNA_rCRS.fa"
+    reference = Reference(fasta, {"MT": next(iter(Reference(fasta).lengths))})
+    variant = Variant("MT", 10, "v1", reference.text(reference.resolve("MT"), 9, 10), "G", 0)
+    run = lambda variants, ref: score_variants(hyena_lm, variants, ref, tmp_path / "s.tsv", window=64,  # noqa: E731
+                                               device="cpu", quiet=True, overwrite=True)
+    with pytest.raises(InputFormatError, match=r"reference must be a genomix.variants.Reference, e.g. Reference\("):
+        run([variant], str(fasta))
+    with pytest.raises(InputFormatError, match=r"variants must be Variant records, e.g. read_vcf\('calls.vcf'\)"):
+        run("calls.vcf", reference)
+    with pytest.raises(InputFormatError, match="variants must be Variant records .* got a tuple as item 1"):
+        run([variant, ("MT", 10, "T", "G")], reference)
+    assert run([variant], reference) == {"scored": 1}
+
+
+def test_a_variant_position_must_be_a_one_based_int():
+    """``Variant("MT", "10", ...)`` (a position read from a table as text) failed inside scoring with a TypeError,
+    and ``pos=0`` (a 0-based coordinate) is no VCF position; numpy integers from a data frame are taken."""
+    for bad in ("10", 10.0, 0, -3):
+        with pytest.raises(InputFormatError, match="pos must be the 1-based position as an int"):
+            Variant("MT", bad, "v1", "A", "G", 0)
+    variant = Variant("MT", np.int64(10), "v1", "A", "G", 0)
+    assert variant.pos == 10 and type(variant.pos) is int

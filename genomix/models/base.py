@@ -40,13 +40,16 @@ def may_sync(tensor: torch.Tensor) -> bool:
     return not (tensor.is_cuda and (torch.is_grad_enabled() or torch.cuda.is_current_stream_capturing()))
 
 
-def check_id_tensor(ids: Any, name: str) -> None:
+def check_id_tensor(ids: Any, name: str, any_integer: bool = False) -> None:
     """Refuse ``ids`` that are not a torch tensor of integers (a list, a numpy array, float ids), naming the argument:
-    the embedding lookup would fail deep inside torch with a message about indices."""
+    the embedding lookup would fail deep inside torch with a message about indices. Token ids must be int64 or
+    int32, what an embedding lookup takes (uint8 ids would index Caduceus' reverse complement as a boolean mask);
+    ``any_integer`` also takes the narrower integer types (labels, which the losses cast)."""
     if not isinstance(ids, torch.Tensor):
         raise InputFormatError(f"{name} must be a torch tensor of token ids, got {type(ids).__name__}; convert with "
                                "torch.as_tensor(ids) or encode with genomix.Tokenizer(..., return_tensors='pt')")
-    if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:
+    if (ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool
+            or not (any_integer or ids.dtype in (torch.int64, torch.int32))):
         raise InputFormatError(f"{name} must hold integer ids (torch.long), got dtype {ids.dtype}; "
                                "convert with .long()")
 

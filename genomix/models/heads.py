@@ -71,7 +71,7 @@ class SequenceClassificationHead(nn.Module):
 
 def check_lm_labels(logits: torch.Tensor, labels: torch.Tensor) -> None:
     """Refuse LM ``labels`` that are not one integer token id per input position (the shape of ``input_ids``)."""
-    check_id_tensor(labels, "labels")
+    check_id_tensor(labels, "labels", any_integer=True)
     if tuple(labels.shape) != tuple(logits.shape[:-1]):
         raise InputFormatError(f"labels must have input_ids' shape {tuple(logits.shape[:-1])} (token ids, "
                                f"{IGNORE_INDEX} where no loss is wanted), got {tuple(labels.shape)}")
@@ -81,7 +81,7 @@ def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int
     """Next-token cross-entropy: position ``i`` predicts ``labels[i + 1]`` (shift inside, HF style)."""
     check_lm_labels(logits, labels)
     shifted_logits = logits[:, :-1].reshape(-1, logits.shape[-1]).float()
-    shifted_labels = labels[:, 1:].reshape(-1).to(logits.device)
+    shifted_labels = labels[:, 1:].reshape(-1).to(logits.device, torch.long)  # int32 labels too
     return F.cross_entropy(shifted_logits, shifted_labels, ignore_index=ignore_index)
 
 
@@ -89,7 +89,8 @@ def masked_lm_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int
     """Position-wise cross-entropy (no shift); ``ignore_index`` marks unmasked positions."""
     check_lm_labels(logits, labels)
     return F.cross_entropy(
-        logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1).to(logits.device), ignore_index=ignore_index
+        logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1).to(logits.device, torch.long),
+        ignore_index=ignore_index,
     )
 
 
@@ -97,7 +98,7 @@ def check_class_labels(logits: torch.Tensor, labels: torch.Tensor) -> None:
     """Refuse single-label classification ``labels`` that are not one integer class in ``[0, num_labels)`` (or
     the ignored :data:`IGNORE_INDEX`) per sequence; the value check is skipped where :func:`.base.may_sync` says."""
     batch, num_labels = logits.shape[0], logits.shape[-1]
-    check_id_tensor(labels, "labels")
+    check_id_tensor(labels, "labels", any_integer=True)
     if labels.numel() != batch:
         raise InputFormatError(f"labels must hold one class per sequence ({batch}), got shape {tuple(labels.shape)}")
     if not may_sync(labels):
@@ -123,7 +124,7 @@ def classification_loss(logits: torch.Tensor, labels: torch.Tensor, config) -> t
         return F.mse_loss(logits.squeeze(-1).float(), labels.float().view(-1))
     if config.problem_type == "single_label_classification":
         check_class_labels(logits, labels)
-        return F.cross_entropy(logits.float().view(-1, num_labels), labels.view(-1))
+        return F.cross_entropy(logits.float().view(-1, num_labels), labels.view(-1).long())  # int32 labels too
     if config.problem_type == "multi_label_classification":
         return F.binary_cross_entropy_with_logits(logits.float(), labels.float())
     raise ConfigError(f"unknown problem_type {config.problem_type!r}")

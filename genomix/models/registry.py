@@ -52,6 +52,8 @@ def register_family(family: Family) -> Family:
 
 
 def get_family(model_type: str) -> Family:
+    """The :class:`Family` registered under ``model_type`` (``"genomix-hyena"``, ...), importing its module on first
+    use; an unknown ``model_type`` is a :class:`~genomix.errors.ConfigError` listing the known ones."""
     if model_type not in _FAMILIES:
         module = FAMILY_MODULES.get(model_type)
         if module is None:

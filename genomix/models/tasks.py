@@ -75,6 +75,13 @@ class TaskMixin:
     def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def generate(self, input_ids: torch.Tensor, **options: Any) -> torch.Tensor:
+        """Refused by name (a :class:`~genomix.errors.ConfigError`) rather than an ``AttributeError``: a masked LM
+        (Caduceus, M2-BERT) or a classifier has no next-token distribution to generate from; causal LMs
+        (:class:`CausalLMMixin`) generate."""
+        require_causal_lm(self, "generate")
+        raise AssertionError("unreachable: require_causal_lm refuses every model without CausalLMMixin")
+
 
 class LMHeadMixin(TaskMixin):
     """Backbone + vocabulary projection; :class:`CausalLMMixin` and :class:`MaskedLMMixin` pick the loss."""

@@ -260,6 +260,8 @@ def recipe_dirs() -> list[Path]:
 
 
 def available_recipes() -> list[str]:
+    """The names of the pretraining recipes (the YAML files of :func:`recipe_dirs`: ``$GENOMIX_RECIPE_PATH``, then
+    ``configs/pretrain/``), sorted."""
     return sorted({p.stem for d in recipe_dirs() if d.is_dir() for p in d.glob("*.yaml")})
 
 

@@ -289,6 +289,12 @@ def score_variants(
     filters' spectra between forwards (faster, one filter's memory per layer); ``cuda_graphs``: replay
     repeated batch shapes from CUDA graphs on a GPU (faster, one graph's activations; both:
     :func:`genomix.models.inference_loop`)."""
+    if isinstance(variants, (str, bytes, os.PathLike)):
+        raise InputFormatError(f"variants must be Variant records, e.g. read_vcf({str(variants)!r}), not a "
+                               f"{type(variants).__name__}")
+    if not isinstance(reference, Reference):
+        raise InputFormatError(f"reference must be a genomix.variants.Reference, e.g. Reference({str(reference)!r}) "
+                               f"for a FASTA or genome store (contig_map= as needed), not a {type(reference).__name__}")
     method = scoring_method(model, method)
     if on_ref_mismatch not in ON_REF_MISMATCH:
         raise ConfigError(f"on_ref_mismatch must be one of {ON_REF_MISMATCH}, got {on_ref_mismatch!r}")
@@ -357,6 +363,9 @@ def check_scores_output(out: str | Path, vcf: str | Path, inputs: Iterable[str |
 def _skip(variants: Iterable[Variant], done: int, counts: dict[str, int], bar) -> Iterator[Variant]:
     """The alleles after the first ``done`` (already in the partial file)."""
     for i, variant in enumerate(variants):
+        if not isinstance(variant, Variant):
+            raise InputFormatError(f"variants must be Variant records (e.g. from read_vcf), got a "
+                                   f"{type(variant).__name__} as item {i}: {variant!r:.60}")
         if i < done:
             counts["resumed"] = counts.get("resumed", 0) + 1
             bar.update(1)

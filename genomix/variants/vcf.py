@@ -35,6 +35,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import io
+import numbers
 import re
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -64,7 +65,12 @@ class Variant:
 
     def __post_init__(self) -> None:
         """Upper-case bases and ambiguity codes (VCF bases are case-insensitive, and a ``Variant`` made in Python
-        with ``"g"`` must match the reference's ``G``); symbolic alleles keep their spelling."""
+        with ``"g"`` must match the reference's ``G``); symbolic alleles keep their spelling. A ``pos`` that is not
+        a 1-based integer (a string, a float, 0: a 0-based coordinate) is refused by name; numpy integers are taken."""
+        if isinstance(self.pos, bool) or not isinstance(self.pos, numbers.Integral) or self.pos < 1:
+            raise InputFormatError(f"Variant {self.chrom}:{self.pos!r}: pos must be the 1-based position as an int "
+                                   f"(as in the VCF), got {type(self.pos).__name__} {self.pos!r}")
+        object.__setattr__(self, "pos", int(self.pos))
         for name in ("ref", "alt"):
             allele = getattr(self, name)
             if _IUPAC.fullmatch(allele):
