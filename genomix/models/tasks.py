@@ -79,8 +79,7 @@ class TaskMixin:
         """Refused by name (a :class:`~genomix.errors.ConfigError`) rather than an ``AttributeError``: a masked LM
         (Caduceus, M2-BERT) or a classifier has no next-token distribution to generate from; causal LMs
         (:class:`CausalLMMixin`) generate."""
-        require_causal_lm(self, "generate")
-        raise AssertionError("unreachable: require_causal_lm refuses every model without CausalLMMixin")
+        raise not_a_causal_lm(self, "generate")
 
 
 class LMHeadMixin(TaskMixin):
@@ -236,10 +235,14 @@ def require_causal_lm(model: nn.Module, caller: str) -> None:
     """Refuse a model whose output is not a next-token distribution (a base model's hidden states, a
     classifier's scores, a masked or bidirectional LM's logits), naming ``caller``; their numbers would
     come out without meaning."""
-    if is_causal_lm(model):
-        return
+    if not is_causal_lm(model):
+        raise not_a_causal_lm(model, caller)
+
+
+def not_a_causal_lm(model: nn.Module, caller: str) -> Exception:
+    """The :class:`~genomix.errors.ConfigError` by which ``caller`` refuses ``model``, which is no causal LM."""
     from ..errors import ConfigError
 
-    raise ConfigError(f"{caller} needs a causal language model (HyenaDNA, Mamba, causal M2, the Transformer with "
-                      f"their LM head); {type(model).__name__} is not one. Load it with task='causal-lm' (or "
-                      "genomix.from_pretrained without task=) if the checkpoint has that head")
+    return ConfigError(f"{caller} needs a causal language model (HyenaDNA, Mamba, causal M2, the Transformer with "
+                       f"their LM head); {type(model).__name__} is not one. Load it with task='causal-lm' (or "
+                       "genomix.from_pretrained without task=) if the checkpoint has that head")
