@@ -284,7 +284,7 @@ def embed_sequences(
     backbone = getattr(model, "backbone", model)
     weights = weights_fingerprint(backbone)  # the weights that compute the rows, before they move to a device
     config = backbone.config
-    device = resolve_device(device)
+    device = resolve_device(device, "device=")
     backbone.to(device).eval()
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
     out = check_output(out, overwrite=overwrite)

@@ -70,7 +70,7 @@ def generate_fasta(
                 "num_samples": num_samples, "greedy": greedy, "temperature": temperature, "top_k": top_k,
                 "top_p": top_p, "seed": seed, "num_beams": num_beams, "repetition_penalty": repetition_penalty,
                 "line_width": line_width}
-    device = resolve_device(device)
+    device = resolve_device(device, "device=")
     model.to(device).eval()
     out = check_output(out, overwrite=overwrite)
     check_output_dir(out.parent)

@@ -22,7 +22,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 from transformers import PreTrainedTokenizer
 
-from .errors import TokenizationError
+from .errors import ConfigError, InputFormatError, TokenizationError
 
 SPECIAL_TOKENS = ("[CLS]", "[SEP]", "[BOS]", "[MASK]", "[PAD]", "[RESERVED]", "[UNK]")
 BASES = ("A", "C", "G", "T", "N")
@@ -130,17 +130,19 @@ def pad_batch(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Stack id arrays into ``(batch, length)`` ids and an attention mask (1 = real token).
 
-    ``side='left'`` (the default) keeps the last real token at the last position, as causal models need.
+    ``side='left'`` (the default) keeps the last real token at the last position, as causal models need. Bad
+    arguments are :class:`~genomix.errors.ConfigError` (``side``) or :class:`~genomix.errors.InputFormatError`
+    (text instead of ids, a sequence longer than ``length``), as elsewhere in the package.
     """
     if side not in ("left", "right"):
-        raise ValueError(f"side must be 'left' or 'right', got {side!r}")
+        raise ConfigError(f"side must be 'left' or 'right', got {side!r}")
     if isinstance(sequences, (str, bytes)) or any(isinstance(s, (str, bytes)) for s in sequences):
-        raise TypeError("pad_batch stacks token id arrays, not text; encode first: "
-                        "pad_batch([encode(seq) for seq in seqs])")
+        raise InputFormatError("pad_batch stacks token id arrays, not text; encode first: "
+                               "pad_batch([encode(seq) for seq in seqs])")
     longest = max((len(s) for s in sequences), default=0)
     length = longest if length is None else length
     if longest > length:
-        raise ValueError(f"a sequence of length {longest} does not fit the requested length {length}")
+        raise InputFormatError(f"a sequence of length {longest} does not fit the requested length {length}")
     ids = np.full((len(sequences), length), pad_id, dtype=np.int64)
     mask = np.zeros((len(sequences), length), dtype=np.int64)
     for row, seq in enumerate(sequences):

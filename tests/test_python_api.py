@@ -164,6 +164,8 @@ def test_embed_and_score_refuse_text_where_they_take_records(hyena_lm, shared_di
         with pytest.raises(InputFormatError, match="SequenceInput 's1': ids must be one row of integer token ids"):
             SequenceInput("s1", ids)
     assert SequenceInput("s1", [7, 8, 9]).ids.tolist() == [7, 8, 9]
+    with pytest.raises(ConfigError, match=r"^device= 'cuad' is not a device"):  # named as the argument, not --device
+        embed_sequences(hyena_lm, [SequenceInput("s1", "ACGT")], tmp_path / "e.h5", device="cuad", quiet=True)
     fasta = shared_dir / "data" / "genomes" / "human_mtDNA_rCRS.fa"
     reference = Reference(fasta, {"MT": next(iter(Reference(fasta).lengths))})
     variant = Variant("MT", 10, "v1", reference.text(reference.resolve("MT"), 9, 10), "G", 0)

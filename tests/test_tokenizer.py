@@ -93,10 +93,13 @@ def test_pad_batch_left_and_right():
     assert mask.tolist() == [[1, 1, 1], [0, 0, 1]]
     ids, _ = pad_batch([encode("A")], side="right", length=3)
     assert ids.tolist() == [[A_ID, PAD_ID, PAD_ID]]
-    with pytest.raises(ValueError):
+    # every refusal is a GenomixError (it was a bare ValueError or TypeError)
+    with pytest.raises(GenomixError, match="length 4 does not fit the requested length 2"):
         pad_batch([encode("ACGT")], length=2)
+    with pytest.raises(GenomixError, match="side must be 'left' or 'right'"):
+        pad_batch([encode("ACGT")], side="middle")
     for text in (["ACGT", "AC"], "ACGT"):  # text, not ids: int("ACGT") failed deep inside numpy
-        with pytest.raises(TypeError, match="token id arrays, not text; encode first"):
+        with pytest.raises(GenomixError, match="token id arrays, not text; encode first"):
             pad_batch(text)
 
 

@@ -38,7 +38,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..devices import resolve_device
     from ..tasks.icl import load_icl_recipe, run_icl
+
+    device = resolve_device(args.device)  # a device this machine lacks is refused before the model loads
 
     recipe = load_icl_recipe(args.recipe, shots=args.shots, soft_prompt_tokens=args.soft_prompt_tokens,
                              steps=args.steps, lr=args.lr, max_length=args.max_length, train_rows=args.train_rows,
@@ -48,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
 
         hf_logging.disable_progress_bar()
     logging.getLogger("genomix").setLevel(logging.WARNING if args.quiet else logging.INFO)
-    summary = run_icl(args.model, args.task, args.out, recipe, revision=args.revision, device=args.device,
+    summary = run_icl(args.model, args.task, args.out, recipe, revision=args.revision, device=device,
                       resume=args.resume, quiet=args.quiet, cuda_graphs=not args.no_cuda_graphs)
     print(json.dumps(summary["metrics"], indent=2))
     return 0

@@ -343,7 +343,7 @@ def _check_finite(logits: np.ndarray, model: str, split: str) -> None:
 
 
 def run_icl(model: str, task: str | os.PathLike | TaskData, out_dir: str | os.PathLike, recipe: IclRecipe, *,
-            revision: str | None = None, device: str | None = None, resume: bool = False,
+            revision: str | None = None, device: str | torch.device | None = None, resume: bool = False,
             quiet: bool = False, cuda_graphs: bool = True) -> dict[str, Any]:
     """Prompt ``model`` on ``task``'s dev and test splits (after tuning a soft prompt if the recipe has
     one) and write ``metrics.json``, ``predictions/{dev,test}.tsv`` and ``soft_prompt.safetensors`` to
@@ -375,7 +375,7 @@ def run_icl(model: str, task: str | os.PathLike | TaskData, out_dir: str | os.Pa
     train = task.split("train")
     if recipe.train_rows is not None:
         train = train.head(recipe.train_rows)
-    torch_device = resolve_device(device)
+    torch_device = resolve_device(device, "device=")
     lm = _prompting_lm(model, revision, soft_prompt=recipe.soft_prompt_tokens > 0).to(torch_device).eval()
     lm.requires_grad_(False)
     builder = PromptBuilder(train, task.num_labels, recipe, masked=isinstance(lm, MaskedLMMixin))

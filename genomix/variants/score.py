@@ -317,7 +317,7 @@ def score_variants(
     done = _keep_complete_rows(partial, header) if keep else 0
     if done:
         log.info("resuming after %d rows of %s", done, partial)
-    device = resolve_device(device)
+    device = resolve_device(device, "device=")
     model.to(device).eval()
     counts: dict[str, int] = {}
     make_output_dir(out.parent, option="out (--out)")
