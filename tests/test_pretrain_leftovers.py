@@ -102,3 +102,48 @@ def test_an_out_under_a_file_is_refused_before_the_genome_is_read(tmp_path, monk
     with pytest.raises(InputFormatError, match=f"^{re.escape(refusal)}$"):  # the library refuses it as early
         pretrain(load_recipe("demo"), out, accelerator="cpu", resume="auto", quiet=True)
     assert [p.name for p in tmp_path.iterdir()] == ["afile"] and blocker.read_text() == "mine\n"
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--devices", "0", "argument --devices: must be 'auto' or a positive integer, got 0"),
+    ("--devices", "two", "argument --devices: must be 'auto' or a positive integer, got 'two'"),
+    ("--seed", "-5", "argument --seed: must be an integer from 0 to 4294967295, got -5")])
+def test_devices_and_seeds_lightning_cannot_take_are_refused_by_the_parser(tmp_path, capsys, flag, value, message):
+    # Lightning ended these in a traceback (devices) or numpy did (seed_everything), after the genome was read
+    with pytest.raises(SystemExit) as exit_:
+        main(["pretrain", "--genome", str(tmp_path / "missing.h5"), "--accelerator", "cpu", flag, value,
+              "--out", str(tmp_path / "run"), "--quiet"])
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_recipe_seed_numpy_cannot_take_is_refused(tmp_path):
+    path = tmp_path / "negative.yaml"
+    path.write_text("seed: -1\n")
+    with pytest.raises(ConfigError, match=r"negative.yaml: recipe field seed must be an integer from 0 to 4294967295"):
+        load_recipe(path)
+
+
+def test_fasta_files_of_one_stem_in_two_folders_are_refused_by_name(tmp_path):
+    from genomix.train.data import resolve_store
+
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "x.fa").write_text(">chr1\n" + "ACGT" * 50 + "\n")
+    files = [str(tmp_path / "a" / "x.fa"), str(tmp_path / "b" / "x.fa")]
+    with pytest.raises(ConfigError, match=r"several FASTA files share a file stem: .*a/x.fa, .*b/x.fa \(stem 'x'\)"):
+        resolve_store(files, cache=tmp_path / "cache", quiet=True)
+
+
+def test_a_genome_shorter_than_the_window_is_refused_before_the_run_starts(tmp_path, capsys):
+    fasta = tmp_path / "short.fa"
+    fasta.write_text(">chrS\n" + "ACGT" * 125 + "\n")  # 500 bases: its 25-base valid split is padded with N
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("model_overrides: {d_model: 16, d_inner: 32}\nseq_len: 256\nglobal_batch: 2\n"
+                      "micro_batch_tokens: 512\nwarmup: {start_seq_len: 128}\n")
+    out = tmp_path / "run"
+    assert main(["pretrain", "--recipe", str(recipe), "--genome", str(fasta), "--accelerator", "cpu",
+                 "--cache-dir", str(tmp_path / "cache"), "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "split 'valid': every 128-base tile" in err and "a short genome needs a shorter --seq-len" in err
+    assert not out.exists()  # refused before the output folder, the model and the trainer

@@ -34,6 +34,23 @@ def _checked(text: str, kind: type, ok, what: str):
     return value
 
 
+#: Seeds numpy (and so Lightning's ``seed_everything``) accepts.
+MAX_SEED = 2**32 - 1
+
+
+def devices_option(text: str) -> int | str:
+    """``--devices``: ``auto`` or a positive number of devices, refused by the parser otherwise (Lightning would
+    end a run of ``--devices 0`` or ``--devices two`` in a traceback)."""
+    if text == "auto":
+        return text
+    return _checked(text, int, lambda v: v >= 1, "'auto' or a positive integer")
+
+
+def seed_option(text: str) -> int:
+    """``--seed``: an integer that numpy can seed with (0 to 2**32 - 1)."""
+    return _checked(text, int, lambda v: 0 <= v <= MAX_SEED, f"an integer from 0 to {MAX_SEED}")
+
+
 def add_recipe_option(parser: argparse.ArgumentParser, kind: str, default: str | None,
                       default_text: str | None = None) -> None:
     """``--recipe``: a name of a recipe bundled in ``configs/<kind>`` (listed in the help from the package's own

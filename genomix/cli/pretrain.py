@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 
 from ..outputs import check_output_dir
-from .option_types import add_recipe_option, positive_int
+from .option_types import add_recipe_option, devices_option, positive_int, seed_option
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -32,7 +32,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seq-len", type=positive_int, help="target window length (warm-up stages end here)")
     p.add_argument("--accelerator", default="auto", choices=("auto", "cpu", "gpu"),
                    help="default: a GPU when there is one, else the CPU")
-    p.add_argument("--devices", default="auto",
+    p.add_argument("--devices", default="auto", type=devices_option,
                    help="devices per node (number or 'auto'); several on a machine without a GPU are CPU processes "
                         "(DDP on CPU) and need --accelerator cpu")
     p.add_argument("--num-nodes", type=positive_int, default=1)
@@ -44,7 +44,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-steps", type=positive_int,
                    help="stop this invocation after this many optimiser steps (the schedule keeps the recipe's "
                         "horizon; a later --resume without it goes on to the recipe's end)")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=seed_option)
     p.add_argument("--resume", help="checkpoint path, run folder, or 'auto' (continue --out if it has a checkpoint)")
     p.add_argument("--out", default="runs/pretrain", help="output folder (default: runs/pretrain)")
     p.add_argument("--cache-dir", help="genome download/store cache (default: $GENOMIX_CACHE or ~/.cache/genomix)")
@@ -152,8 +152,7 @@ def run(args: argparse.Namespace) -> int:
         logging.getLogger("lightning").setLevel(logging.WARNING)
         logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
         logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
-    devices = int(args.devices) if str(args.devices).isdigit() else args.devices
-    result = pretrain(recipe, Path(args.out), devices=devices, num_nodes=args.num_nodes, strategy=args.strategy,
+    result = pretrain(recipe, Path(args.out), devices=args.devices, num_nodes=args.num_nodes, strategy=args.strategy,
                       accelerator=args.accelerator, resume=checkpoint, cache=args.cache_dir, quiet=args.quiet)
     if result.global_rank != 0:  # one report per run, not per process
         return 0

@@ -39,6 +39,7 @@ def resolve_store(genome: str | Sequence[str], bed: str | None = None, cache: st
 
     if not isinstance(genome, str):
         paths = list(genome)
+        _refuse_shared_stems(paths)
         return Path(prepare_genome(paths, cache=cache, bed=bed, quiet=quiet, prefix_contigs=len(paths) > 1))
     path = Path(genome).expanduser()
     if path.suffix in (".h5", ".hdf5"):
@@ -46,6 +47,19 @@ def resolve_store(genome: str | Sequence[str], bed: str | None = None, cache: st
             raise ConfigError(f"genome store {path} does not exist; build it with `genomix genome prepare`")
         return path
     return Path(prepare_genome(genome, cache=cache, bed=bed, quiet=quiet))
+
+
+def _refuse_shared_stems(paths: Sequence[str]) -> None:
+    """Refuse several FASTA files with one file stem (``a/x.fa``, ``b/x.fa.gz``): their contigs would all be named
+    ``x/<contig>``, and ``data.source_weights`` could not tell them apart."""
+    by_stem: dict[str, list[str]] = {}
+    for path in paths:
+        by_stem.setdefault(Path(path).name.split(".")[0], []).append(str(path))
+    shared = {stem: files for stem, files in by_stem.items() if len(files) > 1 and len(set(files)) > 1}
+    if shared:
+        named = "; ".join(f"{', '.join(files)} (stem {stem!r})" for stem, files in shared.items())
+        raise ConfigError(f"several FASTA files share a file stem: {named}; the contigs of each file are named "
+                          "<file stem>/<contig>, so give each file a name of its own (copy or link it)")
 
 
 class GenomeDataModule(L.LightningDataModule):
@@ -124,9 +138,20 @@ class GenomeDataModule(L.LightningDataModule):
                 source_weights=self.data.source_weights if split == "train" else None,
             )
         except ValueError as exc:
-            raise ConfigError(f"genome store {self.store_path}, split {split!r}: {exc}") from exc
+            raise ConfigError(f"genome store {self.store_path}, split {split!r}: {exc} (a split shorter than the "
+                              "window is padded with N to its length: a short genome needs a shorter --seq-len or "
+                              "warmup.start_seq_len)") from exc
         dataset.set_epoch(epoch)
         return dataset
+
+    def check_windows(self) -> None:
+        """Refuse a genome whose train or valid split cannot give windows at some warm-up stage's length (a genome
+        shorter than the window, a split all N) now, before the output folder and the trainer are made, instead
+        of at the first training or validation epoch."""
+        for length in sorted({stage.seq_len for stage in self.stages}):
+            stage = next(stage for stage in self.stages if stage.seq_len == length)
+            self._windows("train", stage, "random", self.steps_per_epoch * stage.global_batch, 0)
+            self._windows("valid", stage, "tiled", None, 0)
 
     def train_dataloader(self) -> DataLoader:
         epoch = self._epoch()

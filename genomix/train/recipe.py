@@ -155,6 +155,8 @@ class Recipe:
         for name in ("seq_len", "global_batch", "micro_batch_tokens", "steps_per_epoch", "max_steps"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"recipe field {name} must be a positive integer, got {getattr(self, name)}")
+        if not 0 <= int(self.seed) <= 2**32 - 1:  # what numpy (Lightning's seed_everything) accepts
+            raise ConfigError(f"recipe field seed must be an integer from 0 to {2**32 - 1}, got {self.seed}")
         if self.offload_checkpoints and not self.activation_checkpointing:
             raise ConfigError("recipe field offload_checkpoints needs activation_checkpointing: true")
         if self.checkpoint_keeps_scan and (not self.activation_checkpointing or self.offload_checkpoints

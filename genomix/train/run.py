@@ -295,6 +295,7 @@ def pretrain(
     # checks the recipe's source weights against the store: before the model, which may be large
     datamodule = GenomeDataModule(store, recipe.data, stages, recipe.task, recipe.steps_per_epoch, recipe.seed,
                                   val_windows=recipe.val_windows)
+    datamodule.check_windows()
     model = build_model(recipe)
     module = LanguageModelingModule(model, recipe.task, recipe.optim, recipe.horizon, seed=recipe.seed,
                                     gradient_clip=recipe.gradient_clip,
