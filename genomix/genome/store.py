@@ -98,7 +98,7 @@ def write_store(
             runs: list[np.ndarray] = []
             read_from: dict[str, Path] = {}
             for i, (reader, record) in enumerate((r, rec) for r in readers for rec in r):
-                name = f"{reader.path.name.split('.')[0]}/{record.name}" if prefix_contigs else record.name
+                name = f"{contig_prefix(reader.path)}/{record.name}" if prefix_contigs else record.name
                 if name in read_from:  # a name repeated inside one file is the reader's error
                     raise InputFormatError(f"{reader.path}: contig {name!r} is also in {read_from[name]}; contig "
                                            "names must be unique across the FASTA files of one store: name each "
@@ -136,6 +136,12 @@ def write_store(
         tmp.unlink(missing_ok=True)
         raise
     return out
+
+
+def contig_prefix(path: str | os.PathLike) -> str:
+    """What ``prefix_contigs`` puts before a contig's name for FASTA file ``path``: its file name up to the first
+    dot (``genome_celegans_1pct`` for ``genome_celegans_1pct.fa.gz``)."""
+    return Path(path).name.split(".")[0]
 
 
 def fasta_files(fasta: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:

@@ -52,9 +52,11 @@ def resolve_store(genome: str | Sequence[str], bed: str | None = None, cache: st
 def _refuse_shared_stems(paths: Sequence[str]) -> None:
     """Refuse several FASTA files with one file stem (``a/x.fa``, ``b/x.fa.gz``): their contigs would all be named
     ``x/<contig>``, and ``data.source_weights`` could not tell them apart."""
+    from ..genome.store import contig_prefix
+
     by_stem: dict[str, list[str]] = {}
     for path in paths:
-        by_stem.setdefault(Path(path).name.split(".")[0], []).append(str(path))
+        by_stem.setdefault(contig_prefix(path), []).append(str(path))
     shared = {stem: files for stem, files in by_stem.items() if len(files) > 1 and len(set(files)) > 1}
     if shared:
         named = "; ".join(f"{', '.join(files)} (stem {stem!r})" for stem, files in shared.items())
@@ -148,8 +150,10 @@ class GenomeDataModule(L.LightningDataModule):
         """Refuse a genome whose train or valid split cannot give windows at some warm-up stage's length (a genome
         shorter than the window, a split all N) now, before the output folder and the trainer are made, instead
         of at the first training or validation epoch."""
-        for length in sorted({stage.seq_len for stage in self.stages}):
-            stage = next(stage for stage in self.stages if stage.seq_len == length)
+        first_of_length: dict[int, Stage] = {}
+        for stage in self.stages:
+            first_of_length.setdefault(stage.seq_len, stage)
+        for stage in first_of_length.values():
             self._windows("train", stage, "random", self.steps_per_epoch * stage.global_batch, 0)
             self._windows("valid", stage, "tiled", None, 0)
 
