@@ -36,6 +36,21 @@ def require_devices(devices: int | str, accelerator: str) -> None:
                           "train in one")
 
 
+def training_precision(precision: str | None, accelerator: str) -> str:
+    """The Lightning precision a training run uses: the recipe's ``precision``, or by default bf16-mixed on a CUDA
+    GPU and 32-true elsewhere. ``16-mixed`` on the CPU is refused: Lightning would train in bf16-mixed instead (with
+    a warning), while the run's ``recipe.yaml`` recorded 16-mixed, so the record would not say how the model was
+    trained."""
+    on_cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available()
+                                      and not torch.backends.mps.is_available())
+    if precision is None:
+        return "bf16-mixed" if torch.cuda.is_available() and accelerator != "cpu" else "32-true"
+    if precision == "16-mixed" and on_cpu:
+        raise ConfigError(f"precision 16-mixed needs a GPU, and this run is on the CPU ({_torch_build()}); use "
+                          "bf16-mixed or 32-true (--precision, or precision: in the recipe)")
+    return precision
+
+
 def _torch_build() -> str:
     """The torch version and the CUDA version it was built with, for messages that say why there is no GPU."""
     return f"torch {torch.__version__}, CUDA build: {torch.version.cuda or 'none'}"

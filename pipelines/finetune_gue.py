@@ -7,8 +7,9 @@ last finished epoch, so rerunning the same command continues a suite (Ctrl-C sto
 folder or ``--max-epochs``/``--train-rows``) is refused before any training rather than reported under this
 run's settings. A task that fails (a diverging run, bad data) is reported in the table and JSON with its error,
 and the suite goes on. Each task shows Lightning's progress bars (``--quiet`` silences them). Prints a table
-(classes, examples, best epoch, test MCC / accuracy / macro-F1, wall time) and writes ``finetune_gue.json``
-(atomically), which holds the command line and every setting the results depend on (the resolved recipe too).
+(classes, examples, best epoch, test MCC / accuracy / macro-F1, minutes spent training and predicting) and writes
+``finetune_gue.json`` (atomically), which holds the command line and every setting the results depend on (the
+resolved recipe too).
 
     PYTHONPATH=. python pipelines/finetune_gue.py --model hyenadna-tiny-1k --gue ../shared/data/gue \\
         --recipe gue --out runs/gue-tiny
@@ -33,7 +34,6 @@ import json
 import logging
 import shlex
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -126,19 +126,21 @@ def check_task_folders(out: Path, root: Path, tasks: list[str], model: str, reci
                           "settings (see each folder's recipe.yaml), choose another --out, or remove those folders")
 
 
-def task_row(name: str, summary: dict, minutes: float | None) -> dict:
-    """The table and JSON row of a finished task from its ``metrics.json`` (``summary``); ``minutes`` is
-    ``None`` for a task finished by an earlier run, whose results are reused."""
+def task_row(name: str, summary: dict, reused: bool) -> dict:
+    """The table and JSON row of a finished task from its ``metrics.json`` (``summary``); ``reused`` for a task
+    finished by an earlier run. ``minutes`` is the time the task spent training and predicting as ``metrics.json``
+    records it (summed over resumed runs), ``None`` for one finished before genomix recorded it."""
+    seconds = summary.get("seconds")
     return {"task": name, "classes": len(summary["label_names"]), "train": summary["examples"]["train"],
             "test_rows": summary["examples"]["test"], "best_epoch": summary["best_epoch"],
-            "test": summary["metrics"]["test"], "dev": summary["metrics"]["dev"], "minutes": minutes,
-            "reused": minutes is None}
+            "test": summary["metrics"]["test"], "dev": summary["metrics"]["dev"],
+            "minutes": None if seconds is None else (seconds["train"] + seconds["predict"]) / 60, "reused": reused}
 
 
 def print_table(rows: list[dict]) -> None:
-    """The results table; a task reused from an earlier run shows ``reused`` for its time."""
+    """The results table; a task reused from an earlier run has its time marked ``*``."""
     header = (f"{'task':24} {'classes':>7} {'train':>7} {'test':>6} {'best ep':>7} {'MCC':>7} {'acc':>7} {'F1':>7} "
-              f"{'min':>6}")
+              f"{'min':>7}")
     print(header)
     print("-" * len(header))
     for r in rows:
@@ -146,9 +148,11 @@ def print_table(rows: list[dict]) -> None:
             print(f"{r['task']:24} failed: {r['error']}")
             continue
         t = r["test"]
-        minutes = "reused" if r["reused"] else f"{r['minutes']:6.1f}"
+        minutes = ("n/a" if r["minutes"] is None else f"{r['minutes']:.1f}") + ("*" if r["reused"] else " ")
         print(f"{r['task']:24} {r['classes']:7d} {r['train']:7d} {r['test_rows']:6d} {r['best_epoch']:7d} "
-              f"{t['mcc']:7.3f} {t['accuracy']:7.3f} {t['f1_macro']:7.3f} {minutes:>6}")
+              f"{t['mcc']:7.3f} {t['accuracy']:7.3f} {t['f1_macro']:7.3f} {minutes:>7}")
+    if any(r.get("reused") for r in rows):
+        print("* finished by an earlier run of this suite; its results and time are reused")
 
 
 def parse_args(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
@@ -210,11 +214,10 @@ def run_suite(args: argparse.Namespace, tasks: list[str], recipe: Any, command: 
         out = task_out(args.out, name)
         done = out / "metrics.json"
         if done.is_file():
-            rows.append(task_row(name, json.loads(done.read_text()), None))
+            rows.append(task_row(name, json.loads(done.read_text()), reused=True))
             continue
         if rank_zero_only.rank == 0:
             print(f"[{i}/{len(tasks)}] {name}: fine-tuning into {out}", flush=True)
-        start = time.perf_counter()
         try:
             rank = finetune(args.model, args.gue / name, out, recipe, resume="auto", accelerator=args.accelerator,
                             devices=args.devices, quiet=args.quiet).global_rank
@@ -224,7 +227,7 @@ def run_suite(args: argparse.Namespace, tasks: list[str], recipe: Any, command: 
             continue
         if rank != 0:  # a data-parallel helper process (Lightning relaunched this script): it only trains
             continue
-        rows.append(task_row(name, json.loads(done.read_text()), (time.perf_counter() - start) / 60))
+        rows.append(task_row(name, json.loads(done.read_text()), reused=False))
         test = rows[-1]["test"]
         print(f"{name}: test MCC {test['mcc']:.3f}, accuracy {test['accuracy']:.3f} ({rows[-1]['minutes']:.1f} min)",
               flush=True)

@@ -6,6 +6,7 @@ import csv
 import gzip
 import json
 import re
+import time
 from pathlib import Path
 
 import numpy as np
@@ -256,9 +257,16 @@ def test_a_resumed_run_ends_where_the_uninterrupted_one_does(tmp_path, monkeypat
         with pytest.raises(Crash):
             finetune("hyenadna-tiny-1k", task, tmp_path / "resumed", recipe, accelerator="cpu", quiet=True)
     assert not (tmp_path / "resumed" / "metrics.json").exists()
+    first_epoch = torch.load(tmp_path / "resumed" / "checkpoints" / "last.ckpt", weights_only=True)
+    first_seconds = first_epoch["callbacks"]["Timer"]["time_elapsed"]["train"]
+    start = time.monotonic()
     resumed = finetune("hyenadna-tiny-1k", task, tmp_path / "resumed", recipe, resume="auto", accelerator="cpu",
                        quiet=True)
+    resumed_call = time.monotonic() - start
     assert resumed.metrics == straight.metrics and resumed.best_epoch == straight.best_epoch
+    # the training time recorded counts the first run's epoch as well as the resumed one's
+    seconds = json.loads((tmp_path / "resumed" / "metrics.json").read_text())["seconds"]
+    assert 0 < first_seconds < seconds["train"] < first_seconds + resumed_call
     assert len(list((tmp_path / "resumed" / "logs" / "csv").iterdir())) == 2  # one log folder per segment
     # dropout (the model's embed_dropout) draws the same masks after the resume: the same weights, bit for bit
     last = [torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]

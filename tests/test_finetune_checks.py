@@ -97,6 +97,19 @@ def test_a_missing_gpu_is_a_clear_error(tmp_path, capsys, no_cuda, args):
     assert "no CUDA device is available" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("accelerator", ["cpu", "auto"])
+def test_fp16_mixed_precision_on_the_cpu_is_refused_not_run_as_bf16(tmp_path, capsys, no_cuda, monkeypatch,
+                                                                     accelerator):
+    """Lightning would train in bf16-mixed while recipe.yaml recorded 16-mixed."""
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    task = _table_task(tmp_path / "task", train=["0", "1"] * 4, test=["0", "1"])
+    status = main(["finetune", "--model", "hyenadna-tiny-1k", "--task", str(task), "--out", str(tmp_path / "o"),
+                   "--precision", "16-mixed", "--accelerator", accelerator, "--quiet"])
+    assert status == 2
+    assert "precision 16-mixed needs a GPU" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
 def test_a_device_that_is_no_device_is_refused(tmp_path, capsys):
     task = _table_task(tmp_path / "task", train=["0", "1"] * 4, test=["0", "1"])
     assert main(["icl", "--model", "hyenadna-tiny-1k", "--task", str(task), "--out", str(tmp_path / "o"),

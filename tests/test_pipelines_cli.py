@@ -153,9 +153,14 @@ def test_finetune_gue_reuses_only_its_own_results_and_records_its_settings(tmp_p
     assert "[1/1] prom/tiny: fine-tuning into" in capsys.readouterr().out  # said before the task's long work
     err = _refused(main, ["--model", "mamba-tiny-1k", *run], capsys)  # not the hyena results under mamba's name
     assert "other settings" in err and "model: hyenadna-tiny-1k -> mamba-tiny-1k" in err
+    first = json.loads((tmp_path / "out" / "finetune_gue.json").read_text())["rows"][0]
     assert main(["--model", "hyenadna-tiny-1k", *run]) == 0
     result = json.loads((tmp_path / "out" / "finetune_gue.json").read_text())
     assert result["rows"][0]["reused"] and result["train_rows"] == 64 and result["accelerator"] == "cpu"
+    seconds = json.loads((tmp_path / "out" / "prom_tiny" / "metrics.json").read_text())["seconds"]
+    assert seconds["train"] > 0 and seconds["predict"] > 0  # how long the reused task took is still reported
+    assert result["rows"][0]["minutes"] == first["minutes"] == (seconds["train"] + seconds["predict"]) / 60
+    assert f"{first['minutes']:.1f}*" in capsys.readouterr().out
     assert result["resolved_recipe"]["optim"]["lr"] == 2e-3 and result["tasks"] == ["prom/tiny"]
     assert result["command"].endswith(" ".join(run[-2:])) and "--train-rows 64" in result["command"]
 

@@ -8,7 +8,9 @@ Layout of ``out_dir``::
     checkpoints/best-*.ckpt     the epoch with the best development ``monitor`` metric
     logs/csv/version_N/         training loss and development metrics per epoch; logs/tensorboard/
     predictions/{dev,test}.tsv  row, label, prediction and class probabilities of the best model
-    metrics.json                development and test metrics of the best model, and where it came from
+    metrics.json                development and test metrics of the best model, where it came from, and the
+                                seconds spent training (summed over resumed runs, each up to its last finished
+                                epoch) and predicting
     model/                      the best model (``genomix.from_pretrained(out_dir / "model")``)
 
 Every file is written to a temporary name and renamed when complete, so an interrupted run leaves the
@@ -27,17 +29,19 @@ import dataclasses
 import json
 import logging
 import os
+import time
 import warnings
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+from lightning.pytorch.callbacks import Timer
 import numpy as np
 import torch
 import yaml
 
-from ..devices import require_devices
+from ..devices import require_devices, training_precision
 from ..errors import ConfigError, InputFormatError, TrainingError
 from ..models.fixed_filters import hold_fixed_filters
 from ..models.inference_loop import inference_loop
@@ -247,10 +251,12 @@ def _resumed_settings(checkpoint: Path, source: Path) -> dict[str, str] | None:
 
 
 def check_devices(recipe: FinetuneRecipe, accelerator: str, devices: int) -> None:
-    """Refuse ``devices`` this machine cannot run (:func:`genomix.devices.require_devices`) or that cannot split the
-    recipe's batch: ``batch_size`` is the global batch, shared evenly by the data-parallel processes. A suite of
-    runs (``pipelines/finetune_gue.py``) asks once, before its first task trains."""
+    """Refuse ``devices`` this machine cannot run (:func:`genomix.devices.require_devices`), a precision they cannot
+    train in (:func:`genomix.devices.training_precision`), or devices that cannot split the recipe's batch:
+    ``batch_size`` is the global batch, shared evenly by the data-parallel processes. A suite of runs
+    (``pipelines/finetune_gue.py``) asks once, before its first task trains."""
     require_devices(devices, accelerator)
+    training_precision(recipe.precision, accelerator)
     if devices < 1 or recipe.batch_size % devices:
         raise ConfigError(f"batch size {recipe.batch_size} cannot be split over {devices} devices: the recipe's "
                           "batch_size is the global batch and must be a multiple of --devices")
@@ -326,12 +332,13 @@ def finetune(model: str, task: str | os.PathLike | TaskData, out_dir: str | os.P
 
     best = EpochCheckpoint(dirpath=out / "checkpoints", filename="best-{epoch}", monitor=f"dev/{recipe.monitor}",
                            mode="max", save_top_k=1, save_last=True, save_on_train_epoch_end=False)
-    callbacks: list[L.Callback] = [best]
+    timer = Timer(verbose=False)  # its elapsed time travels in the checkpoints, so a resumed run counts it all
+    callbacks: list[L.Callback] = [best, timer]
     if not quiet:
         from lightning.pytorch.callbacks import TQDMProgressBar
 
         callbacks.append(TQDMProgressBar())
-    precision = recipe.precision or ("bf16-mixed" if torch.cuda.is_available() and accelerator != "cpu" else "32-true")
+    precision = training_precision(recipe.precision, accelerator)
     if devices > 1 and strategy == "auto":
         strategy = "ddp"
     trainer = L.Trainer(
@@ -357,7 +364,7 @@ def finetune(model: str, task: str | os.PathLike | TaskData, out_dir: str | os.P
     module.load_state_dict(state["state_dict"])
     best_epoch = int(state.get("epoch", -1))
     device = trainer.strategy.root_device  # fit's teardown left the model on the CPU; predictions move it back
-    metrics, predictions = {}, out / "predictions"
+    metrics, predictions, predict_start = {}, out / "predictions", time.monotonic()
     predictions.mkdir(exist_ok=True)
     for split, data in (("dev", dev), ("test", test)):
         if data is None:
@@ -370,6 +377,7 @@ def finetune(model: str, task: str | os.PathLike | TaskData, out_dir: str | os.P
     summary = {"model": model, "task": task.name, "label_names": task.label_names, "best_epoch": best_epoch,
                "best_checkpoint": best_path.name, "monitor": recipe.monitor, "max_length": max_length,
                "examples": {"train": len(train), "dev": len(dev), "test": len(test) if test is not None else 0},
-               "metrics": metrics}
+               "metrics": metrics, "seconds": {"train": round(timer.time_elapsed("train"), 1),
+                                               "predict": round(time.monotonic() - predict_start, 1)}}
     atomic_write_text(out / "metrics.json", json.dumps(summary, indent=2) + "\n")
     return FinetuneResult(out / "model", metrics, best_path, best_epoch)
