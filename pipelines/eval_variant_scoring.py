@@ -6,11 +6,13 @@ scores it with ``genomix score-variants``' library call, and reports the AUROC o
 overall and for SNVs and indels apart: ``-llr`` for the likelihood methods (a model that finds pathogenic
 alleles less likely scores above 0.5), the embedding distance for ``--method embedding``. Prints a table and writes
 ``eval_variant_scoring.json`` (atomically; with every setting the scores depend on and the command line) and the
-per-variant ``scores.tsv`` to ``--out``; a rerun replaces them. An AUROC that cannot be computed (a subset with one
-class) is ``null`` in the JSON. A bad input (a missing file, a row cut short, a position that is not a number, a
-label other than 0/1, an unknown contig, a model that cannot be loaded) stops with one line and exit status 2,
-before anything is written to ``--out``. Scoring shows a progress bar (``--quiet`` silences it); Ctrl-C keeps the
-rows scored so far, and the same command with ``--resume`` continues after them (exit status 130 meanwhile).
+per-variant ``scores.tsv`` to ``--out``; a rerun replaces them with ``--overwrite`` only. An AUROC that cannot be
+computed (a subset with one class) is ``null`` in the JSON. A bad input (a missing file, a row cut short, a position
+that is not a number, a label other than 0/1, an unknown contig, a model that cannot be loaded, an existing
+``scores.tsv`` without ``--overwrite``) stops with one line and exit status 2, before anything is written to
+``--out``. Scoring shows a progress bar (``--quiet`` silences it); Ctrl-C keeps the rows scored so far (exit status
+130), which ``--resume`` and ``--overwrite`` treat as ``genomix score-variants`` does (:mod:`genomix.resume`): the
+same command with ``--resume`` continues after them, ``--overwrite`` without ``--resume`` starts again.
 
     PYTHONPATH=. python pipelines/eval_variant_scoring.py --model CHECKPOINT \\
         --variants ../shared/data/variants/clinvar_chrMT_labeled_GRCh38_rCRS.tsv \\
@@ -29,6 +31,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from genomix.cli.inference_options import add_resume_options
 
 COLUMNS = ("chrom", "pos", "ref", "alt", "label")
 
@@ -120,8 +124,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="scoring method (default: by the model's head); embedding ranks by distance")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--device")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue the interrupted run in --out (same settings and table) after its scored rows")
+    add_resume_options(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--out", type=Path, default=Path("."))
     args = parser.parse_args(argv)
@@ -143,20 +146,23 @@ def evaluate(args: argparse.Namespace, command: str) -> int:
     from genomix.outputs import atomic_write_text, check_output_dir, make_output_dir
     from genomix.resume import weights_fingerprint
     from genomix.variants import Reference, parse_contig_map, read_vcf, score_variants, scoring_method
+    from genomix.variants.score import check_scores_output
 
     rows = read_labelled(args.variants)
     reference = Reference(args.reference, parse_contig_map(args.contig_map))
     check_output_dir(args.out)
+    vcf = args.out / "variants.vcf"
+    # a finished run's scores.tsv is refused without --overwrite before the model loads, as score-variants does
+    scores_path = check_scores_output(args.out / "scores.tsv", vcf, [args.reference], args.overwrite)
     model = load_model(args.model, "lm")
     method = scoring_method(model, args.method)
     device = resolve_device(args.device)
     make_output_dir(args.out)
-    vcf, scores_path = args.out / "variants.vcf", args.out / "scores.tsv"
     write_vcf(rows, vcf)
     table_id = file_fingerprint(args.variants)
     started = time.perf_counter()
     score_variants(model, read_vcf(vcf), reference, scores_path, vcf=vcf, window=args.window,
-                   batch_size=args.batch_size, on_ref_mismatch="skip", resume=args.resume, overwrite=True,
+                   batch_size=args.batch_size, on_ref_mismatch="skip", resume=args.resume, overwrite=args.overwrite,
                    device=device, quiet=args.quiet, total=len(rows), meta={"table": table_id}, method=method)
     seconds = time.perf_counter() - started
     settings, scored = read_scores(scores_path, len(rows))
@@ -176,20 +182,20 @@ def evaluate(args: argparse.Namespace, command: str) -> int:
 
 
 def read_scores(path: Path, expected: int) -> tuple[dict[str, str], list[dict]]:
-    """The settings line (``# genomix score-variants key=value ...``) and rows of the scores TSV, the rows in the
-    order of the labelled table (by their ``row<i>`` IDs): one per labelled allele, which the AUROC pairs with
-    its label."""
+    """The settings line (``# genomix score-variants key=value ...``) and rows of the scores TSV, in one pass over
+    the file (its second line names the columns, which the settings record too), the rows in the order of the
+    labelled table (by their ``row<i>`` IDs): one per labelled allele, which the AUROC pairs with its label."""
     from genomix.errors import InputFormatError
     from genomix.variants.score import scores_settings
 
     with open(path) as fh:
-        by_id = {row["id"]: row for row in csv.DictReader((line for line in fh if not line.startswith("#")),
-                                                          delimiter="\t")}
+        settings = scores_settings(fh)
+        by_id = {row["id"]: row for row in csv.DictReader(fh, settings["columns"].split(","), delimiter="\t")}
     ids = [f"row{i}" for i in range(expected)]
     if sorted(by_id) != sorted(ids):
         raise InputFormatError(f"{path}: {len(by_id)} scored alleles for {expected} labelled ones; it does not "
-                               "pair with the table (rerun without --resume)")
-    return scores_settings(path), [by_id[i] for i in ids]
+                               "pair with the table (start again with --overwrite, without --resume)")
+    return settings, [by_id[i] for i in ids]
 
 
 def count_statuses(scored: list[dict]) -> dict[str, int]:

@@ -268,6 +268,32 @@ def test_eval_variant_scoring_ctrl_c_keeps_scored_rows_for_resume(tmp_path, monk
     assert json.loads((tmp_path / "out" / "eval_variant_scoring.json").read_text())["table"][0]["n"] == 3
 
 
+def test_eval_variant_scoring_overwrite_starts_again_where_other_settings_are_refused(tmp_path, monkeypatch, capsys):
+    module = _pipeline("eval_variant_scoring")
+    out = tmp_path / "out"
+    args = ["--model", "hyenadna-tiny-1k", "--variants", str(_labelled(tmp_path, 3)), "--reference", str(RCRS),
+            "--contig-map", "MT=MT_human", "--window", "64", "--batch-size", "1", "--device", "cpu", "--quiet",
+            "--out", str(out)]
+    with monkeypatch.context() as patch:
+        interrupt_causal_scoring(patch, 2)
+        assert _interrupted(module.main, args) == 130
+    capsys.readouterr()
+    changed = [*args, "--window", "32"]  # the last --window wins
+    err = _refused(module.main, [*changed, "--resume"], capsys)
+    assert "window: 64 -> 32" in err and "(--overwrite without --resume)" in err  # advice this script takes
+    assert "overwrite=True (--overwrite) starts again" in _refused(module.main, changed, capsys)
+    assert module.main([*changed, "--overwrite"]) == 0
+    assert json.loads((out / "eval_variant_scoring.json").read_text())["window"] == 32
+    err = _refused(module.main, changed, capsys)  # a finished run is replaced only when asked, before the model loads
+    assert "scores.tsv exists; pass overwrite=True (--overwrite)" in err
+    opened, real_open = [], open
+    monkeypatch.setattr("builtins.open", lambda file, *a, **k: opened.append(Path(file)) or real_open(file, *a, **k))
+    settings, scored = module.read_scores(out / "scores.tsv", 3)
+    monkeypatch.undo()
+    assert opened == [out / "scores.tsv"]  # one pass: rows and settings line together
+    assert settings["window"] == "32" and [row["id"] for row in scored] == ["row0", "row1", "row2"]
+
+
 def test_bench_cpu_inference_refuses_bad_runs_and_out_in_one_line(tmp_path, capsys):
     main = _pipeline("bench_cpu_inference").main
     err = _refused(main, ["--runs", "hyenadna-tiny-1k:256", "--out", str(tmp_path)], capsys)

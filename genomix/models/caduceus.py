@@ -201,6 +201,11 @@ class CaduceusBlock(nn.Module):
 class CaduceusPreTrainedModel(MambaPreTrainedModel):
     config_class = CaduceusConfig
     _no_split_modules = ["CaduceusBlock"]
+    # A masked-LM checkpoint (genomix's or the Hub's) holds the RCPS head's complement_map buffer. The base and
+    # classification models have no LM head, so transformers would report that copy of the config's map as an
+    # unexpected weight; it is dropped like the head itself. The buffer stays persistent: transformers 5 builds
+    # models on the meta device and leaves non-persistent buffers uninitialised after from_pretrained.
+    _keys_to_ignore_on_load_unexpected = [r"^lm_head\.complement_map$"]
 
 
 class CaduceusModel(BaseModelMixin, CaduceusPreTrainedModel):

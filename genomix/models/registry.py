@@ -135,7 +135,13 @@ def check_config_types(config_class: type[GenomixConfig], data: dict[str, Any], 
 
 
 def load_config(name_or_path: str | os.PathLike | GenomixConfig, **overrides: Any) -> GenomixConfig:
-    """A family config from a name, a YAML path or a config object, with field overrides applied."""
+    """A family config from a name, a YAML path or a config object, with field overrides applied; anything else
+    is a :class:`ConfigError` here rather than a ``TypeError`` from deep inside :mod:`pathlib`."""
+    if not isinstance(name_or_path, (str, os.PathLike, GenomixConfig)):
+        raise ConfigError(
+            f"a model must be named by a size name (e.g. 'hyenadna-tiny-1k'), a YAML config path or a genomix "
+            f"config object, got {type(name_or_path).__name__} {name_or_path!r:.60}"
+        )
     if isinstance(name_or_path, GenomixConfig):
         data, source = name_or_path.to_dict(), f"model config {name_or_path.name!r}"
     else:

@@ -44,7 +44,7 @@ import dataclasses
 import logging
 import os
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, TextIO
 
 import torch
 from tqdm.auto import tqdm
@@ -240,11 +240,15 @@ def _header_settings(header: str) -> dict[str, str]:
     return {**dict(item.partition("=")[::2] for item in first.split()[3:]), "columns": ",".join(columns)}
 
 
-def scores_settings(path: str | os.PathLike) -> dict[str, str]:
+def scores_settings(source: str | os.PathLike | TextIO) -> dict[str, str]:
     """The settings that a scores TSV written by :func:`score_variants` records in its first line (window, method,
-    model, weights, ``meta``...) and its columns, for a harness that reports them with its results."""
-    with open(path) as fh:
-        return _header_settings(fh.readline() + fh.readline())
+    model, weights, ``meta``...) and its columns, for a harness that reports them with its results. ``source`` is
+    the file's path, or the file open for reading at its start, which is then left at the first row (so a harness
+    reads the file once: ``csv.DictReader(fh, settings["columns"].split(","), delimiter="\t")``)."""
+    if not isinstance(source, (str, os.PathLike)):
+        return _header_settings(source.readline() + source.readline())
+    with open(source) as fh:
+        return scores_settings(fh)
 
 
 def _saved_settings(partial: Path, settings: dict[str, str]) -> dict[str, str]:
