@@ -2,20 +2,33 @@
 refused up front unless the CPU accelerator is asked for by name (Lightning would start that many CPU
 processes), and a run refused for its genome data (hg38 not downloadable offline) leaves no empty ``--out``
 folder, while an ``--out`` that was there already is left as it was. A file where ``--out`` or a folder above it
-should be is refused before the genome is read."""
+should be is refused before the genome is read.
+
+What a stopped or finished run keeps: Ctrl-C lets the step in progress finish and saves it (a resume goes on as if
+uninterrupted), a second Ctrl-C during that save keeps the previous checkpoint, and ``--resume auto`` on a finished
+run says so and changes nothing. The valid split is tiled once per window length, not again at each validation."""
 from __future__ import annotations
 
+import os
 import re
+import signal
 import socket
+from collections import Counter
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
+from test_pretrain import tiny_recipe, train_rows
 
 from genomix.cli import main
 from genomix.devices import require_devices
 from genomix.errors import ConfigError, InputFormatError
-from genomix.genome import GenomeSpec
-from genomix.train import load_recipe, pretrain
+from genomix.genome import GenomeSpec, WindowDataset, prepare_genome
+from genomix.train import callbacks, load_recipe, pretrain
+from genomix.train.checkpoint_io import AtomicCheckpointIO
+from genomix.train.data import GenomeDataModule
+from genomix.train.warmup import plan_warmup
 
 
 @pytest.fixture
@@ -34,6 +47,14 @@ def test_several_devices_without_a_gpu_need_the_cpu_accelerator_by_name(tmp_path
     assert not (tmp_path / "auto").exists()
     assert main([*base, "--accelerator", "cpu", "--devices", "4", "--out", str(tmp_path / "cpu")]) == 2
     assert "missing.h5 does not exist" in capsys.readouterr().err  # past the device check: DDP on CPU as before
+
+
+def test_fp16_mixed_precision_on_the_cpu_is_refused_before_the_genome_is_read(tmp_path, no_gpu, capsys):
+    """Lightning would train in bf16-mixed while recipe.yaml recorded 16-mixed."""
+    assert main(["pretrain", "--genome", str(tmp_path / "missing.h5"), "--precision", "16-mixed", "--accelerator",
+                 "cpu", "--quiet", "--out", str(tmp_path / "run")]) == 2
+    assert "precision 16-mixed needs a GPU" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize("devices, accelerator, gpu", [(1, "auto", False), ("auto", "auto", False),
@@ -147,3 +168,116 @@ def test_a_genome_shorter_than_the_window_is_refused_before_the_run_starts(tmp_p
     err = capsys.readouterr().err
     assert "split 'valid': every 128-base tile" in err and "a short genome needs a shorter --seq-len" in err
     assert not out.exists()  # refused before the output folder, the model and the trainer
+
+
+@pytest.fixture(scope="module")
+def demo_store(tmp_path_factory) -> Path:
+    return Path(prepare_genome("demo", cache=tmp_path_factory.mktemp("cache"), quiet=True))
+
+
+def ctrl_c_at_step(monkeypatch, step: int) -> None:
+    """A real Ctrl-C (SIGINT to this process) once, at the first micro-batch of optimiser step ``step + 1``."""
+    sent = []
+
+    def press(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == step and not sent:
+            sent.append(step)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(callbacks.ThroughputMonitor, "on_train_batch_start", press, raising=False)
+
+
+def saved_step(out: Path) -> int:
+    return torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
+
+
+def test_ctrl_c_finishes_the_step_saves_it_and_a_resume_matches_the_uninterrupted_run(tmp_path, demo_store,
+                                                                                      monkeypatch, capsys):
+    # no periodic checkpoint in this run: whatever is kept, the Ctrl-C saved
+    recipe = tiny_recipe(tmp_path, demo_store, checkpoint_every=10)
+    full = tmp_path / "full"
+    assert main(["pretrain", "--recipe", str(recipe), "--out", str(full), "--quiet"]) == 0
+    out = tmp_path / "run"
+    with monkeypatch.context() as patch:
+        ctrl_c_at_step(patch, 2)  # during step 3, the first of the 128-base stage (two micro-batches a step)
+        assert main(["pretrain", "--recipe", str(recipe), "--out", str(out), "--quiet"]) == 130
+    last = out / "checkpoints" / "last.ckpt"
+    assert f"stopped at step 3; its state is saved in {last}: the same command with --resume auto" in \
+        capsys.readouterr().err
+    assert saved_step(out) == 3 and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert not (out / "model").exists()  # the run is not finished: no final model
+    assert main(["pretrain", "--recipe", str(recipe), "--out", str(out), "--quiet", "--resume", "auto"]) == 0
+    rows = train_rows(out)
+    assert [int(r["step"]) for r in rows] == list(range(5))  # the stop's step logged once, none repeated
+    assert [r["train/loss"] for r in rows] == [r["train/loss"] for r in train_rows(full)]  # bit-identical
+
+
+def test_ctrl_c_during_the_save_keeps_the_previous_checkpoint(tmp_path, demo_store, monkeypatch, capsys):
+    recipe = tiny_recipe(tmp_path, demo_store, checkpoint_every=2)
+    out = tmp_path / "run"
+    save = AtomicCheckpointIO.save_checkpoint
+
+    def second_ctrl_c(self, checkpoint, path, storage_options=None):
+        if checkpoint["global_step"] == 3:  # the save the first Ctrl-C asked for
+            torch.save = interrupted_save
+        try:
+            save(self, checkpoint, path, storage_options)
+        finally:
+            torch.save = real_save
+
+    def interrupted_save(obj, fh):
+        fh.write(b"partial")
+        raise KeyboardInterrupt
+
+    real_save = torch.save
+    with monkeypatch.context() as patch:
+        ctrl_c_at_step(patch, 2)
+        patch.setattr(AtomicCheckpointIO, "save_checkpoint", second_ctrl_c)
+        assert main(["pretrain", "--recipe", str(recipe), "--out", str(out), "--quiet"]) == 130
+    last = out / "checkpoints" / "last.ckpt"
+    assert f"the last checkpoint, {last}, is kept: the same command with --resume auto continues from it at step 2" \
+        in capsys.readouterr().err
+    assert saved_step(out) == 2 and sorted(p.name for p in last.parent.iterdir()) == ["last.ckpt", "model"]
+
+
+def test_resume_auto_on_a_finished_run_changes_nothing_unless_more_steps_are_asked(tmp_path, demo_store, capsys):
+    recipe = tiny_recipe(tmp_path, demo_store, max_steps=2)
+    out = tmp_path / "run"
+    command = ["pretrain", "--recipe", str(recipe), "--out", str(out), "--quiet", "--resume", "auto"]
+    assert main(command) == 0
+    capsys.readouterr()
+
+    def files() -> dict[Path, int]:
+        return {path: path.stat().st_mtime_ns for path in out.rglob("*")}
+
+    before = files()
+    assert main(command) == 0
+    assert files() == before  # no file written, none added (no new log version either)
+    said = capsys.readouterr().out
+    assert f"the run in {out} already finished at step 2 (max_steps 2); its final model is {out / 'model'}" in said
+    assert "pass a larger --max-steps to train further" in said
+    assert main([*command, "--max-steps", "3"]) == 0  # more steps asked: the run goes on
+    assert saved_step(out) == 3 and "model saved to" in capsys.readouterr().out
+
+
+def test_the_valid_split_is_tiled_once_per_window_length(demo_store, monkeypatch):
+    recipe = load_recipe("demo")
+    stages = plan_warmup(256, 2, 256, 1, 64, 1)  # 64 -> 128 -> 256, one epoch each
+    made = Counter()
+    new = WindowDataset.__init__
+
+    def counting(self, store, length, split="train", *args, mode="random", **kwargs):
+        made[split, length] += 1
+        new(self, store, length, split, *args, mode=mode, **kwargs)
+
+    monkeypatch.setattr(WindowDataset, "__init__", counting)
+    data = GenomeDataModule(demo_store, recipe.data, stages, "causal-lm", steps_per_epoch=2, seed=3, val_windows=4)
+    data.check_windows()
+    assert made == {(split, length): 1 for split in ("train", "valid") for length in (64, 128, 256)}
+    for epoch in (0, 1, 2, 3, 1):  # every stage, the last one twice, and a resume into an earlier epoch
+        data.trainer = SimpleNamespace(current_epoch=epoch, global_rank=0, world_size=1)
+        train, valid = data.train_dataloader(), data.val_dataloader()
+        stage = stages[min(epoch, len(stages) - 1)]
+        assert train.dataset.length == valid.dataset.dataset.length == stage.seq_len
+        assert train.dataset.epoch == epoch and valid.dataset.dataset.epoch == 0
+    assert made == {(split, length): 1 for split in ("train", "valid") for length in (64, 128, 256)}

@@ -156,6 +156,11 @@ def run(args: argparse.Namespace) -> int:
                       accelerator=args.accelerator, resume=checkpoint, cache=args.cache_dir, quiet=args.quiet)
     if result.global_rank != 0:  # one report per run, not per process
         return 0
+    if result.finished_at is not None:
+        print(f"the run in {args.out} already finished at step {result.finished_at} (max_steps {recipe.max_steps}); "
+              f"its final model is {result.model_dir} (load with genomix.from_pretrained({str(result.model_dir)!r})); "
+              "nothing was changed: pass a larger --max-steps to train further")
+        return 0
     print(f"model saved to {result.model_dir} (load with genomix.from_pretrained({str(result.model_dir)!r}))")
     for key in ("val/loss", "val/bits_per_base", "val/perplexity"):
         if key in result.metrics:

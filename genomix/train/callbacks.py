@@ -1,9 +1,11 @@
 """Lightning callbacks of training runs: sampler progress for exact resume, checkpoint cadence (pretraining's
-periodic and final checkpoints, fine-tuning's checkpoint of every epoch) and throughput/MFU."""
+periodic checkpoints and the one where it stops, fine-tuning's checkpoint of every epoch) and throughput/MFU."""
 from __future__ import annotations
 
 import glob
 import logging
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -54,28 +56,80 @@ class StageAccumulation(L.Callback):
         self._apply(trainer)
 
 
-class FinalCheckpoint(L.Callback):
-    """Saves ``path`` at the batch that reaches ``max_steps``, from inside the training loop.
+class StopCheckpoint(L.Callback):
+    """Saves ``path`` at the batch where the run stops, from inside the training loop: the batch that reaches
+    ``max_steps``, or, after Ctrl-C, the batch that ends the optimiser step in progress.
 
-    A checkpoint written after ``fit`` returns would record the epoch as finished, so a later resume
-    would skip the rest of it; saved here, the loop state says "mid-epoch, after this batch".
+    A checkpoint written after ``fit`` returns would record the epoch as finished, so a later resume would skip
+    the rest of it; saved here, where the periodic checkpoint is saved, the loop state says "mid-epoch, after
+    this batch". In the middle of a step (a forward, a backward, the gradients of part of an accumulation) there
+    is no state a resume could continue from exactly, so on one process the first Ctrl-C only asks for a stop:
+    the step in progress is finished and saved, and ``KeyboardInterrupt`` is raised at the next hook (once the
+    step's metrics are logged). A second Ctrl-C stops at once (the checkpoint I/O writes atomically, so a stop
+    during the save keeps the previous checkpoint). Several processes would each see Ctrl-C at another point of
+    a step, and saving is collective: there Ctrl-C stops at once, keeping the last periodic checkpoint.
     """
 
     def __init__(self, path: str, skip_every: int = 0) -> None:
         self.path = path
         self.skip_every = skip_every  # steps where the periodic ModelCheckpoint already writes ``path``
         self._saved_at = -1
+        self._step_at_batch_start = 0
+        self._stop_asked = False
+        self._stop_saved_at: int | None = None
+        self._previous_handler: Any = None
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # signal handlers can only be set from the main thread
+        if trainer.world_size == 1 and threading.current_thread() is threading.main_thread():
+            self._previous_handler = signal.signal(signal.SIGINT, self._ask_stop)
+
+    def _ask_stop(self, signum: int, frame: Any) -> None:
+        """The first Ctrl-C: stop after the step in progress; the previous handler takes the next one."""
+        self._stop_asked = True
+        signal.signal(signal.SIGINT, self._previous_handler)
+        log.warning("Ctrl-C: stopping after the optimiser step in progress (during validation, the next one), "
+                    "which is saved; Ctrl-C again stops at once, keeping the last checkpoint")
+
+    def _restore_handler(self) -> None:
+        if signal.getsignal(signal.SIGINT) == self._ask_stop:
+            signal.signal(signal.SIGINT, self._previous_handler)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._restore_handler()
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self._restore_handler()
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
+        self._stop_if_saved()
+        self._step_at_batch_start = trainer.global_step
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._stop_if_saved()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._stop_if_saved()
+
+    def _stop_if_saved(self) -> None:
+        if self._stop_saved_at is not None:
+            raise KeyboardInterrupt(f"stopped by Ctrl-C after step {self._stop_saved_at}, saved to {self.path}")
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
         step = trainer.global_step
+        final = 0 < trainer.max_steps <= step
+        stop = self._stop_asked and step > self._step_at_batch_start and not final
         periodic = self.skip_every > 0 and step % self.skip_every == 0
-        if 0 < trainer.max_steps <= step and step != self._saved_at and not periodic:
+        if (final or stop) and step != self._saved_at and not periodic:
             trainer.save_checkpoint(self.path, weights_only=False)
             self._saved_at = step
+        if stop:
+            self._stop_saved_at = step
 
 
 class PeriodicCheckpoint(ModelCheckpoint):
-    """``ModelCheckpoint`` without its end-of-training save: :class:`FinalCheckpoint` writes the step-limit
+    """``ModelCheckpoint`` without its end-of-training save: :class:`StopCheckpoint` writes the step-limit
     checkpoint mid-epoch, and a second one written after the loop (Lightning saves ``last`` again on train end,
     versioned as ``last-v1.ckpt`` beside the first) would record the epoch as finished."""
 

@@ -9,6 +9,7 @@ validation and test windows tile their split deterministically and unweighted.
 """
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -64,6 +65,15 @@ def _refuse_shared_stems(paths: Sequence[str]) -> None:
                           "<file stem>/<contig>, so give each file a name of its own (copy or link it)")
 
 
+def _leave_ctrl_c_to_the_main_process(worker_id: int) -> None:
+    """Make a dataloader worker ignore Ctrl-C. A terminal sends it to every process of the job, and a worker that
+    stopped on it would fail the step the main process finishes, after a first Ctrl-C, to save a checkpoint
+    (:class:`~genomix.train.callbacks.StopCheckpoint`); the main process ends its workers itself. Windows are a pure
+    function of ``(seed, epoch, index)``, so the worker seeding Lightning adds when there is no ``worker_init_fn``
+    changes nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class GenomeDataModule(L.LightningDataModule):
     """Train/valid/test windows of a genome store for one pretraining run.
 
@@ -89,6 +99,7 @@ class GenomeDataModule(L.LightningDataModule):
         self.seed = seed
         self.val_windows = val_windows
         self._intervals: dict[str, list[tuple[str, int, int]]] | None = None
+        self._datasets: dict[tuple[str, int, str, int | None], Any] = {}
         if data.source_weights is not None:
             self._check_source_weights()
 
@@ -129,6 +140,17 @@ class GenomeDataModule(L.LightningDataModule):
         return self.trainer.global_rank, self.trainer.world_size
 
     def _windows(self, split: str, stage: Stage, mode: str, samples: int | None, epoch: int) -> Any:
+        """The windows of ``split`` at ``stage``'s length, set to ``epoch``: made once per split, length, mode and
+        number of samples, and reused (tiling a large valid split takes seconds). A window dataset is a pure
+        function of ``(seed, epoch, index)``, so one object serves every epoch and a resumed run alike."""
+        key = (split, stage.seq_len, mode, samples)
+        if key not in self._datasets:
+            self._datasets[key] = self._new_windows(split, stage, mode, samples)
+        dataset = self._datasets[key]
+        dataset.set_epoch(epoch)
+        return dataset
+
+    def _new_windows(self, split: str, stage: Stage, mode: str, samples: int | None) -> Any:
         from ..genome import WindowDataset
 
         try:
@@ -143,13 +165,12 @@ class GenomeDataModule(L.LightningDataModule):
             raise ConfigError(f"genome store {self.store_path}, split {split!r}: {exc} (a split shorter than the "
                               "window is padded with N to its length: a short genome needs a shorter --seq-len or "
                               "warmup.start_seq_len)") from exc
-        dataset.set_epoch(epoch)
         return dataset
 
     def check_windows(self) -> None:
         """Refuse a genome whose train or valid split cannot give windows at some warm-up stage's length (a genome
         shorter than the window, a split all N) now, before the output folder and the trainer are made, instead
-        of at the first training or validation epoch."""
+        of at the first training or validation epoch. The windows are kept for the dataloaders."""
         first_of_length: dict[int, Stage] = {}
         for stage in self.stages:
             first_of_length.setdefault(stage.seq_len, stage)
@@ -167,7 +188,7 @@ class GenomeDataModule(L.LightningDataModule):
         return ResumableDataLoader(
             dataset, sampler, batch_size=stage.micro_batch, drop_last=True, num_workers=self.data.num_workers,
             pin_memory=torch.cuda.is_available(), persistent_workers=False,
-            generator=torch.Generator().manual_seed(self.seed),
+            generator=torch.Generator().manual_seed(self.seed), worker_init_fn=_leave_ctrl_c_to_the_main_process,
         )
 
     def _eval_loader(self, split: str, limit: int | None = None) -> DataLoader:
@@ -179,7 +200,8 @@ class GenomeDataModule(L.LightningDataModule):
         indices = spread[rank::world]
         subset = torch.utils.data.Subset(dataset, indices)
         return DataLoader(subset, batch_size=stage.micro_batch, shuffle=False, num_workers=self.data.num_workers,
-                          generator=torch.Generator().manual_seed(self.seed))
+                          generator=torch.Generator().manual_seed(self.seed),
+                          worker_init_fn=_leave_ctrl_c_to_the_main_process)
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader("valid", self.val_windows)

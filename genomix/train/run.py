@@ -3,7 +3,8 @@
 Layout of ``out_dir``::
 
     recipe.yaml            the resolved recipe of the run
-    checkpoints/last.ckpt  Lightning checkpoint (atomic), every ``checkpoint_every`` steps and at the end
+    checkpoints/last.ckpt  Lightning checkpoint (atomic), every ``checkpoint_every`` steps, at the end and at
+                           Ctrl-C (the step in progress is finished first)
     checkpoints/model/     the same weights as ``save_pretrained`` output (``from_pretrained`` loads it)
     logs/csv/version_N/    CSV metrics, one folder per run segment (resumes add one); logs/tensorboard/
     model/                 ``save_pretrained`` output: ``genomix.from_pretrained(out_dir / "model")``
@@ -24,12 +25,13 @@ import lightning as L
 import torch
 import yaml
 from lightning.pytorch.loggers import CSVLogger, Logger
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
-from ..devices import require_devices
+from ..devices import require_devices, training_precision
 from ..errors import CheckpointError, ConfigError
 from ..kernels.scan.ops import checkpoint_keeps_scan
 from ..outputs import atomic_write_text, check_output_dir, make_output_dir, temp_sibling
-from .callbacks import FinalCheckpoint, PeriodicCheckpoint, SamplerProgress, StageAccumulation, ThroughputMonitor
+from .callbacks import PeriodicCheckpoint, SamplerProgress, StageAccumulation, StopCheckpoint, ThroughputMonitor
 from .checkpoint_io import AtomicCheckpointIO
 from .data import GenomeDataModule, resolve_store
 from .module import LanguageModelingModule
@@ -50,6 +52,8 @@ class RunResult:
     metrics: dict[str, float]
     stages: list[Stage]
     global_rank: int = 0
+    #: the step of a run that had already finished before this call, which then trained and wrote nothing
+    finished_at: int | None = None
 
 
 def build_model(recipe: Recipe) -> torch.nn.Module:
@@ -160,6 +164,21 @@ def resume_source(checkpoint: Path, kind: str) -> Path:
     return run_dir
 
 
+def finished_step(checkpoint: Path, out: Path, max_steps: int) -> int | None:
+    """The step at which the run in ``out`` finished, when ``checkpoint`` is its own last checkpoint, holds
+    ``max_steps`` or more, and the final model (``out/model``) was exported after it; otherwise ``None``: there
+    are steps left, or the run was stopped between its last checkpoint and the final export, which a resume
+    then redoes."""
+    if checkpoint.resolve() != (out / "checkpoints" / LAST).resolve():
+        return None
+    step = checkpoint_step(checkpoint)
+    if step is None or step < max_steps:
+        return None
+    model = out / "model"
+    exported = [path.stat().st_mtime_ns for path in model.iterdir()] if model.is_dir() else []
+    return step if exported and min(exported) >= checkpoint.stat().st_mtime_ns else None
+
+
 def check_checkpoint_fits(checkpoint: Path, module: L.LightningModule) -> None:
     """Refuse to resume ``module`` from ``checkpoint`` when the weights it holds have other names or shapes (a
     checkpoint of another model size or head), naming the first differences, before Lightning's size-mismatch
@@ -176,12 +195,30 @@ def check_checkpoint_fits(checkpoint: Path, module: L.LightningModule) -> None:
                               "it was made for another model or task: resume from a checkpoint of this run")
 
 
-def interrupted(stopped: str, last: Path) -> str:
+def interrupted(stopped: str, last: Path, step: int | None = None) -> str:
     """What a run that Ctrl-C ``stopped`` (where, e.g. ``stopped at step 6``) keeps, truthfully: its ``last``
-    checkpoint and how to continue from it, or, stopped before the first one, that nothing is kept."""
-    if last.is_file():
-        return f"{stopped}; the last checkpoint, {last}, is kept: the same command with --resume auto continues from it"
-    return f"{stopped}, before the run wrote a checkpoint: nothing is kept, so the same command starts it again"
+    checkpoint and how to continue from it, or, stopped before the first one, that nothing is kept.
+
+    ``step`` is the optimiser step the run stopped at, for runs that checkpoint between steps (pretraining): the
+    message then says whether ``last`` holds that step (nothing trained is lost) or an earlier one (read from the
+    checkpoint, whose later steps a resume trains again)."""
+    if not last.is_file():
+        return f"{stopped}, before the run wrote a checkpoint: nothing is kept, so the same command starts it again"
+    saved = None if step is None else checkpoint_step(last)
+    if saved is not None and saved == step:
+        return f"{stopped}; its state is saved in {last}: the same command with --resume auto continues from it"
+    at = "" if saved is None else f" at step {saved}, training the steps after it again"
+    return f"{stopped}; the last checkpoint, {last}, is kept: the same command with --resume auto continues from it{at}"
+
+
+def checkpoint_step(path: Path) -> int | None:
+    """The optimiser step a Lightning checkpoint holds (its tensors are memory-mapped, not read); ``None`` for a
+    file that is not one."""
+    try:
+        step = AtomicCheckpointIO().load_checkpoint(path, mmap=True).get("global_step")
+    except CheckpointError:
+        return None
+    return step if isinstance(step, int) else None
 
 
 def run_loggers(out_dir: Path) -> list[Logger]:
@@ -257,6 +294,8 @@ def pretrain(
     """Run (or continue) pretraining as the recipe says; returns where the model was saved.
 
     ``resume`` is ``None``, ``"auto"`` (continue from ``out_dir`` if it has a checkpoint) or a path.
+    Resuming a run of ``out_dir`` that already reached ``max_steps`` and saved its final model trains and writes
+    nothing: the result says where the model is and, in ``finished_at``, the step it finished at.
     A resumed run continues mid-epoch with the same data order and dropout masks as an uninterrupted run.
     Everything that can refuse the run (devices, resume point, genome data, batch plan, model, trainer) is
     checked before ``out_dir`` is created, so a refused run leaves no empty output folder behind. A file where
@@ -269,8 +308,7 @@ def pretrain(
     if recipe.offload_checkpoints and world_size > 1:
         raise ConfigError("offload_checkpoints back-propagates inside the backward (like reentrant checkpointing), "
                           "which DDP/FSDP gradient hooks do not support: use it on one device, or set it false")
-    on_gpu = torch.cuda.is_available() and accelerator != "cpu"
-    precision = recipe.precision or ("bf16-mixed" if on_gpu else "32-true")
+    precision = training_precision(recipe.precision, accelerator)
     if recipe.cuda_graphs:
         if world_size > 1:
             raise ConfigError("cuda_graphs captures the backward in a CUDA graph, where DDP/FSDP gradient hooks "
@@ -286,12 +324,16 @@ def pretrain(
         refuse_used_out(out, "pretraining")
     else:
         resume_source(ckpt_path, "pretraining")
-    L.seed_everything(recipe.seed, workers=True, verbose=False)
-
-    check_seq_len_fits(recipe)  # before the genome store, which may mean downloading a genome
-    store = resolve_store(recipe.data.genome, bed=recipe.data.bed, cache=cache, quiet=quiet)
+    # from the recipe alone, before the genome store, which may mean downloading a genome
+    check_seq_len_fits(recipe)
     stages = plan_warmup(recipe.seq_len, recipe.global_batch, recipe.micro_batch_tokens, world_size,
                          recipe.warmup.start_seq_len, recipe.warmup.stage_epochs)
+    done = None if ckpt_path is None else finished_step(ckpt_path, out, recipe.max_steps)
+    if done is not None:
+        return RunResult(out / "model", ckpt_path, {}, stages, rank_zero_only.rank, finished_at=done)
+    L.seed_everything(recipe.seed, workers=True, verbose=False)
+
+    store = resolve_store(recipe.data.genome, bed=recipe.data.bed, cache=cache, quiet=quiet)
     # checks the recipe's source weights against the store: before the model, which may be large
     datamodule = GenomeDataModule(store, recipe.data, stages, recipe.task, recipe.steps_per_epoch, recipe.seed,
                                   val_windows=recipe.val_windows)
@@ -307,7 +349,7 @@ def pretrain(
                                  save_top_k=0, save_last=True, save_on_train_epoch_end=False)
     callbacks: list[L.Callback] = [
         SamplerProgress(),
-        FinalCheckpoint(str(out / "checkpoints" / LAST), skip_every=recipe.checkpoint_every),
+        StopCheckpoint(str(out / "checkpoints" / LAST), skip_every=recipe.checkpoint_every),
         PretrainedExport(out / "checkpoints" / "model"),
         ThroughputMonitor(recipe.log_every, peak_tflops),
         StageAccumulation(stages),
@@ -337,7 +379,8 @@ def pretrain(
         warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
         fit_telling_interrupts(
             trainer, module, lambda: f"stopped at step {trainer.global_step}", out / "checkpoints" / LAST,
-            datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True)
+            step=lambda: trainer.global_step, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None,
+            weights_only=True)
     model_dir = out / "model"
     save_final_model(trainer, module, model_dir)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1}
@@ -345,18 +388,18 @@ def pretrain(
 
 
 def fit_telling_interrupts(trainer: L.Trainer, module: L.LightningModule, stopped: Callable[[], str], last: Path,
-                           **fit_kwargs: Any) -> None:
+                           step: Callable[[], int] | None = None, **fit_kwargs: Any) -> None:
     """``trainer.fit(module, **fit_kwargs)``, where Ctrl-C ends in a ``KeyboardInterrupt`` whose message says
-    where the run stopped (``stopped()``), whether its ``last`` checkpoint is kept and how to continue
-    (:func:`interrupted`). Lightning turns Ctrl-C into a shutdown and ``exit(1)`` that says nothing, and leaves
-    Ctrl-C ignored; the handler is restored."""
+    where the run stopped (``stopped()``), whether its ``last`` checkpoint is kept, up to which ``step()`` when
+    given, and how to continue (:func:`interrupted`). Lightning turns Ctrl-C into a shutdown and ``exit(1)`` that
+    says nothing, and leaves Ctrl-C ignored; the handler is restored."""
     try:
         trainer.fit(module, **fit_kwargs)
     except SystemExit:
         if not trainer.interrupted:
             raise
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        raise KeyboardInterrupt(interrupted(stopped(), last)) from None
+        raise KeyboardInterrupt(interrupted(stopped(), last, None if step is None else step())) from None
 
 
 def _world_size(devices: int | str, num_nodes: int, accelerator: str) -> int:
