@@ -57,6 +57,15 @@ def test_fp16_mixed_precision_on_the_cpu_is_refused_before_the_genome_is_read(tm
     assert not (tmp_path / "run").exists()
 
 
+def test_max_steps_past_the_schedule_is_said_before_the_run(tmp_path, caplog):
+    base = ["pretrain", "--genome", str(tmp_path / "missing.h5"), "--accelerator", "cpu", "--quiet"]
+    assert main([*base, "--max-steps", "40", "--out", str(tmp_path / "short")]) == 2  # stopping early: silent
+    assert "schedule" not in caplog.text
+    assert main([*base, "--max-steps", "1000", "--out", str(tmp_path / "long")]) == 2  # the demo schedule is 90
+    assert "max_steps 1000 goes past the learning-rate schedule, which ends at step 90" in caplog.text
+    assert "set schedule_steps in the recipe" in caplog.text
+
+
 @pytest.mark.parametrize("devices, accelerator, gpu", [(1, "auto", False), ("auto", "auto", False),
                                                         (4, "cpu", False), (4, "auto", True), ("4", "gpu", True)])
 def test_devices_a_machine_can_run_pass(devices, accelerator, gpu, monkeypatch):

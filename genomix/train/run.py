@@ -309,6 +309,10 @@ def pretrain(
         raise ConfigError("offload_checkpoints back-propagates inside the backward (like reentrant checkpointing), "
                           "which DDP/FSDP gradient hooks do not support: use it on one device, or set it false")
     precision = training_precision(recipe.precision, accelerator)
+    if recipe.max_steps > recipe.horizon:
+        log.warning("max_steps %d goes past the learning-rate schedule, which ends at step %d: the steps after it "
+                    "train at the schedule's floor (min_lr_ratio x lr); set schedule_steps in the recipe to stretch "
+                    "the schedule over the whole run", recipe.max_steps, recipe.horizon)
     if recipe.cuda_graphs:
         if world_size > 1:
             raise ConfigError("cuda_graphs captures the backward in a CUDA graph, where DDP/FSDP gradient hooks "
