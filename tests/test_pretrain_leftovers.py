@@ -269,6 +269,23 @@ def test_resume_auto_on_a_finished_run_changes_nothing_unless_more_steps_are_ask
     assert saved_step(out) == 3 and "model saved to" in capsys.readouterr().out
 
 
+def test_a_resume_without_max_steps_past_the_recipes_end_is_refused_not_finished(tmp_path, demo_store, monkeypatch,
+                                                                                 capsys):
+    recipe = tiny_recipe(tmp_path, demo_store, max_steps=2, checkpoint_every=10)
+    out = tmp_path / "run"
+    with monkeypatch.context() as patch:
+        ctrl_c_at_step(patch, 3)
+        assert main(["pretrain", "--recipe", str(recipe), "--max-steps", "5", "--out", str(out), "--quiet"]) == 130
+    assert saved_step(out) == 4
+    capsys.readouterr()
+    assert main(["pretrain", "--resume", "auto", "--out", str(out), "--quiet"]) == 2  # the recipe's end is step 2
+    err = capsys.readouterr().err
+    assert "holds step 4, past this run's max_steps 2" in err and "--max-steps 4 to finish the run where it is" in err
+    assert not (out / "model").exists() and saved_step(out) == 4  # not exported as if finished
+    assert main(["pretrain", "--resume", "auto", "--max-steps", "5", "--out", str(out), "--quiet"]) == 0
+    assert saved_step(out) == 5 and (out / "model").is_dir()
+
+
 def test_the_valid_split_is_tiled_once_per_window_length(demo_store, monkeypatch):
     recipe = load_recipe("demo")
     stages = plan_warmup(256, 2, 256, 1, 64, 1)  # 64 -> 128 -> 256, one epoch each

@@ -179,6 +179,17 @@ def finished_step(checkpoint: Path, out: Path, max_steps: int) -> int | None:
     return step if exported and min(exported) >= checkpoint.stat().st_mtime_ns else None
 
 
+def refuse_past_the_end(checkpoint: Path, max_steps: int) -> None:
+    """Refuse to resume from a ``checkpoint`` that already holds more than ``max_steps`` steps (an earlier command
+    gave a larger ``--max-steps``, this one none): Lightning would stop at once and export that state as the final
+    model, which is seldom what the resume was for. Saying where to stop is one flag."""
+    step = checkpoint_step(checkpoint)
+    if step is not None and step > max_steps:
+        raise ConfigError(f"{checkpoint} holds step {step}, past this run's max_steps {max_steps} (--max-steps applies "
+                          f"to one command; a resume without it stops at the recipe's): pass --max-steps with the step "
+                          f"to train to, or --max-steps {step} to finish the run where it is")
+
+
 def check_checkpoint_fits(checkpoint: Path, module: L.LightningModule) -> None:
     """Refuse to resume ``module`` from ``checkpoint`` when the weights it holds have other names or shapes (a
     checkpoint of another model size or head), naming the first differences, before Lightning's size-mismatch
@@ -335,6 +346,8 @@ def pretrain(
     done = None if ckpt_path is None else finished_step(ckpt_path, out, recipe.max_steps)
     if done is not None:
         return RunResult(out / "model", ckpt_path, {}, stages, rank_zero_only.rank, finished_at=done)
+    if ckpt_path is not None:
+        refuse_past_the_end(ckpt_path, recipe.max_steps)
     L.seed_everything(recipe.seed, workers=True, verbose=False)
 
     store = resolve_store(recipe.data.genome, bed=recipe.data.bed, cache=cache, quiet=quiet)
