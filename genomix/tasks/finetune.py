@@ -36,10 +36,10 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import Timer
 import numpy as np
 import torch
 import yaml
+from lightning.pytorch.callbacks import Timer
 
 from ..devices import require_devices, training_precision
 from ..errors import ConfigError, InputFormatError, TrainingError
