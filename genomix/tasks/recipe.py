@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 
 from ..errors import ConfigError
-from ..train.recipe import OptimConfig, check_field_types, config_dirs, from_mapping, read_named_yaml
+from ..train.recipe import OptimConfig, check_field_types, check_seed, config_dirs, from_mapping, read_named_yaml
 from .metrics import METRICS
 
 TRUNCATION = ("error", "keep-start", "keep-end")
@@ -70,8 +70,7 @@ class FinetuneRecipe:
         if self.precision is not None and self.precision not in PRECISIONS:
             raise ConfigError(f"recipe field precision must be one of {PRECISIONS} (or null: bf16-mixed on a GPU, "
                               f"32-true on a CPU), got {self.precision!r}")
-        if not 0 <= self.seed < 2**32:  # the range Lightning's and numpy's seeding take
-            raise ConfigError(f"recipe field seed must be an integer from 0 to {2**32 - 1}, got {self.seed}")
+        check_seed(self.seed)
         if self.num_workers < 0:
             raise ConfigError(f"recipe field num_workers must be 0 (load in the training process) or a positive "
                               f"integer, got {self.num_workers}")

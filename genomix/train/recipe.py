@@ -155,8 +155,7 @@ class Recipe:
         for name in ("seq_len", "global_batch", "micro_batch_tokens", "steps_per_epoch", "max_steps"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"recipe field {name} must be a positive integer, got {getattr(self, name)}")
-        if not 0 <= int(self.seed) <= 2**32 - 1:  # what numpy (Lightning's seed_everything) accepts
-            raise ConfigError(f"recipe field seed must be an integer from 0 to {2**32 - 1}, got {self.seed}")
+        check_seed(self.seed)
         if self.offload_checkpoints and not self.activation_checkpointing:
             raise ConfigError("recipe field offload_checkpoints needs activation_checkpointing: true")
         if self.checkpoint_keeps_scan and (not self.activation_checkpointing or self.offload_checkpoints
@@ -213,6 +212,14 @@ def from_mapping(cls: type, data: dict[str, Any], where: str, nested: dict[str, 
         return cls(**kwargs)
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
+
+
+def check_seed(seed: int) -> None:
+    """Refuse a recipe ``seed`` outside what numpy's seeding (so Lightning's ``seed_everything``) accepts, 0 to
+    2**32 - 1, here rather than in numpy's traceback once the run has started (pretraining and fine-tuning
+    recipes alike)."""
+    if not 0 <= int(seed) <= 2**32 - 1:
+        raise ConfigError(f"recipe field seed must be an integer from 0 to {2**32 - 1}, got {seed}")
 
 
 def check_field_types(cls: type, data: dict[str, Any], where: str, prefix: str = "") -> None:

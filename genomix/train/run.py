@@ -165,29 +165,27 @@ def resume_source(checkpoint: Path, kind: str) -> Path:
 
 
 def finished_step(checkpoint: Path, out: Path, max_steps: int) -> int | None:
-    """The step at which the run in ``out`` finished, when ``checkpoint`` is its own last checkpoint, holds
+    """Where a resume from ``checkpoint`` stands against ``max_steps``, from the step it holds (read once).
+
+    Returns the step at which the run in ``out`` finished, when ``checkpoint`` is its own last checkpoint, holds
     ``max_steps`` or more, and the final model (``out/model``) was exported after it; otherwise ``None``: there
     are steps left, or the run was stopped between its last checkpoint and the final export, which a resume
-    then redoes."""
-    if checkpoint.resolve() != (out / "checkpoints" / LAST).resolve():
-        return None
+    then redoes. A checkpoint holding more than ``max_steps`` steps that is not such a finished run is refused
+    (an earlier command gave a larger ``--max-steps``, this one none): Lightning would stop at once and export
+    that state as the final model, which is seldom what the resume was for; saying where to stop is one flag."""
     step = checkpoint_step(checkpoint)
     if step is None or step < max_steps:
         return None
     model = out / "model"
-    exported = [path.stat().st_mtime_ns for path in model.iterdir()] if model.is_dir() else []
-    return step if exported and min(exported) >= checkpoint.stat().st_mtime_ns else None
-
-
-def refuse_past_the_end(checkpoint: Path, max_steps: int) -> None:
-    """Refuse to resume from a ``checkpoint`` that already holds more than ``max_steps`` steps (an earlier command
-    gave a larger ``--max-steps``, this one none): Lightning would stop at once and export that state as the final
-    model, which is seldom what the resume was for. Saying where to stop is one flag."""
-    step = checkpoint_step(checkpoint)
-    if step is not None and step > max_steps:
+    own = checkpoint.resolve() == (out / "checkpoints" / LAST).resolve()
+    exported = [path.stat().st_mtime_ns for path in model.iterdir()] if own and model.is_dir() else []
+    if exported and min(exported) >= checkpoint.stat().st_mtime_ns:
+        return step
+    if step > max_steps:
         raise ConfigError(f"{checkpoint} holds step {step}, past this run's max_steps {max_steps} (--max-steps applies "
                           f"to one command; a resume without it stops at the recipe's): pass --max-steps with the step "
                           f"to train to, or --max-steps {step} to finish the run where it is")
+    return None
 
 
 def check_checkpoint_fits(checkpoint: Path, module: L.LightningModule) -> None:
@@ -346,8 +344,6 @@ def pretrain(
     done = None if ckpt_path is None else finished_step(ckpt_path, out, recipe.max_steps)
     if done is not None:
         return RunResult(out / "model", ckpt_path, {}, stages, rank_zero_only.rank, finished_at=done)
-    if ckpt_path is not None:
-        refuse_past_the_end(ckpt_path, recipe.max_steps)
     L.seed_everything(recipe.seed, workers=True, verbose=False)
 
     store = resolve_store(recipe.data.genome, bed=recipe.data.bed, cache=cache, quiet=quiet)
