@@ -13,13 +13,15 @@ import os
 import re
 import signal
 import socket
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
-from test_pretrain import tiny_recipe, train_rows
+from test_pretrain import TINY_HYENA, tiny_recipe, train_rows
 
 from genomix.cli import main
 from genomix.devices import require_devices
@@ -219,6 +221,53 @@ def test_ctrl_c_finishes_the_step_saves_it_and_a_resume_matches_the_uninterrupte
     rows = train_rows(out)
     assert [int(r["step"]) for r in rows] == list(range(5))  # the stop's step logged once, none repeated
     assert [r["train/loss"] for r in rows] == [r["train/loss"] for r in train_rows(full)]  # bit-identical
+
+
+# ``genomix`` with a Ctrl-C (SIGINT) to rank 1 alone at the first micro-batch of step 3. Lightning starts rank 1
+# by running this script again with the same arguments, so the patch is in every process.
+CTRL_C_TO_RANK_1 = """import os, signal, sys
+from genomix.cli import main
+from genomix.train import callbacks
+
+def press(self, trainer, pl_module, batch, batch_idx):
+    if trainer.global_rank == 1 and trainer.global_step == 2 and not getattr(self, "pressed", False):
+        self.pressed = True
+        os.kill(os.getpid(), signal.SIGINT)
+
+callbacks.ThroughputMonitor.on_train_batch_start = press
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("accelerator", ["cpu", pytest.param("gpu", marks=[pytest.mark.gpu, pytest.mark.skipif(
+    torch.cuda.device_count() < 2, reason="needs two CUDA GPUs")])])
+def test_ctrl_c_to_one_of_two_processes_saves_the_step_in_progress_and_a_resume_matches(tmp_path, demo_store,
+                                                                                       accelerator):
+    """Two processes (gloo on CPUs, NCCL on GPUs): the process that did not see Ctrl-C stops at the same step, both
+    take part in saving it, and a resume trains on as if uninterrupted."""
+    overrides = dict(TINY_HYENA, embed_dropout=0.0)
+    recipe = tiny_recipe(tmp_path, demo_store, model_overrides=overrides, global_batch=4, checkpoint_every=10)
+    driver = tmp_path / "ctrl_c_to_rank_1.py"
+    driver.write_text(CTRL_C_TO_RANK_1)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+
+    def pretrain_on_two(out: Path, *flags: str, script: list[str]) -> subprocess.CompletedProcess:
+        command = [sys.executable, *script, "pretrain", "--recipe", str(recipe), "--out", str(out), "--quiet",
+                   "--devices", "2", "--accelerator", accelerator, "--strategy", "ddp", *flags]
+        return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+
+    full, out = tmp_path / "full", tmp_path / "run"
+    assert pretrain_on_two(full, script=["-m", "genomix"]).returncode == 0
+    stopped = pretrain_on_two(out, script=[str(driver)])
+    assert stopped.returncode == 130, stopped.stderr[-2000:]
+    last = out / "checkpoints" / "last.ckpt"
+    assert f"stopped at step 3; its state is saved in {last}" in stopped.stderr
+    assert saved_step(out) == 3
+    resumed = pretrain_on_two(out, "--resume", "auto", script=["-m", "genomix"])
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    rows = train_rows(out)
+    assert [int(r["step"]) for r in rows] == list(range(5))
+    assert [r["train/loss"] for r in rows] == [r["train/loss"] for r in train_rows(full)]
 
 
 def test_ctrl_c_during_the_save_keeps_the_previous_checkpoint(tmp_path, demo_store, monkeypatch, capsys):

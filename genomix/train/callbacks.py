@@ -63,11 +63,14 @@ class StopCheckpoint(L.Callback):
     A checkpoint written after ``fit`` returns would record the epoch as finished, so a later resume would skip
     the rest of it; saved here, where the periodic checkpoint is saved, the loop state says "mid-epoch, after
     this batch". In the middle of a step (a forward, a backward, the gradients of part of an accumulation) there
-    is no state a resume could continue from exactly, so on one process the first Ctrl-C only asks for a stop:
-    the step in progress is finished and saved, and ``KeyboardInterrupt`` is raised at the next hook (once the
-    step's metrics are logged). A second Ctrl-C stops at once (the checkpoint I/O writes atomically, so a stop
-    during the save keeps the previous checkpoint). Several processes would each see Ctrl-C at another point of
-    a step, and saving is collective: there Ctrl-C stops at once, keeping the last periodic checkpoint.
+    is no state a resume could continue from exactly, so the first Ctrl-C only asks for a stop: the step in
+    progress is finished and saved, and ``KeyboardInterrupt`` is raised at the next hook (once the step's metrics
+    are logged). A second Ctrl-C stops at once (the checkpoint I/O writes atomically, so a stop during the save
+    keeps the previous checkpoint).
+
+    Several processes see a terminal's Ctrl-C each at another point of a step, or (a signal to one process) only
+    one of them sees it, and saving is collective. So at the end of every optimiser step they agree, in one
+    all-reduce of a flag, whether any of them was asked to stop, and all stop and save at the same step.
     """
 
     def __init__(self, path: str, skip_every: int = 0) -> None:
@@ -78,18 +81,21 @@ class StopCheckpoint(L.Callback):
         self._stop_asked = False
         self._stop_saved_at: int | None = None
         self._previous_handler: Any = None
+        self._tells = True  # whether this process says what Ctrl-C does (of several processes, rank zero)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._tells = trainer.is_global_zero
         # signal handlers can only be set from the main thread
-        if trainer.world_size == 1 and threading.current_thread() is threading.main_thread():
+        if threading.current_thread() is threading.main_thread():
             self._previous_handler = signal.signal(signal.SIGINT, self._ask_stop)
 
     def _ask_stop(self, signum: int, frame: Any) -> None:
         """The first Ctrl-C: stop after the step in progress; the previous handler takes the next one."""
         self._stop_asked = True
         signal.signal(signal.SIGINT, self._previous_handler)
-        log.warning("Ctrl-C: stopping after the optimiser step in progress (during validation, the next one), "
-                    "which is saved; Ctrl-C again stops at once, keeping the last checkpoint")
+        if self._tells:
+            log.warning("Ctrl-C: stopping after the optimiser step in progress (during validation, the next one), "
+                        "which is saved; Ctrl-C again stops at once, keeping the last checkpoint")
 
     def _restore_handler(self) -> None:
         if signal.getsignal(signal.SIGINT) == self._ask_stop:
@@ -119,7 +125,11 @@ class StopCheckpoint(L.Callback):
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
         step = trainer.global_step
         final = 0 < trainer.max_steps <= step
-        stop = self._stop_asked and step > self._step_at_batch_start and not final
+        stepped = step > self._step_at_batch_start
+        asked = self._stop_asked
+        if stepped and trainer.world_size > 1:  # any process asked: all stop here, every process in this call
+            asked = trainer.strategy.reduce_boolean_decision(asked, all=False)
+        stop = asked and stepped and not final
         periodic = self.skip_every > 0 and step % self.skip_every == 0
         if (final or stop) and step != self._saved_at and not periodic:
             trainer.save_checkpoint(self.path, weights_only=False)
