@@ -19,7 +19,9 @@ def _builder():
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")))
-def test_notebook_executes(name, tmp_path):
+def test_notebook_executes(name, tmp_path, monkeypatch):
+    # the kernel inherits TMPDIR: the notebook's mkdtemp work folder goes under tmp_path, not into /tmp for good
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
     notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
     NotebookClient(notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     errors = [o for cell in notebook.cells for o in cell.get("outputs", []) if o.get("output_type") == "error"]
