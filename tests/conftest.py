@@ -1,8 +1,9 @@
 """Suite-wide test setup.
 
 Triton kernels run in Triton's CPU interpreter unless this is a GPU run (:mod:`devices`); the interpreter
-must be switched on before any kernel module is imported, so it is set here, at collection time, and the
-tests that do not belong to the run are skipped with the reason. ``SHARED`` is the read-only data folder
+must be switched on before any kernel module is imported, so it is set here, at collection time (with
+:mod:`interpreter_compat`'s fix for Triton < 3.9 under NumPy >= 2.5), and the tests that do not belong to the run
+are skipped with the reason. ``SHARED`` is the read-only data folder
 that sits beside the checkout (in CI too).
 """
 from __future__ import annotations
@@ -14,9 +15,11 @@ import pytest
 import torch
 from devices import GPU_RUN
 from download_server import serving
+from interpreter_compat import patch_interpreter_index
 
 if not GPU_RUN:
     os.environ.setdefault("TRITON_INTERPRET", "1")
+    patch_interpreter_index()
 
 
 def pytest_collection_modifyitems(config, items):
