@@ -127,7 +127,7 @@ class StopCheckpoint(L.Callback):
         final = 0 < trainer.max_steps <= step
         stepped = step > self._step_at_batch_start
         asked = self._stop_asked
-        if stepped and trainer.world_size > 1:  # any process asked: all stop here, every process in this call
+        if stepped and trainer.world_size > 1:  # a collective, made by every process at the same step
             asked = trainer.strategy.reduce_boolean_decision(asked, all=False)
         stop = asked and stepped and not final
         periodic = self.skip_every > 0 and step % self.skip_every == 0
