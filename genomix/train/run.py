@@ -11,6 +11,7 @@ Layout of ``out_dir``::
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -41,6 +42,7 @@ from .warmup import Stage, plan_warmup
 
 log = logging.getLogger(__name__)
 LAST = "last.ckpt"
+TRAINER_STATE = "trainer_state.json"  # beside an exported final model: the optimiser step it holds
 
 
 @dataclass
@@ -168,7 +170,8 @@ def finished_step(checkpoint: Path, out: Path, max_steps: int) -> int | None:
     """Where a resume from ``checkpoint`` stands against ``max_steps``, from the step it holds (read once).
 
     Returns the step at which the run in ``out`` finished, when ``checkpoint`` is its own last checkpoint, holds
-    ``max_steps`` or more, and the final model (``out/model``) was exported after it; otherwise ``None``: there
+    ``max_steps`` or more, and the final model (``out/model``) was exported at that step (its
+    ``trainer_state.json`` says so; file times would mislead in a copied run folder); otherwise ``None``: there
     are steps left, or the run was stopped between its last checkpoint and the final export, which a resume
     then redoes. A checkpoint holding more than ``max_steps`` steps that is not such a finished run is refused
     (an earlier command gave a larger ``--max-steps``, this one none): Lightning would stop at once and export
@@ -176,10 +179,8 @@ def finished_step(checkpoint: Path, out: Path, max_steps: int) -> int | None:
     step = checkpoint_step(checkpoint)
     if step is None or step < max_steps:
         return None
-    model = out / "model"
     own = checkpoint.resolve() == (out / "checkpoints" / LAST).resolve()
-    exported = [path.stat().st_mtime_ns for path in model.iterdir()] if own and model.is_dir() else []
-    if exported and min(exported) >= checkpoint.stat().st_mtime_ns:
+    if own and exported_step(out / "model") == step:
         return step
     if step > max_steps:
         raise ConfigError(f"{checkpoint} holds step {step}, past this run's max_steps {max_steps} (--max-steps applies "
@@ -244,8 +245,10 @@ def run_loggers(out_dir: Path) -> list[Logger]:
     return loggers
 
 
-def export_pretrained(model: torch.nn.Module, weights: dict[str, torch.Tensor], model_dir: Path) -> None:
-    """``save_pretrained`` of ``model`` with ``weights`` (+ the tokenizer), written to a temporary
+def export_pretrained(model: torch.nn.Module, weights: dict[str, torch.Tensor], model_dir: Path,
+                      step: int | None = None) -> None:
+    """``save_pretrained`` of ``model`` with ``weights`` (+ the tokenizer, and with ``step`` a
+    ``trainer_state.json`` naming the optimiser step, as transformers' Trainer does), written to a temporary
     folder and renamed, so ``model_dir`` holds one complete model or, for a run killed between the two renames
     (a folder cannot replace another in one step), none; the next export removes what such a run left."""
     from ..tokenizer import Tokenizer
@@ -254,6 +257,8 @@ def export_pretrained(model: torch.nn.Module, weights: dict[str, torch.Tensor], 
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp, state_dict=weights)
     Tokenizer().save_pretrained(tmp)
+    if step is not None:
+        (tmp / TRAINER_STATE).write_text(json.dumps({"global_step": step}) + "\n")
     old = temp_sibling(model_dir, "old")
     if model_dir.exists():
         os.replace(model_dir, old)
@@ -284,7 +289,17 @@ def save_final_model(trainer: L.Trainer, module: LanguageModelingModule, model_d
     (FSDP shards are collected on rank 0)."""
     state = trainer.strategy.lightning_module_state_dict()
     if trainer.global_rank == 0:
-        export_pretrained(module.model, _model_weights(state), model_dir)
+        export_pretrained(module.model, _model_weights(state), model_dir, step=trainer.global_step)
+
+
+def exported_step(model_dir: Path) -> int | None:
+    """The optimiser step of the final model exported to ``model_dir``; ``None`` without one (no export, an
+    export by an older genomix, an unreadable record)."""
+    try:
+        step = json.loads((model_dir / TRAINER_STATE).read_text()).get("global_step")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return step if isinstance(step, int) else None
 
 
 def pretrain(
