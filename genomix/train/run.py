@@ -7,7 +7,8 @@ Layout of ``out_dir``::
                            Ctrl-C (the step in progress is finished first)
     checkpoints/model/     the same weights as ``save_pretrained`` output (``from_pretrained`` loads it)
     logs/csv/version_N/    CSV metrics, one folder per run segment (resumes add one); logs/tensorboard/
-    model/                 ``save_pretrained`` output: ``genomix.from_pretrained(out_dir / "model")``
+    model/                 ``save_pretrained`` output: ``genomix.from_pretrained(out_dir / "model")``, and
+                           ``trainer_state.json``, the step it was exported at (how a resume tells a finished run)
 """
 from __future__ import annotations
 
