@@ -13,6 +13,7 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from .flops import device_peak_tflops, flops_per_token
 from .sampler import ResumableSampler
@@ -81,10 +82,8 @@ class StopCheckpoint(L.Callback):
         self._stop_asked = False
         self._stop_saved_at: int | None = None
         self._previous_handler: Any = None
-        self._tells = True  # whether this process says what Ctrl-C does (of several processes, rank zero)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._tells = trainer.is_global_zero
         # signal handlers can only be set from the main thread
         if threading.current_thread() is threading.main_thread():
             self._previous_handler = signal.signal(signal.SIGINT, self._ask_stop)
@@ -93,7 +92,7 @@ class StopCheckpoint(L.Callback):
         """The first Ctrl-C: stop after the step in progress; the previous handler takes the next one."""
         self._stop_asked = True
         signal.signal(signal.SIGINT, self._previous_handler)
-        if self._tells:
+        if rank_zero_only.rank == 0:  # of several processes, one says it
             log.warning("Ctrl-C: stopping after the optimiser step in progress (during validation, the next one), "
                         "which is saved; Ctrl-C again stops at once, keeping the last checkpoint")
 
