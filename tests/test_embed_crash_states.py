@@ -155,7 +155,7 @@ embed_module.embed_sequences(build("hyenadna-tiny-1k").eval(), embed_module.fast
 def test_a_run_killed_outright_resumes_to_the_uninterrupted_output(model, fasta, tmp_path, pooling, moment):
     out, partial = tmp_path / "cut.h5", tmp_path / ".cut.h5.partial"
     done = subprocess.run([sys.executable, "-c", KILLED, moment, str(fasta), str(out), pooling], capture_output=True,
-                          text=True, timeout=120)
+                          text=True, timeout=600)
     assert done.returncode == -signal.SIGKILL, done.stderr
     with h5py.File(partial) as h5:
         assert h5.attrs[ROWS_ATTR] == 2

@@ -354,7 +354,7 @@ def test_benchmarks_on_models_refuse_bad_names_in_one_line(tmp_path, capsys):
 
 def _bash(script: str, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["bash", str(PIPELINES / script), *args], cwd=ROOT, env={**os.environ, **env},
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=600)
 
 
 @pytest.mark.parametrize("script", ["gpu_suite.sh", "pretrain_transfer.sh", "gpu_cli_smoke.sh"])
