@@ -20,6 +20,7 @@ import difflib
 import inspect
 import os
 from functools import cache, partial
+from pathlib import Path
 from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import torch
@@ -219,6 +220,18 @@ class GenomixPreTrainedModel(PreTrainedModel):
 
         native_loader = super().from_pretrained
         return load_for_class(cls, pretrained_model_name_or_path, model_args, kwargs, native_loader)
+
+    def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, **kwargs: Any) -> Any:
+        """transformers' ``save_pretrained``, then ``weights.sha256`` beside the weights: the SHA-256 of each
+        weights file, which genomix checks when it loads them, so that a file changed since (a flipped bit, a bad
+        copy) is an error rather than other weights (:mod:`genomix.hub.integrity`). With ``push_to_hub=True`` the
+        upload happens before the record is written; the Hub's own hashes cover downloads."""
+        from ..hub.integrity import write_manifest  # late: genomix.hub imports the model modules
+
+        saved = super().save_pretrained(save_directory, *args, **kwargs)
+        if kwargs.get("is_main_process", True):
+            write_manifest(Path(save_directory))
+        return saved
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         weight = next(self.parameters(), None)

@@ -14,6 +14,7 @@ import torch
 
 from ...errors import CheckpointError, ConfigError
 from ...models.config_types import type_error
+from ..integrity import check_weights_file
 
 if TYPE_CHECKING:  # pragma: no cover - avoids importing models at adapter import
     from ...models.base import GenomixConfig
@@ -152,7 +153,8 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
     ``*.index.json`` (every shard it lists, each read the same way).
 
     Pickles are read with ``weights_only=True`` only (no arbitrary code). A Lightning checkpoint's
-    ``state_dict`` entry is returned as is. Truncated or corrupt files raise CheckpointError.
+    ``state_dict`` entry is returned as is. Truncated or corrupt files raise CheckpointError, and so does a file
+    whose SHA-256 differs from what its folder's ``weights.sha256`` records (:mod:`genomix.hub.integrity`).
     """
     path = Path(path)
     if not path.exists():
@@ -161,6 +163,13 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path}: is a directory, not a weights file; {_REDOWNLOAD}")
     if path.name.endswith(".index.json"):
         return _read_sharded(path)
+    tensors = _read_weights_file(path)
+    check_weights_file(path)  # after the reader, whose errors say more (truncated, no checkpoint at all)
+    return tensors
+
+
+def _read_weights_file(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of one existing safetensors file or torch pickle (see :func:`read_weights`)."""
     hint = f"the file is truncated or corrupt; delete it and {_REDOWNLOAD}"
     if path.suffix == ".safetensors":
         from safetensors import SafetensorError

@@ -1,5 +1,5 @@
 """genomix's own layout: ``config.json`` (``model_type: genomix-*``) + ``model.safetensors`` (or a sharded
-``model.safetensors.index.json`` with its shards).
+``model.safetensors.index.json`` with its shards), and ``weights.sha256``, the weights' hashes, which loading checks.
 
 This is what ``save_pretrained``/``genomix convert``/``push_to_hub`` write, and what
 ``transformers.AutoModel*.from_pretrained`` reads once genomix is imported.
@@ -22,13 +22,14 @@ from .base import (
     read_json,
     read_weights,
 )
+from ..integrity import MANIFEST
 from .common import expected_state_dict, task_of_architectures
 
 
 class GenomixNative(FormatAdapter):
     name = "genomix"
     signature = "config.json with model_type 'genomix-*' + model.safetensors"
-    patterns = ("*.json", "*.txt", *HUB_WEIGHT_PATTERNS)
+    patterns = ("*.json", "*.txt", *HUB_WEIGHT_PATTERNS, MANIFEST)
     priority = 0
 
     def detect(self, path: Path) -> bool:

@@ -1,0 +1,69 @@
+"""Whether a checkpoint's weight files still hold the bytes they were written with.
+
+safetensors files and torch pickles carry no checksum of their tensors, so a flipped bit (a failing disk, a bad copy)
+or a file edited in place loads as other weights with no error at all. genomix's ``save_pretrained`` therefore
+writes ``weights.sha256`` (``sha256sum`` format) beside the weights files it saves: exported runs, ``genomix convert``
+output and ``push_to_hub`` uploads carry it, and a Hub download of such a checkpoint fetches it too. Loading checks
+every weights file it lists before the tensors are used; a checkpoint without the record (saved by other code, or
+published in another layout) is read unchecked. Hashing costs about a second per GB, small next to building the
+model.
+
+The Hugging Face cache's own file names are not used as a record: they are content hashes for Git LFS files, but
+the cache's layout has changed between huggingface_hub versions (Xet storage adds a shared store named by another
+hash), and a wrong guess would refuse every download.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from ..errors import CheckpointError
+from ..genome.download import digest_from_manifest, file_digest
+from ..outputs import atomic_write_text
+
+#: The record genomix writes beside the weights it saves.
+MANIFEST = "weights.sha256"
+#: Weights files as transformers names them: single, sharded, safetensors or torch pickle.
+_WEIGHTS_FILE = re.compile(r"(model|pytorch_model)(-\d+-of-\d+)?\.(safetensors|bin)")
+
+
+def write_manifest(folder: Path) -> Path | None:
+    """Record the SHA-256 of every weights file in ``folder`` in its ``weights.sha256`` (written atomically);
+    ``None`` when the folder holds none."""
+    names = sorted(path.name for path in folder.iterdir() if _WEIGHTS_FILE.fullmatch(path.name) and path.is_file())
+    if not names:
+        return None
+    lines = "".join(f"{file_digest(folder / name)}  {name}\n" for name in names)
+    atomic_write_text(folder / MANIFEST, lines)
+    return folder / MANIFEST
+
+
+def recorded_sha256(path: Path) -> tuple[str, Path] | None:
+    """(the SHA-256 that ``path`` should have, the manifest that records it), or ``None`` when none does."""
+    manifest = path.parent / MANIFEST
+    if not manifest.is_file():
+        return None
+    digest = digest_from_manifest(manifest.read_text(errors="replace"), path.name, "sha256")
+    return None if digest is None else (digest, manifest)
+
+
+def check_weights_file(path: Path) -> None:
+    """Raise :class:`CheckpointError` when ``path`` no longer hashes to what its folder's ``weights.sha256``
+    records; a file without a record passes unchecked."""
+    record = recorded_sha256(path)
+    if record is None:
+        return
+    expected, manifest = record
+    actual = file_digest(path)
+    if actual != expected:
+        raise CheckpointError(f"{path}: its SHA-256 is {actual}, but {manifest} records {expected}: the file changed "
+                              "after it was written (a disk or copy error, or an edit in place); delete it and "
+                              "download or export it again, or, if you changed the weights on purpose, delete "
+                              f"{manifest.name}")
+
+
+def check_weights_folder(folder: Path) -> None:
+    """:func:`check_weights_file` on every weights file in ``folder`` (before a loader that reads them itself)."""
+    for path in sorted(folder.iterdir()):
+        if _WEIGHTS_FILE.fullmatch(path.name) and path.is_file():
+            check_weights_file(path)
