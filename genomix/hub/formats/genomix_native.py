@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ...errors import CheckpointError, ConfigError
 from ...models.registry import get_family
+from ..integrity import MANIFEST
 from . import register_format
 from .base import (
     HUB_WEIGHT_PATTERNS,
@@ -22,7 +23,6 @@ from .base import (
     read_json,
     read_weights,
 )
-from ..integrity import MANIFEST
 from .common import expected_state_dict, task_of_architectures
 
 
