@@ -28,13 +28,18 @@ MANIFEST = "weights.sha256"
 _WEIGHTS_FILE = re.compile(r"(model|pytorch_model)(-\d+-of-\d+)?\.(safetensors|bin)")
 
 
+def _weights_files(folder: Path) -> list[Path]:
+    """The weights files in ``folder``, by name."""
+    return sorted(path for path in folder.iterdir() if _WEIGHTS_FILE.fullmatch(path.name) and path.is_file())
+
+
 def write_manifest(folder: Path) -> Path | None:
     """Record the SHA-256 of every weights file in ``folder`` in its ``weights.sha256`` (written atomically);
     ``None`` when the folder holds none."""
-    names = sorted(path.name for path in folder.iterdir() if _WEIGHTS_FILE.fullmatch(path.name) and path.is_file())
-    if not names:
+    files = _weights_files(folder)
+    if not files:
         return None
-    lines = "".join(f"{file_digest(folder / name)}  {name}\n" for name in names)
+    lines = "".join(f"{file_digest(path)}  {path.name}\n" for path in files)
     atomic_write_text(folder / MANIFEST, lines)
     return folder / MANIFEST
 
@@ -65,6 +70,5 @@ def check_weights_file(path: Path) -> None:
 
 def check_weights_folder(folder: Path) -> None:
     """:func:`check_weights_file` on every weights file in ``folder`` (before a loader that reads them itself)."""
-    for path in sorted(folder.iterdir()):
-        if _WEIGHTS_FILE.fullmatch(path.name) and path.is_file():
-            check_weights_file(path)
+    for path in _weights_files(folder):
+        check_weights_file(path)

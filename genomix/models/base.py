@@ -224,8 +224,9 @@ class GenomixPreTrainedModel(PreTrainedModel):
     def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, **kwargs: Any) -> Any:
         """transformers' ``save_pretrained``, then ``weights.sha256`` beside the weights: the SHA-256 of each
         weights file, which genomix checks when it loads them, so that a file changed since (a flipped bit, a bad
-        copy) is an error rather than other weights (:mod:`genomix.hub.integrity`). With ``push_to_hub=True`` the
-        upload happens before the record is written; the Hub's own hashes cover downloads."""
+        copy) is an error rather than other weights (:mod:`genomix.hub.integrity`). ``save_pretrained(...,
+        push_to_hub=True)`` uploads before the record is written, so that upload lacks it; ``push_to_hub()`` saves
+        through this method first and uploads the record too."""
         from ..hub.integrity import write_manifest  # late: genomix.hub imports the model modules
 
         saved = super().save_pretrained(save_directory, *args, **kwargs)
