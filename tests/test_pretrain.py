@@ -8,6 +8,7 @@ loading with ``genomix.from_pretrained``.
 from __future__ import annotations
 
 import csv
+import logging
 import os
 import subprocess
 import sys
@@ -174,6 +175,33 @@ def test_a_checkpoint_of_another_kind_or_size_of_model_is_refused_by_name(tmp_pa
     wider.model_overrides = {**TINY_HYENA, "d_model": 48}
     with pytest.raises(CheckpointError, match=r"its weights do not fit .*\(16, 32\) there, \(16, 48\) here"):
         pretrain(wider, tmp_path / "wide", resume=tmp_path / "small" / "checkpoints" / "last.ckpt", quiet=True)
+
+
+def test_a_resume_on_another_data_split_is_refused_before_anything_is_written(tmp_path, demo_store, caplog):
+    """A checkpoint records the digest of its train/valid intervals; resuming it on others (here a recipe that holds
+    out a fraction of each contig instead of the store's own split) is refused and changes nothing in the run folder.
+    A checkpoint without the record (an older genomix) resumes, with a warning when the recipe holds
+    ``holdout_fraction``, which genomix once ignored."""
+    run = tmp_path / "run"
+    pretrain(load_recipe(tiny_recipe(tmp_path, demo_store, max_steps=1)), run, quiet=True)
+    last = run / "checkpoints" / "last.ckpt"
+    recorded = torch.load(last, weights_only=True)["GenomeDataModule"]["split_sha256"]
+    assert len(recorded) == 64
+    files = {path: path.stat().st_mtime_ns for path in run.rglob("*")}
+    held_out = load_recipe(tiny_recipe(tmp_path, demo_store, max_steps=2,
+                                       data={"genome": str(demo_store), "holdout_fraction": 0.2}))
+    with pytest.raises(CheckpointError, match=r"other train/valid intervals .* pass another --out"):
+        pretrain(held_out, run, resume="auto", quiet=True)
+    assert {path: path.stat().st_mtime_ns for path in run.rglob("*")} == files
+
+    legacy = torch.load(last, weights_only=True)
+    del legacy["GenomeDataModule"]
+    torch.save(legacy, last)
+    with caplog.at_level(logging.WARNING, logger="genomix.train.run"):
+        pretrain(held_out, run, resume="auto", quiet=True)
+    assert "does not record its data split" in caplog.text and "holds out 0.2 of every contig" in caplog.text
+    resumed = torch.load(last, weights_only=True)
+    assert resumed["global_step"] == 2 and resumed["GenomeDataModule"]["split_sha256"] not in (recorded, None)
 
 
 def test_a_named_model_is_built_as_named_not_with_the_recipes_overrides():

@@ -9,6 +9,8 @@ validation and test windows tile their split deterministically and unweighted.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import signal
 from pathlib import Path
 from typing import Any, Sequence
@@ -23,6 +25,8 @@ from .sampler import ResumableDataLoader, ResumableSampler
 from .warmup import Stage, stage_at
 
 OBJECTIVE = {"causal-lm": "causal", "masked-lm": "mlm"}
+#: the key of the data split's digest in the state a checkpoint keeps of the DataModule
+SPLIT_RECORD = "split_sha256"
 
 
 def resolve_store(genome: str | Sequence[str], bed: str | None = None, cache: str | Path | None = None,
@@ -177,6 +181,25 @@ class GenomeDataModule(L.LightningDataModule):
         for stage in first_of_length.values():
             self._windows("train", stage, "random", self.steps_per_epoch * stage.global_batch, 0)
             self._windows("valid", stage, "tiled", None, 0)
+
+    def split_digest(self) -> str:
+        """SHA-256 of the train and valid intervals this run draws its windows from.
+
+        A checkpoint records it (:meth:`state_dict`), and a resume compares it with its own before training
+        (:func:`genomix.train.run.check_same_split`): a run continued on another split (a BED file edited in
+        place, a store prepared again with other splits, other held-out contigs or fraction) would report a
+        validation loss on windows it may have trained on, and nothing else would show it."""
+        intervals = {split: dataset.intervals for (split, *_), dataset in self._datasets.items()
+                     if split in ("train", "valid")}  # the test split is evaluated, never trained on
+        if len(intervals) < 2:  # before check_windows, which resolves them (never so in a run)
+            self.check_windows()
+            return self.split_digest()
+        text = json.dumps(intervals, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def state_dict(self) -> dict[str, Any]:
+        """What Lightning keeps of this module in a checkpoint: the digest of the data split."""
+        return {SPLIT_RECORD: self.split_digest()}
 
     def train_dataloader(self) -> DataLoader:
         epoch = self._epoch()

@@ -35,7 +35,7 @@ from ..kernels.scan.ops import checkpoint_keeps_scan
 from ..outputs import atomic_write_text, check_output_dir, make_output_dir, temp_sibling
 from .callbacks import PeriodicCheckpoint, SamplerProgress, StageAccumulation, StopCheckpoint, ThroughputMonitor
 from .checkpoint_io import AtomicCheckpointIO
-from .data import GenomeDataModule, resolve_store
+from .data import SPLIT_RECORD, GenomeDataModule, resolve_store
 from .module import LanguageModelingModule
 from .recipe import Recipe, dump_recipe
 from .step_runner import graph_autocast_dtype
@@ -206,6 +206,34 @@ def check_checkpoint_fits(checkpoint: Path, module: L.LightningModule) -> None:
                               "it was made for another model or task: resume from a checkpoint of this run")
 
 
+def check_same_split(checkpoint: Path, datamodule: GenomeDataModule) -> None:
+    """Refuse to resume from ``checkpoint`` on other train/valid intervals than those it was trained on (their
+    digest, which the checkpoint records: :meth:`GenomeDataModule.split_digest`), before the output folder is
+    touched. The recipe's settings are compared by the command (``genomix pretrain``); this catches what they do
+    not name: a BED file edited in place, a genome store prepared again with other splits.
+
+    A checkpoint written before genomix recorded the split is resumed as it is. If the recipe holds
+    ``data.holdout_fraction``, a warning says that genomix once ignored that field (recipes of that time hold
+    ``0.05``), so a run begun then would continue on another split than it began with."""
+    state = AtomicCheckpointIO().load_checkpoint(checkpoint, mmap=True).get(type(datamodule).__qualname__, {})
+    recorded = state.get(SPLIT_RECORD) if isinstance(state, dict) else None
+    if recorded is None:
+        if datamodule.data.holdout_fraction is not None:
+            log.warning("%s does not record its data split (an older genomix wrote it), and genomix once ignored "
+                        "data.holdout_fraction (recipes of that time hold 0.05); this resume holds out %s of every "
+                        "contig: if the run began without it, remove the field from its recipe.yaml to continue on "
+                        "the split it began with", checkpoint, datamodule.data.holdout_fraction)
+        return
+    here = datamodule.split_digest()
+    if recorded != here:
+        raise CheckpointError(f"cannot resume from {checkpoint}: it was trained on other train/valid intervals than "
+                              f"this run's genome store ({datamodule.store_path}) and recipe give (split digest "
+                              f"{recorded[:12]}... there, {here[:12]}... here): its BED file or store was changed since, "
+                              "or the recipe holds out other contigs; continuing would validate on windows it may "
+                              "have trained on. Restore the split it was trained on, or pass another --out to start "
+                              "a new run")
+
+
 def interrupted(stopped: str, last: Path, step: int | None = None) -> str:
     """What a run that Ctrl-C ``stopped`` (where, e.g. ``stopped at step 6``) keeps, truthfully: its ``last``
     checkpoint and how to continue from it, or, stopped before the first one, that nothing is kept.
@@ -373,6 +401,7 @@ def pretrain(
                                     step_runner="graph" if recipe.cuda_graphs else None)
     if ckpt_path is not None:
         check_checkpoint_fits(ckpt_path, module)
+        check_same_split(ckpt_path, datamodule)
 
     checkpoint = PeriodicCheckpoint(dirpath=out / "checkpoints", every_n_train_steps=recipe.checkpoint_every,
                                  save_top_k=0, save_last=True, save_on_train_epoch_end=False)
