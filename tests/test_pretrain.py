@@ -22,8 +22,8 @@ from torch import nn
 
 import genomix
 from genomix.cli import main as cli_main
-from genomix.errors import CheckpointError, TrainingError
-from genomix.genome import prepare_genome
+from genomix.errors import CheckpointError, ConfigError, TrainingError
+from genomix.genome import open_store, prepare_genome
 from genomix.train import load_recipe, pretrain
 from genomix.train import run as run_module
 
@@ -202,6 +202,22 @@ def test_a_resume_on_another_data_split_is_refused_before_anything_is_written(tm
     assert "does not record its data split" in caplog.text and "holds out 0.2 of every contig" in caplog.text
     resumed = torch.load(last, weights_only=True)
     assert resumed["global_step"] == 2 and resumed["GenomeDataModule"]["split_sha256"] not in (recorded, None)
+
+
+def test_a_split_bed_given_with_a_prepared_store_must_be_the_stores_own(tmp_path, demo_store):
+    """A store keeps the splits it was prepared with: a BED given with a store path (``--genome x.h5 --bed y.bed``)
+    that is not those splits is refused, where it used to be ignored; the store's own splits as a BED pass."""
+    from genomix.train.data import resolve_store
+
+    store = open_store(demo_store)
+    own = tmp_path / "own.bed"
+    own.write_text("".join(f"{contig}\t{start}\t{end}\t{split}\n" for split in store.splits
+                           for contig, start, end in store.split_intervals(split)))
+    assert resolve_store(str(demo_store), bed=str(own)) == demo_store
+    other = tmp_path / "other.bed"
+    other.write_text("chr1\t0\t2000000\ttrain\nchr1\t2000000\t2500000\tvalid\n")
+    with pytest.raises(ConfigError, match=r"does not hold the splits of .*other.bed.*--force"):
+        resolve_store(str(demo_store), bed=str(other))
 
 
 def test_a_named_model_is_built_as_named_not_with_the_recipes_overrides():

@@ -27,7 +27,7 @@ from ..errors import ChecksumError, ConfigError, DownloadError, InputFormatError
 from ..outputs import atomic_write_text
 from .bed import Interval, holdout_splits, read_bed_splits
 from .download import digest_from_manifest, download, fetch_text, file_digest, file_mismatch, verify_file
-from .store import COMPRESSION, fasta_files, open_store, write_store
+from .store import COMPRESSION, GenomeStore, fasta_files, open_store, write_store
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 log = logging.getLogger(__name__)
@@ -240,6 +240,14 @@ def _splits_for(spec: GenomeSpec | None, bed: Path | None) -> Callable[[dict[str
     return make
 
 
+def holds_bed_splits(store: GenomeStore, bed: str | Path) -> bool:
+    """Whether ``store`` holds exactly the intervals of each split in the split BED ``bed`` (read and validated
+    against the store's contigs), in any order."""
+    wanted = read_bed_splits(bed, store.lengths)
+    stored = {split: store.split_intervals(split) for split in store.splits}
+    return {k: sorted(v) for k, v in wanted.items()} == {k: sorted(v) for k, v in stored.items()}
+
+
 def _check_reusable(store, source: str, bed: Path | None, compression: str | None, prefix_contigs: bool) -> None:
     """Refuse to reuse an existing store that a rebuild with these arguments would not reproduce: another
     source FASTA, other chunk compression, contigs named otherwise, or other splits than ``bed``'s (a BED is
@@ -251,11 +259,8 @@ def _check_reusable(store, source: str, bed: Path | None, compression: str | Non
         differences.append(f"was built from {store.attrs.get('source')}, not {source}")
     if store.attrs.get("compression", "none") != (compression or "none"):
         differences.append(f"has compression {store.attrs.get('compression', 'none')}, not {compression or 'none'}")
-    if bed is not None:
-        wanted = read_bed_splits(bed, store.lengths)
-        stored = {split: store.split_intervals(split) for split in store.splits}
-        if {k: sorted(v) for k, v in wanted.items()} != {k: sorted(v) for k, v in stored.items()}:
-            differences.append(f"has other splits than {bed}")
+    if bed is not None and not holds_bed_splits(store, bed):
+        differences.append(f"has other splits than {bed}")
     if differences:
         raise ConfigError(f"{store.path} exists but {'; '.join(differences)}: pass --force to rebuild it or choose "
                           "another --out")

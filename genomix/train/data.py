@@ -50,8 +50,24 @@ def resolve_store(genome: str | Sequence[str], bed: str | None = None, cache: st
     if path.suffix in (".h5", ".hdf5"):
         if not path.is_file():
             raise ConfigError(f"genome store {path} does not exist; build it with `genomix genome prepare`")
+        if bed is not None:
+            _refuse_other_splits(path, bed)
         return path
     return Path(prepare_genome(genome, cache=cache, bed=bed, quiet=quiet))
+
+
+def _refuse_other_splits(store_path: Path, bed: str) -> None:
+    """Refuse a split BED given with a prepared store that does not hold its splits: a store keeps the splits it
+    was prepared with, so the run would otherwise train and validate on those, not on the BED's."""
+    from ..genome import open_store
+    from ..genome.registry import holds_bed_splits
+
+    with open_store(store_path) as store:
+        if not holds_bed_splits(store, bed):
+            raise ConfigError(f"genome store {store_path} does not hold the splits of {bed} (a store keeps the splits "
+                              "it was prepared with): pass the FASTA or genome name with the BED instead, or rebuild "
+                              f"the store with `genomix genome prepare --genome FASTA --bed {bed} --out {store_path} "
+                              "--force`")
 
 
 def _refuse_shared_stems(paths: Sequence[str]) -> None:
