@@ -308,6 +308,23 @@ def test_bench_cpu_inference_refuses_bad_runs_and_out_in_one_line(tmp_path, caps
     assert not (tmp_path / "bench_cpu_inference.json").exists()
 
 
+def test_bench_weights_check_times_loads_with_and_without_the_record(tmp_path, capsys, monkeypatch):
+    module = _pipeline("bench_weights_check")
+    assert "unknown model 'nosuch'" in _refused(module.main, ["--models", "nosuch", "--out", str(tmp_path)], capsys)
+    err = _refused(module.main, ["--models", "mamba-tiny-1k", "--out", str(_blocked_out(tmp_path))], capsys)
+    assert "afile is a file" in err
+    hashed = []
+    real = module.genomix.hub.integrity.file_digest
+    monkeypatch.setattr(module.genomix.hub.integrity, "file_digest", lambda path: hashed.append(path) or real(path))
+    assert module.main(["--models", "mamba-tiny-1k", "--repeats", "2", "--out", str(tmp_path)]) == 0
+    (row,) = json.loads((tmp_path / "bench_weights_check.json").read_text())["rows"]
+    assert row["model"] == "mamba-tiny-1k" and len(row["checked_s"]) == len(row["unchecked_s"]) == 2
+    assert row["weights_bytes"] > 0 and row["extra_s"] == row["checked_median_s"] - row["unchecked_median_s"]
+    # saved once (the record), then one untimed and two timed loads checked; the copy without it never hashed
+    assert [path.parent.name for path in hashed[1:]] == ["checked"] * 3 and len(hashed) == 4
+    assert "mamba-tiny-1k" in capsys.readouterr().out
+
+
 def test_bench_data_refuses_sizes_and_outputs_it_cannot_use_before_working(tmp_path, capsys):
     main = _pipeline("bench_data").main
     work = ["--work-dir", str(tmp_path / "work")]
