@@ -320,6 +320,7 @@ def test_bench_weights_check_times_loads_with_and_without_the_record(tmp_path, c
     (row,) = json.loads((tmp_path / "bench_weights_check.json").read_text())["rows"]
     assert row["model"] == "mamba-tiny-1k" and len(row["checked_s"]) == len(row["unchecked_s"]) == 2
     assert row["weights_bytes"] > 0 and row["extra_s"] == row["checked_median_s"] - row["unchecked_median_s"]
+    assert row["hash_median_s"] > 0
     # saved once (the record), then one untimed and two timed loads checked; the copy without it never hashed
     assert [path.parent.name for path in hashed[1:]] == ["checked"] * 3 and len(hashed) == 4
     assert "mamba-tiny-1k" in capsys.readouterr().out

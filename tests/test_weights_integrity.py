@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from safetensors.torch import load_file, save_file
 import genomix
 from genomix.errors import CheckpointError
 from genomix.hub import save_native
+from genomix.hub import integrity
 from genomix.hub.integrity import MANIFEST, check_weights_folder, write_manifest
 from genomix.models import build
 
@@ -93,3 +95,23 @@ def test_resaving_over_an_earlier_export_replaces_it_record_included(saved, tmp_
     save_native(build("mamba-tiny-1k"), model)
     check_weights_folder(model)
     genomix.from_pretrained(model)
+
+
+@pytest.mark.parametrize("loader", ["genomix", "class"])
+def test_the_hash_runs_beside_the_build_and_a_truncated_file_gets_the_readers_error(saved, tmp_path, monkeypatch,
+                                                                                     loader):
+    """The recorded files are hashed in a worker thread while the model is built, and the load waits for it; a
+    file the reader cannot read is reported as such (truncated), not as a hash mismatch, on both load paths."""
+    threads = []
+    real = integrity.file_digest
+    monkeypatch.setattr(integrity, "file_digest",
+                        lambda path: threads.append(threading.current_thread().name) or real(path))
+    load = genomix.from_pretrained if loader == "genomix" else type(genomix.from_pretrained(saved)).from_pretrained
+    threads.clear()
+    load(saved)
+    assert len(threads) == 1 and threads[0].startswith("genomix-weights-check")
+    model = copy_of(saved, tmp_path)
+    weights = model / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-1000])
+    with pytest.raises(CheckpointError, match="truncated"):
+        load(model)

@@ -25,6 +25,7 @@ from ..models.base import GenomixPreTrainedModel, check_config_fields
 from ..models.registry import get_family
 from .auto import register_auto_classes
 from .formats import LoadedCheckpoint, detect_format, load_checkpoint
+from .integrity import checked_by_the_end
 from .resolve import resolve
 
 log = logging.getLogger(__name__)
@@ -118,7 +119,8 @@ def from_pretrained(
     dtype = _weight_dtype(config_overrides.pop("dtype", None) or config_overrides.pop("torch_dtype", None))
     target = None if device is None else resolve_device(device, "device=")
     directory = resolve(name_or_path, revision, cache_dir, local_files_only, token)
-    model = build_from_checkpoint(load_checkpoint(directory, format), task, fresh_head, **config_overrides)
+    with checked_by_the_end():  # the recorded weights are hashed while the model is built
+        model = build_from_checkpoint(load_checkpoint(directory, format), task, fresh_head, **config_overrides)
     return model.to(device=target, dtype=dtype)
 
 

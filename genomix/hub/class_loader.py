@@ -31,7 +31,7 @@ from .formats import FormatAdapter, detect_format, load_checkpoint
 from .formats.base import summarise
 from .formats.common import expected_state_dict
 from .formats.genomix_native import GenomixNative
-from .integrity import check_weights_folder
+from .integrity import check_weights_folder, checked_by_the_end
 from .resolve import resolve
 
 #: transformers' ``from_pretrained`` options that say where the checkpoint is (passed on to :func:`resolve`).
@@ -72,16 +72,18 @@ def _load_native(
     only a printed report. A fresh head on a pretrained backbone (a causal-LM checkpoint for classification) is
     fine. When transformers fails on the files (truncated weights, a missing shard, a bad config value), genomix's
     own reader says which file is wrong and what to do, instead of transformers' exception. Weights files whose
-    SHA-256 is recorded are checked once they have loaded (:mod:`genomix.hub.integrity`): transformers does not."""
+    SHA-256 is recorded are checked before the model is returned (:mod:`genomix.hub.integrity`): transformers does
+    not."""
     wants_info = kwargs.pop("output_loading_info", False)
-    try:
-        model, info = native_loader(name, *model_args, output_loading_info=True, **kwargs)
-    except Exception:
-        problem = _files_problem(directory)
-        if problem is None:  # the files are fine: the failure is the call's own
-            raise
-        raise problem from None
-    check_weights_folder(directory)
+    with checked_by_the_end():  # hashed while transformers reads the files and builds the model
+        check_weights_folder(directory)
+        try:
+            model, info = native_loader(name, *model_args, output_loading_info=True, **kwargs)
+        except Exception:
+            problem = _files_problem(directory)
+            if problem is None:  # the files are fine: the failure is the call's own
+                raise
+            raise problem from None
     prefix = None if _task_of(cls) == "base" else cls.base_model_prefix + "."
     missing = sorted(key for key in info["missing_keys"] if prefix is None or key.startswith(prefix))
     # the family's key names mean a meta-device model per head: built only when transformers reports strays

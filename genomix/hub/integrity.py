@@ -6,9 +6,10 @@ writes ``weights.sha256`` (``sha256sum`` format) beside the weights files it sav
 output and ``push_to_hub`` uploads carry it, and a Hub download of such a checkpoint fetches it too. Loading checks
 every weights file it lists once the file has been read, before the model is handed out (a truncated file gets the
 reader's own, more specific error); a checkpoint without the record (saved by other code, or published in another
-layout) is read unchecked. The check reads each weights file once more: on a 2-core CPU with the file in the
-page cache, loads of the largest named sizes took 14-28 % longer, hashing at ~1.6 GB/s
-(``pipelines/bench_weights_check.py``; BENCHMARKS.md, "What the weights check costs a load").
+layout) is read unchecked. The check reads each weights file once more, at one core's SHA-256 rate (~1.6 GB/s).
+The load paths run it in worker threads while the model is built (:func:`checked_by_the_end`) and wait for it before
+the model is returned; ``pipelines/bench_weights_check.py`` measures what it adds to a load (BENCHMARKS.md, "What
+the weights check costs a load").
 
 The Hugging Face cache's own file names are not used as a record: they are content hashes for Git LFS files, but
 the cache's layout has changed between huggingface_hub versions (Xet storage adds a shared store named by another
@@ -16,8 +17,12 @@ hash), and a wrong guess would refuse every download.
 """
 from __future__ import annotations
 
+import contextlib
 import re
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextvars import ContextVar
 from pathlib import Path
+from typing import Iterator
 
 from ..errors import CheckpointError
 from ..genome.download import digest_from_manifest, file_digest
@@ -27,6 +32,9 @@ from ..outputs import atomic_write_text
 MANIFEST = "weights.sha256"
 #: Weights files as transformers names them: single, sharded, safetensors or torch pickle.
 _WEIGHTS_FILE = re.compile(r"(model|pytorch_model)(-\d+-of-\d+)?\.(safetensors|bin)")
+#: Inside :func:`checked_by_the_end`: the pool that hashes, and the checks it was given.
+_BACKGROUND: ContextVar[tuple[ThreadPoolExecutor, list[Future]] | None] = ContextVar("genomix_weights_checks",
+                                                                                    default=None)
 
 
 def _weights_files(folder: Path) -> list[Path]:
@@ -56,11 +64,19 @@ def recorded_sha256(path: Path) -> tuple[str, Path] | None:
 
 def check_weights_file(path: Path) -> None:
     """Raise :class:`CheckpointError` when ``path`` no longer hashes to what its folder's ``weights.sha256``
-    records; a file without a record passes unchecked."""
+    records (inside :func:`checked_by_the_end`: at the block's end); a file without a record passes unchecked."""
     record = recorded_sha256(path)
     if record is None:
         return
-    expected, manifest = record
+    background = _BACKGROUND.get()
+    if background is None:
+        _compare(path, *record)
+    else:
+        pool, checks = background
+        checks.append(pool.submit(_compare, path, *record))
+
+
+def _compare(path: Path, expected: str, manifest: Path) -> None:
     actual = file_digest(path)
     if actual != expected:
         raise CheckpointError(f"{path}: its SHA-256 is {actual}, but {manifest} records {expected}: the file changed "
@@ -73,3 +89,21 @@ def check_weights_folder(folder: Path) -> None:
     """:func:`check_weights_file` on every weights file in ``folder`` (before a loader that reads them itself)."""
     for path in _weights_files(folder):
         check_weights_file(path)
+
+
+@contextlib.contextmanager
+def checked_by_the_end() -> Iterator[None]:
+    """Hash the weights files that :func:`check_weights_file` is given inside the block in worker threads (hashlib
+    and file reads release the GIL), so that the hashing overlaps the model's construction, and wait for every
+    check at the block's end, raising the first mismatch: the model built inside is still not handed out unchecked.
+    When the block raises (a reader's error on a truncated file), that exception propagates, after the checks end."""
+    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="genomix-weights-check")
+    checks: list[Future] = []
+    token = _BACKGROUND.set((pool, checks))
+    try:
+        yield
+    finally:
+        _BACKGROUND.reset(token)
+        pool.shutdown(wait=True)
+    for check in checks:
+        check.result()
