@@ -141,13 +141,14 @@ def generate_fasta(
 def check_decoding(max_new_tokens: int, num_samples: int, greedy: bool, num_beams: int = 1, temperature: float = 1.0,
                    top_k: int | None = None, top_p: float | None = None) -> None:
     """Refuse counts and option mixes :func:`generate_fasta` cannot honour (the CLI asks before it loads a
-    model): beam search takes no sampling options, which it would otherwise ignore."""
+    model): beam search and greedy decoding take no sampling options, which they would otherwise ignore."""
     if max_new_tokens < 1 or num_samples < 1 or num_beams < 1:
         raise InputFormatError(f"max_new_tokens, num_samples and num_beams must be >= 1, got {max_new_tokens}, "
                                f"{num_samples} and {num_beams}")
+    sampling = [name for name, value, default in (("temperature", temperature, 1.0), ("top_k", top_k, None),
+                                                  ("top_p", top_p, None)) if value != default]
     if num_beams > 1:
-        given = [name for name, value, default in (("greedy", greedy, False), ("temperature", temperature, 1.0),
-                                                   ("top_k", top_k, None), ("top_p", top_p, None)) if value != default]
+        given = (["greedy"] if greedy else []) + sampling
         if given:
             raise InputFormatError(f"beam search is deterministic and takes no {', '.join(given)}: pass num_beams or "
                                    "sampling options, not both")
@@ -156,6 +157,9 @@ def check_decoding(max_new_tokens: int, num_samples: int, greedy: bool, num_beam
                                    "must be at most num_beams")
     elif greedy and num_samples > 1:
         raise InputFormatError("greedy decoding gives one continuation per prompt: use num_samples=1, or sample")
+    elif greedy and sampling:
+        raise InputFormatError(f"greedy decoding takes the most likely base at every step and takes no "
+                               f"{', '.join(sampling)}: pass greedy or sampling options, not both")
 
 
 def _check_space(partial: Path, prompts: int, num_samples: int, max_new_tokens: int, line_width: int) -> None:

@@ -101,6 +101,10 @@ def test_cli_errors_and_choices(tmp_path, shared_dir, capsys):
     assert POOLING_CHOICES == EMBED_POOLING
     assert main(["embed", "--model", "hyenadna-tiny-1k", "--bed", "x.bed", "--out", str(tmp_path / "o.h5")]) == 2
     assert "needs --genome" in capsys.readouterr().err
+    assert main(["embed", "--model", "hyenadna-tiny-1k", "--fasta", "x.fa", "--genome", "g.h5", "--out",
+                 str(tmp_path / "o.h5")]) == 2
+    assert "--genome is the store that --bed intervals are read from, and is not used with --fasta" in \
+        capsys.readouterr().err
     assert main(["embed", "--model", "hyenadna-tiny-1k", "--fasta", str(tmp_path / "missing.fa"),
                  "--out", str(tmp_path / "o.h5"), "--quiet"]) == 2
     assert "no such FASTA file" in capsys.readouterr().err

@@ -159,6 +159,14 @@ def test_cli_prompts_from_fasta_and_the_command_line(tmp_path, capsys, monkeypat
     assert main(["generate", "--model", "x", "--max-new-tokens", "3", "--num-beams", "2", "--top-p", "0.5", "--out",
                  str(tmp_path / "refused.fa"), "--prompt", "ACGT"]) == 2
     assert "beam search is deterministic and takes no top_p" in capsys.readouterr().err
+    assert main(["generate", "--model", "x", "--max-new-tokens", "3", "--greedy", "--temperature", "0.5", "--top-k",
+                 "2", "--out", str(tmp_path / "refused.fa"), "--prompt", "ACGT"]) == 2
+    assert "greedy decoding takes the most likely base at every step and takes no temperature, top_k" in \
+        capsys.readouterr().err
+    assert main(["generate", "--model", "x", "--max-new-tokens", "3", "--genome", "g.h5", "--out",
+                 str(tmp_path / "refused.fa"), "--prompt", "ACGT"]) == 2
+    assert "--genome is the store that --bed intervals are read from, and is not used with --prompt" in \
+        capsys.readouterr().err
     assert main(["generate", "--model", "x", "--max-new-tokens", "3", "--out", str(tmp_path / "none.fa"), "--fasta",
                  str(tmp_path / "missing.fa")]) == 2
     assert "missing.fa: no such FASTA file" in capsys.readouterr().err

@@ -34,7 +34,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-new-tokens", type=positive_int, required=True, help="bases to add to each prompt")
     parser.add_argument("--num-samples", type=positive_int, default=1, help="continuations per prompt (default 1)")
     parser.add_argument("--greedy", action="store_true", help="take the most probable base at every step "
-                        "instead of sampling (one continuation per prompt)")
+                        "instead of sampling (one continuation per prompt; no --temperature, --top-k, --top-p)")
     parser.add_argument("--temperature", type=positive_float, default=1.0, help="sampling temperature (default 1)")
     parser.add_argument("--top-k", type=positive_int, help="sample among the k most probable bases")
     parser.add_argument("--top-p", type=unit_fraction, help="sample among the most probable bases whose "

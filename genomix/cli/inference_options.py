@@ -66,6 +66,10 @@ def read_sequence_sources(args: argparse.Namespace):
         store = open_store(args.genome)
         intervals = read_bed_intervals(args.bed, store.lengths)
         return bed_sequences(intervals, store), len(intervals)
+    if args.genome:
+        raise InputFormatError("--genome is the store that --bed intervals are read from, and is not used with "
+                               f"{'--prompt' if getattr(args, 'prompt', None) else '--fasta'}: pass --bed with it, "
+                               "or leave it out")
     if getattr(args, "prompt", None):
         from ..errors import TokenizationError
         from ..tokenizer import encode
