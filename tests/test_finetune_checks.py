@@ -213,6 +213,32 @@ def test_a_run_resumes_on_the_same_weights_moved_to_another_path(tmp_path, caplo
     assert f"# model: {moved}\n" in (run / "recipe.yaml").read_text()  # the run now names where the model is
 
 
+def test_a_run_does_not_resume_on_edited_task_files_but_does_on_a_recompressed_copy(tmp_path):
+    """The run records a fingerprint of its task's examples: a task file edited in place (same path, so the settings
+    match) is refused with both fingerprints and changes nothing; the same rows gzipped under another folder
+    name resume; a run saved before the fingerprint was kept resumes as before."""
+    checkpoint, task, run, recipe = _finished_run(tmp_path)
+    saved = (run / "recipe.yaml").read_text()
+    assert "# task_data: sha256:" in saved
+    train = task / "train.csv"
+    original = train.read_text()
+    train.write_text(original.replace(",0\n", ",1\n", 1))  # one label flipped
+    with pytest.raises(ConfigError, match=r"its task's examples changed since the run started \(task_data "
+                                          r"sha256:\w+ -> sha256:\w+: the files in .*task were edited or replaced\)"):
+        finetune(str(checkpoint), task, run, recipe, resume="auto", accelerator="cpu", quiet=True)
+    assert (run / "recipe.yaml").read_text() == saved
+    train.write_text(original)
+    for path in task.iterdir():  # the same rows, gzipped
+        path.with_suffix(".csv.gz").write_bytes(gzip.compress(path.read_bytes()))
+        path.unlink()
+    finetune(str(checkpoint), task, run, recipe, resume="auto", accelerator="cpu", quiet=True)
+    lines = (run / "recipe.yaml").read_text().splitlines(keepends=True)
+    (run / "recipe.yaml").write_text("".join(line for line in lines if not line.startswith("# task_data: ")))
+    train.write_text(original.replace(",0\n", ",1\n", 1))
+    (task / "train.csv.gz").unlink()
+    finetune(str(checkpoint), task, run, recipe, resume="auto", accelerator="cpu", quiet=True)
+
+
 def test_a_run_saved_without_a_fingerprint_resumes_on_its_model_path(tmp_path, caplog):
     """Runs written before fingerprints are checked by the model's path, as then, and gain one on resuming."""
     checkpoint, task, run, recipe = _finished_run(tmp_path)

@@ -2,8 +2,9 @@
 
 Layout of ``out_dir``::
 
-    recipe.yaml                 the resolved recipe, with the model, its weights' fingerprint and the task it
-                                ran on (``# model: ...``, ``# weights: sha256:...``, :mod:`.identity`)
+    recipe.yaml                 the resolved recipe, with the model, its weights' fingerprint, the task it ran
+                                on and its examples' fingerprint (``# model: ...``, ``# weights: sha256:...``,
+                                ``# task_data: sha256:...``, :mod:`.identity`)
     checkpoints/last.ckpt       Lightning checkpoint at the end of every epoch (atomic; --resume auto)
     checkpoints/best-*.ckpt     the epoch with the best development ``monitor`` metric
     logs/csv/version_N/         training loss and development metrics per epoch; logs/tensorboard/
@@ -53,7 +54,7 @@ from ..train.module import adamw_warmup_cosine, check_finite_loss, seed_step
 from ..train.run import (LAST, check_checkpoint_fits, export_pretrained, fit_telling_interrupts,
                          refuse_used_out, resolve_resume, resume_source, run_loggers)
 from .batches import fit_lengths, loader
-from .identity import BASE_MODEL_KEYS, check_base_model, run_identity
+from .identity import BASE_MODEL_KEYS, check_base_model, check_task_data, run_identity, task_fingerprint
 from .labelled import LabelledSequences, TaskData, load_task
 from .metrics import classification_metrics, softmax
 from .recipe import FinetuneRecipe, dump_finetune_recipe
@@ -216,8 +217,8 @@ def _recipe_text(recipe: FinetuneRecipe, identity: dict[str, str]) -> str:
 
 
 def saved_settings(out: Path) -> dict[str, str] | None:
-    """The recipe (as ``recipe <dotted key>``) and identity (``model``, ``task``, ``weights``) of the run in
-    ``out``, from its ``recipe.yaml``; ``None`` without one."""
+    """The recipe (as ``recipe <dotted key>``) and identity (``model``, ``task``, ``task_data``, ``weights``) of the
+    run in ``out``, from its ``recipe.yaml``; ``None`` without one."""
     path = out / "recipe.yaml"
     if not path.is_file():
         return None
@@ -230,7 +231,8 @@ def saved_settings(out: Path) -> dict[str, str] | None:
 def check_resumable(out: Path, saved: dict[str, str], recipe: FinetuneRecipe, identity: dict[str, str]) -> None:
     """Refuse to resume the run in ``out`` (its ``saved_settings``) with another recipe or task than it was
     started with, naming every setting that differs. ``num_workers`` and ``max_epochs`` (training longer) may
-    change. The model is compared by its weights once loaded (:func:`.identity.check_base_model`)."""
+    change. The model is compared by its weights once loaded (:func:`.identity.check_base_model`), the task's examples
+    by their fingerprint once read (:func:`.identity.check_task_data`)."""
     now = {**flat_settings(yaml.safe_load(dump_finetune_recipe(recipe)), "recipe "), **identity}
     free = ("recipe num_workers", "recipe max_epochs", *BASE_MODEL_KEYS)
     changed = changed_settings(saved, now, [key for key in sorted(saved) if key in now and key not in free])
@@ -291,6 +293,9 @@ def finetune(model: str, task: str | os.PathLike | TaskData, out_dir: str | os.P
     if saved is not None:
         check_resumable(source, saved, recipe, identity)
     task = task if isinstance(task, TaskData) else load_task(task)
+    identity["task_data"] = task_fingerprint(task)
+    if saved is not None:
+        check_task_data(saved, identity, source / "recipe.yaml")
     L.seed_everything(recipe.seed, workers=True, verbose=False)
 
     train = task.split("train")

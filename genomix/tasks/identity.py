@@ -2,12 +2,14 @@
 
 A run records its identity when it starts (``recipe.yaml`` comment lines for fine-tuning, the soft-prompt
 state for ICL): the model as it was named (a checkpoint folder as an absolute path, else the name or Hub id),
-the task, and a fingerprint of the base model's weights (:func:`genomix.resume.weights_fingerprint`, which
+the task (and, for fine-tuning, a fingerprint of its examples: :func:`task_fingerprint`), and a fingerprint of the
+base model's weights (:func:`genomix.resume.weights_fingerprint`, which
 ``embed`` and ``score-variants`` record too). A resume compares the weights, not the name: a checkpoint
 overwritten with other weights at the same path is refused, the same weights moved to another path resume. Runs saved before fingerprints were kept fall back to the name.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Mapping
@@ -40,3 +42,29 @@ def check_base_model(saved: Mapping[str, str], now: Mapping[str, str], where: Pa
     if changes:
         raise ConfigError(f"cannot resume {where}: it was started on another base model ({'; '.join(changes)}); "
                           "resume with the model the run started on, or start a new run with another --out")
+
+
+def task_fingerprint(task: TaskData) -> str:
+    """``sha256:`` and the first 16 hex digits of a SHA-256 over ``task``'s label names and, split by split in name
+    order, every example's tokens and label: what a fine-tuning run trained on, whatever its files' names, dates
+    or compression (a task folder copied, or re-gzipped, keeps its fingerprint; one edited or replaced in place does
+    not)."""
+    digest = hashlib.sha256("\0".join(task.label_names).encode() + b"\0\0")
+    for name in sorted(task.splits):
+        split = task.splits[name]
+        digest.update(f"{name}\0{len(split)}\0".encode())
+        digest.update(split.lengths().astype("<i8").tobytes())
+        digest.update(split.labels.astype("<i8").tobytes())
+        for ids in split.ids:
+            digest.update(ids.tobytes())
+    return "sha256:" + digest.hexdigest()[:16]
+
+
+def check_task_data(saved: Mapping[str, str], now: Mapping[str, str], where: Path) -> None:
+    """Refuse to resume the run recorded in ``where`` on other examples than it was started on: its task folder's
+    files edited or replaced since (the path, compared with the settings, is the same). A run saved before the
+    fingerprint was kept has none to compare, and resumes as before."""
+    if "task_data" in saved and saved["task_data"] != now["task_data"]:
+        raise ConfigError(f"cannot resume {where.parent}: its task's examples changed since the run started (task_data "
+                          f"{saved['task_data']} -> {now['task_data']}: the files in {now['task']} were edited or "
+                          "replaced); restore them, or start a new run with another --out")
