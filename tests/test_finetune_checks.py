@@ -159,9 +159,9 @@ def test_a_checkpoint_trains_in_train_mode_and_resuming_needs_the_same_settings(
         finetune(str(checkpoint), task, out, other, resume="auto", accelerator="cpu", quiet=True)
     with pytest.raises(ConfigError, match=r"another base model \(model: .*ckpt -> mamba-tiny-1k; weights: sha256:"):
         finetune("mamba-tiny-1k", task, out, recipe, resume="auto", accelerator="cpu", quiet=True)
-    with pytest.raises(ConfigError, match=r"task: .*task -> .*other"):
-        finetune(str(checkpoint), _gue_rows(tmp_path / "other"), out, recipe, resume="auto", accelerator="cpu",
-                 quiet=True)
+    with pytest.raises(ConfigError, match=r"task_data: sha256:\w+ -> sha256:\w+; task: .*task -> .*other\)"):
+        finetune(str(checkpoint), _gue_rows(tmp_path / "other", rows=24), out, recipe, resume="auto",
+                 accelerator="cpu", quiet=True)
     assert (out / "recipe.yaml").read_text() == saved  # the run's settings are kept
 
 
@@ -213,30 +213,31 @@ def test_a_run_resumes_on_the_same_weights_moved_to_another_path(tmp_path, caplo
     assert f"# model: {moved}\n" in (run / "recipe.yaml").read_text()  # the run now names where the model is
 
 
-def test_a_run_does_not_resume_on_edited_task_files_but_does_on_a_recompressed_copy(tmp_path):
+def test_a_run_resumes_on_the_same_examples_anywhere_and_not_on_edited_ones(tmp_path, caplog):
     """The run records a fingerprint of its task's examples: a task file edited in place (same path, so the settings
-    match) is refused with both fingerprints and changes nothing; the same rows gzipped under another folder
-    name resume; a run saved before the fingerprint was kept resumes as before."""
+    match) is refused with both fingerprints and changes nothing; the same rows gzipped in another folder resume,
+    as the base model does by its weights; a run saved before the fingerprint was kept is held to its task's path."""
     checkpoint, task, run, recipe = _finished_run(tmp_path)
     saved = (run / "recipe.yaml").read_text()
     assert "# task_data: sha256:" in saved
-    train = task / "train.csv"
-    original = train.read_text()
-    train.write_text(original.replace(",0\n", ",1\n", 1))  # one label flipped
-    with pytest.raises(ConfigError, match=r"its task's examples changed since the run started \(task_data "
-                                          r"sha256:\w+ -> sha256:\w+: the files in .*task were edited or replaced\)"):
+    original = (task / "train.csv").read_text()
+    (task / "train.csv").write_text(original.replace(",0\n", ",1\n", 1))  # one label flipped
+    with pytest.raises(ConfigError, match=r"its task's examples differ from those the run started on \(task_data: "
+                                          r"sha256:\w+ -> sha256:\w+\): the task's files were edited or replaced"):
         finetune(str(checkpoint), task, run, recipe, resume="auto", accelerator="cpu", quiet=True)
     assert (run / "recipe.yaml").read_text() == saved
-    train.write_text(original)
-    for path in task.iterdir():  # the same rows, gzipped
-        path.with_suffix(".csv.gz").write_bytes(gzip.compress(path.read_bytes()))
-        path.unlink()
-    finetune(str(checkpoint), task, run, recipe, resume="auto", accelerator="cpu", quiet=True)
+    (task / "train.csv").write_text(original)
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for path in task.iterdir():  # the same rows, gzipped, in another folder
+        (copy / f"{path.name}.gz").write_bytes(gzip.compress(path.read_bytes()))
+    with caplog.at_level("INFO", logger="genomix.tasks.identity"):
+        finetune(str(checkpoint), copy, run, recipe, resume="auto", accelerator="cpu", quiet=True)
+    assert f"used the task {task}; {copy} holds the same examples" in caplog.text
     lines = (run / "recipe.yaml").read_text().splitlines(keepends=True)
     (run / "recipe.yaml").write_text("".join(line for line in lines if not line.startswith("# task_data: ")))
-    train.write_text(original.replace(",0\n", ",1\n", 1))
-    (task / "train.csv.gz").unlink()
-    finetune(str(checkpoint), task, run, recipe, resume="auto", accelerator="cpu", quiet=True)
+    with pytest.raises(ConfigError, match=rf"other settings \(task: {copy} -> {task}\)"):
+        finetune(str(checkpoint), task, run, recipe, resume="auto", accelerator="cpu", quiet=True)
 
 
 def test_a_run_saved_without_a_fingerprint_resumes_on_its_model_path(tmp_path, caplog):
@@ -261,7 +262,7 @@ def test_a_checkpoint_of_another_run_is_checked_like_the_runs_own(tmp_path, capl
     checkpoint, task, run, recipe = _finished_run(tmp_path)
     last = run / "checkpoints" / "last.ckpt"
     other_task = _table_task(tmp_path / "three", train=["0", "1", "2"] * 4, dev=["0", "1", "2"], test=["0", "1"])
-    with pytest.raises(ConfigError, match=r"cannot resume .*run: it was started with other settings \(task: "):
+    with pytest.raises(ConfigError, match=r"cannot resume .*run: its task's examples differ .*; task: .*three\)"):
         finetune(str(checkpoint), other_task, tmp_path / "new", recipe, resume=last, accelerator="cpu", quiet=True)
     loose = tmp_path / "loose.ckpt"
     shutil.copy(last, loose)

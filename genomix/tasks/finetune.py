@@ -231,10 +231,13 @@ def saved_settings(out: Path) -> dict[str, str] | None:
 def check_resumable(out: Path, saved: dict[str, str], recipe: FinetuneRecipe, identity: dict[str, str]) -> None:
     """Refuse to resume the run in ``out`` (its ``saved_settings``) with another recipe or task than it was
     started with, naming every setting that differs. ``num_workers`` and ``max_epochs`` (training longer) may
-    change. The model is compared by its weights once loaded (:func:`.identity.check_base_model`), the task's examples
-    by their fingerprint once read (:func:`.identity.check_task_data`)."""
+    change. The model is compared by its weights once loaded (:func:`.identity.check_base_model`), and the task by
+    its examples' fingerprint once read (:func:`.identity.check_task_data`), or, for a run saved without one, by its
+    path here."""
     now = {**flat_settings(yaml.safe_load(dump_finetune_recipe(recipe)), "recipe "), **identity}
     free = ("recipe num_workers", "recipe max_epochs", *BASE_MODEL_KEYS)
+    if "task_data" in saved:  # the examples are compared by their fingerprint once read, not the task by its path
+        free += ("task",)
     changed = changed_settings(saved, now, [key for key in sorted(saved) if key in now and key not in free])
     if changed:
         raise ConfigError(f"cannot resume {out}: it was started with other settings ({'; '.join(changed)}); resume "

@@ -10,6 +10,7 @@ overwritten with other weights at the same path is refused, the same weights mov
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from pathlib import Path
 from typing import Mapping
@@ -19,6 +20,7 @@ from ..resume import changed_settings, same_weights_settings
 from .labelled import TaskData
 
 
+log = logging.getLogger(__name__)
 #: The identity keys that name the base model; :func:`check_base_model` compares them, nothing else does.
 BASE_MODEL_KEYS = ("model", "weights")
 
@@ -61,10 +63,18 @@ def task_fingerprint(task: TaskData) -> str:
 
 
 def check_task_data(saved: Mapping[str, str], now: Mapping[str, str], where: Path) -> None:
-    """Refuse to resume the run recorded in ``where`` on other examples than it was started on: its task folder's
-    files edited or replaced since (the path, compared with the settings, is the same). A run saved before the
-    fingerprint was kept has none to compare, and resumes as before."""
-    if "task_data" in saved and saved["task_data"] != now["task_data"]:
-        raise ConfigError(f"cannot resume {where.parent}: its task's examples changed since the run started (task_data "
-                          f"{saved['task_data']} -> {now['task_data']}: the files in {now['task']} were edited or "
-                          "replaced); restore them, or start a new run with another --out")
+    """Refuse to resume the run recorded in ``where`` on other examples than it was started on, by their fingerprint
+    (:func:`task_fingerprint`): task files edited or replaced at the same path are refused, and the same examples at
+    another path (a copied or recompressed folder) resume, as the base model does by its weights. A run saved
+    before the fingerprint was kept is held to its task's path (:func:`genomix.tasks.finetune.check_resumable`)."""
+    if "task_data" not in saved:
+        return
+    if saved["task_data"] != now["task_data"]:
+        moved = f"; task: {saved.get('task')} -> {now['task']}" if saved.get("task") != now["task"] else ""
+        raise ConfigError(f"cannot resume {where.parent}: its task's examples differ from those the run started on "
+                          f"(task_data: {saved['task_data']} -> {now['task_data']}{moved}): the task's files were "
+                          "edited or replaced since, or this is another task; resume on the examples the run started "
+                          "on, or start a new run with another --out")
+    if saved.get("task") != now["task"]:
+        log.info("the run in %s used the task %s; %s holds the same examples", where.parent, saved.get("task"),
+                 now["task"])
