@@ -254,6 +254,29 @@ def test_interrupted_run_resumes_to_the_same_output(tmp_path, clinvar_vcf, model
         run(tmp_path / "cut.tsv")
 
 
+def test_a_resume_on_changed_variants_is_refused_and_keeps_the_rows(tmp_path, clinvar_vcf, model, monkeypatch):
+    """The first alleles of a resumed run must be those whose rows the partial file keeps: a VCF edited, re-sorted
+    or cut since the run stopped is refused by the first allele that differs, and the kept rows stay."""
+    reference = Reference(RCRS, {"MT": "MT_human"})
+    run = lambda variants, **kw: score_variants(model, variants, reference, tmp_path / "cut.tsv", window=64,  # noqa: E731
+                                                batch_size=10, quiet=True, vcf=clinvar_vcf, **kw)
+    real = _interrupt_third_batch(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        run(read_vcf(clinvar_vcf))
+    monkeypatch.setattr(score_module, "_score_causal", real)
+    partial = tmp_path / ".cut.tsv.partial"
+    kept = partial.read_text()
+    variants = list(read_vcf(clinvar_vcf))
+    reordered = [variants[1], variants[0], *variants[2:]]
+    with pytest.raises(InputFormatError, match=rf"allele 1 of .* is MT {variants[1].pos} .* but row 1 kept in "
+                                               r".*partial is MT \d+ .*the variants changed since the run stopped"):
+        run(reordered, resume=True)
+    with pytest.raises(InputFormatError, match=r"has 15 allele\(s\), but .*partial keeps rows for 20"):
+        run(variants[:15], resume=True)
+    assert partial.read_text() == kept
+    assert run(variants, resume=True)["resumed"] == 20
+
+
 def test_indels_at_the_contig_end_keep_their_alleles_in_both_windows(tmp_path, model):
     """Windows of equal length need |len(ALT) - len(REF)| reference bases after an indel: with fewer, the row
     says so instead of scoring two identical windows; with enough, both alleles are whole in their windows."""

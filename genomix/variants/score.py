@@ -27,8 +27,8 @@ reference bases after it, so that windows of equal length cannot both hold their
 method only). The ``ref_log_likelihood`` / ``alt_log_likelihood``
 columns hold the two terms of ``llr``: whole windows for the causal method, the masked positions for the
 masked one; ``embedding_distance`` is filled by the embedding method. Rows go to a partial file as each
-batch finishes; an interrupted run continues from there with ``resume=True``, which ``resume`` and
-``overwrite`` treat as :mod:`genomix.resume` says (the policy ``embed`` follows too); the output appears
+batch finishes; an interrupted run continues from there with ``resume=True`` (its first alleles must be the kept
+rows' own), which ``resume`` and ``overwrite`` treat as :mod:`genomix.resume` says (the policy ``embed`` follows too); the output appears
 under its name only when complete.
 
 REF is checked against the reference letter for letter, ``N`` on either side matching anything. An ambiguity
@@ -268,12 +268,13 @@ def _complete_rows(partial: Path) -> list[str]:
     return partial.read_text().split("\n")[2:-1]
 
 
-def _keep_complete_rows(partial: Path, header: str) -> int:
+def _keep_complete_rows(partial: Path, header: str) -> list[tuple[str, ...]]:
     """Rewrite an interrupted run's partial file under ``header`` with its complete data rows, atomically (a run
-    killed while it rewrites them keeps them all); returns how many there are."""
+    killed while it rewrites them keeps them all); returns each row's allele (chrom, pos, id, ref, alt), which the
+    resumed run's first alleles must repeat (:func:`_skip`)."""
     complete = _complete_rows(partial)
     atomic_write_text(partial, header + "".join(line + "\n" for line in complete))
-    return len(complete)
+    return [tuple(line.split("\t")[:5]) for line in complete]
 
 
 def score_variants(
@@ -318,7 +319,8 @@ def score_variants(
     current = _header_settings(header)  # read back, as an interrupted run's header is
     keep = continue_partial(partial, lambda: _saved_settings(partial, current), current, resume=resume,
                             overwrite=overwrite, holds_rows=lambda: bool(_complete_rows(partial)))
-    done = _keep_complete_rows(partial, header) if keep else 0
+    kept_alleles = _keep_complete_rows(partial, header) if keep else []
+    done = len(kept_alleles)
     if done:
         log.info("resuming after %d rows of %s", done, partial)
     device = resolve_device(device, "device=")
@@ -332,8 +334,8 @@ def score_variants(
             fh.write(header)
         try:
             score = {"causal": _score_causal, "masked": _score_masked, "embedding": _score_embedding}[method]
-            for batch in _batches(_skip(variants, done, counts, bar), reference, window, vcf, on_ref_mismatch,
-                                  batch_size, method):
+            resumed = _skip(variants, kept_alleles, counts, bar, vcf or "the variants", partial)
+            for batch in _batches(resumed, reference, window, vcf, on_ref_mismatch, batch_size, method):
                 score(model, batch, device)
                 fh.write("".join(row.line() for row in batch))
                 fh.flush()
@@ -364,17 +366,31 @@ def check_scores_output(out: str | Path, vcf: str | Path, inputs: Iterable[str |
     return out
 
 
-def _skip(variants: Iterable[Variant], done: int, counts: dict[str, int], bar) -> Iterator[Variant]:
-    """The alleles after the first ``done`` (already in the partial file)."""
+def _skip(variants: Iterable[Variant], kept: list[tuple[str, ...]], counts: dict[str, int], bar, source: str | Path,
+          partial: Path) -> Iterator[Variant]:
+    """The alleles after those whose rows the partial file keeps (``kept``: each row's chrom, pos, id, ref and alt),
+    after checking that the first alleles are those rows' own: a VCF changed since the run stopped (edited,
+    re-sorted, another region) would otherwise leave its kept rows beside rows of other alleles."""
+    i = -1
     for i, variant in enumerate(variants):
         if not isinstance(variant, Variant):
             raise InputFormatError(f"variants must be Variant records (e.g. from read_vcf), got a "
                                    f"{type(variant).__name__} as item {i}: {variant!r:.60}")
-        if i < done:
+        if i < len(kept):
+            allele = (variant.chrom, str(variant.pos), variant.id, variant.ref, variant.alt)
+            if allele != kept[i]:
+                raise InputFormatError(f"cannot resume: allele {i + 1} of {source} is {' '.join(allele)}, but row "
+                                       f"{i + 1} kept in {partial} is {' '.join(kept[i])}: the variants changed "
+                                       "since the run stopped; resume with the ones it started on, or pass "
+                                       "overwrite=True (--overwrite) without resume to start again")
             counts["resumed"] = counts.get("resumed", 0) + 1
             bar.update(1)
             continue
         yield variant
+    if i + 1 < len(kept):
+        raise InputFormatError(f"cannot resume: {source} has {i + 1} allele(s), but {partial} keeps rows for "
+                               f"{len(kept)}: the variants changed since the run stopped; resume with the ones it "
+                               "started on, or pass overwrite=True (--overwrite) without resume to start again")
 
 
 def _batches(variants: Iterable[Variant], reference: Reference, window: int, vcf: str | Path, on_ref_mismatch: str,
