@@ -28,8 +28,8 @@ method only). The ``ref_log_likelihood`` / ``alt_log_likelihood``
 columns hold the two terms of ``llr``: whole windows for the causal method, the masked positions for the
 masked one; ``embedding_distance`` is filled by the embedding method. Rows go to a partial file as each
 batch finishes; an interrupted run continues from there with ``resume=True`` (its first alleles must be the kept
-rows' own), which ``resume`` and ``overwrite`` treat as :mod:`genomix.resume` says (the policy ``embed`` follows too); the output appears
-under its name only when complete.
+rows' own), which ``resume`` and ``overwrite`` treat as :mod:`genomix.resume` says (the policy ``embed`` follows
+too); the output appears under its name only when complete.
 
 REF is checked against the reference letter for letter, ``N`` on either side matching anything. An ambiguity
 code in REF (outside the VCF specification, which allows A, C, G, T and N) is accepted where the reference has
