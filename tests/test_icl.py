@@ -162,7 +162,8 @@ def test_a_soft_prompt_resumes_only_on_what_it_was_tuned_on(tmp_path):
 
     def tune(recipe: IclRecipe, model_name: str = "hyenadna-tiny-1k") -> list[float]:
         model = _lm(model_name)
-        identity = tuning_identity(model_name, "task-a", recipe, model)
+        examples = TaskData("task-a", {"train": train}, ["0", "1"])
+        identity = tuning_identity(model_name, "task-a", recipe, model, examples)
         prompt = SoftPromptEmbedding(model.get_input_embeddings(), 4, seed=1)
         model.set_input_embeddings(prompt)
         return tune_soft_prompt(model, prompt, PromptBuilder(train, 2, recipe), train, recipe, torch.device("cpu"),
@@ -250,11 +251,25 @@ def test_the_pretrain_transfer_pipeline_runs_end_to_end(tmp_path):
 
 
 
-def _tune_from(model_dir: Path, out: Path, steps: int, resume: bool = False) -> dict:
+def _tune_from(model_dir: Path, out: Path, steps: int, resume: bool = False, train: LabelledSequences = TRAIN) -> dict:
     """A soft-prompt run of ``steps`` steps on the checkpoint in ``model_dir``, saving its state every step."""
     recipe = IclRecipe(shots=0, soft_prompt_tokens=2, steps=steps, batch_size=4, checkpoint_every=1)
-    task = TaskData("t", {"train": TRAIN, "test": TRAIN}, ["0", "1"])
+    task = TaskData("t", {"train": train, "test": TRAIN}, ["0", "1"])
     return run_icl(str(model_dir), task, out, recipe, device="cpu", resume=resume, quiet=True)
+
+
+def test_a_soft_prompt_does_not_resume_on_other_examples_of_the_same_task(tmp_path):
+    """The state records a fingerprint of the task's examples: the same task name with other rows is refused,
+    naming both fingerprints, and the state stays for a resume on the rows it was tuned on."""
+    model_dir = _save_lm(tmp_path / "lm", seed=0)
+    _tune_from(model_dir, tmp_path / "icl", steps=2)
+    state = (tmp_path / "icl" / CHECKPOINT).read_bytes()
+    relabelled = _split(["AAAA", "AAAT", "CCCC", "CCCG", "AATT", "CCGG"], [1, 0, 1, 1, 0, 1])
+    with pytest.raises(ConfigError, match=r"its task's examples differ from those the run started on \(task_data: "
+                                          r"sha256:\w+ -> sha256:\w+\)"):
+        _tune_from(model_dir, tmp_path / "icl", steps=3, resume=True, train=relabelled)
+    assert (tmp_path / "icl" / CHECKPOINT).read_bytes() == state
+    assert len(_tune_from(model_dir, tmp_path / "icl", steps=3, resume=True)["soft_prompt_losses"]) == 3
 
 
 def _save_lm(path: Path, seed: int) -> Path:

@@ -44,7 +44,7 @@ from ..resume import changed_settings, flat_settings, weights_fingerprint
 from ..tokenizer import A_ID, MASK_ID, PAD_ID, RESERVED_ID, SEP_ID, T_ID, encode
 from ..train.recipe import check_field_types, config_dirs, from_mapping, read_named_yaml
 from .finetune import refuse_finished_out, write_predictions
-from .identity import BASE_MODEL_KEYS, check_base_model, run_identity
+from .identity import BASE_MODEL_KEYS, check_base_model, check_task_data, run_identity, task_fingerprint
 from .labelled import LabelledSequences, TaskData, load_task
 from .metrics import classification_metrics
 
@@ -232,12 +232,14 @@ def score_split(model: nn.Module, builder: PromptBuilder, data: LabelledSequence
 RESUMABLE_CHANGES = ("steps", "checkpoint_every", "eval_batch_size", "test_rows")
 
 
-def tuning_identity(model: str, task: str | os.PathLike | TaskData, recipe: IclRecipe,
-                    lm: nn.Module) -> dict[str, str]:
+def tuning_identity(model: str, task: str | os.PathLike | TaskData, recipe: IclRecipe, lm: nn.Module,
+                    examples: TaskData) -> dict[str, str]:
     """What a soft prompt is tuned on: the model (its name and the fingerprint of ``lm``, the frozen model as
-    loaded, LM head included), the task and every recipe field a resume must keep."""
+    loaded, LM head included), the task (as named, ``task``, and by the fingerprint of its loaded ``examples``) and
+    every recipe field a resume must keep."""
     kept = {k: v for k, v in dataclasses.asdict(recipe).items() if k not in RESUMABLE_CHANGES}
-    return {**run_identity(model, task), "weights": weights_fingerprint(lm), "recipe": json.dumps(kept, sort_keys=True)}
+    return {**run_identity(model, task), "task_data": task_fingerprint(examples), "weights": weights_fingerprint(lm),
+            "recipe": json.dumps(kept, sort_keys=True)}
 
 
 def _save_state(path: Path, prompt: SoftPromptEmbedding, optimizer: torch.optim.Optimizer,
@@ -252,12 +254,15 @@ def _save_state(path: Path, prompt: SoftPromptEmbedding, optimizer: torch.optim.
 
 def _check_identity(state_path: Path, saved: dict[str, str] | None, identity: dict[str, str]) -> None:
     """Refuse to resume a soft prompt tuned on another model (by its weights, :func:`.identity.check_base_model`),
-    task or recipe, naming each change (states written before the identity was kept, and calls without one, are
-    trusted; only what ``identity`` holds is compared)."""
+    task (by its examples, :func:`.identity.check_task_data`, or, in a state saved before they were
+    fingerprinted, by its name) or recipe, naming each change (states written before the identity was kept, and
+    calls without one, are trusted; only what ``identity`` holds is compared)."""
     if saved is None or not identity:
         return
     check_base_model(saved, identity, state_path)
-    now = {key: value for key, value in _readable_identity(identity).items() if key not in BASE_MODEL_KEYS}
+    check_task_data(saved, identity, state_path)
+    compared_elsewhere = (*BASE_MODEL_KEYS, "task_data", *(("task",) if "task_data" in saved else ()))
+    now = {key: value for key, value in _readable_identity(identity).items() if key not in compared_elsewhere}
     changed = changed_settings(_readable_identity(saved), now, keys=now)
     if changed:
         raise ConfigError(f"{state_path}: the interrupted soft prompt was tuned with other settings "
@@ -381,7 +386,7 @@ def run_icl(model: str, task: str | os.PathLike | TaskData, out_dir: str | os.Pa
     builder = PromptBuilder(train, task.num_labels, recipe, masked=isinstance(lm, MaskedLMMixin))
     losses: list[float | None] = []
     if recipe.soft_prompt_tokens:
-        identity = tuning_identity(model, task_source, recipe, lm)  # before the prompt joins the model
+        identity = tuning_identity(model, task_source, recipe, lm, task)  # before the prompt joins the model
         prompt = SoftPromptEmbedding(lm.get_input_embeddings(), recipe.soft_prompt_tokens, recipe.seed).to(torch_device)
         lm.set_input_embeddings(prompt)
         losses = tune_soft_prompt(lm, prompt, builder, train, recipe, torch_device, out / CHECKPOINT, quiet, identity)

@@ -2,7 +2,7 @@
 
 A run records its identity when it starts (``recipe.yaml`` comment lines for fine-tuning, the soft-prompt
 state for ICL): the model as it was named (a checkpoint folder as an absolute path, else the name or Hub id),
-the task (and, for fine-tuning, a fingerprint of its examples: :func:`task_fingerprint`), and a fingerprint of the
+the task (and a fingerprint of its examples: :func:`task_fingerprint`), and a fingerprint of the
 base model's weights (:func:`genomix.resume.weights_fingerprint`, which
 ``embed`` and ``score-variants`` record too). A resume compares the weights, not the name: a checkpoint
 overwritten with other weights at the same path is refused, the same weights moved to another path resume. Runs saved before fingerprints were kept fall back to the name.
@@ -66,7 +66,8 @@ def check_task_data(saved: Mapping[str, str], now: Mapping[str, str], where: Pat
     """Refuse to resume the run recorded in ``where`` on other examples than it was started on, by their fingerprint
     (:func:`task_fingerprint`): task files edited or replaced at the same path are refused, and the same examples at
     another path (a copied or recompressed folder) resume, as the base model does by its weights. A run saved
-    before the fingerprint was kept is held to its task's path (:func:`genomix.tasks.finetune.check_resumable`)."""
+    before the fingerprint was kept is held to its task's path or name by the caller (fine-tuning's
+    ``check_resumable``, the soft prompt's ``_check_identity``)."""
     if "task_data" not in saved:
         return
     if saved["task_data"] != now["task_data"]:
