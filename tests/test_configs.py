@@ -134,6 +134,8 @@ def test_model_yaml_unknown_model_type_and_missing_file_name_the_file(tmp_path):
     (load_recipe, "data:\n  holdout_fraction: 0.5\n", r"recipe field data.holdout_fraction must be in \(0, 0.5\)"),
     (load_recipe, "data:\n  holdout_fraction: 0.1\n  valid_contigs: [chr1]\n",
      "recipe field data.holdout_fraction excludes data.bed, data.valid_contigs and data.test_contigs"),
+    (load_recipe, "data:\n  bed: splits.bed\n  test_contigs: [chr2]\n",
+     "recipe field data.bed excludes data.valid_contigs and data.test_contigs"),
     # pretraining on several genomes: the genome list and the per-source weights
     (load_recipe, "data:\n  genome: 3\n", "field data.genome must be a string or a list, got 3"),
     (load_recipe, "data:\n  genome: []\n", "recipe field data.genome must name a genome, got an empty list"),

@@ -220,6 +220,18 @@ def test_a_split_bed_given_with_a_prepared_store_must_be_the_stores_own(tmp_path
         resolve_store(str(demo_store), bed=str(other))
 
 
+def test_a_commands_bed_with_a_recipes_held_out_contigs_is_refused(tmp_path, demo_store, capsys):
+    """The held-out contigs used to win silently over ``--bed``; the two ways of splitting are now refused together
+    before anything is written."""
+    recipe = tiny_recipe(tmp_path, demo_store, data={"genome": str(demo_store), "valid_contigs": ["chr1"]})
+    bed = tmp_path / "splits.bed"
+    bed.write_text("chr1\t0\t2000000\ttrain\nchr1\t2000000\t2500000\tvalid\n")
+    assert cli_main(["pretrain", "--recipe", str(recipe), "--bed", str(bed), "--out", str(tmp_path / "run"),
+                     "--quiet"]) == 2
+    assert "data.bed excludes data.valid_contigs and data.test_contigs" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_named_model_is_built_as_named_not_with_the_recipes_overrides():
     """The demo recipe shrinks its own HyenaDNA; ``--model`` gets the named size itself (a Mamba config has no
     ``d_inner`` to set, so the overrides crashed it)."""

@@ -91,6 +91,23 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         self.genome = genome_value(self.genome)
+        self.check_split()
+        if self.source_weights is not None:
+            from ..genome.windows import check_source_weights
+
+            try:
+                check_source_weights(self.source_weights)
+            except ConfigError as exc:
+                raise ConfigError(f"recipe field data.source_weights: {exc}") from None
+
+    def check_split(self) -> None:
+        """Refuse two ways of splitting at once, where one would silently win: a BED file's intervals (``bed``),
+        whole held-out contigs (``valid_contigs``/``test_contigs``) or a fraction of every contig
+        (``holdout_fraction``). Run again by :func:`genomix.train.pretrain`, after the command's ``--bed``."""
+        if self.bed and (self.valid_contigs or self.test_contigs):
+            raise ConfigError("recipe field data.bed excludes data.valid_contigs and data.test_contigs: the split "
+                              "comes from the BED file's intervals or from whole held-out contigs, one of them (put "
+                              "the held-out contigs' rows in the BED as valid or test)")
         if self.holdout_fraction is not None:
             if self.bed or self.valid_contigs or self.test_contigs:
                 raise ConfigError("recipe field data.holdout_fraction excludes data.bed, data.valid_contigs and "
@@ -99,13 +116,6 @@ class DataConfig:
             if not 0 < self.holdout_fraction < 0.5:
                 raise ConfigError(f"recipe field data.holdout_fraction must be in (0, 0.5), got "
                                   f"{self.holdout_fraction}")
-        if self.source_weights is not None:
-            from ..genome.windows import check_source_weights
-
-            try:
-                check_source_weights(self.source_weights)
-            except ConfigError as exc:
-                raise ConfigError(f"recipe field data.source_weights: {exc}") from None
 
 
 @dataclasses.dataclass

@@ -357,6 +357,7 @@ def pretrain(
     permission, a read-only file system) is found after it (a download is kept in the cache for the next run).
     """
     require_devices(devices, accelerator)
+    recipe.data.check_split()  # again: a command's --bed is set after the recipe was read
     world_size = _world_size(devices, num_nodes, accelerator)
     if recipe.offload_checkpoints and world_size > 1:
         raise ConfigError("offload_checkpoints back-propagates inside the backward (like reentrant checkpointing), "
