@@ -13,8 +13,7 @@ from safetensors.torch import load_file, save_file
 
 import genomix
 from genomix.errors import CheckpointError
-from genomix.hub import save_native
-from genomix.hub import integrity
+from genomix.hub import integrity, save_native
 from genomix.hub.integrity import MANIFEST, check_weights_folder, write_manifest
 from genomix.models import build
 

@@ -107,6 +107,20 @@ def mask_for_mlm(ids: np.ndarray, rng: np.random.Generator, probability: float =
     return inputs, labels
 
 
+def split_intervals(store: GenomeStore, split: str, intervals: Sequence[Interval] | None = None) -> list[Interval]:
+    """The non-empty intervals that ``split`` draws windows from: ``intervals`` when given, else the store's own
+    split, else the 5 % hold-out cut of every contig (:func:`~genomix.genome.bed.holdout_splits`). An interval on a
+    contig the store lacks raises here, before any window is read."""
+    if intervals is None:
+        if split in store.splits:
+            intervals = store.split_intervals(split)
+        else:
+            intervals = holdout_splits(store.lengths).get(split, [])
+    for contig, _, _ in intervals:
+        store.contig_index(contig)
+    return [(c, int(s), int(e)) for c, s, e in intervals if e > s]
+
+
 class WindowDataset(Dataset):
     """Windows of ``length`` bases from a split of a genome store, in causal-LM or MLM sample format.
 
@@ -150,14 +164,7 @@ class WindowDataset(Dataset):
         self.rc_probability, self.max_n_fraction = float(rc_probability), float(max_n_fraction)
         self.mlm_probability, self.seed, self.max_tries = float(mlm_probability), int(seed), int(max_tries)
         self.epoch = 0
-        if intervals is None:
-            if split in self.store.splits:
-                intervals = self.store.split_intervals(split)
-            else:
-                intervals = holdout_splits(self.store.lengths).get(split, [])
-        for contig, _, _ in intervals:
-            self.store.contig_index(contig)  # fail early on unknown contigs
-        self.intervals = [(c, int(s), int(e)) for c, s, e in intervals if e > s]
+        self.intervals = split_intervals(self.store, split, intervals)
         if not self.intervals:
             size = sum(self.store.lengths.values())
             raise ConfigError(f"no intervals for split {split!r} in {self.store.path} ({size:,} bases); a split BED "

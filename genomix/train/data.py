@@ -120,6 +120,7 @@ class GenomeDataModule(L.LightningDataModule):
         self.val_windows = val_windows
         self._intervals: dict[str, list[tuple[str, int, int]]] | None = None
         self._datasets: dict[tuple[str, int, str, int | None], Any] = {}
+        self._split_digest: str | None = None
         if data.source_weights is not None:
             self._check_source_weights()
 
@@ -205,13 +206,15 @@ class GenomeDataModule(L.LightningDataModule):
         (:func:`genomix.train.run.check_same_split`): a run continued on another split (a BED file edited in
         place, a store prepared again with other splits, other held-out contigs or fraction) would report a
         validation loss on windows it may have trained on, and nothing else would show it."""
-        intervals = {split: dataset.intervals for (split, *_), dataset in self._datasets.items()
-                     if split in ("train", "valid")}  # the test split is evaluated, never trained on
-        if len(intervals) < 2:  # before check_windows, which resolves them (never so in a run)
-            self.check_windows()
-            return self.split_digest()
-        text = json.dumps(intervals, sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()
+        if self._split_digest is None:  # the split does not change during a run: worked out once
+            from ..genome import open_store
+            from ..genome.windows import split_intervals
+
+            with open_store(self.store_path) as store:  # the test split is evaluated, never trained on
+                intervals = {split: split_intervals(store, split, self._split_intervals(split))
+                             for split in ("train", "valid")}
+            self._split_digest = hashlib.sha256(json.dumps(intervals, sort_keys=True).encode()).hexdigest()
+        return self._split_digest
 
     def state_dict(self) -> dict[str, Any]:
         """What Lightning keeps of this module in a checkpoint: the digest of the data split."""
