@@ -89,19 +89,24 @@ def decay_inputs(length: int, channels: int = 512, n_state: int = 16, device: st
     return dt.to(torch.bfloat16), (a * LOG2E).contiguous()
 
 
+def _timed_decay_pass(length: int, channels: int, n_state: int) -> float:
+    """Median ms of one :func:`decay_sums` over fresh inputs of ``length`` steps (freed on return)."""
+    import triton.testing
+
+    dt, a2 = decay_inputs(length, channels, n_state)
+    return triton.testing.do_bench(lambda: decay_sums(dt, a2), warmup=5, rep=40, return_mode="median")
+
+
 def measure(length: int, bandwidth: float, channels: int = 512, n_state: int = 16) -> dict:
     """The decay kernel checked against its reference at a short length, then timed at ``length``
     (``triton.testing.do_bench``, median), beside the scan's own times at ``length`` in this process
     (``bench_scan.bench_length``, kernel by kernel)."""
-    import triton.testing
-
     from genomix.kernels.scan.ops import DEFAULT_TILING
 
     dt, a2 = decay_inputs(min(length, 4096), channels, n_state)
-    error = ((decay_sums(dt, a2) - decay_sums_reference(dt, a2)).abs() / decay_sums_reference(dt, a2)).max().item()
-    dt, a2 = decay_inputs(length, channels, n_state)
-    exp_ms = triton.testing.do_bench(lambda: decay_sums(dt, a2), warmup=5, rep=40, return_mode="median")
-    del dt, a2
+    want = decay_sums_reference(dt, a2)
+    error = ((decay_sums(dt, a2) - want) / want).abs().max().item()
+    exp_ms = _timed_decay_pass(length, channels, n_state)
     torch.cuda.empty_cache()
     scan = bench_length(length, bandwidth, DEFAULT_TILING, ref_max_len=0, channels=channels, n_state=n_state,
                         kernel_times=True)
