@@ -58,13 +58,17 @@ def _decay_sums_kernel(dt_ptr, a2_ptr, out_ptr, E, L, SEGMENT: tl.constexpr, N: 
     tl.store(out_ptr + seg * E + e, tl.sum(acc, axis=0), mask=emask)
 
 
-def decay_sums(dt: torch.Tensor, a2: torch.Tensor, block_e: int = 128, warps: int = 4) -> torch.Tensor:
+def decay_sums(dt: torch.Tensor, a2: torch.Tensor, block_e: int = 128, warps: int = 4,
+               fill: float | None = None) -> torch.Tensor:
     """(segments, E) fp32: each ``SEGMENT``-step segment's Σ_t Σ_n 2^(Δ A2) per channel, for Δ of shape (E, L)
-    and ``a2`` (E, N) fp32. The GPU's exps are ``ex2.approx.ftz`` (the scan's), the interpreter's ``tl.exp2``."""
+    and ``a2`` (E, N) fp32. The GPU's exps are ``ex2.approx.ftz`` (the scan's), the interpreter's ``tl.exp2``.
+    ``fill``: the output's value before the kernel writes it (NaN for a check that every element is written)."""
     channels, length = dt.shape
     n_state = a2.shape[1]
     segments = triton.cdiv(length, SEGMENT)
     out = torch.empty(segments, channels, device=dt.device, dtype=torch.float32)
+    if fill is not None:
+        out.fill_(fill)
     grid = (triton.cdiv(channels, block_e), segments)
     _decay_sums_kernel[grid](dt, a2, out, channels, length, SEGMENT=SEGMENT, N=n_state, BLOCK_E=block_e,
                              ASM=dt.is_cuda, num_warps=warps)
@@ -98,14 +102,14 @@ def _timed_decay_pass(length: int, channels: int, n_state: int) -> float:
 
 
 def measure(length: int, bandwidth: float, channels: int = 512, n_state: int = 16) -> dict:
-    """The decay kernel checked against its reference at a short length, then timed at ``length``
+    """The decay kernel checked against its reference at a short length (into a NaN-poisoned output), then timed at ``length``
     (``triton.testing.do_bench``, median), beside the scan's own times at ``length`` in this process
     (``bench_scan.bench_length``, kernel by kernel)."""
     from genomix.kernels.scan.ops import DEFAULT_TILING
 
     dt, a2 = decay_inputs(min(length, 4096), channels, n_state)
     want = decay_sums_reference(dt, a2)
-    error = ((decay_sums(dt, a2) - want) / want).abs().max().item()
+    error = ((decay_sums(dt, a2, fill=float("nan")) - want) / want).abs().max().item()
     exp_ms = _timed_decay_pass(length, channels, n_state)
     torch.cuda.empty_cache()
     scan = bench_length(length, bandwidth, DEFAULT_TILING, ref_max_len=0, channels=channels, n_state=n_state,
