@@ -29,8 +29,9 @@ from genomix.kernels.bench_common import require_cuda
 from genomix.kernels.bench_scan import bench_length, copy_bandwidth, write_json
 from genomix.kernels.scan.triton_scan import _exp2
 
-#: Steps per program: at B = 1, E = 512 and 128 channels per program, 1,024 programs at 64K and 16K at 1M.
-SEGMENT = 256
+#: Steps per program, each timed: fewer steps give more programs (at E = 512 and 128 channels per program, 256
+#: steps are 1,024 programs at 64K, about half the warps an H100 holds at this kernel's 48 registers).
+SEGMENTS = (64, 128, 256, 512)
 #: Passes that evaluate one decay per channel, state and step.
 FORWARD_PASSES, BACKWARD_PASSES = 2, 4
 LOG2E = 1.4426950408889634
@@ -58,29 +59,29 @@ def _decay_sums_kernel(dt_ptr, a2_ptr, out_ptr, E, L, SEGMENT: tl.constexpr, N: 
     tl.store(out_ptr + seg * E + e, tl.sum(acc, axis=0), mask=emask)
 
 
-def decay_sums(dt: torch.Tensor, a2: torch.Tensor, block_e: int = 128, warps: int = 4,
+def decay_sums(dt: torch.Tensor, a2: torch.Tensor, segment: int = 256, block_e: int = 128, warps: int = 4,
                fill: float | None = None) -> torch.Tensor:
-    """(segments, E) fp32: each ``SEGMENT``-step segment's Σ_t Σ_n 2^(Δ A2) per channel, for Δ of shape (E, L)
+    """(segments, E) fp32: each ``segment``-step segment's Σ_t Σ_n 2^(Δ A2) per channel, for Δ of shape (E, L)
     and ``a2`` (E, N) fp32. The GPU's exps are ``ex2.approx.ftz`` (the scan's), the interpreter's ``tl.exp2``.
     ``fill``: the output's value before the kernel writes it (NaN for a check that every element is written)."""
     channels, length = dt.shape
     n_state = a2.shape[1]
-    segments = triton.cdiv(length, SEGMENT)
+    segments = triton.cdiv(length, segment)
     out = torch.empty(segments, channels, device=dt.device, dtype=torch.float32)
     if fill is not None:
         out.fill_(fill)
     grid = (triton.cdiv(channels, block_e), segments)
-    _decay_sums_kernel[grid](dt, a2, out, channels, length, SEGMENT=SEGMENT, N=n_state, BLOCK_E=block_e,
+    _decay_sums_kernel[grid](dt, a2, out, channels, length, SEGMENT=segment, N=n_state, BLOCK_E=block_e,
                              ASM=dt.is_cuda, num_warps=warps)
     return out
 
 
-def decay_sums_reference(dt: torch.Tensor, a2: torch.Tensor) -> torch.Tensor:
+def decay_sums_reference(dt: torch.Tensor, a2: torch.Tensor, segment: int = 256) -> torch.Tensor:
     """:func:`decay_sums` in PyTorch (fp32; memory E x N x L)."""
     channels, length = dt.shape
     per_step = torch.exp2(dt.float()[:, None, :] * a2[:, :, None]).sum(1)  # (E, L)
-    padded = torch.nn.functional.pad(per_step, (0, -length % SEGMENT))
-    return padded.view(channels, -1, SEGMENT).sum(-1).T.contiguous()
+    padded = torch.nn.functional.pad(per_step, (0, -length % segment))
+    return padded.view(channels, -1, segment).sum(-1).T.contiguous()
 
 
 def decay_inputs(length: int, channels: int = 512, n_state: int = 16, device: str = "cuda",
@@ -93,30 +94,38 @@ def decay_inputs(length: int, channels: int = 512, n_state: int = 16, device: st
     return dt.to(torch.bfloat16), (a * LOG2E).contiguous()
 
 
-def _timed_decay_pass(length: int, channels: int, n_state: int) -> float:
-    """Median ms of one :func:`decay_sums` over fresh inputs of ``length`` steps (freed on return)."""
+def _timed_decay_passes(length: int, channels: int, n_state: int) -> dict[int, float]:
+    """Median ms of one :func:`decay_sums` per segment length in ``SEGMENTS``, over fresh inputs of ``length``
+    steps (freed on return)."""
     import triton.testing
 
     dt, a2 = decay_inputs(length, channels, n_state)
-    return triton.testing.do_bench(lambda: decay_sums(dt, a2), warmup=5, rep=40, return_mode="median")
+    return {segment: triton.testing.do_bench(lambda: decay_sums(dt, a2, segment), warmup=5, rep=40,
+                                             return_mode="median") for segment in SEGMENTS}
 
 
 def measure(length: int, bandwidth: float, channels: int = 512, n_state: int = 16) -> dict:
-    """The decay kernel checked against its reference at a short length (into a NaN-poisoned output), then timed at ``length``
-    (``triton.testing.do_bench``, median), beside the scan's own times at ``length`` in this process
-    (``bench_scan.bench_length``, kernel by kernel)."""
+    """The decay kernel checked against its reference at a short length for each segment length (into a
+    NaN-poisoned output), then timed at ``length`` for each (``triton.testing.do_bench``, median; the fastest is
+    the bound), beside the scan's own times at ``length`` in this process (``bench_scan.bench_length``, kernel by
+    kernel)."""
     from genomix.kernels.scan.ops import DEFAULT_TILING
 
     dt, a2 = decay_inputs(min(length, 4096), channels, n_state)
-    want = decay_sums_reference(dt, a2)
-    error = ((decay_sums(dt, a2, fill=float("nan")) - want) / want).abs().max().item()
-    exp_ms = _timed_decay_pass(length, channels, n_state)
+    errors = []
+    for segment in SEGMENTS:
+        want = decay_sums_reference(dt, a2, segment)
+        errors.append(((decay_sums(dt, a2, segment, fill=float("nan")) - want) / want).abs().max())
+    error = torch.stack(errors).max().item()  # NaN (an element left unwritten) if any is; Python's max drops it
+    by_segment = _timed_decay_passes(length, channels, n_state)
+    exp_ms = min(by_segment.values())
     torch.cuda.empty_cache()
     scan = bench_length(length, bandwidth, DEFAULT_TILING, ref_max_len=0, channels=channels, n_state=n_state,
                         kernel_times=True)
     exps = channels * n_state * length
     return {
-        "L": length, "check_max_rel_error": error, "exp_pass_ms": exp_ms, "g_exps_per_s": exps / (exp_ms * 1e-3) / 1e9,
+        "L": length, "check_max_rel_error": error, "exp_pass_ms_by_segment": by_segment, "exp_pass_ms": exp_ms,
+        "g_exps_per_s": exps / (exp_ms * 1e-3) / 1e9,
         "fwd_floor_ms": scan["fwd_floor_ms"], "bwd_floor_ms": scan["bwd_floor_ms"],
         "fwd_target_ms": 4 * scan["fwd_floor_ms"], "bwd_target_ms": 10 * scan["bwd_floor_ms"],
         "fwd_exps_ms": FORWARD_PASSES * exp_ms, "bwd_exps_ms": BACKWARD_PASSES * exp_ms,
@@ -132,6 +141,8 @@ def print_table(rows: list[dict]) -> None:
               f"{r['fwd_target_ms']:9.3f} {r['fwd_ms']:8.3f} | {r['bwd_exps_ms']:10.3f} ms {r['bwd_target_ms']:10.3f} "
               f"{r['bwd_ms']:8.3f}")
     for r in rows:
+        segments = ", ".join(f"{segment} steps {ms:.3f} ms" for segment, ms in r["exp_pass_ms_by_segment"].items())
+        print(f"L={r['L']} one pass of exps by program length: {segments}")
         kernels = ", ".join(f"{k['kernel']} {k['ms']:.3f} ms ({k['ms'] / r['exp_pass_ms']:.2f}x)" for k in r["fwd_kernels"])
         print(f"L={r['L']} forward kernels (x one pass of exps): {kernels}")
 
@@ -149,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
                                                   "rows": rows})
     print(f"device {torch.cuda.get_device_name()}, copy bandwidth {bandwidth / 1e9:.0f} GB/s")
     print_table(rows)
-    return 0 if all(r["check_max_rel_error"] < 1e-4 for r in rows) else 1
+    return 0 if all(r["check_max_rel_error"] < 1e-4 for r in rows) else 1  # NaN fails too
 
 
 if __name__ == "__main__":
