@@ -51,7 +51,7 @@ from ..resume import changed_settings, flat_settings, weights_fingerprint
 from ..train.callbacks import EpochCheckpoint
 from ..train.checkpoint_io import AtomicCheckpointIO
 from ..train.module import adamw_warmup_cosine, check_finite_loss, seed_step
-from ..train.run import (LAST, check_checkpoint_fits, export_pretrained, fit_telling_interrupts,
+from ..train.run import (LAST, check_checkpoint_fits, export_pretrained, fit_telling_interrupts, read_checkpoint,
                          refuse_used_out, resolve_resume, resume_source, run_loggers)
 from .batches import fit_lengths, loader
 from .identity import BASE_MODEL_KEYS, check_base_model, check_task_data, run_identity, task_fingerprint
@@ -336,7 +336,7 @@ def finetune(model: str, task: str | os.PathLike | TaskData, out_dir: str | os.P
 
     module = ClassificationModule(classifier, recipe, train, dev)
     if ckpt_path is not None:
-        check_checkpoint_fits(ckpt_path, module)
+        check_checkpoint_fits(read_checkpoint(ckpt_path), ckpt_path, module)
 
     best = EpochCheckpoint(dirpath=out / "checkpoints", filename="best-{epoch}", monitor=f"dev/{recipe.monitor}",
                            mode="max", save_top_k=1, save_last=True, save_on_train_epoch_end=False)
