@@ -203,12 +203,12 @@ def check_checkpoint_fits(saved: dict[str, Any], checkpoint: Path, module: L.Lig
     """Refuse to resume ``module`` from ``checkpoint`` (``saved``: :func:`read_checkpoint`) when the weights it
     holds have other names or shapes (a checkpoint of another model size or head), naming the first differences,
     before Lightning's size-mismatch traceback."""
-    saved = saved.get("state_dict", {})
+    weights = saved.get("state_dict", {})
     expected = module.state_dict()
-    differences = [f"{key} missing" for key in expected if key not in saved]
-    differences += [f"{key} unexpected" for key in saved if key not in expected]
-    differences += [f"{key}: {tuple(saved[key].shape)} there, {tuple(value.shape)} here"
-                    for key, value in expected.items() if key in saved and saved[key].shape != value.shape]
+    differences = [f"{key} missing" for key in expected if key not in weights]
+    differences += [f"{key} unexpected" for key in weights if key not in expected]
+    differences += [f"{key}: {tuple(weights[key].shape)} there, {tuple(value.shape)} here"
+                    for key, value in expected.items() if key in weights and weights[key].shape != value.shape]
     if differences:
         shown = "; ".join(differences[:3]) + (f"; and {len(differences) - 3} more" if len(differences) > 3 else "")
         raise CheckpointError(f"cannot resume from {checkpoint}: its weights do not fit this run's model ({shown}); "
