@@ -12,9 +12,11 @@ does nothing else per state and step than the decay and one fused multiply-add i
 recurrence: nothing waits on the previous step), at the occupancy its few registers allow, so its time is what
 one pass's exps cost at best on the GPU it runs on. The table sets two such passes against the forward's 4x
 target and four against the backward's 10x, beside the scan itself (forward, backward, and each forward kernel)
-timed in the same process.
+timed in the same process. ``--warps-per-sm`` also times one pass at a fixed occupancy (one wave of that many
+warps on every SM), to see how much of the rate is left at the warps per SM the scan's passes hold.
 
     PYTHONPATH=. python kernels/bench_scan_exp_bound.py --out DIR   # prints a table, writes scan_exp_bound.json
+    PYTHONPATH=. python kernels/bench_scan_exp_bound.py --lengths 1048576 --warps-per-sm 8 12 16 32 64 --out DIR
 """
 from __future__ import annotations
 
@@ -104,6 +106,22 @@ def _timed_decay_passes(length: int, channels: int, n_state: int) -> dict[int, f
                                              return_mode="median") for segment in SEGMENTS}
 
 
+def rate_at_occupancy(length: int, warps_per_sm: int, channels: int = 512, n_state: int = 16, warps: int = 4) -> dict:
+    """One pass of decays over ``length`` steps launched as one wave of ``warps_per_sm`` warps on every SM (4-warp
+    programs, each one whole segment), so its rate is what the special-function unit reaches at that occupancy.
+    The scan's forward passes hold 12 (main) and 16 (summary) warps per SM on an H100."""
+    import triton.testing
+
+    sms = torch.cuda.get_device_properties(0).multi_processor_count
+    blocks_e = triton.cdiv(channels, 32 * warps)
+    segment = triton.cdiv(length, max(1, sms * warps_per_sm // warps // blocks_e))
+    dt, a2 = decay_inputs(length, channels, n_state)
+    ms = triton.testing.do_bench(lambda: decay_sums(dt, a2, segment, warps=warps), warmup=3, rep=30,
+                                 return_mode="median")
+    return {"warps_per_sm": warps_per_sm, "segment": segment, "programs": blocks_e * triton.cdiv(length, segment),
+            "ms": ms, "g_exps_per_s": channels * n_state * length / (ms * 1e-3) / 1e9}
+
+
 def measure(length: int, bandwidth: float, channels: int = 512, n_state: int = 16) -> dict:
     """The decay kernel checked against its reference at a short length for each segment length (into a
     NaN-poisoned output), then timed at ``length`` for each (``triton.testing.do_bench``, median; the fastest is
@@ -143,7 +161,8 @@ def print_table(rows: list[dict]) -> None:
     for r in rows:
         segments = ", ".join(f"{segment} steps {ms:.3f} ms" for segment, ms in r["exp_pass_ms_by_segment"].items())
         print(f"L={r['L']} one pass of exps by program length: {segments}")
-        kernels = ", ".join(f"{k['kernel']} {k['ms']:.3f} ms ({k['ms'] / r['exp_pass_ms']:.2f}x)" for k in r["fwd_kernels"])
+        kernels = ", ".join(f"{k['kernel']} {k['ms']:.3f} ms ({k['ms'] / r['exp_pass_ms']:.2f}x)"
+                            for k in r["fwd_kernels"])
         print(f"L={r['L']} forward kernels (x one pass of exps): {kernels}")
 
 
@@ -151,15 +170,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lengths", type=int, nargs="+", default=[1 << 16, 1 << 20])
     parser.add_argument("--out", type=Path, default=Path("."))
+    parser.add_argument("--warps-per-sm", type=int, nargs="*", default=[], metavar="W",
+                        help="also time one pass of decays at the longest length as one wave of W warps per SM each")
     args = parser.parse_args(argv)
     require_cuda(parser)
     bandwidth = copy_bandwidth()
     rows = [measure(length, bandwidth) for length in args.lengths]
+    occupancy = [rate_at_occupancy(max(args.lengths), w) for w in args.warps_per_sm]
     write_json(args.out / "scan_exp_bound.json", {"device": torch.cuda.get_device_name(), "copy_gbs": bandwidth / 1e9,
                                                   "torch": torch.__version__, "triton": triton.__version__,
-                                                  "rows": rows})
+                                                  "rows": rows, "occupancy": occupancy})
     print(f"device {torch.cuda.get_device_name()}, copy bandwidth {bandwidth / 1e9:.0f} GB/s")
     print_table(rows)
+    for r in occupancy:
+        print(f"L={max(args.lengths)} one wave of {r['warps_per_sm']} warps per SM ({r['programs']} programs of "
+              f"{r['segment']} steps): {r['ms']:.3f} ms, {r['g_exps_per_s']:.0f} G exp/s")
     return 0 if all(r["check_max_rel_error"] < 1e-4 for r in rows) else 1  # NaN fails too
 
 
