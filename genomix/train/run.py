@@ -264,7 +264,7 @@ def checkpoint_step(path: Path) -> int | None:
     """The optimiser step a Lightning checkpoint holds (its tensors are memory-mapped, not read); ``None`` for a
     file that is not one."""
     try:
-        step = AtomicCheckpointIO().load_checkpoint(path, mmap=True).get("global_step")
+        step = read_checkpoint(path).get("global_step")
     except CheckpointError:
         return None
     return step if isinstance(step, int) else None

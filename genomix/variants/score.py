@@ -366,6 +366,11 @@ def check_scores_output(out: str | Path, vcf: str | Path, inputs: Iterable[str |
     return out
 
 
+#: How :func:`_skip` ends a refused resume, whichever way the variants differ from the kept rows.
+_VARIANTS_CHANGED = ("the variants changed since the run stopped; resume with the ones it started on, or pass "
+                     "overwrite=True (--overwrite) without resume to start again")
+
+
 def _skip(variants: Iterable[Variant], kept: list[tuple[str, ...]], counts: dict[str, int], bar, source: str | Path,
           partial: Path) -> Iterator[Variant]:
     """The alleles after those whose rows the partial file keeps (``kept``: each row's chrom, pos, id, ref and alt),
@@ -380,17 +385,14 @@ def _skip(variants: Iterable[Variant], kept: list[tuple[str, ...]], counts: dict
             allele = (variant.chrom, str(variant.pos), variant.id, variant.ref, variant.alt)
             if allele != kept[i]:
                 raise InputFormatError(f"cannot resume: allele {i + 1} of {source} is {' '.join(allele)}, but row "
-                                       f"{i + 1} kept in {partial} is {' '.join(kept[i])}: the variants changed "
-                                       "since the run stopped; resume with the ones it started on, or pass "
-                                       "overwrite=True (--overwrite) without resume to start again")
+                                       f"{i + 1} kept in {partial} is {' '.join(kept[i])}: {_VARIANTS_CHANGED}")
             counts["resumed"] = counts.get("resumed", 0) + 1
             bar.update(1)
             continue
         yield variant
     if i + 1 < len(kept):
         raise InputFormatError(f"cannot resume: {source} has {i + 1} allele(s), but {partial} keeps rows for "
-                               f"{len(kept)}: the variants changed since the run stopped; resume with the ones it "
-                               "started on, or pass overwrite=True (--overwrite) without resume to start again")
+                               f"{len(kept)}: {_VARIANTS_CHANGED}")
 
 
 def _batches(variants: Iterable[Variant], reference: Reference, window: int, vcf: str | Path, on_ref_mismatch: str,
