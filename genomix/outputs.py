@@ -86,8 +86,8 @@ def _running(pid: int) -> bool:
 
 def make_output_dir(out: str | os.PathLike, option: str = "--out") -> Path:
     """``out`` (``~`` expanded) as a folder, created with its parents if missing: a training run's output
-    folder, the folder of an output file, a download cache. A folder that cannot be made (a file in the way, no
-    permission, a read-only or virtual file system) is refused in one line naming the path, the reason and the
+    folder, the folder of an output file, a download cache. A folder that cannot be made or written in (a file in
+    the way, no permission, a read-only or virtual file system) is refused in one line naming the path, the reason and the
     ``option`` that chose it, instead of the OS error's traceback."""
     out = Path(out).expanduser()
     try:
@@ -96,6 +96,8 @@ def make_output_dir(out: str | os.PathLike, option: str = "--out") -> Path:
         blocker = _file_in_the_way(out)
         reason = f"{blocker} is a file, not a folder" if blocker is not None else exc.strerror or str(exc)
         raise _cannot_create(out, reason, option) from None
+    if not os.access(out, os.W_OK | os.X_OK):  # an existing folder on a read-only mount, or another user's
+        raise _cannot_create(out, "it exists but cannot be written (permissions, or a read-only file system)", option)
     return out
 
 

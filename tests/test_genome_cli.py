@@ -127,6 +127,93 @@ def test_prepare_demo_and_info(tmp_path: Path, capsys):
         prepare_genome(other, out=out, quiet=True, bed=bed, force=True)
 
 
+def test_a_store_is_not_reused_for_changed_contents_or_other_splits(tmp_path: Path, caplog):
+    """``--out`` names a store that exists: it is reused only if a rebuild would give the same store. The FASTA
+    edited in place (same path) and a BED-split store asked for without --bed are refused, not reused."""
+    fasta = tmp_path / "g.fa"
+    fasta.write_text(">g\n" + "ACGT" * 50 + "\n")
+    out = tmp_path / "g.h5"
+    assert prepare_genome(fasta, out=out, quiet=True) == out
+    assert prepare_genome(fasta, out=out, quiet=True) == out  # unchanged: reused
+    fasta.write_text(">g\n" + "ACGT" * 25 + "\n")
+    with pytest.raises(ConfigError, match=r"exists but was built from other contents of .*g\.fa \(the FASTA changed"):
+        prepare_genome(fasta, out=out, quiet=True)
+    assert open_store(out).lengths == {"g": 200}  # untouched
+    bed = tmp_path / "s.bed"
+    bed.write_text("g\t0\t60\ttrain\ng\t60\t80\tvalid\ng\t80\t100\ttest\n")
+    prepare_genome(fasta, out=out, quiet=True, bed=bed, force=True)
+    with pytest.raises(ConfigError, match="has other splits than the hold-out cut a store without --bed gets"):
+        prepare_genome(fasta, out=out, quiet=True)
+    assert prepare_genome(fasta, out=out, quiet=True, bed=bed) == out
+
+
+def test_a_split_bed_is_checked_before_the_fasta_is_read_and_a_missing_split_is_refused(tmp_path: Path, monkeypatch,
+                                                                                        caplog):
+    from genomix.genome import registry
+    from genomix.genome.windows import split_intervals
+
+    fasta = tmp_path / "g.fa"
+    fasta.write_text(">g\n" + "ACGT" * 50 + "\n")
+    read = []
+    monkeypatch.setattr(registry, "write_store", lambda *a, **k: read.append(a))
+    for content, message in ((None, r"no\.bed: no such BED file"), ("g\t0\tten\ttrain\n", "end must be an integer"),
+                             ("g\t0\t10\ttrian\n", "split 'trian' is not one of")):
+        bed = tmp_path / "no.bed"
+        if content is not None:
+            bed.write_text(content)
+        with pytest.raises(InputFormatError, match=message):
+            prepare_genome(fasta, out=tmp_path / "g.h5", quiet=True, bed=bed)
+    assert read == []  # refused before the FASTA was converted
+    monkeypatch.undo()
+    bed = tmp_path / "train-only.bed"
+    bed.write_text("g\t0\t200\n")  # three columns: every row trains
+    with caplog.at_level("WARNING"):
+        store = open_store(prepare_genome(fasta, out=tmp_path / "t.h5", quiet=True, bed=bed))
+    assert "train-only.bed names no valid or test rows" in caplog.text
+    assert split_intervals(store, "train") == [("g", 0, 200)]
+    # the hold-out cut would be the end of g, which the BED trains on
+    with pytest.raises(ConfigError, match="holds the splits of a BED file \\(train\\) but no 'valid' rows"):
+        split_intervals(store, "valid")
+
+
+def test_a_store_path_that_cannot_be_written_is_refused_in_one_line(tmp_path: Path, capsys):
+    fasta = tmp_path / "g.fa"
+    fasta.write_text(">g\nACGT\n")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        probe = locked / "probe"
+        try:
+            probe.touch()  # as root, permissions do not stop a write: nothing to check then
+        except PermissionError:
+            assert main(["genome", "prepare", "--genome", str(fasta), "--out", str(locked / "g.h5"), "--quiet"]) == 2
+            assert f"cannot create the output folder {locked}: it exists but cannot be written" in capsys.readouterr().err
+        else:
+            probe.unlink()
+    finally:
+        locked.chmod(0o700)
+    import errno
+
+    import h5py
+
+    from genomix.genome import store as store_module
+
+    def refused(path, mode):  # a folder that exists but takes no new file (as root, only some file systems refuse)
+        raise PermissionError(errno.EACCES, f"Unable to synchronously create file (name = '{path}')")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(store_module.h5py, "File", refused)
+        assert main(["genome", "prepare", "--genome", str(fasta), "--out", str(tmp_path / "g.h5"), "--quiet"]) == 2
+    assert f"cannot write the genome store {tmp_path / 'g.h5'}: Permission denied; choose another output path" in \
+        capsys.readouterr().err and h5py.File is not refused
+    assert main(["genome", "prepare", "--genome", str(fasta), "--out", str(fasta / "g.h5"), "--quiet"]) == 2
+    assert f"cannot create the output folder {fasta}: {fasta} is a file, not a folder; choose another --out" in \
+        capsys.readouterr().err
+    assert main(["genome", "prepare", "--genome", str(fasta), "--cache-dir", str(fasta / "cache"), "--quiet"]) == 2
+    assert "choose another --cache-dir (or $GENOMIX_CACHE)" in capsys.readouterr().err
+
+
 def test_prepare_fasta_path_defaults_to_the_cache(tmp_path: Path):
     fasta = tmp_path / "toy.fa"
     fasta.write_text(">t\nACGT\n")

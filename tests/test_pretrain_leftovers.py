@@ -188,14 +188,15 @@ def demo_store(tmp_path_factory) -> Path:
     return Path(prepare_genome("demo", cache=tmp_path_factory.mktemp("cache"), quiet=True))
 
 
-def ctrl_c_at_step(monkeypatch, step: int) -> None:
-    """A real Ctrl-C (SIGINT to this process) once, at the first micro-batch of optimiser step ``step + 1``."""
+def ctrl_c_at_step(monkeypatch, step: int, signum: int = signal.SIGINT) -> None:
+    """A real Ctrl-C (SIGINT to this process; or ``signum``) once, at the first micro-batch of optimiser step
+    ``step + 1``."""
     sent = []
 
     def press(self, trainer, pl_module, batch, batch_idx):
         if trainer.global_step == step and not sent:
             sent.append(step)
-            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signum)
 
     monkeypatch.setattr(callbacks.ThroughputMonitor, "on_train_batch_start", press, raising=False)
 
@@ -204,15 +205,17 @@ def saved_step(out: Path) -> int:
     return torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
 
 
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_ctrl_c_finishes_the_step_saves_it_and_a_resume_matches_the_uninterrupted_run(tmp_path, demo_store,
-                                                                                      monkeypatch, capsys):
-    # no periodic checkpoint in this run: whatever is kept, the Ctrl-C saved
+                                                                                      monkeypatch, capsys, signum):
+    # no periodic checkpoint in this run: whatever is kept, the Ctrl-C saved (or SIGTERM: a batch scheduler's
+    # time limit or pre-emption)
     recipe = tiny_recipe(tmp_path, demo_store, checkpoint_every=10)
     full = tmp_path / "full"
     assert main(["pretrain", "--recipe", str(recipe), "--out", str(full), "--quiet"]) == 0
     out = tmp_path / "run"
     with monkeypatch.context() as patch:
-        ctrl_c_at_step(patch, 2)  # during step 3, the first of the 128-base stage (two micro-batches a step)
+        ctrl_c_at_step(patch, 2, signum)  # during step 3, the first of the 128-base stage (two micro-batches a step)
         assert main(["pretrain", "--recipe", str(recipe), "--out", str(out), "--quiet"]) == 130
     last = out / "checkpoints" / "last.ckpt"
     assert f"stopped at step 3; its state is saved in {last}: the same command with --resume auto" in \

@@ -96,6 +96,25 @@ def check_interval(path: str | Path, lineno: int, contig: str, start: int, end: 
                          "exclusive: at most the contig length)")
 
 
+def _split_rows(path: str | Path, split_column: int, default_split: str) -> Iterator[tuple[int, str, int, int, str]]:
+    """``(line number, contig, start, end, split)`` of each row of a split BED, the split name checked."""
+    for lineno, contig, start, end, cols in bed_rows(path):
+        split = cols[split_column].strip().lower() if len(cols) > split_column else default_split
+        split = SPLIT_ALIASES.get(split, split)
+        if split not in SPLITS:
+            raise InputFormatError(f"{path}:{lineno}: split {cols[split_column].strip()!r} is not one of "
+                                   f"{', '.join(SPLITS)} (or {', '.join(SPLIT_ALIASES)})")
+        yield lineno, contig, start, end, split
+
+
+def check_split_bed(path: str | Path) -> None:
+    """Raise what :func:`read_bed_splits` would raise for the BED's own format (a missing file, malformed rows or
+    coordinates, unknown split names), before the genome its contigs are checked against has been read: a typo
+    must not cost a whole FASTA conversion first."""
+    for _ in _split_rows(path, 3, "train"):
+        pass
+
+
 def read_bed_splits(path: str | Path, lengths: Mapping[str, int], split_column: int = 3,
                     default_split: str = "train") -> dict[str, list[Interval]]:
     """Read a split BED file into ``{split: [(contig, start, end), ...]}``, validated against ``lengths``.
@@ -105,13 +124,8 @@ def read_bed_splits(path: str | Path, lengths: Mapping[str, int], split_column: 
     """
     splits: dict[str, list[Interval]] = {}
     rows: list[tuple[str, int, int, str, int]] = []
-    for lineno, contig, start, end, cols in bed_rows(path):
+    for lineno, contig, start, end, split in _split_rows(path, split_column, default_split):
         check_interval(path, lineno, contig, start, end, lengths)
-        split = cols[split_column].strip().lower() if len(cols) > split_column else default_split
-        split = SPLIT_ALIASES.get(split, split)
-        if split not in SPLITS:
-            raise InputFormatError(f"{path}:{lineno}: split {cols[split_column].strip()!r} is not one of "
-                                   f"{', '.join(SPLITS)} (or {', '.join(SPLIT_ALIASES)})")
         splits.setdefault(split, []).append((contig, start, end))
         rows.append((contig, start, end, split, lineno))
     if not splits:

@@ -24,10 +24,10 @@ from typing import Callable, NamedTuple, Sequence
 import yaml
 
 from ..errors import ChecksumError, ConfigError, DownloadError, InputFormatError
-from ..outputs import atomic_write_text
-from .bed import Interval, holdout_splits, read_bed_splits
+from ..outputs import atomic_write_text, make_output_dir
+from .bed import SPLITS, Interval, check_split_bed, holdout_splits, read_bed_splits
 from .download import digest_from_manifest, download, fetch_text, file_digest, file_mismatch, verify_file
-from .store import COMPRESSION, GenomeStore, fasta_files, open_store, write_store
+from .store import COMPRESSION, GenomeStore, combined_sha256, fasta_files, open_store, write_store
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 log = logging.getLogger(__name__)
@@ -232,7 +232,13 @@ def _tag(identity: str) -> str:
 def _splits_for(spec: GenomeSpec | None, bed: Path | None) -> Callable[[dict[str, int]], dict[str, list[Interval]]]:
     def make(lengths: dict[str, int]) -> dict[str, list[Interval]]:
         if bed is not None:
-            return read_bed_splits(bed, lengths)
+            splits = read_bed_splits(bed, lengths)
+            missing = [split for split in SPLITS if split not in splits]
+            if missing:
+                log.warning("%s names no %s rows: `genomix pretrain` refuses a store without a valid split (holding "
+                            "out the end of each contig would overlap the BED's intervals); name the split in the "
+                            "BED's fourth column", bed, " or ".join(missing))
+            return splits
         hold = spec.holdout if spec is not None else {}
         present = {k: [c for c in v if c in lengths] for k, v in hold.items()}
         return holdout_splits(lengths, valid=present.get("valid", ()), test=present.get("test", ()))
@@ -240,27 +246,40 @@ def _splits_for(spec: GenomeSpec | None, bed: Path | None) -> Callable[[dict[str
     return make
 
 
-def holds_bed_splits(store: GenomeStore, bed: str | Path) -> bool:
-    """Whether ``store`` holds exactly the intervals of each split in the split BED ``bed`` (read and validated
-    against the store's contigs), in any order."""
-    wanted = read_bed_splits(bed, store.lengths)
+def _holds_splits(store: GenomeStore, wanted: dict[str, list[Interval]]) -> bool:
+    """Whether ``store`` holds exactly the intervals of each split in ``wanted``, in any order."""
     stored = {split: store.split_intervals(split) for split in store.splits}
     return {k: sorted(v) for k, v in wanted.items()} == {k: sorted(v) for k, v in stored.items()}
 
 
-def _check_reusable(store, source: str, bed: Path | None, compression: str | None, prefix_contigs: bool) -> None:
+def holds_bed_splits(store: GenomeStore, bed: str | Path) -> bool:
+    """Whether ``store`` holds exactly the intervals of each split in the split BED ``bed`` (read and validated
+    against the store's contigs), in any order."""
+    return _holds_splits(store, read_bed_splits(bed, store.lengths))
+
+
+def _check_reusable(store: GenomeStore, source: str, fasta: list[Path] | None, spec: GenomeSpec | None,
+                    bed: Path | None, compression: str | None, prefix_contigs: bool) -> None:
     """Refuse to reuse an existing store that a rebuild with these arguments would not reproduce: another
-    source FASTA, other chunk compression, contigs named otherwise, or other splits than ``bed``'s (a BED is
-    read only when building)."""
+    source FASTA, or the same path now holding other bytes (``fasta``, when given, is hashed as the build hashed
+    it), other chunk compression, contigs named otherwise, or other splits than the build would store (``bed``'s,
+    or without one the hold-out cut; a BED is read only when building)."""
     differences = []
     if bool(store.attrs.get("prefixed_contigs", False)) != prefix_contigs:
         differences.append("names its contigs " + ("after their files" if not prefix_contigs else "as in the FASTA"))
     if store.attrs.get("source") != source:
         differences.append(f"was built from {store.attrs.get('source')}, not {source}")
+    elif fasta is not None and store.attrs.get("source_sha256") not in (
+            None, "", combined_sha256([file_digest(path) for path in fasta])):
+        differences.append(f"was built from other contents of {source} (the FASTA changed since)")
     if store.attrs.get("compression", "none") != (compression or "none"):
         differences.append(f"has compression {store.attrs.get('compression', 'none')}, not {compression or 'none'}")
-    if bed is not None and not holds_bed_splits(store, bed):
-        differences.append(f"has other splits than {bed}")
+    if not differences:  # the splits are compared by the contigs, which only the same FASTA is sure to have
+        if bed is not None and not holds_bed_splits(store, bed):
+            differences.append(f"has other splits than {bed}")
+        elif bed is None and not _holds_splits(store, _splits_for(spec, None)(store.lengths)):
+            differences.append("has other splits than the hold-out cut a store without --bed gets (was it built "
+                               "with a --bed?)")
     if differences:
         raise ConfigError(f"{store.path} exists but {'; '.join(differences)}: pass --force to rebuild it or choose "
                           "another --out")
@@ -301,11 +320,15 @@ def prepare_genome(genome: str | Path | Sequence[str | Path], out: str | Path | 
         source = "; ".join(str(path.resolve()) for path in fasta)
         # a changed FASTA gets a new store
         default_out = root / "stores" / f"{_store_stem(genome, fasta)}-{_tag(_identity(fasta) + variant)}.h5"
-    out = Path(out).expanduser() if out is not None else default_out
+    given_out = out is not None
+    out = Path(out).expanduser() if given_out else default_out
+    if bed is not None:
+        check_split_bed(bed)
     if out.exists() and not force:
-        _check_reusable(open_store(out), source, Path(bed) if bed else None, compression, prefix_contigs)
+        _check_reusable(open_store(out), source, fasta, spec, Path(bed) if bed else None, compression, prefix_contigs)
         log.info("genome store %s already exists; reusing it (pass --force to rebuild)", out)
         return out
+    make_output_dir(out.parent, "--out" if given_out else "--cache-dir (or $GENOMIX_CACHE)")
     if fasta is None:
         fasta = [fetch_genome(spec, root, quiet=quiet)]
     with tqdm(total=sum(path.stat().st_size for path in fasta), unit="B", unit_scale=True, desc=f"store {out.name}",

@@ -91,7 +91,12 @@ def write_store(
     tmp = temp_sibling(out)
     readers = [FastaReader(path, on_read=on_read) for path in files]
     try:
-        with h5py.File(tmp, "w") as h5:
+        h5 = h5py.File(tmp, "w")
+    except OSError as exc:  # a folder that exists but takes no new file
+        raise InputFormatError(f"cannot write the genome store {out}: {os.strerror(exc.errno) if exc.errno else exc}; choose another "
+                               "output path") from None
+    try:
+        with h5:
             seqs = h5.create_group("sequences")
             names: list[str] = []
             lengths: list[int] = []
@@ -125,7 +130,7 @@ def write_store(
                 format_version=FORMAT_VERSION,
                 genomix_version=__version__,
                 source=source or "; ".join(str(path.resolve()) for path in files),
-                source_sha256=_combined_sha256([reader.sha256 or "" for reader in readers]),
+                source_sha256=combined_sha256([reader.sha256 or "" for reader in readers]),
                 created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 chunk_size=chunk_size,
                 compression=compression or "none",
@@ -161,7 +166,7 @@ def fasta_files(fasta: str | os.PathLike | Sequence[str | os.PathLike]) -> list[
     return paths
 
 
-def _combined_sha256(digests: list[str]) -> str:
+def combined_sha256(digests: list[str]) -> str:
     """One file's SHA-256, or that of several files' hex digests joined in order ("" if any is unknown)."""
     if len(digests) == 1:
         return digests[0]

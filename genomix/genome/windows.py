@@ -109,11 +109,19 @@ def mask_for_mlm(ids: np.ndarray, rng: np.random.Generator, probability: float =
 
 def split_intervals(store: GenomeStore, split: str, intervals: Sequence[Interval] | None = None) -> list[Interval]:
     """The non-empty intervals that ``split`` draws windows from: ``intervals`` when given, else the store's own
-    split, else the 5 % hold-out cut of every contig (:func:`~genomix.genome.bed.holdout_splits`). An interval on a
-    contig the store lacks raises here, before any window is read."""
+    split, else, for a store without BED splits, the 5 % hold-out cut of every contig
+    (:func:`~genomix.genome.bed.holdout_splits`). A store whose BED named no row of ``split`` is refused: the
+    hold-out cut would overlap the BED's other splits, so a run would validate or test on bases it trains on. An
+    interval on a contig the store lacks raises here, before any window is read."""
     if intervals is None:
         if split in store.splits:
             intervals = store.split_intervals(split)
+        elif store.splits:
+            raise ConfigError(
+                f"the store holds the splits of a BED file ({', '.join(sorted(store.splits))}) but no {split!r} "
+                f"rows; cutting {split} from the end of each contig instead would overlap the BED's "
+                f"intervals. Name {split} rows in the BED's fourth column and run `genomix genome prepare --bed "
+                "SPLITS.bed --force`, or prepare the store without --bed to hold out the end of each contig")
         else:
             intervals = holdout_splits(store.lengths).get(split, [])
     for contig, _, _ in intervals:

@@ -57,6 +57,10 @@ class StageAccumulation(L.Callback):
         self._apply(trainer)
 
 
+#: The signals that ask a training run to stop after the optimiser step in progress, by the name a message gives them.
+_STOP_SIGNALS = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}
+
+
 class StopCheckpoint(L.Callback):
     """Saves ``path`` at the batch where the run stops, from inside the training loop: the batch that reaches
     ``max_steps``, or, after Ctrl-C, the batch that ends the optimiser step in progress.
@@ -67,7 +71,8 @@ class StopCheckpoint(L.Callback):
     is no state a resume could continue from exactly, so the first Ctrl-C only asks for a stop: the step in
     progress is finished and saved, and ``KeyboardInterrupt`` is raised at the next hook (once the step's metrics
     are logged). A second Ctrl-C stops at once (the checkpoint I/O writes atomically, so a stop during the save
-    keeps the previous checkpoint).
+    keeps the previous checkpoint). SIGTERM, which batch schedulers send at a time limit or pre-emption some
+    seconds before they kill the job (SLURM's ``KillWait``, 30 s by default), is taken the same way.
 
     Several processes see a terminal's Ctrl-C each at another point of a step, or (a signal to one process) only
     one of them sees it, and saving is collective. So at the end of every optimiser step they agree, in one
@@ -81,24 +86,29 @@ class StopCheckpoint(L.Callback):
         self._step_at_batch_start = 0
         self._stop_asked = False
         self._stop_saved_at: int | None = None
-        self._previous_handler: Any = None
+        self._stop_signal = ""
+        self._previous_handlers: dict[int, Any] = {}
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # signal handlers can only be set from the main thread
+        # signal handlers can only be set from the main thread; Lightning's own SIGTERM handler (set before this
+        # hook) would end the fit after the micro-batch in progress, mid-step, so it only takes a second SIGTERM
         if threading.current_thread() is threading.main_thread():
-            self._previous_handler = signal.signal(signal.SIGINT, self._ask_stop)
+            self._previous_handlers = {signum: signal.signal(signum, self._ask_stop) for signum in _STOP_SIGNALS}
 
     def _ask_stop(self, signum: int, frame: Any) -> None:
-        """The first Ctrl-C: stop after the step in progress; the previous handler takes the next one."""
+        """The first Ctrl-C or SIGTERM: stop after the step in progress; the previous handler takes the next one."""
         self._stop_asked = True
-        signal.signal(signal.SIGINT, self._previous_handler)
+        self._stop_signal = _STOP_SIGNALS[signum]
+        signal.signal(signum, self._previous_handlers[signum])
         if rank_zero_only.rank == 0:  # of several processes, one says it
-            log.warning("Ctrl-C: stopping after the optimiser step in progress (during validation, the next one), "
-                        "which is saved; Ctrl-C again stops at once, keeping the last checkpoint")
+            log.warning("%s: stopping after the optimiser step in progress (during validation, the next one), "
+                        "which is saved; %s again stops at once, keeping the last checkpoint", self._stop_signal,
+                        self._stop_signal)
 
     def _restore_handler(self) -> None:
-        if signal.getsignal(signal.SIGINT) == self._ask_stop:
-            signal.signal(signal.SIGINT, self._previous_handler)
+        for signum, previous in self._previous_handlers.items():
+            if signal.getsignal(signum) == self._ask_stop:
+                signal.signal(signum, previous)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._restore_handler()
@@ -119,7 +129,8 @@ class StopCheckpoint(L.Callback):
 
     def _stop_if_saved(self) -> None:
         if self._stop_saved_at is not None:
-            raise KeyboardInterrupt(f"stopped by Ctrl-C after step {self._stop_saved_at}, saved to {self.path}")
+            raise KeyboardInterrupt(f"stopped by {self._stop_signal} after step {self._stop_saved_at}, saved to "
+                                    f"{self.path}")
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
         step = trainer.global_step

@@ -19,7 +19,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from ..errors import ConfigError
+from ..errors import ConfigError, GenomixError
 from .recipe import DataConfig
 from .sampler import ResumableDataLoader, ResumableSampler
 from .warmup import Stage, stage_at
@@ -85,13 +85,14 @@ def _refuse_shared_stems(paths: Sequence[str]) -> None:
                           "<file stem>/<contig>, so give each file a name of its own (copy or link it)")
 
 
-def _leave_ctrl_c_to_the_main_process(worker_id: int) -> None:
-    """Make a dataloader worker ignore Ctrl-C. A terminal sends it to every process of the job, and a worker that
-    stopped on it would fail the step the main process finishes, after a first Ctrl-C, to save a checkpoint
-    (:class:`~genomix.train.callbacks.StopCheckpoint`); the main process ends its workers itself. Windows are a pure
-    function of ``(seed, epoch, index)``, so the worker seeding Lightning adds when there is no ``worker_init_fn``
-    changes nothing."""
+def _leave_stop_signals_to_the_main_process(worker_id: int) -> None:
+    """Make a dataloader worker ignore Ctrl-C and SIGTERM. A terminal sends Ctrl-C, and a batch scheduler SIGTERM, to
+    every process of the job, and a worker that stopped on it would fail the step the main process finishes, after
+    the first one, to save a checkpoint (:class:`~genomix.train.callbacks.StopCheckpoint`); the main process ends its
+    workers itself. Windows are a pure function of ``(seed, epoch, index)``, so the worker seeding Lightning adds
+    when there is no ``worker_init_fn`` changes nothing."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 class GenomeDataModule(L.LightningDataModule):
@@ -182,10 +183,11 @@ class GenomeDataModule(L.LightningDataModule):
                 mlm_probability=self.data.mlm_probability, seed=self.seed,
                 source_weights=self.data.source_weights if split == "train" else None,
             )
-        except ValueError as exc:
-            raise ConfigError(f"genome store {self.store_path}, split {split!r}: {exc} (a split shorter than the "
-                              "window is padded with N to its length: a short genome needs a shorter --seq-len or "
-                              "warmup.start_seq_len)") from exc
+        except ValueError as exc:  # genomix's own errors say what to do; the windows' checks are about length
+            hint = "" if isinstance(exc, GenomixError) else (
+                " (a split shorter than the window is padded with N to its length: a short genome needs a shorter "
+                "--seq-len or warmup.start_seq_len)")
+            raise ConfigError(f"genome store {self.store_path}, split {split!r}: {exc}{hint}") from exc
         return dataset
 
     def check_windows(self) -> None:
@@ -230,7 +232,7 @@ class GenomeDataModule(L.LightningDataModule):
         return ResumableDataLoader(
             dataset, sampler, batch_size=stage.micro_batch, drop_last=True, num_workers=self.data.num_workers,
             pin_memory=torch.cuda.is_available(), persistent_workers=False,
-            generator=torch.Generator().manual_seed(self.seed), worker_init_fn=_leave_ctrl_c_to_the_main_process,
+            generator=torch.Generator().manual_seed(self.seed), worker_init_fn=_leave_stop_signals_to_the_main_process,
         )
 
     def _eval_loader(self, split: str, limit: int | None = None) -> DataLoader:
@@ -243,7 +245,7 @@ class GenomeDataModule(L.LightningDataModule):
         subset = torch.utils.data.Subset(dataset, indices)
         return DataLoader(subset, batch_size=stage.micro_batch, shuffle=False, num_workers=self.data.num_workers,
                           generator=torch.Generator().manual_seed(self.seed),
-                          worker_init_fn=_leave_ctrl_c_to_the_main_process)
+                          worker_init_fn=_leave_stop_signals_to_the_main_process)
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader("valid", self.val_windows)
