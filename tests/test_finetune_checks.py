@@ -18,6 +18,7 @@ from genomix.hub import save_native
 from genomix.models import build
 from genomix.tasks import ClassificationModule, FinetuneRecipe, finetune, load_finetune_recipe, load_task
 from genomix.tasks.icl import load_icl_recipe
+from genomix.train.recipe import load_recipe
 
 
 def _table_task(root: Path, **splits: list[str]) -> Path:
@@ -79,6 +80,16 @@ def test_row_counts_and_learning_rates_must_be_positive(tmp_path, capsys, args):
         main(args + ["--model", "hyenadna-tiny-1k", "--task", str(tmp_path), "--out", str(tmp_path / "o")])
     assert info.value.code == 2
     assert f"{args[-2]}: must be a positive" in capsys.readouterr().err
+
+
+def test_a_bad_value_from_the_command_line_is_not_blamed_on_the_recipe_file(tmp_path, capsys):
+    task = _table_task(tmp_path / "task", train=["0", "1"] * 4)
+    assert main(["finetune", "--model", "hyenadna-tiny-1k", "--task", str(task), "--out", str(tmp_path / "o"),
+                 "--recipe", "quick", "--batch-size", "0"]) == 2
+    assert "quick.yaml with batch_size=0 set over it: recipe field batch_size must be a positive integer" in \
+        capsys.readouterr().err
+    with pytest.raises(ConfigError, match=r"^\S+demo.yaml with max_steps=0 set over it: "):
+        load_recipe("demo", max_steps=0)
 
 
 @pytest.fixture()
@@ -170,6 +181,17 @@ def test_train_rows_of_one_class_are_refused(tmp_path):
     with pytest.raises(InputFormatError, match="first 3 rows of .*train.csv hold only one class"):
         finetune("hyenadna-tiny-1k", task, tmp_path / "o", load_finetune_recipe("quick", train_rows=3),
                  accelerator="cpu", quiet=True)
+
+
+def test_the_task_folder_is_no_output_folder_and_a_task_without_test_is_warned_of(tmp_path, caplog):
+    task = _table_task(tmp_path / "task", train=["0", "1"] * 8, dev=["0", "1"] * 2)
+    recipe = load_finetune_recipe("quick", max_epochs=1, batch_size=8)
+    with pytest.raises(ConfigError, match=r"task is the task folder; choose another --out"):
+        finetune("hyenadna-tiny-1k", task, task, recipe, accelerator="cpu", quiet=True)
+    assert sorted(path.name for path in task.iterdir()) == ["dev.csv", "train.csv"]
+    with caplog.at_level("WARNING"):
+        finetune("hyenadna-tiny-1k", task, tmp_path / "run", recipe, accelerator="cpu", quiet=True)
+    assert "has no test split: metrics.json will hold the development split's metrics only" in caplog.text
 
 
 def test_resume_takes_the_pretraining_resolver_a_file_that_is_no_checkpoint_is_refused(tmp_path):

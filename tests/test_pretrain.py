@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import logging
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -218,6 +219,28 @@ def test_a_split_bed_given_with_a_prepared_store_must_be_the_stores_own(tmp_path
     other.write_text("chr1\t0\t2000000\ttrain\nchr1\t2000000\t2500000\tvalid\n")
     with pytest.raises(ConfigError, match=r"does not hold the splits of .*other.bed.*--force"):
         resolve_store(str(demo_store), bed=str(other))
+
+
+def test_a_run_given_relative_paths_resumes_from_another_working_folder(tmp_path, demo_store, monkeypatch):
+    """A requeued batch job may start in another folder: the run's recipe keeps its genome and BED as absolute
+    paths, and a resume compares them resolved, however they are spelt."""
+    store = open_store(demo_store)
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "s.bed").write_text("".join(f"{contig}\t{start}\t{end}\t{split}\n" for split in store.splits
+                                        for contig, start, end in store.split_intervals(split)))
+    shutil.copy(demo_store, data / "g.h5")
+    recipe = tiny_recipe(tmp_path, demo_store, max_steps=2)
+    monkeypatch.chdir(data)
+    args = ["pretrain", "--recipe", str(recipe), "--genome", "g.h5", "--bed", "s.bed", "--quiet"]
+    assert cli_main(args + ["--out", str(tmp_path / "run")]) == 0
+    saved = yaml.safe_load((tmp_path / "run" / "recipe.yaml").read_text())["data"]
+    assert (saved["genome"], saved["bed"]) == (str(data / "g.h5"), str(data / "s.bed"))
+    monkeypatch.chdir(tmp_path)
+    assert cli_main(["pretrain", "--resume", "auto", "--out", "run", "--max-steps", "3", "--quiet"]) == 0
+    assert cli_main(["pretrain", "--resume", "auto", "--out", "run", "--max-steps", "4", "--genome", "data/g.h5",
+                 "--bed", "data/../data/s.bed", "--quiet"]) == 0
+    assert torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4
 
 
 def test_a_commands_bed_with_a_recipes_held_out_contigs_is_refused(tmp_path, demo_store, capsys):

@@ -79,18 +79,33 @@ def _refuse_changes(args: argparse.Namespace, recipe, saved: Path, fresh) -> Non
 
     if fresh is not None:
         now, new = flat_settings(recipe.to_dict()), flat_settings(fresh.to_dict())
+        now.update({key: _absolute(now.get(key)) for key in _PATH_FIELDS})  # a run saved by an older genomix
         kept = [key for key in sorted(set(now) | set(new)) if key not in RESUMABLE_CHANGES]
         changed = changed_settings(now, new, kept)
     else:
-        had = {"--model/--config": recipe.model, "--genome": recipe.data.genome, "--bed": recipe.data.bed,
-               "--seq-len": recipe.seq_len, "--seed": recipe.seed}
-        asked = {"--model/--config": args.model or args.config, "--genome": _genome(args), "--bed": args.bed,
-                 "--seq-len": args.seq_len, "--seed": args.seed}
+        had = {"--model/--config": _absolute(recipe.model), "--genome": _absolute(recipe.data.genome),
+               "--bed": _absolute(recipe.data.bed), "--seq-len": recipe.seq_len, "--seed": recipe.seed}
+        asked = {"--model/--config": _absolute(args.model or args.config), "--genome": _absolute(_genome(args)),
+                 "--bed": _absolute(args.bed), "--seq-len": args.seq_len, "--seed": args.seed}
         changed = changed_settings(had, asked, [flag for flag, value in asked.items() if value is not None])
     if changed:
         raise ConfigError(f"resuming the run in {args.out} (made with {saved}) with other settings "
                           f"({'; '.join(changed)}); drop those flags to continue it, or pass another --out to start "
                           "a new run")
+
+
+#: The recipe fields (as :func:`~genomix.resume.flat_settings` names them) that may hold paths.
+_PATH_FIELDS = ("model", "data.genome", "data.bed")
+
+
+def _absolute(value: str | tuple[str, ...] | None) -> str | tuple[str, ...] | None:
+    """A genome, BED or model given as a path that exists, made absolute (a tuple of paths each), so that the run's
+    saved recipe resumes from any working folder (a batch job's requeue may start elsewhere) and compares equal
+    however the path was spelt; registry names (``hg38``), model names and Hub ids stay as given."""
+    if value is None or isinstance(value, tuple):
+        return value if value is None else tuple(_absolute(part) for part in value)
+    path = Path(value).expanduser()
+    return str(path.resolve()) if path.exists() else value
 
 
 def _genome(args: argparse.Namespace) -> str | tuple[str, ...] | None:
@@ -123,6 +138,8 @@ def _fresh_recipe(args: argparse.Namespace):
         recipe.data.genome = _genome(args)
     if args.bed:
         recipe.data.bed = args.bed
+    recipe.model, recipe.data.genome, recipe.data.bed = (_absolute(recipe.model), _absolute(recipe.data.genome),
+                                                         _absolute(recipe.data.bed))
     return recipe
 
 

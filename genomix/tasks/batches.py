@@ -26,7 +26,7 @@ def fit_lengths(data: LabelledSequences, max_length: int, truncation: str) -> La
         raise RangeError(f"{data.origin(row)}: this example (row {row} in predictions/*.tsv) is "
                          f"{lengths[row]} bases long, past the limit of "
                          f"{max_length} ({too_long.size} examples are); use a model with a longer max_seq_len, or "
-                         "set truncation: keep-start / keep-end in the recipe")
+                         "cut them with --truncation keep-start / keep-end (recipe field truncation)")
     cut = (lambda s: s[:max_length]) if truncation == "keep-start" else (lambda s: s[-max_length:])
     return dataclasses.replace(data, ids=[cut(s) if len(s) > max_length else s for s in data.ids])
 

@@ -200,6 +200,14 @@ def refuse_finished_out(out: Path, kind: str) -> None:
                           "--out, or remove that folder to run again")
 
 
+def refuse_task_folder(out: Path, task: str | os.PathLike | TaskData) -> None:
+    """Refuse an ``out`` that is the folder of the ``task`` itself: a run's files would be written among the task's
+    CSV files (and a later task load might take them for its own)."""
+    if not isinstance(task, TaskData) and out.resolve() == Path(task).expanduser().resolve():
+        raise ConfigError(f"{out} is the task folder; choose another --out for the results, which would be written "
+                          "among the task's files")
+
+
 def write_predictions(path: Path, logits: np.ndarray, labels: np.ndarray, label_names: list[str]) -> None:
     """TSV: row, label, prediction (names) and one probability column per class; written atomically."""
     probs = softmax(logits)
@@ -284,6 +292,7 @@ def finetune(model: str, task: str | os.PathLike | TaskData, out_dir: str | os.P
     permission, a read-only file system) is found after the model has loaded."""
     check_devices(recipe, accelerator, devices)
     out = check_output_dir(out_dir)  # a file in the way: refused before the task and model load
+    refuse_task_folder(out, task)
     ckpt_path = resolve_resume(resume, out)
     identity = run_identity(model, task)
     if ckpt_path is None:
@@ -315,6 +324,10 @@ def finetune(model: str, task: str | os.PathLike | TaskData, out_dir: str | os.P
             raise InputFormatError(f"holding out 10% of {train.source} for model selection (the task has no dev "
                                    "split) leaves one class to train on; add a dev file, or more training rows")
     test = task.splits.get("test")
+    if test is None:
+        log.warning("task %s has no test split: metrics.json will hold the development split's metrics only, which "
+                    "chose the best epoch and so overstate held-out performance; add a test file to measure it",
+                    task.name)
     if recipe.monitor == "auroc" and task.num_labels != 2:
         raise ConfigError(f"monitor auroc needs two classes; {task.name} has {task.num_labels}: use mcc or accuracy")
     if recipe.monitor == "auroc" and len(np.unique(dev.labels)) < 2:  # no AUROC to select the best epoch by

@@ -12,7 +12,8 @@ from typing import Any
 import yaml
 
 from ..errors import ConfigError
-from ..train.recipe import OptimConfig, check_field_types, check_seed, config_dirs, from_mapping, read_named_yaml
+from ..train.recipe import (OptimConfig, check_field_types, check_seed, config_dirs, from_mapping, read_named_yaml,
+                            recipe_source)
 from .metrics import METRICS
 
 TRUNCATION = ("error", "keep-start", "keep-end")
@@ -97,8 +98,9 @@ def load_finetune_recipe(name_or_path: str | os.PathLike, **overrides: Any) -> F
     fields (``None`` values are ignored)."""
     data, path = read_named_yaml(name_or_path, config_dirs("GENOMIX_FINETUNE_RECIPE_PATH", "finetune"),
                                  "fine-tuning recipe", **overrides)
-    check_field_types(FinetuneRecipe, data, str(path))
-    return from_mapping(FinetuneRecipe, data, str(path), {"optim": OptimConfig})
+    where = recipe_source(path, overrides)
+    check_field_types(FinetuneRecipe, data, where)
+    return from_mapping(FinetuneRecipe, data, where, {"optim": OptimConfig})
 
 
 def dump_finetune_recipe(recipe: FinetuneRecipe) -> str:

@@ -266,6 +266,13 @@ def read_named_yaml(name_or_path: str | os.PathLike, dirs: list[Path], kind: str
     return data, path
 
 
+def recipe_source(path: Path, overrides: dict[str, Any]) -> str:
+    """How an error names where a recipe's values came from: its file, and the fields set over it (the command
+    line's flags), so that ``--batch-size 0`` is not blamed on a shipped recipe file."""
+    given = [f"{key}={value!r}" for key, value in overrides.items() if value is not None]
+    return f"{path} with {', '.join(given)} set over it" if given else str(path)
+
+
 def config_dirs(env_var: str, shipped: str) -> list[Path]:
     """Where named YAML configs of one kind are looked up: the ``os.pathsep``-separated entries of
     ``$env_var``, then the shipped ``configs/<shipped>/``."""
@@ -290,8 +297,9 @@ def load_recipe(name_or_path: str | os.PathLike, **overrides: Any) -> Recipe:
     ``overrides`` replace top-level fields; ``None`` values are ignored (unset CLI flags).
     """
     data, path = read_named_yaml(name_or_path, recipe_dirs(), "pretraining recipe", **overrides)
-    check_field_types(Recipe, data, str(path))
-    return from_mapping(Recipe, data, str(path), {"optim": OptimConfig, "warmup": WarmupConfig, "data": DataConfig})
+    where = recipe_source(path, overrides)
+    check_field_types(Recipe, data, where)
+    return from_mapping(Recipe, data, where, {"optim": OptimConfig, "warmup": WarmupConfig, "data": DataConfig})
 
 
 def dump_recipe(recipe: Recipe) -> str:
