@@ -1,6 +1,7 @@
 """The `genomix genome` command: prepare (demo, FASTA path, BED), info, and clean failures."""
 from __future__ import annotations
 
+import gzip
 import hashlib
 from pathlib import Path
 
@@ -84,8 +85,15 @@ def test_a_contig_in_two_files_or_a_file_twice_is_refused(tmp_path: Path):
     copy = tmp_path / "copy.fa"
     copy.write_bytes(lambda_fa.read_bytes())
     with pytest.raises(InputFormatError, match=r"copy.fa: contig 'gi\|9626243\|ref\|NC_001416.1\|' is also in .*"
-                                               r"phage_lambda_NC_001416.fa; contig names must be unique"):
+                                               r"phage_lambda_NC_001416.fa; contig names must be unique.*"
+                                               r"genome prepare --prefix-contigs`; `genomix pretrain` does so"):
         prepare_genome([lambda_fa, copy], out=tmp_path / "x.h5", quiet=True)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "copy.fa.gz").write_bytes(gzip.compress(lambda_fa.read_bytes()))
+    with pytest.raises(InputFormatError, match=r"copy.fa.gz: contig 'copy/gi.* is also in .*copy.fa; .*the two files "
+                                               r"have one name up to its first dot.*give each file a name of its own"):
+        prepare_genome([copy, other / "copy.fa.gz"], out=tmp_path / "x.h5", quiet=True, prefix_contigs=True)
     with pytest.raises(InputFormatError, match="given more than once"):
         prepare_genome([lambda_fa, lambda_fa], out=tmp_path / "x.h5", quiet=True)
     with pytest.raises(ConfigError, match="not a FASTA file and not one of"):
@@ -94,7 +102,7 @@ def test_a_contig_in_two_files_or_a_file_twice_is_refused(tmp_path: Path):
     empty.mkdir()
     with pytest.raises(InputFormatError, match="a folder without FASTA files"):
         prepare_genome(empty, out=tmp_path / "x.h5", quiet=True)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["copy.fa", "empty"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["copy.fa", "empty", "other"]
 
 
 def test_prepare_demo_and_info(tmp_path: Path, capsys):
@@ -212,6 +220,19 @@ def test_a_store_path_that_cannot_be_written_is_refused_in_one_line(tmp_path: Pa
         capsys.readouterr().err
     assert main(["genome", "prepare", "--genome", str(fasta), "--cache-dir", str(fasta / "cache"), "--quiet"]) == 2
     assert "choose another --cache-dir (or $GENOMIX_CACHE)" in capsys.readouterr().err
+
+
+def test_info_keeps_its_columns_aligned_for_long_contig_names(tmp_path: Path, capsys):
+    fasta = tmp_path / "g.fa"
+    fasta.write_text(">gi|9626243|ref|NC_001416.1|\nACGTN\n>chrM\nAC\n")
+    out = prepare_genome(fasta, out=tmp_path / "g.h5", quiet=True)
+    capsys.readouterr()
+    assert main(["genome", "info", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("contig "))
+    table = lines[header:header + 3]
+    assert len({len(line) for line in table}) == 1, table  # every row ends where the header does
+    assert table[1].split() == ["gi|9626243|ref|NC_001416.1|", "5", "0.2000"]
 
 
 def test_prepare_fasta_path_defaults_to_the_cache(tmp_path: Path):

@@ -66,9 +66,11 @@ def _info(args: argparse.Namespace) -> int:
     for key in ("source", "source_sha256", "genomix_version", "created", "compression"):
         print(f"{key + ':':<17}{store.attrs.get(key, '?')}")
     print(f"{'contigs:':<17}{len(store.contigs):,}   total: {total:,} bp   N fraction: {store.n_fraction():.4f}")
-    print(f"{'contig':<24}{'length':>15}{'N fraction':>12}")
-    for name in store.contigs[: args.max_contigs]:
-        print(f"{name:<24}{store.lengths[name]:>15,}{store.n_fraction(name):>12.4f}")
+    shown = store.contigs[: args.max_contigs]
+    width = max([24, *(len(name) + 1 for name in shown)])  # long names (`gi|...|`, `<file>/<contig>`) stay aligned
+    print(f"{'contig':<{width}}{'length':>15}{'N fraction':>12}")
+    for name in shown:
+        print(f"{name:<{width}}{store.lengths[name]:>15,}{store.n_fraction(name):>12.4f}")
     if len(store.contigs) > args.max_contigs:
         print(f"... {len(store.contigs) - args.max_contigs} more")
     if store.splits:

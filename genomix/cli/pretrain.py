@@ -42,8 +42,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--cuda-graphs", action="store_true",
                    help="replay each training step from a CUDA graph (one GPU; small models are host-bound without)")
     p.add_argument("--max-steps", type=positive_int,
-                   help="stop this invocation after this many optimiser steps (the schedule keeps the recipe's "
-                        "horizon; a later --resume without it goes on to the recipe's end)")
+                   help="stop when the run has made this many optimiser steps in all, counting those before a "
+                        "--resume (the schedule keeps the recipe's horizon; a later --resume without it goes on to "
+                        "the recipe's end)")
     p.add_argument("--seed", type=seed_option)
     p.add_argument("--resume", help="checkpoint path, run folder, or 'auto' (continue --out if it has a checkpoint)")
     p.add_argument("--out", default="runs/pretrain", help="output folder (default: runs/pretrain)")

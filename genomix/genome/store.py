@@ -60,6 +60,15 @@ _TO_ID = BYTE_TO_ID.tobytes()
 _TO_COMPLEMENT_ID = COMPLEMENT_ID[BYTE_TO_ID].astype(np.uint8).tobytes()
 
 
+#: How to make contig names unique across the files of a store, by whether they are already named after their files.
+_UNIQUE_NAMES_ADVICE = {
+    False: "name each file's contigs after it (`genomix genome prepare --prefix-contigs`; `genomix pretrain` does "
+           "so when given the files themselves, not their folder), or rename them",
+    True: "the two files have one name up to its first dot, after which their contigs are named: give each file a "
+          "name of its own (copy or link it)",
+}
+
+
 def write_store(
     fasta: str | os.PathLike | Sequence[str | os.PathLike],
     out: str | Path,
@@ -106,8 +115,8 @@ def write_store(
                 name = f"{contig_prefix(reader.path)}/{record.name}" if prefix_contigs else record.name
                 if name in read_from:  # a name repeated inside one file is the reader's error
                     raise InputFormatError(f"{reader.path}: contig {name!r} is also in {read_from[name]}; contig "
-                                           "names must be unique across the FASTA files of one store: name each "
-                                           "file's contigs after it (--prefix-contigs), or rename them")
+                                           "names must be unique across the FASTA files of one store: "
+                                           + _UNIQUE_NAMES_ADVICE[prefix_contigs])
                 read_from[name] = reader.path
                 n = record.sequence.size
                 seqs.create_dataset(str(i), data=record.sequence, chunks=(min(chunk_size, n),),
