@@ -153,8 +153,8 @@ def check_decoding(max_new_tokens: int, num_samples: int, greedy: bool, num_beam
             raise InputFormatError(f"beam search is deterministic and takes no {', '.join(given)}: pass num_beams or "
                                    "sampling options, not both")
         if num_samples > num_beams:
-            raise InputFormatError(f"beam search keeps {num_beams} beams per prompt: num_samples={num_samples} "
-                                   "must be at most num_beams")
+            raise InputFormatError(f"beam search keeps {num_beams} beams per prompt: num_samples "
+                                   f"(--num-samples) {num_samples} must be at most num_beams (--num-beams)")
     elif greedy and num_samples > 1:
         raise InputFormatError("greedy decoding gives one continuation per prompt: use num_samples=1, or sample")
     elif greedy and sampling:

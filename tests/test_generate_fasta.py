@@ -115,7 +115,7 @@ def test_beam_search_writes_each_prompts_best_beams_best_first(model, tmp_path):
 def test_refusals(model, tmp_path):
     with pytest.raises(InputFormatError, match="one continuation per prompt"):
         generate_fasta(model, prompts(), tmp_path / "g.fa", 5, num_samples=2, greedy=True, quiet=True)
-    with pytest.raises(InputFormatError, match="num_samples=3 must be at most num_beams"):
+    with pytest.raises(InputFormatError, match=r"num_samples \(--num-samples\) 3 must be at most num_beams \(--num-beams\)"):
         generate_fasta(model, prompts(), tmp_path / "g.fa", 5, num_samples=3, num_beams=2, quiet=True)
     with pytest.raises(InputFormatError, match="takes no temperature, top_k"):
         generate_fasta(model, prompts(), tmp_path / "g.fa", 5, num_beams=2, temperature=0.5, top_k=2, quiet=True)

@@ -244,5 +244,6 @@ def not_a_causal_lm(model: nn.Module, caller: str) -> Exception:
     from ..errors import ConfigError
 
     return ConfigError(f"{caller} needs a causal language model (HyenaDNA, Mamba, causal M2, the Transformer with "
-                       f"their LM head); {type(model).__name__} is not one. Load it with task='causal-lm' (or "
-                       "genomix.from_pretrained without task=) if the checkpoint has that head")
+                       f"their LM head); {type(model).__name__} is not one: a masked or classification model does "
+                       "not predict the next base. In Python, a checkpoint that has that head loads with "
+                       "task='causal-lm' (or genomix.from_pretrained without task=)")
