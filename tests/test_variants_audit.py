@@ -4,13 +4,14 @@ with a compression suffix, runs stopped before their first row, BCF files handed
 that more than one reference contig answers to."""
 from __future__ import annotations
 
+import gzip
 import re
 
 import pytest
 import torch
 
 from genomix.cli import main as cli_main
-from genomix.errors import InputFormatError, UnknownContigError
+from genomix.errors import InputFormatError, RangeError, UnknownContigError
 from genomix.models.registry import build
 from genomix.variants import Reference, Region, read_vcf, score_variants
 from genomix.variants.indexing import index_vcf
@@ -206,3 +207,107 @@ def test_bcf_ids_read_as_utf8_like_the_text_vcf(tmp_path):
     bcf = tmp_path / "u.bcf"
     pysam.bcftools.view("-Ob", "-o", str(bcf), str(plain), catch_stdout=False)
     assert [v.id for v in read_vcf(bcf)] == [v.id for v in read_vcf(plain)] == ["variante_ñ"]
+
+
+def score_cli(vcf, reference: Reference, out, *extra: str) -> int:
+    """``genomix score-variants`` on ``vcf`` with the tiny random model, quietly on the CPU."""
+    return cli_main(["score-variants", "--model", "hyenadna-tiny-1k", "--vcf", str(vcf), "--reference",
+                     str(reference.path), "--out", str(out), "--window", "32", "--quiet", "--device", "cpu", *extra])
+
+
+def test_the_advice_after_a_ref_mismatch_is_one_that_works(tmp_path, model, reference):
+    """A run stopped by a REF mismatch keeps its rows, but fixing the VCF changes it, which resume refuses: the
+    advice says to start again after such a fix, and that skip resumes on the unchanged VCF, which it does."""
+    vcf = tmp_path / "v.vcf"
+    wrong = "A" if GENOME[49] != "A" else "C"
+    vcf.write_text(COLUMNS + record(10) + record(20) + f"chrQ\t50\t.\t{wrong}\tG\t.\t.\t.\n")
+    out = tmp_path / "s.tsv"
+    run = lambda **kw: score_variants(model, read_vcf(vcf), reference, out, vcf=vcf, window=32,  # noqa: E731
+                                      batch_size=1, quiet=True, device="cpu", **kw)
+    with pytest.raises(InputFormatError) as stopped:
+        run()
+    advice = str(stopped.value).split("\n")[1]
+    assert advice.startswith(f"(the 2 rows written so far are kept in {tmp_path / '.s.tsv.partial'}; if the fix is "
+                             "in the VCF, start again with overwrite=True and resume=False (--overwrite without "
+                             "--resume), as the kept rows are of the old file; on the unchanged VCF, resume=True "
+                             "with on_ref_mismatch='skip' (--resume --on-ref-mismatch skip)")
+    assert run(resume=True, on_ref_mismatch="skip") == {"resumed": 2, "ref_mismatch": 1}
+
+
+def test_a_record_on_an_unknown_contig_is_named_by_file_and_line(tmp_path, model, reference, capsys):
+    """An unknown contig is refused with the VCF file and line, as REF mismatches and records past the end are."""
+    vcf = tmp_path / "v.vcf"
+    vcf.write_text(COLUMNS + record(10) + "chr7\t5\t.\tA\tG\t.\t.\t.\n")
+    assert score_cli(vcf, reference, tmp_path / "s.tsv") == 2
+    assert f"{vcf}:3: no contig 'chr7' in {reference.path}" in capsys.readouterr().err
+    with pytest.raises(UnknownContigError, match=re.escape(f"{vcf}:3: no contig 'chr7'")):
+        score_variants(model, read_vcf(vcf), reference, tmp_path / "t.tsv", vcf=vcf, window=32, quiet=True,
+                       device="cpu")
+
+
+def test_a_region_the_reference_lacks_or_past_its_end_is_refused(tmp_path, capsys):
+    """--region on a contig the reference lacks (after --contig-map), or starting past the contig's end, would
+    select nothing and exit 0 with an empty TSV: it is refused, naming the region."""
+    fasta = tmp_path / "g.fa"
+    fasta.write_text(f">chrQ\n{GENOME}\n>chrR\n{GENOME}\n")
+    reference = Reference(fasta)
+    vcf = index_vcf(_written(tmp_path / "v.vcf", COLUMNS + record(10) + record(50)))
+    assert score_cli(vcf, reference, tmp_path / "a.tsv", "--region", "chrX:1-2") == 2
+    assert f"region chrX:1-2 (--region, --regions-bed): no contig 'chrX' in {fasta} (it has 2: chrQ, chrR)" in \
+        capsys.readouterr().err
+    assert score_cli(vcf, reference, tmp_path / "b.tsv", "--region", "chrQ:200-300") == 2
+    assert "region chrQ:200-300 (--region, --regions-bed) starts past the end of chrQ (length 128)" in \
+        capsys.readouterr().err
+    assert score_cli(vcf, reference, tmp_path / "c.tsv", "--region", "Q:1-20", "--contig-map", "Q=chrQ") == 0
+    assert [line.split("\t")[1] for line in (tmp_path / "c.tsv").read_text().splitlines()[2:]] == ["10"]
+    assert not any(p.name.startswith(("a.tsv", "b.tsv")) for p in tmp_path.iterdir())
+
+
+def _written(path, text: str):
+    path.write_text(text)
+    return path
+
+
+def test_a_region_without_records_is_warned_about_once(tmp_path, capsys, caplog):
+    """The CLI reads the VCF twice (check pass, scoring pass): a region on a reference contig that the VCF has no
+    records on is warned about once, not twice."""
+    fasta = tmp_path / "g.fa"
+    fasta.write_text(f">chrQ\n{GENOME}\n>chrR\n{GENOME}\n")
+    vcf = index_vcf(_written(tmp_path / "v.vcf", COLUMNS + record(10)))
+    assert score_cli(vcf, Reference(fasta), tmp_path / "s.tsv", "--region", "chrR:1-20") == 0
+    assert [r.getMessage() for r in caplog.records if "no records" in r.getMessage()] == [
+        f"{vcf}: no records on chrR (the file's contigs: chrQ)"]
+    assert capsys.readouterr().err.splitlines()[-1] == "0 alleles"
+
+
+def test_a_symbolic_allele_past_its_contig_end_is_refused(tmp_path, model, reference, capsys):
+    """A POS past the contig's end is the mark of another assembly for a symbolic allele too (only POS is
+    checked: it has no sequence length), by the CLI's check pass and by the library."""
+    vcf = tmp_path / "v.vcf"
+    vcf.write_text(COLUMNS + record(10) + "chrQ\t500\t.\tA\t<DEL>\t.\t.\tEND=600\n")
+    message = f"{vcf}:3: chrQ:500 A is past the end of chrQ (length 128) in {reference.path}; check that the VCF"
+    assert score_cli(vcf, reference, tmp_path / "s.tsv") == 2
+    assert message in capsys.readouterr().err
+    with pytest.raises(RangeError, match=re.escape(message)):
+        score_variants(model, read_vcf(vcf), reference, tmp_path / "t.tsv", vcf=vcf, window=32, quiet=True,
+                       device="cpu")
+    vcf.write_text(COLUMNS + "chrQ\t128\t.\tA\t<DEL>\t.\t.\t.\n")  # the last base: inside
+    assert score_cli(vcf, reference, tmp_path / "u.tsv") == 0
+
+
+def test_a_byte_order_mark_an_empty_vcf_and_out_dash(tmp_path, reference, capsys, monkeypatch):
+    """A UTF-8 byte-order mark before the first line is accepted by the reader and index-vcf (whose bgzip copy
+    drops it); a header-only VCF ends with a summary, not a blank line; --out - is refused, not written as ``-``."""
+    bom = tmp_path / "bom.vcf"
+    bom.write_bytes(b"\xef\xbb\xbf##fileformat=VCFv4.2\n" + (COLUMNS + record(10)).encode())
+    assert [v.pos for v in read_vcf(bom)] == [10]
+    copy = index_vcf(bom)
+    assert [v.pos for v in read_vcf(copy, [Region("chrQ", 0, 20)])] == [10]
+    assert not gzip.decompress(copy.read_bytes()).startswith(b"\xef\xbb\xbf")
+    empty = _written(tmp_path / "empty.vcf", "##fileformat=VCFv4.2\n" + COLUMNS)
+    assert score_cli(empty, reference, tmp_path / "e.tsv") == 0
+    assert capsys.readouterr().err.splitlines()[-1] == "0 alleles"
+    monkeypatch.chdir(tmp_path)
+    assert score_cli(bom, reference, "-") == 2
+    assert "--out -: the output must be a file path; standard output is not supported" in capsys.readouterr().err
+    assert not (tmp_path / "-").exists()

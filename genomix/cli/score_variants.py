@@ -3,12 +3,19 @@ marginals under a masked one."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import hashlib
+import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
 
+from ..errors import ConfigError
 from .inference_options import add_inference_options, add_resume_options
+
+if TYPE_CHECKING:
+    from ..variants import Reference
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -53,12 +60,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..devices import resolve_device
     from ..genome.bed import read_bed_intervals
-    from ..hub import load_model
-    from ..variants import Reference, Region, parse_contig_map, parse_region, read_vcf, score_variants
-    from ..variants.score import check_scores_output, check_within_contig
+    from ..variants import Reference, Region, parse_contig_map, parse_region
+    from ..variants.score import check_region, check_scores_output
 
+    _require_file_out(args.out)
     check_scores_output(args.out, args.vcf, (args.reference, args.regions_bed), args.overwrite)  # before long work
     regions = [parse_region(text) for text in args.region]
     if args.regions_bed:
@@ -66,9 +72,26 @@ def _run(args: argparse.Namespace) -> int:
     contig_map = parse_contig_map(args.contig_map)
     regions = _in_vcf_names(regions, contig_map) or None
     reference = Reference(args.reference, contig_map)
+    for region in regions or ():
+        check_region(region, reference)
+    with _each_warning_once(logging.getLogger("genomix.variants.tabix")):
+        counts = _check_and_score(args, regions, reference)
+    print(args.out)
+    print(_summary(counts), file=sys.stderr)
+    return 0
+
+
+def _check_and_score(args: argparse.Namespace, regions: list | None, reference: Reference) -> dict[str, int]:
+    """Read the selected records twice: a check pass before the model loads (every contig matched, every record
+    placed inside its contig), then the scoring pass; returns the rows per status."""
+    from ..devices import resolve_device
+    from ..hub import load_model
+    from ..variants import read_vcf, score_variants
+    from ..variants.score import check_within_contig
+
     total = 0
-    for variant in read_vcf(args.vcf, regions):  # every selected record is read, its contig matched and its REF
-        total += 1                                # placed inside the contig before the model loads
+    for variant in read_vcf(args.vcf, regions):
+        total += 1
         check_within_contig(variant, reference, args.vcf)
     device = resolve_device(args.device)  # a device this machine lacks is refused before the model loads
     model = load_model(args.model, "lm", args.revision)
@@ -79,9 +102,48 @@ def _run(args: argparse.Namespace) -> int:
                             resume=args.resume, overwrite=args.overwrite, device=device, quiet=args.quiet,
                             total=total, meta=meta, method=args.method,
                             reuse_filters=not args.no_filter_reuse, cuda_graphs=not args.no_cuda_graphs)
-    print(args.out)
-    print(" ".join(f"{status}={n}" for status, n in sorted(counts.items())), file=sys.stderr)
-    return 0
+    return counts
+
+
+def _require_file_out(out: str) -> None:
+    """Refuse ``--out -``, which would otherwise write a file named ``-``: the output is written to a temporary
+    name and renamed when complete (and kept rows are resumed from it), which standard output cannot do."""
+    if out == "-":
+        raise ConfigError("--out -: the output must be a file path; standard output is not supported, because the "
+                          "TSV is written to a temporary file and renamed when complete; give a file name and read it "
+                          "from there (e.g. --out scores.tsv)")
+
+
+def _summary(counts: dict[str, int]) -> str:
+    """The run's closing line for stderr: the rows per status (``scored=3 symbolic=1``), or ``0 alleles``."""
+    return " ".join(f"{status}={n}" for status, n in sorted(counts.items())) or "0 alleles"
+
+
+class _OnceFilter(logging.Filter):
+    """Lets each distinct message through once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message in self.seen:
+            return False
+        self.seen.add(message)
+        return True
+
+
+@contextlib.contextmanager
+def _each_warning_once(logger: logging.Logger) -> Iterator[None]:
+    """Within the block, ``logger`` says each message once: the VCF is read twice (check pass, scoring pass), and
+    a warning about it (a region without records, an index older than its file) is news only the first time."""
+    once = _OnceFilter()
+    logger.addFilter(once)
+    try:
+        yield
+    finally:
+        logger.removeFilter(once)
 
 
 def _identity(name: str) -> str:

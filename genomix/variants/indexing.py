@@ -22,7 +22,7 @@ from ..errors import InputFormatError
 from ..outputs import check_output, make_output_dir, temp_sibling
 from .tabix import TABIX_DEPTH, TABIX_MIN_SHIFT, BgzfReader, pseudo_bin, record_span
 from .bcf import is_bcf
-from .vcf import HeaderCheck, open_bytes
+from .vcf import BOM, HeaderCheck, open_bytes
 
 BLOCK_DATA = 0xFF00
 _PSEUDO_BIN = pseudo_bin(TABIX_DEPTH)  # 37450: per-contig offsets and record counts
@@ -111,9 +111,11 @@ class _ContigBins:
 
 def _copied_lines(source: Path, writer: BgzfWriter) -> Iterator[tuple[int, int, bytes]]:
     """``(start, end, line)`` virtual offsets of each line of a plain or gzip file as it is copied into
-    ``writer``."""
+    ``writer``, without a UTF-8 byte-order mark before the first (htslib would read that line as a record)."""
     with open_bytes(source) as text:
-        for line in text:
+        for number, line in enumerate(text, start=1):
+            if number == 1:
+                line = line.removeprefix(BOM.encode())
             begin = writer.tell()
             writer.write(line if line.endswith(b"\n") else line + b"\n")
             yield begin, writer.tell(), line

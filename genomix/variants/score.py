@@ -50,13 +50,13 @@ import torch
 from tqdm.auto import tqdm
 
 from ..devices import resolve_device
-from ..errors import ConfigError, GenomixError, InputFormatError, RangeError
+from ..errors import ConfigError, GenomixError, InputFormatError, RangeError, UnknownContigError
 from ..models.inference_loop import inference_loop
 from ..outputs import atomic_write_text, check_output, make_output_dir
-from ..resume import continue_partial, end_interrupted_run, same_weights_settings, weights_fingerprint
+from ..resume import START_AGAIN, continue_partial, end_interrupted_run, same_weights_settings, weights_fingerprint
 from ..tokenizer import MASK_ID, encode
 from .reference import Reference
-from .tabix import index_paths
+from .tabix import Region, index_paths
 from .vcf import Variant
 
 log = logging.getLogger(__name__)
@@ -105,33 +105,59 @@ def _mismatch_hint(ref: str) -> str:
     return "check that the VCF was called against this assembly"
 
 
+class RefMismatchError(InputFormatError):
+    """A REF that differs from the reference (``on_ref_mismatch="error"``): its own type, since a run it stops
+    can continue on the unchanged VCF with ``on_ref_mismatch="skip"``, which the advice then says."""
+
+
 def check_within_contig(variant: Variant, reference: Reference, vcf: str | Path) -> str:
-    """The reference's name for ``variant``'s contig (an UnknownContigError if it has none), after refusing a
-    sequence allele whose REF runs past that contig's end with a RangeError naming the record: the mark of a VCF
-    called against another assembly, which ``genomix score-variants`` checks on every record before it loads the
-    model."""
-    contig = reference.resolve(variant.chrom)
+    """The reference's name for ``variant``'s contig, after refusing a record outside it, naming the record: an
+    unknown contig (UnknownContigError), a sequence allele whose REF runs past the contig's end, or any allele
+    whose POS does (RangeError; a symbolic allele has no sequence length, so only its POS is checked). Either is
+    the mark of a VCF called against another assembly, which ``genomix score-variants`` checks on every record
+    before it loads the model."""
+    try:
+        contig = reference.resolve(variant.chrom)
+    except UnknownContigError as exc:
+        raise UnknownContigError(f"{variant.location(vcf)}: {exc}") from None
     length = reference.lengths[contig]
-    if variant.sequence_allele and variant.pos - 1 + len(variant.ref) > length:
-        raise RangeError(f"{variant.location(vcf)}: {variant.chrom}:{variant.pos} {variant.ref} ends past the end of "
-                         f"{contig} (length {length:,}) in {reference.path}; check that the VCF was called against "
+    end = variant.pos - 1 + len(variant.ref) if variant.sequence_allele else variant.pos
+    if end > length:
+        what = "ends" if variant.sequence_allele else "is"
+        raise RangeError(f"{variant.location(vcf)}: {variant.chrom}:{variant.pos} {variant.ref} {what} past the end "
+                         f"of {contig} (length {length:,}) in {reference.path}; check that the VCF was called against "
                          "this assembly")
     return contig
+
+
+def check_region(region: Region, reference: Reference) -> None:
+    """Refuse a region (``--region``, ``--regions-bed``; contig by its VCF name) that cannot select a record the
+    reference holds: its contig is not in the reference (UnknownContigError, listing the reference's contigs), or
+    it starts past that contig's end (RangeError). Either would otherwise give an empty output and exit 0."""
+    try:
+        contig = reference.resolve(region.chrom)
+    except UnknownContigError as exc:
+        raise UnknownContigError(f"region {region} (--region, --regions-bed): {exc}") from None
+    length = reference.lengths[contig]
+    if region.start >= length:
+        raise RangeError(f"region {region} (--region, --regions-bed) starts past the end of {contig} (length "
+                         f"{length:,}) in {reference.path}; check its coordinates and that the reference is the "
+                         "VCF's assembly")
 
 
 def plan_windows(variant: Variant, reference: Reference, window: int, vcf: str | Path,
                  on_ref_mismatch: str = "error", method: str = "causal") -> _Row:
     """The row for one allele: its reference and ALT windows, or the status saying why it is not scored."""
+    contig = check_within_contig(variant, reference, vcf)
     if not variant.sequence_allele:
         return _Row(variant, "symbolic")
-    contig = check_within_contig(variant, reference, vcf)
     length = reference.lengths[contig]
     p0, n_ref, n_alt = variant.pos - 1, len(variant.ref), len(variant.alt)
     found = reference.text(contig, p0, p0 + n_ref)
     if not _matches(variant.ref, found):
         if on_ref_mismatch == "skip":
             return _Row(variant, "ref_mismatch")
-        raise InputFormatError(
+        raise RefMismatchError(
             f"{variant.location(vcf)}: REF {variant.ref} does not match the reference at {contig}:{variant.pos} "
             f"({found}) in {reference.path}; {_mismatch_hint(variant.ref)}; or record such alleles as ref_mismatch "
             "rows and go on with on_ref_mismatch='skip' (--on-ref-mismatch skip)")
@@ -347,10 +373,23 @@ def score_variants(
             kept = done + sum(n for status, n in counts.items() if status != "resumed")
             fh.close()
             # no row kept: the partial file (its header only) is removed, and there is nothing to resume
-            end_interrupted_run(exc, kept, [partial], f"the {kept} rows written so far are kept in {partial}; "
-                                "rerun with resume=True (--resume) to continue after them")
+            end_interrupted_run(exc, kept, [partial], _stopped_advice(exc, kept, partial))
     os.replace(partial, out)
     return counts
+
+
+def _stopped_advice(exc: BaseException, kept: int, partial: Path) -> str:
+    """What to do with the ``kept`` rows in ``partial`` of a run that ``exc`` stopped. After Ctrl-C: resume. After
+    an error, whose fix is often in the VCF: start again, since resume refuses a VCF changed since the run began
+    (its kept rows are of the old file); a REF mismatch can also be passed on the unchanged VCF by skipping it."""
+    kept_where = f"the {kept} rows written so far are kept in {partial}"
+    resume = "rerun with resume=True (--resume) to continue after them"
+    if isinstance(exc, KeyboardInterrupt):
+        return f"{kept_where}; {resume}"
+    skip = (" on the unchanged VCF, resume=True with on_ref_mismatch='skip' (--resume --on-ref-mismatch skip) "
+            "records it as a ref_mismatch row and goes on;" if isinstance(exc, RefMismatchError) else "")
+    return (f"{kept_where}; if the fix is in the VCF, {START_AGAIN}, as the kept rows are of the old file;{skip} "
+            f"if the fix is elsewhere, {resume}")
 
 
 def check_scores_output(out: str | Path, vcf: str | Path, inputs: Iterable[str | Path | None],
@@ -412,5 +451,5 @@ def _batches(variants: Iterable[Variant], reference: Reference, window: int, vcf
         yield batch
 
 
-__all__ = ["COLUMNS", "DEFAULT_WINDOW", "METHODS", "check_scores_output", "check_within_contig", "plan_windows",
-           "score_variants", "scores_settings", "scoring_method"]
+__all__ = ["COLUMNS", "DEFAULT_WINDOW", "METHODS", "RefMismatchError", "check_region", "check_scores_output",
+           "check_within_contig", "plan_windows", "score_variants", "scores_settings", "scoring_method"]

@@ -49,6 +49,8 @@ FIXED_COLUMNS = ("#CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO")
 _CONCRETE = re.compile(r"[ACGTacgt]+")
 _IUPAC = re.compile(r"[ACGTNRYSWKMBDHVacgtnryswkmbdhv]+")
 _POSITION = re.compile(r"[0-9]+")
+#: The UTF-8 byte-order mark as decoded text; accepted before a VCF's first line (:class:`HeaderCheck`).
+BOM = "\ufeff"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,7 +130,10 @@ class HeaderCheck:
 
     def is_record(self, number: int, line: str) -> bool:
         """Whether line ``number`` (without its line end) is a record, not a meta, header or blank line; raises
-        :class:`InputFormatError` for a malformed header line or a record before the header line."""
+        :class:`InputFormatError` for a malformed header line or a record before the header line. A UTF-8
+        byte-order mark before the first line (as some Windows editors write) is ignored."""
+        if number == 1:
+            line = line.removeprefix(BOM)
         if line.startswith("##") or not line.strip():
             return False
         if line.startswith("#"):
