@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Every long-running genomix command once on a GPU, end to end on real data, tiny models: a multi-file genome
-# store, pretraining (eager, on two genomes with per-source weights, and CUDA graphs), embeddings, variant
-# scoring (causal, Mamba, masked), sampling, beam search, fine-tuning and in-context prompts. Each step's status
-# and time go to $OUT/smoke/summary.txt; the script exits 1 if any step failed.
+# store, pretraining (eager, on two genomes with per-source weights, CUDA graphs, stopped by SIGTERM and
+# resumed), embeddings, variant scoring (causal, Mamba, masked), sampling, beam search, fine-tuning and in-context
+# prompts. Each step's status and time go to $OUT/smoke/summary.txt; the script exits 1 if any step failed.
 #
 #   OUT=/tmp/smoke DATA=../shared/data bash pipelines/gpu_cli_smoke.sh      # from the repository root
 #
@@ -42,6 +42,14 @@ yaml.safe_dump(recipe, open(sys.argv[1], "w"))
 PY
 step pretrain_weighted python -m genomix pretrain --recipe $O/weighted.yaml --max-steps 20 --cache-dir $O/cache --out $O/pre_w --quiet
 step pretrain_graphs python -m genomix pretrain --genome $O/corpus.h5 --recipe hyenadna-demo-gpu --max-steps 20 --cuda-graphs --out $O/pre_g --quiet
+# a batch scheduler's time limit: SIGTERM mid-run saves the step in progress (exit 130), and the run resumes from it
+step pretrain_sigterm bash -c '
+  timeout --preserve-status -s TERM 45 python -m genomix pretrain --genome "$1/corpus.h5" --recipe hyenadna-demo-gpu --max-steps 100000 \
+    --out "$1/pre_t" --quiet; rc=$?; [ "$rc" -eq 130 ] || { echo "SIGTERM: exit $rc, not 130"; exit 1; }
+  saved=$(python -c "import sys, torch; print(torch.load(sys.argv[1], weights_only=True)[\"global_step\"])" \
+    "$1/pre_t/checkpoints/last.ckpt") || exit 1
+  echo "SIGTERM saved step $saved"
+  python -m genomix pretrain --resume auto --out "$1/pre_t" --max-steps $((saved + 5)) --quiet' _ "$O"
 step embed python -m genomix embed --model $O/pre/model --fasta $D/genomes/sarscov2_MN908947.fa --out $O/emb.h5 --device cuda --quiet
 step embed_mamba python -m genomix embed --model mamba-tiny-1k --fasta $D/genomes/phage_lambda_NC_001416.fa --pooling none --out $O/emb_m.h5 --device cuda --quiet
 step score_causal python -m genomix score-variants --model $O/pre/model --vcf $O/clinvar.vcf --reference $D/genomes/human_mtDNA_rCRS.fa --contig-map MT=MT_human --window 512 --out $O/s_causal.tsv --device cuda --quiet
