@@ -77,3 +77,57 @@ def test_several_finetune_devices_without_a_gpu_need_the_cpu_accelerator_by_name
     assert main([*base, "--max-length", "100000000"]) == 2
     assert "exceeds hyenadna-tiny-1k's max_seq_len" in capsys.readouterr().err
     assert not (tmp_path / "auto").exists() and not (tmp_path / "cpu").exists()
+
+
+def test_an_icl_prompt_too_long_in_any_scored_split_is_refused_before_scoring(tmp_path, capsys, monkeypatch):
+    """Prompt lengths were checked one split at a time, so a long test row stopped the run only after dev was
+    scored and its predictions written; every split to be scored is checked first, naming the row's file and line
+    and the command-line flags that shorten it."""
+    import genomix.tasks.icl as icl_module
+
+    task = _task(tmp_path / "task")
+    (task / "test.csv").write_text("sequence,label\nACGTAC,0\n" + "ACGT" * 400 + ",1\n")
+    monkeypatch.setattr(icl_module, "score_split", lambda *a, **k: pytest.fail("a split was scored"))
+    out = tmp_path / "icl"
+    assert main(["icl", "--model", "hyenadna-tiny-1k", "--task", str(task), "--shots", "1", "--quiet",
+                 "--device", "cpu", "--test-rows", "5", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{task / 'test.csv'}:3 (test row 1): an ICL prompt of" in err
+    assert "exceeds the model's max_seq_len" in err and "--max-length (max_length)" in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("reason", ["no train split", "unknown model"])
+def test_an_icl_run_refused_before_any_work_makes_no_output_folder(tmp_path, capsys, reason):
+    """--out was made before the task was read and the model loaded, so these refusals left an empty folder."""
+    task = _task(tmp_path / "task")
+    model, message = "hyenadna-tiny-1k", "has no train split"
+    if reason == "no train split":
+        (task / "train.csv").unlink()
+    else:
+        model = message = str(tmp_path / "no-such-model")
+    out = tmp_path / "runs" / "icl"
+    assert main(["icl", "--model", model, "--task", str(task), "--quiet", "--device", "cpu", "--out", str(out)]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+#: What an --out holding a metrics.json holds, by the files beside it, and how icl names it.
+FINISHED = {
+    "fine-tuning": ({"checkpoints/last.ckpt": "", "metrics.json": '{"best_epoch": 0, "metrics": {}}'},
+                    "a finished fine-tuning run"),
+    "in-context": ({"metrics.json": '{"verbalizer": "AC", "metrics": {}}'}, "a finished in-context run"),
+    "unknown": ({"metrics.json": "{}"}, "a finished run's metrics.json"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(FINISHED))
+def test_icl_names_what_a_finished_out_holds(tmp_path, capsys, kind):
+    files, held = FINISHED[kind]
+    out = tmp_path / "out"
+    for name, text in files.items():
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_text(text)
+    task = _task(tmp_path / "task")
+    assert main(["icl", "--model", "hyenadna-tiny-1k", "--task", str(task), "--quiet", "--out", str(out)]) == 2
+    assert f"already holds {held} ({out / 'metrics.json'})" in capsys.readouterr().err

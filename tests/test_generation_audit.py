@@ -189,9 +189,10 @@ def test_a_finished_icl_run_or_the_task_folder_is_not_overwritten(tmp_path, caps
         run_icl("hyenadna-tiny-1k", data, out, IclRecipe(shots=1), device="cpu", quiet=True)
 
 
-def test_an_icl_run_refused_for_its_prompt_length_leaves_an_empty_out(tmp_path):
+def test_an_icl_run_refused_for_its_prompt_length_leaves_no_out(tmp_path):
     """The predictions folder was made before any split was scored, so a run refused for its prompt length left
-    OUT/predictions/ behind; it is now made once a split has been scored."""
+    OUT/predictions/ behind; now every prompt is measured before anything is scored, and the output folder is made
+    only at the first write."""
     from genomix.errors import RangeError
 
     long = _split(["ACGT" * 150, "AACC" * 150, "CCGG" * 150, "GGTT" * 150], [0, 0, 1, 1])
@@ -199,4 +200,4 @@ def test_an_icl_run_refused_for_its_prompt_length_leaves_an_empty_out(tmp_path):
     out = tmp_path / "icl"
     with pytest.raises(RangeError, match="exceeds the model's max_seq_len"):
         run_icl("hyenadna-tiny-1k", data, out, IclRecipe(shots=1), device="cpu", quiet=True)
-    assert list(out.iterdir()) == []
+    assert not out.exists()

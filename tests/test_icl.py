@@ -314,3 +314,62 @@ def test_a_soft_prompt_saved_without_a_fingerprint_resumes_on_its_path(tmp_path,
         assert len(_tune_from(model_dir, tmp_path / "icl", steps=3, resume=True)["soft_prompt_losses"]) == 3
     assert "before genomix kept a fingerprint" in caplog.text
     assert torch.load(state_path, weights_only=True)["identity"]["weights"].startswith("sha256:")
+
+
+def _interrupt_tuning_at(monkeypatch, call: int) -> None:
+    """Make the ``call``-th class-logits pass (1-based; one a tuning step) raise KeyboardInterrupt, as Ctrl-C would."""
+    import genomix.tasks.icl as icl_module
+
+    calls, real = [], icl_module.class_logits
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == call:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(icl_module, "class_logits", interrupted)
+
+
+def test_an_interrupted_soft_prompt_run_says_what_it_kept_and_how_to_go_on(tmp_path, monkeypatch, capsys):
+    """The CLI said "nothing partial was kept" while the soft prompt's state was kept and --resume continued it."""
+    task = tmp_path / "task"
+    task.mkdir()
+    for split in ("train", "test"):
+        (task / f"{split}.csv").write_text("sequence,label\n" + "".join(f"{s},{i % 2}\n" for i, s in enumerate(
+            ["AAAA", "CCCC", "AAAT", "CCCG", "AATT", "CCGG"])))
+    out = tmp_path / "icl"
+    args = ["icl", "--model", "hyenadna-tiny-1k", "--task", str(task), "--shots", "0", "--soft-prompt", "2",
+            "--steps", "10", "--quiet", "--device", "cpu", "--out", str(out)]
+    _interrupt_tuning_at(monkeypatch, 2)  # during step 2 of 10: before the first checkpoint (quick: every 10)
+    assert main([*args, "--recipe", "quick"]) == 130
+    assert ("interrupted; soft-prompt tuning stopped after step 1 of 10, before its first checkpoint (every 10 "
+            "steps): nothing was kept; rerun the same command to start again") in capsys.readouterr().err
+    assert not out.exists()
+    recipe = IclRecipe(shots=0, soft_prompt_tokens=2, steps=10, batch_size=4, checkpoint_every=2)
+    _interrupt_tuning_at(monkeypatch, 4)
+    data = TaskData("t", {"train": TRAIN, "test": TRAIN}, ["0", "1"])
+    with pytest.raises(KeyboardInterrupt, match=rf"stopped after step 3 of 10; the soft prompt's state after step 2 is "
+                                                rf"kept in {re.escape(str(out / CHECKPOINT))}: rerun the same command "
+                                                "with --resume to continue from there"):
+        run_icl("hyenadna-tiny-1k", data, out, recipe, device="cpu", quiet=True)
+    assert torch.load(out / CHECKPOINT, weights_only=True)["step"] == 2
+
+
+def test_a_run_interrupted_while_scoring_says_what_it_kept(tmp_path, monkeypatch):
+    """After tuning, the soft prompt's state is kept for --resume; a k-shot run stopped before any split was
+    written kept nothing, and says so."""
+    import genomix.tasks.icl as icl_module
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(icl_module, "score_split", stopped)
+    data = TaskData("t", {"train": TRAIN, "test": TRAIN}, ["0", "1"])
+    with pytest.raises(KeyboardInterrupt, match="scoring stopped before any split was written: nothing was kept"):
+        run_icl("hyenadna-tiny-1k", data, tmp_path / "kshot", IclRecipe(shots=1), device="cpu", quiet=True)
+    assert not (tmp_path / "kshot").exists()
+    tuned = IclRecipe(shots=0, soft_prompt_tokens=2, steps=1, batch_size=4)
+    with pytest.raises(KeyboardInterrupt, match=r"the tuned soft prompt's state is kept in .*: rerun the same command "
+                                                "with --resume to score it"):
+        run_icl("hyenadna-tiny-1k", data, tmp_path / "soft", tuned, device="cpu", quiet=True)

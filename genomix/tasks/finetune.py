@@ -192,12 +192,29 @@ def predict_logits(model: torch.nn.Module, data: LabelledSequences, batch_size: 
     return torch.cat(out).numpy()
 
 
-def refuse_finished_out(out: Path, kind: str) -> None:
-    """Refuse a new ``kind`` run (fine-tuning, in-context) in ``out`` when a finished task run's ``metrics.json``
-    is there: its results are kept, never replaced."""
-    if (out / "metrics.json").is_file():
-        raise ConfigError(f"{out} already holds a finished {kind} run ({out / 'metrics.json'}); choose another "
-                          "--out, or remove that folder to run again")
+#: Files and folders only a fine-tuning run writes into its output folder.
+FINETUNE_ONLY = ("checkpoints", "model", "recipe.yaml")
+
+
+def refuse_finished_out(out: Path) -> None:
+    """Refuse a new run (fine-tuning, in-context) in ``out`` when a finished task run's ``metrics.json`` is there
+    (its results are kept, never replaced), saying which kind of run it is: in-context (its metrics name a
+    verbalizer), fine-tuning (it left files only fine-tuning writes) or, when neither shows, just a finished run."""
+    metrics = out / "metrics.json"
+    if not metrics.is_file():
+        return
+    try:
+        summary = json.loads(metrics.read_text())
+    except (OSError, ValueError):
+        summary = None
+    if isinstance(summary, dict) and "verbalizer" in summary:
+        held = "a finished in-context run"
+    elif any((out / name).exists() for name in FINETUNE_ONLY):
+        held = "a finished fine-tuning run"
+    else:
+        held = "a finished run's metrics.json"
+    raise ConfigError(f"{out} already holds {held} ({metrics}); choose another --out, or remove that folder to run "
+                      "again")
 
 
 def refuse_task_folder(out: Path, task: str | os.PathLike | TaskData) -> None:
@@ -296,7 +313,7 @@ def finetune(model: str, task: str | os.PathLike | TaskData, out_dir: str | os.P
     ckpt_path = resolve_resume(resume, out)
     identity = run_identity(model, task)
     if ckpt_path is None:
-        refuse_finished_out(out, "fine-tuning")  # with or without its checkpoints
+        refuse_finished_out(out)  # with or without its checkpoints
         refuse_used_out(out, "fine-tuning")
         source, saved = out, None
     else:

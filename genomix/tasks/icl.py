@@ -39,11 +39,11 @@ from ..devices import resolve_device
 from ..errors import CheckpointError, ConfigError, GenomixError, RangeError, TokenizationError, TrainingError
 from ..models.inference_loop import inference_loop
 from ..models.tasks import CausalLMMixin, MaskedLMMixin
-from ..outputs import atomic_write_text, make_output_dir, temp_sibling
+from ..outputs import atomic_write_text, check_output_dir, make_output_dir, temp_sibling
 from ..resume import changed_settings, flat_settings, weights_fingerprint
 from ..tokenizer import A_ID, MASK_ID, PAD_ID, RESERVED_ID, SEP_ID, T_ID, encode
 from ..train.recipe import check_field_types, config_dirs, from_mapping, read_named_yaml
-from .finetune import refuse_finished_out, write_predictions
+from .finetune import refuse_finished_out, refuse_task_folder, write_predictions
 from .identity import BASE_MODEL_KEYS, check_base_model, check_task_data, run_identity, task_fingerprint
 from .labelled import LabelledSequences, TaskData, load_task
 from .metrics import classification_metrics
@@ -84,7 +84,7 @@ class IclRecipe:
             if int(getattr(self, name)) < 0:
                 raise ConfigError(f"ICL recipe field {name} must be >= 0, got {getattr(self, name)}")
         if self.steps and not self.soft_prompt_tokens:
-            raise ConfigError("ICL recipe: steps > 0 tunes a soft prompt; set soft_prompt_tokens too")
+            raise ConfigError("ICL recipe: steps > 0 tunes a soft prompt; set soft_prompt_tokens (--soft-prompt) too")
         try:
             tokens = encode(self.verbalizer)
         except TokenizationError as exc:
@@ -158,7 +158,7 @@ class PromptBuilder:
             rows = f"the first {recipe.train_rows} training rows" if recipe.train_rows else "the training split"
             why = " (soft-prompt tuning queries training rows, and a query is never its own demonstration)"
             raise ConfigError(f"too few examples in {rows} for {recipe.shots} shots per class: {', '.join(short)}, "
-                              f"and each class needs {needed}{why if recipe.steps else ''}; use fewer shots"
+                              f"and each class needs {needed}{why if recipe.steps else ''}; use fewer shots (--shots)"
                               + (", or more train_rows (--train-rows)" if recipe.train_rows else ""))
 
     def _cut(self, ids: np.ndarray) -> np.ndarray:
@@ -180,12 +180,32 @@ class PromptBuilder:
         return np.concatenate([np.asarray(p, dtype=np.int64) for p in parts])
 
 
+def _too_long(length: int, limit: int, where: str = "") -> RangeError:
+    """The refusal of a prompt of ``length`` tokens past the model's ``limit`` (``where``: the query it is for),
+    naming the fixes as both command-line flags and :class:`IclRecipe` fields, since both callers reach it."""
+    return RangeError(f"{where}an ICL prompt of {length} tokens exceeds the model's max_seq_len={limit}; use fewer "
+                      "shots (--shots), a shorter soft prompt (--soft-prompt) or --max-length (max_length) to cut "
+                      "the sequences")
+
+
+def check_prompt_lengths(builder: PromptBuilder, splits: dict[str, LabelledSequences], limit: int | None) -> None:
+    """Refuse, naming the first query's file and line, a prompt of any row of ``splits`` (split name -> the rows
+    that will be prompted) longer than ``limit``, so that a run stops before scoring anything rather than after
+    writing one split's predictions."""
+    if limit is None:
+        return
+    for split, data in splits.items():
+        for i in range(len(data)):
+            length = len(builder.row(data.ids[i], split, i))
+            if length > limit:
+                raise _too_long(length, limit, f"{data.origin(i)} ({split} row {i}): ")
+
+
 def _batch(rows: list[np.ndarray], limit: int | None) -> torch.Tensor:
     """Right-padded (batch, longest) ids."""
     longest = max(len(r) for r in rows)
     if limit is not None and longest > limit:
-        raise RangeError(f"an ICL prompt of {longest} tokens exceeds the model's max_seq_len={limit}; "
-                         "use fewer shots, a shorter soft prompt or max_length to cut the sequences")
+        raise _too_long(longest, limit)
     ids = torch.full((len(rows), longest), PAD_ID, dtype=torch.long)
     for i, r in enumerate(rows):
         ids[i, : len(r)] = torch.from_numpy(r)
@@ -246,6 +266,7 @@ def _save_state(path: Path, prompt: SoftPromptEmbedding, optimizer: torch.optim.
                 losses: list[float | None], identity: dict[str, str]) -> None:
     """The resumable state after ``len(losses)`` steps: prompt, optimizer, every step's loss so far and what
     the prompt is tuned on (``identity``, checked when resuming)."""
+    make_output_dir(path.parent)  # the first write of a soft-prompt run: a run stopped before leaves no folder
     tmp = temp_sibling(path)
     torch.save({"prompt": prompt.prompt.detach().cpu(), "optimizer": optimizer.state_dict(), "step": len(losses),
                 "losses": losses, "identity": identity}, tmp)
@@ -299,28 +320,51 @@ def tune_soft_prompt(model: nn.Module, prompt: SoftPromptEmbedding, builder: Pro
         # states written before the loss history was kept hold only the step: those losses are unknown (None)
         losses = state.get("losses", [None] * int(state["step"]))
         log.info("resuming the soft prompt at step %d of %d", len(losses), recipe.steps)
-    step = len(losses)
-    progress = tqdm(total=recipe.steps, initial=step, desc="soft prompt", disable=quiet)
-    while step < recipe.steps:
-        rng = np.random.default_rng([recipe.seed, 7919, step])  # the batch of a step does not depend on resuming
-        picks = rng.choice(len(train), size=min(recipe.batch_size, len(train)), replace=False)
-        rows = [builder.row(train.ids[i], "train", int(i)) for i in picks]
-        logits = class_logits(model, rows, builder.label_tokens, device)
-        loss = nn.functional.cross_entropy(logits, torch.as_tensor(train.labels[picks], device=device))
-        if not bool(torch.isfinite(loss)):
-            raise TrainingError(f"non-finite soft-prompt loss at step {step}; the last good state is {state_path} "
-                                "(if written): lower lr and rerun with --resume")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        step += 1
-        losses.append(loss.item())
-        progress.update(1)
-        progress.set_postfix(loss=f"{losses[-1]:.4f}")
-        if step % recipe.checkpoint_every == 0 or step == recipe.steps:
-            _save_state(state_path, prompt, optimizer, losses, identity)
-    progress.close()
+    saved = len(losses)  # the step of the state on disk (0: none)
+    progress = tqdm(total=recipe.steps, initial=saved, desc="soft prompt", disable=quiet)
+    try:
+        while len(losses) < recipe.steps:
+            losses.append(_tuning_step(model, optimizer, builder, train, recipe, device, len(losses), state_path))
+            progress.update(1)
+            progress.set_postfix(loss=f"{losses[-1]:.4f}")
+            if len(losses) % recipe.checkpoint_every == 0 or len(losses) == recipe.steps:
+                _save_state(state_path, prompt, optimizer, losses, identity)
+                saved = len(losses)
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(_tuning_interrupted(state_path, len(losses), saved, recipe)) from None
+    finally:
+        progress.close()
     return losses
+
+
+def _tuning_step(model: nn.Module, optimizer: torch.optim.Optimizer, builder: PromptBuilder,
+                 train: LabelledSequences, recipe: IclRecipe, device: torch.device, step: int,
+                 state_path: Path) -> float:
+    """One optimizer step on the soft prompt (0-based ``step``: its batch is drawn from it, so a resumed run draws
+    the batches an uninterrupted one would); returns its loss, refusing a non-finite one."""
+    rng = np.random.default_rng([recipe.seed, 7919, step])
+    picks = rng.choice(len(train), size=min(recipe.batch_size, len(train)), replace=False)
+    rows = [builder.row(train.ids[i], "train", int(i)) for i in picks]
+    logits = class_logits(model, rows, builder.label_tokens, device)
+    loss = nn.functional.cross_entropy(logits, torch.as_tensor(train.labels[picks], device=device))
+    if not bool(torch.isfinite(loss)):
+        raise TrainingError(f"non-finite soft-prompt loss at step {step}; the last good state is {state_path} "
+                            "(if written): lower lr (--lr) and rerun with --resume")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def _tuning_interrupted(state_path: Path, done: int, saved: int, recipe: IclRecipe) -> str:
+    """What an interrupted soft-prompt run kept and how to go on, after ``done`` steps of which the state on disk
+    holds ``saved`` (0: none yet); the CLI prints it after "interrupted; "."""
+    stopped = f"soft-prompt tuning stopped after step {done} of {recipe.steps}"
+    if not saved:
+        return (f"{stopped}, before its first checkpoint (every {recipe.checkpoint_every} steps): nothing was kept; "
+                "rerun the same command to start again")
+    return (f"{stopped}; the soft prompt's state after step {saved} is kept in {state_path}: rerun the same command "
+            "with --resume to continue from there")
 
 
 def _prompting_lm(model_name: str, revision: str | None, soft_prompt: bool) -> nn.Module:
@@ -359,54 +403,90 @@ def run_icl(model: str, task: str | os.PathLike | TaskData, out_dir: str | os.Pa
     checkpoint, as fine-tuning refuses one without a checkpoint to resume: a k-shot run keeps none, so resuming it
     would only score everything again. The task folder itself is refused. ``cuda_graphs``: scoring replays repeated
     batch shapes from CUDA graphs on a GPU (:func:`genomix.models.inference_loop`)."""
-    from safetensors.torch import save_file
-
     out = Path(out_dir).expanduser()
-    held = (out / CHECKPOINT).is_file()  # a soft-prompt run's, finished or not
-    if held and not resume:
-        raise ConfigError(f"{out} already holds a soft-prompt run; pass --resume to continue it, or choose another --out")
-    if not (resume and recipe.soft_prompt_tokens and held):
-        refuse_finished_out(out, "in-context")
-    if held and not recipe.soft_prompt_tokens:  # unfinished (refused above if not): results beside its checkpoint
-        raise ConfigError(f"{out} holds an unfinished soft-prompt run ({out / CHECKPOINT}), which a recipe without "
-                          "a soft prompt cannot continue; resume it with the soft-prompt recipe it was started with, "
-                          "or choose another --out")
-    if not isinstance(task, TaskData) and out.resolve() == Path(task).expanduser().resolve():
-        raise ConfigError(f"{out} is the task folder; choose another --out for the results, which would be written "
-                          "among the task's files")
-    make_output_dir(out)  # a bad --out is refused before the model loads
+    _check_out(out, task, recipe, resume)
     task_source = task
     task = task if isinstance(task, TaskData) else load_task(task)
     train = task.split("train")
     if recipe.train_rows is not None:
         train = train.head(recipe.train_rows)
+    scored = {split: task.splits[split] if recipe.test_rows is None else task.splits[split].head(recipe.test_rows)
+              for split in ("dev", "test") if split in task.splits}
     torch_device = resolve_device(device, "device=")
     lm = _prompting_lm(model, revision, soft_prompt=recipe.soft_prompt_tokens > 0).to(torch_device).eval()
     lm.requires_grad_(False)
     builder = PromptBuilder(train, task.num_labels, recipe, masked=isinstance(lm, MaskedLMMixin))
+    prompted = {**({"train": train} if recipe.steps else {}), **scored}
+    check_prompt_lengths(builder, prompted, getattr(lm.config, "max_seq_len", None))
     losses: list[float | None] = []
     if recipe.soft_prompt_tokens:
         identity = tuning_identity(model, task_source, recipe, lm, task)  # before the prompt joins the model
         prompt = SoftPromptEmbedding(lm.get_input_embeddings(), recipe.soft_prompt_tokens, recipe.seed).to(torch_device)
         lm.set_input_embeddings(prompt)
         losses = tune_soft_prompt(lm, prompt, builder, train, recipe, torch_device, out / CHECKPOINT, quiet, identity)
-        tmp = temp_sibling(out / "soft_prompt.safetensors")
-        save_file({"prompt": prompt.prompt.detach().cpu().contiguous()}, str(tmp))
-        os.replace(tmp, out / "soft_prompt.safetensors")
-    metrics, predictions = {}, out / "predictions"
-    for split in ("dev", "test"):
-        data = task.splits.get(split)
-        if data is None:
-            continue
-        if recipe.test_rows is not None:
-            data = data.head(recipe.test_rows)
-        logits = score_split(lm, builder, data, split, recipe.eval_batch_size, torch_device, quiet, cuda_graphs)
-        _check_finite(logits, model, split)
-        metrics[split] = classification_metrics(logits, data.labels)
-        predictions.mkdir(exist_ok=True)  # once a split is scored: a run refused before leaves no empty folder
-        write_predictions(predictions / f"{split}.tsv", logits, data.labels, task.label_names)
+        _save_prompt(out, prompt)
+    try:
+        metrics = _score_splits(lm, builder, scored, task.label_names, out, recipe, torch_device, quiet, cuda_graphs,
+                                model)
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(_scoring_interrupted(out, recipe)) from None
     summary = {"model": model, "task": task.name, "label_names": task.label_names,
                "verbalizer": recipe.verbalizer[: task.num_labels], "recipe": dataclasses.asdict(recipe),
                "soft_prompt_losses": losses, "metrics": metrics}
-    atomic_write_text(out / "metrics.json", json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(make_output_dir(out) / "metrics.json", json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def _check_out(out: Path, task: str | os.PathLike | TaskData, recipe: IclRecipe, resume: bool) -> None:
+    """Refuse an ``--out`` that this run must not write to (see :func:`run_icl`), creating nothing: the folder is
+    made right before the first write, so a run refused on the way (no training split, a model that does not
+    load) leaves no empty folder behind."""
+    held = (out / CHECKPOINT).is_file()  # a soft-prompt run's, finished or not
+    if held and not resume:
+        raise ConfigError(f"{out} already holds a soft-prompt run; pass --resume to continue it, or choose another "
+                          "--out")
+    if not (resume and recipe.soft_prompt_tokens and held):
+        refuse_finished_out(out)
+    if held and not recipe.soft_prompt_tokens:  # unfinished (refused above if not): results beside its checkpoint
+        raise ConfigError(f"{out} holds an unfinished soft-prompt run ({out / CHECKPOINT}), which a recipe without "
+                          "a soft prompt cannot continue; resume it with the soft-prompt recipe it was started with, "
+                          "or choose another --out")
+    refuse_task_folder(out, task)
+    check_output_dir(out)  # a file in the way is refused before the model loads
+
+
+def _save_prompt(out: Path, prompt: SoftPromptEmbedding) -> None:
+    """``soft_prompt.safetensors``: the tuned prompt's vectors, written atomically."""
+    from safetensors.torch import save_file
+
+    path = make_output_dir(out) / "soft_prompt.safetensors"
+    tmp = temp_sibling(path)
+    save_file({"prompt": prompt.prompt.detach().cpu().contiguous()}, str(tmp))
+    os.replace(tmp, path)
+
+
+def _score_splits(lm: nn.Module, builder: PromptBuilder, scored: dict[str, LabelledSequences],
+                  label_names: list[str], out: Path, recipe: IclRecipe, device: torch.device, quiet: bool,
+                  cuda_graphs: bool, model: str) -> dict[str, dict[str, float]]:
+    """The metrics of every split in ``scored``, writing each one's ``predictions/SPLIT.tsv`` once it is scored."""
+    metrics = {}
+    for split, data in scored.items():
+        logits = score_split(lm, builder, data, split, recipe.eval_batch_size, device, quiet, cuda_graphs)
+        _check_finite(logits, model, split)
+        metrics[split] = classification_metrics(logits, data.labels)
+        predictions = make_output_dir(out / "predictions")  # once a split is scored: none for a run refused before
+        write_predictions(predictions / f"{split}.tsv", logits, data.labels, label_names)
+    return metrics
+
+
+def _scoring_interrupted(out: Path, recipe: IclRecipe) -> str:
+    """What a run interrupted while scoring kept and how to go on; the CLI prints it after "interrupted; "."""
+    if (out / CHECKPOINT).is_file():
+        return (f"scoring stopped; the tuned soft prompt's state is kept in {out / CHECKPOINT}: rerun the same "
+                "command with --resume to score it")
+    written = [str(p.relative_to(out)) for p in (out / "soft_prompt.safetensors",
+                                                 *sorted((out / "predictions").glob("*.tsv"))) if p.is_file()]
+    if not written:
+        return "scoring stopped before any split was written: nothing was kept"
+    return (f"scoring stopped after writing {', '.join(written)} in {out} (no metrics.json); rerun the same command "
+            "to score again")
