@@ -102,8 +102,8 @@ def write_store(
     try:
         h5 = h5py.File(tmp, "w")
     except OSError as exc:  # a folder that exists but takes no new file
-        raise InputFormatError(f"cannot write the genome store {out}: {os.strerror(exc.errno) if exc.errno else exc}; choose another "
-                               "output path") from None
+        reason = os.strerror(exc.errno) if exc.errno else exc
+        raise InputFormatError(f"cannot write the genome store {out}: {reason}; choose another output path") from None
     try:
         with h5:
             seqs = h5.create_group("sequences")
