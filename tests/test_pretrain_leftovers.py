@@ -228,8 +228,9 @@ def test_ctrl_c_finishes_the_step_saves_it_and_a_resume_matches_the_uninterrupte
     assert [r["train/loss"] for r in rows] == [r["train/loss"] for r in train_rows(full)]  # bit-identical
 
 
-# ``genomix`` with a Ctrl-C (SIGINT) to rank 1 alone at the first micro-batch of step 3. Lightning starts rank 1
-# by running this script again with the same arguments, so the patch is in every process.
+# ``genomix`` with a Ctrl-C (SIGINT; or the signal $STOP_SIGNAL names) to rank 1 alone at the first micro-batch of
+# step 3. Lightning starts rank 1 by running this script again with the same arguments, so the patch is in every
+# process.
 CTRL_C_TO_RANK_1 = """import os, signal, sys
 from genomix.cli import main
 from genomix.train import callbacks
@@ -237,24 +238,27 @@ from genomix.train import callbacks
 def press(self, trainer, pl_module, batch, batch_idx):
     if trainer.global_rank == 1 and trainer.global_step == 2 and not getattr(self, "pressed", False):
         self.pressed = True
-        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), getattr(signal, os.environ.get("STOP_SIGNAL", "SIGINT")))
 
 callbacks.ThroughputMonitor.on_train_batch_start = press
 sys.exit(main(sys.argv[1:]))
 """
 
 
-@pytest.mark.parametrize("accelerator", ["cpu", pytest.param("gpu", marks=[pytest.mark.gpu, pytest.mark.skipif(
-    torch.cuda.device_count() < 2, reason="needs two CUDA GPUs")])])
+@pytest.mark.parametrize("accelerator, stop_signal", [
+    ("cpu", "SIGINT"), ("cpu", "SIGTERM"),
+    pytest.param("gpu", "SIGINT", marks=[pytest.mark.gpu, pytest.mark.skipif(torch.cuda.device_count() < 2,
+                                                                               reason="needs two CUDA GPUs")])])
 def test_ctrl_c_to_one_of_two_processes_saves_the_step_in_progress_and_a_resume_matches(tmp_path, demo_store,
-                                                                                       accelerator):
-    """Two processes (gloo on CPUs, NCCL on GPUs): the process that did not see Ctrl-C stops at the same step, both
-    take part in saving it, and a resume trains on as if uninterrupted."""
+                                                                                       accelerator, stop_signal):
+    """Two processes (gloo on CPUs, NCCL on GPUs): the process that did not see Ctrl-C (or SIGTERM, as a batch
+    scheduler sends) stops at the same step, both take part in saving it, and a resume trains on as if
+    uninterrupted."""
     overrides = dict(TINY_HYENA, embed_dropout=0.0)
     recipe = tiny_recipe(tmp_path, demo_store, model_overrides=overrides, global_batch=4, checkpoint_every=10)
     driver = tmp_path / "ctrl_c_to_rank_1.py"
     driver.write_text(CTRL_C_TO_RANK_1)
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "STOP_SIGNAL": stop_signal}
 
     def pretrain_on_two(out: Path, *flags: str, script: list[str]) -> subprocess.CompletedProcess:
         command = [sys.executable, *script, "pretrain", "--recipe", str(recipe), "--out", str(out), "--quiet",
