@@ -9,6 +9,7 @@ import argparse
 import dataclasses
 import logging
 from pathlib import Path
+from typing import Any
 
 from ..outputs import check_output_dir
 from .option_types import add_recipe_option, devices_option, positive_int, seed_option
@@ -99,12 +100,13 @@ def _refuse_changes(args: argparse.Namespace, recipe, saved: Path, fresh) -> Non
 _PATH_FIELDS = ("model", "data.genome", "data.bed")
 
 
-def _absolute(value: str | tuple[str, ...] | None) -> str | tuple[str, ...] | None:
-    """A genome, BED or model given as a path that exists, made absolute (a tuple of paths each), so that the run's
-    saved recipe resumes from any working folder (a batch job's requeue may start elsewhere) and compares equal
-    however the path was spelt; registry names (``hg38``), model names and Hub ids stay as given."""
-    if value is None or isinstance(value, tuple):
-        return value if value is None else tuple(_absolute(part) for part in value)
+def _absolute(value: Any) -> Any:
+    """A genome, BED or model given as a path that exists, made absolute (several paths, as a tuple or a recipe
+    dict's list, each), so that the run's saved recipe resumes from any working folder (a batch job's requeue may
+    start elsewhere) and compares equal however the path was spelt; registry names (``hg38``), model names and Hub
+    ids stay as given."""
+    if value is None or isinstance(value, (list, tuple)):
+        return value if value is None else type(value)(_absolute(part) for part in value)
     path = Path(value).expanduser()
     return str(path.resolve()) if path.exists() else value
 
