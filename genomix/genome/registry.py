@@ -325,7 +325,9 @@ def prepare_genome(genome: str | Path | Sequence[str | Path], out: str | Path | 
     if bed is not None:
         check_split_bed(bed)
     if out.exists() and not force:
-        _check_reusable(open_store(out), source, fasta, spec, Path(bed) if bed else None, compression, prefix_contigs)
+        # a default store's name holds its FASTA's size and time; one at a path the user chose is checked by content
+        _check_reusable(open_store(out), source, fasta if given_out else None, spec, Path(bed) if bed else None,
+                        compression, prefix_contigs)
         log.info("genome store %s already exists; reusing it (pass --force to rebuild)", out)
         return out
     make_output_dir(out.parent, "--out" if given_out else "--cache-dir (or $GENOMIX_CACHE)")
