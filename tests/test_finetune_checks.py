@@ -90,6 +90,8 @@ def test_a_bad_value_from_the_command_line_is_not_blamed_on_the_recipe_file(tmp_
         capsys.readouterr().err
     with pytest.raises(ConfigError, match=r"^\S+demo.yaml with max_steps=0 set over it: "):
         load_recipe("demo", max_steps=0)
+    with pytest.raises(ConfigError, match=r"^\S+quick.yaml with test_rows=0 set over it: .*test_rows must be"):
+        load_icl_recipe("quick", test_rows=0)
 
 
 @pytest.fixture()

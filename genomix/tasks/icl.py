@@ -109,10 +109,10 @@ class IclRecipe:
 
 def load_icl_recipe(name_or_path: str | os.PathLike, **overrides: Any) -> IclRecipe:
     """A recipe by shipped name (``kshot``, ``soft-prompt``) or YAML path; ``None`` overrides are ignored."""
-    data, path = read_named_yaml(name_or_path, config_dirs("GENOMIX_ICL_RECIPE_PATH", "icl"), "ICL recipe",
-                                 **overrides)
-    check_field_types(IclRecipe, data, str(path))
-    return from_mapping(IclRecipe, data, str(path))
+    data, where = read_named_yaml(name_or_path, config_dirs("GENOMIX_ICL_RECIPE_PATH", "icl"), "ICL recipe",
+                                  **overrides)
+    check_field_types(IclRecipe, data, where)
+    return from_mapping(IclRecipe, data, where)
 
 
 class SoftPromptEmbedding(nn.Module):

@@ -12,8 +12,7 @@ from typing import Any
 import yaml
 
 from ..errors import ConfigError
-from ..train.recipe import (OptimConfig, check_field_types, check_seed, config_dirs, from_mapping, read_named_yaml,
-                            recipe_source)
+from ..train.recipe import OptimConfig, check_field_types, check_seed, config_dirs, from_mapping, read_named_yaml
 from .metrics import METRICS
 
 TRUNCATION = ("error", "keep-start", "keep-end")
@@ -96,9 +95,8 @@ class FinetuneRecipe:
 def load_finetune_recipe(name_or_path: str | os.PathLike, **overrides: Any) -> FinetuneRecipe:
     """A recipe from a shipped name (``gue``, ``quick``…) or a YAML path; ``overrides`` replace top-level
     fields (``None`` values are ignored)."""
-    data, path = read_named_yaml(name_or_path, config_dirs("GENOMIX_FINETUNE_RECIPE_PATH", "finetune"),
-                                 "fine-tuning recipe", **overrides)
-    where = recipe_source(path, overrides)
+    data, where = read_named_yaml(name_or_path, config_dirs("GENOMIX_FINETUNE_RECIPE_PATH", "finetune"),
+                                  "fine-tuning recipe", **overrides)
     check_field_types(FinetuneRecipe, data, where)
     return from_mapping(FinetuneRecipe, data, where, {"optim": OptimConfig})
 

@@ -246,9 +246,12 @@ def check_field_types(cls: type, data: dict[str, Any], where: str, prefix: str =
             raise ConfigError(f"{where}: field {prefix}{key} {error}")
 
 
-def read_named_yaml(name_or_path: str | os.PathLike, dirs: list[Path], kind: str, **overrides: Any) -> tuple[dict[str, Any], Path]:
-    """The mapping of a YAML file given by path or by name (``<dir>/<name>.yaml``, first of ``dirs``),
-    with top-level ``overrides`` applied (``None`` values are ignored: unset CLI flags)."""
+def read_named_yaml(name_or_path: str | os.PathLike, dirs: list[Path], kind: str,
+                    **overrides: Any) -> tuple[dict[str, Any], str]:
+    """The mapping of a YAML file given by path or by name (``<dir>/<name>.yaml``, first of ``dirs``), with
+    top-level ``overrides`` applied (``None`` values are ignored: unset CLI flags), and where its values came from,
+    as errors about them name it: the file, and the fields set over it (so that ``--batch-size 0`` is not blamed on
+    a shipped recipe file)."""
     path = Path(name_or_path)
     if not (path.suffix in (".yaml", ".yml") and path.is_file()):
         found = [c for c in (d / f"{name_or_path}.yaml" for d in dirs) if c.is_file()]
@@ -262,15 +265,11 @@ def read_named_yaml(name_or_path: str | os.PathLike, dirs: list[Path], kind: str
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a {kind} must be a mapping of fields")
-    data.update({k: v for k, v in overrides.items() if v is not None})
-    return data, path
-
-
-def recipe_source(path: Path, overrides: dict[str, Any]) -> str:
-    """How an error names where a recipe's values came from: its file, and the fields set over it (the command
-    line's flags), so that ``--batch-size 0`` is not blamed on a shipped recipe file."""
-    given = [f"{key}={value!r}" for key, value in overrides.items() if value is not None]
-    return f"{path} with {', '.join(given)} set over it" if given else str(path)
+    given = {key: value for key, value in overrides.items() if value is not None}
+    data.update(given)
+    where = f"{path} with {', '.join(f'{key}={value!r}' for key, value in given.items())} set over it" if given \
+        else str(path)
+    return data, where
 
 
 def config_dirs(env_var: str, shipped: str) -> list[Path]:
@@ -296,8 +295,7 @@ def load_recipe(name_or_path: str | os.PathLike, **overrides: Any) -> Recipe:
 
     ``overrides`` replace top-level fields; ``None`` values are ignored (unset CLI flags).
     """
-    data, path = read_named_yaml(name_or_path, recipe_dirs(), "pretraining recipe", **overrides)
-    where = recipe_source(path, overrides)
+    data, where = read_named_yaml(name_or_path, recipe_dirs(), "pretraining recipe", **overrides)
     check_field_types(Recipe, data, where)
     return from_mapping(Recipe, data, where, {"optim": OptimConfig, "warmup": WarmupConfig, "data": DataConfig})
 
