@@ -87,8 +87,8 @@ def _running(pid: int) -> bool:
 def make_output_dir(out: str | os.PathLike, option: str = "--out") -> Path:
     """``out`` (``~`` expanded) as a folder, created with its parents if missing: a training run's output
     folder, the folder of an output file, a download cache. A folder that cannot be made or written in (a file in
-    the way, no permission, a read-only or virtual file system) is refused in one line naming the path, the reason and the
-    ``option`` that chose it, instead of the OS error's traceback."""
+    the way, no permission, a read-only or virtual file system) is refused in one line naming the path, the reason
+    and the ``option`` that chose it, instead of the OS error's traceback."""
     out = Path(out).expanduser()
     try:
         out.mkdir(parents=True, exist_ok=True)

@@ -84,9 +84,8 @@ class StopCheckpoint(L.Callback):
         self.skip_every = skip_every  # steps where the periodic ModelCheckpoint already writes ``path``
         self._saved_at = -1
         self._step_at_batch_start = 0
-        self._stop_asked = False
         self._stop_saved_at: int | None = None
-        self._stop_signal = ""
+        self._stop_signal: str | None = None  # the name of the signal that asked for a stop, once one has
         self._previous_handlers: dict[int, Any] = {}
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -97,7 +96,6 @@ class StopCheckpoint(L.Callback):
 
     def _ask_stop(self, signum: int, frame: Any) -> None:
         """The first Ctrl-C or SIGTERM: stop after the step in progress; the previous handler takes the next one."""
-        self._stop_asked = True
         self._stop_signal = _STOP_SIGNALS[signum]
         signal.signal(signum, self._previous_handlers[signum])
         if rank_zero_only.rank == 0:  # of several processes, one says it
@@ -136,7 +134,7 @@ class StopCheckpoint(L.Callback):
         step = trainer.global_step
         final = 0 < trainer.max_steps <= step
         stepped = step > self._step_at_batch_start
-        asked = self._stop_asked
+        asked = self._stop_signal is not None
         if stepped and trainer.world_size > 1:  # a collective, made by every process at the same step
             asked = trainer.strategy.reduce_boolean_decision(asked, all=False)
         stop = asked and stepped and not final
