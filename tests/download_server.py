@@ -1,6 +1,7 @@
 """The local HTTP server that the download tests run against, standing in for UCSC, the Basenji bucket and the
 Hub: a 1 MiB ``PAYLOAD`` at ``/file`` with Range and If-Range support, and switches in a shared ``state`` for the
-failures a real transfer meets (``pytest``'s ``server`` fixture in ``conftest.py`` starts one per test)."""
+failures a real transfer meets (``pytest``'s ``server`` fixture in ``conftest.py`` starts one per test); ``length``
+False sends no Content-Length, so that a cut transfer looks complete."""
 from __future__ import annotations
 
 import hashlib
@@ -69,7 +70,8 @@ class DownloadHandler(http.server.BaseHTTPRequestHandler):
         if state["etag"]:
             self.send_header("ETag", state["etag"])
         body = payload[start:]
-        self.send_header("Content-Length", str(len(body)))
+        if state["length"]:  # else the body ends where the connection closes (HTTP/1.0 style)
+            self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if state["cut"] > 0:
             state["cut"] -= 1
@@ -85,7 +87,7 @@ def serving() -> Iterator[tuple[str, dict]]:
     """A server on a free local port for the block: its base URL and its ``state``. ``etag`` None is a server
     that sends neither ETag nor Last-Modified; the tests set the other switches."""
     state = {"requests": [], "if_range": [], "cut": 0, "fail": 0, "delay": 0.0, "ranges": True, "payload": PAYLOAD,
-             "etag": None}
+             "etag": None, "length": True}
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), type("H", (DownloadHandler,), {"server_state": state}))
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()

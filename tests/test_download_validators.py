@@ -147,6 +147,23 @@ def test_a_file_without_checksum_is_recorded_on_first_use_and_held_to_it(server,
     assert digest_from_manifest(record.read_text(), "f.bin", "sha256") == CHANGED_SHA
 
 
+def test_a_gzip_file_cut_short_by_a_server_that_sends_no_length_is_not_trusted(server, tmp_path: Path):
+    """Without a length, a connection closed early ends the body as if it were whole; with no checksum known, the
+    first copy would be recorded and then hold every later download to it. The gzip stream must end first: the
+    cut copy is refused (no record, nothing under the final name), the next run downloads it whole."""
+    url, state = server
+    state.update(payload=gzip.compress(PAYLOAD), length=False, cut=1)
+    dest = tmp_path / "g.fa.gz"
+    with pytest.raises(DownloadError, match=r"sent no length, and the [\d,]+ bytes received end before their gzip "
+                                            r"stream does .*run the same command again"):
+        download_pinned(f"{url}/file", dest, quiet=True)
+    assert not dest.exists() and not (tmp_path / "g.fa.gz.sha256").exists()
+    assert gzip.decompress(download_pinned(f"{url}/file", dest, quiet=True).read_bytes()) == PAYLOAD
+    state.update(payload=PAYLOAD, cut=0)  # bytes that are not gzip at all under a .gz name: said so
+    with pytest.raises(DownloadError, match="1,048,576 bytes that are not gzip data"):
+        download_pinned(f"{url}/file", tmp_path / "other.fa.gz", quiet=True)
+
+
 def test_a_copy_without_record_is_recorded_and_a_foreign_record_refused(server, tmp_path: Path):
     """A copy put in place by hand (or by a genomix that kept no record) is trusted on its first use, offline; a
     record genomix cannot read is refused rather than replaced, which would trust the file anew."""

@@ -13,7 +13,7 @@ from download_server import MD5, PAYLOAD, SHA
 from genomix.cli import main
 from genomix.errors import ChecksumError, DownloadError
 from genomix.genome import GenomeSpec, open_store, prepare_genome
-from genomix.genome.download import digest_from_manifest, download
+from genomix.genome.download import digest_from_manifest, download, fetch_text
 from genomix.genome.registry import fetch_genome
 
 
@@ -85,9 +85,16 @@ def test_checksum_mismatch_leaves_nothing(server, tmp_path: Path):
 
 
 def test_http_errors(server, tmp_path: Path):
-    url, _ = server
+    url, state = server
     with pytest.raises(DownloadError, match="HTTP 404"):
         download(f"{url}/missing", tmp_path / "m.bin", quiet=True)
+    # a manifest that is not there is a wrong address, not a network problem; a server error is worth a retry
+    with pytest.raises(DownloadError, match=r"missing/md5sum.txt: HTTP 404 Not Found; the server has nothing at "
+                                            r"that address: check the URL \(it may have moved\), or run the same"):
+        fetch_text(f"{url}/missing/md5sum.txt")
+    state["fail"] = 1
+    with pytest.raises(DownloadError, match=r"HTTP 500 .*; the server had a problem: try again later, or run"):
+        fetch_text(f"{url}/file")
 
 
 def test_md5_manifest_parsing():

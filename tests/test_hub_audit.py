@@ -269,13 +269,26 @@ def test_an_interrupted_convert_keeps_the_earlier_checkpoint_and_leaves_no_tempo
     with monkeypatch.context() as patch:
         patch.setattr(Tokenizer, "save_pretrained", interrupted)
         with pytest.raises(KeyboardInterrupt):
-            genomix.hub.convert(layouts["hyena"], dst)
+            genomix.hub.convert(layouts["hyena"], dst, overwrite=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
     assert type(from_pretrained(dst)).__name__ == "MambaForCausalLM"
     killed = tmp_path / f".out.tmp-{2 ** 22 + 7}"  # what a run killed outright leaves (a pid that cannot exist)
     killed.mkdir()
-    genomix.hub.convert(layouts["hyena"], dst)
+    genomix.hub.convert(layouts["hyena"], dst, overwrite=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    assert type(from_pretrained(dst)).__name__ == "HyenaForCausalLM"
+
+
+def test_an_earlier_genomix_checkpoint_is_replaced_only_with_overwrite(layouts, tmp_path, capsys):
+    """A mistyped output folder must not lose a model: the checkpoint there stays unless --overwrite is given."""
+    dst = tmp_path / "out"
+    assert main(["convert", str(layouts["mamba"]), str(dst), "--quiet"]) == 0
+    before = {p.name: p.read_bytes() for p in dst.iterdir()}
+    assert main(["convert", str(layouts["hyena"]), str(dst), "--quiet"]) == 2
+    assert re.search(r"out: holds a genomix checkpoint already; choose a new folder, or replace it with "
+                     r"overwrite=True \(--overwrite\)", capsys.readouterr().err)
+    assert {p.name: p.read_bytes() for p in dst.iterdir()} == before
+    assert main(["convert", str(layouts["hyena"]), str(dst), "--quiet", "--overwrite"]) == 0
     assert type(from_pretrained(dst)).__name__ == "HyenaForCausalLM"
 
 

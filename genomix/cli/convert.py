@@ -12,7 +12,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "tokenizer files, loadable with genomix.from_pretrained or transformers' AutoModel*.")
     parser.add_argument("src", help="checkpoint directory or Hub id (owner/name)")
     parser.add_argument("dst", help="output directory, written atomically (created; an earlier genomix checkpoint "
-                        "there is replaced, any other existing folder is refused)")
+                        "there is replaced only with --overwrite, any other existing folder is refused)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an earlier genomix checkpoint at DST")
     parser.add_argument("--format", help="the source layout, when several match (it must match SRC): genomix, "
                         "hyenadna, hyenadna-hf, mamba_ssm or caduceus")
     parser.add_argument("--revision", help="Hub branch, tag or commit to pin")
@@ -29,5 +30,5 @@ def _run(args: argparse.Namespace) -> int:
         hf_logging.disable_progress_bar()  # transformers' own bars (writing the weights)
     from ..hub import convert
 
-    print(convert(args.src, args.dst, format=args.format, revision=args.revision))
+    print(convert(args.src, args.dst, format=args.format, revision=args.revision, overwrite=args.overwrite))
     return 0

@@ -19,13 +19,16 @@ synced to disk, its size and checksum (MD5 or SHA-256, whichever is known) are v
 it renamed to ``dest``; a mismatch removes it (resuming a corrupt file cannot repair it) and raises
 :class:`ChecksumError` naming the expected and actual values. Without any checksum the caller is told
 (a warning) that the file cannot be verified, instead of a made-up checksum (the genome registry then
-records the file's own size and SHA-256 on first use: :func:`genomix.genome.registry.download_pinned`).
+records the file's own size and SHA-256 on first use: :func:`genomix.genome.registry.download_pinned`). Such a
+``.gz`` file from a server that sent no length, whose early close would look complete, must at least hold a
+whole gzip stream.
 Processes downloading into one folder take turns (a lock on the folder), so the ranks of a multi-GPU run
 that all prepare one genome download it once instead of appending to one part file together.
 """
 from __future__ import annotations
 
 import contextlib
+import gzip
 import hashlib
 import http.client
 import logging
@@ -35,6 +38,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import zlib
 from pathlib import Path
 from typing import Iterator, NoReturn
 
@@ -83,15 +87,20 @@ def verify_file(path: str | Path, md5: str | None = None, sha256: str | None = N
                             "delete it and download again")
 
 
-def fetch_text(url: str, timeout: float = 60.0, hint: str = "check the network and run the same command again") -> str:
+def fetch_text(url: str, timeout: float = 60.0, hint: str = "run the same command again") -> str:
     """GET a small text resource (an ``md5sum.txt`` manifest, a record listing); a failure is a
-    :class:`DownloadError` that ends with ``hint``."""
+    :class:`DownloadError` that says what to check (the network, or the address when the server answered that
+    nothing is there: a 404 is not a network problem) and ends with ``hint``."""
     try:
         with urllib.request.urlopen(urllib.request.Request(url, headers={"User-Agent": USER_AGENT}),
                                     timeout=timeout) as resp:
             return resp.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as exc:
+        check = ("the server had a problem: try again later" if _retryable(exc) else
+                 "the server has nothing at that address: check the URL (it may have moved)")
+        raise DownloadError(f"could not fetch {url}: HTTP {exc.code} {exc.reason}; {check}, or {hint}") from None
     except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
-        raise DownloadError(f"could not fetch {url}: {exc!r}; {hint}") from None
+        raise DownloadError(f"could not fetch {url}: {exc!r}; check the network, or {hint}") from None
 
 
 def digest_from_manifest(manifest: str, filename: str, algorithm: str = "md5") -> str | None:
@@ -295,6 +304,25 @@ def _interrupted(exc: KeyboardInterrupt, url: str, part: Path, verifiable: bool)
     reraise_keeping(exc, f"{url}: {_resume_advice(part, verifiable)}")
 
 
+def _check_gzip_ends(url: str, part: Path) -> None:
+    """Refuse a gzip download that stops before the end of its stream. A server that sends no length ends the
+    body by closing the connection, so a transfer cut short looks complete; with no checksum to catch it, the
+    copy would be trusted on first use (and its record would then refuse the whole file). The stream itself
+    says where it ends. The bytes stay in ``part``, for a resume."""
+    with open(part, "rb") as fh:
+        if fh.read(2) != b"\x1f\x8b":
+            raise DownloadError(f"{url}: the server sent {_size(part):,} bytes that are not gzip data (an error "
+                                "page, or the wrong file?); check the URL and run the same command again")
+    try:
+        with gzip.open(part, "rb") as stream:
+            while stream.read(CHUNK):
+                pass
+    except (EOFError, OSError, zlib.error) as exc:
+        raise DownloadError(f"{url}: the server sent no length, and the {_size(part):,} bytes received end before "
+                            f"their gzip stream does ({exc}), so the transfer was cut short; run the same command "
+                            "again") from None
+
+
 def _check_destination(dest: Path) -> None:
     """Refuse a ``dest`` (or its part file) that is a folder, and make ``dest``'s folder (refused in one line)."""
     for path in (dest, dest.with_name(dest.name + ".part")):
@@ -372,6 +400,8 @@ def _download_new(url: str, dest: Path, md5: str | None, sha256: str | None, siz
             got = part.stat().st_size
             if total is not None and got != total:
                 raise DownloadError(f"{url}: got {got:,} of {total:,} bytes; {_resume_advice(part, verifiable)}")
+            if total is None and not verifiable and dest.name.endswith(".gz"):
+                _check_gzip_ends(url, part)
             return file_mismatch(part, md5, sha256, size), resumed
         except KeyboardInterrupt as exc:
             _interrupted(exc, url, part, verifiable)

@@ -185,7 +185,7 @@ def _manifest_md5(spec: GenomeSpec, dest: Path) -> str | None:
     if dest.exists() and _record(dest, "md5").exists():
         return _recorded(dest, "md5")
     try:
-        manifest = fetch_text(spec.md5_manifest, hint=f"check the network, or put a copy of {spec.filename} fetched "
+        manifest = fetch_text(spec.md5_manifest, hint=f"put a copy of {spec.filename} fetched "
                               f"elsewhere at {dest} (used unverified, with a warning)")
         md5 = digest_from_manifest(manifest, spec.filename)
     except DownloadError as exc:

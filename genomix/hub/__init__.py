@@ -237,10 +237,17 @@ def _as_umask_allows(directory: Path) -> None:
             path.chmod(0o666 & ~mask)
 
 
-def convert(src: str | os.PathLike, dst: str | os.PathLike, format: str | None = None, revision: str | None = None) -> Path:
+def convert(src: str | os.PathLike, dst: str | os.PathLike, format: str | None = None, revision: str | None = None,
+            overwrite: bool = False) -> Path:
     """Any supported layout (local or Hub) -> genomix layout at ``dst``, keeping the saved head. ``dst`` is checked
-    (:func:`check_replaceable`) before ``src`` is read, and written atomically (:func:`save_native`)."""
-    check_replaceable(Path(dst).expanduser())
+    (:func:`check_replaceable`) before ``src`` is read, and written atomically (:func:`save_native`). An earlier
+    genomix checkpoint at ``dst`` is replaced only with ``overwrite``: a mistyped folder name would otherwise lose
+    an exported or fine-tuned model without a word, as no other genomix command's output would."""
+    out = Path(dst).expanduser()
+    check_replaceable(out)
+    if not overwrite and out.is_dir() and any(out.iterdir()):
+        raise CheckpointError(f"{out}: holds a genomix checkpoint already; choose a new folder, or replace it with "
+                              "overwrite=True (--overwrite)")
     directory = resolve(src, revision)
     checkpoint = load_checkpoint(directory, format)
     return save_native(build_from_checkpoint(checkpoint), dst)

@@ -409,8 +409,8 @@ def zenodo_files(record: str, timeout: float = 60.0) -> dict[str, dict[str, Any]
     API (``$ZENODO_ENDPOINT/api/records/<record>``, default zenodo.org)."""
     endpoint = os.environ.get("ZENODO_ENDPOINT", DEFAULT_ZENODO_ENDPOINT).rstrip("/")
     url = f"{endpoint}/api/records/{record}"
-    text = fetch_text(url, timeout, hint="check the suite's Zenodo record and the network (or ZENODO_ENDPOINT), "
-                                         "and run the same command again")
+    text = fetch_text(url, timeout, hint="check the suite's Zenodo record (or ZENODO_ENDPOINT) and run the same "
+                                         "command again")
     try:
         listing = json.loads(text)
     except ValueError as exc:
