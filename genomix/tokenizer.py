@@ -118,7 +118,8 @@ def reverse_complement(ids: np.ndarray | "torch.Tensor") -> np.ndarray | "torch.
     if isinstance(ids, (list, tuple)):
         ids = np.asarray(ids, dtype=np.int64)
     if isinstance(ids, np.ndarray):
-        return COMPLEMENT_ID[ids][..., ::-1].astype(ids.dtype, copy=False)
+        # a contiguous copy, not a negative-stride view: torch.as_tensor and many C extensions refuse those
+        return np.ascontiguousarray(COMPLEMENT_ID[ids][..., ::-1], dtype=ids.dtype)
     import torch
 
     table = torch.as_tensor(COMPLEMENT_ID, device=ids.device, dtype=ids.dtype)

@@ -6,6 +6,8 @@ import csv
 import gzip
 import json
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -295,6 +297,27 @@ def test_last_checkpoint_is_the_last_epoch_when_an_earlier_one_was_best(tmp_path
     recipe.max_epochs = 3
     finetune("hyenadna-tiny-1k", task, tmp_path / "run", recipe, resume="auto", accelerator="cpu", quiet=True)
     assert trained == [0, 1, 2]  # the resume trained epoch 2 only
+
+
+def test_a_quiet_run_from_python_prints_no_lightning_banners_and_leaves_logging_as_it_was(tmp_path):
+    """``quiet=True`` is the Python API's ``--quiet``: no "GPU available" banners, tips, pytree deprecation or
+    weight-writing bars, and the loggers it quieted are back at their levels afterwards. In a process of its own:
+    pytest's logging and warning capture would hide what a user's session shows."""
+    task = _small_task(tmp_path, train_rows=64, eval_rows=32)
+    script = f"""
+import logging
+from transformers.utils import logging as hf_logging
+from genomix.tasks import finetune, load_finetune_recipe
+names = ("lightning", "lightning.pytorch", "lightning.fabric")
+levels = [logging.getLogger(name).level for name in names]
+finetune("hyenadna-tiny-1k", {str(task)!r}, {str(tmp_path / "run")!r}, load_finetune_recipe("quick", max_epochs=1),
+         accelerator="cpu", quiet=True)
+assert [logging.getLogger(name).level for name in names] == levels and hf_logging.is_progress_bar_enabled()
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    for noise in ("GPU available", "Tip", "LeafSpec", "Writing model shards"):
+        assert noise not in done.stderr, done.stderr
 
 
 @pytest.mark.parametrize("epoch, kept", [(1, "; the last checkpoint, {last}, is kept: the same command with --resume"),

@@ -77,6 +77,7 @@ def test_reverse_complement_numpy_and_torch():
     ids = encode("AACGTN")
     rc = reverse_complement(ids)
     assert decode(rc) == "NACGTT"
+    assert rc.flags.c_contiguous and torch.equal(torch.as_tensor(rc), torch.as_tensor(rc.copy()))  # no stride -1
     assert np.array_equal(reverse_complement(rc), ids)
     batch = torch.tensor(np.stack([ids, encode("GGGCCC")]))
     rc_t = reverse_complement(batch)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 
 from .inference_options import add_cuda_graphs_option
 from .option_types import add_recipe_option, positive_float, positive_int
@@ -58,12 +57,6 @@ def run(args: argparse.Namespace) -> int:
                                   train_rows=args.train_rows, seed=args.seed, precision=args.precision)
     if args.lr is not None:
         recipe.optim.lr = args.lr
-    if args.quiet:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
-        for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
-            logging.getLogger(name).setLevel(logging.WARNING)
     result = finetune(args.model, args.task, args.out, recipe, revision=args.revision, resume=args.resume,
                       accelerator=args.accelerator, devices=args.devices, quiet=args.quiet,
                       cuda_graphs=not args.no_cuda_graphs)

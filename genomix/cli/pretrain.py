@@ -165,13 +165,6 @@ def run(args: argparse.Namespace) -> int:
         recipe = dataclasses.replace(recipe, cuda_graphs=True)  # re-validated: offload and graphs exclude each other
     if args.precision:
         recipe.precision = "32-true" if args.precision == "32" else args.precision
-    if args.quiet:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
-        logging.getLogger("lightning").setLevel(logging.WARNING)
-        logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
-        logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
     result = pretrain(recipe, Path(args.out), devices=args.devices, num_nodes=args.num_nodes, strategy=args.strategy,
                       accelerator=args.accelerator, resume=checkpoint, cache=args.cache_dir, quiet=args.quiet)
     if result.global_rank != 0:  # one report per run, not per process

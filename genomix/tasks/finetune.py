@@ -51,6 +51,7 @@ from ..resume import changed_settings, flat_settings, weights_fingerprint
 from ..train.callbacks import EpochCheckpoint
 from ..train.checkpoint_io import AtomicCheckpointIO
 from ..train.module import adamw_warmup_cosine, check_finite_loss, seed_step
+from ..train.quiet import quiet_when_asked
 from ..train.run import (LAST, check_checkpoint_fits, export_pretrained, fit_telling_interrupts, read_checkpoint,
                          refuse_used_out, resolve_resume, resume_source, run_loggers)
 from .batches import fit_lengths, loader
@@ -292,6 +293,7 @@ def check_devices(recipe: FinetuneRecipe, accelerator: str, devices: int) -> Non
                           "batch_size is the global batch and must be a multiple of --devices")
 
 
+@quiet_when_asked
 def finetune(model: str, task: str | os.PathLike | TaskData, out_dir: str | os.PathLike, recipe: FinetuneRecipe,
              *, revision: str | None = None, resume: str | os.PathLike | None = None, accelerator: str = "auto",
              devices: int = 1, strategy: str = "auto", quiet: bool = False,

@@ -37,6 +37,7 @@ from .callbacks import PeriodicCheckpoint, SamplerProgress, StageAccumulation, S
 from .checkpoint_io import AtomicCheckpointIO
 from .data import SPLIT_RECORD, GenomeDataModule, resolve_store
 from .module import LanguageModelingModule
+from .quiet import quiet_when_asked
 from .recipe import Recipe, dump_recipe
 from .step_runner import graph_autocast_dtype
 from .warmup import Stage, plan_warmup
@@ -340,6 +341,7 @@ def exported_step(model_dir: Path) -> int | None:
     return step if isinstance(step, int) else None
 
 
+@quiet_when_asked
 def pretrain(
     recipe: Recipe,
     out_dir: str | os.PathLike,
