@@ -287,6 +287,20 @@ def test_a_resume_with_other_settings_names_each_change():
     _refuse_changes(args, recipe, saved, _fresh_recipe(args))
 
 
+def test_the_logged_training_loss_is_the_whole_steps_whatever_its_micro_batches(tmp_path, demo_store):
+    """A step of 8 windows of 64 bases, as one micro-batch or as four: the logged train/loss is the step's loss,
+    token-weighted over its micro-batches (N bases are no targets, so their counts differ), not the last
+    micro-batch's. Without dropout the first step sees the same weights and windows either way."""
+    losses = {}
+    for tokens in (512, 128):
+        recipe = tiny_recipe(tmp_path, demo_store, micro_batch_tokens=tokens, max_steps=1, global_batch=2,
+                             model_overrides={**TINY_HYENA, "embed_dropout": 0.0})
+        result = pretrain(load_recipe(recipe), tmp_path / str(tokens), quiet=True)
+        assert result.stages[0].accumulate == 512 // tokens
+        losses[tokens] = float(train_rows(tmp_path / str(tokens))[0]["train/loss"])
+    assert losses[128] == pytest.approx(losses[512], rel=1e-5)
+
+
 def test_loss_decreases_on_real_data(tmp_path, demo_store):
     recipe = tiny_recipe(tmp_path, demo_store, max_steps=24, steps_per_epoch=12, global_batch=4, micro_batch_tokens=1024,
                          seq_len=256, warmup={"start_seq_len": None}, val_windows=16, checkpoint_every=100)

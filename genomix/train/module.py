@@ -158,6 +158,8 @@ class LanguageModelingModule(L.LightningModule):
         self._no_decay = no_decay_names(model, tuple(optim.no_decay))
         self._val_sum = torch.zeros((), dtype=torch.float64)
         self._val_count = torch.zeros((), dtype=torch.float64)
+        self._step_sum = torch.zeros((), dtype=torch.float64)
+        self._step_count = torch.zeros((), dtype=torch.float64)
 
     @property
     def causal(self) -> bool:
@@ -184,12 +186,26 @@ class LanguageModelingModule(L.LightningModule):
         else:
             loss = self._manual_forward_backward(inputs, batch_idx)
         check_finite_loss(self, loss, batch_idx)
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False)
-        self.log("train/bits_per_base", loss / LN2, on_step=True, on_epoch=False)
+        step_loss = self._step_loss(loss, batch["labels"], batch_idx)
+        self.log("train/loss", step_loss, prog_bar=True, on_step=True, on_epoch=False)
+        self.log("train/bits_per_base", step_loss / LN2, on_step=True, on_epoch=False)
         self.log("train/seq_len", float(batch["input_ids"].shape[-1]), on_step=True, on_epoch=False)
         if not self.automatic_optimization:
             self._manual_optimizer_step(batch_idx)
         return loss
+
+    def _step_loss(self, loss: torch.Tensor, labels: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        """The optimiser step's loss so far: token-weighted over its micro-batches up to this one. Step metrics
+        are written with the step's last logged value, so the last micro-batch's loss alone would stand for
+        the step, noisier and changing with ``micro_batch_tokens``; this is the step's, whatever its split.
+        Kept on the device (no synchronisation per micro-batch)."""
+        n = count_target_tokens(labels, self.causal).to(torch.float64)
+        if batch_idx % self.trainer.accumulate_grad_batches == 0:  # the step's first micro-batch
+            self._step_sum = torch.zeros((), dtype=torch.float64, device=loss.device)
+            self._step_count = torch.zeros((), dtype=torch.float64, device=loss.device)
+        self._step_sum += torch.where(n > 0, loss.detach().to(torch.float64) * n, 0.0)  # no targets: no NaN
+        self._step_count += n
+        return (self._step_sum / self._step_count.clamp_min(1)).float()
 
     def _manual_forward_backward(self, inputs: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         """The micro-batch's forward and backward through the step runner; gradients are zeroed (in
