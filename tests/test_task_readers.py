@@ -11,6 +11,7 @@ import pytest
 
 from genomix.errors import InputFormatError
 from genomix.tasks import load_task, read_labelled_fasta, read_table
+from genomix.tasks.labelled import warn_of_training_rows_in
 
 GUE = Path(__file__).resolve().parents[2] / "shared" / "data" / "gue"
 ROWS = [("ACGTTGCA", "0"), ("GGGCCCAA", "1"), ("ttaaccgg", "1")]
@@ -76,3 +77,41 @@ def test_real_gue_rows_as_a_spreadsheet_export(tmp_path):
     assert len(exported) == len(original) == len(lines) - 1
     assert exported.labels.tolist() == original.labels.tolist()
     assert all((a == b).all() for a, b in zip(exported.ids, original.ids))
+
+
+def test_two_folders_for_one_split_are_refused_not_one_of_them_dropped(tmp_path):
+    """dev/ and valid/ (or train/ and Train/) are one split twice: reading either would drop the other's rows."""
+    for split, cls, name in (("train", "a", "1"), ("train", "b", "2"), ("dev", "a", "3"), ("valid", "b", "4")):
+        (tmp_path / split / cls).mkdir(parents=True, exist_ok=True)
+        (tmp_path / split / cls / f"{name}.txt").write_text("ACGT")
+    with pytest.raises(InputFormatError, match=r"two folders for the dev split: dev/, valid/; merge them"):
+        load_task(tmp_path)
+
+
+def test_a_corrupt_gzip_or_a_folder_named_like_a_split_file_is_one_clear_error(tmp_path, caplog):
+    header = gzip.compress(b"")[:10]  # a gzip header, then a deflate block of the reserved type: zlib.error
+    (tmp_path / "train.csv.gz").write_bytes(header + b"\xff" * 64)
+    with pytest.raises(InputFormatError, match=r"train.csv.gz: not a readable CSV/TSV table"):
+        load_task(tmp_path)
+    odd = tmp_path / "odd"
+    (odd / "train.csv").mkdir(parents=True)  # a folder, not a file
+    (odd / "test.txt").write_text("sequence,label\n")  # a split in a format not read: named, not skipped unseen
+    with caplog.at_level("WARNING", logger="genomix.tasks.labelled"), pytest.raises(InputFormatError,
+                                                                                  match="no split files"):
+        load_task(odd)
+    assert "test.txt not read: split files are .csv/.tsv" in caplog.text
+
+
+def test_a_quoted_field_across_lines_keeps_the_line_numbers_an_editor_shows(tmp_path):
+    (tmp_path / "train.csv").write_text('sequence,label,note\nACGT,0,"two\nlines"\nGGCC,1,x\nNOT-DNA,1,x\n')
+    with pytest.raises(InputFormatError, match=r"train.csv:5: "):
+        load_task(tmp_path)
+
+
+def test_evaluated_rows_that_are_training_rows_are_counted_in_a_warning(tmp_path, caplog):
+    (tmp_path / "train.csv").write_bytes(_csv())
+    (tmp_path / "test.csv").write_bytes(_csv([ROWS[1], ("CCCCAAAA", "0")]))
+    task = load_task(tmp_path)
+    with caplog.at_level("WARNING", logger="genomix.tasks.labelled"):
+        warn_of_training_rows_in(task.splits["train"], {"dev": None, "test": task.splits["test"]})
+    assert "1 of 2 test sequences (the first at " in caplog.text and "test.csv:2) are also in the training" in caplog.text

@@ -385,9 +385,11 @@ def test_class_folder_zips_unpack_only_plain_names_inside_the_task(host, tmp_pat
     entries["/abs/h/train/.DS_Store/1.txt"] = b"ACGT"
     escaping = dict(entries, **{"h/train/positive\\..\\..\\..\\evil/0.txt": b"ACGT"})  # a path on Windows
     twice = dict(entries, **{"other/train/positive/0.txt": b"ACGT"})
+    stray = dict(entries, **{"elsewhere/train/positive/stray.txt": b"ACGT"})  # would join the train split
     _serve_zenodo(state, url, {"human_ocr_ensembl_v0.zip": _zip(entries),
                                "human_enhancers_cohn_v0.zip": _zip(escaping),
-                               "human_enhancers_ensembl_v0.zip": _zip(twice)})
+                               "human_enhancers_ensembl_v0.zip": _zip(twice),
+                               "dummy_mouse_enhancers_ensembl_v0.zip": _zip(stray)})
     out = tmp_path / "deep" / "gb"
     data = load_task(fetch_suite("genomic_benchmarks", out=out, tasks=["human_ocr_ensembl"], quiet=True)["human_ocr_ensembl"])
     assert data.label_names == ["negative", "positive"] and len(data.splits["train"]) == len(rows)
@@ -397,7 +399,29 @@ def test_class_folder_zips_unpack_only_plain_names_inside_the_task(host, tmp_pat
         fetch_suite("genomic_benchmarks", out=out, tasks=["human_enhancers_cohn"], quiet=True)
     with pytest.raises(InputFormatError, match="are both train/positive/0.txt"):
         fetch_suite("genomic_benchmarks", out=out, tasks=["human_enhancers_ensembl"], quiet=True)
-    assert not list(out.glob("human_enhancers_*")) and not list((out / ".staging").rglob("*.txt"))
+    with pytest.raises(InputFormatError, match=r"class folders under more than one top folder \(members "
+                                               r"'\.\./\.\./h/train/\w+/0\.txt', 'elsewhere/train/positive/stray"):
+        fetch_suite("genomic_benchmarks", out=out, tasks=["dummy_mouse_enhancers_ensembl"], quiet=True)
+    assert not list(out.glob("human_enhancers_*")) and not list(out.glob("dummy_*"))
+    assert not list((out / ".staging").rglob("*.txt"))
+
+
+def test_an_encrypted_member_is_refused_in_one_line(tmp_path):
+    """zipfile raises RuntimeError for a member with the encryption flag; that is an unusable archive, said so."""
+    body = _zip({"GUE/tf/0/train.csv": _gue_csv("tf/0", "dev"), "GUE/tf/0/dev.csv": _gue_csv("tf/0", "dev"),
+                 "GUE/tf/0/test.csv": _gue_csv("tf/0", "dev")})
+    flagged = bytearray(body)
+    for header in (b"PK\x03\x04", b"PK\x01\x02"):  # set bit 0 (encrypted) of every general-purpose flag
+        at = flagged.find(header)
+        while at >= 0:
+            flag = at + (6 if header == b"PK\x03\x04" else 8)
+            flagged[flag] |= 1
+            at = flagged.find(header, at + 4)
+    archive = tmp_path / "GUE.zip"
+    archive.write_bytes(bytes(flagged))
+    with pytest.raises(InputFormatError, match=r"member GUE/tf/0/\w+\.csv cannot be read \(.*encrypted.*\); "
+                                               r"unpack the archive with its password"):
+        fetch_suite("gue", out=tmp_path / "gue", tasks=["tf/0"], archive=archive, quiet=True)
 
 
 def test_ctrl_c_while_unpacking_leaves_nothing_that_looks_like_a_task(gue_suite, tmp_path, monkeypatch):

@@ -60,14 +60,17 @@ def test_source_json_names_the_archive_by_its_full_path(tmp_path, monkeypatch):
     assert json.loads((folder / "SOURCE.json").read_text())["archive"] == str(tmp_path / "GUE.zip")
 
 
-@pytest.mark.parametrize("stray", ["1.0", "nan", "+1"])
-def test_integer_labels_mixed_with_other_numbers_are_refused(tmp_path, stray):
-    """A label column saved partly as floats, or with NaN for a missing value, silently gave '1.0' or 'nan' a
-    class of its own beside '1'."""
+@pytest.mark.parametrize("stray, message", [
+    ("1.0", "label(s) ['1.0'] are numbers but not plain"), ("+1", "label(s) ['+1'] are numbers but not plain"),
+    ("nan", "label 'nan' marks a missing value"), ("NA", "label 'NA' marks a missing value"),
+    ("None", "label 'None' marks a missing value")])
+def test_integer_labels_mixed_with_other_numbers_or_missing_values_are_refused_at_their_line(tmp_path, stray, message):
+    """A label column saved partly as floats, or with NaN/NA/None for a missing value, silently gave '1.0' or
+    'NA' a class of its own beside '1'. The error names the stray's line (51: header, 49 rows, then it)."""
     rows = _gue_csv("tf/0", "dev").decode().splitlines()[:50]
     seq = rows[1].split(",")[0]
-    (tmp_path / "train.csv").write_text("\n".join(rows + [f"{seq},{stray}"]) + "\n")
-    with pytest.raises(InputFormatError, match=re.escape(f"train.csv: label(s) ['{stray}'] are numbers but not plain")):
+    (tmp_path / "train.csv").write_text("\n".join(rows + [f"{seq},{stray}", f"{seq},0"]) + "\n")
+    with pytest.raises(InputFormatError, match=re.escape(f"train.csv:51: {message}")):
         load_task(tmp_path)
 
 

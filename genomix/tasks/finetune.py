@@ -56,7 +56,7 @@ from ..train.run import (LAST, check_checkpoint_fits, export_pretrained, fit_tel
                          refuse_used_out, resolve_resume, resume_source, run_loggers)
 from .batches import fit_lengths, loader
 from .identity import BASE_MODEL_KEYS, check_base_model, check_task_data, run_identity, task_fingerprint
-from .labelled import LabelledSequences, TaskData, load_task
+from .labelled import LabelledSequences, TaskData, load_task, warn_of_training_rows_in
 from .metrics import classification_metrics, softmax
 from .recipe import FinetuneRecipe, dump_finetune_recipe
 
@@ -347,6 +347,7 @@ def finetune(model: str, task: str | os.PathLike | TaskData, out_dir: str | os.P
         log.warning("task %s has no test split: metrics.json will hold the development split's metrics only, which "
                     "chose the best epoch and so overstate held-out performance; add a test file to measure it",
                     task.name)
+    warn_of_training_rows_in(train, {"dev": task.splits.get("dev"), "test": test})
     if recipe.monitor == "auroc" and task.num_labels != 2:
         raise ConfigError(f"monitor auroc needs two classes; {task.name} has {task.num_labels}: use mcc or accuracy")
     if recipe.monitor == "auroc" and len(np.unique(dev.labels)) < 2:  # no AUROC to select the best epoch by

@@ -45,7 +45,7 @@ from ..tokenizer import A_ID, MASK_ID, PAD_ID, RESERVED_ID, SEP_ID, T_ID, encode
 from ..train.recipe import check_field_types, config_dirs, from_mapping, read_named_yaml
 from .finetune import refuse_finished_out, refuse_task_folder, write_predictions
 from .identity import BASE_MODEL_KEYS, check_base_model, check_task_data, run_identity, task_fingerprint
-from .labelled import LabelledSequences, TaskData, load_task
+from .labelled import LabelledSequences, TaskData, load_task, warn_of_training_rows_in
 from .metrics import classification_metrics
 
 log = logging.getLogger(__name__)
@@ -412,6 +412,7 @@ def run_icl(model: str, task: str | os.PathLike | TaskData, out_dir: str | os.Pa
         train = train.head(recipe.train_rows)
     scored = {split: task.splits[split] if recipe.test_rows is None else task.splits[split].head(recipe.test_rows)
               for split in ("dev", "test") if split in task.splits}
+    warn_of_training_rows_in(train, scored)
     torch_device = resolve_device(device, "device=")
     lm = _prompting_lm(model, revision, soft_prompt=recipe.soft_prompt_tokens > 0).to(torch_device).eval()
     lm.requires_grad_(False)

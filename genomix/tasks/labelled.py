@@ -10,7 +10,8 @@ Two layouts are understood (:func:`load_task` tells them apart):
     headers end in ``|<label>``.
 
   Labels are integers ``0..K-1`` (every one used) or names; names become ids in sorted order, the same in
-  every split. Integers beside other numbers (``1.0``, ``nan``) are refused, not taken as names. Files are
+  every split. Integers beside other numbers (``1.0``) are refused, not taken as names, and so are
+  missing-value markers (``NA``, ``NaN``, ``None``, ``null``, ``?``) anywhere. Files are
   read as spreadsheets and other tools write them: column names and file names in any case, CRLF line ends,
   quoted fields, a UTF-8 byte-order mark, gzip recognised by content.
 - **Class folders** (GenomicBenchmarks): ``<split>/<class name>/*.txt``, one sequence per file; the
@@ -18,8 +19,11 @@ Two layouts are understood (:func:`load_task` tells them apart):
   classes.
 
 Every row is checked as it is read: a missing field, an empty or non-DNA sequence or an unusable label
-stops with the file and line. The training split must have at least two classes, and the other splits may
-only use its labels. A folder with both layouts is refused, as reading one would drop the other's splits.
+(a missing-value marker such as ``NA``, or a float beside integers) stops with the file and line. The
+training split must have at least two classes, and the other splits may only use its labels. A folder with
+both layouts, or two files or folders for one split, is refused, as reading one would drop the other's rows.
+Fine-tuning and in-context runs count, in a warning, the sequences they evaluate that are also training
+sequences (:func:`warn_of_training_rows_in`).
 Sequences are kept as token ids (:func:`genomix.tokenizer.encode`).
 """
 from __future__ import annotations
@@ -29,11 +33,13 @@ import dataclasses
 import gzip
 import io
 import itertools
+import logging
 import os
 import re
 import sys
+import zlib
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -47,10 +53,13 @@ FASTA_SUFFIXES = tuple(ext + gz for gz in ("", ".gz") for ext in (".fna", ".fa",
 SPLIT_FILE_SUFFIXES = TABLE_SUFFIXES + FASTA_SUFFIXES
 _INTEGER = re.compile(r"-?[0-9]+")  # ASCII digits only: '²'.isdigit() holds, but int('²') fails
 _SHOWN = 10  # values listed in a message before "... (N in all)"
+#: How spreadsheets, R and pandas write a missing value; never a class name.
+_MISSING_LABELS = frozenset({"na", "n/a", "#n/a", "nan", "none", "null", "?"})
 
 # csv's default field limit (131,072 characters) would refuse the long-range tasks' sequences (up to the 1 Mb a
 # HyenaDNA model takes): lift it to the largest value this platform's C long holds.
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -137,9 +146,23 @@ def _checked_label(label: str, where: str) -> str:
     label = label.strip()
     if not label:
         raise InputFormatError(f"{where}: empty label")
+    if label.lower() in _MISSING_LABELS:
+        raise InputFormatError(f"{where}: label {label!r} marks a missing value; drop rows without a label (it "
+                               "would otherwise be a class of its own)")
     if any(c in label for c in "\t\r\n"):
         raise InputFormatError(f"{where}: label {label!r} holds a tab or line break; use class names without them")
     return label
+
+
+def _rows_by_line(reader) -> Iterator[tuple[int, list[str]]]:
+    """(the line a row starts on, the row) of a csv reader: a quoted field may span lines, so rows and lines
+    are not counted alike, and a message must name the line an editor shows."""
+    while True:
+        line = reader.line_num + 1
+        row = next(reader, None)
+        if row is None:
+            return
+        yield line, row
 
 
 def read_table(path: str | os.PathLike) -> tuple[list[np.ndarray], list[str], list[str]]:
@@ -171,7 +194,7 @@ def read_table(path: str | os.PathLike) -> tuple[list[np.ndarray], list[str], li
                 raise InputFormatError(f"{path}:1: header {header} has more than one {repeated[0]!r} column; "
                                        "rename or remove the extra one, so that it is clear which to read")
             seq_col, label_col = names.index("sequence"), names.index("label")
-            for line, row in enumerate(reader, start=2):
+            for line, row in _rows_by_line(reader):
                 if not row or (len(row) == 1 and not row[0].strip()):
                     continue  # blank line
                 where = f"{path}:{line}"
@@ -181,7 +204,7 @@ def read_table(path: str | os.PathLike) -> tuple[list[np.ndarray], list[str], li
                 ids.append(_encode_row(row[seq_col], where))
                 labels.append(label)
                 origins.append(where)
-    except (UnicodeDecodeError, gzip.BadGzipFile, EOFError, csv.Error) as exc:
+    except (UnicodeDecodeError, gzip.BadGzipFile, EOFError, zlib.error, csv.Error, OSError) as exc:
         raise InputFormatError(f"{path}: not a readable CSV/TSV table ({exc})") from None
     if not ids:
         raise InputFormatError(f"{path}: no rows after the header")
@@ -220,7 +243,7 @@ def read_labelled_fasta(path: str | os.PathLike) -> tuple[list[np.ndarray], list
                         raise InputFormatError(f"{path}:{line_no}: sequence before the first '>' header")
                     chunks.append(line)
             finish()
-    except (UnicodeDecodeError, gzip.BadGzipFile, EOFError) as exc:
+    except (UnicodeDecodeError, gzip.BadGzipFile, EOFError, zlib.error, OSError) as exc:
         raise InputFormatError(f"{path}: not a readable FASTA file ({exc})") from None
     if not ids:
         raise InputFormatError(f"{path}: no records")
@@ -274,27 +297,31 @@ def _is_number(label: str) -> bool:
     return True
 
 
-def _refuse_stray_numbers(raw: dict[str, list[str]], sources: dict[str, str]) -> None:
-    """Refuse integer labels mixed with other spellings of numbers: a label column saved as floats in part, or
-    with ``nan`` for a missing value, would otherwise make ``1.0`` or ``nan`` a class of its own beside ``1``
-    (names are any other strings, so ``0``, ``1`` and ``1.0`` silently give three classes)."""
+def _refuse_stray_numbers(raw: dict[str, list[str]], origins: dict[str, list[str]]) -> None:
+    """Refuse integer labels mixed with other spellings of numbers: a label column saved as floats in part would
+    otherwise make ``1.0`` a class of its own beside ``1`` (names are any other strings, so ``0``, ``1`` and
+    ``1.0`` silently give three classes; a class name that is no number, ``other``, may stand beside integers).
+    Names the first stray's line."""
     labels = {v for values in raw.values() for v in values}
     if not any(_INTEGER.fullmatch(v) for v in labels):
         return
     for split, values in raw.items():
         strays = sorted({v for v in values if not _INTEGER.fullmatch(v) and _is_number(v)})
         if strays:
-            raise InputFormatError(f"{sources[split]}: label(s) {_listed(strays)} are numbers but not plain "
-                                   "integers, beside integer labels; each would be a class of its own. Write every "
-                                   "label as an integer 0..K-1 (and drop rows without a label)")
+            first = origins[split][next(i for i, v in enumerate(values) if v in strays)]
+            raise InputFormatError(f"{first}: label(s) {_listed(strays)} are numbers but not plain integers, beside "
+                                   "integer labels; each would be a class of its own. Write every label as an "
+                                   "integer 0..K-1 (and drop rows without a label)")
 
 
-def _label_ids(raw: dict[str, list[str]], sources: dict[str, str]) -> tuple[dict[str, np.ndarray], list[str]]:
-    """Label strings of every split (read from ``sources``) -> int ids and names: integers 0..K-1 keep their
-    values (names '0'..'K-1'); anything else is a name, numbered in sorted order."""
+def _label_ids(raw: dict[str, list[str]], sources: dict[str, str],
+               origins: dict[str, list[str]]) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Label strings of every split (read from ``sources``, each at its ``origins``' ``file:line``) -> int ids
+    and names: integers 0..K-1 keep their values (names '0'..'K-1'); anything else is a name, numbered in
+    sorted order."""
     values = sorted(_task_labels({s: set(labels) for s, labels in raw.items()}, sources))
     where = sources.get("train") or ", ".join(sources.values())
-    _refuse_stray_numbers(raw, sources)
+    _refuse_stray_numbers(raw, origins)
     if all(_INTEGER.fullmatch(v) for v in values):
         ints = sorted({int(v) for v in values})
         if ints[0] < 0:
@@ -312,15 +339,36 @@ def _label_ids(raw: dict[str, list[str]], sources: dict[str, str]) -> tuple[dict
 
 
 def _table_files(task_dir: Path) -> dict[str, Path]:
+    """The split files of ``task_dir`` by split; two for one split are refused, and files named like a split
+    in a format not read here (``test.txt``, ``dev.csv.bz2``) are named in a warning, not skipped unseen."""
     found: dict[str, Path] = {}
-    for path in sorted(task_dir.iterdir()):
+    unread = []
+    for path in sorted(p for p in task_dir.iterdir() if p.is_file()):
         name = path.name.lower()  # Train.CSV as well as train.csv
-        for suffix in SPLIT_FILE_SUFFIXES:
-            if name.endswith(suffix) and name[: -len(suffix)] in SPLIT_NAMES:
-                split = SPLIT_NAMES[name[: -len(suffix)]]
-                if split in found:
-                    raise InputFormatError(f"{task_dir}: two files for the {split} split: {found[split].name}, {path.name}")
-                found[split] = path
+        suffix = next((x for x in SPLIT_FILE_SUFFIXES if name.endswith(x) and name[: -len(x)] in SPLIT_NAMES), None)
+        if suffix is None:
+            if name.split(".", 1)[0] in SPLIT_NAMES and "." in name:
+                unread.append(path.name)
+            continue
+        split = SPLIT_NAMES[name[: -len(suffix)]]
+        if split in found:
+            raise InputFormatError(f"{task_dir}: two files for the {split} split: {found[split].name}, {path.name}")
+        found[split] = path
+    if unread:
+        log.warning("%s: %s not read: split files are %s", task_dir, ", ".join(unread), "/".join(SPLIT_FILE_SUFFIXES))
+    return found
+
+
+def _split_folders(task_dir: Path) -> dict[str, Path]:
+    """GenomicBenchmarks' split folders of ``task_dir`` by split; two for one split (``dev/`` and ``valid/``,
+    ``train/`` and ``Train/``) are refused, as reading one would drop the other's sequences."""
+    found: dict[str, Path] = {}
+    for path in sorted(p for p in task_dir.iterdir() if p.is_dir() and p.name.lower() in SPLIT_NAMES):
+        split = SPLIT_NAMES[path.name.lower()]
+        if split in found:
+            raise InputFormatError(f"{task_dir}: two folders for the {split} split: {found[split].name}/, "
+                                   f"{path.name}/; merge them or remove one")
+        found[split] = path
     return found
 
 
@@ -332,8 +380,7 @@ def load_task(path: str | os.PathLike, name: str | None = None) -> TaskData:
                                "GenomicBenchmarks' train/ and test/ class folders")
     name = name or task_dir.name
     tables = _table_files(task_dir)
-    folders = {SPLIT_NAMES[p.name.lower()]: p for p in task_dir.iterdir()
-               if p.is_dir() and p.name.lower() in SPLIT_NAMES}
+    folders = _split_folders(task_dir)
     if tables and folders:  # reading either layout alone would silently drop the other's splits
         raise InputFormatError(f"{task_dir}: both split files ({', '.join(sorted(p.name for p in tables.values()))}) "
                                f"and split folders ({', '.join(sorted(p.name for p in folders.values()))}); keep one "
@@ -342,7 +389,8 @@ def load_task(path: str | os.PathLike, name: str | None = None) -> TaskData:
         read = {split: (read_labelled_fasta(p) if p.name.lower().endswith(FASTA_SUFFIXES) else read_table(p))
                 for split, p in tables.items()}
         label_ids, names = _label_ids({split: labels for split, (_, labels, _) in read.items()},
-                                      {split: str(p) for split, p in tables.items()})
+                                      {split: str(p) for split, p in tables.items()},
+                                      {split: where for split, (_, _, where) in read.items()})
         splits = {s: LabelledSequences(read[s][0], label_ids[s], str(tables[s]), read[s][2]) for s in read}
         return TaskData(name, splits, names)
     if not folders:
@@ -358,3 +406,16 @@ def load_task(path: str | os.PathLike, name: str | None = None) -> TaskData:
         labels = np.concatenate([np.full(len(seqs), i, dtype=np.int64) for i, (seqs, _) in present])
         splits[split] = LabelledSequences(ids, labels, str(folders[split]), [f for _, (_, files) in present for f in files])
     return TaskData(name, splits, names)
+
+
+def warn_of_training_rows_in(train: LabelledSequences, evaluated: dict[str, LabelledSequences | None]) -> None:
+    """Warn when sequences to be evaluated (dev, test) are also training sequences (or, for in-context prompts,
+    demonstrations): their metrics then measure memory as well as generalisation. Benchmarks repeat some (GUE's
+    tf/4 repeats 358 of its 1,000 dev sequences); a split written twice repeats all."""
+    seen = {seq.tobytes() for seq in train.ids}
+    for split, data in evaluated.items():
+        shared = [] if data is None else [row for row, seq in enumerate(data.ids) if seq.tobytes() in seen]
+        if shared:
+            log.warning("%d of %d %s sequences (the first at %s) are also in the training rows of %s: their metrics "
+                        "measure memory as well as generalisation", len(shared), len(data), split,
+                        data.origin(shared[0]), train.source)

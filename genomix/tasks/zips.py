@@ -54,6 +54,9 @@ def copy_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, archiv
     except NotImplementedError as exc:
         raise InputFormatError(f"{archive}: member {info.filename}: {exc}; unpack the archive with another tool "
                                "and zip it again with ordinary compression") from None
+    except RuntimeError as exc:  # zipfile's word for an encrypted member
+        raise InputFormatError(f"{archive}: member {info.filename} cannot be read ({exc}); unpack the archive "
+                               "with its password and zip it again without one") from None
 
 
 def unpacking_bar(members: list[zipfile.ZipInfo], archive: Path, quiet: bool) -> tqdm:
@@ -80,19 +83,21 @@ def starts_like_zip(path: Path) -> bool:
         return fh.read(4) == b"PK\x03\x04"
 
 
-_CLASS_FILE = re.compile(r"^(?:.*/)?([^/]+)/([^/]+)/([^/]+\.txt)$")
+_CLASS_FILE = re.compile(r"^(.*/)?([^/]+)/([^/]+)/([^/]+\.txt)$")
 
 
 def class_folder_plan(zf: zipfile.ZipFile, splits: tuple[str, ...], source: Path) -> dict[str, zipfile.ZipInfo]:
     """``<split>/<class>/<id>.txt`` (under any top folder) -> its member, for the members of a GenomicBenchmarks
-    zip. macOS's ``__MACOSX`` copies and hidden names are skipped; a name with a backslash (a path on Windows)
-    and two members for one file are refused. What lies above ``<split>`` is never part of the target."""
+    zip. macOS's ``__MACOSX`` copies and hidden names are skipped; a name with a backslash (a path on Windows),
+    two members for one file and members under different top folders (two datasets, or stray members that would
+    join the dataset's splits) are refused. What lies above ``<split>`` is never part of the target."""
     plan: dict[str, zipfile.ZipInfo] = {}
+    tops: dict[str, str] = {}  # the folder above <split> -> one member under it
     for info in zf.infolist():
         match = _CLASS_FILE.match(info.filename)
-        if match is None or match.group(1) not in splits:
+        if match is None or match.group(2) not in splits:
             continue
-        split, cls, filename = match.groups()
+        top, split, cls, filename = match.groups()
         if "__MACOSX" in info.filename.split("/") or cls.startswith(".") or filename.startswith("."):
             continue  # macOS's resource-fork copies, hidden files, and "." or ".." as a class
         if "\\" in cls or "\\" in filename:
@@ -102,6 +107,11 @@ def class_folder_plan(zf: zipfile.ZipFile, splits: tuple[str, ...], source: Path
             raise InputFormatError(f"{source}: members {plan[relative].filename!r} and {info.filename!r} are both "
                                    f"{relative}; is this one GenomicBenchmarks dataset?")
         plan[relative] = info
+        tops.setdefault(top or "", info.filename)
+    if len(tops) > 1:
+        raise InputFormatError(f"{source}: class folders under more than one top folder (members "
+                               f"{', '.join(repr(m) for m in list(tops.values())[:3])}); is this one GenomicBenchmarks "
+                               "dataset?")
     if not plan:
         raise InputFormatError(f"{source}: holds no {'/'.join(splits)} class folders (<split>/<class>/<id>.txt)")
     return plan
