@@ -42,6 +42,7 @@ import zlib
 from pathlib import Path
 from typing import Iterator, NoReturn
 
+from ..compression import is_gzip
 from ..errors import ChecksumError, DownloadError, GenomixError
 from ..outputs import make_output_dir
 from ..resume import reraise_keeping
@@ -309,10 +310,9 @@ def _check_gzip_ends(url: str, part: Path) -> None:
     body by closing the connection, so a transfer cut short looks complete; with no checksum to catch it, the
     copy would be trusted on first use (and its record would then refuse the whole file). The stream itself
     says where it ends. The bytes stay in ``part``, for a resume."""
-    with open(part, "rb") as fh:
-        if fh.read(2) != b"\x1f\x8b":
-            raise DownloadError(f"{url}: the server sent {_size(part):,} bytes that are not gzip data (an error "
-                                "page, or the wrong file?); check the URL and run the same command again")
+    if not is_gzip(part):
+        raise DownloadError(f"{url}: the server sent {_size(part):,} bytes that are not gzip data (an error page, "
+                            "or the wrong file?); check the URL and run the same command again")
     try:
         with gzip.open(part, "rb") as stream:
             while stream.read(CHUNK):
