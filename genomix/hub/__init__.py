@@ -201,9 +201,10 @@ def save_native(model: GenomixPreTrainedModel, out_dir: str | os.PathLike) -> Pa
     return out
 
 
-def check_replaceable(out: Path) -> None:
+def check_replaceable(out: Path, overwrite: bool = True) -> None:
     """Refuse an output directory ``out`` that :func:`save_native` may not replace: a file, or a folder holding
-    anything but an earlier genomix checkpoint (the files a native save writes)."""
+    anything but an earlier genomix checkpoint (the files a native save writes), and without ``overwrite`` that
+    checkpoint too."""
     from fnmatch import fnmatch
 
     from .formats.genomix_native import GenomixNative
@@ -216,7 +217,10 @@ def check_replaceable(out: Path) -> None:
     entries = sorted(out.iterdir())
     if native.detect(out) and all(p.is_file() and any(fnmatch(p.name, pat) for pat in native.patterns)
                                   for p in entries):
-        return
+        if overwrite:
+            return
+        raise CheckpointError(f"{out}: holds a genomix checkpoint already; choose a new folder, or replace it with "
+                              "overwrite=True (--overwrite)")
     try:
         held = f"a {detect_format(out).name} checkpoint"
     except CheckpointError:
@@ -243,11 +247,7 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, format: str | None =
     (:func:`check_replaceable`) before ``src`` is read, and written atomically (:func:`save_native`). An earlier
     genomix checkpoint at ``dst`` is replaced only with ``overwrite``: a mistyped folder name would otherwise lose
     an exported or fine-tuned model without a word, as no other genomix command's output would."""
-    out = Path(dst).expanduser()
-    check_replaceable(out)
-    if not overwrite and out.is_dir() and any(out.iterdir()):
-        raise CheckpointError(f"{out}: holds a genomix checkpoint already; choose a new folder, or replace it with "
-                              "overwrite=True (--overwrite)")
+    check_replaceable(Path(dst).expanduser(), overwrite)
     directory = resolve(src, revision)
     checkpoint = load_checkpoint(directory, format)
     return save_native(build_from_checkpoint(checkpoint), dst)
