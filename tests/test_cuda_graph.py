@@ -48,14 +48,14 @@ def _eager_grads(model, ids, divisor):
 
 
 @pytest.mark.gpu
-def test_accumulating_replays_add_divided_gradients_to_what_grad_holds():
+def test_accumulating_replays_add_scaled_gradients_to_what_grad_holds():
     torch.manual_seed(0)
     model = build("m2-tiny-1k", d_model=64, n_layer=2, max_seq_len=256).cuda().train()  # no dropout
     batches = [torch.randint(7, 11, (4, 256), device="cuda") for _ in range(3)]
     step = GraphedTrainingStep(model, {"input_ids": batches[0], "labels": batches[0]}, accumulate=True)
     assert all(not p.grad.any() for p in model.parameters())  # capturing computes nothing: zeros
     for ids in batches[:2]:
-        step({"input_ids": ids, "labels": ids}, loss_divisor=2)
+        step({"input_ids": ids, "labels": ids}, loss_scale=torch.tensor(0.5, device="cuda"))  # copied on the device
     graphed = [p.grad.clone() for p in model.parameters()]
     eager = [a + b for a, b in zip(*(_eager_grads(model, ids, 2) for ids in batches[:2]))]
     for g, e in zip(graphed, eager):

@@ -123,12 +123,12 @@ def test_graphed_steps_accumulate_like_eager_steps_across_shapes():
     for batch, length in [(4, 128), (2, 256), (4, 128)]:  # one optimiser step per shape, two micro-batches each
         for opt in optimizers:
             opt.zero_grad(set_to_none=False)
-        for _ in range(2):
+        for weight in (0.3, 0.7):  # token weights differ between micro-batches: a tensor refilled on the device
             ids = torch.randint(7, 11, (batch, length), device="cuda")
             inputs = {"input_ids": ids, "labels": ids}
-            graphed_loss = graphed(inputs, 2)
+            graphed_loss = graphed(inputs, torch.tensor(weight, device="cuda"))
             with torch.autocast("cuda", dtype=torch.bfloat16):
-                eager_loss = eager(inputs, 2)
+                eager_loss = eager(inputs, torch.tensor(weight, device="cuda"))
             torch.testing.assert_close(graphed_loss, eager_loss, rtol=1e-3, atol=1e-3)
         for (name, a), b in zip(models[0].named_parameters(), models[1].parameters()):
             torch.testing.assert_close(a.grad, b.grad, rtol=2e-2, atol=1e-4, msg=name)

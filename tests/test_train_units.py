@@ -2,9 +2,11 @@
 groups, schedule, checkpoint I/O, FLOP estimate, and the non-finite-loss guard (with a stand-in model)."""
 from __future__ import annotations
 
+import copy
 import math
 from types import SimpleNamespace
 
+import lightning as L
 import pytest
 import torch
 from torch import nn
@@ -228,3 +230,92 @@ def test_checkpoint_keeping_the_scan_runs_its_forward_once(monkeypatch):
         torch.testing.assert_close(a.grad, b.grad, rtol=1e-6, atol=1e-7, msg=name)
     with pytest.raises(ConfigError, match="exclude each other"):
         enable_activation_checkpointing(models[1], offload=True, keep_scan=True)
+
+
+class _GradientRecorder(LanguageModelingModule):
+    """Keeps a copy of the gradients each optimiser step is about to apply (after rescaling and clipping)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.applied: list[list[torch.Tensor]] = []
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        super().on_before_optimizer_step(optimizer)
+        self.applied.append([p.grad.detach().clone() for p in self.model.parameters()])
+
+
+class _FixedAccumulation(L.Callback):
+    """Sets the accumulation as StageAccumulation does (manual optimisation reads it from the trainer)."""
+
+    def __init__(self, accumulate: int) -> None:
+        self.accumulate = accumulate
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        trainer.accumulate_grad_batches = self.accumulate
+
+
+def _micro_batches_with_unequal_targets() -> list[dict[str, torch.Tensor]]:
+    """Six micro-batches of two 12-base windows; masking leaves 17, 2, 10, 5, 14 and 1 targets."""
+    generator = torch.Generator().manual_seed(5)
+    batches = []
+    for kept in (12, 2, 7, 4, 10, 1):  # positions kept per window (after the causal shift: 11 at most)
+        ids = torch.randint(7, 11, (2, 12), generator=generator)
+        labels = ids.clone()
+        labels[0, kept:] = -100
+        labels[1, 1 + max(kept - 1, 0) // 2 + 1:] = -100
+        batches.append({"input_ids": ids, "labels": labels})
+    return batches
+
+
+def _mean_loss_gradients(model: nn.Module, batches: list[dict[str, torch.Tensor]]) -> list[torch.Tensor]:
+    """The gradient of the mean loss over every target of ``batches`` at once."""
+    model.zero_grad(set_to_none=True)
+    ids = torch.cat([b["input_ids"] for b in batches])
+    labels = torch.cat([b["labels"] for b in batches])
+    model(input_ids=ids, labels=labels).loss.backward()
+    return [p.grad.clone() for p in model.parameters()]
+
+
+@pytest.mark.parametrize("step_runner", [None, "eager"])
+def test_each_steps_gradient_is_the_token_weighted_mean_whatever_its_micro_batches(step_runner):
+    """Micro-batches holding 17, 2, 10 and 5 targets, accumulated over one step, give the gradient of the
+    mean loss over all 34 targets, as one micro-batch of them all does; the epoch's short last window
+    (two micro-batches where four are accumulated) gets its own targets' mean gradient, not half of it.
+    A plain mean of micro-batch means differs from it by tens of per cent here. Learning rate 0 keeps
+    the weights, so every step is compared at the same point."""
+    batches = _micro_batches_with_unequal_targets()
+    torch.manual_seed(0)
+    model = _Stub()
+    expected = [_mean_loss_gradients(model, batches[:4]), _mean_loss_gradients(model, batches[4:])]
+    merged = [{k: torch.cat([b[k] for b in batches[:4]]) for k in batches[0]},
+              {k: torch.cat([b[k] for b in batches[4:]]) for k in batches[0]}]
+    for data, accumulate in ((merged, 1), (batches, 4)):
+        module = _GradientRecorder(copy.deepcopy(model), "causal-lm", OptimConfig(lr=0.0), schedule_steps=10,
+                                   step_runner=step_runner)
+        trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=1, logger=False, enable_checkpointing=False,
+                            enable_progress_bar=False, enable_model_summary=False,
+                            callbacks=[_FixedAccumulation(accumulate)])
+        trainer.fit(module, torch.utils.data.DataLoader(data, batch_size=None))
+        assert len(module.applied) == 2
+        for got, want in zip(module.applied, expected):
+            for g, w in zip(got, want):
+                torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-7)
+
+
+def test_the_gradient_rescale_counts_the_targets_of_every_rank():
+    """Under data parallelism the gradients arrive averaged over the ranks, each rank's backward weighted
+    by its own target counts; the rescale must use the step's count summed over all ranks (one all-reduce),
+    not this rank's alone, or ranks holding fewer targets (masked-LM masks, N bases) would weigh more."""
+    module = LanguageModelingModule(_Stub(), "masked-lm", OptimConfig(), schedule_steps=10)
+    reduced = []
+
+    def reduce(tensor, reduce_op):
+        reduced.append(reduce_op)
+        return tensor + 30.0  # the other rank's 30 targets
+
+    module._trainer = SimpleNamespace(world_size=2, accumulate_grad_batches=2, strategy=SimpleNamespace(reduce=reduce))
+    module._weight_base, module._step_count = 24, torch.tensor(10.0, dtype=torch.float64)
+    module.model.table.weight.grad = torch.ones_like(module.model.table.weight)
+    module._token_weight_gradients()
+    assert reduced == ["sum"] and module._step_count.item() == 10.0  # the rank's own count is left as it was
+    torch.testing.assert_close(module.model.table.weight.grad, torch.full_like(module.model.table.weight, 2 * 24 * 2 / 40))

@@ -53,8 +53,7 @@ class GraphedTrainingStep:
             raise ConfigError(f"the example batch must be on the model's device {device}")
         self.model, self.autocast_dtype, self.accumulate = model, autocast_dtype, accumulate
         self.inputs = {name: t.clone() for name, t in example.items()}
-        self.divisor = torch.ones((), device=device)  # the loss is divided by it before the backward
-        self._divisor_value = 1.0
+        self.scale = torch.ones((), device=device)  # the loss is multiplied by it before the backward
         params = [p for p in model.parameters() if p.requires_grad]
         kept = [p.grad for p in params]
         with torch.random.fork_rng(devices=[device]):
@@ -81,12 +80,13 @@ class GraphedTrainingStep:
                             cache_enabled=False):
             loss = self.model(**self.inputs).loss
         with torch.autocast("cuda", enabled=False):  # a caller's autocast must not reach the backward
-            (loss / self.divisor).backward()
+            (loss * self.scale).backward()
         return loss
 
-    def __call__(self, batch: Mapping[str, torch.Tensor], loss_divisor: float = 1.0) -> torch.Tensor:
+    def __call__(self, batch: Mapping[str, torch.Tensor], loss_scale: float | torch.Tensor = 1.0) -> torch.Tensor:
         """Run the step on ``batch`` (same keys and shapes as the example), back-propagating
-        ``loss / loss_divisor``; returns the (static, undivided) loss."""
+        ``loss · loss_scale`` (a number, or a 0-dim tensor copied on the device without synchronising);
+        returns the (static, unscaled) loss."""
         if batch.keys() != self.inputs.keys():
             raise ValueError(f"batch keys {sorted(batch)} differ from the captured {sorted(self.inputs)}")
         for name, tensor in batch.items():
@@ -94,9 +94,10 @@ class GraphedTrainingStep:
                 raise ValueError(f"{name}: shape {tuple(tensor.shape)} differs from the captured "
                                  f"{tuple(self.inputs[name].shape)} (one graph per shape)")
             self.inputs[name].copy_(tensor, non_blocking=True)
-        if loss_divisor != self._divisor_value:
-            self.divisor.fill_(loss_divisor)
-            self._divisor_value = loss_divisor
+        if isinstance(loss_scale, torch.Tensor):
+            self.scale.copy_(loss_scale, non_blocking=True)
+        else:
+            self.scale.fill_(loss_scale)
         if self.accumulate:
             for param, grad in self.grads:  # the graph adds into ``grad``: carry over what .grad holds now
                 if param.grad is not grad and grad is not None:

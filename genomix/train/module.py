@@ -8,12 +8,20 @@ warm-up + cosine learning rate, gradient clipping by norm, a non-finite-loss gua
 per-step dropout seeds (so a resumed run reproduces the uninterrupted one), and token-weighted
 validation perplexity and bits per base.
 
+A step's gradient is token-weighted: the gradient of the mean loss over all target tokens of the step,
+on all ranks, whatever the micro-batches (``micro_batch_tokens``) and device count. Each micro-batch's
+mean loss is back-propagated weighted by its share of targets (its count over a per-step constant, so
+the weights stay near 1 for mixed precision), and the summed gradient is rescaled once before the
+optimiser step by the step's total count (one all-reduce of a scalar on several ranks). Masked-LM masks
+and N bases make the counts differ between micro-batches; a plain mean of micro-batch means would
+weigh their tokens unequally, and a short last window of an epoch would get a smaller gradient.
+
 By default Lightning optimises automatically. With a step runner (``step_runner="graph"``, the recipe's
 ``cuda_graphs: true``) the module optimises manually: the runner does each micro-batch's forward and
 backward (replayed from a CUDA graph), and the module does the rest as automatic optimisation would
-(loss divided by the stage's accumulation, optimiser and schedule step every ``accumulate``
-micro-batches, clipping, the same logs and global step); ``step_runner="eager"`` is the same path
-without graphs, to check it against automatic optimisation.
+(the same loss weights, optimiser and schedule step every ``accumulate`` micro-batches, clipping, the
+same logs and global step); ``step_runner="eager"`` is the same path without graphs, to check it
+against automatic optimisation.
 """
 from __future__ import annotations
 
@@ -160,6 +168,7 @@ class LanguageModelingModule(L.LightningModule):
         self._val_count = torch.zeros((), dtype=torch.float64)
         self._step_sum = torch.zeros((), dtype=torch.float64)
         self._step_count = torch.zeros((), dtype=torch.float64)
+        self._weight_base = 1  # the step's per-micro-batch weights are target counts over this
 
     @property
     def causal(self) -> bool:
@@ -181,39 +190,50 @@ class LanguageModelingModule(L.LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         inputs = {"input_ids": batch["input_ids"], "labels": batch["labels"]}
+        targets = self._count_step_targets(batch["labels"], batch_idx)
+        weight = targets.float() / self._weight_base  # this micro-batch's share of the step's loss
         if self.automatic_optimization:
             loss = self.model(**inputs).loss
         else:
-            loss = self._manual_forward_backward(inputs, batch_idx)
+            loss = self._manual_forward_backward(inputs, weight, batch_idx)
         check_finite_loss(self, loss, batch_idx)
-        step_loss = self._step_loss(loss, batch["labels"], batch_idx)
+        step_loss = self._step_loss(loss, targets)
         self.log("train/loss", step_loss, prog_bar=True, on_step=True, on_epoch=False)
         self.log("train/bits_per_base", step_loss / LN2, on_step=True, on_epoch=False)
         self.log("train/seq_len", float(batch["input_ids"].shape[-1]), on_step=True, on_epoch=False)
         if not self.automatic_optimization:
             self._manual_optimizer_step(batch_idx)
-        return loss
+        return loss * weight  # automatic optimisation divides it by the accumulation before the backward
 
-    def _step_loss(self, loss: torch.Tensor, labels: torch.Tensor, batch_idx: int) -> torch.Tensor:
+    def _count_step_targets(self, labels: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        """This micro-batch's target count, added to the optimiser step's (both on the device: no
+        synchronisation per micro-batch). The step's first micro-batch restarts the step's sums and fixes
+        the weights' base: its label positions, a host number equal on every rank."""
+        targets = count_target_tokens(labels, self.causal).to(torch.float64)
+        accumulate = self._trainer.accumulate_grad_batches if self._trainer is not None else 1  # None: a bare step
+        if batch_idx % accumulate == 0:
+            self._step_sum = torch.zeros((), dtype=torch.float64, device=labels.device)
+            self._step_count = torch.zeros((), dtype=torch.float64, device=labels.device)
+            self._weight_base = max(labels.numel(), 1)
+        self._step_count += targets
+        return targets
+
+    def _step_loss(self, loss: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """The optimiser step's loss so far: token-weighted over its micro-batches up to this one. Step metrics
         are written with the step's last logged value, so the last micro-batch's loss alone would stand for
-        the step, noisier and changing with ``micro_batch_tokens``; this is the step's, whatever its split.
-        Kept on the device (no synchronisation per micro-batch)."""
-        n = count_target_tokens(labels, self.causal).to(torch.float64)
-        if batch_idx % self.trainer.accumulate_grad_batches == 0:  # the step's first micro-batch
-            self._step_sum = torch.zeros((), dtype=torch.float64, device=loss.device)
-            self._step_count = torch.zeros((), dtype=torch.float64, device=loss.device)
-        self._step_sum += torch.where(n > 0, loss.detach().to(torch.float64) * n, 0.0)  # no targets: no NaN
-        self._step_count += n
+        the step, noisier and changing with ``micro_batch_tokens``; this is the step's, whatever its split."""
+        self._step_sum += torch.where(targets > 0, loss.detach().to(torch.float64) * targets, 0.0)  # no targets: no NaN
         return (self._step_sum / self._step_count.clamp_min(1)).float()
 
-    def _manual_forward_backward(self, inputs: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        """The micro-batch's forward and backward through the step runner; gradients are zeroed (in
-        place: graphs add into static buffers) before the first micro-batch of each optimiser step."""
+    def _manual_forward_backward(self, inputs: dict[str, torch.Tensor], weight: torch.Tensor,
+                                 batch_idx: int) -> torch.Tensor:
+        """The micro-batch's forward and backward through the step runner, its loss weighted as automatic
+        optimisation's; gradients are zeroed (in place: graphs add into static buffers) before the first
+        micro-batch of each optimiser step."""
         accumulate = self.trainer.accumulate_grad_batches  # the warm-up stage's, set by StageAccumulation
         if batch_idx % accumulate == 0:
             self.optimizers().zero_grad(set_to_none=False)
-        return self._runner(inputs, accumulate)
+        return self._runner(inputs, weight / accumulate)
 
     def _manual_optimizer_step(self, batch_idx: int) -> None:
         """Optimiser and schedule step at the end of an accumulation window or of the epoch, as Lightning's
@@ -229,8 +249,23 @@ class LanguageModelingModule(L.LightningModule):
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         # after mixed precision's unscaling, right before the step, in either optimisation mode
+        self._token_weight_gradients()
         if self.gradient_clip:
             self.clip_gradients(optimizer, gradient_clip_val=self.gradient_clip, gradient_clip_algorithm="norm")
+
+    def _token_weight_gradients(self) -> None:
+        """Turn the summed gradient into the step's token-weighted mean. The backward passes added
+        ``count / (base · accumulate)`` times each micro-batch's mean-loss gradient and data parallelism
+        averaged over the ranks, so ``ranks · base · accumulate / total count`` makes it the gradient of
+        the mean loss over all the step's targets."""
+        total = self._step_count
+        world = self.trainer.world_size
+        if world > 1:
+            total = self.trainer.strategy.reduce(total.clone(), reduce_op="sum")
+        factor = (world * self._weight_base * self.trainer.accumulate_grad_batches / total.clamp_min(1)).float()
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        if grads:
+            torch._foreach_mul_(grads, factor)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # global_step counts optimiser steps in the automatic or the manual loop's progress, whichever

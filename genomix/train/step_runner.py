@@ -1,13 +1,15 @@
 """Forward and backward of one training micro-batch, eager or replayed from CUDA graphs.
 
 With ``cuda_graphs: true`` in the recipe, :class:`~genomix.train.module.LanguageModelingModule`
-optimises manually: per micro-batch a step runner back-propagates ``loss / accumulate`` (the gradients
-add up in ``.grad``) and the module does what Lightning's automatic optimisation would do around it.
+optimises manually: per micro-batch a step runner back-propagates ``loss · weight`` (the module's
+token weight over the accumulation; the gradients add up in ``.grad``) and the module does what
+Lightning's automatic optimisation would do around it.
 :class:`GraphedSteps` is what the path is for (small models are bound by the host's kernel launches,
 see :mod:`genomix.train.cuda_graph`); :class:`EagerStep` runs the same step without graphs, so the
 manual path can be checked against automatic optimisation on any device.
 
-A runner is called as ``runner(inputs, loss_divisor)`` and returns the micro-batch's undivided loss,
+A runner is called as ``runner(inputs, loss_scale)`` (``loss_scale`` a number or a 0-dim tensor on the
+model's device, so computing it needs no synchronisation) and returns the micro-batch's unscaled loss,
 detached from autograd.
 """
 from __future__ import annotations
@@ -43,10 +45,10 @@ class EagerStep:
     def __init__(self, model: nn.Module, backward: Callable[[torch.Tensor], None]) -> None:
         self.model, self.backward = model, backward
 
-    def __call__(self, inputs: Mapping[str, torch.Tensor], loss_divisor: int) -> torch.Tensor:
+    def __call__(self, inputs: Mapping[str, torch.Tensor], loss_scale: float | torch.Tensor) -> torch.Tensor:
         loss = self.model(**inputs).loss
         with torch.autocast(loss.device.type, enabled=False):
-            self.backward(loss / loss_divisor)
+            self.backward(loss * loss_scale)
         return loss.detach()
 
 
@@ -61,7 +63,7 @@ class GraphedSteps:
         self.model, self.autocast_dtype, self.max_graphs = model, autocast_dtype, max_graphs
         self._graphs: OrderedDict[tuple, GraphedTrainingStep] = OrderedDict()
 
-    def __call__(self, inputs: Mapping[str, torch.Tensor], loss_divisor: int) -> torch.Tensor:
+    def __call__(self, inputs: Mapping[str, torch.Tensor], loss_scale: float | torch.Tensor) -> torch.Tensor:
         key = tuple((name, tuple(t.shape)) for name, t in inputs.items())
         step = self._graphs.get(key)
         if step is None:
@@ -69,7 +71,7 @@ class GraphedSteps:
                 self._graphs.popitem(last=False)
             step = self._graphs[key] = GraphedTrainingStep(self.model, inputs, self.autocast_dtype, accumulate=True)
         self._graphs.move_to_end(key)
-        return step(inputs, loss_divisor).clone()  # the graph's loss is overwritten by the next replay
+        return step(inputs, loss_scale).clone()  # the graph's loss is overwritten by the next replay
 
 
 __all__ = ["EagerStep", "GraphedSteps", "graph_autocast_dtype"]
