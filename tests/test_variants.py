@@ -296,6 +296,22 @@ def test_indels_at_the_contig_end_keep_their_alleles_in_both_windows(tmp_path, m
     assert insertion.ref_seq != insertion.alt_seq and deletion.ref_seq != deletion.alt_seq
 
 
+def test_an_alt_equal_to_its_ref_is_not_scored_as_a_neutral_variant(tmp_path):
+    """ALT = REF (outside the VCF specification, e.g. from a faulty normalisation) changes nothing: its row says
+    so instead of a "scored" llr of 0 that would rank it among real variants; its REF is still checked."""
+    genome = read_fasta(RCRS)["MT_human"].upper()
+    reference = Reference(RCRS, {"MT": "MT_human"})
+    for method in ("causal", "masked", "embedding"):
+        for pos, length in [(100, 1), (2000, 3)]:
+            allele = genome[pos - 1:pos - 1 + length]
+            row = score_module.plan_windows(read_vcf_record(tmp_path, pos, allele, allele), reference, 64, "v.vcf",
+                                            method=method)
+            assert row.status == "same_as_ref", (method, pos)
+    other = "A" if genome[99] != "A" else "C"
+    with pytest.raises(score_module.RefMismatchError):
+        score_module.plan_windows(read_vcf_record(tmp_path, 100, other, other), reference, 64, "v.vcf")
+
+
 def read_vcf_record(tmp_path: Path, pos: int, ref: str, alt: str):
     (variant,) = read_vcf(write_vcf(tmp_path / "one.vcf", [("MT", pos, ref, alt)], compress=False))
     return variant

@@ -21,7 +21,9 @@ ALT sequence less likely.
 Every VCF allele gets a row, in file order, with a ``status``: ``scored``; ``ref_mismatch`` (with
 ``on_ref_mismatch="skip"``; the default stops with an error naming the line); ``symbolic`` (``<DEL>``,
 breakends, ``*``, ``.``, and alleles with ``N`` or other IUPAC ambiguity codes such as ``R``: not one concrete
-sequence of A, C, G and T to score); ``too_long`` (an allele longer than half the window);
+sequence of A, C, G and T to score); ``same_as_ref`` (an ALT equal to its REF, which the VCF specification
+does not allow: no change to score, and a "scored" 0 would rank it as a neutral variant); ``too_long`` (an
+allele longer than half the window);
 ``contig_too_short``; ``too_close_to_end`` (an insertion or deletion with fewer than ``|len(ALT) - len(REF)|``
 reference bases after it, so that windows of equal length cannot both hold their allele); ``indel`` (masked
 method only). The ``ref_log_likelihood`` / ``alt_log_likelihood``
@@ -161,6 +163,8 @@ def plan_windows(variant: Variant, reference: Reference, window: int, vcf: str |
             f"{variant.location(vcf)}: REF {variant.ref} does not match the reference at {contig}:{variant.pos} "
             f"({found}) in {reference.path}; {_mismatch_hint(variant.ref)}; or record such alleles as ref_mismatch "
             "rows and go on with on_ref_mismatch='skip' (--on-ref-mismatch skip)")
+    if variant.alt == variant.ref:  # not an alternate allele (VCF requires ALT to differ): an llr of 0 would rank it
+        return _Row(variant, "same_as_ref")
     if method == "masked" and n_ref != n_alt:
         return _Row(variant, "indel")
     extra = max(0, n_ref - n_alt)  # reference bases a deletion pulls into the ALT window
