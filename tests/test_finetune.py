@@ -243,6 +243,22 @@ def test_finetune_end_to_end_on_gue(tmp_path, monkeypatch):
     np.testing.assert_allclose(torch.softmax(logits, -1).numpy(), probs[:16], rtol=1e-4, atol=1e-5)
 
 
+def test_finetune_warns_when_evaluated_sequences_are_training_rows(tmp_path, caplog):
+    """Dev or test rows that repeat training rows are named before any training (their metrics measure memory);
+    the run here then stops at the next check, a 3-class task monitored by AUROC, so nothing trains."""
+    task = tmp_path / "three"
+    task.mkdir()
+    train = [("ACGTACGTAA", 0), ("CCGTACGTAC", 1), ("GGGTACGTAG", 2), ("TTGTACGTAT", 0)]
+    (task / "train.csv").write_text("sequence,label\n" + "".join(f"{s},{y}\n" for s, y in train))
+    (task / "dev.csv").write_text("sequence,label\nACGTACGTTT,0\nCCGTACGTTT,1\nGGGTACGTTT,2\n")
+    (task / "test.csv").write_text("sequence,label\nGGGTTTTTAG,2\nCCGTACGTAC,1\nTTGTACGTAT,0\n")
+    recipe = load_finetune_recipe("quick", monitor="auroc")
+    with caplog.at_level("WARNING", logger="genomix.tasks.labelled"), pytest.raises(ConfigError, match="auroc"):
+        finetune("hyenadna-tiny-1k", task, tmp_path / "run", recipe, accelerator="cpu", quiet=True)
+    assert re.search(r"2 of 3 test sequences \(the first at .*test.csv:3\) are also in the training rows", caplog.text)
+    assert "dev sequences" not in caplog.text and not (tmp_path / "run").exists()
+
+
 def test_a_resumed_run_ends_where_the_uninterrupted_one_does(tmp_path, monkeypatch):
     task = _small_task(tmp_path, train_rows=192, eval_rows=64)
     recipe = load_finetune_recipe("quick", max_epochs=2)

@@ -88,6 +88,15 @@ def test_two_folders_for_one_split_are_refused_not_one_of_them_dropped(tmp_path)
         load_task(tmp_path)
 
 
+def test_class_folders_differing_only_in_case_are_refused_not_made_two_classes(tmp_path):
+    for split, cls, name in (("train", "positive", "1"), ("train", "negative", "2"), ("train", "Positive", "3"),
+                             ("test", "positive", "4"), ("test", "negative", "5")):
+        (tmp_path / split / cls).mkdir(parents=True, exist_ok=True)
+        (tmp_path / split / cls / f"{name}.txt").write_text("ACGT")
+    with pytest.raises(InputFormatError, match=r"train: class folders Positive/ and positive/ differ only in case"):
+        load_task(tmp_path)
+
+
 def test_a_corrupt_gzip_or_a_folder_named_like_a_split_file_is_one_clear_error(tmp_path, caplog):
     header = gzip.compress(b"")[:10]  # a gzip header, then a deflate block of the reserved type: zlib.error
     (tmp_path / "train.csv.gz").write_bytes(header + b"\xff" * 64)

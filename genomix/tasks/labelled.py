@@ -267,7 +267,19 @@ def read_class_folders(split_dir: str | os.PathLike) -> dict[str, tuple[list[np.
             raise InputFormatError(f"{class_dir}: class folder without .txt sequence files")
     if not classes:
         raise InputFormatError(f"{split_dir}: no class folders (expected {split_dir}/<class>/<id>.txt)")
+    _refuse_names_differing_in_case(split_dir, sorted(classes))
     return classes
+
+
+def _refuse_names_differing_in_case(split_dir: Path, names: list[str]) -> None:
+    """Class folders whose names differ only in case (``positive/``, ``Positive/``) would be two classes, which
+    is almost always one class copied twice; on a case-insensitive file system they would be one folder."""
+    by_folded: dict[str, str] = {}
+    for name in names:
+        first = by_folded.setdefault(name.casefold(), name)
+        if first != name:
+            raise InputFormatError(f"{split_dir}: class folders {first}/ and {name}/ differ only in case, which would "
+                                   "make them two classes; merge them or rename one")
 
 
 def _task_labels(labels: dict[str, set[str]], sources: dict[str, str]) -> set[str]:
