@@ -23,7 +23,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from test_pretrain import TINY_HYENA, tiny_recipe, train_rows
+from test_pretrain import TINY_HYENA, metric_rows, tiny_recipe, train_rows
 
 from genomix.cli import main
 from genomix.devices import require_devices
@@ -226,6 +226,43 @@ def test_ctrl_c_finishes_the_step_saves_it_and_a_resume_matches_the_uninterrupte
     rows = train_rows(out)
     assert [int(r["step"]) for r in rows] == list(range(5))  # the stop's step logged once, none repeated
     assert [r["train/loss"] for r in rows] == [r["train/loss"] for r in train_rows(full)]  # bit-identical
+
+
+def test_sigterm_during_validation_saves_when_it_ends_and_a_resume_matches_the_uninterrupted_run(
+        tmp_path, demo_store, monkeypatch, capsys):
+    """A batch scheduler's SIGTERM during the epoch-end validation (after step 2) saves that state as soon as the
+    validation ends, not after one more step; the resume neither repeats the validation nor a step. During the
+    last validation (after the last step) the run just finishes, with its model."""
+    recipe = tiny_recipe(tmp_path, demo_store, checkpoint_every=10)
+    full = tmp_path / "full"
+    assert main(["pretrain", "--recipe", str(recipe), "--out", str(full), "--quiet"]) == 0
+    sent = []
+
+    def terminate_at(step):
+        def terminate(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+            if trainer.global_step == step and not trainer.sanity_checking and not sent:
+                sent.append(batch_idx)
+                os.kill(os.getpid(), signal.SIGTERM)
+        return terminate
+
+    last = tmp_path / "last"
+    last.mkdir()
+    with monkeypatch.context() as patch:
+        patch.setattr(callbacks.ThroughputMonitor, "on_validation_batch_start", terminate_at(4), raising=False)
+        recipe_to_4 = tiny_recipe(last, demo_store, checkpoint_every=10, max_steps=4)
+        assert main(["pretrain", "--recipe", str(recipe_to_4), "--out", str(last / "run"), "--quiet"]) == 0
+    assert sent == [0] and (last / "run" / "model").is_dir()
+    sent.clear()
+    out = tmp_path / "run"
+    with monkeypatch.context() as patch:
+        patch.setattr(callbacks.ThroughputMonitor, "on_validation_batch_start", terminate_at(2), raising=False)
+        assert main(["pretrain", "--recipe", str(recipe), "--out", str(out), "--quiet"]) == 130
+    assert sent == [0] and "stopped at step 2" in capsys.readouterr().err
+    assert saved_step(out) == 2 and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    assert main(["pretrain", "--recipe", str(recipe), "--out", str(out), "--quiet", "--resume", "auto"]) == 0
+    assert [(r["step"], r["train/loss"]) for r in train_rows(out)] == [(r["step"], r["train/loss"]) for r in train_rows(full)]
+    validations = lambda run: [(r["step"], r["val/loss"]) for r in metric_rows(run) if r.get("val/loss")]  # noqa: E731
+    assert validations(out) == validations(full)
 
 
 # ``genomix`` with a Ctrl-C (SIGINT; or the signal $STOP_SIGNAL names) to rank 1 alone at the first micro-batch of

@@ -70,7 +70,8 @@ class StopCheckpoint(L.Callback):
     this batch". In the middle of a step (a forward, a backward, the gradients of part of an accumulation) there
     is no state a resume could continue from exactly, so the first Ctrl-C only asks for a stop: the step in
     progress is finished and saved, and ``KeyboardInterrupt`` is raised at the next hook (once the step's metrics
-    are logged). A second Ctrl-C stops at once (the checkpoint I/O writes atomically, so a stop during the save
+    are logged). Asked during the epoch-end validation, the run saves when the validation ends (where Lightning's
+    own checkpoints are saved, so a resume goes on with the next epoch's first step) instead of after one more step. A second Ctrl-C stops at once (the checkpoint I/O writes atomically, so a stop during the save
     keeps the previous checkpoint). SIGTERM, which batch schedulers send at a time limit or pre-emption some
     seconds before they kill the job (SLURM's ``KillWait``, 30 s by default), is taken the same way.
 
@@ -99,7 +100,7 @@ class StopCheckpoint(L.Callback):
         self._stop_signal = _STOP_SIGNALS[signum]
         signal.signal(signum, self._previous_handlers[signum])
         if rank_zero_only.rank == 0:  # of several processes, one says it
-            log.warning("%s: stopping after the optimiser step in progress (during validation, the next one), "
+            log.warning("%s: stopping after the optimiser step in progress (during validation, once it ends), "
                         "which is saved; %s again stops at once, keeping the last checkpoint", self._stop_signal,
                         self._stop_signal)
 
@@ -134,16 +135,31 @@ class StopCheckpoint(L.Callback):
         step = trainer.global_step
         final = 0 < trainer.max_steps <= step
         stepped = step > self._step_at_batch_start
-        asked = self._stop_signal is not None
-        if stepped and trainer.world_size > 1:  # a collective, made by every process at the same step
-            asked = trainer.strategy.reduce_boolean_decision(asked, all=False)
-        stop = asked and stepped and not final
+        stop = stepped and self._asked_everywhere(trainer) and not final
         periodic = self.skip_every > 0 and step % self.skip_every == 0
         if (final or stop) and step != self._saved_at and not periodic:
-            trainer.save_checkpoint(self.path, weights_only=False)
-            self._saved_at = step
+            self._save(trainer)
         if stop:
             self._stop_saved_at = step
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # asked during the validation (or between the epoch's last step and it): save now, not a step later
+        final = 0 < trainer.max_steps <= trainer.global_step  # the run ends here anyway, with its model
+        if trainer.sanity_checking or final or self._stop_saved_at is not None or not self._asked_everywhere(trainer):
+            return
+        self._save(trainer)  # again if the step was saved before the validation: this state has its metrics
+        self._stop_saved_at = trainer.global_step
+
+    def _asked_everywhere(self, trainer: L.Trainer) -> bool:
+        """Whether any process was asked to stop: a collective, made by every process at the same point."""
+        asked = self._stop_signal is not None
+        if trainer.world_size > 1:
+            asked = trainer.strategy.reduce_boolean_decision(asked, all=False)
+        return asked
+
+    def _save(self, trainer: L.Trainer) -> None:
+        trainer.save_checkpoint(self.path, weights_only=False)
+        self._saved_at = trainer.global_step
 
 
 class PeriodicCheckpoint(ModelCheckpoint):
