@@ -123,6 +123,11 @@ def use_triton(*tensors: torch.Tensor | None, op: str) -> bool:
     return _opted_in(op) and launchable
 
 
+def records_graph(*tensors: torch.Tensor | None) -> bool:
+    """Whether autograd would record a call on these inputs (else a path may skip what only a backward needs)."""
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
 def on_gpu(*tensors: torch.Tensor | None) -> bool:
     """Whether every one of ``tensors`` (``None`` ignored) is on a CUDA device, where compiled kernels run. The
     dispatch asks here, as for :func:`compute_capability`, so that ``kernels/portability.py`` can answer for a GPU

@@ -79,6 +79,8 @@ def test_shape_errors_are_clear():
         fftconv(u, torch.randn(2, 8), pregate=torch.randn(1, 2, 7))
     with pytest.raises(TypeError, match="u must be a floating-point tensor"):
         fftconv(torch.ones(1, 2, 8, dtype=torch.int64), torch.randn(2, 8))
+    with pytest.raises(ValueError, match="each at least 1"):  # an empty batch was an MKL configuration error
+        fftconv(torch.randn(0, 2, 8), torch.randn(2, 8))
 
 
 def test_dispatch_takes_reference_on_cpu(monkeypatch):

@@ -265,8 +265,10 @@ def test_benchmark_backward_time_subtracts_the_training_forward(monkeypatch):
         (6, torch.randn(2, 6, 38), ValueError, "z must be"),
         (7, torch.randn(6, 1), ValueError, "delta_bias must be"),
         (0, torch.ones(2, 6, 37, dtype=torch.int32), TypeError, "u must be a floating-point"),
+        (0, torch.randn(0, 6, 37), ValueError, r"u must be .* each at least 1"),  # was a ZeroDivisionError
+        (2, -torch.rand(6, 0), ValueError, r"A must be \(channels=6, state >= 1\)"),
     ],
-    ids=["delta", "A", "B-state", "B-groups", "C-vs-B", "D", "z", "bias", "int-u"],
+    ids=["delta", "A", "B-state", "B-groups", "C-vs-B", "D", "z", "bias", "int-u", "no-batch", "no-state"],
 )
 def test_bad_arguments_are_refused_by_name(index, bad, error, message):
     """Mismatched shapes and non-float dtypes get an error naming the argument, on the reference path

@@ -8,7 +8,7 @@ import pytest
 import torch
 from devices import TEST_DEVICE
 
-from genomix.kernels import (causal_conv1d_ref, causal_conv1d_update, fftconv_ref, fftconv_update, selective_scan_ref,
+from genomix.kernels import (causal_conv1d, causal_conv1d_ref, causal_conv1d_update, fftconv_ref, fftconv_update, selective_scan_ref,
                              selective_state_update)
 from genomix.kernels.causal_conv import causal_conv1d_update_ref
 from genomix.kernels.scan import selective_state_update_ref
@@ -147,6 +147,26 @@ def test_step_kernels_refuse_mismatched_arguments():
         causal_conv1d_update(torch.zeros(2, 8, 4), torch.zeros(2, 9), torch.zeros(8, 4))
     with pytest.raises(TypeError, match="fp32"):
         causal_conv1d_update(torch.zeros(2, 8, 4, dtype=torch.float16), torch.zeros(2, 8), torch.zeros(8, 4))
+    with pytest.raises(TypeError, match="x must be a floating-point"):  # an integer x came back truncated
+        causal_conv1d(torch.arange(12).reshape(1, 2, 6), torch.full((2, 1), 0.5))
+
+
+def test_step_functions_keep_gradients_on_every_path(path):
+    """Called where autograd records (outside the models' no_grad steps), each step is differentiable on the
+    Triton path too (it runs the reference there; the kernels have no backward and returned outputs without
+    autograd history)."""
+    g = torch.Generator().manual_seed(3)
+    args = _ssm_inputs(2, 8, 4, torch.float32, g)
+    x = args.pop("x").requires_grad_()
+    selective_state_update(torch.zeros(2, 8, 4, device=DEVICE), x, **args).sum().backward()
+    u = torch.randn(2, 8, generator=g).to(DEVICE).requires_grad_()
+    causal_conv1d_update(torch.zeros(2, 8, 4, device=DEVICE), u, torch.randn(8, 4, generator=g).to(DEVICE)).sum().backward()
+    w = torch.randn(2, 8, generator=g).to(DEVICE).requires_grad_()
+    at = torch.zeros((), dtype=torch.long, device=DEVICE)
+    fftconv_update(torch.zeros(2, 8, 5, device=DEVICE), at, w, torch.randn(8, 5, generator=g).to(DEVICE),
+                   D=torch.randn(8, generator=g).to(DEVICE)).sum().backward()
+    assert x.grad is not None and u.grad is not None and w.grad is not None
+    assert x.grad.abs().sum() > 0 and u.grad.abs().sum() > 0 and w.grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize("gated", [False, True])

@@ -9,9 +9,11 @@ with a forward and a reversed filter.
 
 Parameter names below each block follow M2-BERT's (``sequence_mixing.{in_linear, out_linear,
 short_filter, filter_fn.{implicit_filter, implicit_filter_rev, pos_emb, modulation, bias}}``,
-``mlp.{gated_layers, wo, layernorm}``) so its public mixer weights can be mapped. Unlike M2-BERT's
-post-norm BERT layers, blocks here are pre-norm with an fp32 residual stream (the genomix convention);
-``mlp.layernorm`` is the MLP's input norm.
+``mlp.{gated_layers, wo, layernorm}``), for readers who know that code; its checkpoints do not load here with
+their outputs. Unlike M2-BERT's post-norm BERT layers, blocks here are pre-norm with an fp32 residual stream
+(the genomix convention; ``mlp.layernorm`` is the MLP's input norm), and the reversed filter's first tap weighs
+the next position (lag -1), where M2-BERT's (its ``k_rev + conj`` spectrum) weighs the current one, beside the
+forward filter's.
 
 Padding: positions where ``attention_mask`` is 0 are zeroed before every convolution, so the outputs at
 real positions equal those of the unpadded sequence (left padding for causal models, any padding for

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from ..dispatch import use_triton
+from ..dispatch import records_graph, use_triton
 from .reference import ACTIVATIONS, causal_conv1d_ref, causal_conv1d_update_ref
 
 __all__ = [
@@ -23,6 +23,9 @@ MAX_TRITON_WIDTH = 8
 
 
 def _check(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, activation: str | None) -> None:
+    for name, t in (("x", x), ("weight", weight), ("bias", bias)):
+        if t is not None and not t.is_floating_point():  # an integer x would come back truncated
+            raise TypeError(f"causal_conv1d: {name} must be a floating-point tensor, got {t.dtype}")
     if x.dim() != 3:
         raise ValueError(f"causal_conv1d: x must be (batch, channels, length), got {tuple(x.shape)}")
     if weight.dim() != 2 or weight.shape[0] != x.shape[1] or weight.shape[1] < 1:
@@ -65,7 +68,8 @@ def causal_conv1d_update(
 ) -> torch.Tensor:
     """One new position of :func:`causal_conv1d`: ``state`` (B, C, K) fp32, the last K inputs oldest first,
     takes ``x`` (B, C) as its newest (in place); returns ``act(bias + <state, weight>)`` (B, C) in x's
-    dtype. weight (C, K), bias (C,) as for :func:`causal_conv1d`."""
+    dtype. weight (C, K), bias (C,) as for :func:`causal_conv1d`. Differentiable on every device: where autograd
+    records the call, the reference runs (the kernel has no backward)."""
     if state.dim() != 3 or x.shape != state.shape[:2]:
         raise ValueError(f"causal_conv1d_update: state must be (batch, channels, width) and x (batch, channels), "
                          f"got {tuple(state.shape)} and {tuple(x.shape)}")
@@ -74,7 +78,8 @@ def causal_conv1d_update(
     _check(x.unsqueeze(-1), weight, bias, activation)
     if weight.shape[1] != state.shape[-1]:
         raise ValueError(f"causal_conv1d_update: weight has {weight.shape[1]} taps, the state {state.shape[-1]}")
-    if use_triton(state, x, weight, bias, op="causal_conv1d_update") and state.is_contiguous():
+    inputs = (state, x, weight, bias)
+    if use_triton(*inputs, op="causal_conv1d_update") and state.is_contiguous() and not records_graph(*inputs):
         from .step import causal_conv1d_update_triton  # imports triton: only when this path is taken
 
         return causal_conv1d_update_triton(state, x, weight, bias, activation)

@@ -33,8 +33,8 @@ def _check(u: torch.Tensor, k: torch.Tensor, D, pregate, postgate, bidirectional
     for name, t in (("u", u), ("k", k), ("D", D), ("pregate", pregate), ("postgate", postgate)):
         if t is not None and not t.is_floating_point():
             raise TypeError(f"fftconv: {name} must be a floating-point tensor (fp32, bf16 or fp16), got {t.dtype}")
-    if u.dim() != 3 or u.shape[-1] < 1:
-        raise ValueError(f"fftconv: u must be (batch, channels, length >= 1), got {tuple(u.shape)}")
+    if u.dim() != 3 or min(u.shape) < 1:
+        raise ValueError(f"fftconv: u must be (batch, channels, length), each at least 1, got {tuple(u.shape)}")
     B, H, L = u.shape
     want_k = (H, 2 * L) if bidirectional else (H, L)
     if tuple(k.shape) != want_k:
@@ -96,7 +96,8 @@ def fftconv(
     """``postgate * (irfft(rfft(u*pregate, 2L) * rfft(k, 2L))[..., :L] + u*pregate*D)``.
 
     u, pregate, postgate: (B, H, L); k: (H, L) causal, or (H, 2L) = concat(k_fwd, k_rev) with
-    ``bidirectional=True`` (M2's non-causal form); D: (H,). Any L >= 1; fp32/bf16/fp16 inputs with
+    ``bidirectional=True`` (a non-causal form: ``k_rev[m - 1]`` weighs the input m positions ahead, m >= 1;
+    M2-BERT's ``conj(rfft(k_rev))`` puts ``k_rev[m]`` there and adds ``k_rev[0]`` at lag 0); D: (H,). Any L >= 1; fp32/bf16/fp16 inputs with
     fp32 accumulation; output in u's dtype. For 16-bit inputs the long-sequence (cuFFT) path keeps its
     spectra in range-scaled fp16 and the on-chip kernels use fp16 tensor-core operands;
     ``fp32_intermediate=True`` makes both fp32-accurate (fp32 spectra, three-pass tf32 products).

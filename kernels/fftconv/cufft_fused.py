@@ -35,7 +35,7 @@ from ..transpose import unit_stride_rows
 from . import three_level, two_level
 from .epilogue_kernels import DOT_NONE, DOT_OTHER, DOT_SQUARE, epilogue_kernel, pad_product_kernel
 from .packed_kernels import packed_product_kernel
-from .reference import _uncombine, combined_filter, records_graph
+from .reference import _uncombine, combined_filter
 from .scale_kernels import product_scales_kernel, row_range_kernel
 
 # torch warns once per process that complex32 is experimental; the handful of ops used here (views,
@@ -558,7 +558,7 @@ def fftconv_cufft(
     inputs always use fp32 spectra. Under ``no_grad`` (or with no input needing a gradient) nothing is
     kept for a backward. Long 16-bit calls take the two-level transforms of :mod:`.two_level`."""
     inputs = (u, k, D, pregate, postgate)
-    if records_graph(*inputs):
+    if dispatch.records_graph(*inputs):
         return FFTConvCuFFTFn.apply(*inputs, bool(bidirectional), bool(fp32_intermediate), k_sumsq)
     plan = _plan(u, fp32_intermediate)
     return _forward(*inputs, bool(bidirectional), plan, keep_y=False, keep_x=False, keep_filter=False,

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .reference import forward_with_spectrum, records_graph, reference_filter_spectrum
+from ..dispatch import records_graph
+from .reference import forward_with_spectrum, reference_filter_spectrum
 from .routing import route
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import torch
 
+from ..dispatch import records_graph
+
 
 def combined_filter(k: torch.Tensor, L: int, n: int, bidirectional: bool) -> torch.Tensor:
     """The length-``n`` circular filter whose first ``L`` outputs give the requested convolution.
@@ -33,11 +35,6 @@ def _uncombine(dkc: torch.Tensor, L: int, bidirectional: bool) -> torch.Tensor:
     if bidirectional:
         return torch.cat([dkc[..., :L], dkc[..., dkc.shape[-1] - L:].flip(-1)], dim=-1)
     return dkc[..., :L]
-
-
-def records_graph(*tensors: torch.Tensor | None) -> bool:
-    """Whether autograd would record a call on these inputs (else a path may skip what only a backward needs)."""
-    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
 def _gated(u: torch.Tensor, pregate: torch.Tensor | None, wide: torch.dtype) -> torch.Tensor:

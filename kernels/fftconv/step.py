@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from ..dispatch import use_triton
+from ..dispatch import records_graph, use_triton
 
 
 def fftconv_update(
@@ -36,12 +36,17 @@ def fftconv_update(
     history's device; the caller advances it). ``u``, ``pregate``, ``postgate``: (B, H); ``k``: (H, n), the
     filter's first n taps; ``D``: (H,). Returns ``postgate * (sum_j k[:, j] * w[position - j] + u * pregate
     * D)`` (B, H) in u's dtype, computed in fp32 as :func:`fftconv` does; exact while ``position < n``.
+    Differentiable on every device: where autograd records the call, the reference runs (the kernel has no
+    backward).
     """
     if history.dim() != 3 or u.shape != history.shape[:2]:
         raise ValueError(f"fftconv_update: history must be (batch, channels, n) and u (batch, channels), "
                          f"got {tuple(history.shape)} and {tuple(u.shape)}")
     if history.dtype != torch.float32:
         raise TypeError(f"fftconv_update: the history must be fp32, got {history.dtype}")
+    for name, t in (("u", u), ("k", k), ("D", D), ("pregate", pregate), ("postgate", postgate)):
+        if t is not None and not t.is_floating_point():  # an integer u would come back truncated
+            raise TypeError(f"fftconv_update: {name} must be a floating-point tensor, got {t.dtype}")
     if position.numel() != 1 or position.is_floating_point() or position.device != history.device:
         raise ValueError(f"fftconv_update: position must be one integer on {history.device}, got "
                          f"{tuple(position.shape)} {position.dtype} on {position.device}")
@@ -54,7 +59,8 @@ def fftconv_update(
         if gate is not None and gate.shape != u.shape:
             raise ValueError(f"fftconv_update: {name} must be {tuple(u.shape)} like u, got {tuple(gate.shape)}")
     w = u.float() if pregate is None else u.float() * pregate.float()
-    if use_triton(history, u, k, op="fftconv_update") and history.is_contiguous():
+    if (use_triton(history, u, k, op="fftconv_update") and history.is_contiguous()
+            and not records_graph(history, w, k, D, postgate)):
         from .step_kernels import ring_dot_triton  # imports triton: only when this path is taken
 
         y = ring_dot_triton(history, position, w.contiguous(), k.float().contiguous())

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from ..dispatch import use_triton
+from ..dispatch import records_graph, use_triton
 from .reference import selective_scan_ref, selective_state_update_ref
 
 
@@ -60,14 +60,14 @@ def _check(u, delta, A, B, C, D, z, delta_bias) -> None:
     for name, t in named:
         if t is not None and not t.is_floating_point():
             raise TypeError(f"selective_scan: {name} must be a floating-point tensor, got {t.dtype}")
-    if u.dim() != 3 or u.shape[-1] < 1:
-        raise ValueError(f"selective_scan: u must be (batch, channels, length >= 1), got {tuple(u.shape)}")
+    if u.dim() != 3 or min(u.shape) < 1:
+        raise ValueError(f"selective_scan: u must be (batch, channels, length), each at least 1, got {tuple(u.shape)}")
     batch, channels, length = u.shape
     for name, t in (("delta", delta), ("z", z)):
         if t is not None and t.shape != u.shape:
             raise ValueError(f"selective_scan: {name} must be {tuple(u.shape)} like u, got {tuple(t.shape)}")
-    if A.dim() != 2 or A.shape[0] != channels:
-        raise ValueError(f"selective_scan: A must be (channels={channels}, state), got {tuple(A.shape)}")
+    if A.dim() != 2 or A.shape[0] != channels or A.shape[1] < 1:
+        raise ValueError(f"selective_scan: A must be (channels={channels}, state >= 1), got {tuple(A.shape)}")
     state = A.shape[1]
     for name, t in (("B", B), ("C", C)):
         grouped = t.dim() == 4 and t.shape[1] >= 1 and channels % t.shape[1] == 0
@@ -95,9 +95,11 @@ def selective_state_update(
 ) -> torch.Tensor:
     """One token of :func:`selective_scan`'s recurrence (mamba_ssm's ``selective_state_update``): ``state``
     (batch, E, N) fp32 advances in place by x, dt, z (batch, E) and B, C (batch, N); returns the gated
-    output (batch, E) in x's dtype. A (E, N), D and dt_bias (E,) as for :func:`selective_scan`."""
+    output (batch, E) in x's dtype. A (E, N), D and dt_bias (E,) as for :func:`selective_scan`. Differentiable on
+    every device: where autograd records the call, the reference runs (the kernel has no backward)."""
     _check_step(state, x, dt, A, B, C, D, z, dt_bias)
-    if use_triton(state, x, dt, A, B, C, D, z, dt_bias, op="selective_state_update") and state.is_contiguous():
+    inputs = (state, x, dt, A, B, C, D, z, dt_bias)
+    if use_triton(*inputs, op="selective_state_update") and state.is_contiguous() and not records_graph(*inputs):
         from .step import selective_state_update_triton  # imports triton: only when this path is taken
 
         return selective_state_update_triton(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus)
