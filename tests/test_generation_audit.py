@@ -19,6 +19,7 @@ from genomix.models import build
 from genomix.models.generation import BASE_IDS, beam_search, generate, next_token_distribution
 from genomix.tasks.icl import IclRecipe, run_icl
 from genomix.tasks.labelled import LabelledSequences, TaskData
+from genomix.models.scoring import token_log_likelihoods
 from genomix.tokenizer import encode
 
 PROMPT = torch.from_numpy(encode("ACGTACGTTG"))[None]
@@ -43,6 +44,60 @@ def broken():
 
 
 # --- generation: the Python API ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["hyenadna-tiny-1k", "m2-tiny-1k", "mamba-tiny-1k"])
+def test_half_precision_models_generate_through_their_recurrent_state(name):
+    """prefill and step run in the weights' precision as the forward does (they were called without its autocast:
+    fp32 activations met bf16 weights); the first new token is the forward's argmax, in beams too."""
+    torch.manual_seed(0)
+    lm = build(name, task="causal-lm").eval().to(torch.bfloat16)
+    prompt = PROMPT.repeat(2, 1)
+    first = lm(prompt).logits[:, -1, list(BASE_IDS)].argmax(-1)
+    for options in ({"greedy": True}, {"greedy": False, "generator": torch.Generator().manual_seed(1)}):
+        out = generate(lm, prompt, 6, recurrent=True, **options)
+        assert out.shape == (2, PROMPT.shape[1] + 6)
+    greedy = generate(lm, prompt, 6, greedy=True, recurrent=True)
+    assert torch.equal(greedy[:, PROMPT.shape[1]], torch.tensor(BASE_IDS)[first])
+    assert beam_search(lm, prompt, 4, num_beams=2, recurrent=True)[0].shape[-1] == PROMPT.shape[1] + 4
+
+
+@pytest.mark.parametrize("name", ["hyenadna-tiny-1k", "m2-tiny-1k"])
+def test_a_step_past_the_states_room_gives_nan_not_a_shorter_context(name):
+    torch.manual_seed(0)
+    lm = build(name, task="causal-lm").eval()
+    state = lm.allocate_state(1, None, 11)
+    lm.prefill(PROMPT, state)  # 10 positions
+    assert torch.isfinite(lm.step(PROMPT[:, 0], state)).all()  # the 11th fits
+    assert torch.isnan(lm.step(PROMPT[:, 1], state)).all()  # the 12th would drop the first out of the filters
+
+
+@pytest.mark.parametrize("name", ["mamba-tiny-1k", "hyenadna-tiny-1k"])
+def test_a_step_refuses_ids_it_cannot_read_by_name(name):
+    """Mamba's step read a padded embedding row for id 13 and raised torch's IndexError for 100; a (batch, 1)
+    column or a wrong batch failed inside a kernel's shape check."""
+    lm = build(name, task="causal-lm").eval()
+    state = lm.allocate_state(2, None, 8)
+    lm.prefill(PROMPT.repeat(2, 1)[:, :3], state)
+    for bad, message in [(torch.tensor([13, 7]), r"token ids must lie in \[0, 12\)"),
+                         (torch.tensor([100, 7]), r"token ids must lie in \[0, 12\)"),
+                         (torch.tensor([7]), r"one token id per sequence of its state, \(2,\), got shape \(1,\)"),
+                         (torch.tensor([[7], [8]]), r"\(2,\), got shape \(2, 1\)")]:
+        with pytest.raises(InputFormatError, match=message):
+            lm.step(bad, state)
+    assert lm.step(torch.tensor([7, 8]), state).shape[0] == 2
+
+
+def test_mamba_generates_after_the_whole_prompt_past_max_seq_len():
+    """Mamba's state reads a prompt of any length: a prompt longer than max_seq_len is not cut to its last
+    max_seq_len tokens (the new tokens follow the whole sequence), so generate's log-likelihoods of its new
+    tokens are token_log_likelihoods' over the whole sequence."""
+    torch.manual_seed(0)
+    lm = build("mamba-tiny-1k", task="causal-lm", d_model=32, n_layer=2, max_seq_len=8).eval()
+    prompt = torch.randint(7, 11, (2, 21), generator=torch.Generator().manual_seed(2))
+    out, log_likelihood = generate(lm, prompt, 3, greedy=True, return_log_likelihood=True)
+    whole = token_log_likelihoods(lm, out)[:, -3:].sum(1)
+    torch.testing.assert_close(log_likelihood, whole, rtol=1e-5, atol=1e-5)
 
 @pytest.mark.parametrize("options", [{"temperature": float("nan")}, {"repetition_penalty": float("nan")}])
 def test_nan_sampling_settings_are_refused_by_name(model, options):

@@ -16,7 +16,9 @@ its blocks with optional activation checkpointing. The task heads on top are in 
 """
 from __future__ import annotations
 
+import contextlib
 import difflib
+import functools
 import inspect
 import os
 from functools import cache, partial
@@ -157,6 +159,18 @@ def check_prompt(input_ids: torch.Tensor, caller: str) -> None:
         raise InputFormatError(f"{caller} takes (batch, length >= 1) token ids, got {tuple(input_ids.shape)}")
 
 
+def check_step_ids(input_ids: torch.Tensor, batch: int, config: PretrainedConfig | None) -> None:
+    """Refuse what a recurrent ``step`` cannot read: anything but one token id per sequence of its state, (batch,),
+    or, given the model's ``config``, ids outside its vocabulary (:func:`check_input_ids`, which skips the sync
+    while a CUDA graph is captured; None: the step checks them itself)."""
+    check_id_tensor(input_ids, "step's input_ids")
+    if tuple(input_ids.shape) != (batch,):
+        raise InputFormatError(f"step takes one token id per sequence of its state, ({batch},), got shape "
+                               f"{tuple(input_ids.shape)}")
+    if config is not None:
+        check_input_ids(input_ids[:, None], config)
+
+
 def pad_to_multiple(n: int, multiple: int) -> int:
     """Round ``n`` up to a multiple of ``multiple`` (embedding rows are padded for tensor cores)."""
     return n if multiple <= 1 else ((n + multiple - 1) // multiple) * multiple
@@ -235,12 +249,28 @@ class GenomixPreTrainedModel(PreTrainedModel):
         return saved
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        weight = next(self.parameters(), None)
-        half = weight is not None and weight.dtype in (torch.float16, torch.bfloat16)
-        if not half or torch.is_autocast_enabled(weight.device.type):
+        with weights_autocast(self):
             return super().__call__(*args, **kwargs)
-        with torch.autocast(weight.device.type, dtype=weight.dtype):
-            return super().__call__(*args, **kwargs)
+
+
+def weights_autocast(module: nn.Module) -> contextlib.AbstractContextManager:
+    """Autocast to the weights' dtype when they are fp16/bf16 and no autocast is on: a half-precision model keeps
+    its fp32 residual stream and norms, and its matmuls then take their inputs in the weights' dtype, as under
+    mixed precision. Entry points other than ``forward`` (the recurrent ``prefill`` and ``step`` that generation
+    calls) need it as much (:func:`in_weights_precision`). No cast cache: a CUDA graph may capture the step."""
+    weight = next(module.parameters(), None)
+    if weight is None or weight.dtype not in (torch.float16, torch.bfloat16) or torch.is_autocast_enabled(weight.device.type):
+        return contextlib.nullcontext()
+    return torch.autocast(weight.device.type, dtype=weight.dtype, cache_enabled=False)
+
+
+def in_weights_precision(method: Callable) -> Callable:
+    """Run a model method (not ``forward``: ``__call__`` already does) under :func:`weights_autocast`."""
+    @functools.wraps(method)
+    def wrapper(self: nn.Module, *args: Any, **kwargs: Any) -> Any:
+        with weights_autocast(self):
+            return method(self, *args, **kwargs)
+    return wrapper
 
 
 def checkpointing(model: nn.Module) -> bool:

@@ -451,13 +451,10 @@ def _window(model: torch.nn.Module) -> int | None:
 def _recurrent_logits(model: torch.nn.Module, prompt: torch.Tensor, steps: int):
     """Last-position logits after the prompt, then after each of ``steps`` tokens sent in as ``(tokens,
     rows)``: tokens (batch', 1) extending rows ``rows`` of the sequences so far (None: each its own row; more
-    rows than before only at the first token, beam search copying each prompt to its beams). The prompt (its
-    last ``max_seq_len`` tokens, as the sliding window would read it) is read in one parallel pass, each
-    further token in one recurrent step (:func:`.step_graph.step_function`, made at the first token for the
-    batch from then on)."""
-    window = _window(model)
-    if window is not None:
-        prompt = prompt[:, -window:]
+    rows than before only at the first token, beam search copying each prompt to its beams). The whole prompt is
+    read in one parallel pass (a state with a limit holds prompt and new tokens, :func:`_is_recurrent`; Mamba's
+    reads a prompt of any length, as its new tokens follow the whole sequence), each further token in one
+    recurrent step (:func:`.step_graph.step_function`, made at the first token for the batch from then on)."""
     length = prompt.shape[1] + steps
     state = model.allocate_state(prompt.shape[0], prompt.device, length)
     token, rows = yield model.prefill(prompt, state)

@@ -17,7 +17,7 @@ from typing import ClassVar
 import torch
 
 from ..errors import ConfigError, RangeError
-from .base import check_prompt
+from .base import check_prompt, check_step_ids
 
 
 @dataclasses.dataclass
@@ -111,8 +111,12 @@ class LongConvGenerationMixin:
     def step(self, input_ids: torch.Tensor, state: list[LongConvState]) -> torch.Tensor:
         """One token per sequence after those ``state`` holds: ``input_ids`` (batch,) -> final-norm hidden
         (batch, d_model). The state must have room for it (:meth:`allocate_state`'s ``length``): past it the
-        oldest position would drop out of the long convolutions."""
-        return self._run_with_state(input_ids[:, None], state)[:, 0]
+        oldest position would drop out of the long convolutions, so the hidden states come back NaN (checked on
+        the device: no synchronisation, and a CUDA graph of the step keeps the check)."""
+        check_step_ids(input_ids, state[0].conv.shape[0], None)  # the ids: _run_with_state checks them
+        hidden = self._run_with_state(input_ids[:, None], state)[:, 0]
+        held = state[0].position  # after this token
+        return torch.where(held <= state[0].length, hidden, torch.full_like(hidden, float("nan")))
 
     def _state_mixer(self, layer: torch.nn.Module) -> torch.nn.Module:
         raise NotImplementedError

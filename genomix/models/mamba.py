@@ -33,7 +33,8 @@ from ..kernels.layer_norm import add_norm as fused_add_norm
 from ..kernels.layer_norm import rms_norm
 from ..kernels.transpose import time_major
 from .norms import autocast_output_dtype
-from .base import BaseModelMixin, GenomixConfig, GenomixPreTrainedModel, check_input_ids, check_prompt, run_layer
+from .base import (BaseModelMixin, GenomixConfig, GenomixPreTrainedModel, check_input_ids, check_prompt, check_step_ids,
+                   in_weights_precision, run_layer)
 from .heads import check_pooling
 from .registry import Family, register_family
 from .step_graph import step_function
@@ -414,6 +415,7 @@ class MambaModel(BaseModelMixin, MambaPreTrainedModel):
 
     def step(self, input_ids: torch.Tensor, state: list[LayerState]) -> torch.Tensor:
         """One token per sequence: ``input_ids`` (batch,) -> final-norm hidden (batch, d_model)."""
+        check_step_ids(input_ids, state[0].conv.shape[0], self.config)
         hidden = self.embedding(input_ids)
         residual = None
         for layer, layer_state in zip(self.layers, state):
@@ -459,6 +461,7 @@ class MambaForCausalLM(RecurrentLMMixin, CausalLMMixin, _MambaLMBase):
     """mamba_ssm's ``MambaLMHeadModel``: next-token LM with a recurrent :meth:`step` for generation."""
 
     @torch.no_grad()
+    @in_weights_precision
     def extend(self, input_ids: torch.Tensor, state: list[LayerState]) -> torch.Tensor:
         """Next-token logits (batch, l, padded_vocab) at every position of ``input_ids`` (batch, l <=
         max_seq_len), continuing the sequence ``state`` holds (:meth:`MambaModel.extend`)."""

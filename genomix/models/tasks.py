@@ -28,7 +28,7 @@ from transformers import PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutput, MaskedLMOutput, SequenceClassifierOutput
 from transformers.utils import ModelOutput
 
-from .base import check_forward_kwargs, model_output
+from .base import check_forward_kwargs, in_weights_precision, model_output
 from .heads import SequenceClassificationHead, causal_lm_loss, classification_loss, masked_lm_loss
 
 
@@ -153,12 +153,14 @@ class RecurrentLMMixin:
         return self.backbone.allocate_state(batch, device, length)
 
     @torch.no_grad()
+    @in_weights_precision
     def prefill(self, input_ids: torch.Tensor, state: list) -> torch.Tensor:
         """Logits (batch, padded_vocab) for the token after the prompt ``input_ids`` (batch, L), read in
         parallel, leaving ``state`` ready for :meth:`step`."""
         return self.logits(self.backbone.prefill(input_ids, state))
 
     @torch.no_grad()
+    @in_weights_precision
     def step(self, input_ids: torch.Tensor, state: list) -> torch.Tensor:
         """Logits (batch, padded_vocab) for the next token after feeding ``input_ids`` (batch,)."""
         return self.logits(self.backbone.step(input_ids, state))
