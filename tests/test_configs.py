@@ -88,6 +88,21 @@ def test_unknown_names_list_the_valid_ones():
         load_finetune_recipe("no-such-recipe")
 
 
+@pytest.mark.parametrize("name, field, value", [
+    ("mamba-tiny-1k", "n_layer", -1), ("hyenadna-tiny-1k", "n_layer", 0),  # built a model with no blocks
+    ("transformer-tiny-1k", "d_model", 0),  # built one whose logits were all zero
+    ("transformer-tiny-1k", "n_head", 0),  # ZeroDivisionError
+    ("caduceus-ph-1k-d118", "vocab_size", 0),  # IndexError in the complement map
+    ("m2-tiny-1k", "max_seq_len", 0), ("mamba-tiny-1k", "d_state", 0), ("m2-tiny-1k", "monarch_nblocks", 0),
+])
+def test_a_size_below_one_is_refused_by_name_when_the_config_is_made(name, field, value):
+    with pytest.raises(ConfigError, match=rf"{field} must be a whole number >= 1, got {value}"):
+        build(name, **{field: value})
+    config = load_config(name)
+    with pytest.raises(ConfigError, match=rf"{field} must be a whole number >= 1"):  # a checkpoint's config.json too
+        type(config).from_dict({**config.to_dict(), field: value})
+
+
 def test_model_yaml_value_of_the_wrong_type_names_field_and_file(tmp_path):
     path = _write(tmp_path, "mine.yaml", "model_type: genomix-hyena\nd_model: '128'\n")
     with pytest.raises(ConfigError, match=r"mine\.yaml.*field d_model must be an integer, got '128'"):

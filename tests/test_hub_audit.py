@@ -165,7 +165,8 @@ BROKEN = [
     ("cadps", "complement map a number", edit_config(complement_map=5), r"complement_map must be a list or a mapping, got 5"),
     ("mamba", "block not an object", edit_config(ssm_cfg=[1]), r"'ssm_cfg' must be a JSON object"),
     ("hyena", "required field missing", edit_config(**{"layer.l_max": DROP}), r"config\.json: lacks layer\.l_max"),
-    ("hyena", "value builds no model", edit_config(d_model=0), r"config\.json: its values do not build a model"),
+    ("hyena", "value builds no model", edit_config(d_model=0), r"config\.json: not a usable HyenaConfig: .*d_model must "
+                                                               r"be a whole number >= 1, got 0"),
     ("native", "unknown genomix type", edit_config(model_type="genomix-foo"), r"unknown model_type 'genomix-foo'"),
     ("hf", "foreign model_type", edit_config(model_type="bert"), r"model_type 'bert', in no layout genomix reads"),
     ("native", "shape mismatch", edit_weights(lambda s: s.__setitem__(first(s), torch.zeros(3, 3))),

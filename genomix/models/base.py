@@ -183,6 +183,10 @@ class GenomixConfig(PretrainedConfig):
     """
 
     model_type = "genomix"
+    #: Sizes that must be whole numbers >= 1 (None: derived later), checked once a config is made, so a nonsensical
+    #: size is a ConfigError naming it rather than a zero-layer model or an error deep inside torch. Families add
+    #: their own; a field a family lacks is skipped.
+    size_fields: ClassVar[tuple[str, ...]] = ("vocab_size", "max_seq_len", "d_model", "n_layer", "d_inner")
 
     def __init__(
         self,
@@ -199,6 +203,15 @@ class GenomixConfig(PretrainedConfig):
         self.name = name
         kwargs.setdefault("tie_word_embeddings", True)
         super().__init__(pad_token_id=pad_token_id, **kwargs)
+        self._check_sizes()
+
+    def _check_sizes(self) -> None:
+        for field in self.size_fields:
+            value = getattr(self, field, None)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue  # None (derived later), or of another type: refused by name where the config is read
+            if not (float(value).is_integer() and value >= 1):
+                raise ConfigError(f"{type(self).__name__}: {field} must be a whole number >= 1, got {value!r}")
 
     @property
     def padded_vocab_size(self) -> int:

@@ -51,6 +51,7 @@ class HyenaConfig(GenomixConfig):
     """
 
     model_type = "genomix-hyena"
+    size_fields = GenomixConfig.size_fields + ("filter_order", "short_filter_order")
 
     def __init__(
         self,
@@ -114,13 +115,11 @@ class HyenaConfig(GenomixConfig):
         super().__init__(max_seq_len=max_seq_len, **kwargs)
         self._validate()
 
-    def _validate(self) -> None:
+    def _validate(self) -> None:  # after the sizes' check (GenomixConfig.size_fields)
         if self.emb_dim < 3 or self.emb_dim % 2 == 0:
             raise ConfigError(f"emb_dim must be odd and >= 3 (time + cos/sin bands), got {self.emb_dim}")
         if self.hyena_order < 2:
             raise ConfigError(f"hyena_order must be >= 2, got {self.hyena_order}")
-        if self.max_seq_len < 1:
-            raise ConfigError(f"max_seq_len must be positive, got {self.max_seq_len}")
         check_pooling(self.pooling)
 
     @property

@@ -49,6 +49,7 @@ class M2Config(GenomixConfig):
     """
 
     model_type = "genomix-m2"
+    size_fields = GenomixConfig.size_fields + ("filter_order", "short_filter_order", "monarch_nblocks")
 
     def __init__(
         self,

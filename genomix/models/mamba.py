@@ -50,6 +50,7 @@ class MambaConfig(GenomixConfig):
     """
 
     model_type = "genomix-mamba"
+    size_fields = GenomixConfig.size_fields + ("d_state", "d_conv", "expand")
 
     def __init__(
         self,

@@ -26,6 +26,7 @@ class TransformerConfig(GenomixConfig):
     ``classifier_dropout`` configure the classification head."""
 
     model_type = "genomix-transformer"
+    size_fields = GenomixConfig.size_fields + ("n_head",)
 
     def __init__(
         self,
@@ -42,7 +43,7 @@ class TransformerConfig(GenomixConfig):
         classifier_dropout: float = 0.0,
         **kwargs: Any,
     ) -> None:
-        if d_model % n_head or (d_model // n_head) % 2:
+        if n_head >= 1 and (d_model % n_head or (d_model // n_head) % 2):  # n_head < 1: refused as a size
             raise ConfigError(f"d_model={d_model} must split into {n_head} heads of even size (RoPE)")
         check_pooling(pooling)
         self.d_model = d_model
