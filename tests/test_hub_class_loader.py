@@ -104,6 +104,17 @@ def test_class_loader_takes_its_head_and_overrides(fixtures):
     assert next(model.parameters()).dtype == torch.bfloat16
 
 
+def test_dtype_auto_keeps_the_dtype_a_checkpoint_was_saved_in(tmp_path):
+    """As transformers' ``dtype="auto"``: a model saved in bf16 loads in bf16, one saved in fp32 in fp32; without
+    ``dtype`` genomix loads fp32 whatever was saved."""
+    model = genomix.models.build("hyenadna-tiny-1k")
+    save_native(model, tmp_path / "fp32")
+    save_native(model.to(torch.bfloat16), tmp_path / "bf16")
+    dtypes = [next(genomix.from_pretrained(tmp_path / saved, **asked).parameters()).dtype
+              for saved in ("fp32", "bf16") for asked in ({}, {"dtype": "auto"})]
+    assert dtypes == [torch.float32, torch.float32, torch.float32, torch.bfloat16]
+
+
 def test_native_layout_still_loads_through_transformers(fixtures, tmp_path):
     from transformers import AutoModelForCausalLM
 

@@ -109,24 +109,37 @@ def from_pretrained(
     of detecting it.
     ``config_overrides`` set config fields (e.g. ``num_labels=2, pooling="last"``); ``dtype`` (or
     transformers' older ``torch_dtype``) casts the weights, e.g. ``dtype=torch.bfloat16`` (the model then runs
-    under autocast to it, see :class:`~genomix.models.base.GenomixPreTrainedModel`); a name that is not a
-    floating-point torch dtype (``"bf16"``, ``torch.int64``) is a :class:`ConfigError`. The model is returned
+    under autocast to it, see :class:`~genomix.models.base.GenomixPreTrainedModel`); ``"auto"`` keeps the dtype the
+    checkpoint records (its config's ``dtype``: bf16 for a model saved in bf16), without one fp32, the default;
+    a name that is not a floating-point torch dtype (``"bf16"``, ``torch.int64``) is a :class:`ConfigError`. The model is returned
     in eval mode on ``device`` (default the CPU; ``"cuda"``, ``"cuda:1"``, checked against this machine).
     ``trust_remote_code`` (which Hub cards of Caduceus and HyenaDNA ask for) is accepted
     and changes nothing: genomix runs no code from the Hub.
     """
     config_overrides.pop("trust_remote_code", None)
-    dtype = _weight_dtype(config_overrides.pop("dtype", None) or config_overrides.pop("torch_dtype", None))
+    requested = config_overrides.pop("dtype", None) or config_overrides.pop("torch_dtype", None)
+    dtype = _weight_dtype(requested)
     target = None if device is None else resolve_device(device, "device=")
     directory = resolve(name_or_path, revision, cache_dir, local_files_only, token)
     with checked_by_the_end():  # the recorded weights are hashed while the model is built
         model = build_from_checkpoint(load_checkpoint(directory, format), task, fresh_head, **config_overrides)
+    if requested == "auto":
+        dtype = _recorded_dtype(model.config)
     return model.to(device=target, dtype=dtype)
 
 
+def _recorded_dtype(config: Any) -> torch.dtype | None:
+    """The floating-point dtype a checkpoint's config records (transformers writes ``dtype``, before 4.56
+    ``torch_dtype``), or None where it records none or another kind."""
+    recorded = getattr(config, "dtype", None) or vars(config).get("torch_dtype")
+    if isinstance(recorded, str):
+        recorded = getattr(torch, recorded, None)
+    return recorded if isinstance(recorded, torch.dtype) and recorded.is_floating_point else None
+
+
 def _weight_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
-    """``from_pretrained``'s ``dtype`` as a floating-point :class:`torch.dtype` (``None`` and ``"auto"``: keep the
-    checkpoint's fp32), refusing anything else with a :class:`ConfigError` before the checkpoint is read."""
+    """``from_pretrained``'s ``dtype`` as a floating-point :class:`torch.dtype` (``None`` and ``"auto"``: no cast
+    here; ``"auto"`` is resolved once the checkpoint's config is read), refusing anything else with a :class:`ConfigError` before the checkpoint is read."""
     if dtype is None or dtype == "auto":
         return None
     resolved = getattr(torch, dtype, None) if isinstance(dtype, str) else dtype
