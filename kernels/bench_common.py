@@ -77,7 +77,10 @@ def add_run_args(ap: argparse.ArgumentParser, small_help: str) -> None:
 
 
 def check_device(ap: argparse.ArgumentParser, device: str) -> None:
-    """Refuse a device the script cannot run on: no CUDA here, or the CPU without the Triton interpreter."""
+    """Refuse a device the script cannot run on: not cuda or cpu (a typo must not read as failing kernels), no
+    CUDA here, or the CPU without the Triton interpreter."""
+    if device not in ("cuda", "cpu"):
+        ap.error(f"--device {device!r}: use cuda, or cpu under TRITON_INTERPRET=1")
     if device == "cuda" and not torch.cuda.is_available():
         ap.error("no CUDA device here; use --device cpu --small with TRITON_INTERPRET=1")
     if device == "cpu" and not interpreting():

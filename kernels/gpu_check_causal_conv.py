@@ -109,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"cap L at {SMALL_MAX_LENGTH} and C at {SMALL_MAX_CHANNELS} (for the interpreter)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
+    if args.device not in ("cuda", "cpu"):
+        ap.error(f"--device {args.device!r}: use cuda, or cpu under TRITON_INTERPRET=1 GENOMIX_FORCE_TRITON=1")
     if args.device == "cuda" and not torch.cuda.is_available():
         ap.error("no CUDA device here; use --device cpu --small with TRITON_INTERPRET=1 GENOMIX_FORCE_TRITON=1")
     cases = [dataclasses.replace(c, length=min(c.length, SMALL_MAX_LENGTH),

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+from genomix.kernels.bench_common import require_cuda
 from genomix.kernels.bench_scan import write_json
 from genomix.kernels.fftconv import fftconv, fftconv_ref
 from genomix.kernels.fftconv.autograd import _precision, _spectrum
@@ -165,7 +166,7 @@ def main() -> int:
     ap.add_argument("--path", choices=("triton", "cufft"), default="triton")
     ap.add_argument("--dtypes", nargs="+", choices=("float32", "bfloat16"), default=["float32", "bfloat16"])
     args = ap.parse_args()
-    assert torch.cuda.is_available(), "needs a CUDA GPU"
+    require_cuda(ap)
     os.environ.pop("GENOMIX_FORCE_REFERENCE", None)
     os.environ["GENOMIX_TRITON_OPS"] = "fftconv"  # the dispatch's CUDA default for fftconv is the reference
     torch.manual_seed(int(time.time()))

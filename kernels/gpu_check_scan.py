@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from genomix.kernels.bench_common import require_cuda
 from genomix.kernels.bench_scan import bench_length, copy_bandwidth, print_table, write_json
 
 
@@ -197,6 +198,7 @@ def main() -> int:
     parser.add_argument("--correctness-only", action="store_true", help="section 1 alone")
     parser.add_argument("--initial-state-only", action="store_true", help="section 1's initial-state check alone")
     args = parser.parse_args()
+    require_cuda(parser)
     report: dict = {"device": torch.cuda.get_device_name(), "torch": torch.__version__}
     path = args.out / "scan_gpu_check.json"
     sections = [("initial_state", initial_state)]

@@ -32,6 +32,7 @@ import torch
 import triton
 import triton.testing
 
+from genomix.kernels.bench_common import require_cuda
 from genomix.kernels.fftconv import fftconv_ref, fftconv_triton
 from genomix.kernels.fftconv.autograd import _precision
 from genomix.kernels.fftconv.ops import conv_apply, filter_spectrum_triton
@@ -233,7 +234,7 @@ def main() -> int:
                     help="only: check the last VARIANT at COMPARE_CHECKS (bf16 and fp32), then time the reference "
                          "and each VARIANT forward and forward+backward at --launch-length")
     args = ap.parse_args()
-    assert torch.cuda.is_available(), "needs a CUDA GPU"
+    require_cuda(ap)
     os.environ.pop("GENOMIX_FORCE_REFERENCE", None)
     os.makedirs(args.out, exist_ok=True)
     signal.signal(signal.SIGTERM, _on_sigterm)

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import torch
 
+from genomix.kernels.bench_common import require_cuda
 from genomix.kernels.bench_scan import copy_bandwidth, floor_bytes, make_inputs, time_passes, write_json
 from genomix.kernels.scan.ops import DEFAULT_TILING, Tiling, selective_scan_triton
 from genomix.kernels.scan.reference import selective_scan_ref
@@ -234,6 +235,7 @@ def main() -> int:
     parser.add_argument("--budget-s", type=float, default=420.0,
                         help="wall seconds (compiles included) the optional steps must fit in")
     args = parser.parse_args()
+    require_cuda(parser)
     path = args.out / "scan_variants.json"
     t0 = time.perf_counter()
     report: dict = {"device": torch.cuda.get_device_name(), "torch": torch.__version__,

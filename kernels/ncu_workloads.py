@@ -22,6 +22,7 @@ from typing import Callable
 
 import torch
 
+from genomix.kernels.bench_common import require_cuda
 from genomix.kernels.bench_fftconv import PATHS, SHAPES
 
 
@@ -73,6 +74,7 @@ def main() -> int:
     ap.add_argument("--tiling", nargs="*", default=[], metavar="NAME=VALUE",
                     help="scan: fields of ops.DEFAULT_TILING to override, e.g. hints=True bc16=True")
     args = ap.parse_args()
+    require_cuda(ap)
     if args.workload.startswith("fftconv") and args.length not in SHAPES:
         ap.error(f"fftconv workloads take --length in {sorted(SHAPES)} (bench_fftconv's shapes)")
     if args.workload.startswith("scan"):

@@ -370,8 +370,10 @@ def main(argv: list[str] | None = None) -> int:
                                      if args.spill_limit is not None else "")
           + (f"; {len(failures)} op call(s) failed:\n" + "\n".join(failures) if failures else ""))
     if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "portability.json").write_text(json.dumps([asdict(r) for r in results], indent=1) + "\n")
+        from genomix.outputs import atomic_write_text, make_output_dir
+
+        make_output_dir(args.out)
+        atomic_write_text(args.out / "portability.json", json.dumps([asdict(r) for r in results], indent=1) + "\n")
     return 1 if bad or spilling or failures else 0
 
 

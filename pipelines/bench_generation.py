@@ -29,8 +29,9 @@ from pathlib import Path
 import torch
 
 from genomix.cli.option_types import positive_int
+from genomix.kernels.bench_common import exit_on_bad_input
 from genomix.kernels.dispatch import environment
-from genomix.models import build, generation
+from genomix.models import build, generation, load_config
 from genomix.models.step_graph import ENV_SWITCH, state_tensors, step_function
 from genomix.outputs import atomic_write_text, make_output_dir
 
@@ -118,6 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.new < MIN_NEW:
         parser.error(f"--new must be at least {MIN_NEW}: the step alone is timed after a warm-up of 3 steps")
+    with exit_on_bad_input(parser):  # an unknown name is refused before the first model is timed
+        for name in args.models:
+            load_config(name)
     make_output_dir(args.out)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     generator = torch.Generator().manual_seed(0)

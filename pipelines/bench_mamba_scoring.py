@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from genomix.cli.option_types import positive_int
+from genomix.kernels.bench_common import exit_on_bad_input
 from genomix.models import build
 from genomix.models.scoring import token_log_likelihoods
 from genomix.models.step_graph import step_function
@@ -63,10 +64,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="prefix scored token by token for comparison (at most the length)")
     parser.add_argument("--out", type=Path, default=Path("."))
     args = parser.parse_args(argv)
+    torch.manual_seed(0)
+    with exit_on_bad_input(parser):
+        model = build(args.model, task="causal-lm")
     make_output_dir(args.out)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    torch.manual_seed(0)
-    model = build(args.model, task="causal-lm").to(device).eval()
+    model = model.to(device).eval()
     generator = torch.Generator().manual_seed(0)
     rows = []
     for length in args.lengths:

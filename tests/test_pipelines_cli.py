@@ -30,7 +30,8 @@ GPU_ONLY = ["pipelines/bench_hyena_forward.py", "pipelines/bench_inference_graph
             "pipelines/gpu_check_hyena_paths.py", "pipelines/profile_model.py",
             *(f"kernels/bench_{name}.py" for name in (
                 "causal_conv", "fftconv", "fftconv_groups", "fftconv_prepared", "level_bounds", "middle_bound",
-                "packed_product", "scan", "scan_atomics", "transpose", "two_level"))]
+                "packed_product", "scan", "scan_atomics", "transpose", "two_level")),
+            *(f"kernels/gpu_{name}.py" for name in ("check_fftconv", "fftconv_variants", "check_scan", "scan_variants"))]
 
 
 def _pipeline(name: str) -> ModuleType:
@@ -67,6 +68,24 @@ def test_gpu_only_scripts_say_so_in_one_line_without_cuda(script, tmp_path, monk
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "needs a CUDA GPU" in err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("script", ["kernels/gpu_check_causal_conv.py", "kernels/bench_gelu_glu.py"])
+def test_a_mistyped_device_is_refused_not_reported_as_failing_kernels(script, tmp_path, monkeypatch, capsys):
+    """--device tpu ran every case, caught the device error in each and reported 0/22 cases passing."""
+    monkeypatch.setattr(sys, "argv", [script, "--device", "tpu", "--small", "--out", str(tmp_path / "out")])
+    with pytest.raises(SystemExit) as stop:
+        runpy.run_path(str(ROOT / script), run_name="__main__")
+    assert stop.value.code == 2 and "--device 'tpu': use cuda, or cpu" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_model_benchmarks_refuse_an_unknown_model_in_one_line_before_any_work(tmp_path, capsys):
+    err = _refused(_pipeline("bench_generation").main, ["--models", "mamba-tiny-1k", "nosuch", "--out",
+                                                        str(tmp_path / "g")], capsys)
+    assert "unknown model 'nosuch'" in err and not (tmp_path / "g").exists()
+    err = _refused(_pipeline("bench_mamba_scoring").main, ["--model", "nosuch", "--out", str(tmp_path / "m")], capsys)
+    assert "unknown model 'nosuch'" in err and not (tmp_path / "m").exists()
 
 
 def test_bench_pretrain_refuses_cuda_without_it_and_an_empty_context_search(tmp_path, monkeypatch, capsys):
