@@ -179,7 +179,7 @@ def print_checks(rows: list[dict]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_run_args(ap, f"cap leading dims at {SMALL_MAX_LEAD}, tiny benchmark shapes")
     args = ap.parse_args(argv)
     check_device(ap, args.device)

@@ -160,7 +160,7 @@ def print_table(rows: list[dict]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("."))
     parser.add_argument("--lengths", type=int, nargs="+", default=[32768, 262144, 1 << 20],
                         help="HyenaDNA lengths; the Mamba and contiguous cases run at the longest")

@@ -125,7 +125,7 @@ def breakdown(L: int, B: int, H: int, fast=fftconv_triton) -> list[dict]:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default=".")
     ap.add_argument("--lengths", type=int, nargs="*", default=list(SHAPES))
     ap.add_argument("--path", choices=tuple(PATHS), default="dispatch", help="the path compared with the reference")

@@ -26,7 +26,7 @@ from genomix.kernels.fftconv.cufft_fused import fftconv_cufft
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--length", type=int, default=1 << 20)
     ap.add_argument("--channels", type=int, default=256)

@@ -73,7 +73,7 @@ def bench(shape: tuple[int, int, int], calls: int, device: str, seed: int) -> li
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_run_args(ap, "a (1, 4, 300) call, 3 timed calls (for the CPU interpreter)")
     ap.add_argument("--shape", type=int, nargs=3, default=[1, 256, 32768], metavar=("B", "H", "L"))
     ap.add_argument("--calls", type=int, default=200)

@@ -98,7 +98,7 @@ def _tbps(nbytes: int, ms: float) -> float:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--length", type=int, default=1 << 20, help="a power of two, at least 2^16")
     ap.add_argument("--channels", type=int, default=256)

@@ -117,7 +117,7 @@ def middle_probe(x: torch.Tensor, k: torch.Tensor, scale: float, filter_dft: boo
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--channels", type=int, default=256)
     ap.add_argument("--rows", type=int, default=256, help="rows per channel (256 at L = 1M)")

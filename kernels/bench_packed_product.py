@@ -43,7 +43,7 @@ def _cases(length: int, channels: int, batch: int, dtype: torch.dtype) -> dict:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default=".")
     ap.add_argument("--length", type=int, default=1 << 20, help="L: spectra of L complex values per row")
     ap.add_argument("--channels", type=int, default=256)

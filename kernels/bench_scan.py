@@ -170,7 +170,7 @@ def write_json(path: Path, payload: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--lengths", type=int, nargs="+", default=[4096, 65536, 1 << 20])
     parser.add_argument("--tiling", nargs="*", default=[], metavar="NAME=VALUE",
                         help="fields of ops.DEFAULT_TILING to override, e.g. block_e=128 fwd_warps=4")

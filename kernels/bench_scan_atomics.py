@@ -90,7 +90,7 @@ def measure(programs: int, length: int, atomic: bool, warps: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--lengths", type=int, nargs="+", default=[1 << 16, 1 << 20])
     parser.add_argument("--programs", type=int, nargs="+", default=[256, 512])
     parser.add_argument("--warps", type=int, nargs="+", default=[2])

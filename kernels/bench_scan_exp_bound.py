@@ -167,7 +167,7 @@ def print_table(rows: list[dict]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--lengths", type=int, nargs="+", default=[1 << 16, 1 << 20])
     parser.add_argument("--out", type=Path, default=Path("."))
     parser.add_argument("--warps-per-sm", type=int, nargs="*", default=[], metavar="W",

@@ -56,7 +56,7 @@ def bench_one(batch: int, channels: int, length: int, parent: int, dtype: torch.
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=Path("."))
     args = ap.parse_args()
     require_cuda(ap)

@@ -207,7 +207,7 @@ def _print_forward(name: str, v: dict, ref_ms: float) -> None:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default=".")
     ap.add_argument("--lengths", type=int, nargs="*", default=[1 << 20])
     ap.add_argument("--sweep", nargs="*", default=None,

@@ -102,7 +102,7 @@ def print_table(rows: list[dict]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=Path("."))
     ap.add_argument("--device", default="cuda", help="cuda, or cpu under TRITON_INTERPRET=1 GENOMIX_FORCE_TRITON=1")
     ap.add_argument("--small", action="store_true",

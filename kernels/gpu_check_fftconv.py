@@ -161,7 +161,7 @@ def check(B: int, H: int, L: int, bid: bool, gates: bool, dtype: torch.dtype, pa
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default=".")
     ap.add_argument("--path", choices=("triton", "cufft"), default="triton")
     ap.add_argument("--dtypes", nargs="+", choices=("float32", "bfloat16"), default=["float32", "bfloat16"])

@@ -166,7 +166,7 @@ def print_table(rows: list[dict]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_run_args(ap, f"cap L at {SMALL_MAX_LENGTH} and C at {SMALL_MAX_CHANNELS} (for the interpreter)")
     args = ap.parse_args(argv)
     check_device(ap, args.device)

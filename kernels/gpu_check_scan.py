@@ -192,7 +192,7 @@ def model_checks() -> dict:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--skip-sweep", action="store_true")
     parser.add_argument("--correctness-only", action="store_true", help="section 1 alone")

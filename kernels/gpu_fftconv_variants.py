@@ -225,7 +225,7 @@ def report(out: str, checks: list[dict], timings: list[dict], t0: float, final: 
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default=".")
     ap.add_argument("--launch-sweep", action="store_true",
                     help="only the reference, v2 and LAUNCH_SWEEP at --launch-length, forward only (no checks)")

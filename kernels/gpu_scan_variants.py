@@ -230,7 +230,7 @@ def _label(t: Tiling) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="folder for scan_variants.json")
     parser.add_argument("--budget-s", type=float, default=420.0,
                         help="wall seconds (compiles included) the optional steps must fit in")

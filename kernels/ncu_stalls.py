@@ -75,7 +75,7 @@ def producing_load(rows: list[dict[str, str]], index: int, window: int = 400) ->
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("csv", type=Path, help="ncu --page source --print-source sass --csv output (.gz read too)")
     parser.add_argument("--kernel", type=int, default=0, help="which kernel block, in file order (default 0)")
     parser.add_argument("--reason", default="stall_long_sb", help="the reason whose top instructions to list")

@@ -67,7 +67,7 @@ def _fftconv(length: int, path: str, backward: bool) -> Callable[[], None]:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("workload", choices=["scan-infer", "scan-fwd", "scan-bwd", "fftconv-fwd", "fftconv-fwdbwd"])
     ap.add_argument("--length", type=int, default=1 << 20)
     ap.add_argument("--path", default="cufft", choices=sorted(PATHS), help="fftconv path (bench_fftconv.PATHS)")

@@ -76,7 +76,7 @@ def run_spec(text: str) -> tuple[str, int, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", nargs="+", type=run_spec, default=[run_spec(spec) for spec in DEFAULT_RUNS],
                         help="MODEL:LENGTH:BATCH entries")
     parser.add_argument("--repeats", type=positive_int, default=5)

@@ -105,7 +105,7 @@ def _step_ms(model: torch.nn.Module, prompt: torch.Tensor, new: int, graphs: boo
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=["mamba-tiny-1k", "mamba-7m-1m", "hyenadna-tiny-1k",
                                                         "hyenadna-large-1m"])
     parser.add_argument("--prompt", type=positive_int, default=768, help="prompt length")

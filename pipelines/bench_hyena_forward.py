@@ -86,7 +86,7 @@ def labels(paths: list[str], fixed: bool) -> list[tuple[str, str, bool]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="hyenadna-large-1m")
     parser.add_argument("--lengths", type=int, nargs="+", default=[32_768, 262_144, 1_048_576])
     parser.add_argument("--batch", type=int, default=1)

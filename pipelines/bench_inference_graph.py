@@ -55,7 +55,7 @@ def bench_case(name: str, length: int, batch: int, repeats: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", nargs="+", default=["hyenadna-large-1m:32768:1", "hyenadna-small-32k:4096:32"],
                         help="MODEL:LENGTH:BATCH")
     parser.add_argument("--repeats", type=int, default=20)

@@ -57,7 +57,7 @@ def _stepped_scores(model: torch.nn.Module, ids: torch.Tensor) -> tuple[torch.Te
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="mamba-7m-1m")
     parser.add_argument("--lengths", type=positive_int, nargs="+", default=[1 << 20, 1 << 22])
     parser.add_argument("--stepped", type=min_two, default=2048,

@@ -188,7 +188,7 @@ def print_table(r: dict[str, Any]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="hyenadna-large-1m")
     parser.add_argument("--seq-len", type=positive_int, default=1_048_576)
     parser.add_argument("--batch", type=positive_int, default=1)

@@ -47,7 +47,7 @@ def _scores(path: Path) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--fasta", type=Path, required=True)
     parser.add_argument("--model", default="hyenadna-small-32k")
     parser.add_argument("--stride", type=positive_int, default=16)

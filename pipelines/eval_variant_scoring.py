@@ -113,7 +113,7 @@ def file_fingerprint(path: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, help="causal- or masked-LM checkpoint or Hub id (a named size: "
                         "random weights); masked models score substitutions only")
     parser.add_argument("--variants", type=Path, required=True, help="labelled TSV: chrom pos ref alt label")

@@ -157,7 +157,7 @@ def print_table(rows: list[dict]) -> None:
 
 def parse_args(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
     """The parser (for its one-line errors) and the parsed options."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, help="checkpoint dir, Hub id, or named size (from scratch)")
     parser.add_argument("--gue", required=True, type=Path,
                         help="suite root: GUE's <group>/<task>/ folders or NT's <task>/ folders "

@@ -64,7 +64,7 @@ def check(model_name: str, length: int, fp32_length: int, seed: int) -> dict:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="hyenadna-large-1m")
     parser.add_argument("--length", type=int, default=1 << 20)
     parser.add_argument("--fp32-length", type=int, default=1 << 18)

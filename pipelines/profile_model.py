@@ -135,7 +135,7 @@ def _print(title: str, result: dict) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="hyenadna-large-1m")
     parser.add_argument("--length", type=int, default=1_048_576)
     parser.add_argument("--batch", type=int, default=1)
