@@ -71,8 +71,9 @@ class StopCheckpoint(L.Callback):
     is no state a resume could continue from exactly, so the first Ctrl-C only asks for a stop: the step in
     progress is finished and saved, and ``KeyboardInterrupt`` is raised at the next hook (once the step's metrics
     are logged). Asked during the epoch-end validation, the run saves when the validation ends (where Lightning's
-    own checkpoints are saved, so a resume goes on with the next epoch's first step) instead of after one more step. A second Ctrl-C stops at once (the checkpoint I/O writes atomically, so a stop during the save
-    keeps the previous checkpoint). SIGTERM, which batch schedulers send at a time limit or pre-emption some
+    own checkpoints are saved, so a resume goes on with the next epoch's first step) instead of after one more
+    step. A second Ctrl-C stops at once (the checkpoint I/O writes atomically, so a stop during the save keeps the
+    previous checkpoint). SIGTERM, which batch schedulers send at a time limit or pre-emption some
     seconds before they kill the job (SLURM's ``KillWait``, 30 s by default), is taken the same way.
 
     Several processes see a terminal's Ctrl-C each at another point of a step, or (a signal to one process) only
