@@ -110,13 +110,17 @@ def reverse_complement(ids: np.ndarray | "torch.Tensor") -> np.ndarray | "torch.
     """Reverse complement of token ids along the last axis (A<->T, C<->G; N and specials unchanged).
 
     Works on numpy arrays (and lists of ids, returned as one) and torch tensors of any leading shape. Applying
-    it twice is the identity.
+    it twice is the identity. Ids outside the vocabulary are a ValueError (checking them reads the ids: a sync
+    for a CUDA tensor).
     """
     if isinstance(ids, (str, bytes)):
         raise TypeError("reverse_complement works on token ids, not text; encode first: "
                         "decode(reverse_complement(encode(seq)))")
     if isinstance(ids, (list, tuple)):
         ids = np.asarray(ids, dtype=np.int64)
+    if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= len(COMPLEMENT_ID)):  # -1 would index from the end
+        raise ValueError(f"reverse_complement takes token ids in [0, {len(COMPLEMENT_ID)}), got {int(ids.min())}.."
+                         f"{int(ids.max())}; encode sequences with genomix.tokenizer.encode")
     if isinstance(ids, np.ndarray):
         # a contiguous copy, not a negative-stride view: torch.as_tensor and many C extensions refuse those
         return np.ascontiguousarray(COMPLEMENT_ID[ids][..., ::-1], dtype=ids.dtype)

@@ -86,6 +86,9 @@ def test_reverse_complement_numpy_and_torch():
     assert torch.equal(reverse_complement(rc_t), batch)
     specials = np.array([0, 1, 2, 3, 4, N_ID])
     assert reverse_complement(specials).tolist() == specials[::-1].tolist()
+    for bad in (np.array([-1, 7]), torch.tensor([[7, -3]])):  # -1 indexed the table from its end: [10, 255]
+        with pytest.raises(ValueError, match=r"token ids in \[0, 256\), got -\d\.\.7"):
+            reverse_complement(bad)
 
 
 def test_pad_batch_left_and_right():
