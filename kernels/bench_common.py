@@ -77,14 +77,20 @@ def add_run_args(ap: argparse.ArgumentParser, small_help: str) -> None:
 
 
 def check_device(ap: argparse.ArgumentParser, device: str) -> None:
-    """Refuse a device the script cannot run on: not cuda or cpu (a typo must not read as failing kernels), no
-    CUDA here, or the CPU without the Triton interpreter."""
-    if device not in ("cuda", "cpu"):
-        ap.error(f"--device {device!r}: use cuda, or cpu under TRITON_INTERPRET=1")
+    """Refuse a device the script cannot run on: not cuda or cpu (:func:`check_device_name`), no CUDA here, or
+    the CPU without the Triton interpreter."""
+    check_device_name(ap, device)
     if device == "cuda" and not torch.cuda.is_available():
         ap.error("no CUDA device here; use --device cpu --small with TRITON_INTERPRET=1")
     if device == "cpu" and not interpreting():
         ap.error("--device cpu runs the Triton kernels in the interpreter: set TRITON_INTERPRET=1")
+
+
+def check_device_name(ap: argparse.ArgumentParser, device: str, cpu_needs: str = "TRITON_INTERPRET=1") -> None:
+    """Refuse a ``--device`` other than cuda or cpu (``cpu_needs``: what the CPU run needs set), before any case
+    runs: a typo must not read as failing kernels."""
+    if device not in ("cuda", "cpu"):
+        ap.error(f"--device {device!r}: use cuda, or cpu under {cpu_needs}")
 
 
 def require_cuda(ap: argparse.ArgumentParser) -> None:

@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 
 from genomix.kernels.bench_causal_conv import Case, case_inputs, leaves_of, rel_max
+from genomix.kernels.bench_common import check_device_name
 from genomix.kernels.check_runner import run_check_script
 from genomix.kernels.causal_conv import causal_conv1d_ref, causal_conv1d_triton
 
@@ -109,8 +110,7 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"cap L at {SMALL_MAX_LENGTH} and C at {SMALL_MAX_CHANNELS} (for the interpreter)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
-    if args.device not in ("cuda", "cpu"):
-        ap.error(f"--device {args.device!r}: use cuda, or cpu under TRITON_INTERPRET=1 GENOMIX_FORCE_TRITON=1")
+    check_device_name(ap, args.device, "TRITON_INTERPRET=1 GENOMIX_FORCE_TRITON=1")
     if args.device == "cuda" and not torch.cuda.is_available():
         ap.error("no CUDA device here; use --device cpu --small with TRITON_INTERPRET=1 GENOMIX_FORCE_TRITON=1")
     cases = [dataclasses.replace(c, length=min(c.length, SMALL_MAX_LENGTH),

@@ -8,8 +8,8 @@ import pytest
 import torch
 from devices import TEST_DEVICE
 
-from genomix.kernels import (causal_conv1d, causal_conv1d_ref, causal_conv1d_update, fftconv_ref, fftconv_update, selective_scan_ref,
-                             selective_state_update)
+from genomix.kernels import (causal_conv1d, causal_conv1d_ref, causal_conv1d_update, fftconv_ref, fftconv_update,
+                             selective_scan_ref, selective_state_update)
 from genomix.kernels.causal_conv import causal_conv1d_update_ref
 from genomix.kernels.scan import selective_state_update_ref
 

@@ -109,10 +109,10 @@ def from_pretrained(
     of detecting it.
     ``config_overrides`` set config fields (e.g. ``num_labels=2, pooling="last"``); ``dtype`` (or
     transformers' older ``torch_dtype``) casts the weights, e.g. ``dtype=torch.bfloat16`` (the model then runs
-    under autocast to it, see :class:`~genomix.models.base.GenomixPreTrainedModel`); ``"auto"`` keeps the dtype the
-    checkpoint records (its config's ``dtype``: bf16 for a model saved in bf16), without one fp32, the default;
-    a name that is not a floating-point torch dtype (``"bf16"``, ``torch.int64``) is a :class:`ConfigError`. The model is returned
-    in eval mode on ``device`` (default the CPU; ``"cuda"``, ``"cuda:1"``, checked against this machine).
+    under autocast to it, see :class:`~genomix.models.base.GenomixPreTrainedModel`); ``"auto"`` keeps the dtype
+    the checkpoint records (its config's ``dtype``: bf16 for a model saved in bf16), without one fp32, the
+    default; a name that is not a floating-point torch dtype (``"bf16"``, ``torch.int64``) is a
+    :class:`ConfigError`. The model is returned in eval mode on ``device`` (default the CPU; ``"cuda"``, ``"cuda:1"``, checked against this machine).
     ``trust_remote_code`` (which Hub cards of Caduceus and HyenaDNA ask for) is accepted
     and changes nothing: genomix runs no code from the Hub.
     """
@@ -132,14 +132,16 @@ def _recorded_dtype(config: Any) -> torch.dtype | None:
     """The floating-point dtype a checkpoint's config records (transformers writes ``dtype``, before 4.56
     ``torch_dtype``), or None where it records none or another kind."""
     recorded = getattr(config, "dtype", None) or vars(config).get("torch_dtype")
-    if isinstance(recorded, str):
-        recorded = getattr(torch, recorded, None)
-    return recorded if isinstance(recorded, torch.dtype) and recorded.is_floating_point else None
+    try:
+        return _weight_dtype(recorded)
+    except ConfigError:  # not a floating-point dtype: nothing to keep
+        return None
 
 
 def _weight_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
     """``from_pretrained``'s ``dtype`` as a floating-point :class:`torch.dtype` (``None`` and ``"auto"``: no cast
-    here; ``"auto"`` is resolved once the checkpoint's config is read), refusing anything else with a :class:`ConfigError` before the checkpoint is read."""
+    here; ``"auto"`` is resolved once the checkpoint's config is read), refusing anything else with a
+    :class:`ConfigError` before the checkpoint is read."""
     if dtype is None or dtype == "auto":
         return None
     resolved = getattr(torch, dtype, None) if isinstance(dtype, str) else dtype

@@ -272,7 +272,8 @@ def weights_autocast(module: nn.Module) -> contextlib.AbstractContextManager:
     mixed precision. Entry points other than ``forward`` (the recurrent ``prefill`` and ``step`` that generation
     calls) need it as much (:func:`in_weights_precision`). No cast cache: a CUDA graph may capture the step."""
     weight = next(module.parameters(), None)
-    if weight is None or weight.dtype not in (torch.float16, torch.bfloat16) or torch.is_autocast_enabled(weight.device.type):
+    half = weight is not None and weight.dtype in (torch.float16, torch.bfloat16)
+    if not half or torch.is_autocast_enabled(weight.device.type):
         return contextlib.nullcontext()
     return torch.autocast(weight.device.type, dtype=weight.dtype, cache_enabled=False)
 

@@ -115,8 +115,7 @@ class LongConvGenerationMixin:
         the device: no synchronisation, and a CUDA graph of the step keeps the check)."""
         check_step_ids(input_ids, state[0].conv.shape[0], None)  # the ids: _run_with_state checks them
         hidden = self._run_with_state(input_ids[:, None], state)[:, 0]
-        held = state[0].position  # after this token
-        return torch.where(held <= state[0].length, hidden, torch.full_like(hidden, float("nan")))
+        return hidden.masked_fill(state[0].position > state[0].length, float("nan"))  # position: after this token
 
     def _state_mixer(self, layer: torch.nn.Module) -> torch.nn.Module:
         raise NotImplementedError

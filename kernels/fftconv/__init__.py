@@ -97,7 +97,8 @@ def fftconv(
 
     u, pregate, postgate: (B, H, L); k: (H, L) causal, or (H, 2L) = concat(k_fwd, k_rev) with
     ``bidirectional=True`` (a non-causal form: ``k_rev[m - 1]`` weighs the input m positions ahead, m >= 1;
-    M2-BERT's ``conj(rfft(k_rev))`` puts ``k_rev[m]`` there and adds ``k_rev[0]`` at lag 0); D: (H,). Any L >= 1; fp32/bf16/fp16 inputs with
+    M2-BERT's ``conj(rfft(k_rev))`` puts ``k_rev[m]`` there and adds ``k_rev[0]`` at lag 0); D: (H,).
+    Any L >= 1; fp32/bf16/fp16 inputs with
     fp32 accumulation; output in u's dtype. For 16-bit inputs the long-sequence (cuFFT) path keeps its
     spectra in range-scaled fp16 and the on-chip kernels use fp16 tensor-core operands;
     ``fp32_intermediate=True`` makes both fp32-accurate (fp32 spectra, three-pass tf32 products).
