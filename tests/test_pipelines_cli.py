@@ -80,6 +80,16 @@ def test_a_mistyped_device_is_refused_not_reported_as_failing_kernels(script, tm
     assert not (tmp_path / "out").exists()
 
 
+def test_the_embed_memory_benchmark_measures_each_run_in_its_own_process(tmp_path, capsys):
+    bench = _pipeline("bench_embed_memory")
+    assert bench.main(["--lengths", "1500", "--batch-size", "2", "--out", str(tmp_path)]) == 0
+    (row,) = json.loads((tmp_path / "bench_embed_memory.json").read_text())["rows"]
+    assert row["length"] == 1500 and all(row[f"{name} MiB"] > 50 and row[f"{name} s"] > 0 for name in bench.SETTINGS)
+    assert "1,500 bases: default" in capsys.readouterr().out
+    err = _refused(bench.main, ["--model", "nosuch", "--out", str(tmp_path / "no")], capsys)
+    assert "unknown model 'nosuch'" in err and not (tmp_path / "no").exists()
+
+
 def test_model_benchmarks_refuse_an_unknown_model_in_one_line_before_any_work(tmp_path, capsys):
     err = _refused(_pipeline("bench_generation").main, ["--models", "mamba-tiny-1k", "nosuch", "--out",
                                                         str(tmp_path / "g")], capsys)
