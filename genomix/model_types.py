@@ -13,6 +13,10 @@ its ``_extra_content`` becomes an :class:`_OnDemandConfigs`, which imports a gen
 time its ``model_type`` is asked for; importing a family registers its config, heads and tokenizer with
 every ``Auto*`` class (:func:`genomix.models.registry.register_family`), so the model lookup that follows
 the config finds them too.
+
+A tokenizer folder saved on its own has no ``config.json``: ``AutoTokenizer`` finds its class by the name in
+``tokenizer_config.json`` instead, so transformers' table of tokenizer classes by name gets the same on-demand view
+(:class:`_OnDemandTokenizerClasses`; :class:`_OnDemandTokenizerMapping` for transformers 4).
 """
 from __future__ import annotations
 
@@ -30,6 +34,9 @@ FAMILY_MODULES = {
     "genomix-transformer": "genomix.models.transformer",
 }
 CONFIG_AUTO_MODULE = "transformers.models.auto.configuration_auto"
+TOKENIZER_AUTO_MODULE = "transformers.models.auto.tokenization_auto"
+#: ``tokenizer_config.json``'s ``tokenizer_class`` for a genomix tokenizer (``genomix.tokenizer.Tokenizer``).
+TOKENIZER_CLASS = "Tokenizer"
 
 
 class _OnDemandConfigs(dict):
@@ -49,6 +56,47 @@ def _look_up_on_demand(configuration_auto: ModuleType) -> None:
     # A transformers whose internals moved is left alone: importing genomix.hub or a family still registers.
     if isinstance(extra, dict) and not isinstance(extra, _OnDemandConfigs):
         mapping._extra_content = _OnDemandConfigs(extra)
+
+
+def _register_families() -> None:
+    """Register every genomix family (config, heads, tokenizer) with transformers' ``Auto*`` classes."""
+    importlib.import_module("genomix.hub")
+
+
+class _OnDemandTokenizerClasses(dict):
+    """transformers 5's tokenizer classes by name, which registers genomix's the first time its name is asked for:
+    a tokenizer folder saved alone has no ``config.json`` whose ``model_type`` would have registered it."""
+
+    def __contains__(self, name: object) -> bool:
+        if name == TOKENIZER_CLASS and not super().__contains__(name):
+            _register_families()
+        return super().__contains__(name)
+
+
+class _OnDemandTokenizerMapping(dict):
+    """transformers 4's registered tokenizers by config class, which registers genomix's before being searched by
+    class name (the last place ``tokenizer_class_from_name`` looks)."""
+
+    def items(self):  # type: ignore[override]
+        _register_families()
+        return super().items()
+
+    def values(self):  # type: ignore[override]
+        _register_families()
+        return super().values()
+
+
+def _find_tokenizer_on_demand(tokenization_auto: ModuleType) -> None:
+    """Give transformers' tokenizer-class lookup by name the on-demand view (idempotent)."""
+    by_name = getattr(tokenization_auto, "REGISTERED_TOKENIZER_CLASSES", None)
+    if isinstance(by_name, dict):
+        if not isinstance(by_name, _OnDemandTokenizerClasses):
+            tokenization_auto.REGISTERED_TOKENIZER_CLASSES = _OnDemandTokenizerClasses(by_name)
+        return
+    mapping = getattr(tokenization_auto, "TOKENIZER_MAPPING", None)
+    extra = getattr(mapping, "_extra_content", None)
+    if isinstance(extra, dict) and not isinstance(extra, _OnDemandTokenizerMapping):
+        mapping._extra_content = _OnDemandTokenizerMapping(extra)
 
 
 class _ThenCall:
@@ -85,10 +133,16 @@ class _WhenImported:
         return spec
 
 
+def _when_loaded(name: str, callback: Callable[[ModuleType], None]) -> None:
+    """Run ``callback`` on module ``name`` now if it is loaded, else once it is (one waiting finder per name)."""
+    if name in sys.modules:
+        callback(sys.modules[name])
+    elif not any(isinstance(finder, _WhenImported) and finder.name == name for finder in sys.meta_path):
+        sys.meta_path.insert(0, _WhenImported(name, callback))
+
+
 def teach_transformers() -> None:
-    """Make transformers' ``Auto*`` classes resolve genomix model types, now if transformers' auto-config
-    module is loaded, else when it loads; imports nothing itself."""
-    if CONFIG_AUTO_MODULE in sys.modules:
-        _look_up_on_demand(sys.modules[CONFIG_AUTO_MODULE])
-    elif not any(isinstance(finder, _WhenImported) for finder in sys.meta_path):
-        sys.meta_path.insert(0, _WhenImported(CONFIG_AUTO_MODULE, _look_up_on_demand))
+    """Make transformers' ``Auto*`` classes resolve genomix model types and genomix's tokenizer class, now if
+    transformers' auto modules are loaded, else when they load; imports nothing itself."""
+    _when_loaded(CONFIG_AUTO_MODULE, _look_up_on_demand)
+    _when_loaded(TOKENIZER_AUTO_MODULE, _find_tokenizer_on_demand)

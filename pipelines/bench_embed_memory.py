@@ -1,11 +1,11 @@
-"""Peak memory of ``genomix embed`` on the CPU against record length, with glibc's default and with a fixed mmap threshold.
+"""Peak memory of ``genomix embed`` on the CPU against record length, as genomix runs it and with glibc's default heap.
 
 One record of the first N bases of E. coli K-12 (``shared/data/genomes``) per length is embedded with mean pooling
-by ``--model`` (fresh weights of a named size: memory does not depend on their values), once as the process starts
-by default and once with ``MALLOC_MMAP_THRESHOLD_`` set (glibc then stops raising its mmap threshold as large
-blocks are freed, which otherwise lets the heap grow with the number of windows). Each run is its own process;
-its peak resident memory comes from ``os.wait4``. Prints a table and writes ``bench_embed_memory.json``
-(atomically) to ``--out``.
+by ``--model`` (fresh weights of a named size: memory does not depend on their values), once as genomix runs it
+(glibc's mmap threshold fixed at 128 KiB, :mod:`genomix.heap`) and once with ``GENOMIX_MMAP_THRESHOLD=off``
+(glibc raises its threshold as large blocks are freed, which lets the heap grow with the number of windows). Each
+run is its own process, without any ``MALLOC_*`` setting of the caller's; its peak resident memory comes from
+``os.wait4``. Prints a table and writes ``bench_embed_memory.json`` (atomically) to ``--out``.
 
     PYTHONPATH=. python pipelines/bench_embed_memory.py --out results/
 """
@@ -27,7 +27,7 @@ from genomix.models import load_config
 from genomix.outputs import atomic_write_text, make_output_dir
 
 GENOME = Path(__file__).resolve().parents[2] / "shared" / "data" / "genomes" / "ecoli_K12_MG1655.fa.gz"
-SETTINGS = {"default": {}, "mmap threshold 128 KiB": {"MALLOC_MMAP_THRESHOLD_": "131072"}}
+SETTINGS = {"genomix": {}, "glibc default": {"GENOMIX_MMAP_THRESHOLD": "off"}}
 
 
 def write_records(lengths: list[int], folder: Path) -> dict[int, Path]:
@@ -44,7 +44,9 @@ def write_records(lengths: list[int], folder: Path) -> dict[int, Path]:
 def peak_run(command: list[str], extra_env: dict[str, str]) -> tuple[float, float]:
     """(peak resident MiB, seconds) of one ``command`` run in its own process."""
     start = time.perf_counter()
-    process = subprocess.Popen(command, env={**os.environ, **extra_env}, stdout=subprocess.DEVNULL)
+    env = {name: value for name, value in os.environ.items()
+           if not name.startswith("MALLOC_") and name != "GENOMIX_MMAP_THRESHOLD"}
+    process = subprocess.Popen(command, env={**env, **extra_env}, stdout=subprocess.DEVNULL)
     _, status, usage = os.wait4(process.pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{' '.join(command)} failed")

@@ -94,6 +94,8 @@ import genomix
 loaded = [m for m in sys.modules if m.startswith({unexpected!r}) and m != "genomix.model_types"]
 assert not loaded, loaded
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
+alone = AutoTokenizer.from_pretrained(sys.argv[3])  # first: a tokenizer folder without config.json
+print(type(alone).__name__, alone("ACGTn")["input_ids"])
 print(type(AutoConfig.from_pretrained(sys.argv[1])).__name__)
 print(type(AutoModelForMaskedLM.from_pretrained(sys.argv[1])).__name__)
 print(type(AutoModelForCausalLM.from_pretrained(sys.argv[2])).__name__)
@@ -104,20 +106,27 @@ print(type(AutoTokenizer.from_pretrained(sys.argv[2])).__name__)
 @pytest.mark.parametrize("transformers_first", [False, True])
 def test_bare_import_makes_auto_classes_load_genomix_checkpoints(tmp_path, transformers_first):
     """``import genomix`` alone, which imports no torch, no transformers and no family, lets transformers'
-    Auto* classes load genomix checkpoints, whether transformers is imported after genomix or before it."""
+    Auto* classes load genomix checkpoints and tokenizer folders, whether transformers is imported after genomix
+    or before it."""
     from genomix.hub import save_native
     from genomix.models import build
+    from genomix.tokenizer import Tokenizer
 
     build("caduceus-ph-1k-d118", task="masked-lm").save_pretrained(tmp_path / "caduceus")
     save_native(build("hyenadna-tiny-1k"), tmp_path / "hyena")
+    Tokenizer().save_pretrained(tmp_path / "tokenizer")
+    expected_ids = Tokenizer()("ACGTn")["input_ids"]
     code = _AUTO_LOAD.format(
-        first="import transformers.models.auto.configuration_auto" if transformers_first else "",
+        first="import transformers.models.auto.configuration_auto, transformers.models.auto.tokenization_auto"
+        if transformers_first else "",
         unexpected=("genomix.",) if transformers_first else ("genomix.", "torch", "transformers"),
     )
-    run = subprocess.run([sys.executable, "-c", code, str(tmp_path / "caduceus"), str(tmp_path / "hyena")],
+    run = subprocess.run([sys.executable, "-c", code, *(str(tmp_path / name) for name in ("caduceus", "hyena",
+                                                                                         "tokenizer"))],
                          capture_output=True, text=True, cwd=ROOT)
     assert run.returncode == 0, run.stderr[-3000:]
-    assert run.stdout.split() == ["CaduceusConfig", "CaduceusForMaskedLM", "HyenaForCausalLM", "Tokenizer"]
+    assert run.stdout.splitlines() == [f"Tokenizer {expected_ids}", "CaduceusConfig", "CaduceusForMaskedLM",
+                                       "HyenaForCausalLM", "Tokenizer"]
 
 
 def test_recipe_help_lists_every_bundled_recipe():

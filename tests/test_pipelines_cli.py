@@ -85,7 +85,7 @@ def test_the_embed_memory_benchmark_measures_each_run_in_its_own_process(tmp_pat
     assert bench.main(["--lengths", "1500", "--batch-size", "2", "--out", str(tmp_path)]) == 0
     (row,) = json.loads((tmp_path / "bench_embed_memory.json").read_text())["rows"]
     assert row["length"] == 1500 and all(row[f"{name} MiB"] > 50 and row[f"{name} s"] > 0 for name in bench.SETTINGS)
-    assert "1,500 bases: default" in capsys.readouterr().out
+    assert "1,500 bases: genomix" in capsys.readouterr().out
     err = _refused(bench.main, ["--model", "nosuch", "--out", str(tmp_path / "no")], capsys)
     assert "unknown model 'nosuch'" in err and not (tmp_path / "no").exists()
 

@@ -33,11 +33,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     from ..devices import resolve_device
     from ..embed import embed_sequences, load_embedding_model
+    from ..heap import fix_mmap_threshold
     from ..outputs import check_output
 
     check_output(args.out, (args.fasta, args.bed, args.genome), args.overwrite)
     sequences, total = read_sequence_sources(args)
     device = resolve_device(args.device)  # a device this machine lacks is refused before the model loads
+    if device.type == "cpu":
+        fix_mmap_threshold()
     model = load_embedding_model(args.model, args.revision)
     path = embed_sequences(model, sequences, args.out, pooling=args.pooling, batch_size=args.batch_size,
                            overwrite=args.overwrite, resume=args.resume,

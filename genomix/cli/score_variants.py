@@ -85,6 +85,7 @@ def _check_and_score(args: argparse.Namespace, regions: list | None, reference: 
     """Read the selected records twice: a check pass before the model loads (every contig matched, every record
     placed inside its contig), then the scoring pass; returns the rows per status."""
     from ..devices import resolve_device
+    from ..heap import fix_mmap_threshold
     from ..hub import load_model
     from ..variants import read_vcf, score_variants
     from ..variants.score import check_within_contig
@@ -94,6 +95,8 @@ def _check_and_score(args: argparse.Namespace, regions: list | None, reference: 
         total += 1
         check_within_contig(variant, reference, args.vcf)
     device = resolve_device(args.device)  # a device this machine lacks is refused before the model loads
+    if device.type == "cpu":
+        fix_mmap_threshold()
     model = load_model(args.model, "lm", args.revision)
     meta = {"model": _identity(args.model), "revision": args.revision or "-", **_file_settings("vcf", args.vcf),
             **_file_settings("reference", args.reference), "regions": _describe(regions)}
