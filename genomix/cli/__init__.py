@@ -22,7 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="genomix", description="Long-context DNA foundation models: data, pretraining, inference."
     )
-    parser.add_argument("--version", action="version", version=f"genomix {__version__}")
+    parser.add_argument("--version", action="version", version=f"genomix {__version__}",
+                        help="print genomix's version and exit")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging and full tracebacks")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True

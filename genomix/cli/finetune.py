@@ -10,7 +10,7 @@ import argparse
 import json
 
 from .inference_options import add_cuda_graphs_option
-from .option_types import add_recipe_option, positive_float, positive_int
+from .option_types import add_recipe_option, positive_float, positive_int, seed_option
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -27,14 +27,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    "folders (`genomix tasks download` fetches GUE, NT and GenomicBenchmarks)")
     add_recipe_option(p, "finetune", "gue")
     p.add_argument("--out", required=True, help="output folder (checkpoints, logs, predictions, metrics, model)")
-    p.add_argument("--max-epochs", type=int)
-    p.add_argument("--batch-size", type=int)
+    p.add_argument("--max-epochs", type=positive_int, help="passes over the training rows (default: the recipe's)")
+    p.add_argument("--batch-size", type=positive_int,
+                   help="training rows per optimiser step, over all --devices (default: the recipe's)")
     p.add_argument("--lr", type=positive_float, help="peak learning rate")
     p.add_argument("--max-length", type=int, help="longest input (default: the model's max_seq_len)")
     p.add_argument("--truncation", choices=("error", "keep-start", "keep-end"),
                    help="what to do with longer sequences (default: the recipe's, usually error)")
     p.add_argument("--train-rows", type=positive_int, help="train on the first N rows only (quick checks)")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=seed_option,
+                   help="seed of the head's initialisation, a dev split held out of train (tasks without one), "
+                        "shuffling, augmentation and dropout (default: the recipe's)")
     p.add_argument("--precision", choices=("bf16-mixed", "32-true", "16-mixed"),
                    help="default: the recipe's, else bf16-mixed on GPU and 32-true on CPU")
     p.add_argument("--accelerator", default="auto", help="auto, cpu or gpu (default: auto, a GPU when there is one, "

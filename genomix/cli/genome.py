@@ -40,7 +40,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                                     "against its checksum. An interrupted download (Ctrl-C, a lost connection) "
                                     "resumes from its .part file when the same command runs again; a verified "
                                     "file is not downloaded again.")
-    dl.add_argument("--genome", required=True, choices=sorted(known_genomes()))
+    dl.add_argument("--genome", required=True, choices=sorted(known_genomes()), help="registry name of the genome")
     dl.add_argument("--cache-dir", help="download cache (default: $GENOMIX_CACHE or ~/.cache/genomix)")
     dl.add_argument("--quiet", action="store_true", help="no progress bar")
     dl.set_defaults(func=_download)

@@ -6,7 +6,7 @@ import json
 import logging
 
 from .inference_options import add_cuda_graphs_option
-from .option_types import add_recipe_option, non_negative_int, positive_float, positive_int
+from .option_types import add_recipe_option, non_negative_int, positive_float, positive_int, seed_option
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -27,7 +27,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-length", type=positive_int, help="cut demonstrations and queries to this many bases")
     p.add_argument("--train-rows", type=positive_int, help="draw demonstrations / tune on the first N training rows")
     p.add_argument("--test-rows", type=positive_int, help="score the first N dev and test rows only")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=seed_option,
+                   help="seed of the demonstrations drawn and of the soft prompt's initialisation and tuning "
+                        "batches (default: the recipe's)")
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
     p.add_argument("--resume", action="store_true", help="continue the soft-prompt run in --out, with the "
                    "soft-prompt recipe it was started with: tune on to --steps and score again (a k-shot run keeps "

@@ -36,8 +36,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--devices", default="auto", type=devices_option,
                    help="devices per node (number or 'auto'); several on a machine without a GPU are CPU processes "
                         "(DDP on CPU) and need --accelerator cpu")
-    p.add_argument("--num-nodes", type=positive_int, default=1)
-    p.add_argument("--strategy", default="auto", choices=("auto", "ddp", "fsdp"))
+    p.add_argument("--num-nodes", type=positive_int, default=1,
+                   help="machines in a multi-node run, each with --devices processes (default: 1)")
+    p.add_argument("--strategy", default="auto", choices=("auto", "ddp", "fsdp"),
+                   help="Lightning's distribution strategy for several devices (default: auto, DDP when there are "
+                        "several)")
     p.add_argument("--precision", choices=("bf16-mixed", "32", "32-true", "16-mixed"),
                    help="default: the recipe's, else bf16-mixed on GPU and 32 on CPU")
     p.add_argument("--cuda-graphs", action="store_true",
@@ -46,7 +49,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="stop when the run has made this many optimiser steps in all, counting those before a "
                         "--resume (the schedule keeps the recipe's horizon; a later --resume without it goes on to "
                         "the recipe's end)")
-    p.add_argument("--seed", type=seed_option)
+    p.add_argument("--seed", type=seed_option,
+                   help="seed of the weights' initialisation, window sampling and masking (default: the recipe's)")
     p.add_argument("--resume", help="checkpoint path, run folder, or 'auto' (continue --out if it has a checkpoint)")
     p.add_argument("--out", default="runs/pretrain", help="output folder (default: runs/pretrain)")
     p.add_argument("--cache-dir", help="genome download/store cache (default: $GENOMIX_CACHE or ~/.cache/genomix)")

@@ -23,7 +23,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
     dl = sub.add_parser("download", help="download a suite's tasks (resumable; finished tasks are skipped, "
                                           "damaged ones fetched again)")
-    dl.add_argument("suite", choices=names)
+    dl.add_argument("suite", choices=names, help="the suite to download (`genomix tasks list` shows them)")
     dl.add_argument("--tasks", nargs="+", metavar="TASK",
                     help="tasks or groups to fetch (e.g. prom tf/0; default: all)")
     dl.add_argument("--out", help="suite folder (default: <cache>/benchmarks/<suite>)")
