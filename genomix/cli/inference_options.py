@@ -44,7 +44,8 @@ def add_sequence_source_options(parser: argparse.ArgumentParser, each: str, stri
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--fasta", help=f"FASTA file (.fa or .fa.gz): {each} record")
     source.add_argument("--bed", help=f"BED intervals (contig start end [name] [score] [strand]): {each} interval; "
-                        "needs --genome")
+                        "needs --genome. An interval without a name gets the id contig:start-end(strand) in BED's "
+                        "own 0-based coordinates, as bedtools getfasta -s names it")
     if strings:
         source.add_argument("--prompt", action="append", metavar="SEQ",
                             help=f"a sequence given here (repeatable; ids prompt1, prompt2, ...): {each} sequence")
