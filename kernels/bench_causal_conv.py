@@ -161,10 +161,12 @@ def print_table(rows: list[dict]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=Path("."))
+    parser.add_argument("--out", type=Path, default=Path("."),
+                        help="folder for causal_conv_bench.json (created if missing; default: current folder)")
     parser.add_argument("--lengths", type=int, nargs="+", default=[32768, 262144, 1 << 20],
                         help="HyenaDNA lengths; the Mamba and contiguous cases run at the longest")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="random seed of the inputs; case i uses SEED+i (default: 0)")
     args = parser.parse_args(argv)
     require_cuda(parser)
     bandwidth = copy_bandwidth()

@@ -70,10 +70,11 @@ def print_speed_table(rows: list[dict], head_title: str, head: Callable[[dict], 
 def add_run_args(ap: argparse.ArgumentParser, small_help: str) -> None:
     """The options every such script takes: ``--out``, ``--device`` (cuda, or cpu in the interpreter),
     ``--small`` (shapes the interpreter can run) and ``--seed``."""
-    ap.add_argument("--out", type=Path, default=Path("."))
+    ap.add_argument("--out", type=Path, default=Path("."),
+                    help="folder for the JSON result (created if missing; default: current folder)")
     ap.add_argument("--device", default="cuda", help="cuda, or cpu under TRITON_INTERPRET=1")
     ap.add_argument("--small", action="store_true", help=small_help)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="base random seed of the test inputs (default: 0)")
 
 
 def check_device(ap: argparse.ArgumentParser, device: str) -> None:

@@ -126,8 +126,11 @@ def breakdown(L: int, B: int, H: int, fast=fftconv_triton) -> list[dict]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", default=".")
-    ap.add_argument("--lengths", type=int, nargs="*", default=list(SHAPES))
+    ap.add_argument("--out", default=".",
+                    help="folder for bench_fftconv_<path>[_gated][_k_sumsq].json (created if missing; "
+                         "default: current folder)")
+    ap.add_argument("--lengths", type=int, nargs="*", default=list(SHAPES),
+                    help="sequence lengths L to time (default: 4096 32768 262144 1048576 4194304)")
     ap.add_argument("--path", choices=tuple(PATHS), default="dispatch", help="the path compared with the reference")
     ap.add_argument("--breakdown", type=int, default=1 << 20, help="L whose fwd+bwd is profiled per kernel (0: none)")
     ap.add_argument("--gates", action="store_true", help="with bf16 pre- and post-gates (Hyena's and M2's calls)")

@@ -27,10 +27,12 @@ from genomix.kernels.fftconv.cufft_fused import fftconv_cufft
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--length", type=int, default=1 << 20)
-    ap.add_argument("--channels", type=int, default=256)
-    ap.add_argument("--groups", type=int, nargs="*", default=[1, 2, 4, 8, 16, 32, 64])
+    ap.add_argument("--out", type=Path, required=True,
+                    help="folder for bench_fftconv_groups_<length>.json (created if missing)")
+    ap.add_argument("--length", type=int, default=1 << 20, help="sequence length L (default: 1048576)")
+    ap.add_argument("--channels", type=int, default=256, help="number of channels H, batch 1 (default: 256)")
+    ap.add_argument("--groups", type=int, nargs="*", default=[1, 2, 4, 8, 16, 32, 64],
+                    help="channel group sizes g to time, one forward call per group (default: 1 2 4 8 16 32 64)")
     args = ap.parse_args()
     require_cuda(ap)
     torch.manual_seed(0)

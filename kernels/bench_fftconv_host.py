@@ -75,8 +75,10 @@ def bench(shape: tuple[int, int, int], calls: int, device: str, seed: int) -> li
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_run_args(ap, "a (1, 4, 300) call, 3 timed calls (for the CPU interpreter)")
-    ap.add_argument("--shape", type=int, nargs=3, default=[1, 256, 32768], metavar=("B", "H", "L"))
-    ap.add_argument("--calls", type=int, default=200)
+    ap.add_argument("--shape", type=int, nargs=3, default=[1, 256, 32768], metavar=("B", "H", "L"),
+                    help="batch, channels and length of the call (default: 1 256 32768)")
+    ap.add_argument("--calls", type=int, default=200,
+                    help="calls issued per measurement, the times are per call (default: 200; 3 with --small)")
     args = ap.parse_args(argv)
     check_device(ap, args.device)
     shape, calls = ((1, 4, 300), 3) if args.small else (tuple(args.shape), args.calls)

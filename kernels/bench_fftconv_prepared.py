@@ -66,8 +66,10 @@ def bench_one(L: int, B: int, H: int, gates: bool) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", default=".")
-    ap.add_argument("--lengths", type=int, nargs="*", default=list(SHAPES))
+    ap.add_argument("--out", default=".", help="folder for bench_fftconv_prepared[_gated].json "
+                    "(created if missing; default: current folder)")
+    ap.add_argument("--lengths", type=int, nargs="*", default=list(SHAPES),
+                    help="sequence lengths L to time (default: 4096 32768 262144 1048576 4194304)")
     ap.add_argument("--gates", action="store_true", help="with bf16 pre- and post-gates (Hyena's and M2's calls)")
     args = ap.parse_args()
     require_cuda(ap)

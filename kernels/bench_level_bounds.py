@@ -99,9 +99,10 @@ def _tbps(nbytes: int, ms: float) -> float:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--out", type=Path, required=True,
+                    help="folder for bench_level_bounds.json (created if missing)")
     ap.add_argument("--length", type=int, default=1 << 20, help="a power of two, at least 2^16")
-    ap.add_argument("--channels", type=int, default=256)
+    ap.add_argument("--channels", type=int, default=256, help="number of channels H, batch 1 (default: 256)")
     args = ap.parse_args()
     require_cuda(ap)
     torch.manual_seed(0)

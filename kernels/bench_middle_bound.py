@@ -118,11 +118,14 @@ def middle_probe(x: torch.Tensor, k: torch.Tensor, scale: float, filter_dft: boo
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--channels", type=int, default=256)
+    ap.add_argument("--out", type=Path, required=True,
+                    help="folder for bench_middle_bound.json (created if missing)")
+    ap.add_argument("--channels", type=int, default=256, help="channels, each of --rows rows (default: 256)")
     ap.add_argument("--rows", type=int, default=256, help="rows per channel (256 at L = 1M)")
-    ap.add_argument("--warps", type=int, nargs="+", default=[4, 8])
-    ap.add_argument("--dots", type=int, nargs="+", default=[1, 4])
+    ap.add_argument("--warps", type=int, nargs="+", default=[4, 8],
+                    help="warps per program to time, one row of 4096 words per program (default: 4 8)")
+    ap.add_argument("--dots", type=int, nargs="+", default=[1, 4],
+                    help="fp16 dots per complex matrix product to time: 1, 3 or 4 (default: 1 4)")
     args = ap.parse_args()
     require_cuda(ap)
     torch.manual_seed(0)

@@ -44,10 +44,12 @@ def _cases(length: int, channels: int, batch: int, dtype: torch.dtype) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", default=".")
+    ap.add_argument("--out", default=".",
+                    help="folder for bench_packed_product.json (created if missing; default: current folder)")
     ap.add_argument("--length", type=int, default=1 << 20, help="L: spectra of L complex values per row")
-    ap.add_argument("--channels", type=int, default=256)
-    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--channels", type=int, default=256, help="channels: spectrum rows per batch entry (default: 256)")
+    ap.add_argument("--batch", type=int, default=1,
+                    help="batch size B of the signal spectra; the filter spectrum has batch 1 (default: 1)")
     args = ap.parse_args()
     require_cuda(ap)
     defaults = tuple(getattr(cufft_fused, name) for name in SETTINGS)

@@ -171,11 +171,14 @@ def write_json(path: Path, payload: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--lengths", type=int, nargs="+", default=[4096, 65536, 1 << 20])
+    parser.add_argument("--lengths", type=int, nargs="+", default=[4096, 65536, 1 << 20],
+                        help="sequence lengths L to time (default: 4096 65536 1048576)")
     parser.add_argument("--tiling", nargs="*", default=[], metavar="NAME=VALUE",
                         help="fields of ops.DEFAULT_TILING to override, e.g. block_e=128 fwd_warps=4")
-    parser.add_argument("--ref-max-len", type=int, default=4096)
-    parser.add_argument("--out", type=Path, default=Path("."))
+    parser.add_argument("--ref-max-len", type=int, default=4096,
+                        help="longest L at which the PyTorch reference is timed too (default: 4096)")
+    parser.add_argument("--out", type=Path, default=Path("."),
+                        help="folder for scan_bench.json (created if missing; default: current folder)")
     parser.add_argument("--kernel-times", action="store_true",
                         help="also profile one forward and one forward+backward per length, kernel by kernel")
     args = parser.parse_args(argv)

@@ -91,12 +91,15 @@ def measure(programs: int, length: int, atomic: bool, warps: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--lengths", type=int, nargs="+", default=[1 << 16, 1 << 20])
-    parser.add_argument("--programs", type=int, nargs="+", default=[256, 512])
-    parser.add_argument("--warps", type=int, nargs="+", default=[2])
+    parser.add_argument("--lengths", type=int, nargs="+", default=[1 << 16, 1 << 20],
+                        help="buffer lengths L to time, in steps (default: 65536 1048576)")
+    parser.add_argument("--programs", type=int, nargs="+", default=[256, 512],
+                        help="numbers of programs adding into the buffer (default: 256 512)")
+    parser.add_argument("--warps", type=int, nargs="+", default=[2], help="warps per program to time (default: 2)")
     parser.add_argument("--store-cap-gib", type=float, default=8.0,
                         help="skip 'store' rows whose partial rows would exceed this")
-    parser.add_argument("--out", type=Path, default=Path("."))
+    parser.add_argument("--out", type=Path, default=Path("."),
+                        help="folder for scan_atomics.json (created if missing; default: current folder)")
     args = parser.parse_args(argv)
     require_cuda(parser)
     rows = []

@@ -168,8 +168,10 @@ def print_table(rows: list[dict]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--lengths", type=int, nargs="+", default=[1 << 16, 1 << 20])
-    parser.add_argument("--out", type=Path, default=Path("."))
+    parser.add_argument("--lengths", type=int, nargs="+", default=[1 << 16, 1 << 20],
+                        help="sequence lengths L to time (default: 65536 1048576)")
+    parser.add_argument("--out", type=Path, default=Path("."),
+                        help="folder for scan_exp_bound.json (created if missing; default: current folder)")
     parser.add_argument("--warps-per-sm", type=int, nargs="*", default=[], metavar="W",
                         help="also time one pass of decays at the longest length as one wave of W warps per SM each")
     args = parser.parse_args(argv)

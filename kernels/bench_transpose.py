@@ -57,7 +57,8 @@ def bench_one(batch: int, channels: int, length: int, parent: int, dtype: torch.
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", type=Path, default=Path("."))
+    ap.add_argument("--out", type=Path, default=Path("."),
+                    help="folder for transpose_bench.json (created if missing; default: current folder)")
     args = ap.parse_args()
     require_cuda(ap)
     bandwidth = copy_bandwidth()

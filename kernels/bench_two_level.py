@@ -208,8 +208,10 @@ def _print_forward(name: str, v: dict, ref_ms: float) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", default=".")
-    ap.add_argument("--lengths", type=int, nargs="*", default=[1 << 20])
+    ap.add_argument("--out", default=".",
+                    help="folder for bench_two_level.json (created if missing; default: current folder)")
+    ap.add_argument("--lengths", type=int, nargs="*", default=[1 << 20],
+                    help="sequence lengths L to time (default: 1048576)")
     ap.add_argument("--sweep", nargs="*", default=None,
                     help="tile,columns,warps[,inverse columns[,dots[,inverse dots[,maxnreg[,inverse maxnreg[,half math[,"
                          "inverse half math]]]]]]] of the Triton levels (inverse columns: as columns; dots per complex "

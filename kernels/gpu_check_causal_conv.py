@@ -104,11 +104,13 @@ def print_table(rows: list[dict]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", type=Path, default=Path("."))
+    ap.add_argument("--out", type=Path, default=Path("."),
+                    help="folder for causal_conv_gpu_check.json (created if missing; default: current folder)")
     ap.add_argument("--device", default="cuda", help="cuda, or cpu under TRITON_INTERPRET=1 GENOMIX_FORCE_TRITON=1")
     ap.add_argument("--small", action="store_true",
                     help=f"cap L at {SMALL_MAX_LENGTH} and C at {SMALL_MAX_CHANNELS} (for the interpreter)")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0,
+                    help="base random seed; case i is seeded SEED*1000+i (default: 0)")
     args = ap.parse_args(argv)
     check_device_name(ap, args.device, "TRITON_INTERPRET=1 GENOMIX_FORCE_TRITON=1")
     if args.device == "cuda" and not torch.cuda.is_available():

@@ -162,9 +162,13 @@ def check(B: int, H: int, L: int, bid: bool, gates: bool, dtype: torch.dtype, pa
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", default=".")
-    ap.add_argument("--path", choices=("triton", "cufft"), default="triton")
-    ap.add_argument("--dtypes", nargs="+", choices=("float32", "bfloat16"), default=["float32", "bfloat16"])
+    ap.add_argument("--out", default=".",
+                    help="folder for gpu_check_fftconv_<path>.json (created if missing; default: current folder)")
+    ap.add_argument("--path", choices=("triton", "cufft"), default="triton",
+                    help="triton: the Monarch-FFT kernels; cufft: the cuFFT path with fused Triton elementwise "
+                         "kernels (default: triton)")
+    ap.add_argument("--dtypes", nargs="+", choices=("float32", "bfloat16"), default=["float32", "bfloat16"],
+                    help="input dtypes to check (default: float32 bfloat16)")
     args = ap.parse_args()
     require_cuda(ap)
     os.environ.pop("GENOMIX_FORCE_REFERENCE", None)

@@ -193,8 +193,10 @@ def model_checks() -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--skip-sweep", action="store_true")
+    parser.add_argument("--out", type=Path, required=True,
+                        help="folder for scan_gpu_check.json (created if missing)")
+    parser.add_argument("--skip-sweep", action="store_true",
+                        help="skip section 2, the tile sweep (the benchmark then runs ops.DEFAULT_TILING)")
     parser.add_argument("--correctness-only", action="store_true", help="section 1 alone")
     parser.add_argument("--initial-state-only", action="store_true", help="section 1's initial-state check alone")
     args = parser.parse_args()

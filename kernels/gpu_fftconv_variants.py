@@ -226,10 +226,12 @@ def report(out: str, checks: list[dict], timings: list[dict], t0: float, final: 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", default=".")
+    ap.add_argument("--out", default=".",
+                    help="folder for gpu_fftconv_variants.json (created if missing; default: current folder)")
     ap.add_argument("--launch-sweep", action="store_true",
                     help="only the reference, v2 and LAUNCH_SWEEP at --launch-length, forward only (no checks)")
-    ap.add_argument("--launch-length", type=int, default=1 << 20, choices=sorted(TIMING))
+    ap.add_argument("--launch-length", type=int, default=1 << 20, choices=sorted(TIMING),
+                    help="L of --launch-sweep and --compare (default: 1048576)")
     ap.add_argument("--compare", nargs="+", choices=sorted(SWEEP), metavar="VARIANT",
                     help="only: check the last VARIANT at COMPARE_CHECKS (bf16 and fp32), then time the reference "
                          "and each VARIANT forward and forward+backward at --launch-length")

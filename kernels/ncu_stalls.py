@@ -79,7 +79,8 @@ def main() -> int:
     parser.add_argument("csv", type=Path, help="ncu --page source --print-source sass --csv output (.gz read too)")
     parser.add_argument("--kernel", type=int, default=0, help="which kernel block, in file order (default 0)")
     parser.add_argument("--reason", default="stall_long_sb", help="the reason whose top instructions to list")
-    parser.add_argument("--top", type=int, default=12)
+    parser.add_argument("--top", type=int, default=12,
+                        help="how many instructions with the most --reason samples to list (default 12)")
     args = parser.parse_args()
     name, rows = read_kernels(args.csv)[args.kernel]
     reasons = stall_reasons(rows)

@@ -68,8 +68,11 @@ def _fftconv(length: int, path: str, backward: bool) -> Callable[[], None]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("workload", choices=["scan-infer", "scan-fwd", "scan-bwd", "fftconv-fwd", "fftconv-fwdbwd"])
-    ap.add_argument("--length", type=int, default=1 << 20)
+    ap.add_argument("workload", choices=["scan-infer", "scan-fwd", "scan-bwd", "fftconv-fwd", "fftconv-fwdbwd"],
+                    help="the op call to profile: the selective scan's inference forward, training forward or "
+                         "backward, or the long convolution's forward or forward+backward")
+    ap.add_argument("--length", type=int, default=1 << 20,
+                    help="sequence length L; fftconv workloads take one of bench_fftconv.SHAPES (default: 1048576)")
     ap.add_argument("--path", default="cufft", choices=sorted(PATHS), help="fftconv path (bench_fftconv.PATHS)")
     ap.add_argument("--tiling", nargs="*", default=[], metavar="NAME=VALUE",
                     help="scan: fields of ops.DEFAULT_TILING to override, e.g. hints=True bc16=True")

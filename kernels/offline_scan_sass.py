@@ -161,9 +161,13 @@ def innermost_loops(code: list[tuple[int, str]]) -> list[tuple[int, list[tuple[i
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("kernel", choices=sorted(KERNELS))
-    parser.add_argument("--warps", type=int, default=1)
-    parser.add_argument("--maxnreg", type=int, default=None)
+    parser.add_argument("kernel", choices=sorted(KERNELS),
+                        help="the scan kernel to compile: seq-fwd (forward, triton_seq) or seq-bwd "
+                             "(backward, triton_seq_bwd)")
+    parser.add_argument("--warps", type=int, default=1,
+                        help="warps per program; BLOCK_E is 32 channels per warp (default: 1)")
+    parser.add_argument("--maxnreg", type=int, default=None,
+                        help="register cap per thread (default: none, the compiler's choice)")
     parser.add_argument("--const", action="append", default=[], metavar="NAME=VALUE",
                         help="override a constexpr (Python literal), e.g. SUMMARY=True, S=8")
     parser.add_argument("--dtype", choices=("bf16", "fp32"), default="bf16", help="the activations' dtype")

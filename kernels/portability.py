@@ -353,7 +353,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     checker = sub.add_parser("check", help="capture the ops' kernel launches per target GPU and build them (offline)")
     checker.add_argument("--out", type=Path, help="write portability.json here")
-    checker.add_argument("--targets", type=int, nargs="+", default=sorted(SHARED_LIMIT), choices=sorted(SHARED_LIMIT))
+    checker.add_argument("--targets", type=int, nargs="+", default=sorted(SHARED_LIMIT), choices=sorted(SHARED_LIMIT),
+                         help="compute capabilities of the target GPUs: 80 (A100/A30), 86 (A10/A40/RTX 30), "
+                              "89 (L4/L40/RTX 40), 90 (H100/H200) (default: all four)")
     checker.add_argument("--lengths", choices=("full", "small"), default="full",
                          help="the benchmarks' lengths (minutes per target), or only the shortest of each op")
     checker.add_argument("--spill-limit", type=int, metavar="BYTES",

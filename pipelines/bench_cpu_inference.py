@@ -79,11 +79,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", nargs="+", type=run_spec, default=[run_spec(spec) for spec in DEFAULT_RUNS],
                         help="MODEL:LENGTH:BATCH entries")
-    parser.add_argument("--repeats", type=positive_int, default=5)
+    parser.add_argument("--repeats", type=positive_int, default=5,
+                        help="timed forwards per run after one warm-up; the median is reported (default: 5)")
     parser.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--fixed-filters", action="store_true",
                         help="also time each run with the filters' spectra kept between forwards")
-    parser.add_argument("--out", type=Path, default=Path("."))
+    parser.add_argument("--out", type=Path, default=Path("."),
+                        help="folder for bench_cpu_inference.json (created if missing; default: current folder)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)

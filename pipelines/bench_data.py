@@ -117,13 +117,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The options, with sizes checked and the output path refused before the benchmarks run, not after."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="bench_data.json", help="JSON results path")
-    parser.add_argument("--work-dir", default=os.path.join(tempfile.gettempdir(), "genomix-bench-data"))
+    parser.add_argument("--work-dir", default=os.path.join(tempfile.gettempdir(), "genomix-bench-data"),
+                        help="folder for the synthetic genome and the stores made from it (created if missing; "
+                             "default: genomix-bench-data in the system temp folder)")
     parser.add_argument("--synthetic-mb", type=positive_int, default=200,
                         help=f"size of the synthetic genome (Mb, at least {MIN_SYNTHETIC_MB})")
     parser.add_argument("--reads", type=positive_int, default=300, help="random 1 Mb windows to read")
     parser.add_argument("--workers", type=non_negative_int, default=4, help="DataLoader workers")
     parser.add_argument("--batches", type=positive_int, default=120, help="DataLoader batches to time")
-    parser.add_argument("--batch-size", type=positive_int, default=2)
+    parser.add_argument("--batch-size", type=positive_int, default=2,
+                        help="1 M-token windows per DataLoader batch (default: 2)")
     args = parser.parse_args(argv)
     if args.synthetic_mb < MIN_SYNTHETIC_MB:
         parser.error(f"--synthetic-mb must be at least {MIN_SYNTHETIC_MB}: each of its 4 contigs must hold a "

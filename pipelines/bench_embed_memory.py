@@ -55,10 +55,14 @@ def peak_run(command: list[str], extra_env: dict[str, str]) -> tuple[float, floa
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="hyenadna-tiny-1k")
-    parser.add_argument("--lengths", type=positive_int, nargs="+", default=[100_000, 400_000, 1_600_000])
-    parser.add_argument("--batch-size", type=positive_int, default=32)
-    parser.add_argument("--out", type=Path, default=Path("."))
+    parser.add_argument("--model", default="hyenadna-tiny-1k",
+                        help="named model size that embeds the records, fresh weights (default: hyenadna-tiny-1k)")
+    parser.add_argument("--lengths", type=positive_int, nargs="+", default=[100_000, 400_000, 1_600_000],
+                        help="record lengths to embed, in bases of E. coli (default: 100000 400000 1600000)")
+    parser.add_argument("--batch-size", type=positive_int, default=32,
+                        help="chunks per forward pass, passed to genomix embed --batch-size (default: 32)")
+    parser.add_argument("--out", type=Path, default=Path("."),
+                        help="folder for bench_embed_memory.json (created if missing; default: current folder)")
     args = parser.parse_args(argv)
     with exit_on_bad_input(parser):
         load_config(args.model)

@@ -107,15 +107,18 @@ def _step_ms(model: torch.nn.Module, prompt: torch.Tensor, new: int, graphs: boo
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=["mamba-tiny-1k", "mamba-7m-1m", "hyenadna-tiny-1k",
-                                                        "hyenadna-large-1m"])
+                                                        "hyenadna-large-1m"],
+                        help="named model sizes to time, fresh weights (default: mamba-tiny-1k mamba-7m-1m "
+                             "hyenadna-tiny-1k hyenadna-large-1m)")
     parser.add_argument("--prompt", type=positive_int, default=768, help="prompt length")
     parser.add_argument("--new", type=positive_int, default=128,
                         help=f"tokens to generate (at least {MIN_NEW}: the step timing warms up on 3 of them)")
-    parser.add_argument("--batch", type=positive_int, default=2)
+    parser.add_argument("--batch", type=positive_int, default=2, help="random prompts per batch (default: 2)")
     parser.add_argument("--beams", type=positive_int, default=4, help="beams per prompt for the beam-search timing")
     parser.add_argument("--agreement-tokens", type=positive_int, default=512,
                         help="prompt tokens stepped one by one against the prefill")
-    parser.add_argument("--out", type=Path, default=Path("."))
+    parser.add_argument("--out", type=Path, default=Path("."),
+                        help="folder for bench_generation.json (created if missing; default: current folder)")
     args = parser.parse_args(argv)
     if args.new < MIN_NEW:
         parser.error(f"--new must be at least {MIN_NEW}: the step alone is timed after a warm-up of 3 steps")

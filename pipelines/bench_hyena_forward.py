@@ -87,17 +87,21 @@ def labels(paths: list[str], fixed: bool) -> list[tuple[str, str, bool]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="hyenadna-large-1m")
-    parser.add_argument("--lengths", type=int, nargs="+", default=[32_768, 262_144, 1_048_576])
-    parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--model", default="hyenadna-large-1m",
+                        help="named HyenaDNA size, fresh weights (default: hyenadna-large-1m)")
+    parser.add_argument("--lengths", type=int, nargs="+", default=[32_768, 262_144, 1_048_576],
+                        help="sequence lengths to time, in tokens (default: 32768 262144 1048576)")
+    parser.add_argument("--batch", type=int, default=1, help="sequences per forward (default: 1)")
+    parser.add_argument("--repeats", type=int, default=5,
+                        help="timed forwards per path and length; the median is reported (default: 5)")
     parser.add_argument("--paths", nargs="+", choices=list(FFTCONV_PATHS), default=list(FFTCONV_PATHS),
                         help="paths to time, in this order (the reference first for ratios and differences; one "
                              "path per process keeps the others' state out of a host-bound timing)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed forwards per path before the timed ones")
     parser.add_argument("--fixed-filters", action="store_true",
                         help="also time each path with the filters' spectra kept between forwards (fixed_filters)")
-    parser.add_argument("--out", type=Path, default=Path("."))
+    parser.add_argument("--out", type=Path, default=Path("."),
+                        help="folder for bench_hyena_forward.json (created if missing; default: current folder)")
     args = parser.parse_args()
     require_cuda(parser)
     rows = run(args.model, args.lengths, args.batch, args.repeats, args.paths, args.warmup, args.fixed_filters)

@@ -58,8 +58,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", nargs="+", default=["hyenadna-large-1m:32768:1", "hyenadna-small-32k:4096:32"],
                         help="MODEL:LENGTH:BATCH")
-    parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--out", type=Path, default=Path("."))
+    parser.add_argument("--repeats", type=int, default=20,
+                        help="timed forwards per way and case; the median is reported (default: 20)")
+    parser.add_argument("--out", type=Path, default=Path("."),
+                        help="folder for bench_inference_graph.json (created if missing; default: current folder)")
     args = parser.parse_args()
     require_cuda(parser)
     rows = []

@@ -193,12 +193,16 @@ def table(rows: list[dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, required=True, help="folder for bench_m2.json")
-    ap.add_argument("--lengths", type=int, nargs="+", default=[1024, 4096, 16384, 65536])
+    ap.add_argument("--lengths", type=int, nargs="+", default=[1024, 4096, 16384, 65536],
+                    help="sequence lengths L to time, in tokens (default: 1024 4096 16384 65536)")
     ap.add_argument("--tokens", type=int, default=65536, help="tokens per step (batch = tokens // L)")
-    ap.add_argument("--width", type=int, default=256)
-    ap.add_argument("--depth", type=int, default=4)
-    ap.add_argument("--heads", type=int, default=4)
-    ap.add_argument("--models", nargs="+", default=["m2", "m2-ref", "m2-dense", "m2-blockdiag", "m2-bert", "transformer"])
+    ap.add_argument("--width", type=int, default=256, help="d_model of every model (default: 256)")
+    ap.add_argument("--depth", type=int, default=4, help="layers of every model (default: 4)")
+    ap.add_argument("--heads", type=int, default=4, help="attention heads of the Transformer (default: 4)")
+    ap.add_argument("--models", nargs="+",
+                    default=["m2", "m2-ref", "m2-dense", "m2-blockdiag", "m2-bert", "transformer"],
+                    help="models to time: m2, m2-ref, m2-dense and m2-blockdiag (M2 with dense or block-diagonal "
+                         "MLP layers), m2-bert, transformer (default: all six)")
     ap.add_argument("--cuda-graphs", action="store_true", help="also time each model's step replayed from a CUDA graph")
     args = ap.parse_args(argv)
     require_cuda(ap)

@@ -58,11 +58,13 @@ def _stepped_scores(model: torch.nn.Module, ids: torch.Tensor) -> tuple[torch.Te
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="mamba-7m-1m")
-    parser.add_argument("--lengths", type=positive_int, nargs="+", default=[1 << 20, 1 << 22])
+    parser.add_argument("--model", default="mamba-7m-1m", help="named Mamba size, fresh weights (default: mamba-7m-1m)")
+    parser.add_argument("--lengths", type=positive_int, nargs="+", default=[1 << 20, 1 << 22],
+                        help="lengths of the random sequences to score, in tokens, batch 1 (default: 1048576 4194304)")
     parser.add_argument("--stepped", type=min_two, default=2048,
                         help="prefix scored token by token for comparison (at most the length)")
-    parser.add_argument("--out", type=Path, default=Path("."))
+    parser.add_argument("--out", type=Path, default=Path("."),
+                        help="folder for bench_mamba_scoring.json (created if missing; default: current folder)")
     args = parser.parse_args(argv)
     torch.manual_seed(0)
     with exit_on_bad_input(parser):

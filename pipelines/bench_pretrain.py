@@ -189,9 +189,13 @@ def print_table(r: dict[str, Any]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="hyenadna-large-1m")
-    parser.add_argument("--seq-len", type=positive_int, default=1_048_576)
-    parser.add_argument("--batch", type=positive_int, default=1)
+    parser.add_argument("--model", default="hyenadna-large-1m",
+                        help="named model size, fresh weights (default: hyenadna-large-1m)")
+    parser.add_argument("--seq-len", type=positive_int, default=1_048_576,
+                        help="tokens per sequence of the timed training step and forward, and the context "
+                             "search's first length (default: 1048576)")
+    parser.add_argument("--batch", type=positive_int, default=1,
+                        help="sequences per timed training step and forward; the context search uses 1 (default: 1)")
     parser.add_argument("--max-len", type=positive_int, default=16 * 1_048_576, help="longest length the context search tries")
     parser.add_argument("--d-model", type=int, help="override the model width (tiny CPU runs)")
     parser.add_argument("--n-layer", type=int, help="override the number of layers")
@@ -200,11 +204,14 @@ def main() -> None:
                         help="keep the block-boundary checkpoints in host memory (the recipe's offload_checkpoints)")
     parser.add_argument("--keep-scan", action="store_true",
                         help="keep the selective scan's forward outputs through checkpointing (Mamba, Caduceus)")
-    parser.add_argument("--repeats", type=positive_int, default=3)
+    parser.add_argument("--repeats", type=positive_int, default=3,
+                        help="timed training steps and forwards after one warm-up; the median is reported "
+                             "(default: 3)")
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available, else cpu)")
     parser.add_argument("--memory-limit-gib", type=float,
                         help="cap this process's GPU memory (e.g. 79 to answer 'fits an 80 GB H100' on a larger card)")
-    parser.add_argument("--out", type=Path, default=Path("."))
+    parser.add_argument("--out", type=Path, default=Path("."),
+                        help="folder for bench_pretrain.json (created if missing; default: current folder)")
     args = parser.parse_args()
     if args.offload_checkpoints and args.no_checkpointing:
         parser.error("--offload-checkpoints needs activation checkpointing (drop --no-checkpointing)")

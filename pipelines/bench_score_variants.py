@@ -48,12 +48,17 @@ def _scores(path: Path) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--fasta", type=Path, required=True)
-    parser.add_argument("--model", default="hyenadna-small-32k")
-    parser.add_argument("--stride", type=positive_int, default=16)
-    parser.add_argument("--window", type=positive_int, default=4096)
-    parser.add_argument("--batch-size", type=positive_int, default=16)
-    parser.add_argument("--out", type=Path, default=Path("."))
+    parser.add_argument("--fasta", type=Path, required=True,
+                        help="reference FASTA; the variants are placed along its first record")
+    parser.add_argument("--model", default="hyenadna-small-32k",
+                        help="named size (fresh, seeded weights) or checkpoint (default: hyenadna-small-32k)")
+    parser.add_argument("--stride", type=positive_int, default=16,
+                        help="one variant every STRIDE positions of the first record, in bases (default: 16)")
+    parser.add_argument("--window", type=positive_int, default=4096, help="bases per scoring window (default: 4096)")
+    parser.add_argument("--batch-size", type=positive_int, default=16,
+                        help="alleles per forward pass (default: 16)")
+    parser.add_argument("--out", type=Path, default=Path("."),
+                        help="folder for bench_score_variants.json (created if missing; default: current folder)")
     args = parser.parse_args(argv)
     with exit_on_bad_input(parser):  # a missing FASTA, an unknown model, a window past its context, a bad --out
         make_output_dir(args.out)

@@ -76,9 +76,12 @@ def measure(model_name: str, repeats: int, scratch: Path) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS), help="named sizes (configs/models)")
-    parser.add_argument("--repeats", type=positive_int, default=7)
+    parser.add_argument("--repeats", type=positive_int, default=7,
+                        help="timed loads with the record and as many without it, after one untimed load of each; "
+                             "medians are reported (default: 7)")
     parser.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--out", type=Path, default=Path("."))
+    parser.add_argument("--out", type=Path, default=Path("."),
+                        help="folder for bench_weights_check.json (created if missing; default: current folder)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -46,9 +46,13 @@ def relative_errors(name: str, length: int, seed: int = 0) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS))
-    parser.add_argument("--length", type=positive_int, default=512)
-    parser.add_argument("--out", type=Path, default=Path("."))
+    parser.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS),
+                        help="named sizes to compare, fresh weights (default: hyenadna-tiny-1k mamba-tiny-1k "
+                             "caduceus-ps-1k-d118 m2-tiny-1k transformer-tiny-1k)")
+    parser.add_argument("--length", type=positive_int, default=512,
+                        help="random bases per sequence, batch 2 (default: 512)")
+    parser.add_argument("--out", type=Path, default=Path("."),
+                        help="folder for half_precision.json (created if missing; default: current folder)")
     args = parser.parse_args(argv)
     with exit_on_bad_input(parser):  # an unknown model name, a length past its context, an --out under a file
         make_output_dir(args.out)

@@ -118,15 +118,20 @@ def main(argv: list[str] | None = None) -> int:
                         "random weights); masked models score substitutions only")
     parser.add_argument("--variants", type=Path, required=True, help="labelled TSV: chrom pos ref alt label")
     parser.add_argument("--reference", type=Path, required=True, help="FASTA or genome store (.h5)")
-    parser.add_argument("--contig-map", action="append", default=[], metavar="VCF=REF")
-    parser.add_argument("--window", type=int)
+    parser.add_argument("--contig-map", action="append", default=[], metavar="VCF=REF",
+                        help="contig name in the table -> reference contig name (repeatable); chr prefixes and "
+                             "M/MT are matched without it")
+    parser.add_argument("--window", type=int,
+                        help="bases per scoring window (default: 4096, or the model's max_seq_len if smaller)")
     parser.add_argument("--method", choices=("causal", "masked", "embedding"),
                         help="scoring method (default: by the model's head); embedding ranks by distance")
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--device")
+    parser.add_argument("--batch-size", type=int, default=16, help="alleles per forward pass (default: 16)")
+    parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available, else cpu)")
     add_resume_options(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.add_argument("--out", type=Path, default=Path("."))
+    parser.add_argument("--out", type=Path, default=Path("."),
+                        help="folder for eval_variant_scoring.json, scores.tsv and variants.vcf (created if missing; "
+                             "default: current folder)")
     args = parser.parse_args(argv)
     from genomix.kernels.bench_common import exit_on_bad_input
 

@@ -163,14 +163,21 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argpars
                         help="suite root: GUE's <group>/<task>/ folders or NT's <task>/ folders "
                         "(genomix tasks download)")
     parser.add_argument("--tasks", nargs="*", help="group/task names (default: every task with a train split)")
-    parser.add_argument("--recipe", default="gue")
-    parser.add_argument("--max-epochs", type=int)
-    parser.add_argument("--train-rows", type=int)
-    parser.add_argument("--accelerator", default="auto", choices=ACCELERATORS)
+    parser.add_argument("--recipe", default="gue",
+                        help="fine-tuning recipe: a name in configs/finetune (genomic-benchmarks, gue, quick) or a "
+                             "YAML path (default: gue)")
+    parser.add_argument("--max-epochs", type=int,
+                        help="passes over each task's training rows (default: the recipe's)")
+    parser.add_argument("--train-rows", type=int,
+                        help="train on each task's first N rows only (quick checks; default: the recipe's)")
+    parser.add_argument("--accelerator", default="auto", choices=ACCELERATORS,
+                        help="Lightning accelerator for every task (default: auto, a GPU when there is one, "
+                             "else the CPU)")
     parser.add_argument("--devices", type=int, default=1,
                         help="data-parallel GPUs per task (the recipe's batch size is the global batch)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars while a task trains")
-    parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--out", required=True, type=Path,
+                        help="suite folder: one <task>/ folder per task and finetune_gue.json (created if missing)")
     return parser, parser.parse_args(argv)
 
 

@@ -65,11 +65,16 @@ def check(model_name: str, length: int, fp32_length: int, seed: int) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="hyenadna-large-1m")
-    parser.add_argument("--length", type=int, default=1 << 20)
-    parser.add_argument("--fp32-length", type=int, default=1 << 18)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path("."))
+    parser.add_argument("--model", default="hyenadna-large-1m",
+                        help="named HyenaDNA size, fresh weights (default: hyenadna-large-1m)")
+    parser.add_argument("--length", type=int, default=1 << 20,
+                        help="tokens of the random sequence, batch 1, for the bf16 comparisons (default: 1048576)")
+    parser.add_argument("--fp32-length", type=int, default=1 << 18,
+                        help="tokens of the fp32 comparison, the sequence's first ones (default: 262144)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="random seed of the fresh weights and the sequence (default: 0)")
+    parser.add_argument("--out", type=Path, default=Path("."),
+                        help="folder for gpu_check_hyena_paths.json (created if missing; default: current folder)")
     args = parser.parse_args()
     require_cuda(parser)
     result = check(args.model, args.length, args.fp32_length, args.seed)

@@ -136,17 +136,23 @@ def _print(title: str, result: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="hyenadna-large-1m")
-    parser.add_argument("--length", type=int, default=1_048_576)
-    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--model", default="hyenadna-large-1m",
+                        help="named model size, fresh weights (default: hyenadna-large-1m)")
+    parser.add_argument("--length", type=int, default=1_048_576,
+                        help="tokens per random sequence (default: 1048576)")
+    parser.add_argument("--batch", type=int, default=1,
+                        help="sequences per forward and training step (default: 1)")
     parser.add_argument("--task", default="causal-lm", choices=["causal-lm", "masked-lm"],
                         help="the head to train (masked-lm for bidirectional models such as Caduceus)")
     parser.add_argument("--no-checkpointing", action="store_true", help="profile the training step without "
                         "activation checkpointing (as bench_m2 times it)")
-    parser.add_argument("--top", type=int, default=18)
+    parser.add_argument("--top", type=int, default=18,
+                        help="rows per table: operators, and with --memory-snapshot allocation sites (default: 18)")
     parser.add_argument("--memory-snapshot", action="store_true",
                         help="also dump the allocator's history of one training step (memory_snapshot.pickle)")
-    parser.add_argument("--out", type=Path, default=Path("."))
+    parser.add_argument("--out", type=Path, default=Path("."),
+                        help="folder for profile_model.json, and memory_snapshot.pickle with --memory-snapshot "
+                             "(created if missing; default: current folder)")
     args = parser.parse_args()
     require_cuda(parser)
     torch.manual_seed(0)
