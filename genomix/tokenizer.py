@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import numpy as np
 from transformers import PreTrainedTokenizer
 
 from .errors import ConfigError, InputFormatError, TokenizationError
+
+if TYPE_CHECKING:
+    import torch
 
 SPECIAL_TOKENS = ("[CLS]", "[SEP]", "[BOS]", "[MASK]", "[PAD]", "[RESERVED]", "[UNK]")
 BASES = ("A", "C", "G", "T", "N")
@@ -106,7 +109,7 @@ def decode(ids: Iterable[int] | np.ndarray, skip_special_tokens: bool = True) ->
     return "".join(names[i] for i in arr)
 
 
-def reverse_complement(ids: np.ndarray | "torch.Tensor") -> np.ndarray | "torch.Tensor":  # noqa: F821
+def reverse_complement(ids: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
     """Reverse complement of token ids along the last axis (A<->T, C<->G; N and specials unchanged).
 
     Works on numpy arrays (and lists of ids, returned as one) and torch tensors of any leading shape. Applying
