@@ -277,6 +277,19 @@ def test_a_resume_on_changed_variants_is_refused_and_keeps_the_rows(tmp_path, cl
     assert run(variants, resume=True)["resumed"] == 20
 
 
+def test_a_resume_under_another_contig_map_is_refused(tmp_path, clinvar_vcf, model, monkeypatch):
+    """Rows placed on one reference contig must not be continued on another: the contig map is a setting."""
+    run = lambda mapping, **kw: score_variants(model, read_vcf(clinvar_vcf), Reference(RCRS, mapping),  # noqa: E731
+                                               tmp_path / "cut.tsv", window=64, batch_size=10, quiet=True, **kw)
+    real = _interrupt_third_batch(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        run({"MT": "MT_human"})
+    monkeypatch.setattr(score_module, "_score_causal", real)
+    with pytest.raises(InputFormatError, match="contig_map: MT=MT_human -> MT=MT_human,chrM=MT_human"):
+        run({"MT": "MT_human", "chrM": "MT_human"}, resume=True)
+    assert run({"MT": "MT_human"}, resume=True)["resumed"] == 20
+
+
 def test_indels_at_the_contig_end_keep_their_alleles_in_both_windows(tmp_path, model):
     """Windows of equal length need |len(ALT) - len(REF)| reference bases after an indel: with fewer, the row
     says so instead of scoring two identical windows; with enough, both alleles are whole in their windows."""
@@ -647,7 +660,7 @@ def test_a_method_the_model_cannot_compute_is_refused(tmp_path):
 def test_cli_refuses_a_changed_reference_on_resume_window_zero_and_a_missing_gpu(tmp_path, clinvar_vcf, capsys,
                                                                                   monkeypatch):
     """The reference is a setting like the VCF (path, size, modification time), so rows kept under one genome are
-    not continued under another at the same path; --window 0 is out of range, not the default; a CUDA device
+    not continued under another at the same path; --window 0 or 1 is out of range, not the default; a CUDA device
     this machine lacks is one line of error before the model loads."""
     import os
 
@@ -664,8 +677,11 @@ def test_cli_refuses_a_changed_reference_on_resume_window_zero_and_a_missing_gpu
     os.utime(reference, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # the genome replaced at the same path
     assert cli_main(common + ["--resume"]) == 2
     assert "reference_mtime_ns:" in capsys.readouterr().err
-    assert cli_main(common[:-2] + ["--out", str(tmp_path / "w.tsv"), "--window", "0"]) == 2
-    assert "window 0 must be between 2" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:  # refused as it is parsed, before the VCF is read or the model loads
+        cli_main(common[:-2] + ["--out", str(tmp_path / "w.tsv"), "--window", "0"])
+    assert stop.value.code == 2 and "--window: must be a positive integer, got 0" in capsys.readouterr().err
+    assert cli_main(common[:-2] + ["--out", str(tmp_path / "w.tsv"), "--window", "1"]) == 2
+    assert "window 1 must be between 2" in capsys.readouterr().err
     if not torch.cuda.is_available():
         assert cli_main(common[:-2] + ["--out", str(tmp_path / "c.tsv"), "--device", "cuda"]) == 2
         assert "--device cuda: no CUDA device is available on this machine" in capsys.readouterr().err

@@ -157,6 +157,9 @@ def test_region_queries_need_an_index_and_bgzip(tmp_path, indexed):
     (tmp_path / "plain.vcf.gz.tbi").write_bytes(Path(f"{indexed['tbi']}.tbi").read_bytes())
     with pytest.raises(InputFormatError, match="bgzip"):
         list(read_vcf(gzipped, [Region("1", 0, 100_000)]))
+    (tmp_path / "plain.vcf.gz.tbi").unlink()  # unindexed gzip: the advice must be a command that works on it
+    with pytest.raises(InputFormatError, match=r"not bgzip, so `genomix index-vcf plain.vcf.gz --out plain.bgz.vcf.gz`"):
+        list(read_vcf(gzipped, [Region("1", 0, 100_000)]))
     truncated = tmp_path / "cut.vcf.gz"
     truncated.write_bytes(indexed["tbi"].read_bytes())
     index = Path(f"{indexed['tbi']}.tbi").read_bytes()
@@ -299,6 +302,11 @@ def test_index_vcf_refuses_unsorted_input_and_keeps_nothing(tmp_path):
                                                r"PATH\)"):
         index_vcf(gz)
     assert [bin_of(0, 1), bin_of(16_383, 16_385), bin_of(0, 1 << 29)] == [4681, 585, 0]
+    huge = tmp_path / "wheat.vcf"  # a contig over 512 Mb: past what tabix bins address (htslib asks for CSI)
+    huge.write_text(header + "3B\t10\t.\tA\tC\t.\t.\t.\n3B\t600000000\t.\tA\tC\t.\t.\t.\n")
+    with pytest.raises(InputFormatError, match=r"wheat.vcf:4: 3B:600000000 reaches past base 536,870,912.*tabix -C"):
+        index_vcf(huge)
+    assert not (tmp_path / "wheat.vcf.gz").exists() and not (tmp_path / "wheat.vcf.gz.tbi").exists()
 
 
 def test_index_vcf_replaces_an_existing_copy_only_when_asked(tmp_path):

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Iterator
 
 from ..errors import ConfigError
 from .inference_options import add_inference_options, add_resume_options
+from .option_types import positive_int
 
 if TYPE_CHECKING:
     from ..variants import Reference
@@ -46,14 +47,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="reference FASTA (.fa / .fa.gz, read into memory) or genome store (.h5 from "
                              "`genomix genome prepare`, for whole genomes)")
     parser.add_argument("--out", required=True, help="output TSV")
-    parser.add_argument("--window", type=int, help="bases per scoring window (default: 4096, or the model's "
+    parser.add_argument("--window", type=positive_int, help="bases per scoring window (default: 4096, or the model's "
                         "max_seq_len if smaller)")
     parser.add_argument("--contig-map", action="append", default=[], metavar="VCF=REF",
                         help="VCF contig name -> reference contig name (repeatable); chr prefixes and M/MT "
                              "are matched without it")
     parser.add_argument("--on-ref-mismatch", choices=("error", "skip"), default="error",
                         help="stop at a REF that differs from the reference (default), or record it and go on")
-    parser.add_argument("--batch-size", type=int, default=16, help="alleles per forward pass (default 16)")
+    parser.add_argument("--batch-size", type=positive_int, default=16, help="alleles per forward pass (default 16)")
     add_resume_options(parser)
     add_inference_options(parser)
     parser.set_defaults(func=_run)

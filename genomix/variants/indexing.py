@@ -26,6 +26,8 @@ from .vcf import BOM, HeaderCheck, open_bytes
 
 BLOCK_DATA = 0xFF00
 _PSEUDO_BIN = pseudo_bin(TABIX_DEPTH)  # 37450: per-contig offsets and record counts
+#: The end of the span a tabix index's bins cover (2^29 = 536,870,912 bases); htslib refuses to index past it.
+TABIX_SPAN = 1 << (TABIX_MIN_SHIFT + 3 * TABIX_DEPTH)
 
 
 def bin_of(start: int, end: int, min_shift: int = TABIX_MIN_SHIFT, depth: int = TABIX_DEPTH) -> int:
@@ -154,6 +156,11 @@ def _tabix_index(lines: Iterable[tuple[int, int, bytes]], source: Path) -> bytes
         if int(fields[1]) < 1:
             raise InputFormatError(f"{source}:{number}: POS {fields[1]} must be >= 1 (VCF positions are 1-based)")
         start, end = record_span(fields)
+        if end > TABIX_SPAN:
+            raise InputFormatError(f"{source}:{number}: {fields[0]}:{start + 1} reaches past base {TABIX_SPAN:,}, the "
+                                   "last a tabix (.tbi) index can address (contigs over 512 Mb); genomix index-vcf "
+                                   "writes .tbi only: index the bgzip file with a CSI index instead (`tabix -C -p vcf "
+                                   "FILE` or `bcftools index FILE`), which genomix reads")
         if not names or names[-1] != fields[0]:
             if fields[0] in names:
                 raise InputFormatError(f"{source}:{number}: contig {fields[0]} appears again after other contigs; "

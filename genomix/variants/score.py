@@ -257,6 +257,14 @@ def _score_embedding(model: torch.nn.Module, rows: list[_Row], device: torch.dev
             row.distance = float(distance[i])
 
 
+def _contig_map_setting(reference: Reference) -> dict[str, str]:
+    """The reference's contig map as a setting --resume compares (rows placed on other contigs must not mix); none
+    for a run without one, as runs recorded before the map was kept."""
+    if not reference.contig_map:
+        return {}
+    return {"contig_map": ",".join(f"{vcf}={ours}" for vcf, ours in sorted(reference.contig_map.items()))}
+
+
 def _header(settings: dict[str, str]) -> str:
     """The output's first two lines: the settings (``# genomix score-variants key=value ...``), then the columns."""
     return f"# genomix score-variants {' '.join(f'{k}={v}' for k, v in settings.items())}\n" + "\t".join(COLUMNS) + "\n"
@@ -344,7 +352,7 @@ def score_variants(
     out = check_scores_output(out, vcf, [reference.path], overwrite)
     partial = out.with_name(f".{out.name}.partial")
     settings = {"method": method, "window": str(window), "on_ref_mismatch": on_ref_mismatch, **(meta or {}),
-                "weights": weights_fingerprint(model)}
+                **_contig_map_setting(reference), "weights": weights_fingerprint(model)}
     header = _header(settings)
     current = _header_settings(header)  # read back, as an interrupted run's header is
     keep = continue_partial(partial, lambda: _saved_settings(partial, current), current, resume=resume,

@@ -29,6 +29,7 @@ import zlib
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterable, Iterator, Sequence, TypeVar
 
+from ..compression import is_bgzf
 from ..errors import InputFormatError, RangeError
 from .reference import contig_aliases
 
@@ -425,10 +426,14 @@ def find_index(path: Path, bcf: bool = False) -> Path:
     if bcf:
         raise InputFormatError(f"{path}: region queries of a BCF need its CSI index ({path.name}.csi next to it): "
                                f"`bcftools index {path.name}` writes it (genomix index-vcf indexes text VCFs only)")
+    if is_bgzf(path):
+        how = f"`genomix index-vcf {path.name}` indexes it in place"
+    else:
+        copy = path.name.removesuffix(".gz").removesuffix(".vcf") + ".bgz.vcf.gz"
+        how = (f"it is not bgzip, so `genomix index-vcf {path.name} --out {copy}` writes a bgzip copy with its index "
+               "(query that copy)")
     raise InputFormatError(f"{path}: region queries need a bgzip VCF with an index ({path.name}.tbi or .csi next to "
-                           f"it); `genomix index-vcf {path.name}` indexes a bgzip file in place and writes a bgzip "
-                           "copy of a plain or gzip one (query that copy); htslib's `tabix -p vcf` and "
-                           "`bcftools index -t` index bgzip files too")
+                           f"it); {how}; htslib's `tabix -p vcf` and `bcftools index -t` index bgzip files too")
 
 
 def record_at(path: Path, offset: int) -> str:
