@@ -293,6 +293,33 @@ def test_an_earlier_genomix_checkpoint_is_replaced_only_with_overwrite(layouts, 
     assert type(from_pretrained(dst)).__name__ == "HyenaForCausalLM"
 
 
+def test_overwrite_replaces_a_checkpoint_but_never_the_users_files_beside_it(layouts, tmp_path, capsys):
+    """--overwrite replaces the files a genomix save writes; a folder that also holds the user's results (names
+    such as eval_results.json match no save) is refused whole, so nothing of theirs is deleted."""
+    dst = tmp_path / "finetuned"
+    genomix.hub.convert(layouts["mamba"], dst)
+    (dst / "eval_results.json").write_text('{"acc": 0.93}')
+    (dst / "notes.txt").write_text("mine")
+    before = {p.name: p.read_bytes() for p in dst.iterdir()}
+    assert main(["convert", str(layouts["hyena"]), str(dst), "--quiet", "--overwrite"]) == 2
+    assert re.search(r"finetuned: holds a genomix checkpoint and files a genomix save does not write "
+                     r"\(eval_results\.json, notes\.txt\), which replacing it would delete", capsys.readouterr().err)
+    assert {p.name: p.read_bytes() for p in dst.iterdir()} == before
+
+
+def test_a_symlinked_destination_is_written_through(layouts, tmp_path):
+    """The link stays a link to the replaced checkpoint, and nothing is left beside either."""
+    target = tmp_path / "store" / "model"
+    genomix.hub.convert(layouts["mamba"], target)
+    link = tmp_path / "model-link"
+    link.symlink_to(target, target_is_directory=True)
+    genomix.hub.convert(layouts["hyena"], link, overwrite=True)
+    assert link.is_symlink() and link.resolve() == target.resolve()
+    assert type(from_pretrained(target)).__name__ == "HyenaForCausalLM"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model-link", "store"]
+    assert sorted(p.name for p in target.parent.iterdir()) == ["model"]
+
+
 def test_forcing_another_layout_names_the_one_the_folder_is_in(layouts, tmp_path, capsys):
     assert main(["convert", str(layouts["mamba"]), str(tmp_path / "o"), "--format", "genomix"]) == 2
     assert "not a genomix checkpoint" in capsys.readouterr().err

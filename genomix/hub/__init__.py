@@ -186,12 +186,13 @@ def save_native(model: GenomixPreTrainedModel, out_dir: str | os.PathLike) -> Pa
     save leaves ``out_dir`` as it was (a process killed outright leaves a hidden temporary folder, which the next
     save beside it removes). An existing ``out_dir`` must be empty or hold an earlier genomix checkpoint and
     nothing else, which is replaced; any other folder (another layout's checkpoint, a convert's own source) is
-    refused, never deleted.
+    refused, never deleted. A symbolic link to a folder is written through: its target is what is replaced.
     """
     from ..outputs import make_output_dir, temp_sibling
     from ..tokenizer import Tokenizer
 
     out = Path(out_dir).expanduser()
+    out = out.resolve() if out.is_symlink() else out
     check_replaceable(out)
     make_output_dir(out.parent, option="output directory")
     tmp, old = temp_sibling(out), temp_sibling(out, "old")
@@ -220,18 +221,19 @@ def check_replaceable(out: Path, overwrite: bool = True) -> None:
     """Refuse an output directory ``out`` that :func:`save_native` may not replace: a file, or a folder holding
     anything but an earlier genomix checkpoint (the files a native save writes), and without ``overwrite`` that
     checkpoint too."""
-    from fnmatch import fnmatch
-
-    from .formats.genomix_native import GenomixNative
+    from .formats.genomix_native import GenomixNative, saved_by_genomix
 
     if out.exists() and not out.is_dir():
         raise CheckpointError(f"{out}: exists and is a file; the output is a directory, choose another path")
     if not out.is_dir() or not any(out.iterdir()):
         return
-    native = GenomixNative()
     entries = sorted(out.iterdir())
-    if native.detect(out) and all(p.is_file() and any(fnmatch(p.name, pat) for pat in native.patterns)
-                                  for p in entries):
+    if GenomixNative().detect(out):
+        others = [p.name for p in entries if not (p.is_file() and saved_by_genomix(p.name))]
+        if others:
+            raise CheckpointError(f"{out}: holds a genomix checkpoint and files a genomix save does not write "
+                                  f"({', '.join(others[:6])}), which replacing it would delete; move them, or choose "
+                                  "a new or empty folder")
         if overwrite:
             return
         raise CheckpointError(f"{out}: holds a genomix checkpoint already; choose a new folder, or replace it with "

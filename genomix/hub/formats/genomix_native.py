@@ -6,6 +6,7 @@ This is what ``save_pretrained``/``genomix convert``/``push_to_hub`` write, and 
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from ...errors import CheckpointError, ConfigError
@@ -24,6 +25,19 @@ from .base import (
     read_weights,
 )
 from .common import expected_state_dict, task_of_architectures
+
+
+#: The files a genomix save writes (and those earlier transformers versions wrote beside them), by name; a folder
+#: holding anything else is not replaced by a later save (:func:`genomix.hub.check_replaceable`).
+SAVED_FILES = frozenset({"config.json", "generation_config.json", "model.safetensors", "model.safetensors.index.json",
+                         "pytorch_model.bin", "pytorch_model.bin.index.json", "tokenizer_config.json", "vocab.json",
+                         "special_tokens_map.json", "added_tokens.json", MANIFEST})
+_SAVED_SHARD = re.compile(r"(model|pytorch_model)-\d{5}-of-\d{5}\.(safetensors|bin)")
+
+
+def saved_by_genomix(name: str) -> bool:
+    """Whether a file named ``name`` is one a genomix save writes."""
+    return name in SAVED_FILES or _SAVED_SHARD.fullmatch(name) is not None
 
 
 class GenomixNative(FormatAdapter):
