@@ -206,6 +206,21 @@ def test_sharded_checkpoints_load_to_the_reference_outputs(layouts, shared_dir, 
     assert_reference_logits(from_pretrained(sharded), expected_of(shared_dir, layout), CASES[layout])
 
 
+def test_a_shard_holding_a_tensor_its_index_places_elsewhere_is_refused(layouts, tmp_path):
+    """A stale copy of a tensor in the wrong shard replaced the right one whenever its shard was read later."""
+    sharded = shutil.copytree(layouts["mamba"], tmp_path / "mamba")
+    shard(sharded)
+    weight_map = json.loads((sharded / "pytorch_model.bin.index.json").read_text())["weight_map"]
+    first, second = sorted(set(weight_map.values()))
+    moved = next(key for key, where in weight_map.items() if where == first)
+    stale = torch.load(sharded / second, weights_only=True)
+    stale[moved] = torch.zeros_like(torch.load(sharded / first, weights_only=True)[moved])
+    torch.save(stale, sharded / second)
+    with pytest.raises(CheckpointError, match=rf"{second}: holds 1 tensor\(s\) that pytorch_model\.bin\.index\.json "
+                                              rf"places in another shard \({re.escape(moved)}\)"):
+        from_pretrained(sharded)
+
+
 @pytest.mark.parametrize("layout, field", [("hf", "activation_freq"), ("hyena", "layer.w")])
 def test_fields_a_config_leaves_out_take_the_reference_defaults(layouts, tmp_path, layout, field):
     """HyenaDNA's code uses a sine frequency of 1 where a config gives none; genomix's own default is 10."""

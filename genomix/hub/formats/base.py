@@ -205,7 +205,8 @@ def _read_weights_file(path: Path) -> dict[str, torch.Tensor]:
 
 def _read_sharded(index: Path) -> dict[str, torch.Tensor]:
     """Every tensor of a sharded checkpoint, after checking that each shard its index lists is there and holds
-    the tensors the index places in it."""
+    the tensors the index places in it, and none that it places in another shard (which would replace that one's
+    depending on the order the shards are read)."""
     weight_map = read_json(index).get("weight_map")
     if not isinstance(weight_map, dict) or not weight_map or not all(isinstance(v, str) for v in weight_map.values()):
         raise CheckpointError(f"{index}: no 'weight_map' from tensor names to shard files; {_REDOWNLOAD}")
@@ -225,6 +226,11 @@ def _read_sharded(index: Path) -> dict[str, torch.Tensor]:
             raise CheckpointError(f"{index.parent / shard}: lacks {len(absent)} tensor(s) that {index.name} places "
                                   f"there ({summarise(absent)}); shard and index come from different saves: "
                                   f"{_REDOWNLOAD}")
+        elsewhere = [key for key in tensors if weight_map.get(key, shard) != shard]
+        if elsewhere:
+            raise CheckpointError(f"{index.parent / shard}: holds {len(elsewhere)} tensor(s) that {index.name} places "
+                                  f"in another shard ({summarise(elsewhere)}); shard and index come from different "
+                                  f"saves: {_REDOWNLOAD}")
         state.update(tensors)
     return state
 
