@@ -335,6 +335,29 @@ def test_a_symlinked_destination_is_written_through(layouts, tmp_path):
     assert sorted(p.name for p in target.parent.iterdir()) == ["model"]
 
 
+def test_transformers_loading_options_load_every_layout_or_say_why_not(layouts):
+    """Options written for transformers (device_map, low_cpu_mem_usage, use_safetensors) reached the config as
+    unknown fields for checkpoints in other layouts; they load, and options genomix cannot honour are named."""
+    from genomix.errors import ConfigError
+    from genomix.models.mamba import MambaForCausalLM
+
+    ids = torch.tensor([[7, 8, 9, 10, 7]])
+    expected = from_pretrained(layouts["mamba"])(ids).logits
+    for options in ({"device_map": "cpu"}, {"device_map": {"": "cpu"}, "low_cpu_mem_usage": True},
+                    {"device_map": "auto" if not torch.cuda.is_available() else "cpu", "use_safetensors": False},
+                    {"dtype": torch.float32, "torch_dtype": torch.float32}):
+        for load in (from_pretrained, MambaForCausalLM.from_pretrained):
+            model = load(layouts["mamba"], **options)
+            assert torch.equal(model(ids).logits, expected), (load, options)
+    refused = [({"device_map": {"backbone.layers.0": "cpu", "lm_head": "cuda:1"}}, "places parts of the model on "
+                "different devices"), ({"output_loading_info": True}, "no missing or unexpected keys to report"),
+               ({"dtype": torch.bfloat16, "torch_dtype": torch.float16}, "disagree; pass dtype only"),
+               ({"device": "cpu", "device_map": "cuda:0"}, "disagree|no CUDA device")]
+    for options, message in refused:
+        with pytest.raises(ConfigError, match=message):
+            from_pretrained(layouts["mamba"], **options)
+
+
 def test_forcing_another_layout_names_the_one_the_folder_is_in(layouts, tmp_path, capsys):
     assert main(["convert", str(layouts["mamba"]), str(tmp_path / "o"), "--format", "genomix"]) == 2
     assert "not a genomix checkpoint" in capsys.readouterr().err

@@ -114,11 +114,13 @@ def from_pretrained(
     default; a name that is not a floating-point torch dtype (``"bf16"``, ``torch.int64``) is a
     :class:`ConfigError`. The model is returned in eval mode on ``device`` (default the CPU; ``"cuda"``, ``"cuda:1"``, checked against this machine).
     ``trust_remote_code`` (which Hub cards of Caduceus and HyenaDNA ask for) is accepted
-    and changes nothing: genomix runs no code from the Hub.
+    and changes nothing: genomix runs no code from the Hub. So are transformers' other loading options, as
+    :func:`_loading_options` says.
     """
     config_overrides.pop("trust_remote_code", None)
-    requested = config_overrides.pop("dtype", None) or config_overrides.pop("torch_dtype", None)
+    requested = _requested_dtype(config_overrides)
     dtype = _weight_dtype(requested)
+    device = _loading_options(config_overrides, device)
     target = None if device is None else resolve_device(device, "device=")
     directory = resolve(name_or_path, revision, cache_dir, local_files_only, token)
     with checked_by_the_end():  # the recorded weights are hashed while the model is built
@@ -126,6 +128,49 @@ def from_pretrained(
     if requested == "auto":
         dtype = _recorded_dtype(model.config)
     return model.to(device=target, dtype=dtype)
+
+
+def _requested_dtype(options: dict[str, Any]) -> Any:
+    """``dtype`` or transformers' older ``torch_dtype``, taken out of ``options``; both, naming different types,
+    are refused (one would otherwise reach the config as an unknown field)."""
+    dtype, torch_dtype = options.pop("dtype", None), options.pop("torch_dtype", None)
+    if dtype is not None and torch_dtype is not None and dtype != torch_dtype:
+        raise ConfigError(f"dtype={dtype!r} and torch_dtype={torch_dtype!r} disagree; pass dtype only")
+    return dtype if dtype is not None else torch_dtype
+
+
+#: transformers' loading options that change nothing for genomix (weights are always read whole with
+#: ``weights_only``, whatever file holds them), accepted so that code written for transformers runs.
+_NO_EFFECT_OPTIONS = ("low_cpu_mem_usage", "use_safetensors")
+
+
+def _loading_options(options: dict[str, Any], device: Any) -> Any:
+    """Take transformers' loading options out of ``options`` (the rest are config fields) and return the device
+    to load onto. ``device_map`` names one device (``"cpu"``, ``"cuda:1"``, ``1``, ``{"": "cuda"}``; ``"auto"``: a
+    GPU when there is one), as ``device`` does: a genomix model runs on one device, so a map placing layers on
+    several is refused, as is ``output_loading_info``: genomix checks every tensor by name and shape and refuses
+    a mismatch, so there is no partial load to report."""
+    for name in _NO_EFFECT_OPTIONS:
+        options.pop(name, None)
+    if options.pop("output_loading_info", False):
+        raise ConfigError("output_loading_info: genomix loads every tensor by name and shape or refuses the "
+                          "checkpoint, so there are no missing or unexpected keys to report; drop the option")
+    if "device_map" not in options:
+        return device
+    mapped = options.pop("device_map")
+    if isinstance(mapped, dict):
+        places = {str(place) for place in mapped.values()}
+        if len(places) != 1:
+            raise ConfigError(f"device_map={mapped!r} places parts of the model on different devices; a genomix "
+                              "model runs on one: pass device='cuda:N' (or one device_map entry)")
+        mapped = places.pop()
+    if mapped in ("auto", "balanced", "balanced_low_0", "sequential"):
+        mapped = "cuda" if torch.cuda.is_available() else "cpu"
+    elif isinstance(mapped, int):
+        mapped = f"cuda:{mapped}"
+    if device is not None and resolve_device(device, "device=") != resolve_device(mapped, "device_map="):
+        raise ConfigError(f"device={device!r} and device_map={mapped!r} disagree; pass one of them")
+    return mapped
 
 
 def _recorded_dtype(config: Any) -> torch.dtype | None:
