@@ -178,6 +178,26 @@ def test_a_checkpoint_trains_in_train_mode_and_resuming_needs_the_same_settings(
     assert (out / "recipe.yaml").read_text() == saved  # the run's settings are kept
 
 
+def test_a_resume_may_train_longer_but_not_end_before_its_checkpoint(tmp_path, caplog):
+    """--max-epochs below the checkpoint's epoch was Lightning's traceback, after recipe.yaml had been rewritten;
+    a longer run is allowed, with the schedule's change said."""
+    task = _gue_rows(tmp_path / "task")
+    out = tmp_path / "run"
+    finetune("hyenadna-tiny-1k", task, out, load_finetune_recipe("quick", max_epochs=2, batch_size=16),
+             accelerator="cpu", quiet=True)
+    saved = (out / "recipe.yaml").read_text()
+    with pytest.raises(ConfigError, match=r"last.ckpt with max_epochs 1: it was saved in epoch 2; resume with "
+                                          r"max_epochs \(--max-epochs\) 2 or more"):
+        finetune("hyenadna-tiny-1k", task, out, load_finetune_recipe("quick", max_epochs=1, batch_size=16),
+                 resume="auto", accelerator="cpu", quiet=True)
+    assert (out / "recipe.yaml").read_text() == saved
+    with caplog.at_level("WARNING"):
+        result = finetune("hyenadna-tiny-1k", task, out, load_finetune_recipe("quick", max_epochs=3, batch_size=16),
+                          resume="auto", accelerator="cpu", quiet=True)
+    assert "resuming with max_epochs 3 instead of 2: the learning-rate schedule now spans 3 epochs" in caplog.text
+    assert result.best_epoch in (0, 1, 2) and "max_epochs: 3" in (out / "recipe.yaml").read_text()
+
+
 def test_train_rows_of_one_class_are_refused(tmp_path):
     task = _table_task(tmp_path / "task", train=["0"] * 4 + ["1"] * 4, test=["0", "1"])
     with pytest.raises(InputFormatError, match="first 3 rows of .*train.csv hold only one class"):

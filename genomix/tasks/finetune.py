@@ -270,6 +270,23 @@ def check_resumable(out: Path, saved: dict[str, str], recipe: FinetuneRecipe, id
                           f"with the run's settings (see {out / 'recipe.yaml'}), or start a new run with another --out")
 
 
+def check_epoch_budget(state: dict[str, Any], checkpoint: Path, recipe: FinetuneRecipe,
+                       saved: dict[str, str] | None) -> None:
+    """Refuse to resume from ``checkpoint`` (``state``: :func:`read_checkpoint`) with a ``max_epochs`` that ends
+    before the epoch it was saved in (Lightning's traceback otherwise, after the run's recipe was rewritten), and
+    warn that a changed ``max_epochs`` re-spreads the learning-rate schedule over the new total from this step."""
+    epoch = int(state.get("epoch", 0)) + 1  # the epoch the checkpoint was saved in (at its end, or during it)
+    if recipe.max_epochs < epoch:
+        raise ConfigError(f"cannot resume from {checkpoint} with max_epochs {recipe.max_epochs}: it was saved in "
+                          f"epoch {epoch}; resume with max_epochs (--max-epochs) {epoch} or more")
+    before = (saved or {}).get("recipe max_epochs")
+    if before is not None and str(before) != str(recipe.max_epochs):
+        log.warning("resuming with max_epochs %d instead of %s: the learning-rate schedule now spans %d epochs, so "
+                    "from here the rate follows that schedule (it rises again where the run had decayed it), and the "
+                    "result matches neither run length trained from the start", recipe.max_epochs, before,
+                    recipe.max_epochs)
+
+
 def _resumed_settings(checkpoint: Path, source: Path) -> dict[str, str] | None:
     """The settings (:func:`saved_settings`) of the run in ``source`` that wrote ``checkpoint``, which a resume must
     keep; ``None``, with a warning, for a checkpoint kept without its run's ``recipe.yaml``, whose recipe, task
@@ -369,7 +386,9 @@ def finetune(model: str, task: str | os.PathLike | TaskData, out_dir: str | os.P
 
     module = ClassificationModule(classifier, recipe, train, dev)
     if ckpt_path is not None:
-        check_checkpoint_fits(read_checkpoint(ckpt_path), ckpt_path, module)
+        state = read_checkpoint(ckpt_path)
+        check_checkpoint_fits(state, ckpt_path, module)
+        check_epoch_budget(state, ckpt_path, recipe, saved)
 
     best = EpochCheckpoint(dirpath=out / "checkpoints", filename="best-{epoch}", monitor=f"dev/{recipe.monitor}",
                            mode="max", save_top_k=1, save_last=True, save_on_train_epoch_end=False)
