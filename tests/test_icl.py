@@ -150,6 +150,9 @@ def test_a_resumed_soft_prompt_run_keeps_the_loss_of_every_step(tmp_path):
     first = tune(4, tmp_path / "b.pt")
     assert tune(6, tmp_path / "b.pt") == pytest.approx(straight) and first == pytest.approx(straight[:4])
     assert tune(6, tmp_path / "b.pt") == pytest.approx(straight)  # finished: the history, nothing new
+    with pytest.raises(ConfigError, match=r"b.pt: the soft prompt there was tuned for 6 steps, more than the 5 asked "
+                                          r"for; resume with steps \(--steps\) 6 or more"):
+        tune(5, tmp_path / "b.pt")  # its metrics would be recorded under steps 5
 
 
 def test_a_soft_prompt_resumes_only_on_what_it_was_tuned_on(tmp_path):

@@ -319,6 +319,10 @@ def tune_soft_prompt(model: nn.Module, prompt: SoftPromptEmbedding, builder: Pro
         optimizer.load_state_dict(state["optimizer"])
         # states written before the loss history was kept hold only the step: those losses are unknown (None)
         losses = state.get("losses", [None] * int(state["step"]))
+        if len(losses) > recipe.steps:  # scoring that prompt under this recipe would mislabel it
+            raise ConfigError(f"{state_path}: the soft prompt there was tuned for {len(losses)} steps, more than the "
+                              f"{recipe.steps} asked for; resume with steps (--steps) {len(losses)} or more, or tune a "
+                              "new prompt in another --out")
         log.info("resuming the soft prompt at step %d of %d", len(losses), recipe.steps)
     saved = len(losses)  # the step of the state on disk (0: none)
     progress = tqdm(total=recipe.steps, initial=saved, desc="soft prompt", disable=quiet)
