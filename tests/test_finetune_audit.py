@@ -117,6 +117,23 @@ def test_a_held_out_dev_split_that_leaves_one_class_to_train_is_refused(tmp_path
         finetune("hyenadna-tiny-1k", task, tmp_path / "run", _recipe(), accelerator="cpu", quiet=True)
 
 
+def test_predictions_of_a_held_out_dev_split_name_the_training_rows_they_came_from(tmp_path):
+    """A task without a dev file has 10% of train held out (seeded): its predictions were numbered 0.. within that
+    sample, with nothing to find the rows in train.csv by."""
+    import csv
+
+    labels = ["0", "1"] * 20
+    task = _write(tmp_path / "task", **{"train.csv": _table(labels), "test.csv": _table(["0", "1"])})
+    finetune("hyenadna-tiny-1k", task, tmp_path / "run", _recipe(), accelerator="cpu", quiet=True)
+    with open(tmp_path / "run" / "predictions" / "dev.tsv") as fh:
+        rows = list(csv.DictReader(fh, delimiter="\t"))
+    lines = (task / "train.csv").read_text().splitlines()
+    assert len(rows) == 4 and len({row["source"] for row in rows}) == 4
+    for row in rows:
+        where, _, line = row["source"].rpartition(":")
+        assert where.endswith("train.csv") and lines[int(line) - 1].split(",")[1] == row["label"]
+
+
 def test_a_finished_run_without_checkpoints_is_not_overwritten(tmp_path):
     """Checkpoints removed to save space leave metrics.json and model/: a new run in that --out is refused
     rather than replacing them (a run with its checkpoints is refused by refuse_used_out already)."""

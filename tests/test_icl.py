@@ -221,7 +221,8 @@ def test_cli_on_real_gue_rows_writes_metrics_predictions_and_the_prompt(tmp_path
     summary = json.loads((out / "metrics.json").read_text())
     assert set(summary["metrics"]) == {"dev", "test"} and len(summary["soft_prompt_losses"]) == 4
     lines = (out / "predictions" / "test.tsv").read_text().splitlines()
-    assert lines[0].split("\t") == ["row", "label", "prediction", "p_0", "p_1"] and len(lines) == 25
+    assert lines[0].split("\t") == ["row", "source", "label", "prediction", "p_0", "p_1"] and len(lines) == 25
+    assert lines[1].split("\t")[1].endswith("test.csv.gz:2")  # the first example, after the header line
     assert (out / "soft_prompt.safetensors").is_file() and (out / CHECKPOINT).is_file()
     assert main(args) == 2 and "--resume" in capsys.readouterr().err
     assert loops == [True, True]  # dev and test scored in inference loops with CUDA graphs (on a GPU)

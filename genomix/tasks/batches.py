@@ -23,10 +23,10 @@ def fit_lengths(data: LabelledSequences, max_length: int, truncation: str) -> La
         return data
     if truncation == "error":
         row = int(too_long[0])
-        raise RangeError(f"{data.origin(row)}: this example (row {row} in predictions/*.tsv) is "
-                         f"{lengths[row]} bases long, past the limit of "
-                         f"{max_length} ({too_long.size} examples are); use a model with a longer max_seq_len, or "
-                         "cut them with --truncation keep-start / keep-end (recipe field truncation)")
+        raise RangeError(f"{data.origin(row)}: this example is {lengths[row]} bases long, past the limit of "
+                         f"{max_length} ({too_long.size} of {data.source}'s {len(data)} examples are); use a model "
+                         "with a longer max_seq_len, or cut them with --truncation keep-start / keep-end (recipe field "
+                         "truncation)")
     cut = (lambda s: s[:max_length]) if truncation == "keep-start" else (lambda s: s[-max_length:])
     return dataclasses.replace(data, ids=[cut(s) if len(s) > max_length else s for s in data.ids])
 

@@ -8,7 +8,7 @@ Layout of ``out_dir``::
     checkpoints/last.ckpt       Lightning checkpoint at the end of every epoch (atomic; --resume auto)
     checkpoints/best-*.ckpt     the epoch with the best development ``monitor`` metric
     logs/csv/version_N/         training loss and development metrics per epoch; logs/tensorboard/
-    predictions/{dev,test}.tsv  row, label, prediction and class probabilities of the best model
+    predictions/{dev,test}.tsv  row, source (file:line), label, prediction and class probabilities of the best model
     metrics.json                development and test metrics of the best model, where it came from, and the
                                 seconds spent training (summed over resumed runs, each up to its last finished
                                 epoch) and predicting
@@ -226,13 +226,16 @@ def refuse_task_folder(out: Path, task: str | os.PathLike | TaskData) -> None:
                           "among the task's files")
 
 
-def write_predictions(path: Path, logits: np.ndarray, labels: np.ndarray, label_names: list[str]) -> None:
-    """TSV: row, label, prediction (names) and one probability column per class; written atomically."""
+def write_predictions(path: Path, logits: np.ndarray, data: LabelledSequences, label_names: list[str]) -> None:
+    """TSV: row, source (where the example was read: ``file:line``, which traces a development split held out of
+    train back to its rows), label, prediction (names) and one probability column per class; written atomically."""
     probs = softmax(logits)
-    header = ["row", "label", "prediction"] + [f"p_{name}" for name in label_names]
+    header = ["row", "source", "label", "prediction"] + [f"p_{name}" for name in label_names]
     lines = ["\t".join(header)]
-    for row, (label, p) in enumerate(zip(labels, probs)):
-        lines.append("\t".join([str(row), label_names[label], label_names[int(p.argmax())]] + [f"{x:.6g}" for x in p]))
+    for row, (label, p) in enumerate(zip(data.labels, probs)):
+        source = " ".join(data.origin(row).split())  # no tab or line break inside the column
+        lines.append("\t".join([str(row), source, label_names[label], label_names[int(p.argmax())]]
+                               + [f"{x:.6g}" for x in p]))
     atomic_write_text(path, "\n".join(lines) + "\n")
 
 
@@ -432,7 +435,7 @@ def finetune(model: str, task: str | os.PathLike | TaskData, out_dir: str | os.P
         logits = predict_logits(classifier, data, recipe.evaluation_batch_size, device, quiet,
                                 desc=f"{split} predictions", cuda_graphs=cuda_graphs)
         metrics[split] = classification_metrics(logits, data.labels)
-        write_predictions(predictions / f"{split}.tsv", logits, data.labels, task.label_names)
+        write_predictions(predictions / f"{split}.tsv", logits, data, task.label_names)
     export_pretrained(classifier, {k: v.cpu() for k, v in classifier.state_dict().items()}, out / "model")
     summary = {"model": model, "task": task.name, "label_names": task.label_names, "best_epoch": best_epoch,
                "best_checkpoint": best_path.name, "monitor": recipe.monitor, "max_length": max_length,

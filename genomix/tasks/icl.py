@@ -480,7 +480,7 @@ def _score_splits(lm: nn.Module, builder: PromptBuilder, scored: dict[str, Label
         _check_finite(logits, model, split)
         metrics[split] = classification_metrics(logits, data.labels)
         predictions = make_output_dir(out / "predictions")  # once a split is scored: none for a run refused before
-        write_predictions(predictions / f"{split}.tsv", logits, data.labels, label_names)
+        write_predictions(predictions / f"{split}.tsv", logits, data, label_names)
     return metrics
 
 
