@@ -18,7 +18,7 @@ import logging
 import os
 import platform
 
-from .errors import GenomixError
+from .errors import ConfigError
 
 #: mallopt's parameter number for the mmap threshold (glibc's malloc.h).
 M_MMAP_THRESHOLD = -3
@@ -42,7 +42,7 @@ def requested_threshold() -> int | None:
     except ValueError:
         value = -1
     if not 0 <= value <= MAX_THRESHOLD:
-        raise GenomixError(f"{SETTING}={text!r}: give a number of bytes from 0 to {MAX_THRESHOLD:,}, or 'off'")
+        raise ConfigError(f"{SETTING}={text!r}: give a number of bytes from 0 to {MAX_THRESHOLD:,}, or 'off'")
     return value
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from genomix.errors import GenomixError
+from genomix.errors import ConfigError
 from genomix.heap import DEFAULT_THRESHOLD, requested_threshold
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,5 +66,5 @@ def test_the_users_own_glibc_setting_or_threshold_wins():
 @pytest.mark.parametrize("text", ["lots", "-1", str(64 << 20)])
 def test_a_bad_threshold_setting_is_refused_with_its_range(monkeypatch, text):
     monkeypatch.setenv("GENOMIX_MMAP_THRESHOLD", text)
-    with pytest.raises(GenomixError, match="give a number of bytes from 0 to 33,554,432, or 'off'"):
+    with pytest.raises(ConfigError, match="give a number of bytes from 0 to 33,554,432, or 'off'"):
         requested_threshold()

@@ -158,7 +158,8 @@ def test_region_queries_need_an_index_and_bgzip(tmp_path, indexed):
     with pytest.raises(InputFormatError, match="bgzip"):
         list(read_vcf(gzipped, [Region("1", 0, 100_000)]))
     (tmp_path / "plain.vcf.gz.tbi").unlink()  # unindexed gzip: the advice must be a command that works on it
-    with pytest.raises(InputFormatError, match=r"not bgzip, so `genomix index-vcf plain.vcf.gz --out plain.bgz.vcf.gz`"):
+    with pytest.raises(InputFormatError,
+                       match=r"not bgzip, so `genomix index-vcf plain.vcf.gz --out plain.bgz.vcf.gz`"):
         list(read_vcf(gzipped, [Region("1", 0, 100_000)]))
     truncated = tmp_path / "cut.vcf.gz"
     truncated.write_bytes(indexed["tbi"].read_bytes())
