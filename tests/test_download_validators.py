@@ -80,6 +80,23 @@ def test_with_a_checksum_a_resume_that_spliced_a_changed_file_is_downloaded_agai
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.bin"]
 
 
+def test_a_server_that_ignores_if_range_is_caught_by_the_version_it_sends(server, tmp_path: Path, caplog):
+    """The file changed, and the server sends the rest of the new version despite If-Range: with no checksum to
+    catch the splice, its ETag (not the one the part file was started from) must, and the file is fetched whole."""
+    url, state = server
+    state.update(cut=1, etag='"v1"')
+    dest = tmp_path / "f.bin"
+    with pytest.raises(DownloadError, match="run the same command again to resume from"):
+        download(f"{url}/file", dest, retries=0, quiet=True)
+    have = (tmp_path / "f.bin.part").stat().st_size
+    state.update(payload=CHANGED, etag='"v2"', if_range_honoured=False)
+    with caplog.at_level("WARNING", logger="genomix.genome.download"):
+        assert download(f"{url}/file", dest, quiet=True).read_bytes() == CHANGED
+    assert state["requests"] == [None, f"bytes={have}-", None] and state["if_range"][1] == '"v1"'
+    assert 'the server sent the rest of another version of the file ("v2", where' in caplog.text
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.bin"]
+
+
 def test_a_check_failed_after_a_resume_and_again_from_byte_0_says_so(server, tmp_path: Path):
     """A download that fails its check from byte 0 is not retried; one that was resumed is retried once, and the
     error then says it failed both ways; nothing is left either way."""

@@ -156,6 +156,12 @@ def _validator(headers) -> str | None:
     return headers.get("Last-Modified")
 
 
+def _kept_validator(part: Path) -> str | None:
+    """The validator of the version whose start ``part`` holds, or None where the server gave none."""
+    record = _validator_file(part)
+    return record.read_text() if record.is_file() else None
+
+
 def _discard(part: Path) -> None:
     """Remove ``part`` and the validator kept beside it."""
     part.unlink(missing_ok=True)
@@ -197,8 +203,8 @@ def _transfer(url: str, part: Path, timeout: float, progress, verifiable: bool) 
     headers = {"User-Agent": USER_AGENT}
     if offset:
         headers["Range"] = f"bytes={offset}-"
-        if _validator_file(part).is_file():  # the rest only if it is still the same file, else all of it
-            headers["If-Range"] = _validator_file(part).read_text()
+        if _kept_validator(part) is not None:  # the rest only if it is still the same file, else all of it
+            headers["If-Range"] = _kept_validator(part)
     try:
         resp = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
     except urllib.error.HTTPError as exc:
@@ -215,6 +221,12 @@ def _transfer(url: str, part: Path, timeout: float, progress, verifiable: bool) 
                 raise DownloadError(f"{url}: server answered a resume request with a different range "
                                     f"({resp.headers.get('Content-Range')!r}); delete {part} and retry")
             total = int(match.group(2)) if match.group(2) != "*" else None
+            kept, sent = _kept_validator(part), _validator(resp.headers)
+            if kept is not None and sent is not None and sent != kept:  # a server that ignored If-Range
+                log.warning("%s: the server sent the rest of another version of the file (%s, where %s holds the "
+                            "start of %s); downloading it from byte 0", url, sent, part, kept)
+                _discard(part)
+                return _transfer(url, part, timeout, progress, verifiable)
         else:  # fresh start, a server without range support, or a file changed since (If-Range): start over
             length = resp.headers.get("Content-Length")
             total = int(length) if length is not None else None
