@@ -181,6 +181,32 @@ def test_a_gzip_file_cut_short_by_a_server_that_sends_no_length_is_not_trusted(s
         download_pinned(f"{url}/file", tmp_path / "other.fa.gz", quiet=True)
 
 
+def test_an_error_page_or_empty_body_is_never_trusted_on_first_use(server, tmp_path: Path):
+    """A proxy's HTML page (or an empty 200) saved as the split BED was recorded as its first copy, so every later
+    run failed to parse it and no message said both files had to go: it is refused and nothing is kept."""
+    url, state = server
+    dest, record = tmp_path / "sequences.bed", tmp_path / "sequences.bed.sha256"
+    for body, problem in ((b"\n <!DOCTYPE html><html><body>Sign in</body></html>", "is an HTML page"),
+                          (b"", "is empty")):
+        state["payload"] = body
+        with pytest.raises(DownloadError, match=rf"/file: what the server sent {problem}, not the file; nothing was "
+                                                r"kept or recorded"):
+            download_pinned(f"{url}/file", dest, quiet=True)
+        assert sorted(p.name for p in tmp_path.iterdir()) == []
+    state["payload"] = PAYLOAD
+    assert download_pinned(f"{url}/file", dest, quiet=True).read_bytes() == PAYLOAD and record.is_file()
+    dest.write_bytes(b"<html>cached by an older genomix</html>")  # recorded before the check existed
+    record.write_text(record.read_text().replace(SHA, hashlib.sha256(dest.read_bytes()).hexdigest())
+                      .replace(f"size {len(PAYLOAD)}", f"size {dest.stat().st_size}"))
+    with pytest.raises(DownloadError, match=rf"is an HTML page, not the file .*; delete {dest} and {record}"):
+        download_pinned(f"{url}/file", dest, quiet=True)
+    placed = tmp_path / "hand.bed"
+    placed.write_bytes(b"")
+    with pytest.raises(DownloadError, match=r"hand.bed is empty, not the file .* nothing was recorded: replace it"):
+        download_pinned(f"{url}/file", placed, quiet=True)
+    assert placed.exists() and not (tmp_path / "hand.bed.sha256").exists()
+
+
 def test_a_copy_without_record_is_recorded_and_a_foreign_record_refused(server, tmp_path: Path):
     """A copy put in place by hand (or by a genomix that kept no record) is trusted on its first use, offline; a
     record genomix cannot read is refused rather than replaced, which would trust the file anew."""

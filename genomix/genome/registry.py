@@ -151,6 +151,9 @@ def download_pinned(url: str, dest: Path, size: int | None = None, quiet: bool =
     """
     record = _record(dest, "sha256")
     pin = _read_pin(dest)
+    if pin is not None and dest.exists() and _not_the_file(dest):  # recorded before this check was made
+        raise DownloadError(f"{dest}: the copy recorded in {record} on first use {_not_the_file(dest)}, not the file "
+                            f"{url} names; delete {dest} and {record}, then run the same command again")
     if pin is not None and dest.exists():
         problem = file_mismatch(dest, sha256=pin.sha256, size=pin.size)
         if problem is not None:
@@ -160,6 +163,7 @@ def download_pinned(url: str, dest: Path, size: int | None = None, quiet: bool =
                 "and run the same command again to download it afresh; if the new download fails this check too, "
                 f"the source itself has changed: delete {record} as well to trust its new version")
         return dest
+    placed = dest.exists()  # by hand (or an older genomix), to be recorded on this first use
     try:
         download(url, dest, sha256=pin.sha256 if pin else None, size=pin.size if pin else size, quiet=quiet)
     except ChecksumError as exc:
@@ -168,6 +172,15 @@ def download_pinned(url: str, dest: Path, size: int | None = None, quiet: bool =
         raise ChecksumError(f"{exc}. That checksum is the one recorded in {record} when genomix first downloaded "
                             f"the file, as none is known for it: if the source was updated on purpose, delete "
                             f"{record} and run the same command again to trust its new version") from None
+    problem = _not_the_file(dest) if pin is None else None
+    if problem and placed:  # nothing to trust: such a copy would be held to for good
+        raise DownloadError(f"{dest} {problem}, not the file {url} names; nothing was recorded: replace it with that "
+                            "file, or delete it to download it")
+    if problem:
+        dest.unlink()
+        raise DownloadError(f"{url}: what the server sent {problem}, not the file; nothing was kept or recorded. "
+                            "Check the address and the network (a proxy's sign-in or error page?), then run the same "
+                            "command again")
     if pin is None:
         when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         _write_record(dest, "sha256", file_digest(dest, "sha256"),
@@ -176,6 +189,18 @@ def download_pinned(url: str, dest: Path, size: int | None = None, quiet: bool =
         log.info("no checksum is known for %s: recorded the size and SHA-256 of %s in %s (trust on first use), which "
                  "later uses are checked against", url, dest, record)
     return dest
+
+
+def _not_the_file(path: Path) -> str | None:
+    """Why ``path``, a download trusted on first use, cannot be the file asked for (it is empty, or an HTML page,
+    which no genome or BED file is), or None."""
+    with open(path, "rb") as fh:
+        head = fh.read(512)
+    if not head:
+        return "is empty"
+    if head.lstrip().lower().startswith((b"<!doctype html", b"<html", b"<head", b"<body")):
+        return "is an HTML page"
+    return None
 
 
 def _manifest_md5(spec: GenomeSpec, dest: Path) -> str | None:
