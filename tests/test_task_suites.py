@@ -186,6 +186,13 @@ def test_a_given_archive_is_crc_checked_and_must_hold_the_tasks(tmp_path):
     assert len(load_task(folders["tf/0"]).splits["test"]) > 0
     with pytest.raises(InputFormatError, match="no files of task mouse/0"):
         fetch_suite("gue", out=tmp_path / "b", tasks=["mouse/0"], archive=good, quiet=True)
+    stray = tmp_path / "stray.zip"  # a lone copy of one file above the real tree once hid the whole of it
+    with zipfile.ZipFile(io.BytesIO(_gue_zip())) as source, zipfile.ZipFile(stray, "w") as zf:
+        for member in source.namelist():
+            zf.writestr(member, source.read(member))
+        zf.writestr("tf/0/train.csv", _gue_csv("tf/0", "train"))
+    folders = fetch_suite("gue", out=tmp_path / "d", tasks=["tf/0"], archive=stray, quiet=True)
+    assert len(load_task(folders["tf/0"]).splits["dev"]) > 0
     stored = io.BytesIO()
     with zipfile.ZipFile(stored, "w", compression=zipfile.ZIP_STORED) as zf:
         zf.writestr("GUE/prom/prom_300_all/train.csv", "sequence,label\n" + "ACGT" * 50 + ",1\n")

@@ -18,6 +18,7 @@ links are refused, CRC-32s are checked, and the free space is checked before any
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import datetime
@@ -340,15 +341,16 @@ def _download_archive(info: dict[str, Any], dest: Path, quiet: bool) -> Path:
 
 
 def _archive_root(names: set[str], spec: BenchmarkSuite, archive: Path) -> str:
-    """The folder prefix (``""``, ``"GUE/"`` ...) under which the archive keeps its tasks: found from
-    the shortest member path that ends in one of the suite's ``<task>/<file>``."""
+    """The folder prefix (``""``, ``"GUE/"`` ...) under which the archive keeps its tasks: the one under which
+    most member paths end in one of the suite's ``<task>/<file>`` (the shortest of equals), so that a stray copy
+    of a file elsewhere in the archive does not hide the whole tree."""
     known = {f"{task}/{filename}" for task in spec.tasks for filename in spec.files}
-    prefixes = sorted((name[: len(name) - len(tail)] for name in names for tail in known
-                       if name == tail or name.endswith("/" + tail)), key=len)
-    if not prefixes:
+    found = collections.Counter(name[: len(name) - len(tail)] for name in names for tail in known
+                                if name == tail or name.endswith("/" + tail))
+    if not found:
         raise InputFormatError(f"{archive}: holds none of the {spec.name} tasks' files (such as "
                                f"{spec.tasks[0]}/{spec.files[0]}); is this the {spec.name} archive?")
-    return prefixes[0]
+    return max(found, key=lambda prefix: (found[prefix], -len(prefix)))
 
 
 def hub_file_url(repo: str, revision: str, path: str) -> str:
