@@ -119,7 +119,9 @@ def resolve(
             token=token,
         )
     except (LocalEntryNotFoundError, OfflineModeIsEnabled) as exc:
-        mode = "offline mode is on (HF_HUB_OFFLINE / local_files_only)" if offline else "there is no network connection"
+        # huggingface_hub reads HF_HUB_OFFLINE once, at import: its own offline mode counts too
+        asked = offline or hub_offline() or isinstance(exc, OfflineModeIsEnabled)
+        mode = "offline mode is on (HF_HUB_OFFLINE / local_files_only)" if asked else "there is no network connection"
         fetch = " ".join(["hf download", name, *(["--revision", revision] if revision else []),
                           *(["--cache-dir", str(cache_dir)] if cache_dir else [])])
         raise DownloadError(
