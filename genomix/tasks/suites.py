@@ -240,7 +240,7 @@ def _staging(root: Path, task: str) -> Iterator[Path]:
     :func:`temp_sibling` so that two runs fetching into one folder do not write into each other's and a run killed
     outright (kill -9, the OOM killer), which cannot clean up, has its leftovers removed by the next run instead of
     keeping them for good; removed with all it holds when the block ends, so that an interrupted or failed task
-    leaves nothing that looks like a task."""
+    leaves nothing that looks like a task (and ``.staging`` too, once no run has a folder in it)."""
     base = root / ".staging"
     with local_writes(base):
         base.mkdir(exist_ok=True)
@@ -253,6 +253,8 @@ def _staging(root: Path, task: str) -> Iterator[Path]:
         yield run_dir / task
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
+        with contextlib.suppress(OSError):  # another run's folder may still be in it
+            base.rmdir()
 
 
 def _fetch_from_archive(spec: BenchmarkSuite, root: Path, tasks: list[str], archive: str | os.PathLike | None,
