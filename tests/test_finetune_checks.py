@@ -84,10 +84,13 @@ def test_row_counts_and_learning_rates_must_be_positive(tmp_path, capsys, args):
 
 def test_a_bad_value_from_the_command_line_is_not_blamed_on_the_recipe_file(tmp_path, capsys):
     task = _table_task(tmp_path / "task", train=["0", "1"] * 4)
-    assert main(["finetune", "--model", "hyenadna-tiny-1k", "--task", str(task), "--out", str(tmp_path / "o"),
-                 "--recipe", "quick", "--batch-size", "0"]) == 2
-    assert "quick.yaml with batch_size=0 set over it: recipe field batch_size must be a positive integer" in \
-        capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:  # the flag itself, as it is parsed
+        main(["finetune", "--model", "hyenadna-tiny-1k", "--task", str(task), "--out", str(tmp_path / "o"),
+              "--recipe", "quick", "--batch-size", "0"])
+    assert stop.value.code == 2 and "argument --batch-size: must be a positive integer, got 0" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match=r"^\S+quick.yaml with batch_size=0 set over it: recipe field batch_size "
+                                          r"must be a positive integer"):
+        load_finetune_recipe("quick", batch_size=0)
     with pytest.raises(ConfigError, match=r"^\S+demo.yaml with max_steps=0 set over it: "):
         load_recipe("demo", max_steps=0)
     with pytest.raises(ConfigError, match=r"^\S+quick.yaml with test_rows=0 set over it: .*test_rows must be"):
