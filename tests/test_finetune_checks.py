@@ -194,6 +194,12 @@ def test_a_resume_may_train_longer_but_not_end_before_its_checkpoint(tmp_path, c
         finetune("hyenadna-tiny-1k", task, out, load_finetune_recipe("quick", max_epochs=1, batch_size=16),
                  resume="auto", accelerator="cpu", quiet=True)
     assert (out / "recipe.yaml").read_text() == saved
+    files = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    with caplog.at_level("INFO"):  # the same epochs: finished, nothing rewritten (a job script resuming always)
+        again = finetune("hyenadna-tiny-1k", task, out, load_finetune_recipe("quick", max_epochs=2, batch_size=16),
+                         resume="auto", accelerator="cpu", quiet=True)
+    assert "already finished its 2 epochs" in caplog.text and again.metrics["test"]
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == files
     with caplog.at_level("WARNING"):
         result = finetune("hyenadna-tiny-1k", task, out, load_finetune_recipe("quick", max_epochs=3, batch_size=16),
                           resume="auto", accelerator="cpu", quiet=True)

@@ -110,6 +110,35 @@ def test_windows_across_contig_ends_are_padded_with_n(human):
     np.testing.assert_array_equal(ids[:tail], human.fetch("chr1", start, CHR1))
 
 
+@pytest.mark.parametrize("objective, strand", [("causal", "+"), ("causal", "-"), ("mlm", "+"), ("mlm", "-")])
+def test_a_window_centred_on_a_short_interval_scores_only_that_interval(human, objective, strand):
+    """The flanks a short split interval takes from the contig are context: a validation window scored ~19 % of
+    its labels on the neighbouring train and test bases (the mitochondrial genome's valid split at 1,024)."""
+    lo, hi = 1_000_000, 1_000_300
+    ds = WindowDataset(human, 1024, intervals=[("chr1", lo, hi)], mode="tiled", objective=objective,
+                       rc_probability=1.0 if strand == "-" else 0.0, mlm_probability=0.5)
+    contig, start, end, drawn = ds.locate(0)
+    assert start < lo and hi < end and drawn == strand
+    labels = ds[0]["labels"].numpy()
+    positions = np.arange(start, end)[::-1] if strand == "-" else np.arange(start, end)  # genome position per slot
+    scored = positions[labels != IGNORE_INDEX]
+    assert scored.size > 100 and lo <= scored.min() and scored.max() < hi
+    if objective == "causal":  # every real base of the interval still scored
+        assert scored.size == hi - lo - int((human.fetch("chr1", lo, hi) == N_ID).sum())
+    inside = WindowDataset(human, 256, intervals=[("chr1", lo, hi)], mode="tiled", objective=objective)
+    assert all((inside[i]["labels"] != IGNORE_INDEX).any() for i in range(len(inside)))  # windows inside: unchanged
+
+
+def test_a_split_that_is_all_n_is_refused_before_training(human):
+    """Random windows of an all-N train split had no label to score: the first step's loss was NaN, blamed on the
+    learning rate."""
+    from genomix.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"split 'train' is all N \(5,000 bases\): no window of it has a base"):
+        WindowDataset(human, 1024, split="train", intervals=[("chr1", 0, 5000)])  # chr1 starts with 10 kb of N
+    assert len(WindowDataset(human, 1024, intervals=[("chr1", 0, 12_000)], samples_per_epoch=2)) == 2
+
+
 def test_causal_format_and_lengths(human):
     for length in (1024, 1 << 20):
         ds = WindowDataset(human, length, split="train", samples_per_epoch=3, seed=1)

@@ -160,6 +160,21 @@ def test_ctrl_c_before_the_first_checkpoint_says_nothing_is_kept(tmp_path, demo_
     assert caplog.text.count("starting a fresh run") == 1
 
 
+def test_resuming_into_another_runs_folder_is_refused_and_overwrites_nothing(tmp_path, demo_store):
+    """--resume A --out B trained on and replaced B's recipe, checkpoints and model without a word; continuing
+    into a new folder is fine."""
+    recipe = load_recipe(tiny_recipe(tmp_path, demo_store, max_steps=1))
+    pretrain(recipe, tmp_path / "a", quiet=True)
+    pretrain(recipe, tmp_path / "b", quiet=True)
+    before = {p: p.read_bytes() for p in (tmp_path / "b").rglob("*") if p.is_file()}
+    with pytest.raises(ConfigError, match=r"b holds another run, which continuing .*a there would overwrite; continue "
+                                          r"it in its own folder \(--out .*a\) or in a new one"):
+        pretrain(recipe, tmp_path / "b", resume=tmp_path / "a" / "checkpoints" / "last.ckpt", quiet=True)
+    assert {p: p.read_bytes() for p in (tmp_path / "b").rglob("*") if p.is_file()} == before
+    result = pretrain(recipe, tmp_path / "c", resume=tmp_path / "a" / "checkpoints" / "last.ckpt", quiet=True)
+    assert result.model_dir == tmp_path / "c" / "model"
+
+
 def test_a_checkpoint_of_another_kind_or_size_of_model_is_refused_by_name(tmp_path, demo_store, capsys):
     """A fine-tuning run's folder or checkpoint is named as such, not read as a pretraining recipe; a checkpoint of
     another model size is a CheckpointError naming the weights that differ, not Lightning's size mismatch."""

@@ -8,7 +8,9 @@ workers, or a different worker order, sees the same data as an uninterrupted run
 
 Placement: inside an interval at least as long as the window, the window lies wholly inside it; a
 shorter interval gets a window centred on it that takes flanking sequence from the contig, as
-HyenaDNA does. Positions past either end of the contig are filled with N (labels ignore them), so
+HyenaDNA does. The flanks are context only: their labels are ignored, so a validation window scores no
+training bases and a training window learns to predict none of the held-out bases around it (HyenaDNA scores
+the whole window). Positions past either end of the contig are filled with N (labels ignore them), so
 windows near contig ends are valid samples.
 
 Sources: a store of several FASTA files names each contig ``<file stem>/<record>`` (one file per species,
@@ -129,6 +131,17 @@ def split_intervals(store: GenomeStore, split: str, intervals: Sequence[Interval
     return [(c, int(s), int(e)) for c, s, e in intervals if e > s]
 
 
+def _ignore_flanks(labels: np.ndarray, start: int, interval: tuple[int, int], strand: str) -> None:
+    """Ignore (in place) the labels of a window starting at ``start`` that lie outside its ``interval``, the
+    flanks of a window centred on a shorter interval (read reversed on the ``-`` strand)."""
+    inside = slice(max(interval[0] - start, 0), max(min(interval[1] - start, len(labels)), 0))
+    if inside.start == 0 and inside.stop == len(labels):
+        return
+    outside = np.ones(len(labels), dtype=bool)
+    outside[inside] = False
+    labels[outside[::-1] if strand == "-" else outside] = IGNORE_INDEX
+
+
 class WindowDataset(Dataset):
     """Windows of ``length`` bases from a split of a genome store, in causal-LM or MLM sample format.
 
@@ -185,6 +198,10 @@ class WindowDataset(Dataset):
                                  f"{max_n_fraction:.0%} N; lower the window length or raise max_n_fraction")
             self._len = len(self._tiles)
         else:
+            if all(self.store.n_count(contig, s, e) == e - s for contig, s, e in self.intervals):
+                raise ConfigError(f"split {split!r} is all N ({sum(e - s for _, s, e in self.intervals):,} bases): "
+                                  "no window of it has a base to learn or score; choose splits that hold sequence "
+                                  "(--bed), or check the genome")
             spans = np.array([max(e - s - self.length + 1, 1) for _, s, e in self.intervals], dtype=np.float64)
             # probability mass per position of each interval: 1 (in proportion to positions) or its source's
             self._rate = np.ones_like(spans) if source_weights is None else self._source_rates(spans, source_weights)
@@ -217,7 +234,8 @@ class WindowDataset(Dataset):
         return self.store.n_count(contig, start, start + self.length) / self.length + \
             (max(0, -start) + max(0, start + self.length - self.store.lengths[contig])) / self.length
 
-    def _make_tiles(self) -> list[tuple[str, int]]:
+    def _make_tiles(self) -> list[tuple[str, int, int, int]]:
+        """``(contig, window start, interval start, interval end)`` of every tile."""
         tiles = []
         for contig, s, e in self.intervals:
             if e - s < self.length:
@@ -226,11 +244,12 @@ class WindowDataset(Dataset):
                 starts = list(range(s, e - self.length + 1, self.length))
                 if starts[-1] + self.length < e:  # cover the tail with a window ending at the interval end
                     starts.append(e - self.length)
-            tiles += [(contig, st) for st in starts if self._n_fraction(contig, st) <= self.max_n_fraction]
+            tiles += [(contig, st, s, e) for st in starts if self._n_fraction(contig, st) <= self.max_n_fraction]
         return tiles
 
-    def _random_window(self, rng: np.random.Generator) -> tuple[str, int]:
-        best: tuple[float, str, int] | None = None
+    def _random_window(self, rng: np.random.Generator) -> tuple[str, int, int, int]:
+        """``(contig, window start, interval start, interval end)`` of a window drawn with ``rng``."""
+        best: tuple[float, str, int, int, int] | None = None
         for _ in range(max(self.max_tries, 1)):
             pick = rng.random() * self._cum[-1]
             i = int(np.searchsorted(self._cum, pick, side="right"))
@@ -239,10 +258,10 @@ class WindowDataset(Dataset):
             start = self._window_start(s, e, min(offset, max(e - s - self.length, 0)))
             frac = self._n_fraction(contig, start)
             if frac <= self.max_n_fraction:
-                return contig, start
+                return contig, start, s, e
             if best is None or frac < best[0]:
-                best = (frac, contig, start)
-        return best[1], best[2]
+                best = (frac, contig, start, s, e)
+        return best[1:]
 
     # -- Dataset API ---------------------------------------------------------------------------------
     def set_epoch(self, epoch: int) -> None:
@@ -252,25 +271,26 @@ class WindowDataset(Dataset):
     def __len__(self) -> int:
         return self._len
 
-    def _draw(self, index: int) -> tuple[str, int, str, np.random.Generator]:
+    def _draw(self, index: int) -> tuple[str, int, tuple[int, int], str, np.random.Generator]:
         if not 0 <= index < self._len:
             raise IndexError(f"sample index {index} out of range for {self._len} windows")
         rng = np.random.default_rng((self.seed, self.epoch, int(index)))
-        contig, start = self._tiles[index] if self.mode == "tiled" else self._random_window(rng)
+        contig, start, lo, hi = self._tiles[index] if self.mode == "tiled" else self._random_window(rng)
         strand = "-" if rng.random() < self.rc_probability else "+"
-        return contig, start, strand, rng
+        return contig, start, (lo, hi), strand, rng
 
     def locate(self, index: int) -> tuple[str, int, int, str]:
         """``(contig, start, end, strand)`` of sample ``index`` in the current epoch."""
-        contig, start, strand, _ = self._draw(index)
+        contig, start, _, strand, _ = self._draw(index)
         return contig, start, start + self.length, strand
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        contig, start, strand, rng = self._draw(index)
+        contig, start, interval, strand, rng = self._draw(index)
         ids = self.store.fetch(contig, start, start + self.length, strand=strand, pad=True)
         if self.objective == "mlm":
             inputs, labels = mask_for_mlm(ids, rng, self.mlm_probability)
         else:
             inputs, labels = ids, causal_labels(ids)
+        _ignore_flanks(labels, start, interval, strand)
         return {"input_ids": torch.from_numpy(np.ascontiguousarray(inputs)),
                 "labels": torch.from_numpy(labels)}

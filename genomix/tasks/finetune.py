@@ -53,7 +53,7 @@ from ..train.checkpoint_io import AtomicCheckpointIO
 from ..train.module import adamw_warmup_cosine, check_finite_loss, seed_step
 from ..train.quiet import quiet_when_asked
 from ..train.run import (LAST, check_checkpoint_fits, export_pretrained, fit_telling_interrupts, read_checkpoint,
-                         refuse_used_out, resolve_resume, resume_source, run_loggers)
+                         refuse_other_run_in, refuse_used_out, resolve_resume, resume_source, run_loggers)
 from .batches import fit_lengths, loader
 from .identity import BASE_MODEL_KEYS, check_base_model, check_task_data, run_identity, task_fingerprint
 from .labelled import LabelledSequences, TaskData, load_task, warn_of_training_rows_in
@@ -301,6 +301,23 @@ def _resumed_settings(checkpoint: Path, source: Path) -> dict[str, str] | None:
     return saved
 
 
+def _finished_result(out: Path, source: Path, saved: dict[str, str] | None,
+                     recipe: FinetuneRecipe) -> FinetuneResult | None:
+    """The result a finished run in ``out`` recorded, when ``--resume`` asks to continue it with the epochs it ran
+    (nothing is left to do: a job script that always passes ``--resume auto`` must not train, score and export it
+    again); None otherwise, e.g. for more epochs, which then train on."""
+    metrics = out / "metrics.json"
+    if out.resolve() != source.resolve() or saved is None or not metrics.is_file():
+        return None
+    if str(saved.get("recipe max_epochs")) != str(recipe.max_epochs):
+        return None
+    summary = json.loads(metrics.read_text())
+    log.info("%s already finished its %d epochs (%s): nothing to do; pass a larger --max-epochs to train on",
+             out, recipe.max_epochs, metrics)
+    return FinetuneResult(out / "model", summary["metrics"], out / "checkpoints" / summary["best_checkpoint"],
+                          int(summary["best_epoch"]))
+
+
 def check_devices(recipe: FinetuneRecipe, accelerator: str, devices: int) -> None:
     """Refuse ``devices`` this machine cannot run (:func:`genomix.devices.require_devices`), a precision they cannot
     train in (:func:`genomix.devices.training_precision`), or devices that cannot split the recipe's batch:
@@ -340,6 +357,7 @@ def finetune(model: str, task: str | os.PathLike | TaskData, out_dir: str | os.P
         source, saved = out, None
     else:
         source = resume_source(ckpt_path, "fine-tuning")
+        refuse_other_run_in(out, source)
         saved = _resumed_settings(ckpt_path, source)
     if saved is not None:
         check_resumable(source, saved, recipe, identity)
@@ -347,6 +365,9 @@ def finetune(model: str, task: str | os.PathLike | TaskData, out_dir: str | os.P
     identity["task_data"] = task_fingerprint(task)
     if saved is not None:
         check_task_data(saved, identity, source / "recipe.yaml")
+    finished = _finished_result(out, source, saved, recipe) if ckpt_path is not None else None
+    if finished is not None:
+        return finished
     L.seed_everything(recipe.seed, workers=True, verbose=False)
 
     train = task.split("train")

@@ -168,6 +168,17 @@ def resume_source(checkpoint: Path, kind: str) -> Path:
     return run_dir
 
 
+def refuse_other_run_in(out: Path, source: Path) -> None:
+    """Refuse to continue the run in ``source`` (:func:`resume_source`) into ``out`` when ``out`` is another run's
+    folder: its recipe, checkpoints and model would be overwritten. Continuing into its own folder or a new
+    one is fine."""
+    if out.resolve() == source.resolve():
+        return
+    if (out / "checkpoints" / LAST).is_file() or (out / "recipe.yaml").is_file():
+        raise ConfigError(f"{out} holds another run, which continuing {source} there would overwrite; continue it in "
+                          f"its own folder (--out {source}) or in a new one")
+
+
 def read_checkpoint(checkpoint: Path) -> dict[str, Any]:
     """The Lightning checkpoint at ``checkpoint``, its tensors memory-mapped rather than read: what the checks
     before a resume look at (:func:`finished_step`, :func:`check_checkpoint_fits`, :func:`check_same_split`),
@@ -392,7 +403,7 @@ def pretrain(
     if ckpt_path is None:
         refuse_used_out(out, "pretraining")
     else:
-        resume_source(ckpt_path, "pretraining")
+        refuse_other_run_in(out, resume_source(ckpt_path, "pretraining"))
     # from the recipe alone, before the genome store, which may mean downloading a genome
     check_seq_len_fits(recipe)
     stages = plan_warmup(recipe.seq_len, recipe.global_batch, recipe.micro_batch_tokens, world_size,
