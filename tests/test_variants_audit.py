@@ -215,15 +215,17 @@ def score_cli(vcf, reference: Reference, out, *extra: str) -> int:
                      str(reference.path), "--out", str(out), "--window", "32", "--quiet", "--device", "cpu", *extra])
 
 
-def test_the_advice_after_a_ref_mismatch_is_one_that_works(tmp_path, model, reference):
-    """A run stopped by a REF mismatch keeps its rows, but fixing the VCF changes it, which resume refuses: the
-    advice says to start again after such a fix, and that skip resumes on the unchanged VCF, which it does."""
+@pytest.mark.parametrize("batch_size", [1, 16])
+def test_the_advice_after_a_ref_mismatch_is_one_that_works(tmp_path, model, reference, batch_size):
+    """A run stopped by a REF mismatch keeps its rows (also those of its unfinished batch, which were dropped), but
+    fixing the VCF changes it, which resume refuses: the advice says to start again after such a fix, and that
+    skip resumes on the unchanged VCF, which it does."""
     vcf = tmp_path / "v.vcf"
     wrong = "A" if GENOME[49] != "A" else "C"
     vcf.write_text(COLUMNS + record(10) + record(20) + f"chrQ\t50\t.\t{wrong}\tG\t.\t.\t.\n")
     out = tmp_path / "s.tsv"
     run = lambda **kw: score_variants(model, read_vcf(vcf), reference, out, vcf=vcf, window=32,  # noqa: E731
-                                      batch_size=1, quiet=True, device="cpu", **kw)
+                                      batch_size=batch_size, quiet=True, device="cpu", **kw)
     with pytest.raises(InputFormatError) as stopped:
         run()
     advice = str(stopped.value).split("\n")[1]

@@ -449,11 +449,17 @@ def _skip(variants: Iterable[Variant], kept: list[tuple[str, ...]], counts: dict
 def _batches(variants: Iterable[Variant], reference: Reference, window: int, vcf: str | Path, on_ref_mismatch: str,
              batch_size: int, method: str = "causal") -> Iterator[list[_Row]]:
     """Rows in file order, cut after every ``batch_size`` scorable ones (or a long run of unscorable ones, so
-    that rows keep reaching the output)."""
+    that rows keep reaching the output). A REF mismatch that stops the run first hands over the rows before it,
+    to be scored and kept."""
     batch: list[_Row] = []
     scorable = 0
     for variant in variants:
-        row = plan_windows(variant, reference, window, vcf, on_ref_mismatch, method)
+        try:
+            row = plan_windows(variant, reference, window, vcf, on_ref_mismatch, method)
+        except RefMismatchError:
+            if batch:
+                yield batch
+            raise
         batch.append(row)
         scorable += row.status == "scored"
         if scorable == batch_size or len(batch) >= 64 * batch_size:
