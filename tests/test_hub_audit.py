@@ -358,6 +358,14 @@ def test_transformers_loading_options_load_every_layout_or_say_why_not(layouts):
             from_pretrained(layouts["mamba"], **options)
 
 
+def test_a_training_runs_folder_points_at_its_model(layouts, tmp_path):
+    """`genomix embed --model runs/base` was told to copy a config.json or download the checkpoint again."""
+    shutil.copytree(layouts["native"], tmp_path / "run" / "model")
+    (tmp_path / "run" / "checkpoints").mkdir()
+    with pytest.raises(CheckpointError, match=r"run: a training run's folder, not a checkpoint; its model is .*run/model"):
+        from_pretrained(tmp_path / "run")
+
+
 def test_forcing_another_layout_names_the_one_the_folder_is_in(layouts, tmp_path, capsys):
     assert main(["convert", str(layouts["mamba"]), str(tmp_path / "o"), "--format", "genomix"]) == 2
     assert "not a genomix checkpoint" in capsys.readouterr().err

@@ -231,7 +231,8 @@ def _user_fasta(genome: str | Path | Sequence[str | Path], specs: dict[str, Geno
         if not (path.is_file() or (path.is_dir() and len(paths) == 1)):
             raise ConfigError(f"unknown genome {str(path)!r}: not a FASTA file{' or folder' if len(paths) == 1 else ''} "
                               f"and not one of {', '.join(sorted(specs))}; pass a registry name, a path to .fa/.fa.gz "
-                              "(several for a genome in shards), or a folder of them")
+                              "(several: one store of several sources, contigs prefixed by file), or a folder of one "
+                              "genome's FASTA shards")
     return fasta_files(paths)
 
 

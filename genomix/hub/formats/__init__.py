@@ -94,6 +94,8 @@ def detect_format(path: str | Path) -> FormatAdapter:
         if adapter.detect(path):
             return adapter
     config = path / "config.json"
+    if not config.exists() and (path / "model" / "config.json").is_file():  # a pretrain/finetune run's folder
+        raise CheckpointError(f"{path}: a training run's folder, not a checkpoint; its model is {path / 'model'}")
     if not config.exists():
         listing = sorted(p.name for p in path.iterdir())[:20]
         raise CheckpointError(f"{path}: no config.json (files: {listing}); every checkpoint layout keeps its config "
