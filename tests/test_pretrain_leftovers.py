@@ -365,6 +365,19 @@ def test_resume_auto_on_a_finished_run_changes_nothing_unless_more_steps_are_ask
     assert json.loads((out / "model" / "trainer_state.json").read_text()) == {"global_step": 3}
 
 
+def test_a_run_that_ends_between_validations_says_which_step_its_numbers_are_from(tmp_path, demo_store, capsys):
+    """Two steps per epoch and max_steps 3: the last validation was at step 2, which the report printed as if
+    it were the final model's."""
+    recipe = tiny_recipe(tmp_path, demo_store, max_steps=3)
+    assert main(["pretrain", "--recipe", str(recipe), "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    said = capsys.readouterr().out
+    assert "last validation at step 2; the run ended at step 3, between validations\nval/loss: " in said
+    assert main(["pretrain", "--recipe", str(tiny_recipe(tmp_path, demo_store, max_steps=4)), "--out",
+                 str(tmp_path / "even"), "--quiet"]) == 0
+    said = capsys.readouterr().out
+    assert "val/loss: " in said and "between validations" not in said
+
+
 def test_a_copied_finished_run_is_still_finished_whatever_its_file_times(tmp_path, demo_store, capsys):
     """A copy (``cp -r``, a restore from backup) gives its files new times in no set order: the final model is
     told by the step it records, not by being newer than the checkpoint."""

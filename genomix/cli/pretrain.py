@@ -179,6 +179,9 @@ def run(args: argparse.Namespace) -> int:
               "nothing was changed: pass a larger --max-steps to train further")
         return 0
     print(f"model saved to {result.model_dir} (load with genomix.from_pretrained({str(result.model_dir)!r}))")
+    if "val/step" in result.metrics and result.metrics["val/step"] != result.metrics["step"]:
+        print(f"last validation at step {result.metrics['val/step']:.0f}; the run ended at step "
+              f"{result.metrics['step']:.0f}, between validations")
     for key in ("val/loss", "val/bits_per_base", "val/perplexity"):
         if key in result.metrics:
             print(f"{key}: {result.metrics[key]:.4f}")

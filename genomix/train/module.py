@@ -305,6 +305,7 @@ class LanguageModelingModule(L.LightningModule):
         self.log("val/loss", loss, prog_bar=True, sync_dist=True)
         self.log("val/perplexity", torch.exp(loss), sync_dist=True)
         self.log("val/bits_per_base", loss / LN2, prog_bar=True, sync_dist=True)
+        self.log("val/step", float(self.global_step))  # a run that stops between validations reports which one
 
     # -- optimisation -------------------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, Any]:

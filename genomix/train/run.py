@@ -467,6 +467,7 @@ def pretrain(
     model_dir = out / "model"
     save_final_model(trainer, module, model_dir)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1}
+    metrics["step"] = float(trainer.global_step)
     return RunResult(model_dir, out / "checkpoints" / LAST, metrics, stages, trainer.global_rank)
 
 
