@@ -177,7 +177,13 @@ def test_a_split_bed_is_checked_before_the_fasta_is_read_and_a_missing_split_is_
     bed.write_text("g\t0\t200\n")  # three columns: every row trains
     with caplog.at_level("WARNING"):
         store = open_store(prepare_genome(fasta, out=tmp_path / "t.h5", quiet=True, bed=bed))
-    assert "train-only.bed names no valid or test rows" in caplog.text
+    assert "train-only.bed names no valid rows: `genomix pretrain` refuses a store without them" in caplog.text
+    caplog.clear()
+    no_test = tmp_path / "no-test.bed"  # a store without a test split trains and validates as it is
+    no_test.write_text("g\t0\t150\ttrain\ng\t150\t200\tvalid\n")
+    with caplog.at_level("WARNING"):
+        prepare_genome(fasta, out=tmp_path / "nt.h5", quiet=True, bed=no_test)
+    assert "no-test.bed" not in caplog.text
     assert split_intervals(store, "train") == [("g", 0, 200)]
     # the hold-out cut would be the end of g, which the BED trains on
     with pytest.raises(ConfigError, match="holds the splits of a BED file \\(train\\) but no 'valid' rows"):

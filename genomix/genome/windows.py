@@ -119,11 +119,13 @@ def split_intervals(store: GenomeStore, split: str, intervals: Sequence[Interval
         if split in store.splits:
             intervals = store.split_intervals(split)
         elif store.splits:
+            instead = ("" if split == "train" else f"; cutting {split} from the end of each contig instead would "
+                       "overlap the BED's intervals")
             raise ConfigError(
                 f"the store holds the splits of a BED file ({', '.join(sorted(store.splits))}) but no {split!r} "
-                f"rows; cutting {split} from the end of each contig instead would overlap the BED's "
-                f"intervals. Name {split} rows in the BED's fourth column and run `genomix genome prepare --bed "
-                "SPLITS.bed --force`, or prepare the store without --bed to hold out the end of each contig")
+                f"rows{instead}. Name {split} rows in the BED's fourth column and use that BED (a store prepared "
+                "from the old one: `genomix genome prepare --bed SPLITS.bed --force`), or go without --bed to hold "
+                "out the end of each contig")
         else:
             intervals = holdout_splits(store.lengths).get(split, [])
     for contig, _, _ in intervals:
