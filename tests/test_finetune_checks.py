@@ -205,6 +205,12 @@ def test_a_resume_may_train_longer_but_not_end_before_its_checkpoint(tmp_path, c
                           resume="auto", accelerator="cpu", quiet=True)
     assert "resuming with max_epochs 3 instead of 2: the learning-rate schedule now spans 3 epochs" in caplog.text
     assert result.best_epoch in (0, 1, 2) and "max_epochs: 3" in (out / "recipe.yaml").read_text()
+    (out / "metrics.json").write_text((out / "metrics.json").read_text().replace('"max_epochs": 3', '"max_epochs": 2'))
+    with caplog.at_level("INFO"):  # as a 3-epoch resume of the 2-epoch run stopped before its end leaves it
+        caplog.clear()
+        finetune("hyenadna-tiny-1k", task, out, load_finetune_recipe("quick", max_epochs=3, batch_size=16),
+                 resume="auto", accelerator="cpu", quiet=True)
+    assert "already finished" not in caplog.text and '"max_epochs": 3' in (out / "metrics.json").read_text()
 
 
 def test_train_rows_of_one_class_are_refused(tmp_path):
@@ -238,13 +244,19 @@ def test_resume_takes_the_pretraining_resolver_a_file_that_is_no_checkpoint_is_r
 
 
 def _finished_run(tmp_path: Path) -> tuple[Path, Path, Path, FinetuneRecipe]:
-    """A one-epoch fine-tuning run of a saved checkpoint: (checkpoint, task, run folder, recipe)."""
+    """A one-epoch fine-tuning run of a saved checkpoint: (checkpoint, task, run folder, recipe). Resumed with the
+    same recipe it is already finished, once the recipe, task and model pass their checks: the tests that follow it
+    resume it for a second epoch (:func:`_one_more_epoch`)."""
     torch.manual_seed(0)
     checkpoint = save_native(build("hyenadna-tiny-1k", task="causal-lm"), tmp_path / "ckpt")
     task = _gue_rows(tmp_path / "task", rows=16)
     recipe = load_finetune_recipe("quick", max_epochs=1, batch_size=16)
     finetune(str(checkpoint), task, tmp_path / "run", recipe, accelerator="cpu", quiet=True)
     return checkpoint, task, tmp_path / "run", recipe
+
+
+def _one_more_epoch(recipe: FinetuneRecipe) -> FinetuneRecipe:
+    return load_finetune_recipe("quick", max_epochs=recipe.max_epochs + 1, batch_size=recipe.batch_size)
 
 
 def test_a_run_does_not_resume_on_other_weights_saved_at_the_checkpoint_path(tmp_path):
@@ -261,7 +273,7 @@ def test_a_run_resumes_on_the_same_weights_moved_to_another_path(tmp_path, caplo
     checkpoint, task, run, recipe = _finished_run(tmp_path)
     moved = checkpoint.rename(tmp_path / "elsewhere")
     with caplog.at_level("INFO", logger="genomix.resume"):
-        finetune(str(moved), task, run, recipe, resume="auto", accelerator="cpu", quiet=True)
+        finetune(str(moved), task, run, _one_more_epoch(recipe), resume="auto", accelerator="cpu", quiet=True)
     assert f"the interrupted run used {checkpoint}, which held the same weights as {moved}" in caplog.text
     assert f"# model: {moved}\n" in (run / "recipe.yaml").read_text()  # the run now names where the model is
 
@@ -285,12 +297,12 @@ def test_a_run_resumes_on_the_same_examples_anywhere_and_not_on_edited_ones(tmp_
     for path in task.iterdir():  # the same rows, gzipped, in another folder
         (copy / f"{path.name}.gz").write_bytes(gzip.compress(path.read_bytes()))
     with caplog.at_level("INFO", logger="genomix.tasks.identity"):
-        finetune(str(checkpoint), copy, run, recipe, resume="auto", accelerator="cpu", quiet=True)
+        finetune(str(checkpoint), copy, run, _one_more_epoch(recipe), resume="auto", accelerator="cpu", quiet=True)
     assert f"used the task {task}; {copy} holds the same examples" in caplog.text
     lines = (run / "recipe.yaml").read_text().splitlines(keepends=True)
     (run / "recipe.yaml").write_text("".join(line for line in lines if not line.startswith("# task_data: ")))
     with pytest.raises(ConfigError, match=rf"other settings \(task: {copy} -> {task}\)"):
-        finetune(str(checkpoint), task, run, recipe, resume="auto", accelerator="cpu", quiet=True)
+        finetune(str(checkpoint), task, run, _one_more_epoch(recipe), resume="auto", accelerator="cpu", quiet=True)
 
 
 def test_a_run_saved_without_a_fingerprint_resumes_on_its_model_path(tmp_path, caplog):
@@ -302,7 +314,7 @@ def test_a_run_saved_without_a_fingerprint_resumes_on_its_model_path(tmp_path, c
     with pytest.raises(ConfigError, match=rf"another base model \(model: {checkpoint} -> {copy}\)"):
         finetune(str(copy), task, run, recipe, resume="auto", accelerator="cpu", quiet=True)
     with caplog.at_level("WARNING", logger="genomix.resume"):
-        finetune(str(checkpoint), task, run, recipe, resume="auto", accelerator="cpu", quiet=True)
+        finetune(str(checkpoint), task, run, _one_more_epoch(recipe), resume="auto", accelerator="cpu", quiet=True)
     assert "before genomix kept a fingerprint" in caplog.text
     assert "# weights: sha256:" in (run / "recipe.yaml").read_text()
 

@@ -9,9 +9,9 @@ Layout of ``out_dir``::
     checkpoints/best-*.ckpt     the epoch with the best development ``monitor`` metric
     logs/csv/version_N/         training loss and development metrics per epoch; logs/tensorboard/
     predictions/{dev,test}.tsv  row, source (file:line), label, prediction and class probabilities of the best model
-    metrics.json                development and test metrics of the best model, where it came from, and the
-                                seconds spent training (summed over resumed runs, each up to its last finished
-                                epoch) and predicting
+    metrics.json                development and test metrics of the best model, where it came from, the epochs
+                                run (max_epochs), and the seconds spent training (summed over resumed runs, each
+                                up to its last finished epoch) and predicting
     model/                      the best model (``genomix.from_pretrained(out_dir / "model")``)
 
 Every file is written to a temporary name and renamed when complete, so an interrupted run leaves the
@@ -301,17 +301,17 @@ def _resumed_settings(checkpoint: Path, source: Path) -> dict[str, str] | None:
     return saved
 
 
-def _finished_result(out: Path, source: Path, saved: dict[str, str] | None,
-                     recipe: FinetuneRecipe) -> FinetuneResult | None:
-    """The result a finished run in ``out`` recorded, when ``--resume`` asks to continue it with the epochs it ran
-    (nothing is left to do: a job script that always passes ``--resume auto`` must not train, score and export it
-    again); None otherwise, e.g. for more epochs, which then train on."""
+def _finished_result(out: Path, source: Path, recipe: FinetuneRecipe) -> FinetuneResult | None:
+    """The result a finished run in ``out`` recorded, when ``--resume`` asks to continue it with the epochs it
+    finished (its ``metrics.json`` records them): nothing is left to do, and a job script that always passes
+    ``--resume auto`` must not train, score and export it again. None otherwise: more epochs (also a longer run
+    stopped before its end, whose ``metrics.json`` is still the shorter run's) train on."""
     metrics = out / "metrics.json"
-    if out.resolve() != source.resolve() or saved is None or not metrics.is_file():
-        return None
-    if str(saved.get("recipe max_epochs")) != str(recipe.max_epochs):
+    if out.resolve() != source.resolve() or not metrics.is_file():
         return None
     summary = json.loads(metrics.read_text())
+    if summary.get("max_epochs") != recipe.max_epochs:  # also a metrics.json written before it was recorded
+        return None
     log.info("%s already finished its %d epochs (%s): nothing to do; pass a larger --max-epochs to train on",
              out, recipe.max_epochs, metrics)
     return FinetuneResult(out / "model", summary["metrics"], out / "checkpoints" / summary["best_checkpoint"],
@@ -365,9 +365,6 @@ def finetune(model: str, task: str | os.PathLike | TaskData, out_dir: str | os.P
     identity["task_data"] = task_fingerprint(task)
     if saved is not None:
         check_task_data(saved, identity, source / "recipe.yaml")
-    finished = _finished_result(out, source, saved, recipe) if ckpt_path is not None else None
-    if finished is not None:
-        return finished
     L.seed_everything(recipe.seed, workers=True, verbose=False)
 
     train = task.split("train")
@@ -399,6 +396,9 @@ def finetune(model: str, task: str | os.PathLike | TaskData, out_dir: str | os.P
     identity["weights"] = weights_fingerprint(classifier.base_model)  # the pretrained backbone; the head is new
     if saved is not None:
         check_base_model(saved, identity, source / "recipe.yaml")
+    finished = _finished_result(out, source, recipe) if ckpt_path is not None else None
+    if finished is not None:  # after every check of the recipe, task and model that a resume must pass
+        return finished
     limit = getattr(classifier.config, "max_seq_len", None)
     max_length = recipe.max_length or limit
     if max_length is None:
@@ -458,7 +458,8 @@ def finetune(model: str, task: str | os.PathLike | TaskData, out_dir: str | os.P
         metrics[split] = classification_metrics(logits, data.labels)
         write_predictions(predictions / f"{split}.tsv", logits, data, task.label_names)
     export_pretrained(classifier, {k: v.cpu() for k, v in classifier.state_dict().items()}, out / "model")
-    summary = {"model": model, "task": task.name, "label_names": task.label_names, "best_epoch": best_epoch,
+    summary = {"model": model, "task": task.name, "label_names": task.label_names, "max_epochs": recipe.max_epochs,
+               "best_epoch": best_epoch,
                "best_checkpoint": best_path.name, "monitor": recipe.monitor, "max_length": max_length,
                "examples": {"train": len(train), "dev": len(dev), "test": len(test) if test is not None else 0},
                "metrics": metrics, "seconds": {"train": round(timer.time_elapsed("train"), 1),
