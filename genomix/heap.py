@@ -17,6 +17,7 @@ import ctypes
 import logging
 import os
 import platform
+from typing import Mapping
 
 from .errors import ConfigError
 
@@ -28,6 +29,12 @@ MAX_THRESHOLD = 32 * 1024 * 1024
 SETTING = "GENOMIX_MMAP_THRESHOLD"
 
 log = logging.getLogger(__name__)
+
+
+def without_heap_settings(environ: Mapping[str, str]) -> dict[str, str]:
+    """``environ`` without glibc's ``MALLOC_*`` settings and :data:`SETTING`: the environment of a process whose heap
+    is to behave as genomix leaves it, whatever the caller set (the memory benchmark and its tests)."""
+    return {name: value for name, value in environ.items() if not name.startswith("MALLOC_") and name != SETTING}
 
 
 def requested_threshold() -> int | None:

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from genomix.cli.option_types import positive_int
+from genomix.heap import without_heap_settings
 from genomix.kernels.bench_common import exit_on_bad_input
 from genomix.models import load_config
 from genomix.outputs import atomic_write_text, make_output_dir
@@ -44,9 +45,8 @@ def write_records(lengths: list[int], folder: Path) -> dict[int, Path]:
 def peak_run(command: list[str], extra_env: dict[str, str]) -> tuple[float, float]:
     """(peak resident MiB, seconds) of one ``command`` run in its own process."""
     start = time.perf_counter()
-    env = {name: value for name, value in os.environ.items()
-           if not name.startswith("MALLOC_") and name != "GENOMIX_MMAP_THRESHOLD"}
-    process = subprocess.Popen(command, env={**env, **extra_env}, stdout=subprocess.DEVNULL)
+    process = subprocess.Popen(command, env={**without_heap_settings(os.environ), **extra_env},
+                               stdout=subprocess.DEVNULL)
     _, status, usage = os.wait4(process.pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{' '.join(command)} failed")

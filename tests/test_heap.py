@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from genomix.errors import ConfigError
-from genomix.heap import DEFAULT_THRESHOLD, requested_threshold
+from genomix.heap import DEFAULT_THRESHOLD, requested_threshold, without_heap_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,9 +42,8 @@ glibc_only = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc
 
 
 def _probe(**env: str) -> dict:
-    clean = {name: value for name, value in os.environ.items()
-             if not name.startswith("MALLOC_") and name != "GENOMIX_MMAP_THRESHOLD"}
-    done = subprocess.run([sys.executable, "-c", PROBE], env={**clean, "PYTHONPATH": str(ROOT), **env},
+    done = subprocess.run([sys.executable, "-c", PROBE], env={**without_heap_settings(os.environ),
+                                                              "PYTHONPATH": str(ROOT), **env},
                           capture_output=True, text=True, check=True)
     return json.loads(done.stdout)
 

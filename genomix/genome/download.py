@@ -201,10 +201,11 @@ def _transfer(url: str, part: Path, timeout: float, progress, verifiable: bool) 
         _discard(part)
         offset = 0
     headers = {"User-Agent": USER_AGENT}
+    kept = _kept_validator(part) if offset else None  # the version whose start ``part`` holds
     if offset:
         headers["Range"] = f"bytes={offset}-"
-        if _kept_validator(part) is not None:  # the rest only if it is still the same file, else all of it
-            headers["If-Range"] = _kept_validator(part)
+        if kept is not None:  # the rest only if it is still the same file, else all of it
+            headers["If-Range"] = kept
     try:
         resp = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
     except urllib.error.HTTPError as exc:
@@ -221,7 +222,7 @@ def _transfer(url: str, part: Path, timeout: float, progress, verifiable: bool) 
                 raise DownloadError(f"{url}: server answered a resume request with a different range "
                                     f"({resp.headers.get('Content-Range')!r}); delete {part} and retry")
             total = int(match.group(2)) if match.group(2) != "*" else None
-            kept, sent = _kept_validator(part), _validator(resp.headers)
+            sent = _validator(resp.headers)
             if kept is not None and sent is not None and sent != kept:  # a server that ignored If-Range
                 log.warning("%s: the server sent the rest of another version of the file (%s, where %s holds the "
                             "start of %s); downloading it from byte 0", url, sent, part, kept)

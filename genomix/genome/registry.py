@@ -151,10 +151,11 @@ def download_pinned(url: str, dest: Path, size: int | None = None, quiet: bool =
     """
     record = _record(dest, "sha256")
     pin = _read_pin(dest)
-    if pin is not None and dest.exists() and _not_the_file(dest):  # recorded before this check was made
-        raise DownloadError(f"{dest}: the copy recorded in {record} on first use {_not_the_file(dest)}, not the file "
-                            f"{url} names; delete {dest} and {record}, then run the same command again")
     if pin is not None and dest.exists():
+        wrong = _not_the_file(dest)
+        if wrong:  # recorded before this check was made
+            raise DownloadError(f"{dest}: the copy recorded in {record} on first use {wrong}, not the file {url} "
+                                f"names; delete {dest} and {record}, then run the same command again")
         problem = file_mismatch(dest, sha256=pin.sha256, size=pin.size)
         if problem is not None:
             raise ChecksumError(
@@ -172,13 +173,13 @@ def download_pinned(url: str, dest: Path, size: int | None = None, quiet: bool =
         raise ChecksumError(f"{exc}. That checksum is the one recorded in {record} when genomix first downloaded "
                             f"the file, as none is known for it: if the source was updated on purpose, delete "
                             f"{record} and run the same command again to trust its new version") from None
-    problem = _not_the_file(dest) if pin is None else None
-    if problem and placed:  # nothing to trust: such a copy would be held to for good
-        raise DownloadError(f"{dest} {problem}, not the file {url} names; nothing was recorded: replace it with that "
+    wrong = _not_the_file(dest) if pin is None else None
+    if wrong and placed:  # nothing to trust: such a copy would be held to for good
+        raise DownloadError(f"{dest} {wrong}, not the file {url} names; nothing was recorded: replace it with that "
                             "file, or delete it to download it")
-    if problem:
+    if wrong:
         dest.unlink()
-        raise DownloadError(f"{url}: what the server sent {problem}, not the file; nothing was kept or recorded. "
+        raise DownloadError(f"{url}: what the server sent {wrong}, not the file; nothing was kept or recorded. "
                             "Check the address and the network (a proxy's sign-in or error page?), then run the same "
                             "command again")
     if pin is None:

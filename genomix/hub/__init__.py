@@ -112,7 +112,8 @@ def from_pretrained(
     under autocast to it, see :class:`~genomix.models.base.GenomixPreTrainedModel`); ``"auto"`` keeps the dtype
     the checkpoint records (its config's ``dtype``: bf16 for a model saved in bf16), without one fp32, the
     default; a name that is not a floating-point torch dtype (``"bf16"``, ``torch.int64``) is a
-    :class:`ConfigError`. The model is returned in eval mode on ``device`` (default the CPU; ``"cuda"``, ``"cuda:1"``, checked against this machine).
+    :class:`ConfigError`. The model is returned in eval mode on ``device`` (default the CPU; ``"cuda"``,
+    ``"cuda:1"``, checked against this machine).
     ``trust_remote_code`` (which Hub cards of Caduceus and HyenaDNA ask for) is accepted
     and changes nothing: genomix runs no code from the Hub. So are transformers' other loading options, as
     :func:`_loading_options` says.
