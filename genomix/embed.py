@@ -45,7 +45,8 @@ from .errors import InputFormatError
 from .models.heads import POOLING_MODES
 from .models.inference_loop import inference_loop
 from .outputs import check_output, make_output_dir, temp_sibling
-from .resume import START_AGAIN, continue_partial, end_interrupted_run, same_weights_settings, weights_fingerprint
+from .resume import (START_AGAIN, continue_partial, end_interrupted_run, finished_output, partial_path,
+                     same_weights_settings, weights_fingerprint)
 from .tokenizer import BYTE_TO_ID, INVALID, encode, pad_batch
 
 if TYPE_CHECKING:
@@ -287,10 +288,14 @@ def embed_sequences(
     device = resolve_device(device, "device=")
     backbone.to(device).eval()
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
-    out = check_output(out, overwrite=overwrite)
-    make_output_dir(out.parent, option="out (--out)")
-    tmp = out.with_name(f".{out.name}.partial")
+    out = check_output(out, overwrite=True)  # an existing output: finished_output below
+    tmp = partial_path(out)
     size = int(config.max_seq_len)
+    settings = {"model": model_name, "pooling": pooling, "max_seq_len": size, **(meta or {}), "weights": weights}
+    if finished_output(out, tmp, lambda: same_weights_settings(_saved_settings(out, _NOT_EMBEDDINGS), settings, out),
+                       settings, lambda: _other_inputs(sequences, out), resume=resume, overwrite=overwrite):
+        return out
+    make_output_dir(out.parent, option="out (--out)")
     progress = tqdm(total=total, unit="seq", desc="embedding", disable=quiet)
 
     def run_window(items: list[SequenceInput], writer: _Writer) -> None:
@@ -314,7 +319,6 @@ def embed_sequences(
             writer.add(item, _combine(parts[row], pooling))
         progress.update(len(items))
 
-    settings = {"model": model_name, "pooling": pooling, "max_seq_len": size, **(meta or {}), "weights": weights}
     keep = continue_partial(tmp, lambda: same_weights_settings(_saved_settings(tmp), settings, tmp), settings,
                             resume=resume, overwrite=overwrite, holds_rows=lambda: _may_hold_rows(tmp))
     writer = None
@@ -354,9 +358,7 @@ def _windows(sequences: Iterable[SequenceInput], window: int, chunk: int,
     pending: list[SequenceInput] = []
     chunks = 0
     for item in sequences:
-        if not isinstance(item, SequenceInput):
-            raise InputFormatError(f"sequences must be SequenceInput items, e.g. SequenceInput('seq1', 'ACGT'); got a "
-                                   f"{type(item).__name__}: {item!r:.60}")
+        _require_input(item)
         if len(item.ids) == 0:
             raise InputFormatError(f"sequence {item.id!r} is empty")
         pending.append(item)
@@ -366,6 +368,14 @@ def _windows(sequences: Iterable[SequenceInput], window: int, chunk: int,
             pending, chunks = [], 0
     if pending:
         yield pending
+
+
+def _require_input(item: object) -> SequenceInput:
+    """``item``, after refusing anything but a :class:`SequenceInput`."""
+    if not isinstance(item, SequenceInput):
+        raise InputFormatError(f"sequences must be SequenceInput items, e.g. SequenceInput('seq1', 'ACGT'); got a "
+                               f"{type(item).__name__}: {item!r:.60}")
+    return item
 
 
 def _renamed(path: Path, partial: Path) -> Path:
@@ -390,14 +400,37 @@ def _may_hold_rows(tmp: Path) -> bool:
         return True
 
 
-def _saved_settings(tmp: Path) -> dict:
-    """The settings an interrupted run recorded in its partial file ``tmp`` (every attribute but
-    :data:`_NOT_SETTINGS`)."""
+#: How :func:`_saved_settings` refuses a partial file, and an existing output, that it cannot read.
+_UNREADABLE_PARTIAL = f"the interrupted run's file is unreadable ({{}}); {START_AGAIN}"
+_NOT_EMBEDDINGS = ("it is not a readable embedding file ({}); pass overwrite=True (--overwrite) to replace it, or "
+                   "write elsewhere")
+
+
+def _saved_settings(path: Path, unreadable: str = _UNREADABLE_PARTIAL) -> dict:
+    """The settings a run recorded in its file ``path`` (every attribute but :data:`_NOT_SETTINGS`): an interrupted
+    run's partial file, or a finished run's output. ``unreadable`` (with ``{}`` for the reason) refuses one that
+    HDF5 cannot read."""
     try:
-        with h5py.File(tmp, "r") as h5:
+        with h5py.File(path, "r") as h5:
             return {key: value for key, value in h5.attrs.items() if key not in _NOT_SETTINGS}
     except OSError as exc:
-        raise InputFormatError(f"{tmp}: the interrupted run's file is unreadable ({exc}); {START_AGAIN}") from None
+        raise InputFormatError(f"{path}: {unreadable.format(exc)}") from None
+
+
+def _other_inputs(sequences: Iterable[SequenceInput], out: Path) -> str:
+    """How ``sequences`` differ from those whose embeddings a finished run wrote to ``out`` (by number, then by the
+    digest of their ids and bases in order); "" when they are the same. Reads all of them, embedding none."""
+    digest, count = hashlib.sha256(), 0
+    for item in sequences:
+        _input_digest(digest, _require_input(item))
+        count += 1
+    with h5py.File(out, "r") as h5:
+        rows, recorded = int(h5.attrs.get(ROWS_ATTR, -1)), h5.attrs.get(INPUTS_ATTR)
+    if count != rows:
+        return f"other inputs ({count} sequences given, {rows} embedded)"
+    if recorded != digest.hexdigest():
+        return f"other inputs (as many sequences, {count}, but other ids or bases)"
+    return ""
 
 
 def _after_rows(sequences: Iterable[SequenceInput], writer: _Writer, tmp: Path, progress) -> Iterator[SequenceInput]:

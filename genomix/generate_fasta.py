@@ -14,7 +14,9 @@ length of the completed prompts' records and a hash of those prompts are kept be
 ``--resume`` continues an interrupted run after its completed prompts, under the same settings (the FASTA line
 width among them, so that a file never mixes two) and weights (:mod:`genomix.resume`'s policy, as ``embed`` and
 ``score-variants`` follow) and on the same leading prompts, cutting off a prompt whose samples were being written
-when it stopped.
+when it stopped. A finished run leaves its settings and the size of its output beside it
+(``.<out>.done.json``), so that ``--resume`` on a complete output finds nothing to do
+(:func:`genomix.resume.finished_output`).
 """
 from __future__ import annotations
 
@@ -33,7 +35,8 @@ from .errors import InputFormatError
 from .models.generation import beam_search, generate
 from .models.tasks import require_causal_lm
 from .outputs import check_free_space, check_output, check_output_dir, make_output_dir
-from .resume import START_AGAIN, continue_partial, end_interrupted_run, same_weights_settings, weights_fingerprint
+from .resume import (START_AGAIN, continue_partial, end_interrupted_run, finished_output, partial_path,
+                     same_weights_settings, weights_fingerprint)
 from .tokenizer import decode
 
 
@@ -72,9 +75,13 @@ def generate_fasta(
                 "line_width": line_width}
     device = resolve_device(device, "device=")
     model.to(device).eval()
-    out = check_output(out, overwrite=overwrite)
+    out = check_output(out, overwrite=True)  # an existing output: finished_output below
     check_output_dir(out.parent)
-    partial, progress_file = out.with_name(f".{out.name}.partial"), out.with_name(f".{out.name}.partial.json")
+    partial, progress_file, record = partial_path(out), _progress_path(out), _finished_path(out)
+    if finished_output(out, partial, lambda: same_weights_settings(_finished(record, out)["settings"], settings, out),
+                       settings, lambda: _other_prompts(prompts, _finished(record, out)["done"]), resume=resume,
+                       overwrite=overwrite):
+        return out
     keep = continue_partial(
         partial, lambda: same_weights_settings(_recorded(progress_file, partial)["settings"], settings, partial),
         settings, resume=resume, overwrite=overwrite, holds_rows=progress_file.exists)
@@ -83,6 +90,7 @@ def generate_fasta(
     done = _recorded(progress_file, partial)["done"] if keep else {"prompts": 0, "bytes": 0, "inputs": ""}
     _check_space(partial, 1 if total is None else total - done["prompts"], num_samples, max_new_tokens, line_width)
     make_output_dir(out.parent)  # after the checks, so a refused run leaves no empty folder
+    record.unlink(missing_ok=True)  # the record of the output this run replaces
     inputs = hashlib.sha256()  # the prompts so far, to check that a resumed run reads the same ones
     progress = tqdm(total=None if total is None else total * num_samples * max_new_tokens, unit="base",
                     desc="generating", disable=quiet)
@@ -92,7 +100,7 @@ def generate_fasta(
             fasta.truncate(done["bytes"])  # a prompt whose records were being written when the run stopped
             fasta.seek(done["bytes"])
             for index, prompt in enumerate(prompts):
-                inputs.update(f"{prompt.id}\0{len(prompt.ids)}\0".encode() + prompt.ids.tobytes())
+                _add_prompt(inputs, prompt)
                 if index < done["prompts"]:
                     if index + 1 == done["prompts"] and inputs.hexdigest() != done["inputs"]:
                         raise InputFormatError(f"the first {index + 1} prompts differ from those of the interrupted "
@@ -127,6 +135,7 @@ def generate_fasta(
         if index + 1 < done["prompts"]:
             raise InputFormatError(f"the input has {index + 1} prompts, fewer than the {done['prompts']} the "
                                    f"interrupted run in {partial} completed: resume with its inputs")
+        _write_json(record, {"settings": settings, "done": done})
         os.replace(partial, out)
         progress_file.unlink()
     except BaseException as exc:
@@ -215,6 +224,51 @@ def _recorded(progress_file: Path, partial: Path) -> Mapping:
         raise InputFormatError(f"{partial} holds fewer than the {kept} bytes that {progress_file} records: it was "
                                f"cut short; {START_AGAIN}")
     return recorded
+
+
+def _progress_path(out: Path) -> Path:
+    """Where a run writing ``out`` records its settings and completed prompts while it runs."""
+    return out.with_name(f".{out.name}.partial.json")
+
+
+def _finished_path(out: Path) -> Path:
+    """Where a finished run records the settings, prompts and size of its output ``out``."""
+    return out.with_name(f".{out.name}.done.json")
+
+
+def _add_prompt(digest, prompt: SequenceInput) -> None:
+    """Add ``prompt`` (its id, length and token ids) to ``digest``, the hash by which a run knows its prompts."""
+    digest.update(f"{prompt.id}\0{len(prompt.ids)}\0".encode() + prompt.ids.tobytes())
+
+
+def _finished(record: Path, out: Path) -> Mapping:
+    """What the run that wrote ``out`` recorded in ``record`` when it finished (``settings`` and ``done``, as
+    :func:`_recorded`), after checking that ``out`` still has the size it had then."""
+    advice = "pass overwrite=True (--overwrite) to replace it, or write elsewhere"
+    try:
+        recorded = json.loads(record.read_text())
+        size = int(recorded["done"]["bytes"]) if isinstance(recorded, dict) and "settings" in recorded else None
+    except (OSError, ValueError, TypeError, KeyError):
+        size = None
+    if size is None:
+        raise InputFormatError(f"{out} has no readable record of the run that wrote it ({record}), so it cannot be "
+                               f"told whether it is this run's output; {advice}")
+    if out.stat().st_size != size:
+        raise InputFormatError(f"{out} was changed after the run that wrote it finished ({size} bytes then, "
+                               f"{out.stat().st_size} now); {advice}")
+    return recorded
+
+
+def _other_prompts(prompts: Iterable[SequenceInput], done: Mapping) -> str:
+    """How ``prompts`` differ from those a finished run completed (``done``, its record); "" when they do not."""
+    digest, count = hashlib.sha256(), 0
+    for count, prompt in enumerate(prompts, start=1):
+        _add_prompt(digest, prompt)
+    if count != done["prompts"]:
+        return f"other prompts ({count} given, {done['prompts']} generated from)"
+    if digest.hexdigest() != done["inputs"]:
+        return f"other prompts (as many, {count}, but other ids or bases)"
+    return ""
 
 
 def _write_json(path: Path, value: Mapping) -> None:

@@ -25,6 +25,11 @@ the training commands compare settings with no output file involved.
 
 So an output never mixes rows computed under different settings, and kept rows are dropped only when asked.
 
+A finished run leaves no partial file, only its output. ``--resume`` alone on that output (a job script rerun
+after its last step had already finished) is answered by :func:`finished_output`: nothing to do when the output
+records this run's settings and inputs, refused naming what differs otherwise. ``--overwrite`` replaces it, with
+or without ``--resume``.
+
 The model a run uses is one of its settings twice over: ``model``, its name or path, and ``weights``, a
 fingerprint of the weights it loaded (:func:`weights_fingerprint`). :func:`same_weights_settings` makes the
 weights decide, as ``finetune`` and ``icl`` do (:mod:`genomix.tasks.identity`): other weights at the same path
@@ -35,6 +40,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, NoReturn
 
@@ -102,6 +108,48 @@ def continue_partial(partial: Path, read_settings: Callable[[], Mapping[str, Any
                                "and resume=True (--resume) to continue it")
     raise InputFormatError(f"{partial} holds rows of an interrupted run: resume=True (--resume) continues it, "
                            "overwrite=True (--overwrite) starts again without them")
+
+
+def partial_path(out: str | os.PathLike) -> Path:
+    """Where ``embed``, ``generate`` and ``score-variants`` keep the finished rows of a run writing ``out``."""
+    out = Path(out)
+    return out.with_name(f".{out.name}.partial")
+
+
+def output_may_exist(out: str | os.PathLike, resume: bool, overwrite: bool) -> bool:
+    """Whether an existing ``out`` passes a command's first check of its output path, before its slow work (the
+    ``overwrite`` of :func:`genomix.outputs.check_output`): with ``overwrite``, or with ``resume`` and no
+    interrupted run's rows, where ``out`` may be a finished run's output, which :func:`finished_output` judges
+    once the model is loaded."""
+    return overwrite or (resume and not partial_path(out).exists())
+
+
+def finished_output(out: Path, partial: Path, read_settings: Callable[[], Mapping[str, Any]],
+                    settings: Mapping[str, Any], inputs_differ: Callable[[], str], *, resume: bool,
+                    overwrite: bool) -> bool:
+    """Whether ``out`` already is this run's complete output, so that there is nothing to do (True), or the run is
+    to write it (False); raises :class:`InputFormatError` where an existing ``out`` may not be replaced.
+
+    Only ``resume`` without ``overwrite``, an existing ``out`` and no ``partial`` (no interrupted run to continue)
+    ask the question; then ``read_settings`` gives the settings ``out`` records, compared with this run's
+    ``settings``, and ``inputs_differ`` (called only when the settings agree, and free to consume the inputs, since
+    either answer ends the run) says how this run's inputs differ from those ``out`` holds ("" when they do not).
+    Otherwise an existing ``out`` is replaced only with ``overwrite``, as :func:`genomix.outputs.check_output`
+    says."""
+    if not out.exists():
+        return False
+    if overwrite:
+        return False
+    if not resume or partial.exists():
+        raise InputFormatError(f"{out} exists; pass overwrite=True (--overwrite) to replace it")
+    changes = "; ".join(changed_settings(read_settings(), settings))
+    difference = f"other settings ({changes})" if changes else inputs_differ()
+    if difference:
+        raise InputFormatError(f"{out} is the output of a finished run with {difference}; resume=True (--resume) "
+                               "continues only an interrupted run: pass overwrite=True (--overwrite) to replace it, "
+                               "or write elsewhere")
+    log.warning("%s is already complete for these inputs and settings: nothing to do", out)
+    return True
 
 
 def end_interrupted_run(exc: BaseException, kept: int, partial_files: Iterable[Path], advice: str) -> NoReturn:
@@ -173,5 +221,5 @@ def same_weights_settings(saved: Mapping[str, Any], settings: Mapping[str, Any],
     return saved
 
 
-__all__ = ["UNSET", "changed_settings", "continue_partial", "flat_settings", "same_weights_settings",
-           "weights_fingerprint"]
+__all__ = ["UNSET", "changed_settings", "continue_partial", "finished_output", "flat_settings",
+           "output_may_exist", "partial_path", "same_weights_settings", "weights_fingerprint"]

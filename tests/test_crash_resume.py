@@ -132,7 +132,8 @@ def test_generate_resumes_a_partial_file_killed_before_its_first_prompt_as_a_fre
     whole = _generate(mamba_lm, tmp_path / "whole.fa").read_text()
     (tmp_path / ".cut.fa.partial").write_bytes(b">a/1 prompt_len")  # no record of a completed prompt beside it
     assert _generate(mamba_lm, tmp_path / "cut.fa", resume=True).read_text() == whole
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.fa", "whole.fa"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".cut.fa.done.json", ".whole.fa.done.json", "cut.fa",
+                                                          "whole.fa"]  # each finished run's record, nothing partial
 
 
 def test_generate_never_resumes_from_a_record_of_more_bytes_than_the_partial_file_holds(tmp_path, mamba_lm,

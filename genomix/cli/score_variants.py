@@ -63,10 +63,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     from ..genome.bed import read_bed_intervals
     from ..variants import Reference, Region, parse_contig_map, parse_region
+    from ..resume import output_may_exist
     from ..variants.score import check_region, check_scores_output
 
     _require_file_out(args.out)
-    check_scores_output(args.out, args.vcf, (args.reference, args.regions_bed), args.overwrite)  # before long work
+    may_exist = output_may_exist(args.out, args.resume, args.overwrite)  # a finished run's: judged after the load
+    check_scores_output(args.out, args.vcf, (args.reference, args.regions_bed), may_exist)  # before long work
     regions = [parse_region(text) for text in args.region]
     if args.regions_bed:
         regions += [Region(contig, start, end) for contig, start, end, _, _ in read_bed_intervals(args.regions_bed)]

@@ -42,7 +42,9 @@ the model reads it as ``N``, as the tokenizer maps every ambiguity code. Anywher
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
+import itertools
 import logging
 import os
 from pathlib import Path
@@ -55,7 +57,8 @@ from ..devices import resolve_device
 from ..errors import ConfigError, GenomixError, InputFormatError, RangeError, UnknownContigError
 from ..models.inference_loop import inference_loop
 from ..outputs import atomic_write_text, check_output, make_output_dir
-from ..resume import START_AGAIN, continue_partial, end_interrupted_run, same_weights_settings, weights_fingerprint
+from ..resume import (START_AGAIN, continue_partial, end_interrupted_run, finished_output, partial_path,
+                      same_weights_settings, weights_fingerprint)
 from ..tokenizer import MASK_ID, encode
 from .reference import Reference
 from .tabix import Region, index_paths
@@ -66,6 +69,8 @@ COLUMNS = ("chrom", "pos", "id", "ref", "alt", "status", "llr", "ref_log_likelih
            "embedding_distance",
            "window_contig", "window_start", "window_length")
 DEFAULT_WINDOW = 4096
+#: How the first line of a scores file starts; the settings of the run that wrote it follow.
+HEADER_START = "# genomix score-variants"
 ON_REF_MISMATCH = ("error", "skip")
 METHODS = ("causal", "masked", "embedding")
 COMPRESSED_SUFFIXES = (".gz", ".bgz", ".bz2", ".xz", ".zst")
@@ -267,7 +272,7 @@ def _contig_map_setting(reference: Reference) -> dict[str, str]:
 
 def _header(settings: dict[str, str]) -> str:
     """The output's first two lines: the settings (``# genomix score-variants key=value ...``), then the columns."""
-    return f"# genomix score-variants {' '.join(f'{k}={v}' for k, v in settings.items())}\n" + "\t".join(COLUMNS) + "\n"
+    return f"{HEADER_START} {' '.join(f'{k}={v}' for k, v in settings.items())}\n" + "\t".join(COLUMNS) + "\n"
 
 
 def _header_settings(header: str) -> dict[str, str]:
@@ -289,15 +294,41 @@ def scores_settings(source: str | os.PathLike | TextIO) -> dict[str, str]:
         return scores_settings(fh)
 
 
-def _saved_settings(partial: Path, settings: dict[str, str]) -> dict[str, str]:
-    """The settings an interrupted run recorded in ``partial``, compared with this run's ``settings``. A run
-    stopped by a REF mismatch (``on_ref_mismatch=error``) may continue with ``skip``: every row before the
-    mismatch is the same under both. The model is compared by its weights, its path only for a run recorded
-    without them (:func:`genomix.resume.same_weights_settings`)."""
-    saved = scores_settings(partial)
+def _saved_settings(path: Path, settings: dict[str, str]) -> dict[str, str]:
+    """The settings a run recorded in ``path`` (an interrupted run's partial file, or a finished run's output),
+    compared with this run's ``settings``. A run with ``on_ref_mismatch=error`` (stopped by a REF mismatch, or
+    finished without one) matches one with ``skip``: every row it wrote is the same under both. The model is
+    compared by its weights, its path only for a run recorded without them
+    (:func:`genomix.resume.same_weights_settings`)."""
+    with open(path) as fh:
+        if not fh.readline().startswith(HEADER_START):
+            raise InputFormatError(f"{path} is not a scores file of genomix score-variants (its first line does not "
+                                   f"start with {HEADER_START!r}); {START_AGAIN}, or write elsewhere")
+    saved = scores_settings(path)
     if saved.get("on_ref_mismatch") == "error":
         saved["on_ref_mismatch"] = settings["on_ref_mismatch"]
-    return same_weights_settings(saved, settings, partial)
+    return same_weights_settings(saved, settings, path)
+
+
+def _other_alleles(variants: Iterable[Variant], out: Path) -> str:
+    """How ``variants`` differ from the alleles whose rows a finished run wrote to ``out`` (the first allele that
+    differs, or their numbers); "" when they do not. Reads every allele, scoring none."""
+    given = kept = 0
+    with open(out) as fh:
+        rows = (tuple(line.rstrip("\n").split("\t")[:5]) for line in itertools.islice(fh, 2, None))
+        for i, (variant, row) in enumerate(itertools.zip_longest(variants, rows)):
+            allele = None if variant is None else _allele(variant, i)
+            given, kept = given + (allele is not None), kept + (row is not None)
+            if allele is not None and row is not None and allele != row:
+                return f"other variants (allele {i + 1} is {' '.join(allele)}, row {i + 1} {' '.join(row)})"
+    return f"other variants ({given} alleles given, {kept} rows)" if given != kept else ""
+
+
+def _status_counts(out: Path) -> dict[str, int]:
+    """The rows per status of a finished run's output ``out``, as :func:`score_variants` returns them."""
+    with open(out) as fh:
+        statuses = [line.rstrip("\n").split("\t")[COLUMNS.index("status")] for line in itertools.islice(fh, 2, None)]
+    return dict(collections.Counter(statuses))
 
 
 def _complete_rows(partial: Path) -> list[str]:
@@ -349,12 +380,15 @@ def score_variants(
     window = min(DEFAULT_WINDOW, limit) if window is None else window
     if window < 2 or (window > limit and not (method == "causal" and reads_in_pieces(model))):
         raise RangeError(f"window {window} must be between 2 and the model's max_seq_len {limit}")
-    out = check_scores_output(out, vcf, [reference.path], overwrite)
-    partial = out.with_name(f".{out.name}.partial")
+    out = check_scores_output(out, vcf, [reference.path], overwrite=True)  # an existing output: finished_output
+    partial = partial_path(out)
     settings = {"method": method, "window": str(window), "on_ref_mismatch": on_ref_mismatch, **(meta or {}),
                 **_contig_map_setting(reference), "weights": weights_fingerprint(model)}
     header = _header(settings)
     current = _header_settings(header)  # read back, as an interrupted run's header is
+    if finished_output(out, partial, lambda: _saved_settings(out, current), current,
+                       lambda: _other_alleles(variants, out), resume=resume, overwrite=overwrite):
+        return _status_counts(out)
     keep = continue_partial(partial, lambda: _saved_settings(partial, current), current, resume=resume,
                             overwrite=overwrite, holds_rows=lambda: bool(_complete_rows(partial)))
     kept_alleles = _keep_complete_rows(partial, header) if keep else []
@@ -429,11 +463,8 @@ def _skip(variants: Iterable[Variant], kept: list[tuple[str, ...]], counts: dict
     re-sorted, another region) would otherwise leave its kept rows beside rows of other alleles."""
     i = -1
     for i, variant in enumerate(variants):
-        if not isinstance(variant, Variant):
-            raise InputFormatError(f"variants must be Variant records (e.g. from read_vcf), got a "
-                                   f"{type(variant).__name__} as item {i}: {variant!r:.60}")
+        allele = _allele(variant, i)
         if i < len(kept):
-            allele = (variant.chrom, str(variant.pos), variant.id, variant.ref, variant.alt)
             if allele != kept[i]:
                 raise InputFormatError(f"cannot resume: allele {i + 1} of {source} is {' '.join(allele)}, but row "
                                        f"{i + 1} kept in {partial} is {' '.join(kept[i])}: {_VARIANTS_CHANGED}")
@@ -444,6 +475,14 @@ def _skip(variants: Iterable[Variant], kept: list[tuple[str, ...]], counts: dict
     if i + 1 < len(kept):
         raise InputFormatError(f"cannot resume: {source} has {i + 1} allele(s), but {partial} keeps rows for "
                                f"{len(kept)}: {_VARIANTS_CHANGED}")
+
+
+def _allele(variant: Variant, i: int) -> tuple[str, ...]:
+    """The columns that name ``variant``, item ``i`` of the input, in a scores row: chrom, pos, id, ref, alt."""
+    if not isinstance(variant, Variant):
+        raise InputFormatError(f"variants must be Variant records (e.g. from read_vcf), got a "
+                               f"{type(variant).__name__} as item {i}: {variant!r:.60}")
+    return (variant.chrom, str(variant.pos), variant.id, variant.ref, variant.alt)
 
 
 def _batches(variants: Iterable[Variant], reference: Reference, window: int, vcf: str | Path, on_ref_mismatch: str,
