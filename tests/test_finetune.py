@@ -365,6 +365,27 @@ def test_a_diverging_run_stops_with_a_clear_error_instead_of_scoring_nan(tmp_pat
     assert not (tmp_path / "nan" / "metrics.json").exists()
 
 
+def test_non_finite_test_logits_are_named_after_their_predictions_are_written(tmp_path, monkeypatch):
+    """Training checks the dev logits of every epoch; the test split is first scored after training (bf16 may
+    overflow there): its NaN rows are named, not passed to scikit-learn's "Input contains NaN"."""
+    finetune_module = sys.modules["genomix.tasks.finetune"]  # the package's `finetune` is the function
+    task = _small_task(tmp_path, train_rows=64, eval_rows=16)
+    real = finetune_module.predict_logits
+
+    def nan_test_rows(model, data, *args, desc: str = "", **kwargs):
+        logits = real(model, data, *args, desc=desc, **kwargs)
+        if desc.startswith("test"):
+            logits[3, 1] = np.nan
+        return logits
+
+    monkeypatch.setattr(finetune_module, "predict_logits", nan_test_rows)
+    with pytest.raises(genomix.GenomixError, match=r"NaN or infinite class logits for 1 of 16 test row\(s\) "
+                                                   r"\(first: row 3\)"):
+        finetune("hyenadna-tiny-1k", task, tmp_path / "run", load_finetune_recipe("quick", max_epochs=1),
+                 accelerator="cpu", quiet=True)
+    assert _read_tsv(tmp_path / "run" / "predictions" / "test.tsv")[3]["p_1"] == "nan"
+
+
 def test_cli_reports_a_task_without_train_split(tmp_path, capsys):
     status = cli_main(["finetune", "--model", "hyenadna-tiny-1k", "--task", str(GUE / "EMP" / "H3"),
                        "--out", str(tmp_path / "x"), "--quiet"])

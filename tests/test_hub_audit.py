@@ -405,7 +405,7 @@ def test_model_classes_report_broken_native_files_as_from_pretrained_does(layout
 
 
 def test_a_refused_icl_run_writes_nothing_and_non_finite_logits_are_named(layouts, shared_dir, tmp_path, capsys):
-    from genomix.tasks.icl import _check_finite
+    from genomix.tasks.metrics import require_finite_logits
 
     out = tmp_path / "icl"
     args = ["icl", "--model", str(layouts["cadph"]), "--task", str(shared_dir / "data" / "gue" / "tf" / "0"),
@@ -414,8 +414,8 @@ def test_a_refused_icl_run_writes_nothing_and_non_finite_logits_are_named(layout
     assert "soft prompts need a causal LM" in capsys.readouterr().err
     assert not out.exists()  # checked before the model loads, made only at the first write
     logits = np.zeros((3, 2))
-    _check_finite(logits, "m", "dev")
+    require_finite_logits(logits, "m", "dev")
     logits[1, 0] = np.nan
     with pytest.raises(GenomixError, match=r"m gave NaN or infinite class logits for 1 of 3 dev row\(s\) \(first: "
                                            r"row 1\)"):
-        _check_finite(logits, "m", "dev")
+        require_finite_logits(logits, "m", "dev")

@@ -57,7 +57,7 @@ from ..train.run import (LAST, check_checkpoint_fits, export_pretrained, fit_tel
 from .batches import fit_lengths, loader
 from .identity import BASE_MODEL_KEYS, check_base_model, check_task_data, run_identity, task_fingerprint
 from .labelled import LabelledSequences, TaskData, load_task, warn_of_training_rows_in
-from .metrics import classification_metrics, softmax
+from .metrics import classification_metrics, require_finite_logits, softmax
 from .recipe import FinetuneRecipe, dump_finetune_recipe
 
 log = logging.getLogger(__name__)
@@ -455,8 +455,9 @@ def finetune(model: str, task: str | os.PathLike | TaskData, out_dir: str | os.P
             continue
         logits = predict_logits(classifier, data, recipe.evaluation_batch_size, device, quiet,
                                 desc=f"{split} predictions", cuda_graphs=cuda_graphs)
+        write_predictions(predictions / f"{split}.tsv", logits, data, task.label_names)  # kept, non-finite or not
+        require_finite_logits(logits, f"the fine-tuned model ({best_path.name})", split)
         metrics[split] = classification_metrics(logits, data.labels)
-        write_predictions(predictions / f"{split}.tsv", logits, data, task.label_names)
     export_pretrained(classifier, {k: v.cpu() for k, v in classifier.state_dict().items()}, out / "model")
     summary = {"model": model, "task": task.name, "label_names": task.label_names, "max_epochs": recipe.max_epochs,
                "best_epoch": best_epoch,

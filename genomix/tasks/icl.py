@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from ..devices import resolve_device
-from ..errors import CheckpointError, ConfigError, GenomixError, RangeError, TokenizationError, TrainingError
+from ..errors import CheckpointError, ConfigError, RangeError, TokenizationError, TrainingError
 from ..models.inference_loop import inference_loop
 from ..models.tasks import CausalLMMixin, MaskedLMMixin
 from ..outputs import atomic_write_text, check_output_dir, make_output_dir, temp_sibling
@@ -46,7 +46,7 @@ from ..train.recipe import check_field_types, config_dirs, from_mapping, read_na
 from .finetune import refuse_finished_out, refuse_task_folder, write_predictions
 from .identity import BASE_MODEL_KEYS, check_base_model, check_task_data, run_identity, task_fingerprint
 from .labelled import LabelledSequences, TaskData, load_task, warn_of_training_rows_in
-from .metrics import classification_metrics
+from .metrics import classification_metrics, require_finite_logits
 
 log = logging.getLogger(__name__)
 
@@ -385,16 +385,6 @@ def _prompting_lm(model_name: str, revision: str | None, soft_prompt: bool) -> n
     return model
 
 
-def _check_finite(logits: np.ndarray, model: str, split: str) -> None:
-    """Refuse class logits with NaN or infinities (metrics would fail on them, or silently rank them), naming the
-    rows: the model's weights are broken, or its activations overflowed (bf16 on a GPU)."""
-    rows = np.flatnonzero(~np.isfinite(logits).all(axis=1))
-    if len(rows):
-        raise GenomixError(f"{model} gave NaN or infinite class logits for {len(rows)} of {len(logits)} {split} "
-                           f"row(s) (first: row {rows[0]}); check the checkpoint's weights, or run with --device cpu "
-                           "(float32) to rule out a half-precision overflow")
-
-
 def run_icl(model: str, task: str | os.PathLike | TaskData, out_dir: str | os.PathLike, recipe: IclRecipe, *,
             revision: str | None = None, device: str | torch.device | None = None, resume: bool = False,
             quiet: bool = False, cuda_graphs: bool = True) -> dict[str, Any]:
@@ -477,7 +467,7 @@ def _score_splits(lm: nn.Module, builder: PromptBuilder, scored: dict[str, Label
     metrics = {}
     for split, data in scored.items():
         logits = score_split(lm, builder, data, split, recipe.eval_batch_size, device, quiet, cuda_graphs)
-        _check_finite(logits, model, split)
+        require_finite_logits(logits, model, split)
         metrics[split] = classification_metrics(logits, data.labels)
         predictions = make_output_dir(out / "predictions")  # once a split is scored: none for a run refused before
         write_predictions(predictions / f"{split}.tsv", logits, data, label_names)

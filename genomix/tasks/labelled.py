@@ -39,7 +39,7 @@ import re
 import sys
 import zlib
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -237,6 +237,10 @@ def read_labelled_fasta(path: str | os.PathLike) -> tuple[list[np.ndarray], list
                         raise InputFormatError(f"{path}:{line_no}: header {line[:80]!r} does not end in "
                                                "'|<label>'; a labelled FASTA header looks like '>name|1'")
                     label = _checked_label(label, f"{path}:{line_no}")
+                    if len(label.split()) > 1:
+                        raise InputFormatError(f"{path}:{line_no}: header {line[:80]!r} has text after its label "
+                                               f"({label!r}); a labelled FASTA header ends in '|<label>': put a "
+                                               "description before it ('>name description|1')")
                     header_line, chunks = line_no, []
                 elif line:
                     if label is None:
@@ -251,7 +255,8 @@ def read_labelled_fasta(path: str | os.PathLike) -> tuple[list[np.ndarray], list
 
 
 def _is_hidden(name: str) -> bool:
-    """Whether a folder is tool litter rather than a class (``.ipynb_checkpoints``, macOS's ``__MACOSX``)."""
+    """Whether a folder or file is tool litter rather than a class or a sequence (``.ipynb_checkpoints``, macOS's
+    ``__MACOSX`` and ``._1.txt``)."""
     return name.startswith(".") or name == "__MACOSX"
 
 
@@ -259,8 +264,11 @@ def read_class_folders(split_dir: str | os.PathLike) -> dict[str, tuple[list[np.
     """(sequences, their files) by class name from GenomicBenchmarks' ``<split>/<class>/*.txt`` layout."""
     split_dir = Path(split_dir)
     classes: dict[str, tuple[list[np.ndarray], list[str]]] = {}
+    unread = [p.name for p in split_dir.iterdir() if not p.is_dir() and not _is_hidden(p.name)]
     for class_dir in sorted(p for p in split_dir.iterdir() if p.is_dir() and not _is_hidden(p.name)):
-        files = sorted(class_dir.glob("*.txt"), key=lambda p: (len(p.stem), p.stem))
+        entries = [p for p in class_dir.iterdir() if not _is_hidden(p.name)]
+        files = sorted((p for p in entries if p.suffix == ".txt" and p.is_file()), key=lambda p: (len(p.stem), p.stem))
+        unread += [f"{class_dir.name}/{p.name}" for p in entries if p not in files]
         classes[class_dir.name] = ([_encode_row(f.read_text(encoding="ascii", errors="replace"), str(f)) for f in files],
                                    [str(f) for f in files])
         if not files:
@@ -268,6 +276,9 @@ def read_class_folders(split_dir: str | os.PathLike) -> dict[str, tuple[list[np.
     if not classes:
         raise InputFormatError(f"{split_dir}: no class folders (expected {split_dir}/<class>/<id>.txt)")
     _refuse_names_differing_in_case(split_dir, sorted(classes))
+    if unread:
+        log.warning("%s: %d file(s) not read %s: sequences are <class>/<id>.txt files", split_dir, len(unread),
+                    _listed(sorted(unread)))
     return classes
 
 
@@ -282,9 +293,12 @@ def _refuse_names_differing_in_case(split_dir: Path, names: list[str]) -> None:
                                    "make them two classes; merge them or rename one")
 
 
-def _task_labels(labels: dict[str, set[str]], sources: dict[str, str]) -> set[str]:
+def _task_labels(labels: dict[str, set[str]], sources: dict[str, str],
+                 located: Callable[[str, str], str] | None = None) -> set[str]:
     """The label values of a task, checked: the training split has at least two classes and every other
-    split uses only the training split's labels (a task without a training split: the union of its splits)."""
+    split uses only the training split's labels (a task without a training split: the union of its splits).
+    ``located(split, label)`` names where a split's first row with ``label`` was read, for the refusal of a
+    label the training split lacks (default: the split's source)."""
     if "train" not in labels:
         return set().union(*labels.values())
     train, where = labels["train"], sources["train"]
@@ -294,7 +308,8 @@ def _task_labels(labels: dict[str, set[str]], sources: dict[str, str]) -> set[st
     for split, values in labels.items():
         unknown = sorted(values - train)
         if unknown:
-            raise InputFormatError(f"{sources[split]}: label(s) {_listed(unknown)} do not occur in the training split "
+            first = located(split, unknown[0]) if located else sources[split]
+            raise InputFormatError(f"{first}: label(s) {_listed(unknown)} do not occur in the training split "
                                    f"{where} (whose labels are {_listed(sorted(train))}); every split must use the "
                                    "training split's labels, spelt the same way")
     return train
@@ -331,13 +346,15 @@ def _label_ids(raw: dict[str, list[str]], sources: dict[str, str],
     """Label strings of every split (read from ``sources``, each at its ``origins``' ``file:line``) -> int ids
     and names: integers 0..K-1 keep their values (names '0'..'K-1'); anything else is a name, numbered in
     sorted order."""
-    values = sorted(_task_labels({s: set(labels) for s, labels in raw.items()}, sources))
+    _refuse_stray_numbers(raw, origins)  # first: a float label would otherwise be refused as unknown to train
+    values = sorted(_task_labels({s: set(labels) for s, labels in raw.items()}, sources,
+                                 lambda split, label: origins[split][raw[split].index(label)]))
     where = sources.get("train") or ", ".join(sources.values())
-    _refuse_stray_numbers(raw, origins)
     if all(_INTEGER.fullmatch(v) for v in values):
         ints = sorted({int(v) for v in values})
         if ints[0] < 0:
-            raise InputFormatError(f"{where}: negative class label {ints[0]}; integer labels must be 0..K-1")
+            first = next(origins[s][i] for s, labels in raw.items() for i, v in enumerate(labels) if int(v) == ints[0])
+            raise InputFormatError(f"{first}: negative class label {ints[0]}; integer labels must be 0..K-1")
         if ints[-1] >= len(ints):  # a gap; listed lazily, as a label such as 10**9 leaves a billion of them
             present = set(ints)
             gaps = (i for i in range(ints[-1]) if i not in present)
@@ -410,7 +427,8 @@ def load_task(path: str | os.PathLike, name: str | None = None) -> TaskData:
                                "train/ or test/ class folders")
     by_split = {split: read_class_folders(p) for split, p in folders.items()}
     names = sorted(_task_labels({split: set(classes) for split, classes in by_split.items()},
-                                {split: str(p) for split, p in folders.items()}))
+                                {split: str(p) for split, p in folders.items()},
+                                lambda split, label: f"{folders[split] / label}/"))
     splits = {}
     for split, classes in by_split.items():
         present = [(i, classes[c]) for i, c in enumerate(names) if c in classes]

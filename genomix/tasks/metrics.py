@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import GenomixError
+
 METRICS = ("mcc", "accuracy", "f1_macro", "auroc")
 
 
@@ -17,6 +19,16 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     z = z - z.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)
+
+
+def require_finite_logits(logits: np.ndarray, model: str, split: str) -> None:
+    """Refuse class logits with NaN or infinities (the metrics would fail on them, or silently rank them), naming
+    the rows: the model's weights are broken, or its activations overflowed (bf16 on a GPU)."""
+    rows = np.flatnonzero(~np.isfinite(logits).all(axis=1))
+    if len(rows):
+        raise GenomixError(f"{model} gave NaN or infinite class logits for {len(rows)} of {len(logits)} {split} "
+                           f"row(s) (first: row {rows[0]}); check the checkpoint's weights, or run with --device cpu "
+                           "(float32) to rule out a half-precision overflow")
 
 
 def classification_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
