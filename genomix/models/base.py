@@ -186,7 +186,8 @@ class GenomixConfig(PretrainedConfig):
     #: Sizes that must be whole numbers >= 1 (None: derived later), checked once a config is made, so a nonsensical
     #: size is a ConfigError naming it rather than a zero-layer model or an error deep inside torch. Families add
     #: their own; a field a family lacks is skipped.
-    size_fields: ClassVar[tuple[str, ...]] = ("vocab_size", "max_seq_len", "d_model", "n_layer", "d_inner")
+    size_fields: ClassVar[tuple[str, ...]] = ("vocab_size", "pad_vocab_size_multiple", "max_seq_len", "d_model",
+                                              "n_layer", "d_inner")
 
     def __init__(
         self,
@@ -206,16 +207,28 @@ class GenomixConfig(PretrainedConfig):
         self._check_sizes()
 
     def _check_sizes(self) -> None:
+        """Refuse sizes below 1, dropout probabilities outside [0, 1) and norm epsilons <= 0 (fields named
+        ``*dropout``, ``*epsilon``), naming the field: torch refuses a dropout of 1.5 in a traceback when the model
+        is built, and a negative epsilon trains to NaN, which a run blames on its learning rate."""
         for field in self.size_fields:
             value = getattr(self, field, None)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                continue  # None (derived later), or of another type: refused by name where the config is read
-            if not (float(value).is_integer() and value >= 1):
+            if _number(value) and not (float(value).is_integer() and value >= 1):
                 raise ConfigError(f"{type(self).__name__}: {field} must be a whole number >= 1, got {value!r}")
+        for field, value in vars(self).items():
+            if field.endswith("dropout") and _number(value) and not 0 <= value < 1:
+                raise ConfigError(f"{type(self).__name__}: {field} must be a probability in [0, 1), got {value!r}")
+            if field.endswith("epsilon") and _number(value) and not value > 0:
+                raise ConfigError(f"{type(self).__name__}: {field} must be > 0, got {value!r}")
 
     @property
     def padded_vocab_size(self) -> int:
         return pad_to_multiple(self.vocab_size, self.pad_vocab_size_multiple)
+
+
+def _number(value: Any) -> bool:
+    """Whether a config value is a number to check: not None (derived later), a bool, or of another type (refused by
+    name where the config is read)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 class GenomixPreTrainedModel(PreTrainedModel):

@@ -120,6 +120,8 @@ class HyenaConfig(GenomixConfig):
             raise ConfigError(f"emb_dim must be odd and >= 3 (time + cos/sin bands), got {self.emb_dim}")
         if self.hyena_order < 2:
             raise ConfigError(f"hyena_order must be >= 2, got {self.hyena_order}")
+        if self.num_inner_mlps < 0:
+            raise ConfigError(f"num_inner_mlps must be >= 0, got {self.num_inner_mlps}")
         check_pooling(self.pooling)
 
     @property

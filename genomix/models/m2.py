@@ -96,6 +96,8 @@ class M2Config(GenomixConfig):
         self.initializer_range = initializer_range
         self.pooling = pooling
         super().__init__(max_seq_len=max_seq_len, **kwargs)
+        if self.num_inner_mlps < 0:
+            raise ConfigError(f"num_inner_mlps must be >= 0, got {self.num_inner_mlps}")
 
     @property
     def hidden_size(self) -> int:  # transformers' generic name (Trainer, pipelines)

@@ -107,6 +107,9 @@ class MambaConfig(GenomixConfig):
         self.pooling = pooling
         self.classifier_dropout = classifier_dropout
         super().__init__(max_seq_len=max_seq_len, **kwargs)
+        if not 0 < self.dt_min <= self.dt_max:  # the Δ bias is drawn log-uniformly between them
+            raise ConfigError(f"dt_min and dt_max must satisfy 0 < dt_min <= dt_max, got {self.dt_min} and "
+                              f"{self.dt_max}")
 
     @property
     def d_inner(self) -> int:

@@ -12,12 +12,11 @@ from typing import Any
 import yaml
 
 from ..errors import ConfigError
-from ..train.recipe import OptimConfig, check_field_types, check_seed, config_dirs, from_mapping, read_named_yaml
+from ..train.recipe import (OptimConfig, check_field_types, check_gradient_clip, check_num_workers, check_precision,
+                            check_seed, config_dirs, from_mapping, read_named_yaml)
 from .metrics import METRICS
 
 TRUNCATION = ("error", "keep-start", "keep-end")
-#: Lightning's precision settings that a recipe may name (``null``: bf16-mixed on a GPU, 32-true on a CPU).
-PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true")
 # what ``null`` means for the optional counts, as their error messages say
 _NULL_MEANS = {"eval_batch_size": "batch_size", "train_rows": "all", "max_length": "the model's max_seq_len"}
 
@@ -67,18 +66,10 @@ class FinetuneRecipe:
         if self.classifier_dropout is not None and not 0 <= self.classifier_dropout < 1:
             raise ConfigError("recipe field classifier_dropout must be a probability in [0, 1) (or null: the "
                               f"model's own), got {self.classifier_dropout}")
-        if self.precision is not None and self.precision not in PRECISIONS:
-            raise ConfigError(f"recipe field precision must be one of {PRECISIONS} (or null: bf16-mixed on a GPU, "
-                              f"32-true on a CPU), got {self.precision!r}")
+        check_precision(self.precision)
         check_seed(self.seed)
-        if self.num_workers < 0:
-            raise ConfigError(f"recipe field num_workers must be 0 (load in the training process) or a positive "
-                              f"integer, got {self.num_workers}")
-        if not self.gradient_clip >= 0:  # Lightning would silently not clip at all
-            raise ConfigError(f"recipe field gradient_clip must be a gradient norm >= 0 (0: no clipping), got "
-                              f"{self.gradient_clip}")
-        if not self.optim.lr > 0:
-            raise ConfigError(f"recipe field optim.lr must be a positive learning rate, got {self.optim.lr}")
+        check_num_workers(self.num_workers)
+        check_gradient_clip(self.gradient_clip)
 
     @property
     def evaluation_batch_size(self) -> int:

@@ -36,6 +36,22 @@ class OptimConfig:
     warmup_fraction: float = 0.01
     min_lr_ratio: float = 0.1
 
+    def __post_init__(self) -> None:
+        """Refuse values that torch's AdamW refuses in a traceback once the run has started (a negative rate, a
+        beta of 1.5), or takes without a word and trains wrongly with: a negative weight decay (passed per
+        parameter group, which skips torch's own check), a warm-up longer than the run, a schedule whose floor is
+        above its peak."""
+        if not self.lr > 0:
+            raise ConfigError(f"recipe field optim.lr must be a positive learning rate, got {self.lr}")
+        if len(self.betas) != 2 or not all(0 <= beta < 1 for beta in self.betas):
+            raise ConfigError(f"recipe field optim.betas must be two numbers in [0, 1), got {list(self.betas)}")
+        for name in ("weight_decay", "eps"):
+            if not getattr(self, name) >= 0:
+                raise ConfigError(f"recipe field optim.{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("warmup_fraction", "min_lr_ratio"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ConfigError(f"recipe field optim.{name} must be in [0, 1], got {getattr(self, name)}")
+
 
 @dataclasses.dataclass
 class WarmupConfig:
@@ -92,6 +108,11 @@ class DataConfig:
     def __post_init__(self) -> None:
         self.genome = genome_value(self.genome)
         self.check_split()
+        check_num_workers(self.num_workers, "data.num_workers")
+        if not 0 < self.mlm_probability <= 1:  # 0 masks nothing: a NaN loss at the first step
+            raise ConfigError(f"recipe field data.mlm_probability must be in (0, 1], got {self.mlm_probability}")
+        if not 0 <= self.max_n_fraction <= 1:
+            raise ConfigError(f"recipe field data.max_n_fraction must be in [0, 1], got {self.max_n_fraction}")
         if self.source_weights is not None:
             from ..genome.windows import check_source_weights
 
@@ -162,10 +183,16 @@ class Recipe:
     def __post_init__(self) -> None:
         if self.task not in TASKS:
             raise ConfigError(f"recipe task {self.task!r} is not one of {TASKS}")
-        for name in ("seq_len", "global_batch", "micro_batch_tokens", "steps_per_epoch", "max_steps"):
+        for name in ("seq_len", "global_batch", "micro_batch_tokens", "steps_per_epoch", "max_steps",
+                     "checkpoint_every", "val_windows", "log_every"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"recipe field {name} must be a positive integer, got {getattr(self, name)}")
+        if self.schedule_steps is not None and self.schedule_steps < 1:
+            raise ConfigError(f"recipe field schedule_steps must be a positive integer (or null: max_steps), got "
+                              f"{self.schedule_steps}")
         check_seed(self.seed)
+        check_precision(self.precision)
+        check_gradient_clip(self.gradient_clip)
         if self.offload_checkpoints and not self.activation_checkpointing:
             raise ConfigError("recipe field offload_checkpoints needs activation_checkpointing: true")
         if self.checkpoint_keeps_scan and (not self.activation_checkpointing or self.offload_checkpoints
@@ -230,6 +257,32 @@ def check_seed(seed: int) -> None:
     recipes alike)."""
     if not 0 <= int(seed) <= 2**32 - 1:
         raise ConfigError(f"recipe field seed must be an integer from 0 to {2**32 - 1}, got {seed}")
+
+
+#: Lightning's precision settings that a recipe may name (``null``: bf16-mixed on a GPU, 32-true on a CPU).
+PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true")
+
+
+def check_precision(precision: str | None) -> None:
+    """Refuse a recipe ``precision`` that Lightning does not know, here rather than in its traceback (pretraining
+    and fine-tuning recipes alike)."""
+    if precision is not None and precision not in PRECISIONS:
+        raise ConfigError(f"recipe field precision must be one of {PRECISIONS} (or null: bf16-mixed on a GPU, "
+                          f"32-true on a CPU), got {precision!r}")
+
+
+def check_gradient_clip(gradient_clip: float) -> None:
+    """Refuse a negative ``gradient_clip``, with which Lightning would silently not clip at all."""
+    if not gradient_clip >= 0:
+        raise ConfigError(f"recipe field gradient_clip must be a gradient norm >= 0 (0: no clipping), got "
+                          f"{gradient_clip}")
+
+
+def check_num_workers(num_workers: int, field: str = "num_workers") -> None:
+    """Refuse a negative data-loader worker count (the recipe's ``field``), which torch refuses in a traceback."""
+    if num_workers < 0:
+        raise ConfigError(f"recipe field {field} must be 0 (load in the training process) or a positive integer, "
+                          f"got {num_workers}")
 
 
 def check_field_types(cls: type, data: dict[str, Any], where: str, prefix: str = "") -> None:
