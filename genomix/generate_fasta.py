@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -32,12 +33,14 @@ from tqdm.auto import tqdm
 from .devices import resolve_device
 from .embed import SequenceInput
 from .errors import InputFormatError
-from .models.generation import beam_search, generate
+from .models.generation import beam_search, generate, sliding_window
 from .models.tasks import require_causal_lm
 from .outputs import check_free_space, check_output, check_output_dir, make_output_dir
 from .resume import (START_AGAIN, continue_partial, end_interrupted_run, finished_output, partial_path,
                      same_weights_settings, weights_fingerprint)
 from .tokenizer import decode
+
+log = logging.getLogger(__name__)
 
 
 def generate_fasta(
@@ -94,7 +97,7 @@ def generate_fasta(
     inputs = hashlib.sha256()  # the prompts so far, to check that a resumed run reads the same ones
     progress = tqdm(total=None if total is None else total * num_samples * max_new_tokens, unit="base",
                     desc="generating", disable=quiet)
-    index = -1
+    index, windowed = -1, False
     try:
         with open(partial, "r+b" if keep else "wb") as fasta:
             fasta.truncate(done["bytes"])  # a prompt whose records were being written when the run stopped
@@ -108,6 +111,12 @@ def generate_fasta(
                     continue
                 if len(prompt.ids) == 0:
                     raise InputFormatError(f"prompt {prompt.id!r} is empty")
+                window = sliding_window(model, len(prompt.ids) + max_new_tokens - 1)
+                if window is not None and not windowed:
+                    windowed = True
+                    log.warning("prompt %r (%d bases) and its new bases exceed the model's context: each new base "
+                                "is sampled given the last %d bases only (a sliding window); later prompts like "
+                                "it are not named", prompt.id, len(prompt.ids), window)
                 ids = torch.from_numpy(prompt.ids).to(device)[None]
                 if num_beams > 1:
                     new, log_likelihood = beam_search(model, ids, max_new_tokens, num_beams,
@@ -190,8 +199,9 @@ def _generator(device: torch.device, seed: int) -> torch.Generator:
 
 def _describe(settings: Mapping, seed: int) -> str:
     """How a prompt's records were made, for their FASTA descriptions: the decoding and its non-default options,
-    with ``seed`` the one its sampling used (the run's seed plus the prompt's index), so that one record is
-    reproduced alone by passing that seed."""
+    with ``seed`` the one its sampling used (the run's seed plus the prompt's index) and, for several samples,
+    ``num_samples`` (a prompt's samples are drawn together), so that one record is reproduced alone by passing that
+    seed and that number of samples for its prompt."""
     if settings["num_beams"] > 1:
         parts = [f"num_beams={settings['num_beams']}"]
     elif settings["greedy"]:
@@ -199,6 +209,8 @@ def _describe(settings: Mapping, seed: int) -> str:
     else:
         parts = [f"{key}={settings[key]}" for key in ("temperature", "top_k", "top_p") if settings[key] is not None]
         parts.append(f"seed={seed}")
+        if settings["num_samples"] > 1:
+            parts.append(f"num_samples={settings['num_samples']}")
     if settings["repetition_penalty"] != 1.0:
         parts.append(f"repetition_penalty={settings['repetition_penalty']}")
     return " ".join(parts)

@@ -88,7 +88,7 @@ def test_repetition_penalty_follows_transformers():
     seen = torch.tensor([[True, True, False, False]])
     assert penalize_repeats(logits, seen, 2.0).tolist() == [[1.0, -2.0, 0.5, -3.0]]
     assert torch.equal(penalize_repeats(logits, seen, 1.0), logits)
-    with pytest.raises(ConfigError, match="repetition_penalty must be > 0"):
+    with pytest.raises(ConfigError, match="repetition_penalty must be a finite number > 0"):
         penalize_repeats(logits, seen, 0.0)
 
 

@@ -41,9 +41,11 @@ def test_each_prompt_samples_with_its_own_seed_and_only_new_bases_are_written(mo
         expected = generate(model, rows, 12, top_k=3, top_p=0.9, generator=torch.Generator().manual_seed(5 + index))
         assert [records[f"{name}/{j}"] for j in (1, 2)] == [decode(row[len(seq):]) for row in expected]
     headers = [line for line in (tmp_path / "samples.fa").read_text().splitlines() if line.startswith(">")]
-    assert re.fullmatch(r">first/1 prompt_length=10 log_likelihood=-\d+\.\d{4} temperature=1.0 top_k=3 top_p=0.9 seed=5",
+    assert re.fullmatch(r">first/1 prompt_length=10 log_likelihood=-\d+\.\d{4} temperature=1.0 top_k=3 top_p=0.9 seed=5 "
+                        r"num_samples=2",
                         headers[0])
-    assert headers[-1].startswith(">third/2 ") and headers[-1].endswith(" seed=7")  # the seed that reproduces it alone
+    # the seed and sample count that reproduce it alone: a prompt's samples are drawn together
+    assert headers[-1].startswith(">third/2 ") and headers[-1].endswith(" seed=7 num_samples=2")
     alone = generate_fasta(model, prompts({"third": PROMPTS["third"]}), tmp_path / "alone.fa", 12, num_samples=2,
                            top_k=3, top_p=0.9, seed=5 + 2, quiet=True)
     assert read_fasta(alone)["third/1"] == records["third/1"]  # not shifted by the prompts before it
@@ -170,3 +172,31 @@ def test_cli_prompts_from_fasta_and_the_command_line(tmp_path, capsys, monkeypat
     assert main(["generate", "--model", "x", "--max-new-tokens", "3", "--out", str(tmp_path / "none.fa"), "--fasta",
                  str(tmp_path / "missing.fa")]) == 2
     assert "missing.fa: no such FASTA file" in capsys.readouterr().err
+
+
+def test_infinite_temperature_or_penalty_is_refused_and_a_sliding_window_is_announced(model, tmp_path, capsys, caplog):
+    """An infinite temperature divided the masked tokens' -inf into NaN (a torch traceback from multinomial); a
+    prompt longer than a windowed model's context was silently cut to its last max_seq_len bases."""
+    from genomix.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="temperature must be a finite number > 0"):
+        generate_fasta(model, prompts(), tmp_path / "inf.fa", 4, temperature=float("inf"), quiet=True)
+    with pytest.raises(ConfigError, match="repetition_penalty must be a finite number > 0"):
+        generate_fasta(model, prompts(), tmp_path / "inf.fa", 4, repetition_penalty=float("inf"), quiet=True)
+    for flag in ("--temperature", "--repetition-penalty"):
+        with pytest.raises(SystemExit):
+            main(["generate", "--model", "mamba-tiny-1k", "--prompt", "ACGT", "--max-new-tokens", "2", "--out",
+                  str(tmp_path / "cli.fa"), flag, "inf"])
+        assert "must be a positive finite number, got inf" in capsys.readouterr().err
+    torch.manual_seed(0)
+    hyena = build("hyenadna-tiny-1k", task="causal-lm").eval()  # a window of max_seq_len (1026) bases
+    long = {"long": "ACGT" * 260, "short": "ACGT"}
+    with caplog.at_level("WARNING", logger="genomix.generate_fasta"):
+        generate_fasta(hyena, prompts(long), tmp_path / "long.fa", 3, quiet=True)
+    assert caplog.text.count("sliding window") == 1
+    assert "prompt 'long' (1040 bases) and its new bases exceed the model's context: each new base is sampled given " \
+           "the last 1026 bases only" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="genomix.generate_fasta"):
+        generate_fasta(model, prompts(long), tmp_path / "mamba.fa", 3, quiet=True)  # a recurrent state: no window
+    assert "sliding window" not in caplog.text

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 _BUNDLED = Path(__file__).resolve().parents[1] / "configs"
@@ -20,8 +21,8 @@ def non_negative_int(text: str) -> int:
 
 
 def positive_float(text: str) -> float:
-    """A number above 0 (learning rates); NaN is refused too."""
-    return _checked(text, float, lambda v: v > 0, "a positive number")
+    """A finite number above 0 (learning rates, temperatures); NaN and infinity are refused too."""
+    return _checked(text, float, lambda v: 0 < v < math.inf, "a positive finite number")
 
 
 def _checked(text: str, kind: type, ok, what: str):

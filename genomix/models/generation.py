@@ -16,6 +16,7 @@ continuations of each prompt; a recurrent state follows its beams by reordering 
 from __future__ import annotations
 
 import functools
+import math
 import os
 from typing import Any, Callable, Sequence
 
@@ -49,8 +50,8 @@ def _warped(centred: torch.Tensor, temperature: float, top_k: int | None, choice
     """:func:`next_token_distribution` from logits already masked to the ``choices`` allowed tokens and centred on
     each row's best (its maximum 0): temperature, top-k and nucleus truncation, softmax. :func:`generate` masks
     and centres them once per step itself."""
-    if not temperature > 0:
-        raise ConfigError(f"temperature must be > 0 (use greedy=True for argmax), got {temperature}")
+    if not 0 < temperature < math.inf:  # infinity would divide the masked tokens' -inf into NaN
+        raise ConfigError(f"temperature must be a finite number > 0 (use greedy=True for argmax), got {temperature}")
     logits = centred / temperature
     if top_k is not None:
         if top_k < 1:
@@ -79,9 +80,9 @@ def penalize_repeats(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -
 
 
 def check_repetition_penalty(penalty: float) -> None:
-    """Refuse a repetition penalty of 0 or less, or NaN (1 is none)."""
-    if not penalty > 0:
-        raise ConfigError(f"repetition_penalty must be > 0, got {penalty}")
+    """Refuse a repetition penalty of 0 or less, infinity or NaN (1 is none)."""
+    if not 0 < penalty < math.inf:
+        raise ConfigError(f"repetition_penalty must be a finite number > 0, got {penalty}")
 
 
 def _seen_tokens(sequences: torch.Tensor, vocab: int) -> torch.Tensor:
@@ -442,6 +443,16 @@ def _is_recurrent(model: torch.nn.Module, length: int) -> bool:
         return False
     limit = getattr(model, "max_state_length", None)
     return limit is None or length <= limit
+
+
+def sliding_window(model: torch.nn.Module, length: int) -> int | None:
+    """The window, in tokens, that each new token of a sequence growing to ``length`` tokens is sampled from, where
+    that is shorter than the sequence (no recurrent state holds it all: :func:`_is_recurrent`); None where every
+    new token follows the whole sequence."""
+    window = _window(model)
+    if _is_recurrent(model, length) or window is None or length <= window:
+        return None
+    return window
 
 
 def _window(model: torch.nn.Module) -> int | None:
