@@ -57,3 +57,16 @@ def test_a_class_only_the_test_split_has_names_its_folder(tmp_path):
                                     "test/other/1.txt": "C"})
     with pytest.raises(InputFormatError, match=r"test/other/: label\(s\) \['other'\] do not occur"):
         load_task(task)
+
+
+@pytest.mark.parametrize("train, message", [
+    ("ACGT,0\nGGCC,1\nTTTT,01\n", r"train\.csv:4: label '01' is the integer 1, which .*train\.csv:3 writes '1'"),
+    ("ACGT,0\nGGCC,1\nTTTT,-0\n", r"train\.csv:4: label '-0' is the integer 0, which .*\.csv:2 writes '0'"),
+])
+def test_one_integer_label_written_two_ways_is_refused(tmp_path, train, message):
+    task = _write(tmp_path / "t", {"train.csv": "sequence,label\n" + train, "test.csv": "sequence,label\nACGT,0\n"})
+    with pytest.raises(InputFormatError, match=message):
+        load_task(task)
+    (task / "train.csv").write_text("sequence,label\nACGT,00\nGGCC,01\n")  # one spelling each: zero-padded ids
+    (task / "test.csv").write_text("sequence,label\nACGT,00\n")
+    assert load_task(task).label_names == ["0", "1"]

@@ -10,8 +10,9 @@ Two layouts are understood (:func:`load_task` tells them apart):
     headers end in ``|<label>``.
 
   Labels are integers ``0..K-1`` (every one used) or names; names become ids in sorted order, the same in
-  every split. Integers beside other numbers (``1.0``) are refused, not taken as names, and so are
-  missing-value markers (``NA``, ``NaN``, ``None``, ``null``, ``?``) anywhere. Files are
+  every split. Integers beside other numbers (``1.0``), one integer written two ways (``1`` and ``01``), and
+  missing-value markers (``NA``, ``NaN``, ``None``, ``null``, ``?``) anywhere are refused, not taken as names.
+  Files are
   read as spreadsheets and other tools write them: column names and file names in any case, CRLF line ends,
   quoted fields, a UTF-8 byte-order mark, gzip recognised by content.
 - **Class folders** (GenomicBenchmarks): ``<split>/<class name>/*.txt``, one sequence per file; the
@@ -341,6 +342,18 @@ def _refuse_stray_numbers(raw: dict[str, list[str]], origins: dict[str, list[str
                                    "integer 0..K-1 (and drop rows without a label)")
 
 
+def _refuse_respelled_integers(raw: dict[str, list[str]], origins: dict[str, list[str]]) -> None:
+    """Refuse one integer label written two ways (``1`` and ``01``, ``0`` and ``-0``): as integers they would
+    silently become one class, though the file spells two. Names where each spelling first occurs."""
+    first: dict[int, tuple[str, str]] = {}
+    for split, labels in raw.items():
+        for label, where in zip(labels, origins[split]):
+            seen, seen_where = first.setdefault(int(label), (label, where))
+            if seen != label:
+                raise InputFormatError(f"{where}: label {label!r} is the integer {int(label)}, which {seen_where} "
+                                       f"writes {seen!r}; both would be one class. Write each label one way")
+
+
 def _label_ids(raw: dict[str, list[str]], sources: dict[str, str],
                origins: dict[str, list[str]]) -> tuple[dict[str, np.ndarray], list[str]]:
     """Label strings of every split (read from ``sources``, each at its ``origins``' ``file:line``) -> int ids
@@ -351,6 +364,7 @@ def _label_ids(raw: dict[str, list[str]], sources: dict[str, str],
                                  lambda split, label: origins[split][raw[split].index(label)]))
     where = sources.get("train") or ", ".join(sources.values())
     if all(_INTEGER.fullmatch(v) for v in values):
+        _refuse_respelled_integers(raw, origins)
         ints = sorted({int(v) for v in values})
         if ints[0] < 0:
             first = next(origins[s][i] for s, labels in raw.items() for i, v in enumerate(labels) if int(v) == ints[0])
