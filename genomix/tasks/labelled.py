@@ -12,9 +12,8 @@ Two layouts are understood (:func:`load_task` tells them apart):
   Labels are integers ``0..K-1`` (every one used) or names; names become ids in sorted order, the same in
   every split. Integers beside other numbers (``1.0``), one integer written two ways (``1`` and ``01``), and
   missing-value markers (``NA``, ``NaN``, ``None``, ``null``, ``?``) anywhere are refused, not taken as names.
-  Files are
-  read as spreadsheets and other tools write them: column names and file names in any case, CRLF line ends,
-  quoted fields, a UTF-8 byte-order mark, gzip recognised by content.
+  Files are read as spreadsheets and other tools write them: column names and file names in any case, CRLF line
+  ends, quoted fields, a UTF-8 byte-order mark, gzip recognised by content.
 - **Class folders** (GenomicBenchmarks): ``<split>/<class name>/*.txt``, one sequence per file; the
   class names, sorted, give the label ids; hidden folders (``.ipynb_checkpoints``) and ``__MACOSX`` are not
   classes.
