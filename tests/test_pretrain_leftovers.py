@@ -435,3 +435,14 @@ def test_the_valid_split_is_tiled_once_per_window_length(demo_store, monkeypatch
         assert train.dataset.length == valid.dataset.dataset.length == stage.seq_len
         assert train.dataset.epoch == epoch and valid.dataset.dataset.epoch == 0
     assert made == {(split, length): 1 for split in ("train", "valid") for length in (64, 128, 256)}
+
+
+def test_the_last_step_is_always_logged_even_in_a_run_shorter_than_log_every(tmp_path, demo_store):
+    """A run shorter than log_every and its first validation (a smoke test, a quick look) ended without a single
+    row in its metrics.csv; the last optimiser step is now logged whatever the interval."""
+    recipe = tiny_recipe(tmp_path, demo_store, max_steps=1, log_every=10)
+    pretrain(load_recipe(recipe), tmp_path / "short", quiet=True)
+    assert [row["step"] for row in train_rows(tmp_path / "short")] == ["0"]
+    recipe = tiny_recipe(tmp_path, demo_store, max_steps=3, log_every=2, steps_per_epoch=4)
+    pretrain(load_recipe(recipe), tmp_path / "odd", quiet=True)
+    assert [row["step"] for row in train_rows(tmp_path / "odd")] == ["1", "2"]  # every 2nd step, and the last

@@ -3,6 +3,7 @@ a silently wrong result), and the documented options of loading, generation, emb
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 
 import numpy as np
@@ -102,20 +103,27 @@ def test_a_corrupt_config_json_is_named_as_such(tmp_path, hyena_lm):
         genomix.from_pretrained(tmp_path)
 
 
-def test_a_family_class_refuses_a_config_asking_for_weights_the_checkpoint_lacks(tmp_path, hyena_lm):
+def test_a_family_class_refuses_a_config_asking_for_weights_the_checkpoint_lacks(tmp_path, hyena_lm, monkeypatch):
     """``HyenaModel.from_pretrained`` on a checkpoint whose config asks for a third layer started that layer at
-    random, with only transformers' printed load report; a fresh head on a pretrained backbone still loads."""
+    random, with only transformers' printed load report; a fresh head on a pretrained backbone still loads, and
+    only its report is printed (a refused load's came before the refusal, as if it had loaded)."""
     hyena_lm.save_pretrained(tmp_path / "ok")
     shutil.copytree(tmp_path / "ok", tmp_path / "bad")
     config = json.loads((tmp_path / "bad" / "config.json").read_text())
     config["n_layer"] += 1
     (tmp_path / "bad" / "config.json").write_text(json.dumps(config))
     model_class, head_class = type(hyena_lm.backbone), type(build("hyenadna-tiny-1k", task="classification"))
+    loader_log, reports = logging.getLogger("transformers.modeling_utils"), []
+    reporter = logging.Handler()
+    reporter.emit = lambda record: reports.append(record.getMessage()) if "LOAD REPORT" in record.getMessage() else None
+    monkeypatch.setattr(loader_log, "handlers", [*loader_log.handlers, reporter])
     for cls in (model_class, type(hyena_lm)):
         with pytest.raises(CheckpointError, match=r"lacks \d+ backbone weight\(s\)"):
             cls.from_pretrained(tmp_path / "bad")
+    assert reports == []
     classifier, info = head_class.from_pretrained(tmp_path / "ok", num_labels=2, output_loading_info=True)
     assert info["missing_keys"] and all(key.startswith("score.") for key in info["missing_keys"])
+    assert len(reports) == 1 and "score.proj.weight" in reports[0] and loader_log.filters == []
 
 
 def test_python_made_variants_and_sequences_take_text_as_a_file_would_give_it():

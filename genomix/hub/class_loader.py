@@ -16,9 +16,11 @@ layout above; anything else given a ``config`` goes to transformers' loader unch
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 
@@ -75,15 +77,34 @@ def _load_native(
     SHA-256 is recorded are checked before the model is returned (:mod:`genomix.hub.integrity`): transformers does
     not."""
     wants_info = kwargs.pop("output_loading_info", False)
-    with checked_by_the_end():  # hashed while transformers reads the files and builds the model
+    with _held_back(TRANSFORMERS_LOADER_LOG) as report:
+        model, info = _native_load(name, directory, native_loader, model_args, kwargs, report)
+        _refuse_weights_of_another_model(cls, name, model, info)
+        report.release()  # a load that stands: transformers' report (a fresh head's new weights) is the user's news
+    return (model, info) if wants_info else model
+
+
+def _native_load(name: str, directory: Path, native_loader: Callable[..., Any], model_args: tuple[Any, ...],
+                 kwargs: dict[str, Any], report: "_HeldRecords") -> tuple[Any, dict[str, Any]]:
+    """transformers' loader and its loading info, with the weights' recorded hashes checked as it reads them; a
+    failure on damaged files is genomix's reader's message, any other is transformers' own (its held ``report``
+    released to explain it)."""
+    with checked_by_the_end():
         check_weights_folder(directory)
         try:
-            model, info = native_loader(name, *model_args, output_loading_info=True, **kwargs)
+            return native_loader(name, *model_args, output_loading_info=True, **kwargs)
         except Exception:
             problem = _files_problem(directory)
-            if problem is None:  # the files are fine: the failure is the call's own
+            if problem is None:  # the files are fine: the failure is the call's own, which its report explains
+                report.release()
                 raise
             raise problem from None
+
+
+def _refuse_weights_of_another_model(cls: type[GenomixPreTrainedModel], name: str, model: Any,
+                                     info: dict[str, Any]) -> None:
+    """Refuse a loaded checkpoint that lacks backbone weights its config asks for, holds weights no model of its
+    family has, or holds NaN or infinite weights."""
     prefix = None if _task_of(cls) == "base" else cls.base_model_prefix + "."
     missing = sorted(key for key in info["missing_keys"] if prefix is None or key.startswith(prefix))
     # the family's key names mean a meta-device model per head: built only when transformers reports strays
@@ -94,7 +115,7 @@ def _load_native(
     if unexpected:
         problems.append(f"holds {len(unexpected)} weight(s) no {model.config.model_type} model has "
                         f"({summarise(unexpected, 4)})")
-    if problems:
+    if problems:  # said here instead of in transformers' report of the same weights, which is dropped
         raise CheckpointError(f"{name}: the checkpoint {' and '.join(problems)}; the config and the weights are not "
                               "of one model: re-save or re-download the checkpoint")
     broken = [key for key, value in model.state_dict().items()
@@ -103,7 +124,44 @@ def _load_native(
         raise CheckpointError(f"{name}: {len(broken)} weight(s) hold NaN or infinite values ({summarise(broken, 4)}): "
                               "the file is corrupt or was saved from a diverged run; re-download it or use an earlier "
                               "checkpoint")
-    return (model, info) if wants_info else model
+
+
+#: The logger transformers' ``from_pretrained`` writes its load report to (missing, unexpected, new weights).
+TRANSFORMERS_LOADER_LOG = "transformers.modeling_utils"
+
+
+class _HeldRecords(list):
+    """Log records held back from a logger (:func:`_held_back`) until :meth:`release` emits them through it."""
+
+    def __init__(self, logger: logging.Logger) -> None:
+        super().__init__()
+        self.logger = logger
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """The logger's filter while records are held: keep ``record`` here, emit nothing."""
+        self.append(record)
+        return False
+
+    def release(self) -> None:
+        """Stop holding records back, and emit those held."""
+        self.logger.removeFilter(self)
+        for record in self:
+            self.logger.handle(record)
+        self.clear()
+
+
+@contextlib.contextmanager
+def _held_back(name: str) -> Iterator[_HeldRecords]:
+    """Hold back the records of logger ``name`` (transformers' load report) from the block on, until they are
+    released (:meth:`_HeldRecords.release`) when the load stands; those of a load genomix refuses are dropped at
+    the block's end: the report of a checkpoint refused for the same weights would print ahead of the refusal,
+    as if it had loaded."""
+    held = _HeldRecords(logging.getLogger(name))
+    held.logger.addFilter(held)
+    try:
+        yield held
+    finally:
+        held.logger.removeFilter(held)  # what was not released is dropped
 
 
 def _family_keys(config: Any) -> set[str]:

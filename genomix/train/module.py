@@ -190,6 +190,8 @@ class LanguageModelingModule(L.LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         inputs = {"input_ids": batch["input_ids"], "labels": batch["labels"]}
+        if self.automatic_optimization and self._trainer is not None:
+            self.trainer.log_every_n_steps = self._log_interval()
         targets = self._count_step_targets(batch["labels"], batch_idx)
         weight = targets.float() / self._weight_base  # this micro-batch's share of the step's loss
         if self.automatic_optimization:
@@ -204,6 +206,13 @@ class LanguageModelingModule(L.LightningModule):
         if not self.automatic_optimization:
             self._manual_optimizer_step(batch_idx)
         return loss * weight  # automatic optimisation divides it by the accumulation before the backward
+
+    def _log_interval(self) -> int:
+        """Lightning's step-metric interval for the optimiser step under way: the recipe's ``log_every``, but 1 at
+        the run's last step, which is always logged: a run shorter than ``log_every`` (a smoke test, a quick look)
+        would otherwise end without a single training row in its ``metrics.csv``."""
+        max_steps = self.trainer.max_steps
+        return 1 if 0 < max_steps <= self.global_step + 1 else self._log_every
 
     def _count_step_targets(self, labels: torch.Tensor, batch_idx: int) -> torch.Tensor:
         """This micro-batch's target count, added to the optimiser step's (both on the device: no
@@ -242,7 +251,7 @@ class LanguageModelingModule(L.LightningModule):
         steps = (batch_idx + 1) % trainer.accumulate_grad_batches == 0 or batch_idx + 1 == trainer.num_training_batches
         # Lightning's manual loop hands step metrics to the loggers after every micro-batch, the automatic
         # loop only after optimiser steps: hold them back while accumulating, so both write the same rows
-        trainer.log_every_n_steps = self._log_every if steps else 0
+        trainer.log_every_n_steps = self._log_interval() if steps else 0
         if steps:
             self.optimizers().step()
             self.lr_schedulers().step()
