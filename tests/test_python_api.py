@@ -9,6 +9,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from transformers import AutoModelForCausalLM
 
 import genomix
 from genomix.embed import SequenceInput, embed_sequences
@@ -118,8 +119,15 @@ def test_a_family_class_refuses_a_config_asking_for_weights_the_checkpoint_lacks
     reporter.emit = lambda record: reports.append(record.getMessage()) if "LOAD REPORT" in record.getMessage() else None
     monkeypatch.setattr(loader_log, "handlers", [*loader_log.handlers, reporter])
     for cls in (model_class, type(hyena_lm)):
-        with pytest.raises(CheckpointError, match=r"lacks \d+ backbone weight\(s\)"):
+        with pytest.raises(CheckpointError, match=r"lacks \d+ backbone weight\(s\) that its config.json asks for .*"
+                                                  r"re-save or re-download the checkpoint"):
             cls.from_pretrained(tmp_path / "bad")
+    with pytest.raises(CheckpointError, match=r"that its config.json asks for"):  # AutoModel passes the folder's
+        AutoModelForCausalLM.from_pretrained(tmp_path / "bad")
+    mine = type(hyena_lm).config_class.from_pretrained(tmp_path / "bad")
+    with pytest.raises(CheckpointError, match=r"that the config passed \(config=\) asks for .*pass the config of "
+                                              r"these weights"):
+        type(hyena_lm).from_pretrained(tmp_path / "ok", config=mine)
     assert reports == []
     classifier, info = head_class.from_pretrained(tmp_path / "ok", num_labels=2, output_loading_info=True)
     assert info["missing_keys"] and all(key.startswith("score.") for key in info["missing_keys"])

@@ -77,9 +77,10 @@ def _load_native(
     SHA-256 is recorded are checked before the model is returned (:mod:`genomix.hub.integrity`): transformers does
     not."""
     wants_info = kwargs.pop("output_loading_info", False)
+    given_config = kwargs.get("config")
     with _held_back(TRANSFORMERS_LOADER_LOG) as report:
         model, info = _native_load(name, directory, native_loader, model_args, kwargs, report)
-        _refuse_weights_of_another_model(cls, name, model, info)
+        _refuse_weights_of_another_model(cls, name, model, info, given_config)
         report.release()  # a load that stands: transformers' report (a fresh head's new weights) is the user's news
     return (model, info) if wants_info else model
 
@@ -102,28 +103,43 @@ def _native_load(name: str, directory: Path, native_loader: Callable[..., Any], 
 
 
 def _refuse_weights_of_another_model(cls: type[GenomixPreTrainedModel], name: str, model: Any,
-                                     info: dict[str, Any]) -> None:
+                                     info: dict[str, Any], given_config: Any = None) -> None:
     """Refuse a loaded checkpoint that lacks backbone weights its config asks for, holds weights no model of its
-    family has, or holds NaN or infinite weights."""
+    family has, or holds NaN or infinite weights. ``given_config``: the ``config`` the caller passed, which the
+    refusal names instead of the folder's ``config.json`` where they differ (``AutoModel*`` pass the latter)."""
     prefix = None if _task_of(cls) == "base" else cls.base_model_prefix + "."
     missing = sorted(key for key in info["missing_keys"] if prefix is None or key.startswith(prefix))
     # the family's key names mean a meta-device model per head: built only when transformers reports strays
     unexpected = sorted(set(info["unexpected_keys"]) - _family_keys(model.config)) if info["unexpected_keys"] else []
     problems = []
+    given_config = given_config if _differs_from_folder(given_config, name) else None
+    config_source = "the config passed (config=)" if given_config is not None else "its config.json"
     if missing:
-        problems.append(f"lacks {len(missing)} backbone weight(s) its config.json asks for ({summarise(missing, 4)})")
+        problems.append(f"lacks {len(missing)} backbone weight(s) that {config_source} asks for "
+                        f"({summarise(missing, 4)})")
     if unexpected:
         problems.append(f"holds {len(unexpected)} weight(s) no {model.config.model_type} model has "
                         f"({summarise(unexpected, 4)})")
     if problems:  # said here instead of in transformers' report of the same weights, which is dropped
+        advice = "pass the config of these weights" if given_config else "re-save or re-download the checkpoint"
         raise CheckpointError(f"{name}: the checkpoint {' and '.join(problems)}; the config and the weights are not "
-                              "of one model: re-save or re-download the checkpoint")
+                              f"of one model: {advice}")
     broken = [key for key, value in model.state_dict().items()
               if value.is_floating_point() and not bool(torch.isfinite(value).all())]
     if broken:
         raise CheckpointError(f"{name}: {len(broken)} weight(s) hold NaN or infinite values ({summarise(broken, 4)}): "
                               "the file is corrupt or was saved from a diverged run; re-download it or use an earlier "
                               "checkpoint")
+
+
+def _differs_from_folder(config: Any, folder: str) -> bool:
+    """Whether ``config`` (one the caller passed, or None) says something else than ``folder``'s own config.json,
+    fields transformers adds as it reads one (``_name_or_path``, its version) aside."""
+    if config is None:
+        return False
+    def said(cfg: Any) -> dict[str, Any]:
+        return {k: v for k, v in cfg.to_dict().items() if not k.startswith("_") and k != "transformers_version"}
+    return said(config) != said(type(config).from_pretrained(folder))
 
 
 #: The logger transformers' ``from_pretrained`` writes its load report to (missing, unexpected, new weights).
