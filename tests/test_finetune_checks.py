@@ -32,7 +32,7 @@ def _table_task(root: Path, **splits: list[str]) -> Path:
 
 @pytest.mark.parametrize("splits, where, message", [
     ({"train": ["neg", "pos"], "dev": ["0", "1"], "test": ["0", "1"]}, "dev.csv", r"\['0', '1'\] do not occur"),
-    ({"train": ["0.0", "1.0"], "dev": ["0", "1"]}, "dev.csv", r"\['0', '1'\] do not occur"),
+    ({"train": ["0.0", "1.0"], "dev": ["0", "1"]}, "train.csv", r"\['0.0', '1.0'\] are numbers but not plain integers"),
     ({"train": ["0", "1"], "dev": ["0", "1"], "test": ["0", "1", "2"]}, "test.csv", r"\['2'\] do not occur"),
     ({"train": ["0", "5", "0"], "test": ["5"]}, "train.csv", r"lack \[1, 2, 3, 4\]"),
     ({"train": ["1", "1"], "test": ["1"]}, "train.csv", "at least two classes"),
@@ -49,7 +49,7 @@ def test_a_class_folder_only_in_test_is_refused(tmp_path):
         for name in classes:
             (tmp_path / split / name).mkdir(parents=True)
             (tmp_path / split / name / "0.txt").write_text("ACGT\n")
-    with pytest.raises(InputFormatError, match=r"test: label\(s\) \['other'\] do not occur"):
+    with pytest.raises(InputFormatError, match=r"test/other/: label\(s\) \['other'\] do not occur"):
         load_task(tmp_path)
 
 

@@ -102,7 +102,7 @@ def test_mamba_generates_after_the_whole_prompt_past_max_seq_len():
 @pytest.mark.parametrize("options", [{"temperature": float("nan")}, {"repetition_penalty": float("nan")}])
 def test_nan_sampling_settings_are_refused_by_name(model, options):
     name = next(iter(options))
-    with pytest.raises(ConfigError, match=f"{name} must be > 0"):
+    with pytest.raises(ConfigError, match=f"{name} must be a finite number > 0"):
         generate(model, PROMPT, 3, generator=torch.Generator().manual_seed(0), **options)
 
 

@@ -31,6 +31,7 @@ def _recipe_with(tmp_path: Path, change: dict, base: str = "demo") -> Path:
 
 @pytest.mark.parametrize("field, value, message", [
     ("optim.lr", -1.0, "optim.lr must be a positive learning rate"),
+    ("optim.lr", 0.0, "optim.lr must be a positive learning rate"),
     ("optim.betas", [1.5, 0.9], r"optim.betas must be two numbers in \[0, 1\), got \[1.5, 0.9\]"),
     ("optim.weight_decay", -0.1, "optim.weight_decay must be >= 0"),
     ("optim.warmup_fraction", 1.5, r"optim.warmup_fraction must be in \[0, 1\]"),

@@ -12,8 +12,8 @@ from typing import Any
 import yaml
 
 from ..errors import ConfigError
-from ..train.recipe import (OptimConfig, check_field_types, check_gradient_clip, check_num_workers, check_precision,
-                            check_seed, config_dirs, from_mapping, read_named_yaml)
+from ..train.recipe import (OptimConfig, check_field_types, check_gradient_clip, check_learning_rate, check_num_workers,
+                            check_precision, check_seed, config_dirs, from_mapping, read_named_yaml)
 from .metrics import METRICS
 
 TRUNCATION = ("error", "keep-start", "keep-end")
@@ -70,6 +70,7 @@ class FinetuneRecipe:
         check_seed(self.seed)
         check_num_workers(self.num_workers)
         check_gradient_clip(self.gradient_clip)
+        check_learning_rate(self.optim)
 
     @property
     def evaluation_batch_size(self) -> int:

@@ -7,6 +7,7 @@ so that a typo in a recipe never silently falls back to a default.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import typing
 from pathlib import Path
@@ -41,7 +42,7 @@ class OptimConfig:
         beta of 1.5), or takes without a word and trains wrongly with: a negative weight decay (passed per
         parameter group, which skips torch's own check), a warm-up longer than the run, a schedule whose floor is
         above its peak."""
-        if not self.lr > 0:
+        if not 0 <= self.lr < math.inf:  # 0 is a frozen model's (tests); a recipe asks for more: check_learning_rate
             raise ConfigError(f"recipe field optim.lr must be a positive learning rate, got {self.lr}")
         if len(self.betas) != 2 or not all(0 <= beta < 1 for beta in self.betas):
             raise ConfigError(f"recipe field optim.betas must be two numbers in [0, 1), got {list(self.betas)}")
@@ -193,6 +194,7 @@ class Recipe:
         check_seed(self.seed)
         check_precision(self.precision)
         check_gradient_clip(self.gradient_clip)
+        check_learning_rate(self.optim)
         if self.offload_checkpoints and not self.activation_checkpointing:
             raise ConfigError("recipe field offload_checkpoints needs activation_checkpointing: true")
         if self.checkpoint_keeps_scan and (not self.activation_checkpointing or self.offload_checkpoints
@@ -269,6 +271,13 @@ def check_precision(precision: str | None) -> None:
     if precision is not None and precision not in PRECISIONS:
         raise ConfigError(f"recipe field precision must be one of {PRECISIONS} (or null: bf16-mixed on a GPU, "
                           f"32-true on a CPU), got {precision!r}")
+
+
+def check_learning_rate(optim: OptimConfig) -> None:
+    """Refuse a recipe whose learning rate is 0: it would train nothing (pretraining and fine-tuning recipes
+    alike; :class:`OptimConfig` itself allows it, for a model held still)."""
+    if not optim.lr > 0:
+        raise ConfigError(f"recipe field optim.lr must be a positive learning rate, got {optim.lr}")
 
 
 def check_gradient_clip(gradient_clip: float) -> None:
