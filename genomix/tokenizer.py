@@ -190,7 +190,9 @@ class Tokenizer(PreTrainedTokenizer):
         return VOCAB_SIZE
 
     def get_vocab(self) -> dict[str, int]:
-        return dict(VOCAB)
+        """The base vocabulary and any tokens added since (``add_tokens``): transformers' ``len(tokenizer)`` counts
+        this, which ``model.resize_token_embeddings(len(tokenizer))`` then reads."""
+        return {**VOCAB, **self.added_tokens_encoder}
 
     def _tokenize(self, text: str, **kwargs) -> list[str]:
         ids = encode(text)

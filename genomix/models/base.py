@@ -261,6 +261,23 @@ class GenomixPreTrainedModel(PreTrainedModel):
         native_loader = super().from_pretrained
         return load_for_class(cls, pretrained_model_name_or_path, model_args, kwargs, native_loader)
 
+    def resize_token_embeddings(self, new_num_tokens: int | None = None, pad_to_multiple_of: int | None = None,
+                                mean_resizing: bool = True) -> nn.Embedding:
+        """transformers' resize (after ``tokenizer.add_tokens``), its rows padded to the config's
+        ``pad_vocab_size_multiple`` unless ``pad_to_multiple_of`` says otherwise, and the config left describing
+        them: a saved model is rebuilt with ``padded_vocab_size`` rows, so rows that the config would pad further
+        (13 of a multiple of 8) could not be loaded back. Caduceus's reverse-complement-equivariant embedding is
+        refused: it reads each token's complement, which a new token does not have."""
+        if getattr(self.config, "rcps", False):
+            raise ConfigError(f"{type(self).__name__}: a reverse-complement-equivariant (rcps) embedding maps each "
+                              "token to its complement's row, which added tokens lack; its vocabulary cannot be "
+                              "resized")
+        embeddings = super().resize_token_embeddings(new_num_tokens, pad_to_multiple_of or
+                                                     self.config.pad_vocab_size_multiple, mean_resizing)
+        if embeddings.weight.shape[0] % self.config.pad_vocab_size_multiple:  # another multiple, asked for
+            self.config.pad_vocab_size_multiple = 1
+        return embeddings
+
     def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, **kwargs: Any) -> Any:
         """transformers' ``save_pretrained``, then ``weights.sha256`` beside the weights: the SHA-256 of each
         weights file, which genomix checks when it loads them, so that a file changed since (a flipped bit, a bad

@@ -226,6 +226,9 @@ class CaduceusModel(BaseModelMixin, CaduceusPreTrainedModel):
     def get_input_embeddings(self) -> nn.Module:
         return self.embeddings.word_embeddings
 
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self.embeddings.word_embeddings = value
+
     def _forward_hidden(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, output_hidden_states: bool
     ) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
