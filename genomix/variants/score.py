@@ -300,7 +300,7 @@ def _saved_settings(path: Path, settings: dict[str, str]) -> dict[str, str]:
     finished without one) matches one with ``skip``: every row it wrote is the same under both. The model is
     compared by its weights, its path only for a run recorded without them
     (:func:`genomix.resume.same_weights_settings`)."""
-    with open(path) as fh:
+    with open(path, errors="replace") as fh:  # any file may stand at an output's path
         if not fh.readline().startswith(HEADER_START):
             raise InputFormatError(f"{path} is not a scores file of genomix score-variants (its first line does not "
                                    f"start with {HEADER_START!r}); {START_AGAIN}, or write elsewhere")
