@@ -130,3 +130,6 @@ def test_score_variants_resumed_on_its_finished_output_does_nothing_and_refuses_
     (tmp_path / "s.tsv").write_text("chrom\tpos\n")
     with pytest.raises(InputFormatError, match=r"s\.tsv is not a scores file of genomix score-variants"):
         run(vcf, resume=True)
+    (tmp_path / "s.tsv").write_bytes(b"\xff\xfe\x00binary")
+    with pytest.raises(InputFormatError, match=r"s\.tsv is not a scores file of genomix score-variants"):
+        run(vcf, resume=True)
