@@ -35,7 +35,7 @@ from .embed import SequenceInput
 from .errors import InputFormatError
 from .models.generation import beam_search, generate, sliding_window
 from .models.tasks import require_causal_lm
-from .outputs import check_free_space, check_output, check_output_dir, make_output_dir
+from .outputs import check_free_space, check_output, check_output_dir, make_output_dir, refuse_compressed_name
 from .resume import (START_AGAIN, continue_partial, end_interrupted_run, finished_output, partial_path,
                      same_weights_settings, weights_fingerprint)
 from .tokenizer import decode
@@ -79,6 +79,7 @@ def generate_fasta(
     device = resolve_device(device, "device=")
     model.to(device).eval()
     out = check_output(out, overwrite=True)  # an existing output: finished_output below
+    refuse_compressed_name(out, "a plain-text FASTA")
     check_output_dir(out.parent)
     partial, progress_file, record = partial_path(out), _progress_path(out), _finished_path(out)
     if finished_output(out, partial, lambda: same_weights_settings(_finished(record, out)["settings"], settings, out),

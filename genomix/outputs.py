@@ -20,18 +20,41 @@ from .errors import DiskSpaceError, InputFormatError
 
 def check_output(out: str | os.PathLike, inputs: Iterable[str | os.PathLike | None] = (),
                  overwrite: bool = False) -> Path:
-    """``out`` as a path, after refusing a directory, any of ``inputs`` (None entries are skipped; compared
-    as resolved paths, so links and relative spellings count) and, without ``overwrite``, an existing file."""
-    out = Path(out)
-    if out.is_dir():
+    """``out`` as a path (``~`` expanded), after refusing a directory (or a name ending in ``/``), anything but a
+    regular file where one exists (a device such as ``/dev/null`` or a pipe, which the rename of a finished output
+    would replace), any of ``inputs`` or an existing file inside one that is a folder (a model checkpoint's
+    weights or config; None entries are skipped; compared as resolved paths, so links and relative spellings
+    count) and, without ``overwrite``, an existing file."""
+    named = os.fspath(out)
+    out = Path(named).expanduser()
+    if out.is_dir() or named.endswith(os.sep):
         raise InputFormatError(f"{out} is a directory; give a file name for the output")
+    if out.exists() and not out.is_file():
+        raise InputFormatError(f"{out} is not a regular file (a device or a pipe): outputs are written to a temporary "
+                               "file and renamed onto their path, which would replace it; give a file name")
     for source in inputs:
-        if source is not None and Path(source).exists() and out.resolve() == Path(source).resolve():
-            raise InputFormatError(f"{out}: the output must not be an input of the same command (writing it would "
-                                   "destroy what is being read); choose another output path")
+        if source is None or not Path(source).expanduser().exists():
+            continue
+        source = Path(source).expanduser().resolve()
+        if out.resolve() == source or (source.is_dir() and out.exists() and out.resolve().is_relative_to(source)):
+            inside = "" if out.resolve() == source else f" (it is inside the input folder {source})"
+            raise InputFormatError(f"{out}: the output must not be an input of the same command{inside}; writing it "
+                                   "would destroy what is being read; choose another output path")
     if out.exists() and not overwrite:
         raise InputFormatError(f"{out} exists; pass overwrite=True (--overwrite) to replace it")
     return out
+
+
+#: File name endings that promise compressed content.
+COMPRESSED_SUFFIXES = (".gz", ".bgz", ".bz2", ".xz", ".zst")
+
+
+def refuse_compressed_name(out: Path, what: str, option: str = "out (--out)") -> None:
+    """Refuse an output name ending as a compressed file's (``scores.tsv.gz``) for ``what``, a plain-text file
+    written as it goes (for resuming), which such a name would misdescribe to every reader (``zcat`` fails)."""
+    if out.suffix.lower() in COMPRESSED_SUFFIXES:
+        raise InputFormatError(f"{out}: the output is {what}, not {out.suffix}-compressed; name it "
+                               f"{out.with_suffix('')} ({option}) and compress it once the run is complete")
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -140,5 +163,5 @@ def _cannot_create(out: Path, reason: str, option: str) -> InputFormatError:
     return InputFormatError(f"cannot create the output folder {out}: {reason}; choose another {option}")
 
 
-__all__ = ["atomic_write_text", "check_free_space", "check_output", "check_output_dir", "make_output_dir",
-           "remove_stale_temps", "temp_sibling"]
+__all__ = ["COMPRESSED_SUFFIXES", "atomic_write_text", "check_free_space", "check_output", "check_output_dir",
+           "make_output_dir", "refuse_compressed_name", "remove_stale_temps", "temp_sibling"]

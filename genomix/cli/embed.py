@@ -38,7 +38,7 @@ def _run(args: argparse.Namespace) -> int:
     from ..resume import output_may_exist
 
     may_exist = output_may_exist(args.out, args.resume, args.overwrite)  # a finished run's: judged after the load
-    check_output(args.out, (args.fasta, args.bed, args.genome), may_exist)
+    check_output(args.out, (args.fasta, args.bed, args.genome, args.model), may_exist)
     sequences, total = read_sequence_sources(args)
     device = resolve_device(args.device)  # a device this machine lacks is refused before the model loads
     if device.type == "cpu":

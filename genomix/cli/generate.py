@@ -60,7 +60,7 @@ def _run(args: argparse.Namespace) -> int:
     from ..resume import output_may_exist
 
     may_exist = output_may_exist(args.out, args.resume, args.overwrite)  # a finished run's: judged after the load
-    check_output(args.out, (args.fasta, args.bed, args.genome), may_exist)
+    check_output(args.out, (args.fasta, args.bed, args.genome, args.model), may_exist)
     check_decoding(args.max_new_tokens, args.num_samples, args.greedy, args.num_beams, args.temperature, args.top_k,
                    args.top_p)
     prompts, total = read_sequence_sources(args)

@@ -68,7 +68,8 @@ def _run(args: argparse.Namespace) -> int:
 
     _require_file_out(args.out)
     may_exist = output_may_exist(args.out, args.resume, args.overwrite)  # a finished run's: judged after the load
-    check_scores_output(args.out, args.vcf, (args.reference, args.regions_bed), may_exist)  # before long work
+    check_scores_output(args.out, args.vcf, (args.reference, args.regions_bed, args.model),
+                        may_exist)  # before long work
     regions = [parse_region(text) for text in args.region]
     if args.regions_bed:
         regions += [Region(contig, start, end) for contig, start, end, _, _ in read_bed_intervals(args.regions_bed)]

@@ -168,7 +168,7 @@ class FastaReader:
 
     def __init__(self, path: str | Path, on_read: Callable[[int], None] | None = None,
                  block_size: int = BLOCK_SIZE) -> None:
-        self.path = Path(path)
+        self.path = Path(path).expanduser()  # a quoted or `--fasta=~/x` path reaches us unexpanded
         self.on_read = on_read
         self.block_size = block_size
         self.sha256: str | None = None
@@ -177,6 +177,11 @@ class FastaReader:
     def require_file(self) -> None:
         """Refuse a path that is not a file, with the error iterating would give: callers that read lazily
         check first, so that a mistyped path is reported before slow set-up (loading a model)."""
+        if self.path.is_dir():
+            raise InputFormatError(f"{self.path} is a folder, not a FASTA file; give one of its files")
+        if self.path.exists() and not self.path.is_file():
+            raise InputFormatError(f"{self.path} is not a regular file (a pipe or a device); save the FASTA to a file "
+                                   "and give its path")
         if not self.path.is_file():
             raise InputFormatError(f"{self.path}: no such FASTA file; check the path")
 

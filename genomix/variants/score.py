@@ -56,7 +56,7 @@ from tqdm.auto import tqdm
 from ..devices import resolve_device
 from ..errors import ConfigError, GenomixError, InputFormatError, RangeError, UnknownContigError
 from ..models.inference_loop import inference_loop
-from ..outputs import atomic_write_text, check_output, make_output_dir
+from ..outputs import atomic_write_text, check_output, make_output_dir, refuse_compressed_name
 from ..resume import (START_AGAIN, continue_partial, end_interrupted_run, finished_output, partial_path,
                       same_weights_settings, weights_fingerprint)
 from ..tokenizer import MASK_ID, encode
@@ -73,7 +73,6 @@ DEFAULT_WINDOW = 4096
 HEADER_START = "# genomix score-variants"
 ON_REF_MISMATCH = ("error", "skip")
 METHODS = ("causal", "masked", "embedding")
-COMPRESSED_SUFFIXES = (".gz", ".bgz", ".bz2", ".xz", ".zst")
 
 
 @dataclasses.dataclass
@@ -445,9 +444,7 @@ def check_scores_output(out: str | Path, vcf: str | Path, inputs: Iterable[str |
     is refused too, since the rows are written as plain text (appended as they finish, for resuming), which such
     a name would misdescribe."""
     out = check_output(out, (vcf, *(index_paths(vcf) if vcf else ()), *inputs), overwrite)
-    if out.suffix.lower() in COMPRESSED_SUFFIXES:
-        raise InputFormatError(f"{out}: the output is a plain-text TSV, not {out.suffix}-compressed; name it "
-                               f"{out.with_suffix('')} (out, --out) and compress it once the run is complete")
+    refuse_compressed_name(out, "a plain-text TSV")
     return out
 
 

@@ -169,8 +169,15 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
 
 
 def _read_weights_file(path: Path) -> dict[str, torch.Tensor]:
-    """The tensors of one existing safetensors file or torch pickle (see :func:`read_weights`)."""
+    """The tensors of one existing safetensors file or torch pickle (see :func:`read_weights`). A file this
+    process may not read is refused as such first: the readers' errors would call it corrupt, and advise deleting
+    it."""
     hint = f"the file is truncated or corrupt; delete it and {_REDOWNLOAD}"
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot be opened ({exc.strerror or exc}); check its permissions") from None
     if path.suffix == ".safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file
