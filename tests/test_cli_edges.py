@@ -85,3 +85,11 @@ def test_sigterm_ends_a_run_as_ctrl_c_does_and_the_handler_is_restored(tmp_path,
     assert _embed(fasta, str(tmp_path / "t.h5")) == 128 + signal.SIGTERM
     assert "genomix embed: terminated (SIGTERM); " in capsys.readouterr().err
     assert signal.getsignal(signal.SIGTERM) == before and not (tmp_path / "t.h5").exists()
+
+
+def test_index_vcf_blames_the_output_it_cannot_write_not_the_vcf(tmp_path, capsys):
+    vcf = tmp_path / "calls.vcf"
+    vcf.write_text("##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\nMT\t5\t.\tA\tG\t.\t.\t.\n")
+    assert main(["index-vcf", str(vcf), "--out", str(tmp_path / ("a" * 250 + ".vcf.gz"))]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write it (File name too long); choose another out (--out)" in err and "unreadable VCF" not in err

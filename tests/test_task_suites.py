@@ -160,6 +160,7 @@ def test_an_archive_that_does_not_exist_says_so(tmp_path):
     with pytest.raises(DownloadError, match="no such file") as info:
         fetch_suite("gue", out=tmp_path / "gue", tasks=["tf/0"], archive=tmp_path / "nonexist.zip", quiet=True)
     assert "HTML" not in str(info.value)
+    assert not (tmp_path / "gue").exists()  # a refused first download leaves no empty --out folder
 
 
 def test_an_unreachable_host_says_so_and_points_to_archive(gue_suite, tmp_path, monkeypatch):

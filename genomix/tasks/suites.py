@@ -164,6 +164,7 @@ def fetch_suite(
     spec = suite(name)
     root = Path(out).expanduser() if out is not None else default_root(name, cache)
     wanted = spec.select(tasks)
+    created = not root.exists()
     root = make_output_dir(root, option="--out" if out is not None else "--cache-dir (or $GENOMIX_CACHE)")
     missing = [t for t in wanted if not is_fetched(root, t, spec.files)]
     damaged = {t: why for t in missing if (why := damage(root / t, spec.files))}
@@ -172,6 +173,8 @@ def fetch_suite(
     try:
         _fetch_missing(spec, root, missing, archive, quiet)
     except GenomixError as exc:
+        if created and not any(root.iterdir()):  # a refused first download leaves no empty folder behind
+            root.rmdir()
         still = [f"{t} ({why})" for t in damaged if (why := damage(root / t, spec.files))]
         if still:
             which = f"task {still[0]} was" if len(still) == 1 else f"tasks {', '.join(still)} were"

@@ -222,6 +222,10 @@ def index_vcf(source: str | os.PathLike, out: str | os.PathLike | None = None, o
             raise
         return _replace_indexed(tmp, index, out)
     except (UnicodeDecodeError, OSError, EOFError) as exc:
+        written = getattr(exc, "filename", None)
+        if written is not None and Path(written) != source:  # the copy or its index, not the VCF
+            raise InputFormatError(f"{written}: cannot write it ({exc.strerror or exc}); choose another out "
+                                   "(--out)") from None
         raise InputFormatError(f"{source}: unreadable VCF ({exc})") from None
 
 
