@@ -268,7 +268,7 @@ def read_class_folders(split_dir: str | os.PathLike) -> dict[str, tuple[list[np.
     for class_dir in sorted(p for p in split_dir.iterdir() if p.is_dir() and not _is_hidden(p.name)):
         entries = [p for p in class_dir.iterdir() if not _is_hidden(p.name)]
         files = sorted((p for p in entries if p.suffix == ".txt" and p.is_file()), key=lambda p: (len(p.stem), p.stem))
-        unread += [f"{class_dir.name}/{p.name}" for p in entries if p not in files]
+        unread += [f"{class_dir.name}/{p.name}" for p in entries if not (p.suffix == ".txt" and p.is_file())]
         classes[class_dir.name] = ([_encode_row(f.read_text(encoding="ascii", errors="replace"), str(f)) for f in files],
                                    [str(f) for f in files])
         if not files:
