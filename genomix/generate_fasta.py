@@ -20,6 +20,7 @@ when it stopped. A finished run leaves its settings and the size of its output b
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -82,9 +83,9 @@ def generate_fasta(
     refuse_compressed_name(out, "a plain-text FASTA")
     check_output_dir(out.parent)
     partial, progress_file, record = partial_path(out), _progress_path(out), _finished_path(out)
-    if finished_output(out, partial, lambda: same_weights_settings(_finished(record, out)["settings"], settings, out),
-                       settings, lambda: _other_prompts(prompts, _finished(record, out)["done"]), resume=resume,
-                       overwrite=overwrite):
+    finished = functools.cache(lambda: _finished(record, out))  # read once, if finished_output asks
+    if finished_output(out, partial, lambda: same_weights_settings(finished()["settings"], settings, out), settings,
+                       lambda: _other_prompts(prompts, finished()["done"]), resume=resume, overwrite=overwrite):
         return out
     keep = continue_partial(
         partial, lambda: same_weights_settings(_recorded(progress_file, partial)["settings"], settings, partial),
@@ -226,17 +227,25 @@ def _recorded(progress_file: Path, partial: Path) -> Mapping:
     """What an interrupted run recorded beside its partial output: ``settings``, and ``done`` (the prompts
     completed and the bytes their records take), after checking that ``partial`` still holds those bytes (a
     shorter file would be extended with zero bytes and renamed as if complete)."""
-    try:
-        recorded = json.loads(progress_file.read_text())
-        kept = int(recorded["done"]["bytes"]) if isinstance(recorded, dict) and "settings" in recorded else None
-    except (OSError, ValueError, TypeError, KeyError):
-        kept = None
-    if kept is None:
+    recorded, kept = _read_record(progress_file)
+    if recorded is None:
         raise InputFormatError(f"{partial} has no readable record of its run ({progress_file}); {START_AGAIN}")
     if partial.stat().st_size < kept:
         raise InputFormatError(f"{partial} holds fewer than the {kept} bytes that {progress_file} records: it was "
                                f"cut short; {START_AGAIN}")
     return recorded
+
+
+def _read_record(path: Path) -> tuple[Mapping | None, int]:
+    """A run's record (:func:`_write_json`'s ``settings`` and ``done``) and the bytes of records it counts, or
+    ``(None, 0)`` when ``path`` is missing or unreadable, or lacks them."""
+    try:
+        recorded = json.loads(path.read_text())
+        if isinstance(recorded, dict) and "settings" in recorded:
+            return recorded, int(recorded["done"]["bytes"])
+    except (OSError, ValueError, TypeError, KeyError):
+        pass
+    return None, 0
 
 
 def _progress_path(out: Path) -> Path:
@@ -258,12 +267,8 @@ def _finished(record: Path, out: Path) -> Mapping:
     """What the run that wrote ``out`` recorded in ``record`` when it finished (``settings`` and ``done``, as
     :func:`_recorded`), after checking that ``out`` still has the size it had then."""
     advice = "pass overwrite=True (--overwrite) to replace it, or write elsewhere"
-    try:
-        recorded = json.loads(record.read_text())
-        size = int(recorded["done"]["bytes"]) if isinstance(recorded, dict) and "settings" in recorded else None
-    except (OSError, ValueError, TypeError, KeyError):
-        size = None
-    if size is None:
+    recorded, size = _read_record(record)
+    if recorded is None:
         raise InputFormatError(f"{out} has no readable record of the run that wrote it ({record}), so it cannot be "
                                f"told whether it is this run's output; {advice}")
     if out.stat().st_size != size:

@@ -32,12 +32,13 @@ def check_output(out: str | os.PathLike, inputs: Iterable[str | os.PathLike | No
     if out.exists() and not out.is_file():
         raise InputFormatError(f"{out} is not a regular file (a device or a pipe): outputs are written to a temporary "
                                "file and renamed onto their path, which would replace it; give a file name")
+    resolved = out.resolve()
     for source in inputs:
         if source is None or not Path(source).expanduser().exists():
             continue
         source = Path(source).expanduser().resolve()
-        if out.resolve() == source or (source.is_dir() and out.exists() and out.resolve().is_relative_to(source)):
-            inside = "" if out.resolve() == source else f" (it is inside the input folder {source})"
+        if resolved == source or (source.is_dir() and out.exists() and resolved.is_relative_to(source)):
+            inside = "" if resolved == source else f" (it is inside the input folder {source})"
             raise InputFormatError(f"{out}: the output must not be an input of the same command{inside}; writing it "
                                    "would destroy what is being read; choose another output path")
     if out.exists() and not overwrite:

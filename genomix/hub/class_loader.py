@@ -111,17 +111,18 @@ def _refuse_weights_of_another_model(cls: type[GenomixPreTrainedModel], name: st
     missing = sorted(key for key in info["missing_keys"] if prefix is None or key.startswith(prefix))
     # the family's key names mean a meta-device model per head: built only when transformers reports strays
     unexpected = sorted(set(info["unexpected_keys"]) - _family_keys(model.config)) if info["unexpected_keys"] else []
-    problems = []
-    given_config = given_config if _differs_from_folder(given_config, name) else None
-    config_source = "the config passed (config=)" if given_config is not None else "its config.json"
-    if missing:
-        problems.append(f"lacks {len(missing)} backbone weight(s) that {config_source} asks for "
-                        f"({summarise(missing, 4)})")
-    if unexpected:
-        problems.append(f"holds {len(unexpected)} weight(s) no {model.config.model_type} model has "
-                        f"({summarise(unexpected, 4)})")
-    if problems:  # said here instead of in transformers' report of the same weights, which is dropped
-        advice = "pass the config of these weights" if given_config else "re-save or re-download the checkpoint"
+    if missing or unexpected:  # said here instead of in transformers' report of the same weights, which is dropped
+        # only now, as it reads config.json again: which config the refusal blames
+        mine = _differs_from_folder(given_config, name)
+        problems = []
+        if missing:
+            source = "the config passed (config=)" if mine else "its config.json"
+            problems.append(f"lacks {len(missing)} backbone weight(s) that {source} asks for "
+                            f"({summarise(missing, 4)})")
+        if unexpected:
+            problems.append(f"holds {len(unexpected)} weight(s) no {model.config.model_type} model has "
+                            f"({summarise(unexpected, 4)})")
+        advice = "pass the config of these weights" if mine else "re-save or re-download the checkpoint"
         raise CheckpointError(f"{name}: the checkpoint {' and '.join(problems)}; the config and the weights are not "
                               f"of one model: {advice}")
     broken = [key for key, value in model.state_dict().items()
@@ -137,6 +138,7 @@ def _differs_from_folder(config: Any, folder: str) -> bool:
     fields transformers adds as it reads one (``_name_or_path``, its version) aside."""
     if config is None:
         return False
+
     def said(cfg: Any) -> dict[str, Any]:
         return {k: v for k, v in cfg.to_dict().items() if not k.startswith("_") and k != "transformers_version"}
     return said(config) != said(type(config).from_pretrained(folder))

@@ -300,10 +300,11 @@ def _saved_settings(path: Path, settings: dict[str, str]) -> dict[str, str]:
     compared by its weights, its path only for a run recorded without them
     (:func:`genomix.resume.same_weights_settings`)."""
     with open(path, errors="replace") as fh:  # any file may stand at an output's path
-        if not fh.readline().startswith(HEADER_START):
+        first = fh.readline()
+        if not first.startswith(HEADER_START):
             raise InputFormatError(f"{path} is not a scores file of genomix score-variants (its first line does not "
                                    f"start with {HEADER_START!r}); {START_AGAIN}, or write elsewhere")
-    saved = scores_settings(path)
+        saved = _header_settings(first + fh.readline())
     if saved.get("on_ref_mismatch") == "error":
         saved["on_ref_mismatch"] = settings["on_ref_mismatch"]
     return same_weights_settings(saved, settings, path)
